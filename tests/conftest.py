@@ -1,0 +1,35 @@
+"""Shared fixtures: every test that needs PostgreSQL gets a database of its own on a real server.
+
+The server is ``PRIVACY_TEST_PG_URL`` (default: the local PostgreSQL on 127.0.0.1:5432). When nothing
+answers there, an embedded server (PyPI ``pgserver``) is started under ``.demo/pg`` so that the suite
+also runs on a machine that has only Python.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from include import database
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    url = os.environ.get("PRIVACY_TEST_PG_URL", database.DEFAULT_URL)
+    if database.answers(url):
+        return url
+    from include.embedded_postgres import start_embedded
+
+    return start_embedded()
+
+
+@pytest.fixture
+def fresh_db(pg_server_url):
+    """URL of a new, empty database, dropped after the test."""
+    name = f"privacy_test_{uuid.uuid4().hex[:12]}"
+    url = database.create_database(pg_server_url, name)
+    try:
+        yield url
+    finally:
+        database.drop_database(pg_server_url, name)
