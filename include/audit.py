@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from psycopg.types.json import Jsonb
 
@@ -24,6 +24,21 @@ def _json_default(value: Any) -> str:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     raise TypeError(f"audit details cannot hold a {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Who is acting, for the audit log, and when."""
+
+    run_id: str
+    actor: str
+    dag_id: str | None = None
+    task_id: str | None = None
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+
+    def audit(self, store, action: str, details: dict) -> None:
+        append(store, action, details, actor=self.actor, dag_id=self.dag_id, run_id=self.run_id,
+               task_id=self.task_id)
 
 
 def canonical_details(details: Mapping[str, Any] | None) -> dict:

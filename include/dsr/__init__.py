@@ -1,0 +1,1 @@
+"""Request deadline tracking (SPEC §4.1): select, evaluate, record, escalate."""
