@@ -1,0 +1,1 @@
+"""Outbound notifications (email through SendGrid) shared by every DAG."""

@@ -1,0 +1,134 @@
+"""An in-memory Google Cloud Storage emulator (PyPI ``gcp-storage-emulator``) on a loopback port.
+
+The real ``google-cloud-storage`` client, and so the Airflow provider's ``GCSHook``, talks to it when
+``STORAGE_EMULATOR_HOST`` is set to ``base_url`` and the connection is anonymous.
+
+Run it on its own with::
+
+    python -m include.standins.gcs_emulator --port 0 --bucket NAME [--host 127.0.0.1] [--ready-file PATH]
+
+It prints its base URL once it listens, and writes it to the ready file.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import signal
+import sys
+import threading
+from http.server import HTTPServer
+from pathlib import Path
+from typing import Any
+
+from gcp_storage_emulator.handlers.buckets import create_bucket
+from gcp_storage_emulator.server import RequestHandler
+from gcp_storage_emulator.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+class GCSEmulator:
+    """``with GCSEmulator(default_bucket="b") as gcs: os.environ["STORAGE_EMULATOR_HOST"] = gcs.base_url``.
+
+    The package's own ``Server`` binds inside its thread and keeps the socket private, so a port
+    chosen by the OS (port 0) could not be read back; the server is assembled here from the
+    package's storage and request handler instead. It stays single-threaded like upstream, because
+    the in-memory storage is not safe for concurrent writes.
+    """
+
+    def __init__(self, default_bucket: str | None = None, host: str = "127.0.0.1", port: int = 0,
+                 project_number: str | int | None = None):
+        self.default_bucket = default_bucket
+        self._address = (host, port)
+        self._project_number = project_number
+        self._storage: Storage | None = None
+        self._server: HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def bucket(self) -> str | None:
+        return self.default_bucket
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment that points Google's storage client at this emulator."""
+        return {"STORAGE_EMULATOR_HOST": self.base_url}
+
+    def start(self) -> "GCSEmulator":
+        if self._server is not None:
+            return self
+        # data_dir is only used for disk storage, but the constructor insists on an absolute path.
+        self._storage = Storage(use_memory_fs=True, data_dir=os.path.abspath(os.sep),
+                                project_number=self._project_number)
+        if self.default_bucket:
+            create_bucket(self.default_bucket, self._storage)
+        self._server = HTTPServer(self._address, functools.partial(RequestHandler, self._storage))
+        self._thread = threading.Thread(target=self._server.serve_forever, name="gcs-emulator",
+                                        kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+        log.info("GCS emulator listening on %s", self.base_url)
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server, self._thread, self._storage = None, None, None
+
+    def __enter__(self) -> "GCSEmulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def create_bucket(self, name: str) -> None:
+        if self._storage is None:
+            raise RuntimeError("the emulator is not running")
+        create_bucket(name, self._storage)
+
+    def wipe(self, keep_buckets: bool = True) -> None:
+        """Delete every object (and, unless ``keep_buckets``, every bucket)."""
+        if self._storage is None:
+            raise RuntimeError("the emulator is not running")
+        self._storage.wipe(keep_buckets=keep_buckets)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="In-memory GCS emulator on a loopback port")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--bucket", help="create this bucket at start")
+    parser.add_argument("--ready-file", help="write the base URL here once listening")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with GCSEmulator(default_bucket=args.bucket, host=args.host, port=args.port) as emulator:
+        # The file first, written then renamed: whoever reads stdout may look for it next, and a
+        # watcher must never read half a URL.
+        if args.ready_file:
+            path = Path(args.ready_file)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(emulator.base_url + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        print(emulator.base_url, flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

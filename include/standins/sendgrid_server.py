@@ -1,0 +1,716 @@
+"""A local server that speaks SendGrid's v3 Mail Send API, for development and tests.
+
+Payloads are checked against the published OpenAPI contract (``shared/contracts``) and then against
+the documented behaviour that the contract leaves out (the errata in the contracts README), so that
+a payload accepted here is one SendGrid accepts too. Accepted requests are kept for inspection, and
+faults (429, 5xx, slow answers) can be injected to exercise the client's retry rules.
+
+Run it on its own with::
+
+    python -m include.standins.sendgrid_server --host 127.0.0.1 --port 0 --api-key KEY \
+        [--ready-file PATH] [--record-path PATH]
+
+It prints its base URL (``http://127.0.0.1:PORT``) once it listens, and writes it to the ready file.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import copy
+import gzip
+import json
+import logging
+import math
+import os
+import re
+import secrets
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import jsonschema
+
+log = logging.getLogger(__name__)
+
+CONTRACT_RELATIVE = Path("shared/contracts/sendgrid-mail-v3.openapi.json")
+MAIL_SEND_PATH = "/v3/mail/send"
+STANDIN_PREFIX = "/_standin/"
+
+# SendGrid documents "less than 30MB"; the decimal reading is the stricter one, so a request that
+# fits here fits there.
+MAX_REQUEST_BYTES = 30_000_000
+MAX_RECIPIENTS = 1000
+# custom_args and substitutions are limited in bytes of their merged JSON, not in keys.
+MAX_ARGS_BYTES = 10_000
+MAX_SEND_AT_AHEAD_SECONDS = 72 * 3600
+
+_EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$"
+)
+
+
+def find_contract() -> Path:
+    """Locate the SendGrid OpenAPI contract.
+
+    ``SENDGRID_CONTRACT_PATH`` wins; otherwise ``shared/contracts/...`` is looked for in every parent
+    of this file and of the working directory, because the repo sits beside ``shared/`` both here
+    and in CI's fresh clone.
+    """
+    configured = os.environ.get("SENDGRID_CONTRACT_PATH")
+    if configured:
+        path = Path(configured)
+        if not path.is_file():
+            raise FileNotFoundError(f"SENDGRID_CONTRACT_PATH={configured} is not a file")
+        return path
+    starts = [Path(__file__).resolve().parent, Path.cwd().resolve()]
+    for start in starts:
+        for parent in (start, *start.parents):
+            candidate = parent / CONTRACT_RELATIVE
+            if candidate.is_file():
+                return candidate
+    raise FileNotFoundError(
+        f"{CONTRACT_RELATIVE} not found above {starts[0]} or {starts[1]}; set SENDGRID_CONTRACT_PATH"
+    )
+
+
+def _error(message: str, field: str | None = None) -> dict[str, Any]:
+    return {"message": message, "field": field, "help": None}
+
+
+def _is_valid_email(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 320 and bool(_EMAIL_RE.match(value))
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+class MailSendValidator:
+    """Checks a Mail Send body the way SendGrid does; answers a list of SendGrid-style errors.
+
+    Error messages never quote values from the payload, because callers store and log them.
+    """
+
+    def __init__(self, contract_path: str | Path | None = None, clock: Callable[[], float] = time.time):
+        self.contract_path = Path(contract_path) if contract_path else find_contract()
+        self._clock = clock
+        with open(self.contract_path, encoding="utf-8") as fh:
+            contract = json.load(fh)
+        components = copy.deepcopy(contract["components"])
+        body_schema = components["requestBodies"]["PostMailSend"]["content"]["application/json"]["schema"]
+        # Erratum: the API refuses a string and the SDK sends an object of strings.
+        strings_object = {"type": "object", "additionalProperties": {"type": "string"}}
+        body_schema["properties"]["custom_args"] = dict(strings_object)
+        body_schema["properties"]["personalizations"]["items"]["properties"]["custom_args"] = dict(
+            strings_object
+        )
+        root = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$ref": "#/components/requestBodies/PostMailSend/content/application~1json/schema",
+            "components": components,
+        }
+        format_checker = jsonschema.FormatChecker()
+        # jsonschema's own "email" check only looks for an "@"; SendGrid refuses far more.
+        format_checker.checks("email")(_is_valid_email)
+        self._schema_validator = jsonschema.Draft202012Validator(root, format_checker=format_checker)
+
+    def errors(self, payload: Any) -> list[dict[str, Any]]:
+        if not isinstance(payload, dict):
+            return [_error("The request body must be a JSON object.", None)]
+        found = [self._schema_error(e) for e in self._schema_validator.iter_errors(payload)]
+        found.extend(self._documented_rules(payload))
+        # The same problem can be caught by the schema and by a documented rule.
+        unique: dict[tuple, dict[str, Any]] = {}
+        for err in found:
+            unique.setdefault((err["field"], err["message"]), err)
+        return list(unique.values())
+
+    # -- the published schema ------------------------------------------------------------------
+
+    @staticmethod
+    def _schema_error(err: jsonschema.ValidationError) -> dict[str, Any]:
+        path = [str(p) for p in err.absolute_path]
+        field = ".".join(path) or None
+        kind, limit = err.validator, err.validator_value
+        if kind == "required":
+            match = re.match(r"^'(.+)' is a required property$", err.message)
+            name = match.group(1) if match else None
+            full = ".".join([*path, name]) if name else field
+            return _error(f"The {full} parameter is required.", full)
+        if kind == "type":
+            given = type(err.instance).__name__
+            given = {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
+                     "dict": "object", "list": "array", "NoneType": "null"}.get(given, given)
+            return _error(f"Invalid type. Expected: {limit}, given: {given}.", field)
+        if kind == "format" and limit == "email":
+            return _error("Does not contain a valid address.", field)
+        messages = {
+            "maxItems": f"The {field} array may have at most {limit} items.",
+            "minItems": f"The {field} array must have at least {limit} items.",
+            "minLength": f"The {field} value must be at least {limit} characters long.",
+            "maxLength": f"The {field} value must be at most {limit} characters long.",
+            "maxProperties": f"The {field} object may have at most {limit} properties.",
+            "uniqueItems": f"The {field} array must not contain duplicates.",
+            "enum": f"The {field} value must be one of {limit}.",
+        }
+        return _error(messages.get(kind, f"The {field} value fails the '{kind}' rule."), field)
+
+    # -- what the documentation adds (contracts README, errata) --------------------------------
+
+    def _documented_rules(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        errors: list[dict[str, Any]] = []
+        personalizations = payload.get("personalizations")
+        if isinstance(personalizations, list):
+            errors += self._personalization_rules(payload, personalizations)
+        errors += self._subject_and_content_rules(payload, personalizations)
+        if "reply_to" in payload and "reply_to_list" in payload:
+            errors.append(_error("The reply_to and reply_to_list parameters cannot both be used.",
+                                 "reply_to_list"))
+        errors += self._send_at_rule(payload.get("send_at"), "send_at")
+        errors += self._display_name_rules(payload)
+        errors += self._attachment_rules(payload.get("attachments"))
+        return errors
+
+    def _personalization_rules(self, payload: dict, personalizations: list) -> list[dict[str, Any]]:
+        errors: list[dict[str, Any]] = []
+        if not personalizations:
+            errors.append(_error("The personalizations field must have at least one item.",
+                                 "personalizations"))
+        top_args = payload.get("custom_args") if isinstance(payload.get("custom_args"), dict) else {}
+        seen: set[str] = set()
+        recipients = 0
+        for i, p in enumerate(personalizations):
+            if not isinstance(p, dict):
+                continue
+            base = f"personalizations.{i}"
+            to = p.get("to")
+            if isinstance(to, list) and not to:
+                errors.append(_error(
+                    "The to array is required for all personalization objects, and must have at "
+                    "least one email object with a valid email address.", f"{base}.to"))
+            for kind in ("to", "cc", "bcc"):
+                entries = p.get(kind)
+                if not isinstance(entries, list):
+                    continue
+                for j, entry in enumerate(entries):
+                    recipients += 1
+                    email = entry.get("email") if isinstance(entry, dict) else None
+                    if not isinstance(email, str):
+                        continue
+                    key = email.strip().lower()
+                    if key in seen:
+                        errors.append(_error(
+                            "Each email address should be unique across to, cc and bcc of a "
+                            f"request; this one appeared before {base}.{kind}.{j}.",
+                            f"{base}.{kind}.{j}.email"))
+                    seen.add(key)
+            own_args = p.get("custom_args") if isinstance(p.get("custom_args"), dict) else {}
+            if _json_bytes({**top_args, **own_args}) >= MAX_ARGS_BYTES:
+                errors.append(_error(
+                    f"The merged custom_args of a message must be under {MAX_ARGS_BYTES} bytes.",
+                    f"{base}.custom_args"))
+            subs = p.get("substitutions")
+            if isinstance(subs, dict) and _json_bytes(subs) >= MAX_ARGS_BYTES:
+                errors.append(_error(
+                    f"The substitutions of a personalization must be under {MAX_ARGS_BYTES} bytes.",
+                    f"{base}.substitutions"))
+            errors += self._send_at_rule(p.get("send_at"), f"{base}.send_at")
+        if recipients > MAX_RECIPIENTS:
+            errors.append(_error(
+                f"The total number of recipients across to, cc and bcc must be no more than "
+                f"{MAX_RECIPIENTS}; this request has {recipients}.", "personalizations"))
+        if not personalizations and top_args and _json_bytes(top_args) >= MAX_ARGS_BYTES:
+            errors.append(_error(
+                f"The custom_args must be under {MAX_ARGS_BYTES} bytes.", "custom_args"))
+        return errors
+
+    @staticmethod
+    def _subject_and_content_rules(payload: dict, personalizations: Any) -> list[dict[str, Any]]:
+        errors: list[dict[str, Any]] = []
+        has_template = bool(payload.get("template_id"))
+        if not has_template and not payload.get("subject"):
+            items = personalizations if isinstance(personalizations, list) else []
+            if not items or not all(isinstance(p, dict) and p.get("subject") for p in items):
+                errors.append(_error(
+                    "The subject is required. You can get around this requirement if you use a "
+                    "template or if every personalization has a subject.", "subject"))
+        content = payload.get("content")
+        if not has_template and not content:
+            errors.append(_error(
+                "Unless a valid template_id is provided, the content parameter is required and "
+                "must have at least one content block.", "content"))
+        if isinstance(content, list):
+            # text/plain first, then text/html, then anything else.
+            rank = {"text/plain": 0, "text/html": 1}
+            last = -1
+            for i, block in enumerate(content):
+                if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                    continue
+                this = rank.get(block["type"].strip().lower(), 2)
+                if this < last:
+                    errors.append(_error(
+                        "Content blocks must be ordered text/plain, then text/html, then any "
+                        "other type.", f"content.{i}.type"))
+                    break
+                last = this
+        return errors
+
+    def _send_at_rule(self, send_at: Any, field: str) -> list[dict[str, Any]]:
+        if isinstance(send_at, int) and not isinstance(send_at, bool):
+            if send_at > self._clock() + MAX_SEND_AT_AHEAD_SECONDS:
+                return [_error("send_at cannot be scheduled more than 72 hours in advance.", field)]
+        return []
+
+    @staticmethod
+    def _display_name_rules(payload: dict) -> list[dict[str, Any]]:
+        def named(obj: Any, field: str) -> Iterable[tuple[Any, str]]:
+            if isinstance(obj, dict):
+                yield obj.get("name"), f"{field}.name"
+
+        candidates: list[tuple[Any, str]] = []
+        candidates += named(payload.get("from"), "from")
+        candidates += named(payload.get("reply_to"), "reply_to")
+        for i, entry in enumerate(payload.get("reply_to_list") or []):
+            candidates += named(entry, f"reply_to_list.{i}")
+        personalizations = payload.get("personalizations")
+        for i, p in enumerate(personalizations if isinstance(personalizations, list) else []):
+            if not isinstance(p, dict):
+                continue
+            candidates += named(p.get("from"), f"personalizations.{i}.from")
+            for kind in ("to", "cc", "bcc"):
+                entries = p.get(kind)
+                for j, entry in enumerate(entries if isinstance(entries, list) else []):
+                    candidates += named(entry, f"personalizations.{i}.{kind}.{j}")
+        return [
+            _error("Display names cannot contain ';' or ','.", field)
+            for name, field in candidates
+            if isinstance(name, str) and (";" in name or "," in name)
+        ]
+
+    @staticmethod
+    def _attachment_rules(attachments: Any) -> list[dict[str, Any]]:
+        errors: list[dict[str, Any]] = []
+        for i, att in enumerate(attachments if isinstance(attachments, list) else []):
+            content = att.get("content") if isinstance(att, dict) else None
+            if not isinstance(content, str) or not content:
+                continue
+            try:
+                base64.b64decode(content, validate=True)
+            except (binascii.Error, ValueError):
+                errors.append(_error("The attachment content must be base64 encoded.",
+                                     f"attachments.{i}.content"))
+        return errors
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------------
+# Server state: accepted messages, request log, pending faults
+# --------------------------------------------------------------------------------------------
+
+class _State:
+    def __init__(self, api_key: str, restricted_keys: Iterable[str], record_path: Path | None):
+        self.api_key = api_key
+        self.restricted_keys = set(restricted_keys)
+        self.record_path = record_path
+        self.lock = threading.Lock()
+        self.accepted: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []
+        self.faults: deque[dict[str, Any]] = deque()
+        self.stopping = threading.Event()
+
+    def add_fault(self, status: int | None, count: int, reset_after_seconds: float | None,
+                  delay_seconds: float | None, limit: int | None) -> None:
+        if status is None and not delay_seconds:
+            raise ValueError("a fault needs a status or delay_seconds")
+        if status is not None and not 100 <= int(status) <= 599:
+            raise ValueError("status must be an HTTP status code")
+        if int(count) < 1:
+            raise ValueError("count must be at least 1")
+        with self.lock:
+            self.faults.append({
+                "status": int(status) if status is not None else None,
+                "remaining": int(count),
+                "reset_after_seconds": float(reset_after_seconds if reset_after_seconds is not None else 1),
+                "delay_seconds": float(delay_seconds or 0),
+                "limit": int(limit or 600),
+            })
+
+    def take_fault(self) -> dict[str, Any] | None:
+        with self.lock:
+            if not self.faults:
+                return None
+            fault = self.faults[0]
+            fault["remaining"] -= 1
+            if fault["remaining"] <= 0:
+                self.faults.popleft()
+            return dict(fault)
+
+    def log_request(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.requests.append(entry)
+
+    def accept(self, record: dict[str, Any]) -> None:
+        with self.lock:
+            self.accepted.append(record)
+            if self.record_path is not None:
+                with open(self.record_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def clear(self) -> None:
+        with self.lock:
+            self.accepted.clear()
+            self.requests.clear()
+            self.faults.clear()
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _message_id() -> str:
+    # SendGrid's X-Message-Id values are 22 URL-safe characters.
+    return secrets.token_urlsafe(16)[:22]
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------------------------
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "sendgrid-standin/1"
+    server: "_Server"
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        # Request lines carry no personal data, but the default writes to stderr on every request.
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = b"" if body is None else json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        if body is not None:
+            self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+
+    def _read_body(self) -> tuple[bytes, int]:
+        """Read the whole body (so the connection stays usable); keep it only below the limit."""
+        length = int(self.headers.get("Content-Length") or 0)
+        kept = bytearray()
+        remaining = length
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            if len(kept) < MAX_REQUEST_BYTES:
+                kept += chunk
+        return bytes(kept), length
+
+    def _client_gone(self) -> bool:
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    # -- routing -------------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
+    def do_PUT(self) -> None:
+        self._route("PUT")
+
+    def do_PATCH(self) -> None:
+        self._route("PATCH")
+
+    def _route(self, method: str) -> None:
+        path = self.path.split("?", 1)[0]
+        if path.startswith(STANDIN_PREFIX):
+            self._standin(method, path)
+        elif path.rstrip("/") == MAIL_SEND_PATH:
+            if method == "POST":
+                self._mail_send()
+            else:
+                self._read_body()
+                self._logged_reply(method, path, 405, {"errors": [_error("method not allowed")]})
+        else:
+            self._read_body()
+            self._logged_reply(method, path, 404, {"errors": [_error("not found")]})
+
+    def _logged_reply(self, method: str, path: str, status: int, body: Any,
+                      headers: dict[str, str] | None = None, **extra: Any) -> None:
+        entry = {"method": method, "path": path, "status": status, "received_at": _now_iso(),
+                 "headers": dict(headers or {}), **extra}
+        if isinstance(body, dict) and "errors" in body:
+            entry["errors"] = body["errors"]
+        self.server.state.log_request(entry)
+        self._send_json(status, body, headers)
+
+    # -- POST /v3/mail/send --------------------------------------------------------------------
+
+    def _mail_send(self) -> None:
+        state = self.server.state
+        raw, length = self._read_body()
+        reply = lambda status, body, headers=None, **extra: self._logged_reply(  # noqa: E731
+            "POST", MAIL_SEND_PATH, status, body, headers, **extra)
+
+        fault = state.take_fault()
+        if fault is not None:
+            if fault["delay_seconds"]:
+                state.stopping.wait(fault["delay_seconds"])
+            if fault["status"] is not None:
+                self._answer_fault(fault, reply)
+                return
+            if self._client_gone():
+                # The client gave up waiting; nothing is sent to it and nothing is accepted.
+                state.log_request({"method": "POST", "path": MAIL_SEND_PATH, "status": 499,
+                                   "received_at": _now_iso(), "headers": {}, "fault": "delay",
+                                   "client_disconnected": True})
+                self.close_connection = True
+                return
+
+        auth = self.headers.get("Authorization")
+        if not auth:
+            reply(401, {"errors": [_error("authorization required")]})
+            return
+        scheme, _, key = auth.partition(" ")
+        if scheme.lower() != "bearer" or key.strip() not in {state.api_key, *state.restricted_keys}:
+            reply(401, {"errors": [_error(
+                "The provided authorization grant is invalid, expired, or revoked")]})
+            return
+        if key.strip() in state.restricted_keys:
+            reply(403, {"errors": [_error("access forbidden")]})
+            return
+
+        if length >= MAX_REQUEST_BYTES:
+            reply(413, {"errors": [_error(
+                f"content too large: the whole request must be under {MAX_REQUEST_BYTES} bytes")]})
+            return
+        try:
+            if (self.headers.get("Content-Encoding") or "").lower() == "gzip":
+                raw = gzip.decompress(raw)
+            payload = json.loads(raw.decode("utf-8"))
+        except (OSError, EOFError, UnicodeDecodeError, ValueError):
+            reply(400, {"errors": [_error("Bad Request: the request body is not valid JSON.")]})
+            return
+
+        errors = self.server.validator.errors(payload)
+        if errors:
+            reply(400, {"errors": errors})
+            return
+        message_id = _message_id()
+        state.accept({"message_id": message_id, "received_at": _now_iso(), "payload": payload})
+        count = len(payload.get("personalizations") or [])
+        log.info("accepted message %s with %d personalizations", message_id, count)
+        reply(202, None, {"X-Message-Id": message_id}, message_id=message_id)
+
+    def _answer_fault(self, fault: dict[str, Any], reply: Callable[..., None]) -> None:
+        status = fault["status"]
+        headers: dict[str, str] = {}
+        if status == 429:
+            reset = math.ceil(time.time() + fault["reset_after_seconds"])
+            headers = {"X-RateLimit-Limit": str(fault["limit"]), "X-RateLimit-Remaining": "0",
+                       "X-RateLimit-Reset": str(reset)}
+            message = "too many requests"
+        elif status >= 500:
+            message = "internal server error"
+        else:
+            message = "injected fault"
+        reply(status, {"errors": [_error(message)]}, headers, fault=True)
+
+    # -- /_standin/ ----------------------------------------------------------------------------
+
+    def _standin(self, method: str, path: str) -> None:
+        state = self.server.state
+        raw, _ = self._read_body()
+        route = path[len(STANDIN_PREFIX):].strip("/")
+        if route == "messages" and method == "GET":
+            with state.lock:
+                self._send_json(200, list(state.accepted))
+        elif route == "messages" and method == "DELETE":
+            state.clear()
+            self._send_json(204, None)
+        elif route == "requests" and method == "GET":
+            with state.lock:
+                self._send_json(200, list(state.requests))
+        elif route == "faults" and method == "POST":
+            try:
+                spec = json.loads(raw or b"{}")
+                state.add_fault(spec.get("status"), spec.get("count", 1),
+                                spec.get("reset_after_seconds"), spec.get("delay_seconds"),
+                                spec.get("limit"))
+            except (ValueError, TypeError, AttributeError) as exc:
+                self._send_json(400, {"errors": [_error(f"bad fault: {exc}")]})
+                return
+            with state.lock:
+                pending = [dict(f) for f in state.faults]
+            self._send_json(201, {"pending": pending})
+        elif route == "faults" and method == "GET":
+            with state.lock:
+                self._send_json(200, {"pending": [dict(f) for f in state.faults]})
+        elif route == "faults" and method == "DELETE":
+            with state.lock:
+                state.faults.clear()
+            self._send_json(204, None)
+        elif route == "health" and method == "GET":
+            self._send_json(200, {"status": "ok"})
+        else:
+            self._send_json(404, {"errors": [_error("not found")]})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state: _State, validator: MailSendValidator):
+        self.state = state
+        self.validator = validator
+        super().__init__(address, _Handler)
+
+
+# --------------------------------------------------------------------------------------------
+# Python API
+# --------------------------------------------------------------------------------------------
+
+class SendGridStandIn:
+    """Runs the stand-in in a background thread.
+
+    ``with SendGridStandIn(api_key="k") as sg: ... sg.base_url ...``
+    """
+
+    def __init__(self, api_key: str = "SG.standin-key", host: str = "127.0.0.1", port: int = 0,
+                 record_path: str | Path | None = None, restricted_keys: Iterable[str] = (),
+                 contract_path: str | Path | None = None):
+        if not api_key:
+            raise ValueError("api_key must not be empty")
+        self.api_key = api_key
+        self._address = (host, port)
+        self.record_path = Path(record_path) if record_path else None
+        self._state = _State(api_key, restricted_keys, self.record_path)
+        self._validator = MailSendValidator(contract_path)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the stand-in is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "SendGridStandIn":
+        if self._server is not None:
+            return self
+        self._state.stopping.clear()
+        self._server = _Server(self._address, self._state, self._validator)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sendgrid-standin",
+                                        kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+        log.info("SendGrid stand-in listening on %s", self.base_url)
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._state.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server, self._thread = None, None
+
+    def __enter__(self) -> "SendGridStandIn":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def accepted(self) -> list[dict[str, Any]]:
+        """Accepted requests: ``{"message_id", "received_at", "payload"}``, oldest first."""
+        with self._state.lock:
+            return copy.deepcopy(self._state.accepted)
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every SendGrid API request with the status it was answered with, oldest first."""
+        with self._state.lock:
+            return copy.deepcopy(self._state.requests)
+
+    def inject(self, status: int | None = None, count: int = 1, reset_after_seconds: float | None = None,
+               delay_seconds: float | None = None, limit: int | None = None) -> None:
+        """Make the next ``count`` mail-send requests answer ``status`` and/or answer slowly.
+
+        A slow answer without a status is processed normally if the client is still waiting, and
+        dropped (logged with status 499, not accepted) if it gave up.
+        """
+        self._state.add_fault(status, count, reset_after_seconds, delay_seconds, limit)
+
+    def clear(self) -> None:
+        """Forget accepted messages, the request log and pending faults."""
+        self._state.clear()
+
+
+def _write_ready_file(path: Path, base_url: str) -> None:
+    # Written then renamed, so a watcher never reads half a URL.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(base_url + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Local SendGrid v3 Mail Send stand-in")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--api-key", default=os.environ.get("SENDGRID_STANDIN_API_KEY"),
+                        help="the key clients must send (default: $SENDGRID_STANDIN_API_KEY)")
+    parser.add_argument("--restricted-key", action="append", default=[],
+                        help="a key that is known but lacks the mail.send scope (answers 403)")
+    parser.add_argument("--record-path", help="append accepted requests here as JSON lines")
+    parser.add_argument("--ready-file", help="write the base URL here once listening")
+    args = parser.parse_args(argv)
+    if not args.api_key:
+        parser.error("--api-key (or SENDGRID_STANDIN_API_KEY) is required")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    standin = SendGridStandIn(api_key=args.api_key, host=args.host, port=args.port,
+                              record_path=args.record_path, restricted_keys=args.restricted_key)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with standin:
+        # The file first: whoever reads stdout may look for the file next.
+        if args.ready_file:
+            _write_ready_file(Path(args.ready_file), standin.base_url)
+        print(standin.base_url, flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
