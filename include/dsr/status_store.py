@@ -25,14 +25,13 @@ def full_run_selection(store) -> Selection:
     """What a full run must look at, from what earlier runs recorded."""
     tracked = [r[0] for r in store.execute(
         "select request_id from compliance.dsr_status where state <> all(%s)", (list(CLOSED_STATES),))]
-    last = store.execute(
-        """select max_request_id, started_at from compliance.dsr_runs
-           where max_request_id is not null and finished_at is not null
-           order by started_at desc limit 1""").fetchone()
-    if last is None:
+    newest_id, last_start = store.execute(
+        """select max(max_request_id), max(started_at) from compliance.dsr_runs
+           where max_request_id is not null and finished_at is not null""").fetchone()
+    if newest_id is None:
         return Selection(tracked_ids=tuple(tracked))
-    return Selection(tracked_ids=tuple(tracked), newer_than_id=last[0],
-                     completed_since=last[1] - _WATERMARK_MARGIN)
+    return Selection(tracked_ids=tuple(tracked), newer_than_id=newest_id,
+                     completed_since=last_start - _WATERMARK_MARGIN)
 
 
 def start_run(store, run_id: str, as_of: date, dry_run: bool, started_at: datetime) -> None:

@@ -44,6 +44,9 @@ def _assignee(address: str | None) -> str | None:
 def evaluate_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, *, as_of: date,
                       request_ids: Sequence[int] = (), dry_run: bool = False) -> dict:
     """Evaluate the selected requests and record the results in ``compliance.dsr_status``."""
+    if ops is store:
+        # Requests stream from a server-side cursor while statuses are COPYed: two connections are needed.
+        raise ValueError("evaluate_requests needs separate connections for the operational DB and the store")
     started = ctx.now()
     policy = deadline_policy(settings, as_of)
     request_ids = tuple(sorted(set(request_ids)))

@@ -64,7 +64,7 @@ def find_contract() -> Path:
 
     ``SENDGRID_CONTRACT_PATH`` wins; otherwise ``shared/contracts/...`` is looked for in every parent
     of this file and of the working directory, because the repo sits beside ``shared/`` both here
-    and in CI's fresh clone.
+    and in CI's fresh clone; a clone without ``shared/`` uses the copy vendored in ``include/contracts``.
     """
     configured = os.environ.get("SENDGRID_CONTRACT_PATH")
     if configured:
@@ -78,6 +78,9 @@ def find_contract() -> Path:
             candidate = parent / CONTRACT_RELATIVE
             if candidate.is_file():
                 return candidate
+    vendored = Path(__file__).resolve().parent.parent / "contracts" / CONTRACT_RELATIVE.name
+    if vendored.is_file():
+        return vendored
     raise FileNotFoundError(
         f"{CONTRACT_RELATIVE} not found above {starts[0]} or {starts[1]}; set SENDGRID_CONTRACT_PATH"
     )

@@ -1,0 +1,96 @@
+"""The data map: its shape, and its check against a live database."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from include.database import connect
+from include.datamap import DataMapError, default_path, load_datamap, parse_datamap, validate_against_database
+from include.operational_schema import create_reference_schema
+
+
+@pytest.fixture
+def raw():
+    return yaml.safe_load(default_path().read_text())
+
+
+@pytest.fixture
+def ops(fresh_db):
+    with connect(fresh_db, autocommit=True) as conn:
+        create_reference_schema(conn)
+        yield conn
+
+
+def test_default_map_covers_every_personal_data_table_of_the_reference_schema():
+    dm = load_datamap()
+    mapped = {e.table for e in dm.personal_data}
+    assert mapped == {"users", "uploads", "support_messages", "usage_events", "access_logs", "social_profiles",
+                      "data_shares", "privacy_requests", "child_reports", "legal_holds", "email_suppressions"}
+    assert {c for e in dm.personal_data for c in e.categories} == {
+        "contact", "account", "content", "usage", "network", "social", "support"}
+    assert dm.account_entry.table == "users"
+
+
+def test_default_map_matches_the_reference_schema(ops):
+    validate_against_database(load_datamap(), ops)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r["personal_data"][1].update(table="uploadz"),
+     "data map entry personal_data 'uploadz': table public.uploadz does not exist"),
+    (lambda r: r["personal_data"][1]["categories"]["content"].append("filenme"),
+     "data map entry personal_data 'uploads': column 'filenme' does not exist in table public.uploads"),
+    (lambda r: r["records"]["privacy_requests"].update(columns={"received_at": "receivedAt"}),
+     "data map entry records.privacy_requests: column 'receivedAt' does not exist"),
+    (lambda r: r["records"]["vendors"].update(table="partners"),
+     "data map entry records.vendors: table public.partners does not exist"),
+    (lambda r: r["personal_data"][7]["erase"].update(set_null=["user_id", "received_at"]),
+     "erase.set_null column 'received_at' is NOT NULL in the database"),
+    (lambda r: r["personal_data"][7]["erase"].update(hash=["received_at"]),
+     "erase.hash column 'received_at' is not a text column"),
+])
+def test_database_mismatch_names_the_entry(raw, ops, mutate, message):
+    mutate(raw)
+    with pytest.raises(DataMapError) as err:
+        validate_against_database(parse_datamap(raw), ops)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r["personal_data"][2]["categories"].update(gossip=["body"]), "unknown category 'gossip'"),
+    (lambda r: r["personal_data"][2].update(erase="shred"), "'erase' must be 'delete' or a mapping"),
+    (lambda r: r["personal_data"][7].update(erase={"hash": ["requester_email"]}),
+     "must null or hash the subject column 'user_id'"),
+    (lambda r: r["personal_data"][2].update(subject={"column": "user_id", "match": "phone"}),
+     "subject.match must be 'key' or 'email'"),
+    (lambda r: r["records"].pop("vendors"), "lacks role(s): vendors"),
+    (lambda r: r["records"]["vendors"].update(columns={"colour": "x"}), "unknown column name(s) colour"),
+    (lambda r: r.update(version=2), "version must be 1"),
+    (lambda r: r["personal_data"].append(copy.deepcopy(r["personal_data"][1])), "the table is listed twice"),
+    (lambda r: r["personal_data"].pop(0), "the accounts table has no personal_data entry"),
+])
+def test_malformed_map_is_refused_with_the_entry(raw, mutate, message):
+    mutate(raw)
+    with pytest.raises(DataMapError) as err:
+        parse_datamap(raw)
+    assert message in str(err.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(DataMapError, match="not found"):
+        load_datamap(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("records: [unclosed")
+    with pytest.raises(DataMapError, match="not valid YAML"):
+        load_datamap(bad)
+
+
+def test_renamed_columns_are_read_through_the_map(raw, ops):
+    ops.execute("alter table privacy_requests rename column received_at to created")
+    raw["records"]["privacy_requests"]["columns"] = {"received_at": "created"}
+    dm = parse_datamap(raw)
+    validate_against_database(dm, ops)
+    src = dm.record("privacy_requests")
+    assert src.select_list(["id", "received_at"]).as_string(ops) == '"id" AS "id", "created" AS "received_at"'

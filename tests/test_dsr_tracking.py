@@ -1,0 +1,250 @@
+"""Deadline tracking's steps against a real PostgreSQL and the SendGrid stand-in (through the real SDK)."""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+
+import pytest
+
+from include import audit, compliance_store
+from include.audit import RunContext
+from include.config import Settings
+from include.database import connect
+from include.datamap import load_datamap
+from include.dsr import tracking
+from include.notify.sendgrid_mailer import SendGridAuthError, SendGridMailer
+from include.operational_schema import create_reference_schema
+from include.standins.sendgrid_server import SendGridStandIn
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+TODAY = date(2026, 11, 25)
+SETTINGS = Settings()
+REQUESTER = "Jane.Requester@Example.org"
+
+
+def ts(day: str, hour: int = 10) -> datetime:
+    return datetime.fromisoformat(day).replace(hour=hour, tzinfo=timezone.utc)
+
+
+def add_request(conn, rid, regime="gdpr", rtype="access", received="2026-11-01", status="in_progress",
+                assignee="dpo@example.com", **dates):
+    cols = {"id": rid, "user_id": rid, "requester_email": REQUESTER, "regime": regime, "request_type": rtype,
+            "received_at": ts(received), "status": status, "assignee_email": assignee}
+    cols.update({k: (ts(v) if isinstance(v, str) else v) for k, v in dates.items()})
+    conn.execute(f"insert into privacy_requests ({', '.join(cols)}) values ({', '.join(['%s'] * len(cols))})",
+                 list(cols.values()))
+
+
+@pytest.fixture
+def db(fresh_db):
+    with connect(fresh_db, autocommit=True) as conn:
+        create_reference_schema(conn)
+        compliance_store.migrate(conn)
+        yield conn
+
+
+@pytest.fixture
+def ops(fresh_db, db):
+    """A second connection: requests stream from one while statuses are copied into the other."""
+    with connect(fresh_db, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def sendgrid():
+    with SendGridStandIn(api_key="SG.test") as server:
+        yield server
+
+
+@pytest.fixture
+def mailer(sendgrid):
+    return SendGridMailer(api_key="SG.test", host=sendgrid.base_url, sleep=lambda s: None)
+
+
+def ctx(run_id="run-1"):
+    return RunContext(run_id=run_id, actor="test", dag_id="dsr_deadline_tracking", now=lambda: NOW)
+
+
+def evaluate(db, run_id="run-1", **kw):
+    with connect(db.info.dsn, autocommit=True) as ops:
+        return tracking.evaluate_requests(ops, db, load_datamap(), SETTINGS, ctx(run_id), as_of=kw.pop("as_of", TODAY), **kw)
+
+
+def status(db, rid):
+    row = db.execute("""select state, clock_start, ack_due, statutory_due, policy_due, effective_due, days_left,
+                               extension, flags, invalid_reason
+                        from compliance.dsr_status where request_id = %s""", (rid,)).fetchone()
+    keys = ("state", "clock_start", "ack_due", "statutory_due", "policy_due", "effective_due", "days_left",
+            "extension", "flags", "invalid_reason")
+    return dict(zip(keys, row)) if row else None
+
+
+def test_worked_examples_are_recorded(db):
+    add_request(db, 1, received="2026-09-03", status="completed", completed_at="2026-10-05")
+    add_request(db, 2, received="2026-10-30", extended_at="2026-11-20")
+    add_request(db, 3, regime="ccpa", rtype="know", received="2026-03-02", status="completed",
+                acknowledged_at="2026-03-03", completed_at="2026-04-03")
+    add_request(db, 4, regime="ccpa", rtype="opt_out_of_sale", received="2026-03-02", status="completed",
+                acknowledged_at="2026-03-03", completed_at="2026-03-20")
+    summary = evaluate(db)
+    assert summary["evaluated"] == 4 and summary["changed"] == 4
+
+    assert status(db, 1)["effective_due"] == date(2026, 10, 5) and status(db, 1)["state"] == "closed_on_time"
+    s2 = status(db, 2)
+    assert (s2["statutory_due"], s2["extension"], s2["effective_due"]) == (date(2027, 2, 1), "valid", date(2027, 2, 1))
+    assert s2["state"] == "on_track" and s2["days_left"] == (date(2027, 2, 1) - TODAY).days
+    s3 = status(db, 3)
+    assert (s3["ack_due"], s3["statutory_due"], s3["policy_due"], s3["effective_due"]) == (
+        date(2026, 3, 16), date(2026, 4, 16), date(2026, 4, 2), date(2026, 4, 2))
+    assert s3["state"] == "closed_late"
+    assert status(db, 4)["effective_due"] == date(2026, 3, 23) and status(db, 4)["state"] == "closed_on_time"
+
+
+def test_every_invalid_row_is_recorded_with_its_reason(db):
+    add_request(db, 1, regime="lgpd")
+    add_request(db, 2, rtype="erase_everything")
+    add_request(db, 3, regime="gdpr", rtype="know")
+    add_request(db, 4, received="2026-12-24")
+    add_request(db, 5, acknowledged_at="2026-10-01")
+    add_request(db, 6, status="completed")
+    summary = evaluate(db)
+    assert summary["states"] == {"invalid": 6}
+    reasons = dict(db.execute("select request_id, invalid_reason from compliance.dsr_status"))
+    assert "lgpd" in reasons[1] and "erase_everything" in reasons[2] and "'know'" in reasons[3]
+    assert "future" in reasons[4] and "acknowledged_at" in reasons[5] and "completed_at" in reasons[6]
+
+
+def test_repeated_run_changes_nothing_more(db):
+    add_request(db, 1, received="2026-11-20")
+    add_request(db, 2, received="2026-10-01")
+    first = evaluate(db, run_id="run-1")
+    before = db.execute("select * from compliance.dsr_status order by request_id").fetchall()
+    second = evaluate(db, run_id="run-2")
+    assert first["changed"] == 2 and second["changed"] == 0 and second["evaluated"] == 2
+    assert db.execute("select * from compliance.dsr_status order by request_id").fetchall() == before
+
+
+def test_full_runs_pick_up_new_and_closed_requests_but_not_old_closed_ones(db):
+    add_request(db, 1, received="2026-11-20")
+    add_request(db, 2, received="2026-01-10", status="completed", completed_at="2026-01-20")
+    assert evaluate(db, run_id="run-1")["evaluated"] == 2
+    # The open request closes, a new one arrives already closed, the old closed one stays put.
+    db.execute("update privacy_requests set status = 'completed', completed_at = %s where id = 1", (ts("2026-11-24"),))
+    add_request(db, 3, received="2026-02-01", status="withdrawn", completed_at="2026-02-02")
+    second = evaluate(db, run_id="run-2")
+    assert second["evaluated"] == 2  # request 1 (tracked, now closed) and request 3 (new); not request 2
+    assert status(db, 1)["state"] == "closed_on_time" and status(db, 3)["state"] == "closed_on_time"
+    # Nothing is open or new any more: the next run reads nothing.
+    assert evaluate(db, run_id="run-3")["evaluated"] == 0
+
+
+def test_targeted_run_reports_unknown_ids(db):
+    add_request(db, 1)
+    add_request(db, 2)
+    summary = evaluate(db, request_ids=[2, 99])
+    assert summary["evaluated"] == 1 and summary["not_found"] == [99]
+    assert status(db, 1) is None and status(db, 2) is not None
+
+
+def _escalation_fixture(db):
+    add_request(db, 1, received="2026-10-01")                                  # overdue, assignee
+    add_request(db, 2, received="2026-10-28", assignee=None)                   # due soon, team
+    add_request(db, 3, regime="ccpa", rtype="know", received="2026-11-02", assignee="dpo@example.com")  # ack overdue
+    add_request(db, 4, received="2026-11-20")                                  # on track
+    add_request(db, 5, received="2026-10-02", assignee="not-an-address")       # overdue, team (bad assignee)
+
+
+def test_escalations_are_sent_once_without_personal_data(db, sendgrid, mailer):
+    _escalation_fixture(db)
+    evaluate(db)
+    result = tracking.escalate(db, mailer, SETTINGS, ctx(), as_of=TODAY)
+    assert result == {"claimed": 4, "sent": 4, "failed": 0}
+    ledger = {(r, lvl): (rcpt, st) for r, lvl, rcpt, st in db.execute(
+        "select request_id, level, recipient, status from compliance.dsr_escalations")}
+    assert ledger == {(1, "overdue"): ("dpo@example.com", "sent"), (2, "due_soon"): ("compliance@example.com", "sent"),
+                      (3, "ack_overdue"): ("dpo@example.com", "sent"), (5, "overdue"): ("compliance@example.com", "sent")}
+
+    payloads = [m["payload"] for m in sendgrid.accepted()]
+    personalizations = [p for payload in payloads for p in payload["personalizations"]]
+    assert sorted(p["custom_args"]["request_id"] for p in personalizations) == ["1", "2", "3", "5"]
+    for payload in payloads:  # SendGrid refuses one address twice in a request
+        addresses = [t["email"] for p in payload["personalizations"] for t in p["to"]]
+        assert len(addresses) == len(set(addresses))
+    overdue = next(p for p in personalizations if p["custom_args"]["request_id"] == "1")
+    assert overdue["substitutions"]["%due_date%"] == "2026-11-02" and overdue["substitutions"]["%days_left%"] == "-23"
+    assert REQUESTER.lower() not in json.dumps(payloads).lower()
+
+    # Again, and after another evaluation: nothing more is sent.
+    evaluate(db, run_id="run-2")
+    assert tracking.escalate(db, mailer, SETTINGS, ctx("run-2"), as_of=TODAY) == {"claimed": 0, "sent": 0, "failed": 0}
+    assert len(sendgrid.accepted()) == len(payloads)
+
+
+def test_a_crash_between_claim_and_send_is_resumed(db, sendgrid, mailer):
+    _escalation_fixture(db)
+    evaluate(db)
+    sendgrid.inject(status=500, count=2)
+    failing = SendGridMailer(api_key="SG.test", host=sendgrid.base_url, sleep=lambda s: None, max_attempts=2)
+    with pytest.raises(Exception, match="HTTP 500"):
+        tracking.escalate(db, failing, SETTINGS, ctx(), as_of=TODAY)
+    assert db.execute("select count(*) from compliance.dsr_escalations where status = 'pending'").fetchone()[0] == 4
+    assert sendgrid.accepted() == []
+    result = tracking.escalate(db, mailer, SETTINGS, ctx("run-1-retry"), as_of=TODAY)
+    assert result["claimed"] == 0 and result["sent"] == 4
+
+
+def test_a_refused_batch_is_marked_failed_and_the_rest_goes_on(db, sendgrid, mailer):
+    _escalation_fixture(db)
+    evaluate(db)
+    sendgrid.inject(status=400, count=1)
+    result = tracking.escalate(db, mailer, SETTINGS, ctx(), as_of=TODAY)
+    assert result["failed"] >= 1 and result["sent"] == 4 - result["failed"]
+    errors = [r[0] for r in db.execute("select error from compliance.dsr_escalations where status = 'failed'")]
+    assert errors and all(errors)
+
+
+def test_bad_api_key_fails_at_once(db, sendgrid):
+    _escalation_fixture(db)
+    evaluate(db)
+    wrong = SendGridMailer(api_key="SG.wrong", host=sendgrid.base_url, sleep=lambda s: None)
+    with pytest.raises(SendGridAuthError):
+        tracking.escalate(db, wrong, SETTINGS, ctx(), as_of=TODAY)
+    assert len(sendgrid.requests()) == 1
+
+
+@pytest.mark.parametrize("kwargs, reason", [({"dry_run": True}, "dry run"),
+                                            ({"as_of": date(2026, 12, 25)}, "is not today")])
+def test_dry_runs_and_what_ifs_send_nothing(db, sendgrid, mailer, kwargs, reason):
+    _escalation_fixture(db)
+    as_of = kwargs.get("as_of", TODAY)
+    evaluate(db, as_of=as_of)
+    result = tracking.escalate(db, mailer, SETTINGS, ctx(), as_of=as_of, dry_run=kwargs.get("dry_run", False))
+    assert reason in result["skipped"] and result["would_claim"] >= 4
+    digest = tracking.send_digest(db, mailer, SETTINGS, ctx(), as_of=as_of, dry_run=kwargs.get("dry_run", False))
+    assert reason in digest["skipped"]
+    assert sendgrid.accepted() == []
+    assert db.execute("select count(*) from compliance.dsr_escalations").fetchone()[0] == 0
+
+
+def test_one_digest_a_day(db, sendgrid, mailer):
+    _escalation_fixture(db)
+    evaluate(db)
+    assert tracking.send_digest(db, mailer, SETTINGS, ctx(), as_of=TODAY) == {"sent": "2026-11-25", "attention": 4}
+    assert tracking.send_digest(db, mailer, SETTINGS, ctx("run-2"), as_of=TODAY) == {"already_sent": "2026-11-25"}
+    (message,) = sendgrid.accepted()
+    payload = message["payload"]
+    assert payload["personalizations"][0]["to"] == [{"email": "compliance@example.com"}]
+    assert "2 overdue" in payload["subject"] and "#1" in payload["content"][0]["value"]
+    assert REQUESTER.lower() not in json.dumps(payload).lower()
+
+
+def test_every_step_is_in_the_audit_log(db, sendgrid, mailer):
+    _escalation_fixture(db)
+    evaluate(db)
+    tracking.escalate(db, mailer, SETTINGS, ctx(), as_of=TODAY)
+    tracking.send_digest(db, mailer, SETTINGS, ctx(), as_of=TODAY)
+    actions = [r[0] for r in db.execute("select action from compliance.audit_log order by id")]
+    assert actions[0] == "dsr.evaluated" and "dsr.escalation_sent" in actions and actions[-1] == "dsr.digest_sent"
+    assert audit.verify_chain(db).ok
+    assert REQUESTER.lower() not in json.dumps(
+        [r[0] for r in db.execute("select details from compliance.audit_log")]).lower()
