@@ -7,9 +7,14 @@ also runs on a machine that has only Python.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 
 import pytest
+
+# Airflow reads its home at import: give the tests their own, never the user's ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="privacy-tests-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from include import database
 
