@@ -1,0 +1,161 @@
+"""End to end: seed a database, run ``dsr_deadline_tracking`` through Airflow for real, check what it did.
+
+Airflow runs as an operator would run it (``airflow dags test`` in a child process, connections from
+``AIRFLOW_CONN_*``), against a real PostgreSQL and the SendGrid stand-in reached through the SDK.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from include import audit, local_airflow
+from include.database import connect
+from include.seed.demo_data import seed
+from include.standins.sendgrid_server import SendGridStandIn
+
+pytestmark = pytest.mark.e2e
+DAG_ID = "dsr_deadline_tracking"
+API_KEY = "SG.e2e-key"
+
+
+@pytest.fixture(scope="module")
+def world(pg_server_url, tmp_path_factory):
+    """One seeded database, one stand-in and one Airflow home for the whole module (Airflow start-up is slow)."""
+    import uuid
+
+    from include import database
+
+    name = f"privacy_e2e_{uuid.uuid4().hex[:10]}"
+    url = database.create_database(pg_server_url, name)
+    today = datetime.now(timezone.utc).date()
+    summary = seed(url, users=1500, seed=11, anchor=today)
+    home = tmp_path_factory.mktemp("airflow")
+    with SendGridStandIn(api_key=API_KEY) as sendgrid:
+        services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
+                                               sendgrid_api_key=API_KEY)
+        env = local_airflow.airflow_env(home, services)
+        local_airflow.migrate_metadata(env)
+        with connect(url, autocommit=True) as conn:
+            yield {"url": url, "env": env, "sendgrid": sendgrid, "planted": summary["planted"], "conn": conn,
+                   "today": today, "logs": home / "logs-e2e"}
+    database.drop_database(pg_server_url, name)
+
+
+def run_dag(world, name: str, conf: dict | None = None, env: dict | None = None):
+    log_path = world["logs"] / f"{name}.log"
+    result = local_airflow.dags_test(DAG_ID, env or world["env"], conf=conf, log_path=log_path)
+    return local_airflow.run_state(result), log_path.read_text()
+
+
+def personal_data(conn) -> set[str]:
+    """Every email, name, phone and IP address of a data subject in the seeded database."""
+    values: set[str] = set()
+    for query in ("select email from users", "select full_name from users", "select phone from users",
+                  "select requester_email from privacy_requests", "select email from support_messages",
+                  "select phone from support_messages", "select host(ip_address) from access_logs",
+                  "select reported_email from child_reports"):
+        values |= {v.lower() for (v,) in conn.execute(query) if v and len(v) >= 7}
+    return values
+
+
+def test_first_run_records_every_request_and_escalates_once(world):
+    state, log = run_dag(world, "first")
+    assert state == "success", log[-3000:]
+    conn, planted = world["conn"], world["planted"]
+
+    total = conn.execute("select count(*) from privacy_requests").fetchone()[0]
+    assert conn.execute("select count(*) from compliance.dsr_status").fetchone()[0] == total
+
+    def states(key):
+        return {r[0] for r in conn.execute("select state from compliance.dsr_status where request_id = any(%s)",
+                                           (planted[key],))}
+
+    assert states("request_gdpr_on_track") == {"on_track"}
+    assert states("request_gdpr_due_soon") == {"due_soon"}
+    assert states("request_gdpr_overdue") == {"overdue"}
+    assert states("request_ccpa_ack_overdue") == {"ack_overdue"}
+    assert states("request_gdpr_awaiting_identity") == {"awaiting_identity"}
+    assert states("request_closed_on_time") == {"closed_on_time"}
+    assert states("request_closed_late") == {"closed_late"}
+    for key in ("request_received_in_future", "request_dates_out_of_order", "request_unknown_regime",
+                "request_unknown_type", "request_regime_type_mismatch"):
+        assert states(key) == {"invalid"}, key
+    # Every invalid row carries its reason (the table's check constraint enforces it, this reads it).
+    assert conn.execute("select count(*) from compliance.dsr_status where state = 'invalid' "
+                        "and invalid_reason is null").fetchone()[0] == 0
+
+    examples = planted["request_spec_example_by_name"]
+    due = dict(conn.execute("select request_id, effective_due from compliance.dsr_status where request_id = any(%s)",
+                            (list(examples.values()),)))
+    assert due[examples["gdpr_2026-09-03"]] == date(2026, 10, 5)
+    assert due[examples["gdpr_2026-03-31"]] == date(2026, 4, 30)
+    assert due[examples["gdpr_2026-08-31"]] == date(2026, 9, 30)
+    assert due[examples["gdpr_2026-10-30_extended"]] == date(2027, 2, 1)
+    assert due[examples["ccpa_know_2026-03-02"]] == date(2026, 4, 2)
+    assert due[examples["ccpa_opt_out_2026-03-02"]] == date(2026, 3, 23)
+
+    # Escalations: one message per (request, level) that needs one, recorded as sent, plus one digest.
+    needing = set(conn.execute("select request_id, state from compliance.dsr_status "
+                               "where state in ('ack_overdue', 'due_soon', 'overdue')").fetchall())
+    ledger = set(conn.execute("select request_id, level from compliance.dsr_escalations where status = 'sent'"))
+    assert needing and ledger == needing
+    accepted = world["sendgrid"].accepted()
+    escalations = [p for m in accepted if m["payload"]["custom_args"]["campaign"] == "dsr-escalation"
+                   for p in m["payload"]["personalizations"]]
+    assert sorted((int(p["custom_args"]["request_id"]), p["custom_args"]["escalation_level"]) for p in escalations) \
+        == sorted(needing)
+    digests = [m for m in accepted if m["payload"]["custom_args"]["campaign"] == "dsr-digest"]
+    assert len(digests) == 1
+
+    # No subject's personal data in the emails or in the task logs.
+    pii = personal_data(conn)
+    assert len(pii) > 1000  # the check below looks at real values
+    mail_text = json.dumps([m["payload"] for m in accepted]).lower()
+    log_text = log.lower()
+    assert not [v for v in pii if v in mail_text]
+    assert not [v for v in pii if v in log_text]
+    assert audit.verify_chain(conn).ok
+
+
+def test_repeated_run_sends_nothing_and_changes_nothing(world):
+    conn = world["conn"]
+    before_status = conn.execute("select * from compliance.dsr_status order by request_id").fetchall()
+    before_mail = len(world["sendgrid"].accepted())
+    state, log = run_dag(world, "repeat")
+    assert state == "success", log[-3000:]
+    assert len(world["sendgrid"].accepted()) == before_mail
+    assert conn.execute("select * from compliance.dsr_status order by request_id").fetchall() == before_status
+    assert "claimed 0 new escalation(s); 0 pending" in log
+    assert "was already sent" in log
+
+
+def test_manual_targeted_what_if_run_sends_nothing(world):
+    conn, planted = world["conn"], world["planted"]
+    target = planted["request_gdpr_on_track"][0]
+    before_mail = len(world["sendgrid"].accepted())
+    state, log = run_dag(world, "what-if", conf={"as_of": "2030-01-01", "request_ids": [target], "dry_run": False})
+    assert state == "success", log[-3000:]
+    assert conn.execute("select state, as_of from compliance.dsr_status where request_id = %s",
+                        (target,)).fetchone() == ("overdue", date(2030, 1, 1))
+    assert len(world["sendgrid"].accepted()) == before_mail
+    assert "is not today" in log
+
+
+def test_bad_data_map_stops_the_run_with_one_clear_sentence(world, tmp_path):
+    broken = tmp_path / "datamap.yaml"
+    text = (Path(local_airflow.REPO) / "include" / "datamap.yaml").read_text()
+    broken.write_text(text.replace("table: uploads", "table: uploadz"))
+    env = {**world["env"], "PRIVACY_DATAMAP": str(broken)}
+    state, log = run_dag(world, "bad-datamap", env=env)
+    assert state == "failed"
+    assert "data map entry personal_data 'uploadz': table public.uploadz does not exist" in log
+
+
+def test_missing_connection_stops_the_run_with_one_clear_sentence(world):
+    env = {k: v for k, v in world["env"].items() if k != "AIRFLOW_CONN_OPS_DB"}
+    state, log = run_dag(world, "no-connection", env=env)
+    assert state == "failed"
+    assert "Airflow connection 'ops_db' is not defined" in log
