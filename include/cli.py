@@ -1,12 +1,13 @@
 """``privacy-ops``: the project's command line.
 
     privacy-ops init-ops      --url URL [--create-database] [--replace]   reference operational schema
-    privacy-ops seed          --url URL --users N [--seed S] [--anchor D]  demo data (creates the schema)
+    privacy-ops seed          --url URL --users N [--seed S] [--if-empty]  demo data (creates the schema)
     privacy-ops migrate-store --url URL                                    create/migrate schema compliance
     privacy-ops verify-audit  --url URL                                    check the audit log's hash chain
     privacy-ops check-datamap --url URL [--datamap FILE]                   data map against a live database
     privacy-ops standins      [--sendgrid-port P] [--gcs-port P]          run the local SendGrid/GCS servers
     privacy-ops demo          [--users N] [--pg-url URL]                   the whole demo, with a summary
+    privacy-ops ui            [--port 8080]                                airflow standalone on the demo database
 
 URLs are libpq URLs (postgresql://user@host:port/dbname); the default is $PRIVACY_PG_URL, else
 postgresql://postgres@127.0.0.1:5432/postgres.
@@ -42,6 +43,11 @@ def cmd_seed(args) -> int:
     from include.seed.demo_data import seed
 
     anchor = date.fromisoformat(args.anchor) if args.anchor else date.today()
+    if args.if_empty:
+        with database.connect(_url(args), autocommit=True) as conn:
+            if conn.execute("select to_regclass('public.users')").fetchone()[0] is not None:
+                print("the database already has a users table: not seeding (--if-empty)")
+                return 0
     summary = seed(_url(args), users=args.users, seed=args.seed, anchor=anchor, requests=args.requests)
     rows = summary.get("rows", summary)
     for table, count in sorted((k, v) for k, v in rows.items() if isinstance(v, int)):
@@ -109,6 +115,12 @@ def cmd_demo(args) -> int:
     return run_demo(users=args.users, seed=args.seed, pg_url=args.pg_url)
 
 
+def cmd_ui(args) -> int:
+    from include.demo import run_ui
+
+    return run_ui(pg_url=args.pg_url, port=args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="privacy-ops", description="Privacy-compliance automation on Airflow 3",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -128,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--anchor", help="the date the data is built around (default: today)")
     p.add_argument("--requests", type=int, help="number of privacy requests (default: 3%% of users)")
+    p.add_argument("--if-empty", action="store_true", help="do nothing when the schema already exists")
     p.set_defaults(func=cmd_seed)
 
     with_url(sub.add_parser("migrate-store", help="create or migrate the compliance store")).set_defaults(
@@ -151,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pg-url", help="PostgreSQL server to use (default: $PRIVACY_PG_URL, the local server, "
                                     "else an embedded one under .demo/pg)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ui", help="airflow standalone on the demo database, with the stand-ins")
+    p.add_argument("--pg-url", help="the PostgreSQL server the demo used (default: as for demo)")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=cmd_ui)
     return parser
 
 

@@ -48,6 +48,9 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None) -> in
     from include.standins.sendgrid_server import SendGridStandIn
 
     started = time.monotonic()
+    # The stand-ins log every request; the summary at the end says what they received.
+    logging.getLogger("include.standins").setLevel(logging.WARNING)
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.WARNING)
     server_url, server_label = resolve_server(pg_url)
     print(f"[1/5] database server: {server_label}")
     db_url = database.create_database(server_url, DEMO_DB, replace=True)
@@ -107,3 +110,48 @@ def print_summary(conn, accepted: list) -> None:
     print(f"  SendGrid stand-in accepted {len(accepted)} request(s) carrying {messages} message(s)")
     report = audit.verify_chain(conn)
     print(f"  audit log: {report.rows} entries, hash chain {'verified' if report.ok else 'BROKEN: ' + report.problem}")
+
+
+def run_ui(pg_url: str | None = None, port: int = 8080) -> int:
+    """``airflow standalone`` on the demo database, with the stand-ins, until Ctrl-C."""
+    import json
+    import signal
+    import subprocess
+
+    from include.standins.gcs_emulator import GCSEmulator
+    from include.standins.sendgrid_server import SendGridStandIn
+
+    server_url, label = resolve_server(pg_url)
+    db_url = database.with_database(server_url, DEMO_DB)
+    if not database.answers(db_url):
+        print(f"there is no demo database {DEMO_DB!r} on {label}: run `./dev demo` first")
+        return 1
+    home = DEMO_DIR / "airflow"
+    with SendGridStandIn(api_key=API_KEY) as sendgrid, GCSEmulator(default_bucket="privacy-manifests") as gcs:
+        services = local_airflow.LocalServices(ops_url=db_url, compliance_url=db_url, sendgrid_url=sendgrid.base_url,
+                                               sendgrid_api_key=API_KEY, gcs_url=gcs.base_url)
+        env = local_airflow.airflow_env(home, services)
+        passwords = home / "simple_auth_manager_passwords.json"
+        home.mkdir(parents=True, exist_ok=True)
+        passwords.write_text(json.dumps({"admin": "admin"}))
+        env.update({"AIRFLOW__API__PORT": str(port),
+                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords)})
+        print(f"SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url}")
+        print(f"starting airflow standalone: open http://localhost:{port} (login admin / admin); Ctrl-C stops it")
+        # Its own process group: SIGTERM to standalone alone orphans the scheduler and its workers.
+        proc = subprocess.Popen([local_airflow.airflow_bin(), "standalone"], env=env, start_new_session=True)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+                try:
+                    os.killpg(proc.pid, sig)
+                    proc.wait(timeout=grace)
+                    break
+                except ProcessLookupError:
+                    break
+                except subprocess.TimeoutExpired:
+                    continue

@@ -103,10 +103,13 @@ def test_first_run_records_every_request_and_escalates_once(world):
     ledger = set(conn.execute("select request_id, level from compliance.dsr_escalations where status = 'sent'"))
     assert needing and ledger == needing
     accepted = world["sendgrid"].accepted()
-    escalations = [p for m in accepted if m["payload"]["custom_args"]["campaign"] == "dsr-escalation"
-                   for p in m["payload"]["personalizations"]]
-    assert sorted((int(p["custom_args"]["request_id"]), p["custom_args"]["escalation_level"]) for p in escalations) \
-        == sorted(needing)
+    by_id = {m["message_id"]: m["payload"] for m in accepted}
+    for rid, message_id in conn.execute("select request_id, message_id from compliance.dsr_escalations"):
+        assert by_id[message_id]["custom_args"]["campaign"] == "dsr-escalation"
+        assert f"#{rid} " in by_id[message_id]["content"][0]["value"]
+    listed = sum(int(p["personalizations"][0]["custom_args"]["escalations"]) for p in by_id.values()
+                 if p["custom_args"]["campaign"] == "dsr-escalation")
+    assert listed == len(needing)
     digests = [m for m in accepted if m["payload"]["custom_args"]["campaign"] == "dsr-digest"]
     assert len(digests) == 1
 

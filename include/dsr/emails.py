@@ -1,8 +1,9 @@
 """SendGrid payloads for escalations and the daily digest.
 
 They carry the request id, type, regime, due date and days left, never the requester's personal data.
-Escalations go out as one personalization per (request, level), up to 1,000 to a request, each with its
-own subject and substitutions, so one API call covers many recipients without any seeing another.
+SendGrid refuses a request that names one address twice, and escalations go to a handful of staff
+addresses, so each recipient gets one message per run listing all of its new escalations (in chunks of
+at most ``ESCALATIONS_PER_MESSAGE``): the fewest API calls, and one email to read instead of dozens.
 """
 from __future__ import annotations
 
@@ -16,15 +17,8 @@ from typing import Sequence
 from include.config import Settings
 from include.dsr.escalation import PendingEscalation
 
-MAX_PERSONALIZATIONS = 1000
-STATE_LABELS = {
-    "overdue": "its deadline has passed",
-    "due_soon": "its deadline is near",
-    "ack_overdue": "its receipt was not confirmed within 10 business days",
-    "on_track": "on track", "awaiting_identity": "awaiting identity verification",
-    "closed_on_time": "closed on time", "closed_late": "closed late", "invalid": "invalid",
-}
-SUBJECT_WORDS = {"overdue": "is overdue", "due_soon": "is due soon", "ack_overdue": "was not acknowledged in time"}
+ESCALATIONS_PER_MESSAGE = 500
+SUBJECT_WORDS = {"overdue": "overdue", "due_soon": "due soon", "ack_overdue": "not acknowledged in time"}
 
 
 @lru_cache(maxsize=None)
@@ -40,48 +34,48 @@ def _text(value) -> str:
     return "-" if value is None else str(value)
 
 
-def batch_escalations(items: Sequence[PendingEscalation]) -> list[list[PendingEscalation]]:
-    """Split into requests of at most 1,000 personalizations where no address appears twice.
-
-    SendGrid refuses a request that names one address more than once, and an assignee often has
-    several requests escalating on the same day.
-    """
-    batches: list[tuple[list[PendingEscalation], set[str]]] = []
+def group_escalations(items: Sequence[PendingEscalation],
+                      per_message: int = ESCALATIONS_PER_MESSAGE) -> list[list[PendingEscalation]]:
+    """One group per recipient (addresses compared case-insensitively), split into chunks of ``per_message``."""
+    by_recipient: dict[str, list[PendingEscalation]] = {}
     for item in items:
-        key = item.recipient.lower()
-        for members, seen in batches:
-            if len(members) < MAX_PERSONALIZATIONS and key not in seen:
-                members.append(item)
-                seen.add(key)
-                break
-        else:
-            batches.append(([item], {key}))
-    return [members for members, _ in batches]
+        by_recipient.setdefault(item.recipient.lower(), []).append(item)
+    return [group[i:i + per_message] for group in by_recipient.values() for i in range(0, len(group), per_message)]
+
+
+def _row(item: PendingEscalation) -> tuple[str, ...]:
+    return (str(item.request_id), _text(item.regime).upper(), _text(item.request_type), SUBJECT_WORDS[item.level],
+            _text(item.due_date), _text(item.days_left))
 
 
 def escalation_payload(items: Sequence[PendingEscalation], settings: Settings, run_id: str) -> dict:
-    personalizations = []
-    for item in items:
-        personalizations.append({
-            "to": [{"email": item.recipient}],
-            "subject": f"[Privacy request {item.request_id}] {_text(item.regime).upper()} "
-                       f"{_text(item.request_type)} {SUBJECT_WORDS[item.level]}",
-            "substitutions": {
-                "%request_id%": str(item.request_id),
-                "%regime%": _text(item.regime).upper(),
-                "%request_type%": _text(item.request_type),
-                "%due_date%": _text(item.due_date),
-                "%days_left%": _text(item.days_left),
-                "%state_label%": STATE_LABELS[item.level],
-            },
-            "custom_args": {"request_id": str(item.request_id), "escalation_level": item.level},
-        })
+    """One message to the group's recipient listing its escalations, worst first."""
+    order = {"overdue": 0, "ack_overdue": 1, "due_soon": 2}
+    items = sorted(items, key=lambda i: (order[i.level], i.days_left if i.days_left is not None else 0, i.request_id))
+    counts = {level: sum(1 for i in items if i.level == level) for level in order}
+    parts = [f"{n} {SUBJECT_WORDS[level]}" for level, n in counts.items() if n]
+    if len(items) == 1:
+        item = items[0]
+        subject = (f"[Privacy request {item.request_id}] {_text(item.regime).upper()} {_text(item.request_type)} "
+                   f"{SUBJECT_WORDS[item.level]}")
+    else:
+        subject = f"{len(items)} privacy requests need attention: {', '.join(parts)}"
+    intro = (f"{len(items)} privacy request escalation(s) for you: {', '.join(parts)}."
+             + (" (You receive these for requests without an assignee.)" if items[0].recipient_is_team else ""))
+    lines = [f"  #{rid:<8} {regime:5} {rtype:16} {what:28} due {due}  days left {left}"
+             for rid, regime, rtype, what, due, left in map(_row, items)]
+    rows = ["  <tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in _row(item)) + "</tr>" for item in items]
     return {
         "from": _sender(settings),
-        "subject": "Privacy request escalation",
-        "personalizations": personalizations,
-        "content": [{"type": "text/plain", "value": template("dsr_escalation.txt")},
-                    {"type": "text/html", "value": template("dsr_escalation.html")}],
+        "personalizations": [{"to": [{"email": items[0].recipient}],
+                              "custom_args": {"escalations": str(len(items))}}],
+        "subject": subject,
+        "content": [
+            {"type": "text/plain", "value": Template(template("dsr_escalation.txt")).substitute(
+                intro=intro, item_lines="\n".join(lines))},
+            {"type": "text/html", "value": Template(template("dsr_escalation.html")).substitute(
+                intro=html.escape(intro), item_rows="\n".join(rows))},
+        ],
         "categories": ["dsr-escalation"],
         "custom_args": {"campaign": "dsr-escalation", "run_id": run_id},
     }

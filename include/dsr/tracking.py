@@ -116,26 +116,26 @@ def escalate(store, mailer, settings: Settings, ctx: RunContext, *, as_of: date,
     claimed = escalation.claim(store, as_of=as_of, team_email=settings.compliance_team_email,
                                run_id=ctx.run_id, now=ctx.now(), request_ids=request_ids)
     items = escalation.pending(store)
-    batches = emails.batch_escalations(items)
-    log.info("claimed %d new escalation(s); %d pending in %d batch(es)", claimed, len(items), len(batches))
+    messages = emails.group_escalations(items)
+    log.info("claimed %d new escalation(s); %d pending, in %d message(s)", claimed, len(items), len(messages))
     sent = failed = 0
-    for number, batch in enumerate(batches, 1):
+    for number, group in enumerate(messages, 1):
         try:
-            result = mailer.send(emails.escalation_payload(batch, settings, ctx.run_id))
+            result = mailer.send(emails.escalation_payload(group, settings, ctx.run_id))
         except SendGridRejected as exc:
-            escalation.mark_failed(store, batch, error=str(exc))
-            failed += len(batch)
-            ctx.audit(store, "dsr.escalation_failed", {"requests": [i.request_id for i in batch],
+            escalation.mark_failed(store, group, error=str(exc))
+            failed += len(group)
+            ctx.audit(store, "dsr.escalation_failed", {"requests": [i.request_id for i in group],
                                                        "reason": str(exc)})
-            log.error("batch %d/%d refused by SendGrid (%s); its %d escalation(s) are marked failed",
-                      number, len(batches), exc, len(batch))
+            log.error("message %d/%d refused by SendGrid (%s); its %d escalation(s) are marked failed",
+                      number, len(messages), exc, len(group))
             continue
-        escalation.mark_sent(store, batch, message_id=result.message_id, sent_at=ctx.now())
-        sent += len(batch)
+        escalation.mark_sent(store, group, message_id=result.message_id, sent_at=ctx.now())
+        sent += len(group)
         ctx.audit(store, "dsr.escalation_sent", {
             "message_id": result.message_id,
-            "escalations": [[i.request_id, i.level] for i in batch]})
-        log.info("batch %d/%d accepted: %d escalation(s), sent %d/%d", number, len(batches), len(batch),
+            "escalations": [[i.request_id, i.level] for i in group]})
+        log.info("message %d/%d accepted: %d escalation(s); %d/%d sent", number, len(messages), len(group),
                  sent, len(items))
     return {"claimed": claimed, "sent": sent, "failed": failed}
 
