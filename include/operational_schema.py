@@ -1,0 +1,87 @@
+"""Creates the reference operational schema of SPEC section 3 (tables, then secondary indexes).
+
+The DDL lives in ``include/sql/operational_schema.sql`` and ``include/sql/operational_indexes.sql``;
+indexes are a separate step so that a bulk loader can build them once, after COPY.
+"""
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+SCHEMA_FILE = "operational_schema.sql"
+INDEXES_FILE = "operational_indexes.sql"
+
+_CREATE_TABLE = re.compile(r"^\s*create\s+table\s+(\w+)", re.IGNORECASE | re.MULTILINE)
+
+
+class SchemaExistsError(RuntimeError):
+    """A table of the reference schema is already there and ``replace`` was not asked for."""
+
+
+def load_sql(name: str) -> str:
+    return resources.files("include").joinpath("sql", name).read_text(encoding="utf-8")
+
+
+def table_names() -> list[str]:
+    """The tables of the reference schema, in creation order (read from the DDL, not repeated here)."""
+    return _CREATE_TABLE.findall(load_sql(SCHEMA_FILE))
+
+
+def index_statements() -> list[str]:
+    """Each ``create index`` of the reference schema as its own statement, so that a loader may
+    spread them over several connections."""
+    text = "\n".join(
+        line for line in load_sql(INDEXES_FILE).splitlines() if not line.lstrip().startswith("--")
+    )
+    return [stmt.strip() for stmt in text.split(";") if stmt.strip()]
+
+
+def existing_tables(conn: psycopg.Connection) -> list[str]:
+    """Reference-schema tables already visible on the connection's search path."""
+    names = table_names()
+    rows = conn.execute(
+        "select t.name from unnest(%s::text[]) with ordinality as t(name, ord)"
+        " where to_regclass(quote_ident(t.name)) is not null order by t.ord",
+        (names,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def drop_reference_schema(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        for name in reversed(table_names()):
+            conn.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(name)))
+
+
+def create_reference_schema(
+    conn: psycopg.Connection, *, with_indexes: bool = True, replace: bool = False
+) -> list[str]:
+    """Create every table of the reference schema (and its indexes unless ``with_indexes=False``)
+    in one transaction, and return the table names.
+
+    Refuses, naming the table, when one already exists: silently reusing a table of another shape
+    would let the demo or a test run against the wrong schema. ``replace=True`` drops them first.
+    """
+    with conn.transaction():
+        if replace:
+            drop_reference_schema(conn)
+        present = existing_tables(conn)
+        if present:
+            raise SchemaExistsError(
+                f"table {present[0]!r} already exists"
+                + (f" (and {len(present) - 1} more reference tables)" if len(present) > 1 else "")
+                + "; pass replace=True to drop and recreate the reference schema"
+            )
+        conn.execute(load_sql(SCHEMA_FILE))
+        if with_indexes:
+            create_indexes(conn)
+    return table_names()
+
+
+def create_indexes(conn: psycopg.Connection) -> None:
+    """Build the secondary indexes (after a bulk load, or as part of schema creation)."""
+    with conn.transaction():
+        conn.execute(load_sql(INDEXES_FILE))
