@@ -9,6 +9,18 @@ from include import audit, database
 from include.cli import main
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """main() configures logging for a terminal; the handler must not outlive pytest's captured stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture
 def new_db_url(pg_server_url):
     name = f"privacy_cli_{uuid.uuid4().hex[:10]}"

@@ -24,7 +24,16 @@ OFFICIAL_SERVICES = {
     "airflow-worker", "airflow-triggerer", "airflow-init", "airflow-cli", "flower",
 }
 AIRFLOW_SERVICES = {s for s in OFFICIAL_SERVICES if s.startswith("airflow-")} | {"flower"}
-CLI_COMMANDS = {"init-ops", "seed", "migrate-store", "verify-audit", "demo"}
+def _cli_commands() -> set[str]:
+    import argparse
+
+    from include.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(sub.choices)
+
+
+CLI_COMMANDS = _cli_commands()
 
 
 def _check_jsonschema() -> str:
@@ -155,10 +164,12 @@ def test_ops_db_and_init(services):
     assert "pg_isready" in ops_db["healthcheck"]["test"]
     script = _command(services["ops-init"])
     used = re.findall(r"privacy-ops ([a-z-]+)", script)
-    assert used == ["init-ops", "seed", "migrate-store"]
+    assert used == ["seed", "migrate-store"]
+    # ops-init runs on every `docker compose up`: seeding must leave an existing database alone.
+    assert "--if-empty" in script
     assert set(used) <= CLI_COMMANDS
     assert "seed --url postgresql://ops:ops@ops-db:5432/ops --users 5000 --seed 42" in script
-    assert script.count("--url postgresql://ops:ops@ops-db:5432/ops") == 3
+    assert script.count("--url postgresql://ops:ops@ops-db:5432/ops") == 2
 
 
 @pytest.mark.parametrize("service, module, port", [
