@@ -135,12 +135,19 @@ def run_ui(pg_url: str | None = None, port: int = 8080) -> int:
         home.mkdir(parents=True, exist_ok=True)
         passwords.write_text(json.dumps({"admin": "admin"}))
         env.update({"AIRFLOW__API__PORT": str(port),
+                    # Task processes report to the api-server's execution API; it is on this port.
+                    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
                     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
                     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords)})
         print(f"SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url}")
         print(f"starting airflow standalone: open http://localhost:{port} (login admin / admin); Ctrl-C stops it")
         # Its own process group: SIGTERM to standalone alone orphans the scheduler and its workers.
         proc = subprocess.Popen([local_airflow.airflow_bin(), "standalone"], env=env, start_new_session=True)
+
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupt)  # a plain `kill` also stops everything it started
         try:
             return proc.wait()
         except KeyboardInterrupt:

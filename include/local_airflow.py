@@ -57,6 +57,8 @@ def airflow_env(home: Path, services: LocalServices, settings: dict | None = Non
             "conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": "privacy-demo"}}),
         "PRIVACY_GCS_BUCKET": services.gcs_bucket,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        # `airflow standalone` starts its components as `airflow ...` from PATH.
+        "PATH": os.pathsep.join(filter(None, [str(Path(sys.executable).parent), os.environ.get("PATH")])),
     })
     if services.gcs_url:
         env["STORAGE_EMULATOR_HOST"] = services.gcs_url
