@@ -89,7 +89,7 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None) -> in
     print(f"\nDone in {time.monotonic() - started:.0f} s. Where to look next:")
     print(f"  - the compliance store:  psql '{db_url}' -c 'select state, count(*) from compliance.dsr_status group by 1'")
     print(f"  - the task logs:         {logs}/")
-    print("  - the Airflow UI:        see README 'Open the Airflow UI' (airflow standalone with the same connections)")
+    print("  - the Airflow UI:        ./dev privacy-ops ui   (airflow standalone on this database, login admin/admin)")
     return 0 if all(ok for _, ok in results) and results else 1
 
 
@@ -106,8 +106,12 @@ def print_summary(conn, accepted: list) -> None:
     digests = conn.execute("select count(*) from compliance.dsr_digests where status = 'sent'").fetchone()[0]
     print(f"  escalations: {esc.get('sent', 0)} sent, {esc.get('failed', 0)} failed, {esc.get('pending', 0)} pending;"
           f" daily digests sent: {digests}")
-    messages = sum(len(m["payload"].get("personalizations", [])) for m in accepted)
-    print(f"  SendGrid stand-in accepted {len(accepted)} request(s) carrying {messages} message(s)")
+    campaigns: dict[str, int] = {}
+    for message in accepted:
+        campaign = message["payload"].get("custom_args", {}).get("campaign", "other")
+        campaigns[campaign] = campaigns.get(campaign, 0) + 1
+    print(f"  SendGrid stand-in accepted {len(accepted)} email(s): "
+          + (", ".join(f"{n} {c}" for c, n in sorted(campaigns.items())) or "none"))
     report = audit.verify_chain(conn)
     print(f"  audit log: {report.rows} entries, hash chain {'verified' if report.ok else 'BROKEN: ' + report.problem}")
 
