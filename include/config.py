@@ -65,5 +65,14 @@ class Settings:
                 validate_email(getattr(self, key), check_deliverability=False)
             except EmailNotValidError as exc:
                 raise SettingsError(f"{key} is not a valid address: {exc}") from None
+        from include.deadlines import REGIME_TYPES, holiday_calendar
+
+        for regime, code in dict(self.holiday_calendars).items():
+            if regime not in REGIME_TYPES:
+                raise SettingsError(f"holiday_calendars: unknown regime {regime!r} (known: {', '.join(REGIME_TYPES)})")
+            try:
+                holiday_calendar(code, [2026])
+            except ValueError as exc:
+                raise SettingsError(f"holiday_calendars.{regime}: {exc}") from None
         if any(ch in self.email_from_name for ch in ";,"):
             raise SettingsError("email_from_name may not contain ';' or ','")

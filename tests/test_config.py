@@ -26,6 +26,8 @@ def test_full_settings_are_read():
     ('{"due_soon_days": -1}', "due_soon_days must be a non-negative integer"),
     ('{"compliance_team_email": "not-an-address"}', "compliance_team_email is not a valid address"),
     ('{"email_from_name": "Privacy, Ops"}', "may not contain"),
+    ('{"holiday_calendars": {"lgpd": "BR"}}', "holiday_calendars: unknown regime 'lgpd'"),
+    ('{"holiday_calendars": {"gdpr": "XX"}}', "holiday_calendars.gdpr:"),
 ])
 def test_bad_settings_name_the_problem(text, message):
     with pytest.raises(SettingsError) as err:
