@@ -38,3 +38,10 @@ def fresh_db(pg_server_url):
         yield url
     finally:
         database.drop_database(pg_server_url, name)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """pgserver logs from an atexit hook, after pytest has closed the streams its handlers write to."""
+    import logging
+
+    logging.getLogger("pgserver").disabled = True
