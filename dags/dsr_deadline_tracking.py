@@ -74,37 +74,19 @@ def dsr_deadline_tracking():
     @task
     def send_escalations(evaluation: dict, params: dict | None = None) -> dict:
         """Email each new ack_overdue / due_soon / overdue escalation once."""
-        from datetime import date
-
         from include import runtime
         from include.dsr import tracking
 
-        with runtime.readable_failures():
-            settings = runtime.settings()
-            ctx = runtime.run_context(get_current_context())
-            dry_run = params.get("dry_run", False)
-            with runtime.compliance_db() as store:
-                return tracking.escalate(
-                    store, None if dry_run else runtime.mailer(), settings, ctx,
-                    as_of=date.fromisoformat(evaluation["as_of"]),
-                    request_ids=params.get("request_ids") or (), dry_run=dry_run)
+        return runtime.run_mail_step(tracking.escalate, evaluation["as_of"], params,
+                                     request_ids=params.get("request_ids") or ())
 
     @task
     def send_daily_digest(evaluation: dict, params: dict | None = None) -> dict:
         """Send the compliance team's digest, once per day."""
-        from datetime import date
-
         from include import runtime
         from include.dsr import tracking
 
-        with runtime.readable_failures():
-            settings = runtime.settings()
-            ctx = runtime.run_context(get_current_context())
-            dry_run = params.get("dry_run", False)
-            with runtime.compliance_db() as store:
-                return tracking.send_digest(
-                    store, None if dry_run else runtime.mailer(), settings, ctx,
-                    as_of=date.fromisoformat(evaluation["as_of"]), dry_run=dry_run)
+        return runtime.run_mail_step(tracking.send_digest, evaluation["as_of"], params)
 
     evaluation = evaluate_requests()
     prepare_store() >> evaluation

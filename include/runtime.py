@@ -137,3 +137,21 @@ def run_context(context):
 
     ti = context["ti"]
     return RunContext(run_id=context["run_id"], actor=f"airflow:{ti.dag_id}", dag_id=ti.dag_id, task_id=ti.task_id)
+
+
+def run_mail_step(step, as_of: str, params: dict, **kwargs):
+    """Run a step that reads the compliance store and emails (``step(store, mailer, settings, ctx, ...)``).
+
+    A dry run gets no mailer at all, so nothing it does can reach SendGrid.
+    """
+    from datetime import date
+
+    from airflow.sdk import get_current_context
+
+    with readable_failures():
+        settings_ = settings()
+        ctx = run_context(get_current_context())
+        dry_run = bool(params.get("dry_run", False))
+        with compliance_db() as store:
+            return step(store, None if dry_run else mailer(), settings_, ctx, as_of=date.fromisoformat(as_of),
+                        dry_run=dry_run, **kwargs)

@@ -40,6 +40,27 @@ def fresh_db(pg_server_url):
         database.drop_database(pg_server_url, name)
 
 
+SENDGRID_TEST_KEY = "SG.test-key"
+
+
+@pytest.fixture(scope="session")
+def sendgrid_server(tmp_path_factory):
+    """One SendGrid stand-in for the session (accepted payloads also go to a JSON-lines file)."""
+    from include.standins.sendgrid_server import SendGridStandIn
+
+    record = tmp_path_factory.mktemp("sendgrid") / "accepted.jsonl"
+    with SendGridStandIn(api_key=SENDGRID_TEST_KEY, record_path=record, restricted_keys=["SG.no-scope"]) as server:
+        yield server
+
+
+@pytest.fixture
+def sendgrid(sendgrid_server):
+    """The stand-in, emptied of messages, requests and faults before and after the test."""
+    sendgrid_server.clear()
+    yield sendgrid_server
+    sendgrid_server.clear()
+
+
 def pytest_sessionfinish(session, exitstatus):
     """pgserver logs from an atexit hook, after pytest has closed the streams its handlers write to."""
     import logging

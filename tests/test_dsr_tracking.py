@@ -14,7 +14,6 @@ from include.datamap import load_datamap
 from include.dsr import tracking
 from include.notify.sendgrid_mailer import SendGridAuthError, SendGridMailer
 from include.operational_schema import create_reference_schema
-from include.standins.sendgrid_server import SendGridStandIn
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 TODAY = date(2026, 11, 25)
@@ -51,14 +50,8 @@ def ops(fresh_db, db):
 
 
 @pytest.fixture
-def sendgrid():
-    with SendGridStandIn(api_key="SG.test") as server:
-        yield server
-
-
-@pytest.fixture
 def mailer(sendgrid):
-    return SendGridMailer(api_key="SG.test", host=sendgrid.base_url, sleep=lambda s: None)
+    return SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
 
 
 def ctx(run_id="run-1"):
@@ -187,7 +180,7 @@ def test_a_crash_between_claim_and_send_is_resumed(db, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
     sendgrid.inject(status=500, count=2)
-    failing = SendGridMailer(api_key="SG.test", host=sendgrid.base_url, sleep=lambda s: None, max_attempts=2)
+    failing = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None, max_attempts=2)
     with pytest.raises(Exception, match="HTTP 500"):
         tracking.escalate(db, failing, SETTINGS, ctx(), as_of=TODAY)
     assert db.execute("select count(*) from compliance.dsr_escalations where status = 'pending'").fetchone()[0] == 4

@@ -19,20 +19,12 @@ from include.notify.sendgrid_mailer import (
 )
 from include.standins.sendgrid_server import SendGridStandIn
 
-API_KEY = "SG.mailer-test-key"
-
-
-@pytest.fixture(scope="module")
-def server():
-    with SendGridStandIn(api_key=API_KEY, restricted_keys=["SG.no-scope"]) as sg:
-        yield sg
+API_KEY = "SG.test-key"  # the key of the shared stand-in (conftest)
 
 
 @pytest.fixture
-def sg(server):
-    server.clear()
-    yield server
-    server.clear()
+def sg(sendgrid):
+    return sendgrid
 
 
 class Waits:

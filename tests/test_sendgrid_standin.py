@@ -19,21 +19,12 @@ from sendgrid.helpers.mail import Attachment, CustomArg, From, Mail, To
 
 from include.standins.sendgrid_server import SendGridStandIn
 
-API_KEY = "SG.test-key"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    record = tmp_path_factory.mktemp("sendgrid") / "accepted.jsonl"
-    with SendGridStandIn(api_key=API_KEY, record_path=record, restricted_keys=["SG.no-scope"]) as sg:
-        yield sg
+API_KEY = "SG.test-key"  # the key of the shared stand-in (conftest)
 
 
 @pytest.fixture
-def sg(server):
-    server.clear()
-    yield server
-    server.clear()
+def sg(sendgrid):
+    return sendgrid
 
 
 def post(base_url: str, body, key: str | None = API_KEY, path: str = "/v3/mail/send",
