@@ -120,11 +120,12 @@ def readable_failures() -> Iterator[None]:
     from include.compliance_store import MigrationError
     from include.config import SettingsError
     from include.datamap import DataMapError
-    from include.notify.sendgrid_mailer import SendGridAuthError, SendGridUnavailable
+    from include.notify.sendgrid_mailer import SendGridAuthError, SendGridUnavailable, SendGridUnexpectedResponse
 
     try:
         yield
-    except (ConfigurationProblem, DataMapError, SettingsError, MigrationError, SendGridAuthError) as exc:
+    except (ConfigurationProblem, DataMapError, SettingsError, MigrationError, SendGridAuthError,
+            SendGridUnexpectedResponse) as exc:
         log.error("%s", exc)
         raise AirflowFailException(str(exc)) from None
     except (ServiceUnreachable, SendGridUnavailable) as exc:

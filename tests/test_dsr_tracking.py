@@ -234,6 +234,17 @@ def test_one_digest_a_day(db, sendgrid, mailer):
     assert REQUESTER.lower() not in json.dumps(payload).lower()
 
 
+def test_a_refused_digest_is_recorded_and_not_resent(db, sendgrid, mailer):
+    _escalation_fixture(db)
+    evaluate(db)
+    sendgrid.inject(status=400, count=1)
+    result = tracking.send_digest(db, mailer, SETTINGS, ctx(), as_of=TODAY)
+    assert result["failed"] == "2026-11-25" and result["reason"]
+    assert tracking.send_digest(db, mailer, SETTINGS, ctx("run-2"), as_of=TODAY) == {"failed_earlier": "2026-11-25"}
+    assert db.execute("select status from compliance.dsr_digests").fetchone() == ("failed",)
+    assert len(sendgrid.requests()) == 1 and sendgrid.accepted() == []
+
+
 def test_every_step_is_in_the_audit_log(db, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)

@@ -85,15 +85,15 @@ def mark_failed(store, items: Iterable[PendingEscalation], *, error: str) -> Non
         (error, [k[0] for k in keys], [k[1] for k in keys]))
 
 
-def claim_digest(store, *, digest_date: date, recipient: str, counts: dict, run_id: str, now: datetime) -> bool:
-    """True when this day's digest is still to be sent (claimed now or left pending by a crash)."""
+def claim_digest(store, *, digest_date: date, recipient: str, counts: dict, run_id: str, now: datetime
+                 ) -> tuple[str, str | None]:
+    """Claim the day's digest; returns its status ('pending' means: send it now) and any earlier error."""
     store.execute(
         """insert into compliance.dsr_digests (digest_date, recipient, counts, claimed_at, claimed_run)
            values (%s, %s, %s, %s, %s) on conflict (digest_date) do nothing""",
         (digest_date, recipient, Jsonb(counts), now, run_id))
-    status = store.execute("select status from compliance.dsr_digests where digest_date = %s",
-                           (digest_date,)).fetchone()[0]
-    return status == "pending"
+    return store.execute("select status, error from compliance.dsr_digests where digest_date = %s",
+                         (digest_date,)).fetchone()
 
 
 def finish_digest(store, digest_date: date, *, message_id: str | None = None, sent_at: datetime | None = None,

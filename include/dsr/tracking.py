@@ -144,15 +144,20 @@ def send_digest(store, mailer, settings: Settings, ctx: RunContext, *, as_of: da
     """One digest per day to the compliance team, with every request needing attention."""
     today = ctx.now().astimezone(settings.tz).date()
     skip = _skip_reason(as_of, today, dry_run)
-    counts = status_store.state_counts(store)
     if skip:
         ctx.audit(store, "dsr.digest_skipped", {"reason": skip})
         log.info("digest not sent (%s)", skip)
         return {"skipped": skip}
-    if not escalation.claim_digest(store, digest_date=as_of, recipient=settings.compliance_team_email,
-                                   counts=counts, run_id=ctx.run_id, now=ctx.now()):
+    counts = status_store.state_counts(store)
+    status, earlier_error = escalation.claim_digest(store, digest_date=as_of, recipient=settings.compliance_team_email,
+                                                    counts=counts, run_id=ctx.run_id, now=ctx.now())
+    if status == "sent":
         log.info("the digest for %s was already sent", as_of)
         return {"already_sent": as_of.isoformat()}
+    if status == "failed":
+        # SendGrid refused that payload; the same payload would be refused again.
+        log.error("the digest for %s was refused by SendGrid earlier and is not retried: %s", as_of, earlier_error)
+        return {"failed_earlier": as_of.isoformat()}
     items = escalation.digest_items(store, as_of)
     total = sum(counts.get(s, 0) for s in ESCALATION_STATES)
     try:
@@ -160,7 +165,8 @@ def send_digest(store, mailer, settings: Settings, ctx: RunContext, *, as_of: da
     except SendGridRejected as exc:
         escalation.finish_digest(store, as_of, error=str(exc))
         ctx.audit(store, "dsr.digest_failed", {"digest_date": as_of, "reason": str(exc)})
-        raise
+        log.error("the digest for %s was refused by SendGrid: %s", as_of, exc)
+        return {"failed": as_of.isoformat(), "reason": str(exc)}
     escalation.finish_digest(store, as_of, message_id=result.message_id, sent_at=ctx.now())
     ctx.audit(store, "dsr.digest_sent", {"digest_date": as_of, "message_id": result.message_id, "counts": counts})
     log.info("digest for %s accepted (%d request(s) need attention)", as_of, total)
