@@ -19,6 +19,8 @@ from psycopg import sql
 
 from include import database, operational_schema
 from include.seed import demo_data
+from include.seed.bulk import BulkGenerator
+from include.seed.planted import plant
 
 ANCHOR = dt.date(2026, 11, 25)
 USERS = 2000
@@ -503,7 +505,7 @@ def test_planted_requests(seeded):
 @settings(max_examples=300, deadline=None)
 @given(st.dates(min_value=dt.date(2024, 1, 1), max_value=dt.date(2032, 12, 31)))
 def test_planted_request_labels_hold_for_any_anchor(anchor):
-    planted = demo_data._plant(anchor)
+    planted = plant(anchor)
     rows = {r["id"]: r for r in planted.rows["privacy_requests"]}
     check_planted_request_states(rows, planted.keys, anchor)
 
@@ -643,7 +645,7 @@ def test_failed_seed_leaves_nothing_behind(fresh_db, monkeypatch):
     def broken(self):
         raise RuntimeError("generator broke")
 
-    monkeypatch.setattr(demo_data._Bulk, "usage_table", broken)
+    monkeypatch.setattr(BulkGenerator, "usage_table", broken)
     with pytest.raises(RuntimeError, match="generator broke"):
         demo_data.seed(fresh_db, users=300, anchor=ANCHOR)
     assert not [t for t in threading.enumerate() if t.name == "seed-csv"]
