@@ -28,14 +28,10 @@ DEMO_RUNS: list[tuple[str, dict]] = [
 
 
 def resolve_server(pg_url: str | None) -> tuple[str, str]:
-    url = pg_url or os.environ.get("PRIVACY_PG_URL") or database.DEFAULT_URL
-    if database.answers(url):
-        return url, f"PostgreSQL at {url}"
-    from include.embedded_postgres import start_embedded
+    from include.embedded_postgres import server_or_embedded
 
-    print(f"no PostgreSQL answers at {url}; starting the embedded one under {DEMO_DIR / 'pg'} ...")
-    url = start_embedded()
-    return url, f"embedded PostgreSQL (data in {DEMO_DIR / 'pg'})"
+    url, embedded = server_or_embedded(pg_url or os.environ.get("PRIVACY_PG_URL") or database.DEFAULT_URL)
+    return url, (f"embedded PostgreSQL (data in {DEMO_DIR / 'pg'})" if embedded else f"PostgreSQL at {url}")
 
 
 def _dag_files() -> set[str]:

@@ -200,6 +200,16 @@ def _start_system(data_dir: Path) -> None:
                     "-o", options, "start"], check=True, capture_output=True, text=True, **run)
 
 
+def server_or_embedded(url: str) -> tuple[str, bool]:
+    """``url`` when a server answers there, else the embedded server's URL; the flag says which."""
+    from include.database import answers
+
+    if answers(url):
+        return url, False
+    log.info("no PostgreSQL answers at the configured URL; using the embedded one under %s", default_data_dir())
+    return start_embedded(), True
+
+
 def start_embedded(data_dir: Path | str | None = None) -> str:
     """Start (or reuse) the server on ``data_dir`` (default ``<repo>/.demo/pg``) and return its URL."""
     data_dir = _resolve(data_dir)

@@ -21,12 +21,9 @@ from include import database
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:
-    url = os.environ.get("PRIVACY_TEST_PG_URL", database.DEFAULT_URL)
-    if database.answers(url):
-        return url
-    from include.embedded_postgres import start_embedded
+    from include.embedded_postgres import server_or_embedded
 
-    return start_embedded()
+    return server_or_embedded(os.environ.get("PRIVACY_TEST_PG_URL", database.DEFAULT_URL))[0]
 
 
 @pytest.fixture

@@ -58,6 +58,7 @@ def evaluate_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunConte
         watermark = source.max_request_id(ops, dm)
 
     counts: dict[str, int] = {}
+    seen: set[int] = set()
     bad_assignees = 0
 
     def evaluations():
@@ -65,6 +66,8 @@ def evaluate_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunConte
         for facts, assignee in source.fetch_requests(ops, dm, selection):
             ev = evaluate(facts, as_of, policy)
             counts[ev.state] = counts.get(ev.state, 0) + 1
+            if request_ids:
+                seen.add(facts.request_id)
             recipient = _assignee(assignee)
             if assignee and recipient is None:
                 bad_assignees += 1
@@ -72,9 +75,7 @@ def evaluate_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunConte
 
     written, changed = status_store.write_statuses(store, evaluations(), as_of=as_of, evaluated_at=started,
                                                    run_id=ctx.run_id)
-    missing = sorted(set(request_ids) - set(
-        r[0] for r in store.execute("select request_id from compliance.dsr_status where request_id = any(%s)",
-                                    (list(request_ids),)))) if request_ids else []
+    missing = sorted(set(request_ids) - seen)
     counts = dict(sorted(counts.items()))
     status_store.finish_run(store, ctx.run_id, max_request_id=watermark, evaluated=written, changed=changed,
                             counts=counts, finished_at=ctx.now())
