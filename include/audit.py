@@ -6,7 +6,6 @@ middle breaks every hash after it. The database refuses UPDATE, DELETE and TRUNC
 """
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 from dataclasses import dataclass
@@ -53,13 +52,6 @@ def row_hash(prev_hash: str, row_id: int, occurred_at: datetime, actor: str, act
          "action": action, "dag_id": dag_id, "run_id": run_id, "task_id": task_id, "details": details},
         sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256((prev_hash + payload).encode()).hexdigest()
-
-
-def cli_actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except OSError:
-        return "cli:unknown"
 
 
 def append(conn, action: str, details: Mapping[str, Any] | None = None, *, actor: str,

@@ -44,13 +44,15 @@ def cmd_seed(args) -> int:
 
     anchor = date.fromisoformat(args.anchor) if args.anchor else date.today()
     if args.if_empty:
+        from include.operational_schema import existing_tables
+
         with database.connect(_url(args), autocommit=True) as conn:
-            if conn.execute("select to_regclass('public.users')").fetchone()[0] is not None:
-                print("the database already has a users table: not seeding (--if-empty)")
-                return 0
+            present = existing_tables(conn)
+        if present:
+            print(f"the database already has reference tables ({', '.join(present)}): not seeding (--if-empty)")
+            return 0
     summary = seed(_url(args), users=args.users, seed=args.seed, anchor=anchor, requests=args.requests)
-    rows = summary.get("rows", summary)
-    for table, count in sorted((k, v) for k, v in rows.items() if isinstance(v, int)):
+    for table, count in sorted(summary["rows"].items()):
         print(f"  {table:20} {count:>12,}")
     return 0
 

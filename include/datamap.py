@@ -115,9 +115,6 @@ class DataMap:
         except KeyError:
             raise DataMapError(f"data map has no records.{role} entry") from None
 
-    def entries_with_category(self, category: str) -> tuple[PersonalDataEntry, ...]:
-        return tuple(e for e in self.personal_data if category in e.categories)
-
     @property
     def account_entry(self) -> PersonalDataEntry:
         accounts = self.record("accounts")

@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from include import audit, compliance_store, database, local_airflow
+from include.dsr import status_store
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,7 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None) -> in
     print(f"[1/5] database server: {server_label}")
     db_url = database.create_database(server_url, DEMO_DB, replace=True)
     summary = seed_demo(db_url, users=users, seed=seed, anchor=date.today())
-    rows = summary.get("rows", {})
-    print(f"[2/5] seeded database {DEMO_DB!r}: {users:,} users, "
-          f"{sum(v for v in rows.values() if isinstance(v, int)):,} rows in all")
+    print(f"[2/5] seeded database {DEMO_DB!r}: {users:,} users, {summary['total_rows']:,} rows in all")
     with database.connect(db_url, autocommit=True) as conn:
         compliance_store.migrate(conn)
 
@@ -90,9 +89,8 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None) -> in
 
 
 def print_summary(conn, accepted: list) -> None:
-    states = dict(conn.execute("select state, count(*) from compliance.dsr_status group by state order by state"))
     print("  privacy requests by state:")
-    for state, count in states.items():
+    for state, count in status_store.state_counts(conn).items():
         print(f"    {state:18} {count:>6}")
     reasons = conn.execute("""select invalid_reason, count(*) from compliance.dsr_status where state = 'invalid'
                               group by 1 order by 2 desc limit 5""").fetchall()

@@ -51,7 +51,7 @@ def test_seed_if_empty_then_store_and_audit(fresh_db, capsys):
     assert "already current" in capsys.readouterr().out
     with database.connect(fresh_db, autocommit=True) as conn:
         for i in range(3):
-            audit.append(conn, "cli.test", {"i": i}, actor=audit.cli_actor())
+            audit.append(conn, "cli.test", {"i": i}, actor="cli-test")
     assert main(["verify-audit", "--url", fresh_db]) == 0
     assert "audit log OK: 3 row(s)" in capsys.readouterr().out
 

@@ -80,10 +80,5 @@ def write_statuses(store, rows: Iterable[tuple[Evaluation, str | None]], *, as_o
     return written, changed
 
 
-def state_counts(store, request_ids: Iterable[int] | None = None) -> dict[str, int]:
-    if request_ids:
-        rows = store.execute("""select state, count(*) from compliance.dsr_status
-                                where request_id = any(%s) group by state""", (list(request_ids),))
-    else:
-        rows = store.execute("select state, count(*) from compliance.dsr_status group by state")
-    return dict(sorted(rows))
+def state_counts(store) -> dict[str, int]:
+    return dict(sorted(store.execute("select state, count(*) from compliance.dsr_status group by state")))
