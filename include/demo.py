@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from datetime import date
-from pathlib import Path
 
 from include import audit, compliance_store, database, local_airflow
 from include.dsr import status_store

@@ -17,7 +17,6 @@ from include.notify.sendgrid_mailer import (
     normalize_host,
     personalizations_batches,
 )
-from include.standins.sendgrid_server import SendGridStandIn
 
 API_KEY = "SG.test-key"  # the key of the shared stand-in (conftest)
 

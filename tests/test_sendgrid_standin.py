@@ -17,7 +17,6 @@ import sendgrid
 from python_http_client.exceptions import UnauthorizedError
 from sendgrid.helpers.mail import Attachment, CustomArg, From, Mail, To
 
-from include.standins.sendgrid_server import SendGridStandIn
 
 API_KEY = "SG.test-key"  # the key of the shared stand-in (conftest)
 

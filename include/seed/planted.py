@@ -140,8 +140,8 @@ def plant(anchor: dt.date) -> PlantedRows:
     p.user(("child_by_declared_age", "children"), birth_date=adult, declared_age=11)
     p.user(("child_by_declared_age", "children"), birth_date=None, declared_age=9)
     by_report = p.user(("child_by_report_user_id", "children"), birth_date=None, declared_age=None)
-    by_email = p.user(("child_by_report_email", "children"), email="Reported.Child@Example.com",
-                      birth_date=None)
+    p.user(("child_by_report_email", "children"), email="Reported.Child@Example.com",
+           birth_date=None)
     held = p.user(("child_with_active_hold", "children"), birth_date=_shift_years(A, -11))
     released = p.user(("child_with_released_hold", "children"), birth_date=_shift_years(A, -12))
     resolved = p.user("adult_with_resolved_report", birth_date=adult)

@@ -15,21 +15,19 @@ import argparse
 import functools
 import logging
 import os
-import signal
 import sys
-import threading
 from http.server import HTTPServer
-from pathlib import Path
-from typing import Any
 
 from gcp_storage_emulator.handlers.buckets import create_bucket
 from gcp_storage_emulator.server import RequestHandler
 from gcp_storage_emulator.storage import Storage
 
+from include.standins.background import BackgroundServer, serve_until_signalled
+
 log = logging.getLogger(__name__)
 
 
-class GCSEmulator:
+class GCSEmulator(BackgroundServer):
     """``with GCSEmulator(default_bucket="b") as gcs: os.environ["STORAGE_EMULATOR_HOST"] = gcs.base_url``.
 
     The package's own ``Server`` binds inside its thread and keeps the socket private, so a port
@@ -38,60 +36,33 @@ class GCSEmulator:
     the in-memory storage is not safe for concurrent writes.
     """
 
+    label = "GCS emulator"
+
     def __init__(self, default_bucket: str | None = None, host: str = "127.0.0.1", port: int = 0,
                  project_number: str | int | None = None):
+        super().__init__(host, port)
         self.default_bucket = default_bucket
-        self._address = (host, port)
         self._project_number = project_number
         self._storage: Storage | None = None
-        self._server: HTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def bucket(self) -> str | None:
         return self.default_bucket
 
-    @property
-    def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the emulator is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
     def env(self) -> dict[str, str]:
         """Environment that points Google's storage client at this emulator."""
         return {"STORAGE_EMULATOR_HOST": self.base_url}
 
-    def start(self) -> "GCSEmulator":
-        if self._server is not None:
-            return self
+    def _make_server(self, address: tuple[str, int]) -> HTTPServer:
         # data_dir is only used for disk storage, but the constructor insists on an absolute path.
         self._storage = Storage(use_memory_fs=True, data_dir=os.path.abspath(os.sep),
                                 project_number=self._project_number)
         if self.default_bucket:
             create_bucket(self.default_bucket, self._storage)
-        self._server = HTTPServer(self._address, functools.partial(RequestHandler, self._storage))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gcs-emulator",
-                                        kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
-        log.info("GCS emulator listening on %s", self.base_url)
-        return self
+        return HTTPServer(address, functools.partial(RequestHandler, self._storage))
 
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server, self._thread, self._storage = None, None, None
-
-    def __enter__(self) -> "GCSEmulator":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def _after_stop(self) -> None:
+        self._storage = None
 
     def create_bucket(self, name: str) -> None:
         if self._storage is None:
@@ -114,21 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with GCSEmulator(default_bucket=args.bucket, host=args.host, port=args.port) as emulator:
-        # The file first, written then renamed: whoever reads stdout may look for it next, and a
-        # watcher must never read half a URL.
-        if args.ready_file:
-            path = Path(args.ready_file)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(emulator.base_url + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-        print(emulator.base_url, flush=True)
-        stop.wait()
-    return 0
-
+    return serve_until_signalled(GCSEmulator(default_bucket=args.bucket, host=args.host, port=args.port),
+                                 args.ready_file)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,7 +26,6 @@ import os
 import re
 import secrets
 import select
-import signal
 import socket
 import sys
 import threading
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import jsonschema
+
+from include.standins.background import BackgroundServer, serve_until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -601,59 +602,31 @@ class _Server(ThreadingHTTPServer):
 # Python API
 # --------------------------------------------------------------------------------------------
 
-class SendGridStandIn:
+class SendGridStandIn(BackgroundServer):
     """Runs the stand-in in a background thread.
 
     ``with SendGridStandIn(api_key="k") as sg: ... sg.base_url ...``
     """
+
+    label = "SendGrid stand-in"
 
     def __init__(self, api_key: str = "SG.standin-key", host: str = "127.0.0.1", port: int = 0,
                  record_path: str | Path | None = None, restricted_keys: Iterable[str] = (),
                  contract_path: str | Path | None = None):
         if not api_key:
             raise ValueError("api_key must not be empty")
+        super().__init__(host, port)
         self.api_key = api_key
-        self._address = (host, port)
         self.record_path = Path(record_path) if record_path else None
         self._state = _State(api_key, restricted_keys, self.record_path)
         self._validator = MailSendValidator(contract_path)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the stand-in is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "SendGridStandIn":
-        if self._server is not None:
-            return self
+    def _make_server(self, address: tuple[str, int]) -> "_Server":
         self._state.stopping.clear()
-        self._server = _Server(self._address, self._state, self._validator)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sendgrid-standin",
-                                        kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
-        log.info("SendGrid stand-in listening on %s", self.base_url)
-        return self
+        return _Server(address, self._state, self._validator)
 
-    def stop(self) -> None:
-        if self._server is None:
-            return
+    def _before_shutdown(self) -> None:
         self._state.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server, self._thread = None, None
-
-    def __enter__(self) -> "SendGridStandIn":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     def accepted(self) -> list[dict[str, Any]]:
         """Accepted requests: ``{"message_id", "received_at", "payload"}``, oldest first."""
@@ -679,13 +652,6 @@ class SendGridStandIn:
         self._state.clear()
 
 
-def _write_ready_file(path: Path, base_url: str) -> None:
-    # Written then renamed, so a watcher never reads half a URL.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(base_url + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Local SendGrid v3 Mail Send stand-in")
     parser.add_argument("--host", default="127.0.0.1")
@@ -703,17 +669,7 @@ def main(argv: list[str] | None = None) -> int:
 
     standin = SendGridStandIn(api_key=args.api_key, host=args.host, port=args.port,
                               record_path=args.record_path, restricted_keys=args.restricted_key)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with standin:
-        # The file first: whoever reads stdout may look for the file next.
-        if args.ready_file:
-            _write_ready_file(Path(args.ready_file), standin.base_url)
-        print(standin.base_url, flush=True)
-        stop.wait()
-    return 0
-
+    return serve_until_signalled(standin, args.ready_file)
 
 if __name__ == "__main__":
     sys.exit(main())
