@@ -49,26 +49,30 @@ def settings():
     return Settings.from_json(raw)
 
 
+def _open_postgres(conn_id: str):
+    import psycopg
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return PostgresHook(postgres_conn_id=conn_id).get_conn()
+    except AirflowNotFoundException:
+        raise ConfigurationProblem(_conn_hint(conn_id)) from None
+    except psycopg.OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ServiceUnreachable(f"the database of connection '{conn_id}' did not answer: {first_line}") from None
+
+
 @contextlib.contextmanager
 def postgres(conn_id: str, fallback: str | None = None) -> Iterator:
     """An autocommit psycopg 3 connection from an Airflow postgres connection (the hook's own ``get_conn``)."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
     try:
-        _connection(conn_id)
+        conn = _open_postgres(conn_id)
     except ConfigurationProblem:
         if fallback is None:
             raise
         log.info("connection '%s' is not defined; using '%s' (the same server)", conn_id, fallback)
-        conn_id = fallback
-        _connection(conn_id)
-    import psycopg
-
-    try:
-        conn = PostgresHook(postgres_conn_id=conn_id).get_conn()
-    except psycopg.OperationalError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ServiceUnreachable(f"the database of connection '{conn_id}' did not answer: {first_line}") from None
+        conn = _open_postgres(fallback)
     conn.autocommit = True
     try:
         yield conn
