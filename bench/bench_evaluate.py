@@ -18,12 +18,13 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from include import compliance_store, database
+from include import compliance_store
+from devkit import database
 from include.audit import RunContext
 from include.config import Settings
 from include.datamap import load_datamap
 from include.dsr import tracking
-from include.operational_schema import create_reference_schema
+from devkit.operational_schema import create_reference_schema
 
 RESULTS = Path(__file__).resolve().parent / "results" / "evaluate.jsonl"
 TYPES = [("gdpr", t) for t in ("access", "rectification", "erasure", "restriction", "objection", "portability")] + \

@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from include import database
-from include.seed import demo_data
+from devkit import database
+from devkit.seed import demo_data
 
 BENCH_DB = "privacy_bench_seed"
 RESULTS = Path(__file__).resolve().parent / "results" / "seed.jsonl"

@@ -1,16 +1,19 @@
 """``privacy-ops``: the project's command line.
 
-    privacy-ops init-ops      --url URL [--create-database] [--replace]   reference operational schema
-    privacy-ops seed          --url URL --users N [--seed S] [--if-empty]  demo data (creates the schema)
-    privacy-ops migrate-store --url URL                                    create/migrate schema compliance
-    privacy-ops verify-audit  --url URL                                    check the audit log's hash chain
-    privacy-ops check-datamap --url URL [--datamap FILE]                   data map against a live database
-    privacy-ops standins      [--sendgrid-port P] [--gcs-port P]          run the local SendGrid/GCS servers
-    privacy-ops demo          [--users N] [--pg-url URL]                   the whole demo, with a summary
-    privacy-ops ui            [--port 8080]                                airflow standalone on the demo database
+The product's own commands live here; the development kit (``devkit``) adds its commands (demo data, the
+stand-ins, the demo, the local UI) through the ``privacy_ops.commands`` entry point, so that an
+installation without the kit (the Airflow image) has exactly the product's commands and nothing here
+imports the kit.
 
-URLs are libpq URLs (postgresql://user@host:port/dbname); the default is $PRIVACY_PG_URL, else
-postgresql://postgres@127.0.0.1:5432/postgres.
+Every command answers in one sentence on stderr when it cannot do its work, and exits with one of:
+
+    0  done (or the check passed)
+    1  the check failed (the audit chain is broken, the data map does not match the database)
+    2  usage: a flag is missing or malformed
+    3  cannot reach or configure: the database does not answer, the URL is malformed, the store is missing
+
+URLs are libpq URLs (``postgresql://user@host:port/dbname``); the default is ``$PRIVACY_PG_URL``, else
+``postgresql://postgres@127.0.0.1:5432/postgres``. Passwords in URLs are never printed.
 """
 from __future__ import annotations
 
@@ -18,170 +21,211 @@ import argparse
 import logging
 import os
 import sys
-from datetime import date
+from importlib.metadata import entry_points
+from typing import Callable, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
-from include import database
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_CODES = {
+    EXIT_OK: "done, or the check passed",
+    EXIT_CHECK_FAILED: "the check failed (audit chain broken, data map mismatch)",
+    EXIT_USAGE: "usage: a flag is missing or malformed",
+    EXIT_UNREACHABLE: "cannot reach or configure (database down, malformed URL, store missing)",
+}
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+COMMANDS_GROUP = "privacy_ops.commands"
+
+log = logging.getLogger(__name__)
 
 
-def _url(args) -> str:
-    return args.url or os.environ.get("PRIVACY_PG_URL") or database.DEFAULT_URL
+class CommandFailed(Exception):
+    """A command's one-sentence answer and its exit code."""
+
+    def __init__(self, sentence: str, code: int = EXIT_UNREACHABLE):
+        super().__init__(sentence)
+        self.code = code
 
 
-def cmd_init_ops(args) -> int:
-    from include.operational_schema import create_reference_schema
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for anything printed or logged)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)
+        user = parts.username or ""
+        return urlunsplit((parts.scheme, f"{user}:***@{netloc[1]}", parts.path, parts.query, parts.fragment))
+    except ValueError:
+        return "<malformed URL>"
 
-    url = _url(args)
-    if args.create_database:
-        url = database.create_database(url, database.database_name(url), replace=args.replace)
-    with database.connect(url, autocommit=True) as conn:
-        create_reference_schema(conn, replace=args.replace)
-    print(f"reference operational schema created in database {database.database_name(url)!r}")
-    return 0
+
+def database_url(args) -> str:
+    return args.url or os.environ.get("PRIVACY_PG_URL") or DEFAULT_URL
 
 
-def cmd_seed(args) -> int:
-    from include.seed.demo_data import seed
+def database_label(url: str) -> str:
+    try:
+        return repr(urlsplit(url).path.lstrip("/") or "postgres")
+    except ValueError:
+        return "<malformed URL>"
 
-    anchor = date.fromisoformat(args.anchor) if args.anchor else date.today()
-    if args.if_empty:
-        from include.operational_schema import existing_tables
 
-        with database.connect(_url(args), autocommit=True) as conn:
-            present = existing_tables(conn)
-        if present:
-            print(f"the database already has reference tables ({', '.join(present)}): not seeding (--if-empty)")
-            return 0
-    summary = seed(_url(args), users=args.users, seed=args.seed, anchor=anchor, requests=args.requests)
-    for table, count in sorted(summary["rows"].items()):
-        print(f"  {table:20} {count:>12,}")
-    return 0
+def connect(url: str):
+    """An autocommit connection, or one sentence saying why there is none."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
 
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise CommandFailed(f"--url must be a PostgreSQL URL like postgresql://user@host:5432/dbname, "
+                            f"not {redact_url(url)!r}", EXIT_USAGE)
+    try:
+        port = conninfo_to_dict(url).get("port")
+        if port is not None and not str(port).isdigit():
+            raise psycopg.ProgrammingError(f"port {port!r} is not a number")
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.ProgrammingError as exc:
+        raise CommandFailed(f"--url is not a usable PostgreSQL URL ({_first_line(exc)})", EXIT_USAGE) from None
+    except psycopg.OperationalError as exc:
+        raise CommandFailed(f"could not reach the database at {redact_url(url)}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def require_store(conn, url: str) -> None:
+    from include import compliance_store
+
+    if compliance_store.current_version(conn) is None:
+        raise CommandFailed(f"database {database_label(url)} has no compliance store: point --url at the database "
+                            "that holds schema compliance, or create it with `privacy-ops migrate-store`")
+
+
+# -- the product's commands -----------------------------------------------------------------------
 
 def cmd_migrate_store(args) -> int:
     from include import compliance_store
 
-    with database.connect(_url(args), autocommit=True) as conn:
+    url = database_url(args)
+    with connect(url) as conn:
         applied = compliance_store.migrate(conn)
         version = compliance_store.current_version(conn)
-    print(f"compliance store at migration {version}" + (f" (applied now: {applied})" if applied else " (already current)"))
-    return 0
+    print(f"compliance store in database {database_label(url)} at migration {version}"
+          + (f" (applied now: {', '.join(map(str, applied))})" if applied else " (already current)"))
+    return EXIT_OK
 
 
 def cmd_verify_audit(args) -> int:
     from include import audit
 
-    with database.connect(_url(args), autocommit=True) as conn:
+    url = database_url(args)
+    with connect(url) as conn:
+        require_store(conn, url)
         report = audit.verify_chain(conn)
     if report.ok:
         print(f"audit log OK: {report.rows} row(s), chain head {report.head}")
-        return 0
+        return EXIT_OK
     print(f"audit log BROKEN after {report.rows} good row(s): {report.problem}", file=sys.stderr)
-    return 1
+    return EXIT_CHECK_FAILED
 
 
 def cmd_check_datamap(args) -> int:
     from include.datamap import DataMapError, load_datamap, validate_against_database
 
+    url = database_url(args)
     try:
         dm = load_datamap(args.datamap)
-        with database.connect(_url(args), autocommit=True) as conn:
-            validate_against_database(dm, conn)
     except DataMapError as exc:
-        print(f"data map problem: {exc}", file=sys.stderr)
-        return 1
-    print(f"data map OK: {len(dm.personal_data)} table(s) with personal data, {len(dm.records)} record roles")
-    return 0
-
-
-def cmd_standins(args) -> int:
-    import time
-
-    from include.standins.gcs_emulator import GCSEmulator
-    from include.standins.sendgrid_server import SendGridStandIn
-
-    with SendGridStandIn(port=args.sendgrid_port, api_key=args.api_key) as sendgrid, \
-            GCSEmulator(default_bucket=args.bucket, port=args.gcs_port) as gcs:
-        print(f"SendGrid stand-in: {sendgrid.base_url}  (API key {args.api_key!r})")
-        print(f"GCS emulator:      {gcs.base_url}  (bucket {args.bucket!r}; set STORAGE_EMULATOR_HOST)")
-        print("Ctrl-C to stop")
+        raise CommandFailed(f"data map problem: {exc}", EXIT_CHECK_FAILED) from None
+    with connect(url) as conn:
         try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            return 0
+            validate_against_database(dm, conn)
+        except DataMapError as exc:
+            print(f"data map problem: {exc.summary}", file=sys.stderr)
+            if args.details:
+                for problem in exc.problems:
+                    print(f"  - {problem}", file=sys.stderr)
+            elif len(exc.problems) > 1:
+                print(f"  ({len(exc.problems)} problems; --details lists each)", file=sys.stderr)
+            return EXIT_CHECK_FAILED
+    print(f"data map OK: {len(dm.personal_data)} table(s) with personal data, {len(dm.records)} record roles")
+    return EXIT_OK
 
 
-def cmd_demo(args) -> int:
-    from include.demo import run_demo
-
-    return run_demo(users=args.users, seed=args.seed, pg_url=args.pg_url)
-
-
-def cmd_ui(args) -> int:
-    from include.demo import run_ui
-
-    return run_ui(pg_url=args.pg_url, port=args.port)
+def with_url(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--url", metavar="URL",
+                        help="libpq URL of the database (default: $PRIVACY_PG_URL, else the local server)")
+    return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="privacy-ops", description="Privacy-compliance automation on Airflow 3",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_product_commands(sub) -> None:
+    p = with_url(sub.add_parser("migrate-store", help="create or migrate the compliance store (schema compliance)",
+                                description="Create schema compliance or apply the migrations it lacks."))
+    p.set_defaults(func=cmd_migrate_store)
 
-    def with_url(p):
-        p.add_argument("--url", help="libpq URL of the database (default: $PRIVACY_PG_URL or the local server)")
-        return p
+    p = with_url(sub.add_parser("verify-audit", help="verify the audit log's hash chain (exit 1 if broken)",
+                                description="Recompute every row's hash of compliance.audit_log."))
+    p.set_defaults(func=cmd_verify_audit)
 
-    p = with_url(sub.add_parser("init-ops", help="create the reference operational schema"))
-    p.add_argument("--create-database", action="store_true", help="create the URL's database first")
-    p.add_argument("--replace", action="store_true", help="drop what exists first (destroys data)")
-    p.set_defaults(func=cmd_init_ops)
-
-    p = with_url(sub.add_parser("seed", help="load deterministic, realistically dirty demo data"))
-    p.add_argument("--users", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--anchor", help="the date the data is built around (default: today)")
-    p.add_argument("--requests", type=int, help="number of privacy requests (default: 3%% of users)")
-    p.add_argument("--if-empty", action="store_true", help="do nothing when the schema already exists")
-    p.set_defaults(func=cmd_seed)
-
-    with_url(sub.add_parser("migrate-store", help="create or migrate the compliance store")).set_defaults(
-        func=cmd_migrate_store)
-    with_url(sub.add_parser("verify-audit", help="verify the audit log's hash chain")).set_defaults(
-        func=cmd_verify_audit)
-    p = with_url(sub.add_parser("check-datamap", help="check the data map against a live database"))
-    p.add_argument("--datamap", help="data map file (default: include/datamap.yaml)")
+    p = with_url(sub.add_parser("check-datamap", help="check the data map against a live database",
+                                description="Check every table and column the data map names."))
+    p.add_argument("--datamap", metavar="FILE", help="data map file (default: the packaged include/datamap.yaml)")
+    p.add_argument("--details", action="store_true", help="list every problem, not only the summary")
     p.set_defaults(func=cmd_check_datamap)
 
-    p = sub.add_parser("standins", help="run the local SendGrid-compatible server and GCS emulator")
-    p.add_argument("--sendgrid-port", type=int, default=3030)
-    p.add_argument("--gcs-port", type=int, default=9023)
-    p.add_argument("--api-key", default="dev-key")
-    p.add_argument("--bucket", default="privacy-manifests")
-    p.set_defaults(func=cmd_standins)
 
-    p = sub.add_parser("demo", help="seed a demo database and run every DAG for real")
-    p.add_argument("--users", type=int, default=5000)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--pg-url", help="PostgreSQL server to use (default: $PRIVACY_PG_URL, the local server, "
-                                    "else an embedded one under .demo/pg)")
-    p.set_defaults(func=cmd_demo)
+# -- assembling the parser --------------------------------------------------------------------------
 
-    p = sub.add_parser("ui", help="airflow standalone on the demo database, with the stand-ins")
-    p.add_argument("--pg-url", help="the PostgreSQL server the demo used (default: as for demo)")
-    p.add_argument("--port", type=int, default=8080)
-    p.set_defaults(func=cmd_ui)
+Registrar = Callable[[object], None]
+
+
+def _plugin_registrars() -> list[Registrar]:
+    """Commands added by installed kits (``privacy_ops.commands`` entry points), e.g. the dev kit."""
+    found = []
+    for ep in entry_points(group=COMMANDS_GROUP):
+        try:
+            found.append(ep.load())
+        except ImportError:
+            # The kit's entry point is declared but its package is not installed (the Airflow image).
+            log.debug("command kit %s is not installed", ep.name)
+    return found
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one sentence, exit 2, no usage dump
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def build_parser(registrars: Sequence[Registrar] | None = None) -> argparse.ArgumentParser:
+    epilog = "exit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+    parser = _Parser(prog="privacy-ops", description="Privacy-compliance automation on Airflow 3",
+                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    add_product_commands(sub)
+    for register in (_plugin_registrars() if registrars is None else registrars):
+        register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    import psycopg
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except database.psycopg.OperationalError as exc:
-        print(f"could not reach the database: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
+    except CommandFailed as exc:
+        print(f"privacy-ops {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+    except psycopg.OperationalError as exc:
+        print(f"privacy-ops {args.command}: lost the database: {_first_line(exc)}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

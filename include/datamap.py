@@ -37,7 +37,15 @@ TEXT_TYPES = frozenset({"text", "character varying", "character"})
 
 
 class DataMapError(ValueError):
-    """The data map is malformed or does not match the database; the message names the entry."""
+    """The data map is malformed or does not match the database; the message names the entry.
+
+    ``problems`` lists every problem found; the message itself stays one sentence, however many there are.
+    """
+
+    def __init__(self, summary: str, problems: list[str] | None = None):
+        super().__init__(summary)
+        self.summary = summary
+        self.problems = problems or [summary]
 
 
 def _split_table(name: str, where: str) -> tuple[str, str]:
@@ -254,6 +262,7 @@ def validate_against_database(dm: DataMap, conn) -> None:
         found.setdefault((schema, table), {})[column] = (data_type, nullable)
 
     problems: list[str] = []
+    missing_tables = len(tables - set(found))
 
     def table_columns(schema: str, table: str, where: str) -> dict[str, tuple[str, bool]] | None:
         cols = found.get((schema, table))
@@ -293,4 +302,13 @@ def validate_against_database(dm: DataMap, conn) -> None:
             problems.append(f"data map entry {entry.label}: subject column {entry.subject.column!r} must be text to match emails")
 
     if problems:
-        raise DataMapError("; ".join(problems))
+        raise DataMapError(_summary(problems, missing_tables, len(tables)), problems)
+
+
+def _summary(problems: list[str], missing_tables: int, mapped_tables: int) -> str:
+    if missing_tables == mapped_tables:
+        return (f"none of the {mapped_tables} mapped tables exists in this database: is this the operational "
+                "database?")
+    if len(problems) == 1:
+        return problems[0]
+    return f"{problems[0]} (and {len(problems) - 1} more problem(s))"

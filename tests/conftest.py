@@ -16,12 +16,12 @@ import pytest
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="privacy-tests-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from include import database
+from devkit import database
 
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:
-    from include.embedded_postgres import server_or_embedded
+    from devkit.embedded_postgres import server_or_embedded
 
     return server_or_embedded(os.environ.get("PRIVACY_TEST_PG_URL", database.DEFAULT_URL))[0]
 
@@ -43,7 +43,7 @@ SENDGRID_TEST_KEY = "SG.test-key"
 @pytest.fixture(scope="session")
 def sendgrid_server(tmp_path_factory):
     """One SendGrid stand-in for the session (accepted payloads also go to a JSON-lines file)."""
-    from include.standins.sendgrid_server import SendGridStandIn
+    from devkit.standins.sendgrid_server import SendGridStandIn
 
     record = tmp_path_factory.mktemp("sendgrid") / "accepted.jsonl"
     with SendGridStandIn(api_key=SENDGRID_TEST_KEY, record_path=record, restricted_keys=["SG.no-scope"]) as server:

@@ -5,8 +5,9 @@ import uuid
 
 import pytest
 
-from include import audit, database
-from include.cli import main
+from include import audit
+from devkit import database
+from include.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, build_parser, main
 
 
 @pytest.fixture(autouse=True)
@@ -66,11 +67,129 @@ def test_check_datamap_reports_the_entry(fresh_db, tmp_path, capsys):
     assert main(["init-ops", "--url", fresh_db]) == 0
     with database.connect(fresh_db, autocommit=True) as conn:
         conn.execute("alter table support_messages rename column body to message")
-    assert main(["check-datamap", "--url", fresh_db]) == 1
+    assert main(["check-datamap", "--url", fresh_db]) == EXIT_CHECK_FAILED
     assert "data map entry personal_data 'support_messages': column 'body' does not exist" in capsys.readouterr().err
 
 
-def test_unreachable_database_is_one_sentence(capsys):
-    assert main(["migrate-store", "--url", "postgresql://postgres@127.0.0.1:1/nowhere"]) == 2
+def _one_sentence(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in text, text
+    return lines[0]
+
+
+def test_unreachable_database_is_one_sentence_and_exit_3(capsys):
+    assert main(["migrate-store", "--url", "postgresql://postgres@127.0.0.1:1/nowhere"]) == EXIT_UNREACHABLE
+    err = _one_sentence(capsys.readouterr().err)
+    assert err.startswith("privacy-ops migrate-store: could not reach the database at postgresql://postgres@127.0.0.1:1/")
+
+
+def test_malformed_url_is_a_usage_error(capsys):
+    assert main(["verify-audit", "--url", "not a url"]) == EXIT_USAGE
+    assert "must be a PostgreSQL URL" in _one_sentence(capsys.readouterr().err)
+    for bad in ("postgresql://postgres@127.0.0.1:5432/db?nosuch=1", "postgresql://postgres@127.0.0.1:port/db",
+                "postgresql://[bad/db"):
+        assert main(["verify-audit", "--url", bad]) == EXIT_USAGE
+        assert "is not a usable PostgreSQL URL" in _one_sentence(capsys.readouterr().err)
+
+
+def test_verify_audit_without_a_store_says_so(fresh_db, monkeypatch, capsys):
+    assert main(["verify-audit", "--url", fresh_db]) == EXIT_UNREACHABLE
+    err = _one_sentence(capsys.readouterr().err)
+    assert "has no compliance store" in err and "privacy-ops migrate-store" in err
+    # The bare command defaults to the server's `postgres` database, which has no store either.
+    monkeypatch.delenv("PRIVACY_PG_URL", raising=False)
+    monkeypatch.setattr("include.cli.DEFAULT_URL", fresh_db.rsplit("/", 1)[0] + "/postgres")
+    assert main(["verify-audit"]) == EXIT_UNREACHABLE
+    assert "database 'postgres' has no compliance store" in _one_sentence(capsys.readouterr().err)
+
+
+def test_seed_into_the_schema_init_ops_created(fresh_db, capsys):
+    assert main(["init-ops", "--url", fresh_db]) == EXIT_OK
+    assert main(["seed", "--url", fresh_db, "--users", "200", "--anchor", "2026-11-25"]) == EXIT_OK
+    with database.connect(fresh_db) as conn:
+        assert conn.execute("select count(*) from users").fetchone()[0] == 200
+    capsys.readouterr()
+    # Seeding over data is refused in one sentence; --replace reseeds.
+    assert main(["seed", "--url", fresh_db, "--users", "150", "--anchor", "2026-11-25"]) == EXIT_USAGE
+    assert "pass --replace" in _one_sentence(capsys.readouterr().err)
+    assert main(["init-ops", "--url", fresh_db]) == EXIT_USAGE
+    assert "already exists" in _one_sentence(capsys.readouterr().err)
+    assert main(["seed", "--url", fresh_db, "--users", "150", "--anchor", "2026-11-25", "--replace"]) == EXIT_OK
+    with database.connect(fresh_db) as conn:
+        assert conn.execute("select count(*) from users").fetchone()[0] == 150
+
+
+def test_check_datamap_on_the_wrong_database_is_short(fresh_db, capsys):
+    assert main(["check-datamap", "--url", fresh_db]) == EXIT_CHECK_FAILED
     err = capsys.readouterr().err
-    assert err.startswith("could not reach the database:") and "Traceback" not in err
+    first = err.splitlines()[0]
+    assert "none of the 13 mapped tables exists in this database: is this the operational database?" in first
+    assert len(first) < 200 and "--details" in err
+    assert main(["check-datamap", "--url", fresh_db, "--details"]) == EXIT_CHECK_FAILED
+    assert capsys.readouterr().err.count("\n  - data map entry") == 19
+
+
+def test_usage_errors_exit_2_in_one_sentence(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["seed", "--users", "many"])
+    assert exit_.value.code == EXIT_USAGE
+    assert "'many' is not a whole number" in _one_sentence(capsys.readouterr().err)
+    with pytest.raises(SystemExit) as exit_:
+        main(["no-such-command"])
+    assert exit_.value.code == EXIT_USAGE
+
+
+def _subparsers(parser):
+    import argparse
+
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_every_command_and_flag_is_described():
+    parser = build_parser()
+    commands = _subparsers(parser)
+    assert {"migrate-store", "verify-audit", "check-datamap", "init-ops", "seed", "standins", "demo", "ui",
+            "stop-db"} <= set(commands)
+    for name, sub in commands.items():
+        assert sub.description, f"{name} has no description"
+        for action in sub._actions:
+            if action.dest != "help":
+                assert action.help, f"privacy-ops {name} {'/'.join(action.option_strings)} is not described"
+
+
+def test_the_readme_command_table_matches_the_parser():
+    """The README lists every command with every flag it takes, and nothing the parser lacks."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("<!-- commands -->")[1].split("<!-- /commands -->")[0]
+    documented = {}
+    for line in table.splitlines():
+        match = re.match(r"\| `privacy-ops ([a-z-]+)` \| ([^|]*)\|", line)
+        if match:
+            documented[match.group(1)] = set(re.findall(r"--[a-z-]+", match.group(2)))
+    for name, sub in _subparsers(build_parser()).items():
+        flags = {opt for a in sub._actions for opt in a.option_strings if opt.startswith("--") and opt != "--help"}
+        assert documented.get(name) == flags, f"README row of {name}: {documented.get(name)} != {flags}"
+    assert set(documented) == set(_subparsers(build_parser()))
+
+
+def test_no_command_prints_a_password(fresh_db, capsys, monkeypatch):
+    """Trust authentication accepts any password, so a URL with one reaches the real server."""
+    secret = "Sup3rSecretPassw0rd"
+    with_password = fresh_db.replace("postgresql://postgres@", f"postgresql://postgres:{secret}@")
+    down = f"postgresql://postgres:{secret}@127.0.0.1:1/nowhere"
+    runs = [["init-ops", "--url", with_password], ["seed", "--url", with_password, "--users", "100", "--if-empty"],
+            ["migrate-store", "--url", with_password], ["verify-audit", "--url", with_password],
+            ["check-datamap", "--url", with_password], ["migrate-store", "--url", down],
+            ["verify-audit", "--url", down], ["seed", "--url", down], ["init-ops", "--url", down, "--create-database"]]
+    for argv in runs:
+        main(argv)
+        out = capsys.readouterr()
+        assert secret not in out.out + out.err, argv
+    monkeypatch.setenv("PRIVACY_PG_URL", with_password)
+    main(["verify-audit"])
+    out = capsys.readouterr()
+    assert secret not in out.out + out.err

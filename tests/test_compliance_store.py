@@ -5,7 +5,7 @@ import psycopg
 import pytest
 
 from include import audit, compliance_store
-from include.database import connect
+from devkit.database import connect
 
 
 @pytest.fixture

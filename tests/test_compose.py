@@ -173,8 +173,8 @@ def test_ops_db_and_init(services):
 
 
 @pytest.mark.parametrize("service, module, port", [
-    ("sendgrid-standin", "include.standins.sendgrid_server", 3030),
-    ("gcs-emulator", "include.standins.gcs_emulator", 9023),
+    ("sendgrid-standin", "devkit.standins.sendgrid_server", 3030),
+    ("gcs-emulator", "devkit.standins.gcs_emulator", 9023),
 ])
 def test_standins_run_existing_modules(services, service, module, port):
     command = _command(services[service])

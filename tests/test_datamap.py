@@ -6,9 +6,9 @@ import copy
 import pytest
 import yaml
 
-from include.database import connect
+from devkit.database import connect
 from include.datamap import DataMapError, default_path, load_datamap, parse_datamap, validate_against_database
-from include.operational_schema import create_reference_schema
+from devkit.operational_schema import create_reference_schema
 
 
 @pytest.fixture

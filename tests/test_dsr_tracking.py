@@ -9,11 +9,11 @@ import pytest
 from include import audit, compliance_store
 from include.audit import RunContext
 from include.config import Settings
-from include.database import connect
+from devkit.database import connect
 from include.datamap import load_datamap
 from include.dsr import tracking
 from include.notify.sendgrid_mailer import SendGridAuthError, SendGridMailer
-from include.operational_schema import create_reference_schema
+from devkit.operational_schema import create_reference_schema
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 TODAY = date(2026, 11, 25)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from include import database, local_airflow
-from include.seed.demo_data import seed
+from devkit import database, local_airflow
+from devkit.seed.demo_data import seed
 
 pytestmark = pytest.mark.e2e
 DAG_ID = "dsr_deadline_tracking"

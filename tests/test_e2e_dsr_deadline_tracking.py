@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from include import audit, local_airflow
-from include.database import connect
-from include.seed.demo_data import seed
-from include.standins.sendgrid_server import SendGridStandIn
+from include import audit
+from devkit import local_airflow
+from devkit.database import connect
+from devkit.seed.demo_data import seed
+from devkit.standins.sendgrid_server import SendGridStandIn
 
 pytestmark = pytest.mark.e2e
 DAG_ID = "dsr_deadline_tracking"
@@ -26,7 +27,7 @@ def world(pg_server_url, tmp_path_factory):
     """One seeded database, one stand-in and one Airflow home for the whole module (Airflow start-up is slow)."""
     import uuid
 
-    from include import database
+    from devkit import database
 
     name = f"privacy_e2e_{uuid.uuid4().hex[:10]}"
     url = database.create_database(pg_server_url, name)

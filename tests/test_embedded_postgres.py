@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from include import embedded_postgres as ep
+from devkit import embedded_postgres as ep
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from include.standins.gcs_emulator import GCSEmulator
+from devkit.standins.gcs_emulator import GCSEmulator
 
 ANONYMOUS_GCP = '{"conn_type":"google_cloud_platform","extra":{"is_anonymous":true,"project":"test-project"}}'
 
@@ -54,7 +54,7 @@ def test_objects_are_in_memory_and_wipeable(gcs):
 def test_command_line(tmp_path):
     ready = tmp_path / "ready"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "include.standins.gcs_emulator", "--port", "0", "--bucket", "cli-bucket",
+        [sys.executable, "-m", "devkit.standins.gcs_emulator", "--port", "0", "--bucket", "cli-bucket",
          "--ready-file", str(ready)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path,
     )

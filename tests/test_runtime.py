@@ -6,7 +6,7 @@ import json
 import pytest
 
 from include import runtime
-from include.local_airflow import postgres_connection
+from devkit.local_airflow import postgres_connection
 
 
 def test_missing_connection_is_one_sentence_and_not_retried(monkeypatch):

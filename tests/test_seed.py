@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from include import database, operational_schema
-from include.seed import demo_data
-from include.seed.bulk import BulkGenerator
-from include.seed.planted import plant
+from devkit import database, operational_schema
+from devkit.seed import demo_data
+from devkit.seed.bulk import BulkGenerator
+from devkit.seed.planted import plant
 
 ANCHOR = dt.date(2026, 11, 25)
 USERS = 2000

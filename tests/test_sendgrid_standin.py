@@ -311,7 +311,7 @@ def test_bad_fault_spec_is_refused(sg):
 def test_command_line(tmp_path):
     ready, record = tmp_path / "ready", tmp_path / "accepted.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "include.standins.sendgrid_server", "--host", "127.0.0.1",
+        [sys.executable, "-m", "devkit.standins.sendgrid_server", "--host", "127.0.0.1",
          "--port", "0", "--api-key", API_KEY, "--ready-file", str(ready), "--record-path", str(record)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         cwd=Path(__file__).resolve().parents[1], env={**os.environ},
@@ -327,14 +327,14 @@ def test_command_line(tmp_path):
         assert proc.wait(timeout=10) == 0
 
 
-def test_vendored_contract_is_the_shared_one():
-    from pathlib import Path
+def test_vendored_contract_is_sendgrids_published_schema():
+    """The stand-in validates against SendGrid's schema exactly as published (sendgrid-oai at dbe0e0d)."""
+    import hashlib
 
-    from include.standins.sendgrid_server import CONTRACT_RELATIVE
+    from devkit.standins.sendgrid_server import VENDORED_CONTRACT, find_contract
 
-    vendored = Path(__file__).resolve().parent.parent / "include" / "contracts" / CONTRACT_RELATIVE.name
-    shared = [p / CONTRACT_RELATIVE for p in vendored.parents if (p / CONTRACT_RELATIVE).is_file()]
-    assert vendored.is_file()
-    if not shared:
-        pytest.skip("no shared/ beside this clone to compare with")
-    assert vendored.read_bytes() == shared[0].read_bytes()
+    assert find_contract() == VENDORED_CONTRACT
+    assert hashlib.sha256(VENDORED_CONTRACT.read_bytes()).hexdigest() == PUBLISHED_CONTRACT_SHA256
+
+
+PUBLISHED_CONTRACT_SHA256 = "4ba24d0feb8a6b347f60528161d1cf0e7591987d2b3a64a6533685dc2b39d19f"

@@ -3,11 +3,11 @@
 ``seed(url, users=..., anchor=...)`` creates the schema in the database at ``url``, fills it and returns a
 summary. Two kinds of rows are written:
 
-* **Planted rows** (only when ``users >= 200``, from ``include.seed.planted``): a fixed, hand-written set
+* **Planted rows** (only when ``users >= 200``, from ``devkit.seed.planted``): a fixed, hand-written set
   of users, requests, shares, reports, holds and suppressions that carry every dirty case of SPEC
   sections 4.1-4.4. They take the lowest ids of each table, depend only on the anchor date, and their
   ids are returned in ``summary["planted"]`` so that tests and DAG features can rely on them.
-* **Bulk rows** for the remaining users (from ``include.seed.bulk``), generated column-wise with numpy
+* **Bulk rows** for the remaining users (from ``devkit.seed.bulk``), generated column-wise with numpy
   from ``seed``; the same dirty cases are spread through them at small rates (counted in
   ``summary["bulk_dirty"]``).
 
@@ -15,8 +15,8 @@ The same ``(users, seed, anchor, requests)`` always gives byte-identical table c
 stream is spawned from one ``SeedSequence`` in a fixed order, nothing reads the clock, and the planted
 rows are pure functions of the anchor.
 
-Both draw on the word lists and the vendor list of ``include.seed.vocabulary``; the rows reach the
-database through ``include.seed.loading`` (COPY with FREEZE, then the index builds).
+Both draw on the word lists and the vendor list of ``devkit.seed.vocabulary``; the rows reach the
+database through ``devkit.seed.loading`` (COPY with FREEZE, then the index builds).
 """
 from __future__ import annotations
 
@@ -28,12 +28,12 @@ from collections.abc import Iterator
 import psycopg
 import pyarrow as pa
 
-from include import operational_schema
-from include.seed.bulk import BulkGenerator
-from include.seed.layout import TABLES, rows_table
-from include.seed.loading import advance_sequences_and_analyze, build_indexes, load, row_counts
-from include.seed.planted import PlantedRows, plant, policy_rows, vendor_rows
-from include.seed.vocabulary import LEGAL_BASES, PER_USER, UNKNOWN_VENDOR_IDS, VENDORS, WINDOW_DAYS
+from devkit import operational_schema
+from devkit.seed.bulk import BulkGenerator
+from devkit.seed.layout import TABLES, rows_table
+from devkit.seed.loading import advance_sequences_and_analyze, build_indexes, load, row_counts
+from devkit.seed.planted import PlantedRows, plant, policy_rows, vendor_rows
+from devkit.seed.vocabulary import LEGAL_BASES, PER_USER, UNKNOWN_VENDOR_IDS, VENDORS, WINDOW_DAYS
 
 log = logging.getLogger(__name__)
 

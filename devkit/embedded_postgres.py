@@ -202,7 +202,7 @@ def _start_system(data_dir: Path) -> None:
 
 def server_or_embedded(url: str) -> tuple[str, bool]:
     """``url`` when a server answers there, else the embedded server's URL; the flag says which."""
-    from include.database import answers
+    from devkit.database import answers
 
     if answers(url):
         return url, False

@@ -5,7 +5,7 @@ The real ``google-cloud-storage`` client, and so the Airflow provider's ``GCSHoo
 
 Run it on its own with::
 
-    python -m include.standins.gcs_emulator --port 0 --bucket NAME [--host 127.0.0.1] [--ready-file PATH]
+    python -m devkit.standins.gcs_emulator --port 0 --bucket NAME [--host 127.0.0.1] [--ready-file PATH]
 
 It prints its base URL once it listens, and writes it to the ready file.
 """
@@ -22,7 +22,7 @@ from gcp_storage_emulator.handlers.buckets import create_bucket
 from gcp_storage_emulator.server import RequestHandler
 from gcp_storage_emulator.storage import Storage
 
-from include.standins.background import BackgroundServer, serve_until_signalled
+from devkit.standins.background import BackgroundServer, serve_until_signalled
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ class LocalServices:
     sendgrid_url: str
     sendgrid_api_key: str
     gcs_url: str | None = None
-    gcs_bucket: str = "privacy-manifests"
+    gcs_bucket: str = "privacy-evidence"
 
 
 def airflow_env(home: Path, services: LocalServices, settings: dict | None = None) -> dict[str, str]:

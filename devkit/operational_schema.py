@@ -1,6 +1,6 @@
 """Creates the reference operational schema of SPEC section 3 (tables, then secondary indexes).
 
-The DDL lives in ``include/sql/operational_schema.sql`` and ``include/sql/operational_indexes.sql``;
+The DDL lives in ``devkit/sql/operational_schema.sql`` and ``devkit/sql/operational_indexes.sql``;
 indexes are a separate step so that a bulk loader can build them once, after COPY.
 """
 from __future__ import annotations
@@ -20,9 +20,15 @@ _CREATE_TABLE = re.compile(r"^\s*create\s+table\s+(\w+)", re.IGNORECASE | re.MUL
 class SchemaExistsError(RuntimeError):
     """A table of the reference schema is already there and ``replace`` was not asked for."""
 
+    def __init__(self, present: list[str]):
+        self.present = present
+        self.table_sentence = (f"table {present[0]!r} already exists"
+                               + (f" (and {len(present) - 1} more reference tables)" if len(present) > 1 else ""))
+        super().__init__(self.table_sentence + "; pass replace=True to drop and recreate the reference schema")
+
 
 def load_sql(name: str) -> str:
-    return resources.files("include").joinpath("sql", name).read_text(encoding="utf-8")
+    return resources.files("devkit").joinpath("sql", name).read_text(encoding="utf-8")
 
 
 def table_names() -> list[str]:
@@ -50,6 +56,14 @@ def existing_tables(conn: psycopg.Connection) -> list[str]:
     return [row[0] for row in rows]
 
 
+def reference_tables_are_empty(conn: psycopg.Connection) -> bool:
+    """True when no reference table on the search path holds a row."""
+    for name in existing_tables(conn):
+        if conn.execute(sql.SQL("select exists (select from {})").format(sql.Identifier(name))).fetchone()[0]:
+            return False
+    return True
+
+
 def drop_reference_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         for name in reversed(table_names()):
@@ -70,11 +84,7 @@ def create_reference_schema(
             drop_reference_schema(conn)
         present = existing_tables(conn)
         if present:
-            raise SchemaExistsError(
-                f"table {present[0]!r} already exists"
-                + (f" (and {len(present) - 1} more reference tables)" if len(present) > 1 else "")
-                + "; pass replace=True to drop and recreate the reference schema"
-            )
+            raise SchemaExistsError(present)
         conn.execute(load_sql(SCHEMA_FILE))
         if with_indexes:
             create_indexes(conn)

@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from include.seed.layout import TABLES, TS
-from include.seed.planted import PlantedRows
-from include.seed.vocabulary import (
+from devkit.seed.layout import TABLES, TS
+from devkit.seed.planted import PlantedRows
+from devkit.seed.vocabulary import (
     CATEGORIES,
     CCPA_TYPES,
     COMPANY_PARTS,

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from include import operational_schema
-from include.seed.layout import LAYOUT
+from devkit import operational_schema
+from devkit.seed.layout import LAYOUT
 
 CSV_CHUNK_ROWS = 200_000
 MAINTENANCE_WORK_MEM = "512MB"

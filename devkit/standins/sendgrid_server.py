@@ -1,13 +1,13 @@
 """A local server that speaks SendGrid's v3 Mail Send API, for development and tests.
 
-Payloads are checked against the published OpenAPI contract (``shared/contracts``) and then against
-the documented behaviour that the contract leaves out (the errata in the contracts README), so that
+Payloads are checked against the published OpenAPI contract (``devkit/contracts``) and then against
+the documented behaviour that the contract leaves out (listed in devkit/contracts/README.md), so that
 a payload accepted here is one SendGrid accepts too. Accepted requests are kept for inspection, and
 faults (429, 5xx, slow answers) can be injected to exercise the client's retry rules.
 
 Run it on its own with::
 
-    python -m include.standins.sendgrid_server --host 127.0.0.1 --port 0 --api-key KEY \
+    python -m devkit.standins.sendgrid_server --host 127.0.0.1 --port 0 --api-key KEY \
         [--ready-file PATH] [--record-path PATH]
 
 It prints its base URL (``http://127.0.0.1:PORT``) once it listens, and writes it to the ready file.
@@ -38,11 +38,11 @@ from typing import Any, Callable, Iterable
 
 import jsonschema
 
-from include.standins.background import BackgroundServer, serve_until_signalled
+from devkit.standins.background import BackgroundServer, serve_until_signalled
 
 log = logging.getLogger(__name__)
 
-CONTRACT_RELATIVE = Path("shared/contracts/sendgrid-mail-v3.openapi.json")
+VENDORED_CONTRACT = Path(__file__).resolve().parent.parent / "contracts" / "sendgrid-mail-v3.openapi.json"
 MAIL_SEND_PATH = "/v3/mail/send"
 STANDIN_PREFIX = "/_standin/"
 
@@ -61,30 +61,13 @@ _EMAIL_RE = re.compile(
 
 
 def find_contract() -> Path:
-    """Locate the SendGrid OpenAPI contract.
-
-    ``SENDGRID_CONTRACT_PATH`` wins; otherwise ``shared/contracts/...`` is looked for in every parent
-    of this file and of the working directory, because the repo sits beside ``shared/`` both here
-    and in CI's fresh clone; a clone without ``shared/`` uses the copy vendored in ``include/contracts``.
-    """
+    """The SendGrid OpenAPI contract: ``SENDGRID_CONTRACT_PATH`` if set, else the copy vendored in
+    ``devkit/contracts`` (SendGrid's published schema, byte for byte; see its README)."""
     configured = os.environ.get("SENDGRID_CONTRACT_PATH")
-    if configured:
-        path = Path(configured)
-        if not path.is_file():
-            raise FileNotFoundError(f"SENDGRID_CONTRACT_PATH={configured} is not a file")
-        return path
-    starts = [Path(__file__).resolve().parent, Path.cwd().resolve()]
-    for start in starts:
-        for parent in (start, *start.parents):
-            candidate = parent / CONTRACT_RELATIVE
-            if candidate.is_file():
-                return candidate
-    vendored = Path(__file__).resolve().parent.parent / "contracts" / CONTRACT_RELATIVE.name
-    if vendored.is_file():
-        return vendored
-    raise FileNotFoundError(
-        f"{CONTRACT_RELATIVE} not found above {starts[0]} or {starts[1]}; set SENDGRID_CONTRACT_PATH"
-    )
+    path = Path(configured) if configured else VENDORED_CONTRACT
+    if not path.is_file():
+        raise FileNotFoundError(f"the SendGrid contract {path} is not a file")
+    return path
 
 
 def _error(message: str, field: str | None = None) -> dict[str, Any]:
@@ -169,7 +152,7 @@ class MailSendValidator:
         }
         return _error(messages.get(kind, f"The {field} value fails the '{kind}' rule."), field)
 
-    # -- what the documentation adds (contracts README, errata) --------------------------------
+    # -- what the documentation adds (devkit/contracts/README.md) --------------------------------
 
     def _documented_rules(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         errors: list[dict[str, Any]] = []

@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 from collections import defaultdict
 
-from include.seed.vocabulary import (
+from devkit.seed.vocabulary import (
     COMPANY_PARTS,
     COMPANY_SUFFIXES,
     EXTENSION_REASONS,

@@ -1,0 +1,164 @@
+"""The development kit's commands, added to ``privacy-ops`` through the ``privacy_ops.commands`` entry point.
+
+    privacy-ops init-ops   reference operational schema      privacy-ops demo      the whole demo
+    privacy-ops seed       deterministic, dirty demo data    privacy-ops ui        airflow standalone on it
+    privacy-ops standins   local SendGrid and GCS servers    privacy-ops stop-db   stop the embedded PostgreSQL
+"""
+from __future__ import annotations
+
+from datetime import date
+
+from include.cli import EXIT_OK, EXIT_USAGE, CommandFailed, connect, database_label, database_url, with_url
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
+
+
+def _date(text: str) -> date:
+    import argparse
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-25") from None
+
+
+def cmd_init_ops(args) -> int:
+    from devkit import database
+    from devkit.operational_schema import SchemaExistsError, create_reference_schema
+
+    url = database_url(args)
+    if args.create_database:
+        connect(database.with_database(url, "postgres")).close()  # one sentence if the server is down
+        url = database.create_database(url, database.database_name(url), replace=args.replace)
+    with connect(url) as conn:
+        try:
+            create_reference_schema(conn, replace=args.replace)
+        except SchemaExistsError as exc:
+            raise CommandFailed(f"{exc.table_sentence}; pass --replace to drop and recreate them (destroys their "
+                                "data)", EXIT_USAGE) from None
+    print(f"reference operational schema created in database {database_label(url)}")
+    return EXIT_OK
+
+
+def cmd_seed(args) -> int:
+    from devkit.operational_schema import existing_tables, reference_tables_are_empty
+    from devkit.seed.demo_data import seed
+
+    url = database_url(args)
+    with connect(url) as conn:
+        present = existing_tables(conn)
+        empty = bool(present) and reference_tables_are_empty(conn)
+    if present and args.if_empty:
+        print(f"database {database_label(url)} already has reference tables ({len(present)}): not seeding (--if-empty)")
+        return EXIT_OK
+    if present and not (empty or args.replace):
+        raise CommandFailed(f"database {database_label(url)} already holds data in the reference tables; pass "
+                            "--replace to drop and reseed them (destroys their data)", EXIT_USAGE)
+    # An empty reference schema (as `init-ops` leaves it) is replaced by the seeded one.
+    summary = seed(url, users=args.users, seed=args.seed, anchor=args.anchor or date.today(),
+                   requests=args.requests, replace=bool(present))
+    for table, count in sorted(summary["rows"].items()):
+        print(f"  {table:20} {count:>12,}")
+    return EXIT_OK
+
+
+def cmd_standins(args) -> int:
+    import time
+
+    from devkit.standins.gcs_emulator import GCSEmulator
+    from devkit.standins.sendgrid_server import SendGridStandIn
+
+    with SendGridStandIn(port=args.sendgrid_port, api_key=args.api_key) as sendgrid, \
+            GCSEmulator(default_bucket=args.bucket, port=args.gcs_port) as gcs:
+        print(f"SendGrid stand-in: {sendgrid.base_url}  (it accepts the API key given with --api-key)")
+        print(f"GCS emulator:      {gcs.base_url}  (bucket {args.bucket!r}; set STORAGE_EMULATOR_HOST)")
+        print("Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from devkit.demo import run_demo
+
+    return run_demo(users=args.users, seed=args.seed, pg_url=args.pg_url, keep_db=args.keep_db)
+
+
+def cmd_ui(args) -> int:
+    from devkit.demo import run_ui
+
+    return run_ui(pg_url=args.pg_url, port=args.port, host=args.host, unpause=args.unpause)
+
+
+def cmd_stop_db(args) -> int:
+    from devkit.embedded_postgres import default_data_dir, stop_embedded
+
+    if stop_embedded():
+        print(f"stopped the embedded PostgreSQL (its data stays in {default_data_dir()})")
+    else:
+        print("the embedded PostgreSQL was not running")
+    return EXIT_OK
+
+
+def register(sub) -> None:
+    """Add the kit's commands to the ``privacy-ops`` parser."""
+    p = with_url(sub.add_parser("init-ops", help="create the reference operational schema (tables and indexes)",
+                                description="Create the reference operational schema the demo and the tests use."))
+    p.add_argument("--create-database", action="store_true", help="create the URL's database first")
+    p.add_argument("--replace", action="store_true",
+                   help="drop what exists first (the database with --create-database, else the reference tables)")
+    p.set_defaults(func=cmd_init_ops)
+
+    p = with_url(sub.add_parser("seed", help="load deterministic, realistically dirty demo data",
+                                description="Create the reference schema and fill it with demo data."))
+    p.add_argument("--users", type=_positive, default=2000, help="number of users (default: 2000)")
+    p.add_argument("--seed", type=int, default=42, help="random seed of the bulk rows (default: 42)")
+    p.add_argument("--anchor", type=_date, metavar="DATE",
+                   help="the date the data is built around, YYYY-MM-DD (default: today)")
+    p.add_argument("--requests", type=_positive, help="number of privacy requests (default: 3%% of users)")
+    p.add_argument("--if-empty", action="store_true", help="do nothing when the reference tables already exist")
+    p.add_argument("--replace", action="store_true", help="drop reference tables that hold data and reseed")
+    p.set_defaults(func=cmd_seed)
+
+    p = sub.add_parser("standins", help="run the local SendGrid-compatible server and GCS emulator",
+                       description="Serve the stand-ins on loopback until Ctrl-C.")
+    p.add_argument("--sendgrid-port", type=int, default=3030, help="SendGrid stand-in port (default: 3030)")
+    p.add_argument("--gcs-port", type=int, default=9023, help="GCS emulator port (default: 9023)")
+    p.add_argument("--api-key", default="dev-key", help="the API key the SendGrid stand-in accepts")
+    p.add_argument("--bucket", default="privacy-evidence", help="bucket the GCS emulator creates")
+    p.set_defaults(func=cmd_standins)
+
+    p = sub.add_parser("demo", help="seed a demo database and run every DAG for real, with a summary",
+                       description="The whole product on this machine, from nothing.")
+    p.add_argument("--users", type=_positive, default=5000, help="number of demo users (default: 5000)")
+    p.add_argument("--seed", type=int, default=42, help="random seed of the demo data (default: 42)")
+    p.add_argument("--pg-url", metavar="URL", help="PostgreSQL server to use (default: $PRIVACY_PG_URL, the local "
+                                                   "server, else an embedded one under .demo/pg)")
+    p.add_argument("--keep-db", action="store_true",
+                   help="leave an embedded PostgreSQL running afterwards (for `privacy-ops ui`)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ui", help="airflow standalone on the demo database, with the stand-ins",
+                       description="The Airflow UI on the demo's database until Ctrl-C.")
+    p.add_argument("--pg-url", metavar="URL", help="the PostgreSQL server the demo used (default: as for demo)")
+    p.add_argument("--port", type=int, default=8080, help="port of the UI (default: 8080)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to listen on (default: 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    p.add_argument("--unpause", action="store_true", help="unpause the DAGs so that triggered runs start")
+    p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser("stop-db", help="stop the embedded PostgreSQL the demo started (its data stays)",
+                       description="Stop the embedded PostgreSQL under .demo/pg.")
+    p.set_defaults(func=cmd_stop_db)
