@@ -1,4 +1,5 @@
-"""Privacy-compliance domain code: deadline rules, data map, compliance store, stand-ins.
+"""The product: privacy-compliance workflows over an operational PostgreSQL database.
 
-Pure domain modules here import no Airflow; the DAG-side glue lives in ``include.runtime``.
+Domain modules here import no Airflow; the seam between Airflow and the product is ``include.seam``.
+The development kit (demo data, stand-ins, the demo) is the separate package ``devkit``.
 """

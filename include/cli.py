@@ -156,6 +156,35 @@ def cmd_check_datamap(args) -> int:
     return EXIT_OK
 
 
+def cmd_whatif(args) -> int:
+    from include import store_reads
+
+    url = database_url(args)
+    with connect(url) as conn:
+        require_store(conn, url)
+        if not args.run_id:
+            runs = store_reads.whatif_runs(conn, limit=args.limit)
+            if not runs:
+                print("no what-if runs are kept (a run with an as_of other than its own day is one)")
+            for run in runs:
+                states = ", ".join(f"{k}={v}" for k, v in run["states"].items())
+                print(f"{run['run_id']}  as of {run['as_of']}  evaluated {run['evaluated_at']:%Y-%m-%d %H:%M}  "
+                      f"{run['requests']} request(s): {states}")
+            return EXIT_OK
+        rows = store_reads.whatif_rows(conn, args.run_id)
+    if not rows:
+        raise CommandFailed(f"no what-if results for run {args.run_id!r} (pruned, or not a what-if run): "
+                            "`privacy-ops whatif` lists the runs kept", EXIT_CHECK_FAILED)
+    print(f"{'request':>8}  {'regime':6} {'type':16} {'state':18} {'due':10} {'days left':>9}")
+    for row in rows[:args.limit]:
+        print(f"{row['request_id']:>8}  {store_reads.as_text(row['regime']):6} "
+              f"{store_reads.as_text(row['request_type'])[:16]:16} {row['state']:18} "
+              f"{store_reads.as_text(row['effective_due']):10} {store_reads.as_text(row['days_left']):>9}")
+    if len(rows) > args.limit:
+        print(f"... and {len(rows) - args.limit} more (--limit)")
+    return EXIT_OK
+
+
 def with_url(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--url", metavar="URL",
                         help="libpq URL of the database (default: $PRIVACY_PG_URL, else the local server)")
@@ -176,6 +205,12 @@ def add_product_commands(sub) -> None:
     p.add_argument("--datamap", metavar="FILE", help="data map file (default: the packaged include/datamap.yaml)")
     p.add_argument("--details", action="store_true", help="list every problem, not only the summary")
     p.set_defaults(func=cmd_check_datamap)
+
+    p = with_url(sub.add_parser("whatif", help="list what-if deadline runs, or show one run's results",
+                                description="What-if evaluations (dsr_deadline_tracking with another as_of)."))
+    p.add_argument("--run-id", metavar="RUN_ID", help="show this run's evaluations (default: list the runs)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many lines (default: 50)")
+    p.set_defaults(func=cmd_whatif)
 
 
 # -- assembling the parser --------------------------------------------------------------------------

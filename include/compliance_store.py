@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from include.errors import NeedsOperator
+
 log = logging.getLogger(__name__)
 
 SCHEMA = "compliance"
@@ -20,8 +22,8 @@ _MIGRATION_LOCK = 0x70726976  # 'priv'
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
-class MigrationError(RuntimeError):
-    pass
+class MigrationError(NeedsOperator, RuntimeError):
+    """The store is missing, behind the code, or its applied history was edited."""
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,57 @@
 """Deployment settings that the compliance team may change without touching code.
 
 They come from one JSON object (the Airflow Variable ``privacy_settings`` or the environment variable
-``PRIVACY_SETTINGS``); every key is optional. Unknown keys are refused so that a typo is not silently ignored.
+``PRIVACY_SETTINGS``); every key is optional. The object is validated against :data:`SCHEMA` (JSON
+Schema, with the ``jsonschema`` package) before anything reads it: an unknown key, a wrong type or an
+out-of-range value is refused in one sentence naming the key, so that a typo or a ``"5"`` for ``5`` is
+never silently ignored or half-applied.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from email_validator import EmailNotValidError, validate_email
+from include.addresses import AddressError, normalize_address
+from include.errors import NeedsOperator
+
+REGIMES = ("gdpr", "ccpa")
 
 
-class SettingsError(ValueError):
+class SettingsError(NeedsOperator, ValueError):
     """A setting has a value the project cannot use."""
+
+
+_EMAIL = {"type": "string", "minLength": 3, "maxLength": 320}
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "timezone": {"type": "string", "minLength": 1,
+                     "description": "IANA time zone in which deadlines are calendar dates"},
+        "due_soon_days": {"type": "integer", "minimum": 0, "maximum": 366,
+                          "description": "a request is due_soon when 0 <= days_left <= this"},
+        "holiday_calendars": {
+            "type": "object", "additionalProperties": False,
+            "properties": {regime: {"type": "string", "minLength": 2} for regime in REGIMES},
+            "description": "regime -> holidays-package calendar such as IE or US-CA",
+        },
+        "compliance_team_email": _EMAIL,
+        "email_from": _EMAIL,
+        "email_from_name": {"type": "string", "minLength": 1, "maxLength": 100},
+        "earliest_plausible_date": {"type": "string", "format": "date",
+                                    "description": "timestamps before this date are implausible"},
+        "whatif_retention_days": {"type": "integer", "minimum": 1, "maximum": 3650,
+                                  "description": "what-if results older than this are pruned"},
+        "evidence_location": {"type": "string", "pattern": "^(gs://[a-z0-9][-_.a-z0-9]*[a-z0-9](/.*)?|file:///.+)$",
+                              "description": "gs://bucket/prefix or file:///folder for anchors and evidence"},
+        "sendgrid_deadline_minutes": {"type": "number", "exclusiveMinimum": 0, "maximum": 1440,
+                                      "description": "how long a task waits out SendGrid's rate limits"},
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -26,17 +63,25 @@ class Settings:
     compliance_team_email: str = "compliance@example.com"
     email_from: str = "privacy-ops@example.com"
     email_from_name: str = "Privacy Operations"
+    earliest_plausible_date: date = date(2000, 1, 1)
+    whatif_retention_days: int = 30
+    evidence_location: str | None = None
+    sendgrid_deadline_minutes: float = 30.0
 
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def today(self, now: datetime) -> date:
+        """The calendar date of ``now`` in the configured time zone."""
+        return now.astimezone(self.tz).date()
+
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> "Settings":
         raw = dict(raw or {})
-        unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise SettingsError(f"unknown privacy setting(s): {', '.join(unknown)}")
+        _validate_shape(raw)
+        if "earliest_plausible_date" in raw:
+            raw["earliest_plausible_date"] = date.fromisoformat(raw["earliest_plausible_date"])
         settings = cls(**raw)
         settings.check()
         return settings
@@ -54,25 +99,57 @@ class Settings:
         return cls.from_mapping(raw)
 
     def check(self) -> None:
+        """What a JSON schema cannot say: the zone, the calendars and the addresses exist."""
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"unknown time zone {self.timezone!r}") from None
-        if not isinstance(self.due_soon_days, int) or self.due_soon_days < 0:
-            raise SettingsError("due_soon_days must be a non-negative integer")
         for key in ("compliance_team_email", "email_from"):
             try:
-                validate_email(getattr(self, key), check_deliverability=False)
-            except EmailNotValidError as exc:
+                normalize_address(getattr(self, key))
+            except AddressError as exc:
                 raise SettingsError(f"{key} is not a valid address: {exc}") from None
-        from include.deadlines import REGIME_TYPES, holiday_calendar
+        from include.calendars import holiday_calendar
 
         for regime, code in dict(self.holiday_calendars).items():
-            if regime not in REGIME_TYPES:
-                raise SettingsError(f"holiday_calendars: unknown regime {regime!r} (known: {', '.join(REGIME_TYPES)})")
             try:
                 holiday_calendar(code, [2026])
             except ValueError as exc:
                 raise SettingsError(f"holiday_calendars.{regime}: {exc}") from None
         if any(ch in self.email_from_name for ch in ";,"):
             raise SettingsError("email_from_name may not contain ';' or ','")
+
+
+# What each setting must be, in the words of the one-sentence refusal.
+EXPECTED = {
+    "timezone": "an IANA time zone name such as Europe/Dublin",
+    "due_soon_days": "a non-negative integer (at most 366)",
+    "holiday_calendars": "an object mapping gdpr and/or ccpa to a holidays calendar such as IE or US-CA",
+    "compliance_team_email": "an email address",
+    "email_from": "an email address",
+    "email_from_name": "a display name (1 to 100 characters)",
+    "earliest_plausible_date": "a date like 2000-01-01",
+    "whatif_retention_days": "a whole number of days between 1 and 3650",
+    "evidence_location": "gs://bucket/prefix or file:///folder",
+    "sendgrid_deadline_minutes": "a number of minutes above 0 (at most 1440)",
+}
+
+
+def _validate_shape(raw: dict) -> None:
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    validator = Draft202012Validator(SCHEMA, format_checker=FormatChecker())
+    errors = sorted(validator.iter_errors(raw), key=lambda e: (list(e.path), str(e.validator)))
+    if not errors:
+        return
+    error = errors[0]
+    path = list(error.path)
+    if error.validator == "additionalProperties" and not path:
+        unknown = sorted(set(raw) - set(SCHEMA["properties"]))
+        raise SettingsError(f"unknown privacy setting(s): {', '.join(unknown)} (known: "
+                            f"{', '.join(f.name for f in fields(Settings))})")
+    if path == ["holiday_calendars"] and error.validator == "additionalProperties":
+        unknown = sorted(set(raw["holiday_calendars"]) - set(REGIMES))
+        raise SettingsError(f"holiday_calendars: unknown regime {unknown[0]!r} (known: {', '.join(REGIMES)})")
+    key = str(path[0])
+    raise SettingsError(f"{'.'.join(map(str, path))} must be {EXPECTED[key]}, not {json.dumps(error.instance)}")

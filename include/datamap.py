@@ -13,6 +13,8 @@ from typing import Any, Mapping
 import yaml
 from psycopg import sql
 
+from include.errors import NeedsOperator
+
 CATEGORIES = frozenset({"contact", "account", "content", "usage", "network", "social", "support"})
 
 # The columns each workflow relies on, by the names the workflows use. A data map may point them at
@@ -33,10 +35,24 @@ ROLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "email_suppressions": ("email", "reason", "created_at"),
 }
 
+# The date and timestamp columns of each role: read through include.reading, which turns values Python
+# cannot hold (infinity, BC dates, years after 9999) into NULL plus a problem sentence.
+TEMPORAL_COLUMNS: Mapping[str, frozenset[str]] = {
+    "accounts": frozenset({"birth_date", "created_at", "deleted_at", "do_not_sell_at"}),
+    "privacy_requests": frozenset({"received_at", "acknowledged_at", "identity_requested_at",
+                                   "identity_verified_at", "extended_at", "completed_at"}),
+    "vendors": frozenset({"dpa_signed_on"}),
+    "data_shares": frozenset({"shared_at"}),
+    "child_reports": frozenset({"reported_at", "resolved_at"}),
+    "legal_holds": frozenset({"placed_at", "released_at"}),
+    "policy_versions": frozenset({"published_at", "effective_at"}),
+    "email_suppressions": frozenset({"created_at"}),
+}
+
 TEXT_TYPES = frozenset({"text", "character varying", "character"})
 
 
-class DataMapError(ValueError):
+class DataMapError(NeedsOperator, ValueError):
     """The data map is malformed or does not match the database; the message names the entry.
 
     ``problems`` lists every problem found; the message itself stays one sentence, however many there are.

@@ -106,6 +106,7 @@ class RequestFacts:
     identity_verified_at: datetime | None = None
     extended_at: datetime | None = None
     completed_at: datetime | None = None
+    read_problems: tuple[str, ...] = ()  # TEMPORARY until the columnar branch lands
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class DeadlinePolicy:
 
     tz: ZoneInfo = ZoneInfo("UTC")
     due_soon_days: int = 7
+    earliest: date = date(2000, 1, 1)  # TEMPORARY until the columnar branch lands
     # regime -> holiday dates ('in' test); a regime without an entry has no holidays.
     holidays: Mapping[str, Container[date]] = field(default_factory=dict)
 
@@ -305,7 +307,7 @@ def evaluate(req: RequestFacts, as_of: date, policy: DeadlinePolicy) -> Evaluati
     if isinstance(as_of, datetime) or not isinstance(as_of, date):
         raise TypeError("as_of must be a date (not a datetime)")
 
-    problems = _row_problems(req)
+    problems = [*req.read_problems, *_row_problems(req)]
     if problems:
         return _invalid(req, problems)
     try:

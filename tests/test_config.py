@@ -28,8 +28,35 @@ def test_full_settings_are_read():
     ('{"email_from_name": "Privacy, Ops"}', "may not contain"),
     ('{"holiday_calendars": {"lgpd": "BR"}}', "holiday_calendars: unknown regime 'lgpd'"),
     ('{"holiday_calendars": {"gdpr": "XX"}}', "holiday_calendars.gdpr:"),
+    # Wrong types are refused up front, in one sentence naming the key (they used to crash or slip through).
+    ('{"timezone": 5}', "timezone must be an IANA time zone name such as Europe/Dublin, not 5"),
+    ('{"holiday_calendars": "IE"}', 'holiday_calendars must be an object mapping gdpr and/or ccpa'),
+    ('{"compliance_team_email": null}', "compliance_team_email must be an email address, not null"),
+    ('{"email_from_name": 5}', "email_from_name must be a display name (1 to 100 characters), not 5"),
+    ('{"due_soon_days": true}', "due_soon_days must be a non-negative integer (at most 366), not true"),
+    ('{"due_soon_days": "7"}', 'due_soon_days must be a non-negative integer (at most 366), not "7"'),
+    ('{"holiday_calendars": {"gdpr": 5}}', "holiday_calendars.gdpr must be an object mapping"),
+    ('{"earliest_plausible_date": "2000-13-01"}', "earliest_plausible_date must be a date like 2000-01-01"),
+    ('{"evidence_location": "s3://bucket"}', "evidence_location must be gs://bucket/prefix or file:///folder"),
+    ('{"sendgrid_deadline_minutes": 0}', "sendgrid_deadline_minutes must be a number of minutes above 0"),
 ])
 def test_bad_settings_name_the_problem(text, message):
     with pytest.raises(SettingsError) as err:
         Settings.from_json(text)
     assert message in str(err.value)
+
+
+def test_every_refusal_is_one_sentence_and_not_retried():
+    from include.errors import NeedsOperator
+
+    for text in ('{"timezone": 5}', '{"due_soon_days": true}', '{"holiday_calendars": "IE"}'):
+        with pytest.raises(SettingsError) as err:
+            Settings.from_json(text)
+        assert isinstance(err.value, NeedsOperator) and "\n" not in str(err.value)
+
+
+def test_new_settings_are_read():
+    s = Settings.from_json('{"earliest_plausible_date": "2010-01-01", "whatif_retention_days": 7, '
+                           '"evidence_location": "gs://acme-privacy/evidence", "sendgrid_deadline_minutes": 5}')
+    assert str(s.earliest_plausible_date) == "2010-01-01" and s.whatif_retention_days == 7
+    assert s.evidence_location == "gs://acme-privacy/evidence" and s.sendgrid_deadline_minutes == 5

@@ -52,6 +52,23 @@ def test_each_dag_is_documented_tagged_owned_and_retries(dagbag):
             assert t.doc_md or t.doc or t.__doc__, f"{dag_id}.{t.task_id} is not described"
 
 
+def test_every_dag_is_a_house_dag(dagbag):
+    """The conf guard runs first (a setup task), the audit anchor last (its teardown), defaults are shared."""
+    from include.seam.dag import ANCHOR_TASK, CONF_GUARD_TASK, DEFAULT_ARGS, TAGS
+
+    for dag_id in dagbag.dag_ids:
+        dag = dagbag.dags[dag_id]
+        assert [t.task_id for t in dag.roots] == [CONF_GUARD_TASK], f"{dag_id}: the conf guard is not the only root"
+        guard, anchor = dag.get_task(CONF_GUARD_TASK), dag.get_task(ANCHOR_TASK)
+        assert guard.is_setup and anchor.is_teardown, f"{dag_id}: guard/anchor are not setup/teardown"
+        downstream = guard.get_flat_relative_ids(upstream=False)
+        assert downstream == {t.task_id for t in dag.tasks} - {CONF_GUARD_TASK}, f"{dag_id}: a task escapes the guard"
+        assert anchor.get_flat_relative_ids(upstream=True) == {t.task_id for t in dag.tasks} - {ANCHOR_TASK}
+        assert set(dag.tags) <= set(TAGS) and "privacy" in dag.tags, f"{dag_id}: tags outside the vocabulary"
+        for t in dag.tasks:
+            assert t.owner == DEFAULT_ARGS["owner"] and t.retries == DEFAULT_ARGS["retries"], f"{dag_id}.{t.task_id}"
+
+
 def test_params_are_valid_and_described(dagbag):
     for dag_id in dagbag.dag_ids:
         dag = dagbag.dags[dag_id]

@@ -12,6 +12,7 @@ from include.config import Settings
 from devkit.database import connect
 from include.datamap import load_datamap
 from include.dsr import tracking
+from include.dsr.params import DsrParams
 from include.notify.sendgrid_mailer import SendGridAuthError, SendGridMailer
 from devkit.operational_schema import create_reference_schema
 
@@ -58,9 +59,14 @@ def ctx(run_id="run-1"):
     return RunContext(run_id=run_id, actor="test", dag_id="dsr_deadline_tracking", now=lambda: NOW)
 
 
+def params(as_of=TODAY, request_ids=(), dry_run=False) -> DsrParams:
+    """The run's resolved trigger form, as the seam hands it over (a run on TODAY)."""
+    return DsrParams(as_of=as_of, what_if=as_of != TODAY, request_ids=tuple(request_ids), dry_run=dry_run)
+
+
 def evaluate(db, run_id="run-1", **kw):
     with connect(db.info.dsn, autocommit=True) as ops:
-        return tracking.evaluate_requests(ops, db, load_datamap(), SETTINGS, ctx(run_id), as_of=kw.pop("as_of", TODAY), **kw)
+        return tracking.evaluate_requests(ops, db, load_datamap(), SETTINGS, ctx(run_id), params(**kw))
 
 
 def status(db, rid):
@@ -150,7 +156,7 @@ def _escalation_fixture(db):
 def test_escalations_are_sent_once_without_personal_data(db, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
-    result = tracking.escalate(db, mailer, SETTINGS, ctx(), as_of=TODAY)
+    result = tracking.escalate(db, mailer, SETTINGS, ctx(), params(as_of=TODAY))
     assert result == {"claimed": 4, "sent": 4, "failed": 0}
     ledger = {(r, lvl): (rcpt, st) for r, lvl, rcpt, st in db.execute(
         "select request_id, level, recipient, status from compliance.dsr_escalations")}
@@ -172,7 +178,7 @@ def test_escalations_are_sent_once_without_personal_data(db, sendgrid, mailer):
 
     # Again, and after another evaluation: nothing more is sent.
     evaluate(db, run_id="run-2")
-    assert tracking.escalate(db, mailer, SETTINGS, ctx("run-2"), as_of=TODAY) == {"claimed": 0, "sent": 0, "failed": 0}
+    assert tracking.escalate(db, mailer, SETTINGS, ctx("run-2"), params(as_of=TODAY)) == {"claimed": 0, "sent": 0, "failed": 0}
     assert len(sendgrid.accepted()) == len(payloads)
 
 
@@ -182,10 +188,10 @@ def test_a_crash_between_claim_and_send_is_resumed(db, sendgrid, mailer):
     sendgrid.inject(status=500, count=2)
     failing = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None, max_attempts=2)
     with pytest.raises(Exception, match="HTTP 500"):
-        tracking.escalate(db, failing, SETTINGS, ctx(), as_of=TODAY)
+        tracking.escalate(db, failing, SETTINGS, ctx(), params(as_of=TODAY))
     assert db.execute("select count(*) from compliance.dsr_escalations where status = 'pending'").fetchone()[0] == 4
     assert sendgrid.accepted() == []
-    result = tracking.escalate(db, mailer, SETTINGS, ctx("run-1-retry"), as_of=TODAY)
+    result = tracking.escalate(db, mailer, SETTINGS, ctx("run-1-retry"), params(as_of=TODAY))
     assert result["claimed"] == 0 and result["sent"] == 4
 
 
@@ -193,7 +199,7 @@ def test_a_refused_batch_is_marked_failed_and_the_rest_goes_on(db, sendgrid, mai
     _escalation_fixture(db)
     evaluate(db)
     sendgrid.inject(status=400, count=1)
-    result = tracking.escalate(db, mailer, SETTINGS, ctx(), as_of=TODAY)
+    result = tracking.escalate(db, mailer, SETTINGS, ctx(), params(as_of=TODAY))
     assert result == {"claimed": 4, "sent": 2, "failed": 2}  # the first recipient's message was refused
     errors = [r[0] for r in db.execute("select error from compliance.dsr_escalations where status = 'failed'")]
     assert errors and all(errors)
@@ -204,7 +210,7 @@ def test_bad_api_key_fails_at_once(db, sendgrid):
     evaluate(db)
     wrong = SendGridMailer(api_key="SG.wrong", host=sendgrid.base_url, sleep=lambda s: None)
     with pytest.raises(SendGridAuthError):
-        tracking.escalate(db, wrong, SETTINGS, ctx(), as_of=TODAY)
+        tracking.escalate(db, wrong, SETTINGS, ctx(), params(as_of=TODAY))
     assert len(sendgrid.requests()) == 1
 
 
@@ -214,9 +220,9 @@ def test_dry_runs_and_what_ifs_send_nothing(db, sendgrid, mailer, kwargs, reason
     _escalation_fixture(db)
     as_of = kwargs.get("as_of", TODAY)
     evaluate(db, as_of=as_of)
-    result = tracking.escalate(db, mailer, SETTINGS, ctx(), as_of=as_of, dry_run=kwargs.get("dry_run", False))
+    result = tracking.escalate(db, mailer, SETTINGS, ctx(), params(as_of=as_of, dry_run=kwargs.get("dry_run", False)))
     assert reason in result["skipped"] and result["would_claim"] >= 4
-    digest = tracking.send_digest(db, mailer, SETTINGS, ctx(), as_of=as_of, dry_run=kwargs.get("dry_run", False))
+    digest = tracking.send_digest(db, mailer, SETTINGS, ctx(), params(as_of=as_of, dry_run=kwargs.get("dry_run", False)))
     assert reason in digest["skipped"]
     assert sendgrid.accepted() == []
     assert db.execute("select count(*) from compliance.dsr_escalations").fetchone()[0] == 0
@@ -225,8 +231,8 @@ def test_dry_runs_and_what_ifs_send_nothing(db, sendgrid, mailer, kwargs, reason
 def test_one_digest_a_day(db, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
-    assert tracking.send_digest(db, mailer, SETTINGS, ctx(), as_of=TODAY) == {"sent": "2026-11-25", "attention": 4}
-    assert tracking.send_digest(db, mailer, SETTINGS, ctx("run-2"), as_of=TODAY) == {"already_sent": "2026-11-25"}
+    assert tracking.send_digest(db, mailer, SETTINGS, ctx(), params(as_of=TODAY)) == {"sent": "2026-11-25", "attention": 4}
+    assert tracking.send_digest(db, mailer, SETTINGS, ctx("run-2"), params(as_of=TODAY)) == {"already_sent": "2026-11-25"}
     (message,) = sendgrid.accepted()
     payload = message["payload"]
     assert payload["personalizations"][0]["to"] == [{"email": "compliance@example.com"}]
@@ -238,9 +244,9 @@ def test_a_refused_digest_is_recorded_and_not_resent(db, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
     sendgrid.inject(status=400, count=1)
-    result = tracking.send_digest(db, mailer, SETTINGS, ctx(), as_of=TODAY)
+    result = tracking.send_digest(db, mailer, SETTINGS, ctx(), params(as_of=TODAY))
     assert result["failed"] == "2026-11-25" and result["reason"]
-    assert tracking.send_digest(db, mailer, SETTINGS, ctx("run-2"), as_of=TODAY) == {"failed_earlier": "2026-11-25"}
+    assert tracking.send_digest(db, mailer, SETTINGS, ctx("run-2"), params(as_of=TODAY)) == {"failed_earlier": "2026-11-25"}
     assert db.execute("select status from compliance.dsr_digests").fetchone() == ("failed",)
     assert len(sendgrid.requests()) == 1 and sendgrid.accepted() == []
 
@@ -248,10 +254,71 @@ def test_a_refused_digest_is_recorded_and_not_resent(db, sendgrid, mailer):
 def test_every_step_is_in_the_audit_log(db, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
-    tracking.escalate(db, mailer, SETTINGS, ctx(), as_of=TODAY)
-    tracking.send_digest(db, mailer, SETTINGS, ctx(), as_of=TODAY)
+    tracking.escalate(db, mailer, SETTINGS, ctx(), params(as_of=TODAY))
+    tracking.send_digest(db, mailer, SETTINGS, ctx(), params(as_of=TODAY))
     actions = [r[0] for r in db.execute("select action from compliance.audit_log order by id")]
     assert actions[0] == "dsr.evaluated" and "dsr.escalation_sent" in actions and actions[-1] == "dsr.digest_sent"
     assert audit.verify_chain(db).ok
     assert REQUESTER.lower() not in json.dumps(
         [r[0] for r in db.execute("select details from compliance.audit_log")]).lower()
+
+
+def test_a_what_if_leaves_the_live_status_alone(db, fresh_db, capsys):
+    add_request(db, 1, received="2026-11-20")
+    add_request(db, 2, received="2026-10-01")
+    evaluate(db, run_id="live")
+    live = db.execute("select * from compliance.dsr_status order by request_id").fetchall()
+    summary = evaluate(db, run_id="whatif-1", as_of=date(2026, 12, 24))
+    assert summary["what_if"] and summary["evaluated"] == 2
+    assert db.execute("select * from compliance.dsr_status order by request_id").fetchall() == live
+    whatif = dict(db.execute("select request_id, state from compliance.dsr_whatif where run_id = 'whatif-1'"))
+    assert whatif == {1: "overdue", 2: "overdue"} and status(db, 1)["state"] == "on_track"
+    # The next live run still sees the live picture, and the what-if is readable from the command line.
+    assert evaluate(db, run_id="live-2")["changed"] == 0
+    from include.cli import main
+
+    assert main(["whatif", "--url", fresh_db]) == 0
+    assert "whatif-1  as of 2026-12-24" in capsys.readouterr().out
+    assert main(["whatif", "--url", fresh_db, "--run-id", "whatif-1"]) == 0
+    assert "overdue" in capsys.readouterr().out
+
+
+def test_what_ifs_are_pruned_after_the_retention(db):
+    add_request(db, 1, received="2026-11-20")
+    evaluate(db, run_id="old-whatif", as_of=date(2026, 12, 1))
+    db.execute("update compliance.dsr_whatif set evaluated_at = evaluated_at - interval '31 days'")
+    summary = evaluate(db, run_id="live")
+    assert summary["whatif_rows_pruned"] == 1
+    assert db.execute("select count(*) from compliance.dsr_whatif").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("value, reason", [
+    ("infinity", "received_at holds infinity"),
+    ("-infinity", "received_at holds -infinity"),
+    ("0044-03-15 10:00:00+00 BC", "received_at is a BC date"),
+    ("12026-01-01 00:00:00+00", "received_at is after the year 9999"),
+])
+def test_a_value_python_cannot_hold_spoils_only_its_row(db, sendgrid, mailer, value, reason):
+    """It used to make the driver raise mid-stream: nothing written, every retry failing the same way."""
+    add_request(db, 1, received="2026-09-01")
+    add_request(db, 2, received="2026-09-01")
+    add_request(db, 3, received="2026-09-01", completed_at=None)
+    db.execute("update privacy_requests set received_at = %s::timestamptz where id = 2", (value,))
+    db.execute("update privacy_requests set completed_at = 'infinity', status = 'completed' where id = 3")
+    summary = evaluate(db)
+    assert summary["evaluated"] == 3 and summary["states"] == {"invalid": 2, "overdue": 1}
+    assert status(db, 2)["invalid_reason"].startswith(reason)
+    assert status(db, 3)["invalid_reason"].startswith("completed_at holds infinity")
+    result = tracking.escalate(db, mailer, SETTINGS, ctx(), params())
+    assert result["sent"] == 1
+    assert {r[0] for r in db.execute("select request_id from compliance.dsr_escalations")} == {1}
+
+
+def test_implausible_dates_are_invalid(db):
+    add_request(db, 1, received="1999-12-31")
+    add_request(db, 2, received="2026-11-01", status="completed", completed_at="2026-11-30")
+    add_request(db, 3, received="2026-11-01")
+    evaluate(db)
+    assert "before the earliest plausible date 2000-01-01" in status(db, 1)["invalid_reason"]
+    assert "completed_at 2026-11-30 is after the evaluation date 2026-11-25" in status(db, 2)["invalid_reason"]
+    assert status(db, 3)["state"] == "on_track"

@@ -34,14 +34,16 @@ def world(pg_server_url, tmp_path_factory):
     today = datetime.now(timezone.utc).date()
     summary = seed(url, users=1500, seed=11, anchor=today)
     home = tmp_path_factory.mktemp("airflow")
+    # Users without GCS keep the audit anchors in a local folder: this module covers that path.
+    evidence = tmp_path_factory.mktemp("evidence")
     with SendGridStandIn(api_key=API_KEY) as sendgrid:
         services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
                                                sendgrid_api_key=API_KEY)
-        env = local_airflow.airflow_env(home, services)
+        env = local_airflow.airflow_env(home, services, settings={"evidence_location": f"file://{evidence}"})
         local_airflow.migrate_metadata(env)
         with connect(url, autocommit=True) as conn:
             yield {"url": url, "env": env, "sendgrid": sendgrid, "planted": summary["planted"], "conn": conn,
-                   "today": today, "logs": home / "logs-e2e"}
+                   "today": today, "logs": home / "logs-e2e", "evidence": evidence}
     database.drop_database(pg_server_url, name)
 
 
@@ -123,6 +125,13 @@ def test_first_run_records_every_request_and_escalates_once(world):
     assert not [v for v in pii if v in log_text]
     assert audit.verify_chain(conn).ok
 
+    # The head of the audit chain was anchored outside the database at the end of the run.
+    from include.objectstore import FileObjectStore
+
+    anchors = FileObjectStore(world["evidence"])
+    assert anchors.list("audit-anchors/")
+    assert audit.verify_chain(conn, anchors=anchors).ok
+
 
 def test_repeated_run_sends_nothing_and_changes_nothing(world):
     conn = world["conn"]
@@ -136,16 +145,60 @@ def test_repeated_run_sends_nothing_and_changes_nothing(world):
     assert "was already sent" in log
 
 
-def test_manual_targeted_what_if_run_sends_nothing(world):
+def test_manual_targeted_what_if_run_sends_nothing_and_leaves_the_live_status(world):
     conn, planted = world["conn"], world["planted"]
     target = planted["request_gdpr_on_track"][0]
     before_mail = len(world["sendgrid"].accepted())
+    live = conn.execute("select * from compliance.dsr_status order by request_id").fetchall()
     state, log = run_dag(world, "what-if", conf={"as_of": "2030-01-01", "request_ids": [target], "dry_run": False})
     assert state == "success", log[-3000:]
-    assert conn.execute("select state, as_of from compliance.dsr_status where request_id = %s",
+    assert conn.execute("select state, as_of from compliance.dsr_whatif where request_id = %s",
                         (target,)).fetchone() == ("overdue", date(2030, 1, 1))
+    assert conn.execute("select * from compliance.dsr_status order by request_id").fetchall() == live
     assert len(world["sendgrid"].accepted()) == before_mail
     assert "is not today" in log
+
+
+def test_an_unknown_conf_key_stops_the_run_before_anything_happens(world):
+    """{"dryrun": true} (for dry_run) used to be accepted, and the run went live."""
+    conn = world["conn"]
+    before = (conn.execute("select count(*) from compliance.audit_log").fetchone()[0],
+              conn.execute("select count(*) from compliance.dsr_runs").fetchone()[0],
+              len(world["sendgrid"].requests()))
+    state, log = run_dag(world, "conf-typo", conf={"dryrun": True})
+    assert state == "failed"
+    assert ("trigger conf key 'dryrun' is not a parameter of dsr_deadline_tracking (its parameters: as_of, dry_run, "
+            "request_ids)") in log
+    assert (conn.execute("select count(*) from compliance.audit_log").fetchone()[0],
+            conn.execute("select count(*) from compliance.dsr_runs").fetchone()[0],
+            len(world["sendgrid"].requests())) == before
+
+
+def test_two_runs_at_once_escalate_each_request_once(world):
+    """Two `airflow dags test` started together used to email every escalation twice."""
+    import re
+    import threading
+
+    conn = world["conn"]
+    first_new = conn.execute("select max(id) + 1 from privacy_requests").fetchone()[0]
+    for offset in range(8):
+        conn.execute("""insert into privacy_requests (id, user_id, requester_email, regime, request_type, received_at,
+                                                     status, assignee_email)
+                        values (%s, null, 'nobody@example.org', 'gdpr', 'access', now() - interval '60 days',
+                                'in_progress', %s)""", (first_new + offset, f"staff{offset % 3}@example.com"))
+    new_ids = set(range(first_new, first_new + 8))
+    before = len(world["sendgrid"].accepted())
+    results = {}
+    threads = [threading.Thread(target=lambda n=n: results.update({n: run_dag(world, n)})) for n in ("twin-a", "twin-b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    assert [results[n][0] for n in ("twin-a", "twin-b")] == ["success", "success"], results
+    emailed = [int(x) for m in world["sendgrid"].accepted()[before:]
+               if m["payload"]["custom_args"]["campaign"] == "dsr-escalation"
+               for x in re.findall(r"#(\d+) ", m["payload"]["content"][0]["value"])]
+    assert sorted(emailed) == sorted(new_ids)
 
 
 def test_bad_data_map_stops_the_run_with_one_clear_sentence(world, tmp_path):

@@ -14,8 +14,8 @@ from include.notify.sendgrid_mailer import (
     SendGridRejected,
     SendGridUnavailable,
     SendGridUnexpectedResponse,
+    SendGridRateLimited,
     normalize_host,
-    personalizations_batches,
 )
 
 API_KEY = "SG.test-key"  # the key of the shared stand-in (conftest)
@@ -202,12 +202,38 @@ def test_normalize_host(configured, expected):
     assert normalize_host(configured) == expected
 
 
-def test_personalizations_batches():
-    batches = personalizations_batches(range(2500))
-    assert [len(b) for b in batches] == [1000, 1000, 500]
-    assert [x for b in batches for x in b] == list(range(2500))
-    assert personalizations_batches([], 10) == []
-    assert personalizations_batches("abc", size=2) == [["a", "b"], ["c"]]
-    for size in (0, 1001):
-        with pytest.raises(ValueError):
-            personalizations_batches([1], size)
+class FakeTime:
+    """A clock that moves only when the mailer sleeps: minutes of rate limiting pass in no time."""
+
+    def __init__(self):
+        self.now = time.time()
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+def test_a_429_storm_is_waited_out_not_counted_as_attempts(sg):
+    """30 consecutive 429s used to exhaust the 5xx retry budget and fail the task; now they are waited out."""
+    t = FakeTime()
+    sg.inject(status=429, count=30, reset_after_seconds=0)
+    m = SendGridMailer(api_key=API_KEY, host=sg.base_url, max_attempts=6, sleep=t.sleep, clock=t.clock,
+                       rate_limit_deadline=30 * 60)
+    result = m.send(payload())
+    assert result.status_code == 202 and result.attempts == 31
+    assert statuses(sg) == [429] * 30 + [202]
+
+
+def test_429s_past_the_deadline_end_in_one_sentence(sg):
+    t = FakeTime()
+    sg.inject(status=429, count=1000, reset_after_seconds=60)
+    m = SendGridMailer(api_key=API_KEY, host=sg.base_url, sleep=t.sleep, clock=t.clock, rate_limit_deadline=5 * 60)
+    with pytest.raises(SendGridRateLimited) as exc:
+        m.send(payload())
+    assert "past this task's 5-minute deadline" in str(exc.value) and "\n" not in str(exc.value)
+    assert isinstance(exc.value, SendGridUnavailable)  # transient: Airflow's retry picks it up
+    assert sum(t.slept) <= 5 * 60 and len(sg.accepted()) == 0

@@ -2,12 +2,14 @@
 
 They carry the request id, type, regime, due date and days left, never the requester's personal data.
 SendGrid refuses a request that names one address twice, and escalations go to a handful of staff
-addresses, so each recipient gets one message per run listing all of its new escalations (in chunks of
-at most ``ESCALATIONS_PER_MESSAGE``): the fewest API calls, and one email to read instead of dozens.
+addresses, so each recipient gets one message listing all of its pending escalations (at most
+``ESCALATIONS_PER_MESSAGE``; the ledger hands them out recipient by recipient): the fewest API calls,
+and one email to read instead of dozens.
 """
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from importlib import resources
@@ -15,7 +17,6 @@ from string import Template
 from typing import Sequence
 
 from include.config import Settings
-from include.dsr.escalation import PendingEscalation
 
 ESCALATIONS_PER_MESSAGE = 500
 SUBJECT_WORDS = {"overdue": "overdue", "due_soon": "due soon", "ack_overdue": "not acknowledged in time"}
@@ -34,13 +35,16 @@ def _text(value) -> str:
     return "-" if value is None else str(value)
 
 
-def group_escalations(items: Sequence[PendingEscalation],
-                      per_message: int = ESCALATIONS_PER_MESSAGE) -> list[list[PendingEscalation]]:
-    """One group per recipient (addresses compared case-insensitively), split into chunks of ``per_message``."""
-    by_recipient: dict[str, list[PendingEscalation]] = {}
-    for item in items:
-        by_recipient.setdefault(item.recipient.lower(), []).append(item)
-    return [group[i:i + per_message] for group in by_recipient.values() for i in range(0, len(group), per_message)]
+@dataclass(frozen=True)
+class PendingEscalation:
+    request_id: int
+    level: str
+    recipient: str
+    recipient_is_team: bool
+    regime: str | None
+    request_type: str | None
+    due_date: date | None
+    days_left: int | None
 
 
 def _row(item: PendingEscalation) -> tuple[str, ...]:

@@ -1,16 +1,35 @@
-"""Turn the trigger form's values into what the tracking steps take."""
+"""The trigger form of ``dsr_deadline_tracking``, resolved once into what the steps take."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Mapping
 
 from include.config import Settings
+from include.periods import ParamError, RunTiming, resolve_as_of
 
 
-def resolve_as_of(value: str | None, settings: Settings, now: datetime) -> date:
-    """The evaluation date: the form's date, else today in the configured time zone."""
-    if value:
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"as_of must be a date like 2026-11-25, got {value!r}") from None
-    return now.astimezone(settings.tz).date()
+@dataclass(frozen=True)
+class DsrParams:
+    as_of: date
+    what_if: bool  # as_of is not the run's today: results go to compliance.dsr_whatif, nothing is sent
+    request_ids: tuple[int, ...] = ()
+    dry_run: bool = False
+
+    @classmethod
+    def resolve(cls, raw: Mapping[str, Any], settings: Settings, timing: RunTiming) -> "DsrParams":
+        as_of = resolve_as_of(raw.get("as_of"), timing, settings.tz)
+        ids = raw.get("request_ids") or ()
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
+            raise ParamError("request_ids must be a list of positive request ids")
+        return cls(as_of=as_of.day, what_if=as_of.what_if, request_ids=tuple(sorted(set(ids))),
+                   dry_run=bool(raw.get("dry_run", False)))
+
+    @property
+    def send_skip_reason(self) -> str | None:
+        """Why this run sends no email, or None when it sends."""
+        if self.dry_run:
+            return "dry run"
+        if self.what_if:
+            return f"as_of {self.as_of} is not today (a what-if)"
+        return None

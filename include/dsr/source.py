@@ -7,6 +7,7 @@ from typing import Iterator
 
 from psycopg import sql
 
+from include import reading
 from include.datamap import DataMap
 from include.deadlines import OPEN_STATUSES, RequestFacts
 
@@ -36,7 +37,11 @@ class Selection:
 
 def fetch_requests(conn, dm: DataMap, selection: Selection, batch: int = 20_000
                    ) -> Iterator[tuple[RequestFacts, str | None]]:
-    """Yield (facts, assignee email) for the selected requests, streamed with a server-side cursor."""
+    """Yield (facts, assignee email) for the selected requests, streamed with a server-side cursor.
+
+    Read through :mod:`include.reading`: a timestamp Python cannot hold comes back None with a sentence
+    in ``facts.read_problems``, so that row is invalid and the others go on.
+    """
     src = dm.record("privacy_requests")
     ident = src.col("id")
     if selection.targeted:
@@ -49,7 +54,7 @@ def fetch_requests(conn, dm: DataMap, selection: Selection, batch: int = 20_000
             sql.SQL("{} >= %(since)s").format(src.col("completed_at")),
         ])
     query = sql.SQL("select {cols} from {table} where {where}").format(
-        cols=src.select_list(FACT_COLUMNS), table=src.ident, where=where)
+        cols=reading.select_list(src, FACT_COLUMNS), table=src.ident, where=where)
     params = {"ids": list(selection.request_ids), "open": sorted(OPEN_STATUSES),
               "tracked": list(selection.tracked_ids), "newer": selection.newer_than_id,
               "since": selection.completed_since}
@@ -57,11 +62,12 @@ def fetch_requests(conn, dm: DataMap, selection: Selection, batch: int = 20_000
         cur.itersize = batch
         cur.execute(query, params)
         for (rid, regime, rtype, status, received, acked, id_req, id_ver, extended, completed,
-             assignee) in cur:
+             assignee, problems) in cur:
             yield RequestFacts(request_id=rid, regime=regime, request_type=rtype, status=status,
                                received_at=received, acknowledged_at=acked,
                                identity_requested_at=id_req, identity_verified_at=id_ver,
-                               extended_at=extended, completed_at=completed), assignee
+                               extended_at=extended, completed_at=completed,
+                               read_problems=tuple(problems)), assignee
 
 
 def max_request_id(conn, dm: DataMap) -> int:

@@ -1,4 +1,9 @@
-"""Write evaluations to ``compliance.dsr_status`` and keep the run watermark in ``compliance.dsr_runs``."""
+"""Write evaluations to the compliance store and keep the run watermark in ``compliance.dsr_runs``.
+
+Live evaluations update ``compliance.dsr_status`` (a row only where its evaluation changed); a what-if
+(evaluated as of another day than the run's own) goes to ``compliance.dsr_whatif`` under its run id and
+never touches the live status.
+"""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
@@ -34,13 +39,13 @@ def full_run_selection(store) -> Selection:
                      completed_since=last_start - _WATERMARK_MARGIN)
 
 
-def start_run(store, run_id: str, as_of: date, dry_run: bool, started_at: datetime) -> None:
+def start_run(store, run_id: str, as_of: date, dry_run: bool, started_at: datetime, what_if: bool = False) -> None:
     # A retried task reuses its run row: the run is one unit however many attempts it takes.
     store.execute(
-        """insert into compliance.dsr_runs (run_id, as_of, dry_run, started_at) values (%s, %s, %s, %s)
+        """insert into compliance.dsr_runs (run_id, as_of, dry_run, what_if, started_at) values (%s, %s, %s, %s, %s)
            on conflict (run_id) do update set as_of = excluded.as_of, dry_run = excluded.dry_run,
-                                              finished_at = null""",
-        (run_id, as_of, dry_run, started_at))
+                                              what_if = excluded.what_if, finished_at = null""",
+        (run_id, as_of, dry_run, what_if, started_at))
 
 
 def finish_run(store, run_id: str, *, max_request_id: int | None, evaluated: int, changed: int,
@@ -52,8 +57,11 @@ def finish_run(store, run_id: str, *, max_request_id: int | None, evaluated: int
 
 
 def write_statuses(store, rows: Iterable[tuple[Evaluation, str | None]], *, as_of: date,
-                   evaluated_at: datetime, run_id: str) -> tuple[int, int]:
-    """Upsert evaluations (with the assignee each escalation goes to); returns (written, changed)."""
+                   evaluated_at: datetime, run_id: str, what_if: bool = False) -> tuple[int, int]:
+    """Record evaluations (with the assignee each escalation goes to); returns (written, changed).
+
+    Live: upsert into ``dsr_status`` where the evaluation changed. What-if: into ``dsr_whatif``.
+    """
     written = 0
     with store.transaction():
         store.execute("""create temporary table dsr_status_incoming
@@ -67,6 +75,13 @@ def write_statuses(store, rows: Iterable[tuple[Evaluation, str | None]], *, as_o
                                 ev.days_left, ev.extension, list(ev.flags), ev.invalid_reason, assignee,
                                 as_of, evaluated_at, run_id))
                 written += 1
+        if what_if:
+            cur = store.execute(sql.SQL(
+                """insert into compliance.dsr_whatif as w ({columns}) select {columns} from dsr_status_incoming
+                   on conflict (run_id, request_id) do update set {updates}""").format(
+                columns=columns, updates=sql.SQL(", ").join(
+                    sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in _STATUS_COLUMNS[1:])))
+            return written, cur.rowcount
         cur = store.execute(sql.SQL(
             """insert into compliance.dsr_status as s ({columns})
                select {columns} from dsr_status_incoming
@@ -80,5 +95,6 @@ def write_statuses(store, rows: Iterable[tuple[Evaluation, str | None]], *, as_o
     return written, changed
 
 
-def state_counts(store) -> dict[str, int]:
-    return dict(sorted(store.execute("select state, count(*) from compliance.dsr_status group by state")))
+def prune_whatifs(store, *, older_than: datetime) -> int:
+    """Drop what-if results evaluated before ``older_than``; returns how many rows went."""
+    return store.execute("delete from compliance.dsr_whatif where evaluated_at < %s", (older_than,)).rowcount

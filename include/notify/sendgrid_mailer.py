@@ -2,7 +2,8 @@
 
 It owns the retry rules of SPEC §4.4, so that every DAG behaves the same when SendGrid pushes back:
 
-- 429: wait until ``X-RateLimit-Reset`` (capped), then try again;
+- 429: wait until ``X-RateLimit-Reset`` (each wait capped), then try again, for as long as the task's
+  rate-limit deadline allows (not a count of attempts); past it, ``SendGridRateLimited``;
 - 5xx, timeouts, connection errors: exponential backoff, then ``SendGridUnavailable``;
 - 400 / 413: ``SendGridRejected`` at once — the payload is wrong and resending cannot help;
 - 401 / 403: ``SendGridAuthError`` at once — every later request would fail the same way.
@@ -17,10 +18,12 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable
 
 import sendgrid
 from python_http_client.exceptions import HTTPError
+
+from include.errors import NeedsOperator, Transient
 
 log = logging.getLogger("include.notify")
 # python_http_client logs every request body and the Authorization header at DEBUG: recipient
@@ -29,8 +32,7 @@ logging.getLogger("python_http_client").setLevel(logging.INFO)
 
 DEFAULT_HOST = "https://api.sendgrid.com"
 MAX_PERSONALIZATIONS = 1000
-
-T = TypeVar("T")
+DEFAULT_RATE_LIMIT_DEADLINE = 30 * 60.0
 
 
 class SendGridError(Exception):
@@ -49,15 +51,19 @@ class SendGridRejected(SendGridError):
         self.reason = reason
 
 
-class SendGridAuthError(SendGridError):
+class SendGridAuthError(SendGridError, NeedsOperator):
     """The API key is missing, wrong or lacks the mail.send scope (401/403)."""
 
 
-class SendGridUnavailable(SendGridError):
-    """SendGrid kept failing (5xx, 429, timeouts) for all attempts."""
+class SendGridUnavailable(SendGridError, Transient):
+    """SendGrid kept failing (5xx, timeouts) for all attempts."""
 
 
-class SendGridUnexpectedResponse(SendGridError):
+class SendGridRateLimited(SendGridUnavailable):
+    """SendGrid kept answering 429 until the task's rate-limit deadline passed."""
+
+
+class SendGridUnexpectedResponse(SendGridError, NeedsOperator):
     """An answer that fits no rule (e.g. 404 from a mis-configured host); treat as a set-up problem."""
 
 
@@ -76,22 +82,6 @@ def normalize_host(host: str | None) -> str:
     if host.endswith("/v3"):
         host = host[: -len("/v3")].rstrip("/")
     return host
-
-
-def personalizations_batches(items: Iterable[T], size: int = MAX_PERSONALIZATIONS) -> list[list[T]]:
-    """Split ``items`` into lists of at most ``size`` (SendGrid takes 1,000 personalizations a request)."""
-    if not 1 <= size <= MAX_PERSONALIZATIONS:
-        raise ValueError(f"size must be between 1 and {MAX_PERSONALIZATIONS}")
-    batches: list[list[T]] = []
-    current: list[T] = []
-    for item in items:
-        current.append(item)
-        if len(current) == size:
-            batches.append(current)
-            current = []
-    if current:
-        batches.append(current)
-    return batches
 
 
 _EMAIL_LIKE = re.compile(r"[^\s@<>\"',;:\[\]()]+@[^\s@<>\"',;:\[\]()]+")
@@ -119,9 +109,11 @@ def _rejection_reason(body: bytes | str | None, limit: int = 2000) -> str:
 
 
 class SendGridMailer:
-    """Sends one Mail Send payload at a time, retrying the way SPEC §4.4 requires.
+    """Sends one Mail Send payload at a time, retrying by SendGrid's documented rules.
 
-    ``sleep`` and ``clock`` are injectable so tests can watch the waits without spending them.
+    ``rate_limit_deadline`` (seconds from the mailer's creation, i.e. the task's start) bounds how long
+    429s are waited out in all. ``sleep`` and ``clock`` are injectable so tests can watch the waits
+    without spending them.
     """
 
     def __init__(
@@ -134,6 +126,7 @@ class SendGridMailer:
         sleep: Callable[[float], Any] = time.sleep,
         clock: Callable[[], float] = time.time,
         max_wait: float = 60.0,
+        rate_limit_deadline: float | None = None,
     ):
         if not api_key:
             # The SDK would silently fall back to $SENDGRID_API_KEY.
@@ -147,64 +140,78 @@ class SendGridMailer:
         self.max_wait = max_wait
         self._sleep = sleep
         self._clock = clock
+        self.rate_limit_deadline = DEFAULT_RATE_LIMIT_DEADLINE if rate_limit_deadline is None else rate_limit_deadline
+        self._deadline_at = clock() + self.rate_limit_deadline
         self._client = sendgrid.SendGridAPIClient(api_key=api_key, host=self.host)
 
     def send(self, payload: dict[str, Any]) -> SendResult:
         count = len(payload.get("personalizations") or [])
-        for attempt in range(1, self.max_attempts + 1):
-            last = attempt == self.max_attempts
+        failures = rate_limited = 0  # 5xx/timeouts count against max_attempts; 429s against the deadline
+        while True:
             try:
                 response = self._client.client.mail.send.post(request_body=payload, timeout=self.timeout)
             except HTTPError as exc:
-                wait = self._handle_http_error(exc, attempt, last)
+                status = int(exc.status_code)
+                if status == 429:
+                    rate_limited += 1
+                    wait = self._rate_limit_wait(exc.headers, rate_limited)
+                else:
+                    failures += 1
+                    wait = self._handle_http_error(exc, failures)
             except (OSError, http.client.HTTPException) as exc:
                 # Timeouts, refused or reset connections: nothing says the request was refused.
-                log.warning("SendGrid attempt %d/%d failed: %s", attempt, self.max_attempts,
-                            type(exc).__name__)
-                if last:
+                failures += 1
+                log.warning("SendGrid attempt %d/%d failed: %s", failures, self.max_attempts, type(exc).__name__)
+                if failures >= self.max_attempts:
                     raise SendGridUnavailable(
-                        f"SendGrid unreachable after {attempt} attempts ({type(exc).__name__})"
-                    ) from None
-                wait = self._backoff(attempt)
+                        f"SendGrid unreachable after {failures} attempts ({type(exc).__name__})") from None
+                wait = self._backoff(failures)
             else:
                 message_id = response.headers.get("X-Message-Id")
+                attempts = failures + rate_limited + 1
                 log.info("SendGrid accepted %d personalizations: HTTP %d, message id %s, attempt %d",
-                         count, response.status_code, message_id, attempt)
-                return SendResult(response.status_code, message_id, attempt)
-            log.info("SendGrid retry in %.1f s (attempt %d/%d)", wait, attempt + 1, self.max_attempts)
+                         count, response.status_code, message_id, attempts)
+                return SendResult(response.status_code, message_id, attempts)
+            log.info("SendGrid retry in %.1f s", wait)
             self._sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _handle_http_error(self, exc: HTTPError, attempt: int, last: bool) -> float:
+    def _handle_http_error(self, exc: HTTPError, failures: int) -> float:
         """Raise for answers that must not be retried; else return how long to wait."""
         status = int(exc.status_code)
-        log.warning("SendGrid attempt %d/%d: HTTP %d", attempt, self.max_attempts, status)
+        log.warning("SendGrid attempt %d/%d: HTTP %d", failures, self.max_attempts, status)
         if status in (401, 403):
             raise SendGridAuthError(
                 f"SendGrid refused the API key (HTTP {status}); check the sendgrid_default connection",
                 status) from None
         if status in (400, 413):
             raise SendGridRejected(_rejection_reason(exc.body), status) from None
-        if status == 429:
-            if last:
-                raise SendGridUnavailable(f"SendGrid still rate-limiting after {attempt} attempts",
-                                          status) from None
-            return self._rate_limit_wait(exc.headers, attempt)
         if status >= 500:
-            if last:
-                raise SendGridUnavailable(f"SendGrid answered HTTP {status} for {attempt} attempts",
+            if failures >= self.max_attempts:
+                raise SendGridUnavailable(f"SendGrid answered HTTP {status} for {failures} attempts",
                                           status) from None
-            return self._backoff(attempt)
+            return self._backoff(failures)
         raise SendGridUnexpectedResponse(f"SendGrid answered HTTP {status}", status) from None
 
     def _backoff(self, attempt: int) -> float:
         return min(self.base_backoff * 2 ** (attempt - 1), self.max_wait)
 
-    def _rate_limit_wait(self, headers: Any, attempt: int) -> float:
+    def _rate_limit_wait(self, headers: Any, count: int) -> float:
+        """How long to wait after the ``count``-th 429 in a row, or :class:`SendGridRateLimited` past the deadline."""
+        now = self._clock()
         reset = headers.get("X-RateLimit-Reset") if headers is not None else None
         try:
-            wait = float(reset) - self._clock()
+            wait = min(float(reset) - now, self.max_wait)
         except (TypeError, ValueError):
             log.info("SendGrid 429 without a usable X-RateLimit-Reset; backing off")
-            return self._backoff(attempt)
-        return min(max(wait, 0.0), self.max_wait)
+            wait = self._backoff(count)
+        if wait <= 0:
+            # A reset already past (clock skew, or still limited after it): back off rather than spin.
+            wait = self._backoff(count)
+        log.warning("SendGrid answered HTTP 429 (%d in a row); waiting %.1f s for the rate limit to reset",
+                    count, wait)
+        if now + wait > self._deadline_at:
+            minutes = self.rate_limit_deadline / 60
+            raise SendGridRateLimited(
+                f"SendGrid kept rate-limiting (HTTP 429, {count} times in a row) past this task's "
+                f"{minutes:g}-minute deadline (setting sendgrid_deadline_minutes)", 429) from None
+        return wait

@@ -1,0 +1,128 @@
+"""The delivery engine: every email the product sends goes claim → send → mark → audit, here.
+
+A *ledger* is a table with one row per thing to tell someone (an escalation, a digest, a campaign
+recipient, a violation report). The engine asks it for the next *batch* — the rows of one Mail Send
+request — inside a transaction that holds them locked (``SELECT … FOR UPDATE SKIP LOCKED``), sends the
+batch, marks it and writes the audit entry, and commits. Hence the rules every sender keeps:
+
+- **Exactly one live sender per message.** Rows locked by one run are skipped by every other run, task
+  attempt or mapped task, so two runs at once never send the same row; the lock ends with the sender's
+  transaction, so a sender that dies (SIGKILL, lost worker) releases its batch to the next attempt.
+- **A crash re-sends at most the batch in flight**: rows are marked sent in the same transaction as the
+  send's audit entry; a crash before the commit leaves them pending.
+- **A refused batch (HTTP 400) is marked failed with SendGrid's reason**, and the run goes on.
+- **401/403 stop at once** (a :class:`~include.errors.NeedsOperator`), leaving the batch pending.
+- **5xx, timeouts**: the mailer backs off; when it gives up, the batch stays pending and the task fails
+  as a :class:`~include.errors.Transient`, so Airflow's retry resumes from the ledger.
+- **429**: the mailer waits for ``X-RateLimit-Reset`` within the task's deadline; past it the task ends
+  saying how many messages are still pending, and the retry sends them.
+
+Logs and audit entries carry ids, counts and message ids, never an address.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, Sequence
+
+from include.audit import RunContext
+from include.errors import Transient
+from include.notify.sendgrid_mailer import SendGridRateLimited, SendGridRejected
+
+log = logging.getLogger("include.notify")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The rows of one Mail Send request, locked by this sender until its transaction ends."""
+
+    keys: Sequence[Any]
+    payload: dict
+    # What the audit log records of the batch: ids and counts only, never an address.
+    evidence: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+
+class Ledger(Protocol):
+    """One kind of message: where its rows live and how a batch becomes a payload."""
+
+    name: str  # e.g. "dsr.escalation": audit actions are "<name>_sent" / "<name>_failed"
+
+    def pending(self, conn) -> int:
+        """Rows this sender may still send (including rows another sender holds right now)."""
+
+    def claim(self, conn) -> Batch | None:
+        """Inside the caller's transaction: lock and return the next batch, or None when none is left."""
+
+    def mark_sent(self, conn, batch: Batch, *, message_id: str | None, sent_at: datetime) -> None: ...
+
+    def mark_failed(self, conn, batch: Batch, *, reason: str) -> None: ...
+
+
+class DeliveryDeferred(Transient):
+    """SendGrid rate-limited past the task's deadline; the ledger keeps what is left for the retry."""
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    failed: int = 0
+    messages: int = 0
+    refused_messages: int = 0
+
+    def as_dict(self) -> dict:
+        return {"sent": self.sent, "failed": self.failed, "messages": self.messages,
+                "refused_messages": self.refused_messages}
+
+
+def deliver(store, ledger: Ledger, mailer, ctx: RunContext, *, progress_every: float = 10.0) -> DeliveryReport:
+    """Send every batch the ledger has for this sender; returns what happened."""
+    total = ledger.pending(store)
+    report = DeliveryReport()
+    started = last_progress = time.monotonic()
+    log.info("%s: %d pending", ledger.name, total)
+    while True:
+        try:
+            with store.transaction():
+                batch = ledger.claim(store)
+                if batch is None:
+                    break
+                _send_one(store, ledger, mailer, ctx, batch, report)
+        except SendGridRateLimited as exc:
+            left = ledger.pending(store)
+            raise DeliveryDeferred(f"{exc}; {left} {ledger.name} row(s) are still pending and the task's retry "
+                                   "sends them") from None
+        now = time.monotonic()
+        if now - last_progress >= progress_every:
+            last_progress = now
+            _progress(ledger, report, total, now - started)
+    _progress(ledger, report, total, time.monotonic() - started)
+    return report
+
+
+def _send_one(store, ledger: Ledger, mailer, ctx: RunContext, batch: Batch, report: DeliveryReport) -> None:
+    report.messages += 1
+    try:
+        result = mailer.send(batch.payload)
+    except SendGridRejected as exc:
+        ledger.mark_failed(store, batch, reason=str(exc))
+        report.failed += batch.size
+        report.refused_messages += 1
+        ctx.audit(store, f"{ledger.name}_failed", {**batch.evidence, "rows": batch.size, "reason": str(exc)})
+        log.error("%s: a message of %d row(s) was refused by SendGrid (%s); they are marked failed",
+                  ledger.name, batch.size, exc)
+        return
+    ledger.mark_sent(store, batch, message_id=result.message_id, sent_at=ctx.now())
+    report.sent += batch.size
+    ctx.audit(store, f"{ledger.name}_sent", {**batch.evidence, "rows": batch.size, "message_id": result.message_id})
+
+
+def _progress(ledger: Ledger, report: DeliveryReport, total: int, elapsed: float) -> None:
+    rate = report.sent / elapsed if elapsed > 0 else 0.0
+    log.info("%s: %d/%d sent, %d failed, %d message(s), %.1f rows/s", ledger.name, report.sent, total,
+             report.failed, report.messages, rate)

@@ -1,0 +1,57 @@
+"""The one tolerant way to read operational rows: a bad value spoils its row, never the read.
+
+PostgreSQL holds dates and timestamps that Python's types cannot (``infinity``, ``-infinity``, BC dates,
+years after 9999). Loaded as they are, one such value makes the driver raise in the middle of a stream,
+so nothing is written and every retry fails the same way. Every reader of operational rows therefore
+selects its columns through :func:`select_list`: a temporal column out of Python's range comes back
+NULL, and the extra column ``_problems`` (a text array, empty for a clean row) says which column held
+what, in a sentence without the value itself (a birth date is personal data). The caller records the
+row as ``invalid`` with those sentences and goes on with the others.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from psycopg import sql
+
+from include.datamap import TEMPORAL_COLUMNS, RecordSource
+
+PROBLEMS = "_problems"
+# Inclusive lower and exclusive upper bound of what datetime/date can hold (UTC).
+_LOW = sql.SQL("'0001-01-01 00:00:00+00'::timestamptz")
+_HIGH = sql.SQL("'10000-01-01 00:00:00+00'::timestamptz")
+
+
+def _in_range(column: sql.Composable) -> sql.Composable:
+    return sql.SQL("({c} >= {low} and {c} < {high})").format(c=column, low=_LOW, high=_HIGH)
+
+
+def _problem(column: sql.Composable, name: str) -> sql.Composable:
+    return sql.SQL(
+        "case when {c} is null or {ok} then null"
+        " when {c} = 'infinity' then {inf} when {c} = '-infinity' then {ninf}"
+        " when {c} < {low} then {bc} else {late} end").format(
+        c=column, ok=_in_range(column), low=_LOW,
+        inf=sql.Literal(f"{name} holds infinity"), ninf=sql.Literal(f"{name} holds -infinity"),
+        bc=sql.Literal(f"{name} is a BC date"), late=sql.Literal(f"{name} is after the year 9999"))
+
+
+def temporal(src: RecordSource) -> frozenset[str]:
+    return TEMPORAL_COLUMNS.get(src.role, frozenset())
+
+
+def select_list(src: RecordSource, columns: Sequence[str], *, alias: str | None = None) -> sql.Composable:
+    """``physical AS logical, ...`` with temporal columns guarded, and a final ``_problems`` text[] column."""
+    items, problems = [], []
+    for name in columns:
+        physical = sql.Identifier(alias, src.physical(name)) if alias else src.col(name)
+        if name in temporal(src):
+            items.append(sql.SQL("case when {ok} then {c} end as {n}").format(
+                ok=_in_range(physical), c=physical, n=sql.Identifier(name)))
+            problems.append(_problem(physical, name))
+        else:
+            items.append(sql.SQL("{} as {}").format(physical, sql.Identifier(name)))
+    problem_array = (sql.SQL("array_remove(array[{}]::text[], null)").format(sql.SQL(", ").join(problems))
+                     if problems else sql.SQL("'{}'::text[]"))
+    items.append(sql.SQL("{} as {}").format(problem_array, sql.Identifier(PROBLEMS)))
+    return sql.SQL(", ").join(items)

@@ -1,0 +1,154 @@
+"""What a task reaches through Airflow: its databases, settings, the data map, SendGrid, secrets.
+
+Imports of Airflow stay inside the functions, so that parsing a DAG file stays cheap.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import TYPE_CHECKING, Iterator
+
+from include.errors import ConfigurationProblem, ServiceUnreachable
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from include.config import Settings
+    from include.datamap import DataMap
+    from include.notify.sendgrid_mailer import SendGridMailer
+
+log = logging.getLogger(__name__)
+
+OPS_DB = "ops_db"
+COMPLIANCE_DB = "compliance_db"
+SENDGRID = "sendgrid_default"
+GOOGLE_CLOUD = "google_cloud_default"
+SETTINGS_VARIABLE = "privacy_settings"
+
+
+def conn_hint(conn_id: str) -> str:
+    return (f"Airflow connection '{conn_id}' is not defined: add it under Admin > Connections "
+            f"or set AIRFLOW_CONN_{conn_id.upper()}")
+
+
+def connection(conn_id: str):
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise ConfigurationProblem(conn_hint(conn_id)) from None
+
+
+def settings() -> "Settings":
+    from airflow.sdk import Variable
+
+    from include.config import Settings
+
+    raw = Variable.get(SETTINGS_VARIABLE, default=None) or os.environ.get("PRIVACY_SETTINGS")
+    return Settings.from_json(raw)
+
+
+def _open_postgres(conn_id: str) -> "psycopg.Connection":
+    import psycopg
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return PostgresHook(postgres_conn_id=conn_id).get_conn()
+    except AirflowNotFoundException:
+        raise ConfigurationProblem(conn_hint(conn_id)) from None
+    except psycopg.OperationalError as exc:
+        raise ServiceUnreachable(f"the database of connection '{conn_id}' did not answer: {first_line(exc)}") from None
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def postgres(conn_id: str, fallback: str | None = None) -> Iterator["psycopg.Connection"]:
+    """An autocommit psycopg 3 connection from an Airflow postgres connection (the hook's own ``get_conn``)."""
+    try:
+        conn = _open_postgres(conn_id)
+    except ConfigurationProblem:
+        if fallback is None:
+            raise
+        log.info("connection '%s' is not defined; using '%s' (the same server)", conn_id, fallback)
+        conn = _open_postgres(fallback)
+    conn.autocommit = True
+    # Timestamps are read and written in UTC whatever the server's default; dates are derived in the
+    # configured time zone by the product itself.
+    conn.execute("set time zone 'UTC'")
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def ops_db():
+    return postgres(OPS_DB)
+
+
+def compliance_db():
+    # The compliance store defaults to the operational database's server.
+    return postgres(COMPLIANCE_DB, fallback=OPS_DB)
+
+
+def mailer(deadline_seconds: float | None = None) -> "SendGridMailer":
+    """The SendGrid client from connection ``sendgrid_default`` (API key in the password, optional host in extras)."""
+    from airflow.sdk.log import mask_secret
+
+    from include.notify.sendgrid_mailer import SendGridMailer
+
+    conn = connection(SENDGRID)
+    if not conn.password:
+        raise ConfigurationProblem(f"Airflow connection '{SENDGRID}' has no API key in its password field")
+    mask_secret(conn.password)
+    extra = conn.extra_dejson or {}
+    try:
+        timeout = float(extra.get("timeout", 30))
+    except (TypeError, ValueError):
+        raise ConfigurationProblem(f"Airflow connection '{SENDGRID}': extra 'timeout' must be a number of seconds") from None
+    return SendGridMailer(api_key=conn.password, host=extra.get("host") or None, timeout=timeout,
+                          rate_limit_deadline=deadline_seconds)
+
+
+def datamap(ops_conn) -> "DataMap":
+    """The data map, checked against the live operational database."""
+    from include.datamap import load_datamap, validate_against_database
+
+    dm = load_datamap(os.environ.get("PRIVACY_DATAMAP") or None)
+    validate_against_database(dm, ops_conn)
+    return dm
+
+
+def secret(name: str, *, purpose: str) -> bytes:
+    """A secret key: the password of Airflow connection ``name``, else the Airflow Variable ``name``.
+
+    It is registered with Airflow's secret masker before it is returned, and never logged.
+    """
+    from airflow.sdk import Variable
+    from airflow.sdk.exceptions import AirflowNotFoundException
+    from airflow.sdk.log import mask_secret
+
+    value = None
+    try:
+        from airflow.sdk import BaseHook
+
+        value = BaseHook.get_connection(name).password
+    except AirflowNotFoundException:
+        value = None
+    if not value:
+        value = Variable.get(name, default=None)
+    if not value:
+        raise ConfigurationProblem(f"the {purpose} key is not configured: set the password of Airflow connection "
+                                   f"'{name}' or the Airflow Variable '{name}' (AIRFLOW_CONN_{name.upper()} or "
+                                   f"AIRFLOW_VAR_{name.upper()})")
+    mask_secret(value)
+    if len(value) < 16:
+        raise ConfigurationProblem(f"the {purpose} key in '{name}' is shorter than 16 characters")
+    return value.encode()

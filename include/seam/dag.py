@@ -1,0 +1,175 @@
+"""The house DAG: shared defaults, the tag vocabulary, trigger-form fields, and the two tasks every run has.
+
+A DAG file holds only its own wiring, docs and parameters::
+
+    @privacy_dag(dag_id="dsr_deadline_tracking", schedule="@hourly", tags=["dsr", "gdpr", "ccpa"],
+                 params={"dry_run": dry_run_param("Evaluate and record, but send no email.")})
+    def dsr_deadline_tracking():
+        ...  # its tasks
+
+:func:`privacy_dag` adds, around the DAG's own tasks:
+
+- ``check_run_conf`` first (a setup task): a trigger conf key the DAG does not declare stops the run
+  before any personal data is read, anything is changed or any email is sent (see :mod:`include.runconf`);
+- ``anchor_audit_log`` last (its teardown): the head of the audit chain is written outside the database
+  at the end of every run that got past the conf check, whether its tasks succeeded or not; a failure
+  to anchor fails the run.
+
+The DAG's ``doc_md`` is ``include/docs/<dag_id>.md``. Nothing here opens a connection at parse time.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from importlib import resources
+from typing import Any, Callable, Mapping, Sequence
+
+OWNER = "privacy-engineering"
+DEFAULT_ARGS: Mapping[str, Any] = {
+    "owner": OWNER,
+    "retries": 3,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=15),
+}
+START_DATE = datetime(2026, 1, 1)
+
+# The controlled tag vocabulary (checked by the DAG integrity test): what the UI's tag filter offers.
+TAGS: Mapping[str, str] = {
+    "privacy": "every DAG of this project",
+    "gdpr": "acts on GDPR rights or duties",
+    "ccpa": "acts on CCPA rights or duties",
+    "coppa": "children's data (under 13)",
+    "dsr": "data-subject requests",
+    "children": "child-data detection and purge",
+    "vendors": "sharing with vendors and service providers",
+    "notifications": "emails to data subjects",
+    "erasure": "deletes or redacts personal data",
+    "export": "builds data exports for subjects",
+    "email": "sends email through SendGrid",
+    "gcs": "writes objects to cloud storage",
+}
+CONF_GUARD_TASK = "check_run_conf"
+ANCHOR_TASK = "anchor_audit_log"
+
+
+def doc_md(dag_id: str) -> str:
+    return (resources.files("include") / "docs" / f"{dag_id}.md").read_text()
+
+
+# -- trigger-form fields shared by the DAGs ------------------------------------------------------------
+
+def dry_run_param(description: str, default: bool = False, section: str | None = None):
+    from airflow.sdk import Param
+
+    return Param(default, type="boolean", title="Dry run", description_md=description,
+                 **({"section": section} if section else {}))
+
+
+def ids_param(title: str, description: str, section: str | None = None):
+    from airflow.sdk import Param
+
+    return Param([], type="array", items={"type": "integer", "minimum": 1}, uniqueItems=True, title=title,
+                 description_md=description, **({"section": section} if section else {}))
+
+
+def date_param(title: str, description: str, section: str | None = None):
+    from airflow.sdk import Param
+
+    return Param(None, type=["null", "string"], format="date", title=title, description_md=description,
+                 **({"section": section} if section else {}))
+
+
+# -- the two tasks of every run ---------------------------------------------------------------------------
+
+def _conf_guard(dag_id: str, declared: Sequence[str]):
+    from airflow.sdk import task
+
+    @task(task_id=CONF_GUARD_TASK)
+    def check_run_conf(declared: list[str]) -> None:
+        """Stop the run when its trigger conf names a parameter this DAG does not declare."""
+        from airflow.sdk import get_current_context
+
+        from include.runconf import check_conf
+        from include.seam.task import readable_failures
+
+        with readable_failures():
+            check_conf(dag_id, get_current_context()["dag_run"].conf, declared)
+
+    return check_run_conf(list(declared))
+
+
+def _audit_anchor():
+    from airflow.sdk import task
+
+    @task(task_id=ANCHOR_TASK)
+    def anchor_audit_log() -> dict | None:
+        """Write the head of the audit chain outside the database (object store), if this run added rows."""
+        from include import audit
+        from include.seam.task import task_env
+
+        with task_env() as env:
+            if not audit.run_wrote_rows(env.store, dag_id=env.ctx.dag_id, run_id=env.ctx.run_id):
+                return None
+            return audit.anchor_head(env.store, env.objects, run_id=env.ctx.run_id, dag_id=env.ctx.dag_id)
+
+    return anchor_audit_log()
+
+
+def prepare_store():
+    """The task most DAGs start with: migrate the compliance store, check the data map against the database."""
+    from airflow.sdk import task
+
+    @task(task_id="prepare_store")
+    def prepare_store() -> dict:
+        """Migrate the compliance store and check the data map against the operational database."""
+        import logging
+
+        from include import compliance_store
+        from include.seam.task import task_env
+
+        with task_env() as env:
+            applied = env.migrate_store()
+            dm = env.datamap
+            version = compliance_store.current_version(env.store)
+            summary = {"store_migration": version, "applied_now": applied, "datamap": dm.source,
+                       "personal_data_tables": len(dm.personal_data), "record_roles": len(dm.records)}
+            logging.getLogger("include.seam").info(
+                "compliance store at migration %s (%s); data map %s: %d personal-data table(s) and %d record "
+                "role(s) checked against ops_db", version,
+                f"applied now: {', '.join(map(str, applied))}" if applied else "already current",
+                dm.source.rsplit("/", 1)[-1], len(dm.personal_data), len(dm.records))
+            return summary
+
+    return prepare_store()
+
+
+def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapping[str, Any],
+                catchup: bool = False, max_active_runs: int = 1,
+                dagrun_timeout: timedelta = timedelta(hours=1), **dag_kwargs: Any) -> Callable:
+    """Decorate a function that creates a DAG's own tasks; calling the result builds the DAG."""
+    unknown = sorted(set(tags) - set(TAGS))
+    if unknown:
+        raise ValueError(f"{dag_id}: tag(s) {', '.join(unknown)} are not in the vocabulary of include.seam.dag.TAGS")
+
+    def decorate(body: Callable[[], None]) -> Callable[[], Any]:
+        def build():
+            from airflow.sdk import DAG
+
+            with DAG(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=catchup,
+                     max_active_runs=max_active_runs, dagrun_timeout=dagrun_timeout, default_args=dict(DEFAULT_ARGS),
+                     tags=["privacy", *tags], doc_md=doc_md(dag_id), params=dict(params), **dag_kwargs) as dag:
+                guard = _conf_guard(dag_id, sorted(params))
+                body()
+                own_roots = [t for t in dag.roots if t.task_id != CONF_GUARD_TASK]
+                own_leaves = [t for t in dag.leaves if t.task_id != CONF_GUARD_TASK]
+                guard >> own_roots
+                anchor = _audit_anchor()
+                own_leaves >> anchor.operator
+                anchor.as_teardown(setups=guard, on_failure_fail_dagrun=True)
+            return dag
+
+        build.__name__ = body.__name__
+        build.__doc__ = body.__doc__
+        return build
+
+    return decorate

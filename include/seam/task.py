@@ -1,0 +1,203 @@
+"""What one task gets from the seam: :func:`task_env`.
+
+    with task_env(DsrParams) as env:
+        tracking.evaluate_requests(env.ops, env.store, env.datamap, env.settings, env.ctx, env.params)
+
+``env`` hands the task its run's typed parameters (resolved once, from the trigger form and the run's
+own timing), the settings, the audit context, and — opened on first use, closed at the end — the
+operational database, the compliance store, the data map, the SendGrid mailer (``None`` in a dry run,
+so nothing a dry run does can reach SendGrid) and the object store. Whatever goes wrong leaves the task
+as one sentence: a :class:`~include.errors.NeedsOperator` fails it at once, without retries; a
+:class:`~include.errors.Transient` (a database lost at connect time or mid-query, SendGrid down) keeps
+Airflow's retries.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, Protocol, TypeVar
+
+from include.errors import NeedsOperator, ServiceUnreachable, Transient
+from include.seam import connections
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from include.audit import RunContext
+    from include.config import Settings
+    from include.datamap import DataMap
+    from include.notify.sendgrid_mailer import SendGridMailer
+    from include.objectstore import ObjectStore
+    from include.periods import RunTiming
+
+log = logging.getLogger("include.seam")
+
+
+class RunParams(Protocol):
+    """A DAG's trigger-form values, typed and resolved (dates, periods) once per task."""
+
+    dry_run: bool
+
+    @classmethod
+    def resolve(cls, raw: Mapping[str, Any], settings: "Settings", timing: "RunTiming") -> "RunParams": ...
+
+
+P = TypeVar("P")
+
+
+class TaskEnv(Generic[P]):
+    """Everything a task may use, opened on first use and closed when the task ends."""
+
+    def __init__(self, *, ctx: "RunContext", settings: "Settings", params: P, timing: "RunTiming",
+                 stack: contextlib.ExitStack):
+        self.ctx = ctx
+        self.settings = settings
+        self.params = params
+        self.timing = timing
+        self._stack = stack
+        self._opened: dict[str, "psycopg.Connection"] = {}
+        self._datamap: "DataMap | None" = None
+        self._mailer: "SendGridMailer | None" = None
+        self._store_checked = False
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(getattr(self.params, "dry_run", False))
+
+    def _db(self, name: str, opener: Callable) -> "psycopg.Connection":
+        if name not in self._opened:
+            self._opened[name] = self._stack.enter_context(opener())
+        return self._opened[name]
+
+    @property
+    def ops(self) -> "psycopg.Connection":
+        """The operational database (autocommit)."""
+        return self._db(connections.OPS_DB, connections.ops_db)
+
+    def ops_cursor_connection(self) -> "psycopg.Connection":
+        """A second connection to the operational database, for a read streamed beside writes."""
+        return self._db(connections.OPS_DB + "#2", connections.ops_db)
+
+    @property
+    def store(self) -> "psycopg.Connection":
+        """The compliance store (autocommit); its schema must be current."""
+        conn = self._db(connections.COMPLIANCE_DB, connections.compliance_db)
+        if not self._store_checked:
+            from include import compliance_store
+
+            compliance_store.require_current(conn)
+            self._store_checked = True
+        return conn
+
+    def migrate_store(self) -> list[int]:
+        """Create or migrate the compliance store; returns the migrations applied now."""
+        from include import compliance_store
+
+        applied = compliance_store.migrate(self._db(connections.COMPLIANCE_DB, connections.compliance_db))
+        self._store_checked = True
+        return applied
+
+    @property
+    def datamap(self) -> "DataMap":
+        """The data map, checked against the live operational database once per task."""
+        if self._datamap is None:
+            self._datamap = connections.datamap(self.ops)
+        return self._datamap
+
+    @property
+    def mailer(self) -> "SendGridMailer | None":
+        """SendGrid, or None in a dry run."""
+        if self.dry_run:
+            return None
+        if self._mailer is None:
+            self._mailer = connections.mailer(deadline_seconds=self.settings.sendgrid_deadline_minutes * 60)
+        return self._mailer
+
+    @property
+    def objects(self) -> "ObjectStore":
+        """The object store at the ``evidence_location`` setting (GCS or a local folder)."""
+        from include.errors import ConfigurationProblem
+        from include.seam.storage import object_store
+
+        if not self.settings.evidence_location:
+            raise ConfigurationProblem(
+                "privacy setting evidence_location is not set: give gs://bucket/prefix (or file:///folder for a "
+                "machine without GCS) in the Airflow Variable privacy_settings")
+        return object_store(self.settings.evidence_location, gcp_conn_id=connections.GOOGLE_CLOUD)
+
+    def secret(self, name: str, *, purpose: str) -> bytes:
+        return connections.secret(name, purpose=purpose)
+
+    def lost_database(self) -> str | None:
+        """The connection id of a database whose connection broke, if any."""
+        for name, conn in self._opened.items():
+            if conn.closed or getattr(conn, "broken", False):
+                return name.split("#")[0]
+        return None
+
+
+def run_context(context) -> "RunContext":
+    from include.audit import RunContext
+
+    ti = context["ti"]
+    return RunContext(run_id=context["run_id"], actor=f"airflow:{ti.dag_id}", dag_id=ti.dag_id, task_id=ti.task_id)
+
+
+def run_timing(context) -> "RunTiming":
+    from include.periods import RunTiming
+
+    dag_run = context["dag_run"]
+    run_after = getattr(dag_run, "run_after", None) or datetime.now(timezone.utc)
+    return RunTiming(run_after=run_after, interval_start=context.get("data_interval_start"),
+                     interval_end=context.get("data_interval_end"))
+
+
+@contextlib.contextmanager
+def task_env(params_type: type[P] | None = None) -> Iterator[TaskEnv[P]]:
+    """The current task's :class:`TaskEnv`; every failure inside leaves the task as one sentence."""
+    import psycopg
+    from airflow.sdk import get_current_context
+
+    with readable_failures():
+        context = get_current_context()
+        settings = connections.settings()
+        timing = run_timing(context)
+        raw = dict(context.get("params") or {})
+        params = params_type.resolve(raw, settings, timing) if params_type is not None else raw
+        with contextlib.ExitStack() as stack:
+            env = TaskEnv(ctx=run_context(context), settings=settings, params=params, timing=timing, stack=stack)
+            try:
+                yield env
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                # Name the database while its broken connection is still open to look at.
+                raise lost_database(exc, env.lost_database()) from None
+
+
+def lost_database(exc: BaseException, conn_id: str | None) -> ServiceUnreachable:
+    where = f"the database of connection '{conn_id}'" if conn_id else "a database"
+    return ServiceUnreachable(f"lost {where} mid-task: {connections.first_line(exc)}")
+
+
+@contextlib.contextmanager
+def readable_failures() -> Iterator[None]:
+    """Turn the failures an operator can act on into one clear sentence instead of a traceback wall.
+
+    Setup faults fail the task without retries; lost or unreachable services keep Airflow's retries.
+    """
+    import psycopg
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    try:
+        yield
+    except NeedsOperator as exc:
+        log.error("%s", exc)
+        raise AirflowFailException(str(exc)) from None
+    except Transient as exc:
+        log.error("%s (Airflow will retry)", exc)
+        raise AirflowException(str(exc)) from None
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        # A database lost mid-query (server restarted, network cut) is the connect-time case again.
+        sentence = str(lost_database(exc, None))
+        log.error("%s (Airflow will retry)", sentence)
+        raise AirflowException(sentence) from None
