@@ -61,7 +61,10 @@ def test_scheduled_run_on_celery_workers(databases, sendgrid, tmp_path):
     services = local_airflow.LocalServices(ops_url=databases["ops"], compliance_url=databases["ops"],
                                            sendgrid_url=sendgrid.base_url, sendgrid_api_key=sendgrid.api_key)
     env = local_airflow.airflow_env(tmp_path / "airflow", services)
+    # A queue of this test's own: another checkout's Celery test on the same Redis never takes its tasks.
+    queue = f"privacy-e2e-{uuid.uuid4().hex[:8]}"
     env.update({
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta,
         "AIRFLOW__CELERY__BROKER_URL": "redis://127.0.0.1:6379/13",
@@ -76,7 +79,7 @@ def test_scheduled_run_on_celery_workers(databases, sendgrid, tmp_path):
     airflow = local_airflow.airflow_bin()
     commands = {"api-server": [airflow, "api-server", "-p", str(api_port)],
                 "scheduler": [airflow, "scheduler"], "dag-processor": [airflow, "dag-processor"],
-                "worker": [airflow, "celery", "worker", "--concurrency", "2"]}
+                "worker": [airflow, "celery", "worker", "--concurrency", "2", "--queues", queue]}
     procs = {}
     try:
         for name, cmd in commands.items():
