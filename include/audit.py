@@ -3,16 +3,25 @@
 Each row's hash covers its own content and the previous row's hash, so editing or removing a row in the
 middle breaks every hash after it. The database refuses UPDATE, DELETE and TRUNCATE (see migration 0001);
 :func:`verify_chain` catches what a superuser could still do behind the triggers' back.
+
+Two things the chain alone cannot show: that its newest rows were removed, and that every hash was
+recomputed after an edit. So at the end of each run :func:`anchor_head` writes the head (row id and hash)
+to an object store outside the database, where a bucket retention policy can make it undeletable, and
+``verify_chain(conn, anchors=store)`` checks the chain against every anchor.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from psycopg.types.json import Jsonb
+
+if TYPE_CHECKING:
+    from include.objectstore import ObjectStore
 
 GENESIS = "0" * 64
 # Held while a writer reads the head and inserts its row, so concurrent writers cannot fork the chain.
@@ -79,19 +88,39 @@ def append(conn, action: str, details: Mapping[str, Any] | None = None, *, actor
 
 @dataclass(frozen=True)
 class ChainReport:
+    """What :func:`verify_chain` found. ``anchors`` is None when the chain was not checked against anchors."""
+
     rows: int
     head: str
     first_bad_id: int | None = None
     problem: str | None = None
+    anchors: int | None = None
+    newest_anchor: str | None = None     # its object name
+    anchored_row: int | None = None      # the row the newest anchor names
+    rows_since_anchor: int = 0           # rows written after it (not yet anchored: normal until the run ends)
+    bad_anchor: str | None = None        # the anchor the problem names
+    anchor_problem: bool = False         # the chain recomputes, but does not match its anchors
 
     @property
     def ok(self) -> bool:
         return self.problem is None
 
 
-def verify_chain(conn, batch: int = 10_000) -> ChainReport:
-    """Walk the whole log in id order, recomputing every hash."""
-    prev, rows = GENESIS, 0
+def verify_chain(conn, anchors: "ObjectStore | None" = None, *, batch: int = 10_000) -> ChainReport:
+    """Walk the whole log in id order, recomputing every hash; then check it against ``anchors``.
+
+    ``anchors`` is the object store the runs anchor the chain's head to (see :func:`anchor_head`). Each
+    anchor's name carries its row id and that row's full hash, so one listing checks every anchor
+    against the recomputed chain in the same pass; the newest anchor is also read, to confirm its content
+    says what its name says. An anchor whose row is gone means the newest rows were removed; one whose row
+    hash differs means the chain was recomputed after an edit.
+    """
+    expected = _load_anchors(anchors) if anchors is not None else None
+    pending = list(expected.anchors) if expected else []
+    failures: list[tuple[Anchor, str]] = []
+    next_anchor = 0
+    newest_id = pending[-1].row_id if pending else None
+    prev, rows, last_id, since = GENESIS, 0, None, 0
     # A named (server-side) cursor streams the log instead of loading it whole; it needs a transaction.
     with conn.transaction(), conn.cursor(name="audit_verify") as cur:
         cur.itersize = batch
@@ -101,8 +130,143 @@ def verify_chain(conn, batch: int = 10_000) -> ChainReport:
             if prev_hash != prev:
                 return ChainReport(rows, prev, row_id, f"row {row_id} does not follow the row before it "
                                                        "(a row was removed or inserted out of chain)")
-            expected = row_hash(prev, row_id, occurred_at, actor, action, dag_id, run_id, task_id, details)
-            if expected != stored:
+            recomputed = row_hash(prev, row_id, occurred_at, actor, action, dag_id, run_id, task_id, details)
+            if recomputed != stored:
                 return ChainReport(rows, prev, row_id, f"row {row_id} was altered after it was written")
-            prev, rows = stored, rows + 1
-    return ChainReport(rows, prev)
+            while next_anchor < len(pending) and pending[next_anchor].row_id <= row_id:
+                anchor = pending[next_anchor]
+                if anchor.row_id < row_id:
+                    failures.append((anchor, "gone"))
+                elif anchor.row_hash != stored:
+                    failures.append((anchor, "differs"))
+                next_anchor += 1
+            if newest_id is not None and row_id > newest_id:
+                since += 1
+            prev, rows, last_id = stored, rows + 1, row_id
+    if expected is None:
+        return ChainReport(rows, prev)
+    failures.extend((anchor, "past_end") for anchor in pending[next_anchor:])
+    return _anchor_report(rows, prev, last_id, since, expected, failures)
+
+
+# -- anchoring the head outside the database ----------------------------------------------------------
+
+ANCHOR_PREFIX = "audit-anchors/"
+ANCHOR_FORMAT = "privacy-ops audit anchor v1"
+_ANCHOR_NAME = re.compile(r"^audit-anchors/(\d{12,})-([0-9a-f]{64})\.json$")
+
+
+def anchor_name(row_id: int, digest: str) -> str:
+    """``audit-anchors/<row id, 12 digits>-<the row's full hash>.json``: sorts by row, names the hash."""
+    return f"{ANCHOR_PREFIX}{row_id:012d}-{digest}.json"
+
+
+def anchor_head(store_conn, objects: "ObjectStore", *, run_id: str | None, dag_id: str | None) -> dict | None:
+    """Write the chain's current head to ``objects`` as one new object; None when the log is empty.
+
+    Idempotent: the object's name is derived from the head (row id and hash), and a head that is already
+    anchored is not written again (the write is create-only, so two runs ending together do not clash).
+    Returns the anchor's fields with ``name``, ``uri`` and ``written`` (False when it was there already).
+    Raises the object store's errors (:mod:`include.objectstore`) when the store cannot be written.
+    """
+    from include.objectstore import ObjectExists
+
+    head = store_conn.execute(
+        "select id, row_hash, occurred_at from compliance.audit_log order by id desc limit 1").fetchone()
+    if head is None:
+        return None
+    row_id, digest, occurred_at = head
+    name = anchor_name(row_id, digest)
+    anchor = {"format": ANCHOR_FORMAT, "row_id": row_id, "row_hash": digest,
+              "occurred_at": occurred_at.astimezone(timezone.utc).isoformat(),
+              "anchored_at": datetime.now(timezone.utc).isoformat(), "run_id": run_id, "dag_id": dag_id}
+    body = (json.dumps(anchor, sort_keys=True, indent=1) + "\n").encode()
+    try:
+        objects.put(name, body, "application/json", overwrite=False)
+    except ObjectExists:  # an earlier run (or one ending at the same moment) anchored this head
+        anchor = {key: anchor[key] for key in ("format", "row_id", "row_hash", "occurred_at")}
+        return {**anchor, "name": name, "uri": objects.uri(name), "written": False}
+    return {**anchor, "name": name, "uri": objects.uri(name), "written": True}
+
+
+@dataclass(frozen=True)
+class Anchor:
+    name: str
+    row_id: int
+    row_hash: str
+
+
+@dataclass(frozen=True)
+class _AnchorSet:
+    where: str
+    anchors: tuple[Anchor, ...]          # by row id, then hash
+    malformed: tuple[tuple[str, str], ...]  # (name, why)
+
+
+def _load_anchors(objects: "ObjectStore") -> _AnchorSet:
+    """List the anchors once; read the newest to check that its content matches its name."""
+    anchors, malformed = [], []
+    for name in objects.list(ANCHOR_PREFIX):
+        match = _ANCHOR_NAME.match(name)
+        if match:
+            anchors.append(Anchor(name, int(match.group(1)), match.group(2)))
+        else:
+            malformed.append((name, "its name is not <12-digit row id>-<64-hex row hash>.json"))
+    anchors.sort(key=lambda a: (a.row_id, a.row_hash))
+    if anchors:
+        why = _content_problem(objects, anchors[-1])
+        if why:
+            malformed.append((anchors[-1].name, why))
+    where = objects.uri(ANCHOR_PREFIX.rstrip("/"))
+    return _AnchorSet(where, tuple(anchors), tuple(malformed))
+
+
+def _content_problem(objects: "ObjectStore", anchor: Anchor) -> str | None:
+    from include.objectstore import ObjectNotFound
+
+    try:
+        content = json.loads(objects.get(anchor.name))
+    except ObjectNotFound:
+        return "it was listed but cannot be read any more"
+    except (UnicodeDecodeError, ValueError):
+        return "its content is not JSON"
+    if not isinstance(content, dict):
+        return "its content is not a JSON object"
+    if content.get("row_id") != anchor.row_id or content.get("row_hash") != anchor.row_hash:
+        return "its content names another row or hash than its name"
+    return None
+
+
+def _anchor_report(rows: int, head: str, last_id: int | None, since: int, found: _AnchorSet,
+                   failures: list[tuple[Anchor, str]]) -> ChainReport:
+    anchors = found.anchors
+    newest = anchors[-1] if anchors else None
+    base = dict(rows=rows, head=head, anchors=len(anchors), newest_anchor=newest.name if newest else None,
+                anchored_row=newest.row_id if newest else None, rows_since_anchor=since)
+    if failures:
+        failures.sort(key=lambda f: (f[0].row_id, f[0].row_hash))
+        (oldest, _), (worst, kind) = failures[0], failures[-1]
+        if kind == "past_end":
+            ends = f"the log now ends at row {last_id}" if last_id is not None else "the log is now empty"
+            beyond = sum(1 for _, k in failures if k == "past_end")
+            problem = (f"anchor {worst.name} names row {worst.row_id}, which is no longer in the log "
+                       f"(the newest rows were removed: {ends}, and {beyond} anchor(s) name rows after it)")
+        elif kind == "gone":
+            problem = (f"anchor {worst.name} names row {worst.row_id}, which is no longer in the log "
+                       "(rows were removed and the chain recomputed)")
+        else:
+            problem = (f"anchor {worst.name}: row {worst.row_id}'s hash differs from the anchored one "
+                       f"(the chain was rewritten; {len(failures)} of {len(anchors)} anchor(s) disagree, "
+                       f"the oldest at row {oldest.row_id})")
+        return ChainReport(**base, first_bad_id=oldest.row_id, problem=problem, bad_anchor=worst.name,
+                           anchor_problem=True)
+    if found.malformed:
+        name, why = found.malformed[0]
+        more = f"; {len(found.malformed)} such object(s)" if len(found.malformed) > 1 else ""
+        return ChainReport(**base, problem=f"anchor {name} is malformed ({why}{more})", bad_anchor=name,
+                           anchor_problem=True)
+    if not anchors and rows:
+        return ChainReport(**base, problem=f"there is no anchor at {found.where}, yet the log has {rows} row(s) "
+                                           "(the anchors were removed, or the runs anchor somewhere else)",
+                           anchor_problem=True)
+    return ChainReport(**base)

@@ -10,10 +10,13 @@ Every command answers in one sentence on stderr when it cannot do its work, and 
     0  done (or the check passed)
     1  the check failed (the audit chain is broken, the data map does not match the database)
     2  usage: a flag is missing or malformed
-    3  cannot reach or configure: the database does not answer, the URL is malformed, the store is missing
+    3  cannot reach or configure: the database or the anchors' bucket does not answer, the URL is malformed,
+       the store is missing
 
 URLs are libpq URLs (``postgresql://user@host:port/dbname``); the default is ``$PRIVACY_PG_URL``, else
-``postgresql://postgres@127.0.0.1:5432/postgres``. Passwords in URLs are never printed.
+``postgresql://postgres@127.0.0.1:5432/postgres``. Passwords in URLs are never printed. Object-store
+locations (``--anchors``) are ``gs://bucket[/prefix]`` or ``file:///folder``, default
+``$PRIVACY_EVIDENCE_LOCATION``.
 """
 from __future__ import annotations
 
@@ -33,9 +36,11 @@ EXIT_CODES = {
     EXIT_OK: "done, or the check passed",
     EXIT_CHECK_FAILED: "the check failed (audit chain broken, data map mismatch)",
     EXIT_USAGE: "usage: a flag is missing or malformed",
-    EXIT_UNREACHABLE: "cannot reach or configure (database down, malformed URL, store missing)",
+    EXIT_UNREACHABLE: "cannot reach or configure (database or bucket down, malformed URL, store missing)",
 }
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+EVIDENCE_ENV = "PRIVACY_EVIDENCE_LOCATION"
+ANCHOR_RETRY_SECONDS = 20.0  # an operator is waiting: give up on an unreachable bucket sooner than a task would
 COMMANDS_GROUP = "privacy_ops.commands"
 
 log = logging.getLogger(__name__)
@@ -119,17 +124,53 @@ def cmd_migrate_store(args) -> int:
     return EXIT_OK
 
 
+def anchor_store(args):
+    """The store holding the audit anchors (``--anchors``, else ``$PRIVACY_EVIDENCE_LOCATION``), or None."""
+    from include.seam.storage import object_store
+
+    text, source = args.anchors, "--anchors"
+    if not text:
+        text, source = os.environ.get(EVIDENCE_ENV, "").strip() or None, f"${EVIDENCE_ENV}"
+    if not text:
+        return None
+    try:
+        store = object_store(text, retry_timeout=ANCHOR_RETRY_SECONDS)
+    except ValueError as exc:
+        raise CommandFailed(f"{source}: {exc}", EXIT_USAGE if source == "--anchors" else EXIT_UNREACHABLE) from None
+    # GCS goes through Airflow's hook: keep Airflow's and Google's chatter (config read, token refresh) off
+    # the command's one-sentence stderr.
+    for noisy in ("airflow", "google"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return store
+
+
 def cmd_verify_audit(args) -> int:
     from include import audit
+    from include.objectstore import ObjectStoreError
 
     url = database_url(args)
+    anchors = anchor_store(args)
     with connect(url) as conn:
         require_store(conn, url)
-        report = audit.verify_chain(conn)
+        try:
+            report = audit.verify_chain(conn, anchors=anchors)
+        except ObjectStoreError as exc:
+            raise CommandFailed(f"could not read the audit anchors: {exc}") from None
     if report.ok:
-        print(f"audit log OK: {report.rows} row(s), chain head {report.head}")
+        summary = f"audit log OK: {report.rows} row(s), chain head {report.head}"
+        if anchors is None:
+            print(f"{summary}; anchors not checked (no --anchors or ${EVIDENCE_ENV}), so removed newest rows "
+                  "or a recomputed chain would go unnoticed")
+        elif report.anchors:
+            print(f"{summary}; it matches all {report.anchors} anchor(s) at {anchors.location}, the newest at row "
+                  f"{report.anchored_row} ({report.rows_since_anchor} row(s) written since)")
+        else:
+            print(f"{summary}; the log is empty and there is no anchor at {anchors.location} yet")
         return EXIT_OK
-    print(f"audit log BROKEN after {report.rows} good row(s): {report.problem}", file=sys.stderr)
+    if report.anchor_problem:
+        print(f"audit log does not match its anchors at {anchors.location}: {report.problem}", file=sys.stderr)
+    else:
+        print(f"audit log BROKEN after {report.rows} good row(s): {report.problem}", file=sys.stderr)
     return EXIT_CHECK_FAILED
 
 
@@ -196,8 +237,15 @@ def add_product_commands(sub) -> None:
                                 description="Create schema compliance or apply the migrations it lacks."))
     p.set_defaults(func=cmd_migrate_store)
 
-    p = with_url(sub.add_parser("verify-audit", help="verify the audit log's hash chain (exit 1 if broken)",
-                                description="Recompute every row's hash of compliance.audit_log."))
+    p = with_url(sub.add_parser(
+        "verify-audit", help="verify the audit log's hash chain and its anchors (exit 1 if broken)",
+        description="Recompute every row's hash of compliance.audit_log, then check the chain against the "
+                    "anchors the runs wrote outside the database, which reveals removed newest rows and a "
+                    "recomputed chain."))
+    p.add_argument("--anchors", metavar="LOCATION",
+                   help=f"where the runs anchor the chain: gs://BUCKET[/PREFIX] (connection google_cloud_default, "
+                        f"e.g. from $AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT) or file:///FOLDER (default: "
+                        f"${EVIDENCE_ENV}; without either only the chain is checked)")
     p.set_defaults(func=cmd_verify_audit)
 
     p = with_url(sub.add_parser("check-datamap", help="check the data map against a live database",

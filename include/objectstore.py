@@ -1,0 +1,340 @@
+"""Where the product keeps objects outside the database: audit anchors, vendor manifests, export packages.
+
+A location is one string, ``gs://BUCKET[/PREFIX]`` (Google Cloud Storage) or ``file:///ABSOLUTE/FOLDER``
+(a local or mounted folder, for users without GCS). Code writes and reads objects by *name*, relative to
+the location, e.g. ``audit-anchors/000000001234-<hash>.json``; names may contain ``/`` but never an
+empty, ``.`` or ``..`` segment, nor a segment that starts with ``.`` (the folder store keeps its partial
+writes under such names, so they never show in a listing).
+
+This module is plain Python. :class:`FileObjectStore` lives here; the GCS implementation goes through
+the Airflow Google provider and lives in :mod:`include.seam.storage`, which also has ``object_store()``,
+the one way the product turns a location string into a store.
+
+Errors say what happened in one sentence: :class:`ObjectStoreUnavailable` when the store did not answer
+(a retry may help), :class:`ObjectStoreRefused` when an operator must fix something (a missing bucket or
+folder, refused credentials, no permission), :class:`ObjectNotFound` / :class:`ObjectExists` for the
+object itself.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+from urllib.parse import quote, unquote, urlsplit
+
+ACCEPTED_FORMS = "gs://BUCKET/OPTIONAL/PREFIX or file:///ABSOLUTE/FOLDER"
+# GCS bucket names: 3-63 characters of lower-case letters, digits, '-', '_' and '.', starting and ending
+# with a letter or digit (dotted names may be longer, up to 222, in 63-character parts).
+_BUCKET = re.compile(r"^(?=.{3,222}$)[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$")
+_MAX_NAME_BYTES = 1024  # GCS's limit for an object name, in UTF-8
+_FILE_MODE = 0o640  # evidence may hold personal data (export packages): owner and group only
+
+
+class ObjectStoreError(Exception):
+    """An object store could not do what was asked (the message is one sentence)."""
+
+
+class ObjectStoreUnavailable(ObjectStoreError):
+    """The store did not answer (connection refused, timeout, 5xx, throttled): a retry may help."""
+
+
+class ObjectStoreRefused(ObjectStoreError):
+    """The store refused for a reason an operator must fix: missing bucket or folder, credentials, permission."""
+
+
+class ObjectNotFound(ObjectStoreError):
+    """There is no object of that name."""
+
+
+class ObjectExists(ObjectStoreError):
+    """An object of that name exists and the write asked not to replace it."""
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid object name, else ValueError in one sentence."""
+    reason = _name_problem(name, allow_partial=False)
+    if reason:
+        raise ValueError(f"object name {name!r} is not allowed: {reason}")
+    return name
+
+
+def _name_problem(name: str, *, allow_partial: bool) -> str | None:
+    if not isinstance(name, str):
+        return "it is not a string"
+    if not name and not allow_partial:
+        return "it is empty"
+    if len(name.encode("utf-8")) > _MAX_NAME_BYTES:
+        return f"it is longer than {_MAX_NAME_BYTES} bytes"
+    if any(ord(ch) < 32 or ch in "\\\x7f" for ch in name):
+        return "it contains a control character or a backslash"
+    if name.startswith("/"):
+        return "it starts with '/' (names are relative to the location)"
+    segments = name.split("/")
+    if allow_partial:
+        segments = segments[:-1]  # a listing prefix may end with '/' or in the middle of a segment
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            return "it has an empty, '.' or '..' segment"
+        if segment.startswith("."):
+            return "a segment starts with '.'"
+    if allow_partial and name.split("/")[-1] in (".", ".."):
+        return "it has a '.' or '..' segment"
+    return None
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed ``gs://bucket[/prefix]`` or ``file:///absolute/folder``.
+
+    ``bucket`` is set for gs:// only; ``path`` is the prefix inside the bucket (no leading or trailing
+    ``/``, possibly empty) for gs://, and the absolute folder for file://.
+    """
+
+    scheme: str
+    path: str
+    bucket: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Location":
+        if not isinstance(text, str):
+            raise ValueError(f"{text!r} is not an object-store location; use {ACCEPTED_FORMS}")
+        raw = text.strip()
+
+        def bad(reason: str) -> ValueError:
+            return ValueError(f"{raw!r} is not a usable object-store location ({reason}); use {ACCEPTED_FORMS}")
+
+        if raw.startswith("gs://"):
+            bucket, _, prefix = raw[len("gs://"):].partition("/")
+            if not bucket:
+                raise bad("it names no bucket")
+            if not _BUCKET.match(bucket) or ".." in bucket:
+                raise bad(f"{bucket!r} is not a valid bucket name")
+            prefix = prefix.strip("/")
+            problem = _name_problem(prefix, allow_partial=False) if prefix else None
+            if problem:
+                raise bad(f"prefix {prefix!r}: {problem}")
+            return cls("gs", prefix, bucket)
+        if raw.startswith("file:"):
+            try:
+                parts = urlsplit(raw)
+            except ValueError as exc:
+                raise bad(str(exc)) from None
+            if not raw.startswith("file:///"):
+                raise bad("a file location needs three slashes and an absolute folder, like file:///srv/evidence")
+            if parts.query or parts.fragment:
+                raise bad("a file location has no query or fragment")
+            folder = unquote(parts.path)
+            if "\x00" in folder:
+                raise bad("the folder contains a NUL character")
+            if any(segment in (".", "..") for segment in folder.split("/")):
+                raise bad("the folder has a '.' or '..' segment")
+            folder = os.path.normpath(folder)
+            if not os.path.isabs(folder) or folder == "/":
+                raise bad("the folder must be absolute and not the root folder")
+            return cls("file", folder)
+        raise bad("it is neither gs:// nor file://")
+
+    def __str__(self) -> str:
+        if self.scheme == "gs":
+            return f"gs://{self.bucket}/{self.path}".rstrip("/")
+        return _file_uri(self.path)
+
+    def key(self, name: str) -> str:
+        """The object's key in its bucket (gs://) or its path (file://)."""
+        check_name(name)
+        if self.scheme == "gs":
+            return f"{self.path}/{name}" if self.path else name
+        return os.path.join(self.path, *name.split("/"))
+
+    def uri(self, name: str) -> str:
+        if self.scheme == "gs":
+            return f"gs://{self.bucket}/{self.key(name)}"
+        return _file_uri(self.key(name))
+
+
+def _file_uri(path: str) -> str:
+    # Path characters RFC 3986 allows unescaped stay readable (vendor=7/part-0001.parquet).
+    return "file://" + quote(path, safe="/=+@:,;!$&'()*~")
+
+
+class ObjectStore(ABC):
+    """Objects by name under one location. Implementations: FileObjectStore, seam.storage.GCSObjectStore."""
+
+    location: Location
+
+    @abstractmethod
+    def put(self, name: str, data: bytes, content_type: str = "application/octet-stream", *,
+            overwrite: bool = True) -> str:
+        """Store ``data`` as ``name`` (whole or not at all); return its URI.
+
+        With ``overwrite=False`` an existing object is left alone and :class:`ObjectExists` is raised (on
+        GCS the write is conditional on the name being free, so two writers cannot both succeed).
+        """
+
+    @abstractmethod
+    def put_file(self, name: str, path: str | os.PathLike, content_type: str = "application/octet-stream", *,
+                 overwrite: bool = True) -> str:
+        """Store the file at ``path`` as ``name`` without reading it into memory; return its URI."""
+
+    @abstractmethod
+    def get(self, name: str) -> bytes:
+        """The object's bytes; :class:`ObjectNotFound` if there is none."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Names (relative to the location) that start with ``prefix``, sorted."""
+
+    @abstractmethod
+    def exists(self, name: str) -> bool:
+        ...
+
+    def uri(self, name: str) -> str:
+        return self.location.uri(name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.location)!r})"
+
+
+def check_prefix(prefix: str) -> str:
+    reason = _name_problem(prefix, allow_partial=True)
+    if reason:
+        raise ValueError(f"listing prefix {prefix!r} is not allowed: {reason}")
+    return prefix
+
+
+class FileObjectStore(ObjectStore):
+    """Objects as files under a folder; each write lands whole (temporary file, fsync, rename).
+
+    The folder is created on the first write. ``content_type`` is not kept: a file has no metadata.
+    """
+
+    def __init__(self, location: Location | str):
+        self.location = Location.parse(location) if isinstance(location, str) else location
+        if self.location.scheme != "file":
+            raise ValueError(f"FileObjectStore needs a file:/// location, not {str(self.location)!r}")
+        self.root = Path(self.location.path)
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def put(self, name: str, data: bytes, content_type: str = "application/octet-stream", *,
+            overwrite: bool = True) -> str:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"put() takes bytes, not {type(data).__name__}")
+        return self._write(name, lambda out: out.write(data), overwrite)
+
+    def put_file(self, name: str, path: str | os.PathLike, content_type: str = "application/octet-stream", *,
+                 overwrite: bool = True) -> str:
+        with open(path, "rb") as source:
+            return self._write(name, lambda out: shutil.copyfileobj(source, out, 1024 * 1024), overwrite)
+
+    def _write(self, name: str, fill: Callable[[BinaryIO], object], overwrite: bool) -> str:
+        target = Path(self.location.key(name))
+        with self._errors("write", name):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir():
+                raise ObjectStoreRefused(f"cannot write {self.uri(name)}: a folder of that name is in the way")
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    fill(out)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.chmod(tmp, _FILE_MODE)
+                if overwrite:
+                    os.replace(tmp, target)
+                else:
+                    self._link_new(tmp, target, name)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            _fsync_folder(target.parent)
+        return self.uri(name)
+
+    def _link_new(self, tmp: str, target: Path, name: str) -> None:
+        """Publish ``tmp`` as ``target`` only if ``target`` does not exist (a hard link cannot replace)."""
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise ObjectExists(f"{self.uri(name)} already exists") from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            # A file system without hard links: check, then rename (a concurrent writer could slip between).
+            if target.exists():
+                raise ObjectExists(f"{self.uri(name)} already exists") from None
+            os.replace(tmp, target)
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def get(self, name: str) -> bytes:
+        path = Path(self.location.key(name))
+        with self._errors("read", name):
+            try:
+                return path.read_bytes()
+            except (FileNotFoundError, IsADirectoryError):
+                raise ObjectNotFound(f"there is no object {self.uri(name)}") from None
+
+    def exists(self, name: str) -> bool:
+        with self._errors("look up", name):
+            return Path(self.location.key(name)).is_file()
+
+    def list(self, prefix: str = "") -> list[str]:
+        check_prefix(prefix)
+        folder, _, _ = prefix.rpartition("/")
+        start = self.root.joinpath(*folder.split("/")) if folder else self.root
+        names = []
+        with self._errors("list", prefix):
+            if not start.is_dir():
+                return []
+            for dirpath, dirnames, filenames in os.walk(start):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                rel = Path(dirpath).relative_to(self.root).as_posix()
+                for filename in filenames:
+                    if filename.startswith("."):
+                        continue  # partial writes and anything else that is not an object
+                    name = filename if rel == "." else f"{rel}/{filename}"
+                    if name.startswith(prefix):
+                        names.append(name)
+        return sorted(names)
+
+    # -- errors --------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self, action: str, name: str) -> Iterator[None]:
+        """OSError becomes the store's errors, in one sentence (the store's own errors pass through)."""
+        try:
+            yield
+        except ObjectStoreError:
+            raise
+        except OSError as exc:
+            target = self.uri(name) if name and not name.endswith("/") else str(self.location)
+            reason = exc.strerror or type(exc).__name__
+            if exc.errno in _REFUSED_ERRNOS:
+                raise ObjectStoreRefused(f"cannot {action} {target}: {reason}") from exc
+            raise ObjectStoreUnavailable(f"could not {action} {target}: {reason}") from exc
+
+
+# What an operator must fix (permissions, a full or read-only disk, a file where a folder should be).
+_REFUSED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                   errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST}
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename durable; some platforms cannot open a folder, which is fine to skip."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,207 @@
+"""Object storage through Airflow: ``object_store(location)`` and the GCS implementation.
+
+``GCSObjectStore`` takes its client from the Google provider's ``GCSHook`` (connection
+``google_cloud_default`` unless told otherwise: credentials, project, and ``STORAGE_EMULATOR_HOST`` for the
+local emulator) and then calls that client itself, because the hook's upload and download offer neither
+a create-only write (``if_generation_match=0``) nor a bound on the client's retries (two minutes by
+default, too long for a command an operator waits on). The hook works outside a task too, e.g. in
+``privacy-ops``: the connection then comes from ``AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT`` (Airflow's
+environment-variable secrets backend; no metadata database needed).
+
+Airflow and the Google libraries are imported inside functions so that importing this module is cheap.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Iterator
+
+from include.objectstore import (FileObjectStore, Location, ObjectExists, ObjectNotFound, ObjectStore,
+                                 ObjectStoreError, ObjectStoreRefused, ObjectStoreUnavailable, check_prefix)
+
+log = logging.getLogger(__name__)
+
+GCP_CONN_ID = "google_cloud_default"
+DEFAULT_TIMEOUT = 60.0  # seconds per request
+DEFAULT_RETRY_TIMEOUT = 120.0  # seconds of retrying transient failures (the client's own default)
+
+
+def object_store(location: str | Location, gcp_conn_id: str = GCP_CONN_ID, *, timeout: float = DEFAULT_TIMEOUT,
+                 retry_timeout: float = DEFAULT_RETRY_TIMEOUT) -> ObjectStore:
+    """The store for ``gs://bucket[/prefix]`` or ``file:///folder``; ValueError (one sentence) for anything else.
+
+    Nothing is contacted until the first operation.
+    """
+    parsed = Location.parse(location) if isinstance(location, str) else location
+    if parsed.scheme == "file":
+        return FileObjectStore(parsed)
+    return GCSObjectStore(parsed, gcp_conn_id, timeout=timeout, retry_timeout=retry_timeout)
+
+
+class GCSObjectStore(ObjectStore):
+    """Objects in a GCS bucket under an optional prefix, through ``GCSHook``'s client."""
+
+    def __init__(self, location: str | Location, gcp_conn_id: str = GCP_CONN_ID, *,
+                 timeout: float = DEFAULT_TIMEOUT, retry_timeout: float = DEFAULT_RETRY_TIMEOUT):
+        self.location = Location.parse(location) if isinstance(location, str) else location
+        if self.location.scheme != "gs":
+            raise ValueError(f"GCSObjectStore needs a gs:// location, not {str(self.location)!r}")
+        self.gcp_conn_id = gcp_conn_id
+        self.timeout = timeout
+        self.retry_timeout = retry_timeout
+        self._client = None
+        self._retry = None
+
+    # -- the client ----------------------------------------------------------------------------------
+
+    def _bucket(self):
+        if self._client is None:
+            from airflow.providers.google.cloud.hooks.gcs import GCSHook
+            from airflow.sdk.exceptions import AirflowNotFoundException
+            from google.cloud.storage.retry import DEFAULT_RETRY
+
+            try:
+                self._client = GCSHook(gcp_conn_id=self.gcp_conn_id).get_conn()
+            except AirflowNotFoundException:
+                raise ObjectStoreRefused(
+                    f"Airflow connection '{self.gcp_conn_id}' is not defined: add it under Admin > Connections "
+                    f"or set AIRFLOW_CONN_{self.gcp_conn_id.upper()}") from None
+            self._retry = DEFAULT_RETRY.with_timeout(self.retry_timeout)
+        return self._client.bucket(self.location.bucket)
+
+    def _call(self, fn, **kwargs):
+        return fn(timeout=self.timeout, retry=self._retry, **kwargs)
+
+    # -- the interface -------------------------------------------------------------------------------
+
+    def put(self, name: str, data: bytes, content_type: str = "application/octet-stream", *,
+            overwrite: bool = True) -> str:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"put() takes bytes, not {type(data).__name__}")
+        key = self.location.key(name)
+        with self._errors("write", name):
+            blob = self._bucket().blob(key)
+            self._refuse_existing(blob, name, overwrite)
+            self._call(blob.upload_from_string, data=bytes(data), content_type=content_type,
+                       if_generation_match=None if overwrite else 0)
+        log.debug("wrote %s (%d bytes)", self.uri(name), len(data))
+        return self.uri(name)
+
+    def put_file(self, name: str, path: str | os.PathLike, content_type: str = "application/octet-stream", *,
+                 overwrite: bool = True) -> str:
+        key = self.location.key(name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"there is no file {os.fspath(path)!r} to upload")
+        with self._errors("write", name):
+            blob = self._bucket().blob(key)
+            self._refuse_existing(blob, name, overwrite)
+            # Above 8 MiB the client switches to a resumable upload in chunks; the file is never read whole.
+            self._call(blob.upload_from_filename, filename=os.fspath(path), content_type=content_type,
+                       if_generation_match=None if overwrite else 0)
+        log.debug("wrote %s from %s", self.uri(name), os.fspath(path))
+        return self.uri(name)
+
+    def _refuse_existing(self, blob, name: str, overwrite: bool) -> None:
+        # The write below is conditional (if_generation_match=0), which GCS enforces atomically; the local
+        # emulator ignores that condition, so look first as well (one extra request, create-only writes only).
+        if not overwrite and self._call(blob.exists):
+            raise ObjectExists(f"{self.uri(name)} already exists")
+
+    def get(self, name: str) -> bytes:
+        key = self.location.key(name)
+        with self._errors("read", name):
+            return self._call(self._bucket().blob(key).download_as_bytes)
+
+    def exists(self, name: str) -> bool:
+        key = self.location.key(name)
+        with self._errors("look up", name):
+            return self._call(self._bucket().blob(key).exists)
+
+    def list(self, prefix: str = "") -> list[str]:
+        check_prefix(prefix)
+        base = f"{self.location.path}/" if self.location.path else ""
+        with self._errors("list", prefix):
+            bucket = self._bucket()
+            blobs = self._call(bucket.client.list_blobs, bucket_or_name=bucket, prefix=base + prefix)
+            names = [blob.name[len(base):] for blob in blobs]
+        # Console "folders" are zero-byte objects named like "a/b/": not objects of ours.
+        return sorted(n for n in names if n and not n.endswith("/"))
+
+    # -- errors --------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self, action: str, name: str) -> Iterator[None]:
+        """The client's exceptions as the store's, in one sentence."""
+        import requests
+        from google.api_core import exceptions as api
+        from google.auth import exceptions as auth
+
+        target = self.uri(name) if name and not name.endswith("/") else str(self.location)
+        bucket = f"gs://{self.location.bucket}"
+        try:
+            yield
+        except ObjectStoreError:
+            raise
+        except api.PreconditionFailed:
+            raise ObjectExists(f"{target} already exists") from None
+        except api.NotFound as exc:
+            if action == "read" and self._bucket_exists():
+                raise ObjectNotFound(f"there is no object {target}") from None
+            raise ObjectStoreRefused(f"bucket {bucket} does not exist (or connection '{self.gcp_conn_id}' "
+                                     "cannot see it)") from exc
+        except (api.Unauthorized, api.Forbidden) as exc:
+            raise ObjectStoreRefused(f"Google Cloud Storage refused to {action} {target} with connection "
+                                     f"'{self.gcp_conn_id}' ({exc.code} {_short(exc.message)})") from exc
+        except auth.InvalidOperation as exc:  # a 401 made the client refresh credentials that cannot be
+            raise ObjectStoreRefused(f"Google Cloud Storage refused to {action} {target} with connection "
+                                     f"'{self.gcp_conn_id}' (its credentials were rejected: "
+                                     f"{_short(str(exc))})") from exc
+        except auth.DefaultCredentialsError:
+            raise ObjectStoreRefused(f"connection '{self.gcp_conn_id}' has no Google credentials and none were "
+                                     "found in the environment (set a key or anonymous access in its extras)") from None
+        except auth.RefreshError as exc:
+            if getattr(exc, "retryable", False):
+                raise ObjectStoreUnavailable(f"could not refresh the Google credentials of connection "
+                                             f"'{self.gcp_conn_id}': {_short(str(exc))}") from exc
+            raise ObjectStoreRefused(f"the Google credentials of connection '{self.gcp_conn_id}' were refused: "
+                                     f"{_short(str(exc))}") from exc
+        except auth.TransportError as exc:
+            raise ObjectStoreUnavailable(f"could not reach Google to authenticate connection "
+                                         f"'{self.gcp_conn_id}': {_short(str(exc))}") from exc
+        except api.RetryError as exc:
+            cause = exc.cause if exc.cause is not None else exc
+            raise ObjectStoreUnavailable(f"Google Cloud Storage did not answer while trying to {action} {target} "
+                                         f"for {self.retry_timeout:g} s ({_describe(cause)})") from exc
+        except (api.TooManyRequests, api.ServerError) as exc:
+            raise ObjectStoreUnavailable(f"Google Cloud Storage could not {action} {target} now "
+                                         f"({exc.code} {_short(exc.message)})") from exc
+        except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
+            raise ObjectStoreUnavailable(f"could not reach Google Cloud Storage to {action} {target} "
+                                         f"({_describe(exc)})") from exc
+        except api.GoogleAPICallError as exc:
+            raise ObjectStoreError(f"Google Cloud Storage would not {action} {target} "
+                                   f"({exc.code} {_short(exc.message)})") from exc
+
+    def _bucket_exists(self) -> bool:
+        """After a 404 on an object: was it the bucket? (Object-only roles may not see the bucket: then
+        the 404 was about the object.)"""
+        try:
+            return bool(self._call(self._bucket().exists))
+        except Exception:
+            return True
+
+
+def _short(text: str | None, limit: int = 160) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _describe(exc: BaseException) -> str:
+    """A connection failure in a few words, not urllib3's nested repr."""
+    text = str(exc)
+    for marker in ("Connection refused", "timed out", "Name or service not known", "No route to host",
+                   "Temporary failure in name resolution", "Connection reset"):
+        if marker in text:
+            return marker.lower() if marker != "Connection refused" else "connection refused"
+    return _short(text, 120) or type(exc).__name__
