@@ -156,6 +156,14 @@ ANCHOR_FORMAT = "privacy-ops audit anchor v1"
 _ANCHOR_NAME = re.compile(r"^audit-anchors/(\d{12,})-([0-9a-f]{64})\.json$")
 
 
+def run_wrote_rows(conn, *, dag_id: str | None, run_id: str) -> bool:
+    """True when this DAG run appended at least one audit row (an anchor is owed at its end)."""
+    if conn.execute("select to_regclass('compliance.audit_log')").fetchone()[0] is None:
+        return False
+    return conn.execute("select exists (select 1 from compliance.audit_log where dag_id = %s and run_id = %s)",
+                        (dag_id, run_id)).fetchone()[0]
+
+
 def anchor_name(row_id: int, digest: str) -> str:
     """``audit-anchors/<row id, 12 digits>-<the row's full hash>.json``: sorts by row, names the hash."""
     return f"{ANCHOR_PREFIX}{row_id:012d}-{digest}.json"

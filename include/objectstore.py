@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 from urllib.parse import quote, unquote, urlsplit
 
+from include.errors import NeedsOperator, Transient
+
 ACCEPTED_FORMS = "gs://BUCKET/OPTIONAL/PREFIX or file:///ABSOLUTE/FOLDER"
 # GCS bucket names: 3-63 characters of lower-case letters, digits, '-', '_' and '.', starting and ending
 # with a letter or digit (dotted names may be longer, up to 222, in 63-character parts).
@@ -41,11 +43,11 @@ class ObjectStoreError(Exception):
     """An object store could not do what was asked (the message is one sentence)."""
 
 
-class ObjectStoreUnavailable(ObjectStoreError):
+class ObjectStoreUnavailable(ObjectStoreError, Transient):
     """The store did not answer (connection refused, timeout, 5xx, throttled): a retry may help."""
 
 
-class ObjectStoreRefused(ObjectStoreError):
+class ObjectStoreRefused(ObjectStoreError, NeedsOperator):
     """The store refused for a reason an operator must fix: missing bucket or folder, credentials, permission."""
 
 

@@ -128,7 +128,7 @@ def test_first_run_records_every_request_and_escalates_once(world):
     # The head of the audit chain was anchored outside the database at the end of the run.
     from include.objectstore import FileObjectStore
 
-    anchors = FileObjectStore(world["evidence"])
+    anchors = FileObjectStore(f"file://{world['evidence']}")
     assert anchors.list("audit-anchors/")
     assert audit.verify_chain(conn, anchors=anchors).ok
 

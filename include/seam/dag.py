@@ -12,8 +12,10 @@ A DAG file holds only its own wiring, docs and parameters::
 - ``check_run_conf`` first (a setup task): a trigger conf key the DAG does not declare stops the run
   before any personal data is read, anything is changed or any email is sent (see :mod:`include.runconf`);
 - ``anchor_audit_log`` last (its teardown): the head of the audit chain is written outside the database
-  at the end of every run that got past the conf check, whether its tasks succeeded or not; a failure
-  to anchor fails the run.
+  at the end of every run that got past the conf check, whether its tasks succeeded or not. As a
+  teardown it does not decide the run's state (a run whose work failed is failed even though the anchor
+  was written); an anchor that cannot be written fails that task, visibly, with retries, and the next
+  run's anchor covers this run's rows too (an anchor is the head of the whole chain).
 
 The DAG's ``doc_md`` is ``include/docs/<dag_id>.md``. Nothing here opens a connection at parse time.
 """
@@ -165,7 +167,7 @@ def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapp
                 guard >> own_roots
                 anchor = _audit_anchor()
                 own_leaves >> anchor.operator
-                anchor.as_teardown(setups=guard, on_failure_fail_dagrun=True)
+                anchor.as_teardown(setups=guard)
             return dag
 
         build.__name__ = body.__name__
