@@ -22,16 +22,16 @@ _LOW = sql.SQL("'0001-01-01 00:00:00+00'::timestamptz")
 _HIGH = sql.SQL("'10000-01-01 00:00:00+00'::timestamptz")
 
 
-def _in_range(column: sql.Composable) -> sql.Composable:
+def in_range(column: sql.Composable) -> sql.Composable:
     return sql.SQL("({c} >= {low} and {c} < {high})").format(c=column, low=_LOW, high=_HIGH)
 
 
-def _problem(column: sql.Composable, name: str) -> sql.Composable:
+def unreadable(column: sql.Composable, name: str) -> sql.Composable:
     return sql.SQL(
         "case when {c} is null or {ok} then null"
         " when {c} = 'infinity' then {inf} when {c} = '-infinity' then {ninf}"
         " when {c} < {low} then {bc} else {late} end").format(
-        c=column, ok=_in_range(column), low=_LOW,
+        c=column, ok=in_range(column), low=_LOW,
         inf=sql.Literal(f"{name} holds infinity"), ninf=sql.Literal(f"{name} holds -infinity"),
         bc=sql.Literal(f"{name} is a BC date"), late=sql.Literal(f"{name} is after the year 9999"))
 
@@ -47,8 +47,8 @@ def select_list(src: RecordSource, columns: Sequence[str], *, alias: str | None 
         physical = sql.Identifier(alias, src.physical(name)) if alias else src.col(name)
         if name in temporal(src):
             items.append(sql.SQL("case when {ok} then {c} end as {n}").format(
-                ok=_in_range(physical), c=physical, n=sql.Identifier(name)))
-            problems.append(_problem(physical, name))
+                ok=in_range(physical), c=physical, n=sql.Identifier(name)))
+            problems.append(unreadable(physical, name))
         else:
             items.append(sql.SQL("{} as {}").format(physical, sql.Identifier(name)))
     problem_array = (sql.SQL("array_remove(array[{}]::text[], null)").format(sql.SQL(", ").join(problems))

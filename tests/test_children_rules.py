@@ -1,0 +1,165 @@
+"""Who is a child: the rules at their boundaries, and the SQL detection held to them row for row."""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from devkit.database import connect
+from devkit.operational_schema import create_reference_schema
+from include.children import detection
+from include.children.rules import (BIRTH_DATE_BEFORE_1900, BIRTH_DATE_IN_FUTURE, DECLARED_AGE_NEGATIVE,
+                                    DECLARED_UNDER_13, REPORTED, UNDER_13_AT_SIGNUP, UNDER_13_NOW, AccountFacts,
+                                    birthday, classify, under_13_on)
+from include.datamap import load_datamap
+
+UTC = timezone.utc
+AS_OF = date(2026, 11, 25)
+
+
+def facts(birth=None, declared=None, created=datetime(2020, 1, 1, 12, tzinfo=UTC), reported=False, uid=1):
+    return AccountFacts(uid, birth, declared, created, reported)
+
+
+def test_a_birthday_today_counts_as_reached():
+    assert under_13_on(date(2013, 11, 25), date(2026, 11, 24))
+    assert not under_13_on(date(2013, 11, 25), date(2026, 11, 25))
+
+
+def test_29_february_is_reached_on_1_march_in_other_years():
+    assert birthday(date(2012, 2, 29), 13) == date(2025, 3, 1)
+    assert under_13_on(date(2012, 2, 29), date(2025, 2, 28))
+    assert not under_13_on(date(2012, 2, 29), date(2025, 3, 1))
+    assert birthday(date(2000, 2, 29), 4) == date(2004, 2, 29)  # a leap year keeps the day
+
+
+def test_each_rule_on_its_own():
+    assert classify(facts(birth=date(2016, 1, 1)), AS_OF, UTC).rules == (UNDER_13_NOW, UNDER_13_AT_SIGNUP)
+    # 20 now, but 11 when the account was created: a child's data stays a child's data.
+    signed_up_young = facts(birth=date(2006, 6, 1), created=datetime(2017, 6, 1, 12, tzinfo=UTC))
+    assert classify(signed_up_young, AS_OF, UTC).rules == (UNDER_13_AT_SIGNUP,)
+    assert classify(facts(birth=date(1990, 1, 1), declared=12), AS_OF, UTC).rules == (DECLARED_UNDER_13,)
+    assert classify(facts(birth=date(1990, 1, 1), declared=13), AS_OF, UTC).rules == ()
+    assert classify(facts(reported=True), AS_OF, UTC).rules == (REPORTED,)
+    assert classify(facts(birth=date(1990, 1, 1)), AS_OF, UTC).rules == ()
+
+
+def test_signup_day_is_the_calendar_day_in_the_configured_zone():
+    # Created 2019-06-01 03:00 UTC is still 31 May in Los Angeles: the day before the 13th birthday there.
+    account = facts(birth=date(2006, 6, 1), created=datetime(2019, 6, 1, 3, tzinfo=UTC))
+    assert classify(account, AS_OF, UTC).rules == ()
+    assert classify(account, AS_OF, ZoneInfo("America/Los_Angeles")).rules == (UNDER_13_AT_SIGNUP,)
+
+
+@pytest.mark.parametrize("birth, declared, problem", [
+    (AS_OF + timedelta(days=1), None, BIRTH_DATE_IN_FUTURE),
+    (date(1899, 12, 31), None, BIRTH_DATE_BEFORE_1900),
+    (None, -1, DECLARED_AGE_NEGATIVE),
+])
+def test_unusable_values_make_the_account_invalid_unless_another_rule_catches_it(birth, declared, problem):
+    verdict = classify(facts(birth=birth, declared=declared), AS_OF, UTC)
+    assert verdict.invalid and verdict.problems == (problem,)
+    caught = classify(facts(birth=birth, declared=declared, reported=True), AS_OF, UTC)
+    assert caught.child and caught.rules == (REPORTED,) and caught.problems == (problem,)
+    assert not classify(facts(birth=date(1900, 1, 1)), AS_OF, UTC).invalid
+
+
+# -- the SQL detection, on a real PostgreSQL ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ops(pg_server_url):
+    import uuid
+
+    from devkit import database
+
+    name = f"privacy_children_{uuid.uuid4().hex[:10]}"
+    url = database.create_database(pg_server_url, name)
+    with connect(url, autocommit=True) as conn:
+        create_reference_schema(conn)
+        yield conn
+    database.drop_database(pg_server_url, name)
+
+
+def _reset(conn) -> None:
+    conn.execute("truncate users, child_reports")
+
+
+def _insert(conn, accounts: list[AccountFacts], emails: dict[int, str] | None = None) -> None:
+    emails = emails or {}
+    for a in accounts:
+        conn.execute("insert into users (id, email, birth_date, declared_age, created_at) values (%s, %s, %s, %s, %s)",
+                     (a.user_id, emails.get(a.user_id), a.birth_date, a.declared_age, a.created_at))
+        if a.reported:
+            conn.execute("insert into child_reports (user_id, source, reported_at) values (%s, 'parent', now())",
+                         (a.user_id,))
+
+
+births = st.one_of(st.none(), st.dates(date(1895, 1, 1), date(2028, 12, 31)),
+                   st.sampled_from([date(2012, 2, 29), date(2013, 11, 25), date(2013, 11, 26), date(2013, 11, 24),
+                                    date(2000, 2, 29), AS_OF, AS_OF + timedelta(days=1), date(1900, 1, 1)]))
+creations = st.builds(lambda d, h: datetime.combine(d, time(h), UTC),
+                      st.dates(date(2000, 1, 1), date(2026, 11, 25)), st.integers(0, 23))
+accounts = st.builds(AccountFacts, user_id=st.just(0), birth_date=births,
+                     declared_age=st.one_of(st.none(), st.integers(-2, 20)), created_at=creations,
+                     reported=st.booleans())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(accounts, min_size=1, max_size=40),
+       tz=st.sampled_from(["UTC", "America/Los_Angeles", "Pacific/Kiritimati", "Europe/Dublin"]),
+       as_of=st.sampled_from([AS_OF, date(2025, 3, 1), date(2025, 2, 28), date(2024, 2, 29)]))
+def test_the_sql_detection_gives_the_rules_verdict_for_every_account(ops, batch, tz, as_of):
+    # Every example also carries the boundaries: birthdays on, before and after the evaluation date and the
+    # signup date, 29 February, and the oldest usable birth date.
+    edges = [AccountFacts(0, b, None, datetime.combine(c, time(h), UTC), False)
+             for b in (date(2012, 2, 29), date(2012, 3, 1), date(2012, 2, 28), as_of.replace(year=as_of.year - 13)
+                       if (as_of.month, as_of.day) != (2, 29) else date(as_of.year - 13, 2, 28), date(1900, 1, 1))
+             for c, h in ((date(2025, 2, 28), 23), (date(2025, 3, 1), 0), (date(2019, 6, 1), 12))]
+    batch = [AccountFacts(i + 1, a.birth_date, a.declared_age, a.created_at, a.reported)
+             for i, a in enumerate([*batch, *edges])]
+    _reset(ops)
+    _insert(ops, batch)
+    found = {s.user_id: s for s in detection.detect(ops, load_datamap(), as_of=as_of, tz=tz)}
+    for account in batch:
+        verdict = classify(account, as_of, ZoneInfo(tz))
+        subject = found.get(account.user_id)
+        if not verdict.rules and not verdict.problems:
+            assert subject is None, (account, subject)
+        else:
+            assert subject is not None and (subject.rules, subject.problems) == (verdict.rules, verdict.problems), (
+                account, verdict, subject)
+
+
+def test_values_python_cannot_hold_do_not_stop_the_detection(ops):
+    _reset(ops)
+    ops.execute("""insert into users (id, birth_date, declared_age, created_at) values
+                   (1, 'infinity', null, now()), (2, '0100-01-01 BC', null, now()), (3, '2015-01-01', null, '-infinity'),
+                   (4, '2016-01-01', null, now())""")
+    found = {s.user_id: s for s in detection.detect(ops, load_datamap(), as_of=AS_OF, tz="UTC")}
+    assert found[1].problems == ("birth_date holds infinity",) and not found[1].child
+    assert found[2].problems == ("birth_date is a BC date",) and not found[2].child
+    assert found[3].rules == (UNDER_13_NOW,) and found[3].problems == ("created_at holds -infinity",)
+    assert found[4].rules == (UNDER_13_NOW, UNDER_13_AT_SIGNUP)
+
+
+def test_reports_by_id_and_by_email_and_those_that_match_nobody(ops):
+    _reset(ops)
+    ops.execute("""insert into users (id, email, birth_date, created_at) values
+                   (1, 'Kid@Example.com', '1990-01-01', now()), (2, ' kid@example.COM ', '1990-01-01', now()),
+                   (3, 'other@example.com', '1990-01-01', now()), (4, 'named@example.com', '1990-01-01', now())""")
+    ops.execute("""insert into child_reports (id, user_id, reported_email, source, reported_at, resolved_at) values
+                   (10, null, 'KID@example.com ', 'support', now(), null),   -- matches accounts 1 and 2
+                   (11, 4, null, 'parent', now(), null),                     -- by id
+                   (12, null, 'nobody@example.org', 'parent', now(), null),  -- no such account
+                   (13, 999, null, 'parent', now(), null),                   -- the account is gone
+                   (14, 3, null, 'automated', now(), now()),                 -- resolved: ignored
+                   (15, null, null, 'parent', now(), null)                   -- names nobody at all""")
+    dm = load_datamap()
+    found = {s.user_id: s.report_ids for s in detection.detect(ops, dm, as_of=AS_OF, tz="UTC")}
+    assert found == {1: (10,), 2: (10,), 4: (11,)}
+    assert detection.unmatched_reports(ops, dm) == [detection.ReportOutcome(12, detection.NO_MATCH),
+                                                    detection.ReportOutcome(13, detection.ALREADY_GONE)]
+    assert detection.empty_reports(ops, dm) == [15]
+    assert {s.user_id for s in detection.detect(ops, dm, as_of=AS_OF, tz="UTC", user_ids=[2, 3])} == {2}
