@@ -395,13 +395,13 @@ def read_problem_columns(read_problems: Iterable[str]) -> frozenset[str]:
 
 
 def _read_problems(req: RequestFacts) -> list[str]:
-    # Tolerate a reader that passes one sentence as a bare string rather than a 1-tuple.
+    # Tolerate a reader that passes one sentence as a bare string (or anything else) rather than a tuple.
     value = req.read_problems
-    if not value:
+    if value is None or (isinstance(value, str | tuple | list) and not value):
         return []
-    if isinstance(value, str):
-        return [value]
-    return [str(problem) for problem in value]
+    if isinstance(value, tuple | list):
+        return [str(problem) for problem in value]
+    return [str(value)]
 
 
 def _show(value: object) -> str:
