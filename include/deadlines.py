@@ -15,6 +15,11 @@ Legal sources of the rules:
   days, extendable once by another 45 (90 in all) when notice is given within the first 45 days.
 * Cal. Code Regs. tit. 11 §7026(f): honour a request to opt out of sale within 15 business days.
 * The privacy policy's own promise: "we have one month to respond to you", for every request.
+
+SPEC §4 "one bad row never stops the others": a row whose values the reader could not read (its
+``read_problems``), whose columns are unknown or out of order, or whose dates are implausible (received
+in the future or before ``DeadlinePolicy.earliest``, completed after the evaluation date) comes back
+``invalid`` with every reason, in the order ``_problems`` documents.
 """
 from __future__ import annotations
 
@@ -94,7 +99,20 @@ IsWorking = Callable[[date], bool]
 
 @dataclass(frozen=True)
 class RequestFacts:
-    """One ``privacy_requests`` row; timestamps are tz-aware datetimes or None."""
+    """One ``privacy_requests`` row; timestamps are tz-aware datetimes or None.
+
+    ``read_problems`` are what the reader found wrong in the row's raw values before they became
+    Python objects: values PostgreSQL holds and ``datetime`` cannot (``infinity``, ``-infinity``, BC
+    dates, years after 9999). The contract with the reader:
+
+    * the reader replaces such a value with None and adds one sentence for it;
+    * each sentence starts with the name of the column it is about, then a space
+      ("received_at holds infinity", "completed_at is a BC date");
+    * a sentence contains no "; " (sentences are joined with it in ``invalid_reason``).
+
+    A row with read problems is always ``invalid``; its reason starts with these sentences, and a column
+    they name is not reported a second time as missing (see ``read_problem_columns``).
+    """
 
     request_id: int
     regime: str | None
@@ -106,18 +124,19 @@ class RequestFacts:
     identity_verified_at: datetime | None = None
     extended_at: datetime | None = None
     completed_at: datetime | None = None
-    read_problems: tuple[str, ...] = ()  # TEMPORARY until the columnar branch lands
+    read_problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class DeadlinePolicy:
-    """Configuration of the evaluation: time zone, due-soon window and per-regime holiday calendars."""
+    """Configuration of the evaluation: time zone, due-soon window, per-regime holiday calendars, and
+    the earliest plausible receipt date (SPEC §4: a receipt before it makes the row ``invalid``)."""
 
     tz: ZoneInfo = ZoneInfo("UTC")
     due_soon_days: int = 7
-    earliest: date = date(2000, 1, 1)  # TEMPORARY until the columnar branch lands
     # regime -> holiday dates ('in' test); a regime without an entry has no holidays.
     holidays: Mapping[str, Container[date]] = field(default_factory=dict)
+    earliest: date = date(2000, 1, 1)
 
     def __post_init__(self) -> None:
         # A bad policy is a configuration bug, not dirty data: fail when it is built, not per row.
@@ -127,6 +146,8 @@ class DeadlinePolicy:
             raise TypeError("due_soon_days must be an int")
         if self.due_soon_days < 0:
             raise ValueError("due_soon_days must be >= 0")
+        if isinstance(self.earliest, datetime) or not isinstance(self.earliest, date):
+            raise TypeError(f"earliest must be a date (not a datetime), not {type(self.earliest).__name__}")
 
     def is_working_day(self, regime: str, d: date) -> bool:
         # SPEC §4.1: a working day excludes Saturday, Sunday and the regime calendar's public holidays.
@@ -157,9 +178,12 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class _LocalDates:
-    """The calendar dates (in the policy time zone) of a request's timestamps."""
+    """The calendar dates (in the policy time zone) of a request's timestamps.
 
-    received: date
+    ``received`` is None only on a row that is invalid anyway (its receipt is missing or unreadable).
+    """
+
+    received: date | None
     acknowledged: date | None
     identity_requested: date | None
     identity_verified: date | None
@@ -259,6 +283,15 @@ class HolidayCalendar:
             return False
         return d in _public_holidays(self.country, self.subdivision, d.year)
 
+    def dates_in_years(self, years: Iterable[int]) -> list[date]:
+        """Every holiday of ``years``, sorted: the same days ``in`` answers yes to (for column-wise use)."""
+        return sorted(
+            day
+            for year in sorted(set(years))
+            if MINYEAR <= year <= MAXYEAR
+            for day in _public_holidays(self.country, self.subdivision, int(year))
+        )
+
 
 @functools.lru_cache(maxsize=1024)
 def _public_holidays(country: str, subdivision: str | None, year: int) -> frozenset[date]:
@@ -307,15 +340,9 @@ def evaluate(req: RequestFacts, as_of: date, policy: DeadlinePolicy) -> Evaluati
     if isinstance(as_of, datetime) or not isinstance(as_of, date):
         raise TypeError("as_of must be a date (not a datetime)")
 
-    problems = [*req.read_problems, *_row_problems(req)]
+    problems, dates = _problems(req, as_of, policy)
     if problems:
         return _invalid(req, problems)
-    try:
-        dates = _local_dates(req, policy.tz)
-    except OverflowError:
-        return _invalid(req, ["a timestamp is outside the supported date range in the configured time zone"])
-    if dates.received > as_of:
-        return _invalid(req, [f"received in the future ({dates.received} is after the evaluation date {as_of})"])
 
     is_working = functools.partial(policy.is_working_day, req.regime)
     try:
@@ -328,17 +355,53 @@ def evaluate(req: RequestFacts, as_of: date, policy: DeadlinePolicy) -> Evaluati
     return _classify(req, dates, deadlines, as_of, policy.due_soon_days)
 
 
-def _row_problems(req: RequestFacts) -> list[str]:
-    """Everything that makes the row unusable before any date is computed."""
-    timestamp_problems = _timestamp_problems(req)
-    # Ordering needs two aware datetimes to compare; a type problem is already reported.
-    order_problems = [] if timestamp_problems else _order_problems(req)
-    return [
-        *_regime_type_problems(req.regime, req.request_type),
-        *_status_problems(req.status),
-        *timestamp_problems,
-        *order_problems,
+def _problems(req: RequestFacts, as_of: date, policy: DeadlinePolicy) -> tuple[list[str], _LocalDates | None]:
+    """Every reason the row cannot be evaluated (all collected), and its local dates when they exist.
+
+    SPEC §4 "one bad row never stops the others". The reasons come in this order:
+
+    1. the reader's problems, as the reader worded them (values Python cannot hold);
+    2. regime and request type, then status;
+    3. timestamps missing (unless a read problem already speaks for the column) or not aware datetimes;
+    4. timestamps out of order (compared as instants);
+    5. once every timestamp is an aware datetime: a local date outside the calendar (years 1-9999) in the
+       policy time zone, else the implausible ones: received in the future, received before
+       ``policy.earliest``, completed after ``as_of``.
+    """
+    read_problems = _read_problems(req)
+    covered = read_problem_columns(read_problems)
+    type_problems = _timestamp_type_problems(req)
+    problems = [
+        *read_problems,
+        *_regime_type_problems(req.regime, req.request_type, covered),
+        *_status_problems(req.status, covered),
+        *_receipt_problems(req.received_at, covered),
+        *type_problems,
     ]
+    if type_problems:
+        # Ordering and local dates need aware datetimes; the type problem is already reported.
+        return problems, None
+    problems += _order_problems(req)
+    try:
+        dates = _local_dates(req, policy.tz)
+    except OverflowError:
+        return [*problems, "a timestamp is outside the supported date range in the configured time zone"], None
+    return [*problems, *_implausible_dates(dates, as_of, policy.earliest)], dates
+
+
+def read_problem_columns(read_problems: Iterable[str]) -> frozenset[str]:
+    """The columns the reader's sentences are about: the first word of each (see ``RequestFacts``)."""
+    return frozenset(problem.split(" ", 1)[0] for problem in read_problems)
+
+
+def _read_problems(req: RequestFacts) -> list[str]:
+    # Tolerate a reader that passes one sentence as a bare string (or anything else) rather than a tuple.
+    value = req.read_problems
+    if value is None or (isinstance(value, str | tuple | list) and not value):
+        return []
+    if isinstance(value, tuple | list):
+        return [str(problem) for problem in value]
+    return [str(value)]
 
 
 def _show(value: object) -> str:
@@ -346,17 +409,19 @@ def _show(value: object) -> str:
     return text if len(text) <= _MAX_VALUE_REPR else text[: _MAX_VALUE_REPR - 3] + "..."
 
 
-def _regime_type_problems(regime: object, request_type: object) -> list[str]:
+def _regime_type_problems(regime: object, request_type: object, covered: frozenset[str]) -> list[str]:
     problems = []
     regime_ok = isinstance(regime, str) and regime in REGIME_TYPES
     if regime is None:
-        problems.append("regime is missing")
+        if "regime" not in covered:
+            problems.append("regime is missing")
     elif not regime_ok:
         problems.append(f"unknown regime {_show(regime)}")
 
     all_types = frozenset().union(*REGIME_TYPES.values())
     if request_type is None:
-        problems.append("request type is missing")
+        if "request_type" not in covered:
+            problems.append("request type is missing")
     elif not (isinstance(request_type, str) and request_type in all_types):
         problems.append(f"unknown request type {_show(request_type)}")
     elif regime_ok and request_type not in REGIME_TYPES[regime]:
@@ -364,18 +429,23 @@ def _regime_type_problems(regime: object, request_type: object) -> list[str]:
     return problems
 
 
-def _status_problems(status: object) -> list[str]:
+def _status_problems(status: object, covered: frozenset[str]) -> list[str]:
     if status is None:
-        return ["status is missing"]
+        return [] if "status" in covered else ["status is missing"]
     if not (isinstance(status, str) and status in OPEN_STATUSES | CLOSED_STATUSES):
         return [f"unknown status {_show(status)}"]
     return []
 
 
-def _timestamp_problems(req: RequestFacts) -> list[str]:
+def _receipt_problems(received_at: object, covered: frozenset[str]) -> list[str]:
+    # A receipt the reader could not read is reported by the reader's sentence, not again as missing.
+    if received_at is None and "received_at" not in covered:
+        return ["received_at is missing"]
+    return []
+
+
+def _timestamp_type_problems(req: RequestFacts) -> list[str]:
     problems = []
-    if req.received_at is None:
-        problems.append("received_at is missing")
     for column in TIMESTAMP_COLUMNS:
         value = getattr(req, column)
         if value is None:
@@ -393,11 +463,29 @@ def _order_problems(req: RequestFacts) -> list[str]:
     received = req.received_at
     for column in ("acknowledged_at", "identity_requested_at", "identity_verified_at", "extended_at", "completed_at"):
         value = getattr(req, column)
-        if value is not None and value < received:
+        if value is not None and received is not None and value < received:
             problems.append(f"{column} is before received_at")
     requested, verified = req.identity_requested_at, req.identity_verified_at
     if requested is not None and verified is not None and verified < requested:
         problems.append("identity_verified_at is before identity_requested_at")
+    return problems
+
+
+def _implausible_dates(dates: _LocalDates, as_of: date, earliest: date) -> list[str]:
+    """SPEC §4: dates no real request can have, judged on local calendar dates.
+
+    A receipt after ``as_of`` has not happened yet; nor has a completion after it (in a what-if run
+    as of an earlier day, a later completion is equally unknown). A receipt before ``earliest`` (default
+    2000-01-01) is a placeholder or a typo, not a request anyone can still answer.
+    """
+    problems = []
+    received, completed = dates.received, dates.completed
+    if received is not None and received > as_of:
+        problems.append(f"received in the future ({received} is after the evaluation date {as_of})")
+    if received is not None and received < earliest:
+        problems.append(f"received_at {received} is before the earliest plausible date {earliest}")
+    if completed is not None and completed > as_of:
+        problems.append(f"completed_at {completed} is after the evaluation date {as_of}")
     return problems
 
 
@@ -406,7 +494,7 @@ def _local_dates(req: RequestFacts, tz: ZoneInfo) -> _LocalDates:
         return None if ts is None else local_date(ts, tz)
 
     return _LocalDates(
-        received=local_date(req.received_at, tz),
+        received=day(req.received_at),
         acknowledged=day(req.acknowledged_at),
         identity_requested=day(req.identity_requested_at),
         identity_verified=day(req.identity_verified_at),

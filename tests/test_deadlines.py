@@ -479,6 +479,148 @@ def test_policy_is_validated_when_built():
         DeadlinePolicy(tz="UTC")
     with pytest.raises(ValueError):
         DeadlinePolicy(due_soon_days=-1)
+    with pytest.raises(TypeError, match="earliest"):
+        DeadlinePolicy(earliest=datetime(2000, 1, 1))
+    with pytest.raises(TypeError, match="earliest"):
+        DeadlinePolicy(earliest="2000-01-01")
+
+
+# --------------------------------------------------------------------------------------------------
+# Implausible dates (SPEC §4: receipt before the earliest plausible date, completion after the evaluation)
+
+
+def test_default_earliest_plausible_date_is_2000_01_01():
+    assert DeadlinePolicy().earliest == date(2000, 1, 1)
+    assert evaluate(gdpr(date(2000, 1, 1)), date(2000, 1, 5), NO_HOLIDAYS).state == "on_track"
+    result = evaluate(gdpr(date(1999, 12, 31)), date(2000, 1, 5), NO_HOLIDAYS)
+    assert result.state == "invalid"
+    assert result.invalid_reason == "received_at 1999-12-31 is before the earliest plausible date 2000-01-01"
+    assert (result.clock_start, result.effective_due, result.days_left) == (None, None, None)
+
+
+def test_received_exactly_on_earliest_is_plausible_the_day_before_is_not():
+    policy = DeadlinePolicy(earliest=date(2026, 3, 2))
+    assert evaluate(ccpa(date(2026, 3, 2)), date(2026, 3, 3), policy).state == "on_track"
+    result = evaluate(ccpa(date(2026, 3, 1)), date(2026, 3, 3), policy)
+    assert result.state == "invalid"
+    assert result.invalid_reason == "received_at 2026-03-01 is before the earliest plausible date 2026-03-02"
+
+
+def test_earliest_is_judged_on_the_local_receipt_date():
+    req = RequestFacts(1, "gdpr", "access", "received", datetime(2000, 1, 1, 2, 0, tzinfo=UTC))
+    assert evaluate(req, date(2000, 1, 5), NO_HOLIDAYS).state == "on_track"
+    la = evaluate(req, date(2000, 1, 5), DeadlinePolicy(tz=ZoneInfo("America/Los_Angeles")))
+    assert la.invalid_reason == "received_at 1999-12-31 is before the earliest plausible date 2000-01-01"
+
+
+def test_completed_on_the_evaluation_date_is_plausible_the_day_after_is_not():
+    as_of = date(2026, 4, 1)
+    on_as_of = gdpr(date(2026, 3, 2), status="completed", completed_at=at(as_of, hour=23, minute=59))
+    assert evaluate(on_as_of, as_of, NO_HOLIDAYS).state == "closed_on_time"
+    day_after = gdpr(date(2026, 3, 2), status="completed", completed_at=at(date(2026, 4, 2), hour=0))
+    result = evaluate(day_after, as_of, NO_HOLIDAYS)
+    assert result.state == "invalid"
+    assert result.invalid_reason == "completed_at 2026-04-02 is after the evaluation date 2026-04-01"
+    assert result.days_left is None and result.effective_due is None
+
+
+def test_completion_after_the_evaluation_date_is_invalid_on_an_open_request_too():
+    req = ccpa(date(2026, 3, 2), status="in_progress", completed_at=at(date(2026, 5, 1)))
+    assert evaluate(req, date(2026, 4, 1), NO_HOLIDAYS).invalid_reason == (
+        "completed_at 2026-05-01 is after the evaluation date 2026-04-01"
+    )
+
+
+def test_completion_after_the_evaluation_date_is_judged_on_local_dates():
+    completed_at = datetime(2026, 4, 2, 3, 0, tzinfo=UTC)  # still 1 April in Los Angeles
+    req = gdpr(date(2026, 3, 2), status="completed", completed_at=completed_at)
+    assert evaluate(req, date(2026, 4, 1), NO_HOLIDAYS).state == "invalid"
+    assert evaluate(req, date(2026, 4, 1), DeadlinePolicy(tz=ZoneInfo("America/Los_Angeles"))).state == (
+        "closed_on_time"
+    )
+
+
+def test_every_problem_is_collected_in_order():
+    # Read problems, regime/type, status, missing/mistyped timestamps, order, then implausible dates.
+    req = RequestFacts(
+        3,
+        "lgpd",
+        "access",
+        "completed",
+        datetime(1999, 6, 1, 12, tzinfo=UTC),
+        acknowledged_at=datetime(1999, 5, 1, 12, tzinfo=UTC),
+        completed_at=datetime(2026, 5, 1, 12, tzinfo=UTC),
+        read_problems=("extended_at holds infinity",),
+    )
+    assert evaluate(req, date(2026, 4, 1), NO_HOLIDAYS).invalid_reason == (
+        "extended_at holds infinity; unknown regime 'lgpd'; acknowledged_at is before received_at; "
+        "received_at 1999-06-01 is before the earliest plausible date 2000-01-01; "
+        "completed_at 2026-05-01 is after the evaluation date 2026-04-01"
+    )
+
+
+def test_received_in_the_future_is_collected_with_the_other_problems():
+    req = RequestFacts(4, "gdpr", "access", "closed", at(date(2026, 4, 2)))
+    assert evaluate(req, date(2026, 4, 1), NO_HOLIDAYS).invalid_reason == (
+        "unknown status 'closed'; received in the future (2026-04-02 is after the evaluation date 2026-04-01)"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Read problems (values the reader could not turn into Python objects)
+
+
+def test_read_problem_makes_an_otherwise_valid_row_invalid():
+    req = gdpr(date(2026, 3, 2), read_problems=("acknowledged_at holds -infinity",))
+    result = evaluate(req, date(2026, 3, 3), NO_HOLIDAYS)
+    assert (result.state, result.invalid_reason) == ("invalid", "acknowledged_at holds -infinity")
+    assert (result.clock_start, result.effective_due, result.days_left, result.flags) == (None, None, None, ())
+
+
+def test_unreadable_receipt_is_reported_once_not_also_as_missing():
+    req = RequestFacts(1, "gdpr", "access", "received", None, read_problems=("received_at holds infinity",))
+    assert evaluate(req, date(2026, 3, 3), NO_HOLIDAYS).invalid_reason == "received_at holds infinity"
+
+
+def test_receipt_missing_is_still_reported_when_the_read_problem_is_about_another_column():
+    req = RequestFacts(1, "gdpr", "access", "received", None, read_problems=("completed_at is a BC date",))
+    assert evaluate(req, date(2026, 3, 3), NO_HOLIDAYS).invalid_reason == (
+        "completed_at is a BC date; received_at is missing"
+    )
+
+
+def test_read_problems_come_first_in_their_own_order():
+    req = RequestFacts(
+        1,
+        None,
+        "access",
+        "completed",
+        None,
+        acknowledged_at=at(date(2026, 3, 2)),
+        read_problems=("received_at is a BC date", "completed_at has a year after 9999"),
+    )
+    assert evaluate(req, date(2026, 3, 3), NO_HOLIDAYS).invalid_reason == (
+        "received_at is a BC date; completed_at has a year after 9999; regime is missing"
+    )
+
+
+def test_unreadable_completion_does_not_also_say_it_has_no_completed_at():
+    req = gdpr(date(2026, 3, 2), status="completed", read_problems=("completed_at holds infinity",))
+    assert evaluate(req, date(2026, 4, 1), NO_HOLIDAYS).invalid_reason == "completed_at holds infinity"
+
+
+def test_read_problems_name_their_columns():
+    assert deadlines.read_problem_columns(["received_at holds infinity", "status is not valid text"]) == {
+        "received_at",
+        "status",
+    }
+    req = RequestFacts(1, "gdpr", "access", None, at(date(2026, 3, 2)), read_problems=("status is not valid text",))
+    assert evaluate(req, date(2026, 3, 3), NO_HOLIDAYS).invalid_reason == "status is not valid text"
+
+
+def test_a_single_read_problem_passed_as_a_string_is_one_sentence():
+    req = gdpr(date(2026, 3, 2), read_problems="extended_at holds infinity")
+    assert evaluate(req, date(2026, 3, 3), NO_HOLIDAYS).invalid_reason == "extended_at holds infinity"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -552,6 +694,17 @@ def test_holiday_calendar_specs():
     assert date(2026, 1, 6) in by  # Epiphany is a holiday in Bavaria
     assert date(2026, 1, 6) not in holiday_calendar("DE-BE", [2026])
     assert isinstance(holiday_calendar("US-CA", range(2025, 2028)), HolidayCalendar)
+
+
+def test_holiday_calendar_lists_the_dates_of_years():
+    ie = holiday_calendar("IE", [])
+    listed = ie.dates_in_years(range(2026, 2028))
+    assert listed == sorted(listed)
+    assert {d.year for d in listed} == {2026, 2027}
+    assert date(2026, 12, 25) in listed and date(2027, 3, 17) in listed
+    every_day = (date(2026, 1, 1) + timedelta(days=i) for i in range(730))
+    assert [d for d in every_day if d in ie] == listed  # exactly the days `in` says yes to
+    assert ie.dates_in_years([]) == []
 
 
 @pytest.mark.parametrize(("spec", "named"), [("XX", "XX"), ("US-ZZ", "ZZ"), ("Narnia", "NARNIA")])

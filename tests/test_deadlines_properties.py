@@ -140,13 +140,14 @@ def plausible_requests(draw):
 
 
 policies = st.builds(
-    lambda tz, soon, gdpr_holidays, ccpa_holidays: DeadlinePolicy(
-        tz=tz, due_soon_days=soon, holidays={"gdpr": gdpr_holidays, "ccpa": ccpa_holidays}
+    lambda tz, soon, gdpr_holidays, ccpa_holidays, earliest: DeadlinePolicy(
+        tz=tz, due_soon_days=soon, holidays={"gdpr": gdpr_holidays, "ccpa": ccpa_holidays}, earliest=earliest
     ),
     st.sampled_from(ZONES),
     st.integers(0, 14),
     holiday_sets,
     holiday_sets,
+    st.one_of(st.just(date(2000, 1, 1)), st.dates(min_value=date(2020, 1, 1), max_value=date(2031, 12, 31))),
 )
 
 
@@ -273,6 +274,7 @@ garbage_requests = st.builds(
     identity_verified_at=_timestamps(),
     extended_at=_timestamps(),
     completed_at=_timestamps(),
+    read_problems=st.one_of(st.just(()), st.lists(st.text(max_size=20), max_size=2).map(tuple), _anything_in_a_column()),
 )
 
 
