@@ -71,9 +71,15 @@ def airflow_bin() -> str:
     return str(Path(sys.executable).parent / "airflow")
 
 
+POOLS_FILE = REPO / "pools.json"
+
+
 def migrate_metadata(env: dict[str, str]) -> None:
+    """``airflow db migrate``, then the project's pools (``pools.json``: Airflow has no setting for them)."""
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     subprocess.run([airflow_bin(), "db", "migrate"], env=env, check=True, capture_output=True, text=True)
+    subprocess.run([airflow_bin(), "pools", "import", str(POOLS_FILE)], env=env, check=True, capture_output=True,
+                   text=True)
 
 
 def dags_test(dag_id: str, env: dict[str, str], conf: dict | None = None, logical_date: str | None = None,

@@ -50,6 +50,14 @@ SCHEMA: dict[str, Any] = {
                               "description": "gs://bucket/prefix or file:///folder for anchors and evidence"},
         "sendgrid_deadline_minutes": {"type": "number", "exclusiveMinimum": 0, "maximum": 1440,
                                       "description": "how long a task waits out SendGrid's rate limits"},
+        "purge_threshold": {"type": "integer", "minimum": 1, "maximum": 1000000,
+                            "description": "an erasure plan of more subjects than this waits for approval"},
+        "complete_requests": {"type": "boolean",
+                              "description": "mark fulfilled requests completed in the operational database"},
+        "notification_template_id": {"type": ["string", "null"], "pattern": "^d-[0-9a-f]{32}$",
+                                     "description": "a SendGrid dynamic template id, else the project's templates"},
+        "notification_senders": {"type": "integer", "minimum": 1, "maximum": 64,
+                                 "description": "parallel send tasks of a campaign (bounded by the pool)"},
     },
 }
 
@@ -67,6 +75,10 @@ class Settings:
     whatif_retention_days: int = 30
     evidence_location: str | None = None
     sendgrid_deadline_minutes: float = 30.0
+    purge_threshold: int = 100
+    complete_requests: bool = True
+    notification_template_id: str | None = None
+    notification_senders: int = 4
 
     @property
     def tz(self) -> ZoneInfo:
@@ -132,6 +144,10 @@ EXPECTED = {
     "whatif_retention_days": "a whole number of days between 1 and 3650",
     "evidence_location": "gs://bucket/prefix or file:///folder",
     "sendgrid_deadline_minutes": "a number of minutes above 0 (at most 1440)",
+    "purge_threshold": "a whole number of subjects of at least 1",
+    "complete_requests": "true or false",
+    "notification_template_id": "a SendGrid dynamic template id like d-0123456789abcdef0123456789abcdef, or null",
+    "notification_senders": "a whole number of send tasks between 1 and 64",
 }
 
 

@@ -69,6 +69,15 @@ def test_every_dag_is_a_house_dag(dagbag):
             assert t.owner == DEFAULT_ARGS["owner"] and t.retries == DEFAULT_ARGS["retries"], f"{dag_id}.{t.task_id}"
 
 
+def test_every_pool_a_task_uses_is_in_pools_json(dagbag):
+    import json
+
+    pools = set(json.loads((DAGS.parent / "pools.json").read_text()))
+    for dag_id in dagbag.dag_ids:
+        for t in dagbag.dags[dag_id].tasks:
+            assert t.pool == "default_pool" or t.pool in pools, f"{dag_id}.{t.task_id} uses an undefined pool {t.pool}"
+
+
 def test_params_are_valid_and_described(dagbag):
     for dag_id in dagbag.dag_ids:
         dag = dagbag.dags[dag_id]

@@ -50,6 +50,9 @@ TAGS: Mapping[str, str] = {
     "email": "sends email through SendGrid",
     "gcs": "writes objects to cloud storage",
 }
+# Airflow pools (defined in pools.json at the repository root, imported by `airflow pools import`).
+GCS_POOL = "privacy_gcs"
+SENDGRID_POOL = "privacy_sendgrid"
 CONF_GUARD_TASK = "check_run_conf"
 ANCHOR_TASK = "anchor_audit_log"
 

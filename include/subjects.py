@@ -1,0 +1,27 @@
+"""Data subjects as evidence can name them: keyed hashes, never the person.
+
+The compliance store must prove what was done to whom without holding personal data: a purged child, an
+erased requester or a notified address is recorded as ``HMAC-SHA-256(key, "user:<id>")`` or
+``HMAC-SHA-256(key, "email:<trimmed lower-case address>")``. The key is the password of the Airflow
+connection ``privacy_subject_key`` (or the Airflow Variable of that name), never logged; without it
+nobody can test a guess against the store, and with it the team can answer "was this person purged?".
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from include.addresses import comparable
+
+SUBJECT_KEY = "privacy_subject_key"
+SUBJECT_KEY_PURPOSE = "subject-hashing"
+
+
+def user_hash(key: bytes, user_id: int) -> str:
+    """The keyed hash of an internal account id."""
+    return hmac.new(key, f"user:{int(user_id)}".encode(), hashlib.sha256).hexdigest()
+
+
+def address_hash(key: bytes, address: str) -> str:
+    """The keyed hash of an email address, the same for every spelling that differs only in case or spaces."""
+    return hmac.new(key, f"email:{comparable(address)}".encode(), hashlib.sha256).hexdigest()
