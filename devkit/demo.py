@@ -14,7 +14,8 @@ import time
 from datetime import date
 
 from devkit import database, local_airflow
-from include import audit, compliance_store, store_reads
+from include import audit, compliance_store
+from include.reads import dsr as dsr_reads
 from include.cli import redact_url
 
 log = logging.getLogger(__name__)
@@ -115,16 +116,16 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None, keep_
 
 def print_summary(conn, accepted: list) -> None:
     print("  privacy requests by state:")
-    for state, count in store_reads.request_states(conn).items():
+    for state, count in dsr_reads.request_states(conn).items():
         print(f"    {state:18} {count:>6}")
-    reasons = store_reads.invalid_reasons(conn)
+    reasons = dsr_reads.invalid_reasons(conn)
     for reason, count in reasons[:SHOWN_REASONS]:
         print(f"      invalid: {reason} ({count})")
     if len(reasons) > SHOWN_REASONS:
         print(f"      ... and {len(reasons) - SHOWN_REASONS} more invalid reason(s): "
               "select invalid_reason, count(*) from compliance.dsr_status where state = 'invalid' group by 1")
-    esc = store_reads.escalation_counts(conn)
-    digests = store_reads.digests_sent(conn)
+    esc = dsr_reads.escalation_counts(conn)
+    digests = dsr_reads.digests_sent(conn)
     print(f"  escalations: {esc.get('sent', 0)} sent, {esc.get('failed', 0)} failed, {esc.get('pending', 0)} pending;"
           f" daily digests sent: {digests}")
     campaigns: dict[str, int] = {}

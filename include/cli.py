@@ -198,13 +198,13 @@ def cmd_check_datamap(args) -> int:
 
 
 def cmd_whatif(args) -> int:
-    from include import store_reads
+    from include.reads import dsr as dsr_reads
 
     url = database_url(args)
     with connect(url) as conn:
         require_store(conn, url)
         if not args.run_id:
-            runs = store_reads.whatif_runs(conn, limit=args.limit)
+            runs = dsr_reads.whatif_runs(conn, limit=args.limit)
             if not runs:
                 print("no what-if runs are kept (a run with an as_of other than its own day is one)")
             for run in runs:
@@ -212,15 +212,15 @@ def cmd_whatif(args) -> int:
                 print(f"{run['run_id']}  as of {run['as_of']}  evaluated {run['evaluated_at']:%Y-%m-%d %H:%M}  "
                       f"{run['requests']} request(s): {states}")
             return EXIT_OK
-        rows = store_reads.whatif_rows(conn, args.run_id)
+        rows = dsr_reads.whatif_rows(conn, args.run_id)
     if not rows:
         raise CommandFailed(f"no what-if results for run {args.run_id!r} (pruned, or not a what-if run): "
                             "`privacy-ops whatif` lists the runs kept", EXIT_CHECK_FAILED)
     print(f"{'request':>8}  {'regime':6} {'type':16} {'state':18} {'due':10} {'days left':>9}")
     for row in rows[:args.limit]:
-        print(f"{row['request_id']:>8}  {store_reads.as_text(row['regime']):6} "
-              f"{store_reads.as_text(row['request_type'])[:16]:16} {row['state']:18} "
-              f"{store_reads.as_text(row['effective_due']):10} {store_reads.as_text(row['days_left']):>9}")
+        print(f"{row['request_id']:>8}  {dsr_reads.as_text(row['regime']):6} "
+              f"{dsr_reads.as_text(row['request_type'])[:16]:16} {row['state']:18} "
+              f"{dsr_reads.as_text(row['effective_due']):10} {dsr_reads.as_text(row['days_left']):>9}")
     if len(rows) > args.limit:
         print(f"... and {len(rows) - args.limit} more (--limit)")
     return EXIT_OK

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Iterator
 
-from include import store_reads
+from include.reads import dsr as dsr_reads
 from include.addresses import valid_or_none
 from include.audit import RunContext
 from include.calendars import holiday_calendar
@@ -131,7 +131,7 @@ def send_digest(store, mailer, settings: Settings, ctx: RunContext, params: DsrP
         # SendGrid refused that payload; the same payload would be refused again.
         log.error("the digest for %s was refused by SendGrid earlier and is not retried: %s", as_of, earlier[1])
         return {"failed_earlier": as_of.isoformat()}
-    counts = store_reads.request_states(store)
+    counts = dsr_reads.request_states(store)
     digest.record(store, digest_date=as_of, recipient=settings.compliance_team_email, counts=counts,
                   run_id=ctx.run_id, now=ctx.now())
     report = deliver(store, digest.DigestLedger(settings, ctx.run_id, as_of, counts), mailer, ctx)

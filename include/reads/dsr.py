@@ -1,5 +1,4 @@
-"""Reads of the compliance store, shared by the demo's summary, the command line, the escalation digest
-and the compliance page: one query per question, ids, counts and dates only (no personal data)."""
+"""Privacy requests and their deadlines: live states, invalid reasons, escalations, digests, what-ifs."""
 from __future__ import annotations
 
 from datetime import date
