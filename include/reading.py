@@ -40,18 +40,28 @@ def temporal(src: RecordSource) -> frozenset[str]:
     return TEMPORAL_COLUMNS.get(src.role, frozenset())
 
 
-def select_list(src: RecordSource, columns: Sequence[str], *, alias: str | None = None) -> sql.Composable:
-    """``physical AS logical, ...`` with temporal columns guarded, and a final ``_problems`` text[] column."""
+def select_list(src: RecordSource, columns: Sequence[str], *, alias: str | None = None,
+                epoch_micros: bool = False, problems_as_text: bool = False) -> sql.Composable:
+    """``physical AS logical, ...`` with temporal columns guarded, and a final ``_problems`` column.
+
+    ``_problems`` is a text array (empty for a clean row), or with ``problems_as_text`` the sentences
+    joined by ``"; "`` (NULL for a clean row). ``epoch_micros`` gives temporal columns as microseconds
+    since 1970 UTC (bigint), for bulk readers that build columns without a Python object per value.
+    """
     items, problems = [], []
     for name in columns:
         physical = sql.Identifier(alias, src.physical(name)) if alias else src.col(name)
         if name in temporal(src):
-            items.append(sql.SQL("case when {ok} then {c} end as {n}").format(
-                ok=in_range(physical), c=physical, n=sql.Identifier(name)))
+            value = sql.SQL("case when {ok} then {c} end").format(ok=in_range(physical), c=physical)
+            if epoch_micros:
+                value = sql.SQL("(extract(epoch from {v}) * 1000000)::bigint").format(v=value)
+            items.append(sql.SQL("{} as {}").format(value, sql.Identifier(name)))
             problems.append(unreadable(physical, name))
         else:
             items.append(sql.SQL("{} as {}").format(physical, sql.Identifier(name)))
     problem_array = (sql.SQL("array_remove(array[{}]::text[], null)").format(sql.SQL(", ").join(problems))
                      if problems else sql.SQL("'{}'::text[]"))
+    if problems_as_text:
+        problem_array = sql.SQL("nullif(array_to_string({}, '; '), '')").format(problem_array)
     items.append(sql.SQL("{} as {}").format(problem_array, sql.Identifier(PROBLEMS)))
     return sql.SQL(", ").join(items)

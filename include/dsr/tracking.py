@@ -9,18 +9,21 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Iterator
 
-from include.reads import dsr as dsr_reads
+import pandas as pd
+
+from include import bulk
 from include.addresses import valid_or_none
 from include.audit import RunContext
 from include.calendars import holiday_calendar
 from include.config import Settings
 from include.datamap import DataMap
-from include.deadlines import DeadlinePolicy, Evaluation, evaluate
+from include.deadlines import DeadlinePolicy
 from include.dsr import digest, escalation, source, status_store
+from include.dsr.columnar import evaluate_frame
 from include.dsr.params import DsrParams
 from include.notify.delivery import deliver
+from include.reads import dsr as dsr_reads
 
 log = logging.getLogger(__name__)
 
@@ -35,33 +38,44 @@ def deadline_policy(settings: Settings, as_of: date) -> DeadlinePolicy:
 
 @dataclass
 class _Tally:
-    """What one evaluation pass saw, counted as the rows stream by."""
+    """What one evaluation pass saw, counted chunk by chunk as the rows stream by."""
 
     track_ids: bool = False  # a targeted run reports the ids it did not find
     states: dict[str, int] = field(default_factory=dict)
     seen: set[int] = field(default_factory=set)
     bad_assignees: int = 0
 
-    def count(self, ev: Evaluation, assignee: str | None, recipient: str | None) -> None:
-        self.states[ev.state] = self.states.get(ev.state, 0) + 1
+    def count(self, result: pd.DataFrame, assignees: pd.Series, recipients: pd.Series) -> None:
+        for state, n in result["state"].value_counts().items():
+            self.states[state] = self.states.get(state, 0) + int(n)
         if self.track_ids:
-            self.seen.add(ev.request_id)
-        if assignee and recipient is None:
-            self.bad_assignees += 1
+            self.seen.update(int(i) for i in result["request_id"])
+        self.bad_assignees += int((assignees.notna() & (assignees != "") & recipients.isna()).sum())
 
 
-def _evaluations(rows, as_of: date, policy: DeadlinePolicy, tally: _Tally) -> Iterator[tuple[Evaluation, str | None]]:
-    for facts, assignee in rows:
-        ev = evaluate(facts, as_of, policy)
-        recipient = valid_or_none(assignee)  # a missing or malformed assignee: the team gets it
-        tally.count(ev, assignee, recipient)
-        yield ev, recipient
+def _recipients(assignees: pd.Series) -> pd.Series:
+    """The address each row's escalation goes to: the assignee when valid, else None (the team gets it)."""
+    valid = {a: valid_or_none(a) for a in assignees.dropna().unique()}
+    return assignees.map(valid, na_action="ignore").astype(object).where(assignees.notna(), None)
+
+
+def _evaluated(frames, as_of: date, policy: DeadlinePolicy, tally: _Tally):
+    for frame in frames:
+        result = evaluate_frame(frame, as_of, policy)
+        recipients = _recipients(frame["assignee_email"])
+        tally.count(result, frame["assignee_email"], recipients)
+        yield result, recipients, status_store.fingerprints(result, recipients, as_of)
 
 
 def evaluate_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: DsrParams) -> dict:
-    """Evaluate the selected requests; live results go to ``dsr_status``, a what-if's to ``dsr_whatif``."""
+    """Evaluate the selected requests; live results go to ``dsr_status``, a what-if's to ``dsr_whatif``.
+
+    Column-wise in chunks (``include.dsr.columnar``, exactly the rules of ``include.deadlines``): requests
+    stream out of the operational database with COPY while the results stream into the store with COPY,
+    and only the rows whose evaluation changed are written.
+    """
     if ops is store:
-        # Requests stream from a server-side cursor while statuses are COPYed: two connections are needed.
+        # Requests stream out of one connection while statuses are COPYed into the other.
         raise ValueError("evaluate_requests needs separate connections for the operational DB and the store")
     started = ctx.now()
     as_of, what_if = params.as_of, params.what_if
@@ -73,10 +87,15 @@ def evaluate_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunConte
         watermark = None if what_if else source.max_request_id(ops, dm)
 
     tally = _Tally(track_ids=bool(params.request_ids))
-    rows = source.fetch_requests(ops, dm, selection)
-    written, changed = status_store.write_statuses(
-        store, _evaluations(rows, as_of, deadline_policy(settings, as_of), tally), as_of=as_of,
-        evaluated_at=started, run_id=ctx.run_id, what_if=what_if)
+    policy = deadline_policy(settings, as_of)
+    with status_store.StatusWriter(store, as_of=as_of, evaluated_at=started, run_id=ctx.run_id,
+                                   what_if=what_if) as writer:
+        # A pipeline on two threads besides this one: the operational database streams chunk n+2 while
+        # chunk n+1 is evaluated and chunk n is compared with the store and written.
+        frames = bulk.prefetch(source.request_frames(ops, dm, selection))
+        for result, recipients, prints in bulk.prefetch(_evaluated(frames, as_of, policy, tally)):
+            writer.add(result, recipients, prints)
+    written, changed = writer.written, writer.changed
     pruned = status_store.prune_whatifs(store, older_than=started - timedelta(days=settings.whatif_retention_days))
     missing = sorted(set(params.request_ids) - tally.seen)
     counts = dict(sorted(tally.states.items()))

@@ -30,3 +30,8 @@ alter table compliance.dsr_runs add column what_if boolean not null default fals
 -- The escalation ledger is read recipient by recipient when sending.
 create index dsr_escalations_pending_recipient on compliance.dsr_escalations (lower(recipient), claimed_at)
     where status = 'pending';
+
+-- A fingerprint of each live row's evaluation (a 64-bit hash of the compared columns): a run sends the
+-- store (request id, fingerprint) pairs first, the store says which differ, and only those rows travel
+-- in full. A repeated run with nothing changed writes nothing and moves little.
+alter table compliance.dsr_status add column fingerprint bigint;
