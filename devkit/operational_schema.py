@@ -1,4 +1,4 @@
-"""Creates the reference operational schema of SPEC section 3 (tables, then secondary indexes).
+"""Creates the reference operational schema of the reference schema (docs/rules.md) (tables, then secondary indexes).
 
 The DDL lives in ``devkit/sql/operational_schema.sql`` and ``devkit/sql/operational_indexes.sql``;
 indexes are a separate step so that a bulk loader can build them once, after COPY.

@@ -1,4 +1,4 @@
-"""Deadline rules for privacy requests (SPEC §4.1), as pure functions.
+"""Deadline rules for privacy requests (docs/rules.md), as pure functions.
 
 Nothing here touches Airflow, a database or the clock: ``evaluate`` takes one ``privacy_requests`` row,
 an evaluation date and a policy, and returns what is due when and what state the request is in. The DAG
@@ -16,7 +16,7 @@ Legal sources of the rules:
 * Cal. Code Regs. tit. 11 §7026(f): honour a request to opt out of sale within 15 business days.
 * The privacy policy's own promise: "we have one month to respond to you", for every request.
 
-SPEC §4 "one bad row never stops the others": a row whose values the reader could not read (its
+the rule "one bad row never stops the others": a row whose values the reader could not read (its
 ``read_problems``), whose columns are unknown or out of order, or whose dates are implausible (received
 in the future or before ``DeadlinePolicy.earliest``, completed after the evaluation date) comes back
 ``invalid`` with every reason, in the order ``_problems`` documents.
@@ -130,7 +130,7 @@ class RequestFacts:
 @dataclass(frozen=True)
 class DeadlinePolicy:
     """Configuration of the evaluation: time zone, due-soon window, per-regime holiday calendars, and
-    the earliest plausible receipt date (SPEC §4: a receipt before it makes the row ``invalid``)."""
+    the earliest plausible receipt date (docs/rules.md: a receipt before it makes the row ``invalid``)."""
 
     tz: ZoneInfo = ZoneInfo("UTC")
     due_soon_days: int = 7
@@ -150,7 +150,7 @@ class DeadlinePolicy:
             raise TypeError(f"earliest must be a date (not a datetime), not {type(self.earliest).__name__}")
 
     def is_working_day(self, regime: str, d: date) -> bool:
-        # SPEC §4.1: a working day excludes Saturday, Sunday and the regime calendar's public holidays.
+        # The deadline rules: a working day excludes Saturday, Sunday and the regime calendar's public holidays.
         if d.weekday() >= 5:
             return False
         return d not in self.holidays.get(regime, frozenset())
@@ -358,7 +358,7 @@ def evaluate(req: RequestFacts, as_of: date, policy: DeadlinePolicy) -> Evaluati
 def _problems(req: RequestFacts, as_of: date, policy: DeadlinePolicy) -> tuple[list[str], _LocalDates | None]:
     """Every reason the row cannot be evaluated (all collected), and its local dates when they exist.
 
-    SPEC §4 "one bad row never stops the others". The reasons come in this order:
+    the rule "one bad row never stops the others". The reasons come in this order:
 
     1. the reader's problems, as the reader worded them (values Python cannot hold);
     2. regime and request type, then status;
@@ -472,7 +472,7 @@ def _order_problems(req: RequestFacts) -> list[str]:
 
 
 def _implausible_dates(dates: _LocalDates, as_of: date, earliest: date) -> list[str]:
-    """SPEC §4: dates no real request can have, judged on local calendar dates.
+    """docs/rules.md: dates no real request can have, judged on local calendar dates.
 
     A receipt after ``as_of`` has not happened yet; nor has a completion after it (in a what-if run
     as of an earlier day, a later completion is equally unknown). A receipt before ``earliest`` (default
@@ -505,7 +505,7 @@ def _local_dates(req: RequestFacts, tz: ZoneInfo) -> _LocalDates:
 
 def _gdpr_deadlines(dates: _LocalDates, is_working: IsWorking) -> _Deadlines:
     # Art. 12(6) lets the controller ask for identity information; the month then runs from
-    # verification (SPEC §4.1), so until then there is no due date.
+    # verification (docs/rules.md), so until then there is no due date.
     if dates.identity_requested is not None and dates.identity_verified is None:
         # An extension recorded before the clock has started is necessarily inside the first month.
         extension = EXTENSION_NONE if dates.extended is None else EXTENSION_VALID
@@ -571,7 +571,7 @@ def _extension_flags(extension: str) -> tuple[str, ...]:
 
 
 def _effective_due(statutory: date, policy_due: date, extension: str) -> date:
-    # SPEC §4.1: we keep the stricter of the law and our own promise, except that a lawful extension
+    # The deadline rules: we keep the stricter of the law and our own promise, except that a lawful extension
     # (which the data subject has been told about) replaces the one-month promise.
     if extension == EXTENSION_VALID:
         return statutory
@@ -615,7 +615,7 @@ def _classify(
 def _open_state(days_left: int, dates: _LocalDates, deadlines: _Deadlines, as_of: date, due_soon_days: int) -> str:
     if days_left < 0:
         return "overdue"
-    # SPEC §4.1: a missed §7021(a) confirmation outranks on_track and due_soon, not overdue.
+    # The deadline rules: a missed §7021(a) confirmation outranks on_track and due_soon, not overdue.
     if deadlines.ack_due is not None and dates.acknowledged is None and as_of > deadlines.ack_due:
         return "ack_overdue"
     if days_left <= due_soon_days:

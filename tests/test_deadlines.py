@@ -1,4 +1,4 @@
-"""Unit tests for include/deadlines.py: SPEC §4.1 worked examples, every state, every invalid reason."""
+"""Unit tests for include/deadlines.py: the worked examples of docs/rules.md, every state, every invalid reason."""
 from __future__ import annotations
 
 import ast
@@ -45,7 +45,7 @@ def ccpa(received: date, *, request_type="know", status="received", **timestamps
 
 
 # --------------------------------------------------------------------------------------------------
-# SPEC §4.1 worked examples (no holidays configured)
+# the worked examples of docs/rules.md (no holidays configured)
 
 
 @pytest.mark.parametrize(
@@ -486,7 +486,7 @@ def test_policy_is_validated_when_built():
 
 
 # --------------------------------------------------------------------------------------------------
-# Implausible dates (SPEC §4: receipt before the earliest plausible date, completion after the evaluation)
+# Implausible dates (docs/rules.md: receipt before the earliest plausible date, completion after the evaluation)
 
 
 def test_default_earliest_plausible_date_is_2000_01_01():

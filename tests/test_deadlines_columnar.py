@@ -379,7 +379,7 @@ def test_month_arithmetic_at_month_ends_and_29_february():
 
 
 # --------------------------------------------------------------------------------------------------
-# SPEC §4.1 worked examples (no holidays), through both paths
+# the worked examples of docs/rules.md (no holidays), through both paths
 
 
 def at(d: date, hour: int = 12) -> datetime:

@@ -1,6 +1,6 @@
 """The reference operational schema and the demo-data seeder, against a real PostgreSQL.
 
-The planted rows are checked against the SPEC rules themselves (a small reference evaluation of the
+The planted rows are checked against the rules of docs/rules.md themselves (a small reference evaluation of the
 deadline, child and sharing rules lives here), so that a planted case labelled ``due_soon`` really is due
 soon on the anchor date, for any anchor.
 """
@@ -25,7 +25,7 @@ from devkit.seed.planted import plant
 ANCHOR = dt.date(2026, 11, 25)
 USERS = 2000
 
-# SPEC section 3, verbatim: (column, type, nullable)
+# the reference schema (docs/rules.md), verbatim: (column, type, nullable)
 SPEC_SCHEMA = {
     "users": [
         ("id", "bigint", False), ("email", "text", True), ("full_name", "text", True),
@@ -100,7 +100,7 @@ WELL_FORMED_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 
 
 # ------------------------------------------------------------------------------------------------
-# Reference rules (SPEC 4.1-4.3, no holiday calendar), used to check the planted labels
+# Reference rules (docs/rules.md, no holiday calendar), used to check the planted labels
 # ------------------------------------------------------------------------------------------------
 
 GDPR_TYPES = {"access", "rectification", "erasure", "restriction", "objection", "portability"}
@@ -488,7 +488,7 @@ def test_planted_requests(seeded):
     month_ends = sorted((rows[i]["received_at"].month, rows[i]["received_at"].day) for i in p["request_month_end"])
     assert month_ends == [(1, 31), (3, 31), (8, 31)]
     assert sorted(rows[i]["received_at"].weekday() for i in p["request_weekend"]) == [5, 6]
-    # SPEC 4.1 worked examples, at their absolute dates
+    # The worked examples of docs/rules.md, at their absolute dates
     ex = {name: rows[i] for name, i in p["request_spec_example_by_name"].items()}
     assert deadline_state(ex["gdpr_2026-09-03"], dt.date(2026, 9, 10))[1] == dt.date(2026, 10, 5)
     assert deadline_state(ex["gdpr_2026-03-31"], dt.date(2026, 4, 1))[1] == dt.date(2026, 4, 30)

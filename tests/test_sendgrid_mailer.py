@@ -1,4 +1,4 @@
-"""SendGridMailer through the real SDK against the stand-in: SPEC §4.4 retry rules."""
+"""SendGridMailer through the real SDK against the stand-in: the notification rules (docs/rules.md) retry rules."""
 from __future__ import annotations
 
 import logging

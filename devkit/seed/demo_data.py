@@ -1,11 +1,11 @@
-"""Deterministic demo data for the reference operational schema (SPEC section 3).
+"""Deterministic demo data for the reference operational schema (the reference schema (docs/rules.md)).
 
 ``seed(url, users=..., anchor=...)`` creates the schema in the database at ``url``, fills it and returns a
 summary. Two kinds of rows are written:
 
 * **Planted rows** (only when ``users >= 200``, from ``devkit.seed.planted``): a fixed, hand-written set
-  of users, requests, shares, reports, holds and suppressions that carry every dirty case of SPEC
-  sections 4.1-4.4. They take the lowest ids of each table, depend only on the anchor date, and their
+  of users, requests, shares, reports, holds and suppressions that carry every dirty case of the rules
+  (docs/rules.md). They take the lowest ids of each table, depend only on the anchor date, and their
   ids are returned in ``summary["planted"]`` so that tests and DAG features can rely on them.
 * **Bulk rows** for the remaining users (from ``devkit.seed.bulk``), generated column-wise with numpy
   from ``seed``; the same dirty cases are spread through them at small rates (counted in

@@ -1,7 +1,7 @@
 """Hand-written rows: the planted edge cases, and the fixed vendor and policy tables.
 
 The planted rows (written only when a seed has enough users) are a fixed set of users, requests, shares,
-reports, holds and suppressions that carry every dirty case of SPEC sections 4.1-4.4. They take the
+reports, holds and suppressions that carry every dirty case of the rules (docs/rules.md). They take the
 lowest ids of each table, and the ids under each edge-case key are reported in the seed summary so that
 tests and DAG features can rely on them.
 
@@ -248,7 +248,7 @@ def plant(anchor: dt.date) -> PlantedRows:
     request("request_weekend", "ccpa", "know", dt.datetime.combine(saturday + dt.timedelta(days=1), dt.time(10), UTC),
             status="received")
 
-    # SPEC 4.1 worked examples, at their absolute dates whatever the anchor.
+    # The worked examples of docs/rules.md, at their absolute dates whatever the anchor.
     def absolute(y, m, d, hour=10):
         return dt.datetime(y, m, d, hour, tzinfo=UTC)
 

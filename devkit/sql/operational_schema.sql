@@ -1,4 +1,4 @@
--- Reference operational schema (SPEC section 3): the demo database and the test fixture.
+-- Reference operational schema (the reference schema (docs/rules.md)): the demo database and the test fixture.
 --
 -- No foreign keys: real operational data is dirty by design (shares to vendors that no longer exist,
 -- requests with no account, reports naming nobody), and the DAGs must see those rows to flag them.

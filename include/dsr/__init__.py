@@ -1,1 +1,1 @@
-"""Request deadline tracking (SPEC §4.1): select, evaluate, record, escalate."""
+"""Request deadline tracking (docs/rules.md): select, evaluate, record, escalate."""

@@ -67,7 +67,7 @@ READ_PROBLEM_SEPARATOR = "; "
 DATE_COLUMNS = ("clock_start", "ack_due", "statutory_due", "policy_due", "effective_due")
 _TEXT_COLUMNS = ("regime", "request_type", "status")
 
-# SPEC §4.1: Saturday and Sunday are never working days.
+# The deadline rules: Saturday and Sunday are never working days.
 _WEEKMASK = "1111100"
 _NAT = np.datetime64("NaT", "D")
 _DAY = np.timedelta64(1, "D")
@@ -483,7 +483,7 @@ def _extension_status(extended: np.ndarray, latest_valid: np.ndarray) -> np.ndar
 def _set_deadlines(out: _Result, at: np.ndarray, statutory, policy_due, extension) -> None:
     out.statutory_due[at] = statutory
     out.policy_due[at] = policy_due
-    # SPEC §4.1: the stricter of the law and the promise, unless a lawful extension replaces the promise.
+    # The deadline rules: the stricter of the law and the promise, unless a lawful extension replaces the promise.
     out.effective_due[at] = np.where(extension == _EXT_VALID, statutory, np.minimum(statutory, policy_due))
     out.extension[at] = extension
 
@@ -493,7 +493,7 @@ def _set_deadlines(out: _Result, at: np.ndarray, statutory, policy_due, extensio
 
 
 def _classify(rows: _Rows, at: np.ndarray, as_of: date, due_soon_days: int, out: _Result) -> None:
-    """States, ``days_left`` and flags for the valid rows ``at`` (SPEC §4.1 states)."""
+    """States, ``days_left`` and flags for the valid rows ``at`` (the states of docs/rules.md)."""
     today = np.datetime64(as_of, "D")
     closed = rows.closed[at]
     acknowledged, completed = rows.day["acknowledged_at"][at], rows.day["completed_at"][at]

@@ -1,6 +1,6 @@
 """The project's one way to send email: SendGrid v3 Mail Send through the official SDK.
 
-It owns the retry rules of SPEC §4.4, so that every DAG behaves the same when SendGrid pushes back:
+It owns the retry rules of the notification rules (docs/rules.md), so that every DAG behaves the same when SendGrid pushes back:
 
 - 429: wait until ``X-RateLimit-Reset`` (each wait capped), then try again, for as long as the task's
   rate-limit deadline allows (not a count of attempts); past it, ``SendGridRateLimited``;
