@@ -58,6 +58,12 @@ def sendgrid(sendgrid_server):
     sendgrid_server.clear()
 
 
+@pytest.fixture
+def sg(sendgrid):
+    """Short name of :func:`sendgrid` for the stand-in's and the mailer's own tests."""
+    return sendgrid
+
+
 def pytest_sessionfinish(session, exitstatus):
     """pgserver logs from an atexit hook, after pytest has closed the streams its handlers write to."""
     import logging

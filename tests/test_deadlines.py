@@ -725,5 +725,7 @@ def test_module_is_pure():
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
     }
-    allowed = {"__future__", "calendar", "functools", "collections", "dataclasses", "datetime", "zoneinfo", "holidays"}
+    allowed = {"__future__", "calendar", "functools", "collections", "dataclasses", "datetime", "zoneinfo", "include"}
     assert imported <= allowed  # no Airflow, no database, no network
+    own = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("include")}
+    assert own == {"include.calendars"}  # the holidays package's calendars, pure as well

@@ -6,6 +6,7 @@ import socket
 import time
 
 import pytest
+from conftest import SENDGRID_TEST_KEY as API_KEY
 
 from include.notify.sendgrid_mailer import (
     SendGridAuthError,
@@ -18,12 +19,6 @@ from include.notify.sendgrid_mailer import (
     normalize_host,
 )
 
-API_KEY = "SG.test-key"  # the key of the shared stand-in (conftest)
-
-
-@pytest.fixture
-def sg(sendgrid):
-    return sendgrid
 
 
 class Waits:

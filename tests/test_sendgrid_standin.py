@@ -13,17 +13,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import SENDGRID_TEST_KEY as API_KEY
 import sendgrid
 from python_http_client.exceptions import UnauthorizedError
 from sendgrid.helpers.mail import Attachment, CustomArg, From, Mail, To
 
 
-API_KEY = "SG.test-key"  # the key of the shared stand-in (conftest)
-
-
-@pytest.fixture
-def sg(sendgrid):
-    return sendgrid
 
 
 def post(base_url: str, body, key: str | None = API_KEY, path: str = "/v3/mail/send",
