@@ -46,8 +46,8 @@ def demo_services(db_url: str, sendgrid, gcs) -> local_airflow.LocalServices:
 
 
 def demo_settings() -> dict:
-    """The demo's privacy settings: everything at its default (no key is needed yet)."""
-    return {}
+    """The demo's privacy settings: the defaults, with evidence (anchors, manifests, exports) in the emulator."""
+    return {"evidence_location": f"gs://{EVIDENCE_BUCKET}/demo"}
 
 
 def _dag_files() -> set[str]:

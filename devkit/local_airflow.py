@@ -37,6 +37,9 @@ class LocalServices:
     sendgrid_api_key: str
     gcs_url: str | None = None
     gcs_bucket: str = "privacy-evidence"
+    # The key of the keyed hashes standing for data subjects (an Airflow Variable here; a connection in
+    # production). Local runs only: never a real secret.
+    subject_key: str = "local-subject-key-for-demo-and-tests"
 
 
 def airflow_env(home: Path, services: LocalServices, settings: dict | None = None) -> dict[str, str]:
@@ -55,7 +58,7 @@ def airflow_env(home: Path, services: LocalServices, settings: dict | None = Non
             "extra": {"host": services.sendgrid_url}}),
         "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps({
             "conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": "privacy-demo"}}),
-        "PRIVACY_GCS_BUCKET": services.gcs_bucket,
+        "AIRFLOW_VAR_PRIVACY_SUBJECT_KEY": services.subject_key,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         # `airflow standalone` starts its components as `airflow ...` from PATH.
         "PATH": os.pathsep.join(filter(None, [str(Path(sys.executable).parent), os.environ.get("PATH")])),

@@ -128,7 +128,7 @@ def test_airflow_services_share_celery_config_and_jwt_secret(compose, services):
         assert env["PYTHONPATH"] == "/opt/airflow", name
         assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://"), name
         secrets.add(env["AIRFLOW__API_AUTH__JWT_SECRET"])
-        assert "build" in services[name], f"{name} must run the project's image"
+        assert services[name]["build"] == {"context": ".", "target": "airflow"}, f"{name} must run the product image"
     assert len(secrets) == 1
 
 
@@ -181,26 +181,32 @@ def test_standins_run_existing_modules(services, service, module, port):
     assert command.startswith(f"python -m {module} --host 0.0.0.0 --port {port}")
     assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), f"{module} does not exist"
     assert "healthcheck" in services[service]
-    assert "build" in services[service]
+    assert services[service]["build"] == {"context": ".", "target": "devkit"}, "the stand-ins are the dev kit's"
 
 
 def test_sendgrid_standin_key_matches_the_connection(services):
     assert "--api-key dev-key" in _command(services["sendgrid-standin"])
-    assert "--bucket privacy-manifests" in _command(services["gcs-emulator"])
+    assert "--bucket privacy-evidence" in _command(services["gcs-emulator"])
+    settings = json.loads(_env(services["airflow-worker"])["AIRFLOW_VAR_PRIVACY_SETTINGS"])
+    assert settings["evidence_location"].startswith("gs://privacy-evidence/")
 
 
 def test_image_is_built_from_our_dockerfile(services):
     text = DOCKERFILE.read_text()
     instructions = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    assert instructions[0] == "FROM apache/airflow:3.3.2-python3.11"
+    assert instructions[0] == "FROM apache/airflow:3.3.2-python3.11 AS airflow"
     assert re.search(r"^RUN pip install .*-r \S*requirements\.lock", text, re.M)
     assert re.search(r"^RUN pip install .*-e /opt/airflow", text, re.M)
     assert "ENV PYTHONPATH=/opt/airflow" in instructions
+    # The product image carries no dev kit; only the devkit stage adds it.
+    product = text.split("FROM airflow AS devkit")[0]
+    assert "devkit" not in "\n".join(i for i in instructions if i in product and i.startswith("COPY"))
+    assert "FROM airflow AS devkit" in instructions and "COPY --chown=airflow:0 devkit /opt/airflow/devkit" in instructions
     # the build context must carry what the Dockerfile copies
     ignore = (ROOT / ".dockerignore").read_text().split()
-    for needed in ("!requirements.lock", "!pyproject.toml", "!include/"):
+    for needed in ("!requirements.lock", "!pyproject.toml", "!include/", "!pools.json", "!devkit/"):
         assert needed in ignore
-    assert services["airflow-worker"]["build"] == "."
+    assert "airflow pools import /opt/airflow/pools.json" in _command(services["airflow-init"])
 
 
 def test_docker_compose_accepts_it_when_available():
