@@ -176,13 +176,14 @@ def refreshed(at, run_id: str | None, dag_id: str, links: UiLinks, **more) -> di
 
 def _requests(req: Request) -> dict:
     q = req.query
-    page = dsr.request_page(req.conn, **q.filters, limit=q.limit, offset=q.offset)
     breakdown = dsr.request_breakdown(req.conn)
     wanted = {k: v for k, v in q.filters.items() if k != "state"}
     by_state: dict[str, int] = {}
     for regime, request_type, state, count in breakdown:
         if wanted.get("regime", regime) == regime and wanted.get("request_type", request_type) == request_type:
             by_state[state] = by_state.get(state, 0) + count
+    total = by_state.get(q.filters["state"], 0) if "state" in q.filters else sum(by_state.values())
+    page = dsr.request_page(req.conn, **q.filters, limit=q.limit, offset=q.offset, total=total)
     order = list(dsr.STATE_ORDER) + sorted(set(by_state) - set(dsr.STATE_ORDER))
     for row in page["rows"]:
         row["evaluated_by"] = link(row["run_id"], req.links.run(DSR, row["run_id"]))
