@@ -89,8 +89,10 @@ class ChainWatch:
         with self.connect() as conn:
             report = audit.verify_chain(conn, anchors=store, batch=self.batch)
             # The walk ends at the newest row it saw (rows may have been appended since): find its id.
+            # A report about the anchors means the chain itself recomputed: its rows are verified.
+            chain_ok = report.ok or report.anchor_problem
             last_id = None
-            if report.ok and report.head != audit.GENESIS:
+            if chain_ok and report.head != audit.GENESIS:
                 last_id = conn.execute("select id from compliance.audit_log where row_hash = %s",
                                        (report.head,)).fetchone()[0]
         anchors = None
@@ -98,8 +100,8 @@ class ChainWatch:
             anchors = {"count": report.anchors, "newest": report.newest_anchor, "newest_row": report.anchored_row,
                        "rows_since": report.rows_since_anchor, "problem": report.problem if report.anchor_problem
                        else None, "location": str(store.location)}
-        verified = Verified(rows=report.rows, last_id=last_id if report.ok else None, head=report.head,
-                            full_at=self.clock(), checked_at=self.clock(), problem=report.problem, anchors=anchors)
+        verified = Verified(rows=report.rows, last_id=last_id, head=report.head, full_at=self.clock(),
+                            checked_at=self.clock(), problem=None if chain_ok else report.problem, anchors=anchors)
         with self._lock:
             self._verified = verified
             self._walk_error = None
@@ -168,9 +170,11 @@ class ChainWatch:
         """Verify the rows after the verified head (and that the head itself is unchanged)."""
         now = self.clock()
         if verified.last_id is not None:
-            row = conn.execute("select row_hash from compliance.audit_log where id = %s",
-                               (verified.last_id,)).fetchone()
-            if row is None or row[0] != verified.head:
+            row = conn.execute("""select occurred_at, actor, action, dag_id, run_id, task_id, details, prev_hash, row_hash
+                                  from compliance.audit_log where id = %s""", (verified.last_id,)).fetchone()
+            # The head's stored hash, and the hash its content gives now, must both be the verified one.
+            if row is None or row[8] != verified.head or audit.row_hash(
+                    row[7], verified.last_id, *row[:7]) != verified.head:
                 problem = (f"row {verified.last_id}, the head verified at {verified.full_at:%Y-%m-%d %H:%M} UTC, "
                            + ("is no longer in the log" if row is None else "was altered since"))
                 return self._remember(replace(verified, problem=problem, checked_at=now))
