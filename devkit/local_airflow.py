@@ -104,3 +104,95 @@ def run_state(result: subprocess.CompletedProcess) -> str | None:
     """The final state ``airflow dags test`` reported for the run (its exit code alone does not say)."""
     found = re.findall(r"DagRun Finished: .*?\bstate=(\w+)", result.stdout + result.stderr)
     return found[-1] if found else None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_logins(env: dict[str, str], logins: dict[str, tuple[str, str]], port: int) -> dict[str, str]:
+    """``env`` for an API server on loopback ``port`` with SimpleAuthManager users ``{user: (password, role)}``.
+
+    The passwords file is written in advance, so the passwords are known (Airflow generates only those of
+    users missing from it). A role of ``""`` makes a user who can log in but may see nothing.
+    """
+    home = Path(env["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    passwords = home / "simple_auth_manager_passwords.json"
+    passwords.write_text(json.dumps({user: password for user, (password, _) in logins.items()}))
+    return {**env,
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{role}" for u, (_, role) in logins.items()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__API_AUTH__JWT_SECRET": env.get("AIRFLOW__API_AUTH__JWT_SECRET") or "privacy-ops-local-jwt-secret",
+            "AIRFLOW__API__SECRET_KEY": "privacy-ops-local-secret-key"}
+
+
+class ApiServer:
+    """``airflow api-server`` in its own process group on loopback, until ``stop()`` (or the ``with`` ends)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, start_timeout: float = 120.0):
+        self.env, self.log_path, self.start_timeout = env, log_path, start_timeout
+        self.port = int(env["AIRFLOW__API__PORT"])
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "ApiServer":
+        import time
+        import urllib.request
+
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([airflow_bin(), "api-server", "--port", str(self.port), "--host", "127.0.0.1"],
+                                     env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"airflow api-server exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"airflow api-server did not answer within {self.start_timeout:.0f} s; see {self.log_path}")
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        import os
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                    self.proc.wait(timeout=grace)
+                    break
+                except ProcessLookupError:
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
+
+    def token(self, username: str, password: str) -> str:
+        """A JWT from ``POST /auth/token``, as a client of the REST API gets one."""
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.base_url}/auth/token", method="POST",
+                                         data=json.dumps({"username": username, "password": password}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["access_token"]

@@ -211,13 +211,19 @@ class _AnchorSet:
     malformed: tuple[tuple[str, str], ...]  # (name, why)
 
 
+def parse_anchor_name(name: str) -> Anchor | None:
+    """The anchor an object name stands for (``audit-anchors/<row id>-<row hash>.json``), else None."""
+    match = _ANCHOR_NAME.match(name)
+    return Anchor(name, int(match.group(1)), match.group(2)) if match else None
+
+
 def _load_anchors(objects: "ObjectStore") -> _AnchorSet:
     """List the anchors once; read the newest to check that its content matches its name."""
     anchors, malformed = [], []
     for name in objects.list(ANCHOR_PREFIX):
-        match = _ANCHOR_NAME.match(name)
-        if match:
-            anchors.append(Anchor(name, int(match.group(1)), match.group(2)))
+        anchor = parse_anchor_name(name)
+        if anchor:
+            anchors.append(anchor)
         else:
             malformed.append((name, "its name is not <12-digit row id>-<64-hex row hash>.json"))
     anchors.sort(key=lambda a: (a.row_id, a.row_hash))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import date
 
+from psycopg import sql
+
 
 def request_states(conn) -> dict[str, int]:
     """Live requests by state (from ``compliance.dsr_status``)."""
@@ -24,15 +26,18 @@ def digests_sent(conn) -> int:
 
 
 def whatif_runs(conn, limit: int = 50) -> list[dict]:
-    """The newest what-if runs: run id, as-of date, when, how many requests, states."""
+    """The newest what-if runs whose results are still kept: run id, as-of date, when, how many requests, states.
+
+    Read from ``compliance.dsr_runs`` (one row per run, with its state counts) rather than by grouping
+    ``dsr_whatif``, which holds one row per request and run; the ``exists`` probe uses dsr_whatif's key.
+    """
     rows = conn.execute(
-        """select run_id, min(as_of), max(evaluated_at), count(*),
-                  jsonb_object_agg(state, n) from (
-                select run_id, as_of, evaluated_at, state, count(*) over (partition by run_id, state) as n
-                from compliance.dsr_whatif) w
-           group by run_id order by max(evaluated_at) desc limit %s""", (limit,)).fetchall()
-    return [{"run_id": r, "as_of": a, "evaluated_at": e, "requests": n, "states": dict(sorted(s.items()))}
-            for r, a, e, n, s in rows]
+        """select r.run_id, r.as_of, r.started_at, r.finished_at, r.evaluated, r.counts
+           from compliance.dsr_runs r
+           where r.what_if and exists (select 1 from compliance.dsr_whatif w where w.run_id = r.run_id)
+           order by r.started_at desc, r.run_id limit %s""", (limit,)).fetchall()
+    return [{"run_id": r, "as_of": a, "evaluated_at": s, "finished_at": f, "requests": n,
+             "states": dict(sorted((c or {}).items()))} for r, a, s, f, n, c in rows]
 
 
 def whatif_rows(conn, run_id: str) -> list[dict]:
@@ -42,6 +47,71 @@ def whatif_rows(conn, run_id: str) -> list[dict]:
            from compliance.dsr_whatif where run_id = %s order by request_id""", (run_id,))
     names = [c.name for c in cur.description]
     return [dict(zip(names, row)) for row in cur]
+
+
+# "Overdue first": the order the compliance page lists requests in (worst first, closed last).
+STATE_ORDER = ("overdue", "ack_overdue", "due_soon", "awaiting_identity", "on_track", "invalid", "closed_late",
+               "closed_on_time")
+# The same expression is indexed by migration 0007 (dsr_status_page_order): keep the two identical.
+_STATE_RANK = sql.SQL("array_position('{" + ",".join(STATE_ORDER) + "}'::text[], state)")
+_PAGE_COLUMNS = ("request_id", "regime", "request_type", "state", "days_left", "effective_due", "ack_due",
+                 "clock_start", "extension", "flags", "invalid_reason", "as_of", "evaluated_at", "run_id")
+REQUEST_FILTERS = ("regime", "request_type", "state")
+
+
+def request_page(conn, *, regime: str | None = None, request_type: str | None = None, state: str | None = None,
+                 limit: int = 50, offset: int = 0, total: int | None = None) -> dict:
+    """One page of live requests, overdue first (then by days left, then id), with the total that match.
+
+    Filters are exact values (None: any). Each row: the request's id, regime, type, state, days left, due
+    dates, extension, flags, invalid reason and the evaluation that recorded it (as-of date, time, run id);
+    never the assignee or the requester. ``total`` (when the caller knows it, e.g. from
+    :func:`request_breakdown`) saves a count.
+
+    Index-backed (migration 0007): each combination of filters has an index in the page's order, so a
+    page reads ``limit`` index entries after skipping ``offset``; a page past the middle is read from the
+    end (the same index backwards), so no page skips more than half of the matching rows.
+    """
+    filters = {"regime": regime, "request_type": request_type, "state": state}
+    where, args = _filters(filters)
+    if total is None:
+        total = conn.execute(sql.SQL("select count(*) from compliance.dsr_status {}").format(where),
+                             args).fetchone()[0]
+    # With a state filter the state's rank is one value: ordering by it would only hide the index to use.
+    keys = ([] if state is not None else [_STATE_RANK]) + [sql.SQL("days_left"), sql.SQL("request_id")]
+    backwards = offset > total // 2 and offset < total
+    if backwards:
+        limit, offset = min(limit, total - offset), max(total - offset - limit, 0)
+    direction = sql.SQL(" desc nulls first" if backwards else " asc nulls last")
+    cur = conn.execute(sql.SQL(
+        """select {columns} from compliance.dsr_status {where} order by {order} limit %s offset %s""").format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, _PAGE_COLUMNS)), where=where,
+        order=sql.SQL(", ").join(key + direction for key in keys)), [*args, limit, offset])
+    rows = [dict(zip(_PAGE_COLUMNS, row)) for row in cur]
+    return {"total": total, "rows": rows[::-1] if backwards else rows}
+
+
+def _filters(values: dict[str, str | None]) -> tuple[sql.Composable, list]:
+    terms = [sql.SQL("{} = %s").format(sql.Identifier(name)) for name, value in values.items() if value is not None]
+    args = [value for value in values.values() if value is not None]
+    return (sql.SQL("where ") + sql.SQL(" and ").join(terms) if terms else sql.SQL("")), args
+
+
+def request_breakdown(conn) -> list[tuple[str | None, str | None, str, int]]:
+    """Live requests counted by (regime, request type, state): the page's filter choices and counts."""
+    return conn.execute("""select regime, request_type, state, count(*) from compliance.dsr_status
+                           group by 1, 2, 3 order by 1, 2, 3""").fetchall()
+
+
+def last_run(conn, *, what_if: bool = False) -> dict | None:
+    """The newest finished ``dsr_deadline_tracking`` run (live, or what-if): when the data was refreshed."""
+    row = conn.execute(
+        """select run_id, as_of, started_at, finished_at, dry_run, evaluated, changed from compliance.dsr_runs
+           where what_if = %s and finished_at is not null order by finished_at desc, run_id limit 1""",
+        (what_if,)).fetchone()
+    if row is None:
+        return None
+    return dict(zip(("run_id", "as_of", "started_at", "finished_at", "dry_run", "evaluated", "changed"), row))
 
 
 def as_text(value) -> str:

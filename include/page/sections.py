@@ -1,0 +1,385 @@
+"""The page's sections: one per domain, each a read module of ``include.reads`` plus one :class:`Section`.
+
+A section declares the compliance tables it reads, the DAG that refreshes it, its filters and its table's
+columns; ``build`` turns one request (filters, page) into rows and a summary. Everything around it is
+shared: the "not installed yet" state while its tables are missing (``to_regclass``), a read that does
+not match the installed table, pagination, JSON values, links into the Airflow UI, the page's rendering
+(``static/index.html`` draws every section from this JSON, so a new section needs no JavaScript).
+
+Adding a section (e.g. purges, once ``compliance.child_purges`` exists): write its read module in
+``include/reads/`` and one ``Section(...)`` in :data:`SECTIONS` below. See docs/compliance_page.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Callable, Mapping
+
+import psycopg
+
+from include import reads
+from include.deadlines import STATES
+from include.page.links import UiLinks
+from include.reads import audit as audit_reads
+from include.reads import campaigns, dsr, fulfilments, manifests, purges
+
+MAX_PAGE_SIZE = 200
+MAX_FILTER_LENGTH = 100
+
+
+class PageError(ValueError):
+    """A request the page cannot answer, in one sentence, with its HTTP status."""
+
+    def __init__(self, sentence: str, status: int = 400):
+        super().__init__(sentence)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    kind: str = "text"  # id | text | int | date | time | state | link | hash | path | counts
+
+
+@dataclass(frozen=True)
+class Filter:
+    name: str
+    label: str
+    choices: tuple[str, ...] | None = None  # a fixed vocabulary, else any value (the section lists those present)
+
+
+@dataclass(frozen=True)
+class Query:
+    filters: dict[str, str]
+    limit: int
+    offset: int
+
+
+@dataclass
+class Request:
+    """What a section's ``build`` gets: the store connection, the query, the UI links, shared services."""
+
+    conn: Any
+    query: Query
+    links: UiLinks
+    chain: audit_reads.ChainWatch | None = None
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    title: str
+    dag_id: str
+    tables: tuple[str, ...]
+    about: str
+    columns: tuple[Column, ...]
+    build: Callable[[Request], dict]
+    filters: tuple[Filter, ...] = ()
+    page_size: int = 50
+    # The Airflow permission the section needs beyond the page's own: read access to runs of its DAG,
+    # or (the audit log, written by every DAG) to the audit log of all DAGs.
+    dag_entity: str = "RUN"
+    refreshed_by: str = ""  # how the data is refreshed, in a few words
+
+    def parse(self, params: Mapping[str, str]) -> Query:
+        """The query from the request's parameters; PageError (400) for anything the section does not take."""
+        known = {f.name: f for f in self.filters}
+        unknown = sorted(set(params) - set(known) - {"page", "size"})
+        if unknown:
+            takes = ", ".join([*known, "page", "size"])
+            raise PageError(f"section {self.key!r} takes no parameter {unknown[0]!r} (it takes: {takes})")
+        filters = {}
+        for name, value in params.items():
+            if name not in known or value == "":
+                continue
+            allowed = known[name].choices
+            if allowed is not None and value not in allowed:
+                raise PageError(f"{name} {value!r} is not one of {', '.join(allowed)}")
+            if len(value) > MAX_FILTER_LENGTH:
+                raise PageError(f"{name} is longer than {MAX_FILTER_LENGTH} characters")
+            filters[name] = value
+        page = _positive(params.get("page", "1"), "page")
+        size = _positive(params.get("size", str(self.page_size)), "size")
+        if size > MAX_PAGE_SIZE:
+            raise PageError(f"size {size} is more than {MAX_PAGE_SIZE} rows a page")
+        return Query(filters=filters, limit=size, offset=(page - 1) * size)
+
+
+def _positive(text: str, name: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise PageError(f"{name} must be a whole number, not {text!r}") from None
+    if value < 1 or value > 10_000_000:
+        raise PageError(f"{name} must be between 1 and 10000000")
+    return value
+
+
+# -- rendering one section ------------------------------------------------------------------------------
+
+def render(section: Section, conn, params: Mapping[str, str], links: UiLinks,
+           chain: audit_reads.ChainWatch | None = None) -> dict:
+    """The section's JSON: installed or not, when refreshed, its DAG, summary, filters, columns and rows."""
+    query = section.parse(params)
+    head = describe(section, links)
+    missing = reads.missing_tables(conn, section.tables)
+    if missing:
+        return {**head, "installed": False,
+                "note": f"not installed yet: the compliance store has no {', '.join(missing)} (it arrives with "
+                        f"the {section.dag_id} DAG's store migration)"}
+    try:
+        with conn.transaction():  # one snapshot for the counts and the rows; a failed read leaves nothing open
+            body = section.build(Request(conn, query, links, chain))
+    except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction,
+            psycopg.errors.DatatypeMismatch) as exc:
+        return {**head, "installed": True, "mismatch": True,
+                "note": f"this page's read (include/reads) does not match the installed table: "
+                        f"{str(exc).splitlines()[0]}"}
+    rows = [{c.key: jsonable(row.get(c.key)) for c in section.columns} for row in body.pop("rows", [])]
+    return {**head, "installed": True, "query": {"filters": query.filters, "limit": query.limit,
+                                                  "offset": query.offset},
+            "filters": [{"name": f.name, "label": f.label, "choices": list(f.choices) if f.choices else None}
+                        for f in section.filters],
+            "columns": [c.__dict__ for c in section.columns], "rows": rows,
+            **{k: jsonable(v) for k, v in body.items()}}
+
+
+def describe(section: Section, links: UiLinks) -> dict:
+    return {"key": section.key, "title": section.title, "about": section.about,
+            "dag": {"dag_id": section.dag_id, "url": links.dag(section.dag_id),
+                    "trigger_url": links.trigger(section.dag_id), "refreshed_by": section.refreshed_by}}
+
+
+def jsonable(value):
+    """Dates as ISO strings, containers walked; everything else as it is."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def link(text, href: str | None) -> dict | None:
+    return None if text is None else {"text": str(text), "href": href}
+
+
+def refreshed(at, run_id: str | None, dag_id: str, links: UiLinks, **more) -> dict:
+    return {"at": at, "run_id": run_id, "run_url": links.run(dag_id, run_id), **more}
+
+
+# -- the sections -------------------------------------------------------------------------------------
+
+def _requests(req: Request) -> dict:
+    q = req.query
+    breakdown = dsr.request_breakdown(req.conn)
+    wanted = {k: v for k, v in q.filters.items() if k != "state"}
+    by_state: dict[str, int] = {}
+    for regime, request_type, state, count in breakdown:
+        if wanted.get("regime", regime) == regime and wanted.get("request_type", request_type) == request_type:
+            by_state[state] = by_state.get(state, 0) + count
+    total = by_state.get(q.filters["state"], 0) if "state" in q.filters else sum(by_state.values())
+    page = dsr.request_page(req.conn, **q.filters, limit=q.limit, offset=q.offset, total=total)
+    order = list(dsr.STATE_ORDER) + sorted(set(by_state) - set(dsr.STATE_ORDER))
+    for row in page["rows"]:
+        row["evaluated_by"] = link(row["run_id"], req.links.run(DSR, row["run_id"]))
+        row["flags"] = ", ".join(row["flags"] or []) or None
+    last = dsr.last_run(req.conn)
+    return {"total": page["total"], "rows": page["rows"],
+            "summary": [{"label": s, "value": by_state.get(s, 0), "filter": {"state": s}} for s in order],
+            "choices": {"regime": sorted({r for r, _, _, _ in breakdown if r is not None}),
+                        "request_type": sorted({t for _, t, _, _ in breakdown if t is not None}),
+                        "state": list(dsr.STATE_ORDER)},
+            "refreshed": refreshed(last and last["finished_at"], last and last["run_id"], DSR, req.links,
+                                   as_of=last and last["as_of"])}
+
+
+def _whatif(req: Request) -> dict:
+    runs = dsr.whatif_runs(req.conn, limit=req.query.offset + req.query.limit + 1)
+    shown = runs[req.query.offset:req.query.offset + req.query.limit]
+    for run in shown:
+        run["run"] = link(run["run_id"], req.links.run(DSR, run["run_id"]))
+        run["states"] = ", ".join(f"{k} {v}" for k, v in run["states"].items())
+    last = dsr.last_run(req.conn, what_if=True)
+    more = len(runs) > req.query.offset + req.query.limit
+    return {"total": req.query.offset + len(shown) + (1 if more else 0), "total_is_lower_bound": more,
+            "rows": shown,
+            "refreshed": refreshed(last and last["finished_at"], last and last["run_id"], DSR, req.links,
+                                   as_of=last and last["as_of"])}
+
+
+def _audit(req: Request) -> dict:
+    if req.chain is None:
+        raise PageError("the audit section needs the chain watch", 500)
+    status = req.chain.status(req.conn)
+    recent = req.conn.execute(
+        """select id, occurred_at, action, dag_id, run_id from compliance.audit_log
+           order by id desc limit %s offset %s""", (req.query.limit, req.query.offset)).fetchall()
+    rows = [{"id": i, "occurred_at": at, "action": action, "dag_id": dag_id,
+             "run": link(run_id, req.links.run(dag_id, run_id) if dag_id else None)}
+            for i, at, action, dag_id, run_id in recent]
+    return {"total": status.get("newest_id") or 0, "rows": rows, "chain": status, "facts": chain_facts(status),
+            "refreshed": refreshed(status.get("newest_at"), None, DSR, req.links,
+                                   verified_at=status.get("checked_at"), walked_at=status.get("full_at"))}
+
+
+def chain_facts(status: dict) -> list[dict]:
+    """The audit chain's status as the page's fact lines (label, value, tone)."""
+    state = status["state"]
+    if state == "verifying":
+        return [{"label": "Chain", "value": "being verified (a whole walk is running; this refreshes by itself)",
+                 "tone": "wait"},
+                {"label": "Newest row", "value": status.get("newest_id"), "tone": None}]
+    verdict = {"verified": ("intact: every row's hash recomputed", "good"),
+               "broken": (f"BROKEN: {status.get('problem')}", "bad"),
+               "anchors_disagree": ("recomputes, but does not match its anchors", "bad")}[state]
+    anchor = status.get("anchor") or {}
+    facts = [{"label": "Chain", "value": verdict[0], "tone": verdict[1]},
+             {"label": "Verified head", "value": f"row {status.get('head_id')} · {status.get('head')}", "tone": None,
+              "kind": "hash"},
+             {"label": "Rows verified", "value": f"{status.get('rows')} (whole walk at {_when(status.get('full_at'))}, "
+                                                  f"{status.get('rows_since_full')} newer row(s) checked since)",
+              "tone": None}]
+    if anchor.get("location") is None:
+        facts.append({"label": "Anchors", "value": anchor.get("note"), "tone": "warn"})
+    else:
+        newest = (f"row {anchor['newest_row']} · {anchor['newest_hash']}" if anchor.get("newest_row") is not None
+                  else "none yet")
+        facts.append({"label": "Newest anchor", "value": f"{newest} at {anchor['location']}", "tone": None,
+                      "kind": "hash"})
+        if anchor.get("problem"):
+            facts.append({"label": "Agree", "value": f"NO: {anchor['problem']}", "tone": "bad"})
+        else:
+            facts.append({"label": "Agree", "value": f"yes ({anchor.get('count')} anchor(s); "
+                                                      f"{anchor.get('rows_since', 0)} row(s) written since the newest)",
+                          "tone": "good"})
+    if status.get("walk_error"):
+        facts.append({"label": "Last walk", "value": f"failed: {status['walk_error']}", "tone": "bad"})
+    return facts
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "never"
+
+
+def _purges(req: Request) -> dict:
+    page = purges.purge_runs(req.conn, limit=req.query.limit, offset=req.query.offset)
+    for row in page["rows"]:
+        row["run"] = link(row["run_id"], req.links.run(purges.DAG_ID, row["run_id"]))
+    return {**page, "refreshed": refreshed(purges.last_refreshed(req.conn), None, purges.DAG_ID, req.links)}
+
+
+def _manifests(req: Request) -> dict:
+    vendor = req.query.filters.get("vendor_id")
+    if vendor is not None and not vendor.isdigit():
+        raise PageError(f"vendor_id must be a vendor's number, not {vendor!r}")
+    page = manifests.manifest_page(req.conn, vendor_id=int(vendor) if vendor else None, limit=req.query.limit,
+                                   offset=req.query.offset)
+    for row in page["rows"]:
+        row["run"] = link(row["run_id"], req.links.run(manifests.DAG_ID, row["run_id"]))
+    return {**page, "refreshed": refreshed(manifests.last_refreshed(req.conn), None, manifests.DAG_ID, req.links)}
+
+
+def _campaigns(req: Request) -> dict:
+    page = campaigns.campaign_page(req.conn, limit=req.query.limit, offset=req.query.offset)
+    for row in page["rows"]:
+        row["run"] = link(row["run_id"], req.links.run(campaigns.DAG_ID, row["run_id"]))
+    return {**page, "refreshed": refreshed(campaigns.last_refreshed(req.conn), None, campaigns.DAG_ID, req.links)}
+
+
+def _fulfilments(req: Request) -> dict:
+    page = fulfilments.fulfilment_page(req.conn, outcome=req.query.filters.get("outcome"), limit=req.query.limit,
+                                       offset=req.query.offset)
+    for row in page["rows"]:
+        row["run"] = link(row["run_id"], req.links.run(fulfilments.DAG_ID, row["run_id"]))
+    return {**page, "refreshed": refreshed(fulfilments.last_refreshed(req.conn), None, fulfilments.DAG_ID,
+                                           req.links)}
+
+
+DSR = "dsr_deadline_tracking"
+
+SECTIONS: tuple[Section, ...] = (
+    Section(
+        key="requests", title="Privacy requests", dag_id=DSR,
+        tables=("compliance.dsr_status", "compliance.dsr_runs"),
+        about="Every privacy request's latest live evaluation, overdue first, then by days left.",
+        refreshed_by="hourly, and by any manual run evaluated as of today",
+        filters=(Filter("regime", "Regime"), Filter("request_type", "Type"), Filter("state", "State", STATES)),
+        columns=(Column("request_id", "Request", "id"), Column("regime", "Regime"),
+                 Column("request_type", "Type"), Column("state", "State", "state"),
+                 Column("days_left", "Days left", "int"), Column("effective_due", "Due", "date"),
+                 Column("ack_due", "Ack due", "date"), Column("extension", "Extension"),
+                 Column("flags", "Flags"), Column("invalid_reason", "Invalid because"),
+                 Column("as_of", "As of", "date"), Column("evaluated_by", "Evaluated by run", "link")),
+        build=_requests),
+    Section(
+        key="whatif", title="What-if runs", dag_id=DSR,
+        tables=("compliance.dsr_runs", "compliance.dsr_whatif"),
+        about="Runs evaluated as of another day than their own: their results are kept apart from the live "
+              "states (compliance.dsr_whatif) and nothing was sent.",
+        refreshed_by="a manual run with an as_of other than today",
+        columns=(Column("run", "Run", "link"), Column("as_of", "As of", "date"),
+                 Column("evaluated_at", "Evaluated", "time"), Column("requests", "Requests", "int"),
+                 Column("states", "States")),
+        page_size=20, build=_whatif),
+    Section(
+        key="audit", title="Audit chain", dag_id=DSR, tables=("compliance.audit_log",),
+        about="The hash-chained audit log: the verified head, the newest anchor outside the database, and "
+              "whether they agree.",
+        refreshed_by="every DAG run appends to the log and anchors its head at the end",
+        columns=(Column("id", "Row", "id"), Column("occurred_at", "When", "time"), Column("action", "Action"),
+                 Column("dag_id", "DAG"), Column("run", "Run", "link")),
+        page_size=10, dag_entity="AUDIT_LOG", build=_audit),
+    Section(
+        key="purges", title="Child-data purges", dag_id=purges.DAG_ID, tables=purges.TABLES,
+        about="Per run: subjects purged, held, invalid, dry-run, reports matching no account, and downstream "
+              "vendor notices still outstanding.",
+        refreshed_by="daily",
+        columns=(Column("run", "Run", "link"), Column("detected_at", "Detected", "time"),
+                 Column("purged", "Purged", "int"), Column("held", "Held", "int"),
+                 Column("invalid", "Invalid", "int"), Column("dry_run", "Dry run", "int"),
+                 Column("no_match", "No match", "int"), Column("notices_outstanding", "Vendor notices due", "int")),
+        page_size=20, build=_purges),
+    Section(
+        key="manifests", title="Vendor manifests", dag_id=manifests.DAG_ID, tables=manifests.TABLES,
+        about="One manifest per vendor and period, with its violation count and object path.",
+        refreshed_by="daily over its data interval",
+        filters=(Filter("vendor_id", "Vendor id"),),
+        columns=(Column("vendor_id", "Vendor", "id"), Column("period_start", "From", "date"),
+                 Column("period_end", "To", "date"), Column("rows", "Shares", "int"),
+                 Column("subjects", "Subjects", "int"), Column("violations", "Violations", "int"),
+                 Column("manifest_uri", "Manifest", "path"), Column("run", "Run", "link")),
+        build=_manifests),
+    Section(
+        key="campaigns", title="Notification campaigns", dag_id=campaigns.DAG_ID, tables=campaigns.TABLES,
+        about="One campaign per policy version: sent, failed, skipped and total, with progress while it runs.",
+        refreshed_by="when a new policy version is published",
+        columns=(Column("campaign_id", "Campaign", "id"), Column("policy_version", "Policy version"),
+                 Column("started_at", "Started", "time"), Column("sent", "Sent", "int"),
+                 Column("failed", "Failed", "int"), Column("skipped", "Skipped", "int"),
+                 Column("total", "Total", "int"), Column("progress", "Progress"), Column("run", "Run", "link")),
+        page_size=20, build=_campaigns),
+    Section(
+        key="fulfilments", title="Request fulfilments", dag_id=fulfilments.DAG_ID, tables=fulfilments.TABLES,
+        about="What was done for each request: export package and checksum, rows erased, or what a person "
+              "must do.",
+        refreshed_by="daily, and by a manual run for named requests",
+        filters=(Filter("outcome", "Outcome"),),
+        columns=(Column("request_id", "Request", "id"), Column("action", "Action"), Column("outcome", "Outcome"),
+                 Column("package_uri", "Package", "path"), Column("package_sha256", "SHA-256", "hash"),
+                 Column("rows_erased", "Rows erased", "int"), Column("fulfilled_at", "When", "time"),
+                 Column("run", "Run", "link")),
+        build=_fulfilments),
+)
+BY_KEY = {s.key: s for s in SECTIONS}
+
+
+def section(key: str) -> Section:
+    try:
+        return BY_KEY[key]
+    except KeyError:
+        raise PageError(f"there is no section {key!r} (sections: {', '.join(BY_KEY)})", 404) from None

@@ -1,0 +1,290 @@
+"""End to end: the compliance page in a real ``airflow api-server``, over a store filled by the real DAG.
+
+One seeded database; ``dsr_deadline_tracking`` run for real (``airflow dags test``: a live run and a
+what-if); then ``airflow api-server`` with the plugin, SimpleAuthManager users from
+``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS`` and a passwords file. The API is checked against the store;
+access is checked for anonymous, bad-token, permission-less and viewer requests; and Debian's Chromium,
+driven by Playwright (no browser download), logs in, opens the page from the navigation, filters, checks
+what it shows against the store, and takes the screenshots in docs/screenshots/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.parse
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devkit import database, local_airflow
+from devkit.database import connect
+from devkit.seed.demo_data import seed
+
+pytestmark = pytest.mark.e2e
+DAG_ID = "dsr_deadline_tracking"
+LOGINS = {"vera": ("vera-viewer-pw", "viewer"), "nobody": ("nobody-pw", "")}
+CHROMIUM = "/usr/bin/chromium"
+# The flags the machine needs (no sandbox as root, no GPU, no network of its own beyond loopback).
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+API = "/compliance/api/sections"
+
+
+@pytest.fixture(scope="module")
+def world(pg_server_url, tmp_path_factory):
+    name = f"privacy_e2e_page_{uuid.uuid4().hex[:8]}"
+    url = database.create_database(pg_server_url, name)
+    seed(url, users=1500, seed=11, anchor=datetime.now(timezone.utc).date())
+    home = tmp_path_factory.mktemp("airflow")
+    evidence = tmp_path_factory.mktemp("evidence")
+    services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url="http://127.0.0.1:9",
+                                           sendgrid_api_key="SG.unused")
+    env = local_airflow.airflow_env(home, services, settings={"evidence_location": f"file://{evidence}"})
+    local_airflow.migrate_metadata(env)
+    logs = home / "logs-e2e"
+    runs = {}
+    for label, conf in (("live", {"dry_run": True}), ("what-if", {"as_of": "2030-01-01", "dry_run": True})):
+        result = local_airflow.dags_test(DAG_ID, env, conf=conf, log_path=logs / f"{label}.log")
+        assert local_airflow.run_state(result) == "success", result.stdout[-3000:] + result.stderr[-3000:]
+        runs[label] = (logs / f"{label}.log").read_text()
+    server_env = local_airflow.with_logins(env, LOGINS, local_airflow.free_port())
+    try:
+        with local_airflow.ApiServer(server_env, home / "api-server.log") as api, \
+                connect(url, autocommit=True) as conn:
+            token = api.token("vera", LOGINS["vera"][0])
+            with httpx.Client(base_url=api.base_url, timeout=60) as http:
+                yield {"url": url, "conn": conn, "api": api, "token": token, "http": http, "logs": runs,
+                       "evidence": evidence}
+    finally:
+        database.drop_database(pg_server_url, name)
+
+
+def get(world, path, token="vera", **params):
+    headers = {} if token is None else {"Authorization": f"Bearer {world['token'] if token == 'vera' else token}"}
+    return world["http"].get(path, params=params, headers=headers)
+
+
+def wait_for_chain(world):
+    for _ in range(120):
+        data = get(world, f"{API}/audit").json()
+        if data["chain"]["state"] != "verifying":
+            return data
+        import time
+
+        time.sleep(0.5)
+    raise AssertionError("the audit chain walk did not finish")
+
+
+# -- access --------------------------------------------------------------------------------------------
+
+ROUTES = ["/compliance/", API, f"{API}/requests", f"{API}/audit", f"{API}/purges"]
+
+
+def test_anonymous_and_bad_token_requests_are_refused_on_every_route(world):
+    for route in ROUTES:
+        assert get(world, route, token=None).status_code == 401, route
+        assert get(world, route, token="not-a-jwt").status_code == 403, route
+        # A token signed with another secret is as bad as garbage.
+        forged = world["token"][:-6] + ("AAAAAA" if not world["token"].endswith("AAAAAA") else "BBBBBB")
+        assert get(world, route, token=forged).status_code == 403, route
+        bad_cookie = world["http"].get(route, cookies={"_token": "not-a-jwt"})
+        assert bad_cookie.status_code == 403, route
+    # Nothing of the app is reachable without the checks: no schema, no docs.
+    for route in ("/compliance/openapi.json", "/compliance/docs", "/compliance/redoc"):
+        assert get(world, route).status_code == 404
+
+
+def test_a_logged_in_user_without_permission_is_refused(world):
+    token = world["api"].token("nobody", LOGINS["nobody"][0])
+    for route in ROUTES:
+        assert get(world, route, token=token).status_code == 403, route
+
+
+def test_a_logged_in_viewer_is_allowed_by_token_and_by_the_ui_cookie(world):
+    for route in ROUTES:
+        assert get(world, route).status_code == 200, route
+        assert world["http"].get(route, cookies={"_token": world["token"]}).status_code == 200, route
+    assert get(world, API).json()["user"] == "vera"
+
+
+# -- the API against the store --------------------------------------------------------------------------
+
+def test_requests_section_matches_the_store_overdue_first(world):
+    conn = world["conn"]
+    data = get(world, f"{API}/requests", size="200").json()
+    total = conn.execute("select count(*) from compliance.dsr_status").fetchone()[0]
+    assert data["total"] == total and len(data["rows"]) == min(total, 200)
+    by_state = dict(conn.execute("select state, count(*) from compliance.dsr_status group by 1"))
+    assert {s["label"]: s["value"] for s in data["summary"] if s["value"]} == by_state
+    expected = [r[0] for r in conn.execute(
+        """select request_id from compliance.dsr_status order by array_position(%s, state), days_left nulls last,
+           request_id limit 200""", (list(data["choices"]["state"]),))]
+    assert [r["request_id"] for r in data["rows"]] == expected
+    assert data["rows"][0]["state"] == "overdue"
+    assert data["refreshed"]["run_id"] == conn.execute(
+        "select run_id from compliance.dsr_runs where not what_if order by finished_at desc limit 1").fetchone()[0]
+
+
+def test_filters_and_pages_match_the_store(world):
+    conn = world["conn"]
+    regime, rtype = conn.execute("""select regime, request_type from compliance.dsr_status where regime = 'ccpa'
+                                    group by 1, 2 order by count(*) desc limit 1""").fetchone()
+    data = get(world, f"{API}/requests", regime=regime, request_type=rtype, size="3", page="2").json()
+    ids = [r[0] for r in conn.execute(
+        """select request_id from compliance.dsr_status where regime = %s and request_type = %s
+           order by array_position(%s, state), days_left nulls last, request_id""",
+        (regime, rtype, list(data["choices"]["state"])))]
+    assert data["total"] == len(ids)
+    assert [r["request_id"] for r in data["rows"]] == ids[3:6]
+    assert all(r["regime"] == regime and r["request_type"] == rtype for r in data["rows"])
+    overdue = get(world, f"{API}/requests", state="overdue").json()
+    days = [r["days_left"] for r in overdue["rows"]]
+    assert overdue["total"] == conn.execute(
+        "select count(*) from compliance.dsr_status where state = 'overdue'").fetchone()[0]
+    assert days == sorted(days) and all(d < 0 for d in days)
+    assert get(world, f"{API}/requests", state="late").status_code == 400
+
+
+def test_each_row_links_to_the_run_that_evaluated_it_and_that_run_exists_in_airflow(world):
+    data = get(world, f"{API}/requests", size="5").json()
+    for row in data["rows"]:
+        run_id = world["conn"].execute("select run_id from compliance.dsr_status where request_id = %s",
+                                       (row["request_id"],)).fetchone()[0]
+        assert row["evaluated_by"] == {"text": run_id,
+                                       "href": f"/dags/{DAG_ID}/runs/{urllib.parse.quote(run_id, safe='')}"}
+        found = get(world, f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
+        assert found.status_code == 200 and found.json()["dag_run_id"] == run_id
+
+
+def test_whatif_section_lists_the_what_if_run(world):
+    conn = world["conn"]
+    run_id, count = conn.execute("select run_id, count(*) from compliance.dsr_whatif group by 1").fetchone()
+    data = get(world, f"{API}/whatif").json()
+    assert [(r["run"]["text"], r["as_of"], r["requests"]) for r in data["rows"]] == [(run_id, "2030-01-01", count)]
+    assert data["refreshed"]["as_of"] == "2030-01-01"
+
+
+def test_audit_section_verifies_the_chain_and_agrees_with_the_newest_anchor(world):
+    from include import audit
+    from include.objectstore import FileObjectStore
+
+    data = wait_for_chain(world)
+    report = audit.verify_chain(world["conn"], anchors=FileObjectStore(f"file://{world['evidence']}"))
+    chain = data["chain"]
+    assert report.ok and chain["state"] == "verified"
+    assert (chain["rows"], chain["head"]) == (report.rows, report.head)
+    assert chain["anchor"]["newest_row"] == report.anchored_row and chain["anchor"]["problem"] is None
+    assert [f["value"] for f in data["facts"] if f["label"] == "Agree"][0].startswith("yes")
+
+
+def test_sections_of_dags_not_yet_installed_say_so(world):
+    listed = {s["key"]: s for s in get(world, API).json()["sections"]}
+    assert [k for k, s in listed.items() if s["installed"]] == ["requests", "whatif", "audit"]
+    for key in ("purges", "manifests", "campaigns", "fulfilments"):
+        assert "not installed yet" in get(world, f"{API}/{key}").json()["note"]
+
+
+def test_no_personal_data_in_any_api_answer(world):
+    from test_e2e_dsr_deadline_tracking import personal_data
+
+    pii = personal_data(world["conn"])
+    assert len(pii) > 1000
+    text = json.dumps([get(world, f"{API}/{key}", size="200").json()
+                       for key in ("requests", "whatif", "audit", "purges")]).lower()
+    text += get(world, API).text.lower() + get(world, "/compliance/").text.lower()
+    assert not [v for v in pii if v in text]
+    assert "assignee" not in text
+
+
+# -- the browser ---------------------------------------------------------------------------------------
+
+def browser_or_skip():
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        pytest.skip(f"Debian's chromium is not installed ({CHROMIUM} is missing): `apt-get install chromium`; "
+                    ".ci/run installs it where apt is available")
+    from playwright.sync_api import sync_playwright
+
+    return sync_playwright
+
+
+def test_in_chromium_log_in_open_the_page_from_the_navigation_filter_and_compare_with_the_store(world):
+    sync_playwright = browser_or_skip()
+    conn, base = world["conn"], world["api"].base_url
+    wait_for_chain(world)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+                                    args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1100})
+            page.goto(base + "/")
+            page.get_by_label("Username").fill("vera")
+            page.get_by_label("Password").fill(LOGINS["vera"][0])
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(base + "/")
+
+            # The navigation has the entry; it opens the page inside the UI.
+            page.locator("a[href='/plugin/privacy-compliance']").click()
+            page.wait_for_url("**/plugin/privacy-compliance**")
+            frame = page.frame_locator("iframe[title='Privacy compliance']")
+            rows = frame.locator("#section-requests table tbody tr")
+            rows.first.wait_for()
+
+            # What it shows is the store: overdue first, the counts by state, the run link.
+            first_ids = [int(t) for t in frame.locator("#section-requests td[data-col=request_id]").all_inner_texts()]
+            expected = [r[0] for r in conn.execute(
+                """select request_id from compliance.dsr_status order by array_position(
+                       '{overdue,ack_overdue,due_soon,awaiting_identity,on_track,invalid,closed_late,closed_on_time}'::text[],
+                       state), days_left nulls last, request_id limit 50""")]
+            assert first_ids == expected
+            by_state = dict(conn.execute("select state, count(*) from compliance.dsr_status group by 1"))
+            chip = frame.locator("#section-requests button[data-state=overdue] b")
+            assert int(chip.inner_text()) == by_state["overdue"]
+            run_link = frame.locator("#section-requests td[data-col=evaluated_by] a").first
+            assert run_link.get_attribute("target") == "_top"
+            assert run_link.get_attribute("href").startswith(f"/dags/{DAG_ID}/runs/")
+            frame.locator("#section-audit .tone-good").first.wait_for()
+            assert "intact" in frame.locator("#section-audit .facts").inner_text()
+            assert "not installed yet" in frame.locator("#section-purges").inner_text()
+
+            # Filter: CCPA, overdue. The rows are exactly the store's, worst first.
+            frame.locator("select[data-filter=regime]").select_option("ccpa")
+            frame.locator("#section-requests .filters").wait_for()
+            frame.locator("select[data-filter=state]").select_option("overdue")
+            want = [r[0] for r in conn.execute("""select request_id from compliance.dsr_status
+                                                   where regime = 'ccpa' and state = 'overdue'
+                                                   order by days_left, request_id limit 50""")]
+            assert want, "the seeded data has overdue CCPA requests"
+            frame.locator(f"#section-requests td[data-col=request_id] >> text='{want[0]}'").first.wait_for()
+            page.wait_for_function(
+                """n => { const f = document.querySelector("iframe[title='Privacy compliance']");
+                          return f && f.contentDocument.querySelectorAll('#section-requests tbody tr').length === n; }""",
+                arg=len(want))
+            shown = [int(t) for t in frame.locator("#section-requests td[data-col=request_id]").all_inner_texts()]
+            assert shown == want
+            assert set(frame.locator("#section-requests td[data-col=state]").all_inner_texts()) == {"overdue"}
+            assert set(frame.locator("#section-requests td[data-col=regime]").all_inner_texts()) == {"ccpa"}
+            # The screenshot for the docs: filtered, so every section fits in one tall window.
+            page.set_viewport_size({"width": 1440, "height": 1800})
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(SCREENSHOTS / "compliance-page.png"))
+            page.set_viewport_size({"width": 1440, "height": 1100})
+
+            # The section's DAG link leads to the DAG, whose Trigger button opens the trigger form.
+            dag_link = frame.locator("#section-requests header a", has_text="trigger form")
+            assert dag_link.get_attribute("href") == f"/dags/{DAG_ID}"
+            dag_link.click()
+            page.wait_for_url(f"{base}/dags/{DAG_ID}", wait_until="commit")
+            page.get_by_test_id("trigger-dag-button").first.click()
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_text("Evaluate as of").first.wait_for()
+            assert "Only these requests" in dialog.inner_text()
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(SCREENSHOTS / "trigger-form.png"))
+        finally:
+            browser.close()
