@@ -97,7 +97,27 @@ def _filters(values: dict[str, str | None]) -> tuple[sql.Composable, list]:
     return (sql.SQL("where ") + sql.SQL(" and ").join(terms) if terms else sql.SQL("")), args
 
 
+_BREAKDOWNS: dict[tuple, tuple[tuple, list]] = {}
+
+
 def request_breakdown(conn) -> list[tuple[str | None, str | None, str, int]]:
+    """Live requests by (regime, type, state), counted once per evaluation run and then remembered.
+
+    ``dsr_status`` changes only when a live evaluation run starts or finishes writing, so the counts are
+    kept under the newest run's start and finish times and recounted only after another run.
+    """
+    version = conn.execute("select max(started_at), max(finished_at), count(*) from compliance.dsr_runs "
+                           "where not what_if").fetchone()
+    where = (conn.info.host, conn.info.port, conn.info.dbname)
+    cached = _BREAKDOWNS.get(where)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    rows = _count_breakdown(conn)
+    _BREAKDOWNS[where] = (version, rows)
+    return rows
+
+
+def _count_breakdown(conn) -> list[tuple[str | None, str | None, str, int]]:
     """Live requests counted by (regime, request type, state): the page's filter choices and counts."""
     return conn.execute("""select regime, request_type, state, count(*) from compliance.dsr_status
                            group by 1, 2, 3 order by 1, 2, 3""").fetchall()
