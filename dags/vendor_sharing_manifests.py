@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import task
+from airflow.sdk import CronDataIntervalTimetable, task
 
 from include.seam.dag import (GCS_POOL, SENDGRID_POOL, date_param, dry_run_param, ids_param, prepare_store,
                               privacy_dag)
@@ -11,10 +11,14 @@ from include.seam.dag import (GCS_POOL, SENDGRID_POOL, date_param, dry_run_param
 
 @privacy_dag(
     dag_id="vendor_sharing_manifests",
-    schedule="@daily",
-    # Interval-based: each run covers its data interval, so catch-up writes the manifests of every day missed
-    # (back-filling); a repeated period writes nothing more.
+    # Interval-based: each scheduled run covers its data interval, one UTC day [00:00, 24:00), and runs when the
+    # day is over; catch-up writes the manifests of every day missed (back-filling), and a repeated day
+    # writes nothing more.
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     catchup=True,
+    # Runs of different days never race (each writes its own (vendor, day) manifests; a day written twice at
+    # once is claimed by one run), so a back-fill may run a few days at once; the pool bounds the uploads.
+    max_active_runs=4,
     tags=["vendors", "gdpr", "ccpa", "gcs", "email"],
     dagrun_timeout=timedelta(hours=2),
     params={

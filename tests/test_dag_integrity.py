@@ -97,11 +97,14 @@ def test_scheduled_dags_do_not_race_or_catch_up(dagbag):
 def test_vendor_manifests_are_daily_interval_runs_that_catch_up_and_map_vendors_in_the_gcs_pool(dagbag):
     """Interval-based (each run covers its data interval), so catch-up back-fills missed days; one mapped task
     per vendor, bounded by the privacy_gcs pool."""
+    from airflow.sdk import CronDataIntervalTimetable
+
     from include.seam.dag import GCS_POOL, SENDGRID_POOL
 
     dag = dagbag.dags["vendor_sharing_manifests"]
-    assert dag.schedule == "@daily" or str(dag.timetable.summary) == "@daily"
-    assert dag.catchup is True and dag.max_active_runs == 1
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)  # @daily, each run covering a [00:00, 24:00) UTC day
+    assert dag.timetable.expression == "0 0 * * *" and str(dag.timetable.timezone) == "UTC"
+    assert dag.catchup is True and dag.max_active_runs == 4
     write = dag.get_task("write_vendor_manifest")
     assert write.pool == GCS_POOL and type(write).__name__.endswith("MappedOperator")
     assert dag.get_task("send_violation_emails").pool == SENDGRID_POOL

@@ -179,7 +179,7 @@ def write_manifest(ops, store, objects: ObjectStore | None, dm: DataMap, setting
                 "subjects": data.tally.subjects, "data_object": data_name, "manifest_object": manifest_name,
                 "data_sha256": data.sha256, "content_sha256": content, "revision": revision,
                 "violations": _nonzero(data.tally.by_rule()), "invalid_rows": _nonzero(data.tally.by_problem())})
-    log.info("%s: %s %s and %s (%s; data SHA-256 %s, revision %d)", where, outcome, data_uri, manifest_name,
+    log.info("%s: %s %s and its manifest.json (%s; data SHA-256 %s, revision %d)", where, outcome, data_uri,
              _figures(data), data.sha256, revision)
     return _result(vendor_id, scope, outcome, data)
 
