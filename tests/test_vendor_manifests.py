@@ -413,3 +413,47 @@ def test_the_right_to_know_command(db, capsys):
     main(["right-to-know", "--url", url, "--user-id", str(user)])
     printed = capsys.readouterr()
     assert not [v for v in personal if v in (printed.out + printed.err).lower()]
+
+
+def test_the_store_reads_list_manifests_newest_first_and_total_the_violations(db, folder):
+    from include.reads import vendors as reads
+
+    ops, store = db["ops"], db["store"]
+    run_period(ops, store, folder, WIDE, "wide")
+    day = (ANCHOR - timedelta(days=20)).isoformat()
+    run_period(ops, store, folder, {"period_start": day}, "day")
+    listed = reads.manifests(store, limit=500)
+    assert [m["period_label"] for m in listed][:1] == [day]  # the day starts after the wide period
+    assert all(m["period_label"] == WIDE_LABEL for m in listed if m["period_label"] != day)
+    assert {m["vendor_id"] for m in reads.manifests(store, vendor_id=7)} == {7}
+    page = reads.manifests(store, before=listed[0]["period_start"], limit=500)
+    assert {m["period_label"] for m in page} == {WIDE_LABEL}
+    assert all(m["violation_rows"] for m in reads.manifests(store, with_violations=True, limit=500))
+    expected = Counter()
+    for (violations,) in store.execute("select violations from compliance.vendor_manifests"):
+        expected.update(violations)
+    assert reads.violation_totals(store) == {k: v for k, v in sorted(expected.items()) if v}
+    assert [r["run_id"] for r in reads.runs(store)] == ["day", "wide"]
+
+
+def test_a_failed_upload_leaves_no_manifest_pointing_to_a_missing_file_and_no_record(db, folder):
+    from include.objectstore import ObjectStoreRefused
+
+    ops, store = db["ops"], db["store"]
+    params = params_of({**WIDE, "vendor_ids": [1]})
+    data_name, manifest_name = manifests.object_names(1, WIDE_LABEL)
+    (folder.root / data_name).mkdir(parents=True)  # a folder where the data file goes: its upload fails
+    with pytest.raises(ObjectStoreRefused):
+        manifests.write_manifest(ops, store, folder, load_datamap(), SETTINGS, ctx("a"), params, 1, WIDE_LABEL)
+    assert not folder.exists(manifest_name)  # the manifest is written only after its data file
+    assert store.execute("select count(*) from compliance.vendor_manifests").fetchone()[0] == 0
+    (folder.root / data_name).rmdir()
+    (folder.root / manifest_name).mkdir()  # now the manifest's upload fails, after the data file's
+    with pytest.raises(ObjectStoreRefused):
+        manifests.write_manifest(ops, store, folder, load_datamap(), SETTINGS, ctx("b"), params, 1, WIDE_LABEL)
+    assert store.execute("select count(*) from compliance.vendor_manifests").fetchone()[0] == 0
+    assert store.execute("select count(*) from compliance.audit_log where action like 'vendor_manifest.w%'"
+                         ).fetchone()[0] == 0
+    (folder.root / manifest_name).rmdir()
+    assert manifests.write_manifest(ops, store, folder, load_datamap(), SETTINGS, ctx("c"), params, 1,
+                                    WIDE_LABEL)["outcome"] == manifests.WRITTEN  # the retry writes both, recorded

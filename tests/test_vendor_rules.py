@@ -228,3 +228,26 @@ def test_the_sql_gives_the_pure_rules_verdict_for_every_share(ops, vendors, user
     for vendor_id in {v for v, _ in facts.values()}:
         found.update(judged(ops, vendor_id, scope, tz=tz))
     assert found == {sid: verdict for sid, (_, verdict) in facts.items()}
+
+
+def test_the_same_rows_give_the_same_bytes_however_the_stream_is_cut():
+    """300,000 rows (three row groups) arriving in pieces of 97 bytes, 4 KiB, 1 MiB or all at once, parsed in
+    blocks of 64 KiB to 8 MiB: one file, byte for byte."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    users = rng.integers(1, 50_000, 300_000)
+    raw = "".join(f'{i},{users[i]},contact,"purpose, {i % 7}",{"" if i % 13 == 0 else "contract"},{i % 50 + 1},'
+                  f'{1_767_225_600_000_000 + i * 1000},{(i % 17 == 0) * 5},0\n' for i in range(300_000)).encode()
+
+    def pieces(size):
+        return (raw[s:s + size] for s in range(0, len(raw), size))
+
+    digests = set()
+    with tempfile.TemporaryDirectory() as tmp:
+        for size, block in ((97, 1 << 16), (4096, 1 << 20), (1 << 20, 4 << 20), (len(raw), 8 << 20)):
+            written = datafile.write(datafile.csv_batches(pieces(size), block_bytes=block), f"{tmp}/{size}.parquet")
+            assert written.tally.row_groups == 3 and written.tally.rows == 300_000
+            assert written.tally.by_rule()["category_not_allowed"] == written.tally.by_rule()["sp_dpa_after_share"] == 17_648
+            digests.add(written.sha256)
+    assert len(digests) == 1

@@ -10,8 +10,9 @@ Repeatable bytes: the same rows give the same file, because
 * the schema, the column order and every writer option are fixed here (:data:`WRITER_OPTIONS`), and the
   Parquet ``created_by`` field names the writer's version, never a time (the file holds no timestamp but
   the shares' own);
-* row-group boundaries depend only on the row count (every row group is combined into one chunk before it
-  is written, so neither the CSV block size nor the network's chunking can move a page boundary);
+* row-group boundaries depend only on the row count, and every row group is combined into one chunk before
+  it is written, so the writer is handed the same arrays whatever the CSV block size or the network's
+  chunking (tests cut the stream from 97-byte pieces to one piece);
 * the rule lists are spelled out in one fixed order (:data:`include.vendors.rules.VIOLATIONS`).
 
 A new pyarrow version may write different (equally valid) bytes: ``writer`` in the manifest names the
