@@ -68,7 +68,7 @@ def object_names(vendor_id: int, label: str) -> tuple[str, str]:
 
 # -- planning ---------------------------------------------------------------------------------------------
 
-def plan(ops, store, dm: DataMap, ctx: RunContext, params: ManifestParams, *, started=None) -> list[dict]:
+def plan(ops, store, dm: DataMap, ctx: RunContext, params: ManifestParams) -> list[dict]:
     """The (vendor, scope) pairs this run writes, one mapped task each.
 
     Every vendor of the period: those its shares name (unknown vendor ids included) and every active vendor
@@ -95,7 +95,7 @@ def plan(ops, store, dm: DataMap, ctx: RunContext, params: ManifestParams, *, st
            on conflict (run_id) do update set planned = excluded.planned, shares = excluded.shares,
                shares_without_vendor = excluded.shares_without_vendor, undated_shares = excluded.undated_shares""",
         (ctx.run_id, scope.label, period.start, period.end, list(params.vendor_ids), params.dry_run,
-         started or ctx.now(), len(vendors) + len(undated_vendors), shares, without_vendor, undated_shares))
+         ctx.now(), len(vendors) + len(undated_vendors), shares, without_vendor, undated_shares))
     details = {"period": scope.label, "start": period.start, "end": period.end, "vendors": len(vendors),
                "targeted": list(params.vendor_ids), "shares": shares, "undated_vendors": undated_vendors,
                "undated_shares": undated_shares, "shares_without_vendor": without_vendor, "dry_run": params.dry_run}
@@ -198,9 +198,9 @@ def recorded(store, vendor_id: int, label: str) -> Recorded | None:
 
 def _write_data(ops, dm: DataMap, settings: Settings, vendor_id: int, scope: Scope, path: str,
                 row_group_rows: int) -> datafile.DataFile:
-    with ops.cursor() as cur:
-        with cur.copy(source.copy_statement(dm, scope), source.copy_params(vendor_id, scope, settings.timezone)) as copy:
-            return datafile.write(datafile.csv_batches(copy), path, row_group_rows=row_group_rows)
+    params = source.copy_params(vendor_id, scope, settings.timezone)
+    with ops.cursor() as cur, cur.copy(source.copy_statement(dm, scope), params) as copy:
+        return datafile.write(datafile.csv_batches(copy), path, row_group_rows=row_group_rows)
 
 
 def manifest_document(vendor: VendorRow, scope: Scope, settings: Settings, data: datafile.DataFile,

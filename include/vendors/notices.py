@@ -36,11 +36,12 @@ def record(store, *, vendor_id: int, period_label: str, recipient: str, run_id: 
         (vendor_id, period_label, recipient, now, run_id)).rowcount == 1
 
 
-_SCOPE = "n.period_label = any(%(labels)s) and (cardinality(%(ids)s::bigint[]) = 0 or n.vendor_id = any(%(ids)s::bigint[]))"
+_SCOPE = ("n.period_label = any(%(labels)s) "
+          "and (cardinality(%(ids)s::bigint[]) = 0 or n.vendor_id = any(%(ids)s::bigint[]))")
 
 _CLAIM = f"""
-select n.vendor_id, n.period_label, n.recipient, m.vendor_known, m.vendor_name, m.vendor_kind, m.violations, m.violation_rows,
-       m.violation_examples, m.row_count, m.manifest_uri, m.data_uri, m.data_sha256
+select n.vendor_id, n.period_label, n.recipient, m.vendor_known, m.vendor_name, m.vendor_kind, m.violations,
+       m.violation_rows, m.violation_examples, m.row_count, m.manifest_uri, m.data_uri, m.data_sha256
 from compliance.vendor_violation_notices n
 join compliance.vendor_manifests m using (vendor_id, period_label)
 where n.status = 'pending' and {_SCOPE}
@@ -67,8 +68,8 @@ class ViolationNoticeLedger:
         row = conn.execute(_CLAIM, self.params).fetchone()
         if row is None:
             return None
-        (vendor_id, label, recipient, known, name, kind, violations, rows_broken, examples, rows, manifest_uri, data_uri,
-         sha) = row
+        (vendor_id, label, recipient, known, name, kind, violations, rows_broken, examples, rows, manifest_uri,
+         data_uri, sha) = row
         payload = violation_payload(
             vendor_id=vendor_id, vendor_name=name, known=known, kind=kind,
             period_label=label, recipient=recipient, violations=violations, violation_rows=rows_broken,

@@ -176,7 +176,8 @@ def mask_columns(dm: DataMap) -> tuple[sql.Composable, sql.Composable]:
     violations = {
         "category_not_allowed": sql.SQL("{v_id} is not null and not coalesce({cat} = any({allowed}), false)").format(
             v_id=V("id"), cat=S("category"), allowed=V("allowed_categories")),
-        "sp_without_dpa": sql.SQL("{kind} = {sp} and {dpa} is null").format(kind=V("kind"), sp=sp, dpa=V("dpa_signed_on")),
+        "sp_without_dpa": sql.SQL("{kind} = {sp} and {dpa} is null").format(
+            kind=V("kind"), sp=sp, dpa=V("dpa_signed_on")),
         "sp_dpa_after_share": sql.SQL("{kind} = {sp} and {dpa} > {day}").format(
             kind=V("kind"), sp=sp, dpa=V("dpa_signed_on"), day=share_day),
         "opted_out_to_non_sp": sql.SQL("{dns_at} < {at} and {kind} is distinct from {sp}").format(
