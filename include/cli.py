@@ -226,6 +226,65 @@ def cmd_whatif(args) -> int:
     return EXIT_OK
 
 
+def _day(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-25") from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def cmd_right_to_know(args) -> int:
+    """CCPA right to know (Cal. Civ. Code §1798.110, §1798.115): what of one user was shared, with whom."""
+    from datetime import datetime, timezone
+
+    from include.datamap import DataMapError, load_datamap, validate_against_database
+    from include.vendors import right_to_know
+
+    until = args.until or datetime.now(timezone.utc).date()
+    if args.since and args.since > until:
+        raise CommandFailed(f"--since {args.since} is after --until {until}", EXIT_USAGE)
+    period = (right_to_know.days_period(args.since, until, timezone.utc) if args.since
+              else right_to_know.last_twelve_months(until, timezone.utc))
+    first, last = period.start.date(), until
+    url = database_url(args)
+    with connect(url) as conn:
+        conn.execute("set time zone 'UTC'")
+        try:
+            dm = load_datamap(os.environ.get("PRIVACY_DATAMAP") or None)
+            validate_against_database(dm, conn)
+        except DataMapError as exc:
+            raise CommandFailed(f"data map problem: {exc.summary} (see privacy-ops check-datamap)") from None
+        answer = right_to_know.shared_with(conn, dm, args.user_id, period)
+    where = f"from {first} to {last} (UTC, both days included)"
+    account = "" if answer.account_exists else " (no account has this id now: deleted, purged or never created)"
+    if not answer.vendors:
+        print(f"user {args.user_id}{account}: nothing shared {where}")
+    else:
+        print(f"user {args.user_id}{account}: shared with {len(answer.vendors)} vendor(s) {where}; "
+              f"categories: {', '.join(answer.categories)}")
+    for v in answer.vendors:
+        print(f"  {_vendor_text(v)}: {', '.join(v.categories)} - {v.shares} share(s), {v.records} record(s), "
+              f"{v.first_shared:%Y-%m-%d} to {v.last_shared:%Y-%m-%d}")
+    for v in answer.undated:
+        print(f"  {_vendor_text(v)}: {', '.join(v.categories)} - {v.shares} share(s) whose time the database cannot "
+              "place (infinity, BC or after 9999): they may fall in this period")
+    return EXIT_OK
+
+
+def _vendor_text(v) -> str:
+    if not v.known:
+        return f"vendor {v.vendor_id} (unknown vendor id)"
+    return f"vendor {v.vendor_id} {v.name} ({v.kind})"
+
+
 def with_url(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--url", metavar="URL",
                         help="libpq URL of the database (default: $PRIVACY_PG_URL, else the local server)")
@@ -259,6 +318,16 @@ def add_product_commands(sub) -> None:
     p.add_argument("--run-id", metavar="RUN_ID", help="show this run's evaluations (default: list the runs)")
     p.add_argument("--limit", type=int, default=50, help="at most this many lines (default: 50)")
     p.set_defaults(func=cmd_whatif)
+
+    p = with_url(sub.add_parser(
+        "right-to-know", help="CCPA right to know: the categories of one user's data shared, and with which vendors",
+        description="List the categories of one user's personal data shared with vendors over a period, and the "
+                    "vendors (from data_shares through the data map; the same data as the vendor manifests)."))
+    p.add_argument("--user-id", type=_positive, required=True, metavar="N", help="the user's internal id")
+    p.add_argument("--since", type=_day, metavar="DATE",
+                   help="first day, YYYY-MM-DD in UTC (default: 12 months before --until)")
+    p.add_argument("--until", type=_day, metavar="DATE", help="last day, included, YYYY-MM-DD in UTC (default: today)")
+    p.set_defaults(func=cmd_right_to_know)
 
 
 # -- assembling the parser --------------------------------------------------------------------------

@@ -26,6 +26,12 @@ def in_range(column: sql.Composable) -> sql.Composable:
     return sql.SQL("({c} >= {low} and {c} < {high})").format(c=column, low=_LOW, high=_HIGH)
 
 
+def out_of_range(column: sql.Composable) -> sql.Composable:
+    """True where a value is outside what Python can hold (NULL stays NULL); two range conditions, so an
+    index on the column serves it (e.g. finding the few undatable rows of a large table)."""
+    return sql.SQL("({c} < {low} or {c} >= {high})").format(c=column, low=_LOW, high=_HIGH)
+
+
 def unreadable(column: sql.Composable, name: str) -> sql.Composable:
     return sql.SQL(
         "case when {c} is null or {ok} then null"

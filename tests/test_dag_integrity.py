@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
-EXPECTED = {"dsr_deadline_tracking"}
+EXPECTED = {"dsr_deadline_tracking", "vendor_sharing_manifests"}
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,36 @@ def test_scheduled_dags_do_not_race_or_catch_up(dagbag):
     assert dag.schedule == "@hourly" or str(dag.timetable.summary) == "@hourly"
 
 
+def test_vendor_manifests_are_daily_interval_runs_that_catch_up_and_map_vendors_in_the_gcs_pool(dagbag):
+    """Interval-based (each run covers its data interval), so catch-up back-fills missed days; one mapped task
+    per vendor, bounded by the privacy_gcs pool."""
+    from airflow.sdk import CronDataIntervalTimetable
+
+    from include.seam.dag import GCS_POOL, SENDGRID_POOL
+
+    dag = dagbag.dags["vendor_sharing_manifests"]
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)  # @daily, each run covering a [00:00, 24:00) UTC day
+    assert dag.timetable.expression == "0 0 * * *" and str(dag.timetable.timezone) == "UTC"
+    assert dag.catchup is True and dag.max_active_runs == 4
+    write = dag.get_task("write_vendor_manifest")
+    assert write.pool == GCS_POOL and type(write).__name__.endswith("MappedOperator")
+    assert dag.get_task("send_violation_emails").pool == SENDGRID_POOL
+    assert [t.task_id for t in write.upstream_list] == ["plan_vendors"]
+    assert {t.task_id for t in write.downstream_list} == {"summarize_period"}
+
+
+def test_vendor_manifests_trigger_form_refuses_bad_input(dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = dagbag.dags["vendor_sharing_manifests"]
+    for bad in ({"period_start": "2026-02-30"}, {"vendor_ids": [0]}, {"vendor_ids": ["7"]}, {"vendor_ids": [7, 7]},
+                {"dry_run": "no"}):
+        with pytest.raises(ParamValidationError):
+            _with(dag.params, bad)
+    _with(dag.params, {"period_start": "2026-11-01", "period_end": "2026-11-08", "vendor_ids": [7, 9001],
+                       "dry_run": True})
+
+
 def _with(params, values):
     params = copy.deepcopy(params)
     for key, value in values.items():
@@ -118,6 +148,7 @@ def test_dag_files_import_nothing_heavy_at_parse_time():
 
     code = ("import sys, runpy\n"
             f"runpy.run_path({str(DAGS / 'dsr_deadline_tracking.py')!r})\n"
+            f"runpy.run_path({str(DAGS / 'vendor_sharing_manifests.py')!r})\n"
             "heavy = [m for m in ('pandas', 'pyarrow', 'psycopg', 'sendgrid', 'holidays', 'google.cloud.storage', 'airflow.providers.google.cloud.hooks') "
             "if m in sys.modules]\n"
             "print(','.join(heavy))")

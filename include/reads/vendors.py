@@ -1,0 +1,53 @@
+"""Vendor data-sharing manifests: what was shared with whom per period, the rules broken, the runs.
+
+For the compliance page, the command line and the demo's summary. Vendor ids and names (companies), counts,
+checksums and object URIs only; newest period first, served by the indexes of migration 0004.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+_COLUMNS = """vendor_id, period_label, period_start, period_end, vendor_known, vendor_name, vendor_kind, row_count,
+              subject_count, record_count, violation_rows, violations, invalid_rows, data_sha256, data_uri,
+              manifest_uri, revision, run_id, generated_at"""
+
+
+def manifests(conn, *, vendor_id: int | None = None, with_violations: bool = False, limit: int = 50,
+              before: datetime | None = None) -> list[dict]:
+    """The newest manifests (by period start; ``undated`` ones last), for one vendor or all.
+
+    ``before``: only periods starting before it (the next page starts at the last row's ``period_start``).
+    """
+    where = ["(%(vendor)s::bigint is null or vendor_id = %(vendor)s)",
+             "(%(before)s::timestamptz is null or period_start < %(before)s)"]
+    if with_violations:
+        where.append("violation_rows > 0")
+    cur = conn.execute(f"""select {_COLUMNS} from compliance.vendor_manifests where {' and '.join(where)}
+                           order by period_start desc nulls last, vendor_id limit %(limit)s""",
+                       {"vendor": vendor_id, "before": before, "limit": limit})
+    names = [c.name for c in cur.description]
+    return [dict(zip(names, row)) for row in cur]
+
+
+def violation_totals(conn, *, since: datetime | None = None) -> dict[str, int]:
+    """Shares breaking each rule, over the manifests of periods starting at or after ``since`` (all if None)."""
+    rows = conn.execute("""select rule, sum(count::bigint) from compliance.vendor_manifests,
+                                  jsonb_each_text(violations) as v(rule, count)
+                           where %(since)s::timestamptz is null or period_start >= %(since)s
+                           group by rule having sum(count::bigint) > 0 order by rule""", {"since": since})
+    return {rule: int(n) for rule, n in rows}
+
+
+def runs(conn, *, limit: int = 20) -> list[dict]:
+    """The newest runs: period, targets, dry run, what each vendor's step did, shares and violations."""
+    cur = conn.execute("""select run_id, period_label, period_start, period_end, vendor_ids, dry_run, started_at,
+                                 finished_at, planned, outcomes, shares, shares_without_vendor, undated_shares,
+                                 violations
+                          from compliance.vendor_manifest_runs order by started_at desc limit %s""", (limit,))
+    names = [c.name for c in cur.description]
+    return [dict(zip(names, row)) for row in cur]
+
+
+def notices(conn) -> dict[str, int]:
+    """Violation emails by status."""
+    return dict(conn.execute("select status, count(*) from compliance.vendor_violation_notices group by 1"))

@@ -1,0 +1,332 @@
+"""The steps of ``vendor_sharing_manifests`` as plain functions (no Airflow in here).
+
+``plan`` lists the (vendor, period) manifests a run writes; ``write_manifest`` writes one (the mapped task);
+``summarize`` records what the run did; ``send_notices`` emails the violations. Logs, audit entries and the
+store carry vendor ids, counts, checksums and object names: never a subject's data.
+
+Objects, under the ``evidence_location`` setting (``gs://bucket/prefix`` or ``file:///folder``)::
+
+    manifests/vendor=<vendor id>/period=<period label>/shares.parquet   the data file (one row per share)
+    manifests/vendor=<vendor id>/period=<period label>/manifest.json    what it holds, and its SHA-256
+
+The period label is ``2026-11-24`` for one UTC day (a scheduled run), ``<start>--<end>`` for another
+period, ``undated`` for the shares whose time no period can hold.
+
+Writing one manifest, in this order, inside one store transaction that holds the (vendor, period) claim
+(a transaction-scoped advisory lock: a second run at the same time skips it, a run that dies releases it):
+
+1. stream the shares into a local Parquet file and count them (:mod:`include.vendors.datafile`);
+2. if the store already records this exact content (same data checksum, same manifest fields but the
+   generation time and run id) and both objects are there, nothing is written: a re-run with identical
+   data leaves the objects, their checksums and the record as they were;
+3. upload the data file, then ``manifest.json`` (a crash between them leaves a data file without a
+   manifest, never a manifest naming a missing file), then record the row, the violation notice and the
+   audit entry, and commit.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+from psycopg.types.json import Jsonb
+
+from include.audit import RunContext
+from include.config import Settings
+from include.datamap import DataMap
+from include.notify.delivery import deliver
+from include.objectstore import ObjectStore
+from include.vendors import datafile, notices, source
+from include.vendors.params import ManifestParams
+from include.vendors.rules import VIOLATIONS
+from include.vendors.source import Scope, VendorRow
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+PREFIX = "manifests"
+
+WRITTEN = "written"            # content new or changed: objects and record written
+RESTORED = "restored"          # content as recorded, but an object was missing: objects written again
+UNCHANGED = "unchanged"        # content as recorded and both objects present: nothing written
+NO_SHARES = "no_shares"        # the vendor has no share in the scope: nothing written
+BUSY = "claimed_elsewhere"     # another run holds the (vendor, period) claim right now: left to it
+DRY_RUN = "dry_run"            # judged and counted only
+OUTCOMES = (WRITTEN, RESTORED, UNCHANGED, NO_SHARES, BUSY, DRY_RUN)
+
+
+def object_names(vendor_id: int, label: str) -> tuple[str, str]:
+    """The data file's and the manifest's object names (relative to the evidence location)."""
+    base = f"{PREFIX}/vendor={vendor_id}/period={label}"
+    return f"{base}/shares.parquet", f"{base}/manifest.json"
+
+
+# -- planning ---------------------------------------------------------------------------------------------
+
+def plan(ops, store, dm: DataMap, ctx: RunContext, params: ManifestParams) -> list[dict]:
+    """The (vendor, scope) pairs this run writes, one mapped task each.
+
+    Every vendor of the period: those its shares name (unknown vendor ids included) and every active vendor
+    (which says "no shares" when it has none); a targeted run only its ``vendor_ids``. Vendors with undated
+    shares get an ``undated`` manifest too.
+    """
+    period, scope = params.period, params.scope
+    counts = source.vendors_with_shares(ops, dm, period)
+    without_vendor = counts.pop(None, 0)
+    undated = source.vendors_with_undated_shares(ops, dm)
+    undated.pop(None, None)
+    if params.vendor_ids:
+        vendors = list(params.vendor_ids)
+    else:
+        vendors = sorted(set(counts) | set(source.active_vendor_ids(ops, dm)))
+    undated_vendors = sorted(v for v in undated if not params.vendor_ids or v in params.vendor_ids)
+    shares = sum(counts.get(v, 0) for v in vendors)
+    undated_shares = sum(undated[v] for v in undated_vendors)
+    store.execute(
+        """insert into compliance.vendor_manifest_runs
+               (run_id, period_label, period_start, period_end, vendor_ids, dry_run, started_at, planned, shares,
+                shares_without_vendor, undated_shares)
+           values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           on conflict (run_id) do update set planned = excluded.planned, shares = excluded.shares,
+               shares_without_vendor = excluded.shares_without_vendor, undated_shares = excluded.undated_shares""",
+        (ctx.run_id, scope.label, period.start, period.end, list(params.vendor_ids), params.dry_run,
+         ctx.now(), len(vendors) + len(undated_vendors), shares, without_vendor, undated_shares))
+    details = {"period": scope.label, "start": period.start, "end": period.end, "vendors": len(vendors),
+               "targeted": list(params.vendor_ids), "shares": shares, "undated_vendors": undated_vendors,
+               "undated_shares": undated_shares, "shares_without_vendor": without_vendor, "dry_run": params.dry_run}
+    ctx.audit(store, "vendor_manifest.planned", details)
+    unknown = sorted(set(vendors) - source.known_vendor_ids(ops, dm, vendors))
+    log.info("period %s: %d share(s) over %d vendor(s) to write%s%s", scope.label, shares, len(vendors),
+             f" ({len(unknown)} unknown vendor id(s): {unknown})" if unknown else "",
+             f"; {len(undated_vendors)} vendor(s) with {undated_shares} undated share(s) {undated_vendors}"
+             if undated_vendors else "")
+    if shares == 0:
+        log.info("period %s has no shares%s: each vendor's step will say so and write nothing", scope.label,
+                 f" for vendor(s) {list(params.vendor_ids)}" if params.vendor_ids else "")
+    if without_vendor:
+        log.warning("%d share(s) in period %s name no vendor (empty vendor_id): no vendor's manifest can hold "
+                    "them; they are counted in compliance.vendor_manifest_runs", without_vendor, scope.label)
+    return ([{"vendor_id": v, "scope": scope.label} for v in vendors]
+            + [{"vendor_id": v, "scope": source.UNDATED} for v in undated_vendors])
+
+
+# -- one manifest -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Recorded:
+    content_sha256: str
+    revision: int
+    run_id: str
+
+
+def write_manifest(ops, store, objects: ObjectStore | None, dm: DataMap, settings: Settings, ctx: RunContext,
+                   params: ManifestParams, vendor_id: int, scope_label: str, *,
+                   row_group_rows: int = datafile.ROW_GROUP_ROWS, workdir: str | None = None) -> dict:
+    """Write (or confirm) the manifest of one vendor and scope; returns its outcome and figures for XCom.
+
+    ``objects`` may be None in a dry run (nothing is uploaded).
+    """
+    if ops is store:
+        raise ValueError("write_manifest needs separate connections for the operational DB and the store")
+    scope = params.scope_of(scope_label)
+    where = f"vendor {vendor_id}, {scope.label}"
+    if not source.has_shares(ops, dm, vendor_id, scope):
+        log.info("%s: no shares; nothing written", where)
+        return {"vendor_id": vendor_id, "period": scope.label, "outcome": NO_SHARES, "rows": 0}
+    vendor = source.vendor_row(ops, dm, vendor_id)
+    data_name, manifest_name = object_names(vendor_id, scope.label)
+    with tempfile.TemporaryDirectory(prefix="vendor-manifest-", dir=workdir) as tmp:
+        path = os.path.join(tmp, "shares.parquet")
+        if params.dry_run:
+            data = _write_data(ops, dm, settings, vendor_id, scope, path, row_group_rows)
+            log.info("%s: dry run, %s; nothing written", where, _figures(data))
+            return _result(vendor_id, scope, DRY_RUN, data)
+        with store.transaction():
+            if not claim(store, vendor_id, scope.label):
+                log.info("%s: another run is writing this manifest now; left to it", where)
+                return {"vendor_id": vendor_id, "period": scope.label, "outcome": BUSY, "rows": None}
+            previous = recorded(store, vendor_id, scope.label)
+            data = _write_data(ops, dm, settings, vendor_id, scope, path, row_group_rows)
+            if not data.tally.rows:  # the shares went between the look and the read
+                log.info("%s: no shares; nothing written", where)
+                return {"vendor_id": vendor_id, "period": scope.label, "outcome": NO_SHARES, "rows": 0}
+            document = manifest_document(vendor, scope, settings, data, data_name, objects.uri(data_name))
+            content = content_sha256(document)
+            if previous is not None and previous.content_sha256 == content:
+                if objects.exists(data_name) and objects.exists(manifest_name):
+                    log.info("%s: unchanged since run %s (data SHA-256 %s); nothing written", where,
+                             previous.run_id, data.sha256)
+                    return _result(vendor_id, scope, UNCHANGED, data)
+                outcome, revision = RESTORED, previous.revision
+            else:
+                outcome, revision = WRITTEN, (previous.revision + 1 if previous else 1)
+            generated_at = ctx.now()
+            data_uri = objects.put_file(data_name, path, datafile.CONTENT_TYPE)
+            manifest_uri = objects.put(manifest_name, render(document, generated_at=generated_at, run_id=ctx.run_id),
+                                       "application/json")
+            _record(store, vendor, scope, data, document, content, revision, data_name, data_uri, manifest_name,
+                    manifest_uri, ctx.run_id, generated_at)
+            if data.tally.violation_rows:
+                notices.record(store, vendor_id=vendor_id, period_label=scope.label,
+                               recipient=settings.compliance_team_email, run_id=ctx.run_id, now=generated_at)
+            ctx.audit(store, f"vendor_manifest.{outcome}", {
+                "vendor_id": vendor_id, "period": scope.label, "rows": data.tally.rows,
+                "subjects": data.tally.subjects, "data_object": data_name, "manifest_object": manifest_name,
+                "data_sha256": data.sha256, "content_sha256": content, "revision": revision,
+                "violations": _nonzero(data.tally.by_rule()), "invalid_rows": _nonzero(data.tally.by_problem())})
+    log.info("%s: %s %s and its manifest.json (%s; data SHA-256 %s, revision %d)", where, outcome, data_uri,
+             _figures(data), data.sha256, revision)
+    return _result(vendor_id, scope, outcome, data)
+
+
+def claim(store, vendor_id: int, label: str) -> bool:
+    """Inside the caller's transaction: take the (vendor, period) claim, or False when another run holds it."""
+    key = f"vendor_manifest:{vendor_id}:{label}"
+    return store.execute("select pg_try_advisory_xact_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
+
+
+def recorded(store, vendor_id: int, label: str) -> Recorded | None:
+    row = store.execute("""select content_sha256, revision, run_id from compliance.vendor_manifests
+                           where vendor_id = %s and period_label = %s""", (vendor_id, label)).fetchone()
+    return Recorded(*row) if row else None
+
+
+def _write_data(ops, dm: DataMap, settings: Settings, vendor_id: int, scope: Scope, path: str,
+                row_group_rows: int) -> datafile.DataFile:
+    params = source.copy_params(vendor_id, scope, settings.timezone)
+    with ops.cursor() as cur, cur.copy(source.copy_statement(dm, scope), params) as copy:
+        return datafile.write(datafile.csv_batches(copy), path, row_group_rows=row_group_rows)
+
+
+def manifest_document(vendor: VendorRow, scope: Scope, settings: Settings, data: datafile.DataFile,
+                      data_name: str, data_uri: str) -> dict:
+    """Every field of ``manifest.json`` except ``generated_at`` and ``run_id``: a function of the data only."""
+    tally = data.tally
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "kind": "vendor_sharing_manifest",
+        "vendor": vendor.as_manifest(),
+        "period": {"label": scope.label,
+                   "start": scope.start.isoformat() if scope.start else None,
+                   "end": scope.end.isoformat() if scope.end else None,
+                   "timezone": settings.timezone,
+                   "child_rules_as_of": scope.child_as_of.isoformat()},
+        "data_file": {"object": data_name, "uri": data_uri, "sha256": data.sha256, "bytes": data.bytes,
+                      "format": "parquet", "writer": datafile.writer_version(), "row_groups": tally.row_groups,
+                      "columns": datafile.SCHEMA.names, "order": ["shared_at", "share_id"]},
+        "rows": tally.rows,
+        "subjects": tally.subjects,
+        "records": tally.records,
+        "counts_by_category": dict(sorted(tally.categories.items())),
+        "violations": tally.by_rule(),
+        "rows_with_violations": tally.violation_rows,
+        "invalid_rows": tally.by_problem(),
+        "rows_with_problems": tally.problem_rows,
+    }
+
+
+def _canonical(document: dict) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def content_sha256(document: dict) -> str:
+    return hashlib.sha256(_canonical(document)).hexdigest()
+
+
+def render(document: dict, *, generated_at, run_id: str) -> bytes:
+    """``manifest.json``: the document plus generation time and run id, keys sorted, indented."""
+    full = {**document, "generated_at": generated_at.isoformat(), "run_id": run_id}
+    return (json.dumps(full, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _record(store, vendor: VendorRow, scope: Scope, data: datafile.DataFile, document: dict, content: str,
+            revision: int, data_name: str, data_uri: str, manifest_name: str, manifest_uri: str, run_id: str,
+            generated_at) -> None:
+    tally = data.tally
+    store.execute(
+        """insert into compliance.vendor_manifests
+               (vendor_id, period_label, period_start, period_end, vendor_known, vendor_name, vendor_kind,
+                data_object, data_uri, manifest_object, manifest_uri, data_sha256, data_bytes, content_sha256,
+                row_count, subject_count, record_count, counts_by_category, violations, violation_rows,
+                violation_examples, invalid_rows, revision, run_id, generated_at)
+           values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           on conflict (vendor_id, period_label) do update set
+               vendor_known = excluded.vendor_known, vendor_name = excluded.vendor_name,
+               vendor_kind = excluded.vendor_kind, data_object = excluded.data_object, data_uri = excluded.data_uri,
+               manifest_object = excluded.manifest_object, manifest_uri = excluded.manifest_uri,
+               data_sha256 = excluded.data_sha256, data_bytes = excluded.data_bytes,
+               content_sha256 = excluded.content_sha256, row_count = excluded.row_count,
+               subject_count = excluded.subject_count, record_count = excluded.record_count,
+               counts_by_category = excluded.counts_by_category, violations = excluded.violations,
+               violation_rows = excluded.violation_rows, violation_examples = excluded.violation_examples,
+               invalid_rows = excluded.invalid_rows, revision = excluded.revision, run_id = excluded.run_id,
+               generated_at = excluded.generated_at""",
+        (vendor.vendor_id, scope.label, scope.start, scope.end, vendor.known, vendor.name, vendor.kind, data_name,
+         data_uri, manifest_name, manifest_uri, data.sha256, data.bytes, content, tally.rows, tally.subjects,
+         tally.records, Jsonb(document["counts_by_category"]), Jsonb(tally.by_rule()), tally.violation_rows,
+         Jsonb(tally.examples), Jsonb(tally.by_problem()), revision, run_id, generated_at))
+
+
+def _nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in counts.items() if v}
+
+
+def _figures(data: datafile.DataFile) -> str:
+    t = data.tally
+    broken = ", ".join(f"{k}={v}" for k, v in _nonzero(t.by_rule()).items()) or "none"
+    dirty = ", ".join(f"{k}={v}" for k, v in _nonzero(t.by_problem()).items())
+    return (f"{t.rows} share(s) of {t.subjects} subject(s) in {t.row_groups} row group(s); violations: {broken}"
+            + (f"; invalid rows: {dirty}" if dirty else ""))
+
+
+def _result(vendor_id: int, scope: Scope, outcome: str, data: datafile.DataFile) -> dict:
+    t = data.tally
+    return {"vendor_id": vendor_id, "period": scope.label, "outcome": outcome, "rows": t.rows,
+            "subjects": t.subjects, "data_sha256": data.sha256, "violation_rows": t.violation_rows,
+            "violations": _nonzero(t.by_rule()), "invalid_rows": _nonzero(t.by_problem())}
+
+
+# -- the run's summary and its emails ------------------------------------------------------------------------
+
+def summarize(store, ctx: RunContext, params: ManifestParams, results: Sequence[dict]) -> dict:
+    """Record what every (vendor, scope) step did; say plainly when the period had no shares."""
+    results = [r for r in results if r]
+    outcomes = Counter(r["outcome"] for r in results)
+    in_period = [r for r in results if r["period"] == params.scope.label]
+    shares = sum(r["rows"] or 0 for r in in_period)
+    violations = Counter()
+    for r in results:
+        violations.update(r.get("violations") or {})
+    summary = {"period": params.scope.label, "steps": len(results),
+               "outcomes": {k: outcomes[k] for k in OUTCOMES if outcomes[k]}, "shares": shares,
+               "violations": {k: violations[k] for k in VIOLATIONS if violations[k]}, "dry_run": params.dry_run,
+               "vendors_with_shares": sum(1 for r in in_period if r["rows"]),
+               "empty_period": not any(r["rows"] for r in in_period) and not outcomes[BUSY]}
+    store.execute("""update compliance.vendor_manifest_runs set finished_at = %s, outcomes = %s, violations = %s
+                     where run_id = %s""",
+                  (ctx.now(), Jsonb(summary["outcomes"]), Jsonb(summary["violations"]), ctx.run_id))
+    ctx.audit(store, "vendor_manifest.run", summary)
+    if summary["empty_period"]:
+        log.info("period %s has no shares%s: no manifest was written", params.scope.label,
+                 f" for vendor(s) {list(params.vendor_ids)}" if params.vendor_ids else " for any vendor")
+    else:
+        log.info("period %s: %d share(s); %s; violations: %s", params.scope.label, shares,
+                 ", ".join(f"{n} {k}" for k, n in summary["outcomes"].items()) or "no steps",
+                 ", ".join(f"{k}={n}" for k, n in summary["violations"].items()) or "none")
+    return summary
+
+
+def send_notices(store, mailer, settings: Settings, ctx: RunContext, params: ManifestParams) -> dict:
+    """Email each (vendor, period) of this run's scope that has violations, once."""
+    if params.dry_run or mailer is None:
+        log.info("violation emails not sent (dry run)")
+        return {"skipped": "dry run"}
+    ledger = notices.ViolationNoticeLedger(settings, ctx.run_id, [params.scope.label, source.UNDATED],
+                                           params.vendor_ids)
+    report = deliver(store, ledger, mailer, ctx)
+    return report.as_dict()

@@ -1,0 +1,43 @@
+"""The trigger form of ``vendor_sharing_manifests``, resolved once into what the steps take."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from include.config import Settings
+from include.periods import ParamError, Period, RunTiming, resolve_period, run_today
+from include.vendors.source import Scope
+
+
+@dataclass(frozen=True)
+class ManifestParams:
+    """``period``: the form's dates (configured zone, end exclusive), else the run's data interval.
+
+    ``vendor_ids`` empty means every vendor of the period: those named by its shares (unknown ids included)
+    and every active vendor. ``dry_run`` judges and counts but writes no object, no store row, no email.
+    """
+
+    period: Period
+    scope: Scope
+    undated_scope: Scope
+    vendor_ids: tuple[int, ...] = ()
+    dry_run: bool = False
+
+    @classmethod
+    def resolve(cls, raw: Mapping[str, Any], settings: Settings, timing: RunTiming) -> "ManifestParams":
+        period = resolve_period(raw.get("period_start"), raw.get("period_end"), timing, settings.tz)
+        ids = raw.get("vendor_ids") or ()
+        if not isinstance(ids, (list, tuple)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
+            raise ParamError("vendor_ids must be a list of positive vendor ids")
+        return cls(period=period, scope=Scope.of_period(period, settings.tz),
+                   undated_scope=Scope.undated(run_today(timing, settings.tz)),
+                   vendor_ids=tuple(sorted(set(ids))), dry_run=bool(raw.get("dry_run", False)))
+
+    def scope_of(self, label: str) -> Scope:
+        if label == self.scope.label:
+            return self.scope
+        if label == self.undated_scope.label:
+            return self.undated_scope
+        raise ParamError(f"scope {label!r} is neither this run's period {self.scope.label} nor "
+                         f"{self.undated_scope.label!r}")

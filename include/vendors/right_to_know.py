@@ -1,0 +1,113 @@
+"""The CCPA right to know (Cal. Civ. Code §1798.110, §1798.115): which categories of a consumer's personal
+information were disclosed, and to whom, over a period (by default the 12 months before the request).
+
+:func:`shared_with` answers it for one account from the same data as the manifests (``data_shares``
+through the data map, vendors joined the same way), for ``dsr_fulfilment``'s export packages and for
+``privacy-ops right-to-know``. It returns vendor ids, names and kinds (companies, not data subjects),
+categories, counts and dates: nothing else about the consumer.
+
+Shares whose time no period can hold (``infinity``, BC, after 9999; see :mod:`include.vendors.rules`)
+cannot be placed inside or outside the period, so they are listed apart (``undated``) rather than left out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, tzinfo
+
+from psycopg import sql
+
+from include import reading
+from include.datamap import DataMap
+from include.periods import Period
+
+MISSING_CATEGORY = "(missing)"
+
+
+@dataclass(frozen=True)
+class VendorShares:
+    """What one vendor received of the consumer's data in the period."""
+
+    vendor_id: int
+    known: bool  # False: the shares name a vendor id that no vendor has
+    name: str | None
+    kind: str | None
+    categories: tuple[str, ...]
+    shares: int
+    records: int
+    first_shared: datetime | None  # None for undated shares
+    last_shared: datetime | None
+
+
+@dataclass(frozen=True)
+class SharedWith:
+    user_id: int
+    period: Period
+    account_exists: bool
+    vendors: tuple[VendorShares, ...]
+    undated: tuple[VendorShares, ...] = ()
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """Every category disclosed in the period, sorted."""
+        return tuple(sorted({c for v in self.vendors for c in v.categories}))
+
+    @property
+    def shares(self) -> int:
+        return sum(v.shares for v in self.vendors)
+
+
+def last_twelve_months(today: date, tz: tzinfo) -> Period:
+    """The 12 months up to and including ``today`` (from the same day a year earlier; 29 Feb -> 28 Feb)."""
+    try:
+        since = today.replace(year=today.year - 1)
+    except ValueError:
+        since = today.replace(year=today.year - 1, day=28)
+    return days_period(since, today, tz)
+
+
+def days_period(since: date, until: date, tz: tzinfo) -> Period:
+    """The calendar days ``since`` .. ``until``, both included, in zone ``tz``."""
+    def midnight(day: date) -> datetime:
+        return datetime.combine(day, time(0), tz)
+
+    return Period(midnight(since), midnight(until + timedelta(days=1)))
+
+
+_QUERY = """
+select {vendor}, {v_id} is not null, {v_name}, {v_kind},
+       array_agg(distinct coalesce({category}, {missing}) order by coalesce({category}, {missing})),
+       count(*), coalesce(sum({records}), 0), {first}, {last}
+from {shares} s left join {vendors} v on {v_id} = {vendor}
+where {user} = %(user)s and {scope}
+group by 1, 2, 3, 4
+order by 1
+"""
+
+
+def shared_with(ops, dm: DataMap, user_id: int, period: Period) -> SharedWith:
+    """The vendors (and categories) the account's data was shared with in ``period``."""
+    shares, vendors, accounts = dm.record("data_shares"), dm.record("vendors"), dm.record("accounts")
+
+    def S(name):  # noqa: N802
+        return sql.Identifier("s", shares.physical(name))
+
+    def V(name):  # noqa: N802
+        return sql.Identifier("v", vendors.physical(name))
+
+    at = S("shared_at")
+    common = dict(vendor=S("vendor_id"), v_id=V("id"), v_name=V("name"), v_kind=V("kind"), category=S("category"),
+                  missing=sql.Literal(MISSING_CATEGORY), records=S("record_count"), shares=shares.ident,
+                  vendors=vendors.ident, user=S("user_id"))
+    dated = sql.SQL(_QUERY).format(
+        **common, first=sql.SQL("min({})").format(at), last=sql.SQL("max({})").format(at),
+        scope=sql.SQL("{at} >= %(start)s and {at} < %(end)s").format(at=at))
+    undated = sql.SQL(_QUERY).format(
+        **common, first=sql.SQL("null::timestamptz"), last=sql.SQL("null::timestamptz"),
+        scope=sql.SQL("({at} is null or {outside})").format(at=at, outside=reading.out_of_range(at)))
+    params = {"user": user_id, "start": period.start, "end": period.end}
+    exists = sql.SQL("select exists (select from {t} where {id} = %s)").format(t=accounts.ident,
+                                                                               id=accounts.col("id"))
+    return SharedWith(
+        user_id=user_id, period=period, account_exists=ops.execute(exists, (user_id,)).fetchone()[0],
+        vendors=tuple(VendorShares(*row[:4], tuple(row[4]), *row[5:]) for row in ops.execute(dated, params)),
+        undated=tuple(VendorShares(*row[:4], tuple(row[4]), *row[5:]) for row in ops.execute(undated, params)))

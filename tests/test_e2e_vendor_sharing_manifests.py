@@ -1,0 +1,233 @@
+"""End to end: seed a database, run ``vendor_sharing_manifests`` through Airflow for real, check what it wrote.
+
+Airflow runs as an operator would run it (``airflow dags test`` in a child process, connections from
+``AIRFLOW_CONN_*``, the pools imported from pools.json), against a real PostgreSQL, the GCS emulator reached
+through the Google provider's GCSHook (the evidence location is ``gs://``), and the SendGrid stand-in.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from collections import Counter
+from datetime import datetime, time, timedelta, timezone
+
+import pyarrow.parquet as pq
+import pytest
+
+from devkit import local_airflow
+from devkit.database import connect
+from devkit.seed.demo_data import seed
+from devkit.standins.gcs_emulator import GCSEmulator
+from devkit.standins.sendgrid_server import SendGridStandIn
+from include import audit
+from include.vendors.manifests import object_names
+from include.vendors.rules import VIOLATIONS
+
+pytestmark = pytest.mark.e2e
+DAG_ID = "vendor_sharing_manifests"
+API_KEY = "SG.e2e-key"
+BUCKET = "privacy-evidence"
+UTC = timezone.utc
+
+
+@pytest.fixture(scope="module")
+def world(pg_server_url, tmp_path_factory):
+    import os
+    import uuid
+
+    from devkit import database
+    from include.seam.storage import object_store
+
+    name = f"privacy_e2e_{uuid.uuid4().hex[:10]}"
+    url = database.create_database(pg_server_url, name)
+    today = datetime.now(UTC).date()
+    summary = seed(url, users=1500, seed=11, anchor=today)
+    home = tmp_path_factory.mktemp("airflow")
+    anonymous = '{"conn_type":"google_cloud_platform","extra":{"is_anonymous":true,"project":"privacy-demo"}}'
+    with SendGridStandIn(api_key=API_KEY) as sendgrid, GCSEmulator(default_bucket=BUCKET) as gcs:
+        services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
+                                               sendgrid_api_key=API_KEY, gcs_url=gcs.base_url, gcs_bucket=BUCKET)
+        env = local_airflow.airflow_env(home, services, settings={"evidence_location": f"gs://{BUCKET}/e2e"})
+        local_airflow.migrate_metadata(env)
+        # The test reads the bucket through the same Google client the DAG writes it with.
+        saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT")}
+        os.environ.update({"STORAGE_EMULATOR_HOST": gcs.base_url, "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": anonymous})
+        try:
+            with connect(url, autocommit=True) as conn:
+                yield {"url": url, "env": env, "sendgrid": sendgrid, "planted": summary["planted"], "conn": conn,
+                       "today": today, "logs": home / "logs-e2e", "objects": object_store(f"gs://{BUCKET}/e2e")}
+        finally:
+            for key, value in saved.items():
+                os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    database.drop_database(pg_server_url, name)
+
+
+def run_dag(world, name: str, conf: dict | None = None, logical_date: str | None = None):
+    """One ``airflow dags test``; its whole log is scanned for every subject's email, name, phone and IP."""
+    log_path = world["logs"] / f"{name}.log"
+    result = local_airflow.dags_test(DAG_ID, world["env"], conf=conf, logical_date=logical_date, log_path=log_path)
+    log = log_path.read_text()
+    if "pii" not in world:
+        world["pii"] = personal_data(world["conn"])
+        assert len(world["pii"]) > 1000  # the scan looks at real values
+    lowered = log.lower()
+    assert not [v for v in world["pii"] if v in lowered], f"personal data in the log of run {name}"
+    return local_airflow.run_state(result), log
+
+
+def personal_data(conn) -> set[str]:
+    """Every email, name, phone and IP address of a data subject in the seeded database."""
+    values: set[str] = set()
+    for query in ("select email from users", "select full_name from users", "select phone from users",
+                  "select requester_email from privacy_requests", "select email from support_messages",
+                  "select phone from support_messages", "select host(ip_address) from access_logs",
+                  "select reported_email from child_reports"):
+        values |= {v.lower() for (v,) in conn.execute(query) if v and len(v) >= 7}
+    return values
+
+
+def period_conf(world, days: int) -> tuple[dict, str]:
+    start, end = world["today"] - timedelta(days=days), world["today"]
+    return {"period_start": start.isoformat(), "period_end": end.isoformat()}, f"{start}--{end}"
+
+
+def expected_per_vendor(conn, conf: dict) -> dict[int, dict]:
+    bounds = [datetime.combine(datetime.fromisoformat(conf[k]).date(), time(0), UTC)
+              for k in ("period_start", "period_end")]
+    rows = conn.execute("""select vendor_id, count(*), count(distinct user_id), array_agg(id order by shared_at, id)
+                           from data_shares where shared_at >= %s and shared_at < %s group by 1""", bounds)
+    return {v: {"rows": n, "subjects": s, "ids": ids} for v, n, s, ids in rows}
+
+
+def written_audits(conn) -> Counter:
+    return Counter((d["vendor_id"], d["period"]) for (d,) in conn.execute(
+        "select details from compliance.audit_log where action = 'vendor_manifest.written'"))
+
+
+def test_a_period_run_writes_every_vendors_files_checksums_counts_and_violations(world):
+    conf, label = period_conf(world, 400)
+    state, log = run_dag(world, "first", conf=conf)
+    assert state == "success", log[-4000:]
+    conn, objects, planted = world["conn"], world["objects"], world["planted"]
+    expected = expected_per_vendor(conn, conf)
+    assert written_audits(conn) == Counter({(v, label): 1 for v in expected})
+    flagged = {}
+    for vendor_id, want in expected.items():
+        data_name, manifest_name = object_names(vendor_id, label)
+        raw = objects.get(data_name)
+        manifest = json.loads(objects.get(manifest_name))
+        table = pq.read_table(io.BytesIO(raw))
+        assert manifest["data_file"]["sha256"] == hashlib.sha256(raw).hexdigest()
+        assert manifest["data_file"]["uri"] == f"gs://{BUCKET}/e2e/{data_name}"
+        assert (manifest["rows"], manifest["subjects"]) == (want["rows"], want["subjects"])
+        assert table.column("share_id").to_pylist() == want["ids"]
+        assert conn.execute("select data_sha256, row_count from compliance.vendor_manifests "
+                            "where vendor_id = %s and period_label = %s", (vendor_id, label)).fetchone() == (
+            manifest["data_file"]["sha256"], want["rows"])
+        flagged.update(zip(table.column("share_id").to_pylist(), map(set, table.column("violations").to_pylist())))
+    for rule in VIOLATIONS:
+        for share_id in planted[f"share_{rule}"]:
+            assert flagged[share_id] == {rule}, (rule, share_id)
+    assert all(flagged[s] == set() for s in planted["share_clean"])
+
+    # Violations emailed once per (vendor, period), to the compliance team, without a subject's data.
+    broken = {v for (v,) in conn.execute("select vendor_id from compliance.vendor_manifests where violation_rows > 0 "
+                                         "and period_label = %s", (label,))}
+    mails = [m["payload"] for m in world["sendgrid"].accepted() if m["payload"]["custom_args"]["campaign"]
+             == "vendor-violations"]
+    assert sorted(int(m["personalizations"][0]["custom_args"]["vendor_id"]) for m in mails) == sorted(broken)
+
+    # The mapped steps ran through the pool, one per vendor; the summary said what happened.
+    assert log.count("written gs://") == len(expected)
+    assert f"period {label}: " in log
+    mail_text = json.dumps(mails).lower()
+    assert not [v for v in world["pii"] if v in mail_text]
+    assert audit.verify_chain(conn, anchors=objects).ok and objects.list("audit-anchors/")
+
+
+def test_a_rerun_of_the_period_is_byte_identical_and_writes_nothing_more(world):
+    conf, label = period_conf(world, 400)
+    objects, conn = world["objects"], world["conn"]
+    before = {n: objects.get(n) for n in objects.list("manifests/") if f"period={label}/" in n}
+    audits_before, mails_before = written_audits(conn), len(world["sendgrid"].accepted())
+    state, log = run_dag(world, "rerun", conf=conf)
+    assert state == "success", log[-4000:]
+    assert {n: objects.get(n) for n in objects.list("manifests/") if f"period={label}/" in n} == before
+    assert written_audits(conn) == audits_before and len(world["sendgrid"].accepted()) == mails_before
+    assert log.count("unchanged since run") == len(before) // 2
+
+
+def test_two_runs_of_one_period_at_once_write_each_manifest_once(world):
+    conf, label = period_conf(world, 60)
+    results = {}
+    threads = [threading.Thread(target=lambda n=n: results.update({n: run_dag(world, n, conf=conf)}))
+               for n in ("twin-a", "twin-b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(900)
+    assert [results[n][0] for n in ("twin-a", "twin-b")] == ["success", "success"], {
+        n: r[1][-3000:] for n, r in results.items()}
+    expected = expected_per_vendor(world["conn"], conf)
+    written = Counter({k: n for k, n in written_audits(world["conn"]).items() if k[1] == label})
+    assert written == Counter({(v, label): 1 for v in expected})
+    logs = results["twin-a"][1] + results["twin-b"][1]
+    assert logs.count("written gs://") == len(expected)
+
+
+def test_an_empty_period_writes_nothing_and_says_so(world):
+    state, log = run_dag(world, "empty", conf={"period_start": "2031-01-01", "period_end": "2031-01-02"})
+    assert state == "success", log[-4000:]
+    assert not [n for n in world["objects"].list("manifests/") if "period=2031-01-01/" in n]
+    assert "period 2031-01-01 has no shares for any vendor: no manifest was written" in log
+    assert "no shares; nothing written" in log
+
+
+def test_a_run_covers_its_data_interval_one_utc_day(world):
+    """No period in the form: the run's data interval. ``airflow dags test DAG DATE`` is a manual run, for which
+    Airflow infers the last whole interval before DATE; the scheduler's run of that day has the same interval."""
+    day = world["today"] - timedelta(days=30)
+    state, log = run_dag(world, "interval", logical_date=(day + timedelta(days=1)).isoformat())
+    assert state == "success", log[-4000:]
+    conn = world["conn"]
+    start = datetime.combine(day, time(0), UTC)
+    vendors = {v for (v,) in conn.execute("select distinct vendor_id from data_shares where shared_at >= %s "
+                                          "and shared_at < %s", (start, start + timedelta(days=1)))}
+    recorded = {v for (v,) in conn.execute("select vendor_id from compliance.vendor_manifests where period_label = %s",
+                                           (day.isoformat(),))}
+    assert vendors and recorded == vendors
+    assert conn.execute("select period_start, period_end from compliance.vendor_manifest_runs where period_label = %s",
+                        (day.isoformat(),)).fetchone() == (start, start + timedelta(days=1))
+
+
+def test_a_database_without_vendors_or_shares_maps_nothing_and_says_so(pg_server_url, tmp_path):
+    """Zero mapped tasks: Airflow skips the mapped step, and the summary (none_failed) still says what happened."""
+    import uuid
+
+    from devkit import database
+    from devkit.operational_schema import create_reference_schema
+
+    name = f"privacy_e2e_empty_{uuid.uuid4().hex[:8]}"
+    url = database.create_database(pg_server_url, name)
+    try:
+        with connect(url, autocommit=True) as conn:
+            create_reference_schema(conn)
+        with SendGridStandIn(api_key=API_KEY) as sendgrid:
+            services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
+                                                   sendgrid_api_key=API_KEY)
+            env = local_airflow.airflow_env(tmp_path / "airflow", services,
+                                            settings={"evidence_location": f"file://{tmp_path}/evidence"})
+            local_airflow.migrate_metadata(env)
+            result = local_airflow.dags_test(DAG_ID, env, conf={"period_start": "2026-11-01"},
+                                             log_path=tmp_path / "run.log")
+        log = (tmp_path / "run.log").read_text()
+        assert local_airflow.run_state(result) == "success", log[-4000:]
+        assert "as SKIPPED since the map has 0 values to expand" in log
+        assert "period 2026-11-01 has no shares for any vendor: no manifest was written" in log
+        assert not (tmp_path / "evidence" / "manifests").exists()
+        with connect(url, autocommit=True) as conn:
+            assert conn.execute("select planned, outcomes from compliance.vendor_manifest_runs").fetchall() == [(0, {})]
+    finally:
+        database.drop_database(pg_server_url, name)

@@ -1,0 +1,459 @@
+"""The manifests' steps against a real PostgreSQL (seeded demo data) and both object stores (a folder, and GCS
+through GCSHook's client against the emulator): paths, checksums, counts, planted violations, re-runs,
+claims, empty periods, dirty rows, dry runs, the violation email and the right to know."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from collections import Counter
+from datetime import date, datetime, time, timedelta, timezone
+
+import pyarrow.parquet as pq
+import pytest
+
+from devkit.database import connect
+from devkit.seed.demo_data import seed
+from devkit.standins.gcs_emulator import GCSEmulator
+from include import compliance_store
+from include.audit import RunContext
+from include.config import Settings
+from include.datamap import load_datamap
+from include.notify.sendgrid_mailer import SendGridMailer
+from include.objectstore import FileObjectStore
+from include.periods import RunTiming
+from include.seam.storage import object_store
+from include.vendors import manifests, right_to_know, source
+from include.vendors.params import ManifestParams
+from include.vendors.rules import VIOLATIONS
+
+UTC = timezone.utc
+ANCHOR = date(2026, 11, 25)
+SETTINGS = Settings()
+WIDE = {"period_start": (ANCHOR - timedelta(days=400)).isoformat(), "period_end": ANCHOR.isoformat()}
+WIDE_LABEL = f"{WIDE['period_start']}--{WIDE['period_end']}"
+EMPTY = {"period_start": "2031-01-01", "period_end": "2031-01-02"}
+ANONYMOUS_GCP = '{"conn_type":"google_cloud_platform","extra":{"is_anonymous":true,"project":"test-project"}}'
+BUCKET = "manifests-test"
+
+
+@pytest.fixture(scope="module")
+def seeded(pg_server_url):
+    import uuid
+
+    from devkit import database
+
+    name = f"privacy_manifests_{uuid.uuid4().hex[:10]}"
+    url = database.create_database(pg_server_url, name)
+    summary = seed(url, users=400, seed=7, anchor=ANCHOR)
+    yield {"url": url, "planted": summary["planted"]}
+    database.drop_database(pg_server_url, name)
+
+
+@pytest.fixture
+def db(seeded):
+    """The seeded operational database and an empty compliance store in it (two connections)."""
+    with connect(seeded["url"], autocommit=True) as ops, connect(seeded["url"], autocommit=True) as store:
+        for conn in (ops, store):
+            conn.execute("set time zone 'UTC'")
+        store.execute("drop schema if exists compliance cascade")
+        compliance_store.migrate(store)
+        yield {"ops": ops, "store": store, "url": seeded["url"], "planted": seeded["planted"]}
+
+
+@pytest.fixture(params=["file", "gcs"])
+def objects(request, tmp_path, monkeypatch):
+    if request.param == "file":
+        yield object_store(f"file://{tmp_path}/evidence")
+        return
+    with GCSEmulator(default_bucket=BUCKET) as emulator:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.base_url)
+        monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", ANONYMOUS_GCP)
+        yield object_store(f"gs://{BUCKET}/tenant-a")
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return FileObjectStore(f"file://{tmp_path}/evidence")
+
+
+def params_of(raw: dict) -> ManifestParams:
+    return ManifestParams.resolve(raw, SETTINGS, RunTiming(run_after=datetime(2026, 11, 25, 3, tzinfo=UTC)))
+
+
+def ctx(run_id: str) -> RunContext:
+    return RunContext(run_id=run_id, actor="test", dag_id="vendor_sharing_manifests")
+
+
+def run_period(ops, store, objects, raw: dict, run_id: str, **write) -> tuple[list[dict], dict]:
+    """What one DAG run does, minus Airflow: plan, every vendor's step, the summary."""
+    params = params_of(raw)
+    dm = load_datamap()
+    items = manifests.plan(ops, store, dm, ctx(run_id), params)
+    results = [manifests.write_manifest(ops, store, objects, dm, SETTINGS, ctx(run_id), params, i["vendor_id"],
+                                        i["scope"], **write) for i in items]
+    return results, manifests.summarize(store, ctx(run_id), params, results)
+
+
+def sql_counts(ops, start: date, end: date) -> dict[int, dict]:
+    rows = ops.execute("""select vendor_id, count(*), count(distinct user_id), array_agg(id order by shared_at, id)
+                          from data_shares where shared_at >= %s and shared_at < %s group by 1""",
+                       (datetime.combine(start, time(0), UTC), datetime.combine(end, time(0), UTC))).fetchall()
+    by_category = ops.execute("""select vendor_id, category, count(*) from data_shares
+                                 where shared_at >= %s and shared_at < %s group by 1, 2""",
+                              (datetime.combine(start, time(0), UTC), datetime.combine(end, time(0), UTC))).fetchall()
+    found = {v: {"rows": n, "subjects": s, "ids": ids, "categories": {}} for v, n, s, ids in rows}
+    for v, c, n in by_category:
+        found[v]["categories"][c] = n
+    return found
+
+
+def read_data(objects, vendor_id: int, label: str):
+    data_name, manifest_name = manifests.object_names(vendor_id, label)
+    raw = objects.get(data_name)
+    return raw, pq.read_table(io.BytesIO(raw)), json.loads(objects.get(manifest_name))
+
+
+def audits(store, action: str) -> list[dict]:
+    return [r[0] for r in store.execute("select details from compliance.audit_log where action = %s order by id",
+                                        (action,))]
+
+
+def test_every_vendor_gets_its_files_with_matching_checksums_counts_and_violations(db, objects):
+    ops, store, planted = db["ops"], db["store"], db["planted"]
+    results, summary = run_period(ops, store, objects, WIDE, "first")
+    expected = sql_counts(ops, ANCHOR - timedelta(days=400), ANCHOR)
+    assert {r["vendor_id"] for r in results if r["outcome"] == manifests.WRITTEN} == set(expected)
+    assert summary["shares"] == sum(e["rows"] for e in expected.values()) and not summary["empty_period"]
+    flagged: dict[int, set] = {}
+    for vendor_id, want in expected.items():
+        raw, table, manifest = read_data(objects, vendor_id, WIDE_LABEL)
+        digest = hashlib.sha256(raw).hexdigest()
+        row = store.execute("""select data_sha256, row_count, subject_count, data_uri, manifest_uri
+                               from compliance.vendor_manifests where vendor_id = %s and period_label = %s""",
+                            (vendor_id, WIDE_LABEL)).fetchone()
+        data_name, manifest_name = manifests.object_names(vendor_id, WIDE_LABEL)
+        assert row == (digest, want["rows"], want["subjects"], objects.uri(data_name), objects.uri(manifest_name))
+        assert manifest["data_file"]["sha256"] == digest and manifest["data_file"]["bytes"] == len(raw)
+        assert (manifest["rows"], manifest["subjects"]) == (want["rows"], want["subjects"])
+        assert manifest["counts_by_category"] == dict(sorted(want["categories"].items()))
+        assert manifest["vendor"]["id"] == vendor_id and manifest["period"]["label"] == WIDE_LABEL
+        assert table.column("share_id").to_pylist() == want["ids"]  # every share, in (shared_at, id) order
+        assert manifest["violations"] == {rule: sum(rule in v for v in table.column("violations").to_pylist())
+                                          for rule in VIOLATIONS}
+        for share_id, violations in zip(table.column("share_id").to_pylist(), table.column("violations").to_pylist()):
+            flagged[share_id] = set(violations)
+    # Each planted violation is found, and only it; no clean share is flagged.
+    for rule in VIOLATIONS:
+        for share_id in planted[f"share_{rule}"]:
+            assert flagged[share_id] == {rule}, (rule, share_id, flagged[share_id])
+    for share_id in planted["share_clean"]:
+        assert flagged[share_id] == set(), share_id
+    # Active vendors without a share in the period said so and wrote nothing.
+    for r in results:
+        if r["outcome"] == manifests.NO_SHARES:
+            assert not objects.list(f"manifests/vendor={r['vendor_id']}/")
+    assert len(audits(store, "vendor_manifest.written")) == len(expected)
+
+
+def test_the_manifest_holds_no_personal_data(db, folder):
+    ops = db["ops"]
+    run_period(ops, db["store"], folder, WIDE, "pii")
+    personal = {v.lower() for (v,) in ops.execute(
+        "select email from users union select full_name from users union select phone from users") if v}
+    for name in folder.list("manifests/"):
+        text = folder.get(name).decode("utf-8", "replace").lower()
+        assert not [v for v in personal if len(v) >= 7 and v in text], name
+
+
+def test_a_rerun_with_the_same_data_writes_nothing_and_keeps_every_byte(db, objects):
+    ops, store = db["ops"], db["store"]
+    run_period(ops, store, objects, WIDE, "first")
+    before = {name: objects.get(name) for name in objects.list("manifests/")}
+    rows_before = store.execute("select * from compliance.vendor_manifests order by 1, 2").fetchall()
+    stats = {}
+    if isinstance(objects, FileObjectStore):
+        stats = {n: (objects.root / n).stat() for n in before}
+    results, summary = run_period(ops, store, objects, WIDE, "second")
+    assert {r["outcome"] for r in results} <= {manifests.UNCHANGED, manifests.NO_SHARES}
+    assert summary["outcomes"][manifests.UNCHANGED] == len(rows_before)
+    assert {name: objects.get(name) for name in objects.list("manifests/")} == before
+    assert store.execute("select * from compliance.vendor_manifests order by 1, 2").fetchall() == rows_before
+    for name, stat in stats.items():  # not even rewritten with the same bytes
+        assert ((objects.root / name).stat().st_ino, (objects.root / name).stat().st_mtime_ns) == (
+            stat.st_ino, stat.st_mtime_ns)
+    assert len(audits(store, "vendor_manifest.written")) == len(rows_before)
+
+
+def test_the_same_rows_give_the_same_bytes_however_they_are_chunked(db, tmp_path):
+    from include.vendors import datafile
+
+    ops, dm = db["ops"], load_datamap()
+    scope = params_of(WIDE).scope
+    digests = set()
+    for block in (1 << 10, 1 << 14, datafile.CSV_BLOCK_BYTES):
+        with ops.cursor() as cur, cur.copy(source.copy_statement(dm, scope),
+                                           source.copy_params(1, scope, "UTC")) as copy:
+            written = datafile.write(datafile.csv_batches(copy, block_bytes=block), str(tmp_path / f"{block}.parquet"),
+                                     row_group_rows=100)
+        digests.add(written.sha256)
+        assert written.tally.row_groups > 1
+    assert len(digests) == 1
+
+
+def test_late_shares_make_a_new_revision_and_a_missing_object_is_restored(db, folder):
+    ops, store = db["ops"], db["store"]
+    run_period(ops, store, folder, WIDE, "first")
+    first = store.execute("select data_sha256, revision from compliance.vendor_manifests "
+                          "where vendor_id = 1 and period_label = %s", (WIDE_LABEL,)).fetchone()
+    late = ops.execute("select max(id) + 1 from data_shares").fetchone()[0]
+    ops.execute("""insert into data_shares (id, vendor_id, user_id, category, purpose, legal_basis, record_count, shared_at)
+                   values (%s, 1, 1, 'contact', 'hosting', 'contract', 2, %s)""",
+                (late, datetime.combine(ANCHOR - timedelta(days=2), time(9), UTC)))
+    try:
+        results, _ = run_period(ops, store, folder, WIDE, "late", )
+        outcome = {r["vendor_id"]: r["outcome"] for r in results}
+        assert outcome[1] == manifests.WRITTEN and outcome[2] == manifests.UNCHANGED
+        second = store.execute("select data_sha256, revision, run_id from compliance.vendor_manifests "
+                               "where vendor_id = 1 and period_label = %s", (WIDE_LABEL,)).fetchone()
+        assert second[0] != first[0] and second[1:] == (2, "late")
+        _, table, manifest = read_data(folder, 1, WIDE_LABEL)
+        assert late in table.column("share_id").to_pylist() and manifest["run_id"] == "late"
+
+        data_name, _ = manifests.object_names(2, WIDE_LABEL)
+        (folder.root / data_name).unlink()
+        results, _ = run_period(ops, store, folder, WIDE, "repair")
+        assert {r["vendor_id"]: r["outcome"] for r in results}[2] == manifests.RESTORED
+        assert hashlib.sha256(folder.get(data_name)).hexdigest() == store.execute(
+            "select data_sha256 from compliance.vendor_manifests where vendor_id = 2 and period_label = %s",
+            (WIDE_LABEL,)).fetchone()[0]
+    finally:
+        ops.execute("delete from data_shares where id = %s", (late,))
+
+
+def test_a_manifest_another_run_is_writing_is_left_to_it(db, folder):
+    ops, store = db["ops"], db["store"]
+    params = params_of(WIDE)
+    with connect(db["url"], autocommit=True) as other:
+        with other.transaction():
+            assert manifests.claim(other, 1, WIDE_LABEL)  # another run, mid-write
+            result = manifests.write_manifest(ops, store, folder, load_datamap(), SETTINGS, ctx("second"), params, 1,
+                                              WIDE_LABEL)
+            assert result["outcome"] == manifests.BUSY
+            assert not folder.list("manifests/vendor=1/")
+            assert store.execute("select count(*) from compliance.vendor_manifests").fetchone()[0] == 0
+    # The claim ends with the other run's transaction (commit, rollback, or its connection dying).
+    result = manifests.write_manifest(ops, store, folder, load_datamap(), SETTINGS, ctx("second"), params, 1, WIDE_LABEL)
+    assert result["outcome"] == manifests.WRITTEN
+
+
+def test_two_runs_of_one_period_at_once_write_each_manifest_once(db, folder):
+    outcomes: dict[str, list[dict]] = {}
+    errors = []
+
+    def run(name: str) -> None:
+        try:
+            with connect(db["url"], autocommit=True) as ops, connect(db["url"], autocommit=True) as store:
+                outcomes[name] = run_period(ops, store, folder, WIDE, name)[0]
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("twin-a", "twin-b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors
+    per_vendor: dict[int, Counter] = {}
+    for results in outcomes.values():
+        for r in results:
+            per_vendor.setdefault(r["vendor_id"], Counter())[r["outcome"]] += 1
+    for vendor_id, seen in per_vendor.items():
+        if seen[manifests.NO_SHARES]:
+            continue
+        # Exactly one run wrote it; the other found it claimed, or already written with the same content.
+        assert seen[manifests.WRITTEN] == 1 and seen[manifests.BUSY] + seen[manifests.UNCHANGED] == 1, (vendor_id, seen)
+    written = audits(db["store"], "vendor_manifest.written")
+    assert len(written) == len({(w["vendor_id"], w["period"]) for w in written}) == sum(
+        1 for seen in per_vendor.values() if seen[manifests.WRITTEN])
+
+
+def test_an_empty_period_writes_nothing_and_says_so(db, objects, caplog):
+    ops, store = db["ops"], db["store"]
+    caplog.set_level("INFO", logger="include.vendors")
+    results, summary = run_period(ops, store, objects, EMPTY, "empty")
+    assert results and {r["outcome"] for r in results} == {manifests.NO_SHARES}  # each active vendor said so
+    assert summary["empty_period"] and summary["shares"] == 0
+    assert objects.list("manifests/") == []
+    assert store.execute("select count(*) from compliance.vendor_manifests").fetchone()[0] == 0
+    assert "period 2031-01-01 has no shares for any vendor: no manifest was written" in caplog.text
+    assert store.execute("select planned, shares, outcomes from compliance.vendor_manifest_runs where run_id = 'empty'"
+                         ).fetchone() == (len(results), 0, {"no_shares": len(results)})
+
+
+def test_a_dry_run_judges_and_counts_but_writes_nothing(db, folder):
+    ops, store = db["ops"], db["store"]
+    results, summary = run_period(ops, store, None, {**WIDE, "dry_run": True}, "dry")
+    assert {r["outcome"] for r in results} <= {manifests.DRY_RUN, manifests.NO_SHARES}
+    assert summary["violations"] and summary["dry_run"]
+    assert store.execute("select count(*) from compliance.vendor_manifests").fetchone()[0] == 0
+    assert store.execute("select count(*) from compliance.vendor_violation_notices").fetchone()[0] == 0
+    assert store.execute("select dry_run from compliance.vendor_manifest_runs where run_id = 'dry'").fetchone() == (True,)
+
+
+def test_a_targeted_run_writes_only_its_vendors(db, folder):
+    results, _ = run_period(db["ops"], db["store"], folder, {**WIDE, "vendor_ids": [7, 9001, 4242]}, "targeted")
+    assert {(r["vendor_id"], r["outcome"]) for r in results} == {
+        (7, manifests.WRITTEN), (9001, manifests.WRITTEN), (4242, manifests.NO_SHARES)}
+    assert {n.split("/")[1] for n in folder.list("manifests/")} == {"vendor=7", "vendor=9001"}
+
+
+def test_dirty_shares_are_counted_and_flagged_never_dropped_nor_fatal(db, folder):
+    ops, store = db["ops"], db["store"]
+    first = ops.execute("select max(id) + 1 from data_shares").fetchone()[0]
+    dirty = [  # (shared_at, user_id, category, record_count)
+        ("2031-01-01 10:00+00", 999_999, "contact", 1),     # no such user
+        ("2031-01-01 11:00+00", 1, "biometrics", 1),        # no such category
+        ("2031-01-01 12:00+00", 1, "contact", -5),          # implausible count
+        ("infinity", 1, "contact", 1),                      # no period holds these
+        ("-infinity", 1, "contact", 1),
+        ("0044-03-15 12:00+00 BC", 1, "contact", 1),
+    ]
+    for offset, (at, user, category, count) in enumerate(dirty):
+        ops.execute("""insert into data_shares (id, vendor_id, user_id, category, purpose, legal_basis, record_count,
+                                                shared_at) values (%s, 1, %s, %s, 'hosting', null, %s, %s)""",
+                    (first + offset, user, category, count, at))
+    try:
+        results, _ = run_period(ops, store, folder, {"period_start": "2031-01-01", "vendor_ids": [1]}, "dirty")
+        by_scope = {r["period"]: r for r in results}
+        assert by_scope["2031-01-01"]["outcome"] == manifests.WRITTEN
+        assert by_scope["2031-01-01"]["invalid_rows"] == {"unknown_user": 1, "unknown_category": 1,
+                                                         "record_count_invalid": 1}
+        assert by_scope["undated"]["outcome"] == manifests.WRITTEN
+        assert by_scope["undated"]["invalid_rows"] == {"shared_at_unreadable": 3}
+        _, table, manifest = read_data(folder, 1, "undated")
+        assert sorted(table.column("share_id").to_pylist()) == [first + 3, first + 4, first + 5]
+        assert table.column("shared_at").null_count == 3 and manifest["period"]["start"] is None
+        _, table, manifest = read_data(folder, 1, "2031-01-01")
+        assert manifest["rows"] == 3 and manifest["rows_with_problems"] == 3
+    finally:
+        ops.execute("delete from data_shares where id >= %s", (first,))
+
+
+def test_violations_are_emailed_once_per_vendor_and_period(db, folder, sendgrid):
+    ops, store = db["ops"], db["store"]
+    mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
+    results, _ = run_period(ops, store, folder, WIDE, "first")
+    broken = {r["vendor_id"] for r in results if r.get("violation_rows")}
+    assert broken
+    report = manifests.send_notices(store, mailer, SETTINGS, ctx("first"), params_of(WIDE))
+    assert report["sent"] == len(broken)
+    messages = [m["payload"] for m in sendgrid.accepted()]
+    assert sorted(int(m["personalizations"][0]["custom_args"]["vendor_id"]) for m in messages) == sorted(broken)
+    # A repeated run records nothing new and sends nothing more; a second sender finds nothing pending.
+    run_period(ops, store, folder, WIDE, "second")
+    assert manifests.send_notices(store, mailer, SETTINGS, ctx("second"), params_of(WIDE))["sent"] == 0
+    assert len(sendgrid.accepted()) == len(broken)
+    planted_child = db["planted"]["share_child"][0]
+    text = next(m["content"][0]["value"] for m in messages
+                if m["personalizations"][0]["custom_args"]["vendor_id"] == "1")
+    assert "[child]" in text and str(planted_child) in text
+    personal = {v.lower() for (v,) in ops.execute("select email from users union select full_name from users") if v}
+    mail = json.dumps(messages).lower()
+    assert not [v for v in personal if len(v) >= 7 and v in mail]
+
+
+def test_the_right_to_know_lists_the_categories_and_vendors_from_the_same_shares(db):
+    ops, planted = db["ops"], db["planted"]
+    dm = load_datamap()
+    opted_out = ops.execute("select user_id from data_shares where id = %s",
+                            (planted["share_opted_out_to_non_sp"][0],)).fetchone()[0]
+
+    def expected(period):
+        return ops.execute("""select vendor_id, array_agg(distinct category order by category), count(*)
+                              from data_shares where user_id = %s and shared_at >= %s and shared_at < %s
+                              group by 1 order by 1""", (opted_out, period.start, period.end)).fetchall()
+
+    year = right_to_know.last_twelve_months(ANCHOR, UTC)
+    assert (year.start, year.end) == (datetime(2025, 11, 25, tzinfo=UTC), datetime(2026, 11, 26, tzinfo=UTC))
+    answer = right_to_know.shared_with(ops, dm, opted_out, year)
+    assert [(v.vendor_id, list(v.categories), v.shares) for v in answer.vendors] == expected(year)
+    assert answer.account_exists and answer.categories == tuple(sorted({c for _, cs, _ in expected(year) for c in cs}))
+    assert answer.shares == 3  # the planted shares of -300, -50 (twice) days
+    recent = right_to_know.days_period(ANCHOR - timedelta(days=100), ANCHOR, UTC)
+    narrow = right_to_know.shared_with(ops, dm, opted_out, recent)
+    assert [(v.vendor_id, list(v.categories), v.shares) for v in narrow.vendors] == expected(recent)
+    assert narrow.shares == 2
+    unknown = right_to_know.shared_with(ops, dm, 987_654_321, year)
+    assert not unknown.account_exists and unknown.vendors == () and unknown.categories == ()
+
+
+def test_the_right_to_know_command(db, capsys):
+    from include.cli import EXIT_OK, EXIT_USAGE, main
+
+    ops, planted = db["ops"], db["planted"]
+    user = ops.execute("select user_id from data_shares where id = %s",
+                       (planted["share_opted_out_to_non_sp"][0],)).fetchone()[0]
+    url = db["url"]
+    assert main(["right-to-know", "--url", url, "--user-id", str(user), "--since", "2026-01-01",
+                 "--until", "2026-11-24"]) == EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (f"user {user}: shared with 2 vendor(s) from 2026-01-01 to 2026-11-24 (UTC, both days included); "
+                      "categories: contact")
+    assert out[1].startswith("  vendor 1 CloudHost Inc (service_provider): contact - 1 share(s)")
+    assert out[2].startswith("  vendor 9 Northwind Resellers (channel_partner): contact - 2 share(s)")
+    assert main(["right-to-know", "--url", url, "--user-id", "987654321", "--until", "2026-11-24"]) == EXIT_OK
+    assert "no account has this id now" in capsys.readouterr().out
+    assert main(["right-to-know", "--url", url, "--user-id", "5", "--since", "2026-10-01",
+                 "--until", "2026-09-01"]) == EXIT_USAGE
+    assert capsys.readouterr().err.strip() == "privacy-ops right-to-know: --since 2026-10-01 is after --until 2026-09-01"
+    personal = {v.lower() for (v,) in ops.execute("select email from users where id = %s union "
+                                                  "select full_name from users where id = %s", (user, user)) if v}
+    main(["right-to-know", "--url", url, "--user-id", str(user)])
+    printed = capsys.readouterr()
+    assert not [v for v in personal if v in (printed.out + printed.err).lower()]
+
+
+def test_the_store_reads_list_manifests_newest_first_and_total_the_violations(db, folder):
+    from include.reads import vendors as reads
+
+    ops, store = db["ops"], db["store"]
+    run_period(ops, store, folder, WIDE, "wide")
+    day = (ANCHOR - timedelta(days=20)).isoformat()
+    run_period(ops, store, folder, {"period_start": day}, "day")
+    listed = reads.manifests(store, limit=500)
+    assert [m["period_label"] for m in listed][:1] == [day]  # the day starts after the wide period
+    assert all(m["period_label"] == WIDE_LABEL for m in listed if m["period_label"] != day)
+    assert {m["vendor_id"] for m in reads.manifests(store, vendor_id=7)} == {7}
+    page = reads.manifests(store, before=listed[0]["period_start"], limit=500)
+    assert {m["period_label"] for m in page} == {WIDE_LABEL}
+    assert all(m["violation_rows"] for m in reads.manifests(store, with_violations=True, limit=500))
+    expected = Counter()
+    for (violations,) in store.execute("select violations from compliance.vendor_manifests"):
+        expected.update(violations)
+    assert reads.violation_totals(store) == {k: v for k, v in sorted(expected.items()) if v}
+    assert [r["run_id"] for r in reads.runs(store)] == ["day", "wide"]
+
+
+def test_a_failed_upload_leaves_no_manifest_pointing_to_a_missing_file_and_no_record(db, folder):
+    from include.objectstore import ObjectStoreRefused
+
+    ops, store = db["ops"], db["store"]
+    params = params_of({**WIDE, "vendor_ids": [1]})
+    data_name, manifest_name = manifests.object_names(1, WIDE_LABEL)
+    (folder.root / data_name).mkdir(parents=True)  # a folder where the data file goes: its upload fails
+    with pytest.raises(ObjectStoreRefused):
+        manifests.write_manifest(ops, store, folder, load_datamap(), SETTINGS, ctx("a"), params, 1, WIDE_LABEL)
+    assert not folder.exists(manifest_name)  # the manifest is written only after its data file
+    assert store.execute("select count(*) from compliance.vendor_manifests").fetchone()[0] == 0
+    (folder.root / data_name).rmdir()
+    (folder.root / manifest_name).mkdir()  # now the manifest's upload fails, after the data file's
+    with pytest.raises(ObjectStoreRefused):
+        manifests.write_manifest(ops, store, folder, load_datamap(), SETTINGS, ctx("b"), params, 1, WIDE_LABEL)
+    assert store.execute("select count(*) from compliance.vendor_manifests").fetchone()[0] == 0
+    assert store.execute("select count(*) from compliance.audit_log where action like 'vendor_manifest.w%'"
+                         ).fetchone()[0] == 0
+    (folder.root / manifest_name).rmdir()
+    assert manifests.write_manifest(ops, store, folder, load_datamap(), SETTINGS, ctx("c"), params, 1,
+                                    WIDE_LABEL)["outcome"] == manifests.WRITTEN  # the retry writes both, recorded
