@@ -4,9 +4,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, task
 
+from include.seam.approval import ANSWER_KEY, PlanApproval
 from include.seam.dag import SENDGRID_POOL, dry_run_param, ids_param, prepare_store, privacy_dag
 
 # A reviewer has a working day to answer; no answer applies the default, Reject: a timeout never approves.
@@ -70,11 +70,10 @@ def child_data_purge():
 
         return gate_branch(plan)
 
-    approve = ApprovalOperator(
+    approve = PlanApproval(
         task_id="approve_purge",
         subject="{{ ti.xcom_pull(task_ids='plan_purge')['approval_subject'] }}",
         body="{{ ti.xcom_pull(task_ids='plan_purge')['approval_body'] }}",
-        defaults="Reject",
         response_timeout=APPROVAL_TIMEOUT,
         doc_md="A person approves or rejects the plan (shown with its hash, rows per table and vendors). "
                "No answer within the timeout applies **Reject**: nothing is erased.",
@@ -93,7 +92,7 @@ def child_data_purge():
         from include.seam.task import task_env
         from include.subjects import SUBJECT_KEY, SUBJECT_KEY_PURPOSE
 
-        approval = get_current_context()["ti"].xcom_pull(task_ids="approve_purge")
+        approval = get_current_context()["ti"].xcom_pull(task_ids="approve_purge", key=ANSWER_KEY)
         with task_env(PurgeParams) as env:
             key = env.secret(SUBJECT_KEY, purpose=SUBJECT_KEY_PURPOSE)
             return purge.purge_subjects(env.ops, env.store, env.datamap, env.settings, env.ctx, env.params, key,
@@ -127,7 +126,7 @@ def child_data_purge():
         from include.children.params import PurgeParams
         from include.seam.task import task_env
 
-        approval = get_current_context()["ti"].xcom_pull(task_ids="approve_purge")
+        approval = get_current_context()["ti"].xcom_pull(task_ids="approve_purge", key=ANSWER_KEY)
         with task_env(PurgeParams) as env:
             return purge.finish_run(env.ops, env.store, env.datamap, env.ctx, env.params, approval)
 

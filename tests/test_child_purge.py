@@ -6,7 +6,6 @@ import threading
 from dataclasses import replace
 from datetime import date, datetime, timezone
 from types import SimpleNamespace
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -16,11 +15,11 @@ from include import compliance_store, erasure
 from include.audit import RunContext
 from include.children import ledger, purge
 from include.children.params import PurgeParams
-from include.children.rules import AccountFacts, classify
 from include.config import Settings
 from include.datamap import load_datamap
 from include.periods import ParamError, RunTiming
 from include.subjects import user_hash
+from tests.purge_support import expected_children
 
 KEY = b"test-subject-key-0123456789"
 OPS_TABLES = ("users", "privacy_requests", "uploads", "support_messages", "usage_events", "access_logs",
@@ -66,25 +65,6 @@ def checksums(conn) -> dict[str, tuple[int, str]]:
     """Row count and an order-independent checksum of every operational table."""
     return {t: conn.execute(f"select count(*), coalesce(md5(string_agg(md5(x::text), '' order by md5(x::text))), '') "
                             f"from {t} x").fetchone() for t in OPS_TABLES}
-
-
-def expected_children(conn, as_of: date, tz: str = "UTC") -> tuple[set[int], set[int]]:
-    """The oracle, in Python from the raw rows: (children to purge, children under an active hold)."""
-    users = conn.execute("select id, email, birth_date, declared_age, created_at from users").fetchall()
-    by_email: dict[str, set[int]] = {}
-    for uid, email, *_ in users:
-        if email is not None:
-            by_email.setdefault(email.strip(" ").lower(), set()).add(uid)
-    reported: set[int] = set()
-    for uid, email in conn.execute("select user_id, reported_email from child_reports where resolved_at is null"):
-        if uid is not None:
-            reported.add(uid)
-        elif email is not None:
-            reported |= by_email.get(email.strip(" ").lower(), set())
-    children = {uid for uid, _, birth, declared, created in users
-                if classify(AccountFacts(uid, birth, declared, created, uid in reported), as_of, ZoneInfo(tz)).child}
-    held = {r[0] for r in conn.execute("select user_id from legal_holds where released_at is null or released_at > now()")}
-    return children - held, children & held
 
 
 def user_rows(conn, ids) -> int:
@@ -148,6 +128,7 @@ def test_only_a_person_approving_is_an_approval():
     assert purge.reviewer(approve) == "alice"
     assert purge.reviewer({**approve, "chosen_options": ["Reject"]}) is None
     assert purge.reviewer({**approve, "responded_by_user": None}) is None   # a timeout's default, whatever it is
+    assert purge.reviewer({**approve, "timed_out": True}) is None
     assert purge.reviewer(None) is None
 
 
@@ -345,7 +326,7 @@ def test_two_runs_at_once_erase_each_child_once(world):
 
 def test_the_summary_email_counts_vendors_and_holds_no_personal_data(world, sendgrid):
     from include.notify.sendgrid_mailer import SendGridMailer
-    from tests.conftest import SENDGRID_TEST_KEY
+    from tests.conftest import SENDGRID_TEST_KEY  # noqa: I001
 
     run_all(world, "mail", params(world))
     mailer = SendGridMailer(api_key=SENDGRID_TEST_KEY, host=sendgrid.base_url)

@@ -98,12 +98,16 @@ def test_child_data_purge_is_daily_and_its_approval_never_approves_by_itself(dag
     """A timeout applies the approval's defaults: they must be Reject, or no answer would erase children."""
     from airflow.providers.standard.operators.hitl import ApprovalOperator
 
+    from include.seam.approval import PlanApproval
+
     dag = dagbag.dags["child_data_purge"]
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert dag.schedule == "@daily" or str(dag.timetable.summary) == "@daily"
     approve = dag.get_task("approve_purge")
-    assert isinstance(approve, ApprovalOperator)
+    assert isinstance(approve, ApprovalOperator) and isinstance(approve, PlanApproval)
     assert approve.defaults == ["Reject"] and approve.response_timeout is not None
+    with pytest.raises(ValueError, match="must be Reject"):
+        PlanApproval(task_id="x", subject="s", defaults="Approve", response_timeout=approve.response_timeout)
     assert dag.dagrun_timeout > approve.response_timeout
     # The purge waits for the reviewer or the in-advance path; nothing erases before the gate.
     assert dag.get_task("purge_subjects").upstream_task_ids == {"approve_purge", "approved_in_advance"}

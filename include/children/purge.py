@@ -255,7 +255,7 @@ def reviewer(approval: Mapping | None) -> str | None:
     A timeout applies the operator's default (Reject) with no user: that is never an approval, even if
     the default were changed.
     """
-    if not approval or list(approval.get("chosen_options") or []) != [APPROVE]:
+    if not approval or approval.get("timed_out") or list(approval.get("chosen_options") or []) != [APPROVE]:
         return None
     return responder(approval)
 
@@ -263,7 +263,7 @@ def reviewer(approval: Mapping | None) -> str | None:
 def responder(approval: Mapping | None) -> str | None:
     """The Airflow user who answered the approval request (None: nobody, the timeout's default applied)."""
     user = (approval or {}).get("responded_by_user")
-    if not user:
+    if not user or (approval or {}).get("timed_out"):
         return None
     return str(user.get("name") or user.get("id")) if isinstance(user, Mapping) else str(user)
 
@@ -292,7 +292,7 @@ def purge_subjects(ops, store, dm: DataMap, settings: Settings, ctx: RunContext,
         outcome = _purge_one(ops, store, dm, settings, ctx, params, key, row, unmapped, wait=False)
         if outcome == erasure.CLAIMED_ELSEWHERE:
             later.append(row)
-        elif outcome == "busy":
+        elif outcome in ("busy", "in_flight"):
             busy.append(row)
         else:
             tally[outcome] = tally.get(outcome, 0) + 1
@@ -311,8 +311,8 @@ def purge_subjects(ops, store, dm: DataMap, settings: Settings, ctx: RunContext,
     ctx.audit(store, "child_purge.purged", result)
     log.info("purge of plan %s done in %.1f s: %s", run.plan_hash, time.monotonic() - started, _fmt(tally) or "none")
     if busy:
-        raise SubjectsBusy(f"{len(busy)} subject(s) stayed locked by other transactions and were not erased; the "
-                           "task's retry erases them")
+        raise SubjectsBusy(f"{len(busy)} subject(s) stayed locked by other transactions (the application, or an "
+                           "earlier attempt still alive) and were not erased; the task's retry erases them")
     return result
 
 
@@ -354,8 +354,8 @@ def _purge_one(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, par
         if not ledger.mark_erasing(store, ctx.run_id, result):
             raise _NotThisRunsToErase()
 
-    if row.outcome == ledger.ERASING:  # left by an attempt that is still alive: not ours to redo
-        return "skipped"
+    if row.outcome == ledger.ERASING:  # an attempt that is still alive holds it: the retry settles it
+        return "in_flight"
     try:
         result = erasure.erase_subject(
             ops, dm, row.user_id, key, at=now, unmapped=unmapped, wait=wait,
