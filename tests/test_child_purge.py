@@ -19,12 +19,9 @@ from include.config import Settings
 from include.datamap import load_datamap
 from include.periods import ParamError, RunTiming
 from include.subjects import user_hash
-from tests.purge_support import expected_children
+from tests.purge_support import OPS_TABLES, checksums, expected_children
 
 KEY = b"test-subject-key-0123456789"
-OPS_TABLES = ("users", "privacy_requests", "uploads", "support_messages", "usage_events", "access_logs",
-              "social_profiles", "vendors", "data_shares", "child_reports", "legal_holds", "policy_versions",
-              "email_suppressions")
 
 
 @pytest.fixture
@@ -59,12 +56,6 @@ def run_all(world, run_id: str, p: PurgeParams, approval=None, settings: Setting
         purge.purge_subjects(ops, store, world.dm, settings, ctx(run_id), p, KEY, approval)
         purge.verify_purge(ops, store, world.dm, ctx(run_id))
     return purge.finish_run(ops, store, world.dm, ctx(run_id), p, approval)
-
-
-def checksums(conn) -> dict[str, tuple[int, str]]:
-    """Row count and an order-independent checksum of every operational table."""
-    return {t: conn.execute(f"select count(*), coalesce(md5(string_agg(md5(x::text), '' order by md5(x::text))), '') "
-                            f"from {t} x").fetchone() for t in OPS_TABLES}
 
 
 def user_rows(conn, ids) -> int:
@@ -187,6 +178,13 @@ def test_a_live_run_erases_exactly_the_children_and_proves_it(world):
     audited = world.store.execute("select count(*) from compliance.audit_log where action = "
                                   "'child_purge.subject_purged' and run_id = 'live-1'").fetchone()[0]
     assert audited == len(to_purge)
+
+    from include.reads import children as reads
+
+    assert reads.outcomes(world.store, "live-1")["purged"] == len(to_purge)
+    assert reads.purged_total(world.store) == len(to_purge) and not reads.open_records(world.store)
+    assert any(n["vendor_id"] == 1 and n["subjects"] >= 1 for n in reads.outstanding_notices(world.store))
+    assert reads.recent_runs(world.store)[0]["state"] == "purged"
 
     # A second run finds nothing more to do.
     after = checksums(world.ops)

@@ -225,6 +225,39 @@ def test_a_plan_approved_by_its_hash_runs_headless_and_a_changed_one_does_not(wo
     assert conn.execute("select count(*) from users where id = %s", (adults[8],)).fetchone()[0] == 1
 
 
+def test_two_runs_at_once_erase_each_child_once(world):
+    """Two `airflow dags test` of one approved plan started together: every child erased and recorded once."""
+    import threading
+
+    conn = world["conn"]
+    adults = [r[0] for r in conn.execute(
+        """select id from users where declared_age is null and birth_date < now() - interval '30 years'
+           and id not in (select user_id from legal_holds) order by id limit 40""")]
+    conn.execute("update users set declared_age = 8 where id = any(%s)", (adults,))
+    state, log = run_dag(world, "twins-dry", conf={"dry_run": True})
+    assert state == "success", log[-3000:]
+    plan_hash = latest_run(conn)[2]
+    results = {}
+    threads = [threading.Thread(target=lambda n=n: results.update(
+        {n: run_dag(world, n, conf={"dry_run": False, "approve_plan": plan_hash})})) for n in ("twin-a", "twin-b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(900)
+    assert [results[n][0] for n in ("twin-a", "twin-b")] == ["success", "success"], \
+        [results[n][1][-2000:] for n in results]
+    assert conn.execute("select count(*) from users where id = any(%s)", (adults,)).fetchone()[0] == 0
+    key = support.SUBJECT_KEY.encode()
+    purged = conn.execute("""select subject_hash, count(*) from compliance.child_purges
+                             where outcome = 'purged' and subject_hash = any(%s) group by 1""",
+                          ([user_hash(key, a) for a in adults],)).fetchall()
+    assert len(purged) == len(adults) and all(n == 1 for _, n in purged)
+    audited = conn.execute("""select count(*) from compliance.audit_log where action = 'child_purge.subject_purged'
+                              and details ->> 'subject_hash' = any(%s)""",
+                           ([user_hash(key, a) for a in adults],)).fetchone()[0]
+    assert audited == len(adults)
+
+
 def test_no_personal_data_in_task_logs_the_store_or_the_emails(world):
     conn, pii = world["conn"], world["pii"]
     assert len(pii) > 1000 and len(world["texts"]) >= 8
