@@ -100,7 +100,7 @@ class RecordSource:
 @dataclass(frozen=True)
 class SubjectLink:
     column: str
-    match: str = "key"  # 'key': the account key; 'email': the account's email, case-insensitively
+    match: str = "key"  # 'key': the account key; 'email': the account's email (trimmed, case-insensitively)
 
 
 @dataclass(frozen=True)
@@ -117,10 +117,18 @@ class PersonalDataEntry:
     subject: SubjectLink
     categories: Mapping[str, tuple[str, ...]]
     erase: EraseRule
+    # Further columns that tie a row to the same subject (``subject.also``), e.g. a report naming an
+    # account by its email where no account id was given; a row matching any link is the subject's.
+    also: tuple[SubjectLink, ...] = ()
 
     @property
     def ident(self) -> sql.Composable:
         return sql.Identifier(self.schema, self.table)
+
+    @property
+    def links(self) -> tuple[SubjectLink, ...]:
+        """Every column tying a row to a subject: ``subject`` first, then ``subject.also``."""
+        return (self.subject, *self.also)
 
     @property
     def label(self) -> str:
@@ -175,7 +183,11 @@ def parse_datamap(raw: Any, source: str = "<memory>") -> DataMap:
     records = _parse_records(raw.get("records"))
     entries = _parse_personal_data(raw.get("personal_data"))
     dm = DataMap(records=records, personal_data=entries, source=source)
-    dm.account_entry  # noqa: B018 - raises when the account table is not mapped
+    account = dm.account_entry  # raises when the account table is not mapped
+    key = dm.record("accounts").physical("id")
+    if account.erase.action != "delete" or account.also or account.subject != SubjectLink(key, "key"):
+        raise DataMapError(f"data map entry {account.label}: the accounts table is erased by deleting its row, so its "
+                           f"entry must be 'subject: {{column: {key}}}' with 'erase: delete'")
     return dm
 
 
@@ -226,10 +238,14 @@ def _parse_personal_data(raw: Any) -> tuple[PersonalDataEntry, ...]:
         subject = spec.get("subject")
         if not isinstance(subject, dict) or not isinstance(subject.get("column"), str):
             raise DataMapError(f"data map entry {where}: 'subject' must give the 'column' tying a row to an account")
-        match = subject.get("match", "key")
-        if match not in ("key", "email"):
-            raise DataMapError(f"data map entry {where}: subject.match must be 'key' or 'email', not {match!r}")
-        link = SubjectLink(column=subject["column"], match=match)
+        link = _parse_link(subject, where, "subject")
+        also_raw = subject.get("also", [])
+        if not isinstance(also_raw, list):
+            raise DataMapError(f"data map entry {where}: subject.also must be a list of {{column, match}} links")
+        also = tuple(_parse_link(item, where, f"subject.also[{i}]") for i, item in enumerate(also_raw))
+        columns = [link.column, *(a.column for a in also)]
+        if len(set(columns)) != len(columns):
+            raise DataMapError(f"data map entry {where}: a subject column is listed twice")
 
         categories = spec.get("categories")
         if not isinstance(categories, dict) or not categories:
@@ -240,21 +256,38 @@ def _parse_personal_data(raw: Any) -> tuple[PersonalDataEntry, ...]:
                     f"data map entry {where}: unknown category {category!r} (known: {', '.join(sorted(CATEGORIES))})")
         parsed_categories = {c: _names(cols, f"{where} categories.{c}") for c, cols in categories.items()}
 
-        erase = _parse_erase(spec.get("erase"), where, link)
-        entries.append(PersonalDataEntry(schema, table, link, parsed_categories, erase))
+        erase = _parse_erase(spec.get("erase"), where, (link, *also))
+        entries.append(PersonalDataEntry(schema, table, link, parsed_categories, erase, also))
     return tuple(entries)
 
 
-def _parse_erase(raw: Any, where: str, link: SubjectLink) -> EraseRule:
+def _parse_link(raw: Any, where: str, name: str) -> SubjectLink:
+    """One ``{column, match}`` link; ``name`` is ``subject`` or ``subject.also[i]`` in messages."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("column"), str) or not raw["column"]:
+        raise DataMapError(f"data map entry {where}: {name} must give the 'column' tying a row to an account")
+    extra = sorted(set(raw) - {"column", "match"} - ({"also"} if name == "subject" else set()))
+    if extra:
+        raise DataMapError(f"data map entry {where}: unknown {name} key(s) {', '.join(extra)}")
+    match = raw.get("match", "key")
+    if match not in ("key", "email"):
+        raise DataMapError(f"data map entry {where}: {name}.match must be 'key' or 'email', not {match!r}")
+    return SubjectLink(column=raw["column"], match=match)
+
+
+def _parse_erase(raw: Any, where: str, links: tuple[SubjectLink, ...]) -> EraseRule:
     if raw == "delete":
         return EraseRule("delete")
     if isinstance(raw, dict) and raw and set(raw) <= {"set_null", "hash"}:
         rule = EraseRule("redact", _names(raw.get("set_null", []), f"{where} erase.set_null"),
                          _names(raw.get("hash", []), f"{where} erase.hash"))
-        if link.column not in rule.null + rule.hash:
-            raise DataMapError(
-                f"data map entry {where}: a redacting erase rule must null or hash the subject column "
-                f"{link.column!r}, or the rows stay linked to the person")
+        for link in links:
+            if link.column not in rule.null + rule.hash:
+                raise DataMapError(
+                    f"data map entry {where}: a redacting erase rule must null or hash the subject column "
+                    f"{link.column!r}, or the rows stay linked to the person")
+        overlap = sorted(set(rule.null) & set(rule.hash))
+        if overlap:
+            raise DataMapError(f"data map entry {where}: column(s) {', '.join(overlap)} are both nulled and hashed")
         return rule
     raise DataMapError(f"data map entry {where}: 'erase' must be 'delete' or a mapping with 'set_null'/'hash' lists")
 
@@ -301,7 +334,7 @@ def validate_against_database(dm: DataMap, conn) -> None:
         cols = table_columns(entry.schema, entry.table, entry.label)
         if cols is None:
             continue
-        named = {entry.subject.column, *entry.erase.null, *entry.erase.hash}
+        named = {*(link.column for link in entry.links), *entry.erase.null, *entry.erase.hash}
         for category_columns in entry.categories.values():
             named.update(category_columns)
         for column in sorted(named - set(cols)):
@@ -313,9 +346,9 @@ def validate_against_database(dm: DataMap, conn) -> None:
         for column in entry.erase.hash:
             if column in cols and cols[column][0] not in TEXT_TYPES:
                 problems.append(f"data map entry {entry.label}: erase.hash column {column!r} is not a text column")
-        if entry.subject.match == "email" and entry.subject.column in cols \
-                and cols[entry.subject.column][0] not in TEXT_TYPES:
-            problems.append(f"data map entry {entry.label}: subject column {entry.subject.column!r} must be text to match emails")
+        for link in entry.links:
+            if link.match == "email" and link.column in cols and cols[link.column][0] not in TEXT_TYPES:
+                problems.append(f"data map entry {entry.label}: subject column {link.column!r} must be text to match emails")
 
     if problems:
         raise DataMapError(_summary(problems, missing_tables, len(tables)), problems)

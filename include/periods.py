@@ -19,11 +19,19 @@ class ParamError(NeedsOperator, ValueError):
 
 @dataclass(frozen=True)
 class RunTiming:
-    """When a run runs: what the scheduler gave it (all tz-aware)."""
+    """When a run runs: what the scheduler gave it (all tz-aware), and how it was started."""
 
     run_after: datetime
     interval_start: datetime | None = None
     interval_end: datetime | None = None
+    # Airflow's DagRunType value: "scheduled", "manual" (the trigger form, `airflow dags test`),
+    # "backfill", "asset_triggered"; None outside Airflow.
+    run_type: str | None = None
+
+    @property
+    def scheduled(self) -> bool:
+        """True for a run the scheduler started on the DAG's schedule (it carries no trigger form)."""
+        return self.run_type == "scheduled"
 
 
 @dataclass(frozen=True)

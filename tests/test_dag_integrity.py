@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
-EXPECTED = {"dsr_deadline_tracking", "vendor_sharing_manifests"}
+EXPECTED = {"dsr_deadline_tracking", "vendor_sharing_manifests", "child_data_purge"}
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,38 @@ def test_vendor_manifests_trigger_form_refuses_bad_input(dagbag):
                        "dry_run": True})
 
 
+def test_child_data_purge_is_daily_and_its_approval_never_approves_by_itself(dagbag):
+    """A timeout applies the approval's defaults: they must be Reject, or no answer would erase children."""
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    from include.seam.approval import PlanApproval
+
+    dag = dagbag.dags["child_data_purge"]
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert dag.schedule == "@daily" or str(dag.timetable.summary) == "@daily"
+    approve = dag.get_task("approve_purge")
+    assert isinstance(approve, ApprovalOperator) and isinstance(approve, PlanApproval)
+    assert approve.defaults == ["Reject"] and approve.response_timeout is not None
+    with pytest.raises(ValueError, match="must be Reject"):
+        PlanApproval(task_id="x", subject="s", defaults="Approve", response_timeout=approve.response_timeout)
+    assert dag.dagrun_timeout > approve.response_timeout
+    # The purge waits for the reviewer or the in-advance path; nothing erases before the gate.
+    assert dag.get_task("purge_subjects").upstream_task_ids == {"approve_purge", "approved_in_advance"}
+    assert dag.get_task("approval_gate").downstream_task_ids == {"approve_purge", "approved_in_advance"}
+    assert dag.params["dry_run"] is True  # a person who changes nothing gets a dry run
+
+
+def test_child_data_purge_form_refuses_bad_input(dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = dagbag.dags["child_data_purge"]
+    for bad in ({"max_subjects": 0}, {"user_ids": [0]}, {"approve_plan": "abc"}, {"approve_plan": "A" * 64},
+                {"dry_run": "no"}):
+        with pytest.raises(ParamValidationError):
+            _with(dag.params, bad)
+    _with(dag.params, {"dry_run": False, "user_ids": [3, 4], "max_subjects": 10, "approve_plan": "a" * 64})
+
+
 def _with(params, values):
     params = copy.deepcopy(params)
     for key, value in values.items():
@@ -149,6 +181,9 @@ def test_dag_files_import_nothing_heavy_at_parse_time():
     code = ("import sys, runpy\n"
             f"runpy.run_path({str(DAGS / 'dsr_deadline_tracking.py')!r})\n"
             f"runpy.run_path({str(DAGS / 'vendor_sharing_manifests.py')!r})\n"
+
+
+            f"for f in {[str(p) for p in sorted(DAGS.glob('*.py'))]!r}: runpy.run_path(f)\n"
             "heavy = [m for m in ('pandas', 'pyarrow', 'psycopg', 'sendgrid', 'holidays', 'google.cloud.storage', 'airflow.providers.google.cloud.hooks') "
             "if m in sys.modules]\n"
             "print(','.join(heavy))")

@@ -37,6 +37,19 @@ def test_default_map_matches_the_reference_schema(ops):
     validate_against_database(load_datamap(), ops)
 
 
+def test_a_report_is_tied_to_its_child_by_id_and_by_address():
+    reports = next(e for e in load_datamap().personal_data if e.table == "child_reports")
+    assert [(link.column, link.match) for link in reports.links] == [("user_id", "key"), ("reported_email", "email")]
+    assert set(reports.erase.null) | set(reports.erase.hash) >= {"user_id", "reported_email"}
+
+
+def test_an_address_link_must_be_a_text_column(raw, ops):
+    raw["personal_data"][8]["subject"]["also"] = [{"column": "resolved_at", "match": "email"}]
+    raw["personal_data"][8]["erase"]["set_null"].append("resolved_at")
+    with pytest.raises(DataMapError, match="subject column 'resolved_at' must be text to match emails"):
+        validate_against_database(parse_datamap(raw), ops)
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda r: r["personal_data"][1].update(table="uploadz"),
      "data map entry personal_data 'uploadz': table public.uploadz does not exist"),
@@ -70,6 +83,16 @@ def test_database_mismatch_names_the_entry(raw, ops, mutate, message):
     (lambda r: r.update(version=2), "version must be 1"),
     (lambda r: r["personal_data"].append(copy.deepcopy(r["personal_data"][1])), "the table is listed twice"),
     (lambda r: r["personal_data"].pop(0), "the accounts table has no personal_data entry"),
+    (lambda r: r["personal_data"][8]["subject"].update(also=[{"column": "reported_email", "match": "phone"}]),
+     "subject.also[0].match must be 'key' or 'email'"),
+    (lambda r: r["personal_data"][8]["subject"].update(also=[{"column": "user_id"}]), "a subject column is listed twice"),
+    (lambda r: r["personal_data"][8]["subject"].update(also=[{"column": "note", "match": "email"}]),
+     "must null or hash the subject column 'note'"),
+    (lambda r: r["personal_data"][8]["subject"].update(also=[{"column": "note", "also": []}]),
+     "unknown subject.also[0] key(s) also"),
+    (lambda r: r["personal_data"][0].update(erase={"set_null": ["id"]}), "the accounts table is erased by deleting"),
+    (lambda r: r["personal_data"][7].update(erase={"set_null": ["user_id"], "hash": ["user_id"]}),
+     "both nulled and hashed"),
 ])
 def test_malformed_map_is_refused_with_the_entry(raw, mutate, message):
     mutate(raw)

@@ -3,8 +3,12 @@
 -- Each one serves a lookup the DAGs make: per-subject erasure (user_id everywhere), the deadline
 -- tracker's open/recent request scan, the manifest's per-vendor period scan, and e-mail matching,
 -- which is case-insensitive throughout and therefore indexed on lower(email).
+-- The erasure engine matches a subject's rows by address the way the child rules do (trimmed and
+-- lower-cased: `lower(btrim(x))`), so those columns carry that expression index too: the account's
+-- address (is it shared with another account?), the reports naming it, and the suppressions.
 
 create index users_lower_email_idx on users (lower(email));
+create index users_lower_btrim_email_idx on users (lower(btrim(email)));
 create index users_created_at_idx on users (created_at);
 create index users_deleted_at_idx on users (deleted_at) where deleted_at is not null;
 create index users_birth_date_idx on users (birth_date);
@@ -34,6 +38,7 @@ create index data_shares_shared_at_idx on data_shares (shared_at);
 
 create index child_reports_user_id_idx on child_reports (user_id);
 create index child_reports_lower_reported_email_idx on child_reports (lower(reported_email));
+create index child_reports_lower_btrim_reported_email_idx on child_reports (lower(btrim(reported_email)));
 create index child_reports_reported_at_idx on child_reports (reported_at);
 
 create index legal_holds_user_id_idx on legal_holds (user_id);
@@ -41,3 +46,4 @@ create index legal_holds_user_id_idx on legal_holds (user_id);
 create index policy_versions_published_at_idx on policy_versions (published_at);
 
 create index email_suppressions_lower_email_idx on email_suppressions (lower(email));
+create index email_suppressions_lower_btrim_email_idx on email_suppressions (lower(btrim(email)));

@@ -60,8 +60,12 @@ def _account_columns(accounts: RecordSource, alias: str) -> dict[str, sql.Compos
             for name in ("id", "email", "birth_date", "declared_age", "created_at")}
 
 
-def reported_accounts_cte(dm: DataMap) -> sql.Composable:
-    """``reported(user_id, report_ids)``: accounts named by an unresolved report, by id or by email."""
+def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False) -> sql.Composable:
+    """``reported(user_id, report_ids)``: accounts named by an unresolved report, by id or by email.
+
+    ``only_ids`` limits it to the accounts in the ``%(ids)s`` parameter (all when it is empty), so that
+    looking at a few accounts reads them by key instead of matching every account's address.
+    """
     accounts, reports = dm.record("accounts"), dm.record("child_reports")
     r = {n: sql.Identifier("r", reports.physical(n)) for n in ("id", "user_id", "reported_email", "resolved_at")}
     u = _account_columns(accounts, "u")
@@ -70,14 +74,16 @@ def reported_accounts_cte(dm: DataMap) -> sql.Composable:
             select user_id, array_agg(distinct report_id order by report_id) as report_ids from (
                 select {r_id} as report_id, {u_id} as user_id
                 from {reports} r join {accounts} u on {u_id} = {r_user}
-                where {r_resolved} is null
+                where {r_resolved} is null {only}
                 union all
                 select {r_id}, {u_id}
                 from {reports} r join {accounts} u on lower(btrim({u_email})) = lower(btrim({r_email}))
-                where {r_resolved} is null and {r_user} is null and {r_email} is not null
+                where {r_resolved} is null and {r_user} is null and {r_email} is not null {only}
             ) m group by user_id)""").format(
         r_id=r["id"], r_user=r["user_id"], r_email=r["reported_email"], r_resolved=r["resolved_at"],
-        u_id=u["id"], u_email=u["email"], reports=reports.ident, accounts=accounts.ident)
+        u_id=u["id"], u_email=u["email"], reports=reports.ident, accounts=accounts.ident,
+        only=sql.SQL("and (cardinality(%(ids)s::bigint[]) = 0 or {} = any(%(ids)s::bigint[]))").format(u["id"])
+        if only_ids else sql.SQL(""))
 
 
 def verdict_columns(dm: DataMap, alias: str = "u") -> tuple[sql.Composable, sql.Composable]:
@@ -128,10 +134,15 @@ def detect(ops, dm: DataMap, *, as_of: date, tz: str, user_ids: Sequence[int] = 
             where cardinality(%(ids)s::bigint[]) = 0 or {u_id} = any(%(ids)s::bigint[])) v
         where cardinality(v.rules) > 0 or cardinality(v.problems) > 0
         order by v.user_id""").format(
-        reported=reported_accounts_cte(dm), u_id=sql.Identifier("u", accounts.physical("id")), rules=rules,
+        reported=reported_accounts_cte(dm, only_ids=True), u_id=sql.Identifier("u", accounts.physical("id")), rules=rules,
         problems=problems, accounts=accounts.ident)
     rows = ops.execute(query, {"as_of": as_of, "tz": tz, "ids": list(user_ids)})
     return [Subject(uid, tuple(r), tuple(p), tuple(ids)) for uid, r, p, ids in rows]
+
+
+def still_a_child(conn, dm: DataMap, user_id: int, *, as_of: date, tz: str) -> bool:
+    """Does a rule still catch this account? (Asked again under the purge's claim, in its transaction.)"""
+    return any(s.child for s in detect(conn, dm, as_of=as_of, tz=tz, user_ids=[user_id]))
 
 
 def unmatched_reports(ops, dm: DataMap) -> list[ReportOutcome]:

@@ -149,8 +149,10 @@ def run_timing(context) -> "RunTiming":
 
     dag_run = context["dag_run"]
     run_after = getattr(dag_run, "run_after", None) or datetime.now(timezone.utc)
+    run_type = getattr(dag_run, "run_type", None)
     return RunTiming(run_after=run_after, interval_start=context.get("data_interval_start"),
-                     interval_end=context.get("data_interval_end"))
+                     interval_end=context.get("data_interval_end"),
+                     run_type=None if run_type is None else str(getattr(run_type, "value", run_type)))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,336 @@
+"""The purge's records in the compliance store (migration 0003): the run, one row per subject and run, the
+reports' outcomes and the vendors' deletion notices.
+
+Each write is safe to repeat: a run detects and plans once (the run row is locked while it does, and a
+repeated attempt finds the work recorded); a subject's row only moves forward (``planned`` → ``erasing``
+→ ``purged``, or to another final outcome) through updates conditional on its current outcome, so two
+attempts of one run can never both record the same subject.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Sequence
+
+from psycopg.types.json import Jsonb
+
+from include.audit import RunContext
+from include.erasure import PURGED, ErasureResult, Plan, VendorShare
+
+SOURCE = "child_data_purge"
+
+PLANNED = "planned"
+ERASING = "erasing"
+INVALID = "invalid"
+DRY_RUN = "dry_run"
+DEFERRED = "deferred"
+APPROVAL_REQUIRED = "approval_required"
+REJECTED = "rejected"
+OPEN = (PLANNED, ERASING)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    dry_run: bool
+    targeted: bool
+    state: str
+    detected_at: datetime | None
+    planned_at: datetime | None
+    plan_hash: str | None
+    plan_subjects: int | None
+    approval: str | None
+    approval_state: str | None
+    threshold: int
+
+
+_RUN_COLUMNS = ("run_id, dry_run, targeted, state, detected_at, planned_at, plan_hash, plan_subjects, approval, "
+                "approval_state, threshold")
+
+
+def start_run(store, *, run_id: str, as_of, run_type: str | None, dry_run: bool, targeted: bool,
+              max_subjects: int | None, threshold: int, started_at: datetime) -> RunRecord:
+    """The run's row, created on its first attempt (a later attempt finds it as it was left)."""
+    store.execute(
+        """insert into compliance.child_purge_runs (run_id, as_of, run_type, dry_run, targeted, max_subjects,
+                                                     threshold, started_at, state)
+           values (%s, %s, %s, %s, %s, %s, %s, %s, 'detected') on conflict (run_id) do nothing""",
+        (run_id, as_of, run_type, dry_run, targeted, max_subjects, threshold, started_at))
+    return load_run(store, run_id)
+
+
+def load_run(store, run_id: str, *, lock: bool = False) -> RunRecord | None:
+    row = store.execute(f"select {_RUN_COLUMNS} from compliance.child_purge_runs where run_id = %s"
+                        + (" for update" if lock else ""), (run_id,)).fetchone()
+    return RunRecord(*row) if row else None
+
+
+@dataclass(frozen=True)
+class Detected:
+    """A subject as detected: its keyed hash, rules, problems and reports (no personal data)."""
+
+    subject_hash: str
+    user_id: int
+    rules: tuple[str, ...]
+    problems: tuple[str, ...]
+    report_ids: tuple[int, ...]
+
+    @property
+    def outcome(self) -> str:
+        return PLANNED if self.rules else INVALID
+
+    @property
+    def reason(self) -> str | None:
+        return None if self.rules else "; ".join(self.problems)
+
+
+def record_detection(store, run_id: str, subjects: Sequence[Detected], reports: Iterable[tuple[int, str, str | None, bool]],
+                     *, at: datetime, counts: dict) -> bool:
+    """Record what the run detected, once; False when an earlier attempt of the run already had.
+
+    ``reports``: (report id, outcome, reason, resolved) for the open reports that named no one to purge.
+    """
+    with store.transaction():
+        run = load_run(store, run_id, lock=True)
+        if run.detected_at is not None:
+            return False
+        with store.cursor().copy(
+                "copy compliance.child_purges (run_id, subject_hash, user_id, rules, problems, report_ids, outcome, "
+                "reason, detected_at, updated_at) from stdin") as copy:
+            for s in subjects:
+                copy.write_row((run_id, s.subject_hash, s.user_id, list(s.rules), list(s.problems), list(s.report_ids),
+                                s.outcome, s.reason, at, at))
+        with store.cursor() as cur:
+            cur.executemany("""insert into compliance.child_report_outcomes (run_id, report_id, outcome, reason, resolved,
+                                                                           recorded_at)
+                               values (%s, %s, %s, %s, %s, %s) on conflict do nothing""",
+                            [(run_id, rid, outcome, reason, resolved, at) for rid, outcome, reason, resolved in reports])
+        store.execute("""update compliance.child_purge_runs set detected_at = %s, counts = %s where run_id = %s""",
+                      (at, Jsonb({"detected": counts}), run_id))
+    return True
+
+
+def reports_to_resolve(store, run_id: str) -> list[int]:
+    """The reports naming no one (no_match, already_gone) that this run found and has not resolved yet."""
+    return [r[0] for r in store.execute(
+        """select report_id from compliance.child_report_outcomes
+           where run_id = %s and outcome in ('no_match', 'already_gone') and not resolved order by report_id""",
+        (run_id,))]
+
+
+def mark_reports_resolved(store, run_id: str, report_ids: Sequence[int]) -> None:
+    store.execute("""update compliance.child_report_outcomes set resolved = true
+                     where run_id = %s and report_id = any(%s)""", (run_id, list(report_ids)))
+
+
+def detected_subjects(store, run_id: str) -> list[tuple[str, int]]:
+    """(subject hash, user id) of the children this run detected, by user id."""
+    return store.execute("""select subject_hash, user_id from compliance.child_purges
+                            where run_id = %s and outcome = 'planned' order by user_id""", (run_id,)).fetchall()
+
+
+def record_plan(store, run_id: str, plan: Plan, *, state: str, approval: str | None, approval_state: str | None,
+                subject_outcome: str, reason: str | None, at: datetime, counts: dict) -> bool:
+    """Record the run's plan, once: each subject's planned tables and vendors, and its outcome so far.
+
+    The erasable subjects get ``subject_outcome`` (``planned``; ``dry_run``; ``approval_required`` when the
+    plan cannot go ahead); held ones ``held``, those beyond the cap ``deferred``, gone ones ``already_erased``.
+    """
+    rows = []
+    for s in plan.erasable:
+        rows.append((s.subject_hash, subject_outcome, reason, s.tables_evidence(), s, ()))
+    for s in plan.held:
+        rows.append((s.subject_hash, "held", f"active legal hold(s) {', '.join(map(str, s.holds))}",
+                     s.tables_evidence(), s, s.holds))
+    for s in plan.deferred:
+        rows.append((s.subject_hash, DEFERRED, "beyond this run's max_subjects; the next run picks it up",
+                     s.tables_evidence(), s, ()))
+    for s in plan.gone:
+        rows.append((s.subject_hash, "already_erased", "the account no longer exists", {}, s, ()))
+    with store.transaction():
+        run = load_run(store, run_id, lock=True)
+        if run.planned_at is not None:
+            return False
+        store.execute("create temp table child_plan_rows (subject_hash text, outcome text, reason text, "
+                      "planned_tables jsonb, vendors jsonb, holds bigint[], gone boolean) on commit drop")
+        with store.cursor().copy("copy child_plan_rows from stdin") as copy:
+            for subject_hash, outcome, why, tables, s, holds in rows:
+                copy.write_row((subject_hash, outcome, why, Jsonb(tables), Jsonb([v.as_dict() for v in s.vendors]),
+                                list(holds), not s.exists))
+        store.execute("""update compliance.child_purges c
+                         set outcome = p.outcome, reason = p.reason, planned_tables = p.planned_tables,
+                             vendors = p.vendors, holds = p.holds, updated_at = %s,
+                             user_id = case when p.gone then null else c.user_id end
+                         from child_plan_rows p
+                         where c.run_id = %s and c.subject_hash = p.subject_hash and c.outcome = 'planned'""",
+                      (at, run_id))
+        store.execute("""update compliance.child_purge_runs
+                         set planned_at = %s, plan_hash = %s, plan_subjects = %s, plan_rows = %s, approval = %s,
+                             approval_state = %s, state = %s, counts = counts || %s
+                         where run_id = %s""",
+                      (at, plan.hash, len(plan.erasable), plan.rows, approval, approval_state, state,
+                       Jsonb({"planned": counts}), run_id))
+    return True
+
+
+def record_approval(store, run_id: str, *, approval_state: str, approved_by: str | None, at: datetime | None,
+                    state: str | None = None) -> None:
+    store.execute("""update compliance.child_purge_runs
+                     set approval_state = %s, approved_by = coalesce(%s, approved_by),
+                         approved_at = coalesce(%s, approved_at), state = coalesce(%s, state)
+                     where run_id = %s""", (approval_state, approved_by, at, state, run_id))
+
+
+def close_open(store, run_id: str, outcome: str, reason: str, at: datetime) -> int:
+    """Give every still-planned subject of the run a final outcome (rejected, approval_required)."""
+    return store.execute("""update compliance.child_purges set outcome = %s, reason = %s, updated_at = %s
+                            where run_id = %s and outcome = 'planned'""", (outcome, reason, at, run_id)).rowcount
+
+
+@dataclass(frozen=True)
+class OpenRow:
+    subject_hash: str
+    user_id: int
+    report_ids: tuple[int, ...]
+    outcome: str
+
+
+def open_rows(store, run_id: str) -> list[OpenRow]:
+    """The run's subjects still to erase, by user id."""
+    return [OpenRow(h, u, tuple(r), o) for h, u, r, o in store.execute(
+        """select subject_hash, user_id, report_ids, outcome from compliance.child_purges
+           where run_id = %s and outcome in ('planned', 'erasing') order by user_id""", (run_id,))]
+
+
+def erasing_rows(store) -> list[tuple[str, str, int]]:
+    """(run id, subject hash, user id) of every record left 'erasing', whatever its run."""
+    return store.execute("""select run_id, subject_hash, user_id from compliance.child_purges
+                            where outcome = 'erasing' order by run_id, user_id""").fetchall()
+
+
+def mark_erasing(store, run_id: str, result: ErasureResult) -> bool:
+    """Record the counts of an erasure about to commit; False when the row is not this run's to erase."""
+    return store.execute(
+        """update compliance.child_purges
+           set outcome = 'erasing', tables = %s, rows_erased = %s, kept = %s, vendors = %s, updated_at = %s
+           where run_id = %s and subject_hash = %s and outcome = 'planned'""",
+        (Jsonb(result.tables_evidence()), result.rows_erased,
+         Jsonb({t.table: t.rows for t in result.kept}) if result.kept else None,
+         Jsonb([v.as_dict() for v in result.vendors]), result.at, run_id, result.subject_hash)).rowcount == 1
+
+
+def back_to_planned(store, run_id: str, subject_hash: str, at: datetime) -> None:
+    """An 'erasing' record whose transaction did not commit: the subject is to be erased again."""
+    store.execute("""update compliance.child_purges set outcome = 'planned', tables = null, rows_erased = null,
+                     kept = null, updated_at = %s where run_id = %s and subject_hash = %s and outcome = 'erasing'""",
+                  (at, run_id, subject_hash))
+
+
+def finish_subject(store, ctx: RunContext, run_id: str, result: ErasureResult, *, rules: Sequence[str] = (),
+                   reason: str | None = None, settled: bool = False) -> bool:
+    """Record a subject's final outcome for this run, with its notices, report outcomes and audit entry.
+
+    For a purge: the vendors become outstanding deletion notices, the reports the purge resolved are
+    recorded, other runs' open records of the same subject become ``already_erased``, and one audit entry
+    holds the evidence (hash, rules, tables and row counts, vendors). Returns False when the row had
+    already left ``planned``/``erasing`` (another attempt recorded it).
+    """
+    at = result.at or ctx.now()
+    purged = result.outcome == PURGED
+    with store.transaction():
+        if purged:
+            changed = store.execute(
+                """update compliance.child_purges
+                   set outcome = 'purged', tables = %s, rows_erased = %s, kept = %s, vendors = %s, purged_at = %s,
+                       reason = null, updated_at = %s
+                   where run_id = %s and subject_hash = %s and outcome in ('planned', 'erasing')
+                   returning rules""",
+                (Jsonb(result.tables_evidence()), result.rows_erased,
+                 Jsonb({t.table: t.rows for t in result.kept}) if result.kept else None,
+                 Jsonb([v.as_dict() for v in result.vendors]), at, at, run_id, result.subject_hash)).fetchone()
+        else:
+            changed = store.execute(
+                """update compliance.child_purges
+                   set outcome = %s, reason = coalesce(%s, reason), holds = %s, updated_at = %s
+                   where run_id = %s and subject_hash = %s and outcome in ('planned', 'erasing')
+                   returning rules""",
+                (result.outcome, reason, list(result.holds), at, run_id, result.subject_hash)).fetchone()
+        if changed is None:
+            return False
+        rules = list(rules) or list(changed[0])
+        if purged:
+            _record_notices(store, run_id, result.subject_hash, result.vendors, at)
+            resolved = list(result.extra.get("reports_resolved", ()))
+            if resolved:
+                with store.cursor() as cur:
+                    cur.executemany(
+                        """insert into compliance.child_report_outcomes (run_id, report_id, outcome, resolved,
+                                                                         subject_hash, recorded_at)
+                           values (%s, %s, 'purged', true, %s, %s) on conflict do nothing""",
+                        [(run_id, rid, result.subject_hash, at) for rid in resolved])
+            store.execute("""update compliance.child_purges
+                             set outcome = 'already_erased', reason = %s, user_id = null, updated_at = %s
+                             where subject_hash = %s and run_id <> %s and outcome = 'planned'""",
+                          (f"purged by run {run_id}", at, result.subject_hash, run_id))
+            ctx.audit(store, "child_purge.subject_purged", {
+                "subject_hash": result.subject_hash, "rules": rules, "tables": result.tables_evidence(),
+                "rows_erased": result.rows_erased, "vendors": [v.vendor_id for v in result.vendors],
+                "reports_resolved": resolved, "kept_shared_address": {t.table: t.rows for t in result.kept},
+                **({"settled_after_interruption": True} if settled else {})})
+    return True
+
+
+def _record_notices(store, run_id: str, subject_hash: str, vendors: Sequence[VendorShare], at: datetime) -> None:
+    if not vendors:
+        return
+    with store.cursor() as cur:
+        cur.executemany(
+            """insert into compliance.vendor_deletion_notices (subject_hash, vendor_id, run_id, source, vendor_name,
+                                                                vendor_known, categories, shares, created_at)
+               values (%s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict do nothing""",
+            [(subject_hash, v.vendor_id, run_id, SOURCE, v.name, v.known, list(v.categories), v.shares, at)
+             for v in vendors])
+
+
+def recorded_result(store, run_id: str, subject_hash: str, user_id: int) -> ErasureResult:
+    """The erasure an 'erasing' record describes (its transaction committed: the account is gone)."""
+    from include.erasure import TableCount
+
+    tables, vendors, kept, updated = store.execute(
+        """select tables, vendors, kept, updated_at from compliance.child_purges
+           where run_id = %s and subject_hash = %s""", (run_id, subject_hash)).fetchone()
+    return ErasureResult(
+        user_id=user_id, subject_hash=subject_hash, outcome=PURGED,
+        tables=tuple(TableCount(t, v["action"], v["rows"]) for t, v in (tables or {}).items()),
+        vendors=tuple(VendorShare.from_dict(v) for v in vendors or ()),
+        kept=tuple(TableCount(t, "kept", n) for t, n in (kept or {}).items()), at=updated)
+
+
+def unverified(store, run_id: str) -> list[tuple[str, int]]:
+    """(subject hash, user id) of the run's erased subjects not yet checked after commit."""
+    return store.execute("""select subject_hash, user_id from compliance.child_purges
+                            where run_id = %s and outcome in ('purged', 'already_erased') and verified_at is null
+                              and user_id is not null
+                            order by user_id""", (run_id,)).fetchall()
+
+
+def mark_verified(store, run_id: str, subject_hashes: Sequence[str], at: datetime) -> int:
+    """Checked after commit: from now on the store knows these subjects by their keyed hash only."""
+    with store.transaction():
+        n = store.execute("""update compliance.child_purges set verified_at = %s, user_id = null
+                             where run_id = %s and subject_hash = any(%s) and verified_at is null""",
+                          (at, run_id, list(subject_hashes))).rowcount
+        store.execute("""update compliance.child_purges set user_id = null
+                         where subject_hash = any(%s) and user_id is not null and outcome not in ('planned', 'erasing')""",
+                      (list(subject_hashes),))
+    return n
+
+
+def outcome_counts(store, run_id: str) -> dict[str, int]:
+    return dict(sorted(store.execute("""select outcome, count(*) from compliance.child_purges where run_id = %s
+                                        group by outcome""", (run_id,)).fetchall()))
+
+
+def finish_run(store, run_id: str, *, state: str, at: datetime, counts: dict) -> None:
+    store.execute("""update compliance.child_purge_runs set state = %s, finished_at = %s, counts = counts || %s
+                     where run_id = %s""", (state, at, Jsonb(counts), run_id))

@@ -1,0 +1,54 @@
+"""The trigger form of ``child_data_purge``, resolved once into what the steps take.
+
+**Dry run by default for people, live on the schedule.** Airflow applies a Param's default to every run,
+scheduled or manual, so the form's ``dry_run`` default (true) cannot by itself tell the two apart. The run
+type can: Airflow marks each run ``scheduled`` or ``manual`` (``dag_run.run_type``). A scheduled run
+carries no trigger form and is always live (``dry_run`` is ignored); every other run — the UI's trigger
+form, the REST API, ``airflow dags trigger``/``dags test``, a backfill — takes ``dry_run`` from its
+params, so a person who changes nothing gets a dry run.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Mapping
+
+from include.config import Settings
+from include.periods import ParamError, RunTiming, run_today
+
+_PLAN_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class PurgeParams:
+    as_of: date                            # the run's own day in the configured zone (no what-ifs here)
+    dry_run: bool
+    scheduled: bool
+    run_type: str | None = None
+    user_ids: tuple[int, ...] = ()         # only these accounts (empty: every account)
+    max_subjects: int | None = None        # erase at most this many subjects this run
+    approve_plan: str | None = None        # the hash of the one plan this run may carry out
+
+    @classmethod
+    def resolve(cls, raw: Mapping[str, Any], settings: Settings, timing: RunTiming) -> "PurgeParams":
+        ids = raw.get("user_ids") or ()
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
+            raise ParamError("user_ids must be a list of positive account ids")
+        cap = raw.get("max_subjects")
+        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+            raise ParamError(f"max_subjects must be a whole number of subjects of at least 1, not {cap!r}")
+        approve = raw.get("approve_plan") or None
+        if approve is not None and (not isinstance(approve, str) or not _PLAN_HASH.match(approve.strip().lower())):
+            raise ParamError("approve_plan must be the 64-character plan hash a dry run printed")
+        dry_run = raw.get("dry_run", True)
+        if not isinstance(dry_run, bool):
+            raise ParamError(f"dry_run must be true or false, not {dry_run!r}")
+        scheduled = timing.scheduled
+        return cls(as_of=run_today(timing, settings.tz), dry_run=False if scheduled else dry_run, scheduled=scheduled,
+                   run_type=timing.run_type, user_ids=tuple(sorted(set(ids))), max_subjects=cap,
+                   approve_plan=approve.strip().lower() if approve else None)
+
+    @property
+    def targeted(self) -> bool:
+        return bool(self.user_ids)

@@ -1,0 +1,484 @@
+"""The steps of ``child_data_purge`` as plain functions (no Airflow in here): detect, plan, purge, verify,
+notify, finish. Each takes open connections and the run's resolved parameters, records what it did in the
+compliance store and the audit log, and returns a small summary for XCom.
+
+SPEC §4.2; COPPA (16 CFR §312.2: a child is under 13; §312.10: keep a child's data no longer than needed
+and delete it securely). Logs and records carry counts, report and hold ids, and keyed subject hashes,
+never a subject's email, name, phone, birth date or IP address.
+
+A run's subjects are fixed when it first detects them, and its plan when it first plans: every later
+attempt of the same run (an Airflow retry, a cleared task, `dags test` of the same logical date) carries
+out that recorded plan, so an approval given for a plan stays an approval of exactly that plan.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Mapping
+
+from include import erasure
+from include.audit import RunContext
+from include.children import detection, ledger, reports, summary
+from include.children.params import PurgeParams
+from include.config import Settings
+from include.datamap import DataMap
+from include.errors import NeedsOperator, Transient
+from include.notify.delivery import deliver
+from include.subjects import user_hash
+
+log = logging.getLogger(__name__)
+
+REVIEW_TASK = "approve_purge"
+APPROVE = "Approve"
+
+
+class PlanChanged(NeedsOperator):
+    """The run was told to carry out one plan (``approve_plan``) and its plan is another."""
+
+
+class NotApproved(NeedsOperator):
+    """The purge step was reached without the approval its plan needs."""
+
+
+class ForgottenTable(NeedsOperator):
+    """The data map misses a table that holds rows of the subjects to erase."""
+
+
+class SubjectsBusy(Transient):
+    """Some subjects' rows stayed locked by other transactions; the retry erases them."""
+
+
+class PurgeNotClean(NeedsOperator):
+    """After the purge committed, rows are still tied to a purged subject."""
+
+
+def _short(digest: str | None) -> str:
+    return f"{digest[:12]}…" if digest else "-"
+
+
+# -- detect ------------------------------------------------------------------------------------------------
+
+def detect_children(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: PurgeParams,
+                    key: bytes) -> dict:
+    """Find every child (and every account no rule can judge) and the reports naming no one; record them."""
+    run = ledger.start_run(store, run_id=ctx.run_id, as_of=params.as_of, run_type=params.run_type,
+                           dry_run=params.dry_run, targeted=params.targeted, max_subjects=params.max_subjects,
+                           threshold=settings.purge_threshold, started_at=ctx.now())
+    if run.detected_at is None:
+        found = detection.detect(ops, dm, as_of=params.as_of, tz=settings.timezone, user_ids=params.user_ids)
+        subjects = [ledger.Detected(user_hash(key, s.user_id), s.user_id, s.rules, s.problems, s.report_ids)
+                    for s in found]
+        outcomes = [] if params.targeted else _report_outcomes(ops, dm)
+        counts = _detection_counts(found, outcomes)
+        if params.targeted:
+            children = {s.user_id for s in found if s.child}
+            counts["targeted"] = len(params.user_ids)
+            counts["not_children"] = sorted(set(params.user_ids) - children)
+        if ledger.record_detection(store, ctx.run_id, subjects, outcomes, at=ctx.now(), counts=counts):
+            ctx.audit(store, "child_purge.detected", {**counts, "as_of": params.as_of.isoformat(),
+                                                       "dry_run": params.dry_run})
+    else:
+        log.info("this run already detected its subjects in an earlier attempt: carrying on with those")
+    counts = _recorded_detection(store, ctx.run_id)
+    log.info("as of %s: %d child(ren) (%s), %d account(s) invalid; open reports naming no one: %s", params.as_of,
+             counts.get("children", 0), ", ".join(f"{k}={v}" for k, v in counts.get("rules", {}).items()) or "none",
+             counts.get("invalid", 0), ", ".join(f"{k}={v}" for k, v in counts.get("reports", {}).items()) or "none")
+    if counts.get("not_children"):
+        log.info("targeted account id(s) that no rule catches (nothing to do): %s", counts["not_children"])
+    return counts
+
+
+def _report_outcomes(ops, dm: DataMap) -> list[tuple[int, str, str | None, bool]]:
+    """Open reports that name no one to purge: (id, outcome, reason, resolved yet). A live run resolves the
+    no_match and already_gone ones when it finishes (detection and planning only read the database)."""
+    found = [(r.report_id, r.outcome, None, False) for r in detection.unmatched_reports(ops, dm)]
+    found += [(rid, "invalid", "the report names neither an account id nor an email address", False)
+              for rid in detection.empty_reports(ops, dm)]
+    return sorted(found)
+
+
+def _detection_counts(found, outcomes) -> dict:
+    rules: dict[str, int] = {}
+    for s in found:
+        for rule in s.rules:
+            rules[rule] = rules.get(rule, 0) + 1
+    by_outcome: dict[str, int] = {}
+    for _, outcome, _, _ in outcomes:
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+    return {"children": sum(1 for s in found if s.child), "invalid": sum(1 for s in found if not s.child),
+            "with_problems": sum(1 for s in found if s.child and s.problems), "rules": dict(sorted(rules.items())),
+            "reports": dict(sorted(by_outcome.items()))}
+
+
+def _recorded_detection(store, run_id: str) -> dict:
+    row = store.execute("select counts -> 'detected' from compliance.child_purge_runs where run_id = %s",
+                        (run_id,)).fetchone()
+    return dict(row[0] or {})
+
+
+# -- plan --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Gate:
+    """What a plan may do next."""
+
+    state: str                  # the run's state: dry_run, plan_changed, nothing_to_purge, planned, awaiting_approval
+    approval: str | None        # how it is approved: not_needed, plan_hash, review
+    approval_state: str | None
+    subject_outcome: str        # what the erasable subjects' records say now
+    reason: str | None = None
+
+
+def decide(plan_hash: str, erasable: int, params: PurgeParams, threshold: int) -> Gate:
+    """The guards of SPEC §4.2, in order: a dry run changes nothing; a run told to carry out one plan
+    (``approve_plan``) carries out that plan or nothing; a plan erasing more subjects than the threshold
+    waits for a person (Airflow's human-in-the-loop approval) unless it was approved by its hash."""
+    review = "review" if erasable > threshold else "not_needed"
+    if params.dry_run:
+        return Gate("dry_run", review, None, ledger.DRY_RUN, "dry run: planned and counted, nothing changed")
+    if params.approve_plan and params.approve_plan != plan_hash:
+        return Gate("plan_changed", "plan_hash", "plan_changed", ledger.APPROVAL_REQUIRED,
+                    f"the plan changed since it was approved (approved {_short(params.approve_plan)}, "
+                    f"now {_short(plan_hash)}): nothing was erased")
+    if erasable == 0:
+        return Gate("nothing_to_purge", None, None, ledger.PLANNED)
+    if params.approve_plan:
+        return Gate("planned", "plan_hash", "approved", ledger.PLANNED)
+    if review == "not_needed":
+        return Gate("planned", "not_needed", "not_needed", ledger.PLANNED)
+    return Gate("awaiting_approval", "review", "waiting", ledger.PLANNED)
+
+
+def plan_purge(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: PurgeParams,
+               key: bytes) -> dict:
+    """Plan the erasure of the detected children from the data map; record it; decide its gate."""
+    run = ledger.load_run(store, ctx.run_id)
+    if run.planned_at is None:
+        ids = [uid for _, uid in ledger.detected_subjects(store, ctx.run_id)]
+        unmapped = erasure.discover_unmapped(ops, dm)
+        plan = erasure.plan(ops, dm, ids, key, at=ctx.now(), unmapped=unmapped).limited(params.max_subjects)
+        forgotten = sorted({t.table for s in plan.erasable for t in s.unmapped})
+        if forgotten:
+            holders = sum(1 for s in plan.erasable if s.unmapped)
+            raise ForgottenTable(f"{', '.join(forgotten)} hold(s) rows of {holders} subject(s) to erase but the data map "
+                                 "does not list it: add it to include/datamap.yaml with its erase rule (nothing was "
+                                 "erased)")
+        gate = decide(plan.hash, len(plan.erasable), params, settings.purge_threshold)
+        counts = {"erasable": len(plan.erasable), "held": len(plan.held), "deferred": len(plan.deferred),
+                  "gone": len(plan.gone), "rows": plan.rows, "tables": plan.table_totals(),
+                  "vendors": [v["vendor_id"] for v in plan.vendor_totals()]}
+        if ledger.record_plan(store, ctx.run_id, plan, state=gate.state, approval=gate.approval,
+                              approval_state=gate.approval_state, subject_outcome=gate.subject_outcome,
+                              reason=gate.reason, at=ctx.now(), counts=counts):
+            ctx.audit(store, "child_purge.planned", {"plan_hash": plan.hash, "state": gate.state,
+                                                     "approval": gate.approval, "threshold": settings.purge_threshold,
+                                                     **counts})
+    else:
+        log.info("this run already planned in an earlier attempt: carrying out that plan")
+    result = plan_summary(store, ctx.run_id)
+    _log_plan(result)
+    if result["state"] == "plan_changed":
+        raise PlanChanged(f"the plan changed since it was approved (approve_plan {_short(params.approve_plan)}, plan "
+                          f"now {_short(result['plan_hash'])}, {result['subjects']} subject(s)): nothing was erased; "
+                          "run a dry run again and approve the plan it prints")
+    return result
+
+
+def plan_summary(store, run_id: str) -> dict:
+    """The run's plan as recorded: hash, sizes, rows per table, vendors, gate, and the text a reviewer reads."""
+    plan_hash, subjects, rows, approval, state, dry_run, threshold = store.execute(
+        """select plan_hash, plan_subjects, plan_rows, approval, state, dry_run, threshold
+           from compliance.child_purge_runs where run_id = %s""", (run_id,)).fetchone()
+    tables = dict(store.execute(
+        """select t.key, sum((t.value ->> 'rows')::bigint)::bigint from compliance.child_purges c,
+                  jsonb_each(c.planned_tables) t
+           where c.run_id = %s and c.outcome in ('planned', 'erasing', 'purged', 'dry_run', 'approval_required')
+           group by t.key""", (run_id,)).fetchall())
+    vendors = [{"vendor_id": v, "name": n, "subjects": s} for v, n, s in store.execute(
+        """select (v ->> 'vendor_id')::bigint, max(v ->> 'name'), count(*) from compliance.child_purges c,
+                  jsonb_array_elements(c.vendors) v
+           where c.run_id = %s and c.outcome in ('planned', 'erasing', 'purged', 'dry_run', 'approval_required')
+           group by 1 order by 1""", (run_id,))]
+    outcomes = ledger.outcome_counts(store, run_id)
+    result = {"plan_hash": plan_hash, "subjects": subjects or 0, "rows": rows or 0, "approval": approval,
+              "state": state, "dry_run": dry_run, "threshold": threshold, "outcomes": outcomes,
+              "tables": {k: int(v) for k, v in sorted(tables.items())}, "vendors": vendors}
+    result["approval_subject"] = (f"Erase {result['subjects']} children's accounts and their data? "
+                                  f"(plan {_short(plan_hash)})")
+    result["approval_body"] = approval_body(result)
+    return result
+
+
+def approval_body(plan: Mapping) -> str:
+    """What the reviewer reads (Markdown): sizes, rows per table, vendors, the hash. No personal data."""
+    outcomes = plan.get("outcomes", {})
+    lines = [f"**{plan['subjects']} children's accounts** would be erased from every table of the data map "
+             f"({plan['rows']} rows), more than the approval threshold of {plan['threshold']}.", "",
+             f"Plan hash: `{plan['plan_hash']}`", "", "| table | rows |", "| --- | ---: |"]
+    lines += [f"| {table} | {n} |" for table, n in plan["tables"].items()]
+    lines += ["", f"Not touched: {outcomes.get('held', 0)} under an active legal hold, "
+                  f"{outcomes.get('invalid', 0)} invalid (no rule could judge), {outcomes.get('deferred', 0)} deferred."]
+    if plan["vendors"]:
+        lines += ["", "Vendors to send a deletion notice: " + ", ".join(
+            f"#{v['vendor_id']} {v['name'] or '(unknown vendor)'} ({v['subjects']})" for v in plan["vendors"]) + "."]
+    lines += ["", "**Approve** erases exactly this plan, subject by subject. **Reject** — or no answer before the "
+                  "timeout — erases nothing."]
+    return "\n".join(lines)
+
+
+def _log_plan(plan: Mapping) -> None:
+    log.info("plan %s: %d subject(s) to erase, %d row(s) (%s); outcomes so far: %s; gate: %s (approval %s, "
+             "threshold %d)", plan["plan_hash"], plan["subjects"], plan["rows"],
+             ", ".join(f"{t}={n}" for t, n in plan["tables"].items() if n) or "no rows",
+             ", ".join(f"{k}={v}" for k, v in plan["outcomes"].items()) or "none", plan["state"],
+             plan["approval"] or "-", plan["threshold"])
+    if plan["state"] == "dry_run":
+        log.info("dry run: nothing was changed. To carry out exactly this plan, trigger a live run with "
+                 "dry_run=false and approve_plan=%s", plan["plan_hash"])
+
+
+def gate_branch(plan: Mapping) -> str | None:
+    """The task the run goes to after planning: the reviewer, straight to the purge, or nowhere."""
+    if plan["state"] == "awaiting_approval":
+        return REVIEW_TASK
+    if plan["state"] == "planned":
+        return "approved_in_advance"
+    return None
+
+
+# -- purge -------------------------------------------------------------------------------------------------
+
+def reviewer(approval: Mapping | None) -> str | None:
+    """Who approved, when the human-in-the-loop answer is an approval by a person; else None.
+
+    A timeout applies the operator's default (Reject) with no user: that is never an approval, even if
+    the default were changed.
+    """
+    if not approval or approval.get("timed_out") or list(approval.get("chosen_options") or []) != [APPROVE]:
+        return None
+    return responder(approval)
+
+
+def responder(approval: Mapping | None) -> str | None:
+    """The Airflow user who answered the approval request (None: nobody, the timeout's default applied)."""
+    user = (approval or {}).get("responded_by_user")
+    if not user or (approval or {}).get("timed_out"):
+        return None
+    return str(user.get("name") or user.get("id")) if isinstance(user, Mapping) else str(user)
+
+
+def purge_subjects(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: PurgeParams, key: bytes,
+                   approval: Mapping | None = None, *, progress_every: float = 10.0) -> dict:
+    """Erase each planned subject in its own transaction (see :mod:`include.erasure.engine`), record it."""
+    if ops is store:
+        raise ValueError("purge_subjects needs separate connections for the operational DB and the store")
+    run = ledger.load_run(store, ctx.run_id)
+    if run is None or run.planned_at is None:
+        raise NotApproved("the purge step found no plan for this run: the planning step must run first")
+    if run.state in ("dry_run", "nothing_to_purge", "plan_changed", "rejected"):
+        log.info("nothing to purge in this run (%s)", run.state)
+        return {"skipped": run.state}
+    _check_approval(store, ctx, run, approval)
+    unmapped = erasure.discover_unmapped(ops, dm)
+    settled = settle_interrupted(ops, store, dm, ctx, unmapped)
+    rows = ledger.open_rows(store, ctx.run_id)
+    log.info("purging %d subject(s) of plan %s%s", len(rows), run.plan_hash,
+             f"; settled {settled} record(s) left half-way by an interrupted attempt" if settled else "")
+    tally: dict[str, int] = {}
+    busy, later = [], []
+    started = last = time.monotonic()
+    for done, row in enumerate(rows, 1):
+        outcome = _purge_one(ops, store, dm, settings, ctx, params, key, row, unmapped, wait=False)
+        if outcome == erasure.CLAIMED_ELSEWHERE:
+            later.append(row)
+        elif outcome in ("busy", "in_flight"):
+            busy.append(row)
+        else:
+            tally[outcome] = tally.get(outcome, 0) + 1
+        if time.monotonic() - last >= progress_every:
+            last = time.monotonic()
+            log.info("purge progress: %d/%d subject(s) (%s), %.1f/s", done, len(rows), _fmt(tally),
+                     done / (last - started))
+    for row in later:  # claimed by another eraser a moment ago: wait for it, then see what is left
+        outcome = _purge_one(ops, store, dm, settings, ctx, params, key, row, unmapped, wait=True)
+        if outcome == "busy":
+            busy.append(row)
+        else:
+            tally[outcome] = tally.get(outcome, 0) + 1
+    result = {"plan_hash": run.plan_hash, "subjects": len(rows), "outcomes": dict(sorted(tally.items())),
+              "settled": settled, "busy": len(busy)}
+    ctx.audit(store, "child_purge.purged", result)
+    log.info("purge of plan %s done in %.1f s: %s", run.plan_hash, time.monotonic() - started, _fmt(tally) or "none")
+    if busy:
+        raise SubjectsBusy(f"{len(busy)} subject(s) stayed locked by other transactions (the application, or an "
+                           "earlier attempt still alive) and were not erased; the task's retry erases them")
+    return result
+
+
+def _fmt(tally: Mapping[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(tally.items()))
+
+
+def _check_approval(store, ctx: RunContext, run: ledger.RunRecord, approval: Mapping | None) -> None:
+    if run.approval in ("not_needed", "plan_hash") and run.approval_state in ("not_needed", "approved"):
+        if run.state != "purging":
+            ledger.record_approval(store, ctx.run_id, approval_state=run.approval_state,
+                                   approved_by="approve_plan parameter" if run.approval == "plan_hash" else None,
+                                   at=ctx.now() if run.approval == "plan_hash" else None, state="purging")
+        return
+    if run.approval == "review":
+        who = reviewer(approval)
+        if who is None and run.approval_state != "approved":
+            raise NotApproved(f"plan {_short(run.plan_hash)} erases {run.plan_subjects} subject(s), more than the "
+                              f"threshold of {run.threshold}, and no person approved it: nothing was erased")
+        if run.approval_state != "approved":
+            ledger.record_approval(store, ctx.run_id, approval_state="approved", approved_by=who, at=ctx.now(),
+                                   state="purging")
+            ctx.audit(store, "child_purge.approved", {"plan_hash": run.plan_hash, "approved_by": who,
+                                                      "subjects": run.plan_subjects})
+        return
+    raise NotApproved(f"plan {_short(run.plan_hash)} is not approved ({run.approval}, {run.approval_state}): "
+                      "nothing was erased")
+
+
+class _NotThisRunsToErase(Exception):
+    """The subject's record left 'planned' while we erased it: roll the erasure back."""
+
+
+def _purge_one(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: PurgeParams, key: bytes,
+               row: ledger.OpenRow, unmapped, *, wait: bool) -> str:
+    now = ctx.now()
+
+    def before_commit(result: erasure.ErasureResult) -> None:
+        if not ledger.mark_erasing(store, ctx.run_id, result):
+            raise _NotThisRunsToErase()
+
+    if row.outcome == ledger.ERASING:  # an attempt that is still alive holds it: the retry settles it
+        return "in_flight"
+    try:
+        result = erasure.erase_subject(
+            ops, dm, row.user_id, key, at=now, unmapped=unmapped, wait=wait,
+            recheck=lambda conn: detection.still_a_child(conn, dm, row.user_id, as_of=params.as_of,
+                                                         tz=settings.timezone),
+            in_transaction=lambda conn: reports.resolve_for_subject(conn, dm, row.user_id, row.report_ids, now),
+            before_commit=before_commit)
+    except _NotThisRunsToErase:
+        return "skipped"
+    except erasure.SubjectBusy:
+        return "busy"
+    if result.outcome == erasure.CLAIMED_ELSEWHERE:
+        return result.outcome
+    reason = {erasure.HELD: f"active legal hold(s) {', '.join(map(str, result.holds))} (found under its claim)",
+              erasure.NOT_ELIGIBLE: "no rule catches the account any more (re-checked under its claim)",
+              erasure.ALREADY_ERASED: "the account and its rows were already gone"}.get(result.outcome)
+    ledger.finish_subject(store, ctx, ctx.run_id, result, reason=reason)
+    return result.outcome
+
+
+def settle_interrupted(ops, store, dm: DataMap, ctx: RunContext, unmapped=None) -> int:
+    """Settle every record left 'erasing' (by any run) by a worker that died between recording the counts
+    and recording the outcome: if the erasure committed (the account is gone) it is purged with the
+    counts it recorded; if it did not (the account is there and nobody holds it) it is planned again."""
+    settled = 0
+    for run_id, subject_hash, user_id in ledger.erasing_rows(store):
+        state = erasure.probe(ops, dm, user_id, unmapped)
+        if state.exists and state.busy:
+            continue  # an attempt that is still alive holds it
+        if state.exists:
+            ledger.back_to_planned(store, run_id, subject_hash, ctx.now())
+        else:
+            result = ledger.recorded_result(store, run_id, subject_hash, user_id)
+            ledger.finish_subject(store, ctx, run_id, result, settled=True)
+        settled += 1
+    return settled
+
+
+# -- verify ------------------------------------------------------------------------------------------------
+
+VERIFY_CHUNK = 5000
+
+
+def verify_purge(ops, store, dm: DataMap, ctx: RunContext) -> dict:
+    """After commit, count again what is left of the run's erased subjects in every table (by key); then
+    forget their account ids: from here on the store knows them by keyed hash only."""
+    rows = ledger.unverified(store, ctx.run_id)
+    unmapped = erasure.discover_unmapped(ops, dm)
+    left: dict[str, int] = {}
+    for start in range(0, len(rows), VERIFY_CHUNK):
+        chunk = rows[start:start + VERIFY_CHUNK]
+        for table, n in erasure.residual_by_keys(ops, dm, [uid for _, uid in chunk], unmapped).items():
+            left[table] = left.get(table, 0) + n
+    if left:
+        where = ", ".join(f"{n} row(s) in {t}" for t, n in sorted(left.items()))
+        ctx.audit(store, "child_purge.verify_failed", {"subjects": len(rows), "left": left})
+        raise PurgeNotClean(f"after the purge committed, {where} are still tied to subjects this run purged "
+                            "(written after their erasure, or missed by the data map): their account ids are kept in "
+                            "compliance.child_purges until this is fixed and the task is cleared")
+    verified = ledger.mark_verified(store, ctx.run_id, [h for h, _ in rows], ctx.now())
+    if rows:
+        ctx.audit(store, "child_purge.verified", {"subjects": verified, "tables": len(erasure.targets(dm))})
+    log.info("verified %d erased subject(s): nothing left in any of the %d mapped table(s)%s", verified,
+             len(erasure.targets(dm)), f" or {len(unmapped)} unmapped one(s)" if unmapped else "")
+    return {"verified": verified}
+
+
+# -- notify ------------------------------------------------------------------------------------------------
+
+def notify_compliance(store, mailer, settings: Settings, ctx: RunContext, params: PurgeParams) -> dict:
+    """One email per run that purged anyone: counts per outcome, table and vendor (deletion notices owed)."""
+    if params.dry_run:
+        log.info("dry run: no summary email")
+        return {"skipped": "dry run"}
+    earlier = summary.status(store, ctx.run_id)
+    if earlier and earlier[0] == "sent":
+        log.info("the summary of this run was already sent")
+        return {"already_sent": ctx.run_id}
+    if earlier and earlier[0] == "failed":
+        log.error("the summary of this run was refused by SendGrid earlier and is not retried: %s", earlier[1])
+        return {"failed_earlier": ctx.run_id}
+    counts = summary.counts_for_run(store, ctx.run_id)
+    if not counts["outcomes"].get("purged"):
+        log.info("nothing was purged in this run: no summary email")
+        return {"skipped": "nothing purged"}
+    summary.record(store, run_id=ctx.run_id, recipient=settings.compliance_team_email, counts=counts, now=ctx.now())
+    report = deliver(store, summary.SummaryLedger(settings, ctx.run_id), mailer, ctx)
+    log.info("summary email: %d sent, %d failed; deletion notices owed to %d vendor(s)", report.sent, report.failed,
+             len(counts["vendors"]))
+    return {"sent": report.sent, "failed": report.failed, "vendors": len(counts["vendors"])}
+
+
+# -- finish ------------------------------------------------------------------------------------------------
+
+def finish_run(ops, store, dm: DataMap, ctx: RunContext, params: PurgeParams, approval: Mapping | None = None) -> dict:
+    """Close the run: a plan nobody approved gets its subjects marked ``rejected``; a live run resolves the
+    reports that named no one (``no_match``, ``already_gone``); record the run's state."""
+    run = ledger.load_run(store, ctx.run_id)
+    now = ctx.now()
+    state = run.state
+    resolved = 0
+    if not run.dry_run and not run.targeted:
+        ids = ledger.reports_to_resolve(store, ctx.run_id)
+        resolved = reports.resolve(ops, dm, ids, now)
+        ledger.mark_reports_resolved(store, ctx.run_id, ids)
+    if run.approval == "review" and run.approval_state == "waiting":
+        who = responder(approval)
+        if who is None:
+            why, approval_state = "no one approved the plan before the approval timed out", "timed_out"
+        else:
+            why, approval_state = f"the plan was rejected by {who}", "rejected"
+        closed = ledger.close_open(store, ctx.run_id, ledger.REJECTED, f"{why}; nothing was erased", now)
+        ledger.record_approval(store, ctx.run_id, approval_state=approval_state, approved_by=None, at=None)
+        ctx.audit(store, "child_purge.rejected", {"plan_hash": run.plan_hash, "subjects": closed,
+                                                  "approval_state": approval_state, "by": who})
+        log.warning("plan %s was not approved (%s): %d subject(s) left untouched", run.plan_hash, why, closed)
+        state = "rejected"
+    elif state == "purging":
+        state = "purged" if not ledger.open_rows(store, ctx.run_id) else "failed"
+    counts = ledger.outcome_counts(store, ctx.run_id)
+    ledger.finish_run(store, ctx.run_id, state=state, at=now, counts={"outcomes": counts})
+    ctx.audit(store, "child_purge.finished", {"state": state, "plan_hash": run.plan_hash, "outcomes": counts,
+                                              "dry_run": run.dry_run, "reports_resolved": resolved})
+    log.info("run finished: %s; subjects by outcome: %s; %d report(s) naming no one resolved", state,
+             _fmt(counts) or "none", resolved)
+    return {"state": state, "outcomes": counts, "reports_resolved": resolved}

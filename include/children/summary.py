@@ -1,0 +1,133 @@
+"""The compliance team's email about a purge run: counts per outcome, per table and per vendor, never a
+subject. Recorded once per run in ``compliance.child_purge_summaries`` and sent by the delivery engine.
+"""
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from functools import lru_cache
+from importlib import resources
+from string import Template
+
+from psycopg.types.json import Jsonb
+
+from include.config import Settings
+from include.notify.delivery import Batch
+
+OUTCOME_WORDS = {"purged": "purged", "held": "held (active legal hold)", "invalid": "invalid (no rule could judge)",
+                 "deferred": "deferred (beyond max_subjects)", "already_erased": "already erased",
+                 "not_eligible": "no longer a child when re-checked"}
+
+
+@lru_cache(maxsize=None)
+def template(name: str) -> str:
+    return (resources.files("include") / "templates" / name).read_text()
+
+
+def counts_for_run(store, run_id: str) -> dict:
+    """What the email says, read from the store: outcomes, rows per table, vendors (this run, outstanding)."""
+    outcomes = dict(store.execute("""select outcome, count(*) from compliance.child_purges where run_id = %s
+                                     group by outcome order by outcome""", (run_id,)).fetchall())
+    tables = dict(store.execute(
+        """select t.key, sum((t.value ->> 'rows')::bigint) from compliance.child_purges c,
+                  jsonb_each(c.tables) t
+           where c.run_id = %s and c.outcome = 'purged' group by t.key order by t.key""", (run_id,)).fetchall())
+    vendors = [{"vendor_id": v, "name": n, "known": k, "subjects": s, "outstanding": o}
+               for v, n, k, s, o in store.execute(
+                   """select n.vendor_id, max(n.vendor_name), bool_and(n.vendor_known), count(distinct n.subject_hash),
+                             (select count(distinct o.subject_hash) from compliance.vendor_deletion_notices o
+                              where o.vendor_id = n.vendor_id and o.status = 'outstanding')
+                      from compliance.vendor_deletion_notices n where n.run_id = %s
+                      group by n.vendor_id order by n.vendor_id""", (run_id,))]
+    run = store.execute("""select as_of, plan_hash, approval, approved_by from compliance.child_purge_runs
+                           where run_id = %s""", (run_id,)).fetchone()
+    as_of, plan_hash, approval, approved_by = run
+    return {"as_of": as_of.isoformat(), "plan_hash": plan_hash, "approval": approval, "approved_by": approved_by,
+            "outcomes": outcomes, "tables": {k: int(v) for k, v in tables.items()}, "vendors": vendors}
+
+
+def record(store, *, run_id: str, recipient: str, counts: dict, now: datetime) -> None:
+    store.execute("""insert into compliance.child_purge_summaries (run_id, recipient, counts, claimed_at)
+                     values (%s, %s, %s, %s) on conflict (run_id) do nothing""", (run_id, recipient, Jsonb(counts), now))
+
+
+def status(store, run_id: str) -> tuple[str, str | None] | None:
+    return store.execute("select status, error from compliance.child_purge_summaries where run_id = %s",
+                         (run_id,)).fetchone()
+
+
+def _approval(counts: dict) -> str:
+    how = counts.get("approval")
+    if how == "review":
+        return f"approved by {counts.get('approved_by') or 'a reviewer'}"
+    if how == "plan_hash":
+        return "approved in advance by its hash (approve_plan)"
+    return "within the approval threshold"
+
+
+def payload(counts: dict, settings: Settings, run_id: str) -> dict:
+    outcomes = counts.get("outcomes", {})
+    vendors = counts.get("vendors", [])
+    purged, held = outcomes.get("purged", 0), outcomes.get("held", 0)
+    subject = (f"Child-data purge {counts['as_of']}: {purged} purged, {held} held; deletion notices owed to "
+               f"{len(vendors)} vendor(s)")
+    outcome_items = [f"{OUTCOME_WORDS.get(k, k)}: {v}" for k, v in sorted(outcomes.items())] or ["no subjects"]
+    tables = sorted(counts.get("tables", {}).items())
+
+    def vendor_name(v: dict) -> str:
+        return f"#{v['vendor_id']} {v['name']}" if v.get("known") else f"#{v['vendor_id']} (unknown vendor id)"
+
+    values = {"as_of": counts["as_of"], "run_id": run_id, "plan_hash": counts.get("plan_hash") or "-"}
+    text = Template(template("child_purge_summary.txt")).substitute(
+        values, outcome_lines="\n".join(f"  {line}" for line in outcome_items),
+        table_lines="\n".join(f"  {t:32} {n:>8}" for t, n in tables) or "  none",
+        vendor_lines="\n".join(f"  vendor {vendor_name(v)}: {v['subjects']} subject(s) this run, "
+                               f"{v['outstanding']} outstanding in all" for v in vendors) or "  none",
+        approval_line=_approval(counts))
+    body = Template(template("child_purge_summary.html")).substitute(
+        {k: html.escape(v) for k, v in values.items()},
+        outcome_html="\n".join(f"  <li>{html.escape(line)}</li>" for line in outcome_items),
+        table_rows="\n".join(f"  <tr><td>{html.escape(t)}</td><td align=\"right\">{n}</td></tr>" for t, n in tables),
+        vendor_rows="\n".join(f"  <tr><td>{html.escape(vendor_name(v))}</td><td align=\"right\">{v['subjects']}</td>"
+                              f"<td align=\"right\">{v['outstanding']}</td></tr>" for v in vendors),
+        approval_html=html.escape(_approval(counts)))
+    return {
+        "from": {"email": settings.email_from, "name": settings.email_from_name},
+        "personalizations": [{"to": [{"email": settings.compliance_team_email}], "custom_args": {"run_id": run_id}}],
+        "subject": subject,
+        "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": body}],
+        "categories": ["child-purge-summary"],
+        "custom_args": {"campaign": "child-purge-summary", "run_id": run_id},
+    }
+
+
+class SummaryLedger:
+    """``compliance.child_purge_summaries`` for the delivery engine: the run's row is one message."""
+
+    name = "child_purge.summary"
+
+    def __init__(self, settings: Settings, run_id: str):
+        self.settings, self.run_id = settings, run_id
+
+    def pending(self, conn) -> int:
+        return conn.execute("select count(*) from compliance.child_purge_summaries where run_id = %s and "
+                            "status = 'pending'", (self.run_id,)).fetchone()[0]
+
+    def claim(self, conn) -> Batch | None:
+        row = conn.execute("""select counts from compliance.child_purge_summaries
+                              where run_id = %s and status = 'pending' for update skip locked""",
+                           (self.run_id,)).fetchone()
+        if row is None:
+            return None
+        counts = row[0]
+        return Batch(keys=[self.run_id], payload=payload(counts, self.settings, self.run_id),
+                     evidence={"run_id": self.run_id, "outcomes": counts.get("outcomes", {}),
+                               "vendors": [v["vendor_id"] for v in counts.get("vendors", [])]})
+
+    def mark_sent(self, conn, batch: Batch, *, message_id: str | None, sent_at: datetime) -> None:
+        conn.execute("""update compliance.child_purge_summaries set status = 'sent', message_id = %s, sent_at = %s
+                        where run_id = %s and status = 'pending'""", (message_id, sent_at, self.run_id))
+
+    def mark_failed(self, conn, batch: Batch, *, reason: str) -> None:
+        conn.execute("""update compliance.child_purge_summaries set status = 'failed', error = %s
+                        where run_id = %s and status = 'pending'""", (reason, self.run_id))

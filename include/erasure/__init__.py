@@ -1,0 +1,28 @@
+"""The erasure engine: erase a data subject everywhere the data map says, safely, and prove it.
+
+One engine for every workflow that erases people (the child-data purge, request fulfilment's erasure and
+delete requests), with the same guards:
+
+- :func:`plan` (``include.erasure.plan``) — what erasing these subjects would do now: per subject every
+  mapped table and its rows, legal holds, vendors to notify; a stable hash a person can approve.
+- :func:`erase_subject` (``include.erasure.engine``) — one transaction per subject: claim the account row
+  (``FOR UPDATE SKIP LOCKED``), re-check holds and the caller's eligibility, apply each table's erase rule
+  (delete, or null / keyed-hash named columns), delete the account row last, count what is left in every
+  mapped table (and every table the map forgot) and roll back with an error naming the table when
+  anything is; idempotent (an erased subject is ``already_erased``).
+- :func:`probe`, :func:`residual_by_keys` — settle a record left half-way by a dead worker, and check a
+  finished purge again after it committed.
+
+Nothing here imports Airflow or knows which workflow calls it: callers hook their own work into the
+erasing transaction (``in_transaction``) and record the result before it commits (``before_commit``).
+"""
+from include.erasure.engine import (ALREADY_ERASED, CLAIMED_ELSEWHERE, HELD, NOT_ELIGIBLE, PURGED, ErasureError,
+                                    ErasureResult, Probe, ResidualDataError, SubjectBusy, TableCount, erase_subject,
+                                    probe, residual_by_keys)
+from include.erasure.facts import VendorShare
+from include.erasure.plan import Plan, SubjectPlan, plan
+from include.erasure.scope import Target, Unmapped, discover_unmapped, targets
+
+__all__ = ["ALREADY_ERASED", "CLAIMED_ELSEWHERE", "HELD", "NOT_ELIGIBLE", "PURGED", "ErasureError", "ErasureResult",
+           "Plan", "Probe", "ResidualDataError", "SubjectBusy", "SubjectPlan", "TableCount", "Target", "Unmapped",
+           "VendorShare", "discover_unmapped", "erase_subject", "plan", "probe", "residual_by_keys", "targets"]

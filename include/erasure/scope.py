@@ -1,0 +1,200 @@
+"""What an erasure touches, from the data map only: every mapped table, how its rows are tied to a subject,
+and the SQL that erases them and counts what is left.
+
+A subject is an account, known to the erasure by its key (``user_id``) and by its address, compared the
+way the child rules compare reports (``lower(btrim(email))``). A row is the subject's when any link of
+its table's entry matches (``subject`` and ``subject.also`` in the data map); every statement here binds
+the same two parameters, ``%(user_id)s`` and ``%(email)s``, and an address of NULL matches nothing.
+
+Every predicate is an equality on an indexed column or expression (``user_id``; ``lower(btrim(...))``),
+so the cost of erasing one subject does not grow with the tables: ``tests/test_erasure.py`` EXPLAINs each
+statement to hold that.
+
+Besides the mapped tables, :func:`discover_unmapped` finds tables the map forgot: a table in a mapped
+schema with a column named like a mapped key link (``user_id``) or a foreign key to the account table.
+The residual count covers them too, so that data the map does not know about stops an erasure instead
+of being left behind silently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from include.datamap import DataMap, DataMapError, PersonalDataEntry, SubjectLink
+
+DELETE = "delete"
+REDACT = "redact"
+
+
+def address_key(column: sql.Composable) -> sql.Composable:
+    """How an address is compared everywhere in the erasure: trimmed of spaces, lower-cased."""
+    return sql.SQL("lower(btrim({}))").format(column)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One mapped table as the erasure sees it."""
+
+    entry: PersonalDataEntry
+    is_account: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.entry.schema}.{self.entry.table}"
+
+    @property
+    def action(self) -> str:
+        return DELETE if self.is_account else self.entry.erase.action
+
+    @property
+    def by_email(self) -> bool:
+        return any(link.match == "email" for link in self.entry.links)
+
+    def link(self, link: SubjectLink, alias: str | None = None,
+             user_id: sql.Composable = sql.SQL("%(user_id)s"),
+             email: sql.Composable = sql.SQL("%(email)s")) -> sql.Composable:
+        column = sql.Identifier(alias, link.column) if alias else sql.Identifier(link.column)
+        if link.match == "email":
+            return sql.SQL("{} = {}").format(address_key(column), email)
+        return sql.SQL("{} = {}").format(column, user_id)
+
+    def where(self, alias: str | None = None, **params: sql.Composable) -> sql.Composable:
+        """The rows of the subject: any link matches."""
+        parts = [self.link(link, alias, **params) for link in self.entry.links]
+        return parts[0] if len(parts) == 1 else sql.SQL("({})").format(sql.SQL(" or ").join(parts))
+
+    # -- statements ---------------------------------------------------------------------------------------
+
+    def delete(self) -> sql.Composable:
+        return sql.SQL("delete from {t} where {w}").format(t=self.entry.ident, w=self.where())
+
+    def lock_for_redaction(self) -> sql.Composable:
+        """The subject's rows with the columns to hash, locked until the transaction ends."""
+        hashed = [sql.Identifier(c) for c in self.entry.erase.hash]
+        return sql.SQL("select ctid::text{cols} from {t} where {w} for update").format(
+            cols=sql.SQL("").join(sql.SQL(", ") + c for c in hashed), t=self.entry.ident, w=self.where())
+
+    def redact_all(self) -> sql.Composable:
+        """Null the listed columns of every row of the subject (a rule without hashed columns)."""
+        return sql.SQL("update {t} set {sets} where {w}").format(
+            t=self.entry.ident, w=self.where(),
+            sets=sql.SQL(", ").join(sql.SQL("{} = null").format(sql.Identifier(c)) for c in self.entry.erase.null))
+
+    def redact_row(self) -> sql.Composable:
+        """Null and keyed-hash the listed columns of one locked row (by its ``ctid``)."""
+        sets = [sql.SQL("{} = null").format(sql.Identifier(c)) for c in self.entry.erase.null]
+        sets += [sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self.entry.erase.hash]
+        return sql.SQL("update {t} set {sets} where ctid = %s::tid").format(
+            t=self.entry.ident, sets=sql.SQL(", ").join(sets))
+
+    def count(self) -> sql.Composable:
+        return sql.SQL("(select count(*) from {t} where {w})").format(t=self.entry.ident, w=self.where())
+
+    def count_email_links(self) -> sql.Composable:
+        """Rows tied to the subject by address only (kept while another account shares the address)."""
+        parts = [self.link(link) for link in self.entry.links if link.match == "email"]
+        return sql.SQL("(select count(*) from {t} where {w})").format(
+            t=self.entry.ident, w=sql.SQL(" or ").join(parts) if parts else sql.SQL("false"))
+
+    def count_by_keys(self) -> sql.Composable:
+        """Rows tied by key to any of the subjects ``%(ids)s`` (after the accounts are gone, their addresses
+        are too: what a later check can still count)."""
+        parts = [sql.SQL("{} = any(%(ids)s::bigint[])").format(sql.Identifier(link.column))
+                 for link in self.entry.links if link.match == "key"]
+        return sql.SQL("(select count(*) from {t} where {w})").format(
+            t=self.entry.ident, w=sql.SQL(" or ").join(parts) if parts else sql.SQL("false"))
+
+    def count_for_each(self) -> sql.Composable:
+        """Rows per subject for many subjects at once: ``%(ids)s`` and ``%(emails)s`` are parallel arrays."""
+        return sql.SQL("select s.user_id, (select count(*) from {t} x where {w}) from "
+                       "unnest(%(ids)s::bigint[], %(emails)s::text[]) as s(user_id, email)").format(
+            t=self.entry.ident, w=self.where("x", user_id=sql.SQL("s.user_id"), email=sql.SQL("s.email")))
+
+    def rule(self) -> list:
+        """The erase rule as plain data (part of a plan's hash)."""
+        e = self.entry
+        return [self.label, self.action, [[link.column, link.match] for link in e.links],
+                sorted(e.erase.null), sorted(e.erase.hash)]
+
+
+@dataclass(frozen=True)
+class Unmapped:
+    """A table that looks like it holds subjects' rows (a key-link column or a foreign key to the
+    accounts) but is not in the data map."""
+
+    schema: str
+    table: str
+    column: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+    def count(self) -> sql.Composable:
+        return sql.SQL("(select count(*) from {t} where {c} = %(user_id)s)").format(
+            t=sql.Identifier(self.schema, self.table), c=sql.Identifier(self.column))
+
+    def count_by_keys(self) -> sql.Composable:
+        return sql.SQL("(select count(*) from {t} where {c} = any(%(ids)s::bigint[]))").format(
+            t=sql.Identifier(self.schema, self.table), c=sql.Identifier(self.column))
+
+    def count_for_each(self) -> sql.Composable:
+        return sql.SQL("select s.user_id, (select count(*) from {t} x where x.{c} = s.user_id) "
+                       "from unnest(%(ids)s::bigint[]) as s(user_id)").format(
+            t=sql.Identifier(self.schema, self.table), c=sql.Identifier(self.column))
+
+
+def targets(dm: DataMap) -> tuple[Target, ...]:
+    """Every mapped table in erasure order: the data map's order, the account table last."""
+    account = dm.account_entry
+    if account.erase.action != DELETE:
+        raise DataMapError(f"data map entry {account.label}: the accounts table must be erased by 'delete'")
+    others = tuple(Target(e) for e in dm.personal_data if e is not account)
+    return (*others, Target(account, is_account=True))
+
+
+_KEY_LINK_COLUMNS = """
+select c.table_schema, c.table_name, c.column_name
+from information_schema.columns c
+join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name
+where t.table_type = 'BASE TABLE' and c.table_schema = any(%(schemas)s) and c.column_name = any(%(columns)s)
+  and c.data_type in ('smallint', 'integer', 'bigint', 'numeric')
+union
+select n.nspname, cl.relname, a.attname
+from pg_constraint co
+join pg_class cl on cl.oid = co.conrelid
+join pg_namespace n on n.oid = cl.relnamespace
+join pg_attribute a on a.attrelid = co.conrelid and a.attnum = co.conkey[1]
+where co.contype = 'f' and cardinality(co.conkey) = 1 and co.confrelid = to_regclass(%(accounts)s)
+order by 1, 2, 3
+"""
+
+
+def discover_unmapped(ops, dm: DataMap) -> tuple[Unmapped, ...]:
+    """Tables the data map forgot: a column named like a mapped key link (e.g. ``user_id``) in a schema the
+    map uses, or a single-column foreign key to the account table, in a table with no personal_data entry."""
+    accounts = dm.record("accounts")
+    mapped = {(e.schema, e.table) for e in dm.personal_data}
+    schemas = sorted({e.schema for e in dm.personal_data} | {accounts.schema})
+    columns = sorted({link.column for e in dm.personal_data if e is not dm.account_entry
+                      for link in e.links if link.match == "key"})
+    rows = ops.execute(_KEY_LINK_COLUMNS, {"schemas": schemas, "columns": columns,
+                                           "accounts": f'"{accounts.schema}"."{accounts.table}"'}).fetchall()
+    found: dict[tuple[str, str], str] = {}
+    for schema, table, column in rows:
+        if (schema, table) not in mapped:
+            found.setdefault((schema, table), column)
+    return tuple(Unmapped(s, t, c) for (s, t), c in sorted(found.items()))
+
+
+def residual_query(scope: tuple[Target, ...], unmapped: tuple[Unmapped, ...]) -> sql.Composable:
+    """One statement counting the subject's rows left in every mapped (and every forgotten) table."""
+    counts = [t.count() for t in scope] + [u.count() for u in unmapped]
+    return sql.SQL("select {}").format(sql.SQL(", ").join(counts))
+
+
+def residual_by_keys_query(scope: tuple[Target, ...], unmapped: tuple[Unmapped, ...]) -> sql.Composable:
+    """One statement counting rows tied by key to any of the subjects ``%(ids)s`` in every table."""
+    counts = [t.count_by_keys() for t in scope] + [u.count_by_keys() for u in unmapped]
+    return sql.SQL("select {}").format(sql.SQL(", ").join(counts))

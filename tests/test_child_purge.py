@@ -1,0 +1,344 @@
+"""The purge's steps as plain functions on a real PostgreSQL (seeded demo data, no Airflow): dry runs
+change nothing, live runs erase exactly the children, guards, approvals, interruptions, two runs at once."""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import date, datetime, timezone
+from types import SimpleNamespace
+
+import pytest
+
+from devkit.database import connect
+from devkit.seed.demo_data import seed
+from include import compliance_store, erasure
+from include.audit import RunContext
+from include.children import ledger, purge
+from include.children.params import PurgeParams
+from include.config import Settings
+from include.datamap import load_datamap
+from include.periods import ParamError, RunTiming
+from include.subjects import user_hash
+from tests.purge_support import OPS_TABLES, checksums, expected_children
+
+KEY = b"test-subject-key-0123456789"
+
+
+@pytest.fixture
+def world(fresh_db):
+    today = datetime.now(timezone.utc).date()
+    summary = seed(fresh_db, users=600, seed=5, anchor=today)
+    with connect(fresh_db, autocommit=True) as ops, connect(fresh_db, autocommit=True) as store:
+        compliance_store.migrate(store)
+        yield SimpleNamespace(url=fresh_db, ops=ops, store=store, dm=load_datamap(), today=today,
+                              planted=summary["planted"], settings=Settings())
+
+
+def params(world, **kw) -> PurgeParams:
+    return PurgeParams(**{"as_of": world.today, "dry_run": False, "scheduled": False, "run_type": "manual", **kw})
+
+
+def ctx(run_id: str) -> RunContext:
+    return RunContext(run_id=run_id, actor="test", dag_id="child_data_purge", task_id="test")
+
+
+def run_until_gate(world, run_id: str, p: PurgeParams, settings: Settings | None = None, ops=None, store=None) -> dict:
+    ops, store, settings = ops or world.ops, store or world.store, settings or world.settings
+    purge.detect_children(ops, store, world.dm, settings, ctx(run_id), p, KEY)
+    return purge.plan_purge(ops, store, world.dm, settings, ctx(run_id), p, KEY)
+
+
+def run_all(world, run_id: str, p: PurgeParams, approval=None, settings: Settings | None = None, ops=None,
+            store=None) -> dict:
+    ops, store, settings = ops or world.ops, store or world.store, settings or world.settings
+    plan = run_until_gate(world, run_id, p, settings, ops, store)
+    if purge.gate_branch(plan) is not None:
+        purge.purge_subjects(ops, store, world.dm, settings, ctx(run_id), p, KEY, approval)
+        purge.verify_purge(ops, store, world.dm, ctx(run_id))
+    return purge.finish_run(ops, store, world.dm, ctx(run_id), p, approval)
+
+
+def user_rows(conn, ids) -> int:
+    return sum(conn.execute(f"select count(*) from {t} where user_id = any(%s)", (list(ids),)).fetchone()[0]
+               for t in ("uploads", "support_messages", "usage_events", "access_logs", "social_profiles",
+                         "data_shares", "privacy_requests", "child_reports", "legal_holds")) + \
+        conn.execute("select count(*) from users where id = any(%s)", (list(ids),)).fetchone()[0]
+
+
+# -- parameters and the gate --------------------------------------------------------------------------------
+
+def timing(run_type):
+    return RunTiming(run_after=datetime(2026, 11, 25, 9, tzinfo=timezone.utc), run_type=run_type)
+
+
+def test_people_get_a_dry_run_by_default_and_the_schedule_runs_live():
+    s = Settings()
+    assert PurgeParams.resolve({"dry_run": True}, s, timing("manual")).dry_run is True
+    assert PurgeParams.resolve({}, s, timing("manual")).dry_run is True
+    assert PurgeParams.resolve({"dry_run": False}, s, timing("manual")).dry_run is False
+    assert PurgeParams.resolve({"dry_run": True}, s, timing("scheduled")).dry_run is False
+    assert PurgeParams.resolve({"dry_run": True}, s, timing("backfill")).dry_run is True
+    assert PurgeParams.resolve({"dry_run": True}, s, timing(None)).dry_run is True
+    resolved = PurgeParams.resolve({"user_ids": [5, 3, 5], "max_subjects": 2, "approve_plan": " " + "AB" * 32}, s,
+                                   timing("manual"))
+    assert resolved.user_ids == (3, 5) and resolved.max_subjects == 2 and resolved.approve_plan == "ab" * 32
+    assert resolved.as_of == date(2026, 11, 25)
+    for bad in ({"user_ids": [0]}, {"max_subjects": 0}, {"approve_plan": "abc"}, {"dry_run": "no"}):
+        with pytest.raises(ParamError):
+            PurgeParams.resolve(bad, s, timing("manual"))
+
+
+def test_the_seam_tells_a_task_how_its_run_was_started():
+    from airflow.utils.types import DagRunType
+
+    from include.seam.task import run_timing
+
+    context = {"dag_run": SimpleNamespace(run_after=datetime(2026, 11, 25, tzinfo=timezone.utc),
+                                          run_type=DagRunType.SCHEDULED)}
+    assert run_timing(context).run_type == "scheduled" and run_timing(context).scheduled
+    context["dag_run"].run_type = DagRunType.MANUAL
+    assert run_timing(context).run_type == "manual" and not run_timing(context).scheduled
+
+
+def test_the_gate_keeps_its_order():
+    p = PurgeParams(as_of=date(2026, 11, 25), dry_run=False, scheduled=True)
+    h = "a" * 64
+    assert purge.decide(h, 5, p, 10).state == "planned" and purge.decide(h, 5, p, 10).approval == "not_needed"
+    assert purge.decide(h, 10, p, 10).approval == "not_needed"      # at the threshold: no review
+    assert purge.decide(h, 11, p, 10).state == "awaiting_approval"   # above it: a person decides
+    assert purge.decide(h, 0, p, 10).state == "nothing_to_purge"
+    approved = replace(p, approve_plan=h)
+    assert purge.decide(h, 500, approved, 10).approval == "plan_hash"
+    assert purge.decide("b" * 64, 500, approved, 10).state == "plan_changed"
+    assert purge.decide("b" * 64, 3, approved, 10).state == "plan_changed"  # even under the threshold
+    assert purge.decide(h, 500, replace(approved, dry_run=True), 10).state == "dry_run"
+
+
+def test_only_a_person_approving_is_an_approval():
+    approve = {"chosen_options": ["Approve"], "responded_by_user": {"id": "7", "name": "alice"}}
+    assert purge.reviewer(approve) == "alice"
+    assert purge.reviewer({**approve, "chosen_options": ["Reject"]}) is None
+    assert purge.reviewer({**approve, "responded_by_user": None}) is None   # a timeout's default, whatever it is
+    assert purge.reviewer({**approve, "timed_out": True}) is None
+    assert purge.reviewer(None) is None
+
+
+# -- runs ---------------------------------------------------------------------------------------------------
+
+def test_a_dry_run_plans_and_counts_and_changes_nothing(world):
+    before = checksums(world.ops)
+    plan = run_until_gate(world, "dry", params(world, dry_run=True))
+    result = purge.finish_run(world.ops, world.store, world.dm, ctx("dry"), params(world, dry_run=True))
+    assert checksums(world.ops) == before
+    to_purge, held = expected_children(world.ops, world.today)
+    assert plan["state"] == "dry_run" and plan["subjects"] == len(to_purge) and purge.gate_branch(plan) is None
+    assert result["outcomes"]["dry_run"] == len(to_purge) and result["outcomes"]["held"] == len(held)
+    assert plan["tables"]["public.users"] == len(to_purge)
+    # The dry run's hash is the plan a live run would carry out.
+    live = run_until_gate(world, "live", params(world, approve_plan=plan["plan_hash"]))
+    assert live["plan_hash"] == plan["plan_hash"] and live["state"] == "planned"
+
+
+def test_a_live_run_erases_exactly_the_children_and_proves_it(world):
+    to_purge, held = expected_children(world.ops, world.today)
+    planted = world.planted
+    assert set(planted["child_by_birth_date"]) <= to_purge and set(planted["child_with_released_hold"]) <= to_purge
+    assert set(planted["child_by_report_email"]) <= to_purge and held == set(planted["child_with_active_hold"])
+    others = [r[0] for r in world.ops.execute("select id from users where id <> all(%s)", (list(to_purge),))]
+    others_before = user_rows(world.ops, others)
+    held_before = user_rows(world.ops, held)
+
+    result = run_all(world, "live-1", params(world))
+    assert result["state"] == "purged"
+    assert user_rows(world.ops, to_purge) == 0
+    assert erasure.residual_by_keys(world.ops, world.dm, sorted(to_purge)) == {}
+    assert user_rows(world.ops, others) == others_before and user_rows(world.ops, held) == held_before
+
+    rows = world.store.execute("""select subject_hash, outcome, user_id, tables, rules, purged_at, verified_at
+                                  from compliance.child_purges where run_id = 'live-1'""").fetchall()
+    purged = {r[0]: r for r in rows if r[1] == "purged"}
+    assert set(purged) == {user_hash(KEY, uid) for uid in to_purge}
+    assert all(r[2] is None and r[5] and r[6] and r[3]["public.users"] == {"action": "delete", "rows": 1}
+               for r in purged.values())
+    assert {r[1] for r in rows} <= {"purged", "held", "invalid"}
+    assert {r[0] for r in rows if r[1] == "held"} == {user_hash(KEY, uid) for uid in held}
+    # The reports: the ones that led to a purge and the one naming no one are resolved in the ops database.
+    open_reports = {r[0] for r in world.ops.execute("select id from child_reports where resolved_at is null")}
+    for key in ("child_report_by_user_id", "child_report_by_email", "child_report_no_match"):
+        assert not set(planted[key]) & open_reports, key
+    outcomes = dict(world.store.execute("select report_id, outcome from compliance.child_report_outcomes "
+                                        "where run_id = 'live-1'").fetchall())
+    assert outcomes[planted["child_report_no_match"][0]] == "no_match"
+    assert outcomes[planted["child_report_by_email"][0]] == "purged"
+    # The vendors that received a purged child's data are owed a deletion notice.
+    share_child = planted["child_by_birth_date"][0]
+    notices = world.store.execute("select vendor_id, status from compliance.vendor_deletion_notices "
+                                  "where subject_hash = %s", (user_hash(KEY, share_child),)).fetchall()
+    assert (1, "outstanding") in notices
+    audited = world.store.execute("select count(*) from compliance.audit_log where action = "
+                                  "'child_purge.subject_purged' and run_id = 'live-1'").fetchone()[0]
+    assert audited == len(to_purge)
+
+    from include.reads import children as reads
+
+    assert reads.outcomes(world.store, "live-1")["purged"] == len(to_purge)
+    assert reads.purged_total(world.store) == len(to_purge) and not reads.open_records(world.store)
+    assert any(n["vendor_id"] == 1 and n["subjects"] >= 1 for n in reads.outstanding_notices(world.store))
+    assert reads.recent_runs(world.store)[0]["state"] == "purged"
+
+    # A second run finds nothing more to do.
+    after = checksums(world.ops)
+    again = run_all(world, "live-2", params(world))
+    assert checksums(world.ops) == after and again["state"] == "nothing_to_purge"
+    assert "purged" not in again["outcomes"]
+
+
+def test_a_plan_above_the_threshold_waits_for_a_person(world):
+    settings = Settings(purge_threshold=2)
+    before = checksums(world.ops)
+    plan = run_until_gate(world, "big", params(world), settings)
+    assert plan["state"] == "awaiting_approval" and purge.gate_branch(plan) == purge.REVIEW_TASK
+    assert plan["plan_hash"] in plan["approval_body"] and "| public.users |" in plan["approval_body"]
+    timed_out = {"chosen_options": ["Reject"], "responded_by_user": None}
+    for approval in (None, {"chosen_options": ["Reject"], "responded_by_user": {"name": "bob"}}, timed_out,
+                     {"chosen_options": ["Approve"], "responded_by_user": None}):
+        with pytest.raises(purge.NotApproved):
+            purge.purge_subjects(world.ops, world.store, world.dm, settings, ctx("big"), params(world), KEY, approval)
+    assert checksums(world.ops) == before
+    result = purge.finish_run(world.ops, world.store, world.dm, ctx("big"), params(world), timed_out)
+    assert result["state"] == "rejected" and result["outcomes"]["rejected"] == plan["subjects"]
+    # Nothing was erased; the run only resolved the report that named no one.
+    after = checksums(world.ops)
+    assert {t for t in OPS_TABLES if after[t] != before[t]} == {"child_reports"} and result["reports_resolved"] == 1
+    reason = world.store.execute("select reason from compliance.child_purges where run_id = 'big' and "
+                                 "outcome = 'rejected' limit 1").fetchone()[0]
+    assert "timed out" in reason
+
+    approved = {"chosen_options": ["Approve"], "responded_by_user": {"id": "3", "name": "alice"}}
+    result = run_all(world, "big-2", params(world), approved, settings)
+    assert result["state"] == "purged" and result["outcomes"]["purged"] == plan["subjects"]
+    assert world.store.execute("select approved_by, approval_state from compliance.child_purge_runs "
+                               "where run_id = 'big-2'").fetchone() == ("alice", "approved")
+
+
+def test_a_plan_approved_by_its_hash_runs_and_a_changed_one_does_not(world):
+    settings = Settings(purge_threshold=2)
+    dry = run_until_gate(world, "dry", params(world, dry_run=True), settings)
+    # Something changed since the dry run: a child is put under a legal hold.
+    child = world.planted["child_by_declared_age"][0]
+    world.ops.execute("insert into legal_holds (user_id, reason, placed_at) values (%s, 'litigation', now())", (child,))
+    before = checksums(world.ops)
+    with pytest.raises(purge.PlanChanged, match="the plan changed since it was approved"):
+        run_until_gate(world, "stale", params(world, approve_plan=dry["plan_hash"]), settings)
+    assert checksums(world.ops) == before
+    assert world.store.execute("select distinct outcome from compliance.child_purges where run_id = 'stale' and "
+                               "outcome not in ('held', 'invalid')").fetchall() == [("approval_required",)]
+    skipped = purge.purge_subjects(world.ops, world.store, world.dm, settings, ctx("stale"), params(world), KEY)
+    assert skipped == {"skipped": "plan_changed"} and checksums(world.ops) == before
+    # The current plan, approved by its own hash, runs without a reviewer.
+    fresh = run_until_gate(world, "dry-2", params(world, dry_run=True), settings)
+    result = run_all(world, "go", params(world, approve_plan=fresh["plan_hash"]), None, settings)
+    assert result["state"] == "purged" and result["outcomes"]["purged"] == fresh["subjects"]
+
+
+def test_a_targeted_or_capped_run_erases_only_its_share(world):
+    to_purge, _ = expected_children(world.ops, world.today)
+    target = sorted(to_purge)[5]
+    adult = world.planted["clean_adult"][0]
+    no_match = world.planted["child_report_no_match"][0]
+    result = run_all(world, "targeted", params(world, user_ids=(target, adult)))
+    assert result["outcomes"] == {"purged": 1}
+    assert user_rows(world.ops, [adult]) > 0 and user_rows(world.ops, [target]) == 0
+    # A targeted run resolves no other report.
+    assert world.ops.execute("select resolved_at from child_reports where id = %s", (no_match,)).fetchone()[0] is None
+    left = sorted(to_purge - {target})
+    result = run_all(world, "capped", params(world, max_subjects=3))
+    assert result["outcomes"]["purged"] == 3 and result["outcomes"]["deferred"] == len(left) - 3
+    assert user_rows(world.ops, left[:3]) == 0 and user_rows(world.ops, left[3:4]) > 0
+
+
+def test_an_interrupted_erasure_is_settled_by_the_next_attempt(world):
+    """A worker dying between the store's 'erasing' record and the outcome, on either side of the commit."""
+    p = params(world)
+    run_until_gate(world, "crash", p)
+    rows = ledger.open_rows(world.store, "crash")
+    committed, rolled_back = rows[0], rows[1]
+
+    def record(result):
+        assert ledger.mark_erasing(world.store, "crash", result)
+
+    # Died after the commit, before recording the outcome.
+    erasure.erase_subject(world.ops, world.dm, committed.user_id, KEY, at=datetime.now(timezone.utc),
+                          before_commit=record)
+    # Died before the commit: the erasing transaction rolled back.
+    with pytest.raises(RuntimeError):
+        def die(result):
+            record(result)
+            raise RuntimeError("worker lost")
+        erasure.erase_subject(world.ops, world.dm, rolled_back.user_id, KEY, at=datetime.now(timezone.utc),
+                              before_commit=die)
+    assert dict(world.store.execute("select subject_hash, outcome from compliance.child_purges where run_id = 'crash' "
+                                    "and outcome = 'erasing'").fetchall()) == {
+        committed.subject_hash: "erasing", rolled_back.subject_hash: "erasing"}
+    purge.purge_subjects(world.ops, world.store, world.dm, world.settings, ctx("crash"), p, KEY)
+    purge.verify_purge(world.ops, world.store, world.dm, ctx("crash"))
+    outcome = dict(world.store.execute("select subject_hash, outcome from compliance.child_purges "
+                                       "where run_id = 'crash'").fetchall())
+    assert outcome[committed.subject_hash] == "purged" and outcome[rolled_back.subject_hash] == "purged"
+    tables = world.store.execute("select tables from compliance.child_purges where run_id = 'crash' and "
+                                 "subject_hash = %s", (committed.subject_hash,)).fetchone()[0]
+    assert tables["public.users"]["rows"] == 1  # the counts recorded before the commit
+    assert user_rows(world.ops, [committed.user_id, rolled_back.user_id]) == 0
+    settled = world.store.execute("select count(*) from compliance.audit_log where action = 'child_purge.subject_purged'"
+                                  " and details ->> 'settled_after_interruption' = 'true'").fetchone()[0]
+    assert settled == 1
+
+
+def test_two_runs_at_once_erase_each_child_once(world):
+    to_purge, _ = expected_children(world.ops, world.today)
+    results, errors = {}, []
+
+    def run(run_id):
+        try:
+            with connect(world.url, autocommit=True) as ops, connect(world.url, autocommit=True) as store:
+                results[run_id] = run_all(world, run_id, params(world), ops=ops, store=store)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f"twin-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    purged = world.store.execute("""select subject_hash, count(*) from compliance.child_purges
+                                    where outcome = 'purged' group by 1""").fetchall()
+    assert {h for h, _ in purged} == {user_hash(KEY, uid) for uid in to_purge}
+    assert all(n == 1 for _, n in purged)
+    audited = world.store.execute("select count(*) from compliance.audit_log "
+                                  "where action = 'child_purge.subject_purged'").fetchone()[0]
+    assert audited == len(to_purge)
+    assert world.store.execute("select count(*) from compliance.child_purges where outcome in "
+                               "('planned', 'erasing')").fetchone()[0] == 0
+
+
+def test_the_summary_email_counts_vendors_and_holds_no_personal_data(world, sendgrid):
+    from include.notify.sendgrid_mailer import SendGridMailer
+    from tests.conftest import SENDGRID_TEST_KEY  # noqa: I001
+
+    run_all(world, "mail", params(world))
+    mailer = SendGridMailer(api_key=SENDGRID_TEST_KEY, host=sendgrid.base_url)
+    sent = purge.notify_compliance(world.store, mailer, world.settings, ctx("mail"), params(world))
+    assert sent["sent"] == 1 and sent["vendors"] >= 1
+    again = purge.notify_compliance(world.store, mailer, world.settings, ctx("mail"), params(world))
+    assert again == {"already_sent": "mail"}
+    (message,) = sendgrid.accepted()
+    payload = message["payload"]
+    assert payload["personalizations"][0]["to"] == [{"email": world.settings.compliance_team_email}]
+    text = payload["content"][0]["value"]
+    assert "vendor #1 CloudHost" in text and "purged:" in text
+    emails = {r[0].lower() for r in world.ops.execute("select email from users where email is not null")}
+    names = {r[0].lower() for r in world.ops.execute("select full_name from users where full_name is not null")}
+    assert not [v for v in emails | names if v in str(payload).lower()]
+    dry = purge.notify_compliance(world.store, None, world.settings, ctx("mail"), params(world, dry_run=True))
+    assert dry == {"skipped": "dry run"}

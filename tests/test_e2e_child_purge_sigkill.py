@@ -1,0 +1,124 @@
+"""End to end: a worker killed (SIGKILL) in the middle of a large purge leaves no half-erased child, and the
+retry of the same run completes it, each child erased and recorded exactly once.
+
+``airflow dags test`` runs the tasks of the run: killing its process group mid-purge is a worker lost in
+the middle of ``purge_subjects``. The retry is ``airflow tasks test`` of the same task in the same run (what
+Airflow's retry does: same run id, same recorded plan), then the run's remaining tasks; then a new run
+finds nothing more to do. The plan (1,200 extra children planted on the seeded data) is approved
+headlessly by its hash, so no reviewer is needed.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from devkit import database, local_airflow
+from devkit.database import connect
+from devkit.seed.demo_data import seed
+from devkit.standins.sendgrid_server import SendGridStandIn
+from include.subjects import user_hash
+from tests import purge_support as support
+from tests.purge_support import expected_children
+
+pytestmark = pytest.mark.e2e
+API_KEY = "SG.purge-kill"
+PLANTED_CHILDREN = 1200
+
+
+@pytest.fixture(scope="module")
+def world(pg_server_url, tmp_path_factory):
+    name = f"privacy_e2e_kill_{uuid.uuid4().hex[:10]}"
+    url = database.create_database(pg_server_url, name)
+    today = datetime.now(timezone.utc).date()
+    seed(url, users=3000, seed=23, anchor=today)
+    home = tmp_path_factory.mktemp("airflow")
+    evidence = tmp_path_factory.mktemp("evidence")
+    with SendGridStandIn(api_key=API_KEY) as sendgrid, connect(url, autocommit=True) as conn:
+        conn.execute("""update users set declared_age = 10 where id in (
+                            select id from users where birth_date < now() - interval '20 years'
+                              and id not in (select user_id from legal_holds) order by id desc limit %s)""",
+                     (PLANTED_CHILDREN,))
+        services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
+                                               sendgrid_api_key=API_KEY)
+        env = support.purge_env(home, services, {"evidence_location": f"file://{evidence}"})
+        local_airflow.migrate_metadata(env)
+        yield {"url": url, "env": env, "conn": conn, "today": today, "logs": home / "logs-e2e"}
+    database.drop_database(pg_server_url, name)
+
+
+def test_a_worker_killed_mid_purge_leaves_no_half_erased_child_and_the_retry_completes(world):
+    conn = world["conn"]
+    to_purge, held = expected_children(conn, world["today"])
+    assert len(to_purge) > PLANTED_CHILDREN
+    before = support.rows_per_user(conn)
+
+    proc = support.start_dag(world["env"], world["logs"] / "dry.log", {"dry_run": True})
+    state, log = support.finish(proc, world["logs"] / "dry.log")
+    assert state == "success", log[-3000:]
+    plan_hash = conn.execute("select plan_hash from compliance.child_purge_runs where dry_run").fetchone()[0]
+    conf = {"dry_run": False, "approve_plan": plan_hash}
+
+    # The live run, killed with SIGKILL once it has purged a good part of the plan.
+    proc = support.start_dag(world["env"], world["logs"] / "killed.log", conf)
+    deadline = time.monotonic() + 600
+    while True:
+        purged, run_id = conn.execute(
+            """select count(*) filter (where c.outcome = 'purged'), max(r.run_id) from compliance.child_purge_runs r
+               left join compliance.child_purges c on c.run_id = r.run_id where not r.dry_run""").fetchone()
+        if purged >= 150:
+            break
+        assert proc.poll() is None, (world["logs"] / "killed.log").read_text()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    support.kill_group(proc)
+    killed_log = (world["logs"] / "killed.log").read_text()
+    assert "DagRun Finished" not in killed_log
+
+    # No child is half-erased: each is either wholly there or wholly gone, and nobody else lost anything.
+    after = support.rows_per_user(conn)
+    gone = {uid for uid in to_purge if uid not in after}
+    assert 150 <= len(gone) < len(to_purge)
+    for uid, rows in before.items():
+        if uid not in gone:
+            assert after[uid] == rows, uid
+    recorded = conn.execute("select count(*) from compliance.child_purges where run_id = %s and outcome = 'purged'",
+                            (run_id,)).fetchone()[0]
+    assert recorded <= len(gone) <= recorded + 1  # at most the one in flight was committed but not yet recorded
+
+    # The retry: the killed task again in the same run, then the run's remaining steps.
+    for task in ("purge_subjects", "verify_purge", "finish_run"):
+        result = support.tasks_test(task, run_id, world["env"], log_path=world["logs"] / f"retry-{task}.log")
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    retry_log = (world["logs"] / "retry-purge_subjects.log").read_text()
+    assert f"purging {len(to_purge) - recorded} subject(s) of plan {plan_hash}" in retry_log
+    final = support.rows_per_user(conn)
+    assert not set(final) & to_purge
+    assert {uid: rows for uid, rows in before.items() if uid not in to_purge} == final
+    for table in support.PER_USER_TABLES:
+        assert conn.execute(f"select count(*) from {table} where user_id = any(%s)", (sorted(to_purge),)).fetchone()[0] == 0
+
+    # Each child purged and recorded exactly once, with its counts; every purge audited once.
+    key = support.SUBJECT_KEY.encode()
+    rows = conn.execute("""select subject_hash, outcome, tables, user_id, verified_at from compliance.child_purges
+                           where run_id = %s""", (run_id,)).fetchall()
+    purged = [r for r in rows if r[1] == "purged"]
+    assert sorted(r[0] for r in purged) == sorted(user_hash(key, uid) for uid in to_purge)
+    assert all(r[2]["public.users"]["rows"] == 1 and r[3] is None and r[4] for r in purged)
+    assert {r[1] for r in rows} <= {"purged", "held", "invalid"}
+    assert sum(1 for r in rows if r[1] == "held") == len(held)
+    audited = conn.execute("""select details ->> 'subject_hash', count(*) from compliance.audit_log
+                              where action = 'child_purge.subject_purged' and run_id = %s group by 1""",
+                           (run_id,)).fetchall()
+    assert len(audited) == len(to_purge) and all(n == 1 for _, n in audited)
+    assert conn.execute("select state, approved_by from compliance.child_purge_runs where run_id = %s",
+                        (run_id,)).fetchone() == ("purged", "approve_plan parameter")
+
+    # A new run finds nothing more to do.
+    before_again = support.checksums(conn)
+    proc = support.start_dag(world["env"], world["logs"] / "again.log", {"dry_run": False})
+    state, log = support.finish(proc, world["logs"] / "again.log")
+    assert state == "success", log[-3000:]
+    assert support.checksums(conn) == before_again
