@@ -18,7 +18,7 @@ from include.children.params import PurgeParams
 from include.config import Settings
 from include.datamap import load_datamap
 from include.periods import ParamError, RunTiming
-from include.subjects import user_hash
+from include.subjects import address_hash, user_hash
 from tests.purge_support import OPS_TABLES, checksums, expected_children
 
 KEY = b"test-subject-key-0123456789"
@@ -342,3 +342,31 @@ def test_the_summary_email_counts_vendors_and_holds_no_personal_data(world, send
     assert not [v for v in emails | names if v in str(payload).lower()]
     dry = purge.notify_compliance(world.store, None, world.settings, ctx("mail"), params(world, dry_run=True))
     assert dry == {"skipped": "dry run"}
+
+
+def test_a_report_naming_two_accounts_is_resolved_by_the_purge_of_the_last(fresh_db):
+    from devkit.operational_schema import create_reference_schema
+    from include.children import reports
+
+    dm = load_datamap()
+    now = datetime.now(timezone.utc)
+    with connect(fresh_db, autocommit=True) as ops:
+        create_reference_schema(ops)
+        ops.execute("""insert into users (id, email, created_at) values
+                       (1, 'Twins@Example.com', now()), (2, ' twins@example.com', now()), (3, 'other@example.com', now())""")
+        ops.execute("""insert into child_reports (id, user_id, reported_email, source, reported_at) values
+                       (10, null, 'TWINS@example.com ', 'parent', now()), (11, 3, null, 'parent', now())""")
+
+        def erase(uid, report_ids):
+            return erasure.erase_subject(ops, dm, uid, KEY, at=now, in_transaction=lambda conn: reports.resolve_for_subject(
+                conn, dm, uid, report_ids, now))
+
+        first = erase(1, [10])
+        assert first.extra == {"reports_resolved": []} and first.shared_address
+        assert ops.execute("select resolved_at, reported_email from child_reports where id = 10").fetchone() == (
+            None, "TWINS@example.com ")  # account 2 is still named: open, and its address kept
+        second = erase(2, [10])
+        assert second.extra == {"reports_resolved": [10]}
+        resolved_at, email = ops.execute("select resolved_at, reported_email from child_reports where id = 10").fetchone()
+        assert resolved_at is not None and email == address_hash(KEY, "twins@example.com")
+        assert erase(3, [11]).extra == {"reports_resolved": [11]}

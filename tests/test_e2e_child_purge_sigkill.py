@@ -93,7 +93,10 @@ def test_a_worker_killed_mid_purge_leaves_no_half_erased_child_and_the_retry_com
         result = support.tasks_test(task, run_id, world["env"], log_path=world["logs"] / f"retry-{task}.log")
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     retry_log = (world["logs"] / "retry-purge_subjects.log").read_text()
-    assert f"purging {len(to_purge) - recorded} subject(s) of plan {plan_hash}" in retry_log
+    # A child whose erasure committed just before the kill, but whose record did not, is settled from what
+    # the database shows; one whose erasure had not committed is planned again.
+    assert f"purging {len(to_purge) - len(gone)} subject(s) of plan {plan_hash}" in retry_log
+    assert len(gone) == recorded or "settled 1 record(s) left half-way by an interrupted attempt" in retry_log
     final = support.rows_per_user(conn)
     assert not set(final) & to_purge
     assert {uid: rows for uid, rows in before.items() if uid not in to_purge} == final

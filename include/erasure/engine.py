@@ -30,7 +30,6 @@ before the erasure commits, and may raise to roll it back.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Mapping
@@ -44,8 +43,6 @@ from include.erasure.scope import (REDACT, Target, Unmapped, address_key, discov
                                    residual_query, targets)
 from include.errors import NeedsOperator, Transient
 from include.subjects import address_hash, user_hash
-
-log = logging.getLogger(__name__)
 
 PURGED = "purged"
 HELD = "held"
