@@ -121,7 +121,14 @@ def test_a_batch_held_by_a_live_sender_is_skipped_and_a_dead_senders_batch_is_re
     assert held is not None and held.size == 3
     report = deliver(db, escalation.EscalationLedger(SETTINGS, "other"), mailer_for(sendgrid), ctx("other"))
     assert report.sent == 0 and sendgrid.accepted() == []
-    holder.close()  # the holder dies (SIGKILL): its transaction and its locks go with it
+    holder_pid = holder.info.backend_pid
+    holder.close()  # the holder dies (SIGKILL): its transaction and its locks go with it ...
+    import time
+
+    deadline = time.monotonic() + 10  # ... once its server process has noticed (it does so asynchronously)
+    while db.execute("select count(*) from pg_stat_activity where pid = %s", (holder_pid,)).fetchone()[0]:
+        assert time.monotonic() < deadline, "the dead holder's server process lingers"
+        time.sleep(0.05)
     report = deliver(db, escalation.EscalationLedger(SETTINGS, "retry"), mailer_for(sendgrid), ctx("retry"))
     assert report.sent == 3 and _sent_requests(sendgrid) == Counter({1: 1, 2: 1, 3: 1})
 
