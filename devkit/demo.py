@@ -3,32 +3,71 @@
 1. a PostgreSQL: the configured one if it answers, else an embedded one under ``.demo/pg``;
 2. a fresh demo database with the reference schema and seeded, dirty data; the compliance store;
 3. the local SendGrid-compatible server and GCS emulator on free loopback ports;
-4. a local Airflow (SQLite metadata under ``.demo/airflow``) running every DAG for real;
-5. what happened: requests by state, emails sent, the audit chain, and where to look next.
+4. a local Airflow (SQLite metadata under ``.demo/airflow``) running every DAG for real, in the order a
+   compliance team would meet them;
+5. what happened: requests by state, purges, manifests, the campaign, fulfilments, emails, the audit
+   chain checked against its anchors, and where to look next.
+
+``PRIVACY_DEMO_DB`` and ``PRIVACY_DEMO_DIR`` move the demo's database and folder (the tests use them).
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Callable
 
 from devkit import database, local_airflow
 from include import audit, compliance_store
-from include.reads import dsr as dsr_reads
 from include.cli import redact_url
 
 log = logging.getLogger(__name__)
 
-DEMO_DB = "privacy_demo"
-DEMO_DIR = local_airflow.REPO / ".demo"
+DEMO_DB = os.environ.get("PRIVACY_DEMO_DB", "privacy_demo")
+DEMO_DIR = Path(os.environ.get("PRIVACY_DEMO_DIR", local_airflow.REPO / ".demo"))
 API_KEY = "SG.demo-key"
 SHOWN_REASONS = 5
 EVIDENCE_BUCKET = "privacy-evidence"
-# The product's DAGs in the order the demo runs them, each with the trigger-form values it uses.
-DEMO_RUNS: list[tuple[str, dict]] = [
-    ("dsr_deadline_tracking", {}),
-]
+EVIDENCE_LOCATION = f"gs://{EVIDENCE_BUCKET}/demo"
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One DAG run of the demo: its trigger-form values (or a function of the database that gives them)."""
+
+    dag_id: str
+    what: str
+    conf: dict | Callable[[object], dict] = None  # type: ignore[assignment]
+
+    def conf_for(self, conn) -> dict:
+        return self.conf(conn) if callable(self.conf) else dict(self.conf or {})
+
+
+def _approved_plan(conn) -> dict:
+    """The live purge approves the plan its dry run just made, by hash, as a headless operator would."""
+    from include.reads import children
+
+    dry = next((r for r in children.recent_runs(conn) if r["dry_run"] and r.get("plan_hash")), None)
+    return {"dry_run": False, "approve_plan": dry["plan_hash"]} if dry else {"dry_run": False}
+
+
+def demo_runs(anchor: date) -> list[DemoRun]:
+    """Every DAG, in the order a compliance team would meet them."""
+    return [
+        DemoRun("dsr_deadline_tracking", "deadlines of every request; escalations and the day's digest"),
+        DemoRun("child_data_purge", "dry run: which children, what would be erased (the plan and its hash)"),
+        DemoRun("child_data_purge", "live: erase the planned children, the plan approved by its hash",
+                _approved_plan),
+        DemoRun("vendor_sharing_manifests", "manifests of two years of sharing, per vendor, on GCS",
+                {"period_start": (anchor - timedelta(days=730)).isoformat(),
+                 "period_end": (anchor + timedelta(days=1)).isoformat()}),
+        DemoRun("policy_change_notifications", "tell every user of the newest policy version, once"),
+        DemoRun("dsr_fulfilment", "carry out the requests: exports, erasures, opt-outs, restrictions"),
+        DemoRun("dsr_deadline_tracking", "again: the fulfilled requests now show as closed"),
+    ]
 
 
 def resolve_server(pg_url: str | None) -> tuple[str, str, bool]:
@@ -47,7 +86,7 @@ def demo_services(db_url: str, sendgrid, gcs) -> local_airflow.LocalServices:
 
 def demo_settings() -> dict:
     """The demo's privacy settings: the defaults, with evidence (anchors, manifests, exports) in the emulator."""
-    return {"evidence_location": f"gs://{EVIDENCE_BUCKET}/demo"}
+    return {"evidence_location": EVIDENCE_LOCATION}
 
 
 def _dag_files() -> set[str]:
@@ -60,61 +99,88 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None, keep_
     from devkit.standins.sendgrid_server import SendGridStandIn
 
     started = time.monotonic()
-    # The stand-ins log every request; the summary at the end says what they received.
-    logging.getLogger("devkit.standins").setLevel(logging.WARNING)
-    logging.getLogger("gcp_storage_emulator").setLevel(logging.WARNING)
+    # The steps below say what happened: the modules' own progress lines (the stand-ins log every request)
+    # would only repeat it.
+    for name in ("devkit.standins", "devkit.seed", "gcp_storage_emulator", "include.compliance_store"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     server_url, server_label, embedded = resolve_server(pg_url)
     print(f"[1/5] database server: {server_label}")
     db_url = database.create_database(server_url, DEMO_DB, replace=True)
-    summary = seed_demo(db_url, users=users, seed=seed, anchor=date.today())
+    anchor = date.today()
+    summary = seed_demo(db_url, users=users, seed=seed, anchor=anchor)
     print(f"[2/5] seeded database {DEMO_DB!r}: {users:,} users, {summary['total_rows']:,} rows in all")
     with database.connect(db_url, autocommit=True) as conn:
         compliance_store.migrate(conn)
 
-    home = DEMO_DIR / "airflow"
-    logs = DEMO_DIR / "logs"
+    home, logs = DEMO_DIR / "airflow", DEMO_DIR / "logs"
     with SendGridStandIn(api_key=API_KEY) as sendgrid, GCSEmulator(default_bucket=EVIDENCE_BUCKET) as gcs:
         print(f"[3/5] SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url}")
-        env = local_airflow.airflow_env(home, demo_services(db_url, sendgrid, gcs), settings=demo_settings())
+        services = demo_services(db_url, sendgrid, gcs)
+        env = local_airflow.airflow_env(home, services, settings=demo_settings())
         local_airflow.migrate_metadata(env)
-        print(f"[4/5] Airflow metadata in {home} (SQLite); running the DAGs with `airflow dags test`:")
-        results = []
-        present = _dag_files()
-        for dag_id, conf in DEMO_RUNS:
-            if dag_id not in present:
-                continue
-            t0 = time.monotonic()
-            result = local_airflow.dags_test(dag_id, env, conf=conf, log_path=logs / f"{dag_id}.log")
-            ok = result.returncode == 0 and local_airflow.run_state(result) == "success"
-            results.append((dag_id, ok))
-            print(f"      {dag_id:32} {'success' if ok else 'FAILED'}  ({time.monotonic() - t0:.0f} s, "
-                  f"log: {logs / (dag_id + '.log')})")
-        accepted = sendgrid.accepted()
-
-    print("[5/5] summary")
-    with database.connect(db_url, autocommit=True) as conn:
-        print_summary(conn, accepted)
+        print(f"[4/5] Airflow metadata in {home} (SQLite); every DAG runs for real with `airflow dags test`:")
+        results = _run_dags(env, db_url, logs, demo_runs(anchor))
+        print("[5/5] summary")
+        with database.connect(db_url, autocommit=True) as conn:
+            print_summary(conn, sendgrid.accepted(), anchors=_anchor_store(services))
     print(f"\nDone in {time.monotonic() - started:.0f} s. Where to look next:")
-    print(f"  - the compliance store:  psql '{redact_url(db_url)}' -c 'select state, count(*) from "
-          "compliance.dsr_status group by 1'")
+    print(f"  - the compliance store:  psql '{redact_url(db_url)}'   (schema compliance; see the README's tables)")
     print(f"  - the task logs:         {logs}/")
     print("  - the Airflow UI:        ./dev privacy-ops ui --unpause   (airflow standalone on this database, login "
-          "admin / admin on http://127.0.0.1:8080)")
+          "admin / admin on http://127.0.0.1:8080, with the Privacy compliance page in its menu)")
     print("    The DAGs start paused in a new Airflow: a run triggered while its DAG is paused waits as 'queued'.")
     print("    --unpause unpauses them, or use the toggle beside each DAG in the UI.")
     if embedded:
         if keep_db:
-            print(f"  - the embedded PostgreSQL keeps running for the UI; stop it with: ./dev privacy-ops stop-db")
+            print("  - the embedded PostgreSQL keeps running for the UI; stop it with: ./dev privacy-ops stop-db")
         else:
             from devkit.embedded_postgres import stop_embedded
 
             stop_embedded()
             print(f"  - the embedded PostgreSQL was stopped (its data stays in {DEMO_DIR / 'pg'}; `privacy-ops ui` "
                   "starts it again)")
-    return 0 if all(ok for _, ok in results) and results else 1
+    return 0 if results and all(results) else 1
 
 
-def print_summary(conn, accepted: list) -> None:
+def _run_dags(env: dict, db_url: str, logs: Path, runs: list[DemoRun]) -> list[bool]:
+    present, results = _dag_files(), []
+    for number, run in enumerate(runs, 1):
+        if run.dag_id not in present:
+            print(f"      {run.dag_id:30} not in dags/: skipped")
+            continue
+        with database.connect(db_url, autocommit=True) as conn:
+            conf = run.conf_for(conn)
+        log_path = logs / f"{number:02d}-{run.dag_id}.log"
+        t0 = time.monotonic()
+        result = local_airflow.dags_test(run.dag_id, env, conf=conf, log_path=log_path)
+        ok = result.returncode == 0 and local_airflow.run_state(result) == "success"
+        results.append(ok)
+        print(f"      {run.dag_id:30} {'success' if ok else 'FAILED '}  {time.monotonic() - t0:4.0f} s  {run.what}")
+        if not ok:
+            print(f"      {'':30} log: {log_path}")
+    return results
+
+
+def _anchor_store(services: local_airflow.LocalServices):
+    """The audit anchors in the GCS emulator, through the product's own object store (the Google provider)."""
+    import json
+
+    # Airflow is imported in this process only for the Google provider's hook: its home is the demo's, and
+    # its start-up lines are not the demo's output.
+    os.environ.setdefault("AIRFLOW_HOME", str(DEMO_DIR / "airflow"))
+    for name in ("airflow", "google"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("STORAGE_EMULATOR_HOST", services.gcs_url or "")
+    os.environ.setdefault("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(
+        {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": "privacy-demo"}}))
+    from include.seam.storage import object_store
+
+    return object_store(EVIDENCE_LOCATION)
+
+
+def print_summary(conn, accepted: list, anchors=None) -> None:
+    from include.reads import dsr as dsr_reads
+
     print("  privacy requests by state:")
     for state, count in dsr_reads.request_states(conn).items():
         print(f"    {state:18} {count:>6}")
@@ -125,17 +191,46 @@ def print_summary(conn, accepted: list) -> None:
         print(f"      ... and {len(reasons) - SHOWN_REASONS} more invalid reason(s): "
               "select invalid_reason, count(*) from compliance.dsr_status where state = 'invalid' group by 1")
     esc = dsr_reads.escalation_counts(conn)
-    digests = dsr_reads.digests_sent(conn)
     print(f"  escalations: {esc.get('sent', 0)} sent, {esc.get('failed', 0)} failed, {esc.get('pending', 0)} pending;"
-          f" daily digests sent: {digests}")
+          f" daily digests sent: {dsr_reads.digests_sent(conn)}")
+    for line in _domain_lines(conn):
+        print(f"  {line}")
     campaigns: dict[str, int] = {}
     for message in accepted:
         campaign = message["payload"].get("custom_args", {}).get("campaign", "other")
         campaigns[campaign] = campaigns.get(campaign, 0) + 1
     print(f"  SendGrid stand-in accepted {len(accepted)} email(s): "
           + (", ".join(f"{n} {c}" for c, n in sorted(campaigns.items())) or "none"))
-    report = audit.verify_chain(conn)
-    print(f"  audit log: {report.rows} entries, hash chain {'verified' if report.ok else 'BROKEN: ' + report.problem}")
+    report = audit.verify_chain(conn, anchors=anchors)
+    checked = f" and {report.anchors} anchor(s) in {EVIDENCE_LOCATION}" if anchors is not None else ""
+    print(f"  audit log: {report.rows} entries, hash chain{checked} "
+          + ("verified" if report.ok else f"BROKEN: {report.problem or report.anchor_problem}"))
+
+
+def _domain_lines(conn) -> list[str]:
+    """One or two lines per DAG of what its runs did, from the shared store reads (skipped when not installed)."""
+    lines = []
+    if _installed(conn, "compliance.child_purges"):
+        from include.reads import children
+
+        outcomes = children.outcomes(conn)
+        notices = children.outstanding_notices(conn)
+        lines.append("child-data purge (last live run): " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
+                                                             or "nothing to do")
+                     + f"; vendor deletion notices outstanding: {sum(n['subjects'] for n in notices)} subject(s) "
+                       f"for {len(notices)} vendor(s)")
+    if _installed(conn, "compliance.vendor_manifests"):
+        from include.reads import vendors
+
+        manifests = vendors.manifests(conn, limit=1000)
+        totals = vendors.violation_totals(conn)
+        lines.append(f"vendor manifests: {len(manifests)} written; violations: "
+                     + (", ".join(f"{rule} {n}" for rule, n in sorted(totals.items()) if n) or "none"))
+    return lines
+
+
+def _installed(conn, table: str) -> bool:
+    return conn.execute("select to_regclass(%s) is not null", (table,)).fetchone()[0]
 
 
 UI_LOGINS = {"admin": ("admin", "admin"), "compliance": ("compliance", "viewer")}
@@ -172,10 +267,12 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
             # LocalExecutor forks `parallelism` workers up front (32 by default): size it to this machine.
             "AIRFLOW__CORE__PARALLELISM": str(workers),
         })
+        local_airflow.migrate_metadata(env)
         if unpause:
-            env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
-            local_airflow.migrate_metadata(env)
-            for dag_id in sorted(_dag_files()):
+            # The DAGs must be in the metadata database before they can be unpaused.
+            subprocess.run([local_airflow.airflow_bin(), "dags", "reserialize"], env=env, capture_output=True,
+                           text=True)
+            for dag_id in sorted(_dag_files() - CATCH_UP_DAGS):
                 subprocess.run([local_airflow.airflow_bin(), "dags", "unpause", dag_id], env=env,
                                capture_output=True, text=True)
         shown = "localhost" if host in ("127.0.0.1", "localhost") else host
@@ -185,7 +282,10 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
               + ", ".join(f"{u} / {pw} ({role})" for u, (pw, role) in UI_LOGINS.items()))
         print("  connections come from AIRFLOW_CONN_* environment variables set by this command, so Admin > "
               "Connections stays empty; `airflow connections get ops_db` shows one")
-        if not unpause:
+        if unpause:
+            print(f"  unpaused every DAG but {', '.join(sorted(CATCH_UP_DAGS))} (it would catch up every day since "
+                  "its start date; trigger it with a period instead)")
+        else:
             print("  the DAGs are paused: a triggered run waits as 'queued' until its DAG is unpaused "
                   "(toggle in the UI, or restart with --unpause)")
         print("  Ctrl-C stops everything this started")
@@ -210,3 +310,7 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
                     break
                 except subprocess.TimeoutExpired:
                     continue
+
+
+# Interval DAGs that catch up: unpausing one in a fresh Airflow queues a run for every day since its start.
+CATCH_UP_DAGS = frozenset({"vendor_sharing_manifests"})
