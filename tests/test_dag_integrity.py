@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
-EXPECTED = {"dsr_deadline_tracking"}
+EXPECTED = {"dsr_deadline_tracking", "policy_change_notifications"}
 
 
 @pytest.fixture(scope="module")

@@ -674,6 +674,12 @@ class SendGridStandIn(BackgroundServer):
         with self._state.lock:
             return dict(self._state.stats)
 
+    def clear_faults(self) -> None:
+        """Forget pending faults only (accepted messages and the request log stay)."""
+        with self._state.lock:
+            self._state.faults.clear()
+            self._state.random_faults.clear()
+
     def clear(self) -> None:
         """Forget accepted messages, the request log and pending faults."""
         self._state.clear()
