@@ -119,6 +119,21 @@ def test_the_trigger_form_is_resolved_or_refused_in_one_sentence():
         assert words in str(err.value) and "alpha beta" not in str(err.value)  # the value is not echoed
 
 
+def test_the_address_check_never_repeats_the_address_and_the_hasher_is_address_hash():
+    from include.addresses import sending_problem
+    from include.subjects import address_hasher
+
+    assert sending_problem(" Kate.Smith@Example.COM ") is None
+    for bad in ("kate.smith@example", "kate smith@example.com", "kate.smith@@example.com", "kate.smith@examp le.com",
+                "kåte.smith@example.com", "kate.smith@exämple.com", "", None):
+        problem = sending_problem(bad)
+        assert problem and "kate" not in problem.lower() and "example" not in problem.lower(), (bad, problem)
+    digest = address_hasher(KEY)
+    for address in ("Kate@Example.com", " kate@example.com\t", "x@y.org"):
+        assert digest(address) == address_hash(KEY, address)
+    assert digest("Kate@Example.com") == digest("kate@example.com") != address_hash(b"another-key-0123456789", "kate@example.com")
+
+
 def test_greetings_are_escaped_in_html_neutral_without_a_single_name():
     notice = Notice(7, "live", "2026.11", datetime(2026, 12, 24, 9, tzinfo=timezone.utc),
                     'Adds <script>x</script> & "partners"', "https://example.com/p?a=1&b=2")
@@ -446,3 +461,22 @@ def test_exclusions_skip_an_address_whatever_account_holds_it(conns, monkeypatch
     built = build(ops, store, publish(ops))
     row = ledger_rows(store, built["campaign_id"])[address_hash(KEY, planted_email)]
     assert row[:2] == ("skipped", "address of a purged child")
+
+
+def test_the_store_reads_show_progress_and_reasons_without_addresses(conns, sendgrid):
+    from include.reads import notifications as reads
+
+    ops, store, _ = conns
+    built = build(ops, store, publish(ops))
+    send(conns, sendgrid, built, budget=150)
+    shown = reads.campaign(store, built["campaign_id"])
+    assert (shown["state"], shown["sent"], shown["pending"], shown["duplicates_at_risk"]) == (
+        "sending", 150, built["pending"] - 150, 0)
+    assert shown["build_counts"]["eligible"] == built["pending"]
+    assert reads.campaigns(store, limit=1)[0]["campaign_id"] == built["campaign_id"]
+    assert reads.campaigns(store, scope="test", limit=500) == [c for c in reads.campaigns(store, limit=500)
+                                                                if c["scope"] == "test"]
+    why = {(state, reason) for state, reason, _ in reads.reasons(store, built["campaign_id"])}
+    assert why == {("skipped", "child account (under 13)"), ("skipped", "suppressed"), ("skipped", "invalid address")}
+    assert reads.campaign_states(store).get("sending", 0) >= 1
+    assert reads.campaign(store, 10**9) is None
