@@ -17,10 +17,9 @@ How, for a million accounts:
 3. One ``INSERT … SELECT … GROUP BY`` folds accounts sharing an address into one ledger row (its
    ``user_ids``), decides each row's state by precedence (a child among its accounts, an exclusion, a
    suppression, else pending if one spelling is valid, else invalid) and numbers the rows (``seq``, the
-   claim order) in the order of their keyed hashes — effectively random, and the order in which both of
-   the ledger's indexes are filled fastest — all in the transaction that creates the campaign, so a
-   campaign is either built whole or not at all, and two runs building at once wait for each other on
-   the campaign's unique index.
+   claim order) in account order, so that each batch's accounts are read back from neighbouring pages at
+   send time — all in the transaction that creates the campaign, so a campaign is either built whole or
+   not at all, and two runs building at once wait for each other on the campaign's unique index.
 
 Syntax is checked here rather than at send time so that the campaign's totals are exact from the start,
 the dry run counts what will really be sent, and the senders — who share the machine with SendGrid's
@@ -148,7 +147,7 @@ _STAGING = """create temp table notify_staging (user_id bigint not null, recipie
                                                 verdict text not null, reason text) on commit drop"""
 
 _GROUPS = """
-    select recipient,
+    select recipient, min(user_id) as first_user,
            min(case verdict when 'child' then 1 when 'excluded' then 2 when 'suppressed' then 3
                             when 'ok' then 4 else 5 end) as rank,
            array_agg(user_id order by user_id) as all_ids,
@@ -162,7 +161,7 @@ _INSERT = f"""
 with g as ({_GROUPS}),
 ins as (
     insert into compliance.notification_deliveries (campaign_id, seq, recipient, user_ids, state, reason, finished_at)
-    select %(campaign)s, row_number() over (order by recipient), recipient,
+    select %(campaign)s, row_number() over (order by first_user), recipient,
            case when rank = 4 then ok_ids else all_ids end,
            case when rank = 4 then 'pending' else 'skipped' end,
            case rank when 1 then %(child)s when 2 then excluded_reason when 3 then suppressed_reason
