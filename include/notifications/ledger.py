@@ -43,7 +43,7 @@ NOT_A_TEST_RECIPIENT = "not among this run's test_recipients"
 SUPPRESSED_NOW = "suppressed since the campaign was built"
 
 _CLAIM = """
-select seq, recipient, user_ids from compliance.notification_deliveries
+select seq, recipient, user_ids, ctid::text from compliance.notification_deliveries
 where campaign_id = %(campaign)s and seq > %(after)s and state = 'pending'
 order by seq
 limit %(limit)s
@@ -54,13 +54,13 @@ _FINISH = """
 update compliance.notification_deliveries d
 set state = %(state)s, message_id = %(message_id)s, batch_id = %(batch)s, attempts = d.attempts + %(attempts)s,
     reason = %(reason)s, finished_at = %(now)s
-where d.campaign_id = %(campaign)s and d.seq = any(%(seqs)s) and d.state = 'pending'
+where d.ctid = any(%(tids)s::tid[]) and d.campaign_id = %(campaign)s and d.state = 'pending'
 """
 
 _SKIP = """
 update compliance.notification_deliveries d set state = 'skipped', reason = k.reason, finished_at = %(now)s
-from unnest(%(seqs)s::int[], %(reasons)s::text[]) as k(seq, reason)
-where d.campaign_id = %(campaign)s and d.seq = k.seq and d.state = 'pending'
+from unnest(%(tids)s::tid[], %(reasons)s::text[]) as k(tid, reason)
+where d.ctid = k.tid and d.campaign_id = %(campaign)s and d.state = 'pending'
 """
 
 _COUNTERS = """
@@ -132,6 +132,7 @@ class CampaignLedger:
         self.skipped = 0  # rows this sender skipped (committed or about to be)
         self._skipped_uncounted = 0
         self._batch_id: int | None = None
+        self._tids: list[str] = []
         self._http_attempts = 1
         self._progress_every, self._clock = progress_every, clock
         self._started = self._last_progress = clock()
@@ -157,15 +158,18 @@ class CampaignLedger:
                 self._count_skips(conn)
                 return None
             self.after = rows[-1][0]
-            decisions = self.decide(rows)
+            # A row's physical address is stable while this transaction holds its lock: marks go straight to it.
+            tids = {row[0]: row[3] for row in rows}
+            decisions = self.decide([row[:3] for row in rows])
             skips = [d for d in decisions if d.skip]
             if skips:
-                conn.execute(_SKIP, {"campaign": self.campaign_id, "seqs": [d.seq for d in skips],
+                conn.execute(_SKIP, {"campaign": self.campaign_id, "tids": [tids[d.seq] for d in skips],
                                      "reasons": [d.skip for d in skips], "now": self.ctx.now()})
                 self.skipped += len(skips)
                 self._skipped_uncounted += len(skips)
             sending = [d for d in decisions if not d.skip]
             if sending:
+                self._tids = [tids[d.seq] for d in sending]
                 return self._batch(conn, sending, skipped=len(skips))
 
     def mark_sent(self, conn, batch: Batch, *, message_id: str | None, sent_at: datetime) -> None:
@@ -267,7 +271,7 @@ class CampaignLedger:
                 now: datetime) -> None:
         marked = conn.execute(_FINISH, {"state": state, "message_id": message_id, "batch": self._batch_id,
                                         "attempts": self._http_attempts, "reason": reason, "now": now,
-                                        "campaign": self.campaign_id, "seqs": list(batch.keys)}).rowcount
+                                        "campaign": self.campaign_id, "tids": self._tids}).rowcount
         if marked != batch.size:  # the rows were locked by this transaction: nobody else can have marked them
             raise RuntimeError(f"campaign {self.campaign_id}: {marked} of {batch.size} claimed rows were still "
                                "pending when marked; the batch is rolled back")

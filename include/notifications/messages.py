@@ -69,7 +69,10 @@ def display_name(full_name: str | None) -> str | None:
     """A name fit for a greeting: control characters out, spaces collapsed; None when empty or too long."""
     if not full_name:
         return None
-    name = _SPACES.sub(" ", _CONTROL.sub(" ", full_name)).strip()
+    if full_name.isprintable() and "  " not in full_name:  # the common case, without the regexes
+        name = full_name.strip()
+    else:
+        name = _SPACES.sub(" ", _CONTROL.sub(" ", full_name)).strip()
     return name if 0 < len(name) <= MAX_NAME else None
 
 
