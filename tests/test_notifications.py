@@ -10,7 +10,7 @@ import json
 import threading
 import uuid
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import notification_oracle as oracle
 import pytest
@@ -25,7 +25,6 @@ from include.notifications import campaign, messages, recipients
 from include.notifications.ledger import CampaignLedger
 from include.notifications.messages import Notice, Renderer
 from include.notifications.params import NotificationParams
-from include.notify.delivery import deliver
 from include.notify.sendgrid_mailer import SendGridAuthError, SendGridMailer
 from include.periods import ParamError, RunTiming
 from include.subjects import address_hash
@@ -80,7 +79,7 @@ def send(conns, sendgrid, built: dict, *, sender: int = 0, budget: int | None = 
     ops, store, side = conns
     plan = {"campaign_id": built["campaign_id"], "sender": sender, "senders": 1, "budget": budget}
     mailer = mailer or SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
-    return campaign.send(ops, store, side, load_datamap(), KEY, mailer, SETTINGS, ctx(run_id), 
+    return campaign.send(ops, store, side, load_datamap(), KEY, mailer, SETTINGS, ctx(run_id),
                          NotificationParams(today=TODAY, **params), plan)
 
 
