@@ -54,12 +54,12 @@ _FINISH = """
 update compliance.notification_deliveries d
 set state = %(state)s, message_id = %(message_id)s, batch_id = %(batch)s, attempts = d.attempts + %(attempts)s,
     reason = %(reason)s, finished_at = %(now)s
-where d.ctid = any(%(tids)s::tid[]) and d.campaign_id = %(campaign)s and d.state = 'pending'
+where d.ctid = any(%(tids)b::text[]::tid[]) and d.campaign_id = %(campaign)s and d.state = 'pending'
 """
 
 _SKIP = """
 update compliance.notification_deliveries d set state = 'skipped', reason = k.reason, finished_at = %(now)s
-from unnest(%(tids)s::tid[], %(reasons)s::text[]) as k(tid, reason)
+from unnest(%(tids)b::text[]::tid[], %(reasons)b::text[]) as k(tid, reason)
 where d.ctid = k.tid and d.campaign_id = %(campaign)s and d.state = 'pending'
 """
 
@@ -231,7 +231,7 @@ class CampaignLedger:
 
     def _accounts(self, ids: set[int]) -> dict[int, Account]:
         accounts = self.dm.record("accounts")
-        query = sql.SQL("select {id}, {email}, {name}, {deleted} is not null from {t} where {id} = any(%s) "
+        query = sql.SQL("select {id}, {email}, {name}, {deleted} is not null from {t} where {id} = any(%b) "
                         "order by {id}").format(id=accounts.col("id"), email=accounts.col("email"),
                                                 name=accounts.col("full_name"), deleted=accounts.col("deleted_at"),
                                                 t=accounts.ident)
@@ -242,7 +242,7 @@ class CampaignLedger:
         if not addresses:
             return {}
         supp = self.dm.record("email_suppressions")
-        query = sql.SQL("select k.key, min({reason}) from {t} s join unnest(%s::text[]) as k(key) "
+        query = sql.SQL("select k.key, min({reason}) from {t} s join unnest(%b::text[]) as k(key) "
                         "on lower(btrim({email})) = k.key group by k.key").format(
             reason=sql.Identifier("s", supp.physical("reason")), t=supp.ident,
             email=sql.Identifier("s", supp.physical("email")))
