@@ -18,7 +18,7 @@ What runs, all on this machine and in one go:
    was told twice across the campaign, and the stand-in accepted exactly the ledger's ``sent`` rows.
 5. **The stand-in's ceiling** (the floor of the sending phase): the very payloads the campaign sent, read
    back from the stand-in's file and serialised beforehand, posted again to the same stand-in by a bare
-   ``http.client`` with one keep-alive connection per sender thread (as many threads as senders).
+   ``http.client`` with keep-alive connections: the best of one connection and of as many as senders.
    ``ceiling ratio`` = ceiling time / the senders' time (first sender task start to last sender end); also
    against the requests' own window (first batch claimed to last committed) and against end to end.
 6. **One request per recipient**, measured on a sample and extrapolated linearly to the campaign's size:
@@ -29,6 +29,10 @@ What runs, all on this machine and in one go:
    recipients sent; (b) HTTP alone — single-personalization payloads posted by the bare client. The
    target (100×) is against (a); (b) is printed too: on loopback a request costs the stand-in ~1 ms, so
    HTTP alone cannot show batching's full gain that a real API's round trips would.
+
+The stand-in shares the machine's cores with Airflow and PostgreSQL, which SendGrid does not:
+``--standin-nice -10`` gives it the CPU first (for the whole run, ceiling included), a model of SendGrid on
+machines of its own. Both settings are recorded (``standin_nice``).
 
 Prints time, floor and ratio, and appends a JSON line to bench/results/notifications.jsonl with the
 machine (cores, RAM).
@@ -338,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single-sample", type=int, default=2000,
                         help="recipients sent one request each, to extrapolate one request per recipient")
     parser.add_argument("--reuse", action="store_true", help="keep an existing seeded database of the same size")
+    parser.add_argument("--standin-nice", type=int, default=0,
+                        help="run the stand-in at this nice value (e.g. -10: it gets the CPU before Airflow and "
+                             "PostgreSQL, as SendGrid would on its own machine); default 0, the same as the rest")
     args = parser.parse_args(argv)
     server = os.environ.get("PRIVACY_BENCH_PG_URL", database.DEFAULT_URL)
     today = datetime.now(timezone.utc).date()
@@ -347,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     fresh_store(ops_url)
     meta_url = database.create_database(server, "privacy_bench_notifications_meta", replace=True)
     standin = StandIn(folder)
+    if args.standin_nice:
+        os.setpriority(os.PRIO_PROCESS, standin.proc.pid, args.standin_nice)
     port = free_port()
     env = airflow_env(folder, ops_url, meta_url, standin, args.senders, port)
     local_airflow.migrate_metadata(env)
@@ -391,9 +400,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print("the stand-in's ceiling: the same payloads by a bare client ...", flush=True)
         bodies = [json.dumps(p).encode() for p in payloads]
+        # The best of one connection and as many as there are senders: the stand-in's own ceiling.
         standin_cpu0 = process_cpu(standin.proc.pid)
-        ceiling_s = post_all(standin, bodies, args.senders)
-        standin_cpu_ceiling = process_cpu(standin.proc.pid) - standin_cpu0
+        ceilings = {n: post_all(standin, bodies, n) for n in sorted({1, args.senders})}
+        standin_cpu_ceiling = (process_cpu(standin.proc.pid) - standin_cpu0) / len(ceilings)
+        ceiling_s = min(ceilings.values())
         del bodies
 
         print(f"one request per recipient: {args.single_sample:,} recipients through the senders, one each ...",
@@ -409,10 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "bench": "notifications", "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
         "host": machine(), "users": args.users, "senders": args.senders, "seed_s": seed_s and round(seed_s, 1),
+        "standin_nice": args.standin_nice,
         "recipients": total, "sent": sent, "failed": failed, "skipped": skipped, "requests": told["requests"],
         "duplicates_at_risk": at_risk, "told_twice": told["told_twice"],
         "end_to_end_s": round(e2e_s, 1), "build_s": round(build_s, 1), "send_s": round(send_s, 1),
         "requests_s": round(requests_s, 1), "ceiling_s": round(ceiling_s, 1),
+        "ceiling_s_by_connections": {str(n): round(v, 1) for n, v in ceilings.items()},
         "ceiling_ratio": round(ceiling_s / send_s, 2), "ceiling_ratio_requests": round(ceiling_s / requests_s, 2),
         "ceiling_ratio_end_to_end": round(ceiling_s / e2e_s, 2),
         "one_per_recipient_s": round(single_s), "one_per_recipient_ms": round(per_recipient * 1000, 2),
@@ -430,7 +443,8 @@ no address told twice, none twice in a request, largest request {told['largest_r
     building the ledger                {build_s:8.1f} s
     sending ({args.senders} sender tasks)           {send_s:8.1f} s   (first sender task's start to the last one's end)
       of which requests                {requests_s:8.1f} s   (first batch claimed to the last one committed)
-  floor: the stand-in's ceiling        {ceiling_s:8.1f} s   (same payloads, bare client, {args.senders} connections)
+  floor: the stand-in's ceiling        {ceiling_s:8.1f} s   (same payloads, bare client, best of \
+{", ".join(f"{n} connection(s) {v:.1f} s" for n, v in ceilings.items())}; stand-in nice {args.standin_nice})
     ratio ceiling / sender tasks       {ceiling_s / send_s:8.2f}     (target: at least 0.8)
     ratio ceiling / requests           {ceiling_s / requests_s:8.2f}
     ratio ceiling / end to end         {ceiling_s / e2e_s:8.2f}

@@ -532,20 +532,24 @@ class _Handler(BaseHTTPRequestHandler):
             reply(413, {"errors": [_error(
                 f"content too large: the whole request must be under {MAX_REQUEST_BYTES} bytes")]})
             return
-        try:
-            if (self.headers.get("Content-Encoding") or "").lower() == "gzip":
-                raw = gzip.decompress(raw)
-            payload = json.loads(raw.decode("utf-8"))
-        except (OSError, EOFError, UnicodeDecodeError, ValueError):
-            reply(400, {"errors": [_error("Bad Request: the request body is not valid JSON.")]})
-            return
-
-        errors = self.server.validator.errors(payload)
+        # One request is parsed, validated and recorded at a time, in turn. The GIL serialises that work
+        # anyway; time-sliced, concurrent requests all finish together (and their clients then all go
+        # quiet together), which no real server does; in turn, they are answered as a single worker would.
+        with self.server.work_lock:
+            try:
+                if (self.headers.get("Content-Encoding") or "").lower() == "gzip":
+                    raw = gzip.decompress(raw)
+                payload = json.loads(raw.decode("utf-8"))
+            except (OSError, EOFError, UnicodeDecodeError, ValueError):
+                payload, errors = None, [_error("Bad Request: the request body is not valid JSON.")]
+            else:
+                errors = self.server.validator.errors(payload)
+            if not errors:
+                message_id = _message_id()
+                state.accept({"message_id": message_id, "received_at": _now_iso(), "payload": payload})
         if errors:
             reply(400, {"errors": errors})
             return
-        message_id = _message_id()
-        state.accept({"message_id": message_id, "received_at": _now_iso(), "payload": payload})
         count = len(payload.get("personalizations") or [])
         log.info("accepted message %s with %d personalizations", message_id, count)
         reply(202, None, {"X-Message-Id": message_id}, message_id=message_id)
@@ -611,6 +615,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], state: _State, validator: MailSendValidator):
         self.state = state
         self.validator = validator
+        self.work_lock = threading.Lock()
         super().__init__(address, _Handler)
 
 
