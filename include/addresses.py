@@ -35,6 +35,34 @@ def valid_or_none(value: str | None) -> str | None:
         return None
 
 
+def sending_problem(value: str | None) -> str | None:
+    """Why SendGrid cannot be given ``value`` as a recipient, in words without the address; None when it can.
+
+    The same check as :func:`normalize_address`, stricter in one way: the address must be ASCII (no
+    internationalised local part or domain), because one address SendGrid refuses makes it refuse the whole
+    request of up to 1,000 recipients. Parts of the address quoted by the validator are blanked out, so the
+    reason can be stored and logged.
+    """
+    if value is None or not value.strip():
+        return "no address"
+    stripped = value.strip()
+    try:
+        validate_email(stripped, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        return _without_address(str(exc), stripped)
+    if not stripped.isascii():
+        return "the address is not ASCII (an internationalised domain is not sent to)"
+    return None
+
+
+def _without_address(message: str, address: str) -> str:
+    local, _, domain = address.rpartition("@")
+    for part in sorted({address, local, domain, *domain.split(".")}, key=len, reverse=True):
+        if len(part) >= 3:
+            message = message.replace(part, "…")
+    return message[:300]
+
+
 def comparable(value: str) -> str:
     """The key under which two spellings of one address are the same (trimmed, lower-case)."""
     return value.strip().lower()

@@ -58,6 +58,9 @@ SCHEMA: dict[str, Any] = {
                                      "description": "a SendGrid dynamic template id, else the project's templates"},
         "notification_senders": {"type": "integer", "minimum": 1, "maximum": 64,
                                  "description": "parallel send tasks of a campaign (bounded by the pool)"},
+        "notification_batch_size": {"type": "integer", "minimum": 1, "maximum": 1000,
+                                    "description": "recipients per Mail Send request of a campaign (SendGrid's "
+                                                   "limit is 1,000; a crash can re-send at most one request)"},
     },
 }
 
@@ -79,6 +82,7 @@ class Settings:
     complete_requests: bool = True
     notification_template_id: str | None = None
     notification_senders: int = 4
+    notification_batch_size: int = 1000
 
     @property
     def tz(self) -> ZoneInfo:
@@ -148,6 +152,7 @@ EXPECTED = {
     "complete_requests": "true or false",
     "notification_template_id": "a SendGrid dynamic template id like d-0123456789abcdef0123456789abcdef, or null",
     "notification_senders": "a whole number of send tasks between 1 and 64",
+    "notification_batch_size": "a whole number of recipients per request between 1 and 1000",
 }
 
 

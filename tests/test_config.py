@@ -39,6 +39,9 @@ def test_full_settings_are_read():
     ('{"earliest_plausible_date": "2000-13-01"}', "earliest_plausible_date must be a date like 2000-01-01"),
     ('{"evidence_location": "s3://bucket"}', "evidence_location must be gs://bucket/prefix or file:///folder"),
     ('{"sendgrid_deadline_minutes": 0}', "sendgrid_deadline_minutes must be a number of minutes above 0"),
+    ('{"notification_batch_size": 1001}', "notification_batch_size must be a whole number of recipients per request "
+                                          "between 1 and 1000, not 1001"),
+    ('{"notification_batch_size": 0}', "notification_batch_size must be a whole number"),
 ])
 def test_bad_settings_name_the_problem(text, message):
     with pytest.raises(SettingsError) as err:
@@ -60,3 +63,11 @@ def test_new_settings_are_read():
                            '"evidence_location": "gs://acme-privacy/evidence", "sendgrid_deadline_minutes": 5}')
     assert str(s.earliest_plausible_date) == "2010-01-01" and s.whatif_retention_days == 7
     assert s.evidence_location == "gs://acme-privacy/evidence" and s.sendgrid_deadline_minutes == 5
+
+
+def test_notification_settings_are_read():
+    s = Settings.from_json('{"notification_batch_size": 250, "notification_senders": 2, '
+                           '"notification_template_id": "d-0123456789abcdef0123456789abcdef"}')
+    assert (s.notification_batch_size, s.notification_senders) == (250, 2)
+    assert s.notification_template_id == "d-0123456789abcdef0123456789abcdef"
+    assert Settings().notification_batch_size == 1000

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
-EXPECTED = {"dsr_deadline_tracking", "vendor_sharing_manifests", "child_data_purge"}
+EXPECTED = {"dsr_deadline_tracking", "vendor_sharing_manifests", "child_data_purge",
+            "policy_change_notifications"}
 
 
 @pytest.fixture(scope="module")
@@ -179,13 +180,37 @@ def test_dag_files_import_nothing_heavy_at_parse_time():
     import sys
 
     code = ("import sys, runpy\n"
-            f"runpy.run_path({str(DAGS / 'dsr_deadline_tracking.py')!r})\n"
-            f"runpy.run_path({str(DAGS / 'vendor_sharing_manifests.py')!r})\n"
-
-
-            f"for f in {[str(p) for p in sorted(DAGS.glob('*.py'))]!r}: runpy.run_path(f)\n"
-            "heavy = [m for m in ('pandas', 'pyarrow', 'psycopg', 'sendgrid', 'holidays', 'google.cloud.storage', 'airflow.providers.google.cloud.hooks') "
+            + "".join(f"runpy.run_path({str(path)!r})\n" for path in sorted(DAGS.glob("*.py")))
+            + "heavy = [m for m in ('pandas', 'pyarrow', 'psycopg', 'sendgrid', 'holidays', 'google.cloud.storage', 'airflow.providers.google.cloud.hooks') "
             "if m in sys.modules]\n"
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"heavy modules imported while parsing: {out.stdout}"
+
+
+def test_notifications_look_every_quarter_hour_and_send_through_the_pool(dagbag):
+    from include.seam.dag import SENDGRID_POOL
+
+    dag = dagbag.dags["policy_change_notifications"]
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert dag.schedule == "*/15 * * * *"
+    send = dag.get_task("send_batches")
+    assert send.pool == SENDGRID_POOL and send.is_mapped
+    # The first step decides whether there is anything to do; nothing downstream runs otherwise.
+    find = dag.get_task("find_policy_version")
+    assert find.downstream_task_ids == {"build_recipients"} and "prepare_store" in find.upstream_task_ids
+    assert [t.pool for t in dag.tasks if t.task_id != "send_batches"] == ["default_pool"] * (len(dag.tasks) - 1)
+
+
+def test_notification_trigger_form_refuses_bad_input(dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = dagbag.dags["policy_change_notifications"]
+    for bad in ({"policy_version": ""}, {"max_recipients": 0}, {"max_recipients": "5"}, {"dry_run": "yes"},
+                {"test_recipients": "qa@example.com"}, {"test_recipients": ["not-an-address"]},
+                {"test_recipients": ["qa@example.com", "qa@example.com"]}):
+        with pytest.raises(ParamValidationError):
+            _with(dag.params, bad)
+    _with(dag.params, {"policy_version": "2026.11", "max_recipients": 10, "dry_run": True,
+                       "test_recipients": ["qa@example.com"]})
+    _with(dag.params, {"policy_version": None, "max_recipients": None, "test_recipients": []})

@@ -299,6 +299,41 @@ def test_slow_answer_processed_when_the_client_waits(sg):
     assert len(sg.accepted()) == 1
 
 
+def test_faults_part_of_the_time_follow_their_seed(sg):
+    """A fault with a probability strikes a seeded, repeatable share of the requests, up to its count."""
+    def statuses(seed):
+        sg.clear()
+        sg.inject(status=429, probability=0.3, seed=seed, count=1000, reset_after_seconds=0)
+        sg.inject(status=500, probability=0.2, seed=seed + 1, count=1000)
+        return [post(sg.base_url, valid_payload())[0] for _ in range(60)]
+
+    first = statuses(7)
+    assert first == statuses(7)  # the same seed, the same faults, request for request
+    assert {429, 500, 202} == set(first)
+    assert 10 <= first.count(429) <= 30 and first.count(202) >= 20
+    assert sg.stats()["accepted_messages"] == first.count(202) == len(sg.accepted())
+
+    sg.clear()
+    sg.inject(status=500, probability=1.0, count=2)
+    assert [post(sg.base_url, valid_payload())[0] for _ in range(3)] == [500, 500, 202]
+    status, _, body = post(sg.base_url, {"status": 500, "probability": 0.5, "seed": 1}, path="/_standin/faults")
+    assert status == 201 and body["pending"][0]["probability"] == 0.5
+    assert post(sg.base_url, {"status": 500, "probability": 2}, path="/_standin/faults")[0] == 400
+
+
+def test_accepted_requests_need_not_be_kept_in_memory(tmp_path):
+    from devkit.standins.sendgrid_server import SendGridStandIn
+
+    record = tmp_path / "accepted.jsonl"
+    with SendGridStandIn(api_key=API_KEY, record_path=record, keep_accepted=False) as standin:
+        payload = {**valid_payload(), "personalizations": [one_recipient(i) for i in range(3)]}
+        assert post(standin.base_url, payload)[0] == 202
+        assert standin.accepted() == []
+        assert post(standin.base_url, None, path="/_standin/stats", method="GET")[2] == {
+            "accepted_messages": 1, "accepted_personalizations": 3}
+    assert json.loads(record.read_text())["payload"] == payload
+
+
 def test_bad_fault_spec_is_refused(sg):
     assert post(sg.base_url, {"count": 1}, path="/_standin/faults")[0] == 400
 

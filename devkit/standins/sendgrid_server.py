@@ -3,12 +3,13 @@
 Payloads are checked against the published OpenAPI contract (``devkit/contracts``) and then against
 the documented behaviour that the contract leaves out (listed in devkit/contracts/README.md), so that
 a payload accepted here is one SendGrid accepts too. Accepted requests are kept for inspection, and
-faults (429, 5xx, slow answers) can be injected to exercise the client's retry rules.
+faults (429, 5xx, slow answers; the next N requests, or part of the time with a seeded probability) can
+be injected to exercise the client's retry rules.
 
 Run it on its own with::
 
     python -m devkit.standins.sendgrid_server --host 127.0.0.1 --port 0 --api-key KEY \
-        [--ready-file PATH] [--record-path PATH]
+        [--ready-file PATH] [--record-path PATH] [--no-keep]
 
 It prints its base URL (``http://127.0.0.1:PORT``) once it listens, and writes it to the ready file.
 """
@@ -23,6 +24,7 @@ import json
 import logging
 import math
 import os
+import random
 import re
 import secrets
 import select
@@ -308,59 +310,89 @@ def _json_bytes(value: Any) -> int:
 # --------------------------------------------------------------------------------------------
 
 class _State:
-    def __init__(self, api_key: str, restricted_keys: Iterable[str], record_path: Path | None):
+    def __init__(self, api_key: str, restricted_keys: Iterable[str], record_path: Path | None,
+                 keep_accepted: bool = True):
         self.api_key = api_key
         self.restricted_keys = set(restricted_keys)
         self.record_path = record_path
+        self.keep_accepted = keep_accepted
         self.lock = threading.Lock()
         self.accepted: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.faults: deque[dict[str, Any]] = deque()
+        # Faults that strike "part of the time": each request draws from the fault's own seeded generator.
+        self.random_faults: list[dict[str, Any]] = []
+        self.stats = {"accepted_messages": 0, "accepted_personalizations": 0}
         self.stopping = threading.Event()
 
     def add_fault(self, status: int | None, count: int, reset_after_seconds: float | None,
-                  delay_seconds: float | None, limit: int | None) -> None:
+                  delay_seconds: float | None, limit: int | None, probability: float | None = None,
+                  seed: int | None = None) -> None:
         if status is None and not delay_seconds:
             raise ValueError("a fault needs a status or delay_seconds")
         if status is not None and not 100 <= int(status) <= 599:
             raise ValueError("status must be an HTTP status code")
         if int(count) < 1:
             raise ValueError("count must be at least 1")
+        if probability is not None and not 0 < float(probability) <= 1:
+            raise ValueError("probability must be above 0 and at most 1")
+        fault = {
+            "status": int(status) if status is not None else None,
+            "remaining": int(count),
+            "reset_after_seconds": float(reset_after_seconds if reset_after_seconds is not None else 1),
+            "delay_seconds": float(delay_seconds or 0),
+            "limit": int(limit or 600),
+        }
         with self.lock:
-            self.faults.append({
-                "status": int(status) if status is not None else None,
-                "remaining": int(count),
-                "reset_after_seconds": float(reset_after_seconds if reset_after_seconds is not None else 1),
-                "delay_seconds": float(delay_seconds or 0),
-                "limit": int(limit or 600),
-            })
+            if probability is None:
+                self.faults.append(fault)
+            else:
+                fault.update(probability=float(probability), seed=seed)
+                self.random_faults.append({**fault, "rng": random.Random(seed)})
 
     def take_fault(self) -> dict[str, Any] | None:
         with self.lock:
-            if not self.faults:
-                return None
-            fault = self.faults[0]
-            fault["remaining"] -= 1
-            if fault["remaining"] <= 0:
-                self.faults.popleft()
-            return dict(fault)
+            if self.faults:
+                fault = self.faults[0]
+                fault["remaining"] -= 1
+                if fault["remaining"] <= 0:
+                    self.faults.popleft()
+                return dict(fault)
+            for fault in list(self.random_faults):
+                if fault["rng"].random() < fault["probability"]:
+                    fault["remaining"] -= 1
+                    if fault["remaining"] <= 0:
+                        self.random_faults.remove(fault)
+                    return {k: v for k, v in fault.items() if k != "rng"}
+            return None
+
+    def pending_faults(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(f) for f in self.faults] + [{k: v for k, v in f.items() if k != "rng"}
+                                                     for f in self.random_faults]
 
     def log_request(self, entry: dict[str, Any]) -> None:
         with self.lock:
             self.requests.append(entry)
 
     def accept(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":")) + "\n" if self.record_path is not None else None
         with self.lock:
-            self.accepted.append(record)
-            if self.record_path is not None:
+            self.stats["accepted_messages"] += 1
+            self.stats["accepted_personalizations"] += len(record["payload"].get("personalizations") or [])
+            if self.keep_accepted:
+                self.accepted.append(record)
+            if line is not None:
                 with open(self.record_path, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+                    fh.write(line)
 
     def clear(self) -> None:
         with self.lock:
             self.accepted.clear()
             self.requests.clear()
             self.faults.clear()
+            self.random_faults.clear()
+            self.stats = dict.fromkeys(self.stats, 0)
 
 
 def _now_iso() -> str:
@@ -500,20 +532,24 @@ class _Handler(BaseHTTPRequestHandler):
             reply(413, {"errors": [_error(
                 f"content too large: the whole request must be under {MAX_REQUEST_BYTES} bytes")]})
             return
-        try:
-            if (self.headers.get("Content-Encoding") or "").lower() == "gzip":
-                raw = gzip.decompress(raw)
-            payload = json.loads(raw.decode("utf-8"))
-        except (OSError, EOFError, UnicodeDecodeError, ValueError):
-            reply(400, {"errors": [_error("Bad Request: the request body is not valid JSON.")]})
-            return
-
-        errors = self.server.validator.errors(payload)
+        # One request is parsed, validated and recorded at a time, in turn. The GIL serialises that work
+        # anyway; time-sliced, concurrent requests all finish together (and their clients then all go
+        # quiet together), which no real server does; in turn, they are answered as a single worker would.
+        with self.server.work_lock:
+            try:
+                if (self.headers.get("Content-Encoding") or "").lower() == "gzip":
+                    raw = gzip.decompress(raw)
+                payload = json.loads(raw.decode("utf-8"))
+            except (OSError, EOFError, UnicodeDecodeError, ValueError):
+                payload, errors = None, [_error("Bad Request: the request body is not valid JSON.")]
+            else:
+                errors = self.server.validator.errors(payload)
+            if not errors:
+                message_id = _message_id()
+                state.accept({"message_id": message_id, "received_at": _now_iso(), "payload": payload})
         if errors:
             reply(400, {"errors": errors})
             return
-        message_id = _message_id()
-        state.accept({"message_id": message_id, "received_at": _now_iso(), "payload": payload})
         count = len(payload.get("personalizations") or [])
         log.info("accepted message %s with %d personalizations", message_id, count)
         reply(202, None, {"X-Message-Id": message_id}, message_id=message_id)
@@ -552,20 +588,21 @@ class _Handler(BaseHTTPRequestHandler):
                 spec = json.loads(raw or b"{}")
                 state.add_fault(spec.get("status"), spec.get("count", 1),
                                 spec.get("reset_after_seconds"), spec.get("delay_seconds"),
-                                spec.get("limit"))
+                                spec.get("limit"), spec.get("probability"), spec.get("seed"))
             except (ValueError, TypeError, AttributeError) as exc:
                 self._send_json(400, {"errors": [_error(f"bad fault: {exc}")]})
                 return
-            with state.lock:
-                pending = [dict(f) for f in state.faults]
-            self._send_json(201, {"pending": pending})
+            self._send_json(201, {"pending": state.pending_faults()})
         elif route == "faults" and method == "GET":
-            with state.lock:
-                self._send_json(200, {"pending": [dict(f) for f in state.faults]})
+            self._send_json(200, {"pending": state.pending_faults()})
         elif route == "faults" and method == "DELETE":
             with state.lock:
                 state.faults.clear()
+                state.random_faults.clear()
             self._send_json(204, None)
+        elif route == "stats" and method == "GET":
+            with state.lock:
+                self._send_json(200, dict(state.stats))
         elif route == "health" and method == "GET":
             self._send_json(200, {"status": "ok"})
         else:
@@ -578,6 +615,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], state: _State, validator: MailSendValidator):
         self.state = state
         self.validator = validator
+        self.work_lock = threading.Lock()
         super().__init__(address, _Handler)
 
 
@@ -595,13 +633,13 @@ class SendGridStandIn(BackgroundServer):
 
     def __init__(self, api_key: str = "SG.standin-key", host: str = "127.0.0.1", port: int = 0,
                  record_path: str | Path | None = None, restricted_keys: Iterable[str] = (),
-                 contract_path: str | Path | None = None):
+                 contract_path: str | Path | None = None, keep_accepted: bool = True):
         if not api_key:
             raise ValueError("api_key must not be empty")
         super().__init__(host, port)
         self.api_key = api_key
         self.record_path = Path(record_path) if record_path else None
-        self._state = _State(api_key, restricted_keys, self.record_path)
+        self._state = _State(api_key, restricted_keys, self.record_path, keep_accepted)
         self._validator = MailSendValidator(contract_path)
 
     def _make_server(self, address: tuple[str, int]) -> "_Server":
@@ -622,13 +660,30 @@ class SendGridStandIn(BackgroundServer):
             return copy.deepcopy(self._state.requests)
 
     def inject(self, status: int | None = None, count: int = 1, reset_after_seconds: float | None = None,
-               delay_seconds: float | None = None, limit: int | None = None) -> None:
+               delay_seconds: float | None = None, limit: int | None = None, probability: float | None = None,
+               seed: int | None = None) -> None:
         """Make the next ``count`` mail-send requests answer ``status`` and/or answer slowly.
 
         A slow answer without a status is processed normally if the client is still waiting, and
         dropped (logged with status 499, not accepted) if it gave up.
+
+        With ``probability``, the fault strikes "part of the time": each request (not taken by a
+        plain fault first) draws from a generator seeded with ``seed``, and gets the fault with that
+        probability, until it has struck ``count`` times. Several such faults are drawn in the order
+        they were added.
         """
-        self._state.add_fault(status, count, reset_after_seconds, delay_seconds, limit)
+        self._state.add_fault(status, count, reset_after_seconds, delay_seconds, limit, probability, seed)
+
+    def stats(self) -> dict[str, int]:
+        """How many messages and personalizations were accepted (counted even when not kept)."""
+        with self._state.lock:
+            return dict(self._state.stats)
+
+    def clear_faults(self) -> None:
+        """Forget pending faults only (accepted messages and the request log stay)."""
+        with self._state.lock:
+            self._state.faults.clear()
+            self._state.random_faults.clear()
 
     def clear(self) -> None:
         """Forget accepted messages, the request log and pending faults."""
@@ -644,6 +699,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restricted-key", action="append", default=[],
                         help="a key that is known but lacks the mail.send scope (answers 403)")
     parser.add_argument("--record-path", help="append accepted requests here as JSON lines")
+    parser.add_argument("--no-keep", action="store_true",
+                        help="do not keep accepted requests in memory (GET /_standin/messages answers []; "
+                             "/_standin/stats still counts them; use --record-path to keep them on disk)")
     parser.add_argument("--ready-file", help="write the base URL here once listening")
     args = parser.parse_args(argv)
     if not args.api_key:
@@ -651,7 +709,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     standin = SendGridStandIn(api_key=args.api_key, host=args.host, port=args.port,
-                              record_path=args.record_path, restricted_keys=args.restricted_key)
+                              record_path=args.record_path, restricted_keys=args.restricted_key,
+                              keep_accepted=not args.no_keep)
     return serve_until_signalled(standin, args.ready_file)
 
 if __name__ == "__main__":

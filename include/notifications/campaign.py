@@ -1,0 +1,210 @@
+"""The steps of ``policy_change_notifications``, one function per task, plain Python over real connections.
+
+    find_version  -> which policy version this run announces, or nothing to do (the run stops there)
+    build         -> the campaign's ledger (or, in a dry run, its counts and one sample message)
+    plan_senders  -> one entry per parallel sender, each with its share of ``max_recipients``
+    send          -> one sender: the delivery engine over the campaign ledger until nothing is left
+    summarize     -> the campaign's totals from the ledger, duplicates at risk, finished or not
+
+Logs and the audit log carry ids, counts, versions and keyed hashes, never an address or a name.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime
+from typing import Iterable, Mapping
+
+from include.audit import RunContext
+from include.config import Settings
+from include.datamap import DataMap
+from include.notifications import recipients, versions
+from include.notifications.ledger import CampaignLedger, ChildSnapshot
+from include.notifications.messages import Notice, Renderer, sample
+from include.notifications.params import LIVE, NotificationParams
+from include.notify.delivery import deliver
+from include.periods import ParamError
+from include.subjects import address_hasher
+
+log = logging.getLogger("include.notifications")
+AUDIT = "policy_change"
+
+
+def find_version(ops, store, dm: DataMap, params: NotificationParams, now: datetime) -> dict | None:
+    """The version to announce, or None when a scheduled run has nothing to do.
+
+    A scheduled (or unparameterised) run takes the newest published version and stops when its live
+    campaign has finished. A run naming ``policy_version`` always goes on (its senders find nothing left
+    when the campaign has finished). Only a dry run or a test run may name a version not yet published.
+    """
+    if params.policy_version:
+        version = versions.named(ops, dm, params.policy_version)
+        if params.scope == LIVE and not params.dry_run and not version.published_by(now):
+            when = version.published_at.isoformat() if version.published_at else "never"
+            raise ParamError(f"policy_version {version.version} is not published yet (published_at {when}): its "
+                             "campaign starts once it is; a dry run or a test_recipients run can preview it now")
+        log.info("policy version %s (id %d) named by the run", version.version, version.id)
+        return {"version": version.as_dict()}
+    version = versions.newest_published(ops, dm, now)
+    if version is None:
+        log.info("no policy version is published yet: nothing to announce")
+        return None
+    if params.scope == LIVE and not params.dry_run:
+        campaign = recipients.existing(store, version.id)
+        if campaign is not None and campaign.state == "finished":
+            log.info("policy version %s (id %d): campaign %d finished (%d recipients); nothing to send",
+                     version.version, version.id, campaign.id, campaign.total)
+            return None
+    log.info("newest published policy version: %s (id %d)", version.version, version.id)
+    return {"version": version.as_dict()}
+
+
+def build(ops, store, dm: DataMap, key: bytes, settings: Settings, ctx: RunContext, params: NotificationParams,
+          found: Mapping) -> dict:
+    """Build (or find) the campaign's ledger; a dry run counts and renders one sample, and writes nothing."""
+    version = versions.PolicyVersion.from_dict(found["version"])
+    template_id = settings.notification_template_id
+    if params.dry_run:
+        return _dry_run(ops, store, dm, key, settings, ctx, params, version)
+    if params.test_recipients:
+        campaign, counts = recipients.build_test(ops, store, dm, key, version, params.test_recipients,
+                                                 template_id=template_id, run_id=ctx.run_id, now=ctx.now())
+    else:
+        campaign, counts = recipients.build_live(ops, store, dm, key, version, as_of=params.today,
+                                                 tz=settings.timezone, template_id=template_id, run_id=ctx.run_id,
+                                                 now=ctx.now())
+    if counts is None:
+        log.info("campaign %d (%s, policy %s) was built by run %s earlier: %d recipients, %d pending",
+                 campaign.id, campaign.scope, campaign.policy_version, _built_by(store, campaign.id), campaign.total,
+                 campaign.pending)
+    else:
+        details = {"campaign_id": campaign.id, "scope": campaign.scope, "policy_version": campaign.policy_version,
+                   **counts.as_dict()}
+        ctx.audit(store, f"{AUDIT}.campaign_built", details)
+        _log_counts(f"campaign {campaign.id} ({campaign.scope}, policy {campaign.policy_version}) built", counts)
+    return campaign.as_dict()
+
+
+def _built_by(store, campaign_id: int) -> str:
+    return store.execute("select run_id from compliance.notification_campaigns where id = %s",
+                         (campaign_id,)).fetchone()[0]
+
+
+def _dry_run(ops, store, dm, key, settings, ctx, params, version) -> dict:
+    if params.test_recipients:
+        counts = recipients.BuildCounts(recipients={recipients.OK: len(params.test_recipients)})
+    else:
+        counts = recipients.count_live(ops, store, dm, key, as_of=params.today, tz=settings.timezone)
+    notice = Notice(0, params.scope, version.version, version.effective_at, version.summary, version.url,
+                    settings.notification_template_id)
+    example = sample(notice, settings, ctx.run_id)
+    _log_counts(f"dry run for policy {version.version} ({params.scope}): nothing is written or sent", counts)
+    if example["text"] is not None:
+        log.info("sample message for a made-up recipient (%s):\nSubject: %s\n\n%s", example["recipient"],
+                 example["subject"], example["text"])
+    else:
+        log.info("sample for a made-up recipient (%s): dynamic template %s with data %s", example["recipient"],
+                 example["template_id"], example["payload"]["personalizations"][0]["dynamic_template_data"])
+    ctx.audit(store, f"{AUDIT}.dry_run", {"policy_version": version.version, "scope": params.scope,
+                                          **counts.as_dict()})
+    return {"dry_run": True, "scope": params.scope, "policy_version": version.version, **counts.as_dict(),
+            "sample": {k: example[k] for k in ("recipient", "subject", "text", "template_id")}}
+
+
+def _log_counts(title: str, counts: recipients.BuildCounts) -> None:
+    c = counts.as_dict()
+    log.info("%s: %d recipient(s), %d to send; skipped by reason %s; accounts: %d, %d deleted, %d without an "
+             "address, %d sharing an address with another, by verdict %s", title, c["recipients"], c["eligible"],
+             {k: v for k, v in c["recipients_by_verdict"].items() if k != recipients.OK}, c["accounts"],
+             c["accounts_deleted"], c["accounts_without_address"], c["accounts_sharing_an_address"],
+             c["accounts_by_verdict"])
+
+
+def plan_senders(settings: Settings, params: NotificationParams, campaign: Mapping) -> list[dict]:
+    """One entry per parallel sender (none for a dry run), each with its share of ``max_recipients``."""
+    if campaign.get("dry_run"):
+        return []
+    batches = max(1, math.ceil(campaign["pending"] / settings.notification_batch_size))
+    senders = max(1, min(settings.notification_senders, batches))
+    shares: list[int | None] = [None] * senders
+    if params.max_recipients is not None:
+        senders = min(senders, params.max_recipients)
+        base, extra = divmod(params.max_recipients, senders)
+        shares = [base + (1 if i < extra else 0) for i in range(senders)]
+    return [{"campaign_id": campaign["campaign_id"], "sender": i, "senders": senders, "budget": shares[i]}
+            for i in range(senders)]
+
+
+def send(ops, store, side, dm: DataMap, key: bytes, mailer, settings: Settings, ctx: RunContext,
+         params: NotificationParams, plan: Mapping) -> dict:
+    """One sender: claim, check, send and mark batches of the campaign until none is left (or its share is spent)."""
+    campaign_id = plan["campaign_id"]
+    row = store.execute("""select scope, policy_version, effective_at, summary, url, template_id
+                           from compliance.notification_campaigns where id = %s""", (campaign_id,)).fetchone()
+    scope, version, effective_at, summary, url, template_id = row
+    notice = Notice(campaign_id, scope, version, effective_at, summary, url, template_id)
+    hasher = address_hasher(key)
+    sender = f"{ctx.task_id or 'send'}[{plan['sender']}]"
+    ledger = CampaignLedger(
+        campaign_id=campaign_id, scope=scope, renderer=Renderer(notice, settings, ctx.run_id), ops=ops, dm=dm,
+        side=side, hasher=hasher, ctx=ctx, sender=sender, batch_size=settings.notification_batch_size,
+        budget=plan.get("budget"),
+        children=ChildSnapshot(ops, dm, as_of=params.today, tz=settings.timezone) if scope == LIVE else None,
+        test_addresses={hasher(a): a for a in params.test_recipients})
+    report = deliver(store, ledger, ledger.recording(mailer), ctx)
+    result = {**report.as_dict(), "skipped": ledger.skipped, "campaign_id": campaign_id, "sender": plan["sender"]}
+    log.info("%s finished: %d sent, %d failed, %d skipped at send time, in %d request(s)", sender, report.sent,
+             report.failed, ledger.skipped, report.messages)
+    return result
+
+
+def summarize(store, ctx: RunContext, campaign_id: int, reports: Iterable[Mapping] = ()) -> dict:
+    """The campaign's totals recounted from the ledger; finished when nothing is pending; duplicates at risk."""
+    reports = [r for r in reports if r]
+    with store.transaction():
+        store.execute("select 1 from compliance.notification_campaigns where id = %s for update", (campaign_id,))
+        # Requests whose transaction ended without marking them: sent again, so their rows may have two copies.
+        store.execute("""update compliance.notification_batches set state = 'unknown'
+                         where campaign_id = %s and state = 'in_flight'
+                           and pg_xact_status(xact) is distinct from 'in progress'""", (campaign_id,))
+        counts = dict.fromkeys(("pending", "sent", "failed", "skipped"), 0)
+        counts.update(store.execute("""select state, count(*) from compliance.notification_deliveries
+                                       where campaign_id = %s group by state""", (campaign_id,)).fetchall())
+        counters = store.execute("""select pending, sent, failed, skipped, state, scope, policy_version
+                                    from compliance.notification_campaigns where id = %s""",
+                                 (campaign_id,)).fetchone()
+        *kept, state, scope, version = counters
+        if tuple(kept) != (counts["pending"], counts["sent"], counts["failed"], counts["skipped"]):
+            log.error("campaign %d: its counters %s disagreed with the ledger %s; corrected from the ledger",
+                      campaign_id, tuple(kept), counts)
+        finished = counts["pending"] == 0
+        store.execute("""update compliance.notification_campaigns
+                         set pending = %(pending)s, sent = %(sent)s, failed = %(failed)s, skipped = %(skipped)s,
+                             state = case when %(finished)s then 'finished' else 'sending' end,
+                             finished_at = case when %(finished)s then coalesce(finished_at, %(now)s) end,
+                             updated_at = %(now)s
+                         where id = %(id)s""", {**counts, "finished": finished, "now": ctx.now(), "id": campaign_id})
+        at_risk_batches, at_risk_rows = store.execute(
+            """select count(*), coalesce(sum(size), 0) from compliance.notification_batches
+               where campaign_id = %s and state = 'unknown'""", (campaign_id,)).fetchone()
+        reasons = dict(store.execute(
+            """select split_part(reason, ':', 1), count(*)
+               from compliance.notification_deliveries where campaign_id = %s and state in ('failed', 'skipped')
+               group by 1 order by 2 desc limit 20""", (campaign_id,)).fetchall())
+        summary = {"campaign_id": campaign_id, "scope": scope, "policy_version": version,
+                   "total": sum(counts.values()), **counts, "finished": finished,
+                   "duplicates_at_risk": at_risk_rows, "unknown_batches": at_risk_batches,
+                   "sent_this_run": sum(r.get("sent", 0) for r in reports),
+                   "failed_this_run": sum(r.get("failed", 0) for r in reports),
+                   "skipped_this_run": sum(r.get("skipped", 0) for r in reports),
+                   "reasons": reasons}
+        ctx.audit(store, f"{AUDIT}.campaign_summary", summary)
+    log.info("campaign %d (%s, policy %s) %s: %d sent, %d failed, %d skipped, %d pending of %d; duplicates at risk: "
+             "%d recipient(s) in %d request(s) whose outcome is unknown; this run sent %d", campaign_id, scope, version,
+             "finished" if finished else "not finished", counts["sent"], counts["failed"], counts["skipped"],
+             counts["pending"], summary["total"], at_risk_rows, at_risk_batches, summary["sent_this_run"])
+    if reasons:
+        log.info("campaign %d: failed or skipped by reason: %s", campaign_id, reasons)
+    if not finished:
+        log.info("campaign %d: %d recipient(s) still pending; the next run continues", campaign_id, counts["pending"])
+    return summary

@@ -1,0 +1,63 @@
+"""The trigger form of ``policy_change_notifications``, resolved once into what the steps take."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Mapping
+
+from include.addresses import comparable, sending_problem
+from include.config import Settings
+from include.periods import ParamError, RunTiming, run_today
+
+LIVE, TEST = "live", "test"
+
+
+@dataclass(frozen=True)
+class NotificationParams:
+    today: date
+    policy_version: str | None = None
+    dry_run: bool = False
+    # Addresses typed into the form by staff (never a subject's); kept in the run's conf, never logged.
+    test_recipients: tuple[str, ...] = ()
+    max_recipients: int | None = None
+
+    @property
+    def scope(self) -> str:
+        """``test`` when the run sends only to ``test_recipients`` (a campaign of its own), else ``live``."""
+        return TEST if self.test_recipients else LIVE
+
+    @classmethod
+    def resolve(cls, raw: Mapping[str, Any], settings: Settings, timing: RunTiming) -> "NotificationParams":
+        version = raw.get("policy_version")
+        if version is not None:
+            if not isinstance(version, str) or not version.strip():
+                raise ParamError("policy_version must be a version label such as 2026.11, or empty for the newest "
+                                 "published version")
+            version = version.strip()
+        cap = raw.get("max_recipients")
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ParamError(f"max_recipients must be a whole number of at least 1, or empty for no cap, not {cap!r}")
+        return cls(today=run_today(timing, settings.tz), policy_version=version,
+                   dry_run=bool(raw.get("dry_run", False)),
+                   test_recipients=test_addresses(raw.get("test_recipients") or []), max_recipients=cap)
+
+
+def test_addresses(values: Any) -> tuple[str, ...]:
+    """The form's test addresses, trimmed; a malformed or repeated one stops the run, naming its position."""
+    if not isinstance(values, (list, tuple)):
+        raise ParamError("test_recipients must be a list of email addresses")
+    seen: dict[str, int] = {}
+    found = []
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise ParamError(f"test_recipients[{i}] must be an email address")
+        problem = sending_problem(value)
+        if problem:
+            raise ParamError(f"test_recipients[{i}] is not an address SendGrid accepts: {problem}")
+        key = comparable(value)
+        if key in seen:
+            raise ParamError(f"test_recipients[{i}] repeats test_recipients[{seen[key]}] (addresses are compared "
+                             "case-insensitively)")
+        seen[key] = i
+        found.append(value.strip())
+    return tuple(found)

@@ -1,0 +1,49 @@
+"""Policy-change notification campaigns: progress per campaign, and why recipients were left out.
+
+Counts, ids, versions and dates only: the ledger holds no address, and nothing here reads one.
+"""
+from __future__ import annotations
+
+_CAMPAIGN_FIELDS = ("campaign_id", "scope", "policy_version_id", "policy_version", "state", "total", "sent", "failed",
+                    "skipped", "pending", "done_percent", "unknown_batches", "duplicates_at_risk", "created_at",
+                    "updated_at", "finished_at", "run_id")
+
+
+def campaigns(conn, *, limit: int = 50, offset: int = 0, scope: str | None = None) -> list[dict]:
+    """The newest campaigns first, with their progress (``compliance.notification_campaign_progress``)."""
+    rows = conn.execute(
+        f"""select {', '.join(_CAMPAIGN_FIELDS)} from compliance.notification_campaign_progress
+            where %(scope)s::text is null or scope = %(scope)s
+            order by created_at desc, campaign_id desc limit %(limit)s offset %(offset)s""",
+        {"scope": scope, "limit": limit, "offset": offset}).fetchall()
+    return [dict(zip(_CAMPAIGN_FIELDS, row)) for row in rows]
+
+
+def campaign(conn, campaign_id: int) -> dict | None:
+    """One campaign's progress, with how its recipients were found (``build_counts``)."""
+    row = conn.execute(f"""select {', '.join(_CAMPAIGN_FIELDS)} from compliance.notification_campaign_progress
+                           where campaign_id = %s""", (campaign_id,)).fetchone()
+    if row is None:
+        return None
+    found = dict(zip(_CAMPAIGN_FIELDS, row))
+    found["build_counts"] = conn.execute("select build_counts from compliance.notification_campaigns where id = %s",
+                                         (campaign_id,)).fetchone()[0]
+    return found
+
+
+def reasons(conn, campaign_id: int, limit: int = 20) -> list[tuple[str, str, int]]:
+    """Why recipients were failed or skipped: (state, reason's first clause, count), commonest first.
+
+    Reads the campaign's rows (one index range); for a campaign of a million rows this takes a few hundred
+    milliseconds, so a page shows it on a campaign's own view, not in the list.
+    """
+    return conn.execute(
+        """select state, split_part(reason, ':', 1), count(*) from compliance.notification_deliveries
+           where campaign_id = %s and state in ('failed', 'skipped')
+           group by 1, 2 order by 3 desc, 1, 2 limit %s""", (campaign_id, limit)).fetchall()
+
+
+def campaign_states(conn) -> dict[str, int]:
+    """Live campaigns by state (``sending`` / ``finished``)."""
+    return dict(conn.execute("select state, count(*) from compliance.notification_campaigns where scope = 'live' "
+                             "group by state order by state"))

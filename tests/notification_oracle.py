@@ -1,0 +1,56 @@
+"""SPEC §4.4 written out plainly, for the notification tests: who should be told, and who was.
+
+Plain SQL reads of the reference schema, email-validator and the child rules' pure reference functions;
+none of the product's recipient SQL.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, timezone
+
+from include.addresses import sending_problem
+from include.children import rules
+
+
+def expected(ops, today: date) -> dict[str, set[int]]:
+    """Comparable address -> the live accounts that should be told through it."""
+    reported_ids = {r[0] for r in ops.execute("select user_id from child_reports where resolved_at is null "
+                                              "and user_id is not null")}
+    reported_emails = {r[0].strip().lower() for r in ops.execute(
+        "select reported_email from child_reports where resolved_at is null and user_id is null "
+        "and reported_email is not null")}
+    suppressed = {r[0].strip().lower() for r in ops.execute("select email from email_suppressions")}
+    by_address: dict[str, list[tuple[int, bool, bool]]] = {}
+    for uid, email, birth, declared, created in ops.execute(
+            "select id, email, birth_date, declared_age, created_at from users "
+            "where deleted_at is null and email is not null"):
+        facts = rules.AccountFacts(uid, birth, declared, created,
+                                   reported=uid in reported_ids or email.strip().lower() in reported_emails)
+        child = rules.classify(facts, today, timezone.utc).child
+        by_address.setdefault(email.strip().lower(), []).append((uid, child, sending_problem(email) is None))
+    return {addr: {uid for uid, _, ok in accounts if ok} for addr, accounts in by_address.items()
+            if addr not in suppressed and not any(child for _, child, _ in accounts)
+            and any(ok for _, _, ok in accounts)}
+
+
+def ineligible(ops, today: date) -> set[str]:
+    """Every address an account holds (deleted or not) that must not be told."""
+    every = {r[0].strip().lower() for r in ops.execute("select email from users where email is not null")}
+    return every - set(expected(ops, today))
+
+
+def received(messages, campaign_id: int | None = None, *, batch_size: int = 1000) -> Counter:
+    """How many messages each address got (compared as SendGrid compares them), checking every request's shape."""
+    got: Counter = Counter()
+    for message in messages:
+        payload = message["payload"]
+        if payload.get("custom_args", {}).get("campaign") != "policy-change":
+            continue
+        if campaign_id is not None and payload["custom_args"].get("campaign_id") != str(campaign_id):
+            continue
+        addresses = [p["to"][0]["email"].strip().lower() for p in payload["personalizations"]]
+        assert len(addresses) == len(set(addresses)), "a request named an address twice"
+        assert len(addresses) <= batch_size <= 1000, "a request held more personalizations than allowed"
+        assert all(len(p["to"]) == 1 and "cc" not in p and "bcc" not in p for p in payload["personalizations"])
+        got.update(addresses)
+    return got

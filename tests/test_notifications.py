@@ -1,0 +1,481 @@
+"""Policy-change notifications without a scheduler: the steps against a real PostgreSQL and the SendGrid stand-in.
+
+The recipients are checked against an oracle written from SPEC §4.4 (tests/notification_oracle.py: plain SQL
+reads, email-validator and the child rules' pure reference functions), not against the product's own SQL.
+"""
+from __future__ import annotations
+
+import html
+import json
+import threading
+import uuid
+from collections import Counter
+from datetime import date, datetime, timezone
+
+import notification_oracle as oracle
+import pytest
+
+from devkit import database
+from devkit.seed.demo_data import seed
+from include import compliance_store
+from include.audit import RunContext
+from include.config import Settings
+from include.datamap import load_datamap
+from include.notifications import campaign, messages, recipients
+from include.notifications.ledger import CampaignLedger
+from include.notifications.messages import Notice, Renderer
+from include.notifications.params import NotificationParams
+from include.notify.sendgrid_mailer import SendGridAuthError, SendGridMailer
+from include.periods import ParamError, RunTiming
+from include.subjects import address_hash
+
+KEY = b"notification-test-key-0123456789"
+TODAY = datetime.now(timezone.utc).date()
+SETTINGS = Settings(notification_batch_size=100)
+
+
+@pytest.fixture(scope="module")
+def seeded(pg_server_url):
+    """One seeded operational database (with the compliance store) for the module; each test its own version."""
+    name = f"privacy_notify_{uuid.uuid4().hex[:10]}"
+    url = database.create_database(pg_server_url, name)
+    summary = seed(url, users=1500, seed=21, anchor=TODAY)
+    with database.connect(url, autocommit=True) as conn:
+        compliance_store.migrate(conn)
+    yield {"url": url, "planted": summary["planted"]}
+    database.drop_database(pg_server_url, name)
+
+
+@pytest.fixture
+def conns(seeded):
+    with database.connect(seeded["url"], autocommit=True) as ops, \
+            database.connect(seeded["url"], autocommit=True) as store, \
+            database.connect(seeded["url"], autocommit=True) as side:
+        yield ops, store, side
+
+
+def ctx(run_id: str = "test-run", task_id: str = "send_batches") -> RunContext:
+    return RunContext(run_id=run_id, actor="test", dag_id="policy_change_notifications", task_id=task_id)
+
+
+def publish(ops, *, days_ago: int = 0, summary: str = "Adds <b>partners</b> & acquirers.") -> str:
+    """A new policy version published just now (each test announces its own)."""
+    label = f"t-{uuid.uuid4().hex[:8]}"
+    ops.execute("""insert into policy_versions (id, version, published_at, effective_at, summary, url, body_sha256)
+                   select coalesce(max(id), 0) + 1, %s, now() - make_interval(days => %s) - interval '1 minute',
+                          now() + interval '30 days', %s, 'https://example.com/legal/privacy/' || %s, 'x'
+                   from policy_versions""", (label, days_ago, summary, label))
+    return label
+
+
+def build(ops, store, label: str, **params) -> dict:
+    p = NotificationParams(today=TODAY, policy_version=label, **params)
+    found = campaign.find_version(ops, store, load_datamap(), p, datetime.now(timezone.utc))
+    return campaign.build(ops, store, load_datamap(), KEY, SETTINGS, ctx(), p, found)
+
+
+def send(conns, sendgrid, built: dict, *, sender: int = 0, budget: int | None = None, run_id: str = "test-run",
+         mailer=None, **params) -> dict:
+    ops, store, side = conns
+    plan = {"campaign_id": built["campaign_id"], "sender": sender, "senders": 1, "budget": budget}
+    mailer = mailer or SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
+    return campaign.send(ops, store, side, load_datamap(), KEY, mailer, SETTINGS, ctx(run_id),
+                         NotificationParams(today=TODAY, **params), plan)
+
+
+# -- the oracle (tests/notification_oracle.py) -------------------------------------------------------------
+
+def expected(ops) -> dict[str, set[int]]:
+    return oracle.expected(ops, TODAY)
+
+
+def received(sendgrid, campaign_id: int) -> Counter:
+    return oracle.received(sendgrid.accepted(), campaign_id, batch_size=SETTINGS.notification_batch_size)
+
+
+def ledger_rows(store, campaign_id: int) -> dict[str, tuple]:
+    return {r[0]: r[1:] for r in store.execute(
+        "select recipient, state, reason, user_ids, message_id from compliance.notification_deliveries "
+        "where campaign_id = %s", (campaign_id,))}
+
+
+# -- parameters and messages ---------------------------------------------------------------------------
+
+def test_the_trigger_form_is_resolved_or_refused_in_one_sentence():
+    timing = RunTiming(run_after=datetime(2026, 11, 25, 12, tzinfo=timezone.utc))
+    p = NotificationParams.resolve({"policy_version": " 2026.11 ", "test_recipients": [" QA@Example.com "],
+                                    "max_recipients": 5}, Settings(), timing)
+    assert (p.policy_version, p.test_recipients, p.max_recipients, p.scope, p.today) == (
+        "2026.11", ("QA@Example.com",), 5, "test", date(2026, 11, 25))
+    assert NotificationParams.resolve({}, Settings(), timing).scope == "live"
+    for raw, words in (({"test_recipients": ["ok@example.com", "alpha beta"]}, "test_recipients[1] is not"),
+                       ({"test_recipients": ["a@example.com", "A@EXAMPLE.COM"]}, "repeats test_recipients[0]"),
+                       ({"test_recipients": ["ü@exämple.com"]}, "test_recipients[0]"),
+                       ({"max_recipients": 0}, "max_recipients must be a whole number of at least 1"),
+                       ({"policy_version": "  "}, "policy_version must be a version label")):
+        with pytest.raises(ParamError) as err:
+            NotificationParams.resolve(raw, Settings(), timing)
+        assert words in str(err.value) and "alpha beta" not in str(err.value)  # the value is not echoed
+
+
+def test_the_address_check_never_repeats_the_address_and_the_hasher_is_address_hash():
+    from include.addresses import sending_problem
+    from include.subjects import address_hasher
+
+    assert sending_problem(" Kate.Smith@Example.COM ") is None
+    for bad in ("kate.smith@example", "kate smith@example.com", "kate.smith@@example.com", "kate.smith@examp le.com",
+                "kåte.smith@example.com", "kate.smith@exämple.com", "", None):
+        problem = sending_problem(bad)
+        assert problem and "kate" not in problem.lower() and "example" not in problem.lower(), (bad, problem)
+    digest = address_hasher(KEY)
+    for address in ("Kate@Example.com", " kate@example.com\t", "x@y.org"):
+        assert digest(address) == address_hash(KEY, address)
+    assert digest("Kate@Example.com") == digest("kate@example.com") != address_hash(b"another-key-0123456789", "kate@example.com")
+
+
+def test_greetings_are_escaped_in_html_neutral_without_a_single_name():
+    notice = Notice(7, "live", "2026.11", datetime(2026, 12, 24, 9, tzinfo=timezone.utc),
+                    'Adds <script>x</script> & "partners"', "https://example.com/p?a=1&b=2")
+    renderer = Renderer(notice, Settings(), "run-1")
+    p = renderer.personalization("ann@example.com", 'Ann <b>"O\'Hara"</b> & Co')
+    assert p["substitutions"]["%greeting%"] == 'Dear Ann <b>"O\'Hara"</b> & Co,'
+    assert p["substitutions"]["%greeting_html%"] == html.escape('Dear Ann <b>"O\'Hara"</b> & Co,')
+    payload = renderer.payload([p])
+    text, body = payload["content"][0]["value"], payload["content"][1]["value"]
+    assert "%greeting%" in text and "%greeting_html%" in body and "%greeting%" not in body
+    assert "Adds <script>x</script> & \"partners\"" in text and "<script>" not in body
+    assert "&lt;script&gt;" in body and "https://example.com/p?a=1&amp;b=2" in body and "24 December 2026" in text
+    assert payload["custom_args"] == {"campaign": "policy-change", "campaign_id": "7", "policy_version": "2026.11",
+                                      "scope": "live", "run_id": "run-1"}
+    assert renderer.personalization("x@example.com", None)["substitutions"]["%greeting%"] == "Hello,"
+    assert messages.common_name(["Ann Lee", " Ann  Lee "]) == "Ann Lee"
+    assert messages.common_name(["Ann Lee", "Bo Lee"]) is None and messages.common_name([None, ""]) is None
+    assert messages.display_name("x" * 101) is None and messages.display_name("A\x00\nB") == "A B"
+
+
+def test_a_dynamic_template_gets_each_recipients_data_raw():
+    notice = Notice(3, "live", "2026.11", None, "Summary & more", "https://example.com",
+                    template_id="d-0123456789abcdef0123456789abcdef")
+    renderer = Renderer(notice, Settings(), "run-1")
+    payload = renderer.payload([renderer.personalization("ann@example.com", "Ann & Bo")])
+    assert payload["template_id"] == notice.template_id and "content" not in payload and "subject" not in payload
+    data = payload["personalizations"][0]["dynamic_template_data"]
+    assert data["greeting"] == "Dear Ann & Bo," and data["name"] == "Ann & Bo"  # Handlebars escapes {{name}}
+    assert data["summary"] == "Summary & more" and data["version"] == "2026.11"
+
+
+# -- building the ledger -----------------------------------------------------------------------------------
+
+def test_the_ledger_holds_exactly_the_eligible_addresses_and_a_reason_for_every_other(conns, seeded):
+    ops, store, _ = conns
+    label = publish(ops)
+    built = build(ops, store, label)
+    rows = ledger_rows(store, built["campaign_id"])
+    eligible = expected(ops)
+    pending = {r: v for r, v in rows.items() if v[0] == "pending"}
+    assert set(pending) == {address_hash(KEY, a) for a in eligible}
+    for address, ids in eligible.items():
+        assert set(pending[address_hash(KEY, address)][2]) == ids
+    assert built["pending"] == len(eligible) and built["total"] == len(rows)
+    planted = seeded["planted"]
+
+    by_user = {uid: row[:2] for row in rows.values() for uid in row[2]}
+
+    def state_of(user_key):
+        return {by_user.get(uid, ("absent",)) for uid in planted[user_key]}
+
+    assert state_of("email_null") == {("absent",)}
+    assert state_of("deleted") == {("absent",)}
+    assert state_of("email_upper") == {("pending", None)} and state_of("email_mixed_case") == {("pending", None)}
+    shared = rows[address_hash(KEY, "dup.shared@example.com")]
+    assert shared[0] == "pending" and sorted(shared[2]) == sorted(planted["email_duplicate_ci"])
+    malformed = state_of("email_malformed")
+    assert len(malformed) == 5 and all(s == "skipped" and r.startswith("invalid address: ") for s, r in malformed)
+    assert state_of("suppressed_same_case") == {("skipped", "suppressed: bounce")}
+    assert state_of("suppressed_different_case") == {("skipped", "suppressed: spam_report"),
+                                                     ("skipped", "suppressed: invalid")}
+    assert state_of("children") == {("skipped", "child account (under 13)")}
+    # 13 today, but signed up under 13: data collected from a child stays a child's data (SPEC §4.2).
+    assert state_of("teen_turned_13_today") == {("skipped", "child account (under 13)")}
+    # Counters agree with the ledger, and no address is stored anywhere in the campaign's tables.
+    counters = store.execute("select total, pending, skipped, sent, failed from compliance.notification_campaigns "
+                             "where id = %s", (built["campaign_id"],)).fetchone()
+    assert counters == (len(rows), len(pending), len(rows) - len(pending), 0, 0)
+    stored = json.dumps(store.execute("select row_to_json(c)::text from compliance.notification_campaigns c")
+                        .fetchall() + store.execute("select row_to_json(d)::text from "
+                                                    "compliance.notification_deliveries d").fetchall()).lower()
+    assert not [e for (e,) in ops.execute("select lower(email) from users where email is not null") if e in stored]
+
+
+def test_a_dry_run_counts_what_the_campaign_would_hold_and_writes_nothing(conns):
+    ops, store, _ = conns
+    label = publish(ops)
+    before = store.execute("select count(*) from compliance.notification_campaigns").fetchone()[0]
+    dry = build(ops, store, label, dry_run=True)
+    assert store.execute("select count(*) from compliance.notification_campaigns").fetchone()[0] == before
+    assert dry["dry_run"] and dry["sample"]["recipient"] == messages.SAMPLE_ADDRESS
+    assert "Dear Alex Example," in dry["sample"]["text"] and label in dry["sample"]["subject"]
+    built = build(ops, store, label)
+    assert (dry["recipients"], dry["eligible"]) == (built["total"], built["pending"]) == (built["total"],
+                                                                                          len(expected(ops)))
+
+
+def test_two_builders_at_once_make_one_campaign(seeded, conns):
+    ops, store, _ = conns
+    label = publish(ops)
+    results, errors = [], []
+
+    def one():
+        try:
+            with database.connect(seeded["url"], autocommit=True) as o, \
+                    database.connect(seeded["url"], autocommit=True) as s:
+                results.append(build(o, s, label))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    assert {r["campaign_id"] for r in results} and len({r["campaign_id"] for r in results}) == 1
+    assert sorted(r["created_now"] for r in results) == [False, True]
+    assert store.execute("select count(*) from compliance.notification_deliveries where campaign_id = %s",
+                         (results[0]["campaign_id"],)).fetchone()[0] == results[0]["total"]
+
+
+# -- sending -------------------------------------------------------------------------------------------
+
+def test_two_senders_at_once_tell_every_eligible_address_exactly_once(seeded, conns, sendgrid):
+    ops, store, _ = conns
+    label = publish(ops)
+    built = build(ops, store, label)
+    sendgrid.inject(delay_seconds=0.05, count=1000)  # slow answers keep both senders busy at once
+    reports, errors = [], []
+
+    def sender(i):
+        try:
+            with database.connect(seeded["url"], autocommit=True) as o, \
+                    database.connect(seeded["url"], autocommit=True) as s, \
+                    database.connect(seeded["url"], autocommit=True) as side:
+                reports.append(send((o, s, side), sendgrid, built, sender=i))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors
+    eligible = expected(ops)
+    got = received(sendgrid, built["campaign_id"])
+    assert set(got) == set(eligible) and set(got.values()) == {1}
+    assert all(r["sent"] > 0 for r in reports), "both senders took batches"
+    summary = campaign.summarize(store, ctx(), built["campaign_id"], reports)
+    assert (summary["sent"], summary["pending"], summary["finished"], summary["duplicates_at_risk"]) == (
+        len(eligible), 0, True, 0)
+    # Each ledger row names the message that carried it.
+    by_message = {m["message_id"]: {p["to"][0]["email"].lower() for p in m["payload"]["personalizations"]}
+                  for m in sendgrid.accepted()}
+    for address in list(eligible)[:50]:
+        message_id = ledger_rows(store, built["campaign_id"])[address_hash(KEY, address)][3]
+        assert address in by_message[message_id]
+
+
+def test_changes_after_the_build_are_honoured_at_send_time(conns, sendgrid):
+    ops, store, _ = conns
+    label = publish(ops)
+    built = build(ops, store, label)
+    pending = store.execute("""select user_ids from compliance.notification_deliveries
+                               where campaign_id = %s and state = 'pending' and cardinality(user_ids) = 1
+                               order by seq desc limit 4""", (built["campaign_id"],)).fetchall()
+    (suppress,), (delete,), (rename,), (child,) = [ids for (ids,) in pending]
+    email = {uid: e for uid, e in ops.execute("select id, email from users where id = any(%s)",
+                                              ([suppress, delete, rename, child],))}
+    ops.execute("insert into email_suppressions (email, reason, created_at) values (upper(%s), 'bounce', now())",
+                (email[suppress],))
+    ops.execute("update users set deleted_at = now() where id = %s", (delete,))
+    ops.execute("update users set email = %s where id = %s", (f"renamed.{rename}@example.org", rename))
+    ops.execute("""insert into child_reports (id, user_id, source, reported_at)
+                   select coalesce(max(id), 0) + 1, %s, 'parent', now() from child_reports""", (child,))
+    try:
+        send(conns, sendgrid, built)
+        got = received(sendgrid, built["campaign_id"])
+        assert not {email[u].lower() for u in (suppress, delete, child)} & set(got)
+        assert f"renamed.{rename}@example.org" not in got and email[rename].lower() not in got
+        reasons = dict(store.execute("""select user_ids[1], reason from compliance.notification_deliveries
+                                        where campaign_id = %s and state = 'skipped' and user_ids[1] = any(%s)""",
+                                     (built["campaign_id"], [suppress, delete, rename, child])).fetchall())
+        assert reasons == {suppress: "suppressed since the campaign was built (bounce)",
+                           delete: "account deleted or erased since the campaign was built",
+                           rename: "address changed since the campaign was built",
+                           child: "child account (under 13)"}
+        assert len(got) == built["pending"] - 4
+        summary = campaign.summarize(store, ctx(), built["campaign_id"])
+        assert summary["finished"] and summary["skipped"] == built["total"] - built["pending"] + 4
+    finally:
+        ops.execute("delete from email_suppressions where lower(email) = lower(%s)", (email[suppress],))
+        ops.execute("update users set deleted_at = null where id = %s", (delete,))
+        ops.execute("update users set email = %s where id = %s", (email[rename], rename))
+        ops.execute("delete from child_reports where user_id = %s and note is null and source = 'parent' "
+                    "and reported_at > now() - interval '1 hour'", (child,))
+
+
+def test_max_recipients_caps_the_run_and_the_next_run_continues(conns, sendgrid):
+    ops, store, _ = conns
+    label = publish(ops)
+    built = build(ops, store, label)
+    plans = campaign.plan_senders(SETTINGS, NotificationParams(today=TODAY, max_recipients=250), built)
+    assert [p["budget"] for p in plans] == [63, 63, 62, 62]
+    sent = sum(send(conns, sendgrid, built, sender=p["sender"], budget=p["budget"])["sent"] for p in plans)
+    assert sent == 250 and sum(received(sendgrid, built["campaign_id"]).values()) == 250
+    assert not campaign.summarize(store, ctx(), built["campaign_id"])["finished"]
+    send(conns, sendgrid, built, run_id="next-run")
+    got = received(sendgrid, built["campaign_id"])
+    assert len(got) == built["pending"] and set(got.values()) == {1}
+    assert campaign.summarize(store, ctx(), built["campaign_id"])["finished"]
+
+
+def test_a_refused_request_fails_its_rows_and_the_campaign_goes_on(conns, sendgrid):
+    ops, store, _ = conns
+    built = build(ops, store, publish(ops))
+    sendgrid.inject(status=400, count=1)
+    report = send(conns, sendgrid, built)
+    assert report["failed"] == SETTINGS.notification_batch_size and report["sent"] == built["pending"] - report["failed"]
+    reasons = {r[0] for r in store.execute("select reason from compliance.notification_deliveries "
+                                           "where campaign_id = %s and state = 'failed'", (built["campaign_id"],))}
+    assert reasons == {"injected fault"}
+    summary = campaign.summarize(store, ctx(), built["campaign_id"])
+    assert summary["failed"] == SETTINGS.notification_batch_size and summary["finished"]
+
+
+def test_a_refused_api_key_leaves_the_ledger_as_it_was(conns, sendgrid):
+    ops, store, _ = conns
+    built = build(ops, store, publish(ops))
+    before = store.execute("select state, count(*) from compliance.notification_deliveries where campaign_id = %s "
+                           "group by 1 order by 1", (built["campaign_id"],)).fetchall()
+    wrong = SendGridMailer(api_key="SG.wrong", host=sendgrid.base_url, sleep=lambda s: None)
+    with pytest.raises(SendGridAuthError):
+        send(conns, sendgrid, built, mailer=wrong)
+    assert store.execute("select state, count(*) from compliance.notification_deliveries where campaign_id = %s "
+                         "group by 1 order by 1", (built["campaign_id"],)).fetchall() == before
+    # SendGrid answered: nothing went out, so nothing is at risk of a duplicate.
+    assert store.execute("select state from compliance.notification_batches where campaign_id = %s",
+                         (built["campaign_id"],)).fetchall() == [("not_sent",)]
+    assert campaign.summarize(store, ctx(), built["campaign_id"])["duplicates_at_risk"] == 0
+
+
+def test_a_sender_dying_between_send_and_commit_re_sends_only_its_batch(seeded, conns, sendgrid):
+    """What SIGKILL does, step by step: the request was accepted, the transaction that marks it never commits."""
+    ops, store, side = conns
+    built = build(ops, store, publish(ops))
+    dm = load_datamap()
+    mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
+    notice = Notice(built["campaign_id"], "live", built["policy_version"], None, None, None)
+    from include.subjects import address_hasher
+
+    doomed = database.connect(seeded["url"], autocommit=True)
+    ledger = CampaignLedger(campaign_id=built["campaign_id"], scope="live", renderer=Renderer(notice, SETTINGS, "r"),
+                            ops=ops, dm=dm, side=side, hasher=address_hasher(KEY), ctx=ctx("dead-run"),
+                            sender="send_batches[0]", batch_size=SETTINGS.notification_batch_size)
+    tx = doomed.transaction()
+    tx.__enter__()
+    batch = ledger.claim(doomed)
+    mailer.send(batch.payload)  # accepted by SendGrid...
+    doomed.close()              # ...and the sender dies before its commit: the locks and the marks go with it
+    assert received(sendgrid, built["campaign_id"]).total() == batch.size
+
+    send(conns, sendgrid, built, run_id="retry-run")
+    got = received(sendgrid, built["campaign_id"])
+    assert set(got) == set(expected(ops))  # nobody missed
+    twice = {a for a, n in got.items() if n == 2}
+    assert len(twice) == batch.size and set(got.values()) == {1, 2}  # only the batch in flight, once more
+    summary = campaign.summarize(store, ctx(), built["campaign_id"])
+    assert (summary["duplicates_at_risk"], summary["unknown_batches"], summary["finished"]) == (batch.size, 1, True)
+    assert store.execute("select duplicates_at_risk from compliance.notification_campaign_progress "
+                         "where campaign_id = %s", (built["campaign_id"],)).fetchone() == (batch.size,)
+
+
+def test_a_test_run_sends_only_to_its_addresses_and_touches_no_real_recipient(conns, sendgrid):
+    ops, store, _ = conns
+    label = publish(ops)
+    live = build(ops, store, label)
+    addresses = ("qa.one@example.net", "QA.Two@Example.net", "bounced.user@example.org")  # the last is suppressed
+    test = build(ops, store, label, test_recipients=addresses)
+    assert test["scope"] == "test" and test["campaign_id"] != live["campaign_id"]
+    report = send(conns, sendgrid, test, test_recipients=addresses)
+    got = received(sendgrid, test["campaign_id"])
+    assert set(got) == {"qa.one@example.net", "qa.two@example.net"} and report["sent"] == 2
+    assert received(sendgrid, live["campaign_id"]) == Counter()
+    assert store.execute("select count(*) from compliance.notification_deliveries where campaign_id = %s "
+                         "and state = 'pending'", (live["campaign_id"],)).fetchone()[0] == live["pending"]
+    assert all(m["payload"]["custom_args"]["scope"] == "test" for m in sendgrid.accepted())
+
+
+def test_a_scheduled_run_stops_when_the_newest_version_is_done(conns, sendgrid):
+    ops, store, _ = conns
+    label = publish(ops)
+    now = datetime.now(timezone.utc)
+    found = campaign.find_version(ops, store, load_datamap(), NotificationParams(today=TODAY), now)
+    assert found["version"]["version"] == label
+    built = build(ops, store, label)
+    send(conns, sendgrid, built)
+    campaign.summarize(store, ctx(), built["campaign_id"])
+    assert campaign.find_version(ops, store, load_datamap(), NotificationParams(today=TODAY), now) is None
+    # A run naming the version goes on, and finds nothing left to send.
+    again = build(ops, store, label)
+    assert again["campaign_id"] == built["campaign_id"] and not again["created_now"] and again["pending"] == 0
+    assert send(conns, sendgrid, again)["sent"] == 0
+    # A version published in the future can be previewed, not sent.
+    ops.execute("update policy_versions set published_at = now() + interval '1 day' where version = %s", (label,))
+    with pytest.raises(ParamError, match="is not published yet"):
+        campaign.find_version(ops, store, load_datamap(), NotificationParams(today=TODAY, policy_version=label), now)
+    assert campaign.find_version(ops, store, load_datamap(),
+                                 NotificationParams(today=TODAY, policy_version=label, dry_run=True), now)
+    ops.execute("update policy_versions set published_at = now() - interval '1 day' where version = %s", (label,))
+
+
+def test_an_unusable_policy_row_is_refused_in_one_sentence(conns):
+    ops, store, _ = conns
+    label = publish(ops)
+    ops.execute("update policy_versions set effective_at = 'infinity' where version = %s", (label,))
+    from include.notifications.versions import UnusableVersion
+
+    with pytest.raises(UnusableVersion, match=f"policy version {label} cannot be announced: effective_at holds "
+                                              "infinity"):
+        build(ops, store, label)
+    ops.execute("delete from policy_versions where version = %s", (label,))
+    with pytest.raises(ParamError, match="is not in policy_versions"):
+        build(ops, store, label)
+
+
+def test_exclusions_skip_an_address_whatever_account_holds_it(conns, monkeypatch):
+    """The hook for purged children's addresses: an excluded hash is skipped with its reason."""
+    ops, store, _ = conns
+    planted_email = sorted(expected(ops))[0]  # an address that would otherwise be told
+    monkeypatch.setattr(recipients, "exclusions",
+                        lambda store: {address_hash(KEY, planted_email): "address of a purged child"})
+    built = build(ops, store, publish(ops))
+    row = ledger_rows(store, built["campaign_id"])[address_hash(KEY, planted_email)]
+    assert row[:2] == ("skipped", "address of a purged child")
+
+
+def test_the_store_reads_show_progress_and_reasons_without_addresses(conns, sendgrid):
+    from include.reads import notifications as reads
+
+    ops, store, _ = conns
+    built = build(ops, store, publish(ops))
+    send(conns, sendgrid, built, budget=150)
+    shown = reads.campaign(store, built["campaign_id"])
+    assert (shown["state"], shown["sent"], shown["pending"], shown["duplicates_at_risk"]) == (
+        "sending", 150, built["pending"] - 150, 0)
+    assert shown["build_counts"]["eligible"] == built["pending"]
+    assert reads.campaigns(store, limit=1)[0]["campaign_id"] == built["campaign_id"]
+    assert reads.campaigns(store, scope="test", limit=500) == [c for c in reads.campaigns(store, limit=500)
+                                                                if c["scope"] == "test"]
+    why = {(state, reason) for state, reason, _ in reads.reasons(store, built["campaign_id"])}
+    assert why == {("skipped", "child account (under 13)"), ("skipped", "suppressed"), ("skipped", "invalid address")}
+    assert reads.campaign_states(store).get("sending", 0) >= 1
+    assert reads.campaign(store, 10**9) is None
