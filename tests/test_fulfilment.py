@@ -4,7 +4,7 @@ does nothing more, targeted runs, the erasure guards, interruptions settled, two
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import pytest

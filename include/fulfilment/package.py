@@ -37,7 +37,7 @@ import io
 import json
 import textwrap
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Iterable, Iterator, Sequence
 

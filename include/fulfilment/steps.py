@@ -567,7 +567,7 @@ def verify_erasures(ops, store, dm: DataMap, ctx: RunContext) -> dict:
     verified = ledger.mark_verified(store, [rid for rid, _ in rows], ctx.now())
     if rows:
         ctx.audit(store, "dsr_fulfilment.verified", {"requests": verified, "tables": len(erasure.targets(dm))})
-    log.info("verified %d erased subject(s): nothing left in any of the %d mapped table(s)", verified,
+    log.info("verified %d erasure(s): nothing left of their subjects in any of the %d mapped table(s)", verified,
              len(erasure.targets(dm)))
     return {"verified": verified}
 
