@@ -17,9 +17,9 @@ predicate the erasure engine erases by (:class:`include.erasure.scope.Target`). 
 the same address, rows tied to the subject by address alone are left out (they may be that person's), and
 the README says so.
 
-Streamed: each table's rows travel from PostgreSQL by ``COPY ... TO STDOUT`` straight into the zip entry
-being written to a file on disk, one COPY message at a time, so a subject with millions of rows needs no
-more memory than one with ten. Values are rendered by PostgreSQL (``to_json`` and CSV text, time stamps in
+Streamed: each table's rows travel from PostgreSQL straight into the zip entry being written to a file on
+disk — the CSV by ``COPY ... TO STDOUT``, one row at a time; the JSON through a server-side cursor, a
+thousand rows at a time — so a subject with millions of rows needs no more memory than one with ten. Values are rendered by PostgreSQL (``to_json`` and CSV text, time stamps in
 UTC, dates ISO), so a value Python cannot hold (``infinity``, a BC date) is exported as the database holds it.
 
 Deterministic: the same rows on the same day give the same bytes — entries in a fixed order, rows ordered by
@@ -249,8 +249,21 @@ def _csv_statement(part: Part) -> sql.Composable:
     return sql.SQL("copy ({}) to stdout (format csv, header true)").format(_rows(part))
 
 
-def _json_statement(part: Part) -> sql.Composable:
-    return sql.SQL("copy (select to_json(r) from ({}) r) to stdout").format(_rows(part))
+JSON_BATCH_ROWS = 1000
+
+
+def _json_batches(part: Part) -> sql.Composable:
+    """The part's rows as JSON objects (``to_json``), in the same order as its CSV, joined server-side into
+    batches of :data:`JSON_BATCH_ROWS` (one value per batch: the rows cross to Python a thousand at a time)."""
+    cols = sql.SQL(", ").join(sql.Identifier("x", c) for c in part.columns)
+    rcols = sql.SQL(", ").join(sql.Identifier("r", c) for c in part.columns)
+    return sql.SQL("""select string_agg(j, {sep} order by n) from (
+                          select to_json(r)::text as j,
+                                 row_number() over (order by (row({rcols})::text) collate "C") - 1 as n
+                          from (select {cols} from {t} x where {w}) r) s
+                      group by n / {batch} order by n / {batch}""").format(
+        sep=sql.Literal(",\n        "), rcols=rcols, cols=cols, t=part.entry.ident, w=_where(part.entry),
+        batch=sql.Literal(JSON_BATCH_ROWS))
 
 
 def _copy(ops, statement: sql.Composable, params: dict) -> Iterator[bytes]:
@@ -259,30 +272,21 @@ def _copy(ops, statement: sql.Composable, params: dict) -> Iterator[bytes]:
             yield bytes(chunk)
 
 
-def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Whole lines (without the newline) of a COPY text stream, however it is cut."""
-    pending = b""
-    for chunk in chunks:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        yield from lines
-    if pending:
-        yield pending
-
-
 def _category_json(ops, category: str, mine: Sequence[Part], params: dict) -> Iterator[bytes]:
-    """``<category>.json``, streamed row by row. COPY's text format doubles every backslash and escapes
-    nothing else that ``to_json`` can produce (it escapes control characters itself), so undoubling them
-    gives the JSON back exactly."""
+    """``<category>.json``, streamed a batch of rows at a time through a server-side cursor (a few batches in
+    memory at once, whatever the subject's size); ``to_json`` escapes every control character itself."""
     yield (b'{\n  "category": ' + json.dumps(category).encode() + b',\n  "description": '
            + json.dumps(DESCRIPTIONS.get(category, category)).encode() + b',\n  "tables": [')
     for i, part in enumerate(mine):
         yield ((b"," if i else b"") + b'\n    {\n      "table": ' + json.dumps(part.label).encode()
                + b',\n      "columns": ' + json.dumps(list(part.columns)).encode() + b',\n      "rows": [')
         first = True
-        for line in _lines(_copy(ops, _json_statement(part), params)):
-            yield (b"\n        " if first else b",\n        ") + line.replace(b"\\\\", b"\\")
-            first = False
+        with ops.cursor(name=f"export_{category}_{i}") as cur:
+            cur.itersize = 4
+            cur.execute(_json_batches(part), params)
+            for (batch,) in cur:
+                yield (b"\n        " if first else b",\n        ") + batch.encode()
+                first = False
         yield b"]\n    }" if first else b"\n      ]\n    }"
     yield b"\n  ]\n}\n"
 
