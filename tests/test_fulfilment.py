@@ -369,3 +369,24 @@ def test_two_runs_at_once_act_on_each_request_once(world):
     assert acted and all(n == 1 for _, n in acted)
     assert len(acted) == sum(1 for o, _, _ in got.values() if o in ("exported", "erased", "restricted", "opted_out"))
     assert not ledger.pending(world.store)
+
+
+def test_a_request_held_by_another_transaction_is_left_to_it_and_a_locked_account_is_retried(world, monkeypatch):
+    """The request row locked elsewhere (another run acting on it): skipped, no error, nothing recorded. The
+    account row locked past the lock timeout (the application, the purge): the task fails to be retried."""
+    p = world.planted
+    export, restriction = p["request_gdpr_on_track"][0], p["request_restriction_open"][0]
+    monkeypatch.setattr(steps, "LOCK_TIMEOUT_MS", 300)
+    with connect(world.url) as other:
+        other.execute("select 1 from privacy_requests where id = %s for update", (export,))
+        other.execute("select 1 from users where id = %s for update", (p["hold_released_adult"][0],))
+        with pytest.raises(steps.RequestsBusy, match="stayed locked by other transactions"):
+            run(world, "manual__locked", params(world, request_ids=(export, restriction)))
+        got = outcomes(world.store)
+        assert export not in got and restriction not in got and not ledger.pending(world.store)
+        assert request_rows(world.ops, [export, restriction]) == {export: ("in_progress", None),
+                                                                 restriction: ("in_progress", None)}
+    # Once the other transaction is gone, the retry of the same run acts on both.
+    c, pr = ctx("manual__locked"), params(world, request_ids=(export, restriction))
+    steps.fulfil_requests(world.ops, world.store, world.objects, world.dm, world.settings, c, pr, KEY)
+    assert {outcomes(world.store)[i][0] for i in (export, restriction)} == {"exported", "restricted"}

@@ -188,7 +188,13 @@ def test_the_fulfilments_section_reads_the_real_table(store):
         ledger.Record(7, "gdpr", "rectification", "manual", "manual", "rectification (GDPR Art. 16) needs a person"),
     ]
     for minutes, record in enumerate(records):
-        ledger._upsert(store, record, f"manual__{record.request_id}", at(minutes), only_if_changed=False)
+        ctx = audit.RunContext(run_id=f"manual__{record.request_id}", actor="test", dag_id="dsr_fulfilment",
+                               now=lambda m=minutes: at(m))
+        if record.outcome == "manual":
+            assert ledger.record_decided(store, ctx, record)
+        else:  # a fulfilment: pending until its operational transaction (here: number 1, long committed) did
+            assert ledger.write_pending(store, record.request_id, ctx.run_id, 1, record, at(minutes))
+            assert ledger.finalize(store, ctx, record.request_id, 1) == record
     data = render(store, "fulfilments")
     assert data["installed"] is True and not data.get("mismatch")
     assert [r["request_id"] for r in data["rows"]] == [7, 6, 5]  # newest first

@@ -301,26 +301,22 @@ def fulfil_requests(ops, store, objects: ObjectStore | None, dm: DataMap, settin
         if ledger.record_decided(store, ctx, record):
             tally[row.outcome] = tally.get(row.outcome, 0) + 1
     recorded = dict(tally)
-    rows = [r for r in ledger.plan_rows(store, ctx.run_id, acting=True, actions=(rules.EXPORT, rules.RESTRICT,
-                                                                                  rules.OPT_OUT))]
+    rows = ledger.plan_rows(store, ctx.run_id, acting=True, actions=(rules.EXPORT, rules.RESTRICT, rules.OPT_OUT))
     done = ledger.fulfilled(store, [r.request_id for r in rows])
     rows = [r for r in rows if r.request_id not in done]
     log.info("recorded %d decided outcome(s) that changed (%s); acting on %d request(s) (%d fulfilled already)",
              sum(recorded.values()), _fmt(recorded), len(rows), len(done))
-    busy = []
     started = last = time.monotonic()
     for n, row in enumerate(rows, 1):
         outcome = act_on_request(ops, store, objects, dm, settings, ctx, params, key, row, workdir=workdir)
         tally[outcome] = tally.get(outcome, 0) + 1
-        if outcome == LOCKED:
-            busy.append(row.request_id)
         if time.monotonic() - last >= progress_every:
             last = time.monotonic()
             log.info("progress: %d/%d request(s) (%s), %.1f/s", n, len(rows), _fmt(tally), n / (last - started))
-    result = {"outcomes": dict(sorted(tally.items())), "acted_on": len(rows), "busy": len(busy)}
+    result = {"outcomes": dict(sorted(tally.items())), "acted_on": len(rows)}
     log.info("fulfilled in %.1f s: %s", time.monotonic() - started, _fmt(tally))
-    if busy:
-        raise RequestsBusy(f"{len(busy)} request(s) or their accounts stayed locked by other transactions for over "
+    if tally.get(LOCKED):
+        raise RequestsBusy(f"{tally[LOCKED]} request(s) or their accounts stayed locked by other transactions for over "
                            f"{LOCK_TIMEOUT_MS // 1000} s and were not acted on; the task's retry acts on them")
     return result
 
