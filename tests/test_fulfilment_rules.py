@@ -129,3 +129,9 @@ def test_params_are_checked_and_resolved():
                        ({"dry_run": "yes"}, "dry_run"), ({"approve_plan": "abc"}, "approve_plan")):
         with pytest.raises(ParamError, match=words):
             FulfilmentParams.resolve(bad, Settings(), timing)
+
+
+def test_the_page_offers_exactly_the_outcomes_the_dag_records():
+    from include.reads import fulfilments
+
+    assert fulfilments.OUTCOMES == rules.OUTCOMES
