@@ -252,7 +252,8 @@ def fulfilled(store, request_ids: Iterable[int]) -> set[int]:
     if not ids:
         return set()
     return {r[0] for r in store.execute("""select request_id from compliance.dsr_fulfilments
-                                            where request_id = any(%s) and outcome = any(%s)""", (ids, list(FULFILLED)))}
+                                            where request_id = any(%s) and outcome = any(%s)""",
+                                         (ids, list(FULFILLED)))}
 
 
 def write_pending(store, request_id: int, run_id: str, xid: int, record: Record, at: datetime) -> bool:

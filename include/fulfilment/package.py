@@ -19,8 +19,9 @@ the README says so.
 
 Streamed: each table's rows travel from PostgreSQL straight into the zip entry being written to a file on
 disk — the CSV by ``COPY ... TO STDOUT``, one row at a time; the JSON through a server-side cursor, a
-thousand rows at a time — so a subject with millions of rows needs no more memory than one with ten. Values are rendered by PostgreSQL (``to_json`` and CSV text, time stamps in
-UTC, dates ISO), so a value Python cannot hold (``infinity``, a BC date) is exported as the database holds it.
+thousand rows at a time — so a subject with millions of rows needs no more memory than one with ten.
+Values are rendered by PostgreSQL (``to_json`` and CSV text, time stamps in UTC, dates ISO), so a value
+Python cannot hold (``infinity``, a BC date) is exported as the database holds it.
 
 Deterministic: the same rows on the same day give the same bytes — entries in a fixed order, rows ordered by
 their text (``collate "C"``), fixed entry time stamps (1980-01-01), fixed attributes and deflate level, JSON
