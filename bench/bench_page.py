@@ -10,8 +10,8 @@ floor, the p95 of the very SQL statements that call runs (recorded from the same
 by a bare psycopg connection in one transaction). Prints time, floor and ratio per call and appends one
 JSON line to ``bench/results/page.jsonl`` with the machine. The target: every call under 200 ms at p95.
 
-The store of the domains whose tables have not landed yet (child purges: 10,000; notification campaigns:
-100; manifests; fulfilments) cannot be filled: their sections are reported as not measured, with the
+It also fills 200,000 request fulfilments (``--fulfilments``). The store of the domains whose tables have not
+landed yet (child purges: 10,000; notification campaigns: 100; manifests) cannot be filled: their sections are reported as not measured, with the
 reason. To measure one once its migration exists, add its filler to ``FILLERS`` (and its calls to
 ``CALLS``); nothing else changes.
 """
@@ -118,13 +118,50 @@ def fill_audit(conn, rows: int, anchor_every: int, anchors_folder: Path) -> dict
     return {"audit_log": rows, "anchors": len(store.list(audit.ANCHOR_PREFIX))}
 
 
+def fill_fulfilments(conn, n: int) -> dict:
+    """``n`` request fulfilments over a year of daily runs, outcomes spread like a real year's (migration 0006)."""
+    conn.execute("""
+        insert into compliance.dsr_fulfilments
+            (request_id, regime, request_type, action, outcome, reason, subject_hash, package_object, package_uri,
+             package_sha256, package_bytes, package_rows, erased_tables, rows_erased, request_completed, run_id,
+             first_recorded_at, recorded_at, verified_at)
+        select g, o.regime, o.rtype, o.action, o.outcome,
+               case when o.outcome in ('exported', 'erased', 'restricted', 'opted_out') then null
+                    else 'why: ' || o.outcome end,
+               md5(g::text) || md5((g + 1)::text),
+               case when o.outcome = 'exported' then 'exports/request=' || g || '/package.zip' end,
+               case when o.outcome = 'exported' then 'gs://evidence/exports/request=' || g || '/package.zip' end,
+               case when o.outcome = 'exported' then md5(g::text) || md5((g + 2)::text) end,
+               case when o.outcome = 'exported' then 8000 + g %% 5000 end,
+               case when o.outcome = 'exported' then '{"usage": {"public.usage_events": 20}}'::jsonb end,
+               case when o.outcome = 'erased' then '{"public.users": {"action": "delete", "rows": 1}}'::jsonb end,
+               case when o.outcome = 'erased' then 1 + g %% 40 end,
+               o.outcome in ('exported', 'erased', 'restricted', 'opted_out'),
+               'scheduled__' || to_char(date '2026-01-01' + (g %% 365), 'YYYY-MM-DD'),
+               t.at, t.at, case when o.outcome = 'erased' then t.at end
+        from generate_series(1, %(n)s) g
+        cross join lateral (select timestamptz '2026-01-01 02:00+00' + (g %% 365) * interval '1 day'
+                                   + (g %% 997) * interval '1 second' as at) t
+        cross join lateral (select (array['exported','exported','exported','exported','exported','exported',
+                                          'erased','erased','manual','skipped','skipped','invalid','no_account',
+                                          'held','restricted','opted_out','approval_required'])[1 + g %% 17]
+                                   as outcome) x
+        cross join lateral (select x.outcome,
+                                   case x.outcome when 'exported' then 'export' when 'erased' then 'erase'
+                                        when 'held' then 'erase' when 'approval_required' then 'erase'
+                                        when 'restricted' then 'restrict' when 'opted_out' then 'opt_out'
+                                        when 'manual' then 'manual' else 'none' end as action,
+                                   case when g %% 2 = 0 then 'gdpr' else 'ccpa' end as regime,
+                                   'access' as rtype) o""", {"n": n})
+    return {"dsr_fulfilments": n}
+
+
 # Sections whose tables do not exist yet: the reason they are not measured (replace with a filler).
 FILLERS_PENDING = {
     "purges": "compliance.child_purges does not exist yet (child_data_purge, migration 0003): 10,000 purges not filled",
     "manifests": "compliance.vendor_manifests does not exist yet (vendor_sharing_manifests, migration 0004)",
     "campaigns": "compliance.notification_campaigns/deliveries do not exist yet (policy_change_notifications, "
                  "migration 0005): 100 campaigns not filled",
-    "fulfilments": "compliance.dsr_fulfilments does not exist yet (dsr_fulfilment, migration 0006)",
 }
 
 # Every call the page makes: (name, section key or None for the overview, query parameters).
@@ -137,6 +174,9 @@ CALLS = [
     ("requests, last page", "requests", {"page": "LAST"}),
     ("what-if runs", "whatif", {}),
     ("audit chain", "audit", {}),
+    ("fulfilments, first page", "fulfilments", {}),
+    ("fulfilments, outcome=manual", "fulfilments", {"outcome": "manual"}),
+    ("fulfilments, page 100", "fulfilments", {"page": "100"}),
 ]
 
 
@@ -226,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--whatif-runs", type=int, default=20)
     parser.add_argument("--whatif-size", type=int, default=10_000)
     parser.add_argument("--audit-rows", type=int, default=100_000)
+    parser.add_argument("--fulfilments", type=int, default=200_000)
     parser.add_argument("--calls", type=int, default=60)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database afterwards")
     args = parser.parse_args(argv)
@@ -245,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(url, autocommit=True) as conn:
             compliance_store.migrate(conn)
             filled = {**fill_requests(conn, args.requests), **fill_whatif(conn, args.whatif_runs, args.whatif_size),
-                      **fill_audit(conn, args.audit_rows, 1000, anchors)}
+                      **fill_audit(conn, args.audit_rows, 1000, anchors),
+                      **fill_fulfilments(conn, args.fulfilments)}
             conn.execute("vacuum analyze")
         fill_seconds = time.perf_counter() - t0
         print(f"filled in {fill_seconds:.1f} s: " + ", ".join(f"{k} {v:,}" for k, v in filled.items()))

@@ -94,3 +94,9 @@ def require_current(conn) -> None:
     if have < latest:
         raise MigrationError(
             f"the compliance store is at migration {have} but the code needs {latest}: run `privacy-ops migrate-store`")
+    # Migrations land from parallel branches, so a lower number can arrive after a higher one was applied.
+    applied = {v for (v,) in conn.execute(f"select version from {SCHEMA}.schema_migrations")}
+    missing = [m for m in available_migrations() if m.version not in applied]
+    if missing:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in missing)
+        raise MigrationError(f"the compliance store lacks migration(s) {names}: run `privacy-ops migrate-store`")

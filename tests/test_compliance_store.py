@@ -93,3 +93,11 @@ def test_concurrent_writers_keep_one_chain(fresh_db, store):
         t.join()
     report = audit.verify_chain(store)
     assert report.ok and report.rows == 40
+
+
+def test_a_store_missing_a_lower_numbered_migration_is_not_current(store):
+    """Migrations land from parallel branches: 0006 can arrive after 0007 was applied."""
+    version = compliance_store.available_migrations()[-2].version
+    store.execute("delete from compliance.schema_migrations where version = %s", (version,))
+    with pytest.raises(compliance_store.MigrationError, match=f"lacks migration\\(s\\) {version:04d}_"):
+        compliance_store.require_current(store)

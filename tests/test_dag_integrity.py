@@ -9,7 +9,7 @@ import pytest
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
 EXPECTED = {"dsr_deadline_tracking", "vendor_sharing_manifests", "child_data_purge",
-            "policy_change_notifications"}
+            "policy_change_notifications", "dsr_fulfilment"}
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +155,36 @@ def test_child_data_purge_form_refuses_bad_input(dagbag):
         with pytest.raises(ParamValidationError):
             _with(dag.params, bad)
     _with(dag.params, {"dry_run": False, "user_ids": [3, 4], "max_subjects": 10, "approve_plan": "a" * 64})
+
+
+def test_dsr_fulfilment_is_daily_erases_only_after_its_gate_and_its_approval_never_approves_by_itself(dagbag):
+    from include.seam.approval import PlanApproval
+    from include.seam.dag import GCS_POOL
+
+    dag = dagbag.dags["dsr_fulfilment"]
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert dag.schedule == "@daily" or str(dag.timetable.summary) == "@daily"
+    approve = dag.get_task("approve_erasure")
+    assert isinstance(approve, PlanApproval) and approve.defaults == ["Reject"]
+    assert dag.dagrun_timeout > approve.response_timeout
+    assert dag.get_task("erase_requests").upstream_task_ids == {"approve_erasure", "erasure_approved_in_advance"}
+    assert dag.get_task("erasure_gate").downstream_task_ids == {"approve_erasure", "erasure_approved_in_advance"}
+    # The other requests are fulfilled before the gate, so a reviewer who takes a day delays only the erasures.
+    assert dag.get_task("fulfil_requests").downstream_task_ids == {"erasure_gate"}
+    assert dag.get_task("fulfil_requests").pool == GCS_POOL
+    assert dag.get_task("finish_run").trigger_rule == "none_failed"
+    assert dag.params["dry_run"] is False and dag.params["request_ids"] == []
+
+
+def test_dsr_fulfilment_form_refuses_bad_input(dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = dagbag.dags["dsr_fulfilment"]
+    for bad in ({"request_ids": [0]}, {"request_ids": ["5"]}, {"request_ids": [5, 5]}, {"approve_plan": "abc"},
+                {"approve_plan": "A" * 64}, {"dry_run": "no"}):
+        with pytest.raises(ParamValidationError):
+            _with(dag.params, bad)
+    _with(dag.params, {"dry_run": True, "request_ids": [3, 4], "approve_plan": "a" * 64})
 
 
 def _with(params, values):

@@ -161,20 +161,57 @@ def test_the_sketched_sections_read_the_tables_their_issues_describe(store):
                                                         started_at timestamptz, finished_at timestamptz, run_id text);
         create table compliance.notification_deliveries (campaign_id bigint, status text);
         insert into compliance.notification_campaigns values (1, '2026-11', now(), null, 'manual__3');
-        insert into compliance.notification_deliveries values (1, 'sent'), (1, 'sent'), (1, 'failed'), (1, 'pending');
-        create table compliance.dsr_fulfilments (request_id bigint, action text, outcome text, package_uri text,
-                                                 package_sha256 text, rows_erased jsonb, fulfilled_at timestamptz,
-                                                 run_id text);
-        insert into compliance.dsr_fulfilments values (5, 'erase', 'done', null, null, '{"users": 1, "uploads": 3}',
-                                                       now(), 'manual__4');""")
+        insert into compliance.notification_deliveries values (1, 'sent'), (1, 'sent'), (1, 'failed'), (1, 'pending');""")
     purge = render(store, "purges")["rows"][0]
     assert (purge["purged"], purge["held"], purge["no_match"], purge["notices_outstanding"]) == (1, 1, 1, 2)
     manifest = render(store, "manifests", {"vendor_id": "7"})["rows"][0]
     assert manifest["violations"] == 3 and manifest["manifest_uri"].endswith("manifest.json")
     campaign = render(store, "campaigns")["rows"][0]
     assert (campaign["sent"], campaign["failed"], campaign["total"], campaign["progress"]) == (2, 1, 4, "3/4")
-    fulfilment = render(store, "fulfilments", {"outcome": "done"})["rows"][0]
-    assert fulfilment["rows_erased"] == 4 and fulfilment["run"]["href"].endswith("/runs/manual__4")
+
+
+def test_the_fulfilments_section_reads_the_real_table(store):
+    """compliance.dsr_fulfilments as migration 0006 creates it (written through the DAG's own ledger)."""
+    from include.fulfilment import ledger
+
+    def at(minutes):
+        return datetime(2026, 11, 25, 12, tzinfo=timezone.utc) + timedelta(minutes=minutes)
+
+    records = [
+        ledger.Record(5, "gdpr", "erasure", "erase", "erased", subject_hash="a" * 64, erased_tables={
+            "public.users": {"action": "delete", "rows": 1}, "public.uploads": {"action": "delete", "rows": 3}},
+            rows_erased=4, request_completed=True),
+        ledger.Record(6, "gdpr", "access", "export", "exported", subject_hash="b" * 64,
+                      package_object="exports/request=6/package.zip",
+                      package_uri="gs://b/e2e/exports/request=6/package.zip", package_sha256="c" * 64,
+                      package_bytes=900, package_rows={"contact": {"public.users": 1}}, request_completed=True),
+        ledger.Record(7, "gdpr", "rectification", "manual", "manual", "rectification (GDPR Art. 16) needs a person"),
+    ]
+    for minutes, record in enumerate(records):
+        ctx = audit.RunContext(run_id=f"manual__{record.request_id}", actor="test", dag_id="dsr_fulfilment",
+                               now=lambda m=minutes: at(m))
+        if record.outcome == "manual":
+            assert ledger.record_decided(store, ctx, record)
+        else:  # a fulfilment: pending until its operational transaction (here: number 1, long committed) did
+            assert ledger.write_pending(store, record.request_id, ctx.run_id, 1, record, at(minutes))
+            assert ledger.finalize(store, ctx, record.request_id, 1) == record
+    data = render(store, "fulfilments")
+    assert data["installed"] is True and not data.get("mismatch")
+    assert [r["request_id"] for r in data["rows"]] == [7, 6, 5]  # newest first
+    erased = render(store, "fulfilments", {"outcome": "erased"})["rows"]
+    assert [(r["request_id"], r["rows_erased"]) for r in erased] == [(5, 4)]
+    assert erased[0]["run"]["href"].endswith("/runs/manual__5")
+    exported = render(store, "fulfilments", {"outcome": "exported"})["rows"][0]
+    assert (exported["package_uri"], exported["package_sha256"]) == ("gs://b/e2e/exports/request=6/package.zip", "c" * 64)
+    manual = render(store, "fulfilments", {"outcome": "manual"})["rows"][0]
+    assert manual["reason"].startswith("rectification") and manual["fulfilled_at"] == at(2).isoformat()
+    with pytest.raises(sections.PageError, match="is not one of"):
+        render(store, "fulfilments", {"outcome": "done"})
+    assert render(store, "fulfilments")["refreshed"]["at"] == at(2).isoformat()
+    from include.reads import fulfilments
+
+    assert fulfilments.outcome_counts(store) == {"erased": 1, "exported": 1, "manual": 1}
+    assert [r["request_id"] for r in fulfilments.awaiting_a_person(store)] == [7]
 
 
 # -- the audit chain watch ------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ from devkit.seed.vocabulary import (
 )
 
 UTC = dt.timezone.utc
+# An account id no seed reaches (the planted request naming an account that does not exist).
+MISSING_ACCOUNT_ID = 999_999_999_999
 
 
 def _shift_years(day: dt.date, years: int) -> dt.date:
@@ -264,6 +266,16 @@ def plant(anchor: dt.date) -> PlantedRows:
                                                   status="received")
     spec += list(examples.values())
     p.keys["request_spec_example_by_name"] = examples  # type: ignore[assignment]
+
+    # Open requests the fulfilment acts on, appended so that the ids above stay as they were: an erasure of
+    # an adult under an active legal hold, a restriction, a rectification and an objection (a person acts),
+    # and an access request naming an account id that does not exist.
+    request("request_erasure_held", "gdpr", "erasure", -6, ack=-5, user=hold_adult)
+    request("request_restriction_open", "gdpr", "restriction", -4, ack=-3, user=hold_released_adult)
+    request("request_rectification_open", "gdpr", "rectification", -3, ack=-2, user=clean[0])
+    request("request_objection_open", "gdpr", "objection", -3, ack=-2, user=clean[1])
+    request("request_user_missing_account", "gdpr", "access", -2, ack=-1, user=MISSING_ACCOUNT_ID,
+            email="gone.account@example.org")
 
     # ---- data shares: one violation each, on otherwise clean users, vendors and categories
     def share(keys, vendor_id, user_id, category, days, purpose="planted share"):

@@ -368,8 +368,9 @@ SECTIONS: tuple[Section, ...] = (
         about="What was done for each request: export package and checksum, rows erased, or what a person "
               "must do.",
         refreshed_by="daily, and by a manual run for named requests",
-        filters=(Filter("outcome", "Outcome"),),
-        columns=(Column("request_id", "Request", "id"), Column("action", "Action"), Column("outcome", "Outcome"),
+        filters=(Filter("outcome", "Outcome", fulfilments.OUTCOMES),),
+        columns=(Column("request_id", "Request", "id"), Column("request_type", "Type"), Column("action", "Action"),
+                 Column("outcome", "Outcome"), Column("reason", "Why / what a person must do"),
                  Column("package_uri", "Package", "path"), Column("package_sha256", "SHA-256", "hash"),
                  Column("rows_erased", "Rows erased", "int"), Column("fulfilled_at", "When", "time"),
                  Column("run", "Run", "link")),

@@ -1,28 +1,75 @@
-"""Request fulfilments (``dsr_fulfilment``, SPEC §4.5). A SKETCH until migration 0006 lands.
+"""Request fulfilments (``dsr_fulfilment``, SPEC §4.5): what was done for each request, and the runs.
 
-Shown only once ``compliance.dsr_fulfilments`` exists. Columns read (issue 16; adjust when the table lands):
-
-    dsr_fulfilments(request_id, action, outcome, package_uri, package_sha256, rows_erased jsonb /* table -> n */,
-                    fulfilled_at, run_id)
+For the compliance page, the command line and the demo's summary. Request ids, actions, outcomes and reasons
+(written by the DAG, never personal data), object URIs, checksums, counts and dates; newest first, served by
+the indexes of migration 0006 (``dsr_fulfilments_recent``, ``dsr_fulfilments_outcome``, ``dsr_fulfilments_run``).
 """
 from __future__ import annotations
 
 TABLES = ("compliance.dsr_fulfilments",)
 DAG_ID = "dsr_fulfilment"
+# The outcomes (include.fulfilment.rules.OUTCOMES; repeated so that the page needs nothing but the reads).
+OUTCOMES = ("exported", "erased", "restricted", "opted_out", "held", "approval_required", "manual", "skipped",
+            "invalid", "no_account")
+
+_PAGE_KEYS = ("request_id", "request_type", "action", "outcome", "reason", "package_uri", "package_sha256",
+              "rows_erased", "fulfilled_at", "run_id")
 
 
-def fulfilment_page(conn, *, outcome: str | None = None, limit: int = 50, offset: int = 0) -> dict:
-    where, args = ("where outcome = %s", [outcome]) if outcome is not None else ("", [])
-    total = conn.execute(f"select count(*) from compliance.dsr_fulfilments {where}", args).fetchone()[0]
+def fulfilment_page(conn, *, outcome: str | None = None, run_id: str | None = None, limit: int = 50,
+                    offset: int = 0) -> dict:
+    """One page of requests, the newest outcome first; ``fulfilled_at`` is when the outcome was recorded (for a
+    fulfilled request: when it was fulfilled). Filters: ``outcome``, ``run_id``."""
+    where, args = [], []
+    if outcome is not None:
+        where.append("outcome = %s")
+        args.append(outcome)
+    if run_id is not None:
+        where.append("run_id = %s")
+        args.append(run_id)
+    clause = f"where {' and '.join(where)}" if where else ""
+    total = conn.execute(f"select count(*) from compliance.dsr_fulfilments {clause}", args).fetchone()[0]
     rows = conn.execute(
-        f"""select request_id, action, outcome, package_uri, package_sha256,
-                   (select coalesce(sum(value::bigint), 0) from jsonb_each_text(rows_erased)), fulfilled_at, run_id
-            from compliance.dsr_fulfilments {where}
-            order by fulfilled_at desc, request_id limit %s offset %s""", [*args, limit, offset]).fetchall()
-    keys = ("request_id", "action", "outcome", "package_uri", "package_sha256", "rows_erased", "fulfilled_at",
-            "run_id")
-    return {"total": total, "rows": [dict(zip(keys, r)) for r in rows]}
+        f"""select request_id, request_type, action, outcome, reason, package_uri, package_sha256, rows_erased,
+                   recorded_at, run_id
+            from compliance.dsr_fulfilments {clause}
+            order by recorded_at desc, request_id desc limit %s offset %s""", [*args, limit, offset]).fetchall()
+    return {"total": total, "rows": [dict(zip(_PAGE_KEYS, r)) for r in rows]}
 
 
 def last_refreshed(conn):
-    return conn.execute("select max(fulfilled_at) from compliance.dsr_fulfilments").fetchone()[0]
+    return conn.execute("select max(recorded_at) from compliance.dsr_fulfilments").fetchone()[0]
+
+
+def outcome_counts(conn) -> dict[str, int]:
+    """Requests by their latest outcome."""
+    return dict(sorted(conn.execute("select outcome, count(*) from compliance.dsr_fulfilments group by 1").fetchall()))
+
+
+def recent_runs(conn, limit: int = 20) -> list[dict]:
+    """The newest runs: dry run, targets, state, erasure plan (hash, subjects, approval), outcomes recorded."""
+    cur = conn.execute(
+        """select run_id, as_of, dry_run, request_ids, state, plan_hash, erase_subjects, approval, approval_state,
+                  approved_by, counts -> 'outcomes' as outcomes, counts -> 'planned' as planned, started_at,
+                  finished_at
+           from compliance.dsr_fulfilment_runs order by started_at desc limit %s""", (limit,))
+    names = [c.name for c in cur.description]
+    return [dict(zip(names, row)) for row in cur]
+
+
+def dry_run_plan(conn, run_id: str) -> list[dict]:
+    """What a run (a dry run, typically) decided for each request it picked up."""
+    cur = conn.execute("""select request_id, request_type, action, coalesce(outcome, 'to_' || action) as decision,
+                                 reason, planned_tables, holds
+                          from compliance.dsr_fulfilment_plans where run_id = %s order by request_id""", (run_id,))
+    names = [c.name for c in cur.description]
+    return [dict(zip(names, row)) for row in cur]
+
+
+def awaiting_a_person(conn) -> list[dict]:
+    """Requests a person must act on (manual, held, approval_required, no_account, invalid), oldest first."""
+    cur = conn.execute("""select request_id, request_type, outcome, reason, recorded_at from compliance.dsr_fulfilments
+                          where outcome in ('manual', 'held', 'approval_required', 'no_account', 'invalid')
+                          order by recorded_at, request_id""")
+    names = [c.name for c in cur.description]
+    return [dict(zip(names, row)) for row in cur]

@@ -1,0 +1,345 @@
+"""The fulfilment's records in the compliance store (migration 0006): the run, its plan, one row per request,
+and the records waiting for their operational transaction to commit.
+
+Safe to repeat: a run plans once (its row is locked while it does; a retry finds the plan recorded); a
+fulfilled request's row is never rewritten (every write is conditional on the row not being fulfilled); any
+other outcome is rewritten, and audited, only when it changed, so a run repeated with the same inputs
+writes nothing more.
+
+Two databases, one order. A fulfilment that changes the operational database writes its record here as
+*pending* (with the id of its operational transaction) before that transaction commits, and turns it into
+the final record after. A worker that dies in between leaves the pending record; :func:`settle` asks
+PostgreSQL whether that transaction committed (``txid_status``) and writes the record, or drops it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date, datetime
+from typing import Iterable, Sequence
+
+from psycopg.types.json import Jsonb
+
+from include.audit import RunContext
+from include.fulfilment.rules import FULFILLED
+
+SOURCE = "dsr_fulfilment"
+
+
+# -- runs --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    dry_run: bool
+    request_ids: tuple[int, ...]
+    state: str
+    planned_at: datetime | None
+    plan_hash: str | None
+    erase_subjects: int | None
+    approval: str | None
+    approval_state: str | None
+    threshold: int
+    as_of: date
+
+
+_RUN_COLUMNS = ("run_id, dry_run, request_ids, state, planned_at, plan_hash, erase_subjects, approval, approval_state, "
+                "threshold, as_of")
+
+
+def start_run(store, *, run_id: str, as_of: date, run_type: str | None, dry_run: bool, request_ids: Sequence[int],
+              threshold: int, started_at: datetime) -> RunRecord:
+    """The run's row, created by its first attempt (a later attempt finds it as it was left)."""
+    store.execute(
+        """insert into compliance.dsr_fulfilment_runs (run_id, as_of, run_type, dry_run, request_ids, threshold,
+                                                        started_at, state)
+           values (%s, %s, %s, %s, %s, %s, %s, 'planning') on conflict (run_id) do nothing""",
+        (run_id, as_of, run_type, dry_run, list(request_ids), threshold, started_at))
+    return load_run(store, run_id)
+
+
+def load_run(store, run_id: str, *, lock: bool = False) -> RunRecord | None:
+    row = store.execute(f"select {_RUN_COLUMNS} from compliance.dsr_fulfilment_runs where run_id = %s"
+                        + (" for update" if lock else ""), (run_id,)).fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    values[2] = tuple(values[2] or ())
+    return RunRecord(*values)
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """What a run decided for one request before acting (see migration 0006)."""
+
+    request_id: int
+    regime: str | None
+    request_type: str | None
+    action: str
+    outcome: str | None
+    reason: str | None
+    subject_hash: str | None = None
+    planned_tables: dict | None = None
+    vendors: list | None = None
+    holds: tuple[int, ...] = ()
+
+
+def record_plan(store, run_id: str, rows: Sequence[PlanRow], *, state: str, plan_hash: str | None,
+                erase_subjects: int, approval: str | None, approval_state: str | None, at: datetime,
+                counts: dict) -> bool:
+    """Record the run's plan once; False when an earlier attempt of the run recorded it already."""
+    with store.transaction():
+        run = load_run(store, run_id, lock=True)
+        if run.planned_at is not None:
+            return False
+        with store.cursor() as cur, cur.copy(
+                """copy compliance.dsr_fulfilment_plans (run_id, request_id, regime, request_type, action, outcome,
+                                                         reason, subject_hash, planned_tables, vendors, holds)
+                   from stdin""") as copy:
+            for r in rows:
+                copy.write_row((run_id, r.request_id, r.regime, r.request_type, r.action, r.outcome, r.reason,
+                                r.subject_hash, _json_text(r.planned_tables), _json_text(r.vendors), list(r.holds)))
+        store.execute(
+            """update compliance.dsr_fulfilment_runs set planned_at = %s, plan_hash = %s, erase_subjects = %s,
+                      approval = %s, approval_state = %s, state = %s, counts = counts || %s
+               where run_id = %s""",
+            (at, plan_hash, erase_subjects, approval, approval_state, state, Jsonb({"planned": counts}), run_id))
+    return True
+
+
+def _json_text(value) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def plan_rows(store, run_id: str, *, acting: bool | None = None, actions: Sequence[str] | None = None) -> list[PlanRow]:
+    """The run's plan, by request id: only the rows to act on (``acting``), or decided ones, of these actions."""
+    where, args = ["run_id = %s"], [run_id]
+    if acting is not None:
+        where.append("outcome is null" if acting else "outcome is not null")
+    if actions is not None:
+        where.append("action = any(%s)")
+        args.append(list(actions))
+    cur = store.execute(f"""select request_id, regime, request_type, action, outcome, reason, subject_hash,
+                                   planned_tables, vendors, holds
+                            from compliance.dsr_fulfilment_plans where {' and '.join(where)} order by request_id""",
+                        args)
+    return [PlanRow(*r[:-1], holds=tuple(r[-1] or ())) for r in cur]
+
+
+def record_approval(store, run_id: str, *, approval_state: str, approved_by: str | None, at: datetime | None,
+                    state: str | None = None) -> None:
+    store.execute("""update compliance.dsr_fulfilment_runs set approval_state = %s, approved_by = %s, approved_at = %s,
+                            state = coalesce(%s, state) where run_id = %s""",
+                  (approval_state, approved_by, at, state, run_id))
+
+
+def finish_run(store, run_id: str, *, state: str, at: datetime, counts: dict) -> None:
+    store.execute("""update compliance.dsr_fulfilment_runs set state = %s, finished_at = %s, counts = counts || %s
+                     where run_id = %s""", (state, at, Jsonb(counts), run_id))
+
+
+def prune_plans(store, *, older_than: datetime) -> int:
+    """Forget the plans (work lists, dry-run results) of runs started before ``older_than``; runs stay."""
+    return store.execute("""delete from compliance.dsr_fulfilment_plans p using compliance.dsr_fulfilment_runs r
+                            where r.run_id = p.run_id and r.started_at < %s""", (older_than,)).rowcount
+
+
+# -- one request's record ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Record:
+    """A row of compliance.dsr_fulfilments (without its times). Ids, counts, hashes: no personal data."""
+
+    request_id: int
+    regime: str | None
+    request_type: str | None
+    action: str
+    outcome: str
+    reason: str | None = None
+    subject_hash: str | None = None
+    user_id: int | None = None               # erased: until verified after commit
+    package_object: str | None = None
+    package_uri: str | None = None
+    package_sha256: str | None = None
+    package_bytes: int | None = None
+    package_rows: dict | None = None
+    erased_tables: dict | None = None
+    rows_erased: int | None = None
+    vendors: list = field(default_factory=list)
+    holds: tuple[int, ...] = ()
+    request_completed: bool = False
+
+    def as_json(self) -> dict:
+        raw = asdict(self)
+        raw["holds"] = list(self.holds)
+        return raw
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "Record":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        values["holds"] = tuple(values.get("holds") or ())
+        return cls(**values)
+
+    def audit_details(self) -> dict:
+        details = {"request_id": self.request_id, "request_type": self.request_type, "regime": self.regime,
+                   "action": self.action, "outcome": self.outcome, "reason": self.reason,
+                   "subject_hash": self.subject_hash, "request_completed": self.request_completed}
+        if self.package_sha256:
+            details.update(package_object=self.package_object, package_sha256=self.package_sha256,
+                           package_bytes=self.package_bytes,
+                           package_rows={c: sum(t.values()) for c, t in (self.package_rows or {}).items()})
+        if self.erased_tables is not None:
+            details.update(rows_erased=self.rows_erased, erased_tables=self.erased_tables,
+                           vendors=[v["vendor_id"] for v in self.vendors])
+        if self.holds:
+            details["holds"] = list(self.holds)
+        return {k: v for k, v in details.items() if v is not None}
+
+
+_COLUMNS = [f.name for f in fields(Record)]
+_JSON = {"package_rows", "erased_tables", "vendors"}
+
+
+def _values(record: Record) -> list:
+    values = []
+    for name in _COLUMNS:
+        value = getattr(record, name)
+        if name in _JSON:
+            value = None if value is None else Jsonb(value)
+        elif name == "holds":
+            value = list(value)
+        values.append(value)
+    return values
+
+
+def _upsert(store, record: Record, run_id: str, at: datetime, *, only_if_changed: bool) -> bool:
+    """Write the request's row unless it is fulfilled (and, ``only_if_changed``, unless it says the same);
+    True when a row was written. A fulfilment finalized by another run in the meantime always wins: it is
+    written over anything but a fulfilment, and nothing is written over it."""
+    cols = ", ".join(_COLUMNS)
+    # A request whose subject was erased meanwhile has lost its account link (user_id nulled): it keeps the
+    # subject hash it had, and that alone is not a change.
+    sets = ", ".join(f"{c} = coalesce(excluded.{c}, d.{c})" if c == "subject_hash" else f"{c} = excluded.{c}"
+                     for c in _COLUMNS if c != "request_id")
+    same = (" and ((d.action, d.outcome, d.reason, d.holds) is distinct from "
+            "(excluded.action, excluded.outcome, excluded.reason, excluded.holds) "
+            "or coalesce(excluded.subject_hash, d.subject_hash) is distinct from d.subject_hash)"
+            if only_if_changed else "")
+    placeholders = ", ".join(["%s"] * (len(_COLUMNS) + 3))
+    query = f"""insert into compliance.dsr_fulfilments as d ({cols}, run_id, first_recorded_at, recorded_at)
+                values ({placeholders})
+                on conflict (request_id) do update set {sets}, run_id = excluded.run_id,
+                    recorded_at = excluded.recorded_at, verified_at = null
+                where d.outcome <> all(%s::text[]){same}
+                returning request_id"""
+    return store.execute(query, [*_values(record), run_id, at, at, list(FULFILLED)]).fetchone() is not None
+
+
+def record_decided(store, ctx: RunContext, record: Record) -> bool:
+    """Record an outcome reached without acting (held, manual, skipped, invalid, no_account, approval_required):
+    written and audited only when it differs from what the request's row says, and never over a fulfilment."""
+    with store.transaction():
+        written = _upsert(store, record, ctx.run_id, ctx.now(), only_if_changed=True)
+        if written:
+            ctx.audit(store, f"dsr_fulfilment.{record.outcome}", record.audit_details())
+    return written
+
+
+def fulfilled(store, request_ids: Iterable[int]) -> set[int]:
+    """The requests among these that are fulfilled already (never acted on again)."""
+    ids = sorted(set(request_ids))
+    if not ids:
+        return set()
+    return {r[0] for r in store.execute("""select request_id from compliance.dsr_fulfilments
+                                            where request_id = any(%s) and outcome = any(%s)""",
+                                         (ids, list(FULFILLED)))}
+
+
+def write_pending(store, request_id: int, run_id: str, xid: int, record: Record, at: datetime) -> bool:
+    """Before the operational transaction ``xid`` commits: the record to write once it has. False when the
+    request is fulfilled already (the caller then rolls its transaction back)."""
+    with store.transaction():
+        if fulfilled(store, [request_id]):
+            return False
+        store.execute("""insert into compliance.dsr_fulfilment_pending (request_id, run_id, ops_xid, record, created_at)
+                         values (%s, %s, %s, %s, %s)
+                         on conflict (request_id) do update set run_id = excluded.run_id, ops_xid = excluded.ops_xid,
+                             record = excluded.record, created_at = excluded.created_at""",
+                      (request_id, run_id, xid, Jsonb(record.as_json()), at))
+    return True
+
+
+def finalize(store, ctx: RunContext, request_id: int, xid: int, *, settled: bool = False) -> Record | None:
+    """After the operational transaction ``xid`` committed: write the pending record as the request's row, the
+    vendors' deletion notices and the audit entry, in one store transaction; None when nothing was pending."""
+    with store.transaction():
+        row = store.execute("""delete from compliance.dsr_fulfilment_pending where request_id = %s and ops_xid = %s
+                               returning run_id, record""", (request_id, xid)).fetchone()
+        if row is None:
+            return None
+        run_id, raw = row
+        record = Record.from_json(raw)
+        now = ctx.now()
+        _upsert(store, record, run_id, now, only_if_changed=False)
+        if record.outcome == "erased" and record.subject_hash:
+            for v in record.vendors:
+                store.execute(
+                    """insert into compliance.vendor_deletion_notices (subject_hash, vendor_id, run_id, source,
+                                                                       vendor_name, vendor_known, categories, shares,
+                                                                       created_at)
+                       values (%s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict do nothing""",
+                    (record.subject_hash, v["vendor_id"], run_id, SOURCE, v.get("name"), bool(v.get("known")),
+                     list(v.get("categories") or ()), int(v.get("shares") or 0), now))
+        details = record.audit_details()
+        if settled:
+            details["settled_after_interruption"] = True
+        ctx.audit(store, f"dsr_fulfilment.{record.outcome}", details)
+    return record
+
+
+def drop_pending(store, request_id: int, xid: int) -> None:
+    """The operational transaction ``xid`` rolled back: its record is forgotten (the request is acted on again)."""
+    store.execute("delete from compliance.dsr_fulfilment_pending where request_id = %s and ops_xid = %s",
+                  (request_id, xid))
+
+
+def pending(store) -> list[tuple[int, str, int, dict]]:
+    """Every pending record (any run): (request id, run id, operational transaction id, record)."""
+    return store.execute("""select request_id, run_id, ops_xid, record from compliance.dsr_fulfilment_pending
+                            order by request_id""").fetchall()
+
+
+# -- erasures: verification after commit -------------------------------------------------------------------
+
+def unverified(store) -> list[tuple[int, int]]:
+    """(request id, account id) of the erasures not yet checked again after commit (this run's, and any an
+    interrupted run left)."""
+    return store.execute("""select request_id, user_id from compliance.dsr_fulfilments
+                            where user_id is not null order by request_id""").fetchall()
+
+
+def mark_verified(store, request_ids: Sequence[int], at: datetime) -> int:
+    """Nothing was left: record it on these erasures and on the requests erased with them (the same subject),
+    and forget the account ids (the store keeps the keyed hash only). Returns how many requests."""
+    return store.execute("""update compliance.dsr_fulfilments d set verified_at = %(at)s, user_id = null
+                            where d.outcome = 'erased' and d.verified_at is null
+                              and (d.request_id = any(%(ids)s) or d.subject_hash in (
+                                  select subject_hash from compliance.dsr_fulfilments
+                                  where request_id = any(%(ids)s)))""",
+                         {"at": at, "ids": list(request_ids)}).rowcount
+
+
+# -- what a run did ------------------------------------------------------------------------------------------
+
+def outcome_counts(store, run_id: str) -> dict[str, int]:
+    """Requests by the outcome this run recorded."""
+    return dict(sorted(store.execute("""select outcome, count(*) from compliance.dsr_fulfilments where run_id = %s
+                                         group by outcome""", (run_id,)).fetchall()))
+
+
+def plan_counts(store, run_id: str) -> dict[str, int]:
+    """The run's plan: requests per action to act on, and per outcome decided without acting."""
+    rows = store.execute("""select coalesce(outcome, 'to_' || action), count(*) from compliance.dsr_fulfilment_plans
+                            where run_id = %s group by 1""", (run_id,)).fetchall()
+    return dict(sorted(rows))

@@ -1,0 +1,396 @@
+"""The export package of an access, portability or know request: every mapped category's rows of one subject,
+the vendors its data was shared with over the last 12 months, and a README in plain words, in one zip file.
+
+Layout (fixed entry order; ``<table>`` is the table's name, ``<schema>.<table>`` outside ``public``)::
+
+    README.txt                 what the package holds, in plain words
+    package.json               the request, the day the data was taken, rows per category and table, the files
+    <category>.json            per category (contact, account, content, usage, network, social, support):
+                               {"category", "description", "tables": [{"table", "columns", "rows": [{...}]}]}
+    <category>/<table>.csv     the same rows as CSV with a header (machine-readable, for portability)
+    shared_with.json           categories and vendors the data was shared with in the 12 months (CCPA "know")
+    shared_with.csv
+
+Whose rows: a table's rows are the subject's when one of its data-map links matches: the account key, or
+the account's address compared trimmed and lower-cased (``subject.also``, ``match: email``) — the same
+predicate the erasure engine erases by (:class:`include.erasure.scope.Target`). While another account has
+the same address, rows tied to the subject by address alone are left out (they may be that person's), and
+the README says so.
+
+Streamed: each table's rows travel from PostgreSQL straight into the zip entry being written to a file on
+disk — the CSV by ``COPY ... TO STDOUT``, one row at a time; the JSON through a server-side cursor, a
+thousand rows at a time — so a subject with millions of rows needs no more memory than one with ten.
+Values are rendered by PostgreSQL (``to_json`` and CSV text, time stamps in UTC, dates ISO), so a value
+Python cannot hold (``infinity``, a BC date) is exported as the database holds it.
+
+Deterministic: the same rows on the same day give the same bytes — entries in a fixed order, rows ordered by
+their text (``collate "C"``), fixed entry time stamps (1980-01-01), fixed attributes and deflate level, JSON
+with sorted keys, no generation time anywhere. (Another zlib may compress differently; the SHA-256 recorded
+is of the bytes uploaded.)
+
+Nothing here logs: a package's content is a subject's personal data.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import textwrap
+import zipfile
+from dataclasses import dataclass
+from datetime import date
+from typing import Iterable, Iterator, Sequence
+
+from psycopg import sql
+
+from include.datamap import DataMap, PersonalDataEntry
+from include.erasure.scope import Target, address_key
+from include.vendors.right_to_know import SharedWith
+
+FORMAT = "privacy-ops export package v1"
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+DEFLATE_LEVEL = 6
+CONTENT_TYPE = "application/zip"
+
+# The policy's order and words (SPEC §1: what the company collects).
+CATEGORY_ORDER = ("contact", "account", "content", "usage", "network", "social", "support")
+DESCRIPTIONS = {
+    "contact": "contact details: name, company, address, email, phone",
+    "account": "your account: country, region, dates, consent and restriction flags, sharing records, legal holds",
+    "content": "content you uploaded or imported (for example from Google Drive): file names, sources, sizes",
+    "usage": "usage data: API calls, features used, time spent",
+    "network": "log data: IP address, browser, internet provider, referrer, times",
+    "social": "social-media profiles linked to your account",
+    "support": "your support correspondence",
+}
+
+
+def object_name(request_id: int) -> str:
+    """Where a request's package goes, under the evidence location: one deterministic path per request."""
+    return f"exports/request={int(request_id)}/package.zip"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Whose rows: the account id, and its address as compared (None when another account shares it)."""
+
+    user_id: int
+    address: str | None
+    shared_address: bool = False
+
+
+def subject(ops, dm: DataMap, user_id: int) -> Subject | None:
+    """The subject of an account, or None when the account does not exist."""
+    accounts = dm.record("accounts")
+    mine, other = (address_key(sql.Identifier(alias, accounts.physical("email"))) for alias in ("a", "o"))
+    query = sql.SQL("select {mine}, exists (select from {t} o where {other} = {mine} and o.{id} <> a.{id}) "
+                    "from {t} a where a.{id} = %s").format(mine=mine, other=other, t=accounts.ident,
+                                                            id=accounts.col("id"))
+    row = ops.execute(query, (user_id,)).fetchone()
+    if row is None:
+        return None
+    address, shared = row
+    return Subject(user_id, None if shared or not address else address, bool(shared and address))
+
+
+@dataclass(frozen=True)
+class Part:
+    """One (category, table) of the package."""
+
+    category: str
+    entry: PersonalDataEntry
+    columns: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.entry.schema}.{self.entry.table}"
+
+    @property
+    def csv_name(self) -> str:
+        table = self.entry.table if self.entry.schema == "public" else self.label
+        return f"{self.category}/{table}.csv"
+
+
+def parts(dm: DataMap) -> list[Part]:
+    """Every (category, table) the data map names, in the package's order: policy's categories, then the map's."""
+    found = [Part(c, e, tuple(e.categories[c])) for c in _categories(dm) for e in dm.personal_data if c in e.categories]
+    return found
+
+
+def _categories(dm: DataMap) -> list[str]:
+    present = {c for e in dm.personal_data for c in e.categories}
+    return [c for c in CATEGORY_ORDER if c in present] + sorted(present - set(CATEGORY_ORDER))
+
+
+@dataclass
+class Package:
+    """A written package: its path, SHA-256, size, and rows per category and table."""
+
+    path: str
+    sha256: str
+    bytes: int
+    rows: dict[str, dict[str, int]]
+    files: tuple[str, ...]
+    vendors: int
+    shared_categories: tuple[str, ...]
+
+    @property
+    def total_rows(self) -> int:
+        return sum(n for tables in self.rows.values() for n in tables.values())
+
+
+@dataclass(frozen=True)
+class About:
+    """What the package says about its request (no personal data: ids, type, regime, the day)."""
+
+    request_id: int
+    request_type: str
+    regime: str
+    as_of: date
+
+
+def build(ops, dm: DataMap, about: About, who: Subject, shared: SharedWith, path: str) -> Package:
+    """Write the package of ``who`` to ``path`` (see the module doc). ``ops`` should be inside the caller's
+    transaction (one snapshot for counts and rows: repeatable read); the settings made here end with it."""
+    with ops.transaction():
+        ops.execute("set local timezone = 'UTC'")
+        ops.execute("set local datestyle = 'ISO, YMD'")
+        ops.execute("set local intervalstyle = 'iso_8601'")
+        ops.execute("set local extra_float_digits = 1")
+        params = {"user_id": who.user_id, "email": who.address}
+        all_parts = parts(dm)
+        counts = _counts(ops, all_parts, params)
+        rows: dict[str, dict[str, int]] = {}
+        for part in all_parts:
+            rows.setdefault(part.category, {})[part.label] = counts[part.label]
+        files = ["README.txt", "package.json"]
+        for category in rows:
+            files.append(f"{category}.json")
+            files += [p.csv_name for p in all_parts if p.category == category]
+        files += ["shared_with.json", "shared_with.csv"]
+        with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
+            _write(zf, "README.txt", [readme(about, who, rows, shared).encode()])
+            _write(zf, "package.json", [_json(manifest(about, who, rows, shared, files))])
+            for category in rows:
+                mine = [p for p in all_parts if p.category == category]
+                _write(zf, f"{category}.json", _category_json(ops, category, mine, params))
+                for part in mine:
+                    _write(zf, part.csv_name, _copy(ops, _csv_statement(part), params))
+            _write(zf, "shared_with.json", [_json(shared_document(shared))])
+            _write(zf, "shared_with.csv", [shared_csv(shared)])
+    digest, size = file_sha256(path)
+    return Package(path, digest, size, rows, tuple(files), len(shared.vendors), shared.categories)
+
+
+# -- the zip ------------------------------------------------------------------------------------------------
+
+def _entry(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info._compresslevel = DEFLATE_LEVEL  # noqa: SLF001 - how ZipFile.open(info, "w") takes a level (3.7+)
+    info.create_system = 3  # Unix, whatever the platform that writes it
+    info.external_attr = 0o644 << 16
+    return info
+
+
+WRITE_BLOCK = 256 * 1024
+
+
+def _write(zf: zipfile.ZipFile, name: str, chunks: Iterable[bytes]) -> None:
+    """One entry, streamed in blocks of at most about :data:`WRITE_BLOCK` bytes (``force_zip64``: its size is
+    not known before it is written)."""
+    with zf.open(_entry(name), "w", force_zip64=True) as out:
+        block = bytearray()
+        for chunk in chunks:
+            block += chunk
+            if len(block) >= WRITE_BLOCK:
+                out.write(block)
+                block.clear()
+        if block:
+            out.write(block)
+
+
+def file_sha256(path: str) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _json(document) -> bytes:
+    return (json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+# -- the rows -----------------------------------------------------------------------------------------------
+
+def _where(entry: PersonalDataEntry, alias: str = "x") -> sql.Composable:
+    return Target(entry).where(alias)
+
+
+def _counts(ops, all_parts: Sequence[Part], params: dict) -> dict[str, int]:
+    """Rows of the subject per table, in one statement (the same predicate the rows are read with)."""
+    entries = list({p.label: p.entry for p in all_parts}.items())
+    query = sql.SQL("select {}").format(sql.SQL(", ").join(
+        sql.SQL("(select count(*) from {t} x where {w})").format(t=e.ident, w=_where(e)) for _, e in entries))
+    found = ops.execute(query, params).fetchone()
+    return {label: n for (label, _), n in zip(entries, found)}
+
+
+def _rows(part: Part) -> sql.Composable:
+    """The part's columns of the subject's rows, in a fixed order (by their text, byte-wise)."""
+    cols = sql.SQL(", ").join(sql.Identifier("x", c) for c in part.columns)
+    return sql.SQL("select {cols} from {t} x where {w} order by (row({cols})::text) collate \"C\"").format(
+        cols=cols, t=part.entry.ident, w=_where(part.entry))
+
+
+def _csv_statement(part: Part) -> sql.Composable:
+    return sql.SQL("copy ({}) to stdout (format csv, header true)").format(_rows(part))
+
+
+JSON_BATCH_ROWS = 1000
+
+
+def _json_batches(part: Part) -> sql.Composable:
+    """The part's rows as JSON objects (``to_json``), in the same order as its CSV, joined server-side into
+    batches of :data:`JSON_BATCH_ROWS` (one value per batch: the rows cross to Python a thousand at a time)."""
+    cols = sql.SQL(", ").join(sql.Identifier("x", c) for c in part.columns)
+    rcols = sql.SQL(", ").join(sql.Identifier("r", c) for c in part.columns)
+    return sql.SQL("""select string_agg(j, {sep} order by n) from (
+                          select to_json(r)::text as j,
+                                 row_number() over (order by (row({rcols})::text) collate "C") - 1 as n
+                          from (select {cols} from {t} x where {w}) r) s
+                      group by n / {batch} order by n / {batch}""").format(
+        sep=sql.Literal(",\n        "), rcols=rcols, cols=cols, t=part.entry.ident, w=_where(part.entry),
+        batch=sql.Literal(JSON_BATCH_ROWS))
+
+
+def _copy(ops, statement: sql.Composable, params: dict) -> Iterator[bytes]:
+    with ops.cursor() as cur, cur.copy(statement, params) as copy:
+        for chunk in copy:
+            yield bytes(chunk)
+
+
+def _category_json(ops, category: str, mine: Sequence[Part], params: dict) -> Iterator[bytes]:
+    """``<category>.json``, streamed a batch of rows at a time through a server-side cursor (a few batches in
+    memory at once, whatever the subject's size); ``to_json`` escapes every control character itself."""
+    yield (b'{\n  "category": ' + json.dumps(category).encode() + b',\n  "description": '
+           + json.dumps(DESCRIPTIONS.get(category, category)).encode() + b',\n  "tables": [')
+    for i, part in enumerate(mine):
+        yield ((b"," if i else b"") + b'\n    {\n      "table": ' + json.dumps(part.label).encode()
+               + b',\n      "columns": ' + json.dumps(list(part.columns)).encode() + b',\n      "rows": [')
+        first = True
+        with ops.cursor(name=f"export_{category}_{i}") as cur:
+            cur.itersize = 4
+            cur.execute(_json_batches(part), params)
+            for (batch,) in cur:
+                yield (b"\n        " if first else b",\n        ") + batch.encode()
+                first = False
+        yield b"]\n    }" if first else b"\n      ]\n    }"
+    yield b"\n  ]\n}\n"
+
+
+# -- the documents ------------------------------------------------------------------------------------------
+
+def manifest(about: About, who: Subject, rows: dict[str, dict[str, int]], shared: SharedWith,
+             files: Sequence[str]) -> dict:
+    """``package.json``: what the package holds (no personal data beyond the request's own ids)."""
+    return {
+        "format": FORMAT,
+        "request": {"id": about.request_id, "type": about.request_type, "regime": about.regime},
+        "data_as_of": about.as_of.isoformat(),
+        "categories": {c: {"description": DESCRIPTIONS.get(c, c), "rows": sum(t.values()), "tables": t}
+                       for c, t in rows.items()},
+        "rows_tied_by_address_left_out": who.shared_address,
+        "shared_with": {"period_start": shared.period.start.isoformat(), "period_end": shared.period.end.isoformat(),
+                        "categories": list(shared.categories), "vendors": len(shared.vendors),
+                        "undated_vendors": len(shared.undated)},
+        "files": list(files),
+    }
+
+
+def _vendor(v) -> dict:
+    return {"vendor_id": v.vendor_id, "name": v.name, "kind": v.kind, "known": v.known,
+            "categories": list(v.categories), "shares": v.shares, "records": v.records,
+            "first_shared": v.first_shared.isoformat() if v.first_shared else None,
+            "last_shared": v.last_shared.isoformat() if v.last_shared else None}
+
+
+def shared_document(shared: SharedWith) -> dict:
+    return {"period_start": shared.period.start.isoformat(), "period_end": shared.period.end.isoformat(),
+            "categories": list(shared.categories), "vendors": [_vendor(v) for v in shared.vendors],
+            "undated": [_vendor(v) for v in shared.undated]}
+
+
+SHARED_COLUMNS = ("vendor_id", "name", "kind", "known", "categories", "shares", "records", "first_shared",
+                  "last_shared", "dated")
+
+
+def shared_csv(shared: SharedWith) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(SHARED_COLUMNS)
+    for dated, vendors in ((True, shared.vendors), (False, shared.undated)):
+        for v in vendors:
+            d = _vendor(v)
+            writer.writerow([d["vendor_id"], d["name"] or "", d["kind"] or "", str(d["known"]).lower(),
+                             ";".join(d["categories"]), d["shares"], d["records"], d["first_shared"] or "",
+                             d["last_shared"] or "", str(dated).lower()])
+    return out.getvalue().encode()
+
+
+_KIND_WORDS = {"service_provider": "service provider", "channel_partner": "channel partner",
+               "consultant": "consultant", "implementation_partner": "implementation partner",
+               "law_enforcement": "law enforcement", "acquirer": "acquirer (merger or sale)"}
+
+
+def readme(about: About, who: Subject, rows: dict[str, dict[str, int]], shared: SharedWith) -> str:
+    """The README, in plain words (paragraphs wrapped at 100 characters)."""
+    kind = {"access": "a copy of your personal data (GDPR Art. 15)",
+            "portability": "your personal data in a machine-readable form you can take elsewhere (GDPR Art. 20)",
+            "know": "the personal information we hold about you and whom we disclosed it to (CCPA)"
+            }.get(about.request_type, "your personal data")
+    out = [f"Your data export - request {about.request_id}", "",
+           _para(f"You asked for {kind}. This package holds every piece of personal data our systems link to your "
+                 f"account, as it stood on {about.as_of.isoformat()}, and the companies we shared it with in the "
+                 "twelve months up to that day."), "", "What is inside", "--------------", ""]
+    for category, tables in rows.items():
+        total = sum(tables.values())
+        out.append(_item(f"{category}.json and the folder {category}/ - {DESCRIPTIONS.get(category, category)}: "
+                         + (f"{total} record(s)." if total else "nothing held.")))
+    start, end = shared.period.start.date().isoformat(), shared.period.end.date().isoformat()
+    out += [_item(f"shared_with.json and shared_with.csv - who received your data from {start} up to (not "
+                  f"including) {end}: " + (f"{len(shared.vendors)} company(ies); categories "
+                                           f"{', '.join(shared.categories)}." if shared.vendors else "nobody.")),
+            _item("package.json - the list of files and how many records each of our tables gave."), ""]
+    if shared.vendors:
+        out += ["Shared with", "-----------", ""]
+        for v in shared.vendors:
+            name = v.name or f"a vendor no longer on our list (number {v.vendor_id})"
+            out.append(_item(f"{name} ({_KIND_WORDS.get(v.kind or '', v.kind or 'unknown kind')}): "
+                             f"{', '.join(v.categories)}; {v.shares} time(s)"))
+        out.append("")
+    if shared.undated:
+        out += [_para(f"{len(shared.undated)} more sharing record(s) have no usable date and are listed apart "
+                      "(\"undated\" in shared_with.json)."), ""]
+    out += ["How to read it", "--------------", "",
+            _para("Each category is there twice: as JSON (one file per category, with the records of each of our "
+                  "tables) and as CSV (one file per table, the first line naming the columns; an empty cell means "
+                  "no value, \"\" an empty text). Times are in UTC."), ""]
+    if who.shared_address:
+        out += [_para("Another account uses the same email address as yours. Records linked to that address only "
+                      "(and not to your account) are left out, because they may belong to the other person. Contact "
+                      "us if you need them."), ""]
+    out += [_para("If anything is missing or wrong, reply to our answer to this request: you may also ask us to "
+                  "correct it (rectification), to restrict or object to its use, or to erase it."), ""]
+    return "\n".join(out)
+
+
+def _para(text: str) -> str:
+    return textwrap.fill(text, 100)
+
+
+def _item(text: str) -> str:
+    return textwrap.fill(text, 100, initial_indent="* ", subsequent_indent="  ")

@@ -1,0 +1,39 @@
+"""The trigger form of ``dsr_fulfilment``, resolved once into what the steps take."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Mapping
+
+from include.config import Settings
+from include.periods import ParamError, RunTiming, run_today
+
+_PLAN_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class FulfilmentParams:
+    as_of: date                         # the run's own day in the configured zone: the right to know's window ends here
+    dry_run: bool = False
+    request_ids: tuple[int, ...] = ()   # only these requests (empty: every open request)
+    approve_plan: str | None = None     # the hash of the one erasure plan this run may carry out
+    run_type: str | None = None
+
+    @classmethod
+    def resolve(cls, raw: Mapping[str, Any], settings: Settings, timing: RunTiming) -> "FulfilmentParams":
+        ids = raw.get("request_ids") or ()
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
+            raise ParamError("request_ids must be a list of positive request ids")
+        dry_run = raw.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise ParamError(f"dry_run must be true or false, not {dry_run!r}")
+        approve = raw.get("approve_plan") or None
+        if approve is not None and (not isinstance(approve, str) or not _PLAN_HASH.match(approve.strip().lower())):
+            raise ParamError("approve_plan must be the 64-character plan hash a dry run printed")
+        return cls(as_of=run_today(timing, settings.tz), dry_run=dry_run, request_ids=tuple(sorted(set(ids))),
+                   approve_plan=approve.strip().lower() if approve else None, run_type=timing.run_type)
+
+    @property
+    def targeted(self) -> bool:
+        return bool(self.request_ids)

@@ -1,0 +1,121 @@
+"""What each privacy request asks the company to do, as pure functions: :func:`decide` takes a request as read
+and says which action carries it out, or which outcome it gets without acting, and why.
+
+The rights (SPEC §1, §4.5; docs/rules.md):
+
+- GDPR Art. 15 access, Art. 20 portability, CCPA §1798.110 know → ``export``: a package of every mapped
+  category's rows and the vendors the data was shared with over the last 12 months.
+- GDPR Art. 17 erasure, CCPA §1798.105 delete → ``erase``: the erasure engine, with its guards.
+- GDPR Art. 18 restriction → ``restrict``: ``processing_restricted`` on the account.
+- CCPA §1798.120 opt out of sale → ``opt_out``: ``do_not_sell`` and ``do_not_sell_at`` on the account.
+- GDPR Art. 16 rectification, Art. 21 objection → ``manual``: a person must judge and act; the record says what.
+
+A request is acted on only when it is ``in_progress`` with its identity verified (or never asked for): a
+request ``verifying``, or whose identity was requested and not yet verified, is ``skipped``. A regime or type
+the policy does not know, a type its regime does not grant, or a date the database holds but Python cannot,
+makes the request ``invalid`` with the reason. Nothing here reads a database.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from include.deadlines import REGIME_TYPES
+
+EXPORT = "export"
+ERASE = "erase"
+RESTRICT = "restrict"
+OPT_OUT = "opt_out"
+MANUAL = "manual"
+NONE = "none"
+
+ACTIONS = {
+    "access": EXPORT, "portability": EXPORT, "know": EXPORT,
+    "erasure": ERASE, "delete": ERASE,
+    "restriction": RESTRICT,
+    "opt_out_of_sale": OPT_OUT,
+    "rectification": MANUAL, "objection": MANUAL,
+}
+
+# Outcomes of compliance.dsr_fulfilments. A fulfilled request is never acted on again and is marked completed.
+EXPORTED = "exported"
+ERASED = "erased"
+RESTRICTED = "restricted"
+OPTED_OUT = "opted_out"
+FULFILLED = (EXPORTED, ERASED, RESTRICTED, OPTED_OUT)
+HELD = "held"
+APPROVAL_REQUIRED = "approval_required"
+SKIPPED = "skipped"
+INVALID = "invalid"
+NO_ACCOUNT = "no_account"
+OUTCOMES = (*FULFILLED, HELD, APPROVAL_REQUIRED, MANUAL, SKIPPED, INVALID, NO_ACCOUNT)
+
+OPEN_STATUSES = ("in_progress", "verifying")  # what a run picks up (verifying: to say it is skipped)
+
+# What a person must do, per request type that needs one (recorded as the reason of a `manual` outcome).
+MANUAL_STEPS = {
+    "rectification": ("rectification (GDPR Art. 16) needs a person: check what the requester says is inaccurate or "
+                      "incomplete, correct it in the source systems, tell the vendors it was shared with (Art. 19), "
+                      "then mark the request completed"),
+    "objection": ("objection (GDPR Art. 21) needs a person: stop the processing objected to unless compelling "
+                  "legitimate grounds override it (never for direct marketing), answer the requester, then mark the "
+                  "request completed"),
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    """A privacy request as read through the data map (``problems``: dates Python cannot hold, in words)."""
+
+    request_id: int
+    user_id: int | None
+    regime: str | None
+    request_type: str | None
+    status: str | None
+    identity_requested_at: datetime | None = None
+    identity_verified_at: datetime | None = None
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str                 # export, erase, restrict, opt_out, manual, none
+    outcome: str | None = None  # None: act on it; else the outcome it gets without acting
+    reason: str | None = None
+
+    @property
+    def acts(self) -> bool:
+        return self.outcome is None
+
+
+def action_for(request_type: str | None) -> str:
+    return ACTIONS.get(request_type or "", NONE)
+
+
+def decide(request: Request, account_exists: bool) -> Decision:
+    """The action that fulfils ``request``, or its outcome without acting (see the module doc), in this order:
+    unreadable dates, regime, type, type under its regime, identity, then the account."""
+    action = action_for(request.request_type)
+    if request.problems:
+        return Decision(action, INVALID, "; ".join(request.problems))
+    regime, rtype = request.regime, request.request_type
+    if regime not in REGIME_TYPES:
+        return Decision(action, INVALID, f"unknown regime {regime!r} (known: {', '.join(sorted(REGIME_TYPES))})")
+    if rtype not in ACTIONS:
+        return Decision(action, INVALID, f"unknown request type {rtype!r} (known: {', '.join(ACTIONS)})")
+    if rtype not in REGIME_TYPES[regime]:
+        return Decision(action, INVALID, f"{rtype!r} is not a right under {regime.upper()} (its types: "
+                                         f"{', '.join(sorted(REGIME_TYPES[regime]))}): correct the regime or the type")
+    if request.status == "verifying" or (request.identity_requested_at is not None
+                                         and request.identity_verified_at is None):
+        return Decision(action, SKIPPED, "awaiting identity verification: nothing is done until the requester's "
+                                         "identity is verified")
+    if action == MANUAL:
+        return Decision(action, MANUAL, MANUAL_STEPS[rtype])
+    if request.user_id is None:
+        return Decision(action, NO_ACCOUNT, "the request names no account (user_id is empty): match the requester to "
+                                            "an account and set user_id, or answer that no data is held")
+    if not account_exists and action != ERASE:
+        return Decision(action, NO_ACCOUNT, f"account {request.user_id} does not exist (erased, or never existed): "
+                                            "check the request's user_id, or answer that no data is held")
+    return Decision(action)

@@ -1,0 +1,103 @@
+"""The operational side of fulfilment, through the data map only: read the open requests, claim one, mark it
+completed, and write a restriction or an opt-out of sale on the account.
+
+Reads go through :func:`include.reading.select_list` (a date Python cannot hold spoils its request, never the
+read). Writes happen inside the caller's transaction, after :func:`claim` locked the request row
+``FOR UPDATE SKIP LOCKED``: the lock is the claim, so two runs at once never act on one request twice, and
+it ends with the transaction that does the work.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable, Sequence
+
+from psycopg import sql
+
+from include import reading
+from include.datamap import DataMap
+from include.fulfilment.rules import OPEN_STATUSES, Request
+
+COLUMNS = ("id", "user_id", "regime", "request_type", "status", "identity_requested_at", "identity_verified_at")
+
+
+def _request(row) -> Request:
+    rid, uid, regime, rtype, status, requested, verified, problems = row
+    return Request(rid, uid, regime, rtype, status, requested, verified, tuple(problems or ()))
+
+
+def _select(dm: DataMap, where: sql.Composable, *, lock: bool = False) -> sql.Composable:
+    src = dm.record("privacy_requests")
+    return sql.SQL("select {cols} from {t} where {where} order by {id}{lock}").format(
+        cols=reading.select_list(src, COLUMNS), t=src.ident, where=where, id=src.col("id"),
+        lock=sql.SQL(" for update skip locked") if lock else sql.SQL(""))
+
+
+def open_requests(ops, dm: DataMap, request_ids: Sequence[int] = ()) -> list[Request]:
+    """Requests a run picks up (``in_progress``, and ``verifying`` to say they wait), by id; only ``request_ids``
+    when given."""
+    src = dm.record("privacy_requests")
+    where = sql.SQL("{status} = any(%(statuses)s::text[])").format(status=src.col("status"))
+    if request_ids:
+        where = sql.SQL("{} and {} = any(%(ids)s::bigint[])").format(where, src.col("id"))
+    return [_request(r) for r in ops.execute(_select(dm, where), {"statuses": list(OPEN_STATUSES),
+                                                                    "ids": list(request_ids)})]
+
+
+def statuses(ops, dm: DataMap, request_ids: Sequence[int]) -> dict[int, str | None]:
+    """The status of each of these requests that exists (a targeted run says what it could not pick up)."""
+    src = dm.record("privacy_requests")
+    query = sql.SQL("select {id}, {status} from {t} where {id} = any(%s::bigint[])").format(
+        id=src.col("id"), status=src.col("status"), t=src.ident)
+    return dict(ops.execute(query, (list(request_ids),)).fetchall())
+
+
+def existing_accounts(ops, dm: DataMap, user_ids: Iterable[int]) -> set[int]:
+    accounts = dm.record("accounts")
+    query = sql.SQL("select {id} from {t} where {id} = any(%s::bigint[])").format(id=accounts.col("id"),
+                                                                                   t=accounts.ident)
+    return {r[0] for r in ops.execute(query, (sorted(set(user_ids)),))}
+
+
+def claim(ops, dm: DataMap, request_ids: Sequence[int]) -> list[Request]:
+    """Inside the caller's transaction: lock these requests' rows where no one else holds them, and return them
+    as they are now (a request another run holds is simply not returned)."""
+    src = dm.record("privacy_requests")
+    where = sql.SQL("{} = any(%(ids)s::bigint[])").format(src.col("id"))
+    return [_request(r) for r in ops.execute(_select(dm, where, lock=True), {"ids": list(request_ids)})]
+
+
+def complete(ops, dm: DataMap, request_ids: Sequence[int], at: datetime) -> int:
+    """Mark the requests ``completed`` at ``at`` (those not completed already); returns how many changed."""
+    src = dm.record("privacy_requests")
+    query = sql.SQL("update {t} set {status} = 'completed', {completed} = %(at)s "
+                    "where {id} = any(%(ids)s::bigint[]) and {status} is distinct from 'completed'").format(
+        t=src.ident, status=src.col("status"), completed=src.col("completed_at"), id=src.col("id"))
+    return ops.execute(query, {"ids": list(request_ids), "at": at}).rowcount
+
+
+def restrict(ops, dm: DataMap, user_id: int) -> bool:
+    """Set ``processing_restricted`` on the account; False when it was set already (GDPR Art. 18)."""
+    accounts = dm.record("accounts")
+    query = sql.SQL("update {t} set {flag} = true where {id} = %s and {flag} is not true").format(
+        t=accounts.ident, flag=accounts.col("processing_restricted"), id=accounts.col("id"))
+    return ops.execute(query, (user_id,)).rowcount == 1
+
+
+def opt_out_of_sale(ops, dm: DataMap, user_id: int, at: datetime) -> bool:
+    """Set ``do_not_sell`` and, where it is empty, ``do_not_sell_at``; False when the account had opted out
+    already (its original date is kept: it is when the consumer first said so; CCPA §1798.120, §1798.135)."""
+    accounts = dm.record("accounts")
+    query = sql.SQL("update {t} set {flag} = true, {at} = coalesce({at}, %(at)s) "
+                    "where {id} = %(id)s and ({flag} is not true or {at} is null)").format(
+        t=accounts.ident, flag=accounts.col("do_not_sell"), at=accounts.col("do_not_sell_at"), id=accounts.col("id"))
+    return ops.execute(query, {"id": user_id, "at": at}).rowcount == 1
+
+
+def transaction_id(ops) -> int:
+    """The id of the caller's open transaction (so the record written before it commits can be settled)."""
+    return ops.execute("select txid_current()").fetchone()[0]
+
+
+def transaction_status(ops, xid: int) -> str | None:
+    """'committed', 'aborted', 'in progress', or None when the id is too old for PostgreSQL to say."""
+    return ops.execute("select txid_status(%s)", (xid,)).fetchone()[0]

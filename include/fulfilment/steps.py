@@ -1,0 +1,607 @@
+"""The steps of ``dsr_fulfilment`` as plain functions (no Airflow in here): plan, fulfil, erase, verify, finish.
+Each takes open connections and the run's resolved parameters, records what it did in the compliance store
+and the audit log, and returns a small summary for XCom.
+
+SPEC §4.5. Logs and records carry request ids, counts, object names, checksums and keyed subject hashes,
+never a subject's email, name, phone, birth date or IP address, nor anything from an export package.
+
+**One request, one claim, one transaction.** Every action on a request happens inside one transaction of
+the operational database that first locks the request's row (``FOR UPDATE SKIP LOCKED``): a second run
+at the same moment skips it, and the lock ends with the transaction that does the work and marks the
+request completed. Its record is written to the compliance store as *pending* (with that transaction's id)
+before the commit and finalized after it (:mod:`include.fulfilment.ledger`); whatever dies in between is
+settled by the next attempt. Erasures go through the erasure engine (:mod:`include.erasure`), unchanged,
+inside that same transaction: one transaction per subject, every erasure request of the subject claimed
+together, account row last, residual zero before commit.
+
+**One plan per run.** A run's requests and what it will do with each are fixed when it first plans
+(``compliance.dsr_fulfilment_plans``); a retry carries out that plan, re-checking each request under its
+claim. A dry run writes its plan and nothing else.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Mapping, Sequence
+
+from include import erasure
+from include.audit import RunContext
+from include.children.purge import responder, reviewer
+from include.config import Settings
+from include.datamap import DataMap
+from include.errors import NeedsOperator, Transient
+from include.fulfilment import ledger, package, rules, source
+from include.fulfilment.ledger import PlanRow, Record
+from include.fulfilment.params import FulfilmentParams
+from include.objectstore import ObjectStore
+from include.subjects import user_hash
+from include.vendors.right_to_know import last_twelve_months, shared_with
+
+log = logging.getLogger(__name__)
+
+REVIEW_TASK = "approve_erasure"
+IN_ADVANCE_TASK = "erasure_approved_in_advance"
+LOCK_TIMEOUT_MS = 10_000
+
+# What one action on one request came to (besides the outcomes recorded in the store).
+CLAIMED = erasure.CLAIMED_ELSEWHERE  # another run holds the request (or the subject's account): left to it
+LOCKED = "locked"                    # rows stayed locked past the lock timeout: the task's retry acts on it
+CHANGED = "changed"                  # the request is no longer what the plan saw: left to the next run
+ALREADY = "already_fulfilled"        # another run fulfilled it meanwhile
+
+
+class ForgottenTable(NeedsOperator):
+    """The data map misses a table that holds rows of a subject to erase."""
+
+
+class PlanChanged(NeedsOperator):
+    """The run was told to carry out one erasure plan (``approve_plan``) and its plan is another."""
+
+
+class NotApproved(NeedsOperator):
+    """The erasure step was reached without the approval its plan needs."""
+
+
+class NotPlanned(NeedsOperator):
+    """A step ran before the run's plan was recorded."""
+
+
+class RequestsBusy(Transient):
+    """Some requests' rows stayed locked by other transactions; the retry acts on them."""
+
+
+class ErasureNotClean(NeedsOperator):
+    """After an erasure committed, rows are still tied to the erased subject."""
+
+
+def _short(digest: str | None) -> str:
+    return f"{digest[:12]}…" if digest else "-"
+
+
+def _fmt(tally: Mapping[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(tally.items())) or "none"
+
+
+# -- plan --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Gate:
+    state: str                   # dry_run, planned, awaiting_approval, plan_changed
+    approval: str | None         # not_needed, plan_hash, review (None: nothing to erase)
+    approval_state: str | None
+
+
+def gate(plan_hash: str, erasable: int, to_erase: int, params: FulfilmentParams, threshold: int) -> Gate:
+    """The erasure guards of SPEC §4.2 and §4.5, in order: a dry run changes nothing; a run told to carry out
+    one plan (``approve_plan``) carries out that plan or erases nothing; a plan erasing more subjects than the
+    threshold waits for a person (Airflow's human-in-the-loop approval) unless approved by its hash."""
+    review = "review" if erasable > threshold else "not_needed"
+    if params.dry_run:
+        return Gate("dry_run", review if to_erase else None, None)
+    if params.approve_plan and params.approve_plan != plan_hash:
+        return Gate("plan_changed", "plan_hash", "plan_changed")
+    if to_erase == 0:
+        return Gate("planned", None, None)
+    if params.approve_plan:
+        return Gate("planned", "plan_hash", "approved")
+    if review == "not_needed":
+        return Gate("planned", "not_needed", "not_needed")
+    return Gate("awaiting_approval", "review", "waiting")
+
+
+def held_reason(holds: Sequence[int]) -> str:
+    return (f"active legal hold(s) {', '.join(map(str, holds))}: nothing is erased while a hold is active (GDPR "
+            "Art. 17(3)(e), legal claims); tell the requester why, and the next run erases once it is released")
+
+
+def plan_run(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: FulfilmentParams,
+             key: bytes) -> dict:
+    """Pick up the open requests (only ``request_ids`` when given) that are not fulfilled yet, decide what to do
+    with each (:func:`include.fulfilment.rules.decide`), plan the erasures from the data map (rows, holds,
+    vendors, the plan's hash) and decide their gate; record the plan once per run."""
+    run = ledger.start_run(store, run_id=ctx.run_id, as_of=params.as_of, run_type=params.run_type,
+                           dry_run=params.dry_run, request_ids=params.request_ids, threshold=settings.purge_threshold,
+                           started_at=ctx.now())
+    if run.planned_at is None:
+        if not params.dry_run:
+            settle(ops, store, dm, ctx)
+        rows, plan, counts = _plan(ops, store, dm, ctx, params, key)
+        to_erase = sum(1 for r in rows if r.action == rules.ERASE and r.outcome is None)
+        g = gate(plan.hash, len(plan.erasable), to_erase, params, settings.purge_threshold)
+        counts.update(erasable_subjects=len(plan.erasable), erase_requests=to_erase)
+        if ledger.record_plan(store, ctx.run_id, rows, state=g.state, plan_hash=plan.hash,
+                              erase_subjects=len(plan.erasable), approval=g.approval, approval_state=g.approval_state,
+                              at=ctx.now(), counts=counts):
+            ctx.audit(store, "dsr_fulfilment.planned", {
+                "plan_hash": plan.hash, "state": g.state, "approval": g.approval, "threshold": settings.purge_threshold,
+                "dry_run": params.dry_run, "request_ids": list(params.request_ids), **counts})
+    else:
+        log.info("this run already planned in an earlier attempt: carrying out that plan")
+    result = plan_summary(store, ctx.run_id)
+    _log_plan(result)
+    return result
+
+
+def _plan(ops, store, dm: DataMap, ctx: RunContext, params: FulfilmentParams,
+          key: bytes) -> tuple[list[PlanRow], erasure.Plan, dict]:
+    found = source.open_requests(ops, dm, params.request_ids)
+    done = ledger.fulfilled(store, [r.request_id for r in found])
+    requests = [r for r in found if r.request_id not in done]
+    accounts = source.existing_accounts(ops, dm, [r.user_id for r in requests if r.user_id is not None])
+    decisions = {r.request_id: rules.decide(r, r.user_id in accounts) for r in requests}
+    erase_ids = {r.user_id for r in requests if decisions[r.request_id].acts
+                 and decisions[r.request_id].action == rules.ERASE}
+    unmapped = erasure.discover_unmapped(ops, dm)
+    plan = erasure.plan(ops, dm, erase_ids, key, at=ctx.now(), unmapped=unmapped)
+    forgotten = sorted({t.table for s in plan.erasable for t in s.unmapped})
+    if forgotten:
+        holders = sum(1 for s in plan.erasable if s.unmapped)
+        raise ForgottenTable(f"{', '.join(forgotten)} hold(s) rows of {holders} subject(s) to erase but the data map "
+                             "does not list it: add it to include/datamap.yaml with its erase rule (nothing was done)")
+    subjects = {s.user_id: s for s in plan.subjects}
+    rows = []
+    for r in requests:
+        d = decisions[r.request_id]
+        subject_hash = user_hash(key, r.user_id) if r.user_id is not None else None
+        base = dict(request_id=r.request_id, regime=r.regime, request_type=r.request_type, action=d.action,
+                    subject_hash=subject_hash)
+        if d.acts and d.action == rules.ERASE:
+            s = subjects[r.user_id]
+            evidence = dict(planned_tables=s.tables_evidence(), vendors=[v.as_dict() for v in s.vendors])
+            if s.held:
+                rows.append(PlanRow(**base, outcome=rules.HELD, reason=held_reason(s.holds), holds=s.holds,
+                                    **evidence))
+            else:
+                rows.append(PlanRow(**base, outcome=None, reason=None, **evidence))
+        else:
+            rows.append(PlanRow(**base, outcome=d.outcome, reason=d.reason))
+    counts = {"picked_up": len(found), "already_fulfilled": len(done)}
+    if params.request_ids:
+        picked = {r.request_id for r in found}
+        missing = [i for i in params.request_ids if i not in picked]
+        status = source.statuses(ops, dm, missing)
+        counts["not_found"] = [i for i in missing if i not in status]
+        counts["not_open"] = {str(i): status[i] for i in missing if i in status}
+    return rows, plan, counts
+
+
+def plan_summary(store, run_id: str) -> dict:
+    """The run's plan as recorded: counts, the erasure plan's hash, rows per table, vendors, gate, and the text a
+    reviewer reads."""
+    plan_hash, subjects, approval, state, dry_run, threshold, counts = store.execute(
+        """select plan_hash, erase_subjects, approval, state, dry_run, threshold, counts -> 'planned'
+           from compliance.dsr_fulfilment_runs where run_id = %s""", (run_id,)).fetchone()
+    tables = dict(store.execute(
+        """select t.key, sum((t.value ->> 'rows')::bigint)::bigint from compliance.dsr_fulfilment_plans p,
+                  jsonb_each(p.planned_tables) t
+           where p.run_id = %s and p.action = 'erase' and p.outcome is null group by t.key""", (run_id,)).fetchall())
+    vendors = [{"vendor_id": v, "name": n, "requests": k} for v, n, k in store.execute(
+        """select (v ->> 'vendor_id')::bigint, max(v ->> 'name'), count(*) from compliance.dsr_fulfilment_plans p,
+                  jsonb_array_elements(p.vendors) v
+           where p.run_id = %s and p.action = 'erase' and p.outcome is null group by 1 order by 1""", (run_id,))]
+    planned = ledger.plan_counts(store, run_id)
+    result = {"run_id": run_id, "plan_hash": plan_hash, "subjects": subjects or 0, "approval": approval,
+              "state": state, "dry_run": dry_run, "threshold": threshold, "planned": planned,
+              "to_erase": planned.get("to_erase", 0), "counts": counts or {},
+              "rows": int(sum(tables.values())), "tables": {k: int(v) for k, v in sorted(tables.items())},
+              "vendors": vendors}
+    result["approval_subject"] = (f"Erase {result['subjects']} requesters' accounts and their data? "
+                                  f"(plan {_short(plan_hash)})")
+    result["approval_body"] = approval_body(result)
+    return result
+
+
+def approval_body(plan: Mapping) -> str:
+    """What the reviewer reads (Markdown): sizes, rows per table, vendors, the hash. No personal data."""
+    lines = [f"**{plan['subjects']} requesters' accounts** would be erased, for {plan['to_erase']} erasure or "
+             f"delete request(s), from every table of the data map ({plan['rows']} rows): more than the approval "
+             f"threshold of {plan['threshold']}.", "", f"Plan hash: `{plan['plan_hash']}`", "",
+             "| table | rows |", "| --- | ---: |"]
+    lines += [f"| {table} | {n} |" for table, n in plan["tables"].items()]
+    held = plan["planned"].get("held", 0)
+    lines += ["", f"Not touched: {held} request(s) whose subject is under an active legal hold."]
+    if plan["vendors"]:
+        lines += ["", "Vendors to send a deletion notice: " + ", ".join(
+            f"#{v['vendor_id']} {v['name'] or '(unknown vendor)'} ({v['requests']})" for v in plan["vendors"]) + "."]
+    lines += ["", "**Approve** erases exactly this plan, subject by subject. **Reject** — or no answer before the "
+                  "timeout — erases nothing (the requests are recorded `approval_required`)."]
+    return "\n".join(lines)
+
+
+def _log_plan(plan: Mapping) -> None:
+    log.info("requests picked up: %s; plan: %s", _fmt({k: v for k, v in plan["counts"].items()
+                                                        if isinstance(v, int)}), _fmt(plan["planned"]))
+    if plan["counts"].get("not_found") or plan["counts"].get("not_open"):
+        log.info("targeted request id(s) not found: %s; not open (status): %s", plan["counts"].get("not_found"),
+                 plan["counts"].get("not_open"))
+    if plan["to_erase"]:
+        log.info("erasure plan %s: %d subject(s), %d row(s) (%s); gate: %s (approval %s, threshold %d)",
+                 plan["plan_hash"], plan["subjects"], plan["rows"],
+                 ", ".join(f"{t}={n}" for t, n in plan["tables"].items() if n) or "no rows", plan["state"],
+                 plan["approval"] or "-", plan["threshold"])
+    if plan["state"] == "dry_run":
+        log.info("dry run: nothing was changed or exported; the plan is in compliance.dsr_fulfilment_plans.%s",
+                 f" To carry out exactly this erasure plan, trigger a live run with dry_run=false and "
+                 f"approve_plan={plan['plan_hash']}" if plan["to_erase"] else "")
+
+
+def gate_branch(plan: Mapping) -> str | None:
+    """The task the run goes to after fulfilling the other requests: a reviewer, the erasures, or nowhere."""
+    if plan["state"] == "awaiting_approval":
+        return REVIEW_TASK
+    if plan["state"] == "planned" and plan["to_erase"]:
+        return IN_ADVANCE_TASK
+    return None
+
+
+# -- settling what a dead worker left ----------------------------------------------------------------------
+
+def settle(ops, store, dm: DataMap, ctx: RunContext) -> int:
+    """Turn every pending record (of any run) whose operational transaction has ended into its final record
+    (committed) or drop it (rolled back: the request is acted on again). Returns how many were settled."""
+    settled = 0
+    for request_id, _run_id, xid, _record in ledger.pending(store):
+        status = source.transaction_status(ops, xid)
+        if status == "in progress":
+            continue  # a worker that is still alive holds it
+        if status == "committed":
+            ledger.finalize(store, ctx, request_id, xid, settled=True)
+        elif status == "aborted":
+            ledger.drop_pending(store, request_id, xid)
+        elif source.statuses(ops, dm, [request_id]).get(request_id) == "completed":
+            ledger.finalize(store, ctx, request_id, xid, settled=True)  # too old to ask: the request says it is done
+        else:
+            ledger.drop_pending(store, request_id, xid)
+        settled += 1
+    if settled:
+        log.info("settled %d record(s) left pending by an interrupted attempt", settled)
+    return settled
+
+
+# -- fulfil: everything but erasures -----------------------------------------------------------------------
+
+def fulfil_requests(ops, store, objects: ObjectStore | None, dm: DataMap, settings: Settings, ctx: RunContext,
+                    params: FulfilmentParams, key: bytes, *, workdir: str | None = None,
+                    progress_every: float = 10.0) -> dict:
+    """Record every decided outcome of the plan (held, manual, skipped, invalid, no_account), then export,
+    restrict and opt out each planned request in its own claimed transaction."""
+    run = _planned_run(store, ctx)
+    if run.dry_run:
+        log.info("dry run: nothing recorded, changed or exported")
+        return {"skipped": "dry run"}
+    settle(ops, store, dm, ctx)
+    tally: dict[str, int] = {}
+    for row in ledger.plan_rows(store, ctx.run_id, acting=False):
+        record = Record(row.request_id, row.regime, row.request_type, row.action, row.outcome, row.reason,
+                        row.subject_hash, holds=row.holds)
+        if ledger.record_decided(store, ctx, record):
+            tally[row.outcome] = tally.get(row.outcome, 0) + 1
+    recorded = dict(tally)
+    rows = ledger.plan_rows(store, ctx.run_id, acting=True, actions=(rules.EXPORT, rules.RESTRICT, rules.OPT_OUT))
+    done = ledger.fulfilled(store, [r.request_id for r in rows])
+    rows = [r for r in rows if r.request_id not in done]
+    log.info("recorded %d decided outcome(s) that changed (%s); acting on %d request(s) (%d fulfilled already)",
+             sum(recorded.values()), _fmt(recorded), len(rows), len(done))
+    started = last = time.monotonic()
+    for n, row in enumerate(rows, 1):
+        outcome = act_on_request(ops, store, objects, dm, settings, ctx, params, key, row, workdir=workdir)
+        tally[outcome] = tally.get(outcome, 0) + 1
+        if time.monotonic() - last >= progress_every:
+            last = time.monotonic()
+            log.info("progress: %d/%d request(s) (%s), %.1f/s", n, len(rows), _fmt(tally), n / (last - started))
+    result = {"outcomes": dict(sorted(tally.items())), "acted_on": len(rows)}
+    log.info("fulfilled in %.1f s: %s", time.monotonic() - started, _fmt(tally))
+    if tally.get(LOCKED):
+        raise RequestsBusy(f"{tally[LOCKED]} request(s) or their accounts stayed locked by other transactions for over "
+                           f"{LOCK_TIMEOUT_MS // 1000} s and were not acted on; the task's retry acts on them")
+    return result
+
+
+def _planned_run(store, ctx: RunContext) -> ledger.RunRecord:
+    run = ledger.load_run(store, ctx.run_id)
+    if run is None or run.planned_at is None:
+        raise NotPlanned("this step found no plan for the run: the planning step must run first")
+    return run
+
+
+class _Abandon(Exception):
+    """Roll the request's transaction back and report ``outcome``."""
+
+    def __init__(self, outcome: str):
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+def _still_planned(req: rules.Request, row: PlanRow, key: bytes, account_exists: bool) -> bool:
+    """Under its claim, the request still asks for what the plan saw, for the same subject."""
+    again = rules.decide(req, account_exists)
+    return (req.status == "in_progress" and again.acts and again.action == row.action and req.user_id is not None
+            and user_hash(key, req.user_id) == row.subject_hash)
+
+
+def act_on_request(ops, store, objects: ObjectStore, dm: DataMap, settings: Settings, ctx: RunContext,
+                   params: FulfilmentParams, key: bytes, row: PlanRow, *, workdir: str | None = None) -> str:
+    """Export, restrict or opt out one request, in one claimed transaction (see the module doc)."""
+    import psycopg
+
+    now = ctx.now()
+    try:
+        with ops.transaction():
+            if row.action == rules.EXPORT:  # one snapshot for the whole package
+                ops.execute("set transaction isolation level repeatable read")
+            ops.execute(f"set local lock_timeout = {LOCK_TIMEOUT_MS}")
+            claimed = source.claim(ops, dm, [row.request_id])
+            if not claimed:
+                raise _Abandon(CLAIMED if source.statuses(ops, dm, [row.request_id]) else CHANGED)
+            req = claimed[0]
+            exists = req.user_id is not None and bool(source.existing_accounts(ops, dm, [req.user_id]))
+            if not _still_planned(req, row, key, exists):
+                raise _Abandon(CHANGED)
+            if row.action == rules.EXPORT:
+                record = _export(ops, objects, dm, settings, params, req, row, workdir)
+            elif row.action == rules.RESTRICT:
+                changed = source.restrict(ops, dm, req.user_id)
+                record = _record(row, rules.RESTRICTED, None if changed else "processing was already restricted")
+            else:
+                changed = source.opt_out_of_sale(ops, dm, req.user_id, now)
+                record = _record(row, rules.OPTED_OUT, None if changed else "the account had opted out of sale "
+                                                                            "already (its date is kept)")
+            record = _completed(ops, dm, settings, record, [row.request_id], now)
+            xid = source.transaction_id(ops)
+            if not ledger.write_pending(store, row.request_id, ctx.run_id, xid, record, now):
+                raise _Abandon(ALREADY)
+    except _Abandon as stop:
+        if stop.outcome != ALREADY:
+            log.info("request %d: %s; left %s", row.request_id, stop.outcome,
+                     "to the run holding it" if stop.outcome == CLAIMED else "to the next run")
+        return stop.outcome
+    except psycopg.errors.LockNotAvailable:
+        return LOCKED
+    final = ledger.finalize(store, ctx, row.request_id, xid)
+    if final is not None and final.package_sha256:
+        log.info("request %d: exported %s (%d rows, %d bytes, SHA-256 %s)", row.request_id, final.package_object,
+                 sum(n for t in (final.package_rows or {}).values() for n in t.values()), final.package_bytes,
+                 final.package_sha256)
+    return record.outcome
+
+
+def _record(row: PlanRow, outcome: str, reason: str | None = None, **fields) -> Record:
+    return Record(row.request_id, row.regime, row.request_type, row.action, outcome, reason, row.subject_hash,
+                  **fields)
+
+
+def _completed(ops, dm: DataMap, settings: Settings, record: Record, request_ids: Sequence[int], now) -> Record:
+    """Mark the fulfilled requests completed in the operational database (setting ``complete_requests``)."""
+    if not settings.complete_requests:
+        return record
+    source.complete(ops, dm, request_ids, now)
+    return replace(record, request_completed=True)
+
+
+def _export(ops, objects: ObjectStore, dm: DataMap, settings: Settings, params: FulfilmentParams,
+            req: rules.Request, row: PlanRow, workdir: str | None) -> Record:
+    """Build the package in a private temporary folder, upload it (the data before its record), describe it."""
+    who = package.subject(ops, dm, req.user_id)
+    if who is None:
+        raise _Abandon(CHANGED)
+    shared = shared_with(ops, dm, req.user_id, last_twelve_months(params.as_of, settings.tz))
+    about = package.About(req.request_id, req.request_type, req.regime, params.as_of)
+    name = package.object_name(req.request_id)
+    with tempfile.TemporaryDirectory(prefix="dsr-export-", dir=workdir) as tmp:
+        built = package.build(ops, dm, about, who, shared, os.path.join(tmp, "package.zip"))
+        uri = objects.put_file(name, built.path, package.CONTENT_TYPE)
+    reason = ("rows tied to the account by an address another account also has were left out"
+              if who.shared_address else None)
+    return _record(row, rules.EXPORTED, reason, package_object=name, package_uri=uri, package_sha256=built.sha256,
+                   package_bytes=built.bytes, package_rows=built.rows)
+
+
+# -- erase -------------------------------------------------------------------------------------------------
+
+def erase_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: FulfilmentParams,
+                   key: bytes, approval: Mapping | None = None) -> dict:
+    """Erase the subject of each planned erasure or delete request through the erasure engine: one transaction
+    per subject (all its planned requests claimed together, and completed with the erasure)."""
+    run = _planned_run(store, ctx)
+    if run.dry_run or run.state in ("dry_run", "plan_changed"):
+        log.info("nothing to erase in this run (%s)", run.state)
+        return {"skipped": run.state}
+    _check_approval(store, ctx, run, approval)
+    settle(ops, store, dm, ctx)
+    rows = ledger.plan_rows(store, ctx.run_id, acting=True, actions=(rules.ERASE,))
+    done = ledger.fulfilled(store, [r.request_id for r in rows])
+    groups: dict[str, list[PlanRow]] = {}
+    for r in rows:
+        if r.request_id not in done:
+            groups.setdefault(r.subject_hash, []).append(r)
+    unmapped = erasure.discover_unmapped(ops, dm)
+    log.info("erasing %d subject(s) for %d request(s) (%d fulfilled already)", len(groups),
+             sum(map(len, groups.values())), len(done))
+    tally: dict[str, int] = {}
+    later = []
+    for subject_rows in groups.values():
+        outcome = erase_subject_requests(ops, store, dm, settings, ctx, key, subject_rows, unmapped)
+        if outcome == CLAIMED:
+            later.append(subject_rows)
+        else:
+            tally[outcome] = tally.get(outcome, 0) + 1
+    for subject_rows in later:  # an eraser held the account a moment ago: look again once
+        outcome = erase_subject_requests(ops, store, dm, settings, ctx, key, subject_rows, unmapped)
+        tally[outcome] = tally.get(outcome, 0) + 1
+    result = {"plan_hash": run.plan_hash, "subjects": len(groups), "outcomes": dict(sorted(tally.items()))}
+    ctx.audit(store, "dsr_fulfilment.erasures", result)
+    log.info("erasures of plan %s: %s", run.plan_hash, _fmt(tally))
+    if tally.get(LOCKED):
+        raise RequestsBusy(f"{tally[LOCKED]} subject(s) stayed locked by other transactions and were not erased; the "
+                           "task's retry erases them")
+    return result
+
+
+def _check_approval(store, ctx: RunContext, run: ledger.RunRecord, approval: Mapping | None) -> None:
+    if run.approval in ("not_needed", "plan_hash") and run.approval_state in ("not_needed", "approved"):
+        if run.approval == "plan_hash" and run.state == "planned":
+            ledger.record_approval(store, ctx.run_id, approval_state="approved", approved_by="approve_plan parameter",
+                                   at=ctx.now())
+        return
+    if run.approval == "review":
+        who = reviewer(approval)
+        if who is None and run.approval_state != "approved":
+            raise NotApproved(f"erasure plan {_short(run.plan_hash)} erases {run.erase_subjects} subject(s), more than "
+                              f"the threshold of {run.threshold}, and no person approved it: nothing was erased")
+        if run.approval_state != "approved":
+            ledger.record_approval(store, ctx.run_id, approval_state="approved", approved_by=who, at=ctx.now(),
+                                   state="planned")
+            ctx.audit(store, "dsr_fulfilment.approved", {"plan_hash": run.plan_hash, "approved_by": who,
+                                                         "subjects": run.erase_subjects})
+        return
+    raise NotApproved(f"erasure plan {_short(run.plan_hash)} is not approved ({run.approval}, {run.approval_state}): "
+                      "nothing was erased")
+
+
+def erase_subject_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, key: bytes,
+                           rows: Sequence[PlanRow], unmapped) -> str:
+    """Claim the subject's planned requests, erase the subject with the engine, complete and record the requests,
+    in one transaction of the operational database."""
+    now = ctx.now()
+    ids = [r.request_id for r in rows]
+    by_id = {r.request_id: r for r in rows}
+    try:
+        with ops.transaction():
+            claimed = source.claim(ops, dm, ids)
+            exists = source.existing_accounts(ops, dm, [r.user_id for r in claimed if r.user_id is not None])
+            valid = [req for req in claimed if _still_planned(req, by_id[req.request_id], key, req.user_id in exists)]
+            if not valid:
+                raise _Abandon(CLAIMED if len(claimed) < len(ids) else CHANGED)
+            user_id = valid[0].user_id
+            result = erasure.erase_subject(ops, dm, user_id, key, at=now, unmapped=unmapped, wait=False)
+            if result.outcome == erasure.CLAIMED_ELSEWHERE:
+                raise _Abandon(erasure.CLAIMED_ELSEWHERE)
+            if result.outcome == erasure.HELD:
+                raise _Abandon(rules.HELD)
+            if result.outcome not in (erasure.PURGED, erasure.ALREADY_ERASED):
+                raise _Abandon(CHANGED)
+            records = _erased_records(result, [by_id[r.request_id] for r in valid])
+            records = [_completed(ops, dm, settings, rec, [rec.request_id], now) for rec in records]
+            xid = source.transaction_id(ops)
+            for rec in records:
+                if not ledger.write_pending(store, rec.request_id, ctx.run_id, xid, rec, now):
+                    raise _Abandon(ALREADY)
+    except _Abandon as stop:
+        if stop.outcome == rules.HELD:
+            held = result.holds
+            for req in valid:
+                ledger.record_decided(store, ctx, _record(by_id[req.request_id], rules.HELD, held_reason(held),
+                                                          holds=held))
+        elif stop.outcome != ALREADY:
+            log.info("request(s) %s: %s; left %s", ids, stop.outcome,
+                     "to the run holding it" if stop.outcome == CLAIMED else "to the next run")
+        return stop.outcome
+    except erasure.SubjectBusy:
+        return LOCKED
+    for rec in records:
+        ledger.finalize(store, ctx, rec.request_id, xid)
+    log.info("request(s) %s: subject %s erased (%d rows in %d table(s)); vendors to notify: %s", ids,
+             _short(result.subject_hash), result.rows_erased, sum(1 for t in result.tables if t.rows),
+             [v.vendor_id for v in result.vendors] or "none")
+    return rules.ERASED
+
+
+def _erased_records(result: erasure.ErasureResult, rows: Sequence[PlanRow]) -> list[Record]:
+    """The records of one subject's erasure: the first request carries the tables, rows and vendors; the others
+    say they were erased with it."""
+    first, *others = sorted(rows, key=lambda r: r.request_id)
+    reason = None if result.outcome == erasure.PURGED else ("nothing of the subject was left to erase (already "
+                                                             "erased, by an earlier request or the child-data purge)")
+    if result.shared_address:
+        kept = ", ".join(f"{k.table}={k.rows}" for k in result.kept)
+        reason = (f"{reason + '; ' if reason else ''}rows tied to the account by an address another account also "
+                  f"has were kept ({kept or 'none'})")
+    records = [_record(first, rules.ERASED, reason, user_id=result.user_id, erased_tables=result.tables_evidence(),
+                       rows_erased=result.rows_erased, vendors=[v.as_dict() for v in result.vendors])]
+    records += [_record(r, rules.ERASED, f"erased together with request {first.request_id} (the same subject)",
+                        erased_tables={}, rows_erased=0) for r in others]
+    return records
+
+
+# -- verify ------------------------------------------------------------------------------------------------
+
+def verify_erasures(ops, store, dm: DataMap, ctx: RunContext) -> dict:
+    """After commit, count again what is left of this run's erased subjects in every table (by key); then forget
+    their account ids: from here on the store knows them by keyed hash only."""
+    rows = ledger.unverified(store)
+    left = erasure.residual_by_keys(ops, dm, [uid for _, uid in rows]) if rows else {}
+    if left:
+        where = ", ".join(f"{n} row(s) in {t}" for t, n in sorted(left.items()))
+        ctx.audit(store, "dsr_fulfilment.verify_failed", {"requests": len(rows), "left": left})
+        raise ErasureNotClean(f"after the erasures committed, {where} are still tied to subjects this run erased "
+                              "(written after their erasure, or missed by the data map): their account ids stay in "
+                              "compliance.dsr_fulfilments until this is fixed and the task is cleared")
+    verified = ledger.mark_verified(store, [rid for rid, _ in rows], ctx.now())
+    if rows:
+        ctx.audit(store, "dsr_fulfilment.verified", {"requests": verified, "tables": len(erasure.targets(dm))})
+    log.info("verified %d erasure(s): nothing left of their subjects in any of the %d mapped table(s)", verified,
+             len(erasure.targets(dm)))
+    return {"verified": verified}
+
+
+# -- finish ------------------------------------------------------------------------------------------------
+
+def finish_run(store, settings: Settings, ctx: RunContext, approval: Mapping | None = None) -> dict:
+    """Close the run: erasures nobody approved (a rejection, a timeout, a plan that changed since its approval)
+    are recorded ``approval_required``; the run's counts are recorded; plans older than the what-if retention
+    are forgotten. A run told to carry out a plan that changed fails here, after everything else was done."""
+    run = _planned_run(store, ctx)
+    state = run.state
+    reason = None
+    if run.approval == "review" and run.approval_state == "waiting":
+        who = responder(approval)
+        reason = (f"the erasure plan was rejected by {who}" if who else
+                  "no one approved the erasure plan before the approval timed out")
+        ledger.record_approval(store, ctx.run_id, approval_state="rejected" if who else "timed_out",
+                               approved_by=None, at=None)
+        state = "rejected"
+    elif run.state == "plan_changed":
+        reason = (f"the erasure plan changed since it was approved (now {_short(run.plan_hash)}): run a dry run "
+                  "again and approve the plan it prints")
+    elif not run.dry_run:
+        state = "done"
+    if reason:
+        pending = ledger.plan_rows(store, ctx.run_id, acting=True, actions=(rules.ERASE,))
+        for row in pending:
+            ledger.record_decided(store, ctx, _record(row, rules.APPROVAL_REQUIRED, f"{reason}; nothing was erased"))
+        log.warning("%s: %d erasure request(s) left untouched", reason, len(pending))
+    outcomes = ledger.outcome_counts(store, ctx.run_id)
+    pruned = ledger.prune_plans(store, older_than=ctx.now() - timedelta(days=settings.whatif_retention_days))
+    ledger.finish_run(store, ctx.run_id, state=state, at=ctx.now(), counts={"outcomes": outcomes})
+    ctx.audit(store, "dsr_fulfilment.finished", {"state": state, "plan_hash": run.plan_hash, "outcomes": outcomes,
+                                                 "dry_run": run.dry_run, "plans_pruned": pruned})
+    log.info("run finished: %s; requests by the outcome recorded in this run: %s", state, _fmt(outcomes))
+    if run.state == "plan_changed":
+        raise PlanChanged(f"the erasure plan changed since it was approved (the plan is now {_short(run.plan_hash)}): "
+                          "nothing was erased, the other requests were fulfilled; run a dry run again and approve the "
+                          "plan it prints")
+    return {"state": state, "outcomes": outcomes}

@@ -1,0 +1,392 @@
+"""The fulfilment's steps as plain functions on a real PostgreSQL (seeded demo data, no Airflow): a dry run
+changes nothing, a live run gives every request its outcome and completes the fulfilled ones, a second run
+does nothing more, targeted runs, the erasure guards, interruptions settled, two runs at once."""
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import pytest
+
+from devkit.database import connect
+from devkit.seed.demo_data import seed
+from include import audit, compliance_store
+from include.audit import RunContext
+from include.config import Settings
+from include.datamap import load_datamap
+from include.fulfilment import ledger, package, steps
+from include.fulfilment.params import FulfilmentParams
+from include.objectstore import FileObjectStore
+from include.subjects import user_hash
+from tests.purge_support import OPS_TABLES, checksums, rows_per_user
+
+KEY = b"test-subject-key-0123456789"
+STORE_TABLES = ("dsr_fulfilments", "dsr_fulfilment_pending", "vendor_deletion_notices")
+
+
+@pytest.fixture
+def world(fresh_db, tmp_path):
+    today = datetime.now(timezone.utc).date()
+    summary = seed(fresh_db, users=600, seed=5, anchor=today)
+    with connect(fresh_db, autocommit=True) as ops, connect(fresh_db, autocommit=True) as store:
+        compliance_store.migrate(store)
+        yield SimpleNamespace(url=fresh_db, ops=ops, store=store, dm=load_datamap(), today=today,
+                              planted=summary["planted"], settings=Settings(),
+                              objects=FileObjectStore(f"file://{tmp_path}/evidence"), tmp=tmp_path)
+
+
+def ctx(run_id: str) -> RunContext:
+    return RunContext(run_id=run_id, actor="test", dag_id="dsr_fulfilment", task_id="test")
+
+
+def params(world, **kw) -> FulfilmentParams:
+    return FulfilmentParams(**{"as_of": world.today, **kw})
+
+
+def run(world, run_id: str, p: FulfilmentParams | None = None, settings: Settings | None = None, approval=None,
+        ops=None, store=None) -> dict:
+    """The DAG's steps in its order, the branch as the DAG takes it."""
+    ops, store, settings, p = ops or world.ops, store or world.store, settings or world.settings, p or params(world)
+    c = ctx(run_id)
+    plan = steps.plan_run(ops, store, world.dm, settings, c, p, KEY)
+    steps.fulfil_requests(ops, store, world.objects, world.dm, settings, c, p, KEY, workdir=str(world.tmp))
+    branch = steps.gate_branch(plan)
+    if branch == steps.IN_ADVANCE_TASK or (branch == steps.REVIEW_TASK and approval):
+        steps.erase_requests(ops, store, world.dm, settings, c, p, KEY, approval)
+        steps.verify_erasures(ops, store, world.dm, c)
+    finished = steps.finish_run(store, settings, c, approval)
+    return {"plan": plan, "branch": branch, **finished}
+
+
+def outcomes(store) -> dict[int, tuple]:
+    return {r[0]: r[1:] for r in store.execute(
+        "select request_id, outcome, reason, request_completed from compliance.dsr_fulfilments order by 1")}
+
+
+def store_state(store) -> dict:
+    return {t: store.execute(f"select count(*), coalesce(md5(string_agg(md5(x::text), '' order by md5(x::text))), '') "
+                             f"from compliance.{t} x").fetchone() for t in STORE_TABLES}
+
+
+def request_rows(ops, ids) -> dict[int, tuple]:
+    return {r[0]: r[1:] for r in ops.execute("select id, status, completed_at from privacy_requests where id = any(%s)",
+                                             (list(ids),))}
+
+
+def test_a_dry_run_changes_nothing_and_exports_nothing(world):
+    before_ops, before_store = checksums(world.ops), store_state(world.store)
+    result = run(world, "manual__dry", params(world, dry_run=True))
+    assert result["state"] == "dry_run" and result["branch"] is None
+    assert checksums(world.ops) == before_ops
+    assert store_state(world.store) == before_store
+    assert world.objects.list("") == []
+    planned = dict(world.store.execute("""select request_id, coalesce(outcome, 'to_' || action)
+                                           from compliance.dsr_fulfilment_plans where run_id = 'manual__dry'"""))
+    p = world.planted
+    assert planned[p["request_gdpr_on_track"][0]] == "to_export"
+    assert planned[p["request_gdpr_due_soon"][0]] == "to_erase"
+    assert planned[p["request_erasure_held"][0]] == "held"
+    assert planned[p["request_rectification_open"][0]] == "manual"
+    assert result["plan"]["plan_hash"] and result["plan"]["to_erase"] >= 2
+
+
+def test_a_live_run_gives_every_request_its_outcome(world):
+    ops, store, p = world.ops, world.store, world.planted
+    held_user = p["hold_active_adult"][0]
+    restricted_user, opted_user = p["hold_released_adult"][0], p["do_not_sell"][0]
+    gdpr_user, ccpa_user = p["requester_gdpr"][0], p["requester_ccpa"][0]
+    before_users = rows_per_user(ops)
+    opted_at = ops.execute("select do_not_sell_at from users where id = %s", (opted_user,)).fetchone()[0]
+    open_before = dict(ops.execute("select id, status from privacy_requests where status in ('in_progress', "
+                                   "'verifying')").fetchall())
+    closed_before = ops.execute("select id, status, completed_at from privacy_requests where status not in "
+                                "('in_progress', 'verifying') order by id").fetchall()
+    result = run(world, "scheduled__1")
+    assert result["state"] == "done" and result["branch"] == steps.IN_ADVANCE_TASK
+    got = outcomes(store)
+    assert set(got) == set(open_before)  # every open request has a row, and nothing else does
+
+    def outcome(key):
+        return {got[i][0] for i in p[key]}
+
+    assert outcome("request_gdpr_on_track") == {"exported"}
+    assert outcome("request_ccpa_on_track") == {"exported"}
+    assert outcome("request_gdpr_valid_extension") == {"exported"}  # portability
+    assert outcome("request_gdpr_due_soon") == outcome("request_ccpa_due_soon") == {"erased"}
+    assert outcome("request_erasure_held") == {"held"}
+    assert outcome("request_restriction_open") == {"restricted"}
+    assert outcome("request_ccpa_opt_out_on_track") == outcome("request_ccpa_opt_out_overdue") == {"opted_out"}
+    assert outcome("request_rectification_open") == outcome("request_objection_open") == {"manual"}
+    assert outcome("request_gdpr_awaiting_identity") == {"skipped"}
+    assert outcome("request_user_no_account") == outcome("request_user_missing_account") == {"no_account"}
+    assert outcome("request_unknown_regime") == outcome("request_regime_type_mismatch") == {"invalid"}
+    assert "Art. 16" in got[p["request_rectification_open"][0]][1]
+    assert "does not exist" in got[p["request_user_missing_account"][0]][1]
+    hold = p["hold_active"][1]
+    assert f"active legal hold(s) {hold}" in got[p["request_erasure_held"][0]][1]
+
+    # Fulfilled requests are completed, in the same transaction; nothing else is.
+    fulfilled = {i for i, (o, _, _) in got.items() if o in ("exported", "erased", "restricted", "opted_out")}
+    statuses = request_rows(ops, got)
+    assert fulfilled and all(statuses[i][0] == "completed" and statuses[i][1] is not None for i in fulfilled)
+    assert all(got[i][2] for i in fulfilled) and not any(got[i][2] for i in set(got) - fulfilled)
+    assert all(statuses[i][0] == open_before[i] for i in set(got) - fulfilled)
+    assert [r for r in closed_before if r[0] not in fulfilled] == [
+        r for r in ops.execute("select id, status, completed_at from privacy_requests where status not in "
+                               "('in_progress', 'verifying') and id <> all(%s) order by id", (sorted(fulfilled),))]
+
+    # The account flags, through the data map.
+    assert ops.execute("select processing_restricted from users where id = %s", (restricted_user,)).fetchone()[0]
+    assert ops.execute("select do_not_sell, do_not_sell_at from users where id = %s",
+                       (opted_user,)).fetchone() == (True, opted_at)  # already opted out: the first date is kept
+
+    # Erased: nothing left of the subjects; the held one and everyone else untouched (but for the flags above).
+    erased_hashes = {r[0] for r in store.execute("select subject_hash from compliance.dsr_fulfilments "
+                                                 "where outcome = 'erased'")}
+    erased_users = {uid for uid in before_users if user_hash(KEY, uid) in erased_hashes}
+    assert {gdpr_user, ccpa_user} <= erased_users
+    after_users = rows_per_user(ops)
+    assert not erased_users & set(after_users)
+    assert after_users[held_user] == before_users[held_user]
+    assert {u: r for u, r in before_users.items() if u not in erased_users} == after_users
+    erased = store.execute("""select request_id, user_id, verified_at, erased_tables, rows_erased
+                              from compliance.dsr_fulfilments where outcome = 'erased'""").fetchall()
+    assert erased and all(r[1] is None and r[2] is not None for r in erased)  # verified, account ids forgotten
+    assert any(r[3].get("public.users", {}).get("rows") == 1 for r in erased)
+
+    # Exported: the package is where the record says, with its checksum.
+    rid = p["request_gdpr_on_track"][0]
+    name, sha, size = store.execute("""select package_object, package_sha256, package_bytes
+                                       from compliance.dsr_fulfilments where request_id = %s""", (rid,)).fetchone()
+    assert name == package.object_name(rid) == f"exports/request={rid}/package.zip"
+    data = world.objects.get(name)
+    import hashlib
+
+    assert hashlib.sha256(data).hexdigest() == sha and len(data) == size
+    # Every recorded outcome is in the audit log, the chain intact.
+    audited = store.execute("""select count(*) from compliance.audit_log where run_id = 'scheduled__1'
+                               and action like 'dsr_fulfilment.%%' and details ? 'request_id'""").fetchone()[0]
+    assert audited == len(got)
+    assert audit.verify_chain(store).ok
+
+
+def test_a_second_run_does_nothing_more(world):
+    run(world, "scheduled__1")
+    before = (checksums(world.ops), store_state(world.store),
+              {n: world.objects.get(n) for n in world.objects.list("")})
+    audit_rows = world.store.execute("select count(*) from compliance.audit_log").fetchone()[0]
+    result = run(world, "scheduled__2")
+    assert result["outcomes"] == {} and result["branch"] is None
+    assert (checksums(world.ops), store_state(world.store),
+            {n: world.objects.get(n) for n in world.objects.list("")}) == before
+    actions = [r[0] for r in world.store.execute("select action from compliance.audit_log where id > %s order by id",
+                                                 (audit_rows,))]
+    assert actions == ["dsr_fulfilment.planned", "dsr_fulfilment.finished"]
+
+
+def test_with_complete_requests_off_nothing_is_completed_and_nothing_is_done_twice(world):
+    off = Settings(complete_requests=False)
+    rid = world.planted["request_gdpr_on_track"][0]
+    before = request_rows(world.ops, [rid])
+    run(world, "manual__1", params(world, request_ids=(rid,)), settings=off)
+    assert request_rows(world.ops, [rid]) == before  # still in_progress
+    assert outcomes(world.store)[rid] == ("exported", None, False)
+    audit_rows = world.store.execute("select count(*) from compliance.audit_log").fetchone()[0]
+    run(world, "manual__2", params(world, request_ids=(rid,)), settings=off)
+    assert world.store.execute("""select count(*) from compliance.audit_log where id > %s
+                                  and action = 'dsr_fulfilment.exported'""", (audit_rows,)).fetchone()[0] == 0
+
+
+def test_a_targeted_run_acts_only_on_its_targets(world):
+    p = world.planted
+    target = p["request_restriction_open"][0]
+    ineligible = p["request_closed_on_time"][0]
+    before = checksums(world.ops)
+    result = run(world, "manual__t", params(world, request_ids=(target, ineligible, 10**9)))
+    assert set(outcomes(world.store)) == {target}
+    changed = {t for t in OPS_TABLES if checksums(world.ops)[t] != before[t]}
+    assert changed == {"users", "privacy_requests"}
+    counts = result["plan"]["counts"]
+    assert counts["not_found"] == [10**9] and counts["not_open"] == {str(ineligible): "completed"}
+
+
+def test_above_the_threshold_nothing_is_erased_without_approval(world):
+    low = Settings(purge_threshold=1)
+    before_users = rows_per_user(world.ops)
+    result = run(world, "manual__wait", settings=low)  # nobody answers: the timeout applies Reject
+    assert result["branch"] == steps.REVIEW_TASK and result["state"] == "rejected"
+    erase_ids = [r.request_id for r in ledger.plan_rows(world.store, "manual__wait", acting=True, actions=("erase",))]
+    got = outcomes(world.store)
+    assert erase_ids and {got[i][0] for i in erase_ids} == {"approval_required"}
+    assert "timed out" in got[erase_ids[0]][1]
+    after = rows_per_user(world.ops)
+    assert all(after.get(uid) == rows for uid, rows in before_users.items()
+               if uid not in (world.planted["hold_released_adult"][0],))  # only the restriction changed a row
+    c = ctx("manual__wait")
+    with pytest.raises(steps.NotApproved, match="no person approved it"):
+        steps.erase_requests(world.ops, world.store, world.dm, low, c, params(world), KEY, None)
+    # A reviewer's approval (as PlanApproval records it) erases exactly that plan.
+    answer = {"chosen_options": ["Approve"], "responded_by_user": {"id": "r", "name": "reviewer"}, "timed_out": False}
+    result = run(world, "manual__approved", settings=low, approval=answer)
+    got = outcomes(world.store)
+    assert {got[i][0] for i in erase_ids} == {"erased"}
+    assert world.store.execute("select approved_by from compliance.dsr_fulfilment_runs where run_id = 'manual__approved'"
+                               ).fetchone()[0] == "reviewer"
+
+
+def test_a_plan_approved_by_its_hash_runs_and_a_changed_one_does_not(world):
+    low = Settings(purge_threshold=1)
+    dry = run(world, "manual__dry", params(world, dry_run=True), settings=low)
+    approved = dry["plan"]["plan_hash"]
+    # The plan changes: one more erasure request.
+    uid = world.planted["clean_adult"][2]
+    world.ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
+                                                      status) values (%s, 'x@example.org', 'gdpr', 'erasure', now(),
+                                                      'in_progress')""", (uid,))
+    before_users = rows_per_user(world.ops)
+    with pytest.raises(steps.PlanChanged, match="changed since it was approved"):
+        run(world, "manual__stale", params(world, approve_plan=approved), settings=low)
+    assert all(uid in rows_per_user(world.ops) for uid in before_users)  # no account was erased
+    assert {o for o, _, _ in outcomes(world.store).values()} >= {"approval_required", "exported"}
+    world.ops.execute("delete from privacy_requests where user_id = %s and request_type = 'erasure'", (uid,))
+    result = run(world, "manual__go", params(world, approve_plan=approved), settings=low)
+    assert result["state"] == "done" and uid in rows_per_user(world.ops)
+    assert world.store.execute("select approved_by from compliance.dsr_fulfilment_runs where run_id = 'manual__go'"
+                               ).fetchone()[0] == "approve_plan parameter"
+    assert world.planted["requester_gdpr"][0] not in rows_per_user(world.ops)
+
+
+def test_a_hold_placed_after_planning_is_found_under_the_claim(world):
+    p = world.planted
+    c, pr = ctx("manual__h"), params(world)
+    steps.plan_run(world.ops, world.store, world.dm, world.settings, c, pr, KEY)
+    gdpr_user = p["requester_gdpr"][0]
+    hold = world.ops.execute("insert into legal_holds (user_id, reason, placed_at) values (%s, 'litigation', now()) "
+                             "returning id", (gdpr_user,)).fetchone()[0]
+    before = rows_per_user(world.ops)[gdpr_user]
+    steps.erase_requests(world.ops, world.store, world.dm, world.settings, c, pr, KEY)
+    assert rows_per_user(world.ops)[gdpr_user] == before
+    rid = p["request_gdpr_due_soon"][0]
+    assert outcomes(world.store)[rid][0] == "held" and str(hold) in outcomes(world.store)[rid][1]
+    assert request_rows(world.ops, [rid])[rid][0] == "in_progress"
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_worker_dying_after_the_commit_leaves_a_record_the_next_attempt_settles(world, monkeypatch):
+    rid = world.planted["request_restriction_open"][0]
+    real = ledger.finalize
+
+    def die(*args, **kwargs):
+        raise Crash()
+
+    monkeypatch.setattr(ledger, "finalize", die)
+    with pytest.raises(Crash):
+        run(world, "manual__crash", params(world, request_ids=(rid,)))
+    monkeypatch.setattr(ledger, "finalize", real)
+    assert request_rows(world.ops, [rid])[rid][0] == "completed"  # the operational transaction committed
+    assert rid not in outcomes(world.store)
+    assert [r[0] for r in ledger.pending(world.store)] == [rid]
+    # The retry (or any later run) asks PostgreSQL whether that transaction committed, and records it.
+    run(world, "manual__crash", params(world, request_ids=(rid,)))
+    assert outcomes(world.store)[rid] == ("restricted", None, True) and not ledger.pending(world.store)
+    assert world.store.execute("""select count(*) from compliance.audit_log where action = 'dsr_fulfilment.restricted'
+                                  and details ->> 'settled_after_interruption' = 'true'""").fetchone()[0] == 1
+
+
+def test_a_worker_dying_before_the_commit_leaves_nothing_done_and_the_request_is_acted_on_again(world, monkeypatch):
+    rid = world.planted["request_restriction_open"][0]
+    uid = world.planted["hold_released_adult"][0]
+    real = ledger.write_pending
+
+    def write_then_die(*args, **kwargs):
+        real(*args, **kwargs)
+        raise Crash()
+
+    monkeypatch.setattr(ledger, "write_pending", write_then_die)
+    with pytest.raises(Crash):
+        run(world, "manual__crash", params(world, request_ids=(rid,)))
+    monkeypatch.setattr(ledger, "write_pending", real)
+    assert request_rows(world.ops, [rid])[rid][0] == "in_progress"  # rolled back
+    assert not world.ops.execute("select processing_restricted from users where id = %s", (uid,)).fetchone()[0]
+    assert [r[0] for r in ledger.pending(world.store)] == [rid]
+    run(world, "manual__crash", params(world, request_ids=(rid,)))
+    assert not ledger.pending(world.store) and outcomes(world.store)[rid][0] == "restricted"
+    assert world.ops.execute("select processing_restricted from users where id = %s", (uid,)).fetchone()[0]
+
+
+def test_a_failed_upload_leaves_no_record_and_the_request_open(world):
+    rid = world.planted["request_gdpr_on_track"][0]
+
+    class Refusing(FileObjectStore):
+        def put_file(self, *args, **kwargs):
+            from include.objectstore import ObjectStoreUnavailable
+
+            raise ObjectStoreUnavailable("could not reach the store")
+
+    world.objects = Refusing(f"file://{world.tmp}/refusing")
+    from include.objectstore import ObjectStoreUnavailable
+
+    with pytest.raises(ObjectStoreUnavailable):
+        run(world, "manual__up", params(world, request_ids=(rid,)))
+    assert request_rows(world.ops, [rid])[rid][0] == "in_progress"
+    assert rid not in outcomes(world.store) and not ledger.pending(world.store)
+
+
+def test_two_runs_at_once_act_on_each_request_once(world):
+    """Two runs started together (their own connections, as two workers): every request is exported, restricted,
+    opted out or erased by exactly one of them, and recorded once."""
+    new = [world.ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
+                                                             status) values (%s, 'x@example.org', 'gdpr', 'access',
+                                                             now() - interval '2 days', 'in_progress') returning id""",
+                             (uid,)).fetchone()[0] for uid in range(40, 80)]
+    errors = []
+    barrier = threading.Barrier(2)
+
+    def worker(name):
+        try:
+            with connect(world.url, autocommit=True) as ops, connect(world.url, autocommit=True) as store:
+                barrier.wait()
+                run(world, name, ops=ops, store=store)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in ("scheduled__a", "manual__b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    got = outcomes(world.store)
+    assert {got[i][0] for i in new} == {"exported"}
+    acted = world.store.execute("""select details ->> 'request_id', count(*) from compliance.audit_log
+                                   where action in ('dsr_fulfilment.exported', 'dsr_fulfilment.erased',
+                                                    'dsr_fulfilment.restricted', 'dsr_fulfilment.opted_out')
+                                   group by 1""").fetchall()
+    assert acted and all(n == 1 for _, n in acted)
+    assert len(acted) == sum(1 for o, _, _ in got.values() if o in ("exported", "erased", "restricted", "opted_out"))
+    assert not ledger.pending(world.store)
+
+
+def test_a_request_held_by_another_transaction_is_left_to_it_and_a_locked_account_is_retried(world, monkeypatch):
+    """The request row locked elsewhere (another run acting on it): skipped, no error, nothing recorded. The
+    account row locked past the lock timeout (the application, the purge): the task fails to be retried."""
+    p = world.planted
+    export, restriction = p["request_gdpr_on_track"][0], p["request_restriction_open"][0]
+    monkeypatch.setattr(steps, "LOCK_TIMEOUT_MS", 300)
+    with connect(world.url) as other:
+        other.execute("select 1 from privacy_requests where id = %s for update", (export,))
+        other.execute("select 1 from users where id = %s for update", (p["hold_released_adult"][0],))
+        with pytest.raises(steps.RequestsBusy, match="stayed locked by other transactions"):
+            run(world, "manual__locked", params(world, request_ids=(export, restriction)))
+        got = outcomes(world.store)
+        assert export not in got and restriction not in got and not ledger.pending(world.store)
+        assert request_rows(world.ops, [export, restriction]) == {export: ("in_progress", None),
+                                                                 restriction: ("in_progress", None)}
+    # Once the other transaction is gone, the retry of the same run acts on both.
+    c, pr = ctx("manual__locked"), params(world, request_ids=(export, restriction))
+    steps.fulfil_requests(world.ops, world.store, world.objects, world.dm, world.settings, c, pr, KEY)
+    assert {outcomes(world.store)[i][0] for i in (export, restriction)} == {"exported", "restricted"}
