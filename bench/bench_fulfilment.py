@@ -26,7 +26,7 @@ With ``--airflow``, another ``--requests`` access requests are then fulfilled by
 dags test dsr_fulfilment``), timed whole, Airflow's start-up included.
 
 The floors run before and after the measured pass (the better counts). Prints time, floor and ratio for each,
-and appends a JSON line to bench/results/fulfilment.jsonl with the machine (cores, RAM). Targets (issue 16):
+and appends a JSON line to bench/results/fulfilment.jsonl with the machine (cores, RAM). Targets:
 the large export under 10 s with bounded memory; 1,000 access requests under 5 minutes.
 """
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""SPEC §4.4 written out plainly, for the notification tests: who should be told, and who was.
+"""Who a policy-change notice goes to, written out plainly for the notification tests: who should be told, and
+who was. The rule (docs/rules.md, "Policy-change notices"): accounts not deleted, with a syntactically valid
+address, one message per address compared case-insensitively, minus suppressed addresses, minus children.
 
 Plain SQL reads of the reference schema, email-validator and the child rules' pure reference functions;
 none of the product's recipient SQL.

@@ -1,6 +1,6 @@
 """Policy-change notifications without a scheduler: the steps against a real PostgreSQL and the SendGrid stand-in.
 
-The recipients are checked against an oracle written from SPEC §4.4 (tests/notification_oracle.py: plain SQL
+The recipients are checked against an oracle written from the rule in docs/rules.md (tests/notification_oracle.py: plain SQL
 reads, email-validator and the child rules' pure reference functions), not against the product's own SQL.
 """
 from __future__ import annotations
@@ -195,7 +195,7 @@ def test_the_ledger_holds_exactly_the_eligible_addresses_and_a_reason_for_every_
     assert state_of("suppressed_different_case") == {("skipped", "suppressed: spam_report"),
                                                      ("skipped", "suppressed: invalid")}
     assert state_of("children") == {("skipped", "child account (under 13)")}
-    # 13 today, but signed up under 13: data collected from a child stays a child's data (SPEC §4.2).
+    # 13 today, but signed up under 13: data collected from a child stays a child's data (docs/rules.md, "Children").
     assert state_of("teen_turned_13_today") == {("skipped", "child account (under 13)")}
     # Counters agree with the ledger, and no address is stored anywhere in the campaign's tables.
     counters = store.execute("select total, pending, skipped, sent, failed from compliance.notification_campaigns "

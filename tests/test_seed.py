@@ -26,7 +26,7 @@ ANCHOR = dt.date(2026, 11, 25)
 USERS = 2000
 
 # the reference schema (docs/rules.md), verbatim: (column, type, nullable)
-SPEC_SCHEMA = {
+REFERENCE_SCHEMA = {
     "users": [
         ("id", "bigint", False), ("email", "text", True), ("full_name", "text", True),
         ("company_name", "text", True), ("phone", "text", True), ("address", "text", True),
@@ -284,7 +284,7 @@ def table_digests(url: str) -> dict[str, str]:
 
 def test_schema_matches_spec_exactly(fresh_db):
     with psycopg.connect(fresh_db) as conn:
-        assert operational_schema.create_reference_schema(conn) == list(SPEC_SCHEMA)
+        assert operational_schema.create_reference_schema(conn) == list(REFERENCE_SCHEMA)
     rows = fetch(fresh_db, """
         select table_name, column_name, data_type, udt_name, character_maximum_length, is_nullable,
                column_default, is_identity
@@ -297,7 +297,7 @@ def test_schema_matches_spec_exactly(fresh_db):
         elif kind == "character":
             kind = f"character({r['character_maximum_length']})"
         found.setdefault(r["table_name"], []).append((r["column_name"], kind, r["is_nullable"] == "YES"))
-    assert found == SPEC_SCHEMA
+    assert found == REFERENCE_SCHEMA
 
     defaults = {(r["table_name"], r["column_name"]): r["column_default"] for r in rows}
     assert defaults[("users", "do_not_sell")] == "false"
@@ -308,7 +308,7 @@ def test_schema_matches_spec_exactly(fresh_db):
         join information_schema.key_column_usage k using (constraint_schema, constraint_name)
         where tc.table_schema = 'public' group by 1, 2, tc.constraint_name""")
     primary = {r["table_name"]: r["cols"] for r in keys if r["constraint_type"] == "PRIMARY KEY"}
-    assert primary == {t: ("email" if t == "email_suppressions" else "id") for t in SPEC_SCHEMA}
+    assert primary == {t: ("email" if t == "email_suppressions" else "id") for t in REFERENCE_SCHEMA}
     assert {(r["table_name"], r["cols"]) for r in keys if r["constraint_type"] == "UNIQUE"} == {
         ("policy_versions", "version")}
     # dirty data must load: no foreign keys, no checks on the enumerations
@@ -323,7 +323,7 @@ def test_indexes_cover_lookups(fresh_db):
         operational_schema.create_reference_schema(conn)
     indexes = fetch(fresh_db, "select tablename, indexdef from pg_indexes where schemaname = 'public'")
     leading = {(r["tablename"], re.search(r"USING btree \((.+?)(?:,|\)$)", r["indexdef"]).group(1)) for r in indexes}
-    for table, columns in SPEC_SCHEMA.items():
+    for table, columns in REFERENCE_SCHEMA.items():
         if any(c == "user_id" for c, _, _ in columns):
             assert (table, "user_id") in leading, table
     for expected in [("users", "lower(email)"), ("privacy_requests", "received_at"), ("privacy_requests", "status"),
@@ -617,7 +617,7 @@ def test_sequences_continue_after_loaded_ids(fresh_db):
             }.get(table)
             if columns is None:
                 # every other table: copy an existing row without its id
-                names = [c for c, _, _ in SPEC_SCHEMA[table] if c != "id"]
+                names = [c for c, _, _ in REFERENCE_SCHEMA[table] if c != "id"]
                 cols = sql.SQL(", ").join(map(sql.Identifier, names))
                 statement = sql.SQL("insert into {t} ({c}) select {c} from {t} order by id limit 1 returning id").format(
                     t=sql.Identifier(table), c=cols)

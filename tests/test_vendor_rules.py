@@ -1,4 +1,4 @@
-"""The sharing rules of SPEC §4.3, each on its own and at its boundaries, judged by the SQL the manifests run
+"""The sharing rules (docs/rules.md, "Vendor sharing"), each on its own and at its boundaries, judged by the SQL the manifests run
 (through the COPY stream and the Parquet file), and that SQL held to the pure rules by a property test."""
 from __future__ import annotations
 

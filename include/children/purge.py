@@ -2,7 +2,7 @@
 notify, finish. Each takes open connections and the run's resolved parameters, records what it did in the
 compliance store and the audit log, and returns a small summary for XCom.
 
-SPEC §4.2; COPPA (16 CFR §312.2: a child is under 13; §312.10: keep a child's data no longer than needed
+docs/rules.md ("Children", "Erasure"); COPPA (16 CFR §312.2: a child is under 13; §312.10: keep a child's data no longer than needed
 and delete it securely). Logs and records carry counts, report and hold ids, and keyed subject hashes,
 never a subject's email, name, phone, birth date or IP address.
 
@@ -131,7 +131,7 @@ class Gate:
 
 
 def decide(plan_hash: str, erasable: int, params: PurgeParams, threshold: int) -> Gate:
-    """The guards of SPEC §4.2, in order: a dry run changes nothing; a run told to carry out one plan
+    """The erasure guards (docs/rules.md, "Erasure"), in order: a dry run changes nothing; a run told to carry out one plan
     (``approve_plan``) carries out that plan or nothing; a plan erasing more subjects than the threshold
     waits for a person (Airflow's human-in-the-loop approval) unless it was approved by its hash."""
     review = "review" if erasable > threshold else "not_needed"

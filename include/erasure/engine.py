@@ -1,7 +1,7 @@
 """Erasing one subject: :func:`erase_subject`, one transaction that claims, re-checks, erases every mapped
 table, deletes the account row last and counts what is left before it commits.
 
-The guarantees (SPEC §4.2 "Purge"; GDPR Art. 17; the COPPA Rule, 16 CFR §312.10, for children):
+The guarantees (docs/rules.md, "Erasure"; GDPR Art. 17; the COPPA Rule, 16 CFR §312.10, for children):
 
 - **All or nothing per subject.** Everything happens in one transaction of the operational database. A
   worker killed half-way (SIGKILL, lost node) leaves the subject exactly as it was: PostgreSQL rolls the

@@ -1,4 +1,4 @@
-"""Data-subject request fulfilment (``dsr_fulfilment``, SPEC §4.5): carry out the rights the policy grants,
+"""Data-subject request fulfilment (``dsr_fulfilment``, docs/dsr_fulfilment.md): carry out the rights the policy grants,
 through the data map, and close the loop with deadline tracking.
 
 - :mod:`include.fulfilment.rules` — what each request asks for (pure: action or outcome, and why);

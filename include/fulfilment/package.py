@@ -53,7 +53,8 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 DEFLATE_LEVEL = 6
 CONTENT_TYPE = "application/zip"
 
-# The policy's order and words (SPEC §1: what the company collects).
+# The policy's order and words: what the company says it collects (contact details, account data, uploaded
+# and imported content, usage data, log data, social-media profiles, support correspondence).
 CATEGORY_ORDER = ("contact", "account", "content", "usage", "network", "social", "support")
 DESCRIPTIONS = {
     "contact": "contact details: name, company, address, email, phone",

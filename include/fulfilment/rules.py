@@ -1,7 +1,7 @@
 """What each privacy request asks the company to do, as pure functions: :func:`decide` takes a request as read
 and says which action carries it out, or which outcome it gets without acting, and why.
 
-The rights (SPEC §1, §4.5; docs/rules.md):
+The rights (docs/rules.md, "Request fulfilment"):
 
 - GDPR Art. 15 access, Art. 20 portability, CCPA §1798.110 know → ``export``: a package of every mapped
   category's rows and the vendors the data was shared with over the last 12 months.

@@ -2,7 +2,7 @@
 Each takes open connections and the run's resolved parameters, records what it did in the compliance store
 and the audit log, and returns a small summary for XCom.
 
-SPEC §4.5. Logs and records carry request ids, counts, object names, checksums and keyed subject hashes,
+docs/dsr_fulfilment.md. Logs and records carry request ids, counts, object names, checksums and keyed subject hashes,
 never a subject's email, name, phone, birth date or IP address, nor anything from an export package.
 
 **One request, one claim, one transaction.** Every action on a request happens inside one transaction of
@@ -96,7 +96,7 @@ class Gate:
 
 
 def gate(plan_hash: str, erasable: int, to_erase: int, params: FulfilmentParams, threshold: int) -> Gate:
-    """The erasure guards of SPEC §4.2 and §4.5, in order: a dry run changes nothing; a run told to carry out
+    """The erasure guards (docs/rules.md, "Erasure"), in order: a dry run changes nothing; a run told to carry out
     one plan (``approve_plan``) carries out that plan or erases nothing; a plan erasing more subjects than the
     threshold waits for a person (Airflow's human-in-the-loop approval) unless approved by its hash."""
     review = "review" if erasable > threshold else "not_needed"

@@ -1,4 +1,4 @@
-"""Policy-change notifications (SPEC §4.4): every user told once, through SendGrid, when the policy changes.
+"""Policy-change notifications (docs/rules.md): every user told once, through SendGrid, when the policy changes.
 
 ``versions`` finds the policy version to announce, ``recipients`` builds a campaign's ledger in bulk,
 ``messages`` renders what a recipient receives, ``ledger`` hands the delivery engine its batches (checking

@@ -1,6 +1,6 @@
-"""A campaign's recipients, in bulk: SPEC §4.4's rules over the whole account table in one pass.
+"""A campaign's recipients, in bulk: the recipient rules over the whole account table in one pass.
 
-Who is told (SPEC §4.4): accounts not deleted, with a syntactically valid address, one message per
+Who is told (docs/rules.md, "Policy-change notices"): accounts not deleted, with a syntactically valid address, one message per
 address however many accounts share it (compared case-insensitively), minus suppressed addresses, minus
 children (purged children have no account left; flagged ones are found by
 :func:`include.children.detection.child_user_ids_sql`, the purge's own rules).

@@ -1,1 +1,1 @@
-"""Vendor data-sharing manifests (SPEC §4.3) and the CCPA right to know: what was shared with whom, proven."""
+"""Vendor data-sharing manifests (docs/vendor_sharing_manifests.md) and the CCPA right to know: what was shared with whom, proven."""

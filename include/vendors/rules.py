@@ -1,4 +1,4 @@
-"""What a share must not be (SPEC §4.3), as pure functions and as the SQL the manifests run.
+"""What a share must not be (docs/rules.md, "Vendor sharing"), as pure functions and as the SQL the manifests run.
 
 Violations — a share that should not have happened:
 
