@@ -10,10 +10,10 @@ floor, the p95 of the very SQL statements that call runs (recorded from the same
 by a bare psycopg connection in one transaction). Prints time, floor and ratio per call and appends one
 JSON line to ``bench/results/page.jsonl`` with the machine. The target: every call under 200 ms at p95.
 
-It also fills 200,000 request fulfilments (``--fulfilments``). The store of the domains whose tables have not
-landed yet (child purges: 10,000; notification campaigns: 100; manifests) cannot be filled: their sections are reported as not measured, with the
-reason. To measure one once its migration exists, add its filler to ``FILLERS`` (and its calls to
-``CALLS``); nothing else changes.
+It also fills 200,000 request fulfilments (``--fulfilments``), two years of daily purge runs that purged 10,000
+children (``--purged``), a year of daily manifests for 50 vendors (``--vendors``) and 100 notification campaigns
+of a million recipients each (``--campaigns``, ``--campaign-size``: their counters and Mail Send batches). A new
+section's calls go in ``CALLS`` and its filler beside the others.
 """
 from __future__ import annotations
 
@@ -156,13 +156,116 @@ def fill_fulfilments(conn, n: int) -> dict:
     return {"dsr_fulfilments": n}
 
 
-# Sections whose tables do not exist yet: the reason they are not measured (replace with a filler).
-FILLERS_PENDING = {
-    "purges": "compliance.child_purges does not exist yet (child_data_purge, migration 0003): 10,000 purges not filled",
-    "manifests": "compliance.vendor_manifests does not exist yet (vendor_sharing_manifests, migration 0004)",
-    "campaigns": "compliance.notification_campaigns/deliveries do not exist yet (policy_change_notifications, "
-                 "migration 0005): 100 campaigns not filled",
-}
+def fill_purges(conn, purged: int) -> dict:
+    """Two years of daily purge runs (a live run and a dry run a day) whose live runs purged ``purged``
+    subjects in all, with held and invalid subjects, the reports they settled (no-match ones included), and
+    two downstream deletion notices per purged subject, the newest tenth still outstanding (migration 0003)."""
+    days = 730
+    conn.execute("""
+        insert into compliance.child_purge_runs (run_id, as_of, run_type, dry_run, targeted, threshold, started_at,
+               detected_at, planned_at, plan_hash, plan_subjects, approval, approval_state, approved_by, state,
+               counts, finished_at)
+        select (case when dry then 'manual__' else 'scheduled__' end) || d::date, d::date,
+               case when dry then 'manual' else 'scheduled' end, dry, false, 50, t, t, t,
+               md5(d::text) || md5(dry::text), 14, 'not_needed', 'not_needed', null,
+               case when dry then 'dry_run' else 'purged' end, '{}'::jsonb, t + interval '2 minutes'
+        from generate_series(current_date - %(days)s, current_date - 1, interval '1 day') as d
+        cross join (values (false), (true)) as m(dry)
+        cross join lateral (select d + interval '3 hours' + (case when dry then interval '5 hours' else interval '0' end)
+                                   as t) x""", {"days": days})
+    conn.execute("""
+        with s as (select i, current_date - %(days)s + (i %% %(days)s) as day from generate_series(1, %(n)s) as i)
+        insert into compliance.child_purges (run_id, subject_hash, rules, outcome, reason, tables, rows_erased, vendors,
+               holds, detected_at, purged_at, verified_at, updated_at)
+        select 'scheduled__' || s.day, md5(i::text) || md5((i + 7)::text), '{under_13}',
+               case when i %% 50 = 0 then 'held' when i %% 97 = 0 then 'invalid' else 'purged' end,
+               case when i %% 97 = 0 and i %% 50 <> 0 then 'birth date in the future' end,
+               '{"public.users": {"action": "delete", "rows": 1}}'::jsonb, 30,
+               '[{"vendor_id": 3}, {"vendor_id": 4}]'::jsonb,
+               case when i %% 50 = 0 then '{7}'::bigint[] else '{}' end,
+               s.day + interval '3 hours', case when i %% 50 <> 0 and i %% 97 <> 0 then s.day + interval '3 hours 1 minute' end,
+               case when i %% 50 <> 0 and i %% 97 <> 0 then s.day + interval '3 hours 2 minutes' end,
+               s.day + interval '3 hours 2 minutes'
+        from s""", {"days": days, "n": purged})
+    conn.execute("""
+        insert into compliance.child_purges (run_id, subject_hash, rules, outcome, detected_at, updated_at)
+        select 'manual__' || r.as_of, p.subject_hash, p.rules, 'dry_run', r.started_at, r.started_at
+        from compliance.child_purge_runs r
+        join compliance.child_purges p on p.run_id = 'scheduled__' || (r.as_of + 1)
+        where r.dry_run""")
+    conn.execute("""
+        insert into compliance.child_report_outcomes (run_id, report_id, outcome, resolved, subject_hash, recorded_at)
+        select run_id, row_number() over (), case when outcome = 'purged' then 'purged' else 'no_match' end, true,
+               case when outcome = 'purged' then subject_hash end, detected_at
+        from compliance.child_purges where not run_id like 'manual__%%' and outcome in ('purged', 'invalid')""")
+    conn.execute("""
+        insert into compliance.vendor_deletion_notices (subject_hash, vendor_id, run_id, source, vendor_name,
+               vendor_known, categories, shares, status, created_at, sent_at)
+        select p.subject_hash, v, p.run_id, 'child_data_purge', 'Vendor ' || v, true, '{contact,usage}', 3,
+               case when p.purged_at > now() - interval '73 days' then 'outstanding' else 'sent' end, p.purged_at,
+               case when p.purged_at <= now() - interval '73 days' then p.purged_at + interval '2 days' end
+        from compliance.child_purges p cross join (values (3), (4)) as x(v) where p.outcome = 'purged'""")
+    counts = dict(conn.execute("""select 'child_purge_runs', count(*) from compliance.child_purge_runs
+                                  union all select 'child_purges (purged)', count(*) from compliance.child_purges
+                                            where outcome = 'purged'
+                                  union all select 'child_purges (all)', count(*) from compliance.child_purges
+                                  union all select 'vendor_deletion_notices', count(*)
+                                            from compliance.vendor_deletion_notices"""))
+    return counts
+
+
+def fill_manifests(conn, vendors: int, days: int) -> dict:
+    """A manifest per vendor and day for ``days`` days, one share in twenty breaking a rule (migration 0004)."""
+    conn.execute("""
+        insert into compliance.vendor_manifest_runs (run_id, period_label, period_start, period_end, dry_run,
+                                                     started_at, finished_at)
+        select 'scheduled__' || d::date, d::date::text, d, d + interval '1 day', false, d + interval '1 day 1 hour',
+               d + interval '1 day 1 hour 3 minutes'
+        from generate_series(current_date - %(days)s, current_date - 1, interval '1 day') as d""", {"days": days})
+    conn.execute("""
+        insert into compliance.vendor_manifests (vendor_id, period_label, period_start, period_end, vendor_known,
+               vendor_name, vendor_kind, data_object, data_uri, manifest_object, manifest_uri, data_sha256,
+               data_bytes, content_sha256, row_count, subject_count, record_count, counts_by_category, violations,
+               violation_rows, violation_examples, invalid_rows, run_id, generated_at)
+        select v, d::date::text, d, d + interval '1 day', true, 'Vendor ' || v, 'analytics', o || 'data.parquet',
+               'gs://evidence/' || o || 'data.parquet', o || 'manifest.json', 'gs://evidence/' || o || 'manifest.json',
+               md5(o) || md5(o || 'x'), 40000, md5(o || 'c'), 200, 150, 900, '{"contact": 200}'::jsonb,
+               jsonb_build_object('category_not_allowed', case when (v + n) %% 20 = 0 then 10 else 0 end,
+                                  'no_active_dpa', 0, 'shared_after_opt_out', 0),
+               case when (v + n) %% 20 = 0 then 10 else 0 end, '{}'::jsonb, '{}'::jsonb,
+               'scheduled__' || d::date, d + interval '1 day 1 hour'
+        from generate_series(current_date - %(days)s, current_date - 1, interval '1 day') with ordinality as g(d, n)
+        cross join generate_series(1, %(vendors)s) as v
+        cross join lateral (select 'manifests/vendor=' || v || '/period=' || d::date || '/' as o) x""",
+                 {"days": days, "vendors": vendors})
+    return {"vendor_manifests": vendors * days}
+
+
+def fill_campaigns(conn, campaigns: int, recipients: int, batch: int) -> dict:
+    """``campaigns`` finished campaigns of ``recipients`` each (counters), with their Mail Send batches of
+    ``batch`` rows; the newest still sending, with batches in flight (migration 0005). The page reads the
+    counters and the unsettled batches; the ledger rows themselves (a million per campaign) are not filled."""
+    conn.execute("""
+        insert into compliance.notification_campaigns (scope, policy_version_id, policy_version, run_id, state, total,
+               pending, sent, failed, skipped, created_at, updated_at, finished_at)
+        select 'live', c, 'v' || c, 'manual__campaign-' || c, case when c = %(n)s then 'sending' else 'finished' end,
+               %(r)s, case when c = %(n)s then %(r)s / 2 else 0 end,
+               case when c = %(n)s then %(r)s / 2 - %(r)s / 50 else %(r)s - %(r)s / 25 end,
+               %(r)s / 100, case when c = %(n)s then %(r)s / 50 - %(r)s / 100 else %(r)s / 25 - %(r)s / 100 end,
+               now() - (%(n)s - c) * interval '3 days', now() - (%(n)s - c) * interval '3 days' + interval '2 hours',
+               case when c < %(n)s then now() - (%(n)s - c) * interval '3 days' + interval '2 hours' end
+        from generate_series(1, %(n)s) as c""", {"n": campaigns, "r": recipients})
+    conn.execute("""
+        insert into compliance.notification_batches (campaign_id, run_id, sender, seqs, size, state, xact, started_at,
+                                                     finished_at)
+        select c.id, c.run_id, 'send_batches_' || (b %% 3), '{}', %(batch)s,
+               case when c.state = 'sending' and b > %(per)s - 3 then 'in_flight' else 'sent' end,
+               pg_current_xact_id(), c.created_at, c.created_at
+        from compliance.notification_campaigns c cross join generate_series(1, %(per)s) as b""",
+                 {"batch": batch, "per": recipients // batch})
+    return {"notification_campaigns": campaigns,
+            "notification_batches": conn.execute("select count(*) from compliance.notification_batches").fetchone()[0]}
+
 
 # Every call the page makes: (name, section key or None for the overview, query parameters).
 CALLS = [
@@ -177,6 +280,14 @@ CALLS = [
     ("fulfilments, first page", "fulfilments", {}),
     ("fulfilments, outcome=manual", "fulfilments", {"outcome": "manual"}),
     ("fulfilments, page 100", "fulfilments", {"page": "100"}),
+    ("purges, first page", "purges", {}),
+    ("purges, live runs, page 10", "purges", {"mode": "live", "page": "10"}),
+    ("manifests, first page", "manifests", {}),
+    ("manifests, one vendor", "manifests", {"vendor_id": "7"}),
+    ("manifests, with violations", "manifests", {"violations": "only"}),
+    ("manifests, page 300", "manifests", {"page": "300"}),
+    ("campaigns, first page", "campaigns", {}),
+    ("campaigns, page 5", "campaigns", {"page": "5"}),
 ]
 
 
@@ -267,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--whatif-size", type=int, default=10_000)
     parser.add_argument("--audit-rows", type=int, default=100_000)
     parser.add_argument("--fulfilments", type=int, default=200_000)
+    parser.add_argument("--purged", type=int, default=10_000, help="subjects purged over two years of runs")
+    parser.add_argument("--vendors", type=int, default=50, help="vendors with a manifest a day for a year")
+    parser.add_argument("--campaigns", type=int, default=100)
+    parser.add_argument("--campaign-size", type=int, default=1_000_000, help="recipients per campaign")
     parser.add_argument("--calls", type=int, default=60)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database afterwards")
     args = parser.parse_args(argv)
@@ -280,14 +395,16 @@ def main(argv: list[str] | None = None) -> int:
     url = database.create_database(server, BENCH_DB, replace=True)
     work = Path(tempfile.mkdtemp(prefix="bench-page-"))
     anchors = work / "evidence"
-    results, skipped = [], dict(FILLERS_PENDING)
+    results, skipped = [], {}
     try:
         t0 = time.perf_counter()
         with psycopg.connect(url, autocommit=True) as conn:
             compliance_store.migrate(conn)
             filled = {**fill_requests(conn, args.requests), **fill_whatif(conn, args.whatif_runs, args.whatif_size),
                       **fill_audit(conn, args.audit_rows, 1000, anchors),
-                      **fill_fulfilments(conn, args.fulfilments)}
+                      **fill_fulfilments(conn, args.fulfilments), **fill_purges(conn, args.purged),
+                      **fill_manifests(conn, args.vendors, 365),
+                      **fill_campaigns(conn, args.campaigns, args.campaign_size, 1000)}
             conn.execute("vacuum analyze")
         fill_seconds = time.perf_counter() - t0
         print(f"filled in {fill_seconds:.1f} s: " + ", ".join(f"{k} {v:,}" for k, v in filled.items()))

@@ -1,4 +1,4 @@
-"""Airflow plugin: the "Privacy compliance" page in the UI's navigation (SPEC §1, §6, issue 17).
+"""Airflow plugin: the "Privacy compliance" page in the UI's navigation.
 
 A FastAPI app mounted by the API server at ``/compliance`` serves the page (``include/page/static``) and
 its JSON API; an external view puts the page in the navigation (the UI shows it in a frame, same origin).

@@ -1,5 +1,5 @@
 """The compliance page's reads and sections against a real PostgreSQL: order, filters, pagination both ways,
-what-ifs, missing and mismatching tables, the sketched sections, and the audit chain watch (incremental
+what-ifs, missing and mismatching tables, the purge, manifest, campaign and fulfilment sections, and the audit chain watch (incremental
 checks, whole walks, anchors)."""
 from __future__ import annotations
 
@@ -128,54 +128,134 @@ def test_whatif_runs_are_read_from_the_run_table_and_only_while_their_rows_are_k
 
 
 def test_a_section_whose_tables_are_missing_says_not_installed(store):
+    """A store migrated by a release without the purge (its tables absent) shows the section as not installed."""
+    store.execute("drop table compliance.child_purges, compliance.child_purge_runs cascade")
     assert reads.missing_tables(store, ["compliance.dsr_status", "compliance.child_purges"]) == ["compliance.child_purges"]
     data = render(store, "purges")
     assert data["installed"] is False and "not installed yet" in data["note"] and "child_purges" in data["note"]
+    assert render(store, "requests")["installed"] is True
 
 
-def test_a_table_that_differs_from_the_sketched_read_says_so_and_leaves_the_connection_usable(store):
-    store.execute("create table compliance.child_purges (run_id text, something_else int)")
+def test_a_table_that_differs_from_the_read_says_so_and_leaves_the_connection_usable(store):
+    store.execute("alter table compliance.child_purge_runs drop column plan_hash")
     data = render(store, "purges")
     assert data["installed"] is True and data["mismatch"] is True and "does not match" in data["note"]
+    assert "plan_hash" in data["note"]
     assert store.execute("select 1").fetchone() == (1,)
+    assert render(store, "manifests")["installed"] is True
 
 
-def test_the_sketched_sections_read_the_tables_their_issues_describe(store):
-    """The page's assumptions about tables that other DAGs will create (issues 13-16), written down as a test.
+def at(minutes):
+    return datetime(2026, 11, 25, 12, tzinfo=timezone.utc) + timedelta(minutes=minutes)
 
-    When a real migration lands with other columns, this test (and the section) shows the read to adjust."""
-    store.execute("""
-        create table compliance.child_purges (run_id text, subject_hash text, outcome text, detected_at timestamptz,
-                                              purged_at timestamptz, vendors bigint[], notices_sent_at timestamptz);
-        insert into compliance.child_purges values
-            ('scheduled__1', 'h1', 'purged', now(), now(), '{3,4}', null),
-            ('scheduled__1', 'h2', 'held', now(), null, '{}', null),
-            ('scheduled__1', 'h3', 'no_match', now(), null, '{}', null);
-        create table compliance.vendor_manifests (vendor_id bigint, period_start date, period_end date, row_count int,
-                                                  subjects int, violations jsonb, manifest_uri text, data_sha256 text,
-                                                  generated_at timestamptz, run_id text);
-        insert into compliance.vendor_manifests values
-            (7, '2026-11-24', '2026-11-25', 10, 4, '{"category_not_allowed": 2, "no_dpa": 1}',
-             'gs://b/manifests/vendor=7/period=2026-11-24/manifest.json', 'abc', now(), 'scheduled__2');
-        create table compliance.notification_campaigns (campaign_id bigint, policy_version text,
-                                                        started_at timestamptz, finished_at timestamptz, run_id text);
-        create table compliance.notification_deliveries (campaign_id bigint, status text);
-        insert into compliance.notification_campaigns values (1, '2026-11', now(), null, 'manual__3');
-        insert into compliance.notification_deliveries values (1, 'sent'), (1, 'sent'), (1, 'failed'), (1, 'pending');""")
-    purge = render(store, "purges")["rows"][0]
-    assert (purge["purged"], purge["held"], purge["no_match"], purge["notices_outstanding"]) == (1, 1, 1, 2)
-    manifest = render(store, "manifests", {"vendor_id": "7"})["rows"][0]
-    assert manifest["violations"] == 3 and manifest["manifest_uri"].endswith("manifest.json")
-    campaign = render(store, "campaigns")["rows"][0]
-    assert (campaign["sent"], campaign["failed"], campaign["total"], campaign["progress"]) == (2, 1, 4, "3/4")
+
+def test_the_purges_section_reads_the_runs_their_subjects_and_the_notices_owed(store):
+    """Runs and records written through the purge's own ledger (migration 0003's tables)."""
+    from include.children import ledger
+    from include.erasure import ErasureResult, TableCount
+    from include.erasure.facts import VendorShare
+
+    def subject(n, rules=("under_13",), problems=()):
+        return ledger.Detected(f"{n:064x}", n, tuple(rules), tuple(problems), ())
+
+    for minutes, (run_id, dry) in enumerate((("scheduled__live", False), ("manual__dry", True))):
+        ledger.start_run(store, run_id=run_id, as_of=date(2026, 11, 25), run_type="manual" if dry else "scheduled",
+                         dry_run=dry, targeted=False, max_subjects=None, threshold=50, started_at=at(minutes))
+    ledger.record_detection(store, "scheduled__live",
+                            [subject(1), subject(2), subject(3, rules=(), problems=("birth date in the future",))],
+                            [], at=at(0), counts={"accounts": 3})
+    ctx = audit.RunContext(run_id="scheduled__live", actor="test", dag_id="child_data_purge", now=lambda: at(1))
+    assert ledger.finish_subject(store, ctx, "scheduled__live", ErasureResult(
+        1, f"{1:064x}", "purged", tables=(TableCount("public.users", "delete", 1),),
+        vendors=(VendorShare(4, "Adtech Ltd", True, ("contact",), 2),), at=at(1)))
+    assert ledger.finish_subject(store, ctx, "scheduled__live", ErasureResult(2, f"{2:064x}", "held", holds=(9,)))
+    store.execute("""insert into compliance.child_report_outcomes (run_id, report_id, outcome, resolved, recorded_at)
+                     values ('scheduled__live', 11, 'no_match', true, %s), ('scheduled__live', 12, 'no_match', true, %s),
+                            ('scheduled__live', 13, 'purged', true, %s)""", (at(2), at(2), at(2)))
+    ledger.finish_run(store, "scheduled__live", state="purged", at=at(2), counts={})
+    ledger.record_detection(store, "manual__dry", [subject(5)], [], at=at(1), counts={"accounts": 1})
+
+    data = render(store, "purges")
+    assert data["installed"] is True and not data.get("mismatch")
+    assert data["total"] == 2 and [r["run"]["text"] for r in data["rows"]] == ["manual__dry", "scheduled__live"]
+    live = data["rows"][1]
+    assert (live["mode"], live["state"], live["outcomes"]) == ("live", "purged", "purged 1, held 1, invalid 1")
+    assert live["reports"] == "no_match 2, purged 1" and data["rows"][0]["reports"] is None
+    assert live["run"]["href"] == "/af/dags/child_data_purge/runs/scheduled__live"
+    assert data["rows"][0]["outcomes"] == "planned 1"  # a run still in progress shows where it is
+    facts = {f["label"]: f["value"] for f in data["facts"]}
+    assert facts["Subjects purged (all runs)"] == 1
+    assert facts["Vendor deletion notices owed"] == "1 subject(s) for 1 vendor(s): 4"
+    assert data["refreshed"]["run_id"] == "scheduled__live" and data["refreshed"]["at"] == at(2).isoformat()
+    only_live = render(store, "purges", {"mode": "live"})
+    assert only_live["total"] == 1 and only_live["rows"][0]["run"]["text"] == "scheduled__live"
+    with pytest.raises(sections.PageError, match="is not one of"):
+        render(store, "purges", {"mode": "dry"})
+
+
+def add_manifest(conn, vendor_id, label, start, violations, run_id):
+    end = None if start is None else start + timedelta(days=1)
+    broken = sum(violations.values())
+    conn.execute(
+        """insert into compliance.vendor_manifests (vendor_id, period_label, period_start, period_end, vendor_known,
+               vendor_name, vendor_kind, data_object, data_uri, manifest_object, manifest_uri, data_sha256,
+               data_bytes, content_sha256, row_count, subject_count, record_count, counts_by_category, violations,
+               violation_rows, violation_examples, invalid_rows, run_id, generated_at)
+           values (%s, %s, %s, %s, true, %s, 'ads', 'd', %s, 'm', %s, %s, 10, 'c', 5, 3, 7, '{}', %s, %s, '{}', '{}',
+                   %s, now())""",
+        (vendor_id, label, start, end, f"Vendor {vendor_id}", f"gs://b/{vendor_id}/{label}/data.parquet",
+         f"gs://b/{vendor_id}/{label}/manifest.json", "d" * 64, psycopg.types.json.Jsonb(violations), min(broken, 5),
+         run_id))
+
+
+def test_the_manifests_section_pages_newest_period_first_with_filters(store):
+    day = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    for n in range(5):
+        add_manifest(store, 7, (day + timedelta(days=n)).date().isoformat(), day + timedelta(days=n),
+                     {"no_dpa": 1} if n == 2 else {"no_dpa": 0}, f"scheduled__{n}")
+    add_manifest(store, 8, "undated", None, {"category_not_allowed": 2}, "manual__u")
+    add_manifest(store, 9, "2026-11-24", day + timedelta(days=4), {}, "scheduled__4")
+    data = render(store, "manifests", {"size": "3"})
+    assert data["total"] == 7
+    assert [(r["vendor"], r["period_label"]) for r in data["rows"]] == [
+        ("7 Vendor 7", "2026-11-24"), ("9 Vendor 9", "2026-11-24"), ("7 Vendor 7", "2026-11-23")]
+    last = render(store, "manifests", {"size": "3", "page": "3"})["rows"]
+    assert [(r["vendor"], r["period_label"]) for r in last] == [("8 Vendor 8", "undated")]  # undated last
+    broken = render(store, "manifests", {"violations": "only"})
+    assert [(r["period_label"], r["violations"]) for r in broken["rows"]] == [("2026-11-22", "no_dpa 1"),
+                                                                             ("undated", "category_not_allowed 2")]
+    assert render(store, "manifests", {"vendor_id": "9"})["total"] == 1
+    assert {f["label"]: f["value"] for f in data["facts"]}["Shares breaking a rule (all periods)"] == \
+        "category_not_allowed 2, no_dpa 1"
+    assert data["rows"][0]["run"]["href"] == "/af/dags/vendor_sharing_manifests/runs/scheduled__4"
+    with pytest.raises(sections.PageError, match="vendor's number"):
+        render(store, "manifests", {"vendor_id": "seven"})
+
+
+def test_the_campaigns_section_reads_the_campaign_counters(store):
+    for n, (scope, state, counts) in enumerate((("live", "finished", (0, 8, 1, 1)), ("test", "sending", (3, 1, 0, 0)))):
+        pending, sent, failed, skipped = counts
+        store.execute(
+            """insert into compliance.notification_campaigns (scope, policy_version_id, policy_version, run_id, state,
+                   total, pending, sent, failed, skipped, created_at, updated_at, finished_at)
+               values (%s, 1, '2026-11', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            (scope, f"manual__{n}", state, sum(counts), pending, sent, failed, skipped, at(n), at(n + 1),
+             at(n + 1) if state == "finished" else None))
+    data = render(store, "campaigns")
+    assert data["total"] == 2
+    newest, oldest = data["rows"]
+    assert (newest["scope"], newest["sent"], newest["pending"], newest["progress"]) == ("test", 1, 3, "25.0%")
+    assert (oldest["scope"], oldest["total"], oldest["failed"], oldest["skipped"], oldest["progress"]) == \
+        ("live", 10, 1, 1, "100.0%")
+    assert newest["run"]["href"] == "/af/dags/policy_change_notifications/runs/manual__1"
+    assert {s["label"]: s["value"] for s in data["summary"]} == {"finished": 1}  # live campaigns by state
+    assert [r["scope"] for r in render(store, "campaigns", {"scope": "live"})["rows"]] == ["live"]
+    assert data["refreshed"]["at"] == at(2).isoformat()
 
 
 def test_the_fulfilments_section_reads_the_real_table(store):
     """compliance.dsr_fulfilments as migration 0006 creates it (written through the DAG's own ledger)."""
     from include.fulfilment import ledger
-
-    def at(minutes):
-        return datetime(2026, 11, 25, 12, tzinfo=timezone.utc) + timedelta(minutes=minutes)
 
     records = [
         ledger.Record(5, "gdpr", "erasure", "erase", "erased", subject_hash="a" * 64, erased_tables={

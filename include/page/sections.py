@@ -6,8 +6,8 @@ shared: the "not installed yet" state while its tables are missing (``to_regclas
 not match the installed table, pagination, JSON values, links into the Airflow UI, the page's rendering
 (``static/index.html`` draws every section from this JSON, so a new section needs no JavaScript).
 
-Adding a section (e.g. purges, once ``compliance.child_purges`` exists): write its read module in
-``include/reads/`` and one ``Section(...)`` in :data:`SECTIONS` below. See docs/compliance_page.md.
+Adding a section: write its questions as functions of its domain's read module in ``include/reads/`` and
+one ``Section(...)`` in :data:`SECTIONS` below. See docs/compliance_page.md.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from include import reads
 from include.deadlines import STATES
 from include.page.links import UiLinks
 from include.reads import audit as audit_reads
-from include.reads import campaigns, dsr, fulfilments, manifests, purges
+from include.reads import children, dsr, fulfilments, notifications, vendors
 
 MAX_PAGE_SIZE = 200
 MAX_FILTER_LENGTH = 100
@@ -266,29 +266,64 @@ def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "never"
 
 
+def as_counts(counts: Mapping[str, int] | None) -> str | None:
+    """``{"purged": 3, "held": 1}`` as ``purged 3, held 1`` (the page's cells are text)."""
+    return ", ".join(f"{k} {v}" for k, v in (counts or {}).items() if v) or None
+
+
+def _last(run: dict | None, dag_id: str, links: UiLinks) -> dict:
+    return refreshed(run and run["finished_at"], run and run["run_id"], dag_id, links)
+
+
 def _purges(req: Request) -> dict:
-    page = purges.purge_runs(req.conn, limit=req.query.limit, offset=req.query.offset)
+    page = children.run_page(req.conn, mode=req.query.filters.get("mode"), limit=req.query.limit,
+                             offset=req.query.offset)
     for row in page["rows"]:
-        row["run"] = link(row["run_id"], req.links.run(purges.DAG_ID, row["run_id"]))
-    return {**page, "refreshed": refreshed(purges.last_refreshed(req.conn), None, purges.DAG_ID, req.links)}
+        row["run"] = link(row["run_id"], req.links.run(children.DAG_ID, row["run_id"]))
+        row["mode"] = "dry run" if row["dry_run"] else "live"
+        row["approval"] = " · ".join(str(v) for v in (row["approval_state"], row["approved_by"]) if v) or None
+        row["outcomes"] = as_counts(row["outcomes"])
+        row["reports"] = as_counts(row["reports"])
+    notices = children.outstanding_notices(req.conn)
+    owed = sum(n["subjects"] for n in notices)
+    facts = [{"label": "Subjects purged (all runs)", "value": children.purged_total(req.conn), "tone": None},
+             {"label": "Vendor deletion notices owed",
+              "value": f"{owed} subject(s) for {len(notices)} vendor(s)" + (
+                  f": {', '.join(str(n['vendor_id']) for n in notices[:10])}" if notices else ""),
+              "tone": "warn" if owed else "good"}]
+    stuck = children.open_records(req.conn)
+    if stuck:
+        facts.append({"label": "Records left open", "value": "; ".join(f"{r} {o} {n}" for r, o, n in stuck[:5]),
+                      "tone": "bad"})
+    return {**page, "facts": facts, "refreshed": _last(children.last_run(req.conn), children.DAG_ID, req.links)}
 
 
 def _manifests(req: Request) -> dict:
     vendor = req.query.filters.get("vendor_id")
     if vendor is not None and not vendor.isdigit():
         raise PageError(f"vendor_id must be a vendor's number, not {vendor!r}")
-    page = manifests.manifest_page(req.conn, vendor_id=int(vendor) if vendor else None, limit=req.query.limit,
-                                   offset=req.query.offset)
+    page = vendors.manifest_page(req.conn, vendor_id=int(vendor) if vendor else None,
+                                 with_violations=req.query.filters.get("violations") == "only",
+                                 limit=req.query.limit, offset=req.query.offset)
     for row in page["rows"]:
-        row["run"] = link(row["run_id"], req.links.run(manifests.DAG_ID, row["run_id"]))
-    return {**page, "refreshed": refreshed(manifests.last_refreshed(req.conn), None, manifests.DAG_ID, req.links)}
+        row["run"] = link(row["run_id"], req.links.run(vendors.DAG_ID, row["run_id"]))
+        row["vendor"] = f"{row['vendor_id']} {row['vendor_name'] or '(unknown vendor)'}"
+        row["violations"] = as_counts(row["violations"])
+    totals = vendors.violation_totals(req.conn)
+    facts = [{"label": "Shares breaking a rule (all periods)",
+              "value": as_counts(totals) or "none", "tone": "bad" if totals else "good"}]
+    return {**page, "facts": facts, "refreshed": _last(vendors.last_run(req.conn), vendors.DAG_ID, req.links)}
 
 
 def _campaigns(req: Request) -> dict:
-    page = campaigns.campaign_page(req.conn, limit=req.query.limit, offset=req.query.offset)
+    page = notifications.campaign_page(req.conn, scope=req.query.filters.get("scope"), limit=req.query.limit,
+                                       offset=req.query.offset)
     for row in page["rows"]:
-        row["run"] = link(row["run_id"], req.links.run(campaigns.DAG_ID, row["run_id"]))
-    return {**page, "refreshed": refreshed(campaigns.last_refreshed(req.conn), None, campaigns.DAG_ID, req.links)}
+        row["run"] = link(row["run_id"], req.links.run(notifications.DAG_ID, row["run_id"]))
+        row["progress"] = f"{row['done_percent']}%" if row["done_percent"] is not None else None
+    states = notifications.campaign_states(req.conn)
+    return {**page, "summary": [{"label": k, "value": v} for k, v in states.items()],
+            "refreshed": refreshed(notifications.last_refreshed(req.conn), None, notifications.DAG_ID, req.links)}
 
 
 def _fulfilments(req: Request) -> dict:
@@ -335,33 +370,43 @@ SECTIONS: tuple[Section, ...] = (
                  Column("dag_id", "DAG"), Column("run", "Run", "link")),
         page_size=10, dag_entity="AUDIT_LOG", build=_audit),
     Section(
-        key="purges", title="Child-data purges", dag_id=purges.DAG_ID, tables=purges.TABLES,
-        about="Per run: subjects purged, held, invalid, dry-run, reports matching no account, and downstream "
-              "vendor notices still outstanding.",
-        refreshed_by="daily",
-        columns=(Column("run", "Run", "link"), Column("detected_at", "Detected", "time"),
-                 Column("purged", "Purged", "int"), Column("held", "Held", "int"),
-                 Column("invalid", "Invalid", "int"), Column("dry_run", "Dry run", "int"),
-                 Column("no_match", "No match", "int"), Column("notices_outstanding", "Vendor notices due", "int")),
+        key="purges", title="Child-data purges", dag_id=children.DAG_ID, tables=children.TABLES,
+        about="Per run: its plan (hash, subjects) and how it was approved, its subjects by outcome (purged, "
+              "held, invalid ...) and the reports it settled (no_match: named no account); above, the subjects "
+              "purged in all and the deletion notices still owed to vendors.",
+        refreshed_by="daily (live), and by a manual run (a dry run unless dry_run is off)",
+        filters=(Filter("mode", "Runs", children.MODES),),
+        columns=(Column("run", "Run", "link"), Column("as_of", "As of", "date"), Column("mode", "Mode"),
+                 Column("state", "State", "state"), Column("plan_subjects", "Plan: subjects", "int"),
+                 Column("plan_hash", "Plan hash", "hash"), Column("approval", "Approval"),
+                 Column("outcomes", "Subjects by outcome"), Column("reports", "Reports settled"),
+                 Column("finished_at", "Finished", "time")),
         page_size=20, build=_purges),
     Section(
-        key="manifests", title="Vendor manifests", dag_id=manifests.DAG_ID, tables=manifests.TABLES,
-        about="One manifest per vendor and period, with its violation count and object path.",
-        refreshed_by="daily over its data interval",
-        filters=(Filter("vendor_id", "Vendor id"),),
-        columns=(Column("vendor_id", "Vendor", "id"), Column("period_start", "From", "date"),
-                 Column("period_end", "To", "date"), Column("rows", "Shares", "int"),
-                 Column("subjects", "Subjects", "int"), Column("violations", "Violations", "int"),
-                 Column("manifest_uri", "Manifest", "path"), Column("run", "Run", "link")),
+        key="manifests", title="Vendor manifests", dag_id=vendors.DAG_ID, tables=vendors.TABLES,
+        about="One manifest per vendor and period: shares, subjects, the rules broken, and where the manifest "
+              "and its data file are.",
+        refreshed_by="daily over its data interval, and by a manual run for any period",
+        filters=(Filter("vendor_id", "Vendor id"), Filter("violations", "Violations", ("only",))),
+        columns=(Column("vendor", "Vendor"), Column("period_label", "Period"),
+                 Column("row_count", "Shares", "int"), Column("subject_count", "Subjects", "int"),
+                 Column("violation_rows", "Shares breaking a rule", "int"), Column("violations", "Rules broken"),
+                 Column("manifest_uri", "Manifest", "path"), Column("data_sha256", "Data SHA-256", "hash"),
+                 Column("revision", "Revision", "int"), Column("run", "Run", "link")),
         build=_manifests),
     Section(
-        key="campaigns", title="Notification campaigns", dag_id=campaigns.DAG_ID, tables=campaigns.TABLES,
-        about="One campaign per policy version: sent, failed, skipped and total, with progress while it runs.",
-        refreshed_by="when a new policy version is published",
-        columns=(Column("campaign_id", "Campaign", "id"), Column("policy_version", "Policy version"),
-                 Column("started_at", "Started", "time"), Column("sent", "Sent", "int"),
+        key="campaigns", title="Notification campaigns", dag_id=notifications.DAG_ID, tables=notifications.TABLES,
+        about="One campaign per policy version (and a test campaign per run that sent to test recipients): sent, "
+              "failed, skipped and pending, and requests whose outcome is unknown.",
+        refreshed_by="daily when a policy version is due, and by a manual run",
+        filters=(Filter("scope", "Scope", notifications.SCOPES),),
+        columns=(Column("campaign_id", "Campaign", "id"), Column("scope", "Scope"),
+                 Column("policy_version", "Policy version"), Column("state", "State", "state"),
+                 Column("total", "Recipients", "int"), Column("sent", "Sent", "int"),
                  Column("failed", "Failed", "int"), Column("skipped", "Skipped", "int"),
-                 Column("total", "Total", "int"), Column("progress", "Progress"), Column("run", "Run", "link")),
+                 Column("pending", "Pending", "int"), Column("progress", "Done"),
+                 Column("duplicates_at_risk", "Outcome unknown", "int"), Column("created_at", "Started", "time"),
+                 Column("run", "Run", "link")),
         page_size=20, build=_campaigns),
     Section(
         key="fulfilments", title="Request fulfilments", dag_id=fulfilments.DAG_ID, tables=fulfilments.TABLES,

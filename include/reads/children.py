@@ -1,5 +1,57 @@
-"""The child-data purge: runs, subjects by outcome, outstanding vendor deletion notices (hashes and counts only)."""
+"""The child-data purge: runs, subjects by outcome, outstanding vendor deletion notices (hashes and counts only).
+
+For the compliance page, the command line and the demo's summary; newest run first, served by the indexes of
+migration 0003 (``child_purge_runs_started``; a run's subjects by the primary key ``(run_id, subject_hash)``).
+"""
 from __future__ import annotations
+
+TABLES = ("compliance.child_purge_runs", "compliance.child_purges", "compliance.child_report_outcomes",
+          "compliance.vendor_deletion_notices")
+DAG_ID = "child_data_purge"
+# The subjects' outcomes in a run (migration 0003), in the order the page shows them.
+OUTCOMES = ("purged", "held", "invalid", "dry_run", "deferred", "approval_required", "rejected", "already_erased",
+            "not_eligible", "planned", "erasing")
+MODES = ("live", "dry_run")
+
+_RUN_KEYS = ("run_id", "as_of", "dry_run", "targeted", "state", "plan_hash", "plan_subjects", "approval",
+             "approval_state", "approved_by", "started_at", "finished_at", "outcomes", "reports")
+
+
+def run_page(conn, *, mode: str | None = None, limit: int = 20, offset: int = 0) -> dict:
+    """One page of runs, the newest first, each with its subjects by outcome counted from its records (so a
+    run still in progress shows where it is) and the reports it settled by outcome (``no_match``: a report
+    that named no account). ``mode``: ``live`` or ``dry_run`` runs only."""
+    dry = None if mode is None else (mode == "dry_run")
+    total = conn.execute("""select count(*) from compliance.child_purge_runs
+                            where %(dry)s::boolean is null or dry_run = %(dry)s""", {"dry": dry}).fetchone()[0]
+    rows = conn.execute(
+        """select r.run_id, r.as_of, r.dry_run, r.targeted, r.state, r.plan_hash, r.plan_subjects, r.approval,
+                  r.approval_state, r.approved_by, r.started_at, r.finished_at,
+                  coalesce((select jsonb_object_agg(outcome, n) from (
+                                select outcome, count(*) as n from compliance.child_purges p
+                                where p.run_id = r.run_id group by outcome) o), '{}'::jsonb),
+                  coalesce((select jsonb_object_agg(outcome, n) from (
+                                select outcome, count(*) as n from compliance.child_report_outcomes c
+                                where c.run_id = r.run_id group by outcome) o), '{}'::jsonb)
+           from compliance.child_purge_runs r
+           where %(dry)s::boolean is null or r.dry_run = %(dry)s
+           order by r.started_at desc, r.run_id desc limit %(limit)s offset %(offset)s""",
+        {"dry": dry, "limit": limit, "offset": offset}).fetchall()
+    result = []
+    for row in rows:
+        item = dict(zip(_RUN_KEYS, row))
+        item["outcomes"] = {k: item["outcomes"][k] for k in (*OUTCOMES, *sorted(set(item["outcomes"]) - set(OUTCOMES)))
+                            if k in item["outcomes"]}
+        item["reports"] = dict(sorted(item["reports"].items()))
+        result.append(item)
+    return {"total": total, "rows": result}
+
+
+def last_run(conn) -> dict | None:
+    """The newest run that finished: its id and when."""
+    row = conn.execute("""select run_id, finished_at from compliance.child_purge_runs where finished_at is not null
+                          order by started_at desc limit 1""").fetchone()
+    return None if row is None else {"run_id": row[0], "finished_at": row[1]}
 
 
 def recent_runs(conn, limit: int = 20) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Request fulfilments (``dsr_fulfilment``, SPEC §4.5): what was done for each request, and the runs.
+"""Request fulfilments (``dsr_fulfilment``): what was done for each request, and the runs.
 
 For the compliance page, the command line and the demo's summary. Request ids, actions, outcomes and reasons
 (written by the DAG, never personal data), object URIs, checksums, counts and dates; newest first, served by

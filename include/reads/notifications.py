@@ -4,6 +4,11 @@ Counts, ids, versions and dates only: the ledger holds no address, and nothing h
 """
 from __future__ import annotations
 
+TABLES = ("compliance.notification_campaigns", "compliance.notification_deliveries",
+          "compliance.notification_batches")
+DAG_ID = "policy_change_notifications"
+SCOPES = ("live", "test")
+
 _CAMPAIGN_FIELDS = ("campaign_id", "scope", "policy_version_id", "policy_version", "state", "total", "sent", "failed",
                     "skipped", "pending", "done_percent", "unknown_batches", "duplicates_at_risk", "created_at",
                     "updated_at", "finished_at", "run_id")
@@ -17,6 +22,18 @@ def campaigns(conn, *, limit: int = 50, offset: int = 0, scope: str | None = Non
             order by created_at desc, campaign_id desc limit %(limit)s offset %(offset)s""",
         {"scope": scope, "limit": limit, "offset": offset}).fetchall()
     return [dict(zip(_CAMPAIGN_FIELDS, row)) for row in rows]
+
+
+def campaign_page(conn, *, scope: str | None = None, limit: int = 20, offset: int = 0) -> dict:
+    """One page of campaigns (newest first, with their progress) and how many there are in all."""
+    total = conn.execute("""select count(*) from compliance.notification_campaigns
+                            where %(scope)s::text is null or scope = %(scope)s""", {"scope": scope}).fetchone()[0]
+    return {"total": total, "rows": campaigns(conn, limit=limit, offset=offset, scope=scope)}
+
+
+def last_refreshed(conn):
+    """When a campaign last moved (a batch marked, a campaign finished)."""
+    return conn.execute("select max(updated_at) from compliance.notification_campaigns").fetchone()[0]
 
 
 def campaign(conn, campaign_id: int) -> dict | None:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+TABLES = ("compliance.vendor_manifests", "compliance.vendor_manifest_runs")
+DAG_ID = "vendor_sharing_manifests"
+
 _COLUMNS = """vendor_id, period_label, period_start, period_end, vendor_known, vendor_name, vendor_kind, row_count,
               subject_count, record_count, violation_rows, violations, invalid_rows, data_sha256, data_uri,
               manifest_uri, revision, run_id, generated_at"""
@@ -27,6 +30,29 @@ def manifests(conn, *, vendor_id: int | None = None, with_violations: bool = Fal
                        {"vendor": vendor_id, "before": before, "limit": limit})
     names = [c.name for c in cur.description]
     return [dict(zip(names, row)) for row in cur]
+
+
+def manifest_page(conn, *, vendor_id: int | None = None, with_violations: bool = False, limit: int = 50,
+                  offset: int = 0) -> dict:
+    """One page of manifests (newest period first, ``undated`` last) and how many there are in all: the page's
+    numbered pages over the same order and indexes as :func:`manifests`."""
+    where = ["(%(vendor)s::bigint is null or vendor_id = %(vendor)s)"]
+    if with_violations:
+        where.append("violation_rows > 0")
+    args = {"vendor": vendor_id, "limit": limit, "offset": offset}
+    total = conn.execute(f"select count(*) from compliance.vendor_manifests where {' and '.join(where)}",
+                         args).fetchone()[0]
+    cur = conn.execute(f"""select {_COLUMNS} from compliance.vendor_manifests where {' and '.join(where)}
+                           order by period_start desc nulls last, vendor_id limit %(limit)s offset %(offset)s""", args)
+    names = [c.name for c in cur.description]
+    return {"total": total, "rows": [dict(zip(names, row)) for row in cur]}
+
+
+def last_run(conn) -> dict | None:
+    """The newest run that finished: its id and when."""
+    row = conn.execute("""select run_id, finished_at from compliance.vendor_manifest_runs
+                          where finished_at is not null order by started_at desc limit 1""").fetchone()
+    return None if row is None else {"run_id": row[0], "finished_at": row[1]}
 
 
 def violation_totals(conn, *, since: datetime | None = None) -> dict[str, int]:

@@ -1,4 +1,4 @@
--- The child-data purge (SPEC §4.2): its runs, one record per subject and run, what became of the reports
+-- The child-data purge: its runs, one record per subject and run, what became of the reports
 -- that named children, the downstream deletion notices owed to vendors, and the team's summary email.
 -- A subject appears as its keyed hash (HMAC-SHA-256, include/subjects.py). The internal account id is
 -- kept only while the account exists (a held or invalid account an operator must look at, a purge not

@@ -1,4 +1,4 @@
--- Vendor data-sharing manifests (SPEC §4.3): one row per (vendor, period) whose manifest was written, the
+-- Vendor data-sharing manifests: one row per (vendor, period) whose manifest was written, the
 -- runs that wrote them, and the violation-email ledger (each (vendor, period) emailed once).
 -- Subjects appear only as counts; the data files themselves live in the object store.
 

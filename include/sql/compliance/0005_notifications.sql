@@ -1,4 +1,4 @@
--- Policy-change notification campaigns (SPEC §4.4): one campaign per policy version, a ledger with one row
+-- Policy-change notification campaigns: one campaign per policy version, a ledger with one row
 -- per (campaign, recipient), and one row per Mail Send request.
 --
 -- No address is stored here. A recipient is the keyed hash of its normalised address

@@ -1,4 +1,4 @@
--- Request fulfilment (dsr_fulfilment, SPEC §4.5): what was done for each privacy request, the plan of each
+-- Request fulfilment (dsr_fulfilment): what was done for each privacy request, the plan of each
 -- run (a dry run's results live only there), and the records waiting for their operational transaction.
 -- A subject appears as its keyed hash (HMAC-SHA-256, include/subjects.py). An erased subject's account id
 -- is kept only until the erasure is verified after commit (the database refuses a verified row that still
