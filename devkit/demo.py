@@ -214,11 +214,11 @@ def _domain_lines(conn) -> list[str]:
         from include.reads import children
 
         outcomes = children.outcomes(conn)
-        notices = children.outstanding_notices(conn)
+        owed = children.notices_owed(conn)
         lines.append("child-data purge (last live run): " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
                                                              or "nothing to do")
-                     + f"; vendor deletion notices outstanding: {sum(n['subjects'] for n in notices)} subject(s) "
-                       f"for {len(notices)} vendor(s)")
+                     + f"; vendor deletion notices outstanding: {owed['notices']} ({owed['subjects']} subject(s), "
+                       f"{owed['vendors']} vendor(s))")
     if _installed(conn, "compliance.vendor_manifests"):
         from include.reads import vendors
 
@@ -226,6 +226,20 @@ def _domain_lines(conn) -> list[str]:
         totals = vendors.violation_totals(conn)
         lines.append(f"vendor manifests: {len(manifests)} written; violations: "
                      + (", ".join(f"{rule} {n}" for rule, n in sorted(totals.items()) if n) or "none"))
+    if _installed(conn, "compliance.notification_campaigns"):
+        from include.reads import notifications
+
+        for c in notifications.campaigns(conn, scope="live", limit=3):
+            lines.append(f"policy-change campaign {c['campaign_id']} (version {c['policy_version']}, {c['state']}): "
+                         f"{c['sent']} sent, {c['skipped']} skipped, {c['failed']} failed, {c['pending']} pending "
+                         f"of {c['total']} recipient(s)")
+    if _installed(conn, "compliance.dsr_fulfilments"):
+        from include.reads import fulfilments
+
+        counts = fulfilments.outcome_counts(conn)
+        waiting = len(fulfilments.awaiting_a_person(conn))
+        lines.append("request fulfilments: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
+                     + f"; awaiting a person: {waiting}")
     return lines
 
 

@@ -185,7 +185,7 @@ def test_the_purges_section_reads_the_runs_their_subjects_and_the_notices_owed(s
     assert data["rows"][0]["outcomes"] == "planned 1"  # a run still in progress shows where it is
     facts = {f["label"]: f["value"] for f in data["facts"]}
     assert facts["Subjects purged (all runs)"] == 1
-    assert facts["Vendor deletion notices owed"] == "1 subject(s) for 1 vendor(s): 4"
+    assert facts["Vendor deletion notices owed"] == "1 notice(s): 1 subject(s), 1 vendor(s)"
     assert data["refreshed"]["run_id"] == "scheduled__live" and data["refreshed"]["at"] == at(2).isoformat()
     only_live = render(store, "purges", {"mode": "live"})
     assert only_live["total"] == 1 and only_live["rows"][0]["run"]["text"] == "scheduled__live"

@@ -284,13 +284,11 @@ def _purges(req: Request) -> dict:
         row["approval"] = " · ".join(str(v) for v in (row["approval_state"], row["approved_by"]) if v) or None
         row["outcomes"] = as_counts(row["outcomes"])
         row["reports"] = as_counts(row["reports"])
-    notices = children.outstanding_notices(req.conn)
-    owed = sum(n["subjects"] for n in notices)
+    owed = children.notices_owed(req.conn)
     facts = [{"label": "Subjects purged (all runs)", "value": children.purged_total(req.conn), "tone": None},
              {"label": "Vendor deletion notices owed",
-              "value": f"{owed} subject(s) for {len(notices)} vendor(s)" + (
-                  f": {', '.join(str(n['vendor_id']) for n in notices[:10])}" if notices else ""),
-              "tone": "warn" if owed else "good"}]
+              "value": f"{owed['notices']} notice(s): {owed['subjects']} subject(s), {owed['vendors']} vendor(s)",
+              "tone": "warn" if owed["notices"] else "good"}]
     stuck = children.open_records(req.conn)
     if stuck:
         facts.append({"label": "Records left open", "value": "; ".join(f"{r} {o} {n}" for r, o, n in stuck[:5]),

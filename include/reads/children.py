@@ -90,6 +90,14 @@ def outstanding_notices(conn) -> list[dict]:
     return [dict(zip(names, row)) for row in cur]
 
 
+def notices_owed(conn) -> dict[str, int]:
+    """Deletion notices still owed in all: notices (one per subject and vendor), distinct subjects, vendors."""
+    notices, subjects, vendors = conn.execute(
+        """select count(*), count(distinct subject_hash), count(distinct vendor_id)
+           from compliance.vendor_deletion_notices where status = 'outstanding'""").fetchone()
+    return {"notices": notices, "subjects": subjects, "vendors": vendors}
+
+
 def open_records(conn) -> list[tuple[str, str, int]]:
     """(run id, outcome, count) of records still in progress (planned, erasing): a failed run to look at."""
     return conn.execute("""select run_id, outcome, count(*) from compliance.child_purges
