@@ -1,4 +1,4 @@
-"""SendGridMailer through the real SDK against the stand-in: the notification rules (docs/rules.md) retry rules."""
+"""SendGridMailer through the real SDK against the stand-in: the retry rules (docs/rules.md, "Policy-change notices")."""
 from __future__ import annotations
 
 import logging
