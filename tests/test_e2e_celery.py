@@ -1,8 +1,11 @@
-"""The same DAG, unchanged, on Airflow's Celery stack: scheduler, dag-processor, api-server, Celery worker.
+"""Every DAG, unchanged, on Airflow's Celery stack: scheduler, dag-processor, api-server, Celery worker.
 
-The scheduler runs it unattended (the DAG is unpaused and its latest hourly interval is scheduled); every
-task goes through Redis to a Celery worker process that shares no files with the others. Metadata lives in
-PostgreSQL, as in docker-compose.yaml. Needs Redis on 127.0.0.1:6379 (.ci/run starts it when it is down).
+One stack for the module, as in docker-compose.yaml: metadata in PostgreSQL, Redis as the broker, a Celery
+worker process that shares no files with the others (on a queue of this test's own, so that another
+checkout's test on the same Redis never takes its tasks). Every DAG is unpaused and the scheduler runs it
+unattended: the latest interval of each scheduled DAG, and for the interval-based manifests the first
+day of its catch-up. Each DAG's run must succeed with every one of its tasks executed by the worker,
+mapped ones in their pools. Needs Redis on 127.0.0.1:6379 (.ci/run starts it when it is down).
 """
 from __future__ import annotations
 
@@ -12,17 +15,25 @@ import socket
 import subprocess
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+import notification_oracle as oracle
 from devkit import database, local_airflow
 from devkit.seed.demo_data import seed
+from include.seam.dag import GCS_POOL, SENDGRID_POOL, START_DATE
 
 pytestmark = pytest.mark.e2e
-DAG_ID = "dsr_deadline_tracking"
-TASKS = ("prepare_store", "evaluate_requests", "send_escalations", "send_daily_digest")
+DAGS = ("dsr_deadline_tracking", "child_data_purge", "vendor_sharing_manifests", "policy_change_notifications",
+        "dsr_fulfilment")
+# The interval-based manifests catch up from the DAGs' start date: the test waits for that first day.
+FIRST_DAY = START_DATE.replace(tzinfo=timezone.utc)
+# The demo data is anchored a month after it, so the first day has shares; every other DAG is as happy
+# with data of any date (the deadline tracker evaluates it as of today).
+ANCHOR = (FIRST_DAY + timedelta(days=30)).date()
+SENDERS, BATCH = 3, 200
 
 
 def _free_port() -> int:
@@ -40,57 +51,82 @@ def _redis_answers() -> bool:
         return False
 
 
-@pytest.fixture
-def databases(pg_server_url):
-    suffix = uuid.uuid4().hex[:8]
-    names = {"ops": f"privacy_celery_ops_{suffix}", "meta": f"privacy_celery_meta_{suffix}"}
-    urls = {k: database.create_database(pg_server_url, v) for k, v in names.items()}
-    yield urls
-    for name in names.values():
-        database.drop_database(pg_server_url, name)
+def with_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
-def test_scheduled_run_on_celery_workers(databases, sendgrid, tmp_path):
+def _tail(folder: Path) -> str:
+    return "\n".join(f"--- {p.name}\n" + p.read_text()[-2000:] for p in sorted(folder.glob("*.log")))
+
+
+@pytest.fixture(scope="module")
+def stack(pg_server_url, sendgrid_server, tmp_path_factory):
+    """The Celery stack with every DAG unpaused; yields once each DAG's run has finished."""
     if not _redis_answers():
         # CI guarantees Redis (.ci/run starts it); a newcomer's machine with only Python may not have one.
         message = "Redis does not answer on 127.0.0.1:6379, which the Celery broker needs"
         pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
-    seed(databases["ops"], users=400, seed=5, anchor=datetime.now(timezone.utc).date())
-    api_port, log_port = _free_port(), _free_port()
-    meta = databases["meta"].replace("postgresql://", "postgresql+psycopg2://", 1)
-    services = local_airflow.LocalServices(ops_url=databases["ops"], compliance_url=databases["ops"],
-                                           sendgrid_url=sendgrid.base_url, sendgrid_api_key=sendgrid.api_key)
-    env = local_airflow.airflow_env(tmp_path / "airflow", services)
-    # A queue of this test's own: another checkout's Celery test on the same Redis never takes its tasks.
-    queue = f"privacy-e2e-{uuid.uuid4().hex[:8]}"
-    env.update({
-        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta,
-        "AIRFLOW__CELERY__BROKER_URL": "redis://127.0.0.1:6379/13",
-        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + databases["meta"],
-        "AIRFLOW__CELERY__WORKER_LOG_SERVER_PORT": str(log_port),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-        "AIRFLOW__API_AUTH__JWT_SECRET": "celery-e2e-" + uuid.uuid4().hex,
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-    })
-    local_airflow.migrate_metadata(env)
-    airflow = local_airflow.airflow_bin()
-    commands = {"api-server": [airflow, "api-server", "-p", str(api_port)],
-                "scheduler": [airflow, "scheduler"], "dag-processor": [airflow, "dag-processor"],
-                "worker": [airflow, "celery", "worker", "--concurrency", "2", "--queues", queue]}
-    procs = {}
+    sendgrid_server.clear()
+    folder = tmp_path_factory.mktemp("celery")
+    suffix = uuid.uuid4().hex[:8]
+    names = {"ops": f"privacy_celery_ops_{suffix}", "meta": f"privacy_celery_meta_{suffix}"}
+    urls = {k: database.create_database(pg_server_url, v) for k, v in names.items()}
+    procs: dict[str, subprocess.Popen] = {}
     try:
+        seed(urls["ops"], users=1500, seed=5, anchor=ANCHOR)
+        api_port, log_port = _free_port(), _free_port()
+        services = local_airflow.LocalServices(ops_url=urls["ops"], compliance_url=urls["ops"],
+                                               sendgrid_url=sendgrid_server.base_url,
+                                               sendgrid_api_key=sendgrid_server.api_key)
+        env = local_airflow.airflow_env(folder / "airflow", services, settings={
+            "evidence_location": f"file://{folder / 'evidence'}", "notification_batch_size": BATCH,
+            "notification_senders": SENDERS})
+        queue = f"privacy-e2e-{uuid.uuid4().hex[:8]}"
+        env.update({
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": urls["meta"].replace("postgresql://", "postgresql+psycopg2://", 1),
+            "AIRFLOW__CELERY__BROKER_URL": "redis://127.0.0.1:6379/13",
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + urls["meta"],
+            "AIRFLOW__CELERY__WORKER_LOG_SERVER_PORT": str(log_port),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "celery-e2e-" + uuid.uuid4().hex,
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        })
+        local_airflow.migrate_metadata(env)  # with the pools of pools.json
+        airflow = local_airflow.airflow_bin()
+        commands = {"api-server": [airflow, "api-server", "-p", str(api_port)],
+                    "scheduler": [airflow, "scheduler"], "dag-processor": [airflow, "dag-processor"],
+                    "worker": [airflow, "celery", "worker", "--concurrency", "4", "--queues", queue]}
         for name, cmd in commands.items():
-            log = open(tmp_path / f"{name}.log", "w")
+            log = open(folder / f"{name}.log", "w")
             # Each in its own process group, so that the whole tree (worker children included) is ended.
             procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_for_dag(env)
-        subprocess.run([airflow, "dags", "unpause", DAG_ID], env=env, check=True, capture_output=True)
-        state = _wait_for_run(databases["meta"], timeout=240)
-        worker_log = (tmp_path / "worker.log").read_text()
-        assert state == "success", _tail(tmp_path)
+        _wait_for(lambda: set(DAGS) <= set(subprocess.run([airflow, "dags", "list", "-o", "plain"], env=env,
+                                                          capture_output=True, text=True).stdout.split()),
+                  180, "the dag-processor to register every DAG")
+        for dag_id in DAGS:
+            subprocess.run([airflow, "dags", "unpause", dag_id], env=env, check=True, capture_output=True)
+        runs: dict[str, tuple[str, str]] = {}
+
+        def each_dag_finished():
+            for dag_id in set(DAGS) - set(runs):
+                found = _finished_run(urls["meta"], dag_id)
+                if found:
+                    runs[dag_id] = found
+                    # No later run of it: the manifests would catch up every day since the start date, and
+                    # the others start their next interval (every 15 minutes, hourly, daily) while the
+                    # rest finish. Those runs are not the ones examined, and would only load the worker.
+                    subprocess.run([airflow, "dags", "pause", dag_id], env=env, check=True, capture_output=True)
+            return len(runs) == len(DAGS)
+
+        _wait_for(each_dag_finished, 900, "a finished run of every DAG")
+        yield {"urls": urls, "runs": runs, "folder": folder, "worker_log": (folder / "worker.log").read_text(),
+               "sendgrid": sendgrid_server}
     finally:
         for proc in procs.values():
             with_group(proc, signal.SIGTERM)
@@ -99,47 +135,99 @@ def test_scheduled_run_on_celery_workers(databases, sendgrid, tmp_path):
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 with_group(proc, signal.SIGKILL)
-
-    for task in TASKS:  # every task went through Celery
-        assert f"task_id={task}/" in worker_log, task
-    with database.connect(databases["ops"]) as conn:
-        evaluated = conn.execute("select count(*) from compliance.dsr_status").fetchone()[0]
-        requests = conn.execute("select count(*) from privacy_requests").fetchone()[0]
-        sent = conn.execute("select count(*) from compliance.dsr_escalations where status = 'sent'").fetchone()[0]
-    assert evaluated == requests and sent > 0
-    assert any(m["payload"]["custom_args"]["campaign"] == "dsr-digest" for m in sendgrid.accepted())
+        for name in names.values():
+            database.drop_database(pg_server_url, name)
+        sendgrid_server.clear()
 
 
-def with_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
+def _finished_run(meta_url: str, dag_id: str) -> tuple[str, str] | None:
+    """(run id, state) of the DAG's run this test waits for, once it has finished.
+
+    That is the first run the scheduler made when the DAG was unpaused (the manifests: the first day of the
+    catch-up), never "the latest": a DAG whose next interval begins while the test waits gets a second
+    run, and for the campaign that run finds the campaign finished and stops at its first step.
+    """
+    with database.connect(meta_url) as conn:
+        if dag_id == "vendor_sharing_manifests":
+            row = conn.execute("select run_id, state from dag_run where dag_id = %s and logical_date = %s",
+                               (dag_id, FIRST_DAY)).fetchone()
+        else:
+            row = conn.execute("select run_id, state from dag_run where dag_id = %s and run_type = 'scheduled' "
+                               "order by id limit 1", (dag_id,)).fetchone()
+    return tuple(row) if row and row[1] in ("success", "failed") else None
 
 
-def _wait_for_dag(env: dict, timeout: float = 120) -> None:
+def _wait_for(check, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        out = subprocess.run([local_airflow.airflow_bin(), "dags", "list", "-o", "plain"], env=env,
-                             capture_output=True, text=True)
-        if DAG_ID in out.stdout:
-            return
+        found = check()
+        if found:
+            return found
         time.sleep(3)
-    raise AssertionError("the dag-processor did not register the DAG in time")
+    raise AssertionError(f"timed out waiting for {what}")
 
 
-def _wait_for_run(meta_url: str, timeout: float) -> str | None:
-    deadline, state = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        with database.connect(meta_url) as conn:
-            row = conn.execute("select state from dag_run where dag_id = %s order by id desc limit 1",
-                               (DAG_ID,)).fetchone()
-        state = row[0] if row else None
-        if state in ("success", "failed"):
-            return state
-        time.sleep(3)
-    return state
+def _tasks(stack, dag_id: str) -> list[tuple]:
+    run_id = stack["runs"][dag_id][0]
+    with database.connect(stack["urls"]["meta"]) as conn:
+        return conn.execute("select task_id, map_index, state, pool, operator from task_instance where dag_id = %s "
+                            "and run_id = %s", (dag_id, run_id)).fetchall()
 
 
-def _tail(folder: Path) -> str:
-    return "\n".join(f"--- {p.name}\n" + p.read_text()[-2000:] for p in sorted(folder.glob("*.log")))
+@pytest.mark.parametrize("dag_id", DAGS)
+def test_each_dag_runs_unattended_with_every_task_on_the_celery_worker(stack, dag_id):
+    assert stack["runs"][dag_id][1] == "success", _tail(stack["folder"])
+    tasks = _tasks(stack, dag_id)
+    # An EmptyOperator (a join point) is marked done by the scheduler itself: it has no work to send anywhere.
+    ran = [t for t in tasks if t[2] == "success" and t[4] != "EmptyOperator"]
+    assert ran and {t[0] for t in ran} >= {"check_run_conf", "anchor_audit_log"}
+    for task_id, map_index, _state, _pool, _operator in ran:
+        marker = f"task_id={task_id}/" if map_index < 0 else f"task_id={task_id}/map_index={map_index}/"
+        assert marker in stack["worker_log"], (dag_id, task_id, map_index)
+
+
+def test_the_manifests_mapped_tasks_ran_per_vendor_in_the_gcs_pool(stack):
+    mapped = [t for t in _tasks(stack, "vendor_sharing_manifests") if t[0] == "write_vendor_manifest" and t[1] >= 0]
+    assert mapped and {(t[2], t[3]) for t in mapped} == {("success", GCS_POOL)}
+    with database.connect(stack["urls"]["ops"]) as conn:
+        day_vendors = {v for (v,) in conn.execute(
+            "select distinct vendor_id from data_shares where shared_at >= %s and shared_at < %s",
+            (FIRST_DAY, FIRST_DAY + timedelta(days=1)))}
+        recorded = {v for (v,) in conn.execute(
+            "select vendor_id from compliance.vendor_manifests where period_label = %s",
+            (FIRST_DAY.date().isoformat(),))}
+    assert day_vendors and recorded == day_vendors
+
+
+def test_the_campaign_senders_ran_in_the_sendgrid_pool_and_told_everyone_once(stack):
+    senders = [t for t in _tasks(stack, "policy_change_notifications") if t[0] == "send_batches"]
+    assert sorted(t[1] for t in senders) == list(range(SENDERS))
+    assert {(t[2], t[3]) for t in senders} == {("success", SENDGRID_POOL)}
+    with database.connect(stack["urls"]["ops"]) as conn:
+        state, sent, pending, built_at = conn.execute(
+            "select state, sent, pending, created_at from compliance.notification_campaigns where scope = 'live'"
+        ).fetchone()
+        # Who is a child depends on the day: the day the campaign was built, not the day this test checks it.
+        eligible = oracle.expected(conn, built_at.astimezone(timezone.utc).date())
+        live = {r[0].strip().lower() for r in conn.execute("select email from users where email is not null")}
+    got = oracle.received(stack["sendgrid"].accepted(), batch_size=BATCH)
+    assert state == "finished" and pending == 0 and sent == len(got)
+    assert set(got.values()) == {1}  # nobody twice
+    assert set(eligible) <= set(got)  # everyone still eligible was told
+    # The purge and the fulfilment ran beside the campaign: an address told and no longer eligible belongs
+    # to an account they erased since.
+    assert not (set(got) - set(eligible)) & live
+
+
+def test_the_deadlines_purge_and_fulfilment_recorded_their_work(stack):
+    with database.connect(stack["urls"]["ops"]) as conn:
+        # Every request still there was evaluated (the purge may since have erased some evaluated ones).
+        unevaluated = conn.execute("select count(*) from privacy_requests r where not exists (select from "
+                                   "compliance.dsr_status s where s.request_id = r.id)").fetchone()[0]
+        evaluated = conn.execute("select count(*) from compliance.dsr_status").fetchone()[0]
+        escalated = conn.execute("select count(*) from compliance.dsr_escalations where status = 'sent'").fetchone()[0]
+        purged = conn.execute("select count(*) from compliance.child_purges where outcome = 'purged'").fetchone()[0]
+        fulfilled = conn.execute("select count(*) from compliance.dsr_fulfilments").fetchone()[0]
+    assert evaluated > 0 and unevaluated == 0 and escalated > 0
+    assert any(m["payload"].get("custom_args", {}).get("campaign") == "dsr-digest" for m in stack["sendgrid"].accepted())
+    assert purged > 0 and fulfilled > 0
