@@ -1,7 +1,8 @@
 """End to end: the compliance page in a real ``airflow api-server``, over a store filled by the real DAG.
 
-One seeded database; ``dsr_deadline_tracking`` run for real (``airflow dags test``: a live run and a
-what-if); then ``airflow api-server`` with the plugin, SimpleAuthManager users from
+One seeded database; every DAG run for real (``airflow dags test``), in the demo's order (deadlines, a purge
+dry run then the live purge approved by its plan hash, manifests, a notification campaign through the SendGrid
+stand-in, fulfilment, deadlines again) plus a what-if; then ``airflow api-server`` with the plugin, SimpleAuthManager users from
 ``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS`` and a passwords file. The API is checked against the store;
 access is checked for anonymous, bad-token, permission-less and viewer requests; and Debian's Chromium,
 driven by Playwright (no browser download), logs in, opens the page from the navigation, filters, checks
@@ -20,9 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devkit import database, local_airflow
+from devkit import database, demo, local_airflow
 from devkit.database import connect
 from devkit.seed.demo_data import seed
+from devkit.standins.sendgrid_server import SendGridStandIn
 
 pytestmark = pytest.mark.e2e
 DAG_ID = "dsr_deadline_tracking"
@@ -42,16 +44,17 @@ def world(pg_server_url, tmp_path_factory):
     seed(url, users=1500, seed=11, anchor=datetime.now(timezone.utc).date())
     home = tmp_path_factory.mktemp("airflow")
     evidence = tmp_path_factory.mktemp("evidence")
-    services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url="http://127.0.0.1:9",
-                                           sendgrid_api_key="SG.unused")
-    env = local_airflow.airflow_env(home, services, settings={"evidence_location": f"file://{evidence}"})
-    local_airflow.migrate_metadata(env)
     logs = home / "logs-e2e"
-    runs = {}
-    for label, conf in (("live", {"dry_run": True}), ("what-if", {"as_of": "2030-01-01", "dry_run": True})):
-        result = local_airflow.dags_test(DAG_ID, env, conf=conf, log_path=logs / f"{label}.log")
-        assert local_airflow.run_state(result) == "success", result.stdout[-3000:] + result.stderr[-3000:]
-        runs[label] = (logs / f"{label}.log").read_text()
+    with SendGridStandIn(api_key=demo.API_KEY) as sendgrid:
+        services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
+                                               sendgrid_api_key=demo.API_KEY)
+        env = local_airflow.airflow_env(home, services, settings={"evidence_location": f"file://{evidence}"})
+        local_airflow.migrate_metadata(env)
+        runs = demo.demo_runs(datetime.now(timezone.utc).date()) + [
+            demo.DemoRun(DAG_ID, "what-if", {"as_of": "2030-01-01", "dry_run": True})]
+        results = demo._run_dags(env, url, logs, runs)
+    assert len(results) == len(runs) and all(results), f"a DAG run failed; logs in {logs}"
+    runs = {path.name: path.read_text() for path in sorted(logs.glob("*.log"))}
     server_env = local_airflow.with_logins(env, LOGINS, local_airflow.free_port())
     try:
         with local_airflow.ApiServer(server_env, home / "api-server.log") as api, \
@@ -82,7 +85,8 @@ def wait_for_chain(world):
 
 # -- access --------------------------------------------------------------------------------------------
 
-ROUTES = ["/compliance/", API, f"{API}/requests", f"{API}/audit", f"{API}/purges"]
+SECTIONS = ["requests", "whatif", "audit", "purges", "manifests", "campaigns", "fulfilments"]
+ROUTES = ["/compliance/", API, *[f"{API}/{key}" for key in SECTIONS]]
 
 
 def test_anonymous_and_bad_token_requests_are_refused_on_every_route(world):
@@ -182,11 +186,74 @@ def test_audit_section_verifies_the_chain_and_agrees_with_the_newest_anchor(worl
     assert [f["value"] for f in data["facts"] if f["label"] == "Agree"][0].startswith("yes")
 
 
-def test_sections_of_dags_not_yet_installed_say_so(world):
+def test_every_section_is_installed_and_shows_what_its_dag_wrote(world):
     listed = {s["key"]: s for s in get(world, API).json()["sections"]}
-    assert [k for k, s in listed.items() if s["installed"]] == ["requests", "whatif", "audit"]
-    for key in ("purges", "manifests", "campaigns", "fulfilments"):
-        assert "not installed yet" in get(world, f"{API}/{key}").json()["note"]
+    assert [k for k, s in listed.items() if s["installed"]] == SECTIONS
+    for key in SECTIONS:
+        data = get(world, f"{API}/{key}").json()
+        assert data["installed"] and not data.get("mismatch"), (key, data.get("note"))
+        assert data["rows"], f"section {key} shows no rows after its DAG ran"
+
+
+def test_purges_section_matches_the_store(world):
+    conn = world["conn"]
+    data = get(world, f"{API}/purges").json()
+    runs = [r[0] for r in conn.execute("select run_id from compliance.child_purge_runs order by started_at desc")]
+    assert [r["run"]["text"] for r in data["rows"]] == runs and len(runs) == 2
+    live, dry = data["rows"][0], data["rows"][1]
+    assert (live["mode"], dry["mode"]) == ("live", "dry run")
+    outcomes = dict(conn.execute("select outcome, count(*) from compliance.child_purges where run_id = %s group by 1",
+                                 (live["run"]["text"],)))
+    assert sorted(live["outcomes"].split(", ")) == sorted(f"{k} {v}" for k, v in outcomes.items())
+    assert outcomes.get("purged"), "the demo's live purge erases the planned children"
+    # The live run was approved by the dry run's plan hash.
+    assert live["approval"].startswith("approved") and live["plan_hash"] == dry["plan_hash"]
+    facts = {f["label"]: f["value"] for f in data["facts"]}
+    assert facts["Subjects purged (all runs)"] == outcomes["purged"]
+    owed = conn.execute("""select count(*), count(distinct subject_hash), count(distinct vendor_id)
+                           from compliance.vendor_deletion_notices where status = 'outstanding'""").fetchone()
+    assert owed[0] > owed[1] > 0, "the demo's purged children were shared with more than one vendor"
+    assert facts["Vendor deletion notices owed"] == f"{owed[0]} notice(s): {owed[1]} subject(s), {owed[2]} vendor(s)"
+    reports = dict(conn.execute("select outcome, count(*) from compliance.child_report_outcomes where run_id = %s "
+                                "group by 1", (live["run"]["text"],)))
+    assert (live["reports"] or "") == ", ".join(f"{k} {v}" for k, v in sorted(reports.items()))
+
+
+def test_manifests_section_matches_the_store(world):
+    conn = world["conn"]
+    data = get(world, f"{API}/manifests", size="200").json()
+    expected = [tuple(r) for r in conn.execute(
+        """select vendor_id, period_label, row_count, violation_rows from compliance.vendor_manifests
+           order by period_start desc nulls last, vendor_id limit 200""")]
+    assert data["total"] == conn.execute("select count(*) from compliance.vendor_manifests").fetchone()[0]
+    assert [(int(r["vendor"].split()[0]), r["period_label"], r["row_count"], r["violation_rows"])
+            for r in data["rows"]] == expected
+    vendor = expected[0][0]
+    one = get(world, f"{API}/manifests", vendor_id=str(vendor)).json()
+    assert one["total"] == sum(1 for e in expected if e[0] == vendor)
+    assert all(r["manifest_uri"].startswith("file://") for r in data["rows"])
+
+
+def test_campaigns_section_matches_the_ledger(world):
+    conn = world["conn"]
+    data = get(world, f"{API}/campaigns").json()
+    (row,) = [r for r in data["rows"] if r["scope"] == "live"]
+    by_state = dict(conn.execute("select state, count(*) from compliance.notification_deliveries "
+                                 "where campaign_id = %s group by 1", (row["campaign_id"],)))
+    assert (row["sent"], row["failed"], row["skipped"], row["pending"]) == tuple(
+        by_state.get(k, 0) for k in ("sent", "failed", "skipped", "pending"))
+    assert row["total"] == sum(by_state.values()) and row["sent"] > 0 and row["state"] == "finished"
+
+
+def test_fulfilments_section_matches_the_store(world):
+    conn = world["conn"]
+    data = get(world, f"{API}/fulfilments", size="200").json()
+    assert data["total"] == conn.execute("select count(*) from compliance.dsr_fulfilments").fetchone()[0] > 0
+    outcome = data["rows"][0]["outcome"]
+    filtered = get(world, f"{API}/fulfilments", outcome=outcome).json()
+    assert filtered["total"] == conn.execute("select count(*) from compliance.dsr_fulfilments where outcome = %s",
+                                             (outcome,)).fetchone()[0]
+    assert {r["outcome"] for r in filtered["rows"]} == {outcome}
 
 
 def test_no_personal_data_in_any_api_answer(world):
@@ -195,7 +262,7 @@ def test_no_personal_data_in_any_api_answer(world):
     pii = personal_data(world["conn"])
     assert len(pii) > 1000
     text = json.dumps([get(world, f"{API}/{key}", size="200").json()
-                       for key in ("requests", "whatif", "audit", "purges")]).lower()
+                       for key in SECTIONS]).lower()
     text += get(world, API).text.lower() + get(world, "/compliance/").text.lower()
     assert not [v for v in pii if v in text]
     assert "assignee" not in text
@@ -250,7 +317,8 @@ def test_in_chromium_log_in_open_the_page_from_the_navigation_filter_and_compare
             assert run_link.get_attribute("href").startswith(f"/dags/{DAG_ID}/runs/")
             frame.locator("#section-audit .tone-good").first.wait_for()
             assert "intact" in frame.locator("#section-audit .facts").inner_text()
-            assert "not installed yet" in frame.locator("#section-purges").inner_text()
+            for key in SECTIONS:  # every section drew its table
+                frame.locator(f"#section-{key} table tbody tr").first.wait_for()
 
             # Filter: CCPA, overdue. The rows are exactly the store's, worst first.
             frame.locator("select[data-filter=regime]").select_option("ccpa")
@@ -273,6 +341,14 @@ def test_in_chromium_log_in_open_the_page_from_the_navigation_filter_and_compare
             page.set_viewport_size({"width": 1440, "height": 1800})
             page.wait_for_timeout(500)
             page.screenshot(path=str(SCREENSHOTS / "compliance-page.png"))
+            # The other sections: a long path or hash is cut to one line, the whole of it in the tooltip.
+            uri = conn.execute("""select manifest_uri from compliance.vendor_manifests
+                                  order by period_start desc nulls last, vendor_id limit 1""").fetchone()[0]
+            cell = frame.locator("#section-manifests td[data-col=manifest_uri] span").first
+            assert cell.get_attribute("title") == uri
+            frame.locator("#section-manifests").scroll_into_view_if_needed()
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(SCREENSHOTS / "compliance-page-more.png"))
             page.set_viewport_size({"width": 1440, "height": 1100})
 
             # The section's DAG link leads to the DAG, whose Trigger button opens the trigger form.

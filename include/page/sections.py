@@ -383,13 +383,13 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         key="manifests", title="Vendor manifests", dag_id=vendors.DAG_ID, tables=vendors.TABLES,
         about="One manifest per vendor and period: shares, subjects, the rules broken, and where the manifest "
-              "and its data file are.",
+              "is (it names its data file and that file's SHA-256).",
         refreshed_by="daily over its data interval, and by a manual run for any period",
         filters=(Filter("vendor_id", "Vendor id"), Filter("violations", "Violations", ("only",))),
         columns=(Column("vendor", "Vendor"), Column("period_label", "Period"),
                  Column("row_count", "Shares", "int"), Column("subject_count", "Subjects", "int"),
                  Column("violation_rows", "Shares breaking a rule", "int"), Column("violations", "Rules broken"),
-                 Column("manifest_uri", "Manifest", "path"), Column("data_sha256", "Data SHA-256", "hash"),
+                 Column("manifest_uri", "Manifest (its data file's SHA-256 inside)", "path"),
                  Column("revision", "Revision", "int"), Column("run", "Run", "link")),
         build=_manifests),
     Section(
