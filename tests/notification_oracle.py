@@ -1,6 +1,7 @@
 """Who a policy-change notice goes to, written out plainly for the notification tests: who should be told, and
 who was. The rule (docs/rules.md, "Policy-change notices"): accounts not deleted, with a syntactically valid
-address, one message per address compared case-insensitively, minus suppressed addresses, minus children.
+address, one message per address compared case-insensitively, minus suppressed addresses, minus children
+(and, given the purge's records, minus the addresses of purged children whoever holds them now).
 
 Plain SQL reads of the reference schema, email-validator and the child rules' pure reference functions;
 none of the product's recipient SQL.
@@ -9,13 +10,24 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date, timezone
+from typing import Callable
 
 from include.addresses import sending_problem
 from include.children import rules
 
 
-def expected(ops, today: date) -> dict[str, set[int]]:
-    """Comparable address -> the live accounts that should be told through it."""
+def purged_children(store, key: bytes) -> Callable[[str], bool]:
+    """Whether an address (trimmed, lower-case) is a purged child's, by the purge's keyed hashes in the store."""
+    from include.subjects import address_hash
+
+    hashes = {h for (h,) in store.execute("select address_hash from compliance.child_purges "
+                                          "where outcome = 'purged' and address_hash is not null")}
+    return lambda address: address_hash(key, address) in hashes
+
+
+def expected(ops, today: date, purged: Callable[[str], bool] | None = None) -> dict[str, set[int]]:
+    """Comparable address -> the live accounts that should be told through it (``purged``: see
+    :func:`purged_children`; the address of a purged child is never told, whoever holds it now)."""
     reported_ids = {r[0] for r in ops.execute("select user_id from child_reports where resolved_at is null "
                                               "and user_id is not null")}
     reported_emails = {r[0].strip().lower() for r in ops.execute(
@@ -32,7 +44,7 @@ def expected(ops, today: date) -> dict[str, set[int]]:
         by_address.setdefault(email.strip().lower(), []).append((uid, child, sending_problem(email) is None))
     return {addr: {uid for uid, _, ok in accounts if ok} for addr, accounts in by_address.items()
             if addr not in suppressed and not any(child for _, child, _ in accounts)
-            and any(ok for _, _, ok in accounts)}
+            and any(ok for _, _, ok in accounts) and not (purged and purged(addr))}
 
 
 def ineligible(ops, today: date) -> set[str]:

@@ -212,11 +212,13 @@ def mark_erasing(store, run_id: str, result: ErasureResult) -> bool:
     """Record the counts of an erasure about to commit; False when the row is not this run's to erase."""
     return store.execute(
         """update compliance.child_purges
-           set outcome = 'erasing', tables = %s, rows_erased = %s, kept = %s, vendors = %s, updated_at = %s
+           set outcome = 'erasing', tables = %s, rows_erased = %s, kept = %s, vendors = %s, address_hash = %s,
+               updated_at = %s
            where run_id = %s and subject_hash = %s and outcome = 'planned'""",
         (Jsonb(result.tables_evidence()), result.rows_erased,
          Jsonb({t.table: t.rows for t in result.kept}) if result.kept else None,
-         Jsonb([v.as_dict() for v in result.vendors]), result.at, run_id, result.subject_hash)).rowcount == 1
+         Jsonb([v.as_dict() for v in result.vendors]), result.address_hash, result.at, run_id,
+         result.subject_hash)).rowcount == 1
 
 
 def back_to_planned(store, run_id: str, subject_hash: str, at: datetime) -> None:
@@ -242,12 +244,13 @@ def finish_subject(store, ctx: RunContext, run_id: str, result: ErasureResult, *
             changed = store.execute(
                 """update compliance.child_purges
                    set outcome = 'purged', tables = %s, rows_erased = %s, kept = %s, vendors = %s, purged_at = %s,
-                       reason = null, updated_at = %s
+                       address_hash = coalesce(%s, address_hash), reason = null, updated_at = %s
                    where run_id = %s and subject_hash = %s and outcome in ('planned', 'erasing')
                    returning rules""",
                 (Jsonb(result.tables_evidence()), result.rows_erased,
                  Jsonb({t.table: t.rows for t in result.kept}) if result.kept else None,
-                 Jsonb([v.as_dict() for v in result.vendors]), at, at, run_id, result.subject_hash)).fetchone()
+                 Jsonb([v.as_dict() for v in result.vendors]), at, result.address_hash, at, run_id,
+                 result.subject_hash)).fetchone()
         else:
             changed = store.execute(
                 """update compliance.child_purges

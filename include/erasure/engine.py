@@ -97,6 +97,7 @@ class ErasureResult:
     holds: tuple[int, ...] = ()               # active legal holds (outcome 'held')
     shared_address: bool = False              # another account has the subject's address ...
     kept: tuple[TableCount, ...] = ()         # ... so these rows, tied to it by address only, were kept
+    address_hash: str | None = None           # keyed hash of the erased account's address (None: it had none)
     extra: Mapping = field(default_factory=dict)
     at: datetime | None = None
 
@@ -148,7 +149,7 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
             tables = tuple(_erase_table(ops, target, params, key) for target in scope)
             _check_residual(ops, scope, unmapped, params)
             result = ErasureResult(outcome=PURGED, tables=tables, vendors=vendors, shared_address=shared, kept=kept,
-                                   extra=extra, **base)
+                                   extra=extra, address_hash=_keyed(key, email), **base)
             if before_commit is not None:
                 before_commit(result)
         return result

@@ -82,16 +82,17 @@ class BuildCounts:
 
 
 def exclusions(store) -> Mapping[str, str]:
-    """Address hashes never to notify, with the reason: the place for purged children's addresses.
+    """Address hashes never to notify, with the reason: the addresses of purged children.
 
     A purged child has no account left, so the account read finds nothing to exclude — unless another
-    account holds the same address (a re-registration, a parent's account using the child's address).
-    When the purge's store (``compliance.child_purges``, being built in parallel) records the keyed hash of
-    a purged child's address (:func:`include.subjects.address_hash`, the same key and form as here), return
-    ``{hash: "address of a purged child"}`` from it here; every campaign built afterwards skips them.
-    Until then there is nothing to read.
+    account holds the same address (a re-registration, a parent's account using the child's address). The
+    purge records the keyed hash of each purged child's address (``compliance.child_purges.address_hash``,
+    the same key and form as here: :func:`include.subjects.address_hash`); every campaign built afterwards
+    skips those addresses.
     """
-    return {}
+    rows = store.execute("""select distinct address_hash from compliance.child_purges
+                            where outcome = 'purged' and address_hash is not null""")
+    return {digest: "address of a purged child" for (digest,) in rows}
 
 
 # -- the operational side: one snapshot ----------------------------------------------------------------
