@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from airflow.sdk import task
 
-from include.seam.dag import date_param, dry_run_param, ids_param, prepare_store, privacy_dag
+from include.seam.dag import SENDGRID_POOL, date_param, dry_run_param, ids_param, prepare_store, privacy_dag
 
 
 @privacy_dag(
@@ -37,7 +37,7 @@ def dsr_deadline_tracking():
         with task_env(DsrParams) as env:
             return tracking.evaluate_requests(env.ops, env.store, env.datamap, env.settings, env.ctx, env.params)
 
-    @task
+    @task(pool=SENDGRID_POOL)
     def send_escalations() -> dict:
         """Email each new ack_overdue / due_soon / overdue escalation once."""
         from include.dsr import tracking
@@ -47,7 +47,7 @@ def dsr_deadline_tracking():
         with task_env(DsrParams) as env:
             return tracking.escalate(env.store, env.mailer, env.settings, env.ctx, env.params)
 
-    @task
+    @task(pool=SENDGRID_POOL)
     def send_daily_digest() -> dict:
         """Send the compliance team's digest, once per day."""
         from include.dsr import tracking

@@ -244,3 +244,31 @@ def test_notification_trigger_form_refuses_bad_input(dagbag):
     _with(dag.params, {"policy_version": "2026.11", "max_recipients": 10, "dry_run": True,
                        "test_recipients": ["qa@example.com"]})
     _with(dag.params, {"policy_version": None, "max_recipients": None, "test_recipients": []})
+
+
+def _emailing_tasks(path) -> set[str]:
+    """The tasks of a DAG file whose function hands the mailer to its step (``env.mailer``)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef) and any(
+                isinstance(n, ast.Attribute) and n.attr == "mailer" for n in ast.walk(node)):
+            found.add(node.name)
+    return found
+
+
+def test_every_task_that_sends_email_is_in_the_sendgrid_pool(dagbag):
+    """SendGrid's rate limit is one for the account: every sending task shares the pool that bounds it."""
+    from pathlib import Path
+
+    from include.seam.dag import SENDGRID_POOL
+
+    checked = 0
+    for path in sorted((Path(__file__).resolve().parent.parent / "dags").glob("*.py")):
+        dag = dagbag.dags.get(path.stem)
+        for task_id in _emailing_tasks(path):
+            if dag is not None and dag.has_task(task_id):
+                assert dag.get_task(task_id).pool == SENDGRID_POOL, f"{path.stem}.{task_id} sends email outside the pool"
+                checked += 1
+    assert checked >= 5  # escalations, digest, purge summary, violation emails, campaign senders
