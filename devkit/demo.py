@@ -195,11 +195,12 @@ def print_summary(conn, accepted: list, anchors=None) -> None:
           f" daily digests sent: {dsr_reads.digests_sent(conn)}")
     for line in _domain_lines(conn):
         print(f"  {line}")
+    # A Mail Send request carries up to 1,000 personalizations: one email each.
     campaigns: dict[str, int] = {}
-    for message in accepted:
-        campaign = message["payload"].get("custom_args", {}).get("campaign", "other")
-        campaigns[campaign] = campaigns.get(campaign, 0) + 1
-    print(f"  SendGrid stand-in accepted {len(accepted)} email(s): "
+    for request in accepted:
+        campaign = request["payload"].get("custom_args", {}).get("campaign", "other")
+        campaigns[campaign] = campaigns.get(campaign, 0) + len(request["payload"].get("personalizations") or [None])
+    print(f"  SendGrid stand-in accepted {sum(campaigns.values())} email(s) in {len(accepted)} Mail Send request(s): "
           + (", ".join(f"{n} {c}" for c, n in sorted(campaigns.items())) or "none"))
     report = audit.verify_chain(conn, anchors=anchors)
     checked = f" and {report.anchors} anchor(s) in {EVIDENCE_LOCATION}" if anchors is not None else ""

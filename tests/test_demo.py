@@ -38,6 +38,13 @@ def test_the_demo_runs_every_dag_and_prints_no_secret_and_no_personal_data(pg_se
         ran = set(re.findall(r"^\s+(\w+)\s+success\s", result.stdout, re.M))
         assert ran == dags, output[-4000:]
         assert "FAILED" not in result.stdout and "hash chain" in result.stdout and "verified" in result.stdout
+        # The summary has a line for each domain, read from the store the DAGs wrote.
+        for words in ("privacy requests by state", "escalations:", "child-data purge (last live run): ",
+                      "vendor manifests: ", "policy-change campaign ", "request fulfilments: ",
+                      "SendGrid stand-in accepted"):
+            assert words in result.stdout, (words, result.stdout[-4000:])
+        assert re.search(r"child-data purge \(last live run\): .*purged [1-9]", result.stdout), result.stdout[-4000:]
+        assert re.search(r"policy-change campaign \d+ .*finished\): [1-9]\d* sent", result.stdout), result.stdout[-4000:]
         assert SECRET not in output
         with database.connect(database.with_database(pg_server_url, name)) as conn:
             personal = {v.lower() for (v,) in conn.execute(
