@@ -241,6 +241,28 @@ def test_a_plan_approved_by_its_hash_runs_and_a_changed_one_does_not(world):
     assert result["state"] == "purged" and result["outcomes"]["purged"] == fresh["subjects"]
 
 
+def test_the_rest_of_an_approved_plan_is_still_approved_after_another_run_carried_out_part_of_it(world):
+    """Two runs given the same approved hash (a retry beside the original, two on-call engineers): the second
+    plans after the first erased some or all of the plan. What is left is part of what was approved, so it
+    runs; anything beyond the approved plan still stops it."""
+    settings = Settings(purge_threshold=2)
+    dry = run_until_gate(world, "dry", params(world, dry_run=True), settings)
+    assert dry["subjects"] > 2
+    first = run_all(world, "first", params(world, approve_plan=dry["plan_hash"]), None, settings)
+    assert first["state"] == "purged"
+    again = run_all(world, "again", params(world, approve_plan=dry["plan_hash"]), None, settings)
+    assert again["state"] == "nothing_to_purge"
+    # A child the approved plan did not name appears: the plan now goes beyond what was approved.
+    adult = world.ops.execute(
+        """select id from users where declared_age is null and birth_date < now() - interval '30 years'
+           and id not in (select user_id from legal_holds) order by id limit 1""").fetchone()[0]
+    world.ops.execute("update users set declared_age = 8 where id = %s", (adult,))
+    before = checksums(world.ops)
+    with pytest.raises(purge.PlanChanged, match="the plan changed since it was approved"):
+        run_until_gate(world, "beyond", params(world, approve_plan=dry["plan_hash"]), settings)
+    assert checksums(world.ops) == before
+
+
 def test_a_targeted_or_capped_run_erases_only_its_share(world):
     to_purge, _ = expected_children(world.ops, world.today)
     target = sorted(to_purge)[5]

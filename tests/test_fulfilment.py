@@ -257,6 +257,26 @@ def test_a_plan_approved_by_its_hash_runs_and_a_changed_one_does_not(world):
     assert world.planted["requester_gdpr"][0] not in rows_per_user(world.ops)
 
 
+def test_the_rest_of_an_approved_erasure_plan_is_still_approved_after_another_run_carried_it_out(world):
+    """The same approved hash given again after a run carried the plan out (a re-trigger, a second engineer):
+    nothing is left of it, so the run succeeds and erases nothing; a new erasure request is beyond it."""
+    low = Settings(purge_threshold=1)
+    dry = run(world, "manual__dry", params(world, dry_run=True), settings=low)
+    approved = dry["plan"]["plan_hash"]
+    first = run(world, "manual__first", params(world, approve_plan=approved), settings=low)
+    assert first["state"] == "done"
+    erased = outcomes(world.store)
+    again = run(world, "manual__again", params(world, approve_plan=approved), settings=low)
+    assert again["state"] == "done" and outcomes(world.store) == erased
+    uid = world.planted["clean_adult"][2]
+    world.ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
+                                                      status) values (%s, 'x@example.org', 'gdpr', 'erasure', now(),
+                                                      'in_progress')""", (uid,))
+    with pytest.raises(steps.PlanChanged, match="changed since it was approved"):
+        run(world, "manual__beyond", params(world, approve_plan=approved), settings=low)
+    assert uid in rows_per_user(world.ops)
+
+
 def test_a_hold_placed_after_planning_is_found_under_the_claim(world):
     p = world.planted
     c, pr = ctx("manual__h"), params(world)

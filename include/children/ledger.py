@@ -123,6 +123,15 @@ def mark_reports_resolved(store, run_id: str, report_ids: Sequence[int]) -> None
                      where run_id = %s and report_id = any(%s)""", (run_id, list(report_ids)))
 
 
+def erased_by_other_runs_of(store, plan_hash: str, run_id: str) -> set[str]:
+    """Subjects (keyed hashes) that other live runs carrying out the plan ``plan_hash`` erased, or are erasing."""
+    return {h for (h,) in store.execute(
+        """select p.subject_hash from compliance.child_purges p
+           join compliance.child_purge_runs r on r.run_id = p.run_id
+           where r.plan_hash = %s and r.run_id <> %s and not r.dry_run and p.outcome in ('purged', 'erasing')""",
+        (plan_hash, run_id))}
+
+
 def detected_subjects(store, run_id: str) -> list[tuple[str, int]]:
     """(subject hash, user id) of the children this run detected, by user id."""
     return store.execute("""select subject_hash, user_id from compliance.child_purges

@@ -130,14 +130,18 @@ class Gate:
     reason: str | None = None
 
 
-def decide(plan_hash: str, erasable: int, params: PurgeParams, threshold: int) -> Gate:
+def decide(plan_hash: str, erasable: int, params: PurgeParams, threshold: int, *, rest_of_approved: bool = False
+           ) -> Gate:
     """The erasure guards (docs/rules.md, "Erasure"), in order: a dry run changes nothing; a run told to carry out one plan
     (``approve_plan``) carries out that plan or nothing; a plan erasing more subjects than the threshold
-    waits for a person (Airflow's human-in-the-loop approval) unless it was approved by its hash."""
+    waits for a person (Airflow's human-in-the-loop approval) unless it was approved by its hash.
+
+    ``rest_of_approved``: the plan is what is left of the approved one once other runs carrying it out erased
+    their part (two runs given one approval, a re-trigger after a finished run) — still that plan."""
     review = "review" if erasable > threshold else "not_needed"
     if params.dry_run:
         return Gate("dry_run", review, None, ledger.DRY_RUN, "dry run: planned and counted, nothing changed")
-    if params.approve_plan and params.approve_plan != plan_hash:
+    if params.approve_plan and params.approve_plan != plan_hash and not rest_of_approved:
         return Gate("plan_changed", "plan_hash", "plan_changed", ledger.APPROVAL_REQUIRED,
                     f"the plan changed since it was approved (approved {_short(params.approve_plan)}, "
                     f"now {_short(plan_hash)}): nothing was erased")
@@ -164,10 +168,14 @@ def plan_purge(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, par
             raise ForgottenTable(f"{', '.join(forgotten)} hold(s) rows of {holders} subject(s) to erase but the data map "
                                  "does not list it: add it to include/datamap.yaml with its erase rule (nothing was "
                                  "erased)")
-        gate = decide(plan.hash, len(plan.erasable), params, settings.purge_threshold)
+        elsewhere = (ledger.erased_by_other_runs_of(store, params.approve_plan, ctx.run_id)
+                     if params.approve_plan and not params.dry_run and params.approve_plan != plan.hash else set())
+        rest = erasure.rest_of_approved(plan, params.approve_plan, elsewhere)
+        gate = decide(plan.hash, len(plan.erasable), params, settings.purge_threshold, rest_of_approved=rest)
         counts = {"erasable": len(plan.erasable), "held": len(plan.held), "deferred": len(plan.deferred),
                   "gone": len(plan.gone), "rows": plan.rows, "tables": plan.table_totals(),
-                  "vendors": [v["vendor_id"] for v in plan.vendor_totals()]}
+                  "vendors": [v["vendor_id"] for v in plan.vendor_totals()],
+                  **({"rest_of_plan": params.approve_plan, "erased_by_other_runs": len(elsewhere)} if rest else {})}
         if ledger.record_plan(store, ctx.run_id, plan, state=gate.state, approval=gate.approval,
                               approval_state=gate.approval_state, subject_outcome=gate.subject_outcome,
                               reason=gate.reason, at=ctx.now(), counts=counts):

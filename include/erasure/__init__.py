@@ -20,9 +20,10 @@ from include.erasure.engine import (ALREADY_ERASED, CLAIMED_ELSEWHERE, HELD, NOT
                                     ErasureResult, Probe, ResidualDataError, SubjectBusy, TableCount, erase_subject,
                                     probe, residual_by_keys)
 from include.erasure.facts import VendorShare
-from include.erasure.plan import Plan, SubjectPlan, plan
+from include.erasure.plan import Plan, SubjectPlan, plan, rest_of_approved
 from include.erasure.scope import Target, Unmapped, discover_unmapped, targets
 
 __all__ = ["ALREADY_ERASED", "CLAIMED_ELSEWHERE", "HELD", "NOT_ELIGIBLE", "PURGED", "ErasureError", "ErasureResult",
            "Plan", "Probe", "ResidualDataError", "SubjectBusy", "SubjectPlan", "TableCount", "Target", "Unmapped",
-           "VendorShare", "discover_unmapped", "erase_subject", "plan", "probe", "residual_by_keys", "targets"]
+           "VendorShare", "discover_unmapped", "erase_subject", "plan", "probe", "residual_by_keys", "rest_of_approved",
+           "targets"]

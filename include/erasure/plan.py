@@ -79,8 +79,12 @@ class Plan:
     @property
     def hash(self) -> str:
         """SHA-256 of what the plan does to whom (see the module doc); stable across runs and orderings."""
-        canonical = {"version": PLAN_VERSION, "erase": list(self.rules),
-                     "subjects": sorted(s.subject_hash for s in self.erasable)}
+        return self.hash_with(())
+
+    def hash_with(self, erased_elsewhere: Iterable[str]) -> str:
+        """The hash of this plan had it also erased these subjects (keyed hashes): the plan it was part of."""
+        subjects = {s.subject_hash for s in self.erasable} | set(erased_elsewhere)
+        canonical = {"version": PLAN_VERSION, "erase": list(self.rules), "subjects": sorted(subjects)}
         return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def limited(self, max_subjects: int | None) -> "Plan":
@@ -166,3 +170,11 @@ def _shared_addresses(ops, dm: DataMap, emails: list[str]) -> set[str]:
     query = sql.SQL("select {k} from {t} where {k} = any(%s::text[]) group by 1 having count(*) > 1").format(
         k=key, t=accounts.ident)
     return {row[0] for row in ops.execute(query, (sorted(set(emails)),))}
+
+
+def rest_of_approved(plan: Plan, approved_hash: str | None, erased_elsewhere: Iterable[str]) -> bool:
+    """Whether ``plan`` is what is left of the plan approved by ``approved_hash`` once other runs carrying out
+    that plan erased these subjects (keyed hashes): two runs given one approval, or a re-trigger after the
+    first finished. Such a plan is still the approved one; a plan naming anyone else is not."""
+    erased = set(erased_elsewhere)
+    return bool(approved_hash and erased) and plan.hash_with(erased) == approved_hash

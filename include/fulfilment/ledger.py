@@ -246,6 +246,20 @@ def record_decided(store, ctx: RunContext, record: Record) -> bool:
     return written
 
 
+def erased_by_other_runs_of(store, plan_hash: str, run_id: str) -> set[str]:
+    """Subjects (keyed hashes) that other live runs carrying out the erasure plan ``plan_hash`` erased, or are
+    erasing (a record pending its operational commit)."""
+    return {h for (h,) in store.execute(
+        """select f.subject_hash from compliance.dsr_fulfilments f
+           join compliance.dsr_fulfilment_runs r on r.run_id = f.run_id
+           where r.plan_hash = %(h)s and r.run_id <> %(run)s and not r.dry_run and f.outcome = 'erased'
+           union
+           select p.record ->> 'subject_hash' from compliance.dsr_fulfilment_pending p
+           join compliance.dsr_fulfilment_runs r on r.run_id = p.run_id
+           where r.plan_hash = %(h)s and r.run_id <> %(run)s and not r.dry_run and p.record ->> 'outcome' = 'erased'""",
+        {"h": plan_hash, "run": run_id}) if h}
+
+
 def fulfilled(store, request_ids: Iterable[int]) -> set[int]:
     """The requests among these that are fulfilled already (never acted on again)."""
     ids = sorted(set(request_ids))

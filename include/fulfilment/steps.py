@@ -95,14 +95,16 @@ class Gate:
     approval_state: str | None
 
 
-def gate(plan_hash: str, erasable: int, to_erase: int, params: FulfilmentParams, threshold: int) -> Gate:
+def gate(plan_hash: str, erasable: int, to_erase: int, params: FulfilmentParams, threshold: int, *,
+         rest_of_approved: bool = False) -> Gate:
     """The erasure guards (docs/rules.md, "Erasure"), in order: a dry run changes nothing; a run told to carry out
-    one plan (``approve_plan``) carries out that plan or erases nothing; a plan erasing more subjects than the
+    one plan (``approve_plan``) carries out that plan or erases nothing (what is left of it after other runs
+    carried out their part is still that plan: ``rest_of_approved``); a plan erasing more subjects than the
     threshold waits for a person (Airflow's human-in-the-loop approval) unless approved by its hash."""
     review = "review" if erasable > threshold else "not_needed"
     if params.dry_run:
         return Gate("dry_run", review if to_erase else None, None)
-    if params.approve_plan and params.approve_plan != plan_hash:
+    if params.approve_plan and params.approve_plan != plan_hash and not rest_of_approved:
         return Gate("plan_changed", "plan_hash", "plan_changed")
     if to_erase == 0:
         return Gate("planned", None, None)
@@ -131,8 +133,13 @@ def plan_run(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, param
             settle(ops, store, dm, ctx)
         rows, plan, counts = _plan(ops, store, dm, ctx, params, key)
         to_erase = sum(1 for r in rows if r.action == rules.ERASE and r.outcome is None)
-        g = gate(plan.hash, len(plan.erasable), to_erase, params, settings.purge_threshold)
+        elsewhere = (ledger.erased_by_other_runs_of(store, params.approve_plan, ctx.run_id)
+                     if params.approve_plan and not params.dry_run and params.approve_plan != plan.hash else set())
+        rest = erasure.rest_of_approved(plan, params.approve_plan, elsewhere)
+        g = gate(plan.hash, len(plan.erasable), to_erase, params, settings.purge_threshold, rest_of_approved=rest)
         counts.update(erasable_subjects=len(plan.erasable), erase_requests=to_erase)
+        if rest:
+            counts.update(rest_of_plan=params.approve_plan, erased_by_other_runs=len(elsewhere))
         if ledger.record_plan(store, ctx.run_id, rows, state=g.state, plan_hash=plan.hash,
                               erase_subjects=len(plan.erasable), approval=g.approval, approval_state=g.approval_state,
                               at=ctx.now(), counts=counts):
