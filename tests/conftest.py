@@ -6,17 +6,47 @@ also runs on a machine that has only Python.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import uuid
 
 import pytest
 
-# Airflow reads its home at import: give the tests their own, never the user's ~/airflow.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="privacy-tests-airflow-"))
+# Airflow reads its home at import: give the tests their own, never the user's ~/airflow. Each pytest-xdist
+# worker inherits the environment of the process that started it, so a home that process chose for itself
+# (marked in PRIVACY_TESTS_AIRFLOW_HOME) is replaced by one of the worker's own; a home the user set is kept.
+if os.environ.get("AIRFLOW_HOME") in (None, os.environ.get("PRIVACY_TESTS_AIRFLOW_HOME")):
+    os.environ["AIRFLOW_HOME"] = os.environ["PRIVACY_TESTS_AIRFLOW_HOME"] = tempfile.mkdtemp(
+        prefix=f"privacy-tests-airflow-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-")
+    atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], ignore_errors=True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from devkit import database
+
+
+def pytest_xdist_auto_num_workers(config):
+    """Workers for ``-n auto`` (pyproject.toml): none when the arguments name one file or tests of one file (no
+    worker start-up, output and --pdb as without xdist), else one per core, at least two and at most four: most
+    of the suite's time is Airflow processes that each keep one core busy. PYTEST_XDIST_AUTO_NUM_WORKERS, as
+    anywhere, overrides this."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    files = {os.path.realpath(os.path.join(config.invocation_params.dir, arg.split("::")[0])) for arg in config.args}
+    if len(files) == 1 and os.path.isfile(next(iter(files))):
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(2, min(4, cores))
+
+
+def pytest_collection_modifyitems(config, items):
+    """On xdist workers, the modules that run Airflow for real (marked e2e) first: each takes minutes, so
+    starting them early and leaving the quick modules to fill in keeps the workers' finishing times close."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("e2e")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)  # stable: each group keeps its order
 
 
 @pytest.fixture(scope="session")

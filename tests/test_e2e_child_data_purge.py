@@ -58,7 +58,7 @@ def run_dag(world, name: str, conf: dict | None = None, env: dict | None = None,
 
 def reviewer(world) -> support.Reviewer:
     if "reviewer" not in world:
-        world["reviewer"] = support.Reviewer(world["env"], world["home"], port=18000 + uuid.uuid4().int % 2000)
+        world["reviewer"] = support.Reviewer(world["env"], world["home"], port=local_airflow.free_port())
     return world["reviewer"]
 
 

@@ -368,8 +368,6 @@ def _start(env: dict, log_path, conf: dict | None = None):
 def test_a_reviewer_rejects_then_approves_an_erasure_plan_above_the_threshold(world):
     """The human-in-the-loop gate through an api-server: while it waits nothing is erased; Reject erases nothing
     (approval_required); Approve erases exactly the plan."""
-    import uuid
-
     conn, home = world["conn"], world["logs"].parent
     env = {**world["env"], "PRIVACY_SETTINGS": json.dumps({**world["settings"], "purge_threshold": 1}),
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "reviewer:admin",
@@ -379,7 +377,7 @@ def test_a_reviewer_rejects_then_approves_an_erasure_plan_above_the_threshold(wo
     env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(passwords)
     users = _bulk_users(conn, 2, skip=12)
     new = _new_requests(conn, [("gdpr", "erasure", users[0]), ("gdpr", "erasure", users[1])])
-    person = Reviewer(env, home, port=18000 + uuid.uuid4().int % 2000)
+    person = Reviewer(env, home, port=local_airflow.free_port())
     try:
         for option, outcome in (("Reject", "approval_required"), ("Approve", "erased")):
             log_path = world["logs"] / f"review-{option}.log"
