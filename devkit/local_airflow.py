@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -78,11 +79,38 @@ POOLS_FILE = REPO / "pools.json"
 
 
 def migrate_metadata(env: dict[str, str]) -> None:
-    """``airflow db migrate``, then the project's pools (``pools.json``: Airflow has no setting for them)."""
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    """``airflow db migrate``, then the project's pools (``pools.json``: Airflow has no setting for them).
+
+    A new home with the default SQLite metadata (the demo, the end-to-end tests) gets a copy of the database
+    that those two commands made the last time for this Airflow and this pools.json, kept in the system's
+    temporary folder: the commands are two Airflow start-ups (about 6 s of CPU), and each test module makes a
+    home of its own. An existing database, or metadata elsewhere (PostgreSQL), is migrated as always.
+    """
+    home = Path(env["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    database_file = home / "airflow.db"
+    template = None if env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") else _metadata_template()
+    if template is not None and template.exists() and not database_file.exists():
+        shutil.copyfile(template, database_file)
+        return
     subprocess.run([airflow_bin(), "db", "migrate"], env=env, check=True, capture_output=True, text=True)
     subprocess.run([airflow_bin(), "pools", "import", str(POOLS_FILE)], env=env, check=True, capture_output=True,
                    text=True)
+    if template is not None and database_file.exists():
+        template.parent.mkdir(parents=True, exist_ok=True)
+        partial = template.with_name(f"{template.name}.{os.getpid()}.tmp")
+        shutil.copyfile(database_file, partial)
+        os.replace(partial, template)  # whole or not at all, whoever else writes it at the same time
+
+
+def _metadata_template() -> Path:
+    """Where the migrated SQLite metadata is kept: one file per Airflow version and pools.json."""
+    import hashlib
+    import tempfile
+    from importlib.metadata import version
+
+    key = hashlib.sha256(f"{version('apache-airflow-core')}\n".encode() + POOLS_FILE.read_bytes()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "privacy-ops-airflow-metadata" / f"airflow-{key}.db"
 
 
 def dags_test(dag_id: str, env: dict[str, str], conf: dict | None = None, logical_date: str | None = None,
