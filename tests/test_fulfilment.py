@@ -391,6 +391,33 @@ def test_two_runs_at_once_act_on_each_request_once(world):
     assert not ledger.pending(world.store)
 
 
+def test_an_export_whose_request_another_run_completes_under_its_snapshot_is_left_to_that_run(world, monkeypatch):
+    """The export's snapshot is taken, then another run completes the request and commits before the claim
+    reaches the row (the race two runs at once hit): nothing is exported twice and the run goes on."""
+    from include.fulfilment import source
+
+    dry = run(world, "manual__dry", params(world, dry_run=True))
+    access = next(r for r in steps.ledger.plan_rows(world.store, "manual__dry") if r.action == "export")
+    real_claim = source.claim
+
+    def claim_after_a_concurrent_commit(ops, dm, request_ids):
+        ops.execute("select 1")  # the snapshot of the export's repeatable-read transaction
+        with connect(world.url, autocommit=True) as other:
+            other.execute("update privacy_requests set status = 'completed', completed_at = now() where id = any(%s)",
+                          (list(request_ids),))
+        return real_claim(ops, dm, request_ids)
+
+    monkeypatch.setattr(source, "claim", claim_after_a_concurrent_commit)
+    plan = steps.plan_run(world.ops, world.store, world.dm, world.settings, ctx("manual__race"), params(world), KEY)
+    assert plan["state"] == "planned"
+    row = next(r for r in steps.ledger.plan_rows(world.store, "manual__race") if r.request_id == access.request_id)
+    outcome = steps.act_on_request(world.ops, world.store, world.objects, world.dm, world.settings,
+                                   ctx("manual__race"), params(world), KEY, row, workdir=str(world.tmp))
+    assert outcome == steps.CLAIMED
+    assert access.request_id not in outcomes(world.store)  # nothing recorded, nothing uploaded by this run
+    assert not list(world.objects.list(f"exports/request={access.request_id}/"))
+
+
 def test_a_request_held_by_another_transaction_is_left_to_it_and_a_locked_account_is_retried(world, monkeypatch):
     """The request row locked elsewhere (another run acting on it): skipped, no error, nothing recorded. The
     account row locked past the lock timeout (the application, the purge): the task fails to be retried."""

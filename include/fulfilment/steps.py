@@ -388,6 +388,12 @@ def act_on_request(ops, store, objects: ObjectStore, dm: DataMap, settings: Sett
         return stop.outcome
     except psycopg.errors.LockNotAvailable:
         return LOCKED
+    except psycopg.errors.SerializationFailure:
+        # An export reads one snapshot (repeatable read): another run that acted on the request and committed
+        # after that snapshot was taken, but before this claim reached the row, changed it under us. Nothing
+        # was done here; the request is the other run's.
+        log.info("request %d: acted on by another run while this one claimed it; left to it", row.request_id)
+        return CLAIMED
     final = ledger.finalize(store, ctx, row.request_id, xid)
     if final is not None and final.package_sha256:
         log.info("request %d: exported %s (%d rows, %d bytes, SHA-256 %s)", row.request_id, final.package_object,
