@@ -75,6 +75,8 @@ def kill_group(proc: subprocess.Popen, sig=signal.SIGKILL) -> None:
 class Reviewer:
     """A person answering Airflow's approval request through the REST API (as the UI's Required actions do)."""
 
+    dag_id = DAG_ID  # the DAG whose approval requests this person answers
+
     def __init__(self, env: dict, home: Path, port: int):
         self.base = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen([local_airflow.airflow_bin(), "api-server", "-p", str(port)], env=env,
@@ -106,7 +108,7 @@ class Reviewer:
         """The open approval request of the running DAG (fails if the run ends without asking)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = self._call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/~/hitlDetails?response_received=false")
+            found = self._call("GET", f"/api/v2/dags/{self.dag_id}/dagRuns/~/hitlDetails?response_received=false")
             if found.get("hitl_details"):
                 return found["hitl_details"][0]
             if proc.poll() is not None:
@@ -116,7 +118,7 @@ class Reviewer:
 
     def answer(self, request: dict, option: str) -> None:
         ti = request["task_instance"]
-        self._call("PATCH", f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(ti['dag_run_id'], safe='')}/taskInstances/"
+        self._call("PATCH", f"/api/v2/dags/{self.dag_id}/dagRuns/{quote(ti['dag_run_id'], safe='')}/taskInstances/"
                             f"{ti['task_id']}/{ti.get('map_index', -1)}/hitlDetails",
                    {"chosen_options": [option], "params_input": {}})
 

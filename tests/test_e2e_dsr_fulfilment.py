@@ -335,26 +335,7 @@ def test_above_the_threshold_only_the_plan_approved_by_its_hash_is_erased(world)
 class Reviewer(support.Reviewer):
     """A person answering this DAG's approval request over the REST API (as the UI's Required actions do)."""
 
-    def wait_for_request(self, proc, timeout: float = 300) -> dict:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self._call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/~/hitlDetails?response_received=false")
-            if found.get("hitl_details"):
-                return found["hitl_details"][0]
-            if proc.poll() is not None:
-                raise AssertionError("the run ended without asking for approval")
-            time.sleep(1)
-        raise AssertionError("no approval request within the timeout")
-
-    def answer(self, request: dict, option: str) -> None:
-        from urllib.parse import quote
-
-        ti = request["task_instance"]
-        self._call("PATCH", f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(ti['dag_run_id'], safe='')}/taskInstances/"
-                            f"{ti['task_id']}/{ti.get('map_index', -1)}/hitlDetails",
-                   {"chosen_options": [option], "params_input": {}})
+    dag_id = DAG_ID
 
 
 def _start(env: dict, log_path, conf: dict | None = None):
