@@ -33,7 +33,6 @@ Nothing here logs: a package's content is a subject's personal data.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import textwrap
@@ -46,6 +45,7 @@ from psycopg import sql
 
 from include.datamap import DataMap, PersonalDataEntry
 from include.erasure.scope import Target, address_key
+from include.objectstore import file_sha256
 from include.vendors.right_to_know import SharedWith
 
 FORMAT = "privacy-ops export package v1"
@@ -211,14 +211,6 @@ def _write(zf: zipfile.ZipFile, name: str, chunks: Iterable[bytes]) -> None:
         if block:
             out.write(block)
 
-
-def file_sha256(path: str) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def _json(document) -> bytes:

@@ -23,7 +23,6 @@ counts by category, violations and problems by rule, and the first share ids bre
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 from collections import Counter
@@ -36,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from include.objectstore import file_sha256
 from include.vendors.rules import PROBLEMS, VIOLATIONS
 from include.vendors.source import COPY_COLUMNS
 
@@ -243,11 +243,3 @@ def write(batches: Iterable[pa.RecordBatch], path: str, *, row_group_rows: int =
     digest, size = file_sha256(path)
     return DataFile(path, digest, size, tally)
 
-
-def file_sha256(path: str) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
