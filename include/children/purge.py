@@ -168,9 +168,9 @@ def plan_purge(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, par
             raise ForgottenTable(f"{', '.join(forgotten)} hold(s) rows of {holders} subject(s) to erase but the data map "
                                  "does not list it: add it to include/datamap.yaml with its erase rule (nothing was "
                                  "erased)")
-        elsewhere = (ledger.erased_by_other_runs_of(store, params.approve_plan, ctx.run_id)
-                     if params.approve_plan and not params.dry_run and params.approve_plan != plan.hash else set())
-        rest = erasure.rest_of_approved(plan, params.approve_plan, elsewhere)
+        elsewhere = set() if params.dry_run else erasure.rest_of_approved(
+            plan, params.approve_plan, lambda approved: ledger.erased_by_other_runs_of(store, approved, ctx.run_id))
+        rest = bool(elsewhere)
         gate = decide(plan.hash, len(plan.erasable), params, settings.purge_threshold, rest_of_approved=rest)
         counts = {"erasable": len(plan.erasable), "held": len(plan.held), "deferred": len(plan.deferred),
                   "gone": len(plan.gone), "rows": plan.rows, "tables": plan.table_totals(),

@@ -17,7 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from psycopg import sql
 
@@ -172,9 +172,14 @@ def _shared_addresses(ops, dm: DataMap, emails: list[str]) -> set[str]:
     return {row[0] for row in ops.execute(query, (sorted(set(emails)),))}
 
 
-def rest_of_approved(plan: Plan, approved_hash: str | None, erased_elsewhere: Iterable[str]) -> bool:
-    """Whether ``plan`` is what is left of the plan approved by ``approved_hash`` once other runs carrying out
-    that plan erased these subjects (keyed hashes): two runs given one approval, or a re-trigger after the
-    first finished. Such a plan is still the approved one; a plan naming anyone else is not."""
-    erased = set(erased_elsewhere)
-    return bool(approved_hash and erased) and plan.hash_with(erased) == approved_hash
+def rest_of_approved(plan: Plan, approved_hash: str | None,
+                     erased_by_other_runs: Callable[[str], Iterable[str]]) -> set[str]:
+    """When ``plan`` is what is left of the plan approved by ``approved_hash`` once other runs carrying out that
+    plan erased their part (two runs given one approval, a re-trigger after the first finished): the subjects
+    (keyed hashes) those runs erased, as ``erased_by_other_runs(approved_hash)`` gives them. Such a plan is
+    still the approved one. Empty otherwise: no approval, the plan is the approved one itself, or it names
+    anyone else."""
+    if not approved_hash or approved_hash == plan.hash:
+        return set()
+    erased = set(erased_by_other_runs(approved_hash))
+    return erased if erased and plan.hash_with(erased) == approved_hash else set()

@@ -133,9 +133,9 @@ def plan_run(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, param
             settle(ops, store, dm, ctx)
         rows, plan, counts = _plan(ops, store, dm, ctx, params, key)
         to_erase = sum(1 for r in rows if r.action == rules.ERASE and r.outcome is None)
-        elsewhere = (ledger.erased_by_other_runs_of(store, params.approve_plan, ctx.run_id)
-                     if params.approve_plan and not params.dry_run and params.approve_plan != plan.hash else set())
-        rest = erasure.rest_of_approved(plan, params.approve_plan, elsewhere)
+        elsewhere = set() if params.dry_run else erasure.rest_of_approved(
+            plan, params.approve_plan, lambda approved: ledger.erased_by_other_runs_of(store, approved, ctx.run_id))
+        rest = bool(elsewhere)
         g = gate(plan.hash, len(plan.erasable), to_erase, params, settings.purge_threshold, rest_of_approved=rest)
         counts.update(erasable_subjects=len(plan.erasable), erase_requests=to_erase)
         if rest:
