@@ -515,3 +515,58 @@ def test_the_store_reads_show_progress_and_reasons_without_addresses(conns, send
     assert why == {("skipped", "child account (under 13)"), ("skipped", "suppressed"), ("skipped", "invalid address")}
     assert reads.campaign_states(store).get("sending", 0) >= 1
     assert reads.campaign(store, 10**9) is None
+
+
+def test_a_claim_walks_the_ledger_index_even_when_statistics_say_nothing_is_pending(conns):
+    """A resumed campaign: ANALYZE saw (almost) no pending row, and a few are pending again.
+
+    Without a bound on seq the planner estimated one match and read the whole ledger, sorting it, for every
+    batch (~0.15 s a claim at a million rows); the claim must stay an index walk however stale its statistics.
+    """
+    from include.notifications.ledger import CLAIM_SQL
+
+    _, store, _ = conns
+    campaign_id = -int(uuid.uuid4().int % 1_000_000_000)  # a campaign id of its own, never a real one
+    store.execute("""insert into compliance.notification_deliveries (campaign_id, seq, recipient, state, finished_at)
+                     select %s, g, md5(g::text) || md5((-g)::text), 'sent', now() from generate_series(1, 200000) g""",
+                  (campaign_id,))
+    try:
+        store.execute("analyze compliance.notification_deliveries")
+        store.execute("update compliance.notification_deliveries set state = 'pending', finished_at = null "
+                      "where campaign_id = %s and seq in (17, 150000)", (campaign_id,))
+        with store.transaction():
+            plan = "\n".join(r[0] for r in store.execute(
+                "explain " + CLAIM_SQL, {"campaign": campaign_id, "after": 0, "upto": 10_000, "limit": 1000}))
+        assert "Index Scan" in plan and "Seq Scan" not in plan, plan
+    finally:
+        store.execute("delete from compliance.notification_deliveries where campaign_id = %s", (campaign_id,))
+
+
+def test_a_sender_finds_pending_rows_scattered_across_many_windows(conns, sendgrid):
+    """Claims go window by window; rows left pending far apart (a resumed campaign) are all found, in order."""
+    ops, store, side = conns
+    built = build(ops, store, publish(ops))
+    scattered = [r[0] for r in store.execute(
+        "select seq from compliance.notification_deliveries where campaign_id = %s and state = 'pending' "
+        "order by seq", (built["campaign_id"],))][::97]
+    store.execute("update compliance.notification_deliveries set state = 'sent', finished_at = now() "
+                  "where campaign_id = %s and state = 'pending' and not seq = any(%s)",
+                  (built["campaign_id"], scattered))
+    store.execute("update compliance.notification_campaigns set sent = sent + pending - %s, pending = %s where id = %s",
+                  (len(scattered), len(scattered), built["campaign_id"]))
+    from include.subjects import address_hasher
+
+    notice = Notice(built["campaign_id"], "live", built["policy_version"], None, None, None)
+    ledger = CampaignLedger(campaign_id=built["campaign_id"], scope="live", renderer=Renderer(notice, SETTINGS, "r"),
+                            ops=ops, dm=load_datamap(), side=side, hasher=address_hasher(KEY), ctx=ctx(),
+                            sender="send_batches[0]", batch_size=5, window=20)
+    assert ledger.window == 20
+    claimed = []
+    while True:
+        with store.transaction():
+            batch = ledger.claim(store)
+            if batch is None:
+                break
+            claimed += batch.keys
+            ledger.mark_sent(store, batch, message_id="m", sent_at=datetime.now(timezone.utc))
+    assert claimed == scattered and len(claimed) > 5
