@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import jsonschema
+import jsonschema_rs
 
 from devkit.standins.background import BackgroundServer, serve_until_signalled
 
@@ -112,11 +113,17 @@ class MailSendValidator:
         # jsonschema's own "email" check only looks for an "@"; SendGrid refuses far more.
         format_checker.checks("email")(_is_valid_email)
         self._schema_validator = jsonschema.Draft202012Validator(root, format_checker=format_checker)
+        # The same schema and the same email rule, compiled by jsonschema-rs: ~50x faster on a request of
+        # 1,000 personalizations, so the stand-in's own cost does not hide the client's. It only says
+        # whether a body fits; the errors of one that does not are still worded from `jsonschema`'s.
+        self._fast_check = jsonschema_rs.validator_for(root, formats={"email": _is_valid_email},
+                                                       validate_formats=True)
 
     def errors(self, payload: Any) -> list[dict[str, Any]]:
         if not isinstance(payload, dict):
             return [_error("The request body must be a JSON object.", None)]
-        found = [self._schema_error(e) for e in self._schema_validator.iter_errors(payload)]
+        found = [] if self._fast_check.is_valid(payload) else [
+            self._schema_error(e) for e in self._schema_validator.iter_errors(payload)]
         found.extend(self._documented_rules(payload))
         # The same problem can be caught by the schema and by a documented rule.
         unique: dict[tuple, dict[str, Any]] = {}
