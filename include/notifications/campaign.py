@@ -19,7 +19,7 @@ from include.audit import RunContext
 from include.config import Settings
 from include.datamap import DataMap
 from include.notifications import recipients, versions
-from include.notifications.ledger import CampaignLedger, ChildSnapshot
+from include.notifications.ledger import CampaignLedger
 from include.notifications.messages import Notice, Renderer, sample
 from include.notifications.params import LIVE, NotificationParams
 from include.notify.delivery import deliver
@@ -149,7 +149,7 @@ def send(ops, store, side, dm: DataMap, key: bytes, mailer, settings: Settings, 
         campaign_id=campaign_id, scope=scope, renderer=Renderer(notice, settings, ctx.run_id), ops=ops, dm=dm,
         side=side, hasher=hasher, ctx=ctx, sender=sender, batch_size=settings.notification_batch_size,
         budget=plan.get("budget"),
-        children=ChildSnapshot(ops, dm, as_of=params.today, tz=settings.timezone) if scope == LIVE else None,
+        as_of=params.today, tz=settings.timezone,
         test_addresses={hasher(a): a for a in params.test_recipients})
     report = deliver(store, ledger, ledger.recording(mailer), ctx)
     result = {**report.as_dict(), "skipped": ledger.skipped, "campaign_id": campaign_id, "sender": plan["sender"]}

@@ -26,7 +26,7 @@ from psycopg import sql
 
 from include.addresses import comparable, sending_problem
 from include.audit import RunContext
-from include.children.detection import child_user_ids_sql
+from include.children.detection import reported_accounts_cte, verdict_columns
 from include.datamap import DataMap
 from include.notifications.messages import Renderer, common_name
 from include.notifications.params import TEST
@@ -83,6 +83,7 @@ class Account:
     email: str | None
     full_name: str | None
     deleted: bool
+    child: bool  # caught by a child rule now (the purge's rules, include.children.detection)
 
 
 @dataclass(frozen=True)
@@ -91,28 +92,6 @@ class Decision:
     address: str | None = None
     name: str | None = None
     skip: str | None = None
-
-
-class ChildSnapshot:
-    """The ids of accounts the child rules catch now, read again when older than ``max_age`` seconds.
-
-    One pass over the accounts (:func:`child_user_ids_sql`, the purge's rules) rather than per batch: the
-    rule for reports that name an account by email needs every account's address.
-    """
-
-    def __init__(self, ops, dm: DataMap, *, as_of: date, tz: str, max_age: float = 120.0,
-                 clock: Callable[[], float] = time.monotonic):
-        self.ops, self.dm, self.as_of, self.tz, self.max_age, self.clock = ops, dm, as_of, tz, max_age, clock
-        self._ids: frozenset[int] = frozenset()
-        self._read_at: float | None = None
-
-    def current(self) -> frozenset[int]:
-        now = self.clock()
-        if self._read_at is None or now - self._read_at >= self.max_age:
-            query = sql.SQL("with {} select user_id from children").format(child_user_ids_sql(self.dm))
-            self._ids = frozenset(r[0] for r in self.ops.execute(query, {"as_of": self.as_of, "tz": self.tz}))
-            self._read_at = now
-        return self._ids
 
 
 class CampaignLedger:
@@ -126,13 +105,14 @@ class CampaignLedger:
 
     def __init__(self, *, campaign_id: int, scope: str, renderer: Renderer, ops, dm: DataMap, side,
                  hasher: Callable[[str], str], ctx: RunContext, sender: str, batch_size: int,
-                 budget: int | None = None, children: ChildSnapshot | None = None,
+                 budget: int | None = None, as_of: date | None = None, tz: str = "UTC",
                  test_addresses: Mapping[str, str] | None = None, progress_every: float = 10.0,
                  clock: Callable[[], float] = time.monotonic, window: int = CLAIM_WINDOW):
         self.campaign_id, self.scope, self.renderer = campaign_id, scope, renderer
         self.ops, self.dm, self.side, self.hasher, self.ctx = ops, dm, side, hasher, ctx
         self.sender, self.batch_size, self.budget = sender, batch_size, budget
-        self.children, self.test_addresses = children, dict(test_addresses or {})
+        self.as_of, self.tz, self.test_addresses = as_of, tz, dict(test_addresses or {})
+        self._accounts_sql: sql.Composable | None = None
         self.after = 0  # the watermark: the next claim starts past it
         self.window = max(window, 4 * batch_size)
         self._last_seq: int | None = None
@@ -234,7 +214,6 @@ class CampaignLedger:
 
     def _live_holders(self, rows) -> tuple[dict[int, tuple[str | None, str | None]], dict[int, str]]:
         accounts = self._accounts({uid for _, _, ids in rows for uid in ids})
-        children = self.children.current() if self.children is not None else frozenset()
         chosen, skips = {}, {}
         for seq, recipient, user_ids in rows:
             live = [a for a in (accounts.get(uid) for uid in user_ids) if a is not None and not a.deleted]
@@ -243,7 +222,7 @@ class CampaignLedger:
                 skips[seq] = GONE
             elif not holders:
                 skips[seq] = ADDRESS_CHANGED
-            elif any(a.id in children for a in live):
+            elif any(a.child for a in live):
                 skips[seq] = CHILD_REASON
             else:
                 # The lowest account id's spelling; the greeting only if every holder has the same name.
@@ -253,12 +232,22 @@ class CampaignLedger:
         return chosen, skips
 
     def _accounts(self, ids: set[int]) -> dict[int, Account]:
-        accounts = self.dm.record("accounts")
-        query = sql.SQL("select {id}, {email}, {name}, {deleted} is not null from {t} where {id} = any(%b) "
-                        "order by {id}").format(id=accounts.col("id"), email=accounts.col("email"),
-                                                name=accounts.col("full_name"), deleted=accounts.col("deleted_at"),
-                                                t=accounts.ident)
-        return {row[0]: Account(*row) for row in self.ops.execute(query, (sorted(ids),))}
+        """The batch's accounts as they are now, each with whether a child rule catches it (read by key: the
+        rule for reports that name an account by email looks only at these accounts' addresses)."""
+        if not ids:
+            return {}
+        if self._accounts_sql is None:
+            accounts = self.dm.record("accounts")
+            rules, _ = verdict_columns(self.dm)
+            self._accounts_sql = sql.SQL(
+                "with {reported} select {id}, {email}, {name}, {deleted} is not null, cardinality({rules}) > 0 "
+                "from {t} u left join reported rp on rp.user_id = {id} where {id} = any(%(ids)s::bigint[]) "
+                "order by {id}").format(
+                reported=reported_accounts_cte(self.dm, only_ids=True), rules=rules, t=accounts.ident,
+                **{k: sql.Identifier("u", accounts.physical(c)) for k, c in
+                   (("id", "id"), ("email", "email"), ("name", "full_name"), ("deleted", "deleted_at"))})
+        rows = self.ops.execute(self._accounts_sql, {"ids": sorted(ids), "as_of": self.as_of, "tz": self.tz})
+        return {row[0]: Account(*row) for row in rows}
 
     def _suppressed(self, addresses: Sequence[str]) -> dict[str, str]:
         """The addresses among these that are suppressed now, by comparable form, with the reason."""
