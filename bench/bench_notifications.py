@@ -24,11 +24,18 @@ What runs, all on this machine and in one go:
 6. **One request per recipient**, measured on a sample and extrapolated linearly to the campaign's size:
    (a) through the product, as a per-recipient sender would have to work — the same senders (same ledger,
    send-time checks, in-flight record, audit entry, one transaction per request) with
-   ``notification_batch_size`` 1, as many sender threads as senders, on ``--single-sample`` ledger rows put
-   back to pending: time from the first request's claim to the last one's commit, per recipient, times the
-   recipients sent; (b) HTTP alone — single-personalization payloads posted by the bare client. The
-   target (100×) is against (a); (b) is printed too: on loopback a request costs the stand-in ~1 ms, so
-   HTTP alone cannot show batching's full gain that a real API's round trips would.
+   ``notification_batch_size`` 1, as many sender processes as senders, on ``--single-sample`` ledger rows
+   put back to pending: time from the first request's claim to the last one's commit, per recipient, times
+   the recipients sent; (b) HTTP alone — single-personalization payloads posted by the bare client. The
+   target (100×) is the **speed-up of sending**: (a) against the sender tasks' window (first sender task's
+   start to the last one's end, start-up included), which is what batching changes. The **speed-up of the
+   whole campaign** is printed beside it: end to end with the sending phase replaced by (a), against end to
+   end — the build of the ledger, Airflow's start and the summary cost the same either way, so it is
+   smaller. (b) is printed too: on loopback a request costs the stand-in under a millisecond, so HTTP
+   alone cannot show batching's full gain that a real API's round trips would.
+
+Before the ceiling, the ledger is vacuumed and analysed and a checkpoint taken, and the machine is let go
+quiet: the campaign updated every row, and autovacuum would otherwise share the ceiling's cores.
 
 The stand-in shares the machine's cores with Airflow and PostgreSQL, which SendGrid does not:
 ``--standin-nice -10`` gives it the CPU first (for the whole run, ceiling included), a model of SendGrid on
@@ -42,6 +49,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import platform
 import signal
@@ -53,6 +61,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -155,6 +164,21 @@ def fresh_store(url: str) -> None:
     with database.connect(url, autocommit=True) as conn:
         conn.execute("drop schema if exists compliance cascade")
         compliance_store.migrate(conn)
+
+
+def settle(url: str, quiet: float = 0.15, timeout: float = 120) -> None:
+    """Leave PostgreSQL nothing to do in the background (the campaign updated a million rows: autovacuum
+    would otherwise share the ceiling's cores), then wait until the machine is quiet."""
+    with database.connect(url, autocommit=True) as conn:
+        conn.execute("vacuum (analyze) compliance.notification_deliveries")
+        conn.execute("checkpoint")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        b0 = machine_busy()
+        time.sleep(2)
+        b1 = machine_busy()
+        if (b1[0] - b0[0]) / (b1[1] - b0[1]) < quiet:
+            return
 
 
 # -- the stand-in ----------------------------------------------------------------------------------------
@@ -270,8 +294,8 @@ def task_times(meta_url: str) -> dict[str, tuple[datetime, datetime]]:
 
 # -- one request per recipient, through the product ------------------------------------------------------
 
-def per_recipient_sample(ops_url: str, standin: StandIn, campaign_id: int, sample: int, senders: int) -> float:
-    """Seconds per recipient with one request per recipient, through the same senders (see the module doc)."""
+def _one_per_recipient_sender(ops_url: str, standin_url: str, campaign_id: int, i: int, senders: int) -> None:
+    """One sender with ``notification_batch_size`` 1, in a process of its own (as Airflow runs each sender)."""
     from include.audit import RunContext
     from include.config import Settings
     from include.datamap import load_datamap
@@ -279,6 +303,18 @@ def per_recipient_sample(ops_url: str, standin: StandIn, campaign_id: int, sampl
     from include.notifications.params import NotificationParams
     from include.notify.sendgrid_mailer import SendGridMailer
 
+    settings = Settings(notification_batch_size=1)
+    params = NotificationParams(today=date.today())
+    with database.connect(ops_url, autocommit=True) as ops, database.connect(ops_url, autocommit=True) as store, \
+            database.connect(ops_url, autocommit=True) as side:
+        mailer = SendGridMailer(api_key=API_KEY, host=standin_url)
+        plan = {"campaign_id": campaign_id, "sender": i, "senders": senders, "budget": None}
+        ctx = RunContext(run_id="bench-one-per-recipient", actor="bench", dag_id=DAG_ID, task_id="send_batches")
+        campaign.send(ops, store, side, load_datamap(), SUBJECT_KEY.encode(), mailer, settings, ctx, params, plan)
+
+
+def per_recipient_sample(ops_url: str, standin: StandIn, campaign_id: int, sample: int, senders: int) -> float:
+    """Seconds per recipient with one request per recipient, through the same senders (see the module doc)."""
     with database.connect(ops_url, autocommit=True) as conn, conn.transaction():
         # Put `sample` sent rows back to pending (the campaign's counters with them), as if never sent.
         moved = conn.execute("""update compliance.notification_deliveries set state = 'pending', message_id = null,
@@ -290,29 +326,11 @@ def per_recipient_sample(ops_url: str, standin: StandIn, campaign_id: int, sampl
         conn.execute("update compliance.notification_campaigns set sent = sent - %s, pending = pending + %s, "
                      "state = 'sending', finished_at = null where id = %s", (moved, moved, campaign_id))
         first_batch = conn.execute("select coalesce(max(id), 0) from compliance.notification_batches").fetchone()[0]
-    settings = Settings(notification_batch_size=1)
-    params = NotificationParams(today=date.today())
-    errors: list[BaseException] = []
-
-    def sender(i: int) -> None:
-        try:
-            with database.connect(ops_url, autocommit=True) as ops, database.connect(ops_url, autocommit=True) as store, \
-                    database.connect(ops_url, autocommit=True) as side:
-                mailer = SendGridMailer(api_key=API_KEY, host=standin.url)
-                plan = {"campaign_id": campaign_id, "sender": i, "senders": senders, "budget": None}
-                ctx = RunContext(run_id="bench-one-per-recipient", actor="bench", dag_id=DAG_ID, task_id="send_batches")
-                campaign.send(ops, store, side, load_datamap(), SUBJECT_KEY.encode(), mailer, settings, ctx, params,
-                              plan)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=sender, args=(i,)) for i in range(senders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    # As many processes as the campaign had sender tasks: the same parallelism, no shared interpreter lock.
+    with ProcessPoolExecutor(senders, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done in [pool.submit(_one_per_recipient_sender, ops_url, standin.url, campaign_id, i, senders)
+                     for i in range(senders)]:
+            done.result()
     with database.connect(ops_url) as conn:
         n, window = conn.execute(
             """select count(*), extract(epoch from max(finished_at) - min(started_at))
@@ -400,10 +418,13 @@ def main(argv: list[str] | None = None) -> int:
 
         print("the stand-in's ceiling: the same payloads by a bare client ...", flush=True)
         bodies = [json.dumps(p).encode() for p in payloads]
+        settle(ops_url)
         # The best of one connection and as many as there are senders: the stand-in's own ceiling.
-        standin_cpu0 = process_cpu(standin.proc.pid)
+        standin_cpu0, busy0 = process_cpu(standin.proc.pid), machine_busy()
         ceilings = {n: post_all(standin, bodies, n) for n in sorted({1, args.senders})}
         standin_cpu_ceiling = (process_cpu(standin.proc.pid) - standin_cpu0) / len(ceilings)
+        busy1 = machine_busy()
+        machine_use_ceiling = (busy1[0] - busy0[0]) / (busy1[1] - busy0[1])
         ceiling_s = min(ceilings.values())
         del bodies
 
@@ -429,10 +450,14 @@ def main(argv: list[str] | None = None) -> int:
         "ceiling_ratio": round(ceiling_s / send_s, 2), "ceiling_ratio_requests": round(ceiling_s / requests_s, 2),
         "ceiling_ratio_end_to_end": round(ceiling_s / e2e_s, 2),
         "one_per_recipient_s": round(single_s), "one_per_recipient_ms": round(per_recipient * 1000, 2),
-        "speedup_vs_one_per_recipient": round(single_s / e2e_s, 1),
-        "http_alone_one_per_recipient_s": round(http_single_s), "speedup_vs_http_alone": round(http_single_s / e2e_s, 1),
+        # Sending against sending: what batching changes. The campaign's: the same run with its sending phase
+        # replaced by one request per recipient (the build, Airflow's start and the summary are paid either way).
+        "speedup_vs_one_per_recipient": round(single_s / send_s, 1),
+        "speedup_campaign_vs_one_per_recipient": round((e2e_s - send_s + single_s) / e2e_s, 1),
+        "http_alone_one_per_recipient_s": round(http_single_s), "speedup_vs_http_alone": round(http_single_s / send_s, 1),
         "standin_cpu_s_campaign": round(standin_cpu_run, 1), "standin_cpu_s_ceiling": round(standin_cpu_ceiling, 1),
         "machine_busy_during_run": round(machine_use_run, 2),
+        "machine_busy_during_ceiling": round(machine_use_ceiling, 2),
         "machine_busy_while_sending": busy_while_sending and round(busy_while_sending, 2),
     }
     print(f"""
@@ -449,11 +474,15 @@ no address told twice, none twice in a request, largest request {told['largest_r
     ratio ceiling / requests           {ceiling_s / requests_s:8.2f}
     ratio ceiling / end to end         {ceiling_s / e2e_s:8.2f}
   the stand-in's CPU: {standin_cpu_run:.1f} s during the run, {standin_cpu_ceiling:.1f} s for the ceiling; the machine was \
-{machine_use_run:.0%} busy during the run, {(busy_while_sending or 0):.0%} while the requests were sent
+{machine_use_run:.0%} busy during the run, {(busy_while_sending or 0):.0%} while the requests were sent, \
+{machine_use_ceiling:.0%} during the ceiling
   one request per recipient            {single_s:8.0f} s   ({per_recipient * 1000:.2f} ms each through the senders, \
 x {sent:,})
-    speed-up of the campaign           {single_s / e2e_s:8.1f} x   (target: at least 100)
-  one request per recipient, HTTP only {http_single_s:8.0f} s   (speed-up {http_single_s / e2e_s:.1f} x)
+    speed-up of sending                {single_s / send_s:8.1f} x   (target: at least 100; sender tasks' window against \
+the same recipients one request each)
+    speed-up of the whole campaign     {(e2e_s - send_s + single_s) / e2e_s:8.1f} x   (end to end, with the sending phase \
+replaced by one request per recipient)
+  one request per recipient, HTTP only {http_single_s:8.0f} s   (speed-up of sending {http_single_s / send_s:.1f} x)
 """)
     RESULTS.parent.mkdir(exist_ok=True)
     with RESULTS.open("a") as fh:
