@@ -3,14 +3,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, task
 
-from include.seam.approval import ANSWER_KEY, PlanApproval
-from include.seam.dag import SENDGRID_POOL, dry_run_param, ids_param, prepare_store, privacy_dag
-
-# A reviewer has a working day to answer; no answer applies the default, Reject: a timeout never approves.
-APPROVAL_TIMEOUT = timedelta(hours=8)
+from include.seam.approval import ANSWER_KEY, erasure_approval
+from include.seam.dag import SENDGRID_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
 
 
 @privacy_dag(
@@ -31,11 +27,11 @@ APPROVAL_TIMEOUT = timedelta(hours=8)
             None, type=["null", "integer"], minimum=1, title="At most this many subjects",
             description_md="Erase at most this many children in this run (lowest account ids first); the rest "
                            "are recorded as `deferred` and the next run picks them up. Empty = no cap."),
-        "approve_plan": Param(
-            None, type=["null", "string"], pattern="^[0-9a-f]{64}$", title="Approve this plan",
-            description_md="The plan hash a dry run printed. The run erases only if its own plan has exactly this "
-                           "hash (the same subjects and erase rules); a plan that changed since is **not** executed. "
-                           "Lets a plan above the approval threshold run without waiting for a reviewer."),
+        "approve_plan": approve_plan_param(
+            "Approve this plan",
+            "The plan hash a dry run printed. The run erases only if its own plan has exactly this hash (the same "
+            "subjects and erase rules); a plan that changed since is **not** executed. Lets a plan above the "
+            "approval threshold run without waiting for a reviewer."),
     },
 )
 def child_data_purge():
@@ -62,25 +58,6 @@ def child_data_purge():
         with task_env(PurgeParams) as env:
             key = env.secret(SUBJECT_KEY, purpose=SUBJECT_KEY_PURPOSE)
             return purge.plan_purge(env.ops, env.store, env.datamap, env.settings, env.ctx, env.params, key)
-
-    @task.branch
-    def approval_gate(plan: dict) -> str | None:
-        """Above the threshold: a reviewer; within it or approved by hash: the purge; a dry run: neither."""
-        from include.children.purge import gate_branch
-
-        return gate_branch(plan)
-
-    approve = PlanApproval(
-        task_id="approve_purge",
-        subject="{{ ti.xcom_pull(task_ids='plan_purge')['approval_subject'] }}",
-        body="{{ ti.xcom_pull(task_ids='plan_purge')['approval_body'] }}",
-        response_timeout=APPROVAL_TIMEOUT,
-        doc_md="A person approves or rejects the plan (shown with its hash, rows per table and vendors). "
-               "No answer within the timeout applies **Reject**: nothing is erased.",
-    )
-    in_advance = EmptyOperator(
-        task_id="approved_in_advance",
-        doc_md="The plan is within the approval threshold, or this run was given its hash (`approve_plan`).")
 
     @task(trigger_rule="none_failed_min_one_success")
     def purge_subjects() -> dict:
@@ -132,10 +109,11 @@ def child_data_purge():
 
     planned = plan_purge()
     prepare_store() >> detect_children() >> planned
-    approval_gate(planned) >> [approve, in_advance]
+    _, approve, in_advance = erasure_approval(
+        planned, plan_task_id="plan_purge", gate_task_id="approval_gate", review_task_id="approve_purge",
+        in_advance_task_id="approved_in_advance", what="purge")
     purged = purge_subjects()
-    approve >> purged
-    in_advance >> purged
+    [approve, in_advance] >> purged
     finished = finish_run()
     purged >> [verify_purge(), notify_compliance()] >> finished
 

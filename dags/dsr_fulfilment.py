@@ -3,14 +3,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import Param, task
+from airflow.sdk import task
 
-from include.seam.approval import ANSWER_KEY, PlanApproval
-from include.seam.dag import GCS_POOL, dry_run_param, ids_param, prepare_store, privacy_dag
-
-# A reviewer has a working day to answer; no answer applies the default, Reject: a timeout never approves.
-APPROVAL_TIMEOUT = timedelta(hours=8)
+from include.seam.approval import ANSWER_KEY, erasure_approval
+from include.seam.dag import GCS_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
 
 
 @privacy_dag(
@@ -26,12 +22,11 @@ APPROVAL_TIMEOUT = timedelta(hours=8)
         "dry_run": dry_run_param(
             "Decide and plan only: **nothing is changed**, exported or recorded as fulfilled; the plan (and the "
             "erasure plan's hash, for `approve_plan`) is written to `compliance.dsr_fulfilment_plans`."),
-        "approve_plan": Param(
-            None, type=["null", "string"], pattern="^[0-9a-f]{64}$", title="Approve this erasure plan",
-            description_md="The erasure plan hash a dry run printed. The run erases only if its own plan has exactly "
-                           "this hash (the same subjects and erase rules); a plan that changed since is **not** "
-                           "executed. Lets a plan above the approval threshold (`purge_threshold`) run without waiting "
-                           "for a reviewer."),
+        "approve_plan": approve_plan_param(
+            "Approve this erasure plan",
+            "The erasure plan hash a dry run printed. The run erases only if its own plan has exactly this hash (the "
+            "same subjects and erase rules); a plan that changed since is **not** executed. Lets a plan above the "
+            "approval threshold (`purge_threshold`) run without waiting for a reviewer."),
     },
 )
 def dsr_fulfilment():
@@ -60,25 +55,6 @@ def dsr_fulfilment():
             objects = None if env.dry_run else env.objects
             return steps.fulfil_requests(env.ops, env.store, objects, env.datamap, env.settings, env.ctx, env.params,
                                          key)
-
-    @task.branch
-    def erasure_gate(plan: dict) -> str | None:
-        """Above the threshold: a reviewer; within it or approved by hash: the erasures; else neither."""
-        from include.fulfilment.steps import gate_branch
-
-        return gate_branch(plan)
-
-    approve = PlanApproval(
-        task_id="approve_erasure",
-        subject="{{ ti.xcom_pull(task_ids='plan_requests')['approval_subject'] }}",
-        body="{{ ti.xcom_pull(task_ids='plan_requests')['approval_body'] }}",
-        response_timeout=APPROVAL_TIMEOUT,
-        doc_md="A person approves or rejects the erasure plan (its hash, rows per table and vendors). No answer "
-               "within the timeout applies **Reject**: nothing is erased.",
-    )
-    in_advance = EmptyOperator(
-        task_id="erasure_approved_in_advance",
-        doc_md="The erasure plan is within the approval threshold, or this run was given its hash (`approve_plan`).")
 
     @task(trigger_rule="none_failed_min_one_success")
     def erase_requests() -> dict:
@@ -119,10 +95,12 @@ def dsr_fulfilment():
 
     planned = plan_requests()
     prepare_store() >> planned
-    planned >> fulfil_requests() >> erasure_gate(planned) >> [approve, in_advance]
+    gate, approve, in_advance = erasure_approval(
+        planned, plan_task_id="plan_requests", gate_task_id="erasure_gate", review_task_id="approve_erasure",
+        in_advance_task_id="erasure_approved_in_advance", what="erasures")
+    planned >> fulfil_requests() >> gate
     erased = erase_requests()
-    approve >> erased
-    in_advance >> erased
+    [approve, in_advance] >> erased
     erased >> verify_erasures() >> finish_run()
 
 

@@ -14,6 +14,7 @@ from devkit.seed.demo_data import seed
 from include import compliance_store, erasure
 from include.audit import RunContext
 from include.children import ledger, purge
+from include.erasure import guard
 from include.children.params import PurgeParams
 from include.config import Settings
 from include.datamap import load_datamap
@@ -22,6 +23,11 @@ from include.subjects import address_hash, user_hash
 from tests.purge_support import OPS_TABLES, checksums, expected_children
 
 KEY = b"test-subject-key-0123456789"
+
+
+def route(plan: dict) -> str | None:
+    """The DAG's approval branch (include.seam.approval.erasure_approval) with its task ids."""
+    return guard.route(plan, review_task_id="approve_purge", in_advance_task_id="approved_in_advance")
 
 
 @pytest.fixture
@@ -52,7 +58,7 @@ def run_all(world, run_id: str, p: PurgeParams, approval=None, settings: Setting
             store=None) -> dict:
     ops, store, settings = ops or world.ops, store or world.store, settings or world.settings
     plan = run_until_gate(world, run_id, p, settings, ops, store)
-    if purge.gate_branch(plan) is not None:
+    if route(plan) is not None:
         purge.purge_subjects(ops, store, world.dm, settings, ctx(run_id), p, KEY, approval)
         purge.verify_purge(ops, store, world.dm, ctx(run_id))
     return purge.finish_run(ops, store, world.dm, ctx(run_id), p, approval)
@@ -131,7 +137,7 @@ def test_a_dry_run_plans_and_counts_and_changes_nothing(world):
     result = purge.finish_run(world.ops, world.store, world.dm, ctx("dry"), params(world, dry_run=True))
     assert checksums(world.ops) == before
     to_purge, held = expected_children(world.ops, world.today)
-    assert plan["state"] == "dry_run" and plan["subjects"] == len(to_purge) and purge.gate_branch(plan) is None
+    assert plan["state"] == "dry_run" and plan["subjects"] == len(to_purge) and route(plan) is None
     assert result["outcomes"]["dry_run"] == len(to_purge) and result["outcomes"]["held"] == len(held)
     assert plan["tables"]["public.users"] == len(to_purge)
     # The dry run's hash is the plan a live run would carry out.
@@ -197,7 +203,7 @@ def test_a_plan_above_the_threshold_waits_for_a_person(world):
     settings = Settings(purge_threshold=2)
     before = checksums(world.ops)
     plan = run_until_gate(world, "big", params(world), settings)
-    assert plan["state"] == "awaiting_approval" and purge.gate_branch(plan) == purge.REVIEW_TASK
+    assert plan["state"] == "awaiting_approval" and route(plan) == "approve_purge"
     assert plan["plan_hash"] in plan["approval_body"] and "| public.users |" in plan["approval_body"]
     timed_out = {"chosen_options": ["Reject"], "responded_by_user": None}
     for approval in (None, {"chosen_options": ["Reject"], "responded_by_user": {"name": "bob"}}, timed_out,

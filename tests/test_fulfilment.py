@@ -15,6 +15,7 @@ from include import audit, compliance_store
 from include.audit import RunContext
 from include.config import Settings
 from include.datamap import load_datamap
+from include.erasure import guard
 from include.fulfilment import ledger, package, steps
 from include.fulfilment.params import FulfilmentParams
 from include.objectstore import FileObjectStore
@@ -25,7 +26,12 @@ KEY = b"test-subject-key-0123456789"
 STORE_TABLES = ("dsr_fulfilments", "dsr_fulfilment_pending", "vendor_deletion_notices")
 
 
+# The DAG's approval branch (include.seam.approval.erasure_approval) and its task ids.
+REVIEW, IN_ADVANCE = "approve_erasure", "erasure_approved_in_advance"
+
+
 @pytest.fixture
+
 def world(fresh_db, tmp_path):
     today = datetime.now(timezone.utc).date()
     summary = seed(fresh_db, users=600, seed=5, anchor=today)
@@ -51,8 +57,8 @@ def run(world, run_id: str, p: FulfilmentParams | None = None, settings: Setting
     c = ctx(run_id)
     plan = steps.plan_run(ops, store, world.dm, settings, c, p, KEY)
     steps.fulfil_requests(ops, store, world.objects, world.dm, settings, c, p, KEY, workdir=str(world.tmp))
-    branch = steps.gate_branch(plan)
-    if branch == steps.IN_ADVANCE_TASK or (branch == steps.REVIEW_TASK and approval):
+    branch = guard.route(plan, review_task_id=REVIEW, in_advance_task_id=IN_ADVANCE)
+    if branch == IN_ADVANCE or (branch == REVIEW and approval):
         steps.erase_requests(ops, store, world.dm, settings, c, p, KEY, approval)
         steps.verify_erasures(ops, store, world.dm, c)
     finished = steps.finish_run(store, settings, c, approval)
@@ -103,7 +109,7 @@ def test_a_live_run_gives_every_request_its_outcome(world):
     closed_before = ops.execute("select id, status, completed_at from privacy_requests where status not in "
                                 "('in_progress', 'verifying') order by id").fetchall()
     result = run(world, "scheduled__1")
-    assert result["state"] == "done" and result["branch"] == steps.IN_ADVANCE_TASK
+    assert result["state"] == "done" and result["branch"] == IN_ADVANCE
     got = outcomes(store)
     assert set(got) == set(open_before)  # every open request has a row, and nothing else does
 
@@ -215,7 +221,7 @@ def test_above_the_threshold_nothing_is_erased_without_approval(world):
     low = Settings(purge_threshold=1)
     before_users = rows_per_user(world.ops)
     result = run(world, "manual__wait", settings=low)  # nobody answers: the timeout applies Reject
-    assert result["branch"] == steps.REVIEW_TASK and result["state"] == "rejected"
+    assert result["branch"] == REVIEW and result["state"] == "rejected"
     erase_ids = [r.request_id for r in ledger.plan_rows(world.store, "manual__wait", acting=True, actions=("erase",))]
     got = outcomes(world.store)
     assert erase_ids and {got[i][0] for i in erase_ids} == {"approval_required"}

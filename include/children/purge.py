@@ -23,27 +23,15 @@ from include.children import detection, ledger, reports, summary
 from include.children.params import PurgeParams
 from include.config import Settings
 from include.datamap import DataMap
+from include.erasure import guard
+# The guards' errors and the reviewer's answer are the erasure's, shared with the fulfilment.
+from include.erasure.guard import ForgottenTable, NotApproved, PlanChanged, responder, reviewer  # noqa: F401
+from include.erasure.guard import short as _short
 from include.errors import NeedsOperator, Transient
 from include.notify.delivery import deliver
 from include.subjects import user_hash
 
 log = logging.getLogger(__name__)
-
-REVIEW_TASK = "approve_purge"
-APPROVE = "Approve"
-
-
-class PlanChanged(NeedsOperator):
-    """The run was told to carry out one plan (``approve_plan``) and its plan is another."""
-
-
-class NotApproved(NeedsOperator):
-    """The purge step was reached without the approval its plan needs."""
-
-
-class ForgottenTable(NeedsOperator):
-    """The data map misses a table that holds rows of the subjects to erase."""
-
 
 class SubjectsBusy(Transient):
     """Some subjects' rows stayed locked by other transactions; the retry erases them."""
@@ -51,10 +39,6 @@ class SubjectsBusy(Transient):
 
 class PurgeNotClean(NeedsOperator):
     """After the purge committed, rows are still tied to a purged subject."""
-
-
-def _short(digest: str | None) -> str:
-    return f"{digest[:12]}…" if digest else "-"
 
 
 # -- detect ------------------------------------------------------------------------------------------------
@@ -121,7 +105,7 @@ def _recorded_detection(store, run_id: str) -> dict:
 
 @dataclass(frozen=True)
 class Gate:
-    """What a plan may do next."""
+    """What a plan may do next, in the purge's ledger's words."""
 
     state: str                  # the run's state: dry_run, plan_changed, nothing_to_purge, planned, awaiting_approval
     approval: str | None        # how it is approved: not_needed, plan_hash, review
@@ -132,26 +116,17 @@ class Gate:
 
 def decide(plan_hash: str, erasable: int, params: PurgeParams, threshold: int, *, rest_of_approved: bool = False
            ) -> Gate:
-    """The erasure guards (docs/rules.md, "Erasure"), in order: a dry run changes nothing; a run told to carry out one plan
-    (``approve_plan``) carries out that plan or nothing; a plan erasing more subjects than the threshold
-    waits for a person (Airflow's human-in-the-loop approval) unless it was approved by its hash.
-
-    ``rest_of_approved``: the plan is what is left of the approved one once other runs carrying it out erased
-    their part (two runs given one approval, a re-trigger after a finished run) — still that plan."""
-    review = "review" if erasable > threshold else "not_needed"
-    if params.dry_run:
-        return Gate("dry_run", review, None, ledger.DRY_RUN, "dry run: planned and counted, nothing changed")
-    if params.approve_plan and params.approve_plan != plan_hash and not rest_of_approved:
-        return Gate("plan_changed", "plan_hash", "plan_changed", ledger.APPROVAL_REQUIRED,
+    """The erasure guards (:func:`include.erasure.guard.gate`) for a plan erasing ``erasable`` children."""
+    g = guard.gate(plan_hash, erasable=erasable, to_erase=erasable, dry_run=params.dry_run,
+                   approve_plan=params.approve_plan, threshold=threshold, rest_of_approved=rest_of_approved)
+    if g.state == guard.DRY_RUN:
+        return Gate(g.state, g.approval, g.approval_state, ledger.DRY_RUN, "dry run: planned and counted, nothing changed")
+    if g.state == guard.PLAN_CHANGED:
+        return Gate(g.state, g.approval, g.approval_state, ledger.APPROVAL_REQUIRED,
                     f"the plan changed since it was approved (approved {_short(params.approve_plan)}, "
                     f"now {_short(plan_hash)}): nothing was erased")
-    if erasable == 0:
-        return Gate("nothing_to_purge", None, None, ledger.PLANNED)
-    if params.approve_plan:
-        return Gate("planned", "plan_hash", "approved", ledger.PLANNED)
-    if review == "not_needed":
-        return Gate("planned", "not_needed", "not_needed", ledger.PLANNED)
-    return Gate("awaiting_approval", "review", "waiting", ledger.PLANNED)
+    state = "nothing_to_purge" if g.state == guard.NOTHING_TO_ERASE else g.state
+    return Gate(state, g.approval, g.approval_state, ledger.PLANNED)
 
 
 def plan_purge(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: PurgeParams,
@@ -162,12 +137,7 @@ def plan_purge(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, par
         ids = [uid for _, uid in ledger.detected_subjects(store, ctx.run_id)]
         unmapped = erasure.discover_unmapped(ops, dm)
         plan = erasure.plan(ops, dm, ids, key, at=ctx.now(), unmapped=unmapped).limited(params.max_subjects)
-        forgotten = sorted({t.table for s in plan.erasable for t in s.unmapped})
-        if forgotten:
-            holders = sum(1 for s in plan.erasable if s.unmapped)
-            raise ForgottenTable(f"{', '.join(forgotten)} hold(s) rows of {holders} subject(s) to erase but the data map "
-                                 "does not list it: add it to include/datamap.yaml with its erase rule (nothing was "
-                                 "erased)")
+        guard.check_mapped(plan)
         elsewhere = set() if params.dry_run else erasure.rest_of_approved(
             plan, params.approve_plan, lambda approved: ledger.erased_by_other_runs_of(store, approved, ctx.run_id))
         rest = bool(elsewhere)
@@ -209,7 +179,8 @@ def plan_summary(store, run_id: str) -> dict:
            where c.run_id = %s and c.outcome in ('planned', 'erasing', 'purged', 'dry_run', 'approval_required')
            group by 1 order by 1""", (run_id,))]
     outcomes = ledger.outcome_counts(store, run_id)
-    result = {"plan_hash": plan_hash, "subjects": subjects or 0, "rows": rows or 0, "approval": approval,
+    result = {"plan_hash": plan_hash, "subjects": subjects or 0, "to_erase": subjects or 0, "rows": rows or 0,
+              "approval": approval,
               "state": state, "dry_run": dry_run, "threshold": threshold, "outcomes": outcomes,
               "tables": {k: int(v) for k, v in sorted(tables.items())}, "vendors": vendors}
     result["approval_subject"] = (f"Erase {result['subjects']} children's accounts and their data? "
@@ -221,18 +192,13 @@ def plan_summary(store, run_id: str) -> dict:
 def approval_body(plan: Mapping) -> str:
     """What the reviewer reads (Markdown): sizes, rows per table, vendors, the hash. No personal data."""
     outcomes = plan.get("outcomes", {})
-    lines = [f"**{plan['subjects']} children's accounts** would be erased from every table of the data map "
-             f"({plan['rows']} rows), more than the approval threshold of {plan['threshold']}.", "",
-             f"Plan hash: `{plan['plan_hash']}`", "", "| table | rows |", "| --- | ---: |"]
-    lines += [f"| {table} | {n} |" for table, n in plan["tables"].items()]
-    lines += ["", f"Not touched: {outcomes.get('held', 0)} under an active legal hold, "
-                  f"{outcomes.get('invalid', 0)} invalid (no rule could judge), {outcomes.get('deferred', 0)} deferred."]
-    if plan["vendors"]:
-        lines += ["", "Vendors to send a deletion notice: " + ", ".join(
-            f"#{v['vendor_id']} {v['name'] or '(unknown vendor)'} ({v['subjects']})" for v in plan["vendors"]) + "."]
-    lines += ["", "**Approve** erases exactly this plan, subject by subject. **Reject** — or no answer before the "
-                  "timeout — erases nothing."]
-    return "\n".join(lines)
+    return guard.review_text(
+        f"**{plan['subjects']} children's accounts** would be erased from every table of the data map "
+        f"({plan['rows']} rows), more than the approval threshold of {plan['threshold']}.",
+        plan["plan_hash"], plan["tables"],
+        f"{outcomes.get('held', 0)} under an active legal hold, {outcomes.get('invalid', 0)} invalid (no rule could "
+        f"judge), {outcomes.get('deferred', 0)} deferred.",
+        [f"#{v['vendor_id']} {v['name'] or '(unknown vendor)'} ({v['subjects']})" for v in plan["vendors"]])
 
 
 def _log_plan(plan: Mapping) -> None:
@@ -246,35 +212,7 @@ def _log_plan(plan: Mapping) -> None:
                  "dry_run=false and approve_plan=%s", plan["plan_hash"])
 
 
-def gate_branch(plan: Mapping) -> str | None:
-    """The task the run goes to after planning: the reviewer, straight to the purge, or nowhere."""
-    if plan["state"] == "awaiting_approval":
-        return REVIEW_TASK
-    if plan["state"] == "planned":
-        return "approved_in_advance"
-    return None
-
-
 # -- purge -------------------------------------------------------------------------------------------------
-
-def reviewer(approval: Mapping | None) -> str | None:
-    """Who approved, when the human-in-the-loop answer is an approval by a person; else None.
-
-    A timeout applies the operator's default (Reject) with no user: that is never an approval, even if
-    the default were changed.
-    """
-    if not approval or approval.get("timed_out") or list(approval.get("chosen_options") or []) != [APPROVE]:
-        return None
-    return responder(approval)
-
-
-def responder(approval: Mapping | None) -> str | None:
-    """The Airflow user who answered the approval request (None: nobody, the timeout's default applied)."""
-    user = (approval or {}).get("responded_by_user")
-    if not user or (approval or {}).get("timed_out"):
-        return None
-    return str(user.get("name") or user.get("id")) if isinstance(user, Mapping) else str(user)
-
 
 def purge_subjects(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: PurgeParams, key: bytes,
                    approval: Mapping | None = None, *, progress_every: float = 10.0) -> dict:
@@ -328,26 +266,19 @@ def _fmt(tally: Mapping[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(tally.items()))
 
 
-def _check_approval(store, ctx: RunContext, run: ledger.RunRecord, approval: Mapping | None) -> None:
-    if run.approval in ("not_needed", "plan_hash") and run.approval_state in ("not_needed", "approved"):
+def _check_approval(store, ctx: RunContext, run: ledger.RunRecord, answer: Mapping | None) -> None:
+    ok = guard.approval(approval=run.approval, approval_state=run.approval_state, answer=answer,
+                        plan_hash=run.plan_hash, subjects=run.plan_subjects, threshold=run.threshold)
+    if ok.in_advance:
         if run.state != "purging":
-            ledger.record_approval(store, ctx.run_id, approval_state=run.approval_state,
-                                   approved_by="approve_plan parameter" if run.approval == "plan_hash" else None,
-                                   at=ctx.now() if run.approval == "plan_hash" else None, state="purging")
-        return
-    if run.approval == "review":
-        who = reviewer(approval)
-        if who is None and run.approval_state != "approved":
-            raise NotApproved(f"plan {_short(run.plan_hash)} erases {run.plan_subjects} subject(s), more than the "
-                              f"threshold of {run.threshold}, and no person approved it: nothing was erased")
-        if run.approval_state != "approved":
-            ledger.record_approval(store, ctx.run_id, approval_state="approved", approved_by=who, at=ctx.now(),
-                                   state="purging")
-            ctx.audit(store, "child_purge.approved", {"plan_hash": run.plan_hash, "approved_by": who,
-                                                      "subjects": run.plan_subjects})
-        return
-    raise NotApproved(f"plan {_short(run.plan_hash)} is not approved ({run.approval}, {run.approval_state}): "
-                      "nothing was erased")
+            by_hash = run.approval == "plan_hash"
+            ledger.record_approval(store, ctx.run_id, approval_state=run.approval_state, approved_by=ok.approved_by,
+                                   at=ctx.now() if by_hash else None, state="purging")
+    elif ok.new:
+        ledger.record_approval(store, ctx.run_id, approval_state="approved", approved_by=ok.approved_by, at=ctx.now(),
+                               state="purging")
+        ctx.audit(store, "child_purge.approved", {"plan_hash": run.plan_hash, "approved_by": ok.approved_by,
+                                                  "subjects": run.plan_subjects})
 
 
 class _NotThisRunsToErase(Exception):

@@ -30,7 +30,10 @@ from typing import Mapping, Sequence
 
 from include import erasure
 from include.audit import RunContext
-from include.children.purge import responder, reviewer
+from include.erasure import guard
+# The guards' errors and the reviewer's answer are the erasure's, shared with the child-data purge.
+from include.erasure.guard import ForgottenTable, NotApproved, PlanChanged, responder, reviewer  # noqa: F401
+from include.erasure.guard import short as _short
 from include.config import Settings
 from include.datamap import DataMap
 from include.errors import NeedsOperator, Transient
@@ -43,8 +46,6 @@ from include.vendors.right_to_know import last_twelve_months, shared_with
 
 log = logging.getLogger(__name__)
 
-REVIEW_TASK = "approve_erasure"
-IN_ADVANCE_TASK = "erasure_approved_in_advance"
 LOCK_TIMEOUT_MS = 10_000
 
 # What one action on one request came to (besides the outcomes recorded in the store).
@@ -52,18 +53,6 @@ CLAIMED = erasure.CLAIMED_ELSEWHERE  # another run holds the request (or the sub
 LOCKED = "locked"                    # rows stayed locked past the lock timeout: the task's retry acts on it
 CHANGED = "changed"                  # the request is no longer what the plan saw: left to the next run
 ALREADY = "already_fulfilled"        # another run fulfilled it meanwhile
-
-
-class ForgottenTable(NeedsOperator):
-    """The data map misses a table that holds rows of a subject to erase."""
-
-
-class PlanChanged(NeedsOperator):
-    """The run was told to carry out one erasure plan (``approve_plan``) and its plan is another."""
-
-
-class NotApproved(NeedsOperator):
-    """The erasure step was reached without the approval its plan needs."""
 
 
 class NotPlanned(NeedsOperator):
@@ -78,41 +67,18 @@ class ErasureNotClean(NeedsOperator):
     """After an erasure committed, rows are still tied to the erased subject."""
 
 
-def _short(digest: str | None) -> str:
-    return f"{digest[:12]}…" if digest else "-"
-
-
 def _fmt(tally: Mapping[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(tally.items())) or "none"
 
 
 # -- plan --------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Gate:
-    state: str                   # dry_run, planned, awaiting_approval, plan_changed
-    approval: str | None         # not_needed, plan_hash, review (None: nothing to erase)
-    approval_state: str | None
-
-
 def gate(plan_hash: str, erasable: int, to_erase: int, params: FulfilmentParams, threshold: int, *,
-         rest_of_approved: bool = False) -> Gate:
-    """The erasure guards (docs/rules.md, "Erasure"), in order: a dry run changes nothing; a run told to carry out
-    one plan (``approve_plan``) carries out that plan or erases nothing (what is left of it after other runs
-    carried out their part is still that plan: ``rest_of_approved``); a plan erasing more subjects than the
-    threshold waits for a person (Airflow's human-in-the-loop approval) unless approved by its hash."""
-    review = "review" if erasable > threshold else "not_needed"
-    if params.dry_run:
-        return Gate("dry_run", review if to_erase else None, None)
-    if params.approve_plan and params.approve_plan != plan_hash and not rest_of_approved:
-        return Gate("plan_changed", "plan_hash", "plan_changed")
-    if to_erase == 0:
-        return Gate("planned", None, None)
-    if params.approve_plan:
-        return Gate("planned", "plan_hash", "approved")
-    if review == "not_needed":
-        return Gate("planned", "not_needed", "not_needed")
-    return Gate("awaiting_approval", "review", "waiting")
+         rest_of_approved: bool = False) -> guard.Gate:
+    """The erasure guards (:func:`include.erasure.guard.gate`); with nothing to erase the run is simply planned."""
+    g = guard.gate(plan_hash, erasable=erasable, to_erase=to_erase, dry_run=params.dry_run,
+                   approve_plan=params.approve_plan, threshold=threshold, rest_of_approved=rest_of_approved)
+    return replace(g, state=guard.PLANNED) if g.state == guard.NOTHING_TO_ERASE else g
 
 
 def held_reason(holds: Sequence[int]) -> str:
@@ -164,11 +130,7 @@ def _plan(ops, store, dm: DataMap, ctx: RunContext, params: FulfilmentParams,
                  and decisions[r.request_id].action == rules.ERASE}
     unmapped = erasure.discover_unmapped(ops, dm)
     plan = erasure.plan(ops, dm, erase_ids, key, at=ctx.now(), unmapped=unmapped)
-    forgotten = sorted({t.table for s in plan.erasable for t in s.unmapped})
-    if forgotten:
-        holders = sum(1 for s in plan.erasable if s.unmapped)
-        raise ForgottenTable(f"{', '.join(forgotten)} hold(s) rows of {holders} subject(s) to erase but the data map "
-                             "does not list it: add it to include/datamap.yaml with its erase rule (nothing was done)")
+    guard.check_mapped(plan, nothing="nothing was done")
     subjects = {s.user_id: s for s in plan.subjects}
     rows = []
     for r in requests:
@@ -224,19 +186,14 @@ def plan_summary(store, run_id: str) -> dict:
 
 def approval_body(plan: Mapping) -> str:
     """What the reviewer reads (Markdown): sizes, rows per table, vendors, the hash. No personal data."""
-    lines = [f"**{plan['subjects']} requesters' accounts** would be erased, for {plan['to_erase']} erasure or "
-             f"delete request(s), from every table of the data map ({plan['rows']} rows): more than the approval "
-             f"threshold of {plan['threshold']}.", "", f"Plan hash: `{plan['plan_hash']}`", "",
-             "| table | rows |", "| --- | ---: |"]
-    lines += [f"| {table} | {n} |" for table, n in plan["tables"].items()]
-    held = plan["planned"].get("held", 0)
-    lines += ["", f"Not touched: {held} request(s) whose subject is under an active legal hold."]
-    if plan["vendors"]:
-        lines += ["", "Vendors to send a deletion notice: " + ", ".join(
-            f"#{v['vendor_id']} {v['name'] or '(unknown vendor)'} ({v['requests']})" for v in plan["vendors"]) + "."]
-    lines += ["", "**Approve** erases exactly this plan, subject by subject. **Reject** — or no answer before the "
-                  "timeout — erases nothing (the requests are recorded `approval_required`)."]
-    return "\n".join(lines)
+    return guard.review_text(
+        f"**{plan['subjects']} requesters' accounts** would be erased, for {plan['to_erase']} erasure or delete "
+        f"request(s), from every table of the data map ({plan['rows']} rows): more than the approval threshold of "
+        f"{plan['threshold']}.",
+        plan["plan_hash"], plan["tables"],
+        f"{plan['planned'].get('held', 0)} request(s) whose subject is under an active legal hold.",
+        [f"#{v['vendor_id']} {v['name'] or '(unknown vendor)'} ({v['requests']})" for v in plan["vendors"]],
+        rejected=" (the requests are recorded `approval_required`)")
 
 
 def _log_plan(plan: Mapping) -> None:
@@ -254,15 +211,6 @@ def _log_plan(plan: Mapping) -> None:
         log.info("dry run: nothing was changed or exported; the plan is in compliance.dsr_fulfilment_plans.%s",
                  f" To carry out exactly this erasure plan, trigger a live run with dry_run=false and "
                  f"approve_plan={plan['plan_hash']}" if plan["to_erase"] else "")
-
-
-def gate_branch(plan: Mapping) -> str | None:
-    """The task the run goes to after fulfilling the other requests: a reviewer, the erasures, or nowhere."""
-    if plan["state"] == "awaiting_approval":
-        return REVIEW_TASK
-    if plan["state"] == "planned" and plan["to_erase"]:
-        return IN_ADVANCE_TASK
-    return None
 
 
 # -- settling what a dead worker left ----------------------------------------------------------------------
@@ -474,25 +422,19 @@ def erase_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunContext,
     return result
 
 
-def _check_approval(store, ctx: RunContext, run: ledger.RunRecord, approval: Mapping | None) -> None:
-    if run.approval in ("not_needed", "plan_hash") and run.approval_state in ("not_needed", "approved"):
+def _check_approval(store, ctx: RunContext, run: ledger.RunRecord, answer: Mapping | None) -> None:
+    ok = guard.approval(approval=run.approval, approval_state=run.approval_state, answer=answer,
+                        plan_hash=run.plan_hash, subjects=run.erase_subjects, threshold=run.threshold,
+                        what="erasure plan")
+    if ok.in_advance:
         if run.approval == "plan_hash" and run.state == "planned":
-            ledger.record_approval(store, ctx.run_id, approval_state="approved", approved_by="approve_plan parameter",
+            ledger.record_approval(store, ctx.run_id, approval_state="approved", approved_by=ok.approved_by,
                                    at=ctx.now())
-        return
-    if run.approval == "review":
-        who = reviewer(approval)
-        if who is None and run.approval_state != "approved":
-            raise NotApproved(f"erasure plan {_short(run.plan_hash)} erases {run.erase_subjects} subject(s), more than "
-                              f"the threshold of {run.threshold}, and no person approved it: nothing was erased")
-        if run.approval_state != "approved":
-            ledger.record_approval(store, ctx.run_id, approval_state="approved", approved_by=who, at=ctx.now(),
-                                   state="planned")
-            ctx.audit(store, "dsr_fulfilment.approved", {"plan_hash": run.plan_hash, "approved_by": who,
-                                                         "subjects": run.erase_subjects})
-        return
-    raise NotApproved(f"erasure plan {_short(run.plan_hash)} is not approved ({run.approval}, {run.approval_state}): "
-                      "nothing was erased")
+    elif ok.new:
+        ledger.record_approval(store, ctx.run_id, approval_state="approved", approved_by=ok.approved_by, at=ctx.now(),
+                               state="planned")
+        ctx.audit(store, "dsr_fulfilment.approved", {"plan_hash": run.plan_hash, "approved_by": ok.approved_by,
+                                                     "subjects": run.erase_subjects})
 
 
 def erase_subject_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, key: bytes,

@@ -6,6 +6,10 @@ a reviewer's rejection from nobody answering. :class:`PlanApproval` also pushes 
 key :data:`ANSWER_KEY`: ``{"chosen_options", "responded_by_user", "responded_at", "timed_out"}``.
 
 Its defaults are always ``Reject``: a timeout never approves.
+
+:func:`erasure_approval` builds the approval branch every erasing DAG runs between its plan and its
+erasure — a branch on the plan's gate, a person's review, or approval in advance — so that the purge and
+the fulfilment wire the same three tasks the same way.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 ANSWER_KEY = "answer"
+# A reviewer has a working day to answer; no answer applies the default, Reject: a timeout never approves.
+APPROVAL_TIMEOUT = timedelta(hours=8)
 
 
 class PlanApproval(ApprovalOperator):
@@ -35,3 +41,42 @@ class PlanApproval(ApprovalOperator):
                 "timed_out": bool(event.get("timedout")) or not event.get("responded_by_user"),
             })
         return super().execute_complete(context, event)
+
+
+def erasure_approval(plan, *, plan_task_id: str, gate_task_id: str, review_task_id: str, in_advance_task_id: str,
+                     what: str, response_timeout: timedelta = APPROVAL_TIMEOUT):
+    """The approval branch between an erasure plan and the erasure; returns ``(gate, review, in_advance)``.
+
+    ``plan`` is the planning task's output (its ``state``, ``to_erase``, ``approval_subject`` and
+    ``approval_body``); ``what`` names what is erased, for the tasks' docs. The gate
+    (:func:`include.erasure.guard.route`) goes to the review when the plan is above the threshold, to
+    ``in_advance`` when it is within it or approved by its hash, and nowhere for a dry run, a changed plan or
+    nothing to erase. The erasing task downstream of both takes ``trigger_rule="none_failed_min_one_success"``
+    and reads the answer under :data:`ANSWER_KEY` from ``review_task_id``.
+    """
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import task
+
+    @task.branch(task_id=gate_task_id,
+                 doc_md=f"Above the approval threshold: a reviewer; within it or approved by hash: the {what}; "
+                        "a dry run, a changed plan or nothing to erase: neither.")
+    def gate(plan: dict) -> str | None:
+        from include.erasure.guard import route
+
+        return route(plan, review_task_id=review_task_id, in_advance_task_id=in_advance_task_id)
+
+    review = PlanApproval(
+        task_id=review_task_id,
+        subject=f"{{{{ ti.xcom_pull(task_ids='{plan_task_id}')['approval_subject'] }}}}",
+        body=f"{{{{ ti.xcom_pull(task_ids='{plan_task_id}')['approval_body'] }}}}",
+        response_timeout=response_timeout,
+        doc_md=f"A person approves or rejects the plan of the {what} (shown with its hash, rows per table and "
+               "vendors). No answer within the timeout applies **Reject**: nothing is erased.",
+    )
+    in_advance = EmptyOperator(
+        task_id=in_advance_task_id,
+        doc_md=f"The plan of the {what} is within the approval threshold, or this run was given its hash "
+               "(`approve_plan`).")
+    branch = gate(plan)
+    branch >> [review, in_advance]
+    return branch, review, in_advance

@@ -77,6 +77,14 @@ def ids_param(title: str, description: str, section: str | None = None):
                  description_md=description, **({"section": section} if section else {}))
 
 
+def approve_plan_param(title: str, description: str, section: str | None = None):
+    """The hash of a plan a dry run printed: the run erases only if its own plan has exactly this hash."""
+    from airflow.sdk import Param
+
+    return Param(None, type=["null", "string"], pattern="^[0-9a-f]{64}$", title=title, description_md=description,
+                 **({"section": section} if section else {}))
+
+
 def date_param(title: str, description: str, section: str | None = None):
     from airflow.sdk import Param
 
