@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, task
 
-from include.seam.approval import ANSWER_KEY, erasure_approval
+from include.seam.approval import ANSWER_KEY, approval_timeout, erasure_approval
 from include.seam.dag import SENDGRID_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
 
 
@@ -13,7 +13,8 @@ from include.seam.dag import SENDGRID_POOL, approve_plan_param, dry_run_param, i
     dag_id="child_data_purge",
     schedule="@daily",
     tags=["children", "coppa", "erasure", "email"],
-    dagrun_timeout=timedelta(hours=12),
+    # The reviewer's time (8 hours unless the deployment says otherwise) and four hours to erase and report.
+    dagrun_timeout=approval_timeout() + timedelta(hours=4),
     params={
         "dry_run": dry_run_param(
             "Detect, plan and count only: **nothing is changed** in the operational database and no email is "

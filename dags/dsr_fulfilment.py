@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from airflow.sdk import task
 
-from include.seam.approval import ANSWER_KEY, erasure_approval
+from include.seam.approval import ANSWER_KEY, approval_timeout, erasure_approval
 from include.seam.dag import GCS_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
 
 
@@ -13,7 +13,8 @@ from include.seam.dag import GCS_POOL, approve_plan_param, dry_run_param, ids_pa
     dag_id="dsr_fulfilment",
     schedule="@daily",
     tags=["dsr", "gdpr", "ccpa", "export", "erasure", "gcs"],
-    dagrun_timeout=timedelta(hours=12),
+    # The reviewer's time (8 hours unless the deployment says otherwise) and four hours to erase and report.
+    dagrun_timeout=approval_timeout() + timedelta(hours=4),
     params={
         "request_ids": ids_param(
             "Only these requests",

@@ -272,3 +272,22 @@ def test_every_task_that_sends_email_is_in_the_sendgrid_pool(dagbag):
                 assert dag.get_task(task_id).pool == SENDGRID_POOL, f"{path.stem}.{task_id} sends email outside the pool"
                 checked += 1
     assert checked >= 5  # escalations, digest, purge summary, violation emails, campaign senders
+
+
+def test_an_erasing_run_outlives_the_reviewers_time_the_deployment_sets(monkeypatch):
+    """PRIVACY_APPROVAL_TIMEOUT_HOURS is read when the DAG is parsed; the run's own timeout follows it, or a
+    long review would be cut off by the run's timeout before the reviewer's time is up."""
+    from datetime import timedelta
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("PRIVACY_APPROVAL_TIMEOUT_HOURS", "72")
+    bag = DagBag(dag_folder=str(DAGS))
+    for dag_id, review in (("child_data_purge", "approve_purge"), ("dsr_fulfilment", "approve_erasure")):
+        dag = bag.dags[dag_id]
+        assert dag.get_task(review).response_timeout == timedelta(hours=72)
+        assert dag.dagrun_timeout >= timedelta(hours=72) + timedelta(hours=1)
+    monkeypatch.setenv("PRIVACY_APPROVAL_TIMEOUT_HOURS", "eight")
+    errors = DagBag(dag_folder=str(DAGS)).import_errors
+    assert {Path(p).name for p in errors} == {"child_data_purge.py", "dsr_fulfilment.py"}
+    assert all("PRIVACY_APPROVAL_TIMEOUT_HOURS must be a number of hours" in e for e in errors.values())

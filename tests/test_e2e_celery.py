@@ -6,6 +6,11 @@ checkout's test on the same Redis never takes its tasks). Every DAG is unpaused 
 unattended: the latest interval of each scheduled DAG, and for the interval-based manifests the first
 day of its catch-up. Each DAG's run must succeed with every one of its tasks executed by the worker,
 mapped ones in their pools. Needs Redis on 127.0.0.1:6379 (.ci/run starts it when it is down).
+
+The approval threshold sits between the fulfilment's erasures (8 at most) and the purge's children (30):
+the fulfilment erases without a person, the purge's plan waits for one — and nobody answers, so the
+scheduler applies the approval's timeout (a few seconds here): Reject, nothing erased. (`airflow dags
+test` never applies that timeout; only a scheduler does.)
 """
 from __future__ import annotations
 
@@ -34,6 +39,8 @@ FIRST_DAY = START_DATE.replace(tzinfo=timezone.utc)
 # with data of any date (the deadline tracker evaluates it as of today).
 ANCHOR = (FIRST_DAY + timedelta(days=30)).date()
 SENDERS, BATCH = 3, 200
+THRESHOLD = 15
+APPROVAL_TIMEOUT_HOURS = "0.004"  # 14.4 s
 
 
 def _free_port() -> int:
@@ -98,7 +105,7 @@ def stack(pg_server_url, sendgrid_server, tmp_path_factory):
                                                sendgrid_api_key=sendgrid_server.api_key)
         env = local_airflow.airflow_env(folder / "airflow", services, settings={
             "evidence_location": f"file://{folder / 'evidence'}", "notification_batch_size": BATCH,
-            "notification_senders": SENDERS})
+            "notification_senders": SENDERS, "purge_threshold": THRESHOLD})
         queue = f"privacy-e2e-{uuid.uuid4().hex[:8]}"
         env.update({
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
@@ -111,6 +118,7 @@ def stack(pg_server_url, sendgrid_server, tmp_path_factory):
             "AIRFLOW__API_AUTH__JWT_SECRET": "celery-e2e-" + uuid.uuid4().hex,
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "PRIVACY_APPROVAL_TIMEOUT_HOURS": APPROVAL_TIMEOUT_HOURS,
         })
         local_airflow.migrate_metadata(env)  # with the pools of pools.json
         airflow = local_airflow.airflow_bin()
@@ -240,13 +248,33 @@ def test_the_campaign_senders_ran_in_the_sendgrid_pool_and_told_everyone_once(st
 
 def test_the_deadlines_purge_and_fulfilment_recorded_their_work(stack):
     with database.connect(stack["urls"]["ops"]) as conn:
-        # Every request still there was evaluated (the purge may since have erased some evaluated ones).
+        # Every request still there was evaluated (the fulfilment may since have erased some evaluated ones).
         unevaluated = conn.execute("select count(*) from privacy_requests r where not exists (select from "
                                    "compliance.dsr_status s where s.request_id = r.id)").fetchone()[0]
         evaluated = conn.execute("select count(*) from compliance.dsr_status").fetchone()[0]
         escalated = conn.execute("select count(*) from compliance.dsr_escalations where status = 'sent'").fetchone()[0]
-        purged = conn.execute("select count(*) from compliance.child_purges where outcome = 'purged'").fetchone()[0]
         fulfilled = conn.execute("select count(*) from compliance.dsr_fulfilments").fetchone()[0]
+        erased = conn.execute("select count(*) from compliance.dsr_fulfilments where outcome = 'erased'").fetchone()[0]
     assert evaluated > 0 and unevaluated == 0 and escalated > 0
     assert any(m["payload"].get("custom_args", {}).get("campaign") == "dsr-digest" for m in stack["sendgrid"].accepted())
-    assert purged > 0 and fulfilled > 0
+    assert fulfilled > 0 and 0 < erased <= THRESHOLD  # within the threshold: erased without a person
+
+
+def test_an_erasure_plan_nobody_approves_times_out_to_reject_and_erases_nothing(stack):
+    run_id = stack["runs"]["child_data_purge"][0]
+    states = {t[0]: t[2] for t in _tasks(stack, "child_data_purge")}
+    assert states["approve_purge"] == "success" and states["purge_subjects"] == "skipped"
+    with database.connect(stack["urls"]["ops"]) as conn:
+        state, approval, approval_state, subjects = conn.execute(
+            "select state, approval, approval_state, plan_subjects from compliance.child_purge_runs where run_id = %s",
+            (run_id,)).fetchone()
+        outcomes = dict(conn.execute("select outcome, count(*) from compliance.child_purges where run_id = %s "
+                                     "group by 1", (run_id,)).fetchall())
+        reasons = {r for (r,) in conn.execute("select distinct reason from compliance.child_purges where run_id = %s "
+                                              "and outcome = 'rejected'", (run_id,))}
+        still_there = conn.execute("select count(*) from users where id = any(%s)", ([u for (u,) in conn.execute(
+            "select user_id from compliance.child_purges where run_id = %s and outcome = 'rejected'", (run_id,))],)
+        ).fetchone()[0]
+    assert subjects > THRESHOLD and (state, approval, approval_state) == ("rejected", "review", "timed_out")
+    assert "purged" not in outcomes and outcomes.get("rejected") == subjects == still_there
+    assert reasons == {"no one approved the plan before the approval timed out; nothing was erased"}

@@ -121,3 +121,21 @@ def test_an_unknown_conf_key_is_one_sentence_naming_the_declared_ones():
     assert str(err.value) == ("trigger conf key 'dryrun' is not a parameter of dsr_deadline_tracking (its parameters: "
                               "as_of, dry_run, request_ids); the run stopped before reading, changing or sending "
                               "anything")
+
+
+def test_the_reviewers_time_is_eight_hours_or_what_the_environment_says(monkeypatch):
+    from datetime import timedelta
+
+    from include.seam.approval import APPROVAL_TIMEOUT_ENV, approval_timeout
+
+    monkeypatch.delenv(APPROVAL_TIMEOUT_ENV, raising=False)
+    assert approval_timeout() == timedelta(hours=8)
+    monkeypatch.setenv(APPROVAL_TIMEOUT_ENV, "24")
+    assert approval_timeout() == timedelta(hours=24)
+    monkeypatch.setenv(APPROVAL_TIMEOUT_ENV, "0.25")
+    assert approval_timeout() == timedelta(minutes=15)
+    for bad in ("0", "-1", "eight", "400", "nan", "inf"):
+        monkeypatch.setenv(APPROVAL_TIMEOUT_ENV, bad)
+        with pytest.raises(ValueError, match=f"^{APPROVAL_TIMEOUT_ENV} must be a number of hours above 0 and at most "
+                                             f"336, not '{bad}'$"):
+            approval_timeout()

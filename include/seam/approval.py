@@ -13,6 +13,7 @@ the fulfilment wire the same three tasks the same way.
 """
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +22,24 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 ANSWER_KEY = "answer"
 # A reviewer has a working day to answer; no answer applies the default, Reject: a timeout never approves.
 APPROVAL_TIMEOUT = timedelta(hours=8)
+APPROVAL_TIMEOUT_ENV = "PRIVACY_APPROVAL_TIMEOUT_HOURS"
+MAX_APPROVAL_TIMEOUT = timedelta(days=14)
+
+
+def approval_timeout() -> timedelta:
+    """How long a reviewer has to answer: ``$PRIVACY_APPROVAL_TIMEOUT_HOURS`` (read when the DAG is parsed, so
+    the scheduler and the workers must share it, as the Compose file's common environment does), else 8 hours."""
+    raw = os.environ.get(APPROVAL_TIMEOUT_ENV)
+    if raw is None or not raw.strip():
+        return APPROVAL_TIMEOUT
+    try:
+        timeout = timedelta(hours=float(raw))
+    except (ValueError, OverflowError):
+        timeout = None
+    if timeout is None or not timedelta(0) < timeout <= MAX_APPROVAL_TIMEOUT:
+        raise ValueError(f"{APPROVAL_TIMEOUT_ENV} must be a number of hours above 0 and at most "
+                         f"{MAX_APPROVAL_TIMEOUT.days * 24}, not {raw!r}")
+    return timeout
 
 
 class PlanApproval(ApprovalOperator):
@@ -44,11 +63,12 @@ class PlanApproval(ApprovalOperator):
 
 
 def erasure_approval(plan, *, plan_task_id: str, gate_task_id: str, review_task_id: str, in_advance_task_id: str,
-                     what: str, response_timeout: timedelta = APPROVAL_TIMEOUT):
+                     what: str, response_timeout: timedelta | None = None):
     """The approval branch between an erasure plan and the erasure; returns ``(gate, review, in_advance)``.
 
     ``plan`` is the planning task's output (its ``state``, ``to_erase``, ``approval_subject`` and
-    ``approval_body``); ``what`` names what is erased, for the tasks' docs. The gate
+    ``approval_body``); ``what`` names what is erased, for the tasks' docs; ``response_timeout`` defaults to
+    :func:`approval_timeout`. The gate
     (:func:`include.erasure.guard.route`) goes to the review when the plan is above the threshold, to
     ``in_advance`` when it is within it or approved by its hash, and nowhere for a dry run, a changed plan or
     nothing to erase. The erasing task downstream of both takes ``trigger_rule="none_failed_min_one_success"``
@@ -69,7 +89,7 @@ def erasure_approval(plan, *, plan_task_id: str, gate_task_id: str, review_task_
         task_id=review_task_id,
         subject=f"{{{{ ti.xcom_pull(task_ids='{plan_task_id}')['approval_subject'] }}}}",
         body=f"{{{{ ti.xcom_pull(task_ids='{plan_task_id}')['approval_body'] }}}}",
-        response_timeout=response_timeout,
+        response_timeout=response_timeout or approval_timeout(),
         doc_md=f"A person approves or rejects the plan of the {what} (shown with its hash, rows per table and "
                "vendors). No answer within the timeout applies **Reject**: nothing is erased.",
     )
