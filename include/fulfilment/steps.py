@@ -24,18 +24,18 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import Mapping, Sequence
 
 from include import erasure
 from include.audit import RunContext
+from include.config import Settings
+from include.datamap import DataMap
 from include.erasure import guard
 # The guards' errors and the reviewer's answer are the erasure's, shared with the child-data purge.
 from include.erasure.guard import ForgottenTable, NotApproved, PlanChanged, responder, reviewer  # noqa: F401
 from include.erasure.guard import short as _short
-from include.config import Settings
-from include.datamap import DataMap
 from include.errors import NeedsOperator, Transient
 from include.fulfilment import ledger, package, rules, source
 from include.fulfilment.ledger import PlanRow, Record
