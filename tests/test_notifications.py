@@ -385,7 +385,7 @@ def test_a_sender_dying_between_send_and_commit_re_sends_only_its_batch(seeded, 
     doomed = database.connect(seeded["url"], autocommit=True)
     ledger = CampaignLedger(campaign_id=built["campaign_id"], scope="live", renderer=Renderer(notice, SETTINGS, "r"),
                             ops=ops, dm=dm, side=side, hasher=address_hasher(KEY), ctx=ctx("dead-run"),
-                            sender="send_batches[0]", batch_size=SETTINGS.notification_batch_size)
+                            sender="send_batches[0]", batch_size=SETTINGS.notification_batch_size, as_of=TODAY)
     tx = doomed.transaction()
     tx.__enter__()
     batch = ledger.claim(doomed)
@@ -565,7 +565,7 @@ def test_a_sender_finds_pending_rows_scattered_across_many_windows(conns, sendgr
     notice = Notice(built["campaign_id"], "live", built["policy_version"], None, None, None)
     ledger = CampaignLedger(campaign_id=built["campaign_id"], scope="live", renderer=Renderer(notice, SETTINGS, "r"),
                             ops=ops, dm=load_datamap(), side=side, hasher=address_hasher(KEY), ctx=ctx(),
-                            sender="send_batches[0]", batch_size=5, window=20)
+                            sender="send_batches[0]", batch_size=5, window=20, as_of=TODAY)
     assert ledger.window == 20
     claimed = []
     while True:
@@ -576,3 +576,14 @@ def test_a_sender_finds_pending_rows_scattered_across_many_windows(conns, sendgr
             claimed += batch.keys
             ledger.mark_sent(store, batch, message_id="m", sent_at=datetime.now(timezone.utc))
     assert claimed == scattered and len(claimed) > 5
+
+
+def test_a_live_ledger_without_the_day_of_the_child_rules_is_refused(conns):
+    """Without as_of the child rules would compare against NULL and catch nobody: refused, not silent."""
+    from include.subjects import address_hasher
+
+    ops, _, side = conns
+    notice = Notice(1, "live", "v", None, None, None)
+    with pytest.raises(ValueError, match="needs as_of"):
+        CampaignLedger(campaign_id=1, scope="live", renderer=Renderer(notice, SETTINGS, "r"), ops=ops,
+                       dm=load_datamap(), side=side, hasher=address_hasher(KEY), ctx=ctx(), sender="s", batch_size=10)

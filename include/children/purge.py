@@ -267,8 +267,8 @@ def _fmt(tally: Mapping[str, int]) -> str:
 
 
 def _check_approval(store, ctx: RunContext, run: ledger.RunRecord, answer: Mapping | None) -> None:
-    ok = guard.approval(approval=run.approval, approval_state=run.approval_state, answer=answer,
-                        plan_hash=run.plan_hash, subjects=run.plan_subjects, threshold=run.threshold)
+    ok = guard.approval_of(approval=run.approval, approval_state=run.approval_state, answer=answer,
+                           plan_hash=run.plan_hash, subjects=run.plan_subjects, threshold=run.threshold)
     if ok.in_advance:
         if run.state != "purging":
             by_hash = run.approval == "plan_hash"

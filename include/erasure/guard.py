@@ -134,7 +134,7 @@ class Approval:
     new: bool                   # approved by this answer: the caller records and audits it
 
 
-def approval(*, approval: str | None, approval_state: str | None, answer: Mapping | None, plan_hash: str | None,
+def approval_of(*, approval: str | None, approval_state: str | None, answer: Mapping | None, plan_hash: str | None,
              subjects: int, threshold: int, what: str = "plan") -> Approval:
     """The plan's approval as recorded (``approval``, ``approval_state``) and the reviewer's ``answer``, or
     :class:`NotApproved`: a plan above the threshold that no person approved is never erased."""

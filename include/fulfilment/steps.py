@@ -423,9 +423,9 @@ def erase_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunContext,
 
 
 def _check_approval(store, ctx: RunContext, run: ledger.RunRecord, answer: Mapping | None) -> None:
-    ok = guard.approval(approval=run.approval, approval_state=run.approval_state, answer=answer,
-                        plan_hash=run.plan_hash, subjects=run.erase_subjects, threshold=run.threshold,
-                        what="erasure plan")
+    ok = guard.approval_of(approval=run.approval, approval_state=run.approval_state, answer=answer,
+                           plan_hash=run.plan_hash, subjects=run.erase_subjects, threshold=run.threshold,
+                           what="erasure plan")
     if ok.in_advance:
         if run.approval == "plan_hash" and run.state == "planned":
             ledger.record_approval(store, ctx.run_id, approval_state="approved", approved_by=ok.approved_by,

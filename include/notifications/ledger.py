@@ -108,6 +108,9 @@ class CampaignLedger:
                  budget: int | None = None, as_of: date | None = None, tz: str = "UTC",
                  test_addresses: Mapping[str, str] | None = None, progress_every: float = 10.0,
                  clock: Callable[[], float] = time.monotonic, window: int = CLAIM_WINDOW):
+        if scope != TEST and as_of is None:
+            # The child rules are applied on a day: without one they would catch nobody, silently.
+            raise ValueError("a live campaign's ledger needs as_of, the day the child rules are applied on")
         self.campaign_id, self.scope, self.renderer = campaign_id, scope, renderer
         self.ops, self.dm, self.side, self.hasher, self.ctx = ops, dm, side, hasher, ctx
         self.sender, self.batch_size, self.budget = sender, batch_size, budget
