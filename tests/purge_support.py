@@ -109,8 +109,12 @@ class Reviewer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = self._call("GET", f"/api/v2/dags/{self.dag_id}/dagRuns/~/hitlDetails?response_received=false")
-            if found.get("hitl_details"):
-                return found["hitl_details"][0]
+            # The request appears a moment before its task is parked in awaiting_input; an answer in between is
+            # lost (Airflow 3.3: the task's own state change overwrites the one the answer made). No person is
+            # that fast; this bot is, so it answers only a request whose task is waiting.
+            waiting = [d for d in found.get("hitl_details") or [] if d["task_instance"]["state"] == "awaiting_input"]
+            if waiting:
+                return waiting[0]
             if proc.poll() is not None:
                 raise AssertionError("the run ended without asking for approval")
             time.sleep(1)
