@@ -249,7 +249,10 @@ class CampaignLedger:
                 reported=reported_accounts_cte(self.dm, only_ids=True), rules=rules, t=accounts.ident,
                 **{k: sql.Identifier("u", accounts.physical(c)) for k, c in
                    (("id", "id"), ("email", "email"), ("name", "full_name"), ("deleted", "deleted_at"))})
-        rows = self.ops.execute(self._accounts_sql, {"ids": sorted(ids), "as_of": self.as_of, "tz": self.tz})
+        # Planned for each batch's ids (never prepared): PostgreSQL's generic plan of the child rules' "these ids,
+        # or all when none" filter took twice as long at a million accounts.
+        rows = self.ops.execute(self._accounts_sql, {"ids": sorted(ids), "as_of": self.as_of, "tz": self.tz},
+                                prepare=False)
         return {row[0]: Account(*row) for row in rows}
 
     def _suppressed(self, addresses: Sequence[str]) -> dict[str, str]:
