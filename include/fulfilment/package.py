@@ -212,7 +212,6 @@ def _write(zf: zipfile.ZipFile, name: str, chunks: Iterable[bytes]) -> None:
             out.write(block)
 
 
-
 def _json(document) -> bytes:
     return (json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 

@@ -63,12 +63,12 @@ class PlanApproval(ApprovalOperator):
 
 
 def erasure_approval(plan, *, plan_task_id: str, gate_task_id: str, review_task_id: str, in_advance_task_id: str,
-                     what: str, response_timeout: timedelta | None = None):
+                     what: str):
     """The approval branch between an erasure plan and the erasure; returns ``(gate, review, in_advance)``.
 
     ``plan`` is the planning task's output (its ``state``, ``to_erase``, ``approval_subject`` and
-    ``approval_body``); ``what`` names what is erased, for the tasks' docs; ``response_timeout`` defaults to
-    :func:`approval_timeout`. The gate
+    ``approval_body``); ``what`` names what is erased, for the tasks' docs. The reviewer has
+    :func:`approval_timeout` (the DAG's run timeout must outlast it). The gate
     (:func:`include.erasure.guard.route`) goes to the review when the plan is above the threshold, to
     ``in_advance`` when it is within it or approved by its hash, and nowhere for a dry run, a changed plan or
     nothing to erase. The erasing task downstream of both takes ``trigger_rule="none_failed_min_one_success"``
@@ -89,7 +89,7 @@ def erasure_approval(plan, *, plan_task_id: str, gate_task_id: str, review_task_
         task_id=review_task_id,
         subject=f"{{{{ ti.xcom_pull(task_ids='{plan_task_id}')['approval_subject'] }}}}",
         body=f"{{{{ ti.xcom_pull(task_ids='{plan_task_id}')['approval_body'] }}}}",
-        response_timeout=response_timeout or approval_timeout(),
+        response_timeout=approval_timeout(),
         doc_md=f"A person approves or rejects the plan of the {what} (shown with its hash, rows per table and "
                "vendors). No answer within the timeout applies **Reject**: nothing is erased.",
     )
