@@ -72,9 +72,10 @@ def append(conn, action: str, details: Mapping[str, Any] | None = None, *, actor
     details = canonical_details(details)
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (_CHAIN_LOCK,))
-        head = conn.execute("select row_hash from compliance.audit_log order by id desc limit 1").fetchone()
-        prev = head[0] if head else GENESIS
-        row_id = conn.execute("select nextval('compliance.audit_log_id_seq')").fetchone()[0]
+        # After the lock, in a statement of its own: its snapshot sees the entry the lock's last holder wrote.
+        head, row_id = conn.execute("select (select row_hash from compliance.audit_log order by id desc limit 1), "
+                                    "nextval('compliance.audit_log_id_seq')").fetchone()
+        prev = head if head is not None else GENESIS
         # Microseconds only: that is what timestamptz keeps, so the hash reads back the same.
         occurred_at = datetime.now(timezone.utc)
         digest = row_hash(prev, row_id, occurred_at, actor, action, dag_id, run_id, task_id, details)

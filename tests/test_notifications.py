@@ -74,10 +74,10 @@ def build(ops, store, label: str, **params) -> dict:
     return campaign.build(ops, store, load_datamap(), KEY, SETTINGS, ctx(), p, found)
 
 
-def send(conns, sendgrid, built: dict, *, sender: int = 0, budget: int | None = None, run_id: str = "test-run",
-         mailer=None, **params) -> dict:
+def send(conns, sendgrid, built: dict, *, sender: int = 0, senders: int = 1, budget: int | None = None,
+         run_id: str = "test-run", mailer=None, **params) -> dict:
     ops, store, side = conns
-    plan = {"campaign_id": built["campaign_id"], "sender": sender, "senders": 1, "budget": budget}
+    plan = {"campaign_id": built["campaign_id"], "sender": sender, "senders": senders, "budget": budget}
     mailer = mailer or SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
     return campaign.send(ops, store, side, load_datamap(), KEY, mailer, SETTINGS, ctx(run_id),
                          NotificationParams(today=TODAY, **params), plan)
@@ -259,7 +259,7 @@ def test_two_senders_at_once_tell_every_eligible_address_exactly_once(seeded, co
             with database.connect(seeded["url"], autocommit=True) as o, \
                     database.connect(seeded["url"], autocommit=True) as s, \
                     database.connect(seeded["url"], autocommit=True) as side:
-                reports.append(send((o, s, side), sendgrid, built, sender=i))
+                reports.append(send((o, s, side), sendgrid, built, sender=i, senders=2))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -335,7 +335,8 @@ def test_max_recipients_caps_the_run_and_the_next_run_continues(conns, sendgrid)
     built = build(ops, store, label)
     plans = campaign.plan_senders(SETTINGS, NotificationParams(today=TODAY, max_recipients=250), built)
     assert [p["budget"] for p in plans] == [63, 63, 62, 62]
-    sent = sum(send(conns, sendgrid, built, sender=p["sender"], budget=p["budget"])["sent"] for p in plans)
+    sent = sum(send(conns, sendgrid, built, sender=p["sender"], senders=p["senders"], budget=p["budget"])["sent"]
+               for p in plans)
     assert sent == 250 and sum(received(sendgrid, built["campaign_id"]).values()) == 250
     assert not campaign.summarize(store, ctx(), built["campaign_id"])["finished"]
     send(conns, sendgrid, built, run_id="next-run")
@@ -576,6 +577,43 @@ def test_a_sender_finds_pending_rows_scattered_across_many_windows(conns, sendgr
             claimed += batch.keys
             ledger.mark_sent(store, batch, message_id="m", sent_at=datetime.now(timezone.utc))
     assert claimed == scattered and len(claimed) > 5
+
+
+def test_parallel_senders_start_at_their_own_lane_and_a_lone_one_wraps_around_to_every_row(conns):
+    """Sender 1 of 2 starts half-way through the ledger (not behind sender 0's locked rows) and, alone, still
+    reaches every row: past the end it goes on from the start up to where it began."""
+    ops, store, side = conns
+    built = build(ops, store, publish(ops))
+    pending = [r[0] for r in store.execute(
+        "select seq from compliance.notification_deliveries where campaign_id = %s and state = 'pending' "
+        "order by seq", (built["campaign_id"],))]
+    last = store.execute("select max(seq) from compliance.notification_deliveries where campaign_id = %s",
+                         (built["campaign_id"],)).fetchone()[0]
+    from include.subjects import address_hasher
+
+    notice = Notice(built["campaign_id"], "live", built["policy_version"], None, None, None)
+    ledger = CampaignLedger(campaign_id=built["campaign_id"], scope="live", renderer=Renderer(notice, SETTINGS, "r"),
+                            ops=ops, dm=load_datamap(), side=side, hasher=address_hasher(KEY), ctx=ctx(),
+                            sender="send_batches[1]", batch_size=5, window=20, as_of=TODAY, lane=1, lanes=2)
+    claimed = []
+    while True:
+        with store.transaction():
+            batch = ledger.claim(store)
+            if batch is None:
+                break
+            claimed.append(list(batch.keys))
+            ledger.mark_sent(store, batch, message_id="m", sent_at=datetime.now(timezone.utc))
+    flat = [seq for keys in claimed for seq in keys]
+    assert claimed[0][0] > last // 2 and all(seq > last // 2 for seq in claimed[0])
+    assert sorted(flat) == sorted(set(flat)) and len(flat) > 10
+    skipped_now = store.execute("select count(*) from compliance.notification_deliveries where campaign_id = %s "
+                                "and seq = any(%s) and state = 'skipped'", (built["campaign_id"], pending)).fetchone()[0]
+    assert len(flat) + skipped_now == len(pending)  # every pending row: sent, or skipped at send time
+    assert flat == sorted(s for s in flat if s > last // 2) + sorted(s for s in flat if s <= last // 2)
+    with pytest.raises(ValueError, match="lane 2 of 2"):
+        CampaignLedger(campaign_id=1, scope="live", renderer=Renderer(notice, SETTINGS, "r"), ops=ops,
+                       dm=load_datamap(), side=side, hasher=address_hasher(KEY), ctx=ctx(), sender="s",
+                       batch_size=10, as_of=TODAY, lane=2, lanes=2)
 
 
 def test_a_live_ledger_without_the_day_of_the_child_rules_is_refused(conns):

@@ -148,7 +148,7 @@ def send(ops, store, side, dm: DataMap, key: bytes, mailer, settings: Settings, 
     ledger = CampaignLedger(
         campaign_id=campaign_id, scope=scope, renderer=Renderer(notice, settings, ctx.run_id), ops=ops, dm=dm,
         side=side, hasher=hasher, ctx=ctx, sender=sender, batch_size=settings.notification_batch_size,
-        budget=plan.get("budget"),
+        budget=plan.get("budget"), lane=plan["sender"], lanes=plan["senders"],
         as_of=params.today, tz=settings.timezone,
         test_addresses={hasher(a): a for a in params.test_recipients})
     report = deliver(store, ledger, ledger.recording(mailer), ctx)

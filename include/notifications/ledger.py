@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Callable, Mapping, Sequence
 
@@ -28,7 +27,7 @@ from include.addresses import comparable, sending_problem
 from include.audit import RunContext
 from include.children.detection import reported_accounts_cte, verdict_columns
 from include.datamap import DataMap
-from include.notifications.messages import Renderer, common_name
+from include.notifications.messages import Renderer, common_name, display_name
 from include.notifications.params import TEST
 from include.notifications.recipients import CHILD_REASON
 from include.notify.delivery import Batch
@@ -47,7 +46,7 @@ SUPPRESSED_NOW = "suppressed since the campaign was built"
 # nearly finished campaign — it estimates one match and prefers reading the whole table and sorting it,
 # for every batch: at a million rows that is ~0.15 s a claim.
 CLAIM_SQL = """
-select seq, recipient, user_ids, ctid::text from compliance.notification_deliveries
+select seq, recipient, user_ids, ctid::text, pg_current_xact_id() from compliance.notification_deliveries
 where campaign_id = %(campaign)s and seq > %(after)s and seq <= %(upto)s and state = 'pending'
 order by seq
 limit %(limit)s
@@ -55,11 +54,27 @@ for update skip locked
 """
 CLAIM_WINDOW = 10_000  # seq numbers one claim query examines (at least 4 batches' worth)
 
+# The batch's rows, its notification_batches row and the campaign's counters, marked in one statement; the
+# rows marked are counted back, and the caller rolls the whole back unless it is all of them.
 _FINISH = """
-update compliance.notification_deliveries d
-set state = %(state)s, message_id = %(message_id)s, batch_id = %(batch)s, attempts = d.attempts + %(attempts)s,
-    reason = %(reason)s, finished_at = %(now)s
-where d.ctid = any(%(tids)b::text[]::tid[]) and d.campaign_id = %(campaign)s and d.state = 'pending'
+with marked as (
+    update compliance.notification_deliveries d
+    set state = %(state)s, message_id = %(message_id)s, batch_id = %(batch)s, attempts = d.attempts + %(attempts)s,
+        reason = %(reason)s, finished_at = %(now)s
+    where d.ctid = any(%(tids)b::text[]::tid[]) and d.campaign_id = %(campaign)s and d.state = 'pending'
+    returning 1
+), request as (
+    update compliance.notification_batches
+    set state = %(state)s, message_id = %(message_id)s, http_attempts = %(attempts)s, reason = %(reason)s,
+        finished_at = %(now)s
+    where id = %(batch)s
+    returning 1
+)
+update compliance.notification_campaigns
+set sent = sent + %(sent)s, failed = failed + %(failed)s, skipped = skipped + %(skipped)s,
+    pending = pending - %(sent)s - %(failed)s - %(skipped)s, updated_at = %(now)s
+where id = %(campaign)s
+returning total, sent, failed, skipped, pending, (select count(*) from marked), (select count(*) from request)
 """
 
 _SKIP = """
@@ -77,21 +92,8 @@ returning total, sent, failed, skipped, pending
 """
 
 
-@dataclass(frozen=True)
-class Account:
-    id: int
-    email: str | None
-    full_name: str | None
-    deleted: bool
-    child: bool  # caught by a child rule now (the purge's rules, include.children.detection)
-
-
-@dataclass(frozen=True)
-class Decision:
-    seq: int
-    address: str | None = None
-    name: str | None = None
-    skip: str | None = None
+# A claimed row to send now: (its physical address in the ledger, seq, the address, the greeting's name or None).
+Sending = tuple[str, int, str, "str | None"]
 
 
 class CampaignLedger:
@@ -99,6 +101,10 @@ class CampaignLedger:
 
     ``budget`` caps the rows this sender sends or fails (its share of ``max_recipients``); ``test_addresses``
     maps the keyed hash of each of a test run's addresses to the address (a test campaign has no accounts).
+
+    ``lane`` of ``lanes``: parallel senders start at evenly spaced points of the ledger (sender 1 of 4 a quarter
+    of the way in) and wrap around to the start, so each walks rows nobody else is holding; started together at
+    the beginning, every claim but the first scanned past the rows the others had just locked.
     """
 
     name = LEDGER_NAME
@@ -107,7 +113,8 @@ class CampaignLedger:
                  hasher: Callable[[str], str], ctx: RunContext, sender: str, batch_size: int,
                  budget: int | None = None, as_of: date | None = None, tz: str = "UTC",
                  test_addresses: Mapping[str, str] | None = None, progress_every: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic, window: int = CLAIM_WINDOW):
+                 clock: Callable[[], float] = time.monotonic, window: int = CLAIM_WINDOW, lane: int = 0,
+                 lanes: int = 1):
         if scope != TEST and as_of is None:
             # The child rules are applied on a day: without one they would catch nobody, silently.
             raise ValueError("a live campaign's ledger needs as_of, the day the child rules are applied on")
@@ -116,13 +123,19 @@ class CampaignLedger:
         self.sender, self.batch_size, self.budget = sender, batch_size, budget
         self.as_of, self.tz, self.test_addresses = as_of, tz, dict(test_addresses or {})
         self._accounts_sql: sql.Composable | None = None
-        self.after = 0  # the watermark: the next claim starts past it
+        if not 0 <= lane < max(lanes, 1):
+            raise ValueError(f"lane {lane} of {lanes}: a lane is 0 to lanes - 1")
+        self.lane, self.lanes = lane, max(lanes, 1)
+        self.after = 0  # the watermark: the next claim starts past it ...
+        self._end = 0   # ... and walks up to this seq; then the next of these (after, end) ranges
+        self._ranges: list[tuple[int, int]] = []
         self.window = max(window, 4 * batch_size)
         self._last_seq: int | None = None
         self.skipped = 0  # rows this sender skipped (committed or about to be)
         self._skipped_uncounted = 0
         self._batch_id: int | None = None
         self._tids: list[str] = []
+        self._xact = None  # the claiming transaction's id
         self._http_attempts = 1
         self._progress_every, self._clock = progress_every, clock
         self._started = self._last_progress = clock()
@@ -143,37 +156,44 @@ class CampaignLedger:
             rows = self._pending_rows(conn, limit) if limit > 0 else []
             if not rows:
                 if not restarted and limit > 0:
-                    restarted, self.after = True, 0  # once more from the start: rows a dead sender left pending
+                    # Once more, the whole ledger from the start: rows a dead sender left pending.
+                    restarted, self.after, self._end, self._ranges = True, 0, self._last_seq, []
                     continue
                 self._count_skips(conn)
                 return None
             # A row's physical address is stable while this transaction holds its lock: marks go straight to it.
-            tids = {row[0]: row[3] for row in rows}
-            decisions = self.decide([row[:3] for row in rows])
-            skips = [d for d in decisions if d.skip]
+            sending, skips = self.decide(rows)
             if skips:
-                conn.execute(_SKIP, {"campaign": self.campaign_id, "tids": [tids[d.seq] for d in skips],
-                                     "reasons": [d.skip for d in skips], "now": self.ctx.now()})
+                conn.execute(_SKIP, {"campaign": self.campaign_id, "tids": [tid for tid, _ in skips],
+                                     "reasons": [reason for _, reason in skips], "now": self.ctx.now()})
                 self.skipped += len(skips)
                 self._skipped_uncounted += len(skips)
-            sending = [d for d in decisions if not d.skip]
             if sending:
-                self._tids = [tids[d.seq] for d in sending]
                 return self._batch(conn, sending, skipped=len(skips))
 
     def _pending_rows(self, conn, limit: int) -> list[tuple]:
-        """Up to ``limit`` pending rows past the watermark, locked, in seq order, window by window to the end.
+        """Up to ``limit`` pending rows past the watermark, locked, in seq order, window by window: from this
+        lane's start to the end of the ledger, then from its beginning to the lane's start.
 
         Rows another sender holds are passed over (SKIP LOCKED), and the watermark moves past them.
         """
         if self._last_seq is None:
             self._last_seq = conn.execute("select coalesce(max(seq), 0) from compliance.notification_deliveries "
                                           "where campaign_id = %s", (self.campaign_id,)).fetchone()[0]
+            start = self._last_seq * self.lane // self.lanes
+            self.after, self._end, self._ranges = start, self._last_seq, [(0, start)] if start else []
         rows: list[tuple] = []
-        while len(rows) < limit and self.after < self._last_seq:
-            upto = min(self.after + self.window, self._last_seq)
+        while len(rows) < limit:
+            if self.after >= self._end:
+                if not self._ranges:
+                    break
+                self.after, self._end = self._ranges.pop(0)
+                continue
+            upto = min(self.after + self.window, self._end)
             found = conn.execute(CLAIM_SQL, {"campaign": self.campaign_id, "after": self.after, "upto": upto,
                                              "limit": limit - len(rows)}).fetchall()
+            if found:
+                self._xact = found[0][4]
             rows += found
             self.after = found[-1][0] if len(rows) == limit else upto
         return rows
@@ -192,51 +212,66 @@ class CampaignLedger:
 
     # -- eligibility at send time --------------------------------------------------------------------
 
-    def decide(self, rows: Sequence[tuple[int, str, list[int]]]) -> list[Decision]:
-        """For each claimed row: the address to send to and the greeting name, or why it is skipped now."""
+    def decide(self, rows: Sequence[tuple]) -> tuple[list[Sending], list[tuple[str, str]]]:
+        """Claimed rows ``(seq, recipient, user_ids, tid, xact)`` split into those to send now — ``(tid, seq, address,
+        greeting name)`` — and those skipped now, ``(tid, reason)``, in claim order."""
         if self.scope == TEST:
-            chosen = {seq: (self.test_addresses.get(recipient), None) for seq, recipient, _ in rows}
-            skips = {seq: NOT_A_TEST_RECIPIENT for seq, (address, _) in chosen.items() if address is None}
+            chosen, skips = [], []
+            for seq, recipient, _, tid, _ in rows:
+                address = self.test_addresses.get(recipient)
+                if address is None:
+                    skips.append((tid, NOT_A_TEST_RECIPIENT))
+                else:
+                    chosen.append((tid, seq, address, None))
         else:
             chosen, skips = self._live_holders(rows)
-        suppressed = self._suppressed([a for seq, (a, _) in chosen.items() if a and seq not in skips])
-        decisions = []
-        for seq, _, _ in rows:
-            if seq in skips:
-                decisions.append(Decision(seq, skip=skips[seq]))
-                continue
-            address, name = chosen[seq]
-            key = comparable(address)
-            if key in suppressed:
-                decisions.append(Decision(seq, skip=f"{SUPPRESSED_NOW} ({suppressed[key]})"))
+        suppressed = self._suppressed([c[2] for c in chosen])
+        sending = []
+        for tid, seq, address, name in chosen:
+            if suppressed and (reason := suppressed.get(comparable(address))):
+                skips.append((tid, f"{SUPPRESSED_NOW} ({reason})"))
             elif not address.isascii() and (problem := sending_problem(address)):
-                decisions.append(Decision(seq, skip=f"invalid address: {problem}"))
+                skips.append((tid, f"invalid address: {problem}"))
             else:
-                decisions.append(Decision(seq, address=address.strip(), name=name))
-        return decisions
+                sending.append((tid, seq, address.strip(), name))
+        return sending, skips
 
-    def _live_holders(self, rows) -> tuple[dict[int, tuple[str | None, str | None]], dict[int, str]]:
-        accounts = self._accounts({uid for _, _, ids in rows for uid in ids})
-        chosen, skips = {}, {}
-        for seq, recipient, user_ids in rows:
-            live = [a for a in (accounts.get(uid) for uid in user_ids) if a is not None and not a.deleted]
-            holders = [a for a in live if a.email is not None and self.hasher(a.email) == recipient]
-            if not live:
-                skips[seq] = GONE
-            elif not holders:
-                skips[seq] = ADDRESS_CHANGED
-            elif any(a.child for a in live):
-                skips[seq] = CHILD_REASON
-            else:
-                # The lowest account id's spelling; the greeting only if every holder has the same name.
-                chosen[seq] = (holders[0].email, common_name(a.full_name for a in holders))
+    def _live_holders(self, rows) -> tuple[list[Sending], list[tuple[str, str]]]:
+        """Each row's address and greeting name from its accounts as they are now, or why it is skipped.
+
+        The address is the first holder's spelling (accounts in the row's order: lowest id first); the greeting
+        is the holders' one name, or none when they have several.
+        """
+        accounts = self._accounts({uid for row in rows for uid in row[2]})
+        hasher, chosen, skips = self.hasher, [], []
+        for seq, recipient, user_ids, tid, _ in rows:
+            if len(user_ids) == 1:  # most rows: one account holds the address
+                account = accounts.get(user_ids[0])
+                if account is None or account[2]:
+                    skips.append((tid, GONE))
+                elif account[0] is None or hasher(account[0]) != recipient:
+                    skips.append((tid, ADDRESS_CHANGED))
+                elif account[3]:
+                    skips.append((tid, CHILD_REASON))
+                else:
+                    chosen.append((tid, seq, account[0], display_name(account[1])))
                 continue
-            chosen[seq] = (None, None)
+            live = [a for a in map(accounts.get, user_ids) if a is not None and not a[2]]
+            holders = [a for a in live if a[0] is not None and hasher(a[0]) == recipient]
+            if not live:
+                skips.append((tid, GONE))
+            elif not holders:
+                skips.append((tid, ADDRESS_CHANGED))
+            elif any(a[3] for a in live):
+                skips.append((tid, CHILD_REASON))
+            else:
+                chosen.append((tid, seq, holders[0][0], common_name(a[1] for a in holders)))
         return chosen, skips
 
-    def _accounts(self, ids: set[int]) -> dict[int, Account]:
-        """The batch's accounts as they are now, each with whether a child rule catches it (read by key: the
-        rule for reports that name an account by email looks only at these accounts' addresses)."""
+    def _accounts(self, ids: set[int]) -> dict[int, tuple[str | None, str | None, bool, bool]]:
+        """The batch's accounts as they are now: ``id -> (email, full name, deleted, caught by a child rule)``
+        (read by key: the rule for reports that name an account by email looks only at these accounts'
+        addresses)."""
         if not ids:
             return {}
         if self._accounts_sql is None:
@@ -246,14 +281,15 @@ class CampaignLedger:
                 "with {reported} select {id}, {email}, {name}, {deleted} is not null, cardinality({rules}) > 0 "
                 "from {t} u left join reported rp on rp.user_id = {id} where {id} = any(%(ids)s::bigint[]) "
                 "order by {id}").format(
-                reported=reported_accounts_cte(self.dm, only_ids=True), rules=rules, t=accounts.ident,
+                reported=reported_accounts_cte(self.dm, ids_given=True), rules=rules, t=accounts.ident,
                 **{k: sql.Identifier("u", accounts.physical(c)) for k, c in
                    (("id", "id"), ("email", "email"), ("name", "full_name"), ("deleted", "deleted_at"))})
-        # Planned for each batch's ids (never prepared): PostgreSQL's generic plan of the child rules' "these ids,
-        # or all when none" filter took twice as long at a million accounts.
+        # Prepared: every filter is one an index serves whatever the ids (ids_given), so the generic plan reads
+        # the batch's accounts by key (~4 ms of the server a batch at a million accounts; parsing and planning
+        # the statement afresh for each batch cost ~0.5 ms more).
         rows = self.ops.execute(self._accounts_sql, {"ids": sorted(ids), "as_of": self.as_of, "tz": self.tz},
-                                prepare=False)
-        return {row[0]: Account(*row) for row in rows}
+                                prepare=True)
+        return {row[0]: row[1:] for row in rows}
 
     def _suppressed(self, addresses: Sequence[str]) -> dict[str, str]:
         """The addresses among these that are suppressed now, by comparable form, with the reason."""
@@ -269,11 +305,12 @@ class CampaignLedger:
 
     # -- batches -------------------------------------------------------------------------------------
 
-    def _batch(self, conn, sending: Sequence[Decision], *, skipped: int) -> Batch:
-        renderer = self.renderer
-        payload = renderer.payload([renderer.personalization(d.address, d.name) for d in sending])
-        seqs = [d.seq for d in sending]
-        xact = conn.execute("select pg_current_xact_id()").fetchone()[0]
+    def _batch(self, conn, sending: Sequence[Sending], *, skipped: int) -> Batch:
+        personalization = self.renderer.personalization
+        payload = self.renderer.payload([personalization(address, name) for _, _, address, name in sending])
+        seqs = [seq for _, seq, _, _ in sending]
+        self._tids = [tid for tid, _, _, _ in sending]
+        xact = self._xact  # this transaction's id, read with the claimed rows
         # Committed on its own before the request leaves: the trace a crash between send and commit leaves.
         self._batch_id = self.side.execute(
             """insert into compliance.notification_batches (campaign_id, run_id, sender, seqs, size, state, xact,
@@ -287,17 +324,16 @@ class CampaignLedger:
 
     def _finish(self, conn, batch: Batch, *, state: str, message_id: str | None, reason: str | None,
                 now: datetime) -> None:
-        marked = conn.execute(_FINISH, {"state": state, "message_id": message_id, "batch": self._batch_id,
-                                        "attempts": self._http_attempts, "reason": reason, "now": now,
-                                        "campaign": self.campaign_id, "tids": self._tids}).rowcount
-        if marked != batch.size:  # the rows were locked by this transaction: nobody else can have marked them
+        *totals, marked, recorded = conn.execute(_FINISH, {
+            "state": state, "message_id": message_id, "batch": self._batch_id, "attempts": self._http_attempts,
+            "reason": reason, "now": now, "campaign": self.campaign_id, "tids": self._tids,
+            "sent": batch.size if state == "sent" else 0, "failed": batch.size if state == "failed" else 0,
+            "skipped": self._skipped_uncounted}).fetchone()
+        if marked != batch.size or recorded != 1:
+            # The rows were locked by this transaction: nobody else can have marked them.
             raise RuntimeError(f"campaign {self.campaign_id}: {marked} of {batch.size} claimed rows were still "
                                "pending when marked; the batch is rolled back")
-        conn.execute("""update compliance.notification_batches
-                        set state = %s, message_id = %s, http_attempts = %s, reason = %s, finished_at = %s
-                        where id = %s""", (state, message_id, self._http_attempts, reason, now, self._batch_id))
-        totals = self._counters(conn, sent=batch.size if state == "sent" else 0,
-                                failed=batch.size if state == "failed" else 0)
+        self._skipped_uncounted = 0
         if self.budget is not None:
             self.budget -= batch.size
         self._sent += batch.size if state == "sent" else 0
