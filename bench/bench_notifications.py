@@ -34,6 +34,12 @@ What runs, all on this machine and in one go:
    smaller. (b) is printed too: on loopback a request costs the stand-in under a millisecond, so HTTP
    alone cannot show batching's full gain that a real API's round trips would.
 
+**Where the CPU went** while the requests went out (first batch claimed to last committed): every process's
+CPU from /proc, sampled twice a second, in groups — the stand-in, the sender tasks (Airflow task processes and
+their supervisors), PostgreSQL (every backend and background process), the rest of Airflow — per request;
+beside it, the CPU the machine's cores would have per request, nothing idle, if sending took no longer than
+the ceiling ÷ 0.8. Everything shares the machine, so that is the budget the target leaves for all of them.
+
 Before the ceiling, the ledger is vacuumed and analysed and a checkpoint taken, and the machine is let go
 quiet: the campaign updated every row, and autovacuum would otherwise share the ceiling's cores.
 
@@ -103,19 +109,52 @@ def machine_busy() -> tuple[float, float]:
     return (sum(values) - idle) / os.sysconf("SC_CLK_TCK"), sum(values) / os.sysconf("SC_CLK_TCK")
 
 
-class BusySampler:
-    """The machine's busy share per second, sampled from /proc/stat while a run goes on."""
+CPU_GROUPS = ("stand-in", "sender tasks", "postgresql", "airflow", "other")
 
-    def __init__(self):
+
+def _cpu_group(pid: int, standin_pid: int | None) -> str:
+    if pid == standin_pid:
+        return "stand-in"
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "other"
+    if cmd.startswith("postgres"):
+        return "postgresql"  # backends, WAL writer, checkpointer, autovacuum
+    if cmd.startswith("airflow worker -- ") and "LocalExecutor" not in cmd:
+        return "sender tasks"  # a task's supervisor and process; while requests go out, only senders run
+    return "airflow" if "airflow" in cmd else "other"
+
+
+class BusySampler:
+    """The machine's busy share, and the CPU of each group of processes, sampled from /proc while a run goes on."""
+
+    def __init__(self, standin_pid: int | None = None, every: float = 0.5):
         self.samples: list[tuple[float, float, float]] = []
+        self.processes: list[tuple[float, dict[int, float]]] = []
+        self._groups: dict[int, str] = {}
+        self._standin_pid, self._every = standin_pid, every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             busy, total = machine_busy()
-            self.samples.append((time.time(), busy, total))
-            self._stop.wait(1.0)
+            now = time.time()
+            self.samples.append((now, busy, total))
+            cpu = {}
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    pid = int(entry)
+                    if pid not in self._groups:
+                        self._groups[pid] = _cpu_group(pid, self._standin_pid)
+                    if self._groups[pid] != "other":
+                        try:
+                            cpu[pid] = process_cpu(pid)
+                        except (OSError, IndexError):
+                            pass
+            self.processes.append((now, cpu))
+            self._stop.wait(self._every)
 
     def __enter__(self) -> "BusySampler":
         self._thread.start()
@@ -132,6 +171,20 @@ class BusySampler:
             return None
         (_, b0, t0), (_, b1, t1) = inside[0], inside[-1]
         return (b1 - b0) / (t1 - t0)
+
+    def cpu_by_group(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds each group of processes used between two instants (to the sampling step): a process's
+        last reading at or before ``end`` minus its last one at or before ``start`` (0 if it started later)."""
+        before = [cpu for t, cpu in self.processes if t <= start]
+        during = [cpu for t, cpu in self.processes if start < t <= end]
+        first = before[-1] if before else {}
+        last: dict[int, float] = dict(first)
+        for cpu in during:
+            last.update(cpu)
+        used = dict.fromkeys(CPU_GROUPS, 0.0)
+        for pid, value in last.items():
+            used[self._groups[pid]] += value - first.get(pid, 0.0)
+        return used
 
 
 def commit() -> str:
@@ -384,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_api(port)
         print(f"campaign to {args.users:,} users through Airflow ({args.senders} senders) ...", flush=True)
         t0, standin_cpu0, busy0 = time.perf_counter(), process_cpu(standin.proc.pid), machine_busy()
-        with BusySampler() as sampler:
+        with BusySampler(standin.proc.pid) as sampler:
             run = subprocess.run([local_airflow.airflow_bin(), "dags", "test", DAG_ID, "--use-executor"], env=env,
                                  capture_output=True, text=True, timeout=3600)
         e2e_s = time.perf_counter() - t0
@@ -406,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                                        "from compliance.notification_batches").fetchone()
             requests_s = float(last - first)
             busy_while_sending = sampler.share(float(first), float(last))
+            cpu_while_sending = sampler.cpu_by_group(float(first), float(last))
             at_risk = conn.execute("select duplicates_at_risk from compliance.notification_campaign_progress").fetchone()[0]
         payloads, told = read_campaign_payloads(standin.record)
         problems = []
@@ -438,6 +492,10 @@ def main(argv: list[str] | None = None) -> int:
         os.killpg(api.pid, signal.SIGTERM)
         standin.stop()
 
+    # Where the machine's CPU went while the requests went out, per request; and what the machine has per request
+    # in all (every core, nothing idle) if sending is to take no longer than the ceiling / 0.8.
+    cpu_ms = {group: round(seconds / told["requests"] * 1000, 1) for group, seconds in cpu_while_sending.items()}
+    budget_ms = (os.cpu_count() or 1) * (ceiling_s / 0.8) / told["requests"] * 1000
     result = {
         "bench": "notifications", "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
         "host": machine(), "users": args.users, "senders": args.senders, "seed_s": seed_s and round(seed_s, 1),
@@ -459,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine_busy_during_run": round(machine_use_run, 2),
         "machine_busy_during_ceiling": round(machine_use_ceiling, 2),
         "machine_busy_while_sending": busy_while_sending and round(busy_while_sending, 2),
+        "cpu_ms_per_request_while_sending": cpu_ms, "cpu_ms_per_request_at_target": round(budget_ms, 1),
     }
     print(f"""
 {sent:,} recipients told ({total:,} in the ledger, {skipped:,} skipped, {failed} failed) in {told['requests']:,} requests;
@@ -476,6 +535,9 @@ no address told twice, none twice in a request, largest request {told['largest_r
   the stand-in's CPU: {standin_cpu_run:.1f} s during the run, {standin_cpu_ceiling:.1f} s for the ceiling; the machine was \
 {machine_use_run:.0%} busy during the run, {(busy_while_sending or 0):.0%} while the requests were sent, \
 {machine_use_ceiling:.0%} during the ceiling
+  CPU per request while sending: {", ".join(f"{g} {v:.1f} ms" for g, v in cpu_ms.items())} \
+({sum(cpu_ms.values()):.1f} ms in all);
+    at 0.8 of the ceiling the machine's {os.cpu_count()} cores have {budget_ms:.1f} ms per request for everything
   one request per recipient            {single_s:8.0f} s   ({per_recipient * 1000:.2f} ms each through the senders, \
 x {sent:,})
     speed-up of sending                {single_s / send_s:8.1f} x   (target: at least 100; sender tasks' window against \
