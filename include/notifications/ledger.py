@@ -332,7 +332,8 @@ class CampaignLedger:
         if marked != batch.size or recorded != 1:
             # The rows were locked by this transaction: nobody else can have marked them.
             raise RuntimeError(f"campaign {self.campaign_id}: {marked} of {batch.size} claimed rows were still "
-                               "pending when marked; the batch is rolled back")
+                               f"pending when marked and {recorded} request row of 1 was found; the batch is "
+                               "rolled back")
         self._skipped_uncounted = 0
         if self.budget is not None:
             self.budget -= batch.size
