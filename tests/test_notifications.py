@@ -568,15 +568,20 @@ def test_a_sender_finds_pending_rows_scattered_across_many_windows(conns, sendgr
                             ops=ops, dm=load_datamap(), side=side, hasher=address_hasher(KEY), ctx=ctx(),
                             sender="send_batches[0]", batch_size=5, window=20, as_of=TODAY)
     assert ledger.window == 20
+    claimed = [seq for keys in claim_all(ledger, store) for seq in keys]
+    assert claimed == scattered and len(claimed) > 5
+
+
+def claim_all(ledger: CampaignLedger, store) -> list[list[int]]:
+    """Claim and mark batches (nothing is sent) until the ledger has none left; each batch's seqs."""
     claimed = []
     while True:
         with store.transaction():
             batch = ledger.claim(store)
             if batch is None:
-                break
-            claimed += batch.keys
+                return claimed
+            claimed.append(list(batch.keys))
             ledger.mark_sent(store, batch, message_id="m", sent_at=datetime.now(timezone.utc))
-    assert claimed == scattered and len(claimed) > 5
 
 
 def test_parallel_senders_start_at_their_own_lane_and_a_lone_one_wraps_around_to_every_row(conns):
@@ -595,14 +600,7 @@ def test_parallel_senders_start_at_their_own_lane_and_a_lone_one_wraps_around_to
     ledger = CampaignLedger(campaign_id=built["campaign_id"], scope="live", renderer=Renderer(notice, SETTINGS, "r"),
                             ops=ops, dm=load_datamap(), side=side, hasher=address_hasher(KEY), ctx=ctx(),
                             sender="send_batches[1]", batch_size=5, window=20, as_of=TODAY, lane=1, lanes=2)
-    claimed = []
-    while True:
-        with store.transaction():
-            batch = ledger.claim(store)
-            if batch is None:
-                break
-            claimed.append(list(batch.keys))
-            ledger.mark_sent(store, batch, message_id="m", sent_at=datetime.now(timezone.utc))
+    claimed = claim_all(ledger, store)
     flat = [seq for keys in claimed for seq in keys]
     assert claimed[0][0] > last // 2 and all(seq > last // 2 for seq in claimed[0])
     assert sorted(flat) == sorted(set(flat)) and len(flat) > 10
