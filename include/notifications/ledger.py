@@ -46,7 +46,7 @@ SUPPRESSED_NOW = "suppressed since the campaign was built"
 # nearly finished campaign — it estimates one match and prefers reading the whole table and sorting it,
 # for every batch: at a million rows that is ~0.15 s a claim.
 CLAIM_SQL = """
-select seq, recipient, user_ids, ctid::text, pg_current_xact_id() from compliance.notification_deliveries
+select seq, recipient, user_ids, ctid::text, (select pg_current_xact_id()) from compliance.notification_deliveries
 where campaign_id = %(campaign)s and seq > %(after)s and seq <= %(upto)s and state = 'pending'
 order by seq
 limit %(limit)s
