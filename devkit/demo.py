@@ -183,7 +183,7 @@ def print_summary(conn, accepted: list, anchors=None) -> None:
 
     print("  privacy requests by state:")
     for state, count in dsr_reads.request_states(conn).items():
-        print(f"    {state:18} {count:>6}")
+        print(f"    {state:18} {count:>6}   {dsr_reads.STATE_MEANINGS.get(state, '')}".rstrip())
     reasons = dsr_reads.invalid_reasons(conn)
     for reason, count in reasons[:SHOWN_REASONS]:
         print(f"      invalid: {reason} ({count})")

@@ -43,6 +43,11 @@ def test_the_demo_runs_every_dag_and_prints_no_secret_and_no_personal_data(pg_se
                       "vendor manifests: ", "policy-change campaign ", "request fulfilments: ",
                       "SendGrid stand-in accepted"):
             assert words in result.stdout, (words, result.stdout[-4000:])
+        # Each request state is printed with what it means.
+        from include.reads.dsr import STATE_MEANINGS
+
+        states = re.findall(r"^    (\w+) +\d+   (.+)$", result.stdout, re.M)
+        assert states and all(STATE_MEANINGS[state] == meaning for state, meaning in states), states
         assert re.search(r"child-data purge \(last live run\): .*purged [1-9]", result.stdout), result.stdout[-4000:]
         assert re.search(r"policy-change campaign \d+ .*finished\): [1-9]\d* sent", result.stdout), result.stdout[-4000:]
         assert SECRET not in output

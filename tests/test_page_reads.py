@@ -20,6 +20,13 @@ from include.reads.audit import ChainWatch
 STATES = list(dsr.STATE_ORDER)
 
 
+def test_every_request_state_is_ordered_and_has_its_meaning_in_words():
+    from include.deadlines import STATES as EVALUATED
+
+    assert set(dsr.STATE_ORDER) == set(EVALUATED) == set(dsr.STATE_MEANINGS)
+    assert all(meaning and meaning == meaning.strip() for meaning in dsr.STATE_MEANINGS.values())
+
+
 @pytest.fixture
 def store(fresh_db):
     with connect(fresh_db, autocommit=True) as conn:

@@ -49,6 +49,18 @@ def whatif_rows(conn, run_id: str) -> list[dict]:
     return [dict(zip(names, row)) for row in cur]
 
 
+# Each state in a few words, for summaries read outside Airflow (the DAG's docs say it at length).
+STATE_MEANINGS = {
+    "overdue": "past the effective due date; escalated once",
+    "ack_overdue": "CCPA: receipt not confirmed within 10 business days; escalated once",
+    "due_soon": "due within the due-soon window (7 days by default); escalated once",
+    "awaiting_identity": "GDPR: identity not verified yet, so the clock has not started",
+    "on_track": "open, with more time left than the due-soon window",
+    "invalid": "cannot be evaluated; the reason is recorded",
+    "closed_late": "closed after its effective due date",
+    "closed_on_time": "closed on or before its effective due date",
+}
+
 # "Overdue first": the order the compliance page lists requests in (worst first, closed last).
 STATE_ORDER = ("overdue", "ack_overdue", "due_soon", "awaiting_identity", "on_track", "invalid", "closed_late",
                "closed_on_time")
