@@ -54,6 +54,19 @@ for update skip locked
 """
 CLAIM_WINDOW = 10_000  # seq numbers one claim query examines (at least 4 batches' worth)
 
+_SKIP = """
+update compliance.notification_deliveries d set state = 'skipped', reason = k.reason, finished_at = %(now)s
+from unnest(%(tids)b::text[]::tid[], %(reasons)b::text[]) as k(tid, reason)
+where d.ctid = k.tid and d.campaign_id = %(campaign)s and d.state = 'pending'
+"""
+
+_COUNTERS = """
+update compliance.notification_campaigns
+set sent = sent + %(sent)s, failed = failed + %(failed)s, skipped = skipped + %(skipped)s,
+    pending = pending - %(sent)s - %(failed)s - %(skipped)s, updated_at = %(now)s
+where id = %(campaign)s
+returning total, sent, failed, skipped, pending"""
+
 # The batch's rows, its notification_batches row and the campaign's counters, marked in one statement; the
 # rows marked are counted back, and the caller rolls the whole back unless it is all of them.
 _FINISH = """
@@ -69,27 +82,7 @@ with marked as (
         finished_at = %(now)s
     where id = %(batch)s
     returning 1
-)
-update compliance.notification_campaigns
-set sent = sent + %(sent)s, failed = failed + %(failed)s, skipped = skipped + %(skipped)s,
-    pending = pending - %(sent)s - %(failed)s - %(skipped)s, updated_at = %(now)s
-where id = %(campaign)s
-returning total, sent, failed, skipped, pending, (select count(*) from marked), (select count(*) from request)
-"""
-
-_SKIP = """
-update compliance.notification_deliveries d set state = 'skipped', reason = k.reason, finished_at = %(now)s
-from unnest(%(tids)b::text[]::tid[], %(reasons)b::text[]) as k(tid, reason)
-where d.ctid = k.tid and d.campaign_id = %(campaign)s and d.state = 'pending'
-"""
-
-_COUNTERS = """
-update compliance.notification_campaigns
-set sent = sent + %(sent)s, failed = failed + %(failed)s, skipped = skipped + %(skipped)s,
-    pending = pending - %(sent)s - %(failed)s - %(skipped)s, updated_at = %(now)s
-where id = %(campaign)s
-returning total, sent, failed, skipped, pending
-"""
+)""" + _COUNTERS + ", (select count(*) from marked), (select count(*) from request)"
 
 
 # A claimed row to send now: (its physical address in the ledger, seq, the address, the greeting's name or None).
@@ -341,14 +334,11 @@ class CampaignLedger:
         self._progress(totals)
 
     def _count_skips(self, conn) -> None:
+        """Rows skipped since the last marked batch, into the campaign's counters (when no batch follows)."""
         if self._skipped_uncounted:
-            self._counters(conn, sent=0, failed=0)
-
-    def _counters(self, conn, *, sent: int, failed: int) -> tuple[int, ...]:
-        totals = conn.execute(_COUNTERS, {"sent": sent, "failed": failed, "skipped": self._skipped_uncounted,
-                                          "now": self.ctx.now(), "campaign": self.campaign_id}).fetchone()
-        self._skipped_uncounted = 0
-        return totals
+            conn.execute(_COUNTERS, {"sent": 0, "failed": 0, "skipped": self._skipped_uncounted,
+                                     "now": self.ctx.now(), "campaign": self.campaign_id})
+            self._skipped_uncounted = 0
 
     def batch_not_sent(self, reason: str) -> None:
         """SendGrid answered and refused the request as a whole (401/403/429/5xx): nothing was sent."""
