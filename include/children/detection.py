@@ -71,6 +71,12 @@ def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, ids_given: boo
     accounts, reports = dm.record("accounts"), dm.record("child_reports")
     r = {n: sql.Identifier("r", reports.physical(n)) for n in ("id", "user_id", "reported_email", "resolved_at")}
     u = _account_columns(accounts, "u")
+    if ids_given:
+        only = sql.SQL("and {} = any(%(ids)s::bigint[])").format(u["id"])
+    elif only_ids:
+        only = sql.SQL("and (cardinality(%(ids)s::bigint[]) = 0 or {} = any(%(ids)s::bigint[]))").format(u["id"])
+    else:
+        only = sql.SQL("")
     return sql.SQL("""
         reported as (
             select user_id, array_agg(distinct report_id order by report_id) as report_ids from (
@@ -83,10 +89,7 @@ def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, ids_given: boo
                 where {r_resolved} is null and {r_user} is null and {r_email} is not null {only}
             ) m group by user_id)""").format(
         r_id=r["id"], r_user=r["user_id"], r_email=r["reported_email"], r_resolved=r["resolved_at"],
-        u_id=u["id"], u_email=u["email"], reports=reports.ident, accounts=accounts.ident,
-        only=sql.SQL("and {} = any(%(ids)s::bigint[])").format(u["id"]) if ids_given else
-        sql.SQL("and (cardinality(%(ids)s::bigint[]) = 0 or {} = any(%(ids)s::bigint[]))").format(u["id"])
-        if only_ids else sql.SQL(""))
+        u_id=u["id"], u_email=u["email"], reports=reports.ident, accounts=accounts.ident, only=only)
 
 
 def verdict_columns(dm: DataMap, alias: str = "u") -> tuple[sql.Composable, sql.Composable]:
