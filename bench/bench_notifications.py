@@ -109,21 +109,21 @@ def machine_busy() -> tuple[float, float]:
     return (sum(values) - idle) / os.sysconf("SC_CLK_TCK"), sum(values) / os.sysconf("SC_CLK_TCK")
 
 
-CPU_GROUPS = ("stand-in", "sender tasks", "postgresql", "airflow", "other")
+CPU_GROUPS = ("stand-in", "sender tasks", "postgresql", "airflow")  # processes of no group are not sampled
 
 
-def _cpu_group(pid: int, standin_pid: int | None) -> str:
+def _cpu_group(pid: int, standin_pid: int | None) -> str | None:
     if pid == standin_pid:
         return "stand-in"
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
-        return "other"
+        return None
     if cmd.startswith("postgres"):
         return "postgresql"  # backends, WAL writer, checkpointer, autovacuum
     if cmd.startswith("airflow worker -- ") and "LocalExecutor" not in cmd:
         return "sender tasks"  # a task's supervisor and process; while requests go out, only senders run
-    return "airflow" if "airflow" in cmd else "other"
+    return "airflow" if "airflow" in cmd else None
 
 
 class BusySampler:
@@ -132,7 +132,7 @@ class BusySampler:
     def __init__(self, standin_pid: int | None = None, every: float = 0.5):
         self.samples: list[tuple[float, float, float]] = []
         self.processes: list[tuple[float, dict[int, float]]] = []
-        self._groups: dict[int, str] = {}
+        self._groups: dict[int, str | None] = {}
         self._standin_pid, self._every = standin_pid, every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -148,7 +148,7 @@ class BusySampler:
                     pid = int(entry)
                     if pid not in self._groups:
                         self._groups[pid] = _cpu_group(pid, self._standin_pid)
-                    if self._groups[pid] != "other":
+                    if self._groups[pid] is not None:
                         try:
                             cpu[pid] = process_cpu(pid)
                         except (OSError, IndexError):
