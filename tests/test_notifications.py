@@ -131,6 +131,9 @@ def test_the_address_check_never_repeats_the_address_and_the_hasher_is_address_h
     for address in ("Kate@Example.com", " kate@example.com\t", "x@y.org"):
         assert digest(address) == address_hash(KEY, address)
     assert digest("Kate@Example.com") == digest("kate@example.com") != address_hash(b"another-key-0123456789", "kate@example.com")
+    # Its precomputed HMAC states give hmac's digests for keys shorter than SHA-256's block, of it, and longer.
+    for key in (b"k", bytes(range(64)), bytes(range(200)), "clé-ü".encode()):
+        assert address_hasher(key)("Ünïcode@Example.com ") == address_hash(key, "Ünïcode@Example.com ")
 
 
 def test_greetings_are_escaped_in_html_neutral_without_a_single_name():
