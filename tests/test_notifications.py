@@ -587,22 +587,33 @@ def claim_all(ledger: CampaignLedger, store) -> list[list[int]]:
             ledger.mark_sent(store, batch, message_id="m", sent_at=datetime.now(timezone.utc))
 
 
-def test_parallel_senders_start_at_their_own_lane_and_a_lone_one_wraps_around_to_every_row(conns):
-    """Sender 1 of 2 starts half-way through the ledger (not behind sender 0's locked rows) and, alone, still
-    reaches every row: past the end it goes on from the start up to where it began."""
-    ops, store, side = conns
-    built = build(ops, store, publish(ops))
-    pending = [r[0] for r in store.execute(
-        "select seq from compliance.notification_deliveries where campaign_id = %s and state = 'pending' "
-        "order by seq", (built["campaign_id"],))]
-    last = store.execute("select max(seq) from compliance.notification_deliveries where campaign_id = %s",
-                         (built["campaign_id"],)).fetchone()[0]
+def lane_ledger(conns, built: dict, *, lane: int, lanes: int, batch_size: int = 5) -> CampaignLedger:
     from include.subjects import address_hasher
 
+    ops, _, side = conns
     notice = Notice(built["campaign_id"], "live", built["policy_version"], None, None, None)
-    ledger = CampaignLedger(campaign_id=built["campaign_id"], scope="live", renderer=Renderer(notice, SETTINGS, "r"),
-                            ops=ops, dm=load_datamap(), side=side, hasher=address_hasher(KEY), ctx=ctx(),
-                            sender="send_batches[1]", batch_size=5, window=20, as_of=TODAY, lane=1, lanes=2)
+    return CampaignLedger(campaign_id=built["campaign_id"], scope="live", renderer=Renderer(notice, SETTINGS, "r"),
+                          ops=ops, dm=load_datamap(), side=side, hasher=address_hasher(KEY), ctx=ctx(),
+                          sender=f"send_batches[{lane}]", batch_size=batch_size, window=20, as_of=TODAY, lane=lane,
+                          lanes=lanes)
+
+
+def pending_and_last(store, campaign_id: int) -> tuple[list[int], int]:
+    pending = [r[0] for r in store.execute(
+        "select seq from compliance.notification_deliveries where campaign_id = %s and state = 'pending' "
+        "order by seq", (campaign_id,))]
+    last = store.execute("select max(seq) from compliance.notification_deliveries where campaign_id = %s",
+                         (campaign_id,)).fetchone()[0]
+    return pending, last
+
+
+def test_parallel_senders_walk_their_own_lane_and_a_lone_one_then_reaches_every_row(conns):
+    """Sender 1 of 2 starts half-way through the ledger (not behind sender 0's locked rows); alone, once its lane
+    is done and rows no live request carries are still pending, it walks the rest from the start."""
+    ops, store, side = conns
+    built = build(ops, store, publish(ops))
+    pending, last = pending_and_last(store, built["campaign_id"])
+    ledger = lane_ledger(conns, built, lane=1, lanes=2)
     claimed = claim_all(ledger, store)
     flat = [seq for keys in claimed for seq in keys]
     assert claimed[0][0] > last // 2 and all(seq > last // 2 for seq in claimed[0])
@@ -612,9 +623,36 @@ def test_parallel_senders_start_at_their_own_lane_and_a_lone_one_wraps_around_to
     assert len(flat) + skipped_now == len(pending)  # every pending row: sent, or skipped at send time
     assert flat == sorted(s for s in flat if s > last // 2) + sorted(s for s in flat if s <= last // 2)
     with pytest.raises(ValueError, match="lane 2 of 2"):
-        CampaignLedger(campaign_id=1, scope="live", renderer=Renderer(notice, SETTINGS, "r"), ops=ops,
-                       dm=load_datamap(), side=side, hasher=address_hasher(KEY), ctx=ctx(), sender="s",
-                       batch_size=10, as_of=TODAY, lane=2, lanes=2)
+        lane_ledger(conns, built, lane=2, lanes=2)
+
+
+def test_a_sender_whose_lane_is_done_does_not_walk_the_ledger_again_when_nothing_is_left_outside_live_requests(
+        conns, seeded):
+    """A lone sender reads the ledger once (no second pass once nothing is pending); sender 0 of 2 stops after its
+    own lane while every row left is in a request sender 1 is still making, and a sender that comes after sender 1
+    died without marking them walks on to them."""
+    ops, store, side = conns
+    built = build(ops, store, publish(ops))
+    _, last = pending_and_last(store, built["campaign_id"])
+    alone = lane_ledger(conns, built, lane=0, lanes=1)
+    assert claim_all(alone, store)
+    assert alone.walked == last  # one pass
+
+    built = build(ops, store, publish(ops))
+    pending, last = pending_and_last(store, built["campaign_id"])
+    second_half = [seq for seq in pending if seq > last // 2]
+    with database.connect(seeded["url"]) as other:
+        # Sender 1 claims every row of its lane for one request and is still making it (its transaction is open).
+        holder = lane_ledger((ops, other, side), built, lane=1, lanes=2, batch_size=len(pending))
+        held = holder.claim(other)
+        assert held is not None and list(held.keys) == second_half
+        first = lane_ledger(conns, built, lane=0, lanes=2)
+        done = [seq for keys in claim_all(first, store) for seq in keys]
+        assert done == [seq for seq in pending if seq <= last // 2]
+        assert first.walked == last // 2  # its own lane, and not the rest of the ledger
+        other.rollback()  # sender 1 dies before marking its rows: they are pending again
+    after = lane_ledger(conns, built, lane=0, lanes=2)
+    assert [seq for keys in claim_all(after, store) for seq in keys] == second_half
 
 
 def test_a_live_ledger_without_the_day_of_the_child_rules_is_refused(conns):

@@ -60,20 +60,19 @@ def _account_columns(accounts: RecordSource, alias: str) -> dict[str, sql.Compos
             for name in ("id", "email", "birth_date", "declared_age", "created_at")}
 
 
-def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, ids_given: bool = False) -> sql.Composable:
+def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, within: sql.Composable | None = None) -> sql.Composable:
     """``reported(user_id, report_ids)``: accounts named by an unresolved report, by id or by email.
 
     ``only_ids`` limits it to the accounts in the ``%(ids)s`` parameter (all when it is empty), so that
-    looking at a few accounts reads them by key instead of matching every account's address. ``ids_given``:
-    the same, for a caller whose ``%(ids)s`` is never empty — a filter an index serves whatever the values,
-    so the statement can be prepared once (its generic plan of the "or all" form reads every account).
+    looking at a few accounts reads them by key instead of matching every account's address. ``within``: a
+    relation that holds some accounts' columns under their physical names and ``email_key``, the trimmed
+    lower-case address (a caller's CTE of a batch's accounts): only those accounts are looked at, read from it
+    and not from the accounts table again.
     """
     accounts, reports = dm.record("accounts"), dm.record("child_reports")
     r = {n: sql.Identifier("r", reports.physical(n)) for n in ("id", "user_id", "reported_email", "resolved_at")}
     u = _account_columns(accounts, "u")
-    if ids_given:
-        only = sql.SQL("and {} = any(%(ids)s::bigint[])").format(u["id"])
-    elif only_ids:
+    if only_ids and within is None:
         only = sql.SQL("and (cardinality(%(ids)s::bigint[]) = 0 or {} = any(%(ids)s::bigint[]))").format(u["id"])
     else:
         only = sql.SQL("")
@@ -85,11 +84,17 @@ def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, ids_given: boo
                 where {r_resolved} is null {only}
                 union all
                 select {r_id}, {u_id}
-                from {reports} r join {accounts} u on lower(btrim({u_email})) = lower(btrim({r_email}))
+                from {reports} r join {accounts} u on {u_key} = lower(btrim({r_email}))
                 where {r_resolved} is null and {r_user} is null and {r_email} is not null {only}
             ) m group by user_id)""").format(
         r_id=r["id"], r_user=r["user_id"], r_email=r["reported_email"], r_resolved=r["resolved_at"],
-        u_id=u["id"], u_email=u["email"], reports=reports.ident, accounts=accounts.ident, only=only)
+        u_id=u["id"], reports=reports.ident, accounts=accounts.ident if within is None else within, only=only,
+        u_key=sql.SQL("lower(btrim({}))").format(u["email"]) if within is None else sql.Identifier("u", "email_key"))
+
+
+def verdict_column_names(dm: DataMap) -> list[str]:
+    """The accounts' physical columns :func:`verdict_columns` and :func:`reported_accounts_cte` read."""
+    return [dm.record("accounts").physical(name) for name in ("id", "email", "birth_date", "declared_age", "created_at")]
 
 
 def verdict_columns(dm: DataMap, alias: str = "u") -> tuple[sql.Composable, sql.Composable]:

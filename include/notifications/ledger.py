@@ -25,7 +25,7 @@ from psycopg import sql
 
 from include.addresses import comparable, sending_problem
 from include.audit import RunContext
-from include.children.detection import reported_accounts_cte, verdict_columns
+from include.children.detection import reported_accounts_cte, verdict_column_names, verdict_columns
 from include.datamap import DataMap
 from include.notifications.messages import Renderer, common_name, display_name
 from include.notifications.params import TEST
@@ -40,6 +40,7 @@ GONE = "account deleted or erased since the campaign was built"
 ADDRESS_CHANGED = "address changed since the campaign was built"
 NOT_A_TEST_RECIPIENT = "not among this run's test_recipients"
 SUPPRESSED_NOW = "suppressed since the campaign was built"
+NO_REASON = "no reason given"
 
 # One window of the ledger at a time: with a bound on seq, the planner walks the (campaign_id, seq) index
 # whatever its statistics say. Without it, once an ANALYZE has seen (almost) no pending rows — a resumed or
@@ -67,6 +68,9 @@ set sent = sent + %(sent)s, failed = failed + %(failed)s, skipped = skipped + %(
 where id = %(campaign)s
 returning total, sent, failed, skipped, pending"""
 
+# Lists of a batch's ids or row addresses go to the server as one joined string and are split there
+# (string_to_array): psycopg dumps a list of 1,000 values element by element in Python.
+#
 # The batch's rows, its notification_batches row and the campaign's counters, marked in one statement; the
 # rows marked are counted back, and the caller rolls the whole back unless it is all of them.
 _FINISH = """
@@ -74,7 +78,7 @@ with marked as (
     update compliance.notification_deliveries d
     set state = %(state)s, message_id = %(message_id)s, batch_id = %(batch)s, attempts = d.attempts + %(attempts)s,
         reason = %(reason)s, finished_at = %(now)s
-    where d.ctid = any(%(tids)b::text[]::tid[]) and d.campaign_id = %(campaign)s and d.state = 'pending'
+    where d.ctid = any(string_to_array(%(tids)s, ';')::tid[]) and d.campaign_id = %(campaign)s and d.state = 'pending'
     returning 1
 ), request as (
     update compliance.notification_batches
@@ -84,6 +88,13 @@ with marked as (
     returning 1
 )""" + _COUNTERS + ", (select count(*) from marked), (select count(*) from request)"
 
+
+# Pending rows no live request carries: the counter, less the rows of requests whose claiming transaction runs.
+_LEFT = """
+select c.pending - coalesce((select sum(b.size) from compliance.notification_batches b
+                             where b.campaign_id = c.id and b.state = 'in_flight'
+                               and pg_xact_status(b.xact) = 'in progress'), 0)
+from compliance.notification_campaigns c where c.id = %(campaign)s"""
 
 # A claimed row to send now: (its physical address in the ledger, seq, the address, the greeting's name or None).
 Sending = tuple[str, int, str, "str | None"]
@@ -95,9 +106,10 @@ class CampaignLedger:
     ``budget`` caps the rows this sender sends or fails (its share of ``max_recipients``); ``test_addresses``
     maps the keyed hash of each of a test run's addresses to the address (a test campaign has no accounts).
 
-    ``lane`` of ``lanes``: parallel senders start at evenly spaced points of the ledger (sender 1 of 4 a quarter
-    of the way in) and wrap around to the start, so each walks rows nobody else is holding; started together at
-    the beginning, every claim but the first scanned past the rows the others had just locked.
+    ``lane`` of ``lanes``: parallel senders each walk their own stretch of the ledger (sender 1 of 4 its second
+    quarter), so none scans past rows another has just locked or sent. A sender whose lane is done walks the
+    whole ledger once more only when rows are pending outside every live request (a slower lane, a dead sender's
+    rows); otherwise it stops.
     """
 
     name = LEDGER_NAME
@@ -115,19 +127,21 @@ class CampaignLedger:
         self.ops, self.dm, self.side, self.hasher, self.ctx = ops, dm, side, hasher, ctx
         self.sender, self.batch_size, self.budget = sender, batch_size, budget
         self.as_of, self.tz, self.test_addresses = as_of, tz, dict(test_addresses or {})
-        self._accounts_sql: sql.Composable | None = None
+        self._accounts_sql: bytes | None = None
         if not 0 <= lane < max(lanes, 1):
             raise ValueError(f"lane {lane} of {lanes}: a lane is 0 to lanes - 1")
         self.lane, self.lanes = lane, max(lanes, 1)
         self.after = 0  # the watermark: the next claim starts past it ...
         self._end = 0   # ... and walks up to this seq; then the next of these (after, end) ranges
         self._ranges: list[tuple[int, int]] = []
+        self._stop = 0  # where this sender's lane ends
+        self.walked = 0  # seq numbers this sender has walked past (the ledger's length, for one pass)
         self.window = max(window, 4 * batch_size)
         self._last_seq: int | None = None
         self.skipped = 0  # rows this sender skipped (committed or about to be)
         self._skipped_uncounted = 0
         self._batch_id: int | None = None
-        self._tids: list[str] = []
+        self._tids = ""  # the claimed rows' physical addresses, ';'-separated
         self._xact = None  # the claiming transaction's id
         self._http_attempts = 1
         self._progress_every, self._clock = progress_every, clock
@@ -143,14 +157,16 @@ class CampaignLedger:
 
     def claim(self, conn) -> Batch | None:
         """Lock the next pending rows, skip those no longer eligible, return the rest as one request."""
-        restarted = False
+        walked_all = False
         while True:
             limit = self.batch_size if self.budget is None else min(self.batch_size, self.budget)
             rows = self._pending_rows(conn, limit) if limit > 0 else []
             if not rows:
-                if not restarted and limit > 0:
-                    # Once more, the whole ledger from the start: rows a dead sender left pending.
-                    restarted, self.after, self._end, self._ranges = True, 0, self._last_seq, []
+                if not walked_all and limit > 0 and self._left_to_others(conn) > 0:
+                    # Rows outside every live request are still pending: a lane not finished (or whose sender
+                    # died), or rows another sender held and let go. Once, the whole ledger past this lane.
+                    walked_all, self._ranges = True, [(self._stop, self._last_seq), (0, self._stop)]
+                    self.after = self._end = 0
                     continue
                 self._count_skips(conn)
                 return None
@@ -164,9 +180,19 @@ class CampaignLedger:
             if sending:
                 return self._batch(conn, sending, skipped=len(skips))
 
+    def _left_to_others(self, conn) -> int:
+        """Pending rows of the campaign that no live request carries (read when this sender's lane is done).
+
+        The campaign's ``pending`` counter, less this transaction's skips not yet counted, less the rows of
+        every request in flight whose transaction still runs. More than 0: somebody must still walk to them.
+        0: every row left is in a request a live sender is making (if it fails, its task's retry or the next
+        run sends them), and this sender stops without reading the rest of the ledger.
+        """
+        return conn.execute(_LEFT, {"campaign": self.campaign_id}).fetchone()[0] - self._skipped_uncounted
+
     def _pending_rows(self, conn, limit: int) -> list[tuple]:
-        """Up to ``limit`` pending rows past the watermark, locked, in seq order, window by window: from this
-        lane's start to the end of the ledger, then from its beginning to the lane's start.
+        """Up to ``limit`` pending rows past the watermark, locked, in seq order, window by window through this
+        sender's lane (then, once, through the ranges :meth:`claim` gives it).
 
         Rows another sender holds are passed over (SKIP LOCKED), and the watermark moves past them.
         """
@@ -174,7 +200,8 @@ class CampaignLedger:
             self._last_seq = conn.execute("select coalesce(max(seq), 0) from compliance.notification_deliveries "
                                           "where campaign_id = %s", (self.campaign_id,)).fetchone()[0]
             start = self._last_seq * self.lane // self.lanes
-            self.after, self._end, self._ranges = start, self._last_seq, [(0, start)] if start else []
+            self._stop = self._last_seq * (self.lane + 1) // self.lanes
+            self.after, self._end = start, self._stop
         rows: list[tuple] = []
         while len(rows) < limit:
             if self.after >= self._end:
@@ -188,7 +215,9 @@ class CampaignLedger:
             if found:
                 self._xact = found[0][4]
             rows += found
-            self.after = found[-1][0] if len(rows) == limit else upto
+            moved_to = found[-1][0] if len(rows) == limit else upto
+            self.walked += moved_to - self.after
+            self.after = moved_to
         return rows
 
     def mark_sent(self, conn, batch: Batch, *, message_id: str | None, sent_at: datetime) -> None:
@@ -215,22 +244,24 @@ class CampaignLedger:
                 if address is None:
                     skips.append((tid, NOT_A_TEST_RECIPIENT))
                 else:
-                    chosen.append((tid, seq, address, None))
+                    chosen.append((tid, seq, address, None, None))
+            if suppressed := self._suppressed([c[2] for c in chosen]):
+                chosen = [(tid, seq, a, n, suppressed.get(comparable(a))) for tid, seq, a, n, _ in chosen]
         else:
             chosen, skips = self._live_holders(rows)
-        suppressed = self._suppressed([c[2] for c in chosen])
         sending = []
-        for tid, seq, address, name in chosen:
-            if suppressed and (reason := suppressed.get(comparable(address))):
-                skips.append((tid, f"{SUPPRESSED_NOW} ({reason})"))
+        for tid, seq, address, name, suppression in chosen:
+            if suppression is not None:
+                skips.append((tid, f"{SUPPRESSED_NOW} ({suppression})"))
             elif not address.isascii() and (problem := sending_problem(address)):
                 skips.append((tid, f"invalid address: {problem}"))
             else:
                 sending.append((tid, seq, address.strip(), name))
         return sending, skips
 
-    def _live_holders(self, rows) -> tuple[list[Sending], list[tuple[str, str]]]:
-        """Each row's address and greeting name from its accounts as they are now, or why it is skipped.
+    def _live_holders(self, rows) -> tuple[list[tuple], list[tuple[str, str]]]:
+        """Each row's address, greeting name and suppression (or None) from its accounts as they are now, or why
+        it is skipped.
 
         The address is the first holder's spelling (accounts in the row's order: lowest id first); the greeting
         is the holders' one name, or none when they have several.
@@ -247,7 +278,7 @@ class CampaignLedger:
                 elif account[3]:
                     skips.append((tid, CHILD_REASON))
                 else:
-                    chosen.append((tid, seq, account[0], display_name(account[1])))
+                    chosen.append((tid, seq, account[0], display_name(account[1]), account[4]))
                 continue
             live = [a for a in map(accounts.get, user_ids) if a is not None and not a[2]]
             holders = [a for a in live if a[0] is not None and hasher(a[0]) == recipient]
@@ -258,34 +289,47 @@ class CampaignLedger:
             elif any(a[3] for a in live):
                 skips.append((tid, CHILD_REASON))
             else:
-                chosen.append((tid, seq, holders[0][0], common_name(a[1] for a in holders)))
+                chosen.append((tid, seq, holders[0][0], common_name(a[1] for a in holders), holders[0][4]))
         return chosen, skips
 
-    def _accounts(self, ids: set[int]) -> dict[int, tuple[str | None, str | None, bool, bool]]:
-        """The batch's accounts as they are now: ``id -> (email, full name, deleted, caught by a child rule)``
-        (read by key: the rule for reports that name an account by email looks only at these accounts'
-        addresses)."""
+    def _accounts(self, ids: set[int]) -> dict[int, tuple[str | None, str | None, bool, bool, str | None]]:
+        """The batch's accounts as they are now: ``id -> (email, full name, deleted, caught by a child rule,
+        why the address is suppressed or None)``, in one statement read by key.
+
+        The accounts are read once into a CTE; the child rules' reports are matched against those accounts
+        only, and the suppression list is looked up by each account's trimmed lower-case address.
+        """
         if not ids:
             return {}
         if self._accounts_sql is None:
-            accounts = self.dm.record("accounts")
+            accounts, supp = self.dm.record("accounts"), self.dm.record("email_suppressions")
             rules, _ = verdict_columns(self.dm)
+            names = dict.fromkeys([*verdict_column_names(self.dm), accounts.physical("full_name"),
+                                   accounts.physical("deleted_at")])
             self._accounts_sql = sql.SQL(
-                "with {reported} select {id}, {email}, {name}, {deleted} is not null, cardinality({rules}) > 0 "
-                "from {t} u left join reported rp on rp.user_id = {id} where {id} = any(%(ids)s::bigint[]) "
-                "order by {id}").format(
-                reported=reported_accounts_cte(self.dm, ids_given=True), rules=rules, t=accounts.ident,
+                "with batch as materialized (select {columns}, lower(btrim({email})) as email_key from {t} u "
+                "                            where {id} = any(string_to_array(%(ids)s, ',')::bigint[])), "
+                "{reported} "
+                "select {id}, {email}, {name}, {deleted} is not null, cardinality({rules}) > 0, "
+                "(select coalesce(min({s_reason}), {no_reason}) from {s_t} s "
+                " where lower(btrim({s_email})) = u.email_key having count(*) > 0) "
+                "from batch u left join reported rp on rp.user_id = {id} order by {id}").format(
+                columns=sql.SQL(", ").join(sql.Identifier("u", n) for n in names), t=accounts.ident,
+                reported=reported_accounts_cte(self.dm, within=sql.Identifier("batch")), rules=rules,
+                s_reason=sql.Identifier("s", supp.physical("reason")), s_email=sql.Identifier("s", supp.physical("email")),
+                s_t=supp.ident, no_reason=sql.Literal(NO_REASON),
                 **{k: sql.Identifier("u", accounts.physical(c)) for k, c in
-                   (("id", "id"), ("email", "email"), ("name", "full_name"), ("deleted", "deleted_at"))})
-        # Prepared: every filter is one an index serves whatever the ids (ids_given), so the generic plan reads
-        # the batch's accounts by key (~4 ms of the server a batch at a million accounts; parsing and planning
-        # the statement afresh for each batch cost ~0.5 ms more).
-        rows = self.ops.execute(self._accounts_sql, {"ids": sorted(ids), "as_of": self.as_of, "tz": self.tz},
+                   (("id", "id"), ("email", "email"), ("name", "full_name"), ("deleted", "deleted_at"))}
+            ).as_bytes(self.ops)
+        # Prepared: the generic plan reads the batch's accounts by key whatever the ids (parsing and planning the
+        # statement afresh for each batch cost ~0.5 ms more).
+        rows = self.ops.execute(self._accounts_sql, {"ids": ",".join(map(str, sorted(ids))), "as_of": self.as_of, "tz": self.tz},
                                 prepare=True)
         return {row[0]: row[1:] for row in rows}
 
     def _suppressed(self, addresses: Sequence[str]) -> dict[str, str]:
-        """The addresses among these that are suppressed now, by comparable form, with the reason."""
+        """The addresses among these that are suppressed now, by comparable form, with the reason (a test run's
+        addresses, which no account holds; a live batch's come with its accounts)."""
         if not addresses:
             return {}
         supp = self.dm.record("email_suppressions")
@@ -293,7 +337,7 @@ class CampaignLedger:
                         "on lower(btrim({email})) = k.key group by k.key").format(
             reason=sql.Identifier("s", supp.physical("reason")), t=supp.ident,
             email=sql.Identifier("s", supp.physical("email")))
-        return {key: reason or "no reason given" for key, reason in
+        return {key: reason or NO_REASON for key, reason in
                 self.ops.execute(query, ([comparable(a) for a in addresses],))}
 
     # -- batches -------------------------------------------------------------------------------------
@@ -302,14 +346,15 @@ class CampaignLedger:
         personalization = self.renderer.personalization
         payload = self.renderer.payload([personalization(address, name) for _, _, address, name in sending])
         seqs = [seq for _, seq, _, _ in sending]
-        self._tids = [tid for tid, _, _, _ in sending]
+        self._tids = ";".join(tid for tid, _, _, _ in sending)
         xact = self._xact  # this transaction's id, read with the claimed rows
         # Committed on its own before the request leaves: the trace a crash between send and commit leaves.
         self._batch_id = self.side.execute(
             """insert into compliance.notification_batches (campaign_id, run_id, sender, seqs, size, state, xact,
                                                             started_at)
-               values (%s, %s, %s, %s, %s, 'in_flight', %s, %s) returning id""",
-            (self.campaign_id, self.ctx.run_id, self.sender, seqs, len(seqs), xact, self.ctx.now())).fetchone()[0]
+               values (%s, %s, %s, string_to_array(%s, ',')::integer[], %s, 'in_flight', %s, %s) returning id""",
+            (self.campaign_id, self.ctx.run_id, self.sender, ",".join(map(str, seqs)), len(seqs), xact,
+             self.ctx.now())).fetchone()[0]
         self._http_attempts = 1
         return Batch(keys=seqs, payload=payload,
                      evidence={"campaign_id": self.campaign_id, "batch_id": self._batch_id, "first_seq": seqs[0],
