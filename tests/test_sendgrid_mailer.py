@@ -59,31 +59,6 @@ def test_accepted_with_message_id(sg):
     assert sg.accepted()[0]["payload"] == payload()
 
 
-def test_requests_share_one_kept_alive_connection_until_it_idles_past_its_limit(sg):
-    """The SDK opens a connection per request; the mailer keeps one open (error answers included) and opens a new
-    one only after it has been idle longer than the server may keep it."""
-    now = [1000.0]
-    m = mailer(sg, clock=lambda: now[0])
-    sg.inject(status=500, count=1)
-    for _ in range(3):
-        assert m.send(payload()).status_code == 202
-    assert statuses(sg) == [500, 202, 202, 202] and sg.stats()["connections"] == 1
-    now[0] += 11  # idle longer than 10 s
-    assert m.send(payload()).status_code == 202
-    assert sg.stats()["connections"] == 2 and len(sg.accepted()) == 4
-
-
-def test_a_configured_proxy_gets_the_request_through_the_sdks_own_opener(sg, monkeypatch):
-    """Where a proxy is configured, the request goes to it (here the stand-in plays the proxy: it is asked for the
-    absolute URL, which it does not serve), not straight to the host."""
-    for name in ("no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("http_proxy", sg.base_url)
-    with pytest.raises(SendGridUnexpectedResponse, match="HTTP 404"):
-        mailer(sg, host="http://sendgrid.invalid").send(payload())
-    assert sg.requests()[-1]["path"] == "http://sendgrid.invalid/v3/mail/send"
-
-
 @pytest.mark.parametrize("suffix", ["/", "/v3", "/v3/"])
 def test_host_with_v3_or_slash_still_reaches_mail_send(sg, suffix):
     assert mailer(sg, host=sg.base_url + suffix).send(payload()).status_code == 202

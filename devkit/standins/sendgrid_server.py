@@ -329,7 +329,7 @@ class _State:
         self.faults: deque[dict[str, Any]] = deque()
         # Faults that strike "part of the time": each request draws from the fault's own seeded generator.
         self.random_faults: list[dict[str, Any]] = []
-        self.stats = {"accepted_messages": 0, "accepted_personalizations": 0, "connections": 0}
+        self.stats = {"accepted_messages": 0, "accepted_personalizations": 0}
         self.stopping = threading.Event()
 
     def add_fault(self, status: int | None, count: int, reset_after_seconds: float | None,
@@ -421,11 +421,6 @@ class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
 
     # -- plumbing ------------------------------------------------------------------------------
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.state.lock:
-            self.server.state.stats["connections"] += 1  # clients that keep connections alive open few
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         # Request lines carry no personal data, but the default writes to stderr on every request.

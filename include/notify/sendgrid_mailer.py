@@ -13,19 +13,15 @@ Logs carry attempt numbers, status codes, waits and counts; never an address or 
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import logging
 import re
-import ssl
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import sendgrid
-from python_http_client.exceptions import HTTPError, handle_error
+from python_http_client.exceptions import HTTPError
 
 from include.errors import NeedsOperator, Transient
 
@@ -112,85 +108,6 @@ def _rejection_reason(body: bytes | str | None, limit: int = 2000) -> str:
     return reason[:limit]
 
 
-class _Answer:
-    """A response read whole, as the SDK's ``Response`` reads one (``getcode``, ``read``, ``info``)."""
-
-    def __init__(self, status: int, body: bytes, headers: http.client.HTTPMessage):
-        self.status, self._body, self.headers = status, body, headers
-
-    def getcode(self) -> int:
-        return self.status
-
-    def read(self) -> bytes:
-        return self._body
-
-    def info(self) -> http.client.HTTPMessage:
-        return self.headers
-
-
-class KeptAlive:
-    """The SDK's request step (``python_http_client.Client._make_request``) over one connection kept open.
-
-    The SDK opens a new connection (and, against SendGrid, a new TLS session) for every request. This sends the
-    request the SDK built — its URL, headers and JSON body — over a connection kept between requests, and turns
-    an error status into the SDK's own exceptions, as the SDK does. A connection idle longer than ``idle`` seconds
-    is not reused (the server may have dropped it); a connection that fails is closed, and the mailer's rules
-    decide what follows, as for any failed request. Where a proxy is configured for the URL, the SDK's own
-    opener sends the request (it honours ``HTTPS_PROXY`` and ``NO_PROXY``; this does not).
-    """
-
-    def __init__(self, sdk_request: Callable[..., Any], *, idle: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic):
-        self._sdk_request, self._idle, self._clock = sdk_request, idle, clock
-        self._conn: http.client.HTTPConnection | None = None
-        self._origin: tuple[str, str] | None = None
-        self._used_at = 0.0
-        self.connections = 0  # opened so far
-
-    def __call__(self, opener, request: urllib.request.Request, timeout: float | None = None):
-        if urllib.request.getproxies().get(request.type) and not urllib.request.proxy_bypass(request.host):
-            return self._sdk_request(opener, request, timeout=timeout)
-        conn = self._connection(request, timeout)
-        try:
-            conn.request(request.get_method(), request.selector, body=request.data,
-                         headers=dict(request.header_items()))
-            response = conn.getresponse()
-            body = response.read()
-        except BaseException:
-            self.close()
-            raise
-        self._used_at = self._clock()
-        if response.will_close:
-            self.close()
-        if response.status >= 400:
-            error = urllib.error.HTTPError(request.full_url, response.status, response.reason, response.headers,
-                                           io.BytesIO(body))
-            raise handle_error(error) from None
-        return _Answer(response.status, body, response.headers)
-
-    def _connection(self, request: urllib.request.Request, timeout: float | None) -> http.client.HTTPConnection:
-        origin = (request.type, request.host)
-        if self._conn is not None and (origin != self._origin or self._clock() - self._used_at > self._idle):
-            self.close()
-        if self._conn is None:
-            if request.type == "https":
-                self._conn = http.client.HTTPSConnection(request.host, timeout=timeout,
-                                                         context=ssl.create_default_context())
-            else:
-                self._conn = http.client.HTTPConnection(request.host, timeout=timeout)
-            self._origin = origin
-            self.connections += 1
-        elif self._conn.sock is not None:
-            self._conn.sock.settimeout(timeout)
-        self._conn.timeout = timeout
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
 class SendGridMailer:
     """Sends one Mail Send payload at a time, retrying by SendGrid's documented rules.
 
@@ -226,16 +143,13 @@ class SendGridMailer:
         self.rate_limit_deadline = DEFAULT_RATE_LIMIT_DEADLINE if rate_limit_deadline is None else rate_limit_deadline
         self._deadline_at = clock() + self.rate_limit_deadline
         self._client = sendgrid.SendGridAPIClient(api_key=api_key, host=self.host)
-        # The SDK's client for POST /v3/mail/send, built once, its requests over one kept-alive connection.
-        self._mail_send = self._client.client.mail.send
-        self._mail_send._make_request = KeptAlive(self._mail_send._make_request, clock=clock)
 
     def send(self, payload: dict[str, Any]) -> SendResult:
         count = len(payload.get("personalizations") or [])
         failures = rate_limited = 0  # 5xx/timeouts count against max_attempts; 429s against the deadline
         while True:
             try:
-                response = self._mail_send.post(request_body=payload, timeout=self.timeout)
+                response = self._client.client.mail.send.post(request_body=payload, timeout=self.timeout)
             except HTTPError as exc:
                 status = int(exc.status_code)
                 if status == 429:
