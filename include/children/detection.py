@@ -55,9 +55,12 @@ def _thirteenth_birthday(birth: sql.Composable) -> sql.Composable:
                    " else ({b} + make_interval(years => {age}))::date end)").format(b=birth, age=sql.Literal(CHILD_AGE))
 
 
+# The accounts' columns the child rules and the reports' matching read.
+_RULE_COLUMNS = ("id", "email", "birth_date", "declared_age", "created_at")
+
+
 def _account_columns(accounts: RecordSource, alias: str) -> dict[str, sql.Composable]:
-    return {name: sql.Identifier(alias, accounts.physical(name))
-            for name in ("id", "email", "birth_date", "declared_age", "created_at")}
+    return {name: sql.Identifier(alias, accounts.physical(name)) for name in _RULE_COLUMNS}
 
 
 def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, within: sql.Composable | None = None) -> sql.Composable:
@@ -94,7 +97,7 @@ def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, within: sql.Co
 
 def verdict_column_names(dm: DataMap) -> list[str]:
     """The accounts' physical columns :func:`verdict_columns` and :func:`reported_accounts_cte` read."""
-    return [dm.record("accounts").physical(name) for name in ("id", "email", "birth_date", "declared_age", "created_at")]
+    return [dm.record("accounts").physical(name) for name in _RULE_COLUMNS]
 
 
 def verdict_columns(dm: DataMap, alias: str = "u") -> tuple[sql.Composable, sql.Composable]:
