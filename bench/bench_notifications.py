@@ -25,7 +25,7 @@ What runs, all on this machine and in one go:
    (a) through the product, as a per-recipient sender would have to work — the same senders (same ledger,
    send-time checks, in-flight record, audit entry, one transaction per request) with
    ``notification_batch_size`` 1, as many sender processes as senders, on ``--single-sample`` ledger rows
-   put back to pending: time from the first request's claim to the last one's commit, per recipient, times
+   (an equal share at the start of each sender's lane) put back to pending: time from the first request's claim to the last one's commit, per recipient, times
    the recipients sent; (b) HTTP alone — single-personalization payloads posted by the bare client. The
    target (100×) is the **speed-up of sending**: (a) against the sender tasks' window (first sender task's
    start to the last one's end, start-up included), which is what batching changes. The **speed-up of the
@@ -369,13 +369,22 @@ def _one_per_recipient_sender(ops_url: str, standin_url: str, campaign_id: int, 
 def per_recipient_sample(ops_url: str, standin: StandIn, campaign_id: int, sample: int, senders: int) -> float:
     """Seconds per recipient with one request per recipient, through the same senders (see the module doc)."""
     with database.connect(ops_url, autocommit=True) as conn, conn.transaction():
-        # Put `sample` sent rows back to pending (the campaign's counters with them), as if never sent.
-        moved = conn.execute("""update compliance.notification_deliveries set state = 'pending', message_id = null,
-                                       batch_id = null, finished_at = null
-                                where campaign_id = %s and seq in (
-                                    select seq from compliance.notification_deliveries
-                                    where campaign_id = %s and state = 'sent' order by seq limit %s)""",
-                             (campaign_id, campaign_id, sample)).rowcount
+        # Put `sample` sent rows back to pending (the campaign's counters with them), as if never sent: the first
+        # sent rows of each sender's lane, an equal share each, so that every sender starts at once on rows of
+        # its own, as in the campaign (all of them in the first lane, the other senders would walk their empty
+        # lanes first and join late, overstating the time a recipient takes).
+        last = conn.execute("select max(seq) from compliance.notification_deliveries where campaign_id = %s",
+                            (campaign_id,)).fetchone()[0]
+        moved = 0
+        for lane in range(senders):
+            share = sample // senders + (1 if lane < sample % senders else 0)
+            moved += conn.execute("""update compliance.notification_deliveries set state = 'pending', message_id = null,
+                                            batch_id = null, finished_at = null
+                                     where campaign_id = %s and seq in (
+                                         select seq from compliance.notification_deliveries
+                                         where campaign_id = %s and state = 'sent' and seq > %s
+                                         order by seq limit %s)""",
+                                  (campaign_id, campaign_id, last * lane // senders, share)).rowcount
         conn.execute("update compliance.notification_campaigns set sent = sent - %s, pending = pending + %s, "
                      "state = 'sending', finished_at = null where id = %s", (moved, moved, campaign_id))
         first_batch = conn.execute("select coalesce(max(id), 0) from compliance.notification_batches").fetchone()[0]
