@@ -121,8 +121,11 @@ def _cpu_group(pid: int, standin_pid: int | None) -> str | None:
         return None
     if cmd.startswith("postgres"):
         return "postgresql"  # backends, WAL writer, checkpointer, autovacuum
-    if cmd.startswith("airflow worker -- ") and "LocalExecutor" not in cmd:
-        return "sender tasks"  # a task's supervisor and process; while requests go out, only senders run
+    if cmd.startswith("airflow worker"):
+        # The LocalExecutor's workers (each supervises the task it runs, in its own process) and the tasks'
+        # processes: while requests go out, only senders run. A worker is first seen idle, so it must not be
+        # told apart by its title, which changes with the task it runs.
+        return "sender tasks"
     return "airflow" if "airflow" in cmd else None
 
 
