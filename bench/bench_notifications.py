@@ -25,8 +25,8 @@ What runs, all on this machine and in one go:
    (a) through the product, as a per-recipient sender would have to work — the same senders (same ledger,
    send-time checks, in-flight record, audit entry, one transaction per request) with
    ``notification_batch_size`` 1, as many sender processes as senders, on ``--single-sample`` ledger rows
-   (an equal share at the start of each sender's lane) put back to pending: time from the first request's claim to the last one's commit, per recipient, times
-   the recipients sent; (b) HTTP alone — single-personalization payloads posted by the bare client. The
+   (an equal share at the start of each sender's lane) put back to pending: time from the first request's
+   claim to the last one's commit, per recipient, times the recipients sent; (b) HTTP alone — single-personalization payloads posted by the bare client. The
    target (100×) is the **speed-up of sending**: (a) against the sender tasks' window (first sender task's
    start to the last one's end, start-up included), which is what batching changes. The **speed-up of the
    whole campaign** is printed beside it: end to end with the sending phase replaced by (a), against end to
@@ -76,6 +76,7 @@ sys.path.insert(0, str(REPO))
 
 from devkit import database, local_airflow  # noqa: E402
 from devkit.seed.demo_data import seed  # noqa: E402
+from include.notifications.ledger import lane_bounds  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "notifications.jsonl"
 DAG_ID = "policy_change_notifications"
@@ -387,7 +388,7 @@ def per_recipient_sample(ops_url: str, standin: StandIn, campaign_id: int, sampl
                                          select seq from compliance.notification_deliveries
                                          where campaign_id = %s and state = 'sent' and seq > %s
                                          order by seq limit %s)""",
-                                  (campaign_id, campaign_id, last * lane // senders, share)).rowcount
+                                  (campaign_id, campaign_id, lane_bounds(last, lane, senders)[0], share)).rowcount
         conn.execute("update compliance.notification_campaigns set sent = sent - %s, pending = pending + %s, "
                      "state = 'sending', finished_at = null where id = %s", (moved, moved, campaign_id))
         first_batch = conn.execute("select coalesce(max(id), 0) from compliance.notification_batches").fetchone()[0]

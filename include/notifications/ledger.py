@@ -55,9 +55,12 @@ for update skip locked
 """
 CLAIM_WINDOW = 10_000  # seq numbers one claim query examines (at least 4 batches' worth)
 
+# Lists of a batch's ids or row addresses go to the server as one joined string and are split there
+# (string_to_array): psycopg dumps a list of 1,000 values element by element in Python. (A reason may hold
+# any character, so reasons stay a list.)
 _SKIP = """
 update compliance.notification_deliveries d set state = 'skipped', reason = k.reason, finished_at = %(now)s
-from unnest(%(tids)b::text[]::tid[], %(reasons)b::text[]) as k(tid, reason)
+from unnest(string_to_array(%(tids)s, ';')::tid[], %(reasons)b::text[]) as k(tid, reason)
 where d.ctid = k.tid and d.campaign_id = %(campaign)s and d.state = 'pending'
 """
 
@@ -68,9 +71,6 @@ set sent = sent + %(sent)s, failed = failed + %(failed)s, skipped = skipped + %(
 where id = %(campaign)s
 returning total, sent, failed, skipped, pending"""
 
-# Lists of a batch's ids or row addresses go to the server as one joined string and are split there
-# (string_to_array): psycopg dumps a list of 1,000 values element by element in Python.
-#
 # The batch's rows, its notification_batches row and the campaign's counters, marked in one statement; the
 # rows marked are counted back, and the caller rolls the whole back unless it is all of them.
 _FINISH = """
@@ -98,6 +98,11 @@ from compliance.notification_campaigns c where c.id = %(campaign)s"""
 
 # A claimed row to send now: (its physical address in the ledger, seq, the address, the greeting's name or None).
 Sending = tuple[str, int, str, "str | None"]
+
+
+def lane_bounds(last_seq: int, lane: int, lanes: int) -> tuple[int, int]:
+    """Sender ``lane`` of ``lanes``: the seq numbers past the first and up to the second are its own to walk."""
+    return last_seq * lane // lanes, last_seq * (lane + 1) // lanes
 
 
 class CampaignLedger:
@@ -173,7 +178,7 @@ class CampaignLedger:
             # A row's physical address is stable while this transaction holds its lock: marks go straight to it.
             sending, skips = self.decide(rows)
             if skips:
-                conn.execute(_SKIP, {"campaign": self.campaign_id, "tids": [tid for tid, _ in skips],
+                conn.execute(_SKIP, {"campaign": self.campaign_id, "tids": ";".join(tid for tid, _ in skips),
                                      "reasons": [reason for _, reason in skips], "now": self.ctx.now()})
                 self.skipped += len(skips)
                 self._skipped_uncounted += len(skips)
@@ -199,9 +204,8 @@ class CampaignLedger:
         if self._last_seq is None:
             self._last_seq = conn.execute("select coalesce(max(seq), 0) from compliance.notification_deliveries "
                                           "where campaign_id = %s", (self.campaign_id,)).fetchone()[0]
-            start = self._last_seq * self.lane // self.lanes
-            self._stop = self._last_seq * (self.lane + 1) // self.lanes
-            self.after, self._end = start, self._stop
+            self.after, self._stop = lane_bounds(self._last_seq, self.lane, self.lanes)
+            self._end = self._stop
         rows: list[tuple] = []
         while len(rows) < limit:
             if self.after >= self._end:
