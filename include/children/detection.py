@@ -48,13 +48,6 @@ class ReportOutcome:
     outcome: str  # NO_MATCH (no account has that id or email) or ALREADY_GONE (the account id no longer exists)
 
 
-def _thirteenth_birthday(birth: sql.Composable) -> sql.Composable:
-    # 29 February + 13 years is never a leap year (13 is odd): the birthday is reached on 1 March.
-    return sql.SQL("(case when extract(month from {b}) = 2 and extract(day from {b}) = 29"
-                   " then make_date(extract(year from {b})::int + {age}, 3, 1)"
-                   " else ({b} + make_interval(years => {age}))::date end)").format(b=birth, age=sql.Literal(CHILD_AGE))
-
-
 # The accounts' columns the child rules and the reports' matching read.
 _RULE_COLUMNS = ("id", "email", "birth_date", "declared_age", "created_at")
 
@@ -100,6 +93,41 @@ def verdict_column_names(dm: DataMap) -> list[str]:
     return [dm.record("accounts").physical(name) for name in _RULE_COLUMNS]
 
 
+def _rule_conditions(dm: DataMap, alias: str = "u") -> list[tuple[str, sql.Composable]]:
+    """Each child rule's name and its condition on the account aliased ``alias`` (true: the rule catches it).
+
+    Needs the ``reported`` CTE joined as ``rp`` and the parameters ``%(as_of)s`` (a date) and ``%(tz)s``.
+
+    Under 13 on a day <=> born after that day 13 years earlier: PostgreSQL takes 29 February back to
+    28 February in a year without one, so a 29 February birthday is reached on 1 March there, as
+    :func:`include.children.rules.birthday` says (the two forms agree for every pair of days over twelve
+    years, and a property test holds this SQL to the rules). Written so, the day 13 years before the
+    evaluation date is computed once per statement instead of each account's thirteenth birthday.
+    """
+    u = _account_columns(dm.record("accounts"), alias)
+    birth, created, declared = u["birth_date"], u["created_at"], u["declared_age"]
+    as_of = sql.SQL("%(as_of)s::date")
+    years = sql.SQL("interval {}").format(sql.Literal(f"{CHILD_AGE} years"))
+    # Between 1900 and the evaluation date: also within what Python holds, so no separate range check.
+    usable = sql.SQL("({b} <= {as_of} and {b} >= {earliest})").format(
+        b=birth, as_of=as_of, earliest=sql.Literal(EARLIEST_BIRTH_DATE))
+    signup = sql.SQL("({c} at time zone %(tz)s)::date").format(c=created)
+    return [
+        (UNDER_13_NOW, sql.SQL("{usable} and {b}::date > (select ({as_of} - {years})::date)").format(
+            usable=usable, b=birth, as_of=as_of, years=years)),
+        (UNDER_13_AT_SIGNUP, sql.SQL("{usable} and {created_ok} and {b}::date > ({signup} - {years})::date").format(
+            usable=usable, created_ok=reading.in_range(created), b=birth, signup=signup, years=years)),
+        (DECLARED_UNDER_13, sql.SQL("{d} >= 0 and {d} < {age}").format(d=declared, age=sql.Literal(CHILD_AGE))),
+        (REPORTED, sql.SQL("rp.user_id is not null")),
+    ]
+
+
+def caught_column(dm: DataMap, alias: str = "u") -> sql.Composable:
+    """SQL for a boolean: does any child rule catch the account aliased ``alias`` (the rules array, not built)."""
+    return sql.SQL("coalesce({}, false)").format(
+        sql.SQL(" or ").join(sql.SQL("({})").format(c) for _, c in _rule_conditions(dm, alias)))
+
+
 def verdict_columns(dm: DataMap, alias: str = "u") -> tuple[sql.Composable, sql.Composable]:
     """SQL for the ``rules`` and ``problems`` text arrays of the account aliased ``alias``.
 
@@ -109,20 +137,8 @@ def verdict_columns(dm: DataMap, alias: str = "u") -> tuple[sql.Composable, sql.
     birth, created, declared = u["birth_date"], u["created_at"], u["declared_age"]
     as_of = sql.SQL("%(as_of)s::date")
     birth_readable = reading.in_range(birth)
-    created_readable = reading.in_range(created)
-    birth_usable = sql.SQL("({ok} and {b} <= {as_of} and {b} >= {earliest})").format(
-        ok=birth_readable, b=birth, as_of=as_of, earliest=sql.Literal(EARLIEST_BIRTH_DATE))
-    tb = _thirteenth_birthday(birth)
-    signup = sql.SQL("({c} at time zone %(tz)s)::date").format(c=created)
-    rules = sql.SQL("""array_remove(array[
-            case when {usable} and {as_of} < {tb} then {now} end,
-            case when {usable} and {created_ok} and {signup} < {tb} then {at_signup} end,
-            case when {declared} >= 0 and {declared} < {age} then {declared_rule} end,
-            case when rp.user_id is not null then {reported} end]::text[], null)""").format(
-        usable=birth_usable, as_of=as_of, tb=tb, created_ok=created_readable, signup=signup,
-        declared=declared, age=sql.Literal(CHILD_AGE), now=sql.Literal(UNDER_13_NOW),
-        at_signup=sql.Literal(UNDER_13_AT_SIGNUP), declared_rule=sql.Literal(DECLARED_UNDER_13),
-        reported=sql.Literal(REPORTED))
+    rules = sql.SQL("array_remove(array[{}]::text[], null)").format(sql.SQL(", ").join(
+        sql.SQL("case when {} then {} end").format(c, sql.Literal(name)) for name, c in _rule_conditions(dm, alias)))
     problems = sql.SQL("""array_remove(array[
             {birth_unreadable}, {created_unreadable},
             case when {birth_ok} and {b} > {as_of} then {future} end,
@@ -195,13 +211,12 @@ def child_user_ids_sql(dm: DataMap) -> sql.Composable:
     ``%(as_of)s`` and ``%(tz)s`` parameters. Use as ``with {reported}, children as (...)``.
     """
     accounts = dm.record("accounts")
-    rules, _ = verdict_columns(dm)
     return sql.SQL("""{reported},
         children as (
             select {u_id} as user_id from {accounts} u left join reported rp on rp.user_id = {u_id}
-            where cardinality({rules}) > 0)""").format(
+            where {caught})""").format(
         reported=reported_accounts_cte(dm), u_id=sql.Identifier("u", accounts.physical("id")),
-        accounts=accounts.ident, rules=rules)
+        accounts=accounts.ident, caught=caught_column(dm))
 
 
 def ids(subjects: Iterable[Subject]) -> list[int]:

@@ -25,7 +25,7 @@ from psycopg import sql
 
 from include.addresses import comparable, sending_problem
 from include.audit import RunContext
-from include.children.detection import reported_accounts_cte, verdict_column_names, verdict_columns
+from include.children.detection import caught_column, reported_accounts_cte, verdict_column_names
 from include.datamap import DataMap
 from include.notifications.messages import Renderer, common_name, display_name
 from include.notifications.params import TEST
@@ -307,19 +307,18 @@ class CampaignLedger:
             return {}
         if self._accounts_sql is None:
             accounts, supp = self.dm.record("accounts"), self.dm.record("email_suppressions")
-            rules, _ = verdict_columns(self.dm)
             names = dict.fromkeys([*verdict_column_names(self.dm), accounts.physical("full_name"),
                                    accounts.physical("deleted_at")])
             self._accounts_sql = sql.SQL(
                 "with batch as materialized (select {columns}, lower(btrim({email})) as email_key from {t} u "
                 "                            where {id} = any(string_to_array(%(ids)s, ',')::bigint[])), "
                 "{reported} "
-                "select {id}, {email}, {name}, {deleted} is not null, cardinality({rules}) > 0, "
+                "select {id}, {email}, {name}, {deleted} is not null, {caught}, "
                 "(select coalesce(min({s_reason}), {no_reason}) from {s_t} s "
                 " where lower(btrim({s_email})) = u.email_key having count(*) > 0) "
                 "from batch u left join reported rp on rp.user_id = {id} order by {id}").format(
                 columns=sql.SQL(", ").join(sql.Identifier("u", n) for n in names), t=accounts.ident,
-                reported=reported_accounts_cte(self.dm, within=sql.Identifier("batch")), rules=rules,
+                reported=reported_accounts_cte(self.dm, within=sql.Identifier("batch")), caught=caught_column(self.dm),
                 s_reason=sql.Identifier("s", supp.physical("reason")), s_email=sql.Identifier("s", supp.physical("email")),
                 s_t=supp.ident, no_reason=sql.Literal(NO_REASON),
                 **{k: sql.Identifier("u", accounts.physical(c)) for k, c in
