@@ -24,8 +24,8 @@ What runs, all on this machine and in one go:
    the ratio **with the stand-in's speed evened out**: the machine's speed drifts between the sending and
    the ceiling (a minute apart), and the stand-in does the same work per request in both, so the ratio is
    multiplied by its CPU per request while the campaign ran over its CPU per request in the best ceiling.
-   A steadier reading of the senders' own cost; not the target's figure (it also credits back what
-   sharing the cores costs the stand-in, so it reads a little high).
+   A steadier reading of the senders' own cost; not the target's figure: it also credits back what
+   sharing the cores costs the stand-in (its connection per request, caches), so it reads high.
 6. **One request per recipient**, measured on a sample and extrapolated linearly to the campaign's size:
    (a) through the product, as a per-recipient sender would have to work — the same senders (same ledger,
    send-time checks, in-flight record, audit entry, one transaction per request) with
@@ -522,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     # The machine's speed drifts between the sending and the ceiling, measured a minute apart. The stand-in does
     # the same work per request in both (the same payloads), so its CPU per request in each tells how fast the
     # machine ran it: the ratio with that evened out is a steadier reading of the senders' own cost (it also
-    # takes out what sharing the cores costs the stand-in while the campaign runs, so it reads a little high).
+    # takes out what sharing the cores costs the stand-in while the campaign runs, so it reads high).
     standin_ms_ceiling = ceiling_cpu[best] / told["requests"] * 1000
     evened = cpu_ms["stand-in"] / standin_ms_ceiling if standin_ms_ceiling else None
     result = {
