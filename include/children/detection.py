@@ -156,8 +156,9 @@ def _plainly_readable(dm: DataMap, alias: str = "u") -> sql.Composable:
     empty), in cheap comparisons: a birth date absent or between 1900 and the evaluation date, a creation time
     Python holds, a declared age absent or not negative. :func:`detect` builds the arrays only for the accounts
     a rule catches or this does not clear (a few in a hundred), not for every account. A problem added to
-    :func:`verdict_columns` must be excluded here too; the property test against the rules' reference
-    functions fails when it is not."""
+    :func:`verdict_columns` must be excluded here too, or :func:`detect` misses it on the accounts this clears;
+    the property test (tests/test_children_rules.py) compares :func:`detect` with the rules' reference
+    functions on generated accounts, so give its generator the new problem's values."""
     u = _account_columns(dm.record("accounts"), alias)
     return sql.SQL("(({b} is null or ({b} >= {earliest} and {b} <= %(as_of)s::date)) and ({c} is null or {c_ok})"
                    " and ({d} is null or {d} >= 0))").format(
