@@ -316,7 +316,7 @@ class CampaignLedger:
                 "select {id}, {email}, {name}, {deleted} is not null, {caught}, "
                 "(select coalesce(min({s_reason}), {no_reason}) from {s_t} s "
                 " where lower(btrim({s_email})) = u.email_key having count(*) > 0) "
-                "from batch u left join reported rp on rp.user_id = {id} order by {id}").format(
+                "from batch u left join reported rp on rp.user_id = {id}").format(
                 columns=sql.SQL(", ").join(sql.Identifier("u", n) for n in names), t=accounts.ident,
                 reported=reported_accounts_cte(self.dm, within=sql.Identifier("batch")), caught=caught_column(self.dm),
                 s_reason=sql.Identifier("s", supp.physical("reason")), s_email=sql.Identifier("s", supp.physical("email")),
