@@ -350,6 +350,41 @@ def test_two_runs_at_once_erase_each_child_once(world):
                                "('planned', 'erasing')").fetchone()[0] == 0
 
 
+def test_two_runs_verifying_the_same_subjects_at_once_do_not_deadlock(world):
+    # Two runs that erased the same subjects verify them at once: each clears its own rows and every other run's
+    # account ids of those subjects in one transaction. Taking the locks in two orders deadlocked (seen in CI).
+    at = datetime.now(timezone.utc)
+    hashes = [f"{i:064x}" for i in range(1, 301)]
+    for run in ("twin-a", "twin-b"):
+        with world.store.cursor().copy("copy compliance.child_purges (run_id, subject_hash, user_id, outcome, "
+                                       "purged_at, detected_at, updated_at) from stdin") as copy:
+            for i, h in enumerate(hashes):
+                copy.write_row((run, h, i + 1, "purged", at, at, at))
+    errors: list[Exception] = []
+    for _ in range(20):
+        world.store.execute("update compliance.child_purges set verified_at = null, "
+                            "user_id = ('x' || right(subject_hash, 8))::bit(32)::int")
+        start = threading.Barrier(2)
+
+        def verify(run: str, order: list[str]) -> None:
+            try:
+                with connect(world.url, autocommit=True) as store:
+                    start.wait()
+                    ledger.mark_verified(store, run, order, at)
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=verify, args=("twin-a", hashes)),
+                   threading.Thread(target=verify, args=("twin-b", hashes[::-1]))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+    assert world.store.execute("select count(*) from compliance.child_purges where user_id is not null "
+                               "or verified_at is null").fetchone()[0] == 0
+
+
 def test_the_summary_email_counts_vendors_and_holds_no_personal_data(world, sendgrid):
     from include.notify.sendgrid_mailer import SendGridMailer
     from tests.conftest import SENDGRID_TEST_KEY  # noqa: I001

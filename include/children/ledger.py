@@ -329,6 +329,10 @@ def unverified(store, run_id: str) -> list[tuple[str, int]]:
 def mark_verified(store, run_id: str, subject_hashes: Sequence[str], at: datetime) -> int:
     """Checked after commit: from now on the store knows these subjects by their keyed hash only."""
     with store.transaction():
+        # Every run's rows of these subjects, locked first in one order: two runs verifying the same subjects at
+        # once would otherwise each hold their own rows and wait for the other's (a deadlock).
+        store.execute("""select 1 from compliance.child_purges where subject_hash = any(%s)
+                         order by subject_hash, run_id for update""", (list(subject_hashes),))
         n = store.execute("""update compliance.child_purges set verified_at = %s, user_id = null
                              where run_id = %s and subject_hash = any(%s) and verified_at is null""",
                           (at, run_id, list(subject_hashes))).rowcount
