@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from include.cli import EXIT_OK, EXIT_USAGE, CommandFailed, connect, database_label, database_url, with_url
+from include.cli import (EXIT_OK, EXIT_USAGE, CommandFailed, connect, database_label, database_url, url_source,
+                         with_url)
 
 
 def _positive(text: str) -> int:
@@ -38,9 +39,9 @@ def cmd_init_ops(args) -> int:
 
     url = database_url(args)
     if args.create_database:
-        connect(database.with_database(url, "postgres")).close()  # one sentence if the server is down
+        connect(database.with_database(url, "postgres"), url_source(args)).close()  # one sentence if the server is down
         url = database.create_database(url, database.database_name(url), replace=args.replace)
-    with connect(url) as conn:
+    with connect(url, url_source(args)) as conn:
         try:
             create_reference_schema(conn, replace=args.replace)
         except SchemaExistsError as exc:
@@ -55,7 +56,7 @@ def cmd_seed(args) -> int:
     from devkit.seed.demo_data import seed
 
     url = database_url(args)
-    with connect(url) as conn:
+    with connect(url, url_source(args)) as conn:
         present = existing_tables(conn)
         empty = bool(present) and reference_tables_are_empty(conn)
     if present and args.if_empty:

@@ -10,8 +10,11 @@ Every command answers in one sentence on stderr when it cannot do its work, and 
     0  done (or the check passed)
     1  the check failed (the audit chain is broken, the data map does not match the database)
     2  usage: a flag is missing or malformed
-    3  cannot reach or configure: the database or the anchors' bucket does not answer, the URL is malformed,
-       the store is missing
+    3  cannot reach or configure: the database or the anchors' bucket does not answer, the URL in the
+       environment ($PRIVACY_PG_URL) is malformed, the store is missing
+
+A malformed ``--url`` is a usage error (2): the flag is wrong; the same URL from the environment is a set-up
+problem (3).
 
 URLs are libpq URLs (``postgresql://user@host:port/dbname``); the default is ``$PRIVACY_PG_URL``, else
 ``postgresql://postgres@127.0.0.1:5432/postgres``. Passwords in URLs are never printed. Object-store
@@ -36,9 +39,10 @@ EXIT_CODES = {
     EXIT_OK: "done, or the check passed",
     EXIT_CHECK_FAILED: "the check failed (audit chain broken, data map mismatch)",
     EXIT_USAGE: "usage: a flag is missing or malformed",
-    EXIT_UNREACHABLE: "cannot reach or configure (database or bucket down, malformed URL, store missing)",
+    EXIT_UNREACHABLE: "cannot reach or configure (database or bucket down, malformed $PRIVACY_PG_URL, store missing)",
 }
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+URL_ENV = "PRIVACY_PG_URL"
 EVIDENCE_ENV = "PRIVACY_EVIDENCE_LOCATION"
 ANCHOR_RETRY_SECONDS = 20.0  # an operator is waiting: give up on an unreachable bucket sooner than a task would
 COMMANDS_GROUP = "privacy_ops.commands"
@@ -68,7 +72,17 @@ def redact_url(url: str) -> str:
 
 
 def database_url(args) -> str:
-    return args.url or os.environ.get("PRIVACY_PG_URL") or DEFAULT_URL
+    return args.url or os.environ.get(URL_ENV) or DEFAULT_URL
+
+
+def url_source(args) -> str:
+    """Where :func:`database_url` took the URL from, as a message names it."""
+    return "--url" if args.url else f"${URL_ENV}" if os.environ.get(URL_ENV) else "the default URL"
+
+
+def open_database(args):
+    """:func:`connect` to the command's database (``--url``, else ``$PRIVACY_PG_URL``, else the default)."""
+    return connect(database_url(args), url_source(args))
 
 
 def database_label(url: str) -> str:
@@ -78,21 +92,26 @@ def database_label(url: str) -> str:
         return "<malformed URL>"
 
 
-def connect(url: str):
-    """An autocommit connection, or one sentence saying why there is none."""
+def connect(url: str, source: str = "--url"):
+    """An autocommit connection, or one sentence saying why there is none.
+
+    ``source`` names where the URL came from: a malformed ``--url`` exits 2 (usage), a malformed URL from the
+    environment 3 (set-up).
+    """
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
+    malformed = EXIT_USAGE if source == "--url" else EXIT_UNREACHABLE
     if not url.startswith(("postgresql://", "postgres://")):
-        raise CommandFailed(f"--url must be a PostgreSQL URL like postgresql://user@host:5432/dbname, "
-                            f"not {redact_url(url)!r}", EXIT_USAGE)
+        raise CommandFailed(f"{source} must be a PostgreSQL URL like postgresql://user@host:5432/dbname, "
+                            f"not {redact_url(url)!r}", malformed)
     try:
         port = conninfo_to_dict(url).get("port")
         if port is not None and not str(port).isdigit():
             raise psycopg.ProgrammingError(f"port {port!r} is not a number")
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.ProgrammingError as exc:
-        raise CommandFailed(f"--url is not a usable PostgreSQL URL ({_first_line(exc)})", EXIT_USAGE) from None
+        raise CommandFailed(f"{source} is not a usable PostgreSQL URL ({_first_line(exc)})", malformed) from None
     except psycopg.OperationalError as exc:
         raise CommandFailed(f"could not reach the database at {redact_url(url)}: {_first_line(exc)}") from None
 
@@ -116,7 +135,7 @@ def cmd_migrate_store(args) -> int:
     from include import compliance_store
 
     url = database_url(args)
-    with connect(url) as conn:
+    with open_database(args) as conn:
         applied = compliance_store.migrate(conn)
         version = compliance_store.current_version(conn)
     print(f"compliance store in database {database_label(url)} at migration {version}"
@@ -150,7 +169,7 @@ def cmd_verify_audit(args) -> int:
 
     url = database_url(args)
     anchors = anchor_store(args)
-    with connect(url) as conn:
+    with open_database(args) as conn:
         require_store(conn, url)
         try:
             report = audit.verify_chain(conn, anchors=anchors)
@@ -181,8 +200,9 @@ def cmd_check_datamap(args) -> int:
     try:
         dm = load_datamap(args.datamap)
     except DataMapError as exc:
-        raise CommandFailed(f"data map problem: {exc}", EXIT_CHECK_FAILED) from None
-    with connect(url) as conn:
+        missing = args.datamap is not None and not os.path.isfile(args.datamap)
+        raise CommandFailed(f"data map problem: {exc}", EXIT_USAGE if missing else EXIT_CHECK_FAILED) from None
+    with open_database(args) as conn:
         try:
             validate_against_database(dm, conn)
         except DataMapError as exc:
@@ -201,7 +221,7 @@ def cmd_whatif(args) -> int:
     from include.reads import dsr as dsr_reads
 
     url = database_url(args)
-    with connect(url) as conn:
+    with open_database(args) as conn:
         require_store(conn, url)
         if not args.run_id:
             runs = dsr_reads.whatif_runs(conn, limit=args.limit)
@@ -254,8 +274,7 @@ def cmd_right_to_know(args) -> int:
     period = (right_to_know.days_period(args.since, until, timezone.utc) if args.since
               else right_to_know.last_twelve_months(until, timezone.utc))
     first, last = period.start.date(), until
-    url = database_url(args)
-    with connect(url) as conn:
+    with open_database(args) as conn:
         conn.execute("set time zone 'UTC'")
         try:
             dm = load_datamap(os.environ.get("PRIVACY_DATAMAP") or None)
@@ -316,7 +335,7 @@ def add_product_commands(sub) -> None:
     p = with_url(sub.add_parser("whatif", help="list what-if deadline runs, or show one run's results",
                                 description="What-if evaluations (dsr_deadline_tracking with another as_of)."))
     p.add_argument("--run-id", metavar="RUN_ID", help="show this run's evaluations (default: list the runs)")
-    p.add_argument("--limit", type=int, default=50, help="at most this many lines (default: 50)")
+    p.add_argument("--limit", type=_positive, default=50, metavar="N", help="at most this many lines (default: 50)")
     p.set_defaults(func=cmd_whatif)
 
     p = with_url(sub.add_parser(

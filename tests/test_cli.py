@@ -92,6 +92,23 @@ def test_malformed_url_is_a_usage_error(capsys):
         assert "is not a usable PostgreSQL URL" in _one_sentence(capsys.readouterr().err)
 
 
+def test_a_malformed_url_from_the_environment_is_a_set_up_problem(monkeypatch, capsys):
+    """The flag is the user's mistake (2); the same URL in $PRIVACY_PG_URL is the set-up's (3), named as such."""
+    monkeypatch.setenv("PRIVACY_PG_URL", "notaurl://x")
+    assert main(["verify-audit"]) == EXIT_UNREACHABLE
+    assert "$PRIVACY_PG_URL must be a PostgreSQL URL" in _one_sentence(capsys.readouterr().err)
+    monkeypatch.setenv("PRIVACY_PG_URL", "postgresql://postgres@127.0.0.1:port/db")
+    assert main(["whatif"]) == EXIT_UNREACHABLE
+    assert "$PRIVACY_PG_URL is not a usable PostgreSQL URL" in _one_sentence(capsys.readouterr().err)
+    assert main(["verify-audit", "--url", "notaurl://x"]) == EXIT_USAGE
+    assert "--url must be a PostgreSQL URL" in _one_sentence(capsys.readouterr().err)
+
+
+def test_a_data_map_file_that_is_not_there_is_a_usage_error(tmp_path, capsys):
+    assert main(["check-datamap", "--datamap", str(tmp_path / "nowhere.yaml")]) == EXIT_USAGE
+    assert "data map file not found" in _one_sentence(capsys.readouterr().err)
+
+
 def test_verify_audit_without_a_store_says_so(fresh_db, monkeypatch, capsys):
     assert main(["verify-audit", "--url", fresh_db]) == EXIT_UNREACHABLE
     err = _one_sentence(capsys.readouterr().err)

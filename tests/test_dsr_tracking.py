@@ -281,6 +281,26 @@ def test_a_what_if_leaves_the_live_status_alone(db, fresh_db, capsys):
     assert "whatif-1  as of 2026-12-24" in capsys.readouterr().out
     assert main(["whatif", "--url", fresh_db, "--run-id", "whatif-1"]) == 0
     assert "overdue" in capsys.readouterr().out
+    assert main(["whatif", "--url", fresh_db, "--run-id", "whatif-1", "--limit", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3 and out[-1] == "... and 1 more (--limit)"
+    # A --limit below 1 is a usage error in one sentence (it used to reach the database as LIMIT -1).
+    for bad in ("-1", "0"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["whatif", "--url", fresh_db, "--limit", bad])
+        assert exit_.value.code == 2
+        assert f"{bad!r} is not a positive whole number" in capsys.readouterr().err
+
+
+def test_a_what_if_before_the_earliest_plausible_receipt_is_refused():
+    """A what-if as of a day before every plausible receipt would make every request invalid: a typo, refused
+    in one sentence before anything is read or written."""
+    from include.periods import ParamError, RunTiming
+
+    timing = RunTiming(run_after=NOW, run_type="manual")
+    with pytest.raises(ParamError, match=r"as_of 1900-01-01 is before 2000-01-01, the earliest receipt date"):
+        DsrParams.resolve({"as_of": "1900-01-01"}, SETTINGS, timing)
+    assert DsrParams.resolve({"as_of": "2000-01-01"}, SETTINGS, timing).what_if
 
 
 def test_what_ifs_are_pruned_after_the_retention(db):
