@@ -196,6 +196,14 @@ class BusySampler:
         return used
 
 
+def record(path: Path, result: dict) -> None:
+    """Append the run's JSON line to its results file, and say so."""
+    path.parent.mkdir(exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(result, sort_keys=True) + "\n")
+    print(f"appended to {path.relative_to(REPO)}")
+
+
 def commit() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     return out.stdout.strip()
@@ -578,10 +586,8 @@ the same recipients one request each)
 replaced by one request per recipient)
   one request per recipient, HTTP only {http_single_s:8.0f} s   (speed-up of sending {http_single_s / send_s:.1f} x)
 """)
-    RESULTS.parent.mkdir(exist_ok=True)
-    with RESULTS.open("a") as fh:
-        fh.write(json.dumps(result, sort_keys=True) + "\n")
-    print(f"appended to {RESULTS.relative_to(REPO)}; logs in {folder}")
+    record(RESULTS, result)
+    print(f"logs in {folder}")
     return 0
 
 
