@@ -199,6 +199,33 @@ def test_a_live_run_erases_exactly_the_children_and_proves_it(world):
     assert "purged" not in again["outcomes"]
 
 
+def test_adults_a_report_cannot_name_or_an_impossible_signup_are_never_erased(world):
+    """Found by a QA trial: a report whose address is blank named every account whose own address is blank, and
+    an account created before its holder was born counted as 'under 13 at signup': adults were erased."""
+    adults = [r[0] for r in world.ops.execute(
+        "select id from users where birth_date < current_date - interval '30 years' and deleted_at is null "
+        "order by id limit 3")]
+    world.ops.execute("update users set email = '' where id = %s", (adults[0],))
+    world.ops.execute("update users set email = '   ' where id = %s", (adults[1],))
+    world.ops.execute("update users set created_at = birth_date - interval '5 years' where id = %s", (adults[2],))
+    blank_report = world.ops.execute("""insert into child_reports (user_id, reported_email, source, reported_at)
+                                        values (null, ' ', 'support', now()) returning id""").fetchone()[0]
+    before = user_rows(world.ops, adults)
+
+    result = run_all(world, "live-blank", params(world))
+    assert result["state"] == "purged"
+    assert user_rows(world.ops, adults) == before
+    outcomes = dict(world.store.execute("select report_id, outcome from compliance.child_report_outcomes "
+                                        "where run_id = 'live-blank'").fetchall())
+    assert outcomes[blank_report] == "invalid"
+    impossible = world.store.execute("select outcome, problems from compliance.child_purges "
+                                     "where run_id = 'live-blank' and subject_hash = %s",
+                                     (user_hash(KEY, adults[2]),)).fetchone()
+    assert impossible == ("invalid", ["created_at is before birth_date"])
+    assert not world.store.execute("select 1 from compliance.child_purges where run_id = 'live-blank' "
+                                   "and subject_hash = any(%s)", ([user_hash(KEY, a) for a in adults[:2]],)).fetchall()
+
+
 def test_a_plan_above_the_threshold_waits_for_a_person(world):
     settings = Settings(purge_threshold=2)
     before = checksums(world.ops)

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from devkit.database import connect
 from devkit.operational_schema import create_reference_schema
 from include.children import detection
-from include.children.rules import (BIRTH_DATE_BEFORE_1900, BIRTH_DATE_IN_FUTURE, DECLARED_AGE_NEGATIVE,
+from include.children.rules import (BIRTH_DATE_BEFORE_1900, BIRTH_DATE_IN_FUTURE, CREATED_BEFORE_BIRTH,
+                                    DECLARED_AGE_NEGATIVE,
                                     DECLARED_UNDER_13, REPORTED, UNDER_13_AT_SIGNUP, UNDER_13_NOW, AccountFacts,
                                     birthday, classify, under_13_on)
 from include.datamap import load_datamap
@@ -44,6 +45,21 @@ def test_each_rule_on_its_own():
     assert classify(facts(birth=date(1990, 1, 1), declared=13), AS_OF, UTC).rules == ()
     assert classify(facts(reported=True), AS_OF, UTC).rules == (REPORTED,)
     assert classify(facts(birth=date(1990, 1, 1)), AS_OF, UTC).rules == ()
+
+
+def test_an_account_created_before_its_holder_was_born_is_invalid_not_a_child():
+    # Born 1990, the account dated 1985: the signup rule would call a 36-year-old a child (and the purge erase
+    # them); either date is wrong, so nothing can be said of the age at signup.
+    impossible = facts(birth=date(1990, 2, 16), created=datetime(1985, 1, 1, 12, tzinfo=UTC))
+    verdict = classify(impossible, AS_OF, UTC)
+    assert verdict.invalid and verdict.rules == () and verdict.problems == (CREATED_BEFORE_BIRTH,)
+    # The other rules still apply: reported, it is a child, the problem noted beside.
+    reported = facts(birth=date(1990, 2, 16), created=datetime(1985, 1, 1, 12, tzinfo=UTC), reported=True)
+    assert classify(reported, AS_OF, UTC).rules == (REPORTED,)
+    # Created on the day of birth (in the configured zone) is possible: under 13 at signup.
+    newborn = facts(birth=date(2006, 6, 1), created=datetime(2006, 6, 1, 3, tzinfo=UTC))
+    assert classify(newborn, AS_OF, UTC).rules == (UNDER_13_AT_SIGNUP,)
+    assert classify(newborn, AS_OF, ZoneInfo("America/Los_Angeles")).problems == (CREATED_BEFORE_BIRTH,)
 
 
 def test_signup_day_is_the_calendar_day_in_the_configured_zone():
@@ -155,11 +171,15 @@ def test_reports_by_id_and_by_email_and_those_that_match_nobody(ops):
                    (12, null, 'nobody@example.org', 'parent', now(), null),  -- no such account
                    (13, 999, null, 'parent', now(), null),                   -- the account is gone
                    (14, 3, null, 'automated', now(), now()),                 -- resolved: ignored
-                   (15, null, null, 'parent', now(), null)                   -- names nobody at all""")
+                   (15, null, null, 'parent', now(), null),                  -- names nobody at all
+                   (16, null, '', 'parent', now(), null),                    -- a blank address names nobody:
+                   (17, null, '  ', 'support', now(), null)                  -- not the accounts 5 and 6""")
+    ops.execute("""insert into users (id, email, birth_date, created_at) values
+                   (5, '', '1990-01-01', now()), (6, '   ', '1990-01-01', now())""")
     dm = load_datamap()
     found = {s.user_id: s.report_ids for s in detection.detect(ops, dm, as_of=AS_OF, tz="UTC")}
     assert found == {1: (10,), 2: (10,), 4: (11,)}
     assert detection.unmatched_reports(ops, dm) == [detection.ReportOutcome(12, detection.NO_MATCH),
                                                     detection.ReportOutcome(13, detection.ALREADY_GONE)]
-    assert detection.empty_reports(ops, dm) == [15]
+    assert detection.empty_reports(ops, dm) == [15, 16, 17]
     assert {s.user_id for s in detection.detect(ops, dm, as_of=AS_OF, tz="UTC", user_ids=[2, 3])} == {2}

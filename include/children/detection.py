@@ -18,8 +18,9 @@ from typing import Iterable, Sequence
 from psycopg import sql
 
 from include import reading
-from include.children.rules import (BIRTH_DATE_BEFORE_1900, BIRTH_DATE_IN_FUTURE, CHILD_AGE, DECLARED_AGE_NEGATIVE,
-                                    DECLARED_UNDER_13, EARLIEST_BIRTH_DATE, REPORTED, UNDER_13_AT_SIGNUP, UNDER_13_NOW)
+from include.children.rules import (BIRTH_DATE_BEFORE_1900, BIRTH_DATE_IN_FUTURE, CHILD_AGE, CREATED_BEFORE_BIRTH,
+                                    DECLARED_AGE_NEGATIVE, DECLARED_UNDER_13, EARLIEST_BIRTH_DATE, REPORTED,
+                                    UNDER_13_AT_SIGNUP, UNDER_13_NOW)
 from include.datamap import DataMap, RecordSource
 
 NO_MATCH = "no_match"
@@ -57,7 +58,8 @@ def _account_columns(accounts: RecordSource, alias: str) -> dict[str, sql.Compos
 
 
 def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, within: sql.Composable | None = None) -> sql.Composable:
-    """``reported(user_id, report_ids)``: accounts named by an unresolved report, by id or by email.
+    """``reported(user_id, report_ids)``: accounts named by an unresolved report, by id or by email (an address
+    that is blank — empty or only white space — names nobody: :func:`empty_reports` records such a report invalid).
 
     ``only_ids`` limits it to the accounts in the ``%(ids)s`` parameter (all when it is empty), so that
     looking at a few accounts reads them by key instead of matching every account's address. ``within``: a
@@ -81,7 +83,7 @@ def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, within: sql.Co
                 union all
                 select {r_id}, {u_id}
                 from {reports} r join {accounts} u on {u_key} = lower(btrim({r_email}))
-                where {r_resolved} is null and {r_user} is null and {r_email} is not null {only}
+                where {r_resolved} is null and {r_user} is null and {r_email} ~ '[^[:space:]]' {only}
             ) m group by user_id)""").format(
         r_id=r["id"], r_user=r["user_id"], r_email=r["reported_email"], r_resolved=r["resolved_at"],
         u_id=u["id"], reports=reports.ident, accounts=accounts.ident if within is None else within, only=only,
@@ -115,7 +117,8 @@ def _rule_conditions(dm: DataMap, alias: str = "u") -> list[tuple[str, sql.Compo
     return [
         (UNDER_13_NOW, sql.SQL("{usable} and {b}::date > (select ({as_of} - {years})::date)").format(
             usable=usable, b=birth, as_of=as_of, years=years)),
-        (UNDER_13_AT_SIGNUP, sql.SQL("{usable} and {created_ok} and {b}::date > ({signup} - {years})::date").format(
+        (UNDER_13_AT_SIGNUP, sql.SQL("{usable} and {created_ok} and {signup} >= {b}::date "
+                                     "and {b}::date > ({signup} - {years})::date").format(
             usable=usable, created_ok=reading.in_range(created), b=birth, signup=signup, years=years)),
         (DECLARED_UNDER_13, sql.SQL("{d} >= 0 and {d} < {age}").format(d=declared, age=sql.Literal(CHILD_AGE))),
         (REPORTED, sql.SQL("rp.user_id is not null")),
@@ -143,10 +146,13 @@ def verdict_columns(dm: DataMap, alias: str = "u") -> tuple[sql.Composable, sql.
             {birth_unreadable}, {created_unreadable},
             case when {birth_ok} and {b} > {as_of} then {future} end,
             case when {birth_ok} and {b} < {earliest} then {early} end,
+            case when {b} <= {as_of} and {b} >= {earliest} and {created_ok}
+                      and ({c} at time zone %(tz)s)::date < {b}::date then {before_birth} end,
             case when {declared} < 0 then {negative} end]::text[], null)""").format(
         birth_unreadable=reading.unreadable(birth, "birth_date"), created_unreadable=reading.unreadable(created, "created_at"),
         birth_ok=birth_readable, b=birth, as_of=as_of, earliest=sql.Literal(EARLIEST_BIRTH_DATE),
         future=sql.Literal(BIRTH_DATE_IN_FUTURE), early=sql.Literal(BIRTH_DATE_BEFORE_1900),
+        created_ok=reading.in_range(created), c=created, before_birth=sql.Literal(CREATED_BEFORE_BIRTH),
         declared=declared, negative=sql.Literal(DECLARED_AGE_NEGATIVE))
     return rules, problems
 
@@ -154,13 +160,14 @@ def verdict_columns(dm: DataMap, alias: str = "u") -> tuple[sql.Composable, sql.
 def _plainly_readable(dm: DataMap, alias: str = "u") -> sql.Composable:
     """SQL for a boolean that, where true, says the account has no problem (the ``problems`` array would be
     empty), in cheap comparisons: a birth date absent or between 1900 and the evaluation date, a creation time
-    Python holds, a declared age absent or not negative. :func:`detect` builds the arrays only for the accounts
+    Python holds and not before the birth date, a declared age absent or not negative. :func:`detect` builds the arrays only for the accounts
     a rule catches or this does not clear (a few in a hundred), not for every account. A problem added to
     :func:`verdict_columns` must be excluded here too, or :func:`detect` misses it on the accounts this clears;
     the property test (tests/test_children_rules.py) compares :func:`detect` with the rules' reference
     functions on generated accounts, so give its generator the new problem's values."""
     u = _account_columns(dm.record("accounts"), alias)
     return sql.SQL("(({b} is null or ({b} >= {earliest} and {b} <= %(as_of)s::date)) and ({c} is null or {c_ok})"
+                   " and ({b} is null or {c} is null or ({c} at time zone %(tz)s)::date >= {b}::date)"
                    " and ({d} is null or {d} >= 0))").format(
         b=u["birth_date"], earliest=sql.Literal(EARLIEST_BIRTH_DATE), c=u["created_at"],
         c_ok=reading.in_range(u["created_at"]), d=u["declared_age"])
@@ -200,7 +207,7 @@ def unmatched_reports(ops, dm: DataMap) -> list[ReportOutcome]:
         select {r_id}, case when {r_user} is not null then {gone} else {no_match} end
         from {reports} r
         where {r_resolved} is null
-          and ({r_user} is not null or {r_email} is not null)
+          and ({r_user} is not null or {r_email} ~ '[^[:space:]]')
           and not exists (select 1 from {accounts} u
                           where ({r_user} is not null and {u_id} = {r_user})
                              or ({r_user} is null and lower(btrim({u_email})) = lower(btrim({r_email}))))
@@ -212,10 +219,14 @@ def unmatched_reports(ops, dm: DataMap) -> list[ReportOutcome]:
 
 
 def empty_reports(ops, dm: DataMap) -> list[int]:
-    """Open reports naming neither an account id nor an email: nothing to match (recorded as invalid)."""
+    """Open reports naming neither an account id nor an email: nothing to match (recorded as invalid).
+
+    A blank address (empty, or only spaces) names nobody: matched against accounts, it would name every account
+    whose own address is blank.
+    """
     reports = dm.record("child_reports")
-    query = sql.SQL("select {id} from {t} where {resolved} is null and {user} is null and {email} is null "
-                    "order by {id}").format(id=reports.col("id"), t=reports.ident, resolved=reports.col("resolved_at"),
+    query = sql.SQL("select {id} from {t} where {resolved} is null and {user} is null "
+                    "and not coalesce({email} ~ '[^[:space:]]', false) order by {id}").format(id=reports.col("id"), t=reports.ident, resolved=reports.col("resolved_at"),
                                             user=reports.col("user_id"), email=reports.col("reported_email"))
     return [row[0] for row in ops.execute(query)]
 

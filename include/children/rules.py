@@ -13,7 +13,9 @@ The privacy policy says the company does not knowingly collect personal data fro
 Ages are in completed years: a birthday on the day itself counts as reached, and a 29 February birthday
 is reached on 1 March in other years. A birth date in the future, or before 1900, cannot be used: the
 account is ``invalid`` with that reason unless another rule catches it (then it is a child, with the
-problem noted beside the rules).
+problem noted beside the rules). An account created before its holder was born cannot say how old they were
+at signup: ``under_13_at_signup`` is not applied and the problem is noted the same way (the birth date or the
+creation time is wrong, and which one nobody can tell).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ RULES = (UNDER_13_NOW, UNDER_13_AT_SIGNUP, DECLARED_UNDER_13, REPORTED)
 BIRTH_DATE_IN_FUTURE = "birth_date is in the future"
 BIRTH_DATE_BEFORE_1900 = "birth_date is before 1900"
 DECLARED_AGE_NEGATIVE = "declared_age is negative"
+CREATED_BEFORE_BIRTH = "created_at is before birth_date"
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,12 @@ def classify(facts: AccountFacts, as_of: date, tz: tzinfo) -> Verdict:
         else:
             if under_13_on(birth, as_of):
                 rules.append(UNDER_13_NOW)
-            if facts.created_at is not None and under_13_on(birth, facts.created_at.astimezone(tz).date()):
-                rules.append(UNDER_13_AT_SIGNUP)
+            if facts.created_at is not None:
+                signup = facts.created_at.astimezone(tz).date()
+                if signup < birth:
+                    problems.append(CREATED_BEFORE_BIRTH)
+                elif under_13_on(birth, signup):
+                    rules.append(UNDER_13_AT_SIGNUP)
     if facts.declared_age is not None:
         if facts.declared_age < 0:
             problems.append(DECLARED_AGE_NEGATIVE)
