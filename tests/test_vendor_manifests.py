@@ -341,6 +341,22 @@ def test_dirty_shares_are_counted_and_flagged_never_dropped_nor_fatal(db, folder
         ops.execute("delete from data_shares where id >= %s", (first,))
 
 
+def test_a_null_among_a_vendors_allowed_categories_is_flagged_not_fatal(db, folder):
+    """Found by a QA trial: '{NULL,account}' fits the schema, and sorting it for the manifest raised a TypeError
+    that failed the vendor's task (three retries) and with it the period's summary and every violation email."""
+    ops, store = db["ops"], db["store"]
+    (before,) = ops.execute("select allowed_categories from vendors where id = 1").fetchone()
+    ops.execute("update vendors set allowed_categories = array[null]::text[] || allowed_categories where id = 1")
+    try:
+        results, _ = run_period(ops, store, folder, {**WIDE, "vendor_ids": [1, 7]}, "null-category")
+        assert {r["vendor_id"]: r["outcome"] for r in results} == {1: manifests.WRITTEN, 7: manifests.WRITTEN}
+        _, _, manifest = read_data(folder, 1, WIDE_LABEL)
+        assert manifest["vendor"]["allowed_categories"] == sorted(before)
+        assert manifest["vendor"]["problems"] == [source.ALLOWED_CATEGORY_NULL]
+    finally:
+        ops.execute("update vendors set allowed_categories = %s where id = 1", (before,))
+
+
 def test_violations_are_emailed_once_per_vendor_and_period(db, folder, sendgrid):
     ops, store = db["ops"], db["store"]
     mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)

@@ -122,6 +122,9 @@ class VendorRow:
                 "active": self.active, "problems": list(self.problems)}
 
 
+ALLOWED_CATEGORY_NULL = "allowed_categories holds a null, which allows nothing"
+
+
 def vendor_row(ops, dm: DataMap, vendor_id: int) -> VendorRow:
     """The vendor's row, read tolerantly (a DPA date Python cannot hold becomes None plus a problem)."""
     vendors = dm.record("vendors")
@@ -132,8 +135,11 @@ def vendor_row(ops, dm: DataMap, vendor_id: int) -> VendorRow:
     if row is None:
         return VendorRow(vendor_id, known=False)
     name, kind, dpa, allowed, active, problems = row
-    return VendorRow(vendor_id, True, name, kind, dpa, tuple(allowed) if allowed is not None else None, active,
-                     tuple(problems))
+    categories = None if allowed is None else tuple(c for c in allowed if c is not None)
+    if categories is not None and len(categories) < len(allowed):
+        # A null element allows nothing (the rules' SQL reads it so); said beside the vendor, not a crash.
+        problems = (*problems, ALLOWED_CATEGORY_NULL)
+    return VendorRow(vendor_id, True, name, kind, dpa, categories, active, tuple(problems))
 
 
 def shares_select(dm: DataMap, scope: Scope) -> sql.Composable:
