@@ -4,7 +4,7 @@ does nothing more, targeted runs, the erasure guards, interruptions settled, two
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -443,3 +443,64 @@ def test_a_request_held_by_another_transaction_is_left_to_it_and_a_locked_accoun
     c, pr = ctx("manual__locked"), params(world, request_ids=(export, restriction))
     steps.fulfil_requests(world.ops, world.store, world.objects, world.dm, world.settings, c, pr, KEY)
     assert {outcomes(world.store)[i][0] for i in (export, restriction)} == {"exported", "restricted"}
+
+
+def test_a_request_with_an_impossible_date_is_invalid_and_its_subject_untouched_while_the_others_are_fulfilled(world):
+    """The QA trial's four requests (identity verified in 2099, an erasure received in 2099, a receipt at
+    -infinity, a delete received in 1970): each recorded invalid with a reason naming the column and the problem,
+    nothing exported or erased, the request left open; a good export and a good erasure beside them are done."""
+    ops, store = world.ops, world.store
+    users = [r[0] for r in ops.execute(
+        """select id from users u where deleted_at is null
+           and not exists (select 1 from privacy_requests r where r.user_id = u.id)
+           and not exists (select 1 from legal_holds h where h.user_id = u.id)
+           and (select count(*) from users o where lower(btrim(o.email)) = lower(btrim(u.email))) = 1
+           order by id limit 6""")]
+    assert len(users) == 6
+
+    def add(uid, regime, rtype, received, requested=None, verified=None):
+        return ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
+                                                           identity_requested_at, identity_verified_at, status)
+                              values (%s, 'x@example.org', %s, %s, %s, %s, %s, 'in_progress') returning id""",
+                           (uid, regime, rtype, received, requested, verified)).fetchone()[0]
+
+    now = datetime.now(timezone.utc)
+    days_ago = {n: now - timedelta(days=n) for n in (1, 2, 3)}
+    bad = {
+        add(users[0], "gdpr", "access", days_ago[3], days_ago[2], "2099-01-01 00:00+00"):
+            "identity_verified_at 2099-01-01 00:00:00+00:00 is in the future (after the time of this run)",
+        add(users[1], "gdpr", "erasure", "2099-01-01 00:00+00"):
+            "received_at 2099-01-01 00:00:00+00:00 is in the future (after the time of this run)",
+        add(users[2], "ccpa", "know", "-infinity"): "received_at holds -infinity",
+        add(users[3], "ccpa", "delete", "1970-01-01 00:00+00"): "received_at 1970-01-01 is before the earliest "
+                                                                "plausible date 2000-01-01",
+    }
+    export, erase = add(users[4], "gdpr", "access", days_ago[1]), add(users[5], "ccpa", "delete", days_ago[1])
+    bad_users = users[:4]
+    before_users = rows_per_user(ops)
+    before_rows = {u: ops.execute("select u::text from users u where id = %s", (u,)).fetchone()[0] for u in bad_users}
+    before_requests = request_rows(ops, bad)
+
+    result = run(world, "manual__dates", params(world, request_ids=(*bad, export, erase)))
+    assert result["state"] == "done"
+    got = outcomes(store)
+    assert {i: got[i] for i in bad} == {i: ("invalid", reason, False) for i, reason in bad.items()}
+    assert got[export][0] == "exported" and got[erase][0] == "erased"
+
+    after_users = rows_per_user(ops)
+    assert users[5] not in after_users  # the good erasure erased its subject
+    for u in bad_users:  # every row of the bad requests' subjects is as it was
+        assert after_users[u] == before_users[u]
+        assert ops.execute("select u::text from users u where id = %s", (u,)).fetchone()[0] == before_rows[u]
+    assert request_rows(ops, bad) == before_requests  # still in_progress, not completed
+    exported = set(world.objects.list("exports/"))
+    assert package.object_name(export) in exported
+    assert not [n for n in exported for i in bad if n.startswith(f"exports/request={i}/")]
+    assert store.execute("""select count(*) from compliance.audit_log where action in ('dsr_fulfilment.exported',
+                            'dsr_fulfilment.erased') and (details ->> 'request_id')::bigint = any(%s)""",
+                         (list(bad),)).fetchone()[0] == 0
+
+    # The same reasons on the next run: nothing rewritten, nothing acted on.
+    before = store_state(store)
+    run(world, "manual__dates2", params(world, request_ids=(*bad, export, erase)))
+    assert store_state(store) == before and request_rows(ops, bad) == before_requests

@@ -1,23 +1,29 @@
 """What each request asks for (include/fulfilment/rules.py): pure, every branch and its order."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from include.fulfilment import rules
 from include.fulfilment.params import FulfilmentParams
-from include.fulfilment.rules import Decision, Request, decide
+from include.fulfilment.rules import Decision, Request, implausible_dates
 from include.fulfilment.steps import gate
 from include.config import Settings
 from include.periods import ParamError, RunTiming
 
 T = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+NOW = T + timedelta(days=2)  # the time the run decides
 
 
 def req(rtype="access", regime="gdpr", **kw) -> Request:
     return Request(**{"request_id": 1, "user_id": 7, "regime": regime, "request_type": rtype,
-                      "status": "in_progress", **kw})
+                      "status": "in_progress", "received_at": T - timedelta(days=3), **kw})
+
+
+def decide(r: Request, account_exists: bool, **kw) -> Decision:
+    return rules.decide(r, account_exists, **{"now": NOW, **kw})
 
 
 @pytest.mark.parametrize("regime, rtype, action", [
@@ -77,13 +83,112 @@ def test_no_account_is_said_plainly():
 
 
 def test_the_order_of_the_checks():
-    """Unreadable dates first, then regime, type, type under regime, identity, then the account."""
-    both = req("erase_everything", "lgpd", problems=("received_at is a BC date",), status="verifying", user_id=None)
+    """Unreadable and implausible dates first, then regime, type, type under regime, identity, then the account."""
+    both = req("erase_everything", "lgpd", problems=("received_at is a BC date",), status="verifying", user_id=None,
+               received_at=None)
     assert decide(both, False).reason == "received_at is a BC date"
+    late = req("erase_everything", "lgpd", status="verifying", user_id=None, identity_requested_at=T,
+               identity_verified_at=FUTURE)
+    assert decide(late, False).reason == "identity_verified_at 2099-01-01 00:00:00+00:00 is in the future (after the " \
+                                         "time of this run)"
     assert "unknown regime" in decide(req("erase_everything", "lgpd"), True).reason
     assert "unknown request type" in decide(req("erase_everything", status="verifying"), True).reason
     assert decide(req("know", "gdpr", status="verifying"), True).outcome == "invalid"
     assert decide(req(status="verifying", user_id=None), False).outcome == "skipped"
+
+
+# -- implausible dates (the rule "one bad row never stops the others", as deadline tracking judges them) ----------
+
+FUTURE = datetime(2099, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+IN_FUTURE = "is in the future (after the time of this run)"
+TOO_EARLY = "is before the earliest plausible date 2000-01-01"
+
+
+@pytest.mark.parametrize("r, reason", [
+    # identity "verified" after the run's time: data would go out before the identity was verified
+    (req(identity_requested_at=T, identity_verified_at=FUTURE),
+     f"identity_verified_at 2099-01-01 00:00:00+00:00 {IN_FUTURE}"),
+    (req(identity_verified_at=FUTURE), f"identity_verified_at 2099-01-01 00:00:00+00:00 {IN_FUTURE}"),
+    (req(identity_requested_at=FUTURE), f"identity_requested_at 2099-01-01 00:00:00+00:00 {IN_FUTURE}"),
+    (req("erasure", received_at=FUTURE), f"received_at 2099-01-01 00:00:00+00:00 {IN_FUTURE}"),
+    (req("restriction", received_at=NOW + timedelta(seconds=1)), f"received_at 2026-11-22 10:00:01+00:00 {IN_FUTURE}"),
+    (req("delete", "ccpa", received_at=EPOCH), f"received_at 1970-01-01 {TOO_EARLY}"),
+    (req("opt_out_of_sale", "ccpa", received_at=datetime(1999, 12, 31, 23, tzinfo=timezone.utc)),
+     f"received_at 1999-12-31 {TOO_EARLY}"),
+    # the reader's sentence for a date Python cannot hold comes first, then every implausible one
+    (req("erasure", received_at=None, identity_verified_at=FUTURE, problems=("received_at holds -infinity",)),
+     f"received_at holds -infinity; identity_verified_at 2099-01-01 00:00:00+00:00 {IN_FUTURE}"),
+    (req("know", "ccpa", received_at=EPOCH, identity_verified_at=FUTURE),
+     f"identity_verified_at 2099-01-01 00:00:00+00:00 {IN_FUTURE}; received_at 1970-01-01 {TOO_EARLY}"),
+])
+def test_an_implausible_date_makes_the_request_invalid_whatever_it_asks(r, reason):
+    d = decide(r, True)
+    assert (d.action, d.outcome, d.reason) == (rules.action_for(r.request_type), "invalid", reason)
+    assert not d.acts
+
+
+@pytest.mark.parametrize("r, reason", [
+    (req(received_at=T, identity_requested_at=T - timedelta(days=1)), "identity_requested_at is before received_at"),
+    (req("erasure", received_at=T, identity_verified_at=T - timedelta(seconds=1)),
+     "identity_verified_at is before received_at"),
+    (req(received_at=T - timedelta(days=5), identity_requested_at=T, identity_verified_at=T - timedelta(days=1)),
+     "identity_verified_at is before identity_requested_at"),
+])
+def test_an_identity_step_before_the_receipt_is_out_of_order_and_invalid(r, reason):
+    """As deadline tracking judges them: nothing can happen to a request before it was received (an erasure
+    "verified" before the request existed is a data error, not a verified identity)."""
+    d = decide(r, True)
+    assert (d.outcome, d.reason) == ("invalid", reason) and not d.acts
+
+
+def test_dates_up_to_the_run_time_and_from_the_earliest_date_are_plausible():
+    assert implausible_dates(req(received_at=NOW, identity_requested_at=NOW, identity_verified_at=NOW), NOW) == []
+    start = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    assert implausible_dates(req(received_at=start), NOW) == []
+    assert decide(req("erasure", received_at=start, identity_requested_at=T, identity_verified_at=NOW), True).acts
+
+
+def test_the_earliest_plausible_date_is_the_setting_and_judged_in_the_configured_zone():
+    from include.config import Settings
+
+    assert rules.EARLIEST_PLAUSIBLE == Settings().earliest_plausible_date
+    assert decide(req("delete", "ccpa", received_at=EPOCH), True, earliest=date(1960, 1, 1)).acts
+    d = decide(req(received_at=datetime(2026, 10, 31, 12, tzinfo=timezone.utc)), True, earliest=date(2026, 11, 1))
+    assert d.outcome == "invalid"
+    assert d.reason == "received_at 2026-10-31 is before the earliest plausible date 2026-11-01"
+    # 23:30 UTC on New Year's Eve 1999 is already 2000-01-01 in Berlin: a calendar date in the zone, as deadlines do
+    eve = req(received_at=datetime(1999, 12, 31, 23, 30, tzinfo=timezone.utc))
+    assert decide(eve, True, tz=ZoneInfo("Europe/Berlin")).acts
+    assert decide(eve, True).reason == f"received_at 1999-12-31 {TOO_EARLY}"
+    # a future date is shown in the zone
+    assert implausible_dates(req(received_at=FUTURE), NOW, tz=ZoneInfo("Europe/Berlin")) == [
+        f"received_at 2099-01-01 01:00:00+01:00 {IN_FUTURE}"]
+
+
+def test_the_reason_is_worded_as_deadline_tracking_words_it_and_does_not_change_from_run_to_run():
+    from include.deadlines import DeadlinePolicy, RequestFacts, evaluate
+
+    tracked = evaluate(RequestFacts(1, "ccpa", "delete", "in_progress", EPOCH), NOW.date(), DeadlinePolicy())
+    (reason,) = implausible_dates(req("delete", "ccpa", received_at=EPOCH), NOW)
+    assert tracked.state == "invalid" and reason in tracked.invalid_reason.split("; ")
+    r = req(identity_verified_at=FUTURE)
+    assert decide(r, True).reason == decide(r, True, now=NOW + timedelta(days=30)).reason
+
+
+def test_dates_at_the_ends_of_the_calendar_are_judged_without_error():
+    kiritimati = ZoneInfo("Pacific/Kiritimati")  # UTC+14: 9999-12-31 20:00 UTC has no date there
+    last = datetime(9999, 12, 31, 20, tzinfo=timezone.utc)
+    assert implausible_dates(req(received_at=last), NOW, tz=kiritimati) == [
+        f"received_at 9999-12-31 20:00:00+00:00 {IN_FUTURE}"]
+    first = datetime(1, 1, 1, 1, tzinfo=timezone.utc)  # nor has 0001-01-01 01:00 UTC in New York
+    assert implausible_dates(req(received_at=first), NOW, tz=ZoneInfo("America/New_York")) == [
+        f"received_at 0001-01-01 {TOO_EARLY}"]
+
+
+def test_the_run_time_must_carry_a_zone():
+    with pytest.raises(ValueError, match="no time zone"):
+        implausible_dates(req(), NOW.replace(tzinfo=None))
 
 
 def test_every_type_the_regimes_grant_has_an_action():

@@ -11,14 +11,16 @@ The rights (docs/rules.md, "Request fulfilment"):
 - GDPR Art. 16 rectification, Art. 21 objection → ``manual``: a person must judge and act; the record says what.
 
 A request is acted on only when it is ``in_progress`` with its identity verified (or never asked for): a
-request ``verifying``, or whose identity was requested and not yet verified, is ``skipped``. A regime or type
-the policy does not know, a type its regime does not grant, or a date the database holds but Python cannot,
-makes the request ``invalid`` with the reason. Nothing here reads a database.
+request ``verifying``, or whose identity was requested and not yet verified, is ``skipped``. A date the database
+holds but Python cannot, an implausible date (:func:`implausible_dates`: after the run's time, or a receipt
+before the earliest plausible date, worded as deadline tracking words them), a regime or type the policy does not
+know, or a type its regime does not grant, makes the request ``invalid`` with the reason. Nothing here reads
+a database or the clock: the caller says what time it is.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timezone, tzinfo
 
 from include.deadlines import REGIME_TYPES
 
@@ -52,6 +54,11 @@ OUTCOMES = (*FULFILLED, HELD, APPROVAL_REQUIRED, MANUAL, SKIPPED, INVALID, NO_AC
 
 OPEN_STATUSES = ("in_progress", "verifying")  # what a run picks up (verifying: to say it is skipped)
 
+# The default of the setting ``earliest_plausible_date`` (include/config.py), as deadline tracking uses it.
+EARLIEST_PLAUSIBLE = date(2000, 1, 1)
+# The request's dates that are read, in the order they are checked and reported.
+DATE_COLUMNS = ("received_at", "identity_requested_at", "identity_verified_at")
+
 # What a person must do, per request type that needs one (recorded as the reason of a `manual` outcome).
 MANUAL_STEPS = {
     "rectification": ("rectification (GDPR Art. 16) needs a person: check what the requester says is inaccurate or "
@@ -65,13 +72,15 @@ MANUAL_STEPS = {
 
 @dataclass(frozen=True)
 class Request:
-    """A privacy request as read through the data map (``problems``: dates Python cannot hold, in words)."""
+    """A privacy request as read through the data map (``problems``: dates Python cannot hold, in words; such a
+    date is None here). Timestamps are tz-aware."""
 
     request_id: int
     user_id: int | None
     regime: str | None
     request_type: str | None
     status: str | None
+    received_at: datetime | None = None
     identity_requested_at: datetime | None = None
     identity_verified_at: datetime | None = None
     problems: tuple[str, ...] = ()
@@ -92,12 +101,60 @@ def action_for(request_type: str | None) -> str:
     return ACTIONS.get(request_type or "", NONE)
 
 
-def decide(request: Request, account_exists: bool) -> Decision:
+def _local_date(ts: datetime, tz: tzinfo) -> date:
+    try:
+        return ts.astimezone(tz).date()
+    except OverflowError:  # within hours of year 1 or 9999: the zone's date does not exist, UTC's does
+        return ts.astimezone(timezone.utc).date()
+
+
+def _shown(ts: datetime, tz: tzinfo) -> str:
+    try:
+        ts = ts.astimezone(tz)
+    except OverflowError:
+        ts = ts.astimezone(timezone.utc)
+    return ts.isoformat(sep=" ", timespec="seconds")
+
+
+def implausible_dates(request: Request, now: datetime, earliest: date = EARLIEST_PLAUSIBLE,
+                      tz: tzinfo = timezone.utc) -> list[str]:
+    """Dates no real request can have (the rule "one bad row never stops the others"; deadline tracking's
+    ``_implausible_dates`` and ``_order_problems``), one sentence each, starting with the column's name: a date
+    after ``now`` (the time the run decides: nothing can be received or verified later than that, and a request
+    is never acted on before its identity was verified), a receipt whose calendar date in ``tz`` is before
+    ``earliest`` (the setting ``earliest_plausible_date``: a placeholder or a typo), and an identity step before
+    the receipt, or a verification before its request. A date the reader could not read is None
+    here: its own sentence is in ``request.problems``. A sentence never contains ``now``, so the same row gets
+    the same reason on every run."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now has no time zone")
+    problems = []
+    for column in DATE_COLUMNS:
+        value = getattr(request, column)
+        if value is not None and value > now:
+            problems.append(f"{column} {_shown(value, tz)} is in the future (after the time of this run)")
+    received = request.received_at
+    if received is not None and received <= now and _local_date(received, tz) < earliest:
+        problems.append(f"received_at {_local_date(received, tz)} is before the earliest plausible date {earliest}")
+    # Out of order, in deadline tracking's words: nothing can happen to a request before it was received.
+    requested, verified = request.identity_requested_at, request.identity_verified_at
+    for column, value in (("identity_requested_at", requested), ("identity_verified_at", verified)):
+        if value is not None and received is not None and value < received:
+            problems.append(f"{column} is before received_at")
+    if requested is not None and verified is not None and verified < requested:
+        problems.append("identity_verified_at is before identity_requested_at")
+    return problems
+
+
+def decide(request: Request, account_exists: bool, *, now: datetime, earliest: date = EARLIEST_PLAUSIBLE,
+           tz: tzinfo = timezone.utc) -> Decision:
     """The action that fulfils ``request``, or its outcome without acting (see the module doc), in this order:
-    unreadable dates, regime, type, type under its regime, identity, then the account."""
+    unreadable and implausible dates (every one, as of ``now``, ``earliest`` and ``tz``: see
+    :func:`implausible_dates`), regime, type, type under its regime, identity, then the account."""
     action = action_for(request.request_type)
-    if request.problems:
-        return Decision(action, INVALID, "; ".join(request.problems))
+    dates = [*request.problems, *implausible_dates(request, now, earliest, tz)]
+    if dates:
+        return Decision(action, INVALID, "; ".join(dates))
     regime, rtype = request.regime, request.request_type
     if regime not in REGIME_TYPES:
         return Decision(action, INVALID, f"unknown regime {regime!r} (known: {', '.join(sorted(REGIME_TYPES))})")

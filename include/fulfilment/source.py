@@ -17,12 +17,16 @@ from include import reading
 from include.datamap import DataMap
 from include.fulfilment.rules import OPEN_STATUSES, Request
 
-COLUMNS = ("id", "user_id", "regime", "request_type", "status", "identity_requested_at", "identity_verified_at")
+# Every date :func:`include.fulfilment.rules.decide` judges (rules.DATE_COLUMNS) is read, so that an unreadable or
+# implausible one spoils its request.
+COLUMNS = ("id", "user_id", "regime", "request_type", "status", "received_at", "identity_requested_at",
+           "identity_verified_at")
 
 
 def _request(row) -> Request:
-    rid, uid, regime, rtype, status, requested, verified, problems = row
-    return Request(rid, uid, regime, rtype, status, requested, verified, tuple(problems or ()))
+    rid, uid, regime, rtype, status, received, requested, verified, problems = row
+    return Request(rid, uid, regime, rtype, status, received_at=received, identity_requested_at=requested,
+                   identity_verified_at=verified, problems=tuple(problems or ()))
 
 
 def _select(dm: DataMap, where: sql.Composable, *, lock: bool = False) -> sql.Composable:

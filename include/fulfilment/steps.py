@@ -25,7 +25,7 @@ import os
 import tempfile
 import time
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Mapping, Sequence
 
 from include import erasure
@@ -97,7 +97,7 @@ def plan_run(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, param
     if run.planned_at is None:
         if not params.dry_run:
             settle(ops, store, dm, ctx)
-        rows, plan, counts = _plan(ops, store, dm, ctx, params, key)
+        rows, plan, counts = _plan(ops, store, dm, settings, ctx, params, key)
         to_erase = sum(1 for r in rows if r.action == rules.ERASE and r.outcome is None)
         elsewhere = set() if params.dry_run else erasure.rest_of_approved(
             plan, params.approve_plan, lambda approved: ledger.erased_by_other_runs_of(store, approved, ctx.run_id))
@@ -119,13 +119,14 @@ def plan_run(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, param
     return result
 
 
-def _plan(ops, store, dm: DataMap, ctx: RunContext, params: FulfilmentParams,
+def _plan(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: FulfilmentParams,
           key: bytes) -> tuple[list[PlanRow], erasure.Plan, dict]:
     found = source.open_requests(ops, dm, params.request_ids)
     done = ledger.fulfilled(store, [r.request_id for r in found])
     requests = [r for r in found if r.request_id not in done]
     accounts = source.existing_accounts(ops, dm, [r.user_id for r in requests if r.user_id is not None])
-    decisions = {r.request_id: rules.decide(r, r.user_id in accounts) for r in requests}
+    now = ctx.now()
+    decisions = {r.request_id: _decide(r, r.user_id in accounts, settings, now) for r in requests}
     erase_ids = {r.user_id for r in requests if decisions[r.request_id].acts
                  and decisions[r.request_id].action == rules.ERASE}
     unmapped = erasure.discover_unmapped(ops, dm)
@@ -291,9 +292,16 @@ class _Abandon(Exception):
         self.outcome = outcome
 
 
-def _still_planned(req: rules.Request, row: PlanRow, key: bytes, account_exists: bool) -> bool:
-    """Under its claim, the request still asks for what the plan saw, for the same subject."""
-    again = rules.decide(req, account_exists)
+def _decide(req: rules.Request, account_exists: bool, settings: Settings, now: datetime) -> rules.Decision:
+    """:func:`include.fulfilment.rules.decide` as of ``now``, with the settings' earliest plausible date and zone."""
+    return rules.decide(req, account_exists, now=now, earliest=settings.earliest_plausible_date, tz=settings.tz)
+
+
+def _still_planned(req: rules.Request, row: PlanRow, key: bytes, account_exists: bool, settings: Settings,
+                   now: datetime) -> bool:
+    """Under its claim, the request still asks for what the plan saw (its dates judged again as of ``now``), for
+    the same subject."""
+    again = _decide(req, account_exists, settings, now)
     return (req.status == "in_progress" and again.acts and again.action == row.action and req.user_id is not None
             and user_hash(key, req.user_id) == row.subject_hash)
 
@@ -314,7 +322,7 @@ def act_on_request(ops, store, objects: ObjectStore, dm: DataMap, settings: Sett
                 raise _Abandon(CLAIMED if source.statuses(ops, dm, [row.request_id]) else CHANGED)
             req = claimed[0]
             exists = req.user_id is not None and bool(source.existing_accounts(ops, dm, [req.user_id]))
-            if not _still_planned(req, row, key, exists):
+            if not _still_planned(req, row, key, exists, settings, now):
                 raise _Abandon(CHANGED)
             if row.action == rules.EXPORT:
                 record = _export(ops, objects, dm, settings, params, req, row, workdir)
@@ -448,7 +456,8 @@ def erase_subject_requests(ops, store, dm: DataMap, settings: Settings, ctx: Run
         with ops.transaction():
             claimed = source.claim(ops, dm, ids)
             exists = source.existing_accounts(ops, dm, [r.user_id for r in claimed if r.user_id is not None])
-            valid = [req for req in claimed if _still_planned(req, by_id[req.request_id], key, req.user_id in exists)]
+            valid = [req for req in claimed
+                     if _still_planned(req, by_id[req.request_id], key, req.user_id in exists, settings, now)]
             if not valid:
                 raise _Abandon(CLAIMED if len(claimed) < len(ids) else CHANGED)
             user_id = valid[0].user_id
