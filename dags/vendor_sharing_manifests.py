@@ -28,7 +28,8 @@ from include.seam.dag import (GCS_POOL, SENDGRID_POOL, date_param, dry_run_param
             "(a scheduled run: its day). With only a start, the period is that one day."),
         "period_end": date_param(
             "Period end (exclusive)",
-            "The day after the period's last day (YYYY-MM-DD). With only an end, the period is the day before it."),
+            "The day after the period's last day (YYYY-MM-DD). With only an end, the period is the day before it. "
+            "A live run's period must be over by the run's time (a dry run may preview one that is not)."),
         "vendor_ids": ids_param(
             "Only these vendors",
             "Vendor ids (unknown ids too) whose manifests to write. Empty = every vendor the period's shares name "

@@ -63,7 +63,7 @@ def demo_runs(anchor: date) -> list[DemoRun]:
                 _approved_plan),
         DemoRun("vendor_sharing_manifests", "manifests of two years of sharing, per vendor, on GCS",
                 {"period_start": (anchor - timedelta(days=730)).isoformat(),
-                 "period_end": (anchor + timedelta(days=1)).isoformat()}),
+                 "period_end": anchor.isoformat()}),
         DemoRun("policy_change_notifications", "tell every user of the newest policy version, once"),
         DemoRun("dsr_fulfilment", "carry out the requests: exports, erasures, opt-outs, restrictions"),
         DemoRun("dsr_deadline_tracking", "again: the fulfilled requests now show as closed"),

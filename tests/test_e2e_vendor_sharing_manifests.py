@@ -178,11 +178,21 @@ def test_two_runs_of_one_period_at_once_write_each_manifest_once(world):
 
 
 def test_an_empty_period_writes_nothing_and_says_so(world):
-    state, log = run_dag(world, "empty", conf={"period_start": "2031-01-01", "period_end": "2031-01-02"})
+    state, log = run_dag(world, "empty", conf={"period_start": "2001-01-01", "period_end": "2001-01-02"})
     assert state == "success", log[-4000:]
-    assert not [n for n in world["objects"].list("manifests/") if "period=2031-01-01/" in n]
-    assert "period 2031-01-01 has no shares for any vendor: no manifest was written" in log
+    assert not [n for n in world["objects"].list("manifests/") if "period=2001-01-01/" in n]
+    assert "period 2001-01-01 has no shares for any vendor: no manifest was written" in log
     assert "no shares; nothing written" in log
+
+
+def test_a_live_run_of_a_period_not_over_yet_fails_in_one_sentence_and_writes_nothing(world):
+    today = world["today"]
+    before = world["conn"].execute("select count(*) from compliance.vendor_manifest_runs").fetchone()[0]
+    state, log = run_dag(world, "unfinished", conf={"period_start": today.isoformat()})
+    assert state == "failed"
+    assert f"the period is not over yet (it ends as {today + timedelta(days=1)} begins" in log
+    assert not [n for n in world["objects"].list("manifests/") if f"period={today}/" in n]
+    assert world["conn"].execute("select count(*) from compliance.vendor_manifest_runs").fetchone()[0] == before
 
 
 def test_a_run_covers_its_data_interval_one_utc_day(world):

@@ -22,7 +22,7 @@ from include.config import Settings
 from include.datamap import load_datamap
 from include.notify.sendgrid_mailer import SendGridMailer
 from include.objectstore import FileObjectStore
-from include.periods import RunTiming
+from include.periods import ParamError, RunTiming
 from include.seam.storage import object_store
 from include.vendors import manifests, right_to_know, source
 from include.vendors.params import ManifestParams
@@ -33,7 +33,7 @@ ANCHOR = date(2026, 11, 25)
 SETTINGS = Settings()
 WIDE = {"period_start": (ANCHOR - timedelta(days=400)).isoformat(), "period_end": ANCHOR.isoformat()}
 WIDE_LABEL = f"{WIDE['period_start']}--{WIDE['period_end']}"
-EMPTY = {"period_start": "2031-01-01", "period_end": "2031-01-02"}
+EMPTY = {"period_start": "2001-01-01", "period_end": "2001-01-02"}
 ANONYMOUS_GCP = '{"conn_type":"google_cloud_platform","extra":{"is_anonymous":true,"project":"test-project"}}'
 BUCKET = "manifests-test"
 
@@ -287,7 +287,7 @@ def test_an_empty_period_writes_nothing_and_says_so(db, objects, caplog):
     assert summary["empty_period"] and summary["shares"] == 0
     assert objects.list("manifests/") == []
     assert store.execute("select count(*) from compliance.vendor_manifests").fetchone()[0] == 0
-    assert "period 2031-01-01 has no shares for any vendor: no manifest was written" in caplog.text
+    assert "period 2001-01-01 has no shares for any vendor: no manifest was written" in caplog.text
     assert store.execute("select planned, shares, outcomes from compliance.vendor_manifest_runs where run_id = 'empty'"
                          ).fetchone() == (len(results), 0, {"no_shares": len(results)})
 
@@ -313,9 +313,9 @@ def test_dirty_shares_are_counted_and_flagged_never_dropped_nor_fatal(db, folder
     ops, store = db["ops"], db["store"]
     first = ops.execute("select max(id) + 1 from data_shares").fetchone()[0]
     dirty = [  # (shared_at, user_id, category, record_count)
-        ("2031-01-01 10:00+00", 999_999, "contact", 1),     # no such user
-        ("2031-01-01 11:00+00", 1, "biometrics", 1),        # no such category
-        ("2031-01-01 12:00+00", 1, "contact", -5),          # implausible count
+        ("2001-01-01 10:00+00", 999_999, "contact", 1),     # no such user
+        ("2001-01-01 11:00+00", 1, "biometrics", 1),        # no such category
+        ("2001-01-01 12:00+00", 1, "contact", -5),          # implausible count
         ("infinity", 1, "contact", 1),                      # no period holds these
         ("-infinity", 1, "contact", 1),
         ("0044-03-15 12:00+00 BC", 1, "contact", 1),
@@ -325,20 +325,32 @@ def test_dirty_shares_are_counted_and_flagged_never_dropped_nor_fatal(db, folder
                                                 shared_at) values (%s, 1, %s, %s, 'hosting', null, %s, %s)""",
                     (first + offset, user, category, count, at))
     try:
-        results, _ = run_period(ops, store, folder, {"period_start": "2031-01-01", "vendor_ids": [1]}, "dirty")
+        results, _ = run_period(ops, store, folder, {"period_start": "2001-01-01", "vendor_ids": [1]}, "dirty")
         by_scope = {r["period"]: r for r in results}
-        assert by_scope["2031-01-01"]["outcome"] == manifests.WRITTEN
-        assert by_scope["2031-01-01"]["invalid_rows"] == {"unknown_user": 1, "unknown_category": 1,
+        assert by_scope["2001-01-01"]["outcome"] == manifests.WRITTEN
+        assert by_scope["2001-01-01"]["invalid_rows"] == {"unknown_user": 1, "unknown_category": 1,
                                                          "record_count_invalid": 1}
         assert by_scope["undated"]["outcome"] == manifests.WRITTEN
         assert by_scope["undated"]["invalid_rows"] == {"shared_at_unreadable": 3}
         _, table, manifest = read_data(folder, 1, "undated")
         assert sorted(table.column("share_id").to_pylist()) == [first + 3, first + 4, first + 5]
         assert table.column("shared_at").null_count == 3 and manifest["period"]["start"] is None
-        _, table, manifest = read_data(folder, 1, "2031-01-01")
+        _, table, manifest = read_data(folder, 1, "2001-01-01")
         assert manifest["rows"] == 3 and manifest["rows_with_problems"] == 3
     finally:
         ops.execute("delete from data_shares where id >= %s", (first,))
+
+
+def test_a_live_run_of_a_period_not_over_yet_is_refused_and_a_dry_run_may_preview_it():
+    """Found by a QA trial: a live manifest of today, then a child's share later today: the manifest was rewritten
+    (revision 2) and, a rewritten manifest not being emailed again, the new violation reached nobody."""
+    at = datetime(2026, 11, 25, 3, tzinfo=UTC)  # the run's time (params_of)
+    with pytest.raises(ParamError, match=r"^the period is not over yet \(it ends as 2026-11-26 begins"):
+        params_of({"period_start": "2026-11-25"})
+    with pytest.raises(ParamError, match="not over yet"):
+        params_of({"period_start": "2026-11-01", "period_end": "2026-12-01"})
+    assert params_of({"period_start": "2026-11-25", "dry_run": True}).dry_run
+    assert params_of({"period_start": "2026-11-24"}).period.end == at.replace(hour=0)  # ended at midnight: fine
 
 
 def test_a_null_among_a_vendors_allowed_categories_is_flagged_not_fatal(db, folder):

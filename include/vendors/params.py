@@ -14,7 +14,8 @@ class ManifestParams:
     """``period``: the form's dates (configured zone, end exclusive), else the run's data interval.
 
     ``vendor_ids`` empty means every vendor of the period: those named by its shares (unknown ids included)
-    and every active vendor. ``dry_run`` judges and counts but writes no object, no store row, no email.
+    and every active vendor. ``dry_run`` judges and counts but writes no object, no store row, no email. A live
+    run's period must be over by the run's time (a scheduled run's data interval always is).
     """
 
     period: Period
@@ -26,13 +27,21 @@ class ManifestParams:
     @classmethod
     def resolve(cls, raw: Mapping[str, Any], settings: Settings, timing: RunTiming) -> "ManifestParams":
         period = resolve_period(raw.get("period_start"), raw.get("period_end"), timing, settings.tz)
+        dry_run = bool(raw.get("dry_run", False))
+        if not dry_run and period.end > timing.run_after:
+            # A manifest of a period not over yet would miss its later shares, and a rewritten manifest is not
+            # emailed again (include/vendors/notices.py): its later violations would reach nobody.
+            end = period.end.astimezone(settings.tz).date()
+            raise ParamError(f"the period is not over yet (it ends as {end} begins, period_end being exclusive): a "
+                             "manifest written now would miss its later shares and their violations would not be "
+                             "emailed; run it once the period has ended, or as a dry run")
         ids = raw.get("vendor_ids") or ()
         if not isinstance(ids, (list, tuple)) or not all(
                 isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
             raise ParamError("vendor_ids must be a list of positive vendor ids")
         return cls(period=period, scope=Scope.of_period(period, settings.tz),
                    undated_scope=Scope.undated(run_today(timing, settings.tz)),
-                   vendor_ids=tuple(sorted(set(ids))), dry_run=bool(raw.get("dry_run", False)))
+                   vendor_ids=tuple(sorted(set(ids))), dry_run=dry_run)
 
     def scope_of(self, label: str) -> Scope:
         if label == self.scope.label:
