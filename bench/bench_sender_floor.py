@@ -65,7 +65,8 @@ def put_back(url: str, campaign_id: int, upto: int) -> int:
     with database.connect(url, autocommit=True) as conn, conn.transaction():
         moved = conn.execute("""update compliance.notification_deliveries
                                 set state = 'pending', message_id = null, batch_id = null, finished_at = null
-                                where campaign_id = %s and seq <= %s and state = 'sent'""", (campaign_id, upto)).rowcount
+                                where campaign_id = %s and seq <= %s and state = 'sent'""",
+                             (campaign_id, upto)).rowcount
         conn.execute("""update compliance.notification_campaigns c set
                             pending = k.pending, sent = k.sent, failed = k.failed, skipped = k.skipped,
                             state = 'sending', finished_at = null

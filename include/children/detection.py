@@ -160,8 +160,9 @@ def verdict_columns(dm: DataMap, alias: str = "u") -> tuple[sql.Composable, sql.
 def _plainly_readable(dm: DataMap, alias: str = "u") -> sql.Composable:
     """SQL for a boolean that, where true, says the account has no problem (the ``problems`` array would be
     empty), in cheap comparisons: a birth date absent or between 1900 and the evaluation date, a creation time
-    Python holds and not before the birth date, a declared age absent or not negative. :func:`detect` builds the arrays only for the accounts
-    a rule catches or this does not clear (a few in a hundred), not for every account. A problem added to
+    Python holds and not before the birth date, a declared age absent or not negative. :func:`detect` builds
+    the arrays only for the accounts a rule catches or this does not clear (a few in a hundred), not for every
+    account. A problem added to
     :func:`verdict_columns` must be excluded here too, or :func:`detect` misses it on the accounts this clears;
     the property test (tests/test_children_rules.py) compares :func:`detect` with the rules' reference
     functions on generated accounts, so give its generator the new problem's values."""
@@ -221,13 +222,14 @@ def unmatched_reports(ops, dm: DataMap) -> list[ReportOutcome]:
 def empty_reports(ops, dm: DataMap) -> list[int]:
     """Open reports naming neither an account id nor an email: nothing to match (recorded as invalid).
 
-    A blank address (empty, or only spaces) names nobody: matched against accounts, it would name every account
-    whose own address is blank.
+    A blank address (empty, or only white space) names nobody: matched against accounts, it would name every
+    account whose own address is blank.
     """
     reports = dm.record("child_reports")
     query = sql.SQL("select {id} from {t} where {resolved} is null and {user} is null "
-                    "and not coalesce({email} ~ '[^[:space:]]', false) order by {id}").format(id=reports.col("id"), t=reports.ident, resolved=reports.col("resolved_at"),
-                                            user=reports.col("user_id"), email=reports.col("reported_email"))
+                    "and not coalesce({email} ~ '[^[:space:]]', false) order by {id}").format(
+        id=reports.col("id"), t=reports.ident, resolved=reports.col("resolved_at"), user=reports.col("user_id"),
+        email=reports.col("reported_email"))
     return [row[0] for row in ops.execute(query)]
 
 

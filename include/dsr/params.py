@@ -21,8 +21,8 @@ class DsrParams:
         as_of = resolve_as_of(raw.get("as_of"), timing, settings.tz)
         if as_of.day < settings.earliest_plausible_date:
             # Every request would be "received in the future" and come back invalid: a typo, not a question.
-            raise ParamError(f"as_of {as_of.day} is before {settings.earliest_plausible_date}, the earliest receipt date "
-                             "the rules accept (setting earliest_plausible_date): every request would be invalid")
+            raise ParamError(f"as_of {as_of.day} is before {settings.earliest_plausible_date}, the earliest receipt "
+                             "date the rules accept (setting earliest_plausible_date): every request would be invalid")
         ids = raw.get("request_ids") or ()
         if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
             raise ParamError("request_ids must be a list of positive request ids")
