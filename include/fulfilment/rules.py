@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timezone, tzinfo
 
-from include.deadlines import REGIME_TYPES
+from include.deadlines import REGIME_TYPES, DeadlinePolicy
 
 EXPORT = "export"
 ERASE = "erase"
@@ -54,8 +54,8 @@ OUTCOMES = (*FULFILLED, HELD, APPROVAL_REQUIRED, MANUAL, SKIPPED, INVALID, NO_AC
 
 OPEN_STATUSES = ("in_progress", "verifying")  # what a run picks up (verifying: to say it is skipped)
 
-# The default of the setting ``earliest_plausible_date`` (include/config.py), as deadline tracking uses it.
-EARLIEST_PLAUSIBLE = date(2000, 1, 1)
+# The default of the setting ``earliest_plausible_date`` (include/config.py), deadline tracking's own default.
+EARLIEST_PLAUSIBLE = DeadlinePolicy.earliest
 # The request's dates that are read, in the order they are checked and reported.
 DATE_COLUMNS = ("received_at", "identity_requested_at", "identity_verified_at")
 
