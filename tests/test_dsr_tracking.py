@@ -182,6 +182,18 @@ def test_escalations_are_sent_once_without_personal_data(db, sendgrid, mailer):
     assert len(sendgrid.accepted()) == len(payloads)
 
 
+def test_an_assignee_sendgrid_cannot_be_given_is_replaced_by_the_team(db, sendgrid, mailer):
+    """Found by a QA trial: an internationalised assignee address passed the syntax check, SendGrid refused it
+    (400), the escalation stayed failed for good and nobody was told of the overdue request."""
+    add_request(db, 1, received="2026-10-01", assignee="jürgen@exämple.de")  # overdue
+    evaluate(db)
+    assert tracking.escalate(db, mailer, SETTINGS, ctx(), params(as_of=TODAY)) == {"claimed": 1, "sent": 1, "failed": 0}
+    assert db.execute("select recipient, status from compliance.dsr_escalations").fetchall() == [
+        ("compliance@example.com", "sent")]
+    (payload,) = [m["payload"] for m in sendgrid.accepted()]
+    assert payload["personalizations"][0]["to"] == [{"email": "compliance@example.com"}]
+
+
 def test_a_crash_between_claim_and_send_is_resumed(db, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)

@@ -13,7 +13,7 @@ from datetime import date, timedelta
 import pandas as pd
 
 from include import bulk
-from include.addresses import valid_or_none
+from include.addresses import sending_problem, valid_or_none
 from include.audit import RunContext
 from include.calendars import holiday_calendar
 from include.config import Settings
@@ -54,8 +54,10 @@ class _Tally:
 
 
 def _recipients(assignees: pd.Series) -> pd.Series:
-    """The address each row's escalation goes to: the assignee when valid, else None (the team gets it)."""
-    valid = {a: valid_or_none(a) for a in assignees.dropna().unique()}
+    """The address each row's escalation goes to: the assignee when SendGrid can be given it, else None (the team
+    gets it). An address valid by the standards but not sendable (an internationalised one, which SendGrid
+    refuses) would leave the escalation failed for good and nobody told."""
+    valid = {a: None if sending_problem(a) else valid_or_none(a) for a in assignees.dropna().unique()}
     return assignees.map(valid, na_action="ignore").astype(object).where(assignees.notna(), None)
 
 
