@@ -10,6 +10,13 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 
+# Every character str.strip() removes (those for which str.isspace() is true), for SQL that must trim an address
+# as comparable() does: PostgreSQL's btrim() without a second argument removes spaces only, so a tab, a line
+# break or a no-break space around an address would make two spellings of it differ there.
+WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+              "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+
+
 class AddressError(ValueError):
     """An address that is not syntactically valid; the message says why (without repeating it)."""
 

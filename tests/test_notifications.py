@@ -18,6 +18,7 @@ import pytest
 from devkit import database
 from devkit.seed.demo_data import seed
 from include import compliance_store
+from include.addresses import WHITESPACE
 from include.audit import RunContext
 from include.config import Settings
 from include.datamap import load_datamap
@@ -134,6 +135,12 @@ def test_the_address_check_never_repeats_the_address_and_the_hasher_is_address_h
     # Its precomputed HMAC states give hmac's digests for keys shorter than SHA-256's block, of it, and longer.
     for key in (b"k", bytes(range(64)), bytes(range(200)), "clé-ü".encode()):
         assert address_hasher(key)("Ünïcode@Example.com ") == address_hash(key, "Ünïcode@Example.com ")
+
+
+def test_the_white_space_sql_trims_is_every_character_str_strip_removes():
+    import sys
+
+    assert WHITESPACE == "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
 
 
 def test_greetings_are_escaped_in_html_neutral_without_a_single_name():
@@ -330,6 +337,45 @@ def test_changes_after_the_build_are_honoured_at_send_time(conns, sendgrid):
                     "and reported_at > now() - interval '1 hour'", (child,))
         ops.execute("delete from child_reports where user_id is null and lower(btrim(reported_email)) = lower(%s) "
                     "and reported_at > now() - interval '1 hour'", (email[named],))
+
+
+def test_a_suppression_spelt_with_other_white_space_is_honoured_at_send_time(conns, sendgrid):
+    """Found by a QA trial: the build compares addresses trimmed of every white space character, the send-time
+    check trimmed spaces only, so a suppression added mid-campaign with a tab (or an account's address ending in
+    a line break, or a no-break space) was missed and the suppressed address emailed."""
+    ops, store, _ = conns
+    label = publish(ops)
+    built = build(ops, store, label)
+    pending = store.execute("""select user_ids from compliance.notification_deliveries
+                               where campaign_id = %s and state = 'pending' and cardinality(user_ids) = 1
+                               order by seq desc limit 3""", (built["campaign_id"],)).fetchall()
+    (tabbed,), (broken,), (nbsp,) = [ids for (ids,) in pending]
+    email = {uid: e for uid, e in ops.execute("select id, email from users where id = any(%s)",
+                                              ([tabbed, broken, nbsp],))}
+    ops.execute("insert into email_suppressions (email, reason, created_at) values (%s, 'bounce', now())",
+                (email[tabbed] + "\t",))
+    ops.execute("update users set email = email || E'\\r\\n' where id = %s", (broken,))
+    ops.execute("insert into email_suppressions (email, reason, created_at) values (%s, 'spam_report', now())",
+                (email[broken].upper(),))
+    ops.execute("insert into email_suppressions (email, reason, created_at) values (%s, 'unsubscribe', now())",
+                ("\u00a0" + email[nbsp],))  # a no-break space only: not white space to the database's own classes
+    try:
+        send(conns, sendgrid, built)
+        got = received(sendgrid, built["campaign_id"])
+        assert not {email[u].lower() for u in (tabbed, broken, nbsp)} & set(got)
+        reasons = dict(store.execute("""select user_ids[1], reason from compliance.notification_deliveries
+                                        where campaign_id = %s and user_ids[1] = any(%s)""",
+                                     (built["campaign_id"], [tabbed, broken, nbsp])).fetchall())
+        assert reasons == {tabbed: "suppressed since the campaign was built (bounce)",
+                           broken: "suppressed since the campaign was built (spam_report)",
+                           nbsp: "suppressed since the campaign was built (unsubscribe)"}
+        assert len(got) == built["pending"] - 3
+    finally:
+        ops.execute("delete from email_suppressions where created_at > now() - interval '1 hour' "
+                    "and reason in ('bounce', 'spam_report', 'unsubscribe') and btrim(email, %s) <> email",
+                    (WHITESPACE,))
+        ops.execute("delete from email_suppressions where lower(email) = lower(%s)", (email[broken],))
+        ops.execute("update users set email = %s where id = %s", (email[broken], broken))
 
 
 def test_max_recipients_caps_the_run_and_the_next_run_continues(conns, sendgrid):
