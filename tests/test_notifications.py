@@ -294,16 +294,20 @@ def test_two_senders_at_once_tell_every_eligible_address_exactly_once(seeded, co
         assert address in by_message[message_id]
 
 
+def last_single_accounts(ops, store, built: dict, n: int) -> tuple[list[int], dict[int, str]]:
+    """The accounts of the campaign's last ``n`` pending rows held by one account each, and their addresses."""
+    pending = store.execute("""select user_ids[1] from compliance.notification_deliveries
+                               where campaign_id = %s and state = 'pending' and cardinality(user_ids) = 1
+                               order by seq desc limit %s""", (built["campaign_id"], n)).fetchall()
+    ids = [uid for (uid,) in pending]
+    return ids, dict(ops.execute("select id, email from users where id = any(%s)", (ids,)).fetchall())
+
+
 def test_changes_after_the_build_are_honoured_at_send_time(conns, sendgrid):
     ops, store, _ = conns
     label = publish(ops)
     built = build(ops, store, label)
-    pending = store.execute("""select user_ids from compliance.notification_deliveries
-                               where campaign_id = %s and state = 'pending' and cardinality(user_ids) = 1
-                               order by seq desc limit 5""", (built["campaign_id"],)).fetchall()
-    (suppress,), (delete,), (rename,), (child,), (named,) = [ids for (ids,) in pending]
-    email = {uid: e for uid, e in ops.execute("select id, email from users where id = any(%s)",
-                                              ([suppress, delete, rename, child, named],))}
+    (suppress, delete, rename, child, named), email = last_single_accounts(ops, store, built, 5)
     ops.execute("insert into email_suppressions (email, reason, created_at) values (upper(%s), 'bounce', now())",
                 (email[suppress],))
     ops.execute("update users set deleted_at = now() where id = %s", (delete,))
@@ -346,12 +350,7 @@ def test_a_suppression_spelt_with_other_white_space_is_honoured_at_send_time(con
     ops, store, _ = conns
     label = publish(ops)
     built = build(ops, store, label)
-    pending = store.execute("""select user_ids from compliance.notification_deliveries
-                               where campaign_id = %s and state = 'pending' and cardinality(user_ids) = 1
-                               order by seq desc limit 3""", (built["campaign_id"],)).fetchall()
-    (tabbed,), (broken,), (nbsp,) = [ids for (ids,) in pending]
-    email = {uid: e for uid, e in ops.execute("select id, email from users where id = any(%s)",
-                                              ([tabbed, broken, nbsp],))}
+    (tabbed, broken, nbsp), email = last_single_accounts(ops, store, built, 3)
     ops.execute("insert into email_suppressions (email, reason, created_at) values (%s, 'bounce', now())",
                 (email[tabbed] + "\t",))
     ops.execute("update users set email = email || E'\\r\\n' where id = %s", (broken,))
