@@ -101,19 +101,19 @@ def action_for(request_type: str | None) -> str:
     return ACTIONS.get(request_type or "", NONE)
 
 
-def _local_date(ts: datetime, tz: tzinfo) -> date:
+def _in_zone(ts: datetime, tz: tzinfo) -> datetime:
     try:
-        return ts.astimezone(tz).date()
-    except OverflowError:  # within hours of year 1 or 9999: the zone's date does not exist, UTC's does
-        return ts.astimezone(timezone.utc).date()
+        return ts.astimezone(tz)
+    except OverflowError:  # within hours of year 1 or 9999: the zone's time does not exist, UTC's does
+        return ts.astimezone(timezone.utc)
+
+
+def _local_date(ts: datetime, tz: tzinfo) -> date:
+    return _in_zone(ts, tz).date()
 
 
 def _shown(ts: datetime, tz: tzinfo) -> str:
-    try:
-        ts = ts.astimezone(tz)
-    except OverflowError:
-        ts = ts.astimezone(timezone.utc)
-    return ts.isoformat(sep=" ", timespec="seconds")
+    return _in_zone(ts, tz).isoformat(sep=" ", timespec="seconds")
 
 
 def implausible_dates(request: Request, now: datetime, earliest: date = EARLIEST_PLAUSIBLE,

@@ -100,6 +100,27 @@ from compliance.notification_campaigns c where c.id = %(campaign)s"""
 Sending = tuple[str, int, str, "str | None"]
 
 
+def _odd_suppressions(supp) -> sql.Composable:
+    """``(key, reason)`` of the suppressions stored with white space other than spaces at their ends (a tab, a
+    line break, a no-break space), by their fully trimmed lower-case form: the few the index on the
+    space-trimmed form cannot find. One pass over the list, picked by first and last character (PostgreSQL's
+    ``[[:space:]]`` misses a no-break space)."""
+    email, reason = sql.Identifier("s", supp.physical("email")), sql.Identifier("s", supp.physical("reason"))
+    return sql.SQL("select lower(btrim({e}, {ws})) as key, coalesce(min({r}), {none}) as reason from {t} s "
+                   "where (strpos({ws}, left({e}, 1)) > 0 or strpos({ws}, right({e}, 1)) > 0) "
+                   "and btrim({e}, {ws}) <> btrim({e}) group by 1").format(
+        e=email, r=reason, ws=sql.Literal(WHITESPACE), none=sql.Literal(NO_REASON), t=supp.ident)
+
+
+def _suppression_reason(supp, key: sql.Composable, odd_reason: sql.Composable) -> sql.Composable:
+    """Why the address whose fully trimmed lower-case form is ``key`` is suppressed, or null: through the index
+    on the space-trimmed form, or ``odd_reason`` (its row of :func:`_odd_suppressions`, joined by the caller)."""
+    return sql.SQL("least((select coalesce(min({r}), {none}) from {t} s where lower(btrim({e})) = {key} "
+                   "having count(*) > 0), {odd})").format(
+        r=sql.Identifier("s", supp.physical("reason")), e=sql.Identifier("s", supp.physical("email")),
+        none=sql.Literal(NO_REASON), t=supp.ident, key=key, odd=odd_reason)
+
+
 def lane_bounds(last_seq: int, lane: int, lanes: int) -> tuple[int, int]:
     """Sender ``lane`` of ``lanes``: the seq numbers past the first and up to the second are its own to walk."""
     return last_seq * lane // lanes, last_seq * (lane + 1) // lanes
@@ -320,19 +341,14 @@ class CampaignLedger:
             self._accounts_sql = sql.SQL(
                 "with batch as materialized (select {columns}, lower(btrim({email}, {ws})) as email_key from {t} u "
                 "                            where {id} = any(string_to_array(%(ids)s, ',')::bigint[])), "
-                "odd as (select lower(btrim({s_email}, {ws})) as key, coalesce(min({s_reason}), {no_reason}) as reason "
-                "        from {s_t} s where (strpos({ws}, left({s_email}, 1)) > 0 or strpos({ws}, right({s_email}, 1)) > 0)"
-                "          and btrim({s_email}, {ws}) <> btrim({s_email}) group by 1), "
-                "{reported} "
-                "select {id}, {email}, {name}, {deleted} is not null, {caught}, "
-                "least((select coalesce(min({s_reason}), {no_reason}) from {s_t} s "
-                "       where lower(btrim({s_email})) = u.email_key having count(*) > 0), od.reason) "
+                "odd as ({odd}), {reported} "
+                "select {id}, {email}, {name}, {deleted} is not null, {caught}, {suppressed} "
                 "from batch u left join reported rp on rp.user_id = {id} left join odd od on od.key = u.email_key"
-            ).format(ws=sql.Literal(WHITESPACE),
+            ).format(ws=sql.Literal(WHITESPACE), odd=_odd_suppressions(supp),
+                suppressed=_suppression_reason(supp, sql.SQL("u.email_key"), sql.SQL("od.reason")),
                 columns=sql.SQL(", ").join(sql.Identifier("u", n) for n in names), t=accounts.ident,
                 reported=reported_accounts_cte(self.dm, within=sql.Identifier("batch")), caught=caught_column(self.dm),
-                s_reason=sql.Identifier("s", supp.physical("reason")), s_email=sql.Identifier("s", supp.physical("email")),
-                s_t=supp.ident, no_reason=sql.Literal(NO_REASON),
+                no_reason=sql.Literal(NO_REASON),
                 **{k: sql.Identifier("u", accounts.physical(c)) for k, c in
                    (("id", "id"), ("email", "email"), ("name", "full_name"), ("deleted", "deleted_at"))}
             ).as_bytes(self.ops)
@@ -348,15 +364,11 @@ class CampaignLedger:
         if not addresses:
             return {}
         supp = self.dm.record("email_suppressions")
-        query = sql.SQL("select k.key, min(x.reason) from unnest(%b::text[]) as k(key) join lateral ("
-                        "  select {reason} as reason from {t} s where lower(btrim({email})) = k.key"
-                        "  union all select {reason} from {t} s"
-                        "  where btrim({email}, {ws}) <> btrim({email}) and lower(btrim({email}, {ws})) = k.key"
-                        ") x on true group by k.key").format(
-            reason=sql.Identifier("s", supp.physical("reason")), t=supp.ident,
-            email=sql.Identifier("s", supp.physical("email")), ws=sql.Literal(WHITESPACE))
-        return {key: reason or NO_REASON for key, reason in
-                self.ops.execute(query, ([comparable(a) for a in addresses],))}
+        query = sql.SQL("with odd as ({odd}) select * from ("
+                        "  select k.key, {suppressed} as reason from unnest(%b::text[]) as k(key)"
+                        "  left join odd od on od.key = k.key) x where x.reason is not null").format(
+            odd=_odd_suppressions(supp), suppressed=_suppression_reason(supp, sql.SQL("k.key"), sql.SQL("od.reason")))
+        return dict(self.ops.execute(query, ([comparable(a) for a in addresses],)))
 
     # -- batches -------------------------------------------------------------------------------------
 
