@@ -24,6 +24,14 @@ from include.seam.dag import SENDGRID_POOL, approve_plan_param, dry_run_param, i
             "Only these accounts",
             "Account ids to look at. Empty = every account. A targeted run erases only those of these accounts "
             "that a child rule catches, and resolves no other report."),
+        "confirm_user_ids": ids_param(
+            "Confirmed by a person: these accounts are the reported child",
+            "A report that names only an address never erases on its own an account whose own data says adult, "
+            "nor several accounts at once (households share addresses): it shows as `needs_review` on the "
+            "compliance page with the accounts it names. After checking, list here the account(s) the report "
+            "means: the run then treats them as reported (erased, with the usual guards) and resolves the report "
+            "once they are gone. The other accounts of the report are left alone. To decide that the report "
+            "means none of them, resolve it where reports are kept."),
         "max_subjects": Param(
             None, type=["null", "integer"], minimum=1, title="At most this many subjects",
             description_md="Erase at most this many children in this run (lowest account ids first); the rest "

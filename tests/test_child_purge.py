@@ -89,7 +89,9 @@ def test_people_get_a_dry_run_by_default_and_the_schedule_runs_live():
                                    timing("manual"))
     assert resolved.user_ids == (3, 5) and resolved.max_subjects == 2 and resolved.approve_plan == "ab" * 32
     assert resolved.as_of == date(2026, 11, 25)
-    for bad in ({"user_ids": [0]}, {"max_subjects": 0}, {"approve_plan": "abc"}, {"dry_run": "no"}):
+    assert PurgeParams.resolve({"confirm_user_ids": [9, 7, 9]}, s, timing("manual")).confirm_user_ids == (7, 9)
+    for bad in ({"user_ids": [0]}, {"max_subjects": 0}, {"approve_plan": "abc"}, {"dry_run": "no"},
+                {"confirm_user_ids": [0]}, {"confirm_user_ids": ["7"]}):
         with pytest.raises(ParamError):
             PurgeParams.resolve(bad, s, timing("manual"))
 
@@ -460,3 +462,108 @@ def test_a_report_naming_two_accounts_is_resolved_by_the_purge_of_the_last(fresh
         resolved_at, email = ops.execute("select resolved_at, reported_email from child_reports where id = 10").fetchone()
         assert resolved_at is not None and email == address_hash(KEY, "twins@example.com")
         assert erase(3, [11]).extra == {"reports_resolved": [11]}
+
+
+# -- reports that name only an address (households) -----------------------------------------------------------
+
+def _add_users(ops, *rows) -> list[int]:
+    """(email, birth_date, declared_age) -> new account ids, created a year ago."""
+    start = ops.execute("select coalesce(max(id), 0) + 1000 from users").fetchone()[0]
+    ids = []
+    for i, (email, birth, declared) in enumerate(rows):
+        ops.execute("insert into users (id, email, birth_date, declared_age, created_at) "
+                    "values (%s, %s, %s, %s, now() - interval '1 year')", (start + i, email, birth, declared))
+        ids.append(start + i)
+    return ids
+
+
+def _report(ops, address: str) -> int:
+    return ops.execute("insert into child_reports (user_id, reported_email, source, reported_at) "
+                       "values (null, %s, 'parent', now()) returning id", (address,)).fetchone()[0]
+
+
+def _report_outcome(world, run_id: str, report_id: int):
+    return world.store.execute("select outcome, user_ids, confirmed_user_ids, resolved from "
+                               "compliance.child_report_outcomes where run_id = %s and report_id = %s",
+                               (run_id, report_id)).fetchone()
+
+
+def test_a_households_address_report_never_erases_the_adult_and_waits_for_a_person(world):
+    """Found by a QA trial: an adult and a child share an address; one open report names only the address.
+    A live run purged both, the adult 'caught' by rule reported."""
+    adult, child = _add_users(world.ops, ("family.z@example.com", date(1980, 5, 1), None),
+                              (" Family.Z@Example.com", date(2018, 5, 1), None))
+    report = _report(world.ops, "FAMILY.Z@example.com")
+    before = user_rows(world.ops, [adult])
+
+    result = run_all(world, "household", params(world))
+    assert result["state"] == "purged"
+    assert user_rows(world.ops, [adult]) == before  # the adult: untouched
+    assert user_rows(world.ops, [child]) == 0       # the child: caught by its own birth date
+    records = dict(world.store.execute("select subject_hash, rules from compliance.child_purges "
+                                       "where run_id = 'household' and subject_hash = any(%s)",
+                                       ([user_hash(KEY, adult), user_hash(KEY, child)],)).fetchall())
+    assert records == {user_hash(KEY, child): ["under_13_now", "under_13_at_signup"]}  # not "reported"
+    assert _report_outcome(world, "household", report) == ("needs_review", [adult, child], [], False)
+    assert world.ops.execute("select resolved_at from child_reports where id = %s", (report,)).fetchone()[0] is None
+
+
+def test_an_address_report_naming_one_adult_or_several_accounts_erases_none_of_them(world):
+    lone_adult, declared_adult, twin_a, twin_b, lone = _add_users(
+        world.ops, ("grown.up@example.com", date(1975, 1, 1), None), ("says.adult@example.com", None, 30),
+        ("twins@example.com", None, None), ("TWINS@example.com ", None, None), ("only.one@example.com", None, None))
+    reports = [_report(world.ops, a) for a in ("grown.up@example.com", " says.adult@example.com",
+                                                "twins@example.com", "only.one@example.com")]
+    before = {uid: user_rows(world.ops, [uid]) for uid in (lone_adult, declared_adult, twin_a, twin_b)}
+
+    run_all(world, "review", params(world))
+    assert {uid: user_rows(world.ops, [uid]) for uid in before} == before
+    assert _report_outcome(world, "review", reports[0]) == ("needs_review", [lone_adult], [], False)
+    assert _report_outcome(world, "review", reports[1]) == ("needs_review", [declared_adult], [], False)
+    assert _report_outcome(world, "review", reports[2]) == ("needs_review", [twin_a, twin_b], [], False)
+    # An address naming only one account with no age data still erases it, as before.
+    assert user_rows(world.ops, [lone]) == 0
+    assert world.ops.execute("select resolved_at is not null from child_reports where id = %s",
+                             (reports[3],)).fetchone()[0]
+
+
+def test_a_person_confirms_which_account_a_household_report_means(world):
+    twin_a, twin_b = _add_users(world.ops, ("twins@example.com", None, None), (" Twins@Example.com", None, None))
+    report = _report(world.ops, "twins@example.com")
+    run_all(world, "first", params(world))
+    assert _report_outcome(world, "first", report) == ("needs_review", [twin_a, twin_b], [], False)
+    assert user_rows(world.ops, [twin_a]) > 0 and user_rows(world.ops, [twin_b]) > 0
+
+    dry = run_all(world, "confirm-dry", params(world, dry_run=True, confirm_user_ids=(twin_b,)))
+    assert dry["state"] == "dry_run" and user_rows(world.ops, [twin_b]) > 0
+    before_a = user_rows(world.ops, [twin_a])
+    run_all(world, "confirmed", params(world, confirm_user_ids=(twin_b,)))
+    assert user_rows(world.ops, [twin_b]) == 0 and user_rows(world.ops, [twin_a]) == before_a
+    rules = world.store.execute("select rules from compliance.child_purges where run_id = 'confirmed' "
+                                "and subject_hash = %s", (user_hash(KEY, twin_b),)).fetchone()[0]
+    assert rules == ["reported"]
+    outcome, named, confirmed, resolved = _report_outcome(world, "confirmed", report)
+    assert (outcome, named, confirmed, resolved) == ("purged", [twin_a, twin_b], [twin_b], True)
+    assert world.ops.execute("select resolved_at is not null from child_reports where id = %s",
+                             (report,)).fetchone()[0]
+    # The next run leaves the other account alone: the report is resolved.
+    run_all(world, "after", params(world))
+    assert user_rows(world.ops, [twin_a]) == before_a
+
+
+def test_every_purged_record_ends_verified_whichever_run_verifies_it(world):
+    """Found by a QA trial: two live runs of one approved plan; run B's verify cleared the account id of run A's
+    purged record before A verified it, so A's verify never found it: verified_at stayed NULL for ever."""
+    at = datetime.now(timezone.utc)
+    gone = [10 ** 12 + i for i in range(3)]  # no such accounts: nothing left of them in any table
+    with world.store.cursor().copy("copy compliance.child_purges (run_id, subject_hash, user_id, outcome, purged_at, "
+                                   "detected_at, updated_at) from stdin") as copy:
+        for uid in gone:
+            copy.write_row(("run-a", user_hash(KEY, uid), uid, "purged", at, at, at))
+            copy.write_row(("run-b", user_hash(KEY, uid), uid, "already_erased", None, at, at))
+    purge.verify_purge(world.ops, world.store, world.dm, ctx("run-b"))
+    purge.verify_purge(world.ops, world.store, world.dm, ctx("run-a"))
+    left = world.store.execute("select run_id, outcome from compliance.child_purges where subject_hash = any(%s) "
+                               "and (verified_at is null or user_id is not null)",
+                               ([user_hash(KEY, uid) for uid in gone],)).fetchall()
+    assert left == []

@@ -314,7 +314,10 @@ def test_changes_after_the_build_are_honoured_at_send_time(conns, sendgrid):
     ops.execute("update users set email = %s where id = %s", (f"renamed.{rename}@example.org", rename))
     ops.execute("""insert into child_reports (id, user_id, source, reported_at)
                    select coalesce(max(id), 0) + 1, %s, 'parent', now() from child_reports""", (child,))
-    # A report that names the account only by its address, spelt differently: the rule matches it all the same.
+    # A report that names the account only by its address, spelt differently: the rule matches it all the same
+    # (an account whose own data says nothing of its age: an address-only report never makes an adult a child).
+    ages = ops.execute("select birth_date, declared_age from users where id = %s", (named,)).fetchone()
+    ops.execute("update users set birth_date = null, declared_age = null where id = %s", (named,))
     ops.execute("""insert into child_reports (id, reported_email, source, reported_at)
                    select coalesce(max(id), 0) + 1, ' ' || upper(%s) || ' ', 'parent', now() from child_reports""",
                 (email[named],))
@@ -341,6 +344,7 @@ def test_changes_after_the_build_are_honoured_at_send_time(conns, sendgrid):
                     "and reported_at > now() - interval '1 hour'", (child,))
         ops.execute("delete from child_reports where user_id is null and lower(btrim(reported_email)) = lower(%s) "
                     "and reported_at > now() - interval '1 hour'", (email[named],))
+        ops.execute("update users set birth_date = %s, declared_age = %s where id = %s", (*ages, named))
 
 
 def test_a_suppression_spelt_with_other_white_space_is_honoured_at_send_time(conns, sendgrid):

@@ -191,6 +191,7 @@ def test_the_purges_section_reads_the_runs_their_subjects_and_the_notices_owed(s
     assert live["run"]["href"] == "/af/dags/child_data_purge/runs/scheduled__live"
     assert data["rows"][0]["outcomes"] == "planned 1"  # a run still in progress shows where it is
     facts = {f["label"]: f["value"] for f in data["facts"]}
+    assert facts["Reports waiting for a person (needs_review)"] == "none"
     assert facts["Subjects purged (all runs)"] == 1
     assert facts["Vendor deletion notices owed"] == "1 notice(s): 1 subject(s), 1 vendor(s)"
     assert data["refreshed"]["run_id"] == "scheduled__live" and data["refreshed"]["at"] == at(2).isoformat()
@@ -198,6 +199,16 @@ def test_the_purges_section_reads_the_runs_their_subjects_and_the_notices_owed(s
     assert only_live["total"] == 1 and only_live["rows"][0]["run"]["text"] == "scheduled__live"
     with pytest.raises(sections.PageError, match="is not one of"):
         render(store, "purges", {"mode": "dry"})
+    # A household's report (an address naming several accounts, or an adult) waits for a person: the newest run
+    # that looked at every report says which, by report and account ids.
+    ledger.start_run(store, run_id="scheduled__next", as_of=date(2026, 11, 26), run_type="scheduled", dry_run=False,
+                     targeted=False, max_subjects=None, threshold=50, started_at=at(5))
+    ledger.record_detection(store, "scheduled__next", [], [
+        ledger.ReportNote(21, ledger.NEEDS_REVIEW, "the address names 2 accounts (7, 8)", (7, 8)),
+        ledger.ReportNote(22, "no_match")], at=at(5), counts={})
+    facts = {f["label"]: f for f in render(store, "purges")["facts"]}
+    review = facts["Reports waiting for a person (needs_review)"]
+    assert (review["value"], review["tone"]) == ("report 21: account(s) 7, 8", "warn")
 
 
 def add_manifest(conn, vendor_id, label, start, violations, run_id):

@@ -26,6 +26,8 @@ DRY_RUN = "dry_run"
 DEFERRED = "deferred"
 APPROVAL_REQUIRED = "approval_required"
 REJECTED = "rejected"
+NEEDS_REVIEW = "needs_review"   # a report's outcome: its address names several accounts or an adult
+CONFIRMED = "confirmed"         # a report's outcome: a person said which of its accounts it means
 OPEN = (PLANNED, ERASING)
 
 
@@ -84,12 +86,22 @@ class Detected:
         return None if self.rules else "; ".join(self.problems)
 
 
-def record_detection(store, run_id: str, subjects: Sequence[Detected], reports: Iterable[tuple[int, str, str | None, bool]],
-                     *, at: datetime, counts: dict) -> bool:
-    """Record what the run detected, once; False when an earlier attempt of the run already had.
+@dataclass(frozen=True, order=True)
+class ReportNote:
+    """What a run found of an open report that leads to no purge of its own: named no one (``no_match``,
+    ``already_gone``, ``invalid``), or needs a person (``needs_review``, ``confirmed``: the accounts it names
+    and those a person confirmed)."""
 
-    ``reports``: (report id, outcome, reason, resolved) for the open reports that named no one to purge.
-    """
+    report_id: int
+    outcome: str
+    reason: str | None = None
+    user_ids: tuple[int, ...] = ()
+    confirmed: tuple[int, ...] = ()
+
+
+def record_detection(store, run_id: str, subjects: Sequence[Detected], reports: Iterable[ReportNote],
+                     *, at: datetime, counts: dict) -> bool:
+    """Record what the run detected, once; False when an earlier attempt of the run already had."""
     with store.transaction():
         run = load_run(store, run_id, lock=True)
         if run.detected_at is not None:
@@ -102,9 +114,10 @@ def record_detection(store, run_id: str, subjects: Sequence[Detected], reports: 
                                 s.outcome, s.reason, at, at))
         with store.cursor() as cur:
             cur.executemany("""insert into compliance.child_report_outcomes (run_id, report_id, outcome, reason, resolved,
-                                                                           recorded_at)
-                               values (%s, %s, %s, %s, %s, %s) on conflict do nothing""",
-                            [(run_id, rid, outcome, reason, resolved, at) for rid, outcome, reason, resolved in reports])
+                                                                           user_ids, confirmed_user_ids, recorded_at)
+                               values (%s, %s, %s, %s, false, %s, %s, %s) on conflict do nothing""",
+                            [(run_id, r.report_id, r.outcome, r.reason, list(r.user_ids), list(r.confirmed), at)
+                             for r in reports])
         store.execute("""update compliance.child_purge_runs set detected_at = %s, counts = %s where run_id = %s""",
                       (at, Jsonb({"detected": counts}), run_id))
     return True
@@ -278,7 +291,11 @@ def finish_subject(store, ctx: RunContext, run_id: str, result: ErasureResult, *
                     cur.executemany(
                         """insert into compliance.child_report_outcomes (run_id, report_id, outcome, resolved,
                                                                          subject_hash, recorded_at)
-                           values (%s, %s, 'purged', true, %s, %s) on conflict do nothing""",
+                           values (%s, %s, 'purged', true, %s, %s)
+                           on conflict (run_id, report_id) do update
+                               set outcome = 'purged', resolved = true, subject_hash = excluded.subject_hash,
+                                   recorded_at = excluded.recorded_at
+                               where child_report_outcomes.outcome = 'confirmed'""",
                         [(run_id, rid, result.subject_hash, at) for rid in resolved])
             store.execute("""update compliance.child_purges
                              set outcome = 'already_erased', reason = %s, user_id = null, updated_at = %s
@@ -327,7 +344,12 @@ def unverified(store, run_id: str) -> list[tuple[str, int]]:
 
 
 def mark_verified(store, run_id: str, subject_hashes: Sequence[str], at: datetime) -> int:
-    """Checked after commit: from now on the store knows these subjects by their keyed hash only."""
+    """Checked after commit: from now on the store knows these subjects by their keyed hash only.
+
+    The check counted what is left of the subject, whichever run erased it: every run's ``purged`` (or
+    ``already_erased``) record of these subjects is verified with it. Clearing another run's account id without
+    verifying its record would leave that record unverified for ever (its own verify step looks for records
+    that still hold an account id), as two live runs of one approved plan once showed."""
     with store.transaction():
         # Every run's rows of these subjects, locked first in one order: two runs verifying the same subjects at
         # once would otherwise each hold their own rows and wait for the other's (a deadlock).
@@ -336,9 +358,14 @@ def mark_verified(store, run_id: str, subject_hashes: Sequence[str], at: datetim
         n = store.execute("""update compliance.child_purges set verified_at = %s, user_id = null
                              where run_id = %s and subject_hash = any(%s) and verified_at is null""",
                           (at, run_id, list(subject_hashes))).rowcount
-        store.execute("""update compliance.child_purges set user_id = null
-                         where subject_hash = any(%s) and user_id is not null and outcome not in ('planned', 'erasing')""",
-                      (list(subject_hashes),))
+        store.execute("""update compliance.child_purges
+                         set user_id = null,
+                             verified_at = case when outcome in ('purged', 'already_erased') then coalesce(verified_at, %s)
+                                                else verified_at end
+                         where subject_hash = any(%s) and run_id <> %s and outcome not in ('planned', 'erasing')
+                           and (user_id is not null
+                                or (verified_at is null and outcome in ('purged', 'already_erased')))""",
+                      (at, list(subject_hashes), run_id))
     return n
 
 

@@ -29,12 +29,16 @@ class PurgeParams:
     user_ids: tuple[int, ...] = ()         # only these accounts (empty: every account)
     max_subjects: int | None = None        # erase at most this many subjects this run
     approve_plan: str | None = None        # the hash of the one plan this run may carry out
+    confirm_user_ids: tuple[int, ...] = ()  # accounts a person confirmed as the one an address-only report means
 
     @classmethod
     def resolve(cls, raw: Mapping[str, Any], settings: Settings, timing: RunTiming) -> "PurgeParams":
         ids = raw.get("user_ids") or ()
         if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
             raise ParamError("user_ids must be a list of positive account ids")
+        confirm = raw.get("confirm_user_ids") or ()
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in confirm):
+            raise ParamError("confirm_user_ids must be a list of positive account ids")
         cap = raw.get("max_subjects")
         if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
             raise ParamError(f"max_subjects must be a whole number of subjects of at least 1, not {cap!r}")
@@ -47,7 +51,8 @@ class PurgeParams:
         scheduled = timing.scheduled
         return cls(as_of=run_today(timing, settings.tz), dry_run=False if scheduled else dry_run, scheduled=scheduled,
                    run_type=timing.run_type, user_ids=tuple(sorted(set(ids))), max_subjects=cap,
-                   approve_plan=approve.strip().lower() if approve else None)
+                   approve_plan=approve.strip().lower() if approve else None,
+                   confirm_user_ids=tuple(sorted(set(confirm))))
 
     @property
     def targeted(self) -> bool:

@@ -50,10 +50,11 @@ def detect_children(ops, store, dm: DataMap, settings: Settings, ctx: RunContext
                            dry_run=params.dry_run, targeted=params.targeted, max_subjects=params.max_subjects,
                            threshold=settings.purge_threshold, started_at=ctx.now())
     if run.detected_at is None:
-        found = detection.detect(ops, dm, as_of=params.as_of, tz=settings.timezone, user_ids=params.user_ids)
+        found = detection.detect(ops, dm, as_of=params.as_of, tz=settings.timezone, user_ids=params.user_ids,
+                                 confirmed=params.confirm_user_ids)
         subjects = [ledger.Detected(user_hash(key, s.user_id), s.user_id, s.rules, s.problems, s.report_ids)
                     for s in found]
-        outcomes = [] if params.targeted else _report_outcomes(ops, dm)
+        outcomes = _report_outcomes(ops, dm, params)
         counts = _detection_counts(found, outcomes)
         if params.targeted:
             children = {s.user_id for s in found if s.child}
@@ -70,15 +71,32 @@ def detect_children(ops, store, dm: DataMap, settings: Settings, ctx: RunContext
              counts.get("invalid", 0), ", ".join(f"{k}={v}" for k, v in counts.get("reports", {}).items()) or "none")
     if counts.get("not_children"):
         log.info("targeted account id(s) that no rule catches (nothing to do): %s", counts["not_children"])
+    review = counts.get("reports", {}).get(ledger.NEEDS_REVIEW, 0)
+    if review:
+        log.warning("%d report(s) name only an address that names several accounts or an adult: nothing of theirs "
+                    "is erased until a person confirms which account is meant (confirm_user_ids; the compliance "
+                    "page lists them)", review)
     return counts
 
 
-def _report_outcomes(ops, dm: DataMap) -> list[tuple[int, str, str | None, bool]]:
-    """Open reports that name no one to purge: (id, outcome, reason, resolved yet). A live run resolves the
-    no_match and already_gone ones when it finishes (detection and planning only read the database)."""
-    found = [(r.report_id, r.outcome, None, False) for r in detection.unmatched_reports(ops, dm)]
-    found += [(rid, "invalid", "the report names neither an account id nor an email address", False)
-              for rid in detection.empty_reports(ops, dm)]
+def _report_outcomes(ops, dm: DataMap, params: PurgeParams) -> list[ledger.ReportNote]:
+    """Open reports that name no one to purge, or that a person must look at. A live run resolves the no_match
+    and already_gone ones when it finishes (detection and planning only read the database); a needs_review one
+    stays open; a confirmed one is resolved once the accounts a person confirmed are purged. A targeted run
+    notes only the reports that need a person and name one of its accounts."""
+    found = [] if params.targeted else (
+        [ledger.ReportNote(r.report_id, r.outcome) for r in detection.unmatched_reports(ops, dm)]
+        + [ledger.ReportNote(rid, "invalid", "the report names neither an account id nor an email address")
+           for rid in detection.empty_reports(ops, dm)])
+    for r in detection.reports_needing_review(ops, dm, as_of=params.as_of, confirmed=params.confirm_user_ids):
+        if params.targeted and not set(r.user_ids) & set(params.user_ids):
+            continue
+        if r.confirmed:
+            found.append(ledger.ReportNote(r.report_id, ledger.CONFIRMED, f"a person confirmed account(s) "
+                         f"{', '.join(map(str, r.confirmed))} of the {len(r.user_ids)} it names",
+                         r.user_ids, r.confirmed))
+        else:
+            found.append(ledger.ReportNote(r.report_id, ledger.NEEDS_REVIEW, r.reason, r.user_ids))
     return sorted(found)
 
 
@@ -88,8 +106,8 @@ def _detection_counts(found, outcomes) -> dict:
         for rule in s.rules:
             rules[rule] = rules.get(rule, 0) + 1
     by_outcome: dict[str, int] = {}
-    for _, outcome, _, _ in outcomes:
-        by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+    for note in outcomes:
+        by_outcome[note.outcome] = by_outcome.get(note.outcome, 0) + 1
     return {"children": sum(1 for s in found if s.child), "invalid": sum(1 for s in found if not s.child),
             "with_problems": sum(1 for s in found if s.child and s.problems), "rules": dict(sorted(rules.items())),
             "reports": dict(sorted(by_outcome.items()))}
@@ -299,8 +317,9 @@ def _purge_one(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, par
         result = erasure.erase_subject(
             ops, dm, row.user_id, key, at=now, unmapped=unmapped, wait=wait,
             recheck=lambda conn: detection.still_a_child(conn, dm, row.user_id, as_of=params.as_of,
-                                                         tz=settings.timezone),
-            in_transaction=lambda conn: reports.resolve_for_subject(conn, dm, row.user_id, row.report_ids, now),
+                                                         tz=settings.timezone, confirmed=params.confirm_user_ids),
+            in_transaction=lambda conn: reports.resolve_for_subject(conn, dm, row.user_id, row.report_ids, now,
+                                                                    confirmed=params.confirm_user_ids),
             before_commit=before_commit)
     except _NotThisRunsToErase:
         return "skipped"

@@ -289,6 +289,11 @@ def _purges(req: Request) -> dict:
              {"label": "Vendor deletion notices owed",
               "value": f"{owed['notices']} notice(s): {owed['subjects']} subject(s), {owed['vendors']} vendor(s)",
               "tone": "warn" if owed["notices"] else "good"}]
+    review = children.reports_needing_review(req.conn)
+    facts.append({"label": "Reports waiting for a person (needs_review)",
+                  "value": "; ".join(f"report {r['report_id']}: account(s) {', '.join(map(str, r['user_ids']))}"
+                                     for r in review[:10]) + (f" and {len(review) - 10} more" if len(review) > 10 else "")
+                  if review else "none", "tone": "warn" if review else "good"})
     stuck = children.open_records(req.conn)
     if stuck:
         facts.append({"label": "Records left open", "value": "; ".join(f"{r} {o} {n}" for r, o, n in stuck[:5]),
@@ -370,8 +375,9 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         key="purges", title="Child-data purges", dag_id=children.DAG_ID, tables=children.TABLES,
         about="Per run: its plan (hash, subjects) and how it was approved, its subjects by outcome (purged, "
-              "held, invalid ...) and the reports it settled (no_match: named no account); above, the subjects "
-              "purged in all and the deletion notices still owed to vendors.",
+              "held, invalid ...) and the reports it settled (no_match: named no account; needs_review: an "
+              "address naming several accounts or an adult, waiting for a person); above, the subjects purged in "
+              "all, the deletion notices still owed to vendors and the reports waiting for a person.",
         refreshed_by="daily (live), and by a manual run (a dry run unless dry_run is off)",
         filters=(Filter("mode", "Runs", children.MODES),),
         columns=(Column("run", "Run", "link"), Column("as_of", "As of", "date"), Column("mode", "Mode"),
