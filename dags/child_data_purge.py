@@ -3,10 +3,24 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Param, task
+from airflow.sdk import Param
 
-from include.seam.approval import ANSWER_KEY, approval_timeout, erasure_approval
+from include.seam.approval import approval_timeout
 from include.seam.dag import SENDGRID_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
+from include.seam.erasure import ErasureTasks, erasure_workflow, step_task
+
+STEPS = "include.children.purge"
+PARAMS = "include.children.params:PurgeParams"
+PURGE = ErasureTasks(
+    steps=STEPS, params=PARAMS, what="purge",
+    plan="plan_purge", erase="purge_subjects", verify="verify_purge",
+    approval={"gate": "approval_gate", "review": "approve_purge", "in_advance": "approved_in_advance"},
+    docs={
+        "plan_purge": "Plan the erasure from the data map (tables, rows, holds, vendors) and hash it; decide its gate.",
+        "purge_subjects": "Erase each planned child in its own transaction, account row last, verified before commit.",
+        "verify_purge": "Count again, after commit, what is left of this run's erased subjects in every table.",
+        "finish_run": "Record how the run ended (a plan nobody approved: rejected); resolve reports that named no one.",
+    })
 
 
 @privacy_dag(
@@ -44,87 +58,14 @@ from include.seam.dag import SENDGRID_POOL, approve_plan_param, dry_run_param, i
     },
 )
 def child_data_purge():
-    @task
-    def detect_children() -> dict:
-        """Find every child under 13 (and every account no rule can judge) and the reports naming no one."""
-        from include.children import purge
-        from include.children.params import PurgeParams
-        from include.seam.task import task_env
-        from include.subjects import SUBJECT_KEY, SUBJECT_KEY_PURPOSE
-
-        with task_env(PurgeParams) as env:
-            key = env.secret(SUBJECT_KEY, purpose=SUBJECT_KEY_PURPOSE)
-            return purge.detect_children(env.ops, env.store, env.datamap, env.settings, env.ctx, env.params, key)
-
-    @task
-    def plan_purge() -> dict:
-        """Plan the erasure from the data map (tables, rows, holds, vendors) and hash it; decide its gate."""
-        from include.children import purge
-        from include.children.params import PurgeParams
-        from include.seam.task import task_env
-        from include.subjects import SUBJECT_KEY, SUBJECT_KEY_PURPOSE
-
-        with task_env(PurgeParams) as env:
-            key = env.secret(SUBJECT_KEY, purpose=SUBJECT_KEY_PURPOSE)
-            return purge.plan_purge(env.ops, env.store, env.datamap, env.settings, env.ctx, env.params, key)
-
-    @task(trigger_rule="none_failed_min_one_success")
-    def purge_subjects() -> dict:
-        """Erase each planned child in its own transaction, account row last, verified before commit."""
-        from airflow.sdk import get_current_context
-
-        from include.children import purge
-        from include.children.params import PurgeParams
-        from include.seam.task import task_env
-        from include.subjects import SUBJECT_KEY, SUBJECT_KEY_PURPOSE
-
-        approval = get_current_context()["ti"].xcom_pull(task_ids="approve_purge", key=ANSWER_KEY)
-        with task_env(PurgeParams) as env:
-            key = env.secret(SUBJECT_KEY, purpose=SUBJECT_KEY_PURPOSE)
-            return purge.purge_subjects(env.ops, env.store, env.datamap, env.settings, env.ctx, env.params, key,
-                                        approval)
-
-    @task
-    def verify_purge() -> dict:
-        """Count again, after commit, what is left of this run's erased subjects in every table."""
-        from include.children import purge
-        from include.seam.task import task_env
-
-        with task_env() as env:
-            return purge.verify_purge(env.ops, env.store, env.datamap, env.ctx)
-
-    @task(pool=SENDGRID_POOL)
-    def notify_compliance() -> dict:
-        """Email the compliance team the run's counts per outcome, table and vendor (notices owed)."""
-        from include.children import purge
-        from include.children.params import PurgeParams
-        from include.seam.task import task_env
-
-        with task_env(PurgeParams) as env:
-            return purge.notify_compliance(env.store, env.mailer, env.settings, env.ctx, env.params)
-
-    @task(trigger_rule="none_failed")
-    def finish_run() -> dict:
-        """Record how the run ended (a plan nobody approved: rejected); resolve reports that named no one."""
-        from airflow.sdk import get_current_context
-
-        from include.children import purge
-        from include.children.params import PurgeParams
-        from include.seam.task import task_env
-
-        approval = get_current_context()["ti"].xcom_pull(task_ids="approve_purge", key=ANSWER_KEY)
-        with task_env(PurgeParams) as env:
-            return purge.finish_run(env.ops, env.store, env.datamap, env.ctx, env.params, approval)
-
-    planned = plan_purge()
-    prepare_store() >> detect_children() >> planned
-    _, approve, in_advance = erasure_approval(
-        planned, plan_task_id="plan_purge", gate_task_id="approval_gate", review_task_id="approve_purge",
-        in_advance_task_id="approved_in_advance", what="purge")
-    purged = purge_subjects()
-    [approve, in_advance] >> purged
-    finished = finish_run()
-    purged >> [verify_purge(), notify_compliance()] >> finished
+    purge = erasure_workflow(PURGE)  # plan_purge → approval → purge_subjects → verify_purge → finish_run
+    detect = step_task(f"{STEPS}:detect_children", PARAMS, doc=(
+        "Find every child under 13 (and every account no rule can judge) and the reports naming no one, or "
+        "waiting for a person."))
+    notify = step_task(f"{STEPS}:notify_compliance", PARAMS, pool=SENDGRID_POOL, doc=(
+        "Email the compliance team the run's counts per outcome, table and vendor (notices owed)."))
+    prepare_store() >> detect >> purge.plan
+    purge.erase >> notify >> purge.finish
 
 
 child_data_purge()

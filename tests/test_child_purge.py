@@ -19,6 +19,7 @@ from include.children.params import PurgeParams
 from include.config import Settings
 from include.datamap import load_datamap
 from include.periods import ParamError, RunTiming
+from include.step import Step
 from include.subjects import address_hash, user_hash
 from tests.purge_support import OPS_TABLES, checksums, expected_children
 
@@ -48,20 +49,27 @@ def ctx(run_id: str) -> RunContext:
     return RunContext(run_id=run_id, actor="test", dag_id="child_data_purge", task_id="test")
 
 
+def step(world, run_id: str, p: PurgeParams | None = None, *, settings: Settings | None = None, ops=None, store=None,
+         approval=None, mailer=None) -> Step:
+    """The step context a task of the run gets (the seam builds it under Airflow)."""
+    return Step(ctx=ctx(run_id), settings=settings or world.settings, params=p or params(world), ops=ops or world.ops,
+                store=store or world.store, datamap=world.dm, key=KEY, mailer=mailer, approval=approval)
+
+
 def run_until_gate(world, run_id: str, p: PurgeParams, settings: Settings | None = None, ops=None, store=None) -> dict:
-    ops, store, settings = ops or world.ops, store or world.store, settings or world.settings
-    purge.detect_children(ops, store, world.dm, settings, ctx(run_id), p, KEY)
-    return purge.plan_purge(ops, store, world.dm, settings, ctx(run_id), p, KEY)
+    s = step(world, run_id, p, settings=settings, ops=ops, store=store)
+    purge.detect_children(s)
+    return purge.plan_purge(s)
 
 
 def run_all(world, run_id: str, p: PurgeParams, approval=None, settings: Settings | None = None, ops=None,
             store=None) -> dict:
-    ops, store, settings = ops or world.ops, store or world.store, settings or world.settings
+    s = step(world, run_id, p, settings=settings, ops=ops, store=store, approval=approval)
     plan = run_until_gate(world, run_id, p, settings, ops, store)
     if route(plan) is not None:
-        purge.purge_subjects(ops, store, world.dm, settings, ctx(run_id), p, KEY, approval)
-        purge.verify_purge(ops, store, world.dm, ctx(run_id))
-    return purge.finish_run(ops, store, world.dm, ctx(run_id), p, approval)
+        purge.purge_subjects(s)
+        purge.verify_purge(s)
+    return purge.finish_run(s)
 
 
 def user_rows(conn, ids) -> int:
@@ -111,15 +119,15 @@ def test_the_seam_tells_a_task_how_its_run_was_started():
 def test_the_gate_keeps_its_order():
     p = PurgeParams(as_of=date(2026, 11, 25), dry_run=False, scheduled=True)
     h = "a" * 64
-    assert purge.decide(h, 5, p, 10).state == "planned" and purge.decide(h, 5, p, 10).approval == "not_needed"
-    assert purge.decide(h, 10, p, 10).approval == "not_needed"      # at the threshold: no review
-    assert purge.decide(h, 11, p, 10).state == "awaiting_approval"   # above it: a person decides
-    assert purge.decide(h, 0, p, 10).state == "nothing_to_purge"
+    assert purge.gate(h, 5, p, 10).state == "planned" and purge.gate(h, 5, p, 10).approval == "not_needed"
+    assert purge.gate(h, 10, p, 10).approval == "not_needed"      # at the threshold: no review
+    assert purge.gate(h, 11, p, 10).state == "awaiting_approval"   # above it: a person decides
+    assert purge.gate(h, 0, p, 10).state == "nothing_to_purge"
     approved = replace(p, approve_plan=h)
-    assert purge.decide(h, 500, approved, 10).approval == "plan_hash"
-    assert purge.decide("b" * 64, 500, approved, 10).state == "plan_changed"
-    assert purge.decide("b" * 64, 3, approved, 10).state == "plan_changed"  # even under the threshold
-    assert purge.decide(h, 500, replace(approved, dry_run=True), 10).state == "dry_run"
+    assert purge.gate(h, 500, approved, 10).approval == "plan_hash"
+    assert purge.gate("b" * 64, 500, approved, 10).state == "plan_changed"
+    assert purge.gate("b" * 64, 3, approved, 10).state == "plan_changed"  # even under the threshold
+    assert purge.gate(h, 500, replace(approved, dry_run=True), 10).state == "dry_run"
 
 
 def test_only_a_person_approving_is_an_approval():
@@ -136,7 +144,7 @@ def test_only_a_person_approving_is_an_approval():
 def test_a_dry_run_plans_and_counts_and_changes_nothing(world):
     before = checksums(world.ops)
     plan = run_until_gate(world, "dry", params(world, dry_run=True))
-    result = purge.finish_run(world.ops, world.store, world.dm, ctx("dry"), params(world, dry_run=True))
+    result = purge.finish_run(step(world, "dry", params(world, dry_run=True)))
     assert checksums(world.ops) == before
     to_purge, held = expected_children(world.ops, world.today)
     assert plan["state"] == "dry_run" and plan["subjects"] == len(to_purge) and route(plan) is None
@@ -238,9 +246,9 @@ def test_a_plan_above_the_threshold_waits_for_a_person(world):
     for approval in (None, {"chosen_options": ["Reject"], "responded_by_user": {"name": "bob"}}, timed_out,
                      {"chosen_options": ["Approve"], "responded_by_user": None}):
         with pytest.raises(purge.NotApproved):
-            purge.purge_subjects(world.ops, world.store, world.dm, settings, ctx("big"), params(world), KEY, approval)
+            purge.purge_subjects(step(world, "big", settings=settings, approval=approval))
     assert checksums(world.ops) == before
-    result = purge.finish_run(world.ops, world.store, world.dm, ctx("big"), params(world), timed_out)
+    result = purge.finish_run(step(world, "big", approval=timed_out))
     assert result["state"] == "rejected" and result["outcomes"]["rejected"] == plan["subjects"]
     # Nothing was erased; the run only resolved the report that named no one.
     after = checksums(world.ops)
@@ -268,7 +276,7 @@ def test_a_plan_approved_by_its_hash_runs_and_a_changed_one_does_not(world):
     assert checksums(world.ops) == before
     assert world.store.execute("select distinct outcome from compliance.child_purges where run_id = 'stale' and "
                                "outcome not in ('held', 'invalid')").fetchall() == [("approval_required",)]
-    skipped = purge.purge_subjects(world.ops, world.store, world.dm, settings, ctx("stale"), params(world), KEY)
+    skipped = purge.purge_subjects(step(world, "stale", settings=settings))
     assert skipped == {"skipped": "plan_changed"} and checksums(world.ops) == before
     # The current plan, approved by its own hash, runs without a reviewer.
     fresh = run_until_gate(world, "dry-2", params(world, dry_run=True), settings)
@@ -337,8 +345,8 @@ def test_an_interrupted_erasure_is_settled_by_the_next_attempt(world):
     assert dict(world.store.execute("select subject_hash, outcome from compliance.child_purges where run_id = 'crash' "
                                     "and outcome = 'erasing'").fetchall()) == {
         committed.subject_hash: "erasing", rolled_back.subject_hash: "erasing"}
-    purge.purge_subjects(world.ops, world.store, world.dm, world.settings, ctx("crash"), p, KEY)
-    purge.verify_purge(world.ops, world.store, world.dm, ctx("crash"))
+    purge.purge_subjects(step(world, "crash", p))
+    purge.verify_purge(step(world, "crash", p))
     outcome = dict(world.store.execute("select subject_hash, outcome from compliance.child_purges "
                                        "where run_id = 'crash'").fetchall())
     assert outcome[committed.subject_hash] == "purged" and outcome[rolled_back.subject_hash] == "purged"
@@ -420,9 +428,9 @@ def test_the_summary_email_counts_vendors_and_holds_no_personal_data(world, send
 
     run_all(world, "mail", params(world))
     mailer = SendGridMailer(api_key=SENDGRID_TEST_KEY, host=sendgrid.base_url)
-    sent = purge.notify_compliance(world.store, mailer, world.settings, ctx("mail"), params(world))
+    sent = purge.notify_compliance(step(world, "mail", mailer=mailer))
     assert sent["sent"] == 1 and sent["vendors"] >= 1
-    again = purge.notify_compliance(world.store, mailer, world.settings, ctx("mail"), params(world))
+    again = purge.notify_compliance(step(world, "mail", mailer=mailer))
     assert again == {"already_sent": "mail"}
     (message,) = sendgrid.accepted()
     payload = message["payload"]
@@ -432,7 +440,7 @@ def test_the_summary_email_counts_vendors_and_holds_no_personal_data(world, send
     emails = {r[0].lower() for r in world.ops.execute("select email from users where email is not null")}
     names = {r[0].lower() for r in world.ops.execute("select full_name from users where full_name is not null")}
     assert not [v for v in emails | names if v in str(payload).lower()]
-    dry = purge.notify_compliance(world.store, None, world.settings, ctx("mail"), params(world, dry_run=True))
+    dry = purge.notify_compliance(step(world, "mail", params(world, dry_run=True)))
     assert dry == {"skipped": "dry run"}
 
 
@@ -561,8 +569,8 @@ def test_every_purged_record_ends_verified_whichever_run_verifies_it(world):
         for uid in gone:
             copy.write_row(("run-a", user_hash(KEY, uid), uid, "purged", at, at, at))
             copy.write_row(("run-b", user_hash(KEY, uid), uid, "already_erased", None, at, at))
-    purge.verify_purge(world.ops, world.store, world.dm, ctx("run-b"))
-    purge.verify_purge(world.ops, world.store, world.dm, ctx("run-a"))
+    purge.verify_purge(step(world, "run-b"))
+    purge.verify_purge(step(world, "run-a"))
     left = world.store.execute("select run_id, outcome from compliance.child_purges where subject_hash = any(%s) "
                                "and (verified_at is null or user_id is not null)",
                                ([user_hash(KEY, uid) for uid in gone],)).fetchall()

@@ -76,8 +76,8 @@ def test_setup_faults_stop_the_run_with_one_sentence_before_anything_changes(wor
     assert "the subject-hashing key is not configured: set the password of Airflow connection 'privacy_subject_key'" in log
     state, log = run_dag(world, "conf-typo", conf={"dryrun": False})
     assert state == "failed"
-    assert "trigger conf key 'dryrun' is not a parameter of child_data_purge (its parameters: approve_plan, dry_run, " \
-           "max_subjects, user_ids)" in log
+    assert "trigger conf key 'dryrun' is not a parameter of child_data_purge (its parameters: approve_plan, " \
+           "confirm_user_ids, dry_run, max_subjects, user_ids)" in log
     assert support.checksums(conn) == before
     assert conn.execute("select count(*) from compliance.child_purges").fetchone()[0] == 0
 

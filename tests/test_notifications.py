@@ -526,6 +526,7 @@ def test_a_purged_childs_address_is_skipped_whatever_account_holds_it_later(conn
     new account registered with the child's address in another case and with spaces: never told."""
     from include.children import ledger as purge_ledger
     from include.erasure import erase_subject
+    from include.erasure import run as erasure_run
     from include.subjects import user_hash
 
     ops, store, _ = conns
@@ -534,8 +535,8 @@ def test_a_purged_childs_address_is_skipped_whatever_account_holds_it_later(conn
                          values ('kid-purged@example.com', 'A Child', 'US', current_date - interval '10 years', now())
                          returning id""").fetchone()[0]
     run_id = f"manual__purge-{kid}"
-    purge_ledger.start_run(store, run_id=run_id, as_of=TODAY, run_type="manual", dry_run=False, targeted=True,
-                           max_subjects=None, threshold=50, started_at=now)
+    erasure_run.start_run(store, purge_ledger.WORKFLOW, erasure_run.RunStart(
+        run_id=run_id, as_of=TODAY, run_type="manual", dry_run=False, threshold=50, started_at=now, targets=(kid,)))
     purge_ledger.record_detection(store, run_id, [purge_ledger.Detected(user_hash(KEY, kid), kid, ("under_13",), (),
                                                                         ())], [], at=now, counts={})
     result = erase_subject(ops, load_datamap(), kid, KEY, at=now,

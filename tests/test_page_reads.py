@@ -136,7 +136,8 @@ def test_whatif_runs_are_read_from_the_run_table_and_only_while_their_rows_are_k
 
 def test_a_section_whose_tables_are_missing_says_not_installed(store):
     """A store migrated by a release without the purge (its tables absent) shows the section as not installed."""
-    store.execute("drop table compliance.child_purges, compliance.child_purge_runs cascade")
+    store.execute("drop table compliance.child_purges cascade")
+    store.execute("drop view compliance.child_purge_runs")  # the purge's runs: a view of the erasure runs (0010)
     assert reads.missing_tables(store, ["compliance.dsr_status", "compliance.child_purges"]) == ["compliance.child_purges"]
     data = render(store, "purges")
     assert data["installed"] is False and "not installed yet" in data["note"] and "child_purges" in data["note"]
@@ -144,7 +145,7 @@ def test_a_section_whose_tables_are_missing_says_not_installed(store):
 
 
 def test_a_table_that_differs_from_the_read_says_so_and_leaves_the_connection_usable(store):
-    store.execute("alter table compliance.child_purge_runs drop column plan_hash")
+    store.execute("alter view compliance.child_purge_runs rename column plan_hash to plan_digest")
     data = render(store, "purges")
     assert data["installed"] is True and data["mismatch"] is True and "does not match" in data["note"]
     assert "plan_hash" in data["note"]
@@ -160,14 +161,16 @@ def test_the_purges_section_reads_the_runs_their_subjects_and_the_notices_owed(s
     """Runs and records written through the purge's own ledger (migration 0003's tables)."""
     from include.children import ledger
     from include.erasure import ErasureResult, TableCount
+    from include.erasure import run as erasure_run
     from include.erasure.facts import VendorShare
 
     def subject(n, rules=("under_13",), problems=()):
         return ledger.Detected(f"{n:064x}", n, tuple(rules), tuple(problems), ())
 
     for minutes, (run_id, dry) in enumerate((("scheduled__live", False), ("manual__dry", True))):
-        ledger.start_run(store, run_id=run_id, as_of=date(2026, 11, 25), run_type="manual" if dry else "scheduled",
-                         dry_run=dry, targeted=False, max_subjects=None, threshold=50, started_at=at(minutes))
+        erasure_run.start_run(store, ledger.WORKFLOW, erasure_run.RunStart(
+            run_id=run_id, as_of=date(2026, 11, 25), run_type="manual" if dry else "scheduled", dry_run=dry,
+            threshold=50, started_at=at(minutes)))
     ledger.record_detection(store, "scheduled__live",
                             [subject(1), subject(2), subject(3, rules=(), problems=("birth date in the future",))],
                             [], at=at(0), counts={"accounts": 3})
@@ -179,7 +182,8 @@ def test_the_purges_section_reads_the_runs_their_subjects_and_the_notices_owed(s
     store.execute("""insert into compliance.child_report_outcomes (run_id, report_id, outcome, resolved, recorded_at)
                      values ('scheduled__live', 11, 'no_match', true, %s), ('scheduled__live', 12, 'no_match', true, %s),
                             ('scheduled__live', 13, 'purged', true, %s)""", (at(2), at(2), at(2)))
-    ledger.finish_run(store, "scheduled__live", state="purged", at=at(2), counts={})
+    erasure_run.finish_run(store, erasure_run.load_run(store, ledger.WORKFLOW, "scheduled__live"), state="purged",
+                           at=at(2), counts={})
     ledger.record_detection(store, "manual__dry", [subject(5)], [], at=at(1), counts={"accounts": 1})
 
     data = render(store, "purges")
@@ -201,8 +205,9 @@ def test_the_purges_section_reads_the_runs_their_subjects_and_the_notices_owed(s
         render(store, "purges", {"mode": "dry"})
     # A household's report (an address naming several accounts, or an adult) waits for a person: the newest run
     # that looked at every report says which, by report and account ids.
-    ledger.start_run(store, run_id="scheduled__next", as_of=date(2026, 11, 26), run_type="scheduled", dry_run=False,
-                     targeted=False, max_subjects=None, threshold=50, started_at=at(5))
+    erasure_run.start_run(store, ledger.WORKFLOW, erasure_run.RunStart(
+        run_id="scheduled__next", as_of=date(2026, 11, 26), run_type="scheduled", dry_run=False, threshold=50,
+        started_at=at(5)))
     ledger.record_detection(store, "scheduled__next", [], [
         ledger.ReportNote(21, ledger.NEEDS_REVIEW, "the address names 2 accounts (7, 8)", (7, 8)),
         ledger.ReportNote(22, "no_match")], at=at(5), counts={})

@@ -76,7 +76,7 @@ def test_a_database_lost_mid_task_is_one_sentence_and_retried(fresh_db):
     from include.seam.task import TaskEnv, lost_database, readable_failures
 
     with psycopg.connect(fresh_db, autocommit=True) as killer, contextlib.ExitStack() as stack:
-        env = TaskEnv(ctx=RunContext(run_id="r", actor="t"), settings=Settings(), params={}, timing=None, stack=stack)
+        env = TaskEnv(ctx=RunContext(run_id="r", actor="t"), settings=Settings(), params={}, stack=stack)
         conn = env._db("ops_db", lambda: psycopg.connect(fresh_db, autocommit=True))
         pid = conn.info.backend_pid
         with pytest.raises(AirflowException) as err:

@@ -123,7 +123,7 @@ def _audit_anchor():
         with task_env() as env:
             if not audit.run_wrote_rows(env.store, dag_id=env.ctx.dag_id, run_id=env.ctx.run_id):
                 return None
-            return audit.anchor_head(env.store, env.objects, run_id=env.ctx.run_id, dag_id=env.ctx.dag_id)
+            return audit.anchor_head(env.store, env.evidence, run_id=env.ctx.run_id, dag_id=env.ctx.dag_id)
 
     return anchor_audit_log()
 
