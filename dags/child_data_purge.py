@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param
 
+from include.runconf import COUNT_MAX
 from include.seam.approval import approval_timeout
 from include.seam.dag import SENDGRID_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
 from include.seam.erasure import ErasureTasks, erasure_workflow, step_task
@@ -47,7 +48,7 @@ PURGE = ErasureTasks(
             "once they are gone. The other accounts of the report are left alone. To decide that the report "
             "means none of them, resolve it where reports are kept."),
         "max_subjects": Param(
-            None, type=["null", "integer"], minimum=1, title="At most this many subjects",
+            None, type=["null", "integer"], minimum=1, maximum=COUNT_MAX, title="At most this many subjects",
             description_md="Erase at most this many children in this run (lowest account ids first); the rest "
                            "are recorded as `deferred` and the next run picks them up. Empty = no cap."),
         "approve_plan": approve_plan_param(

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, task
 
+from include.runconf import COUNT_MAX
 from include.seam.dag import SENDGRID_POOL, dry_run_param, prepare_store, privacy_dag
 
 
@@ -26,7 +27,7 @@ from include.seam.dag import SENDGRID_POOL, dry_run_param, prepare_store, privac
             "recipient, in the task log. Nothing is written to the campaign tables and nothing is sent.",
             section="Campaign"),
         "max_recipients": Param(
-            None, type=["null", "integer"], minimum=1, title="At most this many recipients",
+            None, type=["null", "integer"], minimum=1, maximum=COUNT_MAX, title="At most this many recipients",
             description_md="Cap on the recipients this run sends to (shared between the parallel senders). Empty = "
                            "no cap. The rest stay pending: the next run continues the campaign.",
             section="Campaign"),

@@ -9,6 +9,7 @@ never silently ignored or half-applied.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any, Mapping
@@ -156,9 +157,28 @@ EXPECTED = {
 }
 
 
+def _non_finite(value: Any, path: tuple = ()) -> tuple[tuple, float] | None:
+    """The path and value of the first NaN or infinity in ``value`` (Python's JSON reader accepts ``NaN``,
+    ``Infinity`` and ``-Infinity``), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, (*path, key))
+        if found:
+            return found
+    return None
+
+
 def _validate_shape(raw: dict) -> None:
     from jsonschema import Draft202012Validator, FormatChecker
 
+    # NaN compares false with every bound, so "minimum"/"maximum" let it through (a NaN deadline never comes):
+    # no setting is a NaN or an infinity, whatever its schema says.
+    found = _non_finite(raw)
+    if found and found[0] and str(found[0][0]) in EXPECTED:
+        path, value = found
+        raise SettingsError(f"{'.'.join(map(str, path))} must be {EXPECTED[str(path[0])]}, not {json.dumps(value)}")
     validator = Draft202012Validator(SCHEMA, format_checker=FormatChecker())
     errors = sorted(validator.iter_errors(raw), key=lambda e: (list(e.path), str(e.validator)))
     if not errors:

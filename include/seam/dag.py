@@ -73,8 +73,11 @@ def dry_run_param(description: str, default: bool = False, section: str | None =
 def ids_param(title: str, description: str, section: str | None = None):
     from airflow.sdk import Param
 
-    return Param([], type="array", items={"type": "integer", "minimum": 1}, uniqueItems=True, title=title,
-                 description_md=description, **({"section": section} if section else {}))
+    from include.runconf import ID_MAX
+
+    # An id past PostgreSQL's bigint names nothing and would fail the first statement: the form refuses it.
+    return Param([], type="array", items={"type": "integer", "minimum": 1, "maximum": ID_MAX}, uniqueItems=True,
+                 title=title, description_md=description, **({"section": section} if section else {}))
 
 
 def approve_plan_param(title: str, description: str, section: str | None = None):
