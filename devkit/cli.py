@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from include.cli import (EXIT_OK, EXIT_USAGE, CommandFailed, connect, database_label, database_url, url_source,
-                         with_url)
+from include.cli import (EXIT_OK, EXIT_USAGE, CommandFailed, checked_url, connect, database_label, database_url,
+                         url_source, with_url)
 
 
 def _positive(text: str) -> int:
@@ -37,7 +37,7 @@ def cmd_init_ops(args) -> int:
     from devkit import database
     from devkit.operational_schema import SchemaExistsError, create_reference_schema
 
-    url = database_url(args)
+    url = checked_url(database_url(args), url_source(args))
     if args.create_database:
         connect(database.with_database(url, "postgres"), url_source(args)).close()  # one sentence if the server is down
         url = database.create_database(url, database.database_name(url), replace=args.replace)
