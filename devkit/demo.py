@@ -301,7 +301,8 @@ UI_LOGINS = {"admin": ("admin", "admin"), "compliance": ("compliance", "viewer")
 
 
 def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1", unpause: bool = False) -> int:
-    """``airflow standalone`` on the demo database, with the stand-ins, until Ctrl-C."""
+    """Airflow's standalone components on the demo database, with the stand-ins, until Ctrl-C; every listening
+    socket on ``host`` (the task-log servers included, at free ports)."""
     import json
     import signal
     import subprocess
@@ -321,11 +322,10 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
         home.mkdir(parents=True, exist_ok=True)
         passwords.write_text(json.dumps({user: password for user, (password, _) in UI_LOGINS.items()}))
         workers = max(2, os.cpu_count() or 2)
+        local = "127.0.0.1" if host in ("0.0.0.0", "", "::") else f"[{host}]" if ":" in host else host
         env.update({
-            "AIRFLOW__API__HOST": host,
-            "AIRFLOW__API__PORT": str(port),
             # Task processes report to the api-server's execution API; it is on this port.
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{local}:{port}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{role}" for u, (_, role) in UI_LOGINS.items()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             # LocalExecutor forks `parallelism` workers up front (32 by default): size it to this machine.
@@ -341,7 +341,10 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
                                capture_output=True, text=True)
         shown = "localhost" if host in ("127.0.0.1", "localhost") else host
         print(f"SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url}")
-        print(f"starting airflow standalone ({workers} LocalExecutor workers, metadata in {home}):")
+        commands, env = local_airflow.local_components(host, port, env)
+        print(f"starting Airflow as `airflow standalone` would ({workers} LocalExecutor workers, metadata in {home}; "
+              f"task-log servers on {host}:{env['AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT']} and "
+              f"{host}:{env['AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT']}):")
         print(f"  open http://{shown}:{port}  -  logins: "
               + ", ".join(f"{u} / {pw} ({role})" for u, (pw, role) in UI_LOGINS.items()))
         print("  connections come from AIRFLOW_CONN_* environment variables set by this command, so Admin > "
@@ -353,27 +356,27 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
             print("  the DAGs are paused: a triggered run waits as 'queued' until its DAG is unpaused "
                   "(toggle in the UI, or restart with --unpause)")
         print("  Ctrl-C stops everything this started")
-        # Its own process group: SIGTERM to standalone alone orphans the scheduler and its workers.
-        proc = subprocess.Popen([local_airflow.airflow_bin(), "standalone"], env=env, start_new_session=True)
+        # The components of `airflow standalone`, run here because standalone's scheduler and triggerer open
+        # their task-log servers on every interface at fixed ports (8793, 8794): here they skip them and
+        # devkit.log_server serves those logs on `host`, at free ports.
+        procs = local_airflow.start_components(commands, env)
 
         def interrupt(signum, frame):
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, interrupt)  # a plain `kill` also stops everything it started
         try:
-            return proc.wait()
+            while True:
+                ended = next((p for p in procs if p.poll() is not None), None)
+                if ended is not None:
+                    name = commands[procs.index(ended)][0]
+                    print(f"{name} exited with {ended.returncode}: stopping the rest")
+                    return ended.returncode or 1
+                time.sleep(0.5)
         except KeyboardInterrupt:
             return 0
         finally:
-            for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-                try:
-                    os.killpg(proc.pid, sig)
-                    proc.wait(timeout=grace)
-                    break
-                except ProcessLookupError:
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            local_airflow.stop_components(procs)
 
 
 # Interval DAGs that catch up: unpausing one in a fresh Airflow queues a run for every day since its start.
