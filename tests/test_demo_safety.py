@@ -85,6 +85,10 @@ def test_the_kit_never_drops_or_replaces_a_database_it_did_not_make(pg_server_ur
     for protected in ("postgres", "template1"):
         with pytest.raises(database.NotOurDatabase):
             database.drop_database(pg_server_url, protected, server_is_ours=True)
+    # On a server the kit started itself (the embedded one), every database is the project's.
+    database.create_database(pg_server_url, someone_elses_db, replace=True, server_is_ours=True)
+    assert not _still_there(pg_server_url, someone_elses_db)
+    assert database.is_ours(pg_server_url, someone_elses_db) is True
 
 
 def test_a_database_the_kit_made_is_marked_and_replaced_on_the_next_run(pg_server_url):
