@@ -29,7 +29,9 @@ import os
 import sys
 from importlib.metadata import entry_points
 from typing import Callable, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from include import pg_url
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -60,15 +62,7 @@ class CommandFailed(Exception):
 
 def redact_url(url: str) -> str:
     """``url`` with its password replaced by ``***`` (for anything printed or logged)."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)
-        user = parts.username or ""
-        return urlunsplit((parts.scheme, f"{user}:***@{netloc[1]}", parts.path, parts.query, parts.fragment))
-    except ValueError:
-        return "<malformed URL>"
+    return pg_url.redact(url)
 
 
 def database_url(args) -> str:
@@ -92,6 +86,17 @@ def database_label(url: str) -> str:
         return "<malformed URL>"
 
 
+def checked_url(url: str, source: str = "--url") -> str:
+    """``url`` when libpq can use it, else :class:`CommandFailed` naming ``source`` and the wrong part (never the
+    URL's text: libpq's own messages quote it, password included). A malformed ``--url`` (or ``--pg-url``)
+    exits 2 (usage), a malformed URL from the environment 3 (set-up)."""
+    try:
+        pg_url.check(url)
+    except pg_url.UrlProblem as exc:
+        raise CommandFailed(f"{source} {exc}", EXIT_USAGE if source.startswith("--") else EXIT_UNREACHABLE) from None
+    return url
+
+
 def connect(url: str, source: str = "--url"):
     """An autocommit connection, or one sentence saying why there is none.
 
@@ -99,21 +104,16 @@ def connect(url: str, source: str = "--url"):
     environment 3 (set-up).
     """
     import psycopg
-    from psycopg.conninfo import conninfo_to_dict
 
-    malformed = EXIT_USAGE if source == "--url" else EXIT_UNREACHABLE
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise CommandFailed(f"{source} must be a PostgreSQL URL like postgresql://user@host:5432/dbname, "
-                            f"not {redact_url(url)!r}", malformed)
+    checked_url(url, source)
     try:
-        port = conninfo_to_dict(url).get("port")
-        if port is not None and not str(port).isdigit():
-            raise psycopg.ProgrammingError(f"port {port!r} is not a number")
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
-    except psycopg.ProgrammingError as exc:
-        raise CommandFailed(f"{source} is not a usable PostgreSQL URL ({_first_line(exc)})", malformed) from None
+    except psycopg.ProgrammingError:  # a parse error libpq found and the check did not: its text quotes the URL
+        raise CommandFailed(f"{source} is not a usable PostgreSQL URL: libpq cannot parse it",
+                            EXIT_USAGE if source.startswith("--") else EXIT_UNREACHABLE) from None
     except psycopg.OperationalError as exc:
-        raise CommandFailed(f"could not reach the database at {redact_url(url)}: {_first_line(exc)}") from None
+        raise CommandFailed(f"could not reach the database at {redact_url(url)}: "
+                            f"{pg_url.scrub(_first_line(exc), url)}") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -255,9 +255,14 @@ def _day(text: str):
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-25") from None
 
 
+BIGINT_MAX = 2 ** 63 - 1  # the largest whole number PostgreSQL holds (a LIMIT, an id)
+
+
 def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    """A whole number from 1 to :data:`BIGINT_MAX`, else argparse's one-sentence usage error (exit 2)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= BIGINT_MAX:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number from 1 to {BIGINT_MAX}")
     return int(text)
 
 
@@ -393,7 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"privacy-ops {args.command}: {exc}", file=sys.stderr)
         return exc.code
     except psycopg.OperationalError as exc:
-        print(f"privacy-ops {args.command}: lost the database: {_first_line(exc)}", file=sys.stderr)
+        url = database_url(args) if hasattr(args, "url") else getattr(args, "pg_url", None) or ""
+        print(f"privacy-ops {args.command}: lost the database: {pg_url.scrub(_first_line(exc), url)}",
+              file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130

@@ -164,12 +164,25 @@ def load_datamap(path: str | Path | None = None) -> DataMap:
     """Read and shape-check a data map (no database needed)."""
     path = Path(path) if path else default_path()
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataMapError(f"data map file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise DataMapError(f"data map {path} is not a text file (it is not UTF-8)") from None
+    except OSError as exc:
+        raise DataMapError(f"data map {path} cannot be read: {exc.strerror or type(exc).__name__}") from None
     except yaml.YAMLError as exc:
-        raise DataMapError(f"data map {path} is not valid YAML: {exc}") from None
+        raise DataMapError(f"data map {path} is not valid YAML: {_yaml_problem(exc)}") from None
     return parse_datamap(raw, source=str(path))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's complaint in one line, with the line and column where it stopped (its own text spans five
+    lines and quotes the file)."""
+    problem = " ".join(str(getattr(exc, "problem", None) or getattr(exc, "context", None) or "").split())
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "an unknown place"
+    return f"{problem or 'the parser stopped'} at {where}"
 
 
 def parse_datamap(raw: Any, source: str = "<memory>") -> DataMap:

@@ -107,13 +107,33 @@ def test_requests_section_summary_filters_and_run_links(store, requests_table):
 
 def test_bad_parameters_are_refused_in_one_sentence(store):
     for params, words in (({"stat": "overdue"}, "takes no parameter 'stat'"), ({"state": "late"}, "is not one of"),
-                          ({"page": "0"}, "between 1 and"), ({"size": "500"}, "more than 200"),
+                          ({"page": "0"}, "from 1 to 10000000"), ({"size": "500"}, "from 1 to 200"),
                           ({"page": "x"}, "whole number")):
         with pytest.raises(sections.PageError, match=words):
             render(store, "requests", params)
     with pytest.raises(sections.PageError) as exc:
         sections.section("nope")
     assert exc.value.status == 404
+
+
+def test_values_the_database_cannot_hold_are_a_400_sentence_not_a_database_error(store):
+    """Before: bigint out of range and NUL in text reached PostgreSQL (a 500); size=0 named 10000000 as the
+    largest size where 200 is."""
+    probes = [("manifests", {"vendor_id": "99999999999999999999999"}, "vendor_id must be a whole number from 0 to "
+               "9223372036854775807"),
+              ("requests", {"regime": "\x00"}, "NUL character"),
+              ("requests", {"request_type": "ccpa\x00x"}, "NUL character"),
+              ("requests", {"size": "0"}, "size must be a whole number from 1 to 200, not 0"),
+              ("requests", {"size": "201"}, "size must be a whole number from 1 to 200, not 201"),
+              ("requests", {"page": "99999999999999999999999"}, "page must be a whole number from 1 to 10000000"),
+              ("purges", {"page": "-1"}, "page must be a whole number from 1 to 10000000")]
+    for key, params, words in probes:
+        with pytest.raises(sections.PageError) as exc:
+            render(store, key, params)
+        assert exc.value.status == 400 and words in str(exc.value) and "\n" not in str(exc.value), (params, exc.value)
+    # The largest id is a vendor's number like any other: no manifest has it.
+    assert render(store, "manifests", {"vendor_id": "9223372036854775807"})["total"] == 0
+    assert render(store, "requests", {"size": "200"})["query"]["limit"] == 200
 
 
 def test_whatif_runs_are_read_from_the_run_table_and_only_while_their_rows_are_kept(store):

@@ -24,6 +24,8 @@ from include.reads import audit as audit_reads
 from include.reads import children, dsr, fulfilments, notifications, vendors
 
 MAX_PAGE_SIZE = 200
+MAX_PAGE = 10_000_000
+BIGINT_MAX = 2 ** 63 - 1  # ids are bigint: a larger number is no id, and PostgreSQL refuses to compare it
 MAX_FILTER_LENGTH = 100
 
 
@@ -85,6 +87,8 @@ class Section:
     def parse(self, params: Mapping[str, str]) -> Query:
         """The query from the request's parameters; PageError (400) for anything the section does not take."""
         known = {f.name: f for f in self.filters}
+        if any("\x00" in name or "\x00" in value for name, value in params.items()):
+            raise PageError("a parameter contains a NUL character, which no filter value can hold")
         unknown = sorted(set(params) - set(known) - {"page", "size"})
         if unknown:
             takes = ", ".join([*known, "page", "size"])
@@ -99,20 +103,18 @@ class Section:
             if len(value) > MAX_FILTER_LENGTH:
                 raise PageError(f"{name} is longer than {MAX_FILTER_LENGTH} characters")
             filters[name] = value
-        page = _positive(params.get("page", "1"), "page")
-        size = _positive(params.get("size", str(self.page_size)), "size")
-        if size > MAX_PAGE_SIZE:
-            raise PageError(f"size {size} is more than {MAX_PAGE_SIZE} rows a page")
+        page = _whole(params.get("page", "1"), "page", MAX_PAGE)
+        size = _whole(params.get("size", str(self.page_size)), "size", MAX_PAGE_SIZE)
         return Query(filters=filters, limit=size, offset=(page - 1) * size)
 
 
-def _positive(text: str, name: str) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise PageError(f"{name} must be a whole number, not {text!r}") from None
-    if value < 1 or value > 10_000_000:
-        raise PageError(f"{name} must be between 1 and 10000000")
+def _whole(text: str, name: str, largest: int, smallest: int = 1) -> int:
+    """A whole number from ``smallest`` to ``largest``, else PageError naming those bounds."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        raise PageError(f"{name} must be a whole number from {smallest} to {largest}, not {text[:20]!r}")
+    value = int(text)
+    if not smallest <= value <= largest:
+        raise PageError(f"{name} must be a whole number from {smallest} to {largest}, not {value}")
     return value
 
 
@@ -303,8 +305,10 @@ def _purges(req: Request) -> dict:
 
 def _manifests(req: Request) -> dict:
     vendor = req.query.filters.get("vendor_id")
-    if vendor is not None and not vendor.isdigit():
+    if vendor is not None and not (vendor.isascii() and vendor.isdigit()):
         raise PageError(f"vendor_id must be a vendor's number, not {vendor!r}")
+    if vendor is not None:
+        _whole(vendor, "vendor_id", BIGINT_MAX, smallest=0)
     page = vendors.manifest_page(req.conn, vendor_id=int(vendor) if vendor else None,
                                  with_violations=req.query.filters.get("violations") == "only",
                                  limit=req.query.limit, offset=req.query.offset)
