@@ -10,18 +10,9 @@ from include.seam.approval import approval_timeout
 from include.seam.dag import SENDGRID_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
 from include.seam.erasure import ErasureTasks, erasure_workflow, step_task
 
-STEPS = "include.children.purge"
-PARAMS = "include.children.params:PurgeParams"
-PURGE = ErasureTasks(
-    steps=STEPS, params=PARAMS, what="purge",
-    plan="plan_purge", erase="purge_subjects", verify="verify_purge",
-    approval={"gate": "approval_gate", "review": "approve_purge", "in_advance": "approved_in_advance"},
-    docs={
-        "plan_purge": "Plan the erasure from the data map (tables, rows, holds, vendors) and hash it; decide its gate.",
-        "purge_subjects": "Erase each planned child in its own transaction, account row last, verified before commit.",
-        "verify_purge": "Count again, after commit, what is left of this run's erased subjects in every table.",
-        "finish_run": "Record how the run ended (a plan nobody approved: rejected); resolve reports that named no one.",
-    })
+STEPS, PARAMS = "include.children.purge", "include.children.params:PurgeParams"
+PURGE = ErasureTasks(STEPS, PARAMS, what="purge", steps=("plan_purge", "purge_subjects", "verify_purge"),
+                     approval=("approval_gate", "approve_purge", "approved_in_advance"))
 
 
 @privacy_dag(
@@ -60,11 +51,8 @@ PURGE = ErasureTasks(
 )
 def child_data_purge():
     purge = erasure_workflow(PURGE)  # plan_purge → approval → purge_subjects → verify_purge → finish_run
-    detect = step_task(f"{STEPS}:detect_children", PARAMS, doc=(
-        "Find every child under 13 (and every account no rule can judge) and the reports naming no one, or "
-        "waiting for a person."))
-    notify = step_task(f"{STEPS}:notify_compliance", PARAMS, pool=SENDGRID_POOL, doc=(
-        "Email the compliance team the run's counts per outcome, table and vendor (notices owed)."))
+    detect = step_task(f"{STEPS}:detect_children", PARAMS)
+    notify = step_task(f"{STEPS}:notify_compliance", PARAMS, pool=SENDGRID_POOL)
     prepare_store() >> detect >> purge.plan
     purge.erase >> notify >> purge.finish
 

@@ -10,20 +10,9 @@ from include.seam.approval import approval_timeout
 from include.seam.dag import GCS_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
 from include.seam.erasure import ErasureTasks, erasure_workflow, step_task
 
-STEPS = "include.fulfilment.steps"
-PARAMS = "include.fulfilment.params:FulfilmentParams"
-ERASURES = ErasureTasks(
-    steps=STEPS, params=PARAMS, what="erasures",
-    plan="plan_requests", erase="erase_requests", verify="verify_erasures",
-    approval={"gate": "erasure_gate", "review": "approve_erasure", "in_advance": "erasure_approved_in_advance"},
-    docs={
-        "plan_requests": "Pick up the open requests, decide what each asks for, plan the erasures (hash, holds, "
-                         "vendors, gate).",
-        "erase_requests": "Erase each planned subject with the erasure engine, one transaction per subject, requests "
-                          "completed.",
-        "verify_erasures": "Count again, after commit, what is left of this run's erased subjects in every table.",
-        "finish_run": "Record how the run ended (erasures nobody approved: approval_required) and its counts.",
-    })
+STEPS, PARAMS = "include.fulfilment.steps", "include.fulfilment.params:FulfilmentParams"
+ERASURES = ErasureTasks(STEPS, PARAMS, what="erasures", steps=("plan_requests", "erase_requests", "verify_erasures"),
+                        approval=("erasure_gate", "approve_erasure", "erasure_approved_in_advance"))
 
 
 @privacy_dag(
@@ -49,8 +38,7 @@ ERASURES = ErasureTasks(
 )
 def dsr_fulfilment():
     erase = erasure_workflow(ERASURES)  # plan_requests → approval → erase_requests → verify_erasures → finish_run
-    fulfil = step_task(f"{STEPS}:fulfil_requests", PARAMS, pool=GCS_POOL, doc=(
-        "Export, restrict and opt out each planned request in its own claimed transaction; record the rest."))
+    fulfil = step_task(f"{STEPS}:fulfil_requests", PARAMS, pool=GCS_POOL)
     prepare_store() >> erase.plan >> fulfil >> erase.gate
 
 

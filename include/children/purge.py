@@ -57,7 +57,8 @@ def _start(step: Step[PurgeParams]) -> erasure_run.RunRecord:
 
 
 def detect_children(step: Step[PurgeParams]) -> dict:
-    """Find every child (and every account no rule can judge) and the reports naming no one; record them."""
+    """Find every child (and every account no rule can judge), the reports naming no one and those waiting for a
+    person; record them."""
     ops, store, dm, settings, ctx, params = step.ops, step.store, step.datamap, step.settings, step.ctx, step.params
     run = _start(step)
     if run.detected_at is None:

@@ -8,35 +8,32 @@ engine and the shared erasure run (:mod:`include.erasure.run`)::
                     or the plan's hash)    ─┘
 
 :func:`erasure_workflow` builds those tasks from an :class:`ErasureTasks` (the DAG's step module, parameters,
-task ids and words) and wires them; the DAG file adds only what is its own (the purge detects children before
+step names and approval task ids) and wires them; the DAG file adds only what is its own (the purge detects children before
 planning and emails a summary after erasing; fulfilment exports before the gate). Each task calls one step of
 the DAG's step module with the step context (:func:`include.seam.task.run_step`); the erasing and finishing
 steps read the reviewer's answer from the review task.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+import ast
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
 class ErasureTasks:
-    """An erasing DAG's words for the shared workflow. Each step's task id is the step's function name in
-    ``steps`` (a module of plain functions of the step context)."""
+    """An erasing DAG's words for the shared workflow. Each step's task id is its function's name in ``module`` (a
+    module of plain functions of the step context, which must also hold ``finish_run``); each task's doc is its
+    step's docstring."""
 
-    steps: str                   # the DAG's step module, e.g. "include.children.purge"
-    params: str                  # its typed parameters, "module:Class"
-    what: str                    # what is erased, for the tasks' docs ("purge", "erasures")
-    plan: str                    # the planning step (plan_purge)
-    erase: str                   # the erasing step (purge_subjects)
-    verify: str                  # the check after commit (verify_purge)
-    approval: Mapping[str, str] = field(default_factory=dict)  # gate, review, in_advance task ids
-    docs: Mapping[str, str] = field(default_factory=dict)      # step -> the task's doc in the UI
+    module: str                          # the DAG's step module, e.g. "include.children.purge"
+    params: str                          # its typed parameters, "module:Class"
+    what: str                            # what is erased, for the approval tasks' docs ("purge", "erasures")
+    steps: tuple[str, str, str]          # the planning, erasing and verifying steps
+    approval: tuple[str, str, str]       # the task ids of the gate, the reviewer, and approved in advance
     erase_pool: str | None = None
-
-    def task_id(self, role: str) -> str:
-        defaults = {"gate": "approval_gate", "review": "approve_plan", "in_advance": "approved_in_advance"}
-        return self.approval.get(role, defaults[role])
 
 
 @dataclass(frozen=True)
@@ -52,14 +49,14 @@ class ErasureWorkflow:
     finish: Any
 
 
-def step_task(target: str, params: str | None, *, doc: str, approval_from: str | None = None, **task_kwargs):
+def step_task(target: str, params: str | None, *, approval_from: str | None = None, **task_kwargs):
     """One task that runs one step (``module:function``) with the step context; its task id is the function's
-    name unless ``task_id`` is given."""
+    name unless ``task_id`` is given, its doc the step's docstring."""
     from airflow.sdk import task
 
     task_id = task_kwargs.pop("task_id", target.rpartition(":")[2])
 
-    @task(task_id=task_id, doc_md=doc, **task_kwargs)
+    @task(task_id=task_id, doc_md=step_doc(target), **task_kwargs)
     def step() -> Any:
         from include.seam.task import run_step
 
@@ -68,25 +65,34 @@ def step_task(target: str, params: str | None, *, doc: str, approval_from: str |
     return step()
 
 
+def step_doc(target: str) -> str:
+    """The docstring of the step ``module:function``, read from its source without importing it (parsing a DAG
+    stays cheap); a step that is not there fails the DAG's import, naming it."""
+    module, _, name = target.partition(":")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        raise ValueError(f"step {target}: no module {module}")
+    for node in ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return ast.get_docstring(node) or ""
+    raise ValueError(f"step {target}: {module} has no function {name}")
+
+
 def erasure_workflow(spec: ErasureTasks) -> ErasureWorkflow:
     """plan → gate → review or in advance → erase → verify → finish, built and wired."""
     from include.seam.approval import erasure_approval
 
-    review_id = spec.task_id("review")
-
-    def doc(name: str) -> str:
-        return spec.docs.get(name, "")
-
-    plan = step_task(f"{spec.steps}:{spec.plan}", spec.params, doc=doc(spec.plan))
+    plan_id, erase_id, verify_id = spec.steps
+    gate_id, review_id, in_advance_id = spec.approval
+    plan = step_task(f"{spec.module}:{plan_id}", spec.params)
     gate, review, in_advance = erasure_approval(
-        plan, plan_task_id=spec.plan, gate_task_id=spec.task_id("gate"), review_task_id=review_id,
-        in_advance_task_id=spec.task_id("in_advance"), what=spec.what)
-    erase = step_task(f"{spec.steps}:{spec.erase}", spec.params, doc=doc(spec.erase), approval_from=review_id,
+        plan, plan_task_id=plan_id, gate_task_id=gate_id, review_task_id=review_id, in_advance_task_id=in_advance_id,
+        what=spec.what)
+    erase = step_task(f"{spec.module}:{erase_id}", spec.params, approval_from=review_id,
                       trigger_rule="none_failed_min_one_success",
                       **({"pool": spec.erase_pool} if spec.erase_pool else {}))
-    verify = step_task(f"{spec.steps}:{spec.verify}", spec.params, doc=doc(spec.verify))
-    finish = step_task(f"{spec.steps}:finish_run", spec.params, doc=doc("finish_run"), approval_from=review_id,
-                       trigger_rule="none_failed")
+    verify = step_task(f"{spec.module}:{verify_id}", spec.params)
+    finish = step_task(f"{spec.module}:finish_run", spec.params, approval_from=review_id, trigger_rule="none_failed")
     [review, in_advance] >> erase
     erase >> verify >> finish
     return ErasureWorkflow(plan, gate, review, in_advance, erase, verify, finish)
