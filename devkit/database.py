@@ -44,8 +44,16 @@ class DatabaseExists(ValueError):
         self.dbname = dbname
 
 
+def _check_target(url: str) -> None:
+    """A URL is checked before libpq sees it (what a person types: its message must not quote the URL); a
+    ``key=value`` connection string is what a live connection hands back (``conn.info.dsn``, no password in
+    it), passed on as it is. Commands refuse a ``key=value`` string where a person gives one (their own check)."""
+    if "://" in url or "=" not in url:
+        check_url(url)
+
+
 def connect(url: str, **kwargs) -> psycopg.Connection:
-    check_url(url)
+    _check_target(url)
     try:
         return psycopg.connect(url, **kwargs)
     except psycopg.ProgrammingError:  # libpq's parse error quotes the URL, password and all
@@ -54,7 +62,7 @@ def connect(url: str, **kwargs) -> psycopg.Connection:
 
 def answers(url: str, timeout: int = 3) -> bool:
     """True when a server at ``url`` accepts a connection and a query (a malformed URL raises UrlProblem)."""
-    check_url(url)
+    _check_target(url)
     try:
         with psycopg.connect(url, connect_timeout=timeout) as conn:
             conn.execute("select 1")

@@ -301,7 +301,7 @@ def test_a_what_if_leaves_the_live_status_alone(db, fresh_db, capsys):
         with pytest.raises(SystemExit) as exit_:
             main(["whatif", "--url", fresh_db, "--limit", bad])
         assert exit_.value.code == 2
-        assert f"{bad!r} is not a positive whole number" in capsys.readouterr().err
+        assert f"{bad!r} is not a whole number from 1 to 9223372036854775807" in capsys.readouterr().err
 
 
 def test_a_what_if_before_the_earliest_plausible_receipt_is_refused():

@@ -4,29 +4,24 @@
 -- columns, for the compliance page, reports and outside checks. Each DAG keeps its own subject records
 -- (child_purges, dsr_fulfilment_plans / dsr_fulfilments): they say different things.
 create table compliance.erasure_runs (
-    dag_id          text not null check (dag_id in ('child_data_purge', 'dsr_fulfilment')),
-    run_id          text not null,
-    as_of           date not null,                 -- the run's day in the configured zone
-    run_type        text,                          -- Airflow's: scheduled, manual, ...
-    dry_run         boolean not null,
-    targeted        boolean not null,              -- the run was told which accounts / requests to act on
-    targets         bigint[] not null default '{}', -- those ids (account ids for the purge, request ids for fulfilment)
-    max_subjects    integer,                       -- erase at most this many subjects (the purge's cap)
-    threshold       integer not null,              -- a plan erasing more subjects than this needs approval
-    started_at      timestamptz not null,
-    detected_at     timestamptz,                   -- the purge: its subjects were detected and recorded
-    planned_at      timestamptz,
-    plan_hash       text check (plan_hash ~ '^[0-9a-f]{64}$'),
-    plan_subjects   integer,                       -- subjects the plan erases (existing accounts, no hold)
-    plan_rows       bigint,                        -- their rows when planned (erased or redacted)
-    approval        text check (approval in ('not_needed', 'plan_hash', 'review')),
-    approval_state  text check (approval_state in ('not_needed', 'approved', 'waiting', 'rejected', 'timed_out',
-                                                   'plan_changed')),
-    approved_by     text,                          -- the reviewer (an Airflow user) or 'approve_plan parameter'
-    approved_at     timestamptz,
-    state           text not null,
-    counts          jsonb not null default '{}'::jsonb,
-    finished_at     timestamptz,
+    dag_id text not null check (dag_id in ('child_data_purge', 'dsr_fulfilment')),
+    run_id text not null,
+    -- As the two run tables had them: the run's day in the configured zone, Airflow's run type, a dry run.
+    as_of date not null, run_type text, dry_run boolean not null,
+    -- A targeted run was told which accounts (the purge) or requests (fulfilment) to act on: these.
+    targeted boolean not null, targets bigint[] not null default '{}',
+    max_subjects integer,                          -- the purge's cap on subjects erased in one run
+    threshold integer not null,                    -- a plan erasing more subjects than this needs approval
+    started_at timestamptz not null, detected_at timestamptz, planned_at timestamptz,
+    plan_hash text check (plan_hash ~ '^[0-9a-f]{64}$'),
+    plan_subjects integer, plan_rows bigint,       -- subjects the plan erases; their rows when planned
+    approval text check (approval in ('not_needed', 'plan_hash', 'review')),
+    approval_state text check (approval_state in ('not_needed', 'approved', 'waiting', 'rejected', 'timed_out',
+                                                  'plan_changed')),
+    approved_by text, approved_at timestamptz,     -- the reviewer (an Airflow user) or 'approve_plan parameter'
+    state text not null,
+    counts jsonb not null default '{}'::jsonb,
+    finished_at timestamptz,
     primary key (dag_id, run_id),
     check ((dag_id = 'child_data_purge'
             and state in ('detected', 'planned', 'dry_run', 'awaiting_approval', 'purging', 'purged',
