@@ -35,3 +35,45 @@ def test_one_loader_and_every_template_is_a_pair_that_compiles():
     assert names == sorted(f"{b}.{ext}" for b in bases for ext in ("html", "txt"))
     for name in names:
         assert mail.template(name) is mail.template(name)  # compiled once per process
+
+
+def _every_kind_of_message() -> dict[str, dict]:
+    """One payload of each of the five email types, built by the product's own builders."""
+    from datetime import date, datetime, timezone
+
+    from include.children.summary import payload as purge_summary
+    from include.config import Settings
+    from include.dsr.emails import PendingEscalation, digest_payload, escalation_payload
+    from include.notifications.messages import Notice, Renderer
+    from include.vendors.notices import violation_payload
+
+    settings = Settings(compliance_team_email="team@example.com")
+    escalations = [PendingEscalation(10**18 + i, "overdue", "dpo@example.com", False, "gdpr", "access",
+                                     date(2026, 10, 5), -3) for i in range(500)]
+    renderer = Renderer(Notice(7, "live", "2026.11", datetime(2026, 12, 24, tzinfo=timezone.utc), NASTY,
+                               "https://example.com/p"), settings, "run-1")
+    return {
+        "dsr_escalation": escalation_payload(escalations[:1], settings, "run-1"),
+        "dsr_escalation, 500 of them": escalation_payload(escalations, settings, "run-1"),
+        "dsr_digest": digest_payload(date(2026, 12, 6), {"overdue": 1}, [(1, "gdpr", "access", "overdue",
+                                                                          date(2026, 1, 1), -3)], 1, settings, "r"),
+        "vendor_violations": violation_payload(
+            vendor_id=7, vendor_name=NASTY, known=True, kind="consultant", period_label="2026-12-01",
+            recipient="team@example.com", violations={"child": 1}, violation_rows=1, examples={"child": [9]},
+            rows=10, manifest_uri="gs://b/m", data_uri="gs://b/d", data_sha256="ab" * 32, settings=settings,
+            run_id="run-1"),
+        "child_purge_summary": purge_summary({"as_of": "2026-12-06", "plan_hash": "h", "approval": None,
+                                              "outcomes": {"purged": 1}}, settings, "run-1"),
+        "policy_change": renderer.payload([renderer.personalization(f"u{i}@example.com", NASTY) for i in range(1000)]),
+    }
+
+
+def test_every_kind_of_message_is_one_envelope_that_sendgrids_contract_accepts():
+    from devkit.standins.sendgrid_server import MailSendValidator
+
+    validator = MailSendValidator()
+    for name, payload in _every_kind_of_message().items():
+        assert validator.errors(payload) == [], name
+        assert list(payload["from"]) == ["email", "name"] and len(payload["categories"]) == 1, name
+        assert payload["custom_args"]["campaign"] == payload["categories"][0], name
+        assert payload["custom_args"]["run_id"], name

@@ -8,7 +8,7 @@ from datetime import datetime
 from psycopg.types.json import Jsonb
 
 from include.config import Settings
-from include.mail import render_parts
+from include.mail import envelope, render_parts
 from include.notify.delivery import Batch
 
 OUTCOME_WORDS = {"purged": "purged", "held": "held (active legal hold)", "invalid": "invalid (no rule could judge)",
@@ -69,18 +69,12 @@ def payload(counts: dict, settings: Settings, run_id: str) -> dict:
     def vendor_name(v: dict) -> str:
         return f"#{v['vendor_id']} {v['name']}" if v.get("known") else f"#{v['vendor_id']} (unknown vendor id)"
 
-    text, body = render_parts(
+    parts = render_parts(
         "child_purge_summary", as_of=counts["as_of"], run_id=run_id, plan_hash=counts.get("plan_hash") or "-",
         outcomes=outcome_items, tables=tables, approval=_approval(counts),
         vendors=[(vendor_name(v), v["subjects"], v["outstanding"]) for v in vendors])
-    return {
-        "from": {"email": settings.email_from, "name": settings.email_from_name},
-        "personalizations": [{"to": [{"email": settings.compliance_team_email}], "custom_args": {"run_id": run_id}}],
-        "subject": subject,
-        "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": body}],
-        "categories": ["child-purge-summary"],
-        "custom_args": {"campaign": "child-purge-summary", "run_id": run_id},
-    }
+    return envelope(settings, category="child-purge-summary", run_id=run_id, to=settings.compliance_team_email,
+                    about={"run_id": run_id}, subject=subject, parts=parts)
 
 
 class SummaryLedger:

@@ -13,14 +13,10 @@ from datetime import date
 from typing import Sequence
 
 from include.config import Settings
-from include.mail import render_parts
+from include.mail import envelope, render_parts
 
 ESCALATIONS_PER_MESSAGE = 500
 SUBJECT_WORDS = {"overdue": "overdue", "due_soon": "due soon", "ack_overdue": "not acknowledged in time"}
-
-
-def _sender(settings: Settings) -> dict:
-    return {"email": settings.email_from, "name": settings.email_from_name}
 
 
 def _text(value) -> str:
@@ -58,16 +54,9 @@ def escalation_payload(items: Sequence[PendingEscalation], settings: Settings, r
         subject = f"{len(items)} privacy requests need attention: {', '.join(parts)}"
     intro = (f"{len(items)} privacy request escalation(s) for you: {', '.join(parts)}."
              + (" (You receive these for requests without an assignee.)" if items[0].recipient_is_team else ""))
-    text, body = render_parts("dsr_escalation", intro=intro, rows=[_row(item) for item in items])
-    return {
-        "from": _sender(settings),
-        "personalizations": [{"to": [{"email": items[0].recipient}],
-                              "custom_args": {"escalations": str(len(items))}}],
-        "subject": subject,
-        "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": body}],
-        "categories": ["dsr-escalation"],
-        "custom_args": {"campaign": "dsr-escalation", "run_id": run_id},
-    }
+    return envelope(settings, category="dsr-escalation", run_id=run_id, to=items[0].recipient,
+                    about={"escalations": str(len(items))}, subject=subject,
+                    parts=render_parts("dsr_escalation", intro=intro, rows=[_row(item) for item in items]))
 
 
 def digest_payload(digest_date: date, counts: dict[str, int], items: Sequence[tuple], total_attention: int,
@@ -77,14 +66,7 @@ def digest_payload(digest_date: date, counts: dict[str, int], items: Sequence[tu
                f"{attention['ack_overdue']} unacknowledged, {attention['due_soon']} due soon")
     rows = [(str(rid), _text(regime).upper(), _text(rtype), state, _text(due), _text(left))
             for rid, regime, rtype, state, due, left in items]
-    text, body = render_parts("dsr_digest", digest_date=str(digest_date), summary=sorted(counts.items()),
-                              rows=rows, more=max(total_attention - len(items), 0))
-    return {
-        "from": _sender(settings),
-        "personalizations": [{"to": [{"email": settings.compliance_team_email}],
-                              "custom_args": {"digest_date": str(digest_date)}}],
-        "subject": subject,
-        "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": body}],
-        "categories": ["dsr-digest"],
-        "custom_args": {"campaign": "dsr-digest", "run_id": run_id},
-    }
+    parts = render_parts("dsr_digest", digest_date=str(digest_date), summary=sorted(counts.items()),
+                         rows=rows, more=max(total_attention - len(items), 0))
+    return envelope(settings, category="dsr-digest", run_id=run_id, to=settings.compliance_team_email,
+                    about={"digest_date": str(digest_date)}, subject=subject, parts=parts)

@@ -1,4 +1,5 @@
-"""Composing email: one Jinja2 environment for every template the product sends.
+"""Composing email: one Jinja2 environment for every template the product sends, and one envelope for
+every Mail Send payload (:func:`envelope`).
 
 Every message's text and HTML live in ``include/templates/`` as Jinja2 files, ``<name>.txt`` and
 ``<name>.html``; a message builder hands them plain values (strings, numbers, lists of rows) and never
@@ -62,3 +63,31 @@ def render(name: str, **values) -> str:
 def render_parts(name: str, **values) -> tuple[str, str]:
     """The text and the HTML part of one message: ``<name>.txt`` and ``<name>.html`` with the same values."""
     return render(f"{name}.txt", **values), render(f"{name}.html", **values)
+
+
+def envelope(settings, *, category: str, run_id: str, to: str | None = None, about: dict | None = None,
+             subject: str | None = None, parts: tuple[str, str] | None = None, template_id: str | None = None,
+             campaign_args: dict | None = None) -> dict:
+    """The Mail Send payload every email type sends: sender, subject, content, personalizations, categories
+    and ``custom_args``.
+
+    - ``to`` and ``about``: a message to one address gets its one personalization here, with ``about`` as that
+      personalization's ``custom_args`` (ids, never personal data). A campaign passes neither and adds its
+      personalizations, one per recipient; its message-level ``custom_args`` name it (``campaign_args``).
+    - ``parts``: the (text, HTML) of :func:`render_parts`, with ``subject``; or a SendGrid dynamic
+      ``template_id``, which brings its own subject and content.
+    - Message-level ``custom_args``: ``{"campaign": category, **campaign_args, "run_id": run_id}``; the
+      category also names the message in SendGrid's statistics (``categories``).
+    """
+    payload: dict = {"from": {"email": settings.email_from, "name": settings.email_from_name}}
+    if to is not None:
+        payload["personalizations"] = [{"to": [{"email": to}], "custom_args": dict(about or {})}]
+    if template_id:
+        payload["template_id"] = template_id
+    else:
+        text, body = parts
+        payload["subject"] = subject
+        payload["content"] = [{"type": "text/plain", "value": text}, {"type": "text/html", "value": body}]
+    payload["categories"] = [category]
+    payload["custom_args"] = {"campaign": category, **(campaign_args or {}), "run_id": run_id}
+    return payload

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from include.config import Settings
-from include.mail import escape_html, render_parts
+from include.mail import envelope, escape_html, render_parts
 
 CATEGORY = "policy-change"
 NEUTRAL_GREETING = "Hello,"
@@ -85,18 +85,15 @@ class Renderer:
         self.notice = notice
         self.values = {"version": notice.version, "effective_date": effective_date(notice.effective_at, settings.timezone),
                        "summary": (notice.summary or "").strip() or "see the policy", "url": notice.url or ""}
-        self.base: dict = {
-            "from": {"email": settings.email_from, "name": settings.email_from_name},
-            "categories": [CATEGORY],
-            "custom_args": {"campaign": CATEGORY, "campaign_id": str(notice.campaign_id),
-                            "policy_version": notice.version, "scope": notice.scope, "run_id": run_id},
-        }
+        campaign_args = {"campaign_id": str(notice.campaign_id), "policy_version": notice.version,
+                         "scope": notice.scope}
         if notice.template_id:
-            self.base["template_id"] = notice.template_id
+            self.base = envelope(settings, category=CATEGORY, run_id=run_id, campaign_args=campaign_args,
+                                 template_id=notice.template_id)
         else:
-            self.base["subject"] = f"Our privacy policy is changing (version {notice.version})"
-            text, body = render_parts("policy_change", **self.values)
-            self.base["content"] = [{"type": "text/plain", "value": text}, {"type": "text/html", "value": body}]
+            self.base = envelope(settings, category=CATEGORY, run_id=run_id, campaign_args=campaign_args,
+                                 subject=f"Our privacy policy is changing (version {notice.version})",
+                                 parts=render_parts("policy_change", **self.values))
 
     def personalization(self, address: str, name: str | None) -> dict:
         words = greeting(name)

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Sequence
 
 from include.config import Settings
-from include.mail import render_parts
+from include.mail import envelope, render_parts
 from include.notify.delivery import Batch
 from include.vendors.rules import VIOLATION_TEXT, VIOLATIONS
 
@@ -108,15 +108,8 @@ def violation_payload(*, vendor_id: int, vendor_name: str | None, known: bool, k
         more = violations.get(rule, 0) - len(shown)
         return ", ".join(map(str, shown)) + (f" and {more} more" if more > 0 else "")
 
-    text, body = render_parts(
+    parts = render_parts(
         "vendor_violations", intro=intro, manifest_uri=manifest_uri, data_uri=data_uri, data_sha256=data_sha256,
         broken=[(rule, VIOLATION_TEXT[rule], count, ids(rule)) for rule, count in broken])
-    return {
-        "from": {"email": settings.email_from, "name": settings.email_from_name},
-        "personalizations": [{"to": [{"email": recipient}],
-                              "custom_args": {"vendor_id": str(vendor_id), "period": period_label}}],
-        "subject": subject,
-        "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": body}],
-        "categories": ["vendor-violations"],
-        "custom_args": {"campaign": "vendor-violations", "run_id": run_id},
-    }
+    return envelope(settings, category="vendor-violations", run_id=run_id, to=recipient,
+                    about={"vendor_id": str(vendor_id), "period": period_label}, subject=subject, parts=parts)
