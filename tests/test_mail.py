@@ -77,3 +77,39 @@ def test_every_kind_of_message_is_one_envelope_that_sendgrids_contract_accepts()
         assert list(payload["from"]) == ["email", "name"] and len(payload["categories"]) == 1, name
         assert payload["custom_args"]["campaign"] == payload["categories"][0], name
         assert payload["custom_args"]["run_id"], name
+
+
+def test_each_message_names_its_kind_and_what_it_is_about_and_never_an_address():
+    messages = _every_kind_of_message()
+    about = {name: m["personalizations"][0].get("custom_args") for name, m in messages.items()}
+    assert about["dsr_escalation"] == {"kind": "dsr_escalation", "key": f"{10**18}/overdue", "escalations": "1",
+                                       "request_id": str(10**18), "level": "overdue"}
+    many = about["dsr_escalation, 500 of them"]
+    assert many["kind"] == "dsr_escalation" and many["escalations"] == "500" and many["key"].startswith("sha256:")
+    assert about["dsr_digest"] == {"kind": "dsr_digest", "key": "2026-12-06", "digest_date": "2026-12-06"}
+    assert about["vendor_violations"] == {"kind": "vendor_violations", "key": "7/2026-12-01", "vendor_id": "7",
+                                          "period": "2026-12-01"}
+    assert about["child_purge_summary"] == {"kind": "child_purge_summary", "key": "run-1", "run_id": "run-1"}
+    # The campaign's message-level custom_args name it (1,000 recipients a request share them).
+    assert about["policy_change"] is None
+    assert messages["policy_change"]["custom_args"] == {"campaign": "policy-change", "campaign_id": "7",
+                                                        "policy_version": "2026.11", "scope": "live", "run_id": "run-1"}
+    for name, m in messages.items():
+        args = {**m["custom_args"], **(m["personalizations"][0].get("custom_args") or {})}
+        assert not any("@" in value or "Hara" in value for value in args.values()), name
+
+
+def test_a_re_send_carries_the_same_key_and_another_notice_another():
+    from datetime import date
+
+    from include.config import Settings
+    from include.dsr.emails import PendingEscalation, escalation_payload
+
+    def key(*levels):
+        items = [PendingEscalation(rid, level, "dpo@example.com", False, "gdpr", "access", date(2026, 10, 5), -3)
+                 for rid, level in levels]
+        return escalation_payload(items, Settings(), "run-1")["personalizations"][0]["custom_args"]["key"]
+
+    assert key((1, "overdue"), (2, "due_soon")) == key((2, "due_soon"), (1, "overdue"))
+    assert key((1, "overdue"), (2, "due_soon")) != key((1, "overdue"), (2, "overdue"))
+    assert key((1, "due_soon")) != key((1, "overdue"))

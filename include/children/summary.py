@@ -74,7 +74,7 @@ def payload(counts: dict, settings: Settings, run_id: str) -> dict:
         outcomes=outcome_items, tables=tables, approval=_approval(counts),
         vendors=[(vendor_name(v), v["subjects"], v["outstanding"]) for v in vendors])
     return envelope(settings, category="child-purge-summary", run_id=run_id, to=settings.compliance_team_email,
-                    about={"run_id": run_id}, subject=subject, parts=parts)
+                    kind="child_purge_summary", key=run_id, about={"run_id": run_id}, subject=subject, parts=parts)
 
 
 class SummaryLedger:

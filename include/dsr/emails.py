@@ -8,6 +8,7 @@ and one email to read instead of dozens.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date
 from typing import Sequence
@@ -40,6 +41,18 @@ def _row(item: PendingEscalation) -> tuple[str, ...]:
             _text(item.due_date), _text(item.days_left))
 
 
+def _about(items: Sequence[PendingEscalation]) -> dict:
+    """What an escalation message is about: one escalation by its request and level; several by a digest of
+    their (request, level) keys (the same on a re-send of that message; bounded, where 500 ids might not be)."""
+    keys = sorted(f"{i.request_id}/{i.level}" for i in items)
+    if len(items) == 1:
+        only = items[0]
+        return {"kind": "dsr_escalation", "key": keys[0],
+                "about": {"escalations": "1", "request_id": str(only.request_id), "level": only.level}}
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32]
+    return {"kind": "dsr_escalation", "key": f"sha256:{digest}", "about": {"escalations": str(len(items))}}
+
+
 def escalation_payload(items: Sequence[PendingEscalation], settings: Settings, run_id: str) -> dict:
     """One message to the group's recipient listing its escalations, worst first."""
     order = {"overdue": 0, "ack_overdue": 1, "due_soon": 2}
@@ -54,8 +67,8 @@ def escalation_payload(items: Sequence[PendingEscalation], settings: Settings, r
         subject = f"{len(items)} privacy requests need attention: {', '.join(parts)}"
     intro = (f"{len(items)} privacy request escalation(s) for you: {', '.join(parts)}."
              + (" (You receive these for requests without an assignee.)" if items[0].recipient_is_team else ""))
-    return envelope(settings, category="dsr-escalation", run_id=run_id, to=items[0].recipient,
-                    about={"escalations": str(len(items))}, subject=subject,
+    return envelope(settings, category="dsr-escalation", run_id=run_id, to=items[0].recipient, **_about(items),
+                    subject=subject,
                     parts=render_parts("dsr_escalation", intro=intro, rows=[_row(item) for item in items]))
 
 
@@ -69,4 +82,5 @@ def digest_payload(digest_date: date, counts: dict[str, int], items: Sequence[tu
     parts = render_parts("dsr_digest", digest_date=str(digest_date), summary=sorted(counts.items()),
                          rows=rows, more=max(total_attention - len(items), 0))
     return envelope(settings, category="dsr-digest", run_id=run_id, to=settings.compliance_team_email,
-                    about={"digest_date": str(digest_date)}, subject=subject, parts=parts)
+                    kind="dsr_digest", key=str(digest_date), about={"digest_date": str(digest_date)},
+                    subject=subject, parts=parts)

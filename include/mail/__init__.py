@@ -65,15 +65,20 @@ def render_parts(name: str, **values) -> tuple[str, str]:
     return render(f"{name}.txt", **values), render(f"{name}.html", **values)
 
 
-def envelope(settings, *, category: str, run_id: str, to: str | None = None, about: dict | None = None,
-             subject: str | None = None, parts: tuple[str, str] | None = None, template_id: str | None = None,
+def envelope(settings, *, category: str, run_id: str, to: str | None = None, kind: str | None = None,
+             key: str | None = None, about: dict | None = None, subject: str | None = None,
+             parts: tuple[str, str] | None = None, template_id: str | None = None,
              campaign_args: dict | None = None) -> dict:
     """The Mail Send payload every email type sends: sender, subject, content, personalizations, categories
     and ``custom_args``.
 
-    - ``to`` and ``about``: a message to one address gets its one personalization here, with ``about`` as that
-      personalization's ``custom_args`` (ids, never personal data). A campaign passes neither and adds its
-      personalizations, one per recipient; its message-level ``custom_args`` name it (``campaign_args``).
+    - ``to``, ``kind``, ``key`` and ``about``: a message to one address gets its one personalization here,
+      whose ``custom_args`` say what the message is: ``{"kind": kind, "key": key, **about}``: the kind of
+      message (``dsr_escalation``), the key of what it tells (``123/overdue``: the same on a re-send of that
+      message, another for a second notice) and the ids it is about (``request_id``, ``level``), never
+      personal data. SendGrid merges them with the message's own into every event it reports. A campaign
+      passes none of them and adds its personalizations, one per recipient; its message-level
+      ``custom_args`` name it (``campaign_args``: the campaign and policy version).
     - ``parts``: the (text, HTML) of :func:`render_parts`, with ``subject``; or a SendGrid dynamic
       ``template_id``, which brings its own subject and content.
     - Message-level ``custom_args``: ``{"campaign": category, **campaign_args, "run_id": run_id}``; the
@@ -81,7 +86,10 @@ def envelope(settings, *, category: str, run_id: str, to: str | None = None, abo
     """
     payload: dict = {"from": {"email": settings.email_from, "name": settings.email_from_name}}
     if to is not None:
-        payload["personalizations"] = [{"to": [{"email": to}], "custom_args": dict(about or {})}]
+        if not (kind and key):
+            raise ValueError("a message to one address names its kind and key in its custom_args")
+        payload["personalizations"] = [{"to": [{"email": to}],
+                                        "custom_args": {"kind": kind, "key": key, **(about or {})}}]
     if template_id:
         payload["template_id"] = template_id
     else:

@@ -112,4 +112,5 @@ def violation_payload(*, vendor_id: int, vendor_name: str | None, known: bool, k
         "vendor_violations", intro=intro, manifest_uri=manifest_uri, data_uri=data_uri, data_sha256=data_sha256,
         broken=[(rule, VIOLATION_TEXT[rule], count, ids(rule)) for rule, count in broken])
     return envelope(settings, category="vendor-violations", run_id=run_id, to=recipient,
+                    kind="vendor_violations", key=f"{vendor_id}/{period_label}",
                     about={"vendor_id": str(vendor_id), "period": period_label}, subject=subject, parts=parts)
