@@ -173,7 +173,7 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None, keep_
         with database.connect(db_url, autocommit=True) as conn:
             print_summary(conn, sendgrid.accepted(), anchors=_anchor_store(services))
     print(f"\nDone in {time.monotonic() - started:.0f} s. Where to look next:")
-    print(f"  - the compliance store:  psql '{redact_url(db_url)}'   (schema compliance; see the README's tables)")
+    print(f"  - the compliance store:  psql '{redact_url(db_url)}'   (schema compliance; its tables: docs/store-and-audit.md)")
     print(f"  - the task logs:         {logs}/")
     print("  - the Airflow UI:        ./dev privacy-ops ui --unpause   (airflow standalone on this database, login "
           "admin / admin on http://127.0.0.1:8080, with the Privacy compliance page in its menu)")

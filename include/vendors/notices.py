@@ -11,21 +11,13 @@ objects' URIs: no user id, email, name or other data of a subject.
 """
 from __future__ import annotations
 
-import html
 from datetime import datetime
-from functools import lru_cache
-from importlib import resources
-from string import Template
 from typing import Sequence
 
 from include.config import Settings
+from include.mail import envelope, render_parts
 from include.notify.delivery import Batch
 from include.vendors.rules import VIOLATION_TEXT, VIOLATIONS
-
-
-@lru_cache(maxsize=None)
-def template(name: str) -> str:
-    return (resources.files("include") / "templates" / name).read_text()
 
 
 def record(store, *, vendor_id: int, period_label: str, recipient: str, run_id: str, now: datetime) -> bool:
@@ -116,22 +108,9 @@ def violation_payload(*, vendor_id: int, vendor_name: str | None, known: bool, k
         more = violations.get(rule, 0) - len(shown)
         return ", ".join(map(str, shown)) + (f" and {more} more" if more > 0 else "")
 
-    lines = [f"  - {count} share(s) {VIOLATION_TEXT[rule]} [{rule}]: share ids {ids(rule)}" for rule, count in broken]
-    rows_html = [f"  <tr><td>{html.escape(VIOLATION_TEXT[rule])} (<code>{rule}</code>)</td><td>{count}</td>"
-                 f"<td>{html.escape(ids(rule))}</td></tr>" for rule, count in broken]
-    values = {"manifest_uri": manifest_uri, "data_uri": data_uri, "data_sha256": data_sha256}
-    return {
-        "from": {"email": settings.email_from, "name": settings.email_from_name},
-        "personalizations": [{"to": [{"email": recipient}],
-                              "custom_args": {"vendor_id": str(vendor_id), "period": period_label}}],
-        "subject": subject,
-        "content": [
-            {"type": "text/plain", "value": Template(template("vendor_violations.txt")).substitute(
-                values, intro=intro, rule_lines="\n".join(lines))},
-            {"type": "text/html", "value": Template(template("vendor_violations.html")).substitute(
-                {k: html.escape(v) for k, v in values.items()}, intro=html.escape(intro),
-                rule_rows="\n".join(rows_html))},
-        ],
-        "categories": ["vendor-violations"],
-        "custom_args": {"campaign": "vendor-violations", "run_id": run_id},
-    }
+    parts = render_parts(
+        "vendor_violations", intro=intro, manifest_uri=manifest_uri, data_uri=data_uri, data_sha256=data_sha256,
+        broken=[(rule, VIOLATION_TEXT[rule], count, ids(rule)) for rule, count in broken])
+    return envelope(settings, category="vendor-violations", run_id=run_id, to=recipient,
+                    kind="vendor_violations", key=f"{vendor_id}/{period_label}",
+                    about={"vendor_id": str(vendor_id), "period": period_label}, subject=subject, parts=parts)
