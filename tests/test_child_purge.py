@@ -141,6 +141,16 @@ def test_only_a_person_approving_is_an_approval():
 
 # -- runs ---------------------------------------------------------------------------------------------------
 
+def test_a_plan_within_the_threshold_does_not_say_it_is_above_it():
+    """Found by a trial of the compliance page: a dry run's plan of 2 said "more than the approval threshold of
+    100"."""
+    plan = {"subjects": 2, "rows": 9, "threshold": 100, "plan_hash": "a" * 64, "tables": {}, "vendors": [],
+            "outcomes": {}}
+    assert "within the approval threshold of 100: it needs no reviewer" in purge.approval_body(plan)
+    assert "more than" not in purge.approval_body(plan)
+    assert "more than the approval threshold of 1" in purge.approval_body({**plan, "threshold": 1})
+
+
 def test_a_dry_run_plans_and_counts_and_changes_nothing(world):
     before = checksums(world.ops)
     plan = run_until_gate(world, "dry", params(world, dry_run=True))
@@ -242,6 +252,7 @@ def test_a_plan_above_the_threshold_waits_for_a_person(world):
     plan = run_until_gate(world, "big", params(world), settings)
     assert plan["state"] == "awaiting_approval" and route(plan) == "approve_purge"
     assert plan["plan_hash"] in plan["approval_body"] and "| public.users |" in plan["approval_body"]
+    assert "more than the approval threshold of 2: a person must approve it" in plan["approval_body"]
     timed_out = {"chosen_options": ["Reject"], "responded_by_user": None}
     for approval in (None, {"chosen_options": ["Reject"], "responded_by_user": {"name": "bob"}}, timed_out,
                      {"chosen_options": ["Approve"], "responded_by_user": None}):

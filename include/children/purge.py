@@ -218,7 +218,7 @@ def approval_body(plan: Mapping) -> str:
     outcomes = plan.get("outcomes", {})
     return guard.review_text(
         f"**{plan['subjects']} children's accounts** would be erased from every table of the data map "
-        f"({plan['rows']} rows), more than the approval threshold of {plan['threshold']}.",
+        f"({plan['rows']} rows), {guard.against_threshold(plan['subjects'], plan['threshold'])}.",
         plan["plan_hash"], plan["tables"],
         f"{outcomes.get('held', 0)} under an active legal hold, {outcomes.get('invalid', 0)} invalid (no rule could "
         f"judge), {outcomes.get('deferred', 0)} deferred.",

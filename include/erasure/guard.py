@@ -92,6 +92,13 @@ def route(plan: Mapping, *, review_task_id: str, in_advance_task_id: str) -> str
     return None
 
 
+def against_threshold(subjects: int, threshold: int) -> str:
+    """How a plan's size stands against the approval threshold, in words (a dry run's plan may be under it)."""
+    if subjects > threshold:
+        return f"more than the approval threshold of {threshold}: a person must approve it"
+    return f"within the approval threshold of {threshold}: it needs no reviewer"
+
+
 def review_text(headline: str, plan_hash: str, tables: Mapping[str, int], not_touched: str,
                 vendors: list[str], rejected: str = "") -> str:
     """What the reviewer reads (Markdown): the headline, the hash, rows per table, what is left alone, the vendors

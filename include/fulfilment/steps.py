@@ -191,8 +191,8 @@ def approval_body(plan: Mapping) -> str:
     """What the reviewer reads (Markdown): sizes, rows per table, vendors, the hash. No personal data."""
     return guard.review_text(
         f"**{plan['subjects']} requesters' accounts** would be erased, for {plan['to_erase']} erasure or delete "
-        f"request(s), from every table of the data map ({plan['rows']} rows): more than the approval threshold of "
-        f"{plan['threshold']}.",
+        f"request(s), from every table of the data map ({plan['rows']} rows): "
+        f"{guard.against_threshold(plan['subjects'], plan['threshold'])}.",
         plan["plan_hash"], plan["tables"],
         f"{plan['planned'].get('held', 0)} request(s) whose subject is under an active legal hold.",
         [f"#{v['vendor_id']} {v['name'] or '(unknown vendor)'} ({v['requests']})" for v in plan["vendors"]],
