@@ -85,7 +85,7 @@ def wait_for_chain(world):
 
 # -- access --------------------------------------------------------------------------------------------
 
-SECTIONS = ["requests", "whatif", "audit", "purges", "manifests", "campaigns", "fulfilments"]
+SECTIONS = ["attention", "requests", "whatif", "audit", "purges", "manifests", "campaigns", "fulfilments"]
 ROUTES = ["/compliance/", API, *[f"{API}/{key}" for key in SECTIONS]]
 
 

@@ -450,3 +450,52 @@ def test_without_an_evidence_location_the_chain_is_verified_and_the_anchors_are_
     data = render(store, "audit", chain=watch)
     assert data["rows"][0]["action"] == "test.step"
     assert any(f["label"] == "Anchors" and f["tone"] == "warn" for f in data["facts"])
+
+
+def test_needs_a_person_counts_what_waits_and_leads_to_its_rows(store):
+    """Issue 30, point 3: a fulfilment waiting for approval showed only in Airflow's Required Actions, and the page had
+    no count of what waits for a person. The first section counts each kind and links to its rows."""
+    from include.children import ledger
+    from include.erasure import guard
+    from include.erasure import run as erasure_run
+    from include.fulfilment import ledger as fulfilment_ledger
+
+    empty = {r["what"]: r for r in render(store, "attention")["rows"]}
+    assert empty and all(r["count"]["text"] == "0" for r in empty.values())
+    assert render(store, "attention")["facts"][0]["value"] == 0
+
+    # An erasure plan waiting for a reviewer, planned an hour ago (the reviewer has 8 hours by default).
+    planned = datetime.now(timezone.utc) - timedelta(hours=1)
+    run = erasure_run.start_run(store, fulfilment_ledger.WORKFLOW, erasure_run.RunStart(
+        run_id="manual__big", as_of=planned.date(), run_type="manual", dry_run=False, threshold=1, started_at=planned))
+    with erasure_run.locked_run(store, fulfilment_ledger.WORKFLOW, "manual__big") as locked:
+        erasure_run.record_plan(store, locked, erasure_run.PlanFacts(
+            "a" * 64, 5, None, guard.Gate(guard.AWAITING_APPROVAL, "review", "waiting"), at=planned))
+    assert run.state == "planning"
+    store.execute("""insert into compliance.dsr_fulfilments (request_id, regime, request_type, action, outcome, reason,
+                                                            run_id, first_recorded_at, recorded_at)
+                     values (7, 'gdpr', 'rectification', 'manual', 'manual', 'correct the address', 'r', now(), now()),
+                            (8, 'gdpr', 'objection', 'manual', 'manual', 'stop the processing', 'r', now(), now())""")
+    store.execute("""insert into compliance.dsr_escalations (request_id, level, recipient, recipient_is_team, status,
+                                                            claimed_at, claimed_run, error)
+                     values (9, 'overdue', 'team@example.com', true, 'failed', now(), 'r', 'refused')""")
+    erasure_run.start_run(store, ledger.WORKFLOW, erasure_run.RunStart(
+        run_id="scheduled__1", as_of=planned.date(), run_type="scheduled", dry_run=False, threshold=50,
+        started_at=planned))
+    ledger.record_detection(store, "scheduled__1", [], [
+        ledger.ReportNote(21, ledger.NEEDS_REVIEW, "the address names 2 accounts (7, 8)", (7, 8))], at=planned,
+        counts={})
+
+    data = render(store, "attention")
+    rows = {r["what"]: r for r in data["rows"]}
+    approvals = rows["Erasure plans waiting for a reviewer's approval"]
+    assert approvals["count"] == {"text": "1", "href": "/af/required_actions?response_received=false"}
+    assert "h" in approvals["note"] and "left" in approvals["note"] and "Required Actions" in approvals["note"]
+    manual = rows["Requests only a person can fulfil (rectification, objection)"]
+    assert manual["count"] == {"text": "2", "section": "fulfilments", "filters": {"outcome": "manual"}}
+    assert rows["Child reports naming a shared address or an adult (needs_review)"]["count"]["text"] == "1"
+    assert rows[next(k for k in rows if k.startswith("Emails SendGrid refused"))]["count"]["text"] == "1"
+    assert data["facts"][0]["value"] == 5 and data["facts"][0]["tone"] == "warn"
+    counts = [int(r["count"]["text"]) for r in data["rows"]]
+    assert counts == sorted(counts, key=lambda n: n == 0)  # what waits comes first
+    assert "@" not in str(data)  # counts, never an address

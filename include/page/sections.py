@@ -21,7 +21,7 @@ from include import reads
 from include.deadlines import STATES
 from include.page.links import UiLinks
 from include.reads import audit as audit_reads
-from include.reads import children, dsr, fulfilments, notifications, vendors
+from include.reads import attention, children, dsr, fulfilments, notifications, vendors
 
 MAX_PAGE_SIZE = 200
 MAX_PAGE = 10_000_000
@@ -342,9 +342,39 @@ def _fulfilments(req: Request) -> dict:
                                            req.links)}
 
 
+def _attention(req: Request) -> dict:
+    from datetime import timezone
+
+    from include.erasure.guard import approval_timeout
+
+    items = attention.needs_a_person(req.conn, now=datetime.now(timezone.utc), approval_timeout=approval_timeout())
+    rows = [{"what": i.what, "count": _jump(i, req.links), "oldest": i.oldest, "note": i.note} for i in items]
+    waiting = sum(i.count for i in items)
+    facts = [{"label": "Things waiting for a person", "value": waiting, "tone": "warn" if waiting else "good"}]
+    return {"rows": rows, "total": len(rows), "facts": facts,
+            "refreshed": {"at": datetime.now(timezone.utc), "run_id": None, "run_url": None}}
+
+
+def _jump(item: attention.Item, links: UiLinks) -> dict:
+    """A count that leads to its rows: a section of this page (with its filters), or a page of Airflow's UI."""
+    if item.airflow == "required_actions":
+        return {"text": str(item.count), "href": links.required_actions()}
+    return {"text": str(item.count), "section": item.section, "filters": dict(item.filters)}
+
+
 DSR = "dsr_deadline_tracking"
 
 SECTIONS: tuple[Section, ...] = (
+    Section(
+        key="attention", title="Needs a person", dag_id=DSR, tables=("compliance.audit_log",),
+        about="What waits for a person now, across every DAG: approvals (answered in Airflow's Required Actions, "
+              "rejected by themselves when their time is up), requests overdue, fulfilment steps only a person can "
+              "do, child reports to review, holds, deletion notices owed, refused emails. Each count leads to its "
+              "rows.",
+        refreshed_by="counted afresh from the store on every look",
+        columns=(Column("what", "Needs a person"), Column("count", "How many", "jump"),
+                 Column("oldest", "Oldest", "time"), Column("note", "What to do")),
+        page_size=50, dag_entity="AUDIT_LOG", build=_attention),
     Section(
         key="requests", title="Privacy requests", dag_id=DSR,
         tables=("compliance.dsr_status", "compliance.dsr_runs"),
