@@ -102,8 +102,8 @@ def evaluate_requests(step: Step[DsrParams]) -> dict:
     pruned = status_store.prune_whatifs(store, older_than=started - timedelta(days=settings.whatif_retention_days))
     missing = sorted(set(params.request_ids) - tally.seen)
     counts = dict(sorted(tally.states.items()))
-    status_store.finish_run(store, ctx.run_id, max_request_id=watermark, evaluated=written, changed=changed,
-                            counts=counts, finished_at=ctx.now())
+    status_store.finish_run(store, ctx.run_id, status_store.RunTotals(watermark, written, changed, counts),
+                            finished_at=ctx.now())
     summary = {"as_of": as_of.isoformat(), "what_if": what_if, "evaluated": written, "changed": changed,
                "states": counts, "targeted": len(params.request_ids), "not_found": missing,
                "malformed_assignee_emails": tally.bad_assignees, "dry_run": params.dry_run,
