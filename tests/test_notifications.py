@@ -529,7 +529,7 @@ def test_a_purged_childs_address_is_skipped_whatever_account_holds_it_later(conn
     """A child erased by the purge (through the erasure engine and the purge's ledger, as the DAG does), then a
     new account registered with the child's address in another case and with spaces: never told."""
     from include.children import ledger as purge_ledger
-    from include.erasure import erase_subject
+    from include.erasure import EraseOptions, erase_subject
     from include.erasure import run as erasure_run
     from include.subjects import user_hash
 
@@ -544,7 +544,7 @@ def test_a_purged_childs_address_is_skipped_whatever_account_holds_it_later(conn
     purge_ledger.record_detection(store, run_id, [purge_ledger.Detected(user_hash(KEY, kid), kid, ("under_13",), (),
                                                                         ())], [], at=now, counts={})
     result = erase_subject(ops, load_datamap(), kid, KEY, at=now,
-                           before_commit=lambda r: purge_ledger.mark_erasing(store, run_id, r))
+                           options=EraseOptions(before_commit=lambda r: purge_ledger.mark_erasing(store, run_id, r)))
     purge_ledger_ctx = RunContext(run_id=run_id, actor="test", dag_id="child_data_purge", now=lambda: now)
     assert purge_ledger.finish_subject(store, purge_ledger_ctx, run_id, result)
     assert result.address_hash == address_hash(KEY, "kid-purged@example.com")
