@@ -14,6 +14,7 @@ what it has. Both have the same attributes:
 - ``settings`` — the deployment's settings (:class:`include.config.Settings`);
 - ``params`` — the run's typed trigger-form values (each DAG's ``*Params`` class);
 - ``ops``, ``store`` — the operational database and the compliance store (autocommit connections);
+  ``side`` — a second compliance-store connection, for what is recorded outside the step's transaction;
 - ``datamap`` — the data map, checked against the operational database;
 - ``key`` — the subject key (keyed hashes of subjects and addresses);
 - ``mailer`` — SendGrid, ``None`` in a dry run; ``objects`` — the object store, ``None`` in a dry run;
@@ -49,6 +50,7 @@ class Step(Generic[P]):
     mailer: Any = None
     objects: "ObjectStore | None" = None
     approval: Mapping | None = None
+    side: Any = None
 
     @property
     def dry_run(self) -> bool:

@@ -345,14 +345,14 @@ def test_an_interrupted_erasure_is_settled_by_the_next_attempt(world):
 
     # Died after the commit, before recording the outcome.
     erasure.erase_subject(world.ops, world.dm, committed.user_id, KEY, at=datetime.now(timezone.utc),
-                          before_commit=record)
+                          options=erasure.EraseOptions(before_commit=record))
     # Died before the commit: the erasing transaction rolled back.
     with pytest.raises(RuntimeError):
         def die(result):
             record(result)
             raise RuntimeError("worker lost")
         erasure.erase_subject(world.ops, world.dm, rolled_back.user_id, KEY, at=datetime.now(timezone.utc),
-                              before_commit=die)
+                              options=erasure.EraseOptions(before_commit=die))
     assert dict(world.store.execute("select subject_hash, outcome from compliance.child_purges where run_id = 'crash' "
                                     "and outcome = 'erasing'").fetchall()) == {
         committed.subject_hash: "erasing", rolled_back.subject_hash: "erasing"}
@@ -469,8 +469,8 @@ def test_a_report_naming_two_accounts_is_resolved_by_the_purge_of_the_last(fresh
                        (10, null, 'TWINS@example.com ', 'parent', now()), (11, 3, null, 'parent', now())""")
 
         def erase(uid, report_ids):
-            return erasure.erase_subject(ops, dm, uid, KEY, at=now, in_transaction=lambda conn: reports.resolve_for_subject(
-                conn, dm, uid, report_ids, now))
+            return erasure.erase_subject(ops, dm, uid, KEY, at=now, options=erasure.EraseOptions(in_transaction=lambda conn: reports.resolve_for_subject(
+                conn, dm, uid, report_ids, now)))
 
         first = erase(1, [10])
         assert first.extra == {"reports_resolved": []} and first.shared_address

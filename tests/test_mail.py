@@ -45,7 +45,7 @@ def _every_kind_of_message() -> dict[str, dict]:
     from include.config import Settings
     from include.dsr.emails import PendingEscalation, digest_payload, escalation_payload
     from include.notifications.messages import Notice, Renderer
-    from include.vendors.notices import violation_payload
+    from include.vendors.notices import ViolationNotice, violation_payload
 
     settings = Settings(compliance_team_email="team@example.com")
     escalations = [PendingEscalation(10**18 + i, "overdue", "dpo@example.com", False, "gdpr", "access",
@@ -57,10 +57,10 @@ def _every_kind_of_message() -> dict[str, dict]:
         "dsr_escalation, 500 of them": escalation_payload(escalations, settings, "run-1"),
         "dsr_digest": digest_payload(date(2026, 12, 6), {"overdue": 1}, [(1, "gdpr", "access", "overdue",
                                                                           date(2026, 1, 1), -3)], 1, settings, "r"),
-        "vendor_violations": violation_payload(
+        "vendor_violations": violation_payload(ViolationNotice(
             vendor_id=7, vendor_name=NASTY, known=True, kind="consultant", period_label="2026-12-01",
             recipient="team@example.com", violations={"child": 1}, violation_rows=1, examples={"child": [9]},
-            rows=10, manifest_uri="gs://b/m", data_uri="gs://b/d", data_sha256="ab" * 32, settings=settings,
+            rows=10, manifest_uri="gs://b/m", data_uri="gs://b/d", data_sha256="ab" * 32), settings=settings,
             run_id="run-1"),
         "child_purge_summary": purge_summary({"as_of": "2026-12-06", "plan_hash": "h", "approval": None,
                                               "outcomes": {"purged": 1}}, settings, "run-1"),

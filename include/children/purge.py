@@ -305,13 +305,13 @@ def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: 
     if row.outcome == ledger.ERASING:  # an attempt that is still alive holds it: the retry settles it
         return "in_flight"
     try:
-        result = erasure.erase_subject(
-            ops, dm, row.user_id, step.key, at=now, unmapped=unmapped, wait=wait,
+        result = erasure.erase_subject(ops, dm, row.user_id, step.key, at=now, options=erasure.EraseOptions(
+            unmapped=unmapped, wait=wait,
             recheck=lambda conn: detection.still_a_child(conn, dm, row.user_id, as_of=params.as_of,
                                                          tz=settings.timezone, confirmed=params.confirm_user_ids),
             in_transaction=lambda conn: reports.resolve_for_subject(conn, dm, row.user_id, row.report_ids, now,
                                                                     confirmed=params.confirm_user_ids),
-            before_commit=before_commit)
+            before_commit=before_commit))
     except _NotThisRunsToErase:
         return "skipped"
     except erasure.SubjectBusy:

@@ -449,7 +449,8 @@ def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str
             if not valid:
                 raise _Abandon(CLAIMED if len(claimed) < len(ids) else CHANGED)
             user_id = valid[0].user_id
-            result = erasure.erase_subject(ops, dm, user_id, key, at=now, unmapped=unmapped, wait=False)
+            result = erasure.erase_subject(ops, dm, user_id, key, at=now,
+                                           options=erasure.EraseOptions(unmapped=unmapped, wait=False))
             if result.outcome == erasure.CLAIMED_ELSEWHERE:
                 raise _Abandon(erasure.CLAIMED_ELSEWHERE)
             if result.outcome == erasure.HELD:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Callable, Mapping, Sequence
 
@@ -126,6 +127,44 @@ def lane_bounds(last_seq: int, lane: int, lanes: int) -> tuple[int, int]:
     return last_seq * lane // lanes, last_seq * (lane + 1) // lanes
 
 
+@dataclass(frozen=True)
+class LedgerLinks:
+    """Where a sender's ledger reads and records: the operational database and its data map, the second store
+    connection (a request is recorded there before it leaves), the run's audit context."""
+
+    ops: Any
+    dm: DataMap
+    side: Any
+    ctx: RunContext
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Whom a campaign is for and what they get: its id and scope, the message renderer, the address hasher, the
+    day the child rules are applied on (a live campaign), the time zone, a test run's addresses by keyed hash."""
+
+    campaign_id: int
+    scope: str
+    renderer: Renderer
+    hasher: Callable[[str], str]
+    as_of: date | None = None
+    tz: str = "UTC"
+    test_addresses: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class SenderShare:
+    """One sender's part of the work: its name, the batch size, its share of the cap (``budget``), its lane of
+    ``lanes`` and the claim window."""
+
+    sender: str
+    batch_size: int
+    budget: int | None = None
+    lane: int = 0
+    lanes: int = 1
+    window: int = CLAIM_WINDOW
+
+
 class CampaignLedger:
     """One sender's view of one campaign's ledger, for :func:`include.notify.delivery.deliver`.
 
@@ -140,17 +179,17 @@ class CampaignLedger:
 
     name = LEDGER_NAME
 
-    def __init__(self, *, campaign_id: int, scope: str, renderer: Renderer, ops, dm: DataMap, side,
-                 hasher: Callable[[str], str], ctx: RunContext, sender: str, batch_size: int,
-                 budget: int | None = None, as_of: date | None = None, tz: str = "UTC",
-                 test_addresses: Mapping[str, str] | None = None, progress_every: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic, window: int = CLAIM_WINDOW, lane: int = 0,
-                 lanes: int = 1):
+    def __init__(self, links: "LedgerLinks", audience: "Audience", share: "SenderShare", *,
+                 progress_every: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        campaign_id, scope, renderer, hasher = audience.campaign_id, audience.scope, audience.renderer, audience.hasher
+        as_of, tz, test_addresses = audience.as_of, audience.tz, audience.test_addresses
+        sender, batch_size, budget, window = share.sender, share.batch_size, share.budget, share.window
+        lane, lanes = share.lane, share.lanes
         if scope != TEST and as_of is None:
             # The child rules are applied on a day: without one they would catch nobody, silently.
             raise ValueError("a live campaign's ledger needs as_of, the day the child rules are applied on")
         self.campaign_id, self.scope, self.renderer = campaign_id, scope, renderer
-        self.ops, self.dm, self.side, self.hasher, self.ctx = ops, dm, side, hasher, ctx
+        self.ops, self.dm, self.side, self.hasher, self.ctx = links.ops, links.dm, links.side, hasher, links.ctx
         self.sender, self.batch_size, self.budget = sender, batch_size, budget
         self.as_of, self.tz, self.test_addresses = as_of, tz, dict(test_addresses or {})
         self._accounts_sql: bytes | None = None

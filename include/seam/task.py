@@ -97,6 +97,13 @@ class TaskEnv(Generic[P]):
             self._store_checked = True
         return conn
 
+    @property
+    def side(self) -> "psycopg.Connection":
+        """A second compliance-store connection (autocommit): what must be recorded outside the step's own
+        transaction (a request before it leaves, see :mod:`include.notifications.ledger`)."""
+        self.store  # noqa: B018 -- the schema is checked once, on the main connection
+        return self._db(f"{connections.COMPLIANCE_DB}#side", connections.compliance_db)
+
     def migrate_store(self) -> list[int]:
         """Create or migrate the compliance store; returns the migrations applied now."""
         from include import compliance_store
@@ -174,13 +181,21 @@ def run_timing(context) -> "RunTiming":
                      run_type=None if run_type is None else str(getattr(run_type, "value", run_type)))
 
 
-def run_step(target: str, params: str | None = None, *, approval_from: str | None = None) -> Any:
-    """Run the step ``module:function`` with this task's :class:`TaskEnv` and return what it returns (the
-    task's XCom). ``params``: ``module:Class`` of the DAG's typed parameters (:class:`RunParams`);
-    ``approval_from``: the task id of the run's plan approval, whose answer the step reads as ``approval``."""
+def run_step(target: str, params: str | None = None, *inputs: Any, approval_from: str | None = None) -> Any:
+    """Run the step ``module:function`` with this task's :class:`TaskEnv` (and the task's ``inputs`` after it:
+    ``fn(step, *inputs)``) and return what it returns (the task's XCom). ``params``: ``module:Class`` of the
+    DAG's typed parameters (:class:`RunParams`); ``approval_from``: the task id of the run's plan approval,
+    whose answer the step reads as ``approval``."""
     step = _named(target)
     with task_env(_named(params) if params else None, approval_from=approval_from) as env:
-        return step(env)
+        return step(env, *inputs)
+
+
+def set_context(key: str, value: Any) -> None:
+    """Put ``value`` in the running task's context (a mapped task's label is rendered from it at the end)."""
+    from airflow.sdk import get_current_context
+
+    get_current_context()[key] = value
 
 
 def _named(target: str) -> Any:

@@ -11,6 +11,7 @@ objects' URIs: no user id, email, name or other data of a subject.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
 
@@ -62,10 +63,10 @@ class ViolationNoticeLedger:
             return None
         (vendor_id, label, recipient, known, name, kind, violations, rows_broken, examples, rows, manifest_uri,
          data_uri, sha) = row
-        payload = violation_payload(
+        payload = violation_payload(ViolationNotice(
             vendor_id=vendor_id, vendor_name=name, known=known, kind=kind,
             period_label=label, recipient=recipient, violations=violations, violation_rows=rows_broken,
-            examples=examples, rows=rows, manifest_uri=manifest_uri, data_uri=data_uri, data_sha256=sha,
+            examples=examples, rows=rows, manifest_uri=manifest_uri, data_uri=data_uri, data_sha256=sha),
             settings=self.settings, run_id=self.run_id)
         return Batch(keys=[(vendor_id, label)], payload=payload,
                      evidence={"vendor_id": vendor_id, "period": label,
@@ -92,10 +93,33 @@ def vendor_title(vendor_id: int, name: str | None, known: bool, kind: str | None
     return f"{name or 'vendor'} (vendor {vendor_id}, {kind or 'kind not recorded'})"
 
 
-def violation_payload(*, vendor_id: int, vendor_name: str | None, known: bool, kind: str | None, period_label: str,
-                      recipient: str, violations: dict, violation_rows: int, examples: dict, rows: int,
-                      manifest_uri: str, data_uri: str, data_sha256: str, settings: Settings, run_id: str) -> dict:
+@dataclass(frozen=True)
+class ViolationNotice:
+    """One (vendor, period)'s notice as recorded: the vendor, the period, whom to tell, the violations by rule,
+    their first share ids, the share counts and the manifest's objects."""
+
+    vendor_id: int
+    vendor_name: str | None
+    known: bool
+    kind: str | None
+    period_label: str
+    recipient: str
+    violations: dict
+    violation_rows: int
+    examples: dict
+    rows: int
+    manifest_uri: str
+    data_uri: str
+    data_sha256: str
+
+
+def violation_payload(notice: ViolationNotice, *, settings: Settings, run_id: str) -> dict:
     """The Mail Send payload of one (vendor, period): counts by rule and the first share ids, never a subject."""
+    n = notice
+    vendor_id, vendor_name, known, kind, period_label = n.vendor_id, n.vendor_name, n.known, n.kind, n.period_label
+    recipient, violations, examples = n.recipient, n.violations, n.examples
+    violation_rows, rows = n.violation_rows, n.rows
+    manifest_uri, data_uri, data_sha256 = n.manifest_uri, n.data_uri, n.data_sha256
     title = vendor_title(vendor_id, vendor_name, known, kind)
     broken = [(rule, violations.get(rule, 0)) for rule in VIOLATIONS if violations.get(rule, 0)]
     subject = (f"[Vendor sharing] {violation_rows} of {rows} share(s) to {title} in {period_label} "
