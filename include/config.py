@@ -59,6 +59,9 @@ SCHEMA: dict[str, Any] = {
                                      "description": "a SendGrid dynamic template id, else the project's templates"},
         "notification_senders": {"type": "integer", "minimum": 1, "maximum": 64,
                                  "description": "parallel send tasks of a campaign (bounded by the pool)"},
+        "alerts": {"type": "boolean",
+                   "description": "email on-call once when a run of any DAG fails (its DAG, run, task, reason)"},
+        "alert_email": {**_EMAIL, "description": "where run failures go (default: compliance_team_email)"},
         "notification_batch_size": {"type": "integer", "minimum": 1, "maximum": 1000,
                                     "description": "recipients per Mail Send request of a campaign (SendGrid's "
                                                    "limit is 1,000; a crash can re-send at most one request)"},
@@ -84,6 +87,13 @@ class Settings:
     notification_template_id: str | None = None
     notification_senders: int = 4
     notification_batch_size: int = 1000
+    alerts: bool = True
+    alert_email: str | None = None
+
+    @property
+    def on_call_email(self) -> str:
+        """Where a failed run is reported: ``alert_email``, else the compliance team."""
+        return self.alert_email or self.compliance_team_email
 
     @property
     def tz(self) -> ZoneInfo:
@@ -121,7 +131,9 @@ class Settings:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"unknown time zone {self.timezone!r}") from None
-        for key in ("compliance_team_email", "email_from"):
+        for key in ("compliance_team_email", "email_from", "alert_email"):
+            if getattr(self, key) is None:
+                continue
             try:
                 normalize_address(getattr(self, key))
             except AddressError as exc:
@@ -154,6 +166,8 @@ EXPECTED = {
     "notification_template_id": "a SendGrid dynamic template id like d-0123456789abcdef0123456789abcdef, or null",
     "notification_senders": "a whole number of send tasks between 1 and 64",
     "notification_batch_size": "a whole number of recipients per request between 1 and 1000",
+    "alerts": "true or false",
+    "alert_email": "an email address",
 }
 
 

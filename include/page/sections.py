@@ -345,7 +345,7 @@ def _fulfilments(req: Request) -> dict:
 def _attention(req: Request) -> dict:
     from datetime import timezone
 
-    from include.erasure.guard import approval_timeout
+    from include.approvals import approval_timeout
 
     items = attention.needs_a_person(req.conn, now=datetime.now(timezone.utc), approval_timeout=approval_timeout())
     rows = [{"what": i.what, "count": _jump(i, req.links), "oldest": i.oldest, "note": i.note} for i in items]

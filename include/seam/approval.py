@@ -18,8 +18,8 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
-# The reviewer's time is the erasure guards' (plain Python, so that the compliance page can say it too).
-from include.erasure.guard import APPROVAL_TIMEOUT_ENV, approval_timeout  # noqa: F401
+# The reviewer's time (plain Python, so that the compliance page can say it too).
+from include.approvals import APPROVAL_TIMEOUT_ENV, approval_timeout  # noqa: F401
 
 ANSWER_KEY = "answer"
 

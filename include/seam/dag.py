@@ -25,6 +25,8 @@ from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any, Callable, Mapping, Sequence
 
+from include.seam.alerts import task_failed
+
 OWNER = "privacy-engineering"
 DEFAULT_ARGS: Mapping[str, Any] = {
     "owner": OWNER,
@@ -32,6 +34,8 @@ DEFAULT_ARGS: Mapping[str, Any] = {
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=15),
+    # A task that fails for good tells on-call, once per run (include/seam/alerts.py; setting `alerts`).
+    "on_failure_callback": task_failed,
 }
 START_DATE = datetime(2026, 1, 1)
 
