@@ -336,7 +336,7 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
             # The DAGs must be in the metadata database before they can be unpaused.
             subprocess.run([local_airflow.airflow_bin(), "dags", "reserialize"], env=env, capture_output=True,
                            text=True)
-            for dag_id in sorted(_dag_files() - CATCH_UP_DAGS):
+            for dag_id in sorted(_dag_files()):
                 subprocess.run([local_airflow.airflow_bin(), "dags", "unpause", dag_id], env=env,
                                capture_output=True, text=True)
         shown = "localhost" if host in ("127.0.0.1", "localhost") else host
@@ -350,8 +350,10 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
         print("  connections come from AIRFLOW_CONN_* environment variables set by this command, so Admin > "
               "Connections stays empty; `airflow connections get ops_db` shows one")
         if unpause:
-            print(f"  unpaused every DAG but {', '.join(sorted(CATCH_UP_DAGS))} (it would catch up every day since "
-                  "its start date; trigger it with a period instead)")
+            print("  unpaused every DAG: within a minute the scheduler starts their scheduled runs, and those are "
+                  "LIVE: child_data_purge erases the demo's children and dsr_fulfilment exports and erases (no dry "
+                  "run on a schedule); vendor_sharing_manifests catches up at most the last 3 days "
+                  "($PRIVACY_MANIFESTS_CATCHUP_DAYS)")
         else:
             print("  the DAGs are paused: a triggered run waits as 'queued' until its DAG is unpaused "
                   "(toggle in the UI, or restart with --unpause)")
@@ -380,4 +382,3 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
 
 
 # Interval DAGs that catch up: unpausing one in a fresh Airflow queues a run for every day since its start.
-CATCH_UP_DAGS = frozenset({"vendor_sharing_manifests"})

@@ -21,7 +21,8 @@ The DAG's ``doc_md`` is ``include/docs/<dag_id>.md``. Nothing here opens a conne
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import os
+from datetime import datetime, timedelta, timezone
 from importlib import resources
 from typing import Any, Callable, Mapping, Sequence
 
@@ -163,6 +164,22 @@ def prepare_store():
     return prepare_store()
 
 
+def catch_up_start(env_var: str, *, default_days: int, most_days: int, now: datetime | None = None) -> datetime:
+    """The first day an interval-based DAG catches up from: ``$<env_var>`` days before today (UTC midnight), else
+    ``default_days``; at most ``most_days``, so that a DAG left paused (or unpaused by a trigger form's box) never
+    starts more catch-up runs than that, however long ago its start date was. Read when the DAG is parsed (the
+    scheduler and the workers share the environment, as the Compose file's common environment does)."""
+    raw = os.environ.get(env_var, "").strip()
+    days = default_days
+    if raw:
+        if not (raw.isascii() and raw.isdigit() and 0 <= int(raw) <= most_days):
+            raise ValueError(f"{env_var} must be a whole number of days from 0 to {most_days}, not {raw!r}")
+        days = int(raw)
+    today = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(hour=0, minute=0, second=0,
+                                                                                   microsecond=0)
+    return today - timedelta(days=days)
+
+
 def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapping[str, Any],
                 catchup: bool = False, max_active_runs: int = 1,
                 dagrun_timeout: timedelta = timedelta(hours=1), **dag_kwargs: Any) -> Callable:
@@ -175,7 +192,8 @@ def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapp
         def build():
             from airflow.sdk import DAG
 
-            with DAG(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=catchup,
+            with DAG(dag_id=dag_id, schedule=schedule, start_date=dag_kwargs.pop("start_date", START_DATE),
+                     catchup=catchup,
                      max_active_runs=max_active_runs, dagrun_timeout=dagrun_timeout, default_args=dict(DEFAULT_ARGS),
                      tags=["privacy", *tags], doc_md=doc_md(dag_id), params=dict(params), **dag_kwargs) as dag:
                 guard = _conf_guard(dag_id, sorted(params))
