@@ -108,8 +108,8 @@ def fill_audit(conn, rows: int, anchor_every: int, anchors_folder: Path) -> dict
             at = start + dt.timedelta(seconds=i * 20)
             details = {"evaluated": i % 500, "changed": i % 7}
             run_id = f"scheduled__{at:%Y-%m-%dT%H}:00:00+00:00"
-            digest = audit.row_hash(prev, i, at, "airflow:dsr_deadline_tracking", "dsr.evaluated",
-                                    "dsr_deadline_tracking", run_id, "evaluate_requests", details)
+            digest = audit.row_hash(prev, i, audit.Entry(at, "airflow:dsr_deadline_tracking", "dsr.evaluated",
+                                                         "dsr_deadline_tracking", run_id, "evaluate_requests", details))
             copy.write_row((i, at, "airflow:dsr_deadline_tracking", "dsr.evaluated", "dsr_deadline_tracking", run_id,
                             "evaluate_requests", json.dumps(details), prev, digest))
             if i % anchor_every == 0 or i == rows:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from include.config import Settings
-from include.mail import envelope, render_parts
+from include.mail import Addressee, Content, envelope, render_parts
 from include.notify.delivery import Batch
 
 MAX_REASON = 500
@@ -68,10 +68,10 @@ def record(store, failure: Failure, recipient: str) -> bool:
 def payload(failure: Failure, settings: Settings) -> dict:
     parts = render_parts("run_alert", dag_id=failure.dag_id, run_id=failure.run_id, task_id=failure.task_id,
                          reason=failure.reason, run_url=failure.run_url)
-    return envelope(settings, category="run-alert", run_id=failure.run_id, to=settings.on_call_email,
-                    kind="run_alert", key=f"{failure.dag_id}/{failure.run_id}",
-                    about={"dag_id": failure.dag_id, "task_id": failure.task_id},
-                    subject=f"Airflow: a run of {failure.dag_id} failed in {failure.task_id}", parts=parts)
+    return envelope(settings, category="run-alert", run_id=failure.run_id,
+                    content=Content(f"Airflow: a run of {failure.dag_id} failed in {failure.task_id}", parts),
+                    to=Addressee(settings.on_call_email, "run_alert", f"{failure.dag_id}/{failure.run_id}",
+                                 {"dag_id": failure.dag_id, "task_id": failure.task_id}))
 
 
 class AlertLedger:

@@ -17,7 +17,7 @@ from include.dsr import tracking
 from include.dsr.params import DsrParams
 from include.step import Step
 from include.notify.delivery import Batch, DeliveryDeferred, deliver
-from include.notify.sendgrid_mailer import MAX_PERSONALIZATIONS, SendGridAuthError, SendGridMailer
+from include.notify.sendgrid_mailer import MAX_PERSONALIZATIONS, RetryPolicy, SendGridAuthError, SendGridMailer
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 TODAY = date(2026, 11, 25)
@@ -195,7 +195,7 @@ def test_rate_limiting_past_the_deadline_says_what_is_pending(db, sendgrid):
         fake["now"] += seconds
 
     mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=sleep, clock=lambda: fake["now"],
-                            rate_limit_deadline=120)
+                            policy=RetryPolicy(rate_limit_deadline=120))
     sendgrid.inject(status=429, count=1000, limit=None)
     with pytest.raises(DeliveryDeferred) as err:
         deliver(db, ledger, mailer, ctx("limited"))

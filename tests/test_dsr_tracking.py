@@ -14,7 +14,7 @@ from include.datamap import load_datamap
 from include.dsr import tracking
 from include.dsr.params import DsrParams
 from include.step import Step
-from include.notify.sendgrid_mailer import SendGridAuthError, SendGridMailer
+from include.notify.sendgrid_mailer import RetryPolicy, SendGridAuthError, SendGridMailer
 from devkit.operational_schema import create_reference_schema
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -199,7 +199,8 @@ def test_a_crash_between_claim_and_send_is_resumed(db, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
     sendgrid.inject(status=500, count=2)
-    failing = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None, max_attempts=2)
+    failing = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None,
+                             policy=RetryPolicy(max_attempts=2))
     with pytest.raises(Exception, match="HTTP 500"):
         tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=failing))
     assert db.execute("select count(*) from compliance.dsr_escalations where status = 'pending'").fetchone()[0] == 4

@@ -73,12 +73,12 @@ def test_every_page_forwards_and_backwards_is_the_overdue_first_order(store, req
     expected = expected_order(wanted)
     seen = []
     for offset in range(0, len(expected) + size, size):
-        page = dsr.request_page(store, **filters, limit=size, offset=offset)
+        page = dsr.request_page(store, filters, limit=size, offset=offset)
         assert page["total"] == len(expected)
         seen += [row["request_id"] for row in page["rows"]]
     assert seen == expected
     # The same with the total given (as the section does, from the breakdown).
-    last = dsr.request_page(store, **filters, limit=size, offset=max(len(expected) - size, 0), total=len(expected))
+    last = dsr.request_page(store, filters, limit=size, offset=max(len(expected) - size, 0), total=len(expected))
     assert [r["request_id"] for r in last["rows"]] == expected[max(len(expected) - size, 0):]
 
 
@@ -350,7 +350,8 @@ def chain(fresh_db, store, tmp_path):
 
     def write(n, anchor=True):
         for i in range(n):
-            audit.append(store, "test.step", {"i": i}, actor="test", dag_id="dsr_deadline_tracking", run_id="manual__t")
+            audit.append(store, "test.step", {"i": i},
+                         actor=audit.RunContext(run_id="manual__t", actor="test", dag_id="dsr_deadline_tracking"))
         if anchor:
             audit.anchor_head(store, anchors, run_id="manual__t", dag_id="dsr_deadline_tracking")
 

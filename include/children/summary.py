@@ -8,7 +8,7 @@ from datetime import datetime
 from psycopg.types.json import Jsonb
 
 from include.config import Settings
-from include.mail import envelope, render_parts
+from include.mail import Addressee, Content, envelope, render_parts
 from include.notify.delivery import Batch
 
 OUTCOME_WORDS = {"purged": "purged", "held": "held (active legal hold)", "invalid": "invalid (no rule could judge)",
@@ -73,8 +73,8 @@ def payload(counts: dict, settings: Settings, run_id: str) -> dict:
         "child_purge_summary", as_of=counts["as_of"], run_id=run_id, plan_hash=counts.get("plan_hash") or "-",
         outcomes=outcome_items, tables=tables, approval=_approval(counts),
         vendors=[(vendor_name(v), v["subjects"], v["outstanding"]) for v in vendors])
-    return envelope(settings, category="child-purge-summary", run_id=run_id, to=settings.compliance_team_email,
-                    kind="child_purge_summary", key=run_id, about={"run_id": run_id}, subject=subject, parts=parts)
+    return envelope(settings, category="child-purge-summary", run_id=run_id, content=Content(subject, parts),
+                    to=Addressee(settings.compliance_team_email, "child_purge_summary", run_id, {"run_id": run_id}))
 
 
 class SummaryLedger:

@@ -14,7 +14,7 @@ from datetime import date
 from typing import Sequence
 
 from include.config import Settings
-from include.mail import envelope, render_parts
+from include.mail import Addressee, Content, envelope, render_parts
 
 ESCALATIONS_PER_MESSAGE = 500
 SUBJECT_WORDS = {"overdue": "overdue", "due_soon": "due soon", "ack_overdue": "not acknowledged in time"}
@@ -41,16 +41,16 @@ def _row(item: PendingEscalation) -> tuple[str, ...]:
             _text(item.due_date), _text(item.days_left))
 
 
-def _about(items: Sequence[PendingEscalation]) -> dict:
+def _about(items: Sequence[PendingEscalation]) -> Addressee:
     """What an escalation message is about: one escalation by its request and level; several by a digest of
     their (request, level) keys (the same on a re-send of that message; bounded, where 500 ids might not be)."""
     keys = sorted(f"{i.request_id}/{i.level}" for i in items)
     if len(items) == 1:
         only = items[0]
-        return {"kind": "dsr_escalation", "key": keys[0],
-                "about": {"escalations": "1", "request_id": str(only.request_id), "level": only.level}}
+        return Addressee(only.recipient, "dsr_escalation", keys[0],
+                         {"escalations": "1", "request_id": str(only.request_id), "level": only.level})
     digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32]
-    return {"kind": "dsr_escalation", "key": f"sha256:{digest}", "about": {"escalations": str(len(items))}}
+    return Addressee(items[0].recipient, "dsr_escalation", f"sha256:{digest}", {"escalations": str(len(items))})
 
 
 def escalation_payload(items: Sequence[PendingEscalation], settings: Settings, run_id: str) -> dict:
@@ -67,9 +67,9 @@ def escalation_payload(items: Sequence[PendingEscalation], settings: Settings, r
         subject = f"{len(items)} privacy requests need attention: {', '.join(parts)}"
     intro = (f"{len(items)} privacy request escalation(s) for you: {', '.join(parts)}."
              + (" (You receive these for requests without an assignee.)" if items[0].recipient_is_team else ""))
-    return envelope(settings, category="dsr-escalation", run_id=run_id, to=items[0].recipient, **_about(items),
-                    subject=subject,
-                    parts=render_parts("dsr_escalation", intro=intro, rows=[_row(item) for item in items]))
+    parts = render_parts("dsr_escalation", intro=intro, rows=[_row(item) for item in items])
+    return envelope(settings, category="dsr-escalation", run_id=run_id, content=Content(subject, parts),
+                    to=_about(items))
 
 
 def digest_payload(digest_date: date, counts: dict[str, int], items: Sequence[tuple], total_attention: int,
@@ -81,6 +81,6 @@ def digest_payload(digest_date: date, counts: dict[str, int], items: Sequence[tu
             for rid, regime, rtype, state, due, left in items]
     parts = render_parts("dsr_digest", digest_date=str(digest_date), summary=sorted(counts.items()),
                          rows=rows, more=max(total_attention - len(items), 0))
-    return envelope(settings, category="dsr-digest", run_id=run_id, to=settings.compliance_team_email,
-                    kind="dsr_digest", key=str(digest_date), about={"digest_date": str(digest_date)},
-                    subject=subject, parts=parts)
+    return envelope(settings, category="dsr-digest", run_id=run_id, content=Content(subject, parts),
+                    to=Addressee(settings.compliance_team_email, "dsr_digest", str(digest_date),
+                                 {"digest_date": str(digest_date)}))

@@ -16,6 +16,8 @@ builds markup or escapes anything itself:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import html
 from functools import lru_cache
 
@@ -65,36 +67,54 @@ def render_parts(name: str, **values) -> tuple[str, str]:
     return render(f"{name}.txt", **values), render(f"{name}.html", **values)
 
 
-def envelope(settings, *, category: str, run_id: str, to: str | None = None, kind: str | None = None,
-             key: str | None = None, about: dict | None = None, subject: str | None = None,
-             parts: tuple[str, str] | None = None, template_id: str | None = None,
+@dataclass(frozen=True)
+class Addressee:
+    """A message to one address, and what it is about (its personalization's ``custom_args``)."""
+
+    to: str
+    kind: str
+    key: str
+    about: dict | None = None
+
+
+@dataclass(frozen=True)
+class Content:
+    """A message's ``subject`` and ``parts`` (text, HTML) of :func:`render_parts`, or a SendGrid dynamic
+    ``template_id``, which brings its own subject and content."""
+
+    subject: str | None = None
+    parts: tuple[str, str] | None = None
+    template_id: str | None = None
+
+
+def envelope(settings, *, category: str, run_id: str, content: Content, to: Addressee | None = None,
              campaign_args: dict | None = None) -> dict:
     """The Mail Send payload every email type sends: sender, subject, content, personalizations, categories
     and ``custom_args``.
 
-    - ``to``, ``kind``, ``key`` and ``about``: a message to one address gets its one personalization here,
+    - ``to`` (:class:`Addressee`: address, ``kind``, ``key``, ``about``): a message to one address gets its one
+      personalization here,
       whose ``custom_args`` say what the message is: ``{"kind": kind, "key": key, **about}``: the kind of
       message (``dsr_escalation``), the key of what it tells (``123/overdue``: the same on a re-send of that
       message, another for a second notice) and the ids it is about (``request_id``, ``level``), never
       personal data. SendGrid merges them with the message's own into every event it reports. A campaign
       passes none of them and adds its personalizations, one per recipient; its message-level
       ``custom_args`` name it (``campaign_args``: the campaign and policy version).
-    - ``parts``: the (text, HTML) of :func:`render_parts`, with ``subject``; or a SendGrid dynamic
-      ``template_id``, which brings its own subject and content.
+    - ``content``: :class:`Content`.
     - Message-level ``custom_args``: ``{"campaign": category, **campaign_args, "run_id": run_id}``; the
       category also names the message in SendGrid's statistics (``categories``).
     """
     payload: dict = {"from": {"email": settings.email_from, "name": settings.email_from_name}}
     if to is not None:
-        if not (kind and key):
+        if not (to.kind and to.key):
             raise ValueError("a message to one address names its kind and key in its custom_args")
-        payload["personalizations"] = [{"to": [{"email": to}],
-                                        "custom_args": {"kind": kind, "key": key, **(about or {})}}]
-    if template_id:
-        payload["template_id"] = template_id
+        payload["personalizations"] = [{"to": [{"email": to.to}],
+                                        "custom_args": {"kind": to.kind, "key": to.key, **(to.about or {})}}]
+    if content.template_id:
+        payload["template_id"] = content.template_id
     else:
-        text, body = parts
-        payload["subject"] = subject
+        text, body = content.parts
+        payload["subject"] = content.subject
         payload["content"] = [{"type": "text/plain", "value": text}, {"type": "text/html", "value": body}]
     payload["categories"] = [category]
     payload["custom_args"] = {"campaign": category, **(campaign_args or {}), "run_id": run_id}

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from include.config import Settings
-from include.mail import envelope, escape_html, render_parts
+from include.mail import Content, envelope, escape_html, render_parts
 
 CATEGORY = "policy-change"
 NEUTRAL_GREETING = "Hello,"
@@ -89,11 +89,11 @@ class Renderer:
                          "scope": notice.scope}
         if notice.template_id:
             self.base = envelope(settings, category=CATEGORY, run_id=run_id, campaign_args=campaign_args,
-                                 template_id=notice.template_id)
+                                 content=Content(template_id=notice.template_id))
         else:
             self.base = envelope(settings, category=CATEGORY, run_id=run_id, campaign_args=campaign_args,
-                                 subject=f"Our privacy policy is changing (version {notice.version})",
-                                 parts=render_parts("policy_change", **self.values))
+                                 content=Content(f"Our privacy policy is changing (version {notice.version})",
+                                                 render_parts("policy_change", **self.values)))
 
     def personalization(self, address: str, name: str | None) -> dict:
         words = greeting(name)

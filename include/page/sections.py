@@ -185,7 +185,7 @@ def _requests(req: Request) -> dict:
         if wanted.get("regime", regime) == regime and wanted.get("request_type", request_type) == request_type:
             by_state[state] = by_state.get(state, 0) + count
     total = by_state.get(q.filters["state"], 0) if "state" in q.filters else sum(by_state.values())
-    page = dsr.request_page(req.conn, **q.filters, limit=q.limit, offset=q.offset, total=total)
+    page = dsr.request_page(req.conn, q.filters, limit=q.limit, offset=q.offset, total=total)
     order = list(dsr.STATE_ORDER) + sorted(set(by_state) - set(dsr.STATE_ORDER))
     for row in page["rows"]:
         row["evaluated_by"] = link(row["run_id"], req.links.run(DSR, row["run_id"]))

@@ -102,7 +102,7 @@ def mailer(deadline_seconds: float | None = None) -> "SendGridMailer":
     """The SendGrid client from connection ``sendgrid_default`` (API key in the password, optional host in extras)."""
     from airflow.sdk.log import mask_secret
 
-    from include.notify.sendgrid_mailer import SendGridMailer
+    from include.notify.sendgrid_mailer import RetryPolicy, SendGridMailer
 
     conn = connection(SENDGRID)
     if not conn.password:
@@ -110,7 +110,8 @@ def mailer(deadline_seconds: float | None = None) -> "SendGridMailer":
     mask_secret(conn.password)
     host, timeout = sendgrid_extras(conn.extra)
     conn.extra_dejson  # registers any secret-looking extra with the masker, as Airflow's own hooks do
-    return SendGridMailer(api_key=conn.password, host=host, timeout=timeout, rate_limit_deadline=deadline_seconds)
+    return SendGridMailer(api_key=conn.password, host=host,
+                          policy=RetryPolicy(timeout=timeout, rate_limit_deadline=deadline_seconds))
 
 
 SENDGRID_TIMEOUT_DEFAULT = 30.0

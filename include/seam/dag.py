@@ -180,10 +180,16 @@ def catch_up_start(env_var: str, *, default_days: int, most_days: int, now: date
     return today - timedelta(days=days)
 
 
+# The house defaults of the DAG arguments privacy_dag passes on to Airflow's DAG (a DAG file may override each).
+DAG_DEFAULTS: Mapping[str, Any] = {"catchup": False, "max_active_runs": 1, "dagrun_timeout": timedelta(hours=1),
+                                   "start_date": START_DATE}
+
+
 def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapping[str, Any],
-                catchup: bool = False, max_active_runs: int = 1,
-                dagrun_timeout: timedelta = timedelta(hours=1), **dag_kwargs: Any) -> Callable:
-    """Decorate a function that creates a DAG's own tasks; calling the result builds the DAG."""
+                **dag_kwargs: Any) -> Callable:
+    """Decorate a function that creates a DAG's own tasks; calling the result builds the DAG. ``dag_kwargs`` go
+    to Airflow's ``DAG`` as they are, over :data:`DAG_DEFAULTS` (``catchup``, ``max_active_runs``,
+    ``dagrun_timeout``, ``start_date``)."""
     unknown = sorted(set(tags) - set(TAGS))
     if unknown:
         raise ValueError(f"{dag_id}: tag(s) {', '.join(unknown)} are not in the vocabulary of include.seam.dag.TAGS")
@@ -192,10 +198,8 @@ def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapp
         def build():
             from airflow.sdk import DAG
 
-            with DAG(dag_id=dag_id, schedule=schedule, start_date=dag_kwargs.pop("start_date", START_DATE),
-                     catchup=catchup,
-                     max_active_runs=max_active_runs, dagrun_timeout=dagrun_timeout, default_args=dict(DEFAULT_ARGS),
-                     tags=["privacy", *tags], doc_md=doc_md(dag_id), params=dict(params), **dag_kwargs) as dag:
+            with DAG(dag_id=dag_id, schedule=schedule, default_args=dict(DEFAULT_ARGS), tags=["privacy", *tags],
+                     doc_md=doc_md(dag_id), params=dict(params), **{**DAG_DEFAULTS, **dag_kwargs}) as dag:
                 guard = _conf_guard(dag_id, sorted(params))
                 body()
                 own_roots = [t for t in dag.roots if t.task_id != CONF_GUARD_TASK]

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Sequence
 
 from include.config import Settings
-from include.mail import envelope, render_parts
+from include.mail import Addressee, Content, envelope, render_parts
 from include.notify.delivery import Batch
 from include.vendors.rules import VIOLATION_TEXT, VIOLATIONS
 
@@ -135,6 +135,6 @@ def violation_payload(notice: ViolationNotice, *, settings: Settings, run_id: st
     parts = render_parts(
         "vendor_violations", intro=intro, manifest_uri=manifest_uri, data_uri=data_uri, data_sha256=data_sha256,
         broken=[(rule, VIOLATION_TEXT[rule], count, ids(rule)) for rule, count in broken])
-    return envelope(settings, category="vendor-violations", run_id=run_id, to=recipient,
-                    kind="vendor_violations", key=f"{vendor_id}/{period_label}",
-                    about={"vendor_id": str(vendor_id), "period": period_label}, subject=subject, parts=parts)
+    return envelope(settings, category="vendor-violations", run_id=run_id, content=Content(subject, parts),
+                    to=Addressee(recipient, "vendor_violations", f"{vendor_id}/{period_label}",
+                                 {"vendor_id": str(vendor_id), "period": period_label}))
