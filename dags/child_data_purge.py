@@ -1,26 +1,20 @@
 """Child-data purge: find children under 13, erase their data through the data map, prove it — daily."""
 from __future__ import annotations
 
-from datetime import timedelta
-
 from airflow.sdk import Param
 
 from include.runconf import COUNT_MAX
-from include.seam.approval import approval_timeout
 from include.seam.dag import SENDGRID_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
-from include.seam.erasure import ErasureTasks, erasure_workflow, step_task
+from include.seam.erasure import ErasureTasks, erasing_run_timeout, erasure_workflow, step_task
 
 STEPS, PARAMS = "include.children.purge", "include.children.params:PurgeParams"
-PURGE = ErasureTasks(STEPS, PARAMS, what="purge", steps=("plan_purge", "purge_subjects", "verify_purge"),
-                     approval=("approval_gate", "approve_purge", "approved_in_advance"))
 
 
 @privacy_dag(
     dag_id="child_data_purge",
     schedule="@daily",
     tags=["children", "coppa", "erasure", "email"],
-    # The reviewer's time (8 hours unless the deployment says otherwise) and four hours to erase and report.
-    dagrun_timeout=approval_timeout() + timedelta(hours=4),
+    dagrun_timeout=erasing_run_timeout(),
     params={
         "dry_run": dry_run_param(
             "Detect, plan and count only: **nothing is changed** in the operational database and no email is "
@@ -50,7 +44,9 @@ PURGE = ErasureTasks(STEPS, PARAMS, what="purge", steps=("plan_purge", "purge_su
     },
 )
 def child_data_purge():
-    purge = erasure_workflow(PURGE)  # plan_purge → approval → purge_subjects → verify_purge → finish_run
+    purge = erasure_workflow(ErasureTasks(  # plan_purge → approval → purge_subjects → verify_purge → finish_run
+        STEPS, PARAMS, what="purge", steps=("plan_purge", "purge_subjects", "verify_purge"),
+        approval=("approval_gate", "approve_purge", "approved_in_advance")))
     detect = step_task(f"{STEPS}:detect_children", PARAMS)
     notify = step_task(f"{STEPS}:notify_compliance", PARAMS, pool=SENDGRID_POOL)
     prepare_store() >> detect >> purge.plan

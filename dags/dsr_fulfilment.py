@@ -4,23 +4,17 @@
 Airflow module of its own; its tasks come from the shared erasure workflow, include/seam/erasure.py.)"""
 from __future__ import annotations
 
-from datetime import timedelta
-
-from include.seam.approval import approval_timeout
 from include.seam.dag import GCS_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
-from include.seam.erasure import ErasureTasks, erasure_workflow, step_task
+from include.seam.erasure import ErasureTasks, erasing_run_timeout, erasure_workflow, step_task
 
 STEPS, PARAMS = "include.fulfilment.steps", "include.fulfilment.params:FulfilmentParams"
-ERASURES = ErasureTasks(STEPS, PARAMS, what="erasures", steps=("plan_requests", "erase_requests", "verify_erasures"),
-                        approval=("erasure_gate", "approve_erasure", "erasure_approved_in_advance"))
 
 
 @privacy_dag(
     dag_id="dsr_fulfilment",
     schedule="@daily",
     tags=["dsr", "gdpr", "ccpa", "export", "erasure", "gcs"],
-    # The reviewer's time (8 hours unless the deployment says otherwise) and four hours to erase and report.
-    dagrun_timeout=approval_timeout() + timedelta(hours=4),
+    dagrun_timeout=erasing_run_timeout(),
     params={
         "request_ids": ids_param(
             "Only these requests",
@@ -37,7 +31,10 @@ ERASURES = ErasureTasks(STEPS, PARAMS, what="erasures", steps=("plan_requests", 
     },
 )
 def dsr_fulfilment():
-    erase = erasure_workflow(ERASURES)  # plan_requests → approval → erase_requests → verify_erasures → finish_run
+    # plan_requests → approval → erase_requests → verify_erasures → finish_run
+    erase = erasure_workflow(ErasureTasks(STEPS, PARAMS, what="erasures",
+                                          steps=("plan_requests", "erase_requests", "verify_erasures"),
+                                          approval=("erasure_gate", "approve_erasure", "erasure_approved_in_advance")))
     fulfil = step_task(f"{STEPS}:fulfil_requests", PARAMS, pool=GCS_POOL)
     prepare_store() >> erase.plan >> fulfil >> erase.gate
 

@@ -45,21 +45,11 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[
         conn, "requests_overdue", "Privacy requests overdue (or not acknowledged in time)",
         "select count(*), min(evaluated_at) from compliance.dsr_status where state in ('overdue', 'ack_overdue')",
         section="requests", filters=(("state", "overdue"),)))
-    add("compliance.dsr_fulfilments", lambda: _count(
-        conn, "manual_steps", "Requests only a person can fulfil (rectification, objection)",
-        "select count(*), min(recorded_at) from compliance.dsr_fulfilments where outcome = 'manual'",
-        section="fulfilments", filters=(("outcome", "manual"),)))
-    add("compliance.dsr_fulfilments", lambda: _count(
-        conn, "approval_required", "Erasure requests whose plan no one approved",
-        "select count(*), min(recorded_at) from compliance.dsr_fulfilments where outcome = 'approval_required'",
-        section="fulfilments", filters=(("outcome", "approval_required"),),
-        note="a dry run prints the plan's hash; approve it (approve_plan) or answer the next run's approval"))
+    for outcome, what, note in _FULFILMENTS[:2]:
+        add("compliance.dsr_fulfilments", lambda o=outcome, w=what, n=note: _fulfilments(conn, o, w, n))
     add("compliance.child_report_outcomes", lambda: _reports_to_review(conn))
-    add("compliance.dsr_fulfilments", lambda: _count(
-        conn, "held_requests", "Erasure requests held by a legal hold",
-        "select count(*), min(recorded_at) from compliance.dsr_fulfilments where outcome = 'held'",
-        section="fulfilments", filters=(("outcome", "held"),),
-        note="tell the requester why; the next run erases once the hold is released"))
+    outcome, what, note = _FULFILMENTS[2]
+    add("compliance.dsr_fulfilments", lambda: _fulfilments(conn, outcome, what, note))
     add("compliance.child_purges", lambda: _held_children(conn))
     add("compliance.vendor_deletion_notices", lambda: _count(
         conn, "deletion_notices", "Deletion notices owed to vendors (erased subjects' data they received)",
@@ -67,6 +57,23 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[
         section="purges"))
     add("compliance.dsr_escalations", lambda: _failed_mail(conn, have))
     return sorted(items, key=lambda i: i.count == 0)
+
+
+# Fulfilment outcomes a person must act on: (outcome, what, what to do).
+_FULFILMENTS = (
+    ("manual", "Requests only a person can fulfil (rectification, objection)", None),
+    ("approval_required", "Erasure requests whose plan no one approved",
+     "a dry run prints the plan's hash; approve it (approve_plan) or answer the next run's approval"),
+    ("held", "Erasure requests held by a legal hold",
+     "tell the requester why; the next run erases once the hold is released"),
+)
+
+
+def _fulfilments(conn, outcome: str, what: str, note: str | None) -> Item:
+    count, oldest = conn.execute("select count(*), min(recorded_at) from compliance.dsr_fulfilments "
+                                 "where outcome = %s", (outcome,)).fetchone()
+    return Item(f"fulfilments_{outcome}", what, int(count), oldest, note, section="fulfilments",
+                filters=(("outcome", outcome),))
 
 
 def _count(conn, key: str, what: str, query: str, **where) -> Item:

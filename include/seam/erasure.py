@@ -18,8 +18,21 @@ from __future__ import annotations
 import ast
 import importlib.util
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+
+ERASE_AND_REPORT = timedelta(hours=4)
+
+
+def erasing_run_timeout() -> timedelta:
+    """How long an erasing run may take (its DAG's ``dagrun_timeout``): the reviewer's time
+    (:func:`include.approvals.approval_timeout`, 8 hours unless the deployment says otherwise) and four hours to
+    erase and report."""
+    from include.approvals import approval_timeout
+
+    return approval_timeout() + ERASE_AND_REPORT
 
 
 @dataclass(frozen=True)
