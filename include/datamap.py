@@ -100,7 +100,11 @@ class RecordSource:
 @dataclass(frozen=True)
 class SubjectLink:
     column: str
-    match: str = "key"  # 'key': the account key; 'email': the account's email (trimmed, case-insensitively)
+    match: str = "key"  # 'key': the account key; 'email': the account's email (by the address rule, SPEC §3.1)
+    # An address link that ties only rows none of the entry's key links fills (``only_without_key: true``): a
+    # support message with no user_id sent from the subject's address is the subject's; one that names another
+    # account by its key is that account's, whatever address it was sent from.
+    only_without_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -259,6 +263,9 @@ def _parse_personal_data(raw: Any) -> tuple[PersonalDataEntry, ...]:
         columns = [link.column, *(a.column for a in also)]
         if len(set(columns)) != len(columns):
             raise DataMapError(f"data map entry {where}: a subject column is listed twice")
+        if any(a.only_without_key for a in also) and not any(x.match == "key" for x in (link, *also)):
+            raise DataMapError(f"data map entry {where}: only_without_key needs a key link (match: key) in the "
+                               "same entry")
 
         categories = spec.get("categories")
         if not isinstance(categories, dict) or not categories:
@@ -278,13 +285,19 @@ def _parse_link(raw: Any, where: str, name: str) -> SubjectLink:
     """One ``{column, match}`` link; ``name`` is ``subject`` or ``subject.also[i]`` in messages."""
     if not isinstance(raw, dict) or not isinstance(raw.get("column"), str) or not raw["column"]:
         raise DataMapError(f"data map entry {where}: {name} must give the 'column' tying a row to an account")
-    extra = sorted(set(raw) - {"column", "match"} - ({"also"} if name == "subject" else set()))
+    extra = sorted(set(raw) - {"column", "match", "only_without_key"} - ({"also"} if name == "subject" else set()))
     if extra:
         raise DataMapError(f"data map entry {where}: unknown {name} key(s) {', '.join(extra)}")
     match = raw.get("match", "key")
     if match not in ("key", "email"):
         raise DataMapError(f"data map entry {where}: {name}.match must be 'key' or 'email', not {match!r}")
-    return SubjectLink(column=raw["column"], match=match)
+    only = raw.get("only_without_key", False)
+    if not isinstance(only, bool):
+        raise DataMapError(f"data map entry {where}: {name}.only_without_key must be true or false")
+    if only and (match != "email" or name == "subject"):
+        raise DataMapError(f"data map entry {where}: {name}.only_without_key applies only to an address link in "
+                           "subject.also (match: email) beside a key link")
+    return SubjectLink(column=raw["column"], match=match, only_without_key=only)
 
 
 def _parse_erase(raw: Any, where: str, links: tuple[SubjectLink, ...]) -> EraseRule:
