@@ -154,8 +154,24 @@ class Unmapped:
             t=sql.Identifier(self.schema, self.table), c=sql.Identifier(self.column))
 
 
+def only_one_store(dm: DataMap, what: str) -> None:
+    """Refuse a map that places personal data on other connections than the operational database: ``what`` (the
+    erasure, the export) reaches that one only so far, and would leave those rows behind while calling the subject
+    done (SPEC §3.1: erased only when every store is verified)."""
+    if dm.other_stores:
+        entry = dm.other_stores[0]
+        raise DataMapError(f"data map entry {entry.label}: {what} reaches only the operational database "
+                           f"(connection 'ops_db') so far and would leave this store's rows behind; map other stores "
+                           "once it reaches them")
+    for entry in dm.personal_data:
+        if entry.subject.match == "through":
+            raise DataMapError(f"data map entry {entry.label}: {what} does not follow join paths (subject.through) "
+                               "yet and would leave these rows behind")
+
+
 def targets(dm: DataMap) -> tuple[Target, ...]:
     """Every mapped table in erasure order: the data map's order, the account table last."""
+    only_one_store(dm, "the erasure")
     account = dm.account_entry
     if account.erase.action != DELETE:
         raise DataMapError(f"data map entry {account.label}: the accounts table must be erased by 'delete'")
