@@ -221,3 +221,16 @@ def test_a_report_whose_address_is_only_white_space_names_nobody(ops, dm):
     assert detection.empty_reports(ops, dm) == [20, 21]
     assert detection.unmatched_reports(ops, dm) == []
     assert detection.detect(ops, dm, as_of=AS_OF, tz="UTC") == []
+
+
+def test_the_plan_hash_covers_whether_an_address_link_needs_an_empty_key(ops, dm):
+    import yaml
+
+    from include.datamap import default_path, parse_datamap
+
+    add_account(ops, 1, "kid@example.com")
+    raw = yaml.safe_load(default_path().read_text())
+    messages = next(e for e in raw["personal_data"] if e["table"] == "support_messages")
+    messages["subject"]["also"][0]["only_without_key"] = False
+    wider = parse_datamap(raw)
+    assert erasure.plan(ops, wider, [1], KEY, at=NOW).hash != erasure.plan(ops, dm, [1], KEY, at=NOW).hash

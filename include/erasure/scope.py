@@ -123,7 +123,8 @@ class Target:
     def rule(self) -> list:
         """The erase rule as plain data (part of a plan's hash)."""
         e = self.entry
-        return [self.label, self.action, [[link.column, link.match] for link in e.links],
+        return [self.label, self.action,
+                [[link.column, link.match, *(["only_without_key"] if link.only_without_key else [])] for link in e.links],
                 sorted(e.erase.null), sorted(e.erase.hash)]
 
 
