@@ -9,6 +9,7 @@ import re
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
+from psycopg import sql
 
 
 # Every character str.strip() removes (those for which str.isspace() is true), for SQL that must trim an address
@@ -127,5 +128,18 @@ def _whole_word(text: str) -> re.Pattern:
 
 
 def comparable(value: str) -> str:
-    """The key under which two spellings of one address are the same (trimmed, lower-case)."""
+    """The address rule (SPEC §3.1), in Python: the key under which two spellings of one address are the same,
+    trimmed of every white-space character ``str.strip()`` trims (a tab, a line break, a no-break space…) and
+    lower-cased. :func:`comparable_sql` is the same rule in SQL; every DAG and store compares addresses by it."""
     return value.strip().lower()
+
+
+def comparable_sql(column: sql.Composable) -> sql.Composable:
+    """The address rule in PostgreSQL: ``lower(btrim(column, <every character of WHITESPACE>))``.
+
+    The characters are listed because neither ``btrim(x)`` (spaces only) nor ``[[:space:]]`` (no no-break space)
+    trims what Python's ``str.strip()`` trims. The expression is the one the operational indexes are built on
+    (``devkit/sql/operational_indexes.sql``, ``*_address_key_idx``): PostgreSQL uses an expression index only for
+    the identical expression, so build every comparison through this function. NULL stays NULL.
+    """
+    return sql.SQL("lower(btrim({}, {}))").format(column, sql.Literal(WHITESPACE))

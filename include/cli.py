@@ -24,6 +24,7 @@ locations (``--anchors``) are ``gs://bucket[/prefix]`` or ``file:///folder``, de
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -194,27 +195,52 @@ def cmd_verify_audit(args) -> int:
 
 
 def cmd_check_datamap(args) -> int:
-    from include.datamap import DataMapError, load_datamap, validate_against_database
+    from include.datamap import OPS_CONNECTION, DataMapError, load_datamap, validate_stores
 
-    url = database_url(args)
+    database_url(args)
     try:
         dm = load_datamap(args.datamap)
     except DataMapError as exc:
         missing = args.datamap is not None and not os.path.isfile(args.datamap)
         raise CommandFailed(f"data map problem: {exc}", EXIT_USAGE if missing else EXIT_CHECK_FAILED) from None
-    with open_database(args) as conn:
+    @contextlib.contextmanager
+    def store(conn_id: str):
+        if conn_id == OPS_CONNECTION:
+            with open_database(args) as conn:
+                yield conn
+            return
+        entry = dm.entries_on(conn_id)[0]
+        url = os.environ.get(_store_env(conn_id))
+        if not url:
+            raise CommandFailed(f"data map entry {entry.label} is on connection '{conn_id}', which has no URL here: "
+                                f"set ${_store_env(conn_id)} to its PostgreSQL URL", EXIT_USAGE)
         try:
-            validate_against_database(dm, conn)
-        except DataMapError as exc:
-            print(f"data map problem: {exc.summary}", file=sys.stderr)
-            if args.details:
-                for problem in exc.problems:
-                    print(f"  - {problem}", file=sys.stderr)
-            elif len(exc.problems) > 1:
-                print(f"  ({len(exc.problems)} problems; --details lists each)", file=sys.stderr)
-            return EXIT_CHECK_FAILED
-    print(f"data map OK: {len(dm.personal_data)} table(s) with personal data, {len(dm.records)} record roles")
+            opened = connect(url, f"${_store_env(conn_id)}")
+        except CommandFailed as exc:
+            raise CommandFailed(f"connection '{conn_id}' (data map entry {entry.label}): {exc}", exc.code) from None
+        with opened as conn:
+            yield conn
+
+    try:
+        validate_stores(dm, store)
+    except DataMapError as exc:
+        print(f"data map problem: {exc.summary}", file=sys.stderr)
+        if args.details:
+            for problem in exc.problems:
+                print(f"  - {problem}", file=sys.stderr)
+        elif len(exc.problems) > 1:
+            print(f"  ({len(exc.problems)} problems; --details lists each)", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    others = [c for c in dm.connections if c != OPS_CONNECTION]
+    print(f"data map OK: {len(dm.personal_data)} table(s) with personal data, {len(dm.records)} record roles"
+          + (f"; {len(dm.other_stores)} more on {', '.join(others)}" if others else ""))
     return EXIT_OK
+
+
+def _store_env(conn_id: str) -> str:
+    """The variable holding the URL of another store's database for this command (SPEC §3.1: the DAGs take it
+    from the Airflow connection of that name)."""
+    return f"PRIVACY_STORE_URL_{conn_id.upper().replace('-', '_')}"
 
 
 def cmd_whatif(args) -> int:

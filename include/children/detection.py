@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 from psycopg import sql
 
 from include import reading
+from include.addresses import comparable_sql
 from include.children.rules import (BIRTH_DATE_BEFORE_1900, BIRTH_DATE_IN_FUTURE, CHILD_AGE, CREATED_BEFORE_BIRTH,
                                     DECLARED_AGE_NEGATIVE, DECLARED_UNDER_13, EARLIEST_BIRTH_DATE, REPORTED,
                                     UNDER_13_AT_SIGNUP, UNDER_13_NOW)
@@ -93,7 +94,7 @@ def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, within: sql.Co
             ) m group by user_id)""").format(
         r_id=r["id"], r_user=r["user_id"], r_resolved=r["resolved_at"], u_id=u["id"], reports=reports.ident,
         accounts=accounts.ident if within is None else within, only=only, by_address=_address_reports(dm),
-        u_key=sql.SQL("lower(btrim({}))").format(u["email"]) if within is None else sql.Identifier("u", "email_key"),
+        u_key=comparable_sql(u["email"]) if within is None else sql.Identifier("u", "email_key"),
         confirmed=sql.SQL("{}::bigint[]").format(sql.Literal(sorted(set(confirmed)))), adult=_says_adult(dm, "u"))
 
 
@@ -103,12 +104,13 @@ def _address_reports(dm: DataMap) -> sql.Composable:
     accounts, reports = dm.record("accounts"), dm.record("child_reports")
     r = {n: sql.Identifier("r", reports.physical(n)) for n in ("id", "user_id", "reported_email", "resolved_at")}
     return sql.SQL("""
-        select {r_id} as report_id, lower(btrim({r_email})) as address,
-               (select count(*) from {accounts} n where lower(btrim({n_email})) = lower(btrim({r_email}))) as named
+        select {r_id} as report_id, {r_key} as address,
+               (select count(*) from {accounts} n where {n_key} = {r_key}) as named
         from {reports} r
-        where {r_resolved} is null and {r_user} is null and {r_email} ~ '[^[:space:]]'""").format(
-        r_id=r["id"], r_email=r["reported_email"], r_resolved=r["resolved_at"], r_user=r["user_id"],
-        reports=reports.ident, accounts=accounts.ident, n_email=sql.Identifier("n", accounts.physical("email")))
+        where {r_resolved} is null and {r_user} is null and {r_key} <> ''""").format(
+        r_id=r["id"], r_key=comparable_sql(r["reported_email"]), r_resolved=r["resolved_at"], r_user=r["user_id"],
+        reports=reports.ident, accounts=accounts.ident,
+        n_key=comparable_sql(sql.Identifier("n", accounts.physical("email"))))
 
 
 def _says_adult(dm: DataMap, alias: str) -> sql.Composable:
@@ -138,11 +140,11 @@ def reports_needing_review(ops, dm: DataMap, *, as_of: date, confirmed: Sequence
     query = sql.SQL("""
         select a.report_id, a.named, array_agg({u_id} order by {u_id}),
                array_agg({u_id} order by {u_id}) filter (where {adult})
-        from ({by_address}) a join {accounts} u on lower(btrim({u_email})) = a.address
+        from ({by_address}) a join {accounts} u on {u_key} = a.address
         group by a.report_id, a.named
         having a.named > 1 or bool_or({adult})
         order by a.report_id""").format(
-        u_id=u["id"], u_email=u["email"], adult=_says_adult(dm, "u"), by_address=_address_reports(dm),
+        u_id=u["id"], u_key=comparable_sql(u["email"]), adult=_says_adult(dm, "u"), by_address=_address_reports(dm),
         accounts=dm.record("accounts").ident)
     wanted = set(confirmed)
     found = []
@@ -280,14 +282,14 @@ def unmatched_reports(ops, dm: DataMap) -> list[ReportOutcome]:
         select {r_id}, case when {r_user} is not null then {gone} else {no_match} end
         from {reports} r
         where {r_resolved} is null
-          and ({r_user} is not null or {r_email} ~ '[^[:space:]]')
+          and ({r_user} is not null or {r_key} <> '')
           and not exists (select 1 from {accounts} u
                           where ({r_user} is not null and {u_id} = {r_user})
-                             or ({r_user} is null and lower(btrim({u_email})) = lower(btrim({r_email}))))
+                             or ({r_user} is null and {u_key} = {r_key}))
         order by {r_id}""").format(
-        r_id=r["id"], r_user=r["user_id"], r_email=r["reported_email"], r_resolved=r["resolved_at"],
+        r_id=r["id"], r_user=r["user_id"], r_key=comparable_sql(r["reported_email"]), r_resolved=r["resolved_at"],
         gone=sql.Literal(ALREADY_GONE), no_match=sql.Literal(NO_MATCH), reports=reports.ident,
-        accounts=accounts.ident, u_id=u["id"], u_email=u["email"])
+        accounts=accounts.ident, u_id=u["id"], u_key=comparable_sql(u["email"]))
     return [ReportOutcome(rid, outcome) for rid, outcome in ops.execute(query)]
 
 
@@ -299,9 +301,9 @@ def empty_reports(ops, dm: DataMap) -> list[int]:
     """
     reports = dm.record("child_reports")
     query = sql.SQL("select {id} from {t} where {resolved} is null and {user} is null "
-                    "and not coalesce({email} ~ '[^[:space:]]', false) order by {id}").format(
+                    "and coalesce({key}, '') = '' order by {id}").format(
         id=reports.col("id"), t=reports.ident, resolved=reports.col("resolved_at"), user=reports.col("user_id"),
-        email=reports.col("reported_email"))
+        key=comparable_sql(reports.col("reported_email")))
     return [row[0] for row in ops.execute(query)]
 
 

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from psycopg import sql
 
+from include.addresses import comparable_sql
 from include.datamap import DataMap
 
 
@@ -43,12 +44,12 @@ def resolve_for_subject(conn, dm: DataMap, user_id: int, report_ids: Sequence[in
           and not exists (select 1 from {accounts} u where {u_id} = {r_user} and {u_id} <> %(user_id)s)
           and not ({r_user} is null and exists (
                 select 1 from {accounts} u
-                where lower(btrim({u_email})) = lower(btrim({r_email})) and {u_id} <> %(user_id)s
+                where {u_key} = {r_key} and {u_id} <> %(user_id)s
                   and (not %(user_id)s = any(%(confirmed)s::bigint[]) or {u_id} = any(%(confirmed)s::bigint[]))))
         returning {r_id}""").format(
         reports=reports.ident, resolved_col=reports.col("resolved_at"), r_id=r["id"], r_user=r["user_id"],
-        r_email=r["reported_email"], r_resolved=r["resolved_at"], accounts=accounts.ident, u_id=u["id"],
-        u_email=u["email"])
+        r_key=comparable_sql(r["reported_email"]), r_resolved=r["resolved_at"], accounts=accounts.ident, u_id=u["id"],
+        u_key=comparable_sql(u["email"]))
     rows = conn.execute(query, {"at": at, "ids": list(report_ids), "user_id": user_id,
                                 "confirmed": sorted(set(confirmed))}).fetchall()
     return {"reports_resolved": sorted(row[0] for row in rows)}

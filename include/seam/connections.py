@@ -180,11 +180,32 @@ def _json_kind(value) -> str:
 
 
 def datamap(ops_conn) -> "DataMap":
-    """The data map, checked against the live operational database."""
-    from include.datamap import load_datamap, validate_against_database
+    """The data map, checked against the live operational database (``ops_conn``) and every other connection it
+    names (SPEC §3.1): a missing connection, a database that does not answer, a missing table or column stops the
+    run with one sentence naming the connection (and the data map entry)."""
+    from include.datamap import OPS_CONNECTION, load_datamap, validate_stores
 
     dm = load_datamap(os.environ.get("PRIVACY_DATAMAP") or None)
-    validate_against_database(dm, ops_conn)
+
+    @contextlib.contextmanager
+    def store(conn_id: str):
+        if conn_id == OPS_CONNECTION:
+            yield ops_conn
+            return
+        entry = dm.entries_on(conn_id)[0]
+        try:
+            opened = postgres(conn_id)
+            conn = opened.__enter__()
+        except ConfigurationProblem:
+            raise ConfigurationProblem(f"{conn_hint(conn_id)} (data map entry {entry.label} is stored there)") from None
+        except ServiceUnreachable as exc:
+            raise ServiceUnreachable(f"{exc} (data map entry {entry.label} is stored there)") from None
+        try:
+            yield conn
+        finally:
+            opened.__exit__(None, None, None)
+
+    validate_stores(dm, store)
     return dm
 
 

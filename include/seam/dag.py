@@ -153,12 +153,13 @@ def prepare_store():
             dm = env.datamap
             version = compliance_store.current_version(env.store)
             summary = {"store_migration": version, "applied_now": applied, "datamap": dm.source,
-                       "personal_data_tables": len(dm.personal_data), "record_roles": len(dm.records)}
+                       "personal_data_tables": len(dm.personal_data), "record_roles": len(dm.records),
+                       "connections": list(dm.connections)}
             logging.getLogger("include.seam").info(
                 "compliance store at migration %s (%s); data map %s: %d personal-data table(s) and %d record "
-                "role(s) checked against ops_db", version,
+                "role(s) checked against %s", version,
                 f"applied now: {', '.join(map(str, applied))}" if applied else "already current",
-                dm.source.rsplit("/", 1)[-1], len(dm.personal_data), len(dm.records))
+                dm.source.rsplit("/", 1)[-1], len(dm.all_entries), len(dm.records), ", ".join(dm.connections))
             return summary
 
     return prepare_store()
