@@ -22,8 +22,12 @@ if os.environ.get("AIRFLOW_HOME") in (None, os.environ.get("PRIVACY_TESTS_AIRFLO
         prefix=f"privacy-tests-airflow-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-")
     atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], ignore_errors=True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# The end-to-end tests run DAGs in this process too (tests/e2e_world.py): Airflow reads its DAG folder at import.
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER",
+                      os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dags"))
 
 from devkit import database
+from tests.e2e_world import e2e_session, make_world  # noqa: F401  (fixtures of every end-to-end module)
 
 
 def pytest_xdist_auto_num_workers(config):
