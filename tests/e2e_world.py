@@ -125,8 +125,9 @@ def captured_output():
     """Everything this process prints and logs meanwhile (Airflow's task logs included), as one text."""
     sink = io.StringIO()
     tee = _Tee(sink)
+    # Airflow's own handlers (plain StreamHandlers), not pytest's capturing ones (subclasses).
     handlers = [h for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-                for h in getattr(logger, "handlers", []) if isinstance(h, logging.StreamHandler)]
+                for h in getattr(logger, "handlers", []) if type(h) is logging.StreamHandler]
     streams = [(h, h.stream) for h in handlers]
     saved = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = tee
@@ -141,7 +142,7 @@ def captured_output():
         # Handlers that Airflow configured during the run write to the tee: point them back.
         for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
             for h in getattr(logger, "handlers", []):
-                if isinstance(h, logging.StreamHandler) and h.stream is tee:
+                if type(h) is logging.StreamHandler and h.stream is tee:
                     h.setStream(saved[0])
 
 
@@ -163,11 +164,12 @@ def run_environment(env: dict[str, str]):
 def run_in_process(dag_id: str, env: dict[str, str], conf: dict | None = None,
                    logical_date: str | None = None) -> tuple[str | None, str]:
     """One real DAG run with ``dag.test()`` in this process: (the DagRun's state, its log)."""
+    from airflow.utils import timezone as airflow_timezone
+
     dag = dagbag().get_dag(dag_id)
-    kwargs = {"run_conf": conf or {}}
-    if logical_date:
-        moment = datetime.fromisoformat(logical_date)
-        kwargs["logical_date"] = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    # As ``airflow dags test DAG [DATE]`` calls it: a logical date (now by default), parsed as the CLI parses it.
+    moment = airflow_timezone.parse(logical_date) if logical_date else airflow_timezone.utcnow()
+    kwargs = {"run_conf": conf or None, "logical_date": moment}
     with run_environment(env), captured_output() as out:
         try:
             dag_run = dag.test(**kwargs)
@@ -274,8 +276,11 @@ class World(dict):
     def run_child(self, name: str, conf: dict | None = None, env: dict | None = None) -> tuple[str | None, str]:
         return self.finish(name, self.start(name, conf, env))
 
-    def reviewer(self):
-        return reviewer(self.child_env())
+    def reviewer(self, dag_id: str | None = None):
+        """The reviewer, answering the approval requests of ``dag_id`` (default: this world's DAG)."""
+        person = reviewer(self.child_env())
+        person.dag_id = dag_id or self["dag_id"]
+        return person
 
 
 @pytest.fixture(scope="session")
