@@ -166,7 +166,14 @@ def run_in_process(dag_id: str, env: dict[str, str], conf: dict | None = None,
     """One real DAG run with ``dag.test()`` in this process: (the DagRun's state, its log)."""
     from airflow.utils import timezone as airflow_timezone
 
-    dag = dagbag().get_dag(dag_id)
+    dagbag()  # the metadata database, migrated once
+    from airflow.dag_processing.dagbag import DagBag
+
+    # A DAG parsed anew for each run, as each `airflow dags test` parses it: dag.test() leaves the run's conf in
+    # the DAG object's params, and a reused object would carry one run's conf into the next.
+    fresh = DagBag(dag_folder=str(local_airflow.REPO / "dags" / f"{dag_id}.py"))
+    assert not fresh.import_errors, fresh.import_errors
+    dag = fresh.get_dag(dag_id)
     # As ``airflow dags test DAG [DATE]`` calls it: a logical date (now by default), parsed as the CLI parses it.
     moment = airflow_timezone.parse(logical_date) if logical_date else airflow_timezone.utcnow()
     kwargs = {"run_conf": conf or None, "logical_date": moment}

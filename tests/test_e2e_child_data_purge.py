@@ -24,7 +24,7 @@ THRESHOLD = 5
 @pytest.fixture
 def world(make_world):
     """A clone of the seeded database, a stand-in and the Airflow environment of this test's own."""
-    world = make_world(DAG_ID, users=1500, seed=11, sendgrid_key=API_KEY, subject_key=support.SUBJECT_KEY,
+    world = make_world(support.DAG_ID, users=1500, seed=11, sendgrid_key=API_KEY, subject_key=support.SUBJECT_KEY,
                        settings={"purge_threshold": THRESHOLD})
     world["pii"] = support.personal_data(world["conn"], world["today"])
     return world
