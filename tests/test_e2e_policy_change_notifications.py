@@ -21,6 +21,7 @@ from collections import Counter
 import notification_oracle as oracle
 import pytest
 
+from include import compliance_store
 
 pytestmark = pytest.mark.e2e
 DAG_ID = "policy_change_notifications"
@@ -31,11 +32,14 @@ SUBJECT_KEY = "e2e-subject-key-0123456789abcdef"
 
 @pytest.fixture
 def world(make_world):
-    """A clone of the seeded database, a stand-in and the Airflow environment of this test's own."""
-    return make_world(DAG_ID, users=1500, seed=13, sendgrid_key=API_KEY, subject_key=SUBJECT_KEY, settings={
+    """A clone of the seeded database, a stand-in and the Airflow environment of this test's own; the compliance
+    store migrated (as any earlier run leaves it), so that a test can watch the ledger while a run fills it."""
+    world = make_world(DAG_ID, users=1500, seed=13, sendgrid_key=API_KEY, subject_key=SUBJECT_KEY, settings={
         "notification_batch_size": BATCH, "notification_senders": 2,
         # 429s are waited out for at most this long per sender before Airflow's retry takes over.
         "sendgrid_deadline_minutes": 5})
+    compliance_store.migrate(world["conn"])
+    return world
 
 
 def run_dag(world, name: str, conf: dict | None = None) -> tuple[str | None, str]:
