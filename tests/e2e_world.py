@@ -300,6 +300,23 @@ def e2e_session(pg_server_url, tmp_path_factory):
 
 
 @pytest.fixture
+def seeded_clone(e2e_session):
+    """``seeded_clone(users=, seed=, anchor=)`` -> (url, seed summary): a clone of a seed made once per test process,
+    dropped after the test (instead of seeding a database for every test)."""
+    made: list[str] = []
+
+    def make(*, users: int, seed: int, anchor: date) -> tuple[str, dict]:
+        tpl, summary = template(e2e_session["pg"], users, seed, anchor)
+        name, url = clone(e2e_session["pg"], tpl, prefix="privacy_test")
+        made.append(name)
+        return url, summary
+
+    yield make
+    for name in made:
+        database.drop_database(e2e_session["pg"], name)
+
+
+@pytest.fixture
 def make_world(e2e_session, tmp_path, monkeypatch):
     """``make_world(dag_id, users=..., seed=..., settings=..., gcs=False, ...)``: the test's world."""
     from devkit.standins.sendgrid_server import SendGridStandIn
