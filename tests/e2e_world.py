@@ -90,23 +90,16 @@ def personal_data(conn, key: tuple | None = None) -> set[str]:
 
 # -- Airflow in this process ------------------------------------------------------------------------------
 
-_dagbag = None
+_migrated = False
 
 
-def dagbag():
-    """The project's DAGs, parsed once per test process, on this process's migrated metadata database."""
-    global _dagbag
-    if _dagbag is None:
-        home = Path(os.environ["AIRFLOW_HOME"])
-        local_airflow.migrate_metadata({**os.environ, "AIRFLOW_HOME": str(home),
-                                        "AIRFLOW__CORE__DAGS_FOLDER": str(local_airflow.REPO / "dags"),
+def metadata_ready() -> None:
+    """This process's Airflow metadata database (SQLite in its AIRFLOW_HOME), migrated once per test process."""
+    global _migrated
+    if not _migrated:
+        local_airflow.migrate_metadata({**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(local_airflow.REPO / "dags"),
                                         "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
-        from airflow.dag_processing.dagbag import DagBag
-
-        bag = DagBag(dag_folder=str(local_airflow.REPO / "dags"))
-        assert not bag.import_errors, bag.import_errors
-        _dagbag = bag
-    return _dagbag
+        _migrated = True
 
 
 class _Tee(io.TextIOBase):
@@ -166,7 +159,7 @@ def run_in_process(dag_id: str, env: dict[str, str], conf: dict | None = None,
     """One real DAG run with ``dag.test()`` in this process: (the DagRun's state, its log)."""
     from airflow.utils import timezone as airflow_timezone
 
-    dagbag()  # the metadata database, migrated once
+    metadata_ready()
     from airflow.dag_processing.dagbag import DagBag
 
     # A DAG parsed anew for each run, as each `airflow dags test` parses it: dag.test() leaves the run's conf in
