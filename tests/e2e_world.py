@@ -157,7 +157,7 @@ def run_environment(env: dict[str, str]):
 def run_in_process(dag_id: str, env: dict[str, str], conf: dict | None = None,
                    logical_date: str | None = None) -> tuple[str | None, str]:
     """One real DAG run with ``dag.test()`` in this process: (the DagRun's state, its log)."""
-    from airflow.utils import timezone as airflow_timezone
+    from airflow.sdk import timezone as airflow_timezone
 
     metadata_ready()
     from airflow.dag_processing.dagbag import DagBag
