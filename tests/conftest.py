@@ -22,8 +22,12 @@ if os.environ.get("AIRFLOW_HOME") in (None, os.environ.get("PRIVACY_TESTS_AIRFLO
         prefix=f"privacy-tests-airflow-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-")
     atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], ignore_errors=True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# The end-to-end tests run DAGs in this process too (tests/e2e_world.py): Airflow reads its DAG folder at import.
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER",
+                      os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dags"))
 
 from devkit import database
+from tests.e2e_world import e2e_session, make_world, seeded_clone  # noqa: F401  (shared fixtures: tests/e2e_world.py)
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -40,13 +44,16 @@ def pytest_xdist_auto_num_workers(config):
     return max(2, min(4, cores))
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """On xdist workers, the modules that run Airflow for real (marked e2e) first: each takes minutes, so
-    starting them early and leaving the quick modules to fill in keeps the workers' finishing times close."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return
-    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("e2e")}
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)  # stable: each group keeps its order
+    starting them early and leaving the quick modules to fill in keeps the workers' finishing times close.
+    A wrapper, so that it sorts after pytest-randomly has shuffled (each group keeps its random order)."""
+    result = yield
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("e2e")}
+        items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)  # stable
+    return result
 
 
 @pytest.fixture(scope="session")

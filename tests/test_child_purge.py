@@ -32,9 +32,9 @@ def route(plan: dict) -> str | None:
 
 
 @pytest.fixture
-def world(fresh_db):
+def world(seeded_clone):
     today = datetime.now(timezone.utc).date()
-    summary = seed(fresh_db, users=600, seed=5, anchor=today)
+    fresh_db, summary = seeded_clone(users=600, seed=5, anchor=today)  # a clone of one seed per test process
     with connect(fresh_db, autocommit=True) as ops, connect(fresh_db, autocommit=True) as store:
         compliance_store.migrate(store)
         yield SimpleNamespace(url=fresh_db, ops=ops, store=store, dm=load_datamap(), today=today,

@@ -17,7 +17,7 @@ import pytest
 
 from devkit import database
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "Demo-Passw0rd-Never-Printed"
 

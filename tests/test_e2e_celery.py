@@ -30,7 +30,7 @@ from devkit import database, local_airflow
 from devkit.seed.demo_data import seed
 from include.seam.dag import GCS_POOL, SENDGRID_POOL, START_DATE
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.stack, pytest.mark.timeout(1500)]
 DAGS = ("dsr_deadline_tracking", "child_data_purge", "vendor_sharing_manifests", "policy_change_notifications",
         "dsr_fulfilment")
 # The interval-based manifests catch up from the DAGs' start date: the test waits for that first day.

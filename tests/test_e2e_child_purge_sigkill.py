@@ -1,7 +1,7 @@
 """End to end: a worker killed (SIGKILL) in the middle of a large purge leaves no half-erased child, and the
 retry of the same run completes it, each child erased and recorded exactly once.
 
-``airflow dags test`` runs the tasks of the run: killing its process group mid-purge is a worker lost in
+``airflow dags test`` in a child process (tests/e2e_world.py) runs the tasks of the run: killing its process group mid-purge is a worker lost in
 the middle of ``purge_subjects``. The retry is ``airflow tasks test`` of the same task in the same run (what
 Airflow's retry does: same run id, same recorded plan), then the run's remaining tasks; then a new run
 finds nothing more to do. The plan (1,200 extra children planted on the seeded data) is approved
@@ -10,15 +10,9 @@ headlessly by its hash, so no reviewer is needed.
 from __future__ import annotations
 
 import time
-import uuid
-from datetime import datetime, timezone
 
 import pytest
 
-from devkit import database, local_airflow
-from devkit.database import connect
-from devkit.seed.demo_data import seed
-from devkit.standins.sendgrid_server import SendGridStandIn
 from include.subjects import user_hash
 from tests import purge_support as support
 from tests.purge_support import expected_children
@@ -28,25 +22,16 @@ API_KEY = "SG.purge-kill"
 PLANTED_CHILDREN = 1200
 
 
-@pytest.fixture(scope="module")
-def world(pg_server_url, tmp_path_factory):
-    name = f"privacy_e2e_kill_{uuid.uuid4().hex[:10]}"
-    url = database.create_database(pg_server_url, name)
-    today = datetime.now(timezone.utc).date()
-    seed(url, users=3000, seed=23, anchor=today)
-    home = tmp_path_factory.mktemp("airflow")
-    evidence = tmp_path_factory.mktemp("evidence")
-    with SendGridStandIn(api_key=API_KEY) as sendgrid, connect(url, autocommit=True) as conn:
-        conn.execute("""update users set declared_age = 10 where id in (
-                            select id from users where birth_date < now() - interval '20 years'
-                              and id not in (select user_id from legal_holds) order by id desc limit %s)""",
-                     (PLANTED_CHILDREN,))
-        services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
-                                               sendgrid_api_key=API_KEY)
-        env = support.purge_env(home, services, {"evidence_location": f"file://{evidence}"})
-        local_airflow.migrate_metadata(env)
-        yield {"url": url, "env": env, "conn": conn, "today": today, "logs": home / "logs-e2e"}
-    database.drop_database(pg_server_url, name)
+@pytest.fixture
+def world(make_world):
+    """A clone of a larger seed with the planted children, and the Airflow environment of this test's own."""
+    planted = f"""update users set declared_age = 10 where id in (
+                      select id from users where birth_date < now() - interval '20 years'
+                        and id not in (select user_id from legal_holds) order by id desc limit {PLANTED_CHILDREN})"""
+    world = make_world(support.DAG_ID, users=3000, seed=23, sendgrid_key=API_KEY, subject_key=support.SUBJECT_KEY,
+                       prepare=planted)
+    world["scan_logs"] = False  # as before: this test is about the kill, the other modules scan the logs
+    return world
 
 
 def test_a_worker_killed_mid_purge_leaves_no_half_erased_child_and_the_retry_completes(world):
@@ -55,14 +40,13 @@ def test_a_worker_killed_mid_purge_leaves_no_half_erased_child_and_the_retry_com
     assert len(to_purge) > PLANTED_CHILDREN
     before = support.rows_per_user(conn)
 
-    proc = support.start_dag(world["env"], world["logs"] / "dry.log", {"dry_run": True})
-    state, log = support.finish(proc, world["logs"] / "dry.log")
+    state, log = world.run("dry", conf={"dry_run": True})  # in this process: the plan to approve
     assert state == "success", log[-3000:]
     plan_hash = conn.execute("select plan_hash from compliance.child_purge_runs where dry_run").fetchone()[0]
     conf = {"dry_run": False, "approve_plan": plan_hash}
 
     # The live run, killed with SIGKILL once it has purged a good part of the plan.
-    proc = support.start_dag(world["env"], world["logs"] / "killed.log", conf)
+    proc = world.start("killed", conf)
     deadline = time.monotonic() + 600
     while True:
         purged, run_id = conn.execute(
@@ -90,7 +74,7 @@ def test_a_worker_killed_mid_purge_leaves_no_half_erased_child_and_the_retry_com
 
     # The retry: the killed task again in the same run, then the run's remaining steps.
     for task in ("purge_subjects", "verify_purge", "finish_run"):
-        result = support.tasks_test(task, run_id, world["env"], log_path=world["logs"] / f"retry-{task}.log")
+        result = support.tasks_test(task, run_id, world.child_env(), log_path=world["logs"] / f"retry-{task}.log")
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     retry_log = (world["logs"] / "retry-purge_subjects.log").read_text()
     # A child whose erasure committed just before the kill, but whose record did not, is settled from what
@@ -121,7 +105,6 @@ def test_a_worker_killed_mid_purge_leaves_no_half_erased_child_and_the_retry_com
 
     # A new run finds nothing more to do.
     before_again = support.checksums(conn)
-    proc = support.start_dag(world["env"], world["logs"] / "again.log", {"dry_run": False})
-    state, log = support.finish(proc, world["logs"] / "again.log")
+    state, log = world.run("again", conf={"dry_run": False})
     assert state == "success", log[-3000:]
     assert support.checksums(conn) == before_again

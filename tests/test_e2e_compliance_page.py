@@ -1,6 +1,6 @@
 """End to end: the compliance page in a real ``airflow api-server``, over a store filled by the real DAG.
 
-One seeded database; every DAG run for real (``airflow dags test``), in the demo's order (deadlines, a purge
+One seeded database (a clone); every DAG run for real (``dag.test()`` in the test process), in the demo's order (deadlines, a purge
 dry run then the live purge approved by its plan hash, manifests, a notification campaign through the SendGrid
 stand-in, fulfilment, deadlines again) plus a what-if; then ``airflow api-server`` with the plugin, SimpleAuthManager users from
 ``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS`` and a passwords file. The API is checked against the store;
@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import urllib.parse
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,8 +22,8 @@ import pytest
 
 from devkit import database, demo, local_airflow
 from devkit.database import connect
-from devkit.seed.demo_data import seed
 from devkit.standins.sendgrid_server import SendGridStandIn
+from tests import e2e_world
 
 pytestmark = pytest.mark.e2e
 DAG_ID = "dsr_deadline_tracking"
@@ -38,33 +37,38 @@ API = "/compliance/api/sections"
 
 
 @pytest.fixture(scope="module")
-def world(pg_server_url, tmp_path_factory):
-    name = f"privacy_e2e_page_{uuid.uuid4().hex[:8]}"
-    url = database.create_database(pg_server_url, name)
-    seed(url, users=1500, seed=11, anchor=datetime.now(timezone.utc).date())
-    home = tmp_path_factory.mktemp("airflow")
+def world(e2e_session, tmp_path_factory):
+    """The demo's runs on a clone of the seeded database (``dag.test()`` in this process), then an api-server with
+    the plugin on this process's Airflow metadata (the DAGs and their runs are there)."""
+    pg = e2e_session["pg"]
+    today = datetime.now(timezone.utc).date()
+    template_name, _ = e2e_world.template(pg, 1500, 11, today)
+    name, url = e2e_world.clone(pg, template_name, prefix="privacy_e2e_page")
     evidence = tmp_path_factory.mktemp("evidence")
-    logs = home / "logs-e2e"
-    with SendGridStandIn(api_key=demo.API_KEY) as sendgrid:
-        services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
-                                               sendgrid_api_key=demo.API_KEY)
-        env = local_airflow.airflow_env(home, services, settings={"evidence_location": f"file://{evidence}"})
-        local_airflow.migrate_metadata(env)
-        runs = demo.demo_runs(datetime.now(timezone.utc).date()) + [
-            demo.DemoRun(DAG_ID, "what-if", {"as_of": "2030-01-01", "dry_run": True})]
-        results = demo._run_dags(env, url, logs, runs)
-    assert len(results) == len(runs) and all(results), f"a DAG run failed; logs in {logs}"
-    runs = {path.name: path.read_text() for path in sorted(logs.glob("*.log"))}
-    server_env = local_airflow.with_logins(env, LOGINS, local_airflow.free_port())
+    logs = tmp_path_factory.mktemp("logs-e2e")
     try:
-        with local_airflow.ApiServer(server_env, home / "api-server.log") as api, \
+        with SendGridStandIn(api_key=demo.API_KEY) as sendgrid:
+            services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
+                                                   sendgrid_api_key=demo.API_KEY)
+            env = local_airflow.airflow_env(Path(os.environ["AIRFLOW_HOME"]), services,
+                                            settings={"evidence_location": f"file://{evidence}"})
+            runs = demo.demo_runs(today) + [demo.DemoRun(DAG_ID, "what-if", {"as_of": "2030-01-01", "dry_run": True})]
+            for number, run in enumerate(runs, 1):
+                with connect(url, autocommit=True) as conn:
+                    conf = run.conf_for(conn)
+                state, text = e2e_world.run_in_process(run.dag_id, env, conf=conf)
+                (logs / f"{number:02d}-{run.dag_id}.log").write_text(text)
+                assert state == "success", f"{run.dag_id} ({run.what}) ended {state}; log in {logs}"
+        runs = {path.name: path.read_text() for path in sorted(logs.glob("*.log"))}
+        server_env = local_airflow.with_logins(env, LOGINS, local_airflow.free_port())
+        with local_airflow.ApiServer(server_env, logs / "api-server.log") as api, \
                 connect(url, autocommit=True) as conn:
             token = api.token("vera", LOGINS["vera"][0])
             with httpx.Client(base_url=api.base_url, timeout=60) as http:
                 yield {"url": url, "conn": conn, "api": api, "token": token, "http": http, "logs": runs,
                        "evidence": evidence}
     finally:
-        database.drop_database(pg_server_url, name)
+        database.drop_database(pg, name)
 
 
 def get(world, path, token="vera", **params):
@@ -300,6 +304,7 @@ def browser_or_skip():
     return sync_playwright
 
 
+@pytest.mark.stack
 def test_in_chromium_log_in_open_the_page_from_the_navigation_filter_and_compare_with_the_store(world):
     sync_playwright = browser_or_skip()
     conn, base = world["conn"], world["api"].base_url

@@ -1,7 +1,9 @@
 """End to end: seed a database, run ``dsr_deadline_tracking`` through Airflow for real, check what it did.
 
-Airflow runs as an operator would run it (``airflow dags test`` in a child process, connections from
-``AIRFLOW_CONN_*``), against a real PostgreSQL and the SendGrid stand-in reached through the SDK.
+Airflow runs for real (``dag.test()`` in the test process, connections from ``AIRFLOW_CONN_*``; see
+tests/e2e_world.py), against a real PostgreSQL and the SendGrid stand-in reached through the SDK. Each test
+has a world of its own (a clone of the seeded database). Two runs at once are proven at function level
+(tests/test_delivery.py::test_two_runs_at_once_send_each_escalation_and_the_digest_once, the same SQL claim).
 """
 from __future__ import annotations
 
@@ -11,57 +13,37 @@ from pathlib import Path
 
 import pytest
 
-from include import audit
+from include import audit, compliance_store
 from devkit import local_airflow
 from devkit.database import connect
-from devkit.seed.demo_data import seed
-from devkit.standins.sendgrid_server import SendGridStandIn
+from tests import e2e_world
 
 pytestmark = pytest.mark.e2e
 DAG_ID = "dsr_deadline_tracking"
 API_KEY = "SG.e2e-key"
 
 
-@pytest.fixture(scope="module")
-def world(pg_server_url, tmp_path_factory):
-    """One seeded database, one stand-in and one Airflow home for the whole module (Airflow start-up is slow)."""
-    import uuid
-
-    from devkit import database
-
-    name = f"privacy_e2e_{uuid.uuid4().hex[:10]}"
-    url = database.create_database(pg_server_url, name)
-    today = datetime.now(timezone.utc).date()
-    summary = seed(url, users=1500, seed=11, anchor=today)
-    home = tmp_path_factory.mktemp("airflow")
-    # Users without GCS keep the audit anchors in a local folder: this module covers that path.
-    evidence = tmp_path_factory.mktemp("evidence")
-    with SendGridStandIn(api_key=API_KEY) as sendgrid:
-        services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
-                                               sendgrid_api_key=API_KEY)
-        env = local_airflow.airflow_env(home, services, settings={"evidence_location": f"file://{evidence}"})
-        local_airflow.migrate_metadata(env)
-        with connect(url, autocommit=True) as conn:
-            yield {"url": url, "env": env, "sendgrid": sendgrid, "planted": summary["planted"], "conn": conn,
-                   "today": today, "logs": home / "logs-e2e", "evidence": evidence}
-    database.drop_database(pg_server_url, name)
+@pytest.fixture
+def world(make_world):
+    """A clone of the seeded database, a stand-in and the Airflow environment of this test's own.
+    Users without GCS keep the audit anchors in a local folder: this module covers that path."""
+    return make_world(DAG_ID, users=1500, seed=11, sendgrid_key=API_KEY)
 
 
 def run_dag(world, name: str, conf: dict | None = None, env: dict | None = None):
-    log_path = world["logs"] / f"{name}.log"
-    result = local_airflow.dags_test(DAG_ID, env or world["env"], conf=conf, log_path=log_path)
-    return local_airflow.run_state(result), log_path.read_text()
+    """A real run of the DAG (``dag.test()`` in this process): its state and its log."""
+    return world.run(name, conf=conf, env=env)
 
 
 def personal_data(conn) -> set[str]:
     """Every email, name, phone and IP address of a data subject in the seeded database."""
-    values: set[str] = set()
-    for query in ("select email from users", "select full_name from users", "select phone from users",
-                  "select requester_email from privacy_requests", "select email from support_messages",
-                  "select phone from support_messages", "select host(ip_address) from access_logs",
-                  "select reported_email from child_reports"):
-        values |= {v.lower() for (v,) in conn.execute(query) if v and len(v) >= 7}
-    return values
+    return e2e_world.personal_data(conn)
+
+
+def first_run(world) -> None:
+    """The state a repeated run starts from: the first run's evaluations and escalations."""
+    state, log = run_dag(world, "first")
+    assert state == "success", log[-3000:]
 
 
 def test_first_run_records_every_request_and_escalates_once(world):
@@ -134,6 +116,7 @@ def test_first_run_records_every_request_and_escalates_once(world):
 
 
 def test_repeated_run_sends_nothing_and_changes_nothing(world):
+    first_run(world)
     conn = world["conn"]
     before_status = conn.execute("select * from compliance.dsr_status order by request_id").fetchall()
     before_mail = len(world["sendgrid"].accepted())
@@ -146,6 +129,7 @@ def test_repeated_run_sends_nothing_and_changes_nothing(world):
 
 
 def test_manual_targeted_what_if_run_sends_nothing_and_leaves_the_live_status(world):
+    first_run(world)
     conn, planted = world["conn"], world["planted"]
     target = planted["request_gdpr_on_track"][0]
     before_mail = len(world["sendgrid"].accepted())
@@ -162,6 +146,7 @@ def test_manual_targeted_what_if_run_sends_nothing_and_leaves_the_live_status(wo
 def test_an_unknown_conf_key_stops_the_run_before_anything_happens(world):
     """{"dryrun": true} (for dry_run) used to be accepted, and the run went live."""
     conn = world["conn"]
+    compliance_store.migrate(conn)  # the store as any earlier run left it, so that its counts can be compared
     before = (conn.execute("select count(*) from compliance.audit_log").fetchone()[0],
               conn.execute("select count(*) from compliance.dsr_runs").fetchone()[0],
               len(world["sendgrid"].requests()))
@@ -172,33 +157,6 @@ def test_an_unknown_conf_key_stops_the_run_before_anything_happens(world):
     assert (conn.execute("select count(*) from compliance.audit_log").fetchone()[0],
             conn.execute("select count(*) from compliance.dsr_runs").fetchone()[0],
             len(world["sendgrid"].requests())) == before
-
-
-def test_two_runs_at_once_escalate_each_request_once(world):
-    """Two `airflow dags test` started together used to email every escalation twice."""
-    import re
-    import threading
-
-    conn = world["conn"]
-    first_new = conn.execute("select max(id) + 1 from privacy_requests").fetchone()[0]
-    for offset in range(8):
-        conn.execute("""insert into privacy_requests (id, user_id, requester_email, regime, request_type, received_at,
-                                                     status, assignee_email)
-                        values (%s, null, 'nobody@example.org', 'gdpr', 'access', now() - interval '60 days',
-                                'in_progress', %s)""", (first_new + offset, f"staff{offset % 3}@example.com"))
-    new_ids = set(range(first_new, first_new + 8))
-    before = len(world["sendgrid"].accepted())
-    results = {}
-    threads = [threading.Thread(target=lambda n=n: results.update({n: run_dag(world, n)})) for n in ("twin-a", "twin-b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(600)
-    assert [results[n][0] for n in ("twin-a", "twin-b")] == ["success", "success"], results
-    emailed = [int(x) for m in world["sendgrid"].accepted()[before:]
-               if m["payload"]["custom_args"]["campaign"] == "dsr-escalation"
-               for x in re.findall(r"#(\d+) ", m["payload"]["content"][0]["value"])]
-    assert sorted(emailed) == sorted(new_ids)
 
 
 def test_bad_data_map_stops_the_run_with_one_clear_sentence(world, tmp_path):

@@ -1,17 +1,17 @@
-"""End to end: ``dsr_fulfilment`` through Airflow for real (``airflow dags test`` in a child process) on seeded
+"""End to end: ``dsr_fulfilment`` through Airflow for real (``dag.test()`` in the test process; ``airflow dags
+test`` in a child process where a reviewer answers over REST; tests/e2e_world.py), each test on a clone of seeded
 demo data, the export packages uploaded through the Google provider's GCSHook to the GCS emulator: an unknown
 conf key, a dry run that changes nothing, a live run (every request type's outcome; packages holding exactly
 their subject's rows; erasures with nothing left and held subjects untouched; requests completed and then seen
-closed by ``dsr_deadline_tracking``), a second run that does nothing more, two runs at once, the approval
-threshold with a plan approved by its hash, and every task log scanned for personal data.
+closed by ``dsr_deadline_tracking``), a second run that does nothing more, the approval
+threshold with a plan approved by its hash, and every task log scanned for personal data. Two runs at once are
+proven at function level (tests/test_fulfilment.py::test_two_runs_at_once_act_on_each_request_once).
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import os
-import threading
 import zipfile
 from datetime import datetime, timezone
 
@@ -19,8 +19,6 @@ import pytest
 
 from devkit import local_airflow
 from devkit.database import connect
-from devkit.seed.demo_data import seed
-from devkit.standins.gcs_emulator import GCSEmulator
 from include import audit
 from include.deadlines import REGIME_TYPES
 from include.fulfilment.package import object_name
@@ -36,49 +34,26 @@ FULFILLED = ("exported", "erased", "restricted", "opted_out")
 EXPORT, ERASE = {"access", "portability", "know"}, {"erasure", "delete"}
 
 
-@pytest.fixture(scope="module")
-def world(pg_server_url, tmp_path_factory):
-    import uuid
-
-    from devkit import database
-    from include.seam.storage import object_store
-
-    name = f"privacy_e2e_fulfil_{uuid.uuid4().hex[:10]}"
-    url = database.create_database(pg_server_url, name)
-    today = datetime.now(timezone.utc).date()
-    summary = seed(url, users=1500, seed=11, anchor=today)
-    home = tmp_path_factory.mktemp("airflow")
-    anonymous = '{"conn_type":"google_cloud_platform","extra":{"is_anonymous":true,"project":"privacy-demo"}}'
-    with GCSEmulator(default_bucket=BUCKET) as gcs:
-        services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url="http://127.0.0.1:9",
-                                               sendgrid_api_key="SG.unused", gcs_url=gcs.base_url, gcs_bucket=BUCKET)
-        settings = {"evidence_location": f"gs://{BUCKET}/e2e"}
-        env = local_airflow.airflow_env(home, services, settings=settings)
-        local_airflow.migrate_metadata(env)
-        # The test reads the bucket through the same Google client the DAG writes it with.
-        saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT")}
-        os.environ.update({"STORAGE_EMULATOR_HOST": gcs.base_url, "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": anonymous})
-        try:
-            with connect(url, autocommit=True) as conn:
-                conn.execute("set timezone = 'UTC'")
-                yield {"url": url, "env": env, "settings": settings, "planted": summary["planted"], "conn": conn,
-                       "today": today, "logs": home / "logs-e2e", "objects": object_store(f"gs://{BUCKET}/e2e"),
-                       "pii": support.personal_data(conn, today), "texts": [],
-                       "key": services.subject_key.encode()}
-        finally:
-            for key, value in saved.items():
-                os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
-    database.drop_database(pg_server_url, name)
+@pytest.fixture
+def world(make_world):
+    """A clone of the seeded database, the GCS emulator and the Airflow environment of this test's own; the
+    export packages go to gs://."""
+    world = make_world(DAG_ID, users=1500, seed=11, gcs_bucket=BUCKET, evidence="gs")
+    world["conn"].execute("set timezone = 'UTC'")
+    world["pii"] = support.personal_data(world["conn"], world["today"])
+    return world
 
 
 def run_dag(world, name: str, conf: dict | None = None, env: dict | None = None, dag_id: str = DAG_ID):
-    """One ``airflow dags test``; its whole log is scanned for every subject's email, name, phone, IP, birth date."""
-    log_path = world["logs"] / f"{name}.log"
-    result = local_airflow.dags_test(dag_id, env or world["env"], conf=conf, log_path=log_path)
-    text = log_path.read_text()
-    world["texts"].append(text)
-    assert not support.leaks(world["pii"], text), f"personal data in the log of run {name}"
-    return local_airflow.run_state(result), text
+    """One real run (``dag.test()`` in this process); its whole log is scanned for every subject's email, name,
+    phone, IP and birth date (tests/e2e_world.py)."""
+    return world.run(name, dag_id=dag_id, conf=conf, env=env)
+
+
+def live_run(world) -> None:
+    """The state later runs start from: the seeded open requests fulfilled by a live run."""
+    state, log = run_dag(world, "live")
+    assert state == "success", log[-3000:]
 
 
 def outcomes(conn) -> dict[int, tuple]:
@@ -251,6 +226,7 @@ def test_a_live_run_fulfils_each_request_and_deadline_tracking_sees_them_closed(
 
 
 def test_a_second_run_does_nothing_more(world):
+    live_run(world)
     conn = world["conn"]
     before = (support.checksums(conn), store_snapshot(conn), objects_snapshot(world))
     audit_rows = conn.execute("select max(id) from compliance.audit_log").fetchone()[0]
@@ -278,32 +254,8 @@ def _bulk_users(conn, n: int, skip: int = 0) -> list[int]:
         (skip, n))]
 
 
-def test_two_runs_at_once_act_on_each_request_once(world):
-    conn = world["conn"]
-    users = _bulk_users(conn, 10)
-    new = _new_requests(conn, [("gdpr", "access", u) for u in users[:5]] + [("ccpa", "know", users[5])]
-                        + [("gdpr", "restriction", users[6]), ("ccpa", "opt_out_of_sale", users[7])]
-                        + [("gdpr", "erasure", users[8]), ("ccpa", "delete", users[9])])
-    results = {}
-    threads = [threading.Thread(target=lambda n=n: results.update({n: run_dag(world, n)})) for n in ("twin-a", "twin-b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(900)
-    assert [results[n][0] for n in ("twin-a", "twin-b")] == ["success", "success"], \
-        [results[n][1][-2000:] for n in results]
-    got = outcomes(conn)
-    assert [got[i][0] for i in new] == ["exported"] * 6 + ["restricted", "opted_out", "erased", "erased"]
-    acted = dict(conn.execute("""select (details ->> 'request_id')::bigint, count(*) from compliance.audit_log
-                                 where action = any(%s) and (details ->> 'request_id')::bigint = any(%s)
-                                 group by 1""", ([f"dsr_fulfilment.{o}" for o in FULFILLED], new)))
-    assert acted == {i: 1 for i in new}
-    assert {r[0] for r in conn.execute("select status from privacy_requests where id = any(%s)", (new,))} == {"completed"}
-    assert conn.execute("select count(*) from users where id = any(%s)", (users[8:],)).fetchone()[0] == 0
-    assert all(world["objects"].exists(object_name(i)) for i in new[:6])
-
-
 def test_above_the_threshold_only_the_plan_approved_by_its_hash_is_erased(world):
+    live_run(world)
     conn = world["conn"]
     env = {**world["env"], "PRIVACY_SETTINGS": json.dumps({**world["settings"], "purge_threshold": 1})}
     users = _bulk_users(conn, 2, skip=10)
@@ -332,64 +284,44 @@ def test_above_the_threshold_only_the_plan_approved_by_its_hash_is_erased(world)
         "plan_hash", "approved", "approve_plan parameter")
 
 
-class Reviewer(support.Reviewer):
-    """A person answering this DAG's approval request over the REST API (as the UI's Required actions do)."""
-
-    dag_id = DAG_ID
-
-
-def _start(env: dict, log_path, conf: dict | None = None):
-    import subprocess
-
-    cmd = [local_airflow.airflow_bin(), "dags", "test", DAG_ID] + (["--conf", json.dumps(conf)] if conf else [])
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(cmd, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
 def test_a_reviewer_rejects_then_approves_an_erasure_plan_above_the_threshold(world):
     """The human-in-the-loop gate through an api-server: while it waits nothing is erased; Reject erases nothing
     (approval_required); Approve erases exactly the plan."""
-    conn, home = world["conn"], world["logs"].parent
-    env = {**world["env"], "PRIVACY_SETTINGS": json.dumps({**world["settings"], "purge_threshold": 1}),
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "reviewer:admin",
-           "AIRFLOW__API_AUTH__JWT_SECRET": "fulfilment-e2e-jwt-secret"}
-    passwords = home / "reviewer-passwords.json"
-    passwords.write_text(json.dumps({"reviewer": "reviewer-pw"}))
-    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(passwords)
+    live_run(world)
+    conn = world["conn"]
+    env = {**world["env"], "PRIVACY_SETTINGS": json.dumps({**world["settings"], "purge_threshold": 1})}
     users = _bulk_users(conn, 2, skip=12)
     new = _new_requests(conn, [("gdpr", "erasure", users[0]), ("gdpr", "erasure", users[1])])
-    person = Reviewer(env, home, port=local_airflow.free_port())
-    try:
-        for option, outcome in (("Reject", "approval_required"), ("Approve", "erased")):
-            log_path = world["logs"] / f"review-{option}.log"
-            proc = _start(env, log_path)
-            request = person.wait_for_request(proc)
-            plan_hash = conn.execute("""select plan_hash from compliance.dsr_fulfilment_runs
-                                        order by started_at desc limit 1""").fetchone()[0]
-            assert request["defaults"] == ["Reject"] and "requesters' accounts" in request["subject"]
-            assert plan_hash in request["body"] and "| public.users |" in request["body"]
-            assert conn.execute("select count(*) from users where id = any(%s)", (users,)).fetchone()[0] == 2
-            person.answer(request, option)
-            state, text = support.finish(proc, log_path)
-            world["texts"].append(text)
-            assert not support.leaks(world["pii"], text)
-            assert state == "success", text[-3000:]
-            got = outcomes(conn)
-            assert {got[i][0] for i in new} == {outcome}
-            left = conn.execute("select count(*) from users where id = any(%s)", (users,)).fetchone()[0]
-            if option == "Reject":
-                assert left == 2 and "rejected by reviewer" in got[new[0]][1]
-            else:
-                assert left == 0
-                assert conn.execute("""select approved_by from compliance.dsr_fulfilment_runs
-                                       order by started_at desc limit 1""").fetchone()[0] == "reviewer"
-    finally:
-        person.stop()
+    person = world.reviewer(DAG_ID)
+    for option, outcome in (("Reject", "approval_required"), ("Approve", "erased")):
+        proc = world.start(f"review-{option}", env=env)
+        request = person.wait_for_request(proc)
+        plan_hash = conn.execute("""select plan_hash from compliance.dsr_fulfilment_runs
+                                    order by started_at desc limit 1""").fetchone()[0]
+        assert request["defaults"] == ["Reject"] and "requesters' accounts" in request["subject"]
+        assert plan_hash in request["body"] and "| public.users |" in request["body"]
+        assert conn.execute("select count(*) from users where id = any(%s)", (users,)).fetchone()[0] == 2
+        person.answer(request, option)
+        state, text = world.finish(f"review-{option}", proc)  # its log scanned for personal data there
+        assert state == "success", text[-3000:]
+        got = outcomes(conn)
+        assert {got[i][0] for i in new} == {outcome}
+        left = conn.execute("select count(*) from users where id = any(%s)", (users,)).fetchone()[0]
+        if option == "Reject":
+            assert left == 2 and "rejected by reviewer" in got[new[0]][1]
+        else:
+            assert left == 0
+            assert conn.execute("""select approved_by from compliance.dsr_fulfilment_runs
+                                   order by started_at desc limit 1""").fetchone()[0] == "reviewer"
 
 
 def test_no_personal_data_in_the_store_or_the_object_names(world):
+    """After a dry run and a live run (every request type; their logs are scanned as every run's is)."""
+    state, log = run_dag(world, "dry", conf={"dry_run": True})
+    assert state == "success", log[-3000:]
+    live_run(world)
     conn, pii = world["conn"], world["pii"]
-    assert len(pii) > 1000 and len(world["texts"]) >= 8
+    assert len(pii) > 1000 and len(world["texts"]) >= 2
     store = json.dumps([conn.execute(f"select * from compliance.{t}").fetchall() for t in (
         "dsr_fulfilments", "dsr_fulfilment_plans", "dsr_fulfilment_runs", "dsr_fulfilment_pending",
         "vendor_deletion_notices", "audit_log")], default=str)

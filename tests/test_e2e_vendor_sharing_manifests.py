@@ -1,15 +1,16 @@
 """End to end: seed a database, run ``vendor_sharing_manifests`` through Airflow for real, check what it wrote.
 
-Airflow runs as an operator would run it (``airflow dags test`` in a child process, connections from
-``AIRFLOW_CONN_*``, the pools imported from pools.json), against a real PostgreSQL, the GCS emulator reached
-through the Google provider's GCSHook (the evidence location is ``gs://``), and the SendGrid stand-in.
+Airflow runs for real (``dag.test()`` in the test process, connections from ``AIRFLOW_CONN_*``, the pools
+imported from pools.json; tests/e2e_world.py), against a real PostgreSQL, the GCS emulator reached through the
+Google provider's GCSHook (the evidence location is ``gs://``), and the SendGrid stand-in; each test on a world
+of its own. Two runs of one period at once are proven at function level
+(tests/test_vendor_manifests.py::test_two_runs_of_one_period_at_once_write_each_manifest_once).
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import threading
 from collections import Counter
 from datetime import datetime, time, timedelta, timezone
 
@@ -18,10 +19,9 @@ import pytest
 
 from devkit import local_airflow
 from devkit.database import connect
-from devkit.seed.demo_data import seed
-from devkit.standins.gcs_emulator import GCSEmulator
 from devkit.standins.sendgrid_server import SendGridStandIn
-from include import audit
+from include import audit, compliance_store
+from tests import e2e_world
 from include.vendors.manifests import object_names
 from include.vendors.rules import VIOLATIONS
 
@@ -32,49 +32,18 @@ BUCKET = "privacy-evidence"
 UTC = timezone.utc
 
 
-@pytest.fixture(scope="module")
-def world(pg_server_url, tmp_path_factory):
-    import os
-    import uuid
-
-    from devkit import database
-    from include.seam.storage import object_store
-
-    name = f"privacy_e2e_{uuid.uuid4().hex[:10]}"
-    url = database.create_database(pg_server_url, name)
-    today = datetime.now(UTC).date()
-    summary = seed(url, users=1500, seed=11, anchor=today)
-    home = tmp_path_factory.mktemp("airflow")
-    anonymous = '{"conn_type":"google_cloud_platform","extra":{"is_anonymous":true,"project":"privacy-demo"}}'
-    with SendGridStandIn(api_key=API_KEY) as sendgrid, GCSEmulator(default_bucket=BUCKET) as gcs:
-        services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
-                                               sendgrid_api_key=API_KEY, gcs_url=gcs.base_url, gcs_bucket=BUCKET)
-        env = local_airflow.airflow_env(home, services, settings={"evidence_location": f"gs://{BUCKET}/e2e"})
-        local_airflow.migrate_metadata(env)
-        # The test reads the bucket through the same Google client the DAG writes it with.
-        saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT")}
-        os.environ.update({"STORAGE_EMULATOR_HOST": gcs.base_url, "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": anonymous})
-        try:
-            with connect(url, autocommit=True) as conn:
-                yield {"url": url, "env": env, "sendgrid": sendgrid, "planted": summary["planted"], "conn": conn,
-                       "today": today, "logs": home / "logs-e2e", "objects": object_store(f"gs://{BUCKET}/e2e")}
-        finally:
-            for key, value in saved.items():
-                os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
-    database.drop_database(pg_server_url, name)
+@pytest.fixture
+def world(make_world):
+    """A clone of the seeded database, the stand-ins (GCS emulator, SendGrid) and the Airflow environment of
+    this test's own; the evidence location is gs://."""
+    return make_world(DAG_ID, users=1500, seed=11, sendgrid_key=API_KEY, gcs_bucket=BUCKET, evidence="gs")
 
 
 def run_dag(world, name: str, conf: dict | None = None, logical_date: str | None = None):
-    """One ``airflow dags test``; its whole log is scanned for every subject's email, name, phone and IP."""
-    log_path = world["logs"] / f"{name}.log"
-    result = local_airflow.dags_test(DAG_ID, world["env"], conf=conf, logical_date=logical_date, log_path=log_path)
-    log = log_path.read_text()
-    if "pii" not in world:
-        world["pii"] = personal_data(world["conn"])
-        assert len(world["pii"]) > 1000  # the scan looks at real values
-    lowered = log.lower()
-    assert not [v for v in world["pii"] if v in lowered], f"personal data in the log of run {name}"
-    return local_airflow.run_state(result), log
+    """One real run (``dag.test()`` in this process); its whole log is scanned for every subject's email, name,
+    phone and IP (tests/e2e_world.py)."""
+    assert len(world["pii"]) > 1000  # the scan looks at real values
+    return world.run(name, conf=conf, logical_date=logical_date)
 
 
 def personal_data(conn) -> set[str]:
@@ -149,6 +118,8 @@ def test_a_period_run_writes_every_vendors_files_checksums_counts_and_violations
 
 def test_a_rerun_of_the_period_is_byte_identical_and_writes_nothing_more(world):
     conf, label = period_conf(world, 400)
+    state, log = run_dag(world, "first", conf=conf)  # the period's first run, whose files the rerun must keep
+    assert state == "success", log[-4000:]
     objects, conn = world["objects"], world["conn"]
     before = {n: objects.get(n) for n in objects.list("manifests/") if f"period={label}/" in n}
     audits_before, mails_before = written_audits(conn), len(world["sendgrid"].accepted())
@@ -157,24 +128,6 @@ def test_a_rerun_of_the_period_is_byte_identical_and_writes_nothing_more(world):
     assert {n: objects.get(n) for n in objects.list("manifests/") if f"period={label}/" in n} == before
     assert written_audits(conn) == audits_before and len(world["sendgrid"].accepted()) == mails_before
     assert log.count("unchanged since run") == len(before) // 2
-
-
-def test_two_runs_of_one_period_at_once_write_each_manifest_once(world):
-    conf, label = period_conf(world, 60)
-    results = {}
-    threads = [threading.Thread(target=lambda n=n: results.update({n: run_dag(world, n, conf=conf)}))
-               for n in ("twin-a", "twin-b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(900)
-    assert [results[n][0] for n in ("twin-a", "twin-b")] == ["success", "success"], {
-        n: r[1][-3000:] for n, r in results.items()}
-    expected = expected_per_vendor(world["conn"], conf)
-    written = Counter({k: n for k, n in written_audits(world["conn"]).items() if k[1] == label})
-    assert written == Counter({(v, label): 1 for v in expected})
-    logs = results["twin-a"][1] + results["twin-b"][1]
-    assert logs.count("written gs://") == len(expected)
 
 
 def test_an_empty_period_writes_nothing_and_says_so(world):
@@ -187,6 +140,7 @@ def test_an_empty_period_writes_nothing_and_says_so(world):
 
 def test_a_live_run_of_a_period_not_over_yet_fails_in_one_sentence_and_writes_nothing(world):
     today = world["today"]
+    compliance_store.migrate(world["conn"])  # the store as any earlier run left it, so that its runs can be counted
     before = world["conn"].execute("select count(*) from compliance.vendor_manifest_runs").fetchone()[0]
     state, log = run_dag(world, "unfinished", conf={"period_start": today.isoformat()})
     assert state == "failed"
@@ -229,11 +183,8 @@ def test_a_database_without_vendors_or_shares_maps_nothing_and_says_so(pg_server
                                                    sendgrid_api_key=API_KEY)
             env = local_airflow.airflow_env(tmp_path / "airflow", services,
                                             settings={"evidence_location": f"file://{tmp_path}/evidence"})
-            local_airflow.migrate_metadata(env)
-            result = local_airflow.dags_test(DAG_ID, env, conf={"period_start": "2026-11-01"},
-                                             log_path=tmp_path / "run.log")
-        log = (tmp_path / "run.log").read_text()
-        assert local_airflow.run_state(result) == "success", log[-4000:]
+            state, log = e2e_world.run_in_process(DAG_ID, env, conf={"period_start": "2026-11-01"})
+        assert state == "success", log[-4000:]
         assert "as SKIPPED since the map has 0 values to expand" in log
         assert "period 2026-11-01 has no shares for any vendor: no manifest was written" in log
         assert not (tmp_path / "evidence" / "manifests").exists()

@@ -33,9 +33,9 @@ REVIEW, IN_ADVANCE = "approve_erasure", "erasure_approved_in_advance"
 
 @pytest.fixture
 
-def world(fresh_db, tmp_path):
+def world(seeded_clone, tmp_path):
     today = datetime.now(timezone.utc).date()
-    summary = seed(fresh_db, users=600, seed=5, anchor=today)
+    fresh_db, summary = seeded_clone(users=600, seed=5, anchor=today)  # a clone of one seed per test process
     with connect(fresh_db, autocommit=True) as ops, connect(fresh_db, autocommit=True) as store:
         compliance_store.migrate(store)
         yield SimpleNamespace(url=fresh_db, ops=ops, store=store, dm=load_datamap(), today=today,
