@@ -30,20 +30,20 @@ def expected(ops, today: date, purged: Callable[[str], bool] | None = None) -> d
     :func:`purged_children`; the address of a purged child is never told, whoever holds it now)."""
     reported_ids = {r[0] for r in ops.execute("select user_id from child_reports where resolved_at is null "
                                               "and user_id is not null")}
-    reported_emails = {r[0].strip(" ").lower() for r in ops.execute(
+    reported_emails = {r[0].strip().lower() for r in ops.execute(
         "select reported_email from child_reports where resolved_at is null and user_id is null "
         "and reported_email is not null") if r[0].strip()}
     # An address-only report makes an account 'reported' only where the address names it alone and its own data
     # does not say adult (include.children.rules.reported_by_address).
     named: Counter = Counter()
     for (email,) in ops.execute("select email from users where email is not null"):
-        named[email.strip(" ").lower()] += 1
+        named[email.strip().lower()] += 1
     suppressed = {r[0].strip().lower() for r in ops.execute("select email from email_suppressions")}
     by_address: dict[str, list[tuple[int, bool, bool]]] = {}
     for uid, email, birth, declared, created in ops.execute(
             "select id, email, birth_date, declared_age, created_at from users "
             "where deleted_at is null and email is not null"):
-        key = email.strip(" ").lower()
+        key = email.strip().lower()
         by_address_report = key in reported_emails and rules.reported_by_address(
             named[key], rules.says_adult(birth, declared, today))
         facts = rules.AccountFacts(uid, birth, declared, created, reported=uid in reported_ids or by_address_report)

@@ -173,14 +173,14 @@ def expected_children(conn, as_of: date, tz: str = "UTC") -> tuple[set[int], set
     by_email: dict[str, set[int]] = {}
     for uid, email, *_ in users:
         if email is not None:
-            by_email.setdefault(email.strip(" ").lower(), set()).add(uid)
+            by_email.setdefault(email.strip().lower(), set()).add(uid)
     adult = {uid for uid, _, birth, declared, _ in users if says_adult(birth, declared, as_of)}
     reported: set[int] = set()
     for uid, email in conn.execute("select user_id, reported_email from child_reports where resolved_at is null"):
         if uid is not None:
             reported.add(uid)
         elif email is not None and email.strip():
-            named = by_email.get(email.strip(" ").lower(), set())
+            named = by_email.get(email.strip().lower(), set())
             reported |= {u for u in named if reported_by_address(len(named), u in adult)}
     children = {uid for uid, _, birth, declared, created in users
                 if classify(AccountFacts(uid, birth, declared, created, uid in reported), as_of, ZoneInfo(tz)).child}
