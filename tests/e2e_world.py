@@ -28,6 +28,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 from devkit import database, local_airflow
 
@@ -70,6 +71,8 @@ def clone(pg_server_url: str, template_name: str, prefix: str = "privacy_e2e") -
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with database.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(f'create database "{name}" template "{template_name}"')
+        # A comment is not copied with the template: mark the clone as the kit's, so the kit may drop it.
+        conn.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(name), sql.Literal(database.MARK)))
     return name, database.with_database(pg_server_url, name)
 
 

@@ -64,6 +64,14 @@ def test_a_failed_run_tells_on_call_once_whatever_else_fails_in_it(airflow_env, 
     assert len(sendgrid.accepted()) == 2
 
 
+def test_a_refused_trigger_conf_is_no_incident(airflow_env, sendgrid):
+    """SPEC 4: an undeclared conf key stops the run before anything happens, an email included."""
+    task_failed(context("dsr_deadline_tracking", "manual__typo", "check_run_conf",
+                        RuntimeError("trigger conf key 'dryrun' is not a parameter of dsr_deadline_tracking")))
+    assert sendgrid.accepted() == []
+    assert airflow_env.execute("select count(*) from compliance.run_alerts").fetchone()[0] == 0
+
+
 def test_alerts_off_send_nothing_and_a_callback_never_raises(airflow_env, sendgrid, monkeypatch):
     monkeypatch.setenv("PRIVACY_SETTINGS", json.dumps({"alerts": False}))
     task_failed(context("dsr_deadline_tracking", "scheduled__2", "evaluate_requests", RuntimeError("x")))

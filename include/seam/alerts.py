@@ -4,7 +4,8 @@
 it when a task fails for good — after its retries, or at once for a set-up fault — not on a retry. It
 records the run's failure in the compliance store and sends the run's alert through SendGrid
 (:mod:`include.alerts`): the first failing task of a run is reported, any later one is not. With the setting
-``alerts`` off it does nothing.
+``alerts`` off it does nothing, nor for a refused trigger conf (``check_run_conf``: nothing may happen before
+it passes, no email either, and the person who triggered the run sees its sentence at once).
 
 A callback must never fail the task a second time or hide the first failure: whatever goes wrong here (the
 store or SendGrid down, a setting missing) is logged in one sentence and swallowed.
@@ -33,10 +34,16 @@ def _report(context) -> None:
     from include.notify.delivery import deliver
     from include.seam import connections
 
+    from include.seam.dag import CONF_GUARD_TASK
+
+    ti = context["ti"]
+    if ti.task_id == CONF_GUARD_TASK:
+        # A trigger conf the DAG does not declare is refused before anything happens, emails included: the
+        # person who triggered the run sees the sentence at once; it is no incident for on-call.
+        return
     settings = connections.settings()
     if not settings.alerts:
         return
-    ti = context["ti"]
     exc = context.get("exception")
     reason = str(exc) if exc is not None and str(exc) else (type(exc).__name__ if exc is not None else "the task failed")
     failure = alerts.Failure(dag_id=ti.dag_id, run_id=context["run_id"], task_id=ti.task_id, reason=reason,
