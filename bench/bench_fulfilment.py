@@ -18,7 +18,7 @@ fresh child process (so that its peak memory is the fulfilment's own, not the lo
    ratio (floor / export) near 0.4 would be the package's natural cost. Memory: the child's peak resident
    memory (VmHWM) before and after the export, and the Python heap's peak while the same package is built
    again (tracemalloc, in an untimed pass: it slows Python down).
-2. **1,000 access requests in one run.** Measured: ``plan_run`` + ``fulfil_requests`` + ``finish_run``, the
+2. **1,000 access requests in one run.** Measured: ``plan_requests`` + ``fulfil_requests`` + ``finish_run``, the
    tasks' bodies, for all of them. Floor: the same CSV statements for every one of those subjects, COPY into
    files, one after another on one connection.
 
@@ -126,6 +126,7 @@ def measure(url: str, loaded: dict, evidence: str, workdir: str, out: multiproce
     import psycopg
 
     from include.audit import RunContext
+    from include.step import Step
     from include.config import Settings
     from include.datamap import load_datamap
     from include.fulfilment import ledger, package, steps
@@ -160,11 +161,12 @@ def measure(url: str, loaded: dict, evidence: str, workdir: str, out: multiproce
         floor_before, csv_bytes = floor([big])
         p = FulfilmentParams(as_of=today, request_ids=(loaded["big_request"],))
         ctx = RunContext(run_id="bench_big", actor="bench", dag_id="dsr_fulfilment")
-        steps.plan_run(ops, store, dm, settings, ctx, p, KEY)
+        step = Step(ctx=ctx, settings=settings, params=p, ops=ops, store=store, datamap=dm, key=KEY, objects=objects)
+        steps.plan_requests(step)
         (row,) = ledger.plan_rows(store, "bench_big", acting=True)
         rss_before = peak_rss_mb()
         started = time.perf_counter()
-        outcome = steps.act_on_request(ops, store, objects, dm, settings, ctx, p, KEY, row, workdir=workdir)
+        outcome = steps.act_on_request(step, row, workdir=workdir)
         export_s = time.perf_counter() - started
         assert outcome == "exported", outcome
         rss_after = peak_rss_mb()
@@ -180,7 +182,7 @@ def measure(url: str, loaded: dict, evidence: str, workdir: str, out: multiproce
         package.build(ops, dm, about, who, shared, os.path.join(workdir, "again.zip"))
         _, heap_peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        steps.finish_run(store, settings, ctx)
+        steps.finish_run(step)
         result["export"] = {
             "rows": sum(n for t in record[1].values() for n in t.values()), "package_mb": round(record[0] / 1e6, 2),
             "seconds": round(export_s, 3), "floor_s": round(min(floor_before, floor_after), 3),
@@ -194,11 +196,12 @@ def measure(url: str, loaded: dict, evidence: str, workdir: str, out: multiproce
         floor_before, _ = floor(subjects)
         p = FulfilmentParams(as_of=today)
         ctx = RunContext(run_id="bench_run", actor="bench", dag_id="dsr_fulfilment")
+        step = Step(ctx=ctx, settings=settings, params=p, ops=ops, store=store, datamap=dm, key=KEY, objects=objects)
         started = time.perf_counter()
-        steps.plan_run(ops, store, dm, settings, ctx, p, KEY)
+        steps.plan_requests(step)
         planned_s = time.perf_counter() - started
-        fulfilled = steps.fulfil_requests(ops, store, objects, dm, settings, ctx, p, KEY, workdir=workdir)
-        finished = steps.finish_run(store, settings, ctx)
+        fulfilled = steps.fulfil_requests(step, workdir=workdir)
+        finished = steps.finish_run(step)
         run_s = time.perf_counter() - started
         floor_after, _ = floor(subjects)
         result["run"] = {"requests": len(subjects), "exported": finished["outcomes"].get("exported", 0),

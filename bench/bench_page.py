@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_page.py [--requests 200000] [--calls 60]
 
 Fills a compliance store (database ``privacy_bench_page`` on ``PRIVACY_BENCH_PG_URL``, default the local
-PostgreSQL; dropped afterwards unless --keep) with 200,000 live requests, what-if runs and a hash-chained
+PostgreSQL; dropped afterwards unless --keep; an existing one is replaced only when the project created it,
+see ``devkit.database.MARK``, and any other is refused) with 200,000 live requests, what-if runs and a hash-chained
 audit log with anchors in a local folder; starts ``airflow api-server`` with the plugin on loopback; then,
 for every API call the page makes, measures the p95 of ``--calls`` authenticated HTTP requests and, as the
 floor, the p95 of the very SQL statements that call runs (recorded from the same read functions, replayed
@@ -34,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from devkit import database, local_airflow  # noqa: E402
 from include import audit, compliance_store  # noqa: E402
+from include.cli import redact_url  # noqa: E402
 
 BENCH_DB = "privacy_bench_page"
 RESULTS = Path(__file__).resolve().parent / "results" / "page.jsonl"
@@ -106,8 +108,8 @@ def fill_audit(conn, rows: int, anchor_every: int, anchors_folder: Path) -> dict
             at = start + dt.timedelta(seconds=i * 20)
             details = {"evaluated": i % 500, "changed": i % 7}
             run_id = f"scheduled__{at:%Y-%m-%dT%H}:00:00+00:00"
-            digest = audit.row_hash(prev, i, at, "airflow:dsr_deadline_tracking", "dsr.evaluated",
-                                    "dsr_deadline_tracking", run_id, "evaluate_requests", details)
+            digest = audit.row_hash(prev, i, audit.Entry(at, "airflow:dsr_deadline_tracking", "dsr.evaluated",
+                                                         "dsr_deadline_tracking", run_id, "evaluate_requests", details))
             copy.write_row((i, at, "airflow:dsr_deadline_tracking", "dsr.evaluated", "dsr_deadline_tracking", run_id,
                             "evaluate_requests", json.dumps(details), prev, digest))
             if i % anchor_every == 0 or i == rows:
@@ -392,7 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     from include.reads.audit import ChainWatch
 
     server = os.environ.get("PRIVACY_BENCH_PG_URL", database.DEFAULT_URL)
-    url = database.create_database(server, BENCH_DB, replace=True)
+    try:
+        url = database.create_database(server, BENCH_DB, replace=True)
+    except database.UrlProblem as exc:  # one sentence that quotes none of the URL (it may carry a password)
+        parser.exit(3, f"bench_page: $PRIVACY_BENCH_PG_URL {exc}\n")
+    except database.NotOurDatabase as exc:
+        parser.exit(3, f"bench_page: {exc}\n")
+    except psycopg.OperationalError:
+        parser.exit(3, f"bench_page: no PostgreSQL answers at {redact_url(server)} ($PRIVACY_BENCH_PG_URL)\n")
     work = Path(tempfile.mkdtemp(prefix="bench-page-"))
     anchors = work / "evidence"
     results, skipped = [], {}

@@ -47,6 +47,7 @@ from include.children.params import PurgeParams
 from include.config import Settings
 from include.datamap import load_datamap
 from include.erasure.scope import REDACT, residual_query, targets
+from include.step import Step
 
 RESULTS = Path(__file__).resolve().parent / "results" / "purge.jsonl"
 ANCHOR = dt.date(2026, 11, 25)
@@ -177,12 +178,13 @@ def purge_figures(url: str, n: int, label: str) -> dict:
         run_id = f"bench-{label}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}"
         ctx = RunContext(run_id=run_id, actor="bench", dag_id="child_data_purge")
         params = PurgeParams(as_of=ANCHOR, dry_run=False, scheduled=False, run_type="manual", user_ids=tuple(chosen))
-        purge.detect_children(ops, store, dm, settings, ctx, params, KEY)
-        plan_s, plan = timed(lambda: purge.plan_purge(ops, store, dm, settings, ctx, params, KEY))
+        step = Step(ctx=ctx, settings=settings, params=params, ops=ops, store=store, datamap=dm, key=KEY)
+        purge.detect_children(step)
+        plan_s, plan = timed(lambda: purge.plan_purge(step))
         t0 = time.perf_counter()
-        result = purge.purge_subjects(ops, store, dm, settings, ctx, params, KEY, progress_every=1e9)
+        result = purge.purge_subjects(step, progress_every=1e9)
         purge_s = time.perf_counter() - t0
-        verify_s, _ = timed(lambda: purge.verify_purge(ops, store, dm, ctx))
+        verify_s, _ = timed(lambda: purge.verify_purge(step))
         bare_s, bare_rows = bare_transactions_floor(ops, dm, n, set(chosen)) if label != "warm-up" else (1.0, 0)
         users = ops.execute("select count(*) from users").fetchone()[0]
     total = purge_s + verify_s

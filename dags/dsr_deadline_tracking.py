@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import task
-
 from include.seam.dag import SENDGRID_POOL, date_param, dry_run_param, ids_param, prepare_store, privacy_dag
+from include.seam.erasure import step_task
+
+# An Airflow DAG: wiring only; its steps are plain functions of the step context in include/dsr/tracking.py.
+STEPS, PARAMS = "include.dsr.tracking", "include.dsr.params:DsrParams"
 
 
 @privacy_dag(
@@ -27,37 +29,10 @@ from include.seam.dag import SENDGRID_POOL, date_param, dry_run_param, ids_param
     },
 )
 def dsr_deadline_tracking():
-    @task
-    def evaluate_requests() -> dict:
-        """Evaluate every selected request; record live states in dsr_status (a what-if's in dsr_whatif)."""
-        from include.dsr import tracking
-        from include.dsr.params import DsrParams
-        from include.seam.task import task_env
-
-        with task_env(DsrParams) as env:
-            return tracking.evaluate_requests(env.ops, env.store, env.datamap, env.settings, env.ctx, env.params)
-
-    @task(pool=SENDGRID_POOL)
-    def send_escalations() -> dict:
-        """Email each new ack_overdue / due_soon / overdue escalation once."""
-        from include.dsr import tracking
-        from include.dsr.params import DsrParams
-        from include.seam.task import task_env
-
-        with task_env(DsrParams) as env:
-            return tracking.escalate(env.store, env.mailer, env.settings, env.ctx, env.params)
-
-    @task(pool=SENDGRID_POOL)
-    def send_daily_digest() -> dict:
-        """Send the compliance team's digest, once per day."""
-        from include.dsr import tracking
-        from include.dsr.params import DsrParams
-        from include.seam.task import task_env
-
-        with task_env(DsrParams) as env:
-            return tracking.send_digest(env.store, env.mailer, env.settings, env.ctx, env.params)
-
-    prepare_store() >> evaluate_requests() >> send_escalations() >> send_daily_digest()
+    evaluate = step_task(f"{STEPS}:evaluate_requests", PARAMS)
+    escalate = step_task(f"{STEPS}:send_escalations", PARAMS, pool=SENDGRID_POOL)
+    digest = step_task(f"{STEPS}:send_daily_digest", PARAMS, pool=SENDGRID_POOL)
+    prepare_store() >> evaluate >> escalate >> digest
 
 
 dsr_deadline_tracking()

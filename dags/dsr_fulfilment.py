@@ -1,20 +1,20 @@
-"""Data-subject request fulfilment: export, erase, restrict, opt out, or say what a person must do — daily."""
+"""Data-subject request fulfilment: export, erase, restrict, opt out, or say what a person must do — daily.
+
+(Airflow parses only files that name both "airflow" and "dag": this docstring does, as the file imports no
+Airflow module of its own; its tasks come from the shared erasure workflow, include/seam/erasure.py.)"""
 from __future__ import annotations
 
-from datetime import timedelta
-
-from airflow.sdk import task
-
-from include.seam.approval import ANSWER_KEY, approval_timeout, erasure_approval
 from include.seam.dag import GCS_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
+from include.seam.erasure import ErasureTasks, erasing_run_timeout, erasure_workflow, step_task
+
+STEPS, PARAMS = "include.fulfilment.steps", "include.fulfilment.params:FulfilmentParams"
 
 
 @privacy_dag(
     dag_id="dsr_fulfilment",
     schedule="@daily",
     tags=["dsr", "gdpr", "ccpa", "export", "erasure", "gcs"],
-    # The reviewer's time (8 hours unless the deployment says otherwise) and four hours to erase and report.
-    dagrun_timeout=approval_timeout() + timedelta(hours=4),
+    dagrun_timeout=erasing_run_timeout(),
     params={
         "request_ids": ids_param(
             "Only these requests",
@@ -31,78 +31,12 @@ from include.seam.dag import GCS_POOL, approve_plan_param, dry_run_param, ids_pa
     },
 )
 def dsr_fulfilment():
-    @task
-    def plan_requests() -> dict:
-        """Pick up the open requests, decide what each asks for, plan the erasures (hash, holds, vendors, gate)."""
-        from include.fulfilment import steps
-        from include.fulfilment.params import FulfilmentParams
-        from include.seam.task import task_env
-        from include.subjects import SUBJECT_KEY, SUBJECT_KEY_PURPOSE
-
-        with task_env(FulfilmentParams) as env:
-            key = env.secret(SUBJECT_KEY, purpose=SUBJECT_KEY_PURPOSE)
-            return steps.plan_run(env.ops, env.store, env.datamap, env.settings, env.ctx, env.params, key)
-
-    @task(pool=GCS_POOL)
-    def fulfil_requests() -> dict:
-        """Export, restrict and opt out each planned request in its own claimed transaction; record the rest."""
-        from include.fulfilment import steps
-        from include.fulfilment.params import FulfilmentParams
-        from include.seam.task import task_env
-        from include.subjects import SUBJECT_KEY, SUBJECT_KEY_PURPOSE
-
-        with task_env(FulfilmentParams) as env:
-            key = env.secret(SUBJECT_KEY, purpose=SUBJECT_KEY_PURPOSE)
-            objects = None if env.dry_run else env.objects
-            return steps.fulfil_requests(env.ops, env.store, objects, env.datamap, env.settings, env.ctx, env.params,
-                                         key)
-
-    @task(trigger_rule="none_failed_min_one_success")
-    def erase_requests() -> dict:
-        """Erase each planned subject with the erasure engine, one transaction per subject, requests completed."""
-        from airflow.sdk import get_current_context
-
-        from include.fulfilment import steps
-        from include.fulfilment.params import FulfilmentParams
-        from include.seam.task import task_env
-        from include.subjects import SUBJECT_KEY, SUBJECT_KEY_PURPOSE
-
-        approval = get_current_context()["ti"].xcom_pull(task_ids="approve_erasure", key=ANSWER_KEY)
-        with task_env(FulfilmentParams) as env:
-            key = env.secret(SUBJECT_KEY, purpose=SUBJECT_KEY_PURPOSE)
-            return steps.erase_requests(env.ops, env.store, env.datamap, env.settings, env.ctx, env.params, key,
-                                        approval)
-
-    @task
-    def verify_erasures() -> dict:
-        """Count again, after commit, what is left of this run's erased subjects in every table."""
-        from include.fulfilment import steps
-        from include.seam.task import task_env
-
-        with task_env() as env:
-            return steps.verify_erasures(env.ops, env.store, env.datamap, env.ctx)
-
-    @task(trigger_rule="none_failed")
-    def finish_run() -> dict:
-        """Record how the run ended (erasures nobody approved: approval_required) and its counts."""
-        from airflow.sdk import get_current_context
-
-        from include.fulfilment import steps
-        from include.seam.task import task_env
-
-        approval = get_current_context()["ti"].xcom_pull(task_ids="approve_erasure", key=ANSWER_KEY)
-        with task_env() as env:
-            return steps.finish_run(env.store, env.settings, env.ctx, approval)
-
-    planned = plan_requests()
-    prepare_store() >> planned
-    gate, approve, in_advance = erasure_approval(
-        planned, plan_task_id="plan_requests", gate_task_id="erasure_gate", review_task_id="approve_erasure",
-        in_advance_task_id="erasure_approved_in_advance", what="erasures")
-    planned >> fulfil_requests() >> gate
-    erased = erase_requests()
-    [approve, in_advance] >> erased
-    erased >> verify_erasures() >> finish_run()
+    # plan_requests → approval → erase_requests → verify_erasures → finish_run
+    erase = erasure_workflow(ErasureTasks(STEPS, PARAMS, what="erasures",
+                                          steps=("plan_requests", "erase_requests", "verify_erasures"),
+                                          approval=("erasure_gate", "approve_erasure", "erasure_approved_in_advance")))
+    fulfil = step_task(f"{STEPS}:fulfil_requests", PARAMS, pool=GCS_POOL)
+    prepare_store() >> erase.plan >> fulfil >> erase.gate
 
 
 dsr_fulfilment()

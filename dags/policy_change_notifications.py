@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Param, task
+from airflow.sdk import Param
 
+from include.runconf import COUNT_MAX
 from include.seam.dag import SENDGRID_POOL, dry_run_param, prepare_store, privacy_dag
+from include.seam.erasure import step_operator, step_task
+
+STEPS, PARAMS = "include.notifications.campaign", "include.notifications.params:NotificationParams"
 
 
 @privacy_dag(
@@ -26,7 +30,7 @@ from include.seam.dag import SENDGRID_POOL, dry_run_param, prepare_store, privac
             "recipient, in the task log. Nothing is written to the campaign tables and nothing is sent.",
             section="Campaign"),
         "max_recipients": Param(
-            None, type=["null", "integer"], minimum=1, title="At most this many recipients",
+            None, type=["null", "integer"], minimum=1, maximum=COUNT_MAX, title="At most this many recipients",
             description_md="Cap on the recipients this run sends to (shared between the parallel senders). Empty = "
                            "no cap. The rest stay pending: the next run continues the campaign.",
             section="Campaign"),
@@ -39,69 +43,14 @@ from include.seam.dag import SENDGRID_POOL, dry_run_param, prepare_store, privac
     },
 )
 def policy_change_notifications():
-    @task.short_circuit(ignore_downstream_trigger_rules=False)
-    def find_policy_version() -> dict | None:
-        """Pick the version to announce (the named one, else the newest published); stop when its campaign is done."""
-        from include.notifications import campaign
-        from include.notifications.params import NotificationParams
-        from include.seam.task import task_env
-
-        with task_env(NotificationParams) as env:
-            return campaign.find_version(env.ops, env.store, env.datamap, env.params, env.ctx.now())
-
-    @task
-    def build_recipients(found: dict) -> dict:
-        """Build the campaign's ledger in bulk (a dry run: count and render a sample, write nothing)."""
-        from include.notifications import campaign
-        from include.notifications.params import NotificationParams
-        from include.seam.task import task_env
-        from include.subjects import SUBJECT_KEY, SUBJECT_KEY_PURPOSE
-
-        with task_env(NotificationParams) as env:
-            key = env.secret(SUBJECT_KEY, purpose=SUBJECT_KEY_PURPOSE)
-            return campaign.build(env.ops, env.store, env.datamap, key, env.settings, env.ctx, env.params, found)
-
-    @task
-    def plan_senders(built: dict) -> list[dict]:
-        """Split the work between the parallel senders (setting notification_senders), with their shares of the cap."""
-        from include.notifications import campaign
-        from include.notifications.params import NotificationParams
-        from include.seam.task import task_env
-
-        with task_env(NotificationParams) as env:
-            return campaign.plan_senders(env.settings, env.params, built)
-
-    @task(pool=SENDGRID_POOL, map_index_template="sender {{ sender_index }}")
-    def send_batches(plan: dict) -> dict:
-        """Claim batches from the ledger, check each recipient again, send through SendGrid, mark; until none is left."""
-        from airflow.sdk import get_current_context
-
-        from include.notifications import campaign
-        from include.notifications.params import NotificationParams
-        from include.seam import connections
-        from include.seam.task import task_env
-        from include.subjects import SUBJECT_KEY, SUBJECT_KEY_PURPOSE
-
-        get_current_context()["sender_index"] = plan["sender"]
-        # A second store connection records each request before it leaves (see include/notifications/ledger.py).
-        with task_env(NotificationParams) as env, connections.compliance_db() as side:
-            key = env.secret(SUBJECT_KEY, purpose=SUBJECT_KEY_PURPOSE)
-            return campaign.send(env.ops, env.store, side, env.datamap, key, env.mailer, env.settings, env.ctx,
-                                 env.params, plan)
-
-    @task
-    def summarize_campaign(built: dict, reports: list[dict]) -> dict:
-        """Recount the campaign from its ledger: sent, failed, skipped, pending, duplicates at risk; finish it."""
-        from include.notifications import campaign
-        from include.seam.task import task_env
-
-        with task_env() as env:
-            return campaign.summarize(env.store, env.ctx, built["campaign_id"], reports)
-
-    found = find_policy_version()
+    found = step_task(f"{STEPS}:find_policy_version", PARAMS, kind="short_circuit",
+                      ignore_downstream_trigger_rules=False)
     prepare_store() >> found
-    built = build_recipients(found)
-    summarize_campaign(built, send_batches.expand(plan=plan_senders(built)))
+    built = step_task(f"{STEPS}:build_recipients", PARAMS, found)
+    plans = step_task(f"{STEPS}:plan_senders", PARAMS, built)
+    reports = step_operator(f"{STEPS}:send_batches", PARAMS, label="sender {plan[sender]}",
+                            pool=SENDGRID_POOL).expand(plan=plans)
+    step_task(f"{STEPS}:summarize_campaign", None, built, reports)
 
 
 policy_change_notifications()

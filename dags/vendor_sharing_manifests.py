@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import CronDataIntervalTimetable, task
+from airflow.sdk import CronDataIntervalTimetable
 
-from include.seam.dag import (GCS_POOL, SENDGRID_POOL, date_param, dry_run_param, ids_param, prepare_store,
-                              privacy_dag)
+from include.seam.dag import (GCS_POOL, SENDGRID_POOL, catch_up_start, date_param, dry_run_param, ids_param,
+                              prepare_store, privacy_dag)
+from include.seam.erasure import step_operator, step_task
+
+STEPS, PARAMS = "include.vendors.manifests", "include.vendors.params:ManifestParams"
 
 
 @privacy_dag(
@@ -16,8 +19,13 @@ from include.seam.dag import (GCS_POOL, SENDGRID_POOL, date_param, dry_run_param
     # writes nothing more.
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     catchup=True,
+    # Catch-up is bounded: it starts at most $PRIVACY_MANIFESTS_CATCHUP_DAYS (default 3, at most 3) days back, not
+    # at the project's start date, so unpausing the DAG (the trigger form's "Unpause on trigger" box does)
+    # starts at most 3 catch-up runs. Older periods: a manual run with period_start/period_end.
+    start_date=catch_up_start("PRIVACY_MANIFESTS_CATCHUP_DAYS", default_days=3, most_days=3),
     # Runs of different days never race (each writes its own (vendor, day) manifests; a day written twice at
-    # once is claimed by one run), so a back-fill may run a few days at once; the pool bounds the uploads.
+    # once is claimed by one run). Four at once, one more than the catch-up can start: a manual run always has
+    # a place beside the catch-up, never waits for it; the pool bounds the uploads.
     max_active_runs=4,
     tags=["vendors", "gdpr", "ccpa", "gcs", "email"],
     dagrun_timeout=timedelta(hours=2),
@@ -39,54 +47,13 @@ from include.seam.dag import (GCS_POOL, SENDGRID_POOL, date_param, dry_run_param
     },
 )
 def vendor_sharing_manifests():
-    @task
-    def plan_vendors() -> list[dict]:
-        """List the vendors of the period (one manifest each) and record the run."""
-        from include.seam.task import task_env
-        from include.vendors import manifests
-        from include.vendors.params import ManifestParams
-
-        with task_env(ManifestParams) as env:
-            return manifests.plan(env.ops, env.store, env.datamap, env.ctx, env.params)
-
-    @task(pool=GCS_POOL, map_index_template="{{ manifest_label }}")
-    def write_vendor_manifest(item: dict) -> dict:
-        """Stream one vendor's shares of the period into Parquet, upload it and its manifest.json, record both."""
-        from airflow.sdk import get_current_context
-
-        from include.seam.task import task_env
-        from include.vendors import manifests
-        from include.vendors.params import ManifestParams
-
-        get_current_context()["manifest_label"] = f"vendor {item['vendor_id']} · {item['scope']}"
-        with task_env(ManifestParams) as env:
-            objects = None if env.dry_run else env.objects
-            return manifests.write_manifest(env.ops, env.store, objects, env.datamap, env.settings, env.ctx,
-                                            env.params, item["vendor_id"], item["scope"])
-
-    @task(trigger_rule="none_failed")
-    def summarize_period(results: list[dict]) -> dict:
-        """Record what every vendor's step did; say so when the period had no shares."""
-        from include.seam.task import task_env
-        from include.vendors import manifests
-        from include.vendors.params import ManifestParams
-
-        with task_env(ManifestParams) as env:
-            return manifests.summarize(env.store, env.ctx, env.params, list(results or []))
-
-    @task(pool=SENDGRID_POOL, trigger_rule="none_failed")
-    def send_violation_emails() -> dict:
-        """Email the compliance team once per (vendor, period) with violations."""
-        from include.seam.task import task_env
-        from include.vendors import manifests
-        from include.vendors.params import ManifestParams
-
-        with task_env(ManifestParams) as env:
-            return manifests.send_notices(env.store, env.mailer, env.settings, env.ctx, env.params)
-
-    vendors = plan_vendors()
+    vendors = step_task(f"{STEPS}:plan_vendors", PARAMS)
+    written = step_operator(f"{STEPS}:write_vendor_manifest", PARAMS, label="vendor {item[vendor_id]} · {item[scope]}",
+                            pool=GCS_POOL).expand(item=vendors)
+    summary = step_task(f"{STEPS}:summarize_period", PARAMS, written, trigger_rule="none_failed")
+    notices = step_task(f"{STEPS}:send_violation_emails", PARAMS, pool=SENDGRID_POOL, trigger_rule="none_failed")
     prepare_store() >> vendors
-    summarize_period(write_vendor_manifest.expand(item=vendors)) >> send_violation_emails()
+    summary >> notices
 
 
 vendor_sharing_manifests()

@@ -6,10 +6,11 @@
 """
 from __future__ import annotations
 
+import argparse
 from datetime import date
 
-from include.cli import (EXIT_OK, EXIT_USAGE, CommandFailed, connect, database_label, database_url, url_source,
-                         with_url)
+from include.cli import (EXIT_OK, EXIT_USAGE, CommandFailed, checked_url, connect, database_label, database_url,
+                         url_source, with_url)
 
 
 def _positive(text: str) -> int:
@@ -37,10 +38,17 @@ def cmd_init_ops(args) -> int:
     from devkit import database
     from devkit.operational_schema import SchemaExistsError, create_reference_schema
 
-    url = database_url(args)
+    url = checked_url(database_url(args), url_source(args))
     if args.create_database:
         connect(database.with_database(url, "postgres"), url_source(args)).close()  # one sentence if the server is down
-        url = database.create_database(url, database.database_name(url), replace=args.replace)
+        name = database.database_name(url)
+        try:
+            url = database.create_database(url, name, replace=args.replace)
+        except database.DatabaseExists:
+            raise CommandFailed(f"database {name!r} already exists; pass --replace to drop and recreate it (only a "
+                                "database privacy-ops created is dropped)", EXIT_USAGE) from None
+        except database.NotOurDatabase as exc:
+            raise CommandFailed(str(exc), EXIT_USAGE) from None
     with connect(url, url_source(args)) as conn:
         try:
             create_reference_schema(conn, replace=args.replace)
@@ -113,6 +121,17 @@ def cmd_stop_db(args) -> int:
     return EXIT_OK
 
 
+DEMO_ENVIRONMENT = """environment variables read:
+  PRIVACY_PG_URL    libpq URL of the PostgreSQL when --pg-url is not given (default: the local server,
+                    postgresql://postgres@127.0.0.1:5432/postgres, else an embedded one under .demo/pg)
+  PRIVACY_DEMO_DB   the demo's database when the URL names the server's `postgres` database
+                    (default: privacy_demo)
+  PRIVACY_DEMO_DIR  the demo's folder: Airflow's home, task logs, the embedded PostgreSQL (default: .demo)
+
+The demo drops and recreates its database on every run; it drops only a database privacy-ops created
+(marked with a COMMENT ON DATABASE) and refuses any other in one sentence."""
+
+
 def register(sub) -> None:
     """Add the kit's commands to the ``privacy-ops`` parser."""
     p = with_url(sub.add_parser("init-ops", help="create the reference operational schema (tables and indexes)",
@@ -142,17 +161,22 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_standins)
 
     p = sub.add_parser("demo", help="seed a demo database and run every DAG for real, with a summary",
-                       description="The whole product on this machine, from nothing.")
+                       description="The whole product on this machine, from nothing.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DEMO_ENVIRONMENT)
     p.add_argument("--users", type=_positive, default=5000, help="number of demo users (default: 5000)")
     p.add_argument("--seed", type=int, default=42, help="random seed of the demo data (default: 42)")
-    p.add_argument("--pg-url", metavar="URL", help="PostgreSQL server to use (default: $PRIVACY_PG_URL, the local "
-                                                   "server, else an embedded one under .demo/pg)")
+    p.add_argument("--pg-url", metavar="URL",
+                   help="libpq URL of the PostgreSQL to use; its database, or the demo's own (privacy_demo) when it "
+                        "names `postgres` (default: $PRIVACY_PG_URL, the local server, else an embedded one under "
+                        ".demo/pg); the demo drops and recreates that database, and refuses one privacy-ops did not "
+                        "create")
     p.add_argument("--keep-db", action="store_true",
                    help="leave an embedded PostgreSQL running afterwards (for `privacy-ops ui`)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("ui", help="airflow standalone on the demo database, with the stand-ins",
-                       description="The Airflow UI on the demo's database until Ctrl-C.")
+                       description="The Airflow UI on the demo's database until Ctrl-C.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DEMO_ENVIRONMENT)
     p.add_argument("--pg-url", metavar="URL", help="the PostgreSQL server the demo used (default: as for demo)")
     p.add_argument("--port", type=int, default=8080, help="port of the UI (default: 8080)")
     p.add_argument("--host", default="127.0.0.1",

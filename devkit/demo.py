@@ -8,6 +8,10 @@
 5. what happened: requests by state, purges, manifests, the campaign, fulfilments, emails, the audit
    chain checked against its anchors, and where to look next.
 
+The server is ``--pg-url``, else ``$PRIVACY_PG_URL``, else the local one, else the embedded one. The database
+is the one the URL names; a URL naming the server's default ``postgres`` database (as the default URL
+does) gets the demo's own, ``privacy_demo`` (``$PRIVACY_DEMO_DB``). The demo drops and recreates its
+database on every run, so it refuses one that the project did not create (``devkit.database.MARK``).
 ``PRIVACY_DEMO_DB`` and ``PRIVACY_DEMO_DIR`` move the demo's database and folder (the tests use them).
 """
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Callable
 
 from devkit import database, local_airflow
 from include import audit, compliance_store
-from include.cli import redact_url
+from include.cli import EXIT_UNREACHABLE, EXIT_USAGE, CommandFailed, checked_url, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +74,57 @@ def demo_runs(anchor: date) -> list[DemoRun]:
     ]
 
 
-def resolve_server(pg_url: str | None) -> tuple[str, str, bool]:
-    """The server's URL, a label fit to print (never a password), and whether it is the embedded one."""
+@dataclass(frozen=True)
+class DemoTarget:
+    """Where the demo runs: the server's URL, the database on it, and how to print them (never a password)."""
+
+    server_url: str  # the URL given, pointed at the server's maintenance database
+    dbname: str
+    label: str
+    embedded: bool
+    source: str  # --pg-url, $PRIVACY_PG_URL or the default URL
+
+    @property
+    def db_url(self) -> str:
+        return database.with_database(self.server_url, self.dbname)
+
+
+def demo_database(url: str) -> str:
+    """The database the demo uses: the one the URL names, else (the server's default ``postgres``) its own."""
+    named = database.database_name(url)
+    return DEMO_DB if named == database.MAINTENANCE_DB else named
+
+
+def resolve_target(pg_url: str | None) -> DemoTarget:
+    """The server and database of ``--pg-url``, else ``$PRIVACY_PG_URL``, else the local server, else the
+    embedded one; CommandFailed in one sentence for a malformed URL (quoting none of it) or an explicit
+    ``--pg-url`` where nothing answers."""
     from devkit.embedded_postgres import server_or_embedded
 
-    url, embedded = server_or_embedded(pg_url or os.environ.get("PRIVACY_PG_URL") or database.DEFAULT_URL)
-    label = f"embedded PostgreSQL (data in {DEMO_DIR / 'pg'})" if embedded else f"PostgreSQL at {redact_url(url)}"
-    return url, label, embedded
+    url, source = ((pg_url, "--pg-url") if pg_url else
+                   (os.environ["PRIVACY_PG_URL"], "$PRIVACY_PG_URL") if os.environ.get("PRIVACY_PG_URL") else
+                   (database.DEFAULT_URL, "the default URL"))
+    checked_url(url, source)  # exit 2 for --pg-url, 3 for the environment
+    dbname = demo_database(url)
+    server = database.with_database(url, database.MAINTENANCE_DB)
+    if source == "--pg-url" and not database.answers(server):
+        raise CommandFailed(f"no PostgreSQL answers at {redact_url(server)} (--pg-url): start it, or leave out "
+                            "--pg-url to use $PRIVACY_PG_URL, the local server or the embedded one")
+    server_url, embedded = server_or_embedded(server)
+    label = (f"embedded PostgreSQL (data in {DEMO_DIR / 'pg'})" if embedded
+             else f"PostgreSQL at {redact_url(server_url)}")
+    return DemoTarget(server_url, dbname, label, embedded, source)
+
+
+def fresh_demo_database(target: DemoTarget) -> str:
+    """The demo's database, created anew (a database the project made is dropped first; any other is refused)."""
+    try:
+        return database.create_database(target.server_url, target.dbname, replace=True,
+                                        server_is_ours=target.embedded)
+    except database.NotOurDatabase as exc:
+        where = "the URL's database" if target.dbname != DEMO_DB else "the demo's database ($PRIVACY_DEMO_DB)"
+        raise CommandFailed(f"{exc} ({where} on {target.label})",
+                            EXIT_USAGE if target.source == "--pg-url" else EXIT_UNREACHABLE) from None
 
 
 def demo_services(db_url: str, sendgrid, gcs) -> local_airflow.LocalServices:
@@ -103,12 +151,13 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None, keep_
     # would only repeat it.
     for name in ("devkit.standins", "devkit.seed", "gcp_storage_emulator", "include.compliance_store"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    server_url, server_label, embedded = resolve_server(pg_url)
-    print(f"[1/5] database server: {server_label}")
-    db_url = database.create_database(server_url, DEMO_DB, replace=True)
+    target = resolve_target(pg_url)
+    embedded = target.embedded
+    print(f"[1/5] database server: {target.label}")
+    db_url = fresh_demo_database(target)
     anchor = date.today()
     summary = seed_demo(db_url, users=users, seed=seed, anchor=anchor)
-    print(f"[2/5] seeded database {DEMO_DB!r}: {users:,} users, {summary['total_rows']:,} rows in all")
+    print(f"[2/5] seeded database {target.dbname!r}: {users:,} users, {summary['total_rows']:,} rows in all")
     with database.connect(db_url, autocommit=True) as conn:
         compliance_store.migrate(conn)
 
@@ -124,7 +173,7 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None, keep_
         with database.connect(db_url, autocommit=True) as conn:
             print_summary(conn, sendgrid.accepted(), anchors=_anchor_store(services))
     print(f"\nDone in {time.monotonic() - started:.0f} s. Where to look next:")
-    print(f"  - the compliance store:  psql '{redact_url(db_url)}'   (schema compliance; see the README's tables)")
+    print(f"  - the compliance store:  psql '{redact_url(db_url)}'   (schema compliance; its tables: docs/store-and-audit.md)")
     print(f"  - the task logs:         {logs}/")
     print("  - the Airflow UI:        ./dev privacy-ops ui --unpause   (airflow standalone on this database, login "
           "admin / admin on http://127.0.0.1:8080, with the Privacy compliance page in its menu)")
@@ -252,7 +301,8 @@ UI_LOGINS = {"admin": ("admin", "admin"), "compliance": ("compliance", "viewer")
 
 
 def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1", unpause: bool = False) -> int:
-    """``airflow standalone`` on the demo database, with the stand-ins, until Ctrl-C."""
+    """Airflow's standalone components on the demo database, with the stand-ins, until Ctrl-C; every listening
+    socket on ``host`` (the task-log servers included, at free ports)."""
     import json
     import signal
     import subprocess
@@ -260,10 +310,10 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
     from devkit.standins.gcs_emulator import GCSEmulator
     from devkit.standins.sendgrid_server import SendGridStandIn
 
-    server_url, label, _ = resolve_server(pg_url)
-    db_url = database.with_database(server_url, DEMO_DB)
+    target = resolve_target(pg_url)
+    db_url = target.db_url
     if not database.answers(db_url):
-        print(f"there is no demo database {DEMO_DB!r} on {label}: run `./dev demo` first")
+        print(f"there is no demo database {target.dbname!r} on {target.label}: run `./dev demo` first")
         return 1
     home = DEMO_DIR / "airflow"
     with SendGridStandIn(api_key=API_KEY) as sendgrid, GCSEmulator(default_bucket=EVIDENCE_BUCKET) as gcs:
@@ -272,11 +322,10 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
         home.mkdir(parents=True, exist_ok=True)
         passwords.write_text(json.dumps({user: password for user, (password, _) in UI_LOGINS.items()}))
         workers = max(2, os.cpu_count() or 2)
+        local = "127.0.0.1" if host in ("0.0.0.0", "", "::") else f"[{host}]" if ":" in host else host
         env.update({
-            "AIRFLOW__API__HOST": host,
-            "AIRFLOW__API__PORT": str(port),
             # Task processes report to the api-server's execution API; it is on this port.
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{local}:{port}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{role}" for u, (_, role) in UI_LOGINS.items()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             # LocalExecutor forks `parallelism` workers up front (32 by default): size it to this machine.
@@ -287,45 +336,49 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
             # The DAGs must be in the metadata database before they can be unpaused.
             subprocess.run([local_airflow.airflow_bin(), "dags", "reserialize"], env=env, capture_output=True,
                            text=True)
-            for dag_id in sorted(_dag_files() - CATCH_UP_DAGS):
+            for dag_id in sorted(_dag_files()):
                 subprocess.run([local_airflow.airflow_bin(), "dags", "unpause", dag_id], env=env,
                                capture_output=True, text=True)
         shown = "localhost" if host in ("127.0.0.1", "localhost") else host
         print(f"SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url}")
-        print(f"starting airflow standalone ({workers} LocalExecutor workers, metadata in {home}):")
+        commands, env = local_airflow.local_components(host, port, env)
+        print(f"starting Airflow as `airflow standalone` would ({workers} LocalExecutor workers, metadata in {home}; "
+              f"task-log servers on {host}:{env['AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT']} and "
+              f"{host}:{env['AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT']}):")
         print(f"  open http://{shown}:{port}  -  logins: "
               + ", ".join(f"{u} / {pw} ({role})" for u, (pw, role) in UI_LOGINS.items()))
         print("  connections come from AIRFLOW_CONN_* environment variables set by this command, so Admin > "
               "Connections stays empty; `airflow connections get ops_db` shows one")
         if unpause:
-            print(f"  unpaused every DAG but {', '.join(sorted(CATCH_UP_DAGS))} (it would catch up every day since "
-                  "its start date; trigger it with a period instead)")
+            print("  unpaused every DAG: within a minute the scheduler starts their scheduled runs, and those are "
+                  "LIVE: child_data_purge erases the demo's children and dsr_fulfilment exports and erases (no dry "
+                  "run on a schedule); vendor_sharing_manifests catches up at most the last 3 days "
+                  "($PRIVACY_MANIFESTS_CATCHUP_DAYS)")
         else:
             print("  the DAGs are paused: a triggered run waits as 'queued' until its DAG is unpaused "
                   "(toggle in the UI, or restart with --unpause)")
         print("  Ctrl-C stops everything this started")
-        # Its own process group: SIGTERM to standalone alone orphans the scheduler and its workers.
-        proc = subprocess.Popen([local_airflow.airflow_bin(), "standalone"], env=env, start_new_session=True)
+        # The components of `airflow standalone`, run here because standalone's scheduler and triggerer open
+        # their task-log servers on every interface at fixed ports (8793, 8794): here they skip them and
+        # devkit.log_server serves those logs on `host`, at free ports.
+        procs = local_airflow.start_components(commands, env)
 
         def interrupt(signum, frame):
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, interrupt)  # a plain `kill` also stops everything it started
         try:
-            return proc.wait()
+            while True:
+                ended = next((p for p in procs if p.poll() is not None), None)
+                if ended is not None:
+                    name = commands[procs.index(ended)][0]
+                    print(f"{name} exited with {ended.returncode}: stopping the rest")
+                    return ended.returncode or 1
+                time.sleep(0.5)
         except KeyboardInterrupt:
             return 0
         finally:
-            for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-                try:
-                    os.killpg(proc.pid, sig)
-                    proc.wait(timeout=grace)
-                    break
-                except ProcessLookupError:
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            local_airflow.stop_components(procs)
 
 
 # Interval DAGs that catch up: unpausing one in a fresh Airflow queues a run for every day since its start.
-CATCH_UP_DAGS = frozenset({"vendor_sharing_manifests"})

@@ -134,12 +134,94 @@ def run_state(result: subprocess.CompletedProcess) -> str | None:
     return found[-1] if found else None
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
+
+
+UI_HOSTNAME_ENV = "PRIVACY_UI_HOSTNAME"
+
+
+def ui_hostname() -> str:
+    """``[core] hostname_callable`` for ``privacy-ops ui``: the interface its log servers listen on, so that
+    the API server fetches a running task's log from there (Airflow's default, the machine's FQDN, may
+    resolve to an address nothing listens on)."""
+    import socket
+
+    return os.environ.get(UI_HOSTNAME_ENV) or socket.getfqdn()
+
+
+def local_components(host: str, port: int, env: dict[str, str]) -> tuple[list[tuple[str, list[str]]], dict[str, str]]:
+    """What ``airflow standalone`` runs (scheduler, dag processor, triggerer, API server), with the task-log
+    servers on ``host`` at free ports instead of every interface at 8793/8794: the commands and the
+    environment that goes with them."""
+    import secrets
+
+    advertised = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    worker_logs, trigger_logs = free_port(host or "0.0.0.0"), free_port(host or "0.0.0.0")
+    env = {**env,
+           "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+           "AIRFLOW__API__HOST": host,
+           "AIRFLOW__API__PORT": str(port),
+           "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs),
+           "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_logs),
+           "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devkit.local_airflow.ui_hostname",
+           UI_HOSTNAME_ENV: advertised,
+           # The API server signs its log requests with this and the log servers check it: one per UI run.
+           "AIRFLOW__API__SECRET_KEY": env.get("AIRFLOW__API__SECRET_KEY") or secrets.token_urlsafe(32)}
+    log_server = [sys.executable, "-m", "devkit.log_server", "--host", host]
+    commands = [("scheduler", [airflow_bin(), "scheduler", "--skip-serve-logs"]),
+                ("dag-processor", [airflow_bin(), "dag-processor"]),
+                ("triggerer", [airflow_bin(), "triggerer", "--skip-serve-logs"]),
+                ("api-server", [airflow_bin(), "api-server", "--host", host, "--port", str(port)]),
+                ("task-logs", [*log_server, "--port", str(worker_logs)]),
+                ("trigger-logs", [*log_server, "--port", str(trigger_logs)])]
+    return commands, env
+
+
+def start_components(commands: list[tuple[str, list[str]]], env: dict[str, str]) -> list[subprocess.Popen]:
+    """Start each command in a process group of its own (signal the group: its workers stop too), its output
+    prefixed with its name."""
+    import threading
+
+    procs: list[subprocess.Popen] = []
+    for name, argv in commands:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", bufsize=1, start_new_session=True)
+        procs.append(proc)
+
+        def relay(stream=proc.stdout, label=f"{name:13}|"):
+            for line in stream:
+                print(label, line.rstrip(), flush=True)
+
+        threading.Thread(target=relay, daemon=True).start()
+    return procs
+
+
+def stop_components(procs: list[subprocess.Popen], grace: float = 15) -> None:
+    """SIGTERM to each component's process group, then SIGKILL to those still there after ``grace`` seconds."""
+    import signal
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        if all(proc.poll() is not None for proc in procs):
+            return
+        grace = 5
 
 
 def with_logins(env: dict[str, str], logins: dict[str, tuple[str, str]], port: int) -> dict[str, str]:

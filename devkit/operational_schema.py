@@ -95,3 +95,34 @@ def create_indexes(conn: psycopg.Connection) -> None:
     """Build the secondary indexes (after a bulk load, or as part of schema creation)."""
     with conn.transaction():
         conn.execute(load_sql(INDEXES_FILE))
+
+
+# The other stores of SPEC §3.1, each a database of its own (connections `support_db` and `analytics_db`).
+STORE_FILES = {"support_db": "support_desk_schema.sql", "analytics_db": "analytics_schema.sql"}
+
+
+def create_store_schema(conn: psycopg.Connection, connection: str) -> list[str]:
+    """Create the reference tables (and indexes) of another store, ``support_db`` or ``analytics_db``, in the
+    database of ``conn``; returns the table names. Refuses, naming the table, when one exists already."""
+    text = load_sql(STORE_FILES[connection])
+    names = _CREATE_TABLE.findall(text)
+    with conn.transaction():
+        present = [n for n in names if conn.execute("select to_regclass(quote_ident(%s))", (n,)).fetchone()[0]]
+        if present:
+            raise SchemaExistsError(present)
+        conn.execute(text)
+    return names
+
+
+def all_stores_datamap_raw() -> dict:
+    """The default data map with the other stores' entries (``devkit/stores_datamap.yaml``) appended, as raw
+    data for :func:`include.datamap.parse_datamap`."""
+    import yaml
+
+    from include.datamap import default_path
+
+    raw = yaml.safe_load(default_path().read_text(encoding="utf-8"))
+    extra = yaml.safe_load(resources.files("devkit").joinpath("stores_datamap.yaml").read_text(encoding="utf-8"))
+    raw["personal_data"] = [*raw["personal_data"], *extra["personal_data"]]
+    raw["buckets"] = extra.get("buckets", [])
+    return raw

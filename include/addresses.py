@@ -5,9 +5,11 @@ case-insensitively everywhere, as mail providers do in practice, through :func:`
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
+from psycopg import sql
 
 
 # Every character str.strip() removes (those for which str.isspace() is true), for SQL that must trim an address
@@ -29,7 +31,12 @@ def normalize_address(value: str) -> str:
     try:
         return validate_email(value.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise AddressError(str(exc)) from None
+        raise AddressError(_without_address(str(exc), value.strip(), check=_validate_any)) from None
+
+
+def _validate_any(value: str) -> None:
+    """:func:`normalize_address`'s check (internationalised addresses allowed), for :func:`_without_address`."""
+    validate_email(value, check_deliverability=False)
 
 
 def valid_or_none(value: str | None) -> str | None:
@@ -62,14 +69,77 @@ def sending_problem(value: str | None) -> str | None:
     return None
 
 
-def _without_address(message: str, address: str) -> str:
+# A quoted stretch of a validator message (Python's repr of a label, a literal or a character): where the validator
+# repeats what it was given. An opening quote right after a letter is an apostrophe ("can't"), not a quote.
+_QUOTED = re.compile(r"""(?<![\w'"])(?:b?'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")""")
+# One character, as repr shows it: the validator lists bad characters one by one, and a character alone names no one.
+_ONE_CHARACTER = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)|.", re.S)
+_ROT = str.maketrans("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+                     "nopqrstuvwxyzabcdefghijklmNOPQRSTUVWXYZABCDEFGHIJKLM5678901234")
+
+
+def _without_address(message: str, address: str, check=None) -> str:
+    """``message`` (the validator's reason for refusing ``address``) with every piece of the address blanked out.
+
+    What the validator repeats of the address is told apart from its own words by asking it again about the same
+    address with its letters and digits scrambled (rot13, digits shifted by 5): a quoted stretch or a word of the
+    address that the scrambled address's reason does not hold too was repeated from the address, and becomes "…".
+    So "An email address cannot end with a period." stays whole for "x@mail." or "x@period.", while the label
+    the IDNA check quotes, the literal an IP check quotes, or a local part echoed in any form are blanked out.
+    Only whole words are compared: the label "mail" never eats the "mail" of "email".
+    """
+    check = check or (lambda value: validate_email(value, check_deliverability=False, allow_smtputf8=False))
+    scrambled_reason: list[str] = []
+
+    def said_anyway(text: str, word: bool) -> bool:
+        """Does the validator say ``text`` of the scrambled address too (its own words, not the address's)?"""
+        if not scrambled_reason:
+            try:
+                check(address.translate(_ROT))
+                scrambled_reason.append("")  # the scrambled address is valid: nothing can be told apart, blank it
+            except EmailNotValidError as exc:
+                scrambled_reason.append(str(exc))
+        if word:
+            return bool(_whole_word(text).search(scrambled_reason[0]))
+        return text in scrambled_reason[0]
+
+    def quoted(match: re.Match) -> str:
+        text = match.group(0)
+        inner = text[2:-1] if text.startswith("b") else text[1:-1]
+        if _ONE_CHARACTER.fullmatch(inner) or said_anyway(text, word=False):
+            return text
+        return "…"
+
+    message = _QUOTED.sub(quoted, message)
     local, _, domain = address.rpartition("@")
-    for part in sorted({address, local, domain, *domain.split(".")}, key=len, reverse=True):
-        if len(part) >= 3:
-            message = message.replace(part, "…")
+    parts = {address, local, domain, *domain.split("."), *re.split(r"[.+]", local)}
+    for part in sorted((p for p in parts if len(p) >= 3), key=len, reverse=True):
+        if part.lower() not in message.lower():
+            continue  # the common case, without compiling a pattern
+        pattern = _whole_word(part)
+        if pattern.search(message) and not said_anyway(part, word=True):
+            message = pattern.sub("…", message)
     return message[:300]
 
 
+def _whole_word(text: str) -> re.Pattern:
+    """``text`` where it is not part of a longer word (letters, digits, ``_`` and ``-`` join words), any case."""
+    return re.compile(rf"(?<![\w-]){re.escape(text)}(?![\w-])", re.IGNORECASE)
+
+
 def comparable(value: str) -> str:
-    """The key under which two spellings of one address are the same (trimmed, lower-case)."""
+    """The address rule (SPEC §3.1), in Python: the key under which two spellings of one address are the same,
+    trimmed of every white-space character ``str.strip()`` trims (a tab, a line break, a no-break space…) and
+    lower-cased. :func:`comparable_sql` is the same rule in SQL; every DAG and store compares addresses by it."""
     return value.strip().lower()
+
+
+def comparable_sql(column: sql.Composable) -> sql.Composable:
+    """The address rule in PostgreSQL: ``lower(btrim(column, <every character of WHITESPACE>))``.
+
+    The characters are listed because neither ``btrim(x)`` (spaces only) nor ``[[:space:]]`` (no no-break space)
+    trims what Python's ``str.strip()`` trims. The expression is the one the operational indexes are built on
+    (``devkit/sql/operational_indexes.sql``, ``*_address_key_idx``): PostgreSQL uses an expression index only for
+    the identical expression, so build every comparison through this function. NULL stays NULL.
+    """
+    return sql.SQL("lower(btrim({}, {}))").format(column, sql.Literal(WHITESPACE))

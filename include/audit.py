@@ -16,7 +16,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
 from psycopg.types.json import Jsonb
 
@@ -45,8 +45,7 @@ class RunContext:
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
     def audit(self, store, action: str, details: dict) -> None:
-        append(store, action, details, actor=self.actor, dag_id=self.dag_id, run_id=self.run_id,
-               task_id=self.task_id)
+        append(store, action, details, actor=self)
 
 
 def canonical_details(details: Mapping[str, Any] | None) -> dict:
@@ -54,21 +53,37 @@ def canonical_details(details: Mapping[str, Any] | None) -> dict:
     return json.loads(json.dumps(dict(details or {}), default=_json_default))
 
 
-def row_hash(prev_hash: str, row_id: int, occurred_at: datetime, actor: str, action: str,
-             dag_id: str | None, run_id: str | None, task_id: str | None, details: Mapping[str, Any]) -> str:
+class Entry(NamedTuple):
+    """An audit row's content, in the order of its columns (``occurred_at`` to ``details``)."""
+
+    occurred_at: datetime
+    actor: str
+    action: str
+    dag_id: str | None
+    run_id: str | None
+    task_id: str | None
+    details: Mapping[str, Any]
+
+
+def row_hash(prev_hash: str, row_id: int, entry: Entry) -> str:
+    """The row's hash: SHA-256 of the previous row's hash and the row's canonical JSON."""
     payload = json.dumps(
-        {"id": row_id, "occurred_at": occurred_at.astimezone(timezone.utc).isoformat(), "actor": actor,
-         "action": action, "dag_id": dag_id, "run_id": run_id, "task_id": task_id, "details": details},
+        {"id": row_id, "occurred_at": entry.occurred_at.astimezone(timezone.utc).isoformat(), "actor": entry.actor,
+         "action": entry.action, "dag_id": entry.dag_id, "run_id": entry.run_id, "task_id": entry.task_id,
+         "details": entry.details},
         sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256((prev_hash + payload).encode()).hexdigest()
 
 
-def append(conn, action: str, details: Mapping[str, Any] | None = None, *, actor: str,
-           dag_id: str | None = None, run_id: str | None = None, task_id: str | None = None) -> int:
+def append(conn, action: str, details: Mapping[str, Any] | None = None, *, actor: "str | RunContext") -> int:
     """Append one entry in its own transaction (nested in the caller's if one is open); returns its id.
 
+    ``actor``: who acts, a name, or a run's :class:`RunContext` (its actor, DAG, run and task go in the row).
     ``details`` must not hold a data subject's personal data: ids, counts, dates and hashes only.
     """
+    ctx = actor if isinstance(actor, RunContext) else None
+    who = ctx.actor if ctx else actor
+    dag_id, run_id, task_id = (ctx.dag_id, ctx.run_id, ctx.task_id) if ctx else (None, None, None)
     details = canonical_details(details)
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (_CHAIN_LOCK,))
@@ -78,12 +93,12 @@ def append(conn, action: str, details: Mapping[str, Any] | None = None, *, actor
         prev = head if head is not None else GENESIS
         # Microseconds only: that is what timestamptz keeps, so the hash reads back the same.
         occurred_at = datetime.now(timezone.utc)
-        digest = row_hash(prev, row_id, occurred_at, actor, action, dag_id, run_id, task_id, details)
+        digest = row_hash(prev, row_id, Entry(occurred_at, who, action, dag_id, run_id, task_id, details))
         conn.execute(
             """insert into compliance.audit_log
                    (id, occurred_at, actor, action, dag_id, run_id, task_id, details, prev_hash, row_hash)
                values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-            (row_id, occurred_at, actor, action, dag_id, run_id, task_id, Jsonb(details), prev, digest))
+            (row_id, occurred_at, who, action, dag_id, run_id, task_id, Jsonb(details), prev, digest))
     return row_id
 
 
@@ -131,7 +146,7 @@ def verify_chain(conn, anchors: "ObjectStore | None" = None, *, batch: int = 10_
             if prev_hash != prev:
                 return ChainReport(rows, prev, row_id, f"row {row_id} does not follow the row before it "
                                                        "(a row was removed or inserted out of chain)")
-            recomputed = row_hash(prev, row_id, occurred_at, actor, action, dag_id, run_id, task_id, details)
+            recomputed = row_hash(prev, row_id, Entry(occurred_at, actor, action, dag_id, run_id, task_id, details))
             if recomputed != stored:
                 return ChainReport(rows, prev, row_id, f"row {row_id} was altered after it was written")
             while next_anchor < len(pending) and pending[next_anchor].row_id <= row_id:

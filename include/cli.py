@@ -24,12 +24,15 @@ locations (``--anchors``) are ``gs://bucket[/prefix]`` or ``file:///folder``, de
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 from importlib.metadata import entry_points
 from typing import Callable, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from include import pg_url
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -60,15 +63,7 @@ class CommandFailed(Exception):
 
 def redact_url(url: str) -> str:
     """``url`` with its password replaced by ``***`` (for anything printed or logged)."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)
-        user = parts.username or ""
-        return urlunsplit((parts.scheme, f"{user}:***@{netloc[1]}", parts.path, parts.query, parts.fragment))
-    except ValueError:
-        return "<malformed URL>"
+    return pg_url.redact(url)
 
 
 def database_url(args) -> str:
@@ -92,6 +87,17 @@ def database_label(url: str) -> str:
         return "<malformed URL>"
 
 
+def checked_url(url: str, source: str = "--url") -> str:
+    """``url`` when libpq can use it, else :class:`CommandFailed` naming ``source`` and the wrong part (never the
+    URL's text: libpq's own messages quote it, password included). A malformed ``--url`` (or ``--pg-url``)
+    exits 2 (usage), a malformed URL from the environment 3 (set-up)."""
+    try:
+        pg_url.check(url)
+    except pg_url.UrlProblem as exc:
+        raise CommandFailed(f"{source} {exc}", EXIT_USAGE if source.startswith("--") else EXIT_UNREACHABLE) from None
+    return url
+
+
 def connect(url: str, source: str = "--url"):
     """An autocommit connection, or one sentence saying why there is none.
 
@@ -99,21 +105,16 @@ def connect(url: str, source: str = "--url"):
     environment 3 (set-up).
     """
     import psycopg
-    from psycopg.conninfo import conninfo_to_dict
 
-    malformed = EXIT_USAGE if source == "--url" else EXIT_UNREACHABLE
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise CommandFailed(f"{source} must be a PostgreSQL URL like postgresql://user@host:5432/dbname, "
-                            f"not {redact_url(url)!r}", malformed)
+    checked_url(url, source)
     try:
-        port = conninfo_to_dict(url).get("port")
-        if port is not None and not str(port).isdigit():
-            raise psycopg.ProgrammingError(f"port {port!r} is not a number")
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
-    except psycopg.ProgrammingError as exc:
-        raise CommandFailed(f"{source} is not a usable PostgreSQL URL ({_first_line(exc)})", malformed) from None
+    except psycopg.ProgrammingError:  # a parse error libpq found and the check did not: its text quotes the URL
+        raise CommandFailed(f"{source} is not a usable PostgreSQL URL: libpq cannot parse it",
+                            EXIT_USAGE if source.startswith("--") else EXIT_UNREACHABLE) from None
     except psycopg.OperationalError as exc:
-        raise CommandFailed(f"could not reach the database at {redact_url(url)}: {_first_line(exc)}") from None
+        raise CommandFailed(f"could not reach the database at {redact_url(url)}: "
+                            f"{pg_url.scrub(_first_line(exc), url)}") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -194,27 +195,52 @@ def cmd_verify_audit(args) -> int:
 
 
 def cmd_check_datamap(args) -> int:
-    from include.datamap import DataMapError, load_datamap, validate_against_database
+    from include.datamap import OPS_CONNECTION, DataMapError, load_datamap, validate_stores
 
-    url = database_url(args)
+    database_url(args)
     try:
         dm = load_datamap(args.datamap)
     except DataMapError as exc:
         missing = args.datamap is not None and not os.path.isfile(args.datamap)
         raise CommandFailed(f"data map problem: {exc}", EXIT_USAGE if missing else EXIT_CHECK_FAILED) from None
-    with open_database(args) as conn:
+    @contextlib.contextmanager
+    def store(conn_id: str):
+        if conn_id == OPS_CONNECTION:
+            with open_database(args) as conn:
+                yield conn
+            return
+        entry = dm.entries_on(conn_id)[0]
+        url = os.environ.get(_store_env(conn_id))
+        if not url:
+            raise CommandFailed(f"data map entry {entry.label} is on connection '{conn_id}', which has no URL here: "
+                                f"set ${_store_env(conn_id)} to its PostgreSQL URL", EXIT_USAGE)
         try:
-            validate_against_database(dm, conn)
-        except DataMapError as exc:
-            print(f"data map problem: {exc.summary}", file=sys.stderr)
-            if args.details:
-                for problem in exc.problems:
-                    print(f"  - {problem}", file=sys.stderr)
-            elif len(exc.problems) > 1:
-                print(f"  ({len(exc.problems)} problems; --details lists each)", file=sys.stderr)
-            return EXIT_CHECK_FAILED
-    print(f"data map OK: {len(dm.personal_data)} table(s) with personal data, {len(dm.records)} record roles")
+            opened = connect(url, f"${_store_env(conn_id)}")
+        except CommandFailed as exc:
+            raise CommandFailed(f"connection '{conn_id}' (data map entry {entry.label}): {exc}", exc.code) from None
+        with opened as conn:
+            yield conn
+
+    try:
+        validate_stores(dm, store)
+    except DataMapError as exc:
+        print(f"data map problem: {exc.summary}", file=sys.stderr)
+        if args.details:
+            for problem in exc.problems:
+                print(f"  - {problem}", file=sys.stderr)
+        elif len(exc.problems) > 1:
+            print(f"  ({len(exc.problems)} problems; --details lists each)", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    others = [c for c in dm.connections if c != OPS_CONNECTION]
+    print(f"data map OK: {len(dm.personal_data)} table(s) with personal data, {len(dm.records)} record roles"
+          + (f"; {len(dm.other_stores)} more on {', '.join(others)}" if others else ""))
     return EXIT_OK
+
+
+def _store_env(conn_id: str) -> str:
+    """The variable holding the URL of another store's database for this command (SPEC §3.1: the DAGs take it
+    from the Airflow connection of that name)."""
+    return f"PRIVACY_STORE_URL_{conn_id.upper().replace('-', '_')}"
 
 
 def cmd_whatif(args) -> int:
@@ -255,9 +281,14 @@ def _day(text: str):
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-25") from None
 
 
+BIGINT_MAX = 2 ** 63 - 1  # the largest whole number PostgreSQL holds (a LIMIT, an id)
+
+
 def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    """A whole number from 1 to :data:`BIGINT_MAX`, else argparse's one-sentence usage error (exit 2)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= BIGINT_MAX:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number from 1 to {BIGINT_MAX}")
     return int(text)
 
 
@@ -393,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"privacy-ops {args.command}: {exc}", file=sys.stderr)
         return exc.code
     except psycopg.OperationalError as exc:
-        print(f"privacy-ops {args.command}: lost the database: {_first_line(exc)}", file=sys.stderr)
+        url = database_url(args) if hasattr(args, "url") else getattr(args, "pg_url", None) or ""
+        print(f"privacy-ops {args.command}: lost the database: {pg_url.scrub(_first_line(exc), url)}",
+              file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130

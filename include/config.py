@@ -9,6 +9,7 @@ never silently ignored or half-applied.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any, Mapping
@@ -58,6 +59,9 @@ SCHEMA: dict[str, Any] = {
                                      "description": "a SendGrid dynamic template id, else the project's templates"},
         "notification_senders": {"type": "integer", "minimum": 1, "maximum": 64,
                                  "description": "parallel send tasks of a campaign (bounded by the pool)"},
+        "alerts": {"type": "boolean",
+                   "description": "email on-call once when a run of any DAG fails (its DAG, run, task, reason)"},
+        "alert_email": {**_EMAIL, "description": "where run failures go (default: compliance_team_email)"},
         "notification_batch_size": {"type": "integer", "minimum": 1, "maximum": 1000,
                                     "description": "recipients per Mail Send request of a campaign (SendGrid's "
                                                    "limit is 1,000; a crash can re-send at most one request)"},
@@ -83,6 +87,13 @@ class Settings:
     notification_template_id: str | None = None
     notification_senders: int = 4
     notification_batch_size: int = 1000
+    alerts: bool = True
+    alert_email: str | None = None
+
+    @property
+    def on_call_email(self) -> str:
+        """Where a failed run is reported: ``alert_email``, else the compliance team."""
+        return self.alert_email or self.compliance_team_email
 
     @property
     def tz(self) -> ZoneInfo:
@@ -120,7 +131,9 @@ class Settings:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"unknown time zone {self.timezone!r}") from None
-        for key in ("compliance_team_email", "email_from"):
+        for key in ("compliance_team_email", "email_from", "alert_email"):
+            if getattr(self, key) is None:
+                continue
             try:
                 normalize_address(getattr(self, key))
             except AddressError as exc:
@@ -153,12 +166,33 @@ EXPECTED = {
     "notification_template_id": "a SendGrid dynamic template id like d-0123456789abcdef0123456789abcdef, or null",
     "notification_senders": "a whole number of send tasks between 1 and 64",
     "notification_batch_size": "a whole number of recipients per request between 1 and 1000",
+    "alerts": "true or false",
+    "alert_email": "an email address",
 }
+
+
+def _non_finite(value: Any, path: tuple = ()) -> tuple[tuple, float] | None:
+    """The path and value of the first NaN or infinity in ``value`` (Python's JSON reader accepts ``NaN``,
+    ``Infinity`` and ``-Infinity``), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, (*path, key))
+        if found:
+            return found
+    return None
 
 
 def _validate_shape(raw: dict) -> None:
     from jsonschema import Draft202012Validator, FormatChecker
 
+    # NaN compares false with every bound, so "minimum"/"maximum" let it through (a NaN deadline never comes):
+    # no setting is a NaN or an infinity, whatever its schema says.
+    found = _non_finite(raw)
+    if found and found[0] and str(found[0][0]) in EXPECTED:
+        path, value = found
+        raise SettingsError(f"{'.'.join(map(str, path))} must be {EXPECTED[str(path[0])]}, not {json.dumps(value)}")
     validator = Draft202012Validator(SCHEMA, format_checker=FormatChecker())
     errors = sorted(validator.iter_errors(raw), key=lambda e: (list(e.path), str(e.validator)))
     if not errors:

@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+import jsonschema
 import yaml
 from psycopg import sql
 
@@ -50,6 +51,23 @@ TEMPORAL_COLUMNS: Mapping[str, frozenset[str]] = {
 }
 
 TEXT_TYPES = frozenset({"text", "character varying", "character"})
+
+# The connection an entry's table is reached through when it names none: the operational database.
+OPS_CONNECTION = "ops_db"
+
+# The shape of what an entry may say about its store (SPEC §3.1): the Airflow connection of the database holding
+# the table, and the columns holding file locations (``gs://<bucket>/...``) with the buckets those may name. Checked
+# with jsonschema; the first violation becomes one sentence naming the entry (:func:`_store_problem`).
+_CONNECTION_ID = r"^[A-Za-z_][A-Za-z0-9_\-]{0,249}$"
+_BUCKET = r"^[a-z0-9][a-z0-9._\-]{1,220}[a-z0-9]$"
+STORE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "connection": {"type": "string", "pattern": _CONNECTION_ID},
+        "files": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string", "minLength": 1}},
+    },
+}
+BUCKETS_SCHEMA = {"type": "array", "uniqueItems": True, "items": {"type": "string", "pattern": _BUCKET}}
 
 
 class DataMapError(NeedsOperator, ValueError):
@@ -100,7 +118,15 @@ class RecordSource:
 @dataclass(frozen=True)
 class SubjectLink:
     column: str
-    match: str = "key"  # 'key': the account key; 'email': the account's email (trimmed, case-insensitively)
+    match: str = "key"  # 'key': the account key; 'email': the account's email (by the address rule, SPEC §3.1)
+    # An address link that ties only rows none of the entry's key links fills (``only_without_key: true``): a
+    # support message with no user_id sent from the subject's address is the subject's; one that names another
+    # account by its key is that account's, whatever address it was sent from.
+    only_without_key: bool = False
+    # A join path (``match: through``): the row is the subject's when ``column`` equals ``references`` of a row of
+    # table ``through`` (an entry of the same store) that is the subject's, e.g. a ticket's events through the ticket.
+    through: str | None = None
+    references: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +146,10 @@ class PersonalDataEntry:
     # Further columns that tie a row to the same subject (``subject.also``), e.g. a report naming an
     # account by its email where no account id was given; a row matching any link is the subject's.
     also: tuple[SubjectLink, ...] = ()
+    # The Airflow connection of the database holding the table (SPEC §3.1; default: the operational database).
+    connection: str = OPS_CONNECTION
+    # Columns holding file locations (``gs://<bucket>/...``): the files they name are the subject's too.
+    files: tuple[str, ...] = ()
 
     @property
     def ident(self) -> sql.Composable:
@@ -132,14 +162,41 @@ class PersonalDataEntry:
 
     @property
     def label(self) -> str:
-        return f"personal_data '{self.table}'" if self.schema == "public" else f"personal_data '{self.schema}.{self.table}'"
+        name = self.table if self.schema == "public" else f"{self.schema}.{self.table}"
+        store = "" if self.connection == OPS_CONNECTION else f" (connection '{self.connection}')"
+        return f"personal_data '{name}'{store}"
 
 
 @dataclass(frozen=True)
 class DataMap:
+    """``personal_data`` holds the entries of the operational database (``ops_db``), the store every workflow
+    reads and the erasure engine erases in one transaction per subject; ``other_stores`` the entries on other
+    connections (SPEC §3.1: a support desk, analytics), checked before each run like the rest. ``buckets``: the
+    object-storage buckets the file columns (``files``) may name."""
+
     records: Mapping[str, RecordSource]
     personal_data: tuple[PersonalDataEntry, ...]
     source: str = field(default="", compare=False)
+    other_stores: tuple[PersonalDataEntry, ...] = ()
+    buckets: tuple[str, ...] = ()
+
+    @property
+    def all_entries(self) -> tuple[PersonalDataEntry, ...]:
+        """Every entry, of every store, in the map's order within each store (the operational one first)."""
+        return (*self.personal_data, *self.other_stores)
+
+    @property
+    def connections(self) -> tuple[str, ...]:
+        """Every connection the map names: the operational database first, then the others in the map's order."""
+        return tuple(dict.fromkeys([OPS_CONNECTION, *(e.connection for e in self.other_stores)]))
+
+    def entries_on(self, connection: str) -> tuple[PersonalDataEntry, ...]:
+        return tuple(e for e in self.all_entries if e.connection == connection)
+
+    @property
+    def file_columns(self) -> tuple[tuple[PersonalDataEntry, str], ...]:
+        """``(entry, column)`` of every column declared to hold file locations."""
+        return tuple((e, c) for e in self.all_entries for c in e.files)
 
     def record(self, role: str) -> RecordSource:
         try:
@@ -164,12 +221,25 @@ def load_datamap(path: str | Path | None = None) -> DataMap:
     """Read and shape-check a data map (no database needed)."""
     path = Path(path) if path else default_path()
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataMapError(f"data map file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise DataMapError(f"data map {path} is not a text file (it is not UTF-8)") from None
+    except OSError as exc:
+        raise DataMapError(f"data map {path} cannot be read: {exc.strerror or type(exc).__name__}") from None
     except yaml.YAMLError as exc:
-        raise DataMapError(f"data map {path} is not valid YAML: {exc}") from None
+        raise DataMapError(f"data map {path} is not valid YAML: {_yaml_problem(exc)}") from None
     return parse_datamap(raw, source=str(path))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's complaint in one line, with the line and column where it stopped (its own text spans five
+    lines and quotes the file)."""
+    problem = " ".join(str(getattr(exc, "problem", None) or getattr(exc, "context", None) or "").split())
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "an unknown place"
+    return f"{problem or 'the parser stopped'} at {where}"
 
 
 def parse_datamap(raw: Any, source: str = "<memory>") -> DataMap:
@@ -177,12 +247,20 @@ def parse_datamap(raw: Any, source: str = "<memory>") -> DataMap:
         raise DataMapError("data map must be a mapping with 'records' and 'personal_data'")
     if raw.get("version") != 1:
         raise DataMapError(f"data map version must be 1, got {raw.get('version')!r}")
-    unknown = set(raw) - {"version", "records", "personal_data"}
+    unknown = set(raw) - {"version", "records", "personal_data", "buckets"}
     if unknown:
         raise DataMapError(f"data map has unknown top-level key(s): {', '.join(sorted(unknown))}")
+    buckets = raw.get("buckets", [])
+    problem = _store_problem(BUCKETS_SCHEMA, buckets)
+    if problem:
+        raise DataMapError(f"data map 'buckets' must list bucket names (lower-case letters, digits, '.', '_', '-'): "
+                           f"{problem}")
     records = _parse_records(raw.get("records"))
     entries = _parse_personal_data(raw.get("personal_data"))
-    dm = DataMap(records=records, personal_data=entries, source=source)
+    ops_entries = tuple(e for e in entries if e.connection == OPS_CONNECTION)
+    others = tuple(e for e in entries if e.connection != OPS_CONNECTION)
+    dm = DataMap(records=records, personal_data=ops_entries, source=source, other_stores=others,
+                 buckets=tuple(buckets))
     account = dm.account_entry  # raises when the account table is not mapped
     key = dm.record("accounts").physical("id")
     if account.erase.action != "delete" or account.also or account.subject != SubjectLink(key, "key"):
@@ -231,11 +309,23 @@ def _parse_personal_data(raw: Any) -> tuple[PersonalDataEntry, ...]:
             raise DataMapError(f"data map entry {where}: must be a mapping")
         schema, table = _split_table(spec.get("table"), where)
         where = f"personal_data '{table}'"
-        if (schema, table) in seen:
+        problem = _store_problem(STORE_SCHEMA, {k: spec[k] for k in ("connection", "files") if k in spec})
+        if problem:
+            raise DataMapError(f"data map entry {where}: {problem}")
+        connection = spec.get("connection", OPS_CONNECTION)
+        files = tuple(spec.get("files", ()))
+        if connection != OPS_CONNECTION:
+            where = f"personal_data '{table}' (connection '{connection}')"
+        unknown_keys = sorted(set(spec) - {"table", "subject", "categories", "erase", "connection", "files"})
+        if unknown_keys:
+            raise DataMapError(f"data map entry {where}: unknown key(s) {', '.join(unknown_keys)}")
+        if (connection, schema, table) in seen:
             raise DataMapError(f"data map entry {where}: the table is listed twice")
-        seen.add((schema, table))
+        seen.add((connection, schema, table))
 
         subject = spec.get("subject")
+        if isinstance(subject, dict) and "through" in subject and "match" not in subject:
+            subject = {**subject, "match": "through"}
         if not isinstance(subject, dict) or not isinstance(subject.get("column"), str):
             raise DataMapError(f"data map entry {where}: 'subject' must give the 'column' tying a row to an account")
         link = _parse_link(subject, where, "subject")
@@ -246,6 +336,9 @@ def _parse_personal_data(raw: Any) -> tuple[PersonalDataEntry, ...]:
         columns = [link.column, *(a.column for a in also)]
         if len(set(columns)) != len(columns):
             raise DataMapError(f"data map entry {where}: a subject column is listed twice")
+        if any(a.only_without_key for a in also) and not any(x.match == "key" for x in (link, *also)):
+            raise DataMapError(f"data map entry {where}: only_without_key needs a key link (match: key) in the "
+                               "same entry")
 
         categories = spec.get("categories")
         if not isinstance(categories, dict) or not categories:
@@ -257,21 +350,76 @@ def _parse_personal_data(raw: Any) -> tuple[PersonalDataEntry, ...]:
         parsed_categories = {c: _names(cols, f"{where} categories.{c}") for c, cols in categories.items()}
 
         erase = _parse_erase(spec.get("erase"), where, (link, *also))
-        entries.append(PersonalDataEntry(schema, table, link, parsed_categories, erase, also))
+        listed = {c for cols in parsed_categories.values() for c in cols}
+        for column in files:
+            if column not in listed:
+                raise DataMapError(f"data map entry {where}: file column {column!r} must also be listed under a "
+                                   "category (it is the subject's data)")
+        entries.append(PersonalDataEntry(schema, table, link, parsed_categories, erase, also, connection, files))
+    for entry in entries:
+        if entry.subject.match != "through":
+            continue
+        parent = _parent(entries, entry)
+        if parent is None:
+            raise DataMapError(f"data map entry {entry.label}: subject.through names table {entry.subject.through!r}, "
+                               f"which has no entry on connection '{entry.connection}'")
+        if parent.subject.match == "through" or parent is entry:
+            raise DataMapError(f"data map entry {entry.label}: subject.through must name a table tied to the account "
+                               "directly (one join, no chain)")
     return tuple(entries)
+
+
+def _parent(entries, entry: PersonalDataEntry) -> PersonalDataEntry | None:
+    schema, table = _split_table(entry.subject.through, entry.label)
+    return next((e for e in entries if (e.connection, e.schema, e.table) == (entry.connection, schema, table)), None)
+
+
+_WHAT = {"connection": "'connection' must be an Airflow connection id (a letter or '_', then letters, digits, "
+                       "'_' or '-')",
+         "files": "'files' must be a non-empty list of distinct column names"}
+
+
+def _store_problem(schema: Mapping, value: Any) -> str | None:
+    """The first way ``value`` breaks ``schema``, in words (no value repeated); None when it does not."""
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
+    if error is None:
+        return None
+    path = [p for p in error.absolute_path if isinstance(p, str)]
+    if path and path[0] in _WHAT:
+        return _WHAT[path[0]]
+    if error.validator == "uniqueItems":
+        return "a name is listed twice"
+    if error.validator == "type":
+        return f"expected {error.validator_value}"
+    return f"an item does not match {error.validator}"
 
 
 def _parse_link(raw: Any, where: str, name: str) -> SubjectLink:
     """One ``{column, match}`` link; ``name`` is ``subject`` or ``subject.also[i]`` in messages."""
     if not isinstance(raw, dict) or not isinstance(raw.get("column"), str) or not raw["column"]:
         raise DataMapError(f"data map entry {where}: {name} must give the 'column' tying a row to an account")
-    extra = sorted(set(raw) - {"column", "match"} - ({"also"} if name == "subject" else set()))
+    extra = sorted(set(raw) - {"column", "match", "only_without_key"}
+                   - ({"also", "through", "references"} if name == "subject" else set()))
     if extra:
         raise DataMapError(f"data map entry {where}: unknown {name} key(s) {', '.join(extra)}")
     match = raw.get("match", "key")
+    if match == "through" and name == "subject":
+        through, references = raw.get("through"), raw.get("references", "id")
+        if not isinstance(through, str) or not through or not isinstance(references, str) or not references:
+            raise DataMapError(f"data map entry {where}: subject.through must name the table the row is tied through "
+                               "(and subject.references its column, default 'id')")
+        if raw.get("also"):
+            raise DataMapError(f"data map entry {where}: a row tied through another table has no other subject links")
+        return SubjectLink(column=raw["column"], match="through", through=through, references=references)
     if match not in ("key", "email"):
         raise DataMapError(f"data map entry {where}: {name}.match must be 'key' or 'email', not {match!r}")
-    return SubjectLink(column=raw["column"], match=match)
+    only = raw.get("only_without_key", False)
+    if not isinstance(only, bool):
+        raise DataMapError(f"data map entry {where}: {name}.only_without_key must be true or false")
+    if only and (match != "email" or name == "subject"):
+        raise DataMapError(f"data map entry {where}: {name}.only_without_key applies only to an address link in "
+                           "subject.also (match: email) beside a key link")
+    return SubjectLink(column=raw["column"], match=match, only_without_key=only)
 
 
 def _parse_erase(raw: Any, where: str, links: tuple[SubjectLink, ...]) -> EraseRule:
@@ -299,12 +447,17 @@ where (table_schema, table_name) in (select * from unnest(%s::text[], %s::text[]
 """
 
 
-def validate_against_database(dm: DataMap, conn) -> None:
-    """Check every table and column the map names against the live database.
+def validate_against_database(dm: DataMap, conn, connection: str = OPS_CONNECTION) -> None:
+    """Check every table and column the map names on ``connection`` against ``conn``, that connection's live
+    database (the operational one, with the records, by default; :func:`validate_stores` checks them all).
 
     All problems are collected and raised together, each naming its data map entry.
     """
-    tables = {(r.schema, r.table) for r in dm.records.values()} | {(e.schema, e.table) for e in dm.personal_data}
+    entries = dm.entries_on(connection)
+    records = tuple(dm.records.values()) if connection == OPS_CONNECTION else ()
+    tables = {(r.schema, r.table) for r in records} | {(e.schema, e.table) for e in entries}
+    if not tables:
+        return
     schemas, names = zip(*sorted(tables))
     found: dict[tuple[str, str], dict[str, tuple[str, bool]]] = {}
     for schema, table, column, data_type, nullable in conn.execute(_COLUMNS_QUERY, (list(schemas), list(names))):
@@ -319,7 +472,7 @@ def validate_against_database(dm: DataMap, conn) -> None:
             problems.append(f"data map entry {where}: table {schema}.{table} does not exist")
         return cols
 
-    for record in dm.records.values():
+    for record in records:
         where = f"records.{record.role}"
         cols = table_columns(record.schema, record.table, where)
         if cols is None:
@@ -330,7 +483,7 @@ def validate_against_database(dm: DataMap, conn) -> None:
                 problems.append(f"data map entry {where}: column {physical!r} does not exist in table "
                                 f"{record.schema}.{record.table}")
 
-    for entry in dm.personal_data:
+    for entry in entries:
         cols = table_columns(entry.schema, entry.table, entry.label)
         if cols is None:
             continue
@@ -349,13 +502,46 @@ def validate_against_database(dm: DataMap, conn) -> None:
         for link in entry.links:
             if link.match == "email" and link.column in cols and cols[link.column][0] not in TEXT_TYPES:
                 problems.append(f"data map entry {entry.label}: subject column {link.column!r} must be text to match emails")
+        if entry.subject.match == "through":
+            parent = _parent(dm.all_entries, entry)
+            parent_cols = found.get((parent.schema, parent.table), {}) if parent else {}
+            if parent_cols and entry.subject.references not in parent_cols:
+                problems.append(f"data map entry {entry.label}: subject.references column {entry.subject.references!r} "
+                                f"does not exist in table {parent.schema}.{parent.table}")
+        for column in entry.files:
+            if column in cols and cols[column][0] not in TEXT_TYPES:
+                problems.append(f"data map entry {entry.label}: file column {column!r} is not a text column")
 
     if problems:
-        raise DataMapError(_summary(problems, missing_tables, len(tables)), problems)
+        raise DataMapError(_summary(problems, missing_tables, len(tables), connection), problems)
 
 
-def _summary(problems: list[str], missing_tables: int, mapped_tables: int) -> str:
+def validate_stores(dm: DataMap, open_connection) -> None:
+    """Check the map against every connection it names (SPEC §3.1), the operational database first.
+
+    ``open_connection(conn_id)`` is a context manager giving that connection's database; it raises the caller's own
+    error (a missing connection, a database that does not answer) in one sentence naming the connection. The
+    problems of every reachable store are gathered; the summary names the first one's connection.
+    """
+    failures: list[DataMapError] = []
+    for connection in dm.connections:
+        with open_connection(connection) as conn:
+            try:
+                validate_against_database(dm, conn, connection)
+            except DataMapError as exc:
+                failures.append(exc)
+    if failures:
+        summary = failures[0].summary
+        if len(failures) > 1:
+            summary += f" (and problems on {len(failures) - 1} more connection(s))"
+        raise DataMapError(summary, [p for exc in failures for p in exc.problems])
+
+
+def _summary(problems: list[str], missing_tables: int, mapped_tables: int, connection: str = OPS_CONNECTION) -> str:
     if missing_tables == mapped_tables:
+        if connection != OPS_CONNECTION:
+            return (f"none of the {mapped_tables} tables the data map places on connection '{connection}' exists in "
+                    f"its database: does '{connection}' point at the right database?")
         return (f"none of the {mapped_tables} mapped tables exists in this database: is this the operational "
                 "database?")
     if len(problems) == 1:

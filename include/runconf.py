@@ -2,10 +2,14 @@
 
 Airflow merges a trigger's conf into the run's params without complaint, so a typo such as
 ``{"dryrun": true}`` (for ``dry_run``) would run live. Every DAG's first task calls :func:`check_conf`.
+
+Nor does a conf given through the REST API or ``airflow dags test --conf`` have to pass the trigger form's JSON
+schema: :func:`positive_ids` and :func:`optional_cap` check ids and caps again where each DAG reads its params,
+so an id past PostgreSQL's bigint is refused in one sentence instead of failing the first statement.
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from include.errors import NeedsOperator
 
@@ -24,3 +28,44 @@ def check_conf(dag_id: str, conf: Mapping | None, declared: Iterable[str]) -> No
         f"trigger conf key{'s' if len(unknown) > 1 else ''} {keys} {'are' if len(unknown) > 1 else 'is'} not a "
         f"parameter of {dag_id} (its parameters: {', '.join(declared) or 'none'}); the run stopped before reading, "
         "changing or sending anything")
+
+
+# The largest value a PostgreSQL bigint holds: every id of the operational database (accounts, requests, vendors)
+# is one, so a larger id matches nothing and would only make the first statement fail (NumericValueOutOfRange).
+ID_MAX = 9223372036854775807
+# The largest value a PostgreSQL integer holds: the caps of a run (max_subjects, max_recipients) are stored as one.
+COUNT_MAX = 2147483647
+
+
+def positive_ids(value: Any, name: str, noun: str) -> tuple[int, ...]:
+    """A trigger form's list of ids (``request_ids``, ``user_ids``, ``vendor_ids``), sorted and de-duplicated.
+
+    The form's JSON schema says the same (:func:`include.seam.dag.ids_param`), but a conf given through the REST
+    API or ``airflow dags test --conf`` need not pass through the form, so every DAG checks again where its
+    params are read: a list of whole numbers from 1 to :data:`ID_MAX`.
+    """
+    from include.periods import ParamError
+
+    ids = () if value is None else value
+    if not isinstance(ids, (list, tuple)) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
+        raise ParamError(f"{name} must be a list of positive {noun} ids")
+    for position, i in enumerate(ids):
+        if i > ID_MAX:
+            raise ParamError(f"{name}[{position}] is larger than any {noun} id can be (ids are at most {ID_MAX}, "
+                             "the largest PostgreSQL bigint), so it names nothing")
+    return tuple(sorted(set(ids)))
+
+
+def optional_cap(value: Any, name: str, what: str) -> int | None:
+    """A trigger form's cap (``max_subjects``, ``max_recipients``): None, or a whole number from 1 to COUNT_MAX."""
+    from include.periods import ParamError
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= COUNT_MAX:
+        # A number too large is not repeated (it can be thousands of digits long); others are, to show the typo.
+        shown = "a larger number" if isinstance(value, int) and not isinstance(value, bool) and value > COUNT_MAX \
+            else repr(value)[:40]
+        raise ParamError(f"{name} must be {what} of at least 1 (at most {COUNT_MAX}), or empty for no cap, not {shown}")
+    return value

@@ -39,6 +39,18 @@ PAGE_ACCESS = Depends(requires_access_view(AccessView.PLUGINS))
 app = FastAPI(title="Privacy compliance", docs_url=None, redoc_url=None, openapi_url=None,
               dependencies=[PAGE_ACCESS])
 
+# Every answer (the page, its JSON, a refusal) is about one user's view of live compliance data: no cache
+# (the browser's, a proxy's) may keep it for the next person or show it stale.
+NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+
+
+@app.middleware("http")
+async def no_store(request: Request, call_next):
+    response = await call_next(request)
+    for name, value in NO_STORE.items():
+        response.headers[name] = value
+    return response
+
 
 # -- services: the store, the anchors, the chain watch ----------------------------------------------------
 
@@ -117,8 +129,7 @@ def _failure(exc: Exception) -> JSONResponse:
 def page() -> HTMLResponse:
     """The page itself: static HTML that draws every section from the JSON API."""
     html = (resources.files("include.page") / "static" / "index.html").read_text()
-    return HTMLResponse(html, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-                                       "Referrer-Policy": "same-origin"})
+    return HTMLResponse(html, headers=NO_STORE)
 
 
 @app.get("/api/sections")

@@ -32,14 +32,21 @@ def expected(ops, today: date, purged: Callable[[str], bool] | None = None) -> d
                                               "and user_id is not null")}
     reported_emails = {r[0].strip().lower() for r in ops.execute(
         "select reported_email from child_reports where resolved_at is null and user_id is null "
-        "and reported_email is not null")}
+        "and reported_email is not null") if r[0].strip()}
+    # An address-only report makes an account 'reported' only where the address names it alone and its own data
+    # does not say adult (include.children.rules.reported_by_address).
+    named: Counter = Counter()
+    for (email,) in ops.execute("select email from users where email is not null"):
+        named[email.strip().lower()] += 1
     suppressed = {r[0].strip().lower() for r in ops.execute("select email from email_suppressions")}
     by_address: dict[str, list[tuple[int, bool, bool]]] = {}
     for uid, email, birth, declared, created in ops.execute(
             "select id, email, birth_date, declared_age, created_at from users "
             "where deleted_at is null and email is not null"):
-        facts = rules.AccountFacts(uid, birth, declared, created,
-                                   reported=uid in reported_ids or email.strip().lower() in reported_emails)
+        key = email.strip().lower()
+        by_address_report = key in reported_emails and rules.reported_by_address(
+            named[key], rules.says_adult(birth, declared, today))
+        facts = rules.AccountFacts(uid, birth, declared, created, reported=uid in reported_ids or by_address_report)
         child = rules.classify(facts, today, timezone.utc).child
         by_address.setdefault(email.strip().lower(), []).append((uid, child, sending_problem(email) is None))
     return {addr: {uid for uid, _, ok in accounts if ok} for addr, accounts in by_address.items()

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from urllib.parse import quote
 
 from devkit import local_airflow
-from include.children.rules import AccountFacts, classify
+from include.children.rules import AccountFacts, classify, reported_by_address, says_adult
 
 DAG_ID = "child_data_purge"
 SUBJECT_KEY = "e2e-subject-key-0123456789abcdef"
@@ -173,13 +173,15 @@ def expected_children(conn, as_of: date, tz: str = "UTC") -> tuple[set[int], set
     by_email: dict[str, set[int]] = {}
     for uid, email, *_ in users:
         if email is not None:
-            by_email.setdefault(email.strip(" ").lower(), set()).add(uid)
+            by_email.setdefault(email.strip().lower(), set()).add(uid)
+    adult = {uid for uid, _, birth, declared, _ in users if says_adult(birth, declared, as_of)}
     reported: set[int] = set()
     for uid, email in conn.execute("select user_id, reported_email from child_reports where resolved_at is null"):
         if uid is not None:
             reported.add(uid)
-        elif email is not None:
-            reported |= by_email.get(email.strip(" ").lower(), set())
+        elif email is not None and email.strip():
+            named = by_email.get(email.strip().lower(), set())
+            reported |= {u for u in named if reported_by_address(len(named), u in adult)}
     children = {uid for uid, _, birth, declared, created in users
                 if classify(AccountFacts(uid, birth, declared, created, uid in reported), as_of, ZoneInfo(tz)).child}
     held = {r[0] for r in conn.execute("select user_id from legal_holds where released_at is null or released_at > now()")}

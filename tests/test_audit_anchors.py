@@ -51,7 +51,8 @@ def _no_evidence_location(monkeypatch):
 
 
 def _append(conn, n: int) -> list[int]:
-    return [audit.append(conn, "test.event", {"n": i}, actor="test", dag_id="d", run_id="r") for i in range(n)]
+    by = audit.RunContext(run_id="r", actor="test", dag_id="d")
+    return [audit.append(conn, "test.event", {"n": i}, actor=by) for i in range(n)]
 
 
 def _anchor(conn, objects, run="run-1"):
@@ -75,7 +76,8 @@ def _rewrite_whole_chain(conn) -> None:
     try:
         prev = audit.GENESIS
         for row_id, occurred_at, actor, action, dag_id, run_id, task_id, details in rows:
-            digest = audit.row_hash(prev, row_id, occurred_at, actor, action, dag_id, run_id, task_id, details)
+            digest = audit.row_hash(prev, row_id, audit.Entry(occurred_at, actor, action, dag_id, run_id, task_id,
+                                                              details))
             conn.execute("update compliance.audit_log set prev_hash = %s, row_hash = %s where id = %s",
                          (prev, digest, row_id))
             prev = digest

@@ -19,6 +19,7 @@ from include.children.params import PurgeParams
 from include.config import Settings
 from include.datamap import load_datamap
 from include.periods import ParamError, RunTiming
+from include.step import Step
 from include.subjects import address_hash, user_hash
 from tests.purge_support import OPS_TABLES, checksums, expected_children
 
@@ -48,20 +49,27 @@ def ctx(run_id: str) -> RunContext:
     return RunContext(run_id=run_id, actor="test", dag_id="child_data_purge", task_id="test")
 
 
+def step(world, run_id: str, p: PurgeParams | None = None, *, settings: Settings | None = None, ops=None, store=None,
+         approval=None, mailer=None) -> Step:
+    """The step context a task of the run gets (the seam builds it under Airflow)."""
+    return Step(ctx=ctx(run_id), settings=settings or world.settings, params=p or params(world), ops=ops or world.ops,
+                store=store or world.store, datamap=world.dm, key=KEY, mailer=mailer, approval=approval)
+
+
 def run_until_gate(world, run_id: str, p: PurgeParams, settings: Settings | None = None, ops=None, store=None) -> dict:
-    ops, store, settings = ops or world.ops, store or world.store, settings or world.settings
-    purge.detect_children(ops, store, world.dm, settings, ctx(run_id), p, KEY)
-    return purge.plan_purge(ops, store, world.dm, settings, ctx(run_id), p, KEY)
+    s = step(world, run_id, p, settings=settings, ops=ops, store=store)
+    purge.detect_children(s)
+    return purge.plan_purge(s)
 
 
 def run_all(world, run_id: str, p: PurgeParams, approval=None, settings: Settings | None = None, ops=None,
             store=None) -> dict:
-    ops, store, settings = ops or world.ops, store or world.store, settings or world.settings
+    s = step(world, run_id, p, settings=settings, ops=ops, store=store, approval=approval)
     plan = run_until_gate(world, run_id, p, settings, ops, store)
     if route(plan) is not None:
-        purge.purge_subjects(ops, store, world.dm, settings, ctx(run_id), p, KEY, approval)
-        purge.verify_purge(ops, store, world.dm, ctx(run_id))
-    return purge.finish_run(ops, store, world.dm, ctx(run_id), p, approval)
+        purge.purge_subjects(s)
+        purge.verify_purge(s)
+    return purge.finish_run(s)
 
 
 def user_rows(conn, ids) -> int:
@@ -89,7 +97,9 @@ def test_people_get_a_dry_run_by_default_and_the_schedule_runs_live():
                                    timing("manual"))
     assert resolved.user_ids == (3, 5) and resolved.max_subjects == 2 and resolved.approve_plan == "ab" * 32
     assert resolved.as_of == date(2026, 11, 25)
-    for bad in ({"user_ids": [0]}, {"max_subjects": 0}, {"approve_plan": "abc"}, {"dry_run": "no"}):
+    assert PurgeParams.resolve({"confirm_user_ids": [9, 7, 9]}, s, timing("manual")).confirm_user_ids == (7, 9)
+    for bad in ({"user_ids": [0]}, {"max_subjects": 0}, {"approve_plan": "abc"}, {"dry_run": "no"},
+                {"confirm_user_ids": [0]}, {"confirm_user_ids": ["7"]}):
         with pytest.raises(ParamError):
             PurgeParams.resolve(bad, s, timing("manual"))
 
@@ -109,15 +119,15 @@ def test_the_seam_tells_a_task_how_its_run_was_started():
 def test_the_gate_keeps_its_order():
     p = PurgeParams(as_of=date(2026, 11, 25), dry_run=False, scheduled=True)
     h = "a" * 64
-    assert purge.decide(h, 5, p, 10).state == "planned" and purge.decide(h, 5, p, 10).approval == "not_needed"
-    assert purge.decide(h, 10, p, 10).approval == "not_needed"      # at the threshold: no review
-    assert purge.decide(h, 11, p, 10).state == "awaiting_approval"   # above it: a person decides
-    assert purge.decide(h, 0, p, 10).state == "nothing_to_purge"
+    assert purge.gate(h, 5, p, 10).state == "planned" and purge.gate(h, 5, p, 10).approval == "not_needed"
+    assert purge.gate(h, 10, p, 10).approval == "not_needed"      # at the threshold: no review
+    assert purge.gate(h, 11, p, 10).state == "awaiting_approval"   # above it: a person decides
+    assert purge.gate(h, 0, p, 10).state == "nothing_to_purge"
     approved = replace(p, approve_plan=h)
-    assert purge.decide(h, 500, approved, 10).approval == "plan_hash"
-    assert purge.decide("b" * 64, 500, approved, 10).state == "plan_changed"
-    assert purge.decide("b" * 64, 3, approved, 10).state == "plan_changed"  # even under the threshold
-    assert purge.decide(h, 500, replace(approved, dry_run=True), 10).state == "dry_run"
+    assert purge.gate(h, 500, approved, 10).approval == "plan_hash"
+    assert purge.gate("b" * 64, 500, approved, 10).state == "plan_changed"
+    assert purge.gate("b" * 64, 3, approved, 10).state == "plan_changed"  # even under the threshold
+    assert purge.gate(h, 500, replace(approved, dry_run=True), 10).state == "dry_run"
 
 
 def test_only_a_person_approving_is_an_approval():
@@ -131,10 +141,20 @@ def test_only_a_person_approving_is_an_approval():
 
 # -- runs ---------------------------------------------------------------------------------------------------
 
+def test_a_plan_within_the_threshold_does_not_say_it_is_above_it():
+    """Found by a trial of the compliance page: a dry run's plan of 2 said "more than the approval threshold of
+    100"."""
+    plan = {"subjects": 2, "rows": 9, "threshold": 100, "plan_hash": "a" * 64, "tables": {}, "vendors": [],
+            "outcomes": {}}
+    assert "within the approval threshold of 100: it needs no reviewer" in purge.approval_body(plan)
+    assert "more than" not in purge.approval_body(plan)
+    assert "more than the approval threshold of 1" in purge.approval_body({**plan, "threshold": 1})
+
+
 def test_a_dry_run_plans_and_counts_and_changes_nothing(world):
     before = checksums(world.ops)
     plan = run_until_gate(world, "dry", params(world, dry_run=True))
-    result = purge.finish_run(world.ops, world.store, world.dm, ctx("dry"), params(world, dry_run=True))
+    result = purge.finish_run(step(world, "dry", params(world, dry_run=True)))
     assert checksums(world.ops) == before
     to_purge, held = expected_children(world.ops, world.today)
     assert plan["state"] == "dry_run" and plan["subjects"] == len(to_purge) and route(plan) is None
@@ -232,13 +252,14 @@ def test_a_plan_above_the_threshold_waits_for_a_person(world):
     plan = run_until_gate(world, "big", params(world), settings)
     assert plan["state"] == "awaiting_approval" and route(plan) == "approve_purge"
     assert plan["plan_hash"] in plan["approval_body"] and "| public.users |" in plan["approval_body"]
+    assert "more than the approval threshold of 2: a person must approve it" in plan["approval_body"]
     timed_out = {"chosen_options": ["Reject"], "responded_by_user": None}
     for approval in (None, {"chosen_options": ["Reject"], "responded_by_user": {"name": "bob"}}, timed_out,
                      {"chosen_options": ["Approve"], "responded_by_user": None}):
         with pytest.raises(purge.NotApproved):
-            purge.purge_subjects(world.ops, world.store, world.dm, settings, ctx("big"), params(world), KEY, approval)
+            purge.purge_subjects(step(world, "big", settings=settings, approval=approval))
     assert checksums(world.ops) == before
-    result = purge.finish_run(world.ops, world.store, world.dm, ctx("big"), params(world), timed_out)
+    result = purge.finish_run(step(world, "big", approval=timed_out))
     assert result["state"] == "rejected" and result["outcomes"]["rejected"] == plan["subjects"]
     # Nothing was erased; the run only resolved the report that named no one.
     after = checksums(world.ops)
@@ -266,7 +287,7 @@ def test_a_plan_approved_by_its_hash_runs_and_a_changed_one_does_not(world):
     assert checksums(world.ops) == before
     assert world.store.execute("select distinct outcome from compliance.child_purges where run_id = 'stale' and "
                                "outcome not in ('held', 'invalid')").fetchall() == [("approval_required",)]
-    skipped = purge.purge_subjects(world.ops, world.store, world.dm, settings, ctx("stale"), params(world), KEY)
+    skipped = purge.purge_subjects(step(world, "stale", settings=settings))
     assert skipped == {"skipped": "plan_changed"} and checksums(world.ops) == before
     # The current plan, approved by its own hash, runs without a reviewer.
     fresh = run_until_gate(world, "dry-2", params(world, dry_run=True), settings)
@@ -324,19 +345,19 @@ def test_an_interrupted_erasure_is_settled_by_the_next_attempt(world):
 
     # Died after the commit, before recording the outcome.
     erasure.erase_subject(world.ops, world.dm, committed.user_id, KEY, at=datetime.now(timezone.utc),
-                          before_commit=record)
+                          options=erasure.EraseOptions(before_commit=record))
     # Died before the commit: the erasing transaction rolled back.
     with pytest.raises(RuntimeError):
         def die(result):
             record(result)
             raise RuntimeError("worker lost")
         erasure.erase_subject(world.ops, world.dm, rolled_back.user_id, KEY, at=datetime.now(timezone.utc),
-                              before_commit=die)
+                              options=erasure.EraseOptions(before_commit=die))
     assert dict(world.store.execute("select subject_hash, outcome from compliance.child_purges where run_id = 'crash' "
                                     "and outcome = 'erasing'").fetchall()) == {
         committed.subject_hash: "erasing", rolled_back.subject_hash: "erasing"}
-    purge.purge_subjects(world.ops, world.store, world.dm, world.settings, ctx("crash"), p, KEY)
-    purge.verify_purge(world.ops, world.store, world.dm, ctx("crash"))
+    purge.purge_subjects(step(world, "crash", p))
+    purge.verify_purge(step(world, "crash", p))
     outcome = dict(world.store.execute("select subject_hash, outcome from compliance.child_purges "
                                        "where run_id = 'crash'").fetchall())
     assert outcome[committed.subject_hash] == "purged" and outcome[rolled_back.subject_hash] == "purged"
@@ -418,9 +439,9 @@ def test_the_summary_email_counts_vendors_and_holds_no_personal_data(world, send
 
     run_all(world, "mail", params(world))
     mailer = SendGridMailer(api_key=SENDGRID_TEST_KEY, host=sendgrid.base_url)
-    sent = purge.notify_compliance(world.store, mailer, world.settings, ctx("mail"), params(world))
+    sent = purge.notify_compliance(step(world, "mail", mailer=mailer))
     assert sent["sent"] == 1 and sent["vendors"] >= 1
-    again = purge.notify_compliance(world.store, mailer, world.settings, ctx("mail"), params(world))
+    again = purge.notify_compliance(step(world, "mail", mailer=mailer))
     assert again == {"already_sent": "mail"}
     (message,) = sendgrid.accepted()
     payload = message["payload"]
@@ -430,7 +451,7 @@ def test_the_summary_email_counts_vendors_and_holds_no_personal_data(world, send
     emails = {r[0].lower() for r in world.ops.execute("select email from users where email is not null")}
     names = {r[0].lower() for r in world.ops.execute("select full_name from users where full_name is not null")}
     assert not [v for v in emails | names if v in str(payload).lower()]
-    dry = purge.notify_compliance(world.store, None, world.settings, ctx("mail"), params(world, dry_run=True))
+    dry = purge.notify_compliance(step(world, "mail", params(world, dry_run=True)))
     assert dry == {"skipped": "dry run"}
 
 
@@ -448,8 +469,8 @@ def test_a_report_naming_two_accounts_is_resolved_by_the_purge_of_the_last(fresh
                        (10, null, 'TWINS@example.com ', 'parent', now()), (11, 3, null, 'parent', now())""")
 
         def erase(uid, report_ids):
-            return erasure.erase_subject(ops, dm, uid, KEY, at=now, in_transaction=lambda conn: reports.resolve_for_subject(
-                conn, dm, uid, report_ids, now))
+            return erasure.erase_subject(ops, dm, uid, KEY, at=now, options=erasure.EraseOptions(in_transaction=lambda conn: reports.resolve_for_subject(
+                conn, dm, uid, report_ids, now)))
 
         first = erase(1, [10])
         assert first.extra == {"reports_resolved": []} and first.shared_address
@@ -460,3 +481,108 @@ def test_a_report_naming_two_accounts_is_resolved_by_the_purge_of_the_last(fresh
         resolved_at, email = ops.execute("select resolved_at, reported_email from child_reports where id = 10").fetchone()
         assert resolved_at is not None and email == address_hash(KEY, "twins@example.com")
         assert erase(3, [11]).extra == {"reports_resolved": [11]}
+
+
+# -- reports that name only an address (households) -----------------------------------------------------------
+
+def _add_users(ops, *rows) -> list[int]:
+    """(email, birth_date, declared_age) -> new account ids, created a year ago."""
+    start = ops.execute("select coalesce(max(id), 0) + 1000 from users").fetchone()[0]
+    ids = []
+    for i, (email, birth, declared) in enumerate(rows):
+        ops.execute("insert into users (id, email, birth_date, declared_age, created_at) "
+                    "values (%s, %s, %s, %s, now() - interval '1 year')", (start + i, email, birth, declared))
+        ids.append(start + i)
+    return ids
+
+
+def _report(ops, address: str) -> int:
+    return ops.execute("insert into child_reports (user_id, reported_email, source, reported_at) "
+                       "values (null, %s, 'parent', now()) returning id", (address,)).fetchone()[0]
+
+
+def _report_outcome(world, run_id: str, report_id: int):
+    return world.store.execute("select outcome, user_ids, confirmed_user_ids, resolved from "
+                               "compliance.child_report_outcomes where run_id = %s and report_id = %s",
+                               (run_id, report_id)).fetchone()
+
+
+def test_a_households_address_report_never_erases_the_adult_and_waits_for_a_person(world):
+    """Found by a QA trial: an adult and a child share an address; one open report names only the address.
+    A live run purged both, the adult 'caught' by rule reported."""
+    adult, child = _add_users(world.ops, ("family.z@example.com", date(1980, 5, 1), None),
+                              (" Family.Z@Example.com", date(2018, 5, 1), None))
+    report = _report(world.ops, "FAMILY.Z@example.com")
+    before = user_rows(world.ops, [adult])
+
+    result = run_all(world, "household", params(world))
+    assert result["state"] == "purged"
+    assert user_rows(world.ops, [adult]) == before  # the adult: untouched
+    assert user_rows(world.ops, [child]) == 0       # the child: caught by its own birth date
+    records = dict(world.store.execute("select subject_hash, rules from compliance.child_purges "
+                                       "where run_id = 'household' and subject_hash = any(%s)",
+                                       ([user_hash(KEY, adult), user_hash(KEY, child)],)).fetchall())
+    assert records == {user_hash(KEY, child): ["under_13_now", "under_13_at_signup"]}  # not "reported"
+    assert _report_outcome(world, "household", report) == ("needs_review", [adult, child], [], False)
+    assert world.ops.execute("select resolved_at from child_reports where id = %s", (report,)).fetchone()[0] is None
+
+
+def test_an_address_report_naming_one_adult_or_several_accounts_erases_none_of_them(world):
+    lone_adult, declared_adult, twin_a, twin_b, lone = _add_users(
+        world.ops, ("grown.up@example.com", date(1975, 1, 1), None), ("says.adult@example.com", None, 30),
+        ("twins@example.com", None, None), ("TWINS@example.com ", None, None), ("only.one@example.com", None, None))
+    reports = [_report(world.ops, a) for a in ("grown.up@example.com", " says.adult@example.com",
+                                                "twins@example.com", "only.one@example.com")]
+    before = {uid: user_rows(world.ops, [uid]) for uid in (lone_adult, declared_adult, twin_a, twin_b)}
+
+    run_all(world, "review", params(world))
+    assert {uid: user_rows(world.ops, [uid]) for uid in before} == before
+    assert _report_outcome(world, "review", reports[0]) == ("needs_review", [lone_adult], [], False)
+    assert _report_outcome(world, "review", reports[1]) == ("needs_review", [declared_adult], [], False)
+    assert _report_outcome(world, "review", reports[2]) == ("needs_review", [twin_a, twin_b], [], False)
+    # An address naming only one account with no age data still erases it, as before.
+    assert user_rows(world.ops, [lone]) == 0
+    assert world.ops.execute("select resolved_at is not null from child_reports where id = %s",
+                             (reports[3],)).fetchone()[0]
+
+
+def test_a_person_confirms_which_account_a_household_report_means(world):
+    twin_a, twin_b = _add_users(world.ops, ("twins@example.com", None, None), (" Twins@Example.com", None, None))
+    report = _report(world.ops, "twins@example.com")
+    run_all(world, "first", params(world))
+    assert _report_outcome(world, "first", report) == ("needs_review", [twin_a, twin_b], [], False)
+    assert user_rows(world.ops, [twin_a]) > 0 and user_rows(world.ops, [twin_b]) > 0
+
+    dry = run_all(world, "confirm-dry", params(world, dry_run=True, confirm_user_ids=(twin_b,)))
+    assert dry["state"] == "dry_run" and user_rows(world.ops, [twin_b]) > 0
+    before_a = user_rows(world.ops, [twin_a])
+    run_all(world, "confirmed", params(world, confirm_user_ids=(twin_b,)))
+    assert user_rows(world.ops, [twin_b]) == 0 and user_rows(world.ops, [twin_a]) == before_a
+    rules = world.store.execute("select rules from compliance.child_purges where run_id = 'confirmed' "
+                                "and subject_hash = %s", (user_hash(KEY, twin_b),)).fetchone()[0]
+    assert rules == ["reported"]
+    outcome, named, confirmed, resolved = _report_outcome(world, "confirmed", report)
+    assert (outcome, named, confirmed, resolved) == ("purged", [twin_a, twin_b], [twin_b], True)
+    assert world.ops.execute("select resolved_at is not null from child_reports where id = %s",
+                             (report,)).fetchone()[0]
+    # The next run leaves the other account alone: the report is resolved.
+    run_all(world, "after", params(world))
+    assert user_rows(world.ops, [twin_a]) == before_a
+
+
+def test_every_purged_record_ends_verified_whichever_run_verifies_it(world):
+    """Found by a QA trial: two live runs of one approved plan; run B's verify cleared the account id of run A's
+    purged record before A verified it, so A's verify never found it: verified_at stayed NULL for ever."""
+    at = datetime.now(timezone.utc)
+    gone = [10 ** 12 + i for i in range(3)]  # no such accounts: nothing left of them in any table
+    with world.store.cursor().copy("copy compliance.child_purges (run_id, subject_hash, user_id, outcome, purged_at, "
+                                   "detected_at, updated_at) from stdin") as copy:
+        for uid in gone:
+            copy.write_row(("run-a", user_hash(KEY, uid), uid, "purged", at, at, at))
+            copy.write_row(("run-b", user_hash(KEY, uid), uid, "already_erased", None, at, at))
+    purge.verify_purge(step(world, "run-b"))
+    purge.verify_purge(step(world, "run-a"))
+    left = world.store.execute("select run_id, outcome from compliance.child_purges where subject_hash = any(%s) "
+                               "and (verified_at is null or user_id is not null)",
+                               ([user_hash(KEY, uid) for uid in gone],)).fetchall()
+    assert left == []

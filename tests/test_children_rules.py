@@ -173,13 +173,22 @@ def test_reports_by_id_and_by_email_and_those_that_match_nobody(ops):
                    (14, 3, null, 'automated', now(), now()),                 -- resolved: ignored
                    (15, null, null, 'parent', now(), null),                  -- names nobody at all
                    (16, null, '', 'parent', now(), null),                    -- a blank address names nobody:
-                   (17, null, '  ', 'support', now(), null)                  -- not the accounts 5 and 6""")
+                   (17, null, '  ', 'support', now(), null),                 -- not the accounts 5 and 6
+                   (18, null, ' SOLO@example.com', 'parent', now(), null),   -- one account, no age data
+                   (19, null, 'other@example.com', 'parent', now(), null)    -- one account, an adult""")
     ops.execute("""insert into users (id, email, birth_date, created_at) values
-                   (5, '', '1990-01-01', now()), (6, '   ', '1990-01-01', now())""")
+                   (5, '', '1990-01-01', now()), (6, '   ', '1990-01-01', now()), (7, 'solo@example.com ', null, now())""")
     dm = load_datamap()
     found = {s.user_id: s.report_ids for s in detection.detect(ops, dm, as_of=AS_OF, tz="UTC")}
-    assert found == {1: (10,), 2: (10,), 4: (11,)}
+    # An address-only report names an account only when the address names it alone and its own data does not
+    # say adult: report 10 names two adults (a household) and report 19 one adult: both wait for a person.
+    assert found == {4: (11,), 7: (18,)}
+    review = detection.reports_needing_review(ops, dm, as_of=AS_OF)
+    assert [(r.report_id, r.user_ids, r.confirmed) for r in review] == [(10, (1, 2), ()), (19, (3,), ())]
+    assert "names 2 accounts (1, 2), whose own data says adult (1, 2)" in review[0].reason
+    confirmed = {s.user_id: s.report_ids for s in detection.detect(ops, dm, as_of=AS_OF, tz="UTC", confirmed=[2])}
+    assert confirmed == {2: (10,), 4: (11,), 7: (18,)}
     assert detection.unmatched_reports(ops, dm) == [detection.ReportOutcome(12, detection.NO_MATCH),
                                                     detection.ReportOutcome(13, detection.ALREADY_GONE)]
     assert detection.empty_reports(ops, dm) == [15, 16, 17]
-    assert {s.user_id for s in detection.detect(ops, dm, as_of=AS_OF, tz="UTC", user_ids=[2, 3])} == {2}
+    assert {s.user_id for s in detection.detect(ops, dm, as_of=AS_OF, tz="UTC", user_ids=[2, 3, 7])} == {7}

@@ -176,12 +176,14 @@ def test_every_command_and_flag_is_described():
 
 
 def test_the_readme_command_table_matches_the_parser():
-    """The README lists every command with every flag it takes, and nothing the parser lacks."""
+    """docs/cli.md (linked from the README) lists every command with every flag it takes, and nothing the parser lacks."""
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    table = readme.split("<!-- commands -->")[1].split("<!-- /commands -->")[0]
+    root = Path(__file__).resolve().parent.parent
+    assert "(docs/cli.md)" in (root / "README.md").read_text(), "the README no longer links the command line page"
+    page = (root / "docs" / "cli.md").read_text()
+    table = page.split("<!-- commands -->")[1].split("<!-- /commands -->")[0]
     documented = {}
     for line in table.splitlines():
         match = re.match(r"\| `privacy-ops ([a-z-]+)` \| ([^|]*)\|", line)
@@ -189,7 +191,7 @@ def test_the_readme_command_table_matches_the_parser():
             documented[match.group(1)] = set(re.findall(r"--[a-z-]+", match.group(2)))
     for name, sub in _subparsers(build_parser()).items():
         flags = {opt for a in sub._actions for opt in a.option_strings if opt.startswith("--") and opt != "--help"}
-        assert documented.get(name) == flags, f"README row of {name}: {documented.get(name)} != {flags}"
+        assert documented.get(name) == flags, f"docs/cli.md row of {name}: {documented.get(name)} != {flags}"
     assert set(documented) == set(_subparsers(build_parser()))
 
 
@@ -210,3 +212,92 @@ def test_no_command_prints_a_password(fresh_db, capsys, monkeypatch):
     main(["verify-audit"])
     out = capsys.readouterr()
     assert secret not in out.out + out.err
+
+
+# -- issue 25: no secret printed, no bad value as a traceback ------------------------------------------
+
+SECRET = "SECRETpw42"
+MALFORMED = {
+    # a stray % in the password: libpq quotes the token back, password and all
+    f"postgresql://postgres:Pw%zz{SECRET}@127.0.0.1:5432/postgres": "its password has a '%'",
+    # a broken IPv6 host: libpq's message quotes the whole URL
+    f"postgresql://postgres:{SECRET}@[::1/postgres": "IPv6",
+    # a key=value string: echoed in full before
+    f"host=127.0.0.1 password={SECRET} dbname=postgres": "not a key=value connection string",
+    f"postgresql://postgres:{SECRET}@127.0.0.1:99999/postgres": "its port",
+    f"postgresql://postgres:{SECRET}@127.0.0.1:5432/postgres?nosuch=1": "libpq does not know ('nosuch')",
+}
+
+
+@pytest.mark.parametrize("url", MALFORMED)
+def test_a_malformed_url_is_named_by_its_flag_or_variable_and_never_quoted(url, monkeypatch, capsys):
+    assert main(["migrate-store", "--url", url]) == EXIT_USAGE
+    err = _one_sentence(capsys.readouterr().err)
+    assert err.startswith("privacy-ops migrate-store: --url ") and MALFORMED[url] in err, err
+    assert SECRET not in err and url not in err
+    monkeypatch.setenv("PRIVACY_PG_URL", url)
+    assert main(["verify-audit"]) == EXIT_UNREACHABLE
+    err = _one_sentence(capsys.readouterr().err)
+    assert err.startswith("privacy-ops verify-audit: $PRIVACY_PG_URL ") and MALFORMED[url] in err, err
+    assert SECRET not in err
+    # The dev kit's commands, which take the server part of the URL first, too.
+    assert main(["init-ops", "--create-database"]) == EXIT_UNREACHABLE
+    err = _one_sentence(capsys.readouterr().err)
+    assert "$PRIVACY_PG_URL" in err and SECRET not in err
+
+
+def test_a_limit_or_id_too_large_for_the_database_is_a_usage_error(capsys):
+    """Before: NumericValueOutOfRange with a traceback, exit 1."""
+    answers = []
+    for value in ("-1", "99999999999999999999"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["whatif", "--limit", value])
+        assert exit_.value.code == EXIT_USAGE
+        answers.append(_one_sentence(capsys.readouterr().err).replace(value, "N"))
+    assert answers[0] == answers[1] and "is not a whole number from 1 to 9223372036854775807" in answers[0]
+    with pytest.raises(SystemExit) as exit_:
+        main(["right-to-know", "--user-id", "99999999999999999999"])
+    assert exit_.value.code == EXIT_USAGE
+    _one_sentence(capsys.readouterr().err)
+
+
+def test_a_limit_at_the_largest_bigint_works(fresh_db, capsys):
+    assert main(["migrate-store", "--url", fresh_db]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["whatif", "--url", fresh_db, "--limit", "9223372036854775807"]) == EXIT_OK
+    assert "no what-if runs are kept" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, where", [("version: 1\nrecords: [a, b\n", "line 3, column 1"),
+                                            ("version: 1\n\tpersonal_data: x\n", "line 2, column 1"),
+                                            ("a: b: c\n", "line 1, column 5")])
+def test_a_data_map_that_is_not_yaml_is_one_sentence_naming_the_file_and_the_place(content, where, tmp_path,
+                                                                                      capsys):
+    """Before: the parser's five lines (its marks and a quote of the file)."""
+    path = tmp_path / "broken.yaml"
+    path.write_text(content)
+    assert main(["check-datamap", "--datamap", str(path)]) == EXIT_CHECK_FAILED
+    err = _one_sentence(capsys.readouterr().err)
+    assert f"data map {path} is not valid YAML: " in err and err.endswith(where), err
+
+
+def test_a_data_map_that_is_not_text_is_one_sentence(tmp_path, capsys):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00garbage\x80")
+    assert main(["check-datamap", "--datamap", str(path)]) == EXIT_CHECK_FAILED
+    assert f"data map {path} is not a text file" in _one_sentence(capsys.readouterr().err)
+    assert main(["check-datamap", "--datamap", str(tmp_path)]) == EXIT_USAGE  # not a file: the flag is wrong
+    assert f"data map {tmp_path} cannot be read" in _one_sentence(capsys.readouterr().err)
+
+
+def test_a_driver_message_never_carries_the_password(capsys):
+    """A server that refuses: what reaches the user is scrubbed of the URL's password."""
+    from include import pg_url
+
+    url = f"postgresql://postgres:{SECRET}@127.0.0.1:1/x?sslpassword={SECRET}2"
+    message = f'could not connect with "{url}" password={SECRET} ({SECRET}2)'
+    assert SECRET not in pg_url.scrub(message, url)
+    assert SECRET not in pg_url.redact(url) and pg_url.redact(url).startswith("postgresql://postgres:***@127.0.0.1:1")
+    assert main(["migrate-store", "--url", url]) == EXIT_UNREACHABLE
+    err = _one_sentence(capsys.readouterr().err)
+    assert SECRET not in err and "could not reach the database at postgresql://postgres:***@127.0.0.1:1/x" in err

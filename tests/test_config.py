@@ -71,3 +71,37 @@ def test_notification_settings_are_read():
     assert (s.notification_batch_size, s.notification_senders) == (250, 2)
     assert s.notification_template_id == "d-0123456789abcdef0123456789abcdef"
     assert Settings().notification_batch_size == 1000
+
+
+def _numeric_settings() -> list[str]:
+    from include.config import SCHEMA
+
+    def numeric(schema) -> bool:
+        kinds = schema.get("type")
+        return bool({"number", "integer"} & set([kinds] if isinstance(kinds, str) else kinds or []))
+
+    return sorted(key for key, schema in SCHEMA["properties"].items() if numeric(schema))
+
+
+def test_the_numeric_settings_are_found():
+    """The test below walks every numeric setting of the schema: make sure it finds them."""
+    assert {"sendgrid_deadline_minutes", "whatif_retention_days", "due_soon_days", "purge_threshold",
+            "notification_senders", "notification_batch_size"} <= set(_numeric_settings())
+
+
+@pytest.mark.parametrize("key", _numeric_settings())
+@pytest.mark.parametrize("text, shown", [("NaN", "NaN"), ("Infinity", "Infinity"), ("-Infinity", "-Infinity"),
+                                         ("1e400", "Infinity")])
+def test_no_numeric_setting_is_nan_or_infinite(key, text, shown):
+    """{"sendgrid_deadline_minutes": NaN} used to be accepted (NaN passes every minimum/maximum), so the 429
+    deadline never came, while the same NaN for an integer setting was refused: every numeric setting refuses
+    NaN and the infinities, in one sentence naming the key, from JSON and from a mapping alike."""
+    from include.config import EXPECTED
+    from include.errors import NeedsOperator
+
+    with pytest.raises(SettingsError) as err:
+        Settings.from_json(f'{{"{key}": {text}}}')
+    assert str(err.value) == f"{key} must be {EXPECTED[key]}, not {shown}"
+    assert isinstance(err.value, NeedsOperator) and "\n" not in str(err.value)
+    with pytest.raises(SettingsError, match=f"^{key} must be "):
+        Settings.from_mapping({key: float(text)})

@@ -246,15 +246,33 @@ def test_notification_trigger_form_refuses_bad_input(dagbag):
     _with(dag.params, {"policy_version": None, "max_recipients": None, "test_recipients": []})
 
 
-def _emailing_tasks(path) -> set[str]:
-    """The tasks of a DAG file whose function hands the mailer to its step (``env.mailer``)."""
+def _uses_mailer(fn) -> bool:
     import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    return any(isinstance(n, ast.Attribute) and n.attr == "mailer" for n in ast.walk(tree))
+
+
+def _emailing_tasks(path, dag) -> set[str]:
+    """The tasks of a DAG file whose function hands the mailer to its step (``env.mailer``), or whose step (run
+    through the step context, include.seam.erasure.step_task) takes the mailer from it (``step.mailer``)."""
+    import ast
+
+    from include.seam.task import _named
 
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.FunctionDef) and any(
                 isinstance(n, ast.Attribute) and n.attr == "mailer" for n in ast.walk(node)):
             found.add(node.name)
+    for task in (dag.tasks if dag is not None else ()):
+        fn = getattr(task, "python_callable", None)
+        cells = dict(zip(getattr(getattr(fn, "__code__", None), "co_freevars", ()),
+                         (c.cell_contents for c in (getattr(fn, "__closure__", None) or ()))))
+        if isinstance(cells.get("target"), str) and _uses_mailer(_named(cells["target"])):
+            found.add(task.task_id)
     return found
 
 
@@ -267,7 +285,7 @@ def test_every_task_that_sends_email_is_in_the_sendgrid_pool(dagbag):
     checked = 0
     for path in sorted((Path(__file__).resolve().parent.parent / "dags").glob("*.py")):
         dag = dagbag.dags.get(path.stem)
-        for task_id in _emailing_tasks(path):
+        for task_id in _emailing_tasks(path, dag):
             if dag is not None and dag.has_task(task_id):
                 assert dag.get_task(task_id).pool == SENDGRID_POOL, f"{path.stem}.{task_id} sends email outside the pool"
                 checked += 1
@@ -291,3 +309,26 @@ def test_an_erasing_run_outlives_the_reviewers_time_the_deployment_sets(monkeypa
     errors = DagBag(dag_folder=str(DAGS)).import_errors
     assert {Path(p).name for p in errors} == {"child_data_purge.py", "dsr_fulfilment.py"}
     assert all("PRIVACY_APPROVAL_TIMEOUT_HOURS must be a number of hours" in e for e in errors.values())
+
+
+def test_catch_up_is_bounded_and_leaves_a_manual_run_its_place(dagbag, monkeypatch):
+    """Issue 30, point 2: triggering vendor_sharing_manifests from the form (its 'Unpause on trigger' box ticked, as
+    Airflow ticks it) unpaused the DAG, and the scheduler started daily catch-up runs from the project's start date
+    (12 in 5 minutes) while the manual run's manifest tasks waited."""
+    from datetime import datetime, timedelta, timezone
+
+    from include.seam.dag import catch_up_start
+
+    dag = dagbag.dags["vendor_sharing_manifests"]
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert dag.catchup and today - timedelta(days=3) <= dag.start_date <= today
+    catch_up_runs = (today - dag.start_date).days
+    assert catch_up_runs < dag.max_active_runs  # a manual run always has a place beside the catch-up
+    now = datetime(2026, 12, 6, 15, 30, tzinfo=timezone.utc)
+    monkeypatch.setenv("PRIVACY_MANIFESTS_CATCHUP_DAYS", "1")
+    assert catch_up_start("PRIVACY_MANIFESTS_CATCHUP_DAYS", default_days=3, most_days=3, now=now) == datetime(
+        2026, 12, 5, tzinfo=timezone.utc)
+    for bad in ("4", "-1", "two", "1.5"):
+        monkeypatch.setenv("PRIVACY_MANIFESTS_CATCHUP_DAYS", bad)
+        with pytest.raises(ValueError, match="must be a whole number of days from 0 to 3"):
+            catch_up_start("PRIVACY_MANIFESTS_CATCHUP_DAYS", default_days=3, most_days=3, now=now)

@@ -15,8 +15,9 @@ from include.config import Settings
 from include.datamap import load_datamap
 from include.dsr import tracking
 from include.dsr.params import DsrParams
+from include.step import Step
 from include.notify.delivery import Batch, DeliveryDeferred, deliver
-from include.notify.sendgrid_mailer import MAX_PERSONALIZATIONS, SendGridAuthError, SendGridMailer
+from include.notify.sendgrid_mailer import MAX_PERSONALIZATIONS, RetryPolicy, SendGridAuthError, SendGridMailer
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 TODAY = date(2026, 11, 25)
@@ -47,8 +48,7 @@ def _requests(db, n: int, assignees: int = 3) -> None:
                       values (%s, %s, 'someone@example.org', 'gdpr', 'access', '2026-09-01 10:00+00', 'in_progress', %s)""",
                    (rid, rid, f"staff{rid % assignees}@example.com"))
     with connect(db.info.dsn, autocommit=True) as ops:
-        tracking.evaluate_requests(ops, db, load_datamap(), SETTINGS, ctx("eval"),
-                                   DsrParams(as_of=TODAY, what_if=False))
+        tracking.evaluate_requests(Step(ctx=ctx("eval"), settings=SETTINGS, params=DsrParams(as_of=TODAY, what_if=False), ops=ops, store=db, datamap=load_datamap()))
 
 
 def _sent_requests(sendgrid) -> Counter:
@@ -75,8 +75,8 @@ def test_two_runs_at_once_send_each_escalation_and_the_digest_once(db, fresh_db,
             with connect(fresh_db, autocommit=True) as store:
                 params = DsrParams(as_of=TODAY, what_if=False)
                 mailer = mailer_for(sendgrid)
-                results[run_id] = (tracking.escalate(store, mailer, SETTINGS, ctx(run_id), params),
-                                   tracking.send_digest(store, mailer, SETTINGS, ctx(run_id), params))
+                results[run_id] = (tracking.send_escalations(Step(ctx=ctx(run_id), settings=SETTINGS, params=params, store=store, mailer=mailer)),
+                                   tracking.send_daily_digest(Step(ctx=ctx(run_id), settings=SETTINGS, params=params, store=store, mailer=mailer)))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -97,12 +97,12 @@ def test_a_targeted_run_sends_only_its_own_requests(db, sendgrid):
     _requests(db, 6)
     params = DsrParams(as_of=TODAY, what_if=False, request_ids=(2, 5))
     with connect(db.info.dsn, autocommit=True) as ops:
-        tracking.evaluate_requests(ops, db, load_datamap(), SETTINGS, ctx("t"), params)
+        tracking.evaluate_requests(Step(ctx=ctx("t"), settings=SETTINGS, params=params, ops=ops, store=db, datamap=load_datamap()))
     # An earlier full run recorded everyone's escalations but died before sending them.
     from include.dsr import escalation
 
     escalation.record(db, as_of=TODAY, team_email=SETTINGS.compliance_team_email, run_id="dead", now=NOW)
-    result = tracking.escalate(db, mailer_for(sendgrid), SETTINGS, ctx("targeted"), params)
+    result = tracking.send_escalations(Step(ctx=ctx("targeted"), settings=SETTINGS, params=params, store=db, mailer=mailer_for(sendgrid)))
     assert result["sent"] == 2 and _sent_requests(sendgrid) == Counter({2: 1, 5: 1})
     pending = {r[0] for r in db.execute("select request_id from compliance.dsr_escalations where status = 'pending'")}
     assert pending == {1, 3, 4, 6}
@@ -195,7 +195,7 @@ def test_rate_limiting_past_the_deadline_says_what_is_pending(db, sendgrid):
         fake["now"] += seconds
 
     mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=sleep, clock=lambda: fake["now"],
-                            rate_limit_deadline=120)
+                            policy=RetryPolicy(rate_limit_deadline=120))
     sendgrid.inject(status=429, count=1000, limit=None)
     with pytest.raises(DeliveryDeferred) as err:
         deliver(db, ledger, mailer, ctx("limited"))

@@ -13,7 +13,8 @@ from devkit.database import connect
 from include.datamap import load_datamap
 from include.dsr import tracking
 from include.dsr.params import DsrParams
-from include.notify.sendgrid_mailer import SendGridAuthError, SendGridMailer
+from include.step import Step
+from include.notify.sendgrid_mailer import RetryPolicy, SendGridAuthError, SendGridMailer
 from devkit.operational_schema import create_reference_schema
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -66,7 +67,7 @@ def params(as_of=TODAY, request_ids=(), dry_run=False) -> DsrParams:
 
 def evaluate(db, run_id="run-1", **kw):
     with connect(db.info.dsn, autocommit=True) as ops:
-        return tracking.evaluate_requests(ops, db, load_datamap(), SETTINGS, ctx(run_id), params(**kw))
+        return tracking.evaluate_requests(Step(ctx=ctx(run_id), settings=SETTINGS, params=params(**kw), ops=ops, store=db, datamap=load_datamap()))
 
 
 def status(db, rid):
@@ -156,7 +157,7 @@ def _escalation_fixture(db):
 def test_escalations_are_sent_once_without_personal_data(db, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
-    result = tracking.escalate(db, mailer, SETTINGS, ctx(), params(as_of=TODAY))
+    result = tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer))
     assert result == {"claimed": 4, "sent": 4, "failed": 0}
     ledger = {(r, lvl): (rcpt, st) for r, lvl, rcpt, st in db.execute(
         "select request_id, level, recipient, status from compliance.dsr_escalations")}
@@ -178,7 +179,7 @@ def test_escalations_are_sent_once_without_personal_data(db, sendgrid, mailer):
 
     # Again, and after another evaluation: nothing more is sent.
     evaluate(db, run_id="run-2")
-    assert tracking.escalate(db, mailer, SETTINGS, ctx("run-2"), params(as_of=TODAY)) == {"claimed": 0, "sent": 0, "failed": 0}
+    assert tracking.send_escalations(Step(ctx=ctx("run-2"), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer)) == {"claimed": 0, "sent": 0, "failed": 0}
     assert len(sendgrid.accepted()) == len(payloads)
 
 
@@ -187,7 +188,7 @@ def test_an_assignee_sendgrid_cannot_be_given_is_replaced_by_the_team(db, sendgr
     (400), the escalation stayed failed for good and nobody was told of the overdue request."""
     add_request(db, 1, received="2026-10-01", assignee="jürgen@exämple.de")  # overdue
     evaluate(db)
-    assert tracking.escalate(db, mailer, SETTINGS, ctx(), params(as_of=TODAY)) == {"claimed": 1, "sent": 1, "failed": 0}
+    assert tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer)) == {"claimed": 1, "sent": 1, "failed": 0}
     assert db.execute("select recipient, status from compliance.dsr_escalations").fetchall() == [
         ("compliance@example.com", "sent")]
     (payload,) = [m["payload"] for m in sendgrid.accepted()]
@@ -198,12 +199,13 @@ def test_a_crash_between_claim_and_send_is_resumed(db, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
     sendgrid.inject(status=500, count=2)
-    failing = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None, max_attempts=2)
+    failing = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None,
+                             policy=RetryPolicy(max_attempts=2))
     with pytest.raises(Exception, match="HTTP 500"):
-        tracking.escalate(db, failing, SETTINGS, ctx(), params(as_of=TODAY))
+        tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=failing))
     assert db.execute("select count(*) from compliance.dsr_escalations where status = 'pending'").fetchone()[0] == 4
     assert sendgrid.accepted() == []
-    result = tracking.escalate(db, mailer, SETTINGS, ctx("run-1-retry"), params(as_of=TODAY))
+    result = tracking.send_escalations(Step(ctx=ctx("run-1-retry"), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer))
     assert result["claimed"] == 0 and result["sent"] == 4
 
 
@@ -211,7 +213,7 @@ def test_a_refused_batch_is_marked_failed_and_the_rest_goes_on(db, sendgrid, mai
     _escalation_fixture(db)
     evaluate(db)
     sendgrid.inject(status=400, count=1)
-    result = tracking.escalate(db, mailer, SETTINGS, ctx(), params(as_of=TODAY))
+    result = tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer))
     assert result == {"claimed": 4, "sent": 2, "failed": 2}  # the first recipient's message was refused
     errors = [r[0] for r in db.execute("select error from compliance.dsr_escalations where status = 'failed'")]
     assert errors and all(errors)
@@ -222,7 +224,7 @@ def test_bad_api_key_fails_at_once(db, sendgrid):
     evaluate(db)
     wrong = SendGridMailer(api_key="SG.wrong", host=sendgrid.base_url, sleep=lambda s: None)
     with pytest.raises(SendGridAuthError):
-        tracking.escalate(db, wrong, SETTINGS, ctx(), params(as_of=TODAY))
+        tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=wrong))
     assert len(sendgrid.requests()) == 1
 
 
@@ -232,9 +234,9 @@ def test_dry_runs_and_what_ifs_send_nothing(db, sendgrid, mailer, kwargs, reason
     _escalation_fixture(db)
     as_of = kwargs.get("as_of", TODAY)
     evaluate(db, as_of=as_of)
-    result = tracking.escalate(db, mailer, SETTINGS, ctx(), params(as_of=as_of, dry_run=kwargs.get("dry_run", False)))
+    result = tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=as_of, dry_run=kwargs.get("dry_run", False)), store=db, mailer=mailer))
     assert reason in result["skipped"] and result["would_claim"] >= 4
-    digest = tracking.send_digest(db, mailer, SETTINGS, ctx(), params(as_of=as_of, dry_run=kwargs.get("dry_run", False)))
+    digest = tracking.send_daily_digest(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=as_of, dry_run=kwargs.get("dry_run", False)), store=db, mailer=mailer))
     assert reason in digest["skipped"]
     assert sendgrid.accepted() == []
     assert db.execute("select count(*) from compliance.dsr_escalations").fetchone()[0] == 0
@@ -243,8 +245,8 @@ def test_dry_runs_and_what_ifs_send_nothing(db, sendgrid, mailer, kwargs, reason
 def test_one_digest_a_day(db, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
-    assert tracking.send_digest(db, mailer, SETTINGS, ctx(), params(as_of=TODAY)) == {"sent": "2026-11-25", "attention": 4}
-    assert tracking.send_digest(db, mailer, SETTINGS, ctx("run-2"), params(as_of=TODAY)) == {"already_sent": "2026-11-25"}
+    assert tracking.send_daily_digest(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer)) == {"sent": "2026-11-25", "attention": 4}
+    assert tracking.send_daily_digest(Step(ctx=ctx("run-2"), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer)) == {"already_sent": "2026-11-25"}
     (message,) = sendgrid.accepted()
     payload = message["payload"]
     assert payload["personalizations"][0]["to"] == [{"email": "compliance@example.com"}]
@@ -256,9 +258,9 @@ def test_a_refused_digest_is_recorded_and_not_resent(db, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
     sendgrid.inject(status=400, count=1)
-    result = tracking.send_digest(db, mailer, SETTINGS, ctx(), params(as_of=TODAY))
+    result = tracking.send_daily_digest(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer))
     assert result["failed"] == "2026-11-25" and result["reason"]
-    assert tracking.send_digest(db, mailer, SETTINGS, ctx("run-2"), params(as_of=TODAY)) == {"failed_earlier": "2026-11-25"}
+    assert tracking.send_daily_digest(Step(ctx=ctx("run-2"), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer)) == {"failed_earlier": "2026-11-25"}
     assert db.execute("select status from compliance.dsr_digests").fetchone() == ("failed",)
     assert len(sendgrid.requests()) == 1 and sendgrid.accepted() == []
 
@@ -266,8 +268,8 @@ def test_a_refused_digest_is_recorded_and_not_resent(db, sendgrid, mailer):
 def test_every_step_is_in_the_audit_log(db, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
-    tracking.escalate(db, mailer, SETTINGS, ctx(), params(as_of=TODAY))
-    tracking.send_digest(db, mailer, SETTINGS, ctx(), params(as_of=TODAY))
+    tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer))
+    tracking.send_daily_digest(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer))
     actions = [r[0] for r in db.execute("select action from compliance.audit_log order by id")]
     assert actions[0] == "dsr.evaluated" and "dsr.escalation_sent" in actions and actions[-1] == "dsr.digest_sent"
     assert audit.verify_chain(db).ok
@@ -301,7 +303,7 @@ def test_a_what_if_leaves_the_live_status_alone(db, fresh_db, capsys):
         with pytest.raises(SystemExit) as exit_:
             main(["whatif", "--url", fresh_db, "--limit", bad])
         assert exit_.value.code == 2
-        assert f"{bad!r} is not a positive whole number" in capsys.readouterr().err
+        assert f"{bad!r} is not a whole number from 1 to 9223372036854775807" in capsys.readouterr().err
 
 
 def test_a_what_if_before_the_earliest_plausible_receipt_is_refused():
@@ -341,7 +343,7 @@ def test_a_value_python_cannot_hold_spoils_only_its_row(db, sendgrid, mailer, va
     assert summary["evaluated"] == 3 and summary["states"] == {"invalid": 2, "overdue": 1}
     assert status(db, 2)["invalid_reason"].startswith(reason)
     assert status(db, 3)["invalid_reason"].startswith("completed_at holds infinity")
-    result = tracking.escalate(db, mailer, SETTINGS, ctx(), params())
+    result = tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(), store=db, mailer=mailer))
     assert result["sent"] == 1
     assert {r[0] for r in db.execute("select request_id from compliance.dsr_escalations")} == {1}
 

@@ -58,10 +58,25 @@ def test_setup_faults_stop_the_run_with_one_sentence_before_anything_changes(wor
     assert "the subject-hashing key is not configured: set the password of Airflow connection 'privacy_subject_key'" in log
     state, log = run_dag(world, "conf-typo", conf={"dryrun": False})
     assert state == "failed"
-    assert "trigger conf key 'dryrun' is not a parameter of child_data_purge (its parameters: approve_plan, dry_run, " \
-           "max_subjects, user_ids)" in log
+    assert "trigger conf key 'dryrun' is not a parameter of child_data_purge (its parameters: approve_plan, " \
+           "confirm_user_ids, dry_run, max_subjects, user_ids)" in log
     assert support.checksums(conn) == before
     assert conn.execute("select count(*) from compliance.child_purges").fetchone()[0] == 0
+
+
+def test_an_id_past_bigint_is_refused_before_the_run_starts(world):
+    """user_ids past PostgreSQL's bigint used to pass the form's schema: the first statement raised
+    NumericValueOutOfRange with a traceback and the task was retried three times (11 minutes in all here). The
+    schema's maximum now refuses it in Airflow's own parameter check (at run creation, and again at task start
+    for a conf stored earlier); each DAG's params resolution checks again (tests/test_param_ranges.py)."""
+    conn = world["conn"]
+    before = support.checksums(conn)
+    state, log = run_dag(world, "id-past-bigint", conf={"dry_run": False, "user_ids": [99999999999999999999]})
+    assert state is None, log[-3000:]  # no run was created, so no task ran and none was retried
+    assert ("Invalid input for param user_ids: 99999999999999999999 is greater than the maximum of "
+            "9223372036854775807") in log, log[-3000:]
+    assert "NumericValueOutOfRange" not in log and "up_for_retry" not in log.lower()
+    assert support.checksums(conn) == before
 
 
 def test_a_manual_run_is_a_dry_run_that_changes_nothing(world):

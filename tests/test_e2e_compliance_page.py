@@ -89,7 +89,7 @@ def wait_for_chain(world):
 
 # -- access --------------------------------------------------------------------------------------------
 
-SECTIONS = ["requests", "whatif", "audit", "purges", "manifests", "campaigns", "fulfilments"]
+SECTIONS = ["attention", "requests", "whatif", "audit", "purges", "manifests", "campaigns", "fulfilments"]
 ROUTES = ["/compliance/", API, *[f"{API}/{key}" for key in SECTIONS]]
 
 
@@ -111,6 +111,27 @@ def test_a_logged_in_user_without_permission_is_refused(world):
     token = world["api"].token("nobody", LOGINS["nobody"][0])
     for route in ROUTES:
         assert get(world, route, token=token).status_code == 403, route
+
+
+def test_no_answer_may_be_cached(world):
+    """The page's HTML said no-store; its JSON answers (and its refusals) did not."""
+    answers = [get(world, route) for route in ROUTES] + [
+        get(world, route, token=None) for route in ROUTES[:2]] + [
+        get(world, f"{API}/requests", size="0"), get(world, f"{API}/nope")]
+    for answer in answers:
+        assert answer.headers.get("cache-control") == "no-store", (answer.request.url, answer.status_code)
+        assert answer.headers.get("x-content-type-options") == "nosniff", answer.request.url
+
+
+def test_values_the_database_cannot_hold_are_400_with_one_sentence(world):
+    """Before: 500 for a vendor id beyond bigint and for a NUL in a filter; size=0 named the wrong bounds."""
+    for section, params, words in (("manifests", {"vendor_id": "99999999999999999999999"}, "vendor_id must be"),
+                                   ("requests", {"regime": "\x00"}, "NUL character"),
+                                   ("requests", {"size": "0"}, "from 1 to 200")):
+        answer = get(world, f"{API}/{section}", **params)
+        assert answer.status_code == 400, (params, answer.status_code, answer.text[:300])
+        detail = answer.json()["detail"]
+        assert words in detail and "\n" not in detail, detail
 
 
 def test_a_logged_in_viewer_is_allowed_by_token_and_by_the_ui_cookie(world):

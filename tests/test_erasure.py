@@ -220,13 +220,13 @@ def test_a_failing_hook_or_a_failed_recheck_changes_nothing(ops, dm):
         raise RuntimeError("the store refused the record")
 
     with pytest.raises(RuntimeError):
-        erasure.erase_subject(ops, dm, 1, KEY, at=NOW, before_commit=refuse)
+        erasure.erase_subject(ops, dm, 1, KEY, at=NOW, options=erasure.EraseOptions(before_commit=refuse))
     assert snapshot(ops) == before
-    assert erasure.erase_subject(ops, dm, 1, KEY, at=NOW, recheck=lambda conn: False).outcome == erasure.NOT_ELIGIBLE
+    assert erasure.erase_subject(ops, dm, 1, KEY, at=NOW, options=erasure.EraseOptions(recheck=lambda conn: False)).outcome == erasure.NOT_ELIGIBLE
     assert snapshot(ops) == before
     seen = []
-    result = erasure.erase_subject(ops, dm, 1, KEY, at=NOW, in_transaction=lambda conn: {"n": seen.append(1) or 7},
-                                   before_commit=lambda r: seen.append(r.rows_erased))
+    result = erasure.erase_subject(ops, dm, 1, KEY, at=NOW, options=erasure.EraseOptions(in_transaction=lambda conn: {"n": seen.append(1) or 7},
+                                   before_commit=lambda r: seen.append(r.rows_erased)))
     assert result.extra == {"n": 7} and seen == [1, result.rows_erased]
 
 
@@ -252,7 +252,7 @@ def test_two_erasers_never_erase_one_subject_twice(fresh_db, ops, dm):
 
     def first():
         with connect(fresh_db, autocommit=True) as conn:
-            results["first"] = erasure.erase_subject(conn, dm, 1, KEY, at=NOW, before_commit=hold_the_claim)
+            results["first"] = erasure.erase_subject(conn, dm, 1, KEY, at=NOW, options=erasure.EraseOptions(before_commit=hold_the_claim))
 
     thread = threading.Thread(target=first)
     thread.start()
@@ -261,7 +261,7 @@ def test_two_erasers_never_erase_one_subject_twice(fresh_db, ops, dm):
         assert erasure.erase_subject(other, dm, 1, KEY, at=NOW).outcome == erasure.CLAIMED_ELSEWHERE
         assert erasure.probe(other, dm, 1) == erasure.Probe(exists=True, busy=True)
         waiter = threading.Thread(target=lambda: results.update(
-            second=erasure.erase_subject(other, dm, 1, KEY, at=NOW, wait=True)))
+            second=erasure.erase_subject(other, dm, 1, KEY, at=NOW, options=erasure.EraseOptions(wait=True))))
         waiter.start()
         release.set()
         thread.join(10)
@@ -275,7 +275,7 @@ def test_a_lock_held_too_long_is_a_transient_busy_subject(fresh_db, ops, dm):
     with connect(fresh_db) as app:  # an application transaction holding one of the subject's rows
         app.execute("update usage_events set feature = 'z' where user_id = 1")
         with pytest.raises(erasure.SubjectBusy):
-            erasure.erase_subject(ops, dm, 1, KEY, at=NOW, lock_timeout_ms=200)
+            erasure.erase_subject(ops, dm, 1, KEY, at=NOW, options=erasure.EraseOptions(lock_timeout_ms=200))
         app.rollback()
     assert rows_of(ops, 1, "kid@example.com")["usage_events"] == 3
 

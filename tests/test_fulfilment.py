@@ -19,6 +19,7 @@ from include.erasure import guard
 from include.fulfilment import ledger, package, steps
 from include.fulfilment.params import FulfilmentParams
 from include.objectstore import FileObjectStore
+from include.step import Step
 from include.subjects import user_hash
 from tests.purge_support import OPS_TABLES, checksums, rows_per_user
 
@@ -50,18 +51,26 @@ def params(world, **kw) -> FulfilmentParams:
     return FulfilmentParams(**{"as_of": world.today, **kw})
 
 
+def step(world, run_id: str, p: FulfilmentParams | None = None, *, settings: Settings | None = None, approval=None,
+         ops=None, store=None) -> Step:
+    """The step context a task of the run gets (the seam builds it under Airflow; no object store in a dry run)."""
+    p = p or params(world)
+    return Step(ctx=ctx(run_id), settings=settings or world.settings, params=p, ops=ops or world.ops,
+                store=store or world.store, datamap=world.dm, key=KEY, objects=None if p.dry_run else world.objects,
+                approval=approval)
+
+
 def run(world, run_id: str, p: FulfilmentParams | None = None, settings: Settings | None = None, approval=None,
         ops=None, store=None) -> dict:
     """The DAG's steps in its order, the branch as the DAG takes it."""
-    ops, store, settings, p = ops or world.ops, store or world.store, settings or world.settings, p or params(world)
-    c = ctx(run_id)
-    plan = steps.plan_run(ops, store, world.dm, settings, c, p, KEY)
-    steps.fulfil_requests(ops, store, world.objects, world.dm, settings, c, p, KEY, workdir=str(world.tmp))
+    s = step(world, run_id, p, settings=settings, approval=approval, ops=ops, store=store)
+    plan = steps.plan_requests(s)
+    steps.fulfil_requests(s, workdir=str(world.tmp))
     branch = guard.route(plan, review_task_id=REVIEW, in_advance_task_id=IN_ADVANCE)
     if branch == IN_ADVANCE or (branch == REVIEW and approval):
-        steps.erase_requests(ops, store, world.dm, settings, c, p, KEY, approval)
-        steps.verify_erasures(ops, store, world.dm, c)
-    finished = steps.finish_run(store, settings, c, approval)
+        steps.erase_requests(s)
+        steps.verify_erasures(s)
+    finished = steps.finish_run(s)
     return {"plan": plan, "branch": branch, **finished}
 
 
@@ -229,9 +238,8 @@ def test_above_the_threshold_nothing_is_erased_without_approval(world):
     after = rows_per_user(world.ops)
     assert all(after.get(uid) == rows for uid, rows in before_users.items()
                if uid not in (world.planted["hold_released_adult"][0],))  # only the restriction changed a row
-    c = ctx("manual__wait")
     with pytest.raises(steps.NotApproved, match="no person approved it"):
-        steps.erase_requests(world.ops, world.store, world.dm, low, c, params(world), KEY, None)
+        steps.erase_requests(step(world, "manual__wait", settings=low))
     # A reviewer's approval (as PlanApproval records it) erases exactly that plan.
     answer = {"chosen_options": ["Approve"], "responded_by_user": {"id": "r", "name": "reviewer"}, "timed_out": False}
     result = run(world, "manual__approved", settings=low, approval=answer)
@@ -285,13 +293,13 @@ def test_the_rest_of_an_approved_erasure_plan_is_still_approved_after_another_ru
 
 def test_a_hold_placed_after_planning_is_found_under_the_claim(world):
     p = world.planted
-    c, pr = ctx("manual__h"), params(world)
-    steps.plan_run(world.ops, world.store, world.dm, world.settings, c, pr, KEY)
+    s = step(world, "manual__h")
+    steps.plan_requests(s)
     gdpr_user = p["requester_gdpr"][0]
     hold = world.ops.execute("insert into legal_holds (user_id, reason, placed_at) values (%s, 'litigation', now()) "
                              "returning id", (gdpr_user,)).fetchone()[0]
     before = rows_per_user(world.ops)[gdpr_user]
-    steps.erase_requests(world.ops, world.store, world.dm, world.settings, c, pr, KEY)
+    steps.erase_requests(s)
     assert rows_per_user(world.ops)[gdpr_user] == before
     rid = p["request_gdpr_due_soon"][0]
     assert outcomes(world.store)[rid][0] == "held" and str(hold) in outcomes(world.store)[rid][1]
@@ -414,11 +422,10 @@ def test_an_export_whose_request_another_run_completes_under_its_snapshot_is_lef
         return real_claim(ops, dm, request_ids)
 
     monkeypatch.setattr(source, "claim", claim_after_a_concurrent_commit)
-    plan = steps.plan_run(world.ops, world.store, world.dm, world.settings, ctx("manual__race"), params(world), KEY)
+    plan = steps.plan_requests(step(world, "manual__race"))
     assert plan["state"] == "planned"
     row = next(r for r in steps.ledger.plan_rows(world.store, "manual__race") if r.request_id == access.request_id)
-    outcome = steps.act_on_request(world.ops, world.store, world.objects, world.dm, world.settings,
-                                   ctx("manual__race"), params(world), KEY, row, workdir=str(world.tmp))
+    outcome = steps.act_on_request(step(world, "manual__race"), row, workdir=str(world.tmp))
     assert outcome == steps.CLAIMED
     assert access.request_id not in outcomes(world.store)  # nothing recorded, nothing uploaded by this run
     assert not list(world.objects.list(f"exports/request={access.request_id}/"))
@@ -440,8 +447,7 @@ def test_a_request_held_by_another_transaction_is_left_to_it_and_a_locked_accoun
         assert request_rows(world.ops, [export, restriction]) == {export: ("in_progress", None),
                                                                  restriction: ("in_progress", None)}
     # Once the other transaction is gone, the retry of the same run acts on both.
-    c, pr = ctx("manual__locked"), params(world, request_ids=(export, restriction))
-    steps.fulfil_requests(world.ops, world.store, world.objects, world.dm, world.settings, c, pr, KEY)
+    steps.fulfil_requests(step(world, "manual__locked", params(world, request_ids=(export, restriction))))
     assert {outcomes(world.store)[i][0] for i in (export, restriction)} == {"exported", "restricted"}
 
 

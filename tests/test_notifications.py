@@ -23,11 +23,12 @@ from include.audit import RunContext
 from include.config import Settings
 from include.datamap import load_datamap
 from include.notifications import campaign, messages, recipients
-from include.notifications.ledger import CampaignLedger
+from include.notifications.ledger import Audience, CampaignLedger, LedgerLinks, SenderShare
 from include.notifications.messages import Notice, Renderer
 from include.notifications.params import NotificationParams
 from include.notify.sendgrid_mailer import SendGridAuthError, SendGridMailer
 from include.periods import ParamError, RunTiming
+from include.step import Step
 from include.subjects import address_hash
 
 KEY = b"notification-test-key-0123456789"
@@ -72,7 +73,8 @@ def publish(ops, *, days_ago: int = 0, summary: str = "Adds <b>partners</b> & ac
 def build(ops, store, label: str, **params) -> dict:
     p = NotificationParams(today=TODAY, policy_version=label, **params)
     found = campaign.find_version(ops, store, load_datamap(), p, datetime.now(timezone.utc))
-    return campaign.build(ops, store, load_datamap(), KEY, SETTINGS, ctx(), p, found)
+    return campaign.build_recipients(Step(ctx=ctx(), settings=SETTINGS, params=p, ops=ops, store=store,
+                                          datamap=load_datamap(), key=KEY), found)
 
 
 def send(conns, sendgrid, built: dict, *, sender: int = 0, senders: int = 1, budget: int | None = None,
@@ -80,8 +82,9 @@ def send(conns, sendgrid, built: dict, *, sender: int = 0, senders: int = 1, bud
     ops, store, side = conns
     plan = {"campaign_id": built["campaign_id"], "sender": sender, "senders": senders, "budget": budget}
     mailer = mailer or SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
-    return campaign.send(ops, store, side, load_datamap(), KEY, mailer, SETTINGS, ctx(run_id),
-                         NotificationParams(today=TODAY, **params), plan)
+    return campaign.send_batches(Step(ctx=ctx(run_id), settings=SETTINGS, params=NotificationParams(today=TODAY, **params),
+                                      ops=ops, store=store, datamap=load_datamap(), key=KEY, mailer=mailer, side=side),
+                                 plan)
 
 
 # -- the oracle (tests/notification_oracle.py) -------------------------------------------------------------
@@ -314,7 +317,10 @@ def test_changes_after_the_build_are_honoured_at_send_time(conns, sendgrid):
     ops.execute("update users set email = %s where id = %s", (f"renamed.{rename}@example.org", rename))
     ops.execute("""insert into child_reports (id, user_id, source, reported_at)
                    select coalesce(max(id), 0) + 1, %s, 'parent', now() from child_reports""", (child,))
-    # A report that names the account only by its address, spelt differently: the rule matches it all the same.
+    # A report that names the account only by its address, spelt differently: the rule matches it all the same
+    # (an account whose own data says nothing of its age: an address-only report never makes an adult a child).
+    ages = ops.execute("select birth_date, declared_age from users where id = %s", (named,)).fetchone()
+    ops.execute("update users set birth_date = null, declared_age = null where id = %s", (named,))
     ops.execute("""insert into child_reports (id, reported_email, source, reported_at)
                    select coalesce(max(id), 0) + 1, ' ' || upper(%s) || ' ', 'parent', now() from child_reports""",
                 (email[named],))
@@ -341,6 +347,7 @@ def test_changes_after_the_build_are_honoured_at_send_time(conns, sendgrid):
                     "and reported_at > now() - interval '1 hour'", (child,))
         ops.execute("delete from child_reports where user_id is null and lower(btrim(reported_email)) = lower(%s) "
                     "and reported_at > now() - interval '1 hour'", (email[named],))
+        ops.execute("update users set birth_date = %s, declared_age = %s where id = %s", (*ages, named))
 
 
 def test_a_suppression_spelt_with_other_white_space_is_honoured_at_send_time(conns, sendgrid):
@@ -381,7 +388,8 @@ def test_max_recipients_caps_the_run_and_the_next_run_continues(conns, sendgrid)
     ops, store, _ = conns
     label = publish(ops)
     built = build(ops, store, label)
-    plans = campaign.plan_senders(SETTINGS, NotificationParams(today=TODAY, max_recipients=250), built)
+    plans = campaign.plan_senders(Step(ctx=ctx(), settings=SETTINGS,
+                                                params=NotificationParams(today=TODAY, max_recipients=250)), built)
     assert [p["budget"] for p in plans] == [63, 63, 62, 62]
     sent = sum(send(conns, sendgrid, built, sender=p["sender"], senders=p["senders"], budget=p["budget"])["sent"]
                for p in plans)
@@ -432,9 +440,9 @@ def test_a_sender_dying_between_send_and_commit_re_sends_only_its_batch(seeded, 
     from include.subjects import address_hasher
 
     doomed = database.connect(seeded["url"], autocommit=True)
-    ledger = CampaignLedger(campaign_id=built["campaign_id"], scope="live", renderer=Renderer(notice, SETTINGS, "r"),
-                            ops=ops, dm=dm, side=side, hasher=address_hasher(KEY), ctx=ctx("dead-run"),
-                            sender="send_batches[0]", batch_size=SETTINGS.notification_batch_size, as_of=TODAY)
+    ledger = CampaignLedger(LedgerLinks(ops=ops, dm=dm, side=side, ctx=ctx("dead-run")),
+                            Audience(campaign_id=built["campaign_id"], scope="live", renderer=Renderer(notice, SETTINGS, "r"), hasher=address_hasher(KEY), as_of=TODAY),
+                            SenderShare(sender="send_batches[0]", batch_size=SETTINGS.notification_batch_size))
     tx = doomed.transaction()
     tx.__enter__()
     batch = ledger.claim(doomed)
@@ -521,7 +529,8 @@ def test_a_purged_childs_address_is_skipped_whatever_account_holds_it_later(conn
     """A child erased by the purge (through the erasure engine and the purge's ledger, as the DAG does), then a
     new account registered with the child's address in another case and with spaces: never told."""
     from include.children import ledger as purge_ledger
-    from include.erasure import erase_subject
+    from include.erasure import EraseOptions, erase_subject
+    from include.erasure import run as erasure_run
     from include.subjects import user_hash
 
     ops, store, _ = conns
@@ -530,12 +539,12 @@ def test_a_purged_childs_address_is_skipped_whatever_account_holds_it_later(conn
                          values ('kid-purged@example.com', 'A Child', 'US', current_date - interval '10 years', now())
                          returning id""").fetchone()[0]
     run_id = f"manual__purge-{kid}"
-    purge_ledger.start_run(store, run_id=run_id, as_of=TODAY, run_type="manual", dry_run=False, targeted=True,
-                           max_subjects=None, threshold=50, started_at=now)
+    erasure_run.start_run(store, purge_ledger.WORKFLOW, erasure_run.RunStart(
+        run_id=run_id, as_of=TODAY, run_type="manual", dry_run=False, threshold=50, started_at=now, targets=(kid,)))
     purge_ledger.record_detection(store, run_id, [purge_ledger.Detected(user_hash(KEY, kid), kid, ("under_13",), (),
                                                                         ())], [], at=now, counts={})
     result = erase_subject(ops, load_datamap(), kid, KEY, at=now,
-                           before_commit=lambda r: purge_ledger.mark_erasing(store, run_id, r))
+                           options=EraseOptions(before_commit=lambda r: purge_ledger.mark_erasing(store, run_id, r)))
     purge_ledger_ctx = RunContext(run_id=run_id, actor="test", dag_id="child_data_purge", now=lambda: now)
     assert purge_ledger.finish_subject(store, purge_ledger_ctx, run_id, result)
     assert result.address_hash == address_hash(KEY, "kid-purged@example.com")
@@ -612,9 +621,9 @@ def test_a_sender_finds_pending_rows_scattered_across_many_windows(conns, sendgr
     from include.subjects import address_hasher
 
     notice = Notice(built["campaign_id"], "live", built["policy_version"], None, None, None)
-    ledger = CampaignLedger(campaign_id=built["campaign_id"], scope="live", renderer=Renderer(notice, SETTINGS, "r"),
-                            ops=ops, dm=load_datamap(), side=side, hasher=address_hasher(KEY), ctx=ctx(),
-                            sender="send_batches[0]", batch_size=5, window=20, as_of=TODAY)
+    ledger = CampaignLedger(LedgerLinks(ops=ops, dm=load_datamap(), side=side, ctx=ctx()),
+                            Audience(campaign_id=built["campaign_id"], scope="live", renderer=Renderer(notice, SETTINGS, "r"), hasher=address_hasher(KEY), as_of=TODAY),
+                            SenderShare(sender="send_batches[0]", batch_size=5, window=20))
     assert ledger.window == 20
     claimed = [seq for keys in claim_all(ledger, store) for seq in keys]
     assert claimed == scattered and len(claimed) > 5
@@ -637,10 +646,9 @@ def lane_ledger(conns, built: dict, *, lane: int, lanes: int, batch_size: int = 
 
     ops, _, side = conns
     notice = Notice(built["campaign_id"], "live", built["policy_version"], None, None, None)
-    return CampaignLedger(campaign_id=built["campaign_id"], scope="live", renderer=Renderer(notice, SETTINGS, "r"),
-                          ops=ops, dm=load_datamap(), side=side, hasher=address_hasher(KEY), ctx=ctx(),
-                          sender=f"send_batches[{lane}]", batch_size=batch_size, window=20, as_of=TODAY, lane=lane,
-                          lanes=lanes)
+    return CampaignLedger(LedgerLinks(ops=ops, dm=load_datamap(), side=side, ctx=ctx()),
+                          Audience(campaign_id=built["campaign_id"], scope="live", renderer=Renderer(notice, SETTINGS, "r"), hasher=address_hasher(KEY), as_of=TODAY),
+                          SenderShare(sender=f"send_batches[{lane}]", batch_size=batch_size, lane=lane, lanes=lanes, window=20))
 
 
 def pending_and_last(store, campaign_id: int) -> tuple[list[int], int]:
@@ -707,5 +715,6 @@ def test_a_live_ledger_without_the_day_of_the_child_rules_is_refused(conns):
     ops, _, side = conns
     notice = Notice(1, "live", "v", None, None, None)
     with pytest.raises(ValueError, match="needs as_of"):
-        CampaignLedger(campaign_id=1, scope="live", renderer=Renderer(notice, SETTINGS, "r"), ops=ops,
-                       dm=load_datamap(), side=side, hasher=address_hasher(KEY), ctx=ctx(), sender="s", batch_size=10)
+        CampaignLedger(LedgerLinks(ops=ops, dm=load_datamap(), side=side, ctx=ctx()),
+                       Audience(campaign_id=1, scope="live", renderer=Renderer(notice, SETTINGS, "r"), hasher=address_hasher(KEY)),
+                       SenderShare(sender="s", batch_size=10))

@@ -73,12 +73,12 @@ def test_every_page_forwards_and_backwards_is_the_overdue_first_order(store, req
     expected = expected_order(wanted)
     seen = []
     for offset in range(0, len(expected) + size, size):
-        page = dsr.request_page(store, **filters, limit=size, offset=offset)
+        page = dsr.request_page(store, filters, limit=size, offset=offset)
         assert page["total"] == len(expected)
         seen += [row["request_id"] for row in page["rows"]]
     assert seen == expected
     # The same with the total given (as the section does, from the breakdown).
-    last = dsr.request_page(store, **filters, limit=size, offset=max(len(expected) - size, 0), total=len(expected))
+    last = dsr.request_page(store, filters, limit=size, offset=max(len(expected) - size, 0), total=len(expected))
     assert [r["request_id"] for r in last["rows"]] == expected[max(len(expected) - size, 0):]
 
 
@@ -107,13 +107,33 @@ def test_requests_section_summary_filters_and_run_links(store, requests_table):
 
 def test_bad_parameters_are_refused_in_one_sentence(store):
     for params, words in (({"stat": "overdue"}, "takes no parameter 'stat'"), ({"state": "late"}, "is not one of"),
-                          ({"page": "0"}, "between 1 and"), ({"size": "500"}, "more than 200"),
+                          ({"page": "0"}, "from 1 to 10000000"), ({"size": "500"}, "from 1 to 200"),
                           ({"page": "x"}, "whole number")):
         with pytest.raises(sections.PageError, match=words):
             render(store, "requests", params)
     with pytest.raises(sections.PageError) as exc:
         sections.section("nope")
     assert exc.value.status == 404
+
+
+def test_values_the_database_cannot_hold_are_a_400_sentence_not_a_database_error(store):
+    """Before: bigint out of range and NUL in text reached PostgreSQL (a 500); size=0 named 10000000 as the
+    largest size where 200 is."""
+    probes = [("manifests", {"vendor_id": "99999999999999999999999"}, "vendor_id must be a whole number from 0 to "
+               "9223372036854775807"),
+              ("requests", {"regime": "\x00"}, "NUL character"),
+              ("requests", {"request_type": "ccpa\x00x"}, "NUL character"),
+              ("requests", {"size": "0"}, "size must be a whole number from 1 to 200, not 0"),
+              ("requests", {"size": "201"}, "size must be a whole number from 1 to 200, not 201"),
+              ("requests", {"page": "99999999999999999999999"}, "page must be a whole number from 1 to 10000000"),
+              ("purges", {"page": "-1"}, "page must be a whole number from 1 to 10000000")]
+    for key, params, words in probes:
+        with pytest.raises(sections.PageError) as exc:
+            render(store, key, params)
+        assert exc.value.status == 400 and words in str(exc.value) and "\n" not in str(exc.value), (params, exc.value)
+    # The largest id is a vendor's number like any other: no manifest has it.
+    assert render(store, "manifests", {"vendor_id": "9223372036854775807"})["total"] == 0
+    assert render(store, "requests", {"size": "200"})["query"]["limit"] == 200
 
 
 def test_whatif_runs_are_read_from_the_run_table_and_only_while_their_rows_are_kept(store):
@@ -136,7 +156,8 @@ def test_whatif_runs_are_read_from_the_run_table_and_only_while_their_rows_are_k
 
 def test_a_section_whose_tables_are_missing_says_not_installed(store):
     """A store migrated by a release without the purge (its tables absent) shows the section as not installed."""
-    store.execute("drop table compliance.child_purges, compliance.child_purge_runs cascade")
+    store.execute("drop table compliance.child_purges cascade")
+    store.execute("drop view compliance.child_purge_runs")  # the purge's runs: a view of the erasure runs (0010)
     assert reads.missing_tables(store, ["compliance.dsr_status", "compliance.child_purges"]) == ["compliance.child_purges"]
     data = render(store, "purges")
     assert data["installed"] is False and "not installed yet" in data["note"] and "child_purges" in data["note"]
@@ -144,7 +165,7 @@ def test_a_section_whose_tables_are_missing_says_not_installed(store):
 
 
 def test_a_table_that_differs_from_the_read_says_so_and_leaves_the_connection_usable(store):
-    store.execute("alter table compliance.child_purge_runs drop column plan_hash")
+    store.execute("alter view compliance.child_purge_runs rename column plan_hash to plan_digest")
     data = render(store, "purges")
     assert data["installed"] is True and data["mismatch"] is True and "does not match" in data["note"]
     assert "plan_hash" in data["note"]
@@ -160,14 +181,16 @@ def test_the_purges_section_reads_the_runs_their_subjects_and_the_notices_owed(s
     """Runs and records written through the purge's own ledger (migration 0003's tables)."""
     from include.children import ledger
     from include.erasure import ErasureResult, TableCount
+    from include.erasure import run as erasure_run
     from include.erasure.facts import VendorShare
 
     def subject(n, rules=("under_13",), problems=()):
         return ledger.Detected(f"{n:064x}", n, tuple(rules), tuple(problems), ())
 
     for minutes, (run_id, dry) in enumerate((("scheduled__live", False), ("manual__dry", True))):
-        ledger.start_run(store, run_id=run_id, as_of=date(2026, 11, 25), run_type="manual" if dry else "scheduled",
-                         dry_run=dry, targeted=False, max_subjects=None, threshold=50, started_at=at(minutes))
+        erasure_run.start_run(store, ledger.WORKFLOW, erasure_run.RunStart(
+            run_id=run_id, as_of=date(2026, 11, 25), run_type="manual" if dry else "scheduled", dry_run=dry,
+            threshold=50, started_at=at(minutes)))
     ledger.record_detection(store, "scheduled__live",
                             [subject(1), subject(2), subject(3, rules=(), problems=("birth date in the future",))],
                             [], at=at(0), counts={"accounts": 3})
@@ -179,7 +202,8 @@ def test_the_purges_section_reads_the_runs_their_subjects_and_the_notices_owed(s
     store.execute("""insert into compliance.child_report_outcomes (run_id, report_id, outcome, resolved, recorded_at)
                      values ('scheduled__live', 11, 'no_match', true, %s), ('scheduled__live', 12, 'no_match', true, %s),
                             ('scheduled__live', 13, 'purged', true, %s)""", (at(2), at(2), at(2)))
-    ledger.finish_run(store, "scheduled__live", state="purged", at=at(2), counts={})
+    erasure_run.finish_run(store, erasure_run.load_run(store, ledger.WORKFLOW, "scheduled__live"), state="purged",
+                           at=at(2), counts={})
     ledger.record_detection(store, "manual__dry", [subject(5)], [], at=at(1), counts={"accounts": 1})
 
     data = render(store, "purges")
@@ -191,6 +215,7 @@ def test_the_purges_section_reads_the_runs_their_subjects_and_the_notices_owed(s
     assert live["run"]["href"] == "/af/dags/child_data_purge/runs/scheduled__live"
     assert data["rows"][0]["outcomes"] == "planned 1"  # a run still in progress shows where it is
     facts = {f["label"]: f["value"] for f in data["facts"]}
+    assert facts["Reports waiting for a person (needs_review)"] == "none"
     assert facts["Subjects purged (all runs)"] == 1
     assert facts["Vendor deletion notices owed"] == "1 notice(s): 1 subject(s), 1 vendor(s)"
     assert data["refreshed"]["run_id"] == "scheduled__live" and data["refreshed"]["at"] == at(2).isoformat()
@@ -198,6 +223,17 @@ def test_the_purges_section_reads_the_runs_their_subjects_and_the_notices_owed(s
     assert only_live["total"] == 1 and only_live["rows"][0]["run"]["text"] == "scheduled__live"
     with pytest.raises(sections.PageError, match="is not one of"):
         render(store, "purges", {"mode": "dry"})
+    # A household's report (an address naming several accounts, or an adult) waits for a person: the newest run
+    # that looked at every report says which, by report and account ids.
+    erasure_run.start_run(store, ledger.WORKFLOW, erasure_run.RunStart(
+        run_id="scheduled__next", as_of=date(2026, 11, 26), run_type="scheduled", dry_run=False, threshold=50,
+        started_at=at(5)))
+    ledger.record_detection(store, "scheduled__next", [], [
+        ledger.ReportNote(21, ledger.NEEDS_REVIEW, "the address names 2 accounts (7, 8)", (7, 8)),
+        ledger.ReportNote(22, "no_match")], at=at(5), counts={})
+    facts = {f["label"]: f for f in render(store, "purges")["facts"]}
+    review = facts["Reports waiting for a person (needs_review)"]
+    assert (review["value"], review["tone"]) == ("report 21: account(s) 7, 8", "warn")
 
 
 def add_manifest(conn, vendor_id, label, start, violations, run_id):
@@ -314,7 +350,8 @@ def chain(fresh_db, store, tmp_path):
 
     def write(n, anchor=True):
         for i in range(n):
-            audit.append(store, "test.step", {"i": i}, actor="test", dag_id="dsr_deadline_tracking", run_id="manual__t")
+            audit.append(store, "test.step", {"i": i},
+                         actor=audit.RunContext(run_id="manual__t", actor="test", dag_id="dsr_deadline_tracking"))
         if anchor:
             audit.anchor_head(store, anchors, run_id="manual__t", dag_id="dsr_deadline_tracking")
 
@@ -414,3 +451,52 @@ def test_without_an_evidence_location_the_chain_is_verified_and_the_anchors_are_
     data = render(store, "audit", chain=watch)
     assert data["rows"][0]["action"] == "test.step"
     assert any(f["label"] == "Anchors" and f["tone"] == "warn" for f in data["facts"])
+
+
+def test_needs_a_person_counts_what_waits_and_leads_to_its_rows(store):
+    """Issue 30, point 3: a fulfilment waiting for approval showed only in Airflow's Required Actions, and the page had
+    no count of what waits for a person. The first section counts each kind and links to its rows."""
+    from include.children import ledger
+    from include.erasure import guard
+    from include.erasure import run as erasure_run
+    from include.fulfilment import ledger as fulfilment_ledger
+
+    empty = {r["what"]: r for r in render(store, "attention")["rows"]}
+    assert empty and all(r["count"]["text"] == "0" for r in empty.values())
+    assert render(store, "attention")["facts"][0]["value"] == 0
+
+    # An erasure plan waiting for a reviewer, planned an hour ago (the reviewer has 8 hours by default).
+    planned = datetime.now(timezone.utc) - timedelta(hours=1)
+    run = erasure_run.start_run(store, fulfilment_ledger.WORKFLOW, erasure_run.RunStart(
+        run_id="manual__big", as_of=planned.date(), run_type="manual", dry_run=False, threshold=1, started_at=planned))
+    with erasure_run.locked_run(store, fulfilment_ledger.WORKFLOW, "manual__big") as locked:
+        erasure_run.record_plan(store, locked, erasure_run.PlanFacts(
+            "a" * 64, 5, None, guard.Gate(guard.AWAITING_APPROVAL, "review", "waiting"), at=planned))
+    assert run.state == "planning"
+    store.execute("""insert into compliance.dsr_fulfilments (request_id, regime, request_type, action, outcome, reason,
+                                                            run_id, first_recorded_at, recorded_at)
+                     values (7, 'gdpr', 'rectification', 'manual', 'manual', 'correct the address', 'r', now(), now()),
+                            (8, 'gdpr', 'objection', 'manual', 'manual', 'stop the processing', 'r', now(), now())""")
+    store.execute("""insert into compliance.dsr_escalations (request_id, level, recipient, recipient_is_team, status,
+                                                            claimed_at, claimed_run, error)
+                     values (9, 'overdue', 'team@example.com', true, 'failed', now(), 'r', 'refused')""")
+    erasure_run.start_run(store, ledger.WORKFLOW, erasure_run.RunStart(
+        run_id="scheduled__1", as_of=planned.date(), run_type="scheduled", dry_run=False, threshold=50,
+        started_at=planned))
+    ledger.record_detection(store, "scheduled__1", [], [
+        ledger.ReportNote(21, ledger.NEEDS_REVIEW, "the address names 2 accounts (7, 8)", (7, 8))], at=planned,
+        counts={})
+
+    data = render(store, "attention")
+    rows = {r["what"]: r for r in data["rows"]}
+    approvals = rows["Erasure plans waiting for a reviewer's approval"]
+    assert approvals["count"] == {"text": "1", "href": "/af/required_actions?response_received=false"}
+    assert "h" in approvals["note"] and "left" in approvals["note"] and "Required Actions" in approvals["note"]
+    manual = rows["Requests only a person can fulfil (rectification, objection)"]
+    assert manual["count"] == {"text": "2", "section": "fulfilments", "filters": {"outcome": "manual"}}
+    assert rows["Child reports naming a shared address or an adult (needs_review)"]["count"]["text"] == "1"
+    assert rows[next(k for k in rows if k.startswith("Emails SendGrid refused"))]["count"]["text"] == "1"
+    assert data["facts"][0]["value"] == 5 and data["facts"][0]["tone"] == "warn"
+    counts = [int(r["count"]["text"]) for r in data["rows"]]
+    assert counts == sorted(counts, key=lambda n: n == 0)  # what waits comes first
+    assert "@" not in str(data)  # counts, never an address

@@ -76,7 +76,7 @@ def test_a_database_lost_mid_task_is_one_sentence_and_retried(fresh_db):
     from include.seam.task import TaskEnv, lost_database, readable_failures
 
     with psycopg.connect(fresh_db, autocommit=True) as killer, contextlib.ExitStack() as stack:
-        env = TaskEnv(ctx=RunContext(run_id="r", actor="t"), settings=Settings(), params={}, timing=None, stack=stack)
+        env = TaskEnv(ctx=RunContext(run_id="r", actor="t"), settings=Settings(), params={}, stack=stack)
         conn = env._db("ops_db", lambda: psycopg.connect(fresh_db, autocommit=True))
         pid = conn.info.backend_pid
         with pytest.raises(AirflowException) as err:
@@ -139,3 +139,65 @@ def test_the_reviewers_time_is_eight_hours_or_what_the_environment_says(monkeypa
         with pytest.raises(ValueError, match=f"^{APPROVAL_TIMEOUT_ENV} must be a number of hours above 0 and at most "
                                              f"336, not '{bad}'$"):
             approval_timeout()
+
+
+@pytest.mark.parametrize("extra, names", [
+    ({"host": 123}, "extra 'host' must be an http:// or https:// URL such as https://api.sendgrid.com, not a number"),
+    ({"host": ["https://api.sendgrid.com"]}, "extra 'host' must be an http:// or https:// URL"),
+    ({"host": "api.sendgrid.com"}, "extra 'host' must be an http:// or https:// URL"),
+    ({"host": "https://api.sendgrid.com:port"}, "extra 'host' must be an http:// or https:// URL"),
+    ({"timeout": -1}, "extra 'timeout' must be a number of seconds above 0 and at most 600, not -1"),
+    ({"timeout": 0}, "extra 'timeout' must be a number of seconds above 0 and at most 600, not 0"),
+    ({"timeout": "nan"}, "extra 'timeout' must be a number of seconds above 0 and at most 600, not \"nan\""),
+    ({"timeout": "inf"}, "extra 'timeout' must be a number of seconds above 0 and at most 600, not \"inf\""),
+    ({"timeout": 1e300}, "extra 'timeout' must be a number of seconds above 0 and at most 600, not 1e+300"),
+    ({"timeout": True}, "extra 'timeout' must be a number of seconds above 0 and at most 600, not true"),
+    ({"timeout": "soon"}, "extra 'timeout' must be a number of seconds above 0 and at most 600, not \"soon\""),
+    ({"timeout": {"connect": 5}}, "extra 'timeout' must be a number of seconds above 0 and at most 600, not an object"),
+    (["https://api.sendgrid.com"], "its extras must be a JSON object"),
+])
+def test_sendgrid_extras_of_the_wrong_type_fail_at_once_in_one_sentence(monkeypatch, sendgrid, extra, names):
+    """Wrong extras used to raise AttributeError/ValueError/OverflowError from the SDK, retried as if SendGrid
+    were down (3 retries, ~9 minutes); a setup fault fails the task at once, naming the connection and extra."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    if isinstance(extra, dict):
+        extra = {"host": sendgrid.base_url, **extra}
+    monkeypatch.setenv("AIRFLOW_CONN_SENDGRID_DEFAULT", json.dumps(
+        {"conn_type": "generic", "password": "SG.test-key", "extra": extra}))
+    with pytest.raises(AirflowFailException) as err:  # AirflowFailException: no retry
+        with readable_failures():
+            runtime.mailer().send({"personalizations": [{"to": [{"email": "someone@example.com"}]}],
+                                   "from": {"email": "privacy@example.com"}, "subject": "s",
+                                   "content": [{"type": "text/plain", "value": "x"}]})
+    sentence = str(err.value)
+    assert sentence.startswith("Airflow connection 'sendgrid_default': ") and names in sentence, sentence
+    assert "\n" not in sentence and err.value.__cause__ is None and err.value.__suppress_context__
+    assert "SG.test-key" not in sentence and sendgrid.requests() == []  # refused before anything was sent
+
+
+def test_sendgrid_extras_defaults_and_a_host_is_never_repeated():
+    from include.errors import ConfigurationProblem
+
+    assert runtime.sendgrid_extras(None) == (None, 30.0)
+    assert runtime.sendgrid_extras('{"host": "", "timeout": "12.5"}') == (None, 12.5)
+    assert runtime.sendgrid_extras('{"host": "http://127.0.0.1:8025/v3/", "timeout": 600}') == (
+        "http://127.0.0.1:8025/v3/", 600.0)
+    with pytest.raises(ConfigurationProblem, match="^Airflow connection 'sendgrid_default': its extras are not "
+                                                   "valid JSON; "):
+        runtime.sendgrid_extras("{host: 1")
+    with pytest.raises(ConfigurationProblem) as err:  # a URL may hold a user name and password: never echoed
+        runtime.sendgrid_extras('{"host": "ftp://user:hunter22@mail.example.com"}')
+    assert "hunter22" not in str(err.value) and "extra 'host'" in str(err.value)
+
+
+def test_good_sendgrid_extras_still_send(monkeypatch, sendgrid):
+    monkeypatch.setenv("AIRFLOW_CONN_SENDGRID_DEFAULT", json.dumps(
+        {"conn_type": "generic", "password": "SG.test-key", "extra": {"host": sendgrid.base_url + "/v3/",
+                                                                       "timeout": "10"}}))
+    mailer = runtime.mailer()
+    assert mailer.timeout == 10.0
+    result = mailer.send({"personalizations": [{"to": [{"email": "someone@example.com"}]}],
+                          "from": {"email": "privacy@example.com"}, "subject": "s",
+                          "content": [{"type": "text/plain", "value": "x"}]})
+    assert result.status_code == 202

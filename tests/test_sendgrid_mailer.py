@@ -9,6 +9,7 @@ import pytest
 from conftest import SENDGRID_TEST_KEY as API_KEY
 
 from include.notify.sendgrid_mailer import (
+    RetryPolicy,
     SendGridAuthError,
     SendGridError,
     SendGridMailer,
@@ -41,10 +42,14 @@ def payload(n: int = 2) -> dict:
     }
 
 
+POLICY = ("timeout", "max_attempts", "base_backoff", "max_wait", "rate_limit_deadline")
+
+
 def mailer(sg, waits=None, **kwargs) -> SendGridMailer:
     kwargs.setdefault("api_key", API_KEY)
     kwargs.setdefault("host", sg.base_url)
-    return SendGridMailer(sleep=waits or Waits(), **kwargs)
+    policy = RetryPolicy(**{k: kwargs.pop(k) for k in POLICY if k in kwargs})
+    return SendGridMailer(sleep=waits or Waits(), policy=policy, **kwargs)
 
 
 def statuses(sg) -> list[int]:
@@ -127,7 +132,7 @@ def test_unreachable_host_is_unavailable():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     waits = Waits()
-    m = SendGridMailer(api_key=API_KEY, host=f"http://127.0.0.1:{port}", max_attempts=3, sleep=waits)
+    m = SendGridMailer(api_key=API_KEY, host=f"http://127.0.0.1:{port}", policy=RetryPolicy(max_attempts=3), sleep=waits)
     with pytest.raises(SendGridUnavailable):
         m.send(payload())
     assert waits.calls == [1, 2]
@@ -216,8 +221,8 @@ def test_a_429_storm_is_waited_out_not_counted_as_attempts(sg):
     """30 consecutive 429s used to exhaust the 5xx retry budget and fail the task; now they are waited out."""
     t = FakeTime()
     sg.inject(status=429, count=30, reset_after_seconds=0)
-    m = SendGridMailer(api_key=API_KEY, host=sg.base_url, max_attempts=6, sleep=t.sleep, clock=t.clock,
-                       rate_limit_deadline=30 * 60)
+    m = SendGridMailer(api_key=API_KEY, host=sg.base_url, sleep=t.sleep, clock=t.clock,
+                       policy=RetryPolicy(max_attempts=6, rate_limit_deadline=30 * 60))
     result = m.send(payload())
     assert result.status_code == 202 and result.attempts == 31
     assert statuses(sg) == [429] * 30 + [202]
@@ -226,7 +231,8 @@ def test_a_429_storm_is_waited_out_not_counted_as_attempts(sg):
 def test_429s_past_the_deadline_end_in_one_sentence(sg):
     t = FakeTime()
     sg.inject(status=429, count=1000, reset_after_seconds=60)
-    m = SendGridMailer(api_key=API_KEY, host=sg.base_url, sleep=t.sleep, clock=t.clock, rate_limit_deadline=5 * 60)
+    m = SendGridMailer(api_key=API_KEY, host=sg.base_url, sleep=t.sleep, clock=t.clock,
+                       policy=RetryPolicy(rate_limit_deadline=5 * 60))
     with pytest.raises(SendGridRateLimited) as exc:
         m.send(payload())
     assert "past this task's 5-minute deadline" in str(exc.value) and "\n" not in str(exc.value)

@@ -27,6 +27,7 @@ from include.seam.storage import object_store
 from include.vendors import manifests, right_to_know, source
 from include.vendors.params import ManifestParams
 from include.vendors.rules import VIOLATIONS
+from include.step import Step
 
 UTC = timezone.utc
 ANCHOR = date(2026, 11, 25)
@@ -90,10 +91,10 @@ def run_period(ops, store, objects, raw: dict, run_id: str, **write) -> tuple[li
     """What one DAG run does, minus Airflow: plan, every vendor's step, the summary."""
     params = params_of(raw)
     dm = load_datamap()
-    items = manifests.plan(ops, store, dm, ctx(run_id), params)
-    results = [manifests.write_manifest(ops, store, objects, dm, SETTINGS, ctx(run_id), params, i["vendor_id"],
-                                        i["scope"], **write) for i in items]
-    return results, manifests.summarize(store, ctx(run_id), params, results)
+    items = manifests.plan_vendors(Step(ctx=ctx(run_id), settings=SETTINGS, params=params, ops=ops, store=store, datamap=dm))
+    step = Step(ctx=ctx(run_id), settings=SETTINGS, params=params, ops=ops, store=store, datamap=dm, objects=objects)
+    results = [manifests.write_manifest(step, i["vendor_id"], i["scope"], **write) for i in items]
+    return results, manifests.summarize_period(Step(ctx=ctx(run_id), settings=SETTINGS, params=params, store=store), results)
 
 
 def sql_counts(ops, start: date, end: date) -> dict[int, dict]:
@@ -238,13 +239,12 @@ def test_a_manifest_another_run_is_writing_is_left_to_it(db, folder):
     with connect(db["url"], autocommit=True) as other:
         with other.transaction():
             assert manifests.claim(other, 1, WIDE_LABEL)  # another run, mid-write
-            result = manifests.write_manifest(ops, store, folder, load_datamap(), SETTINGS, ctx("second"), params, 1,
-                                              WIDE_LABEL)
+            result = manifests.write_manifest(Step(ctx=ctx("second"), settings=SETTINGS, params=params, ops=ops, store=store, datamap=load_datamap(), objects=folder), 1, WIDE_LABEL)
             assert result["outcome"] == manifests.BUSY
             assert not folder.list("manifests/vendor=1/")
             assert store.execute("select count(*) from compliance.vendor_manifests").fetchone()[0] == 0
     # The claim ends with the other run's transaction (commit, rollback, or its connection dying).
-    result = manifests.write_manifest(ops, store, folder, load_datamap(), SETTINGS, ctx("second"), params, 1, WIDE_LABEL)
+    result = manifests.write_manifest(Step(ctx=ctx("second"), settings=SETTINGS, params=params, ops=ops, store=store, datamap=load_datamap(), objects=folder), 1, WIDE_LABEL)
     assert result["outcome"] == manifests.WRITTEN
 
 
@@ -375,13 +375,13 @@ def test_violations_are_emailed_once_per_vendor_and_period(db, folder, sendgrid)
     results, _ = run_period(ops, store, folder, WIDE, "first")
     broken = {r["vendor_id"] for r in results if r.get("violation_rows")}
     assert broken
-    report = manifests.send_notices(store, mailer, SETTINGS, ctx("first"), params_of(WIDE))
+    report = manifests.send_violation_emails(Step(ctx=ctx("first"), settings=SETTINGS, params=params_of(WIDE), store=store, mailer=mailer))
     assert report["sent"] == len(broken)
     messages = [m["payload"] for m in sendgrid.accepted()]
     assert sorted(int(m["personalizations"][0]["custom_args"]["vendor_id"]) for m in messages) == sorted(broken)
     # A repeated run records nothing new and sends nothing more; a second sender finds nothing pending.
     run_period(ops, store, folder, WIDE, "second")
-    assert manifests.send_notices(store, mailer, SETTINGS, ctx("second"), params_of(WIDE))["sent"] == 0
+    assert manifests.send_violation_emails(Step(ctx=ctx("second"), settings=SETTINGS, params=params_of(WIDE), store=store, mailer=mailer))["sent"] == 0
     assert len(sendgrid.accepted()) == len(broken)
     planted_child = db["planted"]["share_child"][0]
     text = next(m["content"][0]["value"] for m in messages
@@ -472,16 +472,15 @@ def test_a_failed_upload_leaves_no_manifest_pointing_to_a_missing_file_and_no_re
     data_name, manifest_name = manifests.object_names(1, WIDE_LABEL)
     (folder.root / data_name).mkdir(parents=True)  # a folder where the data file goes: its upload fails
     with pytest.raises(ObjectStoreRefused):
-        manifests.write_manifest(ops, store, folder, load_datamap(), SETTINGS, ctx("a"), params, 1, WIDE_LABEL)
+        manifests.write_manifest(Step(ctx=ctx("a"), settings=SETTINGS, params=params, ops=ops, store=store, datamap=load_datamap(), objects=folder), 1, WIDE_LABEL)
     assert not folder.exists(manifest_name)  # the manifest is written only after its data file
     assert store.execute("select count(*) from compliance.vendor_manifests").fetchone()[0] == 0
     (folder.root / data_name).rmdir()
     (folder.root / manifest_name).mkdir()  # now the manifest's upload fails, after the data file's
     with pytest.raises(ObjectStoreRefused):
-        manifests.write_manifest(ops, store, folder, load_datamap(), SETTINGS, ctx("b"), params, 1, WIDE_LABEL)
+        manifests.write_manifest(Step(ctx=ctx("b"), settings=SETTINGS, params=params, ops=ops, store=store, datamap=load_datamap(), objects=folder), 1, WIDE_LABEL)
     assert store.execute("select count(*) from compliance.vendor_manifests").fetchone()[0] == 0
     assert store.execute("select count(*) from compliance.audit_log where action like 'vendor_manifest.w%'"
                          ).fetchone()[0] == 0
     (folder.root / manifest_name).rmdir()
-    assert manifests.write_manifest(ops, store, folder, load_datamap(), SETTINGS, ctx("c"), params, 1,
-                                    WIDE_LABEL)["outcome"] == manifests.WRITTEN  # the retry writes both, recorded
+    assert manifests.write_manifest(Step(ctx=ctx("c"), settings=SETTINGS, params=params, ops=ops, store=store, datamap=load_datamap(), objects=folder), 1, WIDE_LABEL)["outcome"] == manifests.WRITTEN  # the retry writes both, recorded

@@ -3,12 +3,17 @@
 -- Each one serves a lookup the DAGs make: per-subject erasure (user_id everywhere), the deadline
 -- tracker's open/recent request scan, the manifest's per-vendor period scan, and e-mail matching,
 -- which is case-insensitive throughout and therefore indexed on lower(email).
--- The erasure engine matches a subject's rows by address the way the child rules do (trimmed and
--- lower-cased: `lower(btrim(x))`), so those columns carry that expression index too: the account's
--- address (is it shared with another account?), the reports naming it, and the suppressions.
+-- The address rule (an address is an account's when it equals the account's address trimmed of every
+-- white-space character Python's str.strip() trims, and lower-cased) is one SQL expression,
+-- include.addresses.comparable_sql(): lower(btrim(x, <those characters>)). Every column matched by
+-- address carries an index on exactly that expression (`*_address_key_idx`; PostgreSQL uses an
+-- expression index only for the identical expression, so the character list below must equal
+-- include.addresses.WHITESPACE, which tests/test_address_rule.py checks): the account's address (is it
+-- shared with another account?), the reports naming it, the support messages sent from it, and the
+-- suppressions. docs/address-rule.md lists them for a deployment's own database.
 
 create index users_lower_email_idx on users (lower(email));
-create index users_lower_btrim_email_idx on users (lower(btrim(email)));
+create index users_address_key_idx on users (lower(btrim(email, E'\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000')));
 create index users_created_at_idx on users (created_at);
 create index users_deleted_at_idx on users (deleted_at) where deleted_at is not null;
 create index users_birth_date_idx on users (birth_date);
@@ -23,6 +28,8 @@ create index uploads_user_id_idx on uploads (user_id);
 
 create index support_messages_user_id_idx on support_messages (user_id);
 create index support_messages_lower_email_idx on support_messages (lower(email));
+create index support_messages_address_key_idx on support_messages (lower(btrim(email, E'\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000')))
+    where user_id is null;
 
 create index usage_events_user_id_idx on usage_events (user_id);
 create index usage_events_occurred_at_idx on usage_events (occurred_at);
@@ -38,7 +45,7 @@ create index data_shares_shared_at_idx on data_shares (shared_at);
 
 create index child_reports_user_id_idx on child_reports (user_id);
 create index child_reports_lower_reported_email_idx on child_reports (lower(reported_email));
-create index child_reports_lower_btrim_reported_email_idx on child_reports (lower(btrim(reported_email)));
+create index child_reports_address_key_idx on child_reports (lower(btrim(reported_email, E'\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000')));
 create index child_reports_reported_at_idx on child_reports (reported_at);
 
 create index legal_holds_user_id_idx on legal_holds (user_id);
@@ -46,4 +53,4 @@ create index legal_holds_user_id_idx on legal_holds (user_id);
 create index policy_versions_published_at_idx on policy_versions (published_at);
 
 create index email_suppressions_lower_email_idx on email_suppressions (lower(email));
-create index email_suppressions_lower_btrim_email_idx on email_suppressions (lower(btrim(email)));
+create index email_suppressions_address_key_idx on email_suppressions (lower(btrim(email, E'\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000')));

@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 from psycopg import sql
 
 from include import reading
+from include.addresses import comparable_sql
 from include.children.rules import (BIRTH_DATE_BEFORE_1900, BIRTH_DATE_IN_FUTURE, CHILD_AGE, CREATED_BEFORE_BIRTH,
                                     DECLARED_AGE_NEGATIVE, DECLARED_UNDER_13, EARLIEST_BIRTH_DATE, REPORTED,
                                     UNDER_13_AT_SIGNUP, UNDER_13_NOW)
@@ -57,15 +58,21 @@ def _account_columns(accounts: RecordSource, alias: str) -> dict[str, sql.Compos
     return {name: sql.Identifier(alias, accounts.physical(name)) for name in _RULE_COLUMNS}
 
 
-def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, within: sql.Composable | None = None) -> sql.Composable:
-    """``reported(user_id, report_ids)``: accounts named by an unresolved report, by id or by email (an address
-    that is blank — empty or only white space — names nobody: :func:`empty_reports` records such a report invalid).
+def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, within: sql.Composable | None = None,
+                          confirmed: Sequence[int] = ()) -> sql.Composable:
+    """``reported(user_id, report_ids)``: accounts named by an unresolved report, by id, or by address where the
+    address names that account alone and its own data does not say adult (:func:`include.children.rules.
+    reported_by_address`). An address-only report naming several accounts (a household) or an adult names none
+    of them here: it needs a person (:func:`reports_needing_review`), unless ``confirmed`` holds the account ids a
+    person confirmed. An address that is blank (empty or only white space) names nobody: :func:`empty_reports`
+    records such a report invalid.
 
     ``only_ids`` limits it to the accounts in the ``%(ids)s`` parameter (all when it is empty), so that
     looking at a few accounts reads them by key instead of matching every account's address. ``within``: a
     relation that holds some accounts' columns under their physical names and ``email_key``, the trimmed
     lower-case address (a caller's CTE of a batch's accounts): only those accounts are looked at, read from it
-    and not from the accounts table again.
+    and not from the accounts table again (how many accounts an address names is still counted over them all).
+    Needs the ``%(as_of)s`` parameter (a date).
     """
     accounts, reports = dm.record("accounts"), dm.record("child_reports")
     r = {n: sql.Identifier("r", reports.physical(n)) for n in ("id", "user_id", "reported_email", "resolved_at")}
@@ -81,13 +88,77 @@ def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, within: sql.Co
                 from {reports} r join {accounts} u on {u_id} = {r_user}
                 where {r_resolved} is null {only}
                 union all
-                select {r_id}, {u_id}
-                from {reports} r join {accounts} u on {u_key} = lower(btrim({r_email}))
-                where {r_resolved} is null and {r_user} is null and {r_email} ~ '[^[:space:]]' {only}
+                select a.report_id, {u_id}
+                from ({by_address}) a join {accounts} u on {u_key} = a.address
+                where ({u_id} = any({confirmed}) or (a.named = 1 and not {adult})) {only}
             ) m group by user_id)""").format(
-        r_id=r["id"], r_user=r["user_id"], r_email=r["reported_email"], r_resolved=r["resolved_at"],
-        u_id=u["id"], reports=reports.ident, accounts=accounts.ident if within is None else within, only=only,
-        u_key=sql.SQL("lower(btrim({}))").format(u["email"]) if within is None else sql.Identifier("u", "email_key"))
+        r_id=r["id"], r_user=r["user_id"], r_resolved=r["resolved_at"], u_id=u["id"], reports=reports.ident,
+        accounts=accounts.ident if within is None else within, only=only, by_address=_address_reports(dm),
+        u_key=comparable_sql(u["email"]) if within is None else sql.Identifier("u", "email_key"),
+        confirmed=sql.SQL("{}::bigint[]").format(sql.Literal(sorted(set(confirmed)))), adult=_says_adult(dm, "u"))
+
+
+def _address_reports(dm: DataMap) -> sql.Composable:
+    """``(report_id, address, named)`` of each open report naming only an address: the trimmed lower-case address
+    and how many accounts hold it (by the accounts' index on that expression; open reports are few)."""
+    accounts, reports = dm.record("accounts"), dm.record("child_reports")
+    r = {n: sql.Identifier("r", reports.physical(n)) for n in ("id", "user_id", "reported_email", "resolved_at")}
+    return sql.SQL("""
+        select {r_id} as report_id, {r_key} as address,
+               (select count(*) from {accounts} n where {n_key} = {r_key}) as named
+        from {reports} r
+        where {r_resolved} is null and {r_user} is null and {r_key} <> ''""").format(
+        r_id=r["id"], r_key=comparable_sql(r["reported_email"]), r_resolved=r["resolved_at"], r_user=r["user_id"],
+        reports=reports.ident, accounts=accounts.ident,
+        n_key=comparable_sql(sql.Identifier("n", accounts.physical("email"))))
+
+
+def _says_adult(dm: DataMap, alias: str) -> sql.Composable:
+    """SQL for :func:`include.children.rules.says_adult` on the account aliased ``alias`` (needs ``%(as_of)s``)."""
+    u = _account_columns(dm.record("accounts"), alias)
+    b, d = u["birth_date"], u["declared_age"]
+    return sql.SQL("(coalesce({d} >= {age}, false) or coalesce({b} >= {earliest} and {b} <= %(as_of)s::date "
+                   "and {b}::date <= (select (%(as_of)s::date - interval {years})::date), false))").format(
+        d=d, b=b, age=sql.Literal(CHILD_AGE), earliest=sql.Literal(EARLIEST_BIRTH_DATE),
+        years=sql.Literal(f"{CHILD_AGE} years"))
+
+
+@dataclass(frozen=True)
+class ReportReview:
+    """An open address-only report that names several accounts, or an adult: nothing is erased on its word
+    until a person says which account it meant (``confirmed``: the ids of those a person already confirmed)."""
+
+    report_id: int
+    user_ids: tuple[int, ...]
+    confirmed: tuple[int, ...]
+    reason: str
+
+
+def reports_needing_review(ops, dm: DataMap, *, as_of: date, confirmed: Sequence[int] = ()) -> list[ReportReview]:
+    """Every open address-only report that names more than one account, or one whose own data says adult."""
+    u = _account_columns(dm.record("accounts"), "u")
+    query = sql.SQL("""
+        select a.report_id, a.named, array_agg({u_id} order by {u_id}),
+               array_agg({u_id} order by {u_id}) filter (where {adult})
+        from ({by_address}) a join {accounts} u on {u_key} = a.address
+        group by a.report_id, a.named
+        having a.named > 1 or bool_or({adult})
+        order by a.report_id""").format(
+        u_id=u["id"], u_key=comparable_sql(u["email"]), adult=_says_adult(dm, "u"), by_address=_address_reports(dm),
+        accounts=dm.record("accounts").ident)
+    wanted = set(confirmed)
+    found = []
+    for report_id, named, user_ids, adults in ops.execute(query, {"as_of": as_of}):
+        adults = adults or []
+        why = (f"the address names {named} accounts ({', '.join(map(str, user_ids))})" if named > 1 else
+               f"the address names account {user_ids[0]}")
+        if adults:
+            why += f", whose own data says adult ({', '.join(map(str, adults))})" if named > 1 else \
+                ", whose own data says adult"
+        found.append(ReportReview(report_id, tuple(user_ids), tuple(i for i in user_ids if i in wanted),
+                                  f"{why}: a person must confirm which account the report means "
+                                  "(confirm_user_ids); nothing of theirs is erased on the report's word"))
+    return found
 
 
 def verdict_column_names(dm: DataMap) -> list[str]:
@@ -174,8 +245,10 @@ def _plainly_readable(dm: DataMap, alias: str = "u") -> sql.Composable:
         c_ok=reading.in_range(u["created_at"]), d=u["declared_age"])
 
 
-def detect(ops, dm: DataMap, *, as_of: date, tz: str, user_ids: Sequence[int] = ()) -> list[Subject]:
-    """Every child (and every account no rule can judge), by user id; ``user_ids`` limits the search."""
+def detect(ops, dm: DataMap, *, as_of: date, tz: str, user_ids: Sequence[int] = (),
+           confirmed: Sequence[int] = ()) -> list[Subject]:
+    """Every child (and every account no rule can judge), by user id; ``user_ids`` limits the search;
+    ``confirmed``: accounts a person confirmed as the one an address-only report means."""
     accounts = dm.record("accounts")
     rules, problems = verdict_columns(dm)
     query = sql.SQL("""
@@ -188,15 +261,16 @@ def detect(ops, dm: DataMap, *, as_of: date, tz: str, user_ids: Sequence[int] = 
               and ({caught} or not {plain})) v
         where cardinality(v.rules) > 0 or cardinality(v.problems) > 0
         order by v.user_id""").format(
-        reported=reported_accounts_cte(dm, only_ids=True), u_id=sql.Identifier("u", accounts.physical("id")), rules=rules,
+        reported=reported_accounts_cte(dm, only_ids=True, confirmed=confirmed),
+        u_id=sql.Identifier("u", accounts.physical("id")), rules=rules,
         problems=problems, accounts=accounts.ident, caught=caught_column(dm), plain=_plainly_readable(dm))
     rows = ops.execute(query, {"as_of": as_of, "tz": tz, "ids": list(user_ids)})
     return [Subject(uid, tuple(r), tuple(p), tuple(ids)) for uid, r, p, ids in rows]
 
 
-def still_a_child(conn, dm: DataMap, user_id: int, *, as_of: date, tz: str) -> bool:
+def still_a_child(conn, dm: DataMap, user_id: int, *, as_of: date, tz: str, confirmed: Sequence[int] = ()) -> bool:
     """Does a rule still catch this account? (Asked again under the purge's claim, in its transaction.)"""
-    return any(s.child for s in detect(conn, dm, as_of=as_of, tz=tz, user_ids=[user_id]))
+    return any(s.child for s in detect(conn, dm, as_of=as_of, tz=tz, user_ids=[user_id], confirmed=confirmed))
 
 
 def unmatched_reports(ops, dm: DataMap) -> list[ReportOutcome]:
@@ -208,14 +282,14 @@ def unmatched_reports(ops, dm: DataMap) -> list[ReportOutcome]:
         select {r_id}, case when {r_user} is not null then {gone} else {no_match} end
         from {reports} r
         where {r_resolved} is null
-          and ({r_user} is not null or {r_email} ~ '[^[:space:]]')
+          and ({r_user} is not null or {r_key} <> '')
           and not exists (select 1 from {accounts} u
                           where ({r_user} is not null and {u_id} = {r_user})
-                             or ({r_user} is null and lower(btrim({u_email})) = lower(btrim({r_email}))))
+                             or ({r_user} is null and {u_key} = {r_key}))
         order by {r_id}""").format(
-        r_id=r["id"], r_user=r["user_id"], r_email=r["reported_email"], r_resolved=r["resolved_at"],
+        r_id=r["id"], r_user=r["user_id"], r_key=comparable_sql(r["reported_email"]), r_resolved=r["resolved_at"],
         gone=sql.Literal(ALREADY_GONE), no_match=sql.Literal(NO_MATCH), reports=reports.ident,
-        accounts=accounts.ident, u_id=u["id"], u_email=u["email"])
+        accounts=accounts.ident, u_id=u["id"], u_key=comparable_sql(u["email"]))
     return [ReportOutcome(rid, outcome) for rid, outcome in ops.execute(query)]
 
 
@@ -227,9 +301,9 @@ def empty_reports(ops, dm: DataMap) -> list[int]:
     """
     reports = dm.record("child_reports")
     query = sql.SQL("select {id} from {t} where {resolved} is null and {user} is null "
-                    "and not coalesce({email} ~ '[^[:space:]]', false) order by {id}").format(
+                    "and coalesce({key}, '') = '' order by {id}").format(
         id=reports.col("id"), t=reports.ident, resolved=reports.col("resolved_at"), user=reports.col("user_id"),
-        email=reports.col("reported_email"))
+        key=comparable_sql(reports.col("reported_email")))
     return [row[0] for row in ops.execute(query)]
 
 

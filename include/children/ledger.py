@@ -1,5 +1,6 @@
-"""The purge's records in the compliance store (migration 0003): the run, one row per subject and run, the
-reports' outcomes and the vendors' deletion notices.
+"""The purge's records in the compliance store (migration 0003): one row per subject and run, the reports'
+outcomes and the vendors' deletion notices. The run itself is an erasure run (:mod:`include.erasure.run`,
+:data:`WORKFLOW`), shared with request fulfilment.
 
 Each write is safe to repeat: a run detects and plans once (the run row is locked while it does, and a
 repeated attempt finds the work recorded); a subject's row only moves forward (``planned`` → ``erasing``
@@ -16,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from include.audit import RunContext
 from include.erasure import PURGED, ErasureResult, Plan, VendorShare
+from include.erasure import run as erasure_run
 
 SOURCE = "child_data_purge"
 
@@ -26,43 +28,9 @@ DRY_RUN = "dry_run"
 DEFERRED = "deferred"
 APPROVAL_REQUIRED = "approval_required"
 REJECTED = "rejected"
+NEEDS_REVIEW = "needs_review"   # a report's outcome: its address names several accounts or an adult
+CONFIRMED = "confirmed"         # a report's outcome: a person said which of its accounts it means
 OPEN = (PLANNED, ERASING)
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    dry_run: bool
-    targeted: bool
-    state: str
-    detected_at: datetime | None
-    planned_at: datetime | None
-    plan_hash: str | None
-    plan_subjects: int | None
-    approval: str | None
-    approval_state: str | None
-    threshold: int
-
-
-_RUN_COLUMNS = ("run_id, dry_run, targeted, state, detected_at, planned_at, plan_hash, plan_subjects, approval, "
-                "approval_state, threshold")
-
-
-def start_run(store, *, run_id: str, as_of, run_type: str | None, dry_run: bool, targeted: bool,
-              max_subjects: int | None, threshold: int, started_at: datetime) -> RunRecord:
-    """The run's row, created on its first attempt (a later attempt finds it as it was left)."""
-    store.execute(
-        """insert into compliance.child_purge_runs (run_id, as_of, run_type, dry_run, targeted, max_subjects,
-                                                     threshold, started_at, state)
-           values (%s, %s, %s, %s, %s, %s, %s, %s, 'detected') on conflict (run_id) do nothing""",
-        (run_id, as_of, run_type, dry_run, targeted, max_subjects, threshold, started_at))
-    return load_run(store, run_id)
-
-
-def load_run(store, run_id: str, *, lock: bool = False) -> RunRecord | None:
-    row = store.execute(f"select {_RUN_COLUMNS} from compliance.child_purge_runs where run_id = %s"
-                        + (" for update" if lock else ""), (run_id,)).fetchone()
-    return RunRecord(*row) if row else None
 
 
 @dataclass(frozen=True)
@@ -84,14 +52,23 @@ class Detected:
         return None if self.rules else "; ".join(self.problems)
 
 
-def record_detection(store, run_id: str, subjects: Sequence[Detected], reports: Iterable[tuple[int, str, str | None, bool]],
-                     *, at: datetime, counts: dict) -> bool:
-    """Record what the run detected, once; False when an earlier attempt of the run already had.
+@dataclass(frozen=True, order=True)
+class ReportNote:
+    """What a run found of an open report that leads to no purge of its own: named no one (``no_match``,
+    ``already_gone``, ``invalid``), or needs a person (``needs_review``, ``confirmed``: the accounts it names
+    and those a person confirmed)."""
 
-    ``reports``: (report id, outcome, reason, resolved) for the open reports that named no one to purge.
-    """
-    with store.transaction():
-        run = load_run(store, run_id, lock=True)
+    report_id: int
+    outcome: str
+    reason: str | None = None
+    user_ids: tuple[int, ...] = ()
+    confirmed: tuple[int, ...] = ()
+
+
+def record_detection(store, run_id: str, subjects: Sequence[Detected], reports: Iterable[ReportNote],
+                     *, at: datetime, counts: dict) -> bool:
+    """Record what the run detected, once; False when an earlier attempt of the run already had."""
+    with erasure_run.locked_run(store, WORKFLOW, run_id) as run:
         if run.detected_at is not None:
             return False
         with store.cursor().copy(
@@ -102,11 +79,11 @@ def record_detection(store, run_id: str, subjects: Sequence[Detected], reports: 
                                 s.outcome, s.reason, at, at))
         with store.cursor() as cur:
             cur.executemany("""insert into compliance.child_report_outcomes (run_id, report_id, outcome, reason, resolved,
-                                                                           recorded_at)
-                               values (%s, %s, %s, %s, %s, %s) on conflict do nothing""",
-                            [(run_id, rid, outcome, reason, resolved, at) for rid, outcome, reason, resolved in reports])
-        store.execute("""update compliance.child_purge_runs set detected_at = %s, counts = %s where run_id = %s""",
-                      (at, Jsonb({"detected": counts}), run_id))
+                                                                           user_ids, confirmed_user_ids, recorded_at)
+                               values (%s, %s, %s, %s, false, %s, %s, %s) on conflict do nothing""",
+                            [(run_id, r.report_id, r.outcome, r.reason, list(r.user_ids), list(r.confirmed), at)
+                             for r in reports])
+        erasure_run.record_detection(store, run, at=at, counts=counts)
     return True
 
 
@@ -138,16 +115,25 @@ def detected_subjects(store, run_id: str) -> list[tuple[str, int]]:
                             where run_id = %s and outcome = 'planned' order by user_id""", (run_id,)).fetchall()
 
 
-def record_plan(store, run_id: str, plan: Plan, *, state: str, approval: str | None, approval_state: str | None,
-                subject_outcome: str, reason: str | None, at: datetime, counts: dict) -> bool:
+@dataclass(frozen=True)
+class SubjectsOutcome:
+    """What the plan's erasable subjects' records say when it is recorded: ``planned``; ``dry_run``;
+    ``approval_required`` when the plan cannot go ahead; and why."""
+
+    outcome: str
+    reason: str | None = None
+
+
+def record_plan(store, run_id: str, plan: Plan, facts: erasure_run.PlanFacts, erasable: SubjectsOutcome) -> bool:
     """Record the run's plan, once: each subject's planned tables and vendors, and its outcome so far.
 
-    The erasable subjects get ``subject_outcome`` (``planned``; ``dry_run``; ``approval_required`` when the
-    plan cannot go ahead); held ones ``held``, those beyond the cap ``deferred``, gone ones ``already_erased``.
+    The erasable subjects get ``erasable``'s outcome; held ones ``held``, those beyond the cap ``deferred``, gone
+    ones ``already_erased``.
     """
+    at = facts.at
     rows = []
     for s in plan.erasable:
-        rows.append((s.subject_hash, subject_outcome, reason, s.tables_evidence(), s, ()))
+        rows.append((s.subject_hash, erasable.outcome, erasable.reason, s.tables_evidence(), s, ()))
     for s in plan.held:
         rows.append((s.subject_hash, "held", f"active legal hold(s) {', '.join(map(str, s.holds))}",
                      s.tables_evidence(), s, s.holds))
@@ -156,8 +142,7 @@ def record_plan(store, run_id: str, plan: Plan, *, state: str, approval: str | N
                      s.tables_evidence(), s, ()))
     for s in plan.gone:
         rows.append((s.subject_hash, "already_erased", "the account no longer exists", {}, s, ()))
-    with store.transaction():
-        run = load_run(store, run_id, lock=True)
+    with erasure_run.locked_run(store, WORKFLOW, run_id) as run:
         if run.planned_at is not None:
             return False
         store.execute("create temp table child_plan_rows (subject_hash text, outcome text, reason text, "
@@ -173,21 +158,8 @@ def record_plan(store, run_id: str, plan: Plan, *, state: str, approval: str | N
                          from child_plan_rows p
                          where c.run_id = %s and c.subject_hash = p.subject_hash and c.outcome = 'planned'""",
                       (at, run_id))
-        store.execute("""update compliance.child_purge_runs
-                         set planned_at = %s, plan_hash = %s, plan_subjects = %s, plan_rows = %s, approval = %s,
-                             approval_state = %s, state = %s, counts = counts || %s
-                         where run_id = %s""",
-                      (at, plan.hash, len(plan.erasable), plan.rows, approval, approval_state, state,
-                       Jsonb({"planned": counts}), run_id))
+        erasure_run.record_plan(store, run, facts)
     return True
-
-
-def record_approval(store, run_id: str, *, approval_state: str, approved_by: str | None, at: datetime | None,
-                    state: str | None = None) -> None:
-    store.execute("""update compliance.child_purge_runs
-                     set approval_state = %s, approved_by = coalesce(%s, approved_by),
-                         approved_at = coalesce(%s, approved_at), state = coalesce(%s, state)
-                     where run_id = %s""", (approval_state, approved_by, at, state, run_id))
 
 
 def close_open(store, run_id: str, outcome: str, reason: str, at: datetime) -> int:
@@ -237,8 +209,8 @@ def back_to_planned(store, run_id: str, subject_hash: str, at: datetime) -> None
                   (at, run_id, subject_hash))
 
 
-def finish_subject(store, ctx: RunContext, run_id: str, result: ErasureResult, *, rules: Sequence[str] = (),
-                   reason: str | None = None, settled: bool = False) -> bool:
+def finish_subject(store, ctx: RunContext, run_id: str, result: ErasureResult, *, reason: str | None = None,
+                   settled: bool = False) -> bool:
     """Record a subject's final outcome for this run, with its notices, report outcomes and audit entry.
 
     For a purge: the vendors become outstanding deletion notices, the reports the purge resolved are
@@ -269,7 +241,7 @@ def finish_subject(store, ctx: RunContext, run_id: str, result: ErasureResult, *
                 (result.outcome, reason, list(result.holds), at, run_id, result.subject_hash)).fetchone()
         if changed is None:
             return False
-        rules = list(rules) or list(changed[0])
+        rules = list(changed[0])
         if purged:
             _record_notices(store, run_id, result.subject_hash, result.vendors, at)
             resolved = list(result.extra.get("reports_resolved", ()))
@@ -278,7 +250,11 @@ def finish_subject(store, ctx: RunContext, run_id: str, result: ErasureResult, *
                     cur.executemany(
                         """insert into compliance.child_report_outcomes (run_id, report_id, outcome, resolved,
                                                                          subject_hash, recorded_at)
-                           values (%s, %s, 'purged', true, %s, %s) on conflict do nothing""",
+                           values (%s, %s, 'purged', true, %s, %s)
+                           on conflict (run_id, report_id) do update
+                               set outcome = 'purged', resolved = true, subject_hash = excluded.subject_hash,
+                                   recorded_at = excluded.recorded_at
+                               where child_report_outcomes.outcome = 'confirmed'""",
                         [(run_id, rid, result.subject_hash, at) for rid in resolved])
             store.execute("""update compliance.child_purges
                              set outcome = 'already_erased', reason = %s, user_id = null, updated_at = %s
@@ -327,7 +303,12 @@ def unverified(store, run_id: str) -> list[tuple[str, int]]:
 
 
 def mark_verified(store, run_id: str, subject_hashes: Sequence[str], at: datetime) -> int:
-    """Checked after commit: from now on the store knows these subjects by their keyed hash only."""
+    """Checked after commit: from now on the store knows these subjects by their keyed hash only.
+
+    The check counted what is left of the subject, whichever run erased it: every run's ``purged`` (or
+    ``already_erased``) record of these subjects is verified with it. Clearing another run's account id without
+    verifying its record would leave that record unverified for ever (its own verify step looks for records
+    that still hold an account id), as two live runs of one approved plan once showed."""
     with store.transaction():
         # Every run's rows of these subjects, locked first in one order: two runs verifying the same subjects at
         # once would otherwise each hold their own rows and wait for the other's (a deadlock).
@@ -336,9 +317,14 @@ def mark_verified(store, run_id: str, subject_hashes: Sequence[str], at: datetim
         n = store.execute("""update compliance.child_purges set verified_at = %s, user_id = null
                              where run_id = %s and subject_hash = any(%s) and verified_at is null""",
                           (at, run_id, list(subject_hashes))).rowcount
-        store.execute("""update compliance.child_purges set user_id = null
-                         where subject_hash = any(%s) and user_id is not null and outcome not in ('planned', 'erasing')""",
-                      (list(subject_hashes),))
+        store.execute("""update compliance.child_purges
+                         set user_id = null,
+                             verified_at = case when outcome in ('purged', 'already_erased') then coalesce(verified_at, %s)
+                                                else verified_at end
+                         where subject_hash = any(%s) and run_id <> %s and outcome not in ('planned', 'erasing')
+                           and (user_id is not null
+                                or (verified_at is null and outcome in ('purged', 'already_erased')))""",
+                      (at, list(subject_hashes), run_id))
     return n
 
 
@@ -347,6 +333,14 @@ def outcome_counts(store, run_id: str) -> dict[str, int]:
                                         group by outcome""", (run_id,)).fetchall()))
 
 
-def finish_run(store, run_id: str, *, state: str, at: datetime, counts: dict) -> None:
-    store.execute("""update compliance.child_purge_runs set state = %s, finished_at = %s, counts = counts || %s
-                     where run_id = %s""", (state, at, Jsonb(counts), run_id))
+class _Subjects:
+    """The purge's records as the erasure run's verification and end see them (:class:`include.erasure.run.Subjects`)."""
+
+    unverified = staticmethod(unverified)
+    mark_verified = staticmethod(mark_verified)
+    outcome_counts = staticmethod(outcome_counts)
+
+
+WORKFLOW = erasure_run.Workflow(
+    dag_id=SOURCE, first_state="detected", erasing_state="purging", audit="child_purge", plan_name="plan",
+    records="compliance.child_purges", unit="subjects", subjects=_Subjects())

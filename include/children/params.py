@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from include.config import Settings
 from include.periods import ParamError, RunTiming, run_today
+from include.runconf import optional_cap, positive_ids
 
 _PLAN_HASH = re.compile(r"^[0-9a-f]{64}$")
 
@@ -29,15 +30,13 @@ class PurgeParams:
     user_ids: tuple[int, ...] = ()         # only these accounts (empty: every account)
     max_subjects: int | None = None        # erase at most this many subjects this run
     approve_plan: str | None = None        # the hash of the one plan this run may carry out
+    confirm_user_ids: tuple[int, ...] = ()  # accounts a person confirmed as the one an address-only report means
 
     @classmethod
     def resolve(cls, raw: Mapping[str, Any], settings: Settings, timing: RunTiming) -> "PurgeParams":
-        ids = raw.get("user_ids") or ()
-        if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
-            raise ParamError("user_ids must be a list of positive account ids")
-        cap = raw.get("max_subjects")
-        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
-            raise ParamError(f"max_subjects must be a whole number of subjects of at least 1, not {cap!r}")
+        ids = positive_ids(raw.get("user_ids"), "user_ids", "account")
+        confirm = positive_ids(raw.get("confirm_user_ids"), "confirm_user_ids", "account")
+        cap = optional_cap(raw.get("max_subjects"), "max_subjects", "a whole number of subjects")
         approve = raw.get("approve_plan") or None
         if approve is not None and (not isinstance(approve, str) or not _PLAN_HASH.match(approve.strip().lower())):
             raise ParamError("approve_plan must be the 64-character plan hash a dry run printed")
@@ -46,8 +45,8 @@ class PurgeParams:
             raise ParamError(f"dry_run must be true or false, not {dry_run!r}")
         scheduled = timing.scheduled
         return cls(as_of=run_today(timing, settings.tz), dry_run=False if scheduled else dry_run, scheduled=scheduled,
-                   run_type=timing.run_type, user_ids=tuple(sorted(set(ids))), max_subjects=cap,
-                   approve_plan=approve.strip().lower() if approve else None)
+                   run_type=timing.run_type, user_ids=ids, max_subjects=cap,
+                   approve_plan=approve.strip().lower() if approve else None, confirm_user_ids=confirm)
 
     @property
     def targeted(self) -> bool:

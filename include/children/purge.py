@@ -1,6 +1,8 @@
 """The steps of ``child_data_purge`` as plain functions (no Airflow in here): detect, plan, purge, verify,
-notify, finish. Each takes open connections and the run's resolved parameters, records what it did in the
-compliance store and the audit log, and returns a small summary for XCom.
+notify, finish. Each takes the step context (:mod:`include.step`: connections, data map, settings, the run's
+resolved parameters, the subject key, the mailer, the reviewer's answer), records what it did in the
+compliance store and the audit log, and returns a small summary for XCom. The run's record, its approval,
+verification and end are the erasure run's (:mod:`include.erasure.run`), shared with request fulfilment.
 
 docs/rules.md ("Children", "Erasure"); COPPA (16 CFR §312.2: a child is under 13; §312.10: keep a child's data no longer than needed
 and delete it securely). Logs and records carry counts, report and hold ids, and keyed subject hashes,
@@ -17,43 +19,54 @@ import time
 from dataclasses import dataclass
 from typing import Mapping
 
+from psycopg import sql
+
 from include import erasure
-from include.audit import RunContext
 from include.children import detection, ledger, reports, summary
+from include.children.ledger import WORKFLOW
 from include.children.params import PurgeParams
-from include.config import Settings
 from include.datamap import DataMap
 from include.erasure import guard
+from include.erasure import run as erasure_run
 # The guards' errors and the reviewer's answer are the erasure's, shared with the fulfilment.
-from include.erasure.guard import ForgottenTable, NotApproved, PlanChanged, responder, reviewer  # noqa: F401
+from include.erasure.guard import ForgottenTable, NotApproved, PlanChanged, reviewer  # noqa: F401
 from include.erasure.guard import short as _short
-from include.errors import NeedsOperator, Transient
+from include.errors import Transient
 from include.notify.delivery import deliver
+from include.step import Step
 from include.subjects import user_hash
 
 log = logging.getLogger(__name__)
+
 
 class SubjectsBusy(Transient):
     """Some subjects' rows stayed locked by other transactions; the retry erases them."""
 
 
-class PurgeNotClean(NeedsOperator):
-    """After the purge committed, rows are still tied to a purged subject."""
+PurgeNotClean = erasure_run.NotClean  # after the purge committed, rows are still tied to a purged subject
 
 
 # -- detect ------------------------------------------------------------------------------------------------
 
-def detect_children(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: PurgeParams,
-                    key: bytes) -> dict:
-    """Find every child (and every account no rule can judge) and the reports naming no one; record them."""
-    run = ledger.start_run(store, run_id=ctx.run_id, as_of=params.as_of, run_type=params.run_type,
-                           dry_run=params.dry_run, targeted=params.targeted, max_subjects=params.max_subjects,
-                           threshold=settings.purge_threshold, started_at=ctx.now())
+def _start(step: Step[PurgeParams]) -> erasure_run.RunRecord:
+    params = step.params
+    return erasure_run.start_run(step.store, WORKFLOW, erasure_run.RunStart(
+        run_id=step.ctx.run_id, as_of=params.as_of, run_type=params.run_type, dry_run=params.dry_run,
+        threshold=step.settings.purge_threshold, started_at=step.ctx.now(), targets=params.user_ids,
+        max_subjects=params.max_subjects))
+
+
+def detect_children(step: Step[PurgeParams]) -> dict:
+    """Find every child (and every account no rule can judge), the reports naming no one and those waiting for a
+    person; record them."""
+    ops, store, dm, settings, ctx, params = step.ops, step.store, step.datamap, step.settings, step.ctx, step.params
+    run = _start(step)
     if run.detected_at is None:
-        found = detection.detect(ops, dm, as_of=params.as_of, tz=settings.timezone, user_ids=params.user_ids)
-        subjects = [ledger.Detected(user_hash(key, s.user_id), s.user_id, s.rules, s.problems, s.report_ids)
+        found = detection.detect(ops, dm, as_of=params.as_of, tz=settings.timezone, user_ids=params.user_ids,
+                                 confirmed=params.confirm_user_ids)
+        subjects = [ledger.Detected(user_hash(step.key, s.user_id), s.user_id, s.rules, s.problems, s.report_ids)
                     for s in found]
-        outcomes = [] if params.targeted else _report_outcomes(ops, dm)
+        outcomes = _report_outcomes(ops, dm, params)
         counts = _detection_counts(found, outcomes)
         if params.targeted:
             children = {s.user_id for s in found if s.child}
@@ -64,21 +77,38 @@ def detect_children(ops, store, dm: DataMap, settings: Settings, ctx: RunContext
                                                        "dry_run": params.dry_run})
     else:
         log.info("this run already detected its subjects in an earlier attempt: carrying on with those")
-    counts = _recorded_detection(store, ctx.run_id)
+    counts = erasure_run.recorded_counts(store, run, "detected")
     log.info("as of %s: %d child(ren) (%s), %d account(s) invalid; open reports naming no one: %s", params.as_of,
              counts.get("children", 0), ", ".join(f"{k}={v}" for k, v in counts.get("rules", {}).items()) or "none",
              counts.get("invalid", 0), ", ".join(f"{k}={v}" for k, v in counts.get("reports", {}).items()) or "none")
     if counts.get("not_children"):
         log.info("targeted account id(s) that no rule catches (nothing to do): %s", counts["not_children"])
+    review = counts.get("reports", {}).get(ledger.NEEDS_REVIEW, 0)
+    if review:
+        log.warning("%d report(s) name only an address that names several accounts or an adult: nothing of theirs "
+                    "is erased until a person confirms which account is meant (confirm_user_ids; the compliance "
+                    "page lists them)", review)
     return counts
 
 
-def _report_outcomes(ops, dm: DataMap) -> list[tuple[int, str, str | None, bool]]:
-    """Open reports that name no one to purge: (id, outcome, reason, resolved yet). A live run resolves the
-    no_match and already_gone ones when it finishes (detection and planning only read the database)."""
-    found = [(r.report_id, r.outcome, None, False) for r in detection.unmatched_reports(ops, dm)]
-    found += [(rid, "invalid", "the report names neither an account id nor an email address", False)
-              for rid in detection.empty_reports(ops, dm)]
+def _report_outcomes(ops, dm: DataMap, params: PurgeParams) -> list[ledger.ReportNote]:
+    """Open reports that name no one to purge, or that a person must look at. A live run resolves the no_match
+    and already_gone ones when it finishes (detection and planning only read the database); a needs_review one
+    stays open; a confirmed one is resolved once the accounts a person confirmed are purged. A targeted run
+    notes only the reports that need a person and name one of its accounts."""
+    found = [] if params.targeted else (
+        [ledger.ReportNote(r.report_id, r.outcome) for r in detection.unmatched_reports(ops, dm)]
+        + [ledger.ReportNote(rid, "invalid", "the report names neither an account id nor an email address")
+           for rid in detection.empty_reports(ops, dm)])
+    for r in detection.reports_needing_review(ops, dm, as_of=params.as_of, confirmed=params.confirm_user_ids):
+        if params.targeted and not set(r.user_ids) & set(params.user_ids):
+            continue
+        if r.confirmed:
+            found.append(ledger.ReportNote(r.report_id, ledger.CONFIRMED, f"a person confirmed account(s) "
+                         f"{', '.join(map(str, r.confirmed))} of the {len(r.user_ids)} it names",
+                         r.user_ids, r.confirmed))
+        else:
+            found.append(ledger.ReportNote(r.report_id, ledger.NEEDS_REVIEW, r.reason, r.user_ids))
     return sorted(found)
 
 
@@ -88,69 +118,65 @@ def _detection_counts(found, outcomes) -> dict:
         for rule in s.rules:
             rules[rule] = rules.get(rule, 0) + 1
     by_outcome: dict[str, int] = {}
-    for _, outcome, _, _ in outcomes:
-        by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+    for note in outcomes:
+        by_outcome[note.outcome] = by_outcome.get(note.outcome, 0) + 1
     return {"children": sum(1 for s in found if s.child), "invalid": sum(1 for s in found if not s.child),
             "with_problems": sum(1 for s in found if s.child and s.problems), "rules": dict(sorted(rules.items())),
             "reports": dict(sorted(by_outcome.items()))}
-
-
-def _recorded_detection(store, run_id: str) -> dict:
-    row = store.execute("select counts -> 'detected' from compliance.child_purge_runs where run_id = %s",
-                        (run_id,)).fetchone()
-    return dict(row[0] or {})
 
 
 # -- plan --------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Gate:
-    """What a plan may do next, in the purge's ledger's words."""
+    """What a plan may do next (:class:`include.erasure.guard.Gate`), and what its subjects' records say now."""
 
-    state: str                  # the run's state: dry_run, plan_changed, nothing_to_purge, planned, awaiting_approval
-    approval: str | None        # how it is approved: not_needed, plan_hash, review
-    approval_state: str | None
-    subject_outcome: str        # what the erasable subjects' records say now
-    reason: str | None = None
+    guard: guard.Gate
+    state: str                   # the run's state: dry_run, plan_changed, nothing_to_purge, planned, awaiting_approval
+    subjects: ledger.SubjectsOutcome
+
+    @property
+    def approval(self) -> str | None:
+        return self.guard.approval
 
 
-def decide(plan_hash: str, erasable: int, params: PurgeParams, threshold: int, *, rest_of_approved: bool = False
-           ) -> Gate:
+def gate(plan_hash: str, erasable: int, params: PurgeParams, threshold: int, *, rest_of_approved: bool = False
+         ) -> Gate:
     """The erasure guards (:func:`include.erasure.guard.gate`) for a plan erasing ``erasable`` children."""
-    g = guard.gate(plan_hash, erasable=erasable, to_erase=erasable, dry_run=params.dry_run,
-                   approve_plan=params.approve_plan, threshold=threshold, rest_of_approved=rest_of_approved)
+    g = guard.gate(plan_hash, erasable=erasable, to_erase=erasable, params=params, threshold=threshold,
+                   rest_of_approved=rest_of_approved)
     if g.state == guard.DRY_RUN:
-        return Gate(g.state, g.approval, g.approval_state, ledger.DRY_RUN, "dry run: planned and counted, nothing changed")
+        return Gate(g, g.state, ledger.SubjectsOutcome(ledger.DRY_RUN, "dry run: planned and counted, nothing changed"))
     if g.state == guard.PLAN_CHANGED:
-        return Gate(g.state, g.approval, g.approval_state, ledger.APPROVAL_REQUIRED,
-                    f"the plan changed since it was approved (approved {_short(params.approve_plan)}, "
-                    f"now {_short(plan_hash)}): nothing was erased")
+        return Gate(g, g.state, ledger.SubjectsOutcome(
+            ledger.APPROVAL_REQUIRED, f"the plan changed since it was approved (approved {_short(params.approve_plan)}, "
+                                      f"now {_short(plan_hash)}): nothing was erased"))
     state = "nothing_to_purge" if g.state == guard.NOTHING_TO_ERASE else g.state
-    return Gate(state, g.approval, g.approval_state, ledger.PLANNED)
+    return Gate(g, state, ledger.SubjectsOutcome(ledger.PLANNED))
 
 
-def plan_purge(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: PurgeParams,
-               key: bytes) -> dict:
+def plan_purge(step: Step[PurgeParams]) -> dict:
     """Plan the erasure of the detected children from the data map; record it; decide its gate."""
-    run = ledger.load_run(store, ctx.run_id)
+    ops, store, dm, settings, ctx, params = step.ops, step.store, step.datamap, step.settings, step.ctx, step.params
+    run = erasure_run.load_run(store, WORKFLOW, ctx.run_id)
     if run.planned_at is None:
         ids = [uid for _, uid in ledger.detected_subjects(store, ctx.run_id)]
         unmapped = erasure.discover_unmapped(ops, dm)
-        plan = erasure.plan(ops, dm, ids, key, at=ctx.now(), unmapped=unmapped).limited(params.max_subjects)
+        plan = erasure.plan(ops, dm, ids, step.key, at=ctx.now(), unmapped=unmapped).limited(params.max_subjects)
         guard.check_mapped(plan)
         elsewhere = set() if params.dry_run else erasure.rest_of_approved(
             plan, params.approve_plan, lambda approved: ledger.erased_by_other_runs_of(store, approved, ctx.run_id))
         rest = bool(elsewhere)
-        gate = decide(plan.hash, len(plan.erasable), params, settings.purge_threshold, rest_of_approved=rest)
+        g = gate(plan.hash, len(plan.erasable), params, settings.purge_threshold, rest_of_approved=rest)
         counts = {"erasable": len(plan.erasable), "held": len(plan.held), "deferred": len(plan.deferred),
                   "gone": len(plan.gone), "rows": plan.rows, "tables": plan.table_totals(),
                   "vendors": [v["vendor_id"] for v in plan.vendor_totals()],
                   **({"rest_of_plan": params.approve_plan, "erased_by_other_runs": len(elsewhere)} if rest else {})}
-        if ledger.record_plan(store, ctx.run_id, plan, state=gate.state, approval=gate.approval,
-                              approval_state=gate.approval_state, subject_outcome=gate.subject_outcome,
-                              reason=gate.reason, at=ctx.now(), counts=counts):
-            ctx.audit(store, "child_purge.planned", {"plan_hash": plan.hash, "state": gate.state,
-                                                     "approval": gate.approval, "threshold": settings.purge_threshold,
+        facts = erasure_run.PlanFacts(plan.hash, len(plan.erasable), plan.rows, g.guard, at=ctx.now(), counts=counts,
+                                      state=g.state)
+        if ledger.record_plan(store, ctx.run_id, plan, facts, g.subjects):
+            ctx.audit(store, "child_purge.planned", {"plan_hash": plan.hash, "state": g.state,
+                                                     "approval": g.approval, "threshold": settings.purge_threshold,
                                                      **counts})
     else:
         log.info("this run already planned in an earlier attempt: carrying out that plan")
@@ -163,26 +189,24 @@ def plan_purge(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, par
     return result
 
 
+# The records of a plan's erasable subjects, whatever became of them since (for the plan's totals).
+_PLANNED = sql.SQL("""select planned_tables, vendors from compliance.child_purges
+                      where run_id = %(run)s and outcome in ('planned', 'erasing', 'purged', 'dry_run',
+                                                             'approval_required')""")
+
+
 def plan_summary(store, run_id: str) -> dict:
     """The run's plan as recorded: hash, sizes, rows per table, vendors, gate, and the text a reviewer reads."""
     plan_hash, subjects, rows, approval, state, dry_run, threshold = store.execute(
         """select plan_hash, plan_subjects, plan_rows, approval, state, dry_run, threshold
            from compliance.child_purge_runs where run_id = %s""", (run_id,)).fetchone()
-    tables = dict(store.execute(
-        """select t.key, sum((t.value ->> 'rows')::bigint)::bigint from compliance.child_purges c,
-                  jsonb_each(c.planned_tables) t
-           where c.run_id = %s and c.outcome in ('planned', 'erasing', 'purged', 'dry_run', 'approval_required')
-           group by t.key""", (run_id,)).fetchall())
-    vendors = [{"vendor_id": v, "name": n, "subjects": s} for v, n, s in store.execute(
-        """select (v ->> 'vendor_id')::bigint, max(v ->> 'name'), count(*) from compliance.child_purges c,
-                  jsonb_array_elements(c.vendors) v
-           where c.run_id = %s and c.outcome in ('planned', 'erasing', 'purged', 'dry_run', 'approval_required')
-           group by 1 order by 1""", (run_id,))]
+    tables, by_vendor = erasure_run.planned_totals(store, _PLANNED, run_id)
+    vendors = [{"vendor_id": v, "name": n, "subjects": k} for v, n, k in by_vendor]
     outcomes = ledger.outcome_counts(store, run_id)
     result = {"plan_hash": plan_hash, "subjects": subjects or 0, "to_erase": subjects or 0, "rows": rows or 0,
               "approval": approval,
               "state": state, "dry_run": dry_run, "threshold": threshold, "outcomes": outcomes,
-              "tables": {k: int(v) for k, v in sorted(tables.items())}, "vendors": vendors}
+              "tables": tables, "vendors": vendors}
     result["approval_subject"] = (f"Erase {result['subjects']} children's accounts and their data? "
                                   f"(plan {_short(plan_hash)})")
     result["approval_body"] = approval_body(result)
@@ -194,7 +218,7 @@ def approval_body(plan: Mapping) -> str:
     outcomes = plan.get("outcomes", {})
     return guard.review_text(
         f"**{plan['subjects']} children's accounts** would be erased from every table of the data map "
-        f"({plan['rows']} rows), more than the approval threshold of {plan['threshold']}.",
+        f"({plan['rows']} rows), {guard.against_threshold(plan['subjects'], plan['threshold'])}.",
         plan["plan_hash"], plan["tables"],
         f"{outcomes.get('held', 0)} under an active legal hold, {outcomes.get('invalid', 0)} invalid (no rule could "
         f"judge), {outcomes.get('deferred', 0)} deferred.",
@@ -214,20 +238,20 @@ def _log_plan(plan: Mapping) -> None:
 
 # -- purge -------------------------------------------------------------------------------------------------
 
-def purge_subjects(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: PurgeParams, key: bytes,
-                   approval: Mapping | None = None, *, progress_every: float = 10.0) -> dict:
+def purge_subjects(step: Step[PurgeParams], *, progress_every: float = 10.0) -> dict:
     """Erase each planned subject in its own transaction (see :mod:`include.erasure.engine`), record it."""
+    ops, store, dm, ctx = step.ops, step.store, step.datamap, step.ctx
     if ops is store:
         raise ValueError("purge_subjects needs separate connections for the operational DB and the store")
-    run = ledger.load_run(store, ctx.run_id)
+    run = erasure_run.load_run(store, WORKFLOW, ctx.run_id)
     if run is None or run.planned_at is None:
         raise NotApproved("the purge step found no plan for this run: the planning step must run first")
     if run.state in ("dry_run", "nothing_to_purge", "plan_changed", "rejected"):
         log.info("nothing to purge in this run (%s)", run.state)
         return {"skipped": run.state}
-    _check_approval(store, ctx, run, approval)
+    erasure_run.check_approval(step, WORKFLOW, run)
     unmapped = erasure.discover_unmapped(ops, dm)
-    settled = settle_interrupted(ops, store, dm, ctx, unmapped)
+    settled = settle(step, unmapped)
     rows = ledger.open_rows(store, ctx.run_id)
     log.info("purging %d subject(s) of plan %s%s", len(rows), run.plan_hash,
              f"; settled {settled} record(s) left half-way by an interrupted attempt" if settled else "")
@@ -235,7 +259,7 @@ def purge_subjects(ops, store, dm: DataMap, settings: Settings, ctx: RunContext,
     busy, later = [], []
     started = last = time.monotonic()
     for done, row in enumerate(rows, 1):
-        outcome = _purge_one(ops, store, dm, settings, ctx, params, key, row, unmapped, wait=False)
+        outcome = _purge_one(step, row, unmapped, wait=False)
         if outcome == erasure.CLAIMED_ELSEWHERE:
             later.append(row)
         elif outcome in ("busy", "in_flight"):
@@ -247,7 +271,7 @@ def purge_subjects(ops, store, dm: DataMap, settings: Settings, ctx: RunContext,
             log.info("purge progress: %d/%d subject(s) (%s), %.1f/s", done, len(rows), _fmt(tally),
                      done / (last - started))
     for row in later:  # claimed by another eraser a moment ago: wait for it, then see what is left
-        outcome = _purge_one(ops, store, dm, settings, ctx, params, key, row, unmapped, wait=True)
+        outcome = _purge_one(step, row, unmapped, wait=True)
         if outcome == "busy":
             busy.append(row)
         else:
@@ -266,27 +290,12 @@ def _fmt(tally: Mapping[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(tally.items()))
 
 
-def _check_approval(store, ctx: RunContext, run: ledger.RunRecord, answer: Mapping | None) -> None:
-    ok = guard.approval_of(approval=run.approval, approval_state=run.approval_state, answer=answer,
-                           plan_hash=run.plan_hash, subjects=run.plan_subjects, threshold=run.threshold)
-    if ok.in_advance:
-        if run.state != "purging":
-            by_hash = run.approval == "plan_hash"
-            ledger.record_approval(store, ctx.run_id, approval_state=run.approval_state, approved_by=ok.approved_by,
-                                   at=ctx.now() if by_hash else None, state="purging")
-    elif ok.new:
-        ledger.record_approval(store, ctx.run_id, approval_state="approved", approved_by=ok.approved_by, at=ctx.now(),
-                               state="purging")
-        ctx.audit(store, "child_purge.approved", {"plan_hash": run.plan_hash, "approved_by": ok.approved_by,
-                                                  "subjects": run.plan_subjects})
-
-
 class _NotThisRunsToErase(Exception):
     """The subject's record left 'planned' while we erased it: roll the erasure back."""
 
 
-def _purge_one(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: PurgeParams, key: bytes,
-               row: ledger.OpenRow, unmapped, *, wait: bool) -> str:
+def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: bool) -> str:
+    ops, store, dm, settings, ctx, params = step.ops, step.store, step.datamap, step.settings, step.ctx, step.params
     now = ctx.now()
 
     def before_commit(result: erasure.ErasureResult) -> None:
@@ -296,12 +305,13 @@ def _purge_one(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, par
     if row.outcome == ledger.ERASING:  # an attempt that is still alive holds it: the retry settles it
         return "in_flight"
     try:
-        result = erasure.erase_subject(
-            ops, dm, row.user_id, key, at=now, unmapped=unmapped, wait=wait,
+        result = erasure.erase_subject(ops, dm, row.user_id, step.key, at=now, options=erasure.EraseOptions(
+            unmapped=unmapped, wait=wait,
             recheck=lambda conn: detection.still_a_child(conn, dm, row.user_id, as_of=params.as_of,
-                                                         tz=settings.timezone),
-            in_transaction=lambda conn: reports.resolve_for_subject(conn, dm, row.user_id, row.report_ids, now),
-            before_commit=before_commit)
+                                                         tz=settings.timezone, confirmed=params.confirm_user_ids),
+            in_transaction=lambda conn: reports.resolve_for_subject(conn, dm, row.user_id, row.report_ids, now,
+                                                                    confirmed=params.confirm_user_ids),
+            before_commit=before_commit))
     except _NotThisRunsToErase:
         return "skipped"
     except erasure.SubjectBusy:
@@ -315,10 +325,11 @@ def _purge_one(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, par
     return result.outcome
 
 
-def settle_interrupted(ops, store, dm: DataMap, ctx: RunContext, unmapped=None) -> int:
+def settle(step: Step, unmapped=None) -> int:
     """Settle every record left 'erasing' (by any run) by a worker that died between recording the counts
     and recording the outcome: if the erasure committed (the account is gone) it is purged with the
     counts it recorded; if it did not (the account is there and nobody holds it) it is planned again."""
+    ops, store, dm, ctx = step.ops, step.store, step.datamap, step.ctx
     settled = 0
     for run_id, subject_hash, user_id in ledger.erasing_rows(store):
         state = erasure.probe(ops, dm, user_id, unmapped)
@@ -335,38 +346,18 @@ def settle_interrupted(ops, store, dm: DataMap, ctx: RunContext, unmapped=None) 
 
 # -- verify ------------------------------------------------------------------------------------------------
 
-VERIFY_CHUNK = 5000
-
-
-def verify_purge(ops, store, dm: DataMap, ctx: RunContext) -> dict:
+def verify_purge(step: Step) -> dict:
     """After commit, count again what is left of the run's erased subjects in every table (by key); then
     forget their account ids: from here on the store knows them by keyed hash only."""
-    rows = ledger.unverified(store, ctx.run_id)
-    unmapped = erasure.discover_unmapped(ops, dm)
-    left: dict[str, int] = {}
-    for start in range(0, len(rows), VERIFY_CHUNK):
-        chunk = rows[start:start + VERIFY_CHUNK]
-        for table, n in erasure.residual_by_keys(ops, dm, [uid for _, uid in chunk], unmapped).items():
-            left[table] = left.get(table, 0) + n
-    if left:
-        where = ", ".join(f"{n} row(s) in {t}" for t, n in sorted(left.items()))
-        ctx.audit(store, "child_purge.verify_failed", {"subjects": len(rows), "left": left})
-        raise PurgeNotClean(f"after the purge committed, {where} are still tied to subjects this run purged "
-                            "(written after their erasure, or missed by the data map): their account ids are kept in "
-                            "compliance.child_purges until this is fixed and the task is cleared")
-    verified = ledger.mark_verified(store, ctx.run_id, [h for h, _ in rows], ctx.now())
-    if rows:
-        ctx.audit(store, "child_purge.verified", {"subjects": verified, "tables": len(erasure.targets(dm))})
-    log.info("verified %d erased subject(s): nothing left in any of the %d mapped table(s)%s", verified,
-             len(erasure.targets(dm)), f" or {len(unmapped)} unmapped one(s)" if unmapped else "")
-    return {"verified": verified}
+    return erasure_run.verify(step, WORKFLOW)
 
 
 # -- notify ------------------------------------------------------------------------------------------------
 
-def notify_compliance(store, mailer, settings: Settings, ctx: RunContext, params: PurgeParams) -> dict:
+def notify_compliance(step: Step[PurgeParams]) -> dict:
     """One email per run that purged anyone: counts per outcome, table and vendor (deletion notices owed)."""
-    if params.dry_run:
+    store, mailer, settings, ctx = step.store, step.mailer, step.settings, step.ctx
+    if step.params.dry_run:
         log.info("dry run: no summary email")
         return {"skipped": "dry run"}
     earlier = summary.status(store, ctx.run_id)
@@ -389,10 +380,11 @@ def notify_compliance(store, mailer, settings: Settings, ctx: RunContext, params
 
 # -- finish ------------------------------------------------------------------------------------------------
 
-def finish_run(ops, store, dm: DataMap, ctx: RunContext, params: PurgeParams, approval: Mapping | None = None) -> dict:
+def finish_run(step: Step[PurgeParams]) -> dict:
     """Close the run: a plan nobody approved gets its subjects marked ``rejected``; a live run resolves the
     reports that named no one (``no_match``, ``already_gone``); record the run's state."""
-    run = ledger.load_run(store, ctx.run_id)
+    ops, store, dm, ctx = step.ops, step.store, step.datamap, step.ctx
+    run = erasure_run.load_run(store, WORKFLOW, ctx.run_id)
     now = ctx.now()
     state = run.state
     resolved = 0
@@ -400,22 +392,18 @@ def finish_run(ops, store, dm: DataMap, ctx: RunContext, params: PurgeParams, ap
         ids = ledger.reports_to_resolve(store, ctx.run_id)
         resolved = reports.resolve(ops, dm, ids, now)
         ledger.mark_reports_resolved(store, ctx.run_id, ids)
-    if run.approval == "review" and run.approval_state == "waiting":
-        who = responder(approval)
-        if who is None:
-            why, approval_state = "no one approved the plan before the approval timed out", "timed_out"
-        else:
-            why, approval_state = f"the plan was rejected by {who}", "rejected"
-        closed = ledger.close_open(store, ctx.run_id, ledger.REJECTED, f"{why}; nothing was erased", now)
-        ledger.record_approval(store, ctx.run_id, approval_state=approval_state, approved_by=None, at=None)
+    unapproved = erasure_run.close_unapproved(step, WORKFLOW, run)
+    if unapproved:
+        closed = ledger.close_open(store, ctx.run_id, ledger.REJECTED, f"{unapproved.why}; nothing was erased", now)
         ctx.audit(store, "child_purge.rejected", {"plan_hash": run.plan_hash, "subjects": closed,
-                                                  "approval_state": approval_state, "by": who})
-        log.warning("plan %s was not approved (%s): %d subject(s) left untouched", run.plan_hash, why, closed)
+                                                  "approval_state": unapproved.approval_state, "by": unapproved.by})
+        log.warning("plan %s was not approved (%s): %d subject(s) left untouched", run.plan_hash, unapproved.why,
+                    closed)
         state = "rejected"
     elif state == "purging":
         state = "purged" if not ledger.open_rows(store, ctx.run_id) else "failed"
     counts = ledger.outcome_counts(store, ctx.run_id)
-    ledger.finish_run(store, ctx.run_id, state=state, at=now, counts={"outcomes": counts})
+    erasure_run.finish_run(store, run, state=state, at=now, counts={"outcomes": counts})
     ctx.audit(store, "child_purge.finished", {"state": state, "plan_hash": run.plan_hash, "outcomes": counts,
                                               "dry_run": run.dry_run, "reports_resolved": resolved})
     log.info("run finished: %s; subjects by outcome: %s; %d report(s) naming no one resolved", state,

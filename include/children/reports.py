@@ -13,6 +13,7 @@ from typing import Sequence
 
 from psycopg import sql
 
+from include.addresses import comparable_sql
 from include.datamap import DataMap
 
 
@@ -26,9 +27,12 @@ def resolve(ops, dm: DataMap, report_ids: Sequence[int], at: datetime) -> int:
     return ops.execute(query, (at, list(report_ids))).rowcount
 
 
-def resolve_for_subject(conn, dm: DataMap, user_id: int, report_ids: Sequence[int], at: datetime) -> dict:
+def resolve_for_subject(conn, dm: DataMap, user_id: int, report_ids: Sequence[int], at: datetime,
+                        confirmed: Sequence[int] = ()) -> dict:
     """Inside the subject's erasing transaction: resolve the open reports that led to it, unless a report
-    also names another account that still exists. Returns ``{"reports_resolved": [ids]}``."""
+    also names another account that still exists. Where a person confirmed which accounts an address-only report
+    means (``confirmed``, holding this subject), only those accounts count: the others its address names were
+    judged not to be the reported child. Returns ``{"reports_resolved": [ids]}``."""
     if not report_ids:
         return {"reports_resolved": []}
     reports, accounts = dm.record("child_reports"), dm.record("accounts")
@@ -40,10 +44,12 @@ def resolve_for_subject(conn, dm: DataMap, user_id: int, report_ids: Sequence[in
           and not exists (select 1 from {accounts} u where {u_id} = {r_user} and {u_id} <> %(user_id)s)
           and not ({r_user} is null and exists (
                 select 1 from {accounts} u
-                where lower(btrim({u_email})) = lower(btrim({r_email})) and {u_id} <> %(user_id)s))
+                where {u_key} = {r_key} and {u_id} <> %(user_id)s
+                  and (not %(user_id)s = any(%(confirmed)s::bigint[]) or {u_id} = any(%(confirmed)s::bigint[]))))
         returning {r_id}""").format(
         reports=reports.ident, resolved_col=reports.col("resolved_at"), r_id=r["id"], r_user=r["user_id"],
-        r_email=r["reported_email"], r_resolved=r["resolved_at"], accounts=accounts.ident, u_id=u["id"],
-        u_email=u["email"])
-    rows = conn.execute(query, {"at": at, "ids": list(report_ids), "user_id": user_id}).fetchall()
+        r_key=comparable_sql(r["reported_email"]), r_resolved=r["resolved_at"], accounts=accounts.ident, u_id=u["id"],
+        u_key=comparable_sql(u["email"]))
+    rows = conn.execute(query, {"at": at, "ids": list(report_ids), "user_id": user_id,
+                                "confirmed": sorted(set(confirmed))}).fetchall()
     return {"reports_resolved": sorted(row[0] for row in rows)}

@@ -7,8 +7,12 @@ The privacy policy says the company does not knowingly collect personal data fro
 * ``under_13_at_signup`` — under 13 on the account's creation date (data collected from a child stays
   a child's data, whatever the age now);
 * ``declared_under_13`` — the age typed at signup (``declared_age``) was under 13;
-* ``reported`` — an unresolved ``child_reports`` row names the account (by id, or by email compared
-  case-insensitively after trimming spaces).
+* ``reported`` — an unresolved ``child_reports`` row names the account: by id; or by address (compared
+  case-insensitively after trimming spaces) when that address names exactly this one account and the
+  account's own data does not say it is an adult (:func:`reported_by_address`). A report naming only an
+  address never erases on its own an adult (a usable birth date 13 or more years back, or a declared age of
+  13 or more), nor several accounts at once (households share addresses): such a report *needs review*,
+  and a person confirms which of its accounts it meant (the purge's ``confirm_user_ids``).
 
 Ages are in completed years: a birthday on the day itself counts as reached, and a 29 February birthday
 is reached on 1 March in other years. A birth date in the future, or before 1900, cannot be used: the
@@ -77,6 +81,21 @@ def _leap(year: int) -> bool:
 
 def under_13_on(birth: date, day: date) -> bool:
     return day < birthday(birth, CHILD_AGE)
+
+
+def says_adult(birth: date | None, declared_age: int | None, as_of: date) -> bool:
+    """The account's own data says 13 or over: a usable birth date (1900 to ``as_of``) at least 13 years back,
+    or a declared age of 13 or more."""
+    if declared_age is not None and declared_age >= CHILD_AGE:
+        return True
+    return (birth is not None and EARLIEST_BIRTH_DATE <= birth <= as_of
+            and not under_13_on(birth, as_of))
+
+
+def reported_by_address(named: int, adult: bool, confirmed: bool = False) -> bool:
+    """Does an open address-only report make one of the ``named`` accounts its address names ``reported``?
+    Only when it names that account alone and its own data does not say adult, or a person confirmed it."""
+    return confirmed or (named == 1 and not adult)
 
 
 def classify(facts: AccountFacts, as_of: date, tz: tzinfo) -> Verdict:

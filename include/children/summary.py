@@ -3,25 +3,17 @@ subject. Recorded once per run in ``compliance.child_purge_summaries`` and sent 
 """
 from __future__ import annotations
 
-import html
 from datetime import datetime
-from functools import lru_cache
-from importlib import resources
-from string import Template
 
 from psycopg.types.json import Jsonb
 
 from include.config import Settings
+from include.mail import Addressee, Content, envelope, render_parts
 from include.notify.delivery import Batch
 
 OUTCOME_WORDS = {"purged": "purged", "held": "held (active legal hold)", "invalid": "invalid (no rule could judge)",
                  "deferred": "deferred (beyond max_subjects)", "already_erased": "already erased",
                  "not_eligible": "no longer a child when re-checked"}
-
-
-@lru_cache(maxsize=None)
-def template(name: str) -> str:
-    return (resources.files("include") / "templates" / name).read_text()
 
 
 def counts_for_run(store, run_id: str) -> dict:
@@ -77,28 +69,12 @@ def payload(counts: dict, settings: Settings, run_id: str) -> dict:
     def vendor_name(v: dict) -> str:
         return f"#{v['vendor_id']} {v['name']}" if v.get("known") else f"#{v['vendor_id']} (unknown vendor id)"
 
-    values = {"as_of": counts["as_of"], "run_id": run_id, "plan_hash": counts.get("plan_hash") or "-"}
-    text = Template(template("child_purge_summary.txt")).substitute(
-        values, outcome_lines="\n".join(f"  {line}" for line in outcome_items),
-        table_lines="\n".join(f"  {t:32} {n:>8}" for t, n in tables) or "  none",
-        vendor_lines="\n".join(f"  vendor {vendor_name(v)}: {v['subjects']} subject(s) this run, "
-                               f"{v['outstanding']} outstanding in all" for v in vendors) or "  none",
-        approval_line=_approval(counts))
-    body = Template(template("child_purge_summary.html")).substitute(
-        {k: html.escape(v) for k, v in values.items()},
-        outcome_html="\n".join(f"  <li>{html.escape(line)}</li>" for line in outcome_items),
-        table_rows="\n".join(f"  <tr><td>{html.escape(t)}</td><td align=\"right\">{n}</td></tr>" for t, n in tables),
-        vendor_rows="\n".join(f"  <tr><td>{html.escape(vendor_name(v))}</td><td align=\"right\">{v['subjects']}</td>"
-                              f"<td align=\"right\">{v['outstanding']}</td></tr>" for v in vendors),
-        approval_html=html.escape(_approval(counts)))
-    return {
-        "from": {"email": settings.email_from, "name": settings.email_from_name},
-        "personalizations": [{"to": [{"email": settings.compliance_team_email}], "custom_args": {"run_id": run_id}}],
-        "subject": subject,
-        "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": body}],
-        "categories": ["child-purge-summary"],
-        "custom_args": {"campaign": "child-purge-summary", "run_id": run_id},
-    }
+    parts = render_parts(
+        "child_purge_summary", as_of=counts["as_of"], run_id=run_id, plan_hash=counts.get("plan_hash") or "-",
+        outcomes=outcome_items, tables=tables, approval=_approval(counts),
+        vendors=[(vendor_name(v), v["subjects"], v["outstanding"]) for v in vendors])
+    return envelope(settings, category="child-purge-summary", run_id=run_id, content=Content(subject, parts),
+                    to=Addressee(settings.compliance_team_email, "child_purge_summary", run_id, {"run_id": run_id}))
 
 
 class SummaryLedger:

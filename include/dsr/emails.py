@@ -8,27 +8,16 @@ and one email to read instead of dozens.
 """
 from __future__ import annotations
 
-import html
+import hashlib
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
-from importlib import resources
-from string import Template
 from typing import Sequence
 
 from include.config import Settings
+from include.mail import Addressee, Content, envelope, render_parts
 
 ESCALATIONS_PER_MESSAGE = 500
 SUBJECT_WORDS = {"overdue": "overdue", "due_soon": "due soon", "ack_overdue": "not acknowledged in time"}
-
-
-@lru_cache(maxsize=None)
-def template(name: str) -> str:
-    return (resources.files("include") / "templates" / name).read_text()
-
-
-def _sender(settings: Settings) -> dict:
-    return {"email": settings.email_from, "name": settings.email_from_name}
 
 
 def _text(value) -> str:
@@ -52,6 +41,18 @@ def _row(item: PendingEscalation) -> tuple[str, ...]:
             _text(item.due_date), _text(item.days_left))
 
 
+def _about(items: Sequence[PendingEscalation]) -> Addressee:
+    """What an escalation message is about: one escalation by its request and level; several by a digest of
+    their (request, level) keys (the same on a re-send of that message; bounded, where 500 ids might not be)."""
+    keys = sorted(f"{i.request_id}/{i.level}" for i in items)
+    if len(items) == 1:
+        only = items[0]
+        return Addressee(only.recipient, "dsr_escalation", keys[0],
+                         {"escalations": "1", "request_id": str(only.request_id), "level": only.level})
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32]
+    return Addressee(items[0].recipient, "dsr_escalation", f"sha256:{digest}", {"escalations": str(len(items))})
+
+
 def escalation_payload(items: Sequence[PendingEscalation], settings: Settings, run_id: str) -> dict:
     """One message to the group's recipient listing its escalations, worst first."""
     order = {"overdue": 0, "ack_overdue": 1, "due_soon": 2}
@@ -66,23 +67,9 @@ def escalation_payload(items: Sequence[PendingEscalation], settings: Settings, r
         subject = f"{len(items)} privacy requests need attention: {', '.join(parts)}"
     intro = (f"{len(items)} privacy request escalation(s) for you: {', '.join(parts)}."
              + (" (You receive these for requests without an assignee.)" if items[0].recipient_is_team else ""))
-    lines = [f"  #{rid:<8} {regime:5} {rtype:16} {what:28} due {due}  days left {left}"
-             for rid, regime, rtype, what, due, left in map(_row, items)]
-    rows = ["  <tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in _row(item)) + "</tr>" for item in items]
-    return {
-        "from": _sender(settings),
-        "personalizations": [{"to": [{"email": items[0].recipient}],
-                              "custom_args": {"escalations": str(len(items))}}],
-        "subject": subject,
-        "content": [
-            {"type": "text/plain", "value": Template(template("dsr_escalation.txt")).substitute(
-                intro=intro, item_lines="\n".join(lines))},
-            {"type": "text/html", "value": Template(template("dsr_escalation.html")).substitute(
-                intro=html.escape(intro), item_rows="\n".join(rows))},
-        ],
-        "categories": ["dsr-escalation"],
-        "custom_args": {"campaign": "dsr-escalation", "run_id": run_id},
-    }
+    parts = render_parts("dsr_escalation", intro=intro, rows=[_row(item) for item in items])
+    return envelope(settings, category="dsr-escalation", run_id=run_id, content=Content(subject, parts),
+                    to=_about(items))
 
 
 def digest_payload(digest_date: date, counts: dict[str, int], items: Sequence[tuple], total_attention: int,
@@ -90,26 +77,10 @@ def digest_payload(digest_date: date, counts: dict[str, int], items: Sequence[tu
     attention = {s: counts.get(s, 0) for s in ("overdue", "ack_overdue", "due_soon")}
     subject = (f"Privacy requests {digest_date}: {attention['overdue']} overdue, "
                f"{attention['ack_overdue']} unacknowledged, {attention['due_soon']} due soon")
-    summary = [f"{state}: {n}" for state, n in sorted(counts.items())] or ["no requests evaluated"]
-    more = (f"... and {total_attention - len(items)} more on the compliance page."
-            if total_attention > len(items) else "")
-    lines = [f"  #{rid}  {_text(regime).upper():5} {_text(rtype):16} {state:12} due {_text(due)}  "
-             f"days left {_text(left)}" for rid, regime, rtype, state, due, left in items] or ["  none"]
-    rows = ["  <tr>" + "".join(f"<td>{html.escape(_text(v))}</td>" for v in (
-        rid, _text(regime).upper(), rtype, state, due, left)) + "</tr>"
-        for rid, regime, rtype, state, due, left in items]
-    values = {"digest_date": str(digest_date), "more_line": more}
-    text = Template(template("dsr_digest.txt")).substitute(
-        values, summary_lines="\n".join(summary), item_lines="\n".join(lines))
-    body = Template(template("dsr_digest.html")).substitute(
-        values, summary_html="\n".join(f"  <li>{html.escape(s)}</li>" for s in summary),
-        item_rows="\n".join(rows))
-    return {
-        "from": _sender(settings),
-        "personalizations": [{"to": [{"email": settings.compliance_team_email}],
-                              "custom_args": {"digest_date": str(digest_date)}}],
-        "subject": subject,
-        "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": body}],
-        "categories": ["dsr-digest"],
-        "custom_args": {"campaign": "dsr-digest", "run_id": run_id},
-    }
+    rows = [(str(rid), _text(regime).upper(), _text(rtype), state, _text(due), _text(left))
+            for rid, regime, rtype, state, due, left in items]
+    parts = render_parts("dsr_digest", digest_date=str(digest_date), summary=sorted(counts.items()),
+                         rows=rows, more=max(total_attention - len(items), 0))
+    return envelope(settings, category="dsr-digest", run_id=run_id, content=Content(subject, parts),
+                    to=Addressee(settings.compliance_team_email, "dsr_digest", str(digest_date),
+                                 {"digest_date": str(digest_date)}))

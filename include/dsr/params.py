@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from include.config import Settings
 from include.periods import ParamError, RunTiming, resolve_as_of
+from include.runconf import positive_ids
 
 
 @dataclass(frozen=True)
@@ -23,10 +24,8 @@ class DsrParams:
             # Every request would be "received in the future" and come back invalid: a typo, not a question.
             raise ParamError(f"as_of {as_of.day} is before {settings.earliest_plausible_date}, the earliest receipt "
                              "date the rules accept (setting earliest_plausible_date): every request would be invalid")
-        ids = raw.get("request_ids") or ()
-        if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
-            raise ParamError("request_ids must be a list of positive request ids")
-        return cls(as_of=as_of.day, what_if=as_of.what_if, request_ids=tuple(sorted(set(ids))),
+        ids = positive_ids(raw.get("request_ids"), "request_ids", "request")
+        return cls(as_of=as_of.day, what_if=as_of.what_if, request_ids=ids,
                    dry_run=bool(raw.get("dry_run", False)))
 
     @property

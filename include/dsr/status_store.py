@@ -6,6 +6,7 @@ never touches the live status.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
@@ -51,8 +52,19 @@ def start_run(store, run_id: str, as_of: date, dry_run: bool, started_at: dateti
         (run_id, as_of, dry_run, what_if, started_at))
 
 
-def finish_run(store, run_id: str, *, max_request_id: int | None, evaluated: int, changed: int,
-               counts: dict, finished_at: datetime) -> None:
+@dataclass(frozen=True)
+class RunTotals:
+    """What one evaluation pass did: the watermark (None for a targeted run or a what-if), the rows evaluated and
+    changed, the count of each state."""
+
+    max_request_id: int | None
+    evaluated: int
+    changed: int
+    counts: dict
+
+
+def finish_run(store, run_id: str, totals: RunTotals, finished_at: datetime) -> None:
+    max_request_id, evaluated, changed, counts = totals.max_request_id, totals.evaluated, totals.changed, totals.counts
     store.execute(
         """update compliance.dsr_runs set max_request_id = %s, evaluated = %s, changed = %s, counts = %s,
                   finished_at = %s where run_id = %s""",

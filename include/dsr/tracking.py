@@ -1,7 +1,8 @@
 """The steps of the request-deadline-tracking DAG as plain functions (no Airflow in here).
 
-Each step takes open database connections and the run's resolved parameters, writes what it did to the
-compliance store and the audit log, and returns a small summary for XCom. Logs carry ids and counts
+Each step takes the step context (:class:`include.step.Step`: connections, data map, settings, the run's
+resolved parameters, the mailer), writes what it did to the compliance store and the audit log, and returns a
+small summary for XCom. Logs carry ids and counts
 only: never the requester's data.
 """
 from __future__ import annotations
@@ -14,16 +15,15 @@ import pandas as pd
 
 from include import bulk
 from include.addresses import sending_problem, valid_or_none
-from include.audit import RunContext
 from include.calendars import holiday_calendar
 from include.config import Settings
-from include.datamap import DataMap
 from include.deadlines import DeadlinePolicy
 from include.dsr import digest, escalation, source, status_store
 from include.dsr.columnar import evaluate_frame
 from include.dsr.params import DsrParams
 from include.notify.delivery import deliver
 from include.reads import dsr as dsr_reads
+from include.step import Step
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +69,14 @@ def _evaluated(frames, as_of: date, policy: DeadlinePolicy, tally: _Tally):
         yield result, recipients, status_store.fingerprints(result, recipients, as_of)
 
 
-def evaluate_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: DsrParams) -> dict:
-    """Evaluate the selected requests; live results go to ``dsr_status``, a what-if's to ``dsr_whatif``.
+def evaluate_requests(step: Step[DsrParams]) -> dict:
+    """Evaluate every selected request; record live states in dsr_status (a what-if's in dsr_whatif).
 
     Column-wise in chunks (``include.dsr.columnar``, exactly the rules of ``include.deadlines``): requests
     stream out of the operational database with COPY while the results stream into the store with COPY,
     and only the rows whose evaluation changed are written.
     """
+    ops, store, dm, settings, ctx, params = step.ops, step.store, step.datamap, step.settings, step.ctx, step.params
     if ops is store:
         # Requests stream out of one connection while statuses are COPYed into the other.
         raise ValueError("evaluate_requests needs separate connections for the operational DB and the store")
@@ -101,8 +102,8 @@ def evaluate_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunConte
     pruned = status_store.prune_whatifs(store, older_than=started - timedelta(days=settings.whatif_retention_days))
     missing = sorted(set(params.request_ids) - tally.seen)
     counts = dict(sorted(tally.states.items()))
-    status_store.finish_run(store, ctx.run_id, max_request_id=watermark, evaluated=written, changed=changed,
-                            counts=counts, finished_at=ctx.now())
+    status_store.finish_run(store, ctx.run_id, status_store.RunTotals(watermark, written, changed, counts),
+                            finished_at=ctx.now())
     summary = {"as_of": as_of.isoformat(), "what_if": what_if, "evaluated": written, "changed": changed,
                "states": counts, "targeted": len(params.request_ids), "not_found": missing,
                "malformed_assignee_emails": tally.bad_assignees, "dry_run": params.dry_run,
@@ -119,8 +120,11 @@ def evaluate_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunConte
     return summary
 
 
-def escalate(store, mailer, settings: Settings, ctx: RunContext, params: DsrParams) -> dict:
-    """Record new escalations for this evaluation and send every pending one of this run's scope, once."""
+def send_escalations(step: Step[DsrParams]) -> dict:
+    """Email each new ack_overdue / due_soon / overdue escalation once.
+
+    Records the new escalations of this evaluation and sends every pending one of this run's scope."""
+    store, settings, ctx, params = step.store, step.settings, step.ctx, step.params
     skip = params.send_skip_reason
     if skip:
         would = escalation.count_unrecorded(store, as_of=params.as_of, request_ids=params.request_ids,
@@ -133,12 +137,15 @@ def escalate(store, mailer, settings: Settings, ctx: RunContext, params: DsrPara
                                 run_id=ctx.run_id, now=ctx.now(), request_ids=params.request_ids)
     ledger = escalation.EscalationLedger(settings, ctx.run_id, params.request_ids)
     log.info("claimed %d new escalation(s); %d pending", claimed, ledger.pending(store))
-    report = deliver(store, ledger, mailer, ctx)
+    report = deliver(store, ledger, step.mailer, ctx)
     return {"claimed": claimed, "sent": report.sent, "failed": report.failed}
 
 
-def send_digest(store, mailer, settings: Settings, ctx: RunContext, params: DsrParams) -> dict:
-    """One digest per day to the compliance team, with every request needing attention."""
+def send_daily_digest(step: Step[DsrParams]) -> dict:
+    """Send the compliance team's digest, once per day.
+
+    One digest per day, with every request needing attention."""
+    store, settings, ctx, params = step.store, step.settings, step.ctx, step.params
     as_of, skip = params.as_of, params.send_skip_reason
     if skip:
         ctx.audit(store, "dsr.digest_skipped", {"reason": skip})
@@ -155,7 +162,7 @@ def send_digest(store, mailer, settings: Settings, ctx: RunContext, params: DsrP
     counts = dsr_reads.request_states(store)
     digest.record(store, digest_date=as_of, recipient=settings.compliance_team_email, counts=counts,
                   run_id=ctx.run_id, now=ctx.now())
-    report = deliver(store, digest.DigestLedger(settings, ctx.run_id, as_of, counts), mailer, ctx)
+    report = deliver(store, digest.DigestLedger(settings, ctx.run_id, as_of, counts), step.mailer, ctx)
     attention = sum(counts.get(s, 0) for s in ("ack_overdue", "due_soon", "overdue"))
     if report.sent:
         log.info("digest for %s accepted (%d request(s) need attention)", as_of, attention)

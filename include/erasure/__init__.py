@@ -17,13 +17,14 @@ Nothing here imports Airflow or knows which workflow calls it: callers hook thei
 erasing transaction (``in_transaction``) and record the result before it commits (``before_commit``).
 """
 from include.erasure.engine import (ALREADY_ERASED, CLAIMED_ELSEWHERE, HELD, NOT_ELIGIBLE, PURGED, ErasureError,
-                                    ErasureResult, Probe, ResidualDataError, SubjectBusy, TableCount, erase_subject,
-                                    probe, residual_by_keys)
+                                    EraseOptions, ErasureResult, Probe, ResidualDataError, SubjectBusy, TableCount,
+                                    erase_subject, probe, residual_by_keys)
 from include.erasure.facts import VendorShare
 from include.erasure.plan import Plan, SubjectPlan, plan, rest_of_approved
 from include.erasure.scope import Target, Unmapped, discover_unmapped, targets
 
-__all__ = ["ALREADY_ERASED", "CLAIMED_ELSEWHERE", "HELD", "NOT_ELIGIBLE", "PURGED", "ErasureError", "ErasureResult",
+__all__ = ["ALREADY_ERASED", "CLAIMED_ELSEWHERE", "HELD", "NOT_ELIGIBLE", "PURGED", "EraseOptions", "ErasureError",
+           "ErasureResult",
            "Plan", "Probe", "ResidualDataError", "SubjectBusy", "SubjectPlan", "TableCount", "Target", "Unmapped",
            "VendorShare", "discover_unmapped", "erase_subject", "plan", "probe", "residual_by_keys", "rest_of_approved",
            "targets"]

@@ -30,7 +30,7 @@ before the erasure commits, and may raise to roll it back.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable, Mapping
 
@@ -109,20 +109,34 @@ class ErasureResult:
         return {t.table: {"action": t.action, "rows": t.rows} for t in self.tables}
 
 
-def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
-                  unmapped: tuple[Unmapped, ...] | None = None, wait: bool = False,
-                  recheck: Callable[[psycopg.Connection], bool] | None = None,
-                  in_transaction: Callable[[psycopg.Connection], Mapping] | None = None,
-                  before_commit: Callable[[ErasureResult], None] | None = None,
-                  lock_timeout_ms: int = 10_000) -> ErasureResult:
-    """Erase one subject in one transaction of ``ops`` (an autocommit connection); see the module doc.
+@dataclass(frozen=True)
+class EraseOptions:
+    """How one subject is erased, and the caller's hooks into its transaction.
 
     ``unmapped`` is what :func:`include.erasure.scope.discover_unmapped` found (looked up when None; pass it
-    when erasing many subjects). ``wait`` waits for another eraser's claim instead of skipping it.
+    when erasing many subjects). ``wait`` waits for another eraser's claim instead of skipping it. ``recheck``
+    (the subject still qualifies, on the claimed row), ``in_transaction`` (more work in the erasing transaction,
+    its result kept as ``extra``) and ``before_commit`` (record the result before it commits) are the caller's.
     """
+
+    unmapped: "tuple[Unmapped, ...] | None" = None
+    wait: bool = False
+    recheck: "Callable[[psycopg.Connection], bool] | None" = None
+    in_transaction: "Callable[[psycopg.Connection], Mapping] | None" = None
+    before_commit: "Callable[[ErasureResult], None] | None" = None
+    lock_timeout_ms: int = 10_000
+
+
+def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
+                  options: EraseOptions = EraseOptions()) -> ErasureResult:
+    """Erase one subject in one transaction of ``ops`` (an autocommit connection); see the module doc and
+    :class:`EraseOptions`."""
+    unmapped, wait, recheck = options.unmapped, options.wait, options.recheck
+    in_transaction, before_commit, lock_timeout_ms = options.in_transaction, options.before_commit, options.lock_timeout_ms
     scope = targets(dm)
     if unmapped is None:
         unmapped = discover_unmapped(ops, dm)
+        options = replace(options, unmapped=unmapped)
     subject_hash = user_hash(key, user_id)
     accounts = dm.record("accounts")
     try:
@@ -131,10 +145,9 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
             claimed = ops.execute(sql.SQL("select {email} from {t} where {id} = %s for update{skip}").format(
                 email=address_key(accounts.col("email")), t=accounts.ident, id=accounts.col("id"),
                 skip=sql.SQL("") if wait else sql.SQL(" skip locked")), (user_id,)).fetchone()
-            if claimed is None:
-                return _without_account(ops, dm, scope, unmapped, user_id, subject_hash, key, at=at,
-                                        in_transaction=in_transaction, before_commit=before_commit)
             base = {"user_id": user_id, "subject_hash": subject_hash, "at": at}
+            if claimed is None:
+                return _without_account(ops, dm, scope, base, key, options)
             holds = active_holds(ops, dm, [user_id], at).get(user_id, ())
             if holds:
                 return ErasureResult(outcome=HELD, holds=holds, **base)
@@ -158,10 +171,11 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
                           "nothing of it changed") from None
 
 
-def _without_account(ops, dm: DataMap, scope, unmapped, user_id: int, subject_hash: str, key: bytes, *, at,
-                     in_transaction, before_commit) -> ErasureResult:
-    """No account row to lock: either another eraser holds it, or it is gone (then erase what is left)."""
-    base = {"user_id": user_id, "subject_hash": subject_hash, "at": at}
+def _without_account(ops, dm: DataMap, scope, base: dict, key: bytes, options: EraseOptions) -> ErasureResult:
+    """No account row to lock: either another eraser holds it, or it is gone (then erase what is left).
+    ``base``: the result's user_id, subject_hash and at."""
+    user_id, at, unmapped = base["user_id"], base["at"], options.unmapped
+    in_transaction, before_commit = options.in_transaction, options.before_commit
     accounts = dm.record("accounts")
     still_there = ops.execute(sql.SQL("select exists (select 1 from {t} where {id} = %s)").format(
         t=accounts.ident, id=accounts.col("id")), (user_id,)).fetchone()[0]

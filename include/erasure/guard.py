@@ -61,11 +61,13 @@ class Gate:
     approval_state: str | None  # not_needed, approved, waiting, plan_changed
 
 
-def gate(plan_hash: str, *, erasable: int, to_erase: int, dry_run: bool, approve_plan: str | None, threshold: int,
-         rest_of_approved: bool = False) -> Gate:
+def gate(plan_hash: str, *, erasable: int, to_erase: int, params, threshold: int, rest_of_approved: bool = False
+         ) -> Gate:
     """The guards, in order. ``erasable``: subjects the plan would erase (what the threshold counts); ``to_erase``:
-    those this run still has to erase. ``rest_of_approved``: the plan is what is left of the approved one once
-    other runs carrying it out erased their part (:func:`include.erasure.rest_of_approved`) — still that plan."""
+    those this run still has to erase; ``params``: the run's ``dry_run`` and ``approve_plan``.
+    ``rest_of_approved``: the plan is what is left of the approved one once other runs carrying it out erased
+    their part (:func:`include.erasure.rest_of_approved`) — still that plan."""
+    dry_run, approve_plan = params.dry_run, params.approve_plan
     review = "review" if erasable > threshold else "not_needed"
     if dry_run:
         return Gate(DRY_RUN, review if to_erase else None, None)
@@ -88,6 +90,13 @@ def route(plan: Mapping, *, review_task_id: str, in_advance_task_id: str) -> str
     if plan["state"] == PLANNED and plan["to_erase"]:
         return in_advance_task_id
     return None
+
+
+def against_threshold(subjects: int, threshold: int) -> str:
+    """How a plan's size stands against the approval threshold, in words (a dry run's plan may be under it)."""
+    if subjects > threshold:
+        return f"more than the approval threshold of {threshold}: a person must approve it"
+    return f"within the approval threshold of {threshold}: it needs no reviewer"
 
 
 def review_text(headline: str, plan_hash: str, tables: Mapping[str, int], not_touched: str,
@@ -134,10 +143,12 @@ class Approval:
     new: bool                   # approved by this answer: the caller records and audits it
 
 
-def approval_of(*, approval: str | None, approval_state: str | None, answer: Mapping | None, plan_hash: str | None,
-             subjects: int, threshold: int, what: str = "plan") -> Approval:
-    """The plan's approval as recorded (``approval``, ``approval_state``) and the reviewer's ``answer``, or
-    :class:`NotApproved`: a plan above the threshold that no person approved is never erased."""
+def approval_of(run, answer: Mapping | None, what: str = "plan") -> Approval:
+    """The plan's approval as the ``run`` recorded it (its ``approval``, ``approval_state``, ``plan_hash``,
+    ``plan_subjects`` and ``threshold``: :class:`include.erasure.run.RunRecord`) and the reviewer's ``answer``,
+    or :class:`NotApproved`: a plan above the threshold that no person approved is never erased."""
+    approval, approval_state, plan_hash = run.approval, run.approval_state, run.plan_hash
+    subjects, threshold = run.plan_subjects, run.threshold
     if approval in ("not_needed", "plan_hash") and approval_state in ("not_needed", "approved"):
         return Approval(True, "approve_plan parameter" if approval == "plan_hash" else None, False)
     if approval == "review":

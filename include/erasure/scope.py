@@ -1,12 +1,13 @@
 """What an erasure touches, from the data map only: every mapped table, how its rows are tied to a subject,
 and the SQL that erases them and counts what is left.
 
-A subject is an account, known to the erasure by its key (``user_id``) and by its address, compared the
-way the child rules compare reports (``lower(btrim(email))``). A row is the subject's when any link of
+A subject is an account, known to the erasure by its key (``user_id``) and by its address, compared by the
+address rule (SPEC §3.1, :func:`include.addresses.comparable_sql`: trimmed of every white-space character
+Python's ``str.strip()`` trims, lower-cased), as everywhere else in the product. A row is the subject's when any link of
 its table's entry matches (``subject`` and ``subject.also`` in the data map); every statement here binds
 the same two parameters, ``%(user_id)s`` and ``%(email)s``, and an address of NULL matches nothing.
 
-Every predicate is an equality on an indexed column or expression (``user_id``; ``lower(btrim(...))``),
+Every predicate is an equality on an indexed column or expression (``user_id``; the address rule's),
 so the cost of erasing one subject does not grow with the tables: ``tests/test_erasure.py`` EXPLAINs each
 statement to hold that.
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from include.addresses import comparable_sql
 from include.datamap import DataMap, DataMapError, PersonalDataEntry, SubjectLink
 
 DELETE = "delete"
@@ -28,8 +30,8 @@ REDACT = "redact"
 
 
 def address_key(column: sql.Composable) -> sql.Composable:
-    """How an address is compared everywhere in the erasure: trimmed of spaces, lower-cased."""
-    return sql.SQL("lower(btrim({}))").format(column)
+    """How an address is compared everywhere in the erasure: the address rule (:func:`include.addresses.comparable_sql`)."""
+    return comparable_sql(column)
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,16 @@ class Target:
     def link(self, link: SubjectLink, alias: str | None = None,
              user_id: sql.Composable = sql.SQL("%(user_id)s"),
              email: sql.Composable = sql.SQL("%(email)s")) -> sql.Composable:
-        column = sql.Identifier(alias, link.column) if alias else sql.Identifier(link.column)
+        def ident(name: str) -> sql.Identifier:
+            return sql.Identifier(alias, name) if alias else sql.Identifier(name)
+
+        column = ident(link.column)
         if link.match == "email":
-            return sql.SQL("{} = {}").format(address_key(column), email)
+            match = sql.SQL("{} = {}").format(address_key(column), email)
+            if link.only_without_key:
+                keys = [sql.SQL("{} is null").format(ident(k.column)) for k in self.entry.links if k.match == "key"]
+                match = sql.SQL("({})").format(sql.SQL(" and ").join([*keys, match]))
+            return match
         return sql.SQL("{} = {}").format(column, user_id)
 
     def where(self, alias: str | None = None, **params: sql.Composable) -> sql.Composable:
@@ -114,7 +123,8 @@ class Target:
     def rule(self) -> list:
         """The erase rule as plain data (part of a plan's hash)."""
         e = self.entry
-        return [self.label, self.action, [[link.column, link.match] for link in e.links],
+        return [self.label, self.action,
+                [[link.column, link.match, *(["only_without_key"] if link.only_without_key else [])] for link in e.links],
                 sorted(e.erase.null), sorted(e.erase.hash)]
 
 
@@ -145,8 +155,24 @@ class Unmapped:
             t=sql.Identifier(self.schema, self.table), c=sql.Identifier(self.column))
 
 
+def only_one_store(dm: DataMap, what: str) -> None:
+    """Refuse a map that places personal data on other connections than the operational database: ``what`` (the
+    erasure, the export) reaches that one only so far, and would leave those rows behind while calling the subject
+    done (SPEC §3.1: erased only when every store is verified)."""
+    if dm.other_stores:
+        entry = dm.other_stores[0]
+        raise DataMapError(f"data map entry {entry.label}: {what} reaches only the operational database "
+                           f"(connection 'ops_db') so far and would leave this store's rows behind; map other stores "
+                           "once it reaches them")
+    for entry in dm.personal_data:
+        if entry.subject.match == "through":
+            raise DataMapError(f"data map entry {entry.label}: {what} does not follow join paths (subject.through) "
+                               "yet and would leave these rows behind")
+
+
 def targets(dm: DataMap) -> tuple[Target, ...]:
     """Every mapped table in erasure order: the data map's order, the account table last."""
+    only_one_store(dm, "the erasure")
     account = dm.account_entry
     if account.erase.action != DELETE:
         raise DataMapError(f"data map entry {account.label}: the accounts table must be erased by 'delete'")

@@ -1,5 +1,6 @@
-"""The fulfilment's records in the compliance store (migration 0006): the run, its plan, one row per request,
-and the records waiting for their operational transaction to commit.
+"""The fulfilment's records in the compliance store (migration 0006): the run's plan, one row per request, and
+the records waiting for their operational transaction to commit. The run itself is an erasure run
+(:mod:`include.erasure.run`, :data:`WORKFLOW`), shared with the child-data purge.
 
 Safe to repeat: a run plans once (its row is locked while it does; a retry finds the plan recorded); a
 fulfilled request's row is never rewritten (every write is conditional on the row not being fulfilled); any
@@ -15,58 +16,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from datetime import date, datetime
+from datetime import datetime
 from typing import Iterable, Sequence
 
 from psycopg.types.json import Jsonb
 
 from include.audit import RunContext
+from include.erasure import run as erasure_run
 from include.fulfilment.rules import FULFILLED
 
 SOURCE = "dsr_fulfilment"
 
 
-# -- runs --------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    dry_run: bool
-    request_ids: tuple[int, ...]
-    state: str
-    planned_at: datetime | None
-    plan_hash: str | None
-    erase_subjects: int | None
-    approval: str | None
-    approval_state: str | None
-    threshold: int
-    as_of: date
-
-
-_RUN_COLUMNS = ("run_id, dry_run, request_ids, state, planned_at, plan_hash, erase_subjects, approval, approval_state, "
-                "threshold, as_of")
-
-
-def start_run(store, *, run_id: str, as_of: date, run_type: str | None, dry_run: bool, request_ids: Sequence[int],
-              threshold: int, started_at: datetime) -> RunRecord:
-    """The run's row, created by its first attempt (a later attempt finds it as it was left)."""
-    store.execute(
-        """insert into compliance.dsr_fulfilment_runs (run_id, as_of, run_type, dry_run, request_ids, threshold,
-                                                        started_at, state)
-           values (%s, %s, %s, %s, %s, %s, %s, 'planning') on conflict (run_id) do nothing""",
-        (run_id, as_of, run_type, dry_run, list(request_ids), threshold, started_at))
-    return load_run(store, run_id)
-
-
-def load_run(store, run_id: str, *, lock: bool = False) -> RunRecord | None:
-    row = store.execute(f"select {_RUN_COLUMNS} from compliance.dsr_fulfilment_runs where run_id = %s"
-                        + (" for update" if lock else ""), (run_id,)).fetchone()
-    if row is None:
-        return None
-    values = list(row)
-    values[2] = tuple(values[2] or ())
-    return RunRecord(*values)
-
+# -- the run's plan ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class PlanRow:
@@ -84,12 +46,9 @@ class PlanRow:
     holds: tuple[int, ...] = ()
 
 
-def record_plan(store, run_id: str, rows: Sequence[PlanRow], *, state: str, plan_hash: str | None,
-                erase_subjects: int, approval: str | None, approval_state: str | None, at: datetime,
-                counts: dict) -> bool:
+def record_plan(store, run_id: str, rows: Sequence[PlanRow], facts: erasure_run.PlanFacts) -> bool:
     """Record the run's plan once; False when an earlier attempt of the run recorded it already."""
-    with store.transaction():
-        run = load_run(store, run_id, lock=True)
+    with erasure_run.locked_run(store, WORKFLOW, run_id) as run:
         if run.planned_at is not None:
             return False
         with store.cursor() as cur, cur.copy(
@@ -99,11 +58,7 @@ def record_plan(store, run_id: str, rows: Sequence[PlanRow], *, state: str, plan
             for r in rows:
                 copy.write_row((run_id, r.request_id, r.regime, r.request_type, r.action, r.outcome, r.reason,
                                 r.subject_hash, _json_text(r.planned_tables), _json_text(r.vendors), list(r.holds)))
-        store.execute(
-            """update compliance.dsr_fulfilment_runs set planned_at = %s, plan_hash = %s, erase_subjects = %s,
-                      approval = %s, approval_state = %s, state = %s, counts = counts || %s
-               where run_id = %s""",
-            (at, plan_hash, erase_subjects, approval, approval_state, state, Jsonb({"planned": counts}), run_id))
+        erasure_run.record_plan(store, run, facts)
     return True
 
 
@@ -124,18 +79,6 @@ def plan_rows(store, run_id: str, *, acting: bool | None = None, actions: Sequen
                             from compliance.dsr_fulfilment_plans where {' and '.join(where)} order by request_id""",
                         args)
     return [PlanRow(*r[:-1], holds=tuple(r[-1] or ())) for r in cur]
-
-
-def record_approval(store, run_id: str, *, approval_state: str, approved_by: str | None, at: datetime | None,
-                    state: str | None = None) -> None:
-    store.execute("""update compliance.dsr_fulfilment_runs set approval_state = %s, approved_by = %s, approved_at = %s,
-                            state = coalesce(%s, state) where run_id = %s""",
-                  (approval_state, approved_by, at, state, run_id))
-
-
-def finish_run(store, run_id: str, *, state: str, at: datetime, counts: dict) -> None:
-    store.execute("""update compliance.dsr_fulfilment_runs set state = %s, finished_at = %s, counts = counts || %s
-                     where run_id = %s""", (state, at, Jsonb(counts), run_id))
 
 
 def prune_plans(store, *, older_than: datetime) -> int:
@@ -326,16 +269,17 @@ def pending(store) -> list[tuple[int, str, int, dict]]:
 
 # -- erasures: verification after commit -------------------------------------------------------------------
 
-def unverified(store) -> list[tuple[int, int]]:
-    """(request id, account id) of the erasures not yet checked again after commit (this run's, and any an
-    interrupted run left)."""
+def unverified(store, run_id: str | None = None) -> list[tuple[int, int]]:
+    """(request id, account id) of the erasures not yet checked again after commit: this run's, and any an
+    interrupted run left (so ``run_id`` does not narrow it)."""
     return store.execute("""select request_id, user_id from compliance.dsr_fulfilments
                             where user_id is not null order by request_id""").fetchall()
 
 
-def mark_verified(store, request_ids: Sequence[int], at: datetime) -> int:
+def mark_verified(store, run_id: str | None, request_ids: Sequence[int], at: datetime) -> int:
     """Nothing was left: record it on these erasures and on the requests erased with them (the same subject),
-    and forget the account ids (the store keeps the keyed hash only). Returns how many requests."""
+    whichever run recorded them, and forget the account ids (the store keeps the keyed hash only). Returns how
+    many requests."""
     return store.execute("""update compliance.dsr_fulfilments d set verified_at = %(at)s, user_id = null
                             where d.outcome = 'erased' and d.verified_at is null
                               and (d.request_id = any(%(ids)s) or d.subject_hash in (
@@ -357,3 +301,17 @@ def plan_counts(store, run_id: str) -> dict[str, int]:
     rows = store.execute("""select coalesce(outcome, 'to_' || action), count(*) from compliance.dsr_fulfilment_plans
                             where run_id = %s group by 1""", (run_id,)).fetchall()
     return dict(sorted(rows))
+
+
+class _Requests:
+    """The fulfilment's records as the erasure run's verification and end see them
+    (:class:`include.erasure.run.Subjects`)."""
+
+    unverified = staticmethod(unverified)
+    mark_verified = staticmethod(mark_verified)
+    outcome_counts = staticmethod(outcome_counts)
+
+
+WORKFLOW = erasure_run.Workflow(
+    dag_id=SOURCE, first_state="planning", erasing_state="planned", audit="dsr_fulfilment",
+    plan_name="erasure plan", records="compliance.dsr_fulfilments", unit="requests", subjects=_Requests())

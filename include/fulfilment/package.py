@@ -44,7 +44,7 @@ from typing import Iterable, Iterator, Sequence
 from psycopg import sql
 
 from include.datamap import DataMap, PersonalDataEntry
-from include.erasure.scope import Target, address_key
+from include.erasure.scope import Target, address_key, only_one_store
 from include.objectstore import file_sha256
 from include.vendors.right_to_know import SharedWith
 
@@ -115,6 +115,7 @@ class Part:
 
 def parts(dm: DataMap) -> list[Part]:
     """Every (category, table) the data map names, in the package's order: policy's categories, then the map's."""
+    only_one_store(dm, "the export")
     found = [Part(c, e, tuple(e.categories[c])) for c in _categories(dm) for e in dm.personal_data if c in e.categories]
     return found
 

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from include.config import Settings
 from include.periods import ParamError, RunTiming, run_today
+from include.runconf import positive_ids
 
 _PLAN_HASH = re.compile(r"^[0-9a-f]{64}$")
 
@@ -22,16 +23,14 @@ class FulfilmentParams:
 
     @classmethod
     def resolve(cls, raw: Mapping[str, Any], settings: Settings, timing: RunTiming) -> "FulfilmentParams":
-        ids = raw.get("request_ids") or ()
-        if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
-            raise ParamError("request_ids must be a list of positive request ids")
+        ids = positive_ids(raw.get("request_ids"), "request_ids", "request")
         dry_run = raw.get("dry_run", False)
         if not isinstance(dry_run, bool):
             raise ParamError(f"dry_run must be true or false, not {dry_run!r}")
         approve = raw.get("approve_plan") or None
         if approve is not None and (not isinstance(approve, str) or not _PLAN_HASH.match(approve.strip().lower())):
             raise ParamError("approve_plan must be the 64-character plan hash a dry run printed")
-        return cls(as_of=run_today(timing, settings.tz), dry_run=dry_run, request_ids=tuple(sorted(set(ids))),
+        return cls(as_of=run_today(timing, settings.tz), dry_run=dry_run, request_ids=ids,
                    approve_plan=approve.strip().lower() if approve else None, run_type=timing.run_type)
 
     @property

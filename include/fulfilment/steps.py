@@ -1,6 +1,8 @@
 """The steps of ``dsr_fulfilment`` as plain functions (no Airflow in here): plan, fulfil, erase, verify, finish.
-Each takes open connections and the run's resolved parameters, records what it did in the compliance store
-and the audit log, and returns a small summary for XCom.
+Each takes the step context (:mod:`include.step`: connections, data map, settings, the run's resolved
+parameters, the subject key, the object store, the reviewer's answer), records what it did in the compliance
+store and the audit log, and returns a small summary for XCom. The run's record, its approval, verification
+and end are the erasure run's (:mod:`include.erasure.run`), shared with the child-data purge.
 
 docs/dsr_fulfilment.md. Logs and records carry request ids, counts, object names, checksums and keyed subject hashes,
 never a subject's email, name, phone, birth date or IP address, nor anything from an export package.
@@ -28,19 +30,21 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Mapping, Sequence
 
+from psycopg import sql
+
 from include import erasure
-from include.audit import RunContext
 from include.config import Settings
 from include.datamap import DataMap
 from include.erasure import guard
+from include.erasure import run as erasure_run
 # The guards' errors and the reviewer's answer are the erasure's, shared with the child-data purge.
-from include.erasure.guard import ForgottenTable, NotApproved, PlanChanged, responder, reviewer  # noqa: F401
+from include.erasure.guard import ForgottenTable, NotApproved, PlanChanged, reviewer  # noqa: F401
 from include.erasure.guard import short as _short
 from include.errors import NeedsOperator, Transient
 from include.fulfilment import ledger, package, rules, source
-from include.fulfilment.ledger import PlanRow, Record
+from include.fulfilment.ledger import WORKFLOW, PlanRow, Record
 from include.fulfilment.params import FulfilmentParams
-from include.objectstore import ObjectStore
+from include.step import Step
 from include.subjects import user_hash
 from include.vendors.right_to_know import last_twelve_months, shared_with
 
@@ -63,8 +67,7 @@ class RequestsBusy(Transient):
     """Some requests' rows stayed locked by other transactions; the retry acts on them."""
 
 
-class ErasureNotClean(NeedsOperator):
-    """After an erasure committed, rows are still tied to the erased subject."""
+ErasureNotClean = erasure_run.NotClean  # after an erasure committed, rows are still tied to the erased subject
 
 
 def _fmt(tally: Mapping[str, int]) -> str:
@@ -76,8 +79,8 @@ def _fmt(tally: Mapping[str, int]) -> str:
 def gate(plan_hash: str, erasable: int, to_erase: int, params: FulfilmentParams, threshold: int, *,
          rest_of_approved: bool = False) -> guard.Gate:
     """The erasure guards (:func:`include.erasure.guard.gate`); with nothing to erase the run is simply planned."""
-    g = guard.gate(plan_hash, erasable=erasable, to_erase=to_erase, dry_run=params.dry_run,
-                   approve_plan=params.approve_plan, threshold=threshold, rest_of_approved=rest_of_approved)
+    g = guard.gate(plan_hash, erasable=erasable, to_erase=to_erase, params=params, threshold=threshold,
+                   rest_of_approved=rest_of_approved)
     return replace(g, state=guard.PLANNED) if g.state == guard.NOTHING_TO_ERASE else g
 
 
@@ -86,18 +89,18 @@ def held_reason(holds: Sequence[int]) -> str:
             "Art. 17(3)(e), legal claims); tell the requester why, and the next run erases once it is released")
 
 
-def plan_run(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: FulfilmentParams,
-             key: bytes) -> dict:
+def plan_requests(step: Step[FulfilmentParams]) -> dict:
     """Pick up the open requests (only ``request_ids`` when given) that are not fulfilled yet, decide what to do
     with each (:func:`include.fulfilment.rules.decide`), plan the erasures from the data map (rows, holds,
     vendors, the plan's hash) and decide their gate; record the plan once per run."""
-    run = ledger.start_run(store, run_id=ctx.run_id, as_of=params.as_of, run_type=params.run_type,
-                           dry_run=params.dry_run, request_ids=params.request_ids, threshold=settings.purge_threshold,
-                           started_at=ctx.now())
+    store, settings, ctx, params = step.store, step.settings, step.ctx, step.params
+    run = erasure_run.start_run(store, WORKFLOW, erasure_run.RunStart(
+        run_id=ctx.run_id, as_of=params.as_of, run_type=params.run_type, dry_run=params.dry_run,
+        threshold=settings.purge_threshold, started_at=ctx.now(), targets=params.request_ids))
     if run.planned_at is None:
         if not params.dry_run:
-            settle(ops, store, dm, ctx)
-        rows, plan, counts = _plan(ops, store, dm, settings, ctx, params, key)
+            settle(step)
+        rows, plan, counts = _plan(step)
         to_erase = sum(1 for r in rows if r.action == rules.ERASE and r.outcome is None)
         elsewhere = set() if params.dry_run else erasure.rest_of_approved(
             plan, params.approve_plan, lambda approved: ledger.erased_by_other_runs_of(store, approved, ctx.run_id))
@@ -106,9 +109,8 @@ def plan_run(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, param
         counts.update(erasable_subjects=len(plan.erasable), erase_requests=to_erase)
         if rest:
             counts.update(rest_of_plan=params.approve_plan, erased_by_other_runs=len(elsewhere))
-        if ledger.record_plan(store, ctx.run_id, rows, state=g.state, plan_hash=plan.hash,
-                              erase_subjects=len(plan.erasable), approval=g.approval, approval_state=g.approval_state,
-                              at=ctx.now(), counts=counts):
+        facts = erasure_run.PlanFacts(plan.hash, len(plan.erasable), None, g, at=ctx.now(), counts=counts)
+        if ledger.record_plan(store, ctx.run_id, rows, facts):
             ctx.audit(store, "dsr_fulfilment.planned", {
                 "plan_hash": plan.hash, "state": g.state, "approval": g.approval, "threshold": settings.purge_threshold,
                 "dry_run": params.dry_run, "request_ids": list(params.request_ids), **counts})
@@ -119,8 +121,9 @@ def plan_run(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, param
     return result
 
 
-def _plan(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: FulfilmentParams,
-          key: bytes) -> tuple[list[PlanRow], erasure.Plan, dict]:
+def _plan(step: Step[FulfilmentParams]) -> tuple[list[PlanRow], erasure.Plan, dict]:
+    ops, store, dm, settings, ctx, params, key = (step.ops, step.store, step.datamap, step.settings, step.ctx,
+                                                  step.params, step.key)
     found = source.open_requests(ops, dm, params.request_ids)
     done = ledger.fulfilled(store, [r.request_id for r in found])
     requests = [r for r in found if r.request_id not in done]
@@ -159,25 +162,24 @@ def _plan(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: 
     return rows, plan, counts
 
 
+# The plan's erasures still to carry out (for the plan's totals).
+_PLANNED = sql.SQL("""select planned_tables, vendors from compliance.dsr_fulfilment_plans
+                      where run_id = %(run)s and action = 'erase' and outcome is null""")
+
+
 def plan_summary(store, run_id: str) -> dict:
     """The run's plan as recorded: counts, the erasure plan's hash, rows per table, vendors, gate, and the text a
     reviewer reads."""
     plan_hash, subjects, approval, state, dry_run, threshold, counts = store.execute(
         """select plan_hash, erase_subjects, approval, state, dry_run, threshold, counts -> 'planned'
            from compliance.dsr_fulfilment_runs where run_id = %s""", (run_id,)).fetchone()
-    tables = dict(store.execute(
-        """select t.key, sum((t.value ->> 'rows')::bigint)::bigint from compliance.dsr_fulfilment_plans p,
-                  jsonb_each(p.planned_tables) t
-           where p.run_id = %s and p.action = 'erase' and p.outcome is null group by t.key""", (run_id,)).fetchall())
-    vendors = [{"vendor_id": v, "name": n, "requests": k} for v, n, k in store.execute(
-        """select (v ->> 'vendor_id')::bigint, max(v ->> 'name'), count(*) from compliance.dsr_fulfilment_plans p,
-                  jsonb_array_elements(p.vendors) v
-           where p.run_id = %s and p.action = 'erase' and p.outcome is null group by 1 order by 1""", (run_id,))]
+    tables, by_vendor = erasure_run.planned_totals(store, _PLANNED, run_id)
+    vendors = [{"vendor_id": v, "name": n, "requests": k} for v, n, k in by_vendor]
     planned = ledger.plan_counts(store, run_id)
     result = {"run_id": run_id, "plan_hash": plan_hash, "subjects": subjects or 0, "approval": approval,
               "state": state, "dry_run": dry_run, "threshold": threshold, "planned": planned,
               "to_erase": planned.get("to_erase", 0), "counts": counts or {},
-              "rows": int(sum(tables.values())), "tables": {k: int(v) for k, v in sorted(tables.items())},
+              "rows": int(sum(tables.values())), "tables": tables,
               "vendors": vendors}
     result["approval_subject"] = (f"Erase {result['subjects']} requesters' accounts and their data? "
                                   f"(plan {_short(plan_hash)})")
@@ -189,8 +191,8 @@ def approval_body(plan: Mapping) -> str:
     """What the reviewer reads (Markdown): sizes, rows per table, vendors, the hash. No personal data."""
     return guard.review_text(
         f"**{plan['subjects']} requesters' accounts** would be erased, for {plan['to_erase']} erasure or delete "
-        f"request(s), from every table of the data map ({plan['rows']} rows): more than the approval threshold of "
-        f"{plan['threshold']}.",
+        f"request(s), from every table of the data map ({plan['rows']} rows): "
+        f"{guard.against_threshold(plan['subjects'], plan['threshold'])}.",
         plan["plan_hash"], plan["tables"],
         f"{plan['planned'].get('held', 0)} request(s) whose subject is under an active legal hold.",
         [f"#{v['vendor_id']} {v['name'] or '(unknown vendor)'} ({v['requests']})" for v in plan["vendors"]],
@@ -216,9 +218,10 @@ def _log_plan(plan: Mapping) -> None:
 
 # -- settling what a dead worker left ----------------------------------------------------------------------
 
-def settle(ops, store, dm: DataMap, ctx: RunContext) -> int:
+def settle(step: Step) -> int:
     """Turn every pending record (of any run) whose operational transaction has ended into its final record
     (committed) or drop it (rolled back: the request is acted on again). Returns how many were settled."""
+    ops, store, dm, ctx = step.ops, step.store, step.datamap, step.ctx
     settled = 0
     for request_id, _run_id, xid, _record in ledger.pending(store):
         status = source.transaction_status(ops, xid)
@@ -240,16 +243,16 @@ def settle(ops, store, dm: DataMap, ctx: RunContext) -> int:
 
 # -- fulfil: everything but erasures -----------------------------------------------------------------------
 
-def fulfil_requests(ops, store, objects: ObjectStore | None, dm: DataMap, settings: Settings, ctx: RunContext,
-                    params: FulfilmentParams, key: bytes, *, workdir: str | None = None,
-                    progress_every: float = 10.0) -> dict:
+def fulfil_requests(step: Step[FulfilmentParams], *, workdir: str | None = None, progress_every: float = 10.0
+                    ) -> dict:
     """Record every decided outcome of the plan (held, manual, skipped, invalid, no_account), then export,
     restrict and opt out each planned request in its own claimed transaction."""
-    run = _planned_run(store, ctx)
+    store, ctx = step.store, step.ctx
+    run = _planned_run(step)
     if run.dry_run:
         log.info("dry run: nothing recorded, changed or exported")
         return {"skipped": "dry run"}
-    settle(ops, store, dm, ctx)
+    settle(step)
     tally: dict[str, int] = {}
     for row in ledger.plan_rows(store, ctx.run_id, acting=False):
         record = Record(row.request_id, row.regime, row.request_type, row.action, row.outcome, row.reason,
@@ -264,7 +267,7 @@ def fulfil_requests(ops, store, objects: ObjectStore | None, dm: DataMap, settin
              sum(recorded.values()), _fmt(recorded), len(rows), len(done))
     started = last = time.monotonic()
     for n, row in enumerate(rows, 1):
-        outcome = act_on_request(ops, store, objects, dm, settings, ctx, params, key, row, workdir=workdir)
+        outcome = act_on_request(step, row, workdir=workdir)
         tally[outcome] = tally.get(outcome, 0) + 1
         if time.monotonic() - last >= progress_every:
             last = time.monotonic()
@@ -277,8 +280,8 @@ def fulfil_requests(ops, store, objects: ObjectStore | None, dm: DataMap, settin
     return result
 
 
-def _planned_run(store, ctx: RunContext) -> ledger.RunRecord:
-    run = ledger.load_run(store, ctx.run_id)
+def _planned_run(step: Step) -> erasure_run.RunRecord:
+    run = erasure_run.load_run(step.store, WORKFLOW, step.ctx.run_id)
     if run is None or run.planned_at is None:
         raise NotPlanned("this step found no plan for the run: the planning step must run first")
     return run
@@ -306,11 +309,11 @@ def _still_planned(req: rules.Request, row: PlanRow, key: bytes, account_exists:
             and user_hash(key, req.user_id) == row.subject_hash)
 
 
-def act_on_request(ops, store, objects: ObjectStore, dm: DataMap, settings: Settings, ctx: RunContext,
-                   params: FulfilmentParams, key: bytes, row: PlanRow, *, workdir: str | None = None) -> str:
+def act_on_request(step: Step[FulfilmentParams], row: PlanRow, *, workdir: str | None = None) -> str:
     """Export, restrict or opt out one request, in one claimed transaction (see the module doc)."""
     import psycopg
 
+    ops, store, dm, settings, ctx, key = step.ops, step.store, step.datamap, step.settings, step.ctx, step.key
     now = ctx.now()
     try:
         with ops.transaction():
@@ -325,7 +328,7 @@ def act_on_request(ops, store, objects: ObjectStore, dm: DataMap, settings: Sett
             if not _still_planned(req, row, key, exists, settings, now):
                 raise _Abandon(CHANGED)
             if row.action == rules.EXPORT:
-                record = _export(ops, objects, dm, settings, params, req, row, workdir)
+                record = _export(step, req, row, workdir)
             elif row.action == rules.RESTRICT:
                 changed = source.restrict(ops, dm, req.user_id)
                 record = _record(row, rules.RESTRICTED, None if changed else "processing was already restricted")
@@ -371,9 +374,9 @@ def _completed(ops, dm: DataMap, settings: Settings, record: Record, request_ids
     return replace(record, request_completed=True)
 
 
-def _export(ops, objects: ObjectStore, dm: DataMap, settings: Settings, params: FulfilmentParams,
-            req: rules.Request, row: PlanRow, workdir: str | None) -> Record:
+def _export(step: Step[FulfilmentParams], req: rules.Request, row: PlanRow, workdir: str | None) -> Record:
     """Build the package in a private temporary folder, upload it (the data before its record), describe it."""
+    ops, objects, dm, settings, params = step.ops, step.objects, step.datamap, step.settings, step.params
     who = package.subject(ops, dm, req.user_id)
     if who is None:
         raise _Abandon(CHANGED)
@@ -391,16 +394,16 @@ def _export(ops, objects: ObjectStore, dm: DataMap, settings: Settings, params: 
 
 # -- erase -------------------------------------------------------------------------------------------------
 
-def erase_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, params: FulfilmentParams,
-                   key: bytes, approval: Mapping | None = None) -> dict:
+def erase_requests(step: Step[FulfilmentParams]) -> dict:
     """Erase the subject of each planned erasure or delete request through the erasure engine: one transaction
     per subject (all its planned requests claimed together, and completed with the erasure)."""
-    run = _planned_run(store, ctx)
+    ops, store, dm, ctx = step.ops, step.store, step.datamap, step.ctx
+    run = _planned_run(step)
     if run.dry_run or run.state in ("dry_run", "plan_changed"):
         log.info("nothing to erase in this run (%s)", run.state)
         return {"skipped": run.state}
-    _check_approval(store, ctx, run, approval)
-    settle(ops, store, dm, ctx)
+    erasure_run.check_approval(step, WORKFLOW, run)
+    settle(step)
     rows = ledger.plan_rows(store, ctx.run_id, acting=True, actions=(rules.ERASE,))
     done = ledger.fulfilled(store, [r.request_id for r in rows])
     groups: dict[str, list[PlanRow]] = {}
@@ -413,13 +416,13 @@ def erase_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunContext,
     tally: dict[str, int] = {}
     later = []
     for subject_rows in groups.values():
-        outcome = erase_subject_requests(ops, store, dm, settings, ctx, key, subject_rows, unmapped)
+        outcome = erase_subject_requests(step, subject_rows, unmapped)
         if outcome == CLAIMED:
             later.append(subject_rows)
         else:
             tally[outcome] = tally.get(outcome, 0) + 1
     for subject_rows in later:  # an eraser held the account a moment ago: look again once
-        outcome = erase_subject_requests(ops, store, dm, settings, ctx, key, subject_rows, unmapped)
+        outcome = erase_subject_requests(step, subject_rows, unmapped)
         tally[outcome] = tally.get(outcome, 0) + 1
     result = {"plan_hash": run.plan_hash, "subjects": len(groups), "outcomes": dict(sorted(tally.items()))}
     ctx.audit(store, "dsr_fulfilment.erasures", result)
@@ -430,25 +433,10 @@ def erase_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunContext,
     return result
 
 
-def _check_approval(store, ctx: RunContext, run: ledger.RunRecord, answer: Mapping | None) -> None:
-    ok = guard.approval_of(approval=run.approval, approval_state=run.approval_state, answer=answer,
-                           plan_hash=run.plan_hash, subjects=run.erase_subjects, threshold=run.threshold,
-                           what="erasure plan")
-    if ok.in_advance:
-        if run.approval == "plan_hash" and run.state == "planned":
-            ledger.record_approval(store, ctx.run_id, approval_state="approved", approved_by=ok.approved_by,
-                                   at=ctx.now())
-    elif ok.new:
-        ledger.record_approval(store, ctx.run_id, approval_state="approved", approved_by=ok.approved_by, at=ctx.now(),
-                               state="planned")
-        ctx.audit(store, "dsr_fulfilment.approved", {"plan_hash": run.plan_hash, "approved_by": ok.approved_by,
-                                                     "subjects": run.erase_subjects})
-
-
-def erase_subject_requests(ops, store, dm: DataMap, settings: Settings, ctx: RunContext, key: bytes,
-                           rows: Sequence[PlanRow], unmapped) -> str:
+def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str:
     """Claim the subject's planned requests, erase the subject with the engine, complete and record the requests,
     in one transaction of the operational database."""
+    ops, store, dm, settings, ctx, key = step.ops, step.store, step.datamap, step.settings, step.ctx, step.key
     now = ctx.now()
     ids = [r.request_id for r in rows]
     by_id = {r.request_id: r for r in rows}
@@ -461,7 +449,8 @@ def erase_subject_requests(ops, store, dm: DataMap, settings: Settings, ctx: Run
             if not valid:
                 raise _Abandon(CLAIMED if len(claimed) < len(ids) else CHANGED)
             user_id = valid[0].user_id
-            result = erasure.erase_subject(ops, dm, user_id, key, at=now, unmapped=unmapped, wait=False)
+            result = erasure.erase_subject(ops, dm, user_id, key, at=now,
+                                           options=erasure.EraseOptions(unmapped=unmapped, wait=False))
             if result.outcome == erasure.CLAIMED_ELSEWHERE:
                 raise _Abandon(erasure.CLAIMED_ELSEWHERE)
             if result.outcome == erasure.HELD:
@@ -513,40 +502,25 @@ def _erased_records(result: erasure.ErasureResult, rows: Sequence[PlanRow]) -> l
 
 # -- verify ------------------------------------------------------------------------------------------------
 
-def verify_erasures(ops, store, dm: DataMap, ctx: RunContext) -> dict:
-    """After commit, count again what is left of this run's erased subjects in every table (by key); then forget
-    their account ids: from here on the store knows them by keyed hash only."""
-    rows = ledger.unverified(store)
-    left = erasure.residual_by_keys(ops, dm, [uid for _, uid in rows]) if rows else {}
-    if left:
-        where = ", ".join(f"{n} row(s) in {t}" for t, n in sorted(left.items()))
-        ctx.audit(store, "dsr_fulfilment.verify_failed", {"requests": len(rows), "left": left})
-        raise ErasureNotClean(f"after the erasures committed, {where} are still tied to subjects this run erased "
-                              "(written after their erasure, or missed by the data map): their account ids stay in "
-                              "compliance.dsr_fulfilments until this is fixed and the task is cleared")
-    verified = ledger.mark_verified(store, [rid for rid, _ in rows], ctx.now())
-    if rows:
-        ctx.audit(store, "dsr_fulfilment.verified", {"requests": verified, "tables": len(erasure.targets(dm))})
-    log.info("verified %d erasure(s): nothing left of their subjects in any of the %d mapped table(s)", verified,
-             len(erasure.targets(dm)))
-    return {"verified": verified}
+def verify_erasures(step: Step) -> dict:
+    """After commit, count again what is left of the erased subjects in every table (by key); then forget their
+    account ids: from here on the store knows them by keyed hash only."""
+    return erasure_run.verify(step, WORKFLOW)
 
 
 # -- finish ------------------------------------------------------------------------------------------------
 
-def finish_run(store, settings: Settings, ctx: RunContext, approval: Mapping | None = None) -> dict:
+def finish_run(step: Step) -> dict:
     """Close the run: erasures nobody approved (a rejection, a timeout, a plan that changed since its approval)
     are recorded ``approval_required``; the run's counts are recorded; plans older than the what-if retention
     are forgotten. A run told to carry out a plan that changed fails here, after everything else was done."""
-    run = _planned_run(store, ctx)
+    store, settings, ctx = step.store, step.settings, step.ctx
+    run = _planned_run(step)
     state = run.state
     reason = None
-    if run.approval == "review" and run.approval_state == "waiting":
-        who = responder(approval)
-        reason = (f"the erasure plan was rejected by {who}" if who else
-                  "no one approved the erasure plan before the approval timed out")
-        ledger.record_approval(store, ctx.run_id, approval_state="rejected" if who else "timed_out",
-                               approved_by=None, at=None)
+    unapproved = erasure_run.close_unapproved(step, WORKFLOW, run)
+    if unapproved:
+        reason = unapproved.why
         state = "rejected"
     elif run.state == "plan_changed":
         reason = (f"the erasure plan changed since it was approved (now {_short(run.plan_hash)}): run a dry run "
@@ -560,7 +534,7 @@ def finish_run(store, settings: Settings, ctx: RunContext, approval: Mapping | N
         log.warning("%s: %d erasure request(s) left untouched", reason, len(pending))
     outcomes = ledger.outcome_counts(store, ctx.run_id)
     pruned = ledger.prune_plans(store, older_than=ctx.now() - timedelta(days=settings.whatif_retention_days))
-    ledger.finish_run(store, ctx.run_id, state=state, at=ctx.now(), counts={"outcomes": outcomes})
+    erasure_run.finish_run(store, run, state=state, at=ctx.now(), counts={"outcomes": outcomes})
     ctx.audit(store, "dsr_fulfilment.finished", {"state": state, "plan_hash": run.plan_hash, "outcomes": outcomes,
                                                  "dry_run": run.dry_run, "plans_pruned": pruned})
     log.info("run finished: %s; requests by the outcome recorded in this run: %s", state, _fmt(outcomes))

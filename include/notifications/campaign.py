@@ -1,10 +1,12 @@
 """The steps of ``policy_change_notifications``, one function per task, plain Python over real connections.
 
-    find_version  -> which policy version this run announces, or nothing to do (the run stops there)
-    build         -> the campaign's ledger (or, in a dry run, its counts and one sample message)
-    plan_senders  -> one entry per parallel sender, each with its share of ``max_recipients``
-    send          -> one sender: the delivery engine over the campaign ledger until nothing is left
-    summarize     -> the campaign's totals from the ledger, duplicates at risk, finished or not
+    find_policy_version -> which policy version this run announces, or nothing to do (the run stops there)
+    build_recipients    -> the campaign's ledger (or, in a dry run, its counts and one sample message)
+    plan_senders        -> one entry per parallel sender, each with its share of ``max_recipients``
+    send_batches        -> one sender: the delivery engine over the campaign ledger until nothing is left
+    summarize_campaign  -> the campaign's totals from the ledger, duplicates at risk, finished or not
+
+Each takes the step context (:class:`include.step.Step`) and the earlier tasks' results it needs.
 
 Logs and the audit log carry ids, counts, versions and keyed hashes, never an address or a name.
 """
@@ -19,15 +21,21 @@ from include.audit import RunContext
 from include.config import Settings
 from include.datamap import DataMap
 from include.notifications import recipients, versions
-from include.notifications.ledger import CampaignLedger
+from include.notifications.ledger import Audience, CampaignLedger, LedgerLinks, SenderShare
 from include.notifications.messages import Notice, Renderer, sample
 from include.notifications.params import LIVE, NotificationParams
 from include.notify.delivery import deliver
 from include.periods import ParamError
+from include.step import Step
 from include.subjects import address_hasher
 
 log = logging.getLogger("include.notifications")
 AUDIT = "policy_change"
+
+
+def find_policy_version(step: Step[NotificationParams]) -> dict | None:
+    """Pick the version to announce (the named one, else the newest published); stop when its campaign is done."""
+    return find_version(step.ops, step.store, step.datamap, step.params, step.ctx.now())
 
 
 def find_version(ops, store, dm: DataMap, params: NotificationParams, now: datetime) -> dict | None:
@@ -59,20 +67,18 @@ def find_version(ops, store, dm: DataMap, params: NotificationParams, now: datet
     return {"version": version.as_dict()}
 
 
-def build(ops, store, dm: DataMap, key: bytes, settings: Settings, ctx: RunContext, params: NotificationParams,
-          found: Mapping) -> dict:
-    """Build (or find) the campaign's ledger; a dry run counts and renders one sample, and writes nothing."""
+def build_recipients(step: Step[NotificationParams], found: Mapping) -> dict:
+    """Build the campaign's ledger in bulk (a dry run: count and render a sample, write nothing).
+
+    Builds (or finds) the campaign's ledger; a dry run counts and renders one sample, and writes nothing."""
+    store, ctx, params = step.store, step.ctx, step.params
     version = versions.PolicyVersion.from_dict(found["version"])
-    template_id = settings.notification_template_id
     if params.dry_run:
-        return _dry_run(ops, store, dm, key, settings, ctx, params, version)
+        return _dry_run(step, version)
     if params.test_recipients:
-        campaign, counts = recipients.build_test(ops, store, dm, key, version, params.test_recipients,
-                                                 template_id=template_id, run_id=ctx.run_id, now=ctx.now())
+        campaign, counts = recipients.build_test(step, version)
     else:
-        campaign, counts = recipients.build_live(ops, store, dm, key, version, as_of=params.today,
-                                                 tz=settings.timezone, template_id=template_id, run_id=ctx.run_id,
-                                                 now=ctx.now())
+        campaign, counts = recipients.build_live(step, version)
     if counts is None:
         log.info("campaign %d (%s, policy %s) was built by run %s earlier: %d recipients, %d pending",
                  campaign.id, campaign.scope, campaign.policy_version, _built_by(store, campaign.id), campaign.total,
@@ -90,11 +96,12 @@ def _built_by(store, campaign_id: int) -> str:
                          (campaign_id,)).fetchone()[0]
 
 
-def _dry_run(ops, store, dm, key, settings, ctx, params, version) -> dict:
+def _dry_run(step: Step[NotificationParams], version: versions.PolicyVersion) -> dict:
+    store, settings, ctx, params = step.store, step.settings, step.ctx, step.params
     if params.test_recipients:
         counts = recipients.BuildCounts(recipients={recipients.OK: len(params.test_recipients)})
     else:
-        counts = recipients.count_live(ops, store, dm, key, as_of=params.today, tz=settings.timezone)
+        counts = recipients.count_live(step)
     notice = Notice(0, params.scope, version.version, version.effective_at, version.summary, version.url,
                     settings.notification_template_id)
     example = sample(notice, settings, ctx.run_id)
@@ -120,8 +127,11 @@ def _log_counts(title: str, counts: recipients.BuildCounts) -> None:
              c["accounts_by_verdict"])
 
 
-def plan_senders(settings: Settings, params: NotificationParams, campaign: Mapping) -> list[dict]:
-    """One entry per parallel sender (none for a dry run), each with its share of ``max_recipients``."""
+def plan_senders(step: Step[NotificationParams], campaign: Mapping) -> list[dict]:
+    """Split the work between the parallel senders (setting notification_senders), with their shares of the cap.
+
+    One entry per parallel sender (none for a dry run), each with its share of ``max_recipients``."""
+    settings, params = step.settings, step.params
     if campaign.get("dry_run"):
         return []
     batches = max(1, math.ceil(campaign["pending"] / settings.notification_batch_size))
@@ -135,27 +145,36 @@ def plan_senders(settings: Settings, params: NotificationParams, campaign: Mappi
             for i in range(senders)]
 
 
-def send(ops, store, side, dm: DataMap, key: bytes, mailer, settings: Settings, ctx: RunContext,
-         params: NotificationParams, plan: Mapping) -> dict:
-    """One sender: claim, check, send and mark batches of the campaign until none is left (or its share is spent)."""
+def send_batches(step: Step[NotificationParams], plan: Mapping) -> dict:
+    """Claim batches from the ledger, check each recipient again, send through SendGrid, mark; until none is left.
+
+    One sender: until none is left or its share of the cap is spent. A second store connection
+    (``step.side``) records each request before it leaves (see include/notifications/ledger.py)."""
+    store, settings, ctx, params = step.store, step.settings, step.ctx, step.params
     campaign_id = plan["campaign_id"]
     row = store.execute("""select scope, policy_version, effective_at, summary, url, template_id
                            from compliance.notification_campaigns where id = %s""", (campaign_id,)).fetchone()
     scope, version, effective_at, summary, url, template_id = row
     notice = Notice(campaign_id, scope, version, effective_at, summary, url, template_id)
-    hasher = address_hasher(key)
+    hasher = address_hasher(step.key)
     sender = f"{ctx.task_id or 'send'}[{plan['sender']}]"
     ledger = CampaignLedger(
-        campaign_id=campaign_id, scope=scope, renderer=Renderer(notice, settings, ctx.run_id), ops=ops, dm=dm,
-        side=side, hasher=hasher, ctx=ctx, sender=sender, batch_size=settings.notification_batch_size,
-        budget=plan.get("budget"), lane=plan["sender"], lanes=plan["senders"],
-        as_of=params.today, tz=settings.timezone,
-        test_addresses={hasher(a): a for a in params.test_recipients})
-    report = deliver(store, ledger, ledger.recording(mailer), ctx)
+        LedgerLinks(ops=step.ops, dm=step.datamap, side=step.side, ctx=ctx),
+        Audience(campaign_id=campaign_id, scope=scope, renderer=Renderer(notice, settings, ctx.run_id), hasher=hasher,
+                 as_of=params.today, tz=settings.timezone,
+                 test_addresses={hasher(a): a for a in params.test_recipients}),
+        SenderShare(sender=sender, batch_size=settings.notification_batch_size, budget=plan.get("budget"),
+                    lane=plan["sender"], lanes=plan["senders"]))
+    report = deliver(store, ledger, ledger.recording(step.mailer), ctx)
     result = {**report.as_dict(), "skipped": ledger.skipped, "campaign_id": campaign_id, "sender": plan["sender"]}
     log.info("%s finished: %d sent, %d failed, %d skipped at send time, in %d request(s)", sender, report.sent,
              report.failed, ledger.skipped, report.messages)
     return result
+
+
+def summarize_campaign(step: Step, built: Mapping, reports: Iterable[Mapping]) -> dict:
+    """Recount the campaign from its ledger: sent, failed, skipped, pending, duplicates at risk; finish it."""
+    return summarize(step.store, step.ctx, built["campaign_id"], reports)
 
 
 def summarize(store, ctx: RunContext, campaign_id: int, reports: Iterable[Mapping] = ()) -> dict:

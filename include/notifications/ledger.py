@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Callable, Mapping, Sequence
 
 from psycopg import sql
 
-from include.addresses import WHITESPACE, comparable, sending_problem
+from include.addresses import comparable, comparable_sql, sending_problem
 from include.audit import RunContext
 from include.children.detection import caught_column, reported_accounts_cte, verdict_column_names
 from include.datamap import DataMap
@@ -100,30 +101,57 @@ from compliance.notification_campaigns c where c.id = %(campaign)s"""
 Sending = tuple[str, int, str, "str | None"]
 
 
-def _odd_suppressions(supp) -> sql.Composable:
-    """``(key, reason)`` of the suppressions stored with white space other than spaces at their ends (a tab, a
-    line break, a no-break space), by their fully trimmed lower-case form: the few the index on the
-    space-trimmed form cannot find. One pass over the list, picked by first and last character (PostgreSQL's
-    ``[[:space:]]`` misses a no-break space)."""
-    email, reason = sql.Identifier("s", supp.physical("email")), sql.Identifier("s", supp.physical("reason"))
-    return sql.SQL("select lower(btrim({e}, {ws})) as key, coalesce(min({r}), {none}) as reason from {t} s "
-                   "where (strpos({ws}, left({e}, 1)) > 0 or strpos({ws}, right({e}, 1)) > 0) "
-                   "and btrim({e}, {ws}) <> btrim({e}) group by 1").format(
-        e=email, r=reason, ws=sql.Literal(WHITESPACE), none=sql.Literal(NO_REASON), t=supp.ident)
-
-
-def _suppression_reason(supp, key: sql.Composable, odd_reason: sql.Composable) -> sql.Composable:
-    """Why the address whose fully trimmed lower-case form is ``key`` is suppressed, or null: through the index
-    on the space-trimmed form, or ``odd_reason`` (its row of :func:`_odd_suppressions`, joined by the caller)."""
-    return sql.SQL("least((select coalesce(min({r}), {none}) from {t} s where lower(btrim({e})) = {key} "
-                   "having count(*) > 0), {odd})").format(
-        r=sql.Identifier("s", supp.physical("reason")), e=sql.Identifier("s", supp.physical("email")),
-        none=sql.Literal(NO_REASON), t=supp.ident, key=key, odd=odd_reason)
+def _suppression_reason(supp, key: sql.Composable) -> sql.Composable:
+    """Why the address whose comparable form (the address rule, :func:`include.addresses.comparable`) is ``key`` is
+    suppressed, or null: a probe of the suppressions' index on that same expression
+    (:func:`include.addresses.comparable_sql`), so a suppression stored with a tab, a line break or a no-break space
+    at an end is found like any other."""
+    return sql.SQL("(select coalesce(min({r}), {none}) from {t} s where {k} = {key} having count(*) > 0)").format(
+        r=sql.Identifier("s", supp.physical("reason")), k=comparable_sql(sql.Identifier("s", supp.physical("email"))),
+        none=sql.Literal(NO_REASON), t=supp.ident, key=key)
 
 
 def lane_bounds(last_seq: int, lane: int, lanes: int) -> tuple[int, int]:
     """Sender ``lane`` of ``lanes``: the seq numbers past the first and up to the second are its own to walk."""
     return last_seq * lane // lanes, last_seq * (lane + 1) // lanes
+
+
+@dataclass(frozen=True)
+class LedgerLinks:
+    """Where a sender's ledger reads and records: the operational database and its data map, the second store
+    connection (a request is recorded there before it leaves), the run's audit context."""
+
+    ops: Any
+    dm: DataMap
+    side: Any
+    ctx: RunContext
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Whom a campaign is for and what they get: its id and scope, the message renderer, the address hasher, the
+    day the child rules are applied on (a live campaign), the time zone, a test run's addresses by keyed hash."""
+
+    campaign_id: int
+    scope: str
+    renderer: Renderer
+    hasher: Callable[[str], str]
+    as_of: date | None = None
+    tz: str = "UTC"
+    test_addresses: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class SenderShare:
+    """One sender's part of the work: its name, the batch size, its share of the cap (``budget``), its lane of
+    ``lanes`` and the claim window."""
+
+    sender: str
+    batch_size: int
+    budget: int | None = None
+    lane: int = 0
+    lanes: int = 1
+    window: int = CLAIM_WINDOW
 
 
 class CampaignLedger:
@@ -140,17 +168,17 @@ class CampaignLedger:
 
     name = LEDGER_NAME
 
-    def __init__(self, *, campaign_id: int, scope: str, renderer: Renderer, ops, dm: DataMap, side,
-                 hasher: Callable[[str], str], ctx: RunContext, sender: str, batch_size: int,
-                 budget: int | None = None, as_of: date | None = None, tz: str = "UTC",
-                 test_addresses: Mapping[str, str] | None = None, progress_every: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic, window: int = CLAIM_WINDOW, lane: int = 0,
-                 lanes: int = 1):
+    def __init__(self, links: "LedgerLinks", audience: "Audience", share: "SenderShare", *,
+                 progress_every: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        campaign_id, scope, renderer, hasher = audience.campaign_id, audience.scope, audience.renderer, audience.hasher
+        as_of, tz, test_addresses = audience.as_of, audience.tz, audience.test_addresses
+        sender, batch_size, budget, window = share.sender, share.batch_size, share.budget, share.window
+        lane, lanes = share.lane, share.lanes
         if scope != TEST and as_of is None:
             # The child rules are applied on a day: without one they would catch nobody, silently.
             raise ValueError("a live campaign's ledger needs as_of, the day the child rules are applied on")
         self.campaign_id, self.scope, self.renderer = campaign_id, scope, renderer
-        self.ops, self.dm, self.side, self.hasher, self.ctx = ops, dm, side, hasher, ctx
+        self.ops, self.dm, self.side, self.hasher, self.ctx = links.ops, links.dm, links.side, hasher, links.ctx
         self.sender, self.batch_size, self.budget = sender, batch_size, budget
         self.as_of, self.tz, self.test_addresses = as_of, tz, dict(test_addresses or {})
         self._accounts_sql: bytes | None = None
@@ -322,30 +350,27 @@ class CampaignLedger:
         why the address is suppressed or None)``, in one statement read by key.
 
         The accounts are read once into a CTE; the child rules' reports are matched against those accounts
-        only, and the suppression list is looked up by each account's trimmed lower-case address, trimmed of every
-        white space character as :func:`include.addresses.comparable` trims it (the build's comparison): through
-        the suppressions' index on their space-trimmed form, and among the few suppressions whose stored form has
-        other white space at its ends (a tab, a line break, a no-break space), found by one pass over the
-        suppression list per statement (~1.5–3.5 ms of the server at 5,557 suppressions; an index on the fully
-        trimmed form would make it a probe, but the operational schema's index is on the space-trimmed one).
+        only, and the suppression list is looked up by each account's address in its comparable form (the address
+        rule, as :func:`include.addresses.comparable` gives it in the build): one probe of the suppressions' index
+        on that expression per account.
         """
         if not ids:
             return {}
         if self._accounts_sql is None:
             # A batch's statement reads ~1,000 rows by key: compiling it (PostgreSQL's JIT, which its cost estimate
-            # would call for, the odd suppressions' join being estimated high) takes longer than running it.
+            # may call for) takes longer than running it.
             self.ops.execute("set jit = off")
             accounts, supp = self.dm.record("accounts"), self.dm.record("email_suppressions")
             names = dict.fromkeys([*verdict_column_names(self.dm), accounts.physical("full_name"),
                                    accounts.physical("deleted_at")])
             self._accounts_sql = sql.SQL(
-                "with batch as materialized (select {columns}, lower(btrim({email}, {ws})) as email_key from {t} u "
+                "with batch as materialized (select {columns}, {email_key} as email_key from {t} u "
                 "                            where {id} = any(string_to_array(%(ids)s, ',')::bigint[])), "
-                "odd as ({odd}), {reported} "
+                "{reported} "
                 "select {id}, {email}, {name}, {deleted} is not null, {caught}, {suppressed} "
-                "from batch u left join reported rp on rp.user_id = {id} left join odd od on od.key = u.email_key"
-            ).format(ws=sql.Literal(WHITESPACE), odd=_odd_suppressions(supp),
-                suppressed=_suppression_reason(supp, sql.SQL("u.email_key"), sql.SQL("od.reason")),
+                "from batch u left join reported rp on rp.user_id = {id}"
+            ).format(email_key=comparable_sql(sql.Identifier("u", accounts.physical("email"))),
+                suppressed=_suppression_reason(supp, sql.SQL("u.email_key")),
                 columns=sql.SQL(", ").join(sql.Identifier("u", n) for n in names), t=accounts.ident,
                 reported=reported_accounts_cte(self.dm, within=sql.Identifier("batch")), caught=caught_column(self.dm),
                 no_reason=sql.Literal(NO_REASON),
@@ -364,10 +389,9 @@ class CampaignLedger:
         if not addresses:
             return {}
         supp = self.dm.record("email_suppressions")
-        query = sql.SQL("with odd as ({odd}) select * from ("
+        query = sql.SQL("select * from ("
                         "  select k.key, {suppressed} as reason from unnest(%b::text[]) as k(key)"
-                        "  left join odd od on od.key = k.key) x where x.reason is not null").format(
-            odd=_odd_suppressions(supp), suppressed=_suppression_reason(supp, sql.SQL("k.key"), sql.SQL("od.reason")))
+                        ") x where x.reason is not null").format(suppressed=_suppression_reason(supp, sql.SQL("k.key")))
         return dict(self.ops.execute(query, ([comparable(a) for a in addresses],)))
 
     # -- batches -------------------------------------------------------------------------------------

@@ -16,17 +16,14 @@ neutral greeting. ``custom_args`` tie every message to its campaign.
 """
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import lru_cache
-from importlib import resources
-from string import Template
 from typing import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from include.config import Settings
+from include.mail import Content, envelope, escape_html, render_parts
 
 CATEGORY = "policy-change"
 NEUTRAL_GREETING = "Hello,"
@@ -37,11 +34,6 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
           "November", "December")
 SAMPLE_NAME = "Alex Example"
 SAMPLE_ADDRESS = "alex.example@example.com"
-
-
-@lru_cache(maxsize=None)
-def template(name: str) -> str:
-    return (resources.files("include") / "templates" / name).read_text()
 
 
 @dataclass(frozen=True)
@@ -93,21 +85,15 @@ class Renderer:
         self.notice = notice
         self.values = {"version": notice.version, "effective_date": effective_date(notice.effective_at, settings.timezone),
                        "summary": (notice.summary or "").strip() or "see the policy", "url": notice.url or ""}
-        self.base: dict = {
-            "from": {"email": settings.email_from, "name": settings.email_from_name},
-            "categories": [CATEGORY],
-            "custom_args": {"campaign": CATEGORY, "campaign_id": str(notice.campaign_id),
-                            "policy_version": notice.version, "scope": notice.scope, "run_id": run_id},
-        }
+        campaign_args = {"campaign_id": str(notice.campaign_id), "policy_version": notice.version,
+                         "scope": notice.scope}
         if notice.template_id:
-            self.base["template_id"] = notice.template_id
+            self.base = envelope(settings, category=CATEGORY, run_id=run_id, campaign_args=campaign_args,
+                                 content=Content(template_id=notice.template_id))
         else:
-            self.base["subject"] = f"Our privacy policy is changing (version {notice.version})"
-            self.base["content"] = [
-                {"type": "text/plain", "value": Template(template("policy_change.txt")).substitute(self.values)},
-                {"type": "text/html", "value": Template(template("policy_change.html")).substitute(
-                    {k: html.escape(v) for k, v in self.values.items()})},
-            ]
+            self.base = envelope(settings, category=CATEGORY, run_id=run_id, campaign_args=campaign_args,
+                                 content=Content(f"Our privacy policy is changing (version {notice.version})",
+                                                 render_parts("policy_change", **self.values)))
 
     def personalization(self, address: str, name: str | None) -> dict:
         words = greeting(name)
@@ -115,7 +101,7 @@ class Renderer:
             return {"to": [{"email": address}],
                     "dynamic_template_data": {**self.values, "greeting": words, "name": name}}
         return {"to": [{"email": address}],
-                "substitutions": {"%greeting%": words, "%greeting_html%": html.escape(words)}}
+                "substitutions": {"%greeting%": words, "%greeting_html%": escape_html(words)}}
 
     def payload(self, personalizations: Sequence[dict]) -> dict:
         return {**self.base, "personalizations": list(personalizations)}

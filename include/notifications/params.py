@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from include.addresses import comparable, sending_problem
 from include.config import Settings
 from include.periods import ParamError, RunTiming, run_today
+from include.runconf import optional_cap
 
 LIVE, TEST = "live", "test"
 
@@ -34,9 +35,7 @@ class NotificationParams:
                 raise ParamError("policy_version must be a version label such as 2026.11, or empty for the newest "
                                  "published version")
             version = version.strip()
-        cap = raw.get("max_recipients")
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
-            raise ParamError(f"max_recipients must be a whole number of at least 1, or empty for no cap, not {cap!r}")
+        cap = optional_cap(raw.get("max_recipients"), "max_recipients", "a whole number")
         return cls(today=run_today(timing, settings.tz), policy_version=version,
                    dry_run=bool(raw.get("dry_run", False)),
                    test_recipients=test_addresses(raw.get("test_recipients") or []), max_recipients=cap)

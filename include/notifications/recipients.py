@@ -41,6 +41,7 @@ from include.children.detection import child_user_ids_sql
 from include.datamap import DataMap
 from include.notifications.params import LIVE, TEST
 from include.notifications.versions import PolicyVersion
+from include.step import Step
 from include.subjects import address_hasher
 
 log = logging.getLogger("include.notifications")
@@ -175,10 +176,12 @@ _COUNT = f"select rank, count(*) from ({_GROUPS}) g group by rank"
 _RANK_NAMES = {rank: name for name, rank in RANKS.items()}
 
 
-def stage(ops, store, dm: DataMap, key: bytes, *, as_of: date, tz: str,
-          excluded: Mapping[str, str] = {}) -> BuildCounts:
-    """Read the accounts and write ``notify_staging`` (inside the caller's store transaction)."""
-    hasher = address_hasher(key)
+def stage(step: Step, excluded: Mapping[str, str] = {}) -> BuildCounts:
+    """Read the accounts and write ``notify_staging`` (inside the caller's store transaction), applying the child
+    rules on the run's day (``step.params.today``) in the configured time zone."""
+    ops, store, dm = step.ops, step.store, step.datamap
+    as_of, tz = step.params.today, step.settings.timezone
+    hasher = address_hasher(step.key)
     counts = BuildCounts()
     verdicts = dict.fromkeys(RANKS, 0)
     with ops.transaction():
@@ -272,14 +275,15 @@ def _record_totals(store, campaign_id: int, counts: BuildCounts, now: datetime) 
                    campaign_id))
 
 
-def build_live(ops, store, dm: DataMap, key: bytes, version: PolicyVersion, *, as_of: date, tz: str,
-               template_id: str | None, run_id: str, now: datetime) -> tuple[Campaign, BuildCounts | None]:
+def build_live(step: Step, version: PolicyVersion) -> tuple[Campaign, BuildCounts | None]:
     """The live campaign of ``version``: built now (whole, in one transaction) or found as an earlier run left it."""
+    store, template_id = step.store, step.settings.notification_template_id
+    run_id, now = step.ctx.run_id, step.ctx.now()
     with store.transaction():
         campaign_id = _create_campaign(store, version, scope=LIVE, template_id=template_id, run_id=run_id, now=now)
         if campaign_id is None:  # built by an earlier run, or by one that held the index until it committed
             return existing(store, version.id), None
-        counts = stage(ops, store, dm, key, as_of=as_of, tz=tz, excluded=exclusions(store))
+        counts = stage(step, excluded=exclusions(store))
         store.execute(f"set local work_mem = '{WORK_MEM}'")  # the grouping sorts a million rows in memory
         counts.recipients = {_RANK_NAMES[rank]: n for rank, n in store.execute(
             _INSERT, {"campaign": campaign_id, "child": CHILD_REASON, "now": now})}
@@ -289,10 +293,11 @@ def build_live(ops, store, dm: DataMap, key: bytes, version: PolicyVersion, *, a
     return replace(existing(store, version.id), created_now=True), counts
 
 
-def build_test(ops, store, dm: DataMap, key: bytes, version: PolicyVersion, addresses: Sequence[str], *,
-               template_id: str | None, run_id: str, now: datetime) -> tuple[Campaign, BuildCounts | None]:
+def build_test(step: Step, version: PolicyVersion) -> tuple[Campaign, BuildCounts | None]:
     """A run's own campaign for its ``test_recipients``: no account is read, no real recipient is touched."""
-    hasher = address_hasher(key)
+    ops, store, dm, addresses = step.ops, step.store, step.datamap, step.params.test_recipients
+    template_id, run_id, now = step.settings.notification_template_id, step.ctx.run_id, step.ctx.now()
+    hasher = address_hasher(step.key)
     with store.transaction():
         campaign_id = _create_campaign(store, version, scope=TEST, template_id=template_id, run_id=run_id, now=now)
         if campaign_id is None:  # the same run, retried
@@ -312,10 +317,11 @@ def build_test(ops, store, dm: DataMap, key: bytes, version: PolicyVersion, addr
     return replace(existing(store, version.id, scope=TEST, run_id=run_id), created_now=True), counts
 
 
-def count_live(ops, store, dm: DataMap, key: bytes, *, as_of: date, tz: str) -> BuildCounts:
+def count_live(step: Step) -> BuildCounts:
     """A dry run: what the live campaign would hold if it were built now (nothing is written)."""
+    store = step.store
     with store.transaction(force_rollback=True):
-        counts = stage(ops, store, dm, key, as_of=as_of, tz=tz, excluded=exclusions(store))
+        counts = stage(step, excluded=exclusions(store))
         store.execute(f"set local work_mem = '{WORK_MEM}'")
         return count_staged(store, counts)
 

@@ -108,26 +108,29 @@ def _rejection_reason(body: bytes | str | None, limit: int = 2000) -> str:
     return reason[:limit]
 
 
-class SendGridMailer:
-    """Sends one Mail Send payload at a time, retrying by SendGrid's documented rules.
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a mailer waits and retries: a request's ``timeout``; ``max_attempts`` for 5xx and timeouts, backing
+    off from ``base_backoff`` seconds up to ``max_wait``; ``rate_limit_deadline``: seconds from the mailer's
+    creation (the task's start) that 429s are waited out in all (None: the default)."""
 
-    ``rate_limit_deadline`` (seconds from the mailer's creation, i.e. the task's start) bounds how long
-    429s are waited out in all. ``sleep`` and ``clock`` are injectable so tests can watch the waits
-    without spending them.
+    timeout: float = 30
+    max_attempts: int = 6
+    base_backoff: float = 1.0
+    max_wait: float = 60.0
+    rate_limit_deadline: float | None = None
+
+
+class SendGridMailer:
+    """Sends one Mail Send payload at a time, retrying by SendGrid's documented rules (:class:`RetryPolicy`).
+
+    ``sleep`` and ``clock`` are injectable so tests can watch the waits without spending them.
     """
 
-    def __init__(
-        self,
-        api_key: str,
-        host: str | None = None,
-        timeout: float = 30,
-        max_attempts: int = 6,
-        base_backoff: float = 1.0,
-        sleep: Callable[[float], Any] = time.sleep,
-        clock: Callable[[], float] = time.time,
-        max_wait: float = 60.0,
-        rate_limit_deadline: float | None = None,
-    ):
+    def __init__(self, api_key: str, host: str | None = None, policy: RetryPolicy = RetryPolicy(), *,
+                 sleep: Callable[[float], Any] = time.sleep, clock: Callable[[], float] = time.time):
+        timeout, max_attempts, base_backoff = policy.timeout, policy.max_attempts, policy.base_backoff
+        max_wait, rate_limit_deadline = policy.max_wait, policy.rate_limit_deadline
         if not api_key:
             # The SDK would silently fall back to $SENDGRID_API_KEY.
             raise ValueError("api_key must not be empty")

@@ -19,6 +19,10 @@ class UiLinks:
             return None
         return f"{self.dag(dag_id)}/runs/{quote(run_id, safe='')}"
 
+    def required_actions(self) -> str:
+        """Airflow's Browse ▸ Required Actions, open ones only: where a reviewer answers a plan's approval."""
+        return f"{self.base}/required_actions?response_received=false"
+
     def trigger(self, dag_id: str) -> str:
         """The DAG's page: Airflow 3.3's UI opens the trigger form from its ▶ Trigger button (the UI has no
         route of its own for the form; ``/dags/<id>/trigger`` is not one — checked in the browser test)."""

@@ -21,9 +21,11 @@ from include import reads
 from include.deadlines import STATES
 from include.page.links import UiLinks
 from include.reads import audit as audit_reads
-from include.reads import children, dsr, fulfilments, notifications, vendors
+from include.reads import attention, children, dsr, fulfilments, notifications, vendors
 
 MAX_PAGE_SIZE = 200
+MAX_PAGE = 10_000_000
+BIGINT_MAX = 2 ** 63 - 1  # ids are bigint: a larger number is no id, and PostgreSQL refuses to compare it
 MAX_FILTER_LENGTH = 100
 
 
@@ -85,6 +87,8 @@ class Section:
     def parse(self, params: Mapping[str, str]) -> Query:
         """The query from the request's parameters; PageError (400) for anything the section does not take."""
         known = {f.name: f for f in self.filters}
+        if any("\x00" in name or "\x00" in value for name, value in params.items()):
+            raise PageError("a parameter contains a NUL character, which no filter value can hold")
         unknown = sorted(set(params) - set(known) - {"page", "size"})
         if unknown:
             takes = ", ".join([*known, "page", "size"])
@@ -99,20 +103,18 @@ class Section:
             if len(value) > MAX_FILTER_LENGTH:
                 raise PageError(f"{name} is longer than {MAX_FILTER_LENGTH} characters")
             filters[name] = value
-        page = _positive(params.get("page", "1"), "page")
-        size = _positive(params.get("size", str(self.page_size)), "size")
-        if size > MAX_PAGE_SIZE:
-            raise PageError(f"size {size} is more than {MAX_PAGE_SIZE} rows a page")
+        page = _whole(params.get("page", "1"), "page", MAX_PAGE)
+        size = _whole(params.get("size", str(self.page_size)), "size", MAX_PAGE_SIZE)
         return Query(filters=filters, limit=size, offset=(page - 1) * size)
 
 
-def _positive(text: str, name: str) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise PageError(f"{name} must be a whole number, not {text!r}") from None
-    if value < 1 or value > 10_000_000:
-        raise PageError(f"{name} must be between 1 and 10000000")
+def _whole(text: str, name: str, largest: int, smallest: int = 1) -> int:
+    """A whole number from ``smallest`` to ``largest``, else PageError naming those bounds."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        raise PageError(f"{name} must be a whole number from {smallest} to {largest}, not {text[:20]!r}")
+    value = int(text)
+    if not smallest <= value <= largest:
+        raise PageError(f"{name} must be a whole number from {smallest} to {largest}, not {value}")
     return value
 
 
@@ -183,7 +185,7 @@ def _requests(req: Request) -> dict:
         if wanted.get("regime", regime) == regime and wanted.get("request_type", request_type) == request_type:
             by_state[state] = by_state.get(state, 0) + count
     total = by_state.get(q.filters["state"], 0) if "state" in q.filters else sum(by_state.values())
-    page = dsr.request_page(req.conn, **q.filters, limit=q.limit, offset=q.offset, total=total)
+    page = dsr.request_page(req.conn, q.filters, limit=q.limit, offset=q.offset, total=total)
     order = list(dsr.STATE_ORDER) + sorted(set(by_state) - set(dsr.STATE_ORDER))
     for row in page["rows"]:
         row["evaluated_by"] = link(row["run_id"], req.links.run(DSR, row["run_id"]))
@@ -289,6 +291,11 @@ def _purges(req: Request) -> dict:
              {"label": "Vendor deletion notices owed",
               "value": f"{owed['notices']} notice(s): {owed['subjects']} subject(s), {owed['vendors']} vendor(s)",
               "tone": "warn" if owed["notices"] else "good"}]
+    review = children.reports_needing_review(req.conn)
+    facts.append({"label": "Reports waiting for a person (needs_review)",
+                  "value": "; ".join(f"report {r['report_id']}: account(s) {', '.join(map(str, r['user_ids']))}"
+                                     for r in review[:10]) + (f" and {len(review) - 10} more" if len(review) > 10 else "")
+                  if review else "none", "tone": "warn" if review else "good"})
     stuck = children.open_records(req.conn)
     if stuck:
         facts.append({"label": "Records left open", "value": "; ".join(f"{r} {o} {n}" for r, o, n in stuck[:5]),
@@ -298,8 +305,10 @@ def _purges(req: Request) -> dict:
 
 def _manifests(req: Request) -> dict:
     vendor = req.query.filters.get("vendor_id")
-    if vendor is not None and not vendor.isdigit():
+    if vendor is not None and not (vendor.isascii() and vendor.isdigit()):
         raise PageError(f"vendor_id must be a vendor's number, not {vendor!r}")
+    if vendor is not None:
+        _whole(vendor, "vendor_id", BIGINT_MAX, smallest=0)
     page = vendors.manifest_page(req.conn, vendor_id=int(vendor) if vendor else None,
                                  with_violations=req.query.filters.get("violations") == "only",
                                  limit=req.query.limit, offset=req.query.offset)
@@ -333,9 +342,39 @@ def _fulfilments(req: Request) -> dict:
                                            req.links)}
 
 
+def _attention(req: Request) -> dict:
+    from datetime import timezone
+
+    from include.approvals import approval_timeout
+
+    items = attention.needs_a_person(req.conn, now=datetime.now(timezone.utc), approval_timeout=approval_timeout())
+    rows = [{"what": i.what, "count": _jump(i, req.links), "oldest": i.oldest, "note": i.note} for i in items]
+    waiting = sum(i.count for i in items)
+    facts = [{"label": "Things waiting for a person", "value": waiting, "tone": "warn" if waiting else "good"}]
+    return {"rows": rows, "total": len(rows), "facts": facts,
+            "refreshed": {"at": datetime.now(timezone.utc), "run_id": None, "run_url": None}}
+
+
+def _jump(item: attention.Item, links: UiLinks) -> dict:
+    """A count that leads to its rows: a section of this page (with its filters), or a page of Airflow's UI."""
+    if item.airflow == "required_actions":
+        return {"text": str(item.count), "href": links.required_actions()}
+    return {"text": str(item.count), "section": item.section, "filters": dict(item.filters)}
+
+
 DSR = "dsr_deadline_tracking"
 
 SECTIONS: tuple[Section, ...] = (
+    Section(
+        key="attention", title="Needs a person", dag_id=DSR, tables=("compliance.audit_log",),
+        about="What waits for a person now, across every DAG: approvals (answered in Airflow's Required Actions, "
+              "rejected by themselves when their time is up), requests overdue, fulfilment steps only a person can "
+              "do, child reports to review, holds, deletion notices owed, refused emails. Each count leads to its "
+              "rows.",
+        refreshed_by="counted afresh from the store on every look",
+        columns=(Column("what", "Needs a person"), Column("count", "How many", "jump"),
+                 Column("oldest", "Oldest", "time"), Column("note", "What to do")),
+        page_size=50, dag_entity="AUDIT_LOG", build=_attention),
     Section(
         key="requests", title="Privacy requests", dag_id=DSR,
         tables=("compliance.dsr_status", "compliance.dsr_runs"),
@@ -370,8 +409,9 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         key="purges", title="Child-data purges", dag_id=children.DAG_ID, tables=children.TABLES,
         about="Per run: its plan (hash, subjects) and how it was approved, its subjects by outcome (purged, "
-              "held, invalid ...) and the reports it settled (no_match: named no account); above, the subjects "
-              "purged in all and the deletion notices still owed to vendors.",
+              "held, invalid ...) and the reports it settled (no_match: named no account; needs_review: an "
+              "address naming several accounts or an adult, waiting for a person); above, the subjects purged in "
+              "all, the deletion notices still owed to vendors and the reports waiting for a person.",
         refreshed_by="daily (live), and by a manual run (a dry run unless dry_run is off)",
         filters=(Filter("mode", "Runs", children.MODES),),
         columns=(Column("run", "Run", "link"), Column("as_of", "As of", "date"), Column("mode", "Mode"),

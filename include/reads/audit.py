@@ -174,7 +174,7 @@ class ChainWatch:
                                   from compliance.audit_log where id = %s""", (verified.last_id,)).fetchone()
             # The head's stored hash, and the hash its content gives now, must both be the verified one.
             if row is None or row[8] != verified.head or audit.row_hash(
-                    row[7], verified.last_id, *row[:7]) != verified.head:
+                    row[7], verified.last_id, audit.Entry(*row[:7])) != verified.head:
                 problem = (f"row {verified.last_id}, the head verified at {verified.full_at:%Y-%m-%d %H:%M} UTC, "
                            + ("is no longer in the log" if row is None else "was altered since"))
                 return self._remember(replace(verified, problem=problem, checked_at=now))
@@ -187,8 +187,8 @@ class ChainWatch:
                 problem = None
                 if prev_hash != prev:
                     problem = f"row {row_id} does not follow the row before it (a row was removed or inserted out of chain)"
-                elif audit.row_hash(prev, row_id, occurred_at, actor, action, dag_id, run_id, task_id,
-                                    details) != stored:
+                elif audit.row_hash(prev, row_id, audit.Entry(occurred_at, actor, action, dag_id, run_id, task_id,
+                                                              details)) != stored:
                     problem = f"row {row_id} was altered after it was written"
                 if problem:
                     return self._remember(replace(verified, rows=verified.rows + added, last_id=last_id, head=prev,

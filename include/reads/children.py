@@ -98,6 +98,18 @@ def notices_owed(conn) -> dict[str, int]:
     return {"notices": notices, "subjects": subjects, "vendors": vendors}
 
 
+def reports_needing_review(conn) -> list[dict]:
+    """The address-only reports the newest run that looked at every report found waiting for a person
+    (``needs_review``): report id and the account ids its address names (ids only, no address)."""
+    cur = conn.execute(
+        """select report_id, user_ids from compliance.child_report_outcomes
+           where outcome = 'needs_review' and run_id = (
+               select run_id from compliance.child_purge_runs where not targeted and detected_at is not null
+               order by started_at desc, run_id desc limit 1)
+           order by report_id""")
+    return [{"report_id": rid, "user_ids": list(ids)} for rid, ids in cur]
+
+
 def open_records(conn) -> list[tuple[str, str, int]]:
     """(run id, outcome, count) of records still in progress (planned, erasing): a failed run to look at."""
     return conn.execute("""select run_id, outcome, count(*) from compliance.child_purges

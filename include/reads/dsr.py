@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Mapping
 
 from psycopg import sql
 
@@ -71,11 +72,11 @@ _PAGE_COLUMNS = ("request_id", "regime", "request_type", "state", "days_left", "
 REQUEST_FILTERS = ("regime", "request_type", "state")
 
 
-def request_page(conn, *, regime: str | None = None, request_type: str | None = None, state: str | None = None,
-                 limit: int = 50, offset: int = 0, total: int | None = None) -> dict:
+def request_page(conn, filters: Mapping[str, str | None] | None = None, *, limit: int = 50, offset: int = 0,
+                 total: int | None = None) -> dict:
     """One page of live requests, overdue first (then by days left, then id), with the total that match.
 
-    Filters are exact values (None: any). Each row: the request's id, regime, type, state, days left, due
+    ``filters``: exact values of ``regime``, ``request_type`` and ``state`` (absent or None: any). Each row: the request's id, regime, type, state, days left, due
     dates, extension, flags, invalid reason and the evaluation that recorded it (as-of date, time, run id);
     never the assignee or the requester. ``total`` (when the caller knows it, e.g. from
     :func:`request_breakdown`) saves a count.
@@ -84,8 +85,11 @@ def request_page(conn, *, regime: str | None = None, request_type: str | None = 
     page reads ``limit`` index entries after skipping ``offset``; a page past the middle is read from the
     end (the same index backwards), so no page skips more than half of the matching rows.
     """
-    filters = {"regime": regime, "request_type": request_type, "state": state}
-    where, args = _filters(filters)
+    unknown = sorted(set(filters or {}) - set(REQUEST_FILTERS))
+    if unknown:
+        raise ValueError(f"requests cannot be filtered by {', '.join(unknown)} (only by {', '.join(REQUEST_FILTERS)})")
+    state = (filters or {}).get("state")
+    where, args = _filters({name: (filters or {}).get(name) for name in REQUEST_FILTERS})
     if total is None:
         total = conn.execute(sql.SQL("select count(*) from compliance.dsr_status {}").format(where),
                              args).fetchone()[0]

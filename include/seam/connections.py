@@ -102,27 +102,110 @@ def mailer(deadline_seconds: float | None = None) -> "SendGridMailer":
     """The SendGrid client from connection ``sendgrid_default`` (API key in the password, optional host in extras)."""
     from airflow.sdk.log import mask_secret
 
-    from include.notify.sendgrid_mailer import SendGridMailer
+    from include.notify.sendgrid_mailer import RetryPolicy, SendGridMailer
 
     conn = connection(SENDGRID)
     if not conn.password:
         raise ConfigurationProblem(f"Airflow connection '{SENDGRID}' has no API key in its password field")
     mask_secret(conn.password)
-    extra = conn.extra_dejson or {}
+    host, timeout = sendgrid_extras(conn.extra)
+    conn.extra_dejson  # registers any secret-looking extra with the masker, as Airflow's own hooks do
+    return SendGridMailer(api_key=conn.password, host=host,
+                          policy=RetryPolicy(timeout=timeout, rate_limit_deadline=deadline_seconds))
+
+
+SENDGRID_TIMEOUT_DEFAULT = 30.0
+SENDGRID_TIMEOUT_MAX = 600.0
+
+
+def sendgrid_extras(text: str | None) -> tuple[str | None, float]:
+    """The host override and the request timeout (seconds) from the extras of ``sendgrid_default``.
+
+    A value of the wrong type or out of range is a setup fault, refused here in one sentence naming the
+    connection and the extra: left to the SDK it would raise from inside the first send (``AttributeError``
+    for a host of 123, ``ValueError``/``OverflowError`` for a timeout of -1, NaN or infinity) and be
+    retried as if SendGrid were down.
+    """
+    import json
+    import math
+    from urllib.parse import urlsplit
+
+    where = f"Airflow connection '{SENDGRID}'"
+    if not text or not text.strip():
+        return None, SENDGRID_TIMEOUT_DEFAULT
     try:
-        timeout = float(extra.get("timeout", 30))
-    except (TypeError, ValueError):
-        raise ConfigurationProblem(f"Airflow connection '{SENDGRID}': extra 'timeout' must be a number of seconds") from None
-    return SendGridMailer(api_key=conn.password, host=extra.get("host") or None, timeout=timeout,
-                          rate_limit_deadline=deadline_seconds)
+        extra = json.loads(text)
+    except ValueError:
+        raise ConfigurationProblem(f"{where}: its extras are not valid JSON; give a JSON object such as "
+                                   '{"host": "https://api.sendgrid.com", "timeout": 30}') from None
+    if not isinstance(extra, dict):
+        raise ConfigurationProblem(f"{where}: its extras must be a JSON object such as "
+                                   f'{{"host": "https://api.sendgrid.com", "timeout": 30}}, not {_json_kind(extra)}')
+    host = extra.get("host")
+    if host is not None and not (isinstance(host, str) and host.strip() == ""):
+        # The value itself is not repeated: a URL may carry a user name or password.
+        if not isinstance(host, str):
+            raise ConfigurationProblem(f"{where}: extra 'host' must be an http:// or https:// URL such as "
+                                       f"https://api.sendgrid.com, not {_json_kind(host)}")
+        try:
+            parts = urlsplit(host.strip())
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+        except ValueError:  # e.g. a port that is not a number
+            ok = False
+        if not ok:
+            raise ConfigurationProblem(f"{where}: extra 'host' must be an http:// or https:// URL such as "
+                                       "https://api.sendgrid.com")
+    else:
+        host = None
+    raw = extra.get("timeout", SENDGRID_TIMEOUT_DEFAULT)
+    timeout = None
+    if not isinstance(raw, bool) and isinstance(raw, (int, float, str)):
+        try:
+            timeout = float(raw)
+        except (ValueError, OverflowError):
+            timeout = None
+    if timeout is None or not math.isfinite(timeout) or not 0 < timeout <= SENDGRID_TIMEOUT_MAX:
+        raise ConfigurationProblem(f"{where}: extra 'timeout' must be a number of seconds above 0 and at most "
+                                   f"{SENDGRID_TIMEOUT_MAX:g}, not "
+                                   f"{json.dumps(raw) if isinstance(raw, (int, float, str)) else _json_kind(raw)}")
+    return host, timeout
+
+
+def _json_kind(value) -> str:
+    """How a JSON value is named in a refusal, without repeating it."""
+    if isinstance(value, bool):
+        return "true or false"
+    return {int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def datamap(ops_conn) -> "DataMap":
-    """The data map, checked against the live operational database."""
-    from include.datamap import load_datamap, validate_against_database
+    """The data map, checked against the live operational database (``ops_conn``) and every other connection it
+    names (SPEC §3.1): a missing connection, a database that does not answer, a missing table or column stops the
+    run with one sentence naming the connection (and the data map entry)."""
+    from include.datamap import OPS_CONNECTION, load_datamap, validate_stores
 
     dm = load_datamap(os.environ.get("PRIVACY_DATAMAP") or None)
-    validate_against_database(dm, ops_conn)
+
+    @contextlib.contextmanager
+    def store(conn_id: str):
+        if conn_id == OPS_CONNECTION:
+            yield ops_conn
+            return
+        entry = dm.entries_on(conn_id)[0]
+        try:
+            opened = postgres(conn_id)
+            conn = opened.__enter__()
+        except ConfigurationProblem:
+            raise ConfigurationProblem(f"{conn_hint(conn_id)} (data map entry {entry.label} is stored there)") from None
+        except ServiceUnreachable as exc:
+            raise ServiceUnreachable(f"{exc} (data map entry {entry.label} is stored there)") from None
+        try:
+            yield conn
+        finally:
+            opened.__exit__(None, None, None)
+
+    validate_stores(dm, store)
     return dm
 
 

@@ -21,9 +21,12 @@ The DAG's ``doc_md`` is ``include/docs/<dag_id>.md``. Nothing here opens a conne
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import os
+from datetime import datetime, timedelta, timezone
 from importlib import resources
 from typing import Any, Callable, Mapping, Sequence
+
+from include.seam.alerts import task_failed
 
 OWNER = "privacy-engineering"
 DEFAULT_ARGS: Mapping[str, Any] = {
@@ -32,6 +35,8 @@ DEFAULT_ARGS: Mapping[str, Any] = {
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=15),
+    # A task that fails for good tells on-call, once per run (include/seam/alerts.py; setting `alerts`).
+    "on_failure_callback": task_failed,
 }
 START_DATE = datetime(2026, 1, 1)
 
@@ -73,8 +78,11 @@ def dry_run_param(description: str, default: bool = False, section: str | None =
 def ids_param(title: str, description: str, section: str | None = None):
     from airflow.sdk import Param
 
-    return Param([], type="array", items={"type": "integer", "minimum": 1}, uniqueItems=True, title=title,
-                 description_md=description, **({"section": section} if section else {}))
+    from include.runconf import ID_MAX
+
+    # An id past PostgreSQL's bigint names nothing and would fail the first statement: the form refuses it.
+    return Param([], type="array", items={"type": "integer", "minimum": 1, "maximum": ID_MAX}, uniqueItems=True,
+                 title=title, description_md=description, **({"section": section} if section else {}))
 
 
 def approve_plan_param(title: str, description: str, section: str | None = None):
@@ -123,7 +131,7 @@ def _audit_anchor():
         with task_env() as env:
             if not audit.run_wrote_rows(env.store, dag_id=env.ctx.dag_id, run_id=env.ctx.run_id):
                 return None
-            return audit.anchor_head(env.store, env.objects, run_id=env.ctx.run_id, dag_id=env.ctx.dag_id)
+            return audit.anchor_head(env.store, env.evidence, run_id=env.ctx.run_id, dag_id=env.ctx.dag_id)
 
     return anchor_audit_log()
 
@@ -145,21 +153,44 @@ def prepare_store():
             dm = env.datamap
             version = compliance_store.current_version(env.store)
             summary = {"store_migration": version, "applied_now": applied, "datamap": dm.source,
-                       "personal_data_tables": len(dm.personal_data), "record_roles": len(dm.records)}
+                       "personal_data_tables": len(dm.personal_data), "record_roles": len(dm.records),
+                       "connections": list(dm.connections)}
             logging.getLogger("include.seam").info(
                 "compliance store at migration %s (%s); data map %s: %d personal-data table(s) and %d record "
-                "role(s) checked against ops_db", version,
+                "role(s) checked against %s", version,
                 f"applied now: {', '.join(map(str, applied))}" if applied else "already current",
-                dm.source.rsplit("/", 1)[-1], len(dm.personal_data), len(dm.records))
+                dm.source.rsplit("/", 1)[-1], len(dm.all_entries), len(dm.records), ", ".join(dm.connections))
             return summary
 
     return prepare_store()
 
 
+def catch_up_start(env_var: str, *, default_days: int, most_days: int, now: datetime | None = None) -> datetime:
+    """The first day an interval-based DAG catches up from: ``$<env_var>`` days before today (UTC midnight), else
+    ``default_days``; at most ``most_days``, so that a DAG left paused (or unpaused by a trigger form's box) never
+    starts more catch-up runs than that, however long ago its start date was. Read when the DAG is parsed (the
+    scheduler and the workers share the environment, as the Compose file's common environment does)."""
+    raw = os.environ.get(env_var, "").strip()
+    days = default_days
+    if raw:
+        if not (raw.isascii() and raw.isdigit() and 0 <= int(raw) <= most_days):
+            raise ValueError(f"{env_var} must be a whole number of days from 0 to {most_days}, not {raw!r}")
+        days = int(raw)
+    today = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(hour=0, minute=0, second=0,
+                                                                                   microsecond=0)
+    return today - timedelta(days=days)
+
+
+# The house defaults of the DAG arguments privacy_dag passes on to Airflow's DAG (a DAG file may override each).
+DAG_DEFAULTS: Mapping[str, Any] = {"catchup": False, "max_active_runs": 1, "dagrun_timeout": timedelta(hours=1),
+                                   "start_date": START_DATE}
+
+
 def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapping[str, Any],
-                catchup: bool = False, max_active_runs: int = 1,
-                dagrun_timeout: timedelta = timedelta(hours=1), **dag_kwargs: Any) -> Callable:
-    """Decorate a function that creates a DAG's own tasks; calling the result builds the DAG."""
+                **dag_kwargs: Any) -> Callable:
+    """Decorate a function that creates a DAG's own tasks; calling the result builds the DAG. ``dag_kwargs`` go
+    to Airflow's ``DAG`` as they are, over :data:`DAG_DEFAULTS` (``catchup``, ``max_active_runs``,
+    ``dagrun_timeout``, ``start_date``)."""
     unknown = sorted(set(tags) - set(TAGS))
     if unknown:
         raise ValueError(f"{dag_id}: tag(s) {', '.join(unknown)} are not in the vocabulary of include.seam.dag.TAGS")
@@ -168,9 +199,8 @@ def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapp
         def build():
             from airflow.sdk import DAG
 
-            with DAG(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=catchup,
-                     max_active_runs=max_active_runs, dagrun_timeout=dagrun_timeout, default_args=dict(DEFAULT_ARGS),
-                     tags=["privacy", *tags], doc_md=doc_md(dag_id), params=dict(params), **dag_kwargs) as dag:
+            with DAG(dag_id=dag_id, schedule=schedule, default_args=dict(DEFAULT_ARGS), tags=["privacy", *tags],
+                     doc_md=doc_md(dag_id), params=dict(params), **{**DAG_DEFAULTS, **dag_kwargs}) as dag:
                 guard = _conf_guard(dag_id, sorted(params))
                 body()
                 own_roots = [t for t in dag.roots if t.task_id != CONF_GUARD_TASK]

@@ -1,19 +1,28 @@
-"""What one task gets from the seam: :func:`task_env`.
+"""What one task gets from the seam: a step context (:class:`include.step.Step`), built once per task.
 
-    with task_env(DsrParams) as env:
-        tracking.evaluate_requests(env.ops, env.store, env.datamap, env.settings, env.ctx, env.params)
+A DAG's task is one line::
 
-``env`` hands the task its run's typed parameters (resolved once, from the trigger form and the run's
-own timing), the settings, the audit context, and — opened on first use, closed at the end — the
-operational database, the compliance store, the data map, the SendGrid mailer (``None`` in a dry run,
-so nothing a dry run does can reach SendGrid) and the object store. Whatever goes wrong leaves the task
-as one sentence: a :class:`~include.errors.NeedsOperator` fails it at once, without retries; a
-:class:`~include.errors.Transient` (a database lost at connect time or mid-query, SendGrid down) keeps
-Airflow's retries.
+    @task
+    def plan_purge() -> dict:
+        return run_step("include.children.purge:plan_purge", "include.children.params:PurgeParams")
+
+:func:`run_step` imports the step (at run time, so parsing the DAG stays cheap) and calls it with the task's
+:class:`TaskEnv`: the run's typed parameters (resolved once, from the trigger form and the run's own
+timing), the settings, the audit context, and — opened on first use, closed at the end — the operational
+database, the compliance store, the data map, the subject key, the SendGrid mailer and the object store,
+and the answer of the run's reviewer (``approval_from``: the approval task whose answer the step reads).
+
+**A dry run is enforced here, once:** in a dry run ``mailer`` and ``objects`` are ``None``, so nothing a dry
+run does can reach SendGrid or write an object, whatever the step does.
+
+Whatever goes wrong leaves the task as one sentence: a :class:`~include.errors.NeedsOperator` fails it at
+once, without retries; a :class:`~include.errors.Transient` (a database lost at connect time or mid-query,
+SendGrid down) keeps Airflow's retries.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, Protocol, TypeVar
@@ -47,18 +56,20 @@ P = TypeVar("P")
 
 
 class TaskEnv(Generic[P]):
-    """Everything a task may use, opened on first use and closed when the task ends."""
+    """Everything a task may use, opened on first use and closed when the task ends: the step context
+    (:class:`include.step.Step`'s attributes) of a task run by Airflow."""
 
-    def __init__(self, *, ctx: "RunContext", settings: "Settings", params: P, timing: "RunTiming",
-                 stack: contextlib.ExitStack):
+    def __init__(self, *, ctx: "RunContext", settings: "Settings", params: P, stack: contextlib.ExitStack,
+                 approval: Mapping | None = None):
         self.ctx = ctx
         self.settings = settings
         self.params = params
-        self.timing = timing
+        self.approval = approval
         self._stack = stack
         self._opened: dict[str, "psycopg.Connection"] = {}
         self._datamap: "DataMap | None" = None
         self._mailer: "SendGridMailer | None" = None
+        self._key: bytes | None = None
         self._store_checked = False
 
     @property
@@ -75,10 +86,6 @@ class TaskEnv(Generic[P]):
         """The operational database (autocommit)."""
         return self._db(connections.OPS_DB, connections.ops_db)
 
-    def ops_cursor_connection(self) -> "psycopg.Connection":
-        """A second connection to the operational database, for a read streamed beside writes."""
-        return self._db(connections.OPS_DB + "#2", connections.ops_db)
-
     @property
     def store(self) -> "psycopg.Connection":
         """The compliance store (autocommit); its schema must be current."""
@@ -89,6 +96,13 @@ class TaskEnv(Generic[P]):
             compliance_store.require_current(conn)
             self._store_checked = True
         return conn
+
+    @property
+    def side(self) -> "psycopg.Connection":
+        """A second compliance-store connection (autocommit): what must be recorded outside the step's own
+        transaction (a request before it leaves, see :mod:`include.notifications.ledger`)."""
+        self.store  # noqa: B018 -- the schema is checked once, on the main connection
+        return self._db(f"{connections.COMPLIANCE_DB}#side", connections.compliance_db)
 
     def migrate_store(self) -> list[int]:
         """Create or migrate the compliance store; returns the migrations applied now."""
@@ -115,8 +129,23 @@ class TaskEnv(Generic[P]):
         return self._mailer
 
     @property
-    def objects(self) -> "ObjectStore":
-        """The object store at the ``evidence_location`` setting (GCS or a local folder)."""
+    def key(self) -> bytes:
+        """The subject key (HMAC-SHA-256 of subjects and addresses), read once per task."""
+        if self._key is None:
+            from include.subjects import SUBJECT_KEY, SUBJECT_KEY_PURPOSE
+
+            self._key = connections.secret(SUBJECT_KEY, purpose=SUBJECT_KEY_PURPOSE)
+        return self._key
+
+    @property
+    def objects(self) -> "ObjectStore | None":
+        """The object store at the ``evidence_location`` setting, or None in a dry run."""
+        return None if self.dry_run else self.evidence
+
+    @property
+    def evidence(self) -> "ObjectStore":
+        """The object store at the ``evidence_location`` setting (GCS or a local folder), dry run or not: where
+        the audit chain's anchors go."""
         from include.errors import ConfigurationProblem
         from include.seam.storage import object_store
 
@@ -125,9 +154,6 @@ class TaskEnv(Generic[P]):
                 "privacy setting evidence_location is not set: give gs://bucket/prefix (or file:///folder for a "
                 "machine without GCS) in the Airflow Variable privacy_settings")
         return object_store(self.settings.evidence_location, gcp_conn_id=connections.GOOGLE_CLOUD)
-
-    def secret(self, name: str, *, purpose: str) -> bytes:
-        return connections.secret(name, purpose=purpose)
 
     def lost_database(self) -> str | None:
         """The connection id of a database whose connection broke, if any."""
@@ -155,8 +181,30 @@ def run_timing(context) -> "RunTiming":
                      run_type=None if run_type is None else str(getattr(run_type, "value", run_type)))
 
 
+def run_step(target: str, params: str | None = None, *inputs: Any, approval_from: str | None = None) -> Any:
+    """Run the step ``module:function`` with this task's :class:`TaskEnv` (and the task's ``inputs`` after it:
+    ``fn(step, *inputs)``) and return what it returns (the task's XCom). ``params``: ``module:Class`` of the
+    DAG's typed parameters (:class:`RunParams`); ``approval_from``: the task id of the run's plan approval,
+    whose answer the step reads as ``approval``."""
+    step = _named(target)
+    with task_env(_named(params) if params else None, approval_from=approval_from) as env:
+        return step(env, *inputs)
+
+
+def set_context(key: str, value: Any) -> None:
+    """Put ``value`` in the running task's context (a mapped task's label is rendered from it at the end)."""
+    from airflow.sdk import get_current_context
+
+    get_current_context()[key] = value
+
+
+def _named(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 @contextlib.contextmanager
-def task_env(params_type: type[P] | None = None) -> Iterator[TaskEnv[P]]:
+def task_env(params_type: type[P] | None = None, *, approval_from: str | None = None) -> Iterator[TaskEnv[P]]:
     """The current task's :class:`TaskEnv`; every failure inside leaves the task as one sentence."""
     import psycopg
     from airflow.sdk import get_current_context
@@ -167,8 +215,13 @@ def task_env(params_type: type[P] | None = None) -> Iterator[TaskEnv[P]]:
         timing = run_timing(context)
         raw = dict(context.get("params") or {})
         params = params_type.resolve(raw, settings, timing) if params_type is not None else raw
+        answer = None
+        if approval_from:
+            from include.seam.approval import ANSWER_KEY
+
+            answer = context["ti"].xcom_pull(task_ids=approval_from, key=ANSWER_KEY)
         with contextlib.ExitStack() as stack:
-            env = TaskEnv(ctx=run_context(context), settings=settings, params=params, timing=timing, stack=stack)
+            env = TaskEnv(ctx=run_context(context), settings=settings, params=params, stack=stack, approval=answer)
             try:
                 yield env
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:

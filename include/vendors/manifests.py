@@ -1,7 +1,8 @@
 """The steps of ``vendor_sharing_manifests`` as plain functions (no Airflow in here).
 
-``plan`` lists the (vendor, period) manifests a run writes; ``write_manifest`` writes one (the mapped task);
-``summarize`` records what the run did; ``send_notices`` emails the violations. Logs, audit entries and the
+Each step takes the step context (:class:`include.step.Step`). ``plan_vendors`` lists the (vendor, period)
+manifests a run writes; ``write_vendor_manifest`` writes one (the mapped task, through ``write_manifest``);
+``summarize_period`` records what the run did; ``send_violation_emails`` emails the violations. Logs, audit entries and the
 store carry vendor ids, counts, checksums and object names: never a subject's data.
 
 Objects, under the ``evidence_location`` setting (``gs://bucket/prefix`` or ``file:///folder``)::
@@ -36,11 +37,9 @@ from typing import Sequence
 
 from psycopg.types.json import Jsonb
 
-from include.audit import RunContext
 from include.config import Settings
-from include.datamap import DataMap
 from include.notify.delivery import deliver
-from include.objectstore import ObjectStore
+from include.step import Step
 from include.vendors import datafile, notices, source
 from include.vendors.params import ManifestParams
 from include.vendors.rules import VIOLATIONS
@@ -68,13 +67,16 @@ def object_names(vendor_id: int, label: str) -> tuple[str, str]:
 
 # -- planning ---------------------------------------------------------------------------------------------
 
-def plan(ops, store, dm: DataMap, ctx: RunContext, params: ManifestParams) -> list[dict]:
-    """The (vendor, scope) pairs this run writes, one mapped task each.
+def plan_vendors(step: Step[ManifestParams]) -> list[dict]:
+    """List the vendors of the period (one manifest each) and record the run.
+
+    The (vendor, scope) pairs this run writes, one mapped task each.
 
     Every vendor of the period: those its shares name (unknown vendor ids included) and every active vendor
     (which says "no shares" when it has none); a targeted run only its ``vendor_ids``. Vendors with undated
     shares get an ``undated`` manifest too.
     """
+    ops, store, dm, ctx, params = step.ops, step.store, step.datamap, step.ctx, step.params
     period, scope = params.period, params.scope
     counts = source.vendors_with_shares(ops, dm, period)
     without_vendor = counts.pop(None, 0)
@@ -124,13 +126,34 @@ class Recorded:
     run_id: str
 
 
-def write_manifest(ops, store, objects: ObjectStore | None, dm: DataMap, settings: Settings, ctx: RunContext,
-                   params: ManifestParams, vendor_id: int, scope_label: str, *,
+@dataclass(frozen=True)
+class _Written:
+    """What one manifest's record says: the vendor, the scope, the data file and the two objects."""
+
+    vendor: VendorRow
+    scope: Scope
+    data: datafile.DataFile
+    document: dict
+    content: str
+    revision: int
+    objects: tuple[str, str, str, str]  # data name, data URI, manifest name, manifest URI
+    run_id: str
+    generated_at: object
+
+
+def write_vendor_manifest(step: Step[ManifestParams], item: dict) -> dict:
+    """Stream one vendor's shares of the period into Parquet, upload it and its manifest.json, record both."""
+    return write_manifest(step, item["vendor_id"], item["scope"])
+
+
+def write_manifest(step: Step[ManifestParams], vendor_id: int, scope_label: str, *,
                    row_group_rows: int = datafile.ROW_GROUP_ROWS, workdir: str | None = None) -> dict:
     """Write (or confirm) the manifest of one vendor and scope; returns its outcome and figures for XCom.
 
-    ``objects`` may be None in a dry run (nothing is uploaded).
+    ``step.objects`` is None in a dry run (nothing is uploaded).
     """
+    ops, store, objects, dm = step.ops, step.store, step.objects, step.datamap
+    settings, ctx, params = step.settings, step.ctx, step.params
     if ops is store:
         raise ValueError("write_manifest needs separate connections for the operational DB and the store")
     scope = params.scope_of(scope_label)
@@ -143,7 +166,7 @@ def write_manifest(ops, store, objects: ObjectStore | None, dm: DataMap, setting
     with tempfile.TemporaryDirectory(prefix="vendor-manifest-", dir=workdir) as tmp:
         path = os.path.join(tmp, "shares.parquet")
         if params.dry_run:
-            data = _write_data(ops, dm, settings, vendor_id, scope, path, row_group_rows)
+            data = _write_data(step, vendor_id, scope, path, row_group_rows)
             log.info("%s: dry run, %s; nothing written", where, _figures(data))
             return _result(vendor_id, scope, DRY_RUN, data)
         with store.transaction():
@@ -151,7 +174,7 @@ def write_manifest(ops, store, objects: ObjectStore | None, dm: DataMap, setting
                 log.info("%s: another run is writing this manifest now; left to it", where)
                 return {"vendor_id": vendor_id, "period": scope.label, "outcome": BUSY, "rows": None}
             previous = recorded(store, vendor_id, scope.label)
-            data = _write_data(ops, dm, settings, vendor_id, scope, path, row_group_rows)
+            data = _write_data(step, vendor_id, scope, path, row_group_rows)
             if not data.tally.rows:  # the shares went between the look and the read
                 log.info("%s: no shares; nothing written", where)
                 return {"vendor_id": vendor_id, "period": scope.label, "outcome": NO_SHARES, "rows": 0}
@@ -169,8 +192,8 @@ def write_manifest(ops, store, objects: ObjectStore | None, dm: DataMap, setting
             data_uri = objects.put_file(data_name, path, datafile.CONTENT_TYPE)
             manifest_uri = objects.put(manifest_name, render(document, generated_at=generated_at, run_id=ctx.run_id),
                                        "application/json")
-            _record(store, vendor, scope, data, document, content, revision, data_name, data_uri, manifest_name,
-                    manifest_uri, ctx.run_id, generated_at)
+            _record(store, _Written(vendor, scope, data, document, content, revision,
+                                    (data_name, data_uri, manifest_name, manifest_uri), ctx.run_id, generated_at))
             if data.tally.violation_rows:
                 notices.record(store, vendor_id=vendor_id, period_label=scope.label,
                                recipient=settings.compliance_team_email, run_id=ctx.run_id, now=generated_at)
@@ -196,10 +219,9 @@ def recorded(store, vendor_id: int, label: str) -> Recorded | None:
     return Recorded(*row) if row else None
 
 
-def _write_data(ops, dm: DataMap, settings: Settings, vendor_id: int, scope: Scope, path: str,
-                row_group_rows: int) -> datafile.DataFile:
-    params = source.copy_params(vendor_id, scope, settings.timezone)
-    with ops.cursor() as cur, cur.copy(source.copy_statement(dm, scope), params) as copy:
+def _write_data(step: Step, vendor_id: int, scope: Scope, path: str, row_group_rows: int) -> datafile.DataFile:
+    params = source.copy_params(vendor_id, scope, step.settings.timezone)
+    with step.ops.cursor() as cur, cur.copy(source.copy_statement(step.datamap, scope), params) as copy:
         return datafile.write(datafile.csv_batches(copy), path, row_group_rows=row_group_rows)
 
 
@@ -244,9 +266,10 @@ def render(document: dict, *, generated_at, run_id: str) -> bytes:
     return (json.dumps(full, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def _record(store, vendor: VendorRow, scope: Scope, data: datafile.DataFile, document: dict, content: str,
-            revision: int, data_name: str, data_uri: str, manifest_name: str, manifest_uri: str, run_id: str,
-            generated_at) -> None:
+def _record(store, w: _Written) -> None:
+    vendor, scope, data, document, content, revision = w.vendor, w.scope, w.data, w.document, w.content, w.revision
+    data_name, data_uri, manifest_name, manifest_uri = w.objects
+    run_id, generated_at = w.run_id, w.generated_at
     tally = data.tally
     store.execute(
         """insert into compliance.vendor_manifests
@@ -293,8 +316,12 @@ def _result(vendor_id: int, scope: Scope, outcome: str, data: datafile.DataFile)
 
 # -- the run's summary and its emails ------------------------------------------------------------------------
 
-def summarize(store, ctx: RunContext, params: ManifestParams, results: Sequence[dict]) -> dict:
-    """Record what every (vendor, scope) step did; say plainly when the period had no shares."""
+def summarize_period(step: Step[ManifestParams], results: Sequence[dict]) -> dict:
+    """Record what every vendor's step did; say so when the period had no shares.
+
+    Records what every (vendor, scope) step did; says plainly when the period had no shares."""
+    store, ctx, params = step.store, step.ctx, step.params
+    results = list(results or [])
     results = [r for r in results if r]
     outcomes = Counter(r["outcome"] for r in results)
     in_period = [r for r in results if r["period"] == params.scope.label]
@@ -321,8 +348,11 @@ def summarize(store, ctx: RunContext, params: ManifestParams, results: Sequence[
     return summary
 
 
-def send_notices(store, mailer, settings: Settings, ctx: RunContext, params: ManifestParams) -> dict:
-    """Email each (vendor, period) of this run's scope that has violations, once."""
+def send_violation_emails(step: Step[ManifestParams]) -> dict:
+    """Email the compliance team once per (vendor, period) with violations.
+
+    Each (vendor, period) of this run's scope that has violations, once."""
+    store, mailer, settings, ctx, params = step.store, step.mailer, step.settings, step.ctx, step.params
     if params.dry_run or mailer is None:
         log.info("violation emails not sent (dry run)")
         return {"skipped": "dry run"}

@@ -11,21 +11,14 @@ objects' URIs: no user id, email, name or other data of a subject.
 """
 from __future__ import annotations
 
-import html
+from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
-from importlib import resources
-from string import Template
 from typing import Sequence
 
 from include.config import Settings
+from include.mail import Addressee, Content, envelope, render_parts
 from include.notify.delivery import Batch
 from include.vendors.rules import VIOLATION_TEXT, VIOLATIONS
-
-
-@lru_cache(maxsize=None)
-def template(name: str) -> str:
-    return (resources.files("include") / "templates" / name).read_text()
 
 
 def record(store, *, vendor_id: int, period_label: str, recipient: str, run_id: str, now: datetime) -> bool:
@@ -70,10 +63,10 @@ class ViolationNoticeLedger:
             return None
         (vendor_id, label, recipient, known, name, kind, violations, rows_broken, examples, rows, manifest_uri,
          data_uri, sha) = row
-        payload = violation_payload(
+        payload = violation_payload(ViolationNotice(
             vendor_id=vendor_id, vendor_name=name, known=known, kind=kind,
             period_label=label, recipient=recipient, violations=violations, violation_rows=rows_broken,
-            examples=examples, rows=rows, manifest_uri=manifest_uri, data_uri=data_uri, data_sha256=sha,
+            examples=examples, rows=rows, manifest_uri=manifest_uri, data_uri=data_uri, data_sha256=sha),
             settings=self.settings, run_id=self.run_id)
         return Batch(keys=[(vendor_id, label)], payload=payload,
                      evidence={"vendor_id": vendor_id, "period": label,
@@ -100,10 +93,33 @@ def vendor_title(vendor_id: int, name: str | None, known: bool, kind: str | None
     return f"{name or 'vendor'} (vendor {vendor_id}, {kind or 'kind not recorded'})"
 
 
-def violation_payload(*, vendor_id: int, vendor_name: str | None, known: bool, kind: str | None, period_label: str,
-                      recipient: str, violations: dict, violation_rows: int, examples: dict, rows: int,
-                      manifest_uri: str, data_uri: str, data_sha256: str, settings: Settings, run_id: str) -> dict:
+@dataclass(frozen=True)
+class ViolationNotice:
+    """One (vendor, period)'s notice as recorded: the vendor, the period, whom to tell, the violations by rule,
+    their first share ids, the share counts and the manifest's objects."""
+
+    vendor_id: int
+    vendor_name: str | None
+    known: bool
+    kind: str | None
+    period_label: str
+    recipient: str
+    violations: dict
+    violation_rows: int
+    examples: dict
+    rows: int
+    manifest_uri: str
+    data_uri: str
+    data_sha256: str
+
+
+def violation_payload(notice: ViolationNotice, *, settings: Settings, run_id: str) -> dict:
     """The Mail Send payload of one (vendor, period): counts by rule and the first share ids, never a subject."""
+    n = notice
+    vendor_id, vendor_name, known, kind, period_label = n.vendor_id, n.vendor_name, n.known, n.kind, n.period_label
+    recipient, violations, examples = n.recipient, n.violations, n.examples
+    violation_rows, rows = n.violation_rows, n.rows
+    manifest_uri, data_uri, data_sha256 = n.manifest_uri, n.data_uri, n.data_sha256
     title = vendor_title(vendor_id, vendor_name, known, kind)
     broken = [(rule, violations.get(rule, 0)) for rule in VIOLATIONS if violations.get(rule, 0)]
     subject = (f"[Vendor sharing] {violation_rows} of {rows} share(s) to {title} in {period_label} "
@@ -116,22 +132,9 @@ def violation_payload(*, vendor_id: int, vendor_name: str | None, known: bool, k
         more = violations.get(rule, 0) - len(shown)
         return ", ".join(map(str, shown)) + (f" and {more} more" if more > 0 else "")
 
-    lines = [f"  - {count} share(s) {VIOLATION_TEXT[rule]} [{rule}]: share ids {ids(rule)}" for rule, count in broken]
-    rows_html = [f"  <tr><td>{html.escape(VIOLATION_TEXT[rule])} (<code>{rule}</code>)</td><td>{count}</td>"
-                 f"<td>{html.escape(ids(rule))}</td></tr>" for rule, count in broken]
-    values = {"manifest_uri": manifest_uri, "data_uri": data_uri, "data_sha256": data_sha256}
-    return {
-        "from": {"email": settings.email_from, "name": settings.email_from_name},
-        "personalizations": [{"to": [{"email": recipient}],
-                              "custom_args": {"vendor_id": str(vendor_id), "period": period_label}}],
-        "subject": subject,
-        "content": [
-            {"type": "text/plain", "value": Template(template("vendor_violations.txt")).substitute(
-                values, intro=intro, rule_lines="\n".join(lines))},
-            {"type": "text/html", "value": Template(template("vendor_violations.html")).substitute(
-                {k: html.escape(v) for k, v in values.items()}, intro=html.escape(intro),
-                rule_rows="\n".join(rows_html))},
-        ],
-        "categories": ["vendor-violations"],
-        "custom_args": {"campaign": "vendor-violations", "run_id": run_id},
-    }
+    parts = render_parts(
+        "vendor_violations", intro=intro, manifest_uri=manifest_uri, data_uri=data_uri, data_sha256=data_sha256,
+        broken=[(rule, VIOLATION_TEXT[rule], count, ids(rule)) for rule, count in broken])
+    return envelope(settings, category="vendor-violations", run_id=run_id, content=Content(subject, parts),
+                    to=Addressee(recipient, "vendor_violations", f"{vendor_id}/{period_label}",
+                                 {"vendor_id": str(vendor_id), "period": period_label}))

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from include.config import Settings
 from include.periods import ParamError, Period, RunTiming, resolve_period, run_today
+from include.runconf import positive_ids
 from include.vendors.source import Scope
 
 
@@ -35,13 +36,10 @@ class ManifestParams:
             raise ParamError(f"the period is not over yet (it ends as {end} begins, period_end being exclusive): a "
                              "manifest written now would miss its later shares and their violations would not be "
                              "emailed; run it once the period has ended, or as a dry run")
-        ids = raw.get("vendor_ids") or ()
-        if not isinstance(ids, (list, tuple)) or not all(
-                isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
-            raise ParamError("vendor_ids must be a list of positive vendor ids")
+        ids = positive_ids(raw.get("vendor_ids"), "vendor_ids", "vendor")
         return cls(period=period, scope=Scope.of_period(period, settings.tz),
                    undated_scope=Scope.undated(run_today(timing, settings.tz)),
-                   vendor_ids=tuple(sorted(set(ids))), dry_run=dry_run)
+                   vendor_ids=ids, dry_run=dry_run)
 
     def scope_of(self, label: str) -> Scope:
         if label == self.scope.label:

@@ -1,0 +1,142 @@
+"""PostgreSQL URLs (libpq's ``postgresql://user:password@host:port/dbname?param=value``) checked and shown
+without their secrets.
+
+libpq's own parse errors quote the text they choke on: a password with a stray ``%``
+(``invalid percent-encoded token: "Pw%zz..."``), or the whole URL for a broken IPv6 host; a ``key=value``
+string echoed back would print its ``password=``. So a URL is checked here first, and a problem is told
+as the *part* that is wrong, never with any of the URL's text; a driver message that reaches a user goes
+through :func:`scrub`.
+"""
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+
+SCHEMES = ("postgresql://", "postgres://")
+EXAMPLE = "postgresql://user@host:5432/dbname"
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_SAFE_KEY = re.compile(r"^[a-z_]{1,40}$")
+
+
+class UrlProblem(ValueError):
+    """What is wrong with a URL, in words that quote none of it (``str()``: "is not a usable ... : <part>")."""
+
+    def __init__(self, part: str, *, not_a_url: bool = False):
+        self.part = part
+        super().__init__(part if not_a_url else f"is not a usable PostgreSQL URL: {part}")
+
+
+def _libpq_keywords() -> frozenset[str]:
+    try:
+        import psycopg
+
+        return frozenset(d.keyword.decode() for d in psycopg.pq.Conninfo.get_defaults())
+    except Exception:  # no libpq to ask: let libpq itself judge at connect time
+        return frozenset()
+
+
+def check(url: object) -> None:
+    """Raise :class:`UrlProblem` naming the wrong part of ``url``; return None for a URL libpq will parse."""
+    if not isinstance(url, str) or not url.strip():
+        raise UrlProblem("it is empty")
+    if "://" not in url:
+        if "=" in url:
+            raise UrlProblem(f"must be a PostgreSQL URL like {EXAMPLE}, not a key=value connection string",
+                             not_a_url=True)
+        raise UrlProblem(f"must be a PostgreSQL URL like {EXAMPLE}", not_a_url=True)
+    if not url.startswith(SCHEMES):
+        raise UrlProblem(f"must be a PostgreSQL URL like {EXAMPLE} (it must start with postgresql://)",
+                         not_a_url=True)
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise UrlProblem("it contains white space or a control character (encode a space as %20)")
+    rest = url.split("://", 1)[1]
+    rest, _, query = rest.partition("?")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        userinfo, hosts = "", netloc
+    user, colon, password = userinfo.partition(":")
+    for name, text in (("user name", user), ("password", password), ("database name", path), ("query string", query)):
+        if _BAD_PERCENT.search(text):
+            raise UrlProblem(f"its {name} has a '%' that is not followed by two hexadecimal digits "
+                             "(write a literal % as %25)")
+    for host in hosts.split(","):
+        if host.startswith("["):
+            if "]" not in host:
+                raise UrlProblem("its host opens an IPv6 address with '[' and does not close it with ']'")
+            address, _, after = host[1:].partition("]")
+            if not re.fullmatch(r"[0-9A-Fa-f:.]+(%25[\w.-]+)?", address or "-"):
+                raise UrlProblem("its host has something in brackets that is not an IPv6 address")
+            if after and not after.startswith(":"):
+                raise UrlProblem("its host has text after the IPv6 address's ']' that is not ':port'")
+            port = after[1:] if after else ""
+        else:
+            if "]" in host:
+                raise UrlProblem("its host closes an IPv6 address with ']' that no '[' opened")
+            port = host.partition(":")[2] if ":" in host else ""
+        if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise UrlProblem("its port is not a number from 1 to 65535")
+    keywords = _libpq_keywords()
+    for piece in filter(None, query.split("&")):
+        key, eq, value = piece.partition("=")
+        if not eq:
+            raise UrlProblem("its query string has a parameter without '=value'")
+        key = unquote(key)
+        if keywords and key not in keywords:
+            raise UrlProblem(f"its query string has a parameter libpq does not know"
+                             + (f" ({key!r})" if _SAFE_KEY.match(key) else ""))
+        if key == "port" and value and not (value.isdigit() and 1 <= int(value) <= 65535):
+            raise UrlProblem("its port is not a number from 1 to 65535")
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        return
+    try:
+        conninfo_to_dict(url)
+    except Exception:  # libpq's message quotes the URL: never pass it on
+        raise UrlProblem("libpq cannot parse it (check the characters of its user name, password and host)") \
+            from None
+
+
+def secrets_of(url: str) -> list[str]:
+    """The password(s) a URL carries, as written and decoded (to scrub them from any message)."""
+    found = []
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            found += [parts.password, unquote(parts.password)]
+        found += [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k in ("password", "sslpassword")]
+    except ValueError:
+        pass
+    # A key=value string, or a URL urlsplit cannot read: anything after password= up to white space.
+    found += re.findall(r"password\s*=\s*'?([^\s'&]+)", url)
+    rest = url.split("://", 1)[-1]
+    userinfo = rest.split("/", 1)[0].rpartition("@")[0]
+    if ":" in userinfo:
+        found += [userinfo.partition(":")[2], unquote(userinfo.partition(":")[2])]
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def scrub(message: str, url: str) -> str:
+    """``message`` (e.g. a driver's) without ``url`` and without any password ``url`` carries."""
+    text = message.replace(url, "<the URL>") if url else message
+    for secret in secrets_of(url or ""):
+        text = text.replace(secret, "***")
+    return re.sub(r"(password\s*=\s*)'?[^\s'&]+", r"\1***", text)
+
+
+def redact(url: str) -> str:
+    """``url`` for printing: its password (in the user part or the query string) replaced by ``***``."""
+    try:
+        check(url)
+        parts = urlsplit(url)
+    except ValueError:
+        return "<malformed URL>"
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = netloc.rsplit("@", 1)[0].partition(":")[0]
+        netloc = f"{user}:***@{netloc.rsplit('@', 1)[1]}"
+    query = "&".join(
+        (p.split("=", 1)[0] + "=***") if p.split("=", 1)[0] in ("password", "sslpassword") else p
+        for p in parts.query.split("&") if p) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -1,0 +1,138 @@
+"""What needs a person now, across every DAG: each a count, the oldest, and where its rows are.
+
+For the compliance page's first section ("Needs a person") and the command line. Counts, ids, dates and DAG
+names only. Each item says where to look: a section of the page with its filter, or Airflow's Required
+Actions (where a reviewer answers an erasure plan's approval).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from include.reads import missing_tables
+
+TABLES = ("compliance.erasure_runs", "compliance.dsr_fulfilments", "compliance.child_report_outcomes",
+          "compliance.child_purges", "compliance.dsr_status", "compliance.vendor_deletion_notices",
+          "compliance.dsr_escalations", "compliance.dsr_digests", "compliance.child_purge_summaries",
+          "compliance.vendor_violation_notices", "compliance.notification_deliveries")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One kind of thing a person must do: how many, since when, and where."""
+
+    key: str
+    what: str
+    count: int
+    oldest: datetime | None = None
+    note: str | None = None
+    section: str | None = None          # the page's section that lists the rows ...
+    filters: tuple[tuple[str, str], ...] = ()  # ... with these filters
+    airflow: str | None = None          # or a page of Airflow's UI: "required_actions"
+
+
+def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[Item]:
+    """Every item, those with a count first (in this order within each group)."""
+    have = set(TABLES) - set(missing_tables(conn, TABLES))
+    items: list[Item] = []
+
+    def add(table: str, make) -> None:
+        if table in have:
+            items.append(make())
+
+    add("compliance.erasure_runs", lambda: _approvals(conn, now, approval_timeout))
+    add("compliance.dsr_status", lambda: _count(
+        conn, "requests_overdue", "Privacy requests overdue (or not acknowledged in time)",
+        "select count(*), min(evaluated_at) from compliance.dsr_status where state in ('overdue', 'ack_overdue')",
+        section="requests", filters=(("state", "overdue"),)))
+    for outcome, what, note in _FULFILMENTS[:2]:
+        add("compliance.dsr_fulfilments", lambda o=outcome, w=what, n=note: _fulfilments(conn, o, w, n))
+    add("compliance.child_report_outcomes", lambda: _reports_to_review(conn))
+    outcome, what, note = _FULFILMENTS[2]
+    add("compliance.dsr_fulfilments", lambda: _fulfilments(conn, outcome, what, note))
+    add("compliance.child_purges", lambda: _held_children(conn))
+    add("compliance.vendor_deletion_notices", lambda: _count(
+        conn, "deletion_notices", "Deletion notices owed to vendors (erased subjects' data they received)",
+        "select count(*), min(created_at) from compliance.vendor_deletion_notices where status = 'outstanding'",
+        section="purges"))
+    add("compliance.dsr_escalations", lambda: _failed_mail(conn, have))
+    return sorted(items, key=lambda i: i.count == 0)
+
+
+# Fulfilment outcomes a person must act on: (outcome, what, what to do).
+_FULFILMENTS = (
+    ("manual", "Requests only a person can fulfil (rectification, objection)", None),
+    ("approval_required", "Erasure requests whose plan no one approved",
+     "a dry run prints the plan's hash; approve it (approve_plan) or answer the next run's approval"),
+    ("held", "Erasure requests held by a legal hold",
+     "tell the requester why; the next run erases once the hold is released"),
+)
+
+
+def _fulfilments(conn, outcome: str, what: str, note: str | None) -> Item:
+    count, oldest = conn.execute("select count(*), min(recorded_at) from compliance.dsr_fulfilments "
+                                 "where outcome = %s", (outcome,)).fetchone()
+    return Item(f"fulfilments_{outcome}", what, int(count), oldest, note, section="fulfilments",
+                filters=(("outcome", outcome),))
+
+
+def _count(conn, key: str, what: str, query: str, **where) -> Item:
+    count, oldest = conn.execute(query).fetchone()
+    return Item(key, what, int(count), oldest, **where)
+
+
+def _approvals(conn, now: datetime, timeout: timedelta) -> Item:
+    rows = conn.execute("""select dag_id, run_id, coalesce(planned_at, started_at) from compliance.erasure_runs
+                           where approval = 'review' and approval_state = 'waiting' and finished_at is null
+                           order by 3""").fetchall()
+    note = None
+    if rows:
+        first = rows[0][2] + timeout
+        left = first - now
+        note = (f"the first is rejected by itself at {first:%Y-%m-%d %H:%M %Z} ("
+                + (f"{_hours(left)} left" if left > timedelta(0) else "its time is up") + "); answer in Required Actions")
+    return Item("approvals", "Erasure plans waiting for a reviewer's approval", len(rows),
+                rows[0][2] if rows else None, note, airflow="required_actions")
+
+
+def _hours(left: timedelta) -> str:
+    minutes = int(left.total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def _reports_to_review(conn) -> Item:
+    count, oldest = conn.execute(
+        """select count(*), min(recorded_at) from compliance.child_report_outcomes
+           where outcome = 'needs_review' and run_id = (
+               select run_id from compliance.child_purge_runs where not targeted and detected_at is not null
+               order by started_at desc, run_id desc limit 1)""").fetchone()
+    return Item("reports_to_review", "Child reports naming a shared address or an adult (needs_review)", int(count),
+                oldest, "confirm the account a report means with the purge's confirm_user_ids", section="purges")
+
+
+def _held_children(conn) -> Item:
+    count, oldest = conn.execute(
+        """select count(*), min(updated_at) from compliance.child_purges
+           where outcome = 'held' and run_id = (
+               select run_id from compliance.child_purge_runs where not dry_run and not targeted
+               order by started_at desc, run_id desc limit 1)""").fetchone()
+    return Item("held_children", "Children's data kept by a legal hold (newest live purge)", int(count), oldest,
+                section="purges")
+
+
+def _failed_mail(conn, have: set[str]) -> Item:
+    parts = [("compliance.dsr_escalations", "status = 'failed'", "claimed_at"),
+             ("compliance.dsr_digests", "status = 'failed'", "claimed_at"),
+             ("compliance.child_purge_summaries", "status = 'failed'", "claimed_at"),
+             ("compliance.vendor_violation_notices", "status = 'failed'", "claimed_at"),
+             ("compliance.notification_deliveries", "state = 'failed'", "finished_at")]
+    count, oldest = 0, None
+    for table, where, at in parts:
+        if table not in have:
+            continue
+        n, first = conn.execute(f"select count(*), min({at}) from {table} where {where}").fetchone()
+        count += n
+        oldest = first if oldest is None or (first is not None and first < oldest) else oldest
+    return Item("failed_mail", "Emails SendGrid refused (escalations, digests, summaries, violation notices, "
+                               "policy notices)", count, oldest, "the task logs say why; fix the address or the "
+                               "template, the rows stay failed for the record", section="campaigns")

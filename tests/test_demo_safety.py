@@ -1,0 +1,175 @@
+"""Nobody's database wiped by mistake, no password printed: the demo's and the kit's database handling.
+
+The demo and the benchmarks drop and recreate their database. They drop only a database the project created
+(``devkit.database.MARK``, a COMMENT ON DATABASE); the demo uses the database its URL names (its own
+``privacy_demo`` when the URL names the server's ``postgres``); a malformed URL is one sentence that quotes
+none of it. These tests stop before any seeding or DAG run: where the old code went on (seeding, or
+starting the embedded PostgreSQL instead of the server it was given), those steps raise.
+"""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from psycopg import sql
+
+from devkit import database
+from include.cli import EXIT_UNREACHABLE, EXIT_USAGE, main
+
+SECRET = "DemoSECRETpw9"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def someone_elses_db(pg_server_url):
+    """A database made by hand (no mark), holding a row someone cares about."""
+    name = f"not_ours_{uuid.uuid4().hex[:10]}"
+    with database.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    with database.connect(database.with_database(pg_server_url, name), autocommit=True) as conn:
+        conn.execute("create table precious (v text); insert into precious values ('keep me')")
+    yield name
+    with database.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+def _still_there(server: str, name: str) -> bool:
+    try:
+        with database.connect(database.with_database(server, name)) as conn:
+            return conn.execute("select v from precious").fetchone() == ("keep me",)
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def no_demo_run(monkeypatch, tmp_path):
+    """The demo must stop before it seeds or falls back to the embedded server; a unique demo database name."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the demo went on to seed a database")
+
+    def no_embedded(*args, **kwargs):
+        raise AssertionError("the demo fell back to the embedded PostgreSQL")
+
+    monkeypatch.setattr("devkit.seed.demo_data.seed", refuse)
+    monkeypatch.setattr("devkit.embedded_postgres.start_embedded", no_embedded)
+    monkeypatch.setattr("devkit.demo.DEMO_DIR", tmp_path / "demo")
+    monkeypatch.delenv("PRIVACY_PG_URL", raising=False)
+    name = f"privacy_demo_safety_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr("devkit.demo.DEMO_DB", name)
+    return name
+
+
+def _one_sentence(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in text, text
+    return lines[0]
+
+
+def test_the_kit_never_drops_or_replaces_a_database_it_did_not_make(pg_server_url, someone_elses_db):
+    """Before: `drop database ... with (force)` whatever the database held."""
+    with pytest.raises(database.NotOurDatabase, match="was not created by privacy-ops"):
+        database.create_database(pg_server_url, someone_elses_db, replace=True)
+    with pytest.raises(database.NotOurDatabase):
+        database.drop_database(pg_server_url, someone_elses_db)
+    assert _still_there(pg_server_url, someone_elses_db)
+    for protected in ("postgres", "template1"):
+        with pytest.raises(database.NotOurDatabase):
+            database.drop_database(pg_server_url, protected, server_is_ours=True)
+    # On a server the kit started itself (the embedded one), every database is the project's.
+    database.create_database(pg_server_url, someone_elses_db, replace=True, server_is_ours=True)
+    assert not _still_there(pg_server_url, someone_elses_db)
+    assert database.is_ours(pg_server_url, someone_elses_db) is True
+
+
+def test_a_database_the_kit_made_is_marked_and_replaced_on_the_next_run(pg_server_url):
+    name = f"privacy_marked_{uuid.uuid4().hex[:10]}"
+    try:
+        url = database.create_database(pg_server_url, name)
+        assert database.is_ours(pg_server_url, name) is True
+        with database.connect(url, autocommit=True) as conn:
+            conn.execute("create table t (v int)")
+        with pytest.raises(database.DatabaseExists):
+            database.create_database(pg_server_url, name)
+        url = database.create_database(pg_server_url, name, replace=True)  # the demo's re-run
+        with database.connect(url) as conn:
+            assert conn.execute("select to_regclass('t')").fetchone()[0] is None
+        assert database.is_ours(pg_server_url, name) is True
+    finally:
+        database.drop_database(pg_server_url, name)
+    assert database.is_ours(pg_server_url, name) is None
+
+
+def test_the_demo_uses_the_database_its_url_names_and_its_own_for_postgres(no_demo_run):
+    from devkit import demo
+
+    assert demo.demo_database("postgresql://postgres@127.0.0.1:5432/postgres") == no_demo_run
+    assert demo.demo_database("postgresql://postgres@127.0.0.1:5432") == no_demo_run
+    assert demo.demo_database("postgresql://postgres@127.0.0.1:5432/my_demo") == "my_demo"
+    assert demo.demo_database("postgresql://postgres@/postgres?host=/tmp&dbname=other") == "other"
+
+
+def test_the_demo_refuses_the_database_its_url_names_when_the_project_did_not_make_it(
+        pg_server_url, someone_elses_db, no_demo_run, monkeypatch, capsys):
+    """Before: the URL's database was ignored and privacy_demo dropped and seeded instead."""
+    url = database.with_database(pg_server_url, someone_elses_db)
+    assert main(["demo", "--users", "50", "--pg-url", url]) == EXIT_USAGE
+    err = _one_sentence(capsys.readouterr().err)
+    assert f"database {someone_elses_db!r} was not created by privacy-ops" in err, err
+    monkeypatch.setenv("PRIVACY_PG_URL", url)
+    assert main(["demo", "--users", "50"]) == EXIT_UNREACHABLE
+    assert "was not created by privacy-ops" in _one_sentence(capsys.readouterr().err)
+    assert _still_there(pg_server_url, someone_elses_db)
+    assert database.is_ours(pg_server_url, no_demo_run) is None  # and no demo database was made instead
+
+
+def test_the_demo_refuses_to_replace_its_own_name_when_someone_else_made_it(
+        pg_server_url, someone_elses_db, no_demo_run, monkeypatch, capsys):
+    """Before: `privacy_demo` was dropped `with (force)` whatever it held."""
+    monkeypatch.setattr("devkit.demo.DEMO_DB", someone_elses_db)
+    assert main(["demo", "--users", "50", "--pg-url", pg_server_url]) == EXIT_USAGE
+    err = _one_sentence(capsys.readouterr().err)
+    assert "was not created by privacy-ops" in err and "$PRIVACY_DEMO_DB" in err, err
+    assert _still_there(pg_server_url, someone_elses_db)
+
+
+@pytest.mark.parametrize("bad, words", [
+    (f"postgresql://postgres:Pw%zz{SECRET}@127.0.0.1:5432/postgres", "its password has a '%'"),
+    (f"postgresql://postgres:{SECRET}@[::1/postgres", "IPv6"),
+    (f"host=127.0.0.1 password={SECRET} dbname=postgres", "not a key=value connection string"),
+])
+def test_a_malformed_pg_url_is_a_usage_error_that_quotes_none_of_it(bad, words, no_demo_run, monkeypatch,
+                                                                      capsys):
+    """Before: a malformed --pg-url silently ran on the embedded PostgreSQL; the key=value form crashed."""
+    assert main(["demo", "--pg-url", bad]) == EXIT_USAGE
+    err = _one_sentence(capsys.readouterr().err)
+    assert err.startswith("privacy-ops demo: --pg-url ") and words in err and SECRET not in err, err
+    assert main(["ui", "--pg-url", bad]) == EXIT_USAGE
+    assert SECRET not in _one_sentence(capsys.readouterr().err)
+    monkeypatch.setenv("PRIVACY_PG_URL", bad)
+    assert main(["demo"]) == EXIT_UNREACHABLE
+    err = _one_sentence(capsys.readouterr().err)
+    assert err.startswith("privacy-ops demo: $PRIVACY_PG_URL ") and SECRET not in err, err
+
+
+def test_a_pg_url_where_nothing_answers_is_one_sentence_not_the_embedded_server(no_demo_run, capsys):
+    assert main(["demo", "--pg-url", f"postgresql://postgres:{SECRET}@127.0.0.1:1/postgres"]) == EXIT_UNREACHABLE
+    err = _one_sentence(capsys.readouterr().err)
+    assert "no PostgreSQL answers at postgresql://postgres:***@127.0.0.1:1/postgres (--pg-url)" in err, err
+
+
+def test_demo_help_lists_the_environment_it_reads(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    for variable in ("PRIVACY_PG_URL", "PRIVACY_DEMO_DB", "PRIVACY_DEMO_DIR"):
+        assert variable in out
