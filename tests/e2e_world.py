@@ -68,8 +68,13 @@ def drop_templates(pg_server_url: str) -> None:
 def clone(pg_server_url: str, template_name: str, prefix: str = "privacy_e2e") -> tuple[str, str]:
     """A new database copied from ``template_name``: (name, url)."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    from psycopg import sql
+
     with database.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'create database "{name}" template "{template_name}"')
+        conn.execute(sql.SQL("create database {} template {}").format(sql.Identifier(name),
+                                                                      sql.Identifier(template_name)))
+        # The dev kit's mark (a comment is not copied from the template): the kit drops only what it made.
+        conn.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(name), sql.Literal(database.MARK)))
     return name, database.with_database(pg_server_url, name)
 
 
