@@ -70,8 +70,9 @@ def clone(pg_server_url: str, template_name: str, prefix: str = "privacy_e2e") -
     """A new database copied from ``template_name``: (name, url)."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with database.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'create database "{name}" template "{template_name}"')
-        # A comment is not copied with the template: mark the clone as the kit's, so the kit may drop it.
+        conn.execute(sql.SQL("create database {} template {}").format(sql.Identifier(name),
+                                                                      sql.Identifier(template_name)))
+        # The dev kit's mark (a comment is not copied from the template): the kit drops only what it made.
         conn.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(name), sql.Literal(database.MARK)))
     return name, database.with_database(pg_server_url, name)
 
