@@ -5,8 +5,8 @@ from datetime import timedelta
 
 from airflow.sdk import CronDataIntervalTimetable
 
-from include.seam.dag import (GCS_POOL, SENDGRID_POOL, catch_up_start, date_param, dry_run_param, ids_param,
-                              prepare_store, privacy_dag)
+from include.seam.dag import (GCS_POOL, SENDGRID_POOL, date_param, dry_run_param, ids_param, prepare_store,
+                              privacy_dag)
 from include.seam.erasure import step_operator, step_task
 
 STEPS, PARAMS = "include.vendors.manifests", "include.vendors.params:ManifestParams"
@@ -19,13 +19,8 @@ STEPS, PARAMS = "include.vendors.manifests", "include.vendors.params:ManifestPar
     # writes nothing more.
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     catchup=True,
-    # Catch-up is bounded: it starts at most $PRIVACY_MANIFESTS_CATCHUP_DAYS (default 3, at most 3) days back, not
-    # at the project's start date, so unpausing the DAG (the trigger form's "Unpause on trigger" box does)
-    # starts at most 3 catch-up runs. Older periods: a manual run with period_start/period_end.
-    start_date=catch_up_start("PRIVACY_MANIFESTS_CATCHUP_DAYS", default_days=3, most_days=3),
     # Runs of different days never race (each writes its own (vendor, day) manifests; a day written twice at
-    # once is claimed by one run). Four at once, one more than the catch-up can start: a manual run always has
-    # a place beside the catch-up, never waits for it; the pool bounds the uploads.
+    # once is claimed by one run), so a back-fill may run a few days at once; the pool bounds the uploads.
     max_active_runs=4,
     tags=["vendors", "gdpr", "ccpa", "gcs", "email"],
     dagrun_timeout=timedelta(hours=2),

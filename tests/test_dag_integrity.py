@@ -309,26 +309,3 @@ def test_an_erasing_run_outlives_the_reviewers_time_the_deployment_sets(monkeypa
     errors = DagBag(dag_folder=str(DAGS)).import_errors
     assert {Path(p).name for p in errors} == {"child_data_purge.py", "dsr_fulfilment.py"}
     assert all("PRIVACY_APPROVAL_TIMEOUT_HOURS must be a number of hours" in e for e in errors.values())
-
-
-def test_catch_up_is_bounded_and_leaves_a_manual_run_its_place(dagbag, monkeypatch):
-    """Issue 30, point 2: triggering vendor_sharing_manifests from the form (its 'Unpause on trigger' box ticked, as
-    Airflow ticks it) unpaused the DAG, and the scheduler started daily catch-up runs from the project's start date
-    (12 in 5 minutes) while the manual run's manifest tasks waited."""
-    from datetime import datetime, timedelta, timezone
-
-    from include.seam.dag import catch_up_start
-
-    dag = dagbag.dags["vendor_sharing_manifests"]
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    assert dag.catchup and today - timedelta(days=3) <= dag.start_date <= today
-    catch_up_runs = (today - dag.start_date).days
-    assert catch_up_runs < dag.max_active_runs  # a manual run always has a place beside the catch-up
-    now = datetime(2026, 12, 6, 15, 30, tzinfo=timezone.utc)
-    monkeypatch.setenv("PRIVACY_MANIFESTS_CATCHUP_DAYS", "1")
-    assert catch_up_start("PRIVACY_MANIFESTS_CATCHUP_DAYS", default_days=3, most_days=3, now=now) == datetime(
-        2026, 12, 5, tzinfo=timezone.utc)
-    for bad in ("4", "-1", "two", "1.5"):
-        monkeypatch.setenv("PRIVACY_MANIFESTS_CATCHUP_DAYS", bad)
-        with pytest.raises(ValueError, match="must be a whole number of days from 0 to 3"):
-            catch_up_start("PRIVACY_MANIFESTS_CATCHUP_DAYS", default_days=3, most_days=3, now=now)

@@ -21,8 +21,7 @@ The DAG's ``doc_md`` is ``include/docs/<dag_id>.md``. Nothing here opens a conne
 """
 from __future__ import annotations
 
-import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any, Callable, Mapping, Sequence
 
@@ -163,22 +162,6 @@ def prepare_store():
             return summary
 
     return prepare_store()
-
-
-def catch_up_start(env_var: str, *, default_days: int, most_days: int, now: datetime | None = None) -> datetime:
-    """The first day an interval-based DAG catches up from: ``$<env_var>`` days before today (UTC midnight), else
-    ``default_days``; at most ``most_days``, so that a DAG left paused (or unpaused by a trigger form's box) never
-    starts more catch-up runs than that, however long ago its start date was. Read when the DAG is parsed (the
-    scheduler and the workers share the environment, as the Compose file's common environment does)."""
-    raw = os.environ.get(env_var, "").strip()
-    days = default_days
-    if raw:
-        if not (raw.isascii() and raw.isdigit() and 0 <= int(raw) <= most_days):
-            raise ValueError(f"{env_var} must be a whole number of days from 0 to {most_days}, not {raw!r}")
-        days = int(raw)
-    today = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(hour=0, minute=0, second=0,
-                                                                                   microsecond=0)
-    return today - timedelta(days=days)
 
 
 # The house defaults of the DAG arguments privacy_dag passes on to Airflow's DAG (a DAG file may override each).
