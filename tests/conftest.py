@@ -56,6 +56,19 @@ def pytest_collection_modifyitems(config, items):
     return result
 
 
+@pytest.fixture
+def restore_logging():
+    """The command line's main() configures logging for a terminal: its handler must not outlive pytest's captured
+    stream (the modules that call main() use this)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:
     from devkit.embedded_postgres import server_or_embedded

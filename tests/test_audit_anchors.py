@@ -227,15 +227,7 @@ def test_a_log_without_any_anchor_fails_the_anchor_check(store, objects):
 
 # -- the command line -------------------------------------------------------------------------------
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_logging")  # main() configures logging for a terminal
 
 
 def _one_line(text: str) -> str:

@@ -10,16 +10,7 @@ from devkit import database
 from include.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, build_parser, main
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """main() configures logging for a terminal; the handler must not outlive pytest's captured stream."""
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_logging")  # main() configures logging for a terminal
 
 
 @pytest.fixture

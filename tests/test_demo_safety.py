@@ -19,15 +19,7 @@ from include.cli import EXIT_UNREACHABLE, EXIT_USAGE, main
 SECRET = "DemoSECRETpw9"
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_logging")  # main() configures logging for a terminal
 
 
 @pytest.fixture

@@ -46,17 +46,6 @@ def run_dag(world, name: str, conf: dict | None = None, logical_date: str | None
     return world.run(name, conf=conf, logical_date=logical_date)
 
 
-def personal_data(conn) -> set[str]:
-    """Every email, name, phone and IP address of a data subject in the seeded database."""
-    values: set[str] = set()
-    for query in ("select email from users", "select full_name from users", "select phone from users",
-                  "select requester_email from privacy_requests", "select email from support_messages",
-                  "select phone from support_messages", "select host(ip_address) from access_logs",
-                  "select reported_email from child_reports"):
-        values |= {v.lower() for (v,) in conn.execute(query) if v and len(v) >= 7}
-    return values
-
-
 def period_conf(world, days: int) -> tuple[dict, str]:
     start, end = world["today"] - timedelta(days=days), world["today"]
     return {"period_start": start.isoformat(), "period_end": end.isoformat()}, f"{start}--{end}"
