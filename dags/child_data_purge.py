@@ -5,7 +5,8 @@ from airflow.sdk import Param
 
 from include.runconf import COUNT_MAX
 from include.seam.dag import SENDGRID_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
-from include.seam.erasure import ErasureTasks, erasing_run_timeout, erasure_workflow, step_task
+from include.seam.erasure import ErasureTasks, erasing_run_timeout, erasure_workflow
+from include.seam.steps import step_task
 
 STEPS, PARAMS = "include.children.purge", "include.children.params:PurgeParams"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from include.seam.dag import SENDGRID_POOL, date_param, dry_run_param, ids_param, prepare_store, privacy_dag
-from include.seam.erasure import step_task
+from include.seam.steps import step_task
 
 # An Airflow DAG: wiring only; its steps are plain functions of the step context in include/dsr/tracking.py.
 STEPS, PARAMS = "include.dsr.tracking", "include.dsr.params:DsrParams"

@@ -5,7 +5,8 @@ Airflow module of its own; its tasks come from the shared erasure workflow, incl
 from __future__ import annotations
 
 from include.seam.dag import GCS_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
-from include.seam.erasure import ErasureTasks, erasing_run_timeout, erasure_workflow, step_task
+from include.seam.erasure import ErasureTasks, erasing_run_timeout, erasure_workflow
+from include.seam.steps import step_task
 
 STEPS, PARAMS = "include.fulfilment.steps", "include.fulfilment.params:FulfilmentParams"
 

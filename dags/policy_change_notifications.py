@@ -7,7 +7,7 @@ from airflow.sdk import Param
 
 from include.runconf import COUNT_MAX
 from include.seam.dag import SENDGRID_POOL, dry_run_param, prepare_store, privacy_dag
-from include.seam.erasure import step_operator, step_task
+from include.seam.steps import step_operator, step_task
 
 STEPS, PARAMS = "include.notifications.campaign", "include.notifications.params:NotificationParams"
 

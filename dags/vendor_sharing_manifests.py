@@ -7,7 +7,7 @@ from airflow.sdk import CronDataIntervalTimetable
 
 from include.seam.dag import (GCS_POOL, SENDGRID_POOL, date_param, dry_run_param, ids_param, prepare_store,
                               privacy_dag)
-from include.seam.erasure import step_operator, step_task
+from include.seam.steps import step_operator, step_task
 
 STEPS, PARAMS = "include.vendors.manifests", "include.vendors.params:ManifestParams"
 

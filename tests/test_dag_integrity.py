@@ -257,7 +257,7 @@ def _uses_mailer(fn) -> bool:
 
 def _emailing_tasks(path, dag) -> set[str]:
     """The tasks of a DAG file whose function hands the mailer to its step (``env.mailer``), or whose step (run
-    through the step context, include.seam.erasure.step_task) takes the mailer from it (``step.mailer``)."""
+    through the step context, include.seam.steps.step_task) takes the mailer from it (``step.mailer``)."""
     import ast
 
     from include.seam.task import _named

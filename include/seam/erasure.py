@@ -15,12 +15,11 @@ steps read the reviewer's answer from the review task.
 """
 from __future__ import annotations
 
-import ast
-import importlib.util
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
+
+from include.seam.steps import step_task
 
 
 ERASE_AND_REPORT = timedelta(hours=4)
@@ -60,70 +59,6 @@ class ErasureWorkflow:
     erase: Any
     verify: Any
     finish: Any
-
-
-def step_task(target: str, params: str | None, *inputs: Any, **options: Any):
-    """One task that runs one step (``module:function``) with the step context, called with ``inputs`` (the
-    XCom of earlier tasks, handed to the step after ``step``); ``options`` as :func:`step_operator`'s."""
-    return step_operator(target, params, **options)(*inputs)
-
-
-def step_operator(target: str, params: str | None, *, approval_from: str | None = None, label: str | None = None,
-                  kind: str | None = None, **task_kwargs):
-    """The task (not yet called: call it, or ``.expand(...)`` it) that runs the step ``module:function``.
-
-    Its task id is the function's name unless ``task_id`` is given, its doc the step's docstring, its arguments
-    the step's own after ``step`` (``def write_vendor_manifest(step, item)`` makes a task of ``item``).
-    ``label``: a mapped task instance's label in the UI, a format string over the step's arguments
-    (``"vendor {item[vendor_id]}"``); ``kind``: another ``@task`` flavour (``"short_circuit"``); the rest goes
-    to ``@task``."""
-    import inspect
-
-    from airflow.sdk import task
-
-    task_id = task_kwargs.pop("task_id", target.rpartition(":")[2])
-    names = step_inputs(target)
-    if label is not None:
-        task_kwargs["map_index_template"] = "{{ %s }}" % LABEL_KEY
-    decorator = getattr(task, kind) if kind else task
-
-    def step(*args: Any, **named: Any) -> Any:
-        from include.seam.task import run_step, set_context
-
-        inputs = dict(zip(names, args), **named)
-        if label is not None:
-            set_context(LABEL_KEY, label.format(**inputs))
-        return run_step(target, params, *(inputs[n] for n in names), approval_from=approval_from)
-
-    step.__signature__ = inspect.Signature(
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
-    step.__name__ = task_id
-    return decorator(task_id=task_id, doc_md=step_doc(target), **task_kwargs)(step)
-
-
-LABEL_KEY = "step_label"  # the context key a mapped step's label is rendered from
-
-
-def _step_def(target: str) -> ast.FunctionDef:
-    module, _, name = target.partition(":")
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.origin:
-        raise ValueError(f"step {target}: no module {module}")
-    for node in ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
-            return node
-    raise ValueError(f"step {target}: {module} has no function {name}")
-
-
-def step_inputs(target: str) -> tuple[str, ...]:
-    """The names of the step's arguments after ``step``: the task's inputs."""
-    return tuple(a.arg for a in _step_def(target).args.args[1:])
-
-
-def step_doc(target: str) -> str:
-    """The docstring of the step ``module:function``, read from its source without importing it (parsing a DAG
-    stays cheap); a step that is not there fails the DAG's import, naming it."""
-    return ast.get_docstring(_step_def(target)) or ""
 
 
 def erasure_workflow(spec: ErasureTasks) -> ErasureWorkflow:
