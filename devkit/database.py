@@ -25,7 +25,7 @@ MARK = "privacy-ops: made by the project's dev kit (demo, tests, benchmarks), wh
 PROTECTED = frozenset({"postgres", "template0", "template1"})
 
 __all__ = ["DEFAULT_URL", "MARK", "NotOurDatabase", "DatabaseExists", "UrlProblem", "connect", "answers",
-           "with_database", "database_name", "is_ours", "create_database", "drop_database"]
+           "with_database", "database_name", "is_ours", "create_database", "mark_as_ours", "drop_database"]
 
 
 class NotOurDatabase(ValueError):
@@ -122,8 +122,20 @@ def create_database(url: str, dbname: str, *, replace: bool = False, server_is_o
                 raise DatabaseExists(dbname)
             _drop(conn, dbname, state, server_is_ours)
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
-        conn.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(dbname), sql.Literal(MARK)))
+        mark_as_ours(conn, dbname)
     return with_database(url, dbname)
+
+
+def mark_as_ours(conn, dbname: str) -> None:
+    """Mark a database the kit just made (also one made from a template: neither the mark nor a database's
+    settings are copied) as the kit's, and as scratch.
+
+    Scratch: ``synchronous_commit = off`` for every session on it. A commit then returns before its WAL reaches
+    the disk (2.7 ms a commit here, 0.08 ms without the wait); a server crash may lose the last fraction of a
+    second of commits, never consistency, and nothing in a demo, test or benchmark database is kept. Nothing
+    else changes: every transaction, lock and constraint behaves as it does in production."""
+    conn.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(dbname), sql.Literal(MARK)))
+    conn.execute(sql.SQL("alter database {} set synchronous_commit = off").format(sql.Identifier(dbname)))
 
 
 def drop_database(url: str, dbname: str, *, server_is_ours: bool = False) -> None:

@@ -66,8 +66,8 @@ def clone(pg_server_url: str, template_name: str, prefix: str = "privacy_e2e") -
     with database.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {} template {}").format(sql.Identifier(name),
                                                                       sql.Identifier(template_name)))
-        # The dev kit's mark (a comment is not copied from the template): the kit drops only what it made.
-        conn.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(name), sql.Literal(database.MARK)))
+        # The dev kit's mark and settings (not copied from the template): the kit drops only what it made.
+        database.mark_as_ours(conn, name)
     return name, database.with_database(pg_server_url, name)
 
 

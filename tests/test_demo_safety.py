@@ -165,3 +165,24 @@ def test_demo_help_lists_the_environment_it_reads(capsys):
     out = capsys.readouterr().out
     for variable in ("PRIVACY_PG_URL", "PRIVACY_DEMO_DB", "PRIVACY_DEMO_DIR"):
         assert variable in out
+
+
+def test_a_database_the_kit_makes_is_marked_and_scratch_and_so_is_a_clone_of_it(pg_server_url):
+    """Marked (so the kit may drop it) and scratch (commits do not wait for the disk), also when cloned from a
+    template, whose comment and settings CREATE DATABASE does not copy."""
+    from tests.e2e_world import clone
+
+    name = f"privacy_kit_{uuid.uuid4().hex[:10]}"
+    url = database.create_database(pg_server_url, name)
+    copy = None
+    try:
+        copy, copy_url = clone(pg_server_url, name)
+        for target in (url, copy_url):
+            with database.connect(target) as conn:
+                assert conn.execute("show synchronous_commit").fetchone() == ("off",)
+                assert conn.execute("select shobj_description(oid, 'pg_database') from pg_database "
+                                    "where datname = current_database()").fetchone() == (database.MARK,)
+    finally:
+        if copy:
+            database.drop_database(pg_server_url, copy)
+        database.drop_database(pg_server_url, name)
