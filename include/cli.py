@@ -379,6 +379,10 @@ def add_product_commands(sub) -> None:
     p.add_argument("--until", type=_day, metavar="DATE", help="last day, included, YYYY-MM-DD in UTC (default: today)")
     p.set_defaults(func=cmd_right_to_know)
 
+    from include.discovery import cli as discovery_cli  # discover, findings, dismiss-finding
+
+    discovery_cli.add_commands(sub)
+
 
 # -- assembling the parser --------------------------------------------------------------------------
 
