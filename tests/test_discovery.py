@@ -382,3 +382,26 @@ def test_objects_no_row_names_are_counted_as_orphans(db, tmp_path):
     found = find_orphans(dm, {"ops_db": ops}.__getitem__, lambda bucket: folder)
     assert found["acme-uploads"]["objects"] == 5 and found["acme-uploads"]["orphans"] == 2
     assert found["acme-uploads"]["orphan_bytes"] == 1024 and found["acme-uploads"]["oldest_orphan"]
+
+
+def test_the_compliance_page_lists_the_open_findings_oldest_first_with_their_age(db):
+    from include.page import sections
+    from include.page.links import UiLinks
+
+    ops, store = db
+    run(ops, store, "paged")
+    store.execute("update compliance.discovery_findings set first_seen_at = now() - interval '9 days' "
+                  "where column_name = 'hw'")
+    store.execute("update compliance.discovery_findings set status = 'dismissed', dismissed_at = now(), "
+                  "dismiss_reason = 'not ours' where column_name = 'buyer'")
+    store.execute("""update compliance.discovery_runs set orphans = '{"acme-uploads": {"objects": 9, "orphans": 2,
+                     "orphan_bytes": 2048, "oldest_orphan": "2019-01-02T00:00:00+00:00"}}'""")
+    data = sections.render(sections.section("discovery"), store, {}, UiLinks(base="/af"))
+    assert data["installed"] and not data.get("mismatch"), data.get("note")
+    rows = data["rows"]
+    assert [r["where"] for r in rows][0] == "users.hw" and rows[0]["age_days"] == 9
+    assert len(rows) == 4 and "crm_contacts.buyer" not in [r["where"] for r in rows]
+    assert rows[0]["run"]["href"].endswith("/runs/paged") and rows[0]["counts"] == "300 / 300"  # the 300 users, every one with a MAC
+    facts = {f["label"]: f["value"] for f in data["facts"]}
+    assert facts["Open findings"] == 4
+    assert facts["Objects no row names in acme-uploads"] == "2 (2,048 bytes; oldest 2019-01-02)"

@@ -11,12 +11,22 @@ DAG_ID = "personal_data_discovery"
 
 def open_findings(conn, *, limit: int = 50) -> list[dict]:
     """The open findings, oldest first, with their age in whole days."""
+    return _rows(conn, limit, 0)
+
+
+def finding_page(conn, *, limit: int = 50, offset: int = 0) -> dict:
+    """One page of the open findings, oldest first, and how many are open in all."""
+    total = open_count(conn)
+    return {"total": total, "rows": _rows(conn, limit, offset)}
+
+
+def _rows(conn, limit: int, offset: int) -> list[dict]:
     cur = conn.execute(
         """select finding_id, connection_id, schema_name, table_name, column_name, finding, kind, confidence, matched,
-                  sampled, first_seen_at, last_seen_at, notice,
+                  sampled, first_seen_at, last_seen_at, last_run_id, notice,
                   (current_date - (first_seen_at at time zone 'UTC')::date) as age_days
            from compliance.discovery_findings where status = 'open'
-           order by first_seen_at, finding_id limit %s""", (limit,))
+           order by first_seen_at, finding_id limit %s offset %s""", (limit, offset))
     names = [c.name for c in cur.description]
     rows = [dict(zip(names, r)) for r in cur]
     for row in rows:
