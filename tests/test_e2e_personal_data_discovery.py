@@ -61,3 +61,13 @@ def test_a_run_records_the_planted_findings_emails_them_once_and_counts_the_orph
     assert conn.execute("select count(*) from compliance.discovery_findings").fetchone()[0] == len(found)
     assert conn.execute("select count(distinct run_id) from compliance.discovery_run_findings").fetchone()[0] == 2
     assert not [p for p in PLANTED_PIECES if p in log]
+
+
+def test_an_unknown_conf_key_stops_the_run_before_anything_is_read(world):
+    state, log = world.run("conf-typo", conf={"dryrun": True})
+    assert state == "failed"
+    assert ("trigger conf key 'dryrun' is not a parameter of personal_data_discovery (its parameters: connections, "
+            "dry_run, sample_rows, tables)") in log
+    conn = world["conn"]
+    assert conn.execute("select to_regclass('compliance.discovery_findings')").fetchone()[0] is None  # not migrated
+    assert world["sendgrid"].accepted() == []
