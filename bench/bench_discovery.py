@@ -80,6 +80,13 @@ def sample_and_classify(conn, table: catalogue.Table, rows: int) -> float:
     return time.perf_counter() - t0
 
 
+def read_only(conn, table: catalogue.Table, rows: int) -> float:
+    """The sample's statement alone (no classification): what grows with the table if anything does."""
+    t0 = time.perf_counter()
+    conn.execute(catalogue.sample_query(table, rows)).fetchall()
+    return time.perf_counter() - t0
+
+
 def floor(conn, table: catalogue.Table, rows: int) -> float:
     """The least a sample reads: ``LIMIT`` alone, every column as text, on the small table, nothing classified."""
     t0 = time.perf_counter()
@@ -118,10 +125,14 @@ def main() -> int:
             small_s = statistics.median(sample_and_classify(conn, small, args.sample_rows)
                                         for _ in range(args.repeats))
             floor_s = statistics.median(floor(conn, small, args.sample_rows) for _ in range(args.repeats))
+            read_big = statistics.median(read_only(conn, big, args.sample_rows) for _ in range(args.repeats))
+            read_small = statistics.median(read_only(conn, small, args.sample_rows) for _ in range(args.repeats))
             ratio = big_s / small_s
             print(f"sample + classify, {args.sample_rows} rows: {args.big_rows:,}-row table {big_s * 1000:.0f} ms, "
                   f"{args.small_rows:,}-row table {small_s * 1000:.0f} ms: ratio {ratio:.2f} (target <= 1.5); "
                   f"floor (LIMIT alone, no classification) {floor_s * 1000:.1f} ms")
+            print(f"the sample's statement alone: {read_big * 1000:.1f} ms against {read_small * 1000:.1f} ms: ratio "
+                  f"{read_big / read_small:.2f}")
             t0 = time.perf_counter()
             report = findings.scan_connection(conn, load_datamap(), "ops_db", rows=args.sample_rows, today=TODAY)
             scan_s = time.perf_counter() - t0
@@ -132,7 +143,8 @@ def main() -> int:
         line = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count(),
                 "machine": platform.machine(), "big_rows": args.big_rows, "small_rows": args.small_rows,
                 "sample_rows": args.sample_rows, "big_ms": round(big_s * 1000, 1), "small_ms": round(small_s * 1000, 1),
-                "ratio": round(ratio, 3), "floor_ms": round(floor_s * 1000, 2), "tables": report.tables,
+                "ratio": round(ratio, 3), "floor_ms": round(floor_s * 1000, 2),
+                "read_big_ms": round(read_big * 1000, 2), "read_small_ms": round(read_small * 1000, 2), "tables": report.tables,
                 "columns": report.columns, "scan_s": round(scan_s, 2), "unmapped": unmapped, "built_s": round(built)}
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         with RESULTS.open("a") as out:

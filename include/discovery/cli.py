@@ -63,17 +63,53 @@ def print_table(every) -> None:
 
 
 def print_yaml(every) -> None:
+    """The suggested entries, one per table (its unmapped columns merged under their categories), then what to
+    remove or check for mapped columns gone or no longer personal."""
+    import yaml
+
     from include.discovery.findings import UNMAPPED
 
-    shown = [f for f in every if f.finding == UNMAPPED]
     print("# Suggested data-map entries (include/datamap.yaml personal_data); check each before pasting.")
-    for f in sorted(shown, key=lambda f: (f.connection, f.schema, f.table, f.column or "")):
-        print(f"# {f.connection} {f.where}: {f.kind}, confidence {f.confidence:.2f} ({f.matched} of {f.sampled} "
-              "sampled values)")
-        print(f.suggestion)
+    tables: dict[tuple, list] = {}
+    for f in sorted(every, key=lambda f: (f.connection, f.schema, f.table, f.column or "")):
+        if f.finding == UNMAPPED:
+            tables.setdefault((f.connection, f.schema, f.table), []).append(f)
+    for found in tables.values():
+        merged: dict = {}
+        for f in found:
+            entry = yaml.safe_load(f.suggestion)[0]
+            if not merged:
+                merged = {**entry, "categories": {}}
+            for category, columns in entry["categories"].items():
+                merged["categories"].setdefault(category, []).extend(columns)
+        first = found[0]
+        extend = "subject" not in merged
+        print(f"# {first.connection} {first.where.rsplit('.', 1)[0]}: "
+              + ", ".join(f"{f.column} {f.kind} {f.confidence:.2f} ({f.matched}/{f.sampled})" for f in found)
+              + ("; add to the existing entry" if extend else ""))
+        lines = [f"- table: {merged['table']}"]
+        if "connection" in merged:
+            lines.append(f"  connection: {merged['connection']}")
+        if not extend:
+            subject = merged["subject"]
+            lines.append("  subject: {" + ", ".join(f"{k}: {_scalar(v)}" for k, v in subject.items()) + "}"
+                         + ("   # no link to an account found: name the column" if subject.get("column") == "???"
+                            else ""))
+        lines.append("  categories:")
+        lines += [f"    {c}: [{', '.join(cols)}]" for c, cols in merged["categories"].items()]
+        if not extend:
+            lines.append(f"  erase: {merged.get('erase', 'delete')}")
+        print("\n".join(lines))
     for f in every:
         if f.finding != UNMAPPED:
             print(f.suggestion)
+
+
+def _scalar(value) -> str:
+    import json
+    import re
+
+    return str(value) if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.$-]*", str(value)) else json.dumps(str(value))
 
 
 def store_env(connection: str) -> str:
