@@ -406,3 +406,13 @@ def test_the_compliance_page_lists_the_open_findings_oldest_first_with_their_age
     facts = {f["label"]: f["value"] for f in data["facts"]}
     assert facts["Open findings"] == 4
     assert facts["Objects no row names in acme-uploads"] == "2 (2,048 bytes; oldest 2019-01-02)"
+
+
+def test_the_demo_summary_names_the_open_findings_and_no_value(db):
+    from devkit.demo import _domain_lines
+
+    ops, store = db
+    run(ops, store, "demo-like")
+    (line,) = [x for x in _domain_lines(store) if x.startswith("personal-data discovery")]
+    assert line.startswith("personal-data discovery: 5 open finding(s): ") and "users.hw (device_identifier)" in line
+    assert "Springfield" not in line and "@" not in line
