@@ -416,3 +416,26 @@ def test_the_demo_summary_names_the_open_findings_and_no_value(db):
     (line,) = [x for x in _domain_lines(store) if x.startswith("personal-data discovery")]
     assert line.startswith("personal-data discovery: 5 open finding(s): ") and "users.hw (device_identifier)" in line
     assert "Springfield" not in line and "@" not in line
+
+
+def test_a_table_that_cannot_be_read_is_skipped_with_a_sentence_and_the_others_scanned(fresh_db):
+    role = f"discovery_reader_{uuid.uuid4().hex[:8]}"  # roles are the server's: one of this test's own
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create table open_one as select i, 'user' || i || '@example.org' as mail "
+                     "from generate_series(1, 30) i")
+        conn.execute("create table locked (i int, mail text)")
+        conn.execute("insert into locked select i, 'x' || i || '@example.org' from generate_series(1, 30) i")
+        conn.execute(f"create role {role}")
+        try:
+            conn.execute(f"grant select on open_one to {role}")
+            conn.execute(f"set role {role}")
+            dm = load_datamap()
+            report = findings.scan_connection(conn, dm, "ops_db", rows=100, today=TODAY)
+            conn.execute("reset role")
+        finally:
+            conn.execute("reset role")
+            conn.execute(f"drop owned by {role}")
+            conn.execute(f"drop role {role}")
+    assert report.tables == 1 and [f.table for f in report.findings if f.finding == findings.UNMAPPED] == ["open_one"]
+    assert report.problems == ["table public.locked on connection 'ops_db' could not be sampled "
+                               "(InsufficientPrivilege)"]

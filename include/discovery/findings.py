@@ -144,10 +144,12 @@ def scan_connection(conn, dm: DataMap, connection: str, *, rows: int, today: dat
         except Exception as exc:  # noqa: BLE001 -- one unreadable table never stops the scan
             import psycopg
 
-            if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
-                raise
+            lost = isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+            if lost and not isinstance(exc, psycopg.errors.QueryCanceled):
+                raise  # the database itself is gone: the seam makes it a transient, retried failure
+            why = ("its sample took longer than the statement timeout" if lost else type(exc).__name__)
             report.problems.append(f"table {table.qualified} on connection '{connection}' could not be sampled "
-                                   f"({type(exc).__name__})")
+                                   f"({why})")
             continue
         report.tables += 1
         report.columns += len(table.columns)
