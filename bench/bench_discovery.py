@@ -102,7 +102,7 @@ def main() -> int:
     parser.add_argument("--tables", type=int, default=200)
     parser.add_argument("--rows", type=int, default=2_000, help="rows of every other table")
     parser.add_argument("--sample-rows", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     server = os.environ.get("PRIVACY_BENCH_PG_URL", database.DEFAULT_URL)
@@ -121,9 +121,13 @@ def main() -> int:
             for _ in range(2):  # warm: both tables' sampled pages and the recognisers' first use
                 sample_and_classify(conn, big, args.sample_rows)
                 sample_and_classify(conn, small, args.sample_rows)
-            big_s = statistics.median(sample_and_classify(conn, big, args.sample_rows) for _ in range(args.repeats))
-            small_s = statistics.median(sample_and_classify(conn, small, args.sample_rows)
-                                        for _ in range(args.repeats))
+            # Interleaved (big, small, small, big, ...): the machine's drift (other work on the same two cores)
+            # falls on both alike.
+            times: dict[str, list[float]] = {"big": [], "small": []}
+            for r in range(args.repeats):
+                for name in (("big", "small") if r % 2 == 0 else ("small", "big")):
+                    times[name].append(sample_and_classify(conn, big if name == "big" else small, args.sample_rows))
+            big_s, small_s = statistics.median(times["big"]), statistics.median(times["small"])
             floor_s = statistics.median(floor(conn, small, args.sample_rows) for _ in range(args.repeats))
             read_big = statistics.median(read_only(conn, big, args.sample_rows) for _ in range(args.repeats))
             read_small = statistics.median(read_only(conn, small, args.sample_rows) for _ in range(args.repeats))

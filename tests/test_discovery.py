@@ -47,6 +47,9 @@ def kind(column: str, values, data_type: str = "text"):
     ("x", ["2001:db8::1", "192.168.0.1", "10.1.2.3", "fe80::1ff:fe23:4567:890a"], classify.IP_ADDRESS),
     ("owner", ["Maria Lopez", "John Smith", "Aoife Walsh", "Kwame Mensah", "Ingrid Nilsson"], classify.PERSON_NAME),
     ("notes_to", ["a.b@example.org", "X@Mail.Example.COM", "first.last+tag@sub.example.co.uk"], classify.EMAIL),
+    # a name the vocabulary lacks counts where the column's name and every value's shape agree
+    ("last_name", ["Okonkwo", "Nakamura", "Abernathy", "Castellanos", "Smith"], classify.PERSON_NAME),
+    ("device_id", ["a1b2c3d4e5f60718", "0f1e2d3c4b5a6978"], classify.DEVICE_ID),  # Android ids
 ])
 def test_each_kind_is_found_by_its_values_under_a_misleading_name(column, values, expected):
     assert kind(column, values * 4) == expected
@@ -60,6 +63,8 @@ def test_each_kind_is_found_by_its_values_under_a_misleading_name(column, values
     ("birth_date_verified", ["true", "false"], "boolean"),
     ("home_address_count", ["1", "2", "0"], "integer"),
     ("company_name", ["Acme Inc", "Globex LLC", "Initech Ltd"], "text"),
+    ("product_name", ["Blue Widget", "Gold Plan", "Starter Kit"], "text"),
+    ("surname_hash", ["a1b2c3d4e5f60718", "0f1e2d3c4b5a6978"], "text"),
     ("amount", ["1234567.89", "9981234.00"], "text"),
     ("version", ["1.2.3", "10.0.1", "2.4.6"], "text"),
     ("user_agent", ["Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 "

@@ -62,7 +62,9 @@ NAME_HINTS = {
     DEVICE_ID: {"device", "mac", "imei", "idfa", "gaid", "aaid", "adid", "ad", "advertising"},
 }
 # Words that make a name hint mean something else (an email *template*, a phone *model*, an IP *allowlist flag*).
-NOT_A_VALUE = {"template", "model", "type", "kind", "count", "enabled", "flag", "verified", "allowlist",
+NOT_A_VALUE = {"product", "file", "filename", "host", "hostname", "table", "column", "schema", "project", "plan",
+               "feature", "event", "app", "brand", "team", "org", "organization", "organisation", "business", "shop",
+               "template", "model", "type", "kind", "count", "enabled", "flag", "verified", "allowlist",
                "opt", "status", "format", "domain", "provider", "version", "country", "is", "has"}
 
 _EMAIL_RE = r"[A-Za-z0-9._%+'\-]+@(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,}"
@@ -210,9 +212,13 @@ def _valid_phone(text: str) -> bool:
     return False
 
 
-def is_person_name(values: pd.Series) -> pd.Series:
+def is_person_name(values: pd.Series, shape_only: bool = False) -> pd.Series:
+    """Names: the shape, and a word of the vocabulary; with ``shape_only`` (a column named like a person's name whose
+    values nearly all have the shape) the shape alone, for names no list holds."""
     stripped = values.str.strip()
     shaped = stripped.str.fullmatch(_NAME_SHAPE) & stripped.str.len().between(2, 60)
+    if shape_only:
+        return shaped
     known = vocabulary()
 
     def named(text: str) -> bool:
@@ -343,6 +349,10 @@ def classify(column: str, data_type: str, values: Iterable | pd.Series, today: d
     best: Verdict | None = None
     for kind, check in _plausible_checks(sample):
         found = check(sample, plain_numbers=True) if check is is_phone and PHONE in hints else check(sample)
+        if check is is_person_name and PERSON_NAME in hints and found.mean() < SHARE_WITH_NAME:
+            shaped = is_person_name(sample, shape_only=True)
+            if shaped.mean() >= 0.8 and found.any():  # the name and the shape agree; some words are known names
+                found = shaped
         verdict = _verdict(kind, int(found.sum()), len(sample), hints)
         if verdict and (best is None or verdict.confidence > best.confidence):
             best = verdict
@@ -391,8 +401,10 @@ def _birth_date(values: pd.Series, hints: set[str], today: date, n: int) -> Verd
 
 
 def _advertising_id(values: pd.Series, hints: set[str], n: int) -> Verdict | None:
-    """A UUID is an advertising id (IDFA, GAID) only in a column named like one: keys are UUIDs too."""
+    """A UUID is an advertising id (IDFA, GAID), 16 hex digits an Android id, only in a column named like a device's:
+    keys and hashes look the same."""
     if DEVICE_ID not in hints:
         return None
     sample = values.head(CHECKED)
-    return _verdict(DEVICE_ID, int(is_uuid(sample).sum()), len(sample), hints)
+    found = is_uuid(sample) | sample.str.strip().str.fullmatch(r"[0-9A-Fa-f]{16}")
+    return _verdict(DEVICE_ID, int(found.sum()), len(sample), hints)
