@@ -85,7 +85,7 @@ _ADDRESS_IN_TEXT = (rf"(?:\b\d{{1,5}}[A-Za-z]?,?\s+(?:[A-Z][A-Za-zÀ-ÿ'.\-]*\s+
                     r"|(?:\bP\.?\s?O\.?\s+Box\s+\d+)")
 _ADDRESS_RE = re.compile(_ADDRESS_IN_TEXT, re.IGNORECASE)
 _POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b|\b[A-Z]{2}\s+\d{5}(?:-\d{4})?\b")
-_NAME_WORD = r"[A-ZÀ-Þ][a-zß-ÿ]+(?:[\-'][A-Za-zÀ-ÿ]+)*"
+_NAME_WORD = r"[A-ZÀ-ÞĀ-ž][^\W\d_]+(?:[\-'’][^\W\d_]+)*"  # letters of any Latin script: Łukasz, Brzęczyszczykiewicz
 _NAME_SHAPE = rf"(?:{_NAME_WORD}\.?\s+){{0,3}}{_NAME_WORD}|(?:{_NAME_WORD},\s*{_NAME_WORD}(?:\s+{_NAME_WORD})?)"
 _NAME_PARTICLES = {"de", "van", "von", "der", "den", "da", "di", "del", "la", "le", "du", "al", "el", "bin", "ibn"}
 
@@ -222,7 +222,7 @@ def is_person_name(values: pd.Series, shape_only: bool = False) -> pd.Series:
     known = vocabulary()
 
     def named(text: str) -> bool:
-        words = [w.strip(".,").lower().replace("'", "") for w in text.split()]
+        words = [w.strip(".,").lower().replace("'", "").replace("’", "") for w in text.split()]
         words = [w for w in words if w not in _NAME_PARTICLES]
         return any(w in known or any(part in known for part in w.split("-")) for w in words)
 
@@ -257,10 +257,10 @@ def birth_dates(values: pd.Series, today: date) -> pd.Series:
 # -- free text ------------------------------------------------------------------------------------------------------
 
 def is_prose(values: pd.Series) -> bool:
-    """Free text: long values of several words on average (a comment, a message body, a note)."""
+    """Free text: values of several words on average (a comment, a message body, a note)."""
     lengths = values.str.len()
     words = values.str.count(r"\s+") + 1
-    return bool(lengths.mean() >= 25 and words.mean() >= 4)
+    return bool(lengths.mean() >= 20 and words.mean() >= 4)
 
 
 def holds_personal_data(values: pd.Series) -> pd.Series:
@@ -339,7 +339,7 @@ def classify(column: str, data_type: str, values: Iterable | pd.Series, today: d
     if n < MIN_VALUES:
         return None
     if data_type == "date":
-        return _birth_date(series, hints, today, n)
+        return _birth_date(series, hints, today, n, column)
     if data_type == "uuid":
         return _advertising_id(series, hints, n)
     sample = series.head(CHECKED)
@@ -362,13 +362,13 @@ def classify(column: str, data_type: str, values: Iterable | pd.Series, today: d
         return best
     short = sample.str.len().mean() <= 30
     if short and sample.str.contains(r"\d").mean() >= 0.5:
-        dated = _birth_date(sample, hints, today, len(sample))
+        dated = _birth_date(sample, hints, today, len(sample), column)
         if dated is not None:
             return dated
     uuid = _advertising_id(sample, hints, len(sample))
     if uuid is not None:
         return uuid
-    if not short and is_prose(series):
+    if is_prose(series):
         matched = int(holds_personal_data(series).sum())
         if matched >= 2 and matched >= FREE_TEXT_SHARE * n:
             confidence = min(0.95, 0.6 + 0.35 * min(1.0, matched / (0.1 * n)))
@@ -387,7 +387,16 @@ def _verdict(kind: str, matched: int, n: int, hints: set[str]) -> Verdict | None
     return Verdict(kind, round(min(confidence, 0.99), 3), matched, n)
 
 
-def _birth_date(values: pd.Series, hints: set[str], today: date, n: int) -> Verdict | None:
+# Words of a date column's name that say what else the date is (a company's founding, a contract's signature).
+EVENT_DATES = {"founded", "established", "incorporated", "opened", "started", "start", "created", "signed", "issued",
+               "expires", "expiry", "valid", "effective", "published", "release", "released", "hired", "hire", "end",
+               "ended", "due", "paid", "purchase", "purchased", "order", "ordered", "invoice", "ship", "shipped",
+               "delivery", "delivered", "updated", "modified", "closed", "built", "installed", "registered"}
+
+
+def _birth_date(values: pd.Series, hints: set[str], today: date, n: int, column: str = "") -> Verdict | None:
+    if BIRTH_DATE not in hints and name_words(column) & EVENT_DATES:
+        return None
     mask = birth_dates(values.head(CHECKED), today)
     matched = int(mask.sum())
     if matched < MIN_VALUES:
