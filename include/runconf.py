@@ -13,6 +13,9 @@ from typing import Any, Iterable, Mapping
 
 from include.errors import NeedsOperator
 
+# The first task of every DAG (include/seam/dag.py): it refuses a trigger conf the DAG does not declare.
+CONF_GUARD_TASK = "check_run_conf"
+
 
 class UnknownConfKey(NeedsOperator):
     """The trigger conf names a parameter the DAG does not have."""

@@ -17,12 +17,9 @@ Every end-to-end test gets a world of its own, so that it passes run alone and i
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import logging
 import os
 import subprocess
-import sys
 import uuid
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -31,9 +28,6 @@ import pytest
 from psycopg import sql
 
 from devkit import database, local_airflow
-
-# Environment variables that carry a world's connections, Variables and settings to a run in this process.
-_RUN_ENV_PREFIXES = ("AIRFLOW_CONN_", "AIRFLOW_VAR_", "PRIVACY_", "STORAGE_EMULATOR_HOST")
 
 _templates: dict[tuple, tuple[str, dict]] = {}  # seed key -> (template database name, seed summary)
 _pii: dict[tuple, set[str]] = {}
@@ -106,82 +100,11 @@ def metadata_ready() -> None:
         _migrated = True
 
 
-class _Tee(io.TextIOBase):
-    def __init__(self, sink: io.StringIO):
-        self.sink = sink
-
-    def write(self, text: str) -> int:
-        return self.sink.write(text)
-
-    def flush(self) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def captured_output():
-    """Everything this process prints and logs meanwhile (Airflow's task logs included), as one text."""
-    sink = io.StringIO()
-    tee = _Tee(sink)
-    # Airflow's own handlers (plain StreamHandlers), not pytest's capturing ones (subclasses).
-    handlers = [h for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-                for h in getattr(logger, "handlers", []) if type(h) is logging.StreamHandler]
-    streams = [(h, h.stream) for h in handlers]
-    saved = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = tee
-    for h, _ in streams:
-        h.setStream(tee)
-    try:
-        yield sink
-    finally:
-        sys.stdout, sys.stderr = saved
-        for h, stream in streams:
-            h.setStream(stream)
-        # Handlers that Airflow configured during the run write to the tee: point them back.
-        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
-            for h in getattr(logger, "handlers", []):
-                if type(h) is logging.StreamHandler and h.stream is tee:
-                    h.setStream(saved[0])
-
-
-@contextlib.contextmanager
-def run_environment(env: dict[str, str]):
-    """``env``'s connections, Variables and settings in this process's environment (and none of another)."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith(_RUN_ENV_PREFIXES)}
-    for k in saved:
-        del os.environ[k]
-    os.environ.update({k: v for k, v in env.items() if k.startswith(_RUN_ENV_PREFIXES)})
-    try:
-        yield
-    finally:
-        for k in [k for k in os.environ if k.startswith(_RUN_ENV_PREFIXES)]:
-            del os.environ[k]
-        os.environ.update(saved)
-
-
 def run_in_process(dag_id: str, env: dict[str, str], conf: dict | None = None,
                    logical_date: str | None = None) -> tuple[str | None, str]:
-    """One real DAG run with ``dag.test()`` in this process: (the DagRun's state, its log)."""
-    from airflow.sdk import timezone as airflow_timezone
-
+    """One real DAG run with ``dag.test()`` in this process (its metadata migrated first): (state, log)."""
     metadata_ready()
-    from airflow.dag_processing.dagbag import DagBag
-
-    # A DAG parsed anew for each run, as each `airflow dags test` parses it: dag.test() leaves the run's conf in
-    # the DAG object's params, and a reused object would carry one run's conf into the next.
-    fresh = DagBag(dag_folder=str(local_airflow.REPO / "dags" / f"{dag_id}.py"))
-    assert not fresh.import_errors, fresh.import_errors
-    dag = fresh.get_dag(dag_id)
-    # As ``airflow dags test DAG [DATE]`` calls it: a logical date (now by default), parsed as the CLI parses it.
-    moment = airflow_timezone.parse(logical_date) if logical_date else airflow_timezone.utcnow()
-    kwargs = {"run_conf": conf or None, "logical_date": moment}
-    with run_environment(env), captured_output() as out:
-        try:
-            dag_run = dag.test(**kwargs)
-            state = str(getattr(dag_run.state, "value", dag_run.state))
-        except Exception as exc:  # a run Airflow refuses to create (e.g. a param the form would refuse)
-            print(f"{type(exc).__name__}: {exc}")
-            state = None
-    return state, out.getvalue()
+    return local_airflow.run_in_process(dag_id, env, conf, logical_date)
 
 
 # -- Airflow in a child process ---------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from datetime import date, timezone
 from typing import Callable
 
 from include.addresses import sending_problem
-from include.children import rules
+from include import child_rules as rules
+from tests.child_oracle import AccountFacts, classify
 
 
 def purged_children(store, key: bytes) -> Callable[[str], bool]:
@@ -34,7 +35,7 @@ def expected(ops, today: date, purged: Callable[[str], bool] | None = None) -> d
         "select reported_email from child_reports where resolved_at is null and user_id is null "
         "and reported_email is not null") if r[0].strip()}
     # An address-only report makes an account 'reported' only where the address names it alone and its own data
-    # does not say adult (include.children.rules.reported_by_address).
+    # does not say adult (include.child_rules.reported_by_address).
     named: Counter = Counter()
     for (email,) in ops.execute("select email from users where email is not null"):
         named[email.strip().lower()] += 1
@@ -46,8 +47,8 @@ def expected(ops, today: date, purged: Callable[[str], bool] | None = None) -> d
         key = email.strip().lower()
         by_address_report = key in reported_emails and rules.reported_by_address(
             named[key], rules.says_adult(birth, declared, today))
-        facts = rules.AccountFacts(uid, birth, declared, created, reported=uid in reported_ids or by_address_report)
-        child = rules.classify(facts, today, timezone.utc).child
+        facts = AccountFacts(uid, birth, declared, created, reported=uid in reported_ids or by_address_report)
+        child = classify(facts, today, timezone.utc).child
         by_address.setdefault(email.strip().lower(), []).append((uid, child, sending_problem(email) is None))
     return {addr: {uid for uid, _, ok in accounts if ok} for addr, accounts in by_address.items()
             if addr not in suppressed and not any(child for _, child, _ in accounts)

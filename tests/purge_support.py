@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 from urllib.parse import quote
 
 from devkit import local_airflow
-from include.children.rules import AccountFacts, classify, reported_by_address, says_adult
+from include.child_rules import reported_by_address, says_adult
+from tests.child_oracle import AccountFacts, classify
 
 DAG_ID = "child_data_purge"
 SUBJECT_KEY = "e2e-subject-key-0123456789abcdef"
@@ -49,13 +50,36 @@ def start_dag(env: dict, log_path: Path, conf: dict | None = None, logical_date:
     return subprocess.Popen(cmd, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def tasks_test(task_id: str, run_id: str, env: dict, log_path: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """``airflow tasks test`` of one task in an existing run (as Airflow's retry of that task would run it)."""
-    result = subprocess.run([local_airflow.airflow_bin(), "tasks", "test", DAG_ID, task_id, run_id], env=env,
-                            capture_output=True, text=True, timeout=timeout)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text(result.stdout + result.stderr)
-    return result
+# `airflow tasks test DAG TASK RUN_ID` for several tasks in turn, in one Airflow process (each task's output
+# between markers, so that the caller can tell the tasks' logs apart).
+_TASKS_TEST = """
+import sys
+from airflow.cli.cli_parser import get_parser
+dag_id, run_id, *tasks = sys.argv[1:]
+for task in tasks:
+    print(f"==== task {task}", flush=True)
+    args = get_parser().parse_args(["tasks", "test", dag_id, task, run_id])
+    args.func(args)
+    print(f"==== done {task}", flush=True)
+"""
+
+
+def tasks_test(tasks: list[str], run_id: str, env: dict, log_dir: Path,
+               timeout: int = 600) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
+    """``airflow tasks test`` of each task in an existing run, in order (as Airflow's retry of the first and the
+    run's remaining tasks would run them), in one child process: (the process, each task's log by task id).
+    A task that fails stops the process with a non-zero exit code."""
+    result = subprocess.run([str(Path(local_airflow.airflow_bin()).with_name("python")), "-c", _TASKS_TEST, DAG_ID,
+                             run_id, *tasks], env=env, capture_output=True, text=True, timeout=timeout)
+    text = result.stdout + result.stderr
+    log_dir.mkdir(parents=True, exist_ok=True)
+    logs = {}
+    for task in tasks:
+        start, end = text.find(f"==== task {task}"), text.find(f"==== done {task}")
+        logs[task] = text[start:end] if start >= 0 and end > start else ""
+        (log_dir / f"retry-{task}.log").write_text(logs[task])
+    (log_dir / "retry.log").write_text(text)
+    return result, logs
 
 
 def finish(proc: subprocess.Popen, log_path: Path, timeout: int = 600) -> tuple[str | None, str]:

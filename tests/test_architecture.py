@@ -57,3 +57,61 @@ def test_airflow_is_imported_only_by_the_seam():
         if airflow:
             offenders[str(path.relative_to(ROOT))] = airflow
     assert not offenders
+
+
+# Each DAG's own package; they meet only through the shared modules (everything else in include/ but the two
+# entry layers: the Airflow seam and the command line with the page it serves).
+DOMAINS = ("children", "deadlines", "fulfilment", "vendors", "campaign", "discovery")
+ENTRY = ("seam", "cli", "page")
+
+
+def _layer(module: str) -> str:
+    part = module.split(".")[1] if module.startswith("include.") and module.count(".") >= 1 else ""
+    if part in DOMAINS:
+        return part
+    return "entry" if part in ENTRY else "shared"
+
+
+def _product_graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in _product_modules():
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        graph[name] = {m for m in _imports(path) if m.startswith("include.")}
+    return graph
+
+
+def test_no_domain_imports_another_and_shared_modules_import_no_domain():
+    """A DAG's package imports only itself and the shared modules; the shared modules import no DAG's package and
+    no entry layer (an upward import); only the seam, the command line and the page see every domain."""
+    wrong = []
+    for module, imported in _product_graph().items():
+        mine = _layer(module)
+        for other in imported:
+            theirs = _layer(other)
+            if mine == "entry" or theirs == mine or theirs == "shared":
+                continue
+            wrong.append(f"{module} -> {other}")
+    assert not wrong, wrong
+
+
+def test_the_product_has_no_import_cycle():
+    graph = _product_graph()
+    done, stack, cycles = set(), [], []
+
+    def visit(node):
+        if node in stack:
+            cycles.append(stack[stack.index(node):] + [node])
+            return
+        if node in done:
+            return
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            # "from include.x import y" names a package whose module y is the real edge; both are in the graph
+            if nxt in graph:
+                visit(nxt)
+        stack.pop()
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node)
+    assert not cycles, cycles[:3]

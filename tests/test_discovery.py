@@ -21,7 +21,7 @@ from include.config import Settings
 from include.datamap import load_datamap, parse_datamap
 from include.discovery import catalogue, classify, findings, steps
 from include.discovery.params import DiscoveryParams
-from include.notify.sendgrid_mailer import SendGridMailer
+from include.delivery.sendgrid_mailer import SendGridMailer
 from include.periods import ParamError, RunTiming
 from include.step import Step
 

@@ -3,8 +3,8 @@ retry of the same run completes it, each child erased and recorded exactly once.
 
 ``airflow dags test`` in a child process (tests/e2e_world.py) runs the tasks of the run: killing its process group mid-purge is a worker lost in
 the middle of ``purge_subjects``. The retry is ``airflow tasks test`` of the same task in the same run (what
-Airflow's retry does: same run id, same recorded plan), then the run's remaining tasks; then a new run
-finds nothing more to do. The plan (1,200 extra children planted on the seeded data) is approved
+Airflow's retry does: same run id, same recorded plan), then of the run's remaining tasks, the three in one child
+process; then a new run finds nothing more to do. The plan (1,200 extra children planted on the seeded data) is approved
 headlessly by its hash, so no reviewer is needed.
 """
 from __future__ import annotations
@@ -73,10 +73,10 @@ def test_a_worker_killed_mid_purge_leaves_no_half_erased_child_and_the_retry_com
     assert recorded <= len(gone) <= recorded + 1  # at most the one in flight was committed but not yet recorded
 
     # The retry: the killed task again in the same run, then the run's remaining steps.
-    for task in ("purge_subjects", "verify_purge", "finish_run"):
-        result = support.tasks_test(task, run_id, world.child_env(), log_path=world["logs"] / f"retry-{task}.log")
-        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    retry_log = (world["logs"] / "retry-purge_subjects.log").read_text()
+    result, logs = support.tasks_test(["purge_subjects", "verify_purge", "finish_run"], run_id, world.child_env(),
+                                      log_dir=world["logs"])
+    assert result.returncode == 0 and all(logs.values()), (result.stdout + result.stderr)[-3000:]
+    retry_log = logs["purge_subjects"]
     # A child whose erasure committed just before the kill, but whose record did not, is settled from what
     # the database shows; one whose erasure had not committed is planned again.
     assert f"purging {len(to_purge) - len(gone)} subject(s) of plan {plan_hash}" in retry_log

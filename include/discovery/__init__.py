@@ -8,7 +8,8 @@
   findings table (``compliance.discovery_findings``), dismissal;
 - :mod:`include.discovery.orphans` — objects in the allowed buckets that no row names;
 - :mod:`include.discovery.notices` — the one email per new finding, through the shared delivery engine;
-- :mod:`include.discovery.steps` — the DAG's steps; :mod:`include.discovery.cli` — ``privacy-ops discover``.
+- :mod:`include.discovery.steps` — the DAG's steps (``privacy-ops discover``, ``findings`` and ``dismiss-finding``
+  are in :mod:`include.cli`).
 
 No sampled value leaves the scan: what is kept, logged, stored or emailed is a table, a column, a kind, a
 confidence and counts.

@@ -12,7 +12,7 @@ from datetime import datetime
 from include.config import Settings
 from include.discovery.findings import digest
 from include.mail import Addressee, Content, envelope, render_parts
-from include.notify.delivery import Batch
+from include.delivery.engine import Batch
 
 BATCH = 200  # findings per message at most
 KIND = "discovery_findings"

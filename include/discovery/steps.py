@@ -12,9 +12,6 @@ from include.step import Step
 
 log = logging.getLogger("include.discovery")
 
-GOOGLE_CLOUD = "google_cloud_default"
-
-
 def connections_to_scan(step: Step) -> list[str]:
     """The run's connections: the form's, else every one the data map names and those of the settings."""
     if step.params.connections:
@@ -91,7 +88,7 @@ def send_new_findings(step: Step) -> dict:
     if step.mailer is None:
         return {"dry_run": True}
     from include.discovery.notices import FindingsLedger
-    from include.notify.delivery import deliver
+    from include.delivery.engine import deliver
 
     return deliver(step.store, FindingsLedger(step.settings, step.ctx.run_id), step.mailer, step.ctx).as_dict()
 
@@ -105,9 +102,7 @@ def find_orphans(step: Step) -> dict:
     if not dm.buckets:
         log.info("the data map allows no bucket: no object storage to list")
         return {}
-    from include.seam.storage import object_store
-
-    result = orphans(dm, step.database, lambda bucket: object_store(f"gs://{bucket}", gcp_conn_id=GOOGLE_CLOUD))
+    result = orphans(dm, step.database, step.bucket)
     if step.dry_run:
         return result
     from psycopg.types.json import Jsonb

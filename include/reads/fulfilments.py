@@ -57,15 +57,6 @@ def recent_runs(conn, limit: int = 20) -> list[dict]:
     return [dict(zip(names, row)) for row in cur]
 
 
-def dry_run_plan(conn, run_id: str) -> list[dict]:
-    """What a run (a dry run, typically) decided for each request it picked up."""
-    cur = conn.execute("""select request_id, request_type, action, coalesce(outcome, 'to_' || action) as decision,
-                                 reason, planned_tables, holds
-                          from compliance.dsr_fulfilment_plans where run_id = %s order by request_id""", (run_id,))
-    names = [c.name for c in cur.description]
-    return [dict(zip(names, row)) for row in cur]
-
-
 def awaiting_a_person(conn) -> list[dict]:
     """Requests a person must act on (manual, held, approval_required, no_account, invalid), oldest first."""
     cur = conn.execute("""select request_id, request_type, outcome, reason, recorded_at from compliance.dsr_fulfilments

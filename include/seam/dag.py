@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any, Callable, Mapping, Sequence
 
+from include.runconf import CONF_GUARD_TASK
 from include.seam.alerts import task_failed
 
 OWNER = "privacy-engineering"
@@ -58,7 +59,6 @@ TAGS: Mapping[str, str] = {
 # Airflow pools (defined in pools.json at the repository root, imported by `airflow pools import`).
 GCS_POOL = "privacy_gcs"
 SENDGRID_POOL = "privacy_sendgrid"
-CONF_GUARD_TASK = "check_run_conf"
 ANCHOR_TASK = "anchor_audit_log"
 
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from include.audit import RunContext
     from include.config import Settings
     from include.datamap import DataMap
-    from include.notify.sendgrid_mailer import SendGridMailer
+    from include.delivery.sendgrid_mailer import SendGridMailer
     from include.objectstore import ObjectStore
     from include.periods import RunTiming
 
@@ -100,7 +100,7 @@ class TaskEnv(Generic[P]):
     @property
     def side(self) -> "psycopg.Connection":
         """A second compliance-store connection (autocommit): what must be recorded outside the step's own
-        transaction (a request before it leaves, see :mod:`include.notifications.ledger`)."""
+        transaction (a request before it leaves, see :mod:`include.campaign.ledger`)."""
         self.store  # noqa: B018 -- the schema is checked once, on the main connection
         return self._db(f"{connections.COMPLIANCE_DB}#side", connections.compliance_db)
 
@@ -118,6 +118,13 @@ class TaskEnv(Generic[P]):
         if conn_id == connections.OPS_DB:
             return self.ops
         return self._db(conn_id, lambda: connections.postgres(conn_id))
+
+    def bucket(self, name: str) -> "ObjectStore":
+        """The whole bucket ``gs://name`` (connection google_cloud_default), to list (a dry run lists too: listing
+        changes nothing; only the evidence location is written, through ``objects``)."""
+        from include.seam.storage import object_store
+
+        return object_store(f"gs://{name}", gcp_conn_id=connections.GOOGLE_CLOUD)
 
     @property
     def datamap_as_written(self) -> "DataMap":

@@ -1,4 +1,4 @@
-"""Who is a child, as pure functions: the reference the SQL detection is property-tested against.
+"""Who is a child, as pure functions: cited by the SQL that applies them (include/child_detection.py).
 
 The privacy policy says the company does not knowingly collect personal data from children under 13
 (the age line of COPPA, 16 CFR §312.2) and removes it when found. A subject is a child when any of:
@@ -23,8 +23,7 @@ creation time is wrong, and which one nobody can tell).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
+from datetime import date
 
 CHILD_AGE = 13
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
@@ -39,32 +38,6 @@ BIRTH_DATE_IN_FUTURE = "birth_date is in the future"
 BIRTH_DATE_BEFORE_1900 = "birth_date is before 1900"
 DECLARED_AGE_NEGATIVE = "declared_age is negative"
 CREATED_BEFORE_BIRTH = "created_at is before birth_date"
-
-
-@dataclass(frozen=True)
-class AccountFacts:
-    """What the rules need of one account (never its name or email)."""
-
-    user_id: int
-    birth_date: date | None
-    declared_age: int | None
-    created_at: datetime | None
-    reported: bool = False
-    read_problems: tuple[str, ...] = ()  # values the reader could not hold (see include.reading)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    rules: tuple[str, ...]
-    problems: tuple[str, ...]
-
-    @property
-    def child(self) -> bool:
-        return bool(self.rules)
-
-    @property
-    def invalid(self) -> bool:
-        return not self.rules and bool(self.problems)
 
 
 def birthday(birth: date, age: int) -> date:
@@ -96,32 +69,3 @@ def reported_by_address(named: int, adult: bool, confirmed: bool = False) -> boo
     """Does an open address-only report make one of the ``named`` accounts its address names ``reported``?
     Only when it names that account alone and its own data does not say adult, or a person confirmed it."""
     return confirmed or (named == 1 and not adult)
-
-
-def classify(facts: AccountFacts, as_of: date, tz: tzinfo) -> Verdict:
-    """Every rule that catches the account, and every problem that stops a rule from being applied."""
-    rules: list[str] = []
-    problems: list[str] = list(facts.read_problems)
-    birth = facts.birth_date
-    if birth is not None:
-        if birth > as_of:
-            problems.append(BIRTH_DATE_IN_FUTURE)
-        elif birth < EARLIEST_BIRTH_DATE:
-            problems.append(BIRTH_DATE_BEFORE_1900)
-        else:
-            if under_13_on(birth, as_of):
-                rules.append(UNDER_13_NOW)
-            if facts.created_at is not None:
-                signup = facts.created_at.astimezone(tz).date()
-                if signup < birth:
-                    problems.append(CREATED_BEFORE_BIRTH)
-                elif under_13_on(birth, signup):
-                    rules.append(UNDER_13_AT_SIGNUP)
-    if facts.declared_age is not None:
-        if facts.declared_age < 0:
-            problems.append(DECLARED_AGE_NEGATIVE)
-        elif facts.declared_age < CHILD_AGE:
-            rules.append(DECLARED_UNDER_13)
-    if facts.reported:
-        rules.append(REPORTED)
-    return Verdict(tuple(rules), tuple(problems))
