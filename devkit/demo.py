@@ -71,6 +71,8 @@ def demo_runs(anchor: date) -> list[DemoRun]:
         DemoRun("policy_change_notifications", "tell every user of the newest policy version, once"),
         DemoRun("dsr_fulfilment", "carry out the requests: exports, erasures, opt-outs, restrictions"),
         DemoRun("dsr_deadline_tracking", "again: the fulfilled requests now show as closed"),
+        DemoRun("personal_data_discovery", "personal data the data map does not name (planted: a CRM table, "
+                                           "a feedback form, two new columns)"),
     ]
 
 
@@ -160,6 +162,10 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None, keep_
     print(f"[2/5] seeded database {target.dbname!r}: {users:,} users, {summary['total_rows']:,} rows in all")
     with database.connect(db_url, autocommit=True) as conn:
         compliance_store.migrate(conn)
+        # Personal data the shipped data map does not name, for personal_data_discovery to find.
+        from devkit.seed.unmapped import plant
+
+        plant(conn)
 
     home, logs = DEMO_DIR / "airflow", DEMO_DIR / "logs"
     with SendGridStandIn(api_key=API_KEY) as sendgrid, GCSEmulator(default_bucket=EVIDENCE_BUCKET) as gcs:
@@ -289,6 +295,13 @@ def _domain_lines(conn) -> list[str]:
             lines.append(f"policy-change campaign {c['campaign_id']} (version {c['policy_version']}, {c['state']}): "
                          f"{c['sent']} sent, {c['skipped']} skipped, {c['failed']} failed, {c['pending']} pending "
                          f"of {c['total']} recipient(s)")
+    if _installed(conn, "compliance.discovery_findings"):
+        from include.reads import discovery
+
+        counts = discovery.status_counts(conn)
+        kinds = ", ".join(f"{r['where']} ({r['kind'] or r['finding']})" for r in discovery.open_findings(conn, limit=8))
+        lines.append(f"personal-data discovery: {counts.get('open', 0)} open finding(s)"
+                     + (f": {kinds}" if kinds else "") + "; `privacy-ops findings` lists them")
     if _installed(conn, "compliance.dsr_fulfilments"):
         from include.reads import fulfilments
 

@@ -62,6 +62,10 @@ SCHEMA: dict[str, Any] = {
         "alerts": {"type": "boolean",
                    "description": "email on-call once when a run of any DAG fails (its DAG, run, task, reason)"},
         "alert_email": {**_EMAIL, "description": "where run failures go (default: compliance_team_email)"},
+        "discovery_connections": {"type": "array", "uniqueItems": True,
+                                  "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_\\-]{0,249}$"},
+                                  "description": "PostgreSQL connections personal_data_discovery scans besides "
+                                                 "those the data map names"},
         "notification_batch_size": {"type": "integer", "minimum": 1, "maximum": 1000,
                                     "description": "recipients per Mail Send request of a campaign (SendGrid's "
                                                    "limit is 1,000; a crash can re-send at most one request)"},
@@ -89,6 +93,7 @@ class Settings:
     notification_batch_size: int = 1000
     alerts: bool = True
     alert_email: str | None = None
+    discovery_connections: tuple[str, ...] = ()
 
     @property
     def on_call_email(self) -> str:
@@ -107,6 +112,8 @@ class Settings:
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> "Settings":
         raw = dict(raw or {})
         _validate_shape(raw)
+        if "discovery_connections" in raw:
+            raw["discovery_connections"] = tuple(raw["discovery_connections"])
         if "earliest_plausible_date" in raw:
             raw["earliest_plausible_date"] = date.fromisoformat(raw["earliest_plausible_date"])
         settings = cls(**raw)
@@ -168,6 +175,7 @@ EXPECTED = {
     "notification_batch_size": "a whole number of recipients per request between 1 and 1000",
     "alerts": "true or false",
     "alert_email": "an email address",
+    "discovery_connections": "a list of Airflow connection ids such as [\"crm_db\"]",
 }
 
 

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 from urllib.parse import quote, unquote, urlsplit
@@ -167,10 +168,23 @@ def _file_uri(path: str) -> str:
     return "file://" + quote(path, safe="/=+@:,;!$&'()*~")
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object's name (relative to the location), size in bytes and creation time (UTC)."""
+
+    name: str
+    size: int
+    created: "datetime"
+
+
 class ObjectStore(ABC):
     """Objects by name under one location. Implementations: FileObjectStore, seam.storage.GCSObjectStore."""
 
     location: Location
+
+    def describe(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Each object under ``prefix`` with its size and creation time (what an inventory needs), in no set order."""
+        raise NotImplementedError(f"{type(self).__name__} cannot describe its objects")
 
     @abstractmethod
     def put(self, name: str, data: bytes, content_type: str = "application/octet-stream", *,
@@ -287,6 +301,14 @@ class FileObjectStore(ObjectStore):
     def exists(self, name: str) -> bool:
         with self._errors("look up", name):
             return Path(self.location.key(name)).is_file()
+
+    def describe(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        from datetime import datetime, timezone
+
+        for name in self.list(prefix):
+            with self._errors("look up", name):
+                stat = Path(self.location.key(name)).stat()
+            yield ObjectInfo(name, stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
 
     def list(self, prefix: str = "") -> list[str]:
         check_prefix(prefix)

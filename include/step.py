@@ -18,7 +18,10 @@ what it has. Both have the same attributes:
 - ``datamap`` — the data map, checked against the operational database;
 - ``key`` — the subject key (keyed hashes of subjects and addresses);
 - ``mailer`` — SendGrid, ``None`` in a dry run; ``objects`` — the object store, ``None`` in a dry run;
-- ``approval`` — the reviewer's answer to the run's plan approval, where the step follows one.
+- ``approval`` — the reviewer's answer to the run's plan approval, where the step follows one;
+- ``database(conn_id)`` — the PostgreSQL database of another connection (SPEC §3.1's stores), ``bucket(name)`` — a
+  whole bucket to list (an allowed one: discovery's orphans); and
+  ``datamap_as_written`` — the map not checked against the databases (what discovery compares them with).
 
 A dry run is enforced where the step context is built: its ``mailer`` and ``objects`` are ``None``.
 """
@@ -51,7 +54,34 @@ class Step(Generic[P]):
     objects: "ObjectStore | None" = None
     approval: Mapping | None = None
     side: Any = None
+    databases: Mapping[str, Any] | None = None  # connection id -> database, for database() (ops_db: ``ops``)
+    buckets: Mapping[str, Any] | None = None  # bucket name -> object store, for bucket()
 
     @property
     def dry_run(self) -> bool:
         return bool(getattr(self.params, "dry_run", False))
+
+    def database(self, conn_id: str) -> Any:
+        """The database of Airflow connection ``conn_id``: ``ops`` for ``ops_db``, else ``databases[conn_id]``."""
+        if conn_id == "ops_db":
+            return self.ops
+        try:
+            return (self.databases or {})[conn_id]
+        except KeyError:
+            from include.errors import ConfigurationProblem
+
+            raise ConfigurationProblem(f"Airflow connection '{conn_id}' is not defined") from None
+
+    def bucket(self, name: str) -> "ObjectStore":
+        """The object store of the whole bucket ``name`` (here: ``buckets[name]``)."""
+        try:
+            return (self.buckets or {})[name]
+        except KeyError:
+            from include.errors import ConfigurationProblem
+
+            raise ConfigurationProblem(f"bucket {name!r} is not reachable here") from None
+
+    @property
+    def datamap_as_written(self) -> "DataMap | None":
+        """The data map unchecked against the databases (here: the one given)."""
+        return self.datamap

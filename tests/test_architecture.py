@@ -61,7 +61,7 @@ def test_airflow_is_imported_only_by_the_seam():
 
 # Each DAG's own package; they meet only through the shared modules (everything else in include/ but the two
 # entry layers: the Airflow seam and the command line with the page it serves).
-DOMAINS = ("children", "deadlines", "fulfilment", "vendors", "campaign")
+DOMAINS = ("children", "deadlines", "fulfilment", "vendors", "campaign", "discovery")
 ENTRY = ("seam", "cli", "page")
 
 

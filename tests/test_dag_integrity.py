@@ -9,7 +9,7 @@ import pytest
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
 EXPECTED = {"dsr_deadline_tracking", "vendor_sharing_manifests", "child_data_purge",
-            "policy_change_notifications", "dsr_fulfilment"}
+            "policy_change_notifications", "dsr_fulfilment", "personal_data_discovery"}
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def test_the_demo_runs_every_dag_and_prints_no_secret_and_no_personal_data(pg_se
         assert "FAILED" not in result.stdout and "hash chain" in result.stdout and "verified" in result.stdout
         # The summary has a line for each domain, read from the store the DAGs wrote.
         for words in ("privacy requests by state", "escalations:", "child-data purge (last live run): ",
-                      "vendor manifests: ", "policy-change campaign ", "request fulfilments: ",
+                      "vendor manifests: ", "policy-change campaign ", "request fulfilments: ", "personal-data discovery: ",
                       "SendGrid stand-in accepted"):
             assert words in result.stdout, (words, result.stdout[-4000:])
         # Each request state is printed with what it means.

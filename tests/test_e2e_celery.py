@@ -32,7 +32,7 @@ from include.seam.dag import GCS_POOL, SENDGRID_POOL, START_DATE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack, pytest.mark.timeout(1500)]
 DAGS = ("dsr_deadline_tracking", "child_data_purge", "vendor_sharing_manifests", "policy_change_notifications",
-        "dsr_fulfilment")
+        "dsr_fulfilment", "personal_data_discovery")
 # The interval-based manifests catch up from the DAGs' start date: the test waits for that first day.
 FIRST_DAY = START_DATE.replace(tzinfo=timezone.utc)
 # The demo data is anchored a month after it, so the first day has shares; every other DAG is as happy

@@ -22,6 +22,7 @@ import pytest
 
 from devkit import database, demo, local_airflow
 from devkit.database import connect
+from devkit.seed.unmapped import PLANT_SQL
 from devkit.standins.sendgrid_server import SendGridStandIn
 from tests import e2e_world
 
@@ -42,7 +43,8 @@ def world(e2e_session, tmp_path_factory):
     the plugin on this process's Airflow metadata (the DAGs and their runs are there)."""
     pg = e2e_session["pg"]
     today = datetime.now(timezone.utc).date()
-    template_name, _ = e2e_world.template(pg, 1500, 11, today)
+    # Seeded as the demo seeds it, with the personal data the map does not name (the discovery section's rows).
+    template_name, _ = e2e_world.template(pg, 1500, 11, today, PLANT_SQL)
     name, url = e2e_world.clone(pg, template_name, prefix="privacy_e2e_page")
     evidence = tmp_path_factory.mktemp("evidence")
     logs = tmp_path_factory.mktemp("logs-e2e")
@@ -89,7 +91,7 @@ def wait_for_chain(world):
 
 # -- access --------------------------------------------------------------------------------------------
 
-SECTIONS = ["attention", "requests", "whatif", "audit", "purges", "manifests", "campaigns", "fulfilments"]
+SECTIONS = ["attention", "requests", "whatif", "audit", "purges", "manifests", "campaigns", "fulfilments", "discovery"]
 ROUTES = ["/compliance/", API, *[f"{API}/{key}" for key in SECTIONS]]
 
 

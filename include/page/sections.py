@@ -21,7 +21,7 @@ from include import reads
 from include.deadline_rules import STATES
 from include.page.links import UiLinks
 from include.reads import audit as audit_reads
-from include.reads import attention, children, fulfilments, vendors
+from include.reads import attention, children, discovery, fulfilments, vendors
 from include.reads import campaign as notifications, deadlines as dsr
 
 MAX_PAGE_SIZE = 200
@@ -343,6 +343,20 @@ def _fulfilments(req: Request) -> dict:
                                            req.links)}
 
 
+def _discovery(req: Request) -> dict:
+    page = discovery.finding_page(req.conn, limit=req.query.limit, offset=req.query.offset)
+    for row in page["rows"]:
+        row["run"] = link(row["last_run_id"], req.links.run(discovery.DAG_ID, row["last_run_id"]))
+        row["counts"] = f"{row['matched']} / {row['sampled']}"
+    last = discovery.last_run(req.conn)
+    facts = [{"label": "Open findings", "value": page["total"], "tone": "warn" if page["total"] else "good"}]
+    for bucket, o in ((last or {}).get("orphans") or {}).items():
+        facts.append({"label": f"Objects no row names in {bucket}", "value": f"{o['orphans']} ({o['orphan_bytes']:,} "
+                      f"bytes; oldest {(o['oldest_orphan'] or '-')[:10]})", "tone": "warn" if o["orphans"] else "good"})
+    return {**page, "facts": facts, "refreshed": refreshed(last and last["scanned_at"], last and last["run_id"],
+                                                           discovery.DAG_ID, req.links)}
+
+
 def _attention(req: Request) -> dict:
     from datetime import timezone
 
@@ -459,6 +473,18 @@ SECTIONS: tuple[Section, ...] = (
                  Column("rows_erased", "Rows erased", "int"), Column("fulfilled_at", "When", "time"),
                  Column("run", "Run", "link")),
         build=_fulfilments),
+    Section(
+        key="discovery", title="Personal data the map does not name", dag_id=discovery.DAG_ID, tables=discovery.TABLES,
+        about="Open findings of personal-data discovery, oldest first: columns holding personal data the data map does "
+              "not name (with a data-map entry to paste, in the email and `privacy-ops discover --format yaml`), "
+              "mapped columns gone or no longer personal. Dismiss one with `privacy-ops dismiss-finding`.",
+        refreshed_by="weekly, and by a manual run",
+        columns=(Column("finding_id", "Finding", "id"), Column("connection_id", "Connection"),
+                 Column("where", "Table.column"), Column("finding", "Finding"), Column("kind", "Kind"),
+                 Column("confidence", "Confidence"), Column("counts", "Matched / sampled"),
+                 Column("first_seen_at", "First seen", "time"), Column("age_days", "Age (days)", "int"),
+                 Column("run", "Last seen by run", "link")),
+        build=_discovery),
 )
 BY_KEY = {s.key: s for s in SECTIONS}
 

@@ -179,6 +179,13 @@ def _json_kind(value) -> str:
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
+def datamap_as_written() -> "DataMap":
+    """The data map (``$PRIVACY_DATAMAP``, else the packaged one), its shape checked, not its databases."""
+    from include.datamap import load_datamap
+
+    return load_datamap(os.environ.get("PRIVACY_DATAMAP") or None)
+
+
 def datamap(ops_conn) -> "DataMap":
     """The data map, checked against the live operational database (``ops_conn``) and every other connection it
     names (SPEC §3.1): a missing connection, a database that does not answer, a missing table or column stops the

@@ -54,6 +54,7 @@ TAGS: Mapping[str, str] = {
     "export": "builds data exports for subjects",
     "email": "sends email through SendGrid",
     "gcs": "writes objects to cloud storage",
+    "discovery": "finds personal data the data map does not name",
 }
 # Airflow pools (defined in pools.json at the repository root, imported by `airflow pools import`).
 GCS_POOL = "privacy_gcs"
@@ -135,9 +136,28 @@ def _audit_anchor():
     return anchor_audit_log()
 
 
-def prepare_store():
-    """The task most DAGs start with: migrate the compliance store, check the data map against the database."""
+def prepare_store(check_datamap: bool = True):
+    """The task most DAGs start with: migrate the compliance store, check the data map against the database.
+
+    ``check_datamap=False`` (personal-data discovery, which reports a mapped column gone instead of stopping on it):
+    migrate the store and read the map's shape only."""
     from airflow.sdk import task
+
+    if not check_datamap:
+        @task(task_id="prepare_store")
+        def prepare_store_only() -> dict:
+            """Migrate the compliance store and read the data map (its shape; the databases are what this DAG
+            compares it with)."""
+            from include import compliance_store
+            from include.seam.task import task_env
+
+            with task_env() as env:
+                applied = env.migrate_store()
+                dm = env.datamap_as_written
+                return {"store_migration": compliance_store.current_version(env.store), "applied_now": applied,
+                        "datamap": dm.source, "connections": list(dm.connections)}
+
+        return prepare_store_only()
 
     @task(task_id="prepare_store")
     def prepare_store() -> dict:

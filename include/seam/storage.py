@@ -17,7 +17,7 @@ import logging
 import os
 from typing import Iterator
 
-from include.objectstore import (FileObjectStore, Location, ObjectExists, ObjectNotFound, ObjectStore,
+from include.objectstore import (FileObjectStore, Location, ObjectExists, ObjectInfo, ObjectNotFound, ObjectStore,
                                  ObjectStoreError, ObjectStoreRefused, ObjectStoreUnavailable, check_prefix)
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,16 @@ class GCSObjectStore(ObjectStore):
             names = [blob.name[len(base):] for blob in blobs]
         # Console "folders" are zero-byte objects named like "a/b/": not objects of ours.
         return sorted(n for n in names if n and not n.endswith("/"))
+
+    def describe(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        check_prefix(prefix)
+        base = f"{self.location.path}/" if self.location.path else ""
+        with self._errors("list", prefix):
+            bucket = self._bucket()
+            for blob in self._call(bucket.client.list_blobs, bucket_or_name=bucket, prefix=base + prefix):
+                name = blob.name[len(base):]
+                if name and not name.endswith("/"):
+                    yield ObjectInfo(name, int(blob.size or 0), blob.time_created)
 
     # -- errors --------------------------------------------------------------------------------------
 

@@ -112,6 +112,26 @@ class TaskEnv(Generic[P]):
         self._store_checked = True
         return applied
 
+    def database(self, conn_id: str) -> "psycopg.Connection":
+        """The PostgreSQL database of the Airflow connection ``conn_id`` (autocommit), opened on first use: the
+        operational database for ``ops_db``, another store (SPEC §3.1) for another id."""
+        if conn_id == connections.OPS_DB:
+            return self.ops
+        return self._db(conn_id, lambda: connections.postgres(conn_id))
+
+    def bucket(self, name: str) -> "ObjectStore":
+        """The whole bucket ``gs://name`` (connection google_cloud_default), to list (a dry run lists too: listing
+        changes nothing; only the evidence location is written, through ``objects``)."""
+        from include.seam.storage import object_store
+
+        return object_store(f"gs://{name}", gcp_conn_id=connections.GOOGLE_CLOUD)
+
+    @property
+    def datamap_as_written(self) -> "DataMap":
+        """The data map as written (its shape checked, not checked against the databases): what personal-data
+        discovery compares the databases with, a mapped column that is gone being one of its findings."""
+        return connections.datamap_as_written()
+
     @property
     def datamap(self) -> "DataMap":
         """The data map, checked against the live operational database once per task."""

@@ -1,0 +1,128 @@
+"""Every table and column of a database, from its catalogue, and a bounded sample of each table's rows.
+
+The sample's cost stays flat as a table grows: a table estimated (``pg_class.reltuples``) at more than a few times
+the rows wanted is read with ``TABLESAMPLE SYSTEM (p)``, which reads only the chosen share of the table's pages,
+``p`` chosen so that about four times the rows wanted come back, and ``LIMIT`` stops at the rows wanted. A smaller
+table (or one never analysed, whose estimate is unknown) is read with ``LIMIT`` alone, which stops after that many
+rows. Every value is read as text (``col::text``, at most :data:`VALUE_CHARS` characters), so a value Python's types
+cannot hold (``infinity``, a BC date) is a string like any other and never stops the scan.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import pandas as pd
+from psycopg import sql
+
+log = logging.getLogger("include.discovery")
+
+# Schemas never scanned: PostgreSQL's own and the compliance store (which holds findings, not subjects' data).
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast", "compliance")
+VALUE_CHARS = 2000  # characters of a value read (a long message body is judged by its beginning)
+OVERSAMPLE = 4  # TABLESAMPLE asks for this many times the rows wanted (pages are not all full)
+SAMPLE_TIMEOUT_MS = 60_000  # one table's sample never holds the scan longer than this
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    data_type: str
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    column: str
+    ref_schema: str
+    ref_table: str
+    ref_column: str
+
+
+@dataclass(frozen=True)
+class Table:
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+    estimated_rows: float  # pg_class.reltuples: -1 when never analysed
+    foreign_keys: tuple[ForeignKey, ...] = ()
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def label(self) -> str:
+        return self.name if self.schema == "public" else self.qualified
+
+
+_CATALOGUE = """
+select n.nspname, c.relname, c.reltuples::float8, a.attname,
+       regexp_replace(format_type(a.atttypid, a.atttypmod), '\\(.*\\)', '') as data_type
+from pg_class c
+join pg_namespace n on n.oid = c.relnamespace
+join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+where c.relkind in ('r', 'p', 'm') and not c.relispartition
+  and n.nspname <> all(%s) and n.nspname !~ '^pg_(temp|toast)'
+order by n.nspname, c.relname, a.attnum
+"""
+
+_FOREIGN_KEYS = """
+select n.nspname, c.relname, a.attname, rn.nspname, rc.relname, ra.attname
+from pg_constraint k
+join pg_class c on c.oid = k.conrelid join pg_namespace n on n.oid = c.relnamespace
+join pg_class rc on rc.oid = k.confrelid join pg_namespace rn on rn.oid = rc.relnamespace
+join pg_attribute a on a.attrelid = k.conrelid and a.attnum = k.conkey[1]
+join pg_attribute ra on ra.attrelid = k.confrelid and ra.attnum = k.confkey[1]
+where k.contype = 'f' and array_length(k.conkey, 1) = 1
+"""
+
+
+def list_tables(conn, only: Sequence[str] = ()) -> list[Table]:
+    """Every table (ordinary, partitioned, materialized view) outside :data:`SYSTEM_SCHEMAS`, with its columns and
+    single-column foreign keys. ``only``: table names (``users`` or ``schema.users``); empty means every table."""
+    wanted = {name.lower() for name in only}
+    rows: dict[tuple[str, str], dict] = {}
+    for schema, table, estimate, column, data_type in conn.execute(_CATALOGUE, (list(SYSTEM_SCHEMAS),)):
+        if wanted and table.lower() not in wanted and f"{schema}.{table}".lower() not in wanted:
+            continue
+        entry = rows.setdefault((schema, table), {"estimate": estimate, "columns": []})
+        entry["columns"].append(Column(column, data_type))
+    keys: dict[tuple[str, str], list[ForeignKey]] = {}
+    if rows:
+        for schema, table, column, ref_schema, ref_table, ref_column in conn.execute(_FOREIGN_KEYS):
+            if (schema, table) in rows:
+                keys.setdefault((schema, table), []).append(ForeignKey(column, ref_schema, ref_table, ref_column))
+    return [Table(schema, table, tuple(e["columns"]), e["estimate"], tuple(keys.get((schema, table), ())))
+            for (schema, table), e in rows.items()]
+
+
+def sample_percent(estimated_rows: float, rows: int) -> float | None:
+    """The ``TABLESAMPLE SYSTEM`` percentage for ``rows`` of a table of ``estimated_rows``, or None when the table
+    is small (or its size unknown) and ``LIMIT`` alone bounds the read."""
+    if estimated_rows <= OVERSAMPLE * rows:
+        return None
+    return max(100.0 * OVERSAMPLE * rows / estimated_rows, 0.0001)
+
+
+def sample_query(table: Table, rows: int, columns: Iterable[Column] | None = None) -> sql.Composed:
+    """The statement reading a table's sample: every column as bounded text, sampled pages when the table is big."""
+    cols = tuple(columns if columns is not None else table.columns)
+    select = sql.SQL(", ").join(
+        sql.SQL("left({}::text, {})").format(sql.Identifier(c.name), sql.Literal(VALUE_CHARS)) for c in cols)
+    percent = sample_percent(table.estimated_rows, rows)
+    sampled = (sql.SQL(" tablesample system ({})").format(sql.Literal(round(percent, 6))) if percent is not None
+               else sql.SQL(""))
+    return sql.SQL("select {} from {}{} limit {}").format(select, sql.Identifier(table.schema, table.name), sampled,
+                                                         sql.Literal(rows))
+
+
+def sample(conn, table: Table, rows: int) -> pd.DataFrame:
+    """Up to ``rows`` rows of ``table``, every value as text (None for NULL), in a pandas DataFrame."""
+    names = [c.name for c in table.columns]
+    with conn.transaction():
+        conn.execute("set transaction read only")
+        conn.execute(sql.SQL("set local statement_timeout = {}").format(sql.Literal(SAMPLE_TIMEOUT_MS)))
+        records = conn.execute(sample_query(table, rows)).fetchall()
+    return pd.DataFrame.from_records(records, columns=names).astype("object") if records else \
+        pd.DataFrame({name: pd.Series(dtype="object") for name in names})

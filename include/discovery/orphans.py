@@ -1,0 +1,52 @@
+"""Objects no row names: in each bucket the data map allows (its ``buckets``), the objects that no file column
+(``files``) of any store names — a regulator's "data you forgot you had".
+
+Only counts, bytes and the oldest creation time are kept: an object's name can carry a person's name (a file
+upload keeps its file name), so no name is logged, stored or emailed.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Callable
+
+from psycopg import sql
+
+from include.datamap import DataMap
+
+log = logging.getLogger("include.discovery")
+
+
+def named_objects(dm: DataMap, database: Callable[[str], object]) -> dict[str, set[str]]:
+    """bucket -> the object names (keys) that file columns name, read from every store the map names."""
+    named: dict[str, set[str]] = {b: set() for b in dm.buckets}
+    for entry, column in dm.file_columns:
+        conn = database(entry.connection)
+        query = sql.SQL("select distinct {col} from {table} where {col} like 'gs://%%'").format(
+            col=sql.Identifier(column), table=entry.ident)
+        for (uri,) in conn.execute(query):
+            bucket, _, key = uri[len("gs://"):].partition("/")
+            if bucket in named and key:
+                named[bucket].add(key)
+    return named
+
+
+def find_orphans(dm: DataMap, database: Callable[[str], object], open_bucket: Callable[[str], object]) -> dict:
+    """bucket -> {objects, orphans, orphan_bytes, oldest_orphan} for every allowed bucket (none: an empty dict)."""
+    named = named_objects(dm, database)
+    found = {}
+    for bucket in dm.buckets:
+        total = orphans = size = 0
+        oldest: datetime | None = None
+        for info in open_bucket(bucket).describe():
+            total += 1
+            if info.name in named[bucket]:
+                continue
+            orphans += 1
+            size += info.size
+            if info.created is not None and (oldest is None or info.created < oldest):
+                oldest = info.created
+        found[bucket] = {"objects": total, "orphans": orphans, "orphan_bytes": size,
+                         "oldest_orphan": oldest.isoformat() if oldest else None}
+        log.info("bucket %s: %d object(s), %d named by no row (%d bytes)", bucket, total, orphans, size)
+    return found

@@ -1,0 +1,446 @@
+"""Personal-data discovery: the classification (pure), the scan of a real PostgreSQL seeded with the reference
+schema plus planted unmapped columns (devkit/seed/unmapped.py), the findings store, dismissal, the email, two runs at
+once, the sampling bound, the command line and the object-storage orphans."""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import date, datetime, timezone
+
+import pandas as pd
+import pytest
+import yaml
+
+from devkit import database
+from devkit.seed.demo_data import seed
+from devkit.seed.unmapped import PLANTED, plant
+from include import audit, compliance_store
+from include.audit import RunContext
+from include.config import Settings
+from include.datamap import load_datamap, parse_datamap
+from include.discovery import catalogue, classify, findings, steps
+from include.discovery.params import DiscoveryParams
+from include.delivery.sendgrid_mailer import SendGridMailer
+from include.periods import ParamError, RunTiming
+from include.step import Step
+
+TODAY = date(2026, 12, 6)
+SETTINGS = Settings(compliance_team_email="privacy-team@example.com")
+
+
+# -- the classification, value by value ----------------------------------------------------------------------------
+
+def kind(column: str, values, data_type: str = "text"):
+    verdict = classify.classify(column, data_type, values, TODAY)
+    return verdict.kind if verdict else None
+
+
+@pytest.mark.parametrize("column,values,expected", [
+    # misleading names: the values decide
+    ("buyer", ["12 Oak Street, Springfield", "4 Baker Road, Leeds LS1 4AB", "Hauptstrasse 5, 10115 Berlin",
+               "88 Elm Avenue", "Rue de la Paix 12, 75002 Paris"], classify.POSTAL_ADDRESS),
+    ("hw", ["00:1A:2B:3C:4D:5E", "a0-b1-c2-d3-e4-f5", "0011.2233.4455"], classify.DEVICE_ID),
+    ("ref", ["490154203237518", "356938035643809", "353918057437364"], classify.DEVICE_ID),  # IMEIs (Luhn)
+    ("contact", ["+44 20 7946 0958", "+1 (415) 555-0132", "+49 30 901820", "020 7946 0959"], classify.PHONE),
+    ("misc", ["04/07/1999", "12/11/1985", "1970-01-30", "23.05.1960", "July 4, 1976"], classify.BIRTH_DATE),
+    ("x", ["2001:db8::1", "192.168.0.1", "10.1.2.3", "fe80::1ff:fe23:4567:890a"], classify.IP_ADDRESS),
+    ("owner", ["Maria Lopez", "John Smith", "Aoife Walsh", "Kwame Mensah", "Ingrid Nilsson"], classify.PERSON_NAME),
+    ("notes_to", ["a.b@example.org", "X@Mail.Example.COM", "first.last+tag@sub.example.co.uk"], classify.EMAIL),
+    # a name the vocabulary lacks counts where the column's name and every value's shape agree
+    ("last_name", ["Okonkwo", "Nakamura", "Abernathy", "Castellanos", "Smith"], classify.PERSON_NAME),
+    ("device_id", ["a1b2c3d4e5f60718", "0f1e2d3c4b5a6978"], classify.DEVICE_ID),  # Android ids
+])
+def test_each_kind_is_found_by_its_values_under_a_misleading_name(column, values, expected):
+    assert kind(column, values * 4) == expected
+
+
+@pytest.mark.parametrize("column,values,data_type", [
+    ("phone_model", ["iPhone 14", "Pixel 7", "Galaxy S23", "Nokia 3310"], "text"),
+    ("email_template_id", ["1", "2", "3", "42"], "integer"),
+    ("email_template_id", ["tpl-welcome", "tpl-reset"], "text"),
+    ("ip_allowlist_enabled", ["true", "false"], "boolean"),
+    ("birth_date_verified", ["true", "false"], "boolean"),
+    ("home_address_count", ["1", "2", "0"], "integer"),
+    ("company_name", ["Acme Inc", "Globex LLC", "Initech Ltd"], "text"),
+    ("product_name", ["Blue Widget", "Gold Plan", "Starter Kit"], "text"),
+    ("surname_hash", ["a1b2c3d4e5f60718", "0f1e2d3c4b5a6978"], "text"),
+    ("amount", ["1234567.89", "9981234.00"], "text"),
+    ("version", ["1.2.3", "10.0.1", "2.4.6"], "text"),
+    ("user_agent", ["Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 "
+                    "Safari/537.36"], "text"),
+    ("signed_on", ["2024-01-02", "2024-05-06", "2025-03-04", "2023-07-08"], "date"),  # not birthdays
+    ("id", ["123e4567-e89b-12d3-a456-426614174000", "0b8f1c52-5d0c-4d5e-9a53-2b8b7f7d3c11"], "uuid"),
+])
+def test_a_name_alone_flags_nothing(column, values, data_type):
+    assert kind(column, values * 5, data_type) is None
+
+
+def test_typed_columns_count_even_without_values():
+    assert kind("origin", [], "inet") == classify.IP_ADDRESS
+    assert kind("hw", [], "macaddr") == classify.DEVICE_ID
+    assert kind("d", ["1980-01-02", "1990-05-06", "1975-03-04", "2001-07-08", "1966-09-10"], "date") == \
+        classify.BIRTH_DATE
+    assert kind("advertising_id", ["123e4567-e89b-12d3-a456-426614174000"] * 5, "uuid") == classify.DEVICE_ID
+
+
+def test_free_text_where_one_row_in_twenty_holds_an_address():
+    plain = [f"The export works but the dashboard is slow on Mondays, ticket {i}." for i in range(190)]
+    with_address = [f"Please send the part to {i + 3} Rowan Road, Leeds instead." for i in range(10)]
+    verdict = classify.classify("comment", "text", pd.Series(plain + with_address), TODAY)
+    assert verdict is not None and verdict.kind == classify.FREE_TEXT
+    assert (verdict.matched, verdict.sampled) == (10, 200)
+    assert classify.classify("comment", "text", pd.Series(plain), TODAY) is None
+
+
+# -- a seeded database with planted personal data the map does not name ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def seeded(pg_server_url):
+    name = f"privacy_discovery_{uuid.uuid4().hex[:10]}"
+    url = database.create_database(pg_server_url, name)
+    seed(url, users=300, seed=5, anchor=TODAY)
+    with database.connect(url, autocommit=True) as conn:
+        plant(conn)
+        compliance_store.migrate(conn)
+    yield url
+    database.drop_database(pg_server_url, name)
+
+
+@pytest.fixture
+def db(seeded):
+    """The seeded database twice (operational, store), the store's discovery tables emptied for each test."""
+    with database.connect(seeded, autocommit=True) as ops, database.connect(seeded, autocommit=True) as store:
+        store.execute("truncate compliance.discovery_run_findings, compliance.discovery_findings, "
+                      "compliance.discovery_runs")
+        yield ops, store
+
+
+def params(**raw) -> DiscoveryParams:
+    timing = RunTiming(run_after=datetime(2026, 12, 6, 12, tzinfo=timezone.utc))
+    return DiscoveryParams.resolve(raw, SETTINGS, timing)
+
+
+def step_of(ops, store, run_id: str, mailer=None, **raw) -> Step:
+    ctx = RunContext(run_id=run_id, actor="test", dag_id="personal_data_discovery", task_id="t")
+    return Step(ctx=ctx, settings=SETTINGS, params=params(**raw), ops=ops, store=store, datamap=load_datamap(),
+                mailer=mailer)
+
+
+def run(ops, store, run_id: str, mailer=None, **raw) -> dict:
+    """One run's steps, as the DAG wires them."""
+    step = step_of(ops, store, run_id, mailer, **raw)
+    scans = [steps.scan_connection(step, c) for c in steps.plan_scan(step)]
+    recorded = steps.record_findings(step, scans)
+    told = steps.send_new_findings(step) if mailer else None
+    return {"scans": scans, "recorded": recorded, "told": told}
+
+
+def test_the_shipped_map_leaves_nothing_unmapped_in_the_reference_schema(pg_server_url):
+    name = f"privacy_discovery_ref_{uuid.uuid4().hex[:8]}"
+    url = database.create_database(pg_server_url, name)
+    try:
+        seed(url, users=300, seed=5, anchor=TODAY)
+        with database.connect(url, autocommit=True) as conn:
+            report = findings.scan_connection(conn, load_datamap(), "ops_db", rows=1000, today=TODAY)
+        assert report.tables == 13 and report.findings == [], [findings.Finding.key.fget(f) for f in report.findings]
+    finally:
+        database.drop_database(pg_server_url, name)
+
+
+def test_the_scan_finds_every_planted_column_by_its_values_and_no_decoy(db):
+    ops, _ = db
+    report = findings.scan_connection(ops, load_datamap(), "ops_db", rows=1000, today=TODAY)
+    unmapped = {(f.table, f.column): f.kind for f in report.findings if f.finding == findings.UNMAPPED}
+    assert unmapped == {k: v for k, v in PLANTED.items() if v}
+    assert all(0.5 <= f.confidence <= 1 and 0 < f.matched <= f.sampled for f in report.findings)
+
+
+def test_each_suggestion_is_a_data_map_entry_that_parses(db):
+    ops, _ = db
+    report = findings.scan_connection(ops, load_datamap(), "ops_db", rows=1000, today=TODAY)
+    raw = yaml.safe_load(load_datamap().source and open(load_datamap().source).read())
+    by_table = {}
+    for f in report.findings:
+        entry = yaml.safe_load(f.suggestion)[0]
+        if "subject" not in entry:  # the column added to an existing entry
+            existing = next(e for e in raw["personal_data"] if e["table"] == entry["table"])
+            for category, cols in entry["categories"].items():
+                existing["categories"].setdefault(category, []).extend(cols)
+            continue
+        merged = by_table.setdefault(entry["table"], entry)
+        for category, cols in entry["categories"].items():
+            merged["categories"].setdefault(category, [])
+            merged["categories"][category] = sorted(set(merged["categories"][category]) | set(cols))
+    crm = by_table["crm_contacts"]
+    assert crm["subject"] == {"column": "contact_email", "match": "email"}  # the likely link: an address column
+    assert by_table["feedback"]["subject"] == {"column": "???"}  # no link found: said so
+    by_table["feedback"]["subject"] = {"column": "id"}
+    raw["personal_data"] += list(by_table.values())
+    dm = parse_datamap(raw)
+    again = findings.scan_connection(ops, dm, "ops_db", rows=1000, today=TODAY)
+    assert [f for f in again.findings if f.finding == findings.UNMAPPED] == []  # pasted: nothing left unmapped
+
+
+def test_a_mapped_column_gone_or_no_longer_personal_is_reported(db, seeded):
+    ops, _ = db
+    raw = yaml.safe_load(open(load_datamap().source).read())
+    social = next(e for e in raw["personal_data"] if e["table"] == "social_profiles")
+    social["categories"]["social"].append("avatar_url")  # a column the database does not have
+    legal = next(e for e in raw["personal_data"] if e["table"] == "legal_holds")
+    legal["categories"]["contact"] = ["reason"]
+    ops.execute("create temporary table if not exists t_dummy (x int)")
+    dm = parse_datamap(raw)
+    report = findings.scan_connection(ops, dm, "ops_db", rows=1000, today=TODAY)
+    gone = {(f.table, f.column) for f in report.findings if f.finding == findings.MAPPED_GONE}
+    assert gone == {("social_profiles", "avatar_url")}
+    # users.phone stripped of phone numbers (in a copy of the database's table: rename as a view would not do)
+    ops.execute("create schema if not exists scratch")
+    ops.execute("drop table if exists scratch.users")
+    ops.execute("create table scratch.users as select id, 'n/a'::text as phone from users limit 50")
+    raw2 = yaml.safe_load(open(load_datamap().source).read())
+    raw2["personal_data"].append({"table": "scratch.users", "subject": {"column": "id"},
+                                  "categories": {"contact": ["phone"]}, "erase": "delete"})
+    report = findings.scan_connection(ops, parse_datamap(raw2), "ops_db", rows=1000, today=TODAY,
+                                      tables=("scratch.users",))
+    ops.execute("drop schema scratch cascade")
+    assert [(f.schema, f.table, f.column, f.finding, f.kind) for f in report.findings] == \
+        [("scratch", "users", "phone", findings.MAPPED_NOT_PERSONAL, classify.PHONE)]
+
+
+# -- the store, the email, dismissal, two runs at once ---------------------------------------------------------------
+
+def test_no_sampled_value_reaches_the_log_the_store_or_the_email(db, sendgrid, caplog):
+    ops, store = db
+    mailer = SendGridMailer(api_key="SG.test-key", host=sendgrid.base_url)
+    caplog.set_level(logging.DEBUG)
+    out = run(ops, store, "run-values", mailer)
+    assert out["recorded"]["new"] == 5 and out["told"]["sent"] == 5
+    values = set()
+    for table, column in [k for k, v in PLANTED.items() if v]:
+        values |= {v for (v,) in ops.execute(f"select {column}::text from {table} where {column} is not null")}
+    values |= {v for (v,) in ops.execute("select email from users where email is not null")}
+    values |= {v for (v,) in ops.execute("select full_name from users where full_name is not null")}
+    stored = " ".join(str(r) for t in ("discovery_findings", "discovery_run_findings", "discovery_runs", "audit_log")
+                      for r in store.execute(f"select * from compliance.{t}"))
+    emails = " ".join(str(r["payload"]) for r in sendgrid.accepted())
+    texts = {"log": caplog.text, "store": stored, "email": emails}
+    for where, text in texts.items():
+        leaked = [v for v in values if len(v) >= 6 and v in text]
+        assert not leaked, f"{len(leaked)} sampled value(s) in the {where}"
+    assert "crm_contacts.buyer" in emails and "contact_email, match: email" in emails  # what it does say
+
+
+def test_a_dismissal_with_its_reason_survives_the_next_run_and_is_audited(db, sendgrid, seeded, restore_logging,
+                                                                            capsys):
+    from include.cli import main
+
+    ops, store = db
+    run(ops, store, "run-1")  # recorded, not emailed yet
+    fid = store.execute("select finding_id from compliance.discovery_findings where column_name = 'hw'").fetchone()[0]
+    assert main(["dismiss-finding", "--url", seeded, "--id", str(fid), "--reason",
+                 "lab hardware ids, not a subject's device", "--by", "dpo"]) == 0
+    assert "dismissed" in capsys.readouterr().out
+    assert main(["dismiss-finding", "--url", seeded, "--id", str(fid), "--reason", "again", "--by", "dpo"]) == 1
+    assert main(["dismiss-finding", "--url", seeded, "--id", "999999", "--reason", "x", "--by", "dpo"]) == 1
+    assert main(["dismiss-finding", "--url", seeded, "--id", str(fid), "--reason", "  ", "--by", "dpo"]) == 1
+    mailer = SendGridMailer(api_key="SG.test-key", host=sendgrid.base_url)
+    out = run(ops, store, "run-2", mailer)
+    status, notice, reason = store.execute("select status, notice, dismiss_reason from compliance.discovery_findings "
+                                           "where finding_id = %s", (fid,)).fetchone()
+    assert (status, notice, reason) == ("dismissed", "withdrawn", "lab hardware ids, not a subject's device")
+    assert out["told"]["sent"] == 4  # the other four, not the dismissed one
+    assert "users.hw" not in " ".join(str(r["payload"]) for r in sendgrid.accepted())
+    (details,) = store.execute("select details from compliance.audit_log where action = "
+                               "'discovery.finding_dismissed'").fetchone()
+    assert details["finding_id"] == fid and details["reason"].startswith("lab hardware")
+    assert audit.verify_chain(store).ok
+
+
+def test_a_finding_no_longer_seen_is_resolved_and_a_second_run_tells_nothing_again(db, sendgrid):
+    ops, store = db
+    mailer = SendGridMailer(api_key="SG.test-key", host=sendgrid.base_url)
+    assert run(ops, store, "run-a", mailer)["told"]["sent"] == 5
+    again = run(ops, store, "run-b", mailer)
+    assert again["recorded"]["new"] == 0 and again["told"]["sent"] == 0 and len(sendgrid.accepted()) == 1
+    ops.execute("alter table feedback rename column comment to remark")
+    try:
+        third = run(ops, store, "run-c", mailer, tables=["feedback"])
+    finally:
+        ops.execute("alter table feedback rename column remark to comment")
+    states = dict(store.execute("select column_name, status from compliance.discovery_findings"))
+    assert states["comment"] == "resolved" and states["remark"] == "open" and states["buyer"] == "open"
+    assert third["recorded"]["resolved"] == 1  # a targeted run resolves only in its own tables
+
+
+def test_two_runs_at_once_record_each_finding_once_and_email_it_once(db, seeded, sendgrid):
+    _, store = db
+    mailer = SendGridMailer(api_key="SG.test-key", host=sendgrid.base_url)
+    barrier, results, errors = threading.Barrier(2), {}, []
+
+    def one(run_id):
+        try:
+            with database.connect(seeded, autocommit=True) as ops, database.connect(seeded, autocommit=True) as st:
+                step = step_of(ops, st, run_id, mailer)
+                scans = [steps.scan_connection(step, c) for c in steps.plan_scan(step)]
+                barrier.wait(30)
+                results[run_id] = (steps.record_findings(step, scans), steps.send_new_findings(step))
+        except Exception as exc:  # noqa: BLE001 -- reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(f"twin-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert store.execute("select count(*) from compliance.discovery_findings").fetchone()[0] == 5
+    assert sum(r[0]["new"] for r in results.values()) == 5
+    assert sum(r[1]["sent"] for r in results.values()) == 5
+    # Each finding in exactly one message (a run's message holds the rows it claimed: one or two messages in all).
+    sent = [p for r in sendgrid.accepted() for p in r["payload"]["personalizations"]]
+    assert sum(int(p["custom_args"]["findings"]) for p in sent) == 5
+    told = store.execute("select count(*), count(distinct message_id) from compliance.discovery_findings "
+                         "where notice = 'sent'").fetchone()
+    assert told == (5, len(sent))
+    assert store.execute("select count(*) from compliance.discovery_run_findings").fetchone()[0] == 10
+
+
+def test_a_dry_run_stores_nothing_and_logs_names_only(db, caplog):
+    ops, store = db
+    caplog.set_level(logging.INFO, logger="include.discovery")
+    out = run(ops, store, "dry", dry_run=True)
+    assert out["recorded"]["dry_run"] and out["recorded"]["findings"] == 5
+    assert store.execute("select count(*) from compliance.discovery_findings").fetchone()[0] == 0
+    assert "crm_contacts.buyer: unmapped · postal_address" in caplog.text
+
+
+# -- the sampling bound ----------------------------------------------------------------------------------------------
+
+def test_a_large_table_is_read_by_sampled_pages_and_a_small_one_by_limit(fresh_db):
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create table big as select i as id, 'row ' || i as note from generate_series(1, 60000) i")
+        conn.execute("create table small as select i as id from generate_series(1, 50) i")
+        conn.execute("analyze big; analyze small")
+        tables = {t.name: t for t in catalogue.list_tables(conn)}
+        plan = "\n".join(r[0] for r in conn.execute("explain " + catalogue.sample_query(tables["big"], 100)
+                                                    .as_string(conn)))
+        assert "Sample Scan" in plan and "system" in plan.lower() and "Limit" in plan
+        assert catalogue.sample_percent(tables["big"].estimated_rows, 100) < 1
+        frame = catalogue.sample(conn, tables["big"], 100)
+        assert 0 < len(frame) <= 100
+        plan = "\n".join(r[0] for r in conn.execute("explain " + catalogue.sample_query(tables["small"], 100)
+                                                    .as_string(conn)))
+        assert "Sample Scan" not in plan and "Limit" in plan
+        assert len(catalogue.sample(conn, tables["small"], 100)) == 50
+
+
+# -- parameters, the command line, orphans ---------------------------------------------------------------------------
+
+def test_the_trigger_form_is_checked_in_one_sentence():
+    assert params().sample_rows == 1000 and not params().dry_run
+    for raw, says in (({"sample_rows": 5}, "sample_rows must be"), ({"sample_rows": True}, "sample_rows must be"),
+                      ({"connections": ["bad id"]}, "connections must be"), ({"tables": ["a;drop"]}, "tables must"),
+                      ({"dry_run": "yes"}, "dry_run must be")):
+        with pytest.raises(ParamError, match=says):
+            params(**raw)
+
+
+def test_discover_prints_the_findings_or_their_yaml_and_no_value(seeded, restore_logging, capsys):
+    from include.cli import main
+
+    assert main(["discover", "--url", seeded]) == 0
+    out = capsys.readouterr().out
+    assert "crm_contacts.buyer" in out and "postal_address" in out and "5 finding(s) in 15 table(s)" in out
+    assert "Springfield" not in out and "@example.net" not in out
+    assert main(["discover", "--url", seeded, "--format", "yaml", "--table", "crm_contacts"]) == 0
+    entries = yaml.safe_load(capsys.readouterr().out)
+    assert entries == [{"table": "crm_contacts", "subject": {"column": "contact_email", "match": "email"},
+                        "categories": {"contact": ["buyer", "contact_email"]}, "erase": "delete"}]
+
+
+def test_findings_lists_the_open_ones_with_their_age(db, seeded, restore_logging, capsys):
+    from include.cli import main
+
+    ops, store = db
+    run(ops, store, "listed")
+    store.execute("update compliance.discovery_findings set first_seen_at = now() - interval '3 days' "
+                  "where column_name = 'buyer'")
+    assert main(["findings", "--url", seeded]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and "crm_contacts.buyer" in lines[1] and " 3d " in lines[1]
+
+
+def test_objects_no_row_names_are_counted_as_orphans(db, tmp_path):
+    from include.discovery.orphans import find_orphans
+    from include.objectstore import FileObjectStore
+
+    ops, _ = db
+    raw = yaml.safe_load(open(load_datamap().source).read())
+    raw["buckets"] = ["acme-uploads"]
+    dm = parse_datamap(raw)
+    folder = FileObjectStore(f"file://{tmp_path}/acme-uploads")
+    named = [u for (u,) in ops.execute("select storage_uri from uploads order by id limit 3")]
+    for uri in named:
+        folder.put(uri.split("/", 3)[3], b"x" * 10)
+    folder.put("users/0/forgotten/old.pdf", b"y" * 1000)
+    folder.put("users/0/forgotten/older.pdf", b"z" * 24)
+    found = find_orphans(dm, {"ops_db": ops}.__getitem__, lambda bucket: folder)
+    assert found["acme-uploads"]["objects"] == 5 and found["acme-uploads"]["orphans"] == 2
+    assert found["acme-uploads"]["orphan_bytes"] == 1024 and found["acme-uploads"]["oldest_orphan"]
+
+
+def test_the_compliance_page_lists_the_open_findings_oldest_first_with_their_age(db):
+    from include.page import sections
+    from include.page.links import UiLinks
+
+    ops, store = db
+    run(ops, store, "paged")
+    store.execute("update compliance.discovery_findings set first_seen_at = now() - interval '9 days' "
+                  "where column_name = 'hw'")
+    store.execute("update compliance.discovery_findings set status = 'dismissed', dismissed_at = now(), "
+                  "dismiss_reason = 'not ours' where column_name = 'buyer'")
+    store.execute("""update compliance.discovery_runs set orphans = '{"acme-uploads": {"objects": 9, "orphans": 2,
+                     "orphan_bytes": 2048, "oldest_orphan": "2019-01-02T00:00:00+00:00"}}'""")
+    data = sections.render(sections.section("discovery"), store, {}, UiLinks(base="/af"))
+    assert data["installed"] and not data.get("mismatch"), data.get("note")
+    rows = data["rows"]
+    assert [r["where"] for r in rows][0] == "users.hw" and rows[0]["age_days"] == 9
+    assert len(rows) == 4 and "crm_contacts.buyer" not in [r["where"] for r in rows]
+    assert rows[0]["run"]["href"].endswith("/runs/paged") and rows[0]["counts"] == "300 / 300"  # the 300 users, every one with a MAC
+    facts = {f["label"]: f["value"] for f in data["facts"]}
+    assert facts["Open findings"] == 4
+    assert facts["Objects no row names in acme-uploads"] == "2 (2,048 bytes; oldest 2019-01-02)"
+
+
+def test_the_demo_summary_names_the_open_findings_and_no_value(db):
+    from devkit.demo import _domain_lines
+
+    ops, store = db
+    run(ops, store, "demo-like")
+    (line,) = [x for x in _domain_lines(store) if x.startswith("personal-data discovery")]
+    assert line.startswith("personal-data discovery: 5 open finding(s): ") and "users.hw (device_identifier)" in line
+    assert "Springfield" not in line and "@" not in line
+
+
+def test_a_table_that_cannot_be_read_is_skipped_with_a_sentence_and_the_others_scanned(fresh_db):
+    role = f"discovery_reader_{uuid.uuid4().hex[:8]}"  # roles are the server's: one of this test's own
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create table open_one as select i, 'user' || i || '@example.org' as mail "
+                     "from generate_series(1, 30) i")
+        conn.execute("create table locked (i int, mail text)")
+        conn.execute("insert into locked select i, 'x' || i || '@example.org' from generate_series(1, 30) i")
+        conn.execute(f"create role {role}")
+        try:
+            conn.execute(f"grant select on open_one to {role}")
+            conn.execute(f"set role {role}")
+            dm = load_datamap()
+            report = findings.scan_connection(conn, dm, "ops_db", rows=100, today=TODAY)
+            conn.execute("reset role")
+        finally:
+            conn.execute("reset role")
+            conn.execute(f"drop owned by {role}")
+            conn.execute(f"drop role {role}")
+    assert report.tables == 1 and [f.table for f in report.findings if f.finding == findings.UNMAPPED] == ["open_one"]
+    assert report.problems == ["table public.locked on connection 'ops_db' could not be sampled "
+                               "(InsufficientPrivilege)"]
