@@ -32,27 +32,39 @@ from tests.e2e_world import e2e_session, make_world, seeded_clone  # noqa: F401 
 
 def pytest_xdist_auto_num_workers(config):
     """Workers for ``-n auto`` (pyproject.toml): none when the arguments name one file or tests of one file (no
-    worker start-up, output and --pdb as without xdist), else one per core, at least two and at most four: most
-    of the suite's time is Airflow processes that each keep one core busy. PYTEST_XDIST_AUTO_NUM_WORKERS, as
-    anywhere, overrides this."""
+    worker start-up, output and --pdb as without xdist), else one and a half per core, at least three and at most
+    six. Most of the suite's time is waiting: for an Airflow process to start, a scheduler to pick a run up, a
+    reviewer to answer, a commit; with one worker per core the cores were idle half the time (CPU of the whole
+    run ÷ two cores was about half its wall time). PYTEST_XDIST_AUTO_NUM_WORKERS, as anywhere, overrides this."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own hook reads it
     files = {os.path.realpath(os.path.join(config.invocation_params.dir, arg.split("::")[0])) for arg in config.args}
     if len(files) == 1 and os.path.isfile(next(iter(files))):
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(2, min(4, cores))
+    return max(3, min(6, cores * 3 // 2))
+
+
+def _shares_a_module_fixture(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return bool(info) and any(d.scope in ("module", "class", "package")
+                              for defs in info.name2fixturedefs.values() for d in defs)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """On xdist workers, the modules that run Airflow for real (marked e2e) first: each takes minutes, so
-    starting them early and leaving the quick modules to fill in keeps the workers' finishing times close.
-    A wrapper, so that it sorts after pytest-randomly has shuffled (each group keeps its random order)."""
+    """Tests are handed to the workers one by one (``--dist loadgroup``), except a module whose tests share a
+    module-scoped fixture (a Celery stack, an api-server over a filled store): its tests go to one worker
+    together, so that the fixture is built once. On the workers, the tests that run Airflow for real (marked
+    e2e) come first: each takes seconds to minutes, and starting them early while the quick ones fill in keeps
+    the workers' finishing times close. A wrapper, so that the sort comes after pytest-randomly's shuffle (each
+    group keeps its random order) and the groups are marked before xdist reads them."""
+    for item in items:
+        if _shares_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     result = yield
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("e2e")}
-        items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)  # stable
+        items.sort(key=lambda item: not item.get_closest_marker("e2e"))  # stable
     return result
 
 
