@@ -7,10 +7,13 @@ also runs on a machine that has only Python.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
+import re
 import shutil
 import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -45,23 +48,36 @@ def pytest_xdist_auto_num_workers(config):
     return max(3, min(6, cores * 3 // 2))
 
 
-def _shares_a_module_fixture(item) -> bool:
-    info = getattr(item, "_fixtureinfo", None)
-    return bool(info) and any(d.scope in ("module", "class", "package")
-                              for defs in info.name2fixturedefs.values() for d in defs)
+@functools.lru_cache(maxsize=None)
+def _has_a_module_fixture(path: str) -> bool:
+    try:
+        return bool(re.search(r"@pytest\.fixture\(\s*scope\s*=\s*[\"']module[\"']", Path(path).read_text()))
+    except OSError:
+        return False
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Tests are handed to the workers one by one, except a module that defines a module-scoped fixture (the
+    Celery stack, the compliance page's api-server over a filled store): its tests go to one worker together, so
+    that the fixture is built once. (xdist's own ``--dist loadgroup`` does not group on pytest 9, whose node ids
+    no longer take the group suffix xdist 3.8 writes.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    root = str(config.rootpath)
+
+    class OneByOneButSharedModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if _has_a_module_fixture(os.path.join(root, module)) else nodeid
+
+    return OneByOneButSharedModules(config, log)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Tests are handed to the workers one by one (``--dist loadgroup``), except a module whose tests share a
-    module-scoped fixture (a Celery stack, an api-server over a filled store): its tests go to one worker
-    together, so that the fixture is built once. On the workers, the tests that run Airflow for real (marked
-    e2e) come first: each takes seconds to minutes, and starting them early while the quick ones fill in keeps
-    the workers' finishing times close. A wrapper, so that the sort comes after pytest-randomly's shuffle (each
-    group keeps its random order) and the groups are marked before xdist reads them."""
-    for item in items:
-        if _shares_a_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    """On xdist workers, the tests that run Airflow for real (marked e2e) first: each takes seconds to minutes,
+    and starting them early while the quick ones fill in keeps the workers' finishing times close. A wrapper, so
+    that the sort comes after pytest-randomly's shuffle (each group keeps its random order)."""
     result = yield
     if os.environ.get("PYTEST_XDIST_WORKER"):
         items.sort(key=lambda item: not item.get_closest_marker("e2e"))  # stable
