@@ -173,12 +173,8 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None, keep_
         with database.connect(db_url, autocommit=True) as conn:
             print_summary(conn, sendgrid.accepted(), anchors=_anchor_store(services))
     print(f"\nDone in {time.monotonic() - started:.0f} s. Where to look next:")
-    print(f"  - the compliance store:  psql '{redact_url(db_url)}'   (schema compliance; its tables: docs/store-and-audit.md)")
-    print(f"  - the task logs:         {logs}/")
-    print("  - the Airflow UI:        ./dev privacy-ops ui --unpause   (airflow standalone on this database, login "
-          "admin / admin on http://127.0.0.1:8080, with the Privacy compliance page in its menu)")
-    print("    The DAGs start paused in a new Airflow: a run triggered while its DAG is paused waits as 'queued'.")
-    print("    --unpause unpauses them, or use the toggle beside each DAG in the UI.")
+    for line in where_to_look(redact_url(db_url), logs):
+        print(line)
     if embedded:
         if keep_db:
             print("  - the embedded PostgreSQL keeps running for the UI; stop it with: ./dev privacy-ops stop-db")
@@ -300,6 +296,27 @@ def _installed(conn, table: str) -> bool:
 UI_LOGINS = {"admin": ("admin", "admin"), "compliance": ("compliance", "viewer")}
 
 
+def logins() -> str:
+    """The UI's logins as the demo and `ui` print them: ``admin / admin (admin), ...``."""
+    return ", ".join(f"{user} / {password} ({role})" for user, (password, role) in UI_LOGINS.items())
+
+
+def where_to_look(db_url: str, logs: Path) -> list[str]:
+    """The demo's closing lines: the store, the logs, the UI with every login and where the page is."""
+    return [
+        f"  - the compliance store:  psql '{db_url}'   (schema compliance; its tables: docs/store-and-audit.md)",
+        f"  - the task logs:         {logs}/",
+        "  - the Airflow UI:        ./dev privacy-ops ui   (airflow standalone on this database, on "
+        "http://127.0.0.1:8080)",
+        f"    logins: {logins()}; the viewer sees the compliance page and cannot trigger or change anything",
+        "    the compliance page: 'Privacy compliance' in the UI's menu (or http://127.0.0.1:8080/compliance/); "
+        "'Needs a person' at its top",
+        "    The DAGs start paused in a new Airflow: a run triggered while its DAG is paused waits as 'queued'.",
+        "    `ui --unpause` unpauses them (within a minute their scheduled runs start, and those are LIVE: purges "
+        "erase, fulfilments export and erase), or use the toggle beside each DAG in the UI.",
+    ]
+
+
 CATCH_UP_DAGS = frozenset({"vendor_sharing_manifests"})
 
 
@@ -348,8 +365,7 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
         print(f"starting Airflow as `airflow standalone` would ({workers} LocalExecutor workers, metadata in {home}; "
               f"task-log servers on {host}:{env['AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT']} and "
               f"{host}:{env['AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT']}):")
-        print(f"  open http://{shown}:{port}  -  logins: "
-              + ", ".join(f"{u} / {pw} ({role})" for u, (pw, role) in UI_LOGINS.items()))
+        print(f"  open http://{shown}:{port}  -  logins: {logins()}")
         print("  connections come from AIRFLOW_CONN_* environment variables set by this command, so Admin > "
               "Connections stays empty; `airflow connections get ops_db` shows one")
         if unpause:

@@ -165,3 +165,15 @@ def test_demo_help_lists_the_environment_it_reads(capsys):
     out = capsys.readouterr().out
     for variable in ("PRIVACY_PG_URL", "PRIVACY_DEMO_DB", "PRIVACY_DEMO_DIR"):
         assert variable in out
+
+
+def test_the_demos_closing_lines_name_every_login_and_where_the_page_is():
+    """Issue 30: the demo's last message named only the admin login."""
+    from pathlib import Path
+
+    from devkit.demo import UI_LOGINS, where_to_look
+
+    text = "\n".join(where_to_look("postgresql://postgres@127.0.0.1/privacy_demo", Path("/tmp/logs")))
+    for user, (password, role) in UI_LOGINS.items():
+        assert f"{user} / {password} ({role})" in text
+    assert "viewer" in text and "/compliance/" in text and "Needs a person" in text

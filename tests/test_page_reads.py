@@ -337,6 +337,47 @@ def test_the_fulfilments_section_reads_the_real_table(store):
     assert [r["request_id"] for r in fulfilments.awaiting_a_person(store)] == [7]
 
 
+def test_the_fulfilments_section_is_refreshed_by_its_newest_run_with_a_link(store):
+    """Issue 30: "Last refreshed" was the newest outcome's time (stale after a run with nothing new) and had no
+    run link."""
+    store.execute("""insert into compliance.erasure_runs (dag_id, run_id, as_of, dry_run, targeted, threshold,
+                                                          started_at, state, finished_at)
+                     values ('dsr_fulfilment', 'scheduled__old', current_date, false, false, 100, %s, 'done', %s),
+                            ('dsr_fulfilment', 'scheduled__new', current_date, false, false, 100, %s, 'done', %s),
+                            ('dsr_fulfilment', 'manual__running', current_date, false, false, 100, %s, 'planning',
+                             null)""", (at(1), at(2), at(5), at(6), at(7)))
+    refreshed = render(store, "fulfilments")["refreshed"]
+    assert refreshed["at"] == at(6).isoformat() and refreshed["run_id"] == "scheduled__new"
+    assert refreshed["run_url"] == "/af/dags/dsr_fulfilment/runs/scheduled__new"
+
+
+def test_each_section_says_how_often_its_dag_runs_from_the_dags_schedule():
+    """Issue 30: the campaigns header said "daily" of a DAG that runs every 15 minutes."""
+    from include.schedules import SCHEDULES, in_words
+
+    links = UiLinks(base="/af")
+    campaigns = sections.describe(sections.section("campaigns"), links)["dag"]["refreshed_by"]
+    assert campaigns.startswith("every 15 minutes") and "daily" not in campaigns
+    assert sections.describe(sections.section("requests"), links)["dag"]["refreshed_by"].startswith("hourly")
+    for section in sections.SECTIONS:
+        if section.dag_id in SCHEDULES and section.key not in ("attention", "whatif", "audit"):
+            assert section.refreshed_by.startswith(in_words(SCHEDULES[section.dag_id])), section.key
+    assert [in_words(e) for e in ("*/15 * * * *", "@daily", "0 * * * *", "30 2 * * *", "0 */6 * * *")] == [
+        "every 15 minutes", "daily", "hourly", "daily at 02:30", "every 6 hours"]
+
+
+def test_wide_tables_scroll_inside_their_section_and_state_cells_keep_their_padding():
+    """Issue 30: at 1440 px wide tables pushed the page sideways, and the badge rule (class "state") also styled
+    the State column's cells and header (no vertical padding: they sat higher than the others)."""
+    import re
+    from importlib import resources
+
+    html = (resources.files("include.page") / "static" / "index.html").read_text()
+    assert re.search(r"\.table-scroll\s*\{[^}]*overflow-x:\s*auto", html)
+    assert 'el("div", {class: "table-scroll"}' in html
+    assert not re.search(r"(^|[\s,}])\.state\s*[{,]", html), "a bare .state rule also styles td.state and th.state"
+
+
 # -- the audit chain watch ------------------------------------------------------------------------------
 
 @pytest.fixture
