@@ -317,7 +317,18 @@ def where_to_look(db_url: str, logs: Path) -> list[str]:
     ]
 
 
-CATCH_UP_DAGS = frozenset({"vendor_sharing_manifests"})
+def unpaused_note(catch_up_days: int | None = None) -> list[str]:
+    """What `ui --unpause` tells the person who ran it: scheduled runs start within a minute, and they are live."""
+    if catch_up_days is None:
+        catch_up_days = int(os.environ.get("PRIVACY_CATCH_UP_DAYS", "3"))
+    return [
+        "  unpaused every DAG: WITHIN A MINUTE the scheduler starts their scheduled runs, and those are LIVE "
+        "(a schedule never dry-runs):",
+        "    child_data_purge erases the demo's children, dsr_fulfilment exports and erases requesters' data, "
+        "dsr_deadline_tracking and policy_change_notifications email the SendGrid stand-in;",
+        f"    vendor_sharing_manifests catches up only the last {catch_up_days} day(s) (PRIVACY_CATCH_UP_DAYS), "
+        "not every day since its start date; trigger it with a period for an older one",
+    ]
 
 
 def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1", unpause: bool = False) -> int:
@@ -356,7 +367,7 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
             # The DAGs must be in the metadata database before they can be unpaused.
             subprocess.run([local_airflow.airflow_bin(), "dags", "reserialize"], env=env, capture_output=True,
                            text=True)
-            for dag_id in sorted(_dag_files() - CATCH_UP_DAGS):
+            for dag_id in sorted(_dag_files()):
                 subprocess.run([local_airflow.airflow_bin(), "dags", "unpause", dag_id], env=env,
                                capture_output=True, text=True)
         shown = "localhost" if host in ("127.0.0.1", "localhost") else host
@@ -369,10 +380,8 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
         print("  connections come from AIRFLOW_CONN_* environment variables set by this command, so Admin > "
               "Connections stays empty; `airflow connections get ops_db` shows one")
         if unpause:
-            print("  unpaused every DAG but vendor_sharing_manifests (it would catch up every day since its start "
-                  "date; trigger it with a period instead): within a minute the scheduler starts their scheduled "
-                  "runs, and those are LIVE: child_data_purge erases the demo's children and dsr_fulfilment exports "
-                  "and erases (a schedule never dry-runs)")
+            for line in unpaused_note():
+                print(line)
         else:
             print("  the DAGs are paused: a triggered run waits as 'queued' until its DAG is unpaused "
                   "(toggle in the UI, or restart with --unpause)")
@@ -399,5 +408,3 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
         finally:
             local_airflow.stop_components(procs)
 
-
-# Interval DAGs that catch up: unpausing one in a fresh Airflow queues a run for every day since its start.

@@ -26,6 +26,11 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER",
                       os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dags"))
 
+# The project's plugin registers its timetable and weight strategy (include/seam/timetables.py): a DAG run in this
+# process is serialized with them, as under the scheduler.
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER",
+                      os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugins"))
+
 from devkit import database
 from tests.e2e_world import e2e_session, make_world, seeded_clone  # noqa: F401  (shared fixtures: tests/e2e_world.py)
 

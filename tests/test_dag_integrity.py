@@ -109,19 +109,32 @@ def test_every_dag_runs_on_its_entry_in_include_schedules(dagbag):
 def test_vendor_manifests_are_daily_interval_runs_that_catch_up_and_map_vendors_in_the_gcs_pool(dagbag):
     """Interval-based (each run covers its data interval), so catch-up back-fills missed days; one mapped task
     per vendor, bounded by the privacy_gcs pool."""
-    from airflow.sdk import CronDataIntervalTimetable
-
     from include.seam.dag import GCS_POOL, SENDGRID_POOL
+    from include.seam.timetables import MANUAL_RUNS_FIRST, CatchUpWindowTimetable
 
     dag = dagbag.dags["vendor_sharing_manifests"]
-    assert isinstance(dag.timetable, CronDataIntervalTimetable)  # @daily, each run covering a [00:00, 24:00) UTC day
+    # @daily, each run covering a [00:00, 24:00) UTC day; catch-up bounded to the last 3 days (issue 30).
+    assert isinstance(dag.timetable, CatchUpWindowTimetable) and dag.timetable.catch_up_periods == 3
     assert dag.timetable.expression == "0 0 * * *" and str(dag.timetable.timezone) == "UTC"
+    # One run more than catch-up can start is left for a person's, whose tasks go first in every pool.
     assert dag.catchup is True and dag.max_active_runs == 4
+    assert {t.weight_rule for t in dag.tasks} == {MANUAL_RUNS_FIRST}
     write = dag.get_task("write_vendor_manifest")
     assert write.pool == GCS_POOL and type(write).__name__.endswith("MappedOperator")
     assert dag.get_task("send_violation_emails").pool == SENDGRID_POOL
     assert [t.task_id for t in write.upstream_list] == ["plan_vendors"]
     assert {t.task_id for t in write.downstream_list} == {"summarize_period"}
+
+
+def test_the_bounded_catch_up_dag_serializes_as_the_scheduler_stores_it(dagbag):
+    """The custom timetable and weight strategy are found again through the project's plugin."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from include.seam.timetables import CatchUpWindowTimetable, ManualRunsFirst
+
+    stored = DagSerialization.from_dict(DagSerialization.to_dict(dagbag.dags["vendor_sharing_manifests"]))
+    assert isinstance(stored.timetable, CatchUpWindowTimetable) and stored.timetable.catch_up_periods == 3
+    assert isinstance(stored.get_task("write_vendor_manifest").weight_rule, ManualRunsFirst)
 
 
 def test_vendor_manifests_trigger_form_refuses_bad_input(dagbag):

@@ -177,3 +177,12 @@ def test_the_demos_closing_lines_name_every_login_and_where_the_page_is():
     for user, (password, role) in UI_LOGINS.items():
         assert f"{user} / {password} ({role})" in text
     assert "viewer" in text and "/compliance/" in text and "Needs a person" in text
+
+
+def test_ui_unpause_says_scheduled_runs_start_within_a_minute_live_and_catch_up_is_bounded():
+    """Issue 30: `--unpause` starts scheduled live purges and fulfilments within a minute; its output says so."""
+    from devkit.demo import unpaused_note
+
+    text = "\n".join(unpaused_note(3))
+    assert "WITHIN A MINUTE" in text and "LIVE" in text and "child_data_purge erases" in text
+    assert "dsr_fulfilment exports and erases" in text and "only the last 3 day(s)" in text

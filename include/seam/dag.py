@@ -170,10 +170,11 @@ DAG_DEFAULTS: Mapping[str, Any] = {"catchup": False, "max_active_runs": 1, "dagr
 
 
 def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapping[str, Any],
-                **dag_kwargs: Any) -> Callable:
+                task_defaults: Mapping[str, Any] | None = None, **dag_kwargs: Any) -> Callable:
     """Decorate a function that creates a DAG's own tasks; calling the result builds the DAG. ``dag_kwargs`` go
     to Airflow's ``DAG`` as they are, over :data:`DAG_DEFAULTS` (``catchup``, ``max_active_runs``,
-    ``dagrun_timeout``, ``start_date``)."""
+    ``dagrun_timeout``, ``start_date``); ``task_defaults`` are added to :data:`DEFAULT_ARGS` for this DAG's
+    tasks (e.g. a ``weight_rule``)."""
     unknown = sorted(set(tags) - set(TAGS))
     if unknown:
         raise ValueError(f"{dag_id}: tag(s) {', '.join(unknown)} are not in the vocabulary of include.seam.dag.TAGS")
@@ -182,7 +183,8 @@ def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapp
         def build():
             from airflow.sdk import DAG
 
-            with DAG(dag_id=dag_id, schedule=schedule, default_args=dict(DEFAULT_ARGS), tags=["privacy", *tags],
+            with DAG(dag_id=dag_id, schedule=schedule, default_args={**DEFAULT_ARGS, **(task_defaults or {})},
+                     tags=["privacy", *tags],
                      doc_md=doc_md(dag_id), params=dict(params), **{**DAG_DEFAULTS, **dag_kwargs}) as dag:
                 guard = _conf_guard(dag_id, sorted(params))
                 body()
