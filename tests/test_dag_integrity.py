@@ -70,6 +70,18 @@ def test_every_dag_is_a_house_dag(dagbag):
             assert t.owner == DEFAULT_ARGS["owner"] and t.retries == DEFAULT_ARGS["retries"], f"{dag_id}.{t.task_id}"
 
 
+def test_every_dag_tells_on_call_when_a_run_is_not_finished_by_its_deadline(dagbag):
+    """Airflow 3's deadline alert: queued + the run's timeout, then include.seam.alerts.run_late in an executor."""
+    from airflow.sdk import SyncCallback
+    from airflow.sdk.definitions.deadline import DagRunQueuedAtDeadline
+
+    for dag_id in EXPECTED:
+        dag = dagbag.dags[dag_id]
+        (alert,) = dag.deadline
+        assert isinstance(alert.reference, DagRunQueuedAtDeadline) and alert.interval == dag.dagrun_timeout, dag_id
+        assert isinstance(alert.callback, SyncCallback) and alert.callback.path == "include.seam.alerts.run_late"
+
+
 def test_every_pool_a_task_uses_is_in_pools_json(dagbag):
     import json
 

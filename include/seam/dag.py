@@ -7,7 +7,8 @@ A DAG file holds only its own wiring, docs and parameters::
     def dsr_deadline_tracking():
         ...  # its tasks
 
-:func:`privacy_dag` adds, around the DAG's own tasks:
+:func:`privacy_dag` adds a deadline alert (:func:`run_deadline`: a run not finished within its ``dagrun_timeout``
+of being queued is reported to on-call once) and, around the DAG's own tasks:
 
 - ``check_run_conf`` first (a setup task): a trigger conf key the DAG does not declare stops the run
   before any personal data is read, anything is changed or any email is sent (see :mod:`include.runconf`);
@@ -164,6 +165,18 @@ def prepare_store():
     return prepare_store()
 
 
+def run_deadline(within: timedelta):
+    """Every house DAG's deadline alert (Airflow 3): a run not finished ``within`` its queueing (its
+    ``dagrun_timeout``: queued behind a stuck run, waiting for a pool or a worker, or stopped by the timeout) is
+    reported to on-call once, through :func:`include.seam.alerts.run_late` run by an executor."""
+    from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
+
+    from include.seam.alerts import run_late
+
+    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=within,
+                         callback=SyncCallback(run_late), name="run not finished in time")
+
+
 # The house defaults of the DAG arguments privacy_dag passes on to Airflow's DAG (a DAG file may override each).
 DAG_DEFAULTS: Mapping[str, Any] = {"catchup": False, "max_active_runs": 1, "dagrun_timeout": timedelta(hours=1),
                                    "start_date": START_DATE}
@@ -183,9 +196,10 @@ def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapp
         def build():
             from airflow.sdk import DAG
 
+            kwargs = {**DAG_DEFAULTS, **dag_kwargs}
+            kwargs.setdefault("deadline", run_deadline(kwargs["dagrun_timeout"]))
             with DAG(dag_id=dag_id, schedule=schedule, default_args={**DEFAULT_ARGS, **(task_defaults or {})},
-                     tags=["privacy", *tags],
-                     doc_md=doc_md(dag_id), params=dict(params), **{**DAG_DEFAULTS, **dag_kwargs}) as dag:
+                     tags=["privacy", *tags], doc_md=doc_md(dag_id), params=dict(params), **kwargs) as dag:
                 guard = _conf_guard(dag_id, sorted(params))
                 body()
                 own_roots = [t for t in dag.roots if t.task_id != CONF_GUARD_TASK]
