@@ -36,6 +36,9 @@ API_KEY = "SG.demo-key"
 SHOWN_REASONS = 5
 EVIDENCE_BUCKET = "privacy-evidence"
 EVIDENCE_LOCATION = f"gs://{EVIDENCE_BUCKET}/demo"
+# The emulator keeps the demo's evidence (audit anchors, manifests, export packages) here, so `ui` serves it
+# again after the demo: a new demo starts it afresh, with its new database.
+EVIDENCE_DIR = DEMO_DIR / "gcs"
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,17 @@ def demo_services(db_url: str, sendgrid, gcs) -> local_airflow.LocalServices:
                                        sendgrid_api_key=API_KEY, gcs_url=gcs.base_url, gcs_bucket=EVIDENCE_BUCKET)
 
 
+def fresh_evidence_dir(folder: Path) -> None:
+    """Empty the emulator's folder for a new demo (its database is new too); only a folder of the demo's own."""
+    import shutil
+
+    if folder.exists():
+        if not (folder / ".cloudstorage").exists() and any(folder.iterdir()):
+            raise SystemExit(f"{folder} is not the demo's storage emulator folder: not emptying it")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+
 def demo_settings() -> dict:
     """The demo's privacy settings: the defaults, with evidence (anchors, manifests, exports) in the emulator."""
     return {"evidence_location": EVIDENCE_LOCATION}
@@ -162,8 +176,11 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None, keep_
         compliance_store.migrate(conn)
 
     home, logs = DEMO_DIR / "airflow", DEMO_DIR / "logs"
-    with SendGridStandIn(api_key=API_KEY) as sendgrid, GCSEmulator(default_bucket=EVIDENCE_BUCKET) as gcs:
-        print(f"[3/5] SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url}")
+    fresh_evidence_dir(EVIDENCE_DIR)
+    with SendGridStandIn(api_key=API_KEY) as sendgrid, \
+            GCSEmulator(default_bucket=EVIDENCE_BUCKET, data_dir=EVIDENCE_DIR) as gcs:
+        print(f"[3/5] SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url} "
+              f"(its objects kept in {EVIDENCE_DIR})")
         services = demo_services(db_url, sendgrid, gcs)
         env = local_airflow.airflow_env(home, services, settings=demo_settings())
         local_airflow.migrate_metadata(env)
@@ -347,7 +364,8 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
         print(f"there is no demo database {target.dbname!r} on {target.label}: run `./dev demo` first")
         return 1
     home = DEMO_DIR / "airflow"
-    with SendGridStandIn(api_key=API_KEY) as sendgrid, GCSEmulator(default_bucket=EVIDENCE_BUCKET) as gcs:
+    with SendGridStandIn(api_key=API_KEY) as sendgrid, \
+            GCSEmulator(default_bucket=EVIDENCE_BUCKET, data_dir=EVIDENCE_DIR) as gcs:
         env = local_airflow.airflow_env(home, demo_services(db_url, sendgrid, gcs), settings=demo_settings())
         passwords = home / "simple_auth_manager_passwords.json"
         home.mkdir(parents=True, exist_ok=True)
@@ -371,7 +389,8 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
                 subprocess.run([local_airflow.airflow_bin(), "dags", "unpause", dag_id], env=env,
                                capture_output=True, text=True)
         shown = "localhost" if host in ("127.0.0.1", "localhost") else host
-        print(f"SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url}")
+        print(f"SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url} (the demo's evidence, kept "
+              f"in {EVIDENCE_DIR})")
         commands, env = local_airflow.local_components(host, port, env)
         print(f"starting Airflow as `airflow standalone` would ({workers} LocalExecutor workers, metadata in {home}; "
               f"task-log servers on {host}:{env['AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT']} and "

@@ -484,6 +484,27 @@ def test_removed_newest_rows_disagree_with_the_newest_anchor(store, chain):
     assert facts["Agree"]["tone"] == "bad"
 
 
+def test_a_new_evidence_store_is_told_apart_from_one_whose_anchors_were_removed(store, chain, tmp_path):
+    """Issue 30: after the demo `ui` served an empty evidence store and the page said in red "there is no anchor
+    ... yet the log has N rows". A store where no anchor was ever written is new (a warning: the next run anchors
+    the head); one where anchors were written and are gone had them removed (red)."""
+    watch, write, anchors = chain
+    write(4)  # anchored at the chain's location, and recorded in the store
+    assert audit.anchors_recorded(store, str(anchors.location)) == (1, 4)
+    elsewhere = FileObjectStore(f"file://{tmp_path}/new-evidence")
+    new = look(ChainWatch(connect=watch.connect, anchors=lambda: elsewhere, anchor_every=timedelta(0)), store)
+    assert new["state"] == "verified" and new["anchor"]["problem"] is None and new["anchor"]["fresh"]
+    facts = {f["label"]: f for f in sections.chain_facts(new)}
+    assert facts["Chain"]["tone"] == "good" and facts["Agree"]["tone"] == "warn"
+    assert facts["Agree"]["value"].startswith("this evidence store is new: no anchor was ever written at")
+    for name in anchors.list(audit.ANCHOR_PREFIX):  # the anchors at the recorded location removed
+        (tmp_path / "evidence" / name).unlink()
+    removed = look(ChainWatch(connect=watch.connect, anchors=lambda: anchors, anchor_every=timedelta(0)), store)
+    assert removed["state"] == "anchors_disagree"
+    assert removed["anchor"]["problem"].startswith("the anchors were removed: 1 anchor(s) were written at")
+    assert {f["label"]: f for f in sections.chain_facts(removed)}["Agree"]["tone"] == "bad"
+
+
 def test_without_an_evidence_location_the_chain_is_verified_and_the_anchors_are_said_unchecked(store, fresh_db):
     watch = ChainWatch(connect=lambda: psycopg.connect(fresh_db, autocommit=True), anchors=lambda: None)
     audit.append(store, "test.step", {}, actor="test")

@@ -256,6 +256,8 @@ def chain_facts(status: dict) -> list[dict]:
                       "kind": "hash"})
         if anchor.get("problem"):
             facts.append({"label": "Agree", "value": f"NO: {anchor['problem']}", "tone": "bad"})
+        elif anchor.get("fresh"):
+            facts.append({"label": "Agree", "value": anchor.get("note"), "tone": "warn"})
         else:
             facts.append({"label": "Agree", "value": f"yes ({anchor.get('count')} anchor(s); "
                                                       f"{anchor.get('rows_since', 0)} row(s) written since the newest)",
