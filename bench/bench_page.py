@@ -290,6 +290,8 @@ CALLS = [
     ("manifests, page 300", "manifests", {"page": "300"}),
     ("campaigns, first page", "campaigns", {}),
     ("campaigns, page 5", "campaigns", {"page": "5"}),
+    ("needs a person", "attention", {}),
+    ("trends (the four charts)", "trends", {}),
 ]
 
 

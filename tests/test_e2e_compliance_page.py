@@ -89,7 +89,7 @@ def wait_for_chain(world):
 
 # -- access --------------------------------------------------------------------------------------------
 
-SECTIONS = ["attention", "requests", "whatif", "audit", "purges", "manifests", "campaigns", "fulfilments"]
+SECTIONS = ["attention", "trends", "requests", "whatif", "audit", "purges", "manifests", "campaigns", "fulfilments"]
 ROUTES = ["/compliance/", API, *[f"{API}/{key}" for key in SECTIONS]]
 
 

@@ -360,7 +360,7 @@ def test_each_section_says_how_often_its_dag_runs_from_the_dags_schedule():
     assert campaigns.startswith("every 15 minutes") and "daily" not in campaigns
     assert sections.describe(sections.section("requests"), links)["dag"]["refreshed_by"].startswith("hourly")
     for section in sections.SECTIONS:
-        if section.dag_id in SCHEDULES and section.key not in ("attention", "whatif", "audit"):
+        if section.dag_id in SCHEDULES and section.key not in ("attention", "trends", "whatif", "audit"):
             assert section.refreshed_by.startswith(in_words(SCHEDULES[section.dag_id])), section.key
     assert [in_words(e) for e in ("*/15 * * * *", "@daily", "0 * * * *", "30 2 * * *", "0 */6 * * *")] == [
         "every 15 minutes", "daily", "hourly", "daily at 02:30", "every 6 hours"]
@@ -562,3 +562,35 @@ def test_needs_a_person_counts_what_waits_and_leads_to_its_rows(store):
     counts = [int(r["count"]["text"]) for r in data["rows"]]
     assert counts == sorted(counts, key=lambda n: n == 0)  # what waits comes first
     assert "@" not in str(data)  # counts, never an address
+
+
+def test_the_trends_are_drawn_from_the_stores_history(store):
+    """Issue 30, point 5: requests closed on time per month (a rate), overdue per day over 90 days, purges and
+    violations per week, one number per period (a day without a live run has none, not zero)."""
+    from include.reads import trends
+
+    today = date(2026, 11, 25)
+    for rid, (state, due) in enumerate([("closed_on_time", "2026-10-05"), ("closed_on_time", "2026-10-20"),
+                                        ("closed_late", "2026-10-30"), ("closed_late", "2026-11-03"),
+                                        ("overdue", "2026-11-01"), ("closed_on_time", "2025-01-01")], 1):
+        store.execute("""insert into compliance.dsr_status (request_id, regime, request_type, state, effective_due,
+                                                            as_of, evaluated_at, run_id)
+                         values (%s, 'gdpr', 'access', %s, %s, %s, now(), 'r')""", (rid, state, due, today))
+    for n, (day, overdue, ack, dry) in enumerate([("2026-11-20", 3, 1, False), ("2026-11-20", 1, 0, False),
+                                                  ("2026-11-24", 5, 0, False), ("2026-11-24", 50, 0, True)]):
+        store.execute("""insert into compliance.dsr_runs (run_id, as_of, dry_run, started_at, finished_at, counts)
+                         values (%s, %s, %s, now(), now(), %s)""",
+                      (f"run-{n}", day, dry, psycopg.types.json.Jsonb({"overdue": overdue, "ack_overdue": ack})))
+    months = trends.on_time_by_month(store, today)
+    assert len(months) == 12 and months[-1]["period"] == "2026-11" and months[0]["period"] == "2025-12"
+    assert {m["period"]: (m["on_time"], m["late"], m["rate"]) for m in months}["2026-10"] == (2, 1, 66.7)
+    assert months[-1]["rate"] == 0.0 and months[-3]["rate"] is None  # November: 1 late; September: none closed
+    days = {d["period"]: d["overdue"] for d in trends.overdue_by_day(store, today)}
+    assert len(days) == 90 and days["2026-11-20"] == 4 and days["2026-11-24"] == 5 and days["2026-11-25"] is None
+
+    data = render(store, "trends")
+    assert data["installed"] and data["rows"] == [] and data["columns"] == []
+    charts = {c["key"]: c for c in data["charts"]}
+    assert set(charts) == {"on_time", "overdue", "purges", "violations"}
+    assert charts["on_time"]["unit"] == "%" and charts["on_time"]["max"] == 100
+    assert len(charts["purges"]["points"]) == 12 and all(p["value"] == 0 for p in charts["violations"]["points"])

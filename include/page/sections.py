@@ -22,7 +22,7 @@ from include.deadlines import STATES
 from include.page.links import UiLinks
 from include.schedules import how_often
 from include.reads import audit as audit_reads
-from include.reads import attention, children, dsr, fulfilments, notifications, vendors
+from include.reads import attention, children, dsr, fulfilments, notifications, trends, vendors
 
 MAX_PAGE_SIZE = 200
 MAX_PAGE = 10_000_000
@@ -361,6 +361,14 @@ def _attention(req: Request) -> dict:
             "refreshed": {"at": datetime.now(timezone.utc), "run_id": None, "run_url": None}}
 
 
+def _trends(req: Request) -> dict:
+    """The charts (include/reads/trends.py): drawn by the page as small SVGs, each value labelled."""
+    from datetime import timezone
+
+    return {"rows": [], "total": 0, "charts": trends.charts(req.conn, datetime.now(timezone.utc).date()),
+            "refreshed": {"at": datetime.now(timezone.utc), "run_id": None, "run_url": None}}
+
+
 def _jump(item: attention.Item, links: UiLinks) -> dict:
     """A count that leads to its rows: a section of this page (with its filters), or a page of Airflow's UI."""
     if item.airflow == "required_actions":
@@ -381,6 +389,13 @@ SECTIONS: tuple[Section, ...] = (
         columns=(Column("what", "Needs a person"), Column("count", "How many", "jump"),
                  Column("oldest", "Oldest", "time"), Column("note", "What to do")),
         page_size=50, dag_entity="AUDIT_LOG", build=_attention),
+    Section(
+        key="trends", title="Trends", dag_id=DSR, tables=("compliance.dsr_status",),
+        about="Are we getting better? Requests closed on time by the month they were due, requests overdue each "
+              "day, children's accounts purged and shares breaking a vendor rule each week; every bar and point "
+              "says its own number.",
+        refreshed_by="drawn afresh from the store's history on every look",
+        columns=(), page_size=1, dag_entity="AUDIT_LOG", build=_trends),
     Section(
         key="requests", title="Privacy requests", dag_id=DSR,
         tables=("compliance.dsr_status", "compliance.dsr_runs"),
