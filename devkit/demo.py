@@ -379,6 +379,8 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             # LocalExecutor forks `parallelism` workers up front (32 by default): size it to this machine.
             "AIRFLOW__CORE__PARALLELISM": str(workers),
+            # A scheduler runs the DAGs here: a run not finished by its deadline emails on-call (the stand-in).
+            "PRIVACY_DEADLINE_ALERTS": "on",
         })
         local_airflow.migrate_metadata(env)
         if unpause:

@@ -70,13 +70,20 @@ def test_every_dag_is_a_house_dag(dagbag):
             assert t.owner == DEFAULT_ARGS["owner"] and t.retries == DEFAULT_ARGS["retries"], f"{dag_id}.{t.task_id}"
 
 
-def test_every_dag_tells_on_call_when_a_run_is_not_finished_by_its_deadline(dagbag):
-    """Airflow 3's deadline alert: queued + the run's timeout, then include.seam.alerts.run_late in an executor."""
+def test_every_dag_tells_on_call_when_a_run_is_not_finished_by_its_deadline(monkeypatch):
+    """Airflow 3's deadline alert: queued + the run's timeout, then include.seam.alerts.run_late in an executor
+    (on by default; the tests, which run DAGs with dag.test(), turn it off: include/seam/dag.py)."""
+    from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk import SyncCallback
     from airflow.sdk.definitions.deadline import DagRunQueuedAtDeadline
+    from airflow.serialization.serialized_objects import DagSerialization
 
+    monkeypatch.delenv("PRIVACY_DEADLINE_ALERTS")
+    bag = DagBag(dag_folder=str(DAGS))
+    assert not bag.import_errors
     for dag_id in EXPECTED:
-        dag = dagbag.dags[dag_id]
+        dag = bag.dags[dag_id]
+        assert DagSerialization.to_dict(dag)["dag"]["deadline"], dag_id
         (alert,) = dag.deadline
         assert isinstance(alert.reference, DagRunQueuedAtDeadline) and alert.interval == dag.dagrun_timeout, dag_id
         assert isinstance(alert.callback, SyncCallback) and alert.callback.path == "include.seam.alerts.run_late"
