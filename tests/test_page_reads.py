@@ -593,4 +593,8 @@ def test_the_trends_are_drawn_from_the_stores_history(store):
     charts = {c["key"]: c for c in data["charts"]}
     assert set(charts) == {"on_time", "overdue", "purges", "violations"}
     assert charts["on_time"]["unit"] == "%" and charts["on_time"]["max"] == 100
-    assert len(charts["purges"]["points"]) == 12 and all(p["value"] == 0 for p in charts["violations"]["points"])
+    assert len(charts["purges"]["points"]) == 12 and all(p["value"] == 0 for p in charts["purges"]["points"])
+    assert all(p["value"] is None for p in charts["violations"]["points"])  # no daily manifest: no number
+    add_manifest(store, 1, "2026-11-24", datetime(2026, 11, 24, tzinfo=timezone.utc), {"child": 2}, "r")
+    weeks = {w["period"]: w["violations"] for w in trends.violations_by_week(store, today)}
+    assert weeks["2026-11-23"] == 2 and weeks["2026-11-16"] is None

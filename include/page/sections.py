@@ -392,8 +392,8 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         key="trends", title="Trends", dag_id=DSR, tables=("compliance.dsr_status",),
         about="Are we getting better? Requests closed on time by the month they were due, requests overdue each "
-              "day, children's accounts purged and shares breaking a vendor rule each week; every bar and point "
-              "says its own number.",
+              "day, children's accounts purged and shares breaking a vendor rule each week (daily manifests; a week "
+              "none covers shows a dash); every bar and point says its own number.",
         refreshed_by="drawn afresh from the store's history on every look",
         columns=(), page_size=1, dag_entity="AUDIT_LOG", build=_trends),
     Section(

@@ -8,7 +8,8 @@ Four series, each one number per period (counts, rates and dates only; no person
   acknowledged in time (``dsr_runs.counts``; a run targeting a few requests counts fewer, so the day's most);
 - children's accounts purged per week (``child_purges``, ``purged_at``);
 - shares breaking a vendor rule per week, from the daily manifests (``vendor_manifests`` of periods of a week or
-  shorter, by the week the period starts; a wide manual period would pile months into one week).
+  shorter, by the week the period starts; a wide manual period would pile months into one week); a week no such
+  manifest covers has no number.
 
 Each read is one grouped query over an index or a small table; at 200,000 requests the page's budget (p95
 under 200 ms per call) holds (bench/bench_page.py).
@@ -75,16 +76,21 @@ def purges_by_week(conn, today: date, weeks: int = WEEKS) -> list[dict]:
 
 
 def violations_by_week(conn, today: date, weeks: int = WEEKS) -> list[dict]:
-    """The last ``weeks`` weeks (oldest first): ``{"period": "2026-11-23", "violations", "manifests"}``."""
+    """The last ``weeks`` weeks (oldest first): ``{"period": "2026-11-23", "violations", "manifests"}``;
+    ``violations`` is None for a week no daily manifest covers (nothing was judged: no number, not zero)."""
     first = _week_start(today) - timedelta(weeks=weeks - 1)
     found = {week: (rows, n) for week, rows, n in conn.execute(
         """select date_trunc('week', period_start at time zone 'UTC')::date, sum(violation_rows)::bigint, count(*)
            from compliance.vendor_manifests
            where period_start >= %s and period_end - period_start <= interval '7 days'
            group by 1""", (first,)).fetchall()}
-    return [{"period": (first + timedelta(weeks=i)).isoformat(),
-             "violations": int(found.get(first + timedelta(weeks=i), (0, 0))[0]),
-             "manifests": int(found.get(first + timedelta(weeks=i), (0, 0))[1])} for i in range(weeks)]
+    series = []
+    for i in range(weeks):
+        week = first + timedelta(weeks=i)
+        rows, manifests = found.get(week, (None, 0))
+        series.append({"period": week.isoformat(), "violations": None if rows is None else int(rows),
+                       "manifests": int(manifests)})
+    return series
 
 
 def charts(conn, today: date) -> list[dict]:
