@@ -11,8 +11,8 @@ Four series, each one number per period (counts, rates and dates only; no person
   shorter, by the week the period starts; a wide manual period would pile months into one week); a week no such
   manifest covers has no number.
 
-Each read is one grouped query over an index or a small table; at 200,000 requests the page's budget (p95
-under 200 ms per call) holds (bench/bench_page.py).
+Each read is one grouped query (purges by week over an index, migration 0014); at 200,000 requests the page's
+budget (p95 under 200 ms per call) holds (bench/bench_page.py).
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def on_time_by_month(conn, today: date, months: int = MONTHS) -> list[dict]:
     percent or None for a month with no closed request due in it."""
     first = _month_start(today, months - 1)
     found = {month: (on_time, late) for month, on_time, late in conn.execute(
-        """select date_trunc('month', effective_due)::date, count(*) filter (where state = 'closed_on_time'),
+        """select effective_due - (extract(day from effective_due)::int - 1),
+                  count(*) filter (where state = 'closed_on_time'),
                   count(*) filter (where state = 'closed_late')
            from compliance.dsr_status
            where state in ('closed_on_time', 'closed_late') and effective_due >= %s and effective_due < %s
