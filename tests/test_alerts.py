@@ -128,3 +128,39 @@ def test_a_deadline_callback_never_raises(airflow_env, sendgrid, monkeypatch):
     monkeypatch.setenv("PRIVACY_SETTINGS", json.dumps({"alerts": False}))
     run_late(context=deadline_context("child_data_purge", "scheduled__x"))
     assert sendgrid.accepted() == []
+
+
+def test_the_deadline_can_be_set_apart_from_the_timeout(monkeypatch):
+    """PRIVACY_LATE_AFTER_MINUTES: how long after queueing a run is late (default: the DAG's dagrun_timeout)."""
+    from datetime import timedelta
+
+    from include.seam.dag import late_after
+
+    monkeypatch.delenv("PRIVACY_LATE_AFTER_MINUTES", raising=False)
+    assert late_after() is None
+    monkeypatch.setenv("PRIVACY_LATE_AFTER_MINUTES", "180")
+    assert late_after() == timedelta(hours=3)
+    for bad in ("0", "-5", "soon", "nan", "20000"):
+        monkeypatch.setenv("PRIVACY_LATE_AFTER_MINUTES", bad)
+        with pytest.raises(ValueError, match="PRIVACY_LATE_AFTER_MINUTES must be a number of minutes above 0"):
+            late_after()
+
+
+def test_a_deadline_callback_refused_the_settings_variable_reads_them_from_the_environment(airflow_env, sendgrid,
+                                                                                           monkeypatch):
+    """Found under the Celery stack: Airflow 3.3's Execution API refuses an executor callback the Variable
+    ("Access denied for variable 'privacy_settings' by Execution API"); the alert was logged as not sent."""
+    from airflow.sdk import Variable
+
+    from include.seam.alerts import run_late
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("Access denied for variable 'privacy_settings' by Execution API")
+
+    monkeypatch.setattr(Variable, "get", refused)
+    run_late(context=deadline_context("child_data_purge", "scheduled__late"))
+    (message,) = [a["payload"] for a in sendgrid.accepted()]
+    assert message["personalizations"][0]["to"] == [{"email": "oncall@example.org"}]  # PRIVACY_SETTINGS' alert_email
+    # A task (the failure callback) still fails loudly on such a refusal: its settings must be the Variable's.
+    task_failed(context("child_data_purge", "scheduled__late", "plan_purge", RuntimeError("x")))
+    assert len(sendgrid.accepted()) == 1

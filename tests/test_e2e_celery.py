@@ -28,6 +28,7 @@ import pytest
 import notification_oracle as oracle
 from devkit import database, local_airflow
 from devkit.seed.demo_data import seed
+from include import compliance_store
 from include.seam.dag import GCS_POOL, SENDGRID_POOL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack, pytest.mark.timeout(1500)]
@@ -102,6 +103,10 @@ def stack(pg_server_url, sendgrid_server, tmp_path_factory):
     procs: dict[str, subprocess.Popen] = {}
     try:
         seed(urls["ops"], users=1500, seed=5, anchor=ANCHOR)
+        # The compliance store exists, as in a deployment: the runs' deadlines (3 s) pass before their first task
+        # would create it, and a deadline alert is recorded there.
+        with database.connect(urls["ops"], autocommit=True) as conn:
+            compliance_store.migrate(conn)
         api_port, log_port = _free_port(), _free_port()
         services = local_airflow.LocalServices(ops_url=urls["ops"], compliance_url=urls["ops"],
                                                sendgrid_url=sendgrid_server.base_url,
@@ -123,8 +128,10 @@ def stack(pg_server_url, sendgrid_server, tmp_path_factory):
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "PRIVACY_APPROVAL_TIMEOUT_HOURS": APPROVAL_TIMEOUT_HOURS,
             "PRIVACY_CATCH_UP_DAYS": str(CATCH_UP_DAYS),
-            # A scheduler: the DAGs' deadline alerts are on, as in production (dag.test() cannot run them).
+            # A scheduler: the DAGs' deadline alerts are on, as in production (dag.test() cannot run them), and
+            # due 3 s after a run is queued: every run misses it, and on-call is told once per run.
             "PRIVACY_DEADLINE_ALERTS": "on",
+            "PRIVACY_LATE_AFTER_MINUTES": "0.05",
         })
         local_airflow.migrate_metadata(env)  # with the pools of pools.json
         airflow = local_airflow.airflow_bin()
@@ -239,6 +246,20 @@ def test_unpausing_the_manifests_starts_only_the_bounded_catch_up(stack):
     every day since 2026-01-01. Now: at most the last CATCH_UP_DAYS days, the first of them first."""
     scheduled = sorted(at for at, run_type in stack["manifest_runs"] if run_type == "scheduled")
     assert scheduled and scheduled[0] == FIRST_DAY and len(scheduled) <= CATCH_UP_DAYS, scheduled
+
+
+def test_a_run_not_finished_by_its_deadline_tells_on_call_once_through_the_scheduler(stack):
+    """Issue 30, point 4, end to end: the scheduler sees each run miss its deadline (Airflow's DeadlineAlert), the
+    executor runs include.seam.alerts.run_late, and on-call gets one email per run through the SendGrid stand-in."""
+    with database.connect(stack["urls"]["ops"]) as conn:
+        late = {(d, r): s for d, r, s in conn.execute(
+            "select dag_id, run_id, status from compliance.run_alerts where kind = 'late'")}
+    for dag_id, (run_id, _state) in stack["runs"].items():
+        assert late.get((dag_id, run_id)) == "sent", (dag_id, run_id, sorted(late))
+    emails = [m["payload"]["personalizations"][0]["custom_args"] for m in stack["sendgrid"].accepted()
+              if m["payload"].get("custom_args", {}).get("campaign") == "run-alert"]
+    keys = [e["key"] for e in emails if e.get("alert") == "late"]
+    assert len(keys) == len(set(keys)) == len(late)  # once per run
 
 
 def test_the_campaign_senders_ran_in_the_sendgrid_pool_and_told_everyone_once(stack):

@@ -42,7 +42,7 @@ def _report(context) -> None:
     exc = context.get("exception")
     reason = str(exc) if exc is not None and str(exc) else (type(exc).__name__ if exc is not None else "the task failed")
     _send(alerts.Failure(dag_id=ti.dag_id, run_id=context["run_id"], task_id=ti.task_id, reason=reason,
-                         at=datetime.now(timezone.utc)))
+                         at=datetime.now(timezone.utc)), in_task=True)
 
 
 def run_late(context: dict | None = None, **_ignored) -> None:
@@ -59,7 +59,7 @@ def run_late(context: dict | None = None, **_ignored) -> None:
 
         _send(alerts.Failure(dag_id=str(run["dag_id"]), run_id=str(run.get("dag_run_id") or run.get("run_id")),
                              task_id=None, reason=late_reason(run, deadline), at=datetime.now(timezone.utc),
-                             kind=alerts.LATE))
+                             kind=alerts.LATE), in_task=False)
     except Exception as exc:  # noqa: BLE001 - an alert must not fail in a way that hides the late run
         from include.seam.connections import first_line
 
@@ -70,8 +70,8 @@ def late_reason(run: dict, deadline) -> str:
     """One sentence: since when the run was queued, its state, the deadline it missed."""
     queued = _when(run.get("queued_at"))
     state = run.get("state") or "unknown"
-    return (f"the run was queued at {queued} and was still {state} at its deadline, {_when(deadline)}: "
-            f"whatever it does (escalations, purges, manifests, notices) has not been done since")
+    return (f"the run was queued at {queued} and was still {state} at its deadline, {_when(deadline)}, so its "
+            f"work (escalations, purges, manifests or notices) waits until it finishes")
 
 
 def _when(value) -> str:
@@ -87,14 +87,15 @@ def _when(value) -> str:
     return f"{moment:%H:%M} UTC on {moment.day} {moment:%b %Y}"
 
 
-def _send(failure) -> None:
-    """Record the run's alert of its kind (once) and send it to on-call through the delivery engine."""
+def _send(failure, *, in_task: bool) -> None:
+    """Record the run's alert of its kind (once) and send it to on-call through the delivery engine. Outside a task
+    (the deadline callback) Airflow refuses Variables: the settings then come from the environment."""
     from include import alerts, compliance_store
     from include.audit import RunContext
     from include.notify.delivery import deliver
     from include.seam import connections
 
-    settings = connections.settings()
+    settings = connections.settings(outside_a_task=not in_task)
     if not settings.alerts:
         return
     ctx = RunContext(run_id=failure.run_id, actor=f"airflow:{failure.dag_id}", dag_id=failure.dag_id,

@@ -184,6 +184,27 @@ def deadline_alerts_on() -> bool:
     return raw == "on"
 
 
+LATE_AFTER_ENV = "PRIVACY_LATE_AFTER_MINUTES"
+
+
+def late_after() -> timedelta | None:
+    """``$PRIVACY_LATE_AFTER_MINUTES`` (read when the DAG is parsed): every DAG's deadline, in minutes after a run is
+    queued, instead of its ``dagrun_timeout``; None when unset."""
+    import math
+    import os
+
+    raw = os.environ.get(LATE_AFTER_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        minutes = float(raw)
+    except ValueError:
+        minutes = math.nan
+    if not 0 < minutes <= 7 * 24 * 60:
+        raise ValueError(f"{LATE_AFTER_ENV} must be a number of minutes above 0 and at most 10080, not {raw!r}")
+    return timedelta(minutes=minutes)
+
+
 def run_deadline(within: timedelta):
     """Every house DAG's deadline alert (Airflow 3): a run not finished ``within`` its queueing (its
     ``dagrun_timeout``: queued behind a stuck run, waiting for a pool or a worker, or stopped by the timeout) is
@@ -217,7 +238,7 @@ def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapp
 
             kwargs = {**DAG_DEFAULTS, **dag_kwargs}
             if deadline_alerts_on():
-                kwargs.setdefault("deadline", run_deadline(kwargs["dagrun_timeout"]))
+                kwargs.setdefault("deadline", run_deadline(late_after() or kwargs["dagrun_timeout"]))
             with DAG(dag_id=dag_id, schedule=schedule, default_args={**DEFAULT_ARGS, **(task_defaults or {})},
                      tags=["privacy", *tags], doc_md=doc_md(dag_id), params=dict(params), **kwargs) as dag:
                 guard = _conf_guard(dag_id, sorted(params))
