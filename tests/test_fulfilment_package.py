@@ -17,7 +17,7 @@ from devkit.database import connect
 from devkit.seed.demo_data import seed
 from include.datamap import load_datamap
 from include.fulfilment import package
-from include.vendors.right_to_know import last_twelve_months, shared_with
+from include.fulfilment.right_to_know import last_twelve_months, shared_with
 pytest.register_assert_rewrite("tests.fulfilment_support")
 from tests.fulfilment_support import expected, matches  # noqa: E402
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import psycopg
 
 from include import reads
-from include.deadlines import STATES
+from include.deadline_rules import STATES
 from include.page.links import UiLinks
 from include.schedules import how_often
 from include.reads import audit as audit_reads

@@ -92,7 +92,7 @@ def _send(failure, *, in_task: bool) -> None:
     (the deadline callback) Airflow refuses Variables: the settings then come from the environment."""
     from include import alerts, compliance_store
     from include.audit import RunContext
-    from include.notify.delivery import deliver
+    from include.delivery.engine import deliver
     from include.seam import connections
 
     settings = connections.settings(outside_a_task=not in_task)
