@@ -164,10 +164,10 @@ def fill_purges(conn, purged: int) -> dict:
     two downstream deletion notices per purged subject, the newest tenth still outstanding (migration 0003)."""
     days = 730
     conn.execute("""
-        insert into compliance.child_purge_runs (run_id, as_of, run_type, dry_run, targeted, threshold, started_at,
-               detected_at, planned_at, plan_hash, plan_subjects, approval, approval_state, approved_by, state,
-               counts, finished_at)
-        select (case when dry then 'manual__' else 'scheduled__' end) || d::date, d::date,
+        insert into compliance.erasure_runs (dag_id, run_id, as_of, run_type, dry_run, targeted, threshold,
+               started_at, detected_at, planned_at, plan_hash, plan_subjects, approval, approval_state, approved_by,
+               state, counts, finished_at)
+        select 'child_data_purge', (case when dry then 'manual__' else 'scheduled__' end) || d::date, d::date,
                case when dry then 'manual' else 'scheduled' end, dry, false, 50, t, t, t,
                md5(d::text) || md5(dry::text), 14, 'not_needed', 'not_needed', null,
                case when dry then 'dry_run' else 'purged' end, '{}'::jsonb, t + interval '2 minutes'
@@ -290,6 +290,8 @@ CALLS = [
     ("manifests, page 300", "manifests", {"page": "300"}),
     ("campaigns, first page", "campaigns", {}),
     ("campaigns, page 5", "campaigns", {"page": "5"}),
+    ("needs a person", "attention", {}),
+    ("trends (the four charts)", "trends", {}),
 ]
 
 

@@ -3,25 +3,28 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import CronDataIntervalTimetable
-
 from include.seam.dag import (GCS_POOL, SENDGRID_POOL, date_param, dry_run_param, ids_param, prepare_store,
                               privacy_dag)
 from include.seam.steps import step_operator, step_task
+from include.seam.timetables import MANUAL_RUNS_FIRST, bounded_catch_up, catch_up_days
 
+# An Airflow DAG: wiring only; its steps are plain functions of the step context in include/vendors/manifests.py.
 STEPS, PARAMS = "include.vendors.manifests", "include.vendors.params:ManifestParams"
 
 
 @privacy_dag(
     dag_id="vendor_sharing_manifests",
     # Interval-based: each scheduled run covers its data interval, one UTC day [00:00, 24:00), and runs when the
-    # day is over; catch-up writes the manifests of every day missed (back-filling), and a repeated day
-    # writes nothing more.
-    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    # day is over; catch-up writes the manifests of the days missed, at most the last few (PRIVACY_CATCH_UP_DAYS,
+    # default 3: include/seam/timetables.py), never every day since the start date; an older
+    # period is a manual run's, on purpose. A repeated day writes nothing more.
+    schedule=bounded_catch_up("vendor_sharing_manifests", timezone="UTC"),
     catchup=True,
     # Runs of different days never race (each writes its own (vendor, day) manifests; a day written twice at
-    # once is claimed by one run), so a back-fill may run a few days at once; the pool bounds the uploads.
-    max_active_runs=4,
+    # once is claimed by one run), so catch-up may run a few days at once; the pool bounds the uploads. One
+    # run more than catch-up can start is always left for a person's run, whose tasks go first in every pool.
+    max_active_runs=catch_up_days() + 1,
+    task_defaults={"weight_rule": MANUAL_RUNS_FIRST},
     tags=["vendors", "gdpr", "ccpa", "gcs", "email"],
     dagrun_timeout=timedelta(hours=2),
     params={

@@ -36,6 +36,9 @@ API_KEY = "SG.demo-key"
 SHOWN_REASONS = 5
 EVIDENCE_BUCKET = "privacy-evidence"
 EVIDENCE_LOCATION = f"gs://{EVIDENCE_BUCKET}/demo"
+# The emulator keeps the demo's evidence (audit anchors, manifests, export packages) here, so `ui` serves it
+# again after the demo: a new demo starts it afresh, with its new database.
+EVIDENCE_DIR = DEMO_DIR / "gcs"
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,17 @@ def demo_services(db_url: str, sendgrid, gcs) -> local_airflow.LocalServices:
                                        sendgrid_api_key=API_KEY, gcs_url=gcs.base_url, gcs_bucket=EVIDENCE_BUCKET)
 
 
+def fresh_evidence_dir(folder: Path) -> None:
+    """Empty the emulator's folder for a new demo (its database is new too); only a folder of the demo's own."""
+    import shutil
+
+    if folder.exists():
+        if not (folder / ".cloudstorage").exists() and any(folder.iterdir()):
+            raise SystemExit(f"{folder} is not the demo's storage emulator folder: not emptying it")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+
 def demo_settings() -> dict:
     """The demo's privacy settings: the defaults, with evidence (anchors, manifests, exports) in the emulator."""
     return {"evidence_location": EVIDENCE_LOCATION}
@@ -168,8 +182,11 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None, keep_
         plant(conn)
 
     home, logs = DEMO_DIR / "airflow", DEMO_DIR / "logs"
-    with SendGridStandIn(api_key=API_KEY) as sendgrid, GCSEmulator(default_bucket=EVIDENCE_BUCKET) as gcs:
-        print(f"[3/5] SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url}")
+    fresh_evidence_dir(EVIDENCE_DIR)
+    with SendGridStandIn(api_key=API_KEY) as sendgrid, \
+            GCSEmulator(default_bucket=EVIDENCE_BUCKET, data_dir=EVIDENCE_DIR) as gcs:
+        print(f"[3/5] SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url} "
+              f"(its objects kept in {EVIDENCE_DIR})")
         services = demo_services(db_url, sendgrid, gcs)
         env = local_airflow.airflow_env(home, services, settings=demo_settings())
         local_airflow.migrate_metadata(env)
@@ -182,12 +199,8 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None, keep_
         with database.connect(db_url, autocommit=True) as conn:
             print_summary(conn, sendgrid.accepted(), anchors=_anchor_store(services))
     print(f"\nDone in {time.monotonic() - started:.0f} s. Where to look next:")
-    print(f"  - the compliance store:  psql '{redact_url(db_url)}'   (schema compliance; its tables: docs/store-and-audit.md)")
-    print(f"  - the task logs:         {logs}/")
-    print("  - the Airflow UI:        ./dev privacy-ops ui --unpause   (airflow standalone on this database, login "
-          "admin / admin on http://127.0.0.1:8080, with the Privacy compliance page in its menu)")
-    print("    The DAGs start paused in a new Airflow: a run triggered while its DAG is paused waits as 'queued'.")
-    print("    --unpause unpauses them, or use the toggle beside each DAG in the UI.")
+    for line in where_to_look(redact_url(db_url), logs):
+        print(line)
     if embedded:
         if keep_db:
             print("  - the embedded PostgreSQL keeps running for the UI; stop it with: ./dev privacy-ops stop-db")
@@ -319,7 +332,39 @@ def _installed(conn, table: str) -> bool:
 UI_LOGINS = {"admin": ("admin", "admin"), "compliance": ("compliance", "viewer")}
 
 
-CATCH_UP_DAGS = frozenset({"vendor_sharing_manifests"})
+def logins() -> str:
+    """The UI's logins as the demo and `ui` print them: ``admin / admin (admin), ...``."""
+    return ", ".join(f"{user} / {password} ({role})" for user, (password, role) in UI_LOGINS.items())
+
+
+def where_to_look(db_url: str, logs: Path) -> list[str]:
+    """The demo's closing lines: the store, the logs, the UI with every login and where the page is."""
+    return [
+        f"  - the compliance store:  psql '{db_url}'   (schema compliance; its tables: docs/store-and-audit.md)",
+        f"  - the task logs:         {logs}/",
+        "  - the Airflow UI:        ./dev privacy-ops ui   (airflow standalone on this database, on "
+        "http://127.0.0.1:8080)",
+        f"    logins: {logins()}; the viewer sees the compliance page and cannot trigger or change anything",
+        "    the compliance page: 'Privacy compliance' in the UI's menu (or http://127.0.0.1:8080/compliance/); "
+        "'Needs a person' at its top",
+        "    The DAGs start paused in a new Airflow: a run triggered while its DAG is paused waits as 'queued'.",
+        "    `ui --unpause` unpauses them (within a minute their scheduled runs start, and those are LIVE: purges "
+        "erase, fulfilments export and erase), or use the toggle beside each DAG in the UI.",
+    ]
+
+
+def unpaused_note(catch_up_days: int | None = None) -> list[str]:
+    """What `ui --unpause` tells the person who ran it: scheduled runs start within a minute, and they are live."""
+    if catch_up_days is None:
+        catch_up_days = int(os.environ.get("PRIVACY_CATCH_UP_DAYS", "3"))
+    return [
+        "  unpaused every DAG: WITHIN A MINUTE the scheduler starts their scheduled runs, and those are LIVE "
+        "(a schedule never dry-runs):",
+        "    child_data_purge erases the demo's children, dsr_fulfilment exports and erases requesters' data, "
+        "dsr_deadline_tracking and policy_change_notifications email the SendGrid stand-in;",
+        f"    vendor_sharing_manifests catches up only the last {catch_up_days} day(s) (PRIVACY_CATCH_UP_DAYS), "
+        "not every day since its start date; trigger it with a period for an older one",
+    ]
 
 
 def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1", unpause: bool = False) -> int:
@@ -338,7 +383,8 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
         print(f"there is no demo database {target.dbname!r} on {target.label}: run `./dev demo` first")
         return 1
     home = DEMO_DIR / "airflow"
-    with SendGridStandIn(api_key=API_KEY) as sendgrid, GCSEmulator(default_bucket=EVIDENCE_BUCKET) as gcs:
+    with SendGridStandIn(api_key=API_KEY) as sendgrid, \
+            GCSEmulator(default_bucket=EVIDENCE_BUCKET, data_dir=EVIDENCE_DIR) as gcs:
         env = local_airflow.airflow_env(home, demo_services(db_url, sendgrid, gcs), settings=demo_settings())
         passwords = home / "simple_auth_manager_passwords.json"
         home.mkdir(parents=True, exist_ok=True)
@@ -352,30 +398,30 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             # LocalExecutor forks `parallelism` workers up front (32 by default): size it to this machine.
             "AIRFLOW__CORE__PARALLELISM": str(workers),
+            # A scheduler runs the DAGs here: a run not finished by its deadline emails on-call (the stand-in).
+            "PRIVACY_DEADLINE_ALERTS": "on",
         })
         local_airflow.migrate_metadata(env)
         if unpause:
             # The DAGs must be in the metadata database before they can be unpaused.
             subprocess.run([local_airflow.airflow_bin(), "dags", "reserialize"], env=env, capture_output=True,
                            text=True)
-            for dag_id in sorted(_dag_files() - CATCH_UP_DAGS):
+            for dag_id in sorted(_dag_files()):
                 subprocess.run([local_airflow.airflow_bin(), "dags", "unpause", dag_id], env=env,
                                capture_output=True, text=True)
         shown = "localhost" if host in ("127.0.0.1", "localhost") else host
-        print(f"SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url}")
+        print(f"SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url} (the demo's evidence, kept "
+              f"in {EVIDENCE_DIR})")
         commands, env = local_airflow.local_components(host, port, env)
         print(f"starting Airflow as `airflow standalone` would ({workers} LocalExecutor workers, metadata in {home}; "
               f"task-log servers on {host}:{env['AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT']} and "
               f"{host}:{env['AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT']}):")
-        print(f"  open http://{shown}:{port}  -  logins: "
-              + ", ".join(f"{u} / {pw} ({role})" for u, (pw, role) in UI_LOGINS.items()))
+        print(f"  open http://{shown}:{port}  -  logins: {logins()}")
         print("  connections come from AIRFLOW_CONN_* environment variables set by this command, so Admin > "
               "Connections stays empty; `airflow connections get ops_db` shows one")
         if unpause:
-            print("  unpaused every DAG but vendor_sharing_manifests (it would catch up every day since its start "
-                  "date; trigger it with a period instead): within a minute the scheduler starts their scheduled "
-                  "runs, and those are LIVE: child_data_purge erases the demo's children and dsr_fulfilment exports "
-                  "and erases (a schedule never dry-runs)")
+            for line in unpaused_note():
+                print(line)
         else:
             print("  the DAGs are paused: a triggered run waits as 'queued' until its DAG is unpaused "
                   "(toggle in the UI, or restart with --unpause)")
@@ -402,5 +448,3 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
         finally:
             local_airflow.stop_components(procs)
 
-
-# Interval DAGs that catch up: unpausing one in a fresh Airflow queues a run for every day since its start.

@@ -1,4 +1,9 @@
-"""On-call is told when a run fails: once per run, through the delivery engine, with no personal data.
+"""On-call is told when a run fails or is late: once per run and kind, through the delivery engine, with no
+personal data.
+
+A run that has not finished by its deadline (Airflow's deadline alert, :func:`include.seam.alerts.run_late`) is
+recorded and sent the same way, as kind ``late`` (migration 0012): no task, the reason says since when it was
+queued and what its deadline was.
 
 A DAG's task that fails for good (its retries spent, or a set-up fault that never retries) calls
 :func:`include.seam.alerts.task_failed`, which records the failure here (``compliance.run_alerts``, one row
@@ -44,34 +49,44 @@ def _is_ip(token: str) -> bool:
     return True
 
 
+FAILED, LATE = "failed", "late"
+
+
 @dataclass(frozen=True)
 class Failure:
-    """A run that failed: where, and why in one sentence."""
+    """A run that failed (``kind`` failed: in ``task_id``) or was late (``kind`` late: not finished by its
+    deadline, no task): where, and why in one sentence."""
 
     dag_id: str
     run_id: str
-    task_id: str
+    task_id: str | None
     reason: str
     at: datetime
     run_url: str | None = None
+    kind: str = FAILED
 
 
 def record(store, failure: Failure, recipient: str) -> bool:
-    """The run's alert, once: True when this failure is the run's first (an alert to send), else False."""
+    """The run's alert of this kind, once: True when it is the run's first (an alert to send), else False."""
     row = store.execute(
-        """insert into compliance.run_alerts (dag_id, run_id, task_id, reason, recipient, failed_at)
-           values (%s, %s, %s, %s, %s, %s) on conflict (dag_id, run_id) do nothing returning run_id""",
-        (failure.dag_id, failure.run_id, failure.task_id, scrub(failure.reason), recipient, failure.at)).fetchone()
+        """insert into compliance.run_alerts (dag_id, run_id, kind, task_id, reason, recipient, failed_at)
+           values (%s, %s, %s, %s, %s, %s, %s) on conflict (dag_id, run_id, kind) do nothing returning run_id""",
+        (failure.dag_id, failure.run_id, failure.kind, failure.task_id, scrub(failure.reason), recipient,
+         failure.at)).fetchone()
     return row is not None
 
 
 def payload(failure: Failure, settings: Settings) -> dict:
     parts = render_parts("run_alert", dag_id=failure.dag_id, run_id=failure.run_id, task_id=failure.task_id,
-                         reason=failure.reason, run_url=failure.run_url)
-    return envelope(settings, category="run-alert", run_id=failure.run_id,
-                    content=Content(f"Airflow: a run of {failure.dag_id} failed in {failure.task_id}", parts),
-                    to=Addressee(settings.on_call_email, "run_alert", f"{failure.dag_id}/{failure.run_id}",
-                                 {"dag_id": failure.dag_id, "task_id": failure.task_id}))
+                         reason=failure.reason, run_url=failure.run_url, kind=failure.kind)
+    if failure.kind == LATE:
+        subject = f"Airflow: a run of {failure.dag_id} has not finished by its deadline"
+        key, args = f"{failure.dag_id}/{failure.run_id}/late", {"dag_id": failure.dag_id, "alert": LATE}
+    else:
+        subject = f"Airflow: a run of {failure.dag_id} failed in {failure.task_id}"
+        key, args = f"{failure.dag_id}/{failure.run_id}", {"dag_id": failure.dag_id, "task_id": failure.task_id}
+    return envelope(settings, category="run-alert", run_id=failure.run_id, content=Content(subject, parts),
+                    to=Addressee(settings.on_call_email, "run_alert", key, args))
 
 
 class AlertLedger:
@@ -86,21 +101,23 @@ class AlertLedger:
         return conn.execute("select count(*) from compliance.run_alerts where status = 'pending'").fetchone()[0]
 
     def claim(self, conn) -> Batch | None:
-        row = conn.execute("""select dag_id, run_id, task_id, reason, failed_at from compliance.run_alerts
+        row = conn.execute("""select dag_id, run_id, task_id, reason, failed_at, kind from compliance.run_alerts
                               where status = 'pending' order by failed_at limit 1 for update skip locked""").fetchone()
         if row is None:
             return None
-        failure = Failure(*row, run_url=self.run_url)
-        return Batch(keys=[(failure.dag_id, failure.run_id)], payload=payload(failure, self.settings),
-                     evidence={"dag_id": failure.dag_id, "run_id": failure.run_id, "task_id": failure.task_id})
+        dag_id, run_id, task_id, reason, at, kind = row
+        failure = Failure(dag_id, run_id, task_id, reason, at, run_url=self.run_url, kind=kind)
+        return Batch(keys=[(dag_id, run_id, kind)], payload=payload(failure, self.settings),
+                     evidence={"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "kind": kind})
 
     def mark_sent(self, conn, batch: Batch, *, message_id: str | None, sent_at: datetime) -> None:
-        (dag_id, run_id), = batch.keys
+        (dag_id, run_id, kind), = batch.keys
         conn.execute("""update compliance.run_alerts set status = 'sent', message_id = %s, sent_at = %s
-                        where dag_id = %s and run_id = %s and status = 'pending'""",
-                     (message_id, sent_at, dag_id, run_id))
+                        where dag_id = %s and run_id = %s and kind = %s and status = 'pending'""",
+                     (message_id, sent_at, dag_id, run_id, kind))
 
     def mark_failed(self, conn, batch: Batch, *, reason: str) -> None:
-        (dag_id, run_id), = batch.keys
+        (dag_id, run_id, kind), = batch.keys
         conn.execute("""update compliance.run_alerts set status = 'failed', error = %s
-                        where dag_id = %s and run_id = %s and status = 'pending'""", (reason, dag_id, run_id))
+                        where dag_id = %s and run_id = %s and kind = %s and status = 'pending'""",
+                     (reason, dag_id, run_id, kind))

@@ -208,9 +208,31 @@ def anchor_head(store_conn, objects: "ObjectStore", *, run_id: str | None, dag_i
     try:
         objects.put(name, body, "application/json", overwrite=False)
     except ObjectExists:  # an earlier run (or one ending at the same moment) anchored this head
+        record_anchor(store_conn, str(objects.location), {**anchor, "name": name})
         anchor = {key: anchor[key] for key in ("format", "row_id", "row_hash", "occurred_at")}
         return {**anchor, "name": name, "uri": objects.uri(name), "written": False}
+    record_anchor(store_conn, str(objects.location), {**anchor, "name": name})
     return {**anchor, "name": name, "uri": objects.uri(name), "written": True}
+
+
+def record_anchor(store_conn, location: str, anchor: Mapping[str, Any]) -> None:
+    """Note in the store that an anchor (``name``, ``row_id``, ``row_hash``, ``run_id``, ``dag_id``) is at
+    ``location`` (``compliance.audit_anchors``, migration 0013): the page then tells a new evidence store from one
+    whose anchors were removed."""
+    store_conn.execute(
+        """insert into compliance.audit_anchors (location, name, row_id, row_hash, anchored_at, dag_id, run_id)
+           values (%s, %s, %s, %s, now(), %s, %s) on conflict (location, name) do nothing""",
+        (location, anchor["name"], anchor["row_id"], anchor["row_hash"], anchor.get("dag_id"), anchor.get("run_id")))
+
+
+def anchors_recorded(store_conn, location: str) -> tuple[int, int | None] | None:
+    """(how many anchors the store recorded writing at ``location``, the newest one's row id); None for a store
+    older than the record (migration 0013), which cannot tell."""
+    if store_conn.execute("select to_regclass('compliance.audit_anchors') is null").fetchone()[0]:
+        return None
+    count, newest = store_conn.execute("select count(*), max(row_id) from compliance.audit_anchors "
+                                       "where location = %s", (location,)).fetchone()
+    return int(count), newest
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_view
 from airflow.plugins_manager import AirflowPlugin
 
+from include.seam.timetables import CatchUpWindowTimetable, ManualRunsFirst
+
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/compliance"
@@ -178,6 +180,10 @@ def section_data(key: str, request: Request, user: GetUserDep):
 
 class PrivacyCompliancePlugin(AirflowPlugin):
     name = "privacy_compliance"
+    # Catch-up bounded to the latest periods, and manual runs first (include/seam/timetables.py): Airflow
+    # stores a custom timetable or weight strategy by class path and finds it again through a plugin.
+    timetables = [CatchUpWindowTimetable]
+    priority_weight_strategies = [ManualRunsFirst]
     fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "Privacy compliance"}]
     external_views = [{"name": "Privacy compliance", "href": f"{URL_PREFIX}/", "destination": "nav",
                        "url_route": "privacy-compliance", "nav_top_level": True}]

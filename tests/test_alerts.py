@@ -80,3 +80,87 @@ def test_alerts_off_send_nothing_and_a_callback_never_raises(airflow_env, sendgr
     monkeypatch.setenv("AIRFLOW_CONN_COMPLIANCE_DB", postgres_connection("postgresql://postgres@127.0.0.1:1/nowhere"))
     task_failed(context("dsr_deadline_tracking", "scheduled__3", "evaluate_requests", RuntimeError("x")))  # no raise
     assert sendgrid.accepted() == []
+
+
+def deadline_context(dag_id: str, run_id: str, state: str = "running") -> dict:
+    """What Airflow's scheduler hands a deadline callback (airflow.models.deadline.Deadline.handle_miss)."""
+    return {"dag_run": {"dag_id": dag_id, "dag_run_id": run_id, "state": state,
+                        "queued_at": "2026-12-06T09:00:00.123456Z", "conf": {"request_ids": [7]}},
+            "deadline": {"id": "0190-uuid", "deadline_time": "2026-12-06T09:45:00+00:00"}}
+
+
+def test_a_run_not_finished_by_its_deadline_tells_on_call_once_through_airflows_callback_runner(airflow_env, sendgrid):
+    """Issue 30, point 4: the hourly deadline tracking silent (a run stuck, queued or timed out) emails on-call
+    once per run, with the DAG, run and one sentence, and the run's failure is still its own incident."""
+    import structlog
+    from airflow.sdk.execution_time.callback_supervisor import execute_callback
+
+    from include.seam.alerts import run_late
+
+    path = f"{run_late.__module__}.{run_late.__name__}"  # as Airflow's SyncCallback stores it
+    log = structlog.get_logger()
+    ctx = deadline_context("dsr_deadline_tracking", "scheduled__2026-12-06T09:00:00+00:00")
+    assert execute_callback(path, {"context": ctx}, "dsr_deadline_tracking.py", None, log) == (True, None)
+    assert execute_callback(path, {"context": ctx}, "dsr_deadline_tracking.py", None, log) == (True, None)
+    (message,) = [a["payload"] for a in sendgrid.accepted()]
+    assert message["subject"] == "Airflow: a run of dsr_deadline_tracking has not finished by its deadline"
+    assert message["personalizations"][0]["custom_args"] == {
+        "kind": "run_alert", "key": "dsr_deadline_tracking/scheduled__2026-12-06T09:00:00+00:00/late",
+        "dag_id": "dsr_deadline_tracking", "alert": "late"}
+    text = message["content"][0]["value"]
+    assert "scheduled__2026-12-06T09:00:00+00:00" in text and "queued at 09:00 UTC on 6 Dec 2026" in text
+    assert "at its deadline, 09:45 UTC on 6 Dec 2026" in text and "still running" in text and "task:" not in text
+    assert "request_ids" not in json.dumps(message)  # nothing of the run's conf
+    # The same run failing afterwards is another incident: one more email, and only one.
+    task_failed(context("dsr_deadline_tracking", "scheduled__2026-12-06T09:00:00+00:00", "evaluate_requests",
+                        RuntimeError("the operational database was lost mid-query")))
+    task_failed(context("dsr_deadline_tracking", "scheduled__2026-12-06T09:00:00+00:00", "evaluate_requests",
+                        RuntimeError("again")))
+    assert len(sendgrid.accepted()) == 2
+    assert airflow_env.execute("select kind, task_id, status from compliance.run_alerts order by kind").fetchall() == [
+        ("failed", "evaluate_requests", "sent"), ("late", None, "sent")]
+
+
+def test_a_deadline_callback_never_raises(airflow_env, sendgrid, monkeypatch):
+    from include.seam.alerts import run_late
+
+    run_late(context=None)  # nothing to say which run: logged, not raised
+    monkeypatch.setenv("PRIVACY_SETTINGS", json.dumps({"alerts": False}))
+    run_late(context=deadline_context("child_data_purge", "scheduled__x"))
+    assert sendgrid.accepted() == []
+
+
+def test_the_deadline_can_be_set_apart_from_the_timeout(monkeypatch):
+    """PRIVACY_LATE_AFTER_MINUTES: how long after queueing a run is late (default: the DAG's dagrun_timeout)."""
+    from datetime import timedelta
+
+    from include.seam.dag import late_after
+
+    monkeypatch.delenv("PRIVACY_LATE_AFTER_MINUTES", raising=False)
+    assert late_after() is None
+    monkeypatch.setenv("PRIVACY_LATE_AFTER_MINUTES", "180")
+    assert late_after() == timedelta(hours=3)
+    for bad in ("0", "-5", "soon", "nan", "20000"):
+        monkeypatch.setenv("PRIVACY_LATE_AFTER_MINUTES", bad)
+        with pytest.raises(ValueError, match="PRIVACY_LATE_AFTER_MINUTES must be a number of minutes above 0"):
+            late_after()
+
+
+def test_a_deadline_callback_refused_the_settings_variable_reads_them_from_the_environment(airflow_env, sendgrid,
+                                                                                           monkeypatch):
+    """Found under the Celery stack: Airflow 3.3's Execution API refuses an executor callback the Variable
+    ("Access denied for variable 'privacy_settings' by Execution API"); the alert was logged as not sent."""
+    from airflow.sdk import Variable
+
+    from include.seam.alerts import run_late
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("Access denied for variable 'privacy_settings' by Execution API")
+
+    monkeypatch.setattr(Variable, "get", refused)
+    run_late(context=deadline_context("child_data_purge", "scheduled__late"))
+    (message,) = [a["payload"] for a in sendgrid.accepted()]
+    assert message["personalizations"][0]["to"] == [{"email": "oncall@example.org"}]  # PRIVACY_SETTINGS' alert_email
+    # A task (the failure callback) still fails loudly on such a refusal: its settings must be the Variable's.
+    task_failed(context("child_data_purge", "scheduled__late", "plan_purge", RuntimeError("x")))
+    assert len(sendgrid.accepted()) == 1

@@ -275,6 +275,18 @@ def test_a_plan_above_the_threshold_waits_for_a_person(world):
                                "where run_id = 'big-2'").fetchone() == ("alice", "approved")
 
 
+def test_a_rejection_records_who_rejected(world):
+    """Issue 30: after a rejection approved_by was empty though the reason named the reviewer."""
+    settings = Settings(purge_threshold=2)
+    run_until_gate(world, "rejected", params(world), settings)
+    rejected = {"chosen_options": ["Reject"], "responded_by_user": {"id": "4", "name": "bob"}}
+    result = purge.finish_run(step(world, "rejected", settings=settings, approval=rejected))
+    assert result["state"] == "rejected"
+    by, state, at = world.store.execute("select approved_by, approval_state, approved_at from "
+                                        "compliance.child_purge_runs where run_id = 'rejected'").fetchone()
+    assert (by, state) == ("bob", "rejected") and at is not None
+
+
 def test_a_plan_approved_by_its_hash_runs_and_a_changed_one_does_not(world):
     settings = Settings(purge_threshold=2)
     dry = run_until_gate(world, "dry", params(world, dry_run=True), settings)

@@ -70,6 +70,25 @@ def test_every_dag_is_a_house_dag(dagbag):
             assert t.owner == DEFAULT_ARGS["owner"] and t.retries == DEFAULT_ARGS["retries"], f"{dag_id}.{t.task_id}"
 
 
+def test_every_dag_tells_on_call_when_a_run_is_not_finished_by_its_deadline(monkeypatch):
+    """Airflow 3's deadline alert: queued + the run's timeout, then include.seam.alerts.run_late in an executor
+    (on by default; the tests, which run DAGs with dag.test(), turn it off: include/seam/dag.py)."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import SyncCallback
+    from airflow.sdk.definitions.deadline import DagRunQueuedAtDeadline
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    monkeypatch.delenv("PRIVACY_DEADLINE_ALERTS")
+    bag = DagBag(dag_folder=str(DAGS))
+    assert not bag.import_errors
+    for dag_id in EXPECTED:
+        dag = bag.dags[dag_id]
+        assert DagSerialization.to_dict(dag)["dag"]["deadline"], dag_id
+        (alert,) = dag.deadline
+        assert isinstance(alert.reference, DagRunQueuedAtDeadline) and alert.interval == dag.dagrun_timeout, dag_id
+        assert isinstance(alert.callback, SyncCallback) and alert.callback.path == "include.seam.alerts.run_late"
+
+
 def test_every_pool_a_task_uses_is_in_pools_json(dagbag):
     import json
 
@@ -95,22 +114,46 @@ def test_scheduled_dags_do_not_race_or_catch_up(dagbag):
     assert dag.schedule == "@hourly" or str(dag.timetable.summary) == "@hourly"
 
 
+def test_every_dag_runs_on_its_entry_in_include_schedules(dagbag):
+    """The compliance page says how often each DAG runs from the same entry (include/schedules.py)."""
+    from include.schedules import SCHEDULES
+
+    assert set(SCHEDULES) == EXPECTED
+    for dag_id, expression in SCHEDULES.items():
+        dag = dagbag.dags[dag_id]
+        cron = {"@hourly": "0 * * * *", "@daily": "0 0 * * *"}.get(expression, expression)
+        assert dag.schedule == expression or getattr(dag.timetable, "expression", None) == cron, dag_id
+
+
 def test_vendor_manifests_are_daily_interval_runs_that_catch_up_and_map_vendors_in_the_gcs_pool(dagbag):
     """Interval-based (each run covers its data interval), so catch-up back-fills missed days; one mapped task
     per vendor, bounded by the privacy_gcs pool."""
-    from airflow.sdk import CronDataIntervalTimetable
-
     from include.seam.dag import GCS_POOL, SENDGRID_POOL
+    from include.seam.timetables import MANUAL_RUNS_FIRST, CatchUpWindowTimetable
 
     dag = dagbag.dags["vendor_sharing_manifests"]
-    assert isinstance(dag.timetable, CronDataIntervalTimetable)  # @daily, each run covering a [00:00, 24:00) UTC day
+    # @daily, each run covering a [00:00, 24:00) UTC day; catch-up bounded to the last 3 days (issue 30).
+    assert isinstance(dag.timetable, CatchUpWindowTimetable) and dag.timetable.catch_up_periods == 3
     assert dag.timetable.expression == "0 0 * * *" and str(dag.timetable.timezone) == "UTC"
+    # One run more than catch-up can start is left for a person's, whose tasks go first in every pool.
     assert dag.catchup is True and dag.max_active_runs == 4
+    assert {t.weight_rule for t in dag.tasks} == {MANUAL_RUNS_FIRST}
     write = dag.get_task("write_vendor_manifest")
     assert write.pool == GCS_POOL and type(write).__name__.endswith("MappedOperator")
     assert dag.get_task("send_violation_emails").pool == SENDGRID_POOL
     assert [t.task_id for t in write.upstream_list] == ["plan_vendors"]
     assert {t.task_id for t in write.downstream_list} == {"summarize_period"}
+
+
+def test_the_bounded_catch_up_dag_serializes_as_the_scheduler_stores_it(dagbag):
+    """The custom timetable and weight strategy are found again through the project's plugin."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from include.seam.timetables import CatchUpWindowTimetable, ManualRunsFirst
+
+    stored = DagSerialization.from_dict(DagSerialization.to_dict(dagbag.dags["vendor_sharing_manifests"]))
+    assert isinstance(stored.timetable, CatchUpWindowTimetable) and stored.timetable.catch_up_periods == 3
+    assert isinstance(stored.get_task("write_vendor_manifest").weight_rule, ManualRunsFirst)
 
 
 def test_vendor_manifests_trigger_form_refuses_bad_input(dagbag):

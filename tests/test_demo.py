@@ -51,6 +51,12 @@ def test_the_demo_runs_every_dag_and_prints_no_secret_and_no_personal_data(pg_se
         assert re.search(r"child-data purge \(last live run\): .*purged [1-9]", result.stdout), result.stdout[-4000:]
         assert re.search(r"policy-change campaign \d+ .*finished\): [1-9]\d* sent", result.stdout), result.stdout[-4000:]
         assert SECRET not in output
+        # Issue 30: the closing lines name every login, and the evidence outlives the demo (the emulator kept it
+        # in the demo's folder, where `privacy-ops ui` serves it again).
+        assert "admin / admin (admin)" in result.stdout and "compliance / compliance (viewer)" in result.stdout
+        kept = [p.name for p in (tmp_path / "demo" / "gcs").rglob("*") if p.is_file()]
+        assert any(name.endswith(".json") and "-" in name for name in kept), kept[:20]
+        assert {"package.zip", "manifest.json"} <= set(kept), sorted(set(kept))[:20]
         with database.connect(database.with_database(pg_server_url, name)) as conn:
             personal = {v.lower() for (v,) in conn.execute(
                 "select email from users union select full_name from users union select phone from users "

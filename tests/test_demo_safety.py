@@ -186,3 +186,24 @@ def test_a_database_the_kit_makes_is_marked_and_scratch_and_so_is_a_clone_of_it(
         if copy:
             database.drop_database(pg_server_url, copy)
         database.drop_database(pg_server_url, name)
+
+
+def test_the_demos_closing_lines_name_every_login_and_where_the_page_is():
+    """Issue 30: the demo's last message named only the admin login."""
+    from pathlib import Path
+
+    from devkit.demo import UI_LOGINS, where_to_look
+
+    text = "\n".join(where_to_look("postgresql://postgres@127.0.0.1/privacy_demo", Path("/tmp/logs")))
+    for user, (password, role) in UI_LOGINS.items():
+        assert f"{user} / {password} ({role})" in text
+    assert "viewer" in text and "/compliance/" in text and "Needs a person" in text
+
+
+def test_ui_unpause_says_scheduled_runs_start_within_a_minute_live_and_catch_up_is_bounded():
+    """Issue 30: `--unpause` starts scheduled live purges and fulfilments within a minute; its output says so."""
+    from devkit.demo import unpaused_note
+
+    text = "\n".join(unpaused_note(3))
+    assert "WITHIN A MINUTE" in text and "LIVE" in text and "child_data_purge erases" in text
+    assert "dsr_fulfilment exports and erases" in text and "only the last 3 day(s)" in text

@@ -4,7 +4,7 @@ One stack for the module, as in docker-compose.yaml: metadata in PostgreSQL, Red
 worker process that shares no files with the others (on a queue of this test's own, so that another
 checkout's test on the same Redis never takes its tasks). Every DAG is unpaused and the scheduler runs it
 unattended: the latest interval of each scheduled DAG, and for the interval-based manifests the first
-day of its catch-up. Each DAG's run must succeed with every one of its tasks executed by the worker,
+day of its catch-up — bounded to the last CATCH_UP_DAYS days, not every day since the start date. Each DAG's run must succeed with every one of its tasks executed by the worker,
 mapped ones in their pools. Needs Redis on 127.0.0.1:6379 (.ci/run starts it when it is down).
 
 The approval threshold sits between the fulfilment's erasures (8 at most) and the purge's children (30):
@@ -20,7 +20,7 @@ import socket
 import subprocess
 import time
 import uuid
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -28,16 +28,20 @@ import pytest
 import notification_oracle as oracle
 from devkit import database, local_airflow
 from devkit.seed.demo_data import seed
-from include.seam.dag import GCS_POOL, SENDGRID_POOL, START_DATE
+from include import compliance_store
+from include.seam.dag import GCS_POOL, SENDGRID_POOL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack, pytest.mark.timeout(1500)]
 DAGS = ("dsr_deadline_tracking", "child_data_purge", "vendor_sharing_manifests", "policy_change_notifications",
         "dsr_fulfilment", "personal_data_discovery")
-# The interval-based manifests catch up from the DAGs' start date: the test waits for that first day.
-FIRST_DAY = START_DATE.replace(tzinfo=timezone.utc)
-# The demo data is anchored a month after it, so the first day has shares; every other DAG is as happy
-# with data of any date (the deadline tracker evaluates it as of today).
-ANCHOR = (FIRST_DAY + timedelta(days=30)).date()
+# The interval-based manifests catch up the last CATCH_UP_DAYS complete days (PRIVACY_CATCH_UP_DAYS), never from
+# the DAGs' start date: the test waits for the first of them, and no other scheduled run of it may exist.
+CATCH_UP_DAYS = 2
+FIRST_DAY = datetime.combine(datetime.now(timezone.utc).date() - timedelta(days=CATCH_UP_DAYS), datetime.min.time(),
+                             tzinfo=timezone.utc)
+# The demo data is anchored today, so those days have shares; every other DAG is as happy with data of any
+# date (the deadline tracker evaluates it as of today).
+ANCHOR = datetime.now(timezone.utc).date()
 SENDERS, BATCH = 3, 200
 THRESHOLD = 15
 APPROVAL_TIMEOUT_HOURS = "0.004"  # 14.4 s
@@ -99,6 +103,10 @@ def stack(pg_server_url, sendgrid_server, tmp_path_factory):
     procs: dict[str, subprocess.Popen] = {}
     try:
         seed(urls["ops"], users=1500, seed=5, anchor=ANCHOR)
+        # The compliance store exists, as in a deployment: the runs' deadlines (3 s) pass before their first task
+        # would create it, and a deadline alert is recorded there.
+        with database.connect(urls["ops"], autocommit=True) as conn:
+            compliance_store.migrate(conn)
         api_port, log_port = _free_port(), _free_port()
         services = local_airflow.LocalServices(ops_url=urls["ops"], compliance_url=urls["ops"],
                                                sendgrid_url=sendgrid_server.base_url,
@@ -119,6 +127,11 @@ def stack(pg_server_url, sendgrid_server, tmp_path_factory):
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "PRIVACY_APPROVAL_TIMEOUT_HOURS": APPROVAL_TIMEOUT_HOURS,
+            "PRIVACY_CATCH_UP_DAYS": str(CATCH_UP_DAYS),
+            # A scheduler: the DAGs' deadline alerts are on, as in production (dag.test() cannot run them), and
+            # due 3 s after a run is queued: every run misses it, and on-call is told once per run.
+            "PRIVACY_DEADLINE_ALERTS": "on",
+            "PRIVACY_LATE_AFTER_MINUTES": "0.05",
         })
         local_airflow.migrate_metadata(env)  # with the pools of pools.json
         airflow = local_airflow.airflow_bin()
@@ -146,11 +159,14 @@ def stack(pg_server_url, sendgrid_server, tmp_path_factory):
             return len(runs) == len(DAGS)
 
         _wait_for(each_dag_finished, 900, "a finished run of every DAG")
+        with database.connect(urls["meta"]) as conn:
+            manifest_runs = conn.execute("select logical_date, run_type from dag_run where dag_id = %s",
+                                         ("vendor_sharing_manifests",)).fetchall()
         # The checks read only the databases and the worker's log: the stack stops first, so that catch-up
         # tasks it had already queued do not keep the machine busy while they run.
         _stop(procs, grace=5)
         yield {"urls": urls, "runs": runs, "folder": folder, "worker_log": (folder / "worker.log").read_text(),
-               "sendgrid": sendgrid_server}
+               "sendgrid": sendgrid_server, "manifest_runs": manifest_runs}
     finally:
         _stop(procs, grace=20)
         for name in names.values():
@@ -223,6 +239,27 @@ def test_the_manifests_mapped_tasks_ran_per_vendor_in_the_gcs_pool(stack):
             "select vendor_id from compliance.vendor_manifests where period_label = %s",
             (FIRST_DAY.date().isoformat(),))}
     assert day_vendors and recorded == day_vendors
+
+
+def test_unpausing_the_manifests_starts_only_the_bounded_catch_up(stack):
+    """Issue 30: unpaused (as the trigger form's "Unpause on trigger" box does), the manifests queued a run for
+    every day since 2026-01-01. Now: at most the last CATCH_UP_DAYS days, the first of them first."""
+    scheduled = sorted(at for at, run_type in stack["manifest_runs"] if run_type == "scheduled")
+    assert scheduled and scheduled[0] == FIRST_DAY and len(scheduled) <= CATCH_UP_DAYS, scheduled
+
+
+def test_a_run_not_finished_by_its_deadline_tells_on_call_once_through_the_scheduler(stack):
+    """Issue 30, point 4, end to end: the scheduler sees each run miss its deadline (Airflow's DeadlineAlert), the
+    executor runs include.seam.alerts.run_late, and on-call gets one email per run through the SendGrid stand-in."""
+    with database.connect(stack["urls"]["ops"]) as conn:
+        late = {(d, r): s for d, r, s in conn.execute(
+            "select dag_id, run_id, status from compliance.run_alerts where kind = 'late'")}
+    for dag_id, (run_id, _state) in stack["runs"].items():
+        assert late.get((dag_id, run_id)) == "sent", (dag_id, run_id, sorted(late))
+    emails = [m["payload"]["personalizations"][0]["custom_args"] for m in stack["sendgrid"].accepted()
+              if m["payload"].get("custom_args", {}).get("campaign") == "run-alert"]
+    keys = [e["key"] for e in emails if e.get("alert") == "late"]
+    assert len(keys) == len(set(keys)) == len(late)  # once per run
 
 
 def test_the_campaign_senders_ran_in_the_sendgrid_pool_and_told_everyone_once(stack):

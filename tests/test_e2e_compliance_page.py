@@ -34,6 +34,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+PAGE_FRAME = "iframe[title='Privacy compliance']"
 API = "/compliance/api/sections"
 
 
@@ -91,7 +92,8 @@ def wait_for_chain(world):
 
 # -- access --------------------------------------------------------------------------------------------
 
-SECTIONS = ["attention", "requests", "whatif", "audit", "purges", "manifests", "campaigns", "fulfilments", "discovery"]
+SECTIONS = ["attention", "trends", "requests", "whatif", "audit", "purges", "manifests", "campaigns", "fulfilments",
+            "discovery"]
 ROUTES = ["/compliance/", API, *[f"{API}/{key}" for key in SECTIONS]]
 
 
@@ -219,6 +221,10 @@ def test_every_section_is_installed_and_shows_what_its_dag_wrote(world):
     for key in SECTIONS:
         data = get(world, f"{API}/{key}").json()
         assert data["installed"] and not data.get("mismatch"), (key, data.get("note"))
+        if key == "trends":  # charts, no table
+            assert [c["key"] for c in data["charts"]] == ["on_time", "overdue", "purges", "violations"]
+            assert any(p["value"] for c in data["charts"] for p in c["points"]), "the demo's runs drew nothing"
+            continue
         assert data["rows"], f"section {key} shows no rows after its DAG ran"
 
 
@@ -345,8 +351,8 @@ def test_in_chromium_log_in_open_the_page_from_the_navigation_filter_and_compare
             assert run_link.get_attribute("href").startswith(f"/dags/{DAG_ID}/runs/")
             frame.locator("#section-audit .tone-good").first.wait_for()
             assert "intact" in frame.locator("#section-audit .facts").inner_text()
-            for key in SECTIONS:  # every section drew its table
-                frame.locator(f"#section-{key} table tbody tr").first.wait_for()
+            for key in SECTIONS:  # every section drew its table (the trends: their charts)
+                frame.locator(f"#section-{key} " + ("svg.chart" if key == "trends" else "table tbody tr")).first.wait_for()
 
             # Filter: CCPA, overdue. The rows are exactly the store's, worst first — even when the answer to the
             # first change (CCPA alone) arrives after the answer to the second (CCPA and overdue): it used to be
@@ -408,3 +414,98 @@ def test_in_chromium_log_in_open_the_page_from_the_navigation_filter_and_compare
             page.screenshot(path=str(SCREENSHOTS / "trigger-form.png"))
         finally:
             browser.close()
+
+
+def open_compliance_page(browser, base: str):
+    """Log in as the viewer and open the page from the UI's navigation: (the page, the page's frame)."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    page.goto(base + "/")
+    page.get_by_label("Username").fill("vera")
+    page.get_by_label("Password").fill(LOGINS["vera"][0])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(base + "/")
+    page.locator("a[href='/plugin/privacy-compliance']").click()
+    page.wait_for_url("**/plugin/privacy-compliance**")
+    return page, page.frame_locator(PAGE_FRAME)
+
+
+def in_frame(page, script: str):
+    """Evaluate ``script`` (an expression of ``doc``, the page's document inside the UI's frame)."""
+    return page.evaluate(f"""() => {{ const doc = document.querySelector("{PAGE_FRAME}").contentDocument;
+                                     return {script}; }}""")
+
+
+@pytest.mark.stack
+def test_in_chromium_needs_a_person_comes_first_and_the_charts_render(world):
+    """Issue 30: what waits for a person is the page's first section, each count leading to its rows; an erasure
+    plan that starts waiting for a reviewer appears there at the next load; the trends are drawn as charts; wide
+    tables scroll inside their section (the page never scrolls sideways at 1440 px); the State column's header
+    and cells keep the table's padding."""
+    sync_playwright = browser_or_skip()
+    conn, base = world["conn"], world["api"].base_url
+    wait_for_chain(world)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    waiting = "manual__e2e-waiting-for-a-reviewer"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+                                    args=CHROMIUM_FLAGS)
+        try:
+            page, frame = open_compliance_page(browser, base)
+            frame.locator("#section-attention table tbody tr").first.wait_for()
+            assert in_frame(page, "doc.querySelector('main section').id") == "section-attention"
+            rows = frame.locator("#section-attention tbody tr")
+            counts = dict(zip(frame.locator("#section-attention td[data-col=what]").all_inner_texts(),
+                              frame.locator("#section-attention td[data-col=count]").all_inner_texts()))
+            overdue = conn.execute("select count(*) from compliance.dsr_status "
+                                   "where state in ('overdue', 'ack_overdue')").fetchone()[0]
+            assert counts["Privacy requests overdue (or not acknowledged in time)"] == str(overdue) and overdue
+            approvals = "Erasure plans waiting for a reviewer's approval"
+            before = int(counts[approvals])
+
+            # A fulfilment run's erasure plan starts waiting for a reviewer: one reload shows it, with the way to
+            # Airflow's Required Actions.
+            conn.execute("""insert into compliance.erasure_runs (dag_id, run_id, as_of, dry_run, targeted, threshold,
+                                started_at, planned_at, plan_hash, plan_subjects, approval, approval_state, state)
+                            values ('dsr_fulfilment', %s, current_date, false, false, 1, now(), now(), %s, 3,
+                                    'review', 'waiting', 'awaiting_approval')""", (waiting, "a" * 64))
+            page.reload()
+            frame = page.frame_locator(PAGE_FRAME)
+            cell = frame.locator("#section-attention tr", has_text=approvals).locator("td[data-col=count] a")
+            cell.wait_for()
+            assert int(cell.inner_text()) == before + 1
+            assert "/required_actions" in cell.get_attribute("href")
+            assert "left" in frame.locator("#section-attention tr", has_text=approvals).inner_text()
+            # A count of this page's rows jumps to its section, filtered.
+            jump = frame.locator("#section-attention a[data-jump=requests]").first
+            jump.click()
+            frame.locator("#section-requests select[data-filter=state] option[value=overdue][selected]").wait_for(state="attached")
+            assert set(frame.locator("#section-requests td[data-col=state]").all_inner_texts()) == {"overdue"}
+            page.wait_for_timeout(300)
+            frame.locator("#section-attention").screenshot(path=str(SCREENSHOTS / "needs-a-person.png"))
+
+            # The charts: four SVGs, each with its marks and its own numbers.
+            frame.locator("#section-trends svg.chart").first.wait_for()
+            charts = in_frame(page, """[...doc.querySelectorAll('#section-trends svg.chart')].map(svg => ({
+                key: svg.dataset.chart, marks: svg.querySelectorAll('rect.bar, path.line').length,
+                labels: [...svg.querySelectorAll('text.value')].map(t => t.textContent)}))""")
+            assert [c["key"] for c in charts] == ["on_time", "overdue", "purges", "violations"]
+            assert all(c["labels"] for c in charts), charts
+            # The demo's manifests cover one wide period, no single day: that chart has no bar, only its dashes.
+            assert all(c["marks"] for c in charts if c["key"] != "violations"), charts
+            purged = conn.execute("select count(*) from compliance.child_purges where outcome = 'purged'").fetchone()[0]
+            assert str(purged) in {t for c in charts if c["key"] == "purges" for t in c["labels"]}
+            frame.locator("#section-trends").scroll_into_view_if_needed()
+            frame.locator("#section-trends").screenshot(path=str(SCREENSHOTS / "charts.png"))
+
+            # At 1440 px the page never scrolls sideways: a wide table scrolls inside its section.
+            assert in_frame(page, "doc.documentElement.scrollWidth <= doc.documentElement.clientWidth")
+            assert in_frame(page, "doc.querySelectorAll('#section-requests .table-scroll table').length") == 1
+            # The State column's header and cells keep the padding of the others (they sat higher).
+            pads = in_frame(page, """(() => { const pad = e => getComputedStyle(e).paddingTop;
+                const s = doc.querySelector('#section-requests');
+                return [pad(s.querySelector('th.state')), pad(s.querySelector('th.id')),
+                        pad(s.querySelector('td.state')), pad(s.querySelector('td.id'))]; })()""")
+            assert pads[0] == pads[1] and pads[2] == pads[3] and pads[0] != "0px", pads
+        finally:
+            browser.close()
+            conn.execute("delete from compliance.erasure_runs where run_id = %s", (waiting,))

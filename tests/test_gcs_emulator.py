@@ -51,6 +51,40 @@ def test_objects_are_in_memory_and_wipeable(gcs):
     assert hook.list("compliance-test") == []
 
 
+def test_an_emulator_on_a_folder_keeps_its_objects_for_the_next_one(tmp_path, monkeypatch):
+    """Issue 30: the demo's evidence (anchors, manifests, packages) was in memory and gone when the demo ended;
+    `ui` started an empty emulator. On a folder, the next emulator serves what the last one stored."""
+    from airflow.providers.google.cloud.hooks.gcs import GCSHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", ANONYMOUS_GCP)
+    folder = tmp_path / "gcs"
+    with GCSEmulator(default_bucket="evidence", data_dir=folder) as first:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", first.base_url)
+        GCSHook().upload("evidence", "demo/audit-anchors/000000000007-abc.json", data=b'{"row_id": 7}',
+                         mime_type="application/json")
+    with GCSEmulator(default_bucket="evidence", data_dir=folder) as second:  # a new port, the same folder
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", second.base_url)
+        hook = GCSHook()
+        assert hook.list("evidence", prefix="demo/") == ["demo/audit-anchors/000000000007-abc.json"]
+        assert hook.download("evidence", "demo/audit-anchors/000000000007-abc.json") == b'{"row_id": 7}'
+
+
+def test_a_new_demo_empties_only_its_own_emulator_folder(tmp_path):
+    from devkit.demo import fresh_evidence_dir
+
+    folder = tmp_path / "gcs"
+    with GCSEmulator(default_bucket="evidence", data_dir=folder):
+        pass
+    fresh_evidence_dir(folder)
+    assert folder.is_dir() and not any(folder.iterdir())
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "thesis.txt").write_text("keep")
+    with pytest.raises(SystemExit, match="not the demo's storage emulator folder"):
+        fresh_evidence_dir(other)
+    assert (other / "thesis.txt").exists()
+
+
 def test_command_line(tmp_path):
     ready = tmp_path / "ready"
     proc = subprocess.Popen(

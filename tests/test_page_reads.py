@@ -337,6 +337,47 @@ def test_the_fulfilments_section_reads_the_real_table(store):
     assert [r["request_id"] for r in fulfilments.awaiting_a_person(store)] == [7]
 
 
+def test_the_fulfilments_section_is_refreshed_by_its_newest_run_with_a_link(store):
+    """Issue 30: "Last refreshed" was the newest outcome's time (stale after a run with nothing new) and had no
+    run link."""
+    store.execute("""insert into compliance.erasure_runs (dag_id, run_id, as_of, dry_run, targeted, threshold,
+                                                          started_at, state, finished_at)
+                     values ('dsr_fulfilment', 'scheduled__old', current_date, false, false, 100, %s, 'done', %s),
+                            ('dsr_fulfilment', 'scheduled__new', current_date, false, false, 100, %s, 'done', %s),
+                            ('dsr_fulfilment', 'manual__running', current_date, false, false, 100, %s, 'planning',
+                             null)""", (at(1), at(2), at(5), at(6), at(7)))
+    refreshed = render(store, "fulfilments")["refreshed"]
+    assert refreshed["at"] == at(6).isoformat() and refreshed["run_id"] == "scheduled__new"
+    assert refreshed["run_url"] == "/af/dags/dsr_fulfilment/runs/scheduled__new"
+
+
+def test_each_section_says_how_often_its_dag_runs_from_the_dags_schedule():
+    """Issue 30: the campaigns header said "daily" of a DAG that runs every 15 minutes."""
+    from include.schedules import SCHEDULES, in_words
+
+    links = UiLinks(base="/af")
+    campaigns = sections.describe(sections.section("campaigns"), links)["dag"]["refreshed_by"]
+    assert campaigns.startswith("every 15 minutes") and "daily" not in campaigns
+    assert sections.describe(sections.section("requests"), links)["dag"]["refreshed_by"].startswith("hourly")
+    for section in sections.SECTIONS:
+        if section.dag_id in SCHEDULES and section.key not in ("attention", "trends", "whatif", "audit"):
+            assert section.refreshed_by.startswith(in_words(SCHEDULES[section.dag_id])), section.key
+    assert [in_words(e) for e in ("*/15 * * * *", "@daily", "0 * * * *", "30 2 * * *", "0 */6 * * *")] == [
+        "every 15 minutes", "daily", "hourly", "daily at 02:30", "every 6 hours"]
+
+
+def test_wide_tables_scroll_inside_their_section_and_state_cells_keep_their_padding():
+    """Issue 30: at 1440 px wide tables pushed the page sideways, and the badge rule (class "state") also styled
+    the State column's cells and header (no vertical padding: they sat higher than the others)."""
+    import re
+    from importlib import resources
+
+    html = (resources.files("include.page") / "static" / "index.html").read_text()
+    assert re.search(r"\.table-scroll\s*\{[^}]*overflow-x:\s*auto", html)
+    assert 'el("div", {class: "table-scroll"}' in html
+    assert not re.search(r"(^|[\s,}])\.state\s*[{,]", html), "a bare .state rule also styles td.state and th.state"
+
+
 # -- the audit chain watch ------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -443,6 +484,27 @@ def test_removed_newest_rows_disagree_with_the_newest_anchor(store, chain):
     assert facts["Agree"]["tone"] == "bad"
 
 
+def test_a_new_evidence_store_is_told_apart_from_one_whose_anchors_were_removed(store, chain, tmp_path):
+    """Issue 30: after the demo `ui` served an empty evidence store and the page said in red "there is no anchor
+    ... yet the log has N rows". A store where no anchor was ever written is new (a warning: the next run anchors
+    the head); one where anchors were written and are gone had them removed (red)."""
+    watch, write, anchors = chain
+    write(4)  # anchored at the chain's location, and recorded in the store
+    assert audit.anchors_recorded(store, str(anchors.location)) == (1, 4)
+    elsewhere = FileObjectStore(f"file://{tmp_path}/new-evidence")
+    new = look(ChainWatch(connect=watch.connect, anchors=lambda: elsewhere, anchor_every=timedelta(0)), store)
+    assert new["state"] == "verified" and new["anchor"]["problem"] is None and new["anchor"]["fresh"]
+    facts = {f["label"]: f for f in sections.chain_facts(new)}
+    assert facts["Chain"]["tone"] == "good" and facts["Agree"]["tone"] == "warn"
+    assert facts["Agree"]["value"].startswith("this evidence store is new: no anchor was ever written at")
+    for name in anchors.list(audit.ANCHOR_PREFIX):  # the anchors at the recorded location removed
+        (tmp_path / "evidence" / name).unlink()
+    removed = look(ChainWatch(connect=watch.connect, anchors=lambda: anchors, anchor_every=timedelta(0)), store)
+    assert removed["state"] == "anchors_disagree"
+    assert removed["anchor"]["problem"].startswith("the anchors were removed: 1 anchor(s) were written at")
+    assert {f["label"]: f for f in sections.chain_facts(removed)}["Agree"]["tone"] == "bad"
+
+
 def test_without_an_evidence_location_the_chain_is_verified_and_the_anchors_are_said_unchecked(store, fresh_db):
     watch = ChainWatch(connect=lambda: psycopg.connect(fresh_db, autocommit=True), anchors=lambda: None)
     audit.append(store, "test.step", {}, actor="test")
@@ -500,3 +562,39 @@ def test_needs_a_person_counts_what_waits_and_leads_to_its_rows(store):
     counts = [int(r["count"]["text"]) for r in data["rows"]]
     assert counts == sorted(counts, key=lambda n: n == 0)  # what waits comes first
     assert "@" not in str(data)  # counts, never an address
+
+
+def test_the_trends_are_drawn_from_the_stores_history(store):
+    """Issue 30, point 5: requests closed on time per month (a rate), overdue per day over 90 days, purges and
+    violations per week, one number per period (a day without a live run has none, not zero)."""
+    from include.reads import trends
+
+    today = date(2026, 11, 25)
+    for rid, (state, due) in enumerate([("closed_on_time", "2026-10-05"), ("closed_on_time", "2026-10-20"),
+                                        ("closed_late", "2026-10-30"), ("closed_late", "2026-11-03"),
+                                        ("overdue", "2026-11-01"), ("closed_on_time", "2025-01-01")], 1):
+        store.execute("""insert into compliance.dsr_status (request_id, regime, request_type, state, effective_due,
+                                                            as_of, evaluated_at, run_id)
+                         values (%s, 'gdpr', 'access', %s, %s, %s, now(), 'r')""", (rid, state, due, today))
+    for n, (day, overdue, ack, dry) in enumerate([("2026-11-20", 3, 1, False), ("2026-11-20", 1, 0, False),
+                                                  ("2026-11-24", 5, 0, False), ("2026-11-24", 50, 0, True)]):
+        store.execute("""insert into compliance.dsr_runs (run_id, as_of, dry_run, started_at, finished_at, counts)
+                         values (%s, %s, %s, now(), now(), %s)""",
+                      (f"run-{n}", day, dry, psycopg.types.json.Jsonb({"overdue": overdue, "ack_overdue": ack})))
+    months = trends.on_time_by_month(store, today)
+    assert len(months) == 12 and months[-1]["period"] == "2026-11" and months[0]["period"] == "2025-12"
+    assert {m["period"]: (m["on_time"], m["late"], m["rate"]) for m in months}["2026-10"] == (2, 1, 66.7)
+    assert months[-1]["rate"] == 0.0 and months[-3]["rate"] is None  # November: 1 late; September: none closed
+    days = {d["period"]: d["overdue"] for d in trends.overdue_by_day(store, today)}
+    assert len(days) == 90 and days["2026-11-20"] == 4 and days["2026-11-24"] == 5 and days["2026-11-25"] is None
+
+    data = render(store, "trends")
+    assert data["installed"] and data["rows"] == [] and data["columns"] == []
+    charts = {c["key"]: c for c in data["charts"]}
+    assert set(charts) == {"on_time", "overdue", "purges", "violations"}
+    assert charts["on_time"]["unit"] == "%" and charts["on_time"]["max"] == 100
+    assert len(charts["purges"]["points"]) == 12 and all(p["value"] == 0 for p in charts["purges"]["points"])
+    assert all(p["value"] is None for p in charts["violations"]["points"])  # no daily manifest: no number
+    add_manifest(store, 1, "2026-11-24", datetime(2026, 11, 24, tzinfo=timezone.utc), {"child": 2}, "r")
+    weeks = {w["period"]: w["violations"] for w in trends.violations_by_week(store, today)}
+    assert weeks["2026-11-23"] == 2 and weeks["2026-11-16"] is None

@@ -342,6 +342,32 @@ def test_dirty_shares_are_counted_and_flagged_never_dropped_nor_fatal(db, folder
         ops.execute("delete from data_shares where id >= %s", (first,))
 
 
+def test_a_share_about_someone_no_account_names_is_a_violation_and_its_notice_goes_out(db, folder):
+    """Issue 30: a share to an unknown user was only a dirty row, so a vendor whose only problem it was got no
+    notice; the company shared data about someone it cannot identify, which is a violation."""
+    ops, store = db["ops"], db["store"]
+    vendor_id, category, day = ops.execute(
+        """select v.id, v.allowed_categories[1], d::date
+           from vendors v, generate_series(%(anchor)s::date - 60, %(anchor)s::date - 2, interval '1 day') d
+           where v.active and cardinality(v.allowed_categories) > 0 and v.kind = 'channel_partner'
+             and not exists (select 1 from data_shares s where s.vendor_id = v.id
+                             and s.shared_at >= d and s.shared_at < d + interval '1 day')
+           order by v.id, d limit 1""", {"anchor": ANCHOR}).fetchone()
+    share_id = ops.execute("select max(id) + 1 from data_shares").fetchone()[0]
+    ops.execute("""insert into data_shares (id, vendor_id, user_id, category, purpose, legal_basis, record_count,
+                                            shared_at) values (%s, %s, 999999999, %s, 'referral', null, 1, %s)""",
+                (share_id, vendor_id, category, datetime.combine(day, time(12), UTC)))
+    try:
+        results, _ = run_period(ops, store, folder, {"period_start": day.isoformat(), "vendor_ids": [vendor_id]},
+                                "unknown-subject")
+        (result,) = results
+        assert result["violations"] == {"unknown_subject": 1} and result["invalid_rows"] == {"unknown_user": 1}
+        assert store.execute("select count(*) from compliance.vendor_violation_notices where vendor_id = %s "
+                             "and period_label = %s", (vendor_id, day.isoformat())).fetchone()[0] == 1
+    finally:
+        ops.execute("delete from data_shares where id = %s", (share_id,))
+
+
 def test_a_live_run_of_a_period_not_over_yet_is_refused_and_a_dry_run_may_preview_it():
     """Found by a QA trial: a live manifest of today, then a child's share later today: the manifest was rewritten
     (revision 2) and, a rewritten manifest not being emailed again, the new violation reached nobody."""

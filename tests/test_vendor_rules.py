@@ -114,7 +114,8 @@ CASES = {
     "while_restricted": ({"user": {"processing_restricted": True}}, ("while_restricted",), ()),
     "unknown_vendor": ({"share": {"vendor_id": 77}}, ("unknown_vendor",), ()),
     "inactive_vendor": ({"vendor": {"active": False}}, ("inactive_vendor",), ()),
-    "unknown_user": ({"share": {"user_id": 404}}, (), ("unknown_user",)),
+    # Data shared about someone the company cannot identify: a violation, and a dirty row (issue 30).
+    "unknown_user": ({"share": {"user_id": 404}}, ("unknown_subject",), ("unknown_user",)),
     "unknown_category": ({"share": {"category": "biometrics"}}, ("category_not_allowed",), ("unknown_category",)),
     "record_count_zero": ({"share": {"record_count": 0}}, (), ("record_count_invalid",)),
     "opted_out_at_an_unknown_time": ({"user": {"do_not_sell": True}}, (), ("opt_out_time_unknown",)),

@@ -299,6 +299,7 @@ def plant(anchor: dt.date) -> PlantedRows:
     share("share_while_restricted", 3, restricted, "usage", -15)
     share("share_unknown_vendor", UNKNOWN_VENDOR_IDS[0], clean[3], "contact", -12)
     share("share_inactive_vendor", 19, clean[3], "contact", -11)
+    share("share_unknown_subject", 1, MISSING_ACCOUNT_ID, "contact", -9)  # no account has this id
     share(("share_held_child", "share_child"), 1, held, "account", -20)
     return p
 

@@ -1,11 +1,13 @@
-"""An in-memory Google Cloud Storage emulator (PyPI ``gcp-storage-emulator``) on a loopback port.
+"""A Google Cloud Storage emulator (PyPI ``gcp-storage-emulator``) on a loopback port: in memory, or kept in a
+folder (``data_dir``) so that its buckets and objects outlive it (the demo's evidence under ``.demo/gcs``,
+served again by ``privacy-ops ui``).
 
 The real ``google-cloud-storage`` client, and so the Airflow provider's ``GCSHook``, talks to it when
 ``STORAGE_EMULATOR_HOST`` is set to ``base_url`` and the connection is anonymous.
 
 Run it on its own with::
 
-    python -m devkit.standins.gcs_emulator --port 0 --bucket NAME [--host 127.0.0.1] [--ready-file PATH]
+    python -m devkit.standins.gcs_emulator --port 0 --bucket NAME [--host 127.0.0.1] [--ready-file PATH] [--data-dir DIR]
 
 It prints its base URL once it listens, and writes it to the ready file.
 """
@@ -39,10 +41,13 @@ class GCSEmulator(BackgroundServer):
     label = "GCS emulator"
 
     def __init__(self, default_bucket: str | None = None, host: str = "127.0.0.1", port: int = 0,
-                 project_number: str | int | None = None):
+                 project_number: str | int | None = None, data_dir: str | os.PathLike | None = None):
         super().__init__(host, port)
         self.default_bucket = default_bucket
         self._project_number = project_number
+        # None: in memory, gone when it stops. A folder: the package's disk mode, every bucket and object kept
+        # there (and found again by the next emulator on the same folder).
+        self.data_dir = None if data_dir is None else os.path.abspath(data_dir)
         self._storage: Storage | None = None
 
     @property
@@ -54,10 +59,13 @@ class GCSEmulator(BackgroundServer):
         return {"STORAGE_EMULATOR_HOST": self.base_url}
 
     def _make_server(self, address: tuple[str, int]) -> HTTPServer:
-        # data_dir is only used for disk storage, but the constructor insists on an absolute path.
-        self._storage = Storage(use_memory_fs=True, data_dir=os.path.abspath(os.sep),
-                                project_number=self._project_number)
-        if self.default_bucket:
+        if self.data_dir is None:
+            # data_dir is only used for disk storage, but the constructor insists on an absolute path.
+            self._storage = Storage(use_memory_fs=True, data_dir=os.path.abspath(os.sep),
+                                    project_number=self._project_number)
+        else:
+            self._storage = Storage(use_memory_fs=False, data_dir=self.data_dir, project_number=self._project_number)
+        if self.default_bucket and self.default_bucket not in self._storage.buckets:
             create_bucket(self.default_bucket, self._storage)
         return HTTPServer(address, functools.partial(RequestHandler, self._storage))
 
@@ -82,11 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--bucket", help="create this bucket at start")
     parser.add_argument("--ready-file", help="write the base URL here once listening")
+    parser.add_argument("--data-dir", help="keep buckets and objects in this folder (default: in memory)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    return serve_until_signalled(GCSEmulator(default_bucket=args.bucket, host=args.host, port=args.port),
-                                 args.ready_file)
+    return serve_until_signalled(GCSEmulator(default_bucket=args.bucket, host=args.host, port=args.port,
+                                             data_dir=args.data_dir), args.ready_file)
 
 if __name__ == "__main__":
     sys.exit(main())

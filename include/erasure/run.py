@@ -238,7 +238,9 @@ def close_unapproved(step, wf: Workflow, run: RunRecord) -> Unapproved | None:
         closed = Unapproved(f"no one approved the {wf.plan_name} before the approval timed out", "timed_out", None)
     else:
         closed = Unapproved(f"the {wf.plan_name} was rejected by {who}", "rejected", who)
-    record_approval(step.store, run, approval_state=closed.approval_state, approved_by=None, at=None)
+    # approved_by holds the person who answered the gate, whichever way: a rejection names its reviewer there too.
+    record_approval(step.store, run, approval_state=closed.approval_state, approved_by=closed.by,
+                    at=step.ctx.now() if closed.by else None)
     return closed
 
 

@@ -20,8 +20,9 @@ import psycopg
 from include import reads
 from include.deadline_rules import STATES
 from include.page.links import UiLinks
+from include.schedules import how_often
 from include.reads import audit as audit_reads
-from include.reads import attention, children, discovery, fulfilments, vendors
+from include.reads import attention, children, discovery, fulfilments, trends, vendors
 from include.reads import campaign as notifications, deadlines as dsr
 
 MAX_PAGE_SIZE = 200
@@ -256,6 +257,8 @@ def chain_facts(status: dict) -> list[dict]:
                       "kind": "hash"})
         if anchor.get("problem"):
             facts.append({"label": "Agree", "value": f"NO: {anchor['problem']}", "tone": "bad"})
+        elif anchor.get("fresh"):
+            facts.append({"label": "Agree", "value": anchor.get("note"), "tone": "warn"})
         else:
             facts.append({"label": "Agree", "value": f"yes ({anchor.get('count')} anchor(s); "
                                                       f"{anchor.get('rows_since', 0)} row(s) written since the newest)",
@@ -339,8 +342,11 @@ def _fulfilments(req: Request) -> dict:
                                        offset=req.query.offset)
     for row in page["rows"]:
         row["run"] = link(row["run_id"], req.links.run(fulfilments.DAG_ID, row["run_id"]))
-    return {**page, "refreshed": refreshed(fulfilments.last_refreshed(req.conn), None, fulfilments.DAG_ID,
-                                           req.links)}
+    last = fulfilments.last_run(req.conn)
+    if last is None:  # no run recorded (a store older than its run table's rows): the newest outcome
+        return {**page, "refreshed": refreshed(fulfilments.last_refreshed(req.conn), None, fulfilments.DAG_ID,
+                                               req.links)}
+    return {**page, "refreshed": _last(last, fulfilments.DAG_ID, req.links)}
 
 
 def _discovery(req: Request) -> dict:
@@ -370,6 +376,14 @@ def _attention(req: Request) -> dict:
             "refreshed": {"at": datetime.now(timezone.utc), "run_id": None, "run_url": None}}
 
 
+def _trends(req: Request) -> dict:
+    """The charts (include/reads/trends.py): drawn by the page as small SVGs, each value labelled."""
+    from datetime import timezone
+
+    return {"rows": [], "total": 0, "charts": trends.charts(req.conn, datetime.now(timezone.utc).date()),
+            "refreshed": {"at": datetime.now(timezone.utc), "run_id": None, "run_url": None}}
+
+
 def _jump(item: attention.Item, links: UiLinks) -> dict:
     """A count that leads to its rows: a section of this page (with its filters), or a page of Airflow's UI."""
     if item.airflow == "required_actions":
@@ -391,10 +405,17 @@ SECTIONS: tuple[Section, ...] = (
                  Column("oldest", "Oldest", "time"), Column("note", "What to do")),
         page_size=50, dag_entity="AUDIT_LOG", build=_attention),
     Section(
+        key="trends", title="Trends", dag_id=DSR, tables=("compliance.dsr_status",),
+        about="Are we getting better? Requests closed on time by the month they were due, requests overdue each "
+              "day, children's accounts purged and shares breaking a vendor rule each week (daily manifests; a week "
+              "none covers shows a dash); every bar and point says its own number.",
+        refreshed_by="drawn afresh from the store's history on every look",
+        columns=(), page_size=1, dag_entity="AUDIT_LOG", build=_trends),
+    Section(
         key="requests", title="Privacy requests", dag_id=DSR,
         tables=("compliance.dsr_status", "compliance.dsr_runs"),
         about="Every privacy request's latest live evaluation, overdue first, then by days left.",
-        refreshed_by="hourly, and by any manual run evaluated as of today",
+        refreshed_by=f"{how_often(DSR)}, and by any manual run evaluated as of today",
         filters=(Filter("regime", "Regime"), Filter("request_type", "Type"), Filter("state", "State", STATES)),
         columns=(Column("request_id", "Request", "id"), Column("regime", "Regime"),
                  Column("request_type", "Type"), Column("state", "State", "state"),
@@ -427,7 +448,7 @@ SECTIONS: tuple[Section, ...] = (
               "held, invalid ...) and the reports it settled (no_match: named no account; needs_review: an "
               "address naming several accounts or an adult, waiting for a person); above, the subjects purged in "
               "all, the deletion notices still owed to vendors and the reports waiting for a person.",
-        refreshed_by="daily (live), and by a manual run (a dry run unless dry_run is off)",
+        refreshed_by=f"{how_often(children.DAG_ID)} (live), and by a manual run (a dry run unless dry_run is off)",
         filters=(Filter("mode", "Runs", children.MODES),),
         columns=(Column("run", "Run", "link"), Column("as_of", "As of", "date"), Column("mode", "Mode"),
                  Column("state", "State", "state"), Column("plan_subjects", "Plan: subjects", "int"),
@@ -439,7 +460,7 @@ SECTIONS: tuple[Section, ...] = (
         key="manifests", title="Vendor manifests", dag_id=vendors.DAG_ID, tables=vendors.TABLES,
         about="One manifest per vendor and period: shares, subjects, the rules broken, and where the manifest "
               "is (it names its data file and that file's SHA-256).",
-        refreshed_by="daily over its data interval, and by a manual run for any period",
+        refreshed_by=f"{how_often(vendors.DAG_ID)} over its data interval, and by a manual run for any period",
         filters=(Filter("vendor_id", "Vendor id"), Filter("violations", "Violations", ("only",))),
         columns=(Column("vendor", "Vendor"), Column("period_label", "Period"),
                  Column("row_count", "Shares", "int"), Column("subject_count", "Subjects", "int"),
@@ -451,7 +472,7 @@ SECTIONS: tuple[Section, ...] = (
         key="campaigns", title="Notification campaigns", dag_id=notifications.DAG_ID, tables=notifications.TABLES,
         about="One campaign per policy version (and a test campaign per run that sent to test recipients): sent, "
               "failed, skipped and pending, and requests whose outcome is unknown.",
-        refreshed_by="daily when a policy version is due, and by a manual run",
+        refreshed_by=f"{how_often(notifications.DAG_ID)} (a look for a published version), and by a manual run",
         filters=(Filter("scope", "Scope", notifications.SCOPES),),
         columns=(Column("campaign_id", "Campaign", "id"), Column("scope", "Scope"),
                  Column("policy_version", "Policy version"), Column("state", "State", "state"),
@@ -465,7 +486,7 @@ SECTIONS: tuple[Section, ...] = (
         key="fulfilments", title="Request fulfilments", dag_id=fulfilments.DAG_ID, tables=fulfilments.TABLES,
         about="What was done for each request: export package and checksum, rows erased, or what a person "
               "must do.",
-        refreshed_by="daily, and by a manual run for named requests",
+        refreshed_by=f"{how_often(fulfilments.DAG_ID)}, and by a manual run for named requests",
         filters=(Filter("outcome", "Outcome", fulfilments.OUTCOMES),),
         columns=(Column("request_id", "Request", "id"), Column("request_type", "Type"), Column("action", "Action"),
                  Column("outcome", "Outcome"), Column("reason", "Why / what a person must do"),

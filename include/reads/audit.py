@@ -242,8 +242,20 @@ class ChainWatch:
             result["problem"] = f"could not list the anchors: {found.error}"
         elif found.newest is None:
             if verified.rows:
-                result["problem"] = (f"there is no anchor at {store.location}, yet the log has {verified.rows} "
-                                     "row(s)")
+                recorded = audit.anchors_recorded(conn, str(store.location))
+                written, newest_row = recorded or (0, None)
+                if recorded is None:
+                    result["problem"] = (f"there is no anchor at {store.location}, yet the log has {verified.rows} "
+                                         "row(s)")
+                elif written:
+                    result["problem"] = (f"the anchors were removed: {written} anchor(s) were written at "
+                                         f"{store.location} (the newest for row {newest_row}), and none is there "
+                                         f"now, yet the log has {verified.rows} row(s)")
+                else:
+                    result["fresh"] = True
+                    result["note"] = (f"this evidence store is new: no anchor was ever written at {store.location}; "
+                                      f"the next run of any DAG anchors the head (the log has {verified.rows} "
+                                      "row(s), verified above)")
         elif verified.last_id is None or found.newest.row_id > verified.last_id:
             result["problem"] = (f"the newest anchor names row {found.newest.row_id}, which is not in the verified "
                                  f"log (it ends at row {verified.last_id}): the newest rows were removed")
@@ -257,6 +269,7 @@ class ChainWatch:
                                      "was rewritten)")
             else:
                 result["rows_since"] = verified.last_id - found.newest.row_id
-        if result["problem"] is None and verified.anchors and verified.anchors.get("problem"):
+        if (result["problem"] is None and not result.get("fresh") and verified.anchors
+                and verified.anchors.get("problem")):
             result["problem"] = verified.anchors["problem"]
         return result

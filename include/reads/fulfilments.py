@@ -6,7 +6,7 @@ the indexes of migration 0006 (``dsr_fulfilments_recent``, ``dsr_fulfilments_out
 """
 from __future__ import annotations
 
-TABLES = ("compliance.dsr_fulfilments",)
+TABLES = ("compliance.dsr_fulfilments", "compliance.erasure_runs")
 DAG_ID = "dsr_fulfilment"
 # The outcomes (include.fulfilment.rules.OUTCOMES; repeated so that the page needs nothing but the reads).
 OUTCOMES = ("exported", "erased", "restricted", "opted_out", "held", "approval_required", "manual", "skipped",
@@ -39,6 +39,15 @@ def fulfilment_page(conn, *, outcome: str | None = None, run_id: str | None = No
 
 def last_refreshed(conn):
     return conn.execute("select max(recorded_at) from compliance.dsr_fulfilments").fetchone()[0]
+
+
+def last_run(conn) -> dict | None:
+    """The newest run that finished (its id and when), live or dry: a run that found nothing new to record
+    still refreshed the section. None before the first."""
+    row = conn.execute("""select run_id, finished_at from compliance.erasure_runs
+                          where dag_id = 'dsr_fulfilment' and finished_at is not null
+                          order by started_at desc limit 1""").fetchone()
+    return None if row is None else {"run_id": row[0], "finished_at": row[1]}
 
 
 def outcome_counts(conn) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""Airflow's failure callback for every task of every DAG: tell on-call once per failed run.
+"""Airflow's failure callback for every task of every DAG, and the deadline alert of every DAG run: tell
+on-call once per failed run, and once per run not finished by its deadline (:func:`run_late`).
 
 :func:`task_failed` is every task's ``on_failure_callback`` (``include.seam.dag.DEFAULT_ARGS``). Airflow calls
 it when a task fails for good — after its retries, or at once for a set-up fault — not on a retry. It
@@ -30,31 +31,79 @@ def task_failed(context) -> None:
 
 def _report(context) -> None:
     from include import alerts
-    from include.audit import RunContext
-    from include.delivery.engine import deliver
     from include.runconf import CONF_GUARD_TASK
-    from include.seam import connections
 
     ti = context["ti"]
     if ti.task_id == CONF_GUARD_TASK:
         # A trigger conf the DAG does not declare is refused before anything happens, emails included: the
         # person who triggered the run sees the sentence at once; it is no incident for on-call.
         return
-    settings = connections.settings()
-    if not settings.alerts:
-        return
     exc = context.get("exception")
     reason = str(exc) if exc is not None and str(exc) else (type(exc).__name__ if exc is not None else "the task failed")
-    failure = alerts.Failure(dag_id=ti.dag_id, run_id=context["run_id"], task_id=ti.task_id, reason=reason,
-                             at=datetime.now(timezone.utc))
-    ctx = RunContext(run_id=failure.run_id, actor=f"airflow:{ti.dag_id}", dag_id=ti.dag_id, task_id=ti.task_id)
-    with connections.compliance_db() as store:
-        from include import compliance_store
+    _send(alerts.Failure(dag_id=ti.dag_id, run_id=context["run_id"], task_id=ti.task_id, reason=reason,
+                         at=datetime.now(timezone.utc)), in_task=True)
 
+
+def run_late(context: dict | None = None, **_ignored) -> None:
+    """Airflow's deadline alert callback (every house DAG's ``deadline``, include/seam/dag.py): the run has not
+    finished by its deadline. Tell on-call once per run; never raises.
+
+    Airflow calls it in an executor (a ``SyncCallback``) with ``context`` = ``{"dag_run": <the run as the REST
+    API shows it>, "deadline": {"deadline_time": ...}}``; only the DAG, the run, its state and times are read.
+    """
+    try:
+        run = dict((context or {}).get("dag_run") or {})
+        deadline = ((context or {}).get("deadline") or {}).get("deadline_time")
+        from include import alerts
+
+        _send(alerts.Failure(dag_id=str(run["dag_id"]), run_id=str(run.get("dag_run_id") or run.get("run_id")),
+                             task_id=None, reason=late_reason(run, deadline), at=datetime.now(timezone.utc),
+                             kind=alerts.LATE), in_task=False)
+    except Exception as exc:  # noqa: BLE001 - an alert must not fail in a way that hides the late run
+        from include.seam.connections import first_line
+
+        log.warning("the deadline alert of this run was not sent: %s", first_line(exc))
+
+
+def late_reason(run: dict, deadline) -> str:
+    """One sentence: since when the run was queued, its state, the deadline it missed."""
+    queued = _when(run.get("queued_at"))
+    state = run.get("state") or "unknown"
+    return (f"the run was queued at {queued} and was still {state} at its deadline, {_when(deadline)}, so its "
+            f"work (escalations, purges, manifests or notices) waits until it finishes")
+
+
+def _when(value) -> str:
+    """``09:00 UTC on 6 Dec 2026``: words a reason keeps (the scrubber blanks long runs of digits, as in dates)."""
+    if value is None:
+        return "an unknown time"
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return "an unreadable time"
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return f"{moment:%H:%M} UTC on {moment.day} {moment:%b %Y}"
+
+
+def _send(failure, *, in_task: bool) -> None:
+    """Record the run's alert of its kind (once) and send it to on-call through the delivery engine. Outside a task
+    (the deadline callback) Airflow refuses Variables: the settings then come from the environment."""
+    from include import alerts, compliance_store
+    from include.audit import RunContext
+    from include.delivery.engine import deliver
+    from include.seam import connections
+
+    settings = connections.settings(outside_a_task=not in_task)
+    if not settings.alerts:
+        return
+    ctx = RunContext(run_id=failure.run_id, actor=f"airflow:{failure.dag_id}", dag_id=failure.dag_id,
+                     task_id=failure.task_id)
+    with connections.compliance_db() as store:
         compliance_store.require_current(store)
         if not alerts.record(store, failure, settings.on_call_email):
-            log.info("this run's failure was reported already (once per run)")
+            log.info("this run's %s was reported already (once per run)", failure.kind)
             return
         mailer = connections.mailer(deadline_seconds=60)
         report = deliver(store, alerts.AlertLedger(settings), mailer, ctx)
-    log.info("failure alert to on-call: %d sent, %d failed", report.sent, report.failed)
+    log.info("%s alert to on-call: %d sent, %d failed", failure.kind, report.sent, report.failed)

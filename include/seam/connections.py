@@ -42,13 +42,24 @@ def connection(conn_id: str):
         raise ConfigurationProblem(conn_hint(conn_id)) from None
 
 
-def settings() -> "Settings":
+def settings(*, outside_a_task: bool = False) -> "Settings":
+    """The privacy settings: the Variable ``privacy_settings``, else ``$PRIVACY_SETTINGS``.
+
+    ``outside_a_task``: for an executor callback (the deadline alert), which Airflow 3.3's Execution API refuses
+    Variables ("Access denied for variable ... by Execution API"): a refused Variable is read as unset, so the
+    settings come from the environment (``PRIVACY_SETTINGS``, or ``AIRFLOW_VAR_PRIVACY_SETTINGS``, which the
+    environment backend serves before the API is asked)."""
     from airflow.sdk import Variable
 
     from include.config import Settings
 
-    raw = Variable.get(SETTINGS_VARIABLE, default=None) or os.environ.get("PRIVACY_SETTINGS")
-    return Settings.from_json(raw)
+    try:
+        raw = Variable.get(SETTINGS_VARIABLE, default=None)
+    except Exception:  # noqa: BLE001 - the API's refusal has no type of its own
+        if not outside_a_task:
+            raise
+        raw = None
+    return Settings.from_json(raw or os.environ.get("PRIVACY_SETTINGS"))
 
 
 def _open_postgres(conn_id: str) -> "psycopg.Connection":

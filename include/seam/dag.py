@@ -7,7 +7,8 @@ A DAG file holds only its own wiring, docs and parameters::
     def dsr_deadline_tracking():
         ...  # its tasks
 
-:func:`privacy_dag` adds, around the DAG's own tasks:
+:func:`privacy_dag` adds a deadline alert (:func:`run_deadline`: a run not finished within its ``dagrun_timeout``
+of being queued is reported to on-call once) and, around the DAG's own tasks:
 
 - ``check_run_conf`` first (a setup task): a trigger conf key the DAG does not declare stops the run
   before any personal data is read, anything is changed or any email is sent (see :mod:`include.runconf`);
@@ -184,16 +185,69 @@ def prepare_store(check_datamap: bool = True):
     return prepare_store()
 
 
+DEADLINE_ALERTS_ENV = "PRIVACY_DEADLINE_ALERTS"
+
+
+def deadline_alerts_on() -> bool:
+    """``$PRIVACY_DEADLINE_ALERTS`` (read when the DAG is parsed; default on; ``off`` leaves them out).
+
+    Off only where runs go through ``dag.test()`` / ``airflow dags test`` (the demo, the tests): in Airflow 3.3.2
+    a run of a DAG with a deadline alert fails there as it succeeds (``DagRun.update_state`` looks the alerts up
+    by id, and ``dag.test()``'s DAG holds them serialized: "'dict' object has no attribute 'hex'"). Under the
+    scheduler, where alerts are stored with ids, they work.
+    """
+    import os
+
+    raw = os.environ.get(DEADLINE_ALERTS_ENV, "on").strip().lower()
+    if raw not in ("on", "off"):
+        raise ValueError(f"{DEADLINE_ALERTS_ENV} must be on or off, not {raw!r}")
+    return raw == "on"
+
+
+LATE_AFTER_ENV = "PRIVACY_LATE_AFTER_MINUTES"
+
+
+def late_after() -> timedelta | None:
+    """``$PRIVACY_LATE_AFTER_MINUTES`` (read when the DAG is parsed): every DAG's deadline, in minutes after a run is
+    queued, instead of its ``dagrun_timeout``; None when unset."""
+    import math
+    import os
+
+    raw = os.environ.get(LATE_AFTER_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        minutes = float(raw)
+    except ValueError:
+        minutes = math.nan
+    if not 0 < minutes <= 7 * 24 * 60:
+        raise ValueError(f"{LATE_AFTER_ENV} must be a number of minutes above 0 and at most 10080, not {raw!r}")
+    return timedelta(minutes=minutes)
+
+
+def run_deadline(within: timedelta):
+    """Every house DAG's deadline alert (Airflow 3): a run not finished ``within`` its queueing (its
+    ``dagrun_timeout``: queued behind a stuck run, waiting for a pool or a worker, or stopped by the timeout) is
+    reported to on-call once, through :func:`include.seam.alerts.run_late` run by an executor."""
+    from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
+
+    from include.seam.alerts import run_late
+
+    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=within,
+                         callback=SyncCallback(run_late), name="run not finished in time")
+
+
 # The house defaults of the DAG arguments privacy_dag passes on to Airflow's DAG (a DAG file may override each).
 DAG_DEFAULTS: Mapping[str, Any] = {"catchup": False, "max_active_runs": 1, "dagrun_timeout": timedelta(hours=1),
                                    "start_date": START_DATE}
 
 
 def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapping[str, Any],
-                **dag_kwargs: Any) -> Callable:
+                task_defaults: Mapping[str, Any] | None = None, **dag_kwargs: Any) -> Callable:
     """Decorate a function that creates a DAG's own tasks; calling the result builds the DAG. ``dag_kwargs`` go
     to Airflow's ``DAG`` as they are, over :data:`DAG_DEFAULTS` (``catchup``, ``max_active_runs``,
-    ``dagrun_timeout``, ``start_date``)."""
+    ``dagrun_timeout``, ``start_date``); ``task_defaults`` are added to :data:`DEFAULT_ARGS` for this DAG's
+    tasks (e.g. a ``weight_rule``)."""
     unknown = sorted(set(tags) - set(TAGS))
     if unknown:
         raise ValueError(f"{dag_id}: tag(s) {', '.join(unknown)} are not in the vocabulary of include.seam.dag.TAGS")
@@ -202,8 +256,11 @@ def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapp
         def build():
             from airflow.sdk import DAG
 
-            with DAG(dag_id=dag_id, schedule=schedule, default_args=dict(DEFAULT_ARGS), tags=["privacy", *tags],
-                     doc_md=doc_md(dag_id), params=dict(params), **{**DAG_DEFAULTS, **dag_kwargs}) as dag:
+            kwargs = {**DAG_DEFAULTS, **dag_kwargs}
+            if deadline_alerts_on():
+                kwargs.setdefault("deadline", run_deadline(late_after() or kwargs["dagrun_timeout"]))
+            with DAG(dag_id=dag_id, schedule=schedule, default_args={**DEFAULT_ARGS, **(task_defaults or {})},
+                     tags=["privacy", *tags], doc_md=doc_md(dag_id), params=dict(params), **kwargs) as dag:
                 guard = _conf_guard(dag_id, sorted(params))
                 body()
                 own_roots = [t for t in dag.roots if t.task_id != CONF_GUARD_TASK]

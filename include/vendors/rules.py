@@ -16,7 +16,10 @@ Violations — a share that should not have happened:
 * ``while_restricted`` — the account's processing is restricted (GDPR Art. 18); the schema keeps no time
   for a restriction, so the flag is read as it stands when the manifest is written;
 * ``unknown_vendor`` — no vendor has the share's ``vendor_id``;
-* ``inactive_vendor`` — the vendor is not active (``active`` is false or unknown).
+* ``inactive_vendor`` — the vendor is not active (``active`` is false or unknown);
+* ``unknown_subject`` — the share names a user id no account has (or none): the company shared data about
+  someone it cannot identify, so it can neither answer that person's requests nor prove the share was allowed
+  (it is also the ``unknown_user`` problem below, as a dirty row).
 
 Problems — a dirty row, counted and flagged, never dropped and never fatal:
 
@@ -47,7 +50,7 @@ SERVICE_PROVIDER = "service_provider"
 
 VIOLATIONS: tuple[str, ...] = (
     "category_not_allowed", "sp_without_dpa", "sp_dpa_after_share", "opted_out_to_non_sp", "child",
-    "after_deletion", "while_restricted", "unknown_vendor", "inactive_vendor")
+    "after_deletion", "while_restricted", "unknown_vendor", "inactive_vendor", "unknown_subject")
 PROBLEMS: tuple[str, ...] = (
     "unknown_user", "unknown_category", "record_count_invalid", "shared_at_unreadable", "opt_out_time_unknown")
 
@@ -61,6 +64,7 @@ VIOLATION_TEXT = {
     "while_restricted": "while the account's processing was restricted",
     "unknown_vendor": "to a vendor id that no vendor has",
     "inactive_vendor": "to an inactive vendor",
+    "unknown_subject": "about a user id that no account has (someone the company cannot identify)",
 }
 PROBLEM_TEXT = {
     "unknown_user": "names a user id that no account has",
@@ -133,6 +137,8 @@ def judge(share: ShareFacts, vendor: VendorFacts | None, user: UserFacts | None,
         found.append("unknown_vendor")
     elif vendor.active is not True:
         found.append("inactive_vendor")
+    if user is None:
+        found.append("unknown_subject")
 
     problems: list[str] = []
     if user is None:
@@ -188,6 +194,7 @@ def mask_columns(dm: DataMap) -> tuple[sql.Composable, sql.Composable]:
         "unknown_vendor": sql.SQL("{} is null").format(V("id")),
         "inactive_vendor": sql.SQL("{v_id} is not null and {active} is not true").format(
             v_id=V("id"), active=V("active")),
+        "unknown_subject": sql.SQL("{} is null").format(U("id")),
     }
     problems = {
         "unknown_user": sql.SQL("{} is null").format(U("id")),
