@@ -12,6 +12,7 @@ SCHEDULES: dict[str, str] = {
     "dsr_fulfilment": "@daily",
     "policy_change_notifications": "*/15 * * * *",
     "vendor_sharing_manifests": "@daily",
+    "personal_data_discovery": "@weekly",
 }
 
 _PRESETS = {"@hourly": "hourly", "@daily": "daily", "@weekly": "weekly", "@monthly": "monthly",

@@ -548,6 +548,11 @@ def test_needs_a_person_counts_what_waits_and_leads_to_its_rows(store):
     ledger.record_detection(store, "scheduled__1", [], [
         ledger.ReportNote(21, ledger.NEEDS_REVIEW, "the address names 2 accounts (7, 8)", (7, 8))], at=planned,
         counts={})
+    store.execute("""insert into compliance.discovery_findings (finding_key, connection_id, schema_name, table_name,
+                         column_name, finding, kind, confidence, matched, sampled, first_run_id, last_run_id,
+                         first_seen_at, last_seen_at)
+                     values ('ops_db:public.crm.mobile:unmapped', 'ops_db', 'public', 'crm', 'mobile', 'unmapped',
+                             'phone', 0.9, 9, 10, 'd', 'd', now(), now())""")
 
     data = render(store, "attention")
     rows = {r["what"]: r for r in data["rows"]}
@@ -558,7 +563,9 @@ def test_needs_a_person_counts_what_waits_and_leads_to_its_rows(store):
     assert manual["count"] == {"text": "2", "section": "fulfilments", "filters": {"outcome": "manual"}}
     assert rows["Child reports naming a shared address or an adult (needs_review)"]["count"]["text"] == "1"
     assert rows[next(k for k in rows if k.startswith("Emails SendGrid refused"))]["count"]["text"] == "1"
-    assert data["facts"][0]["value"] == 5 and data["facts"][0]["tone"] == "warn"
+    found = rows["Personal data the data map does not name (open discovery findings)"]
+    assert found["count"] == {"text": "1", "section": "discovery", "filters": {}} and "dismiss-finding" in found["note"]
+    assert data["facts"][0]["value"] == 6 and data["facts"][0]["tone"] == "warn"
     counts = [int(r["count"]["text"]) for r in data["rows"]]
     assert counts == sorted(counts, key=lambda n: n == 0)  # what waits comes first
     assert "@" not in str(data)  # counts, never an address

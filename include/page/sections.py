@@ -499,7 +499,7 @@ SECTIONS: tuple[Section, ...] = (
         about="Open findings of personal-data discovery, oldest first: columns holding personal data the data map does "
               "not name (with a data-map entry to paste, in the email and `privacy-ops discover --format yaml`), "
               "mapped columns gone or no longer personal. Dismiss one with `privacy-ops dismiss-finding`.",
-        refreshed_by="weekly, and by a manual run",
+        refreshed_by=f"{how_often(discovery.DAG_ID)}, and by a manual run",
         columns=(Column("finding_id", "Finding", "id"), Column("connection_id", "Connection"),
                  Column("where", "Table.column"), Column("finding", "Finding"), Column("kind", "Kind"),
                  Column("confidence", "Confidence"), Column("counts", "Matched / sampled"),

@@ -14,7 +14,8 @@ from include.reads import missing_tables
 TABLES = ("compliance.erasure_runs", "compliance.dsr_fulfilments", "compliance.child_report_outcomes",
           "compliance.child_purges", "compliance.dsr_status", "compliance.vendor_deletion_notices",
           "compliance.dsr_escalations", "compliance.dsr_digests", "compliance.child_purge_summaries",
-          "compliance.vendor_violation_notices", "compliance.notification_deliveries")
+          "compliance.vendor_violation_notices", "compliance.notification_deliveries",
+          "compliance.discovery_findings")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[
         conn, "deletion_notices", "Deletion notices owed to vendors (erased subjects' data they received)",
         "select count(*), min(created_at) from compliance.vendor_deletion_notices where status = 'outstanding'",
         section="purges"))
+    add("compliance.discovery_findings", lambda: _count(
+        conn, "discovery_findings", "Personal data the data map does not name (open discovery findings)",
+        "select count(*), min(first_seen_at) from compliance.discovery_findings where status = 'open'",
+        note="map it (the finding carries a data-map entry to paste) or dismiss it with privacy-ops dismiss-finding",
+        section="discovery"))
     add("compliance.dsr_escalations", lambda: _failed_mail(conn, have))
     return sorted(items, key=lambda i: i.count == 0)
 
