@@ -149,6 +149,24 @@ def test_free_text_holding_international_contact_details(hidden):
     assert verdict is not None and verdict.kind == classify.FREE_TEXT
 
 
+def test_names_in_other_scripts_and_names_no_list_holds_are_names():
+    native = ["佐藤 健太", "鈴木 美咲", "高橋大輔", "王 伟", "李娜", "김민준", "이서연", "Иван Петров", "Ольга Попова",
+              "Γιώργος Παπαδόπουλος", "محمد العلي"]
+    assert kind("shimei", native * 3) == classify.PERSON_NAME
+    assert kind("busho", ["営業部", "開発部", "総務部"] * 10) is None  # departments
+    rare = ["Adaeze", "Cosima", "Gunnhild", "Nnamdi", "Wiremu", "Ximena", "Yannick", "Quiroga", "Urquhart", "Rautio"]
+    people = [f"{first} {last}" for first in rare[:6] for last in rare[6:]]
+    people = people[:14] + [f"Maria {last}" for last in rare[:8]] + [f"{first} Smith" for first in rare[:8]]
+    assert kind("attendee", people) == classify.PERSON_NAME
+
+
+def test_capitalised_words_in_a_column_named_for_something_else_are_not_names():
+    assert kind("brand", ["Hugo Boss", "Calvin Klein", "Ralph Lauren", "Vera Wang", "Kate Spade", "Ted Baker"] * 5) \
+        is None
+    assert kind("colour", ["Rose", "Olive", "Ruby", "Amber", "Hazel", "Violet", "Jade", "Navy"] * 5) is None
+    assert kind("city", ["Jackson", "Charlotte", "Madison", "Lincoln", "Victoria", "Austin", "Eugene"] * 5) is None
+
+
 # -- a seeded database with planted personal data the map does not name ---------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -106,6 +106,17 @@ _ADDRESS_RE = re.compile(_ADDRESS_IN_TEXT, re.IGNORECASE)
 _POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b|\b[A-Z]{2}\s+\d{5}(?:-\d{4})?\b")
 _NAME_WORD = r"[A-ZÀ-ÞĀ-ž][^\W\d_]+(?:[\-'’][^\W\d_]+)*"  # letters of any Latin script: Łukasz, Brzęczyszczykiewicz
 _NAME_SHAPE = rf"(?:{_NAME_WORD}\.?\s+){{0,3}}{_NAME_WORD}|(?:{_NAME_WORD},\s*{_NAME_WORD}(?:\s+{_NAME_WORD})?)"
+# Names in scripts without Latin capitals: Chinese, Japanese (kanji, kana), Korean, Cyrillic, Greek, Arabic.
+_CJK = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff々]"
+_NATIVE_NAME = (rf"{_CJK}{{1,4}}(?:[ \u3000]{_CJK}{{1,4}})?"
+                r"|[\uac00-\ud7a3]{2,4}(?: [\uac00-\ud7a3]{1,4})?"
+                r"|[А-ЯЁΑ-ΩΆ-Ώ][а-яёα-ωά-ώ]+(?:[ \-][А-ЯЁΑ-ΩΆ-Ώ][а-яёα-ωά-ώ]+){0,3}"
+                r"|[\u0621-\u064a]{2,}(?: [\u0621-\u064a]{2,}){0,3}")
+# Words of a column's name that say what else a capitalised word is: a brand, a colour, a city, a company.
+NOT_A_PERSON = {"brand", "colour", "color", "city", "town", "country", "region", "county", "company", "vendor",
+                "supplier", "product", "item", "model", "make", "category", "department", "team", "venue", "hotel",
+                "store", "warehouse", "location", "campaign", "course", "language", "organisation", "organization",
+                "org", "business", "shop", "project", "plan", "feature", "file", "tag", "label"}
 _NAME_PARTICLES = {"de", "van", "von", "der", "den", "da", "di", "del", "la", "le", "du", "al", "el", "bin", "ibn"}
 
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%Y/%m/%d", "%B %d, %Y", "%d %B %Y",
@@ -255,7 +266,8 @@ def is_person_name(values: pd.Series, shape_only: bool = False) -> pd.Series:
     """Names: the shape, and a word of the vocabulary; with ``shape_only`` (a column named like a person's name whose
     values nearly all have the shape) the shape alone, for names no list holds."""
     stripped = values.str.strip()
-    shaped = stripped.str.fullmatch(_NAME_SHAPE) & stripped.str.len().between(2, 60)
+    shaped = (stripped.str.fullmatch(_NAME_SHAPE) | stripped.str.fullmatch(_NATIVE_NAME)) & \
+        stripped.str.len().between(2, 60)
     if shape_only:
         return shaped
     known = vocabulary()
@@ -263,6 +275,8 @@ def is_person_name(values: pd.Series, shape_only: bool = False) -> pd.Series:
     def named(text: str) -> bool:
         words = [w.strip(".,").lower().replace("'", "").replace("’", "") for w in text.split()]
         words = [w for w in words if w not in _NAME_PARTICLES]
+        if any(w[:1] >= "\u3040" and (w[:1] in known or w[:2] in known) for w in words[:1]):
+            return True  # a Chinese, Japanese or Korean family name first, with or without a space
         return any(w in known or any(part in known for part in w.split("-")) for w in words)
 
     return shaped & stripped.where(shaped, "").map(named)
@@ -362,7 +376,8 @@ def _plausible_checks(sample: pd.Series) -> list:
         checks += [(DEVICE_ID, is_imei), (PHONE, is_phone)]
     if share(digits > 0) >= 0.2:
         checks.append((POSTAL_ADDRESS, is_address))
-    if share(sample.str.match(r"[A-ZÀ-Þ]") & (digits == 0)) >= 0.2:
+    if share(sample.str.match(r"[A-ZÀ-ÞА-ЯЁΑ-Ω\u0621-\u064a\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7a3]") &
+             (digits == 0)) >= 0.2:
         checks.append((PERSON_NAME, is_person_name))
     return checks
 
@@ -394,15 +409,19 @@ def classify(column: str, data_type: str, values: Iterable | pd.Series, today: d
         imei = int(is_imei(sample).sum())
         return _verdict(DEVICE_ID, imei, len(sample), hints) if imei else None
     best: Verdict | None = None
-    versions = bool(name_words(column) & VERSION_WORDS)
+    words = name_words(column)
     for kind, check in _plausible_checks(sample):
-        if kind == IP_ADDRESS and versions:
+        if kind == IP_ADDRESS and words & VERSION_WORDS:
             continue  # a firmware's 10.2.3.4 is a version
+        if kind == PERSON_NAME and words & NOT_A_PERSON:
+            continue  # a brand, a colour, a city: capitalised words, some of them people's names too
         found = check(sample, plain_numbers=True) if check is is_phone and PHONE in hints else check(sample)
-        if check is is_person_name and PERSON_NAME in hints and found.mean() < SHARE_WITH_NAME:
+        if check is is_person_name and found.mean() < SHARE:
             shaped = is_person_name(sample, shape_only=True)
-            if shaped.mean() >= 0.8 and found.any():  # the name and the shape agree; some words are known names
-                found = shaped
+            if PERSON_NAME in hints and shaped.mean() >= 0.8 and found.any():
+                found = shaped  # the name and the shape agree; some words are known names
+            elif shaped.mean() >= 0.9 and found.mean() >= 0.3 and sample.nunique() >= 0.5 * len(sample):
+                found = shaped  # nearly all shaped like names, many known, most different: people, not a list
         verdict = _verdict(kind, int(found.sum()), len(sample), hints)
         if verdict and (best is None or verdict.confidence > best.confidence):
             best = verdict
