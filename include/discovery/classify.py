@@ -78,6 +78,8 @@ FEW_DISTINCT = 4  # at most this many distinct values among ...
 FEW_DISTINCT_OF = 25  # ... at least this many: a constant of the system (its sender, its hotline), not people's data
 BIRTH_SPAN_YEARS = 15  # birthdays of a column not named like them spread over at least this many years
 
+_ROLE_MAILBOX = re.compile("(?:" + "|".join(re.escape(m) for m in sorted(ROLE_MAILBOXES)) + r")(?:\+[^@]*)?@",
+                           re.IGNORECASE)
 _EMAIL_RE = r"[A-Za-z0-9._%+'\-]+@(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,}"
 _MAC_RE = r"(?:[0-9A-Fa-f]{2}[:\-]){5}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}"
 _FCM_TOKEN_RE = r"[A-Za-z0-9_\-]{11,}:APA91b[A-Za-z0-9_\-]{60,}"  # a Firebase Cloud Messaging registration token
@@ -112,6 +114,7 @@ _NATIVE_NAME = (rf"{_CJK}{{1,4}}(?:[ \u3000]{_CJK}{{1,4}})?"
                 r"|[\uac00-\ud7a3]{2,4}(?: [\uac00-\ud7a3]{1,4})?"
                 r"|[А-ЯЁΑ-ΩΆ-Ώ][а-яёα-ωά-ώ]+(?:[ \-][А-ЯЁΑ-ΩΆ-Ώ][а-яёα-ωά-ώ]+){0,3}"
                 r"|[\u0621-\u064a]{2,}(?: [\u0621-\u064a]{2,}){0,3}")
+_OTHER_SCRIPT = r"[\u0370-\u04ff\u0600-\u06ff\u3040-\u9fff\uac00-\ud7a3]"
 # Words of a column's name that say what else a capitalised word is: a brand, a colour, a city, a company.
 NOT_A_PERSON = {"brand", "colour", "color", "city", "town", "country", "region", "county", "company", "vendor",
                 "supplier", "product", "item", "model", "make", "category", "department", "team", "venue", "hotel",
@@ -168,9 +171,7 @@ def vocabulary() -> frozenset[str]:
 
 def is_email(values: pd.Series) -> pd.Series:
     """Addresses of someone: a role's or a system's mailbox (``support@``, ``noreply@``) is no one's."""
-    shaped = values.str.fullmatch(_EMAIL_RE)
-    local = values.str.split("@", n=1).str[0].str.lower().str.split("+", n=1).str[0]
-    return shaped & ~local.isin(ROLE_MAILBOXES)
+    return values.str.fullmatch(_EMAIL_RE) & ~values.str.match(_ROLE_MAILBOX)
 
 
 def is_mac(values: pd.Series) -> pd.Series:
@@ -266,8 +267,11 @@ def is_person_name(values: pd.Series, shape_only: bool = False) -> pd.Series:
     """Names: the shape, and a word of the vocabulary; with ``shape_only`` (a column named like a person's name whose
     values nearly all have the shape) the shape alone, for names no list holds."""
     stripped = values.str.strip()
-    shaped = (stripped.str.fullmatch(_NAME_SHAPE) | stripped.str.fullmatch(_NATIVE_NAME)) & \
-        stripped.str.len().between(2, 60)
+    shaped = stripped.str.fullmatch(_NAME_SHAPE)
+    other = ~shaped & stripped.str.match(_OTHER_SCRIPT)
+    if other.any():  # only the values in another script are tried against its shapes
+        shaped = shaped | stripped.where(other, "").str.fullmatch(_NATIVE_NAME)
+    shaped &= stripped.str.len().between(2, 60)
     if shape_only:
         return shaped
     known = vocabulary()
