@@ -167,6 +167,14 @@ def test_capitalised_words_in_a_column_named_for_something_else_are_not_names():
     assert kind("city", ["Jackson", "Charlotte", "Madison", "Lincoln", "Victoria", "Austin", "Eugene"] * 5) is None
 
 
+def test_held_out_shapes_bare_macs_apns_tokens_compact_birth_dates_and_build_numbers():
+    assert kind("wifi_mac", [f"001a2b3c{i:04x}" for i in range(30)]) == classify.DEVICE_ID
+    assert kind("apns_token", [f"{i:064x}" for i in range(1, 31)]) == classify.DEVICE_ID
+    assert kind("sha256", [f"{i:064x}" for i in range(1, 31)]) is None  # a hash, not a device's
+    assert kind("kin_dob", [f"19{40 + i}0{1 + i % 9}1{i % 9}" for i in range(40)]) == classify.BIRTH_DATE
+    assert kind("build_number", [f"1.{i % 9}.{i}.{4000 + i * 37}" for i in range(40)]) is None
+
+
 # -- a seeded database with planted personal data the map does not name ---------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ NAME_HINTS = {
     IP_ADDRESS: {"ip", "ipv4", "ipv6", "inet"},
     BIRTH_DATE: {"birth", "dob", "born", "birthday", "birthdate"},
     DEVICE_ID: {"device", "mac", "imei", "idfa", "idfv", "gaid", "aaid", "adid", "ad", "advertising", "android",
-                "udid"},
+                "udid", "apns", "fcm", "push"},
 }
 # Words that make a name hint mean something else (an email *template*, a phone *model*, an IP *allowlist flag*).
 NOT_A_VALUE = {"product", "file", "filename", "host", "hostname", "table", "column", "schema", "project", "plan",
@@ -123,7 +123,7 @@ NOT_A_PERSON = {"brand", "colour", "color", "city", "town", "country", "region",
 _NAME_PARTICLES = {"de", "van", "von", "der", "den", "da", "di", "del", "la", "le", "du", "al", "el", "bin", "ibn"}
 
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%Y/%m/%d", "%B %d, %Y", "%d %B %Y",
-                 "%b %d, %Y", "%d %b %Y")
+                 "%b %d, %Y", "%d %b %Y", "%Y%m%d")
 
 TEXT_TYPES = {"text", "character varying", "character", "citext", "name", "json", "jsonb"}
 INTEGER_TYPES = {"bigint", "integer", "numeric"}
@@ -415,8 +415,8 @@ def classify(column: str, data_type: str, values: Iterable | pd.Series, today: d
     best: Verdict | None = None
     words = name_words(column)
     for kind, check in _plausible_checks(sample):
-        if kind == IP_ADDRESS and words & VERSION_WORDS:
-            continue  # a firmware's 10.2.3.4 is a version
+        if kind in (IP_ADDRESS, PHONE) and words & VERSION_WORDS:
+            continue  # a firmware's 10.2.3.4, a build's 1.2.23.4567 are versions
         if kind == PERSON_NAME and words & NOT_A_PERSON:
             continue  # a brand, a colour, a city: capitalised words, some of them people's names too
         found = check(sample, plain_numbers=True) if check is is_phone and PHONE in hints else check(sample)
@@ -490,10 +490,10 @@ def _birth_date(values: pd.Series, hints: set[str], today: date, n: int, column:
 
 
 def _advertising_id(values: pd.Series, hints: set[str], n: int) -> Verdict | None:
-    """A UUID is an advertising id (IDFA, GAID), 16 hex digits an Android id, only in a column named like a device's:
-    keys and hashes look the same."""
+    """A UUID is an advertising id (IDFA, GAID), 16 hex digits an Android id, 12 a MAC written without separators,
+    64 an APNs push token, only in a column named like a device's: keys and hashes look the same."""
     if DEVICE_ID not in hints:
         return None
     sample = values.head(CHECKED)
-    found = is_uuid(sample) | sample.str.strip().str.fullmatch(r"[0-9A-Fa-f]{16}")
+    found = is_uuid(sample) | sample.str.strip().str.fullmatch(r"[0-9A-Fa-f]{12}|[0-9A-Fa-f]{16}|[0-9A-Fa-f]{64}")
     return _verdict(DEVICE_ID, int(found.sum()), len(sample), hints)
