@@ -68,7 +68,7 @@ NOT_A_VALUE = {"product", "file", "filename", "host", "hostname", "table", "colu
                "template", "model", "type", "kind", "count", "enabled", "flag", "verified", "allowlist",
                "opt", "status", "format", "domain", "provider", "version", "country", "is", "has"}
 
-# Words of a column's name that say its dotted numbers are versions (``10.2.3.4``), not IP addresses.
+# Words of a column's name that say its dotted numbers are versions (``10.2.3.4``), not IP addresses or phones.
 VERSION_WORDS = {"version", "versions", "ver", "build", "firmware", "fw", "release", "revision", "rev"}
 # Mailboxes of a role or a system (RFC 2142 and the usual senders): an address of no one in particular.
 ROLE_MAILBOXES = {"info", "support", "sales", "marketing", "news", "newsletter", "hello", "contact", "help",
