@@ -91,12 +91,14 @@ _IPV6_IN_TEXT = r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{0,4}(?:
 _STREET_WORDS = (r"street|st|avenue|ave|road|rd|lane|ln|drive|dr|way|boulevard|blvd|court|ct|place|pl|square|sq|"
                  r"terrace|close|crescent|parkway|pkwy|highway|hwy|circle|cir|trail|row|gardens|grove|walk|mews|"
                  r"alley|plaza")
-_EU_STREET = (r"(?:[A-Za-zÀ-ÿ\-]*(?:strasse|straße|str\.|straat|gatan|gasse|weg|platz|allee|vej|veien|katu))"
-              r"|(?:(?:rue|via|viale|piazza|calle|avenida|rua|ulica|chemin|place|plaza|gran\s+via|carrer)\s+"
+# A street word's ending (Hauptstrasse 5, Kerkstraat 12) is looked for alone: what letters come before it changes
+# nothing about whether the value holds one, and leaving them out saves backtracking over every word of prose.
+_EU_STREET = (r"(?:(?:strasse|straße|str\.|straat|gatan|gasse|weg|platz|allee|vej|veien|katu))"
+              r"|(?:\b(?:rue|via|viale|piazza|calle|avenida|rua|ulica|chemin|place|plaza|gran\s+via|carrer)\s+"
               r"[A-Za-zÀ-ÿ'\- ]{2,40}?)")
 _ROMANCE_FIRST = r"rue|avenue|boulevard|bd|impasse|allée|allee|chemin|quai"
 _ADDRESS_IN_TEXT = (rf"(?:\b\d{{1,5}}[A-Za-z]?,?\s+(?:[A-Z][A-Za-zÀ-ÿ'.\-]*\s+){{1,4}}(?:{_STREET_WORDS})\b\.?)"
-                    rf"|(?:\b{_EU_STREET},?\s+\d{{1,4}}[a-z]?\b)"  # Calle de Alcalá, 61
+                    rf"|(?:(?:{_EU_STREET}),?\s+\d{{1,4}}[a-z]?\b)"  # Calle de Alcalá, 61
                     # French, Belgian, Italian order: the number first (12 rue des Lilas, 4 bis avenue Foch)
                     rf"|(?:\b\d{{1,4}}(?:\s?(?:bis|ter))?,?\s+(?:{_ROMANCE_FIRST})\s+(?:[a-zà-ÿ']+\s+){{0,3}}"
                     r"[A-ZÀ-Þ][A-Za-zÀ-ÿ'\-]+)"
@@ -289,8 +291,9 @@ def is_person_name(values: pd.Series, shape_only: bool = False) -> pd.Series:
 def is_address(values: pd.Series) -> pd.Series:
     """A street address; a postcode counts beside a number outside it (``12 Kings Rd, LS6 2DP``), not alone
     (``LS6 2DP`` names a street's worth of homes, or a town's)."""
-    beside = values.str.contains(_POSTCODE) & values.str.replace(_POSTCODE, " ", regex=True).str.contains(
-        r"\b\d+\s+\w")
+    beside = values.str.contains(_POSTCODE)
+    if beside.any():  # the postcode taken out, only where there is one
+        beside[beside] = values[beside].str.replace(_POSTCODE, " ", regex=True).str.contains(r"\b\d+\s+\w")
     return values.str.contains(_ADDRESS_RE) | beside
 
 
