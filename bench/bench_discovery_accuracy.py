@@ -1,7 +1,8 @@
 """Benchmark: how much personal data discovery finds, and how much of what it finds is right, on a labelled schema
 the classifier was not written against (bench/labelled_schema.py).
 
-    .venv/bin/python bench/bench_discovery_accuracy.py [--seed 20261206] [--sample-rows 1000] [--note TEXT]
+    .venv/bin/python bench/bench_discovery_accuracy.py [--set main|holdout] [--seed 20261206] [--sample-rows 1000]
+                                                       [--note TEXT] [--no-record]
 
 Makes a database ``privacy_bench_discovery_accuracy`` on ``PRIVACY_BENCH_PG_URL`` (default the local PostgreSQL;
 created and dropped through the dev kit, so it is marked as the kit's), seeds the labelled tables into it (their own

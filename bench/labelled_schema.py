@@ -5,8 +5,9 @@ Independent of ``include/discovery``: nothing here reads the project's name list
 streets, cities and phone plans are this file's own lists; the values are drawn from them with ``random.Random(seed)``
 so a seed gives the same schema every time.
 
-:func:`build` returns the tables (schema, name, columns, rows); :func:`seed_into` creates and fills them in a
-database. Each :class:`Col` carries its label; :func:`labels` gives ``{(schema, table, column): kind}``.
+:func:`build` returns the main set's tables (schema, name, columns, rows), :func:`build_holdout` the held-out
+set's (written after the classifier's fixes of 2026-12-06 and measured once before any change for it);
+:func:`seed_into` creates and fills them in a database. Each :class:`Col` carries its label; :func:`labels` gives ``{(schema, table, column): kind}``.
 
 What a label means (the regulator's view, not the column's name):
 
