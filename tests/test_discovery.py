@@ -175,6 +175,15 @@ def test_held_out_shapes_bare_macs_apns_tokens_compact_birth_dates_and_build_num
     assert kind("build_number", [f"1.{i % 9}.{i}.{4000 + i * 37}" for i in range(40)]) is None
 
 
+@pytest.mark.parametrize("values", [
+    ["9999-12-31", "19800102", "1975-03-04", "04/07/1999"],  # a sentinel date beside others
+    ["73000097", "99991231", "13693750", "11240304"],        # 8-digit ids, some read as yyyymmdd past 2262
+])
+def test_dates_past_what_pandas_holds_in_nanoseconds_never_stop_the_scan(values):
+    assert kind("valid_to", values * 8) is None
+    assert kind("fob", values * 8) is None
+
+
 # -- a seeded database with planted personal data the map does not name ---------------------------------------------
 
 @pytest.fixture(scope="module")

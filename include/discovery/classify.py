@@ -306,6 +306,10 @@ def parse_dates(values: pd.Series) -> pd.Series:
         if not missing.any():
             break
         parsed = pd.to_datetime(stripped[missing], format=fmt, errors="coerce")
+        if parsed.dtype != found.dtype:
+            # A year past 2262 (a 9999-12-31 sentinel, an 8-digit id read as yyyymmdd) makes pandas choose a coarser
+            # unit, which a nanosecond column refuses: such dates are no one's birthday.
+            parsed = parsed.where(parsed.dt.year.between(1700, 2200)).astype(found.dtype)
         found.loc[missing] = parsed
     return found
 
