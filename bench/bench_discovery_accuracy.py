@@ -1,7 +1,7 @@
 """Benchmark: how much personal data discovery finds, and how much of what it finds is right, on a labelled schema
 the classifier was not written against (bench/labelled_schema.py).
 
-    .venv/bin/python bench/bench_discovery_accuracy.py [--set main|holdout] [--seed 20261206] [--sample-rows 1000]
+    .venv/bin/python bench/bench_discovery_accuracy.py [--set main|holdout|holdout2] [--seed 20261206] [--sample-rows 1000]
                                                        [--note TEXT] [--no-record]
 
 Makes a database ``privacy_bench_discovery_accuracy`` on ``PRIVACY_BENCH_PG_URL`` (default the local PostgreSQL;
@@ -56,14 +56,14 @@ def measure(found: dict[tuple[str, str, str], str], truth: dict[tuple[str, str, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=ls.SEED)
-    parser.add_argument("--set", choices=("main", "holdout"), default="main",
-                        help="holdout: the tables written after the classifier's fixes, never tuned on")
+    parser.add_argument("--set", choices=("main", "holdout", "holdout2"), default="main",
+                        help="holdout: written after the first fixes; holdout2: after every fix (never tuned on)")
     parser.add_argument("--sample-rows", type=int, default=1000)
     parser.add_argument("--note", default="", help="what this run measures (recorded with the figures)")
     parser.add_argument("--no-record", action="store_true", help="print only; append no line to the results")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    tables = ls.build(args.seed) if args.set == "main" else ls.build_holdout(args.seed)
+    tables = {"main": ls.build, "holdout": ls.build_holdout, "holdout2": ls.build_holdout2}[args.set](args.seed)
     truth = ls.labels(tables)
     reasons = ls.why(tables)
     server = os.environ.get("PRIVACY_BENCH_PG_URL", database.DEFAULT_URL)

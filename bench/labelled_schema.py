@@ -1025,6 +1025,135 @@ def build_holdout(seed: int = SEED) -> list[TableSpec]:
     return t
 
 
+# -- a second held-out set: written after every fix of 2026-12-06, measured once --------------------------------------
+
+S_FIRST = ["Amara", "Bogdan", "Catalina", "Dawit", "Esperanza", "Faisal", "Gwen", "Hiroko", "Isidro", "Jelena",
+           "Kwabena", "Lotte", "Mihai", "Nkechi", "Oskar", "Perpetua", "Radek", "Selin", "Tomasz", "Ulla", "Vusi",
+           "Wren", "Xiadani", "Yevgenia", "Zaid", "Anneliese", "Bastien", "Chidi", "Dolores", "Elio", "Frida",
+           "George", "Helen", "Kevin", "Lisa", "Mark", "Rachel", "Steven", "Angela", "Brian"]
+S_LAST = ["Achebe", "Bondarenko", "Cisneros", "Demir", "Ekström", "Farouk", "Grigoriou", "Hashemi", "Ilunga",
+          "Jørgensen", "Karlsson", "Lungu", "Mbeki", "Novak", "Obi", "Popescu", "Rossetti", "Stoica", "Tshabalala",
+          "Uribe", "Vukovic", "Wainwright", "Yamamoto", "Zubiri", "Clarke", "Evans", "Harris", "Lewis", "Roberts",
+          "Turner"]
+S_STREETS = ["Harrow Lane", "Quarry Hill", "Ropewalk", "Sandpiper Close", "Tanners Row", "Orchard Rise"]
+
+
+def s_person(rng: random.Random) -> str:
+    return f"{rng.choice(S_FIRST)} {rng.choice(S_LAST)}"
+
+
+def s_email(rng: random.Random) -> str:
+    first = rng.choice(S_FIRST).lower()
+    last = rng.choice(S_LAST).lower().translate(str.maketrans("öø", "oo"))
+    return f"{rng.choice([first + '.' + last, first[0] + last, last + str(rng.randrange(1, 99))])}@" \
+           f"{rng.choice(['gmail.com', 'yahoo.com', 'abv.bg', 'libero.it', 'mweb.co.za', 'hey.com'])}"
+
+
+def s_phone(rng: random.Random) -> str:
+    return rng.choice([f"+27 82 {_digits(rng, 3)} {_digits(rng, 4)}", f"082 {_digits(rng, 3)} {_digits(rng, 4)}",
+                       f"+39 3{_digits(rng, 2)} {_digits(rng, 7)}", f"+40 7{_digits(rng, 2)} {_digits(rng, 3)} {_digits(rng, 3)}",
+                       f"+46 70 {_digits(rng, 3)} {_digits(rng, 2)} {_digits(rng, 2)}", phone_us(rng), phone_uk(rng)])
+
+
+def s_address(rng: random.Random) -> str:
+    return rng.choice([f"{rng.randrange(1, 90)} {rng.choice(S_STREETS)}, Bath BA1 {rng.randrange(1, 9)}RT",
+                       f"{rng.randrange(1, 400)} Jan Smuts Avenue, Johannesburg, 2196",
+                       f"Storgatan {rng.randrange(1, 80)}, 411 38 Göteborg",
+                       f"Via Nazionale {rng.randrange(1, 200)}, 00184 Roma RM",
+                       address_us(rng)])
+
+
+def build_holdout2(seed: int = SEED) -> list[TableSpec]:
+    rng = random.Random(seed + 2)
+    rows = lambda: rng.choice([150, 300, 600, 1100])  # noqa: E731
+    t: list[TableSpec] = []
+
+    def table(schema: str, name: str, *cols: Col) -> None:
+        t.append(TableSpec(schema, name, rows(), list(cols)))
+
+    table("insure", "policyholders", ID,
+          c("insured", "text", "person_name", r(s_person)),
+          c("insured_dob", "text", "birth_date", lambda rng, i: dob(rng).strftime("%d/%m/%Y")),
+          c("correspondence", "text", "postal_address", r(s_address)),
+          c("policy_no", "text", NONE, lambda rng, i: f"POL-{_digits(rng, 7)}"),
+          c("premium", "numeric(8,2)", NONE, lambda rng, i: round(rng.uniform(100, 3000), 2)),
+          c("cover", "text", NONE, choice(["home", "motor", "travel", "pet"])))
+    table("insure", "claims", ID,
+          c("policy_id", "bigint", NONE, lambda rng, i: rng.randrange(1, 9000)),
+          c("incident_date", "date", NONE, lambda rng, i: day_between(rng, dt.date(2020, 1, 1), TODAY)),
+          c("description", "text", "free_text", lambda rng, i: rng.choice(TICKET) + (
+              f" The assessor can reach me on {s_phone(rng)}." if rng.random() < 0.06 else "")),
+          c("adjuster", "text", "person_name", choice([s_person(random.Random(400 + k)) for k in range(9)])),
+          c("reserve", "numeric(10,2)", NONE, lambda rng, i: round(rng.uniform(0, 50000), 2)))
+    table("dating", "members", ID,
+          c("screen_name", "text", NONE, lambda rng, i: f"{rng.choice(['sunny', 'moon', 'wander'])}_{rng.randrange(99)}"),
+          c("first_name", "text", "person_name", choice(S_FIRST)),
+          c("email", "text", "email", r(s_email)),
+          c("birthdate", "date", "birth_date", lambda rng, i: day_between(rng, dt.date(1960, 1, 1), dt.date(2006, 1, 1))),
+          c("last_seen_ip", "text", "ip_address", r(ip_any)),
+          c("height_cm", "smallint", NONE, lambda rng, i: rng.randrange(150, 200)),
+          c("looking_for", "text", NONE, choice(["friends", "dating", "long term"])))
+    table("dating", "messages", ID,
+          c("from_member", "bigint", NONE, lambda rng, i: rng.randrange(1, 9000)),
+          c("body", "text", "free_text", lambda rng, i: rng.choice(["Hey, how was the hike?", "Loved your photos from Lisbon!",
+                                                                  "Coffee this weekend?", "Haha same, I never finish books"])
+            + (rng.choice([f" Text me: {s_phone(rng)}", f" my insta is gone, mail me {s_email(rng)}"]) if rng.random() < 0.05 else "")),
+          c("sent_at", "timestamptz", NONE, r(ts)))
+    table("food", "couriers", ID,
+          c("courier", "text", "person_name", r(s_person)),
+          c("courier_cell", "text", "phone", r(s_phone)),
+          c("vehicle", "text", NONE, choice(["bike", "scooter", "car"])),
+          c("handset_imei", "text", "device_identifier", r(imei)),
+          c("zone", "text", NONE, choice(["CBD", "North", "Harbour"])),
+          c("rating", "numeric(3,2)", NONE, lambda rng, i: round(rng.uniform(3, 5), 2)))
+    table("food", "orders", ID,
+          c("drop_off", "text", "postal_address", r(s_address)),
+          c("eater_phone", "text", "phone", r(s_phone), null_share=0.2),
+          c("restaurant", "text", NONE, choice(["Nando's Rosebank", "Trattoria da Enzo", "Pho 24"])),
+          c("restaurant_address", "text", NONE, choice(["173 Oxford Rd, Rosebank, 2196", "Via del Corso 12, 00186 Roma"]),
+            why="a restaurant's address"),
+          c("total", "numeric(8,2)", NONE, lambda rng, i: round(rng.uniform(5, 90), 2)),
+          c("instructions", "text", NONE, choice(["Ring twice", "Leave at the door", "No cutlery", ""]), null_share=0.5))
+    table("gym", "memberships", ID,
+          c("member", "text", "person_name", r(s_person)),
+          c("member_mail", "text", "email", r(s_email)),
+          c("dob", "text", "birth_date", lambda rng, i: dob(rng).strftime("%B %d, %Y")),
+          c("plan", "text", NONE, choice(["monthly", "annual", "off-peak"])),
+          c("locker", "integer", NONE, lambda rng, i: rng.randrange(1, 400)),
+          c("key_fob", "text", NONE, lambda rng, i: hexstr(rng, 8).upper(), why="a fob's RFID serial, the gym's"))
+    table("gym", "door_events", ID,
+          c("fob", "text", NONE, lambda rng, i: hexstr(rng, 8).upper()),
+          c("door", "text", NONE, choice(["main", "pool", "studio"])),
+          c("reader_ip", "text", NONE, choice(["10.20.0.11", "10.20.0.12", "10.20.0.13"]), why="the gym's door readers"),
+          c("at", "timestamptz", NONE, r(ts)))
+    table("library", "patrons", ID,
+          c("patron", "text", "person_name", r(s_person)),
+          c("card_number", "text", NONE, lambda rng, i: "2" + _digits(rng, 13), why="a library card, 14 digits"),
+          c("home", "text", "postal_address", r(s_address)),
+          c("tel_no", "text", "phone", r(s_phone)),
+          c("joined", "date", NONE, lambda rng, i: day_between(rng, dt.date(2000, 1, 1), TODAY)))
+    table("library", "books", ID,
+          c("title", "text", NONE, choice(["The Salt Road", "Winter in Madrid", "A Short History of Nearly Everything"])),
+          c("author", "text", "person_name", choice(["Jane Johnson", "C. J. Sansom", "Bill Bryson", "Zadie Smith"]),
+            why="a published author: a person's name, public or not"),
+          c("isbn", "text", NONE, lambda rng, i: "978" + _digits(rng, 10)),
+          c("published", "date", NONE, lambda rng, i: day_between(rng, dt.date(1950, 1, 1), dt.date(2015, 1, 1))))
+    table("civic", "service_requests", ID,
+          c("reporter_email", "text", "email", r(s_email), null_share=0.4),
+          c("location", "text", NONE, lambda rng, i: f"{rng.choice(S_STREETS)} near no. {rng.randrange(1, 90)}",
+            why="where a pothole is"),
+          c("category", "text", NONE, choice(["pothole", "graffiti", "streetlight"])),
+          c("details", "text", "free_text", lambda rng, i: rng.choice(NOTE) + (
+              f" Call {s_phone(rng)} if access is needed." if rng.random() < 0.05 else "")),
+          c("status", "text", NONE, choice(["open", "assigned", "closed"])))
+    table("civic", "wifi_sessions", ID,
+          c("client_mac", "macaddr", "device_identifier", r(mac)),
+          c("client_ip", "inet", "ip_address", lambda rng, i: f"100.64.{rng.randrange(256)}.{rng.randrange(1, 255)}"),
+          c("ap", "text", NONE, choice(["library-1", "square-2", "station-3"])),
+          c("bytes", "bigint", NONE, lambda rng, i: rng.randrange(1000, 10**9)))
+    return t
+
+
 def labels(tables: list[TableSpec]) -> dict[tuple[str, str, str], str]:
     return {(t.schema, t.name, col.name): col.label for t in tables for col in t.columns}
 
