@@ -93,6 +93,97 @@ def test_free_text_where_one_row_in_twenty_holds_an_address():
     assert classify.classify("comment", "text", pd.Series(plain), TODAY) is None
 
 
+# -- weaknesses the labelled schema showed (bench/bench_discovery_accuracy.py) ------------------------------------
+
+def test_a_list_of_forwarded_addresses_is_ip_addresses_and_a_network_is_not():
+    forwarded = [f"203.0.113.{i}, 10.0.0.{i % 9 + 1}" for i in range(1, 30)]
+    assert kind("x_forwarded_for", forwarded) == classify.IP_ADDRESS
+    assert kind("ip_allowlist", ["10.0.0.0/8", "192.168.0.0/16", "172.16.0.0/12"] * 10) is None
+    assert kind("subnet", [f"10.{i}.0.0/16" for i in range(30)], "cidr") is None
+    assert kind("client", [f"10.{i}.0.7/16" for i in range(30)], "inet") == classify.IP_ADDRESS  # a host
+
+
+def test_dotted_versions_in_a_column_named_like_a_version_are_not_ip_addresses():
+    assert kind("firmware_version", [f"10.{i % 4}.{i % 9}.{i}" for i in range(40)]) is None
+    assert kind("c3", [f"81.{i % 4}.{i % 9}.{i + 1}" for i in range(40)]) == classify.IP_ADDRESS
+
+
+def test_a_role_mailbox_or_a_constant_is_not_a_persons_data():
+    assert kind("from_address", ["news@shop.example", "hello@shop.example"] * 20) is None
+    assert kind("sender", [f"noreply+{i}@shop.example" for i in range(40)]) is None
+    assert kind("switchboard", ["+44 20 7946 0000", "+49 30 901820", "+1 212 555 0100"] * 20) is None
+    assert kind("buyer", [f"first.last{i}@example.org" for i in range(40)]) == classify.EMAIL
+
+
+def test_a_postcode_alone_is_not_an_address():
+    assert kind("postcode", ["M14 5RT", "BS6 7JQ", "LS6 2DP", "G12 8QQ", "NR2 4PD", "CF24 3AA"] * 5) is None
+    homes = [f"Flat {i % 5 + 1}, {i + 2} Kingsley Rd, Manchester M14 5RT" for i in range(30)]
+    assert kind("buyer", homes) == classify.POSTAL_ADDRESS
+
+
+def test_old_event_dates_without_a_birth_name_are_not_birth_dates():
+    made = [date(2009 + i % 7, 1 + i % 12, 1 + i % 28).isoformat() for i in range(60)]
+    assert kind("manufactured_on", made, "date") is None
+    born = [date(1940 + i, 1 + i % 12, 1 + i % 28).isoformat() for i in range(60)]
+    assert kind("dt", born, "date") == classify.BIRTH_DATE
+    assert kind("date_of_birth", made, "date") == classify.BIRTH_DATE  # the name says so
+
+
+def test_android_ids_and_push_tokens_are_device_identifiers():
+    assert kind("android_id", [f"{i:04x}a1b2c3d4e5f6" for i in range(30)]) == classify.DEVICE_ID
+    tokens = [f"dK{i:09d}xYzAbCdEf:APA91b" + "Q" * 20 + f"{i:040d}" + "z_-" * 10 for i in range(30)]
+    assert kind("push_token", tokens) == classify.DEVICE_ID
+
+
+@pytest.mark.parametrize("hidden", [
+    "call me back on (415) 555-0132.",   # a phone at the end of a sentence
+    "my mobile is 06 12 34 56 78.",     # French
+    "or 090-1234-5678 after six",       # Japanese
+    "ship it to 12 rue des Lilas, 69003 Lyon",
+    "ship it to Calle de Alcalá, 61, 28013 Madrid",
+    "ship it to 東京都千代田区丸の内1-9-2",
+])
+def test_free_text_holding_international_contact_details(hidden):
+    plain = [f"The export works but the dashboard is slow on Mondays, ticket {i}." for i in range(190)]
+    verdict = classify.classify("comment", "text", pd.Series(plain + [f"Please, {hidden}"] * 10), TODAY)
+    assert verdict is not None and verdict.kind == classify.FREE_TEXT
+
+
+def test_names_in_other_scripts_and_names_no_list_holds_are_names():
+    native = ["佐藤 健太", "鈴木 美咲", "高橋大輔", "王 伟", "李娜", "김민준", "이서연", "Иван Петров", "Ольга Попова",
+              "Γιώργος Παπαδόπουλος", "محمد العلي"]
+    assert kind("shimei", native * 3) == classify.PERSON_NAME
+    assert kind("busho", ["営業部", "開発部", "総務部"] * 10) is None  # departments
+    rare = ["Adaeze", "Cosima", "Gunnhild", "Nnamdi", "Wiremu", "Ximena", "Yannick", "Quiroga", "Urquhart", "Rautio"]
+    people = [f"{first} {last}" for first in rare[:6] for last in rare[6:]]
+    people = people[:14] + [f"Maria {last}" for last in rare[:8]] + [f"{first} Smith" for first in rare[:8]]
+    assert kind("attendee", people) == classify.PERSON_NAME
+
+
+def test_capitalised_words_in_a_column_named_for_something_else_are_not_names():
+    assert kind("brand", ["Hugo Boss", "Calvin Klein", "Ralph Lauren", "Vera Wang", "Kate Spade", "Ted Baker"] * 5) \
+        is None
+    assert kind("colour", ["Rose", "Olive", "Ruby", "Amber", "Hazel", "Violet", "Jade", "Navy"] * 5) is None
+    assert kind("city", ["Jackson", "Charlotte", "Madison", "Lincoln", "Victoria", "Austin", "Eugene"] * 5) is None
+
+
+def test_held_out_shapes_bare_macs_apns_tokens_compact_birth_dates_and_build_numbers():
+    assert kind("wifi_mac", [f"001a2b3c{i:04x}" for i in range(30)]) == classify.DEVICE_ID
+    assert kind("apns_token", [f"{i:064x}" for i in range(1, 31)]) == classify.DEVICE_ID
+    assert kind("sha256", [f"{i:064x}" for i in range(1, 31)]) is None  # a hash, not a device's
+    assert kind("kin_dob", [f"19{40 + i}0{1 + i % 9}1{i % 9}" for i in range(40)]) == classify.BIRTH_DATE
+    assert kind("build_number", [f"1.{i % 9}.{i}.{4000 + i * 37}" for i in range(40)]) is None
+
+
+@pytest.mark.parametrize("values", [
+    ["9999-12-31", "19800102", "1975-03-04", "04/07/1999"],  # a sentinel date beside others
+    ["73000097", "99991231", "13693750", "11240304"],        # 8-digit ids, some read as yyyymmdd past 2262
+])
+def test_dates_past_what_pandas_holds_in_nanoseconds_never_stop_the_scan(values):
+    assert kind("valid_to", values * 8) is None
+    assert kind("fob", values * 8) is None
+
+
 # -- a seeded database with planted personal data the map does not name ---------------------------------------------
 
 @pytest.fixture(scope="module")

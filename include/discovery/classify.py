@@ -59,7 +59,8 @@ NAME_HINTS = {
     POSTAL_ADDRESS: {"address", "addr", "street", "postal", "postcode", "zip", "residence"},
     IP_ADDRESS: {"ip", "ipv4", "ipv6", "inet"},
     BIRTH_DATE: {"birth", "dob", "born", "birthday", "birthdate"},
-    DEVICE_ID: {"device", "mac", "imei", "idfa", "gaid", "aaid", "adid", "ad", "advertising"},
+    DEVICE_ID: {"device", "mac", "imei", "idfa", "idfv", "gaid", "aaid", "adid", "ad", "advertising", "android",
+                "udid", "apns", "fcm", "push"},
 }
 # Words that make a name hint mean something else (an email *template*, a phone *model*, an IP *allowlist flag*).
 NOT_A_VALUE = {"product", "file", "filename", "host", "hostname", "table", "column", "schema", "project", "plan",
@@ -67,30 +68,64 @@ NOT_A_VALUE = {"product", "file", "filename", "host", "hostname", "table", "colu
                "template", "model", "type", "kind", "count", "enabled", "flag", "verified", "allowlist",
                "opt", "status", "format", "domain", "provider", "version", "country", "is", "has"}
 
+# Words of a column's name that say its dotted numbers are versions (``10.2.3.4``), not IP addresses or phones.
+VERSION_WORDS = {"version", "versions", "ver", "build", "firmware", "fw", "release", "revision", "rev"}
+# Mailboxes of a role or a system (RFC 2142 and the usual senders): an address of no one in particular.
+ROLE_MAILBOXES = {"info", "support", "sales", "marketing", "news", "newsletter", "hello", "contact", "help",
+                  "admin", "billing", "noreply", "no-reply", "donotreply", "do-not-reply", "postmaster", "hostmaster",
+                  "webmaster", "abuse", "security", "notifications", "alerts", "team", "office", "mailer-daemon"}
+FEW_DISTINCT = 4  # at most this many distinct values among ...
+FEW_DISTINCT_OF = 25  # ... at least this many: a constant of the system (its sender, its hotline), not people's data
+BIRTH_SPAN_YEARS = 15  # birthdays of a column not named like them spread over at least this many years
+
+_ROLE_MAILBOX = re.compile("(?:" + "|".join(re.escape(m) for m in sorted(ROLE_MAILBOXES)) + r")(?:\+[^@]*)?@",
+                           re.IGNORECASE)
 _EMAIL_RE = r"[A-Za-z0-9._%+'\-]+@(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,}"
 _MAC_RE = r"(?:[0-9A-Fa-f]{2}[:\-]){5}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}"
+_FCM_TOKEN_RE = r"[A-Za-z0-9_\-]{11,}:APA91b[A-Za-z0-9_\-]{60,}"  # a Firebase Cloud Messaging registration token
 _UUID_RE = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 _PHONE_SHAPE = r"\+?[0-9(][0-9 ()./\-]{5,20}[0-9](?:\s*(?:x|ext\.?)\s*\d{1,5})?"
-_PHONE_IN_TEXT = r"(?<![\w.:/-])\+?\(?\d[\d ().\-]{6,18}\d(?![\w.:/-])"
+_PHONE_IN_TEXT = r"(?<![\w.:/-])\+?\(?\d[\d ().\-]{6,18}\d(?![\w:/-]|\.\d)"  # a sentence's full stop may follow
 _IPV4_IN_TEXT = r"(?<![\w./])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"
 _IPV6_IN_TEXT = r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{1,4})*(?![0-9A-Fa-f:])"
 _STREET_WORDS = (r"street|st|avenue|ave|road|rd|lane|ln|drive|dr|way|boulevard|blvd|court|ct|place|pl|square|sq|"
                  r"terrace|close|crescent|parkway|pkwy|highway|hwy|circle|cir|trail|row|gardens|grove|walk|mews|"
                  r"alley|plaza")
-_EU_STREET = (r"(?:[A-Za-zÀ-ÿ\-]*(?:strasse|straße|str\.|straat|gatan|gasse|weg|platz|allee|vej|veien|katu))"
-              r"|(?:(?:rue|via|viale|piazza|calle|avenida|rua|ulica|chemin|place|plaza|gran\s+via|carrer)\s+"
+# A street word's ending (Hauptstrasse 5, Kerkstraat 12) is looked for alone: what letters come before it changes
+# nothing about whether the value holds one, and leaving them out saves backtracking over every word of prose.
+_EU_STREET = (r"(?:(?:strasse|straße|str\.|straat|gatan|gasse|weg|platz|allee|vej|veien|katu))"
+              r"|(?:\b(?:rue|via|viale|piazza|calle|avenida|rua|ulica|chemin|place|plaza|gran\s+via|carrer)\s+"
               r"[A-Za-zÀ-ÿ'\- ]{2,40}?)")
+_ROMANCE_FIRST = r"rue|avenue|boulevard|bd|impasse|allée|allee|chemin|quai"
 _ADDRESS_IN_TEXT = (rf"(?:\b\d{{1,5}}[A-Za-z]?,?\s+(?:[A-Z][A-Za-zÀ-ÿ'.\-]*\s+){{1,4}}(?:{_STREET_WORDS})\b\.?)"
-                    rf"|(?:\b{_EU_STREET}\s+\d{{1,4}}[a-z]?\b)"
+                    rf"|(?:(?:{_EU_STREET}),?\s+\d{{1,4}}[a-z]?\b)"  # Calle de Alcalá, 61
+                    # French, Belgian, Italian order: the number first (12 rue des Lilas, 4 bis avenue Foch)
+                    rf"|(?:\b\d{{1,4}}(?:\s?(?:bis|ter))?,?\s+(?:{_ROMANCE_FIRST})\s+(?:[a-zà-ÿ']+\s+){{0,3}}"
+                    r"[A-ZÀ-Þ][A-Za-zÀ-ÿ'\-]+)"
+                    # Japanese: a prefecture, a city or ward, a block number (東京都千代田区丸の内1-9-2)
+                    r"|(?:[都道府県][^\s\d]{0,12}?[市区町村郡][^\s\d]{0,20}?\d{1,4}(?:[-－丁目番]\d{1,4}){1,2})"
+                    r"|(?:\b\d{1,4}-\d{1,4}(?:-\d{1,4})?\s+[A-Z][a-z]+,\s+[A-Z][a-z]+-(?:ku|shi|cho|machi)\b)"
                     r"|(?:\bP\.?\s?O\.?\s+Box\s+\d+)")
 _ADDRESS_RE = re.compile(_ADDRESS_IN_TEXT, re.IGNORECASE)
 _POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b|\b[A-Z]{2}\s+\d{5}(?:-\d{4})?\b")
 _NAME_WORD = r"[A-ZÀ-ÞĀ-ž][^\W\d_]+(?:[\-'’][^\W\d_]+)*"  # letters of any Latin script: Łukasz, Brzęczyszczykiewicz
 _NAME_SHAPE = rf"(?:{_NAME_WORD}\.?\s+){{0,3}}{_NAME_WORD}|(?:{_NAME_WORD},\s*{_NAME_WORD}(?:\s+{_NAME_WORD})?)"
+# Names in scripts without Latin capitals: Chinese, Japanese (kanji, kana), Korean, Cyrillic, Greek, Arabic.
+_CJK = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff々]"
+_NATIVE_NAME = (rf"{_CJK}{{1,4}}(?:[ \u3000]{_CJK}{{1,4}})?"
+                r"|[\uac00-\ud7a3]{2,4}(?: [\uac00-\ud7a3]{1,4})?"
+                r"|[А-ЯЁΑ-ΩΆ-Ώ][а-яёα-ωά-ώ]+(?:[ \-][А-ЯЁΑ-ΩΆ-Ώ][а-яёα-ωά-ώ]+){0,3}"
+                r"|[\u0621-\u064a]{2,}(?: [\u0621-\u064a]{2,}){0,3}")
+_OTHER_SCRIPT = r"[\u0370-\u04ff\u0600-\u06ff\u3040-\u9fff\uac00-\ud7a3]"
+# Words of a column's name that say what else a capitalised word is: a brand, a colour, a city, a company.
+NOT_A_PERSON = {"brand", "colour", "color", "city", "town", "country", "region", "county", "company", "vendor",
+                "supplier", "product", "item", "model", "make", "category", "department", "team", "venue", "hotel",
+                "store", "warehouse", "location", "campaign", "course", "language", "organisation", "organization",
+                "org", "business", "shop", "project", "plan", "feature", "file", "tag", "label"}
 _NAME_PARTICLES = {"de", "van", "von", "der", "den", "da", "di", "del", "la", "le", "du", "al", "el", "bin", "ibn"}
 
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%Y/%m/%d", "%B %d, %Y", "%d %B %Y",
-                 "%b %d, %Y", "%d %b %Y")
+                 "%b %d, %Y", "%d %b %Y", "%Y%m%d")
 
 TEXT_TYPES = {"text", "character varying", "character", "citext", "name", "json", "jsonb"}
 INTEGER_TYPES = {"bigint", "integer", "numeric"}
@@ -137,7 +172,8 @@ def vocabulary() -> frozenset[str]:
 # -- value recognisers: a boolean mask over the non-null values ----------------------------------------------------
 
 def is_email(values: pd.Series) -> pd.Series:
-    return values.str.fullmatch(_EMAIL_RE)
+    """Addresses of someone: a role's or a system's mailbox (``support@``, ``noreply@``) is no one's."""
+    return values.str.fullmatch(_EMAIL_RE) & ~values.str.match(_ROLE_MAILBOX)
 
 
 def is_mac(values: pd.Series) -> pd.Series:
@@ -162,23 +198,40 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0 and len(set(digits)) > 2
 
 
+def is_push_token(values: pd.Series) -> pd.Series:
+    """A push-notification registration token (Firebase's ``…:APA91b…``): it addresses one app on one device."""
+    return values.str.strip().str.fullmatch(_FCM_TOKEN_RE)
+
+
 def is_uuid(values: pd.Series) -> pd.Series:
     return values.str.strip().str.fullmatch(_UUID_RE)
 
 
 def is_ip(values: pd.Series) -> pd.Series:
-    shaped = values.str.fullmatch(r"[0-9A-Fa-f:.]{2,45}(?:/\d{1,3})?") & values.str.contains(r"[.:]")
-    return shaped & values.where(shaped, "").map(_parses_as_ip)
+    """A host's address, or a list of them (``X-Forwarded-For``: ``203.0.113.5, 10.0.0.1``); a network
+    (``10.0.0.0/8``, an allow-list's range) is nobody's address."""
+    shaped = values.str.fullmatch(r"[0-9A-Fa-f:.]{2,45}(?:/\d{1,3})?(?:\s*,\s*[0-9A-Fa-f:.]{2,45})*") & \
+        values.str.contains(r"[.:]")
+    return shaped & values.where(shaped, "").map(_host_addresses)
+
+
+def _host_addresses(text: str) -> bool:
+    return bool(text) and all(_parses_as_ip(part.strip()) for part in text.split(","))
 
 
 def _parses_as_ip(text: str) -> bool:
+    """An IP address of a host (``10.1.2.3``, ``10.1.2.3/24``), not a network's (``10.1.2.0/24``)."""
     if not text:
         return False
     try:
-        ipaddress.ip_interface(text) if "/" in text else ipaddress.ip_address(text)
+        if "/" not in text:
+            ipaddress.ip_address(text)
+            return True
+        interface = ipaddress.ip_interface(text)
     except ValueError:
         return False
-    return True
+    network = interface.network
+    return network.prefixlen == network.max_prefixlen or interface.ip != network.network_address
 
 
 def is_phone(values: pd.Series, plain_numbers: bool = False) -> pd.Series:
@@ -216,7 +269,11 @@ def is_person_name(values: pd.Series, shape_only: bool = False) -> pd.Series:
     """Names: the shape, and a word of the vocabulary; with ``shape_only`` (a column named like a person's name whose
     values nearly all have the shape) the shape alone, for names no list holds."""
     stripped = values.str.strip()
-    shaped = stripped.str.fullmatch(_NAME_SHAPE) & stripped.str.len().between(2, 60)
+    shaped = stripped.str.fullmatch(_NAME_SHAPE)
+    other = ~shaped & stripped.str.match(_OTHER_SCRIPT)
+    if other.any():  # only the values in another script are tried against its shapes
+        shaped = shaped | stripped.where(other, "").str.fullmatch(_NATIVE_NAME)
+    shaped &= stripped.str.len().between(2, 60)
     if shape_only:
         return shaped
     known = vocabulary()
@@ -224,13 +281,20 @@ def is_person_name(values: pd.Series, shape_only: bool = False) -> pd.Series:
     def named(text: str) -> bool:
         words = [w.strip(".,").lower().replace("'", "").replace("’", "") for w in text.split()]
         words = [w for w in words if w not in _NAME_PARTICLES]
+        if any(w[:1] >= "\u3040" and (w[:1] in known or w[:2] in known) for w in words[:1]):
+            return True  # a Chinese, Japanese or Korean family name first, with or without a space
         return any(w in known or any(part in known for part in w.split("-")) for w in words)
 
     return shaped & stripped.where(shaped, "").map(named)
 
 
 def is_address(values: pd.Series) -> pd.Series:
-    return values.str.contains(_ADDRESS_RE) | (values.str.contains(_POSTCODE) & values.str.contains(r"\d+\s+\w"))
+    """A street address; a postcode counts beside a number outside it (``12 Kings Rd, LS6 2DP``), not alone
+    (``LS6 2DP`` names a street's worth of homes, or a town's)."""
+    beside = values.str.contains(_POSTCODE)
+    if beside.any():  # the postcode taken out, only where there is one
+        beside[beside] = values[beside].str.replace(_POSTCODE, " ", regex=True).str.contains(r"\b\d+\s+\w")
+    return values.str.contains(_ADDRESS_RE) | beside
 
 
 def parse_dates(values: pd.Series) -> pd.Series:
@@ -242,6 +306,10 @@ def parse_dates(values: pd.Series) -> pd.Series:
         if not missing.any():
             break
         parsed = pd.to_datetime(stripped[missing], format=fmt, errors="coerce")
+        if parsed.dtype != found.dtype:
+            # A year past 2262 (a 9999-12-31 sentinel, an 8-digit id read as yyyymmdd) makes pandas choose a coarser
+            # unit, which a nanosecond column refuses: such dates are no one's birthday.
+            parsed = parsed.where(parsed.dt.year.between(1700, 2200)).astype(found.dtype)
         found.loc[missing] = parsed
     return found
 
@@ -309,6 +377,8 @@ def _plausible_checks(sample: pd.Series) -> list:
     share = lambda mask: float(mask.mean()) if len(mask) else 0.0  # noqa: E731
     digits = sample.str.count(r"\d")
     checks = []
+    if share(sample.str.contains(":APA91b", regex=False)) >= 0.2:
+        checks.append((DEVICE_ID, is_push_token))
     if share(sample.str.contains("@", regex=False)) >= 0.2:
         checks.append((EMAIL, is_email))
     if share(sample.str.contains(r"[:.\-]") & (digits > 0)) >= 0.2:
@@ -317,7 +387,8 @@ def _plausible_checks(sample: pd.Series) -> list:
         checks += [(DEVICE_ID, is_imei), (PHONE, is_phone)]
     if share(digits > 0) >= 0.2:
         checks.append((POSTAL_ADDRESS, is_address))
-    if share(sample.str.match(r"[A-ZÀ-Þ]") & (digits == 0)) >= 0.2:
+    if share(sample.str.match(r"[A-ZÀ-ÞА-ЯЁΑ-Ω\u0621-\u064a\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7a3]") &
+             (digits == 0)) >= 0.2:
         checks.append((PERSON_NAME, is_person_name))
     return checks
 
@@ -331,6 +402,8 @@ def classify(column: str, data_type: str, values: Iterable | pd.Series, today: d
     hints = hinted(column)
     data_type = data_type.lower()
     if data_type in ("inet", "cidr"):
+        if n >= MIN_VALUES and not is_ip(series.head(CHECKED)).mean() >= SHARE_WITH_NAME:
+            return None  # networks (an allow-list's ranges, a site's subnet), not a host's address
         return Verdict(IP_ADDRESS, 0.99, n, n)
     if data_type in ("macaddr", "macaddr8"):
         return Verdict(DEVICE_ID, 0.99, n, n)
@@ -347,17 +420,27 @@ def classify(column: str, data_type: str, values: Iterable | pd.Series, today: d
         imei = int(is_imei(sample).sum())
         return _verdict(DEVICE_ID, imei, len(sample), hints) if imei else None
     best: Verdict | None = None
+    words = name_words(column)
     for kind, check in _plausible_checks(sample):
+        if kind in (IP_ADDRESS, PHONE) and words & VERSION_WORDS:
+            continue  # a firmware's 10.2.3.4, a build's 1.2.23.4567 are versions
+        if kind == PERSON_NAME and words & NOT_A_PERSON:
+            continue  # a brand, a colour, a city: capitalised words, some of them people's names too
         found = check(sample, plain_numbers=True) if check is is_phone and PHONE in hints else check(sample)
-        if check is is_person_name and PERSON_NAME in hints and found.mean() < SHARE_WITH_NAME:
+        if check is is_person_name and found.mean() < SHARE:
             shaped = is_person_name(sample, shape_only=True)
-            if shaped.mean() >= 0.8 and found.any():  # the name and the shape agree; some words are known names
-                found = shaped
+            if PERSON_NAME in hints and shaped.mean() >= 0.8 and found.any():
+                found = shaped  # the name and the shape agree; some words are known names
+            elif shaped.mean() >= 0.9 and found.mean() >= 0.3 and sample.nunique() >= 0.5 * len(sample):
+                found = shaped  # nearly all shaped like names, many known, most different: people, not a list
         verdict = _verdict(kind, int(found.sum()), len(sample), hints)
         if verdict and (best is None or verdict.confidence > best.confidence):
             best = verdict
             if verdict.matched == len(sample):
                 break
+    if best is not None and best.kind in (EMAIL, PHONE, PERSON_NAME, POSTAL_ADDRESS) and \
+            len(sample) >= FEW_DISTINCT_OF and sample.nunique() <= FEW_DISTINCT:
+        return None  # the same few values in every row: a sender, a hotline, a brand; not people's data
     if best is not None:
         return best
     short = sample.str.len().mean() <= 30
@@ -404,16 +487,20 @@ def _birth_date(values: pd.Series, hints: set[str], today: date, n: int, column:
     dates = parse_dates(values.head(CHECKED))[mask]
     # Birthdays spread over many years; a column of one era's events (an agreement's date) does not.
     spread = dates.dt.year.nunique() >= min(5, max(2, matched // 3))
+    if BIRTH_DATE not in hints and matched >= 20:
+        # People's birthdays span generations; a column of old events (devices made 2009-2016) spans years.
+        years = dates.dt.year
+        spread = spread and years.quantile(0.95) - years.quantile(0.05) >= BIRTH_SPAN_YEARS
     if not spread and BIRTH_DATE not in hints:
         return None
     return _verdict(BIRTH_DATE, matched, min(n, CHECKED), hints)
 
 
 def _advertising_id(values: pd.Series, hints: set[str], n: int) -> Verdict | None:
-    """A UUID is an advertising id (IDFA, GAID), 16 hex digits an Android id, only in a column named like a device's:
-    keys and hashes look the same."""
+    """A UUID is an advertising id (IDFA, GAID), 16 hex digits an Android id, 12 a MAC written without separators,
+    64 an APNs push token, only in a column named like a device's: keys and hashes look the same."""
     if DEVICE_ID not in hints:
         return None
     sample = values.head(CHECKED)
-    found = is_uuid(sample) | sample.str.strip().str.fullmatch(r"[0-9A-Fa-f]{16}")
+    found = is_uuid(sample) | sample.str.strip().str.fullmatch(r"[0-9A-Fa-f]{12}|[0-9A-Fa-f]{16}|[0-9A-Fa-f]{64}")
     return _verdict(DEVICE_ID, int(found.sum()), len(sample), hints)
