@@ -174,3 +174,10 @@ def test_missing_connection_stops_the_run_with_one_clear_sentence(world):
     state, log = run_dag(world, "no-connection", env=env)
     assert state == "failed"
     assert "Airflow connection 'ops_db' is not defined" in log
+    # On-call is told once, through the stand-in, with the DAG, the run, the task and the sentence (issue 30).
+    alerts = [m["payload"] for m in world["sendgrid"].accepted()
+              if m["payload"]["personalizations"][0].get("custom_args", {}).get("kind") == "run_alert"]
+    assert len(alerts) == 1, alerts
+    custom = alerts[0]["personalizations"][0]["custom_args"]
+    assert custom["dag_id"] == "dsr_deadline_tracking" and custom["key"].startswith("dsr_deadline_tracking/")
+    assert "Airflow connection 'ops_db' is not defined" in alerts[0]["content"][0]["value"]
