@@ -62,6 +62,12 @@ SCHEMA: dict[str, Any] = {
         "alerts": {"type": "boolean",
                    "description": "email on-call once when a run of any DAG fails (its DAG, run, task, reason)"},
         "alert_email": {**_EMAIL, "description": "where run failures go (default: compliance_team_email)"},
+        "file_buckets": {"type": ["array", "null"], "uniqueItems": True,
+                         "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$"},
+                         "description": "the buckets an erasure may delete files from (default: the data map's "
+                                        "buckets)"},
+        "export_retention_days": {"type": "integer", "minimum": 1, "maximum": 3650,
+                                  "description": "export packages older than this are deleted"},
         "notification_batch_size": {"type": "integer", "minimum": 1, "maximum": 1000,
                                     "description": "recipients per Mail Send request of a campaign (SendGrid's "
                                                    "limit is 1,000; a crash can re-send at most one request)"},
@@ -89,6 +95,8 @@ class Settings:
     notification_batch_size: int = 1000
     alerts: bool = True
     alert_email: str | None = None
+    file_buckets: tuple[str, ...] | None = None
+    export_retention_days: int = 30
 
     @property
     def on_call_email(self) -> str:
@@ -109,6 +117,8 @@ class Settings:
         _validate_shape(raw)
         if "earliest_plausible_date" in raw:
             raw["earliest_plausible_date"] = date.fromisoformat(raw["earliest_plausible_date"])
+        if raw.get("file_buckets") is not None:
+            raw["file_buckets"] = tuple(raw["file_buckets"])
         settings = cls(**raw)
         settings.check()
         return settings
@@ -168,6 +178,8 @@ EXPECTED = {
     "notification_batch_size": "a whole number of recipients per request between 1 and 1000",
     "alerts": "true or false",
     "alert_email": "an email address",
+    "file_buckets": "a list of bucket names, or null for the data map's buckets",
+    "export_retention_days": "a whole number of days between 1 and 3650",
 }
 
 

@@ -18,6 +18,8 @@ what it has. Both have the same attributes:
 - ``datamap`` — the data map, checked against the operational database;
 - ``key`` — the subject key (keyed hashes of subjects and addresses);
 - ``mailer`` — SendGrid, ``None`` in a dry run; ``objects`` — the object store, ``None`` in a dry run;
+- ``stores`` — ``stores(conn_id)``: an autocommit connection to another store the data map names (SPEC §3.1);
+  ``buckets`` — the buckets of the files the data map's file columns name (``None`` in a dry run);
 - ``approval`` — the reviewer's answer to the run's plan approval, where the step follows one.
 
 A dry run is enforced where the step context is built: its ``mailer`` and ``objects`` are ``None``.
@@ -51,6 +53,8 @@ class Step(Generic[P]):
     objects: "ObjectStore | None" = None
     approval: Mapping | None = None
     side: Any = None
+    stores: Any = None
+    buckets: Any = None
 
     @property
     def dry_run(self) -> bool:

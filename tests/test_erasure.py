@@ -13,7 +13,8 @@ import yaml
 from devkit.database import connect
 from devkit.operational_schema import create_reference_schema
 from include import erasure
-from include.datamap import default_path, load_datamap, parse_datamap
+from include.datamap import default_path, load_datamap, parse_datamap  # noqa: F401
+from tests.conftest import ops_datamap
 from include.erasure.scope import residual_by_keys_query, residual_query, targets
 from include.subjects import address_hash, user_hash
 
@@ -35,7 +36,7 @@ def ops(fresh_db):
 
 @pytest.fixture
 def dm():
-    return load_datamap()
+    return ops_datamap()
 
 
 def add_subject(conn, uid: int, email: str | None, *, hold: str | None = None) -> None:

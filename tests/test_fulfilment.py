@@ -11,6 +11,7 @@ import pytest
 
 from devkit.database import connect
 from devkit.seed.demo_data import seed
+from tests.conftest import ops_datamap
 from include import audit, compliance_store
 from include.audit import RunContext
 from include.config import Settings
@@ -38,7 +39,7 @@ def world(seeded_clone, tmp_path):
     fresh_db, summary = seeded_clone(users=600, seed=5, anchor=today)  # a clone of one seed per test process
     with connect(fresh_db, autocommit=True) as ops, connect(fresh_db, autocommit=True) as store:
         compliance_store.migrate(store)
-        yield SimpleNamespace(url=fresh_db, ops=ops, store=store, dm=load_datamap(), today=today,
+        yield SimpleNamespace(url=fresh_db, ops=ops, store=store, dm=ops_datamap(), today=today,
                               planted=summary["planted"], settings=Settings(),
                               objects=FileObjectStore(f"file://{tmp_path}/evidence"), tmp=tmp_path)
 

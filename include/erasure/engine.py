@@ -38,6 +38,7 @@ import psycopg
 from psycopg import sql
 
 from include.datamap import DataMap
+from include.erasure import stores as elsewhere
 from include.erasure.facts import VendorShare, active_holds, vendor_shares
 from include.erasure.scope import (REDACT, Target, Unmapped, address_key, discover_unmapped, residual_by_keys_query,
                                    residual_query, targets)
@@ -49,6 +50,7 @@ HELD = "held"
 ALREADY_ERASED = "already_erased"
 CLAIMED_ELSEWHERE = "claimed_elsewhere"
 NOT_ELIGIBLE = "not_eligible"
+INCOMPLETE = "incomplete"   # a file the settings do not allow the erasure to touch: a person must act
 
 # pg_advisory_xact_lock(class, key): serialises erasers of one subject whose account row is already gone.
 _ORPHAN_LOCK_CLASS = 0x65726173  # 'eras'
@@ -100,6 +102,16 @@ class ErasureResult:
     address_hash: str | None = None           # keyed hash of the erased account's address (None: it had none)
     extra: Mapping = field(default_factory=dict)
     at: datetime | None = None
+    files: tuple = ()                         # include.erasure.stores.FileOutcome of every file of the subject
+
+    @property
+    def not_allowed(self) -> tuple[str, ...]:
+        """Locations of the subject's files in buckets the settings do not allow (outcome ``incomplete``)."""
+        return tuple(f.uri for f in self.files if f.state == elsewhere.NOT_ALLOWED)
+
+    def files_evidence(self) -> dict:
+        """Per state (deleted, already_gone, not_allowed), how many of the subject's files."""
+        return elsewhere.Elsewhere(files=self.files).files_evidence()
 
     @property
     def rows_erased(self) -> int:
@@ -125,6 +137,8 @@ class EraseOptions:
     in_transaction: "Callable[[psycopg.Connection], Mapping] | None" = None
     before_commit: "Callable[[ErasureResult], None] | None" = None
     lock_timeout_ms: int = 10_000
+    # The other stores and the files (include.erasure.stores.StoreAccess); needed when the data map names any.
+    stores: "elsewhere.StoreAccess | None" = None
 
 
 def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
@@ -156,13 +170,16 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
             email = claimed[0]
             shared = email is not None and _address_shared(ops, dm, email, user_id)
             params = {"user_id": user_id, "email": None if shared else email}
+            away = elsewhere.erase_elsewhere(ops, dm, options.stores, {"subject_hash": subject_hash, **params}, at)
+            if away.not_allowed:
+                return ErasureResult(outcome=INCOMPLETE, tables=_counts(away), files=away.files, **base)
             kept = _kept_rows(ops, scope, user_id, email) if shared else ()
             extra = dict(in_transaction(ops) or {}) if in_transaction is not None else {}
             vendors = vendor_shares(ops, dm, [user_id]).get(user_id, ())
-            tables = tuple(_erase_table(ops, target, params, key) for target in scope)
+            tables = _counts(away) + tuple(_erase_table(ops, target, params, key) for target in scope)
             _check_residual(ops, scope, unmapped, params)
             result = ErasureResult(outcome=PURGED, tables=tables, vendors=vendors, shared_address=shared, kept=kept,
-                                   extra=extra, address_hash=_keyed(key, email), **base)
+                                   extra=extra, address_hash=_keyed(key, email), files=away.files, **base)
             if before_commit is not None:
                 before_commit(result)
         return result
@@ -183,19 +200,30 @@ def _without_account(ops, dm: DataMap, scope, base: dict, key: bytes, options: E
         return ErasureResult(outcome=CLAIMED_ELSEWHERE, **base)
     ops.execute("select pg_advisory_xact_lock(%s, hashint8(%s))", (_ORPHAN_LOCK_CLASS, user_id))
     params = {"user_id": user_id, "email": None}  # the address went with the account
-    if not _residual(ops, scope, unmapped, params):
+    residual = _residual(ops, scope, unmapped, params)
+    if not residual and not elsewhere.needs_access(dm):
         return ErasureResult(outcome=ALREADY_ERASED, **base)
     holds = active_holds(ops, dm, [user_id], at).get(user_id, ())
     if holds:
-        return ErasureResult(outcome=HELD, holds=holds, **base)
+        return ErasureResult(outcome=HELD, holds=holds, **base) if residual else ErasureResult(
+            outcome=ALREADY_ERASED, **base)
+    away = elsewhere.erase_elsewhere(ops, dm, options.stores, {"subject_hash": base["subject_hash"], **params}, at)
+    if away.not_allowed:
+        return ErasureResult(outcome=INCOMPLETE, tables=_counts(away), files=away.files, **base)
+    if not residual and not away.touched:
+        return ErasureResult(outcome=ALREADY_ERASED, files=away.files, **base)
     extra = dict(in_transaction(ops) or {}) if in_transaction is not None else {}
     vendors = vendor_shares(ops, dm, [user_id]).get(user_id, ())
-    tables = tuple(_erase_table(ops, target, params, key) for target in scope)
+    tables = _counts(away) + tuple(_erase_table(ops, target, params, key) for target in scope)
     _check_residual(ops, scope, unmapped, params)
-    result = ErasureResult(outcome=PURGED, tables=tables, vendors=vendors, extra=extra, **base)
+    result = ErasureResult(outcome=PURGED, tables=tables, vendors=vendors, extra=extra, files=away.files, **base)
     if before_commit is not None:
         before_commit(result)
     return result
+
+
+def _counts(away: "elsewhere.Elsewhere") -> tuple[TableCount, ...]:
+    return tuple(TableCount(label, action, rows) for label, action, rows in away.tables)
 
 
 def _address_shared(ops, dm: DataMap, email: str, user_id: int) -> bool:

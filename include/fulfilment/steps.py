@@ -40,6 +40,7 @@ from include.erasure import run as erasure_run
 # The guards' errors and the reviewer's answer are the erasure's, shared with the child-data purge.
 from include.erasure.guard import ForgottenTable, NotApproved, PlanChanged, reviewer  # noqa: F401
 from include.erasure.guard import short as _short
+from include.erasure.stores import access_of
 from include.errors import NeedsOperator, Transient
 from include.fulfilment import ledger, package, rules, source
 from include.fulfilment.ledger import WORKFLOW, PlanRow, Record
@@ -82,6 +83,13 @@ def gate(plan_hash: str, erasable: int, to_erase: int, params: FulfilmentParams,
     g = guard.gate(plan_hash, erasable=erasable, to_erase=to_erase, params=params, threshold=threshold,
                    rest_of_approved=rest_of_approved)
     return replace(g, state=guard.PLANNED) if g.state == guard.NOTHING_TO_ERASE else g
+
+
+def incomplete_reason(locations: Sequence[str]) -> str:
+    """For a person: the files the erasure may not touch (their locations, kept in the store, never logged)."""
+    return (f"{len(locations)} file(s) of the subject are in buckets the settings do not allow the erasure to touch "
+            f"({', '.join(locations)}): delete them by hand or allow their bucket (setting file_buckets); its other "
+            "stores and allowed files were erased, its account and operational rows stay until a later run finishes")
 
 
 def held_reason(holds: Sequence[int]) -> str:
@@ -384,7 +392,9 @@ def _export(step: Step[FulfilmentParams], req: rules.Request, row: PlanRow, work
     about = package.About(req.request_id, req.request_type, req.regime, params.as_of)
     name = package.object_name(req.request_id)
     with tempfile.TemporaryDirectory(prefix="dsr-export-", dir=workdir) as tmp:
-        built = package.build(ops, dm, about, who, shared, os.path.join(tmp, "package.zip"))
+        sources = package.Sources(ops, step.stores, step.buckets,
+                                  erasure.allowed_buckets(dm, getattr(settings, "file_buckets", None)))
+        built = package.build(sources, dm, about, who, shared, os.path.join(tmp, "package.zip"))
         uri = objects.put_file(name, built.path, package.CONTENT_TYPE)
     reason = ("rows tied to the account by an address another account also has were left out"
               if who.shared_address else None)
@@ -449,12 +459,14 @@ def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str
             if not valid:
                 raise _Abandon(CLAIMED if len(claimed) < len(ids) else CHANGED)
             user_id = valid[0].user_id
-            result = erasure.erase_subject(ops, dm, user_id, key, at=now,
-                                           options=erasure.EraseOptions(unmapped=unmapped, wait=False))
+            result = erasure.erase_subject(ops, dm, user_id, key, at=now, options=erasure.EraseOptions(
+                unmapped=unmapped, wait=False, stores=access_of(step)))
             if result.outcome == erasure.CLAIMED_ELSEWHERE:
                 raise _Abandon(erasure.CLAIMED_ELSEWHERE)
             if result.outcome == erasure.HELD:
                 raise _Abandon(rules.HELD)
+            if result.outcome == erasure.INCOMPLETE:
+                raise _Abandon(rules.INCOMPLETE)
             if result.outcome not in (erasure.PURGED, erasure.ALREADY_ERASED):
                 raise _Abandon(CHANGED)
             records = _erased_records(result, [by_id[r.request_id] for r in valid])
@@ -469,6 +481,12 @@ def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str
             for req in valid:
                 ledger.record_decided(store, ctx, _record(by_id[req.request_id], rules.HELD, held_reason(held),
                                                           holds=held))
+        elif stop.outcome == rules.INCOMPLETE:
+            for req in valid:
+                ledger.record_decided(store, ctx, _record(by_id[req.request_id], rules.INCOMPLETE,
+                                                          incomplete_reason(result.not_allowed)))
+            log.warning("request(s) %s: %d file(s) of the subject are in buckets the settings do not allow; the "
+                        "subject is incomplete (the files are named in its record)", ids, len(result.not_allowed))
         elif stop.outcome != ALREADY:
             log.info("request(s) %s: %s; left %s", ids, stop.outcome,
                      "to the run holding it" if stop.outcome == CLAIMED else "to the next run")

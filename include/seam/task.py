@@ -71,6 +71,7 @@ class TaskEnv(Generic[P]):
         self._mailer: "SendGridMailer | None" = None
         self._key: bytes | None = None
         self._store_checked = False
+        self._buckets = None
 
     @property
     def dry_run(self) -> bool:
@@ -111,6 +112,28 @@ class TaskEnv(Generic[P]):
         applied = compliance_store.migrate(self._db(connections.COMPLIANCE_DB, connections.compliance_db))
         self._store_checked = True
         return applied
+
+    @property
+    def stores(self) -> Callable[[str], "psycopg.Connection"]:
+        """``stores(conn_id)``: an autocommit connection to a store the data map names, opened on first use (a
+        missing connection or a database that does not answer fails in one sentence naming it)."""
+        def connect(conn_id: str) -> "psycopg.Connection":
+            if conn_id == connections.OPS_DB:
+                return self.ops
+            return self._db(conn_id, lambda: connections.postgres(conn_id))
+
+        return connect
+
+    @property
+    def buckets(self):
+        """The buckets of the files the data map names (the Google provider's client), or None in a dry run."""
+        from include.seam.storage import GCSBuckets
+
+        if self.dry_run:
+            return None
+        if self._buckets is None:
+            self._buckets = GCSBuckets(connections.GOOGLE_CLOUD)
+        return self._buckets
 
     @property
     def datamap(self) -> "DataMap":
