@@ -41,6 +41,9 @@ class LocalServices:
     # The key of the keyed hashes standing for data subjects (an Airflow Variable here; a connection in
     # production). Local runs only: never a real secret.
     subject_key: str = "local-subject-key-for-demo-and-tests"
+    # SPEC §3.1's other stores (connections support_db and analytics_db), each a database of its own.
+    support_url: str | None = None
+    analytics_url: str | None = None
 
 
 def airflow_env(home: Path, services: LocalServices, settings: dict | None = None) -> dict[str, str]:
@@ -64,6 +67,10 @@ def airflow_env(home: Path, services: LocalServices, settings: dict | None = Non
         # `airflow standalone` starts its components as `airflow ...` from PATH.
         "PATH": os.pathsep.join(filter(None, [str(Path(sys.executable).parent), os.environ.get("PATH")])),
     })
+    if services.support_url:
+        env["AIRFLOW_CONN_SUPPORT_DB"] = postgres_connection(services.support_url)
+    if services.analytics_url:
+        env["AIRFLOW_CONN_ANALYTICS_DB"] = postgres_connection(services.analytics_url)
     if services.gcs_url:
         env["STORAGE_EMULATOR_HOST"] = services.gcs_url
     if settings:

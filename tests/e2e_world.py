@@ -36,6 +36,7 @@ from devkit import database, local_airflow
 _RUN_ENV_PREFIXES = ("AIRFLOW_CONN_", "AIRFLOW_VAR_", "PRIVACY_", "STORAGE_EMULATOR_HOST")
 
 _templates: dict[tuple, tuple[str, dict]] = {}  # seed key -> (template database name, seed summary)
+_store_templates: dict[str, dict[str, str]] = {}  # ops template -> {connection id: template database name}
 _pii: dict[tuple, set[str]] = {}
 
 
@@ -59,9 +60,25 @@ def template(pg_server_url: str, users: int, seed: int, anchor: date, prepare: s
     return _templates[key]
 
 
+def store_templates(pg_server_url: str, ops_template: str, seed: int) -> dict[str, str]:
+    """Template databases of SPEC §3.1's other stores (support desk, analytics), seeded from an operational
+    template once per test process: {connection id: template name}."""
+    if ops_template not in _store_templates:
+        from devkit.seed.stores import seed_stores
+
+        names = {c: f"{ops_template}_{c.split('_')[0]}" for c in ("support_db", "analytics_db")}
+        urls = {c: database.create_database(pg_server_url, n) for c, n in names.items()}
+        seed_stores(database.with_database(pg_server_url, ops_template), urls["support_db"], urls["analytics_db"],
+                    seed=seed)
+        _store_templates[ops_template] = names
+    return _store_templates[ops_template]
+
+
 def drop_templates(pg_server_url: str) -> None:
     for (server, *_), (name, _) in list(_templates.items()):
         if server == pg_server_url:
+            for store in _store_templates.pop(name, {}).values():
+                database.drop_database(pg_server_url, store)
             database.drop_database(pg_server_url, name)
     _templates.clear()
 
@@ -329,16 +346,26 @@ def make_world(e2e_session, tmp_path, monkeypatch):
         tpl, summary = template(pg, users, seed, anchor or today, prepare)
         name, url = clone(pg, tpl)
         made.append(name)
+        # SPEC §3.1's other stores, cloned from templates seeded beside the operational one.
+        store_urls = {}
+        for conn_id, store_tpl in store_templates(pg, tpl, seed).items():
+            store_name, store_urls[conn_id] = clone(pg, store_tpl)
+            made.append(store_name)
         sendgrid = stack.enter_context(SendGridStandIn(api_key=sendgrid_key))
-        gcs = None
-        if gcs_bucket:
-            from devkit.standins.gcs_emulator import GCSEmulator
+        # Object storage is always there (the data map's file columns name files in its buckets); the evidence goes
+        # to a bucket only when the test asks (gcs_bucket), else to a folder.
+        from devkit.seed.stores import BUCKETS
+        from devkit.standins.gcs_emulator import GCSEmulator
 
-            gcs = stack.enter_context(GCSEmulator(default_bucket=gcs_bucket))
+        gcs = stack.enter_context(GCSEmulator(default_bucket=gcs_bucket or BUCKETS[0]))
+        for bucket in BUCKETS:
+            if bucket != gcs.default_bucket:
+                gcs.create_bucket(bucket)
         services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
-                                               sendgrid_api_key=sendgrid_key,
-                                               gcs_url=gcs.base_url if gcs else None,
-                                               gcs_bucket=gcs_bucket or "privacy-evidence")
+                                               sendgrid_api_key=sendgrid_key, gcs_url=gcs.base_url,
+                                               gcs_bucket=gcs_bucket or "privacy-evidence",
+                                               support_url=store_urls["support_db"],
+                                               analytics_url=store_urls["analytics_db"])
         home = tmp_path / "airflow"
         evidence_dir = tmp_path / "evidence"
         settings = {"evidence_location": f"gs://{gcs_bucket}/e2e" if gcs_bucket and evidence == "gs"
@@ -346,13 +373,12 @@ def make_world(e2e_session, tmp_path, monkeypatch):
         env = local_airflow.airflow_env(home, services, settings=settings)
         if subject_key:
             env["AIRFLOW_VAR_PRIVACY_SUBJECT_KEY"] = subject_key
-        if gcs:
-            # The test reads the bucket through the same Google client the DAG writes it with.
-            monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.base_url)
-            monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", env["AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT"])
+        # The test reads the buckets through the same Google client the DAG writes them with.
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.base_url)
+        monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", env["AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT"])
         conn = stack.enter_context(database.connect(url, autocommit=True))
         seed_key = (pg, users, seed, anchor or today, prepare)
-        world = World(dag_id=dag_id, url=url, env=env, settings=settings, sendgrid=sendgrid, gcs=gcs,
+        world = World(dag_id=dag_id, url=url, store_urls=store_urls, env=env, settings=settings, sendgrid=sendgrid, gcs=gcs,
                       planted=summary["planted"], policy=summary.get("policy"), conn=conn, today=today,
                       logs=tmp_path / "logs-e2e", home=home, evidence=evidence_dir, texts=[],
                       child_home=subprocess_home(e2e_session["root"]),

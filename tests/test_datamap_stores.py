@@ -69,7 +69,7 @@ def test_the_map_of_every_store_parses_with_its_connections_files_and_join_path(
     assert [(e.table, c) for e, c in dm.file_columns] == [("uploads", "storage_uri"), ("tickets", "attachment_uri")]
     assert dm.buckets == ("acme-uploads", "acme-support-attachments")
     assert tickets.label == "personal_data 'tickets' (connection 'support_db')"
-    assert load_datamap().connections == ("ops_db",)
+    assert load_datamap().connections == ("ops_db", "support_db", "analytics_db")  # the default map names them all
 
 
 @pytest.mark.parametrize("mutate, message", [
