@@ -176,8 +176,10 @@ def run_environment(env: dict[str, str]):
 
 
 def run_in_process(dag_id: str, env: dict[str, str], conf: dict | None = None,
-                   logical_date: str | None = None) -> tuple[str | None, str]:
-    """One real DAG run with ``dag.test()`` in this process: (the DagRun's state, its log)."""
+                   logical_date: str | None = None, retry_after: float | None = None) -> tuple[str | None, str]:
+    """One real DAG run with ``dag.test()`` in this process: (the DagRun's state, its log). ``retry_after``: the
+    seconds a failed task waits for its retry in this run (the DAGs' own delay is a minute and more), for tests of
+    what a retry resumes."""
     from airflow.sdk import timezone as airflow_timezone
 
     metadata_ready()
@@ -188,6 +190,12 @@ def run_in_process(dag_id: str, env: dict[str, str], conf: dict | None = None,
     fresh = DagBag(dag_folder=str(local_airflow.REPO / "dags" / f"{dag_id}.py"))
     assert not fresh.import_errors, fresh.import_errors
     dag = fresh.get_dag(dag_id)
+    if retry_after is not None:
+        from datetime import timedelta
+
+        for task in dag.tasks:
+            task.retry_delay = timedelta(seconds=retry_after)
+            task.retry_exponential_backoff = 0
     # As ``airflow dags test DAG [DATE]`` calls it: a logical date (now by default), parsed as the CLI parses it.
     moment = airflow_timezone.parse(logical_date) if logical_date else airflow_timezone.utcnow()
     kwargs = {"run_conf": conf or None, "logical_date": moment}
@@ -255,10 +263,10 @@ class World(dict):
     """A test's world; a dict (``world["conn"]``) so that the tests read it as they always have."""
 
     def run(self, name: str, dag_id: str | None = None, conf: dict | None = None, env: dict | None = None,
-            logical_date: str | None = None) -> tuple[str | None, str]:
+            logical_date: str | None = None, retry_after: float | None = None) -> tuple[str | None, str]:
         """A real run in this process; its log is kept in ``logs/<name>.log`` and in ``texts``, and scanned for
         the seeded personal data."""
-        state, text = run_in_process(dag_id or self["dag_id"], env or self["env"], conf, logical_date)
+        state, text = run_in_process(dag_id or self["dag_id"], env or self["env"], conf, logical_date, retry_after)
         return state, self._keep(name, text)
 
     def _keep(self, name: str, text: str) -> str:
@@ -358,6 +366,9 @@ def make_world(e2e_session, tmp_path, monkeypatch):
         from devkit.standins.gcs_emulator import GCSEmulator
 
         gcs = stack.enter_context(GCSEmulator(default_bucket=gcs_bucket or BUCKETS[0]))
+        # The emulator runs in this process and logs every request's path (a file's name can be personal data):
+        # keep it quiet, so that the scan of a run's log sees what the product logs.
+        logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)
         for bucket in BUCKETS:
             if bucket != gcs.default_bucket:
                 gcs.create_bucket(bucket)

@@ -511,3 +511,24 @@ def test_a_request_with_an_impossible_date_is_invalid_and_its_subject_untouched_
     before = store_state(store)
     run(world, "manual__dates2", params(world, request_ids=(*bad, export, erase)))
     assert store_state(store) == before and request_rows(ops, bad) == before_requests
+
+
+def test_export_packages_expire_after_the_configured_days(world):
+    """Export packages are personal data (issue 28): a run deletes those older than export_retention_days; newer ones
+    stay; a dry run deletes nothing."""
+    run(world, "manual__first")
+    packages = world.store.execute("""select request_id, package_object from compliance.dsr_fulfilments
+                                      where package_object is not null order by 1""").fetchall()
+    assert len(packages) >= 2
+    (old_id, old_name), (new_id, new_name) = packages[0], packages[1]
+    world.store.execute("update compliance.dsr_fulfilments set recorded_at = now() - interval '8 days' "
+                        "where request_id = %s", (old_id,))
+    settings = Settings(export_retention_days=7)
+    run(world, "manual__dry_later", params(world, dry_run=True), settings=settings)
+    assert world.objects.exists(old_name)  # a dry run deletes nothing
+    result = run(world, "manual__later", settings=settings)
+    assert result["state"] == "done"
+    assert not world.objects.exists(old_name) and world.objects.exists(new_name)
+    deleted = dict(world.store.execute("select request_id, package_deleted_at is not null from compliance.dsr_fulfilments "
+                                       "where request_id = any(%s)", ([old_id, new_id],)).fetchall())
+    assert deleted == {old_id: True, new_id: False}

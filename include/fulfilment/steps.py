@@ -528,6 +528,27 @@ def verify_erasures(step: Step) -> dict:
 
 # -- finish ------------------------------------------------------------------------------------------------
 
+def expire_packages(step: Step) -> int:
+    """Export packages are personal data: delete those older than ``export_retention_days`` (setting, default 30)
+    from the evidence store and record when (``package_deleted_at``). A dry run deletes nothing. Returns how many."""
+    store, objects, settings, ctx = step.store, step.objects, step.settings, step.ctx
+    if objects is None:
+        return 0
+    cutoff = ctx.now() - timedelta(days=settings.export_retention_days)
+    rows = store.execute("""select request_id, package_object from compliance.dsr_fulfilments
+                            where package_object is not null and package_deleted_at is null and recorded_at < %s
+                            order by request_id""", (cutoff,)).fetchall()
+    for request_id, name in rows:
+        objects.delete(name)
+        store.execute("update compliance.dsr_fulfilments set package_deleted_at = %s where request_id = %s",
+                      (ctx.now(), request_id))
+    if rows:
+        ctx.audit(store, "dsr_fulfilment.packages_expired", {"requests": [r for r, _ in rows],
+                                                             "older_than_days": settings.export_retention_days})
+        log.info("deleted %d export package(s) older than %d day(s)", len(rows), settings.export_retention_days)
+    return len(rows)
+
+
 def finish_run(step: Step) -> dict:
     """Close the run: erasures nobody approved (a rejection, a timeout, a plan that changed since its approval)
     are recorded ``approval_required``; the run's counts are recorded; plans older than the what-if retention
@@ -552,9 +573,11 @@ def finish_run(step: Step) -> dict:
         log.warning("%s: %d erasure request(s) left untouched", reason, len(pending))
     outcomes = ledger.outcome_counts(store, ctx.run_id)
     pruned = ledger.prune_plans(store, older_than=ctx.now() - timedelta(days=settings.whatif_retention_days))
+    expired = expire_packages(step)
     erasure_run.finish_run(store, run, state=state, at=ctx.now(), counts={"outcomes": outcomes})
     ctx.audit(store, "dsr_fulfilment.finished", {"state": state, "plan_hash": run.plan_hash, "outcomes": outcomes,
-                                                 "dry_run": run.dry_run, "plans_pruned": pruned})
+                                                 "dry_run": run.dry_run, "plans_pruned": pruned,
+                                                 "packages_expired": expired})
     log.info("run finished: %s; requests by the outcome recorded in this run: %s", state, _fmt(outcomes))
     if run.state == "plan_changed":
         raise PlanChanged(f"the erasure plan changed since it was approved (the plan is now {_short(run.plan_hash)}): "
