@@ -233,3 +233,74 @@ def test_the_export_holds_every_store_and_every_file(world):
         assert files[f["entry"]] == data
     assert len(built.stored_files) == 3
     assert not (world["tmp"] / "files").exists() or not list((world["tmp"] / "files").iterdir())
+
+
+_ERASER = """
+import sys
+from datetime import datetime, timezone
+from devkit.database import connect
+from include import erasure
+from include.datamap import parse_datamap
+from devkit.operational_schema import all_stores_datamap_raw
+from include.objectstore import FileObjectStore, FolderBuckets
+ops_url, support_url, analytics_url, root = sys.argv[1:5]
+conns = {"ops_db": connect(ops_url, autocommit=True), "support_db": connect(support_url, autocommit=True),
+         "analytics_db": connect(analytics_url, autocommit=True)}
+dm = parse_datamap(all_stores_datamap_raw())
+access = erasure.StoreAccess(connect=conns.__getitem__, buckets=FolderBuckets(root + "/buckets"),
+                             allowed=frozenset(dm.buckets), progress=connect(ops_url, autocommit=True),
+                             evidence=FileObjectStore("file://" + root + "/evidence"))
+erasure.erase_subject(conns["ops_db"], dm, 1, b"test-subject-key-0123456789",
+                      at=datetime(2026, 11, 25, 12, tzinfo=timezone.utc), options=erasure.EraseOptions(stores=access))
+"""
+
+
+def test_a_worker_killed_between_stores_resumes_to_the_same_end(world, three_stores):
+    """SIGKILL after the support desk committed, while analytics is being erased: the account and the operational
+    rows are intact (their transaction died with the worker), the support desk is erased and recorded, and the
+    next erasure finishes with the same evidence as one in a single go."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    conns = world["conns"]
+    conns["analytics_db"].execute("""
+        create sequence slow_once;
+        create function slow_once() returns trigger language plpgsql as $$
+        begin
+            if nextval('slow_once') = 1 then perform pg_sleep(60); end if;
+            return old;
+        end $$;
+        create trigger slow_once before delete on daily_usage for each row execute function slow_once()""")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-c", _ERASER, three_stores["ops_db"], three_stores["support_db"],
+                             three_stores["analytics_db"], str(world["tmp"])], env=env, start_new_session=True)
+    subject = user_hash(KEY, 1)
+    deadline = time.monotonic() + 30
+    try:
+        while not conns["compliance"].execute("select 1 from compliance.erasure_store_progress where subject_hash = %s "
+                                              "and store = 'support_db'", (subject,)).fetchone():
+            assert proc.poll() is None and time.monotonic() < deadline, "the eraser never reached the support desk"
+            time.sleep(0.05)
+        time.sleep(0.3)  # inside analytics' delete now
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    # PostgreSQL ends the dead worker's sessions (the analytics one once its statement returns: end it now).
+    conns["support_db"].execute("""select pg_terminate_backend(pid) from pg_stat_activity
+                                   where datname = any(%s) and pid <> pg_backend_pid() and application_name = ''
+                                     and backend_type = 'client backend' and state <> 'idle'""",
+                                ([conns["analytics_db"].info.dbname],))
+    time.sleep(0.2)
+    left = left_of_subject(conns)
+    assert (left["users"], left["uploads"], left["tickets"], left["events"], left["usage"]) == (1, 2, 0, 0, 2)
+    assert world["buckets"].bucket("acme-uploads").list("users/1/")  # no file deleted before every store was done
+    result = erase(world)
+    assert result.outcome == erasure.PURGED
+    counts = {t.table: t.rows for t in result.tables}
+    assert (counts["support_db:public.tickets"], counts["support_db:public.ticket_events"],
+            counts["analytics_db:public.daily_usage"]) == (3, 3, 2)
+    assert left_of_subject(conns) == dict.fromkeys(("users", "uploads", "tickets", "events", "usage"), 0)
+    assert world["buckets"].bucket("acme-uploads").list("users/1/") == []
