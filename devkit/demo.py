@@ -129,9 +129,9 @@ def fresh_demo_database(target: DemoTarget) -> str:
 
 def store_urls(db_url: str) -> dict[str, str]:
     """SPEC §3.1's other stores beside the demo's database: ``<db>_support`` and ``<db>_analytics``."""
-    name = database.database_name(db_url)
-    return {"support_db": database.with_database(db_url, f"{name}_support"),
-            "analytics_db": database.with_database(db_url, f"{name}_analytics")}
+    from devkit.seed.stores import store_urls as beside
+
+    return beside(db_url)
 
 
 def fresh_store_databases(target: DemoTarget, db_url: str, seed: int) -> dict:

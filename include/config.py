@@ -66,6 +66,9 @@ SCHEMA: dict[str, Any] = {
                          "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$"},
                          "description": "the buckets an erasure may delete files from (default: the data map's "
                                         "buckets)"},
+        "files_location": {"type": ["string", "null"], "pattern": "^file:///.+$",
+                           "description": "file:///folder: the data map's buckets are folders there (a machine "
+                                          "without GCS); null: Google Cloud Storage"},
         "export_retention_days": {"type": "integer", "minimum": 1, "maximum": 3650,
                                   "description": "export packages older than this are deleted"},
         "notification_batch_size": {"type": "integer", "minimum": 1, "maximum": 1000,
@@ -96,6 +99,7 @@ class Settings:
     alerts: bool = True
     alert_email: str | None = None
     file_buckets: tuple[str, ...] | None = None
+    files_location: str | None = None
     export_retention_days: int = 30
 
     @property
@@ -180,6 +184,7 @@ EXPECTED = {
     "alert_email": "an email address",
     "file_buckets": "a list of bucket names, or null for the data map's buckets",
     "export_retention_days": "a whole number of days between 1 and 3650",
+    "files_location": "file:///folder, or null for Google Cloud Storage",
 }
 
 

@@ -21,6 +21,31 @@ BUCKETS = (UPLOADS_BUCKET, ATTACHMENTS_BUCKET)
 _VARIANTS = ("{}", "{}", "{}", "{}\t", "\u00a0{}", "{} ")
 
 
+def store_urls(ops_url: str) -> dict[str, str]:
+    """Where the demo, the Compose stack and ``privacy-ops seed-stores`` keep the other stores: databases
+    ``<ops>_support`` and ``<ops>_analytics`` beside the operational database."""
+    name = database.database_name(ops_url)
+    return {"support_db": database.with_database(ops_url, f"{name}_support"),
+            "analytics_db": database.with_database(ops_url, f"{name}_analytics")}
+
+
+def seed_stores_beside(ops_url: str, *, seed: int = 42, if_empty: bool = False) -> dict | None:
+    """Create the two store databases beside ``ops_url`` (made by the kit) and seed them; with ``if_empty``, do
+    nothing (None) when the support desk's database already has its tables."""
+    urls = store_urls(ops_url)
+    for url in urls.values():
+        try:
+            database.create_database(ops_url, database.database_name(url))
+        except database.DatabaseExists:
+            if not if_empty:
+                raise
+    if if_empty:
+        with database.connect(urls["support_db"], autocommit=True) as conn:
+            if conn.execute("select to_regclass('public.tickets')").fetchone()[0] is not None:
+                return None
+    return seed_stores(ops_url, urls["support_db"], urls["analytics_db"], seed=seed)
+
+
 def seed_stores(ops_url: str, support_url: str, analytics_url: str, *, seed: int = 42) -> dict:
     """Create and fill the support desk and analytics databases from the operational one; returns row counts."""
     rng = np.random.default_rng(seed + 28)

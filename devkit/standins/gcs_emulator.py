@@ -39,9 +39,10 @@ class GCSEmulator(BackgroundServer):
     label = "GCS emulator"
 
     def __init__(self, default_bucket: str | None = None, host: str = "127.0.0.1", port: int = 0,
-                 project_number: str | int | None = None):
+                 project_number: str | int | None = None, more_buckets: tuple[str, ...] = ()):
         super().__init__(host, port)
         self.default_bucket = default_bucket
+        self.more_buckets = tuple(more_buckets)
         self._project_number = project_number
         self._storage: Storage | None = None
 
@@ -57,8 +58,8 @@ class GCSEmulator(BackgroundServer):
         # data_dir is only used for disk storage, but the constructor insists on an absolute path.
         self._storage = Storage(use_memory_fs=True, data_dir=os.path.abspath(os.sep),
                                 project_number=self._project_number)
-        if self.default_bucket:
-            create_bucket(self.default_bucket, self._storage)
+        for bucket in filter(None, (self.default_bucket, *self.more_buckets)):
+            create_bucket(bucket, self._storage)
         return HTTPServer(address, functools.partial(RequestHandler, self._storage))
 
     def _after_stop(self) -> None:
@@ -80,13 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="In-memory GCS emulator on a loopback port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--bucket", help="create this bucket at start")
+    parser.add_argument("--bucket", action="append", default=[],
+                        help="create this bucket at start (repeat for more; the first is the default)")
     parser.add_argument("--ready-file", help="write the base URL here once listening")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    return serve_until_signalled(GCSEmulator(default_bucket=args.bucket, host=args.host, port=args.port),
-                                 args.ready_file)
+    first, *more = args.bucket or [None]
+    return serve_until_signalled(GCSEmulator(default_bucket=first, host=args.host, port=args.port,
+                                             more_buckets=tuple(more)), args.ready_file)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -132,7 +132,12 @@ class TaskEnv(Generic[P]):
         if self.dry_run:
             return None
         if self._buckets is None:
-            self._buckets = GCSBuckets(connections.GOOGLE_CLOUD)
+            if self.settings.files_location:  # a machine without GCS: each bucket a folder there
+                from include.objectstore import FolderBuckets, Location
+
+                self._buckets = FolderBuckets(Location.parse(self.settings.files_location).path)
+            else:
+                self._buckets = GCSBuckets(connections.GOOGLE_CLOUD)
         return self._buckets
 
     @property
