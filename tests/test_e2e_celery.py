@@ -104,6 +104,8 @@ def stack(pg_server_url, sendgrid_server, tmp_path_factory):
         stores = store_urls(urls["ops"])
         names.update({c: database.database_name(u) for c, u in stores.items()})
         seed_stores_beside(urls["ops"], seed=5)
+        for bucket in ("acme-uploads", "acme-support-attachments"):  # the data map's buckets, as folders
+            (folder / "files" / bucket).mkdir(parents=True)
         api_port, log_port = _free_port(), _free_port()
         services = local_airflow.LocalServices(ops_url=urls["ops"], compliance_url=urls["ops"],
                                                sendgrid_url=sendgrid_server.base_url,

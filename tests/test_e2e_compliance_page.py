@@ -47,6 +47,8 @@ def world(e2e_session, tmp_path_factory):
     stores = {c: e2e_world.clone(pg, t, prefix="privacy_e2e_page") for c, t in
               e2e_world.store_templates(pg, template_name, 11).items()}  # SPEC §3.1's other stores
     files = tmp_path_factory.mktemp("files")
+    for bucket in ("acme-uploads", "acme-support-attachments"):  # the data map's buckets, as folders
+        (files / bucket).mkdir()
     evidence = tmp_path_factory.mktemp("evidence")
     logs = tmp_path_factory.mktemp("logs-e2e")
     try:
