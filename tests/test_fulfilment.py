@@ -171,8 +171,14 @@ def test_a_live_run_gives_every_request_its_outcome(world):
     assert erased and all(r[1] is None and r[2] is not None for r in erased)  # verified, account ids forgotten
     assert any(r[3].get("public.users", {}).get("rows") == 1 for r in erased)
 
-    # Exported: the package is where the record says, with its checksum.
-    rid = p["request_gdpr_on_track"][0]
+    # A package whose subject was erased later in the run went with the subject (issue 28: packages are personal
+    # data); the others are where the record says, with their checksums.
+    exported = store.execute("""select request_id, package_object, package_deleted_at is not null,
+                                       subject_hash = any(%s) from compliance.dsr_fulfilments
+                                where outcome = 'exported' order by request_id""", (sorted(erased_hashes),)).fetchall()
+    assert all(deleted == erased_subject and world.objects.exists(name) != erased_subject
+               for _, name, deleted, erased_subject in exported)
+    rid = next(r for r, _, _, erased_subject in exported if not erased_subject)
     name, sha, size = store.execute("""select package_object, package_sha256, package_bytes
                                        from compliance.dsr_fulfilments where request_id = %s""", (rid,)).fetchone()
     assert name == package.object_name(rid) == f"exports/request={rid}/package.zip"
@@ -518,9 +524,16 @@ def test_export_packages_expire_after_the_configured_days(world):
     stay; a dry run deletes nothing."""
     run(world, "manual__first")
     packages = world.store.execute("""select request_id, package_object from compliance.dsr_fulfilments
-                                      where package_object is not null order by 1""").fetchall()
-    assert len(packages) >= 2
-    (old_id, old_name), (new_id, new_name) = packages[0], packages[1]
+                                      where package_object is not null and package_deleted_at is null
+                                      order by 1""").fetchall()
+    assert packages
+    (old_id, old_name) = packages[0]
+    new_id, new_name = 999_999, "exports/request=999999/package.zip"  # a package recorded just now
+    world.objects.put(new_name, b"zip")
+    world.store.execute("""insert into compliance.dsr_fulfilments (request_id, action, outcome, package_object,
+                               package_uri, package_sha256, run_id, first_recorded_at, recorded_at)
+                           values (%s, 'export', 'exported', %s, 'file:///x', repeat('b', 64), 'r', now(), now())""",
+                        (new_id, new_name))
     world.store.execute("update compliance.dsr_fulfilments set recorded_at = now() - interval '8 days' "
                         "where request_id = %s", (old_id,))
     settings = Settings(export_retention_days=7)

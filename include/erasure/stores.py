@@ -118,9 +118,9 @@ def allowed_buckets(dm: DataMap, configured) -> frozenset[str]:
 
 def access_of(step) -> StoreAccess | None:
     """What a step (:class:`include.step.Step`) gives an erasure beyond the operational database: its other stores,
-    buckets, compliance store and evidence store; None when the data map names nothing beyond."""
+    buckets, compliance store and evidence store (where the subject's export packages are, deleted with it)."""
     dm = step.datamap
-    if not needs_access(dm):
+    if step.store is None:
         return None
     return StoreAccess(connect=step.stores, buckets=step.buckets,
                        allowed=allowed_buckets(dm, getattr(step.settings, "file_buckets", None)), progress=step.store,
@@ -131,9 +131,9 @@ def erase_elsewhere(ops, dm: DataMap, access: StoreAccess | None, subject: Mappi
     """Erase the subject from every other store and delete its files (see the module doc). ``subject``: its
     ``subject_hash`` and the engine's statement parameters ``user_id`` and ``email`` (the comparable address, or
     None). ``ops`` is the engine's connection, inside its transaction."""
-    if not needs_access(dm):
-        return Elsewhere()
     if access is None:
+        if not needs_access(dm):
+            return Elsewhere()
         raise StoresNotReachable("the data map places personal data beyond the operational database (other "
                                  "connections or file columns) but this erasure was given no access to them: "
                                  "nothing of the subject was erased")
