@@ -136,12 +136,24 @@ def erase_all(conns, store, buckets, dm, ids: list[int]) -> float:
                                  progress=store)
     unmapped = erasure.discover_unmapped(conns["ops_db"], dm)
     now = dt.datetime.now(dt.timezone.utc)
+    profile = None
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
     started = time.perf_counter()
     for uid in ids:
         result = erasure.erase_subject(conns["ops_db"], dm, uid, KEY, at=now,
                                        options=erasure.EraseOptions(unmapped=unmapped, stores=access))
         assert result.outcome == erasure.PURGED, result.outcome
-    return time.perf_counter() - started
+    took = time.perf_counter() - started
+    if profile is not None:
+        import pstats
+
+        profile.disable()
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+    return took
 
 
 _EXPORT = """
@@ -157,10 +169,23 @@ conns = {c: connect(u, autocommit=True) for c, u in urls.items()}
 dm = load_datamap()
 who = package.subject(conns["ops_db"], dm, uid)
 shared = SharedWith(uid, last_twelve_months(date(2026, 11, 25), timezone.utc), True, ())
+buckets = GCSBuckets()
+buckets.bucket("acme-uploads").exists("warm-up")  # the Google provider's imports and client, as a task has them
+import tracemalloc
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tracemalloc.start()
+import cProfile, os as _os
+prof = cProfile.Profile() if _os.environ.get("BENCH_PROFILE") else None
+prof and prof.enable()
 started = time.perf_counter()
-built = package.build(package.Sources(conns["ops_db"], conns.__getitem__, GCSBuckets()), dm,
+built = package.build(package.Sources(conns["ops_db"], conns.__getitem__, buckets), dm,
                       package.About(1, "access", "gdpr", date(2026, 11, 25)), who, shared, path)
-print(json.dumps({"seconds": time.perf_counter() - started, "bytes": built.bytes,
+if prof:
+    import pstats
+    prof.disable()
+    pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(12)
+print(json.dumps({"seconds": time.perf_counter() - started, "rss_before_mib": before / 1024,
+                  "python_heap_peak_mib": tracemalloc.get_traced_memory()[1] / 2**20, "bytes": built.bytes,
                   "files": len(built.stored_files), "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -191,10 +216,14 @@ def export_bench(urls: dict, conns, buckets, mib: int) -> dict:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         out = subprocess.run([sys.executable, "-c", _EXPORT, json.dumps(urls), str(uid), str(Path(tmp) / "p.zip")],
                              env=env, capture_output=True, text=True, check=True)
+        if os.environ.get("BENCH_PROFILE"):
+            print(out.stderr[-6000:], file=sys.stderr)
         measured = json.loads(out.stdout.strip().splitlines()[-1])
     return {"mib": count * 64, "files": count, "seconds": round(measured["seconds"], 2),
             "floor_seconds": round(floor, 2), "speed_vs_floor": round(floor / measured["seconds"], 2),
-            "peak_rss_mib": round(measured["peak_rss_mib"], 1)}
+            "peak_rss_mib": round(measured["peak_rss_mib"], 1),
+            "rss_before_export_mib": round(measured["rss_before_mib"], 1),
+            "python_heap_peak_mib": round(measured["python_heap_peak_mib"], 1)}
 
 
 def main(argv=None) -> int:

@@ -231,6 +231,9 @@ def erase_file(access: StoreAccess, subject_hash: str, row: tuple[str, str], at:
                             "retention policy or a hold on the bucket?); the subject's erasure stopped there")
     state = DELETED if existed else ALREADY_GONE
     with access.progress.transaction():
+        # Not waiting for the flush: a record lost with a database crash only makes the retry look the file up
+        # again (a 404: already gone).
+        access.progress.execute("set local synchronous_commit = off")
         access.progress.execute("""update compliance.erasure_files set state = %s, done_at = %s
                                    where subject_hash = %s and uri = %s""", (state, at, subject_hash, uri))
         if kind == EXPORT_PACKAGE:

@@ -246,7 +246,7 @@ def build(src, dm: DataMap, about: About, who: Subject, shared: SharedWith, path
             _write(zf, "shared_with.csv", [shared_csv(shared)])
             for f in stored:
                 if f.entry:
-                    _write(zf, f.entry, _read_blocks(f.local))
+                    _write(zf, f.entry, _read_blocks(f.local), stored=True)
                     os.unlink(f.local)
     digest, size = file_sha256(path)
     return Package(path, digest, size, rows, tuple(files), len(shared.vendors), shared.categories, tuple(stored))
@@ -334,9 +334,11 @@ def _read_blocks(path: str) -> Iterator[bytes]:
 
 # -- the zip ------------------------------------------------------------------------------------------------
 
-def _entry(name: str) -> zipfile.ZipInfo:
+def _entry(name: str, stored: bool = False) -> zipfile.ZipInfo:
+    """A zip entry: deflated, or ``stored`` as is (a subject's files: mostly compressed already, and deflating
+    gigabytes would make the export as slow as the compressor)."""
     info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-    info.compress_type = zipfile.ZIP_DEFLATED
+    info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
     info._compresslevel = DEFLATE_LEVEL  # noqa: SLF001 - how ZipFile.open(info, "w") takes a level (3.7+)
     info.create_system = 3  # Unix, whatever the platform that writes it
     info.external_attr = 0o644 << 16
@@ -346,10 +348,10 @@ def _entry(name: str) -> zipfile.ZipInfo:
 WRITE_BLOCK = 256 * 1024
 
 
-def _write(zf: zipfile.ZipFile, name: str, chunks: Iterable[bytes]) -> None:
+def _write(zf: zipfile.ZipFile, name: str, chunks: Iterable[bytes], stored: bool = False) -> None:
     """One entry, streamed in blocks of at most about :data:`WRITE_BLOCK` bytes (``force_zip64``: its size is
     not known before it is written)."""
-    with zf.open(_entry(name), "w", force_zip64=True) as out:
+    with zf.open(_entry(name, stored), "w", force_zip64=True) as out:
         block = bytearray()
         for chunk in chunks:
             block += chunk

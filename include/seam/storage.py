@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 GCP_CONN_ID = "google_cloud_default"
 DEFAULT_TIMEOUT = 60.0  # seconds per request
 DEFAULT_RETRY_TIMEOUT = 120.0  # seconds of retrying transient failures (the client's own default)
+DOWNLOAD_CHUNK = 8 * 2**20  # bytes per ranged request of a streamed download (a multiple of 256 KiB)
 
 
 def object_store(location: str | Location, gcp_conn_id: str = GCP_CONN_ID, *, timeout: float = DEFAULT_TIMEOUT,
@@ -132,12 +133,15 @@ class GCSObjectStore(ObjectStore):
         return True
 
     def download_to(self, name: str, out) -> int:
-        """Streamed by the client's media download (blocks of a few KiB into ``out``): the object is never held
-        whole in memory."""
+        """Streamed by the client's chunked media download (ranged requests of :data:`DOWNLOAD_CHUNK` bytes into
+        ``out``): the object is never held whole in memory."""
         key = self.location.key(name) if self.location.path else name
         counter = _Counting(out)
         with self._errors("read", name):
-            self._call(self._bucket().blob(key).download_to_file, file_obj=counter)
+            # A chunk size makes the client download in ranged requests of that size (without one it holds the
+            # whole response, measured: 96 MiB of heap for a 64 MiB object).
+            blob = self._bucket().blob(key, chunk_size=DOWNLOAD_CHUNK)
+            self._call(blob.download_to_file, file_obj=counter, checksum=None)  # SHA-256 is taken by the caller
         return counter.size
 
     def list(self, prefix: str = "") -> list[str]:
