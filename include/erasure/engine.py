@@ -3,9 +3,11 @@ table, deletes the account row last and counts what is left before it commits.
 
 The guarantees (docs/rules.md, "Erasure"; GDPR Art. 17; the COPPA Rule, 16 CFR §312.10, for children):
 
-- **All or nothing per subject.** Everything happens in one transaction of the operational database. A
-  worker killed half-way (SIGKILL, lost node) leaves the subject exactly as it was: PostgreSQL rolls the
-  transaction back when the connection dies.
+- **All or nothing per subject and store.** The operational rows and the account go in one transaction of the
+  operational database. A worker killed half-way (SIGKILL, lost node) leaves them exactly as they were:
+  PostgreSQL rolls the transaction back when the connection dies. The other stores the data map names and the
+  files the rows name are erased before, under the same claim, one transaction per store, with each subject's
+  progress recorded (:mod:`include.erasure.stores`): the retry finds the account and resumes there.
 - **Verified before commit.** After the account row is deleted, one statement counts the subject's rows
   left in every mapped table and in every table the data map forgot (see :mod:`include.erasure.scope`);
   anything but zero raises :class:`ResidualDataError` naming the table, and the subject is rolled back.
