@@ -33,8 +33,8 @@ from include import compliance_store
 from include.audit import RunContext
 from include.config import Settings
 from include.datamap import load_datamap
-from include.dsr import tracking
-from include.dsr.params import DsrParams
+from include.deadlines import tracking
+from include.deadlines.params import DsrParams
 
 RESULTS = Path(__file__).resolve().parent / "results" / "evaluate.jsonl"
 TYPES = [("gdpr", t) for t in ("access", "rectification", "erasure", "restriction", "objection", "portability")] + \

@@ -132,7 +132,7 @@ def measure(url: str, loaded: dict, evidence: str, workdir: str, out: multiproce
     from include.fulfilment import ledger, package, steps
     from include.fulfilment.params import FulfilmentParams
     from include.objectstore import FileObjectStore
-    from include.vendors.right_to_know import last_twelve_months, shared_with
+    from include.fulfilment.right_to_know import last_twelve_months, shared_with
 
     settings, dm = Settings(), load_datamap()
     today = datetime.now(timezone.utc).date()

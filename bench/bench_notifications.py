@@ -81,7 +81,7 @@ sys.path.insert(0, str(REPO))
 
 from devkit import database, local_airflow  # noqa: E402
 from devkit.seed.demo_data import seed  # noqa: E402
-from include.notifications.ledger import lane_bounds  # noqa: E402
+from include.campaign.ledger import lane_bounds  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "notifications.jsonl"
 DAG_ID = "policy_change_notifications"
@@ -369,9 +369,9 @@ def _one_per_recipient_sender(ops_url: str, standin_url: str, campaign_id: int, 
     from include.audit import RunContext
     from include.config import Settings
     from include.datamap import load_datamap
-    from include.notifications import campaign
-    from include.notifications.params import NotificationParams
-    from include.notify.sendgrid_mailer import SendGridMailer
+    from include.campaign import steps as campaign
+    from include.campaign.params import NotificationParams
+    from include.delivery.sendgrid_mailer import SendGridMailer
 
     settings = Settings(notification_batch_size=1)
     params = NotificationParams(today=date.today())

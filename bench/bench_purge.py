@@ -7,7 +7,7 @@ subject on a large database against a ten-times-smaller one, measured in the sam
 Seeds two demo databases (``devkit.seed.demo_data.seed``; about a minute for a million users) on
 $PRIVACY_BENCH_PG_URL (default: the local server), each holding its compliance store, then measures:
 
-- **detection** (``include.children.detection.detect``: every account classified, reports matched) on the
+- **detection** (``include.child_detection.detect``: every account classified, reports matched) on the
   large database, against a floor of one pass over the same accounts table (two predicates per row);
 - **purge of N subjects** (N children spread over the id range, none under a legal hold) on each
   database: the DAG's own steps — ``purge_subjects`` (one transaction per subject: claim, re-check, erase
@@ -42,7 +42,8 @@ from devkit import database
 from devkit.seed import demo_data
 from include import compliance_store, erasure
 from include.audit import RunContext
-from include.children import detection, purge
+from include import child_detection as detection
+from include.children import purge
 from include.children.params import PurgeParams
 from include.config import Settings
 from include.datamap import load_datamap

@@ -8,7 +8,7 @@ users and a finished campaign), puts the first ``--requests`` × 1,000 ledger ro
 each phase, and alternates, ``--rounds`` times, two senders over the very same rows, one at a time, in this
 process, against the SendGrid stand-in (a process of its own), through the real SDK and PostgreSQL:
 
-- **product**: ``include.notifications.campaign.send``, the body of one Airflow sender task: claim, check
+- **product**: ``include.campaign.steps.send``, the body of one Airflow sender task: claim, check
   each recipient again (deleted, address changed, suppressed, a child), the in-flight record, send, marks,
   counters and audit entry in one transaction per request.
 - **floor**: the least a sender that keeps one ledger row per recipient must do for a request: lock the next
@@ -102,9 +102,9 @@ def product_phase(url: str, campaign_id: int, last_seq: int, rows: int, standin:
     from include.audit import RunContext
     from include.config import Settings
     from include.datamap import load_datamap
-    from include.notifications import campaign
-    from include.notifications.params import NotificationParams
-    from include.notify.sendgrid_mailer import SendGridMailer
+    from include.campaign import steps as campaign
+    from include.campaign.params import NotificationParams
+    from include.delivery.sendgrid_mailer import SendGridMailer
 
     settings = Settings(notification_batch_size=1000)
     params = NotificationParams(today=datetime.now(timezone.utc).date())
@@ -125,7 +125,7 @@ def floor_phase(url: str, campaign_id: int, rows: int, standin: StandIn) -> dict
     import sendgrid
 
     from include.config import Settings
-    from include.notifications.messages import Notice, Renderer, display_name
+    from include.campaign.messages import Notice, Renderer, display_name
 
     with database.connect(url) as store, database.connect(url, autocommit=True) as ops:
         scope, version, effective_at, summary, link, template_id = store.execute(

@@ -163,7 +163,7 @@ from devkit.database import connect
 from include.datamap import load_datamap
 from include.fulfilment import package
 from include.seam.storage import GCSBuckets
-from include.vendors.right_to_know import SharedWith, last_twelve_months
+from include.fulfilment.right_to_know import SharedWith, last_twelve_months
 urls, uid, path = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 conns = {c: connect(u, autocommit=True) for c, u in urls.items()}
 dm = load_datamap()

@@ -6,8 +6,8 @@ from datetime import timedelta
 from include.seam.dag import SENDGRID_POOL, date_param, dry_run_param, ids_param, prepare_store, privacy_dag
 from include.seam.steps import step_task
 
-# An Airflow DAG: wiring only; its steps are plain functions of the step context in include/dsr/tracking.py.
-STEPS, PARAMS = "include.dsr.tracking", "include.dsr.params:DsrParams"
+# An Airflow DAG: wiring only; its steps are plain functions of the step context in include/deadlines/tracking.py.
+STEPS, PARAMS = "include.deadlines.tracking", "include.deadlines.params:DsrParams"
 
 
 @privacy_dag(

@@ -9,7 +9,7 @@ from include.runconf import COUNT_MAX
 from include.seam.dag import SENDGRID_POOL, dry_run_param, prepare_store, privacy_dag
 from include.seam.steps import step_operator, step_task
 
-STEPS, PARAMS = "include.notifications.campaign", "include.notifications.params:NotificationParams"
+STEPS, PARAMS = "include.campaign.steps", "include.campaign.params:NotificationParams"
 
 
 @privacy_dag(

@@ -260,7 +260,7 @@ def _anchor_store(services: local_airflow.LocalServices):
 
 
 def print_summary(conn, accepted: list, anchors=None) -> None:
-    from include.reads import dsr as dsr_reads
+    from include.reads import deadlines as dsr_reads
 
     print("  privacy requests by state:")
     for state, count in dsr_reads.request_states(conn).items():
@@ -309,7 +309,7 @@ def _domain_lines(conn) -> list[str]:
         lines.append(f"vendor manifests: {len(manifests)} written; violations: "
                      + (", ".join(f"{rule} {n}" for rule, n in sorted(totals.items()) if n) or "none"))
     if _installed(conn, "compliance.notification_campaigns"):
-        from include.reads import notifications
+        from include.reads import campaign as notifications
 
         for c in notifications.campaigns(conn, scope="live", limit=3):
             lines.append(f"policy-change campaign {c['campaign_id']} (version {c['policy_version']}, {c['state']}): "

@@ -3,7 +3,7 @@
 A DAG's task that fails for good (its retries spent, or a set-up fault that never retries) calls
 :func:`include.seam.alerts.task_failed`, which records the failure here (``compliance.run_alerts``, one row
 per run: the first failing task wins, so a second failure of the same run adds nothing) and sends the pending
-alert to ``settings.on_call_email`` through :func:`include.notify.delivery.deliver` — SendGrid's retry rules,
+alert to ``settings.on_call_email`` through :func:`include.delivery.engine.deliver` — SendGrid's retry rules,
 the audit entry and "never twice" come with it.
 
 The reason is the task's own sentence (every failure of this project is one sentence without personal data);
@@ -19,7 +19,7 @@ from datetime import datetime
 
 from include.config import Settings
 from include.mail import Addressee, Content, envelope, render_parts
-from include.notify.delivery import Batch
+from include.delivery.engine import Batch
 
 MAX_REASON = 500
 

@@ -248,7 +248,7 @@ def _store_env(conn_id: str) -> str:
 
 
 def cmd_whatif(args) -> int:
-    from include.reads import dsr as dsr_reads
+    from include.reads import deadlines as dsr_reads
 
     url = database_url(args)
     with open_database(args) as conn:
@@ -301,7 +301,7 @@ def cmd_right_to_know(args) -> int:
     from datetime import datetime, timezone
 
     from include.datamap import DataMapError, load_datamap, validate_against_database
-    from include.vendors import right_to_know
+    from include.fulfilment import right_to_know
 
     until = args.until or datetime.now(timezone.utc).date()
     if args.since and args.since > until:

@@ -36,7 +36,7 @@ ROLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "email_suppressions": ("email", "reason", "created_at"),
 }
 
-# The date and timestamp columns of each role: read through include.reading, which turns values Python
+# The date and timestamp columns of each role: read through include.operational_rows, which turns values Python
 # cannot hold (infinity, BC dates, years after 9999) into NULL plus a problem sentence.
 TEMPORAL_COLUMNS: Mapping[str, frozenset[str]] = {
     "accounts": frozenset({"birth_date", "created_at", "deleted_at", "do_not_sell_at"}),

@@ -13,7 +13,7 @@ from datetime import date, timezone
 from typing import Callable
 
 from include.addresses import sending_problem
-from include.children import rules
+from include import child_rules as rules
 
 
 def purged_children(store, key: bytes) -> Callable[[str], bool]:
@@ -34,7 +34,7 @@ def expected(ops, today: date, purged: Callable[[str], bool] | None = None) -> d
         "select reported_email from child_reports where resolved_at is null and user_id is null "
         "and reported_email is not null") if r[0].strip()}
     # An address-only report makes an account 'reported' only where the address names it alone and its own data
-    # does not say adult (include.children.rules.reported_by_address).
+    # does not say adult (include.child_rules.reported_by_address).
     named: Counter = Counter()
     for (email,) in ops.execute("select email from users where email is not null"):
         named[email.strip().lower()] += 1

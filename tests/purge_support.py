@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from urllib.parse import quote
 
 from devkit import local_airflow
-from include.children.rules import AccountFacts, classify, reported_by_address, says_adult
+from include.child_rules import AccountFacts, classify, reported_by_address, says_adult
 
 DAG_ID = "child_data_purge"
 SUBJECT_KEY = "e2e-subject-key-0123456789abcdef"

@@ -23,11 +23,11 @@ from devkit.operational_schema import create_reference_schema
 from tests.conftest import ops_datamap
 from include import erasure
 from include.addresses import WHITESPACE, comparable
-from include.children import detection
+from include import child_detection as detection
 from include.datamap import load_datamap
 from include.fulfilment import package
-from include.notifications.ledger import CampaignLedger
-from include.vendors.right_to_know import last_twelve_months, shared_with
+from include.campaign.ledger import CampaignLedger
+from include.fulfilment.right_to_know import last_twelve_months, shared_with
 
 KEY = b"test-subject-key-0123456789"
 NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)

@@ -435,7 +435,7 @@ def test_two_runs_verifying_the_same_subjects_at_once_do_not_deadlock(world):
 
 
 def test_the_summary_email_counts_vendors_and_holds_no_personal_data(world, sendgrid):
-    from include.notify.sendgrid_mailer import SendGridMailer
+    from include.delivery.sendgrid_mailer import SendGridMailer
     from tests.conftest import SENDGRID_TEST_KEY  # noqa: I001
 
     run_all(world, "mail", params(world))

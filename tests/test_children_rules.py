@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from devkit.database import connect
 from devkit.operational_schema import create_reference_schema
-from include.children import detection
-from include.children.rules import (BIRTH_DATE_BEFORE_1900, BIRTH_DATE_IN_FUTURE, CREATED_BEFORE_BIRTH,
+from include import child_detection as detection
+from include.child_rules import (BIRTH_DATE_BEFORE_1900, BIRTH_DATE_IN_FUTURE, CREATED_BEFORE_BIRTH,
                                     DECLARED_AGE_NEGATIVE,
                                     DECLARED_UNDER_13, REPORTED, UNDER_13_AT_SIGNUP, UNDER_13_NOW, AccountFacts,
                                     birthday, classify, under_13_on)

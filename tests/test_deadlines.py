@@ -1,4 +1,4 @@
-"""Unit tests for include/deadlines.py: the worked examples of docs/rules.md, every state, every invalid reason."""
+"""Unit tests for include/deadline_rules.py: the worked examples of docs/rules.md, every state, every invalid reason."""
 from __future__ import annotations
 
 import ast
@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from include import deadlines
-from include.deadlines import (
+from include import deadline_rules as deadlines
+from include.deadline_rules import (
     ESCALATION_STATES,
     STATES,
     DeadlinePolicy,

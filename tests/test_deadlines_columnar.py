@@ -1,4 +1,4 @@
-"""include/dsr/columnar.py gives exactly what the scalar reference include/deadlines.py gives, row for row.
+"""include/deadlines/columnar.py gives exactly what the scalar reference include/deadline_rules.py gives, row for row.
 
 The scalar ``evaluate`` is the specification; ``evaluate_frame`` is the fast path. The property tests
 generate frames of rows around the places where the rules turn (month ends, 29 February, weekends,
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from include.deadlines import (
+from include.deadline_rules import (
     CLOSED_STATUSES,
     OPEN_STATUSES,
     REGIME_TYPES,
@@ -33,8 +33,8 @@ from include.deadlines import (
     holiday_calendar,
     month_deadline,
 )
-from include.dsr import columnar
-from include.dsr.columnar import RESULT_COLUMNS, evaluate_frame, facts_frame, frame_evaluations
+from include.deadlines import columnar
+from include.deadlines.columnar import RESULT_COLUMNS, evaluate_frame, facts_frame, frame_evaluations
 
 UTC = timezone.utc
 ZONES = [ZoneInfo(name) for name in ("UTC", "Europe/Dublin", "America/Los_Angeles", "Pacific/Kiritimati")]

@@ -1,4 +1,4 @@
-"""Property tests for include/deadlines.py: invariants of the deadline rules over random calendars and rows."""
+"""Property tests for include/deadline_rules.py: invariants of the deadline rules over random calendars and rows."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from include.deadlines import (
+from include.deadline_rules import (
     CLOSED_STATUSES,
     OPEN_STATUSES,
     REGIME_TYPES,

@@ -13,11 +13,11 @@ from include import compliance_store
 from include.audit import RunContext
 from include.config import Settings
 from include.datamap import load_datamap
-from include.dsr import tracking
-from include.dsr.params import DsrParams
+from include.deadlines import tracking
+from include.deadlines.params import DsrParams
 from include.step import Step
-from include.notify.delivery import Batch, DeliveryDeferred, deliver
-from include.notify.sendgrid_mailer import MAX_PERSONALIZATIONS, RetryPolicy, SendGridAuthError, SendGridMailer
+from include.delivery.engine import Batch, DeliveryDeferred, deliver
+from include.delivery.sendgrid_mailer import MAX_PERSONALIZATIONS, RetryPolicy, SendGridAuthError, SendGridMailer
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 TODAY = date(2026, 11, 25)
@@ -99,7 +99,7 @@ def test_a_targeted_run_sends_only_its_own_requests(db, sendgrid):
     with connect(db.info.dsn, autocommit=True) as ops:
         tracking.evaluate_requests(Step(ctx=ctx("t"), settings=SETTINGS, params=params, ops=ops, store=db, datamap=load_datamap()))
     # An earlier full run recorded everyone's escalations but died before sending them.
-    from include.dsr import escalation
+    from include.deadlines import escalation
 
     escalation.record(db, as_of=TODAY, team_email=SETTINGS.compliance_team_email, run_id="dead", now=NOW)
     result = tracking.send_escalations(Step(ctx=ctx("targeted"), settings=SETTINGS, params=params, store=db, mailer=mailer_for(sendgrid)))
@@ -110,7 +110,7 @@ def test_a_targeted_run_sends_only_its_own_requests(db, sendgrid):
 
 def test_a_batch_held_by_a_live_sender_is_skipped_and_a_dead_senders_batch_is_resumed(db, fresh_db, sendgrid):
     _requests(db, 3, assignees=1)
-    from include.dsr import escalation
+    from include.deadlines import escalation
 
     escalation.record(db, as_of=TODAY, team_email=SETTINGS.compliance_team_email, run_id="r", now=NOW)
     ledger = escalation.EscalationLedger(SETTINGS, "holder")

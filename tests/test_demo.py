@@ -44,7 +44,7 @@ def test_the_demo_runs_every_dag_and_prints_no_secret_and_no_personal_data(pg_se
                       "SendGrid stand-in accepted"):
             assert words in result.stdout, (words, result.stdout[-4000:])
         # Each request state is printed with what it means.
-        from include.reads.dsr import STATE_MEANINGS
+        from include.reads.deadlines import STATE_MEANINGS
 
         states = re.findall(r"^    (\w+) +\d+   (.+)$", result.stdout, re.M)
         assert states and all(STATE_MEANINGS[state] == meaning for state, meaning in states), states

@@ -11,10 +11,10 @@ from include.audit import RunContext
 from include.config import Settings
 from devkit.database import connect
 from include.datamap import load_datamap
-from include.dsr import tracking
-from include.dsr.params import DsrParams
+from include.deadlines import tracking
+from include.deadlines.params import DsrParams
 from include.step import Step
-from include.notify.sendgrid_mailer import RetryPolicy, SendGridAuthError, SendGridMailer
+from include.delivery.sendgrid_mailer import RetryPolicy, SendGridAuthError, SendGridMailer
 from devkit.operational_schema import create_reference_schema
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)

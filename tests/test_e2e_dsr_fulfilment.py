@@ -20,7 +20,7 @@ import pytest
 from devkit import local_airflow
 from devkit.database import connect
 from include import audit
-from include.deadlines import REGIME_TYPES
+from include.deadline_rules import REGIME_TYPES
 from include.fulfilment.package import object_name
 from include.subjects import user_hash
 from tests import purge_support as support

@@ -20,7 +20,7 @@ from include.erasure.stores import StoresNotReachable
 from include.fulfilment import package
 from include.objectstore import FileObjectStore, FolderBuckets
 from include.subjects import user_hash
-from include.vendors.right_to_know import SharedWith, last_twelve_months
+from include.fulfilment.right_to_know import SharedWith, last_twelve_months
 
 KEY = b"test-subject-key-0123456789"
 NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)

@@ -18,7 +18,7 @@ from devkit.seed.demo_data import seed
 from tests.conftest import ops_datamap
 from include.datamap import load_datamap
 from include.fulfilment import package
-from include.vendors.right_to_know import last_twelve_months, shared_with
+from include.fulfilment.right_to_know import last_twelve_months, shared_with
 pytest.register_assert_rewrite("tests.fulfilment_support")
 from tests.fulfilment_support import expected, matches  # noqa: E402
 

@@ -167,7 +167,7 @@ def test_the_earliest_plausible_date_is_the_setting_and_judged_in_the_configured
 
 
 def test_the_reason_is_worded_as_deadline_tracking_words_it_and_does_not_change_from_run_to_run():
-    from include.deadlines import DeadlinePolicy, RequestFacts, evaluate
+    from include.deadline_rules import DeadlinePolicy, RequestFacts, evaluate
 
     tracked = evaluate(RequestFacts(1, "ccpa", "delete", "in_progress", EPOCH), NOW.date(), DeadlinePolicy())
     (reason,) = implausible_dates(req("delete", "ccpa", received_at=EPOCH), NOW)
@@ -192,7 +192,7 @@ def test_the_run_time_must_carry_a_zone():
 
 
 def test_every_type_the_regimes_grant_has_an_action():
-    from include.deadlines import REGIME_TYPES
+    from include.deadline_rules import REGIME_TYPES
 
     granted = set().union(*REGIME_TYPES.values())
     assert granted == set(rules.ACTIONS)

@@ -43,8 +43,8 @@ def _every_kind_of_message() -> dict[str, dict]:
 
     from include.children.summary import payload as purge_summary
     from include.config import Settings
-    from include.dsr.emails import PendingEscalation, digest_payload, escalation_payload
-    from include.notifications.messages import Notice, Renderer
+    from include.deadlines.emails import PendingEscalation, digest_payload, escalation_payload
+    from include.campaign.messages import Notice, Renderer
     from include.vendors.notices import ViolationNotice, violation_payload
 
     settings = Settings(compliance_team_email="team@example.com")
@@ -103,7 +103,7 @@ def test_a_re_send_carries_the_same_key_and_another_notice_another():
     from datetime import date
 
     from include.config import Settings
-    from include.dsr.emails import PendingEscalation, escalation_payload
+    from include.deadlines.emails import PendingEscalation, escalation_payload
 
     def key(*levels):
         items = [PendingEscalation(rid, level, "dpo@example.com", False, "gdpr", "access", date(2026, 10, 5), -3)

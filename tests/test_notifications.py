@@ -23,11 +23,12 @@ from include.addresses import WHITESPACE
 from include.audit import RunContext
 from include.config import Settings
 from include.datamap import load_datamap
-from include.notifications import campaign, messages, recipients
-from include.notifications.ledger import Audience, CampaignLedger, LedgerLinks, SenderShare
-from include.notifications.messages import Notice, Renderer
-from include.notifications.params import NotificationParams
-from include.notify.sendgrid_mailer import SendGridAuthError, SendGridMailer
+from include.campaign import steps as campaign
+from include.campaign import messages, recipients
+from include.campaign.ledger import Audience, CampaignLedger, LedgerLinks, SenderShare
+from include.campaign.messages import Notice, Renderer
+from include.campaign.params import NotificationParams
+from include.delivery.sendgrid_mailer import SendGridAuthError, SendGridMailer
 from include.periods import ParamError, RunTiming
 from include.step import Step
 from include.subjects import address_hash
@@ -505,7 +506,7 @@ def test_an_unusable_policy_row_is_refused_in_one_sentence(conns):
     ops, store, _ = conns
     label = publish(ops)
     ops.execute("update policy_versions set effective_at = 'infinity' where version = %s", (label,))
-    from include.notifications.versions import UnusableVersion
+    from include.campaign.versions import UnusableVersion
 
     with pytest.raises(UnusableVersion, match=f"policy version {label} cannot be announced: effective_at holds "
                                               "infinity"):
@@ -564,7 +565,7 @@ def test_a_purged_childs_address_is_skipped_whatever_account_holds_it_later(conn
 
 
 def test_the_store_reads_show_progress_and_reasons_without_addresses(conns, sendgrid):
-    from include.reads import notifications as reads
+    from include.reads import campaign as reads
 
     ops, store, _ = conns
     built = build(ops, store, publish(ops))
@@ -588,7 +589,7 @@ def test_a_claim_walks_the_ledger_index_even_when_statistics_say_nothing_is_pend
     Without a bound on seq the planner estimated one match and read the whole ledger, sorting it, for every
     batch (~0.15 s a claim at a million rows); the claim must stay an index walk however stale its statistics.
     """
-    from include.notifications.ledger import CLAIM_SQL
+    from include.campaign.ledger import CLAIM_SQL
 
     _, store, _ = conns
     campaign_id = -int(uuid.uuid4().int % 1_000_000_000)  # a campaign id of its own, never a real one

@@ -14,14 +14,14 @@ from include import audit, compliance_store, reads
 from include.objectstore import FileObjectStore
 from include.page import sections
 from include.page.links import UiLinks
-from include.reads import dsr
+from include.reads import deadlines as dsr
 from include.reads.audit import ChainWatch
 
 STATES = list(dsr.STATE_ORDER)
 
 
 def test_every_request_state_is_ordered_and_has_its_meaning_in_words():
-    from include.deadlines import STATES as EVALUATED
+    from include.deadline_rules import STATES as EVALUATED
 
     assert set(dsr.STATE_ORDER) == set(EVALUATED) == set(dsr.STATE_MEANINGS)
     assert all(meaning and meaning == meaning.strip() for meaning in dsr.STATE_MEANINGS.values())

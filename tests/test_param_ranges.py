@@ -17,10 +17,10 @@ import pytest
 
 from include.children.params import PurgeParams
 from include.config import Settings
-from include.dsr.params import DsrParams
+from include.deadlines.params import DsrParams
 from include.errors import NeedsOperator
 from include.fulfilment.params import FulfilmentParams
-from include.notifications.params import NotificationParams
+from include.campaign.params import NotificationParams
 from include.periods import ParamError, RunTiming
 from include.runconf import COUNT_MAX, ID_MAX
 from include.vendors.params import ManifestParams
@@ -110,7 +110,7 @@ def test_the_bound_is_where_postgresql_stops(pg_server_url):
     """ID_MAX is the largest id a statement takes; one more is the NumericValueOutOfRange the check now prevents."""
     from devkit import database
     from devkit.operational_schema import create_reference_schema
-    from include.children import detection
+    from include import child_detection as detection
     from include.datamap import load_datamap
 
     name = f"privacy_ranges_{uuid.uuid4().hex[:10]}"

@@ -101,7 +101,7 @@ def test_every_product_error_is_one_of_two_kinds():
     from include.config import SettingsError
     from include.datamap import DataMapError
     from include.errors import NeedsOperator, Transient
-    from include.notify.sendgrid_mailer import (SendGridAuthError, SendGridRateLimited, SendGridUnavailable,
+    from include.delivery.sendgrid_mailer import (SendGridAuthError, SendGridRateLimited, SendGridUnavailable,
                                                 SendGridUnexpectedResponse)
     from include.runconf import UnknownConfKey
 

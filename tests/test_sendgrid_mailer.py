@@ -8,7 +8,7 @@ import time
 import pytest
 from conftest import SENDGRID_TEST_KEY as API_KEY
 
-from include.notify.sendgrid_mailer import (
+from include.delivery.sendgrid_mailer import (
     RetryPolicy,
     SendGridAuthError,
     SendGridError,

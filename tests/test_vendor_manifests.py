@@ -20,11 +20,12 @@ from include import compliance_store
 from include.audit import RunContext
 from include.config import Settings
 from include.datamap import load_datamap
-from include.notify.sendgrid_mailer import SendGridMailer
+from include.delivery.sendgrid_mailer import SendGridMailer
 from include.objectstore import FileObjectStore
 from include.periods import ParamError, RunTiming
 from include.seam.storage import object_store
-from include.vendors import manifests, right_to_know, source
+from include.fulfilment import right_to_know
+from include.vendors import manifests, source
 from include.vendors.params import ManifestParams
 from include.vendors.rules import VIOLATIONS
 from include.step import Step

@@ -22,7 +22,8 @@ from typing import Mapping
 from psycopg import sql
 
 from include import erasure
-from include.children import detection, ledger, reports, summary
+from include import child_detection as detection
+from include.children import ledger, reports, summary
 from include.children.ledger import WORKFLOW
 from include.children.params import PurgeParams
 from include.datamap import DataMap
@@ -33,7 +34,7 @@ from include.erasure.guard import ForgottenTable, NotApproved, PlanChanged, revi
 from include.erasure.guard import short as _short
 from include.erasure.stores import access_of
 from include.errors import Transient
-from include.notify.delivery import deliver
+from include.delivery.engine import deliver
 from include.step import Step
 from include.subjects import user_hash
 

@@ -9,7 +9,7 @@ from psycopg.types.json import Jsonb
 
 from include.config import Settings
 from include.mail import Addressee, Content, envelope, render_parts
-from include.notify.delivery import Batch
+from include.delivery.engine import Batch
 
 OUTCOME_WORDS = {"purged": "purged", "held": "held (active legal hold)", "invalid": "invalid (no rule could judge)",
                  "deferred": "deferred (beyond max_subjects)", "already_erased": "already erased",

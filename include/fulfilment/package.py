@@ -58,7 +58,7 @@ from psycopg import sql
 from include.datamap import OPS_CONNECTION, DataMap, PersonalDataEntry
 from include.erasure.scope import Target, address_key, store_targets
 from include.objectstore import Buckets, FileRef, ObjectNotFound, file_sha256
-from include.vendors.right_to_know import SharedWith
+from include.fulfilment.right_to_know import SharedWith
 
 FORMAT = "privacy-ops export package v1"
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)

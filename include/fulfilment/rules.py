@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timezone, tzinfo
 
-from include.deadlines import REGIME_TYPES, DeadlinePolicy
+from include.deadline_rules import REGIME_TYPES, DeadlinePolicy
 
 EXPORT = "export"
 ERASE = "erase"

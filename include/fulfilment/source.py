@@ -1,7 +1,7 @@
 """The operational side of fulfilment, through the data map only: read the open requests, claim one, mark it
 completed, and write a restriction or an opt-out of sale on the account.
 
-Reads go through :func:`include.reading.select_list` (a date Python cannot hold spoils its request, never the
+Reads go through :func:`include.operational_rows.select_list` (a date Python cannot hold spoils its request, never the
 read). Writes happen inside the caller's transaction, after :func:`claim` locked the request row
 ``FOR UPDATE SKIP LOCKED``: the lock is the claim, so two runs at once never act on one request twice, and
 it ends with the transaction that does the work.
@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 from psycopg import sql
 
-from include import reading
+from include import operational_rows as reading
 from include.datamap import DataMap
 from include.fulfilment.rules import OPEN_STATUSES, Request
 

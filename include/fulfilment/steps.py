@@ -47,7 +47,7 @@ from include.fulfilment.ledger import WORKFLOW, PlanRow, Record
 from include.fulfilment.params import FulfilmentParams
 from include.step import Step
 from include.subjects import user_hash
-from include.vendors.right_to_know import last_twelve_months, shared_with
+from include.fulfilment.right_to_know import last_twelve_months, shared_with
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,11 @@ from typing import Any, Callable, Mapping
 import psycopg
 
 from include import reads
-from include.deadlines import STATES
+from include.deadline_rules import STATES
 from include.page.links import UiLinks
 from include.reads import audit as audit_reads
-from include.reads import attention, children, dsr, fulfilments, notifications, vendors
+from include.reads import attention, children, fulfilments, vendors
+from include.reads import campaign as notifications, deadlines as dsr
 
 MAX_PAGE_SIZE = 200
 MAX_PAGE = 10_000_000

@@ -31,7 +31,7 @@ def task_failed(context) -> None:
 def _report(context) -> None:
     from include import alerts
     from include.audit import RunContext
-    from include.notify.delivery import deliver
+    from include.delivery.engine import deliver
     from include.seam import connections
 
     from include.seam.dag import CONF_GUARD_TASK

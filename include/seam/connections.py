@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from include.config import Settings
     from include.datamap import DataMap
-    from include.notify.sendgrid_mailer import SendGridMailer
+    from include.delivery.sendgrid_mailer import SendGridMailer
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def mailer(deadline_seconds: float | None = None) -> "SendGridMailer":
     """The SendGrid client from connection ``sendgrid_default`` (API key in the password, optional host in extras)."""
     from airflow.sdk.log import mask_secret
 
-    from include.notify.sendgrid_mailer import RetryPolicy, SendGridMailer
+    from include.delivery.sendgrid_mailer import RetryPolicy, SendGridMailer
 
     conn = connection(SENDGRID)
     if not conn.password:

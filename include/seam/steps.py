@@ -1,6 +1,6 @@
 """A DAG's task as one line: a task that runs one step of the step context (:mod:`include.step`).
 
-    evaluate = step_task("include.dsr.tracking:evaluate_requests", "include.dsr.params:DsrParams")
+    evaluate = step_task("include.deadlines.tracking:evaluate_requests", "include.deadlines.params:DsrParams")
 
 :func:`step_task` (and :func:`step_operator`, for a task to ``.expand``) makes an Airflow task whose id is the
 step's function name, whose doc in the UI is the step's docstring (read from its source, not imported, so parsing

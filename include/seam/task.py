@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from include.audit import RunContext
     from include.config import Settings
     from include.datamap import DataMap
-    from include.notify.sendgrid_mailer import SendGridMailer
+    from include.delivery.sendgrid_mailer import SendGridMailer
     from include.objectstore import ObjectStore
     from include.periods import RunTiming
 
@@ -101,7 +101,7 @@ class TaskEnv(Generic[P]):
     @property
     def side(self) -> "psycopg.Connection":
         """A second compliance-store connection (autocommit): what must be recorded outside the step's own
-        transaction (a request before it leaves, see :mod:`include.notifications.ledger`)."""
+        transaction (a request before it leaves, see :mod:`include.campaign.ledger`)."""
         self.store  # noqa: B018 -- the schema is checked once, on the main connection
         return self._db(f"{connections.COMPLIANCE_DB}#side", connections.compliance_db)
 

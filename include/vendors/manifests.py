@@ -38,7 +38,7 @@ from typing import Sequence
 from psycopg.types.json import Jsonb
 
 from include.config import Settings
-from include.notify.delivery import deliver
+from include.delivery.engine import deliver
 from include.step import Step
 from include.vendors import datafile, notices, source
 from include.vendors.params import ManifestParams

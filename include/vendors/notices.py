@@ -2,7 +2,7 @@
 
 A ledger row (``compliance.vendor_violation_notices``) is recorded in the transaction that records a
 manifest with violations; :class:`ViolationNoticeLedger` hands the pending rows of a run's scope to
-:func:`include.notify.delivery.deliver`, one (vendor, period) per Mail Send request, claimed with
+:func:`include.delivery.engine.deliver`, one (vendor, period) per Mail Send request, claimed with
 ``FOR UPDATE SKIP LOCKED`` so that two runs never send one twice. A manifest rewritten later (late shares)
 is not emailed again: the compliance page and the audit log show the new revision.
 
@@ -17,7 +17,7 @@ from typing import Sequence
 
 from include.config import Settings
 from include.mail import Addressee, Content, envelope, render_parts
-from include.notify.delivery import Batch
+from include.delivery.engine import Batch
 from include.vendors.rules import VIOLATION_TEXT, VIOLATIONS
 
 

@@ -10,7 +10,7 @@ Violations — a share that should not have happened:
 * ``opted_out_to_non_sp`` — the user had opted out of sale (``do_not_sell_at`` strictly before the share)
   and the recipient is not a service provider (CCPA §1798.120, §1798.135); an unknown vendor is not known
   to be a service provider, so it counts;
-* ``child`` — the subject is a child by the child-purge rules (:mod:`include.children.detection`, one
+* ``child`` — the subject is a child by the child-purge rules (:mod:`include.child_detection`, one
   implementation), judged as of the period's last day (COPPA, 16 CFR §312);
 * ``after_deletion`` — the account was deleted (``deleted_at``) strictly before the share (GDPR Art. 17);
 * ``while_restricted`` — the account's processing is restricted (GDPR Art. 18); the schema keeps no time
@@ -40,7 +40,7 @@ from typing import Sequence
 
 from psycopg import sql
 
-from include import reading
+from include import operational_rows as reading
 from include.datamap import CATEGORIES, DataMap
 
 SERVICE_PROVIDER = "service_provider"

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from psycopg import sql
 
-from include import reading
-from include.children.detection import child_user_ids_sql
+from include import operational_rows as reading
+from include.child_detection import child_user_ids_sql
 from include.datamap import DataMap
 from include.periods import Period
 from include.vendors.rules import mask_columns

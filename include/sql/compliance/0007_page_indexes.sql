@@ -7,7 +7,7 @@
 -- fast at a few hundred thousand requests (bench/bench_page.py); regime and type together, and a
 -- state, have indexes of their own, in the page's order.
 
--- Requests, "overdue first": the page orders by this exact expression (include/reads/dsr.py _STATE_RANK),
+-- Requests, "overdue first": the page orders by this exact expression (include/reads/deadlines.py _STATE_RANK),
 -- then days left, then id.
 create index dsr_status_page_order on compliance.dsr_status
     ((array_position('{overdue,ack_overdue,due_soon,awaiting_identity,on_track,invalid,closed_late,closed_on_time}'::text[], state)),

@@ -1,6 +1,6 @@
 """Which policy version a run announces: the one the form names, or the newest published one.
 
-``policy_versions`` is read through the data map and :mod:`include.reading`, so a version whose dates
+``policy_versions`` is read through the data map and :mod:`include.operational_rows`, so a version whose dates
 Python cannot hold (``infinity``, BC dates) is refused with a sentence instead of crashing the run.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import datetime
 
 from psycopg import sql
 
-from include import reading
+from include import operational_rows as reading
 from include.datamap import DataMap
 from include.errors import NeedsOperator
 from include.periods import ParamError

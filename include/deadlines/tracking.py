@@ -17,12 +17,12 @@ from include import bulk
 from include.addresses import sending_problem, valid_or_none
 from include.calendars import holiday_calendar
 from include.config import Settings
-from include.deadlines import DeadlinePolicy
-from include.dsr import digest, escalation, source, status_store
-from include.dsr.columnar import evaluate_frame
-from include.dsr.params import DsrParams
-from include.notify.delivery import deliver
-from include.reads import dsr as dsr_reads
+from include.deadline_rules import DeadlinePolicy
+from include.deadlines import digest, escalation, source, status_store
+from include.deadlines.columnar import evaluate_frame
+from include.deadlines.params import DsrParams
+from include.delivery.engine import deliver
+from include.reads import deadlines as dsr_reads
 from include.step import Step
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def _evaluated(frames, as_of: date, policy: DeadlinePolicy, tally: _Tally):
 def evaluate_requests(step: Step[DsrParams]) -> dict:
     """Evaluate every selected request; record live states in dsr_status (a what-if's in dsr_whatif).
 
-    Column-wise in chunks (``include.dsr.columnar``, exactly the rules of ``include.deadlines``): requests
+    Column-wise in chunks (``include.deadlines.columnar``, exactly the rules of ``include.deadline_rules``): requests
     stream out of the operational database with COPY while the results stream into the store with COPY,
     and only the rows whose evaluation changed are written.
     """

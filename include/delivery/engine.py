@@ -29,9 +29,9 @@ from typing import Any, Protocol, Sequence
 
 from include.audit import RunContext
 from include.errors import Transient
-from include.notify.sendgrid_mailer import SendGridRateLimited, SendGridRejected
+from include.delivery.sendgrid_mailer import SendGridRateLimited, SendGridRejected
 
-log = logging.getLogger("include.notify")
+log = logging.getLogger("include.delivery")
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,16 @@ from typing import Iterable, Mapping
 from include.audit import RunContext
 from include.config import Settings
 from include.datamap import DataMap
-from include.notifications import recipients, versions
-from include.notifications.ledger import Audience, CampaignLedger, LedgerLinks, SenderShare
-from include.notifications.messages import Notice, Renderer, sample
-from include.notifications.params import LIVE, NotificationParams
-from include.notify.delivery import deliver
+from include.campaign import recipients, versions
+from include.campaign.ledger import Audience, CampaignLedger, LedgerLinks, SenderShare
+from include.campaign.messages import Notice, Renderer, sample
+from include.campaign.params import LIVE, NotificationParams
+from include.delivery.engine import deliver
 from include.periods import ParamError
 from include.step import Step
 from include.subjects import address_hasher
 
-log = logging.getLogger("include.notifications")
+log = logging.getLogger("include.campaign")
 AUDIT = "policy_change"
 
 
@@ -149,7 +149,7 @@ def send_batches(step: Step[NotificationParams], plan: Mapping) -> dict:
     """Claim batches from the ledger, check each recipient again, send through SendGrid, mark; until none is left.
 
     One sender: until none is left or its share of the cap is spent. A second store connection
-    (``step.side``) records each request before it leaves (see include/notifications/ledger.py)."""
+    (``step.side``) records each request before it leaves (see include/campaign/ledger.py)."""
     store, settings, ctx, params = step.store, step.settings, step.ctx, step.params
     campaign_id = plan["campaign_id"]
     row = store.execute("""select scope, policy_version, effective_at, summary, url, template_id

@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from include import bulk
-from include.dsr.source import Selection
+from include.deadlines.source import Selection
 
 CLOSED_STATES = ("closed_on_time", "closed_late")
 # completed_at and the run clock come from two databases; a day's margin absorbs any skew between them.

@@ -6,9 +6,9 @@ from datetime import date, datetime
 from psycopg.types.json import Jsonb
 
 from include.config import Settings
-from include.deadlines import ESCALATION_STATES
-from include.dsr.emails import digest_payload
-from include.notify.delivery import Batch
+from include.deadline_rules import ESCALATION_STATES
+from include.deadlines.emails import digest_payload
+from include.delivery.engine import Batch
 
 DIGEST_ITEMS = 200
 

@@ -3,7 +3,7 @@
 Who is told (docs/rules.md, "Policy-change notices"): accounts not deleted, with a syntactically valid address, one message per
 address however many accounts share it (compared case-insensitively), minus suppressed addresses, minus
 children (purged children have no account left; flagged ones are found by
-:func:`include.children.detection.child_user_ids_sql`, the purge's own rules).
+:func:`include.child_detection.child_user_ids_sql`, the purge's own rules).
 
 How, for a million accounts:
 
@@ -37,14 +37,14 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from include.addresses import sending_problem
-from include.children.detection import child_user_ids_sql
+from include.child_detection import child_user_ids_sql
 from include.datamap import DataMap
-from include.notifications.params import LIVE, TEST
-from include.notifications.versions import PolicyVersion
+from include.campaign.params import LIVE, TEST
+from include.campaign.versions import PolicyVersion
 from include.step import Step
 from include.subjects import address_hasher
 
-log = logging.getLogger("include.notifications")
+log = logging.getLogger("include.campaign")
 
 FETCH = 20_000
 WORK_MEM = "256MB"

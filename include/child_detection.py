@@ -1,4 +1,4 @@
-"""Finding children in the operational database: the rules of :mod:`include.children.rules`, in SQL.
+"""Finding children in the operational database: the rules of :mod:`include.child_rules`, in SQL.
 
 One statement classifies every account at once (a sequential scan: a million accounts in well under a
 second), so that the purge, the vendor manifests ("a share of a child's data") and the notification
@@ -17,9 +17,9 @@ from typing import Iterable, Sequence
 
 from psycopg import sql
 
-from include import reading
+from include import operational_rows as reading
 from include.addresses import comparable_sql
-from include.children.rules import (BIRTH_DATE_BEFORE_1900, BIRTH_DATE_IN_FUTURE, CHILD_AGE, CREATED_BEFORE_BIRTH,
+from include.child_rules import (BIRTH_DATE_BEFORE_1900, BIRTH_DATE_IN_FUTURE, CHILD_AGE, CREATED_BEFORE_BIRTH,
                                     DECLARED_AGE_NEGATIVE, DECLARED_UNDER_13, EARLIEST_BIRTH_DATE, REPORTED,
                                     UNDER_13_AT_SIGNUP, UNDER_13_NOW)
 from include.datamap import DataMap, RecordSource
@@ -61,7 +61,7 @@ def _account_columns(accounts: RecordSource, alias: str) -> dict[str, sql.Compos
 def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, within: sql.Composable | None = None,
                           confirmed: Sequence[int] = ()) -> sql.Composable:
     """``reported(user_id, report_ids)``: accounts named by an unresolved report, by id, or by address where the
-    address names that account alone and its own data does not say adult (:func:`include.children.rules.
+    address names that account alone and its own data does not say adult (:func:`include.child_rules.
     reported_by_address`). An address-only report naming several accounts (a household) or an adult names none
     of them here: it needs a person (:func:`reports_needing_review`), unless ``confirmed`` holds the account ids a
     person confirmed. An address that is blank (empty or only white space) names nobody: :func:`empty_reports`
@@ -114,7 +114,7 @@ def _address_reports(dm: DataMap) -> sql.Composable:
 
 
 def _says_adult(dm: DataMap, alias: str) -> sql.Composable:
-    """SQL for :func:`include.children.rules.says_adult` on the account aliased ``alias`` (needs ``%(as_of)s``)."""
+    """SQL for :func:`include.child_rules.says_adult` on the account aliased ``alias`` (needs ``%(as_of)s``)."""
     u = _account_columns(dm.record("accounts"), alias)
     b, d = u["birth_date"], u["declared_age"]
     return sql.SQL("(coalesce({d} >= {age}, false) or coalesce({b} >= {earliest} and {b} <= %(as_of)s::date "
@@ -173,7 +173,7 @@ def _rule_conditions(dm: DataMap, alias: str = "u") -> list[tuple[str, sql.Compo
 
     Under 13 on a day <=> born after that day 13 years earlier: PostgreSQL takes 29 February back to
     28 February in a year without one, so a 29 February birthday is reached on 1 March there, as
-    :func:`include.children.rules.birthday` says (the two forms agree for every pair of days over twelve
+    :func:`include.child_rules.birthday` says (the two forms agree for every pair of days over twelve
     years, and a property test holds this SQL to the rules). Written so, the day 13 years before the
     evaluation date is computed once per statement instead of each account's thirteenth birthday.
     """

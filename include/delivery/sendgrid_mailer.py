@@ -25,7 +25,7 @@ from python_http_client.exceptions import HTTPError
 
 from include.errors import NeedsOperator, Transient
 
-log = logging.getLogger("include.notify")
+log = logging.getLogger("include.delivery")
 # python_http_client logs every request body and the Authorization header at DEBUG: recipient
 # addresses and the API key, which must never reach task logs, even with DEBUG logging on.
 logging.getLogger("python_http_client").setLevel(logging.INFO)

@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 
 from psycopg import sql
 
-from include import reading
+from include import operational_rows as reading
 from include.datamap import DataMap
 from include.periods import Period
 

@@ -50,7 +50,7 @@ class AccountFacts:
     declared_age: int | None
     created_at: datetime | None
     reported: bool = False
-    read_problems: tuple[str, ...] = ()  # values the reader could not hold (see include.reading)
+    read_problems: tuple[str, ...] = ()  # values the reader could not hold (see include.operational_rows)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from datetime import date, datetime
 from typing import Sequence
 
 from include.config import Settings
-from include.deadlines import ESCALATION_STATES
-from include.dsr.emails import ESCALATIONS_PER_MESSAGE, PendingEscalation, escalation_payload
-from include.notify.delivery import Batch
+from include.deadline_rules import ESCALATION_STATES
+from include.deadlines.emails import ESCALATIONS_PER_MESSAGE, PendingEscalation, escalation_payload
+from include.delivery.engine import Batch
 
 _RECORD = """
 insert into compliance.dsr_escalations

@@ -1,4 +1,4 @@
-"""Deadline evaluation column by column: the rules of ``include/deadlines.py`` over a chunk of rows at once.
+"""Deadline evaluation column by column: the rules of ``include/deadline_rules.py`` over a chunk of rows at once.
 
 ``evaluate_frame`` gives, row for row and field for field, exactly what ``deadlines.evaluate`` gives, but
 computes the common case with numpy over whole columns: one time-zone conversion per timestamp column,
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from include.deadlines import (
+from include.deadline_rules import (
     CCPA,
     CCPA_ACK_BUSINESS_DAYS,
     CCPA_EXTENDED_RESPONSE_DAYS,

@@ -1,6 +1,6 @@
 """The campaign ledger as the delivery engine sees it: claim a batch, mark it, and nothing else.
 
-:func:`include.notify.delivery.deliver` opens one transaction per Mail Send request. Inside it,
+:func:`include.delivery.engine.deliver` opens one transaction per Mail Send request. Inside it,
 :meth:`CampaignLedger.claim` locks the next pending rows in ``seq`` order (``FOR UPDATE SKIP LOCKED``, so
 parallel senders and concurrent runs take disjoint batches), reads each recipient's address from the
 operational database and checks it again — an account deleted or erased, an address changed or
@@ -26,15 +26,15 @@ from psycopg import sql
 
 from include.addresses import comparable, comparable_sql, sending_problem
 from include.audit import RunContext
-from include.children.detection import caught_column, reported_accounts_cte, verdict_column_names
+from include.child_detection import caught_column, reported_accounts_cte, verdict_column_names
 from include.datamap import DataMap
-from include.notifications.messages import Renderer, common_name, display_name
-from include.notifications.params import TEST
-from include.notifications.recipients import CHILD_REASON
-from include.notify.delivery import Batch
-from include.notify.sendgrid_mailer import SendGridError, SendGridRejected
+from include.campaign.messages import Renderer, common_name, display_name
+from include.campaign.params import TEST
+from include.campaign.recipients import CHILD_REASON
+from include.delivery.engine import Batch
+from include.delivery.sendgrid_mailer import SendGridError, SendGridRejected
 
-log = logging.getLogger("include.notifications")
+log = logging.getLogger("include.campaign")
 
 LEDGER_NAME = "policy_change"
 GONE = "account deleted or erased since the campaign was built"
@@ -155,7 +155,7 @@ class SenderShare:
 
 
 class CampaignLedger:
-    """One sender's view of one campaign's ledger, for :func:`include.notify.delivery.deliver`.
+    """One sender's view of one campaign's ledger, for :func:`include.delivery.engine.deliver`.
 
     ``budget`` caps the rows this sender sends or fails (its share of ``max_recipients``); ``test_addresses``
     maps the keyed hash of each of a test run's addresses to the address (a test campaign has no accounts).

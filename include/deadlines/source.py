@@ -9,9 +9,9 @@ import pandas as pd
 import pyarrow as pa
 from psycopg import sql
 
-from include import bulk, reading
+from include import bulk, operational_rows as reading
 from include.datamap import DataMap
-from include.deadlines import OPEN_STATUSES, TIMESTAMP_COLUMNS
+from include.deadline_rules import OPEN_STATUSES, TIMESTAMP_COLUMNS
 
 # About 25,000 requests a chunk: small enough to keep the pipeline's stages busy at once, large enough
 # that per-chunk costs vanish.
@@ -65,9 +65,9 @@ def _query(dm: DataMap, selection: Selection) -> tuple[sql.Composable, dict]:
 
 
 def request_frames(conn, dm: DataMap, selection: Selection) -> Iterator[pd.DataFrame]:
-    """The selected requests in chunks, as the frames ``include.dsr.columnar.evaluate_frame`` takes.
+    """The selected requests in chunks, as the frames ``include.deadlines.columnar.evaluate_frame`` takes.
 
-    Read with ``COPY`` through :mod:`include.reading`: a timestamp Python cannot hold (``infinity``, a BC
+    Read with ``COPY`` through :mod:`include.operational_rows`: a timestamp Python cannot hold (``infinity``, a BC
     date) comes back null with a sentence in ``read_problems``, so that row is invalid and the others go on.
     Columns: ``request_id``, ``regime``, ``request_type``, ``status``, the six timestamps as
     ``datetime64[us, UTC]``, ``assignee_email``, ``read_problems``.
