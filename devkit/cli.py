@@ -81,6 +81,20 @@ def cmd_seed(args) -> int:
     return EXIT_OK
 
 
+def cmd_seed_stores(args) -> int:
+    from devkit import database
+    from devkit.seed.stores import seed_stores_beside, store_urls
+
+    url = database_url(args)
+    summary = seed_stores_beside(url, seed=args.seed, if_empty=args.if_empty)
+    names = ", ".join(database.database_name(u) for u in store_urls(url).values())
+    if summary is None:
+        print(f"the support desk and analytics databases ({names}) are seeded already: not seeding (--if-empty)")
+        return EXIT_OK
+    print(f"seeded {names}: " + ", ".join(f"{t} {n:,}" for t, n in summary.items()))
+    return EXIT_OK
+
+
 def cmd_standins(args) -> int:
     import time
 
@@ -151,6 +165,13 @@ def register(sub) -> None:
     p.add_argument("--if-empty", action="store_true", help="do nothing when the reference tables already exist")
     p.add_argument("--replace", action="store_true", help="drop reference tables that hold data and reseed")
     p.set_defaults(func=cmd_seed)
+
+    p = with_url(sub.add_parser("seed-stores", help="create and seed the support desk and analytics databases",
+                                description="Create <db>_support and <db>_analytics beside the seeded operational "
+                                            "database and fill them from it (SPEC 3.1's other stores)."))
+    p.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    p.add_argument("--if-empty", action="store_true", help="do nothing when they are seeded already")
+    p.set_defaults(func=cmd_seed_stores)
 
     p = sub.add_parser("standins", help="run the local SendGrid-compatible server and GCS emulator",
                        description="Serve the stand-ins on loopback until Ctrl-C.")

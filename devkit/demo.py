@@ -132,9 +132,37 @@ def fresh_demo_database(target: DemoTarget) -> str:
                             EXIT_USAGE if target.source == "--pg-url" else EXIT_UNREACHABLE) from None
 
 
+def store_urls(db_url: str) -> dict[str, str]:
+    """SPEC §3.1's other stores beside the demo's database: ``<db>_support`` and ``<db>_analytics``."""
+    from devkit.seed.stores import store_urls as beside
+
+    return beside(db_url)
+
+
+def fresh_store_databases(target: DemoTarget, db_url: str, seed: int) -> dict:
+    """The support desk and analytics databases, created anew beside the demo's and seeded from it."""
+    from devkit.seed.stores import seed_stores
+
+    urls = store_urls(db_url)
+    for url in urls.values():
+        database.create_database(target.server_url, database.database_name(url), replace=True,
+                                 server_is_ours=target.embedded)
+    return seed_stores(db_url, urls["support_db"], urls["analytics_db"], seed=seed)
+
+
+def demo_buckets(gcs) -> None:
+    """The buckets the data map's file columns name, in the emulator beside the evidence bucket."""
+    from devkit.seed.stores import BUCKETS
+
+    for bucket in BUCKETS:
+        gcs.create_bucket(bucket)
+
+
 def demo_services(db_url: str, sendgrid, gcs) -> local_airflow.LocalServices:
+    urls = store_urls(db_url)
     return local_airflow.LocalServices(ops_url=db_url, compliance_url=db_url, sendgrid_url=sendgrid.base_url,
-                                       sendgrid_api_key=API_KEY, gcs_url=gcs.base_url, gcs_bucket=EVIDENCE_BUCKET)
+                                       sendgrid_api_key=API_KEY, gcs_url=gcs.base_url, gcs_bucket=EVIDENCE_BUCKET,
+                                       support_url=urls["support_db"], analytics_url=urls["analytics_db"])
 
 
 def fresh_evidence_dir(folder: Path) -> None:
@@ -173,7 +201,10 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None, keep_
     db_url = fresh_demo_database(target)
     anchor = date.today()
     summary = seed_demo(db_url, users=users, seed=seed, anchor=anchor)
-    print(f"[2/5] seeded database {target.dbname!r}: {users:,} users, {summary['total_rows']:,} rows in all")
+    stores = fresh_store_databases(target, db_url, seed)
+    print(f"[2/5] seeded database {target.dbname!r}: {users:,} users, {summary['total_rows']:,} rows in all; "
+          f"beside it the support desk ({stores['tickets']:,} tickets) and analytics ({stores['daily_usage']:,} "
+          "daily usage rows)")
     with database.connect(db_url, autocommit=True) as conn:
         compliance_store.migrate(conn)
         # Personal data the shipped data map does not name, for personal_data_discovery to find.
@@ -185,6 +216,7 @@ def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None, keep_
     fresh_evidence_dir(EVIDENCE_DIR)
     with SendGridStandIn(api_key=API_KEY) as sendgrid, \
             GCSEmulator(default_bucket=EVIDENCE_BUCKET, data_dir=EVIDENCE_DIR) as gcs:
+        demo_buckets(gcs)
         print(f"[3/5] SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url} "
               f"(its objects kept in {EVIDENCE_DIR})")
         services = demo_services(db_url, sendgrid, gcs)
@@ -385,6 +417,7 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
     home = DEMO_DIR / "airflow"
     with SendGridStandIn(api_key=API_KEY) as sendgrid, \
             GCSEmulator(default_bucket=EVIDENCE_BUCKET, data_dir=EVIDENCE_DIR) as gcs:
+        demo_buckets(gcs)
         env = local_airflow.airflow_env(home, demo_services(db_url, sendgrid, gcs), settings=demo_settings())
         passwords = home / "simple_auth_manager_passwords.json"
         home.mkdir(parents=True, exist_ok=True)

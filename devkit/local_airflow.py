@@ -45,6 +45,9 @@ class LocalServices:
     # The key of the keyed hashes standing for data subjects (an Airflow Variable here; a connection in
     # production). Local runs only: never a real secret.
     subject_key: str = "local-subject-key-for-demo-and-tests"
+    # SPEC §3.1's other stores (connections support_db and analytics_db), each a database of its own.
+    support_url: str | None = None
+    analytics_url: str | None = None
 
 
 def airflow_env(home: Path, services: LocalServices, settings: dict | None = None) -> dict[str, str]:
@@ -72,6 +75,10 @@ def airflow_env(home: Path, services: LocalServices, settings: dict | None = Non
         # `airflow standalone` starts its components as `airflow ...` from PATH.
         "PATH": os.pathsep.join(filter(None, [str(Path(sys.executable).parent), os.environ.get("PATH")])),
     })
+    if services.support_url:
+        env["AIRFLOW_CONN_SUPPORT_DB"] = postgres_connection(services.support_url)
+    if services.analytics_url:
+        env["AIRFLOW_CONN_ANALYTICS_DB"] = postgres_connection(services.analytics_url)
     if services.gcs_url:
         env["STORAGE_EMULATOR_HOST"] = services.gcs_url
     if settings:
@@ -375,13 +382,14 @@ def run_environment(env: dict[str, str]):
 
 
 def run_in_process(dag_id: str, env: dict[str, str], conf: dict | None = None,
-                   logical_date: str | None = None) -> tuple[str | None, str]:
+                   logical_date: str | None = None, retry_after: float | None = None) -> tuple[str | None, str]:
     """One real DAG run with ``dag.test()`` in this process: (the DagRun's state, its log).
 
     What ``airflow dags test`` does, without a new Airflow process for each run (an interpreter start, Airflow's
     import and a parse of every DAG file: several seconds of CPU). The process's Airflow home must be migrated
     (:func:`migrate_metadata`) before Airflow is first imported; ``env`` carries the run's connections,
-    Variables and settings."""
+    Variables and settings. ``retry_after``: the seconds a failed task waits for its retry in this run (the DAGs'
+    own delay is a minute and more), for tests of what a retry resumes."""
     with run_environment(env), captured_output() as out:  # Airflow's start-up and parse lines belong to the log
         from airflow.dag_processing.dagbag import DagBag
         from airflow.sdk import timezone as airflow_timezone
@@ -393,6 +401,12 @@ def run_in_process(dag_id: str, env: dict[str, str], conf: dict | None = None,
         if dag is None:
             print(f"{dag_id} did not import: {fresh.import_errors}")
             return None, out.getvalue()
+        if retry_after is not None:
+            from datetime import timedelta
+
+            for task in dag.tasks:
+                task.retry_delay = timedelta(seconds=retry_after)
+                task.retry_exponential_backoff = 0
         # As ``airflow dags test DAG [DATE]`` calls it: a logical date (now by default), parsed as the CLI does.
         moment = airflow_timezone.parse(logical_date) if logical_date else airflow_timezone.utcnow()
         try:

@@ -115,14 +115,10 @@ def create_store_schema(conn: psycopg.Connection, connection: str) -> list[str]:
 
 
 def all_stores_datamap_raw() -> dict:
-    """The default data map with the other stores' entries (``devkit/stores_datamap.yaml``) appended, as raw
-    data for :func:`include.datamap.parse_datamap`."""
+    """The default data map (which names SPEC §3.1's other stores since issue 28), as raw data for
+    :func:`include.datamap.parse_datamap`."""
     import yaml
 
     from include.datamap import default_path
 
-    raw = yaml.safe_load(default_path().read_text(encoding="utf-8"))
-    extra = yaml.safe_load(resources.files("devkit").joinpath("stores_datamap.yaml").read_text(encoding="utf-8"))
-    raw["personal_data"] = [*raw["personal_data"], *extra["personal_data"]]
-    raw["buckets"] = extra.get("buckets", [])
-    return raw
+    return yaml.safe_load(default_path().read_text(encoding="utf-8"))

@@ -195,7 +195,7 @@ def cmd_verify_audit(args) -> int:
 
 
 def cmd_check_datamap(args) -> int:
-    from include.datamap import OPS_CONNECTION, DataMapError, load_datamap, validate_stores
+    from include.datamap import OPS_CONNECTION, DataMapError, load_datamap, validate_against_database, validate_stores
 
     database_url(args)
     try:
@@ -222,6 +222,10 @@ def cmd_check_datamap(args) -> int:
             yield conn
 
     try:
+        # The operational database first: a map that does not fit it is reported as such, whatever the other
+        # stores' URLs (each other store is then checked with its own).
+        with store(OPS_CONNECTION) as ops:
+            validate_against_database(dm, ops)
         validate_stores(dm, store)
     except DataMapError as exc:
         print(f"data map problem: {exc.summary}", file=sys.stderr)

@@ -66,6 +66,15 @@ SCHEMA: dict[str, Any] = {
                                   "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_\\-]{0,249}$"},
                                   "description": "PostgreSQL connections personal_data_discovery scans besides "
                                                  "those the data map names"},
+        "file_buckets": {"type": ["array", "null"], "uniqueItems": True,
+                         "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$"},
+                         "description": "the buckets an erasure may delete files from (default: the data map's "
+                                        "buckets)"},
+        "files_location": {"type": ["string", "null"], "pattern": "^file:///.+$",
+                           "description": "file:///folder: the data map's buckets are folders there (a machine "
+                                          "without GCS); null: Google Cloud Storage"},
+        "export_retention_days": {"type": "integer", "minimum": 1, "maximum": 3650,
+                                  "description": "export packages older than this are deleted"},
         "notification_batch_size": {"type": "integer", "minimum": 1, "maximum": 1000,
                                     "description": "recipients per Mail Send request of a campaign (SendGrid's "
                                                    "limit is 1,000; a crash can re-send at most one request)"},
@@ -94,6 +103,9 @@ class Settings:
     alerts: bool = True
     alert_email: str | None = None
     discovery_connections: tuple[str, ...] = ()
+    file_buckets: tuple[str, ...] | None = None
+    files_location: str | None = None
+    export_retention_days: int = 30
 
     @property
     def on_call_email(self) -> str:
@@ -116,6 +128,8 @@ class Settings:
             raw["discovery_connections"] = tuple(raw["discovery_connections"])
         if "earliest_plausible_date" in raw:
             raw["earliest_plausible_date"] = date.fromisoformat(raw["earliest_plausible_date"])
+        if raw.get("file_buckets") is not None:
+            raw["file_buckets"] = tuple(raw["file_buckets"])
         settings = cls(**raw)
         settings.check()
         return settings
@@ -176,6 +190,9 @@ EXPECTED = {
     "alerts": "true or false",
     "alert_email": "an email address",
     "discovery_connections": "a list of Airflow connection ids such as [\"crm_db\"]",
+    "file_buckets": "a list of bucket names, or null for the data map's buckets",
+    "export_retention_days": "a whole number of days between 1 and 3650",
+    "files_location": "file:///folder, or null for Google Cloud Storage",
 }
 
 

@@ -212,6 +212,16 @@ class ObjectStore(ABC):
     def exists(self, name: str) -> bool:
         ...
 
+    @abstractmethod
+    def delete(self, name: str) -> bool:
+        """Delete the object: True when it was there, False when there was none (already gone is fine); a missing
+        bucket or folder is :class:`ObjectStoreRefused`, not "gone"."""
+
+    @abstractmethod
+    def download_to(self, name: str, out: BinaryIO) -> int:
+        """Stream the object into ``out`` a block at a time (never whole in memory); returns its size in bytes.
+        :class:`ObjectNotFound` if there is none."""
+
     def uri(self, name: str) -> str:
         return self.location.uri(name)
 
@@ -310,6 +320,32 @@ class FileObjectStore(ObjectStore):
                 stat = Path(self.location.key(name)).stat()
             yield ObjectInfo(name, stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
 
+    def delete(self, name: str) -> bool:
+        path = Path(self.location.key(name))
+        with self._errors("delete", name):
+            if not self.root.is_dir():
+                raise ObjectStoreRefused(f"cannot delete {self.uri(name)}: the folder {self.root} does not exist")
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return False
+            _fsync_folder(path.parent)
+            return True
+
+    def download_to(self, name: str, out: BinaryIO) -> int:
+        path = Path(self.location.key(name))
+        with self._errors("read", name):
+            try:
+                source = path.open("rb")
+            except (FileNotFoundError, IsADirectoryError):
+                raise ObjectNotFound(f"there is no object {self.uri(name)}") from None
+            size = 0
+            with source:
+                while block := source.read(1 << 20):
+                    out.write(block)
+                    size += len(block)
+            return size
+
     def list(self, prefix: str = "") -> list[str]:
         check_prefix(prefix)
         folder, _, _ = prefix.rpartition("/")
@@ -373,3 +409,111 @@ def file_sha256(path: str) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
+
+
+# -- files named by the data map's rows ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file a row names (``gs://bucket/key``): the data map's file columns hold such locations."""
+
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"gs://{self.bucket}/{self.key}"
+
+    @classmethod
+    def parse(cls, text: str) -> "FileRef | None":
+        """The file a location names, or None when it is not ``gs://<valid bucket>/<object name>``."""
+        if not isinstance(text, str) or not text.startswith("gs://"):
+            return None
+        bucket, _, key = text[len("gs://"):].partition("/")
+        if not _BUCKET.match(bucket) or ".." in bucket or not key or len(key.encode("utf-8")) > _MAX_NAME_BYTES:
+            return None
+        if any(ord(ch) < 32 or ch == "\x7f" for ch in key):
+            return None
+        return cls(bucket, key)
+
+
+class Buckets(ABC):
+    """Buckets of files by name: ``bucket(name)`` is the object store at that bucket's root, whose objects are the
+    keys of :class:`FileRef`. Implementations: :class:`FolderBuckets` here, ``seam.storage.GCSBuckets`` (the
+    Google provider's client) for GCS."""
+
+    @abstractmethod
+    def bucket(self, name: str) -> ObjectStore:
+        ...
+
+
+class FolderBuckets(Buckets):
+    """Buckets as folders under one root (``<root>/<bucket>/<key>``): a machine without GCS, and tests."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def bucket(self, name: str) -> ObjectStore:
+        return _RawKeys(FileObjectStore(Location("file", str(self.root / name))))
+
+
+class _RawKeys(ObjectStore):
+    """A folder store that takes any object key a bucket may hold (``.``-segments included) as a name."""
+
+    def __init__(self, inner: FileObjectStore):
+        self.inner = inner
+        self.location = inner.location
+
+    def _path(self, key: str) -> Path:
+        parts = [p for p in key.split("/") if p not in ("", ".", "..")]
+        return self.inner.root.joinpath(*parts)
+
+    def put(self, name, data, content_type="application/octet-stream", *, overwrite=True):
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(bytes(data))
+        return self.uri(name)
+
+    def put_file(self, name, path, content_type="application/octet-stream", *, overwrite=True):
+        with open(path, "rb") as fh:
+            return self.put(name, fh.read(), content_type)
+
+    def get(self, name):
+        try:
+            return self._path(name).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"there is no object {self.uri(name)}") from None
+
+    def list(self, prefix=""):
+        root = self.inner.root
+        if not root.is_dir():
+            return []
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                      if p.is_file() and p.relative_to(root).as_posix().startswith(prefix))
+
+    def exists(self, name):
+        return self._path(name).is_file()
+
+    def delete(self, name):
+        if not self.inner.root.is_dir():
+            raise ObjectStoreRefused(f"bucket folder {self.inner.root} does not exist")
+        try:
+            self._path(name).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def download_to(self, name, out):
+        try:
+            source = self._path(name).open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectNotFound(f"there is no object {self.uri(name)}") from None
+        size = 0
+        with source:
+            while block := source.read(1 << 20):
+                out.write(block)
+                size += len(block)
+        return size
+
+    def uri(self, name):
+        return f"a file under {self.location}"

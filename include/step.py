@@ -18,10 +18,11 @@ what it has. Both have the same attributes:
 - ``datamap`` — the data map, checked against the operational database;
 - ``key`` — the subject key (keyed hashes of subjects and addresses);
 - ``mailer`` — SendGrid, ``None`` in a dry run; ``objects`` — the object store, ``None`` in a dry run;
-- ``approval`` — the reviewer's answer to the run's plan approval, where the step follows one;
-- ``database(conn_id)`` — the PostgreSQL database of another connection (SPEC §3.1's stores), ``bucket(name)`` — a
-  whole bucket to list (an allowed one: discovery's orphans); and
-  ``datamap_as_written`` — the map not checked against the databases (what discovery compares them with).
+- ``database(conn_id)`` — the PostgreSQL database of another connection (SPEC §3.1's stores), also as the callable
+  ``stores`` the erasure engine takes; ``buckets`` — the buckets of the files the data map's file columns name
+  (``None`` in a dry run); ``bucket(name)`` — a whole bucket to list (an allowed one: discovery's orphans);
+  ``datamap_as_written`` — the map not checked against the databases (what discovery compares them with);
+- ``approval`` — the reviewer's answer to the run's plan approval, where the step follows one.
 
 A dry run is enforced where the step context is built: its ``mailer`` and ``objects`` are ``None``.
 """
@@ -55,7 +56,8 @@ class Step(Generic[P]):
     approval: Mapping | None = None
     side: Any = None
     databases: Mapping[str, Any] | None = None  # connection id -> database, for database() (ops_db: ``ops``)
-    buckets: Mapping[str, Any] | None = None  # bucket name -> object store, for bucket()
+    buckets: Any = None  # the file buckets (include.objectstore's FolderBuckets / the seam's GCSBuckets)
+    bucket_stores: Mapping[str, Any] | None = None  # bucket name -> object store, for bucket()
 
     @property
     def dry_run(self) -> bool:
@@ -73,13 +75,18 @@ class Step(Generic[P]):
             raise ConfigurationProblem(f"Airflow connection '{conn_id}' is not defined") from None
 
     def bucket(self, name: str) -> "ObjectStore":
-        """The object store of the whole bucket ``name`` (here: ``buckets[name]``)."""
+        """The object store of the whole bucket ``name`` (here: ``bucket_stores[name]``)."""
         try:
-            return (self.buckets or {})[name]
+            return (self.bucket_stores or {})[name]
         except KeyError:
             from include.errors import ConfigurationProblem
 
             raise ConfigurationProblem(f"bucket {name!r} is not reachable here") from None
+
+    @property
+    def stores(self):
+        """``stores(conn_id)``: :meth:`database` as the callable the erasure engine takes."""
+        return self.database
 
     @property
     def datamap_as_written(self) -> "DataMap | None":

@@ -156,3 +156,40 @@ def pytest_sessionfinish(session, exitstatus):
     import logging
 
     logging.getLogger("pgserver").disabled = True
+
+
+def ops_datamap():
+    """The default data map reduced to the operational database's rows (no other stores, no file columns): what the
+    tests of the operational erasure, purge and fulfilment steps run on; the other stores and the files have their
+    own tests (tests/test_erasure_stores.py and the end-to-end tests)."""
+    import yaml
+
+    from include.datamap import OPS_CONNECTION, default_path, parse_datamap
+
+    raw = yaml.safe_load(default_path().read_text(encoding="utf-8"))
+    raw.pop("buckets", None)
+    raw["personal_data"] = [{k: v for k, v in e.items() if k != "files"} for e in raw["personal_data"]
+                            if e.get("connection", OPS_CONNECTION) == OPS_CONNECTION]
+    return parse_datamap(raw)
+
+
+@pytest.fixture
+def three_stores(fresh_db, pg_server_url):
+    """Three databases: the operational one (with the compliance store) and SPEC §3.1's support desk and analytics,
+    each with its reference tables: {connection id: url}."""
+    from devkit.operational_schema import create_reference_schema, create_store_schema
+
+    urls = {"ops_db": fresh_db}
+    names = []
+    for conn_id in ("support_db", "analytics_db"):
+        name = f"privacy_test_{uuid.uuid4().hex[:12]}"
+        names.append(name)
+        urls[conn_id] = database.create_database(pg_server_url, name)
+    try:
+        for conn_id, url in urls.items():
+            with database.connect(url, autocommit=True) as conn:
+                create_reference_schema(conn) if conn_id == "ops_db" else create_store_schema(conn, conn_id)
+        yield urls
+    finally:
+        for name in names:
+            database.drop_database(pg_server_url, name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import uuid
@@ -30,6 +31,7 @@ from psycopg import sql
 from devkit import database, local_airflow
 
 _templates: dict[tuple, tuple[str, dict]] = {}  # seed key -> (template database name, seed summary)
+_store_templates: dict[str, dict[str, str]] = {}  # ops template -> {connection id: template database name}
 _pii: dict[tuple, set[str]] = {}
 
 
@@ -53,9 +55,25 @@ def template(pg_server_url: str, users: int, seed: int, anchor: date, prepare: s
     return _templates[key]
 
 
+def store_templates(pg_server_url: str, ops_template: str, seed: int) -> dict[str, str]:
+    """Template databases of SPEC §3.1's other stores (support desk, analytics), seeded from an operational
+    template once per test process: {connection id: template name}."""
+    if ops_template not in _store_templates:
+        from devkit.seed.stores import seed_stores
+
+        names = {c: f"{ops_template}_{c.split('_')[0]}" for c in ("support_db", "analytics_db")}
+        urls = {c: database.create_database(pg_server_url, n) for c, n in names.items()}
+        seed_stores(database.with_database(pg_server_url, ops_template), urls["support_db"], urls["analytics_db"],
+                    seed=seed)
+        _store_templates[ops_template] = names
+    return _store_templates[ops_template]
+
+
 def drop_templates(pg_server_url: str) -> None:
     for (server, *_), (name, _) in list(_templates.items()):
         if server == pg_server_url:
+            for store in _store_templates.pop(name, {}).values():
+                database.drop_database(pg_server_url, store)
             database.drop_database(pg_server_url, name)
     _templates.clear()
 
@@ -101,10 +119,12 @@ def metadata_ready() -> None:
 
 
 def run_in_process(dag_id: str, env: dict[str, str], conf: dict | None = None,
-                   logical_date: str | None = None) -> tuple[str | None, str]:
-    """One real DAG run with ``dag.test()`` in this process (its metadata migrated first): (state, log)."""
+                   logical_date: str | None = None, retry_after: float | None = None) -> tuple[str | None, str]:
+    """One real DAG run with ``dag.test()`` in this process (its metadata migrated first): (state, log).
+    ``retry_after``: the seconds a failed task waits for its retry in this run (the DAGs' own delay is a minute and
+    more), for tests of what a retry resumes."""
     metadata_ready()
-    return local_airflow.run_in_process(dag_id, env, conf, logical_date)
+    return local_airflow.run_in_process(dag_id, env, conf, logical_date, retry_after)
 
 
 # -- Airflow in a child process ---------------------------------------------------------------------------
@@ -161,10 +181,10 @@ class World(dict):
     """A test's world; a dict (``world["conn"]``) so that the tests read it as they always have."""
 
     def run(self, name: str, dag_id: str | None = None, conf: dict | None = None, env: dict | None = None,
-            logical_date: str | None = None) -> tuple[str | None, str]:
+            logical_date: str | None = None, retry_after: float | None = None) -> tuple[str | None, str]:
         """A real run in this process; its log is kept in ``logs/<name>.log`` and in ``texts``, and scanned for
         the seeded personal data."""
-        state, text = run_in_process(dag_id or self["dag_id"], env or self["env"], conf, logical_date)
+        state, text = run_in_process(dag_id or self["dag_id"], env or self["env"], conf, logical_date, retry_after)
         return state, self._keep(name, text)
 
     def _keep(self, name: str, text: str) -> str:
@@ -252,16 +272,29 @@ def make_world(e2e_session, tmp_path, monkeypatch):
         tpl, summary = template(pg, users, seed, anchor or today, prepare)
         name, url = clone(pg, tpl)
         made.append(name)
+        # SPEC §3.1's other stores, cloned from templates seeded beside the operational one.
+        store_urls = {}
+        for conn_id, store_tpl in store_templates(pg, tpl, seed).items():
+            store_name, store_urls[conn_id] = clone(pg, store_tpl)
+            made.append(store_name)
         sendgrid = stack.enter_context(SendGridStandIn(api_key=sendgrid_key))
-        gcs = None
-        if gcs_bucket:
-            from devkit.standins.gcs_emulator import GCSEmulator
+        # Object storage is always there (the data map's file columns name files in its buckets); the evidence goes
+        # to a bucket only when the test asks (gcs_bucket), else to a folder.
+        from devkit.seed.stores import BUCKETS
+        from devkit.standins.gcs_emulator import GCSEmulator
 
-            gcs = stack.enter_context(GCSEmulator(default_bucket=gcs_bucket))
+        gcs = stack.enter_context(GCSEmulator(default_bucket=gcs_bucket or BUCKETS[0]))
+        # The emulator runs in this process and logs every request's path (a file's name can be personal data):
+        # keep it quiet, so that the scan of a run's log sees what the product logs.
+        logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)
+        for bucket in BUCKETS:
+            if bucket != gcs.default_bucket:
+                gcs.create_bucket(bucket)
         services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
-                                               sendgrid_api_key=sendgrid_key,
-                                               gcs_url=gcs.base_url if gcs else None,
-                                               gcs_bucket=gcs_bucket or "privacy-evidence")
+                                               sendgrid_api_key=sendgrid_key, gcs_url=gcs.base_url,
+                                               gcs_bucket=gcs_bucket or "privacy-evidence",
+                                               support_url=store_urls["support_db"],
+                                               analytics_url=store_urls["analytics_db"])
         home = tmp_path / "airflow"
         evidence_dir = tmp_path / "evidence"
         settings = {"evidence_location": f"gs://{gcs_bucket}/e2e" if gcs_bucket and evidence == "gs"
@@ -269,13 +302,12 @@ def make_world(e2e_session, tmp_path, monkeypatch):
         env = local_airflow.airflow_env(home, services, settings=settings)
         if subject_key:
             env["AIRFLOW_VAR_PRIVACY_SUBJECT_KEY"] = subject_key
-        if gcs:
-            # The test reads the bucket through the same Google client the DAG writes it with.
-            monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.base_url)
-            monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", env["AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT"])
+        # The test reads the buckets through the same Google client the DAG writes them with.
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.base_url)
+        monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", env["AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT"])
         conn = stack.enter_context(database.connect(url, autocommit=True))
         seed_key = (pg, users, seed, anchor or today, prepare)
-        world = World(dag_id=dag_id, url=url, env=env, settings=settings, sendgrid=sendgrid, gcs=gcs,
+        world = World(dag_id=dag_id, url=url, store_urls=store_urls, env=env, settings=settings, sendgrid=sendgrid, gcs=gcs,
                       planted=summary["planted"], policy=summary.get("policy"), conn=conn, today=today,
                       logs=tmp_path / "logs-e2e", home=home, evidence=evidence_dir, texts=[],
                       child_home=subprocess_home(e2e_session["root"]),

@@ -20,6 +20,7 @@ from psycopg import sql
 
 from devkit.database import connect
 from devkit.operational_schema import create_reference_schema
+from tests.conftest import ops_datamap
 from include import erasure
 from include.addresses import WHITESPACE, comparable
 from include import child_detection as detection
@@ -50,7 +51,7 @@ def ops(fresh_db):
 
 @pytest.fixture
 def dm():
-    return load_datamap()
+    return ops_datamap()
 
 
 def add_account(conn, uid: int, email: str | None, birth: str = "2016-01-01") -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from devkit.database import connect
 from devkit.seed.demo_data import seed
+from tests.conftest import ops_datamap
 from include import compliance_store, erasure
 from include.audit import RunContext
 from include.children import ledger, purge
@@ -37,7 +38,7 @@ def world(seeded_clone):
     fresh_db, summary = seeded_clone(users=600, seed=5, anchor=today)  # a clone of one seed per test process
     with connect(fresh_db, autocommit=True) as ops, connect(fresh_db, autocommit=True) as store:
         compliance_store.migrate(store)
-        yield SimpleNamespace(url=fresh_db, ops=ops, store=store, dm=load_datamap(), today=today,
+        yield SimpleNamespace(url=fresh_db, ops=ops, store=store, dm=ops_datamap(), today=today,
                               planted=summary["planted"], settings=Settings())
 
 
@@ -471,7 +472,7 @@ def test_a_report_naming_two_accounts_is_resolved_by_the_purge_of_the_last(fresh
     from devkit.operational_schema import create_reference_schema
     from include.children import reports
 
-    dm = load_datamap()
+    dm = ops_datamap()
     now = datetime.now(timezone.utc)
     with connect(fresh_db, autocommit=True) as ops:
         create_reference_schema(ops)

@@ -20,7 +20,10 @@ def new_db_url(pg_server_url):
     database.drop_database(pg_server_url, name)
 
 
-def test_init_ops_creates_the_reference_schema(new_db_url, capsys):
+def test_init_ops_creates_the_reference_schema(new_db_url, capsys, three_stores, monkeypatch):
+    # The default data map names SPEC §3.1's other stores too: check-datamap takes their URLs from the environment.
+    monkeypatch.setenv("PRIVACY_STORE_URL_SUPPORT_DB", three_stores["support_db"])
+    monkeypatch.setenv("PRIVACY_STORE_URL_ANALYTICS_DB", three_stores["analytics_db"])
     assert main(["init-ops", "--url", new_db_url, "--create-database"]) == 0
     with database.connect(new_db_url) as conn:
         tables = {r[0] for r in conn.execute(

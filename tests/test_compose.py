@@ -164,12 +164,12 @@ def test_ops_db_and_init(services):
     assert "pg_isready" in ops_db["healthcheck"]["test"]
     script = _command(services["ops-init"])
     used = re.findall(r"privacy-ops ([a-z-]+)", script)
-    assert used == ["seed", "migrate-store"]
+    assert used == ["seed", "migrate-store", "seed-stores"]  # SPEC §3.1's other stores beside it (issue 28)
     # ops-init runs on every `docker compose up`: seeding must leave an existing database alone.
     assert "--if-empty" in script
     assert set(used) <= CLI_COMMANDS
     assert "seed --url postgresql://ops:ops@ops-db:5432/ops --users 5000 --seed 42" in script
-    assert script.count("--url postgresql://ops:ops@ops-db:5432/ops") == 2
+    assert script.count("--url postgresql://ops:ops@ops-db:5432/ops") == 3
 
 
 @pytest.mark.parametrize("service, module, port", [

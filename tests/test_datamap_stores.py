@@ -69,7 +69,7 @@ def test_the_map_of_every_store_parses_with_its_connections_files_and_join_path(
     assert [(e.table, c) for e, c in dm.file_columns] == [("uploads", "storage_uri"), ("tickets", "attachment_uri")]
     assert dm.buckets == ("acme-uploads", "acme-support-attachments")
     assert tickets.label == "personal_data 'tickets' (connection 'support_db')"
-    assert load_datamap().connections == ("ops_db",)
+    assert load_datamap().connections == ("ops_db", "support_db", "analytics_db")  # the default map names them all
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -196,11 +196,13 @@ def test_the_pre_run_check_names_a_missing_or_unreachable_store(raw, stores, tmp
         assert "\n" not in str(err.value)
 
 
-def test_the_erasure_and_the_export_refuse_a_store_they_do_not_reach_yet(raw):
+def test_the_erasure_and_the_export_reach_every_store_in_order(raw):
+    """Issue 28 lifted the refusal: every store's tables are targets, a join path's rows before the rows they hang
+    from; the export reads every store's categories."""
     dm = parse_datamap(raw)
-    with pytest.raises(DataMapError, match="personal_data 'tickets' \\(connection 'support_db'\\): the erasure reaches "
-                                           "only the operational database"):
-        erasure.targets(dm)
-    with pytest.raises(DataMapError, match="the export reaches only the operational database"):
-        package.parts(dm)
-    assert erasure.targets(load_datamap())  # the default map: the operational database only
+    order = {conn: [t.label for t in ts] for conn, ts in erasure.store_targets(dm).items()}
+    assert order["support_db"] == ["support_db:public.ticket_events", "support_db:public.tickets"]
+    assert order["analytics_db"] == ["analytics_db:public.daily_usage"]
+    assert order["ops_db"][-1] == "public.users"  # the account row last
+    assert {p.label for p in package.parts(dm)} >= {"support_db:public.tickets", "support_db:public.ticket_events",
+                                                    "analytics_db:public.daily_usage"}

@@ -64,3 +64,5 @@ def test_the_demo_runs_every_dag_and_prints_no_secret_and_no_personal_data(pg_se
         assert personal and not [v for v in personal if v in output.lower()]
     finally:
         database.drop_database(pg_server_url, name)
+        for store in ("support", "analytics"):  # SPEC §3.1's other stores, made beside it
+            database.drop_database(pg_server_url, f"{name}_{store}")

@@ -107,12 +107,21 @@ def stack(pg_server_url, sendgrid_server, tmp_path_factory):
         # would create it, and a deadline alert is recorded there.
         with database.connect(urls["ops"], autocommit=True) as conn:
             compliance_store.migrate(conn)
+        from devkit.seed.stores import seed_stores_beside, store_urls  # SPEC §3.1's other stores, beside it
+
+        stores = store_urls(urls["ops"])
+        names.update({c: database.database_name(u) for c, u in stores.items()})
+        seed_stores_beside(urls["ops"], seed=5)
+        for bucket in ("acme-uploads", "acme-support-attachments"):  # the data map's buckets, as folders
+            (folder / "files" / bucket).mkdir(parents=True)
         api_port, log_port = _free_port(), _free_port()
         services = local_airflow.LocalServices(ops_url=urls["ops"], compliance_url=urls["ops"],
                                                sendgrid_url=sendgrid_server.base_url,
-                                               sendgrid_api_key=sendgrid_server.api_key)
+                                               sendgrid_api_key=sendgrid_server.api_key,
+                                               support_url=stores["support_db"], analytics_url=stores["analytics_db"])
         env = local_airflow.airflow_env(folder / "airflow", services, settings={
-            "evidence_location": f"file://{folder / 'evidence'}", "notification_batch_size": BATCH,
+            "evidence_location": f"file://{folder / 'evidence'}", "files_location": f"file://{folder / 'files'}",
+            "notification_batch_size": BATCH,
             "notification_senders": SENDERS, "purge_threshold": THRESHOLD})
         queue = f"privacy-e2e-{uuid.uuid4().hex[:8]}"
         env.update({

@@ -52,14 +52,21 @@ def world(e2e_session, tmp_path_factory):
     # Seeded as the demo seeds it, with the personal data the map does not name (the discovery section's rows).
     template_name, _ = e2e_world.template(pg, 1500, 11, today, PLANT_SQL)
     name, url = e2e_world.clone(pg, template_name, prefix="privacy_e2e_page")
+    stores = {c: e2e_world.clone(pg, t, prefix="privacy_e2e_page") for c, t in
+              e2e_world.store_templates(pg, template_name, 11).items()}  # SPEC §3.1's other stores
+    files = tmp_path_factory.mktemp("files")
+    for bucket in ("acme-uploads", "acme-support-attachments"):  # the data map's buckets, as folders
+        (files / bucket).mkdir()
     evidence = tmp_path_factory.mktemp("evidence")
     logs = tmp_path_factory.mktemp("logs-e2e")
     try:
         with SendGridStandIn(api_key=demo.API_KEY) as sendgrid:
             services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
-                                                   sendgrid_api_key=demo.API_KEY)
+                                                   sendgrid_api_key=demo.API_KEY, support_url=stores["support_db"][1],
+                                                   analytics_url=stores["analytics_db"][1])
             env = local_airflow.airflow_env(Path(os.environ["AIRFLOW_HOME"]), services,
-                                            settings={"evidence_location": f"file://{evidence}"})
+                                            settings={"evidence_location": f"file://{evidence}",
+                                                      "files_location": f"file://{files}"})
             runs = demo.demo_runs(today) + [demo.DemoRun(DAG_ID, "what-if", {"as_of": "2030-01-01", "dry_run": True})]
             for number, run in enumerate(runs, 1):
                 with connect(url, autocommit=True) as conn:
@@ -77,6 +84,8 @@ def world(e2e_session, tmp_path_factory):
                        "evidence": evidence}
     finally:
         database.drop_database(pg, name)
+        for store_name, _ in stores.values():
+            database.drop_database(pg, store_name)
 
 
 def get(world, path, token="vera", **params):

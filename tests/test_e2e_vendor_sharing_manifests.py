@@ -162,14 +162,21 @@ def test_a_database_without_vendors_or_shares_maps_nothing_and_says_so(pg_server
     from devkit import database
     from devkit.operational_schema import create_reference_schema
 
+    from devkit.operational_schema import create_store_schema
+
     name = f"privacy_e2e_empty_{uuid.uuid4().hex[:8]}"
     url = database.create_database(pg_server_url, name)
+    stores = {c: database.create_database(pg_server_url, f"{name}_{c}") for c in ("support_db", "analytics_db")}
     try:
         with connect(url, autocommit=True) as conn:
             create_reference_schema(conn)
+        for conn_id, store_url in stores.items():  # SPEC §3.1's other stores, empty too
+            with connect(store_url, autocommit=True) as conn:
+                create_store_schema(conn, conn_id)
         with SendGridStandIn(api_key=API_KEY) as sendgrid:
             services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
-                                                   sendgrid_api_key=API_KEY)
+                                                   sendgrid_api_key=API_KEY, support_url=stores["support_db"],
+                                                   analytics_url=stores["analytics_db"])
             env = local_airflow.airflow_env(tmp_path / "airflow", services,
                                             settings={"evidence_location": f"file://{tmp_path}/evidence"})
             state, log = e2e_world.run_in_process(DAG_ID, env, conf={"period_start": "2026-11-01"})
@@ -181,3 +188,5 @@ def test_a_database_without_vendors_or_shares_maps_nothing_and_says_so(pg_server
             assert conn.execute("select planned, outcomes from compliance.vendor_manifest_runs").fetchall() == [(0, {})]
     finally:
         database.drop_database(pg_server_url, name)
+        for store_url in stores.values():
+            database.drop_database(pg_server_url, database.database_name(store_url))

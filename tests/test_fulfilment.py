@@ -11,6 +11,7 @@ import pytest
 
 from devkit.database import connect
 from devkit.seed.demo_data import seed
+from tests.conftest import ops_datamap
 from include import audit, compliance_store
 from include.audit import RunContext
 from include.config import Settings
@@ -38,7 +39,7 @@ def world(seeded_clone, tmp_path):
     fresh_db, summary = seeded_clone(users=600, seed=5, anchor=today)  # a clone of one seed per test process
     with connect(fresh_db, autocommit=True) as ops, connect(fresh_db, autocommit=True) as store:
         compliance_store.migrate(store)
-        yield SimpleNamespace(url=fresh_db, ops=ops, store=store, dm=load_datamap(), today=today,
+        yield SimpleNamespace(url=fresh_db, ops=ops, store=store, dm=ops_datamap(), today=today,
                               planted=summary["planted"], settings=Settings(),
                               objects=FileObjectStore(f"file://{tmp_path}/evidence"), tmp=tmp_path)
 
@@ -170,8 +171,14 @@ def test_a_live_run_gives_every_request_its_outcome(world):
     assert erased and all(r[1] is None and r[2] is not None for r in erased)  # verified, account ids forgotten
     assert any(r[3].get("public.users", {}).get("rows") == 1 for r in erased)
 
-    # Exported: the package is where the record says, with its checksum.
-    rid = p["request_gdpr_on_track"][0]
+    # A package whose subject was erased later in the run went with the subject (issue 28: packages are personal
+    # data); the others are where the record says, with their checksums.
+    exported = store.execute("""select request_id, package_object, package_deleted_at is not null,
+                                       subject_hash = any(%s) from compliance.dsr_fulfilments
+                                where outcome = 'exported' order by request_id""", (sorted(erased_hashes),)).fetchall()
+    assert all(deleted == erased_subject and world.objects.exists(name) != erased_subject
+               for _, name, deleted, erased_subject in exported)
+    rid = next(r for r, _, _, erased_subject in exported if not erased_subject)
     name, sha, size = store.execute("""select package_object, package_sha256, package_bytes
                                        from compliance.dsr_fulfilments where request_id = %s""", (rid,)).fetchone()
     assert name == package.object_name(rid) == f"exports/request={rid}/package.zip"
@@ -510,3 +517,31 @@ def test_a_request_with_an_impossible_date_is_invalid_and_its_subject_untouched_
     before = store_state(store)
     run(world, "manual__dates2", params(world, request_ids=(*bad, export, erase)))
     assert store_state(store) == before and request_rows(ops, bad) == before_requests
+
+
+def test_export_packages_expire_after_the_configured_days(world):
+    """Export packages are personal data (issue 28): a run deletes those older than export_retention_days; newer ones
+    stay; a dry run deletes nothing."""
+    run(world, "manual__first")
+    packages = world.store.execute("""select request_id, package_object from compliance.dsr_fulfilments
+                                      where package_object is not null and package_deleted_at is null
+                                      order by 1""").fetchall()
+    assert packages
+    (old_id, old_name) = packages[0]
+    new_id, new_name = 999_999, "exports/request=999999/package.zip"  # a package recorded just now
+    world.objects.put(new_name, b"zip")
+    world.store.execute("""insert into compliance.dsr_fulfilments (request_id, action, outcome, package_object,
+                               package_uri, package_sha256, run_id, first_recorded_at, recorded_at)
+                           values (%s, 'export', 'exported', %s, 'file:///x', repeat('b', 64), 'r', now(), now())""",
+                        (new_id, new_name))
+    world.store.execute("update compliance.dsr_fulfilments set recorded_at = now() - interval '8 days' "
+                        "where request_id = %s", (old_id,))
+    settings = Settings(export_retention_days=7)
+    run(world, "manual__dry_later", params(world, dry_run=True), settings=settings)
+    assert world.objects.exists(old_name)  # a dry run deletes nothing
+    result = run(world, "manual__later", settings=settings)
+    assert result["state"] == "done"
+    assert not world.objects.exists(old_name) and world.objects.exists(new_name)
+    deleted = dict(world.store.execute("select request_id, package_deleted_at is not null from compliance.dsr_fulfilments "
+                                       "where request_id = any(%s)", ([old_id, new_id],)).fetchall())
+    assert deleted == {old_id: True, new_id: False}

@@ -15,6 +15,7 @@ import pytest
 
 from devkit.database import connect
 from devkit.seed.demo_data import seed
+from tests.conftest import ops_datamap
 from include.datamap import load_datamap
 from include.fulfilment import package
 from include.fulfilment.right_to_know import last_twelve_months, shared_with
@@ -35,7 +36,7 @@ def world(pg_server_url):
     summary = seed(url, users=400, seed=3, anchor=TODAY)
     with connect(url, autocommit=True) as conn:
         conn.execute("set timezone = 'UTC'")
-        yield {"conn": conn, "planted": summary["planted"], "dm": load_datamap()}
+        yield {"conn": conn, "planted": summary["planted"], "dm": ops_datamap()}
     database.drop_database(pg_server_url, name)
 
 

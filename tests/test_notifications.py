@@ -17,6 +17,7 @@ import pytest
 
 from devkit import database
 from devkit.seed.demo_data import seed
+from tests.conftest import ops_datamap
 from include import compliance_store
 from include.addresses import WHITESPACE
 from include.audit import RunContext
@@ -544,7 +545,7 @@ def test_a_purged_childs_address_is_skipped_whatever_account_holds_it_later(conn
         run_id=run_id, as_of=TODAY, run_type="manual", dry_run=False, threshold=50, started_at=now, targets=(kid,)))
     purge_ledger.record_detection(store, run_id, [purge_ledger.Detected(user_hash(KEY, kid), kid, ("under_13",), (),
                                                                         ())], [], at=now, counts={})
-    result = erase_subject(ops, load_datamap(), kid, KEY, at=now,
+    result = erase_subject(ops, ops_datamap(), kid, KEY, at=now,
                            options=EraseOptions(before_commit=lambda r: purge_ledger.mark_erasing(store, run_id, r)))
     purge_ledger_ctx = RunContext(run_id=run_id, actor="test", dag_id="child_data_purge", now=lambda: now)
     assert purge_ledger.finish_subject(store, purge_ledger_ctx, run_id, result)

@@ -41,9 +41,11 @@ class GCSEmulator(BackgroundServer):
     label = "GCS emulator"
 
     def __init__(self, default_bucket: str | None = None, host: str = "127.0.0.1", port: int = 0,
-                 project_number: str | int | None = None, data_dir: str | os.PathLike | None = None):
+                 project_number: str | int | None = None, data_dir: str | os.PathLike | None = None,
+                 more_buckets: tuple[str, ...] = ()):
         super().__init__(host, port)
         self.default_bucket = default_bucket
+        self.more_buckets = tuple(more_buckets)
         self._project_number = project_number
         # None: in memory, gone when it stops. A folder: the package's disk mode, every bucket and object kept
         # there (and found again by the next emulator on the same folder).
@@ -65,17 +67,20 @@ class GCSEmulator(BackgroundServer):
                                     project_number=self._project_number)
         else:
             self._storage = Storage(use_memory_fs=False, data_dir=self.data_dir, project_number=self._project_number)
-        if self.default_bucket and self.default_bucket not in self._storage.buckets:
-            create_bucket(self.default_bucket, self._storage)
+        for bucket in filter(None, (self.default_bucket, *self.more_buckets)):
+            if bucket not in self._storage.buckets:
+                create_bucket(bucket, self._storage)
         return HTTPServer(address, functools.partial(RequestHandler, self._storage))
 
     def _after_stop(self) -> None:
         self._storage = None
 
     def create_bucket(self, name: str) -> None:
+        """Create the bucket, unless it is there already (a folder-backed emulator keeps its buckets)."""
         if self._storage is None:
             raise RuntimeError("the emulator is not running")
-        create_bucket(name, self._storage)
+        if name not in self._storage.buckets:
+            create_bucket(name, self._storage)
 
     def wipe(self, keep_buckets: bool = True) -> None:
         """Delete every object (and, unless ``keep_buckets``, every bucket)."""
@@ -88,14 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="In-memory GCS emulator on a loopback port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--bucket", help="create this bucket at start")
+    parser.add_argument("--bucket", action="append", default=[],
+                        help="create this bucket at start (repeat for more; the first is the default)")
     parser.add_argument("--ready-file", help="write the base URL here once listening")
     parser.add_argument("--data-dir", help="keep buckets and objects in this folder (default: in memory)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    return serve_until_signalled(GCSEmulator(default_bucket=args.bucket, host=args.host, port=args.port,
-                                             data_dir=args.data_dir), args.ready_file)
+    first, *more = args.bucket or [None]
+    return serve_until_signalled(GCSEmulator(default_bucket=first, host=args.host, port=args.port,
+                                             data_dir=args.data_dir, more_buckets=tuple(more)), args.ready_file)
 
 if __name__ == "__main__":
     sys.exit(main())

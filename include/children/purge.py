@@ -32,6 +32,7 @@ from include.erasure import run as erasure_run
 # The guards' errors and the reviewer's answer are the erasure's, shared with the fulfilment.
 from include.erasure.guard import ForgottenTable, NotApproved, PlanChanged, reviewer  # noqa: F401
 from include.erasure.guard import short as _short
+from include.erasure.stores import access_of
 from include.errors import Transient
 from include.delivery.engine import deliver
 from include.step import Step
@@ -307,7 +308,7 @@ def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: 
         return "in_flight"
     try:
         result = erasure.erase_subject(ops, dm, row.user_id, step.key, at=now, options=erasure.EraseOptions(
-            unmapped=unmapped, wait=wait,
+            unmapped=unmapped, wait=wait, stores=access_of(step),
             recheck=lambda conn: detection.still_a_child(conn, dm, row.user_id, as_of=params.as_of,
                                                          tz=settings.timezone, confirmed=params.confirm_user_ids),
             in_transaction=lambda conn: reports.resolve_for_subject(conn, dm, row.user_id, row.report_ids, now,
@@ -321,9 +322,17 @@ def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: 
         return result.outcome
     reason = {erasure.HELD: f"active legal hold(s) {', '.join(map(str, result.holds))} (found under its claim)",
               erasure.NOT_ELIGIBLE: "no rule catches the account any more (re-checked under its claim)",
-              erasure.ALREADY_ERASED: "the account and its rows were already gone"}.get(result.outcome)
+              erasure.ALREADY_ERASED: "the account and its rows were already gone",
+              erasure.INCOMPLETE: incomplete_reason(result.not_allowed)}.get(result.outcome)
     ledger.finish_subject(store, ctx, ctx.run_id, result, reason=reason)
     return result.outcome
+
+
+def incomplete_reason(locations) -> str:
+    """For a person: the files an erasure may not touch (their locations, kept in the store, never logged)."""
+    return (f"{len(locations)} file(s) of the subject are in buckets the settings do not allow the erasure to touch "
+            f"({', '.join(locations)}): delete them by hand or allow their bucket (setting file_buckets); its other "
+            "stores and allowed files were erased, its account and operational rows stay until a later run finishes")
 
 
 def settle(step: Step, unmapped=None) -> int:

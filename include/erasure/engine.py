@@ -3,9 +3,11 @@ table, deletes the account row last and counts what is left before it commits.
 
 The guarantees (docs/rules.md, "Erasure"; GDPR Art. 17; the COPPA Rule, 16 CFR §312.10, for children):
 
-- **All or nothing per subject.** Everything happens in one transaction of the operational database. A
-  worker killed half-way (SIGKILL, lost node) leaves the subject exactly as it was: PostgreSQL rolls the
-  transaction back when the connection dies.
+- **All or nothing per subject and store.** The operational rows and the account go in one transaction of the
+  operational database. A worker killed half-way (SIGKILL, lost node) leaves them exactly as they were:
+  PostgreSQL rolls the transaction back when the connection dies. The other stores the data map names and the
+  files the rows name are erased before, under the same claim, one transaction per store, with each subject's
+  progress recorded (:mod:`include.erasure.stores`): the retry finds the account and resumes there.
 - **Verified before commit.** After the account row is deleted, one statement counts the subject's rows
   left in every mapped table and in every table the data map forgot (see :mod:`include.erasure.scope`);
   anything but zero raises :class:`ResidualDataError` naming the table, and the subject is rolled back.
@@ -38,6 +40,7 @@ import psycopg
 from psycopg import sql
 
 from include.datamap import DataMap
+from include.erasure import stores as elsewhere
 from include.erasure.facts import VendorShare, active_holds, vendor_shares
 from include.erasure.scope import (REDACT, Target, Unmapped, address_key, discover_unmapped, residual_by_keys_query,
                                    residual_query, targets)
@@ -49,6 +52,7 @@ HELD = "held"
 ALREADY_ERASED = "already_erased"
 CLAIMED_ELSEWHERE = "claimed_elsewhere"
 NOT_ELIGIBLE = "not_eligible"
+INCOMPLETE = "incomplete"   # a file the settings do not allow the erasure to touch: a person must act
 
 # pg_advisory_xact_lock(class, key): serialises erasers of one subject whose account row is already gone.
 _ORPHAN_LOCK_CLASS = 0x65726173  # 'eras'
@@ -100,6 +104,16 @@ class ErasureResult:
     address_hash: str | None = None           # keyed hash of the erased account's address (None: it had none)
     extra: Mapping = field(default_factory=dict)
     at: datetime | None = None
+    files: tuple = ()                         # include.erasure.stores.FileOutcome of every file of the subject
+
+    @property
+    def not_allowed(self) -> tuple[str, ...]:
+        """Locations of the subject's files in buckets the settings do not allow (outcome ``incomplete``)."""
+        return tuple(f.uri for f in self.files if f.state == elsewhere.NOT_ALLOWED)
+
+    def files_evidence(self) -> dict:
+        """Per state (deleted, already_gone, not_allowed), how many of the subject's files."""
+        return elsewhere.Elsewhere(files=self.files).files_evidence()
 
     @property
     def rows_erased(self) -> int:
@@ -125,6 +139,8 @@ class EraseOptions:
     in_transaction: "Callable[[psycopg.Connection], Mapping] | None" = None
     before_commit: "Callable[[ErasureResult], None] | None" = None
     lock_timeout_ms: int = 10_000
+    # The other stores and the files (include.erasure.stores.StoreAccess); needed when the data map names any.
+    stores: "elsewhere.StoreAccess | None" = None
 
 
 def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
@@ -156,13 +172,16 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
             email = claimed[0]
             shared = email is not None and _address_shared(ops, dm, email, user_id)
             params = {"user_id": user_id, "email": None if shared else email}
+            away = elsewhere.erase_elsewhere(ops, dm, options.stores, {"subject_hash": subject_hash, **params}, at)
+            if away.not_allowed:
+                return ErasureResult(outcome=INCOMPLETE, tables=_counts(away), files=away.files, **base)
             kept = _kept_rows(ops, scope, user_id, email) if shared else ()
             extra = dict(in_transaction(ops) or {}) if in_transaction is not None else {}
             vendors = vendor_shares(ops, dm, [user_id]).get(user_id, ())
-            tables = tuple(_erase_table(ops, target, params, key) for target in scope)
+            tables = _counts(away) + tuple(_erase_table(ops, target, params, key) for target in scope)
             _check_residual(ops, scope, unmapped, params)
             result = ErasureResult(outcome=PURGED, tables=tables, vendors=vendors, shared_address=shared, kept=kept,
-                                   extra=extra, address_hash=_keyed(key, email), **base)
+                                   extra=extra, address_hash=_keyed(key, email), files=away.files, **base)
             if before_commit is not None:
                 before_commit(result)
         return result
@@ -183,19 +202,30 @@ def _without_account(ops, dm: DataMap, scope, base: dict, key: bytes, options: E
         return ErasureResult(outcome=CLAIMED_ELSEWHERE, **base)
     ops.execute("select pg_advisory_xact_lock(%s, hashint8(%s))", (_ORPHAN_LOCK_CLASS, user_id))
     params = {"user_id": user_id, "email": None}  # the address went with the account
-    if not _residual(ops, scope, unmapped, params):
+    residual = _residual(ops, scope, unmapped, params)
+    if not residual and not elsewhere.needs_access(dm):
         return ErasureResult(outcome=ALREADY_ERASED, **base)
     holds = active_holds(ops, dm, [user_id], at).get(user_id, ())
     if holds:
-        return ErasureResult(outcome=HELD, holds=holds, **base)
+        return ErasureResult(outcome=HELD, holds=holds, **base) if residual else ErasureResult(
+            outcome=ALREADY_ERASED, **base)
+    away = elsewhere.erase_elsewhere(ops, dm, options.stores, {"subject_hash": base["subject_hash"], **params}, at)
+    if away.not_allowed:
+        return ErasureResult(outcome=INCOMPLETE, tables=_counts(away), files=away.files, **base)
+    if not residual and not away.touched:
+        return ErasureResult(outcome=ALREADY_ERASED, files=away.files, **base)
     extra = dict(in_transaction(ops) or {}) if in_transaction is not None else {}
     vendors = vendor_shares(ops, dm, [user_id]).get(user_id, ())
-    tables = tuple(_erase_table(ops, target, params, key) for target in scope)
+    tables = _counts(away) + tuple(_erase_table(ops, target, params, key) for target in scope)
     _check_residual(ops, scope, unmapped, params)
-    result = ErasureResult(outcome=PURGED, tables=tables, vendors=vendors, extra=extra, **base)
+    result = ErasureResult(outcome=PURGED, tables=tables, vendors=vendors, extra=extra, files=away.files, **base)
     if before_commit is not None:
         before_commit(result)
     return result
+
+
+def _counts(away: "elsewhere.Elsewhere") -> tuple[TableCount, ...]:
+    return tuple(TableCount(label, action, rows) for label, action, rows in away.tables)
 
 
 def _address_shared(ops, dm: DataMap, email: str, user_id: int) -> bool:

@@ -24,7 +24,7 @@ from psycopg import sql
 from include.datamap import DataMap
 from include.erasure.engine import TableCount
 from include.erasure.facts import VendorShare, active_holds, vendor_shares
-from include.erasure.scope import Unmapped, address_key, discover_unmapped, targets
+from include.erasure.scope import Unmapped, address_key, discover_unmapped, store_targets, targets
 from include.subjects import user_hash
 
 PLAN_VERSION = 1
@@ -127,7 +127,8 @@ def plan(ops, dm: DataMap, user_ids: Iterable[int], key: bytes, *, at: datetime,
     scope = targets(dm)
     unmapped = discover_unmapped(ops, dm) if unmapped is None else unmapped
     ids = sorted({int(i) for i in user_ids})
-    rules = tuple(t.rule() for t in scope)
+    # Every store's erase rules (the operational database's first): approving a plan approves all of them.
+    rules = tuple(t.rule() for store in store_targets(dm).values() for t in store)
     if not ids:
         return Plan((), rules, tuple(u.label for u in unmapped))
     emails = _addresses(ops, dm, ids)

@@ -254,9 +254,13 @@ def verify(step, wf: Workflow) -> dict:
     rows = wf.subjects.unverified(store, ctx.run_id)
     unmapped = erasure.discover_unmapped(ops, dm)
     left: dict[str, int] = {}
+    stores = getattr(step, "stores", None)
     for start in range(0, len(rows), VERIFY_CHUNK):
         chunk = rows[start:start + VERIFY_CHUNK]
-        for table, n in erasure.residual_by_keys(ops, dm, [uid for _, uid in chunk], unmapped).items():
+        found = dict(erasure.residual_by_keys(ops, dm, [uid for _, uid in chunk], unmapped))
+        if stores is not None:  # the other stores' rows tied by key (SPEC §3.1)
+            found.update(erasure.residual_by_keys_elsewhere(dm, stores, [uid for _, uid in chunk]))
+        for table, n in found.items():
             left[table] = left.get(table, 0) + n
     if left:
         where = ", ".join(f"{n} row(s) in {t}" for t, n in sorted(left.items()))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from include.addresses import comparable_sql
-from include.datamap import DataMap, DataMapError, PersonalDataEntry, SubjectLink
+from include.datamap import OPS_CONNECTION, DataMap, DataMapError, PersonalDataEntry, SubjectLink
 
 DELETE = "delete"
 REDACT = "redact"
@@ -40,10 +40,15 @@ class Target:
 
     entry: PersonalDataEntry
     is_account: bool = False
+    # The entry a join path (``subject: {column, through, references}``) goes through: a row is the subject's
+    # when its column equals ``references`` of a row of ``parent`` that is the subject's.
+    parent: PersonalDataEntry | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.entry.schema}.{self.entry.table}"
+        """``schema.table`` on the operational database; ``connection:schema.table`` on another store."""
+        name = f"{self.entry.schema}.{self.entry.table}"
+        return name if self.entry.connection == OPS_CONNECTION else f"{self.entry.connection}:{name}"
 
     @property
     def action(self) -> str:
@@ -60,6 +65,13 @@ class Target:
             return sql.Identifier(alias, name) if alias else sql.Identifier(name)
 
         column = ident(link.column)
+        if link.match == "through":
+            if self.parent is None:
+                raise DataMapError(f"data map entry {self.entry.label}: subject.through names no entry of its store")
+            parent_alias = f"{alias or 'x'}_through"
+            return sql.SQL("{col} in (select {p}.{ref} from {t} {p} where {w})").format(
+                col=column, p=sql.Identifier(parent_alias), ref=sql.Identifier(link.references),
+                t=self.parent.ident, w=Target(self.parent).where(parent_alias, user_id=user_id, email=email))
         if link.match == "email":
             match = sql.SQL("{} = {}").format(address_key(column), email)
             if link.only_without_key:
@@ -155,29 +167,37 @@ class Unmapped:
             t=sql.Identifier(self.schema, self.table), c=sql.Identifier(self.column))
 
 
-def only_one_store(dm: DataMap, what: str) -> None:
-    """Refuse a map that places personal data on other connections than the operational database: ``what`` (the
-    erasure, the export) reaches that one only so far, and would leave those rows behind while calling the subject
-    done (SPEC §3.1: erased only when every store is verified)."""
-    if dm.other_stores:
-        entry = dm.other_stores[0]
-        raise DataMapError(f"data map entry {entry.label}: {what} reaches only the operational database "
-                           f"(connection 'ops_db') so far and would leave this store's rows behind; map other stores "
-                           "once it reaches them")
-    for entry in dm.personal_data:
-        if entry.subject.match == "through":
-            raise DataMapError(f"data map entry {entry.label}: {what} does not follow join paths (subject.through) "
-                               "yet and would leave these rows behind")
+def _ordered(entries, store: tuple[PersonalDataEntry, ...]) -> tuple[Target, ...]:
+    """Targets of one store's entries in erasure order: rows tied through another table first (while the rows
+    they hang from still tie them to the subject), then the rest in the data map's order."""
+    def parent(entry: PersonalDataEntry) -> PersonalDataEntry | None:
+        if entry.subject.match != "through":
+            return None
+        return next((e for e in store if e.table == entry.subject.through and e.subject.match != "through"), None)
+
+    through = [Target(e, parent=parent(e)) for e in entries if e.subject.match == "through"]
+    return (*through, *(Target(e) for e in entries if e.subject.match != "through"))
 
 
 def targets(dm: DataMap) -> tuple[Target, ...]:
-    """Every mapped table in erasure order: the data map's order, the account table last."""
-    only_one_store(dm, "the erasure")
+    """Every mapped table of the operational database in erasure order: the data map's order (rows tied through
+    another table first), the account table last. The other stores' tables: :func:`store_targets`."""
     account = dm.account_entry
     if account.erase.action != DELETE:
         raise DataMapError(f"data map entry {account.label}: the accounts table must be erased by 'delete'")
-    others = tuple(Target(e) for e in dm.personal_data if e is not account)
+    others = _ordered([e for e in dm.personal_data if e is not account], dm.personal_data)
     return (*others, Target(account, is_account=True))
+
+
+def store_targets(dm: DataMap) -> dict[str, tuple[Target, ...]]:
+    """Every store's targets in erasure order, by connection: the operational database first (as
+    :func:`targets`), then the other stores in the data map's order."""
+    found = {OPS_CONNECTION: targets(dm)}
+    for connection in dm.connections:
+        if connection != OPS_CONNECTION:
+            entries = dm.entries_on(connection)
+            found[connection] = _ordered(entries, entries)
+    return found
 
 
 _KEY_LINK_COLUMNS = """
@@ -201,7 +221,9 @@ def discover_unmapped(ops, dm: DataMap) -> tuple[Unmapped, ...]:
     """Tables the data map forgot: a column named like a mapped key link (e.g. ``user_id``) in a schema the
     map uses, or a single-column foreign key to the account table, in a table with no personal_data entry."""
     accounts = dm.record("accounts")
-    mapped = {(e.schema, e.table) for e in dm.personal_data}
+    # A table mapped on any connection is not forgotten (a test or a small deployment may keep two stores in one
+    # database).
+    mapped = {(e.schema, e.table) for e in dm.all_entries}
     schemas = sorted({e.schema for e in dm.personal_data} | {accounts.schema})
     columns = sorted({link.column for e in dm.personal_data if e is not dm.account_entry
                       for link in e.links if link.match == "key"})

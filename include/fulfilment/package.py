@@ -10,6 +10,14 @@ Layout (fixed entry order; ``<table>`` is the table's name, ``<schema>.<table>``
     <category>/<table>.csv     the same rows as CSV with a header (machine-readable, for portability)
     shared_with.json           categories and vendors the data was shared with in the 12 months (CCPA "know")
     shared_with.csv
+    files/<n>-<name>           each file the subject's rows name (uploads, ticket attachments), as stored
+
+Every store: the data map's entries on other connections (the support desk, analytics; SPEC §3.1) are read from
+their own databases (one transaction per store: no snapshot spans stores), a join path's rows (a ticket's
+events) through the rows they hang from. ``package.json`` lists every file a row names under ``stored_files``:
+its location, the table naming it, its entry in the package, its size and SHA-256 — or ``missing`` (the object
+is gone; not a failure) or ``not_allowed`` (a bucket the settings do not allow). Files are downloaded to disk
+beside the package a block at a time (hashed on the way) and then streamed into the zip: never whole in memory.
 
 Whose rows: a table's rows are the subject's when one of its data-map links matches: the account key, or
 the account's address compared trimmed and lower-cased (``subject.also``, ``match: email``) — the same
@@ -32,20 +40,24 @@ Nothing here logs: a package's content is a subject's personal data.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import json
+import os
+import re
 import textwrap
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from psycopg import sql
 
-from include.datamap import DataMap, PersonalDataEntry
-from include.erasure.scope import Target, address_key, only_one_store
-from include.objectstore import file_sha256
+from include.datamap import OPS_CONNECTION, DataMap, PersonalDataEntry
+from include.erasure.scope import Target, address_key, store_targets
+from include.objectstore import Buckets, FileRef, ObjectNotFound, file_sha256
 from include.fulfilment.right_to_know import SharedWith
 
 FORMAT = "privacy-ops export package v1"
@@ -102,26 +114,68 @@ class Part:
     category: str
     entry: PersonalDataEntry
     columns: tuple[str, ...]
+    parent: PersonalDataEntry | None = None   # the entry a join path goes through
 
     @property
     def label(self) -> str:
-        return f"{self.entry.schema}.{self.entry.table}"
+        name = f"{self.entry.schema}.{self.entry.table}"
+        return name if self.entry.connection == OPS_CONNECTION else f"{self.entry.connection}:{name}"
 
     @property
     def csv_name(self) -> str:
-        table = self.entry.table if self.entry.schema == "public" else self.label
-        return f"{self.category}/{table}.csv"
+        table = self.entry.table if self.entry.schema == "public" else f"{self.entry.schema}.{self.entry.table}"
+        store = "" if self.entry.connection == OPS_CONNECTION else f"{self.entry.connection}."
+        return f"{self.category}/{store}{table}.csv"
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where a package's rows and files are read: the operational database, ``connect(conn_id)`` for the other
+    stores the data map names, and the files' buckets (with the ones that may be read)."""
+
+    ops: Any
+    connect: Callable[[str], Any] | None = None
+    buckets: Buckets | None = None
+    allowed: frozenset[str] | None = None   # None: every bucket the data map lists
+
+    def conn(self, entry: PersonalDataEntry):
+        if entry.connection == OPS_CONNECTION:
+            return self.ops
+        if self.connect is None:
+            from include.erasure.stores import StoresNotReachable
+
+            raise StoresNotReachable(f"the data map places personal data on connection '{entry.connection}' but this "
+                                     "export was given no access to it: no package was written")
+        return self.connect(entry.connection)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file a row of the subject names, as the package holds it."""
+
+    location: str
+    table: str
+    entry: str | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+    status: str = "included"     # included, missing, not_allowed
+    local: str | None = field(default=None, compare=False)
+
+    def as_dict(self) -> dict:
+        return {"location": self.location, "table": self.table, "entry": self.entry, "bytes": self.bytes,
+                "sha256": self.sha256, "status": self.status}
 
 
 def parts(dm: DataMap) -> list[Part]:
-    """Every (category, table) the data map names, in the package's order: policy's categories, then the map's."""
-    only_one_store(dm, "the export")
-    found = [Part(c, e, tuple(e.categories[c])) for c in _categories(dm) for e in dm.personal_data if c in e.categories]
-    return found
+    """Every (category, table) the data map names, in every store, in the package's order: the policy's
+    categories, then the map's; within one, the map's order."""
+    parents = {id(t.entry): t.parent for targets in store_targets(dm).values() for t in targets}
+    return [Part(c, e, tuple(e.categories[c]), parents.get(id(e))) for c in _categories(dm) for e in dm.all_entries
+            if c in e.categories]
 
 
 def _categories(dm: DataMap) -> list[str]:
-    present = {c for e in dm.personal_data for c in e.categories}
+    present = {c for e in dm.all_entries for c in e.categories}
     return [c for c in CATEGORY_ORDER if c in present] + sorted(present - set(CATEGORY_ORDER))
 
 
@@ -136,6 +190,7 @@ class Package:
     files: tuple[str, ...]
     vendors: int
     shared_categories: tuple[str, ...]
+    stored_files: tuple[StoredFile, ...] = ()
 
     @property
     def total_rows(self) -> int:
@@ -152,44 +207,138 @@ class About:
     as_of: date
 
 
-def build(ops, dm: DataMap, about: About, who: Subject, shared: SharedWith, path: str) -> Package:
-    """Write the package of ``who`` to ``path`` (see the module doc). ``ops`` should be inside the caller's
-    transaction (one snapshot for counts and rows: repeatable read); the settings made here end with it."""
-    with ops.transaction():
-        ops.execute("set local timezone = 'UTC'")
-        ops.execute("set local datestyle = 'ISO, YMD'")
-        ops.execute("set local intervalstyle = 'iso_8601'")
-        ops.execute("set local extra_float_digits = 1")
-        params = {"user_id": who.user_id, "email": who.address}
-        all_parts = parts(dm)
-        counts = _counts(ops, all_parts, params)
+def build(src, dm: DataMap, about: About, who: Subject, shared: SharedWith, path: str) -> Package:
+    """Write the package of ``who`` to ``path`` (see the module doc). ``src``: :class:`Sources` (or the operational
+    database alone, for a data map naming nothing else); each store is read in one transaction of its own (one
+    snapshot for its counts and rows; the settings made here end with it)."""
+    src = src if isinstance(src, Sources) else Sources(src)
+    params = {"user_id": who.user_id, "email": who.address}
+    all_parts = parts(dm)
+    conns = {p.entry.connection: src.conn(p.entry) for p in all_parts}
+    with contextlib.ExitStack() as stack:
+        for conn in {id(c): c for c in conns.values()}.values():
+            stack.enter_context(conn.transaction())
+            conn.execute("set local timezone = 'UTC'")
+            conn.execute("set local datestyle = 'ISO, YMD'")
+            conn.execute("set local intervalstyle = 'iso_8601'")
+            conn.execute("set local extra_float_digits = 1")
+        counts = _counts(src, all_parts, params)
         rows: dict[str, dict[str, int]] = {}
         for part in all_parts:
             rows.setdefault(part.category, {})[part.label] = counts[part.label]
+        folder = os.path.join(os.path.dirname(os.path.abspath(path)), "files")
+        stored = _fetch_files(src, dm, params, folder)
         files = ["README.txt", "package.json"]
         for category in rows:
             files.append(f"{category}.json")
             files += [p.csv_name for p in all_parts if p.category == category]
         files += ["shared_with.json", "shared_with.csv"]
+        files += [f.entry for f in stored if f.entry]
         with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
-            _write(zf, "README.txt", [readme(about, who, rows, shared).encode()])
-            _write(zf, "package.json", [_json(manifest(about, who, rows, shared, files))])
+            _write(zf, "README.txt", [readme(about, who, rows, shared, stored).encode()])
+            _write(zf, "package.json", [_json(manifest(about, who, rows, shared, files, stored))])
             for category in rows:
                 mine = [p for p in all_parts if p.category == category]
-                _write(zf, f"{category}.json", _category_json(ops, category, mine, params))
+                _write(zf, f"{category}.json", _category_json(src, category, mine, params))
                 for part in mine:
-                    _write(zf, part.csv_name, _copy(ops, _csv_statement(part), params))
+                    _write(zf, part.csv_name, _copy(src.conn(part.entry), _csv_statement(part), params))
             _write(zf, "shared_with.json", [_json(shared_document(shared))])
             _write(zf, "shared_with.csv", [shared_csv(shared)])
+            for f in stored:
+                if f.entry:
+                    _write(zf, f.entry, _read_blocks(f.local), stored=True)
+                    os.unlink(f.local)
     digest, size = file_sha256(path)
-    return Package(path, digest, size, rows, tuple(files), len(shared.vendors), shared.categories)
+    return Package(path, digest, size, rows, tuple(files), len(shared.vendors), shared.categories, tuple(stored))
+
+
+# -- the files ----------------------------------------------------------------------------------------------
+
+def _fetch_files(src: Sources, dm: DataMap, params: dict, folder: str) -> list[StoredFile]:
+    """Every file the subject's rows name, downloaded into ``folder`` (a block at a time, hashed on the way); a
+    missing object is listed ``missing``, one in a bucket not allowed ``not_allowed`` (not read)."""
+    found: list[tuple[str, str]] = []
+    for entry, column in dm.file_columns:
+        target = _target(dm, entry)
+        query = sql.SQL("select distinct x.{c} from {t} x where {w} and x.{c} is not null order by 1").format(
+            c=sql.Identifier(column), t=entry.ident, w=target.where("x"))
+        found += [(uri, target.label) for (uri,) in src.conn(entry).execute(query, params)]
+    allowed = src.allowed if src.allowed is not None else frozenset(dm.buckets)
+    stored = []
+    for n, (uri, table) in enumerate(found, 1):
+        ref = FileRef.parse(uri)
+        if ref is None or ref.bucket not in allowed:
+            stored.append(StoredFile(uri, table, status="not_allowed"))
+            continue
+        if src.buckets is None:
+            from include.erasure.stores import StoresNotReachable
+
+            raise StoresNotReachable("the subject's rows name files in object storage but this export was given no "
+                                     "object storage: no package was written")
+        os.makedirs(folder, exist_ok=True)
+        local = os.path.join(folder, f"{n:05d}")
+        hashing = _Hashing(local)
+        try:
+            with hashing:
+                src.buckets.bucket(ref.bucket).download_to(ref.key, hashing)
+        except ObjectNotFound:
+            os.unlink(local)
+            stored.append(StoredFile(uri, table, status="missing"))
+            continue
+        stored.append(StoredFile(uri, table, entry=f"files/{n:05d}-{_entry_name(ref.key)}", bytes=hashing.size,
+                                 sha256=hashing.digest.hexdigest(), local=local))
+    return stored
+
+
+def _target(dm: DataMap, entry: PersonalDataEntry) -> Target:
+    for targets in store_targets(dm).values():
+        for t in targets:
+            if t.entry is entry:
+                return t
+    return Target(entry)
+
+
+class _Hashing:
+    """A local file being written, with the SHA-256 and size of what was written."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self._fh = None
+
+    def __enter__(self):
+        self._fh = open(self.path, "wb")
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+
+    def write(self, data) -> int:
+        self._fh.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def _entry_name(key: str) -> str:
+    base = key.rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._")[:100] or "file"
+
+
+def _read_blocks(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        while block := fh.read(WRITE_BLOCK):
+            yield block
 
 
 # -- the zip ------------------------------------------------------------------------------------------------
 
-def _entry(name: str) -> zipfile.ZipInfo:
+def _entry(name: str, stored: bool = False) -> zipfile.ZipInfo:
+    """A zip entry: deflated, or ``stored`` as is (a subject's files: mostly compressed already, and deflating
+    gigabytes would make the export as slow as the compressor)."""
     info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-    info.compress_type = zipfile.ZIP_DEFLATED
+    info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
     info._compresslevel = DEFLATE_LEVEL  # noqa: SLF001 - how ZipFile.open(info, "w") takes a level (3.7+)
     info.create_system = 3  # Unix, whatever the platform that writes it
     info.external_attr = 0o644 << 16
@@ -199,10 +348,10 @@ def _entry(name: str) -> zipfile.ZipInfo:
 WRITE_BLOCK = 256 * 1024
 
 
-def _write(zf: zipfile.ZipFile, name: str, chunks: Iterable[bytes]) -> None:
+def _write(zf: zipfile.ZipFile, name: str, chunks: Iterable[bytes], stored: bool = False) -> None:
     """One entry, streamed in blocks of at most about :data:`WRITE_BLOCK` bytes (``force_zip64``: its size is
     not known before it is written)."""
-    with zf.open(_entry(name), "w", force_zip64=True) as out:
+    with zf.open(_entry(name, stored), "w", force_zip64=True) as out:
         block = bytearray()
         for chunk in chunks:
             block += chunk
@@ -219,24 +368,31 @@ def _json(document) -> bytes:
 
 # -- the rows -----------------------------------------------------------------------------------------------
 
-def _where(entry: PersonalDataEntry, alias: str = "x") -> sql.Composable:
-    return Target(entry).where(alias)
+def _where(part: "Part", alias: str = "x") -> sql.Composable:
+    """The subject's rows of the part's table: the erasure's predicate (a join path through its parent's rows)."""
+    return Target(part.entry, parent=part.parent).where(alias)
 
 
-def _counts(ops, all_parts: Sequence[Part], params: dict) -> dict[str, int]:
-    """Rows of the subject per table, in one statement (the same predicate the rows are read with)."""
-    entries = list({p.label: p.entry for p in all_parts}.items())
-    query = sql.SQL("select {}").format(sql.SQL(", ").join(
-        sql.SQL("(select count(*) from {t} x where {w})").format(t=e.ident, w=_where(e)) for _, e in entries))
-    found = ops.execute(query, params).fetchone()
-    return {label: n for (label, _), n in zip(entries, found)}
+def _counts(src: Sources, all_parts: Sequence[Part], params: dict) -> dict[str, int]:
+    """Rows of the subject per table, one statement per store (the same predicate the rows are read with)."""
+    by_store: dict[str, dict] = {}
+    for p in all_parts:
+        by_store.setdefault(p.entry.connection, {})[p.label] = p
+    found = {}
+    for store, entries in by_store.items():
+        items = list(entries.items())
+        query = sql.SQL("select {}").format(sql.SQL(", ").join(
+            sql.SQL("(select count(*) from {t} x where {w})").format(t=p.entry.ident, w=_where(p)) for _, p in items))
+        row = src.conn(items[0][1].entry).execute(query, params).fetchone()
+        found.update({label: n for (label, _), n in zip(items, row)})
+    return found
 
 
 def _rows(part: Part) -> sql.Composable:
     """The part's columns of the subject's rows, in a fixed order (by their text, byte-wise)."""
     cols = sql.SQL(", ").join(sql.Identifier("x", c) for c in part.columns)
     return sql.SQL("select {cols} from {t} x where {w} order by (row({cols})::text) collate \"C\"").format(
-        cols=cols, t=part.entry.ident, w=_where(part.entry))
+        cols=cols, t=part.entry.ident, w=_where(part))
 
 
 def _csv_statement(part: Part) -> sql.Composable:
@@ -256,7 +412,7 @@ def _json_batches(part: Part) -> sql.Composable:
                                  row_number() over (order by (row({rcols})::text) collate "C") - 1 as n
                           from (select {cols} from {t} x where {w}) r) s
                       group by n / {batch} order by n / {batch}""").format(
-        sep=sql.Literal(",\n        "), rcols=rcols, cols=cols, t=part.entry.ident, w=_where(part.entry),
+        sep=sql.Literal(",\n        "), rcols=rcols, cols=cols, t=part.entry.ident, w=_where(part),
         batch=sql.Literal(JSON_BATCH_ROWS))
 
 
@@ -266,7 +422,7 @@ def _copy(ops, statement: sql.Composable, params: dict) -> Iterator[bytes]:
             yield bytes(chunk)
 
 
-def _category_json(ops, category: str, mine: Sequence[Part], params: dict) -> Iterator[bytes]:
+def _category_json(src: Sources, category: str, mine: Sequence[Part], params: dict) -> Iterator[bytes]:
     """``<category>.json``, streamed a batch of rows at a time through a server-side cursor (a few batches in
     memory at once, whatever the subject's size); ``to_json`` escapes every control character itself."""
     yield (b'{\n  "category": ' + json.dumps(category).encode() + b',\n  "description": '
@@ -275,7 +431,7 @@ def _category_json(ops, category: str, mine: Sequence[Part], params: dict) -> It
         yield ((b"," if i else b"") + b'\n    {\n      "table": ' + json.dumps(part.label).encode()
                + b',\n      "columns": ' + json.dumps(list(part.columns)).encode() + b',\n      "rows": [')
         first = True
-        with ops.cursor(name=f"export_{category}_{i}") as cur:
+        with src.conn(part.entry).cursor(name=f"export_{category}_{i}") as cur:
             cur.itersize = 4
             cur.execute(_json_batches(part), params)
             for (batch,) in cur:
@@ -288,7 +444,7 @@ def _category_json(ops, category: str, mine: Sequence[Part], params: dict) -> It
 # -- the documents ------------------------------------------------------------------------------------------
 
 def manifest(about: About, who: Subject, rows: dict[str, dict[str, int]], shared: SharedWith,
-             files: Sequence[str]) -> dict:
+             files: Sequence[str], stored: Sequence[StoredFile] = ()) -> dict:
     """``package.json``: what the package holds (no personal data beyond the request's own ids)."""
     return {
         "format": FORMAT,
@@ -301,6 +457,7 @@ def manifest(about: About, who: Subject, rows: dict[str, dict[str, int]], shared
                         "categories": list(shared.categories), "vendors": len(shared.vendors),
                         "undated_vendors": len(shared.undated)},
         "files": list(files),
+        "stored_files": [f.as_dict() for f in stored],
     }
 
 
@@ -339,7 +496,8 @@ _KIND_WORDS = {"service_provider": "service provider", "channel_partner": "chann
                "law_enforcement": "law enforcement", "acquirer": "acquirer (merger or sale)"}
 
 
-def readme(about: About, who: Subject, rows: dict[str, dict[str, int]], shared: SharedWith) -> str:
+def readme(about: About, who: Subject, rows: dict[str, dict[str, int]], shared: SharedWith,
+           stored: Sequence[StoredFile] = ()) -> str:
     """The README, in plain words (paragraphs wrapped at 100 characters)."""
     kind = {"access": "a copy of your personal data (GDPR Art. 15)",
             "portability": "your personal data in a machine-readable form you can take elsewhere (GDPR Art. 20)",
@@ -357,7 +515,17 @@ def readme(about: About, who: Subject, rows: dict[str, dict[str, int]], shared: 
     out += [_item(f"shared_with.json and shared_with.csv - who received your data from {start} up to (not "
                   f"including) {end}: " + (f"{len(shared.vendors)} company(ies); categories "
                                            f"{', '.join(shared.categories)}." if shared.vendors else "nobody.")),
-            _item("package.json - the list of files and how many records each of our tables gave."), ""]
+            _item("package.json - the list of files and how many records each of our tables gave.")]
+    included = [f for f in stored if f.entry]
+    if stored:
+        out.append(_item(f"files/ - the files you uploaded or sent us ({len(included)} of {len(stored)}); "
+                         "package.json lists each with its size and SHA-256 checksum under stored_files."))
+    out.append("")
+    gone = [f for f in stored if not f.entry]
+    if gone:
+        out += [_para(f"{len(gone)} file(s) our records name could not be included: {sum(f.status == 'missing' for f in gone)} "
+                      "no longer exist in our storage, and the others are kept where this export may not read them "
+                      "(stored_files in package.json says which). Contact us if you need them."), ""]
     if shared.vendors:
         out += ["Shared with", "-----------", ""]
         for v in shared.vendors:

@@ -50,7 +50,8 @@ APPROVAL_REQUIRED = "approval_required"
 SKIPPED = "skipped"
 INVALID = "invalid"
 NO_ACCOUNT = "no_account"
-OUTCOMES = (*FULFILLED, HELD, APPROVAL_REQUIRED, MANUAL, SKIPPED, INVALID, NO_ACCOUNT)
+INCOMPLETE = "incomplete"  # erased everywhere but a file in a bucket the settings do not allow: a person must act
+OUTCOMES = (*FULFILLED, HELD, APPROVAL_REQUIRED, MANUAL, SKIPPED, INVALID, NO_ACCOUNT, INCOMPLETE)
 
 OPEN_STATUSES = ("in_progress", "verifying")  # what a run picks up (verifying: to say it is skipped)
 

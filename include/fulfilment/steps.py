@@ -40,6 +40,7 @@ from include.erasure import run as erasure_run
 # The guards' errors and the reviewer's answer are the erasure's, shared with the child-data purge.
 from include.erasure.guard import ForgottenTable, NotApproved, PlanChanged, reviewer  # noqa: F401
 from include.erasure.guard import short as _short
+from include.erasure.stores import access_of
 from include.errors import NeedsOperator, Transient
 from include.fulfilment import ledger, package, rules, source
 from include.fulfilment.ledger import WORKFLOW, PlanRow, Record
@@ -82,6 +83,13 @@ def gate(plan_hash: str, erasable: int, to_erase: int, params: FulfilmentParams,
     g = guard.gate(plan_hash, erasable=erasable, to_erase=to_erase, params=params, threshold=threshold,
                    rest_of_approved=rest_of_approved)
     return replace(g, state=guard.PLANNED) if g.state == guard.NOTHING_TO_ERASE else g
+
+
+def incomplete_reason(locations: Sequence[str]) -> str:
+    """For a person: the files the erasure may not touch (their locations, kept in the store, never logged)."""
+    return (f"{len(locations)} file(s) of the subject are in buckets the settings do not allow the erasure to touch "
+            f"({', '.join(locations)}): delete them by hand or allow their bucket (setting file_buckets); its other "
+            "stores and allowed files were erased, its account and operational rows stay until a later run finishes")
 
 
 def held_reason(holds: Sequence[int]) -> str:
@@ -384,7 +392,9 @@ def _export(step: Step[FulfilmentParams], req: rules.Request, row: PlanRow, work
     about = package.About(req.request_id, req.request_type, req.regime, params.as_of)
     name = package.object_name(req.request_id)
     with tempfile.TemporaryDirectory(prefix="dsr-export-", dir=workdir) as tmp:
-        built = package.build(ops, dm, about, who, shared, os.path.join(tmp, "package.zip"))
+        sources = package.Sources(ops, step.stores, step.buckets,
+                                  erasure.allowed_buckets(dm, getattr(settings, "file_buckets", None)))
+        built = package.build(sources, dm, about, who, shared, os.path.join(tmp, "package.zip"))
         uri = objects.put_file(name, built.path, package.CONTENT_TYPE)
     reason = ("rows tied to the account by an address another account also has were left out"
               if who.shared_address else None)
@@ -449,12 +459,14 @@ def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str
             if not valid:
                 raise _Abandon(CLAIMED if len(claimed) < len(ids) else CHANGED)
             user_id = valid[0].user_id
-            result = erasure.erase_subject(ops, dm, user_id, key, at=now,
-                                           options=erasure.EraseOptions(unmapped=unmapped, wait=False))
+            result = erasure.erase_subject(ops, dm, user_id, key, at=now, options=erasure.EraseOptions(
+                unmapped=unmapped, wait=False, stores=access_of(step)))
             if result.outcome == erasure.CLAIMED_ELSEWHERE:
                 raise _Abandon(erasure.CLAIMED_ELSEWHERE)
             if result.outcome == erasure.HELD:
                 raise _Abandon(rules.HELD)
+            if result.outcome == erasure.INCOMPLETE:
+                raise _Abandon(rules.INCOMPLETE)
             if result.outcome not in (erasure.PURGED, erasure.ALREADY_ERASED):
                 raise _Abandon(CHANGED)
             records = _erased_records(result, [by_id[r.request_id] for r in valid])
@@ -469,6 +481,12 @@ def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str
             for req in valid:
                 ledger.record_decided(store, ctx, _record(by_id[req.request_id], rules.HELD, held_reason(held),
                                                           holds=held))
+        elif stop.outcome == rules.INCOMPLETE:
+            for req in valid:
+                ledger.record_decided(store, ctx, _record(by_id[req.request_id], rules.INCOMPLETE,
+                                                          incomplete_reason(result.not_allowed)))
+            log.warning("request(s) %s: %d file(s) of the subject are in buckets the settings do not allow; the "
+                        "subject is incomplete (the files are named in its record)", ids, len(result.not_allowed))
         elif stop.outcome != ALREADY:
             log.info("request(s) %s: %s; left %s", ids, stop.outcome,
                      "to the run holding it" if stop.outcome == CLAIMED else "to the next run")
@@ -510,6 +528,27 @@ def verify_erasures(step: Step) -> dict:
 
 # -- finish ------------------------------------------------------------------------------------------------
 
+def expire_packages(step: Step) -> int:
+    """Export packages are personal data: delete those older than ``export_retention_days`` (setting, default 30)
+    from the evidence store and record when (``package_deleted_at``). A dry run deletes nothing. Returns how many."""
+    store, objects, settings, ctx = step.store, step.objects, step.settings, step.ctx
+    if objects is None:
+        return 0
+    cutoff = ctx.now() - timedelta(days=settings.export_retention_days)
+    rows = store.execute("""select request_id, package_object from compliance.dsr_fulfilments
+                            where package_object is not null and package_deleted_at is null and recorded_at < %s
+                            order by request_id""", (cutoff,)).fetchall()
+    for request_id, name in rows:
+        objects.delete(name)
+        store.execute("update compliance.dsr_fulfilments set package_deleted_at = %s where request_id = %s",
+                      (ctx.now(), request_id))
+    if rows:
+        ctx.audit(store, "dsr_fulfilment.packages_expired", {"requests": [r for r, _ in rows],
+                                                             "older_than_days": settings.export_retention_days})
+        log.info("deleted %d export package(s) older than %d day(s)", len(rows), settings.export_retention_days)
+    return len(rows)
+
+
 def finish_run(step: Step) -> dict:
     """Close the run: erasures nobody approved (a rejection, a timeout, a plan that changed since its approval)
     are recorded ``approval_required``; the run's counts are recorded; plans older than the what-if retention
@@ -534,9 +573,11 @@ def finish_run(step: Step) -> dict:
         log.warning("%s: %d erasure request(s) left untouched", reason, len(pending))
     outcomes = ledger.outcome_counts(store, ctx.run_id)
     pruned = ledger.prune_plans(store, older_than=ctx.now() - timedelta(days=settings.whatif_retention_days))
+    expired = expire_packages(step)
     erasure_run.finish_run(store, run, state=state, at=ctx.now(), counts={"outcomes": outcomes})
     ctx.audit(store, "dsr_fulfilment.finished", {"state": state, "plan_hash": run.plan_hash, "outcomes": outcomes,
-                                                 "dry_run": run.dry_run, "plans_pruned": pruned})
+                                                 "dry_run": run.dry_run, "plans_pruned": pruned,
+                                                 "packages_expired": expired})
     log.info("run finished: %s; requests by the outcome recorded in this run: %s", state, _fmt(outcomes))
     if run.state == "plan_changed":
         raise PlanChanged(f"the erasure plan changed since it was approved (the plan is now {_short(run.plan_hash)}): "

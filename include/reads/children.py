@@ -10,7 +10,7 @@ TABLES = ("compliance.child_purge_runs", "compliance.child_purges", "compliance.
 DAG_ID = "child_data_purge"
 # The subjects' outcomes in a run (migration 0003), in the order the page shows them.
 OUTCOMES = ("purged", "held", "invalid", "dry_run", "deferred", "approval_required", "rejected", "already_erased",
-            "not_eligible", "planned", "erasing")
+            "not_eligible", "incomplete", "planned", "erasing")
 MODES = ("live", "dry_run")
 
 _RUN_KEYS = ("run_id", "as_of", "dry_run", "targeted", "state", "plan_hash", "plan_subjects", "approval",

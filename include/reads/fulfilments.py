@@ -10,7 +10,7 @@ TABLES = ("compliance.dsr_fulfilments", "compliance.erasure_runs")
 DAG_ID = "dsr_fulfilment"
 # The outcomes (include.fulfilment.rules.OUTCOMES; repeated so that the page needs nothing but the reads).
 OUTCOMES = ("exported", "erased", "restricted", "opted_out", "held", "approval_required", "manual", "skipped",
-            "invalid", "no_account")
+            "invalid", "no_account", "incomplete")
 
 _PAGE_KEYS = ("request_id", "request_type", "action", "outcome", "reason", "package_uri", "package_sha256",
               "rows_erased", "fulfilled_at", "run_id")

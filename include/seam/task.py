@@ -71,6 +71,7 @@ class TaskEnv(Generic[P]):
         self._mailer: "SendGridMailer | None" = None
         self._key: bytes | None = None
         self._store_checked = False
+        self._buckets = None
 
     @property
     def dry_run(self) -> bool:
@@ -131,6 +132,28 @@ class TaskEnv(Generic[P]):
         """The data map as written (its shape checked, not checked against the databases): what personal-data
         discovery compares the databases with, a mapped column that is gone being one of its findings."""
         return connections.datamap_as_written()
+
+    @property
+    def stores(self) -> Callable[[str], "psycopg.Connection"]:
+        """``stores(conn_id)``: :meth:`database` as the callable the erasure engine takes (a missing connection or a
+        database that does not answer fails in one sentence naming it)."""
+        return self.database
+
+    @property
+    def buckets(self):
+        """The buckets of the files the data map names (the Google provider's client), or None in a dry run."""
+        from include.seam.storage import GCSBuckets
+
+        if self.dry_run:
+            return None
+        if self._buckets is None:
+            if self.settings.files_location:  # a machine without GCS: each bucket a folder there
+                from include.objectstore import FolderBuckets, Location
+
+                self._buckets = FolderBuckets(Location.parse(self.settings.files_location).path)
+            else:
+                self._buckets = GCSBuckets(connections.GOOGLE_CLOUD)
+        return self._buckets
 
     @property
     def datamap(self) -> "DataMap":

@@ -1,0 +1,297 @@
+"""Erasing a subject beyond the operational database: the other stores' rows, then the files the rows name.
+
+SPEC §3.1: a subject's data is never in one database only. The data map places entries on other connections
+(the support desk's ``support_db``, analytics' ``analytics_db``) and names columns holding file locations
+(``uploads.storage_uri``, ``tickets.attachment_uri``). :func:`erase_elsewhere` is the part of
+:func:`include.erasure.engine.erase_subject` that reaches them, called while the engine holds the subject's
+account row (its claim) and before it erases the operational rows and the account, in this order:
+
+1. **The files are found first**: every file column of every store is read for the subject's rows, and each
+   location (plus the subject's earlier export packages) is recorded in ``compliance.erasure_files`` before any
+   row naming it is erased, so a retry still knows them once the rows are gone.
+2. **Each other store, one transaction each**: its rows deleted (a join path's rows before the rows they hang
+   from), its residual counted in the same transaction (anything left rolls that store back and stops the
+   subject), then recorded in ``compliance.erasure_store_progress``. No transaction spans stores: a worker
+   killed between two stores, or a store lost mid-way, leaves each store either erased or untouched, and the
+   retry (which finds the account still there: its transaction rolled back) goes over every store again —
+   an erased store erases nothing more.
+3. **The files**, one by one: a location in a bucket the settings do not allow (or not a ``gs://`` location) is
+   not touched and recorded ``not_allowed``; any other is deleted and then looked up again, and is done only
+   when it is verified gone. A file already gone (404) is fine; a missing bucket is not (an operator must look).
+
+The engine then erases the operational rows and the account in its own transaction, only if no file was
+``not_allowed``: otherwise the subject is ``incomplete`` (its account stays, so the next run finishes once a
+person has dealt with the file).
+
+Locations are recorded in the compliance store (evidence for a person), never logged: a file's name can be
+personal data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Mapping
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from include.datamap import OPS_CONNECTION, DataMap
+from include.erasure.scope import Target, store_targets
+from include.errors import NeedsOperator
+from include.objectstore import Buckets, FileRef, ObjectStore
+
+FOUND, DELETED, ALREADY_GONE, NOT_ALLOWED = "found", "deleted", "already_gone", "not_allowed"
+FILE, EXPORT_PACKAGE = "file", "export_package"
+EVIDENCE = "evidence"
+
+
+class StoresNotReachable(NeedsOperator):
+    """The data map places personal data where this erasure was given no way to reach."""
+
+
+class StoreNotClean(NeedsOperator):
+    """Rows of the subject were left in another store after its erasure there (rolled back)."""
+
+
+class FileNotErased(NeedsOperator):
+    """A file was still there after it was deleted."""
+
+
+@dataclass(frozen=True)
+class StoreAccess:
+    """What an erasure (and an export) reaches besides the operational database.
+
+    ``connect(conn_id)`` gives an autocommit connection to a store the data map names (it raises the caller's
+    one-sentence error naming the connection when the store is missing or down); ``buckets`` the files'
+    buckets (None: no object storage here); ``allowed`` the buckets that may be touched; ``progress`` the
+    compliance store (autocommit), where each subject's progress is recorded; ``evidence`` the object store of
+    the export packages (None: none to delete).
+    """
+
+    connect: Callable[[str], Any]
+    buckets: Buckets | None
+    allowed: frozenset[str]
+    progress: Any
+    evidence: ObjectStore | None = None
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    uri: str
+    kind: str
+    state: str
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """What the other stores and the files came to for one subject (over every attempt so far)."""
+
+    tables: tuple = ()       # (label, action, rows) per other store's table, labelled connection:schema.table
+    files: tuple[FileOutcome, ...] = ()
+    erased_now: int = 0      # rows and files this call erased (0: nothing was left of the subject out there)
+
+    @property
+    def not_allowed(self) -> tuple[str, ...]:
+        return tuple(f.uri for f in self.files if f.state == NOT_ALLOWED)
+
+    @property
+    def touched(self) -> bool:
+        return self.erased_now > 0
+
+    def files_evidence(self) -> dict:
+        counts: dict[str, int] = {}
+        for f in self.files:
+            counts[f.state] = counts.get(f.state, 0) + 1
+        return counts
+
+
+def needs_access(dm: DataMap) -> bool:
+    """Whether erasing a subject reaches anything besides the operational database's rows."""
+    return bool(dm.other_stores or dm.file_columns)
+
+
+def allowed_buckets(dm: DataMap, configured) -> frozenset[str]:
+    """The buckets files may be deleted from: the ``file_buckets`` setting when given, else the data map's
+    ``buckets``."""
+    return frozenset(configured if configured is not None else dm.buckets)
+
+
+def access_of(step) -> StoreAccess | None:
+    """What a step (:class:`include.step.Step`) gives an erasure beyond the operational database: its other stores,
+    buckets, compliance store and evidence store (where the subject's export packages are, deleted with it)."""
+    dm = step.datamap
+    if step.store is None:
+        return None
+    return StoreAccess(connect=step.stores, buckets=step.buckets,
+                       allowed=allowed_buckets(dm, getattr(step.settings, "file_buckets", None)), progress=step.store,
+                       evidence=step.objects)
+
+
+def erase_elsewhere(ops, dm: DataMap, access: StoreAccess | None, subject: Mapping, at: datetime) -> Elsewhere:
+    """Erase the subject from every other store and delete its files (see the module doc). ``subject``: its
+    ``subject_hash`` and the engine's statement parameters ``user_id`` and ``email`` (the comparable address, or
+    None). ``ops`` is the engine's connection, inside its transaction."""
+    if access is None:
+        if not needs_access(dm):
+            return Elsewhere()
+        raise StoresNotReachable("the data map places personal data beyond the operational database (other "
+                                 "connections or file columns) but this erasure was given no access to them: "
+                                 "nothing of the subject was erased")
+    if access.progress is ops:
+        raise ValueError("the erasure's progress must be recorded on its own connection to the compliance store, not "
+                         "inside the operational transaction (a rollback there would forget it)")
+    subject_hash = subject["subject_hash"]
+    params = {"user_id": subject["user_id"], "email": subject["email"]}
+    record_found(access.progress, subject_hash, found_files(ops, dm, access, params), at)
+    record_found(access.progress, subject_hash, earlier_packages(access.progress, subject_hash), at)
+    tables, now = [], 0
+    for connection, scope in store_targets(dm).items():
+        if connection != OPS_CONNECTION:
+            totals, erased = erase_store(access, connection, scope, subject, at)
+            tables += totals
+            now += erased
+    for row in open_files(access.progress, subject_hash):
+        now += erase_file(access, subject_hash, row, at).state == DELETED
+    return Elsewhere(tuple(tables), tuple(subject_files(access.progress, subject_hash)), now)
+
+
+# -- the files -------------------------------------------------------------------------------------------------
+
+def found_files(ops, dm: DataMap, access: StoreAccess, params: dict) -> list[tuple[str, str, str]]:
+    """(location, kind, source) of every file the subject's rows name, in every store."""
+    found = []
+    for entry, column in dm.file_columns:
+        conn = ops if entry.connection == OPS_CONNECTION else access.connect(entry.connection)
+        query = sql.SQL("select distinct x.{c} from {t} x where {w} and x.{c} is not null").format(
+            c=sql.Identifier(column), t=entry.ident, w=_target(dm, entry).where("x"))
+        source = f"{entry.connection}:{entry.schema}.{entry.table}.{column}"
+        found += [(uri, FILE, source) for (uri,) in conn.execute(query, params)]
+    return found
+
+
+def _target(dm: DataMap, entry) -> Target:
+    for targets in store_targets(dm).values():
+        for t in targets:
+            if t.entry is entry:
+                return t
+    return Target(entry)
+
+
+def earlier_packages(store, subject_hash: str) -> list[tuple[str, str, str]]:
+    """The subject's export packages still in the evidence store (object names under the evidence location)."""
+    rows = store.execute("""select package_object from compliance.dsr_fulfilments
+                            where subject_hash = %s and package_object is not null and package_deleted_at is null""",
+                         (subject_hash,)).fetchall()
+    return [(name, EXPORT_PACKAGE, EVIDENCE) for (name,) in rows]
+
+
+def record_found(store, subject_hash: str, found, at: datetime) -> None:
+    if not found:
+        return
+    with store.cursor() as cur:
+        cur.executemany("""insert into compliance.erasure_files (subject_hash, uri, kind, source, state, found_at)
+                           values (%s, %s, %s, %s, 'found', %s) on conflict (subject_hash, uri) do nothing""",
+                        [(subject_hash, uri, kind, source, at) for uri, kind, source in found])
+
+
+def open_files(store, subject_hash: str) -> list[tuple[str, str]]:
+    """(location, kind) of the subject's files not yet verified gone."""
+    return store.execute("""select uri, kind from compliance.erasure_files where subject_hash = %s and done_at is null
+                            order by uri""", (subject_hash,)).fetchall()
+
+
+def subject_files(store, subject_hash: str) -> list[FileOutcome]:
+    """Every file of the subject as it stands (deleted, already gone, not allowed)."""
+    rows = store.execute("""select uri, kind, state from compliance.erasure_files
+                            where subject_hash = %s order by uri""", (subject_hash,))
+    return [FileOutcome(*r) for r in rows]
+
+
+def erase_file(access: StoreAccess, subject_hash: str, row: tuple[str, str], at: datetime) -> FileOutcome:
+    """Delete one file and look it up again; a location the settings do not allow is left alone."""
+    uri, kind = row
+    if kind == EXPORT_PACKAGE:
+        if access.evidence is None:
+            raise StoresNotReachable("the subject has an export package in the evidence store but this erasure "
+                                     "was given no evidence store: nothing of the subject was erased")
+        objects, name = access.evidence, uri
+    else:
+        ref = FileRef.parse(uri)
+        if ref is None or ref.bucket not in access.allowed:
+            access.progress.execute("""update compliance.erasure_files set state = 'not_allowed'
+                                       where subject_hash = %s and uri = %s""", (subject_hash, uri))
+            return FileOutcome(uri, kind, NOT_ALLOWED)
+        if access.buckets is None:
+            raise StoresNotReachable("the data map names files in object storage but this erasure was given no "
+                                     "object storage: nothing of the subject was erased")
+        objects, name = access.buckets.bucket(ref.bucket), ref.key
+    existed = objects.delete(name)
+    if objects.exists(name):
+        raise FileNotErased(f"a file of a subject in {_where(uri, kind)} was still there after it was deleted (a "
+                            "retention policy or a hold on the bucket?); the subject's erasure stopped there")
+    state = DELETED if existed else ALREADY_GONE
+    with access.progress.transaction():
+        # Not waiting for the flush: a record lost with a database crash only makes the retry look the file up
+        # again (a 404: already gone).
+        access.progress.execute("set local synchronous_commit = off")
+        access.progress.execute("""update compliance.erasure_files set state = %s, done_at = %s
+                                   where subject_hash = %s and uri = %s""", (state, at, subject_hash, uri))
+        if kind == EXPORT_PACKAGE:
+            access.progress.execute("""update compliance.dsr_fulfilments set package_deleted_at = %s
+                                       where subject_hash = %s and package_object = %s""", (at, subject_hash, uri))
+    return FileOutcome(uri, kind, state)
+
+
+def _where(uri: str, kind: str) -> str:
+    if kind == EXPORT_PACKAGE:
+        return "the evidence store (an export package)"
+    ref = FileRef.parse(uri)
+    return f"bucket {ref.bucket}" if ref else "object storage"
+
+
+# -- the other stores' rows --------------------------------------------------------------------------------------
+
+def erase_store(access: StoreAccess, connection: str, scope: tuple[Target, ...], subject: Mapping,
+                at: datetime) -> tuple[list, int]:
+    """One store's rows of the subject in one transaction of that store, its residual zero before it commits;
+    then recorded. Returns every table's rows erased over all attempts, and the rows erased now."""
+    conn = access.connect(connection)
+    params = {"user_id": subject["user_id"], "email": subject["email"]}
+    with conn.transaction():
+        conn.execute("set local lock_timeout = 10000")
+        now = {t.label: conn.execute(t.delete(), params).rowcount for t in scope}
+        counts = conn.execute(sql.SQL("select {}").format(sql.SQL(", ").join(t.count() for t in scope)),
+                              params).fetchone()
+        left = {t.label: n for t, n in zip(scope, counts) if n}
+        if left:
+            where = ", ".join(f"{n} row(s) in {t}" for t, n in sorted(left.items()))
+            raise StoreNotClean(f"erasing a subject left {where}; that store's erasure was rolled back: check the "
+                                "data map's subject links for that table")
+    row = access.progress.execute(
+        """insert into compliance.erasure_store_progress as p (subject_hash, store, tables, rows_erased, done_at,
+                                                              updated_at)
+           values (%(s)s, %(store)s, %(tables)s, %(rows)s, %(at)s, %(at)s)
+           on conflict (subject_hash, store) do update
+           set tables = (select coalesce(jsonb_object_agg(k, coalesce((p.tables ->> k)::bigint, 0)
+                                                             + coalesce((excluded.tables ->> k)::bigint, 0)), '{}')
+                         from (select jsonb_object_keys(p.tables || excluded.tables) as k) keys),
+               rows_erased = p.rows_erased + excluded.rows_erased, done_at = excluded.done_at, updated_at = excluded.updated_at
+           returning tables""",
+        {"s": subject["subject_hash"], "store": connection, "tables": Jsonb(now), "rows": sum(now.values()),
+         "at": at}).fetchone()
+    total = dict(row[0])
+    return [(t.label, t.action, int(total.get(t.label, 0))) for t in scope], sum(now.values())
+
+
+def residual_by_keys_elsewhere(dm: DataMap, connect: Callable[[str], Any], user_ids: list[int]) -> dict[str, int]:
+    """Rows still tied by key to any of these erased subjects in the other stores (rows tied by address alone
+    cannot be counted once the account and its address are gone: their store's residual was counted before)."""
+    left: dict[str, int] = {}
+    for connection, scope in store_targets(dm).items():
+        keyed = [t for t in scope if any(link.match == "key" for link in t.entry.links)]
+        if connection == OPS_CONNECTION or not keyed or not user_ids:
+            continue
+        counts = connect(connection).execute(sql.SQL("select {}").format(
+            sql.SQL(", ").join(t.count_by_keys() for t in keyed)), {"ids": list(user_ids)}).fetchone()
+        left.update({t.label: n for t, n in zip(keyed, counts) if n})
+    return left

@@ -1,0 +1,227 @@
+"""End to end (issue 28): ``dsr_fulfilment`` through Airflow (``dag.test()`` in this process, tests/e2e_world.py)
+over SPEC §3.1's three databases and the GCS emulator, reached through the Google provider's GCSHook.
+
+A subject with rows in all three databases — uploads with files, two support tickets (sent from the subject's
+address with a trailing tab and with a no-break space), the events of those tickets, an attachment, daily usage:
+the export holds every row and every file (checked against SQL and the bucket); the erasure leaves nothing of
+the subject in any store or bucket (its earlier export package included) and touches nobody else (every table of
+every store compared by primary key); analytics lost mid-erasure resumes on the retry to the same end; a file
+already gone is fine; a file in a foreign bucket leaves the subject ``incomplete``; a store that is down fails
+the run in one sentence naming it. Every log is scanned for the subject's personal data and file names.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+
+import pytest
+
+from devkit import local_airflow
+from devkit.database import connect
+from include.fulfilment.package import object_name
+from include.seam.storage import GCSBuckets
+
+pytestmark = pytest.mark.e2e
+DAG_ID = "dsr_fulfilment"
+UID = 990001
+EMAIL = "Store.Subject@Example.org"
+UPLOADS = [f"users/{UID}/{n}/diary-of-store-subject-{n}.txt" for n in (1, 2)]
+ATTACHMENT = f"tickets/{UID}/scan-of-store-subject.png"
+FOREIGN = "gs://someone-elses-bucket/store-subject-secret.txt"
+
+
+@pytest.fixture
+def world(make_world):
+    world = make_world(DAG_ID, users=1500, seed=11, gcs_bucket="privacy-evidence", evidence="gs")
+    world["stores"] = {c: connect(url, autocommit=True) for c, url in world["store_urls"].items()}
+    world["buckets"] = GCSBuckets()
+    plant_subject(world)
+    # The subject's address, name and file names must never reach a log.
+    world["pii"] = set(world["pii"]) | {EMAIL.lower(), "store subject", *UPLOADS, ATTACHMENT,
+                                        "diary-of-store-subject", "scan-of-store-subject", FOREIGN}
+    yield world
+    for conn in world["stores"].values():
+        conn.close()
+
+
+def plant_subject(world) -> None:
+    ops, support, analytics = world["conn"], world["stores"]["support_db"], world["stores"]["analytics_db"]
+    ops.execute("""insert into users (id, email, full_name, country, created_at)
+                   values (%s, %s, 'Store Subject', 'IE', now() - interval '400 days')""", (UID, EMAIL))
+    for n, key in enumerate(UPLOADS, 1):
+        ops.execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, created_at)
+                       values (%s, %s, 'diary.txt', 'upload', %s, 4000, now())""", (UID * 10 + n, UID,
+                                                                                 f"gs://acme-uploads/{key}"))
+        world["buckets"].bucket("acme-uploads").put(key, f"page {n} ".encode() * 500)
+    support.execute("""insert into tickets (id, requester_email, subject, body, attachment_uri, created_at) values
+                       (%s, %s, 'My upload', 'It is gone', %s, now()), (%s, %s, 'Again', 'Hello', null, now())""",
+                    (UID, "store.subject@example.org\t", f"gs://acme-support-attachments/{ATTACHMENT}", UID + 1,
+                     "\u00a0STORE.SUBJECT@example.org"))
+    world["buckets"].bucket("acme-support-attachments").put(ATTACHMENT, b"\x89PNG scan")
+    support.execute("""insert into ticket_events (id, ticket_id, actor_email, note, created_at) values
+                       (%s, %s, null, 'opened', now()), (%s, %s, 'agent@acme.example', 'answered', now()),
+                       (%s, %s, null, 'closed', now()), (%s, %s, null, 'opened', now())""",
+                    (UID, UID, UID + 1, UID, UID + 2, UID, UID + 3, UID + 1))
+    analytics.execute("""insert into daily_usage values (%s, '2026-11-01', 'export', 3, 60),
+                         (%s, '2026-11-02', 'export', 1, 20), (%s, '2026-11-02', 'search', 9, 90)""", (UID, UID, UID))
+
+
+def request(world, rid: int, rtype: str) -> None:
+    world["conn"].execute("""insert into privacy_requests (id, user_id, requester_email, regime, request_type,
+                                                           received_at, status)
+                             values (%s, %s, %s, 'gdpr', %s, now() - interval '1 day', 'in_progress')""",
+                          (rid, UID, EMAIL, rtype))
+
+
+def snapshot(world) -> dict:
+    """Every row of every table of every store, by primary key (what "nobody else touched" is checked by)."""
+    found = {}
+    for name, conn in (("ops_db", world["conn"]), *world["stores"].items()):
+        tables = conn.execute("""select c.relname, array_agg(a.attname order by k.ord)
+                                 from pg_index i join pg_class c on c.oid = i.indrelid
+                                 join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'public'
+                                 cross join unnest(i.indkey) with ordinality k(attnum, ord)
+                                 join pg_attribute a on a.attrelid = c.oid and a.attnum = k.attnum
+                                 where i.indisprimary group by 1""").fetchall()
+        for table, keys in tables:
+            cols = ", ".join(f'x."{k}"' for k in keys)
+            for key, digest in conn.execute(f'select json_build_array({cols})::text, md5(x::text) from "{table}" x'):
+                found[(name, table, key)] = digest
+    return found
+
+
+def mine(key: tuple) -> bool:
+    """Rows of the planted subject (its requests change: completed, unlinked)."""
+    _, table, pk = key
+    first = json.loads(pk)[0]
+    return (table in ("users", "tickets", "ticket_events", "privacy_requests") and UID <= first < UID + 10) or \
+        (table == "daily_usage" and first == UID) or (table == "uploads" and UID * 10 < first < UID * 10 + 10)
+
+
+def left_of_subject(world) -> dict:
+    ops, support, analytics = world["conn"], world["stores"]["support_db"], world["stores"]["analytics_db"]
+    return {
+        "users": ops.execute("select count(*) from users where id = %s", (UID,)).fetchone()[0],
+        "uploads": ops.execute("select count(*) from uploads where user_id = %s", (UID,)).fetchone()[0],
+        "tickets": support.execute("select count(*) from tickets where id in (%s, %s)", (UID, UID + 1)).fetchone()[0],
+        "ticket_events": support.execute("select count(*) from ticket_events where ticket_id in (%s, %s)",
+                                         (UID, UID + 1)).fetchone()[0],
+        "daily_usage": analytics.execute("select count(*) from daily_usage where user_id = %s", (UID,)).fetchone()[0],
+        "files": sum(world["buckets"].bucket(b).exists(k) for b, k in
+                     [("acme-uploads", UPLOADS[0]), ("acme-uploads", UPLOADS[1]),
+                      ("acme-support-attachments", ATTACHMENT)])}
+
+
+NOTHING = dict.fromkeys(("users", "uploads", "tickets", "ticket_events", "daily_usage", "files"), 0)
+
+
+def erased_tables(world, rid: int) -> dict:
+    row = world["conn"].execute("select outcome, erased_tables from compliance.dsr_fulfilments where request_id = %s",
+                                (rid,)).fetchone()
+    assert row[0] == "erased", row
+    return {t: v["rows"] for t, v in row[1].items() if v["rows"]}
+
+
+def test_the_export_and_the_erasure_reach_every_store_and_file(world):
+    request(world, UID, "access")
+    state, log = world.run("export", conf={"request_ids": [UID]})
+    assert state == "success", log[-3000:]
+    with zipfile.ZipFile(io.BytesIO(world["objects"].get(object_name(UID)))) as zf:
+        files = {n: zf.read(n) for n in zf.namelist()}
+    manifest = json.loads(files["package.json"])
+    assert manifest["files"] == list(files)
+    tables = {t: n for c in manifest["categories"].values() for t, n in c["tables"].items()}
+    assert (tables["support_db:public.tickets"], tables["support_db:public.ticket_events"],
+            tables["analytics_db:public.daily_usage"], tables["public.uploads"]) == (2, 4, 3, 2)
+    # The rows, against SQL: the tickets' addresses as the support desk holds them, every usage row.
+    csv_addresses = files["contact/support_db.tickets.csv"].decode().splitlines()[1:]
+    assert sorted(a.strip('"') for a in csv_addresses) == sorted(
+        r[0] for r in world["stores"]["support_db"].execute("select requester_email from tickets where id in (%s, %s)",
+                                                            (UID, UID + 1)))
+    usage = files["usage/analytics_db.daily_usage.csv"].decode().splitlines()
+    assert len(usage) == 1 + 3
+    # The files, against the bucket: each one's bytes, size and SHA-256.
+    stored = {f["location"]: f for f in manifest["stored_files"]}
+    assert len(stored) == 3
+    for bucket, key in [("acme-uploads", UPLOADS[0]), ("acme-uploads", UPLOADS[1]),
+                        ("acme-support-attachments", ATTACHMENT)]:
+        data = world["buckets"].bucket(bucket).get(key)
+        f = stored[f"gs://{bucket}/{key}"]
+        assert (f["status"], f["bytes"], f["sha256"]) == ("included", len(data), hashlib.sha256(data).hexdigest())
+        assert files[f["entry"]] == data
+
+    # Then the subject asks to be erased: nothing left anywhere, nobody else touched, the package gone too.
+    request(world, UID + 1, "erasure")
+    before = snapshot(world)
+    state, log = world.run("erase", conf={"request_ids": [UID + 1]})
+    assert state == "success", log[-3000:]
+    assert left_of_subject(world) == NOTHING
+    assert not world["objects"].exists(object_name(UID))
+    after = snapshot(world)
+    assert {k: v for k, v in after.items() if not mine(k)} == {k: v for k, v in before.items() if not mine(k)}
+    erased = erased_tables(world, UID + 1)
+    assert (erased["support_db:public.tickets"], erased["support_db:public.ticket_events"],
+            erased["analytics_db:public.daily_usage"], erased["public.uploads"], erased["public.users"]) == (2, 4, 3, 2, 1)
+    files_done = world["conn"].execute("""select kind, state, count(*) from compliance.erasure_files
+                                          group by 1, 2 order by 1, 2""").fetchall()
+    assert files_done == [("export_package", "deleted", 1), ("file", "deleted", 3)]
+
+
+def test_analytics_lost_mid_erasure_resumes_to_the_same_end_and_a_file_already_gone_is_fine(world):
+    world["buckets"].bucket("acme-uploads").delete(UPLOADS[1])  # gone before the erasure: a 404 is fine
+    # The analytics database drops the erasing connection the first time a row of it is deleted.
+    world["stores"]["analytics_db"].execute("""
+        create sequence kill_once;
+        create function kill_once() returns trigger language plpgsql as $$
+        begin
+            if nextval('kill_once') = 1 then perform pg_terminate_backend(pg_backend_pid()); end if;
+            return old;
+        end $$;
+        create trigger kill_once before delete on daily_usage for each row execute function kill_once()""")
+    request(world, UID, "erasure")
+    before = snapshot(world)
+    state, log = world.run("erase", conf={"request_ids": [UID]}, retry_after=1)
+    assert state == "success", log[-3000:]
+    assert "lost the database of connection 'analytics_db' mid-task" in log  # the first attempt, in one sentence
+    assert left_of_subject(world) == NOTHING
+    after = snapshot(world)
+    assert {k: v for k, v in after.items() if not mine(k)} == {k: v for k, v in before.items() if not mine(k)}
+    # The same evidence as an erasure in one go: the support desk's rows erased by the first attempt count.
+    erased = erased_tables(world, UID)
+    assert (erased["support_db:public.tickets"], erased["support_db:public.ticket_events"],
+            erased["analytics_db:public.daily_usage"]) == (2, 4, 3)
+    states = dict(world["conn"].execute("select state, count(*) from compliance.erasure_files group by 1").fetchall())
+    assert states == {"deleted": 2, "already_gone": 1}
+
+
+def test_a_foreign_bucket_leaves_the_subject_incomplete_and_a_store_down_fails_in_one_sentence(world):
+    world["gcs"].create_bucket("someone-elses-bucket")
+    world["buckets"].bucket("someone-elses-bucket").put("store-subject-secret.txt", b"theirs")
+    world["conn"].execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, created_at)
+                             values (%s, %s, 'x.txt', 'google_drive', %s, 6, now())""", (UID * 10 + 9, UID, FOREIGN))
+    request(world, UID, "erasure")
+
+    # A store that is down: the run fails in one sentence naming the connection, and nothing changes.
+    before = snapshot(world)
+    down = {**world["env"], "AIRFLOW_CONN_ANALYTICS_DB": local_airflow.postgres_connection(
+        world["store_urls"]["analytics_db"].rsplit("/", 1)[0] + "/no_such_database")}
+    state, log = world.run("down", conf={"request_ids": [UID]}, env=down, retry_after=0.2)
+    assert state == "failed"
+    assert "the database of connection 'analytics_db' did not answer" in log
+    assert snapshot(world) == before
+
+    state, log = world.run("foreign", conf={"request_ids": [UID]})
+    assert state == "success", log[-3000:]
+    outcome, reason, completed = world["conn"].execute(
+        "select outcome, reason, request_completed from compliance.dsr_fulfilments where request_id = %s",
+        (UID,)).fetchone()
+    assert (outcome, completed) == ("incomplete", False)
+    assert FOREIGN in reason  # named for a person, in the store (never in the log)
+    assert world["buckets"].bucket("someone-elses-bucket").exists("store-subject-secret.txt")  # not touched
+    left = left_of_subject(world)
+    assert (left["users"], left["uploads"]) == (1, 3)  # the account stays for a later run to finish
+    assert (left["tickets"], left["ticket_events"], left["daily_usage"], left["files"]) == (0, 0, 0, 0)
+    assert world["conn"].execute("select status from privacy_requests where id = %s", (UID,)).fetchone()[0] == \
+        "in_progress"

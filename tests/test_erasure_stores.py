@@ -1,0 +1,306 @@
+"""The erasure engine and the export across stores (SPEC §3.1, issue 28), on three real PostgreSQL databases and
+files in folder buckets: every store's rows, then the files, then the account last; progress per store and per
+file so a lost store resumes; a file already gone is fine; a foreign bucket leaves the subject incomplete; the
+export holds every store's rows and every file with its size and SHA-256."""
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from datetime import date, datetime, timezone
+
+import psycopg
+import pytest
+
+from devkit.database import connect
+from devkit.operational_schema import all_stores_datamap_raw
+from include import compliance_store, erasure
+from include.datamap import parse_datamap
+from include.erasure.stores import StoresNotReachable
+from include.fulfilment import package
+from include.objectstore import FileObjectStore, FolderBuckets
+from include.subjects import user_hash
+from include.fulfilment.right_to_know import SharedWith, last_twelve_months
+
+KEY = b"test-subject-key-0123456789"
+NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+ADDRESS = "Kid.One@Example.org"
+
+
+@pytest.fixture
+def world(three_stores, tmp_path):
+    conns = {c: connect(url, autocommit=True) for c, url in three_stores.items()}
+    conns["compliance"] = connect(three_stores["ops_db"], autocommit=True)  # the compliance store: its own connection
+    compliance_store.migrate(conns["compliance"])
+    buckets = FolderBuckets(tmp_path / "buckets")
+    for b in ("acme-uploads", "acme-support-attachments", "elsewhere"):
+        (tmp_path / "buckets" / b).mkdir(parents=True)
+    for uid, email in ((1, ADDRESS), (2, "other@example.org")):
+        add_subject(conns, buckets, uid, email)
+    # The address rule everywhere: a ticket from the subject's address with a trailing tab, one with a no-break space.
+    conns["support_db"].execute("""insert into tickets (id, requester_email, subject, body, attachment_uri, created_at)
+                                   values (13, %s, 's', 'b', null, now()), (14, %s, 's', 'b', null, now())""",
+                                (" kid.one@example.org\t", "\u00a0KID.ONE@example.org"))
+    yield {"conns": conns, "buckets": buckets, "dm": parse_datamap(all_stores_datamap_raw()), "tmp": tmp_path,
+           "evidence": FileObjectStore(f"file://{tmp_path}/evidence")}
+    for conn in conns.values():
+        conn.close()
+
+
+def add_subject(conns, buckets, uid: int, email: str) -> None:
+    ops, support, analytics = conns["ops_db"], conns["support_db"], conns["analytics_db"]
+    ops.execute("insert into users (id, email, full_name, created_at) values (%s, %s, %s, now())",
+                (uid, email, f"Person {uid}"))
+    for n in (1, 2):
+        uri = f"gs://acme-uploads/users/{uid}/{n}/notes.pdf"
+        ops.execute("insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, created_at) "
+                    "values (%s, %s, 'notes.pdf', 'upload', %s, 5, now())", (uid * 10 + n, uid, uri))
+        buckets.bucket("acme-uploads").put(uri.split("/", 3)[3], f"upload {uid}.{n}".encode() * 1000)
+    ticket = uid * 10
+    attachment = f"gs://acme-support-attachments/tickets/{ticket}/scan.png"
+    support.execute("insert into tickets (id, requester_email, subject, body, attachment_uri, created_at) "
+                    "values (%s, %s, 'help', 'please', %s, now())", (ticket, email.upper(), attachment))
+    buckets.bucket("acme-support-attachments").put(attachment.split("/", 3)[3], b"scan %d" % uid)
+    for n in (1, 2, 3):
+        support.execute("insert into ticket_events (id, ticket_id, actor_email, note, created_at) "
+                        "values (%s, %s, 'agent@acme.example', 'noted', now())", (ticket * 10 + n, ticket))
+    for day in (1, 2):
+        analytics.execute("insert into daily_usage values (%s, %s, 'export', 3, 60)", (uid, date(2026, 11, day)))
+
+
+def access(world, connect_override=None, allowed=None) -> erasure.StoreAccess:
+    conns = world["conns"]
+    return erasure.StoreAccess(connect=connect_override or conns.__getitem__, buckets=world["buckets"],
+                               allowed=frozenset(allowed or world["dm"].buckets), progress=conns["compliance"],
+                               evidence=world["evidence"])
+
+
+def erase(world, uid: int = 1, **kw):
+    return erasure.erase_subject(world["conns"]["ops_db"], world["dm"], uid, KEY, at=NOW,
+                                 options=erasure.EraseOptions(stores=access(world, **kw)))
+
+
+def snapshot(conns) -> dict:
+    tables = {"ops_db": ("users", "uploads"), "support_db": ("tickets", "ticket_events"), "analytics_db": ("daily_usage",)}
+    return {f"{c}.{t}": conns[c].execute(f"select * from {t} order by 1, 2").fetchall()
+            for c, ts in tables.items() for t in ts}
+
+
+def left_of_subject(conns) -> dict:
+    return {"users": conns["ops_db"].execute("select count(*) from users where id = 1").fetchone()[0],
+            "uploads": conns["ops_db"].execute("select count(*) from uploads where user_id = 1").fetchone()[0],
+            "tickets": conns["support_db"].execute("select count(*) from tickets where id in (10, 13, 14)").fetchone()[0],
+            "events": conns["support_db"].execute("select count(*) from ticket_events where ticket_id = 10").fetchone()[0],
+            "usage": conns["analytics_db"].execute("select count(*) from daily_usage where user_id = 1").fetchone()[0]}
+
+
+def others(snap: dict) -> dict:
+    """Everything of subject 2 (nobody else touched)."""
+    keep = {}
+    for table, rows in snap.items():
+        if table.endswith(("users", "uploads", "daily_usage")):
+            keep[table] = [r for r in rows if (r[0] if table.endswith("users") else r[1] if table.endswith("uploads")
+                                               else r[0]) == 2]
+        elif table.endswith("ticket_events"):
+            keep[table] = [r for r in rows if r[1] == 20]
+        else:
+            keep[table] = [r for r in rows if r[0] == 20]
+    return keep
+
+
+def test_every_store_then_the_files_then_the_account(world):
+    conns, buckets = world["conns"], world["buckets"]
+    before = snapshot(conns)
+    result = erase(world)
+    assert result.outcome == erasure.PURGED
+    counts = {t.table: t.rows for t in result.tables}
+    assert counts["support_db:public.tickets"] == 3  # by address: upper-case, a trailing tab, a no-break space
+    assert counts["support_db:public.ticket_events"] == 3  # through their ticket
+    assert counts["analytics_db:public.daily_usage"] == 2
+    assert counts["public.uploads"] == 2 and counts["public.users"] == 1
+    assert left_of_subject(conns) == dict.fromkeys(("users", "uploads", "tickets", "events", "usage"), 0)
+    assert result.files_evidence() == {"deleted": 3}
+    assert buckets.bucket("acme-uploads").list("users/1/") == []
+    assert buckets.bucket("acme-support-attachments").list("tickets/10/") == []
+    # Nobody else touched: subject 2's rows in every store and its files.
+    assert others(snapshot(conns)) == others(before)
+    assert len(buckets.bucket("acme-uploads").list("users/2/")) == 2
+    assert buckets.bucket("acme-support-attachments").exists("tickets/20/scan.png")
+    # Evidence per store and per file, by keyed hash.
+    subject = user_hash(KEY, 1)
+    progress = dict(conns["ops_db"].execute("""select store, rows_erased from compliance.erasure_store_progress
+                                               where subject_hash = %s""", (subject,)).fetchall())
+    assert progress == {"support_db": 6, "analytics_db": 2}
+    states = conns["ops_db"].execute("""select state, count(*) from compliance.erasure_files where subject_hash = %s
+                                        and done_at is not null group by 1""", (subject,)).fetchall()
+    assert states == [("deleted", 3)]
+    # A second erasure finds nothing more.
+    assert erase(world).outcome == erasure.ALREADY_ERASED
+
+
+def test_a_store_lost_mid_erasure_resumes_to_the_same_end(world, three_stores):
+    conns = world["conns"]
+    doomed = connect(three_stores["analytics_db"], autocommit=True)
+    pid = doomed.info.backend_pid
+    conns["support_db"].execute("select pg_terminate_backend(%s)", (pid,))
+    lost = {**conns, "analytics_db": doomed}
+    with pytest.raises(psycopg.OperationalError):
+        erase(world, connect_override=lost.__getitem__)
+    # Nothing reported erased: the account and its operational rows are there; the support desk (before it) is
+    # erased and recorded, analytics untouched, no file deleted yet.
+    left = left_of_subject(conns)
+    assert (left["users"], left["uploads"], left["tickets"], left["usage"]) == (1, 2, 0, 2)
+    assert world["buckets"].bucket("acme-uploads").list("users/1/")
+    subject = user_hash(KEY, 1)
+    assert conns["ops_db"].execute("select store from compliance.erasure_store_progress where subject_hash = %s",
+                                   (subject,)).fetchall() == [("support_db",)]
+    # The retry (the store is back) resumes: the same end, the evidence of both attempts.
+    result = erase(world)
+    assert result.outcome == erasure.PURGED
+    counts = {t.table: t.rows for t in result.tables}
+    assert (counts["support_db:public.tickets"], counts["support_db:public.ticket_events"],
+            counts["analytics_db:public.daily_usage"]) == (3, 3, 2)
+    assert left_of_subject(conns) == dict.fromkeys(("users", "uploads", "tickets", "events", "usage"), 0)
+    assert world["buckets"].bucket("acme-uploads").list("users/1/") == []
+
+
+def test_a_file_already_gone_is_fine_and_a_foreign_bucket_leaves_the_subject_incomplete(world):
+    conns, buckets = world["conns"], world["buckets"]
+    buckets.bucket("acme-uploads").delete("users/1/1/notes.pdf")  # gone before the erasure: a 404 is fine
+    conns["ops_db"].execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, created_at)
+                               values (19, 1, 'x.pdf', 'upload', 'gs://elsewhere/x.pdf', 1, now())""")
+    buckets.bucket("elsewhere").put("x.pdf", b"not ours to touch")
+    result = erase(world)
+    assert result.outcome == erasure.INCOMPLETE
+    assert result.not_allowed == ("gs://elsewhere/x.pdf",)
+    assert buckets.bucket("elsewhere").exists("x.pdf")  # not touched
+    left = left_of_subject(conns)
+    assert (left["users"], left["uploads"]) == (1, 3)  # the account stays for a later run to finish
+    assert (left["tickets"], left["usage"]) == (0, 0)
+    # A person allows the bucket: the next erasure finishes, the file gone first.
+    result = erase(world, allowed=["acme-uploads", "acme-support-attachments", "elsewhere"])
+    assert result.outcome == erasure.PURGED
+    assert not buckets.bucket("elsewhere").exists("x.pdf")
+    assert result.files_evidence() == {"already_gone": 1, "deleted": 3}
+
+
+def test_an_erasure_without_access_to_the_stores_is_refused_and_changes_nothing(world):
+    before = snapshot(world["conns"])
+    with pytest.raises(StoresNotReachable, match="nothing of the subject was erased"):
+        erasure.erase_subject(world["conns"]["ops_db"], world["dm"], 1, KEY, at=NOW)
+    assert snapshot(world["conns"]) == before
+
+
+def test_an_earlier_export_package_is_deleted_with_the_subject(world):
+    conns, evidence = world["conns"], world["evidence"]
+    evidence.put("exports/request=7/package.zip", b"zip")
+    conns["ops_db"].execute("""insert into compliance.dsr_fulfilments (request_id, action, outcome, subject_hash,
+                                   package_object, package_uri, package_sha256, run_id, first_recorded_at, recorded_at)
+                               values (7, 'export', 'exported', %s, 'exports/request=7/package.zip', 'file:///x',
+                                       repeat('a', 64), 'r', now(), now())""", (user_hash(KEY, 1),))
+    assert erase(world).outcome == erasure.PURGED
+    assert not evidence.exists("exports/request=7/package.zip")
+    assert conns["ops_db"].execute("select package_deleted_at from compliance.dsr_fulfilments").fetchone()[0] == NOW
+
+
+def test_the_export_holds_every_store_and_every_file(world):
+    conns, buckets = world["conns"], world["buckets"]
+    buckets.bucket("acme-uploads").delete("users/1/2/notes.pdf")  # a missing file is listed, not a failure
+    dm = world["dm"]
+    who = package.subject(conns["ops_db"], dm, 1)
+    shared = SharedWith(1, last_twelve_months(date(2026, 11, 25), timezone.utc), True, ())
+    about = package.About(5, "access", "gdpr", date(2026, 11, 25))
+    path = world["tmp"] / "package.zip"
+    built = package.build(package.Sources(conns["ops_db"], conns.__getitem__, buckets), dm, about, who, shared,
+                          str(path))
+    with zipfile.ZipFile(path) as zf:
+        files = {n: zf.read(n) for n in zf.namelist()}
+    manifest = json.loads(files["package.json"])
+    assert manifest["files"] == list(files)
+    tables = {t: n for c in manifest["categories"].values() for t, n in c["tables"].items()}
+    assert tables["support_db:public.tickets"] == 3 and tables["support_db:public.ticket_events"] == 3
+    assert tables["analytics_db:public.daily_usage"] == 2
+    events = [r for t in json.loads(files["support.json"])["tables"] if t["table"] == "support_db:public.ticket_events"
+              for r in t["rows"]]
+    assert len(events) == 3
+    stored = {f["location"]: f for f in manifest["stored_files"]}
+    assert stored["gs://acme-uploads/users/1/2/notes.pdf"]["status"] == "missing"
+    for uri in ("gs://acme-uploads/users/1/1/notes.pdf", "gs://acme-support-attachments/tickets/10/scan.png"):
+        bucket, key = uri[5:].split("/", 1)
+        data = buckets.bucket(bucket).get(key)
+        f = stored[uri]
+        assert (f["status"], f["bytes"], f["sha256"]) == ("included", len(data), hashlib.sha256(data).hexdigest())
+        assert files[f["entry"]] == data
+    assert len(built.stored_files) == 3
+    assert not (world["tmp"] / "files").exists() or not list((world["tmp"] / "files").iterdir())
+
+
+_ERASER = """
+import sys
+from datetime import datetime, timezone
+from devkit.database import connect
+from include import erasure
+from include.datamap import parse_datamap
+from devkit.operational_schema import all_stores_datamap_raw
+from include.objectstore import FileObjectStore, FolderBuckets
+ops_url, support_url, analytics_url, root = sys.argv[1:5]
+conns = {"ops_db": connect(ops_url, autocommit=True), "support_db": connect(support_url, autocommit=True),
+         "analytics_db": connect(analytics_url, autocommit=True)}
+dm = parse_datamap(all_stores_datamap_raw())
+access = erasure.StoreAccess(connect=conns.__getitem__, buckets=FolderBuckets(root + "/buckets"),
+                             allowed=frozenset(dm.buckets), progress=connect(ops_url, autocommit=True),
+                             evidence=FileObjectStore("file://" + root + "/evidence"))
+erasure.erase_subject(conns["ops_db"], dm, 1, b"test-subject-key-0123456789",
+                      at=datetime(2026, 11, 25, 12, tzinfo=timezone.utc), options=erasure.EraseOptions(stores=access))
+"""
+
+
+def test_a_worker_killed_between_stores_resumes_to_the_same_end(world, three_stores):
+    """SIGKILL after the support desk committed, while analytics is being erased: the account and the operational
+    rows are intact (their transaction died with the worker), the support desk is erased and recorded, and the
+    next erasure finishes with the same evidence as one in a single go."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    conns = world["conns"]
+    conns["analytics_db"].execute("""
+        create sequence slow_once;
+        create function slow_once() returns trigger language plpgsql as $$
+        begin
+            if nextval('slow_once') = 1 then perform pg_sleep(60); end if;
+            return old;
+        end $$;
+        create trigger slow_once before delete on daily_usage for each row execute function slow_once()""")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-c", _ERASER, three_stores["ops_db"], three_stores["support_db"],
+                             three_stores["analytics_db"], str(world["tmp"])], env=env, start_new_session=True)
+    subject = user_hash(KEY, 1)
+    deadline = time.monotonic() + 30
+    try:
+        while not conns["compliance"].execute("select 1 from compliance.erasure_store_progress where subject_hash = %s "
+                                              "and store = 'support_db'", (subject,)).fetchone():
+            assert proc.poll() is None and time.monotonic() < deadline, "the eraser never reached the support desk"
+            time.sleep(0.05)
+        time.sleep(0.3)  # inside analytics' delete now
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    # PostgreSQL ends the dead worker's sessions (the analytics one once its statement returns: end it now).
+    conns["support_db"].execute("""select pg_terminate_backend(pid) from pg_stat_activity
+                                   where datname = any(%s) and pid <> pg_backend_pid() and application_name = ''
+                                     and backend_type = 'client backend' and state <> 'idle'""",
+                                ([conns["analytics_db"].info.dbname],))
+    time.sleep(0.2)
+    left = left_of_subject(conns)
+    assert (left["users"], left["uploads"], left["tickets"], left["events"], left["usage"]) == (1, 2, 0, 0, 2)
+    assert world["buckets"].bucket("acme-uploads").list("users/1/")  # no file deleted before every store was done
+    result = erase(world)
+    assert result.outcome == erasure.PURGED
+    counts = {t.table: t.rows for t in result.tables}
+    assert (counts["support_db:public.tickets"], counts["support_db:public.ticket_events"],
+            counts["analytics_db:public.daily_usage"]) == (3, 3, 2)
+    assert left_of_subject(conns) == dict.fromkeys(("users", "uploads", "tickets", "events", "usage"), 0)
+    assert world["buckets"].bucket("acme-uploads").list("users/1/") == []
