@@ -73,10 +73,22 @@ def _layer(module: str) -> str:
 
 
 def _product_graph() -> dict[str, set[str]]:
+    """module -> the product modules it imports (``from include.x import y`` is an edge to ``include.x.y`` when y
+    is a module, else to ``include.x``)."""
+    names = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in _product_modules()}
     graph = {}
-    for path in _product_modules():
-        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-        graph[name] = {m for m in _imports(path) if m.startswith("include.")}
+    for name, path in names.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names if a.name.startswith("include.")}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                    and (node.module == "include" or node.module.startswith("include.")):
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    edges.add(sub if sub in names else node.module)
+        graph[name] = edges - {"include"}
     return graph
 
 
