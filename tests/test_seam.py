@@ -201,3 +201,23 @@ def test_good_sendgrid_extras_still_send(monkeypatch, sendgrid):
                           "from": {"email": "privacy@example.com"}, "subject": "s",
                           "content": [{"type": "text/plain", "value": "x"}]})
     assert result.status_code == 202
+
+
+def test_a_whole_bucket_to_list_is_the_folder_of_files_location_when_set(tmp_path):
+    """Discovery lists the allowed buckets for orphans through the step context's bucket(name). Where the settings
+    put the buckets in folders (files_location, a machine without GCS, as the erasure and export read them), the
+    listing must read that folder too: it went to Google Cloud Storage and waited 120 s for a name that does not
+    resolve (seen in the Celery stack, the task failing once)."""
+    import contextlib
+
+    from include.audit import RunContext
+    from include.config import Settings
+    from include.seam.task import TaskEnv
+
+    (tmp_path / "acme-uploads" / "users" / "1").mkdir(parents=True)
+    (tmp_path / "acme-uploads" / "users" / "1" / "a.pdf").write_bytes(b"x" * 7)
+    with contextlib.ExitStack() as stack:
+        env = TaskEnv(ctx=RunContext(run_id="r", actor="t"), settings=Settings(files_location=f"file://{tmp_path}"),
+                      params={}, stack=stack)
+        listed = list(env.bucket("acme-uploads").describe())
+    assert [(o.name, o.size) for o in listed] == [("users/1/a.pdf", 7)]

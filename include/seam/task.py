@@ -121,8 +121,16 @@ class TaskEnv(Generic[P]):
         return self._db(conn_id, lambda: connections.postgres(conn_id))
 
     def bucket(self, name: str) -> "ObjectStore":
-        """The whole bucket ``gs://name`` (connection google_cloud_default), to list (a dry run lists too: listing
-        changes nothing; only the evidence location is written, through ``objects``)."""
+        """The whole bucket ``gs://name`` (connection google_cloud_default; with the setting ``files_location``, the
+        folder of that name there), to list (a dry run lists too: listing changes nothing; only the evidence location
+        is written, through ``objects``)."""
+        if self.settings.files_location:  # a machine without GCS: each bucket is a folder there, as for the erasure
+            import os
+
+            from include.objectstore import FileObjectStore, Location
+
+            return FileObjectStore(Location("file", os.path.join(Location.parse(self.settings.files_location).path,
+                                                                  name)))
         from include.seam.storage import object_store
 
         return object_store(f"gs://{name}", gcp_conn_id=connections.GOOGLE_CLOUD)
