@@ -54,7 +54,7 @@ def pytest_xdist_auto_num_workers(config):
     if len(files) == 1 and os.path.isfile(next(iter(files))):
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(4, min(8, cores * 2))
+    return max(3, min(6, cores * 3 // 2))
 
 
 @functools.lru_cache(maxsize=None)
