@@ -335,16 +335,7 @@ class FileObjectStore(ObjectStore):
     def download_to(self, name: str, out: BinaryIO) -> int:
         path = Path(self.location.key(name))
         with self._errors("read", name):
-            try:
-                source = path.open("rb")
-            except (FileNotFoundError, IsADirectoryError):
-                raise ObjectNotFound(f"there is no object {self.uri(name)}") from None
-            size = 0
-            with source:
-                while block := source.read(1 << 20):
-                    out.write(block)
-                    size += len(block)
-            return size
+            return _copy_out(path, out, self.uri(name))
 
     def list(self, prefix: str = "") -> list[str]:
         check_prefix(prefix)
@@ -504,16 +495,21 @@ class _RawKeys(ObjectStore):
             return False
 
     def download_to(self, name, out):
-        try:
-            source = self._path(name).open("rb")
-        except (FileNotFoundError, IsADirectoryError):
-            raise ObjectNotFound(f"there is no object {self.uri(name)}") from None
-        size = 0
-        with source:
-            while block := source.read(1 << 20):
-                out.write(block)
-                size += len(block)
-        return size
+        return _copy_out(self._path(name), out, self.uri(name))
 
     def uri(self, name):
         return f"a file under {self.location}"
+
+
+def _copy_out(path: Path, out: BinaryIO, uri: str) -> int:
+    """A folder's object into ``out`` a MiB at a time (never whole in memory): its size."""
+    try:
+        source = path.open("rb")
+    except (FileNotFoundError, IsADirectoryError):
+        raise ObjectNotFound(f"there is no object {uri}") from None
+    size = 0
+    with source:
+        while block := source.read(1 << 20):
+            out.write(block)
+            size += len(block)
+    return size

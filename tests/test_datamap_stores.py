@@ -27,22 +27,9 @@ def raw():
 
 
 @pytest.fixture
-def stores(fresh_db, pg_server_url):
-    """Three databases: the operational one and SPEC §3.1's support desk and analytics, with reference tables."""
-    urls = {"ops_db": fresh_db}
-    names = []
-    for conn_id in ("support_db", "analytics_db"):
-        name = f"privacy_test_{uuid.uuid4().hex[:12]}"
-        names.append(name)
-        urls[conn_id] = database.create_database(pg_server_url, name)
-    try:
-        for conn_id, url in urls.items():
-            with connect(url, autocommit=True) as conn:
-                create_reference_schema(conn) if conn_id == "ops_db" else create_store_schema(conn, conn_id)
-        yield urls
-    finally:
-        for name in names:
-            database.drop_database(pg_server_url, name)
+def stores(three_stores):
+    """Three databases: the operational one and SPEC §3.1's support desk and analytics (tests/conftest.py)."""
+    return three_stores
 
 
 def opener(urls):
