@@ -45,9 +45,9 @@ from tests.e2e_world import e2e_session, make_world, seeded_clone  # noqa: F401 
 def pytest_xdist_auto_num_workers(config):
     """Workers for ``-n auto`` (pyproject.toml): none when the arguments name one file or tests of one file (no
     worker start-up, output and --pdb as without xdist), else one and a half per core, at least three and at most
-    six. Most of the suite's time is waiting: for an Airflow process to start, a scheduler to pick a run up, a
-    reviewer to answer, a commit; with one worker per core the cores were idle half the time (CPU of the whole
-    run ÷ two cores was about half its wall time). PYTEST_XDIST_AUTO_NUM_WORKERS, as anywhere, overrides this."""
+    six. Much of the suite's time is waiting: for an Airflow process to start, a scheduler to pick a run up, a
+    reviewer to answer. Measured on 2 cores (docs/testing.md): two workers, one file each, 8:30; three, test by
+    test, 5:54; four, 6:06. PYTEST_XDIST_AUTO_NUM_WORKERS, as anywhere, overrides this."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own hook reads it
     files = {os.path.realpath(os.path.join(config.invocation_params.dir, arg.split("::")[0])) for arg in config.args}
