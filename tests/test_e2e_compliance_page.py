@@ -336,17 +336,8 @@ def test_in_chromium_log_in_open_the_page_from_the_navigation_filter_and_compare
         browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
                                     args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1100})
-            page.goto(base + "/")
-            page.get_by_label("Username").fill("vera")
-            page.get_by_label("Password").fill(LOGINS["vera"][0])
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(base + "/")
-
             # The navigation has the entry; it opens the page inside the UI.
-            page.locator("a[href='/plugin/privacy-compliance']").click()
-            page.wait_for_url("**/plugin/privacy-compliance**")
-            frame = page.frame_locator("iframe[title='Privacy compliance']")
+            page, frame = open_compliance_page(browser, base)
             rows = frame.locator("#section-requests table tbody tr")
             rows.first.wait_for()
 

@@ -86,6 +86,18 @@ def snapshot(conns) -> dict:
             for c, ts in tables.items() for t in ts}
 
 
+def resumed_to_the_same_end(world, conns) -> None:
+    """The retry of an interrupted erasure: purged, every store's rows counted as in one go, nothing of the subject
+    left in any store or bucket."""
+    result = erase(world)
+    assert result.outcome == erasure.PURGED
+    counts = {t.table: t.rows for t in result.tables}
+    assert (counts["support_db:public.tickets"], counts["support_db:public.ticket_events"],
+            counts["analytics_db:public.daily_usage"]) == (3, 3, 2)
+    assert left_of_subject(conns) == dict.fromkeys(("users", "uploads", "tickets", "events", "usage"), 0)
+    assert world["buckets"].bucket("acme-uploads").list("users/1/") == []
+
+
 def left_of_subject(conns) -> dict:
     return {"users": conns["ops_db"].execute("select count(*) from users where id = 1").fetchone()[0],
             "uploads": conns["ops_db"].execute("select count(*) from uploads where user_id = 1").fetchone()[0],
@@ -155,13 +167,7 @@ def test_a_store_lost_mid_erasure_resumes_to_the_same_end(world, three_stores):
     assert conns["ops_db"].execute("select store from compliance.erasure_store_progress where subject_hash = %s",
                                    (subject,)).fetchall() == [("support_db",)]
     # The retry (the store is back) resumes: the same end, the evidence of both attempts.
-    result = erase(world)
-    assert result.outcome == erasure.PURGED
-    counts = {t.table: t.rows for t in result.tables}
-    assert (counts["support_db:public.tickets"], counts["support_db:public.ticket_events"],
-            counts["analytics_db:public.daily_usage"]) == (3, 3, 2)
-    assert left_of_subject(conns) == dict.fromkeys(("users", "uploads", "tickets", "events", "usage"), 0)
-    assert world["buckets"].bucket("acme-uploads").list("users/1/") == []
+    resumed_to_the_same_end(world, conns)
 
 
 def test_a_file_already_gone_is_fine_and_a_foreign_bucket_leaves_the_subject_incomplete(world):
@@ -297,10 +303,4 @@ def test_a_worker_killed_between_stores_resumes_to_the_same_end(world, three_sto
     left = left_of_subject(conns)
     assert (left["users"], left["uploads"], left["tickets"], left["events"], left["usage"]) == (1, 2, 0, 0, 2)
     assert world["buckets"].bucket("acme-uploads").list("users/1/")  # no file deleted before every store was done
-    result = erase(world)
-    assert result.outcome == erasure.PURGED
-    counts = {t.table: t.rows for t in result.tables}
-    assert (counts["support_db:public.tickets"], counts["support_db:public.ticket_events"],
-            counts["analytics_db:public.daily_usage"]) == (3, 3, 2)
-    assert left_of_subject(conns) == dict.fromkeys(("users", "uploads", "tickets", "events", "usage"), 0)
-    assert world["buckets"].bucket("acme-uploads").list("users/1/") == []
+    resumed_to_the_same_end(world, conns)
