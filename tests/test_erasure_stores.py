@@ -241,6 +241,87 @@ def test_the_export_holds_every_store_and_every_file(world):
     assert not (world["tmp"] / "files").exists() or not list((world["tmp"] / "files").iterdir())
 
 
+def test_files_stream_from_gcs_into_the_package_in_one_pass(three_stores, tmp_path, monkeypatch):
+    """Through the Google provider's client against the emulator: a file of several ranged requests and a missing
+    one. Each file goes from its bucket straight into its entry (stored as is, complete local
+    headers), its size and SHA-256 as the bucket holds it; nothing is written beside the package (the folder it
+    is in may hold anything, here a file where a temporary folder could have gone); the README and package.json
+    come last, and the package's SHA-256 is that of its bytes."""
+    import os
+    import tracemalloc
+
+    from devkit.standins.gcs_emulator import GCSEmulator
+    from include.seam.storage import DOWNLOAD_CHUNK, GCSBuckets
+
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
+                       '{"conn_type":"google_cloud_platform","extra":{"is_anonymous":true,"project":"test-project"}}')
+    with GCSEmulator(default_bucket="acme-uploads", more_buckets=("acme-support-attachments",)) as gcs:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.base_url)
+        conns = {c: connect(url, autocommit=True) for c, url in three_stores.items()}
+        buckets = GCSBuckets()
+        add_subject(conns, buckets, 1, ADDRESS)
+        big = os.urandom(5 * DOWNLOAD_CHUNK + 12345)
+        conns["ops_db"].execute("insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, "
+                                "created_at) values (13, 1, 'f', 'upload', 'gs://acme-uploads/users/1/3/f.bin', 0, now())")
+        buckets.bucket("acme-uploads").put("users/1/3/f.bin", big)
+        buckets.bucket("acme-uploads").delete("users/1/2/notes.pdf")
+        dm = parse_datamap(all_stores_datamap_raw())
+        folder = tmp_path / "export"
+        folder.mkdir()
+        (folder / "files").write_bytes(b"not a folder")
+        path = folder / "package.zip"
+        tracemalloc.start()
+        try:
+            built = package.build(package.Sources(conns["ops_db"], conns.__getitem__, buckets), dm,
+                                  package.About(5, "access", "gdpr", date(2026, 11, 25)),
+                                  package.subject(conns["ops_db"], dm, 1),
+                                  SharedWith(1, last_twelve_months(date(2026, 11, 25), timezone.utc), True, ()),
+                                  str(path))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        expected = {uri: buckets.bucket(uri[5:].split("/", 1)[0]).get(uri[5:].split("/", 1)[1])
+                    for uri in ("gs://acme-uploads/users/1/1/notes.pdf", "gs://acme-uploads/users/1/3/f.bin",
+                                "gs://acme-support-attachments/tickets/10/scan.png")}
+        for conn in conns.values():
+            conn.close()
+    assert sorted(os.listdir(folder)) == ["files", "package.zip"] and (folder / "files").read_bytes() == b"not a folder"
+    data = path.read_bytes()
+    assert (built.sha256, built.bytes) == (hashlib.sha256(data).hexdigest(), len(data))
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() is None
+        infos = {i.filename: i for i in zf.infolist()}
+        files = {n: zf.read(n) for n in zf.namelist()}
+    assert list(files)[-2:] == ["README.txt", "package.json"]
+    manifest = json.loads(files["package.json"])
+    assert manifest["files"] == list(files)
+    stored = {f["location"]: f for f in manifest["stored_files"]}
+    assert stored["gs://acme-uploads/users/1/2/notes.pdf"]["status"] == "missing"
+    assert not any("/2/notes" in name for name in files)
+    for uri, content in expected.items():
+        f = stored[uri]
+        assert (f["status"], f["bytes"], f["sha256"]) == ("included", len(content), hashlib.sha256(content).hexdigest())
+        assert files[f["entry"]] == content
+        assert infos[f["entry"]].compress_type == zipfile.ZIP_STORED
+    assert not [i for i in infos.values() if i.flag_bits & 0x08]  # sizes in every local header, no data descriptor
+    assert "(3 of 4)" in files["README.txt"].decode()
+    assert peak < 4 * DOWNLOAD_CHUNK < len(big), f"peak Python memory {peak} bytes for a file of {len(big)}"
+
+
+def test_an_empty_file_gets_an_empty_entry(world):
+    """A file's entry is opened at its first byte (a missing one leaves none): an empty file still gets its own."""
+    conns, buckets, dm = world["conns"], world["buckets"], world["dm"]
+    buckets.bucket("acme-uploads").put("users/1/2/notes.pdf", b"")
+    built = package.build(package.Sources(conns["ops_db"], conns.__getitem__, buckets), dm,
+                          package.About(5, "access", "gdpr", date(2026, 11, 25)), package.subject(conns["ops_db"], dm, 1),
+                          SharedWith(1, last_twelve_months(date(2026, 11, 25), timezone.utc), True, ()),
+                          str(world["tmp"] / "package.zip"))
+    (empty,) = [f for f in built.stored_files if f.location == "gs://acme-uploads/users/1/2/notes.pdf"]
+    assert (empty.status, empty.bytes, empty.sha256) == ("included", 0, hashlib.sha256(b"").hexdigest())
+    with zipfile.ZipFile(built.path) as zf:
+        assert zf.read(empty.entry) == b"" and empty.entry in built.files
+
+
 _ERASER = """
 import sys
 from datetime import datetime, timezone

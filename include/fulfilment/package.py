@@ -3,21 +3,27 @@ the vendors its data was shared with over the last 12 months, and a README in pl
 
 Layout (fixed entry order; ``<table>`` is the table's name, ``<schema>.<table>`` outside ``public``)::
 
-    README.txt                 what the package holds, in plain words
-    package.json               the request, the day the data was taken, rows per category and table, the files
     <category>.json            per category (contact, account, content, usage, network, social, support):
                                {"category", "description", "tables": [{"table", "columns", "rows": [{...}]}]}
     <category>/<table>.csv     the same rows as CSV with a header (machine-readable, for portability)
     shared_with.json           categories and vendors the data was shared with in the 12 months (CCPA "know")
     shared_with.csv
     files/<n>-<name>           each file the subject's rows name (uploads, ticket attachments), as stored
+    README.txt                 what the package holds, in plain words
+    package.json               the request, the day the data was taken, rows per category and table, the files
+
+The README and ``package.json`` come last because they say what the files came to (each one's size and
+SHA-256, which are missing), known once the files are written: so the package is written in one pass.
 
 Every store: the data map's entries on other connections (the support desk, analytics; SPEC §3.1) are read from
 their own databases (one transaction per store: no snapshot spans stores), a join path's rows (a ticket's
 events) through the rows they hang from. ``package.json`` lists every file a row names under ``stored_files``:
 its location, the table naming it, its entry in the package, its size and SHA-256 — or ``missing`` (the object
-is gone; not a failure) or ``not_allowed`` (a bucket the settings do not allow). Files are downloaded to disk
-beside the package a block at a time (hashed on the way) and then streamed into the zip: never whole in memory.
+is gone; not a failure) or ``not_allowed`` (a bucket the settings do not allow). Each file is streamed from its
+bucket straight into its entry, stored as is (mostly compressed already: deflating gigabytes would make the
+export as slow as the compressor), hashed on the way: never whole in memory, never copied to disk first. The
+package's own SHA-256 is taken while it is written, entry by entry behind the writer (:class:`_PackageFile`),
+not by a pass over the finished file.
 
 Whose rows: a table's rows are the subject's when one of its data-map links matches: the account key, or
 the account's address compared trimmed and lower-cased (``subject.also``, ``match: email``) — the same
@@ -45,11 +51,11 @@ import csv
 import hashlib
 import io
 import json
-import os
 import re
 import textwrap
+import threading
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -57,7 +63,7 @@ from psycopg import sql
 
 from include.datamap import OPS_CONNECTION, DataMap, PersonalDataEntry
 from include.erasure.scope import Target, address_key, store_targets
-from include.objectstore import Buckets, FileRef, ObjectNotFound, file_sha256
+from include.objectstore import Buckets, FileRef, ObjectNotFound, ObjectStoreUnavailable
 from include.fulfilment.right_to_know import SharedWith
 
 FORMAT = "privacy-ops export package v1"
@@ -159,7 +165,6 @@ class StoredFile:
     bytes: int | None = None
     sha256: str | None = None
     status: str = "included"     # included, missing, not_allowed
-    local: str | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict:
         return {"location": self.location, "table": self.table, "entry": self.entry, "bytes": self.bytes,
@@ -208,9 +213,10 @@ class About:
 
 
 def build(src, dm: DataMap, about: About, who: Subject, shared: SharedWith, path: str) -> Package:
-    """Write the package of ``who`` to ``path`` (see the module doc). ``src``: :class:`Sources` (or the operational
-    database alone, for a data map naming nothing else); each store is read in one transaction of its own (one
-    snapshot for its counts and rows; the settings made here end with it)."""
+    """Write the package of ``who`` to ``path`` (see the module doc) in one pass: rows, then each file streamed from
+    its bucket into its entry, then the README and ``package.json``, which say what the files came to. ``src``:
+    :class:`Sources` (or the operational database alone, for a data map naming nothing else); each store is read
+    in one transaction of its own (one snapshot for its counts and rows; the settings made here end with it)."""
     src = src if isinstance(src, Sources) else Sources(src)
     params = {"user_id": who.user_id, "email": who.address}
     all_parts = parts(dm)
@@ -226,67 +232,89 @@ def build(src, dm: DataMap, about: About, who: Subject, shared: SharedWith, path
         rows: dict[str, dict[str, int]] = {}
         for part in all_parts:
             rows.setdefault(part.category, {})[part.label] = counts[part.label]
-        folder = os.path.join(os.path.dirname(os.path.abspath(path)), "files")
-        stored = _fetch_files(src, dm, params, folder)
-        files = ["README.txt", "package.json"]
-        for category in rows:
-            files.append(f"{category}.json")
-            files += [p.csv_name for p in all_parts if p.category == category]
-        files += ["shared_with.json", "shared_with.csv"]
-        files += [f.entry for f in stored if f.entry]
-        with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
-            _write(zf, "README.txt", [readme(about, who, rows, shared, stored).encode()])
-            _write(zf, "package.json", [_json(manifest(about, who, rows, shared, files, stored))])
+        found = _named_files(src, dm, params)
+        out = stack.enter_context(_PackageFile(path))
+        files: list[str] = []
+
+        def add(name: str, chunks: Iterable[bytes]) -> None:
+            _write(zf, name, chunks)
+            files.append(name)
+            out.settled()
+
+        with zipfile.ZipFile(out.fh, "w", allowZip64=True) as zf:
             for category in rows:
                 mine = [p for p in all_parts if p.category == category]
-                _write(zf, f"{category}.json", _category_json(src, category, mine, params))
+                add(f"{category}.json", _category_json(src, category, mine, params))
                 for part in mine:
-                    _write(zf, part.csv_name, _copy(src.conn(part.entry), _csv_statement(part), params))
-            _write(zf, "shared_with.json", [_json(shared_document(shared))])
-            _write(zf, "shared_with.csv", [shared_csv(shared)])
-            for f in stored:
-                if f.entry:
-                    _write(zf, f.entry, _read_blocks(f.local), stored=True)
-                    os.unlink(f.local)
-    digest, size = file_sha256(path)
+                    add(part.csv_name, _copy(src.conn(part.entry), _csv_statement(part), params))
+            add("shared_with.json", [_json(shared_document(shared))])
+            add("shared_with.csv", [shared_csv(shared)])
+            stored = _add_files(zf, src, found, _allowed(src, dm), out)
+            files += [f.entry for f in stored if f.entry]
+            add("README.txt", [readme(about, who, rows, shared, stored).encode()])
+            add("package.json", [_json(manifest(about, who, rows, shared, [*files, "package.json"], stored))])
+        digest, size = out.finish()
     return Package(path, digest, size, rows, tuple(files), len(shared.vendors), shared.categories, tuple(stored))
 
 
 # -- the files ----------------------------------------------------------------------------------------------
 
-def _fetch_files(src: Sources, dm: DataMap, params: dict, folder: str) -> list[StoredFile]:
-    """Every file the subject's rows name, downloaded into ``folder`` (a block at a time, hashed on the way); a
-    missing object is listed ``missing``, one in a bucket not allowed ``not_allowed`` (not read)."""
+def _named_files(src: Sources, dm: DataMap, params: dict) -> list[tuple[str, str]]:
+    """(location, table) of every file the subject's rows name, in the data map's order of file columns, each
+    column's locations in their order; refused before anything is written when a file must be read and this
+    export was given no object storage."""
     found: list[tuple[str, str]] = []
     for entry, column in dm.file_columns:
         target = _target(dm, entry)
         query = sql.SQL("select distinct x.{c} from {t} x where {w} and x.{c} is not null order by 1").format(
             c=sql.Identifier(column), t=entry.ident, w=target.where("x"))
         found += [(uri, target.label) for (uri,) in src.conn(entry).execute(query, params)]
-    allowed = src.allowed if src.allowed is not None else frozenset(dm.buckets)
+    allowed = _allowed(src, dm)
+    if src.buckets is None and any(_readable(uri, allowed) for uri, _ in found):
+        from include.erasure.stores import StoresNotReachable
+
+        raise StoresNotReachable("the subject's rows name files in object storage but this export was given no "
+                                 "object storage: no package was written")
+    return found
+
+
+def _allowed(src: Sources, dm: DataMap) -> frozenset[str]:
+    return src.allowed if src.allowed is not None else frozenset(dm.buckets)
+
+
+def _readable(uri: str, allowed: frozenset[str]) -> FileRef | None:
+    ref = FileRef.parse(uri)
+    return ref if ref is not None and ref.bucket in allowed else None
+
+
+def _add_files(zf: zipfile.ZipFile, src: Sources, found: Sequence[tuple[str, str]], allowed: frozenset[str],
+               out: "_PackageFile") -> list[StoredFile]:
+    """Each file streamed from its bucket straight into its entry (stored as is), its SHA-256 and size taken on
+    the way: never whole in memory, never copied to disk first. A missing object is listed ``missing`` and
+    gets no entry (its entry is opened at the object's first byte); one in a bucket not allowed is listed
+    ``not_allowed`` and not read."""
     stored = []
     for n, (uri, table) in enumerate(found, 1):
-        ref = FileRef.parse(uri)
-        if ref is None or ref.bucket not in allowed:
+        ref = _readable(uri, allowed)
+        if ref is None:
             stored.append(StoredFile(uri, table, status="not_allowed"))
             continue
-        if src.buckets is None:
-            from include.erasure.stores import StoresNotReachable
-
-            raise StoresNotReachable("the subject's rows name files in object storage but this export was given no "
-                                     "object storage: no package was written")
-        os.makedirs(folder, exist_ok=True)
-        local = os.path.join(folder, f"{n:05d}")
-        hashing = _Hashing(local)
+        entry = _FileEntry(zf, f"files/{n:05d}-{_entry_name(ref.key)}")
         try:
-            with hashing:
-                src.buckets.bucket(ref.bucket).download_to(ref.key, hashing)
+            src.buckets.bucket(ref.bucket).download_to(ref.key, entry)
         except ObjectNotFound:
-            os.unlink(local)
-            stored.append(StoredFile(uri, table, status="missing"))
-            continue
-        stored.append(StoredFile(uri, table, entry=f"files/{n:05d}-{_entry_name(ref.key)}", bytes=hashing.size,
-                                 sha256=hashing.digest.hexdigest(), local=local))
+            if not entry.started:
+                stored.append(StoredFile(uri, table, status="missing"))
+                continue
+            entry.close()
+            raise ObjectStoreUnavailable("a file the subject's rows name went missing while it was read into the "
+                                         "package: no package was written (a retry lists it as missing)") from None
+        except BaseException:
+            entry.close()  # the zip cannot be closed around an open entry; the package is not used
+            raise
+        entry.close()
+        out.settled()
+        stored.append(StoredFile(uri, table, entry=entry.name, bytes=entry.size, sha256=entry.digest.hexdigest()))
     return stored
 
 
@@ -298,38 +326,38 @@ def _target(dm: DataMap, entry: PersonalDataEntry) -> Target:
     return Target(entry)
 
 
-class _Hashing:
-    """A local file being written, with the SHA-256 and size of what was written."""
+class _FileEntry:
+    """A file's zip entry, written as the store downloads into it: opened at the first byte (a missing object leaves
+    no entry behind), with the SHA-256 and size of what passed through."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, zf: zipfile.ZipFile, name: str):
+        self.zf = zf
+        self.name = name
         self.digest = hashlib.sha256()
         self.size = 0
-        self._fh = None
+        self._out = None
 
-    def __enter__(self):
-        self._fh = open(self.path, "wb")
-        return self
-
-    def __exit__(self, *exc):
-        self._fh.close()
+    @property
+    def started(self) -> bool:
+        return self._out is not None
 
     def write(self, data) -> int:
-        self._fh.write(data)
+        if self._out is None:
+            self._out = self.zf.open(_entry(self.name, stored=True), "w", force_zip64=True)
+        self._out.write(data)
         self.digest.update(data)
         self.size += len(data)
         return len(data)
+
+    def close(self) -> None:
+        if self._out is None:
+            self._out = self.zf.open(_entry(self.name, stored=True), "w", force_zip64=True)  # an empty object
+        self._out.close()
 
 
 def _entry_name(key: str) -> str:
     base = key.rsplit("/", 1)[-1]
     return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._")[:100] or "file"
-
-
-def _read_blocks(path: str) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
-        while block := fh.read(WRITE_BLOCK):
-            yield block
 
 
 # -- the zip ------------------------------------------------------------------------------------------------
@@ -360,6 +388,84 @@ def _write(zf: zipfile.ZipFile, name: str, chunks: Iterable[bytes], stored: bool
                 block.clear()
         if block:
             out.write(block)
+
+
+HASH_BLOCK = 1 << 20
+
+
+class _PackageFile:
+    """The package being written (``fh``, what the zip writes to), and its SHA-256 taken behind the writer.
+
+    The zip writes each entry's local header, then its data, then goes back to complete that header (CRC-32 and
+    sizes are known only at the end); nothing before the entry being written changes again. So after each entry
+    (:meth:`settled`) the bytes so far are final, and a thread hashes them while the next entry is written: from
+    the page cache, on another core where there is one (``hashlib`` releases the GIL). The headers stay complete
+    (no data descriptors: an entry stored as is with a data descriptor is one the zip readers that go by local
+    headers, macOS's Archive Utility among them, cannot open).
+    """
+
+    def __init__(self, path: str):
+        self.fh = open(path, "wb")
+        self._reader = open(path, "rb", buffering=0)
+        self._digest = hashlib.sha256()
+        self._hashed = 0
+        self._final = 0
+        self._done = False
+        self._failed: BaseException | None = None
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(target=self._hash, name="package-sha256", daemon=True)
+        self._thread.start()
+
+    def settled(self) -> None:
+        """Everything written so far is final: hash it."""
+        self.fh.flush()
+        with self._ready:
+            self._final = self.fh.tell()
+            self._ready.notify()
+
+    def finish(self) -> tuple[str, int]:
+        """The whole package written (the zip closed): its SHA-256 (hex) and size."""
+        self.settled()
+        self._stop()
+        if self._failed is not None:
+            raise self._failed
+        if self._hashed != self._final:
+            raise RuntimeError(f"the package's hash covered {self._hashed} of its {self._final} bytes")
+        return self._digest.hexdigest(), self._hashed
+
+    def _hash(self) -> None:
+        block = bytearray(HASH_BLOCK)
+        view = memoryview(block)
+        try:
+            while True:
+                with self._ready:
+                    while self._hashed >= self._final and not self._done:
+                        self._ready.wait()
+                    final, done = self._final, self._done
+                while self._hashed < final:
+                    n = self._reader.readinto(view[:min(HASH_BLOCK, final - self._hashed)])
+                    if not n:
+                        raise RuntimeError("the package ended before the bytes written to it")
+                    self._digest.update(view[:n])
+                    self._hashed += n
+                if done and self._hashed >= final:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the writer's thread by finish()
+            self._failed = exc
+
+    def _stop(self) -> None:
+        with self._ready:
+            self._done = True
+            self._ready.notify()
+        self._thread.join()
+
+    def __enter__(self) -> "_PackageFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop()
+        self._reader.close()
+        self.fh.close()
 
 
 def _json(document) -> bytes:
