@@ -29,6 +29,16 @@ from devkit.standins.background import BackgroundServer, serve_until_signalled
 log = logging.getLogger(__name__)
 
 
+class _MemoryStorage(Storage):
+    """The package's storage, in memory, without rewriting its metadata file on every change: upstream dumps every
+    object's metadata as one JSON document on each write and delete, so each request costs time in proportion to
+    the objects held (measured: 17 ms at 500 objects, ~100 ms at 7,500, against ~1 ms without the dump). In memory
+    nothing reads that file back (it is read once, at start, and gone when the emulator stops)."""
+
+    def _write_config_to_file(self):
+        pass
+
+
 class GCSEmulator(BackgroundServer):
     """``with GCSEmulator(default_bucket="b") as gcs: os.environ["STORAGE_EMULATOR_HOST"] = gcs.base_url``.
 
@@ -63,8 +73,8 @@ class GCSEmulator(BackgroundServer):
     def _make_server(self, address: tuple[str, int]) -> HTTPServer:
         if self.data_dir is None:
             # data_dir is only used for disk storage, but the constructor insists on an absolute path.
-            self._storage = Storage(use_memory_fs=True, data_dir=os.path.abspath(os.sep),
-                                    project_number=self._project_number)
+            self._storage = _MemoryStorage(use_memory_fs=True, data_dir=os.path.abspath(os.sep),
+                                           project_number=self._project_number)
         else:
             self._storage = Storage(use_memory_fs=False, data_dir=self.data_dir, project_number=self._project_number)
         for bucket in filter(None, (self.default_bucket, *self.more_buckets)):
