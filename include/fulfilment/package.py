@@ -70,6 +70,9 @@ FORMAT = "privacy-ops export package v1"
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 DEFLATE_LEVEL = 6
 CONTENT_TYPE = "application/zip"
+# A subject's files are stored as they are, not deflated: mostly compressed already (photos, scans, PDFs), and
+# deflate runs on one core far below a download's speed (docs/benchmarks.md: the export with its files deflated).
+FILES_STORED = True
 
 # The policy's order and words: what the company says it collects (contact details, account data, uploaded
 # and imported content, usage data, log data, social-media profiles, support correspondence).
@@ -343,7 +346,7 @@ class _FileEntry:
 
     def write(self, data) -> int:
         if self._out is None:
-            self._out = self.zf.open(_entry(self.name, stored=True), "w", force_zip64=True)
+            self._out = self.zf.open(_entry(self.name, stored=FILES_STORED), "w", force_zip64=True)
         self._out.write(data)
         self.digest.update(data)
         self.size += len(data)
@@ -351,7 +354,7 @@ class _FileEntry:
 
     def close(self) -> None:
         if self._out is None:
-            self._out = self.zf.open(_entry(self.name, stored=True), "w", force_zip64=True)  # an empty object
+            self._out = self.zf.open(_entry(self.name, stored=FILES_STORED), "w", force_zip64=True)  # empty
         self._out.close()
 
 
