@@ -3,7 +3,7 @@
 Every step of a workflow is a plain function of one argument, ``step``::
 
     def plan_purge(step: Step[PurgeParams]) -> dict:
-        plan = erasure.plan(step.ops, step.datamap, ids, step.key, at=step.ctx.now())
+        plan = erasure.plan(step.ops, step.datamap, ids, step.key, at=step.ctx.now(), stores=step.stores)
         ...
 
 Under Airflow the seam builds it once per task (:class:`include.seam.task.TaskEnv`, which opens connections

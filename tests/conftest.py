@@ -162,15 +162,22 @@ def ops_datamap():
     """The default data map reduced to the operational database's rows (no other stores, no file columns): what the
     tests of the operational erasure, purge and fulfilment steps run on; the other stores and the files have their
     own tests (tests/test_erasure_stores.py and the end-to-end tests)."""
+    from include.datamap import parse_datamap
+
+    return parse_datamap(ops_datamap_raw())
+
+
+def ops_datamap_raw() -> dict:
+    """:func:`ops_datamap` as written (the YAML's dict), for a test that changes an entry of it."""
     import yaml
 
-    from include.datamap import OPS_CONNECTION, default_path, parse_datamap
+    from include.datamap import OPS_CONNECTION, default_path
 
     raw = yaml.safe_load(default_path().read_text(encoding="utf-8"))
     raw.pop("buckets", None)
     raw["personal_data"] = [{k: v for k, v in e.items() if k != "files"} for e in raw["personal_data"]
                             if e.get("connection", OPS_CONNECTION) == OPS_CONNECTION]
-    return parse_datamap(raw)
+    return raw
 
 
 @pytest.fixture

@@ -164,6 +164,10 @@ def test_the_export_and_the_erasure_reach_every_store_and_file(world):
     erased = erased_tables(world, UID + 1)
     assert (erased["support_db:public.tickets"], erased["support_db:public.ticket_events"],
             erased["analytics_db:public.daily_usage"], erased["public.uploads"], erased["public.users"]) == (2, 4, 3, 2, 1)
+    # The plan the run recorded (what a reviewer would have approved) counted the same rows in every store.
+    planned = world["conn"].execute("""select planned_tables from compliance.dsr_fulfilment_plans
+                                       where request_id = %s and action = 'erase'""", (UID + 1,)).fetchone()[0]
+    assert {t: v["rows"] for t, v in planned.items() if v["rows"]} == erased
     files_done = world["conn"].execute("""select kind, state, count(*) from compliance.erasure_files
                                           group by 1, 2 order by 1, 2""").fetchall()
     assert files_done == [("export_package", "deleted", 1), ("file", "deleted", 3)]

@@ -190,6 +190,28 @@ def test_a_file_already_gone_is_fine_and_a_foreign_bucket_leaves_the_subject_inc
     assert result.files_evidence() == {"already_gone": 1, "deleted": 3}
 
 
+def test_a_plan_counts_every_stores_rows_as_the_erasure_then_erases_them(world):
+    """The plan a reviewer approves counts each store in its own database (not the operational one alone), with
+    the predicate the engine erases by (the address rule, a ticket's events through the ticket)."""
+    from include.erasure.guard import review_text
+
+    conns, dm = world["conns"], world["dm"]
+    planned = erasure.plan(conns["ops_db"], dm, [1, 2], KEY, at=NOW, stores=conns.__getitem__)
+    mine = {t.table: t.rows for t in planned.subjects[0].tables}
+    assert (mine["support_db:public.tickets"], mine["support_db:public.ticket_events"],
+            mine["analytics_db:public.daily_usage"]) == (3, 3, 2)
+    assert (mine["public.uploads"], mine["public.users"]) == (2, 1)
+    assert planned.store_totals() == {"ops_db": 2 * 3, "support_db": 3 + 1 + 3 + 3, "analytics_db": 2 * 2}
+    text = review_text("headline", planned.hash, planned.table_totals(), "nothing", [])
+    assert "Rows per store: ops_db 6, analytics_db 4, support_db 10." in text
+    assert "| support_db | public.tickets | 4 |" in text and "| ops_db | public.users | 2 |" in text
+    result = erase(world)
+    assert result.outcome == erasure.PURGED
+    assert planned.subjects[0].tables == result.tables  # the same tables, counts and order the erasure reports
+    with pytest.raises(StoresNotReachable, match="support_db, analytics_db but this plan was given no access"):
+        erasure.plan(conns["ops_db"], dm, [2], KEY, at=NOW)
+
+
 def test_an_erasure_without_access_to_the_stores_is_refused_and_changes_nothing(world):
     before = snapshot(world["conns"])
     with pytest.raises(StoresNotReachable, match="nothing of the subject was erased"):

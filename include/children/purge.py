@@ -164,7 +164,8 @@ def plan_purge(step: Step[PurgeParams]) -> dict:
     if run.planned_at is None:
         ids = [uid for _, uid in ledger.detected_subjects(store, ctx.run_id)]
         unmapped = erasure.discover_unmapped(ops, dm)
-        plan = erasure.plan(ops, dm, ids, step.key, at=ctx.now(), unmapped=unmapped).limited(params.max_subjects)
+        plan = erasure.plan(ops, dm, ids, step.key, at=ctx.now(), unmapped=unmapped,
+                            stores=step.stores).limited(params.max_subjects)
         guard.check_mapped(plan)
         elsewhere = set() if params.dry_run else erasure.rest_of_approved(
             plan, params.approve_plan, lambda approved: ledger.erased_by_other_runs_of(store, approved, ctx.run_id))

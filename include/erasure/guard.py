@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from include.datamap import OPS_CONNECTION
+from include.erasure.scope import split_label
 from include.errors import NeedsOperator
 
 APPROVE = "Approve"  # the option of Airflow's ApprovalOperator that approves
@@ -101,10 +103,19 @@ def against_threshold(subjects: int, threshold: int) -> str:
 
 def review_text(headline: str, plan_hash: str, tables: Mapping[str, int], not_touched: str,
                 vendors: list[str], rejected: str = "") -> str:
-    """What the reviewer reads (Markdown): the headline, the hash, rows per table, what is left alone, the vendors
-    to notify, and what each answer does. Callers pass counts, names of tables and vendors: no personal data."""
-    lines = [headline, "", f"Plan hash: `{plan_hash}`", "", "| table | rows |", "| --- | ---: |"]
-    lines += [f"| {table} | {n} |" for table, n in tables.items()]
+    """What the reviewer reads (Markdown): the headline, the hash, rows per store and per table (``tables`` by
+    label: ``schema.table`` on the operational database, ``connection:schema.table`` elsewhere), what is left
+    alone, the vendors to notify, and what each answer does. Callers pass counts, names of tables and vendors: no
+    personal data."""
+    by_store: dict[str, list[tuple[str, int]]] = {OPS_CONNECTION: []}
+    for label, n in tables.items():
+        store, table = split_label(label)
+        by_store.setdefault(store, []).append((table, n))
+    stores = [OPS_CONNECTION, *sorted(s for s in by_store if s != OPS_CONNECTION)]
+    lines = [headline, "", f"Plan hash: `{plan_hash}`", "",
+             "Rows per store: " + ", ".join(f"{s} {sum(n for _, n in by_store[s])}" for s in stores) + ".", "",
+             "| store | table | rows |", "| --- | --- | ---: |"]
+    lines += [f"| {store} | {table} | {n} |" for store in stores for table, n in by_store[store]]
     lines += ["", f"Not touched: {not_touched}"]
     if vendors:
         lines += ["", "Vendors to send a deletion notice: " + ", ".join(vendors) + "."]

@@ -2,7 +2,10 @@
 rule, its legal holds and the vendors to notify; for the whole plan, a stable hash a person can approve.
 
 :func:`plan` reads only (the data map's tables, one batched statement per table), so a dry run, an
-approval request and the live run all describe the same thing the same way.
+approval request and the live run all describe the same thing the same way. Every store the data map names
+is counted, each in its own database (the support desk's and analytics' tables, labelled
+``connection:schema.table``), with the predicate the engine erases by: a subject's tables are listed in the
+order the engine reports them (the other stores', then the operational database's).
 
 The plan's **hash** names *what will be done to whom*: the keyed hashes of the subjects it would erase
 (those whose account exists and who are under no active legal hold) and the erase rule of every mapped
@@ -13,18 +16,19 @@ rows, checked by the residual count in its own transaction.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from psycopg import sql
 
-from include.datamap import DataMap
+from include.datamap import OPS_CONNECTION, DataMap
 from include.erasure.engine import TableCount
 from include.erasure.facts import VendorShare, active_holds, vendor_shares
-from include.erasure.scope import Unmapped, address_key, discover_unmapped, store_targets, targets
+from include.erasure.scope import Unmapped, address_key, discover_unmapped, split_label, store_targets
 from include.subjects import user_hash
 
 PLAN_VERSION = 1
@@ -37,7 +41,8 @@ class SubjectPlan:
     exists: bool                          # the account row exists
     holds: tuple[int, ...] = ()           # active legal holds: the subject is not erased
     shared_address: bool = False          # another account has its address: rows tied by address are kept
-    tables: tuple[TableCount, ...] = ()   # every mapped table, erasure order, rows now (zero included)
+    tables: tuple[TableCount, ...] = ()   # every mapped table of every store, erasure order, rows now (zero
+                                          # included)
     unmapped: tuple[TableCount, ...] = () # tables the data map forgot that hold rows of the subject
     vendors: tuple[VendorShare, ...] = ()
 
@@ -105,6 +110,14 @@ class Plan:
                 totals[t.table] = totals.get(t.table, 0) + t.rows
         return totals
 
+    def store_totals(self) -> dict[str, int]:
+        """Rows per store (connection id) over the subjects it would erase: the operational database first."""
+        totals: dict[str, int] = {OPS_CONNECTION: 0}
+        for table, n in self.table_totals().items():
+            store = split_label(table)[0]
+            totals[store] = totals.get(store, 0) + n
+        return totals
+
     def vendor_totals(self) -> list[dict]:
         """Per vendor: how many of the subjects it would erase were shared with it (the notices owed)."""
         by_vendor: dict[int, dict] = {}
@@ -122,23 +135,35 @@ class Plan:
 
 
 def plan(ops, dm: DataMap, user_ids: Iterable[int], key: bytes, *, at: datetime,
-         unmapped: tuple[Unmapped, ...] | None = None) -> Plan:
-    """What erasing these subjects would do now (reads only). Unknown ids are planned as gone."""
-    scope = targets(dm)
+         unmapped: tuple[Unmapped, ...] | None = None, stores: Callable[[str], Any] | None = None) -> Plan:
+    """What erasing these subjects would do now (reads only). Unknown ids are planned as gone. ``stores(conn_id)``:
+    the other stores the data map names (as the engine takes them), each counted in its own database; a map
+    naming other stores with no ``stores`` is refused (a plan counting one store would understate what it erases)."""
     unmapped = discover_unmapped(ops, dm) if unmapped is None else unmapped
     ids = sorted({int(i) for i in user_ids})
     # Every store's erase rules (the operational database's first): approving a plan approves all of them.
-    rules = tuple(t.rule() for store in store_targets(dm).values() for t in store)
+    by_store = store_targets(dm)
+    rules = tuple(t.rule() for store in by_store.values() for t in store)
     if not ids:
         return Plan((), rules, tuple(u.label for u in unmapped))
+    others = [c for c in by_store if c != OPS_CONNECTION]
+    if others and stores is None:
+        from include.erasure.stores import StoresNotReachable
+
+        raise StoresNotReachable(f"the data map places personal data on {', '.join(others)} but this plan was given "
+                                 "no access to them: it cannot count the rows it would erase there")
     emails = _addresses(ops, dm, ids)
     shared = _shared_addresses(ops, dm, [e for e in emails.values() if e is not None])
     match = [None if emails.get(i) in shared else emails.get(i) for i in ids]
     params = {"ids": ids, "emails": match}
     counts: dict[int, list[TableCount]] = {i: [] for i in ids}
-    for target in scope:
-        for uid, n in ops.execute(target.count_for_each(), params):
-            counts[uid].append(TableCount(target.label, target.action, n))
+    # The order the engine reports a subject's tables in: the other stores' (each in one snapshot), then these.
+    for connection in [*others, OPS_CONNECTION]:
+        conn = ops if connection == OPS_CONNECTION else stores(connection)
+        with contextlib.nullcontext() if conn is ops else conn.transaction():
+            for target in by_store[connection]:
+                for uid, n in conn.execute(target.count_for_each(), params):
+                    counts[uid].append(TableCount(target.label, target.action, n))
     forgotten: dict[int, list[TableCount]] = {i: [] for i in ids}
     for table in unmapped:
         for uid, n in ops.execute(table.count_for_each(), {"ids": ids}):

@@ -34,6 +34,13 @@ def address_key(column: sql.Composable) -> sql.Composable:
     return comparable_sql(column)
 
 
+def split_label(label: str) -> tuple[str, str]:
+    """(connection, ``schema.table``) of a table's label (:attr:`Target.label`: ``schema.table`` on the operational
+    database, ``connection:schema.table`` on another store)."""
+    connection, sep, name = label.partition(":")
+    return (connection, name) if sep else (OPS_CONNECTION, label)
+
+
 @dataclass(frozen=True)
 class Target:
     """One mapped table as the erasure sees it."""
