@@ -217,7 +217,8 @@ from include.datamap import load_datamap
 from include.fulfilment import package
 from include.seam.storage import GCSBuckets
 from include.fulfilment.right_to_know import SharedWith, last_twelve_months
-mode, urls, uid, path, keys = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4], json.loads(sys.argv[5])
+mode, urls, uid, path = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+keys = json.loads(sys.argv[5])
 buckets = GCSBuckets()
 bucket = buckets.bucket("acme-uploads")
 bucket.exists("warm-up")  # the Google provider's imports and client, as a task has them

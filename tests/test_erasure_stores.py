@@ -284,7 +284,8 @@ def test_files_stream_from_gcs_into_the_package_in_one_pass(three_stores, tmp_pa
         add_subject(conns, buckets, 1, ADDRESS)
         big = os.urandom(5 * DOWNLOAD_CHUNK + 12345)
         conns["ops_db"].execute("insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, "
-                                "created_at) values (13, 1, 'f', 'upload', 'gs://acme-uploads/users/1/3/f.bin', 0, now())")
+                                "created_at) values (13, 1, 'f', 'upload', %s, 0, now())",
+                                ("gs://acme-uploads/users/1/3/f.bin",))
         buckets.bucket("acme-uploads").put("users/1/3/f.bin", big)
         buckets.bucket("acme-uploads").delete("users/1/2/notes.pdf")
         dm = parse_datamap(all_stores_datamap_raw())
@@ -335,7 +336,8 @@ def test_an_empty_file_gets_an_empty_entry(world):
     conns, buckets, dm = world["conns"], world["buckets"], world["dm"]
     buckets.bucket("acme-uploads").put("users/1/2/notes.pdf", b"")
     built = package.build(package.Sources(conns["ops_db"], conns.__getitem__, buckets), dm,
-                          package.About(5, "access", "gdpr", date(2026, 11, 25)), package.subject(conns["ops_db"], dm, 1),
+                          package.About(5, "access", "gdpr", date(2026, 11, 25)),
+                          package.subject(conns["ops_db"], dm, 1),
                           SharedWith(1, last_twelve_months(date(2026, 11, 25), timezone.utc), True, ()),
                           str(world["tmp"] / "package.zip"))
     (empty,) = [f for f in built.stored_files if f.location == "gs://acme-uploads/users/1/2/notes.pdf"]
