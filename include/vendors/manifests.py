@@ -356,7 +356,6 @@ def send_violation_emails(step: Step[ManifestParams]) -> dict:
     if params.dry_run or mailer is None:
         log.info("violation emails not sent (dry run)")
         return {"skipped": "dry run"}
-    ledger = notices.ViolationNoticeLedger(settings, ctx.run_id, [params.scope.label, source.UNDATED],
-                                           params.vendor_ids)
+    ledger = notices.ledger(settings, ctx.run_id, [params.scope.label, source.UNDATED], params.vendor_ids)
     report = deliver(store, ledger, mailer, ctx)
     return report.as_dict()
