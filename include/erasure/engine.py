@@ -89,8 +89,17 @@ class TableCount:
     rows: int
 
 
+class TablesEvidence:
+    """A subject's record (its plan, the result of its erasure) whose ``tables`` are a :class:`TableCount` per
+    mapped table."""
+
+    def tables_evidence(self) -> dict:
+        """Per table, its action and rows, as the compliance store keeps them."""
+        return {t.table: {"action": t.action, "rows": t.rows} for t in self.tables}
+
+
 @dataclass(frozen=True)
-class ErasureResult:
+class ErasureResult(TablesEvidence):
     """What happened to one subject. Holds ids, counts and a keyed hash: no personal data."""
 
     user_id: int
@@ -118,9 +127,6 @@ class ErasureResult:
     @property
     def rows_erased(self) -> int:
         return sum(t.rows for t in self.tables)
-
-    def tables_evidence(self) -> dict:
-        return {t.table: {"action": t.action, "rows": t.rows} for t in self.tables}
 
 
 @dataclass(frozen=True)
