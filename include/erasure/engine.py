@@ -113,12 +113,12 @@ class ErasureResult(TablesEvidence):
     address_hash: str | None = None           # keyed hash of the erased account's address (None: it had none)
     extra: Mapping = field(default_factory=dict)
     at: datetime | None = None
-    files: tuple = ()                         # include.erasure.stores.FileOutcome of every file of the subject
+    files: tuple[elsewhere.FileOutcome, ...] = ()  # every file of the subject
 
     @property
     def not_allowed(self) -> tuple[str, ...]:
         """Locations of the subject's files in buckets the settings do not allow (outcome ``incomplete``)."""
-        return tuple(f.uri for f in self.files if f.state == elsewhere.NOT_ALLOWED)
+        return elsewhere.Elsewhere(files=self.files).not_allowed
 
     def files_evidence(self) -> dict:
         """Per state (deleted, already_gone, not_allowed), how many of the subject's files."""
