@@ -4,7 +4,6 @@ from __future__ import annotations
 from airflow.sdk import Param
 
 from include.runconf import COUNT_MAX
-from include.schedules import SCHEDULES
 from include.seam.dag import SENDGRID_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
 from include.seam.erasure import ErasureTasks, erasing_run_timeout, erasure_workflow
 from include.seam.steps import step_task
@@ -14,7 +13,6 @@ STEPS, PARAMS = "include.children.purge", "include.children.params:PurgeParams"
 
 @privacy_dag(
     dag_id="child_data_purge",
-    schedule=SCHEDULES["child_data_purge"],
     tags=["children", "coppa", "erasure", "email"],
     dagrun_timeout=erasing_run_timeout(),
     params={

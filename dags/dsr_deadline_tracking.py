@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from include.schedules import SCHEDULES
 from include.seam.dag import SENDGRID_POOL, date_param, dry_run_param, ids_param, prepare_store, privacy_dag
 from include.seam.steps import step_task
 
@@ -13,7 +12,6 @@ STEPS, PARAMS = "include.deadlines.tracking", "include.deadlines.params:DsrParam
 
 @privacy_dag(
     dag_id="dsr_deadline_tracking",
-    schedule=SCHEDULES["dsr_deadline_tracking"],
     tags=["dsr", "gdpr", "ccpa", "email"],
     dagrun_timeout=timedelta(minutes=45),
     params={

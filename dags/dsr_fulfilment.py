@@ -4,7 +4,6 @@
 Airflow module of its own; its tasks come from the shared erasure workflow, include/seam/erasure.py.)"""
 from __future__ import annotations
 
-from include.schedules import SCHEDULES
 from include.seam.dag import GCS_POOL, approve_plan_param, dry_run_param, ids_param, prepare_store, privacy_dag
 from include.seam.erasure import ErasureTasks, erasing_run_timeout, erasure_workflow
 from include.seam.steps import step_task
@@ -14,7 +13,6 @@ STEPS, PARAMS = "include.fulfilment.steps", "include.fulfilment.params:Fulfilmen
 
 @privacy_dag(
     dag_id="dsr_fulfilment",
-    schedule=SCHEDULES["dsr_fulfilment"],
     tags=["dsr", "gdpr", "ccpa", "export", "erasure", "gcs"],
     dagrun_timeout=erasing_run_timeout(),
     params={

@@ -5,7 +5,6 @@ from datetime import timedelta
 
 from airflow.sdk import Param
 
-from include.schedules import SCHEDULES
 from include.seam.dag import GCS_POOL, SENDGRID_POOL, dry_run_param, prepare_store, privacy_dag
 from include.seam.steps import step_operator, step_task
 
@@ -14,7 +13,6 @@ STEPS, PARAMS = "include.discovery.steps", "include.discovery.params:DiscoveryPa
 
 @privacy_dag(
     dag_id="personal_data_discovery",
-    schedule=SCHEDULES["personal_data_discovery"],
     tags=["discovery", "gdpr", "ccpa", "email"],
     dagrun_timeout=timedelta(hours=2),
     params={

@@ -6,7 +6,6 @@ from datetime import timedelta
 from airflow.sdk import Param
 
 from include.runconf import COUNT_MAX
-from include.schedules import SCHEDULES
 from include.seam.dag import SENDGRID_POOL, dry_run_param, prepare_store, privacy_dag
 from include.seam.steps import step_operator, step_task
 
@@ -15,9 +14,9 @@ STEPS, PARAMS = "include.campaign.steps", "include.campaign.params:NotificationP
 
 @privacy_dag(
     dag_id="policy_change_notifications",
-    # Every 15 minutes the first step looks for a published version without a finished campaign and stops the
-    # run at once when there is none: no worker slot is held while waiting for a publication.
-    schedule=SCHEDULES["policy_change_notifications"],
+    # Every 15 minutes (its entry in include/schedules.py) the first step looks for a published version without a
+    # finished campaign and stops the run at once when there is none: no worker slot is held while waiting for a
+    # publication.
     tags=["notifications", "email"],
     dagrun_timeout=timedelta(hours=6),
     params={

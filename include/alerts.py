@@ -6,10 +6,10 @@ recorded and sent the same way, as kind ``late`` (migration 0012): no task, the 
 queued and what its deadline was.
 
 A DAG's task that fails for good (its retries spent, or a set-up fault that never retries) calls
-:func:`include.seam.alerts.task_failed`, which records the failure here (``compliance.run_alerts``, one row
-per run: the first failing task wins, so a second failure of the same run adds nothing) and sends the pending
-alert to ``settings.on_call_email`` through :func:`include.delivery.engine.deliver` — SendGrid's retry rules,
-the audit entry and "never twice" come with it.
+:func:`include.seam.alerts.task_failed`, which records the failure here (in the outbox, kind ``run_alerts``, read
+as ``compliance.run_alerts``; one row per run: the first failing task wins, so a second failure of the same run adds
+nothing) and sends the pending alert to ``settings.on_call_email`` through :func:`include.delivery.engine.deliver`
+— SendGrid's retry rules, the audit entry and "never twice" come with it.
 
 The reason is the task's own sentence (every failure of this project is one sentence without personal data);
 an unexpected exception's text might carry a value, so addresses, IP addresses and long runs of digits are
@@ -21,10 +21,11 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Sequence
 
 from include.config import Settings
 from include.mail import Addressee, Content, envelope, render_parts
-from include.delivery.engine import Batch
+from include.delivery.outbox import Entry, Outbox, OutboxLedger
 
 MAX_REASON = 500
 
@@ -50,6 +51,7 @@ def _is_ip(token: str) -> bool:
 
 
 FAILED, LATE = "failed", "late"
+OUTBOX = Outbox("run_alerts")  # key: "<dag id>/<run id>/<kind>"
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,10 @@ class Failure:
 
 def record(store, failure: Failure, recipient: str) -> bool:
     """The run's alert of this kind, once: True when it is the run's first (an alert to send), else False."""
-    row = store.execute(
-        """insert into compliance.run_alerts (dag_id, run_id, kind, task_id, reason, recipient, failed_at)
-           values (%s, %s, %s, %s, %s, %s, %s) on conflict (dag_id, run_id, kind) do nothing returning run_id""",
-        (failure.dag_id, failure.run_id, failure.kind, failure.task_id, scrub(failure.reason), recipient,
-         failure.at)).fetchone()
-    return row is not None
+    facts = {"dag_id": failure.dag_id, "run_id": failure.run_id, "kind": failure.kind, "task_id": failure.task_id,
+             "reason": scrub(failure.reason)}
+    return OUTBOX.record(store, f"{failure.dag_id}/{failure.run_id}/{failure.kind}", recipient=recipient, facts=facts,
+                         at=failure.at, run_id=failure.run_id)
 
 
 def payload(failure: Failure, settings: Settings) -> dict:
@@ -89,35 +89,15 @@ def payload(failure: Failure, settings: Settings) -> dict:
                     to=Addressee(settings.on_call_email, "run_alert", key, args))
 
 
-class AlertLedger:
-    """``compliance.run_alerts`` for the delivery engine: each pending alert is one message."""
+def ledger(settings: Settings, run_url: str | None = None) -> OutboxLedger:
+    """Every pending alert (of any run) for the delivery engine, oldest first: each is one message."""
 
-    name = "run_alerts"
+    def compose(conn, entries: Sequence[Entry]) -> tuple[dict, dict]:
+        (entry,) = entries
+        f = entry.facts
+        failure = Failure(f["dag_id"], f["run_id"], f["task_id"], f["reason"], entry.claimed_at, run_url=run_url,
+                          kind=f["kind"])
+        return (payload(failure, settings),
+                {"dag_id": f["dag_id"], "run_id": f["run_id"], "task_id": f["task_id"], "kind": f["kind"]})
 
-    def __init__(self, settings: Settings, run_url: str | None = None):
-        self.settings, self.run_url = settings, run_url
-
-    def pending(self, conn) -> int:
-        return conn.execute("select count(*) from compliance.run_alerts where status = 'pending'").fetchone()[0]
-
-    def claim(self, conn) -> Batch | None:
-        row = conn.execute("""select dag_id, run_id, task_id, reason, failed_at, kind from compliance.run_alerts
-                              where status = 'pending' order by failed_at limit 1 for update skip locked""").fetchone()
-        if row is None:
-            return None
-        dag_id, run_id, task_id, reason, at, kind = row
-        failure = Failure(dag_id, run_id, task_id, reason, at, run_url=self.run_url, kind=kind)
-        return Batch(keys=[(dag_id, run_id, kind)], payload=payload(failure, self.settings),
-                     evidence={"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "kind": kind})
-
-    def mark_sent(self, conn, batch: Batch, *, message_id: str | None, sent_at: datetime) -> None:
-        (dag_id, run_id, kind), = batch.keys
-        conn.execute("""update compliance.run_alerts set status = 'sent', message_id = %s, sent_at = %s
-                        where dag_id = %s and run_id = %s and kind = %s and status = 'pending'""",
-                     (message_id, sent_at, dag_id, run_id, kind))
-
-    def mark_failed(self, conn, batch: Batch, *, reason: str) -> None:
-        (dag_id, run_id, kind), = batch.keys
-        conn.execute("""update compliance.run_alerts set status = 'failed', error = %s
-                        where dag_id = %s and run_id = %s and kind = %s and status = 'pending'""",
-                     (reason, dag_id, run_id, kind))
+    return OUTBOX.ledger(compose)

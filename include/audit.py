@@ -235,8 +235,9 @@ def anchors_recorded(store_conn, location: str) -> tuple[int, int | None] | None
     return int(count), newest
 
 
-@dataclass(frozen=True)
-class Anchor:
+class Anchor(NamedTuple):
+    """An anchor object as its name says: the name, the row it anchors and that row's hash."""
+
     name: str
     row_id: int
     row_hash: str

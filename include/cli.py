@@ -486,69 +486,71 @@ def with_url(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def add_product_commands(sub) -> None:
-    p = with_url(sub.add_parser("migrate-store", help="create or migrate the compliance store (schema compliance)",
-                                description="Create schema compliance or apply the migrations it lacks."))
-    p.set_defaults(func=cmd_migrate_store)
+def _command(sub, name: str, func: Callable[[argparse.Namespace], int], *, help: str,
+             description: str) -> argparse.ArgumentParser:
+    """A product command: its parser, with ``--url``, which runs ``func``; the caller adds its own arguments."""
+    parser = with_url(sub.add_parser(name, help=help, description=description))
+    parser.set_defaults(func=func)
+    return parser
 
-    p = with_url(sub.add_parser(
-        "verify-audit", help="verify the audit log's hash chain and its anchors (exit 1 if broken)",
-        description="Recompute every row's hash of compliance.audit_log, then check the chain against the "
-                    "anchors the runs wrote outside the database, which reveals removed newest rows and a "
-                    "recomputed chain."))
+
+def add_product_commands(sub) -> None:
+    _command(sub, "migrate-store", cmd_migrate_store,
+             help="create or migrate the compliance store (schema compliance)",
+             description="Create schema compliance or apply the migrations it lacks.")
+
+    p = _command(sub, "verify-audit", cmd_verify_audit,
+                 help="verify the audit log's hash chain and its anchors (exit 1 if broken)",
+                 description="Recompute every row's hash of compliance.audit_log, then check the chain against the "
+                             "anchors the runs wrote outside the database, which reveals removed newest rows and a "
+                             "recomputed chain.")
     p.add_argument("--anchors", metavar="LOCATION",
                    help=f"where the runs anchor the chain: gs://BUCKET[/PREFIX] (connection google_cloud_default, "
                         f"e.g. from $AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT) or file:///FOLDER (default: "
                         f"${EVIDENCE_ENV}; without either only the chain is checked)")
-    p.set_defaults(func=cmd_verify_audit)
 
-    p = with_url(sub.add_parser("check-datamap", help="check the data map against a live database",
-                                description="Check every table and column the data map names."))
+    p = _command(sub, "check-datamap", cmd_check_datamap, help="check the data map against a live database",
+                 description="Check every table and column the data map names.")
     p.add_argument("--datamap", metavar="FILE", help="data map file (default: the packaged include/datamap.yaml)")
     p.add_argument("--details", action="store_true", help="list every problem, not only the summary")
-    p.set_defaults(func=cmd_check_datamap)
 
-    p = with_url(sub.add_parser("whatif", help="list what-if deadline runs, or show one run's results",
-                                description="What-if evaluations (dsr_deadline_tracking with another as_of)."))
+    p = _command(sub, "whatif", cmd_whatif, help="list what-if deadline runs, or show one run's results",
+                 description="What-if evaluations (dsr_deadline_tracking with another as_of).")
     p.add_argument("--run-id", metavar="RUN_ID", help="show this run's evaluations (default: list the runs)")
     p.add_argument("--limit", type=_positive, default=50, metavar="N", help="at most this many lines (default: 50)")
-    p.set_defaults(func=cmd_whatif)
 
-    p = with_url(sub.add_parser(
-        "right-to-know", help="CCPA right to know: the categories of one user's data shared, and with which vendors",
-        description="List the categories of one user's personal data shared with vendors over a period, and the "
-                    "vendors (from data_shares through the data map; the same data as the vendor manifests)."))
+    p = _command(sub, "right-to-know", cmd_right_to_know,
+                 help="CCPA right to know: the categories of one user's data shared, and with which vendors",
+                 description="List the categories of one user's personal data shared with vendors over a period, "
+                             "and the vendors (from data_shares through the data map; the same data as the vendor "
+                             "manifests).")
     p.add_argument("--user-id", type=_positive, required=True, metavar="N", help="the user's internal id")
     p.add_argument("--since", type=_day, metavar="DATE",
                    help="first day, YYYY-MM-DD in UTC (default: 12 months before --until)")
     p.add_argument("--until", type=_day, metavar="DATE", help="last day, included, YYYY-MM-DD in UTC (default: today)")
-    p.set_defaults(func=cmd_right_to_know)
 
-    p = with_url(sub.add_parser(
-        "discover", help="find personal data the data map does not name (prints; stores nothing)",
-        description="Sample every table of the database (and of the other stores the data map names, from "
-                    "$PRIVACY_STORE_URL_<CONNECTION>), classify each column by its values and print what the data "
-                    "map misses: names, kinds, confidences and counts, never a value."))
+    p = _command(sub, "discover", cmd_discover,
+                 help="find personal data the data map does not name (prints; stores nothing)",
+                 description="Sample every table of the database (and of the other stores the data map names, from "
+                             "$PRIVACY_STORE_URL_<CONNECTION>), classify each column by its values and print what "
+                             "the data map misses: names, kinds, confidences and counts, never a value.")
     p.add_argument("--format", choices=("table", "yaml"), default="table",
                    help="table: the findings; yaml: the suggested data-map entries (default: table)")
     p.add_argument("--sample-rows", type=_positive, default=1000, metavar="N",
                    help="rows sampled per table at most (default: 1000)")
     p.add_argument("--table", action="append", metavar="NAME", help="only this table (repeatable)")
     p.add_argument("--datamap", metavar="FILE", help="data map file (default: $PRIVACY_DATAMAP, else the packaged one)")
-    p.set_defaults(func=cmd_discover)
 
-    p = with_url(sub.add_parser("findings", help="list the open personal-data discovery findings and their age",
-                                description="The open findings of personal_data_discovery, oldest first."))
+    p = _command(sub, "findings", cmd_findings, help="list the open personal-data discovery findings and their age",
+                 description="The open findings of personal_data_discovery, oldest first.")
     p.add_argument("--limit", type=_positive, default=100, metavar="N", help="at most this many (default: 100)")
-    p.set_defaults(func=cmd_findings)
 
-    p = with_url(sub.add_parser(
-        "dismiss-finding", help="dismiss a discovery finding with a reason (audit-logged; later runs keep it)",
-        description="Record that a finding is not a subject's personal data (or is handled elsewhere)."))
+    p = _command(sub, "dismiss-finding", cmd_dismiss_finding,
+                 help="dismiss a discovery finding with a reason (audit-logged; later runs keep it)",
+                 description="Record that a finding is not a subject's personal data (or is handled elsewhere).")
     p.add_argument("--id", type=_positive, required=True, metavar="N", help="the finding's id (privacy-ops findings)")
     p.add_argument("--reason", required=True, help="why it is dismissed (at most 500 characters)")
     p.add_argument("--by", required=True, metavar="NAME", help="who dismisses it")
-    p.set_defaults(func=cmd_dismiss_finding)
 
 
 # -- assembling the parser --------------------------------------------------------------------------

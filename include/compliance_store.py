@@ -51,8 +51,9 @@ def available_migrations() -> list[Migration]:
     return found
 
 
-def migrate(conn) -> list[int]:
-    """Bring the store up to date; returns the versions applied now (empty when already current)."""
+def migrate(conn, *, upto: int | None = None) -> list[int]:
+    """Bring the store up to date (or up to migration ``upto``: a test of what a migration does to the rows an
+    earlier store holds); returns the versions applied now (empty when already current)."""
     applied_now = []
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
@@ -63,6 +64,8 @@ def migrate(conn) -> list[int]:
                     applied_at timestamptz not null default now())""")
         done = {v: c for v, c in conn.execute(f"select version, checksum from {SCHEMA}.schema_migrations")}
         for migration in available_migrations():
+            if upto is not None and migration.version > upto:
+                break
             if migration.version in done:
                 if done[migration.version] != migration.checksum:
                     raise MigrationError(

@@ -166,6 +166,13 @@ class PersonalDataEntry:
         store = "" if self.connection == OPS_CONNECTION else f" (connection '{self.connection}')"
         return f"personal_data '{name}'{store}"
 
+    @property
+    def table_label(self) -> str:
+        """``schema.table`` on the operational database, ``connection:schema.table`` on another store: the table
+        as the erasure (and so a plan's hash) and the export package name it."""
+        name = f"{self.schema}.{self.table}"
+        return name if self.connection == OPS_CONNECTION else f"{self.connection}:{name}"
+
 
 @dataclass(frozen=True)
 class DataMap:

@@ -485,6 +485,13 @@ class _RawKeys(ObjectStore):
     def exists(self, name):
         return self._path(name).is_file()
 
+    def describe(self, prefix=""):
+        from datetime import datetime, timezone
+
+        for name in self.list(prefix):
+            stat = self._path(name).stat()
+            yield ObjectInfo(name, stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+
     def delete(self, name):
         if not self.inner.root.is_dir():
             raise ObjectStoreRefused(f"bucket folder {self.inner.root} does not exist")

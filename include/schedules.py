@@ -1,8 +1,9 @@
-"""When each DAG runs: one cron expression per DAG, read by the DAG files and by the compliance page.
+"""When each DAG runs: one cron expression per DAG, read by the house DAG and by the compliance page.
 
-The DAG files pass these to Airflow (``tests/test_dag_integrity.py`` holds every DAG to its entry), and the page
-says in words how often a section is refreshed from the same entry, so a changed schedule can never leave the
-page saying "daily" of a DAG that runs every 15 minutes.
+:func:`include.seam.dag.privacy_dag` passes a DAG's entry to Airflow by its ``dag_id``
+(``tests/test_dag_integrity.py`` holds every DAG to its entry), and the page says in words how often a section is
+refreshed from the same entry, so a changed schedule can never leave the page saying "daily" of a DAG that runs
+every 15 minutes.
 """
 from __future__ import annotations
 

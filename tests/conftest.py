@@ -39,6 +39,7 @@ os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER",
 os.environ.setdefault("PRIVACY_DEADLINE_ALERTS", "off")
 
 from devkit import database
+from tests import scratch
 from tests.e2e_world import e2e_session, make_world, seeded_clone  # noqa: F401  (shared fixtures: tests/e2e_world.py)
 
 
@@ -107,10 +108,11 @@ def restore_logging():
 
 
 @pytest.fixture(scope="session")
-def pg_server_url() -> str:
+def pg_server_url():
     from devkit.embedded_postgres import server_or_embedded
 
-    return server_or_embedded(os.environ.get("PRIVACY_TEST_PG_URL", database.DEFAULT_URL))[0]
+    yield server_or_embedded(os.environ.get("PRIVACY_TEST_PG_URL", database.DEFAULT_URL))[0]
+    scratch.flush()  # the scratch databases still waiting to be dropped, while the server is still there
 
 
 @pytest.fixture
@@ -121,7 +123,7 @@ def fresh_db(pg_server_url):
     try:
         yield url
     finally:
-        database.drop_database(pg_server_url, name)
+        scratch.drop_later(pg_server_url, name)
 
 
 SENDGRID_TEST_KEY = "SG.test-key"
@@ -199,4 +201,4 @@ def three_stores(fresh_db, pg_server_url):
         yield urls
     finally:
         for name in names:
-            database.drop_database(pg_server_url, name)
+            scratch.drop_later(pg_server_url, name)

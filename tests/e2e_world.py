@@ -29,6 +29,7 @@ import pytest
 from psycopg import sql
 
 from devkit import database, local_airflow
+from tests import scratch
 
 _templates: dict[tuple, tuple[str, dict]] = {}  # seed key -> (template database name, seed summary)
 _store_templates: dict[str, dict[str, str]] = {}  # ops template -> {connection id: template database name}
@@ -253,7 +254,7 @@ def seeded_clone(e2e_session):
 
     yield make
     for name in made:
-        database.drop_database(e2e_session["pg"], name)
+        scratch.drop_later(e2e_session["pg"], name)
 
 
 @pytest.fixture
@@ -322,4 +323,4 @@ def make_world(e2e_session, tmp_path, monkeypatch):
     yield make
     stack.close()
     for name in made:
-        database.drop_database(e2e_session["pg"], name)
+        scratch.drop_later(e2e_session["pg"], name)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from devkit.database import connect
+from tests import scratch
 from devkit.operational_schema import create_reference_schema
 from include import child_detection as detection
 from include.child_rules import (BIRTH_DATE_BEFORE_1900, BIRTH_DATE_IN_FUTURE, CREATED_BEFORE_BIRTH,
@@ -95,7 +96,7 @@ def ops(pg_server_url):
     with connect(url, autocommit=True) as conn:
         create_reference_schema(conn)
         yield conn
-    database.drop_database(pg_server_url, name)
+    scratch.drop_later(pg_server_url, name)
 
 
 def _reset(conn) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from include import audit
 from devkit import database
+from tests import scratch
 from include.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, build_parser, main
 
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("restore_logging")  # main() configures log
 def new_db_url(pg_server_url):
     name = f"privacy_cli_{uuid.uuid4().hex[:10]}"
     yield database.with_database(pg_server_url, name)
-    database.drop_database(pg_server_url, name)
+    scratch.drop_later(pg_server_url, name)
 
 
 def test_init_ops_creates_the_reference_schema(new_db_url, capsys, three_stores, monkeypatch):

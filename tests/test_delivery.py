@@ -113,13 +113,13 @@ def test_a_batch_held_by_a_live_sender_is_skipped_and_a_dead_senders_batch_is_re
     from include.deadlines import escalation
 
     escalation.record(db, as_of=TODAY, team_email=SETTINGS.compliance_team_email, run_id="r", now=NOW)
-    ledger = escalation.EscalationLedger(SETTINGS, "holder")
+    ledger = escalation.ledger(SETTINGS, "holder")
     holder = connect(fresh_db, autocommit=True)
     tx = holder.transaction()
     tx.__enter__()
     held = ledger.claim(holder)  # a live sender holds the one recipient's batch, mid-send
     assert held is not None and held.size == 3
-    report = deliver(db, escalation.EscalationLedger(SETTINGS, "other"), mailer_for(sendgrid), ctx("other"))
+    report = deliver(db, escalation.ledger(SETTINGS, "other"), mailer_for(sendgrid), ctx("other"))
     assert report.sent == 0 and sendgrid.accepted() == []
     holder_pid = holder.info.backend_pid
     holder.close()  # the holder dies (SIGKILL): its transaction and its locks go with it ...
@@ -129,7 +129,7 @@ def test_a_batch_held_by_a_live_sender_is_skipped_and_a_dead_senders_batch_is_re
     while db.execute("select count(*) from pg_stat_activity where pid = %s", (holder_pid,)).fetchone()[0]:
         assert time.monotonic() < deadline, "the dead holder's server process lingers"
         time.sleep(0.05)
-    report = deliver(db, escalation.EscalationLedger(SETTINGS, "retry"), mailer_for(sendgrid), ctx("retry"))
+    report = deliver(db, escalation.ledger(SETTINGS, "retry"), mailer_for(sendgrid), ctx("retry"))
     assert report.sent == 3 and _sent_requests(sendgrid) == Counter({1: 1, 2: 1, 3: 1})
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from devkit import database
+from tests import scratch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +64,6 @@ def test_the_demo_runs_every_dag_and_prints_no_secret_and_no_personal_data(pg_se
                 "union select requester_email from privacy_requests") if v and len(v) >= 7}
         assert personal and not [v for v in personal if v in output.lower()]
     finally:
-        database.drop_database(pg_server_url, name)
+        scratch.drop_later(pg_server_url, name)
         for store in ("support", "analytics"):  # SPEC §3.1's other stores, made beside it
-            database.drop_database(pg_server_url, f"{name}_{store}")
+            scratch.drop_later(pg_server_url, f"{name}_{store}")

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from devkit import database
+from tests import scratch
 from devkit.seed.demo_data import seed
 from devkit.seed.unmapped import PLANTED, plant
 from include import audit, compliance_store
@@ -196,7 +197,7 @@ def seeded(pg_server_url):
         plant(conn)
         compliance_store.migrate(conn)
     yield url
-    database.drop_database(pg_server_url, name)
+    scratch.drop_later(pg_server_url, name)
 
 
 @pytest.fixture
@@ -237,7 +238,7 @@ def test_the_shipped_map_leaves_nothing_unmapped_in_the_reference_schema(pg_serv
             report = findings.scan_connection(conn, load_datamap(), "ops_db", rows=1000, today=TODAY)
         assert report.tables == 13 and report.findings == [], [findings.Finding.key.fget(f) for f in report.findings]
     finally:
-        database.drop_database(pg_server_url, name)
+        scratch.drop_later(pg_server_url, name)
 
 
 def test_the_scan_finds_every_planted_column_by_its_values_and_no_decoy(db):

@@ -27,6 +27,7 @@ import pytest
 
 import notification_oracle as oracle
 from devkit import database, local_airflow
+from tests import scratch
 from devkit.seed.demo_data import seed
 from include import compliance_store
 from include.seam.dag import GCS_POOL, SENDGRID_POOL
@@ -179,7 +180,7 @@ def stack(pg_server_url, sendgrid_server, tmp_path_factory):
     finally:
         _stop(procs, grace=20)
         for name in names.values():
-            database.drop_database(pg_server_url, name)
+            scratch.drop_later(pg_server_url, name)
         sendgrid_server.clear()
 
 

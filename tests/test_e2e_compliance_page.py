@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from devkit import database, demo, local_airflow
+from tests import scratch
 from devkit.database import connect
 from devkit.seed.unmapped import PLANT_SQL
 from devkit.standins.sendgrid_server import SendGridStandIn
@@ -83,9 +84,9 @@ def world(e2e_session, tmp_path_factory):
                 yield {"url": url, "conn": conn, "api": api, "token": token, "http": http, "logs": runs,
                        "evidence": evidence}
     finally:
-        database.drop_database(pg, name)
+        scratch.drop_later(pg, name)
         for store_name, _ in stores.values():
-            database.drop_database(pg, store_name)
+            scratch.drop_later(pg, store_name)
 
 
 def get(world, path, token="vera", **params):

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from devkit import local_airflow
+from tests import scratch
 from devkit.database import connect
 from devkit.standins.sendgrid_server import SendGridStandIn
 from include import audit, compliance_store
@@ -187,6 +188,6 @@ def test_a_database_without_vendors_or_shares_maps_nothing_and_says_so(pg_server
         with connect(url, autocommit=True) as conn:
             assert conn.execute("select planned, outcomes from compliance.vendor_manifest_runs").fetchall() == [(0, {})]
     finally:
-        database.drop_database(pg_server_url, name)
+        scratch.drop_later(pg_server_url, name)
         for store_url in stores.values():
-            database.drop_database(pg_server_url, database.database_name(store_url))
+            scratch.drop_later(pg_server_url, database.database_name(store_url))

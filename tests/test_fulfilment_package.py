@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from devkit.database import connect
+from tests import scratch
 from devkit.seed.demo_data import seed
 from tests.conftest import ops_datamap
 from include.datamap import load_datamap
@@ -37,7 +38,7 @@ def world(pg_server_url):
     with connect(url, autocommit=True) as conn:
         conn.execute("set timezone = 'UTC'")
         yield {"conn": conn, "planted": summary["planted"], "dm": ops_datamap()}
-    database.drop_database(pg_server_url, name)
+    scratch.drop_later(pg_server_url, name)
 
 
 def build(world, user_id: int, tmp_path, as_of: date = TODAY, name: str = "p.zip") -> tuple[package.Package, dict]:

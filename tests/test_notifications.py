@@ -16,6 +16,7 @@ import notification_oracle as oracle
 import pytest
 
 from devkit import database
+from tests import scratch
 from devkit.seed.demo_data import seed
 from tests.conftest import ops_datamap
 from include import compliance_store
@@ -47,7 +48,7 @@ def seeded(pg_server_url):
     with database.connect(url, autocommit=True) as conn:
         compliance_store.migrate(conn)
     yield {"url": url, "planted": summary["planted"]}
-    database.drop_database(pg_server_url, name)
+    scratch.drop_later(pg_server_url, name)
 
 
 @pytest.fixture

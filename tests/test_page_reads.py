@@ -539,9 +539,10 @@ def test_needs_a_person_counts_what_waits_and_leads_to_its_rows(store):
                                                             run_id, first_recorded_at, recorded_at)
                      values (7, 'gdpr', 'rectification', 'manual', 'manual', 'correct the address', 'r', now(), now()),
                             (8, 'gdpr', 'objection', 'manual', 'manual', 'stop the processing', 'r', now(), now())""")
-    store.execute("""insert into compliance.dsr_escalations (request_id, level, recipient, recipient_is_team, status,
-                                                            claimed_at, claimed_run, error)
-                     values (9, 'overdue', 'team@example.com', true, 'failed', now(), 'r', 'refused')""")
+    store.execute("""insert into compliance.outbox (kind, key, recipient, status, facts, claimed_at, claimed_run, error)
+                     values ('dsr.escalation', '9/overdue', 'team@example.com', 'failed',
+                             '{"request_id": 9, "level": "overdue", "recipient_is_team": true}', now(), 'r',
+                             'refused')""")
     erasure_run.start_run(store, ledger.WORKFLOW, erasure_run.RunStart(
         run_id="scheduled__1", as_of=planned.date(), run_type="scheduled", dry_run=False, threshold=50,
         started_at=planned))

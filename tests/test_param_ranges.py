@@ -110,6 +110,7 @@ def test_the_bound_is_where_postgresql_stops(pg_server_url):
     """ID_MAX is the largest id a statement takes; one more is the NumericValueOutOfRange the check now prevents."""
     from devkit import database
     from devkit.operational_schema import create_reference_schema
+    from tests import scratch
     from include import child_detection as detection
     from include.datamap import load_datamap
 
@@ -123,7 +124,7 @@ def test_the_bound_is_where_postgresql_stops(pg_server_url):
             with pytest.raises(psycopg.errors.NumericValueOutOfRange):
                 detection.detect(ops, dm, as_of=date(2026, 11, 25), tz="UTC", user_ids=[ID_MAX + 1])
     finally:
-        database.drop_database(pg_server_url, name)
+        scratch.drop_later(pg_server_url, name)
 
 
 # -- the trigger form's JSON schema ---------------------------------------------------------------------------

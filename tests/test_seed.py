@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from devkit import database, operational_schema
+from tests import scratch
 from devkit.seed import demo_data
 from devkit.seed.bulk import BulkGenerator
 from devkit.seed.planted import plant
@@ -254,7 +255,7 @@ def seeded(pg_server_url):
         summary = demo_data.seed(url, users=USERS, anchor=ANCHOR)
         yield url, summary
     finally:
-        database.drop_database(pg_server_url, name)
+        scratch.drop_later(pg_server_url, name)
 
 
 def fetch(url: str, query, params=None) -> list[dict]:
@@ -595,7 +596,7 @@ def test_deterministic_per_seed(seeded, fresh_db, pg_server_url):
         # fixed tables depend on the anchor only
         assert digests["vendors"] == base["vendors"] and digests["policy_versions"] == base["policy_versions"]
     finally:
-        database.drop_database(pg_server_url, name)
+        scratch.drop_later(pg_server_url, name)
 
 
 def test_sequences_continue_after_loaded_ids(fresh_db):

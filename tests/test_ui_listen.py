@@ -20,7 +20,7 @@ import pytest
 
 from devkit import database, local_airflow
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.stack]  # the whole local stack: scheduler, api-server, triggerer, dag-processor
 ROOT = Path(__file__).resolve().parent.parent
 
 

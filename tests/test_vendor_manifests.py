@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from devkit.database import connect
+from tests import scratch
 from devkit.seed.demo_data import seed
 from devkit.standins.gcs_emulator import GCSEmulator
 from include import compliance_store
@@ -50,7 +51,7 @@ def seeded(pg_server_url):
     url = database.create_database(pg_server_url, name)
     summary = seed(url, users=400, seed=7, anchor=ANCHOR)
     yield {"url": url, "planted": summary["planted"]}
-    database.drop_database(pg_server_url, name)
+    scratch.drop_later(pg_server_url, name)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from devkit.database import connect
+from tests import scratch
 from devkit.operational_schema import create_reference_schema
 from include.datamap import CATEGORIES, load_datamap
 from include.periods import Period
@@ -44,7 +45,7 @@ def ops(pg_server_url):
         create_reference_schema(conn)
         conn.execute("set time zone 'UTC'")
         yield conn
-    database.drop_database(pg_server_url, name)
+    scratch.drop_later(pg_server_url, name)
 
 
 def _reset(conn) -> None:

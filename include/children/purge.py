@@ -383,7 +383,7 @@ def notify_compliance(step: Step[PurgeParams]) -> dict:
         log.info("nothing was purged in this run: no summary email")
         return {"skipped": "nothing purged"}
     summary.record(store, run_id=ctx.run_id, recipient=settings.compliance_team_email, counts=counts, now=ctx.now())
-    report = deliver(store, summary.SummaryLedger(settings, ctx.run_id), mailer, ctx)
+    report = deliver(store, summary.ledger(settings, ctx.run_id), mailer, ctx)
     log.info("summary email: %d sent, %d failed; deletion notices owed to %d vendor(s)", report.sent, report.failed,
              len(counts["vendors"]))
     return {"sent": report.sent, "failed": report.failed, "vendors": len(counts["vendors"])}

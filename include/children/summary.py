@@ -1,15 +1,17 @@
 """The compliance team's email about a purge run: counts per outcome, per table and per vendor, never a
-subject. Recorded once per run in ``compliance.child_purge_summaries`` and sent by the delivery engine.
+subject. Recorded once per run in the outbox (kind ``child_purge.summary``, key the run id; read as
+``compliance.child_purge_summaries``) and sent by the delivery engine.
 """
 from __future__ import annotations
 
 from datetime import datetime
-
-from psycopg.types.json import Jsonb
+from typing import Sequence
 
 from include.config import Settings
 from include.mail import Addressee, Content, envelope, render_parts
-from include.delivery.engine import Batch
+from include.delivery.outbox import Entry, Outbox, OutboxLedger
+
+OUTBOX = Outbox("child_purge.summary")
 
 OUTCOME_WORDS = {"purged": "purged", "held": "held (active legal hold)", "invalid": "invalid (no rule could judge)",
                  "deferred": "deferred (beyond max_subjects)", "already_erased": "already erased",
@@ -39,13 +41,12 @@ def counts_for_run(store, run_id: str) -> dict:
 
 
 def record(store, *, run_id: str, recipient: str, counts: dict, now: datetime) -> None:
-    store.execute("""insert into compliance.child_purge_summaries (run_id, recipient, counts, claimed_at)
-                     values (%s, %s, %s, %s) on conflict (run_id) do nothing""", (run_id, recipient, Jsonb(counts), now))
+    OUTBOX.record(store, run_id, recipient=recipient, facts={"run_id": run_id, "counts": counts}, at=now,
+                  run_id=run_id)
 
 
 def status(store, run_id: str) -> tuple[str, str | None] | None:
-    return store.execute("select status, error from compliance.child_purge_summaries where run_id = %s",
-                         (run_id,)).fetchone()
+    return OUTBOX.status(store, run_id)
 
 
 def _approval(counts: dict) -> str:
@@ -77,33 +78,14 @@ def payload(counts: dict, settings: Settings, run_id: str) -> dict:
                     to=Addressee(settings.compliance_team_email, "child_purge_summary", run_id, {"run_id": run_id}))
 
 
-class SummaryLedger:
-    """``compliance.child_purge_summaries`` for the delivery engine: the run's row is one message."""
+def ledger(settings: Settings, run_id: str) -> OutboxLedger:
+    """The run's summary for the delivery engine: one message."""
 
-    name = "child_purge.summary"
+    def compose(conn, entries: Sequence[Entry]) -> tuple[dict, dict]:
+        (entry,) = entries
+        counts = entry.facts["counts"]
+        return (payload(counts, settings, run_id),
+                {"run_id": run_id, "outcomes": counts.get("outcomes", {}),
+                 "vendors": [v["vendor_id"] for v in counts.get("vendors", [])]})
 
-    def __init__(self, settings: Settings, run_id: str):
-        self.settings, self.run_id = settings, run_id
-
-    def pending(self, conn) -> int:
-        return conn.execute("select count(*) from compliance.child_purge_summaries where run_id = %s and "
-                            "status = 'pending'", (self.run_id,)).fetchone()[0]
-
-    def claim(self, conn) -> Batch | None:
-        row = conn.execute("""select counts from compliance.child_purge_summaries
-                              where run_id = %s and status = 'pending' for update skip locked""",
-                           (self.run_id,)).fetchone()
-        if row is None:
-            return None
-        counts = row[0]
-        return Batch(keys=[self.run_id], payload=payload(counts, self.settings, self.run_id),
-                     evidence={"run_id": self.run_id, "outcomes": counts.get("outcomes", {}),
-                               "vendors": [v["vendor_id"] for v in counts.get("vendors", [])]})
-
-    def mark_sent(self, conn, batch: Batch, *, message_id: str | None, sent_at: datetime) -> None:
-        conn.execute("""update compliance.child_purge_summaries set status = 'sent', message_id = %s, sent_at = %s
-                        where run_id = %s and status = 'pending'""", (message_id, sent_at, self.run_id))
-
-    def mark_failed(self, conn, batch: Batch, *, reason: str) -> None:
-        conn.execute("""update compliance.child_purge_summaries set status = 'failed', error = %s
-                        where run_id = %s and status = 'pending'""", (reason, self.run_id))
+    return OUTBOX.ledger(compose, scope="o.key = %(run)s", params={"run": run_id})

@@ -135,7 +135,7 @@ def send_escalations(step: Step[DsrParams]) -> dict:
         return summary
     claimed = escalation.record(store, as_of=params.as_of, team_email=settings.compliance_team_email,
                                 run_id=ctx.run_id, now=ctx.now(), request_ids=params.request_ids)
-    ledger = escalation.EscalationLedger(settings, ctx.run_id, params.request_ids)
+    ledger = escalation.ledger(settings, ctx.run_id, params.request_ids)
     log.info("claimed %d new escalation(s); %d pending", claimed, ledger.pending(store))
     report = deliver(store, ledger, step.mailer, ctx)
     return {"claimed": claimed, "sent": report.sent, "failed": report.failed}
@@ -162,7 +162,7 @@ def send_daily_digest(step: Step[DsrParams]) -> dict:
     counts = dsr_reads.request_states(store)
     digest.record(store, digest_date=as_of, recipient=settings.compliance_team_email, counts=counts,
                   run_id=ctx.run_id, now=ctx.now())
-    report = deliver(store, digest.DigestLedger(settings, ctx.run_id, as_of, counts), step.mailer, ctx)
+    report = deliver(store, digest.ledger(settings, ctx.run_id, as_of, counts), step.mailer, ctx)
     attention = sum(counts.get(s, 0) for s in ("ack_overdue", "due_soon", "overdue"))
     if report.sent:
         log.info("digest for %s accepted (%d request(s) need attention)", as_of, attention)

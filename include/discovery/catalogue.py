@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import pandas as pd
 from psycopg import sql
@@ -25,14 +25,16 @@ OVERSAMPLE = 4  # TABLESAMPLE asks for this many times the rows wanted (pages ar
 SAMPLE_TIMEOUT_MS = 60_000  # one table's sample never holds the scan longer than this
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):
+    """A column as the catalogue lists it (its type without modifiers: ``character varying``)."""
+
     name: str
     data_type: str
 
 
-@dataclass(frozen=True)
-class ForeignKey:
+class ForeignKey(NamedTuple):
+    """A single-column foreign key as the catalogue lists it: the column, and the column it references."""
+
     column: str
     ref_schema: str
     ref_table: str

@@ -89,8 +89,17 @@ class TableCount:
     rows: int
 
 
+class TablesEvidence:
+    """A subject's record (its plan, the result of its erasure) whose ``tables`` are a :class:`TableCount` per
+    mapped table."""
+
+    def tables_evidence(self) -> dict:
+        """Per table, its action and rows, as the compliance store keeps them."""
+        return {t.table: {"action": t.action, "rows": t.rows} for t in self.tables}
+
+
 @dataclass(frozen=True)
-class ErasureResult:
+class ErasureResult(TablesEvidence):
     """What happened to one subject. Holds ids, counts and a keyed hash: no personal data."""
 
     user_id: int
@@ -104,12 +113,12 @@ class ErasureResult:
     address_hash: str | None = None           # keyed hash of the erased account's address (None: it had none)
     extra: Mapping = field(default_factory=dict)
     at: datetime | None = None
-    files: tuple = ()                         # include.erasure.stores.FileOutcome of every file of the subject
+    files: tuple[elsewhere.FileOutcome, ...] = ()  # every file of the subject
 
     @property
     def not_allowed(self) -> tuple[str, ...]:
         """Locations of the subject's files in buckets the settings do not allow (outcome ``incomplete``)."""
-        return tuple(f.uri for f in self.files if f.state == elsewhere.NOT_ALLOWED)
+        return elsewhere.Elsewhere(files=self.files).not_allowed
 
     def files_evidence(self) -> dict:
         """Per state (deleted, already_gone, not_allowed), how many of the subject's files."""
@@ -118,9 +127,6 @@ class ErasureResult:
     @property
     def rows_erased(self) -> int:
         return sum(t.rows for t in self.tables)
-
-    def tables_evidence(self) -> dict:
-        return {t.table: {"action": t.action, "rows": t.rows} for t in self.tables}
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Sequence
 from psycopg import sql
 
 from include.datamap import OPS_CONNECTION, DataMap
-from include.erasure.engine import TableCount
+from include.erasure.engine import TableCount, TablesEvidence
 from include.erasure.facts import VendorShare, active_holds, vendor_shares
 from include.erasure.scope import Unmapped, address_key, discover_unmapped, split_label, store_targets
 from include.subjects import user_hash
@@ -35,7 +35,7 @@ PLAN_VERSION = 1
 
 
 @dataclass(frozen=True)
-class SubjectPlan:
+class SubjectPlan(TablesEvidence):
     user_id: int
     subject_hash: str
     exists: bool                          # the account row exists
@@ -57,9 +57,6 @@ class SubjectPlan:
     @property
     def rows(self) -> int:
         return sum(t.rows for t in self.tables)
-
-    def tables_evidence(self) -> dict:
-        return {t.table: {"action": t.action, "rows": t.rows} for t in self.tables}
 
 
 @dataclass(frozen=True)

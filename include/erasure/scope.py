@@ -54,8 +54,7 @@ class Target:
     @property
     def label(self) -> str:
         """``schema.table`` on the operational database; ``connection:schema.table`` on another store."""
-        name = f"{self.entry.schema}.{self.entry.table}"
-        return name if self.entry.connection == OPS_CONNECTION else f"{self.entry.connection}:{name}"
+        return self.entry.table_label
 
     @property
     def action(self) -> str:

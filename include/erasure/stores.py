@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -75,8 +75,10 @@ class StoreAccess:
     evidence: ObjectStore | None = None
 
 
-@dataclass(frozen=True)
-class FileOutcome:
+class FileOutcome(NamedTuple):
+    """One file of the subject as ``compliance.erasure_files`` records it: its location, its kind (a row's file or
+    an export package) and its state."""
+
     uri: str
     kind: str
     state: str

@@ -127,8 +127,7 @@ class Part:
 
     @property
     def label(self) -> str:
-        name = f"{self.entry.schema}.{self.entry.table}"
-        return name if self.entry.connection == OPS_CONNECTION else f"{self.entry.connection}:{name}"
+        return self.entry.table_label
 
     @property
     def csv_name(self) -> str:

@@ -105,5 +105,5 @@ def _send(failure, *, in_task: bool) -> None:
             log.info("this run's %s was reported already (once per run)", failure.kind)
             return
         mailer = connections.mailer(deadline_seconds=60)
-        report = deliver(store, alerts.AlertLedger(settings), mailer, ctx)
+        report = deliver(store, alerts.ledger(settings), mailer, ctx)
     log.info("%s alert to on-call: %d sent, %d failed", failure.kind, report.sent, report.failed)

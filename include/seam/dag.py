@@ -2,7 +2,7 @@
 
 A DAG file holds only its own wiring, docs and parameters::
 
-    @privacy_dag(dag_id="dsr_deadline_tracking", schedule="@hourly", tags=["dsr", "gdpr", "ccpa"],
+    @privacy_dag(dag_id="dsr_deadline_tracking", tags=["dsr", "gdpr", "ccpa"],
                  params={"dry_run": dry_run_param("Evaluate and record, but send no email.")})
     def dsr_deadline_tracking():
         ...  # its tasks
@@ -18,7 +18,9 @@ of being queued is reported to on-call once) and, around the DAG's own tasks:
   was written); an anchor that cannot be written fails that task, visibly, with retries, and the next
   run's anchor covers this run's rows too (an anchor is the head of the whole chain).
 
-The DAG's ``doc_md`` is ``include/docs/<dag_id>.md``. Nothing here opens a connection at parse time.
+The DAG's ``doc_md`` is ``include/docs/<dag_id>.md`` and its schedule is its entry in
+:data:`include.schedules.SCHEDULES` (what the compliance page says of it too). Nothing here opens a connection at
+parse time.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from importlib import resources
 from typing import Any, Callable, Mapping, Sequence
 
 from include.runconf import CONF_GUARD_TASK
+from include.schedules import SCHEDULES
 from include.seam.alerts import task_failed
 
 OWNER = "privacy-engineering"
@@ -242,15 +245,20 @@ DAG_DEFAULTS: Mapping[str, Any] = {"catchup": False, "max_active_runs": 1, "dagr
                                    "start_date": START_DATE}
 
 
-def privacy_dag(*, dag_id: str, schedule: Any, tags: Sequence[str], params: Mapping[str, Any],
+def privacy_dag(*, dag_id: str, tags: Sequence[str], params: Mapping[str, Any], schedule: Any = None,
                 task_defaults: Mapping[str, Any] | None = None, **dag_kwargs: Any) -> Callable:
-    """Decorate a function that creates a DAG's own tasks; calling the result builds the DAG. ``dag_kwargs`` go
-    to Airflow's ``DAG`` as they are, over :data:`DAG_DEFAULTS` (``catchup``, ``max_active_runs``,
-    ``dagrun_timeout``, ``start_date``); ``task_defaults`` are added to :data:`DEFAULT_ARGS` for this DAG's
-    tasks (e.g. a ``weight_rule``)."""
+    """Decorate a function that creates a DAG's own tasks; calling the result builds the DAG. The schedule is the
+    DAG's entry in :data:`include.schedules.SCHEDULES` unless ``schedule`` is given (a timetable built from that
+    entry, as vendor manifests' is). ``dag_kwargs`` go to Airflow's ``DAG`` as they are, over
+    :data:`DAG_DEFAULTS` (``catchup``, ``max_active_runs``, ``dagrun_timeout``, ``start_date``); ``task_defaults``
+    are added to :data:`DEFAULT_ARGS` for this DAG's tasks (e.g. a ``weight_rule``)."""
     unknown = sorted(set(tags) - set(TAGS))
     if unknown:
         raise ValueError(f"{dag_id}: tag(s) {', '.join(unknown)} are not in the vocabulary of include.seam.dag.TAGS")
+    if schedule is None:
+        if dag_id not in SCHEDULES:
+            raise ValueError(f"{dag_id}: no schedule given and no entry in include.schedules.SCHEDULES")
+        schedule = SCHEDULES[dag_id]
 
     def decorate(body: Callable[[], None]) -> Callable[[], Any]:
         def build():

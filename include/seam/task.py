@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from include.config import Settings
     from include.datamap import DataMap
     from include.delivery.sendgrid_mailer import SendGridMailer
-    from include.objectstore import ObjectStore
+    from include.objectstore import Buckets, ObjectStore
     from include.periods import RunTiming
 
 log = logging.getLogger("include.seam")
@@ -121,19 +121,9 @@ class TaskEnv(Generic[P]):
         return self._db(conn_id, lambda: connections.postgres(conn_id))
 
     def bucket(self, name: str) -> "ObjectStore":
-        """The whole bucket ``gs://name`` (connection google_cloud_default; with the setting ``files_location``, the
-        folder of that name there), to list (a dry run lists too: listing changes nothing; only the evidence location
-        is written, through ``objects``)."""
-        if self.settings.files_location:  # a machine without GCS: each bucket is a folder there, as for the erasure
-            import os
-
-            from include.objectstore import FileObjectStore, Location
-
-            return FileObjectStore(Location("file", os.path.join(Location.parse(self.settings.files_location).path,
-                                                                  name)))
-        from include.seam.storage import object_store
-
-        return object_store(f"gs://{name}", gcp_conn_id=connections.GOOGLE_CLOUD)
+        """The whole bucket ``gs://name`` (with the setting ``files_location``, the folder of that name there), to
+        list: a dry run lists too (listing changes nothing), so this is there when :attr:`buckets` is not."""
+        return self._file_buckets().bucket(name)
 
     @property
     def datamap_as_written(self) -> "DataMap":
@@ -150,16 +140,19 @@ class TaskEnv(Generic[P]):
     @property
     def buckets(self):
         """The buckets of the files the data map names (the Google provider's client), or None in a dry run."""
-        from include.seam.storage import GCSBuckets
+        return None if self.dry_run else self._file_buckets()
 
-        if self.dry_run:
-            return None
+    def _file_buckets(self) -> "Buckets":
+        """The one place that decides where buckets are: folders under the setting ``files_location`` (a machine
+        without GCS), else GCS through connection google_cloud_default."""
         if self._buckets is None:
-            if self.settings.files_location:  # a machine without GCS: each bucket a folder there
+            if self.settings.files_location:
                 from include.objectstore import FolderBuckets, Location
 
                 self._buckets = FolderBuckets(Location.parse(self.settings.files_location).path)
             else:
+                from include.seam.storage import GCSBuckets
+
                 self._buckets = GCSBuckets(connections.GOOGLE_CLOUD)
         return self._buckets
 

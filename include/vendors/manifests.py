@@ -33,7 +33,7 @@ import os
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from psycopg.types.json import Jsonb
 
@@ -119,8 +119,9 @@ def plan_vendors(step: Step[ManifestParams]) -> list[dict]:
 
 # -- one manifest -----------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Recorded:
+class Recorded(NamedTuple):
+    """What ``compliance.vendor_manifests`` holds of a (vendor, period) manifest already written."""
+
     content_sha256: str
     revision: int
     run_id: str
@@ -356,7 +357,6 @@ def send_violation_emails(step: Step[ManifestParams]) -> dict:
     if params.dry_run or mailer is None:
         log.info("violation emails not sent (dry run)")
         return {"skipped": "dry run"}
-    ledger = notices.ViolationNoticeLedger(settings, ctx.run_id, [params.scope.label, source.UNDATED],
-                                           params.vendor_ids)
+    ledger = notices.ledger(settings, ctx.run_id, [params.scope.label, source.UNDATED], params.vendor_ids)
     report = deliver(store, ledger, mailer, ctx)
     return report.as_dict()

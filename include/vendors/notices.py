@@ -1,10 +1,11 @@
 """The violation email: one message per (vendor, period) to the compliance team, through the delivery engine.
 
-A ledger row (``compliance.vendor_violation_notices``) is recorded in the transaction that records a
-manifest with violations; :class:`ViolationNoticeLedger` hands the pending rows of a run's scope to
-:func:`include.delivery.engine.deliver`, one (vendor, period) per Mail Send request, claimed with
-``FOR UPDATE SKIP LOCKED`` so that two runs never send one twice. A manifest rewritten later (late shares)
-is not emailed again: the compliance page and the audit log show the new revision.
+An outbox row (kind ``vendor_manifest.violation_notice``, key ``<vendor id>/<period>``; read as
+``compliance.vendor_violation_notices``) is recorded in the transaction that records a manifest with violations;
+:func:`ledger` hands the pending rows of a run's scope to :func:`include.delivery.engine.deliver`, one
+(vendor, period) per Mail Send request, claimed with ``FOR UPDATE SKIP LOCKED`` so that two runs never send one
+twice. A manifest rewritten later (late shares) is not emailed again: the compliance page and the audit log show
+the new revision.
 
 The message carries the vendor, the period, counts by rule, the first share ids breaking each rule and the
 objects' URIs: no user id, email, name or other data of a subject.
@@ -17,74 +18,52 @@ from typing import Sequence
 
 from include.config import Settings
 from include.mail import Addressee, Content, envelope, render_parts
-from include.delivery.engine import Batch
+from include.delivery.outbox import Entry, Outbox, OutboxLedger
 from include.vendors.rules import VIOLATION_TEXT, VIOLATIONS
+
+OUTBOX = Outbox("vendor_manifest.violation_notice")
 
 
 def record(store, *, vendor_id: int, period_label: str, recipient: str, run_id: str, now: datetime) -> bool:
     """Record the (vendor, period) notice once; True when it was new."""
-    return store.execute(
-        """insert into compliance.vendor_violation_notices (vendor_id, period_label, recipient, claimed_at, claimed_run)
-           values (%s, %s, %s, %s, %s) on conflict (vendor_id, period_label) do nothing""",
-        (vendor_id, period_label, recipient, now, run_id)).rowcount == 1
+    return OUTBOX.record(store, f"{vendor_id}/{period_label}", recipient=recipient,
+                         facts={"vendor_id": vendor_id, "period_label": period_label}, at=now, run_id=run_id)
 
 
-_SCOPE = ("n.period_label = any(%(labels)s) "
-          "and (cardinality(%(ids)s::bigint[]) = 0 or n.vendor_id = any(%(ids)s::bigint[]))")
+# A run's periods and vendors; a notice is recorded with its manifest (one transaction), and is sent with it.
+_SCOPE = """o.facts ->> 'period_label' = any(%(labels)s)
+  and (cardinality(%(ids)s::bigint[]) = 0 or (o.facts ->> 'vendor_id')::bigint = any(%(ids)s::bigint[]))
+  and exists (select 1 from compliance.vendor_manifests m
+              where m.vendor_id = (o.facts ->> 'vendor_id')::bigint and m.period_label = o.facts ->> 'period_label')"""
 
-_CLAIM = f"""
-select n.vendor_id, n.period_label, n.recipient, m.vendor_known, m.vendor_name, m.vendor_kind, m.violations,
-       m.violation_rows, m.violation_examples, m.row_count, m.manifest_uri, m.data_uri, m.data_sha256
-from compliance.vendor_violation_notices n
-join compliance.vendor_manifests m using (vendor_id, period_label)
-where n.status = 'pending' and {_SCOPE}
-order by n.period_label, n.vendor_id
-limit 1
-for update of n skip locked
+_MANIFEST = """
+select vendor_known, vendor_name, vendor_kind, violations, violation_rows, violation_examples, row_count, manifest_uri,
+       data_uri, data_sha256
+from compliance.vendor_manifests where vendor_id = %s and period_label = %s
 """
 
 
-class ViolationNoticeLedger:
-    """``compliance.vendor_violation_notices`` for the delivery engine, limited to a run's periods and vendors."""
+def ledger(settings: Settings, run_id: str, period_labels: Sequence[str],
+           vendor_ids: Sequence[int] = ()) -> OutboxLedger:
+    """The notices of a run's periods and vendors for the delivery engine, one (vendor, period) a message, read
+    with the manifest as it is when it is sent."""
 
-    name = "vendor_manifest.violation_notice"
+    def compose(conn, entries: Sequence[Entry]) -> tuple[dict, dict]:
+        (entry,) = entries
+        vendor_id, label = entry.facts["vendor_id"], entry.facts["period_label"]
+        row = conn.execute(_MANIFEST, (vendor_id, label)).fetchone()
+        if row is None:  # the scope saw it in this transaction; only a hand-edited store gets here
+            raise LookupError(f"the violation notice of vendor {vendor_id} for {label} has no manifest")
+        known, name, kind, violations, rows_broken, examples, rows, manifest_uri, data_uri, sha = row
+        notice = ViolationNotice(
+            vendor_id=vendor_id, vendor_name=name, known=known, kind=kind, period_label=label,
+            recipient=entry.recipient, violations=violations, violation_rows=rows_broken, examples=examples,
+            rows=rows, manifest_uri=manifest_uri, data_uri=data_uri, data_sha256=sha)
+        return (violation_payload(notice, settings=settings, run_id=run_id),
+                {"vendor_id": vendor_id, "period": label, "violations": {k: v for k, v in violations.items() if v}})
 
-    def __init__(self, settings: Settings, run_id: str, period_labels: Sequence[str], vendor_ids: Sequence[int] = ()):
-        self.settings, self.run_id = settings, run_id
-        self.params = {"labels": list(period_labels), "ids": list(vendor_ids)}
-
-    def pending(self, conn) -> int:
-        return conn.execute(f"select count(*) from compliance.vendor_violation_notices n "
-                            f"where n.status = 'pending' and {_SCOPE}", self.params).fetchone()[0]
-
-    def claim(self, conn) -> Batch | None:
-        row = conn.execute(_CLAIM, self.params).fetchone()
-        if row is None:
-            return None
-        (vendor_id, label, recipient, known, name, kind, violations, rows_broken, examples, rows, manifest_uri,
-         data_uri, sha) = row
-        payload = violation_payload(ViolationNotice(
-            vendor_id=vendor_id, vendor_name=name, known=known, kind=kind,
-            period_label=label, recipient=recipient, violations=violations, violation_rows=rows_broken,
-            examples=examples, rows=rows, manifest_uri=manifest_uri, data_uri=data_uri, data_sha256=sha),
-            settings=self.settings, run_id=self.run_id)
-        return Batch(keys=[(vendor_id, label)], payload=payload,
-                     evidence={"vendor_id": vendor_id, "period": label,
-                               "violations": {k: v for k, v in violations.items() if v}})
-
-    def mark_sent(self, conn, batch: Batch, *, message_id: str | None, sent_at: datetime) -> None:
-        self._finish(conn, batch, status="sent", message_id=message_id, sent_at=sent_at)
-
-    def mark_failed(self, conn, batch: Batch, *, reason: str) -> None:
-        self._finish(conn, batch, status="failed", error=reason)
-
-    def _finish(self, conn, batch: Batch, *, status: str, message_id: str | None = None,
-                sent_at: datetime | None = None, error: str | None = None) -> None:
-        (vendor_id, label), = batch.keys
-        conn.execute("""update compliance.vendor_violation_notices set status = %s, message_id = %s, sent_at = %s,
-                               error = %s
-                        where vendor_id = %s and period_label = %s and status = 'pending'""",
-                     (status, message_id, sent_at, error, vendor_id, label))
+    return OUTBOX.ledger(compose, scope=_SCOPE, params={"labels": list(period_labels), "ids": list(vendor_ids)},
+                         order="o.facts ->> 'period_label', (o.facts ->> 'vendor_id')::bigint")
 
 
 def vendor_title(vendor_id: int, name: str | None, known: bool, kind: str | None) -> str:

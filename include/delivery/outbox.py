@@ -1,0 +1,131 @@
+"""The outbox: one table (``compliance.outbox``, migration 0017) for every low-volume email, and one ledger that
+hands its rows to the delivery engine (:func:`include.delivery.engine.deliver`).
+
+A row is one message to send (or one line of a message that lists several), keyed by ``(kind, key)``: the kind is
+the email type's ledger name (``dsr.escalation``, also the prefix of its audit actions ``dsr.escalation_sent`` /
+``_failed``), the key what it tells (``123/overdue``, ``2026-11-25``, a run id). :meth:`Outbox.record` inserts it
+``on conflict (kind, key) do nothing``, so a message is recorded once whatever the runs, retries and mapped tasks.
+What is the kind's own (a level and a due date, a digest's counts, an alert's reason) is in ``facts``.
+
+:class:`OutboxLedger` is the engine's :class:`~include.delivery.engine.Ledger` over one kind's rows: it claims the
+next pending rows ``FOR UPDATE SKIP LOCKED`` inside the engine's transaction (so two runs at once never send one
+row, and a sender that dies releases its rows), asks the kind's ``compose`` what the message says, and marks the
+rows sent or failed in the same transaction as the audit entry (so a crash re-sends at most the batch in flight).
+An email type brings only what is its own:
+
+- ``scope``: which of the kind's rows this sender may send (a SQL condition on the row ``o``, e.g. a targeted
+  run's request ids), with its ``params``;
+- ``order``: the order rows are claimed in (SQL on ``o``), and how many go in one message (``per_message``);
+  ``by_recipient`` makes a message of one recipient's rows (escalations);
+- ``compose(conn, entries) -> (payload, evidence)``: the Mail Send payload of the claimed rows (its
+  personalization's ``custom_args`` name what it is about: :func:`include.mail.envelope`) and what the audit
+  entry records of it (ids and counts, never an address).
+
+The campaign's ledger (``include/campaign/ledger.py``) is not an outbox kind: a million rows a campaign, claimed
+lane by lane in seq order, need a table and a claim of their own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Mapping, Sequence
+
+from psycopg.types.json import Jsonb
+
+from include.delivery.engine import Batch
+
+_COLUMNS = "o.key, o.recipient, o.facts, o.claimed_at, o.claimed_run"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One claimed outbox row."""
+
+    key: str
+    recipient: str
+    facts: dict
+    claimed_at: datetime
+    claimed_run: str
+
+
+# What a kind's rows say: (payload, evidence) of the message carrying the claimed entries.
+Compose = Callable[[Any, Sequence[Entry]], "tuple[dict, dict]"]
+
+
+@dataclass(frozen=True)
+class Outbox:
+    """The outbox rows of one kind (an email type)."""
+
+    kind: str
+
+    def record(self, conn, key: str, *, recipient: str, facts: Mapping, at: datetime, run_id: str) -> bool:
+        """Record the message ``key`` once; True when it was new (a second record of the same key adds nothing)."""
+        row = conn.execute(
+            """insert into compliance.outbox (kind, key, recipient, facts, claimed_at, claimed_run)
+               values (%s, %s, %s, %s, %s, %s) on conflict (kind, key) do nothing returning 1""",
+            (self.kind, key, recipient, Jsonb(dict(facts)), at, run_id)).fetchone()
+        return row is not None
+
+    def record_select(self, conn, query: str, params: Mapping) -> int:
+        """Record every row ``query`` yields — ``(key, recipient, facts, claimed_at, claimed_run)``, named
+        parameters — each once; returns how many were new."""
+        return conn.execute(
+            f"""insert into compliance.outbox (kind, key, recipient, facts, claimed_at, claimed_run)
+                select %(outbox_kind)s, q.* from ({query}) as q(key, recipient, facts, claimed_at, claimed_run)
+                on conflict (kind, key) do nothing""", {**params, "outbox_kind": self.kind}).rowcount
+
+    def status(self, conn, key: str) -> tuple[str, str | None] | None:
+        """The message's status and its error (SendGrid's reason when it was refused), or None if not recorded."""
+        return conn.execute("select status, error from compliance.outbox where kind = %s and key = %s",
+                            (self.kind, key)).fetchone()
+
+    def ledger(self, compose: Compose, *, scope: str = "true", params: Mapping | None = None,
+               order: str = "o.claimed_at, o.key", per_message: int = 1, by_recipient: bool = False) -> OutboxLedger:
+        return OutboxLedger(self.kind, compose, scope=scope, params=params or {}, order=order,
+                            per_message=per_message, by_recipient=by_recipient)
+
+
+class OutboxLedger:
+    """One kind's pending rows (within ``scope``) for the delivery engine; see the module's documentation."""
+
+    def __init__(self, kind: str, compose: Compose, *, scope: str, params: Mapping, order: str, per_message: int,
+                 by_recipient: bool):
+        if per_message < 1:
+            raise ValueError("a message carries at least one outbox row")
+        self.name = kind  # the audit actions: "<kind>_sent" / "<kind>_failed"
+        self.kind, self.compose = kind, compose
+        self.params = {**params, "outbox_kind": kind, "outbox_limit": per_message}
+        mine = f"o.kind = %(outbox_kind)s and o.status = 'pending' and ({scope})"
+        self._pending = f"select count(*) from compliance.outbox o where {mine}"
+        if by_recipient:
+            # The first unlocked pending row's recipient, then that recipient's unlocked pending rows: one message.
+            self._claim = f"""
+                with head as (
+                    select lower(o.recipient) as recipient from compliance.outbox o where {mine}
+                    order by {order} limit 1 for update skip locked)
+                select {_COLUMNS} from compliance.outbox o join head on lower(o.recipient) = head.recipient
+                where {mine}
+                order by {order} limit %(outbox_limit)s for update of o skip locked"""
+        else:
+            self._claim = f"""select {_COLUMNS} from compliance.outbox o where {mine}
+                              order by {order} limit %(outbox_limit)s for update skip locked"""
+
+    def pending(self, conn) -> int:
+        return conn.execute(self._pending, self.params).fetchone()[0]
+
+    def claim(self, conn) -> Batch | None:
+        entries = [Entry(*row) for row in conn.execute(self._claim, self.params)]
+        if not entries:
+            return None
+        payload, evidence = self.compose(conn, entries)
+        return Batch(keys=[e.key for e in entries], payload=payload, evidence=evidence)
+
+    def mark_sent(self, conn, batch: Batch, *, message_id: str | None, sent_at: datetime) -> None:
+        conn.execute("""update compliance.outbox set status = 'sent', message_id = %s, sent_at = %s
+                        where kind = %s and key = any(%s) and status = 'pending'""",
+                     (message_id, sent_at, self.kind, list(batch.keys)))
+
+    def mark_failed(self, conn, batch: Batch, *, reason: str) -> None:
+        conn.execute("""update compliance.outbox set status = 'failed', error = %s
+                        where kind = %s and key = any(%s) and status = 'pending'""",
+                     (reason, self.kind, list(batch.keys)))
