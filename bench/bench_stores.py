@@ -11,12 +11,12 @@ this process. Then:
 - **erasure**: ``--subjects`` accounts, each with uploads whose files are in the emulator (``--files`` in all),
   tickets by address with events, and analytics rows, erased through the engine
   (``include.erasure.erase_subject`` with the other stores and the Google provider's client: claim, holds,
-  files found and recorded, one transaction per store with its residual, each file deleted and looked up again,
-  the operational rows, the account last, residual zero) — against a **floor**: as many other such accounts
+  files found and recorded, one transaction per store with its residual, each file deleted (the delete's answer
+  is its verification: GCS's read-after-delete is strongly consistent), the operational rows, the account last, residual zero) — against a **floor**: as many other such accounts
   whose same rows are deleted by the same statements issued bare (one transaction per store and subject, no
-  residual, no records) and whose files are deleted by one bare ``Blob.delete`` each; and, to show what the
-  engine's verification costs, the same floor with each file also looked up again after its delete (the
-  request the engine adds), on a third set of accounts. The three go in ten alternating batches, so that the
+  residual, no records) and whose files are deleted by one bare ``Blob.delete`` each; and, for the record, the
+  same floor with each file also looked up again after its delete (the request the engine made before it took
+  the delete's answer as the verification), on a third set of accounts. The three go in ten alternating batches, so that the
   machine's other work falls on all alike;
 - **export**: one subject with ``--export-mib`` MiB of files (64 MiB objects of random bytes), its package built
   (``include.fulfilment.package.build``: each file streamed from the emulator into its zip entry) in a child

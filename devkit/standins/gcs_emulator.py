@@ -14,6 +14,7 @@ It prints its base URL once it listens, and writes it to the ready file.
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import logging
 import os
@@ -39,6 +40,17 @@ class _MemoryStorage(Storage):
         pass
 
 
+class _RecordingHandler(RequestHandler):
+    """The package's handler, noting each request's method, path (no query) and status in ``requests``: what a
+    test asks of the client's traffic (how many requests a step made, and which)."""
+
+    requests: "collections.deque" = collections.deque()
+
+    def log_request(self, code="-", size="-"):
+        self.requests.append((self.command, self.path.split("?", 1)[0], int(code) if str(code).isdigit() else code))
+        super().log_request(code, size)
+
+
 class GCSEmulator(BackgroundServer):
     """``with GCSEmulator(default_bucket="b") as gcs: os.environ["STORAGE_EMULATOR_HOST"] = gcs.base_url``.
 
@@ -61,6 +73,8 @@ class GCSEmulator(BackgroundServer):
         # there (and found again by the next emulator on the same folder).
         self.data_dir = None if data_dir is None else os.path.abspath(data_dir)
         self._storage: Storage | None = None
+        # (method, path, status) of the latest requests answered (bounded: `privacy-ops ui` keeps one running for hours)
+        self.requests: collections.deque[tuple[str, str, int]] = collections.deque(maxlen=10_000)
 
     @property
     def bucket(self) -> str | None:
@@ -80,7 +94,8 @@ class GCSEmulator(BackgroundServer):
         for bucket in filter(None, (self.default_bucket, *self.more_buckets)):
             if bucket not in self._storage.buckets:
                 create_bucket(bucket, self._storage)
-        return HTTPServer(address, functools.partial(RequestHandler, self._storage))
+        handler = type("Handler", (_RecordingHandler,), {"requests": self.requests})
+        return HTTPServer(address, functools.partial(handler, self._storage))
 
     def _after_stop(self) -> None:
         self._storage = None
