@@ -117,7 +117,7 @@ class Reviewer:
             except (urllib.error.URLError, ConnectionError, OSError):
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise
-                time.sleep(1)
+                time.sleep(0.25)
 
     def _call(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> dict:
         headers = {"Content-Type": "application/json"}
@@ -141,7 +141,7 @@ class Reviewer:
                 return waiting[0]
             if proc.poll() is not None:
                 raise AssertionError("the run ended without asking for approval")
-            time.sleep(1)
+            time.sleep(0.25)
         raise AssertionError("no approval request within the timeout")
 
     def answer(self, request: dict, option: str) -> None:
