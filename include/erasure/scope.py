@@ -19,6 +19,7 @@ of being left behind silently.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
 
 from psycopg import sql
 
@@ -204,6 +205,21 @@ def store_targets(dm: DataMap) -> dict[str, tuple[Target, ...]]:
             entries = dm.entries_on(connection)
             found[connection] = _ordered(entries, entries)
     return found
+
+
+def file_locations(dm: DataMap, conn_of: Callable[[PersonalDataEntry], Any],
+                   params: Mapping) -> Iterator[tuple[Target, str, str]]:
+    """(target, column, location) of every file the subject's rows name, in every store: the data map's file
+    columns in its order, each column's locations sorted. Rows are matched as the erasure erases them (a join
+    path's rows through the rows they hang from); ``conn_of(entry)`` is the database of the entry's store and
+    ``params`` the subject's ``user_id`` and ``email``. The erasure deletes these files; the export packs them."""
+    by_entry = {id(t.entry): t for found in store_targets(dm).values() for t in found}
+    for entry, column in dm.file_columns:
+        target = by_entry.get(id(entry)) or Target(entry)
+        query = sql.SQL("select distinct x.{c} from {t} x where {w} and x.{c} is not null order by 1").format(
+            c=sql.Identifier(column), t=entry.ident, w=target.where("x"))
+        for (uri,) in conn_of(entry).execute(query, params):
+            yield target, column, uri
 
 
 _KEY_LINK_COLUMNS = """

@@ -38,7 +38,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from include.datamap import OPS_CONNECTION, DataMap
-from include.erasure.scope import Target, store_targets
+from include.erasure.scope import Target, file_locations, store_targets
 from include.errors import NeedsOperator
 from include.objectstore import Buckets, FileRef, ObjectStore
 
@@ -159,22 +159,11 @@ def erase_elsewhere(ops, dm: DataMap, access: StoreAccess | None, subject: Mappi
 
 def found_files(ops, dm: DataMap, access: StoreAccess, params: dict) -> list[tuple[str, str, str]]:
     """(location, kind, source) of every file the subject's rows name, in every store."""
-    found = []
-    for entry, column in dm.file_columns:
-        conn = ops if entry.connection == OPS_CONNECTION else access.connect(entry.connection)
-        query = sql.SQL("select distinct x.{c} from {t} x where {w} and x.{c} is not null").format(
-            c=sql.Identifier(column), t=entry.ident, w=_target(dm, entry).where("x"))
-        source = f"{entry.connection}:{entry.schema}.{entry.table}.{column}"
-        found += [(uri, FILE, source) for (uri,) in conn.execute(query, params)]
-    return found
+    def conn_of(entry):
+        return ops if entry.connection == OPS_CONNECTION else access.connect(entry.connection)
 
-
-def _target(dm: DataMap, entry) -> Target:
-    for targets in store_targets(dm).values():
-        for t in targets:
-            if t.entry is entry:
-                return t
-    return Target(entry)
+    return [(uri, FILE, f"{t.entry.connection}:{t.entry.schema}.{t.entry.table}.{column}")
+            for t, column, uri in file_locations(dm, conn_of, params)]
 
 
 def earlier_packages(store, subject_hash: str) -> list[tuple[str, str, str]]:

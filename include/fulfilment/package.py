@@ -62,7 +62,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from psycopg import sql
 
 from include.datamap import OPS_CONNECTION, DataMap, PersonalDataEntry
-from include.erasure.scope import Target, address_key, store_targets
+from include.erasure.scope import Target, address_key, file_locations, store_targets
 from include.objectstore import Buckets, FileRef, ObjectNotFound, ObjectStoreUnavailable
 from include.fulfilment.right_to_know import SharedWith
 
@@ -265,12 +265,7 @@ def _named_files(src: Sources, dm: DataMap, params: dict) -> list[tuple[str, str
     """(location, table) of every file the subject's rows name, in the data map's order of file columns, each
     column's locations in their order; refused before anything is written when a file must be read and this
     export was given no object storage."""
-    found: list[tuple[str, str]] = []
-    for entry, column in dm.file_columns:
-        target = _target(dm, entry)
-        query = sql.SQL("select distinct x.{c} from {t} x where {w} and x.{c} is not null order by 1").format(
-            c=sql.Identifier(column), t=entry.ident, w=target.where("x"))
-        found += [(uri, target.label) for (uri,) in src.conn(entry).execute(query, params)]
+    found = [(uri, target.label) for target, _, uri in file_locations(dm, src.conn, params)]
     allowed = _allowed(src, dm)
     if src.buckets is None and any(_readable(uri, allowed) for uri, _ in found):
         from include.erasure.stores import StoresNotReachable
@@ -320,14 +315,6 @@ def _add_files(zf: zipfile.ZipFile, src: Sources, found: Sequence[tuple[str, str
     return stored
 
 
-def _target(dm: DataMap, entry: PersonalDataEntry) -> Target:
-    for targets in store_targets(dm).values():
-        for t in targets:
-            if t.entry is entry:
-                return t
-    return Target(entry)
-
-
 class _FileEntry:
     """A file's zip entry, written as the store downloads into it: opened at the first byte (a missing object leaves
     no entry behind), with the SHA-256 and size of what passed through."""
@@ -343,18 +330,19 @@ class _FileEntry:
     def started(self) -> bool:
         return self._out is not None
 
-    def write(self, data) -> int:
+    def _open(self):
         if self._out is None:
             self._out = self.zf.open(_entry(self.name, stored=FILES_STORED), "w", force_zip64=True)
-        self._out.write(data)
+        return self._out
+
+    def write(self, data) -> int:
+        self._open().write(data)
         self.digest.update(data)
         self.size += len(data)
         return len(data)
 
     def close(self) -> None:
-        if self._out is None:
-            self._out = self.zf.open(_entry(self.name, stored=FILES_STORED), "w", force_zip64=True)  # empty
-        self._out.close()
+        self._open().close()  # an empty file still gets its (empty) entry
 
 
 def _entry_name(key: str) -> str:
