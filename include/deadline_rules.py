@@ -99,7 +99,8 @@ IsWorking = Callable[[date], bool]
 
 @dataclass(frozen=True)
 class RequestFacts:
-    """One ``privacy_requests`` row; timestamps are tz-aware datetimes or None.
+    """One ``privacy_requests`` row, as deadline tracking and fulfilment read it; timestamps are tz-aware
+    datetimes or None, and ``user_id`` is the account it names (fulfilment reads it, deadline tracking does not).
 
     ``read_problems`` are what the reader found wrong in the row's raw values before they became
     Python objects: values PostgreSQL holds and ``datetime`` cannot (``infinity``, ``-infinity``, BC
@@ -125,6 +126,7 @@ class RequestFacts:
     extended_at: datetime | None = None
     completed_at: datetime | None = None
     read_problems: tuple[str, ...] = ()
+    user_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -133,11 +133,11 @@ def test_the_gate_keeps_its_order():
 
 def test_only_a_person_approving_is_an_approval():
     approve = {"chosen_options": ["Approve"], "responded_by_user": {"id": "7", "name": "alice"}}
-    assert purge.reviewer(approve) == "alice"
-    assert purge.reviewer({**approve, "chosen_options": ["Reject"]}) is None
-    assert purge.reviewer({**approve, "responded_by_user": None}) is None   # a timeout's default, whatever it is
-    assert purge.reviewer({**approve, "timed_out": True}) is None
-    assert purge.reviewer(None) is None
+    assert guard.reviewer(approve) == "alice"
+    assert guard.reviewer({**approve, "chosen_options": ["Reject"]}) is None
+    assert guard.reviewer({**approve, "responded_by_user": None}) is None   # a timeout's default, whatever it is
+    assert guard.reviewer({**approve, "timed_out": True}) is None
+    assert guard.reviewer(None) is None
 
 
 # -- runs ---------------------------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def test_a_plan_above_the_threshold_waits_for_a_person(world):
     timed_out = {"chosen_options": ["Reject"], "responded_by_user": None}
     for approval in (None, {"chosen_options": ["Reject"], "responded_by_user": {"name": "bob"}}, timed_out,
                      {"chosen_options": ["Approve"], "responded_by_user": None}):
-        with pytest.raises(purge.NotApproved):
+        with pytest.raises(guard.NotApproved):
             purge.purge_subjects(step(world, "big", settings=settings, approval=approval))
     assert checksums(world.ops) == before
     result = purge.finish_run(step(world, "big", approval=timed_out))
@@ -295,7 +295,7 @@ def test_a_plan_approved_by_its_hash_runs_and_a_changed_one_does_not(world):
     child = world.planted["child_by_declared_age"][0]
     world.ops.execute("insert into legal_holds (user_id, reason, placed_at) values (%s, 'litigation', now())", (child,))
     before = checksums(world.ops)
-    with pytest.raises(purge.PlanChanged, match="the plan changed since it was approved"):
+    with pytest.raises(guard.PlanChanged, match="the plan changed since it was approved"):
         run_until_gate(world, "stale", params(world, approve_plan=dry["plan_hash"]), settings)
     assert checksums(world.ops) == before
     assert world.store.execute("select distinct outcome from compliance.child_purges where run_id = 'stale' and "
@@ -325,7 +325,7 @@ def test_the_rest_of_an_approved_plan_is_still_approved_after_another_run_carrie
            and id not in (select user_id from legal_holds) order by id limit 1""").fetchone()[0]
     world.ops.execute("update users set declared_age = 8 where id = %s", (adult,))
     before = checksums(world.ops)
-    with pytest.raises(purge.PlanChanged, match="the plan changed since it was approved"):
+    with pytest.raises(guard.PlanChanged, match="the plan changed since it was approved"):
         run_until_gate(world, "beyond", params(world, approve_plan=dry["plan_hash"]), settings)
     assert checksums(world.ops) == before
 

@@ -245,7 +245,7 @@ def test_above_the_threshold_nothing_is_erased_without_approval(world):
     after = rows_per_user(world.ops)
     assert all(after.get(uid) == rows for uid, rows in before_users.items()
                if uid not in (world.planted["hold_released_adult"][0],))  # only the restriction changed a row
-    with pytest.raises(steps.NotApproved, match="no person approved it"):
+    with pytest.raises(guard.NotApproved, match="no person approved it"):
         steps.erase_requests(step(world, "manual__wait", settings=low))
     # A reviewer's approval (as PlanApproval records it) erases exactly that plan.
     answer = {"chosen_options": ["Approve"], "responded_by_user": {"id": "r", "name": "reviewer"}, "timed_out": False}
@@ -266,7 +266,7 @@ def test_a_plan_approved_by_its_hash_runs_and_a_changed_one_does_not(world):
                                                       status) values (%s, 'x@example.org', 'gdpr', 'erasure', now(),
                                                       'in_progress')""", (uid,))
     before_users = rows_per_user(world.ops)
-    with pytest.raises(steps.PlanChanged, match="changed since it was approved"):
+    with pytest.raises(guard.PlanChanged, match="changed since it was approved"):
         run(world, "manual__stale", params(world, approve_plan=approved), settings=low)
     assert all(uid in rows_per_user(world.ops) for uid in before_users)  # no account was erased
     assert {o for o, _, _ in outcomes(world.store).values()} >= {"approval_required", "exported"}
@@ -293,7 +293,7 @@ def test_the_rest_of_an_approved_erasure_plan_is_still_approved_after_another_ru
     world.ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
                                                       status) values (%s, 'x@example.org', 'gdpr', 'erasure', now(),
                                                       'in_progress')""", (uid,))
-    with pytest.raises(steps.PlanChanged, match="changed since it was approved"):
+    with pytest.raises(guard.PlanChanged, match="changed since it was approved"):
         run(world, "manual__beyond", params(world, approve_plan=approved), settings=low)
     assert uid in rows_per_user(world.ops)
 

@@ -8,7 +8,8 @@ import pytest
 
 from include.fulfilment import rules
 from include.fulfilment.params import FulfilmentParams
-from include.fulfilment.rules import Decision, Request, implausible_dates
+from include.deadline_rules import RequestFacts as Request
+from include.fulfilment.rules import Decision, implausible_dates
 from include.fulfilment.steps import gate
 from include.config import Settings
 from include.periods import ParamError, RunTiming
@@ -47,7 +48,7 @@ def test_rectification_and_objection_need_a_person_who_is_told_what_to_do(rtype,
     (req("erase_everything"), "unknown request type 'erase_everything'"),
     (req("know", "gdpr"), "'know' is not a right under GDPR"),
     (req("portability", "ccpa"), "'portability' is not a right under CCPA"),
-    (req(problems=("identity_verified_at holds infinity",)), "identity_verified_at holds infinity"),
+    (req(read_problems=("identity_verified_at holds infinity",)), "identity_verified_at holds infinity"),
 ])
 def test_what_the_policy_does_not_know_is_invalid_with_its_reason(r, words):
     d = decide(r, True)
@@ -84,7 +85,7 @@ def test_no_account_is_said_plainly():
 
 def test_the_order_of_the_checks():
     """Unreadable and implausible dates first, then regime, type, type under regime, identity, then the account."""
-    both = req("erase_everything", "lgpd", problems=("received_at is a BC date",), status="verifying", user_id=None,
+    both = req("erase_everything", "lgpd", read_problems=("received_at is a BC date",), status="verifying", user_id=None,
                received_at=None)
     assert decide(both, False).reason == "received_at is a BC date"
     late = req("erase_everything", "lgpd", status="verifying", user_id=None, identity_requested_at=T,
@@ -117,7 +118,7 @@ TOO_EARLY = "is before the earliest plausible date 2000-01-01"
     (req("opt_out_of_sale", "ccpa", received_at=datetime(1999, 12, 31, 23, tzinfo=timezone.utc)),
      f"received_at 1999-12-31 {TOO_EARLY}"),
     # the reader's sentence for a date Python cannot hold comes first, then every implausible one
-    (req("erasure", received_at=None, identity_verified_at=FUTURE, problems=("received_at holds -infinity",)),
+    (req("erasure", received_at=None, identity_verified_at=FUTURE, read_problems=("received_at holds -infinity",)),
      f"received_at holds -infinity; identity_verified_at 2099-01-01 00:00:00+00:00 {IN_FUTURE}"),
     (req("know", "ccpa", received_at=EPOCH, identity_verified_at=FUTURE),
      f"identity_verified_at 2099-01-01 00:00:00+00:00 {IN_FUTURE}; received_at 1970-01-01 {TOO_EARLY}"),

@@ -126,7 +126,7 @@ def test_an_unknown_conf_key_is_one_sentence_naming_the_declared_ones():
 def test_the_reviewers_time_is_eight_hours_or_what_the_environment_says(monkeypatch):
     from datetime import timedelta
 
-    from include.seam.approval import APPROVAL_TIMEOUT_ENV, approval_timeout
+    from include.approvals import APPROVAL_TIMEOUT_ENV, approval_timeout
 
     monkeypatch.delenv(APPROVAL_TIMEOUT_ENV, raising=False)
     assert approval_timeout() == timedelta(hours=8)

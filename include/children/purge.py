@@ -29,8 +29,7 @@ from include.children.params import PurgeParams
 from include.datamap import DataMap
 from include.erasure import guard
 from include.erasure import run as erasure_run
-# The guards' errors and the reviewer's answer are the erasure's, shared with the fulfilment.
-from include.erasure.guard import ForgottenTable, NotApproved, PlanChanged, reviewer  # noqa: F401
+from include.erasure.guard import NotApproved, PlanChanged
 from include.erasure.guard import short as _short
 from include.erasure.stores import access_of
 from include.errors import Transient

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timezone, tzinfo
 
-from include.deadline_rules import REGIME_TYPES, DeadlinePolicy
+from include.deadline_rules import REGIME_TYPES, DeadlinePolicy, RequestFacts
 
 EXPORT = "export"
 ERASE = "erase"
@@ -72,22 +72,6 @@ MANUAL_STEPS = {
 
 
 @dataclass(frozen=True)
-class Request:
-    """A privacy request as read through the data map (``problems``: dates Python cannot hold, in words; such a
-    date is None here). Timestamps are tz-aware."""
-
-    request_id: int
-    user_id: int | None
-    regime: str | None
-    request_type: str | None
-    status: str | None
-    received_at: datetime | None = None
-    identity_requested_at: datetime | None = None
-    identity_verified_at: datetime | None = None
-    problems: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class Decision:
     action: str                 # export, erase, restrict, opt_out, manual, none
     outcome: str | None = None  # None: act on it; else the outcome it gets without acting
@@ -117,7 +101,7 @@ def _shown(ts: datetime, tz: tzinfo) -> str:
     return _in_zone(ts, tz).isoformat(sep=" ", timespec="seconds")
 
 
-def implausible_dates(request: Request, now: datetime, earliest: date = EARLIEST_PLAUSIBLE,
+def implausible_dates(request: RequestFacts, now: datetime, earliest: date = EARLIEST_PLAUSIBLE,
                       tz: tzinfo = timezone.utc) -> list[str]:
     """Dates no real request can have (the rule "one bad row never stops the others"; deadline tracking's
     ``_implausible_dates`` and ``_order_problems``), one sentence each, starting with the column's name: a date
@@ -125,7 +109,7 @@ def implausible_dates(request: Request, now: datetime, earliest: date = EARLIEST
     is never acted on before its identity was verified), a receipt whose calendar date in ``tz`` is before
     ``earliest`` (the setting ``earliest_plausible_date``: a placeholder or a typo), and an identity step before
     the receipt, or a verification before its request. A date the reader could not read is None
-    here: its own sentence is in ``request.problems``. A sentence never contains ``now``, so the same row gets
+    here: its own sentence is in ``request.read_problems``. A sentence never contains ``now``, so the same row gets
     the same reason on every run."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now has no time zone")
@@ -147,13 +131,13 @@ def implausible_dates(request: Request, now: datetime, earliest: date = EARLIEST
     return problems
 
 
-def decide(request: Request, account_exists: bool, *, now: datetime, earliest: date = EARLIEST_PLAUSIBLE,
+def decide(request: RequestFacts, account_exists: bool, *, now: datetime, earliest: date = EARLIEST_PLAUSIBLE,
            tz: tzinfo = timezone.utc) -> Decision:
     """The action that fulfils ``request``, or its outcome without acting (see the module doc), in this order:
     unreadable and implausible dates (every one, as of ``now``, ``earliest`` and ``tz``: see
     :func:`implausible_dates`), regime, type, type under its regime, identity, then the account."""
     action = action_for(request.request_type)
-    dates = [*request.problems, *implausible_dates(request, now, earliest, tz)]
+    dates = [*request.read_problems, *implausible_dates(request, now, earliest, tz)]
     if dates:
         return Decision(action, INVALID, "; ".join(dates))
     regime, rtype = request.regime, request.request_type

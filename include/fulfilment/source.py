@@ -15,7 +15,8 @@ from psycopg import sql
 
 from include import operational_rows as reading
 from include.datamap import DataMap
-from include.fulfilment.rules import OPEN_STATUSES, Request
+from include.deadline_rules import RequestFacts
+from include.fulfilment.rules import OPEN_STATUSES
 
 # Every date :func:`include.fulfilment.rules.decide` judges (rules.DATE_COLUMNS) is read, so that an unreadable or
 # implausible one spoils its request.
@@ -23,10 +24,10 @@ COLUMNS = ("id", "user_id", "regime", "request_type", "status", "received_at", "
            "identity_verified_at")
 
 
-def _request(row) -> Request:
+def _request(row) -> RequestFacts:
     rid, uid, regime, rtype, status, received, requested, verified, problems = row
-    return Request(rid, uid, regime, rtype, status, received_at=received, identity_requested_at=requested,
-                   identity_verified_at=verified, problems=tuple(problems or ()))
+    return RequestFacts(rid, regime, rtype, status, received, identity_requested_at=requested,
+                        identity_verified_at=verified, read_problems=tuple(problems or ()), user_id=uid)
 
 
 def _select(dm: DataMap, where: sql.Composable, *, lock: bool = False) -> sql.Composable:
@@ -36,7 +37,7 @@ def _select(dm: DataMap, where: sql.Composable, *, lock: bool = False) -> sql.Co
         lock=sql.SQL(" for update skip locked") if lock else sql.SQL(""))
 
 
-def open_requests(ops, dm: DataMap, request_ids: Sequence[int] = ()) -> list[Request]:
+def open_requests(ops, dm: DataMap, request_ids: Sequence[int] = ()) -> list[RequestFacts]:
     """Requests a run picks up (``in_progress``, and ``verifying`` to say they wait), by id; only ``request_ids``
     when given."""
     src = dm.record("privacy_requests")
@@ -62,7 +63,7 @@ def existing_accounts(ops, dm: DataMap, user_ids: Iterable[int]) -> set[int]:
     return {r[0] for r in ops.execute(query, (sorted(set(user_ids)),))}
 
 
-def claim(ops, dm: DataMap, request_ids: Sequence[int]) -> list[Request]:
+def claim(ops, dm: DataMap, request_ids: Sequence[int]) -> list[RequestFacts]:
     """Inside the caller's transaction: lock these requests' rows where no one else holds them, and return them
     as they are now (a request another run holds is simply not returned)."""
     src = dm.record("privacy_requests")

@@ -35,10 +35,10 @@ from psycopg import sql
 from include import erasure
 from include.config import Settings
 from include.datamap import DataMap
+from include.deadline_rules import RequestFacts
 from include.erasure import guard
 from include.erasure import run as erasure_run
-# The guards' errors and the reviewer's answer are the erasure's, shared with the child-data purge.
-from include.erasure.guard import ForgottenTable, NotApproved, PlanChanged, reviewer  # noqa: F401
+from include.erasure.guard import PlanChanged
 from include.erasure.guard import short as _short
 from include.erasure.stores import access_of
 from include.errors import NeedsOperator, Transient
@@ -303,12 +303,12 @@ class _Abandon(Exception):
         self.outcome = outcome
 
 
-def _decide(req: rules.Request, account_exists: bool, settings: Settings, now: datetime) -> rules.Decision:
+def _decide(req: RequestFacts, account_exists: bool, settings: Settings, now: datetime) -> rules.Decision:
     """:func:`include.fulfilment.rules.decide` as of ``now``, with the settings' earliest plausible date and zone."""
     return rules.decide(req, account_exists, now=now, earliest=settings.earliest_plausible_date, tz=settings.tz)
 
 
-def _still_planned(req: rules.Request, row: PlanRow, key: bytes, account_exists: bool, settings: Settings,
+def _still_planned(req: RequestFacts, row: PlanRow, key: bytes, account_exists: bool, settings: Settings,
                    now: datetime) -> bool:
     """Under its claim, the request still asks for what the plan saw (its dates judged again as of ``now``), for
     the same subject."""
@@ -382,7 +382,7 @@ def _completed(ops, dm: DataMap, settings: Settings, record: Record, request_ids
     return replace(record, request_completed=True)
 
 
-def _export(step: Step[FulfilmentParams], req: rules.Request, row: PlanRow, workdir: str | None) -> Record:
+def _export(step: Step[FulfilmentParams], req: RequestFacts, row: PlanRow, workdir: str | None) -> Record:
     """Build the package in a private temporary folder, upload it (the data before its record), describe it."""
     ops, objects, dm, settings, params = step.ops, step.objects, step.datamap, step.settings, step.params
     who = package.subject(ops, dm, req.user_id)

@@ -19,7 +19,7 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 # The reviewer's time (plain Python, so that the compliance page can say it too).
-from include.approvals import APPROVAL_TIMEOUT_ENV, approval_timeout  # noqa: F401
+from include.approvals import approval_timeout
 
 ANSWER_KEY = "answer"
 
