@@ -1,37 +1,49 @@
-"""End to end: the compliance page in a real ``airflow api-server``, over a store filled by the real DAG.
+"""End to end: the demo as a newcomer runs it, then the compliance page in a real ``airflow api-server`` over what the
+demo left: one demo world for both.
 
-One seeded database (a clone); every DAG run for real (``dag.test()`` in the test process), in the demo's order (deadlines, a purge
-dry run then the live purge approved by its plan hash, manifests, a notification campaign through the SendGrid
-stand-in, fulfilment, deadlines again) plus a what-if; then ``airflow api-server`` with the plugin, SimpleAuthManager users from
-``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS`` and a passwords file. The API is checked against the store;
-access is checked for anonymous, bad-token, permission-less and viewer requests; and Debian's Chromium,
-driven by Playwright (no browser download), logs in, opens the page from the navigation, filters, checks
-what it shows against the store, and takes the screenshots of docs/screenshots/ (retaken there with
-PRIVACY_SCREENSHOTS=docs).
+``privacy-ops demo`` runs in a child process, as the README's first command, on a database and a folder of its own and
+against a server URL that carries a password (trust authentication accepts any): every DAG runs for real, in the
+demo's order (deadlines, a purge dry run then the live purge approved by its plan hash, manifests, a notification
+campaign through the SendGrid stand-in, fulfilment, deadlines again, discovery), and its summary is checked, with
+no password and no personal data in what it prints. Then a what-if run (``dag.test()`` in this process) on the
+demo's database, and ``airflow api-server`` with the plugin on the demo's Airflow home, as ``privacy-ops ui`` serves
+it: the demo's runs in its metadata, its evidence in the GCS emulator over the demo's folder, SimpleAuthManager users
+from ``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS`` and a passwords file. The API is checked against the store; access
+is checked for anonymous, bad-token, permission-less and viewer requests; and Debian's Chromium, driven by
+Playwright (no browser download), logs in, opens the page from the navigation, filters, checks what it shows
+against the store, and takes the screenshots of docs/screenshots/ (retaken there with PRIVACY_SCREENSHOTS=docs).
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import urllib.parse
-from datetime import datetime, timezone
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
 from devkit import database, demo, local_airflow
-from tests import scratch
 from devkit.database import connect
-from devkit.seed.unmapped import PLANT_SQL
+from devkit.standins.gcs_emulator import GCSEmulator
 from devkit.standins.sendgrid_server import SendGridStandIn
-from tests import e2e_world
+from tests import e2e_world, scratch
 
 pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "dsr_deadline_tracking"
 LOGINS = {"vera": ("vera-viewer-pw", "viewer"), "nobody": ("nobody-pw", "")}
+# The demo's size and seed: the page's sections need enough of every kind of row (overdue CCPA requests, children
+# shared with more than one vendor, more manifests than a page holds).
+DEMO_USERS, DEMO_SEED = 1500, 11
+SECRET = "Demo-Passw0rd-Never-Printed"
 CHROMIUM = "/usr/bin/chromium"
 # The flags the machine needs (no sandbox as root, no GPU, no network of its own beyond loopback).
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -46,48 +58,91 @@ API = "/compliance/api/sections"
 
 @pytest.fixture(scope="module")
 def world(e2e_session, tmp_path_factory):
-    """The demo's runs on a clone of the seeded database (``dag.test()`` in this process), then an api-server with
-    the plugin on this process's Airflow metadata (the DAGs and their runs are there)."""
+    """The demo (a child process, as a newcomer runs it), a what-if run on its database, then an api-server with the
+    plugin on its Airflow home, database and evidence."""
     pg = e2e_session["pg"]
-    today = datetime.now(timezone.utc).date()
-    # Seeded as the demo seeds it, with the personal data the map does not name (the discovery section's rows).
-    template_name, _ = e2e_world.template(pg, 1500, 11, today, PLANT_SQL)
-    name, url = e2e_world.clone(pg, template_name, prefix="privacy_e2e_page")
-    stores = {c: e2e_world.clone(pg, t, prefix="privacy_e2e_page") for c, t in
-              e2e_world.store_templates(pg, template_name, 11).items()}  # SPEC §3.1's other stores
-    files = tmp_path_factory.mktemp("files")
-    for bucket in ("acme-uploads", "acme-support-attachments"):  # the data map's buckets, as folders
-        (files / bucket).mkdir()
-    evidence = tmp_path_factory.mktemp("evidence")
+    # The password-in-URL check needs a server that accepts any password (trust); the embedded one gets the URL as is.
+    trust = pg.startswith("postgresql://postgres@")
+    pg_url = pg.replace("postgresql://postgres@", f"postgresql://postgres:{SECRET}@") if trust else pg
+    name = f"privacy_demo_test_{uuid.uuid4().hex[:8]}"
+    folder = tmp_path_factory.mktemp("page") / "demo"
+    env = {**os.environ, "PRIVACY_DEMO_DB": name, "PRIVACY_DEMO_DIR": str(folder)}
+    db_url = database.with_database(pg, name)
     logs = tmp_path_factory.mktemp("logs-e2e")
     try:
-        with SendGridStandIn(api_key=demo.API_KEY) as sendgrid:
-            services = local_airflow.LocalServices(ops_url=url, compliance_url=url, sendgrid_url=sendgrid.base_url,
-                                                   sendgrid_api_key=demo.API_KEY, support_url=stores["support_db"][1],
-                                                   analytics_url=stores["analytics_db"][1])
-            env = local_airflow.airflow_env(Path(os.environ["AIRFLOW_HOME"]), services,
-                                            settings={"evidence_location": f"file://{evidence}",
-                                                      "files_location": f"file://{files}"})
-            runs = demo.demo_runs(today) + [demo.DemoRun(DAG_ID, "what-if", {"as_of": "2030-01-01", "dry_run": True})]
-            for number, run in enumerate(runs, 1):
-                with connect(url, autocommit=True) as conn:
-                    conf = run.conf_for(conn)
-                state, text = e2e_world.run_in_process(run.dag_id, env, conf=conf)
-                (logs / f"{number:02d}-{run.dag_id}.log").write_text(text)
-                assert state == "success", f"{run.dag_id} ({run.what}) ended {state}; log in {logs}"
-        runs = {path.name: path.read_text() for path in sorted(logs.glob("*.log"))}
-        server_env = local_airflow.with_logins(env, LOGINS, local_airflow.free_port())
-        with local_airflow.ApiServer(server_env, logs / "api-server.log") as api, \
-                connect(url, autocommit=True) as conn:
-            token = api.token("vera", LOGINS["vera"][0])
-            with httpx.Client(base_url=api.base_url, timeout=60) as http:
-                yield {"url": url, "conn": conn, "api": api, "token": token, "http": http, "logs": runs,
-                       "evidence": evidence}
+        result = subprocess.run([str(Path(sys.executable).parent / "privacy-ops"), "demo", "--users", str(DEMO_USERS),
+                                 "--seed", str(DEMO_SEED), "--pg-url", pg_url], env=env, capture_output=True,
+                                text=True, timeout=1500, cwd=ROOT)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+        with SendGridStandIn(api_key=demo.API_KEY) as sendgrid, \
+                GCSEmulator(default_bucket=demo.EVIDENCE_BUCKET, data_dir=folder / "gcs") as gcs, \
+                pytest.MonkeyPatch.context() as patch:
+            # The emulator runs in this process and logs every request's path: keep it quiet.
+            logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)
+            demo.demo_buckets(gcs)
+            services = demo.demo_services(db_url, sendgrid, gcs)
+            # The what-if, in this process (its run in this process's metadata; its rows in the demo's store).
+            run_env = local_airflow.airflow_env(Path(os.environ["AIRFLOW_HOME"]), services, settings=demo.demo_settings())
+            state, text = e2e_world.run_in_process(DAG_ID, run_env, conf={"as_of": "2030-01-01", "dry_run": True})
+            (logs / "what-if.log").write_text(text)
+            assert state == "success", f"the what-if ended {state}; log in {logs}"
+            # The tests read the demo's evidence through the same Google client the DAGs wrote it with.
+            patch.setenv("STORAGE_EMULATOR_HOST", gcs.base_url)
+            patch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", run_env["AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT"])
+            api_env = local_airflow.airflow_env(folder / "airflow", services, settings=demo.demo_settings())
+            server_env = local_airflow.with_logins(api_env, LOGINS, local_airflow.free_port())
+            with local_airflow.ApiServer(server_env, logs / "api-server.log") as api, \
+                    connect(db_url, autocommit=True) as conn:
+                token = api.token("vera", LOGINS["vera"][0])
+                with httpx.Client(base_url=api.base_url, timeout=60) as http:
+                    yield {"url": db_url, "conn": conn, "api": api, "token": token, "http": http, "demo": result,
+                           "trust": trust, "folder": folder}
     finally:
         scratch.drop_later(pg, name)
-        for store_name, _ in stores.values():
-            scratch.drop_later(pg, store_name)
+        for store in ("support", "analytics"):  # SPEC §3.1's other stores, made beside it
+            scratch.drop_later(pg, f"{name}_{store}")
 
+
+# -- the demo ------------------------------------------------------------------------------------------
+
+@pytest.mark.stack
+def test_the_demo_runs_every_dag_and_prints_no_secret_and_no_personal_data(world):
+    """The README's first command, as a newcomer runs it: every DAG for real, its summary, and no password or seeded
+    email, name or phone in what it prints."""
+    if not world["trust"]:
+        pytest.skip("needs a server with trust authentication for the password-in-URL check")
+    result = world["demo"]
+    output = result.stdout + result.stderr
+    dags = {p.stem for p in (ROOT / "dags").glob("*.py")}
+    ran = set(re.findall(r"^\s+(\w+)\s+success\s", result.stdout, re.M))
+    assert ran == dags, output[-4000:]
+    assert "FAILED" not in result.stdout and "hash chain" in result.stdout and "verified" in result.stdout
+    # The summary has a line for each domain, read from the store the DAGs wrote.
+    for words in ("privacy requests by state", "escalations:", "child-data purge (last live run): ",
+                  "vendor manifests: ", "policy-change campaign ", "request fulfilments: ", "personal-data discovery: ",
+                  "SendGrid stand-in accepted"):
+        assert words in result.stdout, (words, result.stdout[-4000:])
+    # Each request state is printed with what it means.
+    from include.reads.deadlines import STATE_MEANINGS
+
+    states = re.findall(r"^    (\w+) +\d+   (.+)$", result.stdout, re.M)
+    assert states and all(STATE_MEANINGS[state] == meaning for state, meaning in states), states
+    assert re.search(r"child-data purge \(last live run\): .*purged [1-9]", result.stdout), result.stdout[-4000:]
+    assert re.search(r"policy-change campaign \d+ .*finished\): [1-9]\d* sent", result.stdout), result.stdout[-4000:]
+    assert SECRET not in output
+    # The closing lines name every login, and the evidence outlives the demo (the emulator kept it in the demo's
+    # folder, where `privacy-ops ui` serves it again).
+    assert "admin / admin (admin)" in result.stdout and "compliance / compliance (viewer)" in result.stdout
+    kept = [p.name for p in (world["folder"] / "gcs").rglob("*") if p.is_file()]
+    assert any(name.endswith(".json") and "-" in name for name in kept), kept[:20]
+    assert {"package.zip", "manifest.json"} <= set(kept), sorted(set(kept))[:20]
+    personal = {v.lower() for (v,) in world["conn"].execute(
+        "select email from users union select full_name from users union select phone from users "
+        "union select requester_email from privacy_requests") if v and len(v) >= 7}
+    assert personal and not [v for v in personal if v in output.lower()]
+
+
+# -- the page ------------------------------------------------------------------------------------------
 
 def get(world, path, token="vera", **params):
     headers = {} if token is None else {"Authorization": f"Bearer {world['token'] if token == 'vera' else token}"}
@@ -219,10 +274,10 @@ def test_whatif_section_lists_the_what_if_run(world):
 
 def test_audit_section_verifies_the_chain_and_agrees_with_the_newest_anchor(world):
     from include import audit
-    from include.objectstore import FileObjectStore
+    from include.seam.storage import object_store
 
     data = wait_for_chain(world)
-    report = audit.verify_chain(world["conn"], anchors=FileObjectStore(f"file://{world['evidence']}"))
+    report = audit.verify_chain(world["conn"], anchors=object_store(demo.EVIDENCE_LOCATION))
     chain = data["chain"]
     assert report.ok and chain["state"] == "verified"
     assert (chain["rows"], chain["head"]) == (report.rows, report.head)
@@ -279,7 +334,7 @@ def test_manifests_section_matches_the_store(world):
     vendor = expected[0][0]
     one = get(world, f"{API}/manifests", vendor_id=str(vendor)).json()
     assert one["total"] == sum(1 for e in expected if e[0] == vendor)
-    assert all(r["manifest_uri"].startswith("file://") for r in data["rows"])
+    assert all(r["manifest_uri"].startswith(f"{demo.EVIDENCE_LOCATION}/") for r in data["rows"])
 
 
 def test_campaigns_section_matches_the_ledger(world):
