@@ -12,7 +12,8 @@ Every end-to-end test gets a world of its own, so that it passes run alone and i
   settings are the ``AIRFLOW_CONN_*``, ``AIRFLOW_VAR_*`` and ``PRIVACY_*`` variables of its environment, set
   for the test. Where the process boundary is the point (SIGKILL, a reviewer answering over REST, two runs at
   once) ``airflow dags test`` runs in a child process on a home of this test process's own (one migrated
-  SQLite metadata database, and one reviewer's api-server on it when a test needs a person).
+  SQLite metadata database, and one reviewer's api-server on it when a test needs a person), forked from a warm
+  Airflow process (tests/warm_airflow.py).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import pytest
 from psycopg import sql
 
 from devkit import database, local_airflow
-from tests import scratch
+from tests import scratch, warm_airflow
 
 _templates: dict[tuple, tuple[str, dict]] = {}  # seed key -> (template database name, seed summary)
 _store_templates: dict[str, dict[str, str]] = {}  # ops template -> {connection id: template database name}
@@ -204,16 +205,16 @@ class World(dict):
 
     def start(self, name: str, conf: dict | None = None, env: dict | None = None, dag_id: str | None = None,
               logical_date: str | None = None) -> subprocess.Popen:
-        """``airflow dags test`` in a child process of its own process group (so it can be killed whole)."""
-        cmd = [local_airflow.airflow_bin(), "dags", "test", dag_id or self["dag_id"]]
+        """``airflow dags test`` in a child process of its own process group (so it can be killed whole), forked from
+        this test process's warm Airflow (tests/warm_airflow.py)."""
+        args = ["dags", "test", dag_id or self["dag_id"]]
         if logical_date:
-            cmd.append(logical_date)
+            args.append(logical_date)
         if conf is not None:
-            cmd += ["--conf", json.dumps(conf)]
+            args += ["--conf", json.dumps(conf)]
         path = self["logs"] / f"{name}.log"
         path.parent.mkdir(parents=True, exist_ok=True)
-        return subprocess.Popen(cmd, env=self.child_env(env), stdout=path.open("w"), stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return warm_airflow.start(args, self.child_env(env), path)
 
     def finish(self, name: str, proc: subprocess.Popen, timeout: int = 600) -> tuple[str | None, str]:
         proc.wait(timeout)
@@ -237,6 +238,7 @@ def e2e_session(pg_server_url, tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     yield {"pg": pg_server_url, "root": root}
     stop_reviewer()
+    warm_airflow.stop()
     drop_templates(pg_server_url)
 
 
