@@ -82,7 +82,8 @@ def world(e2e_session, tmp_path_factory):
             demo.demo_buckets(gcs)
             services = demo.demo_services(db_url, sendgrid, gcs)
             # The what-if, in this process (its run in this process's metadata; its rows in the demo's store).
-            run_env = local_airflow.airflow_env(Path(os.environ["AIRFLOW_HOME"]), services, settings=demo.demo_settings())
+            run_env = local_airflow.airflow_env(Path(os.environ["AIRFLOW_HOME"]), services,
+                                                settings=demo.demo_settings())
             state, text = e2e_world.run_in_process(DAG_ID, run_env, conf={"as_of": "2030-01-01", "dry_run": True})
             (logs / "what-if.log").write_text(text)
             assert state == "success", f"the what-if ended {state}; log in {logs}"
