@@ -9,7 +9,7 @@ its group can be killed with SIGKILL, and two run at once.
 
 The warm process is single-threaded when it forks, holds no metadata connection (Airflow disposes of its engine in
 a forked child), and serves only commands whose Airflow settings (``AIRFLOW_HOME`` and every ``AIRFLOW__*``) are its
-own: Airflow reads some of them once, at import. :func:`start` runs any other command as a plain child process.
+own (Airflow reads some of them once, at import): a command with other settings gets a warm process of its own.
 """
 from __future__ import annotations
 
@@ -87,9 +87,6 @@ class WarmAirflow:
     def alive(self) -> bool:
         return self._proc.poll() is None
 
-    def serves(self, env: dict[str, str]) -> bool:
-        return self.alive() and _settings(env) == self.settings
-
     def exit_code(self, pid: int) -> int | None:
         with self._lock:
             return self._exits.get(pid)
@@ -119,29 +116,26 @@ class WarmAirflow:
                 self._proc.wait(30)
 
 
-_server: WarmAirflow | None = None
+_servers: dict[tuple, WarmAirflow] = {}  # one warm process per set of Airflow settings (the home and AIRFLOW__*)
 
 
-def start(args: list[str], env: dict[str, str], log_path: Path):
-    """``airflow *args`` in a child process of its own process group, its output in ``log_path``: forked from this
-    test process's warm Airflow when it serves ``env``'s settings (started with the first command), else started
-    afresh."""
-    global _server
-    if _server is None or not _server.alive():
-        _server = WarmAirflow(env, log_path.with_name("warm-airflow.log"))
-    if _server.serves(env):
-        return _server.fork(args, env, log_path)
-    from devkit import local_airflow
-
-    return subprocess.Popen([local_airflow.airflow_bin(), *args], env=env, stdout=log_path.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+def start(args: list[str], env: dict[str, str], log_path: Path) -> Forked:
+    """``airflow *args`` in a child process of its own process group, its output in ``log_path``, forked from this
+    test process's warm Airflow for ``env``'s settings (started with the first command that has them)."""
+    key = tuple(sorted(_settings(env).items()))
+    server = _servers.get(key)
+    if server is None or not server.alive():
+        server = _servers[key] = WarmAirflow(env, log_path.with_name("warm-airflow.log"))
+    return server.fork(args, env, log_path)
 
 
-def stop() -> None:
-    global _server
-    if _server is not None:
-        _server.stop()
-        _server = None
+def stop(env: dict[str, str] | None = None) -> None:
+    """Stop the warm process of ``env``'s settings, or every one."""
+    keys = list(_servers) if env is None else [tuple(sorted(_settings(env).items()))]
+    for key in keys:
+        server = _servers.pop(key, None)
+        if server is not None:
+            server.stop()
 
 
 # -- the warm process ------------------------------------------------------------------------------------------
