@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 import pytest
 
@@ -26,8 +27,16 @@ def env(tmp_path):
 def test_each_child_runs_its_own_command_environment_and_output_and_says_how_it_ended(env, tmp_path):
     first = {**env, "AIRFLOW_CONN_PROBE": json.dumps({"conn_type": "postgres", "host": "first.example"})}
     second = {**env, "AIRFLOW_CONN_PROBE": json.dumps({"conn_type": "postgres", "host": "second.example"})}
-    a = warm_airflow.start(["connections", "get", "probe", "-o", "json"], first, tmp_path / "a.log")
-    b = warm_airflow.start(["connections", "get", "probe", "-o", "json"], second, tmp_path / "b.log")
+    # Two threads ask at once, as the two-runs-at-once test's do: each gets its own child.
+    started = {}
+    threads = [threading.Thread(target=lambda name=name, e=e: started.update({name: warm_airflow.start(
+        ["connections", "get", "probe", "-o", "json"], e, tmp_path / f"{name}.log")})) for name, e in
+        (("a", first), ("b", second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    a, b = started["a"], started["b"]
     assert a.wait(120) == 0 and b.wait(120) == 0, (tmp_path / "a.log").read_text()[-2000:]
     logs = {name: (tmp_path / f"{name}.log").read_text() for name in ("a", "b")}
     assert "first.example" in logs["a"] and "second.example" not in logs["a"] and "second.example" in logs["b"]

@@ -61,6 +61,7 @@ class WarmAirflow:
     def __init__(self, env: dict[str, str], log_path: Path):
         self.settings, self.log_path = _settings(env), log_path
         self._lock = threading.Lock()
+        self._forking = threading.Lock()  # one command at a time: two threads of a test fork at once (the twins)
         self._pids: list[int] = []
         self._exits: dict[int, int] = {}
         self._ready = threading.Event()
@@ -93,18 +94,19 @@ class WarmAirflow:
 
     def fork(self, args: list[str], env: dict[str, str], log_path: Path, timeout: float = 120) -> Forked:
         self._ready.wait(timeout)
-        with self._lock:
-            asked = len(self._pids)
-        self._proc.stdin.write(json.dumps({"args": args, "env": env, "log": str(log_path)}) + "\n")
-        self._proc.stdin.flush()
-        deadline = time.monotonic() + timeout
-        while True:
+        with self._forking:
             with self._lock:
-                if len(self._pids) > asked:
-                    return Forked(self, self._pids[asked], ["airflow", *args])
-            if not self.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the warm Airflow process did not fork; its log: {self.log_path}")
-            time.sleep(0.01)
+                asked = len(self._pids)
+            self._proc.stdin.write(json.dumps({"args": args, "env": env, "log": str(log_path)}) + "\n")
+            self._proc.stdin.flush()
+            deadline = time.monotonic() + timeout
+            while True:
+                with self._lock:
+                    if len(self._pids) > asked:
+                        return Forked(self, self._pids[asked], ["airflow", *args])
+                if not self.alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"the warm Airflow process did not fork; its log: {self.log_path}")
+                time.sleep(0.01)
 
     def stop(self) -> None:
         if self.alive():
@@ -116,6 +118,7 @@ class WarmAirflow:
                 self._proc.wait(30)
 
 
+_starting = threading.Lock()
 _servers: dict[tuple, WarmAirflow] = {}  # one warm process per set of Airflow settings (the home and AIRFLOW__*)
 
 
@@ -123,9 +126,10 @@ def start(args: list[str], env: dict[str, str], log_path: Path) -> Forked:
     """``airflow *args`` in a child process of its own process group, its output in ``log_path``, forked from this
     test process's warm Airflow for ``env``'s settings (started with the first command that has them)."""
     key = tuple(sorted(_settings(env).items()))
-    server = _servers.get(key)
-    if server is None or not server.alive():
-        server = _servers[key] = WarmAirflow(env, log_path.with_name("warm-airflow.log"))
+    with _starting:
+        server = _servers.get(key)
+        if server is None or not server.alive():
+            server = _servers[key] = WarmAirflow(env, log_path.with_name("warm-airflow.log"))
     return server.fork(args, env, log_path)
 
 
