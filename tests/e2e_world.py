@@ -204,7 +204,7 @@ class World(dict):
         return child_env(env or self["env"], self["child_home"])
 
     def start(self, name: str, conf: dict | None = None, env: dict | None = None, dag_id: str | None = None,
-              logical_date: str | None = None) -> subprocess.Popen:
+              logical_date: str | None = None) -> warm_airflow.Forked:
         """``airflow dags test`` in a child process of its own process group (so it can be killed whole), forked from
         this test process's warm Airflow (tests/warm_airflow.py)."""
         args = ["dags", "test", dag_id or self["dag_id"]]
@@ -216,7 +216,7 @@ class World(dict):
         path.parent.mkdir(parents=True, exist_ok=True)
         return warm_airflow.start(args, self.child_env(env), path)
 
-    def finish(self, name: str, proc: subprocess.Popen, timeout: int = 600) -> tuple[str | None, str]:
+    def finish(self, name: str, proc: warm_airflow.Forked, timeout: int = 600) -> tuple[str | None, str]:
         proc.wait(timeout)
         text = (self["logs"] / f"{name}.log").read_text()
         state = local_airflow.run_state(subprocess.CompletedProcess(proc.args, proc.returncode, text, ""))

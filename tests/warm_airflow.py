@@ -59,7 +59,7 @@ class WarmAirflow:
     and each child's exit code."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
-        self.settings, self.log_path = _settings(env), log_path
+        self.log_path = log_path
         self._lock = threading.Lock()
         self._forking = threading.Lock()  # one command at a time: two threads of a test fork at once (the twins)
         self._pids: list[int] = []
@@ -144,11 +144,13 @@ def stop(env: dict[str, str] | None = None) -> None:
 
 # -- the warm process ------------------------------------------------------------------------------------------
 
-def _child(command: dict) -> None:
+def _child(command: dict, answers) -> None:
     """In the forked child: the command's session, output and environment, then Airflow's own main(). The child ends
     as the ``airflow`` script does, by leaving the interpreter (its atexit handlers and buffered output flushed):
-    the SystemExit rises out of the server's loop."""
+    the SystemExit rises out of the server's loop. ``answers`` is the warm process's channel to the test process,
+    closed here: only the warm process speaks on it."""
     try:
+        answers.close()
         os.setsid()
         out = os.open(command["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(out, 1)
@@ -184,8 +186,8 @@ def _serve() -> None:
     say({"ready": True})
     children: set[int] = set()
     pending, done = b"", False
-    while not done or pending:
-        readable, _, _ = select.select([0], [], [], 0.05) if not done else ([], [], [])
+    while not done:
+        readable, _, _ = select.select([0], [], [], 0.05)
         while children:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
@@ -200,13 +202,11 @@ def _serve() -> None:
             line, pending = pending.split(b"\n", 1)
             pid = os.fork()
             if pid == 0:
-                _child(json.loads(line))
+                _child(json.loads(line), out)
             children.add(pid)
             say({"pid": pid})
-        if done:
-            break
     for pid in children:
-        _, status = os.waitpid(pid, 0)
+        os.waitpid(pid, 0)
 
 
 if __name__ == "__main__":
