@@ -36,7 +36,9 @@ from devkit.standins.gcs_emulator import GCSEmulator
 from devkit.standins.sendgrid_server import SendGridStandIn
 from tests import e2e_world, scratch
 
-pytestmark = pytest.mark.e2e
+# Every test here stands on the demo's world (the demo in a child process, then an api-server over it): the whole
+# module is the stack's, outside the quick loop (tests/test_page_reads.py checks the page's reads at function level).
+pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "dsr_deadline_tracking"
 LOGINS = {"vera": ("vera-viewer-pw", "viewer"), "nobody": ("nobody-pw", "")}
@@ -106,7 +108,6 @@ def world(e2e_session, tmp_path_factory):
 
 # -- the demo ------------------------------------------------------------------------------------------
 
-@pytest.mark.stack
 def test_the_demo_runs_every_dag_and_prints_no_secret_and_no_personal_data(world):
     """The README's first command, as a newcomer runs it: every DAG for real, its summary, and no password or seeded
     email, name or phone in what it prints."""
@@ -383,7 +384,6 @@ def browser_or_skip():
     return sync_playwright
 
 
-@pytest.mark.stack
 def test_in_chromium_log_in_open_the_page_from_the_navigation_filter_and_compare_with_the_store(world):
     sync_playwright = browser_or_skip()
     conn, base = world["conn"], world["api"].base_url
@@ -497,7 +497,6 @@ def in_frame(page, script: str):
                                      return {script}; }}""")
 
 
-@pytest.mark.stack
 def test_in_chromium_needs_a_person_comes_first_and_the_charts_render(world):
     """Issue 30: what waits for a person is the page's first section, each count leading to its rows; an erasure
     plan that starts waiting for a reviewer appears there at the next load; the trends are drawn as charts; wide

@@ -14,14 +14,15 @@ from tests import warm_airflow
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def env(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Airflow settings of this module's own: one warm process serves both tests (starting one costs seconds of CPU),
+    and each test still passes alone."""
+    home = tmp_path_factory.mktemp("home")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
     env = {**base, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     yield env
-    warm_airflow.stop(env)  # only this test's: the end-to-end tests' warm process goes on serving them
+    warm_airflow.stop(env)  # only this module's: the end-to-end tests' warm process goes on serving them
 
 
 def test_each_child_runs_its_own_command_environment_and_output_and_says_how_it_ended(env, tmp_path):
