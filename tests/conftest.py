@@ -40,7 +40,8 @@ os.environ.setdefault("PRIVACY_DEADLINE_ALERTS", "off")
 
 from devkit import database
 from tests import scratch
-from tests.e2e_world import e2e_session, make_world, seeded_clone  # noqa: F401  (shared fixtures: tests/e2e_world.py)
+from tests.e2e_world import (  # noqa: F401  (shared fixtures: tests/e2e_world.py)
+    e2e_session, make_world, reference_db, seeded_clone, store_db)
 
 
 def pytest_xdist_auto_num_workers(config):

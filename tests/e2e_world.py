@@ -37,12 +37,14 @@ _store_templates: dict[str, dict[str, str]] = {}  # ops template -> {connection 
 _pii: dict[tuple, set[str]] = {}
 
 
-def template(pg_server_url: str, users: int, seed: int, anchor: date, prepare: str | None = None) -> tuple[str, dict]:
+def template(pg_server_url: str, users: int, seed: int, anchor: date, prepare: str | None = None,
+             store: bool = False) -> tuple[str, dict]:
     """The name of a template database seeded with these arguments (made once per test process) and its summary.
 
-    ``prepare`` is SQL run after the seed (planted changes a module needs on every clone).
+    ``prepare`` is SQL run after the seed (planted changes a module needs on every clone); with ``store`` the
+    compliance store is migrated in it too.
     """
-    key = (pg_server_url, users, seed, anchor, prepare)
+    key = (pg_server_url, users, seed, anchor, prepare, store)
     if key not in _templates:
         from devkit.seed.demo_data import seed as seed_demo
 
@@ -50,11 +52,34 @@ def template(pg_server_url: str, users: int, seed: int, anchor: date, prepare: s
         name = f"privacy_tpl_{worker}_{uuid.uuid4().hex[:8]}"
         url = database.create_database(pg_server_url, name)
         summary = seed_demo(url, users=users, seed=seed, anchor=anchor)
-        if prepare:
-            with database.connect(url, autocommit=True) as conn:
+        with database.connect(url, autocommit=True) as conn:
+            if prepare:
                 conn.execute(prepare)
+            if store:
+                from include import compliance_store
+
+                compliance_store.migrate(conn)
         _templates[key] = (name, summary)
     return _templates[key]
+
+
+def schema_template(pg_server_url: str, *, reference: bool) -> str:
+    """The name of a template database holding the compliance store, every migration applied, and with ``reference``
+    SPEC's reference schema too, empty (made once per test process): creating the schema and running the migrations
+    cost the server about 0.2 s of CPU for each test that needed them; a clone costs a copy of the files."""
+    key = (pg_server_url, "schema", reference)
+    if key not in _templates:
+        from devkit.operational_schema import create_reference_schema
+        from include import compliance_store
+
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        name = f"privacy_tpl_{worker}_{uuid.uuid4().hex[:8]}"
+        with database.connect(database.create_database(pg_server_url, name), autocommit=True) as conn:
+            if reference:
+                create_reference_schema(conn)
+            compliance_store.migrate(conn)
+        _templates[key] = (name, {})
+    return _templates[key][0]
 
 
 def store_templates(pg_server_url: str, ops_template: str, seed: int) -> dict[str, str]:
@@ -244,12 +269,13 @@ def e2e_session(pg_server_url, tmp_path_factory):
 
 @pytest.fixture
 def seeded_clone(e2e_session):
-    """``seeded_clone(users=, seed=, anchor=)`` -> (url, seed summary): a clone of a seed made once per test process,
-    dropped after the test (instead of seeding a database for every test)."""
+    """``seeded_clone(users=, seed=, anchor=, store=False)`` -> (url, seed summary): a clone of a seed made once per
+    test process (with ``store``, the compliance store migrated in it), dropped after the test (instead of seeding a
+    database for every test)."""
     made: list[str] = []
 
-    def make(*, users: int, seed: int, anchor: date) -> tuple[str, dict]:
-        tpl, summary = template(e2e_session["pg"], users, seed, anchor)
+    def make(*, users: int, seed: int, anchor: date, store: bool = False) -> tuple[str, dict]:
+        tpl, summary = template(e2e_session["pg"], users, seed, anchor, store=store)
         name, url = clone(e2e_session["pg"], tpl, prefix="privacy_test")
         made.append(name)
         return url, summary
@@ -257,6 +283,27 @@ def seeded_clone(e2e_session):
     yield make
     for name in made:
         scratch.drop_later(e2e_session["pg"], name)
+
+
+def _schema_clone(e2e_session, reference: bool):
+    name, url = clone(e2e_session["pg"], schema_template(e2e_session["pg"], reference=reference), prefix="privacy_test")
+    try:
+        yield url
+    finally:
+        scratch.drop_later(e2e_session["pg"], name)
+
+
+@pytest.fixture
+def store_db(e2e_session):
+    """URL of a new database holding the compliance store, migrated (a clone), dropped after the test."""
+    yield from _schema_clone(e2e_session, reference=False)
+
+
+@pytest.fixture
+def reference_db(e2e_session):
+    """URL of a new database holding SPEC's reference schema, empty, and the compliance store, migrated (a clone),
+    dropped after the test."""
+    yield from _schema_clone(e2e_session, reference=True)
 
 
 @pytest.fixture

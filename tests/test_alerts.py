@@ -9,7 +9,7 @@ import pytest
 
 from devkit.database import connect
 from devkit.local_airflow import postgres_connection
-from include import alerts, compliance_store
+from include import alerts
 from include.seam.alerts import task_failed
 from tests.conftest import SENDGRID_TEST_KEY
 
@@ -25,14 +25,13 @@ def test_a_reason_keeps_its_words_and_loses_addresses_numbers_and_ips():
 
 
 @pytest.fixture
-def airflow_env(fresh_db, sendgrid, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_OPS_DB", postgres_connection(fresh_db))
-    monkeypatch.setenv("AIRFLOW_CONN_COMPLIANCE_DB", postgres_connection(fresh_db))
+def airflow_env(store_db, sendgrid, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_OPS_DB", postgres_connection(store_db))
+    monkeypatch.setenv("AIRFLOW_CONN_COMPLIANCE_DB", postgres_connection(store_db))
     monkeypatch.setenv("AIRFLOW_CONN_SENDGRID_DEFAULT", json.dumps({
         "conn_type": "generic", "password": SENDGRID_TEST_KEY, "extra": {"host": sendgrid.base_url}}))
     monkeypatch.setenv("PRIVACY_SETTINGS", json.dumps({"alert_email": "oncall@example.org"}))
-    with connect(fresh_db, autocommit=True) as store:
-        compliance_store.migrate(store)
+    with connect(store_db, autocommit=True) as store:
         yield store
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from devkit.database import connect
 from devkit.standins.gcs_emulator import GCSEmulator
-from include import audit, compliance_store
+from include import audit
 from include.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main
 from include.objectstore import FileObjectStore
 from include.seam.storage import object_store
@@ -18,9 +18,8 @@ BUCKET = "evidence-test"
 
 
 @pytest.fixture
-def store(fresh_db):
-    with connect(fresh_db, autocommit=True) as conn:
-        compliance_store.migrate(conn)
+def store(store_db):
+    with connect(store_db, autocommit=True) as conn:
         yield conn
 
 
@@ -236,54 +235,54 @@ def _one_line(text: str) -> str:
     return lines[0]
 
 
-def test_cli_verifies_against_anchors(fresh_db, store, location, objects, capsys):
+def test_cli_verifies_against_anchors(store_db, store, location, objects, capsys):
     ids = _append(store, 3)
     _anchor(store, objects)
     capsys.readouterr()
-    assert main(["verify-audit", "--url", fresh_db, "--anchors", location]) == EXIT_OK
+    assert main(["verify-audit", "--url", store_db, "--anchors", location]) == EXIT_OK
     out = _one_line(capsys.readouterr().out)
     assert out.startswith("audit log OK: 3 row(s)") and f"matches all 1 anchor(s) at {location}" in out
 
     _tamper(store, "update compliance.audit_log set action = 'forged' where id = %s", ids[0])
     _rewrite_whole_chain(store)
-    assert main(["verify-audit", "--url", fresh_db]) == EXIT_OK
+    assert main(["verify-audit", "--url", store_db]) == EXIT_OK
     assert "anchors not checked" in capsys.readouterr().out
-    assert main(["verify-audit", "--url", fresh_db, "--anchors", location]) == EXIT_CHECK_FAILED
+    assert main(["verify-audit", "--url", store_db, "--anchors", location]) == EXIT_CHECK_FAILED
     captured = capsys.readouterr()
     err = _one_line(captured.err)
     assert err.startswith(f"audit log does not match its anchors at {location}: anchor audit-anchors/")
     assert "hash differs from the anchored one (the chain was rewritten" in err and captured.out == ""
 
 
-def test_cli_reads_the_location_from_the_environment(fresh_db, store, tmp_path, monkeypatch, capsys):
+def test_cli_reads_the_location_from_the_environment(store_db, store, tmp_path, monkeypatch, capsys):
     location = f"file://{tmp_path}/evidence"
     ids = _append(store, 2)
     _anchor(store, object_store(location))
     _tamper(store, "delete from compliance.audit_log where id = %s", ids[-1])
     monkeypatch.setenv("PRIVACY_EVIDENCE_LOCATION", location)
     capsys.readouterr()
-    assert main(["verify-audit", "--url", fresh_db]) == EXIT_CHECK_FAILED
+    assert main(["verify-audit", "--url", store_db]) == EXIT_CHECK_FAILED
     assert "which is no longer in the log (the newest rows were removed" in _one_line(capsys.readouterr().err)
 
     monkeypatch.setenv("PRIVACY_EVIDENCE_LOCATION", "s3://elsewhere")
-    assert main(["verify-audit", "--url", fresh_db]) == EXIT_UNREACHABLE
+    assert main(["verify-audit", "--url", store_db]) == EXIT_UNREACHABLE
     assert _one_line(capsys.readouterr().err).startswith("privacy-ops verify-audit: $PRIVACY_EVIDENCE_LOCATION: ")
 
 
-def test_cli_anchor_problems_are_one_sentence(fresh_db, store, gcs, capsys):
+def test_cli_anchor_problems_are_one_sentence(store_db, store, gcs, capsys):
     _append(store, 1)
     capsys.readouterr()
-    assert main(["verify-audit", "--url", fresh_db, "--anchors", "/srv/evidence"]) == EXIT_USAGE
+    assert main(["verify-audit", "--url", store_db, "--anchors", "/srv/evidence"]) == EXIT_USAGE
     err = _one_line(capsys.readouterr().err)
     assert "--anchors:" in err and "gs://BUCKET/OPTIONAL/PREFIX or file:///ABSOLUTE/FOLDER" in err
 
-    assert main(["verify-audit", "--url", fresh_db, "--anchors", "gs://no-such-bucket/prod"]) == EXIT_UNREACHABLE
+    assert main(["verify-audit", "--url", store_db, "--anchors", "gs://no-such-bucket/prod"]) == EXIT_UNREACHABLE
     assert _one_line(capsys.readouterr().err) == (
         "privacy-ops verify-audit: could not read the audit anchors: bucket gs://no-such-bucket does not exist "
         "(or connection 'google_cloud_default' cannot see it)")
 
 
-def test_cli_process_reaches_gcs_through_the_environment_connection(fresh_db, store, gcs, tmp_path):
+def test_cli_process_reaches_gcs_through_the_environment_connection(store_db, store, gcs, tmp_path):
     """The operator's path: a fresh process, GCSHook outside any task, the connection from the environment,
     and nothing but the answer on stdout/stderr (no Airflow or Google log lines)."""
     import os
@@ -294,7 +293,7 @@ def test_cli_process_reaches_gcs_through_the_environment_connection(fresh_db, st
     ids = _append(store, 3)
     _anchor(store, object_store(location))
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "PRIVACY_EVIDENCE_LOCATION": location}
-    run = [sys.executable, "-m", "include.cli", "verify-audit", "--url", fresh_db]
+    run = [sys.executable, "-m", "include.cli", "verify-audit", "--url", store_db]
 
     done = subprocess.run(run, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == EXIT_OK and done.stderr == "", done.stderr

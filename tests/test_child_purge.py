@@ -10,15 +10,13 @@ from types import SimpleNamespace
 import pytest
 
 from devkit.database import connect
-from devkit.seed.demo_data import seed
 from tests.conftest import ops_datamap
-from include import compliance_store, erasure
+from include import erasure
 from include.audit import RunContext
 from include.children import ledger, purge
 from include.erasure import guard
 from include.children.params import PurgeParams
 from include.config import Settings
-from include.datamap import load_datamap
 from include.periods import ParamError, RunTiming
 from include.step import Step
 from include.subjects import address_hash, user_hash
@@ -35,9 +33,9 @@ def route(plan: dict) -> str | None:
 @pytest.fixture
 def world(seeded_clone):
     today = datetime.now(timezone.utc).date()
-    fresh_db, summary = seeded_clone(users=600, seed=5, anchor=today)  # a clone of one seed per test process
+    # A clone of one seed, its compliance store migrated, made once per test process.
+    fresh_db, summary = seeded_clone(users=600, seed=5, anchor=today, store=True)
     with connect(fresh_db, autocommit=True) as ops, connect(fresh_db, autocommit=True) as store:
-        compliance_store.migrate(store)
         yield SimpleNamespace(url=fresh_db, ops=ops, store=store, dm=ops_datamap(), today=today,
                               planted=summary["planted"], settings=Settings())
 

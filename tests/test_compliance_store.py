@@ -9,9 +9,8 @@ from devkit.database import connect
 
 
 @pytest.fixture
-def store(fresh_db):
-    with connect(fresh_db, autocommit=True) as conn:
-        compliance_store.migrate(conn)
+def store(store_db):
+    with connect(store_db, autocommit=True) as conn:
         yield conn
 
 
@@ -78,11 +77,11 @@ def test_verify_detects_tampering_behind_the_triggers(store):
     assert not report.ok and "does not follow" in report.problem
 
 
-def test_concurrent_writers_keep_one_chain(fresh_db, store):
+def test_concurrent_writers_keep_one_chain(store_db, store):
     import threading
 
     def writer(n):
-        with connect(fresh_db, autocommit=True) as conn:
+        with connect(store_db, autocommit=True) as conn:
             for i in range(10):
                 audit.append(conn, "test.concurrent", {"writer": n, "i": i}, actor="test")
 

@@ -8,8 +8,6 @@ from datetime import date, datetime, timezone
 import pytest
 
 from devkit.database import connect
-from devkit.operational_schema import create_reference_schema
-from include import compliance_store
 from include.audit import RunContext
 from include.config import Settings
 from include.datamap import load_datamap
@@ -33,10 +31,8 @@ def mailer_for(sendgrid, **kw) -> SendGridMailer:
 
 
 @pytest.fixture
-def db(fresh_db):
-    with connect(fresh_db, autocommit=True) as conn:
-        create_reference_schema(conn)
-        compliance_store.migrate(conn)
+def db(reference_db):
+    with connect(reference_db, autocommit=True) as conn:
         yield conn
 
 
@@ -64,7 +60,7 @@ def _sent_requests(sendgrid) -> Counter:
     return seen
 
 
-def test_two_runs_at_once_send_each_escalation_and_the_digest_once(db, fresh_db, sendgrid):
+def test_two_runs_at_once_send_each_escalation_and_the_digest_once(db, reference_db, sendgrid):
     """Both runs evaluate, record and send at the same moment; every SendGrid answer is slow."""
     _requests(db, 12, assignees=4)
     sendgrid.inject(delay_seconds=0.3, count=100)
@@ -72,7 +68,7 @@ def test_two_runs_at_once_send_each_escalation_and_the_digest_once(db, fresh_db,
 
     def run(run_id: str) -> None:
         try:
-            with connect(fresh_db, autocommit=True) as store:
+            with connect(reference_db, autocommit=True) as store:
                 params = DsrParams(as_of=TODAY, what_if=False)
                 mailer = mailer_for(sendgrid)
                 results[run_id] = (tracking.send_escalations(Step(ctx=ctx(run_id), settings=SETTINGS, params=params, store=store, mailer=mailer)),
@@ -108,13 +104,13 @@ def test_a_targeted_run_sends_only_its_own_requests(db, sendgrid):
     assert pending == {1, 3, 4, 6}
 
 
-def test_a_batch_held_by_a_live_sender_is_skipped_and_a_dead_senders_batch_is_resumed(db, fresh_db, sendgrid):
+def test_a_batch_held_by_a_live_sender_is_skipped_and_a_dead_senders_batch_is_resumed(db, reference_db, sendgrid):
     _requests(db, 3, assignees=1)
     from include.deadlines import escalation
 
     escalation.record(db, as_of=TODAY, team_email=SETTINGS.compliance_team_email, run_id="r", now=NOW)
     ledger = escalation.ledger(SETTINGS, "holder")
-    holder = connect(fresh_db, autocommit=True)
+    holder = connect(reference_db, autocommit=True)
     tx = holder.transaction()
     tx.__enter__()
     held = ledger.claim(holder)  # a live sender holds the one recipient's batch, mid-send

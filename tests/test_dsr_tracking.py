@@ -6,7 +6,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from include import audit, compliance_store
+from include import audit
 from include.audit import RunContext
 from include.config import Settings
 from devkit.database import connect
@@ -15,7 +15,6 @@ from include.deadlines import tracking
 from include.deadlines.params import DsrParams
 from include.step import Step
 from include.delivery.sendgrid_mailer import RetryPolicy, SendGridAuthError, SendGridMailer
-from devkit.operational_schema import create_reference_schema
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 TODAY = date(2026, 11, 25)
@@ -37,17 +36,15 @@ def add_request(conn, rid, regime="gdpr", rtype="access", received="2026-11-01",
 
 
 @pytest.fixture
-def db(fresh_db):
-    with connect(fresh_db, autocommit=True) as conn:
-        create_reference_schema(conn)
-        compliance_store.migrate(conn)
+def db(reference_db):
+    with connect(reference_db, autocommit=True) as conn:
         yield conn
 
 
 @pytest.fixture
-def ops(fresh_db, db):
+def ops(reference_db, db):
     """A second connection: requests stream from one while statuses are copied into the other."""
-    with connect(fresh_db, autocommit=True) as conn:
+    with connect(reference_db, autocommit=True) as conn:
         yield conn
 
 
@@ -277,7 +274,7 @@ def test_every_step_is_in_the_audit_log(db, sendgrid, mailer):
         [r[0] for r in db.execute("select details from compliance.audit_log")]).lower()
 
 
-def test_a_what_if_leaves_the_live_status_alone(db, fresh_db, capsys):
+def test_a_what_if_leaves_the_live_status_alone(db, reference_db, capsys):
     add_request(db, 1, received="2026-11-20")
     add_request(db, 2, received="2026-10-01")
     evaluate(db, run_id="live")
@@ -291,17 +288,17 @@ def test_a_what_if_leaves_the_live_status_alone(db, fresh_db, capsys):
     assert evaluate(db, run_id="live-2")["changed"] == 0
     from include.cli import main
 
-    assert main(["whatif", "--url", fresh_db]) == 0
+    assert main(["whatif", "--url", reference_db]) == 0
     assert "whatif-1  as of 2026-12-24" in capsys.readouterr().out
-    assert main(["whatif", "--url", fresh_db, "--run-id", "whatif-1"]) == 0
+    assert main(["whatif", "--url", reference_db, "--run-id", "whatif-1"]) == 0
     assert "overdue" in capsys.readouterr().out
-    assert main(["whatif", "--url", fresh_db, "--run-id", "whatif-1", "--limit", "1"]) == 0
+    assert main(["whatif", "--url", reference_db, "--run-id", "whatif-1", "--limit", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 3 and out[-1] == "... and 1 more (--limit)"
     # A --limit below 1 is a usage error in one sentence (it used to reach the database as LIMIT -1).
     for bad in ("-1", "0"):
         with pytest.raises(SystemExit) as exit_:
-            main(["whatif", "--url", fresh_db, "--limit", bad])
+            main(["whatif", "--url", reference_db, "--limit", bad])
         assert exit_.value.code == 2
         assert f"{bad!r} is not a whole number from 1 to 9223372036854775807" in capsys.readouterr().err
 

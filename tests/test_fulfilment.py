@@ -10,12 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from devkit.database import connect
-from devkit.seed.demo_data import seed
 from tests.conftest import ops_datamap
-from include import audit, compliance_store
+from include import audit
 from include.audit import RunContext
 from include.config import Settings
-from include.datamap import load_datamap
 from include.erasure import guard
 from include.fulfilment import ledger, package, steps
 from include.fulfilment.params import FulfilmentParams
@@ -36,9 +34,9 @@ REVIEW, IN_ADVANCE = "approve_erasure", "erasure_approved_in_advance"
 
 def world(seeded_clone, tmp_path):
     today = datetime.now(timezone.utc).date()
-    fresh_db, summary = seeded_clone(users=600, seed=5, anchor=today)  # a clone of one seed per test process
+    # A clone of one seed, its compliance store migrated, made once per test process.
+    fresh_db, summary = seeded_clone(users=600, seed=5, anchor=today, store=True)
     with connect(fresh_db, autocommit=True) as ops, connect(fresh_db, autocommit=True) as store:
-        compliance_store.migrate(store)
         yield SimpleNamespace(url=fresh_db, ops=ops, store=store, dm=ops_datamap(), today=today,
                               planted=summary["planted"], settings=Settings(),
                               objects=FileObjectStore(f"file://{tmp_path}/evidence"), tmp=tmp_path)

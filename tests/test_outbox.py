@@ -3,7 +3,7 @@ two senders never share, and migration 0017, which moved the old ledgers' rows i
 views with the same columns."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -26,9 +26,8 @@ BEFORE_OUTBOX = 16
 
 
 @pytest.fixture
-def store(fresh_db):
-    with connect(fresh_db, autocommit=True) as conn:
-        compliance_store.migrate(conn)
+def store(store_db):
+    with connect(store_db, autocommit=True) as conn:
         yield conn
 
 
@@ -64,13 +63,13 @@ def test_a_message_is_recorded_once_per_kind_and_key(store):
         Outbox("dsr.escalations").record(store, "1", recipient="x@example.com", facts={}, at=NOW, run_id="r")
 
 
-def test_two_senders_never_claim_one_row_and_a_dead_senders_rows_come_back(fresh_db, store):
+def test_two_senders_never_claim_one_row_and_a_dead_senders_rows_come_back(store_db, store):
     box = Outbox("run_alerts")
     for i in range(3):
         box.record(store, f"dag/run{i}/failed", recipient="oncall@example.com", facts={"i": i},
                    at=NOW + timedelta(minutes=i), run_id=f"run{i}")
     ledger = box.ledger(_keys)
-    with connect(fresh_db) as first, connect(fresh_db) as second:
+    with connect(store_db) as first, connect(store_db) as second:
         held = ledger.claim(first)  # the first sender's transaction holds its row, mid-send
         assert held.keys == ["dag/run0/failed"] and held.payload == {"keys": held.keys}
         with second.transaction():
@@ -93,13 +92,13 @@ def test_two_senders_never_claim_one_row_and_a_dead_senders_rows_come_back(fresh
     assert box.status(store, "dag/run1/failed") == ("sent", None)
 
 
-def test_a_message_per_recipient_and_two_senders_take_different_recipients(fresh_db, store):
+def test_a_message_per_recipient_and_two_senders_take_different_recipients(store_db, store):
     box = Outbox("dsr.escalation")
     for n, recipient in enumerate(["Staff@Example.com", "team@example.com", "staff@example.com"]):
         box.record(store, f"{n}/overdue", recipient=recipient, facts={"request_id": n},
                    at=NOW + timedelta(minutes=n), run_id="r")
     ledger = box.ledger(_keys, per_message=10, by_recipient=True)
-    with connect(fresh_db) as first, connect(fresh_db) as second:
+    with connect(store_db) as first, connect(store_db) as second:
         mine = ledger.claim(first)
         assert mine.keys == ["0/overdue", "2/overdue"]  # one address, however it is capitalised
         theirs = ledger.claim(second)

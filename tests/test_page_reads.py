@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from devkit.database import connect
-from include import audit, compliance_store, reads
+from include import audit, reads
 from include.objectstore import FileObjectStore
 from include.page import sections
 from include.page.links import UiLinks
@@ -28,10 +28,9 @@ def test_every_request_state_is_ordered_and_has_its_meaning_in_words():
 
 
 @pytest.fixture
-def store(fresh_db):
-    with connect(fresh_db, autocommit=True) as conn:
+def store(store_db):
+    with connect(store_db, autocommit=True) as conn:
         conn.execute("set time zone 'UTC'")
-        compliance_store.migrate(conn)
         yield conn
 
 
@@ -381,11 +380,11 @@ def test_wide_tables_scroll_inside_their_section_and_state_cells_keep_their_padd
 # -- the audit chain watch ------------------------------------------------------------------------------
 
 @pytest.fixture
-def chain(fresh_db, store, tmp_path):
+def chain(store_db, store, tmp_path):
     anchors = FileObjectStore(f"file://{tmp_path}/evidence")
 
     def connect_store():
-        conn = psycopg.connect(fresh_db, autocommit=True)
+        conn = psycopg.connect(store_db, autocommit=True)
         conn.execute("set time zone 'UTC'")
         return conn
 
@@ -505,8 +504,8 @@ def test_a_new_evidence_store_is_told_apart_from_one_whose_anchors_were_removed(
     assert {f["label"]: f for f in sections.chain_facts(removed)}["Agree"]["tone"] == "bad"
 
 
-def test_without_an_evidence_location_the_chain_is_verified_and_the_anchors_are_said_unchecked(store, fresh_db):
-    watch = ChainWatch(connect=lambda: psycopg.connect(fresh_db, autocommit=True), anchors=lambda: None)
+def test_without_an_evidence_location_the_chain_is_verified_and_the_anchors_are_said_unchecked(store, store_db):
+    watch = ChainWatch(connect=lambda: psycopg.connect(store_db, autocommit=True), anchors=lambda: None)
     audit.append(store, "test.step", {}, actor="test")
     status = look(watch, store)
     assert status["state"] == "verified" and "not checked" in status["anchor"]["note"]
