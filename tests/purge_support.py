@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from urllib.parse import quote
 
 from devkit import local_airflow
+from tests import warm_airflow
 from include.child_rules import reported_by_address, says_adult
 from tests.child_oracle import AccountFacts, classify
 
@@ -39,53 +40,24 @@ def purge_env(home: Path, services: local_airflow.LocalServices, settings: dict)
     return env
 
 
-def start_dag(env: dict, log_path: Path, conf: dict | None = None, logical_date: str | None = None) -> subprocess.Popen:
-    """``airflow dags test`` in the background, in a process group of its own (so it can be killed whole)."""
-    cmd = [local_airflow.airflow_bin(), "dags", "test", DAG_ID]
-    if logical_date:
-        cmd.append(logical_date)
-    if conf is not None:
-        cmd += ["--conf", json.dumps(conf)]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(cmd, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-# `airflow tasks test DAG TASK RUN_ID` for several tasks in turn, in one Airflow process (each task's output
-# between markers, so that the caller can tell the tasks' logs apart).
-_TASKS_TEST = """
-import sys
-from airflow.cli.cli_parser import get_parser
-dag_id, run_id, *tasks = sys.argv[1:]
-for task in tasks:
-    print(f"==== task {task}", flush=True)
-    args = get_parser().parse_args(["tasks", "test", dag_id, task, run_id])
-    args.func(args)
-    print(f"==== done {task}", flush=True)
-"""
-
-
 def tasks_test(tasks: list[str], run_id: str, env: dict, log_dir: Path,
                timeout: int = 600) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
     """``airflow tasks test`` of each task in an existing run, in order (as Airflow's retry of the first and the
-    run's remaining tasks would run them), in one child process: (the process, each task's log by task id).
-    A task that fails stops the process with a non-zero exit code."""
-    result = subprocess.run([str(Path(local_airflow.airflow_bin()).with_name("python")), "-c", _TASKS_TEST, DAG_ID,
-                             run_id, *tasks], env=env, capture_output=True, text=True, timeout=timeout)
-    text = result.stdout + result.stderr
+    run's remaining tasks would run them), in one child process forked from the warm Airflow (tests/warm_airflow.py):
+    (the process, each task's log by task id). A task that fails stops the process with a non-zero exit code."""
     log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / "retry.log"
+    commands = [["tasks", "test", DAG_ID, task, run_id] for task in tasks]
+    proc = warm_airflow.start_in_turn(commands, env, path)
+    proc.wait(timeout)
+    text = path.read_text()
     logs = {}
-    for task in tasks:
-        start, end = text.find(f"==== task {task}"), text.find(f"==== done {task}")
+    for task, args in zip(tasks, commands):
+        start = text.find("==== airflow " + " ".join(args) + "\n")
+        end = text.find("==== done", start)
         logs[task] = text[start:end] if start >= 0 and end > start else ""
         (log_dir / f"retry-{task}.log").write_text(logs[task])
-    (log_dir / "retry.log").write_text(text)
-    return result, logs
-
-
-def finish(proc: subprocess.Popen, log_path: Path, timeout: int = 600) -> tuple[str | None, str]:
-    proc.wait(timeout)
-    text = log_path.read_text()
-    return local_airflow.run_state(subprocess.CompletedProcess(proc.args, proc.returncode, text, "")), text
+    return subprocess.CompletedProcess(proc.args, proc.returncode, text, ""), logs
 
 
 def kill_group(proc: subprocess.Popen, sig=signal.SIGKILL) -> None:

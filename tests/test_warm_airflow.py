@@ -59,3 +59,18 @@ def test_a_command_with_other_airflow_settings_is_forked_from_a_warm_process_of_
         assert (tmp_path / "mine.log").read_text().split()[-1] != "3"
     finally:
         warm_airflow.stop(other_env)
+
+
+def test_commands_in_turn_run_in_one_child_each_between_its_markers_and_the_first_failure_ends_it(env, tmp_path):
+    first, second = ["config", "get-value", "core", "load_examples"], ["config", "get-value", "core", "parallelism"]
+    both = warm_airflow.start_in_turn([first, second], env, tmp_path / "turn.log")
+    assert both.wait(120) == 0, (tmp_path / "turn.log").read_text()[-2000:]
+    text = (tmp_path / "turn.log").read_text()
+    opened, closed = text.index("==== airflow " + " ".join(first)), text.index("==== done")
+    assert "False" in text[opened:closed]
+    assert closed < text.index("==== airflow " + " ".join(second)) and text.count("==== done") == 2
+
+    failing = warm_airflow.start_in_turn([first, ["tasks", "no-such-subcommand"], second], env, tmp_path / "failing.log")
+    assert failing.wait(120) == 2  # argparse's exit code, as the airflow script's
+    text = (tmp_path / "failing.log").read_text()
+    assert "invalid choice" in text and text.count("==== done") == 1 and " ".join(second) not in text

@@ -125,12 +125,25 @@ _servers: dict[tuple, WarmAirflow] = {}  # one warm process per set of Airflow s
 def start(args: list[str], env: dict[str, str], log_path: Path) -> Forked:
     """``airflow *args`` in a child process of its own process group, its output in ``log_path``, forked from this
     test process's warm Airflow for ``env``'s settings (started with the first command that has them)."""
+    return _server(env, log_path).fork(args, env, log_path)
+
+
+def start_in_turn(commands: list[list[str]], env: dict[str, str], log_path: Path) -> Forked:
+    """Several ``airflow`` commands in turn in one child process (as ``start``), each one's output between the lines
+    ``==== airflow <its arguments>`` and ``==== done``; the first that fails ends the child with a non-zero code."""
+    return _server(env, log_path).fork([IN_TURN, *map(json.dumps, commands)], env, log_path)
+
+
+IN_TURN = "--in-turn"  # not an airflow command: the child runs the JSON-encoded commands that follow, in turn
+
+
+def _server(env: dict[str, str], log_path: Path) -> WarmAirflow:
     key = tuple(sorted(_settings(env).items()))
     with _starting:
         server = _servers.get(key)
         if server is None or not server.alive():
             server = _servers[key] = WarmAirflow(env, log_path.with_name("warm-airflow.log"))
-    return server.fork(args, env, log_path)
+    return server
 
 
 def stop(env: dict[str, str] | None = None) -> None:
@@ -166,8 +179,22 @@ def _child(command: dict, answers) -> None:
 
         traceback.print_exc()
         os._exit(1)
-    main()
+    if command["args"][:1] == [IN_TURN]:
+        _in_turn([json.loads(args) for args in command["args"][1:]])
+    else:
+        main()
     raise SystemExit(0)
+
+
+def _in_turn(commands: list[list[str]]) -> None:
+    """Each command as Airflow's main() runs it (parsed, then its function), one after the other in this process."""
+    from airflow.cli.cli_parser import get_parser
+
+    for args in commands:
+        print("==== airflow " + " ".join(args), flush=True)
+        parsed = get_parser().parse_args(args)
+        parsed.func(parsed)
+        print("==== done", flush=True)
 
 
 def _serve() -> None:
@@ -177,7 +204,7 @@ def _serve() -> None:
     # What every `airflow dags test` does before its first task, once: Airflow's imports, the CLI command, and the
     # execution API that runs the tasks in process (its versioned routes are built on the first request otherwise).
     import airflow.__main__  # noqa: F401
-    from airflow.cli.commands import dag_command  # noqa: F401
+    from airflow.cli.commands import dag_command, task_command  # noqa: F401
     from airflow.dag_processing import dagbag  # noqa: F401
     from airflow.sdk.execution_time import supervisor, task_runner  # noqa: F401
 
