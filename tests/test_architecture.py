@@ -1,4 +1,4 @@
-"""The house rules of the code: which package may import which."""
+"""The house rules of the code: which package may import which, and how much a function takes."""
 from __future__ import annotations
 
 import ast
@@ -127,3 +127,21 @@ def test_the_product_has_no_import_cycle():
     for node in sorted(graph):
         visit(node)
     assert not cycles, cycles[:3]
+
+
+MAX_PARAMETERS = 6  # more travel together in the step context (include/step.py) or an object of their own
+
+
+def test_no_product_function_takes_more_than_six_parameters():
+    """Counted as a caller sees them: positional, keyword-only and the * and ** catch-alls, not self or cls."""
+    wide = []
+    for path in _product_modules():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                names = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if p]
+                if names[:1] in (["self"], ["cls"]):
+                    names = names[1:]
+                if len(names) > MAX_PARAMETERS:
+                    wide.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({len(names)})")
+    assert not wide, wide

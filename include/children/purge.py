@@ -162,9 +162,7 @@ def plan_purge(step: Step[PurgeParams]) -> dict:
     run = erasure_run.load_run(store, WORKFLOW, ctx.run_id)
     if run.planned_at is None:
         ids = [uid for _, uid in ledger.detected_subjects(store, ctx.run_id)]
-        unmapped = erasure.discover_unmapped(ops, dm)
-        plan = erasure.plan(ops, dm, ids, step.key, at=ctx.now(), unmapped=unmapped,
-                            stores=step.stores).limited(params.max_subjects)
+        plan = erasure.plan(ops, dm, ids, step.key, at=ctx.now(), stores=step.stores).limited(params.max_subjects)
         guard.check_mapped(plan)
         elsewhere = set() if params.dry_run else erasure.rest_of_approved(
             plan, params.approve_plan, lambda approved: ledger.erased_by_other_runs_of(store, approved, ctx.run_id))

@@ -81,25 +81,14 @@ class Outbox:
 
     def ledger(self, compose: Compose, *, scope: str = "true", params: Mapping | None = None,
                order: str = "o.claimed_at, o.key", per_message: int = 1, by_recipient: bool = False) -> OutboxLedger:
-        return OutboxLedger(self.kind, compose, scope=scope, params=params or {}, order=order,
-                            per_message=per_message, by_recipient=by_recipient)
-
-
-class OutboxLedger:
-    """One kind's pending rows (within ``scope``) for the delivery engine; see the module's documentation."""
-
-    def __init__(self, kind: str, compose: Compose, *, scope: str, params: Mapping, order: str, per_message: int,
-                 by_recipient: bool):
+        """This kind's pending rows within ``scope`` (SQL over ``o``, with named ``params``), claimed in ``order``,
+        up to ``per_message`` rows a message (with ``by_recipient``, one recipient's rows a message)."""
         if per_message < 1:
             raise ValueError("a message carries at least one outbox row")
-        self.name = kind  # the audit actions: "<kind>_sent" / "<kind>_failed"
-        self.kind, self.compose = kind, compose
-        self.params = {**params, "outbox_kind": kind, "outbox_limit": per_message}
         mine = f"o.kind = %(outbox_kind)s and o.status = 'pending' and ({scope})"
-        self._pending = f"select count(*) from compliance.outbox o where {mine}"
         if by_recipient:
             # The first unlocked pending row's recipient, then that recipient's unlocked pending rows: one message.
-            self._claim = f"""
+            claim = f"""
                 with head as (
                     select lower(o.recipient) as recipient from compliance.outbox o where {mine}
                     order by {order} limit 1 for update skip locked)
@@ -107,8 +96,21 @@ class OutboxLedger:
                 where {mine}
                 order by {order} limit %(outbox_limit)s for update of o skip locked"""
         else:
-            self._claim = f"""select {_COLUMNS} from compliance.outbox o where {mine}
-                              order by {order} limit %(outbox_limit)s for update skip locked"""
+            claim = f"""select {_COLUMNS} from compliance.outbox o where {mine}
+                        order by {order} limit %(outbox_limit)s for update skip locked"""
+        named = {**(params or {}), "outbox_kind": self.kind, "outbox_limit": per_message}
+        return OutboxLedger(self.kind, compose, named, pending=f"select count(*) from compliance.outbox o where {mine}",
+                            claim=claim)
+
+
+class OutboxLedger:
+    """One kind's pending rows for the delivery engine (built by :meth:`Outbox.ledger`); see the module's
+    documentation."""
+
+    def __init__(self, kind: str, compose: Compose, params: Mapping, *, pending: str, claim: str):
+        self.name = kind  # the audit actions: "<kind>_sent" / "<kind>_failed"
+        self.kind, self.compose, self.params = kind, compose, params
+        self._pending, self._claim = pending, claim
 
     def pending(self, conn) -> int:
         return conn.execute(self._pending, self.params).fetchone()[0]

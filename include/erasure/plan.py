@@ -28,7 +28,7 @@ from psycopg import sql
 from include.datamap import OPS_CONNECTION, DataMap
 from include.erasure.engine import TableCount, TablesEvidence
 from include.erasure.facts import VendorShare, active_holds, vendor_shares
-from include.erasure.scope import Unmapped, address_key, discover_unmapped, split_label, store_targets
+from include.erasure.scope import address_key, discover_unmapped, split_label, store_targets
 from include.subjects import user_hash
 
 PLAN_VERSION = 1
@@ -132,11 +132,11 @@ class Plan:
 
 
 def plan(ops, dm: DataMap, user_ids: Iterable[int], key: bytes, *, at: datetime,
-         unmapped: tuple[Unmapped, ...] | None = None, stores: Callable[[str], Any] | None = None) -> Plan:
+         stores: Callable[[str], Any] | None = None) -> Plan:
     """What erasing these subjects would do now (reads only). Unknown ids are planned as gone. ``stores(conn_id)``:
     the other stores the data map names (as the engine takes them), each counted in its own database; a map
     naming other stores with no ``stores`` is refused (a plan counting one store would understate what it erases)."""
-    unmapped = discover_unmapped(ops, dm) if unmapped is None else unmapped
+    unmapped = discover_unmapped(ops, dm)
     ids = sorted({int(i) for i in user_ids})
     # Every store's erase rules (the operational database's first): approving a plan approves all of them.
     by_store = store_targets(dm)

@@ -140,8 +140,7 @@ def _plan(step: Step[FulfilmentParams]) -> tuple[list[PlanRow], erasure.Plan, di
     decisions = {r.request_id: _decide(r, r.user_id in accounts, settings, now) for r in requests}
     erase_ids = {r.user_id for r in requests if decisions[r.request_id].acts
                  and decisions[r.request_id].action == rules.ERASE}
-    unmapped = erasure.discover_unmapped(ops, dm)
-    plan = erasure.plan(ops, dm, erase_ids, key, at=ctx.now(), unmapped=unmapped, stores=step.stores)
+    plan = erasure.plan(ops, dm, erase_ids, key, at=ctx.now(), stores=step.stores)
     guard.check_mapped(plan, nothing="nothing was done")
     subjects = {s.user_id: s for s in plan.subjects}
     rows = []
