@@ -48,9 +48,7 @@ def template(pg_server_url: str, users: int, seed: int, anchor: date, prepare: s
     if key not in _templates:
         from devkit.seed.demo_data import seed as seed_demo
 
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        name = f"privacy_tpl_{worker}_{uuid.uuid4().hex[:8]}"
-        url = database.create_database(pg_server_url, name)
+        name, url = _new_template(pg_server_url)
         summary = seed_demo(url, users=users, seed=seed, anchor=anchor)
         with database.connect(url, autocommit=True) as conn:
             if prepare:
@@ -63,6 +61,12 @@ def template(pg_server_url: str, users: int, seed: int, anchor: date, prepare: s
     return _templates[key]
 
 
+def _new_template(pg_server_url: str) -> tuple[str, str]:
+    """A new, empty database for a template of this test process: (name, url)."""
+    name = f"privacy_tpl_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:8]}"
+    return name, database.create_database(pg_server_url, name)
+
+
 def schema_template(pg_server_url: str, *, reference: bool) -> str:
     """The name of a template database holding the compliance store, every migration applied, and with ``reference``
     SPEC's reference schema too, empty (made once per test process): creating the schema and running the migrations
@@ -72,9 +76,8 @@ def schema_template(pg_server_url: str, *, reference: bool) -> str:
         from devkit.operational_schema import create_reference_schema
         from include import compliance_store
 
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        name = f"privacy_tpl_{worker}_{uuid.uuid4().hex[:8]}"
-        with database.connect(database.create_database(pg_server_url, name), autocommit=True) as conn:
+        name, url = _new_template(pg_server_url)
+        with database.connect(url, autocommit=True) as conn:
             if reference:
                 create_reference_schema(conn)
             compliance_store.migrate(conn)

@@ -92,18 +92,21 @@ class WarmAirflow:
         with self._lock:
             return self._exits.get(pid)
 
-    def fork(self, args: list[str], env: dict[str, str], log_path: Path, timeout: float = 120) -> Forked:
+    def fork(self, commands: list[list[str]], env: dict[str, str], log_path: Path, *, in_turn: bool,
+             timeout: float = 120) -> Forked:
         self._ready.wait(timeout)
+        request = {"commands": commands, "in_turn": in_turn, "env": env, "log": str(log_path)}
         with self._forking:
             with self._lock:
                 asked = len(self._pids)
-            self._proc.stdin.write(json.dumps({"args": args, "env": env, "log": str(log_path)}) + "\n")
+            self._proc.stdin.write(json.dumps(request) + "\n")
             self._proc.stdin.flush()
             deadline = time.monotonic() + timeout
             while True:
                 with self._lock:
                     if len(self._pids) > asked:
-                        return Forked(self, self._pids[asked], ["airflow", *args])
+                        shown = [part for args in commands for part in ("airflow", *args)]
+                        return Forked(self, self._pids[asked], shown)
                 if not self.alive() or time.monotonic() > deadline:
                     raise RuntimeError(f"the warm Airflow process did not fork; its log: {self.log_path}")
                 time.sleep(0.01)
@@ -125,20 +128,21 @@ _servers: dict[tuple, WarmAirflow] = {}  # one warm process per set of Airflow s
 def start(args: list[str], env: dict[str, str], log_path: Path) -> Forked:
     """``airflow *args`` in a child process of its own process group, its output in ``log_path``, forked from this
     test process's warm Airflow for ``env``'s settings (started with the first command that has them)."""
-    return _server(env, log_path).fork(args, env, log_path)
+    return _server(env, log_path).fork([args], env, log_path, in_turn=False)
 
 
 def start_in_turn(commands: list[list[str]], env: dict[str, str], log_path: Path) -> Forked:
     """Several ``airflow`` commands in turn in one child process (as ``start``), each one's output between the lines
     ``==== airflow <its arguments>`` and ``==== done``; the first that fails ends the child with a non-zero code."""
-    return _server(env, log_path).fork([IN_TURN, *map(json.dumps, commands)], env, log_path)
+    return _server(env, log_path).fork(commands, env, log_path, in_turn=True)
 
 
-IN_TURN = "--in-turn"  # not an airflow command: the child runs the JSON-encoded commands that follow, in turn
+def _key(env: dict[str, str]) -> tuple:
+    return tuple(sorted(_settings(env).items()))
 
 
 def _server(env: dict[str, str], log_path: Path) -> WarmAirflow:
-    key = tuple(sorted(_settings(env).items()))
+    key = _key(env)
     with _starting:
         server = _servers.get(key)
         if server is None or not server.alive():
@@ -148,7 +152,7 @@ def _server(env: dict[str, str], log_path: Path) -> WarmAirflow:
 
 def stop(env: dict[str, str] | None = None) -> None:
     """Stop the warm process of ``env``'s settings, or every one."""
-    keys = list(_servers) if env is None else [tuple(sorted(_settings(env).items()))]
+    keys = list(_servers) if env is None else [_key(env)]
     for key in keys:
         server = _servers.pop(key, None)
         if server is not None:
@@ -172,15 +176,15 @@ def _child(command: dict, answers) -> None:
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.environ.clear()
         os.environ.update(command["env"])
-        sys.argv = ["airflow", *command["args"]]
+        sys.argv = ["airflow", *command["commands"][0]]
         from airflow.__main__ import main
     except BaseException:  # noqa: BLE001 - a child that cannot start says why in its log and ends
         import traceback
 
         traceback.print_exc()
         os._exit(1)
-    if command["args"][:1] == [IN_TURN]:
-        _in_turn([json.loads(args) for args in command["args"][1:]])
+    if command["in_turn"]:
+        _in_turn(command["commands"])
     else:
         main()
     raise SystemExit(0)
