@@ -233,6 +233,21 @@ def test_unreachable_storage_is_transient(monkeypatch):
         store.put("x.json", b"{}")
 
 
+def test_nothing_goes_on_calling_gcs_in_the_background_once_a_call_has_given_up(monkeypatch):
+    """Before: the client library looked the bucket's metadata up for tracing (which nothing here uses) in a thread
+    of its own, with its default two minutes of retries, while the store itself gave up after one second: a task
+    or a command went on calling a storage service nobody was waiting for."""
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", ANONYMOUS_GCP)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:1")
+    before = set(threading.enumerate())
+    store = object_store(f"gs://{BUCKET}", retry_timeout=1)
+    for action in (store.list, lambda: store.put("x.json", b"{}"), lambda: store.get("x.json")):
+        with pytest.raises(ObjectStoreUnavailable):
+            action()
+    left = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert not left, left
+
+
 class _FixedAnswer(BaseHTTPRequestHandler):
     """Answers every request with one GCS JSON error, as the real service does."""
 

@@ -27,6 +27,8 @@ GCP_CONN_ID = "google_cloud_default"
 DEFAULT_TIMEOUT = 60.0  # seconds per request
 DEFAULT_RETRY_TIMEOUT = 120.0  # seconds of retrying transient failures (the client's own default)
 DOWNLOAD_CHUNK = 8 * 2**20  # bytes per ranged request of a streamed download (a multiple of 256 KiB)
+# google-cloud-storage's switch for its background bucket-metadata lookup (google/cloud/storage/_opentelemetry_tracing.py)
+NO_BUCKET_METADATA_LOOKUP = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 
 
 def object_store(location: str | Location, gcp_conn_id: str = GCP_CONN_ID, *, timeout: float = DEFAULT_TIMEOUT,
@@ -63,6 +65,11 @@ class GCSObjectStore(ObjectStore):
             from airflow.sdk.exceptions import AirflowNotFoundException
             from google.cloud.storage.retry import DEFAULT_RETRY
 
+            # The client otherwise looks each bucket's metadata up for tracing spans (which nothing here records)
+            # in a thread of its own, with its default two minutes of retries: calls to GCS that go on after the
+            # store has given up on a bound of its own (retry_timeout). The library's own switch; an explicit
+            # setting of the deployment's wins.
+            os.environ.setdefault(NO_BUCKET_METADATA_LOOKUP, "true")
             try:
                 self._client = GCSHook(gcp_conn_id=self.gcp_conn_id).get_conn()
             except AirflowNotFoundException:
