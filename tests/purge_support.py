@@ -75,8 +75,8 @@ class Reviewer:
 
     def __init__(self, env: dict, home: Path, port: int):
         self.base = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen([local_airflow.airflow_bin(), "api-server", "-p", str(port)], env=env,
-                                     stdout=(home / "api-server.log").open("w"), stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen([local_airflow.airflow_bin(), "api-server", "-p", str(port), "-H", "127.0.0.1"],
+                                     env=env, stdout=(home / "api-server.log").open("w"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.token = self._login()
 

@@ -148,7 +148,7 @@ def stack(pg_server_url, sendgrid_server, tmp_path_factory):
         })
         local_airflow.migrate_metadata(env)  # with the pools of pools.json
         airflow = local_airflow.airflow_bin()
-        commands = {"api-server": [airflow, "api-server", "-p", str(api_port)],
+        commands = {"api-server": [airflow, "api-server", "-p", str(api_port), "-H", "127.0.0.1"],
                     "scheduler": [airflow, "scheduler"], "dag-processor": [airflow, "dag-processor"],
                     "worker": [airflow, "celery", "worker", "--concurrency", "4", "--queues", queue]}
         for name, cmd in commands.items():
