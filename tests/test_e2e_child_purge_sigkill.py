@@ -4,7 +4,7 @@ retry of the same run completes it, each child erased and recorded exactly once.
 ``airflow dags test`` in a child process (tests/e2e_world.py) runs the tasks of the run: killing its process group mid-purge is a worker lost in
 the middle of ``purge_subjects``. The retry is ``airflow tasks test`` of the same task in the same run (what
 Airflow's retry does: same run id, same recorded plan), then of the run's remaining tasks, the three in one child
-process; then a new run finds nothing more to do. The plan (1,200 extra children planted on the seeded data) is approved
+process; then a new run finds nothing more to do. The plan (400 extra children planted on the seeded data) is approved
 headlessly by its hash, so no reviewer is needed.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.purge_support import expected_children
 
 pytestmark = pytest.mark.e2e
 API_KEY = "SG.purge-kill"
-PLANTED_CHILDREN = 1200
+PLANTED_CHILDREN = 400
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def world(make_world):
     planted = f"""update users set declared_age = 10 where id in (
                       select id from users where birth_date < now() - interval '20 years'
                         and id not in (select user_id from legal_holds) order by id desc limit {PLANTED_CHILDREN})"""
-    world = make_world(support.DAG_ID, users=3000, seed=23, sendgrid_key=API_KEY, subject_key=support.SUBJECT_KEY,
+    world = make_world(support.DAG_ID, users=1500, seed=23, sendgrid_key=API_KEY, subject_key=support.SUBJECT_KEY,
                        prepare=planted)
     world["scan_logs"] = False  # as before: this test is about the kill, the other modules scan the logs
     return world
