@@ -67,21 +67,63 @@ def _has_a_module_fixture(path: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=None)
+def _marked_children(path: str) -> frozenset[str]:
+    """The test functions of ``path`` marked ``children`` (``@pytest.mark.children``), read from its source: the
+    scheduler runs where the tests are not collected. ``"*"`` stands for every test of a module marked whole."""
+    import ast
+
+    try:
+        tree = ast.parse(Path(path).read_text())
+    except (OSError, SyntaxError):
+        return frozenset()
+
+    def marks_children(node) -> bool:
+        return any(isinstance(n, ast.Attribute) and n.attr == "children" and isinstance(n.value, ast.Attribute)
+                   and n.value.attr == "mark" for n in ast.walk(node))
+
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in node.targets):
+            if marks_children(node.value):
+                found.add("*")
+        elif isinstance(node, ast.FunctionDef) and any(marks_children(d) for d in node.decorator_list):
+            found.add(node.name)
+    return frozenset(found)
+
+
 def pytest_xdist_make_scheduler(config, log):
-    """Tests are handed to the workers one by one, except a module that defines a module-scoped fixture (the
-    Celery stack, the compliance page's api-server over a filled store): its tests go to one worker together, so
-    that the fixture is built once. (xdist's own ``--dist loadgroup`` does not group on pytest 9, whose node ids
-    no longer take the group suffix xdist 3.8 writes.)"""
+    """Tests are handed to the workers one by one, except
+
+    - a module that defines a module-scoped fixture (the Celery stack, the compliance page's api-server over a
+      filled store): its tests go to one worker together, so that the fixture is built once;
+    - the tests marked ``children`` (Airflow in child processes: the warm Airflow process that forks them and the
+      reviewer's api-server, each started once per test process and costing seconds of CPU): they all go to one
+      worker, so that one test process starts those, not every worker.
+
+    (xdist's own ``--dist loadgroup`` does not group on pytest 9, whose node ids no longer take the group suffix
+    xdist 3.8 writes.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     root = str(config.rootpath)
 
     class OneByOneButSharedModules(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return module if _has_a_module_fixture(os.path.join(root, module)) else nodeid
+            return scope(root, nodeid)
 
     return OneByOneButSharedModules(config, log)
+
+
+def scope(root: str, nodeid: str) -> str:
+    """The scheduler's unit for a test: its module, "children", or the test itself."""
+    module = nodeid.split("::", 1)[0]
+    path = os.path.join(root, module)
+    if _has_a_module_fixture(path):
+        return module
+    marked = _marked_children(path)
+    if "*" in marked or nodeid.split("::")[-1].split("[", 1)[0] in marked:
+        return "children"
+    return nodeid
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

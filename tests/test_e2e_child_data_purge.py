@@ -110,6 +110,7 @@ def test_a_targeted_live_run_within_the_threshold_erases_only_its_children(world
     assert latest_run(conn)[1:5] == ("purged", latest_run(conn)[2], 2, "not_needed")
 
 
+@pytest.mark.children
 def test_a_plan_above_the_threshold_waits_and_a_rejection_erases_nothing(world):
     conn = world["conn"]
     before, rows_before = support.checksums(conn), support.rows_per_user(conn)
@@ -132,6 +133,7 @@ def test_a_plan_above_the_threshold_waits_and_a_rejection_erases_nothing(world):
     assert reasons == {"the plan was rejected by reviewer; nothing was erased"}
 
 
+@pytest.mark.children
 def test_an_approved_plan_erases_exactly_the_children_and_proves_it(world):
     conn, planted = world["conn"], world["planted"]
     to_purge, held = expected_children(conn, world["today"])
@@ -222,6 +224,7 @@ def test_a_plan_approved_by_its_hash_runs_headless_and_a_changed_one_does_not(wo
     assert conn.execute("select count(*) from users where id = %s", (adults[8],)).fetchone()[0] == 1
 
 
+@pytest.mark.children
 def test_two_runs_at_once_erase_each_child_once(world):
     """Two `airflow dags test` of one approved plan started together: every child erased and recorded once.
 

@@ -17,7 +17,7 @@ from include.subjects import user_hash
 from tests import purge_support as support
 from tests.purge_support import expected_children
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.children]
 API_KEY = "SG.purge-kill"
 PLANTED_CHILDREN = 400
 

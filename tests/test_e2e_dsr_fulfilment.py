@@ -289,6 +289,7 @@ def test_above_the_threshold_only_the_plan_approved_by_its_hash_is_erased(world)
         "plan_hash", "approved", "approve_plan parameter")
 
 
+@pytest.mark.children
 def test_a_reviewer_rejects_then_approves_an_erasure_plan_above_the_threshold(world):
     """The human-in-the-loop gate through an api-server: while it waits nothing is erased; Reject erases nothing
     (approval_required); Approve erases exactly the plan."""

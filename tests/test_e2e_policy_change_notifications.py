@@ -229,6 +229,7 @@ def test_a_suppression_and_a_deletion_added_mid_campaign_are_honoured(world):
     assert_everyone_told_once(world, label)
 
 
+@pytest.mark.children
 def test_sigkill_mid_campaign_then_a_rerun_misses_nobody_and_repeats_at_most_one_batch(world):
     conn, sendgrid = world["conn"], world["sendgrid"]
     label = publish(conn)
