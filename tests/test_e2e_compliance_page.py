@@ -513,7 +513,6 @@ def test_in_chromium_needs_a_person_comes_first_and_the_charts_render(world):
             page, frame = open_compliance_page(browser, base)
             frame.locator("#section-attention table tbody tr").first.wait_for()
             assert in_frame(page, "doc.querySelector('main section').id") == "section-attention"
-            rows = frame.locator("#section-attention tbody tr")
             counts = dict(zip(frame.locator("#section-attention td[data-col=what]").all_inner_texts(),
                               frame.locator("#section-attention td[data-col=count]").all_inner_texts()))
             overdue = conn.execute("select count(*) from compliance.dsr_status "

@@ -41,6 +41,7 @@ def test_a_module_with_a_module_fixture_goes_whole_and_any_other_test_alone():
     assert scope(str(ROOT), "tests/test_e2e_celery.py::test_x[dsr_deadline_tracking]") == "tests/test_e2e_celery.py"
     assert scope(str(ROOT), "tests/test_deadlines.py::test_y") == "tests/test_deadlines.py::test_y"
     # A parametrized test keeps its mark; a module marked whole sends every test of it.
-    assert scope(str(ROOT), "tests/test_e2e_dsr_fulfilment.py::"
-                            "test_a_reviewer_rejects_then_approves_an_erasure_plan_above_the_threshold[x]") == "children"
+    reviewer = ("tests/test_e2e_dsr_fulfilment.py::"
+                "test_a_reviewer_rejects_then_approves_an_erasure_plan_above_the_threshold")
+    assert scope(str(ROOT), reviewer + "[x]") == "children"
     assert scope(str(ROOT), "tests/test_e2e_child_purge_sigkill.py::anything") == "children"

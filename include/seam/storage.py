@@ -27,7 +27,8 @@ GCP_CONN_ID = "google_cloud_default"
 DEFAULT_TIMEOUT = 60.0  # seconds per request
 DEFAULT_RETRY_TIMEOUT = 120.0  # seconds of retrying transient failures (the client's own default)
 DOWNLOAD_CHUNK = 8 * 2**20  # bytes per ranged request of a streamed download (a multiple of 256 KiB)
-# google-cloud-storage's switch for its background bucket-metadata lookup (google/cloud/storage/_opentelemetry_tracing.py)
+# google-cloud-storage's switch for its background bucket-metadata lookup
+# (google/cloud/storage/_opentelemetry_tracing.py)
 NO_BUCKET_METADATA_LOOKUP = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 
 
