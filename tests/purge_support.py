@@ -51,12 +51,9 @@ def tasks_test(tasks: list[str], run_id: str, env: dict, log_dir: Path,
     proc = warm_airflow.start_in_turn(commands, env, path)
     proc.wait(timeout)
     text = path.read_text()
-    logs = {}
-    for task, args in zip(tasks, commands):
-        start = text.find("==== airflow " + " ".join(args) + "\n")
-        end = text.find("==== done", start)
-        logs[task] = text[start:end] if start >= 0 and end > start else ""
-        (log_dir / f"retry-{task}.log").write_text(logs[task])
+    logs = dict(zip(tasks, warm_airflow.outputs_in_turn(text, commands)))
+    for task, log in logs.items():
+        (log_dir / f"retry-{task}.log").write_text(log)
     return subprocess.CompletedProcess(proc.args, proc.returncode, text, ""), logs
 
 

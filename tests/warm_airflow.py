@@ -131,10 +131,23 @@ def start(args: list[str], env: dict[str, str], log_path: Path) -> Forked:
     return _server(env, log_path).fork([args], env, log_path, in_turn=False)
 
 
+_OPENS, _DONE = "==== airflow ", "==== done"  # the lines around each command's output in a child of start_in_turn
+
+
 def start_in_turn(commands: list[list[str]], env: dict[str, str], log_path: Path) -> Forked:
     """Several ``airflow`` commands in turn in one child process (as ``start``), each one's output between the lines
     ``==== airflow <its arguments>`` and ``==== done``; the first that fails ends the child with a non-zero code."""
     return _server(env, log_path).fork(commands, env, log_path, in_turn=True)
+
+
+def outputs_in_turn(text: str, commands: list[list[str]]) -> list[str]:
+    """Each command's output in the log of a ``start_in_turn`` child ("" for one that never began or never ended)."""
+    outputs = []
+    for args in commands:
+        start = text.find(_OPENS + " ".join(args) + "\n")
+        end = text.find(_DONE, start)
+        outputs.append(text[start:end] if start >= 0 and end > start else "")
+    return outputs
 
 
 def _key(env: dict[str, str]) -> tuple:
@@ -195,10 +208,10 @@ def _in_turn(commands: list[list[str]]) -> None:
     from airflow.cli.cli_parser import get_parser
 
     for args in commands:
-        print("==== airflow " + " ".join(args), flush=True)
+        print(_OPENS + " ".join(args), flush=True)
         parsed = get_parser().parse_args(args)
         parsed.func(parsed)
-        print("==== done", flush=True)
+        print(_DONE, flush=True)
 
 
 def _serve() -> None:
