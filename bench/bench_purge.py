@@ -40,7 +40,7 @@ from psycopg import sql
 
 from devkit import database
 from devkit.seed import demo_data
-from include import compliance_store, erasure
+from include import compliance_store
 from include.audit import RunContext
 from include import child_detection as detection
 from include.children import purge

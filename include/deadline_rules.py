@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from datetime import MAXYEAR, MINYEAR, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
-from include.calendars import HolidayCalendar, holiday_calendar  # noqa: F401 - part of this module's API
-
 GDPR = "gdpr"
 CCPA = "ccpa"
 

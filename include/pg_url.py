@@ -83,7 +83,7 @@ def check(url: object) -> None:
             raise UrlProblem("its query string has a parameter without '=value'")
         key = unquote(key)
         if keywords and key not in keywords:
-            raise UrlProblem(f"its query string has a parameter libpq does not know"
+            raise UrlProblem("its query string has a parameter libpq does not know"
                              + (f" ({key!r})" if _SAFE_KEY.match(key) else ""))
         if key == "port" and value and not (value.isdigit() and 1 <= int(value) <= 65535):
             raise UrlProblem("its port is not a number from 1 to 65535")

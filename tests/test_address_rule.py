@@ -24,7 +24,6 @@ from tests.conftest import ops_datamap
 from include import erasure
 from include.addresses import WHITESPACE, comparable
 from include import child_detection as detection
-from include.datamap import load_datamap
 from include.fulfilment import package
 from include.campaign.ledger import CampaignLedger
 from include.fulfilment.right_to_know import last_twelve_months, shared_with

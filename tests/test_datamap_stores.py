@@ -4,15 +4,13 @@ pre-run check validate every named connection and say which one is wrong, in one
 from __future__ import annotations
 
 import copy
-import uuid
 
 import pytest
 import yaml
 
-from devkit import database
 from devkit.database import connect
 from devkit.local_airflow import postgres_connection
-from devkit.operational_schema import all_stores_datamap_raw, create_reference_schema, create_store_schema
+from devkit.operational_schema import all_stores_datamap_raw
 from include import erasure
 from include.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main
 from include.datamap import DataMapError, load_datamap, parse_datamap, validate_stores

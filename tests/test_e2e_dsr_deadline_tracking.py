@@ -8,14 +8,13 @@ has a world of its own (a clone of the seeded database). Two runs at once are pr
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from include import audit, compliance_store
 from devkit import local_airflow
-from devkit.database import connect
 from tests import e2e_world
 
 pytestmark = pytest.mark.e2e

@@ -13,12 +13,9 @@ import hashlib
 import io
 import json
 import zipfile
-from datetime import datetime, timezone
 
 import pytest
 
-from devkit import local_airflow
-from devkit.database import connect
 from include import audit
 from include.deadline_rules import REGIME_TYPES
 from include.fulfilment.package import object_name

@@ -111,7 +111,7 @@ def test_a_dry_run_counts_and_renders_a_sample_and_sends_nothing(world):
     assert world["sendgrid"].requests() == []
     assert world["conn"].execute("select count(*) from compliance.notification_campaigns").fetchone()[0] == 0
     eligible = len(oracle.expected(world["conn"], world["today"]))
-    assert f"to send; skipped by reason" in log and f", {eligible} to send;" in log
+    assert "to send; skipped by reason" in log and f", {eligible} to send;" in log
     assert "Dear Alex Example," in log and f"version {world['policy']['current']}" in log
 
 

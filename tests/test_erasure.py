@@ -13,7 +13,7 @@ import yaml
 from devkit.database import connect
 from devkit.operational_schema import create_reference_schema
 from include import erasure
-from include.datamap import default_path, load_datamap, parse_datamap  # noqa: F401
+from include.datamap import default_path, parse_datamap  # noqa: F401
 from tests.conftest import ops_datamap, ops_datamap_raw
 from include.erasure.scope import residual_by_keys_query, residual_query, targets
 from include.subjects import address_hash, user_hash

@@ -415,7 +415,7 @@ def test_an_export_whose_request_another_run_completes_under_its_snapshot_is_lef
     reaches the row (the race two runs at once hit): nothing is exported twice and the run goes on."""
     from include.fulfilment import source
 
-    dry = run(world, "manual__dry", params(world, dry_run=True))
+    run(world, "manual__dry", params(world, dry_run=True))
     access = next(r for r in steps.ledger.plan_rows(world.store, "manual__dry") if r.action == "export")
     real_claim = source.claim
 

@@ -17,7 +17,6 @@ from devkit.database import connect
 from tests import scratch
 from devkit.seed.demo_data import seed
 from tests.conftest import ops_datamap
-from include.datamap import load_datamap
 from include.fulfilment import package
 from include.fulfilment.right_to_know import last_twelve_months, shared_with
 pytest.register_assert_rewrite("tests.fulfilment_support")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping
 
 from psycopg import sql
 from psycopg.types.json import Jsonb

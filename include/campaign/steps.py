@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Iterable, Mapping
 
 from include.audit import RunContext
-from include.config import Settings
 from include.datamap import DataMap
 from include.campaign import recipients, versions
 from include.campaign.ledger import Audience, CampaignLedger, LedgerLinks, SenderShare
