@@ -11,6 +11,7 @@ it. The erasure workflow (:mod:`include.seam.erasure`) builds its tasks with it 
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -63,10 +64,19 @@ def _step_def(target: str) -> ast.FunctionDef:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.origin:
         raise ValueError(f"step {target}: no module {module}")
-    for node in ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
-            return node
-    raise ValueError(f"step {target}: {module} has no function {name}")
+    node = _functions(Path(spec.origin).read_text(encoding="utf-8")).get(name)
+    if node is None:
+        raise ValueError(f"step {target}: {module} has no function {name}")
+    return node
+
+
+@functools.lru_cache(maxsize=64)
+def _functions(source: str) -> dict[str, ast.FunctionDef]:
+    """A module's top-level functions, parsed once per text of the module: a DAG's tasks mostly run steps of one
+    module, and each task reads its step's inputs and doc (the module parsed anew for each made a DAG's parse
+    twice as slow, and was a tenth of the quick test loop's CPU). Keyed by the text, an edited module is parsed
+    anew."""
+    return {node.name: node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)}
 
 
 def step_inputs(target: str) -> tuple[str, ...]:
