@@ -13,6 +13,7 @@ own (Airflow reads some of them once, at import): a command with other settings 
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -244,6 +245,10 @@ def _serve() -> None:
             pending += data
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
+            # Every object so far out of the collector's reach in the child: a forked child's collections (at
+            # the latest its interpreter's exit) would otherwise touch each of them and copy the warm process's
+            # whole heap page by page (2.3 s of CPU for a child running `config get-value`, 0.2 s frozen).
+            gc.freeze()
             pid = os.fork()
             if pid == 0:
                 _child(json.loads(line), out)
