@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from include.calendars import holiday_calendar
 from include.deadline_rules import (
     CLOSED_STATUSES,
     OPEN_STATUSES,
@@ -30,7 +31,6 @@ from include.deadline_rules import (
     add_business_days,
     add_months_clamped,
     evaluate,
-    holiday_calendar,
     month_deadline,
 )
 from include.deadlines import columnar

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from include.calendars import holiday_calendar
 from include.deadline_rules import (
     CLOSED_STATUSES,
     OPEN_STATUSES,
@@ -19,7 +20,6 @@ from include.deadline_rules import (
     add_business_days,
     add_months_clamped,
     evaluate,
-    holiday_calendar,
     month_deadline,
 )
 
