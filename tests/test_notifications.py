@@ -25,7 +25,7 @@ from include.audit import RunContext
 from include.config import Settings
 from include.datamap import load_datamap
 from include.campaign import steps as campaign
-from include.campaign import messages, recipients
+from include.campaign import messages, recipients, versions
 from include.campaign.ledger import Audience, CampaignLedger, LedgerLinks, SenderShare
 from include.campaign.messages import Notice, Renderer
 from include.campaign.params import NotificationParams
@@ -515,6 +515,25 @@ def test_an_unusable_policy_row_is_refused_in_one_sentence(conns):
     ops.execute("delete from policy_versions where version = %s", (label,))
     with pytest.raises(ParamError, match="is not in policy_versions"):
         build(ops, store, label)
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    (None, "url is empty"), ("  ", "url is empty"), ("javascript:alert(1)", "url is not a web address"),
+    ("example.com/privacy", "url is not a web address"), ("https://", "url is not a web address")])
+def test_a_version_without_a_web_address_to_read_it_at_is_refused(conns, url, problem):
+    """A notice must say where the whole policy is: no campaign, no ledger row, one sentence."""
+    ops, store, _ = conns
+    label = publish(ops)
+    ops.execute("alter table policy_versions alter column url drop not null")  # the reference schema forbids NULL
+    ops.execute("update policy_versions set url = %s where version = %s", (url, label))
+    with pytest.raises(versions.UnusableVersion, match=f"policy version {label} cannot be announced: {problem}"):
+        build(ops, store, label)
+    assert not store.execute("select 1 from compliance.notification_campaigns where policy_version = %s",
+                             (label,)).fetchone()
+    ops.execute("update policy_versions set url = %s where version = %s", (" https://example.com/p\n", label))
+    assert versions.named(ops, load_datamap(), label).url == "https://example.com/p"
+    ops.execute("delete from policy_versions where version = %s", (label,))
+    ops.execute("alter table policy_versions alter column url set not null")
 
 
 def test_exclusions_skip_an_address_whatever_account_holds_it(conns, monkeypatch):

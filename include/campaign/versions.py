@@ -1,12 +1,14 @@
 """Which policy version a run announces: the one the form names, or the newest published one.
 
 ``policy_versions`` is read through the data map and :mod:`include.operational_rows`, so a version whose dates
-Python cannot hold (``infinity``, BC dates) is refused with a sentence instead of crashing the run.
+Python cannot hold (``infinity``, BC dates) is refused with a sentence instead of crashing the run, and so is a
+version without a web address to read it at: a notice must say where the whole policy is.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from psycopg import sql
 
@@ -19,7 +21,7 @@ COLUMNS = ("id", "version", "published_at", "effective_at", "summary", "url")
 
 
 class UnusableVersion(NeedsOperator):
-    """The policy version cannot be announced as it stands (a date the reader cannot hold)."""
+    """The policy version cannot be announced as it stands (a date the reader cannot hold, no address to read it at)."""
 
 
 @dataclass(frozen=True)
@@ -55,13 +57,24 @@ def _select(dm: DataMap, where: sql.Composable, order: sql.Composable = sql.SQL(
         cols=reading.select_list(versions, COLUMNS, alias="p"), t=versions.ident, where=where, order=order)
 
 
+def url_problem(url: str | None) -> str | None:
+    """Why ``url`` cannot be the notice's link to the whole policy, or None: every notice must say where to read it."""
+    if url is None or not url.strip():
+        return "url is empty"
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return "url is not a web address (http or https)"
+    return None
+
+
 def _version(row) -> PolicyVersion:
     *values, problems = row
     version = PolicyVersion(*values)
+    problems = [*(problems or ()), *filter(None, [url_problem(version.url)])]
     if problems:
         raise UnusableVersion(f"policy version {version.version} cannot be announced: {'; '.join(problems)}; "
                               "correct the policy_versions row first")
-    return version
+    return replace(version, url=version.url.strip())
 
 
 def named(ops, dm: DataMap, label: str) -> PolicyVersion:
