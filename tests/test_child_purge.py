@@ -581,6 +581,26 @@ def test_a_person_confirms_which_account_a_household_report_means(world):
     assert user_rows(world.ops, [twin_a]) == before_a
 
 
+def test_erasing_the_owner_of_an_address_leaves_a_report_that_names_another_account_by_id(world):
+    """Found by a QA trial: a report names child A by id and carries the parent's address; erasing the parent (a
+    request of theirs) nulled the report's account id, so A was no longer reported and the next run closed the
+    report as no_match. The report is A's: it stays linked, and the next run purges A by it."""
+    parent, child = _add_users(world.ops, ("parent.q@example.com", date(1980, 1, 1), None),
+                               ("kid.q@example.com", None, None))
+    report = world.ops.execute("insert into child_reports (user_id, reported_email, source, reported_at) "
+                               "values (%s, ' Parent.Q@example.com', 'parent', now()) returning id",
+                               (child,)).fetchone()[0]
+    erased = erasure.erase_subject(world.ops, world.dm, parent, KEY, at=datetime.now(timezone.utc))
+    assert erased.outcome == erasure.PURGED and user_rows(world.ops, [parent]) == 0
+    assert world.ops.execute("select user_id, reported_email, resolved_at from child_reports where id = %s",
+                             (report,)).fetchone() == (child, " Parent.Q@example.com", None)
+
+    run_all(world, "after-parent", params(world, user_ids=(child,)))
+    assert user_rows(world.ops, [child]) == 0
+    assert world.store.execute("select rules from compliance.child_purges where run_id = 'after-parent' "
+                               "and subject_hash = %s", (user_hash(KEY, child),)).fetchone() == (["reported"],)
+
+
 def test_every_purged_record_ends_verified_whichever_run_verifies_it(world):
     """Found by a QA trial: two live runs of one approved plan; run B's verify cleared the account id of run A's
     purged record before A verified it, so A's verify never found it: verified_at stayed NULL for ever."""

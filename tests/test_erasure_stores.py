@@ -212,6 +212,38 @@ def test_a_plan_counts_every_stores_rows_as_the_erasure_then_erases_them(world):
         erasure.plan(conns["ops_db"], dm, [2], KEY, at=NOW)
 
 
+@pytest.mark.parametrize("blank", ["", "  ", "\t", "\u00a0"])
+def test_a_subject_with_a_blank_address_is_tied_to_no_one_elses_blank_rows(world, blank):
+    """An address that is blank once trimmed names nobody: erasing (and planning to erase) its account touches only
+    the account's own rows by id, not every row of every store whose address is blank (other people's tickets
+    and their events, an anonymous message, a suppression, another account's report)."""
+    conns, dm = world["conns"], world["dm"]
+    ops, support = conns["ops_db"], conns["support_db"]
+    ops.execute("insert into users (id, email, created_at) values (3, %s, now())", (blank,))
+    support.execute("""insert into tickets (id, requester_email, subject, body, created_at)
+                       values (100, '', 's', 'from no one', now()), (101, ' ', 's', 'from no one', now())""")
+    support.execute("insert into ticket_events (id, ticket_id, note, created_at) values (1000, 100, 'n', now())")
+    ops.execute("""insert into support_messages (id, user_id, email, subject, body, created_at)
+                   values (50, null, '', 's', 'a web form', now())""")
+    ops.execute("insert into email_suppressions (email, reason, created_at) values ('', 'invalid', now())")
+    ops.execute("""insert into child_reports (id, user_id, reported_email, source, reported_at)
+                   values (7, 2, '', 'parent', now()), (8, null, ' ', 'support', now())""")
+    def others() -> dict:
+        return {t: c.execute(f"select * from {t} order by 1").fetchall() for c, t in (
+            (support, "tickets"), (support, "ticket_events"), (ops, "support_messages"), (ops, "email_suppressions"),
+            (ops, "child_reports"), (ops, "users where id <> 3"))}
+
+    before = others()
+    planned = erasure.plan(ops, dm, [3], KEY, at=NOW, stores=conns.__getitem__)
+    assert {t.table: t.rows for t in planned.subjects[0].tables if t.rows} == {"public.users": 1}
+    assert not planned.subjects[0].shared_address
+    result = erase(world, 3)
+    assert result.outcome == erasure.PURGED
+    assert {t.table: t.rows for t in result.tables if t.rows} == {"public.users": 1}
+    assert others() == before
+    assert not ops.execute("select 1 from users where id = 3").fetchone()
+
+
 def test_an_erasure_without_access_to_the_stores_is_refused_and_changes_nothing(world):
     before = snapshot(world["conns"])
     with pytest.raises(StoresNotReachable, match="nothing of the subject was erased"):

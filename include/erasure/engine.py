@@ -43,7 +43,7 @@ from include.datamap import DataMap
 from include.erasure import stores as elsewhere
 from include.erasure.facts import VendorShare, active_holds, vendor_shares
 from include.erasure.scope import (REDACT, Target, Unmapped, address_key, discover_unmapped, residual_by_keys_query,
-                                   residual_query, targets)
+                                   residual_query, subject_address, targets)
 from include.errors import NeedsOperator, Transient
 from include.subjects import address_hash, user_hash
 
@@ -165,7 +165,7 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
         with ops.transaction():
             ops.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(int(lock_timeout_ms))))
             claimed = ops.execute(sql.SQL("select {email} from {t} where {id} = %s for update{skip}").format(
-                email=address_key(accounts.col("email")), t=accounts.ident, id=accounts.col("id"),
+                email=subject_address(accounts.col("email")), t=accounts.ident, id=accounts.col("id"),
                 skip=sql.SQL("") if wait else sql.SQL(" skip locked")), (user_id,)).fetchone()
             base = {"user_id": user_id, "subject_hash": subject_hash, "at": at}
             if claimed is None:

@@ -28,7 +28,7 @@ from psycopg import sql
 from include.datamap import OPS_CONNECTION, DataMap
 from include.erasure.engine import TableCount, TablesEvidence
 from include.erasure.facts import VendorShare, active_holds, vendor_shares
-from include.erasure.scope import address_key, discover_unmapped, split_label, store_targets
+from include.erasure.scope import address_key, discover_unmapped, split_label, store_targets, subject_address
 from include.subjects import user_hash
 
 PLAN_VERSION = 1
@@ -177,10 +177,10 @@ def plan(ops, dm: DataMap, user_ids: Iterable[int], key: bytes, *, at: datetime,
 
 
 def _addresses(ops, dm: DataMap, ids: Sequence[int]) -> dict[int, str | None]:
-    """The existing accounts among ``ids``, with the comparable form of their address (or None)."""
+    """The existing accounts among ``ids``, with the comparable form of their address (None: none, or a blank one)."""
     accounts = dm.record("accounts")
     query = sql.SQL("select {id}, {email} from {t} where {id} = any(%s::bigint[])").format(
-        id=accounts.col("id"), email=address_key(accounts.col("email")), t=accounts.ident)
+        id=accounts.col("id"), email=subject_address(accounts.col("email")), t=accounts.ident)
     return dict(ops.execute(query, (list(ids),)).fetchall())
 
 

@@ -35,6 +35,13 @@ def address_key(column: sql.Composable) -> sql.Composable:
     return comparable_sql(column)
 
 
+def subject_address(column: sql.Composable) -> sql.Composable:
+    """A subject's own address as the erasure matches rows by it: :func:`address_key`, and NULL where that is empty.
+    An address that is blank once trimmed names nobody; matched, it would tie the subject to every row of every
+    store whose address is blank (other people's tickets, anonymous messages, reports about other accounts)."""
+    return sql.SQL("nullif({}, '')").format(address_key(column))
+
+
 def split_label(label: str) -> tuple[str, str]:
     """(connection, ``schema.table``) of a table's label (:attr:`Target.label`: ``schema.table`` on the operational
     database, ``connection:schema.table`` on another store)."""
