@@ -257,7 +257,8 @@ class _FixedAnswer(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         if length:
             self.rfile.read(length)
-        body = json.dumps({"error": {"code": self.status, "message": "caller does not have permission",
+        # Real messages can name the resource: this one echoes the request's path (bucket and object).
+        body = json.dumps({"error": {"code": self.status, "message": f"caller does not have permission on {self.path}",
                                      "errors": [{"reason": "forbidden"}]}}).encode()
         self.send_response(self.status)
         self.send_header("content-type", "application/json")
@@ -265,7 +266,7 @@ class _FixedAnswer(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_POST = do_PUT = _answer
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
 
     def log_message(self, *args):
         pass
@@ -305,3 +306,34 @@ def test_a_failing_service_is_transient(fixed_answer):
     fixed_answer(503)
     with pytest.raises(ObjectStoreUnavailable, match="did not answer"):
         object_store(f"gs://{BUCKET}", retry_timeout=1).list()
+
+
+@pytest.mark.parametrize("status", [403, 429, 503])
+def test_a_persons_file_is_never_named_in_a_message(fixed_answer, status):
+    """Found by a fault trial: with GCS answering 503, the erasure's sentence in the task log carried the request's
+    address, and so the name of a person's file. A bucket's files are named by the bucket only, whatever the
+    library says (its message, the request's address, the object's name as stored or URL-encoded)."""
+    from include.seam.storage import GCSBuckets
+
+    fixed_answer(status)
+    name = "tickets/990001/Jane Doe passport.png"
+    files = GCSBuckets(retry_timeout=0.5).bucket("acme-support-attachments")
+    for action in (lambda: files.delete(name), lambda: files.get(name), lambda: files.put(name, b"x")):
+        with pytest.raises((ObjectStoreRefused, ObjectStoreUnavailable)) as caught:
+            action()
+        said = str(caught.value)
+        assert "gs://acme-support-attachments" in said
+        assert "990001" not in said and "Jane" not in said and "passport" not in said, said
+
+
+def test_a_persons_file_is_never_named_when_gcs_cannot_be_reached(monkeypatch):
+    from include.seam.storage import GCSBuckets
+
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", ANONYMOUS_GCP)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:1")
+    files = GCSBuckets(retry_timeout=0.5).bucket("acme-support-attachments")
+    with pytest.raises(ObjectStoreUnavailable) as caught:
+        files.delete("tickets/990001/Jane Doe passport.png")
+    said = str(caught.value)
+    assert "gs://acme-support-attachments" in said and "connection refused" in said
+    assert "990001" not in said and "Jane" not in said and "storage/v1" not in said, said

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from typing import Iterator
+from urllib.parse import quote
 
 from include.objectstore import (Buckets, FileObjectStore, Location, ObjectExists, ObjectInfo, ObjectNotFound,
                                  ObjectStore, ObjectStoreError, ObjectStoreRefused, ObjectStoreUnavailable,
@@ -184,6 +186,10 @@ class GCSObjectStore(ObjectStore):
 
         target = self.uri(name) if name and not name.endswith("/") else str(self.location)
         bucket = f"gs://{self.location.bucket}"
+
+        def said(text: str | None) -> str:  # what the library said, without the object's name
+            return _scrubbed(text, self._private_name(name))
+
         try:
             yield
         except ObjectStoreError:
@@ -197,36 +203,40 @@ class GCSObjectStore(ObjectStore):
                                      "cannot see it)") from exc
         except (api.Unauthorized, api.Forbidden) as exc:
             raise ObjectStoreRefused(f"Google Cloud Storage refused to {action} {target} with connection "
-                                     f"'{self.gcp_conn_id}' ({exc.code} {_short(exc.message)})") from exc
+                                     f"'{self.gcp_conn_id}' ({exc.code} {_short(said(exc.message))})") from exc
         except auth.InvalidOperation as exc:  # a 401 made the client refresh credentials that cannot be
             raise ObjectStoreRefused(f"Google Cloud Storage refused to {action} {target} with connection "
                                      f"'{self.gcp_conn_id}' (its credentials were rejected: "
-                                     f"{_short(str(exc))})") from exc
+                                     f"{_short(said(str(exc)))})") from exc
         except auth.DefaultCredentialsError:
             raise ObjectStoreRefused(f"connection '{self.gcp_conn_id}' has no Google credentials and none were "
                                      "found in the environment (set a key or anonymous access in its extras)") from None
         except auth.RefreshError as exc:
             if getattr(exc, "retryable", False):
                 raise ObjectStoreUnavailable(f"could not refresh the Google credentials of connection "
-                                             f"'{self.gcp_conn_id}': {_short(str(exc))}") from exc
+                                             f"'{self.gcp_conn_id}': {_short(said(str(exc)))}") from exc
             raise ObjectStoreRefused(f"the Google credentials of connection '{self.gcp_conn_id}' were refused: "
-                                     f"{_short(str(exc))}") from exc
+                                     f"{_short(said(str(exc)))}") from exc
         except auth.TransportError as exc:
             raise ObjectStoreUnavailable(f"could not reach Google to authenticate connection "
-                                         f"'{self.gcp_conn_id}': {_short(str(exc))}") from exc
+                                         f"'{self.gcp_conn_id}': {_short(said(str(exc)))}") from exc
         except api.RetryError as exc:
             cause = exc.cause if exc.cause is not None else exc
             raise ObjectStoreUnavailable(f"Google Cloud Storage did not answer while trying to {action} {target} "
-                                         f"for {self.retry_timeout:g} s ({_describe(cause)})") from exc
+                                         f"for {self.retry_timeout:g} s ({_describe(said(str(cause)), cause)})") from exc
         except (api.TooManyRequests, api.ServerError) as exc:
             raise ObjectStoreUnavailable(f"Google Cloud Storage could not {action} {target} now "
-                                         f"({exc.code} {_short(exc.message)})") from exc
+                                         f"({exc.code} {_short(said(exc.message))})") from exc
         except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
             raise ObjectStoreUnavailable(f"could not reach Google Cloud Storage to {action} {target} "
-                                         f"({_describe(exc)})") from exc
+                                         f"({_describe(said(str(exc)), exc)})") from exc
         except api.GoogleAPICallError as exc:
             raise ObjectStoreError(f"Google Cloud Storage would not {action} {target} "
-                                   f"({exc.code} {_short(exc.message)})") from exc
+                                   f"({exc.code} {_short(said(exc.message))})") from exc
+
+    def _private_name(self, name: str) -> str | None:
+        """An object name that must not appear in a message (a person's file), or None."""
+        return None
 
     def _bucket_exists(self) -> bool:
         """After a 404 on an object: was it the bucket? (Object-only roles may not see the bucket: then
@@ -274,15 +284,34 @@ class _BucketFiles(GCSObjectStore):
     def uri(self, name: str) -> str:
         return f"a file in gs://{self.location.bucket}"
 
+    def _private_name(self, name: str) -> str | None:
+        return name or None
+
 
 def _short(text: str | None, limit: int = 160) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _describe(exc: BaseException) -> str:
-    """A connection failure in a few words, not urllib3's nested repr."""
-    text = str(exc)
+# A request's address in a library's message: the path and query name the bucket and the object.
+_ADDRESS = re.compile(r"(?P<base>https?://[^/\s?#]+)[^\s'\")]*", re.IGNORECASE)
+_PATH = re.compile(r"(?P<base>\burl: )/[^\s'\")]*")  # urllib3's "Max retries exceeded with url: /storage/v1/b/..."
+
+
+def _scrubbed(text: str | None, name: str | None = None) -> str:
+    """A library's message with every request address cut to its host (``https://storage.googleapis.com/…``)
+    and, for a person's file, the object's name taken out (as stored and as URL-encoded): the messages end
+    up in task logs, and a file's name can be personal data."""
+    text = _ADDRESS.sub(lambda m: m["base"] + ("/…" if len(m[0]) > len(m["base"]) else ""), text or "")
+    text = _PATH.sub(lambda m: m["base"] + "/…", text)
+    if name:
+        for spelling in {name, quote(name, safe=""), quote(name)}:
+            text = text.replace(spelling, "…")
+    return text
+
+
+def _describe(text: str, exc: BaseException) -> str:
+    """A connection failure in a few words, not urllib3's nested repr (``text``: the exception, scrubbed)."""
     for marker in ("Connection refused", "timed out", "Name or service not known", "No route to host",
                    "Temporary failure in name resolution", "Connection reset"):
         if marker in text:
