@@ -518,8 +518,8 @@ def test_a_request_with_an_impossible_date_is_invalid_and_its_subject_untouched_
 
 
 def test_export_packages_expire_after_the_configured_days(world):
-    """Export packages are personal data (issue 28): a run deletes those older than export_retention_days; newer ones
-    stay; a dry run deletes nothing."""
+    """Export packages are personal data: a run deletes those older than export_retention_days; newer ones stay; a
+    dry run deletes nothing, nor does a run targeted at other requests."""
     run(world, "manual__first")
     packages = world.store.execute("""select request_id, package_object from compliance.dsr_fulfilments
                                       where package_object is not null and package_deleted_at is null
@@ -537,6 +537,9 @@ def test_export_packages_expire_after_the_configured_days(world):
     settings = Settings(export_retention_days=7)
     run(world, "manual__dry_later", params(world, dry_run=True), settings=settings)
     assert world.objects.exists(old_name)  # a dry run deletes nothing
+    # Found by a fault trial: a run targeted at other requests deleted this one's package. It acts on its own only.
+    run(world, "manual__targeted_later", params(world, request_ids=(new_id,)), settings=settings)
+    assert world.objects.exists(old_name)
     result = run(world, "manual__later", settings=settings)
     assert result["state"] == "done"
     assert not world.objects.exists(old_name) and world.objects.exists(new_name)

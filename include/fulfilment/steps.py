@@ -529,9 +529,10 @@ def verify_erasures(step: Step) -> dict:
 
 def expire_packages(step: Step) -> int:
     """Export packages are personal data: delete those older than ``export_retention_days`` (setting, default 30)
-    from the evidence store and record when (``package_deleted_at``). A dry run deletes nothing. Returns how many."""
+    from the evidence store and record when (``package_deleted_at``). A dry run deletes nothing, and neither does a
+    run targeted at named requests: it acts on those alone (the next untargeted run expires them). Returns how many."""
     store, objects, settings, ctx = step.store, step.objects, step.settings, step.ctx
-    if objects is None:
+    if objects is None or step.params.targeted:
         return 0
     cutoff = ctx.now() - timedelta(days=settings.export_retention_days)
     rows = store.execute("""select request_id, package_object from compliance.dsr_fulfilments
