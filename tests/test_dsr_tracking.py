@@ -239,6 +239,24 @@ def test_dry_runs_and_what_ifs_send_nothing(db, sendgrid, mailer, kwargs, reason
     assert db.execute("select count(*) from compliance.dsr_escalations").fetchone()[0] == 0
 
 
+def test_a_targeted_run_leaves_the_days_digest_to_a_run_over_every_request(db, sendgrid, mailer):
+    """Found by a fault trial: a manual run for one request sent the day's only digest, counting the other requests
+    as the day before left them; the scheduled run then found it sent. A targeted run escalates its own requests
+    and sends no digest; the next run over every request sends it."""
+    _escalation_fixture(db)
+    evaluate(db, "targeted", request_ids=(1,))
+    targeted = params(request_ids=(1,))
+    tracking.send_escalations(Step(ctx=ctx("targeted"), settings=SETTINGS, params=targeted, store=db, mailer=mailer))
+    result = tracking.send_daily_digest(Step(ctx=ctx("targeted"), settings=SETTINGS, params=targeted, store=db,
+                                             mailer=mailer))
+    assert "targeted" in result["skipped"]
+    assert sendgrid.accepted() and [m for m in sendgrid.accepted() if m["payload"]["categories"] == ["dsr-digest"]] == []
+    assert db.execute("select count(*) from compliance.dsr_digests").fetchone()[0] == 0
+    evaluate(db, "scheduled")
+    assert tracking.send_daily_digest(Step(ctx=ctx("scheduled"), settings=SETTINGS, params=params(), store=db,
+                                           mailer=mailer)) == {"sent": "2026-11-25", "attention": 4}
+
+
 def test_one_digest_a_day(db, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)

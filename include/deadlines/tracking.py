@@ -144,9 +144,12 @@ def send_escalations(step: Step[DsrParams]) -> dict:
 def send_daily_digest(step: Step[DsrParams]) -> dict:
     """Send the compliance team's digest, once per day.
 
-    One digest per day, with every request needing attention."""
+    One digest per day, with every request needing attention: sent by a run that evaluated every request, never by
+    one targeted at named requests (it would use up the day's digest with the others' earlier states)."""
     store, settings, ctx, params = step.store, step.settings, step.ctx, step.params
     as_of, skip = params.as_of, params.send_skip_reason
+    if not skip and params.request_ids:
+        skip = "a run targeted at named requests; the day's digest is sent by a run over every request"
     if skip:
         ctx.audit(store, "dsr.digest_skipped", {"reason": skip})
         log.info("digest not sent (%s)", skip)
