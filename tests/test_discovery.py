@@ -105,6 +105,19 @@ def test_a_list_of_forwarded_addresses_is_ip_addresses_and_a_network_is_not():
     assert kind("client", [f"10.{i}.0.7/16" for i in range(30)], "inet") == classify.IP_ADDRESS  # a host
 
 
+def test_an_array_column_is_judged_by_its_elements():
+    """Found by a fault trial: a cc_list text[] of addresses was read as '{a@x,b@y}' and judged as one value (no
+    email); other arrays were skipped. Each element is judged as a value of the element's type."""
+    sep = classify.ELEMENT_SEPARATOR
+    assert kind("cc_list", [f"user{i}@example.org{sep}alt{i}@example.org" for i in range(30)],
+                "text[]") == classify.EMAIL
+    assert kind("cc", [f"user{i}@example.org" for i in range(30)], "character varying[]") == classify.EMAIL
+    assert kind("seen_from", [f"203.0.113.{i}{sep}198.51.100.{i}" for i in range(1, 30)], "inet[]") == \
+        classify.IP_ADDRESS
+    assert kind("tags", [f"red{sep}green{sep}blue" for _ in range(30)], "text[]") is None
+    assert kind("flags", [f"true{sep}false" for _ in range(30)], "boolean[]") is None
+
+
 def test_dotted_versions_in_a_column_named_like_a_version_are_not_ip_addresses():
     assert kind("firmware_version", [f"10.{i % 4}.{i % 9}.{i}" for i in range(40)]) is None
     assert kind("c3", [f"81.{i % 4}.{i % 9}.{i + 1}" for i in range(40)]) == classify.IP_ADDRESS
@@ -530,6 +543,36 @@ def test_the_demo_summary_names_the_open_findings_and_no_value(db):
     (line,) = [x for x in _domain_lines(store) if x.startswith("personal-data discovery")]
     assert line.startswith("personal-data discovery: 5 open finding(s): ") and "users.hw (device_identifier)" in line
     assert "Springfield" not in line and "@" not in line
+
+
+def test_addresses_in_array_columns_are_found_by_the_scan(fresh_db):
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("""create table mail_threads as
+                        select i as id, array['user' || i || '@example.org', 'Alt' || i || '@Example.org'] as cc,
+                               array['x' || i || '@example.org']::varchar(80)[] as bcc,
+                               array['203.0.113.' || i, '198.51.100.' || i]::inet[] as seen_from,
+                               array['red', 'green'] as tags
+                        from generate_series(1, 40) i""")
+        report = findings.scan_connection(conn, load_datamap(), "ops_db", rows=100, today=TODAY)
+    found = {f.column: f.kind for f in report.findings if f.table == "mail_threads"}
+    assert found == {"cc": classify.EMAIL, "bcc": classify.EMAIL, "seen_from": classify.IP_ADDRESS}
+
+
+def test_a_suggestion_names_a_column_with_yamls_punctuation_as_it_is(fresh_db):
+    """Found by a fault trial: 'contact: [mail #2]' did not parse, '[a, b]' read as two columns, '[contact: email]'
+    as a mapping. The suggestion reads back as the names the database has, and a new entry as an entry."""
+    names = ["mail #2", "a, b", "contact: email", "[x]", "{y}", "'q'", "-dash"]
+    with database.connect(fresh_db, autocommit=True) as conn:
+        columns = ", ".join(f'"{n}" text' for n in names)
+        conn.execute(f'create table "crm: notes #1" (user_id bigint, {columns})')
+        values = ", ".join(f"'u{k}.' || i || '@example.org'" for k in range(len(names)))
+        conn.execute(f'insert into "crm: notes #1" select i, {values} from generate_series(1, 60) i')
+        report = findings.scan_connection(conn, load_datamap(), "ops_db", rows=100, today=TODAY)
+    suggested = {f.column: yaml.safe_load(f.suggestion)[0] for f in report.findings if f.table == "crm: notes #1"}
+    assert sorted(suggested) == sorted(names)
+    for name, entry in suggested.items():
+        assert entry == {"table": "crm: notes #1", "subject": {"column": "user_id"},
+                         "categories": {"contact": [name]}, "erase": "delete"}
 
 
 def test_a_table_that_cannot_be_read_is_skipped_with_a_sentence_and_the_others_scanned(fresh_db):

@@ -16,6 +16,8 @@ from typing import Iterable, NamedTuple, Sequence
 import pandas as pd
 from psycopg import sql
 
+from include.discovery.classify import ELEMENT_SEPARATOR
+
 log = logging.getLogger("include.discovery")
 
 # Schemas never scanned: PostgreSQL's own and the compliance store (which holds findings, not subjects' data).
@@ -109,11 +111,17 @@ def sample_percent(estimated_rows: float, rows: int) -> float | None:
 
 def sample_query(table: Table, rows: int, columns: Iterable[Column] | None = None,
                  pages: bool = True) -> sql.Composed:
-    """The statement reading a table's sample: every column as bounded text, sampled pages when the table is big
-    (``pages=False``: the first ``rows`` rows, which ``LIMIT`` alone bounds)."""
+    """The statement reading a table's sample: every column as bounded text (an array's elements joined by
+    :data:`~include.discovery.classify.ELEMENT_SEPARATOR`, so that each is judged alone), sampled pages when the
+    table is big (``pages=False``: the first ``rows`` rows, which ``LIMIT`` alone bounds)."""
     cols = tuple(columns if columns is not None else table.columns)
-    select = sql.SQL(", ").join(
-        sql.SQL("left({}::text, {})").format(sql.Identifier(c.name), sql.Literal(VALUE_CHARS)) for c in cols)
+
+    def as_text(c: Column) -> sql.Composable:
+        if c.data_type.endswith("[]"):
+            return sql.SQL("array_to_string({}, {})").format(sql.Identifier(c.name), sql.Literal(ELEMENT_SEPARATOR))
+        return sql.SQL("{}::text").format(sql.Identifier(c.name))
+
+    select = sql.SQL(", ").join(sql.SQL("left({}, {})").format(as_text(c), sql.Literal(VALUE_CHARS)) for c in cols)
     percent = sample_percent(table.estimated_rows, rows) if pages else None
     sampled = (sql.SQL(" tablesample system ({})").format(sql.Literal(round(percent, 6))) if percent is not None
                else sql.SQL(""))

@@ -129,6 +129,9 @@ _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%Y
 
 TEXT_TYPES = {"text", "character varying", "character", "citext", "name", "json", "jsonb"}
 INTEGER_TYPES = {"bigint", "integer", "numeric"}
+# An array column's sampled value: its elements as text, joined by this character (the unit separator, which text
+# does not hold), so that each element is judged as a value of the element's type (``include.discovery.catalogue``).
+ELEMENT_SEPARATOR = "\x1f"
 SKIPPED_TYPES = {"boolean", "bytea", "smallint", "real", "double precision", "money", "interval", "tsvector",
                  "timestamp with time zone", "timestamp without time zone", "time with time zone",
                  "time without time zone", "oid", "xml"}
@@ -394,8 +397,13 @@ def _plausible_checks(sample: pd.Series) -> list:
 
 
 def classify(column: str, data_type: str, values: Iterable | pd.Series, today: date) -> Verdict | None:
-    """The kind of personal data a column holds, or None. ``values``: its sampled values as text (NULLs allowed)."""
+    """The kind of personal data a column holds, or None. ``values``: its sampled values as text (NULLs allowed);
+    an array column's (``text[]``, ``varchar[]``, ``inet[]``…) as its elements joined by :data:`ELEMENT_SEPARATOR`,
+    each element judged as a value of the element type (a ``cc_list text[]`` of addresses holds emails)."""
     series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype="object")
+    if data_type.endswith("[]"):
+        elements = series.dropna().astype(str).str.split(ELEMENT_SEPARATOR).explode()
+        return classify(column, data_type[:-2], elements, today)
     series = series.dropna().astype(str)
     series = series[series.str.strip() != ""]
     n = len(series)
@@ -407,7 +415,7 @@ def classify(column: str, data_type: str, values: Iterable | pd.Series, today: d
         return Verdict(IP_ADDRESS, 0.99, n, n)
     if data_type in ("macaddr", "macaddr8"):
         return Verdict(DEVICE_ID, 0.99, n, n)
-    if data_type in SKIPPED_TYPES or data_type.endswith("[]") and data_type != "text[]":
+    if data_type in SKIPPED_TYPES:
         return None
     if n < MIN_VALUES:
         return None

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Iterable, Mapping, Sequence
 
+import yaml
+
 from include.datamap import OPS_CONNECTION, ROLE_COLUMNS, DataMap, PersonalDataEntry
 from include.discovery import catalogue, classify
 from include.errors import NeedsOperator
@@ -230,8 +232,8 @@ def subject_link(table: catalogue.Table, verdicts: Mapping[str, classify.Verdict
             return {"column": column.name}
     for column in table.columns:
         verdict = verdicts.get(column.name)
-        if verdict is not None and verdict.kind == classify.EMAIL:
-            return {"column": column.name, "match": "email"}
+        if verdict is not None and verdict.kind == classify.EMAIL and not column.data_type.endswith("[]"):
+            return {"column": column.name, "match": "email"}  # (an array of addresses cannot be compared as one)
     for fk in table.foreign_keys:
         if (fk.ref_schema, fk.ref_table) in entries:
             return {"column": fk.column, "through": fk.ref_table, "references": fk.ref_column}
@@ -240,25 +242,22 @@ def subject_link(table: catalogue.Table, verdicts: Mapping[str, classify.Verdict
 
 def suggest(table: catalogue.Table, column: str, kind: str, connection: str, link: dict | None,
             entry: PersonalDataEntry | None) -> str:
-    """The data-map YAML a person can paste: a new entry for the table, or the column added to its entry."""
-    category = classify.CATEGORY[kind]
-    name = table.label
-    if entry is not None:
-        lines = [f"# add to the existing entry personal_data '{name}':", f"- table: {name}"]
-        if connection != OPS_CONNECTION:
-            lines.append(f"  connection: {connection}")
-        lines += ["  categories:", f"    {category}: [{column}]"]
-        return "\n".join(lines)
-    lines = [f"- table: {name}"]
+    """The data-map YAML a person can paste: a new entry for the table, or the column added to its entry. Written by
+    the YAML library, so that a name holding YAML's punctuation (``mail #2``, ``a, b``, ``contact: email``) is
+    quoted and reads back as the name it is."""
+    entry_text: dict = {"table": table.label}
     if connection != OPS_CONNECTION:
-        lines.append(f"  connection: {connection}")
-    if link is None:
-        lines.append("  subject: {column: \"???\"}   # no link to an account found: name the column that ties a row "
-                     "to one")
-    else:
-        lines.append("  subject: {" + ", ".join(f"{k}: {v}" for k, v in link.items()) + "}")
-    lines += ["  categories:", f"    {category}: [{column}]", "  erase: delete"]
-    return "\n".join(lines)
+        entry_text["connection"] = connection
+    comment = "# add to the existing entry of this table:\n" if entry is not None else ""
+    if entry is None:
+        entry_text["subject"] = link or {"column": "???"}
+        if link is None:
+            comment = "# no link to an account found: replace ??? with the column that ties a row to one\n"
+    entry_text["categories"] = {classify.CATEGORY[kind]: [column]}
+    if entry is None:
+        entry_text["erase"] = "delete"
+    return comment + yaml.safe_dump([entry_text], sort_keys=False, default_flow_style=None, allow_unicode=True,
+                                    width=10_000).rstrip("\n")
 
 
 # -- the store ----------------------------------------------------------------------------------------------------
