@@ -306,8 +306,11 @@ def cmd_right_to_know(args) -> int:
     until = args.until or datetime.now(timezone.utc).date()
     if args.since and args.since > until:
         raise CommandFailed(f"--since {args.since} is after --until {until}", EXIT_USAGE)
-    period = (right_to_know.days_period(args.since, until, timezone.utc) if args.since
-              else right_to_know.last_twelve_months(until, timezone.utc))
+    try:
+        period = (right_to_know.days_period(args.since, until, timezone.utc) if args.since
+                  else right_to_know.last_twelve_months(until, timezone.utc))
+    except ValueError as exc:
+        raise CommandFailed(f"--until {until}: {exc}", EXIT_USAGE) from None
     first, last = period.start.date(), until
     with open_database(args) as conn:
         conn.execute("set time zone 'UTC'")

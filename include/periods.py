@@ -105,11 +105,16 @@ def resolve_period(start: object, end: object, timing: RunTiming, tz: tzinfo) ->
             day = run_today(timing, tz) - timedelta(days=1)
             return Period(_midnight(day, tz), _midnight(day + timedelta(days=1), tz))
         return Period(timing.interval_start.astimezone(timezone.utc), timing.interval_end.astimezone(timezone.utc))
-    first = first or (last - timedelta(days=1))
-    last = last or (first + timedelta(days=1))
-    if last <= first:
-        raise ParamError(f"period_end {last} must be after period_start {first} (the end is exclusive)")
-    return Period(_midnight(first, tz), _midnight(last, tz))
+    try:
+        first = first or (last - timedelta(days=1))
+        last = last or (first + timedelta(days=1))
+        if last <= first:
+            raise ParamError(f"period_end {last} must be after period_start {first} (the end is exclusive)")
+        return Period(_midnight(first, tz), _midnight(last, tz))
+    except (OverflowError, ValueError):  # 0001-01-01 or 9999-12-31: the day before or after, or its UTC midnight
+        named = " and ".join(f"{k} {v}" for k, v in (("period_start", first), ("period_end", last)) if v)
+        raise ParamError(f"{named} is at the edge of the calendar (years 1 to 9999): the period around it cannot be "
+                         "formed; name days inside it") from None
 
 
 def _midnight(day: date, tz: tzinfo) -> datetime:

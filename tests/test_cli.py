@@ -256,6 +256,14 @@ def test_a_limit_or_id_too_large_for_the_database_is_a_usage_error(capsys):
     _one_sentence(capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("dates, said", [(["--since", "2000-01-01", "--until", "9999-12-31"], "calendar's last day"),
+                                         (["--until", "0001-01-01"], "no twelve months before it")])
+def test_right_to_know_at_the_edge_of_the_calendar_is_a_usage_error(fresh_db, capsys, dates, said):
+    """Found by a fault trial: OverflowError or 'year 0 is out of range' with a traceback, exit 1 (a failed check)."""
+    assert main(["right-to-know", "--url", fresh_db, "--user-id", "5", *dates]) == EXIT_USAGE
+    assert said in _one_sentence(capsys.readouterr().err)
+
+
 def test_a_limit_at_the_largest_bigint_works(fresh_db, capsys):
     assert main(["migrate-store", "--url", fresh_db]) == EXIT_OK
     capsys.readouterr()

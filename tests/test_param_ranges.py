@@ -94,6 +94,18 @@ def test_the_largest_cap_is_accepted(params_type, name):
     assert getattr(resolve(params_type, {name: None}), name) is None
 
 
+@pytest.mark.parametrize("raw, tz", [
+    ({"period_start": "9999-12-31", "dry_run": True}, "UTC"), ({"period_end": "0001-01-01", "dry_run": True}, "UTC"),
+    ({"period_start": "0001-01-01", "dry_run": True}, "Asia/Tokyo"),
+    ({"period_start": "0001-01-01", "period_end": "0001-01-03", "dry_run": True}, "Asia/Tokyo")])
+def test_a_period_at_the_edge_of_the_calendar_is_refused_in_one_sentence(raw, tz):
+    """Found by a fault trial: the day after 9999-12-31 (or a UTC midnight before year 1) raised OverflowError, a
+    traceback retried three times, where a form value is a person's to correct."""
+    with pytest.raises(ParamError, match=r"is at the edge of the calendar \(years 1 to 9999\): the period around it "
+                                         "cannot be formed; name days inside it"):
+        ManifestParams.resolve(raw, Settings(timezone=tz), TIMING)
+
+
 def test_the_seam_fails_the_task_at_once_without_a_traceback():
     from airflow.sdk.exceptions import AirflowFailException
 

@@ -57,7 +57,10 @@ class SharedWith:
 
 
 def last_twelve_months(today: date, tz: tzinfo) -> Period:
-    """The 12 months up to and including ``today`` (from the same day a year earlier; 29 Feb -> 28 Feb)."""
+    """The 12 months up to and including ``today`` (from the same day a year earlier; 29 Feb -> 28 Feb).
+    ValueError, in one sentence, for a day in year 1 (no year before it)."""
+    if today.year == 1:
+        raise ValueError(f"{today} is in year 1: there are no twelve months before it")
     try:
         since = today.replace(year=today.year - 1)
     except ValueError:
@@ -66,10 +69,13 @@ def last_twelve_months(today: date, tz: tzinfo) -> Period:
 
 
 def days_period(since: date, until: date, tz: tzinfo) -> Period:
-    """The calendar days ``since`` .. ``until``, both included, in zone ``tz``."""
+    """The calendar days ``since`` .. ``until``, both included, in zone ``tz``. ValueError, in one sentence, when
+    ``until`` is the calendar's last day (the period ends at the next midnight, which no date holds)."""
     def midnight(day: date) -> datetime:
         return datetime.combine(day, time(0), tz)
 
+    if until == date.max:
+        raise ValueError(f"{until} is the calendar's last day: name an earlier one")
     return Period(midnight(since), midnight(until + timedelta(days=1)))
 
 
