@@ -4,8 +4,9 @@ Airflow merges a trigger's conf into the run's params without complaint, so a ty
 ``{"dryrun": true}`` (for ``dry_run``) would run live. Every DAG's first task calls :func:`check_conf`.
 
 Nor does a conf given through the REST API or ``airflow dags test --conf`` have to pass the trigger form's JSON
-schema: :func:`positive_ids` and :func:`optional_cap` check ids and caps again where each DAG reads its params,
-so an id past PostgreSQL's bigint is refused in one sentence instead of failing the first statement.
+schema: :func:`positive_ids`, :func:`optional_cap` and :func:`dry_run_flag` check ids, caps and the dry-run switch
+again where each DAG reads its params, so an id past PostgreSQL's bigint is refused in one sentence instead of
+failing the first statement, and ``"dry_run": "false"`` (a string) is refused instead of being read as true.
 """
 from __future__ import annotations
 
@@ -71,4 +72,16 @@ def optional_cap(value: Any, name: str, what: str) -> int | None:
         shown = "a larger number" if isinstance(value, int) and not isinstance(value, bool) and value > COUNT_MAX \
             else repr(value)[:40]
         raise ParamError(f"{name} must be {what} of at least 1 (at most {COUNT_MAX}), or empty for no cap, not {shown}")
+    return value
+
+
+def dry_run_flag(raw: Mapping, default: bool) -> bool:
+    """A trigger form's ``dry_run``: JSON's true or false (absent: ``default``). Anything else (``"false"``,
+    ``"no"``, ``0``) is refused in one sentence: read by truth, the string ``"false"`` would mean a dry run and ``0``
+    a live one."""
+    from include.periods import ParamError
+
+    value = raw.get("dry_run", default)
+    if not isinstance(value, bool):
+        raise ParamError(f"dry_run must be true or false, not {repr(value)[:40]}")
     return value

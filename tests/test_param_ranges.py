@@ -21,6 +21,7 @@ from include.deadlines.params import DsrParams
 from include.errors import NeedsOperator
 from include.fulfilment.params import FulfilmentParams
 from include.campaign.params import NotificationParams
+from include.discovery.params import DiscoveryParams
 from include.periods import ParamError, RunTiming
 from include.runconf import COUNT_MAX, ID_MAX
 from include.vendors.params import ManifestParams
@@ -92,6 +93,23 @@ def test_a_cap_past_what_the_store_holds_is_refused_in_one_sentence(params_type,
 def test_the_largest_cap_is_accepted(params_type, name):
     assert getattr(resolve(params_type, {name: COUNT_MAX}), name) == COUNT_MAX
     assert getattr(resolve(params_type, {name: None}), name) is None
+
+
+EVERY_PARAMS = [PurgeParams, DsrParams, FulfilmentParams, ManifestParams, NotificationParams, DiscoveryParams]
+
+
+@pytest.mark.parametrize("params_type", EVERY_PARAMS)
+@pytest.mark.parametrize("bad", ["false", "true", "no", 0, 1, None, [], {}])
+def test_dry_run_is_true_or_false_in_every_dag(params_type, bad):
+    """Found by a fault trial: three DAGs read dry_run by its truth, so "false" (a string) meant a dry run, 0 a live
+    one, where the others refused both. Every DAG refuses anything but JSON's true or false, in one sentence."""
+    with pytest.raises(ParamError, match=r"^dry_run must be true or false, not "):
+        params_type.resolve({"dry_run": bad}, Settings(), TIMING)
+
+
+@pytest.mark.parametrize("params_type", EVERY_PARAMS)
+def test_dry_run_true_is_a_dry_run_everywhere(params_type):
+    assert params_type.resolve({"dry_run": True}, Settings(), TIMING).dry_run is True
 
 
 @pytest.mark.parametrize("raw, tz", [

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from include.addresses import comparable, sending_problem
 from include.config import Settings
 from include.periods import ParamError, RunTiming, run_today
-from include.runconf import optional_cap
+from include.runconf import dry_run_flag, optional_cap
 
 LIVE, TEST = "live", "test"
 
@@ -37,7 +37,7 @@ class NotificationParams:
             version = version.strip()
         cap = optional_cap(raw.get("max_recipients"), "max_recipients", "a whole number")
         return cls(today=run_today(timing, settings.tz), policy_version=version,
-                   dry_run=bool(raw.get("dry_run", False)),
+                   dry_run=dry_run_flag(raw, False),
                    test_recipients=test_addresses(raw.get("test_recipients") or []), max_recipients=cap)
 
 

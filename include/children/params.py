@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from include.config import Settings
 from include.periods import ParamError, RunTiming, run_today
-from include.runconf import optional_cap, positive_ids
+from include.runconf import dry_run_flag, optional_cap, positive_ids
 
 _PLAN_HASH = re.compile(r"^[0-9a-f]{64}$")
 
@@ -40,9 +40,7 @@ class PurgeParams:
         approve = raw.get("approve_plan") or None
         if approve is not None and (not isinstance(approve, str) or not _PLAN_HASH.match(approve.strip().lower())):
             raise ParamError("approve_plan must be the 64-character plan hash a dry run printed")
-        dry_run = raw.get("dry_run", True)
-        if not isinstance(dry_run, bool):
-            raise ParamError(f"dry_run must be true or false, not {dry_run!r}")
+        dry_run = dry_run_flag(raw, True)
         scheduled = timing.scheduled
         return cls(as_of=run_today(timing, settings.tz), dry_run=False if scheduled else dry_run, scheduled=scheduled,
                    run_type=timing.run_type, user_ids=ids, max_subjects=cap,

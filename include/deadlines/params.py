@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from include.config import Settings
 from include.periods import ParamError, RunTiming, resolve_as_of
-from include.runconf import positive_ids
+from include.runconf import dry_run_flag, positive_ids
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class DsrParams:
                              "date the rules accept (setting earliest_plausible_date): every request would be invalid")
         ids = positive_ids(raw.get("request_ids"), "request_ids", "request")
         return cls(as_of=as_of.day, what_if=as_of.what_if, request_ids=ids,
-                   dry_run=bool(raw.get("dry_run", False)))
+                   dry_run=dry_run_flag(raw, False))
 
     @property
     def send_skip_reason(self) -> str | None:

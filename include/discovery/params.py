@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from include.config import Settings
 from include.periods import ParamError, RunTiming, run_today
+from include.runconf import dry_run_flag
 
 SAMPLE_ROWS_DEFAULT = 1000
 SAMPLE_ROWS_MIN, SAMPLE_ROWS_MAX = 10, 100_000
@@ -37,9 +38,7 @@ class DiscoveryParams:
         if isinstance(rows, bool) or not isinstance(rows, int) or not SAMPLE_ROWS_MIN <= rows <= SAMPLE_ROWS_MAX:
             raise ParamError(f"sample_rows must be a whole number from {SAMPLE_ROWS_MIN} to {SAMPLE_ROWS_MAX:,}, "
                              f"not {repr(rows)[:40]}")
-        dry_run = raw.get("dry_run", False)
-        if not isinstance(dry_run, bool):
-            raise ParamError(f"dry_run must be true or false, not {repr(dry_run)[:40]}")
+        dry_run = dry_run_flag(raw, False)
         return cls(today=run_today(timing, settings.tz), connections=connections, tables=tables, sample_rows=rows,
                    dry_run=dry_run)
 

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from include.config import Settings
 from include.periods import ParamError, RunTiming, run_today
-from include.runconf import positive_ids
+from include.runconf import dry_run_flag, positive_ids
 
 _PLAN_HASH = re.compile(r"^[0-9a-f]{64}$")
 
@@ -24,9 +24,7 @@ class FulfilmentParams:
     @classmethod
     def resolve(cls, raw: Mapping[str, Any], settings: Settings, timing: RunTiming) -> "FulfilmentParams":
         ids = positive_ids(raw.get("request_ids"), "request_ids", "request")
-        dry_run = raw.get("dry_run", False)
-        if not isinstance(dry_run, bool):
-            raise ParamError(f"dry_run must be true or false, not {dry_run!r}")
+        dry_run = dry_run_flag(raw, False)
         approve = raw.get("approve_plan") or None
         if approve is not None and (not isinstance(approve, str) or not _PLAN_HASH.match(approve.strip().lower())):
             raise ParamError("approve_plan must be the 64-character plan hash a dry run printed")

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from include.config import Settings
 from include.periods import ParamError, Period, RunTiming, resolve_period, run_today
-from include.runconf import positive_ids
+from include.runconf import dry_run_flag, positive_ids
 from include.vendors.source import Scope
 
 
@@ -28,7 +28,7 @@ class ManifestParams:
     @classmethod
     def resolve(cls, raw: Mapping[str, Any], settings: Settings, timing: RunTiming) -> "ManifestParams":
         period = resolve_period(raw.get("period_start"), raw.get("period_end"), timing, settings.tz)
-        dry_run = bool(raw.get("dry_run", False))
+        dry_run = dry_run_flag(raw, False)
         if not dry_run and period.end > timing.run_after:
             # A manifest of a period not over yet would miss its later shares, and a rewritten manifest is not
             # emailed again (include/vendors/notices.py): its later violations would reach nobody.
