@@ -449,15 +449,21 @@ class FolderBuckets(Buckets):
 
 
 class _RawKeys(ObjectStore):
-    """A folder store that takes any object key a bucket may hold (``.``-segments included) as a name."""
+    """A folder store that takes an object key a bucket may hold as a name: empty and ``.`` segments are read as a
+    file system reads them (``users//a`` and ``users/./a`` are ``users/a``). A key with a ``..`` segment is refused:
+    the bucket holds it as an object of its own, a folder would read it as another path (``users/5/../6/x`` is not
+    ``users/6/x``), and deleting that other file would erase what nobody asked to."""
 
     def __init__(self, inner: FileObjectStore):
         self.inner = inner
         self.location = inner.location
 
     def _path(self, key: str) -> Path:
-        parts = [p for p in key.split("/") if p not in ("", ".", "..")]
-        return self.inner.root.joinpath(*parts)
+        segments = key.split("/")
+        if ".." in segments:
+            raise ObjectStoreRefused(f"{self.uri(key)} has a '..' in its object name, which a folder cannot hold as "
+                                     "one file: nothing was read, written or deleted (a person must see to it)")
+        return self.inner.root.joinpath(*[p for p in segments if p not in ("", ".")])
 
     def put(self, name, data, content_type="application/octet-stream", *, overwrite=True):
         path = self._path(name)

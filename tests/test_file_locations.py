@@ -33,9 +33,15 @@ def test_folder_buckets_read_write_list_and_delete_as_a_bucket_does(tmp_path):
     source = tmp_path / "source.bin"
     source.write_bytes(b"abc" * 10)
     bucket.put_file("users/1/a.pdf", source)
-    bucket.put("users/../../2/b.pdf", b"xy")  # '..' segments are dropped: the object stays inside the bucket
+    bucket.put("users//2/./b.pdf", b"xy")  # empty and '.' segments: as a file system reads them
     assert bucket.list() == ["users/1/a.pdf", "users/2/b.pdf"] and bucket.list("users/2") == ["users/2/b.pdf"]
-    assert not (tmp_path / "2").exists()
+    # A '..' segment names an object of its own in a bucket, and another path in a folder: refused, nothing touched
+    # (it used to be dropped, so deleting users/2/../1/a.pdf deleted users/2/1/a.pdf; escaping was never possible).
+    for action in (lambda: bucket.put("users/../../2/b.pdf", b"xy"), lambda: bucket.delete("users/2/../1/a.pdf"),
+                   lambda: bucket.get("users/2/../1/a.pdf"), lambda: bucket.exists("users/2/../1/a.pdf")):
+        with pytest.raises(ObjectStoreRefused, match=r"has a '\.\.' in its object name.*nothing was read, written or"):
+            action()
+    assert not (tmp_path / "2").exists() and bucket.list() == ["users/1/a.pdf", "users/2/b.pdf"]
     assert bucket.exists("users/1/a.pdf") and bucket.get("users/1/a.pdf") == b"abc" * 10
     assert [(o.name, o.size) for o in bucket.describe("users/1")] == [("users/1/a.pdf", 30)]
     assert bucket.delete("users/1/a.pdf") is True and bucket.delete("users/1/a.pdf") is False
