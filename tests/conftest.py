@@ -190,6 +190,17 @@ def sendgrid(sendgrid_server):
     sendgrid_server.clear()
 
 
+def wait_answered(sendgrid, timeout: float = 5.0) -> None:
+    """Wait until the stand-in has answered every message it accepted (a late answer too), so that a test's late
+    answer is not logged into the next test's request log: the stand-in outlives a test."""
+    import time
+
+    deadline = time.time() + timeout
+    while len(sendgrid.requests()) < len(sendgrid.accepted()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(sendgrid.requests()) >= len(sendgrid.accepted())
+
+
 @pytest.fixture
 def sg(sendgrid):
     """Short name of :func:`sendgrid` for the stand-in's and the mailer's own tests."""

@@ -18,7 +18,7 @@ import pytest
 from devkit import database
 from tests import scratch
 from devkit.seed.demo_data import seed
-from tests.conftest import ops_datamap
+from tests.conftest import ops_datamap, wait_answered
 from include import compliance_store
 from include.addresses import WHITESPACE
 from include.audit import RunContext
@@ -29,7 +29,7 @@ from include.campaign import messages, recipients, versions
 from include.campaign.ledger import Audience, CampaignLedger, LedgerLinks, SenderShare
 from include.campaign.messages import Notice, Renderer
 from include.campaign.params import NotificationParams
-from include.delivery.sendgrid_mailer import SendGridAuthError, SendGridMailer
+from include.delivery.sendgrid_mailer import RetryPolicy, SendGridAuthError, SendGridMailer
 from include.periods import ParamError, RunTiming
 from include.step import Step
 from include.subjects import address_hash
@@ -462,6 +462,27 @@ def test_a_sender_dying_between_send_and_commit_re_sends_only_its_batch(seeded, 
     assert (summary["duplicates_at_risk"], summary["unknown_batches"], summary["finished"]) == (batch.size, 1, True)
     assert store.execute("select duplicates_at_risk from compliance.notification_campaign_progress "
                          "where campaign_id = %s", (built["campaign_id"],)).fetchone() == (batch.size,)
+
+
+def test_a_request_answered_after_the_timeout_counts_its_rows_as_duplicates_at_risk(conns, sendgrid):
+    """Found by a fault trial: SendGrid took a request and answered after the client's timeout; the retry was taken
+    too, so a batch's recipients were told twice, and the campaign said no duplicate was at risk."""
+    ops, store, _ = conns
+    built = build(ops, store, publish(ops))
+    sendgrid.inject(answer_delay_seconds=1.0, count=1)
+    mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None,
+                            policy=RetryPolicy(timeout=0.3))
+    send(conns, sendgrid, built, mailer=mailer)
+    got = received(sendgrid, built["campaign_id"])
+    assert set(got) == set(expected(ops))  # nobody missed
+    twice = {a for a, n in got.items() if n == 2}
+    assert 0 < len(twice) <= SETTINGS.notification_batch_size and set(got.values()) == {1, 2}
+    summary = campaign.summarize(store, ctx(), built["campaign_id"])
+    assert (summary["duplicates_at_risk"], summary["unknown_batches"], summary["finished"]) == (len(twice), 1, True)
+    actions = [a for (a,) in store.execute("select action from compliance.audit_log where details ->> 'campaign_id' = %s",
+                                           (str(built["campaign_id"]),))]
+    assert actions.count("policy_change_at_risk") == 1
+    wait_answered(sendgrid)
 
 
 def test_a_test_run_sends_only_to_its_addresses_and_touches_no_real_recipient(conns, sendgrid):

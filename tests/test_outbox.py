@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from devkit.database import connect
+from tests.conftest import wait_answered
 from include import alerts, compliance_store
 from include.audit import RunContext
 from include.children import summary
@@ -205,3 +206,31 @@ def test_the_old_ledgers_rows_move_to_the_outbox_under_the_keys_the_code_records
             "sent",)
         assert conn.execute("select action, details ->> 'rows' from compliance.audit_log").fetchall() == [
             ("dsr.escalation_sent", "1")]
+
+
+def test_a_message_answered_after_the_timeout_is_recorded_at_risk(store, sendgrid):
+    """Found by a fault trial: SendGrid took a request and answered after the client's timeout, the retry was taken
+    too, and nothing said the message went out twice. The row counts the requests that got no answer, and the audit
+    log says so, whether another attempt was then accepted or the message was left for a retry."""
+    from include.delivery.sendgrid_mailer import RetryPolicy, SendGridUnavailable
+
+    run = RunContext(run_id="r", actor="test", dag_id="dsr_deadline_tracking", now=lambda: NOW)
+    policy = RetryPolicy(timeout=0.3, max_attempts=2)
+    mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None, policy=policy)
+    for day in (TODAY, TODAY + timedelta(days=1)):
+        digest.record(store, digest_date=day, recipient="team@example.com", counts={"overdue": 1}, run_id="r", now=NOW)
+
+    sendgrid.inject(answer_delay_seconds=1.0, count=1)
+    report = deliver(store, digest.ledger(Settings(), "r", TODAY, {"overdue": 1}), mailer, run)
+    assert report.sent == 1 and len(sendgrid.accepted()) == 2
+    sendgrid.inject(answer_delay_seconds=1.0, count=2)  # every attempt unanswered: left pending for the retry
+    with pytest.raises(SendGridUnavailable):
+        deliver(store, digest.ledger(Settings(), "r", TODAY + timedelta(days=1), {"overdue": 1}), mailer, run)
+
+    assert store.execute("""select key, status, facts ->> 'unanswered_requests' from compliance.outbox
+                            where kind = 'dsr.digest' order by key""").fetchall() == [
+        (TODAY.isoformat(), "sent", "1"), ((TODAY + timedelta(days=1)).isoformat(), "pending", "2")]
+    risks = store.execute("""select details ->> 'unanswered_requests', details ->> 'accepted_after' from compliance.audit_log
+                             where action = 'dsr.digest_at_risk' order by id""").fetchall()
+    assert risks == [("1", "true"), ("2", "false")]
+    wait_answered(sendgrid)

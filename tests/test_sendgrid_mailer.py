@@ -6,7 +6,7 @@ import socket
 import time
 
 import pytest
-from conftest import SENDGRID_TEST_KEY as API_KEY
+from conftest import SENDGRID_TEST_KEY as API_KEY, wait_answered
 
 from include.delivery.sendgrid_mailer import (
     RetryPolicy,
@@ -125,6 +125,32 @@ def test_slow_answer_beyond_timeout_is_retried(sg):
         time.sleep(0.05)
     assert sorted(statuses(sg)) == [202, 499]
     assert len(sg.accepted()) == 1
+
+
+def test_an_accepted_message_answered_too_late_is_counted_as_unanswered(sg):
+    """Found by a fault trial: SendGrid took the request, answered after the client's timeout, and the retry was
+    taken too; nothing said the message may have gone out twice. The result counts the attempt that got no answer."""
+    sg.inject(answer_delay_seconds=1.0, count=1)
+    result = mailer(sg, timeout=0.3).send(payload())
+    assert (result.status_code, result.attempts, result.unanswered) == (202, 2, 1)
+    assert len(sg.accepted()) == 2  # what really happened: the recipients got it twice
+    wait_answered(sg)
+
+
+def test_answered_failures_and_refused_connections_are_not_unanswered(sg):
+    sg.inject(status=500, count=1)
+    assert mailer(sg).send(payload()).unanswered == 0
+    sg.inject(status=503, count=10)
+    with pytest.raises(SendGridUnavailable) as answered:
+        mailer(sg, max_attempts=2).send(payload())
+    assert answered.value.unanswered == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(SendGridUnavailable) as refused:
+        SendGridMailer(api_key=API_KEY, host=f"http://127.0.0.1:{port}", policy=RetryPolicy(max_attempts=2),
+                       sleep=Waits()).send(payload())
+    assert refused.value.unanswered == 0  # never connected: SendGrid cannot have taken it
 
 
 def test_unreachable_host_is_unavailable():

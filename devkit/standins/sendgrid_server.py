@@ -3,8 +3,8 @@
 Payloads are checked against the published OpenAPI contract (``devkit/contracts``) and then against
 the documented behaviour that the contract leaves out (listed in devkit/contracts/README.md), so that
 a payload accepted here is one SendGrid accepts too. Accepted requests are kept for inspection, and
-faults (429, 5xx, slow answers; the next N requests, or part of the time with a seeded probability) can
-be injected to exercise the client's retry rules.
+faults (429, 5xx, slow answers, a message accepted and then answered late; the next N requests, or part
+of the time with a seeded probability) can be injected to exercise the client's retry rules.
 
 Run it on its own with::
 
@@ -334,9 +334,11 @@ class _State:
 
     def add_fault(self, status: int | None, count: int, reset_after_seconds: float | None,
                   delay_seconds: float | None, limit: int | None, probability: float | None = None,
-                  seed: int | None = None) -> None:
-        if status is None and not delay_seconds:
-            raise ValueError("a fault needs a status or delay_seconds")
+                  seed: int | None = None, answer_delay_seconds: float | None = None) -> None:
+        if status is None and not delay_seconds and not answer_delay_seconds:
+            raise ValueError("a fault needs a status, delay_seconds or answer_delay_seconds")
+        if status is not None and answer_delay_seconds:
+            raise ValueError("answer_delay_seconds delays the answer to an accepted message: it takes no status")
         if status is not None and not 100 <= int(status) <= 599:
             raise ValueError("status must be an HTTP status code")
         if int(count) < 1:
@@ -348,6 +350,7 @@ class _State:
             "remaining": int(count),
             "reset_after_seconds": float(reset_after_seconds if reset_after_seconds is not None else 1),
             "delay_seconds": float(delay_seconds or 0),
+            "answer_delay_seconds": float(answer_delay_seconds or 0),
             "limit": int(limit or 600),
         }
         with self.lock:
@@ -559,6 +562,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         count = len(payload.get("personalizations") or [])
         log.info("accepted message %s with %d personalizations", message_id, count)
+        if fault is not None and fault["answer_delay_seconds"]:
+            # Accepted and kept, then answered late: a client that gave up meanwhile never learns it went out.
+            state.stopping.wait(fault["answer_delay_seconds"])
         reply(202, None, {"X-Message-Id": message_id}, message_id=message_id)
 
     def _answer_fault(self, fault: dict[str, Any], reply: Callable[..., None]) -> None:
@@ -595,7 +601,8 @@ class _Handler(BaseHTTPRequestHandler):
                 spec = json.loads(raw or b"{}")
                 state.add_fault(spec.get("status"), spec.get("count", 1),
                                 spec.get("reset_after_seconds"), spec.get("delay_seconds"),
-                                spec.get("limit"), spec.get("probability"), spec.get("seed"))
+                                spec.get("limit"), spec.get("probability"), spec.get("seed"),
+                                spec.get("answer_delay_seconds"))
             except (ValueError, TypeError, AttributeError) as exc:
                 self._send_json(400, {"errors": [_error(f"bad fault: {exc}")]})
                 return
@@ -668,18 +675,21 @@ class SendGridStandIn(BackgroundServer):
 
     def inject(self, status: int | None = None, count: int = 1, reset_after_seconds: float | None = None,
                delay_seconds: float | None = None, limit: int | None = None, probability: float | None = None,
-               seed: int | None = None) -> None:
+               seed: int | None = None, answer_delay_seconds: float | None = None) -> None:
         """Make the next ``count`` mail-send requests answer ``status`` and/or answer slowly.
 
         A slow answer without a status is processed normally if the client is still waiting, and
-        dropped (logged with status 499, not accepted) if it gave up.
+        dropped (logged with status 499, not accepted) if it gave up. ``answer_delay_seconds`` is the
+        other slow answer: the message is accepted (and kept) at once, and the 202 comes that much later,
+        so a client that times out first does not know it went out.
 
         With ``probability``, the fault strikes "part of the time": each request (not taken by a
         plain fault first) draws from a generator seeded with ``seed``, and gets the fault with that
         probability, until it has struck ``count`` times. Several such faults are drawn in the order
         they were added.
         """
-        self._state.add_fault(status, count, reset_after_seconds, delay_seconds, limit, probability, seed)
+        self._state.add_fault(status, count, reset_after_seconds, delay_seconds, limit, probability, seed,
+                              answer_delay_seconds)
 
     def stats(self) -> dict[str, int]:
         """How many messages and personalizations were accepted (counted even when not kept)."""

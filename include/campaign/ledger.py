@@ -439,6 +439,20 @@ class CampaignLedger:
                                      "now": self.ctx.now(), "campaign": self.campaign_id})
             self._skipped_uncounted = 0
 
+    def mark_at_risk(self, conn, batch: Batch, *, unanswered: int, sent: bool) -> None:
+        """Requests of this batch that got no answer (the delivery engine's rule): each is a Mail Send request whose
+        outcome nobody knows, recorded as one ``unknown`` request row, so its rows count as duplicates at risk.
+        When no attempt was accepted, the batch's own row stays ``in_flight`` (its transaction is gone) and the
+        summary turns it ``unknown``: the last unanswered request is that row."""
+        rows = unanswered if sent else unanswered - 1
+        for _ in range(rows):
+            conn.execute(
+                """insert into compliance.notification_batches (campaign_id, run_id, sender, seqs, size, state, xact,
+                                                                http_attempts, reason, started_at, finished_at)
+                   select campaign_id, run_id, sender, seqs, size, 'unknown', xact, 1, %s, started_at, %s
+                   from compliance.notification_batches where id = %s""",
+                ("SendGrid did not answer this request; it may have delivered it", self.ctx.now(), self._batch_id))
+
     def batch_not_sent(self, reason: str) -> None:
         """SendGrid answered and refused the request as a whole (401/403/429/5xx): nothing was sent."""
         if self._batch_id is not None:
@@ -468,7 +482,7 @@ class _RecordingMailer:
         except SendGridRejected:
             raise  # the engine marks the batch failed in its transaction
         except SendGridError as exc:
-            if exc.status_code is not None:  # an answer, not a timeout: SendGrid did not take the request
+            if exc.status_code is not None and not exc.unanswered:  # only answers: SendGrid did not take it
                 self._ledger.batch_not_sent(f"HTTP {exc.status_code}: {exc}")
             raise
         self._ledger._http_attempts = result.attempts

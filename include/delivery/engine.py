@@ -16,6 +16,12 @@ batch, marks it and writes the audit entry, and commits. Hence the rules every s
   as a :class:`~include.errors.Transient`, so Airflow's retry resumes from the ledger.
 - **429**: the mailer waits for ``X-RateLimit-Reset`` within the task's deadline; past it the task ends
   saying how many messages are still pending, and the retry sends them.
+- **A request that got no answer** (a timeout after the request had arrived, a connection closed before the
+  answer) may have been taken by SendGrid: when another attempt of the message is then accepted, or the
+  message is left pending for a retry, it may reach its recipients more than once. The engine says so where a
+  person looks: an audit entry ``<name>_at_risk`` with the number of such requests, a warning in the task log,
+  and the ledger's own record when it keeps one (``mark_at_risk``: the campaign counts these rows as
+  duplicates at risk; the outbox keeps the count in the row's facts).
 
 Logs and audit entries carry ids, counts and message ids, never an address.
 """
@@ -29,7 +35,7 @@ from typing import Any, Protocol, Sequence
 
 from include.audit import RunContext
 from include.errors import Transient
-from include.delivery.sendgrid_mailer import SendGridRateLimited, SendGridRejected
+from include.delivery.sendgrid_mailer import SendGridError, SendGridRateLimited, SendGridRejected
 
 log = logging.getLogger("include.delivery")
 
@@ -60,6 +66,9 @@ class Ledger(Protocol):
         """Inside the caller's transaction: lock and return the next batch, or None when none is left."""
 
     def mark_sent(self, conn, batch: Batch, *, message_id: str | None, sent_at: datetime) -> None: ...
+
+    # Optional: ``mark_at_risk(conn, batch, *, unanswered: int, sent: bool)`` records that ``unanswered`` requests of
+    # the batch got no answer (``sent``: another attempt was then accepted; else the batch stays pending).
 
     def mark_failed(self, conn, batch: Batch, *, reason: str) -> None: ...
 
@@ -93,7 +102,13 @@ def deliver(store, ledger: Ledger, mailer, ctx: RunContext, *, progress_every: f
                 if batch is None:
                     break
                 _send_one(store, ledger, mailer, ctx, batch, report)
-        except SendGridRateLimited as exc:
+        except SendGridError as exc:
+            batch = getattr(exc, "batch", None)
+            if exc.unanswered and batch is not None:  # the batch's transaction is gone: the record gets its own
+                with store.transaction():
+                    _at_risk(store, ledger, ctx, batch, exc.unanswered, sent=False)
+            if not isinstance(exc, SendGridRateLimited):
+                raise
             left = ledger.pending(store)
             raise DeliveryDeferred(f"{exc}; {left} {ledger.name} row(s) are still pending and the task's retry "
                                    "sends them") from None
@@ -110,6 +125,8 @@ def _send_one(store, ledger: Ledger, mailer, ctx: RunContext, batch: Batch, repo
     try:
         result = mailer.send(batch.payload)
     except SendGridRejected as exc:
+        if exc.unanswered:  # an earlier attempt got no answer before this one was refused
+            _at_risk(store, ledger, ctx, batch, exc.unanswered, sent=False)
         ledger.mark_failed(store, batch, reason=str(exc))
         report.failed += batch.size
         report.refused_messages += 1
@@ -117,9 +134,26 @@ def _send_one(store, ledger: Ledger, mailer, ctx: RunContext, batch: Batch, repo
         log.error("%s: a message of %d row(s) was refused by SendGrid (%s); they are marked failed",
                   ledger.name, batch.size, exc)
         return
+    except SendGridError as exc:
+        exc.batch = batch  # for deliver(), which records a risk after this transaction rolls back
+        raise
     ledger.mark_sent(store, batch, message_id=result.message_id, sent_at=ctx.now())
     report.sent += batch.size
+    if result.unanswered:
+        _at_risk(store, ledger, ctx, batch, result.unanswered, sent=True)
     ctx.audit(store, f"{ledger.name}_sent", {**batch.evidence, "rows": batch.size, "message_id": result.message_id})
+
+
+def _at_risk(store, ledger: Ledger, ctx: RunContext, batch: Batch, unanswered: int, *, sent: bool) -> None:
+    """Record that ``unanswered`` requests of ``batch`` got no answer: its rows may get the message more than once."""
+    mark = getattr(ledger, "mark_at_risk", None)
+    if mark is not None:
+        mark(store, batch, unanswered=unanswered, sent=sent)
+    ctx.audit(store, f"{ledger.name}_at_risk", {**batch.evidence, "rows": batch.size, "unanswered_requests": unanswered,
+                                                 "accepted_after": sent})
+    log.warning("%s: %d request(s) of a message to %d row(s) got no answer from SendGrid, which may have taken "
+                "them: those rows may get the message more than once (%s)", ledger.name, unanswered, batch.size,
+                "another attempt was accepted" if sent else "the message is left for a retry")
 
 
 def _progress(ledger: Ledger, report: DeliveryReport, total: int, elapsed: float) -> None:

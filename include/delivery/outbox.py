@@ -131,3 +131,11 @@ class OutboxLedger:
         conn.execute("""update compliance.outbox set status = 'failed', error = %s
                         where kind = %s and key = any(%s) and status = 'pending'""",
                      (reason, self.kind, list(batch.keys)))
+
+    def mark_at_risk(self, conn, batch: Batch, *, unanswered: int, sent: bool) -> None:
+        """Count in each row's facts (``unanswered_requests``) the requests that got no answer: the message may have
+        reached its recipient that many more times (the delivery engine's rule)."""
+        conn.execute("""update compliance.outbox
+                        set facts = facts || jsonb_build_object('unanswered_requests',
+                                                                coalesce((facts ->> 'unanswered_requests')::int, 0) + %s)
+                        where kind = %s and key = any(%s)""", (unanswered, self.kind, list(batch.keys)))

@@ -4,7 +4,10 @@ It owns the retry rules of the notification rules (docs/rules.md), so that every
 
 - 429: wait until ``X-RateLimit-Reset`` (each wait capped), then try again, for as long as the task's
   rate-limit deadline allows (not a count of attempts); past it, ``SendGridRateLimited``;
-- 5xx, timeouts, connection errors: exponential backoff, then ``SendGridUnavailable``;
+- 5xx, timeouts, connection errors: exponential backoff, then ``SendGridUnavailable``. An attempt that got no
+  answer (a timeout, a connection reset or closed mid-request; not a refused connection) may have been taken
+  by SendGrid all the same: the result and the error count such attempts (``unanswered``), so that the
+  delivery engine can record that the message may have gone out more than once;
 - 400 / 413: ``SendGridRejected`` at once — the payload is wrong and resending cannot help;
 - 401 / 403: ``SendGridAuthError`` at once — every later request would fail the same way.
 
@@ -17,6 +20,7 @@ import json
 import logging
 import re
 import time
+import urllib.error
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -41,6 +45,7 @@ class SendGridError(Exception):
     def __init__(self, message: str, status_code: int | None = None):
         super().__init__(message)
         self.status_code = status_code
+        self.unanswered = 0  # attempts of the send that got no answer: SendGrid may have taken them
 
 
 class SendGridRejected(SendGridError):
@@ -72,6 +77,7 @@ class SendResult:
     status_code: int
     message_id: str | None
     attempts: int = 1
+    unanswered: int = 0  # earlier attempts that got no answer: the message may have been delivered that often more
 
 
 def normalize_host(host: str | None) -> str:
@@ -106,6 +112,14 @@ def _rejection_reason(body: bytes | str | None, limit: int = 2000) -> str:
         reason = "rejected; the response body was not SendGrid's JSON error format"
     reason = _EMAIL_LIKE.sub("<address>", reason)
     return reason[:limit]
+
+
+def _may_have_arrived(exc: BaseException) -> bool:
+    """Whether a failed attempt may have reached SendGrid whole. urllib wraps what fails while connecting or sending
+    in a ``URLError``: the request never arrived whole, so SendGrid cannot have taken it. What fails after that,
+    while waiting for the answer (a timeout, a reset or closed connection), comes as it is: the request had
+    arrived, and nobody knows what SendGrid did with it."""
+    return not isinstance(exc, (urllib.error.URLError, ConnectionRefusedError))
 
 
 @dataclass(frozen=True)
@@ -148,6 +162,14 @@ class SendGridMailer:
         self._client = sendgrid.SendGridAPIClient(api_key=api_key, host=self.host)
 
     def send(self, payload: dict[str, Any]) -> SendResult:
+        unanswered = [0]
+        try:
+            return self._send(payload, unanswered)
+        except SendGridError as exc:
+            exc.unanswered = unanswered[0]
+            raise
+
+    def _send(self, payload: dict[str, Any], unanswered: list[int]) -> SendResult:
         count = len(payload.get("personalizations") or [])
         failures = rate_limited = 0  # 5xx/timeouts count against max_attempts; 429s against the deadline
         while True:
@@ -164,6 +186,8 @@ class SendGridMailer:
             except (OSError, http.client.HTTPException) as exc:
                 # Timeouts, refused or reset connections: nothing says the request was refused.
                 failures += 1
+                if _may_have_arrived(exc):
+                    unanswered[0] += 1
                 log.warning("SendGrid attempt %d/%d failed: %s", failures, self.max_attempts, type(exc).__name__)
                 if failures >= self.max_attempts:
                     raise SendGridUnavailable(
@@ -174,7 +198,7 @@ class SendGridMailer:
                 attempts = failures + rate_limited + 1
                 log.info("SendGrid accepted %d personalizations: HTTP %d, message id %s, attempt %d",
                          count, response.status_code, message_id, attempts)
-                return SendResult(response.status_code, message_id, attempts)
+                return SendResult(response.status_code, message_id, attempts, unanswered[0])
             log.info("SendGrid retry in %.1f s", wait)
             self._sleep(wait)
 
