@@ -22,7 +22,7 @@ from include.audit import RunContext
 from include.config import Settings
 from include.datamap import load_datamap
 from include.delivery.sendgrid_mailer import SendGridMailer
-from include.objectstore import FileObjectStore
+from include.objectstore import FileObjectStore, ObjectStoreUnavailable
 from include.periods import ParamError, RunTiming
 from include.seam.storage import object_store
 from include.fulfilment import right_to_know
@@ -233,6 +233,43 @@ def test_late_shares_make_a_new_revision_and_a_missing_object_is_restored(db, fo
             (WIDE_LABEL,)).fetchone()[0]
     finally:
         ops.execute("delete from data_shares where id = %s", (late,))
+
+
+class _ManifestWritesFail(FileObjectStore):
+    """A folder store whose writes of manifest.json fail, as an outage between the two uploads would."""
+
+    def put(self, name, data, content_type="application/octet-stream", **kw):
+        if name.endswith("manifest.json"):
+            raise ObjectStoreUnavailable("the store did not answer")
+        return super().put(name, data, content_type, **kw)
+
+
+def test_an_upload_lost_between_the_two_objects_is_repaired_by_the_next_run(db, folder):
+    """Found by a fault trial: a late share's run wrote the new data file, then lost the store before manifest.json;
+    the share was withdrawn and the period re-run, which found the content as recorded and both objects present
+    and called it unchanged, for good: the manifest named one SHA-256, the data file held another (and the
+    withdrawn share). The objects are now checked against the record before nothing is written."""
+    ops, store = db["ops"], db["store"]
+    run_period(ops, store, folder, {**WIDE, "vendor_ids": [1]}, "first")
+    data_name, _ = manifests.object_names(1, WIDE_LABEL)
+    late = ops.execute("select max(id) + 1 from data_shares").fetchone()[0]
+    ops.execute("""insert into data_shares (id, vendor_id, user_id, category, purpose, legal_basis, record_count, shared_at)
+                   values (%s, 1, 1, 'contact', 'hosting', 'contract', 2, %s)""",
+                (late, datetime.combine(ANCHOR - timedelta(days=2), time(9), UTC)))
+    try:
+        with pytest.raises(ObjectStoreUnavailable):
+            run_period(ops, store, _ManifestWritesFail(f"file://{folder.root}"), {**WIDE, "vendor_ids": [1]}, "lost")
+    finally:
+        ops.execute("delete from data_shares where id = %s", (late,))
+    results, _ = run_period(ops, store, folder, {**WIDE, "vendor_ids": [1]}, "after")
+    assert [r["outcome"] for r in results] == [manifests.RESTORED]
+    raw, table, manifest = read_data(folder, 1, WIDE_LABEL)
+    recorded = store.execute("select data_sha256, revision from compliance.vendor_manifests where vendor_id = 1 "
+                             "and period_label = %s", (WIDE_LABEL,)).fetchone()
+    assert hashlib.sha256(raw).hexdigest() == manifest["data_file"]["sha256"] == recorded[0] and recorded[1] == 1
+    assert late not in table.column("share_id").to_pylist()
+    again, _ = run_period(ops, store, folder, {**WIDE, "vendor_ids": [1]}, "again")
+    assert [r["outcome"] for r in again] == [manifests.UNCHANGED]
 
 
 def test_a_manifest_another_run_is_writing_is_left_to_it(db, folder):

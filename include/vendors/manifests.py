@@ -18,11 +18,13 @@ Writing one manifest, in this order, inside one store transaction that holds the
 
 1. stream the shares into a local Parquet file and count them (:mod:`include.vendors.datafile`);
 2. if the store already records this exact content (same data checksum, same manifest fields but the
-   generation time and run id) and both objects are there, nothing is written: a re-run with identical
-   data leaves the objects, their checksums and the record as they were;
-3. upload the data file, then ``manifest.json`` (a crash between them leaves a data file without a
-   manifest, never a manifest naming a missing file), then record the row, the violation notice and the
-   audit entry, and commit.
+   generation time and run id) and both objects are there and agree with it (the data object's SHA-256, the
+   one ``manifest.json`` names), nothing is written: a re-run with identical data leaves the objects, their
+   checksums and the record as they were;
+3. upload the data file, then ``manifest.json``, then record the row, the violation notice and the audit
+   entry, and commit. A crash between the two uploads leaves a data file the manifest does not describe (a new
+   one, or new content under the old name); the next run sees the disagreement in step 2 and writes both
+   again, so the objects never stay at odds with each other or with the record.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from psycopg.types.json import Jsonb
 
 from include.config import Settings
 from include.delivery.engine import deliver
+from include.objectstore import ObjectNotFound
 from include.step import Step
 from include.vendors import datafile, notices, source
 from include.vendors.params import ManifestParams
@@ -51,7 +54,7 @@ MANIFEST_VERSION = 1
 PREFIX = "manifests"
 
 WRITTEN = "written"            # content new or changed: objects and record written
-RESTORED = "restored"          # content as recorded, but an object was missing: objects written again
+RESTORED = "restored"          # content as recorded, but an object was missing or disagreed: objects written again
 UNCHANGED = "unchanged"        # content as recorded and both objects present: nothing written
 NO_SHARES = "no_shares"        # the vendor has no share in the scope: nothing written
 BUSY = "claimed_elsewhere"     # another run holds the (vendor, period) claim right now: left to it
@@ -182,7 +185,7 @@ def write_manifest(step: Step[ManifestParams], vendor_id: int, scope_label: str,
             document = manifest_document(vendor, scope, settings, data, data_name, objects.uri(data_name))
             content = content_sha256(document)
             if previous is not None and previous.content_sha256 == content:
-                if objects.exists(data_name) and objects.exists(manifest_name):
+                if _objects_agree(objects, data_name, manifest_name, data.sha256):
                     log.info("%s: unchanged since run %s (data SHA-256 %s); nothing written", where,
                              previous.run_id, data.sha256)
                     return _result(vendor_id, scope, UNCHANGED, data)
@@ -206,6 +209,29 @@ def write_manifest(step: Step[ManifestParams], vendor_id: int, scope_label: str,
     log.info("%s: %s %s and its manifest.json (%s; data SHA-256 %s, revision %d)", where, outcome, data_uri,
              _figures(data), data.sha256, revision)
     return _result(vendor_id, scope, outcome, data)
+
+
+class _Hashing:
+    """A writable that hashes what passes through it (a stored object read back without keeping it)."""
+
+    def __init__(self):
+        self.digest = hashlib.sha256()
+
+    def write(self, block) -> int:
+        self.digest.update(block)
+        return len(block)
+
+
+def _objects_agree(objects, data_name: str, manifest_name: str, sha256: str) -> bool:
+    """Both objects are there, the data object's SHA-256 is ``sha256`` and ``manifest.json`` names it. An upload
+    that failed between the two objects left a data file the manifest does not describe: that is not agreement."""
+    try:
+        named = json.loads(objects.get(manifest_name)).get("data_file", {}).get("sha256")
+        hashing = _Hashing()
+        objects.download_to(data_name, hashing)
+    except (ObjectNotFound, ValueError, AttributeError):
+        return False
+    return named == sha256 and hashing.digest.hexdigest() == sha256
 
 
 def claim(store, vendor_id: int, label: str) -> bool:
