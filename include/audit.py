@@ -129,8 +129,13 @@ def verify_chain(conn, anchors: "ObjectStore | None" = None, *, batch: int = 10_
     anchor's name carries its row id and that row's full hash, so one listing checks every anchor
     against the recomputed chain in the same pass; the newest anchor is also read, to confirm its content
     says what its name says. An anchor whose row is gone means the newest rows were removed; one whose row
-    hash differs means the chain was recomputed after an edit.
+    hash differs means the chain was recomputed after an edit. An anchor the store recorded writing there
+    (``compliance.audit_anchors``) that is no longer there means anchors were removed: with the newest anchor
+    and the rows after the one before it gone, the rest would still agree.
     """
+    # Read before the listing: a run records an anchor after writing it, so every anchor recorded by now is
+    # listed below unless it was removed (a run anchoring meanwhile is listed, or not yet recorded).
+    recorded = recorded_anchors(conn, str(anchors.location)) if anchors is not None else None
     expected = _load_anchors(anchors) if anchors is not None else None
     pending = list(expected.anchors) if expected else []
     failures: list[tuple[Anchor, str]] = []
@@ -162,7 +167,9 @@ def verify_chain(conn, anchors: "ObjectStore | None" = None, *, batch: int = 10_
     if expected is None:
         return ChainReport(rows, prev)
     failures.extend((anchor, "past_end") for anchor in pending[next_anchor:])
-    return _anchor_report(rows, prev, last_id, since, expected, failures)
+    listed = {a.name for a in expected.anchors} | {name for name, _ in expected.malformed}
+    removed = sorted((a for a in recorded or () if a.name not in listed), key=lambda a: (a.row_id, a.row_hash))
+    return _anchor_report(rows, prev, last_id, since, expected, failures, removed)
 
 
 # -- anchoring the head outside the database ----------------------------------------------------------
@@ -223,6 +230,14 @@ def record_anchor(store_conn, location: str, anchor: Mapping[str, Any]) -> None:
         """insert into compliance.audit_anchors (location, name, row_id, row_hash, anchored_at, dag_id, run_id)
            values (%s, %s, %s, %s, now(), %s, %s) on conflict (location, name) do nothing""",
         (location, anchor["name"], anchor["row_id"], anchor["row_hash"], anchor.get("dag_id"), anchor.get("run_id")))
+
+
+def recorded_anchors(store_conn, location: str) -> "list[Anchor] | None":
+    """Every anchor the store recorded writing at ``location``; None for a store older than the record."""
+    if store_conn.execute("select to_regclass('compliance.audit_anchors') is null").fetchone()[0]:
+        return None
+    return [Anchor(*row) for row in store_conn.execute(
+        "select name, row_id, row_hash from compliance.audit_anchors where location = %s", (location,))]
 
 
 def anchors_recorded(store_conn, location: str) -> tuple[int, int | None] | None:
@@ -291,7 +306,7 @@ def _content_problem(objects: "ObjectStore", anchor: Anchor) -> str | None:
 
 
 def _anchor_report(rows: int, head: str, last_id: int | None, since: int, found: _AnchorSet,
-                   failures: list[tuple[Anchor, str]]) -> ChainReport:
+                   failures: list[tuple[Anchor, str]], removed: list[Anchor]) -> ChainReport:
     anchors = found.anchors
     newest = anchors[-1] if anchors else None
     base = dict(rows=rows, head=head, anchors=len(anchors), newest_anchor=newest.name if newest else None,
@@ -313,6 +328,14 @@ def _anchor_report(rows: int, head: str, last_id: int | None, since: int, found:
                        f"the oldest at row {oldest.row_id})")
         return ChainReport(**base, first_bad_id=oldest.row_id, problem=problem, bad_anchor=worst.name,
                            anchor_problem=True)
+    if removed:
+        newest = removed[-1]
+        ends = "the log is now empty" if last_id is None else f"the log now ends at row {last_id}"
+        tail = (f"; it named row {newest.row_id} and {ends}: the newest rows were removed too"
+                if last_id is None or newest.row_id > last_id else "")
+        problem = (f"anchor {newest.name}, which a run recorded writing at {found.where}, is no longer there "
+                   f"({len(removed)} recorded anchor(s) are missing: anchors were removed{tail})")
+        return ChainReport(**base, problem=problem, bad_anchor=newest.name, anchor_problem=True)
     if found.malformed:
         name, why = found.malformed[0]
         more = f"; {len(found.malformed)} such object(s)" if len(found.malformed) > 1 else ""

@@ -132,6 +132,26 @@ def test_removing_the_newest_rows_is_detected_only_with_anchors(store, objects):
     assert not report.ok and "the log is now empty, and 2 anchor(s) name rows after it" in report.problem
 
 
+def test_removing_the_newest_anchor_with_the_rows_after_the_one_before_is_detected(store, objects):
+    """Found by a fault trial: the newest anchor deleted, and the rows after the anchor before it (as a superuser);
+    what was left agreed with every anchor left, and verify-audit said OK. The store's record of the anchors it
+    wrote there names the missing one."""
+    ids = _append(store, 3)
+    _anchor(store, objects)
+    ids += _append(store, 2)
+    newest = _anchor(store, objects)["name"]
+    assert audit.verify_chain(store, anchors=objects).ok
+    objects.delete(newest)
+    report = audit.verify_chain(store, anchors=objects)
+    assert not report.ok and report.anchor_problem and report.bad_anchor == newest
+    assert report.problem == (f"anchor {newest}, which a run recorded writing at {objects.uri('audit-anchors')}, "
+                              "is no longer there (1 recorded anchor(s) are missing: anchors were removed)")
+    _tamper(store, "delete from compliance.audit_log where id > %s", ids[2])
+    report = audit.verify_chain(store, anchors=objects)
+    assert not report.ok and report.bad_anchor == newest and report.problem.endswith(
+        f"it named row {ids[-1]} and the log now ends at row {ids[2]}: the newest rows were removed too)")
+
+
 def test_recomputing_the_whole_chain_is_detected_only_with_anchors(store, objects):
     ids = _append(store, 3)
     older = _anchor(store, objects)["name"]
