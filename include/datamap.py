@@ -228,7 +228,7 @@ def load_datamap(path: str | Path | None = None) -> DataMap:
     """Read and shape-check a data map (no database needed)."""
     path = Path(path) if path else default_path()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeys)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise DataMapError(f"data map file not found: {path}") from None
     except UnicodeDecodeError:
@@ -238,6 +238,25 @@ def load_datamap(path: str | Path | None = None) -> DataMap:
     except yaml.YAMLError as exc:
         raise DataMapError(f"data map {path} is not valid YAML: {_yaml_problem(exc)}") from None
     return parse_datamap(raw, source=str(path))
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping: plain YAML keeps the last one silently, so
+    a second ``categories:`` of an entry would drop the first one's columns from the map without a word."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            if first is not key_node.start_mark:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is written twice in one mapping (first at line {first.line + 1}): "
+                    "YAML would keep only the last", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -110,6 +110,23 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_datamap(bad)
 
 
+@pytest.mark.parametrize("twice", ["categories", "personal_data"])
+def test_a_key_written_twice_is_refused_not_silently_dropped(tmp_path, twice):
+    """Found by a fault trial: a second 'categories:' in the accounts entry kept only the last one (email, name,
+    phone and address no longer mapped) and check-datamap said OK; a second 'personal_data:' was reported as the
+    accounts table having no entry."""
+    text = default_path().read_text(encoding="utf-8")
+    if twice == "categories":
+        text = text.replace("    categories:\n", "    categories:\n      account: [created_at]\n    categories:\n", 1)
+    else:
+        text += "\npersonal_data: []\n"
+    doubled = tmp_path / "datamap.yaml"
+    doubled.write_text(text, encoding="utf-8")
+    with pytest.raises(DataMapError, match=rf"is not valid YAML: the key '{twice}' is written twice in one mapping "
+                                           r"\(first at line \d+\): YAML would keep only the last at line \d+"):
+        load_datamap(doubled)
+
+
 def test_renamed_columns_are_read_through_the_map(raw, ops):
     ops.execute("alter table privacy_requests rename column received_at to created")
     raw["records"]["privacy_requests"]["columns"] = {"received_at": "created"}
