@@ -113,6 +113,12 @@ def connect(url: str, source: str = "--url"):
         raise CommandFailed(f"{source} is not a usable PostgreSQL URL: libpq cannot parse it",
                             EXIT_USAGE if source.startswith("--") else EXIT_UNREACHABLE) from None
     except psycopg.OperationalError as exc:
+        from include.errors import refusal
+
+        said = refusal(exc)
+        if said:
+            raise CommandFailed(f"the database at {redact_url(url)} refused the connection: "
+                                f"{pg_url.scrub(said, url)}; correct the login, password or database name") from None
         raise CommandFailed(f"could not reach the database at {redact_url(url)}: "
                             f"{pg_url.scrub(_first_line(exc), url)}") from None
 

@@ -32,3 +32,21 @@ class ConfigurationProblem(NeedsOperator):
 
 class ServiceUnreachable(Transient):
     """A database or service did not answer, or the connection was lost."""
+
+
+# What a PostgreSQL server answers when it refuses a connection for good: a login, a password or a database name
+# to correct, not an outage to wait out (libpq gives no SQLSTATE for a failed connection, only the server's text).
+_REFUSALS = ("password authentication failed", "authentication failed for user", "does not exist",
+             "no pg_hba.conf entry", "pg_hba.conf rejects", "permission denied for database",
+             "is not permitted to log in", "server does not support ssl")
+
+
+def refusal(exc: BaseException) -> str | None:
+    """When a failed connection is the server refusing it for good (a setup fault), the server's words on one line
+    (``FATAL: role "x" does not exist``); None when the server did not answer, was starting or had no slot free
+    (transient)."""
+    text = " ".join(str(exc).split())
+    at = text.find("FATAL:")
+    if at < 0 or not any(r in text.lower() for r in _REFUSALS):
+        return None
+    return text[at:]

@@ -78,6 +78,15 @@ def test_unreachable_database_is_one_sentence_and_exit_3(capsys):
     assert err.startswith("privacy-ops migrate-store: could not reach the database at postgresql://postgres@127.0.0.1:1/")
 
 
+def test_a_refused_login_says_refused_not_unreachable(capsys):
+    url = "postgresql://no_such_role_for_tests:s3cret@127.0.0.1:5432/postgres"
+    assert main(["migrate-store", "--url", url]) == EXIT_UNREACHABLE
+    err = _one_sentence(capsys.readouterr().err)
+    assert err == ("privacy-ops migrate-store: the database at postgresql://no_such_role_for_tests:***@127.0.0.1:5432/"
+                   'postgres refused the connection: FATAL: role "no_such_role_for_tests" does not exist; correct the '
+                   "login, password or database name")
+
+
 def test_malformed_url_is_a_usage_error(capsys):
     assert main(["verify-audit", "--url", "not a url"]) == EXIT_USAGE
     assert "must be a PostgreSQL URL" in _one_sentence(capsys.readouterr().err)

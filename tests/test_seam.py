@@ -34,6 +34,23 @@ def test_unreachable_database_is_one_sentence_and_retried(monkeypatch):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("target, said", [
+    ("postgresql://no_such_role_for_tests:wrong@127.0.0.1:5432/postgres", 'FATAL: role "no_such_role_for_tests" does not exist'),
+    ("postgresql://postgres@127.0.0.1:5432/no_such_database_for_tests", 'FATAL: database "no_such_database_for_tests" does not exist')])
+def test_a_refused_login_or_a_missing_database_fails_at_once(monkeypatch, target, said):
+    """Found by a fault trial: a login the server refused was retried as an outage ('did not answer', four tries of
+    each task). It is a setup fault: one sentence naming the connection and what to correct, no retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setenv("AIRFLOW_CONN_OPS_DB", postgres_connection(target))
+    with pytest.raises(AirflowFailException) as err:
+        with readable_failures(), runtime.ops_db():
+            pass
+    assert str(err.value) == (f"the database of connection 'ops_db' refused it: {said}; correct the connection's "
+                              "login, password or database name")
+    assert "wrong" not in str(err.value)
+
+
 def test_compliance_db_falls_back_to_ops_db(monkeypatch, fresh_db):
     monkeypatch.setenv("AIRFLOW_CONN_OPS_DB", postgres_connection(fresh_db))
     monkeypatch.delenv("AIRFLOW_CONN_COMPLIANCE_DB", raising=False)

@@ -9,7 +9,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Iterator
 
-from include.errors import ConfigurationProblem, ServiceUnreachable
+from include.errors import ConfigurationProblem, ServiceUnreachable, refusal
 
 if TYPE_CHECKING:
     import psycopg
@@ -72,6 +72,10 @@ def _open_postgres(conn_id: str) -> "psycopg.Connection":
     except AirflowNotFoundException:
         raise ConfigurationProblem(conn_hint(conn_id)) from None
     except psycopg.OperationalError as exc:
+        said = refusal(exc)
+        if said:
+            raise ConfigurationProblem(f"the database of connection '{conn_id}' refused it: {said}; correct the "
+                                       "connection's login, password or database name") from None
         raise ServiceUnreachable(f"the database of connection '{conn_id}' did not answer: {first_line(exc)}") from None
 
 
