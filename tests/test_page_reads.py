@@ -570,6 +570,15 @@ def test_needs_a_person_counts_what_waits_and_leads_to_its_rows(store):
     assert counts == sorted(counts, key=lambda n: n == 0)  # what waits comes first
     assert "@" not in str(data)  # counts, never an address
 
+    # Found by a fault trial: a person completed the rectification (deadline tracking now says closed), and the
+    # count stayed at 2 for ever. A request closed since waits for no one.
+    store.execute("""insert into compliance.dsr_status (request_id, regime, request_type, state, effective_due, as_of,
+                                                        evaluated_at, run_id)
+                     values (7, 'gdpr', 'rectification', 'closed_on_time', current_date, current_date, now(), 'r'),
+                            (8, 'gdpr', 'objection', 'due_soon', current_date, current_date, now(), 'r')""")
+    rows = {r["what"]: r for r in render(store, "attention")["rows"]}
+    assert rows["Requests only a person can fulfil (rectification, objection)"]["count"]["text"] == "1"
+
 
 def test_the_trends_are_drawn_from_the_stores_history(store):
     """Issue 30, point 5: requests closed on time per month (a rate), overdue per day over 90 days, purges and

@@ -76,8 +76,14 @@ _FULFILMENTS = (
 
 
 def _fulfilments(conn, outcome: str, what: str, note: str | None) -> Item:
-    count, oldest = conn.execute("select count(*), min(recorded_at) from compliance.dsr_fulfilments "
-                                 "where outcome = %s", (outcome,)).fetchone()
+    """The requests recorded with ``outcome`` that are still open: one a person has since completed, rejected or
+    closed as withdrawn (deadline tracking's latest evaluation says closed) waits for no one."""
+    count, oldest = conn.execute(
+        """select count(*), min(f.recorded_at) from compliance.dsr_fulfilments f
+           where f.outcome = %s and not exists (
+               select 1 from compliance.dsr_status s
+               where s.request_id = f.request_id and s.state in ('closed_on_time', 'closed_late'))""",
+        (outcome,)).fetchone()
     return Item(f"fulfilments_{outcome}", what, int(count), oldest, note, section="fulfilments",
                 filters=(("outcome", outcome),))
 
