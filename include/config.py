@@ -82,6 +82,11 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+# What an on-call alert reads of the settings (include/alerts.py, include/mail): kept from the settings even when
+# another setting is wrong (Settings.for_alerts).
+ALERT_KEYS = ("alerts", "alert_email", "compliance_team_email", "email_from", "email_from_name")
+
+
 @dataclass(frozen=True)
 class Settings:
     timezone: str = "UTC"
@@ -146,12 +151,36 @@ class Settings:
             raise SettingsError("privacy settings must be a JSON object")
         return cls.from_mapping(raw)
 
+    @classmethod
+    def for_alerts(cls, text: str | None) -> "Settings":
+        """The settings an on-call alert needs, even when others are wrong: a setting of the wrong type fails every
+        run, and must not also silence the alert that reports it. The whole settings when they are valid; else
+        the defaults with those of :data:`ALERT_KEYS` that are valid on their own."""
+        try:
+            return cls.from_json(text)
+        except SettingsError:
+            pass
+        try:
+            raw = json.loads(text or "{}")
+        except json.JSONDecodeError:
+            raw = {}
+        kept: dict[str, Any] = {}
+        for key in ALERT_KEYS:
+            if isinstance(raw, dict) and key in raw:
+                try:
+                    cls.from_mapping({**kept, key: raw[key]})
+                except SettingsError:
+                    continue
+                kept[key] = raw[key]
+        return cls.from_mapping(kept)
+
     def check(self) -> None:
         """What a JSON schema cannot say: the zone, the calendars and the addresses exist."""
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise SettingsError(f"unknown time zone {self.timezone!r}") from None
+            raise SettingsError(f"timezone {self.timezone!r} is not a time zone the zoneinfo database knows "
+                                "(e.g. Europe/Berlin)") from None
         for key in ("compliance_team_email", "email_from", "alert_email"):
             if getattr(self, key) is None:
                 continue

@@ -3,6 +3,7 @@ PostgreSQL and the SendGrid stand-in through the real SDK."""
 from __future__ import annotations
 
 import json
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -76,9 +77,37 @@ def test_alerts_off_send_nothing_and_a_callback_never_raises(airflow_env, sendgr
     task_failed(context("dsr_deadline_tracking", "scheduled__2", "evaluate_requests", RuntimeError("x")))
     assert sendgrid.accepted() == []
     monkeypatch.setenv("PRIVACY_SETTINGS", "{}")
-    monkeypatch.setenv("AIRFLOW_CONN_COMPLIANCE_DB", postgres_connection("postgresql://postgres@127.0.0.1:1/nowhere"))
+    monkeypatch.delenv("AIRFLOW_CONN_SENDGRID_DEFAULT")  # the alert cannot be sent at all
     task_failed(context("dsr_deadline_tracking", "scheduled__3", "evaluate_requests", RuntimeError("x")))  # no raise
     assert sendgrid.accepted() == []
+
+
+def test_a_compliance_store_that_cannot_be_used_does_not_silence_the_alert(airflow_env, sendgrid, monkeypatch, caplog):
+    """Found by a fault trial: when the compliance store was the fault, the alert (recorded there first) was never
+    sent, and on-call heard nothing. It goes straight to SendGrid, without its record, saying so in the log."""
+    monkeypatch.setenv("AIRFLOW_CONN_COMPLIANCE_DB", postgres_connection("postgresql://postgres@127.0.0.1:1/nowhere"))
+    with caplog.at_level(logging.WARNING, logger="include.seam"):
+        task_failed(context("dsr_deadline_tracking", "scheduled__3", "prepare_store",
+                            RuntimeError("the database of connection 'compliance_db' did not answer: kid@example.com")))
+    (message,) = sendgrid.accepted()
+    assert message["payload"]["personalizations"][0]["to"] == [{"email": "oncall@example.org"}]
+    assert "prepare_store" in message["payload"]["subject"] and "kid@example.com" not in json.dumps(message)
+    assert "failed alert sent to on-call without its record (the compliance store could not be used: the " \
+           "database of connection 'compliance_db' did not answer" in caplog.text
+    assert airflow_env.execute("select count(*) from compliance.run_alerts").fetchone()[0] == 0
+
+
+def test_a_wrong_setting_fails_the_run_and_still_tells_on_call(airflow_env, sendgrid, monkeypatch):
+    """Found by a fault trial: a setting of the wrong type (due_soon_days: -1) failed every run at once, and the
+    alert, which read the same settings, was never sent. The alert reads the settings it needs alone."""
+    monkeypatch.setenv("PRIVACY_SETTINGS", json.dumps({"due_soon_days": -1, "alert_email": "oncall@example.org",
+                                                       "timezone": "Mars/Olympus"}))
+    task_failed(context("dsr_deadline_tracking", "scheduled__4", "evaluate_requests",
+                        RuntimeError("due_soon_days must be a non-negative integer (at most 366), not -1")))
+    (message,) = sendgrid.accepted()
+    assert message["payload"]["personalizations"][0]["to"] == [{"email": "oncall@example.org"}]
+    assert "due_soon_days" in message["payload"]["content"][0]["value"]
+    assert airflow_env.execute("select status from compliance.run_alerts").fetchall() == [("sent",)]
 
 
 def deadline_context(dag_id: str, run_id: str, state: str = "running") -> dict:

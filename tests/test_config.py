@@ -22,7 +22,7 @@ def test_full_settings_are_read():
     ("{not json", "not valid JSON"),
     ("[1, 2]", "must be a JSON object"),
     ('{"colour": "red"}', "unknown privacy setting(s): colour"),
-    ('{"timezone": "Nowhere/Land"}', "unknown time zone 'Nowhere/Land'"),
+    ('{"timezone": "Nowhere/Land"}', "timezone 'Nowhere/Land' is not a time zone the zoneinfo database knows"),
     ('{"due_soon_days": -1}', "due_soon_days must be a non-negative integer"),
     ('{"compliance_team_email": "not-an-address"}', "compliance_team_email is not a valid address"),
     ('{"email_from_name": "Privacy, Ops"}', "may not contain"),

@@ -8,13 +8,19 @@ records the run's failure in the compliance store and sends the run's alert thro
 ``alerts`` off it does nothing, nor for a refused trigger conf (``check_run_conf``: nothing may happen before
 it passes, no email either, and the person who triggered the run sees its sentence at once).
 
-A callback must never fail the task a second time or hide the first failure: whatever goes wrong here (the
-store or SendGrid down, a setting missing) is logged in one sentence and swallowed.
+A callback must never fail the task a second time or hide the first failure: whatever goes wrong here (SendGrid
+down, say) is logged in one sentence and swallowed. Two faults that fail the run must not also silence its alert:
+a wrong setting (the alert reads only the settings it needs, :meth:`include.config.Settings.for_alerts`) and a
+compliance store that cannot be used (the alert is then sent without its record: once per failing task, not once
+per run, since the record is what makes it once).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime, timezone
+
+from include.errors import PrivacyOpsError
 
 log = logging.getLogger("include.seam")
 
@@ -94,16 +100,34 @@ def _send(failure, *, in_task: bool) -> None:
     from include.delivery.engine import deliver
     from include.seam import connections
 
-    settings = connections.settings(outside_a_task=not in_task)
+    settings = connections.alert_settings(outside_a_task=not in_task)
     if not settings.alerts:
         return
     ctx = RunContext(run_id=failure.run_id, actor=f"airflow:{failure.dag_id}", dag_id=failure.dag_id,
                      task_id=failure.task_id)
-    with connections.compliance_db() as store:
-        compliance_store.require_current(store)
+    with contextlib.ExitStack() as stack:
+        try:
+            store = stack.enter_context(connections.compliance_db())
+            compliance_store.require_current(store)
+        except PrivacyOpsError as exc:  # the store is the fault (or part of it): tell on-call all the same
+            _send_unrecorded(failure, settings, connections.first_line(exc))
+            return
         if not alerts.record(store, failure, settings.on_call_email):
             log.info("this run's %s was reported already (once per run)", failure.kind)
             return
         mailer = connections.mailer(deadline_seconds=60)
         report = deliver(store, alerts.ledger(settings), mailer, ctx)
     log.info("%s alert to on-call: %d sent, %d failed", failure.kind, report.sent, report.failed)
+
+
+def _send_unrecorded(failure, settings, why: str) -> None:
+    """Send the alert straight to SendGrid when the compliance store cannot record it."""
+    from dataclasses import replace
+
+    from include import alerts
+    from include.seam import connections
+
+    result = connections.mailer(deadline_seconds=60).send(
+        alerts.payload(replace(failure, reason=alerts.scrub(failure.reason)), settings))
+    log.warning("%s alert sent to on-call without its record (the compliance store could not be used: %s); "
+                "SendGrid message id %s", failure.kind, why, result.message_id)

@@ -49,9 +49,21 @@ def settings(*, outside_a_task: bool = False) -> "Settings":
     Variables ("Access denied for variable ... by Execution API"): a refused Variable is read as unset, so the
     settings come from the environment (``PRIVACY_SETTINGS``, or ``AIRFLOW_VAR_PRIVACY_SETTINGS``, which the
     environment backend serves before the API is asked)."""
-    from airflow.sdk import Variable
-
     from include.config import Settings
+
+    return Settings.from_json(_settings_text(outside_a_task))
+
+
+def alert_settings(*, outside_a_task: bool = False) -> "Settings":
+    """The settings an on-call alert needs (:meth:`include.config.Settings.for_alerts`): a wrong setting elsewhere
+    fails the run, and the alert still goes out, saying so."""
+    from include.config import Settings
+
+    return Settings.for_alerts(_settings_text(outside_a_task))
+
+
+def _settings_text(outside_a_task: bool) -> str | None:
+    from airflow.sdk import Variable
 
     try:
         raw = Variable.get(SETTINGS_VARIABLE, default=None)
@@ -59,7 +71,7 @@ def settings(*, outside_a_task: bool = False) -> "Settings":
         if not outside_a_task:
             raise
         raw = None
-    return Settings.from_json(raw or os.environ.get("PRIVACY_SETTINGS"))
+    return raw or os.environ.get("PRIVACY_SETTINGS")
 
 
 def _open_postgres(conn_id: str) -> "psycopg.Connection":
