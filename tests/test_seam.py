@@ -6,6 +6,7 @@ import json
 import pytest
 
 from devkit.local_airflow import postgres_connection
+from include.errors import ConfigurationProblem
 from include.seam import connections as runtime
 from include.seam.task import readable_failures
 
@@ -20,6 +21,17 @@ def test_missing_connection_is_one_sentence_and_not_retried(monkeypatch):
     assert str(err.value) == ("Airflow connection 'ops_db' is not defined: add it under Admin > Connections "
                               "or set AIRFLOW_CONN_OPS_DB")
     assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_a_connection_variable_airflow_cannot_read_is_not_called_undefined(monkeypatch, capsys):
+    """Found by a fault trial: a truncated AIRFLOW_CONN_OPS_DB was reported as 'not defined ... or set
+    AIRFLOW_CONN_OPS_DB', though it was set. The sentence says it is set and unreadable, and never repeats it."""
+    monkeypatch.setenv("AIRFLOW_CONN_OPS_DB", '{"conn_type": "postgres", "password": "s3cret-value"')
+    with pytest.raises(ConfigurationProblem) as err:
+        runtime.connection("ops_db")
+    assert str(err.value) == ("Airflow connection 'ops_db' cannot be read: AIRFLOW_CONN_OPS_DB is set, but Airflow "
+                              "could not read it as a connection URI or a connection's JSON; correct its value")
+    assert "s3cret-value" not in str(err.value) + "".join(capsys.readouterr())
 
 
 def test_unreachable_database_is_one_sentence_and_retried(monkeypatch):

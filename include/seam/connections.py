@@ -28,8 +28,14 @@ SETTINGS_VARIABLE = "privacy_settings"
 
 
 def conn_hint(conn_id: str) -> str:
+    """Why Airflow found no connection ``conn_id``: none defined, or an environment variable it could not read
+    (Airflow reports both as not found; its value is never repeated, it may hold a password)."""
+    variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+    if os.environ.get(variable, "").strip():
+        return (f"Airflow connection '{conn_id}' cannot be read: {variable} is set, but Airflow could not read it "
+                "as a connection URI or a connection's JSON; correct its value")
     return (f"Airflow connection '{conn_id}' is not defined: add it under Admin > Connections "
-            f"or set AIRFLOW_CONN_{conn_id.upper()}")
+            f"or set {variable}")
 
 
 def connection(conn_id: str):
