@@ -16,7 +16,7 @@ from devkit.operational_schema import create_reference_schema
 from include.datamap import CATEGORIES, load_datamap
 from include.periods import Period
 from include.vendors import datafile, rules, source
-from include.vendors.rules import ShareFacts, UserFacts, VendorFacts
+from include.vendors.rules import kind_problem, ShareFacts, UserFacts, VendorFacts
 
 UTC = timezone.utc
 SHARED_AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -120,6 +120,13 @@ CASES = {
     "unknown_category": ({"share": {"category": "biometrics"}}, ("category_not_allowed",), ("unknown_category",)),
     "record_count_zero": ({"share": {"record_count": 0}}, (), ("record_count_invalid",)),
     "opted_out_at_an_unknown_time": ({"user": {"do_not_sell": True}}, (), ("opt_out_time_unknown",)),
+    # Found by a fault trial: 'service_provider ' was judged as no service provider (no DPA violation) and
+    # 'Service_Provider' likewise (an opted-out user's share flagged); the kind is read trimmed and lower-cased.
+    "padded_kind_is_a_service_provider": ({"vendor": {"kind": " Service_Provider\t", "dpa_signed_on": None}},
+                                          ("sp_without_dpa",), ()),
+    "upper_case_kind_is_a_service_provider": ({"vendor": {"kind": "SERVICE_PROVIDER"},
+                                               "user": {"do_not_sell": True,
+                                                        "do_not_sell_at": SHARED_AT - timedelta(days=30)}}, (), ()),
 }
 
 
@@ -190,7 +197,8 @@ def test_rows_arrive_in_shared_at_then_id_order_in_fixed_row_groups(ops):
 
 moments = st.builds(lambda d, s: datetime.combine(d, time(0), UTC) + timedelta(seconds=s),
                     st.dates(date(2025, 12, 25), date(2026, 1, 8)), st.integers(0, 86_399))
-vendor_facts = st.builds(VendorFacts, kind=st.sampled_from(["service_provider", "channel_partner", "acquirer"]),
+vendor_facts = st.builds(VendorFacts, kind=st.sampled_from(["service_provider", " Service_Provider ", "channel_partner",
+                                                            "acquirer", "reseller"]),
                          dpa_signed_on=st.one_of(st.none(), st.dates(date(2025, 12, 28), date(2026, 1, 6))),
                          allowed_categories=st.lists(st.sampled_from(sorted(CATEGORIES)), max_size=4, unique=True)
                          .map(tuple), active=st.booleans())
@@ -253,3 +261,14 @@ def test_the_same_rows_give_the_same_bytes_however_the_stream_is_cut():
             assert written.tally.by_rule()["category_not_allowed"] == written.tally.by_rule()["sp_dpa_after_share"] == 17_648
             digests.add(written.sha256)
     assert len(digests) == 1
+
+
+@pytest.mark.parametrize("kind, problem", [
+    ("service_provider", None), (" Service_Provider ", None),
+    ("reseller", "kind 'reseller' is not one of service_provider, channel_partner, consultant, implementation_partner, "
+                 "law_enforcement, acquirer, so the vendor is judged as not a service provider")])
+def test_a_kind_the_rules_do_not_know_is_named_among_the_vendors_problems(ops, kind, problem):
+    world(ops, vendor={"kind": kind})
+    assert source.vendor_row(ops, load_datamap(), 1).problems == ((problem,) if problem else ())
+    # The reference schema refuses a NULL kind; a schema without the constraint gets the same kind of sentence.
+    assert kind_problem(None) == "kind is empty, so the vendor is judged as not a service provider"

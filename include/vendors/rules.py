@@ -44,9 +44,28 @@ from typing import Sequence
 from psycopg import sql
 
 from include import operational_rows as reading
+from include.addresses import comparable, comparable_sql
 from include.datamap import CATEGORIES, DataMap
 
 SERVICE_PROVIDER = "service_provider"
+# The vendor kinds of the reference schema. A kind is read as written once trimmed and lower-cased (the address
+# rule's trimming): ' Service_Provider' is a service provider, with the DPA rules of one; a kind outside this
+# list is named among the vendor's problems and judged as not a service provider.
+KINDS = (SERVICE_PROVIDER, "channel_partner", "consultant", "implementation_partner", "law_enforcement", "acquirer")
+
+
+def kind_of(kind: str | None) -> str | None:
+    """A vendor's kind as the rules read it: trimmed of white space and lower-cased (None stays None)."""
+    return None if kind is None else comparable(kind)
+
+
+def kind_problem(kind: str | None) -> str | None:
+    """Why a vendor's kind is not one the rules know, or None."""
+    if kind is None:
+        return "kind is empty, so the vendor is judged as not a service provider"
+    if kind_of(kind) not in KINDS:
+        return f"kind {kind[:40]!r} is not one of {', '.join(KINDS)}, so the vendor is judged as not a service provider"
+    return None
 
 VIOLATIONS: tuple[str, ...] = (
     "category_not_allowed", "sp_without_dpa", "sp_dpa_after_share", "opted_out_to_non_sp", "child",
@@ -118,14 +137,14 @@ def judge(share: ShareFacts, vendor: VendorFacts | None, user: UserFacts | None,
     if vendor is not None:
         if share.category is None or share.category not in (vendor.allowed_categories or ()):
             found.append("category_not_allowed")
-        if vendor.kind == SERVICE_PROVIDER and vendor.dpa_signed_on is None:
+        if kind_of(vendor.kind) == SERVICE_PROVIDER and vendor.dpa_signed_on is None:
             found.append("sp_without_dpa")
-        if (vendor.kind == SERVICE_PROVIDER and vendor.dpa_signed_on is not None and when is not None
+        if (kind_of(vendor.kind) == SERVICE_PROVIDER and vendor.dpa_signed_on is not None and when is not None
                 and vendor.dpa_signed_on > when.astimezone(tz).date()):
             found.append("sp_dpa_after_share")
     if user is not None:
         if (user.do_not_sell_at is not None and when is not None and user.do_not_sell_at < when
-                and (vendor is None or vendor.kind != SERVICE_PROVIDER)):
+                and (vendor is None or kind_of(vendor.kind) != SERVICE_PROVIDER)):
             found.append("opted_out_to_non_sp")
         if user.child:
             found.append("child")
@@ -172,7 +191,8 @@ def mask_columns(dm: DataMap) -> tuple[sql.Composable, sql.Composable]:
         return sql.Identifier("s", shares.physical(name))
 
     def V(name):  # noqa: N802
-        return sql.Identifier("v", vendors.physical(name))
+        column = sql.Identifier("v", vendors.physical(name))
+        return comparable_sql(column) if name == "kind" else column  # the kind as kind_of reads it
 
     def U(name):  # noqa: N802
         return sql.Identifier("u", accounts.physical(name))

@@ -16,7 +16,7 @@ from include import operational_rows as reading
 from include.child_detection import child_user_ids_sql
 from include.datamap import DataMap
 from include.periods import Period
-from include.vendors.rules import mask_columns
+from include.vendors.rules import kind_problem, mask_columns
 
 UNDATED = "undated"
 
@@ -139,6 +139,8 @@ def vendor_row(ops, dm: DataMap, vendor_id: int) -> VendorRow:
     if categories is not None and len(categories) < len(allowed):
         # A null element allows nothing (the rules' SQL reads it so); said beside the vendor, not a crash.
         problems = (*problems, ALLOWED_CATEGORY_NULL)
+    if (odd_kind := kind_problem(kind)) is not None:
+        problems = (*problems, odd_kind)
     return VendorRow(vendor_id, True, name, kind, dpa, categories, active, tuple(problems))
 
 
