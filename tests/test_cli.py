@@ -313,3 +313,18 @@ def test_a_driver_message_never_carries_the_password(capsys):
     assert main(["migrate-store", "--url", url]) == EXIT_UNREACHABLE
     err = _one_sentence(capsys.readouterr().err)
     assert SECRET not in err and "could not reach the database at postgresql://postgres:***@127.0.0.1:1/x" in err
+
+
+def test_dev_runs_a_command_where_it_was_called_from(tmp_path):
+    """Found by trying the README as a newcomer: `../dev privacy-ops check-datamap --datamap maps/x.yaml` said the
+    file was not found, because ./dev ran every command from the repository's root."""
+    import subprocess
+    from pathlib import Path
+
+    dev = Path(__file__).resolve().parent.parent / "dev"
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "x.yaml").write_text("version: 1\n")
+    done = subprocess.run([str(dev), "python", "-c", "import os; print(os.getcwd()); print(open('maps/x.yaml').read())"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:2] == [str(tmp_path), "version: 1"]
