@@ -91,6 +91,10 @@ def test_database_mismatch_names_the_entry(raw, ops, mutate, message):
     (lambda r: r["personal_data"][8]["subject"].update(also=[{"column": "note", "also": []}]),
      "unknown subject.also[0] key(s) also"),
     (lambda r: r["personal_data"][0].update(erase={"set_null": ["id"]}), "the accounts table is erased by deleting"),
+    # Found by a fault trial: a typo in records.accounts' id column got 'its entry must be subject: {column: uid}',
+    # which led to the next error; the two names that differ are both named.
+    (lambda r: r["records"]["accounts"].setdefault("columns", {}).update(id="uid"),
+     "the accounts table's id column is 'uid' in records.accounts but 'id' in the subject of its entry personal_data 'users'"),
     (lambda r: r["personal_data"][7].update(erase={"set_null": ["user_id"], "hash": ["user_id"]}),
      "both nulled and hashed"),
 ])
