@@ -176,7 +176,7 @@ def prepare_store(check_datamap: bool = True):
             dm = env.datamap
             version = compliance_store.current_version(env.store)
             summary = {"store_migration": version, "applied_now": applied, "datamap": dm.source,
-                       "personal_data_tables": len(dm.personal_data), "record_roles": len(dm.records),
+                       "personal_data_tables": len(dm.all_entries), "record_roles": len(dm.records),
                        "connections": list(dm.connections)}
             logging.getLogger("include.seam").info(
                 "compliance store at migration %s (%s); data map %s: %d personal-data table(s) and %d record "
