@@ -42,10 +42,15 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[
             items.append(make())
 
     add("compliance.erasure_runs", lambda: _approvals(conn, now, approval_timeout))
+    # Two counts, each leading to exactly its rows (the requests section filters one state at a time).
     add("compliance.dsr_status", lambda: _count(
-        conn, "requests_overdue", "Privacy requests overdue (or not acknowledged in time)",
-        "select count(*), min(evaluated_at) from compliance.dsr_status where state in ('overdue', 'ack_overdue')",
+        conn, "requests_overdue", "Privacy requests overdue",
+        "select count(*), min(evaluated_at) from compliance.dsr_status where state = 'overdue'",
         section="requests", filters=(("state", "overdue"),)))
+    add("compliance.dsr_status", lambda: _count(
+        conn, "requests_ack_overdue", "CCPA requests not acknowledged in time",
+        "select count(*), min(evaluated_at) from compliance.dsr_status where state = 'ack_overdue'",
+        section="requests", filters=(("state", "ack_overdue"),)))
     for outcome, what, note in _FULFILMENTS[:2]:
         add("compliance.dsr_fulfilments", lambda o=outcome, w=what, n=note: _fulfilments(conn, o, w, n))
     add("compliance.child_report_outcomes", lambda: _reports_to_review(conn))
