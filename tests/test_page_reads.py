@@ -579,6 +579,15 @@ def test_needs_a_person_counts_what_waits_and_leads_to_its_rows(store):
     rows = {r["what"]: r for r in render(store, "attention")["rows"]}
     assert rows["Requests only a person can fulfil (rectification, objection)"]["count"]["text"] == "1"
 
+    # Found by a fault trial: alerts SendGrid did not take stayed pending until some other run failed, and nothing
+    # here said so. One pending for an hour counts; one recorded a minute ago is still being sent.
+    for key, ago in (("d/old/failed", "1 hour"), ("d/new/failed", "1 minute")):
+        store.execute(f"""insert into compliance.outbox (kind, key, recipient, status, facts, claimed_at, claimed_run)
+                          values ('run_alerts', %s, 'oncall@example.org', 'pending', '{{}}', now() - interval '{ago}',
+                                  'r')""", (key,))
+    rows = {r["what"]: r for r in render(store, "attention")["rows"]}
+    assert rows["On-call alerts of failed or late runs that did not reach on-call"]["count"]["text"] == "1"
+
 
 def test_the_trends_are_drawn_from_the_stores_history(store):
     """Issue 30, point 5: requests closed on time per month (a rate), overdue per day over 90 days, purges and

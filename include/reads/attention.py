@@ -15,7 +15,10 @@ TABLES = ("compliance.erasure_runs", "compliance.dsr_fulfilments", "compliance.c
           "compliance.child_purges", "compliance.dsr_status", "compliance.vendor_deletion_notices",
           "compliance.dsr_escalations", "compliance.dsr_digests", "compliance.child_purge_summaries",
           "compliance.vendor_violation_notices", "compliance.notification_deliveries",
-          "compliance.discovery_findings")
+          "compliance.discovery_findings", "compliance.outbox")
+# A run alert still pending this long after its run failed was not taken by SendGrid (it goes out with the next
+# alert): say so here rather than wait for the next failure.
+ALERT_GRACE = "10 minutes"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,12 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[
         note="map it (the finding carries a data-map entry to paste) or dismiss it with privacy-ops dismiss-finding",
         section="discovery"))
     add("compliance.dsr_escalations", lambda: _failed_mail(conn, have))
+    add("compliance.outbox", lambda: _count(
+        conn, "alerts_undelivered", "On-call alerts of failed or late runs that did not reach on-call",
+        "select count(*), min(claimed_at) from compliance.outbox where kind = 'run_alerts' and (status = 'failed' "
+        f"or (status = 'pending' and claimed_at < now() - interval '{ALERT_GRACE}'))",
+        note="SendGrid was down or refused them; the runs are in Airflow's list of failed runs, and a pending alert "
+             "goes out with the next one"))
     return sorted(items, key=lambda i: i.count == 0)
 
 
