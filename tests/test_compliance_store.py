@@ -43,6 +43,19 @@ def test_audit_chain_appends_and_verifies(store):
     assert report.head == last
 
 
+def test_details_jsonb_writes_back_otherwise_still_verify(store):
+    """Found by a fault trial: a float of 1e16 or more in the details came back from jsonb as a whole number, so the
+    next verification called an untouched row altered. Such floats are written as the whole numbers they are;
+    NaN and infinities (which jsonb cannot hold) are refused in one sentence."""
+    audit.append(store, "test.numbers", {"v": 1e16, "w": 1.5e300, "nested": [{"x": -2e20, "y": 0.1, "z": 1e-7}],
+                                         "small": 9.1e15}, actor="test")
+    assert audit.verify_chain(store).ok
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+            audit.append(store, "test.numbers", {"v": bad}, actor="test")
+    assert audit.verify_chain(store).ok
+
+
 @pytest.mark.parametrize("statement", [
     "update compliance.audit_log set action = 'forged'",
     "delete from compliance.audit_log",
