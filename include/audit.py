@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
@@ -182,7 +182,7 @@ def verify_chain(conn, anchors: "ObjectStore | None" = None, *, batch: int = 10_
     failures.extend((anchor, "past_end") for anchor in pending[next_anchor:])
     listed = {a.name for a in expected.anchors} | {name for name, _ in expected.malformed}
     removed = sorted((a for a in recorded or () if a.name not in listed), key=lambda a: (a.row_id, a.row_hash))
-    return _anchor_report(rows, prev, last_id, since, expected, failures, removed)
+    return _anchor_report(rows, prev, last_id, since, replace(expected, removed=tuple(removed)), failures)
 
 
 # -- anchoring the head outside the database ----------------------------------------------------------
@@ -276,6 +276,7 @@ class _AnchorSet:
     where: str
     anchors: tuple[Anchor, ...]          # by row id, then hash
     malformed: tuple[tuple[str, str], ...]  # (name, why)
+    removed: tuple[Anchor, ...] = ()     # recorded in the store as written here, and no longer here
 
 
 def parse_anchor_name(name: str) -> Anchor | None:
@@ -319,7 +320,7 @@ def _content_problem(objects: "ObjectStore", anchor: Anchor) -> str | None:
 
 
 def _anchor_report(rows: int, head: str, last_id: int | None, since: int, found: _AnchorSet,
-                   failures: list[tuple[Anchor, str]], removed: list[Anchor]) -> ChainReport:
+                   failures: list[tuple[Anchor, str]]) -> ChainReport:
     anchors = found.anchors
     newest = anchors[-1] if anchors else None
     base = dict(rows=rows, head=head, anchors=len(anchors), newest_anchor=newest.name if newest else None,
@@ -341,7 +342,8 @@ def _anchor_report(rows: int, head: str, last_id: int | None, since: int, found:
                        f"the oldest at row {oldest.row_id})")
         return ChainReport(**base, first_bad_id=oldest.row_id, problem=problem, bad_anchor=worst.name,
                            anchor_problem=True)
-    if removed:
+    if found.removed:
+        removed = found.removed
         newest = removed[-1]
         ends = "the log is now empty" if last_id is None else f"the log now ends at row {last_id}"
         tail = (f"; it named row {newest.row_id} and {ends}: the newest rows were removed too"

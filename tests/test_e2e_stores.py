@@ -207,10 +207,11 @@ def test_a_foreign_bucket_leaves_the_subject_incomplete_and_a_store_down_fails_i
                              values (%s, %s, 'x.txt', 'google_drive', %s, 6, now())""", (UID * 10 + 9, UID, FOREIGN))
     request(world, UID, "erasure")
 
-    # A store that is down: the run fails in one sentence naming the connection, and nothing changes.
+    # A store that is down (nothing listens where it was): the run fails in one sentence naming the connection, and
+    # nothing changes. (A database that does not exist is a setup fault, no longer an outage: test_seam.)
     before = snapshot(world)
     down = {**world["env"], "AIRFLOW_CONN_ANALYTICS_DB": local_airflow.postgres_connection(
-        world["store_urls"]["analytics_db"].rsplit("/", 1)[0] + "/no_such_database")}
+        "postgresql://postgres@127.0.0.1:1/" + world["store_urls"]["analytics_db"].rsplit("/", 1)[1])}
     state, log = world.run("down", conf={"request_ids": [UID]}, env=down, retry_after=0.2)
     assert state == "failed"
     assert "the database of connection 'analytics_db' did not answer" in log
