@@ -52,9 +52,10 @@ def valid_or_none(value: str | None) -> str | None:
 def sending_problem(value: str | None) -> str | None:
     """Why SendGrid cannot be given ``value`` as a recipient, in words without the address; None when it can.
 
-    The same check as :func:`normalize_address`, stricter in one way: the address must be ASCII (no
-    internationalised local part or domain), because one address SendGrid refuses makes it refuse the whole
-    request of up to 1,000 recipients. Parts of the address quoted by the validator are blanked out, so the
+    The same check as :func:`normalize_address`, stricter in one way: the local part (before the @) must be
+    ASCII, because SendGrid refuses an address that needs SMTPUTF8, and one address it refuses makes it refuse
+    the whole request of up to 1,000 recipients. An internationalised domain (``bücher.de``) is fine: it is sent
+    in its ASCII form (:func:`sendable`). Parts of the address quoted by the validator are blanked out, so the
     reason can be stored and logged.
     """
     if value is None or not value.strip():
@@ -64,9 +65,19 @@ def sending_problem(value: str | None) -> str | None:
         validate_email(stripped, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         return _without_address(str(exc), stripped)
-    if not stripped.isascii():
-        return "the address is not ASCII (an internationalised domain is not sent to)"
     return None
+
+
+def sendable(address: str) -> str:
+    """The form of a sendable address (see :func:`sending_problem`) SendGrid is given: the address itself when it is
+    ASCII, else with its internationalised domain in ASCII (IDNA: ``jo@bücher.de`` -> ``jo@xn--bcher-kva.de``),
+    the same mailbox in the form SendGrid takes."""
+    if address.isascii():
+        return address
+    try:
+        return validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False).ascii_email
+    except EmailNotValidError:
+        return address  # not sendable: the callers never send it (sending_problem said why)
 
 
 # A quoted stretch of a validator message (Python's repr of a label, a literal or a character): where the validator

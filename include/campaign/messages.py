@@ -22,6 +22,7 @@ from datetime import date, datetime
 from typing import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
+from include.addresses import sendable
 from include.config import Settings
 from include.mail import Content, envelope, escape_html, render_parts
 
@@ -96,7 +97,7 @@ class Renderer:
                                                  render_parts("policy_change", **self.values)))
 
     def personalization(self, address: str, name: str | None) -> dict:
-        words = greeting(name)
+        words, address = greeting(name), sendable(address)
         if self.notice.template_id:
             return {"to": [{"email": address}],
                     "dynamic_template_data": {**self.values, "greeting": words, "name": name}}

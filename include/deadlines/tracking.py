@@ -55,8 +55,9 @@ class _Tally:
 
 def _recipients(assignees: pd.Series) -> pd.Series:
     """The address each row's escalation goes to: the assignee when SendGrid can be given it, else None (the team
-    gets it). An address valid by the standards but not sendable (an internationalised one, which SendGrid
-    refuses) would leave the escalation failed for good and nobody told."""
+    gets it). An address valid by the standards but not sendable (one whose part before the @ is not ASCII,
+    which SendGrid refuses) would leave the escalation failed for good and nobody told; an internationalised
+    domain is sent in its ASCII form."""
     valid = {a: None if sending_problem(a) else valid_or_none(a) for a in assignees.dropna().unique()}
     return assignees.map(valid, na_action="ignore").astype(object).where(assignees.notna(), None)
 

@@ -24,6 +24,8 @@ from functools import lru_cache
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, pass_eval_context, select_autoescape
 from markupsafe import Markup
 
+from include.addresses import sendable
+
 
 def escape_html(text: str) -> str:
     """A value as HTML text (also what a SendGrid substitution carries into an HTML part)."""
@@ -108,7 +110,7 @@ def envelope(settings, *, category: str, run_id: str, content: Content, to: Addr
     if to is not None:
         if not (to.kind and to.key):
             raise ValueError("a message to one address names its kind and key in its custom_args")
-        payload["personalizations"] = [{"to": [{"email": to.to}],
+        payload["personalizations"] = [{"to": [{"email": sendable(to.to)}],
                                         "custom_args": {"kind": to.kind, "key": to.key, **(to.about or {})}}]
     if content.template_id:
         payload["template_id"] = content.template_id
