@@ -517,6 +517,24 @@ def test_a_request_with_an_impossible_date_is_invalid_and_its_subject_untouched_
     assert store_state(store) == before and request_rows(ops, bad) == before_requests
 
 
+def test_an_opt_out_after_opting_back_in_is_dated_now(world):
+    """Found by a fault trial: an account that had opted out in 2024 and back in since (do_not_sell false, the old
+    date left) opted out again and kept the 2024 date, which dated the opt-out before every share made while it
+    was opted in. The new opt-out is dated now; one already in force keeps its first date."""
+    from include.fulfilment import source
+
+    ops = world.ops
+    uid = ops.execute("select max(id) + 1 from users").fetchone()[0]
+    ops.execute("insert into users (id, email, created_at, do_not_sell, do_not_sell_at) "
+                "values (%s, null, now() - interval '3 years', false, '2024-01-01 00:00+00')", (uid,))
+    now = datetime(2026, 12, 7, 6, 0, tzinfo=timezone.utc)
+    assert source.opt_out_of_sale(ops, world.dm, uid, now)
+    assert ops.execute("select do_not_sell, do_not_sell_at from users where id = %s", (uid,)).fetchone() == (True, now)
+    assert not source.opt_out_of_sale(ops, world.dm, uid, now + timedelta(days=1))
+    assert ops.execute("select do_not_sell_at from users where id = %s", (uid,)).fetchone() == (now,)
+    ops.execute("delete from users where id = %s", (uid,))
+
+
 def test_export_packages_expire_after_the_configured_days(world):
     """Export packages are personal data: a run deletes those older than export_retention_days; newer ones stay; a
     dry run deletes nothing, nor does a run targeted at other requests."""

@@ -89,10 +89,13 @@ def restrict(ops, dm: DataMap, user_id: int) -> bool:
 
 
 def opt_out_of_sale(ops, dm: DataMap, user_id: int, at: datetime) -> bool:
-    """Set ``do_not_sell`` and, where it is empty, ``do_not_sell_at``; False when the account had opted out
-    already (its original date is kept: it is when the consumer first said so; CCPA §1798.120, §1798.135)."""
+    """Set ``do_not_sell`` and ``do_not_sell_at``; False when the account had opted out already (its original date
+    is kept: it is when the consumer first said so; CCPA §1798.120, §1798.135). An account that had opted out
+    once and back in since (the flag off, an old date left) opts out now: the old date would date the opt-out
+    before the shares it made while opted in, and the vendor rules would flag them."""
     accounts = dm.record("accounts")
-    query = sql.SQL("update {t} set {flag} = true, {at} = coalesce({at}, %(at)s) "
+    query = sql.SQL("update {t} set {flag} = true, {at} = case when {flag} is true then coalesce({at}, %(at)s) "
+                    "else %(at)s end "
                     "where {id} = %(id)s and ({flag} is not true or {at} is null)").format(
         t=accounts.ident, flag=accounts.col("do_not_sell"), at=accounts.col("do_not_sell_at"), id=accounts.col("id"))
     return ops.execute(query, {"id": user_id, "at": at}).rowcount == 1
