@@ -26,7 +26,7 @@ from __future__ import annotations
 import calendar
 import functools
 from collections.abc import Callable, Container, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import MAXYEAR, MINYEAR, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -276,6 +276,7 @@ def evaluate(req: RequestFacts, as_of: date, policy: DeadlinePolicy) -> Evaluati
     problems, dates = _problems(req, as_of, policy)
     if problems:
         return _invalid(req, problems)
+    dates = _as_it_stood(dates, as_of)
 
     is_working = functools.partial(policy.is_working_day, req.regime)
     try:
@@ -434,6 +435,19 @@ def _local_dates(req: RequestFacts, tz: ZoneInfo) -> _LocalDates:
         extended=day(req.extended_at),
         completed=day(req.completed_at),
     )
+
+
+# The events a request records after its receipt that an evaluation on an earlier day has not seen yet.
+LATER_EVENTS = ("acknowledged", "identity_requested", "identity_verified", "extended")
+
+
+def _as_it_stood(dates: _LocalDates, as_of: date) -> _LocalDates:
+    """The request as it stood at the end of ``as_of``: an acknowledgement, an identity request or verification, or
+    an extension dated later had not happened yet (a what-if in the past sees the request as it was that day:
+    until the verification, ``awaiting_identity``; past the acknowledgement date without one, ``ack_overdue``).
+    A receipt or a completion dated later makes the row invalid instead (:func:`_implausible_dates`)."""
+    later = {name: None for name in LATER_EVENTS if getattr(dates, name) is not None and getattr(dates, name) > as_of}
+    return replace(dates, **later) if later else dates
 
 
 def _gdpr_deadlines(dates: _LocalDates, is_working: IsWorking) -> _Deadlines:

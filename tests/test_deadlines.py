@@ -238,6 +238,27 @@ def test_state_awaiting_identity():
     assert result.invalid_reason is None
 
 
+def test_a_what_if_sees_the_request_as_it_stood_that_day():
+    """Found by an oracle written from the spec: a what-if in the past counted events recorded after its day. On
+    10 March identity verified on 25 March is not verified yet ("until then the state is awaiting_identity"); on
+    20 March an acknowledgement of 1 April has not been sent ("ack_overdue: not acknowledged by its date"); an
+    extension recorded after the day does not extend it yet. On the later days each counts as before."""
+    verified = gdpr(date(2026, 3, 2), status="verifying", identity_requested_at=at(date(2026, 3, 3)),
+                    identity_verified_at=at(date(2026, 3, 25)))
+    assert evaluate(verified, date(2026, 3, 10), NO_HOLIDAYS).state == "awaiting_identity"
+    assert evaluate(verified, date(2026, 3, 25), NO_HOLIDAYS).clock_start == date(2026, 3, 25)
+
+    acknowledged = ccpa(date(2026, 3, 2), status="in_progress", acknowledged_at=at(date(2026, 4, 1)))
+    before = evaluate(acknowledged, date(2026, 3, 20), NO_HOLIDAYS)
+    assert (before.state, before.flags) == ("ack_overdue", ("ack_missing",))
+    after = evaluate(acknowledged, date(2026, 4, 1), NO_HOLIDAYS)
+    assert (after.state, after.flags) == ("due_soon", ("ack_late",))
+
+    extended = gdpr(date(2026, 9, 3), status="in_progress", extended_at=at(date(2026, 9, 25)))
+    assert evaluate(extended, date(2026, 9, 20), NO_HOLIDAYS).effective_due == date(2026, 10, 5)
+    assert evaluate(extended, date(2026, 9, 25), NO_HOLIDAYS).effective_due == date(2026, 12, 3)
+
+
 @pytest.mark.parametrize(
     ("completed", "state"),
     [(date(2026, 10, 5), "closed_on_time"), (date(2026, 10, 6), "closed_late")],

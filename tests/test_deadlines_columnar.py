@@ -560,7 +560,9 @@ def test_far_future_clock_start_uses_that_years_holidays():
             identity_verified_at=at(date(2031, 11, 25)),
         ),
     ]
-    got = assert_same(facts, date(2026, 4, 1), policy)
+    # Evaluated the day after the verification: before it, the request is still awaiting identity (a what-if
+    # sees it as it stood that day). The holiday years come from the clock starts, not from the day evaluated.
+    got = assert_same(facts, date(2031, 11, 26), policy)
     assert got[1].effective_due == date(2031, 12, 29)  # Thu 25 Dec, Fri 26 Dec, weekend
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Container, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -45,6 +45,7 @@ from include.deadline_rules import (
     GDPR,
     GDPR_EXTENDED_RESPONSE_MONTHS,
     GDPR_RESPONSE_MONTHS,
+    LATER_EVENTS,
     OPEN_STATUSES,
     POLICY_RESPONSE_MONTHS,
     REGIME_TYPES,
@@ -131,6 +132,7 @@ def evaluate_frame(frame: pd.DataFrame, as_of: date, policy: DeadlinePolicy) -> 
     rows = _Rows.read(frame, policy.tz)
     out = _Result.empty(len(frame))
     scalar = _needs_scalar(rows, as_of, policy)
+    rows = rows.as_it_stood(as_of)
     _gdpr_deadlines(rows, np.flatnonzero(~scalar & rows.gdpr), policy, out)
     _ccpa_deadlines(rows, np.flatnonzero(~scalar & rows.ccpa), policy, out)
     scalar |= out.runs_far()
@@ -177,6 +179,15 @@ class _Rows:
             utc=utc,
             day=day,
         )
+
+
+    def as_it_stood(self, as_of: date) -> _Rows:
+        """The requests as they stood at the end of ``as_of`` (``deadlines._as_it_stood``): the later events dated
+        after it had not happened yet. (Receipts and completions after it were judged invalid before.)"""
+        day = np.datetime64(as_of, "D")
+        seen = {f"{name}_at": np.where(self.day[f"{name}_at"] > day, np.datetime64("NaT", "D"), self.day[f"{name}_at"])
+                for name in LATER_EVENTS}
+        return replace(self, day={**self.day, **seen})
 
 
 def _is_in(column: pd.Series, values: Iterable[str]) -> np.ndarray:
