@@ -90,7 +90,7 @@ def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, within: sql.Co
                 union all
                 select a.report_id, {u_id}
                 from ({by_address}) a join {accounts} u on {u_key} = a.address
-                where ({u_id} = any({confirmed}) or (a.named = 1 and not {adult})) {only}
+                where ({u_id} = any({confirmed}) or (a.named = 1 and not a.stale_id and not {adult})) {only}
             ) m group by user_id)""").format(
         r_id=r["id"], r_user=r["user_id"], r_resolved=r["resolved_at"], u_id=u["id"], reports=reports.ident,
         accounts=accounts.ident if within is None else within, only=only, by_address=_address_reports(dm),
@@ -99,17 +99,20 @@ def reported_accounts_cte(dm: DataMap, *, only_ids: bool = False, within: sql.Co
 
 
 def _address_reports(dm: DataMap) -> sql.Composable:
-    """``(report_id, address, named)`` of each open report naming only an address: the trimmed lower-case address
-    and how many accounts hold it (by the accounts' index on that expression; open reports are few)."""
+    """``(report_id, address, named, stale_id)`` of each open report that names an account by its address alone:
+    the trimmed lower-case address, how many accounts hold it (by the accounts' index on that expression; open
+    reports are few), and whether the report also gives an account id that names no account (``stale_id``: the
+    id and the address disagree, so only a person can say which child the report means)."""
     accounts, reports = dm.record("accounts"), dm.record("child_reports")
     r = {n: sql.Identifier("r", reports.physical(n)) for n in ("id", "user_id", "reported_email", "resolved_at")}
     return sql.SQL("""
         select {r_id} as report_id, {r_key} as address,
-               (select count(*) from {accounts} n where {n_key} = {r_key}) as named
+               (select count(*) from {accounts} n where {n_key} = {r_key}) as named, {r_user} is not null as stale_id
         from {reports} r
-        where {r_resolved} is null and {r_user} is null and {r_key} <> ''""").format(
+        where {r_resolved} is null and {r_key} <> ''
+          and ({r_user} is null or not exists (select 1 from {accounts} n where {n_id} = {r_user}))""").format(
         r_id=r["id"], r_key=comparable_sql(r["reported_email"]), r_resolved=r["resolved_at"], r_user=r["user_id"],
-        reports=reports.ident, accounts=accounts.ident,
+        reports=reports.ident, accounts=accounts.ident, n_id=sql.Identifier("n", accounts.physical("id")),
         n_key=comparable_sql(sql.Identifier("n", accounts.physical("email"))))
 
 
@@ -135,23 +138,26 @@ class ReportReview:
 
 
 def reports_needing_review(ops, dm: DataMap, *, as_of: date, confirmed: Sequence[int] = ()) -> list[ReportReview]:
-    """Every open address-only report that names more than one account, or one whose own data says adult."""
+    """Every open address-only report that names more than one account, or one whose own data says adult, and every
+    report whose account id names no account while its address names one or more (the two disagree)."""
     u = _account_columns(dm.record("accounts"), "u")
     query = sql.SQL("""
         select a.report_id, a.named, array_agg({u_id} order by {u_id}),
-               array_agg({u_id} order by {u_id}) filter (where {adult})
+               array_agg({u_id} order by {u_id}) filter (where {adult}), a.stale_id
         from ({by_address}) a join {accounts} u on {u_key} = a.address
-        group by a.report_id, a.named
-        having a.named > 1 or bool_or({adult})
+        group by a.report_id, a.named, a.stale_id
+        having a.named > 1 or bool_or({adult}) or a.stale_id
         order by a.report_id""").format(
         u_id=u["id"], u_key=comparable_sql(u["email"]), adult=_says_adult(dm, "u"), by_address=_address_reports(dm),
         accounts=dm.record("accounts").ident)
     wanted = set(confirmed)
     found = []
-    for report_id, named, user_ids, adults in ops.execute(query, {"as_of": as_of}):
+    for report_id, named, user_ids, adults, stale_id in ops.execute(query, {"as_of": as_of}):
         adults = adults or []
         why = (f"the address names {named} accounts ({', '.join(map(str, user_ids))})" if named > 1 else
                f"the address names account {user_ids[0]}")
+        if stale_id:
+            why = f"the report's account id names no account, and {why}"
         if adults:
             why += f", whose own data says adult ({', '.join(map(str, adults))})" if named > 1 else \
                 ", whose own data says adult"
@@ -274,7 +280,9 @@ def still_a_child(conn, dm: DataMap, user_id: int, *, as_of: date, tz: str, conf
 
 
 def unmatched_reports(ops, dm: DataMap) -> list[ReportOutcome]:
-    """Open reports that name no existing account: ``no_match`` (by email) or ``already_gone`` (by id)."""
+    """Open reports that name no existing account: ``no_match`` (by email) or ``already_gone`` (by id, and by its
+    address if it gives one: a report whose id is gone but whose address names an account goes to a person,
+    :func:`reports_needing_review`)."""
     accounts, reports = dm.record("accounts"), dm.record("child_reports")
     r = {n: sql.Identifier("r", reports.physical(n)) for n in ("id", "user_id", "reported_email", "resolved_at")}
     u = _account_columns(accounts, "u")
@@ -285,7 +293,7 @@ def unmatched_reports(ops, dm: DataMap) -> list[ReportOutcome]:
           and ({r_user} is not null or {r_key} <> '')
           and not exists (select 1 from {accounts} u
                           where ({r_user} is not null and {u_id} = {r_user})
-                             or ({r_user} is null and {u_key} = {r_key}))
+                             or ({r_key} <> '' and {u_key} = {r_key}))
         order by {r_id}""").format(
         r_id=r["id"], r_user=r["user_id"], r_key=comparable_sql(r["reported_email"]), r_resolved=r["resolved_at"],
         gone=sql.Literal(ALREADY_GONE), no_match=sql.Literal(NO_MATCH), reports=reports.ident,

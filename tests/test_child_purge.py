@@ -581,6 +581,28 @@ def test_a_person_confirms_which_account_a_household_report_means(world):
     assert user_rows(world.ops, [twin_a]) == before_a
 
 
+def test_a_report_whose_account_id_is_gone_but_whose_address_names_an_account_waits_for_a_person(world):
+    """Found by a fault trial: a report naming a gone account id and the address of a live account (no age data)
+    was closed as already_gone; the account its address names was never looked at again. The id and the address
+    disagree, so a person says which child the report means: needs_review, nothing erased, the report open; once
+    confirmed, the account is purged as reported and the report resolved."""
+    (kid,) = _add_users(world.ops, ("stale.kid@example.com", None, None))
+    report = world.ops.execute("insert into child_reports (user_id, reported_email, source, reported_at) "
+                               "values (%s, ' Stale.Kid@example.com', 'parent', now()) returning id",
+                               (10 ** 12,)).fetchone()[0]
+    before = user_rows(world.ops, [kid])
+    run_all(world, "stale-id", params(world))
+    assert _report_outcome(world, "stale-id", report) == ("needs_review", [kid], [], False)
+    assert user_rows(world.ops, [kid]) == before
+    assert world.ops.execute("select resolved_at from child_reports where id = %s", (report,)).fetchone() == (None,)
+
+    run_all(world, "stale-id-confirmed", params(world, confirm_user_ids=(kid,)))
+    assert user_rows(world.ops, [kid]) == 0
+    assert _report_outcome(world, "stale-id-confirmed", report)[0] == "purged"
+    assert world.ops.execute("select resolved_at is not null from child_reports where id = %s",
+                             (report,)).fetchone() == (True,)
+
+
 def test_erasing_the_owner_of_an_address_leaves_a_report_that_names_another_account_by_id(world):
     """Found by a QA trial: a report names child A by id and carries the parent's address; erasing the parent (a
     request of theirs) nulled the report's account id, so A was no longer reported and the next run closed the

@@ -42,14 +42,14 @@ def resolve_for_subject(conn, dm: DataMap, user_id: int, report_ids: Sequence[in
         update {reports} r set {resolved_col} = %(at)s
         where {r_id} = any(%(ids)s::bigint[]) and {r_resolved} is null
           and not exists (select 1 from {accounts} u where {u_id} = {r_user} and {u_id} <> %(user_id)s)
-          and not ({r_user} is null and exists (
+          and not (({r_user} is null or not exists (select 1 from {accounts} g where g.{g_id} = {r_user})) and exists (
                 select 1 from {accounts} u
                 where {u_key} = {r_key} and {u_id} <> %(user_id)s
                   and (not %(user_id)s = any(%(confirmed)s::bigint[]) or {u_id} = any(%(confirmed)s::bigint[]))))
         returning {r_id}""").format(
         reports=reports.ident, resolved_col=reports.col("resolved_at"), r_id=r["id"], r_user=r["user_id"],
         r_key=comparable_sql(r["reported_email"]), r_resolved=r["resolved_at"], accounts=accounts.ident, u_id=u["id"],
-        u_key=comparable_sql(u["email"]))
+        u_key=comparable_sql(u["email"]), g_id=sql.Identifier(accounts.physical("id")))
     rows = conn.execute(query, {"at": at, "ids": list(report_ids), "user_id": user_id,
                                 "confirmed": sorted(set(confirmed))}).fetchall()
     return {"reports_resolved": sorted(row[0] for row in rows)}
