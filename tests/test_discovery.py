@@ -3,6 +3,7 @@ schema plus planted unmapped columns (devkit/seed/unmapped.py), the findings sto
 once, the sampling bound, the command line and the object-storage orphans."""
 from __future__ import annotations
 
+from dataclasses import replace
 import logging
 import threading
 import uuid
@@ -599,3 +600,16 @@ def test_a_table_that_cannot_be_read_is_skipped_with_a_sentence_and_the_others_s
     assert report.tables == 1 and [f.table for f in report.findings if f.finding == findings.UNMAPPED] == ["open_one"]
     assert report.problems == ["table public.locked on connection 'ops_db' could not be sampled "
                                "(InsufficientPrivilege)"]
+    # Found by a fault trial: an unread table stayed in the scope, so its open findings were resolved by a run that
+    # never read it, reopened by the next, and emailed again. Unread, it is out of the scope: its findings stand.
+    assert ("public", "locked") not in report.scope and ("public", "open_one") in report.scope
+    with database.connect(fresh_db, autocommit=True) as store:
+        compliance_store.migrate(store)
+        run = RunContext(run_id="first", actor="test", dag_id="personal_data_discovery")
+        first = findings.scan_connection(store, load_datamap(), "ops_db", rows=100, today=TODAY)  # reads both
+        findings.record(store, run, first.findings, first.covered)
+        later = replace(run, run_id="second")
+        findings.record(store, later, report.findings, report.covered)
+        assert store.execute("select table_name, status from compliance.discovery_findings "
+                             "where table_name in ('locked', 'open_one') order by 1").fetchall() \
+            == [("locked", "open"), ("open_one", "open")]

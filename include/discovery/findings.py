@@ -152,6 +152,9 @@ def scan_connection(conn, dm: DataMap, connection: str, *, rows: int, today: dat
             why = ("its sample took longer than the statement timeout" if lost else type(exc).__name__)
             report.problems.append(f"table {table.qualified} on connection '{connection}' could not be sampled "
                                    f"({why})")
+            # Unread, so its open findings stand: out of the scope whose unseen findings the run resolves (else
+            # they were resolved now and, seen again by the next run, reopened and emailed a second time).
+            report.scope.remove((table.schema, table.name))
             continue
         report.tables += 1
         report.columns += len(table.columns)
