@@ -436,6 +436,25 @@ def test_an_export_whose_request_another_run_completes_under_its_snapshot_is_lef
     assert not list(world.objects.list(f"exports/request={access.request_id}/"))
 
 
+def test_a_request_completed_after_the_plan_is_said_to_be_done_not_left_to_the_next_run(world, caplog):
+    """Found by a fault trial: requests the run beside it had just exported and completed were logged 'changed;
+    left to the next run', though nothing is left for any run. A request completed since the plan is done."""
+    import logging
+
+    run(world, "manual__dry2", params(world, dry_run=True))
+    access = next(r for r in steps.ledger.plan_rows(world.store, "manual__dry2") if r.action == "export")
+    plan = steps.plan_requests(step(world, "manual__done"))
+    assert plan["state"] == "planned"
+    row = next(r for r in steps.ledger.plan_rows(world.store, "manual__done") if r.request_id == access.request_id)
+    world.ops.execute("update privacy_requests set status = 'completed', completed_at = now() where id = %s",
+                      (access.request_id,))
+    with caplog.at_level(logging.INFO, logger="include.fulfilment.steps"):
+        outcome = steps.act_on_request(step(world, "manual__done"), row, workdir=str(world.tmp))
+    assert outcome == steps.ALREADY
+    assert f"request {access.request_id}: completed meanwhile" in caplog.text and "next run" not in caplog.text
+    assert not list(world.objects.list(f"exports/request={access.request_id}/"))
+
+
 def test_a_request_held_by_another_transaction_is_left_to_it_and_a_locked_account_is_retried(world, monkeypatch):
     """The request row locked elsewhere (another run acting on it): skipped, no error, nothing recorded. The
     account row locked past the lock timeout (the application, the purge): the task fails to be retried."""

@@ -333,7 +333,8 @@ def act_on_request(step: Step[FulfilmentParams], row: PlanRow, *, workdir: str |
             req = claimed[0]
             exists = req.user_id is not None and bool(source.existing_accounts(ops, dm, [req.user_id]))
             if not _still_planned(req, row, key, exists, settings, now):
-                raise _Abandon(CHANGED)
+                # Completed meanwhile (another run fulfilled it, or a person closed it): nothing is left to do.
+                raise _Abandon(ALREADY if req.status == "completed" else CHANGED)
             if row.action == rules.EXPORT:
                 record = _export(step, req, row, workdir)
             elif row.action == rules.RESTRICT:
@@ -348,7 +349,10 @@ def act_on_request(step: Step[FulfilmentParams], row: PlanRow, *, workdir: str |
             if not ledger.write_pending(store, row.request_id, ctx.run_id, xid, record, now):
                 raise _Abandon(ALREADY)
     except _Abandon as stop:
-        if stop.outcome != ALREADY:
+        if stop.outcome == ALREADY:
+            log.info("request %d: completed meanwhile (by another run, or by a person); nothing more to do",
+                     row.request_id)
+        else:
             log.info("request %d: %s; left %s", row.request_id, stop.outcome,
                      "to the run holding it" if stop.outcome == CLAIMED else "to the next run")
         return stop.outcome
