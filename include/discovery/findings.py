@@ -146,10 +146,12 @@ def scan_connection(conn, dm: DataMap, connection: str, *, rows: int, today: dat
         except Exception as exc:  # noqa: BLE001 -- one unreadable table never stops the scan
             import psycopg
 
-            lost = isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
-            if lost and not isinstance(exc, psycopg.errors.QueryCanceled):
+            if isinstance(exc, psycopg.InterfaceError) or conn.closed or conn.broken:
                 raise  # the database itself is gone: the seam makes it a transient, retried failure
-            why = ("its sample took longer than the statement timeout" if lost else type(exc).__name__)
+            # The table alone (a lock held past the statement timeout, no privilege, a materialized view never
+            # populated: an OperationalError too, but the connection is fine): said, and the others scanned.
+            why = ("its sample took longer than the statement timeout"
+                   if isinstance(exc, psycopg.errors.QueryCanceled) else type(exc).__name__)
             report.problems.append(f"table {table.qualified} on connection '{connection}' could not be sampled "
                                    f"({why})")
             # Unread, so its open findings stand: out of the scope whose unseen findings the run resolves (else

@@ -31,11 +31,14 @@ def named_objects(dm: DataMap, database: Callable[[str], object]) -> dict[str, s
     return named
 
 
-def find_orphans(dm: DataMap, database: Callable[[str], object], open_bucket: Callable[[str], object]) -> dict:
-    """bucket -> {objects, orphans, orphan_bytes, oldest_orphan} for every allowed bucket (none: an empty dict)."""
+def find_orphans(dm: DataMap, database: Callable[[str], object], open_bucket: Callable[[str], object],
+                 allowed: frozenset[str] | None = None) -> dict:
+    """bucket -> {objects, orphans, orphan_bytes, oldest_orphan} for every allowed bucket (none: an empty dict).
+    ``allowed``: the buckets the settings allow (``file_buckets``); only those of the map's that it holds are
+    listed (SPEC: only buckets the settings allow may be touched). None: the map's."""
     named = named_objects(dm, database)
     found = {}
-    for bucket in dm.buckets:
+    for bucket in [b for b in dm.buckets if allowed is None or b in allowed]:
         total = orphans = size = 0
         oldest: datetime | None = None
         for info in open_bucket(bucket).describe():

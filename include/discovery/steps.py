@@ -94,15 +94,19 @@ def send_new_findings(step: Step) -> dict:
 
 
 def find_orphans(step: Step) -> dict:
-    """List the buckets the data map allows (its `buckets`) and count the objects no row names: how many, their
-    total size and the oldest (never a name: a file's name can be a person's). No buckets: nothing to do."""
+    """List the buckets the data map names and the settings allow (`file_buckets`, when set) and count the objects no
+    row names: how many, their total size and the oldest (never a name: a file's name can be a person's). No
+    buckets: nothing to do."""
     from include.discovery.orphans import find_orphans as orphans
 
     dm = step.datamap_as_written
     if not dm.buckets:
         log.info("the data map allows no bucket: no object storage to list")
         return {}
-    result = orphans(dm, step.database, step.bucket)
+    from include.erasure import allowed_buckets
+
+    allowed = allowed_buckets(dm, getattr(step.settings, "file_buckets", None))
+    result = orphans(dm, step.database, step.bucket, allowed)
     if step.dry_run:
         return result
     from psycopg.types.json import Jsonb
