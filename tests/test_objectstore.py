@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -324,6 +325,9 @@ def test_a_persons_file_is_never_named_in_a_message(fixed_answer, status):
         said = str(caught.value)
         assert "gs://acme-support-attachments" in said
         assert "990001" not in said and "Jane" not in said and "passport" not in said, said
+        # Nor in the traceback a task log prints: the library's exception is not kept as the cause.
+        printed = "".join(traceback.format_exception(caught.value))
+        assert "990001" not in printed and "passport" not in printed
 
 
 def test_a_persons_file_is_never_named_when_gcs_cannot_be_reached(monkeypatch):

@@ -191,48 +191,55 @@ class GCSObjectStore(ObjectStore):
             return _scrubbed(text, self._private_name(name))
 
         try:
-            yield
-        except ObjectStoreError:
-            raise
-        except api.PreconditionFailed:
-            raise ObjectExists(f"{target} already exists") from None
-        except api.NotFound as exc:
-            if action == "read" and self._bucket_exists():
-                raise ObjectNotFound(f"there is no object {target}") from None
-            raise ObjectStoreRefused(f"bucket {bucket} does not exist (or connection '{self.gcp_conn_id}' "
-                                     "cannot see it)") from exc
-        except (api.Unauthorized, api.Forbidden) as exc:
-            raise ObjectStoreRefused(f"Google Cloud Storage refused to {action} {target} with connection "
-                                     f"'{self.gcp_conn_id}' ({exc.code} {_short(said(exc.message))})") from exc
-        except auth.InvalidOperation as exc:  # a 401 made the client refresh credentials that cannot be
-            raise ObjectStoreRefused(f"Google Cloud Storage refused to {action} {target} with connection "
-                                     f"'{self.gcp_conn_id}' (its credentials were rejected: "
-                                     f"{_short(said(str(exc)))})") from exc
-        except auth.DefaultCredentialsError:
-            raise ObjectStoreRefused(f"connection '{self.gcp_conn_id}' has no Google credentials and none were "
-                                     "found in the environment (set a key or anonymous access in its extras)") from None
-        except auth.RefreshError as exc:
-            if getattr(exc, "retryable", False):
-                raise ObjectStoreUnavailable(f"could not refresh the Google credentials of connection "
+            try:
+                yield
+            except ObjectStoreError:
+                raise
+            except api.PreconditionFailed:
+                raise ObjectExists(f"{target} already exists") from None
+            except api.NotFound as exc:
+                if action == "read" and self._bucket_exists():
+                    raise ObjectNotFound(f"there is no object {target}") from None
+                raise ObjectStoreRefused(f"bucket {bucket} does not exist (or connection '{self.gcp_conn_id}' "
+                                         "cannot see it)") from exc
+            except (api.Unauthorized, api.Forbidden) as exc:
+                raise ObjectStoreRefused(f"Google Cloud Storage refused to {action} {target} with connection "
+                                         f"'{self.gcp_conn_id}' ({exc.code} {_short(said(exc.message))})") from exc
+            except auth.InvalidOperation as exc:  # a 401 made the client refresh credentials that cannot be
+                raise ObjectStoreRefused(f"Google Cloud Storage refused to {action} {target} with connection "
+                                         f"'{self.gcp_conn_id}' (its credentials were rejected: "
+                                         f"{_short(said(str(exc)))})") from exc
+            except auth.DefaultCredentialsError:
+                raise ObjectStoreRefused(f"connection '{self.gcp_conn_id}' has no Google credentials and none were "
+                                         "found in the environment (set a key or anonymous access in its extras)") from None
+            except auth.RefreshError as exc:
+                if getattr(exc, "retryable", False):
+                    raise ObjectStoreUnavailable(f"could not refresh the Google credentials of connection "
+                                                 f"'{self.gcp_conn_id}': {_short(said(str(exc)))}") from exc
+                raise ObjectStoreRefused(f"the Google credentials of connection '{self.gcp_conn_id}' were refused: "
+                                         f"{_short(said(str(exc)))}") from exc
+            except auth.TransportError as exc:
+                raise ObjectStoreUnavailable(f"could not reach Google to authenticate connection "
                                              f"'{self.gcp_conn_id}': {_short(said(str(exc)))}") from exc
-            raise ObjectStoreRefused(f"the Google credentials of connection '{self.gcp_conn_id}' were refused: "
-                                     f"{_short(said(str(exc)))}") from exc
-        except auth.TransportError as exc:
-            raise ObjectStoreUnavailable(f"could not reach Google to authenticate connection "
-                                         f"'{self.gcp_conn_id}': {_short(said(str(exc)))}") from exc
-        except api.RetryError as exc:
-            cause = exc.cause if exc.cause is not None else exc
-            raise ObjectStoreUnavailable(f"Google Cloud Storage did not answer while trying to {action} {target} "
-                                         f"for {self.retry_timeout:g} s ({_describe(said(str(cause)), cause)})") from exc
-        except (api.TooManyRequests, api.ServerError) as exc:
-            raise ObjectStoreUnavailable(f"Google Cloud Storage could not {action} {target} now "
-                                         f"({exc.code} {_short(said(exc.message))})") from exc
-        except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
-            raise ObjectStoreUnavailable(f"could not reach Google Cloud Storage to {action} {target} "
-                                         f"({_describe(said(str(exc)), exc)})") from exc
-        except api.GoogleAPICallError as exc:
-            raise ObjectStoreError(f"Google Cloud Storage would not {action} {target} "
-                                   f"({exc.code} {_short(said(exc.message))})") from exc
+            except api.RetryError as exc:
+                cause = exc.cause if exc.cause is not None else exc
+                raise ObjectStoreUnavailable(f"Google Cloud Storage did not answer while trying to {action} {target} "
+                                             f"for {self.retry_timeout:g} s ({_describe(said(str(cause)), cause)})") from exc
+            except (api.TooManyRequests, api.ServerError) as exc:
+                raise ObjectStoreUnavailable(f"Google Cloud Storage could not {action} {target} now "
+                                             f"({exc.code} {_short(said(exc.message))})") from exc
+            except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
+                raise ObjectStoreUnavailable(f"could not reach Google Cloud Storage to {action} {target} "
+                                             f"({_describe(said(str(exc)), exc)})") from exc
+            except api.GoogleAPICallError as exc:
+                raise ObjectStoreError(f"Google Cloud Storage would not {action} {target} "
+                                       f"({exc.code} {_short(said(exc.message))})") from exc
+        except ObjectStoreError as err:
+            if self._private_name(name) is not None:
+                # The library's exception (our sentence's cause) holds the request's address, the file's name:
+                # a traceback would print it beside our scrubbed sentence. It is not kept for a person's file.
+                err.__cause__, err.__suppress_context__ = None, True
+            raise
 
     def _private_name(self, name: str) -> str | None:
         """An object name that must not appear in a message (a person's file), or None."""
