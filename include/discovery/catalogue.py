@@ -125,8 +125,11 @@ def sample_query(table: Table, rows: int, columns: Iterable[Column] | None = Non
     percent = sample_percent(table.estimated_rows, rows) if pages else None
     sampled = (sql.SQL(" tablesample system ({})").format(sql.Literal(round(percent, 6))) if percent is not None
                else sql.SQL(""))
-    return sql.SQL("select {} from {}{} limit {}").format(select, sql.Identifier(table.schema, table.name), sampled,
-                                                         sql.Literal(rows))
+    # Sampled pages come back in page order: without a random order, LIMIT would keep the first pages' rows (the
+    # oldest, often), and a column filled only in newer rows would go unseen. The sample is a few times ``rows``.
+    shuffled = sql.SQL(" order by random()") if percent is not None else sql.SQL("")
+    return sql.SQL("select {} from {}{}{} limit {}").format(select, sql.Identifier(table.schema, table.name), sampled,
+                                                           shuffled, sql.Literal(rows))
 
 
 def sample(conn, table: Table, rows: int) -> pd.DataFrame:
