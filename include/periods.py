@@ -111,6 +111,8 @@ def resolve_period(start: object, end: object, timing: RunTiming, tz: tzinfo) ->
         if last <= first:
             raise ParamError(f"period_end {last} must be after period_start {first} (the end is exclusive)")
         return Period(_midnight(first, tz), _midnight(last, tz))
+    except ParamError:
+        raise  # (a ValueError too: the ordering sentence above, not the calendar's edge)
     except (OverflowError, ValueError):  # 0001-01-01 or 9999-12-31: the day before or after, or its UTC midnight
         named = " and ".join(f"{k} {v}" for k, v in (("period_start", first), ("period_end", last)) if v)
         raise ParamError(f"{named} is at the edge of the calendar (years 1 to 9999): the period around it cannot be "

@@ -124,6 +124,14 @@ def test_a_period_at_the_edge_of_the_calendar_is_refused_in_one_sentence(raw, tz
         ManifestParams.resolve(raw, Settings(timezone=tz), TIMING)
 
 
+def test_a_period_ending_before_it_starts_keeps_its_own_sentence():
+    """The edge-of-calendar sentence must not swallow this one (ParamError is a ValueError too)."""
+    with pytest.raises(ParamError, match=r"^period_end 2026-11-01 must be after period_start 2026-11-05 \(the end is "
+                                         r"exclusive\)$"):
+        ManifestParams.resolve({"period_start": "2026-11-05", "period_end": "2026-11-01", "dry_run": True},
+                               Settings(), TIMING)
+
+
 def test_the_seam_fails_the_task_at_once_without_a_traceback():
     from airflow.sdk.exceptions import AirflowFailException
 
