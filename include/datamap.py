@@ -292,8 +292,8 @@ def parse_datamap(raw: Any, source: str = "<memory>") -> DataMap:
     if (account.erase.action == "delete" and not account.also and account.subject.match == "key"
             and account.subject.column != key):
         raise DataMapError(f"data map: the accounts table's id column is '{key}' in records.accounts but "
-                           f"'{account.subject.column}' in the subject of its entry {account.label}; name the account's "
-                           "id column the same in both")
+                           f"'{account.subject.column}' in the subject of its entry {account.label}; name the "
+                           "account's id column the same in both")
     if account.erase.action != "delete" or account.also or account.subject != SubjectLink(key, "key"):
         raise DataMapError(f"data map entry {account.label}: the accounts table is erased by deleting its row, so its "
                            f"entry must be 'subject: {{column: {key}}}' with 'erase: delete'")

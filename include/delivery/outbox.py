@@ -136,6 +136,6 @@ class OutboxLedger:
         """Count in each row's facts (``unanswered_requests``) the requests that got no answer: the message may have
         reached its recipient that many more times (the delivery engine's rule)."""
         conn.execute("""update compliance.outbox
-                        set facts = facts || jsonb_build_object('unanswered_requests',
-                                                                coalesce((facts ->> 'unanswered_requests')::int, 0) + %s)
+                        set facts = facts || jsonb_build_object(
+                            'unanswered_requests', coalesce((facts ->> 'unanswered_requests')::int, 0) + %s)
                         where kind = %s and key = any(%s)""", (unanswered, self.kind, list(batch.keys)))

@@ -250,17 +250,13 @@ def suggest(table: catalogue.Table, column: str, kind: str, connection: str, lin
     """The data-map YAML a person can paste: a new entry for the table, or the column added to its entry. Written by
     the YAML library, so that a name holding YAML's punctuation (``mail #2``, ``a, b``, ``contact: email``) is
     quoted and reads back as the name it is."""
-    entry_text: dict = {"table": table.label}
-    if connection != OPS_CONNECTION:
-        entry_text["connection"] = connection
-    comment = "# add to the existing entry of this table:\n" if entry is not None else ""
-    if entry is None:
-        entry_text["subject"] = link or {"column": "???"}
-        if link is None:
-            comment = "# no link to an account found: replace ??? with the column that ties a row to one\n"
-    entry_text["categories"] = {classify.CATEGORY[kind]: [column]}
-    if entry is None:
-        entry_text["erase"] = "delete"
+    head = {"table": table.label, **({"connection": connection} if connection != OPS_CONNECTION else {})}
+    categories = {"categories": {classify.CATEGORY[kind]: [column]}}
+    if entry is not None:
+        comment, entry_text = "# add to the existing entry of this table:\n", {**head, **categories}
+    else:
+        comment = "" if link else "# no link to an account found: replace ??? with the column that ties a row to one\n"
+        entry_text = {**head, "subject": link or {"column": "???"}, **categories, "erase": "delete"}
     return comment + yaml.safe_dump([entry_text], sort_keys=False, default_flow_style=None, allow_unicode=True,
                                     width=10_000).rstrip("\n")
 

@@ -211,7 +211,8 @@ class GCSObjectStore(ObjectStore):
                                          f"{_short(said(str(exc)))})") from exc
             except auth.DefaultCredentialsError:
                 raise ObjectStoreRefused(f"connection '{self.gcp_conn_id}' has no Google credentials and none were "
-                                         "found in the environment (set a key or anonymous access in its extras)") from None
+                                         "found in the environment (set a key or anonymous access in its "
+                                         "extras)") from None
             except auth.RefreshError as exc:
                 if getattr(exc, "retryable", False):
                     raise ObjectStoreUnavailable(f"could not refresh the Google credentials of connection "
@@ -224,7 +225,8 @@ class GCSObjectStore(ObjectStore):
             except api.RetryError as exc:
                 cause = exc.cause if exc.cause is not None else exc
                 raise ObjectStoreUnavailable(f"Google Cloud Storage did not answer while trying to {action} {target} "
-                                             f"for {self.retry_timeout:g} s ({_describe(said(str(cause)), cause)})") from exc
+                                             f"for {self.retry_timeout:g} s "
+                                             f"({_describe(said(str(cause)), cause)})") from exc
             except (api.TooManyRequests, api.ServerError) as exc:
                 raise ObjectStoreUnavailable(f"Google Cloud Storage could not {action} {target} now "
                                              f"({exc.code} {_short(said(exc.message))})") from exc

@@ -191,23 +191,23 @@ def mask_columns(dm: DataMap) -> tuple[sql.Composable, sql.Composable]:
         return sql.Identifier("s", shares.physical(name))
 
     def V(name):  # noqa: N802
-        column = sql.Identifier("v", vendors.physical(name))
-        return comparable_sql(column) if name == "kind" else column  # the kind as kind_of reads it
+        return sql.Identifier("v", vendors.physical(name))
 
     def U(name):  # noqa: N802
         return sql.Identifier("u", accounts.physical(name))
 
     sp = sql.Literal(SERVICE_PROVIDER)
+    kind = comparable_sql(V("kind"))  # the kind as kind_of reads it
     share_day = sql.SQL("({} at time zone %(tz)s)::date").format(S("shared_at"))
     violations = {
         "category_not_allowed": sql.SQL("{v_id} is not null and not coalesce({cat} = any({allowed}), false)").format(
             v_id=V("id"), cat=S("category"), allowed=V("allowed_categories")),
         "sp_without_dpa": sql.SQL("{kind} = {sp} and {dpa} is null").format(
-            kind=V("kind"), sp=sp, dpa=V("dpa_signed_on")),
+            kind=kind, sp=sp, dpa=V("dpa_signed_on")),
         "sp_dpa_after_share": sql.SQL("{kind} = {sp} and {dpa} > {day}").format(
-            kind=V("kind"), sp=sp, dpa=V("dpa_signed_on"), day=share_day),
+            kind=kind, sp=sp, dpa=V("dpa_signed_on"), day=share_day),
         "opted_out_to_non_sp": sql.SQL("{dns_at} < {at} and {kind} is distinct from {sp}").format(
-            dns_at=U("do_not_sell_at"), at=S("shared_at"), kind=V("kind"), sp=sp),
+            dns_at=U("do_not_sell_at"), at=S("shared_at"), kind=kind, sp=sp),
         "child": sql.SQL("c.user_id is not null"),
         "after_deletion": sql.SQL("{deleted} < {at}").format(deleted=U("deleted_at"), at=S("shared_at")),
         "while_restricted": U("processing_restricted"),
