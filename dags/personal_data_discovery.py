@@ -5,7 +5,8 @@ from datetime import timedelta
 
 from airflow.sdk import Param
 
-from include.seam.dag import GCS_POOL, SENDGRID_POOL, dry_run_param, prepare_store, privacy_dag
+from include.seam.dag import (GCS_POOL, SENDGRID_POOL, dry_run_param, fail_run_if_a_task_failed, prepare_store,
+                              privacy_dag)
 from include.seam.steps import step_operator, step_task
 
 STEPS, PARAMS = "include.discovery.steps", "include.discovery.params:DiscoveryParams"
@@ -39,12 +40,14 @@ def personal_data_discovery():
     planned = step_task(f"{STEPS}:plan_scan", PARAMS)
     scans = step_operator(f"{STEPS}:scan_connection", PARAMS, label="connection {connection}").expand(
         connection=planned)
-    recorded = step_task(f"{STEPS}:record_findings", PARAMS, scans)
+    # A connection lost does not hold back the others' findings, nor the telling of them; the run still fails.
+    recorded = step_task(f"{STEPS}:record_findings", PARAMS, planned, scans, trigger_rule="all_done_min_one_success")
     told = step_task(f"{STEPS}:send_new_findings", PARAMS, pool=SENDGRID_POOL)
     orphans = step_task(f"{STEPS}:find_orphans", PARAMS, pool=GCS_POOL)
     prepare_store(check_datamap=False) >> planned
     planned >> orphans
     recorded >> told
+    fail_run_if_a_task_failed(scans, told, orphans)
 
 
 personal_data_discovery()

@@ -237,8 +237,9 @@ def step_of(ops, store, run_id: str, mailer=None, **raw) -> Step:
 def run(ops, store, run_id: str, mailer=None, **raw) -> dict:
     """One run's steps, as the DAG wires them."""
     step = step_of(ops, store, run_id, mailer, **raw)
-    scans = [steps.scan_connection(step, c) for c in steps.plan_scan(step)]
-    recorded = steps.record_findings(step, scans)
+    planned = steps.plan_scan(step)
+    scans = [steps.scan_connection(step, c) for c in planned]
+    recorded = steps.record_findings(step, planned, scans)
     told = steps.send_new_findings(step) if mailer else None
     return {"scans": scans, "recorded": recorded, "told": told}
 
@@ -389,9 +390,10 @@ def test_two_runs_at_once_record_each_finding_once_and_email_it_once(db, seeded,
         try:
             with database.connect(seeded, autocommit=True) as ops, database.connect(seeded, autocommit=True) as st:
                 step = step_of(ops, st, run_id, mailer)
-                scans = [steps.scan_connection(step, c) for c in steps.plan_scan(step)]
+                planned = steps.plan_scan(step)
+                scans = [steps.scan_connection(step, c) for c in planned]
                 barrier.wait(30)
-                results[run_id] = (steps.record_findings(step, scans), steps.send_new_findings(step))
+                results[run_id] = (steps.record_findings(step, planned, scans), steps.send_new_findings(step))
         except Exception as exc:  # noqa: BLE001 -- reported below
             errors.append(exc)
 

@@ -71,3 +71,28 @@ def test_an_unknown_conf_key_stops_the_run_before_anything_is_read(world):
     conn = world["conn"]
     assert conn.execute("select to_regclass('compliance.discovery_findings')").fetchone()[0] is None  # not migrated
     assert world["sendgrid"].accepted() == []
+
+
+def test_a_lost_store_fails_the_run_but_the_others_findings_are_recorded_and_told(world):
+    # The analytics database refuses the login (a database that does not exist): its scan fails at once; the
+    # operational database's planted findings are still stored and told, and the run fails saying which store.
+    from devkit.local_airflow import postgres_connection
+
+    lost = world["store_urls"]["analytics_db"].rsplit("/", 1)[0] + "/no_such_database_here"
+    env = {**world["env"], "AIRFLOW_CONN_ANALYTICS_DB": postgres_connection(lost)}
+    state, log = world.run("one-store-lost", env=env)
+    assert state == "failed", log[-4000:]
+    assert ("1 of 3 connection(s) could not be scanned (analytics_db: see the scan_connection task's log); the "
+            "findings of the other(s) are recorded") in log
+    assert "a task of this run failed (its own log says why)" in log
+    conn = world["conn"]
+    found = {(t, c) for t, c in conn.execute(
+        "select table_name, column_name from compliance.discovery_findings where finding = 'unmapped'")}
+    assert found == {k for k, v in PLANTED.items() if v}
+    connections, problems = conn.execute("select connections, problems from compliance.discovery_runs").fetchone()
+    assert "analytics_db" not in connections and "ops_db" in connections
+    assert "connection 'analytics_db' was not scanned: its scan task failed" in problems
+    # The findings are told to the compliance team; on-call is told of the lost store by the scan's own failure.
+    messages = {p["custom_args"]["kind"]: p for r in world["sendgrid"].accepted() for p in r["payload"]["personalizations"]}
+    assert sorted(messages) == ["discovery_findings", "run_alert"]
+    assert messages["discovery_findings"]["custom_args"]["findings"] == str(len(found))

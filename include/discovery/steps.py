@@ -52,15 +52,24 @@ def line(f: Finding) -> str:
             f"({f.matched} of {f.sampled} sampled values)")
 
 
-def record_findings(step: Step, scans: list) -> dict:
+def record_findings(step: Step, planned: list, scans: list) -> dict:
     """Store the run's findings in compliance.discovery_findings (one row per finding however many runs saw it; a
     dismissed finding stays dismissed), resolve the open ones of the scanned tables that are no longer seen, and
-    record the run in compliance.discovery_runs. A dry run stores nothing and says what it would have."""
+    record the run in compliance.discovery_runs. A connection whose scan failed does not hold back the others: their
+    findings are stored and told (its own open findings stay open) and the run's problems name it; the run still
+    fails (the DAG's last task). A dry run stores nothing and says what it would have."""
     reports = [ScanReport.from_dict(s) for s in scans or () if s]
     every = [f for r in reports for f in r.findings]
+    scanned = {r.connection for r in reports}
+    missed = [c for c in planned or () if c not in scanned]
     totals = {"connections": [r.connection for r in reports], "tables": sum(r.tables for r in reports),
               "columns": sum(r.columns for r in reports), "sampled_rows": sum(r.sampled_rows for r in reports),
-              "findings": len(every), "problems": [p for r in reports for p in r.problems]}
+              "findings": len(every), "problems": [p for r in reports for p in r.problems]
+              + [f"connection '{c}' was not scanned: its scan task failed" for c in missed]}
+    if missed:
+        log.warning("%d of %d connection(s) could not be scanned (%s: see the scan_connection task's log); the "
+                    "findings of the other(s) are %s", len(missed), len(planned), ", ".join(missed),
+                    "listed (dry run)" if step.dry_run else "recorded")
     if step.dry_run:
         log.info("dry run: %d finding(s) in %d table(s), %d column(s); nothing stored", len(every), totals["tables"],
                  totals["columns"])

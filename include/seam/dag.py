@@ -140,6 +140,29 @@ def _audit_anchor():
     return anchor_audit_log()
 
 
+WATCHER_TASK = "fail_run_if_a_task_failed"
+
+
+def fail_run_if_a_task_failed(*tasks):
+    """A last task for a DAG whose later tasks go on past a failed one (trigger rules ``all_done*``): Airflow sets
+    a run's state from its last tasks alone, so without it such a run reads ``success`` although a task failed.
+    Airflow's own watcher idiom: ``one_failed``, so it is skipped when nothing failed and fails the run, in one
+    sentence, when something did (on-call was told by that task's own failure, once per run)."""
+    from airflow.sdk import task
+
+    @task(task_id=WATCHER_TASK, trigger_rule="one_failed")  # AirflowFailException: never retried
+    def fail_run_if_a_task_failed() -> None:
+        """Fail the run when a task before this one failed; skipped when none did."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("a task of this run failed (its own log says why); the tasks that did not need "
+                                   "it ran, and the run is failed")
+
+    watcher = fail_run_if_a_task_failed()
+    list(tasks) >> watcher
+    return watcher
+
+
 def prepare_store(check_datamap: bool = True):
     """The task most DAGs start with: migrate the compliance store, check the data map against the database.
 
