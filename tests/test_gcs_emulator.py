@@ -42,6 +42,25 @@ def test_gcs_hook_uploads_and_downloads(gcs, tmp_path):
     assert gcs.base_url.startswith("http://127.0.0.1:")
 
 
+def test_an_empty_object_downloads_as_no_bytes_as_from_real_gcs(gcs):
+    # The client asks for a byte range; for an empty object real GCS answers 416 with 'bytes */0' and the client
+    # reads that as no bytes. The package answered 206 with 'bytes 0--1/0', which the client refused.
+    import io
+
+    from include.seam.storage import object_store
+
+    bucket = object_store("gs://compliance-test")
+    bucket.put("users/1/empty.txt", b"")
+    out = io.BytesIO()
+    assert bucket.download_to("users/1/empty.txt", out) == 0 and out.getvalue() == b""
+    assert bucket.get("users/1/empty.txt") == b""
+    request = urllib.request.Request(f"{gcs.base_url}/download/storage/v1/b/compliance-test/o/users%2F1%2Fempty.txt"
+                                     "?alt=media", headers={"Range": "bytes=0-"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert refused.value.code == 416 and refused.value.headers["Content-Range"] == "bytes */0"
+
+
 def test_objects_are_in_memory_and_wipeable(gcs):
     from airflow.providers.google.cloud.hooks.gcs import GCSHook
 

@@ -18,9 +18,14 @@ import collections
 import functools
 import logging
 import os
+import re
 import sys
+from http import HTTPStatus
 from http.server import HTTPServer
 
+from gcp_storage_emulator import server as _server
+from gcp_storage_emulator.exceptions import NotFound
+from gcp_storage_emulator.handlers import objects as _objects
 from gcp_storage_emulator.handlers.buckets import create_bucket
 from gcp_storage_emulator.server import RequestHandler
 from gcp_storage_emulator.storage import Storage
@@ -38,6 +43,35 @@ class _MemoryStorage(Storage):
 
     def _write_config_to_file(self):
         pass
+
+
+_package_download = _objects.download
+
+
+def _download(request, response, storage, *args, **kwargs):
+    """The package's media download, but a range that starts at or past the object's end is answered as real GCS
+    answers it (RFC 9110): 416 with ``Content-Range: bytes */<size>``, which the client reads as no bytes for an
+    empty object. The package answered 206 with ``bytes 0--1/0``, which the client refuses."""
+    match = re.fullmatch(r"\s*bytes=(\d+)-\d*", request.get_header("range", None) or "")
+    if match:
+        try:
+            size = len(storage.get_file(request.params["bucket_name"], request.params["object_id"]))
+        except NotFound:
+            size = None  # the package answers 404
+        if size is not None and int(match.group(1)) >= size:
+            response.status = HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE
+            response["Content-Range"] = f"bytes */{size}"
+            return None
+    return _package_download(request, response, storage, *args, **kwargs)
+
+
+# Its routes were built when the package was imported, and its object GET (``alt=media``) calls the module's
+# function: point both at the wrapper above.
+for _regex, _methods in _server.HANDLERS:
+    for _method, _handler in list(_methods.items()):
+        if _handler is _package_download:
+            _methods[_method] = _download
+_objects.download = _download
 
 
 class _RecordingHandler(RequestHandler):
