@@ -177,3 +177,14 @@ def test_a_large_subject_is_streamed_in_bounded_memory(world, tmp_path):
     assert built.rows["network"]["public.access_logs"] == 100_000
     assert content > 50_000_000
     assert peak < 8_000_000, f"peak Python memory {peak} bytes"
+
+
+def test_a_stored_files_name_keeps_its_letters_in_any_script():
+    from include.fulfilment.package import _entry_name
+
+    assert _entry_name("users/5/Zoë Ångström – résumé.pdf") == "Zoë_Ångström_résumé.pdf"  # was Zo_ngstr_m_r_sum_.pdf
+    assert _entry_name("users/5/Zoe\u0308.txt") == "Zoë.txt"                              # composed, one letter
+    assert _entry_name("users/5/履歴書.pdf") == "履歴書.pdf"
+    assert _entry_name("users/5/\u202egpj.exe") == "gpj.exe"                              # a direction mark is not kept
+    assert _entry_name("users/5/../..") == "file"
+    assert len(_entry_name("users/5/" + "é" * 300)) == 100

@@ -54,6 +54,7 @@ import json
 import re
 import textwrap
 import threading
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from datetime import date
@@ -346,8 +347,10 @@ class _FileEntry:
 
 
 def _entry_name(key: str) -> str:
-    base = key.rsplit("/", 1)[-1]
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._")[:100] or "file"
+    """The name a stored file takes inside the zip: its own name's letters and digits in any script (composed, NFC),
+    dots and dashes; anything else (spaces, controls, direction marks) one underscore; at most 100 characters."""
+    base = unicodedata.normalize("NFC", key.rsplit("/", 1)[-1])
+    return re.sub(r"[^\w.-]+", "_", base).strip("._")[:100] or "file"
 
 
 # -- the zip ------------------------------------------------------------------------------------------------
