@@ -126,6 +126,13 @@ def scope(root: str, nodeid: str) -> str:
     return nodeid
 
 
+def pytest_collection_finish(session):
+    """The test modules are imported: keep them and what they imported out of the collector's full passes."""
+    from tests.e2e_world import freeze_long_lived
+
+    freeze_long_lived()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """On xdist workers, the tests that run Airflow for real (marked e2e) first: each takes seconds to minutes,
