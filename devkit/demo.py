@@ -374,6 +374,8 @@ def where_to_look(db_url: str, logs: Path) -> list[str]:
     return [
         f"  - the compliance store:  psql '{db_url}'   (schema compliance; its tables: docs/store-and-audit.md)",
         f"  - the task logs:         {logs}/",
+        f"  - the command line:      ./dev privacy-ops findings --url '{db_url}'   (every command takes this --url: "
+        "`verify-audit` checks the audit chain again, `whatif` and `right-to-know` answer; docs/cli.md)",
         "  - the Airflow UI:        ./dev privacy-ops ui   (airflow standalone on this database, on "
         "http://127.0.0.1:8080)",
         f"    logins: {logins()}; the viewer sees the compliance page and cannot trigger or change anything",

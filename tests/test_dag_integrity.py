@@ -352,3 +352,14 @@ def test_an_erasing_run_outlives_the_reviewers_time_the_deployment_sets(monkeypa
     errors = DagBag(dag_folder=str(DAGS)).import_errors
     assert {Path(p).name for p in errors} == {"child_data_purge.py", "dsr_fulfilment.py"}
     assert all("PRIVACY_APPROVAL_TIMEOUT_HOURS must be a number of hours" in e for e in errors.values())
+
+
+def test_every_dag_file_declares_its_steps_and_its_form():
+    """The tests that must cover every DAG (its dry_run, its domain package) find it by this declaration."""
+    from tests.dag_files import declarations, params_classes
+
+    found = declarations()
+    assert set(found) == {p.name for p in DAGS.glob("*.py")}
+    for name, (steps, params) in found.items():
+        assert steps.startswith("include.") and params.split(":")[0].startswith(steps.rsplit(".", 1)[0] + "."), name
+    assert len(params_classes()) == len(found)

@@ -198,6 +198,8 @@ def test_the_demos_closing_lines_name_every_login_and_where_the_page_is():
     for user, (password, role) in UI_LOGINS.items():
         assert f"{user} / {password} ({role})" in text
     assert "viewer" in text and "/compliance/" in text and "Needs a person" in text
+    # The command line reads the demo's database only when told its URL (its default is the server's postgres).
+    assert "./dev privacy-ops findings --url 'postgresql://postgres@127.0.0.1/privacy_demo'" in text
 
 
 def test_ui_unpause_says_scheduled_runs_start_within_a_minute_live_and_catch_up_is_bounded():

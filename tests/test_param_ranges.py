@@ -21,10 +21,10 @@ from include.deadlines.params import DsrParams
 from include.errors import NeedsOperator
 from include.fulfilment.params import FulfilmentParams
 from include.campaign.params import NotificationParams
-from include.discovery.params import DiscoveryParams
 from include.periods import ParamError, RunTiming
 from include.runconf import COUNT_MAX, ID_MAX
 from include.vendors.params import ManifestParams
+from tests.dag_files import params_classes
 
 PAST_BIGINT = 99999999999999999999
 TIMING = RunTiming(run_after=datetime(2026, 11, 25, 3, tzinfo=timezone.utc), run_type="manual")
@@ -95,7 +95,7 @@ def test_the_largest_cap_is_accepted(params_type, name):
     assert getattr(resolve(params_type, {name: None}), name) is None
 
 
-EVERY_PARAMS = [PurgeParams, DsrParams, FulfilmentParams, ManifestParams, NotificationParams, DiscoveryParams]
+EVERY_PARAMS = params_classes()  # every DAG's form, from dags/ (a new DAG is covered without an edit here)
 
 
 @pytest.mark.parametrize("params_type", EVERY_PARAMS)
