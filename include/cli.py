@@ -30,7 +30,6 @@ import os
 import sys
 from importlib.metadata import entry_points
 from typing import Callable, Sequence
-from urllib.parse import urlsplit
 
 from include import pg_url
 
@@ -81,10 +80,8 @@ def open_database(args):
 
 
 def database_label(url: str) -> str:
-    try:
-        return repr(urlsplit(url).path.lstrip("/") or "postgres")
-    except ValueError:
-        return "<malformed URL>"
+    name = pg_url.database_name(url)
+    return name if name == "<malformed URL>" else repr(name)
 
 
 def checked_url(url: str, source: str = "--url") -> str:

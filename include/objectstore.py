@@ -93,6 +93,17 @@ def _name_problem(name: str, *, allow_partial: bool) -> str | None:
     return None
 
 
+def _shown(raw: str) -> str:
+    """A location as a message may quote it: whatever stands before an '@' in its authority (a user name and
+    password, written there by mistake) is never repeated."""
+    scheme, sep, rest = raw.partition("://")
+    if sep:
+        authority, slash, tail = rest.partition("/")
+        if "@" in authority:
+            rest = "***@" + authority.rpartition("@")[2] + slash + tail
+    return repr(scheme + sep + rest)
+
+
 @dataclass(frozen=True)
 class Location:
     """A parsed ``gs://bucket[/prefix]`` or ``file:///absolute/folder``.
@@ -112,12 +123,15 @@ class Location:
         raw = text.strip()
 
         def bad(reason: str) -> ValueError:
-            return ValueError(f"{raw!r} is not a usable object-store location ({reason}); use {ACCEPTED_FORMS}")
+            return ValueError(f"{_shown(raw)} is not a usable object-store location ({reason}); use {ACCEPTED_FORMS}")
 
         if raw.startswith("gs://"):
             bucket, _, prefix = raw[len("gs://"):].partition("/")
             if not bucket:
                 raise bad("it names no bucket")
+            if "@" in bucket:
+                raise bad("it has a user name or password before the bucket: credentials belong in the Airflow "
+                          "connection, never in the location")
             if not _BUCKET.match(bucket) or ".." in bucket:
                 raise bad(f"{bucket!r} is not a valid bucket name")
             prefix = prefix.strip("/")

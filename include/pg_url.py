@@ -10,7 +10,7 @@ through :func:`scrub`.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote
 
 SCHEMES = ("postgresql://", "postgres://")
 EXAMPLE = "postgresql://user@host:5432/dbname"
@@ -49,13 +49,10 @@ def check(url: object) -> None:
                          not_a_url=True)
     if any(c.isspace() or ord(c) < 32 for c in url):
         raise UrlProblem("it contains white space or a control character (encode a space as %20)")
-    rest = url.split("://", 1)[1]
-    rest, _, query = rest.partition("?")
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    if not at:
-        userinfo, hosts = "", netloc
-    user, colon, password = userinfo.partition(":")
+    userinfo, hosts, path, query = _parts(url)
+    if "@" in hosts:
+        raise UrlProblem("its user name or password has an '@' that is not percent-encoded (write it as %40)")
+    user, colon, password = (userinfo or "").partition(":")
     for name, text in (("user name", user), ("password", password), ("database name", path), ("query string", query)):
         if _BAD_PERCENT.search(text):
             raise UrlProblem(f"its {name} has a '%' that is not followed by two hexadecimal digits "
@@ -98,22 +95,41 @@ def check(url: object) -> None:
             from None
 
 
+def _parts(url: str) -> tuple[str | None, str, str, str]:
+    """(userinfo or None, hosts, path, query) of ``scheme://...``, split the way libpq splits a URL: the user part
+    ends at the first '@' met before any '/' (so a password's raw '@' makes the rest of it part of the host), the
+    host part at '/' or '?', the path at '?'; '#' is an ordinary character (no fragment), unlike in
+    :func:`urllib.parse.urlsplit`, which would cut a password at a '#'."""
+    rest = url.split("://", 1)[1] if "://" in url else url
+    userinfo = None
+    for i, c in enumerate(rest):
+        if c == "/":
+            break
+        if c == "@":
+            userinfo, rest = rest[:i], rest[i + 1:]
+            break
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    hosts, rest = rest[:cut], rest[cut:]
+    path, _, query = rest.lstrip("/").partition("?") if rest.startswith("/") else ("", "", rest[1:])
+    return userinfo, hosts, path, query
+
+
 def secrets_of(url: str) -> list[str]:
-    """The password(s) a URL carries, as written and decoded (to scrub them from any message)."""
+    """The password(s) a URL carries, as written and decoded (to scrub them from any message): as libpq reads the
+    URL, as a reader would (up to the last '@'), and each piece of a password with a raw '@' in it, which libpq
+    would take in part for the host and quote in its message."""
     found = []
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            found += [parts.password, unquote(parts.password)]
-        found += [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k in ("password", "sslpassword")]
-    except ValueError:
-        pass
-    # A key=value string, or a URL urlsplit cannot read: anything after password= up to white space.
+    if "://" in url:
+        userinfo, hosts, _, query = _parts(url)
+        candidates = [(userinfo or "").partition(":")[2]]
+        if "@" in hosts:  # user:pa@ss@host: libpq's host is 'ss@host'
+            whole = f"{userinfo}@{hosts.rpartition('@')[0]}"
+            candidates += [whole.partition(":")[2], *whole.partition(":")[2].split("@")]
+        found += [c for c in candidates if len(c) >= 3 or c == candidates[0]]
+        found += [unquote(c) for c in candidates if c]
+        found += [v for k, v in parse_qsl(query, keep_blank_values=True) if k in ("password", "sslpassword")]
+    # A key=value string, or a URL that cannot be read: anything after password= up to white space.
     found += re.findall(r"password\s*=\s*'?([^\s'&]+)", url)
-    rest = url.split("://", 1)[-1]
-    userinfo = rest.split("/", 1)[0].rpartition("@")[0]
-    if ":" in userinfo:
-        found += [userinfo.partition(":")[2], unquote(userinfo.partition(":")[2])]
     return sorted({s for s in found if s}, key=len, reverse=True)
 
 
@@ -126,17 +142,33 @@ def scrub(message: str, url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """``url`` for printing: its password (in the user part or the query string) replaced by ``***``."""
+    """``url`` for printing: its password (in the user part or the query string) replaced by ``***``, the URL read
+    as libpq reads it (:func:`_parts`)."""
     try:
         check(url)
-        parts = urlsplit(url)
     except ValueError:
         return "<malformed URL>"
-    netloc = parts.netloc
-    if parts.password is not None:
-        user = netloc.rsplit("@", 1)[0].partition(":")[0]
-        netloc = f"{user}:***@{netloc.rsplit('@', 1)[1]}"
+    scheme = url.split("://", 1)[0]
+    userinfo, hosts, path, query = _parts(url)
+    user = ""
+    if userinfo is not None:
+        name, colon, _ = userinfo.partition(":")
+        user = f"{name}:***@" if colon else f"{name}@"
     query = "&".join(
         (p.split("=", 1)[0] + "=***") if p.split("=", 1)[0] in ("password", "sslpassword") else p
-        for p in parts.query.split("&") if p) if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        for p in query.split("&") if p)
+    after = url.split("://", 1)[1][len(user and userinfo + "@") + len(hosts):]
+    return f"{scheme}://{user}{hosts}" + ("/" if after.startswith("/") else "") + path + (f"?{query}" if query else "")
+
+
+def database_name(url: str) -> str:
+    """The database a URL names as libpq reads it (``?dbname=`` included; libpq's default, the user's name, when
+    none), or ``<malformed URL>``."""
+    try:
+        check(url)
+        from psycopg.conninfo import conninfo_to_dict
+
+        named = conninfo_to_dict(url)
+    except Exception:  # noqa: BLE001 - a URL libpq cannot read names nothing
+        return "<malformed URL>"
+    return str(named.get("dbname") or named.get("user") or "postgres")

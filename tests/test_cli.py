@@ -328,3 +328,36 @@ def test_dev_runs_a_command_where_it_was_called_from(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[:2] == [str(tmp_path), "version: 1"]
+
+
+def test_a_password_with_a_hash_or_an_at_sign_is_never_printed(fresh_db, capsys, monkeypatch):
+    """Found by a fault trial: URLs were redacted with urllib's reading, not libpq's: a password with '#' (libpq takes
+    it as it is; urllib cuts a fragment there) was printed whole, and one with a raw '@' (libpq's host then starts
+    after its first '@') was printed in part through libpq's message."""
+    hashed = f"postgresql://nouser:pa#{SECRET}@127.0.0.1:1/nowhere"
+    assert main(["verify-audit", "--url", hashed]) == EXIT_UNREACHABLE
+    err = _one_sentence(capsys.readouterr().err)
+    assert SECRET not in err and "postgresql://nouser:***@127.0.0.1:1/nowhere" in err, err
+    at_sign = f"postgresql://postgres:pa@{SECRET}@127.0.0.1:1/x"
+    assert main(["migrate-store", "--url", at_sign]) == EXIT_USAGE
+    err = _one_sentence(capsys.readouterr().err)
+    assert SECRET not in err and "has an '@' that is not percent-encoded (write it as %40)" in err, err
+    from include import pg_url
+
+    message = f'could not translate host name "{SECRET}@127.0.0.1" to address'
+    assert SECRET not in pg_url.scrub(message, at_sign)
+    # The database a command names is the one libpq connects to (?dbname= included, a '#' in the password too).
+    name = fresh_db.rsplit("/", 1)[1]
+    via_query = fresh_db.rsplit("/", 1)[0] + f"/postgres?dbname={name}"
+    assert main(["migrate-store", "--url", via_query]) == EXIT_OK
+    assert f"database '{name}'" in capsys.readouterr().out
+
+
+def test_an_object_store_location_with_credentials_is_never_repeated(fresh_db, capsys):
+    """Found by a fault trial: `--anchors 's3://KEY:SECRET@bucket/x'` was quoted back whole."""
+    assert main(["migrate-store", "--url", fresh_db]) == EXIT_OK
+    capsys.readouterr()
+    for location in (f"s3://AKIAXXXX:{SECRET}@bucket/x", f"gs://user:{SECRET}@bucket/x"):
+        assert main(["verify-audit", "--url", fresh_db, "--anchors", location]) != EXIT_OK
+        err = _one_sentence(capsys.readouterr().err)
+        assert SECRET not in err and "AKIAXXXX" not in err and "***@bucket/x" in err, err
