@@ -32,6 +32,7 @@ from importlib.metadata import entry_points
 from typing import Callable, Sequence
 
 from include import pg_url
+from include.errors import PrivacyOpsError
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -131,6 +132,10 @@ def require_store(conn, url: str) -> None:
     if compliance_store.current_version(conn) is None:
         raise CommandFailed(f"database {database_label(url)} has no compliance store: point --url at the database "
                             "that holds schema compliance, or create it with `privacy-ops migrate-store`")
+    try:
+        compliance_store.require_current(conn)
+    except compliance_store.MigrationError as exc:  # behind the code: its tables may not be there yet
+        raise CommandFailed(f"database {database_label(url)}: {exc}") from None
 
 
 # -- the product's commands -----------------------------------------------------------------------
@@ -201,11 +206,14 @@ def cmd_check_datamap(args) -> int:
     from include.datamap import OPS_CONNECTION, DataMapError, load_datamap, validate_against_database, validate_stores
 
     database_url(args)
+    path = args.datamap or os.environ.get("PRIVACY_DATAMAP") or None  # the file the DAGs would read
     try:
-        dm = load_datamap(args.datamap)
+        dm = load_datamap(path)
     except DataMapError as exc:
-        missing = args.datamap is not None and not os.path.isfile(args.datamap)
-        raise CommandFailed(f"data map problem: {exc}", EXIT_USAGE if missing else EXIT_CHECK_FAILED) from None
+        missing = path is not None and not os.path.isfile(path)
+        code = (EXIT_USAGE if args.datamap else EXIT_UNREACHABLE) if missing else EXIT_CHECK_FAILED
+        where = "" if args.datamap or path is None else " ($PRIVACY_DATAMAP)"
+        raise CommandFailed(f"data map problem{where}: {exc}", code) from None
     @contextlib.contextmanager
     def store(conn_id: str):
         if conn_id == OPS_CONNECTION:
@@ -373,6 +381,10 @@ def cmd_discover(args) -> int:
             conn.execute("set time zone 'UTC'")
             reports.append(findings.scan_connection(conn, dm, connection, rows=args.sample_rows, today=today,
                                                     tables=tuple(args.table or ())))
+    unknown = findings.tables_not_found(args.table or (), reports)
+    if unknown:
+        raise CommandFailed(f"--table {', '.join(unknown)}: no scanned database has such a table (scanned: "
+                            f"{', '.join(r.connection for r in reports)})", EXIT_USAGE)
     every = [f for r in reports for f in r.findings]
     if args.format == "yaml":
         _print_entries(every)
@@ -517,7 +529,8 @@ def add_product_commands(sub) -> None:
 
     p = _command(sub, "check-datamap", cmd_check_datamap, help="check the data map against a live database",
                  description="Check every table and column the data map names.")
-    p.add_argument("--datamap", metavar="FILE", help="data map file (default: the packaged include/datamap.yaml)")
+    p.add_argument("--datamap", metavar="FILE",
+                   help="data map file (default: $PRIVACY_DATAMAP, else the packaged include/datamap.yaml)")
     p.add_argument("--details", action="store_true", help="list every problem, not only the summary")
 
     p = _command(sub, "whatif", cmd_whatif, help="list what-if deadline runs, or show one run's results",
@@ -606,6 +619,15 @@ def main(argv: list[str] | None = None) -> int:
         url = database_url(args) if hasattr(args, "url") else getattr(args, "pg_url", None) or ""
         print(f"privacy-ops {args.command}: lost the database: {pg_url.scrub(_first_line(exc), url)}",
               file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction) as exc:
+        # A login without the rights the command needs, or a read-only server (a replica): set-up, not a bug.
+        url = database_url(args) if hasattr(args, "url") else getattr(args, "pg_url", None) or ""
+        print(f"privacy-ops {args.command}: the database refused: {pg_url.scrub(_first_line(exc), url)} (the login "
+              "needs the rights this command uses, on a server that accepts writes where it writes)", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except PrivacyOpsError as exc:  # the product's own one-sentence failures (an edited migration, a setting)
+        print(f"privacy-ops {args.command}: {_first_line(exc)}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130

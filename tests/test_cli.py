@@ -361,3 +361,44 @@ def test_an_object_store_location_with_credentials_is_never_repeated(fresh_db, c
         assert main(["verify-audit", "--url", fresh_db, "--anchors", location]) != EXIT_OK
         err = _one_sentence(capsys.readouterr().err)
         assert SECRET not in err and "AKIAXXXX" not in err and "***@bucket/x" in err, err
+
+
+def test_check_datamap_checks_the_file_the_dags_read(fresh_db, capsys, monkeypatch, tmp_path):
+    """Found by a fault trial: check-datamap read the packaged map whatever $PRIVACY_DATAMAP said ('data map OK' for
+    a file that does not exist), while the DAGs, discover and right-to-know read $PRIVACY_DATAMAP."""
+    monkeypatch.setenv("PRIVACY_DATAMAP", str(tmp_path / "nowhere.yaml"))
+    assert main(["check-datamap", "--url", fresh_db]) == EXIT_UNREACHABLE
+    err = _one_sentence(capsys.readouterr().err)
+    assert err.startswith("privacy-ops check-datamap: data map problem ($PRIVACY_DATAMAP): ") and "nowhere.yaml" in err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 1\nrecords: [a, b\n")
+    monkeypatch.setenv("PRIVACY_DATAMAP", str(broken))
+    assert main(["check-datamap", "--url", fresh_db]) == EXIT_CHECK_FAILED
+    assert "is not valid YAML" in _one_sentence(capsys.readouterr().err)
+
+
+def test_a_store_behind_the_code_an_edited_migration_and_a_refusing_server_are_one_sentence(fresh_db, capsys):
+    """Found by a fault trial: each was a traceback (UndefinedTable, MigrationError, InsufficientPrivilege), exit 1."""
+    from include import compliance_store
+
+    with database.connect(fresh_db, autocommit=True) as conn:
+        compliance_store.migrate(conn, upto=11)
+    assert main(["findings", "--url", fresh_db]) == EXIT_UNREACHABLE
+    err = _one_sentence(capsys.readouterr().err)
+    assert "is at migration 11 but the code needs" in err and "run `privacy-ops migrate-store`" in err, err
+    assert main(["migrate-store", "--url", fresh_db]) == EXIT_OK
+    capsys.readouterr()
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("update compliance.schema_migrations set checksum = 'edited' where version = 3")
+    assert main(["migrate-store", "--url", fresh_db]) == EXIT_UNREACHABLE
+    assert "0003_child_purge was changed after it was applied" in _one_sentence(capsys.readouterr().err)
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("update compliance.schema_migrations set checksum = %s where version = 3",
+                     (compliance_store.available_migrations()[2].checksum,))
+    for options, argv in (("-c%20role%3Dpg_monitor", ["findings"]),
+                          ("-c%20default_transaction_read_only%3Don", ["dismiss-finding", "--id", "1", "--reason",
+                                                                       "not personal", "--by", "dpo"])):
+        url = f"{fresh_db}?options={options}"
+        assert main([argv[0], "--url", url, *argv[1:]]) == EXIT_UNREACHABLE, argv
+        err = _one_sentence(capsys.readouterr().err)
+        assert "the database refused: " in err, err

@@ -494,6 +494,20 @@ def test_discover_prints_the_findings_or_their_yaml_and_no_value(seeded, restore
                         "categories": {"contact": ["buyer", "contact_email"]}, "erase": "delete"}]
 
 
+def test_a_table_name_no_database_has_is_said_not_a_clean_scan(db, seeded, restore_logging, capsys):
+    """Found by a fault trial: `discover --table nosuch` printed '0 finding(s) in 0 table(s)', exit 0, as if the table
+    had been scanned and found clean; a targeted run of the DAG recorded the same."""
+    from include.cli import EXIT_USAGE, main
+
+    assert main(["discover", "--url", seeded, "--table", "crm_contacts", "--table", "crm_contatcs"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--table crm_contatcs: no scanned database has such a table (scanned: ops_db)" in err, err
+    ops, store = db
+    recorded = run(ops, store, "typo", tables=["feedback", "public.no_such_table"])["recorded"]
+    assert "no scanned connection has a table named public.no_such_table (the run's tables)" in recorded["problems"]
+    assert not any("feedback" in p for p in recorded["problems"])
+
+
 def test_findings_lists_the_open_ones_with_their_age(db, seeded, restore_logging, capsys):
     from include.cli import main
 

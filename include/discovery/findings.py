@@ -88,22 +88,31 @@ class ScanReport:
     findings: list[Finding] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # tables that could not be read, in one sentence each
     scope: list[tuple[str, str]] = field(default_factory=list)  # (schema, table) listed or mapped and looked for
+    listed: list[tuple[str, str]] = field(default_factory=list)  # (schema, table) the catalogue has, read or not
 
     def as_dict(self) -> dict:
         return {"connection": self.connection, "tables": self.tables, "columns": self.columns,
                 "sampled_rows": self.sampled_rows, "findings": [f.as_dict() for f in self.findings],
-                "problems": self.problems, "scope": [list(s) for s in self.scope]}
+                "problems": self.problems, "scope": [list(s) for s in self.scope],
+                "listed": [list(s) for s in self.listed]}
 
     @classmethod
     def from_dict(cls, raw: Mapping) -> "ScanReport":
         return cls(raw["connection"], raw["tables"], raw["columns"], raw["sampled_rows"],
                    [Finding(**f) for f in raw["findings"]], list(raw.get("problems", ())),
-                   [tuple(s) for s in raw.get("scope", ())])
+                   [tuple(s) for s in raw.get("scope", ())], [tuple(s) for s in raw.get("listed", ())])
 
     @property
     def covered(self) -> list[tuple[str, str, str]]:
         """(connection, schema, table) this scan covered: whose open findings it may resolve."""
         return [(self.connection, schema, table) for schema, table in self.scope]
+
+
+def tables_not_found(named: Sequence[str], reports: Sequence[ScanReport]) -> list[str]:
+    """The names of a run's ``tables`` (``feedback``, ``crm.contacts``) that no scanned connection has: a typo
+    would otherwise read as a clean scan (no finding in no table)."""
+    have = {(s.lower(), t.lower()) for r in reports for s, t in r.listed}
+    return [n for n in named if not any(n.lower() in (t, f"{s}.{t}") for s, t in have)]
 
 
 # -- what the map names -------------------------------------------------------------------------------------------
@@ -140,6 +149,7 @@ def scan_connection(conn, dm: DataMap, connection: str, *, rows: int, today: dat
     account = _account_table(dm, connection)
     present = {(t.schema, t.name): t for t in found}
     report.scope = sorted(present)
+    report.listed = sorted(present)
     for table in found:
         try:
             frame = catalogue.sample(conn, table, rows)

@@ -66,6 +66,10 @@ def record_findings(step: Step, planned: list, scans: list) -> dict:
               "columns": sum(r.columns for r in reports), "sampled_rows": sum(r.sampled_rows for r in reports),
               "findings": len(every), "problems": [p for r in reports for p in r.problems]
               + [f"connection '{c}' was not scanned: its scan task failed" for c in missed]}
+    unknown = found.tables_not_found(step.params.tables, reports) if reports and not missed else []
+    if unknown:
+        totals["problems"].append(f"no scanned connection has a table named {', '.join(unknown)} (the run's tables)")
+        log.warning("%s", totals["problems"][-1])
     if missed:
         log.warning("%d of %d connection(s) could not be scanned (%s: see the scan_connection task's log); the "
                     "findings of the other(s) are %s", len(missed), len(planned), ", ".join(missed),
