@@ -36,7 +36,7 @@ def _date(text: str) -> date:
 
 def cmd_init_ops(args) -> int:
     from devkit import database
-    from devkit.operational_schema import SchemaExistsError, create_reference_schema
+    from devkit.operational_schema import NotOurTables, SchemaExistsError, create_reference_schema
 
     url = checked_url(database_url(args), url_source(args))
     if args.create_database:
@@ -55,18 +55,25 @@ def cmd_init_ops(args) -> int:
         except SchemaExistsError as exc:
             raise CommandFailed(f"{exc.table_sentence}; pass --replace to drop and recreate them (destroys their "
                                 "data)", EXIT_USAGE) from None
+        except NotOurTables as exc:
+            raise CommandFailed(str(exc), EXIT_USAGE) from None
     print(f"reference operational schema created in database {database_label(url)}")
     return EXIT_OK
 
 
 def cmd_seed(args) -> int:
-    from devkit.operational_schema import existing_tables, reference_tables_are_empty
+    from devkit import database
+    from devkit.operational_schema import NotOurTables, existing_tables, kit_made, reference_tables_are_empty
     from devkit.seed.demo_data import seed
 
     url = database_url(args)
     with connect(url, url_source(args)) as conn:
         present = existing_tables(conn)
         empty = bool(present) and reference_tables_are_empty(conn)
+        ours, foreign = kit_made(conn)
+    if present and foreign and not ours and not args.if_empty:
+        # Seeding replaces reference tables, empty or not: only those the kit made, in any database.
+        raise CommandFailed(str(NotOurTables(database.database_name(url), foreign)), EXIT_USAGE)
     if present and args.if_empty:
         print(f"database {database_label(url)} already has reference tables ({len(present)}): not seeding (--if-empty)")
         return EXIT_OK
@@ -83,10 +90,16 @@ def cmd_seed(args) -> int:
 
 def cmd_seed_stores(args) -> int:
     from devkit import database
-    from devkit.seed.stores import seed_stores_beside, store_urls
+    from devkit.seed.stores import SeedFirst, seed_stores_beside, store_urls
 
-    url = database_url(args)
-    summary = seed_stores_beside(url, seed=args.seed, if_empty=args.if_empty)
+    url = checked_url(database_url(args), url_source(args))
+    try:
+        summary = seed_stores_beside(url, seed=args.seed, if_empty=args.if_empty)
+    except database.DatabaseExists as exc:
+        raise CommandFailed(f"{exc}: pass --if-empty to keep seeded stores (a half-seeded one is made again)",
+                            EXIT_USAGE) from None
+    except (database.NotOurDatabase, SeedFirst) as exc:
+        raise CommandFailed(str(exc), EXIT_USAGE) from None
     names = ", ".join(database.database_name(u) for u in store_urls(url).values())
     if summary is None:
         print(f"the support desk and analytics databases ({names}) are seeded already: not seeding (--if-empty)")

@@ -64,7 +64,36 @@ def reference_tables_are_empty(conn: psycopg.Connection) -> bool:
     return True
 
 
+class NotOurTables(ValueError):
+    """Reference-named tables the kit did not make, in a database it did not make: never dropped."""
+
+    def __init__(self, dbname: str, tables: list[str]):
+        self.tables = tables
+        super().__init__(f"database {dbname!r} was not created by privacy-ops and its table(s) {', '.join(tables[:3])}"
+                         + (f" (and {len(tables) - 3} more)" if len(tables) > 3 else "")
+                         + " were not made by it either (they lack the project's mark), so they are not dropped: "
+                           "name a database the project made, or drop them yourself")
+
+
+def kit_made(conn: psycopg.Connection) -> tuple[bool, list[str]]:
+    """(whether the connection's database carries the kit's mark, the reference-named tables here that do not)."""
+    from devkit.database import MARK
+
+    ours = conn.execute("select shobj_description(oid, 'pg_database') = %s from pg_database "
+                        "where datname = current_database()", (MARK,)).fetchone()[0]
+    foreign = [name for name in existing_tables(conn)
+               if conn.execute("select obj_description(to_regclass(quote_ident(%s)), 'pg_class') is distinct from %s",
+                               (name, MARK)).fetchone()[0]]
+    return bool(ours), foreign
+
+
 def drop_reference_schema(conn: psycopg.Connection) -> None:
+    """Drop the reference tables, only where the kit made them: in a database it made, or tables it made (each
+    carries its mark; :func:`create_reference_schema` writes it). :class:`NotOurTables` otherwise: a `--replace`
+    pointed at another database (``$PRIVACY_PG_URL`` may name a production one) dropped its ``users`` before."""
+    ours, foreign = kit_made(conn)
+    if foreign and not ours:
+        raise NotOurTables(conn.info.dbname, foreign)
     with conn.transaction():
         for name in reversed(table_names()):
             conn.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(name)))
@@ -86,6 +115,10 @@ def create_reference_schema(
         if present:
             raise SchemaExistsError(present)
         conn.execute(load_sql(SCHEMA_FILE))
+        from devkit.database import MARK
+
+        for name in table_names():  # the kit's own tables, which a later --replace may drop
+            conn.execute(sql.SQL("comment on table {} is {}").format(sql.Identifier(name), sql.Literal(MARK)))
         if with_indexes:
             create_indexes(conn)
     return table_names()

@@ -209,3 +209,67 @@ def test_ui_unpause_says_scheduled_runs_start_within_a_minute_live_and_catch_up_
     text = "\n".join(unpaused_note(3))
     assert "WITHIN A MINUTE" in text and "LIVE" in text and "child_data_purge erases" in text
     assert "dsr_fulfilment exports and erases" in text and "only the last 3 day(s)" in text
+
+
+def test_init_ops_and_seed_never_drop_tables_the_kit_did_not_make(pg_server_url, someone_elses_db, capsys):
+    """Found by a fault trial: `init-ops --replace` and `seed --replace` (and `seed` over an empty table that shares a
+    reference name) dropped the tables of any database, `$PRIVACY_PG_URL`'s production one included."""
+    url = database.with_database(pg_server_url, someone_elses_db)
+    with database.connect(url, autocommit=True) as conn:
+        conn.execute("create table users (id int, precious text); insert into users values (1, 'customer data')")
+        conn.execute("create table vendors (id int)")  # empty, of another shape
+    for argv in (["init-ops", "--url", url, "--replace"], ["seed", "--url", url, "--replace", "--users", "50"],
+                 ["seed", "--url", url, "--users", "50"]):
+        assert main(argv) == EXIT_USAGE, argv
+        err = _one_sentence(capsys.readouterr().err)
+        assert "was not created by privacy-ops" in err and "not dropped" in err, err
+    with database.connect(url, autocommit=True) as conn:
+        assert conn.execute("select precious from users").fetchone() == ("customer data",)
+        assert conn.execute("select to_regclass('vendors')").fetchone()[0] is not None
+        conn.execute("drop table users, vendors")
+    # The tables the kit makes carry its mark: in someone else's database, init-ops then seed work as documented.
+    assert main(["init-ops", "--url", url]) == 0
+    assert main(["seed", "--url", url, "--users", "50"]) == 0
+    assert main(["seed", "--url", url, "--users", "50", "--replace"]) == 0
+    with database.connect(url, autocommit=True) as conn:
+        assert conn.execute("select count(*) from users").fetchone()[0] >= 50
+        assert conn.execute("select v from precious").fetchone() == ("keep me",)
+
+
+def test_seed_stores_writes_only_into_its_own_databases_and_finishes_a_half_seeded_one(pg_server_url, capsys):
+    """Found by a fault trial: `seed-stores --if-empty` wrote tables and addresses into an existing database it did
+    not make; interrupted, it left empty stores that `--if-empty` then took for seeded; over an unseeded database or
+    run twice it printed a traceback."""
+    name = f"privacy_stores_{uuid.uuid4().hex[:8]}"
+    url = database.create_database(pg_server_url, name)
+    support, analytics = f"{name}_support", f"{name}_analytics"
+    try:
+        assert main(["seed-stores", "--url", url]) == EXIT_USAGE  # nothing to build the stores from yet
+        assert "seed it first" in _one_sentence(capsys.readouterr().err)
+        assert database.is_ours(pg_server_url, support) is None  # and nothing made
+        assert main(["seed", "--url", url, "--users", "60"]) == 0
+        with database.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(support)))  # someone else's
+        assert main(["seed-stores", "--url", url, "--if-empty"]) == EXIT_USAGE
+        assert "was not created by privacy-ops" in _one_sentence(capsys.readouterr().err)
+        with database.connect(database.with_database(pg_server_url, support)) as conn:
+            assert conn.execute("select to_regclass('tickets')").fetchone()[0] is None
+        with database.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database {}").format(sql.Identifier(support)))
+        capsys.readouterr()
+        assert main(["seed-stores", "--url", url]) == 0
+        assert main(["seed-stores", "--url", url]) == EXIT_USAGE  # twice: one sentence, not DatabaseExists
+        assert "--if-empty" in _one_sentence(capsys.readouterr().err)
+        # A seed cut off after the support desk: the analytics store is empty; --if-empty seeds both again.
+        with database.connect(database.with_database(pg_server_url, analytics), autocommit=True) as conn:
+            conn.execute("drop table daily_usage")
+        assert main(["seed-stores", "--url", url, "--if-empty"]) == 0
+        assert "not seeding" not in capsys.readouterr().out
+        with database.connect(database.with_database(pg_server_url, analytics)) as conn:
+            assert conn.execute("select count(*) from daily_usage").fetchone()[0] > 0
+        assert main(["seed-stores", "--url", url, "--if-empty"]) == 0
+        assert "not seeding (--if-empty)" in capsys.readouterr().out
+    finally:  # all three are this test's own, the unmarked one included
+        with database.connect(pg_server_url, autocommit=True) as conn:
+            for db in (support, analytics, name):
+                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(db)))

@@ -33,17 +33,35 @@ def seed_stores_beside(ops_url: str, *, seed: int = 42, if_empty: bool = False) 
     """Create the two store databases beside ``ops_url`` (made by the kit) and seed them; with ``if_empty``, do
     nothing (None) when the support desk's database already has its tables."""
     urls = store_urls(ops_url)
+    with database.connect(ops_url, autocommit=True) as ops:
+        if ops.execute("select to_regclass('public.users')").fetchone()[0] is None:
+            raise SeedFirst(database.database_name(ops_url))
+    states = {c: database.is_ours(ops_url, database.database_name(u)) for c, u in urls.items()}
+    for conn_id, state in states.items():
+        if state is False:  # someone else's database under the store's name: never written into
+            raise database.NotOurDatabase(database.database_name(urls[conn_id]))
+    if if_empty and all(states.values()) and all(_has(urls[c], t) for c, t in SEEDED_BY.items()):
+        return None
     for url in urls.values():
-        try:
-            database.create_database(ops_url, database.database_name(url))
-        except database.DatabaseExists:
-            if not if_empty:
-                raise
-    if if_empty:
-        with database.connect(urls["support_db"], autocommit=True) as conn:
-            if conn.execute("select to_regclass('public.tickets')").fetchone()[0] is not None:
-                return None
+        # With --if-empty, a store left half-seeded (an interrupted seed) is made again: it is the kit's own.
+        database.create_database(ops_url, database.database_name(url), replace=if_empty)
     return seed_stores(ops_url, urls["support_db"], urls["analytics_db"], seed=seed)
+
+
+# The table each store's seed writes last: a store that has it was seeded whole (each store's seed is one
+# transaction).
+SEEDED_BY = {"support_db": "ticket_events", "analytics_db": "daily_usage"}
+
+
+class SeedFirst(ValueError):
+    def __init__(self, dbname: str):
+        super().__init__(f"database {dbname!r} has no reference tables to build the stores from: seed it first "
+                         "(`privacy-ops seed`)")
+
+
+def _has(url: str, table: str) -> bool:
+    with database.connect(url, autocommit=True) as conn:
+        return conn.execute("select to_regclass(%s)", (f"public.{table}",)).fetchone()[0] is not None
 
 
 def seed_stores(ops_url: str, support_url: str, analytics_url: str, *, seed: int = 42) -> dict:
@@ -71,11 +89,12 @@ def seed_stores(ops_url: str, support_url: str, analytics_url: str, *, seed: int
             for n in range(int(rng.integers(1, 4))):
                 events.append((len(events) + 1, tid, None if n == 0 else "agent@acme.example",
                                "opened" if n == 0 else "answered", at + timedelta(hours=n)))
-    with database.connect(support_url, autocommit=True) as support:
+    # Each store in one transaction (committed when its block ends): an interrupted seed leaves no half-filled store.
+    with database.connect(support_url) as support:
         create_store_schema(support, "support_db")
         _copy(support, "tickets", ("id", "requester_email", "subject", "body", "attachment_uri", "created_at"), tickets)
         _copy(support, "ticket_events", ("id", "ticket_id", "actor_email", "note", "created_at"), events)
-    with database.connect(analytics_url, autocommit=True) as analytics:
+    with database.connect(analytics_url) as analytics:
         create_store_schema(analytics, "analytics_db")
         _copy(analytics, "daily_usage", ("user_id", "day", "feature", "api_calls", "seconds_active"), usage)
     return {"tickets": len(tickets), "ticket_events": len(events), "daily_usage": len(usage)}
