@@ -416,6 +416,11 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
     if not database.answers(db_url):
         print(f"there is no demo database {target.dbname!r} on {target.label}: run `./dev demo` first")
         return 1
+    if not (target.embedded or database.is_ours(target.server_url, target.dbname)):
+        # Its scheduler runs the DAGs live (purges erase, fulfilments erase): only on a database the demo made.
+        raise CommandFailed(f"database {target.dbname!r} was not created by privacy-ops (it lacks the project's mark): "
+                            "`ui` runs the DAGs live (purges and fulfilments erase), so it serves only a database "
+                            "`./dev demo` made", EXIT_USAGE)
     home = DEMO_DIR / "airflow"
     with SendGridStandIn(api_key=API_KEY) as sendgrid, \
             GCSEmulator(default_bucket=EVIDENCE_BUCKET, data_dir=EVIDENCE_DIR) as gcs:

@@ -273,3 +273,16 @@ def test_seed_stores_writes_only_into_its_own_databases_and_finishes_a_half_seed
         with database.connect(pg_server_url, autocommit=True) as conn:
             for db in (support, analytics, name):
                 conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(db)))
+
+
+def test_ui_serves_only_a_database_the_demo_made(pg_server_url, someone_elses_db, monkeypatch, capsys):
+    """Found by a fault trial: `ui --pg-url` started Airflow on any database that answered; with `--unpause` its
+    scheduled purges and fulfilments would have erased there."""
+    def went_on(*args, **kwargs):
+        raise AssertionError("ui went on to start the stand-ins and Airflow")
+
+    monkeypatch.setattr("devkit.standins.sendgrid_server.SendGridStandIn", went_on)
+    assert main(["ui", "--pg-url", database.with_database(pg_server_url, someone_elses_db), "--unpause"]) == EXIT_USAGE
+    err = _one_sentence(capsys.readouterr().err)
+    assert "was not created by privacy-ops" in err and "runs the DAGs live" in err, err
+    assert _still_there(pg_server_url, someone_elses_db)
