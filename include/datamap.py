@@ -5,6 +5,8 @@ schema differs from the reference one changes this file, not the DAGs.
 """
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -224,11 +226,20 @@ def default_path() -> Path:
     return Path(str(resources.files("include") / "datamap.yaml"))
 
 
+MAX_DATAMAP_BYTES = 16 * 2**20  # a map of thousands of entries is well under a MiB
+
+
 def load_datamap(path: str | Path | None = None) -> DataMap:
     """Read and shape-check a data map (no database needed)."""
     path = Path(path) if path else default_path()
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeys)  # noqa: S506 (a SafeLoader)
+        with path.open("rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # /dev/zero, a pipe: no end to read to
+                raise DataMapError(f"data map {path} is not a regular file")
+            data = handle.read(MAX_DATAMAP_BYTES + 1)
+        if len(data) > MAX_DATAMAP_BYTES:
+            raise DataMapError(f"data map {path} is larger than {MAX_DATAMAP_BYTES // 2**20} MiB: not a data map")
+        raw = yaml.load(data.decode("utf-8"), Loader=_UniqueKeys)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise DataMapError(f"data map file not found: {path}") from None
     except UnicodeDecodeError:

@@ -402,3 +402,13 @@ def test_a_store_behind_the_code_an_edited_migration_and_a_refusing_server_are_o
         assert main([argv[0], "--url", url, *argv[1:]]) == EXIT_UNREACHABLE, argv
         err = _one_sentence(capsys.readouterr().err)
         assert "the database refused: " in err, err
+
+
+def test_a_data_map_that_never_ends_or_is_huge_is_refused_before_it_is_read(tmp_path, capsys):
+    """Found by a fault trial: `check-datamap --datamap /dev/zero` read until the kernel killed the process."""
+    assert main(["check-datamap", "--datamap", "/dev/zero"]) == EXIT_USAGE  # not a file: the flag is wrong
+    assert "data map /dev/zero is not a regular file" in _one_sentence(capsys.readouterr().err)
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * (17 * 2**20) + b"\n")
+    assert main(["check-datamap", "--datamap", str(big)]) == EXIT_CHECK_FAILED
+    assert "is larger than 16 MiB: not a data map" in _one_sentence(capsys.readouterr().err)
