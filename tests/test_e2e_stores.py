@@ -223,7 +223,13 @@ def test_a_foreign_bucket_leaves_the_subject_incomplete_and_a_store_down_fails_i
         "select outcome, reason, request_completed from compliance.dsr_fulfilments where request_id = %s",
         (UID,)).fetchone()
     assert (outcome, completed) == ("incomplete", False)
-    assert FOREIGN in reason  # named for a person, in the store (never in the log)
+    # For a person: how many files and in which bucket; never the file's name, which the append-only audit log would
+    # keep for good (found by a fault trial); the location is in compliance.erasure_files.
+    assert "1 file(s)" in reason and "(someone-elses-bucket;" in reason and "store-subject-secret" not in reason
+    audited = world["conn"].execute("select string_agg(details::text, ' ') from compliance.audit_log").fetchone()[0]
+    assert "store-subject-secret" not in audited
+    assert world["conn"].execute("select count(*) from compliance.erasure_files where uri = %s",
+                                 (FOREIGN,)).fetchone()[0] == 1
     assert world["buckets"].bucket("someone-elses-bucket").exists("store-subject-secret.txt")  # not touched
     left = left_of_subject(world)
     assert (left["users"], left["uploads"]) == (1, 3)  # the account stays for a later run to finish

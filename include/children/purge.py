@@ -31,7 +31,7 @@ from include.erasure import guard
 from include.erasure import run as erasure_run
 from include.erasure.guard import NotApproved, PlanChanged
 from include.erasure.guard import short as _short
-from include.erasure.stores import access_of
+from include.erasure.stores import access_of, incomplete_reason
 from include.errors import Transient
 from include.delivery.engine import deliver
 from include.step import Step
@@ -324,13 +324,6 @@ def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: 
               erasure.INCOMPLETE: incomplete_reason(result.not_allowed)}.get(result.outcome)
     ledger.finish_subject(store, ctx, ctx.run_id, result, reason=reason)
     return result.outcome
-
-
-def incomplete_reason(locations) -> str:
-    """For a person: the files an erasure may not touch (their locations, kept in the store, never logged)."""
-    return (f"{len(locations)} file(s) of the subject are in buckets the settings do not allow the erasure to touch "
-            f"({', '.join(locations)}): delete them by hand or allow their bucket (setting file_buckets); its other "
-            "stores and allowed files were erased, its account and operational rows stay until a later run finishes")
 
 
 def settle(step: Step, unmapped=None) -> int:

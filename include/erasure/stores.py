@@ -189,6 +189,18 @@ def open_files(store, subject_hash: str) -> list[tuple[str, str]]:
                             order by uri""", (subject_hash,)).fetchall()
 
 
+def incomplete_reason(locations) -> str:
+    """For a person, in the subject's record (and so in the append-only audit log): how many of its files the erasure
+    may not touch and in which buckets, never their names (a file's name can be personal data, and the audit log
+    keeps what it is given for good); the locations themselves are in ``compliance.erasure_files``."""
+    buckets = sorted({ref.bucket if (ref := FileRef.parse(u)) is not None else "(not a gs:// location)"
+                      for u in locations})
+    return (f"{len(locations)} file(s) of the subject are in bucket(s) the settings do not allow the erasure to touch "
+            f"({', '.join(buckets)}; compliance.erasure_files lists them for this subject): delete them by hand or "
+            "allow their bucket (setting file_buckets); its other stores and allowed files were erased, its account "
+            "and operational rows stay until a later run finishes")
+
+
 def subject_files(store, subject_hash: str) -> list[FileOutcome]:
     """Every file of the subject as it stands (deleted, already gone, not allowed)."""
     rows = store.execute("""select uri, kind, state from compliance.erasure_files

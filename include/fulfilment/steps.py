@@ -40,7 +40,7 @@ from include.erasure import guard
 from include.erasure import run as erasure_run
 from include.erasure.guard import PlanChanged
 from include.erasure.guard import short as _short
-from include.erasure.stores import access_of
+from include.erasure.stores import access_of, incomplete_reason
 from include.errors import NeedsOperator, Transient
 from include.fulfilment import ledger, package, rules, source
 from include.fulfilment.ledger import WORKFLOW, PlanRow, Record
@@ -83,13 +83,6 @@ def gate(plan_hash: str, erasable: int, to_erase: int, params: FulfilmentParams,
     g = guard.gate(plan_hash, erasable=erasable, to_erase=to_erase, params=params, threshold=threshold,
                    rest_of_approved=rest_of_approved)
     return replace(g, state=guard.PLANNED) if g.state == guard.NOTHING_TO_ERASE else g
-
-
-def incomplete_reason(locations: Sequence[str]) -> str:
-    """For a person: the files the erasure may not touch (their locations, kept in the store, never logged)."""
-    return (f"{len(locations)} file(s) of the subject are in buckets the settings do not allow the erasure to touch "
-            f"({', '.join(locations)}): delete them by hand or allow their bucket (setting file_buckets); its other "
-            "stores and allowed files were erased, its account and operational rows stay until a later run finishes")
 
 
 def held_reason(holds: Sequence[int]) -> str:
@@ -489,7 +482,8 @@ def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str
                 ledger.record_decided(store, ctx, _record(by_id[req.request_id], rules.INCOMPLETE,
                                                           incomplete_reason(result.not_allowed)))
             log.warning("request(s) %s: %d file(s) of the subject are in buckets the settings do not allow; the "
-                        "subject is incomplete (the files are named in its record)", ids, len(result.not_allowed))
+                        "subject is incomplete (compliance.erasure_files names the files)", ids,
+                        len(result.not_allowed))
         elif stop.outcome != ALREADY:
             log.info("request(s) %s: %s; left %s", ids, stop.outcome,
                      "to the run holding it" if stop.outcome == CLAIMED else "to the next run")
