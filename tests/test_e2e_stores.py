@@ -236,3 +236,47 @@ def test_a_foreign_bucket_leaves_the_subject_incomplete_and_a_store_down_fails_i
     assert (left["tickets"], left["ticket_events"], left["daily_usage"], left["files"]) == (0, 0, 0, 0)
     assert world["conn"].execute("select status from privacy_requests where id = %s", (UID,)).fetchone()[0] == \
         "in_progress"
+
+
+def test_a_file_the_object_store_refuses_leaves_its_subject_incomplete_and_the_others_erased(world, monkeypatch):
+    """Found by a fault trial: a 403 on one subject's file failed the whole run at once: the other subjects' requests
+    were never carried out, the refused one got no record, and every later run stopped at the same subject."""
+    from devkit.standins import gcs_emulator
+
+    other, other_key = UID + 100, f"users/{UID + 100}/letter.txt"
+    world["conn"].execute("""insert into users (id, email, full_name, country, created_at)
+                             values (%s, 'other.subject@example.org', 'Other Subject', 'IE', now() - interval '99 days')""",
+                          (other,))
+    world["conn"].execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, created_at)
+                             values (%s, %s, 'letter.txt', 'upload', %s, 5, now())""",
+                          (other * 10, other, f"gs://acme-uploads/{other_key}"))
+    world["buckets"].bucket("acme-uploads").put(other_key, b"hello")
+    request(world, UID, "erasure")
+    world["conn"].execute("""insert into privacy_requests (id, user_id, requester_email, regime, request_type,
+                                                           received_at, status)
+                             values (%s, %s, 'other.subject@example.org', 'gdpr', 'erasure', now() - interval '1 day',
+                                     'in_progress')""", (other, other))
+    delete = gcs_emulator._RecordingHandler.do_DELETE
+
+    def refuse_the_subjects_files(handler):
+        if f"{UID}%2F" in handler.path:  # a retention policy on the planted subject's files only
+            body = b'{"error": {"code": 403, "message": "retention policy"}}'
+            handler.send_response(403)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+            return None
+        return delete(handler)
+
+    monkeypatch.setattr(gcs_emulator._RecordingHandler, "do_DELETE", refuse_the_subjects_files)
+    state, log = world.run("refused", conf={"request_ids": [UID, other]})
+    assert state == "failed"
+    assert "1 subject(s) to erase left incomplete: the object store refused to read or delete a file of theirs" in log
+    outcomes = dict(world["conn"].execute("select request_id, outcome from compliance.dsr_fulfilments"))
+    assert outcomes == {UID: "incomplete", other: "erased"}
+    reason = world["conn"].execute("select reason from compliance.dsr_fulfilments where request_id = %s",
+                                   (UID,)).fetchone()[0]
+    assert "refused to delete a file in gs://acme-" in reason and "store-subject" not in reason, reason
+    assert world["conn"].execute("select count(*) from users where id = %s", (UID,)).fetchone()[0] == 1
+    assert not world["buckets"].bucket("acme-uploads").exists(other_key)

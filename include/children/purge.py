@@ -31,8 +31,9 @@ from include.erasure import guard
 from include.erasure import run as erasure_run
 from include.erasure.guard import NotApproved, PlanChanged
 from include.erasure.guard import short as _short
-from include.erasure.stores import access_of, incomplete_reason
+from include.erasure.stores import REFUSED, SubjectsRefused, access_of, incomplete_reason, refused_reason
 from include.errors import Transient
+from include.objectstore import ObjectStoreRefused
 from include.delivery.engine import deliver
 from include.step import Step
 from include.subjects import user_hash
@@ -283,6 +284,8 @@ def purge_subjects(step: Step[PurgeParams], *, progress_every: float = 10.0) -> 
     if busy:
         raise SubjectsBusy(f"{len(busy)} subject(s) stayed locked by other transactions (the application, or an "
                            "earlier attempt still alive) and were not erased; the task's retry erases them")
+    if tally.get(REFUSED):
+        raise SubjectsRefused(tally[REFUSED], "subject(s) to purge")
     return result
 
 
@@ -316,6 +319,11 @@ def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: 
         return "skipped"
     except erasure.SubjectBusy:
         return "busy"
+    except ObjectStoreRefused as exc:  # this child alone: recorded for a person, the others are purged
+        ledger.finish_subject(store, ctx, ctx.run_id, erasure.ErasureResult(
+            row.user_id, row.subject_hash, erasure.INCOMPLETE, at=now), reason=refused_reason(exc))
+        log.warning("a subject was left incomplete: %s", exc)
+        return REFUSED
     if result.outcome == erasure.CLAIMED_ELSEWHERE:
         return result.outcome
     reason = {erasure.HELD: f"active legal hold(s) {', '.join(map(str, result.holds))} (found under its claim)",

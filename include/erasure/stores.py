@@ -18,8 +18,10 @@ account row (its claim) and before it erases the operational rows and the accoun
 3. **The files**, one by one: a location in a bucket the settings do not allow (or not a ``gs://`` location) is
    not touched and recorded ``not_allowed``; any other is deleted, and is done when the store answers that it is
    gone: the delete succeeded (Cloud Storage's read-after-delete is strongly consistent: once a delete succeeds,
-   every read of the object is a 404) or the object was already gone (404). A missing bucket, a refusal (a
-   retention policy or a hold: 403) or any other error stops the subject (an operator must look).
+   every read of the object is a 404) or the object was already gone (404). A missing bucket or a refusal (a
+   retention policy or a hold: 403) stops the subject: the calling step records it ``incomplete`` with
+   :func:`refused_reason`, goes on with the others and then fails (:class:`SubjectsRefused`); any other error
+   stops the step.
 
 The engine then erases the operational rows and the account in its own transaction, only if no file was
 ``not_allowed``: otherwise the subject is ``incomplete`` (its account stays, so the next run finishes once a
@@ -199,6 +201,24 @@ def incomplete_reason(locations) -> str:
             f"({', '.join(buckets)}; compliance.erasure_files lists them for this subject): delete them by hand or "
             "allow their bucket (setting file_buckets); its other stores and allowed files were erased, its account "
             "and operational rows stay until a later run finishes")
+
+
+REFUSED = "refused"  # a step's tally: the object store refused a subject's file; the subject is left incomplete
+
+
+def refused_reason(exc: Exception) -> str:
+    """For a person: the object store refused to read or delete a file of this subject (``exc`` names the bucket,
+    never the file); the other subjects went on."""
+    return (f"{exc} (a retention policy, an object hold or the connection's permissions): a person must look; this "
+            "subject's account and rows stay, the other subjects were carried out, and the next run tries again")
+
+
+class SubjectsRefused(NeedsOperator):
+    """The object store refused the files of some subjects: recorded ``incomplete``; the others were carried out."""
+
+    def __init__(self, count: int, what: str):
+        super().__init__(f"{count} {what} left incomplete: the object store refused to read or delete a file of "
+                         "theirs (each record says which bucket and why); every other one was carried out")
 
 
 def subject_files(store, subject_hash: str) -> list[FileOutcome]:

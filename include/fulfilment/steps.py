@@ -40,8 +40,10 @@ from include.erasure import guard
 from include.erasure import run as erasure_run
 from include.erasure.guard import PlanChanged
 from include.erasure.guard import short as _short
-from include.erasure.stores import access_of, incomplete_reason
+from include.erasure.stores import (REFUSED, SubjectsRefused, access_of, incomplete_reason,
+                                    refused_reason)
 from include.errors import NeedsOperator, Transient
+from include.objectstore import ObjectStoreRefused
 from include.fulfilment import ledger, package, rules, source
 from include.fulfilment.ledger import WORKFLOW, PlanRow, Record
 from include.fulfilment.params import FulfilmentParams
@@ -274,6 +276,8 @@ def fulfil_requests(step: Step[FulfilmentParams], *, workdir: str | None = None,
             log.info("progress: %d/%d request(s) (%s), %.1f/s", n, len(rows), _fmt(tally), n / (last - started))
     result = {"outcomes": dict(sorted(tally.items())), "acted_on": len(rows)}
     log.info("fulfilled in %.1f s: %s", time.monotonic() - started, _fmt(tally))
+    if tally.get(REFUSED):
+        raise SubjectsRefused(tally[REFUSED], "request(s)")
     if tally.get(LOCKED):
         raise RequestsBusy(f"{tally[LOCKED]} request(s) or their accounts stayed locked by other transactions for over "
                            f"{LOCK_TIMEOUT_MS // 1000} s and were not acted on; the task's retry acts on them")
@@ -351,6 +355,10 @@ def act_on_request(step: Step[FulfilmentParams], row: PlanRow, *, workdir: str |
         return stop.outcome
     except psycopg.errors.LockNotAvailable:
         return LOCKED
+    except ObjectStoreRefused as exc:  # this request alone: recorded for a person, the others go on
+        ledger.record_decided(store, ctx, _record(row, rules.INCOMPLETE, refused_reason(exc)))
+        log.warning("request %d: left incomplete: %s", row.request_id, exc)
+        return REFUSED
     except psycopg.errors.SerializationFailure:
         # An export reads one snapshot (repeatable read): another run that acted on the request and committed
         # after that snapshot was taken, but before this claim reached the row, changed it under us. Nothing
@@ -436,6 +444,8 @@ def erase_requests(step: Step[FulfilmentParams]) -> dict:
     if tally.get(LOCKED):
         raise RequestsBusy(f"{tally[LOCKED]} subject(s) stayed locked by other transactions and were not erased; the "
                            "task's retry erases them")
+    if tally.get(REFUSED):
+        raise SubjectsRefused(tally[REFUSED], "subject(s) to erase")
     return result
 
 
@@ -471,6 +481,11 @@ def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str
             for rec in records:
                 if not ledger.write_pending(store, rec.request_id, ctx.run_id, xid, rec, now):
                     raise _Abandon(ALREADY)
+    except ObjectStoreRefused as exc:  # this subject alone: recorded for a person, the others go on
+        for row in rows:
+            ledger.record_decided(store, ctx, _record(row, rules.INCOMPLETE, refused_reason(exc)))
+        log.warning("request(s) %s: left incomplete: %s", ids, exc)
+        return REFUSED
     except _Abandon as stop:
         if stop.outcome == rules.HELD:
             held = result.holds
