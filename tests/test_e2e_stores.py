@@ -280,3 +280,37 @@ def test_a_file_the_object_store_refuses_leaves_its_subject_incomplete_and_the_o
     assert "refused to delete a file in gs://acme-" in reason and "store-subject" not in reason, reason
     assert world["conn"].execute("select count(*) from users where id = %s", (UID,)).fetchone()[0] == 1
     assert not world["buckets"].bucket("acme-uploads").exists(other_key)
+
+
+def test_a_file_another_accounts_row_names_too_is_neither_exported_nor_erased(world):
+    """Found by a fault trial: the subject's erasure deleted a file another account's row named too (that account's
+    upload then pointed at nothing), and the subject's export handed them the other person's file."""
+    other_id, = world["conn"].execute("select min(id) from users where id <> %s and deleted_at is null",
+                                      (UID,)).fetchone()
+    key = f"users/{other_id}/their-own-secret-scan.pdf"
+    uri = f"gs://acme-uploads/{key}"
+    world["buckets"].bucket("acme-uploads").put(key, b"someone else's scan")
+    for n, owner in ((1, other_id), (2, UID)):
+        world["conn"].execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, created_at)
+                                 values (%s, %s, 'scan.pdf', 'upload', %s, 19, now())""", (UID * 10 + 5 + n, owner, uri))
+    request(world, UID, "access")
+    state, log = world.run("export", conf={"request_ids": [UID]})
+    assert state == "success", log[-3000:]
+    with zipfile.ZipFile(io.BytesIO(world["objects"].get(object_name(UID)))) as zf:
+        files = {n: zf.read(n) for n in zf.namelist()}
+    stored = {f["location"]: f for f in json.loads(files["package.json"])["stored_files"]}
+    assert stored[uri]["status"] == "shared" and stored[uri]["entry"] is None
+    assert b"someone else's scan" not in b"".join(files.values())
+    assert len(stored) == 4  # the subject's own three files, and this one listed once
+
+    request(world, UID + 1, "erasure")
+    state, log = world.run("erase", conf={"request_ids": [UID + 1]})
+    assert state == "success", log[-3000:]
+    assert world["conn"].execute("select outcome from compliance.dsr_fulfilments where request_id = %s",
+                                 (UID + 1,)).fetchone()[0] == "erased"
+    assert world["buckets"].bucket("acme-uploads").exists(key)  # the other account's file is still there
+    assert world["conn"].execute("select count(*) from uploads where user_id = %s and storage_uri = %s",
+                                 (other_id, uri)).fetchone()[0] == 1
+    assert world["conn"].execute("select state from compliance.erasure_files where uri = %s",
+                                 (uri,)).fetchone()[0] == "shared"
+    assert left_of_subject(world)["files"] == 0  # the subject's own files are gone

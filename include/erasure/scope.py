@@ -229,6 +229,24 @@ def file_locations(dm: DataMap, conn_of: Callable[[PersonalDataEntry], Any],
             yield target, column, uri
 
 
+def shared_locations(dm: DataMap, conn_of: Callable[[PersonalDataEntry], Any], params: Mapping,
+                     uris) -> frozenset[str]:
+    """The locations among ``uris`` that a row outside the subject names too (another account's upload, someone
+    else's ticket), in any store: such a file is not the subject's alone, so the erasure leaves it (another
+    person's row still needs it) and the export leaves it out (it may be another person's data)."""
+    wanted = sorted(set(uris))
+    if not wanted:
+        return frozenset()
+    by_entry = {id(t.entry): t for found in store_targets(dm).values() for t in found}
+    shared: set[str] = set()
+    for entry, column in dm.file_columns:
+        target = by_entry.get(id(entry)) or Target(entry)
+        query = sql.SQL("select distinct x.{c} from {t} x where x.{c} = any(%(uris)s) and not coalesce(({w}), false)"
+                        ).format(c=sql.Identifier(column), t=entry.ident, w=target.where("x"))
+        shared.update(uri for (uri,) in conn_of(entry).execute(query, {**params, "uris": wanted}))
+    return frozenset(shared)
+
+
 _KEY_LINK_COLUMNS = """
 select c.table_schema, c.table_name, c.column_name
 from information_schema.columns c

@@ -40,11 +40,12 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from include.datamap import OPS_CONNECTION, DataMap
-from include.erasure.scope import Target, file_locations, store_targets
+from include.erasure.scope import Target, file_locations, shared_locations, store_targets
 from include.errors import NeedsOperator
 from include.objectstore import Buckets, FileRef, ObjectStore
 
 FOUND, DELETED, ALREADY_GONE, NOT_ALLOWED = "found", "deleted", "already_gone", "not_allowed"
+SHARED = "shared"  # another account's row names the file too: left in place (recorded, never deleted)
 FILE, EXPORT_PACKAGE = "file", "export_package"
 EVIDENCE = "evidence"
 
@@ -144,7 +145,10 @@ def erase_elsewhere(ops, dm: DataMap, access: StoreAccess | None, subject: Mappi
                          "inside the operational transaction (a rollback there would forget it)")
     subject_hash = subject["subject_hash"]
     params = {"user_id": subject["user_id"], "email": subject["email"]}
-    record_found(access.progress, subject_hash, found_files(ops, dm, access, params), at)
+    found = found_files(ops, dm, access, params)
+    shared = shared_locations(dm, _conn_of(ops, access), params, [uri for uri, _, _ in found])
+    record_found(access.progress, subject_hash, [f for f in found if f[0] not in shared], at)
+    record_found(access.progress, subject_hash, [f for f in found if f[0] in shared], at, state=SHARED)
     record_found(access.progress, subject_hash, earlier_packages(access.progress, subject_hash), at)
     tables, now = [], 0
     for connection, scope in store_targets(dm).items():
@@ -159,13 +163,17 @@ def erase_elsewhere(ops, dm: DataMap, access: StoreAccess | None, subject: Mappi
 
 # -- the files -------------------------------------------------------------------------------------------------
 
-def found_files(ops, dm: DataMap, access: StoreAccess, params: dict) -> list[tuple[str, str, str]]:
-    """(location, kind, source) of every file the subject's rows name, in every store."""
+def _conn_of(ops, access: StoreAccess):
     def conn_of(entry):
         return ops if entry.connection == OPS_CONNECTION else access.connect(entry.connection)
 
+    return conn_of
+
+
+def found_files(ops, dm: DataMap, access: StoreAccess, params: dict) -> list[tuple[str, str, str]]:
+    """(location, kind, source) of every file the subject's rows name, in every store."""
     return [(uri, FILE, f"{t.entry.connection}:{t.entry.schema}.{t.entry.table}.{column}")
-            for t, column, uri in file_locations(dm, conn_of, params)]
+            for t, column, uri in file_locations(dm, _conn_of(ops, access), params)]
 
 
 def earlier_packages(store, subject_hash: str) -> list[tuple[str, str, str]]:
@@ -176,13 +184,16 @@ def earlier_packages(store, subject_hash: str) -> list[tuple[str, str, str]]:
     return [(name, EXPORT_PACKAGE, EVIDENCE) for (name,) in rows]
 
 
-def record_found(store, subject_hash: str, found, at: datetime) -> None:
+def record_found(store, subject_hash: str, found, at: datetime, *, state: str = FOUND) -> None:
+    """Record the subject's files once (a retry keeps the first record); a ``shared`` one is done as found."""
     if not found:
         return
     with store.cursor() as cur:
-        cur.executemany("""insert into compliance.erasure_files (subject_hash, uri, kind, source, state, found_at)
-                           values (%s, %s, %s, %s, 'found', %s) on conflict (subject_hash, uri) do nothing""",
-                        [(subject_hash, uri, kind, source, at) for uri, kind, source in found])
+        cur.executemany("""insert into compliance.erasure_files (subject_hash, uri, kind, source, state, found_at,
+                                                                 done_at)
+                           values (%s, %s, %s, %s, %s, %s, %s) on conflict (subject_hash, uri) do nothing""",
+                        [(subject_hash, uri, kind, source, state, at, at if state == SHARED else None)
+                         for uri, kind, source in found])
 
 
 def open_files(store, subject_hash: str) -> list[tuple[str, str]]:

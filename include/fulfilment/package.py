@@ -63,7 +63,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from psycopg import sql
 
 from include.datamap import OPS_CONNECTION, DataMap, PersonalDataEntry
-from include.erasure.scope import Target, address_key, file_locations, store_targets
+from include.erasure.scope import Target, address_key, file_locations, shared_locations, store_targets
 from include.objectstore import Buckets, FileRef, ObjectNotFound, ObjectStoreUnavailable
 from include.fulfilment.right_to_know import SharedWith
 
@@ -167,7 +167,7 @@ class StoredFile:
     entry: str | None = None
     bytes: int | None = None
     sha256: str | None = None
-    status: str = "included"     # included, missing, not_allowed
+    status: str = "included"     # included, missing, not_allowed, shared (another account's row names it too)
 
     def as_dict(self) -> dict:
         return {"location": self.location, "table": self.table, "entry": self.entry, "bytes": self.bytes,
@@ -262,13 +262,19 @@ def build(src, dm: DataMap, about: About, who: Subject, shared: SharedWith, path
 
 # -- the files ----------------------------------------------------------------------------------------------
 
-def _named_files(src: Sources, dm: DataMap, params: dict) -> list[tuple[str, str]]:
-    """(location, table) of every file the subject's rows name, in the data map's order of file columns, each
+def _named_files(src: Sources, dm: DataMap, params: dict) -> list[tuple[str, str, bool]]:
+    """(location, table, named by another account's row too) of every file the subject's rows name, in the data map's order of file columns, each
     column's locations in their order; refused before anything is written when a file must be read and this
     export was given no object storage."""
-    found = [(uri, target.label) for target, _, uri in file_locations(dm, src.conn, params)]
+    first: dict[str, str] = {}  # a file two of the subject's rows name is packed once (under the first table)
+    for target, _, uri in file_locations(dm, src.conn, params):
+        first.setdefault(uri, target.label)
+    found = list(first.items())
+    # A file another account's row names too may be another person's: listed, never read into the package.
+    shared = shared_locations(dm, src.conn, params, [uri for uri, _ in found])
+    found = [(uri, table, uri in shared) for uri, table in found]
     allowed = _allowed(src, dm)
-    if src.buckets is None and any(_readable(uri, allowed) for uri, _ in found):
+    if src.buckets is None and any(_readable(uri, allowed) for uri, _, mixed in found if not mixed):
         from include.erasure.stores import StoresNotReachable
 
         raise StoresNotReachable("the subject's rows name files in object storage but this export was given no "
@@ -285,14 +291,17 @@ def _readable(uri: str, allowed: frozenset[str]) -> FileRef | None:
     return ref if ref is not None and ref.bucket in allowed else None
 
 
-def _add_files(zf: zipfile.ZipFile, src: Sources, found: Sequence[tuple[str, str]], allowed: frozenset[str],
+def _add_files(zf: zipfile.ZipFile, src: Sources, found: Sequence[tuple[str, str, bool]], allowed: frozenset[str],
                out: "_PackageFile") -> list[StoredFile]:
     """Each file streamed from its bucket straight into its entry (stored as is), its SHA-256 and size taken on
     the way: never whole in memory, never copied to disk first. A missing object is listed ``missing`` and
     gets no entry (its entry is opened at the object's first byte); one in a bucket not allowed is listed
     ``not_allowed`` and not read."""
     stored = []
-    for n, (uri, table) in enumerate(found, 1):
+    for n, (uri, table, shared) in enumerate(found, 1):
+        if shared:  # another account's row names it too: it may be another person's, never read into the package
+            stored.append(StoredFile(uri, table, status="shared"))
+            continue
         ref = _readable(uri, allowed)
         if ref is None:
             stored.append(StoredFile(uri, table, status="not_allowed"))
@@ -624,7 +633,8 @@ def readme(about: About, who: Subject, rows: dict[str, dict[str, int]], shared: 
     if gone:
         out += [_para(f"{len(gone)} file(s) our records name could not be included: {sum(f.status == 'missing' for f in gone)} "
                       "no longer exist in our storage, and the others are kept where this export may not read them "
-                      "(stored_files in package.json says which). Contact us if you need them."), ""]
+                      "or are named by another person's records too (stored_files in package.json says which). "
+                      "Contact us if you need them."), ""]
     if shared.vendors:
         out += ["Shared with", "-----------", ""]
         for v in shared.vendors:
