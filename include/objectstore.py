@@ -431,8 +431,12 @@ class FileRef:
 
     @classmethod
     def parse(cls, text: str) -> "FileRef | None":
-        """The file a location names, or None when it is not ``gs://<valid bucket>/<object name>``."""
-        if not isinstance(text, str) or not text.startswith("gs://"):
+        """The file a location names, or None when it is not ``gs://<valid bucket>/<object name>``; white space
+        around it is a row's, not the name's (as around an address), and the scheme is read in any case."""
+        if not isinstance(text, str):
+            return None
+        text = text.strip()
+        if text[:5].lower() != "gs://":
             return None
         bucket, _, key = text[len("gs://"):].partition("/")
         if not _BUCKET.match(bucket) or ".." in bucket or not key or len(key.encode("utf-8")) > _MAX_NAME_BYTES:

@@ -302,6 +302,11 @@ def test_a_file_another_accounts_row_names_too_is_neither_exported_nor_erased(wo
     assert stored[uri]["status"] == "shared" and stored[uri]["entry"] is None
     assert b"someone else's scan" not in b"".join(files.values())
     assert len(stored) == 4  # the subject's own three files, and this one listed once
+    # The record says what was left out, in counts (it said nothing: an export that left files out read as whole).
+    reason = world["conn"].execute("select reason from compliance.dsr_fulfilments where request_id = %s",
+                                   (UID,)).fetchone()[0]
+    assert "1 file(s) the subject's rows name are not in the package (1 named by another account's row too" in reason
+    assert "their-own-secret-scan" not in reason and "their-own-secret-scan" not in log
 
     request(world, UID + 1, "erasure")
     state, log = world.run("erase", conf={"request_ids": [UID + 1]})

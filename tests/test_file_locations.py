@@ -25,6 +25,16 @@ def test_a_file_location_names_its_bucket_and_object_as_stored():
     assert FileRef.parse("gs://acme-uploads/" + "é" * 512).key == "é" * 512  # 1,024 bytes: GCS's limit
 
 
+def test_white_space_around_a_location_and_the_schemes_case_are_a_rows_not_the_files():
+    """Found by a fault trial: 'gs://b/x.txt ' (a trailing space) named no object, so the export listed the file
+    missing and the erasure took the 404 for 'already gone' and erased the row: the file stayed, named by nothing."""
+    for text in ("gs://acme-uploads/users/1/x.txt ", " gs://acme-uploads/users/1/x.txt", "GS://acme-uploads/users/1/x.txt",
+                 "\tGs://acme-uploads/users/1/x.txt\n"):
+        ref = FileRef.parse(text)
+        assert (ref.bucket, ref.key) == ("acme-uploads", "users/1/x.txt"), text
+    assert FileRef.parse("gs://acme-uploads/a b.pdf").key == "a b.pdf"  # inside the name, a space is the name's
+
+
 def test_folder_buckets_read_write_list_and_delete_as_a_bucket_does(tmp_path):
     bucket = FolderBuckets(tmp_path).bucket("acme-uploads")
     assert bucket.list() == []  # no folder yet: an empty listing

@@ -400,10 +400,27 @@ def _export(step: Step[FulfilmentParams], req: RequestFacts, row: PlanRow, workd
                                   erasure.allowed_buckets(dm, getattr(settings, "file_buckets", None)))
         built = package.build(sources, dm, about, who, shared, os.path.join(tmp, "package.zip"))
         uri = objects.put_file(name, built.path, package.CONTENT_TYPE)
-    reason = ("rows tied to the account by an address another account also has were left out"
-              if who.shared_address else None)
+    notes = ["rows tied to the account by an address another account also has were left out"] \
+        if who.shared_address else []
+    left_out = _files_left_out(built.stored_files)
+    if left_out:
+        notes.append(left_out)
+        log.warning("request %d: %s", req.request_id, left_out)
+    reason = "; ".join(notes) or None
     return _record(row, rules.EXPORTED, reason, package_object=name, package_uri=uri, package_sha256=built.sha256,
                    package_bytes=built.bytes, package_rows=built.rows)
+
+
+def _files_left_out(stored) -> str | None:
+    """For a person (the record) and the log: how many of the files the subject's rows name are not in the package,
+    and why, in counts (package.json lists each; a file's name never goes in the record or the log)."""
+    why = {"missing": "no longer in storage", "not_allowed": "in a bucket the settings do not allow, or not a gs:// "
+           "location", "shared": "named by another account's row too"}
+    counts = {s: sum(f.status == s for f in stored) for s in why}
+    if not any(counts.values()):
+        return None
+    return (f"{sum(counts.values())} file(s) the subject's rows name are not in the package ("
+            + ", ".join(f"{n} {why[s]}" for s, n in counts.items() if n) + "; package.json lists each)")
 
 
 # -- erase -------------------------------------------------------------------------------------------------
