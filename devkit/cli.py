@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from datetime import date
 
-from include.cli import (EXIT_OK, EXIT_USAGE, CommandFailed, checked_url, connect, database_label, database_url,
-                         url_source, with_url)
+from include.cli import (EXIT_OK, EXIT_USAGE, CommandFailed, _given, checked_url, connect, database_label,
+                         database_url, url_source, with_url)
 
 
 def _positive(text: str) -> int:
@@ -23,6 +23,14 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive number")
     return value
+
+
+def _port(text: str) -> int:
+    """A TCP port, 0 (the system picks one) to 65535, else argparse's one-sentence usage error (exit 2)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a port number from 0 to 65535")
+    return int(text)
 
 
 def _date(text: str) -> date:
@@ -188,8 +196,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("standins", help="run the local SendGrid-compatible server and GCS emulator",
                        description="Serve the stand-ins on loopback until Ctrl-C.")
-    p.add_argument("--sendgrid-port", type=int, default=3030, help="SendGrid stand-in port (default: 3030)")
-    p.add_argument("--gcs-port", type=int, default=9023, help="GCS emulator port (default: 9023)")
+    p.add_argument("--sendgrid-port", type=_port, default=3030, help="SendGrid stand-in port (default: 3030)")
+    p.add_argument("--gcs-port", type=_port, default=9023, help="GCS emulator port (default: 9023)")
     p.add_argument("--api-key", default="dev-key", help="the API key the SendGrid stand-in accepts")
     p.add_argument("--bucket", default="privacy-evidence", help="bucket the GCS emulator creates")
     p.set_defaults(func=cmd_standins)
@@ -199,7 +207,7 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DEMO_ENVIRONMENT)
     p.add_argument("--users", type=_positive, default=5000, help="number of demo users (default: 5000)")
     p.add_argument("--seed", type=int, default=42, help="random seed of the demo data (default: 42)")
-    p.add_argument("--pg-url", metavar="URL",
+    p.add_argument("--pg-url", metavar="URL", type=_given,
                    help="libpq URL of the PostgreSQL to use; its database, or the demo's own (privacy_demo) when it "
                         "names `postgres` (default: $PRIVACY_PG_URL, the local server, else an embedded one under "
                         ".demo/pg); the demo drops and recreates that database, and refuses one privacy-ops did not "
@@ -211,8 +219,9 @@ def register(sub) -> None:
     p = sub.add_parser("ui", help="airflow standalone on the demo database, with the stand-ins",
                        description="The Airflow UI on the demo's database until Ctrl-C.",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DEMO_ENVIRONMENT)
-    p.add_argument("--pg-url", metavar="URL", help="the PostgreSQL server the demo used (default: as for demo)")
-    p.add_argument("--port", type=int, default=8080, help="port of the UI (default: 8080)")
+    p.add_argument("--pg-url", metavar="URL", type=_given,
+                   help="the PostgreSQL server the demo used (default: as for demo)")
+    p.add_argument("--port", type=_port, default=8080, help="port of the UI (default: 8080)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default: 127.0.0.1; 0.0.0.0 exposes it to the network)")
     p.add_argument("--unpause", action="store_true", help="unpause the DAGs so that triggered runs start")

@@ -299,6 +299,25 @@ def _day(text: str):
 BIGINT_MAX = 2 ** 63 - 1  # the largest whole number PostgreSQL holds (a LIMIT, an id)
 
 
+def _given(text: str) -> str:
+    """A value that names something: an empty one is a usage error, never a silent fall back to the default (an
+    empty --url read $PRIVACY_PG_URL's database, or the server's postgres)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a value, or leave the flag out for its default")
+    return text
+
+
+def _words(limit: int):
+    """Text a person writes (a reason, a name), at least one character and at most ``limit``."""
+    def check(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError("is empty")
+        if len(text) > limit:
+            raise argparse.ArgumentTypeError(f"is {len(text)} characters long; give at most {limit}")
+        return text.strip()
+    return check
+
+
 def _positive(text: str) -> int:
     """A whole number from 1 to :data:`BIGINT_MAX`, else argparse's one-sentence usage error (exit 2)."""
     text = text.strip()
@@ -499,7 +518,7 @@ def cmd_dismiss_finding(args) -> int:
 
 
 def with_url(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--url", metavar="URL",
+    parser.add_argument("--url", metavar="URL", type=_given,
                         help="libpq URL of the database (default: $PRIVACY_PG_URL, else the local server)")
     return parser
 
@@ -522,20 +541,20 @@ def add_product_commands(sub) -> None:
                  description="Recompute every row's hash of compliance.audit_log, then check the chain against the "
                              "anchors the runs wrote outside the database, which reveals removed newest rows and a "
                              "recomputed chain.")
-    p.add_argument("--anchors", metavar="LOCATION",
+    p.add_argument("--anchors", metavar="LOCATION", type=_given,
                    help=f"where the runs anchor the chain: gs://BUCKET[/PREFIX] (connection google_cloud_default, "
                         f"e.g. from $AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT) or file:///FOLDER (default: "
                         f"${EVIDENCE_ENV}; without either only the chain is checked)")
 
     p = _command(sub, "check-datamap", cmd_check_datamap, help="check the data map against a live database",
                  description="Check every table and column the data map names.")
-    p.add_argument("--datamap", metavar="FILE",
+    p.add_argument("--datamap", metavar="FILE", type=_given,
                    help="data map file (default: $PRIVACY_DATAMAP, else the packaged include/datamap.yaml)")
     p.add_argument("--details", action="store_true", help="list every problem, not only the summary")
 
     p = _command(sub, "whatif", cmd_whatif, help="list what-if deadline runs, or show one run's results",
                  description="What-if evaluations (dsr_deadline_tracking with another as_of).")
-    p.add_argument("--run-id", metavar="RUN_ID", help="show this run's evaluations (default: list the runs)")
+    p.add_argument("--run-id", metavar="RUN_ID", type=_given, help="show this run's evaluations (default: list the runs)")
     p.add_argument("--limit", type=_positive, default=50, metavar="N", help="at most this many lines (default: 50)")
 
     p = _command(sub, "right-to-know", cmd_right_to_know,
@@ -558,7 +577,8 @@ def add_product_commands(sub) -> None:
     p.add_argument("--sample-rows", type=_positive, default=1000, metavar="N",
                    help="rows sampled per table at most (default: 1000)")
     p.add_argument("--table", action="append", metavar="NAME", help="only this table (repeatable)")
-    p.add_argument("--datamap", metavar="FILE", help="data map file (default: $PRIVACY_DATAMAP, else the packaged one)")
+    p.add_argument("--datamap", metavar="FILE", type=_given,
+                   help="data map file (default: $PRIVACY_DATAMAP, else the packaged one)")
 
     p = _command(sub, "findings", cmd_findings, help="list the open personal-data discovery findings and their age",
                  description="The open findings of personal_data_discovery, oldest first.")
@@ -568,8 +588,9 @@ def add_product_commands(sub) -> None:
                  help="dismiss a discovery finding with a reason (audit-logged; later runs keep it)",
                  description="Record that a finding is not a subject's personal data (or is handled elsewhere).")
     p.add_argument("--id", type=_positive, required=True, metavar="N", help="the finding's id (privacy-ops findings)")
-    p.add_argument("--reason", required=True, help="why it is dismissed (at most 500 characters)")
-    p.add_argument("--by", required=True, metavar="NAME", help="who dismisses it")
+    p.add_argument("--reason", required=True, type=_words(500), help="why it is dismissed (at most 500 characters)")
+    p.add_argument("--by", required=True, metavar="NAME", type=_words(100), help="who dismisses it (at most 100 "
+                   "characters)")
 
 
 # -- assembling the parser --------------------------------------------------------------------------

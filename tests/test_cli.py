@@ -412,3 +412,20 @@ def test_a_data_map_that_never_ends_or_is_huge_is_refused_before_it_is_read(tmp_
     big.write_bytes(b"# " + b"x" * (17 * 2**20) + b"\n")
     assert main(["check-datamap", "--datamap", str(big)]) == EXIT_CHECK_FAILED
     assert "is larger than 16 MiB: not a data map" in _one_sentence(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv", [
+    ["findings", "--url", ""], ["check-datamap", "--datamap", " "], ["verify-audit", "--anchors", ""],
+    ["whatif", "--run-id", ""], ["dismiss-finding", "--id", "1", "--reason", "", "--by", "dpo"],
+    ["dismiss-finding", "--id", "1", "--reason", "x" * 501, "--by", "dpo"],
+    ["dismiss-finding", "--id", "1", "--reason", "not personal", "--by", ""],
+    ["ui", "--port", "99999"], ["standins", "--sendgrid-port", "-1"], ["ui", "--pg-url", ""]])
+def test_an_empty_or_impossible_value_is_a_usage_error_not_a_silent_default(argv, capsys):
+    """Found by a fault trial: `--url ''` read $PRIVACY_PG_URL's database (or the server's postgres), `--by ''` was
+    audited as 'person:' for good, a 501-character reason exited 1, `ui --port 99999` printed an address that cannot
+    work and a negative port a traceback."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ": argument --" in err, err
