@@ -25,7 +25,8 @@ account row (its claim) and before it erases the operational rows and the accoun
 
 The engine then erases the operational rows and the account in its own transaction, only if no file was
 ``not_allowed``: otherwise the subject is ``incomplete`` (its account stays, so the next run finishes once a
-person has dealt with the file).
+person has allowed the file's bucket: a file in a bucket the settings do not allow is never looked at, so one
+deleted by hand is only known gone once its bucket is allowed).
 
 Locations are recorded in the compliance store (evidence for a person), never logged: a file's name can be
 personal data.
@@ -209,9 +210,9 @@ def incomplete_reason(locations) -> str:
     buckets = sorted({ref.bucket if (ref := FileRef.parse(u)) is not None else "(not a gs:// location)"
                       for u in locations})
     return (f"{len(locations)} file(s) of the subject are in bucket(s) the settings do not allow the erasure to touch "
-            f"({', '.join(buckets)}; compliance.erasure_files lists them for this subject): delete them by hand or "
-            "allow their bucket (setting file_buckets); its other stores and allowed files were erased, its account "
-            "and operational rows stay until a later run finishes")
+            f"({', '.join(buckets)}; compliance.erasure_files lists them for this subject): allow their bucket "
+            "(setting file_buckets) and the next run deletes them, or finds them gone; its other stores and allowed "
+            "files were erased, its account and operational rows stay until then")
 
 
 REFUSED = "refused"  # a step's tally: the object store refused a subject's file; the subject is left incomplete
