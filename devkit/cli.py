@@ -71,7 +71,8 @@ def cmd_init_ops(args) -> int:
 
 def cmd_seed(args) -> int:
     from devkit import database
-    from devkit.operational_schema import NotOurTables, existing_tables, kit_made, reference_tables_are_empty
+    from devkit.operational_schema import (NotOurTables, existing_tables, kit_made, reference_tables_are_empty,
+                                           seeded_whole)
     from devkit.seed.demo_data import seed
 
     url = database_url(args)
@@ -79,13 +80,16 @@ def cmd_seed(args) -> int:
         present = existing_tables(conn)
         empty = bool(present) and reference_tables_are_empty(conn)
         ours, foreign = kit_made(conn)
-    if present and foreign and not ours and not args.if_empty:
-        # Seeding replaces reference tables, empty or not: only those the kit made, in any database.
-        raise CommandFailed(str(NotOurTables(database.database_name(url), foreign)), EXIT_USAGE)
-    if present and args.if_empty:
+        whole = bool(present) and seeded_whole(conn)
+    if present and args.if_empty and whole:
         print(f"database {database_label(url)} already has reference tables ({len(present)}): not seeding (--if-empty)")
         return EXIT_OK
-    if present and not (empty or args.replace):
+    if present and foreign and not ours:
+        # Seeding replaces reference tables, empty or not: only those the kit made, in any database.
+        raise CommandFailed(str(NotOurTables(database.database_name(url), foreign)), EXIT_USAGE)
+    if present and args.if_empty:  # the kit's own, cut off before its indexes or sequences: made again
+        print(f"database {database_label(url)} holds a seed that did not finish: seeding it again (--if-empty)")
+    elif present and not (empty or args.replace):
         raise CommandFailed(f"database {database_label(url)} already holds data in the reference tables; pass "
                             "--replace to drop and reseed them (destroys their data)", EXIT_USAGE)
     # An empty reference schema (as `init-ops` leaves it) is replaced by the seeded one.

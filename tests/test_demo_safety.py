@@ -286,3 +286,25 @@ def test_ui_serves_only_a_database_the_demo_made(pg_server_url, someone_elses_db
     err = _one_sentence(capsys.readouterr().err)
     assert "was not created by privacy-ops" in err and "runs the DAGs live" in err, err
     assert _still_there(pg_server_url, someone_elses_db)
+
+
+def test_seed_if_empty_finishes_a_seed_that_was_cut_off(pg_server_url, capsys):
+    """Found by a fault trial: a seed interrupted after its rows' commit left 14 of 44 indexes and the id sequences
+    at 1 (an insert without an id then collided), and `seed --if-empty` (the Compose file's start) took it for
+    seeded for good."""
+    name = f"privacy_cutoff_{uuid.uuid4().hex[:8]}"
+    url = database.create_database(pg_server_url, name)
+    try:
+        assert main(["seed", "--url", url, "--users", "60"]) == 0
+        assert main(["seed", "--url", url, "--users", "60", "--if-empty"]) == 0
+        assert "not seeding (--if-empty)" in capsys.readouterr().out  # seeded whole: left alone
+        with database.connect(url, autocommit=True) as conn:  # what the interrupted seed left
+            conn.execute("drop index users_created_at_idx")
+            conn.execute("select setval(pg_get_serial_sequence('users', 'id'), 1, false)")
+        assert main(["seed", "--url", url, "--users", "60", "--if-empty"]) == 0
+        assert "a seed that did not finish: seeding it again" in capsys.readouterr().out
+        with database.connect(url, autocommit=True) as conn:
+            assert conn.execute("select to_regclass('users_created_at_idx')").fetchone()[0] is not None
+            conn.execute("insert into users (email, created_at) values ('new.one@example.org', now())")  # no clash
+    finally:
+        database.drop_database(pg_server_url, name)
