@@ -122,8 +122,14 @@ def resolve_target(pg_url: str | None) -> DemoTarget:
 
 
 def fresh_demo_database(target: DemoTarget) -> str:
-    """The demo's database, created anew (a database the project made is dropped first; any other is refused)."""
+    """The demo's database, created anew (a database the project made is dropped first; any other is refused), its
+    two stores' names checked first: a store's database someone else made stops the demo before anything is
+    dropped or made (it used to stop, with a traceback, after the main database was seeded)."""
     try:
+        for url in store_urls(database.with_database(target.server_url, target.dbname)).values():
+            name = database.database_name(url)
+            if not target.embedded and database.is_ours(target.server_url, name) is False:
+                raise database.NotOurDatabase(name)
         return database.create_database(target.server_url, target.dbname, replace=True,
                                         server_is_ours=target.embedded)
     except database.NotOurDatabase as exc:

@@ -308,3 +308,20 @@ def test_seed_if_empty_finishes_a_seed_that_was_cut_off(pg_server_url, capsys):
             conn.execute("insert into users (email, created_at) values ('new.one@example.org', now())")  # no clash
     finally:
         database.drop_database(pg_server_url, name)
+
+
+def test_the_demo_refuses_a_store_database_someone_else_made_before_it_makes_anything(pg_server_url, no_demo_run,
+                                                                                      capsys):
+    """Found by a fault trial: with `<db>_support` made by hand, the demo made and seeded its database, then stopped
+    with a NotOurDatabase traceback."""
+    support = f"{no_demo_run}_support"
+    with database.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(support)))
+    try:
+        assert main(["demo", "--users", "50", "--pg-url", pg_server_url]) == EXIT_USAGE
+        err = _one_sentence(capsys.readouterr().err)
+        assert f"database {support!r} was not created by privacy-ops" in err, err
+        assert database.is_ours(pg_server_url, no_demo_run) is None  # nothing made before the refusal
+    finally:
+        with database.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(support)))
