@@ -190,6 +190,19 @@ def test_a_file_already_gone_is_fine_and_a_foreign_bucket_leaves_the_subject_inc
     assert result.files_evidence() == {"already_gone": 1, "deleted": 3}
 
 
+def test_a_location_that_names_no_file_never_holds_the_erasure_back(world):
+    """Found by a fault trial: an empty location, 'gs://' or a bucket with no object name was kept not_allowed and
+    the subject incomplete for good, with the reason of a bucket the settings do not allow."""
+    conns = world["conns"]
+    for n, uri in enumerate(("", "  ", "gs://", "gs://acme-uploads", "gs://acme-uploads/", "GS://elsewhere"), 30):
+        conns["ops_db"].execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes,
+                                                        created_at) values (%s, 1, 'x', 'upload', %s, 1, now())""",
+                                (n, uri))
+    result = erase(world)
+    assert result.outcome == erasure.PURGED and result.not_allowed == ()
+    assert left_of_subject(conns) == dict.fromkeys(("users", "uploads", "tickets", "events", "usage"), 0)
+
+
 def test_a_plan_counts_every_stores_rows_as_the_erasure_then_erases_them(world):
     """The plan a reviewer approves counts each store in its own database (not the operational one alone), with
     the predicate the engine erases by (the address rule, a ticket's events through the ticket)."""

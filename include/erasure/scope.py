@@ -226,7 +226,22 @@ def file_locations(dm: DataMap, conn_of: Callable[[PersonalDataEntry], Any],
         query = sql.SQL("select distinct x.{c} from {t} x where {w} and x.{c} is not null order by 1").format(
             c=sql.Identifier(column), t=entry.ident, w=target.where("x"))
         for (uri,) in conn_of(entry).execute(query, params):
-            yield target, column, uri
+            if not names_nothing(uri):
+                yield target, column, uri
+
+
+def names_nothing(uri: str) -> bool:
+    """A location that names no file at all: empty, or ``gs://`` with no bucket or no object name (``gs://``,
+    ``gs://bucket``, ``gs://bucket/``). There is nothing to delete or pack, so it never holds an erasure back
+    (it did: kept ``not_allowed``, the subject ``incomplete`` with a bucket's reason). A location that names
+    something unusable (another scheme, an invalid bucket, a name over 1,024 bytes) is still a person's to judge."""
+    text = uri.strip()
+    if not text:
+        return True
+    if text[:5].lower() != "gs://":
+        return False
+    bucket, _, key = text[5:].partition("/")
+    return not bucket or not key
 
 
 def shared_locations(dm: DataMap, conn_of: Callable[[PersonalDataEntry], Any], params: Mapping,
