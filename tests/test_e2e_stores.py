@@ -319,3 +319,42 @@ def test_a_file_another_accounts_row_names_too_is_neither_exported_nor_erased(wo
     assert world["conn"].execute("select state from compliance.erasure_files where uri = %s",
                                  (uri,)).fetchone()[0] == "shared"
     assert left_of_subject(world)["files"] == 0  # the subject's own files are gone
+
+
+def test_a_refused_export_leaves_its_request_incomplete_and_the_runs_erasures_go_on(world, monkeypatch):
+    """A refused export used to fail the export step, and with it every erasure of the run (they come after it)."""
+    from devkit.standins import gcs_emulator
+
+    other, other_key = UID + 100, f"users/{UID + 100}/letter.txt"
+    world["conn"].execute("""insert into users (id, email, full_name, country, created_at)
+                             values (%s, 'other.subject@example.org', 'Other Subject', 'IE', now() - interval '99 days')""",
+                          (other,))
+    world["conn"].execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, created_at)
+                             values (%s, %s, 'letter.txt', 'upload', %s, 5, now())""",
+                          (other * 10, other, f"gs://acme-uploads/{other_key}"))
+    world["buckets"].bucket("acme-uploads").put(other_key, b"hello")
+    request(world, UID, "access")
+    world["conn"].execute("""insert into privacy_requests (id, user_id, requester_email, regime, request_type,
+                                                           received_at, status)
+                             values (%s, %s, 'other.subject@example.org', 'gdpr', 'erasure', now() - interval '1 day',
+                                     'in_progress')""", (other, other))
+    get = gcs_emulator._RecordingHandler.do_GET
+
+    def refuse_reading_the_subjects_files(handler):
+        if f"{UID}%2F" in handler.path and "alt=media" in handler.path:
+            body = b'{"error": {"code": 403, "message": "retention policy"}}'
+            handler.send_response(403)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+            return None
+        return get(handler)
+
+    monkeypatch.setattr(gcs_emulator._RecordingHandler, "do_GET", refuse_reading_the_subjects_files)
+    state, log = world.run("refused-export", conf={"request_ids": [UID, other]})
+    assert state == "success", log[-3000:]
+    assert "1 request(s) left incomplete: the object store refused to read a file of theirs" in log
+    outcomes = dict(world["conn"].execute("select request_id, outcome from compliance.dsr_fulfilments"))
+    assert outcomes == {UID: "incomplete", other: "erased"}
+    assert not world["buckets"].bucket("acme-uploads").exists(other_key)

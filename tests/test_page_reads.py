@@ -623,3 +623,16 @@ def test_the_trends_are_drawn_from_the_stores_history(store):
     add_manifest(store, 1, "2026-11-24", datetime(2026, 11, 24, tzinfo=timezone.utc), {"child": 2}, "r")
     weeks = {w["period"]: w["violations"] for w in trends.violations_by_week(store, today)}
     assert weeks["2026-11-23"] == 2 and weeks["2026-11-16"] is None
+
+
+def test_needs_a_person_counts_requests_left_incomplete(store):
+    """Found by a fault trial: a request left incomplete (a file the erasure may not touch, or one the object store
+    refused) waits for a person, and 'Needs a person' did not count it."""
+    store.execute("""insert into compliance.dsr_fulfilments (request_id, regime, request_type, action, outcome, reason,
+                                                            run_id, first_recorded_at, recorded_at)
+                     values (11, 'gdpr', 'erasure', 'erase', 'incomplete', '1 file(s) ... (someone-elses-bucket; ...)',
+                             'r', now(), now())""")
+    rows = {r["what"]: r for r in render(store, "attention")["rows"]}
+    left = rows["Requests left incomplete: a file the erasure may not touch, or one the object store refused"]
+    assert left["count"] == {"text": "1", "section": "fulfilments", "filters": {"outcome": "incomplete"}}
+    assert "file_buckets" in left["note"]

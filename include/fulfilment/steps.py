@@ -276,8 +276,9 @@ def fulfil_requests(step: Step[FulfilmentParams], *, workdir: str | None = None,
             log.info("progress: %d/%d request(s) (%s), %.1f/s", n, len(rows), _fmt(tally), n / (last - started))
     result = {"outcomes": dict(sorted(tally.items())), "acted_on": len(rows)}
     log.info("fulfilled in %.1f s: %s", time.monotonic() - started, _fmt(tally))
-    if tally.get(REFUSED):
-        raise SubjectsRefused(tally[REFUSED], "request(s)")
+    if tally.get(REFUSED):  # not a failure of this step: the erasures after it must still run ('Needs a person')
+        log.warning("%d request(s) left incomplete: the object store refused to read a file of theirs (each record "
+                    "says which bucket and why); every other one was carried out", tally[REFUSED])
     if tally.get(LOCKED):
         raise RequestsBusy(f"{tally[LOCKED]} request(s) or their accounts stayed locked by other transactions for over "
                            f"{LOCK_TIMEOUT_MS // 1000} s and were not acted on; the task's retry acts on them")

@@ -57,8 +57,8 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[
     for outcome, what, note in _FULFILMENTS[:2]:
         add("compliance.dsr_fulfilments", lambda o=outcome, w=what, n=note: _fulfilments(conn, o, w, n))
     add("compliance.child_report_outcomes", lambda: _reports_to_review(conn))
-    outcome, what, note = _FULFILMENTS[2]
-    add("compliance.dsr_fulfilments", lambda: _fulfilments(conn, outcome, what, note))
+    for outcome, what, note in _FULFILMENTS[2:]:
+        add("compliance.dsr_fulfilments", lambda o=outcome, w=what, n=note: _fulfilments(conn, o, w, n))
     add("compliance.child_purges", lambda: _held_children(conn))
     add("compliance.vendor_deletion_notices", lambda: _count(
         conn, "deletion_notices", "Deletion notices owed to vendors (erased subjects' data they received)",
@@ -86,6 +86,9 @@ _FULFILMENTS = (
      "a dry run prints the plan's hash; approve it (approve_plan) or answer the next run's approval"),
     ("held", "Erasure requests held by a legal hold",
      "tell the requester why; the next run erases once the hold is released"),
+    ("incomplete", "Requests left incomplete: a file the erasure may not touch, or one the object store refused",
+     "the record's reason names the bucket and why: allow the bucket (file_buckets) or lift the store's retention "
+     "or hold, and the next run finishes"),
 )
 
 
