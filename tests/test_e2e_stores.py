@@ -238,28 +238,28 @@ def test_a_foreign_bucket_leaves_the_subject_incomplete_and_a_store_down_fails_i
         "in_progress"
 
 
-def test_a_file_the_object_store_refuses_leaves_its_subject_incomplete_and_the_others_erased(world, monkeypatch):
-    """Found by a fault trial: a 403 on one subject's file failed the whole run at once: the other subjects' requests
-    were never carried out, the refused one got no record, and every later run stopped at the same subject."""
-    from devkit.standins import gcs_emulator
-
-    other, other_key = UID + 100, f"users/{UID + 100}/letter.txt"
+def other_subject_with_a_file(world) -> tuple[int, str]:
+    """A second subject with one file and an erasure request: (its id, its file's key)."""
+    other, key = UID + 100, f"users/{UID + 100}/letter.txt"
     world["conn"].execute("""insert into users (id, email, full_name, country, created_at)
                              values (%s, 'other.subject@example.org', 'Other Subject', 'IE', now() - interval '99 days')""",
                           (other,))
     world["conn"].execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, created_at)
                              values (%s, %s, 'letter.txt', 'upload', %s, 5, now())""",
-                          (other * 10, other, f"gs://acme-uploads/{other_key}"))
-    world["buckets"].bucket("acme-uploads").put(other_key, b"hello")
-    request(world, UID, "erasure")
+                          (other * 10, other, f"gs://acme-uploads/{key}"))
+    world["buckets"].bucket("acme-uploads").put(key, b"hello")
     world["conn"].execute("""insert into privacy_requests (id, user_id, requester_email, regime, request_type,
                                                            received_at, status)
                              values (%s, %s, 'other.subject@example.org', 'gdpr', 'erasure', now() - interval '1 day',
                                      'in_progress')""", (other, other))
-    delete = gcs_emulator._RecordingHandler.do_DELETE
+    return other, key
 
-    def refuse_the_subjects_files(handler):
-        if f"{UID}%2F" in handler.path:  # a retention policy on the planted subject's files only
+
+def refusing(answer, *, reads: bool = False):
+    """The emulator's handler method ``answer`` (do_GET, do_DELETE), answering 403 (a retention policy) for the
+    planted subject's files only (with ``reads``, only their downloads)."""
+    def handler_method(handler):
+        if f"{UID}%2F" in handler.path and (not reads or "alt=media" in handler.path):
             body = b'{"error": {"code": 403, "message": "retention policy"}}'
             handler.send_response(403)
             handler.send_header("Content-Type", "application/json")
@@ -267,9 +267,19 @@ def test_a_file_the_object_store_refuses_leaves_its_subject_incomplete_and_the_o
             handler.end_headers()
             handler.wfile.write(body)
             return None
-        return delete(handler)
+        return answer(handler)
+    return handler_method
 
-    monkeypatch.setattr(gcs_emulator._RecordingHandler, "do_DELETE", refuse_the_subjects_files)
+
+def test_a_file_the_object_store_refuses_leaves_its_subject_incomplete_and_the_others_erased(world, monkeypatch):
+    """Found by a fault trial: a 403 on one subject's file failed the whole run at once: the other subjects' requests
+    were never carried out, the refused one got no record, and every later run stopped at the same subject."""
+    from devkit.standins import gcs_emulator
+
+    other, other_key = other_subject_with_a_file(world)
+    request(world, UID, "erasure")
+    monkeypatch.setattr(gcs_emulator._RecordingHandler, "do_DELETE",
+                        refusing(gcs_emulator._RecordingHandler.do_DELETE))
     state, log = world.run("refused", conf={"request_ids": [UID, other]})
     assert state == "failed"
     assert "1 subject(s) to erase left incomplete: the object store refused to read or delete a file of theirs" in log
@@ -325,33 +335,10 @@ def test_a_refused_export_leaves_its_request_incomplete_and_the_runs_erasures_go
     """A refused export used to fail the export step, and with it every erasure of the run (they come after it)."""
     from devkit.standins import gcs_emulator
 
-    other, other_key = UID + 100, f"users/{UID + 100}/letter.txt"
-    world["conn"].execute("""insert into users (id, email, full_name, country, created_at)
-                             values (%s, 'other.subject@example.org', 'Other Subject', 'IE', now() - interval '99 days')""",
-                          (other,))
-    world["conn"].execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, created_at)
-                             values (%s, %s, 'letter.txt', 'upload', %s, 5, now())""",
-                          (other * 10, other, f"gs://acme-uploads/{other_key}"))
-    world["buckets"].bucket("acme-uploads").put(other_key, b"hello")
+    other, other_key = other_subject_with_a_file(world)
     request(world, UID, "access")
-    world["conn"].execute("""insert into privacy_requests (id, user_id, requester_email, regime, request_type,
-                                                           received_at, status)
-                             values (%s, %s, 'other.subject@example.org', 'gdpr', 'erasure', now() - interval '1 day',
-                                     'in_progress')""", (other, other))
-    get = gcs_emulator._RecordingHandler.do_GET
-
-    def refuse_reading_the_subjects_files(handler):
-        if f"{UID}%2F" in handler.path and "alt=media" in handler.path:
-            body = b'{"error": {"code": 403, "message": "retention policy"}}'
-            handler.send_response(403)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(body)))
-            handler.end_headers()
-            handler.wfile.write(body)
-            return None
-        return get(handler)
-
-    monkeypatch.setattr(gcs_emulator._RecordingHandler, "do_GET", refuse_reading_the_subjects_files)
+    monkeypatch.setattr(gcs_emulator._RecordingHandler, "do_GET",
+                        refusing(gcs_emulator._RecordingHandler.do_GET, reads=True))
     state, log = world.run("refused-export", conf={"request_ids": [UID, other]})
     assert state == "success", log[-3000:]
     assert "1 request(s) left incomplete: the object store refused to read a file of theirs" in log
