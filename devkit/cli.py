@@ -71,9 +71,9 @@ def cmd_init_ops(args) -> int:
 
 def cmd_seed(args) -> int:
     from devkit import database
-    from devkit.operational_schema import (NotOurTables, existing_tables, kit_made, reference_tables_are_empty,
-                                           seeded_whole)
+    from devkit.operational_schema import NotOurTables, existing_tables, kit_made, reference_tables_are_empty
     from devkit.seed.demo_data import seed
+    from devkit.seed.loading import seeded_whole
 
     url = database_url(args)
     with connect(url, url_source(args)) as conn:

@@ -56,33 +56,6 @@ def existing_tables(conn: psycopg.Connection) -> list[str]:
     return [row[0] for row in rows]
 
 
-def seeded_whole(conn: psycopg.Connection) -> bool:
-    """Whether the reference schema here was made to its end: every table, every index, and each id sequence past
-    the table's ids. A seed cut off after its load (its indexes and sequences come after the rows' commit) leaves
-    rows without them: an insert without an id then collides."""
-    if len(existing_tables(conn)) != len(table_names()):
-        return False
-    wanted = {m.group(1) for m in map(_INDEX_NAME.search, index_statements()) if m}
-    have = {name for (name,) in conn.execute("select indexname from pg_indexes where schemaname = current_schema()")}
-    if not wanted <= have:
-        return False
-    for name in table_names():
-        sequence = conn.execute("select pg_get_serial_sequence(quote_ident(%s), 'id')", (name,)).fetchone()[0] \
-            if conn.execute("select exists (select from information_schema.columns where table_schema = "
-                            "current_schema() and table_name = %s and column_name = 'id')", (name,)).fetchone()[0] \
-            else None
-        if sequence is None:
-            continue
-        behind = conn.execute(sql.SQL("select coalesce(max(id), 0) >= (select last_value + is_called::int from {}) "
-                                      "from {}").format(sql.SQL(sequence), sql.Identifier(name))).fetchone()[0]
-        if behind:
-            return False
-    return True
-
-
-_INDEX_NAME = re.compile(r"create\s+(?:unique\s+)?index\s+(?:if\s+not\s+exists\s+)?(\w+)", re.IGNORECASE)
-
-
 def reference_tables_are_empty(conn: psycopg.Connection) -> bool:
     """True when no reference table on the search path holds a row."""
     for name in existing_tables(conn):

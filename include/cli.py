@@ -631,21 +631,23 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+
+    def said(exc: BaseException) -> str:  # the driver's first line, without the command's URL or its password
+        url = database_url(args) if hasattr(args, "url") else getattr(args, "pg_url", None) or ""
+        return pg_url.scrub(_first_line(exc), url)
+
     try:
         return args.func(args)
     except CommandFailed as exc:
         print(f"privacy-ops {args.command}: {exc}", file=sys.stderr)
         return exc.code
     except psycopg.OperationalError as exc:
-        url = database_url(args) if hasattr(args, "url") else getattr(args, "pg_url", None) or ""
-        print(f"privacy-ops {args.command}: lost the database: {pg_url.scrub(_first_line(exc), url)}",
-              file=sys.stderr)
+        print(f"privacy-ops {args.command}: lost the database: {said(exc)}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction) as exc:
         # A login without the rights the command needs, or a read-only server (a replica): set-up, not a bug.
-        url = database_url(args) if hasattr(args, "url") else getattr(args, "pg_url", None) or ""
-        print(f"privacy-ops {args.command}: the database refused: {pg_url.scrub(_first_line(exc), url)} (the login "
-              "needs the rights this command uses, on a server that accepts writes where it writes)", file=sys.stderr)
+        print(f"privacy-ops {args.command}: the database refused: {said(exc)} (the login needs the rights this "
+              "command uses, on a server that accepts writes where it writes)", file=sys.stderr)
         return EXIT_UNREACHABLE
     except PrivacyOpsError as exc:  # the product's own one-sentence failures (an edited migration, a setting)
         print(f"privacy-ops {args.command}: {_first_line(exc)}", file=sys.stderr)

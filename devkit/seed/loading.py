@@ -10,6 +10,7 @@ writes and a later anti-wraparound VACUUM the freezing of every page of a freshl
 from __future__ import annotations
 
 import io
+import re
 import queue
 import threading
 import time
@@ -117,15 +118,41 @@ def build_indexes(conn: psycopg.Connection) -> None:
 
 def advance_sequences_and_analyze(conn: psycopg.Connection) -> None:
     """Identity sequences past the loaded ids (so an insert without id works), then planner stats."""
-    for table in operational_schema.table_names():
-        if LAYOUT[table][0][0] != "id":
-            continue
+    for table in _id_tables():
         conn.execute(
             sql.SQL("select setval(pg_get_serial_sequence({t}, 'id'), coalesce(max(id), 0) + 1, false) from {i}")
             .format(t=sql.Literal(table), i=sql.Identifier(table)))
     # only the reference tables: the database may hold other schemas (the compliance store)
     conn.execute(sql.SQL("analyze {}").format(
         sql.SQL(", ").join(sql.Identifier(t) for t in operational_schema.table_names())))
+
+
+def _id_tables() -> list[str]:
+    """The reference tables whose first column is an identity ``id`` (their sequence follows the loaded ids)."""
+    return [t for t in operational_schema.table_names() if LAYOUT[t][0][0] == "id"]
+
+
+def seeded_whole(conn: psycopg.Connection) -> bool:
+    """Whether a seed here ran to its end: every reference table, every index, and each id sequence past its table's
+    ids (:func:`advance_sequences_and_analyze`). A seed cut off after its load (the indexes and sequences come after
+    the rows' commit) leaves rows without them: an insert without an id then collides."""
+    if len(operational_schema.existing_tables(conn)) != len(operational_schema.table_names()):
+        return False
+    wanted = {m.group(1) for m in map(_INDEX_NAME.search, operational_schema.index_statements()) if m}
+    have = {name for (name,) in conn.execute("select indexname from pg_indexes where schemaname = current_schema()")}
+    if not wanted <= have:
+        return False
+    for table in _id_tables():
+        behind = conn.execute(
+            sql.SQL("select coalesce(max(id), 0) >= (select last_value + is_called::int from {s}) from {i}").format(
+                s=sql.SQL(conn.execute("select pg_get_serial_sequence(%s, 'id')", (table,)).fetchone()[0]),
+                i=sql.Identifier(table))).fetchone()[0]
+        if behind:
+            return False
+    return True
+
+
+_INDEX_NAME = re.compile(r"create\s+(?:unique\s+)?index\s+(?:if\s+not\s+exists\s+)?(\w+)", re.IGNORECASE)
 
 
 def row_counts(conn: psycopg.Connection) -> dict[str, int]:
