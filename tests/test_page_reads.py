@@ -636,3 +636,29 @@ def test_needs_a_person_counts_requests_left_incomplete(store):
     left = rows["Requests left incomplete: a file the erasure may not touch, or one the object store refused"]
     assert left["count"] == {"text": "1", "section": "fulfilments", "filters": {"outcome": "incomplete"}}
     assert "file_buckets" in left["note"]
+
+
+def test_needs_a_person_counts_children_left_incomplete_by_the_newest_live_purge(store):
+    """Found by a fault trial: a child purge that left a subject incomplete (a file in a bucket the settings do not
+    allow, or one the object store refused) waits for a person, and 'Needs a person' counted only the requests."""
+    from include.children import ledger
+    from include.erasure import ErasureResult
+    from include.erasure import run as erasure_run
+
+    what = "Children's data left incomplete: a file the purge may not touch, or one the object store refused"
+    for minutes, run_id in enumerate(("scheduled__old", "scheduled__new")):
+        erasure_run.start_run(store, ledger.WORKFLOW, erasure_run.RunStart(
+            run_id=run_id, as_of=date(2026, 11, 25), run_type="scheduled", dry_run=False, threshold=50,
+            started_at=at(minutes)))
+        ledger.record_detection(store, run_id, [ledger.Detected(f"{n:064x}", n, ("under_13",), (), ())
+                                                for n in (1, 2)], [], at=at(minutes), counts={"accounts": 2})
+    ctx = audit.RunContext(run_id="scheduled__old", actor="test", dag_id="child_data_purge", now=lambda: at(1))
+    for n in (1, 2):
+        assert ledger.finish_subject(store, ctx, "scheduled__old", ErasureResult(n, f"{n:064x}", "incomplete"))
+    ctx = audit.RunContext(run_id="scheduled__new", actor="test", dag_id="child_data_purge", now=lambda: at(2))
+    assert ledger.finish_subject(store, ctx, "scheduled__new", ErasureResult(1, f"{1:064x}", "incomplete"))
+    assert ledger.finish_subject(store, ctx, "scheduled__new", ErasureResult(2, f"{2:064x}", "purged"))
+
+    left = {r["what"]: r for r in render(store, "attention")["rows"]}[what]
+    assert left["count"] == {"text": "1", "section": "purges", "filters": {}}  # the newest live purge's, not both runs'
+    assert "file_buckets" in left["note"]

@@ -59,7 +59,12 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[
     add("compliance.child_report_outcomes", lambda: _reports_to_review(conn))
     for outcome, what, note in _FULFILMENTS[2:]:
         add("compliance.dsr_fulfilments", lambda o=outcome, w=what, n=note: _fulfilments(conn, o, w, n))
-    add("compliance.child_purges", lambda: _held_children(conn))
+    add("compliance.child_purges", lambda: _newest_purge(
+        conn, "held", "held_children", "Children's data kept by a legal hold (newest live purge)"))
+    add("compliance.child_purges", lambda: _newest_purge(
+        conn, "incomplete", "incomplete_children",
+        "Children's data left incomplete: a file the purge may not touch, or one the object store refused",
+        _FULFILMENTS[3][2]))
     add("compliance.vendor_deletion_notices", lambda: _count(
         conn, "deletion_notices", "Deletion notices owed to vendors (erased subjects' data they received)",
         "select count(*), min(created_at) from compliance.vendor_deletion_notices where status = 'outstanding'",
@@ -139,14 +144,14 @@ def _reports_to_review(conn) -> Item:
                 oldest, "confirm the account a report means with the purge's confirm_user_ids", section="purges")
 
 
-def _held_children(conn) -> Item:
+def _newest_purge(conn, outcome: str, key: str, what: str, note: str | None = None) -> Item:
+    """The subjects the newest live purge recorded with ``outcome``: the next live purge records each afresh."""
     count, oldest = conn.execute(
         """select count(*), min(updated_at) from compliance.child_purges
-           where outcome = 'held' and run_id = (
+           where outcome = %s and run_id = (
                select run_id from compliance.child_purge_runs where not dry_run and not targeted
-               order by started_at desc, run_id desc limit 1)""").fetchone()
-    return Item("held_children", "Children's data kept by a legal hold (newest live purge)", int(count), oldest,
-                section="purges")
+               order by started_at desc, run_id desc limit 1)""", (outcome,)).fetchone()
+    return Item(key, what, int(count), oldest, note, section="purges")
 
 
 def _failed_mail(conn, have: set[str]) -> Item:
