@@ -3,6 +3,7 @@ changes nothing, a live run gives every request its outcome and completes the fu
 does nothing more, targeted runs, the erasure guards, interruptions settled, two runs at once."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -583,3 +584,69 @@ def test_export_packages_expire_after_the_configured_days(world):
     deleted = dict(world.store.execute("select request_id, package_deleted_at is not null from compliance.dsr_fulfilments "
                                        "where request_id = any(%s)", ([old_id, new_id],)).fetchall())
     assert deleted == {old_id: True, new_id: False}
+
+
+def test_an_export_racing_an_erasure_of_its_subject_leaves_no_package(world):
+    """Found by a fault trial: an export built its package from its snapshot while an erasure of the same account
+    (the child purge, or a second run) deleted the rows and read the subject's earlier packages; the export then
+    committed, and its package of the erased person's rows stayed in the evidence store until
+    export_retention_days. The export now holds the account (FOR SHARE) until its record is written: the erasure
+    waits for it and deletes the package with the rest."""
+    from include import erasure
+    from include.erasure.stores import access_of
+
+    p = world.planted
+    rid = p["request_gdpr_on_track"][0]
+    uid = world.ops.execute("select user_id from privacy_requests where id = %s", (rid,)).fetchone()[0]
+    uploaded, go, errors, erased = threading.Event(), threading.Event(), [], []
+
+    class PausingStore(FileObjectStore):
+        def put_file(self, *args, **kw):
+            uri = super().put_file(*args, **kw)
+            uploaded.set()  # the package is in the bucket; its transaction has not committed
+            go.wait(60)
+            return uri
+
+    def export():
+        try:
+            with connect(world.url, autocommit=True) as ops, connect(world.url, autocommit=True) as store:
+                s = step(world, "manual__export", params(world, request_ids=(rid,)), ops=ops, store=store)
+                s = dataclasses.replace(s, objects=PausingStore(f"file://{world.tmp}/evidence"))
+                steps.plan_requests(s)
+                steps.fulfil_requests(s, workdir=str(world.tmp))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            uploaded.set()
+
+    def erase():
+        try:
+            with connect(world.url, autocommit=True) as ops, connect(world.url, autocommit=True) as store:
+                s = step(world, "scheduled__purge", ops=ops, store=store)
+                erased.append(erasure.erase_subject(ops, world.dm, uid, KEY, at=datetime.now(timezone.utc),
+                                                    options=erasure.EraseOptions(wait=True, stores=access_of(s))))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    exporter = threading.Thread(target=export)
+    exporter.start()
+    assert uploaded.wait(120)
+    eraser = threading.Thread(target=erase)
+    eraser.start()
+    deadline, waited = datetime.now(timezone.utc) + timedelta(seconds=30), False
+    while eraser.is_alive() and datetime.now(timezone.utc) < deadline:  # until it waits for the export, or is done
+        waited = world.ops.execute("select count(*) > 0 from pg_stat_activity where wait_event_type = 'Lock' "
+                                   "and query ilike '%for update%'").fetchone()[0]
+        if waited:
+            break
+        eraser.join(0.05)
+    go.set()
+    exporter.join(120)
+    eraser.join(120)
+    assert not errors, errors
+    assert waited and erased and erased[0].outcome == erasure.PURGED  # it waited for the export's commit
+    recorded = world.store.execute("""select outcome, package_object, package_deleted_at is not null
+                                      from compliance.dsr_fulfilments where request_id = %s""", (rid,)).fetchone()
+    assert recorded is not None and recorded[0] == "exported"
+    assert not world.objects.exists(recorded[1])  # the erased person's rows are not left in a package
+    assert recorded[2]  # and the record says the package is gone

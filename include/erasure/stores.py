@@ -178,11 +178,33 @@ def found_files(ops, dm: DataMap, access: StoreAccess, params: dict) -> list[tup
 
 
 def earlier_packages(store, subject_hash: str) -> list[tuple[str, str, str]]:
-    """The subject's export packages still in the evidence store (object names under the evidence location)."""
+    """The subject's export packages still in the evidence store (object names under the evidence location): those
+    recorded, and one whose export committed and is not recorded yet (its record still pending: the export held
+    the account until its commit, so an erasure that waited for it reads it here)."""
     rows = store.execute("""select package_object from compliance.dsr_fulfilments
-                            where subject_hash = %s and package_object is not null and package_deleted_at is null""",
-                         (subject_hash,)).fetchall()
+                            where subject_hash = %(h)s and package_object is not null and package_deleted_at is null
+                            union
+                            select record ->> 'package_object' from compliance.dsr_fulfilment_pending
+                            where record ->> 'subject_hash' = %(h)s and record ->> 'package_object' is not null
+                            order by 1""", {"h": subject_hash}).fetchall()
     return [(name, EXPORT_PACKAGE, EVIDENCE) for (name,) in rows]
+
+
+def package_erased_at(store, subject_hash: str | None, name: str | None) -> datetime | None:
+    """Inside the caller's transaction of the compliance store, which writes the package's record: when an erasure
+    of the subject deleted this export package (or found it gone); None when none did. Taken under the subject's
+    package lock, as :func:`erase_file` marks a package deleted, so that neither misses the other's commit."""
+    if not subject_hash or not name:
+        return None
+    _lock_packages(store, subject_hash)
+    row = store.execute("""select done_at from compliance.erasure_files
+                           where subject_hash = %s and uri = %s and kind = %s and state in (%s, %s)""",
+                        (subject_hash, name, EXPORT_PACKAGE, DELETED, ALREADY_GONE)).fetchone()
+    return row[0] if row else None
+
+
+def _lock_packages(store, subject_hash: str) -> None:
+    store.execute("select pg_advisory_xact_lock(hashtextextended('export packages of ' || %s, 0))", (subject_hash,))
 
 
 def record_found(store, subject_hash: str, found, at: datetime, *, state: str = FOUND) -> None:
@@ -272,6 +294,7 @@ def erase_file(access: StoreAccess, subject_hash: str, row: tuple[str, str], at:
         access.progress.execute(done, (state, at, subject_hash, uri))
         return FileOutcome(uri, kind, state)
     with access.progress.transaction():
+        _lock_packages(access.progress, subject_hash)
         access.progress.execute(done, (state, at, subject_hash, uri))
         access.progress.execute("""update compliance.dsr_fulfilments set package_deleted_at = %s
                                    where subject_hash = %s and package_object = %s""", (at, subject_hash, uri))

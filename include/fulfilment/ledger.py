@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from include.audit import RunContext
 from include.erasure import run as erasure_run
+from include.erasure.stores import package_erased_at
 from include.fulfilment.rules import FULFILLED
 
 SOURCE = "dsr_fulfilment"
@@ -239,6 +240,10 @@ def finalize(store, ctx: RunContext, request_id: int, xid: int, *, settled: bool
         record = Record.from_json(raw)
         now = ctx.now()
         _upsert(store, record, run_id, now, only_if_changed=False)
+        gone = package_erased_at(store, record.subject_hash, record.package_object)
+        if gone is not None:  # an erasure of the subject that waited for this export has deleted its package
+            store.execute("update compliance.dsr_fulfilments set package_deleted_at = %s where request_id = %s",
+                          (gone, request_id))
         if record.outcome == "erased" and record.subject_hash:
             for v in record.vendors:
                 store.execute(

@@ -329,7 +329,8 @@ def act_on_request(step: Step[FulfilmentParams], row: PlanRow, *, workdir: str |
             if not claimed:
                 raise _Abandon(CLAIMED if source.statuses(ops, dm, [row.request_id]) else CHANGED)
             req = claimed[0]
-            exists = req.user_id is not None and bool(source.existing_accounts(ops, dm, [req.user_id]))
+            exists = req.user_id is not None and bool(source.existing_accounts(
+                ops, dm, [req.user_id], hold=row.action == rules.EXPORT))
             if not _still_planned(req, row, key, exists, settings, now):
                 # Completed meanwhile (another run fulfilled it, or a person closed it): nothing is left to do.
                 raise _Abandon(ALREADY if req.status == "completed" else CHANGED)
