@@ -190,6 +190,38 @@ def test_a_file_already_gone_is_fine_and_a_foreign_bucket_leaves_the_subject_inc
     assert result.files_evidence() == {"already_gone": 1, "deleted": 3}
 
 
+def test_a_location_the_erasure_cannot_reach_says_so_and_a_mended_row_finishes_it(world):
+    """Found by a fault trial: a location naming something unusable (another scheme, an invalid bucket) kept its
+    subject incomplete with the reason of a bucket not allowed (allow it in file_buckets: no setting does), and
+    once a person mended the row the location recorded before still held the subject back for good."""
+    from include.erasure.stores import incomplete_reason
+
+    conns = world["conns"]
+    for n, uri in ((40, "s3://elsewhere/x.pdf"), (41, "gs://Not_A_Bucket/x.pdf"), (42, "gs://elsewhere/y.pdf")):
+        conns["ops_db"].execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes,
+                                                        created_at) values (%s, 1, 'x', 'upload', %s, 1, now())""",
+                                (n, uri))
+    result = erase(world)
+    assert result.outcome == erasure.INCOMPLETE and len(result.not_allowed) == 3
+    reason = incomplete_reason(result.not_allowed)
+    assert reason.startswith("3 file(s) of the subject the erasure may not touch: 1 in a bucket the settings do not "
+                             "allow (elsewhere; allow it with the setting file_buckets); 2 at a location that is not "
+                             "a gs:// object name")
+    assert "correct or clear the location in its row" in reason and "x.pdf" not in reason
+    # A person mends the rows: one location cleared, one corrected to an allowed bucket's file, the third row gone.
+    world["buckets"].bucket("acme-uploads").put("users/1/fixed.pdf", b"fixed")
+    conns["ops_db"].execute("update uploads set storage_uri = '' where id = 40")
+    conns["ops_db"].execute("update uploads set storage_uri = 'gs://acme-uploads/users/1/fixed.pdf' where id = 41")
+    conns["ops_db"].execute("delete from uploads where id = 42")
+    result = erase(world)
+    assert result.outcome == erasure.PURGED
+    assert not world["buckets"].bucket("acme-uploads").exists("users/1/fixed.pdf")
+    states = dict(conns["compliance"].execute("select uri, state from compliance.erasure_files where subject_hash = %s "
+                                              "and uri not like 'gs://acme-%%'", (user_hash(KEY, 1),)).fetchall())
+    assert states == {"s3://elsewhere/x.pdf": "unnamed", "gs://Not_A_Bucket/x.pdf": "unnamed",
+                      "gs://elsewhere/y.pdf": "unnamed"}
+
+
 def test_a_location_that_names_no_file_never_holds_the_erasure_back(world):
     """Found by a fault trial: an empty location, 'gs://' or a bucket with no object name was kept not_allowed and
     the subject incomplete for good, with the reason of a bucket the settings do not allow."""

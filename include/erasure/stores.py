@@ -25,8 +25,10 @@ account row (its claim) and before it erases the operational rows and the accoun
 
 The engine then erases the operational rows and the account in its own transaction, only if no file was
 ``not_allowed``: otherwise the subject is ``incomplete`` (its account stays, so the next run finishes once a
-person has allowed the file's bucket: a file in a bucket the settings do not allow is never looked at, so one
-deleted by hand is only known gone once its bucket is allowed).
+person has allowed the file's bucket — a file in a bucket the settings do not allow is never looked at, so one
+deleted by hand is only known gone once its bucket is allowed — or has corrected or cleared the row's location).
+A location recorded before that the subject's rows no longer name, and that the erasure may not touch, is
+recorded ``unnamed`` (a person mended the row) and holds nothing back.
 
 Locations are recorded in the compliance store (evidence for a person), never logged: a file's name can be
 personal data.
@@ -46,6 +48,7 @@ from include.errors import NeedsOperator
 from include.objectstore import Buckets, FileRef, ObjectStore
 
 FOUND, DELETED, ALREADY_GONE, NOT_ALLOWED = "found", "deleted", "already_gone", "not_allowed"
+UNNAMED = "unnamed"  # recorded once, then no longer named by the subject's rows, and not one the erasure may touch
 SHARED = "shared"  # another account's row names the file too: left in place (recorded, never deleted)
 FILE, EXPORT_PACKAGE = "file", "export_package"
 EVIDENCE = "evidence"
@@ -151,6 +154,7 @@ def erase_elsewhere(ops, dm: DataMap, access: StoreAccess | None, subject: Mappi
     record_found(access.progress, subject_hash, [f for f in found if f[0] not in shared], at)
     record_found(access.progress, subject_hash, [f for f in found if f[0] in shared], at, state=SHARED)
     record_found(access.progress, subject_hash, earlier_packages(access.progress, subject_hash), at)
+    release_unnamed(access, subject_hash, {uri for uri, _, _ in found}, at)
     tables, now = [], 0
     for connection, scope in store_targets(dm).items():
         if connection != OPS_CONNECTION:
@@ -219,6 +223,21 @@ def record_found(store, subject_hash: str, found, at: datetime, *, state: str = 
                          for uri, kind, source in found])
 
 
+def release_unnamed(access: StoreAccess, subject_hash: str, named: set[str], at: datetime) -> None:
+    """A file recorded by an earlier attempt that the subject's rows no longer name (a person corrected or cleared
+    the row's location, or removed the row) and that the erasure may not touch: ``unnamed``, done. It held the
+    subject ``incomplete`` and, the row mended, would have held it for good."""
+    for uri, kind in open_files(access.progress, subject_hash):
+        if kind == FILE and uri not in named and not _may_touch(access, uri):
+            access.progress.execute("""update compliance.erasure_files set state = %s, done_at = %s
+                                       where subject_hash = %s and uri = %s""", (UNNAMED, at, subject_hash, uri))
+
+
+def _may_touch(access: StoreAccess, uri: str) -> bool:
+    ref = FileRef.parse(uri)
+    return ref is not None and ref.bucket in access.allowed
+
+
 def open_files(store, subject_hash: str) -> list[tuple[str, str]]:
     """(location, kind) of the subject's files not yet verified gone."""
     return store.execute("""select uri, kind from compliance.erasure_files where subject_hash = %s and done_at is null
@@ -227,14 +246,24 @@ def open_files(store, subject_hash: str) -> list[tuple[str, str]]:
 
 def incomplete_reason(locations) -> str:
     """For a person, in the subject's record (and so in the append-only audit log): how many of its files the erasure
-    may not touch and in which buckets, never their names (a file's name can be personal data, and the audit log
-    keeps what it is given for good); the locations themselves are in ``compliance.erasure_files``."""
-    buckets = sorted({ref.bucket if (ref := FileRef.parse(u)) is not None else "(not a gs:// location)"
-                      for u in locations})
-    return (f"{len(locations)} file(s) of the subject are in bucket(s) the settings do not allow the erasure to touch "
-            f"({', '.join(buckets)}; compliance.erasure_files lists them for this subject): allow their bucket "
-            "(setting file_buckets) and the next run deletes them, or finds them gone; its other stores and allowed "
-            "files were erased, its account and operational rows stay until then")
+    may not touch, in which buckets, and how many are at a location it cannot reach at all, never their names (a
+    file's name can be personal data, and the audit log keeps what it is given for good); the locations themselves
+    are in ``compliance.erasure_files``. Each kind says what finishes it."""
+    refs = [FileRef.parse(u) for u in locations]
+    buckets = sorted({ref.bucket for ref in refs if ref is not None})
+    in_buckets, unusable = sum(ref is not None for ref in refs), sum(ref is None for ref in refs)
+    parts = []
+    if in_buckets:
+        parts.append(f"{in_buckets} in a bucket the settings do not allow ({', '.join(buckets)}; allow it with the "
+                     "setting file_buckets)")
+    if unusable:
+        parts.append(f"{unusable} at a location that is not a gs:// object name (another scheme, an invalid bucket "
+                     "name, a name over 1,024 bytes or with control characters): correct or clear the location in "
+                     "its row")
+    return (f"{len(locations)} file(s) of the subject the erasure may not touch: {'; '.join(parts)}. "
+            "compliance.erasure_files lists each for this subject, with the column naming it; then the next run "
+            "deletes the files, or finds them gone. Its other stores and allowed files were erased; its account and "
+            "operational rows stay until then")
 
 
 REFUSED = "refused"  # a step's tally: the object store refused a subject's file; the subject is left incomplete
@@ -273,11 +302,11 @@ def erase_file(access: StoreAccess, subject_hash: str, row: tuple[str, str], at:
                                      "was given no evidence store: nothing of the subject was erased")
         objects, name = access.evidence, uri
     else:
-        ref = FileRef.parse(uri)
-        if ref is None or ref.bucket not in access.allowed:
+        if not _may_touch(access, uri):
             access.progress.execute("""update compliance.erasure_files set state = 'not_allowed'
                                        where subject_hash = %s and uri = %s""", (subject_hash, uri))
             return FileOutcome(uri, kind, NOT_ALLOWED)
+        ref = FileRef.parse(uri)
         if access.buckets is None:
             raise StoresNotReachable("the data map names files in object storage but this erasure was given no "
                                      "object storage: nothing of the subject was erased")

@@ -92,8 +92,8 @@ _FULFILMENTS = (
     ("held", "Erasure requests held by a legal hold",
      "tell the requester why; the next run erases once the hold is released"),
     ("incomplete", "Requests left incomplete: a file the erasure may not touch, or one the object store refused",
-     "the record's reason names the bucket and why: allow the bucket (file_buckets) or lift the store's retention "
-     "or hold, and the next run finishes"),
+     "the record's reason names the bucket and why: allow the bucket (file_buckets), correct a location that is not "
+     "a gs:// object name in its row, or lift the store's retention or hold, and the next run finishes"),
 )
 
 
