@@ -639,3 +639,35 @@ def test_every_purged_record_ends_verified_whichever_run_verifies_it(world):
                                "and (verified_at is null or user_id is not null)",
                                ([user_hash(KEY, uid) for uid in gone],)).fetchall()
     assert left == []
+
+
+def test_a_refused_subject_fails_the_run_at_its_end_after_the_others_are_recorded(world):
+    """Found by a fault trial: a subject whose file the object store refused failed the erasing task at once, so the
+    run's verification and end never ran (the others kept their account ids, the run stayed unfinished). The run is
+    now finished and recorded, then fails in one sentence; a subject left incomplete by a bucket the settings do not
+    allow (a person's decision, counted under 'Needs a person') does not fail it."""
+    from include import audit
+    from include.erasure import ErasureResult
+    from include.erasure import run as erasure_run
+    from include.erasure.stores import SubjectsRefused
+
+    run_id = "manual__refused"
+    erasure_run.start_run(world.store, ledger.WORKFLOW, erasure_run.RunStart(
+        run_id=run_id, as_of=world.today, run_type="manual", dry_run=False, threshold=50,
+        started_at=datetime.now(timezone.utc)))
+    ledger.record_detection(world.store, run_id, [ledger.Detected(f"{n:064x}", n, ("under_13",), (), ())
+                                                  for n in (1, 2)], [], at=datetime.now(timezone.utc), counts={})
+    c = audit.RunContext(run_id=run_id, actor="test", dag_id="child_data_purge")
+    for n, state in ((1, "found"), (2, "not_allowed")):  # 1: the store refused its file; 2: a bucket not allowed
+        assert ledger.finish_subject(world.store, c, run_id, ErasureResult(n, f"{n:064x}", "incomplete"))
+        world.store.execute("""insert into compliance.erasure_files (subject_hash, uri, kind, source, state, found_at)
+                               values (%s, 'gs://b/k', 'file', 'ops_db:public.uploads.storage_uri', %s, now())""",
+                            (f"{n:064x}", state))
+    assert erasure_run.refused_subjects(world.store, ledger.WORKFLOW, run_id) == 1
+    with pytest.raises(SubjectsRefused, match="^1 subject.s. to purge left incomplete: the object store refused"):
+        purge.finish_run(step(world, run_id))
+    finished = world.store.execute("select finished_at is not null, counts -> 'outcomes' from compliance.erasure_runs "
+                                   "where run_id = %s", (run_id,)).fetchone()
+    assert finished == (True, {"incomplete": 2})  # recorded before it failed
+    world.store.execute("update compliance.erasure_files set state = 'deleted', done_at = now() where state = 'found'")
+    assert purge.finish_run(step(world, run_id))["outcomes"] == {"incomplete": 2}  # nothing refused: it does not fail

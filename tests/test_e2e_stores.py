@@ -290,6 +290,14 @@ def test_a_file_the_object_store_refuses_leaves_its_subject_incomplete_and_the_o
     assert "refused to delete a file in gs://acme-" in reason and "store-subject" not in reason, reason
     assert world["conn"].execute("select count(*) from users where id = %s", (UID,)).fetchone()[0] == 1
     assert not world["buckets"].bucket("acme-uploads").exists(other_key)
+    # Found by a fault trial: the erasing task failed at once, so the run's verification and end never ran: the other
+    # subject was never verified and its account id kept for good, and the run stayed unfinished. The run now fails
+    # at its very end, once every other subject is verified and the run recorded.
+    verified = world["conn"].execute("select verified_at is not null, user_id from compliance.dsr_fulfilments "
+                                     "where request_id = %s", (other,)).fetchone()
+    assert verified == (True, None)
+    assert world["conn"].execute("select state, finished_at is not null from compliance.erasure_runs "
+                                 "where dag_id = 'dsr_fulfilment'").fetchall() == [("done", True)]
 
 
 def test_a_file_another_accounts_row_names_too_is_neither_exported_nor_erased(world):

@@ -31,7 +31,7 @@ from include.erasure import guard
 from include.erasure import run as erasure_run
 from include.erasure.guard import NotApproved, PlanChanged
 from include.erasure.guard import short as _short
-from include.erasure.stores import REFUSED, SubjectsRefused, access_of, incomplete_reason, refused_reason
+from include.erasure.stores import REFUSED, access_of, incomplete_reason, refused_reason
 from include.errors import Transient
 from include.objectstore import ObjectStoreRefused
 from include.delivery.engine import deliver
@@ -284,8 +284,8 @@ def purge_subjects(step: Step[PurgeParams], *, progress_every: float = 10.0) -> 
     if busy:
         raise SubjectsBusy(f"{len(busy)} subject(s) stayed locked by other transactions (the application, or an "
                            "earlier attempt still alive) and were not erased; the task's retry erases them")
-    if tally.get(REFUSED):
-        raise SubjectsRefused(tally[REFUSED], "subject(s) to purge")
+    if tally.get(REFUSED):  # the run fails at its end (finish_run), once the others are verified
+        log.warning("%d subject(s) left incomplete: the object store refused a file of theirs", tally[REFUSED])
     return result
 
 
@@ -417,4 +417,5 @@ def finish_run(step: Step[PurgeParams]) -> dict:
                                               "dry_run": run.dry_run, "reports_resolved": resolved})
     log.info("run finished: %s; subjects by outcome: %s; %d report(s) naming no one resolved", state,
              _fmt(counts) or "none", resolved)
+    erasure_run.fail_if_refused(store, WORKFLOW, ctx.run_id, "subject(s) to purge")
     return {"state": state, "outcomes": counts, "reports_resolved": resolved}

@@ -275,3 +275,28 @@ def verify(step, wf: Workflow) -> dict:
     log.info("verified %d erased %s: nothing left in any of the %d mapped table(s)%s", verified, wf.unit,
              len(erasure.targets(dm)), f" or {len(unmapped)} unmapped one(s)" if unmapped else "")
     return {"verified": verified}
+
+
+# -- the run's end -------------------------------------------------------------------------------------------
+
+def refused_subjects(store, wf: Workflow, run_id: str) -> int:
+    """The subjects this run recorded ``incomplete`` because the object store refused a file of theirs: a file of
+    the subject is still ``found`` (never done) in ``compliance.erasure_files`` (one the settings do not allow is
+    ``not_allowed`` instead)."""
+    records = sql.Identifier(*wf.records.split("."))
+    return store.execute(sql.SQL(
+        """select count(distinct r.subject_hash) from {records} r
+           where r.run_id = %s and r.outcome = 'incomplete' and exists (
+               select 1 from compliance.erasure_files f
+               where f.subject_hash = r.subject_hash and f.state = 'found' and f.done_at is null)""").format(
+        records=records), (run_id,)).fetchone()[0]
+
+
+def fail_if_refused(store, wf: Workflow, run_id: str, what: str) -> None:
+    """At the very end of a finished run: fail it in one sentence if the object store refused some subjects' files
+    (on-call must look), once every other subject was erased, verified and the run recorded."""
+    from include.erasure.stores import SubjectsRefused
+
+    refused = refused_subjects(store, wf, run_id)
+    if refused:
+        raise SubjectsRefused(refused, what)

@@ -20,7 +20,8 @@ account row (its claim) and before it erases the operational rows and the accoun
    gone: the delete succeeded (Cloud Storage's read-after-delete is strongly consistent: once a delete succeeds,
    every read of the object is a 404) or the object was already gone (404). A missing bucket or a refusal (a
    retention policy or a hold: 403) stops the subject: the calling step records it ``incomplete`` with
-   :func:`refused_reason`, goes on with the others and then fails (:class:`SubjectsRefused`); any other error
+   :func:`refused_reason` and goes on with the others; the run fails at its end, once they are verified
+   (:func:`include.erasure.run.fail_if_refused`, :class:`SubjectsRefused`); any other error
    stops the step.
 
 The engine then erases the operational rows and the account in its own transaction, only if no file was

@@ -40,8 +40,7 @@ from include.erasure import guard
 from include.erasure import run as erasure_run
 from include.erasure.guard import PlanChanged
 from include.erasure.guard import short as _short
-from include.erasure.stores import (REFUSED, SubjectsRefused, access_of, incomplete_reason,
-                                    refused_reason)
+from include.erasure.stores import REFUSED, access_of, incomplete_reason, refused_reason
 from include.errors import NeedsOperator, Transient
 from include.objectstore import ObjectStoreRefused
 from include.fulfilment import ledger, package, rules, source
@@ -463,8 +462,8 @@ def erase_requests(step: Step[FulfilmentParams]) -> dict:
     if tally.get(LOCKED):
         raise RequestsBusy(f"{tally[LOCKED]} subject(s) stayed locked by other transactions and were not erased; the "
                            "task's retry erases them")
-    if tally.get(REFUSED):
-        raise SubjectsRefused(tally[REFUSED], "subject(s) to erase")
+    if tally.get(REFUSED):  # the run fails at its end (finish_run), once the others are verified
+        log.warning("%d subject(s) left incomplete: the object store refused a file of theirs", tally[REFUSED])
     return result
 
 
@@ -611,6 +610,7 @@ def finish_run(step: Step) -> dict:
                                                  "dry_run": run.dry_run, "plans_pruned": pruned,
                                                  "packages_expired": expired})
     log.info("run finished: %s; requests by the outcome recorded in this run: %s", state, _fmt(outcomes))
+    erasure_run.fail_if_refused(store, WORKFLOW, ctx.run_id, "subject(s) to erase")
     if run.state == "plan_changed":
         raise PlanChanged(f"the erasure plan changed since it was approved (the plan is now {_short(run.plan_hash)}): "
                           "nothing was erased, the other requests were fulfilled; run a dry run again and approve the "
