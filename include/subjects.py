@@ -28,12 +28,6 @@ def address_hash(key: bytes, address: str) -> str:
     return hmac.new(key, f"email:{comparable(address)}".encode(), hashlib.sha256).hexdigest()
 
 
-def location_hash(key: bytes, location: str) -> str:
-    """The keyed hash of a file location (as a row names it, without the white space around it): what the evidence
-    keeps of an erased file once its erasure is verified, since a file's name can be personal data."""
-    return hmac.new(key, f"file:{location.strip()}".encode(), hashlib.sha256).hexdigest()
-
-
 def address_hasher(key: bytes) -> Callable[[str], str]:
     """:func:`address_hash` with the key bound, for hashing a million addresses.
 

@@ -28,9 +28,7 @@ from psycopg.types.json import Jsonb
 
 from include import erasure
 from include.erasure import guard
-from include.erasure.stores import SubjectsRefused, forget_locations
 from include.errors import NeedsOperator
-from include.subjects import user_hash
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +269,6 @@ def verify(step, wf: Workflow) -> dict:
                        "after their erasure, or missed by the data map): their account ids are kept in "
                        f"{wf.records} until this is fixed and the task is cleared")
     verified = wf.subjects.mark_verified(store, ctx.run_id, [k for k, _ in rows], ctx.now())
-    if rows and step.key is not None:  # and their files' names: the store keeps a keyed hash of each location
-        forget_locations(store, step.key, [user_hash(step.key, uid) for _, uid in rows])
     if rows:
         ctx.audit(store, f"{wf.audit}.verified", {wf.unit: verified,
                                                    "tables": len(erasure.targets(dm))})
@@ -299,6 +295,8 @@ def refused_subjects(store, wf: Workflow, run_id: str) -> int:
 def fail_if_refused(store, wf: Workflow, run_id: str, what: str) -> None:
     """At the very end of a finished run: fail it in one sentence if the object store refused some subjects' files
     (on-call must look), once every other subject was erased, verified and the run recorded."""
+    from include.erasure.stores import SubjectsRefused
+
     refused = refused_subjects(store, wf, run_id)
     if refused:
         raise SubjectsRefused(refused, what)

@@ -47,7 +47,6 @@ from include.datamap import OPS_CONNECTION, DataMap
 from include.erasure.scope import Target, file_locations, shared_locations, store_targets
 from include.errors import NeedsOperator
 from include.objectstore import Buckets, FileRef, ObjectStore
-from include.subjects import location_hash
 
 FOUND, DELETED, ALREADY_GONE, NOT_ALLOWED = "found", "deleted", "already_gone", "not_allowed"
 UNNAMED = "unnamed"  # recorded once, then no longer named by the subject's rows, and not one the erasure may touch
@@ -238,27 +237,6 @@ def release_unnamed(access: StoreAccess, subject_hash: str, named: set[str], at:
 def _may_touch(access: StoreAccess, uri: str) -> bool:
     ref = FileRef.parse(uri)
     return ref is not None and ref.bucket in access.allowed
-
-
-def forget_locations(store, key: bytes, subject_hashes) -> int:
-    """After the subjects' erasure is verified: each of their files' locations becomes its bucket and the keyed hash
-    of the whole location (``gs://bucket/#<hash>``; ``#<hash>`` for a location that is not a ``gs://`` object name).
-    A file's name can be personal data, and the file is gone; with the subject key the team can still answer "was
-    this file erased?" (:func:`include.subjects.location_hash`). Export packages are named by request id and stay.
-    Returns how many locations were hashed now (a second call hashes none)."""
-    rows = store.execute("""select subject_hash, uri from compliance.erasure_files
-                            where subject_hash = any(%s) and kind = %s and not uri_hashed and done_at is not null""",
-                         (list(subject_hashes), FILE)).fetchall()
-    with store.cursor() as cur:
-        cur.executemany("""update compliance.erasure_files set uri = %s, uri_hashed = true
-                           where subject_hash = %s and uri = %s and not uri_hashed""",
-                        [(_hashed(uri, location_hash(key, uri)), subject_hash, uri) for subject_hash, uri in rows])
-    return len(rows)
-
-
-def _hashed(uri: str, digest: str) -> str:
-    ref = FileRef.parse(uri)
-    return f"gs://{ref.bucket}/#{digest}" if ref is not None else f"#{digest}"
 
 
 def open_files(store, subject_hash: str) -> list[tuple[str, str]]:
