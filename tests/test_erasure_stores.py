@@ -423,6 +423,32 @@ def test_an_empty_file_gets_an_empty_entry(world):
         assert zf.read(empty.entry) == b"" and empty.entry in built.files
 
 
+def test_another_spelling_of_a_location_is_the_same_file_to_the_erasure_and_the_export(world):
+    """Found by a fault trial: another account's row naming the subject's file with white space around it or an
+    upper-case scheme was not seen as naming the same file, so the subject's erasure deleted that account's file
+    and the export handed it over; a file two of the subject's rows named in two spellings was packed twice."""
+    conns, buckets, dm = world["conns"], world["buckets"], world["dm"]
+    mine, theirs = "gs://acme-uploads/users/1/1/notes.pdf", "gs://acme-uploads/users/1/2/notes.pdf"
+    rows = ((50, 2, f" {mine.upper()[:5]}{mine[5:]}\t"),   # account 2 names the subject's first file, respelled
+            (51, 1, f"GS://{theirs[5:]}"), (52, 1, f"  {theirs}"))  # the subject names its second one twice more
+    for n, owner, uri in rows:
+        conns["ops_db"].execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes,
+                                                        created_at) values (%s, %s, 'x', 'upload', %s, 1, now())""",
+                                (n, owner, uri))
+    built = package.build(package.Sources(conns["ops_db"], conns.__getitem__, buckets), dm,
+                          package.About(5, "access", "gdpr", date(2026, 11, 25)),
+                          package.subject(conns["ops_db"], dm, 1),
+                          SharedWith(1, last_twelve_months(date(2026, 11, 25), timezone.utc), True, ()),
+                          str(world["tmp"] / "package.zip"))
+    stored = {f.location: f.status for f in built.stored_files}
+    assert stored[mine] == "shared"  # another account's row names it: never read into the package
+    assert [f.status for f in built.stored_files if f.location.strip().lower().endswith(theirs[5:])] == ["included"]
+    result = erase(world)
+    assert result.outcome == erasure.PURGED
+    assert buckets.bucket("acme-uploads").exists("users/1/1/notes.pdf")  # account 2's row still names it
+    assert not buckets.bucket("acme-uploads").exists("users/1/2/notes.pdf")
+
+
 _ERASER = """
 import sys
 from datetime import datetime, timezone

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from psycopg import sql
 
-from include.addresses import comparable_sql
+from include.addresses import WHITESPACE, comparable_sql
 from include.datamap import OPS_CONNECTION, DataMap, DataMapError, PersonalDataEntry, SubjectLink
 
 DELETE = "delete"
@@ -249,17 +249,32 @@ def shared_locations(dm: DataMap, conn_of: Callable[[PersonalDataEntry], Any], p
     """The locations among ``uris`` that a row outside the subject names too (another account's upload, someone
     else's ticket), in any store: such a file is not the subject's alone, so the erasure leaves it (another
     person's row still needs it) and the export leaves it out (it may be another person's data)."""
-    wanted = sorted(set(uris))
+    wanted = {uri: same_file(uri) for uri in uris}
     if not wanted:
         return frozenset()
     by_entry = {id(t.entry): t for found in store_targets(dm).values() for t in found}
-    shared: set[str] = set()
+    named: set[str] = set()
     for entry, column in dm.file_columns:
         target = by_entry.get(id(entry)) or Target(entry)
-        query = sql.SQL("select distinct x.{c} from {t} x where x.{c} = any(%(uris)s) and not coalesce(({w}), false)"
-                        ).format(c=sql.Identifier(column), t=entry.ident, w=target.where("x"))
-        shared.update(uri for (uri,) in conn_of(entry).execute(query, {**params, "uris": wanted}))
-    return frozenset(shared)
+        query = sql.SQL("select distinct {same} from {t} x where {same} = any(%(files)s) and not coalesce(({w}), false)"
+                        ).format(same=same_file_sql(sql.SQL("x.{}").format(sql.Identifier(column))), t=entry.ident,
+                                 w=target.where("x"))
+        named.update(f for (f,) in conn_of(entry).execute(query, {**params, "files": sorted(set(wanted.values()))}))
+    return frozenset(uri for uri, f in wanted.items() if f in named)
+
+
+def same_file(uri: str) -> str:
+    """A location as it names its file: without the white space around it, its scheme in lower case (as
+    :meth:`include.objectstore.FileRef.parse` reads it), so that two spellings of one location are one file."""
+    text = uri.strip()
+    return "gs://" + text[5:] if text[:5].lower() == "gs://" else text
+
+
+def same_file_sql(column: sql.Composable) -> sql.Composable:
+    """:func:`same_file` in PostgreSQL (every white-space character Python strips, as the address rule trims)."""
+    trimmed = sql.SQL("btrim({}, {})").format(column, sql.Literal(WHITESPACE))
+    return sql.SQL("case when lower(left({t}, 5)) = 'gs://' then 'gs://' || substr({t}, 6) else {t} end").format(
+        t=trimmed)
 
 
 _KEY_LINK_COLUMNS = """

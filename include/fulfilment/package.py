@@ -63,7 +63,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from psycopg import sql
 
 from include.datamap import OPS_CONNECTION, DataMap, PersonalDataEntry
-from include.erasure.scope import Target, address_key, file_locations, shared_locations, store_targets
+from include.erasure.scope import Target, address_key, file_locations, same_file, shared_locations, store_targets
 from include.objectstore import Buckets, FileRef, ObjectNotFound, ObjectStoreUnavailable
 from include.fulfilment.right_to_know import SharedWith
 
@@ -266,10 +266,11 @@ def _named_files(src: Sources, dm: DataMap, params: dict) -> list[tuple[str, str
     """(location, table, named by another account's row too) of every file the subject's rows name, in the data map's order of file columns, each
     column's locations in their order; refused before anything is written when a file must be read and this
     export was given no object storage."""
-    first: dict[str, str] = {}  # a file two of the subject's rows name is packed once (under the first table)
+    # A file two of the subject's rows name (in any spelling of its location) is packed once, under the first table.
+    first: dict[str, tuple[str, str]] = {}
     for target, _, uri in file_locations(dm, src.conn, params):
-        first.setdefault(uri, target.label)
-    found = list(first.items())
+        first.setdefault(same_file(uri), (uri, target.label))
+    found = list(first.values())
     # A file another account's row names too may be another person's: listed, never read into the package.
     shared = shared_locations(dm, src.conn, params, [uri for uri, _ in found])
     found = [(uri, table, uri in shared) for uri, table in found]
