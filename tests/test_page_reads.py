@@ -560,7 +560,7 @@ def test_needs_a_person_counts_what_waits_and_leads_to_its_rows(store):
     assert approvals["count"] == {"text": "1", "href": "/af/required_actions?response_received=false"}
     assert "h" in approvals["note"] and "left" in approvals["note"] and "Required Actions" in approvals["note"]
     manual = rows["Requests only a person can fulfil (rectification, objection)"]
-    assert manual["count"] == {"text": "2", "section": "fulfilments", "filters": {"outcome": "manual"}}
+    assert manual["count"] == {"text": "2", "section": "fulfilments", "filters": {"outcome": "manual", "open": "only"}}
     assert rows["Child reports naming a shared address or an adult (needs_review)"]["count"]["text"] == "1"
     assert rows[next(k for k in rows if k.startswith("Emails SendGrid refused"))]["count"]["text"] == "1"
     found = rows["Personal data the data map does not name (open discovery findings)"]
@@ -634,13 +634,15 @@ def test_needs_a_person_counts_requests_left_incomplete(store):
                              'r', now(), now())""")
     rows = {r["what"]: r for r in render(store, "attention")["rows"]}
     left = rows["Requests left incomplete: a file the erasure may not touch, or one the object store refused"]
-    assert left["count"] == {"text": "1", "section": "fulfilments", "filters": {"outcome": "incomplete"}}
+    assert left["count"] == {"text": "1", "section": "fulfilments", "filters": {"outcome": "incomplete", "open": "only"}}
     assert "file_buckets" in left["note"]
 
 
-def test_needs_a_person_counts_children_left_incomplete_by_the_newest_live_purge(store):
+def test_needs_a_person_counts_children_whose_latest_verdict_is_incomplete(store):
     """Found by a fault trial: a child purge that left a subject incomplete (a file in a bucket the settings do not
-    allow, or one the object store refused) waits for a person, and 'Needs a person' counted only the requests."""
+    allow, or one the object store refused) waits for a person, and 'Needs a person' counted only the requests; then
+    counting the newest untargeted run's records alone lost such a child behind a run that only planned it, and kept
+    counting one a targeted run had purged since."""
     from include.children import ledger
     from include.erasure import ErasureResult
     from include.erasure import run as erasure_run
@@ -660,5 +662,47 @@ def test_needs_a_person_counts_children_left_incomplete_by_the_newest_live_purge
     assert ledger.finish_subject(store, ctx, "scheduled__new", ErasureResult(2, f"{2:064x}", "purged"))
 
     left = {r["what"]: r for r in render(store, "attention")["rows"]}[what]
-    assert left["count"] == {"text": "1", "section": "purges", "filters": {}}  # the newest live purge's, not both runs'
+    assert left["count"] == {"text": "1", "section": "purges", "filters": {}}  # each child's latest verdict
     assert "file_buckets" in left["note"]
+
+    # A later live run that only planned the child (a plan that changed: approval_required) says nothing new of it:
+    # it is still left incomplete (the count went to 0 with the child still there).
+    def live_run(run_id, minutes, targets=()):
+        erasure_run.start_run(store, ledger.WORKFLOW, erasure_run.RunStart(
+            run_id=run_id, as_of=date(2026, 11, 25), run_type="manual", dry_run=False, threshold=50,
+            started_at=at(minutes), targets=tuple(targets)))
+        ledger.record_detection(store, run_id, [ledger.Detected(f"{1:064x}", 1, ("under_13",), (), ())], [],
+                                at=at(minutes), counts={"accounts": 1})
+        return audit.RunContext(run_id=run_id, actor="test", dag_id="child_data_purge", now=lambda: at(minutes))
+
+    live_run("manual__changed", 3)
+    ledger.close_open(store, "manual__changed", ledger.APPROVAL_REQUIRED, "the plan changed", at(3))
+    assert {r["what"]: r for r in render(store, "attention")["rows"]}[what]["count"]["text"] == "1"
+    # A person mends the row and purges the child in a run targeted at it: nothing is left to count (it stayed 1).
+    c = live_run("manual__targeted", 4, targets=(1,))
+    assert ledger.finish_subject(store, c, "manual__targeted", ErasureResult(1, f"{1:064x}", "purged"))
+    assert {r["what"]: r for r in render(store, "attention")["rows"]}[what]["count"]["text"] == "0"
+
+
+def test_needs_a_person_counts_invalid_and_unmatched_requests_and_each_count_leads_to_its_open_rows(store):
+    """Found by a fault trial: requests recorded invalid (an unknown regime: correct it) or no_account (match the
+    requester to an account) wait for a person and were counted nowhere, while the demo's summary said they did; and
+    a count of open requests led to a list that also held the closed ones."""
+    store.execute("""insert into compliance.dsr_fulfilments (request_id, regime, request_type, action, outcome, reason,
+                                                            run_id, first_recorded_at, recorded_at)
+                     values (21, 'lgpd', 'access', 'none', 'invalid', 'unknown regime', 'r', now(), now()),
+                            (22, 'gdpr', 'access', 'none', 'no_account', 'match the requester', 'r', now(), now()),
+                            (23, 'gdpr', 'objection', 'manual', 'manual', 'stop the processing', 'r', now(), now()),
+                            (24, 'gdpr', 'objection', 'manual', 'manual', 'stop the processing', 'r', now(), now())""")
+    store.execute("""insert into compliance.dsr_status (request_id, regime, request_type, state, effective_due, as_of,
+                                                        evaluated_at, run_id)
+                     values (24, 'gdpr', 'objection', 'closed_on_time', current_date, current_date, now(), 'r')""")
+    rows = {r["what"]: r for r in render(store, "attention")["rows"]}
+    for what, outcome in (("Requests that cannot be acted on as written (invalid)", "invalid"),
+                          ("Requests whose requester matches no account (no_account)", "no_account"),
+                          ("Requests only a person can fulfil (rectification, objection)", "manual")):
+        item = rows[what]
+        assert item["count"] == {"text": "1", "section": "fulfilments", "filters": {"outcome": outcome, "open": "only"}}
+        listed = render(store, "fulfilments", item["count"]["filters"])
+        assert listed["total"] == 1, (what, listed["total"])  # the count's link lists exactly what it counts
+    assert render(store, "fulfilments", {"outcome": "manual"})["total"] == 2  # without the filter: closed ones too

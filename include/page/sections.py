@@ -338,7 +338,8 @@ def _campaigns(req: Request) -> dict:
 
 
 def _fulfilments(req: Request) -> dict:
-    page = fulfilments.fulfilment_page(req.conn, outcome=req.query.filters.get("outcome"), limit=req.query.limit,
+    page = fulfilments.fulfilment_page(req.conn, outcome=req.query.filters.get("outcome"),
+                                       still_open=req.query.filters.get("open") == "only", limit=req.query.limit,
                                        offset=req.query.offset)
     for row in page["rows"]:
         row["run"] = link(row["run_id"], req.links.run(fulfilments.DAG_ID, row["run_id"]))
@@ -487,7 +488,7 @@ SECTIONS: tuple[Section, ...] = (
         about="What was done for each request: export package and checksum, rows erased, or what a person "
               "must do.",
         refreshed_by=f"{how_often(fulfilments.DAG_ID)}, and by a manual run for named requests",
-        filters=(Filter("outcome", "Outcome", fulfilments.OUTCOMES),),
+        filters=(Filter("outcome", "Outcome", fulfilments.OUTCOMES), Filter("open", "Still open", ("only",))),
         columns=(Column("request_id", "Request", "id"), Column("request_type", "Type"), Column("action", "Action"),
                  Column("outcome", "Outcome"), Column("reason", "Why / what a person must do"),
                  Column("package_uri", "Package", "path"), Column("package_sha256", "SHA-256", "hash"),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from include.reads import missing_tables
+from include.reads.fulfilments import CLOSED
 
 TABLES = ("compliance.erasure_runs", "compliance.dsr_fulfilments", "compliance.child_report_outcomes",
           "compliance.child_purges", "compliance.dsr_status", "compliance.vendor_deletion_notices",
@@ -59,12 +60,12 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[
     add("compliance.child_report_outcomes", lambda: _reports_to_review(conn))
     for outcome, what, note in _FULFILMENTS[2:]:
         add("compliance.dsr_fulfilments", lambda o=outcome, w=what, n=note: _fulfilments(conn, o, w, n))
-    add("compliance.child_purges", lambda: _newest_purge(
-        conn, "held", "held_children", "Children's data kept by a legal hold (newest live purge)"))
-    add("compliance.child_purges", lambda: _newest_purge(
+    add("compliance.child_purges", lambda: _children(
+        conn, "held", "held_children", "Children's data kept by a legal hold"))
+    add("compliance.child_purges", lambda: _children(
         conn, "incomplete", "incomplete_children",
         "Children's data left incomplete: a file the purge may not touch, or one the object store refused",
-        _FULFILMENTS[3][2]))
+        _INCOMPLETE_NOTE))
     add("compliance.vendor_deletion_notices", lambda: _count(
         conn, "deletion_notices", "Deletion notices owed to vendors (erased subjects' data they received)",
         "select count(*), min(created_at) from compliance.vendor_deletion_notices where status = 'outstanding'",
@@ -84,6 +85,9 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[
     return sorted(items, key=lambda i: i.count == 0)
 
 
+_INCOMPLETE_NOTE = ("the record's reason names the bucket and why: allow the bucket (file_buckets), correct a location "
+                   "that is not a gs:// object name in its row, or lift the store's retention or hold, and the next run "
+                   "finishes")
 # Fulfilment outcomes a person must act on: (outcome, what, what to do).
 _FULFILMENTS = (
     ("manual", "Requests only a person can fulfil (rectification, objection)", None),
@@ -92,22 +96,21 @@ _FULFILMENTS = (
     ("held", "Erasure requests held by a legal hold",
      "tell the requester why; the next run erases once the hold is released"),
     ("incomplete", "Requests left incomplete: a file the erasure may not touch, or one the object store refused",
-     "the record's reason names the bucket and why: allow the bucket (file_buckets), correct a location that is not "
-     "a gs:// object name in its row, or lift the store's retention or hold, and the next run finishes"),
+     _INCOMPLETE_NOTE),
+    ("invalid", "Requests that cannot be acted on as written (invalid)",
+     "the record's reason says what to correct in the request; the next run acts on it"),
+    ("no_account", "Requests whose requester matches no account (no_account)",
+     "match the requester to an account in the request, or answer them that no data is held and close it"),
 )
 
 
 def _fulfilments(conn, outcome: str, what: str, note: str | None) -> Item:
     """The requests recorded with ``outcome`` that are still open: one a person has since completed, rejected or
     closed as withdrawn (deadline tracking's latest evaluation says closed) waits for no one."""
-    count, oldest = conn.execute(
-        """select count(*), min(f.recorded_at) from compliance.dsr_fulfilments f
-           where f.outcome = %s and not exists (
-               select 1 from compliance.dsr_status s
-               where s.request_id = f.request_id and s.state in ('closed_on_time', 'closed_late'))""",
-        (outcome,)).fetchone()
+    count, oldest = conn.execute(f"""select count(*), min(f.recorded_at) from compliance.dsr_fulfilments f
+                                     where f.outcome = %s and not exists ({CLOSED})""", (outcome,)).fetchone()
     return Item(f"fulfilments_{outcome}", what, int(count), oldest, note, section="fulfilments",
-                filters=(("outcome", outcome),))
+                filters=(("outcome", outcome), ("open", "only")))
 
 
 def _count(conn, key: str, what: str, query: str, **where) -> Item:
@@ -144,13 +147,16 @@ def _reports_to_review(conn) -> Item:
                 oldest, "confirm the account a report means with the purge's confirm_user_ids", section="purges")
 
 
-def _newest_purge(conn, outcome: str, key: str, what: str, note: str | None = None) -> Item:
-    """The subjects the newest live purge recorded with ``outcome``: the next live purge records each afresh."""
+def _children(conn, outcome: str, key: str, what: str, note: str | None = None) -> Item:
+    """The children whose latest verdict, over every live purge (targeted ones too), is ``outcome``. A run that only
+    planned a child (deferred, approval_required, rejected) says nothing new of it and is passed over."""
     count, oldest = conn.execute(
-        """select count(*), min(updated_at) from compliance.child_purges
-           where outcome = %s and run_id = (
-               select run_id from compliance.child_purge_runs where not dry_run and not targeted
-               order by started_at desc, run_id desc limit 1)""", (outcome,)).fetchone()
+        """select count(*) filter (where outcome = %s), min(updated_at) filter (where outcome = %s) from (
+               select distinct on (p.subject_hash) p.outcome, p.updated_at
+               from compliance.child_purges p join compliance.child_purge_runs r on r.run_id = p.run_id
+               where not r.dry_run and p.outcome in ('purged', 'already_erased', 'not_eligible', 'invalid', 'held',
+                                                    'incomplete')
+               order by p.subject_hash, r.started_at desc, p.run_id desc) latest""", (outcome, outcome)).fetchone()
     return Item(key, what, int(count), oldest, note, section="purges")
 
 

@@ -16,11 +16,19 @@ _PAGE_KEYS = ("request_id", "request_type", "action", "outcome", "reason", "pack
               "rows_erased", "fulfilled_at", "run_id")
 
 
-def fulfilment_page(conn, *, outcome: str | None = None, run_id: str | None = None, limit: int = 50,
-                    offset: int = 0) -> dict:
+# A request a person has since completed, rejected or closed as withdrawn (for the row ``f``).
+CLOSED = """select 1 from compliance.dsr_status s
+            where s.request_id = f.request_id and s.state in ('closed_on_time', 'closed_late')"""
+
+
+def fulfilment_page(conn, *, outcome: str | None = None, run_id: str | None = None, still_open: bool = False,
+                    limit: int = 50, offset: int = 0) -> dict:
     """One page of requests, the newest outcome first; ``fulfilled_at`` is when the outcome was recorded (for a
-    fulfilled request: when it was fulfilled). Filters: ``outcome``, ``run_id``."""
+    fulfilled request: when it was fulfilled). Filters: ``outcome``, ``run_id``, ``still_open`` (only requests
+    deadline tracking's latest evaluation has not seen closed: what 'Needs a person' counts)."""
     where, args = [], []
+    if still_open:
+        where.append(f"not exists ({CLOSED})")
     if outcome is not None:
         where.append("outcome = %s")
         args.append(outcome)
@@ -28,11 +36,11 @@ def fulfilment_page(conn, *, outcome: str | None = None, run_id: str | None = No
         where.append("run_id = %s")
         args.append(run_id)
     clause = f"where {' and '.join(where)}" if where else ""
-    total = conn.execute(f"select count(*) from compliance.dsr_fulfilments {clause}", args).fetchone()[0]
+    total = conn.execute(f"select count(*) from compliance.dsr_fulfilments f {clause}", args).fetchone()[0]
     rows = conn.execute(
         f"""select request_id, request_type, action, outcome, reason, package_uri, package_sha256, rows_erased,
                    recorded_at, run_id
-            from compliance.dsr_fulfilments {clause}
+            from compliance.dsr_fulfilments f {clause}
             order by recorded_at desc, request_id desc limit %s offset %s""", [*args, limit, offset]).fetchall()
     return {"total": total, "rows": [dict(zip(_PAGE_KEYS, r)) for r in rows]}
 
