@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import subprocess
 import uuid
@@ -358,9 +357,6 @@ def make_world(e2e_session, tmp_path, monkeypatch):
         from devkit.standins.gcs_emulator import GCSEmulator
 
         gcs = stack.enter_context(GCSEmulator(default_bucket=gcs_bucket or BUCKETS[0]))
-        # The emulator runs in this process and logs every request's path (a file's name can be personal data):
-        # keep it quiet, so that the scan of a run's log sees what the product logs.
-        logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)
         for bucket in BUCKETS:
             if bucket != gcs.default_bucket:
                 gcs.create_bucket(bucket)

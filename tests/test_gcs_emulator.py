@@ -61,6 +61,38 @@ def test_an_empty_object_downloads_as_no_bytes_as_from_real_gcs(gcs):
     assert refused.value.code == 416 and refused.value.headers["Content-Range"] == "bytes */0"
 
 
+_MISSING_OBJECT = """
+import logging, os, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(levelname)s %(message)s")
+from devkit.standins.gcs_emulator import GCSEmulator
+with GCSEmulator(default_bucket="compliance-test", data_dir=sys.argv[1]) as gcs:
+    os.environ["STORAGE_EMULATOR_HOST"] = gcs.base_url
+    from include.seam.storage import object_store
+    bucket = object_store("gs://compliance-test")
+    assert bucket.exists("users/1/Zoe-Smith-passport.pdf") is False
+    assert bucket.delete("users/1/Zoe-Smith-passport.pdf") is False
+    try:
+        bucket.get("users/1/Zoe-Smith-passport.pdf")
+    except Exception as exc:
+        print("refused:", type(exc).__name__)
+    print("requests:", len(gcs.requests), sum("Zoe-Smith" in path for _, path, _ in gcs.requests))
+"""
+
+
+def test_the_emulator_never_logs_an_objects_name(tmp_path):
+    """Found by a fault trial: the package logged every object it could not read at ERROR, its name in the message
+    (and every request's path at INFO), and the demo runs its DAGs in the emulator's process: a person's file name
+    landed in the task logs, and a missing file (listed in the export, not a failure) read as an error. The kit
+    keeps its own request log (``requests``); the package's messages are not written. A fresh process, as the
+    demo's (a test world in this one quiets the package itself)."""
+    env = {**os.environ, "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": ANONYMOUS_GCP}
+    done = subprocess.run([sys.executable, "-c", _MISSING_OBJECT, str(tmp_path / "gcs")], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused: ObjectNotFound" in done.stdout and "requests: 5 3" in done.stdout, done.stdout[-2000:]
+    assert "Zoe-Smith" not in done.stdout + done.stderr
+
+
 def test_objects_are_in_memory_and_wipeable(gcs):
     from airflow.providers.google.cloud.hooks.gcs import GCSHook
 

@@ -119,6 +119,10 @@ class GCSEmulator(BackgroundServer):
         return {"STORAGE_EMULATOR_HOST": self.base_url}
 
     def _make_server(self, address: tuple[str, int]) -> HTTPServer:
+        # The package logs each request's path at INFO and each object it cannot read at ERROR, the object's name in
+        # the message; the demo runs its DAGs in this process, so a person's file name reached the task logs, and a
+        # missing file (an export lists it, not a failure) read as an error. ``requests`` is the kit's own record.
+        logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)
         if self.data_dir is None:
             # data_dir is only used for disk storage, but the constructor insists on an absolute path.
             self._storage = _MemoryStorage(use_memory_fs=True, data_dir=os.path.abspath(os.sep),
