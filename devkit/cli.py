@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 from datetime import date
 
+from devkit.seed.vocabulary import MAX_USERS, REACH_AHEAD_YEARS, REACH_BACK_YEARS
 from include.cli import (EXIT_OK, EXIT_USAGE, CommandFailed, _given, checked_url, connect, database_label,
                          database_url, url_source, with_url)
+
+# The anchors whose rows all fit in the calendar (see REACH_BACK_YEARS): 0101-01-01 to 9989-12-31.
+ANCHORS = (date(1 + REACH_BACK_YEARS, 1, 1), date(9999 - REACH_AHEAD_YEARS, 12, 31))
 
 
 def _positive(text: str) -> int:
@@ -23,6 +27,33 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive number")
     return value
+
+
+def _users(text: str) -> int:
+    """A number of users the seed can hold in memory (:data:`MAX_USERS`): a billion was killed by the kernel."""
+    value = _positive(text)
+    if value > MAX_USERS:
+        raise argparse.ArgumentTypeError(f"{value:,} is more users than a seed holds in memory: give at most "
+                                         f"{MAX_USERS:,}")
+    return value
+
+
+def _random_seed(text: str) -> int:
+    """A random seed numpy takes (0 or more): a negative one was its traceback."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a random seed: give a whole number from 0 up")
+    return int(text)
+
+
+def _anchor(text: str) -> date:
+    """A seed's anchor that leaves its rows room in the calendar: at its edges, date arithmetic overflowed."""
+    day = _date(text)
+    if not ANCHORS[0] <= day <= ANCHORS[1]:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date from {ANCHORS[0]} to {ANCHORS[1]} (the demo data "
+                                         f"reaches {REACH_BACK_YEARS} years before its anchor and {REACH_AHEAD_YEARS} "
+                                         "after)")
+    return day
 
 
 def _port(text: str) -> int:
@@ -76,6 +107,8 @@ def cmd_seed(args) -> int:
     from devkit.seed.loading import seeded_whole
 
     url = database_url(args)
+    anchor = args.anchor or date.today()
+    _check_requests(args.requests, args.users, anchor)
     with connect(url, url_source(args)) as conn:
         present = existing_tables(conn)
         empty = bool(present) and reference_tables_are_empty(conn)
@@ -93,11 +126,26 @@ def cmd_seed(args) -> int:
         raise CommandFailed(f"database {database_label(url)} already holds data in the reference tables; pass "
                             "--replace to drop and reseed them (destroys their data)", EXIT_USAGE)
     # An empty reference schema (as `init-ops` leaves it) is replaced by the seeded one.
-    summary = seed(url, users=args.users, seed=args.seed, anchor=args.anchor or date.today(),
+    summary = seed(url, users=args.users, seed=args.seed, anchor=anchor,
                    requests=args.requests, replace=bool(present))
     for table, count in sorted(summary["rows"].items()):
         print(f"  {table:20} {count:>12,}")
     return EXIT_OK
+
+
+def _check_requests(requests: int | None, users: int, anchor: date) -> None:
+    """A usage error when ``--requests`` cannot hold the planted requests of a seed this size (checked before the
+    database is touched: the seed itself raised it as a traceback)."""
+    from devkit.seed.demo_data import PLANT_MIN_USERS
+    from devkit.seed.planted import plant
+
+    if requests is None or users < PLANT_MIN_USERS:
+        return
+    planted = len(plant(anchor).rows["privacy_requests"])
+    if requests < planted:
+        raise CommandFailed(f"--requests {requests} is fewer than the {planted} planted requests every seed of "
+                            f"{PLANT_MIN_USERS} or more users holds: give at least {planted}, or fewer --users",
+                            EXIT_USAGE)
 
 
 def cmd_seed_stores(args) -> int:
@@ -182,10 +230,13 @@ def register(sub) -> None:
 
     p = with_url(sub.add_parser("seed", help="load deterministic, realistically dirty demo data",
                                 description="Create the reference schema and fill it with demo data."))
-    p.add_argument("--users", type=_positive, default=2000, help="number of users (default: 2000)")
-    p.add_argument("--seed", type=int, default=42, help="random seed of the bulk rows (default: 42)")
-    p.add_argument("--anchor", type=_date, metavar="DATE",
-                   help="the date the data is built around, YYYY-MM-DD (default: today)")
+    p.add_argument("--users", type=_users, default=2000,
+                   help=f"number of users, at most {MAX_USERS:,} (default: 2000)")
+    p.add_argument("--seed", type=_random_seed, default=42,
+                   help="random seed of the bulk rows, 0 or more (default: 42)")
+    p.add_argument("--anchor", type=_anchor, metavar="DATE",
+                   help=f"the date the data is built around, YYYY-MM-DD from {ANCHORS[0]} to {ANCHORS[1]} "
+                        "(default: today)")
     p.add_argument("--requests", type=_positive, help="number of privacy requests (default: 3%% of users)")
     p.add_argument("--if-empty", action="store_true", help="do nothing when the reference tables already exist")
     p.add_argument("--replace", action="store_true", help="drop reference tables that hold data and reseed")
@@ -194,7 +245,7 @@ def register(sub) -> None:
     p = with_url(sub.add_parser("seed-stores", help="create and seed the support desk and analytics databases",
                                 description="Create <db>_support and <db>_analytics beside the seeded operational "
                                             "database and fill them from it (SPEC 3.1's other stores)."))
-    p.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    p.add_argument("--seed", type=_random_seed, default=42, help="random seed, 0 or more (default: 42)")
     p.add_argument("--if-empty", action="store_true", help="do nothing when they are seeded already")
     p.set_defaults(func=cmd_seed_stores)
 
@@ -209,8 +260,10 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="seed a demo database and run every DAG for real, with a summary",
                        description="The whole product on this machine, from nothing.",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DEMO_ENVIRONMENT)
-    p.add_argument("--users", type=_positive, default=5000, help="number of demo users (default: 5000)")
-    p.add_argument("--seed", type=int, default=42, help="random seed of the demo data (default: 42)")
+    p.add_argument("--users", type=_users, default=5000,
+                   help=f"number of demo users, at most {MAX_USERS:,} (default: 5000)")
+    p.add_argument("--seed", type=_random_seed, default=42,
+                   help="random seed of the demo data, 0 or more (default: 42)")
     p.add_argument("--pg-url", metavar="URL", type=_given,
                    help="libpq URL of the PostgreSQL to use; its database, or the demo's own (privacy_demo) when it "
                         "names `postgres` (default: $PRIVACY_PG_URL, the local server, else an embedded one under "

@@ -429,3 +429,35 @@ def test_an_empty_or_impossible_value_is_a_usage_error_not_a_silent_default(argv
     assert exit_.value.code == EXIT_USAGE
     err = capsys.readouterr().err
     assert "Traceback" not in err and ": argument --" in err, err
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["seed", "--seed", "-1"], "'-1' is not a random seed"), (["demo", "--seed", "-1"], "'-1' is not a random seed"),
+    (["seed-stores", "--seed", "-29"], "'-29' is not a random seed"),
+    (["seed", "--users", "1000000000"], "give at most 10,000,000"), (["demo", "--users", "10000001"], "at most"),
+    (["seed", "--anchor", "0001-01-02"], "is not a date from 0101-01-01 to 9989-12-31"),
+    (["seed", "--anchor", "9999-12-30"], "is not a date from 0101-01-01 to 9989-12-31")])
+def test_a_seed_argument_out_of_range_is_a_usage_error_naming_the_range(argv, said, capsys):
+    """Found by a fault trial: a negative seed was numpy's ValueError, an anchor at the calendar's edge an
+    OverflowError, each with a traceback; a billion users were killed by the kernel, out of memory. (Nothing answers
+    at the URL: without the check, the command stops there.)"""
+    flag = "--pg-url" if argv[0] == "demo" else "--url"
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, flag, "postgresql://postgres@127.0.0.1:1/nowhere"])
+    assert exit_.value.code == EXIT_USAGE
+    assert said in _one_sentence(capsys.readouterr().err)
+
+
+def test_seed_requests_fewer_than_the_planted_ones_is_a_usage_error_before_any_connection(capsys):
+    """Found by a fault trial: the seed's ValueError with a traceback, exit 1. Nothing answers at this URL: the
+    check comes first."""
+    url = "postgresql://postgres@127.0.0.1:1/nowhere"
+    assert main(["seed", "--url", url, "--users", "300", "--requests", "5"]) == EXIT_USAGE
+    assert "--requests 5 is fewer than the 45 planted requests" in _one_sentence(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("anchor, policy_day", [("0101-01-01", "0100-12-31"), ("9989-12-31", "9989-12-30")])
+def test_seed_works_at_either_end_of_the_anchors_it_takes(fresh_db, capsys, anchor, policy_day):
+    assert main(["seed", "--url", fresh_db, "--users", "300", "--anchor", anchor]) == EXIT_OK
+    with database.connect(fresh_db) as conn:  # the newest policy version is published the day before the anchor
+        assert str(conn.execute("select max(published_at)::date from policy_versions").fetchone()[0]) == policy_day

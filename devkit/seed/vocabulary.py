@@ -8,6 +8,16 @@ from dataclasses import dataclass
 
 WINDOW_DAYS = 730  # "timestamps in the two years before the anchor"
 
+# How far the rows reach from the anchor: births up to 80 years back (the oldest bulk users) and up to 3,000 days
+# ahead (birth dates typed in the future). An anchor must leave that room in the calendar (years 1 to 9999), with
+# a margin: nearer its ends, date arithmetic overflows.
+REACH_BACK_YEARS = 100
+REACH_AHEAD_YEARS = 10
+
+# The seed builds each table whole in memory before COPY (about 1.2 GB at a million users, docs/benchmarks.md):
+# ten million users are about 12 GB; a billion would be killed by the kernel rather than refused.
+MAX_USERS = 10_000_000
+
 # Rates per bulk user (Poisson means) and shares of bulk rows carrying a dirty case.
 PER_USER = {
     "privacy_requests": 0.03,
