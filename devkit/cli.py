@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 from datetime import date
 
 from devkit.seed.vocabulary import MAX_USERS, REACH_AHEAD_YEARS, REACH_BACK_YEARS
@@ -168,14 +170,33 @@ def cmd_seed_stores(args) -> int:
     return EXIT_OK
 
 
+def port_in_use(port: int, host: str, flag: str) -> CommandFailed:
+    """The one sentence for a port something else listens on (the bind's OSError was a traceback)."""
+    return CommandFailed(f"port {port} on {host} is in use: give {flag} another port")
+
+
+@contextlib.contextmanager
+def _listening(server, port: int, flag: str):
+    """``server`` started and stopped at the end, or :func:`port_in_use` when its port is taken."""
+    try:
+        server.start()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise port_in_use(port, "127.0.0.1", flag) from None
+    with server:
+        yield server
+
+
 def cmd_standins(args) -> int:
     import time
 
     from devkit.standins.gcs_emulator import GCSEmulator
     from devkit.standins.sendgrid_server import SendGridStandIn
 
-    with SendGridStandIn(port=args.sendgrid_port, api_key=args.api_key) as sendgrid, \
-            GCSEmulator(default_bucket=args.bucket, port=args.gcs_port) as gcs:
+    with _listening(SendGridStandIn(port=args.sendgrid_port, api_key=args.api_key), args.sendgrid_port,
+                    "--sendgrid-port") as sendgrid, \
+            _listening(GCSEmulator(default_bucket=args.bucket, port=args.gcs_port), args.gcs_port, "--gcs-port") as gcs:
         print(f"SendGrid stand-in: {sendgrid.base_url}  (it accepts the API key given with --api-key)")
         print(f"GCS emulator:      {gcs.base_url}  (bucket {args.bucket!r}; set STORAGE_EMULATOR_HOST)")
         print("Ctrl-C to stop")

@@ -427,6 +427,10 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
         raise CommandFailed(f"database {target.dbname!r} was not created by privacy-ops (it lacks the project's mark): "
                             "`ui` runs the DAGs live (purges and fulfilments erase), so it serves only a database "
                             "`./dev demo` made", EXIT_USAGE)
+    if local_airflow.port_taken(host, port):
+        from devkit.cli import port_in_use
+
+        raise port_in_use(port, host, "--port")
     home = DEMO_DIR / "airflow"
     with SendGridStandIn(api_key=API_KEY) as sendgrid, \
             GCSEmulator(default_bucket=EVIDENCE_BUCKET, data_dir=EVIDENCE_DIR) as gcs:

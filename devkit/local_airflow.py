@@ -158,6 +158,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Whether something listens on ``host``:``port`` already (bound the way the API server binds, with
+    SO_REUSEADDR), asked before the components start: the API server's own bind error came last, in its log."""
+    import errno
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            return True
+    return False
+
+
 UI_HOSTNAME_ENV = "PRIVACY_UI_HOSTNAME"
 
 

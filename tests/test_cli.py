@@ -461,3 +461,19 @@ def test_seed_works_at_either_end_of_the_anchors_it_takes(fresh_db, capsys, anch
     assert main(["seed", "--url", fresh_db, "--users", "300", "--anchor", anchor]) == EXIT_OK
     with database.connect(fresh_db) as conn:  # the newest policy version is published the day before the anchor
         assert str(conn.execute("select max(published_at)::date from policy_versions").fetchone()[0]) == policy_day
+
+
+@pytest.mark.parametrize("flag", ["--sendgrid-port", "--gcs-port"])
+def test_standins_on_a_port_in_use_is_one_sentence(flag, capsys):
+    """Found by a fault trial: the bind's OSError (Address already in use) with a traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        other = "--gcs-port" if flag == "--sendgrid-port" else "--sendgrid-port"
+        assert main(["standins", flag, str(port), other, "0"]) == EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    assert err.splitlines()[-1] == f"privacy-ops standins: port {port} on 127.0.0.1 is in use: give {flag} another port"

@@ -288,6 +288,25 @@ def test_ui_serves_only_a_database_the_demo_made(pg_server_url, someone_elses_db
     assert _still_there(pg_server_url, someone_elses_db)
 
 
+def test_ui_on_a_port_in_use_is_one_sentence_before_anything_starts(fresh_db, monkeypatch, tmp_path, capsys):
+    """Found by a fault trial: the stand-ins, the metadata migration and four Airflow components started, then the
+    API server's bind error scrolled past in their log and `ui` exited 3."""
+    import socket
+
+    def went_on(*args, **kwargs):
+        raise AssertionError("ui went on to start the stand-ins and Airflow")
+
+    monkeypatch.setattr("devkit.standins.sendgrid_server.SendGridStandIn", went_on)
+    monkeypatch.setattr("devkit.demo.DEMO_DIR", tmp_path / "demo")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["ui", "--pg-url", fresh_db, "--port", str(port)]) == EXIT_UNREACHABLE
+    assert _one_sentence(capsys.readouterr().err) == (f"privacy-ops ui: port {port} on 127.0.0.1 is in use: give "
+                                                      "--port another port")
+
+
 def test_seed_if_empty_finishes_a_seed_that_was_cut_off(pg_server_url, capsys):
     """Found by a fault trial: a seed interrupted after its rows' commit left 14 of 44 indexes and the id sequences
     at 1 (an insert without an id then collided), and `seed --if-empty` (the Compose file's start) took it for
