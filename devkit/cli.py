@@ -77,7 +77,7 @@ def _date(text: str) -> date:
 
 def cmd_init_ops(args) -> int:
     from devkit import database
-    from devkit.operational_schema import NotOurTables, SchemaExistsError, create_reference_schema
+    from devkit.operational_schema import DependedOn, NotOurTables, SchemaExistsError, create_reference_schema
 
     url = checked_url(database_url(args), url_source(args))
     if args.create_database:
@@ -96,7 +96,7 @@ def cmd_init_ops(args) -> int:
         except SchemaExistsError as exc:
             raise CommandFailed(f"{exc.table_sentence}; pass --replace to drop and recreate them (destroys their "
                                 "data)", EXIT_USAGE) from None
-        except NotOurTables as exc:
+        except (NotOurTables, DependedOn) as exc:
             raise CommandFailed(str(exc), EXIT_USAGE) from None
     print(f"reference operational schema created in database {database_label(url)}")
     return EXIT_OK
@@ -104,7 +104,8 @@ def cmd_init_ops(args) -> int:
 
 def cmd_seed(args) -> int:
     from devkit import database
-    from devkit.operational_schema import NotOurTables, existing_tables, kit_made, reference_tables_are_empty
+    from devkit.operational_schema import (DependedOn, NotOurTables, existing_tables, kit_made,
+                                           reference_tables_are_empty)
     from devkit.seed.demo_data import seed
     from devkit.seed.loading import seeded_whole
 
@@ -128,8 +129,11 @@ def cmd_seed(args) -> int:
         raise CommandFailed(f"database {database_label(url)} already holds data in the reference tables; pass "
                             "--replace to drop and reseed them (destroys their data)", EXIT_USAGE)
     # An empty reference schema (as `init-ops` leaves it) is replaced by the seeded one.
-    summary = seed(url, users=args.users, seed=args.seed, anchor=anchor,
-                   requests=args.requests, replace=bool(present))
+    try:
+        summary = seed(url, users=args.users, seed=args.seed, anchor=anchor,
+                       requests=args.requests, replace=bool(present))
+    except DependedOn as exc:
+        raise CommandFailed(str(exc), EXIT_USAGE) from None
     for table, count in sorted(summary["rows"].items()):
         print(f"  {table:20} {count:>12,}")
     return EXIT_OK

@@ -75,6 +75,17 @@ class NotOurTables(ValueError):
                            "name a database the project made, or drop them yourself")
 
 
+class DependedOn(ValueError):
+    """Something outside the reference schema (another table's foreign key, a view) depends on a reference table:
+    the tables are not dropped (CASCADE would drop what the kit did not make)."""
+
+    def __init__(self, detail: str):
+        lines = detail.splitlines() or ["another object depends on them"]
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        super().__init__(f"the reference tables are not dropped because other objects depend on them: {lines[0]}"
+                         f"{more}; drop those first (--replace drops only the reference tables)")
+
+
 def kit_made(conn: psycopg.Connection) -> tuple[bool, list[str]]:
     """(whether the connection's database carries the kit's mark, the reference-named tables here that do not)."""
     from devkit.database import MARK
@@ -94,9 +105,12 @@ def drop_reference_schema(conn: psycopg.Connection) -> None:
     ours, foreign = kit_made(conn)
     if foreign and not ours:
         raise NotOurTables(conn.info.dbname, foreign)
-    with conn.transaction():
-        for name in reversed(table_names()):
-            conn.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(name)))
+    try:
+        with conn.transaction():
+            for name in reversed(table_names()):
+                conn.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(name)))
+    except psycopg.errors.DependentObjectsStillExist as exc:  # the server names them: constraint, view, table
+        raise DependedOn(exc.diag.message_detail or "") from None
 
 
 def create_reference_schema(

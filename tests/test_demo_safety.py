@@ -236,6 +236,21 @@ def test_init_ops_and_seed_never_drop_tables_the_kit_did_not_make(pg_server_url,
         assert conn.execute("select v from precious").fetchone() == ("keep me",)
 
 
+def test_init_ops_and_seed_replace_refuse_in_one_sentence_when_another_table_depends_on_theirs(fresh_db, capsys):
+    """Found by a fault trial: DependentObjectsStillExist with a traceback. A CASCADE would drop another table's
+    foreign key: the kit drops only what it made."""
+    assert main(["init-ops", "--url", fresh_db]) == 0
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create table orders (id int, user_id bigint constraint orders_user references users (id))")
+    capsys.readouterr()
+    for argv in (["init-ops", "--replace"], ["seed", "--users", "20", "--replace"]):
+        assert main([*argv, "--url", fresh_db]) == EXIT_USAGE, argv
+        err = _one_sentence(capsys.readouterr().err)
+        assert "constraint orders_user on table orders depends on table users; drop those first" in err, err
+    with database.connect(fresh_db) as conn:
+        assert conn.execute("select count(*) from pg_constraint where conname = 'orders_user'").fetchone()[0] == 1
+
+
 def test_seed_stores_writes_only_into_its_own_databases_and_finishes_a_half_seeded_one(pg_server_url, capsys):
     """Found by a fault trial: `seed-stores --if-empty` wrote tables and addresses into an existing database it did
     not make; interrupted, it left empty stores that `--if-empty` then took for seeded; over an unseeded database or
