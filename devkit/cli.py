@@ -103,15 +103,36 @@ def cmd_init_ops(args) -> int:
 
 
 def cmd_seed(args) -> int:
+    url = database_url(args)
+    anchor = args.anchor or date.today()
+    _check_requests(args.requests, args.users, anchor)
+    with _one_seed_at_a_time(url, url_source(args)):
+        return _seed(args, url, anchor)
+
+
+# Any fixed pair: PostgreSQL keeps advisory locks per database, so this is "the seed of this database".
+SEED_LOCK = (0x70726976, 0x73656564)
+
+
+@contextlib.contextmanager
+def _one_seed_at_a_time(url: str, source: str):
+    """Hold the database's seed lock for the whole seed, waiting for a seed already running: two at once both
+    found no tables, and the second died creating them (UniqueViolation, with a traceback). The one that waited
+    then finds the first one's tables and acts as if run after it (refuses, skips with --if-empty, or replaces)."""
+    with connect(url, source) as lock:
+        if not lock.execute("select pg_try_advisory_lock(%s, %s)", SEED_LOCK).fetchone()[0]:
+            print(f"another seed of database {database_label(url)} is running: waiting for it to finish", flush=True)
+            lock.execute("select pg_advisory_lock(%s, %s)", SEED_LOCK)
+        yield  # closing the connection releases the lock
+
+
+def _seed(args, url: str, anchor: date) -> int:
     from devkit import database
     from devkit.operational_schema import (DependedOn, NotOurTables, existing_tables, kit_made,
                                            reference_tables_are_empty)
     from devkit.seed.demo_data import seed
     from devkit.seed.loading import seeded_whole
 
-    url = database_url(args)
-    anchor = args.anchor or date.today()
-    _check_requests(args.requests, args.users, anchor)
     with connect(url, url_source(args)) as conn:
         present = existing_tables(conn)
         empty = bool(present) and reference_tables_are_empty(conn)

@@ -477,3 +477,22 @@ def test_standins_on_a_port_in_use_is_one_sentence(flag, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err, err
     assert err.splitlines()[-1] == f"privacy-ops standins: port {port} on 127.0.0.1 is in use: give {flag} another port"
+
+
+def test_two_seeds_of_one_database_at_once_run_one_after_the_other(fresh_db):
+    """Found by a fault trial: both found no tables, and the second died creating them (UniqueViolation, with a
+    traceback). The second now waits, then finds the first one's data and refuses as if run after it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    argv = [str(Path(sys.executable).parent / "privacy-ops"), "seed", "--url", fresh_db, "--users", "20000"]
+    runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    done = sorted((run.wait(timeout=240), *run.communicate()) for run in runs)
+    assert [code for code, _, _ in done] == [EXIT_OK, EXIT_USAGE], done
+    (_, _, first_err), (_, waited_out, waited_err) = done
+    assert "Traceback" not in first_err + waited_err, done
+    assert "already holds data in the reference tables; pass --replace" in _one_sentence(waited_err)
+    assert "is running: waiting for it to finish" in waited_out
+    with database.connect(fresh_db) as conn:
+        assert conn.execute("select count(*) from users").fetchone()[0] == 20000
