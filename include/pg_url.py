@@ -16,6 +16,22 @@ SCHEMES = ("postgresql://", "postgres://")
 EXAMPLE = "postgresql://user@host:5432/dbname"
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SAFE_KEY = re.compile(r"^[a-z_]{1,40}$")
+# The parameters whose values libpq itself checks against a list before it connects (libpq 16 to 18);
+# a wrong one was libpq's "invalid sslmode value", a connection failure (exit 3) for what is a malformed URL.
+CHOICES = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "sslcertmode": ("disable", "allow", "require"),
+    "sslnegotiation": ("postgres", "direct"),
+    "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby", "prefer-standby"),
+    "load_balance_hosts": ("disable", "random"),
+    "ssl_min_protocol_version": ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"),
+    "ssl_max_protocol_version": ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"),
+}
+# ... and those it reads as whole numbers (a C int: "invalid integer value" otherwise).
+WHOLE_NUMBERS = frozenset({"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+                           "keepalives_count", "tcp_user_timeout"})
 
 
 class UrlProblem(ValueError):
@@ -84,6 +100,7 @@ def check(url: object) -> None:
                              + (f" ({key!r})" if _SAFE_KEY.match(key) else ""))
         if key == "port" and value and not (value.isdigit() and 1 <= int(value) <= 65535):
             raise UrlProblem("its port is not a number from 1 to 65535")
+        _check_value(key, unquote(value))
     try:
         from psycopg.conninfo import conninfo_to_dict
     except ImportError:
@@ -93,6 +110,14 @@ def check(url: object) -> None:
     except Exception:  # libpq's message quotes the URL: never pass it on
         raise UrlProblem("libpq cannot parse it (check the characters of its user name, password and host)") \
             from None
+
+
+def _check_value(key: str, value: str) -> None:
+    """:class:`UrlProblem` naming the parameter and what it takes (never the value) when libpq would refuse it."""
+    if key in CHOICES and value not in CHOICES[key]:
+        raise UrlProblem(f"its {key} is not one of {', '.join(CHOICES[key])}")
+    if key in WHOLE_NUMBERS and not (re.fullmatch(r"-?[0-9]{1,10}", value) and -2**31 <= int(value) < 2**31):
+        raise UrlProblem(f"its {key} is not a whole number from {-2**31} to {2**31 - 1}")
 
 
 def _parts(url: str) -> tuple[str | None, str, str, str]:

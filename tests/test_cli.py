@@ -230,6 +230,10 @@ MALFORMED = {
     f"host=127.0.0.1 password={SECRET} dbname=postgres": "not a key=value connection string",
     f"postgresql://postgres:{SECRET}@127.0.0.1:99999/postgres": "its port",
     f"postgresql://postgres:{SECRET}@127.0.0.1:5432/postgres?nosuch=1": "libpq does not know ('nosuch')",
+    # a value libpq refuses before it connects: a connection failure (exit 3) before, not a malformed --url
+    f"postgresql://postgres:{SECRET}@127.0.0.1:5432/postgres?sslmode=bogus":
+        "its sslmode is not one of disable, allow, prefer, require, verify-ca, verify-full",
+    f"postgresql://postgres:{SECRET}@127.0.0.1:5432/postgres?keepalives=x": "its keepalives is not a whole number",
 }
 
 
