@@ -631,6 +631,10 @@ def test_an_export_racing_an_erasure_of_its_subject_leaves_no_package(world):
     exporter = threading.Thread(target=export)
     exporter.start()
     assert uploaded.wait(120)
+    # The application's own update of the account (a login) does not wait for the export.
+    with world.ops.transaction():
+        world.ops.execute("set local lock_timeout = 2000")
+        assert world.ops.execute("update users set full_name = full_name where id = %s", (uid,)).rowcount == 1
     eraser = threading.Thread(target=erase)
     eraser.start()
     deadline, waited = datetime.now(timezone.utc) + timedelta(seconds=30), False

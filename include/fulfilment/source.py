@@ -57,12 +57,13 @@ def statuses(ops, dm: DataMap, request_ids: Sequence[int]) -> dict[int, str | No
 
 
 def existing_accounts(ops, dm: DataMap, user_ids: Iterable[int], *, hold: bool = False) -> set[int]:
-    """The accounts of these that exist; ``hold``: and keep them from an erasure (``FOR SHARE``, inside the
+    """The accounts of these that exist; ``hold``: and keep them from an erasure (``FOR KEY SHARE``, inside the
     caller's transaction) until it ends: an export holds its subject's account so that an erasure of the same
-    account waits for the package's record and deletes the package with the rest."""
+    account (``FOR UPDATE``) waits for the package's record and deletes the package with the rest. The
+    application's own updates of the row (a login, a new name) do not wait for the export."""
     accounts = dm.record("accounts")
     query = sql.SQL("select {id} from {t} where {id} = any(%s::bigint[]){lock}").format(
-        id=accounts.col("id"), t=accounts.ident, lock=sql.SQL(" for share") if hold else sql.SQL(""))
+        id=accounts.col("id"), t=accounts.ident, lock=sql.SQL(" for key share") if hold else sql.SQL(""))
     return {r[0] for r in ops.execute(query, (sorted(set(user_ids)),))}
 
 
