@@ -63,6 +63,38 @@ def test_a_refused_login_or_a_missing_database_fails_at_once(monkeypatch, target
     assert "wrong" not in str(err.value)
 
 
+@pytest.mark.parametrize("defined, kind", [
+    ({"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True}}, "google_cloud_platform"),
+    ({"conn_type": "http", "host": "http://127.0.0.1:9", "password": "api-key-not-to-print"}, "http")])
+def test_a_connection_that_is_not_postgresql_fails_at_once_in_one_sentence(monkeypatch, capsys, defined, kind):
+    """Found by a fault trial: discovery told to scan google_cloud_default was retried for twelve minutes with
+    tracebacks (its extras read as libpq options), and an http connection as an outage (its host a URL). It is a
+    setup fault: one sentence naming the connection and its type, no retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setenv("AIRFLOW_CONN_SCAN_ME", json.dumps(defined))
+    with pytest.raises(AirflowFailException) as err:
+        with readable_failures(), runtime.postgres("scan_me"):
+            pass
+    assert str(err.value) == (f"Airflow connection 'scan_me' is a '{kind}' connection, not a PostgreSQL database: "
+                              "name a postgres connection here")
+    assert "api-key-not-to-print" not in str(err.value) + "".join(capsys.readouterr())
+
+
+def test_the_compliance_store_falls_back_only_when_its_connection_is_undefined(monkeypatch, fresh_db):
+    """Found by a fault trial: a compliance_db connection the server refused (a wrong password) fell back to ops_db
+    without a word, so the compliance records would have gone to the operational database. Only an undefined one
+    falls back; a wrong one fails in its own sentence."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setenv("AIRFLOW_CONN_OPS_DB", postgres_connection(fresh_db))
+    monkeypatch.setenv("AIRFLOW_CONN_COMPLIANCE_DB", postgres_connection(
+        "postgresql://postgres@127.0.0.1:5432/no_such_database_for_tests"))
+    with pytest.raises(AirflowFailException, match="^the database of connection 'compliance_db' refused it"):
+        with readable_failures(), runtime.compliance_db():
+            pass
+
+
 def test_compliance_db_falls_back_to_ops_db(monkeypatch, fresh_db):
     monkeypatch.setenv("AIRFLOW_CONN_OPS_DB", postgres_connection(fresh_db))
     monkeypatch.delenv("AIRFLOW_CONN_COMPLIANCE_DB", raising=False)

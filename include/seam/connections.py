@@ -38,6 +38,14 @@ def conn_hint(conn_id: str) -> str:
             f"or set {variable}")
 
 
+class ConnectionUndefined(ConfigurationProblem):
+    """Airflow has no such connection (or cannot read its variable): :func:`conn_hint`'s sentence."""
+
+
+# Airflow's connection types of a PostgreSQL database (a ``postgresql://`` URI is read as ``postgres``).
+POSTGRES_TYPES = ("postgres", "postgresql")
+
+
 def connection(conn_id: str):
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
@@ -45,7 +53,7 @@ def connection(conn_id: str):
     try:
         return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
-        raise ConfigurationProblem(conn_hint(conn_id)) from None
+        raise ConnectionUndefined(conn_hint(conn_id)) from None
 
 
 def settings(*, outside_a_task: bool = False) -> "Settings":
@@ -85,10 +93,16 @@ def _open_postgres(conn_id: str) -> "psycopg.Connection":
     from airflow.providers.postgres.hooks.postgres import PostgresHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
+    kind = connection(conn_id).conn_type
+    if kind not in POSTGRES_TYPES:
+        # Its extras became libpq options ('invalid connection option'), or its host a URL to resolve: a traceback
+        # retried for minutes as if the database were down.
+        raise ConfigurationProblem(f"Airflow connection '{conn_id}' is a {str(kind)[:40]!r} connection, not a "
+                                   "PostgreSQL database: name a postgres connection here")
     try:
         return PostgresHook(postgres_conn_id=conn_id).get_conn()
     except AirflowNotFoundException:
-        raise ConfigurationProblem(conn_hint(conn_id)) from None
+        raise ConnectionUndefined(conn_hint(conn_id)) from None
     except psycopg.OperationalError as exc:
         said = refusal(exc)
         if said:
@@ -107,7 +121,7 @@ def postgres(conn_id: str, fallback: str | None = None) -> Iterator["psycopg.Con
     """An autocommit psycopg 3 connection from an Airflow postgres connection (the hook's own ``get_conn``)."""
     try:
         conn = _open_postgres(conn_id)
-    except ConfigurationProblem:
+    except ConnectionUndefined:  # only an undefined one: one defined wrongly is the deployment's to correct
         if fallback is None:
             raise
         log.info("connection '%s' is not defined; using '%s' (the same server)", conn_id, fallback)
@@ -236,8 +250,8 @@ def datamap(ops_conn) -> "DataMap":
         try:
             opened = postgres(conn_id)
             conn = opened.__enter__()
-        except ConfigurationProblem:
-            raise ConfigurationProblem(f"{conn_hint(conn_id)} (data map entry {entry.label} is stored there)") from None
+        except ConfigurationProblem as exc:
+            raise ConfigurationProblem(f"{exc} (data map entry {entry.label} is stored there)") from None
         except ServiceUnreachable as exc:
             raise ServiceUnreachable(f"{exc} (data map entry {entry.label} is stored there)") from None
         try:
