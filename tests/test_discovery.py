@@ -658,3 +658,18 @@ def test_a_table_that_cannot_be_read_is_skipped_with_a_sentence_and_the_others_s
         assert store.execute("select table_name, status from compliance.discovery_findings "
                              "where table_name in ('locked', 'open_one') order by 1").fetchall() \
             == [("locked", "open"), ("open_one", "open")]
+
+
+def test_a_table_of_no_columns_is_scanned_not_said_missing(fresh_db):
+    """Found by a fault trial: a table with no columns (`create table t ()`, or every column dropped) was missing
+    from the catalogue's list, so a run asked for it recorded 'no scanned connection has a table named ...'. It is
+    listed and scanned (nothing to judge), and a mapped table whose columns were all dropped has them said gone."""
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create schema probe")
+        conn.execute("create table probe.no_columns ()")
+        conn.execute("insert into probe.no_columns default values")
+        report = findings.scan_connection(conn, load_datamap(), "ops_db", rows=100, today=TODAY,
+                                          tables=["probe.no_columns"])
+        assert report.tables == 1 and report.problems == [] and report.findings == []
+        assert ("probe", "no_columns") in report.listed
+        assert findings.tables_not_found(["probe.no_columns"], [report]) == []

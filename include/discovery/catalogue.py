@@ -65,7 +65,7 @@ select n.nspname, c.relname, c.reltuples::float8, a.attname,
        regexp_replace(format_type(a.atttypid, a.atttypmod), '\\(.*\\)', '') as data_type
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
-join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped  -- a table of no columns too
 where c.relkind in ('r', 'p', 'm') and not c.relispartition
   and n.nspname <> all(%s) and n.nspname !~ '^pg_(temp|toast)'
 order by n.nspname, c.relname, a.attnum
@@ -91,7 +91,8 @@ def list_tables(conn, only: Sequence[str] = ()) -> list[Table]:
         if wanted and table.lower() not in wanted and f"{schema}.{table}".lower() not in wanted:
             continue
         entry = rows.setdefault((schema, table), {"estimate": estimate, "columns": []})
-        entry["columns"].append(Column(column, data_type))
+        if column is not None:
+            entry["columns"].append(Column(column, data_type))
     keys: dict[tuple[str, str], list[ForeignKey]] = {}
     if rows:
         for schema, table, column, ref_schema, ref_table, ref_column in conn.execute(_FOREIGN_KEYS):

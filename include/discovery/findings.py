@@ -151,6 +151,9 @@ def scan_connection(conn, dm: DataMap, connection: str, *, rows: int, today: dat
     report.scope = sorted(present)
     report.listed = sorted(present)
     for table in found:
+        if not table.columns:  # nothing to read or judge (its mapped columns, if any, are said gone below)
+            report.tables += 1
+            continue
         try:
             frame = catalogue.sample(conn, table, rows)
         except Exception as exc:  # noqa: BLE001 -- one unreadable table never stops the scan
