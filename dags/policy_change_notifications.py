@@ -32,7 +32,8 @@ STEPS, PARAMS = "include.campaign.steps", "include.campaign.params:NotificationP
         "max_recipients": Param(
             None, type=["null", "integer"], minimum=1, maximum=COUNT_MAX, title="At most this many recipients",
             description_md="Cap on the recipients this run sends to (shared between the parallel senders). Empty = "
-                           "no cap. The rest stay pending: the next run continues the campaign.",
+                           "no cap. The rest stay pending: the next run continues the campaign. With test "
+                           "addresses, at least their number (a test campaign is this run's alone).",
             section="Campaign"),
         "test_recipients": Param(
             [], type="array", items={"type": "string", "format": "email", "minLength": 3, "maxLength": 320},

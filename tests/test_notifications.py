@@ -119,6 +119,9 @@ def test_the_trigger_form_is_resolved_or_refused_in_one_sentence():
                        ({"test_recipients": ["a@example.com", "A@EXAMPLE.COM"]}, "repeats test_recipients[0]"),
                        ({"test_recipients": ["ü@exämple.com"]}, "test_recipients[0]"),
                        ({"max_recipients": 0}, "max_recipients must be a whole number of at least 1"),
+                       # Found by a fault trial: a test campaign capped below its addresses stayed 'sending' for good.
+                       ({"test_recipients": ["a@example.com", "b@example.com"], "max_recipients": 1},
+                        "max_recipients (1) is fewer than the 2 test_recipients"),
                        ({"policy_version": "  "}, "policy_version must be a version label")):
         with pytest.raises(ParamError) as err:
             NotificationParams.resolve(raw, Settings(), timing)
@@ -789,3 +792,14 @@ def test_a_live_ledger_without_the_day_of_the_child_rules_is_refused(conns):
         CampaignLedger(LedgerLinks(ops=ops, dm=load_datamap(), side=side, ctx=ctx()),
                        Audience(campaign_id=1, scope="live", renderer=Renderer(notice, SETTINGS, "r"), hasher=address_hasher(KEY)),
                        SenderShare(sender="s", batch_size=10))
+
+
+def test_a_test_campaigns_counts_have_no_negative_figure():
+    """Found by a fault trial: a test campaign (no account read, two addresses) logged and audited '-2 sharing an
+    address with another'."""
+    from include.campaign import recipients
+
+    counts = recipients.BuildCounts(recipients={recipients.OK: 2}).as_dict()
+    assert counts["accounts_sharing_an_address"] == 0 and counts["recipients"] == 2
+    live = recipients.BuildCounts(accounts=5, accounts_read=5, recipients={recipients.OK: 4}).as_dict()
+    assert live["accounts_sharing_an_address"] == 1

@@ -36,9 +36,14 @@ class NotificationParams:
                                  "published version")
             version = version.strip()
         cap = optional_cap(raw.get("max_recipients"), "max_recipients", "a whole number")
+        tests = test_addresses(raw.get("test_recipients") or [])
+        if tests and cap is not None and cap < len(tests):
+            # A test campaign is this run's own: no later run sends the rest, so they stayed pending for good.
+            raise ParamError(f"max_recipients ({cap}) is fewer than the {len(tests)} test_recipients, and a test "
+                             "campaign is this run's alone (no later run sends the rest): leave max_recipients empty "
+                             "or list fewer addresses")
         return cls(today=run_today(timing, settings.tz), policy_version=version,
-                   dry_run=dry_run_flag(raw, False),
-                   test_recipients=test_addresses(raw.get("test_recipients") or []), max_recipients=cap)
+                   dry_run=dry_run_flag(raw, False), test_recipients=tests, max_recipients=cap)
 
 
 def test_addresses(values: Any) -> tuple[str, ...]:

@@ -77,7 +77,8 @@ class BuildCounts:
         return {"accounts": self.accounts, "accounts_deleted": self.accounts_deleted,
                 "accounts_without_address": self.accounts_without_address, "accounts_read": self.accounts_read,
                 "accounts_by_verdict": dict(sorted(self.by_verdict.items())),
-                "accounts_sharing_an_address": self.accounts_read - self.total,
+                # Accounts folded into another's ledger row; none were read for a test campaign (it was -N).
+                "accounts_sharing_an_address": self.accounts_read - self.total if self.accounts_read else 0,
                 "recipients": self.total, "eligible": self.eligible,
                 "recipients_by_verdict": dict(sorted(self.recipients.items()))}
 
