@@ -472,6 +472,26 @@ def test_a_page_sample_that_comes_back_empty_falls_back_to_the_first_rows(fresh_
         assert len(catalogue.sample(conn, table, 100)) == 50
 
 
+def test_a_page_sample_that_comes_back_empty_reads_pages_spread_over_the_whole_table(fresh_db):
+    """Found by a fault trial: after an empty page sample, the scan read the table's first rows, the oldest, so a
+    column filled only in its newest rows (a column added last month) was never seen. The pages read then are
+    spread over the whole table, its last page among them, by TID: still a few pages, whatever its size."""
+    import dataclasses
+
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("""create table late_column as
+                        select i as id, case when i > 38000 then 'late' || i || '@example.org' end as contact
+                        from generate_series(1, 40000) i""")
+        conn.execute("analyze late_column")
+        table = dataclasses.replace({t.name: t for t in catalogue.list_tables(conn)}["late_column"],
+                                    estimated_rows=10_000_000_000)  # a stale estimate: the page sample finds nothing
+        pages = catalogue.table_pages(conn, table)
+        assert pages > catalogue.SPREAD_PAGES and catalogue.spread_pages(pages)[-1] == pages - 1
+        frame = catalogue.sample(conn, table, 1000)
+    assert 0 < len(frame) <= 1000 and frame["contact"].notna().any()  # the newest rows were read
+    assert classify.classify("contact", "text", frame["contact"], TODAY).kind == classify.EMAIL
+
+
 # -- parameters, the command line, orphans ---------------------------------------------------------------------------
 
 def test_the_trigger_form_is_checked_in_one_sentence():

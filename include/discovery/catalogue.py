@@ -4,7 +4,9 @@ The sample's cost stays flat as a table grows: a table estimated (``pg_class.rel
 the rows wanted is read with ``TABLESAMPLE SYSTEM (p)``, which reads only the chosen share of the table's pages,
 ``p`` chosen so that about four times the rows wanted come back, and ``LIMIT`` stops at the rows wanted. A smaller
 table (or one never analysed, whose estimate is unknown) is read with ``LIMIT`` alone, which stops after that many
-rows. Every value is read as text (``col::text``, at most :data:`VALUE_CHARS` characters), so a value Python's types
+rows. A page sample that comes back nearly empty (bad luck, or a stale estimate) is followed by
+:data:`SPREAD_PAGES` pages spread evenly over the table, read by TID (the oldest rows and the newest). Every value
+is read as text (``col::text``, at most :data:`VALUE_CHARS` characters), so a value Python's types
 cannot hold (``infinity``, a BC date) is a string like any other and never stops the scan.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast", "compliance")
 VALUE_CHARS = 2000  # characters of a value read (a long message body is judged by its beginning)
 OVERSAMPLE = 4  # TABLESAMPLE asks for this many times the rows wanted (pages are not all full)
 SAMPLE_TIMEOUT_MS = 60_000  # one table's sample never holds the scan longer than this
+SPREAD_PAGES = 64  # pages read, evenly spread, when a page sample of a big table came back nearly empty
 
 
 class Column(NamedTuple):
@@ -110,19 +113,46 @@ def sample_percent(estimated_rows: float, rows: int) -> float | None:
     return max(100.0 * OVERSAMPLE * rows / estimated_rows, 0.0001)
 
 
-def sample_query(table: Table, rows: int, columns: Iterable[Column] | None = None,
-                 pages: bool = True) -> sql.Composed:
-    """The statement reading a table's sample: every column as bounded text (an array's elements joined by
-    :data:`~include.discovery.classify.ELEMENT_SEPARATOR`, so that each is judged alone), sampled pages when the
-    table is big (``pages=False``: the first ``rows`` rows, which ``LIMIT`` alone bounds)."""
-    cols = tuple(columns if columns is not None else table.columns)
-
+def _select_list(cols: Sequence[Column]) -> sql.Composable:
     def as_text(c: Column) -> sql.Composable:
         if c.data_type.endswith("[]"):
             return sql.SQL("array_to_string({}, {})").format(sql.Identifier(c.name), sql.Literal(ELEMENT_SEPARATOR))
         return sql.SQL("{}::text").format(sql.Identifier(c.name))
 
-    select = sql.SQL(", ").join(sql.SQL("left({}, {})").format(as_text(c), sql.Literal(VALUE_CHARS)) for c in cols)
+    return sql.SQL(", ").join(sql.SQL("left({}, {})").format(as_text(c), sql.Literal(VALUE_CHARS)) for c in cols)
+
+
+def spread_pages(pages: int, count: int = SPREAD_PAGES) -> list[int]:
+    """``count`` page numbers spread evenly over a table of ``pages`` pages, its first and last among them."""
+    if pages <= count:
+        return list(range(pages))
+    return sorted({round(i * (pages - 1) / (count - 1)) for i in range(count)})
+
+
+def spread_query(table: Table, rows: int, pages: Sequence[int]) -> sql.Composed:
+    """The rows of these pages only (a TID scan: every line a page can hold, ``(page, 1..)``), in random order, at
+    most ``rows``: the oldest rows and the newest are both read, at a cost flat in the table's size."""
+    return sql.SQL("select {cols} from {t} where ctid = any(array(select ('(' || p || ',' || n || ')')::tid "
+                   "from unnest({pages}::bigint[]) p, "
+                   "generate_series(1, (current_setting('block_size')::int - 24) / 28) n)) "
+                   "order by random() limit {rows}").format(
+        cols=_select_list(table.columns), t=sql.Identifier(table.schema, table.name),
+        pages=sql.Literal(list(pages)), rows=sql.Literal(rows))
+
+
+def table_pages(conn, table: Table) -> int:
+    """The table's pages on disk now (0 for a partitioned table, whose rows are in its partitions)."""
+    return conn.execute("""select pg_relation_size(c.oid) / current_setting('block_size')::int from pg_class c
+                           join pg_namespace n on n.oid = c.relnamespace where n.nspname = %s and c.relname = %s""",
+                        (table.schema, table.name)).fetchone()[0]
+
+
+def sample_query(table: Table, rows: int, columns: Iterable[Column] | None = None,
+                 pages: bool = True) -> sql.Composed:
+    """The statement reading a table's sample: every column as bounded text (an array's elements joined by
+    :data:`~include.discovery.classify.ELEMENT_SEPARATOR`, so that each is judged alone), sampled pages when the
+    table is big (``pages=False``: the first ``rows`` rows, which ``LIMIT`` alone bounds)."""
+    select = _select_list(tuple(columns if columns is not None else table.columns))
     percent = sample_percent(table.estimated_rows, rows) if pages else None
     sampled = (sql.SQL(" tablesample system ({})").format(sql.Literal(round(percent, 6))) if percent is not None
                else sql.SQL(""))
@@ -142,7 +172,12 @@ def sample(conn, table: Table, rows: int) -> pd.DataFrame:
         records = conn.execute(sample_query(table, rows)).fetchall()
         if len(records) < rows // 2 and sample_percent(table.estimated_rows, rows) is not None:
             # SYSTEM sampling picks each page with the same chance: a few pages asked of a big table may come back
-            # as none (about one time in fifteen for 100 rows of 60,000). The first rows then, as for a small table.
-            records = conn.execute(sample_query(table, rows, pages=False)).fetchall()
+            # as none (about one time in fifteen for 100 rows of 60,000), or the estimate is stale. Then pages spread
+            # evenly over the table (the first rows alone were the oldest: a column filled in newer rows went
+            # unseen); a table of one page, or partitioned, by its first rows.
+            pages = table_pages(conn, table)
+            query = spread_query(table, rows, spread_pages(pages)) if pages > 1 else \
+                sample_query(table, rows, pages=False)
+            records = conn.execute(query).fetchall()
     return pd.DataFrame.from_records(records, columns=names).astype("object") if records else \
         pd.DataFrame({name: pd.Series(dtype="object") for name in names})
