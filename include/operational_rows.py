@@ -7,6 +7,12 @@ selects its columns through :func:`select_list`: a temporal column out of Python
 NULL, and the extra column ``_problems`` (a text array, empty for a clean row) says which column held
 what, in a sentence without the value itself (a birth date is personal data). The caller records the
 row as ``invalid`` with those sentences and goes on with the others.
+
+A column that holds a code (a request's ``regime``, ``request_type``, ``status``: :data:`CODE_COLUMNS`) is read as
+itself only when it looks like one (a letter, then letters, digits, ``_`` or ``-``); anything else (an address
+or a name typed into the field) comes back NULL with a ``_problems`` sentence that does not repeat it: the rules
+used to quote an unknown value in the request's reason, and the reason is shown on the page, in the what-ifs and
+in the audit log.
 """
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ from psycopg import sql
 from include.datamap import TEMPORAL_COLUMNS, RecordSource
 
 PROBLEMS = "_problems"
+CODE_COLUMNS = {"privacy_requests": frozenset({"regime", "request_type", "status"})}
+CODE = "^[A-Za-z][A-Za-z0-9_-]{0,39}$"
 # Inclusive lower and exclusive upper bound of what datetime/date can hold (UTC).
 _LOW = sql.SQL("'0001-01-01 00:00:00+00'::timestamptz")
 _HIGH = sql.SQL("'10000-01-01 00:00:00+00'::timestamptz")
@@ -63,6 +71,13 @@ def select_list(src: RecordSource, columns: Sequence[str], *, alias: str | None 
                 value = sql.SQL("(extract(epoch from {v}) * 1000000)::bigint").format(v=value)
             items.append(sql.SQL("{} as {}").format(value, sql.Identifier(name)))
             problems.append(unreadable(physical, name))
+        elif name in CODE_COLUMNS.get(src.role, ()):
+            text = sql.SQL("{}::text").format(physical)
+            items.append(sql.SQL("case when {t} ~ {code} then {t} end as {n}").format(
+                t=text, code=sql.Literal(CODE), n=sql.Identifier(name)))
+            problems.append(sql.SQL("case when {t} !~ {code} then {said} end").format(
+                t=text, code=sql.Literal(CODE), said=sql.Literal(
+                    f"{name} is not a code (its value is not repeated: it may be personal data); correct it")))
         else:
             items.append(sql.SQL("{} as {}").format(physical, sql.Identifier(name)))
     problem_array = (sql.SQL("array_remove(array[{}]::text[], null)").format(sql.SQL(", ").join(problems))

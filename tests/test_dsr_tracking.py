@@ -111,6 +111,27 @@ def test_every_invalid_row_is_recorded_with_its_reason(db):
     assert "future" in reasons[4] and "acknowledged_at" in reasons[5] and "completed_at" in reasons[6]
 
 
+def test_a_code_field_holding_personal_data_is_invalid_without_repeating_it(db):
+    """Found by a fault trial: a request's regime, type or status holding what a person typed by mistake (an
+    address, a name and a phone number, an IP address) was quoted in its reason, and stored as its regime and type:
+    the page, its filters, the what-ifs and the demo's summary showed them. Such a value is read as missing, with a
+    sentence that does not repeat it; a code stays quoted ('lgpd')."""
+    add_request(db, 1, regime="jane.doe@example.com")
+    add_request(db, 2, rtype="erase for Jane Doe +1 415 555 0100")
+    add_request(db, 3, status="waiting on 203.0.113.77")
+    add_request(db, 4, regime="lgpd")
+    assert evaluate(db)["states"] == {"invalid": 4}
+    rows = {r[0]: r[1:] for r in db.execute("select request_id, regime, request_type, invalid_reason "
+                                            "from compliance.dsr_status")}
+    shown = repr(rows)
+    for typed in ("jane", "Jane", "415", "203.0.113"):
+        assert typed not in shown, typed
+    assert rows[1][0] is None and rows[1][2].startswith("regime is not a code (its value is not repeated")
+    assert rows[2][1] is None and rows[2][2].startswith("request_type is not a code")
+    assert rows[3][2].startswith("status is not a code")
+    assert "unknown regime 'lgpd'" in rows[4][2]
+
+
 def test_repeated_run_changes_nothing_more(db):
     add_request(db, 1, received="2026-11-20")
     add_request(db, 2, received="2026-10-01")

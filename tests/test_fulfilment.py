@@ -654,3 +654,18 @@ def test_an_export_racing_an_erasure_of_its_subject_leaves_no_package(world):
     assert recorded is not None and recorded[0] == "exported"
     assert not world.objects.exists(recorded[1])  # the erased person's rows are not left in a package
     assert recorded[2]  # and the record says the package is gone
+
+
+def test_a_code_field_holding_personal_data_is_recorded_invalid_without_repeating_it(world):
+    """Found by a fault trial: an unknown regime was quoted whole in the request's reason (the page, the audit log):
+    an address typed into the field was shown wherever the record is. It is read as missing, in a sentence that
+    does not repeat it."""
+    rid = world.ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type,
+                                                             received_at, status)
+                               values (40, 'x@example.org', 'mary.roe@example.net', 'access', now() - interval '2 days',
+                                       'in_progress') returning id""").fetchone()[0]
+    run(world, "manual__one", params(world, request_ids=(rid,)))
+    outcome, reason, _ = outcomes(world.store)[rid]
+    assert outcome == "invalid" and reason.startswith("regime is not a code (its value is not repeated")
+    assert "mary" not in repr(world.store.execute("select * from compliance.dsr_fulfilments").fetchall())
+    assert "mary" not in repr(world.store.execute("select details from compliance.audit_log").fetchall())
