@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Sequence
 
 from include.config import Settings
+from include.pg_url import withhold_credentials
 from include.mail import Addressee, Content, envelope, render_parts
 from include.delivery.outbox import Entry, Outbox, OutboxLedger
 
@@ -36,7 +37,7 @@ _DIGITS = re.compile(r"\+?\d[\d ()./-]{6,}\d")  # a phone number or any long run
 
 def scrub(text: str) -> str:
     """The reason with addresses, IP addresses and phone-like digit runs blanked out, on one line, bounded."""
-    one_line = _EMAIL.sub("…", " ".join(str(text).split()))
+    one_line = _EMAIL.sub("…", withhold_credentials(" ".join(str(text).split())))
     one_line = _IP_LIKE.sub(lambda m: "…" if _is_ip(m.group(0)) else m.group(0), one_line)
     one_line = _DIGITS.sub("…", one_line)
     return one_line[:MAX_REASON] or "no reason was given"

@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import sys
 from importlib.metadata import entry_points
 from typing import Callable, Sequence
@@ -612,7 +613,10 @@ def _plugin_registrars() -> list[Registrar]:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one sentence, exit 2, no usage dump
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        # argparse quotes what was typed ('unrecognized arguments: --url postgresql://u:pw@...', "invalid int value:
+        # 'jane@example.com'"): no password or address is repeated.
+        said = re.sub(r"[^\s'\"]+@[^\s'\"]+", "…", pg_url.withhold_credentials(message))
+        self.exit(EXIT_USAGE, f"{self.prog}: {said} (see {self.prog} --help)\n")
 
 
 def build_parser(registrars: Sequence[Registrar] | None = None) -> argparse.ArgumentParser:

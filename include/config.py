@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from include.addresses import AddressError, normalize_address
 from include.errors import NeedsOperator
+from include.pg_url import withhold_credentials
 
 REGIMES = ("gdpr", "ccpa")
 
@@ -261,4 +262,6 @@ def _validate_shape(raw: dict) -> None:
         unknown = sorted(set(raw["holiday_calendars"]) - set(REGIMES))
         raise SettingsError(f"holiday_calendars: unknown regime {unknown[0]!r} (known: {', '.join(REGIMES)})")
     key = str(path[0])
-    raise SettingsError(f"{'.'.join(map(str, path))} must be {EXPECTED[key]}, not {json.dumps(error.instance)}")
+    # A location can carry a key or a password by mistake: never quoted back (task logs, the page, alerts).
+    raise SettingsError(f"{'.'.join(map(str, path))} must be {EXPECTED[key]}, not "
+                        f"{withhold_credentials(json.dumps(error.instance))}")

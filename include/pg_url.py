@@ -179,11 +179,30 @@ def redact(url: str) -> str:
     if userinfo is not None:
         name, colon, _ = userinfo.partition(":")
         user = f"{name}:***@" if colon else f"{name}@"
+    # The key as libpq reads it: 'pass%77ord' is a password too.
     query = "&".join(
-        (p.split("=", 1)[0] + "=***") if p.split("=", 1)[0] in ("password", "sslpassword") else p
+        (p.split("=", 1)[0] + "=***") if unquote(p.split("=", 1)[0]) in ("password", "sslpassword") else p
         for p in query.split("&") if p)
     after = url.split("://", 1)[1][len(user and userinfo + "@") + len(hosts):]
     return f"{scheme}://{user}{hosts}" + ("/" if after.startswith("/") else "") + path + (f"?{query}" if query else "")
+
+
+_ANY_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]*")
+
+
+def withhold_credentials(text: str) -> str:
+    """``text`` with every URL in it (any scheme) cut of what may hold a secret: all before the last '@' after its
+    '://' (a user and password, in any spelling) and its query string (``?password=``, ``?X-Goog-Credential=``).
+    For sentences that quote what a person typed: an argument, a setting."""
+    def cut(match: re.Match) -> str:
+        scheme, _, rest = match.group(0).partition("://")
+        if "@" in rest:
+            rest = "***@" + rest.rpartition("@")[2]
+        if "?" in rest:
+            rest = rest.partition("?")[0] + "?***"
+        return f"{scheme}://{rest}"
+
+    return _ANY_URL.sub(cut, text)
 
 
 def database_name(url: str) -> str:

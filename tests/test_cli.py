@@ -500,3 +500,33 @@ def test_two_seeds_of_one_database_at_once_run_one_after_the_other(fresh_db):
     assert "is running: waiting for it to finish" in waited_out
     with database.connect(fresh_db) as conn:
         assert conn.execute("select count(*) from users").fetchone()[0] == 20000
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--url", f"postgresql://u:{SECRET}@h/db"],          # --url where demo takes --pg-url
+    ["verify-audit", f"postgresql://u:{SECRET}@h/db"],           # the URL without its flag
+    ["verify-audit", "--urll", f"postgresql://u:{SECRET}@h/db"],  # a misspelt flag
+    ["right-to-know", "--user-id", "jane.doe@example.com"]])
+def test_an_argument_argparse_refuses_is_never_echoed_with_its_password_or_address(argv, capsys):
+    """Found by a fault trial: argparse's sentence quoted what was typed, so swapping --url and --pg-url, or a
+    misspelt flag, printed the database password, and a mistyped user id printed an address."""
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert SECRET not in err and "jane.doe" not in err and err.startswith("privacy-ops"), err
+
+
+def test_credentials_in_a_setting_or_an_encoded_url_key_are_never_repeated():
+    """Found by a fault trial: a location setting holding a key was quoted whole in the refusal (task logs, the
+    page, on-call's alert); an alert kept a URL's query string; redact() missed 'pass%77ord' (libpq reads it as
+    password)."""
+    from include import alerts, pg_url
+    from include.config import Settings, SettingsError
+
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_json(f'{{"evidence_location": "s3://AKIAEXAMPLE:{SECRET}@bucket/x?X-Goog-Credential={SECRET}"}}')
+    assert SECRET not in str(refused.value) and "evidence_location must be" in str(refused.value)
+    said = alerts.scrub(f"could not read gs://bucket/x?X-Goog-Credential={SECRET} nor https://u:{SECRET}@host/p")
+    assert SECRET not in said and "gs://bucket/x?***" in said
+    assert SECRET not in pg_url.redact(f"postgresql://u@127.0.0.1:1/x?pass%77ord={SECRET}")

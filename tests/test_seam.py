@@ -282,3 +282,16 @@ def test_a_whole_bucket_to_list_is_the_folder_of_files_location_when_set(tmp_pat
                       params={}, stack=stack)
         listed = list(env.bucket("acme-uploads").describe())
     assert [(o.name, o.size) for o in listed] == [("users/1/a.pdf", 7)]
+
+
+def test_a_subject_key_connection_airflow_cannot_read_is_not_called_unset(monkeypatch, capsys):
+    """Found by a fault trial: a set but unreadable AIRFLOW_CONN_PRIVACY_SUBJECT_KEY (a bare key, JSON cut short)
+    was reported as 'the subject key is not configured', sending on-call to set what was set. Its value (the key)
+    is never repeated."""
+    monkeypatch.delenv("AIRFLOW_VAR_PRIVACY_SUBJECT_KEY", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_PRIVACY_SUBJECT_KEY", '{"conn_type": "generic", "password": "k3y-0123456789abcdef')
+    with pytest.raises(ConfigurationProblem) as err:
+        runtime.secret("privacy_subject_key", purpose="subject-hashing")
+    assert str(err.value).startswith("Airflow connection 'privacy_subject_key' cannot be read: "
+                                     "AIRFLOW_CONN_PRIVACY_SUBJECT_KEY is set")
+    assert "k3y-0123" not in str(err.value) + "".join(capsys.readouterr())

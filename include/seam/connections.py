@@ -279,6 +279,8 @@ def secret(name: str, *, purpose: str) -> bytes:
         value = BaseHook.get_connection(name).password
     except AirflowNotFoundException:
         value = None
+        if os.environ.get(f"AIRFLOW_CONN_{name.upper()}", "").strip():  # set, but Airflow could not read it
+            raise ConnectionUndefined(f"{conn_hint(name)} (the {purpose} key is its password)") from None
     if not value:
         value = Variable.get(name, default=None)
     if not value:
