@@ -304,12 +304,14 @@ def _load_anchors(objects: "ObjectStore") -> _AnchorSet:
 
 
 def _content_problem(objects: "ObjectStore", anchor: Anchor) -> str | None:
-    from include.objectstore import ObjectNotFound
+    from include.objectstore import ObjectCorrupt, ObjectNotFound
 
     try:
         content = json.loads(objects.get(anchor.name))
     except ObjectNotFound:
         return "it was listed but cannot be read any more"
+    except ObjectCorrupt:
+        return "what was read does not match the checksum the store keeps for it: altered where it is kept"
     except (UnicodeDecodeError, ValueError):
         return "its content is not JSON"
     if not isinstance(content, dict):

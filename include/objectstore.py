@@ -61,6 +61,11 @@ class ObjectExists(ObjectStoreError):
     """An object of that name exists and the write asked not to replace it."""
 
 
+class ObjectCorrupt(ObjectStoreError, NeedsOperator):
+    """What was read of an object does not match the checksum the store keeps for it: altered where it is kept,
+    or damaged on the way (the client has retried)."""
+
+
 def check_name(name: str) -> str:
     """``name`` if it is a valid object name, else ValueError in one sentence."""
     reason = _name_problem(name, allow_partial=False)

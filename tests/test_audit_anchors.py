@@ -323,3 +323,24 @@ def test_cli_process_reaches_gcs_through_the_environment_connection(store_db, st
     done = subprocess.run(run, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == EXIT_CHECK_FAILED and done.stdout == ""
     assert "(the newest rows were removed: the log now ends at row" in _one_line(done.stderr)
+
+
+def test_an_anchor_altered_in_place_is_reported_not_a_traceback(store_db, store, tmp_path, monkeypatch, capsys):
+    """Found by a fault trial: an anchor object edited where the store keeps it (its bytes changed, its checksum
+    not) made verify-audit crash with the client's DataCorruption traceback, exit 1. The store reads it as an
+    object that does not match its checksum, and the check reports that anchor as altered."""
+    with GCSEmulator(default_bucket=BUCKET, data_dir=tmp_path / "gcs") as emulator:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.base_url)
+        monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", ANONYMOUS_GCP)
+        objects = object_store(f"gs://{BUCKET}/prod")
+        _append(store, 2)
+        newest = _anchor(store, objects)["name"]
+        (kept,) = [p for p in (tmp_path / "gcs").rglob("*") if p.is_file() and p.name == newest.rsplit("/", 1)[1]]
+        kept.write_text(kept.read_text().replace('"row_id": 2', '"row_id": 3'))
+        report = audit.verify_chain(store, anchors=objects)
+        assert not report.ok and report.problem.startswith(f"anchor {newest} is malformed (what was read does not "
+                                                           "match the checksum the store keeps for it")
+        capsys.readouterr()
+        assert main(["verify-audit", "--url", store_db, "--anchors", f"gs://{BUCKET}/prod"]) == EXIT_CHECK_FAILED
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err and "DataCorruption" not in captured.out + captured.err

@@ -19,9 +19,9 @@ import re
 from typing import Iterator
 from urllib.parse import quote
 
-from include.objectstore import (Buckets, FileObjectStore, Location, ObjectExists, ObjectInfo, ObjectNotFound,
-                                 ObjectStore, ObjectStoreError, ObjectStoreRefused, ObjectStoreUnavailable,
-                                 check_prefix)
+from include.objectstore import (Buckets, FileObjectStore, Location, ObjectCorrupt, ObjectExists, ObjectInfo,
+                                 ObjectNotFound, ObjectStore, ObjectStoreError, ObjectStoreRefused,
+                                 ObjectStoreUnavailable, check_prefix)
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,7 @@ class GCSObjectStore(ObjectStore):
         import requests
         from google.api_core import exceptions as api
         from google.auth import exceptions as auth
+        from google.cloud.storage.exceptions import DataCorruption
 
         target = self.uri(name) if name and not name.endswith("/") else str(self.location)
         bucket = f"gs://{self.location.bucket}"
@@ -197,6 +198,10 @@ class GCSObjectStore(ObjectStore):
                 raise
             except api.PreconditionFailed:
                 raise ObjectExists(f"{target} already exists") from None
+            except DataCorruption:  # the client's checksum check of a download, after its own retries
+                what = f"a file in {bucket}" if self._private_name(name) is not None else target
+                raise ObjectCorrupt(f"what was read of {what} does not match the checksum the store keeps for it "
+                                    "(altered where it is kept, or damaged on the way)") from None
             except api.NotFound as exc:
                 if action == "read" and self._bucket_exists():
                     raise ObjectNotFound(f"there is no object {target}") from None
