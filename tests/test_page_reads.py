@@ -685,24 +685,64 @@ def test_needs_a_person_counts_children_whose_latest_verdict_is_incomplete(store
 
 
 def test_needs_a_person_counts_invalid_and_unmatched_requests_and_each_count_leads_to_its_open_rows(store):
-    """Found by a fault trial: requests recorded invalid (an unknown regime: correct it) or no_account (match the
-    requester to an account) wait for a person and were counted nowhere, while the demo's summary said they did; and
-    a count of open requests led to a list that also held the closed ones."""
+    """Found by fault trials: open requests deadline tracking cannot evaluate (an unknown regime or type, a date in
+    the future: no deadline, so never overdue) and requests recorded no_account (match the requester to an account)
+    were counted nowhere; a count of open requests led to a list that also held the closed ones; and a request a
+    person rejected (its status closed, its regime still unknown to the rules, so 'invalid') was counted for good."""
     store.execute("""insert into compliance.dsr_fulfilments (request_id, regime, request_type, action, outcome, reason,
                                                             run_id, first_recorded_at, recorded_at)
-                     values (21, 'lgpd', 'access', 'none', 'invalid', 'unknown regime', 'r', now(), now()),
-                            (22, 'gdpr', 'access', 'none', 'no_account', 'match the requester', 'r', now(), now()),
+                     values (22, 'gdpr', 'access', 'none', 'no_account', 'match the requester', 'r', now(), now()),
                             (23, 'gdpr', 'objection', 'manual', 'manual', 'stop the processing', 'r', now(), now()),
-                            (24, 'gdpr', 'objection', 'manual', 'manual', 'stop the processing', 'r', now(), now())""")
-    store.execute("""insert into compliance.dsr_status (request_id, regime, request_type, state, effective_due, as_of,
-                                                        evaluated_at, run_id)
-                     values (24, 'gdpr', 'objection', 'closed_on_time', current_date, current_date, now(), 'r')""")
+                            (24, 'gdpr', 'objection', 'manual', 'manual', 'stop the processing', 'r', now(), now()),
+                            (25, 'gdpr', 'objection', 'manual', 'manual', 'stop the processing', 'r', now(), now())""")
+    store.execute("""insert into compliance.dsr_status (request_id, regime, request_type, status, state, invalid_reason,
+                                                        effective_due, as_of, evaluated_at, run_id)
+                     values (21, 'lgpd', 'access', 'received', 'invalid', 'unknown regime', null, current_date, now(),
+                             'r'),
+                            (26, 'pdpa', 'access', 'rejected', 'invalid', 'unknown regime', null, current_date, now(),
+                             'r'),
+                            (24, 'gdpr', 'objection', 'completed', 'closed_on_time', null, current_date, current_date,
+                             now(), 'r'),
+                            (25, 'pdpa', 'objection', 'rejected', 'invalid', 'unknown regime', null, current_date,
+                             now(), 'r')""")
     rows = {r["what"]: r for r in render(store, "attention")["rows"]}
-    for what, outcome in (("Requests that cannot be acted on as written (invalid)", "invalid"),
-                          ("Requests whose requester matches no account (no_account)", "no_account"),
-                          ("Requests only a person can fulfil (rectification, objection)", "manual")):
+    for what, section, filters in (
+            ("Open requests that cannot be evaluated or acted on as written (invalid)", "requests",
+             {"state": "invalid", "open": "only"}),
+            ("Requests whose requester matches no account (no_account)", "fulfilments",
+             {"outcome": "no_account", "open": "only"}),
+            ("Requests only a person can fulfil (rectification, objection)", "fulfilments",
+             {"outcome": "manual", "open": "only"})):
         item = rows[what]
-        assert item["count"] == {"text": "1", "section": "fulfilments", "filters": {"outcome": outcome, "open": "only"}}
-        listed = render(store, "fulfilments", item["count"]["filters"])
-        assert listed["total"] == 1, (what, listed["total"])  # the count's link lists exactly what it counts
-    assert render(store, "fulfilments", {"outcome": "manual"})["total"] == 2  # without the filter: closed ones too
+        assert item["count"] == {"text": "1", "section": section, "filters": filters}, (what, item["count"])
+        listed = render(store, section, item["count"]["filters"])
+        assert listed["total"] == 1 and len(listed["rows"]) == 1, (what, listed["total"])  # exactly what it counts
+    assert render(store, "fulfilments", {"outcome": "manual"})["total"] == 3  # without the filter: closed ones too
+    assert render(store, "requests", {"state": "invalid"})["total"] == 3  # the rejected two too
+
+def test_needs_a_person_counts_unjudged_children_and_only_recent_refused_mail(store):
+    """Found by a fault trial: accounts the purge could not judge (a birth date in the future: 'someone must look at
+    them', the purge's page says) were counted nowhere; refused emails were counted for good (they are never sent
+    again and their rows stay failed), and the count led to the campaigns section, which lists none of them."""
+    from include.children import ledger
+    from include.erasure import ErasureResult
+    from include.erasure import run as erasure_run
+
+    erasure_run.start_run(store, ledger.WORKFLOW, erasure_run.RunStart(
+        run_id="scheduled__1", as_of=date(2026, 11, 25), run_type="scheduled", dry_run=False, threshold=50,
+        started_at=at(0)))
+    ledger.record_detection(store, "scheduled__1", [
+        ledger.Detected(f"{1:064x}", 1, (), ("birth_date is in the future",), ()),
+        ledger.Detected(f"{2:064x}", 2, ("under_13",), (), ())], [], at=at(0), counts={"accounts": 2})
+    c = audit.RunContext(run_id="scheduled__1", actor="test", dag_id="child_data_purge", now=lambda: at(1))
+    assert ledger.finish_subject(store, c, "scheduled__1", ErasureResult(2, f"{2:064x}", "purged"))
+    for key, ago in (("1/overdue", "1 day"), ("2/overdue", "8 days")):
+        store.execute(f"""insert into compliance.outbox (kind, key, recipient, status, facts, claimed_at, claimed_run,
+                                                          error)
+                          values ('dsr.escalation', %s, 'team@example.com', 'failed', '{{}}',
+                                  now() - interval '{ago}', 'r', 'refused')""", (key,))
+    rows = {r["what"]: r for r in render(store, "attention")["rows"]}
+    unjudged = rows["Accounts the purge could not judge (invalid: a birth date in the future, a negative declared age)"]
+    assert unjudged["count"] == {"text": "1", "section": "purges", "filters": {}}
+    mail = rows[next(k for k in rows if k.startswith("Emails SendGrid refused"))]
+    assert mail["count"] == {"text": "1", "section": None, "filters": {}} and "last 7 days" in next(k for k in rows if k.startswith("Emails"))

@@ -187,6 +187,8 @@ def _requests(req: Request) -> dict:
         if wanted.get("regime", regime) == regime and wanted.get("request_type", request_type) == request_type:
             by_state[state] = by_state.get(state, 0) + count
     total = by_state.get(q.filters["state"], 0) if "state" in q.filters else sum(by_state.values())
+    if "open" in q.filters:  # the breakdown counts closed requests too: this page counts its own
+        total = None
     page = dsr.request_page(req.conn, q.filters, limit=q.limit, offset=q.offset, total=total)
     order = list(dsr.STATE_ORDER) + sorted(set(by_state) - set(dsr.STATE_ORDER))
     for row in page["rows"]:
@@ -417,7 +419,8 @@ SECTIONS: tuple[Section, ...] = (
         tables=("compliance.dsr_status", "compliance.dsr_runs"),
         about="Every privacy request's latest live evaluation, overdue first, then by days left.",
         refreshed_by=f"{how_often(DSR)}, and by any manual run evaluated as of today",
-        filters=(Filter("regime", "Regime"), Filter("request_type", "Type"), Filter("state", "State", STATES)),
+        filters=(Filter("regime", "Regime"), Filter("request_type", "Type"), Filter("state", "State", STATES),
+                 Filter("open", "Still open", ("only",))),
         columns=(Column("request_id", "Request", "id"), Column("regime", "Regime"),
                  Column("request_type", "Type"), Column("state", "State", "state"),
                  Column("days_left", "Days left", "int"), Column("effective_due", "Due", "date"),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from include.reads import missing_tables
+from include.reads.deadlines import closed_state
 from include.reads.fulfilments import CLOSED
 
 TABLES = ("compliance.erasure_runs", "compliance.dsr_fulfilments", "compliance.child_report_outcomes",
@@ -20,6 +21,7 @@ TABLES = ("compliance.erasure_runs", "compliance.dsr_fulfilments", "compliance.c
 # A run alert still pending this long after its run failed was not taken by SendGrid (it goes out with the next
 # alert): say so here rather than wait for the next failure.
 ALERT_GRACE = "10 minutes"
+FAILED_MAIL_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,14 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[
         conn, "requests_ack_overdue", "CCPA requests not acknowledged in time",
         "select count(*), min(evaluated_at) from compliance.dsr_status where state = 'ack_overdue'",
         section="requests", filters=(("state", "ack_overdue"),)))
+    # Deadline tracking evaluates every request (fulfilment only those in progress): an open request it cannot
+    # evaluate has no deadline, so it never turns overdue and nothing else tells anyone.
+    add("compliance.dsr_status", lambda: _count(
+        conn, "requests_invalid", "Open requests that cannot be evaluated or acted on as written (invalid)",
+        f"""select count(*), min(evaluated_at) from compliance.dsr_status s
+            where state = 'invalid' and not ({closed_state("s")})""",
+        note="each says what to correct in the request (a regime, a type, a date); the next run evaluates it again",
+        section="requests", filters=(("state", "invalid"), ("open", "only"))))
     for outcome, what, note in _FULFILMENTS[:2]:
         add("compliance.dsr_fulfilments", lambda o=outcome, w=what, n=note: _fulfilments(conn, o, w, n))
     add("compliance.child_report_outcomes", lambda: _reports_to_review(conn))
@@ -66,6 +76,10 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[
         conn, "incomplete", "incomplete_children",
         "Children's data left incomplete: a file the purge may not touch, or one the object store refused",
         _INCOMPLETE_NOTE))
+    add("compliance.child_purges", lambda: _children(
+        conn, "invalid", "invalid_children", "Accounts the purge could not judge (invalid: a birth date in the future, "
+        "a negative declared age)", "the record's reason says which value; correct it and the next purge judges "
+        "the account"))
     add("compliance.vendor_deletion_notices", lambda: _count(
         conn, "deletion_notices", "Deletion notices owed to vendors (erased subjects' data they received)",
         "select count(*), min(created_at) from compliance.vendor_deletion_notices where status = 'outstanding'",
@@ -97,8 +111,6 @@ _FULFILMENTS = (
      "tell the requester why; the next run erases once the hold is released"),
     ("incomplete", "Requests left incomplete: a file the erasure may not touch, or one the object store refused",
      _INCOMPLETE_NOTE),
-    ("invalid", "Requests that cannot be acted on as written (invalid)",
-     "the record's reason says what to correct in the request; the next run acts on it"),
     ("no_account", "Requests whose requester matches no account (no_account)",
      "match the requester to an account in the request, or answer them that no data is held and close it"),
 )
@@ -170,9 +182,13 @@ def _failed_mail(conn, have: set[str]) -> Item:
     for table, where, at in parts:
         if table not in have:
             continue
-        n, first = conn.execute(f"select count(*), min({at}) from {table} where {where}").fetchone()
+        n, first = conn.execute(f"select count(*), min({at}) from {table} where {where} "
+                                f"and {at} > now() - interval '{FAILED_MAIL_DAYS} days'").fetchone()
         count += n
         oldest = first if oldest is None or (first is not None and first < oldest) else oldest
-    return Item("failed_mail", "Emails SendGrid refused (escalations, digests, summaries, violation notices, "
-                               "policy notices)", count, oldest, "the task logs say why; fix the address or the "
-                               "template, the rows stay failed for the record", section="campaigns")
+    # No section lists them all (the campaigns section has the policy notices' Failed column); a refused email is
+    # never sent again and its row stays failed for the record, so it is counted for a week, not for good.
+    return Item("failed_mail", f"Emails SendGrid refused in the last {FAILED_MAIL_DAYS} days (escalations, digests, "
+                               "summaries, violation notices, policy notices)", count, oldest,
+                "the task logs say why; fix the address or the template (a refused email is not sent again; policy "
+                "notices refused are in the campaigns section's Failed column)")

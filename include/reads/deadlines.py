@@ -69,7 +69,14 @@ STATE_ORDER = ("overdue", "ack_overdue", "due_soon", "awaiting_identity", "on_tr
 _STATE_RANK = sql.SQL("array_position('{" + ",".join(STATE_ORDER) + "}'::text[], state)")
 _PAGE_COLUMNS = ("request_id", "regime", "request_type", "state", "days_left", "effective_due", "ack_due",
                  "clock_start", "extension", "flags", "invalid_reason", "as_of", "evaluated_at", "run_id")
-REQUEST_FILTERS = ("regime", "request_type", "state")
+REQUEST_FILTERS = ("regime", "request_type", "state", "open")
+
+
+def closed_state(alias: str) -> str:
+    """SQL: the ``dsr_status`` row ``alias`` is of a closed request: evaluated closed, or its status is closed (a
+    rejected request whose regime is unknown stays 'invalid' to the deadline rules, and waits for no one)."""
+    return (f"coalesce({alias}.state in ('closed_on_time', 'closed_late'), false) "
+            f"or coalesce({alias}.status in ('completed', 'rejected', 'withdrawn'), false)")
 
 
 def request_page(conn, filters: Mapping[str, str | None] | None = None, *, limit: int = 50, offset: int = 0,
@@ -108,8 +115,12 @@ def request_page(conn, filters: Mapping[str, str | None] | None = None, *, limit
 
 
 def _filters(values: dict[str, str | None]) -> tuple[sql.Composable, list]:
+    """Exact values, and ``open`` ('only': the requests not closed, :func:`closed_state`)."""
+    still_open = values.pop("open", None) is not None
     terms = [sql.SQL("{} = %s").format(sql.Identifier(name)) for name, value in values.items() if value is not None]
     args = [value for value in values.values() if value is not None]
+    if still_open:
+        terms.append(sql.SQL("not ({})").format(sql.SQL(closed_state("compliance.dsr_status"))))
     return (sql.SQL("where ") + sql.SQL(" and ").join(terms) if terms else sql.SQL("")), args
 
 

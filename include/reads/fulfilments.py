@@ -6,6 +6,8 @@ the indexes of migration 0006 (``dsr_fulfilments_recent``, ``dsr_fulfilments_out
 """
 from __future__ import annotations
 
+from include.reads.deadlines import closed_state
+
 TABLES = ("compliance.dsr_fulfilments", "compliance.erasure_runs")
 DAG_ID = "dsr_fulfilment"
 # The outcomes (include.fulfilment.rules.OUTCOMES; repeated so that the page needs nothing but the reads).
@@ -16,9 +18,11 @@ _PAGE_KEYS = ("request_id", "request_type", "action", "outcome", "reason", "pack
               "rows_erased", "fulfilled_at", "run_id")
 
 
-# A request a person has since completed, rejected or closed as withdrawn (for the row ``f``).
-CLOSED = """select 1 from compliance.dsr_status s
-            where s.request_id = f.request_id and s.state in ('closed_on_time', 'closed_late')"""
+# A request a person has since completed, rejected or closed as withdrawn (for the row ``f``): deadline tracking's
+# latest evaluation saw it closed, or saw its status closed (a rejected request whose regime is unknown stays
+# 'invalid' to the deadline rules, and waits for no one).
+CLOSED = f"""select 1 from compliance.dsr_status s
+             where s.request_id = f.request_id and ({closed_state("s")})"""
 
 
 def fulfilment_page(conn, *, outcome: str | None = None, run_id: str | None = None, still_open: bool = False,
