@@ -66,6 +66,14 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _ui_port(text: str) -> int:
+    """A port a person opens in a browser, 1 to 65535: 0 (any free port) printed 'open http://localhost:0'."""
+    port = _port(text)
+    if port == 0:
+        raise argparse.ArgumentTypeError("0 is not a port a browser can open: give one from 1 to 65535")
+    return port
+
+
 def _date(text: str) -> date:
     import argparse
 
@@ -324,7 +332,7 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DEMO_ENVIRONMENT)
     p.add_argument("--pg-url", metavar="URL", type=_given,
                    help="the PostgreSQL server the demo used (default: as for demo)")
-    p.add_argument("--port", type=_port, default=8080, help="port of the UI (default: 8080)")
+    p.add_argument("--port", type=_ui_port, default=8080, help="port of the UI, 1 to 65535 (default: 8080)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default: 127.0.0.1; 0.0.0.0 exposes it to the network)")
     p.add_argument("--unpause", action="store_true", help="unpause the DAGs so that triggered runs start")

@@ -423,7 +423,8 @@ def test_a_data_map_that_never_ends_or_is_huge_is_refused_before_it_is_read(tmp_
     ["whatif", "--run-id", ""], ["dismiss-finding", "--id", "1", "--reason", "", "--by", "dpo"],
     ["dismiss-finding", "--id", "1", "--reason", "x" * 501, "--by", "dpo"],
     ["dismiss-finding", "--id", "1", "--reason", "not personal", "--by", ""],
-    ["ui", "--port", "99999"], ["standins", "--sendgrid-port", "-1"], ["ui", "--pg-url", ""]])
+    ["ui", "--port", "99999"], ["standins", "--sendgrid-port", "-1"], ["ui", "--pg-url", ""],
+    ["ui", "--port", "0"]])  # found by a trial: it printed 'open http://localhost:0
 def test_an_empty_or_impossible_value_is_a_usage_error_not_a_silent_default(argv, capsys):
     """Found by a fault trial: `--url ''` read $PRIVACY_PG_URL's database (or the server's postgres), `--by ''` was
     audited as 'person:' for good, a 501-character reason exited 1, `ui --port 99999` printed an address that cannot
