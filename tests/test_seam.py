@@ -295,3 +295,15 @@ def test_a_subject_key_connection_airflow_cannot_read_is_not_called_unset(monkey
     assert str(err.value).startswith("Airflow connection 'privacy_subject_key' cannot be read: "
                                      "AIRFLOW_CONN_PRIVACY_SUBJECT_KEY is set")
     assert "k3y-0123" not in str(err.value) + "".join(capsys.readouterr())
+
+
+def test_a_postgres_connection_that_declares_no_type_still_connects(monkeypatch, fresh_db):
+    """The type check refuses a connection of another type; one whose JSON names no type is tried as PostgreSQL, as
+    it was before the check."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(fresh_db)
+    monkeypatch.setenv("AIRFLOW_CONN_TYPELESS", json.dumps(
+        {"host": parts.hostname, "port": parts.port, "login": parts.username, "schema": parts.path.lstrip("/")}))
+    with runtime.postgres("typeless") as conn:
+        assert conn.execute("select current_database()").fetchone()[0] == parts.path.lstrip("/")

@@ -94,7 +94,7 @@ def _open_postgres(conn_id: str) -> "psycopg.Connection":
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     kind = connection(conn_id).conn_type
-    if kind not in POSTGRES_TYPES:
+    if kind and kind not in POSTGRES_TYPES:  # one that declares no type is tried as PostgreSQL, as before
         # Its extras became libpq options ('invalid connection option'), or its host a URL to resolve: a traceback
         # retried for minutes as if the database were down.
         raise ConfigurationProblem(f"Airflow connection '{conn_id}' is a {str(kind)[:40]!r} connection, not a "
