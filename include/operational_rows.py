@@ -9,7 +9,8 @@ what, in a sentence without the value itself (a birth date is personal data). Th
 row as ``invalid`` with those sentences and goes on with the others.
 
 A column that holds a code (a request's ``regime``, ``request_type``, ``status``: :data:`CODE_COLUMNS`) is read as
-itself only when it looks like one (a letter, then letters, digits, ``_`` or ``-``); anything else (an address
+itself only when it looks like one (a letter, then letters, digits, ``_`` or ``-``, white space around it kept as
+it is); anything else (an address
 or a name typed into the field) comes back NULL with a ``_problems`` sentence that does not repeat it: the rules
 used to quote an unknown value in the request's reason, and the reason is shown on the page, in the what-ifs and
 in the audit log.
@@ -24,7 +25,7 @@ from include.datamap import TEMPORAL_COLUMNS, RecordSource
 
 PROBLEMS = "_problems"
 CODE_COLUMNS = {"privacy_requests": frozenset({"regime", "request_type", "status"})}
-CODE = "^[A-Za-z][A-Za-z0-9_-]{0,39}$"
+CODE = "^\\s*[A-Za-z][A-Za-z0-9_-]{0,39}\\s*$"  # white space around it is a row's, and the rules say so
 # Inclusive lower and exclusive upper bound of what datetime/date can hold (UTC).
 _LOW = sql.SQL("'0001-01-01 00:00:00+00'::timestamptz")
 _HIGH = sql.SQL("'10000-01-01 00:00:00+00'::timestamptz")

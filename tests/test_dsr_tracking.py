@@ -392,3 +392,12 @@ def test_implausible_dates_are_invalid(db):
     assert "before the earliest plausible date 2000-01-01" in status(db, 1)["invalid_reason"]
     assert "completed_at 2026-11-30 is after the evaluation date 2026-11-25" in status(db, 2)["invalid_reason"]
     assert status(db, 3)["state"] == "due_soon"  # the clean row beside them is evaluated as usual
+
+
+def test_a_code_with_white_space_around_it_is_still_quoted_as_it_was_typed(db):
+    """The reader withholds values that are not codes; a code with white space around it is one (the rules quote it
+    so that a person sees the stray space)."""
+    add_request(db, 1, regime=" gdpr\t")
+    evaluate(db)
+    regime, reason = db.execute("select regime, invalid_reason from compliance.dsr_status where request_id = 1").fetchone()
+    assert regime == " gdpr\t" and "unknown regime ' gdpr\\t'" in reason
