@@ -98,7 +98,7 @@ def cmd_init_ops(args) -> int:
                                 "database privacy-ops created is dropped)", EXIT_USAGE) from None
         except database.NotOurDatabase as exc:
             raise CommandFailed(str(exc), EXIT_USAGE) from None
-    with connect(url, url_source(args)) as conn:
+    with _one_writer_at_a_time(url, url_source(args)), connect(url, url_source(args)) as conn:
         try:
             create_reference_schema(conn, replace=args.replace)
         except SchemaExistsError as exc:
@@ -114,22 +114,24 @@ def cmd_seed(args) -> int:
     url = database_url(args)
     anchor = args.anchor or date.today()
     _check_requests(args.requests, args.users, anchor)
-    with _one_seed_at_a_time(url, url_source(args)):
+    with _one_writer_at_a_time(url, url_source(args)):
         return _seed(args, url, anchor)
 
 
-# Any fixed pair: PostgreSQL keeps advisory locks per database, so this is "the seed of this database".
+# Any fixed pair: PostgreSQL keeps advisory locks per database, so this is "the kit writing this database".
 SEED_LOCK = (0x70726976, 0x73656564)
 
 
 @contextlib.contextmanager
-def _one_seed_at_a_time(url: str, source: str):
-    """Hold the database's seed lock for the whole seed, waiting for a seed already running: two at once both
-    found no tables, and the second died creating them (UniqueViolation, with a traceback). The one that waited
-    then finds the first one's tables and acts as if run after it (refuses, skips with --if-empty, or replaces)."""
+def _one_writer_at_a_time(url: str, source: str):
+    """Hold the database's kit lock while seed, init-ops or seed-stores writes it, waiting for one already running:
+    two at once both found no tables, and the second died creating them (UniqueViolation, with a traceback). The
+    one that waited then finds the first one's tables and acts as if run after it (refuses, skips with --if-empty,
+    or replaces)."""
     with connect(url, source) as lock:
         if not lock.execute("select pg_try_advisory_lock(%s, %s)", SEED_LOCK).fetchone()[0]:
-            print(f"another seed of database {database_label(url)} is running: waiting for it to finish", flush=True)
+            print(f"another seed, init-ops or seed-stores of database {database_label(url)} is running: waiting for "
+                  "it to finish", flush=True)
             lock.execute("select pg_advisory_lock(%s, %s)", SEED_LOCK)
         yield  # closing the connection releases the lock
 
@@ -189,7 +191,8 @@ def cmd_seed_stores(args) -> int:
 
     url = checked_url(database_url(args), url_source(args))
     try:
-        summary = seed_stores_beside(url, seed=args.seed, if_empty=args.if_empty)
+        with _one_writer_at_a_time(url, url_source(args)):  # the stores are made beside it, from it
+            summary = seed_stores_beside(url, seed=args.seed, if_empty=args.if_empty)
     except database.DatabaseExists as exc:
         raise CommandFailed(f"{exc}: pass --if-empty to keep seeded stores (a half-seeded one is made again)",
                             EXIT_USAGE) from None

@@ -503,6 +503,26 @@ def test_two_seeds_of_one_database_at_once_run_one_after_the_other(fresh_db):
         assert conn.execute("select count(*) from users").fetchone()[0] == 20000
 
 
+def test_two_init_ops_of_one_database_at_once_run_one_after_the_other(fresh_db):
+    """Found by a fault trial (five times in five): both found no tables and the second died creating them
+    (UniqueViolation on pg_type, a traceback). init-ops, seed and seed-stores now take the same lock on the
+    database: the second waits, then finds the first one's tables and refuses as if run after it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    argv = [str(Path(sys.executable).parent / "privacy-ops"), "init-ops", "--url", fresh_db]
+    for _ in range(2):
+        with database.connect(fresh_db, autocommit=True) as conn:
+            conn.execute("drop schema public cascade")
+            conn.execute("create schema public")
+        runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        done = sorted((run.wait(timeout=120), *run.communicate()) for run in runs)
+        assert [code for code, _, _ in done] == [EXIT_OK, EXIT_USAGE], done
+        assert "Traceback" not in done[0][2] + done[1][2]
+        assert "already exists (and 12 more reference tables); pass --replace" in _one_sentence(done[1][2])
+
+
 @pytest.mark.parametrize("argv", [
     ["demo", "--url", f"postgresql://u:{SECRET}@h/db"],          # --url where demo takes --pg-url
     ["verify-audit", f"postgresql://u:{SECRET}@h/db"],           # the URL without its flag

@@ -359,3 +359,27 @@ def test_the_demo_refuses_a_store_database_someone_else_made_before_it_makes_any
     finally:
         with database.connect(pg_server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(support)))
+
+
+def test_two_seed_stores_at_once_run_one_after_the_other(pg_server_url):
+    """Found by a fault trial: both found no store databases and the second died creating them (UniqueViolation on
+    pg_database, a traceback). seed-stores takes the kit's lock on the operational database, as seed and init-ops
+    do: the second waits, then finds the stores and refuses in one sentence."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    name = f"privacy_stores_{uuid.uuid4().hex[:8]}"
+    url = database.create_database(pg_server_url, name)
+    try:
+        assert main(["seed", "--url", url, "--users", "300"]) == 0
+        argv = [str(Path(sys.executable).parent / "privacy-ops"), "seed-stores", "--url", url]
+        runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        done = sorted((run.wait(timeout=240), *run.communicate()) for run in runs)
+        assert [code for code, _, _ in done] == [0, EXIT_USAGE], done
+        assert "Traceback" not in done[0][2] + done[1][2]
+        assert "already exists: pass --if-empty" in _one_sentence(done[1][2])
+    finally:
+        with database.connect(pg_server_url, autocommit=True) as conn:
+            for db in (f"{name}_support", f"{name}_analytics", name):
+                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(db)))
