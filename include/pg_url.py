@@ -32,6 +32,8 @@ CHOICES = {
 # ... and those it reads as whole numbers (a C int: "invalid integer value" otherwise).
 WHOLE_NUMBERS = frozenset({"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
                            "keepalives_count", "tcp_user_timeout"})
+NOT_NEGATIVE = frozenset({"keepalives_idle", "keepalives_interval", "keepalives_count"})
+AUTH_METHODS = ("password", "md5", "gss", "sspi", "scram-sha-256", "oauth", "none")  # libpq 18's require_auth
 
 
 class UrlProblem(ValueError):
@@ -118,6 +120,25 @@ def _check_value(key: str, value: str) -> None:
         raise UrlProblem(f"its {key} is not one of {', '.join(CHOICES[key])}")
     if key in WHOLE_NUMBERS and not (re.fullmatch(r"-?[0-9]{1,10}", value) and -2**31 <= int(value) < 2**31):
         raise UrlProblem(f"its {key} is not a whole number from {-2**31} to {2**31 - 1}")
+    if key in NOT_NEGATIVE and value.startswith("-"):  # libpq takes it, then the socket option fails at connect
+        raise UrlProblem(f"its {key} is negative")
+    if key == "require_auth":
+        methods = value.split(",")
+        if len({m.startswith("!") for m in methods}) > 1 or any(m.lstrip("!") not in AUTH_METHODS for m in methods):
+            raise UrlProblem(f"its require_auth is not a list of {', '.join(AUTH_METHODS)} (each with '!' before it, "
+                             "or none of them)")
+    if key == "hostaddr" and not all(_numeric_address(part) for part in value.split(",") if part):
+        raise UrlProblem("its hostaddr is not a numeric IP address (or a list of them)")
+
+
+def _numeric_address(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parts(url: str) -> tuple[str | None, str, str, str]:

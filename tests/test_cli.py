@@ -234,6 +234,11 @@ MALFORMED = {
     f"postgresql://postgres:{SECRET}@127.0.0.1:5432/postgres?sslmode=bogus":
         "its sslmode is not one of disable, allow, prefer, require, verify-ca, verify-full",
     f"postgresql://postgres:{SECRET}@127.0.0.1:5432/postgres?keepalives=x": "its keepalives is not a whole number",
+    # ... and three more a trial found exiting 3 (at connect: a refused method list, an address, a socket option)
+    f"postgresql://postgres:{SECRET}@127.0.0.1:5432/postgres?require_auth=x": "its require_auth is not a list of",
+    f"postgresql://postgres:{SECRET}@127.0.0.1:5432/postgres?require_auth=!password,md5": "its require_auth",
+    f"postgresql://postgres:{SECRET}@127.0.0.1:5432/postgres?hostaddr=abc": "its hostaddr is not a numeric IP",
+    f"postgresql://postgres:{SECRET}@127.0.0.1:5432/postgres?keepalives_idle=-3": "its keepalives_idle is negative",
 }
 
 
