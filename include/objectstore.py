@@ -32,6 +32,7 @@ from typing import BinaryIO, Callable, Iterator
 from urllib.parse import quote, unquote, urlsplit
 
 from include.errors import NeedsOperator, Transient
+from include.pg_url import withhold_credentials
 
 ACCEPTED_FORMS = "gs://BUCKET/OPTIONAL/PREFIX or file:///ABSOLUTE/FOLDER"
 # GCS bucket names: 3-63 characters of lower-case letters, digits, '-', '_' and '.', starting and ending
@@ -99,14 +100,9 @@ def _name_problem(name: str, *, allow_partial: bool) -> str | None:
 
 
 def _shown(raw: str) -> str:
-    """A location as a message may quote it: whatever stands before an '@' in its authority (a user name and
-    password, written there by mistake) is never repeated."""
-    scheme, sep, rest = raw.partition("://")
-    if sep:
-        authority, slash, tail = rest.partition("/")
-        if "@" in authority:
-            rest = "***@" + authority.rpartition("@")[2] + slash + tail
-    return repr(scheme + sep + rest)
+    """A location as a message may quote it: what may hold a secret (a user name and password before an '@', a
+    signed query string) is never repeated (:func:`include.pg_url.withhold_credentials`)."""
+    return repr(withhold_credentials(raw))
 
 
 @dataclass(frozen=True)

@@ -363,10 +363,12 @@ def test_a_password_with_a_hash_or_an_at_sign_is_never_printed(fresh_db, capsys,
 
 
 def test_an_object_store_location_with_credentials_is_never_repeated(fresh_db, capsys):
-    """Found by a fault trial: `--anchors 's3://KEY:SECRET@bucket/x'` was quoted back whole."""
+    """Found by a fault trial: `--anchors 's3://KEY:SECRET@bucket/x'` was quoted back whole; then a signed query
+    string (`?sig=SECRET`) still was."""
     assert main(["migrate-store", "--url", fresh_db]) == EXIT_OK
     capsys.readouterr()
-    for location in (f"s3://AKIAXXXX:{SECRET}@bucket/x", f"gs://user:{SECRET}@bucket/x"):
+    for location in (f"s3://AKIAXXXX:{SECRET}@bucket/x", f"gs://user:{SECRET}@bucket/x",
+                     f"s3://AKIAXXXX:{SECRET}@bucket/x?sig={SECRET}"):
         assert main(["verify-audit", "--url", fresh_db, "--anchors", location]) != EXIT_OK
         err = _one_sentence(capsys.readouterr().err)
         assert SECRET not in err and "AKIAXXXX" not in err and "***@bucket/x" in err, err
