@@ -235,11 +235,9 @@ def names_nothing(uri: str) -> bool:
     ``gs://bucket``, ``gs://bucket/``). There is nothing to delete or pack, so it never holds an erasure back
     (it did: kept ``not_allowed``, the subject ``incomplete`` with a bucket's reason). A location that names
     something unusable (another scheme, an invalid bucket, a name over 1,024 bytes) is still a person's to judge."""
-    text = uri.strip()
-    if not text:
-        return True
-    if text[:5].lower() != "gs://":
-        return False
+    text = same_file(uri)
+    if not text.startswith("gs://"):
+        return not text
     bucket, _, key = text[5:].partition("/")
     return not bucket or not key
 

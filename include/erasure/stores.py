@@ -229,14 +229,15 @@ def release_unnamed(access: StoreAccess, subject_hash: str, named: set[str], at:
     the row's location, or removed the row) and that the erasure may not touch: ``unnamed``, done. It held the
     subject ``incomplete`` and, the row mended, would have held it for good."""
     for uri, kind in open_files(access.progress, subject_hash):
-        if kind == FILE and uri not in named and not _may_touch(access, uri):
+        if kind == FILE and uri not in named and _touchable(access, uri) is None:
             access.progress.execute("""update compliance.erasure_files set state = %s, done_at = %s
                                        where subject_hash = %s and uri = %s""", (UNNAMED, at, subject_hash, uri))
 
 
-def _may_touch(access: StoreAccess, uri: str) -> bool:
+def _touchable(access: StoreAccess, uri: str) -> FileRef | None:
+    """The file a location names when the erasure may touch it (a gs:// object in an allowed bucket), else None."""
     ref = FileRef.parse(uri)
-    return ref is not None and ref.bucket in access.allowed
+    return ref if ref is not None and ref.bucket in access.allowed else None
 
 
 def open_files(store, subject_hash: str) -> list[tuple[str, str]]:
@@ -303,11 +304,11 @@ def erase_file(access: StoreAccess, subject_hash: str, row: tuple[str, str], at:
                                      "was given no evidence store: nothing of the subject was erased")
         objects, name = access.evidence, uri
     else:
-        if not _may_touch(access, uri):
+        ref = _touchable(access, uri)
+        if ref is None:
             access.progress.execute("""update compliance.erasure_files set state = 'not_allowed'
                                        where subject_hash = %s and uri = %s""", (subject_hash, uri))
             return FileOutcome(uri, kind, NOT_ALLOWED)
-        ref = FileRef.parse(uri)
         if access.buckets is None:
             raise StoresNotReachable("the data map names files in object storage but this erasure was given no "
                                      "object storage: nothing of the subject was erased")
