@@ -70,14 +70,15 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[
     add("compliance.child_report_outcomes", lambda: _reports_to_review(conn))
     for outcome, what, note in _FULFILMENTS[2:]:
         add("compliance.dsr_fulfilments", lambda o=outcome, w=what, n=note: _fulfilments(conn, o, w, n))
+    verdicts = _child_verdicts(conn) if "compliance.child_purges" in have else {}  # one read for the three
     add("compliance.child_purges", lambda: _children(
-        conn, "held", "held_children", "Children's data kept by a legal hold"))
+        verdicts, "held", "held_children", "Children's data kept by a legal hold"))
     add("compliance.child_purges", lambda: _children(
-        conn, "incomplete", "incomplete_children",
+        verdicts, "incomplete", "incomplete_children",
         "Children's data left incomplete: a file the purge may not touch, or one the object store refused",
         _INCOMPLETE_NOTE))
     add("compliance.child_purges", lambda: _children(
-        conn, "invalid", "invalid_children", "Accounts the purge could not judge (invalid: a birth date in the future, "
+        verdicts, "invalid", "invalid_children", "Accounts the purge could not judge (invalid: a birth date in the future, "
         "a negative declared age)", "the record's reason says which value; correct it and the next purge judges "
         "the account"))
     add("compliance.vendor_deletion_notices", lambda: _count(
@@ -159,17 +160,24 @@ def _reports_to_review(conn) -> Item:
                 oldest, "confirm the account a report means with the purge's confirm_user_ids", section="purges")
 
 
-def _children(conn, outcome: str, key: str, what: str, note: str | None = None) -> Item:
-    """The children whose latest verdict, over every live purge (targeted ones too), is ``outcome``. A run that only
-    planned a child (deferred, approval_required, rejected) says nothing new of it and is passed over."""
-    count, oldest = conn.execute(
-        """select count(*) filter (where outcome = %s), min(updated_at) filter (where outcome = %s) from (
+def _child_verdicts(conn) -> dict[str, tuple[int, datetime | None]]:
+    """Children by their latest verdict over every live purge (targeted ones too): (how many, the oldest). A run
+    that only planned a child (deferred, approval_required, rejected) says nothing new of it and is passed over."""
+    rows = conn.execute(
+        """select outcome, count(*), min(updated_at) from (
                select distinct on (p.subject_hash) p.outcome, p.updated_at
                from compliance.child_purges p join compliance.child_purge_runs r on r.run_id = p.run_id
                where not r.dry_run and p.outcome in ('purged', 'already_erased', 'not_eligible', 'invalid', 'held',
                                                     'incomplete')
-               order by p.subject_hash, r.started_at desc, p.run_id desc) latest""", (outcome, outcome)).fetchone()
-    return Item(key, what, int(count), oldest, note, section="purges")
+               order by p.subject_hash, r.started_at desc, p.run_id desc) latest
+           group by outcome""").fetchall()
+    return {outcome: (int(count), oldest) for outcome, count, oldest in rows}
+
+
+def _children(verdicts: dict, outcome: str, key: str, what: str, note: str | None = None) -> Item:
+    """The children whose latest verdict (:func:`_child_verdicts`) is ``outcome``."""
+    count, oldest = verdicts.get(outcome, (0, None))
+    return Item(key, what, count, oldest, note, section="purges")
 
 
 def _failed_mail(conn, have: set[str]) -> Item:
