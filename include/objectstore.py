@@ -419,6 +419,13 @@ def file_sha256(path: str) -> tuple[str, int]:
 
 # -- files named by the data map's rows ------------------------------------------------------------------------
 
+def same_file(uri: str) -> str:
+    """A location as it names its file: without the white space around it, its scheme in lower case, so that two
+    spellings of one location are one file (what :meth:`FileRef.parse` reads; the erasure compares by it)."""
+    text = uri.strip()
+    return "gs://" + text[5:] if text[:5].lower() == "gs://" else text
+
+
 @dataclass(frozen=True)
 class FileRef:
     """A file a row names (``gs://bucket/key``): the data map's file columns hold such locations."""
@@ -436,8 +443,8 @@ class FileRef:
         around it is a row's, not the name's (as around an address), and the scheme is read in any case."""
         if not isinstance(text, str):
             return None
-        text = text.strip()
-        if text[:5].lower() != "gs://":
+        text = same_file(text)
+        if not text.startswith("gs://"):
             return None
         bucket, _, key = text[len("gs://"):].partition("/")
         if not _BUCKET.match(bucket) or ".." in bucket or not key or len(key.encode("utf-8")) > _MAX_NAME_BYTES:

@@ -25,6 +25,7 @@ from psycopg import sql
 
 from include.addresses import WHITESPACE, comparable_sql
 from include.datamap import OPS_CONNECTION, DataMap, DataMapError, PersonalDataEntry, SubjectLink
+from include.objectstore import same_file
 
 DELETE = "delete"
 REDACT = "redact"
@@ -259,13 +260,6 @@ def shared_locations(dm: DataMap, conn_of: Callable[[PersonalDataEntry], Any], p
                                  w=target.where("x"))
         named.update(f for (f,) in conn_of(entry).execute(query, {**params, "files": sorted(set(wanted.values()))}))
     return frozenset(uri for uri, f in wanted.items() if f in named)
-
-
-def same_file(uri: str) -> str:
-    """A location as it names its file: without the white space around it, its scheme in lower case (as
-    :meth:`include.objectstore.FileRef.parse` reads it), so that two spellings of one location are one file."""
-    text = uri.strip()
-    return "gs://" + text[5:] if text[:5].lower() == "gs://" else text
 
 
 def same_file_sql(column: sql.Composable) -> sql.Composable:

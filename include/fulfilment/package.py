@@ -63,8 +63,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from psycopg import sql
 
 from include.datamap import OPS_CONNECTION, DataMap, PersonalDataEntry
-from include.erasure.scope import Target, address_key, file_locations, same_file, shared_locations, store_targets
-from include.objectstore import Buckets, FileRef, ObjectNotFound, ObjectStoreUnavailable
+from include.erasure.scope import Target, address_key, file_locations, shared_locations, store_targets
+from include.objectstore import Buckets, FileRef, ObjectNotFound, ObjectStoreUnavailable, same_file
 from include.fulfilment.right_to_know import SharedWith
 
 FORMAT = "privacy-ops export package v1"
