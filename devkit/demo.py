@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -192,17 +195,51 @@ def _dag_files() -> set[str]:
 
 
 def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None, keep_db: bool = False) -> int:
+    started = time.monotonic()
+    embedded = []  # once known: True when the server is the embedded one, which the demo stops at its end
+    with _ctrl_c_ends_the_demo(stop_db=lambda: any(embedded) and not keep_db):
+        return _run_demo(users, seed, pg_url, keep_db, started, embedded)
+
+
+@contextmanager
+def _ctrl_c_ends_the_demo(stop_db: Callable[[], bool]):
+    """Ctrl-C ends the demo at once, in one sentence. Inside a task, Airflow's task runner takes any exception,
+    KeyboardInterrupt included, as the task's failure and retries it after the task's delay: the interrupt cost a
+    minute and the demo went on to its summary as if nothing had happened. The handler ends the process instead,
+    once the embedded PostgreSQL the demo started is stopped (``stop_db()``: unless --keep-db). What the run in
+    progress had written stays as it was; the next ``./dev demo`` starts afresh."""
+    def stop(signum, frame):
+        # To the terminal: a run in progress captures sys.stdout and sys.stderr for its log.
+        sys.__stdout__.flush()
+        print("\ninterrupted: the demo stops here, its run in progress unfinished (`./dev demo` starts afresh)",
+              file=sys.__stderr__, flush=True)
+        try:
+            if stop_db():
+                from devkit.embedded_postgres import stop_embedded
+
+                stop_embedded()
+        finally:
+            os._exit(130)
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run_demo(users: int, seed: int, pg_url: str | None, keep_db: bool, started: float, on_embedded: list) -> int:
     from devkit.seed.demo_data import seed as seed_demo
     from devkit.standins.gcs_emulator import GCSEmulator
     from devkit.standins.sendgrid_server import SendGridStandIn
 
-    started = time.monotonic()
     # The steps below say what happened: the modules' own progress lines (the stand-ins log every request)
     # would only repeat it.
     for name in ("devkit.standins", "devkit.seed", "gcp_storage_emulator", "include.compliance_store"):
         logging.getLogger(name).setLevel(logging.WARNING)
     target = resolve_target(pg_url)
     embedded = target.embedded
+    on_embedded.append(embedded)
     print(f"[1/5] database server: {target.label}")
     db_url = fresh_demo_database(target)
     anchor = date.today()

@@ -14,6 +14,7 @@ import pytest
 from psycopg import sql
 
 from devkit import database
+from tests import scratch
 from include.cli import EXIT_UNREACHABLE, EXIT_USAGE, main
 
 SECRET = "DemoSECRETpw9"
@@ -383,3 +384,42 @@ def test_two_seed_stores_at_once_run_one_after_the_other(pg_server_url):
         with database.connect(pg_server_url, autocommit=True) as conn:
             for db in (f"{name}_support", f"{name}_analytics", name):
                 conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(db)))
+
+
+@pytest.mark.e2e
+def test_ctrl_c_during_a_dag_run_ends_the_demo_at_once_in_one_sentence(pg_server_url, tmp_path):
+    """Ctrl-C as a terminal sends it (SIGINT to the demo's process group) while a DAG runs. Airflow's task runner
+    took the KeyboardInterrupt as the task's failure and retried it a minute later; the demo then went on to its
+    summary and exited 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    name = f"privacy_demo_ctrl_c_{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, PRIVACY_DEMO_DB=name, PRIVACY_DEMO_DIR=str(tmp_path / "demo"), PYTHONUNBUFFERED="1")
+    url = database.with_database(pg_server_url, "postgres")
+    demo = subprocess.Popen(
+        [str(Path(sys.executable).parent / "privacy-ops"), "demo", "--users", "100", "--pg-url", url],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's foreground job
+    try:
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if "dsr_deadline_tracking" in line:  # the first run ended; the purge's runs and the manifests follow
+                break
+        assert lines and "success" in lines[-1], "".join(lines)
+        time.sleep(0.5)
+        os.killpg(demo.pid, signal.SIGINT)
+        rest, _ = demo.communicate(timeout=30)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+        for db in (name, f"{name}_support", f"{name}_analytics"):
+            scratch.drop_later(pg_server_url, db)
+    assert demo.returncode == 130, rest
+    assert "[5/5]" not in rest and "Done in" not in rest, rest
+    assert "interrupted: the demo stops here" in rest and "Traceback" not in rest, rest
