@@ -80,6 +80,23 @@ def sendable(address: str) -> str:
         return address  # not sendable: the callers never send it (sending_problem said why)
 
 
+_IDNA_LABEL = re.compile("xn--", re.IGNORECASE)
+
+
+def mailbox(address: str) -> str:
+    """One spelling for every spelling of a sendable address that SendGrid is given as the same mailbox
+    (:func:`sendable`): an internationalised domain in Unicode (NFC), whether it was typed in Unicode, decomposed,
+    in full-width letters or in its ASCII form (``jo@xn--bcher-kva.de`` -> ``jo@bücher.de``). Any other address
+    is itself: an ASCII address without an IDNA label (nearly all), and one that is not sendable. Keys compared
+    by the address rule (:func:`comparable`) on this spelling name one mailbox once."""
+    if address.isascii() and not _IDNA_LABEL.search(address):
+        return address
+    try:
+        return validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False).normalized
+    except EmailNotValidError:
+        return address
+
+
 # A quoted stretch of a validator message (Python's repr of a label, a literal or a character): where the validator
 # repeats what it was given. An opening quote right after a letter is an apostrophe ("can't"), not a quote.
 _QUOTED = re.compile(r"""(?<![\w'"])(?:b?'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")""")

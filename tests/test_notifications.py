@@ -117,6 +117,7 @@ def test_the_trigger_form_is_resolved_or_refused_in_one_sentence():
     assert NotificationParams.resolve({}, Settings(), timing).scope == "live"
     for raw, words in (({"test_recipients": ["ok@example.com", "alpha beta"]}, "test_recipients[1] is not"),
                        ({"test_recipients": ["a@example.com", "A@EXAMPLE.COM"]}, "repeats test_recipients[0]"),
+                       ({"test_recipients": ["a@bücher.de", "a@XN--BCHER-KVA.de"]}, "repeats test_recipients[0]"),
                        ({"test_recipients": ["ü@exämple.com"]}, "test_recipients[0]"),
                        ({"max_recipients": 0}, "max_recipients must be a whole number of at least 1"),
                        # Found by a fault trial: a test campaign capped below its addresses stayed 'sending' for good.
@@ -586,6 +587,30 @@ def test_an_address_with_an_internationalised_domain_is_told_in_its_ascii_form(c
         assert ledger_rows(store, built["campaign_id"])[address_hash(KEY, "probe4@bücher.de")][0] == "sent"
     finally:
         ops.execute("delete from users where id in (%s, %s)", (first, first + 1))
+
+
+def test_one_mailbox_spelt_with_its_domain_in_unicode_and_in_ascii_is_told_once(conns, sendgrid):
+    """dup@bücher.de and dup@xn--bcher-kva.de (and the domain in decomposed Unicode) are one mailbox: SendGrid is
+    given each as dup@xn--bcher-kva.de. Two rows for it put the address twice in one request, which SendGrid refuses
+    whole (every recipient of the batch failed), or tell the person twice from two requests."""
+    ops, store, _ = conns
+    first = ops.execute("select max(id) + 1 from users").fetchone()[0]
+    spellings = ("dup@bücher.de", "DUP@XN--BCHER-KVA.DE", "dup@bu\u0308cher.de")
+    for i, address in enumerate(spellings):
+        ops.execute("""insert into users (id, email, full_name, birth_date, created_at)
+                       values (%s, %s, 'Dee Up', '1980-01-01', now() - interval '2 years')""", (first + i, address))
+    try:
+        built = build(ops, store, publish(ops))
+        send(conns, sendgrid, built)
+        told = Counter(p["to"][0]["email"].lower() for m in sendgrid.accepted()
+                       if m["payload"]["custom_args"]["campaign_id"] == str(built["campaign_id"])
+                       for p in m["payload"]["personalizations"])
+        assert told["dup@xn--bcher-kva.de"] == 1
+        rows = ledger_rows(store, built["campaign_id"])
+        assert not [r for r in rows.values() if r[0] == "failed"]
+        assert [r[2] for r in rows.values() if first in (r[2] or [])] == [[first, first + 1, first + 2]]
+    finally:
+        ops.execute("delete from users where id between %s and %s", (first, first + len(spellings) - 1))
 
 
 def test_exclusions_skip_an_address_whatever_account_holds_it(conns, monkeypatch):

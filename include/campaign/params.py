@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Mapping
 
-from include.addresses import comparable, sending_problem
+from include.addresses import comparable, mailbox, sending_problem
 from include.config import Settings
 from include.periods import ParamError, RunTiming, run_today
 from include.runconf import dry_run_flag, optional_cap
@@ -58,10 +58,10 @@ def test_addresses(values: Any) -> tuple[str, ...]:
         problem = sending_problem(value)
         if problem:
             raise ParamError(f"test_recipients[{i}] is not an address SendGrid accepts: {problem}")
-        key = comparable(value)
+        key = comparable(mailbox(value))
         if key in seen:
             raise ParamError(f"test_recipients[{i}] repeats test_recipients[{seen[key]}] (addresses are compared "
-                             "case-insensitively)")
+                             "case-insensitively, a domain in Unicode or in its ASCII form alike)")
         seen[key] = i
         found.append(value.strip())
     return tuple(found)

@@ -31,12 +31,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from include.addresses import sending_problem
+from include.addresses import mailbox, sending_problem
 from include.child_detection import child_user_ids_sql
 from include.datamap import DataMap
 from include.campaign.params import LIVE, TEST
@@ -81,6 +81,15 @@ class BuildCounts:
                 "accounts_sharing_an_address": self.accounts_read - self.total if self.accounts_read else 0,
                 "recipients": self.total, "eligible": self.eligible,
                 "recipients_by_verdict": dict(sorted(self.recipients.items()))}
+
+
+def recipient_hasher(key: bytes) -> Callable[[str], str]:
+    """The keyed hash a campaign's ledger names a recipient by (:func:`include.subjects.address_hash` of the address's
+    :func:`include.addresses.mailbox` spelling): the same for every spelling SendGrid is given as one mailbox, so
+    that ``jo@bücher.de`` and ``jo@xn--bcher-kva.de`` are one row, told once, never twice in one request (which
+    SendGrid refuses whole)."""
+    hasher = address_hasher(key)
+    return lambda address: hasher(mailbox(address))
 
 
 def exclusions(store) -> Mapping[str, str]:
@@ -188,18 +197,19 @@ def stage(step: Step, excluded: Mapping[str, str] = {}) -> BuildCounts:
     with ops.transaction():
         ops.execute("set transaction isolation level repeatable read, read only")
         counts.accounts, counts.accounts_deleted, counts.accounts_without_address = _account_counts(ops, dm)
-        suppressed = suppressions(ops, dm, hasher)
+        suppressed = suppressions(ops, dm, recipient_hasher(step.key))
         store.execute(_STAGING)
         with store.cursor() as cur, cur.copy("copy notify_staging (user_id, recipient, verdict, reason) "
                                              "from stdin") as copy:
             for chunk in _stream(ops, dm, as_of=as_of, tz=tz):
                 for user_id, address, child in chunk:
-                    recipient = hasher(address)
+                    spelling = mailbox(address)
+                    recipient = hasher(spelling)
                     reason = None
                     if child:
                         verdict = CHILD
-                    elif recipient in excluded:
-                        verdict, reason = EXCLUDED, excluded[recipient]
+                    elif recipient in excluded or (spelling is not address and hasher(address) in excluded):
+                        verdict, reason = EXCLUDED, excluded.get(recipient) or excluded[hasher(address)]
                     elif recipient in suppressed:
                         verdict, reason = SUPPRESSED, suppressed[recipient]
                     else:
@@ -298,7 +308,7 @@ def build_test(step: Step, version: PolicyVersion) -> tuple[Campaign, BuildCount
     """A run's own campaign for its ``test_recipients``: no account is read, no real recipient is touched."""
     ops, store, dm, addresses = step.ops, step.store, step.datamap, step.params.test_recipients
     template_id, run_id, now = step.settings.notification_template_id, step.ctx.run_id, step.ctx.now()
-    hasher = address_hasher(step.key)
+    hasher = recipient_hasher(step.key)
     with store.transaction():
         campaign_id = _create_campaign(store, version, scope=TEST, template_id=template_id, run_id=run_id, now=now)
         if campaign_id is None:  # the same run, retried

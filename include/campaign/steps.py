@@ -26,7 +26,6 @@ from include.campaign.params import LIVE, NotificationParams
 from include.delivery.engine import deliver
 from include.periods import ParamError
 from include.step import Step
-from include.subjects import address_hasher
 
 log = logging.getLogger("include.campaign")
 AUDIT = "policy_change"
@@ -155,7 +154,7 @@ def send_batches(step: Step[NotificationParams], plan: Mapping) -> dict:
                            from compliance.notification_campaigns where id = %s""", (campaign_id,)).fetchone()
     scope, version, effective_at, summary, url, template_id = row
     notice = Notice(campaign_id, scope, version, effective_at, summary, url, template_id)
-    hasher = address_hasher(step.key)
+    hasher = recipients.recipient_hasher(step.key)
     sender = f"{ctx.task_id or 'send'}[{plan['sender']}]"
     ledger = CampaignLedger(
         LedgerLinks(ops=step.ops, dm=step.datamap, side=step.side, ctx=ctx),
