@@ -113,3 +113,28 @@ def test_a_re_send_carries_the_same_key_and_another_notice_another():
     assert key((1, "overdue"), (2, "due_soon")) == key((2, "due_soon"), (1, "overdue"))
     assert key((1, "overdue"), (2, "due_soon")) != key((1, "overdue"), (2, "overdue"))
     assert key((1, "due_soon")) != key((1, "overdue"))
+
+
+def test_a_subject_is_one_line_whatever_the_names_it_carries():
+    """A vendor's name or a policy version label is the company's data and may hold a line break, a tab or another
+    control character; a header such as the subject is one line (RFC 5322), and a line break in it is how a header is
+    injected ("Bcc: ..."). Every subject leaves as one line, its breaks and runs of white space one space."""
+    from datetime import datetime, timezone
+
+    from include.campaign.messages import Notice, Renderer
+    from include.config import Settings
+    from include.vendors.notices import ViolationNotice, violation_payload
+
+    settings = Settings(compliance_team_email="team@example.com")
+    vendor = violation_payload(ViolationNotice(
+        vendor_id=7, vendor_name="Acme\r\nBcc: someone@example.net\u2028\x00Ltd\t", known=True, kind="consultant",
+        period_label="2026-12-01", recipient="team@example.com", violations={"child": 1}, violation_rows=1,
+        examples={"child": [9]}, rows=10, manifest_uri="gs://b/m", data_uri="gs://b/d", data_sha256="ab" * 32),
+        settings=settings, run_id="run-1")
+    campaign = Renderer(Notice(7, "live", "2026.12\nBcc: someone@example.net", datetime(2026, 12, 24, tzinfo=timezone.utc),
+                               "s", "https://example.com/p"), settings, "run-1").base
+    for payload in (vendor, campaign):
+        subject = payload["subject"]
+        assert subject == " ".join(subject.split()) and subject.isprintable(), subject
+        assert "Bcc: someone@example.net" in subject  # nothing is dropped but the breaks
+    assert "Acme Bcc: someone@example.net Ltd (vendor 7" in vendor["subject"]

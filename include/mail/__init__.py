@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import html
+import re
 from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, pass_eval_context, select_autoescape
@@ -30,6 +31,17 @@ from include.addresses import sendable
 def escape_html(text: str) -> str:
     """A value as HTML text (also what a SendGrid substitution carries into an HTML part)."""
     return html.escape(text)
+
+
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: none belongs in a header.
+_HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` fit for a header such as the subject: one line, every control character, line break and run of
+    white space one space. The names a subject carries (a vendor's, a policy version's label) are data, and a line
+    break in a header is how another header is injected."""
+    return " ".join(_HEADER_BREAKS.sub(" ", text).split())
 
 
 @pass_eval_context
@@ -102,7 +114,7 @@ def envelope(settings, *, category: str, run_id: str, content: Content, to: Addr
       personal data. SendGrid merges them with the message's own into every event it reports. A campaign
       passes none of them and adds its personalizations, one per recipient; its message-level
       ``custom_args`` name it (``campaign_args``: the campaign and policy version).
-    - ``content``: :class:`Content`.
+    - ``content``: :class:`Content`; its subject is sent as one line (:func:`one_line`).
     - Message-level ``custom_args``: ``{"campaign": category, **campaign_args, "run_id": run_id}``; the
       category also names the message in SendGrid's statistics (``categories``).
     """
@@ -116,7 +128,7 @@ def envelope(settings, *, category: str, run_id: str, content: Content, to: Addr
         payload["template_id"] = content.template_id
     else:
         text, body = content.parts
-        payload["subject"] = content.subject
+        payload["subject"] = one_line(content.subject)
         payload["content"] = [{"type": "text/plain", "value": text}, {"type": "text/html", "value": body}]
     payload["categories"] = [category]
     payload["custom_args"] = {"campaign": category, **(campaign_args or {}), "run_id": run_id}
