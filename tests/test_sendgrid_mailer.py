@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import time
 
@@ -264,3 +265,12 @@ def test_429s_past_the_deadline_end_in_one_sentence(sg):
     assert "past this task's 5-minute deadline" in str(exc.value) and "\n" not in str(exc.value)
     assert isinstance(exc.value, SendGridUnavailable)  # transient: Airflow's retry picks it up
     assert sum(t.slept) <= 5 * 60 and len(sg.accepted()) == 0
+
+
+def test_a_rate_limit_reset_that_is_not_a_time_is_backed_off_from(sg):
+    """An X-RateLimit-Reset of "nan" parsed as a float and became the wait: time.sleep(nan) raised ValueError, a
+    traceback instead of the 429 rule. A header that is not a finite time is backed off from like a missing one."""
+    m = mailer(sg, base_backoff=2.0, max_wait=60.0)
+    for reset in ("nan", "NaN", "-nan", "inf", "-inf", "", "soon", None):
+        wait = m._rate_limit_wait({"X-RateLimit-Reset": reset}, 1)
+        assert math.isfinite(wait) and 0 < wait <= 60.0, (reset, wait)

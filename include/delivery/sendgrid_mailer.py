@@ -18,6 +18,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import math
 import re
 import time
 import urllib.error
@@ -231,8 +232,9 @@ class SendGridMailer:
         except (TypeError, ValueError):
             log.info("SendGrid 429 without a usable X-RateLimit-Reset; backing off")
             wait = self._backoff(count)
-        if wait <= 0:
-            # A reset already past (clock skew, or still limited after it): back off rather than spin.
+        if not math.isfinite(wait) or wait <= 0:
+            # A reset already past (clock skew, or still limited after it), or not a time at all ("nan", which
+            # time.sleep refuses): back off rather than spin.
             wait = self._backoff(count)
         log.warning("SendGrid answered HTTP 429 (%d in a row); waiting %.1f s for the rate limit to reset",
                     count, wait)
