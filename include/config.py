@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from include.addresses import AddressError, normalize_address
+from include.addresses import AddressError, normalize_address, sending_problem
 from include.errors import NeedsOperator
 from include.pg_url import withhold_credentials
 
@@ -189,6 +190,10 @@ class Settings:
                 normalize_address(getattr(self, key))
             except AddressError as exc:
                 raise SettingsError(f"{key} is not a valid address: {exc}") from None
+            # Valid, yet refused by SendGrid (a part before the @ that needs SMTPUTF8): every email to or from it would
+            # fail for good, so it is a setup fault now.
+            if problem := sending_problem(getattr(self, key)):
+                raise SettingsError(f"{key} is not an address SendGrid accepts: {problem}")
         from include.calendars import holiday_calendar
 
         for regime, code in dict(self.holiday_calendars).items():
@@ -198,6 +203,9 @@ class Settings:
                 raise SettingsError(f"holiday_calendars.{regime}: {exc}") from None
         if any(ch in self.email_from_name for ch in ";,"):
             raise SettingsError("email_from_name may not contain ';' or ','")
+        if re.search("[\x00-\x1f\x7f-\x9f\u2028\u2029]", self.email_from_name):
+            # A line break in the From header's display name is how another header is injected.
+            raise SettingsError("email_from_name may not contain a line break, a tab or another control character")
 
 
 # What each setting must be, in the words of the one-sentence refusal.

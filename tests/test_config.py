@@ -105,3 +105,30 @@ def test_no_numeric_setting_is_nan_or_infinite(key, text, shown):
     assert isinstance(err.value, NeedsOperator) and "\n" not in str(err.value)
     with pytest.raises(SettingsError, match=f"^{key} must be "):
         Settings.from_mapping({key: float(text)})
+
+
+@pytest.mark.parametrize("key", ["compliance_team_email", "email_from", "alert_email"])
+def test_an_address_sendgrid_refuses_is_refused_when_the_settings_are_read(key):
+    """jürgen@example.com is a valid address (SMTPUTF8) but not one SendGrid takes: set as the team's, the sender's or
+    on-call's address, it was accepted here, and then every escalation, digest, summary or alert to it was refused by
+    SendGrid and marked failed for good. The settings refuse it at once, as a setup fault."""
+    from devkit.standins.sendgrid_server import MailSendValidator
+
+    from include.deadlines.emails import digest_payload
+
+    address = "jürgen@example.com"
+    sent = digest_payload(__import__("datetime").date(2026, 12, 6), {}, [], 0,
+                          Settings(compliance_team_email="team@example.com", email_from="x@example.com"), "r")
+    sent["personalizations"][0]["to"][0]["email"] = address
+    assert MailSendValidator().errors(sent)  # what SendGrid would answer
+    with pytest.raises(SettingsError) as err:
+        Settings.from_json(f'{{"{key}": "{address}"}}')
+    assert f"{key} is not an address SendGrid accepts" in str(err.value) and "jürgen" not in str(err.value)
+    assert Settings.from_json(f'{{"{key}": "jo@bücher.de"}}')  # an internationalised domain is sent in ASCII
+
+
+def test_a_display_name_with_a_line_break_is_refused():
+    for name in ("Privacy\r\nBcc: someone@example.net", "Privacy\tOps", "Privacy\x00"):
+        with pytest.raises(SettingsError) as err:
+            Settings.from_json('{"email_from_name": %s}' % __import__("json").dumps(name))
+        assert "email_from_name may not contain" in str(err.value)
