@@ -693,3 +693,26 @@ def test_a_table_of_no_columns_is_scanned_not_said_missing(fresh_db):
         assert report.tables == 1 and report.problems == [] and report.findings == []
         assert ("probe", "no_columns") in report.listed
         assert findings.tables_not_found(["probe.no_columns"], [report]) == []
+
+
+def test_names_holding_dots_are_two_findings_not_one(fresh_db):
+    """Column d of table "b.c" in schema a, and column d of table c in schema "a.b", are two places: each is its own
+    finding in the store (one key each), and a whole table gone is not the same finding as its column named '*'."""
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute('create schema a')
+        conn.execute('create schema "a.b"')
+        for table, prefix in (('a."b.c"', "x"), ('"a.b".c', "y")):
+            conn.execute(f"create table {table} (d text)")
+            conn.execute(f"insert into {table} select '{prefix}' || i || '@example.org' from generate_series(1, 40) i")
+        report = findings.scan_connection(conn, load_datamap(), "ops_db", rows=100, today=TODAY,
+                                          tables=["a.b.c", "a.b.c"])
+        compliance_store.migrate(conn)
+        findings.record(conn, RunContext(run_id="dots", actor="test", dag_id="personal_data_discovery"),
+                        report.findings, report.covered)
+        stored = conn.execute("select schema_name, table_name, column_name from compliance.discovery_findings "
+                              "order by 1, 2").fetchall()
+    assert stored == [("a", "b.c", "d"), ("a.b", "c", "d")]
+    gone = findings.Finding("ops_db", "public", "t", None, findings.MAPPED_GONE, None, 1.0, 0, 0)
+    assert gone.key != replace(gone, column="*").key
+    # Ordinary names keep the keys earlier runs stored (a dismissal stays attached to its finding).
+    assert replace(gone, column="email").key == "ops_db:public.t.email:mapped_gone"

@@ -66,7 +66,8 @@ class Finding:
 
     @property
     def key(self) -> str:
-        return f"{self.connection}:{self.schema}.{self.table}.{self.column or '*'}:{self.finding}"
+        column = "*" if self.column is None else _key_part(self.column)
+        return f"{self.connection}:{_key_part(self.schema)}.{_key_part(self.table)}.{column}:{self.finding}"
 
     @property
     def where(self) -> str:
@@ -75,6 +76,15 @@ class Finding:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _key_part(name: str) -> str:
+    """A name as a finding's key holds it: as it is, or double-quoted (SQL's way) when it holds a character the key
+    separates its parts with, or is the whole-table ``*``. Table "b.c" of schema a and table c of schema "a.b" are
+    two keys, not one; ordinary names keep the keys earlier runs stored."""
+    if name == "*" or not name or any(ch in name for ch in '.:"'):
+        return '"' + name.replace('"', '""') + '"'
+    return name
 
 
 @dataclass
