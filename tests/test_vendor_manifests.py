@@ -380,6 +380,31 @@ def test_dirty_shares_are_counted_and_flagged_never_dropped_nor_fatal(db, folder
         ops.execute("delete from data_shares where id >= %s", (first,))
 
 
+def test_an_undated_manifest_with_the_same_shares_is_left_as_it_is_on_later_days(db, folder):
+    """The undated shares are judged as of the run's own day, but the same shares judged the same way on the next
+    day are the same manifest: it is left as it is (no new revision, no rewrite, no audit entry every day)."""
+    ops, store = db["ops"], db["store"]
+    first = ops.execute("select max(id) + 1 from data_shares").fetchone()[0]
+    ops.execute("""insert into data_shares (id, vendor_id, user_id, category, purpose, legal_basis, record_count,
+                                            shared_at) values (%s, 1, 1, 'contact', 'hosting', null, 1, 'infinity')""",
+                (first,))
+    try:
+        outcomes = []
+        for day in (25, 26, 27):
+            params = ManifestParams.resolve({"period_start": "2001-01-01", "vendor_ids": [1]}, SETTINGS,
+                                            RunTiming(run_after=datetime(2026, 11, day, 3, tzinfo=UTC)))
+            step = Step(ctx=ctx(f"undated-{day}"), settings=SETTINGS, params=params, ops=ops, store=store,
+                        datamap=load_datamap(), objects=folder)
+            outcomes.append(manifests.write_manifest(step, 1, source.UNDATED)["outcome"])
+        assert outcomes == [manifests.WRITTEN, manifests.UNCHANGED, manifests.UNCHANGED]
+        assert store.execute("select revision, run_id from compliance.vendor_manifests where vendor_id = 1 and "
+                             "period_label = 'undated'").fetchone() == (1, "undated-25")
+        _, _, manifest = read_data(folder, 1, source.UNDATED)
+        assert manifest["run_id"] == "undated-25" and manifest["period"]["child_rules_as_of"] == "2026-11-25"
+    finally:
+        ops.execute("delete from data_shares where id >= %s", (first,))
+
+
 def test_a_share_about_someone_no_account_names_is_a_violation_and_its_notice_goes_out(db, folder):
     """Issue 30: a share to an unknown user was only a dirty row, so a vendor whose only problem it was got no
     notice; the company shared data about someone it cannot identify, which is a violation."""

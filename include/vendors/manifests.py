@@ -284,6 +284,12 @@ def _canonical(document: dict) -> bytes:
 
 
 def content_sha256(document: dict) -> str:
+    """The SHA-256 of what the manifest says about the data. The undated manifest's ``child_rules_as_of`` is the
+    day of the run that judged it, like its generation time: the same shares judged alike on a later day are the
+    same content (a child status that changed with the day changes the data file, and so the content)."""
+    period = document.get("period") or {}
+    if period.get("label") == source.UNDATED:
+        document = {**document, "period": {k: v for k, v in period.items() if k != "child_rules_as_of"}}
     return hashlib.sha256(_canonical(document)).hexdigest()
 
 
