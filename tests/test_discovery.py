@@ -716,3 +716,37 @@ def test_names_holding_dots_are_two_findings_not_one(fresh_db):
     assert gone.key != replace(gone, column="*").key
     # Ordinary names keep the keys earlier runs stored (a dismissal stays attached to its finding).
     assert replace(gone, column="email").key == "ops_db:public.t.email:mapped_gone"
+
+
+def test_a_json_column_is_judged_by_the_strings_it_holds():
+    """A json/jsonb column was judged as its documents' text: addresses held as a JSON string, in an object or in an
+    array went unseen ('{"email": "a@b.org"}' is no address). Its string values are judged, by the key they sit
+    under, and the documents as text where no key's values tell (prose in a document stays free text)."""
+    import json
+
+    emails = [f"user{i}@example.org" for i in range(40)]
+    profiles = [json.dumps({"email": e, "plan": "pro" if i % 2 else "free", "seats": i, "tags": ["a", "b"]})
+                for i, e in enumerate(emails)]
+    for data_type in ("json", "jsonb"):
+        assert kind("payload", [json.dumps(e) for e in emails], data_type) == classify.EMAIL
+        assert kind("payload", profiles, data_type) == classify.EMAIL
+        assert kind("payload", [json.dumps({"cc": [e, "x" + e]}) for e in emails], data_type) == classify.EMAIL
+        assert kind("payload", [json.dumps({"contact": {"phone": f"+44 20 7946 {i:04d}"}}) for i in range(40)],
+                    data_type) == classify.PHONE
+        assert kind("settings", [json.dumps({"theme": "dark", "lang": "en", "beta": True})] * 40, data_type) is None
+        # a document cut at the sampled length, or escaped characters, never stops the judgement
+        assert kind("payload", [json.dumps({"note": "\\u00e9\"" * 3, "email": e})[:25] for e in emails],
+                    data_type) in (None, classify.EMAIL)
+    verdict = classify.classify("payload", "jsonb", profiles, TODAY)
+    assert (verdict.matched, verdict.sampled) == (40, 40)
+
+
+def test_addresses_in_a_jsonb_column_are_found_by_the_scan(fresh_db):
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("""create table signup_events as
+                        select i as id, jsonb_build_object('email', 'user' || i || '@example.org', 'plan', 'pro',
+                                                           'seats', i) as payload
+                        from generate_series(1, 40) i""")
+        report = findings.scan_connection(conn, load_datamap(), "ops_db", rows=100, today=TODAY,
+                                          tables=["signup_events"])
+    assert [(f.column, f.kind) for f in report.findings] == [("payload", classify.EMAIL)]

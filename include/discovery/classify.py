@@ -23,6 +23,7 @@ device identifier. A name that suggests the kind the values show lowers the shar
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -404,6 +405,10 @@ def classify(column: str, data_type: str, values: Iterable | pd.Series, today: d
     if data_type.endswith("[]"):
         elements = series.dropna().astype(str).str.split(ELEMENT_SEPARATOR).explode()
         return classify(column, data_type[:-2], elements, today)
+    if data_type.lower() in ("json", "jsonb"):
+        verdict = _json_strings_verdict(column, series, today)
+        if verdict is not None:
+            return verdict  # else the documents are judged as text below (prose in a document is free text)
     series = series.dropna().astype(str)
     series = series[series.str.strip() != ""]
     n = len(series)
@@ -465,6 +470,44 @@ def classify(column: str, data_type: str, values: Iterable | pd.Series, today: d
             confidence = min(0.95, 0.6 + 0.35 * min(1.0, matched / (0.1 * n)))
             return Verdict(FREE_TEXT, round(confidence, 3), matched, n)
     return None
+
+
+# A JSON string literal, and the ':' after it when it is an object's key.
+_JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:)?')
+JSON_KEYS = 20  # the most frequent keys whose values are judged, at most
+
+
+def json_strings(document: str) -> list[tuple[str, str]]:
+    """(key, value) of every string value of a JSON document as text (possibly cut at the sampled length): the key is
+    the last one before the value (``""`` where there is none: a string, an array's element at the top)."""
+    found, key = [], ""
+    for match in _JSON_STRING.finditer(document):
+        text = match.group(1)
+        if "\\" in text:
+            try:
+                text = json.loads(f'"{text}"')
+            except ValueError:
+                continue
+        if match.group(2):
+            key = text
+        else:
+            found.append((key, text))
+    return found
+
+
+def _json_strings_verdict(column: str, documents: pd.Series, today: date) -> Verdict | None:
+    """The best verdict on a json column's string values, judged key by key (an ``email`` beside a ``plan`` in every
+    document), or None."""
+    pairs = [pair for doc in documents.dropna().astype(str) for pair in json_strings(doc)]
+    if not pairs:
+        return None
+    values = pd.DataFrame(pairs, columns=["key", "value"], dtype="object")
+    best: Verdict | None = None
+    for key in values["key"].value_counts().head(JSON_KEYS).index:
+        verdict = classify(column, "text", values.loc[values["key"] == key, "value"], today)
+        if verdict is not None and (best is None or verdict.confidence > best.confidence):
+            best = verdict
+    return best
 
 
 def _verdict(kind: str, matched: int, n: int, hints: set[str]) -> Verdict | None:
