@@ -87,7 +87,10 @@ class DataMapError(NeedsOperator, ValueError):
 def _split_table(name: str, where: str) -> tuple[str, str]:
     if not isinstance(name, str) or not name:
         raise DataMapError(f"data map entry {where}: 'table' must be a table name")
-    schema, _, table = name.rpartition(".")
+    schema, dot, table = name.rpartition(".")
+    if not table or (dot and not schema):
+        raise DataMapError(f"data map entry {where}: 'table' must be a table name (table or schema.table), not "
+                           f"{name[:80]!r}")
     return (schema or "public"), table
 
 
@@ -325,8 +328,15 @@ def _parse_records(raw: Any) -> dict[str, RecordSource]:
         if not isinstance(spec, dict):
             raise DataMapError(f"data map entry {where}: must be a mapping with 'table'")
         schema, table = _split_table(spec.get("table"), where)
-        columns = dict(spec.get("columns") or {})
+        columns = spec.get("columns") or {}
+        if not isinstance(columns, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
+                                                    for k, v in columns.items()):
+            raise DataMapError(f"data map entry {where}: 'columns' must map the workflow's column names to the "
+                               "table's (name: physical_name)")
+        columns = dict(columns)
         if "key" in spec:
+            if not isinstance(spec["key"], str) or not spec["key"]:
+                raise DataMapError(f"data map entry {where}: 'key' must be a column name")
             columns.setdefault("id", spec["key"])
         bad = sorted(set(columns) - set(ROLE_COLUMNS[role]))
         if bad:

@@ -97,6 +97,20 @@ def test_database_mismatch_names_the_entry(raw, ops, mutate, message):
      "the accounts table's id column is 'uid' in records.accounts but 'id' in the subject of its entry personal_data 'users'"),
     (lambda r: r["personal_data"][7].update(erase={"set_null": ["user_id"], "hash": ["user_id"]}),
      "both nulled and hashed"),
+    # A records role's columns or key of the wrong shape stopped the run with a ValueError or a TypeError traceback
+    # (or further on, in the scan or the SQL), and a table name ending in a dot named a table of no name.
+    (lambda r: r["records"]["vendors"].update(columns=["name", "kind"]),
+     "data map entry records.vendors: 'columns' must map the workflow's column names to the table's"),
+    (lambda r: r["records"]["vendors"].update(columns="name"),
+     "data map entry records.vendors: 'columns' must map the workflow's column names to the table's"),
+    (lambda r: r["records"]["vendors"].update(columns={"name": ["vendor_name"]}),
+     "data map entry records.vendors: 'columns' must map the workflow's column names to the table's"),
+    (lambda r: r["records"]["vendors"].update(columns={"name": ""}),
+     "data map entry records.vendors: 'columns' must map the workflow's column names to the table's"),
+    (lambda r: r["records"]["vendors"].update(key=7),
+     "data map entry records.vendors: 'key' must be a column name"),
+    (lambda r: r["records"]["vendors"].update(table="vendors."), "data map entry records.vendors: 'table' must be"),
+    (lambda r: r["personal_data"][1].update(table=".uploads"), "data map entry personal_data[1]: 'table' must be"),
 ])
 def test_malformed_map_is_refused_with_the_entry(raw, mutate, message):
     mutate(raw)
