@@ -301,6 +301,7 @@ def parse_datamap(raw: Any, source: str = "<memory>") -> DataMap:
     others = tuple(e for e in entries if e.connection != OPS_CONNECTION)
     dm = DataMap(records=records, personal_data=ops_entries, source=source, other_stores=others,
                  buckets=tuple(buckets))
+    _refuse_percent(dm)
     account = dm.account_entry  # raises when the account table is not mapped
     key = dm.record("accounts").physical("id")
     if (account.erase.action == "delete" and not account.also and account.subject.match == "key"
@@ -312,6 +313,21 @@ def parse_datamap(raw: Any, source: str = "<memory>") -> DataMap:
         raise DataMapError(f"data map entry {account.label}: the accounts table is erased by deleting its row, so its "
                            f"entry must be 'subject: {{column: {key}}}' with 'erase: delete'")
     return dm
+
+
+def _refuse_percent(dm: DataMap) -> None:
+    """psycopg reads a '%' in a composed name as a placeholder, so a name holding one fails every query that has a
+    parameter: refused here, in one sentence, rather than as a driver's traceback in the middle of a run."""
+    named = [(f"records.{r.role}", (r.schema, r.table, *r.columns.values())) for r in dm.records.values()]
+    named += [(e.label, (e.schema, e.table, *(link.column for link in e.links),
+                         *(n for link in e.links for n in (link.through, link.references) if n),
+                         *(c for cols in e.categories.values() for c in cols), *e.erase.null, *e.erase.hash,
+                         *e.files)) for e in dm.all_entries]
+    for where, names in named:
+        for name in names:
+            if "%" in name:
+                raise DataMapError(f"data map entry {where}: the name {name!r} holds a '%', which the database "
+                                   "driver reads as a placeholder; rename it, or map a view whose names have none")
 
 
 def _parse_records(raw: Any) -> dict[str, RecordSource]:

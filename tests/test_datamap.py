@@ -111,6 +111,13 @@ def test_database_mismatch_names_the_entry(raw, ops, mutate, message):
      "data map entry records.vendors: 'key' must be a column name"),
     (lambda r: r["records"]["vendors"].update(table="vendors."), "data map entry records.vendors: 'table' must be"),
     (lambda r: r["personal_data"][1].update(table=".uploads"), "data map entry personal_data[1]: 'table' must be"),
+    # psycopg reads a '%' in a composed name as a placeholder: such a name failed every query with a parameter
+    # (ProgrammingError: only '%s', '%b', '%t' are allowed as placeholders), a traceback in the first task.
+    (lambda r: r["records"]["data_shares"].update(columns={"shared_at": "shared %at"}),
+     "data map entry records.data_shares: the name 'shared %at' holds a '%'"),
+    (lambda r: r["records"]["vendors"].update(table="vendors%"), "data map entry records.vendors: the name 'vendors%'"),
+    (lambda r: r["personal_data"][1]["categories"]["content"].append("100%_done"),
+     "data map entry personal_data 'uploads': the name '100%_done' holds a '%'"),
 ])
 def test_malformed_map_is_refused_with_the_entry(raw, mutate, message):
     mutate(raw)
