@@ -81,6 +81,23 @@ def test_a_connection_that_is_not_postgresql_fails_at_once_in_one_sentence(monke
     assert "api-key-not-to-print" not in str(err.value) + "".join(capsys.readouterr())
 
 
+def test_a_connection_value_that_is_not_a_uri_is_refused_without_repeating_it(monkeypatch, capsys):
+    """A libpq key=value string set as AIRFLOW_CONN_COMPLIANCE_DB is no URI: Airflow read all of it as the database
+    name, the server answered 'database "...password=..." does not exist', and that sentence, password included,
+    was the compliance page's answer and the task's log line. It is a setup fault, said without the value."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setenv("AIRFLOW_CONN_COMPLIANCE_DB",
+                       "host=127.0.0.1 port=5432 user=postgres password=s3cret-not-to-print dbname=postgres")
+    with pytest.raises(AirflowFailException) as err:
+        with readable_failures(), runtime.compliance_db():
+            pass
+    assert str(err.value) == ("Airflow connection 'compliance_db' is not a connection URI (it has no scheme such as "
+                              "postgresql:// and names no host): give it as "
+                              "postgresql://login:password@host:port/database, or as a connection's JSON")
+    assert "s3cret-not-to-print" not in str(err.value) + "".join(capsys.readouterr())
+
+
 def test_the_compliance_store_falls_back_only_when_its_connection_is_undefined(monkeypatch, fresh_db):
     """Found by a fault trial: a compliance_db connection the server refused (a wrong password) fell back to ops_db
     without a word, so the compliance records would have gone to the operational database. Only an undefined one

@@ -93,7 +93,14 @@ def _open_postgres(conn_id: str) -> "psycopg.Connection":
     from airflow.providers.postgres.hooks.postgres import PostgresHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    kind = connection(conn_id).conn_type
+    defined = connection(conn_id)
+    kind = defined.conn_type
+    if kind == "" and not defined.host:
+        # A value with no scheme and no host (a libpq "host=... password=..." string, say): Airflow reads all of it
+        # as the database name, and the server's refusal would repeat it, password included.
+        raise ConfigurationProblem(f"Airflow connection '{conn_id}' is not a connection URI (it has no scheme such as "
+                                   "postgresql:// and names no host): give it as "
+                                   "postgresql://login:password@host:port/database, or as a connection's JSON")
     if kind and kind not in POSTGRES_TYPES:  # one that declares no type is tried as PostgreSQL, as before
         # Its extras became libpq options ('invalid connection option'), or its host a URL to resolve: a traceback
         # retried for minutes as if the database were down.
