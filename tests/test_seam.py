@@ -98,6 +98,23 @@ def test_a_connection_value_that_is_not_a_uri_is_refused_without_repeating_it(mo
     assert "s3cret-not-to-print" not in str(err.value) + "".join(capsys.readouterr())
 
 
+def test_an_extra_that_is_no_postgresql_option_fails_at_once_in_one_sentence(monkeypatch, capsys):
+    """An extra PostgreSQL does not know ({"foo": "bar"}) raised psycopg's ProgrammingError from inside the hook: a
+    500 with a traceback on the compliance page, a retried traceback in a task. It is a setup fault: one sentence
+    naming the connection and the option, never the password."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setenv("AIRFLOW_CONN_COMPLIANCE_DB", json.dumps(
+        {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres",
+         "password": "s3cret-not-to-print", "schema": "postgres", "extra": {"foo": "bar"}}))
+    with pytest.raises(AirflowFailException) as err:
+        with readable_failures(), runtime.compliance_db():
+            pass
+    assert str(err.value) == ("Airflow connection 'compliance_db' has an extra that is no PostgreSQL connection "
+                              "option ('foo'): remove it or correct its name")
+    assert "s3cret-not-to-print" not in str(err.value) + "".join(capsys.readouterr())
+
+
 def test_the_compliance_store_falls_back_only_when_its_connection_is_undefined(monkeypatch, fresh_db):
     """Found by a fault trial: a compliance_db connection the server refused (a wrong password) fell back to ops_db
     without a word, so the compliance records would have gone to the operational database. Only an undefined one

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from typing import TYPE_CHECKING, Iterator
 
 from include.errors import ConfigurationProblem, ServiceUnreachable, refusal
@@ -110,6 +111,11 @@ def _open_postgres(conn_id: str) -> "psycopg.Connection":
         return PostgresHook(postgres_conn_id=conn_id).get_conn()
     except AirflowNotFoundException:
         raise ConnectionUndefined(conn_hint(conn_id)) from None
+    except psycopg.ProgrammingError as exc:  # libpq refused the options the hook made of the connection's extras
+        option = re.search(r'invalid connection option "([^"]{1,60})"', str(exc))
+        raise ConfigurationProblem(f"Airflow connection '{conn_id}' has an extra that is no PostgreSQL connection "
+                                   f"option{f' ({option.group(1)!r})' if option else ''}: remove it or correct its "
+                                   "name") from None
     except psycopg.OperationalError as exc:
         said = refusal(exc)
         if said:
