@@ -172,6 +172,22 @@ def test_a_table_that_differs_from_the_read_says_so_and_leaves_the_connection_us
     assert render(store, "manifests")["installed"] is True
 
 
+def test_a_store_behind_the_code_says_so_rather_than_that_a_table_differs(store):
+    """A store migrated up to 0008 lacks the column 0009 adds (child_report_outcomes.user_ids): the purges section
+    said its read 'does not match the installed table', as if someone had edited the table by hand. It says the
+    store is behind and what migrates it."""
+    from include import compliance_store
+
+    store.execute("drop schema compliance cascade")
+    compliance_store.migrate(store, upto=8)
+    latest = compliance_store.available_migrations()[-1].version
+    data = render(store, "purges")
+    assert data["installed"] is True and data["mismatch"] is True
+    assert data["note"].startswith(f"the compliance store is at migration 8, behind this release's {latest}: ")
+    assert "user_ids" in data["note"] and "privacy-ops migrate-store" in data["note"]
+    assert "does not match" not in data["note"]
+
+
 def at(minutes):
     return datetime(2026, 11, 25, 12, tzinfo=timezone.utc) + timedelta(minutes=minutes)
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import psycopg
 
-from include import reads
+from include import compliance_store, reads
 from include.deadline_rules import STATES
 from include.page.links import UiLinks
 from include.schedules import how_often
@@ -137,9 +137,14 @@ def render(section: Section, conn, params: Mapping[str, str], links: UiLinks,
             body = section.build(Request(conn, query, links, chain))
     except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction,
             psycopg.errors.DatatypeMismatch) as exc:
+        said = str(exc).splitlines()[0]
+        have, latest = compliance_store.current_version(conn), compliance_store.available_migrations()[-1].version
+        if have is not None and have < latest:  # a store behind the code lacks what a later migration adds
+            return {**head, "installed": True, "mismatch": True,
+                    "note": f"the compliance store is at migration {have}, behind this release's {latest}: {said}; "
+                            "the next run of any DAG (or `privacy-ops migrate-store`) migrates it"}
         return {**head, "installed": True, "mismatch": True,
-                "note": f"this page's read (include/reads) does not match the installed table: "
-                        f"{str(exc).splitlines()[0]}"}
+                "note": f"this page's read (include/reads) does not match the installed table: {said}"}
     rows = [{c.key: jsonable(row.get(c.key)) for c in section.columns} for row in body.pop("rows", [])]
     return {**head, "installed": True, "query": {"filters": query.filters, "limit": query.limit,
                                                   "offset": query.offset},
