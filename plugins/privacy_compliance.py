@@ -169,8 +169,9 @@ def section_data(key: str, request: Request, user: GetUserDep):
     if not may_read(section, user):
         raise HTTPException(403, f"you may not read the runs of {section.dag_id}, which this section shows")
     try:
+        params = sections.one_value_each(request.query_params.multi_items())
         with _store() as conn:
-            return sections.render(section, conn, dict(request.query_params), ui_links(),
+            return sections.render(section, conn, params, ui_links(),
                                    chain=chain_watch() if key == "audit" else None)
     except sections.PageError as exc:
         raise HTTPException(exc.status, str(exc)) from None

@@ -135,6 +135,37 @@ def test_values_the_database_cannot_hold_are_a_400_sentence_not_a_database_error
     assert render(store, "requests", {"size": "200"})["query"]["limit"] == 200
 
 
+def test_a_parameter_given_twice_is_refused_not_silently_narrowed_to_its_last_value(store_db, monkeypatch):
+    """The API read the query string as a dict: ?state=overdue&state=invalid answered with the invalid requests
+    only, and ?page=x&page=2 passed (the first value never checked). A repeated parameter is a 400 sentence."""
+    import contextlib
+
+    from fastapi.testclient import TestClient
+
+    from airflow.api_fastapi.core_api.security import get_user
+    from plugins import privacy_compliance as plugin
+
+    @contextlib.contextmanager
+    def the_store():
+        with connect(store_db, autocommit=True) as conn:
+            yield conn
+
+    monkeypatch.setattr(plugin, "_store", the_store)
+    monkeypatch.setattr(plugin, "may_read", lambda section, user: True)
+    monkeypatch.setattr(plugin, "ui_links", lambda: UiLinks())
+    monkeypatch.setitem(plugin.app.dependency_overrides, plugin.PAGE_ACCESS.dependency, lambda: None)
+    monkeypatch.setitem(plugin.app.dependency_overrides, get_user, lambda: None)
+    client = TestClient(plugin.app, raise_server_exceptions=False)
+    assert client.get("/api/sections/requests?state=overdue").status_code == 200
+    for query, name in (("state=overdue&state=invalid", "state"), ("page=x&page=2", "page"),
+                        ("mode=live&size=5&mode=dry_run", "mode")):
+        key = "purges" if "mode" in query else "requests"
+        answer = client.get(f"/api/sections/{key}?{query}")
+        assert answer.status_code == 400, (query, answer.text[:200])
+        assert answer.json()["detail"] == f"parameter {name!r} is given more than once: give it once"
+        assert answer.headers["cache-control"] == "no-store"
+
+
 def test_whatif_runs_are_read_from_the_run_table_and_only_while_their_rows_are_kept(store):
     now = datetime.now(timezone.utc)
     for run_id, kept in (("manual__a", True), ("manual__b", False)):

@@ -110,6 +110,17 @@ class Section:
         return Query(filters=filters, limit=size, offset=(page - 1) * size)
 
 
+def one_value_each(pairs) -> dict[str, str]:
+    """The query string's (name, value) pairs as a dict; PageError (400) for a name given twice (a dict would keep
+    the last value and drop the others unchecked)."""
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise PageError(f"parameter {name[:40]!r} is given more than once: give it once")
+        params[name] = value
+    return params
+
+
 def _whole(text: str, name: str, largest: int, smallest: int = 1) -> int:
     """A whole number from ``smallest`` to ``largest``, else PageError naming those bounds."""
     if not (text.isascii() and text.isdigit()) or len(text) > 20:
