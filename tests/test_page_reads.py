@@ -88,6 +88,28 @@ def test_the_page_shows_no_assignee_and_counts_match_the_breakdown(store, reques
     assert sum(n for *_, n in dsr.request_breakdown(store)) == len(requests_table)
 
 
+def test_counts_are_not_kept_from_a_look_taken_while_a_run_was_writing(store):
+    """The counts by state are kept until dsr_runs shows another run. A look while a run was evaluating kept the
+    counts from before its write; when the run then failed after committing its states (before finish_run), the
+    page kept the old counts: 'Needs a person' said 2 overdue (counted afresh), the requests section's overdue
+    chip and total said 0 and its state=overdue page listed rows past that total (read backwards from a wrong
+    end)."""
+    from include.reads import attention
+
+    now = datetime.now(timezone.utc)
+    add_status(store, [(1, "gdpr", "access", "on_track", 10), (2, "gdpr", "access", "on_track", 12)])
+    store.execute("""insert into compliance.dsr_runs (run_id, as_of, dry_run, what_if, started_at, finished_at)
+                     values ('scheduled__1', current_date, false, false, %s, %s),
+                            ('scheduled__2', current_date, false, false, %s, null)""",
+                  (now - timedelta(hours=1), now - timedelta(minutes=59), now))
+    assert render(store, "requests")["total"] == 2  # a look while scheduled__2 evaluates
+    store.execute("update compliance.dsr_status set state = 'overdue', days_left = -1")  # it commits, then fails
+    overdue = {i.key: i.count for i in attention.needs_a_person(store, now=now, approval_timeout=timedelta(hours=1))}
+    data = render(store, "requests", {"state": "overdue"})
+    assert overdue["requests_overdue"] == data["total"] == len(data["rows"]) == 2
+    assert {s["label"]: s["value"] for s in data["summary"]}["overdue"] == 2
+
+
 def render(store, key, params=None, chain=None):
     return sections.render(sections.section(key), store, params or {}, UiLinks(base="/af"), chain=chain)
 

@@ -130,11 +130,16 @@ _BREAKDOWNS: dict[tuple, tuple[tuple, list]] = {}
 def request_breakdown(conn) -> list[tuple[str | None, str | None, str, int]]:
     """Live requests by (regime, type, state), counted once per evaluation run and then remembered.
 
-    ``dsr_status`` changes only when a live evaluation run starts or finishes writing, so the counts are
-    kept under the newest run's start and finish times and recounted only after another run.
+    ``dsr_status`` changes only while a live evaluation run writes, so the counts are kept under the newest
+    run's start and finish times and recounted only after another run. While a run started after the newest
+    finish (one writing now, or one that failed after its write committed and never finished), every look
+    counts afresh: counts kept then could predate its write.
     """
-    version = conn.execute("select max(started_at), max(finished_at), count(*) from compliance.dsr_runs "
-                           "where not what_if").fetchone()
+    started, finished, runs = conn.execute("select max(started_at), max(finished_at), count(*) "
+                                           "from compliance.dsr_runs where not what_if").fetchone()
+    if started is not None and (finished is None or started > finished):
+        return _count_breakdown(conn)
+    version = (started, finished, runs)
     where = (conn.info.host, conn.info.port, conn.info.dbname)
     cached = _BREAKDOWNS.get(where)
     if cached is not None and cached[0] == version:
