@@ -188,6 +188,31 @@ def test_a_parameter_given_twice_is_refused_not_silently_narrowed_to_its_last_va
         assert answer.headers["cache-control"] == "no-store"
 
 
+def test_a_sections_reads_see_one_snapshot_and_write_nothing(store, store_db):
+    """render reads a section in 'one snapshot for the counts and the rows', but the transaction was READ
+    COMMITTED: each statement saw what other runs had committed since the one before, so a run committing between
+    a section's count and its rows gave a total that disagreed with the rows. Reads are now one repeatable-read,
+    read-only transaction."""
+    import dataclasses
+
+    def build(req):
+        before = req.conn.execute("select count(*) from compliance.dsr_status").fetchone()[0]
+        with connect(store_db, autocommit=True) as other:  # a run commits between the two reads
+            add_status(other, [(7, "gdpr", "access", "overdue", -3)])
+        after = req.conn.execute("select count(*) from compliance.dsr_status").fetchone()[0]
+        try:
+            req.conn.execute("delete from compliance.dsr_status")
+            wrote = True
+        except psycopg.errors.ReadOnlySqlTransaction:
+            wrote = False
+        return {"rows": [], "total": after, "before": before, "wrote": wrote}
+
+    section = dataclasses.replace(sections.section("requests"), build=build)
+    data = sections.render(section, store, {}, UiLinks())
+    assert (data["before"], data["total"], data["wrote"]) == (0, 0, False)
+    assert store.execute("select count(*) from compliance.dsr_status").fetchone()[0] == 1
+
+
 def test_whatif_runs_are_read_from_the_run_table_and_only_while_their_rows_are_kept(store):
     now = datetime.now(timezone.utc)
     for run_id, kept in (("manual__a", True), ("manual__b", False)):

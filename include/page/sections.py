@@ -145,6 +145,8 @@ def render(section: Section, conn, params: Mapping[str, str], links: UiLinks,
                         f"the {section.dag_id} DAG's store migration)"}
     try:
         with conn.transaction():  # one snapshot for the counts and the rows; a failed read leaves nothing open
+            # READ COMMITTED would give each statement its own snapshot; the page never writes.
+            conn.execute("set transaction isolation level repeatable read, read only")
             body = section.build(Request(conn, query, links, chain))
     except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction,
             psycopg.errors.DatatypeMismatch) as exc:
