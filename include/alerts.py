@@ -17,39 +17,14 @@ blanked out of it first (:func:`scrub`).
 """
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
 
 from include.config import Settings
-from include.pg_url import withhold_credentials
+from include.errors import scrub
 from include.mail import Addressee, Content, envelope, render_parts
 from include.delivery.outbox import Entry, Outbox, OutboxLedger
-
-MAX_REASON = 500
-
-_EMAIL = re.compile(r"[^\s@<>()\[\],;:\"']+@[^\s@<>()\[\],;:\"']+")
-_IP_LIKE = re.compile(r"[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*")  # a candidate, kept only if it parses as an address
-_DIGITS = re.compile(r"\+?\d[\d ()./-]{6,}\d")  # a phone number or any long run of digits
-
-
-def scrub(text: str) -> str:
-    """The reason with addresses, IP addresses and phone-like digit runs blanked out, on one line, bounded."""
-    one_line = _EMAIL.sub("…", withhold_credentials(" ".join(str(text).split())))
-    one_line = _IP_LIKE.sub(lambda m: "…" if _is_ip(m.group(0)) else m.group(0), one_line)
-    one_line = _DIGITS.sub("…", one_line)
-    return one_line[:MAX_REASON] or "no reason was given"
-
-
-def _is_ip(token: str) -> bool:
-    try:
-        ipaddress.ip_address(token.strip(".:") if token.count(":") < 2 else token)
-    except ValueError:
-        return False
-    return True
-
 
 FAILED, LATE = "failed", "late"
 OUTBOX = Outbox("run_alerts")  # key: "<dag id>/<run id>/<kind>"

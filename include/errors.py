@@ -13,6 +13,11 @@ Messages are one sentence, name the thing to fix, and never hold personal data o
 """
 from __future__ import annotations
 
+import ipaddress
+import re
+
+from include.pg_url import withhold_credentials
+
 
 class PrivacyOpsError(Exception):
     """Base of every failure the product raises on purpose."""
@@ -50,3 +55,41 @@ def refusal(exc: BaseException) -> str | None:
     if at < 0 or not any(r in text.lower() for r in _REFUSALS):
         return None
     return text[at:]
+
+
+MAX_REASON = 500
+
+_EMAIL = re.compile(r"[^\s@<>()\[\],;:\"']+@[^\s@<>()\[\],;:\"']+")
+_IP_LIKE = re.compile(r"[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*")  # a candidate, kept only if it parses as an address
+_DIGITS = re.compile(r"\+?\d[\d ()./-]{6,}\d")  # a phone number or any long run of digits
+
+
+def scrub(text: str) -> str:
+    """A text the product did not write (an unexpected exception's, a database's) fit for a log, an alert or a record:
+    addresses, IP addresses, phone-like digit runs and a URL's credentials blanked out, on one line, bounded."""
+    one_line = _EMAIL.sub("…", withhold_credentials(" ".join(str(text).split())))
+    one_line = _IP_LIKE.sub(lambda m: "…" if _is_ip(m.group(0)) else m.group(0), one_line)
+    one_line = _DIGITS.sub("…", one_line)
+    return one_line[:MAX_REASON] or "no reason was given"
+
+
+def _is_ip(token: str) -> bool:
+    try:
+        ipaddress.ip_address(token.strip(".:") if token.count(":") < 2 else token)
+    except ValueError:
+        return False
+    return True
+
+
+def database_said(exc: BaseException) -> str:
+    """What a database's refusal says, without the rows it quotes: the server's primary message (scrubbed) and its
+    SQLSTATE. Its DETAIL, HINT and CONTEXT lines are left out: they quote the row a constraint refused ("Failing row
+    contains (17, someone@example.com, ...)", "Key (name)=(...) already exists"), personal data that must reach no
+    log, alert or record."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if not primary:
+        text = str(exc).strip()
+        primary = text.splitlines()[0] if text else type(exc).__name__
+    code = getattr(exc, "sqlstate", None)
+    return f"{scrub(primary)} (SQLSTATE {code})" if code else scrub(primary)

@@ -10,7 +10,7 @@ import pytest
 
 from devkit.database import connect
 from devkit.local_airflow import postgres_connection
-from include import alerts
+from include import alerts, errors
 from include.seam.alerts import task_failed
 from tests.conftest import SENDGRID_TEST_KEY
 
@@ -22,7 +22,7 @@ def test_a_reason_keeps_its_words_and_loses_addresses_numbers_and_ips():
     assert "kid@example.com" not in scrubbed and "10.1.2.3" not in scrubbed and "2001:db8" not in scrubbed
     assert "7946" not in scrubbed and "\n" not in scrubbed
     assert scrubbed.startswith("duplicate key value violates unique constraint") and "second line" in scrubbed
-    assert alerts.scrub("") == "no reason was given" and len(alerts.scrub("x" * 2000)) == alerts.MAX_REASON
+    assert alerts.scrub("") == "no reason was given" and len(alerts.scrub("x" * 2000)) == errors.MAX_REASON
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ does nothing more, targeted runs, the erasure guards, interruptions settled, two
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -669,3 +670,33 @@ def test_a_code_field_holding_personal_data_is_recorded_invalid_without_repeatin
     assert outcome == "invalid" and reason.startswith("regime is not a code (its value is not repeated")
     assert "mary" not in repr(world.store.execute("select * from compliance.dsr_fulfilments").fetchall())
     assert "mary" not in repr(world.store.execute("select details from compliance.audit_log").fetchall())
+
+
+def test_a_request_the_operational_database_refuses_is_incomplete_and_the_others_are_fulfilled(world, caplog):
+    """A constraint of the application's refusing one request's completion raised out of the step: the requests
+    after it were not acted on, the uploaded package stayed for nobody, and the driver's traceback quoted the
+    refused row (the requester's address) into the task log."""
+    ops, store = world.ops, world.store
+    users = [r[0] for r in ops.execute(
+        """select id from users u where deleted_at is null
+           and not exists (select 1 from privacy_requests r where r.user_id = u.id)
+           and not exists (select 1 from legal_holds h where h.user_id = u.id) order by id limit 2""")]
+    refused, fine = (ops.execute(
+        """insert into privacy_requests (user_id, requester_email, regime, request_type, received_at, status)
+           values (%s, 'refused.requester@example.org', 'gdpr', 'access', now() - interval '1 day', 'in_progress')
+           returning id""", (u,)).fetchone()[0] for u in users)
+    ops.execute(f"alter table privacy_requests add constraint app_rule check (id <> {refused} or status <> 'completed')")
+    before = request_rows(ops, [refused])
+
+    result = run(world, "manual__refused", params(world, request_ids=(refused, fine)))
+    got = outcomes(store)
+    assert got[fine][0] == "exported" and got[fine][2] is True
+    outcome, reason, completed = got[refused]
+    assert outcome == "incomplete" and completed is False
+    assert reason.startswith("the operational database refused this request's change: new row for relation "
+                             '"privacy_requests" violates check constraint "app_rule" (SQLSTATE 23514)'), reason
+    assert request_rows(ops, [refused]) == before  # still open: the next run tries again
+    assert package.object_name(refused) not in world.objects.list("exports/")
+    assert package.object_name(fine) in world.objects.list("exports/")
+    said = caplog.text + json.dumps(result, default=str) + reason
+    assert "refused.requester@example.org" not in said

@@ -190,6 +190,29 @@ def test_a_database_lost_mid_task_is_one_sentence_and_retried(fresh_db):
     assert err.value.__cause__ is None
 
 
+def test_a_row_the_database_refuses_fails_the_task_without_quoting_the_row(fresh_db, caplog):
+    """A constraint or trigger of the application's refusing a step's write printed the driver's traceback, whose
+    DETAIL quotes the refused row ("Failing row contains (..., someone@example.com, ...)"), into the task log. The
+    sentence keeps the server's primary message and SQLSTATE, drops the rest, and Airflow's retries still apply."""
+    import psycopg
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create table people (id int, email text, name text, "
+                     "constraint people_named check (name <> 'Ada Lovelace'))")
+        for bad in ("insert into people values (1, 'ada@example.org', 'Ada Lovelace')",
+                    "insert into people values ('ada@example.org', 'x', 'y')"):
+            with pytest.raises(AirflowException) as err:
+                with readable_failures():
+                    conn.execute(bad)
+            assert not isinstance(err.value, AirflowFailException)
+            said = str(err.value) + caplog.text
+            assert "ada@example.org" not in said and "Lovelace" not in said, said
+            assert str(err.value).startswith("the database refused: ") and "SQLSTATE" in str(err.value)
+            assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert 'violates check constraint "people_named"' in caplog.text  # what a person needs to find it
+
+
 def test_every_product_error_is_one_of_two_kinds():
     """The seam decides by kind: every domain error derives from NeedsOperator or Transient."""
     from include.compliance_store import MigrationError

@@ -41,7 +41,7 @@ from include.erasure import run as erasure_run
 from include.erasure.guard import PlanChanged
 from include.erasure.guard import short as _short
 from include.erasure.stores import REFUSED, access_of, incomplete_reason, refused_reason
-from include.errors import NeedsOperator, Transient
+from include.errors import NeedsOperator, Transient, database_said
 from include.objectstore import ObjectStoreRefused
 from include.fulfilment import ledger, package, rules, source
 from include.fulfilment.ledger import WORKFLOW, PlanRow, Record
@@ -276,8 +276,9 @@ def fulfil_requests(step: Step[FulfilmentParams], *, workdir: str | None = None,
     result = {"outcomes": dict(sorted(tally.items())), "acted_on": len(rows)}
     log.info("fulfilled in %.1f s: %s", time.monotonic() - started, _fmt(tally))
     if tally.get(REFUSED):  # not a failure of this step: the erasures after it must still run ('Needs a person')
-        log.warning("%d request(s) left incomplete: the object store refused to read a file of theirs (each record "
-                    "says which bucket and why); every other one was carried out", tally[REFUSED])
+        log.warning("%d request(s) left incomplete: the object store refused to read a file of theirs, or the "
+                    "operational database refused the request's change (each record says which and why); every "
+                    "other one was carried out", tally[REFUSED])
     if tally.get(LOCKED):
         raise RequestsBusy(f"{tally[LOCKED]} request(s) or their accounts stayed locked by other transactions for over "
                            f"{LOCK_TIMEOUT_MS // 1000} s and were not acted on; the task's retry acts on them")
@@ -366,12 +367,29 @@ def act_on_request(step: Step[FulfilmentParams], row: PlanRow, *, workdir: str |
         # was done here; the request is the other run's.
         log.info("request %d: acted on by another run while this one claimed it; left to it", row.request_id)
         return CLAIMED
+    except psycopg.OperationalError:
+        raise  # a lost connection or a timeout: the task's one sentence, and its retry
+    except psycopg.DatabaseError as exc:  # a constraint or trigger of the application's refused this request alone
+        if row.action == rules.EXPORT and step.objects is not None:
+            step.objects.delete(package.object_name(row.request_id))  # uploaded before the refusal: kept for nobody
+        reason = database_refused_reason(exc)
+        ledger.record_decided(store, ctx, _record(row, rules.INCOMPLETE, reason))
+        log.warning("request %d: left incomplete: %s", row.request_id, reason)
+        return REFUSED
     final = ledger.finalize(store, ctx, row.request_id, xid)
     if final is not None and final.package_sha256:
         log.info("request %d: exported %s (%d rows, %d bytes, SHA-256 %s)", row.request_id, final.package_object,
                  sum(n for t in (final.package_rows or {}).values() for n in t.values()), final.package_bytes,
                  final.package_sha256)
     return record.outcome
+
+
+def database_refused_reason(exc: Exception) -> str:
+    """For a person (the record, the audit log, the page): the operational database refused one request's change (a
+    constraint or trigger of the application's). The server's primary message, never the row its DETAIL quotes."""
+    return (f"the operational database refused this request's change: {database_said(exc)} (a constraint or "
+            "trigger of the application's): nothing was done for it and no package kept, a person must look; the "
+            "other requests were carried out, and the next run tries again")
 
 
 def _record(row: PlanRow, outcome: str, reason: str | None = None, **fields) -> Record:

@@ -27,7 +27,7 @@ import logging
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, Protocol, TypeVar
 
-from include.errors import NeedsOperator, ServiceUnreachable, Transient
+from include.errors import NeedsOperator, ServiceUnreachable, Transient, database_said
 from include.seam import connections
 
 if TYPE_CHECKING:
@@ -298,5 +298,12 @@ def readable_failures() -> Iterator[None]:
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         # A database lost mid-query (server restarted, network cut) is the connect-time case again.
         sentence = str(lost_database(exc, None))
+        log.error("%s (Airflow will retry)", sentence)
+        raise AirflowException(sentence) from None
+    except psycopg.Error as exc:
+        # Any other refusal (a constraint or trigger of the application's, a type): its traceback would print the
+        # DETAIL that quotes the refused row, personal data, into the task log. Its primary message only; Airflow's
+        # retries apply as to any other failure.
+        sentence = f"the database refused: {database_said(exc)}"
         log.error("%s (Airflow will retry)", sentence)
         raise AirflowException(sentence) from None
