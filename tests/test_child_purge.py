@@ -671,3 +671,36 @@ def test_a_refused_subject_fails_the_run_at_its_end_after_the_others_are_recorde
     assert finished == (True, {"incomplete": 2})  # recorded before it failed
     world.store.execute("update compliance.erasure_files set state = 'deleted', done_at = now() where state = 'found'")
     assert purge.finish_run(step(world, run_id))["outcomes"] == {"incomplete": 2}  # nothing refused: it does not fail
+
+
+def test_a_child_whose_erasure_the_database_refuses_is_incomplete_and_the_others_are_purged(world, caplog):
+    """A trigger of the application's refusing one child's account delete (its DETAIL quoting the address) failed
+    the erasing task at once: the children after it were not purged, verify and finish never ran. That child is now
+    recorded incomplete with the server's primary message (never the DETAIL), the others are purged, and the run
+    fails at its end in one sentence."""
+    from include.erasure.stores import SubjectsRefused
+
+    refused, other = world.planted["child_by_declared_age"][:2]
+    email = world.ops.execute("select email from users where id = %s", (refused,)).fetchone()[0]
+    world.ops.execute(f"""
+        create function keep_audited() returns trigger language plpgsql as $$
+        begin raise exception 'account is under audit' using detail = old.email; end $$;
+        create trigger keep_audited before delete on users for each row when (old.id = {refused})
+        execute function keep_audited()""")
+    before = user_rows(world.ops, [refused])
+    with pytest.raises(SubjectsRefused) as err:
+        run_all(world, "manual__audited", params(world, user_ids=(refused, other)))
+    assert str(err.value).startswith("1 subject(s) to purge left incomplete: the object store refused a file of 0 of "
+                                     "them, the database refused the erasure of 1"), str(err.value)
+    assert user_rows(world.ops, [other]) == 0 and user_rows(world.ops, [refused]) == before
+    got = dict(world.store.execute("select subject_hash, outcome from compliance.child_purges "
+                                   "where run_id = 'manual__audited'").fetchall())
+    assert got == {user_hash(KEY, refused): "incomplete", user_hash(KEY, other): "purged"}, got
+    reason = world.store.execute("select reason from compliance.child_purges where run_id = 'manual__audited' "
+                                 "and outcome = 'incomplete'").fetchone()[0]
+    assert reason.startswith("erasing public.users (delete) was refused by the database: account is under audit "
+                             "(SQLSTATE P0001); that subject's erasure was rolled back"), reason
+    finished = world.store.execute("select finished_at is not null from compliance.erasure_runs "
+                                   "where run_id = 'manual__audited'").fetchone()[0]
+    assert finished  # verified and recorded before the run failed
+    assert email not in caplog.text + reason + str(err.value)

@@ -700,3 +700,35 @@ def test_a_request_the_operational_database_refuses_is_incomplete_and_the_others
     assert package.object_name(fine) in world.objects.list("exports/")
     said = caplog.text + json.dumps(result, default=str) + reason
     assert "refused.requester@example.org" not in said
+
+
+def test_an_erasure_the_operational_database_refuses_leaves_that_subject_and_erases_the_others(world, caplog):
+    """Completing one erasure request refused by a constraint of the application's raised out of the erasing task:
+    the subjects after it were not erased, verify and finish never ran, and the traceback quoted the refused row.
+    That subject's transaction is rolled back and recorded incomplete; the others are erased; the run fails at its
+    end in one sentence."""
+    from include.erasure.stores import SubjectsRefused
+
+    ops, store = world.ops, world.store
+    users = [r[0] for r in ops.execute(
+        """select id from users u where deleted_at is null
+           and not exists (select 1 from privacy_requests r where r.user_id = u.id)
+           and not exists (select 1 from legal_holds h where h.user_id = u.id)
+           and (select count(*) from users o where lower(btrim(o.email)) = lower(btrim(u.email))) = 1
+           order by id limit 2""")]
+    refused, fine = (ops.execute(
+        """insert into privacy_requests (user_id, requester_email, regime, request_type, received_at, status)
+           values (%s, 'refused.eraser@example.org', 'gdpr', 'erasure', now() - interval '1 day', 'in_progress')
+           returning id""", (u,)).fetchone()[0] for u in users)
+    ops.execute(f"alter table privacy_requests add constraint app_rule check (id <> {refused} or status <> 'completed')")
+    before = rows_per_user(ops)[users[0]]
+
+    with pytest.raises(SubjectsRefused, match=r"the database refused the erasure of 1 \(each record"):
+        run(world, "manual__refused_erasure", params(world, request_ids=(refused, fine)))
+    got = outcomes(store)
+    assert got[fine][0] == "erased" and users[1] not in rows_per_user(ops)
+    outcome, reason, completed = got[refused]
+    assert (outcome, completed) == ("incomplete", False) and rows_per_user(ops)[users[0]] == before
+    assert reason.startswith("erasing the subject was refused by the database: new row for relation "
+                             '"privacy_requests" violates check constraint "app_rule" (SQLSTATE 23514)'), reason
+    assert "refused.eraser@example.org" not in caplog.text + reason

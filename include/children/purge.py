@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Mapping
 
+import psycopg
 from psycopg import sql
 
 from include import erasure
@@ -31,7 +32,8 @@ from include.erasure import guard
 from include.erasure import run as erasure_run
 from include.erasure.guard import NotApproved, PlanChanged
 from include.erasure.guard import short as _short
-from include.erasure.stores import REFUSED, access_of, incomplete_reason, refused_reason
+from include.erasure.stores import (REFUSED, access_of, incomplete_reason,
+                                    subject_refused_reason)
 from include.errors import Transient
 from include.objectstore import ObjectStoreRefused
 from include.delivery.engine import deliver
@@ -285,7 +287,8 @@ def purge_subjects(step: Step[PurgeParams], *, progress_every: float = 10.0) -> 
         raise SubjectsBusy(f"{len(busy)} subject(s) stayed locked by other transactions (the application, or an "
                            "earlier attempt still alive) and were not erased; the task's retry erases them")
     if tally.get(REFUSED):  # the run fails at its end (finish_run), once the others are verified
-        log.warning("%d subject(s) left incomplete: the object store refused a file of theirs", tally[REFUSED])
+        log.warning("%d subject(s) left incomplete: the object store refused a file of theirs, or the database "
+                    "their erasure (each record says why)", tally[REFUSED])
     return result
 
 
@@ -319,10 +322,14 @@ def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: 
         return "skipped"
     except erasure.SubjectBusy:
         return "busy"
-    except ObjectStoreRefused as exc:  # this child alone: recorded for a person, the others are purged
+    except psycopg.OperationalError:
+        raise  # a lost connection or a timeout: the task's one sentence, and its retry
+    # The object store or the database refused this child alone: recorded for a person, the others go on.
+    except (ObjectStoreRefused, erasure.ErasureError, psycopg.DatabaseError) as exc:
+        reason = subject_refused_reason(exc)
         ledger.finish_subject(store, ctx, ctx.run_id, erasure.ErasureResult(
-            row.user_id, row.subject_hash, erasure.INCOMPLETE, at=now), reason=refused_reason(exc))
-        log.warning("a subject was left incomplete: %s", exc)
+            row.user_id, row.subject_hash, erasure.INCOMPLETE, at=now), reason=reason)
+        log.warning("a subject was left incomplete: %s", reason)
         return REFUSED
     if result.outcome == erasure.CLAIMED_ELSEWHERE:
         return result.outcome

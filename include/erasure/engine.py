@@ -44,7 +44,7 @@ from include.erasure import stores as elsewhere
 from include.erasure.facts import VendorShare, active_holds, vendor_shares
 from include.erasure.scope import (REDACT, Target, Unmapped, address_key, discover_unmapped, residual_by_keys_query,
                                    residual_query, subject_address, targets)
-from include.errors import NeedsOperator, Transient
+from include.errors import NeedsOperator, Transient, database_said
 from include.subjects import address_hash, user_hash
 
 PURGED = "purged"
@@ -268,10 +268,9 @@ def _erase_table(ops, target: Target, params: dict, key: bytes) -> TableCount:
         return TableCount(target.label, REDACT, len(rows))
     except psycopg.OperationalError:
         raise  # a lock timeout or a lost connection: not the data map's fault
-    except psycopg.DatabaseError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ErasureError(f"erasing {target.label} ({target.action}) was refused by the database: {first}; that "
-                           "subject's erasure was rolled back") from None
+    except psycopg.DatabaseError as exc:  # its primary message: the DETAIL quotes the refused row
+        raise ErasureError(f"erasing {target.label} ({target.action}) was refused by the database: "
+                           f"{database_said(exc)}; that subject's erasure was rolled back") from None
 
 
 def _keyed(key: bytes, value):

@@ -292,11 +292,24 @@ def refused_subjects(store, wf: Workflow, run_id: str) -> int:
         records=records), (run_id,)).fetchone()[0]
 
 
+def refused_by_database(store, wf: Workflow, run_id: str) -> int:
+    """The subjects this run recorded ``incomplete`` because the database refused their erasure (their reason is
+    :func:`include.erasure.stores.erasure_refused_reason`'s, naming the table)."""
+    from include.erasure.stores import ERASURE_REFUSED
+
+    records = sql.Identifier(*wf.records.split("."))
+    return store.execute(sql.SQL(
+        """select count(distinct r.subject_hash) from {records} r
+           where r.run_id = %s and r.outcome = 'incomplete' and starts_with(r.reason, %s)""").format(
+        records=records), (run_id, ERASURE_REFUSED)).fetchone()[0]
+
+
 def fail_if_refused(store, wf: Workflow, run_id: str, what: str) -> None:
-    """At the very end of a finished run: fail it in one sentence if the object store refused some subjects' files
-    (on-call must look), once every other subject was erased, verified and the run recorded."""
+    """At the very end of a finished run: fail it in one sentence if the object store refused some subjects' files,
+    or the database their erasure (on-call must look), once every other subject was erased, verified and the run
+    recorded."""
     from include.erasure.stores import SubjectsRefused
 
-    refused = refused_subjects(store, wf, run_id)
-    if refused:
-        raise SubjectsRefused(refused, what)
+    files, database = refused_subjects(store, wf, run_id), refused_by_database(store, wf, run_id)
+    if files or database:
+        raise SubjectsRefused(files, what, by_database=database)

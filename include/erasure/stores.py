@@ -45,8 +45,8 @@ from psycopg.types.json import Jsonb
 
 from include.datamap import OPS_CONNECTION, DataMap
 from include.erasure.scope import Target, file_locations, shared_locations, store_targets
-from include.errors import NeedsOperator
-from include.objectstore import Buckets, FileRef, ObjectStore
+from include.errors import NeedsOperator, database_said
+from include.objectstore import Buckets, FileRef, ObjectStore, ObjectStoreRefused
 
 FOUND, DELETED, ALREADY_GONE, NOT_ALLOWED = "found", "deleted", "already_gone", "not_allowed"
 UNNAMED = "unnamed"  # recorded once, then no longer named by the subject's rows, and not one the erasure may touch
@@ -278,12 +278,38 @@ def refused_reason(exc: Exception) -> str:
             "subject's account and rows stay, the other subjects were carried out, and the next run tries again")
 
 
-class SubjectsRefused(NeedsOperator):
-    """The object store refused the files of some subjects: recorded ``incomplete``; the others were carried out."""
+# How the reason of a subject whose erasure the database refused begins (:class:`include.erasure.ErasureError`'s
+# message): the run's end counts those subjects by it.
+ERASURE_REFUSED = "erasing "
 
-    def __init__(self, count: int, what: str):
-        super().__init__(f"{count} {what} left incomplete: the object store refused to read or delete a file of "
-                         "theirs (each record says which bucket and why); every other one was carried out")
+
+def subject_refused_reason(exc: Exception) -> str:
+    """For a person, why one subject was left ``incomplete`` while the others went on: the object store refused a
+    file of theirs (:func:`refused_reason`), or the database refused their erasure (an ErasureError, naming the table
+    and the server's primary message, or rows left in a table the map forgot) or a change made with it (completing
+    the request, resolving a report: the server's primary message, never the row its DETAIL quotes). That subject's
+    transaction was rolled back."""
+    if isinstance(exc, ObjectStoreRefused):
+        return refused_reason(exc)
+    said = str(exc) if isinstance(exc, NeedsOperator) else (  # an ErasureError: it names the table
+        f"{ERASURE_REFUSED}the subject was refused by the database: {database_said(exc)}; that subject's erasure was "
+        "rolled back")
+    return (f"{said} (a constraint or trigger of the application's, or the data map): a person must look; the other "
+            "subjects were carried out, and the next run tries again")
+
+
+class SubjectsRefused(NeedsOperator):
+    """The object store refused the files of some subjects, or the database their erasure: recorded ``incomplete``;
+    the others were carried out."""
+
+    def __init__(self, count: int, what: str, by_database: int = 0):
+        if not by_database:
+            super().__init__(f"{count} {what} left incomplete: the object store refused to read or delete a file of "
+                             "theirs (each record says which bucket and why); every other one was carried out")
+        else:
+            super().__init__(f"{count + by_database} {what} left incomplete: the object store refused a file of "
+                             f"{count} of them, the database refused the erasure of {by_database} (each record "
+                             "says which table or bucket and why); every other one was carried out")
 
 
 def subject_files(store, subject_hash: str) -> list[FileOutcome]:

@@ -30,6 +30,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Mapping, Sequence
 
+import psycopg
 from psycopg import sql
 
 from include import erasure
@@ -40,7 +41,8 @@ from include.erasure import guard
 from include.erasure import run as erasure_run
 from include.erasure.guard import PlanChanged
 from include.erasure.guard import short as _short
-from include.erasure.stores import REFUSED, access_of, incomplete_reason, refused_reason
+from include.erasure.stores import (REFUSED, access_of, incomplete_reason, refused_reason,
+                                    subject_refused_reason)
 from include.errors import NeedsOperator, Transient, database_said
 from include.objectstore import ObjectStoreRefused
 from include.fulfilment import ledger, package, rules, source
@@ -316,8 +318,6 @@ def _still_planned(req: RequestFacts, row: PlanRow, key: bytes, account_exists: 
 
 def act_on_request(step: Step[FulfilmentParams], row: PlanRow, *, workdir: str | None = None) -> str:
     """Export, restrict or opt out one request, in one claimed transaction (see the module doc)."""
-    import psycopg
-
     ops, store, dm, settings, ctx, key = step.ops, step.store, step.datamap, step.settings, step.ctx, step.key
     now = ctx.now()
     try:
@@ -481,7 +481,8 @@ def erase_requests(step: Step[FulfilmentParams]) -> dict:
         raise RequestsBusy(f"{tally[LOCKED]} subject(s) stayed locked by other transactions and were not erased; the "
                            "task's retry erases them")
     if tally.get(REFUSED):  # the run fails at its end (finish_run), once the others are verified
-        log.warning("%d subject(s) left incomplete: the object store refused a file of theirs", tally[REFUSED])
+        log.warning("%d subject(s) left incomplete: the object store refused a file of theirs, or the database "
+                    "their erasure (each record says why)", tally[REFUSED])
     return result
 
 
@@ -517,10 +518,14 @@ def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str
             for rec in records:
                 if not ledger.write_pending(store, rec.request_id, ctx.run_id, xid, rec, now):
                     raise _Abandon(ALREADY)
-    except ObjectStoreRefused as exc:  # this subject alone: recorded for a person, the others go on
+    except psycopg.OperationalError:
+        raise  # a lost connection or a timeout: the task's one sentence, and its retry
+    # The object store or the database refused this subject alone: recorded for a person, the others go on.
+    except (ObjectStoreRefused, erasure.ErasureError, psycopg.DatabaseError) as exc:
+        reason = subject_refused_reason(exc)
         for row in rows:
-            ledger.record_decided(store, ctx, _record(row, rules.INCOMPLETE, refused_reason(exc)))
-        log.warning("request(s) %s: left incomplete: %s", ids, exc)
+            ledger.record_decided(store, ctx, _record(row, rules.INCOMPLETE, reason))
+        log.warning("request(s) %s: left incomplete: %s", ids, reason)
         return REFUSED
     except _Abandon as stop:
         if stop.outcome == rules.HELD:
