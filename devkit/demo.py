@@ -185,6 +185,37 @@ def fresh_evidence_dir(folder: Path) -> None:
     folder.mkdir(parents=True)
 
 
+def fresh_airflow_metadata(home: Path) -> None:
+    """Forget the Airflow metadata of an earlier demo (its runs were of a database that is dropped now, and one
+    left 'running' by an interrupted demo would block its DAG's scheduled runs under `ui --unpause`): the demo's
+    runs are its own. The home's other files (the UI's logins) stay."""
+    for name in ("airflow.db", "airflow.db-wal", "airflow.db-shm", "airflow.db-journal"):
+        (home / name).unlink(missing_ok=True)
+
+
+@contextmanager
+def demo_folder_to_itself(what: str):
+    """`demo` remakes the demo's database, evidence and Airflow metadata; `ui` serves them. One at a time for a demo
+    folder: a demo started beside a running ui emptied the evidence the page showed and replaced the metadata its
+    scheduler used. ``what``: the command, named to the other one. The lock goes with the process."""
+    import fcntl
+
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    with open(DEMO_DIR / ".in-use", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            who = handle.read().strip() or "another `privacy-ops demo` or `ui`"
+            raise CommandFailed(f"{who[:80]} is using the demo's folder {DEMO_DIR}: stop it first (Ctrl-C in its "
+                                "terminal), or give this one another folder with $PRIVACY_DEMO_DIR", EXIT_USAGE) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"`privacy-ops {what}` (pid {os.getpid()})")
+        handle.flush()
+        yield
+
+
 def demo_settings() -> dict:
     """The demo's privacy settings: the defaults, with evidence (anchors, manifests, exports) in the emulator."""
     return {"evidence_location": EVIDENCE_LOCATION}
@@ -197,7 +228,7 @@ def _dag_files() -> set[str]:
 def run_demo(users: int = 5000, seed: int = 42, pg_url: str | None = None, keep_db: bool = False) -> int:
     started = time.monotonic()
     embedded = []  # once known: True when the server is the embedded one, which the demo stops at its end
-    with _ctrl_c_ends_the_demo(stop_db=lambda: any(embedded) and not keep_db):
+    with _ctrl_c_ends_the_demo(stop_db=lambda: any(embedded) and not keep_db), demo_folder_to_itself("demo"):
         return _run_demo(users, seed, pg_url, keep_db, started, embedded)
 
 
@@ -257,6 +288,7 @@ def _run_demo(users: int, seed: int, pg_url: str | None, keep_db: bool, started:
 
     home, logs = DEMO_DIR / "airflow", DEMO_DIR / "logs"
     fresh_evidence_dir(EVIDENCE_DIR)
+    fresh_airflow_metadata(home)
     with SendGridStandIn(api_key=API_KEY) as sendgrid, \
             GCSEmulator(default_bucket=EVIDENCE_BUCKET, data_dir=EVIDENCE_DIR) as gcs:
         demo_buckets(gcs)
@@ -469,7 +501,7 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
 
         raise port_in_use(port, host, "--port")
     home = DEMO_DIR / "airflow"
-    with SendGridStandIn(api_key=API_KEY) as sendgrid, \
+    with demo_folder_to_itself("ui"), SendGridStandIn(api_key=API_KEY) as sendgrid, \
             GCSEmulator(default_bucket=EVIDENCE_BUCKET, data_dir=EVIDENCE_DIR) as gcs:
         demo_buckets(gcs)
         env = local_airflow.airflow_env(home, demo_services(db_url, sendgrid, gcs), settings=demo_settings())

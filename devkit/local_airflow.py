@@ -99,23 +99,40 @@ def migrate_metadata(env: dict[str, str]) -> None:
     A new home with the default SQLite metadata (the demo, the end-to-end tests) gets a copy of the database
     that those two commands made the last time for this Airflow and this pools.json, kept in the system's
     temporary folder: the commands are two Airflow start-ups (about 6 s of CPU), and each test module makes a
-    home of its own. An existing database, or metadata elsewhere (PostgreSQL), is migrated as always.
+    home of its own. An existing database, or metadata elsewhere (PostgreSQL), is migrated as always, and never
+    becomes the copy: only a database those two commands made from nothing does (an existing one holds its runs,
+    which every new home would then inherit, a run left 'running' blocking its DAG's scheduled runs). A kept copy
+    that holds a run is not used, and is made again.
     """
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     database_file = home / "airflow.db"
+    new = not database_file.exists()
     template = None if env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") else _metadata_template()
-    if template is not None and template.exists() and not database_file.exists():
+    if template is not None and new and _holds_no_runs(template):
         shutil.copyfile(template, database_file)
         return
     subprocess.run([airflow_bin(), "db", "migrate"], env=env, check=True, capture_output=True, text=True)
     subprocess.run([airflow_bin(), "pools", "import", str(POOLS_FILE)], env=env, check=True, capture_output=True,
                    text=True)
-    if template is not None and database_file.exists():
+    if template is not None and new and database_file.exists():
         template.parent.mkdir(parents=True, exist_ok=True)
         partial = template.with_name(f"{template.name}.{os.getpid()}.tmp")
         shutil.copyfile(database_file, partial)
         os.replace(partial, template)  # whole or not at all, whoever else writes it at the same time
+
+
+def _holds_no_runs(metadata: Path) -> bool:
+    """The SQLite metadata at ``metadata`` exists and holds no DAG run (False when it cannot be read)."""
+    import sqlite3
+
+    if not metadata.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{metadata}?mode=ro", uri=True)) as conn:
+            return conn.execute("select not exists (select 1 from dag_run)").fetchone()[0] == 1
+    except sqlite3.Error:
+        return False
 
 
 def _metadata_template() -> Path:

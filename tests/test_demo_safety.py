@@ -8,6 +8,7 @@ starting the embedded PostgreSQL instead of the server it was given), those step
 """
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -423,3 +424,57 @@ def test_ctrl_c_during_a_dag_run_ends_the_demo_at_once_in_one_sentence(pg_server
     assert demo.returncode == 130, rest
     assert "[5/5]" not in rest and "Done in" not in rest, rest
     assert "interrupted: the demo stops here" in rest and "Traceback" not in rest, rest
+
+
+def test_a_demo_beside_a_running_ui_of_the_same_folder_is_refused_before_it_touches_anything(no_demo_run, capsys):
+    """A demo started while `privacy-ops ui` served the same folder dropped the database under it, emptied the
+    evidence its page showed and replaced the metadata its scheduler used."""
+    from devkit import demo
+
+    with demo.demo_folder_to_itself("ui"):
+        assert main(["demo", "--pg-url", "postgresql://postgres@127.0.0.1:5432/postgres"]) == EXIT_USAGE
+    err = _one_sentence(capsys.readouterr().err)
+    assert f"`privacy-ops ui` (pid {os.getpid()}) is using the demo's folder" in err, err
+    # Once the ui is gone, the folder is free again (the lock goes with the process, or here its file).
+    with demo.demo_folder_to_itself("demo"):
+        pass
+
+
+def test_a_new_airflow_home_never_inherits_the_runs_of_an_earlier_one(tmp_path, monkeypatch):
+    """The migrated SQLite metadata kept for new homes was copied from any home migrated again (a second demo, the
+    ui after a demo), runs included: every later demo and test home inherited them, and a run left 'running' by an
+    interrupted demo kept its DAG's scheduled runs from starting under `ui --unpause`. Airflow's two commands are a
+    stand-in here (a script that makes the dag_run table); what is decided around them is the project's."""
+    import sqlite3
+    import stat
+
+    from devkit import demo, local_airflow
+
+    fake = tmp_path / "airflow"
+    fake.write_text("#!/bin/sh\nexec python3 -c 'import os, sqlite3; c = sqlite3.connect(os.path.join("
+                    "os.environ[\"AIRFLOW_HOME\"], \"airflow.db\")); c.execute(\"create table if not exists dag_run "
+                    "(id integer primary key, state text)\"); c.commit()'\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(local_airflow, "airflow_bin", lambda: str(fake))
+    template = tmp_path / "cache" / "airflow-x.db"
+    monkeypatch.setattr(local_airflow, "_metadata_template", lambda: template)
+
+    def runs(home) -> int:
+        with sqlite3.connect(home / "airflow.db") as conn:
+            return conn.execute("select count(*) from dag_run").fetchone()[0]
+
+    def migrated(name):
+        home = tmp_path / name
+        local_airflow.migrate_metadata({"AIRFLOW_HOME": str(home)})
+        return home
+
+    first = migrated("first")
+    with sqlite3.connect(first / "airflow.db") as conn:
+        conn.execute("insert into dag_run (state) values ('running')")
+    migrated("first")  # the same home again (the ui after the demo): migrated, and kept to itself
+    assert runs(first) == 1 and runs(migrated("second")) == 0
+    with sqlite3.connect(template) as conn:  # a copy kept by an earlier release, runs and all
+        conn.execute("insert into dag_run (state) values ('running')")
+    assert runs(migrated("third")) == 0
+    demo.fresh_airflow_metadata(first)  # a new demo in the first home starts from nothing too
+    assert runs(migrated("first")) == 0
