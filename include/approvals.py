@@ -10,6 +10,9 @@ from datetime import timedelta
 APPROVAL_TIMEOUT = timedelta(hours=8)
 APPROVAL_TIMEOUT_ENV = "PRIVACY_APPROVAL_TIMEOUT_HOURS"
 MAX_APPROVAL_TIMEOUT = timedelta(days=14)
+# After the reviewer's time, an erasing run has this long to erase and report: its dagrun_timeout is the sum
+# (include/seam/erasure.py), so no erasing run lasts longer than that from its start.
+ERASE_AND_REPORT = timedelta(hours=4)
 
 
 def approval_timeout() -> timedelta:

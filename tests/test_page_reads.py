@@ -719,6 +719,45 @@ def test_the_trends_are_drawn_from_the_stores_history(store):
     assert weeks["2026-11-23"] == 2 and weeks["2026-11-16"] is None
 
 
+def test_needs_a_person_counts_a_waiting_plan_only_while_its_run_can_still_be_running(store):
+    """A run marked failed, timed out or killed before its finish step left its plan 'waiting' for good: the page
+    counted an approval no one could give (Airflow's Required Actions was empty) for ever. An erasing DAG runs one run
+    at a time, so a run of the same DAG started since has ended; and no run outlives its dagrun_timeout (the
+    reviewer's time and four hours to erase). A plan whose run may still be running is still counted."""
+    from include.erasure import guard
+    from include.erasure import run as erasure_run
+    from include.fulfilment import ledger as fulfilment_ledger
+    from include.reads import attention
+
+    now = datetime.now(timezone.utc)
+    wf = fulfilment_ledger.WORKFLOW
+
+    def waiting(run_id, started):
+        erasure_run.start_run(store, wf, erasure_run.RunStart(
+            run_id=run_id, as_of=started.date(), run_type="manual", dry_run=False, threshold=1, started_at=started))
+        with erasure_run.locked_run(store, wf, run_id) as locked:
+            erasure_run.record_plan(store, locked, erasure_run.PlanFacts(
+                "a" * 64, 5, None, guard.Gate(guard.AWAITING_APPROVAL, "review", "waiting"), at=started))
+
+    def count():
+        items = attention.needs_a_person(store, now=now, approval_timeout=timedelta(hours=8))
+        return next(i.count for i in items if i.key == "approvals")
+
+    waiting("manual__failed", now - timedelta(hours=3))  # marked failed before its finish step
+    assert count() == 1  # nothing says it ended yet: it may still be waiting
+    erasure_run.start_run(store, wf, erasure_run.RunStart(
+        run_id="scheduled__next", as_of=now.date(), run_type="scheduled", dry_run=False, threshold=1,
+        started_at=now - timedelta(hours=1)))
+    assert count() == 0  # a newer run of the same DAG started: the old one is over
+    waiting("scheduled__next_but_waiting", now - timedelta(minutes=30))
+    assert count() == 1  # the newest run's plan really waits
+    store.execute("delete from compliance.erasure_runs")
+    waiting("manual__timed_out", now - timedelta(hours=12, minutes=1))  # past 8 h + 4 h: its DAG run timed out
+    assert count() == 0
+    waiting("manual__still_running", now - timedelta(hours=11))  # newer, within its run's time
+    assert count() == 1
+
+
 def test_needs_a_person_counts_requests_left_incomplete(store):
     """Found by a fault trial: a request left incomplete (a file the erasure may not touch, or one the object store
     refused) waits for a person, and 'Needs a person' did not count it."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from include.approvals import ERASE_AND_REPORT
 from include.reads import missing_tables
 from include.reads.deadlines import closed_state
 from include.reads.fulfilments import CLOSED
@@ -132,9 +133,16 @@ def _count(conn, key: str, what: str, query: str, **where) -> Item:
 
 
 def _approvals(conn, now: datetime, timeout: timedelta) -> Item:
-    rows = conn.execute("""select dag_id, run_id, coalesce(planned_at, started_at) from compliance.erasure_runs
+    """Plans waiting for a reviewer while their run can still be running. A run marked failed, timed out or killed
+    before its finish step leaves its plan 'waiting' for good, with nothing to answer in Required Actions. An erasing
+    DAG runs one run at a time (max_active_runs 1), so a run of the same DAG started since has ended; and no run
+    outlives its dagrun_timeout, the reviewer's time and ERASE_AND_REPORT, from its start."""
+    rows = conn.execute("""select dag_id, run_id, coalesce(planned_at, started_at) from compliance.erasure_runs r
                            where approval = 'review' and approval_state = 'waiting' and finished_at is null
-                           order by 3""").fetchall()
+                             and started_at > %s
+                             and not exists (select 1 from compliance.erasure_runs n
+                                             where n.dag_id = r.dag_id and n.started_at > r.started_at)
+                           order by 3""", (now - timeout - ERASE_AND_REPORT,)).fetchall()
     note = None
     if rows:
         first = rows[0][2] + timeout

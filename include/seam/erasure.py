@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from include.approvals import ERASE_AND_REPORT
 from include.seam.steps import step_task
-
-
-ERASE_AND_REPORT = timedelta(hours=4)
 
 
 def erasing_run_timeout() -> timedelta:
