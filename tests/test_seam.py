@@ -129,6 +129,33 @@ def test_the_compliance_store_falls_back_only_when_its_connection_is_undefined(m
             pass
 
 
+@pytest.mark.parametrize("value", [
+    "postgresql://postgres:s3cret-not-to-print@127.0.0.1:notaport/postgres",
+    json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": "notaport", "login": "postgres",
+                "password": "s3cret-not-to-print", "schema": "postgres"})])
+@pytest.mark.parametrize("ops_defined", [False, True])
+def test_an_unreadable_compliance_connection_is_named_and_never_replaced_by_ops_db(monkeypatch, capsys, fresh_db,
+                                                                                  value, ops_defined):
+    """Found by a fault trial: an AIRFLOW_CONN_COMPLIANCE_DB Airflow could not read (a port of 'notaport') was taken
+    for an undefined one: the store fell back to ops_db, and the sentence blamed "'ops_db' is not defined" (or, with
+    ops_db defined, the compliance records went to the operational database without a word). The sentence names
+    the compliance connection and what is wrong with it, never its password."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    if ops_defined:
+        monkeypatch.setenv("AIRFLOW_CONN_OPS_DB", postgres_connection(fresh_db))
+    else:
+        monkeypatch.delenv("AIRFLOW_CONN_OPS_DB", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_COMPLIANCE_DB", value)
+    with pytest.raises(AirflowFailException) as err:
+        with readable_failures(), runtime.compliance_db():
+            pass
+    assert str(err.value) == ("Airflow connection 'compliance_db' cannot be read: AIRFLOW_CONN_COMPLIANCE_DB is set, "
+                              "but its port is not a number from 0 to 65535 (a password holding ':', '/' or '@' "
+                              "must be percent-encoded); correct its value")
+    assert "s3cret-not-to-print" not in str(err.value) + "".join(capsys.readouterr())
+
+
 def test_compliance_db_falls_back_to_ops_db(monkeypatch, fresh_db):
     monkeypatch.setenv("AIRFLOW_CONN_OPS_DB", postgres_connection(fresh_db))
     monkeypatch.delenv("AIRFLOW_CONN_COMPLIANCE_DB", raising=False)

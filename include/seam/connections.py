@@ -32,15 +32,52 @@ def conn_hint(conn_id: str) -> str:
     """Why Airflow found no connection ``conn_id``: none defined, or an environment variable it could not read
     (Airflow reports both as not found; its value is never repeated, it may hold a password)."""
     variable = f"AIRFLOW_CONN_{conn_id.upper()}"
-    if os.environ.get(variable, "").strip():
-        return (f"Airflow connection '{conn_id}' cannot be read: {variable} is set, but Airflow could not read it "
-                "as a connection URI or a connection's JSON; correct its value")
+    value = os.environ.get(variable, "")
+    if value.strip():
+        return (f"Airflow connection '{conn_id}' cannot be read: {variable} is set, but {_unreadable(value)}; "
+                "correct its value")
     return (f"Airflow connection '{conn_id}' is not defined: add it under Admin > Connections "
             f"or set {variable}")
 
 
+def _unreadable(value: str) -> str:
+    """What is wrong with a connection variable Airflow could not read, in words that repeat none of it."""
+    if _bad_port(value.strip()):
+        # An unencoded ':', '/' or '@' in a password moves part of it into the port: never repeat the port either.
+        return ("its port is not a number from 0 to 65535 (a password holding ':', '/' or '@' must be "
+                "percent-encoded)")
+    return "Airflow could not read it as a connection URI or a connection's JSON"
+
+
+def _bad_port(text: str) -> bool:
+    """Whether the port, as Airflow reads it (a URI's, or the JSON's ``port``), is no number from 0 to 65535."""
+    import json
+    from urllib.parse import urlsplit
+
+    try:
+        if text.startswith("{"):
+            port = json.loads(text).get("port")
+            return port not in (None, "") and not (str(port).strip().isdigit() and int(port) <= 65535)
+        parts = urlsplit(text)
+    except (ValueError, AttributeError):  # not JSON, or not a URI at all
+        return False
+    try:
+        parts.port
+    except ValueError:
+        return True
+    return False
+
+
 class ConnectionUndefined(ConfigurationProblem):
-    """Airflow has no such connection (or cannot read its variable): :func:`conn_hint`'s sentence."""
+    """Airflow has no such connection (not one it cannot read): :func:`conn_hint`'s sentence."""
+
+
+def not_found(conn_id: str) -> ConfigurationProblem:
+    """Airflow found no connection ``conn_id``: undefined (:class:`ConnectionUndefined`, which a caller may replace
+    by another), or set in a variable Airflow could not read, which nothing may replace (the deployment meant it)."""
+    if os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}", "").strip():
+        return ConfigurationProblem(conn_hint(conn_id))
+    return ConnectionUndefined(conn_hint(conn_id))
 
 
 # Airflow's connection types of a PostgreSQL database (a ``postgresql://`` URI is read as ``postgres``).
@@ -54,7 +91,7 @@ def connection(conn_id: str):
     try:
         return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
-        raise ConnectionUndefined(conn_hint(conn_id)) from None
+        raise not_found(conn_id) from None
 
 
 def settings(*, outside_a_task: bool = False) -> "Settings":
@@ -110,7 +147,7 @@ def _open_postgres(conn_id: str) -> "psycopg.Connection":
     try:
         return PostgresHook(postgres_conn_id=conn_id).get_conn()
     except AirflowNotFoundException:
-        raise ConnectionUndefined(conn_hint(conn_id)) from None
+        raise not_found(conn_id) from None
     except psycopg.ProgrammingError as exc:  # libpq refused the options the hook made of the connection's extras
         option = re.search(r'invalid connection option "([^"]{1,60})"', str(exc))
         raise ConfigurationProblem(f"Airflow connection '{conn_id}' has an extra that is no PostgreSQL connection "
@@ -134,7 +171,7 @@ def postgres(conn_id: str, fallback: str | None = None) -> Iterator["psycopg.Con
     """An autocommit psycopg 3 connection from an Airflow postgres connection (the hook's own ``get_conn``)."""
     try:
         conn = _open_postgres(conn_id)
-    except ConnectionUndefined:  # only an undefined one: one defined wrongly is the deployment's to correct
+    except ConnectionUndefined:  # only an undefined one: one defined wrongly, or unreadable, is the deployment's to fix
         if fallback is None:
             raise
         log.info("connection '%s' is not defined; using '%s' (the same server)", conn_id, fallback)
@@ -293,7 +330,7 @@ def secret(name: str, *, purpose: str) -> bytes:
     except AirflowNotFoundException:
         value = None
         if os.environ.get(f"AIRFLOW_CONN_{name.upper()}", "").strip():  # set, but Airflow could not read it
-            raise ConnectionUndefined(f"{conn_hint(name)} (the {purpose} key is its password)") from None
+            raise ConfigurationProblem(f"{conn_hint(name)} (the {purpose} key is its password)") from None
     if not value:
         value = Variable.get(name, default=None)
     if not value:
