@@ -115,6 +115,29 @@ def test_an_extra_that_is_no_postgresql_option_fails_at_once_in_one_sentence(mon
     assert "s3cret-not-to-print" not in str(err.value) + "".join(capsys.readouterr())
 
 
+@pytest.mark.parametrize("changed, option", [
+    ({"extra": {"sslmode": "bogus"}}, "sslmode"), ({"extra": {"target_session_attrs": "primary-ish"}},
+                                                   "target_session_attrs"),
+    ({"extra": {"keepalives": "often"}}, "keepalives"), ({"extra": {"connect_timeout": "soon"}}, "connect_timeout"),
+    ({"port": 99999}, "port")])
+def test_a_value_postgresql_does_not_accept_is_a_setup_fault_in_one_sentence(monkeypatch, capsys, changed, option):
+    """Found by a fault trial: an extra libpq refuses the value of (sslmode=bogus) was reported as 'did not answer'
+    and retried for minutes as if the database were down (connect_timeout=soon as an extra that is 'no PostgreSQL
+    connection option'). It is a setup fault: one sentence naming the connection and the option, not the value, no
+    retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setenv("AIRFLOW_CONN_COMPLIANCE_DB", json.dumps(
+        {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres",
+         "password": "s3cret-not-to-print", "schema": "postgres", **changed}))
+    with pytest.raises(AirflowFailException) as err:
+        with readable_failures(), runtime.compliance_db():
+            pass
+    assert str(err.value) == (f"Airflow connection 'compliance_db' gives PostgreSQL's option '{option}' a value it "
+                              "does not accept: correct it in the connection")
+    assert "s3cret-not-to-print" not in str(err.value) + "".join(capsys.readouterr())
+
+
 def test_the_compliance_store_falls_back_only_when_its_connection_is_undefined(monkeypatch, fresh_db):
     """Found by a fault trial: a compliance_db connection the server refused (a wrong password) fell back to ops_db
     without a word, so the compliance records would have gone to the operational database. Only an undefined one

@@ -149,16 +149,38 @@ def _open_postgres(conn_id: str) -> "psycopg.Connection":
     except AirflowNotFoundException:
         raise not_found(conn_id) from None
     except psycopg.ProgrammingError as exc:  # libpq refused the options the hook made of the connection's extras
+        refused = _refused_option(exc)
+        if refused:
+            raise ConfigurationProblem(_refused_value_sentence(conn_id, refused)) from None
         option = re.search(r'invalid connection option "([^"]{1,60})"', str(exc))
         raise ConfigurationProblem(f"Airflow connection '{conn_id}' has an extra that is no PostgreSQL connection "
                                    f"option{f' ({option.group(1)!r})' if option else ''}: remove it or correct its "
                                    "name") from None
     except psycopg.OperationalError as exc:
+        refused = _refused_option(exc)
+        if refused:  # libpq refused it before asking any server: no outage to wait out
+            raise ConfigurationProblem(_refused_value_sentence(conn_id, refused)) from None
         said = refusal(exc)
         if said:
             raise ConfigurationProblem(f"the database of connection '{conn_id}' refused it: {said}; correct the "
                                        "connection's login, password or database name") from None
         raise ServiceUnreachable(f"the database of connection '{conn_id}' did not answer: {first_line(exc)}") from None
+
+
+# How libpq (and psycopg before it) refuses the value of an option it knows: the option's name, never the value.
+_REFUSED_VALUE = re.compile(r'invalid (\w{1,60}) value: |invalid (port) number: |invalid integer value "[^"]*" '
+                            r'for connection option "(\w{1,60})"|bad value for (\w{1,60}): ')
+
+
+def _refused_option(exc: BaseException) -> str | None:
+    """The option whose value libpq refused before asking any server (``sslmode=bogus``, a port of 99999), or None."""
+    found = _REFUSED_VALUE.search(str(exc))
+    return next((name for name in found.groups() if name), None) if found else None
+
+
+def _refused_value_sentence(conn_id: str, option: str) -> str:
+    return (f"Airflow connection '{conn_id}' gives PostgreSQL's option '{option}' a value it does not accept: "
+            "correct it in the connection")
 
 
 def first_line(exc: BaseException) -> str:
