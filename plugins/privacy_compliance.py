@@ -113,11 +113,15 @@ def may_read(section, user) -> bool:
 
 
 def _failure(exc: Exception) -> JSONResponse:
-    """The store or a setting is missing or down: one sentence, 503 (nothing else about the server)."""
+    """The store or a setting is missing, down or refuses the page's login: one sentence, 503 (nothing else about
+    the server)."""
     import psycopg
 
     from include.errors import NeedsOperator, Transient
+    from include.page.sections import not_permitted
 
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):  # a grant missing: the store's, not the page's fault
+        exc = not_permitted(exc)
     if isinstance(exc, psycopg.OperationalError):
         exc = Transient(f"the compliance store did not answer: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
     if isinstance(exc, (NeedsOperator, Transient)):

@@ -188,6 +188,55 @@ def test_a_parameter_given_twice_is_refused_not_silently_narrowed_to_its_last_va
         assert answer.headers["cache-control"] == "no-store"
 
 
+def test_a_table_the_pages_login_may_not_read_is_a_503_sentence_naming_the_grant(store, store_db, monkeypatch):
+    """Found by a fault trial: the page's database login lacking SELECT on one table (InsufficientPrivilege) gave a 500
+    from the section reading it, where every other fault of the store is one 503 sentence. It names the table (or
+    the schema) and the grant the login needs; the sections it may read still answer."""
+    import contextlib
+    import uuid
+
+    from fastapi.testclient import TestClient
+
+    from airflow.api_fastapi.core_api.security import get_user
+    from plugins import privacy_compliance as plugin
+
+    role = f"page_reader_{uuid.uuid4().hex[:10]}"
+    store.execute(f"create role {role} login")
+    try:
+        store.execute(f"grant usage on schema compliance to {role}")
+        store.execute(f"grant select on all tables in schema compliance to {role}")
+        store.execute(f"revoke select on compliance.dsr_status from {role}")
+        login = psycopg.conninfo.make_conninfo(store_db, user=role, password="")
+
+        @contextlib.contextmanager
+        def the_store():
+            with connect(login, autocommit=True) as conn:
+                yield conn
+
+        monkeypatch.setattr(plugin, "_store", the_store)
+        monkeypatch.setattr(plugin, "may_read", lambda section, user: True)
+        monkeypatch.setattr(plugin, "ui_links", lambda: UiLinks())
+        monkeypatch.setitem(plugin.app.dependency_overrides, plugin.PAGE_ACCESS.dependency, lambda: None)
+        monkeypatch.setitem(plugin.app.dependency_overrides, get_user, lambda: None)
+        client = TestClient(plugin.app, raise_server_exceptions=False)
+        assert client.get("/api/sections/manifests").status_code == 200
+        answer = client.get("/api/sections/requests")
+        assert answer.status_code == 503, answer.text[:300]
+        assert answer.json()["detail"] == (
+            "the login the page reads the compliance store with may not read compliance.dsr_status: grant it "
+            "SELECT on it (GRANT SELECT ON compliance.dsr_status, or ON ALL TABLES IN SCHEMA compliance, TO that "
+            "login)")
+        store.execute(f"revoke usage on schema compliance from {role}")
+        answer = client.get("/api/sections")
+        assert answer.status_code == 503, answer.text[:300]
+        assert answer.json()["detail"] == (
+            "the login the page reads the compliance store with may not use schema compliance: grant it USAGE on "
+            "the schema and SELECT on its tables (GRANT USAGE ON SCHEMA compliance TO that login)")
+    finally:
+        store.execute(f"drop owned by {role}")
+        store.execute(f"drop role {role}")
+
+
 def test_a_sections_reads_see_one_snapshot_and_write_nothing(store, store_db):
     """render reads a section in 'one snapshot for the counts and the rows', but the transaction was READ
     COMMITTED: each statement saw what other runs had committed since the one before, so a run committing between

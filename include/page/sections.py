@@ -19,6 +19,7 @@ import psycopg
 
 from include import compliance_store, reads
 from include.deadline_rules import STATES
+from include.errors import ConfigurationProblem
 from include.page.links import UiLinks
 from include.schedules import how_often
 from include.reads import audit as audit_reads
@@ -165,6 +166,25 @@ def render(section: Section, conn, params: Mapping[str, str], links: UiLinks,
                         for f in section.filters],
             "columns": [c.__dict__ for c in section.columns], "rows": rows,
             **{k: jsonable(v) for k, v in body.items()}}
+
+
+READER = "the login the page reads the compliance store with"
+
+
+def not_permitted(exc: psycopg.errors.InsufficientPrivilege) -> ConfigurationProblem:
+    """The store refused the page's login a read (no SELECT on a table, no USAGE on the schema): one sentence naming
+    what and the grant it needs (a 503, like any other fault of the store, not a 500)."""
+    said = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    kind, _, name = said.removeprefix("permission denied for ").partition(" ")
+    if kind in ("table", "view") and name:
+        name = name if "." in name else f"compliance.{name}"  # the server names the relation without its schema
+        return ConfigurationProblem(f"{READER} may not read {name}: grant it SELECT on it (GRANT SELECT ON {name}, "
+                                    "or ON ALL TABLES IN SCHEMA compliance, TO that login)")
+    if kind == "schema" and name:
+        return ConfigurationProblem(f"{READER} may not use schema {name}: grant it USAGE on the schema and SELECT on "
+                                    f"its tables (GRANT USAGE ON SCHEMA {name} TO that login)")
+    return ConfigurationProblem(f"{READER} was refused a read ({said}): grant it USAGE on schema compliance and "
+                                "SELECT on its tables")
 
 
 def describe(section: Section, links: UiLinks) -> dict:
