@@ -301,7 +301,7 @@ def register(sub) -> None:
 
     p = with_url(sub.add_parser("seed-stores", help="create and seed the support desk and analytics databases",
                                 description="Create <db>_support and <db>_analytics beside the seeded operational "
-                                            "database and fill them from it (SPEC 3.1's other stores)."))
+                                            "database and fill them from it (the other stores)."))
     p.add_argument("--seed", type=_random_seed, default=42, help="random seed, 0 or more (default: 42)")
     p.add_argument("--if-empty", action="store_true", help="do nothing when they are seeded already")
     p.set_defaults(func=cmd_seed_stores)

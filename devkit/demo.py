@@ -142,7 +142,7 @@ def fresh_demo_database(target: DemoTarget) -> str:
 
 
 def store_urls(db_url: str) -> dict[str, str]:
-    """SPEC §3.1's other stores beside the demo's database: ``<db>_support`` and ``<db>_analytics``."""
+    """The other stores beside the demo's database: ``<db>_support`` and ``<db>_analytics``."""
     from devkit.seed.stores import store_urls as beside
 
     return beside(db_url)
@@ -528,16 +528,15 @@ def run_ui(pg_url: str | None = None, port: int = 8080, host: str = "127.0.0.1",
             for dag_id in sorted(_dag_files()):
                 subprocess.run([local_airflow.airflow_bin(), "dags", "unpause", dag_id], env=env,
                                capture_output=True, text=True)
-        shown = "localhost" if host in ("127.0.0.1", "localhost") else host
         print(f"SendGrid stand-in at {sendgrid.base_url}, GCS emulator at {gcs.base_url} (the demo's evidence, kept "
               f"in {EVIDENCE_DIR})")
         commands, env = local_airflow.local_components(host, port, env)
         print(f"starting Airflow as `airflow standalone` would ({workers} LocalExecutor workers, metadata in {home}; "
               f"task-log servers on {host}:{env['AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT']} and "
               f"{host}:{env['AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT']}):")
-        print(f"  open http://{shown}:{port}  -  logins: {logins()}")
-        print("  connections come from AIRFLOW_CONN_* environment variables set by this command, so Admin > "
-              "Connections stays empty; `airflow connections get ops_db` shows one")
+        print(f"  open http://{local}:{port}  -  logins: {logins()}")
+        print("  connections come from AIRFLOW_CONN_* environment variables this command gives the processes it "
+              "starts, so Admin > Connections stays empty (and another terminal's `airflow` does not see them)")
         if unpause:
             for line in unpaused_note():
                 print(line)

@@ -45,7 +45,7 @@ class LocalServices:
     # The key of the keyed hashes standing for data subjects (an Airflow Variable here; a connection in
     # production). Local runs only: never a real secret.
     subject_key: str = "local-subject-key-for-demo-and-tests"
-    # SPEC §3.1's other stores (connections support_db and analytics_db), each a database of its own.
+    # The other stores (connections support_db and analytics_db), each a database of its own.
     support_url: str | None = None
     analytics_url: str | None = None
 

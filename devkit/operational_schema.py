@@ -144,7 +144,7 @@ def create_indexes(conn: psycopg.Connection) -> None:
         conn.execute(load_sql(INDEXES_FILE))
 
 
-# The other stores of SPEC §3.1, each a database of its own (connections `support_db` and `analytics_db`).
+# The other stores, each a database of its own (connections `support_db` and `analytics_db`).
 STORE_FILES = {"support_db": "support_desk_schema.sql", "analytics_db": "analytics_schema.sql"}
 
 
@@ -162,7 +162,7 @@ def create_store_schema(conn: psycopg.Connection, connection: str) -> list[str]:
 
 
 def all_stores_datamap_raw() -> dict:
-    """The default data map (which names SPEC §3.1's other stores since issue 28), as raw data for
+    """The default data map (which names the other stores, docs/data-map-stores.md), as raw data for
     :func:`include.datamap.parse_datamap`."""
     import yaml
 

@@ -156,7 +156,7 @@ def _whole_word(text: str) -> re.Pattern:
 
 
 def comparable(value: str) -> str:
-    """The address rule (SPEC §3.1), in Python: the key under which two spellings of one address are the same,
+    """The address rule, in Python: the key under which two spellings of one address are the same,
     trimmed of every white-space character ``str.strip()`` trims (a tab, a line break, a no-break space…) and
     lower-cased. :func:`comparable_sql` is the same rule in SQL; every DAG and store compares addresses by it."""
     return value.strip().lower()

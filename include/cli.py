@@ -254,7 +254,7 @@ def cmd_check_datamap(args) -> int:
 
 
 def _store_env(conn_id: str) -> str:
-    """The variable holding the URL of another store's database for this command (SPEC §3.1: the DAGs take it
+    """The variable holding the URL of another store's database for this command (the DAGs take it
     from the Airflow connection of that name)."""
     return f"PRIVACY_STORE_URL_{conn_id.upper().replace('-', '_')}"
 

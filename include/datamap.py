@@ -57,7 +57,7 @@ TEXT_TYPES = frozenset({"text", "character varying", "character"})
 # The connection an entry's table is reached through when it names none: the operational database.
 OPS_CONNECTION = "ops_db"
 
-# The shape of what an entry may say about its store (SPEC §3.1): the Airflow connection of the database holding
+# The shape of what an entry may say about its store: the Airflow connection of the database holding
 # the table, and the columns holding file locations (``gs://<bucket>/...``) with the buckets those may name. Checked
 # with jsonschema; the first violation becomes one sentence naming the entry (:func:`_store_problem`).
 _CONNECTION_ID = r"^[A-Za-z_][A-Za-z0-9_\-]{0,249}$"
@@ -123,7 +123,7 @@ class RecordSource:
 @dataclass(frozen=True)
 class SubjectLink:
     column: str
-    match: str = "key"  # 'key': the account key; 'email': the account's email (by the address rule, SPEC §3.1)
+    match: str = "key"  # 'key': the account key; 'email': the account's email (by the address rule)
     # An address link that ties only rows none of the entry's key links fills (``only_without_key: true``): a
     # support message with no user_id sent from the subject's address is the subject's; one that names another
     # account by its key is that account's, whatever address it was sent from.
@@ -151,7 +151,7 @@ class PersonalDataEntry:
     # Further columns that tie a row to the same subject (``subject.also``), e.g. a report naming an
     # account by its email where no account id was given; a row matching any link is the subject's.
     also: tuple[SubjectLink, ...] = ()
-    # The Airflow connection of the database holding the table (SPEC §3.1; default: the operational database).
+    # The Airflow connection of the database holding the table (default: the operational database).
     connection: str = OPS_CONNECTION
     # Columns holding file locations (``gs://<bucket>/...``): the files they name are the subject's too.
     files: tuple[str, ...] = ()
@@ -183,7 +183,7 @@ class PersonalDataEntry:
 class DataMap:
     """``personal_data`` holds the entries of the operational database (``ops_db``), the store every workflow
     reads and the erasure engine erases in one transaction per subject; ``other_stores`` the entries on other
-    connections (SPEC §3.1: a support desk, analytics), checked before each run like the rest. ``buckets``: the
+    connections (a support desk, analytics), checked before each run like the rest. ``buckets``: the
     object-storage buckets the file columns (``files``) may name."""
 
     records: Mapping[str, RecordSource]
@@ -585,7 +585,7 @@ def validate_against_database(dm: DataMap, conn, connection: str = OPS_CONNECTIO
 
 
 def validate_stores(dm: DataMap, open_connection) -> None:
-    """Check the map against every connection it names (SPEC §3.1), the operational database first.
+    """Check the map against every connection it names, the operational database first.
 
     ``open_connection(conn_id)`` is a context manager giving that connection's database; it raises the caller's own
     error (a missing connection, a database that does not answer) in one sentence naming the connection. The

@@ -18,7 +18,7 @@ what it has. Both have the same attributes:
 - ``datamap`` — the data map, checked against the operational database;
 - ``key`` — the subject key (keyed hashes of subjects and addresses);
 - ``mailer`` — SendGrid, ``None`` in a dry run; ``objects`` — the object store, ``None`` in a dry run;
-- ``database(conn_id)`` — the PostgreSQL database of another connection (SPEC §3.1's stores), also as the callable
+- ``database(conn_id)`` — the PostgreSQL database of another connection, also as the callable
   ``stores`` the erasure engine takes; ``buckets`` — the buckets of the files the data map's file columns name
   (``None`` in a dry run); ``bucket(name)`` — a whole bucket to list (an allowed one: discovery's orphans);
   ``datamap_as_written`` — the map not checked against the databases (what discovery compares them with);

@@ -1,4 +1,4 @@
-"""Seed SPEC §3.1's other stores beside a seeded operational database: the support desk (``support_db``) and
+"""Seed the other stores beside a seeded operational database: the support desk (``support_db``) and
 analytics (``analytics_db``), each a database of its own.
 
 Derived from the operational seed, deterministically (a seed of its own): tickets from about one account in

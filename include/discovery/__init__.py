@@ -1,4 +1,4 @@
-"""Personal-data discovery: find personal data the data map does not name (SPEC §4.6).
+"""Personal-data discovery: find personal data the data map does not name (docs/discovery.md).
 
 - :mod:`include.discovery.classify` — what a column holds, from a sample of its values (its name a weaker
   signal): plain Python and pandas, no database;

@@ -35,7 +35,7 @@ def find_orphans(dm: DataMap, database: Callable[[str], object], open_bucket: Ca
                  allowed: frozenset[str] | None = None) -> dict:
     """bucket -> {objects, orphans, orphan_bytes, oldest_orphan} for every allowed bucket (none: an empty dict).
     ``allowed``: the buckets the settings allow (``file_buckets``); only those of the map's that it holds are
-    listed (SPEC: only buckets the settings allow may be touched). None: the map's."""
+    listed (only buckets the settings allow may be touched). None: the map's."""
     named = named_objects(dm, database)
     found = {}
     for bucket in [b for b in dm.buckets if allowed is None or b in allowed]:

@@ -258,7 +258,7 @@ def verify(step, wf: Workflow) -> dict:
     for start in range(0, len(rows), VERIFY_CHUNK):
         chunk = rows[start:start + VERIFY_CHUNK]
         found = dict(erasure.residual_by_keys(ops, dm, [uid for _, uid in chunk], unmapped))
-        if stores is not None:  # the other stores' rows tied by key (SPEC §3.1)
+        if stores is not None:  # the other stores' rows tied by key
             found.update(erasure.residual_by_keys_elsewhere(dm, stores, [uid for _, uid in chunk]))
         for table, n in found.items():
             left[table] = left.get(table, 0) + n

@@ -2,7 +2,7 @@
 and the SQL that erases them and counts what is left.
 
 A subject is an account, known to the erasure by its key (``user_id``) and by its address, compared by the
-address rule (SPEC §3.1, :func:`include.addresses.comparable_sql`: trimmed of every white-space character
+address rule (:func:`include.addresses.comparable_sql`: trimmed of every white-space character
 Python's ``str.strip()`` trims, lower-cased), as everywhere else in the product. A row is the subject's when any link of
 its table's entry matches (``subject`` and ``subject.also`` in the data map); every statement here binds
 the same two parameters, ``%(user_id)s`` and ``%(email)s``, and an address of NULL matches nothing.

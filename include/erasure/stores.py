@@ -1,6 +1,6 @@
 """Erasing a subject beyond the operational database: the other stores' rows, then the files the rows name.
 
-SPEC §3.1: a subject's data is never in one database only. The data map places entries on other connections
+A subject's data is never in one database only. The data map places entries on other connections
 (the support desk's ``support_db``, analytics' ``analytics_db``) and names columns holding file locations
 (``uploads.storage_uri``, ``tickets.attachment_uri``). :func:`erase_elsewhere` is the part of
 :func:`include.erasure.engine.erase_subject` that reaches them, called while the engine holds the subject's

@@ -15,7 +15,7 @@ Layout (fixed entry order; ``<table>`` is the table's name, ``<schema>.<table>``
 The README and ``package.json`` come last because they say what the files came to (each one's size and
 SHA-256, which are missing), known once the files are written: so the package is written in one pass.
 
-Every store: the data map's entries on other connections (the support desk, analytics; SPEC §3.1) are read from
+Every store: the data map's entries on other connections (the support desk, analytics) are read from
 their own databases (one transaction per store: no snapshot spans stores), a join path's rows (a ticket's
 events) through the rows they hang from. ``package.json`` lists every file a row names under ``stored_files``:
 its location, the table naming it, its entry in the package, its size and SHA-256 — or ``missing`` (the object

@@ -307,7 +307,7 @@ def datamap_as_written() -> "DataMap":
 
 def datamap(ops_conn) -> "DataMap":
     """The data map, checked against the live operational database (``ops_conn``) and every other connection it
-    names (SPEC §3.1): a missing connection, a database that does not answer, a missing table or column stops the
+    names: a missing connection, a database that does not answer, a missing table or column stops the
     run with one sentence naming the connection (and the data map entry)."""
     from include.datamap import OPS_CONNECTION, load_datamap, validate_stores
 

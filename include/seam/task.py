@@ -115,7 +115,7 @@ class TaskEnv(Generic[P]):
 
     def database(self, conn_id: str) -> "psycopg.Connection":
         """The PostgreSQL database of the Airflow connection ``conn_id`` (autocommit), opened on first use: the
-        operational database for ``ops_db``, another store (SPEC §3.1) for another id."""
+        operational database for ``ops_db``, another store for another id."""
         if conn_id == connections.OPS_DB:
             return self.ops
         return self._db(conn_id, lambda: connections.postgres(conn_id))
