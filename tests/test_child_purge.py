@@ -581,6 +581,27 @@ def test_a_person_confirms_which_account_a_household_report_means(world):
     assert user_rows(world.ops, [twin_a]) == before_a
 
 
+def test_a_dry_run_confirming_an_account_leaves_the_report_waiting_for_a_person_on_the_page(world):
+    """A dry run (a person's default) with confirm_user_ids previews the confirmation: it erases nothing and resolves
+    nothing, so the page must still list the report as waiting for a person. It read the newest run's outcome,
+    'confirmed', and showed no report to review until the next live run."""
+    from include.reads import attention, children as child_reads
+
+    twin_a, twin_b = _add_users(world.ops, ("twins.p@example.com", None, None), (" Twins.P@Example.com", None, None))
+    report = _report(world.ops, "twins.p@example.com")
+    run_all(world, "first", params(world))
+    assert [r["report_id"] for r in child_reads.reports_needing_review(world.store)] == [report]
+
+    run_all(world, "confirm-dry", params(world, dry_run=True, confirm_user_ids=(twin_b,)))
+    assert _report_outcome(world, "confirm-dry", report)[0] == "confirmed"
+    assert child_reads.reports_needing_review(world.store) == [{"report_id": report, "user_ids": [twin_a, twin_b]}]
+    assert attention._reports_to_review(world.store).count == 1
+
+    run_all(world, "confirmed", params(world, confirm_user_ids=(twin_b,)))
+    assert child_reads.reports_needing_review(world.store) == []
+    assert attention._reports_to_review(world.store).count == 0
+
+
 def test_a_report_whose_account_id_is_gone_but_whose_address_names_an_account_waits_for_a_person(world):
     """Found by a fault trial: a report naming a gone account id and the address of a live account (no age data)
     was closed as already_gone; the account its address names was never looked at again. The id and the address

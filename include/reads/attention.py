@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from include.approvals import ERASE_AND_REPORT
 from include.reads import missing_tables
+from include.reads.children import WAITING_FOR_A_PERSON
 from include.reads.deadlines import closed_state
 from include.reads.fulfilments import CLOSED
 
@@ -159,11 +160,7 @@ def _hours(left: timedelta) -> str:
 
 
 def _reports_to_review(conn) -> Item:
-    count, oldest = conn.execute(
-        """select count(*), min(recorded_at) from compliance.child_report_outcomes
-           where outcome = 'needs_review' and run_id = (
-               select run_id from compliance.child_purge_runs where not targeted and detected_at is not null
-               order by started_at desc, run_id desc limit 1)""").fetchone()
+    count, oldest = conn.execute(f"select count(*), min(c.recorded_at) {WAITING_FOR_A_PERSON}").fetchone()
     return Item("reports_to_review", "Child reports naming a shared address or an adult (needs_review)", int(count),
                 oldest, "confirm the account a report means with the purge's confirm_user_ids", section="purges")
 
