@@ -85,3 +85,15 @@ def dry_run_flag(raw: Mapping, default: bool) -> bool:
     if not isinstance(value, bool):
         raise ParamError(f"dry_run must be true or false, not {repr(value)[:40]}")
     return value
+
+
+def approval_needs_live_run(approve_plan: str | None, dry_run: bool, dry_by_default: bool = False) -> None:
+    """Refuse ``approve_plan`` in a dry run: a dry run erases nothing, so the approved plan would silently not be
+    carried out (the purge's manual runs are dry by default, so a hash given alone asked for a dry run)."""
+    from include.periods import ParamError
+
+    if approve_plan is None or not dry_run:
+        return
+    default = " (its default for a run a person starts)" if dry_by_default else ""
+    raise ParamError(f"approve_plan is given but dry_run is true{default}: a dry run erases nothing, so the approved "
+                     "plan would not be carried out; set dry_run to false to carry it out, or leave approve_plan empty")

@@ -92,8 +92,8 @@ def test_people_get_a_dry_run_by_default_and_the_schedule_runs_live():
     assert PurgeParams.resolve({"dry_run": True}, s, timing("scheduled")).dry_run is False
     assert PurgeParams.resolve({"dry_run": True}, s, timing("backfill")).dry_run is True
     assert PurgeParams.resolve({"dry_run": True}, s, timing(None)).dry_run is True
-    resolved = PurgeParams.resolve({"user_ids": [5, 3, 5], "max_subjects": 2, "approve_plan": " " + "AB" * 32}, s,
-                                   timing("manual"))
+    resolved = PurgeParams.resolve({"user_ids": [5, 3, 5], "max_subjects": 2, "approve_plan": " " + "AB" * 32,
+                                    "dry_run": False}, s, timing("manual"))
     assert resolved.user_ids == (3, 5) and resolved.max_subjects == 2 and resolved.approve_plan == "ab" * 32
     assert resolved.as_of == date(2026, 11, 25)
     assert PurgeParams.resolve({"confirm_user_ids": [9, 7, 9]}, s, timing("manual")).confirm_user_ids == (7, 9)

@@ -227,9 +227,10 @@ def test_the_gate_is_the_purges(erasable, to_erase, kw, expected):
 
 def test_params_are_checked_and_resolved():
     timing = RunTiming(run_after=T, run_type="manual")
-    p = FulfilmentParams.resolve({"request_ids": [5, 3, 5], "dry_run": True, "approve_plan": H.upper()},
+    p = FulfilmentParams.resolve({"request_ids": [5, 3, 5], "dry_run": False, "approve_plan": H.upper()},
                                  Settings(), timing)
-    assert (p.request_ids, p.dry_run, p.approve_plan, p.as_of, p.targeted) == ((3, 5), True, H, T.date(), True)
+    assert (p.request_ids, p.dry_run, p.approve_plan, p.as_of, p.targeted) == ((3, 5), False, H, T.date(), True)
+    assert FulfilmentParams.resolve({"dry_run": True}, Settings(), timing).dry_run is True
     assert FulfilmentParams.resolve({}, Settings(), timing).dry_run is False
     for bad, words in (({"request_ids": [0]}, "request_ids"), ({"request_ids": [True]}, "request_ids"),
                        ({"dry_run": "yes"}, "dry_run"), ({"approve_plan": "abc"}, "approve_plan")):

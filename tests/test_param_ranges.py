@@ -219,3 +219,31 @@ def test_every_integer_of_every_form_has_a_maximum(dags):
                     assert "maximum" in part, f"{dag_id}.{where} has no maximum"
     assert {"user_ids[]", "confirm_user_ids[]", "request_ids[]", "vendor_ids[]", "max_subjects",
             "max_recipients"} <= set(found)
+
+
+# -- contradictions -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("params_type, raw, default", [
+    (PurgeParams, {"approve_plan": "a" * 64}, " (its default for a run a person starts)"),
+    (PurgeParams, {"approve_plan": "a" * 64, "dry_run": True}, " (its default for a run a person starts)"),
+    (FulfilmentParams, {"approve_plan": "a" * 64, "dry_run": True}, ""),
+])
+def test_a_plan_approved_in_a_dry_run_is_refused_in_one_sentence(params_type, raw, default):
+    """A dry run erases nothing whatever it is given: approve_plan was silently dropped and the run ended green as
+    one more dry run (the purge's manual runs are dry by default, so the hash given alone did just that)."""
+    with pytest.raises(ParamError) as err:
+        params_type.resolve(raw, Settings(), TIMING)
+    assert str(err.value) == (f"approve_plan is given but dry_run is true{default}: a dry run erases nothing, so the "
+                              "approved plan would not be carried out; set dry_run to false to carry it out, or leave "
+                              "approve_plan empty")
+    assert isinstance(err.value, NeedsOperator)
+
+
+@pytest.mark.parametrize("params_type", [PurgeParams, FulfilmentParams])
+def test_a_plan_approved_in_a_live_run_or_none_in_a_dry_run_is_accepted(params_type):
+    assert params_type.resolve({"approve_plan": "a" * 64, "dry_run": False}, Settings(), TIMING).approve_plan == "a" * 64
+    assert params_type.resolve({"approve_plan": None, "dry_run": True}, Settings(), TIMING).dry_run is True
+    assert params_type.resolve({"approve_plan": "", "dry_run": True}, Settings(), TIMING).approve_plan is None
+    scheduled = RunTiming(run_after=TIMING.run_after, run_type="scheduled")
+    if params_type is PurgeParams:  # a scheduled run is live whatever its dry_run says
+        assert params_type.resolve({"approve_plan": "a" * 64, "dry_run": True}, Settings(), scheduled).dry_run is False

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from include.config import Settings
 from include.periods import ParamError, RunTiming, run_today
-from include.runconf import dry_run_flag, optional_cap, positive_ids
+from include.runconf import approval_needs_live_run, dry_run_flag, optional_cap, positive_ids
 
 _PLAN_HASH = re.compile(r"^[0-9a-f]{64}$")
 
@@ -42,9 +42,12 @@ class PurgeParams:
             raise ParamError("approve_plan must be the 64-character plan hash a dry run printed")
         dry_run = dry_run_flag(raw, True)
         scheduled = timing.scheduled
-        return cls(as_of=run_today(timing, settings.tz), dry_run=False if scheduled else dry_run, scheduled=scheduled,
+        dry_run = False if scheduled else dry_run
+        approve_plan = approve.strip().lower() if approve else None
+        approval_needs_live_run(approve_plan, dry_run, dry_by_default=True)
+        return cls(as_of=run_today(timing, settings.tz), dry_run=dry_run, scheduled=scheduled,
                    run_type=timing.run_type, user_ids=ids, max_subjects=cap,
-                   approve_plan=approve.strip().lower() if approve else None, confirm_user_ids=confirm)
+                   approve_plan=approve_plan, confirm_user_ids=confirm)
 
     @property
     def targeted(self) -> bool:

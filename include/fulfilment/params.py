@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from include.config import Settings
 from include.periods import ParamError, RunTiming, run_today
-from include.runconf import dry_run_flag, positive_ids
+from include.runconf import approval_needs_live_run, dry_run_flag, positive_ids
 
 _PLAN_HASH = re.compile(r"^[0-9a-f]{64}$")
 
@@ -28,8 +28,10 @@ class FulfilmentParams:
         approve = raw.get("approve_plan") or None
         if approve is not None and (not isinstance(approve, str) or not _PLAN_HASH.match(approve.strip().lower())):
             raise ParamError("approve_plan must be the 64-character plan hash a dry run printed")
+        approve_plan = approve.strip().lower() if approve else None
+        approval_needs_live_run(approve_plan, dry_run)
         return cls(as_of=run_today(timing, settings.tz), dry_run=dry_run, request_ids=ids,
-                   approve_plan=approve.strip().lower() if approve else None, run_type=timing.run_type)
+                   approve_plan=approve_plan, run_type=timing.run_type)
 
     @property
     def targeted(self) -> bool:
