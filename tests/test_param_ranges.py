@@ -247,3 +247,14 @@ def test_a_plan_approved_in_a_live_run_or_none_in_a_dry_run_is_accepted(params_t
     scheduled = RunTiming(run_after=TIMING.run_after, run_type="scheduled")
     if params_type is PurgeParams:  # a scheduled run is live whatever its dry_run says
         assert params_type.resolve({"approve_plan": "a" * 64, "dry_run": True}, Settings(), scheduled).dry_run is False
+
+
+@pytest.mark.parametrize("version", ["2026.11\x00", "\x002026.11", "20\x0026.11"])
+def test_a_policy_version_holding_a_nul_is_refused_in_one_sentence(version):
+    """The form's schema lets any non-empty string through; a NUL made the first statement fail ("PostgreSQL text
+    fields cannot contain NUL (0x00) bytes"), a database refusal retried three times, not naming the key."""
+    with pytest.raises(ParamError, match=r"^policy_version holds a NUL character, which no PostgreSQL text can hold, "
+                                         r"so it names no version; give a version label such as 2026\.11, or empty "
+                                         r"for the newest published version$"):
+        NotificationParams.resolve({"policy_version": version}, Settings(), TIMING)
+    assert NotificationParams.resolve({"policy_version": " 2026.11 "}, Settings(), TIMING).policy_version == "2026.11"

@@ -34,6 +34,10 @@ class NotificationParams:
             if not isinstance(version, str) or not version.strip():
                 raise ParamError("policy_version must be a version label such as 2026.11, or empty for the newest "
                                  "published version")
+            if "\x00" in version:  # the first statement would fail on it, a database refusal retried for minutes
+                raise ParamError("policy_version holds a NUL character, which no PostgreSQL text can hold, so it names "
+                                 "no version; give a version label such as 2026.11, or empty for the newest published "
+                                 "version")
             version = version.strip()
         cap = optional_cap(raw.get("max_recipients"), "max_recipients", "a whole number")
         tests = test_addresses(raw.get("test_recipients") or [])
