@@ -612,6 +612,11 @@ def _plugin_registrars() -> list[Registrar]:
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        # No prefixes: '--user' was taken as '--user-id' (or the demo's '--users'); a typo is said, never guessed.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # one sentence, exit 2, no usage dump
         # argparse quotes what was typed ('unrecognized arguments: --url postgresql://u:pw@...', "invalid int value:
         # 'jane@example.com'"): no password or address is repeated.
@@ -627,14 +632,33 @@ def build_parser(registrars: Sequence[Registrar] | None = None) -> argparse.Argu
     add_product_commands(sub)
     for register in (_plugin_registrars() if registrars is None else registrars):
         register(sub)
+    parser.commands = sub.choices
     return parser
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line. An option the command does not take is refused first, by name and by that command's
+    parser (so the sentence points at its own --help): argparse said only that a required option was missing when
+    it was misspelt ('--userid'), and its top-level parser named `privacy-ops --help`."""
+    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = parser.commands.get(words[0]) if words else None
+    if command is not None:
+        unknown = [w.split("=", 1)[0] for w in words[1:] if w.startswith("-") and w != "-"
+                   and not re.match(r"-\d", w) and w.split("=", 1)[0] not in command._option_string_actions]
+        if unknown:
+            command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args, extra = parser.parse_known_args(words)
+    if extra:
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     import psycopg
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
 
     def said(exc: BaseException) -> str:  # the driver's first line, without the command's URL or its password
         url = database_url(args) if hasattr(args, "url") else getattr(args, "pg_url", None) or ""

@@ -558,3 +558,19 @@ def test_credentials_in_a_setting_or_an_encoded_url_key_are_never_repeated():
     said = alerts.scrub(f"could not read gs://bucket/x?X-Goog-Credential={SECRET} nor https://u:{SECRET}@host/p")
     assert SECRET not in said and "gs://bucket/x?***" in said
     assert SECRET not in pg_url.redact(f"postgresql://u@127.0.0.1:1/x?pass%77ord={SECRET}")
+
+
+@pytest.mark.parametrize("argv, command", [
+    (["right-to-know", "--user", "5"], "right-to-know"),        # taken as --user-id before
+    (["right-to-know", "--userid", "5", "--user-id", "5"], "right-to-know"),
+    (["demo", "--user", "50"], "demo"),                        # taken as --users before
+])
+def test_an_option_the_command_does_not_take_is_refused_by_name_never_guessed(argv, command, capsys):
+    """argparse took a prefix of an option for the option ('--user' for '--user-id', or the demo's '--users'), and
+    an unknown option was refused pointing at `privacy-ops --help` rather than the command's own."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"privacy-ops {command}: unrecognized arguments: {argv[1]}") and \
+        err.rstrip().endswith(f"(see privacy-ops {command} --help)"), err
