@@ -32,8 +32,8 @@ from include.erasure import guard
 from include.erasure import run as erasure_run
 from include.erasure.guard import NotApproved, PlanChanged
 from include.erasure.guard import short as _short
-from include.erasure.stores import (REFUSED, access_of, incomplete_reason,
-                                    subject_refused_reason)
+from include.erasure.stores import (REFUSED, access_of, incomplete_reason, subject_refused_reason,
+                                    warn_refused)
 from include.errors import Transient
 from include.objectstore import ObjectStoreRefused
 from include.delivery.engine import deliver
@@ -286,9 +286,7 @@ def purge_subjects(step: Step[PurgeParams], *, progress_every: float = 10.0) -> 
     if busy:
         raise SubjectsBusy(f"{len(busy)} subject(s) stayed locked by other transactions (the application, or an "
                            "earlier attempt still alive) and were not erased; the task's retry erases them")
-    if tally.get(REFUSED):  # the run fails at its end (finish_run), once the others are verified
-        log.warning("%d subject(s) left incomplete: the object store refused a file of theirs, or the database "
-                    "their erasure (each record says why)", tally[REFUSED])
+    warn_refused(tally.get(REFUSED, 0))  # the run fails at its end (finish_run), once the others are verified
     return result
 
 

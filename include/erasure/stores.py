@@ -36,6 +36,7 @@ personal data.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Mapping, NamedTuple
@@ -47,6 +48,8 @@ from include.datamap import OPS_CONNECTION, DataMap
 from include.erasure.scope import Target, file_locations, shared_locations, store_targets
 from include.errors import NeedsOperator, database_said
 from include.objectstore import Buckets, FileRef, ObjectStore, ObjectStoreRefused
+
+log = logging.getLogger(__name__)
 
 FOUND, DELETED, ALREADY_GONE, NOT_ALLOWED = "found", "deleted", "already_gone", "not_allowed"
 UNNAMED = "unnamed"  # recorded once, then no longer named by the subject's rows, and not one the erasure may touch
@@ -296,6 +299,14 @@ def subject_refused_reason(exc: Exception) -> str:
         "rolled back")
     return (f"{said} (a constraint or trigger of the application's, or the data map): a person must look; the other "
             "subjects were carried out, and the next run tries again")
+
+
+def warn_refused(count: int) -> None:
+    """An erasing step's word on the subjects a refusal left incomplete (:func:`subject_refused_reason`); the run
+    fails at its end, in one sentence, once the others are erased and verified (:func:`include.erasure.run.fail_if_refused`)."""
+    if count:
+        log.warning("%d subject(s) left incomplete: the object store refused a file of theirs, or the database their "
+                    "erasure (each record says why)", count)
 
 
 class SubjectsRefused(NeedsOperator):

@@ -42,7 +42,7 @@ from include.erasure import run as erasure_run
 from include.erasure.guard import PlanChanged
 from include.erasure.guard import short as _short
 from include.erasure.stores import (REFUSED, access_of, incomplete_reason, refused_reason,
-                                    subject_refused_reason)
+                                    subject_refused_reason, warn_refused)
 from include.errors import NeedsOperator, Transient, database_said
 from include.objectstore import ObjectStoreRefused
 from include.fulfilment import ledger, package, rules, source
@@ -480,9 +480,7 @@ def erase_requests(step: Step[FulfilmentParams]) -> dict:
     if tally.get(LOCKED):
         raise RequestsBusy(f"{tally[LOCKED]} subject(s) stayed locked by other transactions and were not erased; the "
                            "task's retry erases them")
-    if tally.get(REFUSED):  # the run fails at its end (finish_run), once the others are verified
-        log.warning("%d subject(s) left incomplete: the object store refused a file of theirs, or the database "
-                    "their erasure (each record says why)", tally[REFUSED])
+    warn_refused(tally.get(REFUSED, 0))  # the run fails at its end (finish_run), once the others are verified
     return result
 
 
