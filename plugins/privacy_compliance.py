@@ -21,10 +21,12 @@ from __future__ import annotations
 import logging
 import threading
 from importlib import resources
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView, DagAccessEntity, DagDetails
@@ -44,6 +46,18 @@ app = FastAPI(title="Privacy compliance", docs_url=None, redoc_url=None, openapi
 # Every answer (the page, its JSON, a refusal) is about one user's view of live compliance data: no cache
 # (the browser's, a proxy's) may keep it for the next person or show it stale.
 NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+
+
+@app.exception_handler(StarletteHTTPException)
+async def page_to_login(request: Request, exc: StarletteHTTPException):
+    """A browser that opens the page while logged out (a bookmark, a session expired) is sent to Airflow's login,
+    which returns it to the page; everything else (the JSON API, a script) keeps the one-sentence refusal."""
+    root = request.scope.get("root_path", "")
+    if (exc.status_code == 401 and request.method == "GET" and request.url.path == f"{root}/"
+            and "text/html" in request.headers.get("accept", "")):
+        base = root[: -len(URL_PREFIX)] if root.endswith(URL_PREFIX) else ""
+        return RedirectResponse(f"{base}/api/v2/auth/login?{urlencode({'next': f'{root}/'})}", status_code=307)
+    return await http_exception_handler(request, exc)
 
 
 @app.middleware("http")

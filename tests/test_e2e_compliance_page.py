@@ -182,6 +182,20 @@ def test_anonymous_and_bad_token_requests_are_refused_on_every_route(world):
         assert get(world, route).status_code == 404
 
 
+def test_a_browser_logged_out_is_sent_to_the_login_and_back_and_the_api_still_refuses(world):
+    """Opening the page while logged out (a bookmark, a session expired) answered a browser with raw JSON,
+    {"detail": "Not authenticated"}. A browser is now sent to Airflow's login, which returns it to the page; the
+    JSON API and anything that does not ask for HTML keep the 401."""
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    page = world["http"].get("/compliance/", headers=html)
+    assert page.status_code == 307 and page.headers["location"] == "/api/v2/auth/login?next=%2Fcompliance%2F"
+    login = world["http"].get(page.headers["location"])
+    assert login.status_code == 307 and "login" in login.headers["location"]  # the auth manager's own login page
+    assert "next=" in login.headers["location"]
+    assert world["http"].get(API, headers=html).status_code == 401
+    assert world["http"].get("/compliance/").status_code == 401
+
+
 def test_a_logged_in_user_without_permission_is_refused(world):
     token = world["api"].token("nobody", LOGINS["nobody"][0])
     for route in ROUTES:
