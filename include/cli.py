@@ -131,6 +131,10 @@ def require_store(conn, url: str) -> None:
     from include import compliance_store
 
     if compliance_store.current_version(conn) is None:
+        if conn.info.dbname in ("postgres", "template0", "template1"):  # the URL named the server, not a database
+            raise CommandFailed(f"database {database_label(url)} has no compliance store (it is the server's own "
+                                "database): point --url (or $PRIVACY_PG_URL) at the database that holds schema "
+                                "compliance (the demo's: the URL its closing lines print)")
         raise CommandFailed(f"database {database_label(url)} has no compliance store: point --url at the database "
                             "that holds schema compliance, or create it with `privacy-ops migrate-store`")
     try:

@@ -121,7 +121,10 @@ def test_verify_audit_without_a_store_says_so(fresh_db, monkeypatch, capsys):
     monkeypatch.delenv("PRIVACY_PG_URL", raising=False)
     monkeypatch.setattr("include.cli.DEFAULT_URL", fresh_db.rsplit("/", 1)[0] + "/postgres")
     assert main(["verify-audit"]) == EXIT_UNREACHABLE
-    assert "database 'postgres' has no compliance store" in _one_sentence(capsys.readouterr().err)
+    err = _one_sentence(capsys.readouterr().err)
+    assert "database 'postgres' has no compliance store" in err
+    # Not told to create one there: the compliance schema does not belong in the server's own database.
+    assert "migrate-store" not in err and "point --url (or $PRIVACY_PG_URL) at the database" in err
 
 
 def test_seed_into_the_schema_init_ops_created(fresh_db, capsys):
