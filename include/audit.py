@@ -52,12 +52,15 @@ class RunContext:
 def canonical_details(details: Mapping[str, Any] | None) -> dict:
     """Details as they will read back from jsonb (dates as ISO strings, no floats' rounding surprises): a float of
     1e16 or more is written as the whole number it is, since jsonb gives ``1e16`` back as ``10000000000000000`` and
-    the row's hash would no longer verify; NaN and infinities, which jsonb cannot hold, are refused."""
+    the row's hash would no longer verify; a negative zero, which jsonb gives back as ``0.0``, is written as ``0.0``;
+    NaN and infinities, which jsonb cannot hold, are refused."""
     return json.loads(json.dumps(_whole_floats(dict(details or {})), default=_json_default, allow_nan=False))
 
 
 def _whole_floats(value: Any) -> Any:
     if isinstance(value, float):
+        if value == 0:  # -0.0 too: jsonb has no negative zero
+            return 0.0
         return int(value) if math.isfinite(value) and abs(value) >= 1e16 else value
     if isinstance(value, Mapping):
         return {k: _whole_floats(v) for k, v in value.items()}

@@ -56,6 +56,15 @@ def test_details_jsonb_writes_back_otherwise_still_verify(store):
     assert audit.verify_chain(store).ok
 
 
+def test_a_negative_zero_in_the_details_still_verifies(store):
+    """jsonb has no negative zero: -0.0 (what rounding a small negative number gives) read back as 0.0, so the next
+    verification called the untouched row altered, and every later row was then never checked."""
+    audit.append(store, "test.numbers", {"change": round(-0.001, 2), "nested": [{"x": -0.0}]}, actor="test")
+    audit.append(store, "test.numbers", {"n": 1}, actor="test")
+    report = audit.verify_chain(store)
+    assert report.ok and report.rows == 2, report.problem
+
+
 @pytest.mark.parametrize("statement", [
     "update compliance.audit_log set action = 'forged'",
     "delete from compliance.audit_log",
