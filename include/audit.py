@@ -53,20 +53,36 @@ def canonical_details(details: Mapping[str, Any] | None) -> dict:
     """Details as they will read back from jsonb (dates as ISO strings, no floats' rounding surprises): a float of
     1e16 or more is written as the whole number it is, since jsonb gives ``1e16`` back as ``10000000000000000`` and
     the row's hash would no longer verify; a negative zero, which jsonb gives back as ``0.0``, is written as ``0.0``;
-    NaN and infinities, which jsonb cannot hold, are refused."""
+    NaN and infinities, which jsonb cannot hold, are refused; so is text jsonb cannot hold (a NUL character, half
+    of a surrogate pair), naming its key."""
     return json.loads(json.dumps(_whole_floats(dict(details or {})), default=_json_default, allow_nan=False))
 
 
-def _whole_floats(value: Any) -> Any:
+def _whole_floats(value: Any, key: str = "") -> Any:
     if isinstance(value, float):
         if value == 0:  # -0.0 too: jsonb has no negative zero
             return 0.0
         return int(value) if math.isfinite(value) and abs(value) >= 1e16 else value
+    if isinstance(value, str):
+        return _storable(value, key)
     if isinstance(value, Mapping):
-        return {k: _whole_floats(v) for k, v in value.items()}
+        return {(_storable(k, key) if isinstance(k, str) else k): _whole_floats(v, f"{key}.{k}" if key else str(k))
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_whole_floats(v) for v in value]
+        return [_whole_floats(v, key) for v in value]
     return value
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(text: str, key: str) -> str:
+    found = _UNSTORABLE.search(text)
+    if found:
+        what = "a NUL character" if found.group() == "\x00" else "half of a surrogate pair"
+        where = f"detail {_UNSTORABLE.sub('?', key)!r}" if key else "a detail's name"
+        raise ValueError(f"audit details cannot hold {what} (in {where}): jsonb cannot store it")
+    return text
 
 
 class Entry(NamedTuple):

@@ -1,6 +1,8 @@
 """The compliance store on a real PostgreSQL: migrations, and the audit log's refusals and chain."""
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
 
@@ -63,6 +65,19 @@ def test_a_negative_zero_in_the_details_still_verifies(store):
     audit.append(store, "test.numbers", {"n": 1}, actor="test")
     report = audit.verify_chain(store)
     assert report.ok and report.rows == 2, report.problem
+
+
+@pytest.mark.parametrize("details, where", [
+    ({"reason": "refused\x00"}, "a NUL character (in detail 'reason')"),
+    ({"run": {"names": ["ok", "\ud800"]}}, "half of a surrogate pair (in detail 'run.names')"),
+    ({"bad\x00key": 1}, "a NUL character (in a detail's name)"),
+])
+def test_text_jsonb_cannot_hold_is_refused_in_one_sentence(store, details, where):
+    """A NUL in the details reached the database, whose refusal ("unsupported Unicode escape sequence", its CONTEXT
+    quoting the details) the task retried three times; half a surrogate pair failed in the hash's encoding."""
+    with pytest.raises(ValueError, match=f"^audit details cannot hold {re.escape(where)}: jsonb cannot store it$"):
+        audit.append(store, "test.text", details, actor="test")
+    assert store.execute("select count(*) from compliance.audit_log").fetchone()[0] == 0
 
 
 @pytest.mark.parametrize("statement", [
