@@ -613,6 +613,27 @@ def test_an_edit_in_the_middle_is_caught_by_the_next_whole_walk(store, chain):
     assert status["state"] == "broken" and "row 2 was altered" in status["problem"]
 
 
+def test_a_run_anchoring_during_a_look_is_no_false_alarm(store, chain, monkeypatch):
+    """A look verified the rows written since, then listed the anchors: a run that appended and anchored in between
+    had its anchor name a row the look had not read, and the page said in red that the newest rows were removed."""
+    watch, write, _ = chain
+    write(5)
+    look(watch, store)
+    extend = ChainWatch._extend
+
+    def a_run_ends_meanwhile(self, conn, verified):
+        checked = extend(self, conn, verified)
+        write(1)  # appended and anchored by a run ending while the look goes on
+        return checked
+
+    monkeypatch.setattr(ChainWatch, "_extend", a_run_ends_meanwhile)
+    status = watch.status(store)
+    assert status["state"] == "verified", status["anchor"]["problem"]
+    monkeypatch.setattr(ChainWatch, "_extend", extend)
+    status = watch.status(store)
+    assert status["state"] == "verified" and status["anchor"]["newest_row"] == 6 and status["head_id"] == 6
+
+
 def test_removed_newest_rows_disagree_with_the_newest_anchor(store, chain):
     """Rows removed and the watch restarted (a new API server): the chain recomputes, the anchor says otherwise."""
     watch, write, anchors = chain

@@ -151,13 +151,17 @@ class ChainWatch:
                 walking = self._walking_since
             return {"state": "verifying", "walking_since": walking, "walk_error": walk_error,
                     **log_summary(conn)}
+        # Listed before the log is read: an anchor names a row committed before it was written, so every anchor
+        # listed now names a row the reads below can see (listed after them, a run ending meanwhile would anchor a
+        # row they cannot, which would read as removed rows).
+        listed = self._newest_anchor() if verified.problem is None else (None, _Anchors())
         if verified.problem is None:
             verified = self._extend(conn, verified)
         if verified.problem is not None or now - verified.full_at > self.full_every:
             self._walk_in_background()
             with self._lock:
                 walking = self._walking_since
-        anchor = (self._anchor_agreement(conn, verified) if verified.problem is None else
+        anchor = (self._anchor_agreement(conn, verified, listed) if verified.problem is None else
                   {"problem": None, "note": "not compared: the chain itself is broken"})
         state = "broken" if verified.problem else ("anchors_disagree" if anchor.get("problem") else "verified")
         return {"state": state, "rows": verified.rows, "head_id": verified.last_id, "head": verified.head,
@@ -226,9 +230,10 @@ class ChainWatch:
         self._anchor_cache = fresh
         return store, fresh
 
-    def _anchor_agreement(self, conn, verified: Verified) -> dict:
-        """Does the newest anchor name a row of the verified chain, with the same hash?"""
-        store, found = self._newest_anchor()
+    def _anchor_agreement(self, conn, verified: Verified, listed: tuple[object | None, _Anchors]) -> dict:
+        """Does the newest anchor (``listed``: :meth:`_newest_anchor`'s) name a row of the verified chain, with the
+        same hash?"""
+        store, found = listed
         if store is None:
             return {"location": None, "problem": None,
                     "note": "no evidence location is set (privacy setting evidence_location): the anchors "
