@@ -551,3 +551,47 @@ def test_a_file_is_erased_by_one_delete_whose_answer_is_its_verification(three_s
         assert buckets.bucket("acme-support-attachments").list("tickets/") == ["tickets/20/scan.png"]
         for conn in conns.values():
             conn.close()
+
+
+def test_a_file_shared_at_one_attempt_and_the_subjects_alone_at_the_next_is_deleted(world):
+    """Found by a fault trial: a file another account's row named at the subject's first attempt was recorded shared,
+    and kept as done for good: once that row was gone (the other account erased, or its row mended) the subject's
+    next attempt, which found the file named by its rows alone, still left it in place and reported the subject
+    erased."""
+    conns, buckets = world["conns"], world["buckets"]
+    mine = "gs://acme-uploads/users/1/1/notes.pdf"
+    conns["ops_db"].execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, created_at)
+                               values (50, 2, 'x', 'upload', %s, 1, now()),
+                                      (19, 1, 'x.pdf', 'upload', 'gs://elsewhere/x.pdf', 1, now())""", (mine,))
+    buckets.bucket("elsewhere").put("x.pdf", b"not ours to touch yet")
+    result = erase(world)
+    assert result.outcome == erasure.INCOMPLETE
+    assert buckets.bucket("acme-uploads").exists("users/1/1/notes.pdf")  # account 2's row names it: left in place
+    conns["ops_db"].execute("delete from uploads where id = 50")  # account 2's row no longer names it
+    result = erase(world, allowed=["acme-uploads", "acme-support-attachments", "elsewhere"])
+    assert result.outcome == erasure.PURGED
+    assert not buckets.bucket("acme-uploads").exists("users/1/1/notes.pdf")
+    states = dict(conns["compliance"].execute("select uri, state from compliance.erasure_files where subject_hash = %s",
+                                              (user_hash(KEY, 1),)).fetchall())
+    assert states[mine] == "deleted"
+
+
+def test_a_file_another_account_names_by_the_next_attempt_is_left_in_place(world, three_stores):
+    """The other way round: a file the subject's rows alone named when a first attempt recorded it (the attempt then
+    lost a store), and another account's row names too by the retry, is that account's as well by then: left in
+    place and recorded shared, not deleted as the first attempt found it."""
+    conns, buckets = world["conns"], world["buckets"]
+    theirs = "gs://acme-uploads/users/1/2/notes.pdf"
+    doomed = connect(three_stores["analytics_db"], autocommit=True)
+    conns["support_db"].execute("select pg_terminate_backend(%s)", (doomed.info.backend_pid,))
+    with pytest.raises(psycopg.OperationalError):
+        erase(world, connect_override={**conns, "analytics_db": doomed}.__getitem__)
+    conns["ops_db"].execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, created_at)
+                               values (50, 2, 'x', 'upload', %s, 1, now())""", (theirs,))
+    result = erase(world)
+    assert result.outcome == erasure.PURGED
+    assert buckets.bucket("acme-uploads").exists("users/1/2/notes.pdf")  # account 2's row names it now
+    assert not buckets.bucket("acme-uploads").exists("users/1/1/notes.pdf")
+    states = dict(conns["compliance"].execute("select uri, state from compliance.erasure_files where subject_hash = %s",
+                                              (user_hash(KEY, 1),)).fetchall())
+    assert states[theirs] == "shared"

@@ -216,13 +216,18 @@ def _lock_packages(store, subject_hash: str) -> None:
 
 
 def record_found(store, subject_hash: str, found, at: datetime, *, state: str = FOUND) -> None:
-    """Record the subject's files once (a retry keeps the first record); a ``shared`` one is done as found."""
+    """Record the subject's files once (a retry keeps the first record); a ``shared`` one is done as found. Whether a
+    file is shared is what this attempt found, not the first: a file not yet done, or recorded shared, takes this
+    attempt's state (another account's row may name it now, or no longer: a shared record kept as done would leave
+    the subject's file behind for good once that row is gone; a found one would be deleted under that account)."""
     if not found:
         return
     with store.cursor() as cur:
-        cur.executemany("""insert into compliance.erasure_files (subject_hash, uri, kind, source, state, found_at,
-                                                                 done_at)
-                           values (%s, %s, %s, %s, %s, %s, %s) on conflict (subject_hash, uri) do nothing""",
+        cur.executemany("""insert into compliance.erasure_files as f (subject_hash, uri, kind, source, state, found_at,
+                                                                      done_at)
+                           values (%s, %s, %s, %s, %s, %s, %s) on conflict (subject_hash, uri) do update
+                           set state = excluded.state, done_at = excluded.done_at
+                           where (f.done_at is null or f.state = 'shared') and f.state <> excluded.state""",
                         [(subject_hash, uri, kind, source, state, at, at if state == SHARED else None)
                          for uri, kind, source in found])
 
