@@ -595,3 +595,55 @@ def test_a_file_another_account_names_by_the_next_attempt_is_left_in_place(world
     states = dict(conns["compliance"].execute("select uri, state from compliance.erasure_files where subject_hash = %s",
                                               (user_hash(KEY, 1),)).fetchall())
     assert states[theirs] == "shared"
+
+
+def fulfilment_run(world, run_id: str, request_ids: tuple[int, ...]) -> dict:
+    """dsr_fulfilment's steps in the DAG's order over the three stores (within the threshold: approved in advance)."""
+    from include.audit import RunContext
+    from include.config import Settings
+    from include.fulfilment import steps
+    from include.fulfilment.params import FulfilmentParams
+    from include.step import Step
+
+    conns = world["conns"]
+    s = Step(ctx=RunContext(run_id=run_id, actor="test", dag_id="dsr_fulfilment", task_id="test"),
+             settings=Settings(), params=FulfilmentParams(as_of=NOW.date(), request_ids=request_ids),
+             ops=conns["ops_db"], store=conns["compliance"], datamap=world["dm"], key=KEY, objects=world["evidence"],
+             databases={c: conns[c] for c in ("support_db", "analytics_db")}, buckets=world["buckets"])
+    steps.plan_requests(s)
+    steps.fulfil_requests(s, workdir=str(world["tmp"]))
+    steps.erase_requests(s)
+    steps.verify_erasures(s)
+    return steps.finish_run(s)
+
+
+def test_a_store_left_unclean_leaves_its_subject_incomplete_and_the_others_erased(world):
+    """Found by a fault trial: rows of a subject written back into another store while it was erased there (its
+    residual not zero: that store rolled back) failed the erasing task at once, so the subjects after it were never
+    erased, verification and the run's end never ran, and the subject got no record; every later run stopped at it
+    the same way. That subject alone is now incomplete, with the store's sentence."""
+    from include.erasure.stores import SubjectsRefused
+
+    conns = world["conns"]
+    conns["analytics_db"].execute("""
+        create function write_back() returns trigger language plpgsql as $$
+        begin
+            insert into daily_usage values (1, '2026-12-01', 'rollup', 0, 0) on conflict do nothing;
+            return null;
+        end $$;
+        create trigger write_back after delete on daily_usage for each statement execute function write_back()""")
+    for rid, uid in ((1, 1), (2, 2)):
+        conns["ops_db"].execute("""insert into privacy_requests (id, user_id, requester_email, regime, request_type,
+                                                                 received_at, status)
+                                   values (%s, %s, 'x@example.org', 'gdpr', 'erasure', %s, 'in_progress')""",
+                                (rid, uid, NOW.replace(day=20)))
+    with pytest.raises(SubjectsRefused, match="subject.s. to erase left incomplete: .*the database refused the erasure "
+                                              "of 1"):
+        fulfilment_run(world, "manual__unclean", (1, 2))
+    got = dict(conns["compliance"].execute("select request_id, outcome from compliance.dsr_fulfilments"))
+    assert got == {1: "incomplete", 2: "erased"}
+    reason = conns["compliance"].execute("select reason from compliance.dsr_fulfilments where request_id = 1"
+                                         ).fetchone()[0]
+    assert reason.startswith("erasing a subject left 1 row(s) in analytics_db:public.daily_usage"), reason
+    assert conns["ops_db"].execute("select count(*) from users where id = 1").fetchone()[0] == 1
+    assert conns["ops_db"].execute("select count(*) from users where id = 2").fetchone()[0] == 0

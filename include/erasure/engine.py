@@ -191,6 +191,8 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
             if before_commit is not None:
                 before_commit(result)
         return result
+    except elsewhere.StoreNotClean as exc:  # that subject alone, as a table the database refused: the others go on
+        raise ErasureError(str(exc)) from None
     except psycopg.errors.LockNotAvailable:
         raise SubjectBusy(f"a subject's rows stayed locked by another transaction for over {lock_timeout_ms} ms; "
                           "nothing of it changed") from None
