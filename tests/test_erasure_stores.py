@@ -637,8 +637,8 @@ def test_a_store_left_unclean_leaves_its_subject_incomplete_and_the_others_erase
                                                                  received_at, status)
                                    values (%s, %s, 'x@example.org', 'gdpr', 'erasure', %s, 'in_progress')""",
                                 (rid, uid, NOW.replace(day=20)))
-    with pytest.raises(SubjectsRefused, match="subject.s. to erase left incomplete: .*the database refused the erasure "
-                                              "of 1"):
+    with pytest.raises(SubjectsRefused, match="^1 subject.s. to erase left incomplete: the object store refused a file "
+                                              "of 0 of them, the database refused the erasure of 1"):
         fulfilment_run(world, "manual__unclean", (1, 2))
     got = dict(conns["compliance"].execute("select request_id, outcome from compliance.dsr_fulfilments"))
     assert got == {1: "incomplete", 2: "erased"}
@@ -647,3 +647,28 @@ def test_a_store_left_unclean_leaves_its_subject_incomplete_and_the_others_erase
     assert reason.startswith("erasing a subject left 1 row(s) in analytics_db:public.daily_usage"), reason
     assert conns["ops_db"].execute("select count(*) from users where id = 1").fetchone()[0] == 1
     assert conns["ops_db"].execute("select count(*) from users where id = 2").fetchone()[0] == 0
+
+
+def test_a_subject_another_store_refused_is_counted_once_and_not_as_the_object_stores(world):
+    """Found by a fault trial: a subject whose erasure another store's database refused (its files recorded and not
+    yet deleted: the files come after the stores) was counted twice at the run's end, once as refused by the object
+    store, which had refused nothing: "2 subject(s) ... the object store refused a file of 1 of them"."""
+    from include.erasure.stores import SubjectsRefused
+
+    conns = world["conns"]
+    conns["support_db"].execute("""
+        create function keep_open() returns trigger language plpgsql as $$
+        begin raise exception 'ticket is still open' using detail = old.requester_email; end $$;
+        create trigger keep_open before delete on tickets for each row when (old.id = 10) execute function keep_open()""")
+    for rid, uid in ((1, 1), (2, 2)):
+        conns["ops_db"].execute("""insert into privacy_requests (id, user_id, requester_email, regime, request_type,
+                                                                 received_at, status)
+                                   values (%s, %s, 'x@example.org', 'gdpr', 'erasure', %s, 'in_progress')""",
+                                (rid, uid, NOW.replace(day=20)))
+    with pytest.raises(SubjectsRefused) as err:
+        fulfilment_run(world, "manual__refused", (1, 2))
+    assert str(err.value).startswith("1 subject(s) to erase left incomplete: the object store refused a file of 0 of "
+                                     "them, the database refused the erasure of 1"), str(err.value)
+    got = dict(conns["compliance"].execute("select request_id, outcome from compliance.dsr_fulfilments"))
+    assert got == {1: "incomplete", 2: "erased"}
+    assert world["buckets"].bucket("acme-uploads").list("users/1/")  # nothing of the subject's deleted

@@ -282,14 +282,17 @@ def verify(step, wf: Workflow) -> dict:
 def refused_subjects(store, wf: Workflow, run_id: str) -> int:
     """The subjects this run recorded ``incomplete`` because the object store refused a file of theirs: a file of
     the subject is still ``found`` (never done) in ``compliance.erasure_files`` (one the settings do not allow is
-    ``not_allowed`` instead)."""
+    ``not_allowed`` instead), unless the database refused its erasure (:func:`refused_by_database` counts it: its
+    files were found before a store refused, and were never asked for)."""
+    from include.erasure.stores import ERASURE_REFUSED
+
     records = sql.Identifier(*wf.records.split("."))
     return store.execute(sql.SQL(
         """select count(distinct r.subject_hash) from {records} r
-           where r.run_id = %s and r.outcome = 'incomplete' and exists (
+           where r.run_id = %s and r.outcome = 'incomplete' and not starts_with(coalesce(r.reason, ''), %s) and exists (
                select 1 from compliance.erasure_files f
                where f.subject_hash = r.subject_hash and f.state = 'found' and f.done_at is null)""").format(
-        records=records), (run_id,)).fetchone()[0]
+        records=records), (run_id, ERASURE_REFUSED)).fetchone()[0]
 
 
 def refused_by_database(store, wf: Workflow, run_id: str) -> int:
