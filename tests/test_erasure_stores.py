@@ -672,3 +672,35 @@ def test_a_subject_another_store_refused_is_counted_once_and_not_as_the_object_s
     got = dict(conns["compliance"].execute("select request_id, outcome from compliance.dsr_fulfilments"))
     assert got == {1: "incomplete", 2: "erased"}
     assert world["buckets"].bucket("acme-uploads").list("users/1/")  # nothing of the subject's deleted
+
+
+def test_the_export_reads_each_store_in_one_snapshot(world, three_stores, monkeypatch):
+    """Found by a fault trial: the other stores were read in transactions of the default isolation (a snapshot per
+    statement), so a ticket the subject sent while its package was written was in its JSON and not in its count
+    (package.json) or its CSV. Each store is now read in one snapshot, as the operational database is."""
+    conns, buckets, dm = world["conns"], world["buckets"], world["dm"]
+    meanwhile = connect(three_stores["support_db"], autocommit=True)
+    written = []
+    category_json = package._category_json
+
+    def with_a_ticket_meanwhile(src, category, mine, params):
+        if category == "support" and not written:
+            meanwhile.execute("""insert into tickets (id, requester_email, subject, body, created_at)
+                                 values (15, %s, 'new', 'sent meanwhile', now())""", (ADDRESS,))
+            written.append(15)
+        yield from category_json(src, category, mine, params)
+
+    monkeypatch.setattr(package, "_category_json", with_a_ticket_meanwhile)
+    path = world["tmp"] / "package.zip"
+    package.build(package.Sources(conns["ops_db"], conns.__getitem__, buckets), dm,
+                  package.About(5, "access", "gdpr", date(2026, 11, 25)), package.subject(conns["ops_db"], dm, 1),
+                  SharedWith(1, last_twelve_months(date(2026, 11, 25), timezone.utc), True, ()), str(path))
+    meanwhile.close()
+    assert written
+    with zipfile.ZipFile(path) as zf:
+        files = {n: zf.read(n) for n in zf.namelist()}
+    counted = json.loads(files["package.json"])["categories"]["support"]["tables"]["support_db:public.tickets"]
+    in_json = [r for t in json.loads(files["support.json"])["tables"] if t["table"] == "support_db:public.tickets"
+               for r in t["rows"]]
+    in_csv = files["support/support_db.tickets.csv"].decode().strip().splitlines()[1:]
+    assert counted == len(in_json) == len(in_csv) == 3

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from psycopg import sql
+from psycopg import pq, sql
 
 from include.datamap import OPS_CONNECTION, DataMap, PersonalDataEntry
 from include.erasure.scope import Target, address_key, file_locations, shared_locations, store_targets
@@ -226,7 +226,10 @@ def build(src, dm: DataMap, about: About, who: Subject, shared: SharedWith, path
     conns = {p.entry.connection: src.conn(p.entry) for p in all_parts}
     with contextlib.ExitStack() as stack:
         for conn in {id(c): c for c in conns.values()}.values():
+            fresh = conn.info.transaction_status == pq.TransactionStatus.IDLE  # not the caller's (a savepoint of it)
             stack.enter_context(conn.transaction())
+            if fresh:  # one snapshot for the store's counts and rows (the default takes one per statement)
+                conn.execute("set transaction isolation level repeatable read, read only")
             conn.execute("set local timezone = 'UTC'")
             conn.execute("set local datestyle = 'ISO, YMD'")
             conn.execute("set local intervalstyle = 'iso_8601'")
