@@ -704,3 +704,18 @@ def test_the_export_reads_each_store_in_one_snapshot(world, three_stores, monkey
                for r in t["rows"]]
     in_csv = files["support/support_db.tickets.csv"].decode().strip().splitlines()[1:]
     assert counted == len(in_json) == len(in_csv) == 3
+
+
+def test_rows_kept_for_a_shared_address_are_named_in_every_store(world):
+    """Found by a fault trial: while another account has the subject's address, its rows tied by address alone are
+    kept (they may be the other person's), and the evidence names them (``kept``) — but only the operational
+    database's: the support desk's tickets and their events, kept the same way, were missing, so the record said
+    nothing was kept while three tickets of the address were left."""
+    conns = world["conns"]
+    conns["ops_db"].execute("insert into users (id, email, created_at) values (3, %s, now())", (f" {ADDRESS.upper()}",))
+    result = erase(world)
+    assert result.outcome == erasure.PURGED and result.shared_address
+    left = left_of_subject(conns)
+    assert (left["users"], left["tickets"], left["events"], left["usage"]) == (0, 3, 3, 0)
+    kept = {t.table: t.rows for t in result.kept}
+    assert kept == {"support_db:public.tickets": 3, "support_db:public.ticket_events": 3}

@@ -181,7 +181,8 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
             away = elsewhere.erase_elsewhere(ops, dm, options.stores, {"subject_hash": subject_hash, **params}, at)
             if away.not_allowed:
                 return ErasureResult(outcome=INCOMPLETE, tables=_counts(away), files=away.files, **base)
-            kept = _kept_rows(ops, scope, user_id, email) if shared else ()
+            kept = (tuple(TableCount(table, "kept", n) for table, n in elsewhere.kept_elsewhere(
+                dm, options.stores, user_id, email)) + _kept_rows(ops, scope, user_id, email)) if shared else ()
             extra = dict(in_transaction(ops) or {}) if in_transaction is not None else {}
             vendors = vendor_shares(ops, dm, [user_id]).get(user_id, ())
             tables = _counts(away) + tuple(_erase_table(ops, target, params, key) for target in scope)

@@ -408,6 +408,23 @@ def erase_store(access: StoreAccess, connection: str, scope: tuple[Target, ...],
     return [(t.label, t.action, int(total.get(t.label, 0))) for t in scope], sum(now.values())
 
 
+def kept_elsewhere(dm: DataMap, access: StoreAccess | None, user_id: int, email: str) -> list[tuple[str, int]]:
+    """(table, rows) of the other stores still tied to the subject after its erasure there, which went without its
+    address because another account has it: rows tied by that address alone (directly, or through the rows they
+    hang from), kept as the operational database's are, and named in the evidence the same way."""
+    if access is None:
+        return []
+    kept = []
+    params = {"user_id": user_id, "email": email}
+    for connection, scope in store_targets(dm).items():
+        if connection == OPS_CONNECTION or not scope:
+            continue
+        counts = access.connect(connection).execute(sql.SQL("select {}").format(
+            sql.SQL(", ").join(t.count() for t in scope)), params).fetchone()
+        kept += [(t.label, n) for t, n in zip(scope, counts) if n]
+    return kept
+
+
 def residual_by_keys_elsewhere(dm: DataMap, connect: Callable[[str], Any], user_ids: list[int]) -> dict[str, int]:
     """Rows still tied by key to any of these erased subjects in the other stores (rows tied by address alone
     cannot be counted once the account and its address are gone: their store's residual was counted before)."""
