@@ -90,6 +90,18 @@ def request_rows(ops, ids) -> dict[int, tuple]:
                                              (list(ids),))}
 
 
+def free_users(ops, n: int, *, own_address: bool = True) -> list[int]:
+    """``n`` live accounts with no request and no legal hold (and, with ``own_address``, an address no other account
+    has), lowest ids first."""
+    only = "and (select count(*) from users o where lower(btrim(o.email)) = lower(btrim(u.email))) = 1" \
+        if own_address else ""
+    return [r[0] for r in ops.execute(
+        f"""select id from users u where deleted_at is null
+            and not exists (select 1 from privacy_requests r where r.user_id = u.id)
+            and not exists (select 1 from legal_holds h where h.user_id = u.id) {only}
+            order by id limit %s""", (n,))]
+
+
 def test_a_dry_run_changes_nothing_and_exports_nothing(world):
     before_ops, before_store = checksums(world.ops), store_state(world.store)
     result = run(world, "manual__dry", params(world, dry_run=True))
@@ -482,12 +494,7 @@ def test_a_request_with_an_impossible_date_is_invalid_and_its_subject_untouched_
     -infinity, a delete received in 1970): each recorded invalid with a reason naming the column and the problem,
     nothing exported or erased, the request left open; a good export and a good erasure beside them are done."""
     ops, store = world.ops, world.store
-    users = [r[0] for r in ops.execute(
-        """select id from users u where deleted_at is null
-           and not exists (select 1 from privacy_requests r where r.user_id = u.id)
-           and not exists (select 1 from legal_holds h where h.user_id = u.id)
-           and (select count(*) from users o where lower(btrim(o.email)) = lower(btrim(u.email))) = 1
-           order by id limit 6""")]
+    users = free_users(ops, 6)
     assert len(users) == 6
 
     def add(uid, regime, rtype, received, requested=None, verified=None):
@@ -677,10 +684,7 @@ def test_a_request_the_operational_database_refuses_is_incomplete_and_the_others
     after it were not acted on, the uploaded package stayed for nobody, and the driver's traceback quoted the
     refused row (the requester's address) into the task log."""
     ops, store = world.ops, world.store
-    users = [r[0] for r in ops.execute(
-        """select id from users u where deleted_at is null
-           and not exists (select 1 from privacy_requests r where r.user_id = u.id)
-           and not exists (select 1 from legal_holds h where h.user_id = u.id) order by id limit 2""")]
+    users = free_users(ops, 2, own_address=False)
     refused, fine = (ops.execute(
         """insert into privacy_requests (user_id, requester_email, regime, request_type, received_at, status)
            values (%s, 'refused.requester@example.org', 'gdpr', 'access', now() - interval '1 day', 'in_progress')
@@ -710,12 +714,7 @@ def test_an_erasure_the_operational_database_refuses_leaves_that_subject_and_era
     from include.erasure.stores import SubjectsRefused
 
     ops, store = world.ops, world.store
-    users = [r[0] for r in ops.execute(
-        """select id from users u where deleted_at is null
-           and not exists (select 1 from privacy_requests r where r.user_id = u.id)
-           and not exists (select 1 from legal_holds h where h.user_id = u.id)
-           and (select count(*) from users o where lower(btrim(o.email)) = lower(btrim(u.email))) = 1
-           order by id limit 2""")]
+    users = free_users(ops, 2)
     refused, fine = (ops.execute(
         """insert into privacy_requests (user_id, requester_email, regime, request_type, received_at, status)
            values (%s, 'refused.eraser@example.org', 'gdpr', 'erasure', now() - interval '1 day', 'in_progress')

@@ -157,9 +157,9 @@ def test_values_the_database_cannot_hold_are_a_400_sentence_not_a_database_error
     assert render(store, "requests", {"size": "200"})["query"]["limit"] == 200
 
 
-def test_a_parameter_given_twice_is_refused_not_silently_narrowed_to_its_last_value(store_db, monkeypatch):
-    """The API read the query string as a dict: ?state=overdue&state=invalid answered with the invalid requests
-    only, and ?page=x&page=2 passed (the first value never checked). A repeated parameter is a 400 sentence."""
+def _page_client(monkeypatch, url: str):
+    """The plugin's app in this process over the store at ``url``, every user allowed (the access rules are the
+    end-to-end module's): a TestClient."""
     import contextlib
 
     from fastapi.testclient import TestClient
@@ -169,7 +169,7 @@ def test_a_parameter_given_twice_is_refused_not_silently_narrowed_to_its_last_va
 
     @contextlib.contextmanager
     def the_store():
-        with connect(store_db, autocommit=True) as conn:
+        with connect(url, autocommit=True) as conn:
             yield conn
 
     monkeypatch.setattr(plugin, "_store", the_store)
@@ -177,7 +177,13 @@ def test_a_parameter_given_twice_is_refused_not_silently_narrowed_to_its_last_va
     monkeypatch.setattr(plugin, "ui_links", lambda: UiLinks())
     monkeypatch.setitem(plugin.app.dependency_overrides, plugin.PAGE_ACCESS.dependency, lambda: None)
     monkeypatch.setitem(plugin.app.dependency_overrides, get_user, lambda: None)
-    client = TestClient(plugin.app, raise_server_exceptions=False)
+    return TestClient(plugin.app, raise_server_exceptions=False)
+
+
+def test_a_parameter_given_twice_is_refused_not_silently_narrowed_to_its_last_value(store_db, monkeypatch):
+    """The API read the query string as a dict: ?state=overdue&state=invalid answered with the invalid requests
+    only, and ?page=x&page=2 passed (the first value never checked). A repeated parameter is a 400 sentence."""
+    client = _page_client(monkeypatch, store_db)
     assert client.get("/api/sections/requests?state=overdue").status_code == 200
     for query, name in (("state=overdue&state=invalid", "state"), ("page=x&page=2", "page"),
                         ("mode=live&size=5&mode=dry_run", "mode")):
@@ -192,13 +198,7 @@ def test_a_table_the_pages_login_may_not_read_is_a_503_sentence_naming_the_grant
     """Found by a fault trial: the page's database login lacking SELECT on one table (InsufficientPrivilege) gave a 500
     from the section reading it, where every other fault of the store is one 503 sentence. It names the table (or
     the schema) and the grant the login needs; the sections it may read still answer."""
-    import contextlib
     import uuid
-
-    from fastapi.testclient import TestClient
-
-    from airflow.api_fastapi.core_api.security import get_user
-    from plugins import privacy_compliance as plugin
 
     role = f"page_reader_{uuid.uuid4().hex[:10]}"
     store.execute(f"create role {role} login")
@@ -206,19 +206,7 @@ def test_a_table_the_pages_login_may_not_read_is_a_503_sentence_naming_the_grant
         store.execute(f"grant usage on schema compliance to {role}")
         store.execute(f"grant select on all tables in schema compliance to {role}")
         store.execute(f"revoke select on compliance.dsr_status from {role}")
-        login = psycopg.conninfo.make_conninfo(store_db, user=role, password="")
-
-        @contextlib.contextmanager
-        def the_store():
-            with connect(login, autocommit=True) as conn:
-                yield conn
-
-        monkeypatch.setattr(plugin, "_store", the_store)
-        monkeypatch.setattr(plugin, "may_read", lambda section, user: True)
-        monkeypatch.setattr(plugin, "ui_links", lambda: UiLinks())
-        monkeypatch.setitem(plugin.app.dependency_overrides, plugin.PAGE_ACCESS.dependency, lambda: None)
-        monkeypatch.setitem(plugin.app.dependency_overrides, get_user, lambda: None)
-        client = TestClient(plugin.app, raise_server_exceptions=False)
+        client = _page_client(monkeypatch, psycopg.conninfo.make_conninfo(store_db, user=role, password=""))
         assert client.get("/api/sections/manifests").status_code == 200
         answer = client.get("/api/sections/requests")
         assert answer.status_code == 503, answer.text[:300]
