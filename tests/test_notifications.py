@@ -828,3 +828,27 @@ def test_a_test_campaigns_counts_have_no_negative_figure():
     assert counts["accounts_sharing_an_address"] == 0 and counts["recipients"] == 2
     live = recipients.BuildCounts(accounts=5, accounts_read=5, recipients={recipients.OK: 4}).as_dict()
     assert live["accounts_sharing_an_address"] == 1
+
+
+def test_a_version_too_large_for_sendgrid_is_refused_before_a_campaign_is_made(conns):
+    """A version label of 10 KB went into every message's custom_args (SendGrid's limit is 10,000 bytes): every batch
+    was refused and every recipient marked failed for good. A summary copied once per recipient of a template
+    campaign can pass the 30 MB a request may hold the same way. Both are refused in one sentence, before a
+    campaign or a ledger row exists; the label is not repeated whole."""
+    ops, store, _ = conns
+    label = publish(ops)
+    long_label = label + "-" + "x" * 10_000
+    ops.execute("update policy_versions set version = %s where version = %s", (long_label, label))
+    with pytest.raises(versions.UnusableVersion) as err:
+        build(ops, store, long_label)
+    assert "its version label is 10,0" in str(err.value) and len(str(err.value)) < 400
+    ops.execute("update policy_versions set version = %s, summary = %s where version = %s",
+                (label, "é" * 10_001, long_label))
+    with pytest.raises(versions.UnusableVersion, match="its summary is 20,002 bytes long"):
+        build(ops, store, label)
+    assert not store.execute("select 1 from compliance.notification_campaigns where policy_version like %s",
+                             (label + "%",)).fetchone()
+    with pytest.raises(ParamError) as unknown:
+        build(ops, store, "y" * 5_000)
+    assert len(str(unknown.value)) < 200
+    ops.execute("delete from policy_versions where version = %s", (label,))

@@ -67,12 +67,31 @@ def url_problem(url: str | None) -> str | None:
     return None
 
 
+# What one request to SendGrid can carry: every message's custom_args (the version label among them) at most 10,000
+# bytes, and a request at most 30 MB, into which a template campaign copies the summary once per recipient (up to
+# 1,000). Past either, SendGrid refuses every batch and each recipient is marked failed for good.
+MAX_LABEL_BYTES = 100
+MAX_SUMMARY_BYTES = 20_000
+
+
+def size_problem(version: PolicyVersion) -> str | None:
+    """Why the row is too large to be announced, or None."""
+    label, summary = len(version.version.encode()), len((version.summary or "").encode())
+    if label > MAX_LABEL_BYTES:
+        return f"its version label is {label:,} bytes long (at most {MAX_LABEL_BYTES}: every message carries it)"
+    if summary > MAX_SUMMARY_BYTES:
+        return (f"its summary is {summary:,} bytes long (at most {MAX_SUMMARY_BYTES:,}: a request to SendGrid "
+                "carries it once per recipient)")
+    return None
+
+
 def _version(row) -> PolicyVersion:
     *values, problems = row
     version = PolicyVersion(*values)
-    problems = [*(problems or ()), *filter(None, [url_problem(version.url)])]
+    problems = [*(problems or ()), *filter(None, [url_problem(version.url), size_problem(version)])]
     if problems:
-        raise UnusableVersion(f"policy version {version.version} cannot be announced: {'; '.join(problems)}; "
+        shown = version.version if len(version.version) <= 80 else f"{version.version[:80]}…"
+        raise UnusableVersion(f"policy version {shown} cannot be announced: {'; '.join(problems)}; "
                               "correct the policy_versions row first")
     return replace(version, url=version.url.strip())
 
@@ -82,7 +101,7 @@ def named(ops, dm: DataMap, label: str) -> PolicyVersion:
     col = sql.Identifier("p", dm.record("policy_versions").physical("version"))
     row = ops.execute(_select(dm, sql.SQL("{} = %(v)s").format(col)), {"v": label}).fetchone()
     if row is None:
-        raise ParamError(f"policy_version {label!r} is not in policy_versions")
+        raise ParamError(f"policy_version {label[:80]!r}{'…' if len(label) > 80 else ''} is not in policy_versions")
     return _version(row)
 
 
