@@ -750,3 +750,13 @@ def test_addresses_in_a_jsonb_column_are_found_by_the_scan(fresh_db):
         report = findings.scan_connection(conn, load_datamap(), "ops_db", rows=100, today=TODAY,
                                           tables=["signup_events"])
     assert [(f.column, f.kind) for f in report.findings] == [("payload", classify.EMAIL)]
+
+
+@pytest.mark.parametrize("raw", [{"tables": ["users\n"]}, {"connections": ["ops_db\n"]},
+                                 {"tables": ["public.users\n"]}])
+def test_a_name_with_a_trailing_line_break_is_refused_by_the_params(raw):
+    """A regular expression's '$' matches before a final line break, so 'users\\n' passed the check and was then
+    looked for (a table reported as not found, a connection 'not defined'). The whole name must match."""
+    with pytest.raises(ParamError, match=f"^{next(iter(raw))} must be a list of "):
+        params(**raw)
+    assert params(tables=["public.users"]).tables == ("public.users",)

@@ -49,6 +49,6 @@ class DiscoveryParams:
 
 def _names(value: Any, name: str, pattern: re.Pattern, what: str) -> tuple[str, ...]:
     items = () if value is None else value
-    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) and pattern.match(i) for i in items):
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) and pattern.fullmatch(i) for i in items):
         raise ParamError(f"{name} must be a list of {what}")
     return tuple(dict.fromkeys(items))
