@@ -133,7 +133,7 @@ class Location:
             if "@" in bucket:
                 raise bad("it has a user name or password before the bucket: credentials belong in the Airflow "
                           "connection, never in the location")
-            if not _BUCKET.match(bucket) or ".." in bucket:
+            if not _BUCKET.fullmatch(bucket) or ".." in bucket:
                 raise bad(f"{bucket!r} is not a valid bucket name")
             prefix = prefix.strip("/")
             problem = _name_problem(prefix, allow_partial=False) if prefix else None
@@ -447,7 +447,7 @@ class FileRef:
         if not text.startswith("gs://"):
             return None
         bucket, _, key = text[len("gs://"):].partition("/")
-        if not _BUCKET.match(bucket) or ".." in bucket or not key or len(key.encode("utf-8")) > _MAX_NAME_BYTES:
+        if not _BUCKET.fullmatch(bucket) or ".." in bucket or not key or len(key.encode("utf-8")) > _MAX_NAME_BYTES:
             return None
         if any(ord(ch) < 32 or ch == "\x7f" for ch in key):
             return None

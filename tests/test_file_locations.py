@@ -13,6 +13,7 @@ from include.objectstore import FileRef, FolderBuckets, ObjectNotFound, ObjectSt
     None, 42, "", "s3://acme-uploads/a.pdf", "gs://", "gs://acme-uploads", "gs://acme-uploads/",
     "gs://Acme-Uploads/a.pdf", "gs://ab/a.pdf", "gs://acme..uploads/a.pdf", "gs://-acme/a.pdf",
     "gs://acme-uploads/" + "x" * 1025, "gs://acme-uploads/a\nb.pdf", "gs://acme-uploads/a\x7fb.pdf",
+    "gs://acme-uploads\n/a.pdf",  # a bucket name's check matched before a final line break
 ])
 def test_a_location_that_is_not_a_file_in_a_valid_bucket_names_none(text):
     assert FileRef.parse(text) is None

@@ -120,7 +120,7 @@ def test_locations_parse(text, scheme, bucket, path, canonical):
 @pytest.mark.parametrize("text", ["", "s3://bucket/x", "/srv/evidence", "evidence", "gs://", "gs:///x",
                                   "gs://ab", "gs://Upper-Case", "gs://bucket/../x", "gs://bucket/a//b",
                                   "file://srv/evidence", "file:/srv/evidence", "file:///", "file:///srv/../etc",
-                                  "file:///srv/x?y=1", "https://storage.googleapis.com/bucket"])
+                                  "file:///srv/x?y=1", "https://storage.googleapis.com/bucket", "gs://bucket\n/x"])
 def test_bad_locations_are_one_sentence_naming_the_accepted_forms(text):
     with pytest.raises(ValueError) as raised:
         object_store(text)
