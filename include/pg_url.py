@@ -9,6 +9,7 @@ through :func:`scrub`.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import parse_qsl, unquote
 
@@ -127,13 +128,12 @@ def _check_value(key: str, value: str) -> None:
         if len({m.startswith("!") for m in methods}) > 1 or any(m.lstrip("!") not in AUTH_METHODS for m in methods):
             raise UrlProblem(f"its require_auth is not a list of {', '.join(AUTH_METHODS)} (each with '!' before it, "
                              "or none of them)")
-    if key == "hostaddr" and not all(_numeric_address(part) for part in value.split(",") if part):
+    if key == "hostaddr" and not all(is_ip_address(part) for part in value.split(",") if part):
         raise UrlProblem("its hostaddr is not a numeric IP address (or a list of them)")
 
 
-def _numeric_address(text: str) -> bool:
-    import ipaddress
-
+def is_ip_address(text: str) -> bool:
+    """Whether ``text`` is a numeric IPv4 or IPv6 address."""
     try:
         ipaddress.ip_address(text)
     except ValueError:

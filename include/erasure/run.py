@@ -279,32 +279,29 @@ def verify(step, wf: Workflow) -> dict:
 
 # -- the run's end -------------------------------------------------------------------------------------------
 
+def refused_counts(store, wf: Workflow, run_id: str) -> tuple[int, int]:
+    """The subjects this run recorded ``incomplete`` because of a refusal, in one read: (those whose file the object
+    store refused: a file of the subject still ``found``, never done, in ``compliance.erasure_files``, where one
+    the settings do not allow is ``not_allowed`` instead; those whose erasure the database refused: their reason is
+    :func:`include.erasure.stores.subject_refused_reason`'s, naming the table, and their files, found before the
+    refusal, were never asked for, so they count here only)."""
+    from include.erasure.stores import ERASURE_REFUSED
+
+    records = sql.Identifier(*wf.records.split("."))
+    return store.execute(sql.SQL(
+        """select count(distinct r.subject_hash) filter (where not by_database and exists (
+                      select 1 from compliance.erasure_files f
+                      where f.subject_hash = r.subject_hash and f.state = 'found' and f.done_at is null)),
+                  count(distinct r.subject_hash) filter (where by_database)
+           from {records} r, lateral (select coalesce(starts_with(r.reason, %s), false) as by_database) d
+           where r.run_id = %s and r.outcome = 'incomplete'""").format(records=records),
+        (ERASURE_REFUSED, run_id)).fetchone()
+
+
 def refused_subjects(store, wf: Workflow, run_id: str) -> int:
-    """The subjects this run recorded ``incomplete`` because the object store refused a file of theirs: a file of
-    the subject is still ``found`` (never done) in ``compliance.erasure_files`` (one the settings do not allow is
-    ``not_allowed`` instead), unless the database refused its erasure (:func:`refused_by_database` counts it: its
-    files were found before a store refused, and were never asked for)."""
-    from include.erasure.stores import ERASURE_REFUSED
-
-    records = sql.Identifier(*wf.records.split("."))
-    return store.execute(sql.SQL(
-        """select count(distinct r.subject_hash) from {records} r
-           where r.run_id = %s and r.outcome = 'incomplete' and not starts_with(coalesce(r.reason, ''), %s) and exists (
-               select 1 from compliance.erasure_files f
-               where f.subject_hash = r.subject_hash and f.state = 'found' and f.done_at is null)""").format(
-        records=records), (run_id, ERASURE_REFUSED)).fetchone()[0]
-
-
-def refused_by_database(store, wf: Workflow, run_id: str) -> int:
-    """The subjects this run recorded ``incomplete`` because the database refused their erasure (their reason is
-    :func:`include.erasure.stores.erasure_refused_reason`'s, naming the table)."""
-    from include.erasure.stores import ERASURE_REFUSED
-
-    records = sql.Identifier(*wf.records.split("."))
-    return store.execute(sql.SQL(
-        """select count(distinct r.subject_hash) from {records} r
-           where r.run_id = %s and r.outcome = 'incomplete' and starts_with(r.reason, %s)""").format(
-        records=records), (run_id, ERASURE_REFUSED)).fetchone()[0]
+    """The subjects this run left ``incomplete`` because the object store refused a file of theirs
+    (:func:`refused_counts`)."""
+    return refused_counts(store, wf, run_id)[0]
 
 
 def fail_if_refused(store, wf: Workflow, run_id: str, what: str) -> None:
@@ -313,6 +310,6 @@ def fail_if_refused(store, wf: Workflow, run_id: str, what: str) -> None:
     recorded."""
     from include.erasure.stores import SubjectsRefused
 
-    files, database = refused_subjects(store, wf, run_id), refused_by_database(store, wf, run_id)
+    files, database = refused_counts(store, wf, run_id)
     if files or database:
         raise SubjectsRefused(files, what, by_database=database)
