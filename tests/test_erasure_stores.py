@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import zipfile
 from datetime import date, datetime, timezone
 
@@ -168,6 +169,24 @@ def test_a_store_lost_mid_erasure_resumes_to_the_same_end(world, three_stores):
                                    (subject,)).fetchall() == [("support_db",)]
     # The retry (the store is back) resumes: the same end, the evidence of both attempts.
     resumed_to_the_same_end(world, conns)
+
+
+def test_a_row_locked_in_another_store_is_a_busy_subject_within_the_erasures_lock_timeout(world, three_stores):
+    """The caller's lock timeout holds in every store, not only the operational database: a support-desk row an
+    application transaction holds makes the subject busy (the others go on; a later run takes it) within it, and
+    nothing of the subject changes."""
+    conns = world["conns"]
+    with connect(three_stores["support_db"]) as app:  # an application transaction holding one of the subject's rows
+        app.execute("update ticket_events set note = 'z' where ticket_id = 10")
+        started = time.monotonic()
+        with pytest.raises(erasure.SubjectBusy):
+            erasure.erase_subject(conns["ops_db"], world["dm"], 1, KEY, at=NOW, options=erasure.EraseOptions(
+                stores=access(world), lock_timeout_ms=200))
+        waited = time.monotonic() - started
+        app.rollback()
+    assert waited < 5, waited  # 10 s, the other stores' fixed timeout, before
+    assert left_of_subject(conns) == {"users": 1, "uploads": 2, "tickets": 3, "events": 3, "usage": 2}
+    assert world["buckets"].bucket("acme-uploads").list("users/1/")
 
 
 def test_a_file_already_gone_is_fine_and_a_foreign_bucket_leaves_the_subject_incomplete(world):

@@ -178,7 +178,8 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
             email = claimed[0]
             shared = email is not None and _address_shared(ops, dm, email, user_id)
             params = {"user_id": user_id, "email": None if shared else email}
-            away = elsewhere.erase_elsewhere(ops, dm, options.stores, {"subject_hash": subject_hash, **params}, at)
+            away = elsewhere.erase_elsewhere(ops, dm, options.stores, {"subject_hash": subject_hash, **params}, at,
+                                             lock_timeout_ms=lock_timeout_ms)
             if away.not_allowed:
                 return ErasureResult(outcome=INCOMPLETE, tables=_counts(away), files=away.files, **base)
             kept = (tuple(TableCount(table, "kept", n) for table, n in elsewhere.kept_elsewhere(
@@ -218,7 +219,8 @@ def _without_account(ops, dm: DataMap, scope, base: dict, key: bytes, options: E
     if holds:
         return ErasureResult(outcome=HELD, holds=holds, **base) if residual else ErasureResult(
             outcome=ALREADY_ERASED, **base)
-    away = elsewhere.erase_elsewhere(ops, dm, options.stores, {"subject_hash": base["subject_hash"], **params}, at)
+    away = elsewhere.erase_elsewhere(ops, dm, options.stores, {"subject_hash": base["subject_hash"], **params}, at,
+                                     lock_timeout_ms=options.lock_timeout_ms)
     if away.not_allowed:
         return ErasureResult(outcome=INCOMPLETE, tables=_counts(away), files=away.files, **base)
     if not residual and not away.touched:

@@ -138,10 +138,12 @@ def access_of(step) -> StoreAccess | None:
                        evidence=step.objects)
 
 
-def erase_elsewhere(ops, dm: DataMap, access: StoreAccess | None, subject: Mapping, at: datetime) -> Elsewhere:
+def erase_elsewhere(ops, dm: DataMap, access: StoreAccess | None, subject: Mapping, at: datetime, *,
+                    lock_timeout_ms: int) -> Elsewhere:
     """Erase the subject from every other store and delete its files (see the module doc). ``subject``: its
     ``subject_hash`` and the engine's statement parameters ``user_id`` and ``email`` (the comparable address, or
-    None). ``ops`` is the engine's connection, inside its transaction."""
+    None). ``ops`` is the engine's connection, inside its transaction; ``lock_timeout_ms`` bounds each store's wait
+    for a row another transaction holds, as the engine's does in the operational database."""
     if access is None:
         if not needs_access(dm):
             return Elsewhere()
@@ -162,7 +164,7 @@ def erase_elsewhere(ops, dm: DataMap, access: StoreAccess | None, subject: Mappi
     tables, now = [], 0
     for connection, scope in store_targets(dm).items():
         if connection != OPS_CONNECTION:
-            totals, erased = erase_store(access, connection, scope, subject, at)
+            totals, erased = erase_store(access, connection, scope, subject, at, lock_timeout_ms)
             tables += totals
             now += erased
     for row in open_files(access.progress, subject_hash):
@@ -377,13 +379,14 @@ def erase_file(access: StoreAccess, subject_hash: str, row: tuple[str, str], at:
 # -- the other stores' rows --------------------------------------------------------------------------------------
 
 def erase_store(access: StoreAccess, connection: str, scope: tuple[Target, ...], subject: Mapping,
-                at: datetime) -> tuple[list, int]:
-    """One store's rows of the subject in one transaction of that store, its residual zero before it commits;
-    then recorded. Returns every table's rows erased over all attempts, and the rows erased now."""
+                at: datetime, lock_timeout_ms: int) -> tuple[list, int]:
+    """One store's rows of the subject in one transaction of that store (waiting at most ``lock_timeout_ms`` for a
+    row another transaction holds), its residual zero before it commits; then recorded. Returns every table's rows
+    erased over all attempts, and the rows erased now."""
     conn = access.connect(connection)
     params = {"user_id": subject["user_id"], "email": subject["email"]}
     with conn.transaction():
-        conn.execute("set local lock_timeout = 10000")
+        conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(int(lock_timeout_ms))))
         now = {t.label: conn.execute(t.delete(), params).rowcount for t in scope}
         counts = conn.execute(sql.SQL("select {}").format(sql.SQL(", ").join(t.count() for t in scope)),
                               params).fetchone()
