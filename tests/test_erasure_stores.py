@@ -276,6 +276,43 @@ def test_a_plan_counts_every_stores_rows_as_the_erasure_then_erases_them(world):
         erasure.plan(conns["ops_db"], dm, [2], KEY, at=NOW)
 
 
+def test_a_plan_counts_each_store_in_one_snapshot(world, three_stores):
+    """The plan's counts of a store are one moment of it, as its comment said and its transaction (of the default
+    isolation, a snapshot per statement) did not give: a ticket with its events written between the count of the
+    tickets and that of their events was half in the plan (in one table's count and not in the other's)."""
+    conns, dm = world["conns"], world["dm"]
+    meanwhile = connect(three_stores["support_db"], autocommit=True)
+
+    class WritesMeanwhile:
+        """The support desk's connection, with the application writing a ticket after the plan's first count."""
+
+        def __init__(self, conn):
+            self.conn, self.counted = conn, 0
+
+        def transaction(self):
+            return self.conn.transaction()
+
+        def execute(self, query, params=None):
+            cursor = self.conn.execute(query, params)
+            if "count" in str(query.as_string(self.conn) if hasattr(query, "as_string") else query):
+                self.counted += 1
+                if self.counted == 1:
+                    meanwhile.execute("""insert into tickets (id, requester_email, subject, body, created_at)
+                                         values (15, %s, 'new', 'sent meanwhile', now())""", (ADDRESS,))
+                    meanwhile.execute("""insert into ticket_events (id, ticket_id, actor_email, note, created_at)
+                                         values (151, 15, 'agent@acme.example', 'noted', now()),
+                                                (152, 15, 'agent@acme.example', 'noted', now())""")
+            return cursor
+
+    support = WritesMeanwhile(conns["support_db"])
+    planned = erasure.plan(conns["ops_db"], dm, [1], KEY, at=NOW,
+                           stores=lambda c: support if c == "support_db" else conns[c])
+    meanwhile.close()
+    assert support.counted >= 2
+    mine = {t.table: t.rows for t in planned.subjects[0].tables}
+    assert (mine["support_db:public.tickets"], mine["support_db:public.ticket_events"]) == (3, 3)
+
+
 @pytest.mark.parametrize("blank", ["", "  ", "\t", "\u00a0"])
 def test_a_subject_with_a_blank_address_is_tied_to_no_one_elses_blank_rows(world, blank):
     """An address that is blank once trimmed names nobody: erasing (and planning to erase) its account touches only

@@ -158,6 +158,8 @@ def plan(ops, dm: DataMap, user_ids: Iterable[int], key: bytes, *, at: datetime,
     for connection in [*others, OPS_CONNECTION]:
         conn = ops if connection == OPS_CONNECTION else stores(connection)
         with contextlib.nullcontext() if conn is ops else conn.transaction():
+            if conn is not ops:
+                conn.execute("set transaction isolation level repeatable read, read only")
             for target in by_store[connection]:
                 for uid, n in conn.execute(target.count_for_each(), params):
                     counts[uid].append(TableCount(target.label, target.action, n))
