@@ -201,7 +201,9 @@ def verify_chain(conn, anchors: "ObjectStore | None" = None, *, batch: int = 10_
     failures.extend((anchor, "past_end") for anchor in pending[next_anchor:])
     listed = {a.name for a in expected.anchors} | {name for name, _ in expected.malformed}
     removed = sorted((a for a in recorded or () if a.name not in listed), key=lambda a: (a.row_id, a.row_hash))
-    return _anchor_report(rows, prev, last_id, since, replace(expected, removed=tuple(removed)), failures)
+    return _anchor_report(rows, prev, last_id, since, replace(
+        expected, removed=tuple(removed), recorded=None if recorded is None else frozenset(a.name for a in recorded)),
+        failures)
 
 
 # -- anchoring the head outside the database ----------------------------------------------------------
@@ -296,6 +298,7 @@ class _AnchorSet:
     anchors: tuple[Anchor, ...]          # by row id, then hash
     malformed: tuple[tuple[str, str], ...]  # (name, why)
     removed: tuple[Anchor, ...] = ()     # recorded in the store as written here, and no longer here
+    recorded: frozenset[str] | None = None  # the names the store recorded writing here (None: it cannot tell)
 
 
 def parse_anchor_name(name: str) -> Anchor | None:
@@ -352,8 +355,16 @@ def _anchor_report(rows: int, head: str, last_id: int | None, since: int, found:
         if kind == "past_end":
             ends = f"the log now ends at row {last_id}" if last_id is not None else "the log is now empty"
             beyond = sum(1 for _, k in failures if k == "past_end")
-            problem = (f"anchor {worst.name} names row {worst.row_id}, which is no longer in the log "
-                       f"(the newest rows were removed: {ends}, and {beyond} anchor(s) name rows after it)")
+            if found.recorded is not None and worst.name not in found.recorded:
+                # Past the end, and no run recorded writing it: a forged or foreign anchor, or the newest rows
+                # removed together with the store's record of their anchors. The log cannot tell which.
+                problem = (f"anchor {worst.name} names row {worst.row_id}, which is not in the log ({ends}), and "
+                           f"no run recorded writing it at {found.where}: either the newest rows were removed with "
+                           "the record of their anchors, or the anchor was put there by hand or by another "
+                           f"deployment ({beyond} anchor(s) name rows after the log's end)")
+            else:
+                problem = (f"anchor {worst.name} names row {worst.row_id}, which is no longer in the log "
+                           f"(the newest rows were removed: {ends}, and {beyond} anchor(s) name rows after it)")
         elif kind == "gone":
             problem = (f"anchor {worst.name} names row {worst.row_id}, which is no longer in the log "
                        "(rows were removed and the chain recomputed)")

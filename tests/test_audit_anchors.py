@@ -132,6 +132,23 @@ def test_removing_the_newest_rows_is_detected_only_with_anchors(store, objects):
     assert not report.ok and "the log is now empty, and 2 anchor(s) name rows after it" in report.problem
 
 
+def test_an_anchor_past_the_end_that_no_run_wrote_is_not_called_removed_rows_for_certain(store, objects):
+    """An anchor object naming a row after the log's end, which no run recorded writing there (put by hand, or by
+    another deployment sharing the location): verification fails, and says both readings instead of asserting
+    that the newest rows were removed."""
+    ids = _append(store, 3)
+    _anchor(store, objects)
+    forged = f"audit-anchors/{ids[-1] + 5:012d}-{'a' * 64}.json"
+    objects.put(forged, json.dumps({"row_id": ids[-1] + 5, "row_hash": "a" * 64}).encode(), "application/json")
+    report = audit.verify_chain(store, anchors=objects)
+    assert not report.ok and report.anchor_problem and report.bad_anchor == forged
+    assert report.problem == (
+        f"anchor {forged} names row {ids[-1] + 5}, which is not in the log (the log now ends at row {ids[-1]}), and "
+        f"no run recorded writing it at {objects.uri('audit-anchors')}: either the newest rows were removed with the "
+        "record of their anchors, or the anchor was put there by hand or by another deployment (1 anchor(s) name "
+        "rows after the log's end)")
+
+
 def test_removing_the_newest_anchor_with_the_rows_after_the_one_before_is_detected(store, objects):
     """Found by a fault trial: the newest anchor deleted, and the rows after the anchor before it (as a superuser);
     what was left agreed with every anchor left, and verify-audit said OK. The store's record of the anchors it
