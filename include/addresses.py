@@ -18,6 +18,10 @@ from psycopg import sql
 WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
               "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: none belongs in a mail header (a
+# line break there is how another header is injected), neither in a display name nor in a subject.
+HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
 
 class AddressError(ValueError):
     """An address that is not syntactically valid; the message says why (without repeating it)."""

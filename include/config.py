@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from include.addresses import AddressError, normalize_address, sending_problem
+from include.addresses import HEADER_BREAKS, AddressError, normalize_address, sending_problem
 from include.errors import NeedsOperator
 from include.pg_url import withhold_credentials
 
@@ -203,7 +202,7 @@ class Settings:
                 raise SettingsError(f"holiday_calendars.{regime}: {exc}") from None
         if any(ch in self.email_from_name for ch in ";,"):
             raise SettingsError("email_from_name may not contain ';' or ','")
-        if re.search("[\x00-\x1f\x7f-\x9f\u2028\u2029]", self.email_from_name):
+        if HEADER_BREAKS.search(self.email_from_name):
             # A line break in the From header's display name is how another header is injected.
             raise SettingsError("email_from_name may not contain a line break, a tab or another control character")
 

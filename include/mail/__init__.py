@@ -19,13 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import html
-import re
 from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, pass_eval_context, select_autoescape
 from markupsafe import Markup
 
-from include.addresses import sendable
+from include.addresses import HEADER_BREAKS, sendable
 
 
 def escape_html(text: str) -> str:
@@ -33,15 +32,11 @@ def escape_html(text: str) -> str:
     return html.escape(text)
 
 
-# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: none belongs in a header.
-_HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
 def one_line(text: str) -> str:
     """``text`` fit for a header such as the subject: one line, every control character, line break and run of
     white space one space. The names a subject carries (a vendor's, a policy version's label) are data, and a line
     break in a header is how another header is injected."""
-    return " ".join(_HEADER_BREAKS.sub(" ", text).split())
+    return " ".join(HEADER_BREAKS.sub(" ", text).split())
 
 
 @pass_eval_context
