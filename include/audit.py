@@ -274,6 +274,14 @@ def recorded_anchors(store_conn, location: str) -> "list[Anchor] | None":
         "select name, row_id, row_hash from compliance.audit_anchors where location = %s", (location,))]
 
 
+def anchor_recorded(store_conn, location: str, name: str) -> bool | None:
+    """Did a run record writing the anchor ``name`` at ``location``? None for a store older than the record."""
+    if store_conn.execute("select to_regclass('compliance.audit_anchors') is null").fetchone()[0]:
+        return None
+    return store_conn.execute("select exists (select from compliance.audit_anchors where location = %s and name = %s)",
+                              (location, name)).fetchone()[0]
+
+
 def anchors_recorded(store_conn, location: str) -> tuple[int, int | None] | None:
     """(how many anchors the store recorded writing at ``location``, the newest one's row id); None for a store
     older than the record (migration 0013), which cannot tell."""

@@ -3,6 +3,8 @@ what-ifs, missing and mismatching tables, the purge, manifest, campaign and fulf
 checks, whole walks, anchors)."""
 from __future__ import annotations
 
+import json
+
 import random
 from datetime import date, datetime, timedelta, timezone
 
@@ -633,6 +635,22 @@ def test_removed_newest_rows_disagree_with_the_newest_anchor(store, chain):
     assert "row 5" in status["anchor"]["problem"]
     facts = {f["label"]: f for f in sections.chain_facts(status)}
     assert facts["Agree"]["tone"] == "bad"
+
+
+def test_a_newest_anchor_past_the_end_that_no_run_wrote_gets_both_readings(store, chain):
+    """As verify-audit: an anchor object naming a row after the log's end that no run recorded writing there (put by
+    hand, or by another deployment sharing the location) is red, and the page does not say for certain that the
+    newest rows were removed."""
+    watch, write, anchors = chain
+    write(3)
+    forged = f"audit-anchors/{9:012d}-{'a' * 64}.json"
+    anchors.put(forged, json.dumps({"row_id": 9, "row_hash": "a" * 64}).encode(), "application/json")
+    status = look(ChainWatch(connect=watch.connect, anchors=lambda: anchors, anchor_every=timedelta(0)), store)
+    assert status["state"] == "anchors_disagree"
+    assert status["anchor"]["problem"] == (
+        "the newest anchor names row 9, which is not in the verified log (it ends at row 3), and no run recorded "
+        f"writing it at {anchors.location}: either the newest rows were removed with the record of their anchors, "
+        "or the anchor was put there by hand or by another deployment")
 
 
 def test_a_new_evidence_store_is_told_apart_from_one_whose_anchors_were_removed(store, chain, tmp_path):

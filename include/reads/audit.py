@@ -262,8 +262,16 @@ class ChainWatch:
                                       f"the next run of any DAG anchors the head (the log has {verified.rows} "
                                       "row(s), verified above)")
         elif verified.last_id is None or found.newest.row_id > verified.last_id:
-            result["problem"] = (f"the newest anchor names row {found.newest.row_id}, which is not in the verified "
-                                 f"log (it ends at row {verified.last_id}): the newest rows were removed")
+            said = (f"the newest anchor names row {found.newest.row_id}, which is not in the verified log (it ends at "
+                    f"row {verified.last_id})")
+            if audit.anchor_recorded(conn, str(store.location), found.newest.name) is False:
+                # As verify-audit says it: the log cannot tell a forged or foreign anchor from removed rows whose
+                # anchors' record went with them.
+                result["problem"] = (f"{said}, and no run recorded writing it at {store.location}: either the "
+                                     "newest rows were removed with the record of their anchors, or the anchor was "
+                                     "put there by hand or by another deployment")
+            else:
+                result["problem"] = f"{said}: the newest rows were removed"
         else:
             row = conn.execute("select row_hash from compliance.audit_log where id = %s",
                                (found.newest.row_id,)).fetchone()
