@@ -844,7 +844,7 @@ def test_a_version_too_large_for_sendgrid_is_refused_before_a_campaign_is_made(c
     assert "its version label is 10,0" in str(err.value) and len(str(err.value)) < 400
     ops.execute("update policy_versions set version = %s, summary = %s where version = %s",
                 (label, "é" * 10_001, long_label))
-    with pytest.raises(versions.UnusableVersion, match="its summary is 20,002 bytes long"):
+    with pytest.raises(versions.UnusableVersion, match="its summary is 60,006 bytes as sent to SendGrid"):
         build(ops, store, label)
     assert not store.execute("select 1 from compliance.notification_campaigns where policy_version like %s",
                              (label + "%",)).fetchone()
@@ -852,3 +852,31 @@ def test_a_version_too_large_for_sendgrid_is_refused_before_a_campaign_is_made(c
         build(ops, store, "y" * 5_000)
     assert len(str(unknown.value)) < 200
     ops.execute("delete from policy_versions where version = %s", (label,))
+
+
+def test_a_summary_is_measured_as_the_sdk_sends_it_and_one_that_passes_fits_a_full_request(conns, sendgrid):
+    """The SDK sends JSON with every non-ASCII character escaped (``é`` is ``\\u00e9``, 6 bytes; an emoji 12): a summary
+    of 20,000 UTF-8 bytes in another alphabet passed the check and then took 40-60 MB a template request of 1,000
+    recipients, so SendGrid refused every full batch (413) and marked its recipients failed for good."""
+    ops, store, side = conns
+    template = Settings(notification_batch_size=1000, notification_template_id="d-" + "0" * 32)
+    label = publish(ops, summary="é" * 10_000)
+    with pytest.raises(versions.UnusableVersion, match="its summary is 60,000 bytes as sent to SendGrid"):
+        build(ops, store, label)
+    # The largest summary that passes, in emoji (12 bytes each as sent), goes out in full requests, refused by nobody.
+    largest = "😀" * 1_666 + "x" * 8
+    ops.execute("update policy_versions set summary = %s where version = %s", (largest, label))
+    p = NotificationParams(today=TODAY, policy_version=label)
+    step = Step(ctx=ctx(), settings=template, params=p, ops=ops, store=store, datamap=load_datamap(), key=KEY,
+                mailer=SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None),
+                side=side)
+    built = campaign.build_recipients(step, campaign.find_version(ops, store, load_datamap(), p,
+                                                                  datetime.now(timezone.utc)))
+    assert built["pending"] > 1000
+    report = campaign.send_batches(step, {"campaign_id": built["campaign_id"], "sender": 0, "senders": 1,
+                                          "budget": None})
+    assert (report["failed"], report["sent"]) == (0, built["pending"])
+    sizes = [len(m["payload"]["personalizations"]) for m in sendgrid.accepted()
+             if m["payload"]["custom_args"].get("campaign_id") == str(built["campaign_id"])]
+    assert sizes[0] == 1000 and sum(sizes) == built["pending"]
+    assert sendgrid.accepted()[0]["payload"]["personalizations"][0]["dynamic_template_data"]["summary"] == largest

@@ -6,6 +6,7 @@ version without a web address to read it at: a notice must say where the whole p
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -69,19 +70,25 @@ def url_problem(url: str | None) -> str | None:
 
 # What one request to SendGrid can carry: every message's custom_args (the version label among them) at most 10,000
 # bytes, and a request at most 30 MB, into which a template campaign copies the summary once per recipient (up to
-# 1,000). Past either, SendGrid refuses every batch and each recipient is marked failed for good.
+# 1,000). Past either, SendGrid refuses every batch and each recipient is marked failed for good. The summary is
+# measured as the SDK sends it: JSON with every non-ASCII character escaped (6 bytes, 12 outside the BMP).
 MAX_LABEL_BYTES = 100
 MAX_SUMMARY_BYTES = 20_000
 
 
+def sent_bytes(text: str) -> int:
+    """The bytes ``text`` takes in the JSON body the SendGrid SDK sends (``json.dumps``: ASCII, non-ASCII escaped)."""
+    return len(json.dumps(text)) - 2
+
+
 def size_problem(version: PolicyVersion) -> str | None:
     """Why the row is too large to be announced, or None."""
-    label, summary = len(version.version.encode()), len((version.summary or "").encode())
+    label, summary = len(version.version.encode()), sent_bytes(version.summary or "")
     if label > MAX_LABEL_BYTES:
         return f"its version label is {label:,} bytes long (at most {MAX_LABEL_BYTES}: every message carries it)"
     if summary > MAX_SUMMARY_BYTES:
-        return (f"its summary is {summary:,} bytes long (at most {MAX_SUMMARY_BYTES:,}: a request to SendGrid "
-                "carries it once per recipient)")
+        return (f"its summary is {summary:,} bytes as sent to SendGrid, where each character outside ASCII takes 6 "
+                f"or 12 (at most {MAX_SUMMARY_BYTES:,}: a request to SendGrid carries it once per recipient)")
     return None
 
 
