@@ -919,3 +919,32 @@ def test_a_suppression_added_mid_campaign_in_the_other_form_of_an_internationali
     finally:  # the module's other tests compare campaigns with an oracle of the operational rows alone
         ops.execute("delete from users where id = any(%s)", (ids,))
         ops.execute("delete from email_suppressions where email ilike %s", (f"%.{tag}@%",))
+
+
+def test_a_retried_sender_keeps_to_its_share_of_max_recipients(conns, sendgrid):
+    """A sender that failed part-way (SendGrid kept failing: a transient fault, so Airflow retries the task) and is
+    retried gets the same plan, share of the cap included: the retry must send only what the first attempt left of
+    that share, or a run capped at 250 recipients sends to 450."""
+    from include.delivery.sendgrid_mailer import SendGridUnavailable
+
+    ops, store, _ = conns
+    built = build(ops, store, publish(ops))
+    mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, policy=RetryPolicy(max_attempts=1),
+                            sleep=lambda s: None)
+
+    class FailsAfterTwo:  # the real mailer; SendGrid starts failing after two accepted requests
+        sent = 0
+
+        def send(self, payload):
+            if self.sent == 2:
+                sendgrid.inject(status=503, count=1)
+            self.sent += 1
+            return mailer.send(payload)
+
+    with pytest.raises(SendGridUnavailable):
+        send(conns, sendgrid, built, budget=250, run_id="capped-run", mailer=FailsAfterTwo())
+    assert received(sendgrid, built["campaign_id"]).total() == 200
+    retry = send(conns, sendgrid, built, budget=250, run_id="capped-run", mailer=mailer)  # the task's retry
+    assert retry["sent"] == 50 and received(sendgrid, built["campaign_id"]).total() == 250
+    # The next run has a share of its own.
+    assert send(conns, sendgrid, built, budget=100, run_id="next-run", mailer=mailer)["sent"] == 100

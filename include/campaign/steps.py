@@ -156,12 +156,21 @@ def send_batches(step: Step[NotificationParams], plan: Mapping) -> dict:
     notice = Notice(campaign_id, scope, version, effective_at, summary, url, template_id)
     hasher = recipients.recipient_hasher(step.key)
     sender = f"{ctx.task_id or 'send'}[{plan['sender']}]"
+    budget = plan.get("budget")
+    if budget is not None:
+        # A retried attempt gets the same plan: its share of the cap is what the earlier attempts left of it.
+        spent = store.execute("""select coalesce(sum(size), 0) from compliance.notification_batches
+                                 where campaign_id = %s and run_id = %s and sender = %s and state in ('sent', 'failed')""",
+                              (campaign_id, ctx.run_id, sender)).fetchone()[0]
+        if spent:
+            log.info("%s: earlier attempts of this run sent or failed %d of its %d recipient(s)", sender, spent, budget)
+        budget = max(budget - spent, 0)
     ledger = CampaignLedger(
         LedgerLinks(ops=step.ops, dm=step.datamap, side=step.side, ctx=ctx),
         Audience(campaign_id=campaign_id, scope=scope, renderer=Renderer(notice, settings, ctx.run_id), hasher=hasher,
                  as_of=params.today, tz=settings.timezone,
                  test_addresses={hasher(a): a for a in params.test_recipients}),
-        SenderShare(sender=sender, batch_size=settings.notification_batch_size, budget=plan.get("budget"),
+        SenderShare(sender=sender, batch_size=settings.notification_batch_size, budget=budget,
                     lane=plan["sender"], lanes=plan["senders"]))
     report = deliver(store, ledger, ledger.recording(step.mailer), ctx)
     result = {**report.as_dict(), "skipped": ledger.skipped, "campaign_id": campaign_id, "sender": plan["sender"]}
