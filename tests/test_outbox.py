@@ -186,7 +186,7 @@ def test_the_old_ledgers_rows_move_to_the_outbox_under_the_keys_the_code_records
         assert escalation.record(conn, as_of=TODAY, team_email="team@example.com", run_id="after", now=NOW) == 0
         assert digest.status(conn, TODAY) == ("sent", None)
         assert summary.status(conn, "scheduled__2026-11-25") == ("pending", None)
-        assert not notices.record(conn, vendor_id=7, period_label="undated", recipient="team@example.com",
+        assert not notices.record(conn, notices.Notice(7, "undated"), recipient="team@example.com",
                                   run_id="after", now=NOW)
         for kind, task in (("failed", "evaluate_requests"), ("late", None)):
             assert not alerts.record(conn, alerts.Failure("dsr_deadline_tracking", "scheduled__1", task, "again",

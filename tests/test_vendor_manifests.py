@@ -405,6 +405,45 @@ def test_an_undated_manifest_with_the_same_shares_is_left_as_it_is_on_later_days
         ops.execute("delete from data_shares where id >= %s", (first,))
 
 
+def test_a_new_violation_among_a_vendors_undated_shares_is_emailed_again(db, folder, sendgrid):
+    """The undated shares are no period that is ever over: a share dated infinity breaking a rule after the vendor's
+    undated manifest was emailed made revision 2, and, the notice being once per (vendor, 'undated') for good, the
+    new violation reached nobody, the very case a live run of a period not over yet is refused for."""
+    ops, store = db["ops"], db["store"]
+    mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
+    first = ops.execute("select max(id) + 1 from data_shares").fetchone()[0]
+    insert = """insert into data_shares (id, vendor_id, user_id, category, purpose, legal_basis, record_count,
+                                         shared_at) values (%s, 1, 1, 'social', 'hosting', null, 1, 'infinity')"""
+
+    def run(day: int, send: bool = True) -> tuple[dict, dict]:
+        params = ManifestParams.resolve({"period_start": "2001-01-01", "vendor_ids": [1]}, SETTINGS,
+                                        RunTiming(run_after=datetime(2026, 11, day, 3, tzinfo=UTC)))
+        step = Step(ctx=ctx(f"undated-{day}"), settings=SETTINGS, params=params, ops=ops, store=store,
+                    datamap=load_datamap(), objects=folder, mailer=mailer)
+        return manifests.write_manifest(step, 1, source.UNDATED), send and manifests.send_violation_emails(step)
+
+    ops.execute(insert, (first,))
+    try:
+        written, sent = run(25)
+        assert (written["outcome"], written["violations"]["category_not_allowed"], sent["sent"]) == (
+            manifests.WRITTEN, 1, 1)
+        assert run(26)[1]["sent"] == 0  # the same undated shares: nothing new to tell
+        ops.execute(insert, (first + 1,))  # a later share no period holds, breaking the same rule
+        written, sent = run(27)
+        assert (written["outcome"], written["violations"]["category_not_allowed"], sent["sent"]) == (
+            manifests.WRITTEN, 2, 1)
+        assert run(28)[1]["sent"] == 0
+        # Two revisions before the email goes out: one notice, sent with the manifest as it is then.
+        for share in (first + 2, first + 3):
+            ops.execute(insert, (share,))
+            assert run(29, send=False)[0]["outcome"] == manifests.WRITTEN
+        assert run(30)[1]["sent"] == 1
+        subjects = [m["payload"]["subject"] for m in sendgrid.accepted()]
+        assert len(subjects) == 3 and "2 of 2 share(s)" in subjects[1] and "4 of 4 share(s)" in subjects[2], subjects
+    finally:
+        ops.execute("delete from data_shares where id >= %s", (first,))
+
+
 def test_a_share_about_someone_no_account_names_is_a_violation_and_its_notice_goes_out(db, folder):
     """Issue 30: a share to an unknown user was only a dirty row, so a vendor whose only problem it was got no
     notice; the company shared data about someone it cannot identify, which is a violation."""

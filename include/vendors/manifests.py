@@ -199,7 +199,7 @@ def write_manifest(step: Step[ManifestParams], vendor_id: int, scope_label: str,
             _record(store, _Written(vendor, scope, data, document, content, revision,
                                     (data_name, data_uri, manifest_name, manifest_uri), ctx.run_id, generated_at))
             if data.tally.violation_rows:
-                notices.record(store, vendor_id=vendor_id, period_label=scope.label,
+                notices.record(store, notices.Notice(vendor_id, scope.label, revision),
                                recipient=settings.compliance_team_email, run_id=ctx.run_id, now=generated_at)
             ctx.audit(store, f"vendor_manifest.{outcome}", {
                 "vendor_id": vendor_id, "period": scope.label, "rows": data.tally.rows,

@@ -5,7 +5,9 @@ An outbox row (kind ``vendor_manifest.violation_notice``, key ``<vendor id>/<per
 :func:`ledger` hands the pending rows of a run's scope to :func:`include.delivery.engine.deliver`, one
 (vendor, period) per Mail Send request, claimed with ``FOR UPDATE SKIP LOCKED`` so that two runs never send one
 twice. A manifest rewritten later (late shares) is not emailed again: the compliance page and the audit log show
-the new revision.
+the new revision. The ``undated`` manifest is the exception: no period that is ever over holds its shares, so each
+revision of it with violations gets a notice of its own (key ``<vendor id>/undated/<revision>`` after the first),
+unless the vendor's undated notice is still waiting to be sent (it is sent with the manifest as it is then).
 
 The message carries the vendor, the period, counts by rule, the first share ids breaking each rule and the
 objects' URIs: no user id, email, name or other data of a subject.
@@ -14,20 +16,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from include.config import Settings
 from include.mail import Addressee, Content, envelope, render_parts
 from include.delivery.outbox import Entry, Outbox, OutboxLedger
 from include.vendors.rules import VIOLATION_TEXT, VIOLATIONS
+from include.vendors.source import UNDATED
 
 OUTBOX = Outbox("vendor_manifest.violation_notice")
 
+# A vendor's undated notice still waiting to be sent and free (a sender holding it has read the manifest already).
+_PENDING_UNDATED = """select 1 from compliance.outbox where kind = %s and status = 'pending'
+  and facts ->> 'period_label' = %s and (facts ->> 'vendor_id')::bigint = %s limit 1 for update skip locked"""
 
-def record(store, *, vendor_id: int, period_label: str, recipient: str, run_id: str, now: datetime) -> bool:
-    """Record the (vendor, period) notice once; True when it was new."""
-    return OUTBOX.record(store, f"{vendor_id}/{period_label}", recipient=recipient,
-                         facts={"vendor_id": vendor_id, "period_label": period_label}, at=now, run_id=run_id)
+
+class Notice(NamedTuple):
+    """Which manifest a notice tells of: the vendor, the period, and the revision it was recorded with."""
+
+    vendor_id: int
+    period_label: str
+    revision: int = 1
+
+
+def record(store, notice: Notice, *, recipient: str, run_id: str, now: datetime) -> bool:
+    """Record the (vendor, period) notice once; True when it was new. Inside the transaction that records the
+    manifest: a revision of the undated manifest is a notice of its own, unless one is still pending."""
+    vendor_id, period_label, revision = notice
+    key = f"{vendor_id}/{period_label}"
+    if period_label == UNDATED:
+        if store.execute(_PENDING_UNDATED, (OUTBOX.kind, UNDATED, vendor_id)).fetchone():
+            return False  # locked until this transaction ends: it is sent with this revision
+        key += f"/{revision}" if revision > 1 else ""
+    return OUTBOX.record(store, key, recipient=recipient, at=now, run_id=run_id,
+                         facts={"vendor_id": vendor_id, "period_label": period_label, "revision": revision})
 
 
 # A run's periods and vendors; a notice is recorded with its manifest (one transaction), and is sent with it.
