@@ -272,6 +272,41 @@ def test_an_upload_lost_between_the_two_objects_is_repaired_by_the_next_run(db, 
     assert [r["outcome"] for r in again] == [manifests.UNCHANGED]
 
 
+class _ManifestAnswerLost(FileObjectStore):
+    """A folder store whose writes of manifest.json land, and then the answer is lost (a timeout after the write)."""
+
+    def put(self, name, data, content_type="application/octet-stream", **kw):
+        uri = super().put(name, data, content_type, **kw)
+        if name.endswith("manifest.json"):
+            raise ObjectStoreUnavailable("the store did not answer")
+        return uri
+
+
+def test_a_manifest_json_left_by_a_run_that_failed_is_written_again_when_the_vendor_is_as_recorded(db, folder):
+    """A vendor renamed, the run's manifest.json landed but its answer was lost (nothing recorded), the name put
+    back: the data file is byte for byte the recorded one, so the period was called unchanged, and manifest.json
+    kept naming the other vendor name and the failed run, at odds with the record for good."""
+    ops, store = db["ops"], db["store"]
+    targeted = {**WIDE, "vendor_ids": [7]}
+    run_period(ops, store, folder, targeted, "first")
+    (name,) = ops.execute("select name from vendors where id = 7").fetchone()
+    ops.execute("update vendors set name = 'Renamed Analytics' where id = 7")
+    try:
+        with pytest.raises(ObjectStoreUnavailable):
+            run_period(ops, store, _ManifestAnswerLost(f"file://{folder.root}"), targeted, "lost")
+    finally:
+        ops.execute("update vendors set name = %s where id = 7", (name,))
+    results, _ = run_period(ops, store, folder, targeted, "after")
+    assert [r["outcome"] for r in results] == [manifests.RESTORED]
+    _, _, manifest = read_data(folder, 7, WIDE_LABEL)
+    recorded = store.execute("select run_id, revision, content_sha256 from compliance.vendor_manifests "
+                             "where vendor_id = 7 and period_label = %s", (WIDE_LABEL,)).fetchone()
+    assert manifest["vendor"]["name"] == name and (manifest["run_id"], recorded[:2]) == ("after", ("after", 1))
+    assert manifests.content_sha256({k: v for k, v in manifest.items() if k not in ("generated_at", "run_id")}
+                                    ) == recorded[2]
+    assert [r["outcome"] for r in run_period(ops, store, folder, targeted, "again")[0]] == [manifests.UNCHANGED]
+
+
 def test_a_manifest_another_run_is_writing_is_left_to_it(db, folder):
     ops, store = db["ops"], db["store"]
     params = params_of(WIDE)

@@ -19,8 +19,8 @@ Writing one manifest, in this order, inside one store transaction that holds the
 1. stream the shares into a local Parquet file and count them (:mod:`include.vendors.datafile`);
 2. if the store already records this exact content (same data checksum, same manifest fields but the
    generation time and run id) and both objects are there and agree with it (the data object's SHA-256, the
-   one ``manifest.json`` names), nothing is written: a re-run with identical data leaves the objects, their
-   checksums and the record as they were;
+   one ``manifest.json`` names; ``manifest.json`` saying the recorded content, from the recorded run), nothing
+   is written: a re-run with identical data leaves the objects, their checksums and the record as they were;
 3. upload the data file, then ``manifest.json``, then record the row, the violation notice and the audit
    entry, and commit. A crash between the two uploads leaves a data file the manifest does not describe (a new
    one, or new content under the old name); the next run sees the disagreement in step 2 and writes both
@@ -185,7 +185,7 @@ def write_manifest(step: Step[ManifestParams], vendor_id: int, scope_label: str,
             document = manifest_document(vendor, scope, settings, data, data_name, objects.uri(data_name))
             content = content_sha256(document)
             if previous is not None and previous.content_sha256 == content:
-                if _objects_agree(objects, data_name, manifest_name, data.sha256):
+                if _objects_agree(objects, (data_name, manifest_name), data.sha256, previous):
                     log.info("%s: unchanged since run %s (data SHA-256 %s); nothing written", where,
                              previous.run_id, data.sha256)
                     return _result(vendor_id, scope, UNCHANGED, data)
@@ -222,16 +222,24 @@ class _Hashing:
         return len(block)
 
 
-def _objects_agree(objects, data_name: str, manifest_name: str, sha256: str) -> bool:
-    """Both objects are there, the data object's SHA-256 is ``sha256`` and ``manifest.json`` names it. An upload
-    that failed between the two objects left a data file the manifest does not describe: that is not agreement."""
+def _objects_agree(objects, names: tuple[str, str], sha256: str, previous: Recorded) -> bool:
+    """Both objects are there, the data object's SHA-256 is ``sha256``, and ``manifest.json`` is the recorded one:
+    it names that SHA-256, says what the record's content says and was written by the record's run. An upload
+    that failed between the two objects left a data file the manifest does not describe, and a ``manifest.json``
+    that landed for a run that then failed (its answer lost) may describe another vendor row over the same data
+    file: neither is agreement."""
+    data_name, manifest_name = names
     try:
-        named = json.loads(objects.get(manifest_name)).get("data_file", {}).get("sha256")
+        document = json.loads(objects.get(manifest_name))
+        run_id = document.pop("run_id", None)
+        document.pop("generated_at", None)
+        named = document.get("data_file", {}).get("sha256")
         hashing = _Hashing()
         objects.download_to(data_name, hashing)
-    except (ObjectNotFound, ValueError, AttributeError):
+    except (ObjectNotFound, ValueError, AttributeError, TypeError):
         return False
-    return named == sha256 and hashing.digest.hexdigest() == sha256
+    return (named == sha256 and hashing.digest.hexdigest() == sha256 and run_id == previous.run_id
+            and content_sha256(document) == previous.content_sha256)
 
 
 def claim(store, vendor_id: int, label: str) -> bool:
