@@ -232,6 +232,30 @@ def test_with_complete_requests_off_nothing_is_completed_and_nothing_is_done_twi
                                   and action = 'dsr_fulfilment.exported'""", (audit_rows,)).fetchone()[0] == 0
 
 
+def test_with_complete_requests_off_a_run_beside_the_one_that_exported_uploads_nothing_again(world):
+    """With complete_requests off the request stays in_progress after its export, so a run that planned it before the
+    other run recorded it claimed it, built a package of the rows as they now were and uploaded it over the recorded
+    one before finding the request fulfilled: the object no longer matched the SHA-256 its record gives. The claim
+    now looks at the store first."""
+    import hashlib
+
+    off = Settings(complete_requests=False)
+    rid = world.planted["request_gdpr_on_track"][0]
+    uid = world.ops.execute("select user_id from privacy_requests where id = %s", (rid,)).fetchone()[0]
+    p = params(world, request_ids=(rid,))
+    steps.plan_requests(step(world, "manual__a", p, settings=off))
+    steps.plan_requests(step(world, "manual__b", p, settings=off))  # planned while the request was not fulfilled
+    steps.fulfil_requests(step(world, "manual__a", p, settings=off), workdir=str(world.tmp))
+    name, sha = world.store.execute("select package_object, package_sha256 from compliance.dsr_fulfilments "
+                                    "where request_id = %s", (rid,)).fetchone()
+    world.ops.execute("""insert into usage_events (user_id, event_type, feature, api_calls, duration_ms, occurred_at)
+                         values (%s, 'api_call', 'export', 1, 1, now())""", (uid,))  # the subject's data changes
+    (row,) = steps.ledger.plan_rows(world.store, "manual__b", acting=True)
+    outcome = steps.act_on_request(step(world, "manual__b", p, settings=off), row, workdir=str(world.tmp))
+    assert outcome == steps.ALREADY
+    assert hashlib.sha256(world.objects.get(name)).hexdigest() == sha  # the recorded package, as recorded
+
+
 def test_a_targeted_run_acts_only_on_its_targets(world):
     p = world.planted
     target = p["request_restriction_open"][0]

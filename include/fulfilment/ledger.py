@@ -260,6 +260,12 @@ def finalize(store, ctx: RunContext, request_id: int, xid: int, *, settled: bool
     return record
 
 
+def pending_xids(store, request_id: int) -> list[int]:
+    """The operational transaction ids a record of this request is pending for."""
+    return [r[0] for r in store.execute("select ops_xid from compliance.dsr_fulfilment_pending where request_id = %s",
+                                        (request_id,))]
+
+
 def drop_pending(store, request_id: int, xid: int) -> None:
     """The operational transaction ``xid`` rolled back: its record is forgotten (the request is acted on again)."""
     store.execute("delete from compliance.dsr_fulfilment_pending where request_id = %s and ops_xid = %s",

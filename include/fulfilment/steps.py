@@ -334,6 +334,10 @@ def act_on_request(step: Step[FulfilmentParams], row: PlanRow, *, workdir: str |
             if not _still_planned(req, row, key, exists, settings, now):
                 # Completed meanwhile (another run fulfilled it, or a person closed it): nothing is left to do.
                 raise _Abandon(ALREADY if req.status == "completed" else CHANGED)
+            if _fulfilled_elsewhere(ops, store, row.request_id):
+                # With complete_requests off the request stays in_progress: another run that exported it since this
+                # run planned is known by its record alone, and a second upload would replace its package.
+                raise _Abandon(ALREADY)
             if row.action == rules.EXPORT:
                 record = _export(step, req, row, workdir)
             elif row.action == rules.RESTRICT:
@@ -382,6 +386,14 @@ def act_on_request(step: Step[FulfilmentParams], row: PlanRow, *, workdir: str |
                  sum(n for t in (final.package_rows or {}).values() for n in t.values()), final.package_bytes,
                  final.package_sha256)
     return record.outcome
+
+
+def _fulfilled_elsewhere(ops, store, request_id: int) -> bool:
+    """Under the request's claim: another run has fulfilled it, recorded or with its record still pending for an
+    operational transaction that committed (that run's worker stopped before finalizing it)."""
+    if ledger.fulfilled(store, [request_id]):
+        return True
+    return any(source.transaction_status(ops, xid) == "committed" for xid in ledger.pending_xids(store, request_id))
 
 
 def database_refused_reason(exc: Exception) -> str:
