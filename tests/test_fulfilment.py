@@ -256,6 +256,38 @@ def test_with_complete_requests_off_a_run_beside_the_one_that_exported_uploads_n
     assert hashlib.sha256(world.objects.get(name)).hexdigest() == sha  # the recorded package, as recorded
 
 
+def test_a_know_package_covers_the_twelve_months_before_the_request_was_received(world):
+    """CCPA §1798.130(a)(2)(B): the disclosures of the 12 months preceding the receipt of the request. The window
+    was the 12 months before the run's day, so a request fulfilled 40 days after its receipt left out the shares of
+    the first 40 days of that period (here a vendor the consumer's data went to 340 days before the request)."""
+    import io
+    import zipfile
+
+    from include.fulfilment.right_to_know import last_twelve_months
+
+    (uid,) = free_users(world.ops, 1)
+    vendor = world.ops.execute("select id from vendors order by id limit 1").fetchone()[0]
+    now = datetime.now(timezone.utc)
+    received = now - timedelta(days=40)
+    rid = world.ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
+                                                             status) values (%s, 'x@example.org', 'ccpa', 'know', %s,
+                                                             'in_progress') returning id""",
+                            (uid, received)).fetchone()[0]
+    world.ops.execute("delete from data_shares where user_id = %s", (uid,))
+    world.ops.execute("""insert into data_shares (vendor_id, user_id, category, purpose, record_count, shared_at)
+                         values (%s, %s, 'contact', 'marketing', 1, %s)""", (vendor, uid, received - timedelta(days=340)))
+    run(world, "manual__know", params(world, request_ids=(rid,)))
+    assert outcomes(world.store)[rid][0] == "exported"
+    name = world.store.execute("select package_object from compliance.dsr_fulfilments where request_id = %s",
+                               (rid,)).fetchone()[0]
+    with zipfile.ZipFile(io.BytesIO(world.objects.get(name))) as zf:
+        shared = json.loads(zf.read("shared_with.json"))
+        readme = zf.read("README.txt").decode()
+    assert [v["vendor_id"] for v in shared["vendors"]] == [vendor]
+    assert shared["period_start"] == last_twelve_months(received.date(), timezone.utc).start.isoformat()
+    assert "1 company(ies)" in readme
+
+
 def test_a_targeted_run_acts_only_on_its_targets(world):
     p = world.planted
     target = p["request_restriction_open"][0]

@@ -617,8 +617,8 @@ def readme(about: About, who: Subject, rows: dict[str, dict[str, int]], shared: 
             }.get(about.request_type, "your personal data")
     out = [f"Your data export - request {about.request_id}", "",
            _para(f"You asked for {kind}. This package holds every piece of personal data our systems link to your "
-                 f"account, as it stood on {about.as_of.isoformat()}, and the companies we shared it with in the "
-                 "twelve months up to that day."), "", "What is inside", "--------------", ""]
+                 f"account, as it stood on {about.as_of.isoformat()}, and the companies we shared it with from twelve "
+                 "months before we received your request up to that day."), "", "What is inside", "--------------", ""]
     for category, tables in rows.items():
         total = sum(tables.values())
         out.append(_item(f"{category}.json and the folder {category}/ - {DESCRIPTIONS.get(category, category)}: "

@@ -68,6 +68,16 @@ def last_twelve_months(today: date, tz: tzinfo) -> Period:
     return days_period(since, today, tz)
 
 
+def since_receipt(received: datetime | None, today: date, tz: tzinfo) -> Period:
+    """A request's right to know: the 12 months before the day it was received (CCPA §1798.130(a)(2)(B): "the
+    12-month period preceding the business's receipt of the verifiable consumer request"), and on up to and
+    including ``today``, the day it is answered (what was shared in between is told too). Without a receipt
+    date, the 12 months up to ``today``."""
+    day = today if received is None else min(received.astimezone(tz).date(), today)
+    start = last_twelve_months(day, tz).start
+    return Period(start, last_twelve_months(today, tz).end)
+
+
 def days_period(since: date, until: date, tz: tzinfo) -> Period:
     """The calendar days ``since`` .. ``until``, both included, in zone ``tz``. ValueError, in one sentence, when
     ``until`` is the calendar's last day (the period ends at the next midnight, which no date holds)."""

@@ -50,7 +50,7 @@ from include.fulfilment.ledger import WORKFLOW, PlanRow, Record
 from include.fulfilment.params import FulfilmentParams
 from include.step import Step
 from include.subjects import user_hash
-from include.fulfilment.right_to_know import last_twelve_months, shared_with
+from include.fulfilment.right_to_know import shared_with, since_receipt
 
 log = logging.getLogger(__name__)
 
@@ -423,7 +423,7 @@ def _export(step: Step[FulfilmentParams], req: RequestFacts, row: PlanRow, workd
     who = package.subject(ops, dm, req.user_id)
     if who is None:
         raise _Abandon(CHANGED)
-    shared = shared_with(ops, dm, req.user_id, last_twelve_months(params.as_of, settings.tz))
+    shared = shared_with(ops, dm, req.user_id, since_receipt(req.received_at, params.as_of, settings.tz))
     about = package.About(req.request_id, req.request_type, req.regime, params.as_of)
     name = package.object_name(req.request_id)
     with tempfile.TemporaryDirectory(prefix="dsr-export-", dir=workdir) as tmp:
