@@ -3,6 +3,7 @@ changes nothing, a live run gives every request its outcome and completes the fu
 does nothing more, targeted runs, the erasure guards, interruptions settled, two runs at once."""
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import threading
@@ -286,6 +287,34 @@ def test_a_know_package_covers_the_twelve_months_before_the_request_was_received
     assert [v["vendor_id"] for v in shared["vendors"]] == [vendor]
     assert shared["period_start"] == last_twelve_months(received.date(), timezone.utc).start.isoformat()
     assert "1 company(ies)" in readme
+
+
+def test_the_dates_a_package_gives_for_its_shares_are_in_utc_as_its_readme_says(world):
+    """The README says times are in UTC, and the rows' times are; the first and last dates of each vendor's shares
+    (shared_with.json and .csv) came in the operational database's own zone (here a server set to Los Angeles)."""
+    import io
+    import zipfile
+
+    (uid,) = free_users(world.ops, 1)
+    vendor = world.ops.execute("select id from vendors order by id limit 1").fetchone()[0]
+    at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=10)
+    rid = world.ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
+                                                             status) values (%s, 'x@example.org', 'ccpa', 'know',
+                                                             now() - interval '1 day', 'in_progress') returning id""",
+                            (uid,)).fetchone()[0]
+    world.ops.execute("delete from data_shares where user_id = %s", (uid,))
+    world.ops.execute("""insert into data_shares (vendor_id, user_id, category, purpose, record_count, shared_at)
+                         values (%s, %s, 'contact', 'marketing', 1, %s)""", (vendor, uid, at))
+    world.ops.execute("set timezone = 'America/Los_Angeles'")
+    run(world, "manual__zone", params(world, request_ids=(rid,)))
+    name = world.store.execute("select package_object from compliance.dsr_fulfilments where request_id = %s",
+                               (rid,)).fetchone()[0]
+    with zipfile.ZipFile(io.BytesIO(world.objects.get(name))) as zf:
+        (shared,) = json.loads(zf.read("shared_with.json"))["vendors"]
+        (row,) = list(csv.DictReader(io.StringIO(zf.read("shared_with.csv").decode())))
+        assert "Times are in UTC" in zf.read("README.txt").decode()
+    assert shared["first_shared"] == shared["last_shared"] == at.isoformat()
+    assert row["first_shared"] == at.isoformat()
 
 
 def test_a_targeted_run_acts_only_on_its_targets(world):

@@ -57,7 +57,7 @@ import threading
 import unicodedata
 import zipfile
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timezone
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from psycopg import pq, sql
@@ -576,8 +576,12 @@ def manifest(about: About, who: Subject, rows: dict[str, dict[str, int]], shared
 def _vendor(v) -> dict:
     return {"vendor_id": v.vendor_id, "name": v.name, "kind": v.kind, "known": v.known,
             "categories": list(v.categories), "shares": v.shares, "records": v.records,
-            "first_shared": v.first_shared.isoformat() if v.first_shared else None,
-            "last_shared": v.last_shared.isoformat() if v.last_shared else None}
+            "first_shared": _utc(v.first_shared), "last_shared": _utc(v.last_shared)}
+
+
+def _utc(at) -> str | None:
+    """A time as the rows give theirs (in UTC, whatever the database's own zone)."""
+    return at.astimezone(timezone.utc).isoformat() if at else None
 
 
 def shared_document(shared: SharedWith) -> dict:
