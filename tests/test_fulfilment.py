@@ -317,6 +317,32 @@ def test_the_dates_a_package_gives_for_its_shares_are_in_utc_as_its_readme_says(
     assert row["first_shared"] == at.isoformat()
 
 
+def test_a_share_dated_after_the_run_is_listed_apart_not_left_out(world):
+    """A share whose date is after the time of the run (a typed year, a clock off) is a disclosure that happened:
+    the right to know lists it apart with the shares no period can hold, and the README says so. It was in neither
+    list: the consumer was not told about that vendor at all."""
+    import io
+    import zipfile
+
+    (uid,) = free_users(world.ops, 1)
+    vendor = world.ops.execute("select id from vendors order by id limit 1").fetchone()[0]
+    rid = world.ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
+                                                             status) values (%s, 'x@example.org', 'ccpa', 'know',
+                                                             now() - interval '1 day', 'in_progress') returning id""",
+                            (uid,)).fetchone()[0]
+    world.ops.execute("delete from data_shares where user_id = %s", (uid,))
+    world.ops.execute("""insert into data_shares (vendor_id, user_id, category, purpose, record_count, shared_at)
+                         values (%s, %s, 'contact', 'marketing', 1, now() + interval '36 years')""", (vendor, uid))
+    run(world, "manual__future", params(world, request_ids=(rid,)))
+    name = world.store.execute("select package_object from compliance.dsr_fulfilments where request_id = %s",
+                               (rid,)).fetchone()[0]
+    with zipfile.ZipFile(io.BytesIO(world.objects.get(name))) as zf:
+        shared = json.loads(zf.read("shared_with.json"))
+        readme = zf.read("README.txt").decode()
+    assert shared["vendors"] == [] and [v["vendor_id"] for v in shared["undated"]] == [vendor]
+    assert "1 more sharing record(s) have no usable date" in readme
+
+
 def test_a_targeted_run_acts_only_on_its_targets(world):
     p = world.planted
     target = p["request_restriction_open"][0]

@@ -7,7 +7,9 @@ through the data map, vendors joined the same way), for ``dsr_fulfilment``'s exp
 categories, counts and dates: nothing else about the consumer.
 
 Shares whose time no period can hold (``infinity``, BC, after 9999; see :mod:`include.vendors.rules`)
-cannot be placed inside or outside the period, so they are listed apart (``undated``) rather than left out.
+cannot be placed inside or outside the period, so they are listed apart (``undated``) rather than left out; so
+are shares dated after the period and after the present moment (a typed year, a clock off): a disclosure that
+happened, at no time it can have.
 """
 from __future__ import annotations
 
@@ -119,7 +121,8 @@ def shared_with(ops, dm: DataMap, user_id: int, period: Period) -> SharedWith:
         scope=sql.SQL("{at} >= %(start)s and {at} < %(end)s").format(at=at))
     undated = sql.SQL(_QUERY).format(
         **common, first=sql.SQL("null::timestamptz"), last=sql.SQL("null::timestamptz"),
-        scope=sql.SQL("({at} is null or {outside})").format(at=at, outside=reading.out_of_range(at)))
+        scope=sql.SQL("({at} is null or {outside} or ({at} >= %(end)s and {at} > now()))").format(
+            at=at, outside=reading.out_of_range(at)))
     params = {"user": user_id, "start": period.start, "end": period.end}
     exists = sql.SQL("select exists (select from {t} where {id} = %s)").format(t=accounts.ident,
                                                                                id=accounts.col("id"))
