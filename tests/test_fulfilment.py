@@ -705,6 +705,33 @@ def test_export_packages_expire_after_the_configured_days(world):
     assert deleted == {old_id: True, new_id: False}
 
 
+def test_a_package_the_store_refuses_to_delete_leaves_the_others_expired_and_the_run_finished(world):
+    """One expired package the object store refused to delete (a retention policy, a hold; here a file where its
+    folder should be) failed finish_run at once: the packages after it were kept past export_retention_days, on
+    every later run too, and the run was never recorded finished. The others are now deleted, the run recorded,
+    and it fails at its end in one sentence naming the request."""
+    from include.objectstore import ObjectStoreRefused
+
+    (world.tmp / "evidence" / "exports").mkdir(parents=True)
+    (world.tmp / "evidence" / "exports" / "request=900001").write_bytes(b"not a folder")
+    world.objects.put("exports/request=900002/package.zip", b"zip")
+    for rid in (900001, 900002):
+        world.store.execute("""insert into compliance.dsr_fulfilments (request_id, action, outcome, package_object,
+                                   package_uri, package_sha256, run_id, first_recorded_at, recorded_at)
+                               values (%s, 'export', 'exported', %s, 'file:///x', repeat('b', 64), 'r',
+                                       now() - interval '40 days', now() - interval '40 days')""",
+                            (rid, f"exports/request={rid}/package.zip"))
+    with pytest.raises(ObjectStoreRefused, match="^1 export package.s. past export_retention_days could not be "
+                                                  "deleted .request 900001.: "):
+        run(world, "scheduled__expire")
+    assert not world.objects.exists("exports/request=900002/package.zip")
+    deleted = dict(world.store.execute("select request_id, package_deleted_at is not null from compliance.dsr_fulfilments "
+                                       "where request_id in (900001, 900002)").fetchall())
+    assert deleted == {900001: False, 900002: True}
+    assert world.store.execute("select state from compliance.dsr_fulfilment_runs where run_id = 'scheduled__expire'"
+                               ).fetchone()[0] == "done"
+
+
 def test_an_export_racing_an_erasure_of_its_subject_leaves_no_package(world):
     """Found by a fault trial: an export built its package from its snapshot while an erasure of the same account
     (the child purge, or a second run) deleted the rows and read the subject's earlier packages; the export then

@@ -591,26 +591,36 @@ def verify_erasures(step: Step) -> dict:
 
 # -- finish ------------------------------------------------------------------------------------------------
 
-def expire_packages(step: Step) -> int:
+def expire_packages(step: Step) -> tuple[int, dict[int, ObjectStoreRefused]]:
     """Export packages are personal data: delete those older than ``export_retention_days`` (setting, default 30)
     from the evidence store and record when (``package_deleted_at``). A dry run deletes nothing, and neither does a
-    run targeted at named requests: it acts on those alone (the next untargeted run expires them). Returns how many."""
+    run targeted at named requests: it acts on those alone (the next untargeted run expires them). Returns how many,
+    and those the object store refused to delete (a retention policy, a hold), by request: the others are deleted."""
     store, objects, settings, ctx = step.store, step.objects, step.settings, step.ctx
     if objects is None or step.params.targeted:
-        return 0
+        return 0, {}
     cutoff = ctx.now() - timedelta(days=settings.export_retention_days)
     rows = store.execute("""select request_id, package_object from compliance.dsr_fulfilments
                             where package_object is not null and package_deleted_at is null and recorded_at < %s
                             order by request_id""", (cutoff,)).fetchall()
+    deleted, refused = [], {}
     for request_id, name in rows:
-        objects.delete(name)
+        try:
+            objects.delete(name)
+        except ObjectStoreRefused as exc:
+            refused[request_id] = exc
+            continue
         store.execute("update compliance.dsr_fulfilments set package_deleted_at = %s where request_id = %s",
                       (ctx.now(), request_id))
+        deleted.append(request_id)
     if rows:
-        ctx.audit(store, "dsr_fulfilment.packages_expired", {"requests": [r for r, _ in rows],
+        ctx.audit(store, "dsr_fulfilment.packages_expired", {"requests": deleted, "not_deleted": sorted(refused),
                                                              "older_than_days": settings.export_retention_days})
-        log.info("deleted %d export package(s) older than %d day(s)", len(rows), settings.export_retention_days)
-    return len(rows)
+        log.info("deleted %d export package(s) older than %d day(s)", len(deleted), settings.export_retention_days)
+    if refused:
+        log.warning("%d export package(s) past export_retention_days the object store refused to delete (request(s) %s)",
+                    len(refused), sorted(refused))
+    return len(deleted), refused
 
 
 def finish_run(step: Step) -> dict:
@@ -637,15 +647,19 @@ def finish_run(step: Step) -> dict:
         log.warning("%s: %d erasure request(s) left untouched", reason, len(pending))
     outcomes = ledger.outcome_counts(store, ctx.run_id)
     pruned = ledger.prune_plans(store, older_than=ctx.now() - timedelta(days=settings.whatif_retention_days))
-    expired = expire_packages(step)
+    expired, kept = expire_packages(step)
     erasure_run.finish_run(store, run, state=state, at=ctx.now(), counts={"outcomes": outcomes})
     ctx.audit(store, "dsr_fulfilment.finished", {"state": state, "plan_hash": run.plan_hash, "outcomes": outcomes,
                                                  "dry_run": run.dry_run, "plans_pruned": pruned,
-                                                 "packages_expired": expired})
+                                                 "packages_expired": expired, "packages_not_deleted": sorted(kept)})
     log.info("run finished: %s; requests by the outcome recorded in this run: %s", state, _fmt(outcomes))
     erasure_run.fail_if_refused(store, WORKFLOW, ctx.run_id, "subject(s) to erase")
     if run.state == "plan_changed":
         raise PlanChanged(f"the erasure plan changed since it was approved (the plan is now {_short(run.plan_hash)}): "
                           "nothing was erased, the other requests were fulfilled; run a dry run again and approve the "
                           "plan it prints")
+    if kept:
+        raise ObjectStoreRefused(f"{len(kept)} export package(s) past export_retention_days could not be deleted "
+                                 f"(request {', '.join(map(str, sorted(kept)))}): {next(iter(kept.values()))}; the "
+                                 "others were deleted and the run finished, and the next run tries again")
     return {"state": state, "outcomes": outcomes}
