@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import threading
+import uuid
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
@@ -842,6 +843,40 @@ def test_a_request_the_operational_database_refuses_is_incomplete_and_the_others
     assert package.object_name(fine) in world.objects.list("exports/")
     said = caplog.text + json.dumps(result, default=str) + reason
     assert "refused.requester@example.org" not in said
+
+
+def test_an_export_a_database_refuses_to_read_says_so_not_that_a_change_was_refused(world, caplog):
+    """A store refusing the export's read of the subject's rows (here a grant the connection's user lacks) was
+    recorded as "the operational database refused this request's change ... (a constraint or trigger of the
+    application's)": the wrong operation and the wrong cause for the person who must look. The others go on."""
+    ops, store = world.ops, world.store
+    users = free_users(ops, 2, own_address=False)
+    refused, fine = (ops.execute(
+        """insert into privacy_requests (user_id, requester_email, regime, request_type, received_at, status)
+           values (%s, 'unreadable.requester@example.org', 'gdpr', 'access', now() - interval '1 day', 'in_progress')
+           returning id""", (u,)).fetchone()[0] for u in users)
+    role = f"privacy_reader_{uuid.uuid4().hex[:8]}"
+    ops.execute(f"create role {role} login")
+    try:
+        ops.execute(f"grant all on all tables in schema public to {role}")
+        ops.execute(f"grant all on all sequences in schema public to {role}")
+        ops.execute(f"revoke select on usage_events from {role}")  # its rows cannot be read by the export
+        plan = steps.plan_requests(step(world, "manual__unreadable", params(world, request_ids=(refused, fine))))
+        assert plan
+        with connect(world.url.replace("postgres@", f"{role}@", 1), autocommit=True) as limited:
+            steps.fulfil_requests(step(world, "manual__unreadable", params(world, request_ids=(refused, fine)),
+                                       ops=limited), workdir=str(world.tmp))
+    finally:
+        ops.execute(f"drop owned by {role}")
+        ops.execute(f"drop role {role}")
+    got = outcomes(store)
+    outcome, reason, completed = got[refused]
+    assert outcome == "incomplete" and completed is False
+    assert reason.startswith("a database refused the export's read of the subject's data: permission denied for "
+                             "table usage_events (SQLSTATE 42501)"), reason
+    assert "constraint or trigger" not in reason and "change" not in reason.split(":")[0]
+    assert package.object_name(refused) not in world.objects.list("exports/")
+    assert "unreadable.requester@example.org" not in caplog.text + reason
 
 
 def test_an_erasure_the_operational_database_refuses_leaves_that_subject_and_erases_the_others(world, caplog):

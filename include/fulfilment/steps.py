@@ -302,6 +302,15 @@ class _Abandon(Exception):
         self.outcome = outcome
 
 
+class _ReadRefused(Exception):
+    """A database refused the export's read of the subject's rows (a grant the connection's user lacks, a rule of
+    the application's): nothing was uploaded. ``said``: the server's primary message, never a row."""
+
+    def __init__(self, said: str):
+        super().__init__(said)
+        self.said = said
+
+
 def _decide(req: RequestFacts, account_exists: bool, settings: Settings, now: datetime) -> rules.Decision:
     """:func:`include.fulfilment.rules.decide` as of ``now``, with the settings' earliest plausible date and zone."""
     return rules.decide(req, account_exists, now=now, earliest=settings.earliest_plausible_date, tz=settings.tz)
@@ -373,10 +382,13 @@ def act_on_request(step: Step[FulfilmentParams], row: PlanRow, *, workdir: str |
         return CLAIMED
     except psycopg.OperationalError:
         raise  # a lost connection or a timeout: the task's one sentence, and its retry
-    except psycopg.DatabaseError as exc:  # a constraint or trigger of the application's refused this request alone
-        if row.action == rules.EXPORT and step.objects is not None:
-            step.objects.delete(package.object_name(row.request_id))  # uploaded before the refusal: kept for nobody
-        reason = database_refused_reason(exc)
+    except (psycopg.DatabaseError, _ReadRefused) as exc:  # a database refused this request alone
+        if isinstance(exc, _ReadRefused):  # reading the subject's rows: no package was uploaded
+            reason = read_refused_reason(exc.said)
+        else:  # a constraint or trigger of the application's refused its change
+            if row.action == rules.EXPORT and step.objects is not None:
+                step.objects.delete(package.object_name(row.request_id))  # uploaded before the refusal: for nobody
+            reason = database_refused_reason(exc)
         ledger.record_decided(store, ctx, _record(row, rules.INCOMPLETE, reason))
         log.warning("request %d: left incomplete: %s", row.request_id, reason)
         return REFUSED
@@ -404,6 +416,14 @@ def database_refused_reason(exc: Exception) -> str:
             "other requests were carried out, and the next run tries again")
 
 
+def read_refused_reason(said: str) -> str:
+    """For a person: a database refused the export's read of one subject's data (a grant the connection's user
+    lacks, a rule of the application's). ``said``: :func:`include.errors.database_said`'s sentence."""
+    return (f"a database refused the export's read of the subject's data: {said} (a grant the connection's user "
+            "lacks, or a rule of the application's): no package was written, a person must look; the other requests "
+            "were carried out, and the next run tries again")
+
+
 def _record(row: PlanRow, outcome: str, reason: str | None = None, **fields) -> Record:
     return Record(row.request_id, row.regime, row.request_type, row.action, outcome, reason, row.subject_hash,
                   **fields)
@@ -420,16 +440,21 @@ def _completed(ops, dm: DataMap, settings: Settings, record: Record, request_ids
 def _export(step: Step[FulfilmentParams], req: RequestFacts, row: PlanRow, workdir: str | None) -> Record:
     """Build the package in a private temporary folder, upload it (the data before its record), describe it."""
     ops, objects, dm, settings, params = step.ops, step.objects, step.datamap, step.settings, step.params
-    who = package.subject(ops, dm, req.user_id)
-    if who is None:
-        raise _Abandon(CHANGED)
-    shared = shared_with(ops, dm, req.user_id, since_receipt(req.received_at, params.as_of, settings.tz))
     about = package.About(req.request_id, req.request_type, req.regime, params.as_of)
     name = package.object_name(req.request_id)
     with tempfile.TemporaryDirectory(prefix="dsr-export-", dir=workdir) as tmp:
-        sources = package.Sources(ops, step.stores, step.buckets,
-                                  erasure.allowed_buckets(dm, getattr(settings, "file_buckets", None)))
-        built = package.build(sources, dm, about, who, shared, os.path.join(tmp, "package.zip"))
+        try:  # the reads: the subject, its shares, its rows in every store and its files
+            who = package.subject(ops, dm, req.user_id)
+            if who is None:
+                raise _Abandon(CHANGED)
+            shared = shared_with(ops, dm, req.user_id, since_receipt(req.received_at, params.as_of, settings.tz))
+            sources = package.Sources(ops, step.stores, step.buckets,
+                                      erasure.allowed_buckets(dm, getattr(settings, "file_buckets", None)))
+            built = package.build(sources, dm, about, who, shared, os.path.join(tmp, "package.zip"))
+        except psycopg.OperationalError:
+            raise  # a lost connection or a timeout: the task's one sentence, and its retry
+        except psycopg.DatabaseError as exc:
+            raise _ReadRefused(database_said(exc)) from None
         uri = objects.put_file(name, built.path, package.CONTENT_TYPE)
     notes = ["rows tied to the account by an address another account also has were left out"] \
         if who.shared_address else []
