@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -704,6 +705,35 @@ def test_export_packages_expire_after_the_configured_days(world):
     deleted = dict(world.store.execute("select request_id, package_deleted_at is not null from compliance.dsr_fulfilments "
                                        "where request_id = any(%s)", ([old_id, new_id],)).fetchall())
     assert deleted == {old_id: True, new_id: False}
+
+
+def test_a_package_no_record_names_expires_too(world):
+    """An upload whose transaction did not commit (the connection lost at its commit, the compliance store gone
+    before the record) left a package no record names; when its request was not exported again (withdrawn,
+    closed), no expiry and no erasure ever found it: personal data kept for good. Past export_retention_days it
+    is deleted like a recorded one; a newer one (perhaps a running export's) and a recorded one stay."""
+    objects = world.objects
+    old_orphan, new_orphan = "exports/request=900101/package.zip", "exports/request=900102/package.zip"
+    recorded = "exports/request=900103/package.zip"
+    for name in (old_orphan, new_orphan, recorded):
+        objects.put(name, b"zip")
+    world.store.execute("""insert into compliance.dsr_fulfilments (request_id, action, outcome, package_object,
+                               package_uri, package_sha256, run_id, first_recorded_at, recorded_at)
+                           values (900103, 'export', 'exported', %s, 'file:///x', repeat('b', 64), 'r', now(), now())""",
+                        (recorded,))
+    eight_days_ago = (datetime.now(timezone.utc) - timedelta(days=8)).timestamp()
+    for name in (old_orphan, recorded):
+        os.utime(world.tmp / "evidence" / name, (eight_days_ago, eight_days_ago))
+    objects.put("exports/notes.txt", b"not a package")
+    os.utime(world.tmp / "evidence" / "exports/notes.txt", (eight_days_ago, eight_days_ago))
+    result = run(world, "manual__orphans", settings=Settings(export_retention_days=7))
+    assert result["state"] == "done"
+    assert not objects.exists(old_orphan)
+    assert objects.exists(new_orphan) and objects.exists(recorded) and objects.exists("exports/notes.txt")
+    expired = world.store.execute("""select details from compliance.audit_log
+                                     where action = 'dsr_fulfilment.packages_expired' and run_id = %s""",
+                                  ("manual__orphans",)).fetchone()[0]
+    assert expired["unrecorded"] == [900101] and 900101 in expired["requests"]
 
 
 def test_a_package_the_store_refuses_to_delete_leaves_the_others_expired_and_the_run_finished(world):

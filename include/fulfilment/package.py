@@ -89,9 +89,19 @@ DESCRIPTIONS = {
 }
 
 
+EXPORTS_PREFIX = "exports/"
+_OBJECT_NAME = re.compile(r"exports/request=([1-9][0-9]{0,18})/package\.zip")
+
+
 def object_name(request_id: int) -> str:
     """Where a request's package goes, under the evidence location: one deterministic path per request."""
-    return f"exports/request={int(request_id)}/package.zip"
+    return f"{EXPORTS_PREFIX}request={int(request_id)}/package.zip"
+
+
+def request_of(name: str) -> int | None:
+    """The request id of a package's object name (:func:`object_name`), else None."""
+    match = _OBJECT_NAME.fullmatch(name)
+    return int(match.group(1)) if match else None
 
 
 @dataclass(frozen=True)

@@ -628,24 +628,45 @@ def expire_packages(step: Step) -> tuple[int, dict[int, ObjectStoreRefused]]:
     rows = store.execute("""select request_id, package_object from compliance.dsr_fulfilments
                             where package_object is not null and package_deleted_at is null and recorded_at < %s
                             order by request_id""", (cutoff,)).fetchall()
+    orphans = _unrecorded_packages(store, objects, cutoff)
     deleted, refused = [], {}
-    for request_id, name in rows:
+    for request_id, name in rows + orphans:
         try:
             objects.delete(name)
         except ObjectStoreRefused as exc:
             refused[request_id] = exc
             continue
-        store.execute("update compliance.dsr_fulfilments set package_deleted_at = %s where request_id = %s",
-                      (ctx.now(), request_id))
+        store.execute("update compliance.dsr_fulfilments set package_deleted_at = %s where request_id = %s "
+                      "and package_object = %s and package_deleted_at is null", (ctx.now(), request_id, name))
         deleted.append(request_id)
-    if rows:
-        ctx.audit(store, "dsr_fulfilment.packages_expired", {"requests": deleted, "not_deleted": sorted(refused),
-                                                             "older_than_days": settings.export_retention_days})
-        log.info("deleted %d export package(s) older than %d day(s)", len(deleted), settings.export_retention_days)
+    if rows or orphans:
+        ctx.audit(store, "dsr_fulfilment.packages_expired", {
+            "requests": deleted, "not_deleted": sorted(refused), "unrecorded": [r for r, _ in orphans],
+            "older_than_days": settings.export_retention_days})
+        log.info("deleted %d export package(s) older than %d day(s)%s", len(deleted), settings.export_retention_days,
+                 f", {len(orphans)} of them named by no record" if orphans else "")
     if refused:
         log.warning("%d export package(s) past export_retention_days the object store refused to delete (request(s) %s)",
                     len(refused), sorted(refused))
     return len(deleted), refused
+
+
+def _unrecorded_packages(store, objects, cutoff: datetime) -> list[tuple[int, str]]:
+    """(request id, name) of the packages under ``exports/`` written before ``cutoff`` that no record names as kept:
+    an upload whose transaction did not commit (a lost connection at its commit, the compliance store gone before
+    the record) and whose request was not exported again (withdrawn, closed). No expiry and no erasure would find
+    them otherwise; one written after ``cutoff`` may still be a running export's."""
+    named = {name for (name,) in store.execute(
+        """select package_object from compliance.dsr_fulfilments
+           where package_object is not null and package_deleted_at is null
+           union select record ->> 'package_object' from compliance.dsr_fulfilment_pending
+           where record ->> 'package_object' is not null""")}
+    found = []
+    for info in objects.describe(package.EXPORTS_PREFIX):
+        request_id = package.request_of(info.name)
+        if request_id is not None and info.name not in named and info.created < cutoff:
+            found.append((request_id, info.name))
+    return sorted(found)
 
 
 def finish_run(step: Step) -> dict:
