@@ -56,8 +56,10 @@ def read_batches(conn, query: sql.Composable, params: Mapping | Sequence | None,
             stream,
             read_options=pa_csv.ReadOptions(column_names=names, block_size=block_bytes, use_threads=False),
             parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(column_types=dict(schema), strings_can_be_null=True,
-                                                  quoted_strings_can_be_null=False))
+            # COPY writes NULL as an unquoted empty field and nothing else: pyarrow's default null words ("NA",
+            # "null", "nan", ...) are values a row holds.
+            convert_options=pa_csv.ConvertOptions(column_types=dict(schema), null_values=[""],
+                                                  strings_can_be_null=True, quoted_strings_can_be_null=False))
         for batch in reader:
             if batch.num_rows:
                 yield batch

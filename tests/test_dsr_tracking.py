@@ -401,3 +401,20 @@ def test_a_code_with_white_space_around_it_is_still_quoted_as_it_was_typed(db):
     evaluate(db)
     regime, reason = db.execute("select regime, invalid_reason from compliance.dsr_status where request_id = 1").fetchone()
     assert regime == " gdpr\t" and "unknown regime ' gdpr\\t'" in reason
+
+
+def test_a_code_that_reads_like_a_null_word_is_kept_as_typed(db):
+    """The requests stream out as CSV, whose reader took the words pyarrow calls null by default ("NA", "null",
+    "NULL", "nan", "N/A") for SQL NULL: a regime typed "NA" was recorded as missing (regime NULL, reason "regime is
+    missing"), not as the unknown regime the row holds. Only PostgreSQL's own NULL (an unquoted empty field) is one."""
+    add_request(db, 1, regime="NA")
+    add_request(db, 2, rtype="null")
+    add_request(db, 3, status="NULL")
+    add_request(db, 4, regime="nan", assignee="n/a")
+    assert evaluate(db)["states"] == {"invalid": 4}
+    rows = {r[0]: r[1:] for r in db.execute("select request_id, regime, request_type, status, invalid_reason "
+                                            "from compliance.dsr_status")}
+    assert rows[1][0] == "NA" and rows[1][3] == "unknown regime 'NA'"
+    assert rows[2][1] == "null" and rows[2][3] == "unknown request type 'null'"
+    assert rows[3][2] == "NULL" and rows[3][3] == "unknown status 'NULL'"
+    assert rows[4][0] == "nan" and rows[4][3] == "unknown regime 'nan'"
