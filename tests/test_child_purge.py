@@ -725,3 +725,21 @@ def test_a_child_whose_erasure_the_database_refuses_is_incomplete_and_the_others
                                    "where run_id = 'manual__audited'").fetchone()[0]
     assert finished  # verified and recorded before the run failed
     assert email not in caplog.text + reason + str(err.value)
+
+
+def test_a_hold_whose_release_time_python_cannot_hold_still_protects_the_child(world):
+    """A legal hold whose released_at is a value Python cannot hold (-infinity, a BC date) says nothing readable
+    about its release: it was read as released long ago, and the held child was erased. Such a hold still holds."""
+    kids = _add_users(world.ops, ("held.a@example.com", date(2018, 1, 1), None),
+                      ("held.b@example.com", date(2018, 1, 1), None))
+    for uid, released in zip(kids, ("-infinity", "0044-03-15 00:00:00+00 BC")):
+        world.ops.execute("insert into legal_holds (user_id, reason, placed_at, released_at) "
+                          "values (%s, 'litigation', now(), %s::timestamptz)", (uid, released))
+    before = {uid: user_rows(world.ops, [uid]) for uid in kids}
+    run_all(world, "odd-release", params(world))
+    assert {uid: user_rows(world.ops, [uid]) for uid in kids} == before
+    outcomes = dict(world.store.execute("select subject_hash, outcome from compliance.child_purges "
+                                        "where run_id = 'odd-release' and subject_hash = any(%s)",
+                                        ([user_hash(KEY, uid) for uid in kids],)).fetchall())
+    assert set(outcomes.values()) == {"held"}
+

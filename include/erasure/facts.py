@@ -11,6 +11,7 @@ from typing import Sequence
 from psycopg import sql
 
 from include.datamap import DataMap
+from include.operational_rows import out_of_range
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,16 @@ def active_holds(conn, dm: DataMap, user_ids: Sequence[int], at: datetime) -> di
     """The active legal holds of each subject that has one: hold ids by user id.
 
     A hold is active until it is released (``released_at`` empty or still in the future); when it was
-    placed does not matter, so a hold with a doubtful placement date still protects the data.
+    placed does not matter, so a hold with a doubtful placement date still protects the data. A release time
+    Python cannot hold (``-infinity``, a BC date) tells no real release either: such a hold still protects.
     """
     holds = dm.record("legal_holds")
     query = sql.SQL("""select {user}, array_agg({id} order by {id}) from {t}
-                       where {user} = any(%(ids)s::bigint[]) and ({released} is null or {released} > %(at)s)
+                       where {user} = any(%(ids)s::bigint[])
+                         and ({released} is null or {released} > %(at)s or {unreadable})
                        group by {user}""").format(
-        user=holds.col("user_id"), id=holds.col("id"), t=holds.ident, released=holds.col("released_at"))
+        user=holds.col("user_id"), id=holds.col("id"), t=holds.ident, released=holds.col("released_at"),
+        unreadable=out_of_range(holds.col("released_at")))
     return {uid: tuple(ids) for uid, ids in conn.execute(query, {"ids": list(user_ids), "at": at})}
 
 
