@@ -743,3 +743,25 @@ def test_a_hold_whose_release_time_python_cannot_hold_still_protects_the_child(w
                                         ([user_hash(KEY, uid) for uid in kids],)).fetchall())
     assert set(outcomes.values()) == {"held"}
 
+
+
+def test_a_report_matched_after_detection_is_not_resolved_as_naming_no_one(world):
+    """A run records a report naming no account (no_match) when it detects, and resolved it when it finished, hours
+    later behind a reviewer: a report corrected meanwhile to name the child's account was closed unread, and the
+    child never purged. Only a report that still names no one is resolved."""
+    report = _report(world.ops, "late.kid@example.com")
+    s = step(world, "late-match", params(world))
+    purge.detect_children(s)
+    assert _report_outcome(world, "late-match", report)[0] == "no_match"
+    (kid,) = _add_users(world.ops, ("Late.Kid@example.com", None, None))
+    plan = purge.plan_purge(s)
+    if route(plan) is not None:
+        purge.purge_subjects(s)
+        purge.verify_purge(s)
+    purge.finish_run(s)
+    assert world.ops.execute("select resolved_at from child_reports where id = %s", (report,)).fetchone() == (None,)
+    assert _report_outcome(world, "late-match", report)[3] is False
+    run_all(world, "late-match-next", params(world))
+    assert user_rows(world.ops, [kid]) == 0
+    assert world.ops.execute("select resolved_at is not null from child_reports where id = %s",
+                             (report,)).fetchone() == (True,)

@@ -396,14 +396,17 @@ def notify_compliance(step: Step[PurgeParams]) -> dict:
 
 def finish_run(step: Step[PurgeParams]) -> dict:
     """Close the run: a plan nobody approved gets its subjects marked ``rejected``; a live run resolves the
-    reports that named no one (``no_match``, ``already_gone``); record the run's state."""
+    reports that named no one (``no_match``, ``already_gone``) and still name no one; record the run's state."""
     ops, store, dm, ctx = step.ops, step.store, step.datamap, step.ctx
     run = erasure_run.load_run(store, WORKFLOW, ctx.run_id)
     now = ctx.now()
     state = run.state
     resolved = 0
     if not run.dry_run and not run.targeted:
-        ids = ledger.reports_to_resolve(store, ctx.run_id)
+        # Only those that still name no one: since detection (hours ago, behind a reviewer) a report may have been
+        # corrected, or the account its address names created; the next run finds whom it names.
+        still = {r.report_id for r in detection.unmatched_reports(ops, dm)}
+        ids = [rid for rid in ledger.reports_to_resolve(store, ctx.run_id) if rid in still]
         resolved = reports.resolve(ops, dm, ids, now)
         ledger.mark_reports_resolved(store, ctx.run_id, ids)
     unapproved = erasure_run.close_unapproved(step, WORKFLOW, run)
