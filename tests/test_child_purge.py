@@ -765,3 +765,23 @@ def test_a_report_matched_after_detection_is_not_resolved_as_naming_no_one(world
     assert user_rows(world.ops, [kid]) == 0
     assert world.ops.execute("select resolved_at is not null from child_reports where id = %s",
                              (report,)).fetchone() == (True,)
+
+
+def test_a_child_whose_account_row_went_before_the_plan_still_has_the_rest_erased(world):
+    """The plan recorded a detected child whose account row was gone by then (deleted by the application, its other
+    rows left) as already_erased, with no account id to verify: its usage events stayed for good and the run said
+    purged. What is left of it is erased and verified like any child's."""
+    (kid,) = _add_users(world.ops, ("gone.kid@example.com", date(2018, 1, 1), None))
+    world.ops.execute("insert into usage_events (user_id, event_type, feature, api_calls, duration_ms, occurred_at) "
+                      "values (%s, 'login', 'web', 1, 10, now())", (kid,))
+    s = step(world, "gone-before-plan", params(world))
+    purge.detect_children(s)
+    world.ops.execute("delete from users where id = %s", (kid,))
+    plan = purge.plan_purge(s)
+    if route(plan) is not None:
+        purge.purge_subjects(s)
+        purge.verify_purge(s)
+    purge.finish_run(s)
+    assert user_rows(world.ops, [kid]) == 0
+    assert world.store.execute("select outcome from compliance.child_purges where run_id = 'gone-before-plan' "
+                               "and subject_hash = %s", (user_hash(KEY, kid),)).fetchone() == ("purged",)

@@ -150,7 +150,7 @@ def record_plan(store, run_id: str, plan: Plan, facts: erasure_run.PlanFacts, er
         with store.cursor().copy("copy child_plan_rows from stdin") as copy:
             for subject_hash, outcome, why, tables, s, holds in rows:
                 copy.write_row((subject_hash, outcome, why, Jsonb(tables), Jsonb([v.as_dict() for v in s.vendors]),
-                                list(holds), not s.exists))
+                                list(holds), not s.left))
         store.execute("""update compliance.child_purges c
                          set outcome = p.outcome, reason = p.reason, planned_tables = p.planned_tables,
                              vendors = p.vendors, holds = p.holds, updated_at = %s,

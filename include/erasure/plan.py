@@ -8,8 +8,8 @@ is counted, each in its own database (the support desk's and analytics' tables, 
 order the engine reports them (the other stores', then the operational database's).
 
 The plan's **hash** names *what will be done to whom*: the keyed hashes of the subjects it would erase
-(those whose account exists and who are under no active legal hold) and the erase rule of every mapped
-table. A person approves that hash; a run whose plan hashes differently (another subject, a hold placed or
+(those whose account exists, or whose rows outlived it, and who are under no active legal hold) and the erase
+rule of every mapped table. A person approves that hash; a run whose plan hashes differently (another subject, a hold placed or
 released, a changed data map) is not the plan they approved. Row counts are shown but not hashed: a
 child's account keeps logging events until it is erased, and erasing a subject always means all of its
 rows, checked by the residual count in its own transaction.
@@ -51,8 +51,14 @@ class SubjectPlan(TablesEvidence):
         return bool(self.holds)
 
     @property
+    def left(self) -> bool:
+        """There is something of the subject to erase: its account, or rows tied to it by key once the account
+        went (deleted without them: the engine erases what is left)."""
+        return self.exists or self.rows > 0
+
+    @property
     def erasable(self) -> bool:
-        return self.exists and not self.held
+        return self.left and not self.held
 
     @property
     def rows(self) -> int:
@@ -72,11 +78,11 @@ class Plan:
 
     @property
     def held(self) -> tuple[SubjectPlan, ...]:
-        return tuple(s for s in self.subjects if s.held and s.exists)
+        return tuple(s for s in self.subjects if s.held and s.left)
 
     @property
     def gone(self) -> tuple[SubjectPlan, ...]:
-        return tuple(s for s in self.subjects if not s.exists)
+        return tuple(s for s in self.subjects if not s.left)
 
     @property
     def hash(self) -> str:
