@@ -10,6 +10,7 @@ failing the first statement, and ``"dry_run": "false"`` (a string) is refused in
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable, Mapping
 
 from include.errors import NeedsOperator
@@ -27,11 +28,23 @@ def check_conf(dag_id: str, conf: Mapping | None, declared: Iterable[str]) -> No
     unknown = sorted(set(conf or {}) - set(declared))
     if not unknown:
         return
-    keys = ", ".join(repr(k) for k in unknown)
+    # A key shaped like a parameter name is quoted, to show the typo; any other (an address or a name pasted as a
+    # key) only counted: it may be personal data, and this sentence reaches the task log and the failure.
+    shown = [repr(k) for k in unknown if _PARAMETER_NAME.fullmatch(str(k))]
+    hidden = len(unknown) - len(shown)
+    many = len(unknown) > 1
+    if not shown:
+        keys = f"{hidden} trigger conf key{'s' if many else ''}"
+    else:
+        keys = f"trigger conf key{'s' if many else ''} {', '.join(shown)}" + (f" and {hidden} more" if hidden else "")
+    note = "; a key that is not a parameter name is not repeated: it may be personal data" if hidden else ""
     raise UnknownConfKey(
-        f"trigger conf key{'s' if len(unknown) > 1 else ''} {keys} {'are' if len(unknown) > 1 else 'is'} not a "
-        f"parameter of {dag_id} (its parameters: {', '.join(declared) or 'none'}); the run stopped before reading, "
-        "changing or sending anything")
+        f"{keys} {'are' if many else 'is'} not a parameter of {dag_id} "
+        f"(its parameters: {', '.join(declared) or 'none'}{note}); the run stopped before reading, changing or "
+        "sending anything")
+
+
+_PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 # The largest value a PostgreSQL bigint holds: every id of the operational database (accounts, requests, vendors)

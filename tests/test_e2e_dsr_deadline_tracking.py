@@ -158,6 +158,16 @@ def test_an_unknown_conf_key_stops_the_run_before_anything_happens(world):
             len(world["sendgrid"].requests())) == before
 
 
+def test_an_unknown_conf_key_holding_personal_data_is_not_repeated(world):
+    """A conf key that is not a parameter name (an address or a name pasted as a key) stops the run like a typo, and
+    its sentence counts it without repeating it: it used to be quoted in the task log and the failure."""
+    email, name = sorted(v for v in world["pii"] if "@" in v)[0], sorted(v for v in world["pii"] if " " in v)[0]
+    state, log = run_dag(world, "conf-personal-key", conf={email: True, name: 1, "dryrun": True})
+    assert state == "failed"  # the world's scan of the log found neither value (tests/e2e_world.py)
+    assert ("trigger conf keys 'dryrun' and 2 more are not a parameter of dsr_deadline_tracking (its parameters: as_of, "
+            "dry_run, request_ids; a key that is not a parameter name is not repeated: it may be personal data)") in log
+
+
 def test_bad_data_map_stops_the_run_with_one_clear_sentence(world, tmp_path):
     broken = tmp_path / "datamap.yaml"
     text = (Path(local_airflow.REPO) / "include" / "datamap.yaml").read_text()

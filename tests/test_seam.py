@@ -291,6 +291,18 @@ def test_an_unknown_conf_key_is_one_sentence_naming_the_declared_ones():
                               "anything")
 
 
+def test_an_unknown_conf_key_that_is_no_parameter_name_is_counted_not_repeated():
+    from include.runconf import UnknownConfKey, check_conf
+
+    for conf in ({"jane.doe@example.com": True}, {"Jane Doe": 1}, {"+1 415 555 0100": 1}, {"10.1.2.3": 1}):
+        with pytest.raises(UnknownConfKey) as err:
+            check_conf("d", conf, ["dry_run"])
+        assert str(err.value) == ("1 trigger conf key is not a parameter of d (its parameters: dry_run; a key "
+                                  "that is not a parameter name is not repeated: it may be personal data); the run "
+                                  "stopped before reading, changing or sending anything"), conf
+        assert next(iter(conf)).lower() not in str(err.value).lower()
+
+
 def test_the_reviewers_time_is_eight_hours_or_what_the_environment_says(monkeypatch):
     from datetime import timedelta
 
