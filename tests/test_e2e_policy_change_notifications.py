@@ -105,6 +105,18 @@ def test_an_unknown_conf_key_stops_the_run_before_anything_is_read(world):
     assert world["sendgrid"].requests() == []
 
 
+def test_a_policy_version_holding_personal_data_is_not_repeated(world):
+    """An address pasted as policy_version (a string the form takes) names no version; the sentence used to quote it
+    in the task log and the failure."""
+    email = sorted(v for v in world["pii"] if "@" in v)[0]
+    state, log = run_dag(world, "version-is-an-address", conf={"policy_version": email})
+    assert state == "failed"  # the world's scan of the log found no personal data (tests/e2e_world.py)
+    assert "the policy_version given (not repeated: it may be personal data) is not in policy_versions" in log
+    mails = [m["payload"] for m in world["sendgrid"].accepted()]  # on-call's alert only, which does not repeat it
+    assert [m["custom_args"].get("campaign") for m in mails] == ["run-alert"]
+    assert email not in json.dumps(mails).lower()
+
+
 def test_a_dry_run_counts_and_renders_a_sample_and_sends_nothing(world):
     state, log = run_dag(world, "dry-run", conf={"dry_run": True})
     assert state == "success", log[-3000:]

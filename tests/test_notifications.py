@@ -543,6 +543,23 @@ def test_an_unusable_policy_row_is_refused_in_one_sentence(conns):
         build(ops, store, label)
 
 
+@pytest.mark.parametrize("typed", ["jane.doe@example.com", "Jane Doe", "+1 415 555 0100", "4155550100",
+                                   "10.1.2.3", "2001:db8::1"])
+def test_a_policy_version_that_names_nothing_is_not_repeated_when_it_may_be_personal_data(conns, typed):
+    ops, _, _ = conns
+    with pytest.raises(ParamError) as err:
+        versions.named(ops, load_datamap(), typed)
+    assert str(err.value) == ("the policy_version given (not repeated: it may be personal data) is not in "
+                              "policy_versions")
+
+
+def test_a_policy_version_label_that_names_nothing_is_quoted(conns):
+    ops, _, _ = conns
+    with pytest.raises(ParamError) as err:
+        versions.named(ops, load_datamap(), "2026.13")
+    assert str(err.value) == "policy_version '2026.13' is not in policy_versions"
+
+
 @pytest.mark.parametrize(("url", "problem"), [
     (None, "url is empty"), ("  ", "url is empty"), ("javascript:alert(1)", "url is not a web address"),
     ("example.com/privacy", "url is not a web address"), ("https://", "url is not a web address")])

@@ -7,6 +7,7 @@ version without a web address to read it at: a notice must say where the whole p
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -15,9 +16,11 @@ from psycopg import sql
 
 from include import operational_rows as reading
 from include.datamap import DataMap
-from include.errors import NeedsOperator
+from include.errors import NeedsOperator, scrub
 from include.periods import ParamError
 
+# What a version label looks like (2026.11, v3-beta): quoted back when it names no version.
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 COLUMNS = ("id", "version", "published_at", "effective_at", "summary", "url")
 
 
@@ -108,7 +111,11 @@ def named(ops, dm: DataMap, label: str) -> PolicyVersion:
     col = sql.Identifier("p", dm.record("policy_versions").physical("version"))
     row = ops.execute(_select(dm, sql.SQL("{} = %(v)s").format(col)), {"v": label}).fetchone()
     if row is None:
-        raise ParamError(f"policy_version {label[:80]!r}{'…' if len(label) > 80 else ''} is not in policy_versions")
+        # A label is quoted, to show the typo; anything else typed here (an address, a name, a phone number pasted
+        # into the form) is not: this sentence reaches the task log, the failure and on-call's alert.
+        if _LABEL.fullmatch(label) and scrub(label) == label:
+            raise ParamError(f"policy_version {label!r} is not in policy_versions")
+        raise ParamError("the policy_version given (not repeated: it may be personal data) is not in policy_versions")
     return _version(row)
 
 
