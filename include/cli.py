@@ -122,6 +122,12 @@ def connect(url: str, source: str = "--url"):
                             f"{pg_url.scrub(_first_line(exc), url)}") from None
 
 
+def unechoed(typed: str) -> str:
+    """What was typed (an argument, a sentence quoting one), fit to repeat: a URL cut of its credentials and query
+    string, an address (pasted in the wrong place: a run id, a table, a user id) blanked out."""
+    return re.sub(r"[^\s'\"]+@[^\s'\"]+", "…", pg_url.withhold_credentials(typed))
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -280,7 +286,7 @@ def cmd_whatif(args) -> int:
             return EXIT_OK
         rows = dsr_reads.whatif_rows(conn, args.run_id)
     if not rows:
-        raise CommandFailed(f"no what-if results for run {args.run_id!r} (pruned, or not a what-if run): "
+        raise CommandFailed(f"no what-if results for run {unechoed(args.run_id)!r} (pruned, or not a what-if run): "
                             "`privacy-ops whatif` lists the runs kept", EXIT_CHECK_FAILED)
     print(f"{'request':>8}  {'regime':6} {'type':16} {'state':18} {'due':10} {'days left':>9}")
     for row in rows[:args.limit]:
@@ -407,8 +413,8 @@ def cmd_discover(args) -> int:
                                                     tables=tuple(args.table or ())))
     unknown = findings.tables_not_found(args.table or (), reports)
     if unknown:
-        raise CommandFailed(f"--table {', '.join(unknown)}: no scanned database has such a table (scanned: "
-                            f"{', '.join(r.connection for r in reports)})", EXIT_USAGE)
+        raise CommandFailed(f"--table {', '.join(map(unechoed, unknown))}: no scanned database has such a table "
+                            f"(scanned: {', '.join(r.connection for r in reports)})", EXIT_USAGE)
     every = [f for r in reports for f in r.findings]
     if args.format == "yaml":
         _print_entries(every)
@@ -624,8 +630,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one sentence, exit 2, no usage dump
         # argparse quotes what was typed ('unrecognized arguments: --url postgresql://u:pw@...', "invalid int value:
         # 'jane@example.com'"): no password or address is repeated.
-        said = re.sub(r"[^\s'\"]+@[^\s'\"]+", "…", pg_url.withhold_credentials(message))
-        self.exit(EXIT_USAGE, f"{self.prog}: {said} (see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: {unechoed(message)} (see {self.prog} --help)\n")
 
 
 def build_parser(registrars: Sequence[Registrar] | None = None) -> argparse.ArgumentParser:

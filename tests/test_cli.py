@@ -548,6 +548,22 @@ def test_an_argument_argparse_refuses_is_never_echoed_with_its_password_or_addre
     assert SECRET not in err and "jane.doe" not in err and err.startswith("privacy-ops"), err
 
 
+def test_a_run_id_or_table_that_names_nothing_is_never_echoed_with_an_address(fresh_db, capsys):
+    """An address pasted as `whatif --run-id` or `discover --table` names nothing; the sentence saying so quoted it."""
+    main(["init-ops", "--url", fresh_db])
+    main(["migrate-store", "--url", fresh_db])
+    capsys.readouterr()
+    typed = "jane.doe@example.com"
+    assert main(["whatif", "--url", fresh_db, "--run-id", typed]) == EXIT_CHECK_FAILED
+    err = _one_sentence(capsys.readouterr().err)
+    assert "no what-if results for run '…' (pruned, or not a what-if run)" in err and "jane.doe" not in err, err
+    assert main(["whatif", "--url", fresh_db, "--run-id", "manual__2026-11-25"]) == EXIT_CHECK_FAILED
+    assert "no what-if results for run 'manual__2026-11-25'" in _one_sentence(capsys.readouterr().err)
+    assert main(["discover", "--url", fresh_db, "--table", typed, "--table", "nosuch"]) == EXIT_USAGE
+    err = _one_sentence(capsys.readouterr().err)
+    assert "--table …, nosuch: no scanned database has such a table" in err and "jane.doe" not in err, err
+
+
 def test_credentials_in_a_setting_or_an_encoded_url_key_are_never_repeated():
     """Found by a fault trial: a location setting holding a key was quoted whole in the refusal (task logs, the
     page, on-call's alert); an alert kept a URL's query string; redact() missed 'pass%77ord' (libpq reads it as
