@@ -139,6 +139,35 @@ def test_bad_parameters_are_refused_in_one_sentence(store):
     assert exc.value.status == 404
 
 
+PERSONAL = ["jane.doe@example.com", "Jane Doe", "+1 415 555 0100", "4155550100", "10.1.2.3", "2001:db8::1"]
+
+
+@pytest.mark.parametrize("typed", PERSONAL)
+def test_a_refused_parameter_never_repeats_what_may_be_personal_data(store, typed):
+    """The page's 400 and 404 bodies quoted the refused value or name back: an address pasted into a filter, the
+    query string or the section's path came back in the answer."""
+    probes = [lambda: render(store, "requests", {"state": typed}), lambda: render(store, "requests", {typed: "x"}),
+              lambda: render(store, "requests", {"page": typed}), lambda: render(store, "purges", {"size": typed}),
+              lambda: sections.one_value_each([(typed, "1"), (typed, "2")]), lambda: sections.section(typed)]
+    if not typed.isdigit():  # a number is a vendor's number
+        probes.append(lambda: render(store, "manifests", {"vendor_id": typed}))
+    for probe in probes:
+        with pytest.raises(sections.PageError) as exc:
+            probe()
+        said = str(exc.value)
+        assert typed.lower() not in said.lower() and "…" not in said, said
+        assert "not repeated: it may be personal data" in said, said
+    # Codes, names and numbers are still quoted, to show the typo.
+    for key, params, words in (("requests", {"state": "late"}, "state 'late' is not one of"),
+                               ("requests", {"stat": "x"}, "takes no parameter 'stat'"),
+                               ("manifests", {"vendor_id": "seven"}, "vendor's number, not 'seven'"),
+                               ("requests", {"size": "201"}, "from 1 to 200, not 201")):
+        with pytest.raises(sections.PageError, match=words):
+            render(store, key, params)
+    with pytest.raises(sections.PageError, match="there is no section 'nope'"):
+        sections.section("nope")
+
+
 def test_values_the_database_cannot_hold_are_a_400_sentence_not_a_database_error(store):
     """Before: bigint out of range and NUL in text reached PostgreSQL (a 500); size=0 named 10000000 as the
     largest size where 200 is."""

@@ -11,6 +11,7 @@ one ``Section(...)`` in :data:`SECTIONS` below. See docs/compliance_page.md.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Callable, Mapping
@@ -19,7 +20,7 @@ import psycopg
 
 from include import compliance_store, reads
 from include.deadline_rules import STATES
-from include.errors import ConfigurationProblem
+from include.errors import ConfigurationProblem, scrub
 from include.page.links import UiLinks
 from include.schedules import how_often
 from include.reads import audit as audit_reads
@@ -30,6 +31,16 @@ MAX_PAGE_SIZE = 200
 MAX_PAGE = 10_000_000
 BIGINT_MAX = 2 ** 63 - 1  # ids are bigint: a larger number is no id, and PostgreSQL refuses to compare it
 MAX_FILTER_LENGTH = 100
+NOT_REPEATED = "(not repeated: it may be personal data)"
+_CODE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+
+
+def quoted(typed: str) -> str:
+    """What a request named that the page refuses, fit for the answer: quoted when shaped like a code, a name or a
+    number (``'stat'``, ``'seven'``, ``'201'``), else :data:`NOT_REPEATED` (an address, a person's name, a phone
+    number or an IP address pasted into a filter, the query string or the path)."""
+    text = str(typed)
+    return repr(text) if _CODE.fullmatch(text) and scrub(text) == text else NOT_REPEATED
 
 
 class PageError(ValueError):
@@ -95,14 +106,14 @@ class Section:
         unknown = sorted(set(params) - set(known) - {"page", "size"})
         if unknown:
             takes = ", ".join([*known, "page", "size"])
-            raise PageError(f"section {self.key!r} takes no parameter {unknown[0]!r} (it takes: {takes})")
+            raise PageError(f"section {self.key!r} takes no parameter {quoted(unknown[0])} (it takes: {takes})")
         filters = {}
         for name, value in params.items():
             if name not in known or value == "":
                 continue
             allowed = known[name].choices
             if allowed is not None and value not in allowed:
-                raise PageError(f"{name} {value!r} is not one of {', '.join(allowed)}")
+                raise PageError(f"{name} {quoted(value)} is not one of {', '.join(allowed)}")
             if len(value) > MAX_FILTER_LENGTH:
                 raise PageError(f"{name} is longer than {MAX_FILTER_LENGTH} characters")
             filters[name] = value
@@ -117,7 +128,7 @@ def one_value_each(pairs) -> dict[str, str]:
     params: dict[str, str] = {}
     for name, value in pairs:
         if name in params:
-            raise PageError(f"parameter {name[:40]!r} is given more than once: give it once")
+            raise PageError(f"parameter {quoted(name)} is given more than once: give it once")
         params[name] = value
     return params
 
@@ -125,10 +136,11 @@ def one_value_each(pairs) -> dict[str, str]:
 def _whole(text: str, name: str, largest: int, smallest: int = 1) -> int:
     """A whole number from ``smallest`` to ``largest``, else PageError naming those bounds."""
     if not (text.isascii() and text.isdigit()) or len(text) > 20:
-        raise PageError(f"{name} must be a whole number from {smallest} to {largest}, not {text[:20]!r}")
+        raise PageError(f"{name} must be a whole number from {smallest} to {largest}, not {quoted(text)}")
     value = int(text)
     if not smallest <= value <= largest:
-        raise PageError(f"{name} must be a whole number from {smallest} to {largest}, not {value}")
+        shown = value if scrub(text) == text else NOT_REPEATED  # a phone number is a whole number too
+        raise PageError(f"{name} must be a whole number from {smallest} to {largest}, not {shown}")
     return value
 
 
@@ -350,7 +362,7 @@ def _purges(req: Request) -> dict:
 def _manifests(req: Request) -> dict:
     vendor = req.query.filters.get("vendor_id")
     if vendor is not None and not (vendor.isascii() and vendor.isdigit()):
-        raise PageError(f"vendor_id must be a vendor's number, not {vendor!r}")
+        raise PageError(f"vendor_id must be a vendor's number, not {quoted(vendor)}")
     if vendor is not None:
         _whole(vendor, "vendor_id", BIGINT_MAX, smallest=0)
     page = vendors.manifest_page(req.conn, vendor_id=int(vendor) if vendor else None,
@@ -556,4 +568,4 @@ def section(key: str) -> Section:
     try:
         return BY_KEY[key]
     except KeyError:
-        raise PageError(f"there is no section {key!r} (sections: {', '.join(BY_KEY)})", 404) from None
+        raise PageError(f"there is no section {quoted(key)} (sections: {', '.join(BY_KEY)})", 404) from None
