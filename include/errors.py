@@ -88,4 +88,21 @@ def database_said(exc: BaseException) -> str:
         text = str(exc).strip()
         primary = text.splitlines()[0] if text else type(exc).__name__
     code = getattr(exc, "sqlstate", None)
+    raised = _raised_by(getattr(diag, "context", None) if diag is not None else None)
+    if raised:
+        # The application's own words ("account of %s is under audit", the row whole): a name in them is nothing
+        # the scrub can tell from other words. The function that raised it is what a person looks up.
+        primary = f"the application's function {raised} raised an exception (its message is not repeated: it may " \
+                  "quote the row)"
+        return f"{primary} (SQLSTATE {code})" if code else primary
     return f"{scrub(primary)} (SQLSTATE {code})" if code else scrub(primary)
+
+
+_RAISED_IN = re.compile(r"^\S+ function (\S+?\([^)]*\)) line \d+ at RAISE")
+
+
+def _raised_by(context: str | None) -> str | None:
+    """The function (``keep_audited()``) whose RAISE the error is, from the CONTEXT the server gives (its first line,
+    ``PL/pgSQL function keep_audited() line 2 at RAISE``); None for the server's own messages."""
+    match = _RAISED_IN.match((context or "").strip())
+    return match.group(1) if match else None

@@ -702,10 +702,10 @@ def test_a_child_whose_erasure_the_database_refuses_is_incomplete_and_the_others
     from include.erasure.stores import SubjectsRefused
 
     refused, other = world.planted["child_by_declared_age"][:2]
-    email = world.ops.execute("select email from users where id = %s", (refused,)).fetchone()[0]
+    email, name = world.ops.execute("select email, full_name from users where id = %s", (refused,)).fetchone()
     world.ops.execute(f"""
         create function keep_audited() returns trigger language plpgsql as $$
-        begin raise exception 'account is under audit' using detail = old.email; end $$;
+        begin raise exception 'account of % is under audit', old.full_name using detail = old.email; end $$;
         create trigger keep_audited before delete on users for each row when (old.id = {refused})
         execute function keep_audited()""")
     before = user_rows(world.ops, [refused])
@@ -719,12 +719,14 @@ def test_a_child_whose_erasure_the_database_refuses_is_incomplete_and_the_others
     assert got == {user_hash(KEY, refused): "incomplete", user_hash(KEY, other): "purged"}, got
     reason = world.store.execute("select reason from compliance.child_purges where run_id = 'manual__audited' "
                                  "and outcome = 'incomplete'").fetchone()[0]
-    assert reason.startswith("erasing public.users (delete) was refused by the database: account is under audit "
+    assert reason.startswith("erasing public.users (delete) was refused by the database: the application's function "
+                             "keep_audited() raised an exception (its message is not repeated: it may quote the row) "
                              "(SQLSTATE P0001); that subject's erasure was rolled back"), reason
     finished = world.store.execute("select finished_at is not null from compliance.erasure_runs "
                                    "where run_id = 'manual__audited'").fetchone()[0]
     assert finished  # verified and recorded before the run failed
     assert email not in caplog.text + reason + str(err.value)
+    assert name not in caplog.text + reason + str(err.value)  # the trigger's own words quoted it
 
 
 def test_a_hold_whose_release_time_python_cannot_hold_still_protects_the_child(world):

@@ -263,6 +263,44 @@ def test_a_row_the_database_refuses_fails_the_task_without_quoting_the_row(fresh
     assert 'violates check constraint "people_named"' in caplog.text  # what a person needs to find it
 
 
+def test_an_exception_a_trigger_raises_with_the_row_is_never_repeated(fresh_db, caplog):
+    """A trigger of the application's raising its own message with the row in it (`raise exception 'account of % is
+    under audit', old.full_name`, or `old` whole) put the subject's name in the sentence: the scrub blanks addresses,
+    IP addresses and phone numbers, not names. Its own words are not repeated; the function is named."""
+    import psycopg
+    from airflow.sdk.exceptions import AirflowException
+
+    from include.errors import database_said
+
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("""create table people (id int, email text, full_name text, phone text, ip inet);
+                        insert into people values (1, 'ada@example.org', 'Ada Lovelace', '+44 20 7946 0000',
+                                                   '10.1.2.3')""")
+        for raised in ("'account of % is under audit', old.full_name", "'cannot delete %', old",
+                       "'%', old.full_name using errcode = 'P0002'"):
+            conn.execute(f"""create or replace function keep_audited() returns trigger language plpgsql as $$
+                             begin raise exception {raised}; end $$;
+                             drop trigger if exists keep_audited on people;
+                             create trigger keep_audited before delete on people for each row
+                             execute function keep_audited()""")
+            with pytest.raises(psycopg.Error) as refused:
+                conn.execute("delete from people")
+            said = database_said(refused.value)
+            assert "Lovelace" not in said and "ada@" not in said, said
+            assert said.startswith("the application's function keep_audited() raised an exception (its message is "
+                                   "not repeated: it may quote the row)"), said
+            with pytest.raises(AirflowException) as err:
+                with readable_failures():
+                    conn.execute("delete from people")
+            assert "Lovelace" not in str(err.value) + caplog.text
+        # The server's own messages, even from inside a trigger function, are still repeated.
+        conn.execute("""create or replace function keep_audited() returns trigger language plpgsql as $$
+                        begin insert into people values ('x', null, null, null, null); return old; end $$""")
+        with pytest.raises(psycopg.Error) as refused:
+            conn.execute("delete from people")
+        assert database_said(refused.value) == 'invalid input syntax for type integer: "x" (SQLSTATE 22P02)'
+
+
 def test_every_product_error_is_one_of_two_kinds():
     """The seam decides by kind: every domain error derives from NeedsOperator or Transient."""
     from include.compliance_store import MigrationError
