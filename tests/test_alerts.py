@@ -7,6 +7,9 @@ import logging
 from types import SimpleNamespace
 
 import pytest
+# Imported here, not first inside a test: Airflow configures logging at its first import, which replaces the root
+# handlers and with them the one caplog installed for that test (its caplog.text then stays empty when run alone).
+from airflow.sdk import exceptions as _airflow_exceptions  # noqa: F401
 
 from devkit.database import connect
 from devkit.local_airflow import postgres_connection
