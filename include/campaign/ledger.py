@@ -118,6 +118,14 @@ def spellings(address: str) -> set[str]:
     return {comparable(address), comparable(mailbox(address)), comparable(sendable(address))}
 
 
+def recipients_taken(store, campaign_id: int, run_id: str, sender: str) -> int:
+    """The recipients this run's ``sender`` has already sent or failed, over all its attempts: a retried attempt
+    gets the same plan, and its share of ``max_recipients`` is what the earlier attempts left of it."""
+    return store.execute("""select coalesce(sum(size), 0) from compliance.notification_batches
+                            where campaign_id = %s and run_id = %s and sender = %s and state in ('sent', 'failed')""",
+                         (campaign_id, run_id, sender)).fetchone()[0]
+
+
 def lane_bounds(last_seq: int, lane: int, lanes: int) -> tuple[int, int]:
     """Sender ``lane`` of ``lanes``: the seq numbers past the first and up to the second are its own to walk."""
     return last_seq * lane // lanes, last_seq * (lane + 1) // lanes

@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 from include.audit import RunContext
 from include.datamap import DataMap
 from include.campaign import recipients, versions
-from include.campaign.ledger import Audience, CampaignLedger, LedgerLinks, SenderShare
+from include.campaign.ledger import Audience, CampaignLedger, LedgerLinks, SenderShare, recipients_taken
 from include.campaign.messages import Notice, Renderer, sample
 from include.campaign.params import LIVE, NotificationParams
 from include.delivery.engine import deliver
@@ -157,11 +157,8 @@ def send_batches(step: Step[NotificationParams], plan: Mapping) -> dict:
     hasher = recipients.recipient_hasher(step.key)
     sender = f"{ctx.task_id or 'send'}[{plan['sender']}]"
     budget = plan.get("budget")
-    if budget is not None:
-        # A retried attempt gets the same plan: its share of the cap is what the earlier attempts left of it.
-        spent = store.execute("""select coalesce(sum(size), 0) from compliance.notification_batches
-                                 where campaign_id = %s and run_id = %s and sender = %s and state in ('sent', 'failed')""",
-                              (campaign_id, ctx.run_id, sender)).fetchone()[0]
+    if budget is not None:  # a retried attempt: its share of the cap is what the earlier attempts left of it
+        spent = recipients_taken(store, campaign_id, ctx.run_id, sender)
         if spent:
             log.info("%s: earlier attempts of this run sent or failed %d of its %d recipient(s)", sender, spent, budget)
         budget = max(budget - spent, 0)
