@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
+from psycopg import sql
 
 from devkit.database import connect
 from tests.conftest import ops_datamap
@@ -259,62 +260,63 @@ def test_with_complete_requests_off_a_run_beside_the_one_that_exported_uploads_n
     assert hashlib.sha256(world.objects.get(name)).hexdigest() == sha  # the recorded package, as recorded
 
 
+def know_request_with_one_share(world, received: datetime | None, shared_at) -> tuple[int, int]:
+    """A CCPA know request (received ``received``, else a day ago) of a user whose one share, to the first vendor,
+    is dated ``shared_at`` (a value, or SQL such as ``now() + interval '1 year'``): (request id, vendor id)."""
+    (uid,) = free_users(world.ops, 1)
+    vendor = world.ops.execute("select id from vendors order by id limit 1").fetchone()[0]
+    rid = world.ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
+                                                             status) values (%s, 'x@example.org', 'ccpa', 'know',
+                                                             coalesce(%s, now() - interval '1 day'), 'in_progress')
+                               returning id""", (uid, received)).fetchone()[0]
+    world.ops.execute("delete from data_shares where user_id = %s", (uid,))
+    when = shared_at if isinstance(shared_at, sql.Composable) else sql.Literal(shared_at)
+    world.ops.execute(sql.SQL("""insert into data_shares (vendor_id, user_id, category, purpose, record_count, shared_at)
+                                 values (%s, %s, 'contact', 'marketing', 1, {})""").format(when), (vendor, uid))
+    return rid, vendor
+
+
+def package_files(world, rid: int, *names: str) -> list[bytes]:
+    """These files of request ``rid``'s recorded package."""
+    import io
+    import zipfile
+
+    name = world.store.execute("select package_object from compliance.dsr_fulfilments where request_id = %s",
+                               (rid,)).fetchone()[0]
+    with zipfile.ZipFile(io.BytesIO(world.objects.get(name))) as zf:
+        return [zf.read(n) for n in names]
+
+
 def test_a_know_package_covers_the_twelve_months_before_the_request_was_received(world):
     """CCPA §1798.130(a)(2)(B): the disclosures of the 12 months preceding the receipt of the request. The window
     was the 12 months before the run's day, so a request fulfilled 40 days after its receipt left out the shares of
     the first 40 days of that period (here a vendor the consumer's data went to 340 days before the request)."""
-    import io
-    import zipfile
-
     from include.fulfilment.right_to_know import last_twelve_months
 
-    (uid,) = free_users(world.ops, 1)
-    vendor = world.ops.execute("select id from vendors order by id limit 1").fetchone()[0]
-    now = datetime.now(timezone.utc)
-    received = now - timedelta(days=40)
-    rid = world.ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
-                                                             status) values (%s, 'x@example.org', 'ccpa', 'know', %s,
-                                                             'in_progress') returning id""",
-                            (uid, received)).fetchone()[0]
-    world.ops.execute("delete from data_shares where user_id = %s", (uid,))
-    world.ops.execute("""insert into data_shares (vendor_id, user_id, category, purpose, record_count, shared_at)
-                         values (%s, %s, 'contact', 'marketing', 1, %s)""", (vendor, uid, received - timedelta(days=340)))
+    received = datetime.now(timezone.utc) - timedelta(days=40)
+    rid, vendor = know_request_with_one_share(world, received, received - timedelta(days=340))
     run(world, "manual__know", params(world, request_ids=(rid,)))
     assert outcomes(world.store)[rid][0] == "exported"
-    name = world.store.execute("select package_object from compliance.dsr_fulfilments where request_id = %s",
-                               (rid,)).fetchone()[0]
-    with zipfile.ZipFile(io.BytesIO(world.objects.get(name))) as zf:
-        shared = json.loads(zf.read("shared_with.json"))
-        readme = zf.read("README.txt").decode()
+    shared, readme = package_files(world, rid, "shared_with.json", "README.txt")
+    shared = json.loads(shared)
     assert [v["vendor_id"] for v in shared["vendors"]] == [vendor]
     assert shared["period_start"] == last_twelve_months(received.date(), timezone.utc).start.isoformat()
-    assert "1 company(ies)" in readme
+    assert "1 company(ies)" in readme.decode()
 
 
 def test_the_dates_a_package_gives_for_its_shares_are_in_utc_as_its_readme_says(world):
     """The README says times are in UTC, and the rows' times are; the first and last dates of each vendor's shares
     (shared_with.json and .csv) came in the operational database's own zone (here a server set to Los Angeles)."""
     import io
-    import zipfile
 
-    (uid,) = free_users(world.ops, 1)
-    vendor = world.ops.execute("select id from vendors order by id limit 1").fetchone()[0]
     at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=10)
-    rid = world.ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
-                                                             status) values (%s, 'x@example.org', 'ccpa', 'know',
-                                                             now() - interval '1 day', 'in_progress') returning id""",
-                            (uid,)).fetchone()[0]
-    world.ops.execute("delete from data_shares where user_id = %s", (uid,))
-    world.ops.execute("""insert into data_shares (vendor_id, user_id, category, purpose, record_count, shared_at)
-                         values (%s, %s, 'contact', 'marketing', 1, %s)""", (vendor, uid, at))
+    rid, _ = know_request_with_one_share(world, None, at)
     world.ops.execute("set timezone = 'America/Los_Angeles'")
     run(world, "manual__zone", params(world, request_ids=(rid,)))
-    name = world.store.execute("select package_object from compliance.dsr_fulfilments where request_id = %s",
-                               (rid,)).fetchone()[0]
-    with zipfile.ZipFile(io.BytesIO(world.objects.get(name))) as zf:
-        (shared,) = json.loads(zf.read("shared_with.json"))["vendors"]
-        (row,) = list(csv.DictReader(io.StringIO(zf.read("shared_with.csv").decode())))
-        assert "Times are in UTC" in zf.read("README.txt").decode()
+    shared, shared_csv, readme = package_files(world, rid, "shared_with.json", "shared_with.csv", "README.txt")
+    (shared,) = json.loads(shared)["vendors"]
+    (row,) = list(csv.DictReader(io.StringIO(shared_csv.decode())))
+    assert "Times are in UTC" in readme.decode()
     assert shared["first_shared"] == shared["last_shared"] == at.isoformat()
     assert row["first_shared"] == at.isoformat()
 
@@ -323,26 +325,12 @@ def test_a_share_dated_after_the_run_is_listed_apart_not_left_out(world):
     """A share whose date is after the time of the run (a typed year, a clock off) is a disclosure that happened:
     the right to know lists it apart with the shares no period can hold, and the README says so. It was in neither
     list: the consumer was not told about that vendor at all."""
-    import io
-    import zipfile
-
-    (uid,) = free_users(world.ops, 1)
-    vendor = world.ops.execute("select id from vendors order by id limit 1").fetchone()[0]
-    rid = world.ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
-                                                             status) values (%s, 'x@example.org', 'ccpa', 'know',
-                                                             now() - interval '1 day', 'in_progress') returning id""",
-                            (uid,)).fetchone()[0]
-    world.ops.execute("delete from data_shares where user_id = %s", (uid,))
-    world.ops.execute("""insert into data_shares (vendor_id, user_id, category, purpose, record_count, shared_at)
-                         values (%s, %s, 'contact', 'marketing', 1, now() + interval '36 years')""", (vendor, uid))
+    rid, vendor = know_request_with_one_share(world, None, sql.SQL("now() + interval '36 years'"))
     run(world, "manual__future", params(world, request_ids=(rid,)))
-    name = world.store.execute("select package_object from compliance.dsr_fulfilments where request_id = %s",
-                               (rid,)).fetchone()[0]
-    with zipfile.ZipFile(io.BytesIO(world.objects.get(name))) as zf:
-        shared = json.loads(zf.read("shared_with.json"))
-        readme = zf.read("README.txt").decode()
+    shared, readme = package_files(world, rid, "shared_with.json", "README.txt")
+    shared = json.loads(shared)
     assert shared["vendors"] == [] and [v["vendor_id"] for v in shared["undated"]] == [vendor]
-    assert "1 more sharing record(s) have no usable date" in readme
+    assert "1 more sharing record(s) have no usable date" in readme.decode()
 
 
 def test_a_targeted_run_acts_only_on_its_targets(world):
