@@ -200,6 +200,17 @@ def test_dates_past_what_pandas_holds_in_nanoseconds_never_stop_the_scan(values)
     assert kind("fob", values * 8) is None
 
 
+def test_a_scan_on_the_29th_of_february_classifies_dates_like_any_other_day():
+    """Found by a fault trial: the oldest birthday (110 years before today) was today's day in that year, which has
+    no 29 February: every column of dates or short digits raised, and the connection's scan failed."""
+    leap = date(2028, 2, 29)
+    dates = ["1980-01-02", "1975-05-06", "1990-07-08", "1962-11-30", "2001-03-15"]
+    assert classify.classify("dob", "date", dates, leap).kind == classify.BIRTH_DATE
+    assert classify.classify("misc", "text", ["04/07/1999", "12/11/1985", "1970-01-30"] * 3, leap).kind == \
+        classify.BIRTH_DATE
+    assert classify.classify("amount", "text", ["1234", "5678", "9012"] * 3, leap) is None
+
+
 # -- a seeded database with planted personal data the map does not name ---------------------------------------------
 
 @pytest.fixture(scope="module")

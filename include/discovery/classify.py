@@ -321,7 +321,7 @@ def parse_dates(values: pd.Series) -> pd.Series:
 def birth_dates(values: pd.Series, today: date) -> pd.Series:
     """A mask of the values that read as dates of birth of living people over 10: 10 to 110 years before today."""
     dates = parse_dates(values)
-    low = pd.Timestamp(today.replace(year=today.year - 110))
+    low = pd.Timestamp(today.replace(year=today.year - 110, day=min(today.day, 28)))  # 29 February: not every year
     high = pd.Timestamp(today.replace(year=today.year - 10, day=min(today.day, 28)))
     return dates.notna() & (dates >= low) & (dates <= high)
 
