@@ -211,6 +211,19 @@ def test_a_scan_on_the_29th_of_february_classifies_dates_like_any_other_day():
     assert classify.classify("amount", "text", ["1234", "5678", "9012"] * 3, leap) is None
 
 
+def test_product_codes_shaped_like_phone_numbers_are_not_phones():
+    """Found by a fault trial: a catalogue's SKUs (415-262-3114), article numbers (123.456.78) and ISBNs are
+    numbers libphonenumber calls possible in the US or the UK: every product table was a phone finding. A column
+    named for a product code is not read as phones; one named for a phone still is."""
+    skus = [f"{100 + i * 7}-{200 + i * 13}-{3000 + i * 101}" for i in range(40)]
+    for column in ("sku", "item_sku", "article_no", "part_number", "isbn", "product_code", "ean", "upc"):
+        assert kind(column, skus) is None, column
+    assert kind("sku", [f"{100 + i * 7}.{200 + i * 13}.{10 + i}" for i in range(40)]) is None
+    assert kind("isbn", [f"0-{300 + i}-{40615 + i}-{i % 10}" for i in range(40)]) is None
+    assert kind("supplier_phone", ["+44 20 7946 0958", "+1 (415) 555-0132", "+49 30 901820"] * 8) == classify.PHONE
+    assert kind("contact", ["+44 20 7946 0958", "+1 (415) 555-0132", "+49 30 901820"] * 8) == classify.PHONE
+
+
 # -- a seeded database with planted personal data the map does not name ---------------------------------------------
 
 @pytest.fixture(scope="module")

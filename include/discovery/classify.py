@@ -71,6 +71,10 @@ NOT_A_VALUE = {"product", "file", "filename", "host", "hostname", "table", "colu
 
 # Words of a column's name that say its dotted numbers are versions (``10.2.3.4``), not IP addresses or phones.
 VERSION_WORDS = {"version", "versions", "ver", "build", "firmware", "fw", "release", "revision", "rev"}
+# Words of a column's name that say its grouped digits are a product's code (a SKU 415-262-3114, an article number
+# 123.456.78, an ISBN), which libphonenumber calls a possible number as readily as a phone's.
+PRODUCT_CODE_WORDS = {"sku", "skus", "isbn", "ean", "upc", "gtin", "asin", "mpn", "article", "part", "item", "product",
+                      "catalog", "catalogue", "barcode"}
 # Mailboxes of a role or a system (RFC 2142 and the usual senders): an address of no one in particular.
 ROLE_MAILBOXES = {"info", "support", "sales", "marketing", "news", "newsletter", "hello", "contact", "help",
                   "admin", "billing", "noreply", "no-reply", "donotreply", "do-not-reply", "postmaster", "hostmaster",
@@ -437,6 +441,8 @@ def classify(column: str, data_type: str, values: Iterable | pd.Series, today: d
     for kind, check in _plausible_checks(sample):
         if kind in (IP_ADDRESS, PHONE) and words & VERSION_WORDS:
             continue  # a firmware's 10.2.3.4, a build's 1.2.23.4567 are versions
+        if kind == PHONE and words & PRODUCT_CODE_WORDS and PHONE not in hints:
+            continue  # a SKU, an article number, an ISBN: digits grouped like a phone's
         if kind == PERSON_NAME and words & NOT_A_PERSON:
             continue  # a brand, a colour, a city: capitalised words, some of them people's names too
         found = check(sample, plain_numbers=True) if check is is_phone and PHONE in hints else check(sample)
