@@ -719,6 +719,40 @@ def test_a_table_of_no_columns_is_scanned_not_said_missing(fresh_db):
         assert findings.tables_not_found(["probe.no_columns"], [report]) == []
 
 
+def test_a_suggested_link_through_another_table_is_one_the_data_map_takes(fresh_db):
+    """Found by a fault trial: the link through a mapped table named it without its schema (``through: cases`` for
+    ``crm.cases``), and offered a link through a table itself tied through another (a chain): the data map refused
+    both pasted. The table's schema is named, and a chain is said missing (``???``) rather than offered."""
+    phones = "'+44 20 7946 ' || lpad(i::text, 4, '0')"
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create schema crm")
+        conn.execute("create table crm.cases (id bigint primary key, requester_email text)")
+        conn.execute("insert into crm.cases select i, 'r' || i || '@example.org' from generate_series(1, 40) i")
+        conn.execute(f"""create table crm.case_notes as select i as id, i::bigint as case_id, {phones} as callback
+                         from generate_series(1, 40) i""")
+        conn.execute("alter table crm.case_notes add foreign key (case_id) references crm.cases (id)")
+        conn.execute("""create table tickets (id bigint primary key, requester_email text, subject text, body text,
+                                              created_at timestamptz, attachment_uri text)""")
+        conn.execute("create table ticket_events (id bigint primary key, ticket_id bigint references tickets, "
+                     "note text, created_at timestamptz)")
+        conn.execute(f"""create table event_calls as select i as id, null::bigint as event_id, {phones} as dialled
+                         from generate_series(1, 40) i""")
+        conn.execute("alter table event_calls add foreign key (event_id) references ticket_events (id)")
+        raw = yaml.safe_load(open(load_datamap().source).read())
+        raw["personal_data"].append({"table": "crm.cases", "connection": "support_db",
+                                     "subject": {"column": "requester_email", "match": "email"},
+                                     "categories": {"contact": ["requester_email"]}, "erase": "delete"})
+        report = findings.scan_connection(conn, parse_datamap(raw), "support_db", rows=100, today=TODAY,
+                                          tables=["crm.case_notes", "event_calls"])
+    suggested = {f.table: yaml.safe_load(f.suggestion)[0] for f in report.findings if f.finding == findings.UNMAPPED}
+    assert suggested["case_notes"]["subject"] == {"column": "case_id", "through": "crm.cases", "references": "id"}
+    assert suggested["event_calls"]["subject"] == {"column": "???"}
+    raw["personal_data"] += list(suggested.values())
+    dm = parse_datamap(raw)  # pasted as suggested, the map takes them
+    notes = next(e for e in dm.all_entries if e.table == "case_notes")
+    assert (notes.schema, notes.subject.through) == ("crm", "crm.cases")
+
+
 def test_names_holding_dots_are_two_findings_not_one(fresh_db):
     """Column d of table "b.c" in schema a, and column d of table c in schema "a.b", are two places: each is its own
     finding in the store (one key each), and a whole table gone is not the same finding as its column named '*'."""

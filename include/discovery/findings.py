@@ -249,7 +249,8 @@ def _account_table(dm: DataMap, connection: str) -> tuple[str, str, str] | None:
 def subject_link(table: catalogue.Table, verdicts: Mapping[str, classify.Verdict | None],
                  account: tuple[str, str, str] | None, entries: Mapping[tuple[str, str], PersonalDataEntry]) -> dict | None:
     """The likely tie of a row to an account, as a data map's ``subject``: a foreign key to the account table, a
-    ``user_id``-like column, an address column (``match: email``), or a foreign key to a mapped table (``through``)."""
+    ``user_id``-like column, an address column (``match: email``), or a foreign key to a mapped table tied to the
+    account directly (``through``, its schema named outside ``public``)."""
     if account and (table.schema, table.name) == account[:2]:
         return {"column": account[2]}
     for fk in table.foreign_keys:
@@ -263,8 +264,11 @@ def subject_link(table: catalogue.Table, verdicts: Mapping[str, classify.Verdict
         if verdict is not None and verdict.kind == classify.EMAIL and not column.data_type.endswith("[]"):
             return {"column": column.name, "match": "email"}  # (an array of addresses cannot be compared as one)
     for fk in table.foreign_keys:
-        if (fk.ref_schema, fk.ref_table) in entries:
-            return {"column": fk.column, "through": fk.ref_table, "references": fk.ref_column}
+        parent = entries.get((fk.ref_schema, fk.ref_table))
+        # One join to a table tied to the account directly: the data map refuses a chain.
+        if parent is not None and parent.subject.match != "through":
+            through = parent.table if parent.schema == "public" else f"{parent.schema}.{parent.table}"
+            return {"column": fk.column, "through": through, "references": fk.ref_column}
     return None
 
 
