@@ -21,7 +21,7 @@ from include import audit, compliance_store
 from include.audit import RunContext
 from include.config import Settings
 from include.datamap import load_datamap, parse_datamap
-from tests.conftest import ops_datamap
+from tests.conftest import ops_datamap, ops_datamap_raw
 from include.discovery import catalogue, classify, findings, steps
 from include.discovery.params import DiscoveryParams
 from include.delivery.sendgrid_mailer import SendGridMailer
@@ -592,6 +592,39 @@ def test_objects_no_row_names_are_counted_as_orphans(db, tmp_path):
     found = find_orphans(parse_datamap(raw), {"ops_db": ops}.__getitem__,
                          lambda bucket: opened.append(bucket) or folder, frozenset({"acme-uploads"}))
     assert list(found) == ["acme-uploads"] and opened == ["acme-uploads"]
+
+
+def test_an_object_a_row_names_in_another_spelling_is_not_an_orphan(fresh_db, monkeypatch):
+    """Found by a fault trial: a row naming its file as ' gs://...' (white space kept from a form), 'GS://...' or
+    with a trailing line break names that file for the erasure (include.objectstore.same_file), which deletes it
+    with the subject; orphans were only the rows starting with 'gs://' exactly, so those files were counted as
+    named by no row. Read as the erasure reads them, only the file no row names is an orphan."""
+    from devkit.standins.gcs_emulator import GCSEmulator
+    from include.discovery.orphans import find_orphans
+    from include.seam.storage import GCSBuckets
+
+    raw = ops_datamap_raw()
+    raw["personal_data"] = [e for e in raw["personal_data"] if e["table"] == "users"] + [
+        {"table": "uploads", "subject": {"column": "user_id"}, "categories": {"content": ["storage_uri"]},
+         "files": ["storage_uri"], "erase": "delete"}]
+    raw["buckets"] = ["acme-uploads"]
+    dm = parse_datamap(raw)
+    uris = ["gs://acme-uploads/users/1/a.pdf", " gs://acme-uploads/users/2/b.pdf", "GS://acme-uploads/users/3/c.pdf",
+            "gs://acme-uploads/users/4/d.pdf\n", "Gs://acme-uploads/users/5/e.pdf "]
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
+                       '{"conn_type":"google_cloud_platform","extra":{"is_anonymous":true,"project":"test-project"}}')
+    with GCSEmulator(default_bucket="acme-uploads") as gcs, database.connect(fresh_db, autocommit=True) as conn:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.base_url)
+        conn.execute("create table uploads (id bigint primary key, user_id bigint, storage_uri text)")
+        for i, uri in enumerate(uris, 1):
+            conn.execute("insert into uploads values (%s, %s, %s)", (i, i, uri))
+        buckets = GCSBuckets()
+        for i in range(1, 6):
+            buckets.bucket("acme-uploads").put(f"users/{i}/{'abcde'[i - 1]}.pdf", b"x" * 10)
+        buckets.bucket("acme-uploads").put("users/0/forgotten.pdf", b"y" * 7)
+        found = find_orphans(dm, {"ops_db": conn}.__getitem__, buckets.bucket)
+    assert found["acme-uploads"]["objects"] == 6
+    assert (found["acme-uploads"]["orphans"], found["acme-uploads"]["orphan_bytes"]) == (1, 7)
 
 
 def test_the_compliance_page_lists_the_open_findings_oldest_first_with_their_age(db):

@@ -19,15 +19,21 @@ log = logging.getLogger("include.discovery")
 
 def named_objects(dm: DataMap, database: Callable[[str], object]) -> dict[str, set[str]]:
     """bucket -> the object names (keys) that file columns name, read from every store the map names."""
+    from include.erasure.scope import same_file_sql
+    from include.objectstore import FileRef
+
     named: dict[str, set[str]] = {b: set() for b in dm.buckets}
     for entry, column in dm.file_columns:
         conn = database(entry.connection)
-        query = sql.SQL("select distinct {col} from {table} where {col} like 'gs://%%'").format(
-            col=sql.Identifier(column), table=entry.ident)
+        # Each location as the erasure reads it (white space around it a row's, the scheme in any case): the file a
+        # row names in any spelling is deleted with its subject, so it is no orphan.
+        same = same_file_sql(sql.Identifier(column))
+        query = sql.SQL("select distinct {same} from {table} where {same} like 'gs://%%'").format(
+            same=same, table=entry.ident)
         for (uri,) in conn.execute(query):
-            bucket, _, key = uri[len("gs://"):].partition("/")
-            if bucket in named and key:
-                named[bucket].add(key)
+            ref = FileRef.parse(uri)
+            if ref is not None and ref.bucket in named:
+                named[ref.bucket].add(ref.key)
     return named
 
 
