@@ -843,6 +843,28 @@ def test_addresses_in_a_jsonb_column_are_found_by_the_scan(fresh_db):
     assert [(f.column, f.kind) for f in report.findings] == [("payload", classify.EMAIL)]
 
 
+def test_a_composite_column_bytea_holding_text_and_a_domain_over_an_array_are_read(fresh_db):
+    """Found by a fault trial: a composite column (a contact's name and address) was read as ``("Maria …",m@…)``,
+    which no recogniser takes whole; bytea holding UTF-8 text was skipped; a domain over ``text[]`` was read as
+    ``{a,b}``: three columns of addresses, none found. A composite is read as its fields (``to_jsonb``), bytea as
+    its bytes (``encode(…, 'escape')``), a domain as the type it is over."""
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create type contact_t as (full_name text, reach text)")
+        conn.execute("create domain addresses_d as text[]")
+        conn.execute("""create table "Mixed" as select i as id,
+                            row('Maria Lopez', 'maria' || i || '@example.org')::contact_t as "Who",
+                            convert_to('user' || i || '@example.org', 'UTF8') as blob,
+                            array['a' || i || '@example.org', 'b' || i || '@example.org']::addresses_d as cc,
+                            decode(md5(i::text), 'hex') as digest
+                        from generate_series(1, 40) i""")
+        report = findings.scan_connection(conn, load_datamap(), "ops_db", rows=100, today=TODAY, tables=["Mixed"])
+    assert {f.column: f.kind for f in report.findings} == {"Who": classify.EMAIL, "blob": classify.EMAIL,
+                                                           "cc": classify.EMAIL}
+    assert report.problems == []
+    # None of them is one address a subject's can be compared with: no link is offered (the map's check wants text).
+    assert {yaml.safe_load(f.suggestion)[0]["subject"]["column"] for f in report.findings} == {"???"}
+
+
 @pytest.mark.parametrize("raw", [{"tables": ["users\n"]}, {"connections": ["ops_db\n"]},
                                  {"tables": ["public.users\n"]}])
 def test_a_name_with_a_trailing_line_break_is_refused_by_the_params(raw):

@@ -7,7 +7,8 @@ table (or one never analysed, whose estimate is unknown) is read with ``LIMIT`` 
 rows. A page sample that comes back nearly empty (bad luck, or a stale estimate) is followed by
 :data:`SPREAD_PAGES` pages spread evenly over the table, read by TID (the oldest rows and the newest). Every value
 is read as text (``col::text``, at most :data:`VALUE_CHARS` characters), so a value Python's types
-cannot hold (``infinity``, a BC date) is a string like any other and never stops the scan.
+cannot hold (``infinity``, a BC date) is a string like any other and never stops the scan; a composite as the JSON
+of its fields, ``bytea`` as its bytes (``encode(…, 'escape')``), a domain as the type it is over.
 """
 from __future__ import annotations
 
@@ -65,10 +66,15 @@ class Table:
 
 _CATALOGUE = """
 select n.nspname, c.relname, c.reltuples::float8, a.attname,
-       regexp_replace(format_type(a.atttypid, a.atttypmod), '\\(.*\\)', '') as data_type
+       -- a domain as the type it is over (text[], date, bytea); a composite as 'record' (read as its fields)
+       case when bt.typtype = 'c' then 'record'
+            else regexp_replace(format_type(bt.oid, case when t.typtype = 'd' then t.typtypmod else a.atttypmod end),
+                                '\\(.*\\)', '') end as data_type
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
 left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped  -- a table of no columns too
+left join pg_type t on t.oid = a.atttypid
+left join pg_type bt on bt.oid = case when t.typtype = 'd' then t.typbasetype else t.oid end
 where c.relkind in ('r', 'p', 'm') and not c.relispartition
   and n.nspname <> all(%s) and n.nspname !~ '^pg_(temp|toast)'
 order by n.nspname, c.relname, a.attnum
@@ -117,6 +123,10 @@ def _select_list(cols: Sequence[Column]) -> sql.Composable:
     def as_text(c: Column) -> sql.Composable:
         if c.data_type.endswith("[]"):
             return sql.SQL("array_to_string({}, {})").format(sql.Identifier(c.name), sql.Literal(ELEMENT_SEPARATOR))
+        if c.data_type == "record":  # a composite: its fields by name, judged as a JSON document's
+            return sql.SQL("to_jsonb({})::text").format(sql.Identifier(c.name))
+        if c.data_type == "bytea":  # its bytes as text (printable ones as they are), not as hex digits
+            return sql.SQL("encode({}, 'escape')").format(sql.Identifier(c.name))
         return sql.SQL("{}::text").format(sql.Identifier(c.name))
 
     return sql.SQL(", ").join(sql.SQL("left({}, {})").format(as_text(c), sql.Literal(VALUE_CHARS)) for c in cols)

@@ -137,7 +137,7 @@ INTEGER_TYPES = {"bigint", "integer", "numeric"}
 # An array column's sampled value: its elements as text, joined by this character (the unit separator, which text
 # does not hold), so that each element is judged as a value of the element's type (``include.discovery.catalogue``).
 ELEMENT_SEPARATOR = "\x1f"
-SKIPPED_TYPES = {"boolean", "bytea", "smallint", "real", "double precision", "money", "interval", "tsvector",
+SKIPPED_TYPES = {"boolean", "smallint", "real", "double precision", "money", "interval", "tsvector",
                  "timestamp with time zone", "timestamp without time zone", "time with time zone",
                  "time without time zone", "oid", "xml"}
 
@@ -409,7 +409,7 @@ def classify(column: str, data_type: str, values: Iterable | pd.Series, today: d
     if data_type.endswith("[]"):
         elements = series.dropna().astype(str).str.split(ELEMENT_SEPARATOR).explode()
         return classify(column, data_type[:-2], elements, today)
-    if data_type.lower() in ("json", "jsonb"):
+    if data_type.lower() in ("json", "jsonb", "record"):  # a composite column is read as the JSON of its fields
         verdict = _json_strings_verdict(column, series, today)
         if verdict is not None:
             return verdict  # else the documents are judged as text below (prose in a document is free text)

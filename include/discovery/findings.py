@@ -26,7 +26,7 @@ from typing import Iterable, Mapping, Sequence
 
 import yaml
 
-from include.datamap import OPS_CONNECTION, ROLE_COLUMNS, DataMap, PersonalDataEntry
+from include.datamap import OPS_CONNECTION, ROLE_COLUMNS, TEXT_TYPES, DataMap, PersonalDataEntry
 from include.discovery import catalogue, classify
 from include.errors import NeedsOperator
 
@@ -261,8 +261,10 @@ def subject_link(table: catalogue.Table, verdicts: Mapping[str, classify.Verdict
             return {"column": column.name}
     for column in table.columns:
         verdict = verdicts.get(column.name)
-        if verdict is not None and verdict.kind == classify.EMAIL and not column.data_type.endswith("[]"):
-            return {"column": column.name, "match": "email"}  # (an array of addresses cannot be compared as one)
+        # A text column only, as the map's check takes it (an array, a document, a composite, bytea of addresses cannot
+        # be compared as one).
+        if verdict is not None and verdict.kind == classify.EMAIL and column.data_type in TEXT_TYPES:
+            return {"column": column.name, "match": "email"}
     for fk in table.foreign_keys:
         parent = entries.get((fk.ref_schema, fk.ref_table))
         # One join to a table tied to the account directly: the data map refuses a chain.
