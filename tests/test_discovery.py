@@ -482,6 +482,24 @@ def test_a_column_filled_only_in_newer_rows_of_a_big_table_is_sampled(fresh_db):
     assert {(f.table, f.column, f.kind) for f in report.findings} == {("signups", "contact", classify.EMAIL)}
 
 
+def test_a_partitioned_table_is_sampled_across_its_partitions(fresh_db):
+    """Found by a fault trial: autovacuum analyses partitions, never their partitioned parent, whose estimate stays
+    -1: the parent was read with LIMIT alone, i.e. its first partition's rows, and a column filled only in the newer
+    partitions went unseen. Its estimate is its partitions' sum, so its pages are sampled across all of them."""
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create table events (id int, contact text) partition by range (id)")
+        for k in range(3):
+            conn.execute(f"create table events_{k} partition of events for values from ({k * 20000}) to "
+                         f"({(k + 1) * 20000})")
+        conn.execute("insert into events select i, case when i >= 40000 then 'u' || i || '@example.org' end "
+                     "from generate_series(0, 59999) i")
+        conn.execute("analyze events_0, events_1, events_2")
+        (table,) = catalogue.list_tables(conn, ["events"])
+        assert table.estimated_rows == 60000
+        report = findings.scan_connection(conn, load_datamap(), "ops_db", rows=200, today=TODAY, tables=["events"])
+    assert [(f.column, f.kind) for f in report.findings] == [("contact", classify.EMAIL)]
+
+
 def test_a_page_sample_that_comes_back_empty_falls_back_to_the_first_rows(fresh_db):
     """TABLESAMPLE SYSTEM picks each page with the same small chance: asked for a few pages of a big table, it now
     and then returns none (seen: this module's sampling test failed once). A table believed to hold 10 M rows but

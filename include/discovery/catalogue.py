@@ -65,7 +65,12 @@ class Table:
 
 
 _CATALOGUE = """
-select n.nspname, c.relname, c.reltuples::float8, a.attname,
+select n.nspname, c.relname,
+       -- a partitioned table's rows are its partitions' (its own estimate stays -1: autovacuum never analyses it)
+       case when c.relkind = 'p' then coalesce((select sum(greatest(l.reltuples, 0)) from pg_partition_tree(c.oid) pt
+                                                join pg_class l on l.oid = pt.relid where pt.isleaf), -1)
+            else c.reltuples end::float8,
+       a.attname,
        -- a domain as the type it is over (text[], date, bytea); a composite as 'record' (read as its fields)
        case when bt.typtype = 'c' then 'record'
             else regexp_replace(format_type(bt.oid, case when t.typtype = 'd' then t.typtypmod else a.atttypmod end),
