@@ -407,6 +407,29 @@ def test_a_finding_no_longer_seen_is_resolved_and_a_second_run_tells_nothing_aga
     assert third["recorded"]["resolved"] == 1  # a targeted run resolves only in its own tables
 
 
+def test_a_column_sampled_with_too_few_values_keeps_its_finding_and_is_not_told_twice(db, sendgrid):
+    """A column whose sample held fewer than three values (filled now and then, or a sample that missed them) got no
+    verdict, and its open finding was resolved; the next run that sampled enough values reopened it and emailed the
+    compliance team a second time. Too few values to judge leave the finding as it was."""
+    ops, store = db
+    mailer = SendGridMailer(api_key="SG.test-key", host=sendgrid.base_url)
+    assert run(ops, store, "full", mailer, tables=["crm_contacts"])["told"]["sent"] >= 1
+    told = len(sendgrid.accepted())
+    ops.execute("create table saved_contact_email as select id, contact_email from crm_contacts")
+    try:
+        ops.execute("update crm_contacts set contact_email = null where id > 2")  # two values left: too few
+        sparse = run(ops, store, "sparse", mailer, tables=["crm_contacts"])
+    finally:
+        ops.execute("update crm_contacts c set contact_email = s.contact_email from saved_contact_email s "
+                    "where s.id = c.id")
+        ops.execute("drop table saved_contact_email")
+    state = store.execute("select status from compliance.discovery_findings where table_name = 'crm_contacts' "
+                          "and column_name = 'contact_email'").fetchone()[0]
+    assert state == "open" and sparse["recorded"]["resolved"] == 0
+    again = run(ops, store, "filled-again", mailer, tables=["crm_contacts"])
+    assert again["recorded"]["new"] == 0 and again["told"]["sent"] == 0 and len(sendgrid.accepted()) == told
+
+
 def test_two_runs_at_once_record_each_finding_once_and_email_it_once(db, seeded, sendgrid):
     _, store = db
     mailer = SendGridMailer(api_key="SG.test-key", host=sendgrid.base_url)

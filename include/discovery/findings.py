@@ -99,23 +99,31 @@ class ScanReport:
     problems: list[str] = field(default_factory=list)  # tables that could not be read, in one sentence each
     scope: list[tuple[str, str]] = field(default_factory=list)  # (schema, table) listed or mapped and looked for
     listed: list[tuple[str, str]] = field(default_factory=list)  # (schema, table) the catalogue has, read or not
+    # (schema, table, column) read but with too few values to judge (classify.MIN_VALUES): its open findings stand
+    undecided: list[tuple[str, str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"connection": self.connection, "tables": self.tables, "columns": self.columns,
                 "sampled_rows": self.sampled_rows, "findings": [f.as_dict() for f in self.findings],
                 "problems": self.problems, "scope": [list(s) for s in self.scope],
-                "listed": [list(s) for s in self.listed]}
+                "listed": [list(s) for s in self.listed], "undecided": [list(u) for u in self.undecided]}
 
     @classmethod
     def from_dict(cls, raw: Mapping) -> "ScanReport":
         return cls(raw["connection"], raw["tables"], raw["columns"], raw["sampled_rows"],
                    [Finding(**f) for f in raw["findings"]], list(raw.get("problems", ())),
-                   [tuple(s) for s in raw.get("scope", ())], [tuple(s) for s in raw.get("listed", ())])
+                   [tuple(s) for s in raw.get("scope", ())], [tuple(s) for s in raw.get("listed", ())],
+                   [tuple(u) for u in raw.get("undecided", ())])
 
     @property
     def covered(self) -> list[tuple[str, str, str]]:
         """(connection, schema, table) this scan covered: whose open findings it may resolve."""
         return [(self.connection, schema, table) for schema, table in self.scope]
+
+    @property
+    def left_open(self) -> list[tuple[str, str, str, str]]:
+        """(connection, schema, table, column) of the covered tables whose open findings stand: too few values."""
+        return [(self.connection, *u) for u in self.undecided]
 
 
 def tables_not_found(named: Sequence[str], reports: Sequence[ScanReport]) -> list[str]:
@@ -196,6 +204,10 @@ def scan_connection(conn, dm: DataMap, connection: str, *, rows: int, today: dat
                         report.findings.append(gone)
                 continue
             if verdict is None:
+                if frame[column.name].notna().sum() < classify.MIN_VALUES:
+                    # Too few values to judge (a column filled now and then, a sample that missed them): no
+                    # verdict, and no reason to resolve its finding (seen again, it was reopened and told again).
+                    report.undecided.append((table.schema, table.name, column.name))
                 continue
             suggestion = suggest(table, column.name, verdict.kind, connection,
                                  subject_link(table, verdicts, account, entries), entry)
@@ -310,9 +322,11 @@ returning finding_id, (xmax = 0) as inserted, status
 """
 
 
-def record(store, ctx, findings: Sequence[Finding], scope: Iterable[tuple[str, str, str]]) -> dict:
+def record(store, ctx, findings: Sequence[Finding], scope: Iterable[tuple[str, str, str]],
+           undecided: Iterable[tuple[str, str, str, str]] = ()) -> dict:
     """Store this run's findings (one row per finding, upserted; the run's sightings beside) and resolve the open
-    findings of the scanned tables that the run no longer saw. ``scope``: (connection, schema, table) scanned.
+    findings of the scanned tables that the run no longer saw. ``scope``: (connection, schema, table) scanned;
+    ``undecided``: (connection, schema, table, column) read with too few values to judge, whose findings stand.
     Returns counts; the audit entry says the same."""
     now = ctx.now()
     new = seen = 0
@@ -332,13 +346,17 @@ def record(store, ctx, findings: Sequence[Finding], scope: Iterable[tuple[str, s
         resolved = 0
         if scope:
             conns, schemas, tables = (list(x) for x in zip(*scope))
+            kept = [list(x) for x in zip(*sorted(set(undecided)))] or [[], [], [], []]
             resolved = store.execute(
                 """update compliance.discovery_findings f set status = 'resolved', resolved_at = %s,
                           notice = case when notice = 'pending' then 'withdrawn' else notice end
                    where f.status = 'open' and f.last_run_id <> %s and not (f.finding_id = any(%s))
                      and (f.connection_id, f.schema_name, f.table_name) in
-                         (select * from unnest(%s::text[], %s::text[], %s::text[]))""",
-                (now, ctx.run_id, ids, conns, schemas, tables)).rowcount
+                         (select * from unnest(%s::text[], %s::text[], %s::text[]))
+                     and not exists (select from unnest(%s::text[], %s::text[], %s::text[], %s::text[]) u(c, s, t, col)
+                                     where (u.c, u.s, u.t, u.col) = (f.connection_id, f.schema_name, f.table_name,
+                                                                     f.column_name))""",
+                (now, ctx.run_id, ids, conns, schemas, tables, *kept)).rowcount
         counts = {"findings": seen, "new": new, "resolved": resolved}
         ctx.audit(store, "discovery.findings_recorded",
                   {**counts, "kinds": _kinds(findings), "tables_in_scope": len(scope)})
