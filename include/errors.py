@@ -72,6 +72,13 @@ def scrub(text: str) -> str:
     return one_line[:MAX_REASON] or "no reason was given"
 
 
+def repeatable(typed: str, shape: "re.Pattern[str]") -> bool:
+    """May a sentence quote back what was typed? Only when it has ``shape`` (a code, a label, a name of the product's)
+    and :func:`scrub` leaves it whole: an address, a person's name, a phone number or an IP address typed in the wrong
+    place is personal data, and a refusal's sentence reaches logs, failures and answers."""
+    return bool(shape.fullmatch(typed)) and scrub(typed) == typed
+
+
 def _is_ip(token: str) -> bool:
     """An IP address, once the punctuation of the sentence around an IPv4 one is cut off ("from 10.1.2.3.")."""
     return is_ip_address(token.strip(".:") if token.count(":") < 2 else token)

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from include import operational_rows as reading
 from include.datamap import DataMap
-from include.errors import NeedsOperator, scrub
+from include.errors import NeedsOperator, repeatable
 from include.periods import ParamError
 
 # What a version label looks like (2026.11, v3-beta): quoted back when it names no version.
@@ -113,7 +113,7 @@ def named(ops, dm: DataMap, label: str) -> PolicyVersion:
     if row is None:
         # A label is quoted, to show the typo; anything else typed here (an address, a name, a phone number pasted
         # into the form) is not: this sentence reaches the task log, the failure and on-call's alert.
-        if _LABEL.fullmatch(label) and scrub(label) == label:
+        if repeatable(label, _LABEL):
             raise ParamError(f"policy_version {label!r} is not in policy_versions")
         raise ParamError("the policy_version given (not repeated: it may be personal data) is not in policy_versions")
     return _version(row)

@@ -20,7 +20,7 @@ import psycopg
 
 from include import compliance_store, reads
 from include.deadline_rules import STATES
-from include.errors import ConfigurationProblem, scrub
+from include.errors import ConfigurationProblem, repeatable, scrub
 from include.page.links import UiLinks
 from include.schedules import how_often
 from include.reads import audit as audit_reads
@@ -40,7 +40,7 @@ def quoted(typed: str) -> str:
     number (``'stat'``, ``'seven'``, ``'201'``), else :data:`NOT_REPEATED` (an address, a person's name, a phone
     number or an IP address pasted into a filter, the query string or the path)."""
     text = str(typed)
-    return repr(text) if _CODE.fullmatch(text) and scrub(text) == text else NOT_REPEATED
+    return repr(text) if repeatable(text, _CODE) else NOT_REPEATED
 
 
 class PageError(ValueError):
