@@ -190,7 +190,7 @@ def section_data(key: str, request: Request, user: GetUserDep):
         params = sections.one_value_each(request.query_params.multi_items())
         with _store() as conn:
             return sections.render(section, conn, params, ui_links(),
-                                   chain=chain_watch() if key == "audit" else None)
+                                   chain=chain_watch() if key in ("audit", "attention") else None)
     except sections.PageError as exc:
         raise HTTPException(exc.status, str(exc)) from None
     except Exception as exc:

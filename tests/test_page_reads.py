@@ -984,3 +984,23 @@ def test_needs_a_person_counts_unjudged_children_and_only_recent_refused_mail(st
     assert unjudged["count"] == {"text": "1", "section": "purges", "filters": {}}
     mail = rows[next(k for k in rows if k.startswith("Emails SendGrid refused"))]
     assert mail["count"] == {"text": "1", "section": None, "filters": {}} and "last 7 days" in next(k for k in rows if k.startswith("Emails"))
+
+
+def test_needs_a_person_counts_a_broken_audit_chain_and_leads_to_the_audit_section(store, chain):
+    """Found by a fault trial: a row of the audit log altered behind its triggers turned the audit section red, and
+    'Needs a person' (the page's first section, the one the team watches) said nothing was waiting. A chain that is
+    intact, or still being walked, counts nothing."""
+    watch, write, _ = chain
+    what = "The audit chain is broken or disagrees with its anchors (the audit section says where)"
+
+    def item():
+        look(watch, store)  # the first look walks the chain in the background
+        return {r["what"]: r for r in render(store, "attention", chain=watch)["rows"]}[what]
+
+    write(5)
+    assert item()["count"] == {"text": "0", "section": "audit", "filters": {}}
+    behind_the_triggers(store, "update compliance.audit_log set action = 'edited' where id = 5")
+    broken = item()
+    assert broken["count"] == {"text": "1", "section": "audit", "filters": {}}
+    assert render(store, "attention", chain=watch)["facts"][0]["value"] == 1
+    assert render(store, "audit", chain=watch)["chain"]["state"] == "broken"  # what the count leads to

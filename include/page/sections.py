@@ -421,7 +421,9 @@ def _attention(req: Request) -> dict:
 
     from include.approvals import approval_timeout
 
-    items = attention.needs_a_person(req.conn, now=datetime.now(timezone.utc), approval_timeout=approval_timeout())
+    chain = req.chain.status(req.conn) if req.chain is not None else None
+    items = attention.needs_a_person(req.conn, now=datetime.now(timezone.utc), approval_timeout=approval_timeout(),
+                                     chain=chain)
     rows = [{"what": i.what, "count": _jump(i, req.links), "oldest": i.oldest, "note": i.note} for i in items]
     waiting = sum(i.count for i in items)
     facts = [{"label": "Things waiting for a person", "value": waiting, "tone": "warn" if waiting else "good"}]
@@ -451,8 +453,8 @@ SECTIONS: tuple[Section, ...] = (
         key="attention", title="Needs a person", dag_id=DSR, tables=("compliance.audit_log",),
         about="What waits for a person now, across every DAG: approvals (answered in Airflow's Required Actions, "
               "rejected by themselves when their time is up), requests overdue, fulfilment steps only a person can "
-              "do, child reports to review, holds, deletion notices owed, refused emails. Each count leads to its "
-              "rows.",
+              "do, child reports to review, holds, deletion notices owed, refused emails, an audit chain that is "
+              "broken. Each count leads to its rows.",
         refreshed_by="counted afresh from the store on every look",
         columns=(Column("what", "Needs a person"), Column("count", "How many", "jump"),
                  Column("oldest", "Oldest", "time"), Column("note", "What to do")),

@@ -40,8 +40,10 @@ class Item:
     airflow: str | None = None          # or a page of Airflow's UI: "required_actions"
 
 
-def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[Item]:
-    """Every item, those with a count first (in this order within each group)."""
+def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: dict | None = None) -> list[Item]:
+    """Every item, those with a count first (in this order within each group). ``chain``: the audit chain watch's
+    status (:meth:`include.reads.audit.ChainWatch.status`), where there is one: a chain broken or disagreeing with
+    its anchors is counted too."""
     have = set(TABLES) - set(missing_tables(conn, TABLES))
     items: list[Item] = []
 
@@ -99,6 +101,8 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta) -> list[
         f"or (status = 'pending' and claimed_at < now() - interval '{ALERT_GRACE}'))",
         note="SendGrid was down or refused them; the runs are in Airflow's list of failed runs, and a pending alert "
              "goes out with the next one"))
+    if chain is not None:
+        items.append(_chain(chain))
     return sorted(items, key=lambda i: i.count == 0)
 
 
@@ -152,6 +156,16 @@ def _approvals(conn, now: datetime, timeout: timedelta) -> Item:
                 + (f"{_hours(left)} left" if left > timedelta(0) else "its time is up") + "); answer in Required Actions")
     return Item("approvals", "Erasure plans waiting for a reviewer's approval", len(rows),
                 rows[0][2] if rows else None, note, airflow="required_actions")
+
+
+def _chain(status: dict) -> Item:
+    """The audit chain as the watch last saw it: broken (a row altered, removed or out of chain) or recomputing but
+    disagreeing with its newest anchor. A chain still being walked, or at a new evidence location, is not."""
+    bad = status.get("state") in ("broken", "anchors_disagree")
+    return Item("audit_chain", "The audit chain is broken or disagrees with its anchors (the audit section says where)",
+                int(bad), status.get("checked_at") if bad else None,
+                "the audit section names the row; privacy-ops verify-audit walks the whole log and its anchors"
+                if bad else None, section="audit")
 
 
 def _hours(left: timedelta) -> str:
