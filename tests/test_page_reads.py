@@ -1004,3 +1004,21 @@ def test_needs_a_person_counts_a_broken_audit_chain_and_leads_to_the_audit_secti
     assert broken["count"] == {"text": "1", "section": "audit", "filters": {}}
     assert render(store, "attention", chain=watch)["facts"][0]["value"] == 1
     assert render(store, "audit", chain=watch)["chain"]["state"] == "broken"  # what the count leads to
+
+
+def test_needs_a_person_counts_requests_due_soon_and_leads_to_exactly_them(store):
+    """Found by a fault trial: a request due within the due-soon window (escalated once, to be answered this week) was
+    counted nowhere in 'Needs a person': the team saw it only once it was overdue. It is counted, the count leads to
+    the requests section's due_soon rows, and it goes once the request is closed."""
+    add_status(store, [(1, "gdpr", "access", "due_soon", 3), (2, "ccpa", "know", "due_soon", 6),
+                       (3, "gdpr", "access", "on_track", 20)])
+    what = "Privacy requests due soon (within the due-soon window)"
+    item = {r["what"]: r for r in render(store, "attention")["rows"]}[what]
+    assert item["count"] == {"text": "2", "section": "requests", "filters": {"state": "due_soon"}}
+    listed = render(store, "requests", item["count"]["filters"])
+    assert listed["total"] == len(listed["rows"]) == 2
+    store.execute("update compliance.dsr_status set state = 'closed_on_time', status = 'completed' where request_id = 1")
+    store.execute("""insert into compliance.dsr_runs (run_id, as_of, dry_run, what_if, started_at, finished_at)
+                     values ('scheduled__next', current_date, false, false, now(), now())""")  # the run that saw it
+    item = {r["what"]: r for r in render(store, "attention")["rows"]}[what]
+    assert item["count"]["text"] == "1" == str(render(store, "requests", item["count"]["filters"])["total"])

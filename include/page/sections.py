@@ -452,7 +452,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         key="attention", title="Needs a person", dag_id=DSR, tables=("compliance.audit_log",),
         about="What waits for a person now, across every DAG: approvals (answered in Airflow's Required Actions, "
-              "rejected by themselves when their time is up), requests overdue, fulfilment steps only a person can "
+              "rejected by themselves when their time is up), requests overdue or due soon, fulfilment steps only a person can "
               "do, child reports to review, holds, deletion notices owed, refused emails, an audit chain that is "
               "broken. Each count leads to its rows.",
         refreshed_by="counted afresh from the store on every look",

@@ -61,6 +61,11 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
         conn, "requests_ack_overdue", "CCPA requests not acknowledged in time",
         "select count(*), min(evaluated_at) from compliance.dsr_status where state = 'ack_overdue'",
         section="requests", filters=(("state", "ack_overdue"),)))
+    # Escalated once when they enter the window: to answer this week, not once they are already late.
+    add("compliance.dsr_status", lambda: _count(
+        conn, "requests_due_soon", "Privacy requests due soon (within the due-soon window)",
+        "select count(*), min(evaluated_at) from compliance.dsr_status where state = 'due_soon'",
+        section="requests", filters=(("state", "due_soon"),)))
     # Deadline tracking evaluates every request (fulfilment only those in progress): an open request it cannot
     # evaluate has no deadline, so it never turns overdue and nothing else tells anyone.
     add("compliance.dsr_status", lambda: _count(
