@@ -1022,3 +1022,29 @@ def test_needs_a_person_counts_requests_due_soon_and_leads_to_exactly_them(store
                      values ('scheduled__next', current_date, false, false, now(), now())""")  # the run that saw it
     item = {r["what"]: r for r in render(store, "attention")["rows"]}[what]
     assert item["count"]["text"] == "1" == str(render(store, "requests", item["count"]["filters"])["total"])
+
+
+def test_needs_a_person_counts_export_packages_the_object_store_refused_to_delete(store):
+    """Found by a fault trial: an export package past export_retention_days that the object store refused to delete
+    (a retention policy, a hold) is personal data kept past its time; the run failed and on-call was told once, but
+    'Needs a person' counted nothing. It counts the packages the newest expiry could not delete (request ids only) until
+    a later run deletes them."""
+    def expired(run_id, deleted, refused):
+        audit.append(store, "dsr_fulfilment.packages_expired", {
+            "requests": deleted, "not_deleted": refused, "unrecorded": [], "older_than_days": 30},
+            actor=audit.RunContext(run_id=run_id, actor="test", dag_id="dsr_fulfilment"))
+
+    for rid in (900001, 900002):
+        store.execute("""insert into compliance.dsr_fulfilments (request_id, action, outcome, package_object, package_uri,
+                             package_sha256, run_id, first_recorded_at, recorded_at)
+                         values (%s, 'export', 'exported', %s, 'file:///x', repeat('b', 64), 'r',
+                                 now() - interval '40 days', now() - interval '40 days')""",
+                      (rid, f"exports/request={rid}/package.zip"))
+    store.execute("update compliance.dsr_fulfilments set package_deleted_at = now() where request_id = 900002")
+    expired("scheduled__1", [900002], [900001])
+    what = "Export packages past export_retention_days the object store refused to delete"
+    item = {r["what"]: r for r in render(store, "attention")["rows"]}[what]
+    assert item["count"]["text"] == "1" and "900001" in item["note"] and item["oldest"] is not None
+    expired("scheduled__2", [900001], [])  # the next run deleted it
+    store.execute("update compliance.dsr_fulfilments set package_deleted_at = now() where request_id = 900001")
+    assert {r["what"]: r for r in render(store, "attention")["rows"]}[what]["count"]["text"] == "0"

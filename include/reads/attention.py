@@ -106,6 +106,7 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
         f"or (status = 'pending' and claimed_at < now() - interval '{ALERT_GRACE}'))",
         note="SendGrid was down or refused them; the runs are in Airflow's list of failed runs, and a pending alert "
              "goes out with the next one"))
+    add("compliance.dsr_fulfilments", lambda: _packages_kept(conn))
     if chain is not None:
         items.append(_chain(chain))
     return sorted(items, key=lambda i: i.count == 0)
@@ -161,6 +162,27 @@ def _approvals(conn, now: datetime, timeout: timedelta) -> Item:
                 + (f"{_hours(left)} left" if left > timedelta(0) else "its time is up") + "); answer in Required Actions")
     return Item("approvals", "Erasure plans waiting for a reviewer's approval", len(rows),
                 rows[0][2] if rows else None, note, airflow="required_actions")
+
+
+def _packages_kept(conn) -> Item:
+    """The export packages past export_retention_days that the newest expiry (an untargeted live run's audit entry
+    ``dsr_fulfilment.packages_expired``) could not delete, and that no record says were deleted since: personal data
+    kept past its time. Its run failed and on-call was told once; the next run tries again."""
+    rows = conn.execute("""with newest as (select details, occurred_at from compliance.audit_log
+                                          where action = 'dsr_fulfilment.packages_expired'
+                                          order by occurred_at desc, id desc limit 1)
+                           select distinct k.id::bigint, n.occurred_at
+                           from newest n, jsonb_array_elements_text(n.details -> 'not_deleted') k(id)
+                           where not exists (select 1 from compliance.dsr_fulfilments f
+                                             where f.request_id = k.id::bigint
+                                               and (f.package_deleted_at is not null or f.package_object is null))
+                           order by 1""").fetchall()
+    ids = [r for r, _ in rows]
+    note = (f"request(s) {', '.join(map(str, ids[:10]))}{' and more' if len(ids) > 10 else ''}: lift the store's "
+            "retention or hold on the package (the run's task log says why it was refused); the next run deletes it"
+            if ids else None)
+    return Item("packages_kept", "Export packages past export_retention_days the object store refused to delete",
+                len(ids), rows[0][1] if rows else None, note)
 
 
 def _chain(status: dict) -> Item:
