@@ -965,3 +965,32 @@ def test_a_retried_sender_keeps_to_its_share_of_max_recipients(conns, sendgrid):
     assert retry["sent"] == 50 and received(sendgrid, built["campaign_id"]).total() == 250
     # The next run has a share of its own.
     assert send(conns, sendgrid, built, budget=100, run_id="next-run", mailer=mailer)["sent"] == 100
+
+
+@pytest.mark.parametrize("value, said", [("infinity", "deleted_at holds infinity"),
+                                         ("-infinity", "deleted_at holds -infinity"),
+                                         ("0044-03-15 BC", "deleted_at is a BC date"),
+                                         ("12000-01-01", "deleted_at is after the year 9999")])
+def test_an_account_whose_deletion_time_python_cannot_hold_is_skipped_with_its_reason(conns, value, said):
+    """A deletion time no calendar holds says neither deleted nor not (``infinity`` is a common "never" sentinel):
+    the account gets its ledger row, skipped with the reason, instead of being counted as deleted and told nothing;
+    every other account's row is as it would be."""
+    ops, store, _ = conns
+    label = publish(ops)
+    uid, address = ops.execute("""select id, email from users u where deleted_at is null and email is not null
+                                  and birth_date < current_date - 20 * 365 and declared_age is distinct from 0
+                                  and coalesce(declared_age, 20) >= 13 and created_at > birth_date + 20 * 365
+                                  and not exists (select from child_reports r where r.user_id = u.id)
+                                  and (select count(*) from users o where lower(btrim(o.email)) =
+                                       lower(btrim(u.email))) = 1 order by id limit 1 offset 7""").fetchone()
+    before = build(ops, store, label, dry_run=True)
+    ops.execute("update users set deleted_at = %s where id = %s", (value, uid))
+    try:
+        built = build(ops, store, label)
+        rows = ledger_rows(store, built["campaign_id"])
+        (mine,) = [r for r in rows.values() if uid in r[2]]
+        assert mine[:2] == ("skipped", said) and address not in mine[1]
+        assert sum(r[0] == "pending" for r in rows.values()) == before["recipients_by_verdict"]["ok"] - 1
+        assert len(rows) == before["recipients"]
+    finally:
+        ops.execute("update users set deleted_at = null where id = %s", (uid,))

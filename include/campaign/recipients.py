@@ -36,6 +36,7 @@ from typing import Callable, Iterator, Mapping
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from include import operational_rows as reading
 from include.addresses import mailbox, sending_problem
 from include.child_detection import child_user_ids_sql
 from include.datamap import DataMap
@@ -109,24 +110,30 @@ def exclusions(store) -> Mapping[str, str]:
 # -- the operational side: one snapshot ----------------------------------------------------------------
 
 def _candidates_query(dm: DataMap) -> sql.Composable:
+    """``(user_id, address, is_child, why the deletion time is unreadable or None)`` of every account with an
+    address not deleted, and of every one whose ``deleted_at`` no calendar holds (``infinity``, a BC date): such a
+    value says neither deleted nor not, so the account gets a ledger row skipped with that sentence instead of being
+    counted as deleted and told nothing."""
     accounts = dm.record("accounts")
     u = {n: sql.Identifier("u", accounts.physical(n)) for n in ("id", "email", "deleted_at")}
     return sql.SQL("""
         with {children}
-        select {id}, {email}, c.user_id is not null
+        select {id}, {email}, c.user_id is not null, {unreadable}
         from {accounts} u left join children c on c.user_id = {id}
-        where {deleted} is null and {email} is not null""").format(
+        where ({deleted} is null or {outside}) and {email} is not null""").format(
         children=child_user_ids_sql(dm), id=u["id"], email=u["email"], deleted=u["deleted_at"],
+        unreadable=reading.unreadable(u["deleted_at"], "deleted_at"), outside=reading.out_of_range(u["deleted_at"]),
         accounts=accounts.ident)
 
 
 def _account_counts(ops, dm: DataMap) -> tuple[int, int, int]:
     accounts = dm.record("accounts")
+    deleted = accounts.col("deleted_at")
     return ops.execute(sql.SQL("""
-        select count(*), count(*) filter (where {deleted} is not null),
-               count(*) filter (where {deleted} is null and {email} is null)
-        from {accounts}""").format(deleted=accounts.col("deleted_at"), email=accounts.col("email"),
-                                   accounts=accounts.ident)).fetchone()
+        select count(*), count(*) filter (where {deleted} is not null and not {outside}),
+               count(*) filter (where ({deleted} is null or {outside}) and {email} is null)
+        from {accounts}""").format(deleted=deleted, outside=reading.out_of_range(deleted),
+                                   email=accounts.col("email"), accounts=accounts.ident)).fetchone()
 
 
 def suppressions(ops, dm: DataMap, hasher) -> dict[str, str]:
@@ -142,7 +149,7 @@ def suppressions(ops, dm: DataMap, hasher) -> dict[str, str]:
 
 
 def _stream(ops, dm: DataMap, *, as_of: date, tz: str) -> Iterator[list[tuple]]:
-    """Chunks of ``(user_id, address, is_child)`` for every live account with an address (needs a transaction)."""
+    """Chunks of :func:`_candidates_query`'s rows for every live account with an address (needs a transaction)."""
     with ops.cursor(name="notify_candidates") as cur:
         cur.itersize = FETCH
         cur.execute(_candidates_query(dm), {"as_of": as_of, "tz": tz})
@@ -202,12 +209,14 @@ def stage(step: Step, excluded: Mapping[str, str] = {}) -> BuildCounts:
         with store.cursor() as cur, cur.copy("copy notify_staging (user_id, recipient, verdict, reason) "
                                              "from stdin") as copy:
             for chunk in _stream(ops, dm, as_of=as_of, tz=tz):
-                for user_id, address, child in chunk:
+                for user_id, address, child, unreadable in chunk:
                     spelling = mailbox(address)
                     recipient = hasher(spelling)
                     reason = None
                     if child:
                         verdict = CHILD
+                    elif unreadable is not None:
+                        verdict, reason = INVALID, unreadable
                     elif recipient in excluded or (spelling is not address and hasher(address) in excluded):
                         verdict, reason = EXCLUDED, excluded.get(recipient) or excluded[hasher(address)]
                     elif recipient in suppressed:
