@@ -821,6 +821,77 @@ def test_an_export_racing_an_erasure_of_its_subject_leaves_no_package(world):
     assert recorded[2]  # and the record says the package is gone
 
 
+@pytest.mark.parametrize("planted", ["request_gdpr_on_track", "request_restriction_open"])
+def test_a_request_acted_on_while_an_erasure_holds_its_subject_is_let_go_for_the_retry(world, planted):
+    """Found by a fault trial: an erasure (the child purge, another run's erasure request) claims the account first,
+    then redacts the subject's privacy requests; an export or a restriction of one of them claimed that request in
+    between and then waited for the account. Each waited for the other: PostgreSQL broke the deadlock by failing
+    one of the two tasks (its retry minutes later). Now the request's action takes the account only if no eraser
+    holds it, and otherwise leaves the request (and its lock) at once, for the task's retry: the erasure goes on,
+    and the retry finds the request's account gone."""
+    from include import erasure
+    from include.erasure.stores import access_of
+
+    rid = world.planted[planted][0]
+    uid = world.ops.execute("select user_id from privacy_requests where id = %s", (rid,)).fetchone()[0]
+    holding, go, errors, erased, busy = threading.Event(), threading.Event(), [], [], []
+
+    def pause(conn):  # inside the erasure's transaction: the account is claimed, no table erased yet
+        holding.set()
+        go.wait(60)
+        return {}
+
+    def erase():
+        try:
+            with connect(world.url, autocommit=True) as ops, connect(world.url, autocommit=True) as store:
+                s = step(world, "scheduled__purge", ops=ops, store=store)
+                erased.append(erasure.erase_subject(ops, world.dm, uid, KEY, at=datetime.now(timezone.utc),
+                                                    options=erasure.EraseOptions(in_transaction=pause,
+                                                                                 stores=access_of(s))))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            holding.set()
+
+    def act():
+        try:
+            with connect(world.url, autocommit=True) as ops, connect(world.url, autocommit=True) as store:
+                s = step(world, "manual__act", params(world, request_ids=(rid,)), ops=ops, store=store)
+                steps.plan_requests(s)
+                steps.fulfil_requests(s, workdir=str(world.tmp))
+        except steps.RequestsBusy as exc:
+            busy.append(exc)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    eraser = threading.Thread(target=erase)
+    eraser.start()
+    assert holding.wait(120) and not errors
+    actor = threading.Thread(target=act)
+    actor.start()
+    # Until the request's action waits for the account the erasure holds, or has left the request.
+    deadline = datetime.now(timezone.utc) + timedelta(seconds=30)
+    while actor.is_alive() and datetime.now(timezone.utc) < deadline:
+        if world.ops.execute("select count(*) > 0 from pg_stat_activity where wait_event_type = 'Lock' "
+                             "and datname = current_database()").fetchone()[0]:
+            break
+        actor.join(0.05)
+    go.set()  # the erasure goes on to the subject's privacy requests
+    eraser.join(120)
+    actor.join(120)
+    assert not errors, errors
+    assert erased and erased[0].outcome == erasure.PURGED
+    assert len(busy) == 1  # the task fails at once, to be retried
+    # The retry finds the request's subject erased: nothing is done, nothing recorded, no package.
+    retried = steps.fulfil_requests(step(world, "manual__act", params(world, request_ids=(rid,))),
+                                    workdir=str(world.tmp))
+    assert retried["outcomes"] == {steps.CHANGED: 1}
+    assert rid not in outcomes(world.store)
+    assert not world.objects.exists(package.object_name(rid))
+    status, user = world.ops.execute("select status, user_id from privacy_requests where id = %s", (rid,)).fetchone()
+    assert status == "in_progress" and user is None
+
+
 def test_a_code_field_holding_personal_data_is_recorded_invalid_without_repeating_it(world):
     """Found by a fault trial: an unknown regime was quoted whole in the request's reason (the page, the audit log):
     an address typed into the field was shown wherever the record is. It is read as missing, in a sentence that

@@ -58,12 +58,14 @@ def statuses(ops, dm: DataMap, request_ids: Sequence[int]) -> dict[int, str | No
 
 def existing_accounts(ops, dm: DataMap, user_ids: Iterable[int], *, hold: bool = False) -> set[int]:
     """The accounts of these that exist; ``hold``: and keep them from an erasure (``FOR KEY SHARE``, inside the
-    caller's transaction) until it ends: an export holds its subject's account so that an erasure of the same
-    account (``FOR UPDATE``) waits for the package's record and deletes the package with the rest. The
-    application's own updates of the row (a login, a new name) do not wait for the export."""
+    caller's transaction) until it ends: a request's action holds its subject's account so that an erasure of the
+    same account (``FOR UPDATE``) waits for it (an export's package is then deleted with the rest). The
+    application's own updates of the row (a login, a new name) do not wait for it. An account an erasure holds
+    already is skipped, not waited for: that erasure redacts the subject's requests next, the one the caller has
+    claimed among them, and each would wait for the other."""
     accounts = dm.record("accounts")
     query = sql.SQL("select {id} from {t} where {id} = any(%s::bigint[]){lock}").format(
-        id=accounts.col("id"), t=accounts.ident, lock=sql.SQL(" for key share") if hold else sql.SQL(""))
+        id=accounts.col("id"), t=accounts.ident, lock=sql.SQL(" for key share skip locked") if hold else sql.SQL(""))
     return {r[0] for r in ops.execute(query, (sorted(set(user_ids)),))}
 
 

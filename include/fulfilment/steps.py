@@ -58,7 +58,8 @@ LOCK_TIMEOUT_MS = 10_000
 
 # What one action on one request came to (besides the outcomes recorded in the store).
 CLAIMED = erasure.CLAIMED_ELSEWHERE  # another run holds the request (or the subject's account): left to it
-LOCKED = "locked"                    # rows stayed locked past the lock timeout: the task's retry acts on it
+LOCKED = "locked"                    # rows stayed locked (past the lock timeout, or the account by an eraser):
+                                     # the task's retry acts on it
 CHANGED = "changed"                  # the request is no longer what the plan saw: left to the next run
 ALREADY = "already_fulfilled"        # another run fulfilled it meanwhile
 
@@ -283,7 +284,8 @@ def fulfil_requests(step: Step[FulfilmentParams], *, workdir: str | None = None,
                     "other one was carried out", tally[REFUSED])
     if tally.get(LOCKED):
         raise RequestsBusy(f"{tally[LOCKED]} request(s) or their accounts stayed locked by other transactions for over "
-                           f"{LOCK_TIMEOUT_MS // 1000} s and were not acted on; the task's retry acts on them")
+                           f"{LOCK_TIMEOUT_MS // 1000} s, or their account by an erasure, and were not acted on; the "
+                           "task's retry acts on them")
     return result
 
 
@@ -338,8 +340,11 @@ def act_on_request(step: Step[FulfilmentParams], row: PlanRow, *, workdir: str |
             if not claimed:
                 raise _Abandon(CLAIMED if source.statuses(ops, dm, [row.request_id]) else CHANGED)
             req = claimed[0]
-            exists = req.user_id is not None and bool(source.existing_accounts(
-                ops, dm, [req.user_id], hold=row.action == rules.EXPORT))
+            exists = req.user_id is not None and bool(source.existing_accounts(ops, dm, [req.user_id], hold=True))
+            if not exists and req.user_id is not None and source.existing_accounts(ops, dm, [req.user_id]):
+                # An erasure (or the application) holds the account FOR UPDATE; an erasure redacts this request
+                # next, so waiting for it while holding the request would deadlock: the task's retry comes back.
+                raise _Abandon(LOCKED)
             if not _still_planned(req, row, key, exists, settings, now):
                 # Completed meanwhile (another run fulfilled it, or a person closed it): nothing is left to do.
                 raise _Abandon(ALREADY if req.status == "completed" else CHANGED)
@@ -366,7 +371,8 @@ def act_on_request(step: Step[FulfilmentParams], row: PlanRow, *, workdir: str |
                      row.request_id)
         else:
             log.info("request %d: %s; left %s", row.request_id, stop.outcome,
-                     "to the run holding it" if stop.outcome == CLAIMED else "to the next run")
+                     {CLAIMED: "to the run holding it", LOCKED: "to the task's retry (an erasure or the application "
+                      "holds its account)"}.get(stop.outcome, "to the next run"))
         return stop.outcome
     except psycopg.errors.LockNotAvailable:
         return LOCKED
