@@ -372,8 +372,9 @@ def print_summary(conn, accepted: list, anchors=None) -> None:
         print(f"      ... and {len(reasons) - SHOWN_REASONS} more invalid reason(s): "
               "select invalid_reason, count(*) from compliance.dsr_status where state = 'invalid' group by 1")
     esc = dsr_reads.escalation_counts(conn)
-    print(f"  escalations: {esc.get('sent', 0)} sent, {esc.get('failed', 0)} failed, {esc.get('pending', 0)} pending;"
-          f" daily digests sent: {dsr_reads.digests_sent(conn)}")
+    withdrawn = f", {esc['withdrawn']} withdrawn" if esc.get("withdrawn") else ""  # request closed before the send
+    print(f"  escalations: {esc.get('sent', 0)} sent, {esc.get('failed', 0)} failed, {esc.get('pending', 0)} pending"
+          f"{withdrawn}; daily digests sent: {dsr_reads.digests_sent(conn)}")
     for line in _domain_lines(conn):
         print(f"  {line}")
     # A Mail Send request carries up to 1,000 personalizations: one email each.

@@ -47,6 +47,14 @@ def _requests(db, n: int, assignees: int = 3) -> None:
         tracking.evaluate_requests(Step(ctx=ctx("eval"), settings=SETTINGS, params=DsrParams(as_of=TODAY, what_if=False), ops=ops, store=db, datamap=load_datamap()))
 
 
+def escalations(run_id: str, ops):
+    """The escalation ledger of a run on TODAY, each escalation checked against ``ops`` when claimed."""
+    from include.deadlines import escalation
+
+    live = escalation.LiveRequests(ops, load_datamap(), TODAY, tracking.deadline_policy(SETTINGS, TODAY))
+    return escalation.ledger(SETTINGS, run_id, live)
+
+
 def _sent_requests(sendgrid) -> Counter:
     """How many times each request id was emailed (the escalation text lists '#<id> ')."""
     import re
@@ -61,17 +69,21 @@ def _sent_requests(sendgrid) -> Counter:
 
 
 def test_two_runs_at_once_send_each_escalation_and_the_digest_once(db, reference_db, sendgrid):
-    """Both runs evaluate, record and send at the same moment; every SendGrid answer is slow."""
+    """Both runs record and send at the same moment; every SendGrid answer is slow. A request completed since the
+    evaluation is withdrawn once, by whichever run claims it, and emailed by neither."""
     _requests(db, 12, assignees=4)
+    db.execute("update privacy_requests set status = 'completed', completed_at = %s where id = 12", (NOW,))
     sendgrid.inject(delay_seconds=0.3, count=100)
     results, errors = {}, []
 
     def run(run_id: str) -> None:
         try:
-            with connect(reference_db, autocommit=True) as store:
+            with connect(reference_db, autocommit=True) as store, connect(reference_db, autocommit=True) as ops:
                 params = DsrParams(as_of=TODAY, what_if=False)
                 mailer = mailer_for(sendgrid)
-                results[run_id] = (tracking.send_escalations(Step(ctx=ctx(run_id), settings=SETTINGS, params=params, store=store, mailer=mailer)),
+                results[run_id] = (tracking.send_escalations(Step(ctx=ctx(run_id), settings=SETTINGS, params=params,
+                                                                  ops=ops, store=store, datamap=load_datamap(),
+                                                                  mailer=mailer)),
                                    tracking.send_daily_digest(Step(ctx=ctx(run_id), settings=SETTINGS, params=params, store=store, mailer=mailer)))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -82,11 +94,15 @@ def test_two_runs_at_once_send_each_escalation_and_the_digest_once(db, reference
     for t in threads:
         t.join(60)
     assert not errors
-    assert _sent_requests(sendgrid) == Counter({rid: 1 for rid in range(1, 13)})
+    assert _sent_requests(sendgrid) == Counter({rid: 1 for rid in range(1, 12)})
     digests = [m for m in sendgrid.accepted() if m["payload"]["custom_args"]["campaign"] == "dsr-digest"]
     assert len(digests) == 1
-    assert sum(r[0]["sent"] for r in results.values()) == 12
-    assert db.execute("select count(*) from compliance.dsr_escalations where status = 'sent'").fetchone()[0] == 12
+    assert sum(r[0]["sent"] for r in results.values()) == 11
+    assert sum(r[0]["withdrawn"] for r in results.values()) == 1
+    assert dict(db.execute("select status, count(*) from compliance.dsr_escalations group by 1")) == {
+        "sent": 11, "withdrawn": 1}
+    assert db.execute("select details -> 'withdrawn' -> 0 ->> 0 from compliance.audit_log "
+                      "where action = 'dsr.escalation_withdrawn'").fetchall() == [("12/overdue",)]
 
 
 def test_a_targeted_run_sends_only_its_own_requests(db, sendgrid):
@@ -98,7 +114,9 @@ def test_a_targeted_run_sends_only_its_own_requests(db, sendgrid):
     from include.deadlines import escalation
 
     escalation.record(db, as_of=TODAY, team_email=SETTINGS.compliance_team_email, run_id="dead", now=NOW)
-    result = tracking.send_escalations(Step(ctx=ctx("targeted"), settings=SETTINGS, params=params, store=db, mailer=mailer_for(sendgrid)))
+    with connect(db.info.dsn, autocommit=True) as ops:
+        result = tracking.send_escalations(Step(ctx=ctx("targeted"), settings=SETTINGS, params=params, ops=ops,
+                                                store=db, datamap=load_datamap(), mailer=mailer_for(sendgrid)))
     assert result["sent"] == 2 and _sent_requests(sendgrid) == Counter({2: 1, 5: 1})
     pending = {r[0] for r in db.execute("select request_id from compliance.dsr_escalations where status = 'pending'")}
     assert pending == {1, 3, 4, 6}
@@ -109,13 +127,14 @@ def test_a_batch_held_by_a_live_sender_is_skipped_and_a_dead_senders_batch_is_re
     from include.deadlines import escalation
 
     escalation.record(db, as_of=TODAY, team_email=SETTINGS.compliance_team_email, run_id="r", now=NOW)
-    ledger = escalation.ledger(SETTINGS, "holder")
+    ops = connect(reference_db, autocommit=True)
+    ledger = escalations("holder", ops)
     holder = connect(reference_db, autocommit=True)
     tx = holder.transaction()
     tx.__enter__()
     held = ledger.claim(holder)  # a live sender holds the one recipient's batch, mid-send
     assert held is not None and held.size == 3
-    report = deliver(db, escalation.ledger(SETTINGS, "other"), mailer_for(sendgrid), ctx("other"))
+    report = deliver(db, escalations("other", ops), mailer_for(sendgrid), ctx("other"))
     assert report.sent == 0 and sendgrid.accepted() == []
     holder_pid = holder.info.backend_pid
     holder.close()  # the holder dies (SIGKILL): its transaction and its locks go with it ...
@@ -125,7 +144,8 @@ def test_a_batch_held_by_a_live_sender_is_skipped_and_a_dead_senders_batch_is_re
     while db.execute("select count(*) from pg_stat_activity where pid = %s", (holder_pid,)).fetchone()[0]:
         assert time.monotonic() < deadline, "the dead holder's server process lingers"
         time.sleep(0.05)
-    report = deliver(db, escalation.ledger(SETTINGS, "retry"), mailer_for(sendgrid), ctx("retry"))
+    report = deliver(db, escalations("retry", ops), mailer_for(sendgrid), ctx("retry"))
+    ops.close()
     assert report.sent == 3 and _sent_requests(sendgrid) == Counter({1: 1, 2: 1, 3: 1})
 
 

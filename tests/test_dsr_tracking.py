@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -172,11 +172,11 @@ def _escalation_fixture(db):
     add_request(db, 5, received="2026-10-02", assignee="not-an-address")       # overdue, team (bad assignee)
 
 
-def test_escalations_are_sent_once_without_personal_data(db, sendgrid, mailer):
+def test_escalations_are_sent_once_without_personal_data(db, ops, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
-    result = tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer))
-    assert result == {"claimed": 4, "sent": 4, "failed": 0}
+    result = tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), ops=ops, store=db, datamap=load_datamap(), mailer=mailer))
+    assert result == {"claimed": 4, "sent": 4, "failed": 0, "withdrawn": 0}
     ledger = {(r, lvl): (rcpt, st) for r, lvl, rcpt, st in db.execute(
         "select request_id, level, recipient, status from compliance.dsr_escalations")}
     assert ledger == {(1, "overdue"): ("dpo@example.com", "sent"), (2, "due_soon"): ("compliance@example.com", "sent"),
@@ -197,62 +197,152 @@ def test_escalations_are_sent_once_without_personal_data(db, sendgrid, mailer):
 
     # Again, and after another evaluation: nothing more is sent.
     evaluate(db, run_id="run-2")
-    assert tracking.send_escalations(Step(ctx=ctx("run-2"), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer)) == {"claimed": 0, "sent": 0, "failed": 0}
+    assert tracking.send_escalations(Step(ctx=ctx("run-2"), settings=SETTINGS, params=params(as_of=TODAY), ops=ops, store=db, datamap=load_datamap(), mailer=mailer)) == {"claimed": 0, "sent": 0, "failed": 0, "withdrawn": 0}
     assert len(sendgrid.accepted()) == len(payloads)
 
 
-def test_an_assignee_sendgrid_cannot_be_given_is_replaced_by_the_team(db, sendgrid, mailer):
+def test_an_assignee_sendgrid_cannot_be_given_is_replaced_by_the_team(db, ops, sendgrid, mailer):
     """Found by a QA trial: an internationalised assignee address passed the syntax check, SendGrid refused it
     (400), the escalation stayed failed for good and nobody was told of the overdue request."""
     add_request(db, 1, received="2026-10-01", assignee="jürgen@exämple.de")  # overdue
     evaluate(db)
-    assert tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer)) == {"claimed": 1, "sent": 1, "failed": 0}
+    assert tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), ops=ops, store=db, datamap=load_datamap(), mailer=mailer)) == {"claimed": 1, "sent": 1, "failed": 0, "withdrawn": 0}
     assert db.execute("select recipient, status from compliance.dsr_escalations").fetchall() == [
         ("compliance@example.com", "sent")]
     (payload,) = [m["payload"] for m in sendgrid.accepted()]
     assert payload["personalizations"][0]["to"] == [{"email": "compliance@example.com"}]
 
 
-def test_a_crash_between_claim_and_send_is_resumed(db, sendgrid, mailer):
+def test_a_crash_between_claim_and_send_is_resumed(db, ops, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
     sendgrid.inject(status=500, count=2)
     failing = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None,
                              policy=RetryPolicy(max_attempts=2))
     with pytest.raises(Exception, match="HTTP 500"):
-        tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=failing))
+        tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), ops=ops, store=db, datamap=load_datamap(), mailer=failing))
     assert db.execute("select count(*) from compliance.dsr_escalations where status = 'pending'").fetchone()[0] == 4
     assert sendgrid.accepted() == []
-    result = tracking.send_escalations(Step(ctx=ctx("run-1-retry"), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer))
+    result = tracking.send_escalations(Step(ctx=ctx("run-1-retry"), settings=SETTINGS, params=params(as_of=TODAY), ops=ops, store=db, datamap=load_datamap(), mailer=mailer))
     assert result["claimed"] == 0 and result["sent"] == 4
 
 
-def test_a_refused_batch_is_marked_failed_and_the_rest_goes_on(db, sendgrid, mailer):
+def _emailed(sendgrid) -> dict[int, int]:
+    """How many times each request id was listed in an accepted escalation email."""
+    import re
+    from collections import Counter
+
+    return dict(Counter(int(x) for m in sendgrid.accepted() if m["payload"]["categories"] == ["dsr-escalation"]
+                        for x in re.findall(r"#(\d+) ", m["payload"]["content"][0]["value"])))
+
+
+def send(db, ops, mailer, run_id="run-1", **kw):
+    """The send_escalations step of a run on TODAY, with the operational database it checks each escalation
+    against."""
+    return tracking.send_escalations(Step(ctx=ctx(run_id), settings=SETTINGS, params=params(**kw), ops=ops, store=db,
+                                          datamap=load_datamap(), mailer=mailer))
+
+
+def test_an_escalation_whose_request_closed_or_moved_since_its_evaluation_is_withdrawn_not_sent(db, ops, sendgrid,
+                                                                                                mailer):
+    """Found by a fault trial: an escalation recorded by the evaluation was sent whatever became of its request
+    before the send: completed (by dsr_fulfilment, or by a person) between the two tasks, validly extended, or
+    acknowledged, its assignee still got 'overdue' / 'due soon' / 'not acknowledged in time'. Each is checked
+    against the operational database when it is sent: no longer at its level, it is withdrawn with the reason, and
+    the digest still counts what the evaluation saw."""
+    _escalation_fixture(db)
+    evaluate(db)
+    # Between evaluate_requests and send_escalations:
+    db.execute("update privacy_requests set status = 'completed', completed_at = %s where id = 1",
+               (ts("2026-11-25", 9),))                                    # overdue -> closed
+    db.execute("update privacy_requests set extended_at = %s where id = 2", (ts("2026-11-24"),))  # due soon -> on track
+    db.execute("update privacy_requests set acknowledged_at = %s where id = 3", (ts("2026-11-24"),))  # acknowledged
+    result = send(db, ops, mailer)
+    assert result == {"claimed": 4, "sent": 1, "failed": 0, "withdrawn": 3}
+    assert _emailed(sendgrid) == {5: 1}
+    rows = {(r, lvl): (st, err) for r, lvl, st, err in db.execute(
+        "select request_id, level, status, error from compliance.dsr_escalations")}
+    assert rows[(5, "overdue")] == ("sent", None)
+    assert {k: v[0] for k, v in rows.items()} == {(1, "overdue"): "withdrawn", (2, "due_soon"): "withdrawn",
+                                                  (3, "ack_overdue"): "withdrawn", (5, "overdue"): "sent"}
+    assert "closed_late" in rows[(1, "overdue")][1] and "on_track" in rows[(2, "due_soon")][1]
+    withdrawn = [r[0] for r in db.execute("select details from compliance.audit_log "
+                                          "where action = 'dsr.escalation_withdrawn'")]
+    assert sorted(key for d in withdrawn for key, _ in d["withdrawn"]) == ["1/overdue", "2/due_soon", "3/ack_overdue"]
+    assert audit.verify_chain(db).ok
+    # Nothing is pending for ever, nothing counts as refused mail, and the digest counts what was evaluated.
+    assert db.execute("select count(*) from compliance.dsr_escalations where status = 'pending'").fetchone()[0] == 0
+    from include.reads.attention import needs_a_person
+
+    items = {i.key: i.count for i in needs_a_person(db, now=NOW, approval_timeout=timedelta(hours=8))}
+    assert items["failed_mail"] == 0
+    assert tracking.send_daily_digest(Step(ctx=ctx(), settings=SETTINGS, params=params(), store=db,
+                                           mailer=mailer)) == {"sent": "2026-11-25", "attention": 4}
+
+    # The next run sees them as they are: request 3, acknowledged, is now due soon by the policy's one month, a
+    # level of its own, escalated once; nothing else is sent.
+    evaluate(db, run_id="run-2")
+    assert send(db, ops, mailer, "run-2") == {"claimed": 1, "sent": 1, "failed": 0, "withdrawn": 0}
+    assert send(db, ops, mailer, "run-3") == {"claimed": 0, "sent": 0, "failed": 0, "withdrawn": 0}
+    assert _emailed(sendgrid) == {5: 1, 3: 1}
+    assert db.execute("select status from compliance.dsr_escalations where request_id = 3 and level = 'due_soon'"
+                      ).fetchone() == ("sent",)
+
+
+def test_a_pending_escalation_sent_by_a_later_run_is_checked_then_and_comes_back_if_its_level_does(db, ops, sendgrid,
+                                                                                                  mailer):
+    """An escalation left pending by a SendGrid outage is sent by a later run: checked then, not as its evaluation
+    saw it. Withdrawn, its (request, level) is recorded again once the request is at that level again (a due date
+    passed after an extension): emailed at most once, never kept from being emailed."""
+    add_request(db, 1, received="2026-10-01")  # overdue
+    evaluate(db)
+    sendgrid.inject(status=500, count=2)
+    failing = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None,
+                             policy=RetryPolicy(max_attempts=2))
+    with pytest.raises(Exception, match="HTTP 500"):
+        send(db, ops, failing)
+    assert db.execute("select status from compliance.dsr_escalations").fetchall() == [("pending",)]
+    db.execute("update privacy_requests set extended_at = %s where id = 1", (ts("2026-10-20"),))  # valid: due in Jan
+    evaluate(db, run_id="run-2")
+    assert send(db, ops, mailer, "run-2") == {"claimed": 0, "sent": 0, "failed": 0, "withdrawn": 1}
+    assert _emailed(sendgrid) == {}
+    assert db.execute("select status from compliance.dsr_escalations").fetchall() == [("withdrawn",)]
+
+    # The extension is taken back (it was recorded by mistake): overdue again, emailed once.
+    db.execute("update privacy_requests set extended_at = null where id = 1")
+    evaluate(db, run_id="run-3")
+    assert send(db, ops, mailer, "run-3") == {"claimed": 1, "sent": 1, "failed": 0, "withdrawn": 0}
+    assert send(db, ops, mailer, "run-4") == {"claimed": 0, "sent": 0, "failed": 0, "withdrawn": 0}
+    assert _emailed(sendgrid) == {1: 1}
+    assert db.execute("select status, error from compliance.dsr_escalations").fetchall() == [("sent", None)]
+
+
+def test_a_refused_batch_is_marked_failed_and_the_rest_goes_on(db, ops, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
     sendgrid.inject(status=400, count=1)
-    result = tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer))
-    assert result == {"claimed": 4, "sent": 2, "failed": 2}  # the first recipient's message was refused
+    result = tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), ops=ops, store=db, datamap=load_datamap(), mailer=mailer))
+    assert result == {"claimed": 4, "sent": 2, "failed": 2, "withdrawn": 0}  # the first recipient's message was refused
     errors = [r[0] for r in db.execute("select error from compliance.dsr_escalations where status = 'failed'")]
     assert errors and all(errors)
 
 
-def test_bad_api_key_fails_at_once(db, sendgrid):
+def test_bad_api_key_fails_at_once(db, ops, sendgrid):
     _escalation_fixture(db)
     evaluate(db)
     wrong = SendGridMailer(api_key="SG.wrong", host=sendgrid.base_url, sleep=lambda s: None)
     with pytest.raises(SendGridAuthError):
-        tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=wrong))
+        tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), ops=ops, store=db, datamap=load_datamap(), mailer=wrong))
     assert len(sendgrid.requests()) == 1
 
 
 @pytest.mark.parametrize("kwargs, reason", [({"dry_run": True}, "dry run"),
                                             ({"as_of": date(2026, 12, 25)}, "is not today")])
-def test_dry_runs_and_what_ifs_send_nothing(db, sendgrid, mailer, kwargs, reason):
+def test_dry_runs_and_what_ifs_send_nothing(db, ops, sendgrid, mailer, kwargs, reason):
     _escalation_fixture(db)
     as_of = kwargs.get("as_of", TODAY)
     evaluate(db, as_of=as_of)
-    result = tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=as_of, dry_run=kwargs.get("dry_run", False)), store=db, mailer=mailer))
+    result = tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=as_of, dry_run=kwargs.get("dry_run", False)), ops=ops, store=db, datamap=load_datamap(), mailer=mailer))
     assert reason in result["skipped"] and result["would_claim"] >= 4
     digest = tracking.send_daily_digest(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=as_of, dry_run=kwargs.get("dry_run", False)), store=db, mailer=mailer))
     assert reason in digest["skipped"]
@@ -260,14 +350,14 @@ def test_dry_runs_and_what_ifs_send_nothing(db, sendgrid, mailer, kwargs, reason
     assert db.execute("select count(*) from compliance.dsr_escalations").fetchone()[0] == 0
 
 
-def test_a_targeted_run_leaves_the_days_digest_to_a_run_over_every_request(db, sendgrid, mailer):
+def test_a_targeted_run_leaves_the_days_digest_to_a_run_over_every_request(db, ops, sendgrid, mailer):
     """Found by a fault trial: a manual run for one request sent the day's only digest, counting the other requests
     as the day before left them; the scheduled run then found it sent. A targeted run escalates its own requests
     and sends no digest; the next run over every request sends it."""
     _escalation_fixture(db)
     evaluate(db, "targeted", request_ids=(1,))
     targeted = params(request_ids=(1,))
-    tracking.send_escalations(Step(ctx=ctx("targeted"), settings=SETTINGS, params=targeted, store=db, mailer=mailer))
+    tracking.send_escalations(Step(ctx=ctx("targeted"), settings=SETTINGS, params=targeted, ops=ops, store=db, datamap=load_datamap(), mailer=mailer))
     result = tracking.send_daily_digest(Step(ctx=ctx("targeted"), settings=SETTINGS, params=targeted, store=db,
                                              mailer=mailer))
     assert "targeted" in result["skipped"]
@@ -301,10 +391,10 @@ def test_a_refused_digest_is_recorded_and_not_resent(db, sendgrid, mailer):
     assert len(sendgrid.requests()) == 1 and sendgrid.accepted() == []
 
 
-def test_every_step_is_in_the_audit_log(db, sendgrid, mailer):
+def test_every_step_is_in_the_audit_log(db, ops, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)
-    tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer))
+    tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), ops=ops, store=db, datamap=load_datamap(), mailer=mailer))
     tracking.send_daily_digest(Step(ctx=ctx(), settings=SETTINGS, params=params(as_of=TODAY), store=db, mailer=mailer))
     actions = [r[0] for r in db.execute("select action from compliance.audit_log order by id")]
     assert actions[0] == "dsr.evaluated" and "dsr.escalation_sent" in actions and actions[-1] == "dsr.digest_sent"
@@ -368,7 +458,7 @@ def test_what_ifs_are_pruned_after_the_retention(db):
     ("0044-03-15 10:00:00+00 BC", "received_at is a BC date"),
     ("12026-01-01 00:00:00+00", "received_at is after the year 9999"),
 ])
-def test_a_value_python_cannot_hold_spoils_only_its_row(db, sendgrid, mailer, value, reason):
+def test_a_value_python_cannot_hold_spoils_only_its_row(db, ops, sendgrid, mailer, value, reason):
     """It used to make the driver raise mid-stream: nothing written, every retry failing the same way."""
     add_request(db, 1, received="2026-09-01")
     add_request(db, 2, received="2026-09-01")
@@ -379,7 +469,7 @@ def test_a_value_python_cannot_hold_spoils_only_its_row(db, sendgrid, mailer, va
     assert summary["evaluated"] == 3 and summary["states"] == {"invalid": 2, "overdue": 1}
     assert status(db, 2)["invalid_reason"].startswith(reason)
     assert status(db, 3)["invalid_reason"].startswith("completed_at holds infinity")
-    result = tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(), store=db, mailer=mailer))
+    result = tracking.send_escalations(Step(ctx=ctx(), settings=SETTINGS, params=params(), ops=ops, store=db, datamap=load_datamap(), mailer=mailer))
     assert result["sent"] == 1
     assert {r[0] for r in db.execute("select request_id from compliance.dsr_escalations")} == {1}
 

@@ -14,7 +14,9 @@ from include import alerts, compliance_store
 from include.audit import RunContext
 from include.children import summary
 from include.config import Settings
+from include.datamap import load_datamap
 from include.deadlines import digest, escalation
+from include.deadlines.tracking import deadline_policy
 from include.delivery.engine import deliver
 from include.delivery.outbox import Outbox
 from include.delivery.sendgrid_mailer import SendGridMailer
@@ -164,7 +166,7 @@ def _rows(conn, table: str) -> list[tuple]:
     return conn.execute(f"select * from compliance.{table} order by {order}").fetchall()
 
 
-def test_the_old_ledgers_rows_move_to_the_outbox_under_the_keys_the_code_records(fresh_db, sendgrid):
+def test_the_old_ledgers_rows_move_to_the_outbox_under_the_keys_the_code_records(fresh_db, reference_db, sendgrid):
     settings = Settings()
     with connect(fresh_db, autocommit=True) as conn:
         compliance_store.migrate(conn, upto=BEFORE_OUTBOX)
@@ -195,7 +197,15 @@ def test_the_old_ledgers_rows_move_to_the_outbox_under_the_keys_the_code_records
         # A moved pending escalation goes out with the outbox's ledger, under the ledger's old audit action.
         ctx = RunContext(run_id="after", actor="test", dag_id="test", now=lambda: NOW)
         mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
-        report = deliver(conn, escalation.ledger(settings, "after"), mailer, ctx)
+        # Checked when it is sent against its request, still not acknowledged in the operational database.
+        with connect(reference_db, autocommit=True) as ops:
+            ops.execute("""insert into privacy_requests (id, user_id, requester_email, regime, request_type, received_at,
+                                                         status, assignee_email)
+                           values (10, 10, 'someone@example.org', 'ccpa', 'know', '2026-11-02 10:00+00', 'in_progress',
+                                   null)""")
+            live = escalation.LiveRequests(ops, load_datamap(), TODAY, deadline_policy(settings, TODAY))
+            ledger = escalation.ledger(settings, "after", live)
+            report = deliver(conn, ledger, mailer, ctx)
         assert (report.sent, report.messages) == (1, 1)
         (message,) = [m["payload"] for m in sendgrid.accepted()]
         assert message["personalizations"][0]["custom_args"] == {

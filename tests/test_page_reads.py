@@ -974,11 +974,12 @@ def test_needs_a_person_counts_unjudged_children_and_only_recent_refused_mail(st
         ledger.Detected(f"{2:064x}", 2, ("under_13",), (), ())], [], at=at(0), counts={"accounts": 2})
     c = audit.RunContext(run_id="scheduled__1", actor="test", dag_id="child_data_purge", now=lambda: at(1))
     assert ledger.finish_subject(store, c, "scheduled__1", ErasureResult(2, f"{2:064x}", "purged"))
-    for key, ago in (("1/overdue", "1 day"), ("2/overdue", "8 days")):
+    for key, ago, status in (("1/overdue", "1 day", "failed"), ("2/overdue", "8 days", "failed"),
+                             ("3/overdue", "1 day", "withdrawn")):  # withdrawn: its request closed before the send
         store.execute(f"""insert into compliance.outbox (kind, key, recipient, status, facts, claimed_at, claimed_run,
                                                           error)
-                          values ('dsr.escalation', %s, 'team@example.com', 'failed', '{{}}',
-                                  now() - interval '{ago}', 'r', 'refused')""", (key,))
+                          values ('dsr.escalation', %s, 'team@example.com', %s, '{{}}',
+                                  now() - interval '{ago}', 'r', 'refused')""", (key, status))
     rows = {r["what"]: r for r in render(store, "attention")["rows"]}
     unjudged = rows["Accounts the purge could not judge (invalid: a birth date in the future, a negative declared age)"]
     assert unjudged["count"] == {"text": "1", "section": "purges", "filters": {}}

@@ -1,11 +1,22 @@
-"""The escalations: each (request, level) is recorded once in the outbox and emailed once, recipient by recipient."""
+"""The escalations: each (request, level) is recorded once in the outbox and emailed once, recipient by recipient.
+
+An escalation is recorded from the evaluation (``compliance.dsr_status``) and sent after it, by this run or, after a
+SendGrid outage, by a later one. In between its request may have been completed (by ``dsr_fulfilment`` or a
+person), extended or acknowledged: so when it is claimed to be sent, its request is read again from the operational
+database and evaluated as of the sending run's day, by the same rules; one no longer at the escalation's level (or
+gone) is withdrawn with the reason, not sent. Recorded again later (the request at that level once more), it is
+pending again: each (request, level) is emailed at most once."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Sequence
+from typing import Any, Sequence
 
 from include.config import Settings
-from include.deadline_rules import ESCALATION_STATES
+from include.datamap import DataMap
+from include.deadline_rules import ESCALATION_STATES, DeadlinePolicy
+from include.deadlines import source
+from include.deadlines.columnar import evaluate_frame
 from include.deadlines.emails import ESCALATIONS_PER_MESSAGE, PendingEscalation, escalation_payload
 from include.delivery.outbox import Entry, Outbox, OutboxLedger
 
@@ -28,7 +39,7 @@ _UNRECORDED = f"""
 select count(*) from {{table}} s
 where {_LEVELS} {{run_filter}} and {_TARGETED.format(id="s.request_id")}
   and not exists (select 1 from compliance.outbox o
-                  where o.kind = %(kind)s and o.key = s.request_id || '/' || s.state)
+                  where o.kind = %(kind)s and o.key = s.request_id || '/' || s.state and o.status <> 'withdrawn')
 """
 
 
@@ -50,9 +61,40 @@ def count_unrecorded(store, *, as_of: date, request_ids: Sequence[int] = (), wha
     return store.execute(query, _params(as_of, request_ids, run=whatif_run, kind=OUTBOX.kind)).fetchone()[0]
 
 
-def ledger(settings: Settings, run_id: str, request_ids: Sequence[int] = ()) -> OutboxLedger:
+@dataclass(frozen=True)
+class LiveRequests:
+    """The requests as the operational database has them now (``ops``, read through ``datamap``), evaluated as of
+    the sending run's day ``as_of`` under ``policy``: what each escalation is checked against when it is sent."""
+
+    ops: Any
+    datamap: DataMap
+    as_of: date
+    policy: DeadlinePolicy
+
+    def no_longer_due(self, conn, entries: Sequence[Entry]) -> dict[str, str]:
+        """The claimed escalations whose request is no longer at their level (completed, rejected or withdrawn;
+        extended, acknowledged; gone), each with why: states and dates only. (``conn``: the store, unused.)"""
+        ids = sorted({int(e.facts["request_id"]) for e in entries})
+        now: dict[int, str] = {}
+        for frame in source.request_frames(self.ops, self.datamap, source.Selection(request_ids=tuple(ids))):
+            result = evaluate_frame(frame, self.as_of, self.policy)
+            now.update(zip((int(i) for i in result["request_id"]), result["state"]))
+        moot = {}
+        for e in entries:
+            state = now.get(int(e.facts["request_id"]))
+            if state is None:
+                moot[e.key] = "not sent: the request is no longer in the operational database"
+            elif state != e.facts["level"]:
+                moot[e.key] = (f"not sent: the request is {state} as of {self.as_of.isoformat()} when it was to be "
+                               f"sent (it was {e.facts['level']} when recorded)")
+        return moot
+
+
+def ledger(settings: Settings, run_id: str, live: LiveRequests, request_ids: Sequence[int] = ()) -> OutboxLedger:
     """The escalations for the delivery engine: one message per recipient (at most
-    :data:`ESCALATIONS_PER_MESSAGE` escalations). A targeted run sends only its own requests' rows."""
+    :data:`ESCALATIONS_PER_MESSAGE` escalations). A targeted run sends only its own requests' rows. Each claimed
+    escalation is checked against its request as ``live`` has it: one no longer at its level is withdrawn, not
+    sent."""
 
     def compose(conn, entries: Sequence[Entry]) -> tuple[dict, dict]:
         ids = [e.facts["request_id"] for e in entries]
@@ -69,7 +111,7 @@ def ledger(settings: Settings, run_id: str, request_ids: Sequence[int] = ()) -> 
     return OUTBOX.ledger(compose, scope=_TARGETED.format(id="(o.facts ->> 'request_id')::bigint"),
                          params={"ids": list(request_ids)},
                          order="o.claimed_at, (o.facts ->> 'request_id')::bigint, o.key",
-                         per_message=ESCALATIONS_PER_MESSAGE, by_recipient=True)
+                         per_message=ESCALATIONS_PER_MESSAGE, by_recipient=True).withdrawing(live.no_longer_due)
 
 
 def _date(value: str | None) -> date | None:

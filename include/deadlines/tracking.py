@@ -124,7 +124,9 @@ def evaluate_requests(step: Step[DsrParams]) -> dict:
 def send_escalations(step: Step[DsrParams]) -> dict:
     """Email each new ack_overdue / due_soon / overdue escalation once.
 
-    Records the new escalations of this evaluation and sends every pending one of this run's scope."""
+    Records the new escalations of this evaluation and sends every pending one of this run's scope, each checked
+    first against its request as the operational database has it now: one no longer at its level (completed,
+    extended, acknowledged since it was recorded) is withdrawn with the reason, not sent."""
     store, settings, ctx, params = step.store, step.settings, step.ctx, step.params
     skip = params.send_skip_reason
     if skip:
@@ -136,10 +138,11 @@ def send_escalations(step: Step[DsrParams]) -> dict:
         return summary
     claimed = escalation.record(store, as_of=params.as_of, team_email=settings.compliance_team_email,
                                 run_id=ctx.run_id, now=ctx.now(), request_ids=params.request_ids)
-    ledger = escalation.ledger(settings, ctx.run_id, params.request_ids)
+    live = escalation.LiveRequests(step.ops, step.datamap, params.as_of, deadline_policy(settings, params.as_of))
+    ledger = escalation.ledger(settings, ctx.run_id, live, params.request_ids)
     log.info("claimed %d new escalation(s); %d pending", claimed, ledger.pending(store))
     report = deliver(store, ledger, step.mailer, ctx)
-    return {"claimed": claimed, "sent": report.sent, "failed": report.failed}
+    return {"claimed": claimed, "sent": report.sent, "failed": report.failed, "withdrawn": report.withdrawn}
 
 
 def send_daily_digest(step: Step[DsrParams]) -> dict:

@@ -11,6 +11,10 @@ batch, marks it and writes the audit entry, and commits. Hence the rules every s
 - **A crash re-sends at most the batch in flight**: rows are marked sent in the same transaction as the
   send's audit entry; a crash before the commit leaves them pending.
 - **A refused batch (HTTP 400) is marked failed with SendGrid's reason**, and the run goes on.
+- **A row that no longer holds when it is claimed is withdrawn, not sent**: a ledger that checks its rows at send
+  time (an escalation whose request was closed since it was recorded) marks them withdrawn with the reason in the
+  claiming transaction and hands them over in ``Batch.withdrawn``; the engine writes the audit entry
+  ``<name>_withdrawn`` in that transaction and sends the rest of the batch (if any).
 - **401/403 stop at once** (a :class:`~include.errors.NeedsOperator`), leaving the batch pending.
 - **5xx, timeouts**: the mailer backs off; when it gives up, the batch stays pending and the task fails
   as a :class:`~include.errors.Transient`, so Airflow's retry resumes from the ledger.
@@ -48,6 +52,8 @@ class Batch:
     payload: dict
     # What the audit log records of the batch: ids and counts only, never an address.
     evidence: dict = field(default_factory=dict)
+    # Rows of this claim withdrawn instead (already marked by the ledger): their keys, each with why.
+    withdrawn: dict = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -63,7 +69,8 @@ class Ledger(Protocol):
         """Rows this sender may still send (including rows another sender holds right now)."""
 
     def claim(self, conn) -> Batch | None:
-        """Inside the caller's transaction: lock and return the next batch, or None when none is left."""
+        """Inside the caller's transaction: lock and return the next batch, or None when none is left. A batch may
+        carry only withdrawn rows (no keys): nothing is sent for it."""
 
     def mark_sent(self, conn, batch: Batch, *, message_id: str | None, sent_at: datetime) -> None: ...
 
@@ -83,6 +90,7 @@ class DeliveryReport:
     failed: int = 0
     messages: int = 0
     refused_messages: int = 0
+    withdrawn: int = 0  # rows no longer due when claimed: not sent (not in as_dict: a kind that withdraws says so)
 
     def as_dict(self) -> dict:
         return {"sent": self.sent, "failed": self.failed, "messages": self.messages,
@@ -101,7 +109,10 @@ def deliver(store, ledger: Ledger, mailer, ctx: RunContext, *, progress_every: f
                 batch = ledger.claim(store)
                 if batch is None:
                     break
-                _send_one(store, ledger, mailer, ctx, batch, report)
+                if batch.withdrawn:
+                    _withdrawn(store, ledger, ctx, batch, report)
+                if batch.size:
+                    _send_one(store, ledger, mailer, ctx, batch, report)
         except SendGridError as exc:
             batch = getattr(exc, "batch", None)
             if exc.unanswered and batch is not None:  # the batch's transaction is gone: the record gets its own
@@ -144,6 +155,15 @@ def _send_one(store, ledger: Ledger, mailer, ctx: RunContext, batch: Batch, repo
     ctx.audit(store, f"{ledger.name}_sent", {**batch.evidence, "rows": batch.size, "message_id": result.message_id})
 
 
+def _withdrawn(store, ledger: Ledger, ctx: RunContext, batch: Batch, report: DeliveryReport) -> None:
+    """Audit the rows the ledger withdrew in this claim (in the claiming transaction: a rollback takes both back)."""
+    report.withdrawn += len(batch.withdrawn)
+    ctx.audit(store, f"{ledger.name}_withdrawn", {"rows": len(batch.withdrawn),
+                                                   "withdrawn": [[key, why] for key, why in batch.withdrawn.items()]})
+    log.info("%s: %d row(s) no longer hold and are withdrawn, not sent: %s", ledger.name, len(batch.withdrawn),
+             "; ".join(f"{key}: {why}" for key, why in batch.withdrawn.items()))
+
+
 def _at_risk(store, ledger: Ledger, ctx: RunContext, batch: Batch, unanswered: int, *, sent: bool) -> None:
     """Record that ``unanswered`` requests of ``batch`` got no answer: its rows may get the message more than once."""
     mark = getattr(ledger, "mark_at_risk", None)
@@ -158,5 +178,5 @@ def _at_risk(store, ledger: Ledger, ctx: RunContext, batch: Batch, unanswered: i
 
 def _progress(ledger: Ledger, report: DeliveryReport, total: int, elapsed: float) -> None:
     rate = report.sent / elapsed if elapsed > 0 else 0.0
-    log.info("%s: %d/%d sent, %d failed, %d message(s), %.1f rows/s", ledger.name, report.sent, total,
-             report.failed, report.messages, rate)
+    log.info("%s: %d/%d sent, %d failed, %d withdrawn, %d message(s), %.1f rows/s", ledger.name, report.sent, total,
+             report.failed, report.withdrawn, report.messages, rate)

@@ -10,7 +10,8 @@ What is the kind's own (a level and a due date, a digest's counts, an alert's re
 :class:`OutboxLedger` is the engine's :class:`~include.delivery.engine.Ledger` over one kind's rows: it claims the
 next pending rows ``FOR UPDATE SKIP LOCKED`` inside the engine's transaction (so two runs at once never send one
 row, and a sender that dies releases its rows), asks the kind's ``compose`` what the message says, and marks the
-rows sent or failed in the same transaction as the audit entry (so a crash re-sends at most the batch in flight).
+rows sent or failed in the same transaction as the audit entry (so a crash re-sends at most the batch in flight);
+rows a kind's ``check`` says no longer hold are ``withdrawn`` in the claiming transaction, not sent.
 An email type brings only what is its own:
 
 - ``scope``: which of the kind's rows this sender may send (a SQL condition on the row ``o``, e.g. a targeted
@@ -19,7 +20,12 @@ An email type brings only what is its own:
   ``by_recipient`` makes a message of one recipient's rows (escalations);
 - ``compose(conn, entries) -> (payload, evidence)``: the Mail Send payload of the claimed rows (its
   personalization's ``custom_args`` name what it is about: :func:`include.mail.envelope`) and what the audit
-  entry records of it (ids and counts, never an address).
+  entry records of it (ids and counts, never an address);
+- optionally ``check(conn, entries) -> {key: why}`` (:meth:`OutboxLedger.withdrawing`): the claimed rows that no
+  longer hold now (an escalation whose
+  request was closed since it was recorded). They are marked ``withdrawn`` with the reason in ``error``, in the
+  claiming transaction, and not sent (the engine audits them as ``<kind>_withdrawn``). A withdrawn row recorded
+  again is pending again: a message that holds once more is sent, still at most once.
 
 The campaign's ledger (``include/campaign/ledger.py``) is not an outbox kind: a million rows a campaign, claimed
 lane by lane in seq order, need a table and a claim of their own.
@@ -50,6 +56,17 @@ class Entry:
 
 # What a kind's rows say: (payload, evidence) of the message carrying the claimed entries.
 Compose = Callable[[Any, Sequence[Entry]], "tuple[dict, dict]"]
+# Which claimed entries no longer hold, each with why (ids, states and dates: never an address).
+Check = Callable[[Any, Sequence[Entry]], Mapping[str, str]]
+
+# Recording a message again changes nothing, unless it was withdrawn: then it holds again and is pending again, as
+# recorded now (a count of unanswered requests, which may have reached the recipient, is kept).
+_RECORDED = """on conflict (kind, key) do update
+    set status = 'pending', recipient = excluded.recipient, claimed_at = excluded.claimed_at,
+        claimed_run = excluded.claimed_run, error = null,
+        facts = excluded.facts || jsonb_strip_nulls(
+            jsonb_build_object('unanswered_requests', outbox.facts -> 'unanswered_requests'))
+    where outbox.status = 'withdrawn'"""
 
 
 @dataclass(frozen=True)
@@ -59,20 +76,21 @@ class Outbox:
     kind: str
 
     def record(self, conn, key: str, *, recipient: str, facts: Mapping, at: datetime, run_id: str) -> bool:
-        """Record the message ``key`` once; True when it was new (a second record of the same key adds nothing)."""
+        """Record the message ``key`` once; True when it was new (a second record of the same key adds nothing,
+        unless it was withdrawn: then it is pending again)."""
         row = conn.execute(
-            """insert into compliance.outbox (kind, key, recipient, facts, claimed_at, claimed_run)
-               values (%s, %s, %s, %s, %s, %s) on conflict (kind, key) do nothing returning 1""",
+            f"""insert into compliance.outbox as outbox (kind, key, recipient, facts, claimed_at, claimed_run)
+                values (%s, %s, %s, %s, %s, %s) {_RECORDED} returning 1""",
             (self.kind, key, recipient, Jsonb(dict(facts)), at, run_id)).fetchone()
         return row is not None
 
     def record_select(self, conn, query: str, params: Mapping) -> int:
         """Record every row ``query`` yields — ``(key, recipient, facts, claimed_at, claimed_run)``, named
-        parameters — each once; returns how many were new."""
+        parameters — each once (a withdrawn one is pending again); returns how many were new or pending again."""
         return conn.execute(
-            f"""insert into compliance.outbox (kind, key, recipient, facts, claimed_at, claimed_run)
+            f"""insert into compliance.outbox as outbox (kind, key, recipient, facts, claimed_at, claimed_run)
                 select %(outbox_kind)s, q.* from ({query}) as q(key, recipient, facts, claimed_at, claimed_run)
-                on conflict (kind, key) do nothing""", {**params, "outbox_kind": self.kind}).rowcount
+                {_RECORDED}""", {**params, "outbox_kind": self.kind}).rowcount
 
     def status(self, conn, key: str) -> tuple[str, str | None] | None:
         """The message's status and its error (SendGrid's reason when it was refused), or None if not recorded."""
@@ -108,19 +126,41 @@ class OutboxLedger:
     documentation."""
 
     def __init__(self, kind: str, compose: Compose, params: Mapping, *, pending: str, claim: str):
-        self.name = kind  # the audit actions: "<kind>_sent" / "<kind>_failed"
+        self.name = kind  # the audit actions: "<kind>_sent" / "<kind>_failed" / "<kind>_withdrawn"
         self.kind, self.compose, self.params = kind, compose, params
+        self.check: Check | None = None
         self._pending, self._claim = pending, claim
+
+    def withdrawing(self, check: Check) -> "OutboxLedger":
+        """This ledger, asking ``check`` which claimed rows no longer hold: those are withdrawn, not sent."""
+        self.check = check
+        return self
 
     def pending(self, conn) -> int:
         return conn.execute(self._pending, self.params).fetchone()[0]
 
     def claim(self, conn) -> Batch | None:
-        entries = [Entry(*row) for row in conn.execute(self._claim, self.params)]
-        if not entries:
-            return None
-        payload, evidence = self.compose(conn, entries)
-        return Batch(keys=[e.key for e in entries], payload=payload, evidence=evidence)
+        """The next pending rows, locked. Those ``check`` says no longer hold are withdrawn here (in the claiming
+        transaction) and the next rows claimed in their place: the batch is what still holds, the withdrawn beside
+        it (a batch of withdrawn rows only when nothing pending is left)."""
+        withdrawn: dict[str, str] = {}
+        while True:
+            entries = [Entry(*row) for row in conn.execute(self._claim, self.params)]
+            if not entries:
+                return Batch(keys=[], payload={}, withdrawn=withdrawn) if withdrawn else None
+            claimed = {e.key for e in entries}
+            moot = {key: why for key, why in (self.check(conn, entries) if self.check else {}).items()
+                    if key in claimed}
+            if moot:
+                conn.execute("""update compliance.outbox o set status = 'withdrawn', error = w.why
+                                from unnest(%s::text[], %s::text[]) as w(key, why)
+                                where o.kind = %s and o.key = w.key and o.status = 'pending'""",
+                             (list(moot), list(moot.values()), self.kind))
+                withdrawn.update(moot)
+            due = [e for e in entries if e.key not in moot]
+            if due:
+                payload, evidence = self.compose(conn, due)
+                return Batch(keys=[e.key for e in due], payload=payload, evidence=evidence, withdrawn=withdrawn)
 
     def mark_sent(self, conn, batch: Batch, *, message_id: str | None, sent_at: datetime) -> None:
         conn.execute("""update compliance.outbox set status = 'sent', message_id = %s, sent_at = %s
