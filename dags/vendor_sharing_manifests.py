@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from include.seam.dag import (GCS_POOL, SENDGRID_POOL, date_param, dry_run_param, ids_param, prepare_store,
-                              privacy_dag)
+from include.seam.dag import (GCS_POOL, SENDGRID_POOL, date_param, dry_run_param, fail_run_if_a_task_failed,
+                              ids_param, prepare_store, privacy_dag)
 from include.seam.steps import step_operator, step_task
 from include.seam.timetables import MANUAL_RUNS_FIRST, bounded_catch_up, catch_up_days
 
@@ -48,10 +48,17 @@ def vendor_sharing_manifests():
     vendors = step_task(f"{STEPS}:plan_vendors", PARAMS)
     written = step_operator(f"{STEPS}:write_vendor_manifest", PARAMS, label="vendor {item[vendor_id]} · {item[scope]}",
                             pool=GCS_POOL).expand(item=vendors)
-    summary = step_task(f"{STEPS}:summarize_period", PARAMS, written, trigger_rule="none_failed")
-    notices = step_task(f"{STEPS}:send_violation_emails", PARAMS, pool=SENDGRID_POOL, trigger_rule="none_failed")
+    # One vendor's step failing for good holds back neither the summary nor the other vendors' violation emails:
+    # the results are gathered once every vendor's step is done, however it ended (all_done; a period without
+    # vendors skips the mapped step, which is done too), and the summary and the emails run only when the plan
+    # succeeded (its direct input). No task runs past a failed conf check (the setup every task is in). The run
+    # still fails, through its last task.
+    results = step_task(f"{STEPS}:gather_vendor_results", None, written, trigger_rule="all_done")
+    summary = step_task(f"{STEPS}:summarize_period", PARAMS, vendors, results)
+    notices = step_task(f"{STEPS}:send_violation_emails", PARAMS, pool=SENDGRID_POOL)
     prepare_store() >> vendors
     summary >> notices
+    fail_run_if_a_task_failed(written, notices)
 
 
 vendor_sharing_manifests()

@@ -142,7 +142,16 @@ def test_vendor_manifests_are_daily_interval_runs_that_catch_up_and_map_vendors_
     assert write.pool == GCS_POOL and type(write).__name__.endswith("MappedOperator")
     assert dag.get_task("send_violation_emails").pool == SENDGRID_POOL
     assert [t.task_id for t in write.upstream_list] == ["plan_vendors"]
-    assert {t.task_id for t in write.downstream_list} == {"summarize_period"}
+    # One vendor's failed step holds back neither the summary nor the others' emails: the results are gathered
+    # when every step is done (all_done), the summary needs the plan itself, and the watcher fails the run.
+    assert {t.task_id for t in write.downstream_list} == {"gather_vendor_results", "fail_run_if_a_task_failed"}
+    assert dag.get_task("gather_vendor_results").trigger_rule == "all_done"
+    summary = dag.get_task("summarize_period")
+    assert summary.upstream_task_ids == {"plan_vendors", "gather_vendor_results"}
+    assert summary.trigger_rule == "all_success"
+    assert dag.get_task("send_violation_emails").upstream_task_ids == {"summarize_period"}
+    assert dag.get_task("fail_run_if_a_task_failed").upstream_task_ids == {"write_vendor_manifest",
+                                                                           "send_violation_emails"}
 
 
 def test_the_bounded_catch_up_dag_serializes_as_the_scheduler_stores_it(dagbag):

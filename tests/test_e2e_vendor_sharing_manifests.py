@@ -191,3 +191,108 @@ def test_a_database_without_vendors_or_shares_maps_nothing_and_says_so(pg_server
         scratch.drop_later(pg_server_url, name)
         for store_url in stores.values():
             scratch.drop_later(pg_server_url, database.database_name(store_url))
+
+
+NOTICE_KIND = "vendor_manifest.violation_notice"
+
+
+def refusing_uploads_of(vendor_id: int):
+    """The GCS emulator's upload handler, answering 403 (a retention policy, a permission taken away) to every upload
+    of one vendor's objects: the object's name is in the body of the client's multipart upload, so the body is read
+    first and handed on whole to the emulator for every other upload."""
+    from devkit.standins import gcs_emulator
+
+    upload = gcs_emulator._RecordingHandler.do_POST
+    marker = f"manifests/vendor={vendor_id}/".encode()
+
+    def do_POST(handler):
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        if marker in body:
+            refusal = b'{"error": {"code": 403, "message": "retention policy"}}'
+            handler.send_response(403)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(refusal)))
+            handler.end_headers()
+            handler.wfile.write(refusal)
+            return None
+        kept, handler.rfile = handler.rfile, io.BytesIO(body)
+        try:
+            return upload(handler)
+        finally:
+            handler.rfile = kept
+    return do_POST
+
+
+def violation_mails(world) -> Counter:
+    payloads = [m["payload"] for m in world["sendgrid"].accepted()]
+    return Counter(int(p["personalizations"][0]["custom_args"]["vendor_id"])
+                   for p in payloads if p["custom_args"]["campaign"] == "vendor-violations")
+
+
+def notices_by_status(conn, label: str) -> Counter:
+    return Counter(s for (s,) in conn.execute("select status from compliance.outbox where kind = %s "
+                                              "and facts ->> 'period_label' = %s", (NOTICE_KIND, label)))
+
+
+def test_one_vendors_refused_upload_fails_the_run_but_not_the_other_vendors_violation_notices(world, monkeypatch):
+    """Found by a fault trial: one vendor's mapped step failing for good (its bucket refusing the upload) made the
+    summary and the violation emails upstream_failed, so every other vendor's notice, recorded with its manifest,
+    stayed pending until that same period was run again (the next day's run sends only its own day's)."""
+    from devkit.standins import gcs_emulator
+
+    conf, label = period_conf(world, 400)
+    conn = world["conn"]
+    refused = conn.execute("select vendor_id from data_shares where id = %s",
+                           (world["planted"]["share_child"][0],)).fetchone()[0]
+    monkeypatch.setattr(gcs_emulator._RecordingHandler, "do_POST", refusing_uploads_of(refused))
+    state, log = run_dag(world, "one-vendor-refused", conf=conf)
+    assert state == "failed", log[-4000:]  # on-call sees the vendor that failed
+    assert f"Google Cloud Storage refused to write gs://{BUCKET}/e2e/manifests/vendor={refused}/" in log
+    recorded = {v for (v,) in conn.execute("select vendor_id from compliance.vendor_manifests where period_label = %s",
+                                           (label,))}
+    assert refused not in recorded and len(recorded) == len(expected_per_vendor(conn, conf)) - 1
+    broken = {v for (v,) in conn.execute("select vendor_id from compliance.vendor_manifests where violation_rows > 0 "
+                                         "and period_label = %s", (label,))}
+    assert broken, "the other vendors' manifests break no rule: nothing to prove"
+    # Every other vendor's violations are emailed by this run, once each; nothing is left pending.
+    assert violation_mails(world) == Counter({v: 1 for v in broken}), notices_by_status(conn, label)
+    assert notices_by_status(conn, label) == Counter({"sent": len(broken)})
+    assert "a task of this run failed (its own log says why)" in log
+    # The summary ran and says which vendor's step failed.
+    outcomes, finished = conn.execute("select outcomes, finished_at from compliance.vendor_manifest_runs "
+                                      "where period_label = %s", (label,)).fetchone()
+    assert outcomes["failed"] == 1 and finished is not None
+    assert f"vendor step(s) failed (vendor {refused} · {label}; see their write_vendor_manifest logs)" in log
+
+    # The bucket accepts again: the period's next run writes the refused vendor and emails it; no one twice.
+    monkeypatch.undo()
+    state, log = run_dag(world, "after-the-refusal", conf=conf)
+    assert state == "success", log[-4000:]
+    assert violation_mails(world) == Counter({v: 1 for v in broken | {refused}})
+    assert notices_by_status(conn, label) == Counter({"sent": len(broken) + 1})
+
+
+def test_an_undeclared_conf_key_sends_no_notice_even_with_notices_pending(world):
+    """The emails go on past a failed vendor, but never past the conf check: a run stopped there sends nothing, even
+    when notices of its very period are pending."""
+    conf, label = period_conf(world, 400)
+    conn = world["conn"]
+    world["sendgrid"].inject(status=401, count=1000)  # the key revoked: the manifests are recorded, the emails not
+    state, log = run_dag(world, "key-revoked", conf=conf)
+    assert state == "failed", log[-4000:]
+    pending = notices_by_status(conn, label)
+    assert pending["pending"] > 0 and not pending["sent"] and not violation_mails(world)
+    world["sendgrid"].clear_faults()
+    summaries = "select count(*) from compliance.audit_log where action = 'vendor_manifest.run'"
+    runs_before = conn.execute(summaries).fetchone()
+    state, log = run_dag(world, "conf-typo", conf={**conf, "dryrun": True})
+    assert state == "failed"
+    assert ("trigger conf key 'dryrun' is not a parameter of vendor_sharing_manifests (its parameters: dry_run, "
+            "period_end, period_start, vendor_ids)") in log
+    assert not violation_mails(world) and notices_by_status(conn, label) == pending
+    assert conn.execute(summaries).fetchone() == runs_before  # no summary either
+    # The next proper run of the period sends each of them, once.
+    state, log = run_dag(world, "key-restored", conf=conf)
+    assert state == "success", log[-4000:]
+    assert sum(violation_mails(world).values()) == pending["pending"] == len(violation_mails(world))

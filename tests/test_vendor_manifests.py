@@ -96,7 +96,8 @@ def run_period(ops, store, objects, raw: dict, run_id: str, **write) -> tuple[li
     items = manifests.plan_vendors(Step(ctx=ctx(run_id), settings=SETTINGS, params=params, ops=ops, store=store, datamap=dm))
     step = Step(ctx=ctx(run_id), settings=SETTINGS, params=params, ops=ops, store=store, datamap=dm, objects=objects)
     results = [manifests.write_manifest(step, i["vendor_id"], i["scope"], **write) for i in items]
-    return results, manifests.summarize_period(Step(ctx=ctx(run_id), settings=SETTINGS, params=params, store=store), results)
+    return results, manifests.summarize_period(Step(ctx=ctx(run_id), settings=SETTINGS, params=params, store=store),
+                                               items, results)
 
 
 def sql_counts(ops, start: date, end: date) -> dict[int, dict]:
@@ -554,6 +555,37 @@ def test_violations_are_emailed_once_per_vendor_and_period(db, folder, sendgrid)
     personal = {v.lower() for (v,) in ops.execute("select email from users union select full_name from users") if v}
     mail = json.dumps(messages).lower()
     assert not [v for v in personal if len(v) >= 7 and v in mail]
+
+
+def test_a_vendors_failed_step_is_named_by_the_summary_and_holds_back_no_other_notice(db, folder, sendgrid, caplog):
+    """A vendor's step that failed for good returns nothing: the gathered results leave it out, the summary counts
+    and names it, and the other vendors' notices, recorded with their manifests, go out in the same run (through
+    Airflow: tests/test_e2e_vendor_sharing_manifests.py)."""
+    ops, store = db["ops"], db["store"]
+    caplog.set_level("INFO", logger="include.vendors")
+    params, dm = params_of(WIDE), load_datamap()
+    items = manifests.plan_vendors(Step(ctx=ctx("one-failed"), settings=SETTINGS, params=params, ops=ops, store=store,
+                                        datamap=dm))
+    lost = next(i for i in items if i["vendor_id"] == 1 and i["scope"] == WIDE_LABEL)  # has the planted child share
+    step = Step(ctx=ctx("one-failed"), settings=SETTINGS, params=params, ops=ops, store=store, datamap=dm,
+                objects=folder)
+    results = [manifests.write_manifest(step, i["vendor_id"], i["scope"]) for i in items if i != lost]
+    gathered = manifests.gather_vendor_results(step, [*results, None])  # the failed step's missing return value
+    assert gathered == results
+    summary = manifests.summarize_period(Step(ctx=ctx("one-failed"), settings=SETTINGS, params=params, store=store),
+                                         items, gathered)
+    assert summary["outcomes"][manifests.FAILED] == 1 and not summary["empty_period"]
+    assert summary["failed"] == [{"vendor_id": 1, "period": WIDE_LABEL}]
+    assert f"1 of {len(items)} vendor step(s) failed (vendor 1 · {WIDE_LABEL}; see" in caplog.text
+    assert store.execute("select outcomes ->> 'failed' from compliance.vendor_manifest_runs where run_id = 'one-failed'"
+                         ).fetchone() == ("1",)
+    mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
+    report = manifests.send_violation_emails(Step(ctx=ctx("one-failed"), settings=SETTINGS, params=params, store=store,
+                                                  mailer=mailer))
+    broken = sorted(r["vendor_id"] for r in results if r.get("violation_rows"))
+    assert broken and 1 not in broken and report["sent"] == len(broken)
+    assert sorted(int(m["payload"]["personalizations"][0]["custom_args"]["vendor_id"]) for m in sendgrid.accepted()) \
+        == broken
 
 
 def test_the_right_to_know_lists_the_categories_and_vendors_from_the_same_shares(db):

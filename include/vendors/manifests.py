@@ -2,8 +2,10 @@
 
 Each step takes the step context (:class:`include.step.Step`). ``plan_vendors`` lists the (vendor, period)
 manifests a run writes; ``write_vendor_manifest`` writes one (the mapped task, through ``write_manifest``);
-``summarize_period`` records what the run did; ``send_violation_emails`` emails the violations. Logs, audit entries and the
-store carry vendor ids, counts, checksums and object names: never a subject's data.
+``gather_vendor_results`` hands on their results once every one is done, however it ended (one vendor's failure holds
+back no other's summary or email); ``summarize_period`` records what the run did; ``send_violation_emails`` emails the
+violations. Logs, audit entries and the store carry vendor ids, counts, checksums and object names: never a subject's
+data.
 
 Objects, under the ``evidence_location`` setting (``gs://bucket/prefix`` or ``file:///folder``)::
 
@@ -60,6 +62,7 @@ NO_SHARES = "no_shares"        # the vendor has no share in the scope: nothing w
 BUSY = "claimed_elsewhere"     # another run holds the (vendor, period) claim right now: left to it
 DRY_RUN = "dry_run"            # judged and counted only
 OUTCOMES = (WRITTEN, RESTORED, UNCHANGED, NO_SHARES, BUSY, DRY_RUN)
+FAILED = "failed"              # (the summary's) the vendor's step failed for good: nothing of it recorded by this run
 
 
 def object_names(vendor_id: int, label: str) -> tuple[str, str]:
@@ -357,28 +360,46 @@ def _result(vendor_id: int, scope: Scope, outcome: str, data: datafile.DataFile)
 
 # -- the run's summary and its emails ------------------------------------------------------------------------
 
-def summarize_period(step: Step[ManifestParams], results: Sequence[dict]) -> dict:
-    """Record what every vendor's step did; say so when the period had no shares.
+def gather_vendor_results(step: Step, results: Sequence[dict] | None) -> list[dict]:
+    """The results of the vendors' steps that succeeded, once every vendor's step is done, however it ended.
+
+    A vendor's step that failed for good (after its retries) returned nothing: the others' manifests are recorded
+    all the same, and the summary and their violation emails go on (the run still fails, and on-call is told by
+    the failed step)."""
+    return [r for r in results or () if r]
+
+
+def summarize_period(step: Step[ManifestParams], planned: Sequence[dict], results: Sequence[dict]) -> dict:
+    """Record what every vendor's step did; say so when the period had no shares, and which vendors' steps failed.
 
     Records what every (vendor, scope) step did; says plainly when the period had no shares."""
     store, ctx, params = step.store, step.ctx, step.params
     results = list(results or [])
     results = [r for r in results if r]
+    done = {(r["vendor_id"], r["period"]) for r in results}
+    failed = [(p["vendor_id"], p["scope"]) for p in planned or () if (p["vendor_id"], p["scope"]) not in done]
     outcomes = Counter(r["outcome"] for r in results)
+    outcomes[FAILED] = len(failed)
     in_period = [r for r in results if r["period"] == params.scope.label]
     shares = sum(r["rows"] or 0 for r in in_period)
     violations = Counter()
     for r in results:
         violations.update(r.get("violations") or {})
     summary = {"period": params.scope.label, "steps": len(results),
-               "outcomes": {k: outcomes[k] for k in OUTCOMES if outcomes[k]}, "shares": shares,
+               "outcomes": {k: outcomes[k] for k in (*OUTCOMES, FAILED) if outcomes[k]}, "shares": shares,
                "violations": {k: violations[k] for k in VIOLATIONS if violations[k]}, "dry_run": params.dry_run,
                "vendors_with_shares": sum(1 for r in in_period if r["rows"]),
-               "empty_period": not any(r["rows"] for r in in_period) and not outcomes[BUSY]}
+               "empty_period": not any(r["rows"] for r in in_period) and not outcomes[BUSY] and not failed,
+               "failed": [{"vendor_id": v, "period": label} for v, label in failed]}
     store.execute("""update compliance.vendor_manifest_runs set finished_at = %s, outcomes = %s, violations = %s
                      where run_id = %s""",
                   (ctx.now(), Jsonb(summary["outcomes"]), Jsonb(summary["violations"]), ctx.run_id))
     ctx.audit(store, "vendor_manifest.run", summary)
+    if failed:
+        log.warning("%d of %d vendor step(s) failed (%s; see their write_vendor_manifest logs): nothing of theirs is "
+                    "recorded, and the period's next run writes them; the others' are %s", len(failed), len(planned),
+                    ", ".join(f"vendor {v} · {label}" for v, label in failed),
+                    "judged (dry run)" if params.dry_run else "recorded, and their violations emailed")
     if summary["empty_period"]:
         log.info("period %s has no shares%s: no manifest was written", params.scope.label,
                  f" for vendor(s) {list(params.vendor_ids)}" if params.vendor_ids else " for any vendor")
