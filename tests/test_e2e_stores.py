@@ -258,15 +258,11 @@ def other_subject_with_a_file(world) -> tuple[int, str]:
 def refusing(answer, *, reads: bool = False):
     """The emulator's handler method ``answer`` (do_GET, do_DELETE), answering 403 (a retention policy) for the
     planted subject's files only (with ``reads``, only their downloads)."""
+    from devkit.standins.gcs_emulator import answer_refused
+
     def handler_method(handler):
         if f"{UID}%2F" in handler.path and (not reads or "alt=media" in handler.path):
-            body = b'{"error": {"code": 403, "message": "retention policy"}}'
-            handler.send_response(403)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(body)))
-            handler.end_headers()
-            handler.wfile.write(body)
-            return None
+            return answer_refused(handler)
         return answer(handler)
     return handler_method
 

@@ -209,13 +209,7 @@ def refusing_uploads_of(vendor_id: int):
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         if marker in body:
-            refusal = b'{"error": {"code": 403, "message": "retention policy"}}'
-            handler.send_response(403)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(refusal)))
-            handler.end_headers()
-            handler.wfile.write(refusal)
-            return None
+            return gcs_emulator.answer_refused(handler)
         kept, handler.rfile = handler.rfile, io.BytesIO(body)
         try:
             return upload(handler)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import collections
 import functools
+import json
 import logging
 import os
 import re
@@ -83,6 +84,17 @@ class _RecordingHandler(RequestHandler):
     def log_request(self, code="-", size="-"):
         self.requests.append((self.command, self.path.split("?", 1)[0], int(code) if str(code).isdigit() else code))
         super().log_request(code, size)
+
+
+def answer_refused(handler, message: str = "retention policy") -> None:
+    """Answer the request ``handler`` holds as GCS refuses one (403, its JSON error): a test's fault, e.g. a bucket's
+    retention policy or an object hold."""
+    body = json.dumps({"error": {"code": 403, "message": message}}).encode()
+    handler.send_response(403)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 class GCSEmulator(BackgroundServer):
