@@ -52,20 +52,13 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
             items.append(make())
 
     add("compliance.erasure_runs", lambda: _approvals(conn, now, approval_timeout))
-    # Two counts, each leading to exactly its rows (the requests section filters one state at a time).
-    add("compliance.dsr_status", lambda: _count(
-        conn, "requests_overdue", "Privacy requests overdue",
-        "select count(*), min(evaluated_at) from compliance.dsr_status where state = 'overdue'",
-        section="requests", filters=(("state", "overdue"),)))
-    add("compliance.dsr_status", lambda: _count(
-        conn, "requests_ack_overdue", "CCPA requests not acknowledged in time",
-        "select count(*), min(evaluated_at) from compliance.dsr_status where state = 'ack_overdue'",
-        section="requests", filters=(("state", "ack_overdue"),)))
-    # Escalated once when they enter the window: to answer this week, not once they are already late.
-    add("compliance.dsr_status", lambda: _count(
-        conn, "requests_due_soon", "Privacy requests due soon (within the due-soon window)",
-        "select count(*), min(evaluated_at) from compliance.dsr_status where state = 'due_soon'",
-        section="requests", filters=(("state", "due_soon"),)))
+    # A count a state, each leading to exactly its rows (the requests section filters one state at a time); due soon
+    # too: escalated once when they enter the window, to answer this week, not once they are already late.
+    for state, what in _REQUEST_STATES:
+        add("compliance.dsr_status", lambda s=state, w=what: _count(
+            conn, f"requests_{s}", w,
+            f"select count(*), min(evaluated_at) from compliance.dsr_status where state = '{s}'",
+            section="requests", filters=(("state", s),)))
     # Deadline tracking evaluates every request (fulfilment only those in progress): an open request it cannot
     # evaluate has no deadline, so it never turns overdue and nothing else tells anyone.
     add("compliance.dsr_status", lambda: _count(
@@ -116,6 +109,9 @@ _INCOMPLETE_NOTE = ("the record's reason names the bucket and why: allow the buc
                    "that is not a gs:// object name in its row, or lift the store's retention or hold, and the next run "
                    "finishes")
 # Fulfilment outcomes a person must act on: (outcome, what, what to do).
+# The escalated states of deadline tracking, each counted (its key requests_<state>).
+_REQUEST_STATES = (("overdue", "Privacy requests overdue"), ("ack_overdue", "CCPA requests not acknowledged in time"),
+                   ("due_soon", "Privacy requests due soon (within the due-soon window)"))
 _FULFILMENTS = (
     ("manual", "Requests only a person can fulfil (rectification, objection)", None),
     ("approval_required", "Erasure requests whose plan no one approved",
