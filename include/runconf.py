@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Mapping
 
-from include.errors import NeedsOperator
+from include.errors import NeedsOperator, repeatable
 
 # The first task of every DAG (include/seam/dag.py): it refuses a trigger conf the DAG does not declare.
 CONF_GUARD_TASK = "check_run_conf"
@@ -30,7 +30,7 @@ def check_conf(dag_id: str, conf: Mapping | None, declared: Iterable[str]) -> No
         return
     # A key shaped like a parameter name is quoted, to show the typo; any other (an address or a name pasted as a
     # key) only counted: it may be personal data, and this sentence reaches the task log and the failure.
-    shown = [repr(k) for k in unknown if _PARAMETER_NAME.fullmatch(str(k))]
+    shown = [repr(k) for k in unknown if repeatable(str(k), _PARAMETER_NAME)]
     hidden = len(unknown) - len(shown)
     many = len(unknown) > 1
     if not shown:
