@@ -751,6 +751,18 @@ def test_a_package_the_store_refuses_to_delete_leaves_the_others_expired_and_the
                                ).fetchone()[0] == "done"
 
 
+def erase_on_connections_of_its_own(world, uid: int, **options):
+    """The erasure engine on subject ``uid`` as another DAG's run erases it (a purge): its own operational and store
+    connections, every store; ``options``: more of :class:`include.erasure.EraseOptions`."""
+    from include import erasure
+    from include.erasure.stores import access_of
+
+    with connect(world.url, autocommit=True) as ops, connect(world.url, autocommit=True) as store:
+        s = step(world, "scheduled__purge", ops=ops, store=store)
+        return erasure.erase_subject(ops, world.dm, uid, KEY, at=datetime.now(timezone.utc),
+                                     options=erasure.EraseOptions(stores=access_of(s), **options))
+
+
 def test_an_export_racing_an_erasure_of_its_subject_leaves_no_package(world):
     """Found by a fault trial: an export built its package from its snapshot while an erasure of the same account
     (the child purge, or a second run) deleted the rows and read the subject's earlier packages; the export then
@@ -758,7 +770,6 @@ def test_an_export_racing_an_erasure_of_its_subject_leaves_no_package(world):
     export_retention_days. The export now holds the account (FOR SHARE) until its record is written: the erasure
     waits for it and deletes the package with the rest."""
     from include import erasure
-    from include.erasure.stores import access_of
 
     p = world.planted
     rid = p["request_gdpr_on_track"][0]
@@ -786,10 +797,7 @@ def test_an_export_racing_an_erasure_of_its_subject_leaves_no_package(world):
 
     def erase():
         try:
-            with connect(world.url, autocommit=True) as ops, connect(world.url, autocommit=True) as store:
-                s = step(world, "scheduled__purge", ops=ops, store=store)
-                erased.append(erasure.erase_subject(ops, world.dm, uid, KEY, at=datetime.now(timezone.utc),
-                                                    options=erasure.EraseOptions(wait=True, stores=access_of(s))))
+            erased.append(erase_on_connections_of_its_own(world, uid, wait=True))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -830,7 +838,6 @@ def test_a_request_acted_on_while_an_erasure_holds_its_subject_is_let_go_for_the
     holds it, and otherwise leaves the request (and its lock) at once, for the task's retry: the erasure goes on,
     and the retry finds the request's account gone."""
     from include import erasure
-    from include.erasure.stores import access_of
 
     rid = world.planted[planted][0]
     uid = world.ops.execute("select user_id from privacy_requests where id = %s", (rid,)).fetchone()[0]
@@ -843,11 +850,7 @@ def test_a_request_acted_on_while_an_erasure_holds_its_subject_is_let_go_for_the
 
     def erase():
         try:
-            with connect(world.url, autocommit=True) as ops, connect(world.url, autocommit=True) as store:
-                s = step(world, "scheduled__purge", ops=ops, store=store)
-                erased.append(erasure.erase_subject(ops, world.dm, uid, KEY, at=datetime.now(timezone.utc),
-                                                    options=erasure.EraseOptions(in_transaction=pause,
-                                                                                 stores=access_of(s))))
+            erased.append(erase_on_connections_of_its_own(world, uid, in_transaction=pause))
         except Exception as exc:  # reported below
             errors.append(exc)
         finally:
