@@ -317,6 +317,32 @@ def test_a_pending_escalation_sent_by_a_later_run_is_checked_then_and_comes_back
     assert db.execute("select status, error from compliance.dsr_escalations").fetchall() == [("sent", None)]
 
 
+def test_an_escalation_sent_days_after_its_evaluation_states_its_days_left_as_of_the_send(db, ops, sendgrid,
+                                                                                           mailer):
+    """Found by a review: an escalation left pending by a SendGrid outage went out days later with the days left
+    its evaluation recorded ("days left 5" when 2; "days left -23" when -26). Still at its
+    level when it is sent, it states its due date and days left as of the sending run's day."""
+    add_request(db, 1, received="2026-10-01")                   # overdue: due 2026-11-02, -23 on TODAY
+    add_request(db, 2, received="2026-10-28", assignee=None)    # due soon
+    evaluate(db)
+    sendgrid.inject(status=500, count=2)
+    failing = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None,
+                             policy=RetryPolicy(max_attempts=2))
+    with pytest.raises(Exception, match="HTTP 500"):
+        send(db, ops, failing)
+    assert _emailed(sendgrid) == {}
+
+    later = TODAY + timedelta(days=3)  # SendGrid is back three days later; that day's run sends what was left
+    result = tracking.send_escalations(Step(ctx=ctx("run-later"), settings=SETTINGS,
+                                            params=DsrParams(as_of=later, what_if=False), ops=ops, store=db,
+                                            datamap=load_datamap(), mailer=mailer))
+    assert result == {"claimed": 0, "sent": 2, "failed": 0, "withdrawn": 0}  # recorded by the first run
+    texts = {m["payload"]["personalizations"][0]["custom_args"]["request_id"]: m["payload"]["content"][0]["value"]
+             for m in sendgrid.accepted()}
+    assert "due 2026-11-02  days left -26" in texts["1"] and "days left -23" not in texts["1"]
+    assert "due 2026-11-30  days left 2" in texts["2"] and "days left 5" not in texts["2"]
+
+
 def test_a_refused_batch_is_marked_failed_and_the_rest_goes_on(db, ops, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)

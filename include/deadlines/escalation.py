@@ -8,9 +8,11 @@ gone) is withdrawn with the reason, not sent. Recorded again later (the request 
 pending again: each (request, level) is emailed at most once."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Sequence
+
+import pandas as pd
 
 from include.config import Settings
 from include.datamap import DataMap
@@ -64,30 +66,41 @@ def count_unrecorded(store, *, as_of: date, request_ids: Sequence[int] = (), wha
 @dataclass(frozen=True)
 class LiveRequests:
     """The requests as the operational database has them now (``ops``, read through ``datamap``), evaluated as of
-    the sending run's day ``as_of`` under ``policy``: what each escalation is checked against when it is sent."""
+    the sending run's day ``as_of`` under ``policy``: what each escalation is checked against when it is sent, and
+    the due date and days left its email states (an escalation left pending by an outage is sent days after it was
+    recorded: its recorded days left would be stale)."""
 
     ops: Any
     datamap: DataMap
     as_of: date
     policy: DeadlinePolicy
+    _seen: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def no_longer_due(self, conn, entries: Sequence[Entry]) -> dict[str, str]:
         """The claimed escalations whose request is no longer at their level (completed, rejected or withdrawn;
         extended, acknowledged; gone), each with why: states and dates only. (``conn``: the store, unused.)"""
         ids = sorted({int(e.facts["request_id"]) for e in entries})
-        now: dict[int, str] = {}
+        self._seen.clear()
         for frame in source.request_frames(self.ops, self.datamap, source.Selection(request_ids=tuple(ids))):
             result = evaluate_frame(frame, self.as_of, self.policy)
-            now.update(zip((int(i) for i in result["request_id"]), result["state"]))
+            for rid, state, ack_due, due, left in zip(result["request_id"], result["state"], result["ack_due"],
+                                                      result["effective_due"], result["days_left"]):
+                self._seen[int(rid)] = (state, _day(ack_due if state == "ack_overdue" else due),
+                                        None if pd.isna(left) else int(left))
         moot = {}
         for e in entries:
-            state = now.get(int(e.facts["request_id"]))
+            state = self._seen.get(int(e.facts["request_id"]), (None,))[0]
             if state is None:
                 moot[e.key] = "not sent: the request is no longer in the operational database"
             elif state != e.facts["level"]:
                 moot[e.key] = (f"not sent: the request is {state} as of {self.as_of.isoformat()} when it was to be "
                                f"sent (it was {e.facts['level']} when recorded)")
         return moot
+
+    def due(self, request_id: int) -> tuple[date | None, int | None] | None:
+        """(due date, days left) of the request as :meth:`no_longer_due` last evaluated it, or None if it did not."""
+        seen = self._seen.get(request_id)
+        return None if seen is None else seen[1:]
 
 
 def ledger(settings: Settings, run_id: str, live: LiveRequests, request_ids: Sequence[int] = ()) -> OutboxLedger:
@@ -101,9 +114,11 @@ def ledger(settings: Settings, run_id: str, live: LiveRequests, request_ids: Seq
         # What the request is (regime, type) is read when it is sent, as the status has it then.
         kinds = {rid: (regime, rtype) for rid, regime, rtype in conn.execute(
             "select request_id, regime, request_type from compliance.dsr_status where request_id = any(%s)", (ids,))}
+        # The due date and days left as of the sending run's day (as recorded where the check did not evaluate it).
         items = [PendingEscalation(e.facts["request_id"], e.facts["level"], e.recipient, e.facts["recipient_is_team"],
                                    *kinds.get(e.facts["request_id"], (None, None)),
-                                   _date(e.facts.get("due_date")), e.facts.get("days_left"))
+                                   *(live.due(int(e.facts["request_id"]))
+                                     or (_date(e.facts.get("due_date")), e.facts.get("days_left"))))
                  for e in entries]
         return (escalation_payload(items, settings, run_id),
                 {"escalations": [[i.request_id, i.level] for i in items]})
@@ -116,3 +131,7 @@ def ledger(settings: Settings, run_id: str, live: LiveRequests, request_ids: Seq
 
 def _date(value: str | None) -> date | None:
     return None if value is None else date.fromisoformat(value)
+
+
+def _day(value) -> date | None:
+    return None if pd.isna(value) else pd.Timestamp(value).date()
