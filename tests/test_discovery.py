@@ -386,8 +386,50 @@ def test_a_dismissal_with_its_reason_survives_the_next_run_and_is_audited(db, se
     assert out["told"]["sent"] == 4  # the other four, not the dismissed one
     assert "users.hw" not in " ".join(str(r["payload"]) for r in sendgrid.accepted())
     (details,) = store.execute("select details from compliance.audit_log where action = "
-                               "'discovery.finding_dismissed'").fetchone()
+                               "'discovery.finding_dismissed' and (details ->> 'finding_id')::bigint = %s",
+                               (fid,)).fetchone()  # the log is the module's: other tests dismiss too
     assert details["finding_id"] == fid and details["reason"].startswith("lab hardware")
+    assert audit.verify_chain(store).ok
+
+
+def test_a_dismissed_finding_whose_column_comes_to_hold_another_kind_is_open_and_told_again(db, sendgrid):
+    """Found by a review: a finding dismissed for what its column held ("lab hardware ids") stayed dismissed
+    whatever the column came to hold: reused for email addresses, personal data the map does not name went untold
+    for good. A dismissal holds for the kinds it was given for; another kind reopens the finding and tells the
+    team again, and the audit log keeps the dismissal."""
+    ops, store = db
+    mailer = SendGridMailer(api_key="SG.test-key", host=sendgrid.base_url)
+    run(ops, store, "run-1", tables=["users"])
+    fid = store.execute("select finding_id from compliance.discovery_findings where column_name = 'hw'").fetchone()[0]
+    findings.dismiss(store, fid, "lab hardware ids, not a subject's device", by="dpo")
+    assert run(ops, store, "run-2", mailer, tables=["users"])["recorded"]["reopened"] == 0  # the same kind: kept
+    assert "users.hw" not in " ".join(str(r["payload"]) for r in sendgrid.accepted())
+
+    ops.execute("create table saved_hw as select id, hw from users")
+    try:
+        ops.execute("update users set hw = 'device.owner' || id || '@example.org' where hw is not null")
+        out = run(ops, store, "run-3", mailer, tables=["users"])
+    finally:  # the module's other tests read the planted column as it was
+        ops.execute("update users u set hw = s.hw from saved_hw s where s.id = u.id")
+        ops.execute("drop table saved_hw")
+    assert out["recorded"]["reopened"] == 1
+    row = store.execute("select status, kind, notice, dismiss_reason, dismissed_kinds from compliance.discovery_findings "
+                        "where finding_id = %s", (fid,)).fetchone()
+    assert row == ("open", classify.EMAIL, "sent", None, [classify.DEVICE_ID])
+    assert "users.hw" in " ".join(str(r["payload"]) for r in sendgrid.accepted())
+    (details,) = store.execute("select details from compliance.audit_log where action = "
+                               "'discovery.finding_reopened' and (details ->> 'finding_id')::bigint = %s",
+                               (fid,)).fetchone()
+    assert details["finding_id"] == fid and details["dismissed_for"] == [classify.DEVICE_ID]
+    assert details["dismiss_reason"].startswith("lab hardware")
+
+    # Dismissed again (for addresses now), it stays dismissed for either kind (the hardware ids are back).
+    findings.dismiss(store, fid, "staff test addresses", by="dpo")
+    assert store.execute("select dismissed_kinds from compliance.discovery_findings where finding_id = %s",
+                         (fid,)).fetchone()[0] == [classify.DEVICE_ID, classify.EMAIL]
+    assert run(ops, store, "run-4", mailer, tables=["users"])["recorded"]["reopened"] == 0
+    assert store.execute("select status, kind from compliance.discovery_findings where finding_id = %s",
+                         (fid,)).fetchone() == ("dismissed", classify.DEVICE_ID)
     assert audit.verify_chain(store).ok
 
 

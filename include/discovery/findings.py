@@ -315,11 +315,36 @@ on conflict (finding_key) do update set
     suggestion = excluded.suggestion, last_run_id = excluded.last_run_id,
     last_seen_at = greatest(f.last_seen_at, excluded.last_seen_at),
     -- a finding resolved earlier and seen again is open again, and told again; a dismissed one stays dismissed
+    -- (while it shows a kind it was dismissed for: see _reopen)
     notice = case when f.status = 'resolved' then 'pending' else f.notice end,
     status = case when f.status = 'resolved' then 'open' else f.status end,
     resolved_at = case when f.status = 'resolved' then null else f.resolved_at end
-returning finding_id, (xmax = 0) as inserted, status
+returning finding_id, (xmax = 0) as inserted, status, dismissed_kinds
 """
+
+
+def _reopen(store, ctx, finding_id: int, finding: "Finding", dismissed_kinds: Sequence[str]) -> bool:
+    """A dismissed finding that now shows a kind it was not dismissed for (a column of lab hardware ids reused for
+    email addresses) is open again and told again: a dismissal is a person's judgement of the values it was given
+    for. The dismissal stays in the audit log; its kinds stay in ``dismissed_kinds``."""
+    kind = finding.kind or ""
+    if kind in dismissed_kinds:
+        return False
+    was = store.execute(
+        """update compliance.discovery_findings f set status = 'open', notice = 'pending', notice_error = null,
+                  dismissed_at = null, dismissed_by = null, dismiss_reason = null
+           from (select dismiss_reason from compliance.discovery_findings where finding_id = %(id)s) old
+           where f.finding_id = %(id)s and f.status = 'dismissed'
+           returning old.dismiss_reason""", {"id": finding_id}).fetchone()
+    if was is None:
+        return False
+    ctx.audit(store, "discovery.finding_reopened", {
+        "finding_id": finding_id, "where": finding.where, "kind": finding.kind,
+        "dismissed_for": list(dismissed_kinds), "dismiss_reason": was[0]})
+    log.info("finding %d (%s) was dismissed for %s and now shows %s: open again", finding_id, finding.where,
+             ", ".join(k or "no kind" for k in dismissed_kinds), finding.kind or "no kind")
+    return True
+
 
 
 def record(store, ctx, findings: Sequence[Finding], scope: Iterable[tuple[str, str, str]],
@@ -329,7 +354,7 @@ def record(store, ctx, findings: Sequence[Finding], scope: Iterable[tuple[str, s
     ``undecided``: (connection, schema, table, column) read with too few values to judge, whose findings stand.
     Returns counts; the audit entry says the same."""
     now = ctx.now()
-    new = seen = 0
+    new = seen = reopened = 0
     ids = []
     with store.transaction():
         for finding in sorted(findings, key=lambda f: f.key):  # one order: two runs at once never deadlock
@@ -337,6 +362,8 @@ def record(store, ctx, findings: Sequence[Finding], scope: Iterable[tuple[str, s
                                           "now": now}).fetchone()
             ids.append(row[0])
             new += int(row[1])
+            if row[2] == "dismissed":
+                reopened += _reopen(store, ctx, row[0], finding, row[3])
             seen += 1
             store.execute("""insert into compliance.discovery_run_findings
                                  (run_id, finding_id, kind, confidence, matched, sampled)
@@ -357,7 +384,7 @@ def record(store, ctx, findings: Sequence[Finding], scope: Iterable[tuple[str, s
                                      where (u.c, u.s, u.t, u.col) = (f.connection_id, f.schema_name, f.table_name,
                                                                      f.column_name))""",
                 (now, ctx.run_id, ids, conns, schemas, tables, *kept)).rowcount
-        counts = {"findings": seen, "new": new, "resolved": resolved}
+        counts = {"findings": seen, "new": new, "resolved": resolved, "reopened": reopened}
         ctx.audit(store, "discovery.findings_recorded",
                   {**counts, "kinds": _kinds(findings), "tables_in_scope": len(scope)})
     return counts
@@ -392,7 +419,9 @@ def dismiss(store, finding_id: int, reason: str, *, by: str) -> dict:
             raise FindingError(f"finding {finding_id} is dismissed already")
         cur = store.execute(
             """update compliance.discovery_findings set status = 'dismissed', dismissed_at = now(), dismissed_by = %s,
-                      dismiss_reason = %s, notice = case when notice = 'pending' then 'withdrawn' else notice end
+                      dismiss_reason = %s, notice = case when notice = 'pending' then 'withdrawn' else notice end,
+                      dismissed_kinds = case when coalesce(kind, '') = any(dismissed_kinds) then dismissed_kinds
+                                             else dismissed_kinds || coalesce(kind, '') end
                where finding_id = %s
                returning finding_id, connection_id, schema_name, table_name, column_name, finding, kind""",
             (by, reason, finding_id))
