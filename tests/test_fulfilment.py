@@ -996,3 +996,21 @@ def test_an_erasure_the_operational_database_refuses_leaves_that_subject_and_era
     assert reason.startswith("erasing the subject was refused by the database: new row for relation "
                              '"privacy_requests" violates check constraint "app_rule" (SQLSTATE 23514)'), reason
     assert "refused.eraser@example.org" not in caplog.text + reason
+
+
+def test_a_cleared_finish_run_of_a_rejected_run_still_says_rejected(world):
+    """Found by an on-call trial: a run whose erasure plan nobody approved, its finish_run cleared in the Airflow UI
+    and run again (the same run id, the same answer) recorded the run `done` and audited it finished `done`, as if
+    its erasures had been carried out; the erasure requests stay `approval_required`."""
+    low = Settings(purge_threshold=1)
+    result = run(world, "manual__wait", settings=low)  # nobody answers: the timeout applies Reject
+    assert result["state"] == "rejected"
+    again = steps.finish_run(step(world, "manual__wait", settings=low))
+    assert again["state"] == "rejected"
+    state, approval_state = world.store.execute(
+        "select state, approval_state from compliance.dsr_fulfilment_runs where run_id = 'manual__wait'").fetchone()
+    assert (state, approval_state) == ("rejected", "timed_out")
+    finished = [r[0] for r in world.store.execute(
+        "select details ->> 'state' from compliance.audit_log where run_id = 'manual__wait' "
+        "and action = 'dsr_fulfilment.finished' order by id")]
+    assert finished == ["rejected", "rejected"]

@@ -690,7 +690,7 @@ def finish_run(step: Step) -> dict:
     elif run.state == "plan_changed":
         reason = (f"the erasure plan changed since it was approved (now {_short(run.plan_hash)}): run a dry run "
                   "again and approve the plan it prints")
-    elif not run.dry_run:
+    elif not run.dry_run and run.state != "rejected":  # rejected: closed so by an earlier attempt (a cleared task)
         state = "done"
     if reason:
         pending = ledger.plan_rows(store, ctx.run_id, acting=True, actions=(rules.ERASE,))
