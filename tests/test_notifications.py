@@ -396,8 +396,8 @@ def test_max_recipients_caps_the_run_and_the_next_run_continues(conns, sendgrid)
     ops, store, _ = conns
     label = publish(ops)
     built = build(ops, store, label)
-    plans = campaign.plan_senders(Step(ctx=ctx(), settings=SETTINGS,
-                                                params=NotificationParams(today=TODAY, max_recipients=250)), built)
+    plans = campaign.plan_senders(Step(ctx=ctx(), settings=SETTINGS, store=store,
+                                       params=NotificationParams(today=TODAY, max_recipients=250)), built)
     assert [p["budget"] for p in plans] == [63, 63, 62, 62]
     sent = sum(send(conns, sendgrid, built, sender=p["sender"], senders=p["senders"], budget=p["budget"])["sent"]
                for p in plans)
@@ -994,3 +994,27 @@ def test_an_account_whose_deletion_time_python_cannot_hold_is_skipped_with_its_r
         assert len(rows) == before["recipients"]
     finally:
         ops.execute("update users set deleted_at = null where id = %s", (uid,))
+
+
+def test_a_cleared_run_keeps_to_max_recipients_when_it_plans_fewer_senders(conns, sendgrid):
+    """Found by an on-call trial: a run capped by max_recipients, cleared in the Airflow UI and run again whole (the
+    same run id). With few recipients left the new plan has fewer senders, each with a bigger share; a sender's
+    share was lessened only by what that sender had taken before, so sender 0 took the others' shares again and
+    the run sent past its cap."""
+    ops, store, side = conns
+    label = publish(ops)
+    built = build(ops, store, label)
+    cap = built["pending"] - 50  # the cleared run finds 50 left: one request of 100, so one sender
+    capped = NotificationParams(today=TODAY, max_recipients=cap)
+    mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
+
+    def whole_run() -> tuple[int, int]:
+        found = build(ops, store, label)
+        s = Step(ctx=ctx("capped-run"), settings=SETTINGS, params=capped, ops=ops, store=store, datamap=load_datamap(),
+                 key=KEY, mailer=mailer, side=side)
+        plans = campaign.plan_senders(s, found)
+        return len(plans), sum(campaign.send_batches(s, plan)["sent"] for plan in plans)
+
+    assert whole_run() == (4, cap)
+    assert whole_run() == (1, 0)  # the run cleared and run again: its cap is spent
+    assert received(sendgrid, built["campaign_id"]).total() == cap

@@ -118,12 +118,24 @@ def spellings(address: str) -> set[str]:
     return {comparable(address), comparable(mailbox(address)), comparable(sendable(address))}
 
 
-def recipients_taken(store, campaign_id: int, run_id: str, sender: str) -> int:
-    """The recipients this run's ``sender`` has already sent or failed, over all its attempts: a retried attempt
-    gets the same plan, and its share of ``max_recipients`` is what the earlier attempts left of it."""
+def recipients_taken(store, campaign_id: int, run_id: str, sender: str, *, after_batch: int = 0) -> int:
+    """The recipients this run's ``sender`` has already sent or failed, over all its attempts since the batch
+    ``after_batch`` (the newest when its plan was made): a retried attempt gets the same plan, and its share of
+    ``max_recipients`` is what the earlier attempts left of it."""
     return store.execute("""select coalesce(sum(size), 0) from compliance.notification_batches
-                            where campaign_id = %s and run_id = %s and sender = %s and state in ('sent', 'failed')""",
-                         (campaign_id, run_id, sender)).fetchone()[0]
+                            where campaign_id = %s and run_id = %s and sender = %s and state in ('sent', 'failed')
+                              and id > %s""",
+                         (campaign_id, run_id, sender, after_batch)).fetchone()[0]
+
+
+def run_taken(store, campaign_id: int, run_id: str) -> tuple[int, int]:
+    """(the recipients this run has sent or failed so far, by every sender of every earlier plan; the newest batch
+    of the campaign): what a plan made again (the run cleared and run again) takes off ``max_recipients``, and
+    where its senders start counting their own."""
+    taken, newest = store.execute(
+        """select coalesce(sum(size) filter (where run_id = %s and state in ('sent', 'failed')), 0), coalesce(max(id), 0)
+           from compliance.notification_batches where campaign_id = %s""", (run_id, campaign_id)).fetchone()
+    return int(taken), int(newest)
 
 
 def lane_bounds(last_seq: int, lane: int, lanes: int) -> tuple[int, int]:

@@ -20,7 +20,8 @@ from typing import Iterable, Mapping
 from include.audit import RunContext
 from include.datamap import DataMap
 from include.campaign import recipients, versions
-from include.campaign.ledger import Audience, CampaignLedger, LedgerLinks, SenderShare, recipients_taken
+from include.campaign.ledger import (Audience, CampaignLedger, LedgerLinks, SenderShare, recipients_taken,
+                                     run_taken)
 from include.campaign.messages import Notice, Renderer, sample
 from include.campaign.params import LIVE, NotificationParams
 from include.delivery.engine import deliver
@@ -135,12 +136,20 @@ def plan_senders(step: Step[NotificationParams], campaign: Mapping) -> list[dict
     batches = max(1, math.ceil(campaign["pending"] / settings.notification_batch_size))
     senders = max(1, min(settings.notification_senders, batches))
     shares: list[int | None] = [None] * senders
+    taken, newest = 0, 0
     if params.max_recipients is not None:
-        senders = min(senders, params.max_recipients)
-        base, extra = divmod(params.max_recipients, senders)
+        # A run cleared and run again plans anew, perhaps with fewer senders: what its earlier plans' senders took
+        # is off the cap, and each sender counts its own from here.
+        taken, newest = run_taken(step.store, campaign["campaign_id"], step.ctx.run_id)
+        left = max(params.max_recipients - taken, 0)
+        if taken:
+            log.info("earlier attempts of this run sent or failed %d of its %d recipient(s)", taken,
+                     params.max_recipients)
+        senders = max(1, min(senders, left))
+        base, extra = divmod(left, senders)
         shares = [base + (1 if i < extra else 0) for i in range(senders)]
-    return [{"campaign_id": campaign["campaign_id"], "sender": i, "senders": senders, "budget": shares[i]}
-            for i in range(senders)]
+    return [{"campaign_id": campaign["campaign_id"], "sender": i, "senders": senders, "budget": shares[i],
+             "after_batch": newest} for i in range(senders)]
 
 
 def send_batches(step: Step[NotificationParams], plan: Mapping) -> dict:
@@ -158,7 +167,7 @@ def send_batches(step: Step[NotificationParams], plan: Mapping) -> dict:
     sender = f"{ctx.task_id or 'send'}[{plan['sender']}]"
     budget = plan.get("budget")
     if budget is not None:  # a retried attempt: its share of the cap is what the earlier attempts left of it
-        spent = recipients_taken(store, campaign_id, ctx.run_id, sender)
+        spent = recipients_taken(store, campaign_id, ctx.run_id, sender, after_batch=plan.get("after_batch", 0))
         if spent:
             log.info("%s: earlier attempts of this run sent or failed %d of its %d recipient(s)", sender, spent, budget)
         budget = max(budget - spent, 0)
