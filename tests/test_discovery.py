@@ -959,3 +959,18 @@ def test_a_name_with_a_trailing_line_break_is_refused_by_the_params(raw):
     with pytest.raises(ParamError, match=f"^{next(iter(raw))} must be a list of "):
         params(**raw)
     assert params(tables=["public.users"]).tables == ("public.users",)
+
+
+def test_a_cleared_run_still_records_the_findings_it_was_first_to_see(db, sendgrid):
+    """Found by an on-call trial: a run cleared in the Airflow UI and run again (the same run id) upserted the
+    findings it had inserted itself, counted none of them new, and rewrote the run's row in
+    compliance.discovery_runs (what the page shows) to 0 new findings; nothing is emailed twice."""
+    ops, store = db
+    mailer = SendGridMailer(api_key="SG.test-key", host=sendgrid.base_url)
+    first = run(ops, store, "run-cleared", mailer)
+    assert first["recorded"]["new"] == 5 and first["told"]["sent"] == 5
+    again = run(ops, store, "run-cleared", mailer)
+    assert again["recorded"]["new"] == 5 and again["told"]["sent"] == 0 and len(sendgrid.accepted()) == 1
+    assert store.execute("select new_findings from compliance.discovery_runs where run_id = 'run-cleared'"
+                         ).fetchone()[0] == 5
+    assert run(ops, store, "run-next")["recorded"]["new"] == 0  # another run's new findings are its own

@@ -319,7 +319,8 @@ on conflict (finding_key) do update set
     notice = case when f.status = 'resolved' then 'pending' else f.notice end,
     status = case when f.status = 'resolved' then 'open' else f.status end,
     resolved_at = case when f.status = 'resolved' then null else f.resolved_at end
-returning finding_id, (xmax = 0) as inserted, status, dismissed_kinds
+-- new: first seen by this run (inserted now, or by an earlier attempt of it: a cleared task run again)
+returning finding_id, (f.first_run_id = %(run_id)s) as new, status, dismissed_kinds
 """
 
 
