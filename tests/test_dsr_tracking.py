@@ -534,3 +534,23 @@ def test_a_code_that_reads_like_a_null_word_is_kept_as_typed(db):
     assert rows[2][1] == "null" and rows[2][3] == "unknown request type 'null'"
     assert rows[3][2] == "NULL" and rows[3][3] == "unknown status 'NULL'"
     assert rows[4][0] == "nan" and rows[4][3] == "unknown regime 'nan'"
+
+
+def test_an_earlier_days_run_cleared_today_keeps_the_live_status_of_today(db):
+    """Found by an on-call trial: yesterday's run cleared in the Airflow UI and run again today evaluates as of its
+    own day (yesterday, as Airflow keeps its start): it rewrote today's live status as of yesterday (days left one
+    more, an overdue request due soon again, stamped evaluated now) until the next hourly run. A row evaluated as of
+    a later day is kept; the cleared run's new rows are still recorded."""
+    yesterday = TODAY - timedelta(days=1)
+    add_request(db, 1, received="2026-10-26")  # due in a day or two: due soon
+    evaluate(db, "scheduled__today")
+    today_row = status(db, 1)
+    assert today_row["state"] == "due_soon"
+    add_request(db, 2, received="2026-11-20")  # written since: new to the store
+    with connect(db.info.dsn, autocommit=True) as ops:
+        summary = tracking.evaluate_requests(Step(ctx=ctx("scheduled__yesterday"), settings=SETTINGS, datamap=load_datamap(),
+                                                  params=DsrParams(as_of=yesterday, what_if=False), ops=ops, store=db))
+    assert status(db, 1) == today_row
+    assert db.execute("select as_of, run_id from compliance.dsr_status where request_id = 1").fetchone() == (
+        TODAY, "scheduled__today")
+    assert status(db, 2) is not None and summary["changed"] == 1

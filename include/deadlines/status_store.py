@@ -142,7 +142,7 @@ class StatusWriter:
 
     def __init__(self, store, *, as_of: date, evaluated_at: datetime, run_id: str, what_if: bool = False):
         self.store, self.as_of, self.evaluated_at, self.run_id, self.what_if = store, as_of, evaluated_at, run_id, what_if
-        self.written = self.changed = self.inserted = 0
+        self.written = self.changed = self.inserted = self.later = 0
         self._tx = None
 
     def __enter__(self) -> "StatusWriter":
@@ -219,9 +219,14 @@ class StatusWriter:
                 updates=_updates(_STATUS_COLUMNS)))
             self.changed = cur.rowcount
             return
+        # A row evaluated as of a later day is kept: an earlier day's run cleared and run again (Airflow keeps its
+        # start, so its day) would set the live status back a day.
+        self.later = self.store.execute(
+            """select count(*) from dsr_status_incoming i join compliance.dsr_status s using (request_id)
+               where s.as_of > i.as_of""").fetchone()[0]
         cur = self.store.execute(sql.SQL(
             """update compliance.dsr_status s set {updates} from dsr_status_incoming i
-               where s.request_id = i.request_id""").format(
+               where s.request_id = i.request_id and s.as_of <= i.as_of""").format(
             updates=sql.SQL(", ").join(sql.SQL("{0} = i.{0}").format(sql.Identifier(c)) for c in _WRITTEN[1:])))
         self.changed = self.inserted + cur.rowcount
 

@@ -99,7 +99,7 @@ def evaluate_requests(step: Step[DsrParams]) -> dict:
         frames = bulk.prefetch(source.request_frames(ops, dm, selection))
         for result, recipients, prints in bulk.prefetch(_evaluated(frames, as_of, policy, tally)):
             writer.add(result, recipients, prints)
-    written, changed = writer.written, writer.changed
+    written, changed, later = writer.written, writer.changed, writer.later
     pruned = status_store.prune_whatifs(store, older_than=started - timedelta(days=settings.whatif_retention_days))
     missing = sorted(set(params.request_ids) - tally.seen)
     counts = dict(sorted(tally.states.items()))
@@ -108,11 +108,14 @@ def evaluate_requests(step: Step[DsrParams]) -> dict:
     summary = {"as_of": as_of.isoformat(), "what_if": what_if, "evaluated": written, "changed": changed,
                "states": counts, "targeted": len(params.request_ids), "not_found": missing,
                "malformed_assignee_emails": tally.bad_assignees, "dry_run": params.dry_run,
-               "whatif_rows_pruned": pruned}
+               "whatif_rows_pruned": pruned, "kept_as_of_a_later_day": later}
     ctx.audit(store, "dsr.evaluated", summary)
     where = "compliance.dsr_whatif (a what-if: the live status is untouched)" if what_if else "compliance.dsr_status"
     log.info("evaluated %d request(s) as of %s into %s, %d changed; states: %s", written, as_of, where, changed,
              ", ".join(f"{k}={v}" for k, v in counts.items()) or "none")
+    if later:
+        log.warning("%d request(s) were evaluated as of a later day than %s by a later run: their live status is kept "
+                    "(this run was started on an earlier day and cleared or retried since)", later, as_of)
     if missing:
         log.warning("request id(s) not found in the operational database: %s", missing)
     if counts.get("invalid"):
