@@ -190,6 +190,26 @@ def test_a_rerun_with_the_same_data_writes_nothing_and_keeps_every_byte(db, obje
     assert len(audits(store, "vendor_manifest.written")) == len(rows_before)
 
 
+def test_a_run_cleared_and_run_again_still_records_the_manifests_it_wrote(db, objects):
+    """Found by an on-call trial: a run cleared in the Airflow UI and run again whole (the same run id) found the
+    manifests its first attempt wrote as recorded, called them `unchanged`, and rewrote the run's row in
+    compliance.vendor_manifest_runs (the page's runs) to say it wrote nothing. They are still the run's `written`;
+    nothing is uploaded, recorded or audited again."""
+    ops, store = db["ops"], db["store"]
+    _, first = run_period(ops, store, objects, WIDE, "cleared")
+    before = {name: objects.get(name) for name in objects.list("manifests/")}
+    written = len(audits(store, "vendor_manifest.written"))
+    assert first["outcomes"][manifests.WRITTEN] == written > 0
+    _, again = run_period(ops, store, objects, WIDE, "cleared")
+    assert again["outcomes"] == first["outcomes"]
+    assert store.execute("select outcomes from compliance.vendor_manifest_runs where run_id = 'cleared'"
+                         ).fetchone()[0] == first["outcomes"]
+    assert {name: objects.get(name) for name in objects.list("manifests/")} == before
+    assert len(audits(store, "vendor_manifest.written")) == written
+    _, other = run_period(ops, store, objects, WIDE, "another")  # another run finds them as recorded
+    assert other["outcomes"][manifests.UNCHANGED] == written and manifests.WRITTEN not in other["outcomes"]
+
+
 def test_the_same_rows_give_the_same_bytes_however_they_are_chunked(db, tmp_path):
     from include.vendors import datafile
 

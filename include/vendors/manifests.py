@@ -189,6 +189,10 @@ def write_manifest(step: Step[ManifestParams], vendor_id: int, scope_label: str,
             content = content_sha256(document)
             if previous is not None and previous.content_sha256 == content:
                 if _objects_agree(objects, (data_name, manifest_name), data.sha256, previous):
+                    if previous.run_id == ctx.run_id:  # an earlier attempt of this run (a cleared task) wrote it
+                        log.info("%s: written by an earlier attempt of this run (data SHA-256 %s); nothing written "
+                                 "again", where, data.sha256)
+                        return _result(vendor_id, scope, WRITTEN, data)
                     log.info("%s: unchanged since run %s (data SHA-256 %s); nothing written", where,
                              previous.run_id, data.sha256)
                     return _result(vendor_id, scope, UNCHANGED, data)
