@@ -458,6 +458,31 @@ def test_a_what_if_leaves_the_live_status_alone(db, reference_db, capsys):
         assert f"{bad!r} is not a whole number from 1 to 9223372036854775807" in capsys.readouterr().err
 
 
+def test_a_run_of_an_earlier_day_never_takes_the_live_status_back(db, ops, sendgrid, mailer):
+    """A run's day is its run_after's (include/periods.py), so a run cleared or retried days later, or a back-fill,
+    evaluates live as of its own, earlier day. It must not replace what a run of a later day recorded: before, the
+    page showed yesterday's days left, and a request received since as invalid ("received in the future")."""
+    add_request(db, 1, received="2026-11-01")
+    add_request(db, 2, received="2026-11-24")
+    add_request(db, 3, received="2026-10-24", assignee="owner@example.com")
+    evaluate(db, run_id="today")
+    live = db.execute("select * from compliance.dsr_status order by request_id").fetchall()
+    assert [status(db, r)["state"] for r in (1, 2, 3)] == ["due_soon", "on_track", "overdue"]
+
+    earlier = TODAY - timedelta(days=3)
+    old = DsrParams(as_of=earlier, what_if=False)  # live: the run's own day, three days ago
+    with connect(db.info.dsn, autocommit=True) as conn:
+        step = Step(ctx=ctx("scheduled__2026-11-22"), settings=SETTINGS, params=old, ops=conn, store=db,
+                    datamap=load_datamap())
+        summary = tracking.evaluate_requests(step)
+        assert summary["changed"] == 0 and summary["kept_as_of_a_later_day"] == 3
+        tracking.send_escalations(Step(ctx=ctx("scheduled__2026-11-22"), settings=SETTINGS, params=old, ops=ops,
+                                       store=db, datamap=load_datamap(), mailer=mailer))
+    assert db.execute("select * from compliance.dsr_status order by request_id").fetchall() == live
+    # Nothing of the earlier day's picture was escalated either (request 3 was due soon then).
+    assert not db.execute("select 1 from compliance.outbox where key like '%/due_soon'").fetchall()
+
+
 def test_a_what_if_before_the_earliest_plausible_receipt_is_refused():
     """A what-if as of a day before every plausible receipt would make every request invalid: a typo, refused
     in one sentence before anything is read or written."""
