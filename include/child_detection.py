@@ -190,7 +190,7 @@ def _rule_conditions(dm: DataMap, alias: str = "u") -> list[tuple[str, sql.Compo
     # Between 1900 and the evaluation date: also within what Python holds, so no separate range check.
     usable = sql.SQL("({b} <= {as_of} and {b} >= {earliest})").format(
         b=birth, as_of=as_of, earliest=sql.Literal(EARLIEST_BIRTH_DATE))
-    signup = sql.SQL("({c} at time zone %(tz)s)::date").format(c=created)
+    signup = reading.local_day(created)
     return [
         (UNDER_13_NOW, sql.SQL("{usable} and {b}::date > (select ({as_of} - {years})::date)").format(
             usable=usable, b=birth, as_of=as_of, years=years)),
@@ -224,12 +224,13 @@ def verdict_columns(dm: DataMap, alias: str = "u") -> tuple[sql.Composable, sql.
             case when {birth_ok} and {b} > {as_of} then {future} end,
             case when {birth_ok} and {b} < {earliest} then {early} end,
             case when {b} <= {as_of} and {b} >= {earliest} and {created_ok}
-                      and ({c} at time zone %(tz)s)::date < {b}::date then {before_birth} end,
+                      and {signup} < {b}::date then {before_birth} end,
             case when {declared} < 0 then {negative} end]::text[], null)""").format(
         birth_unreadable=reading.unreadable(birth, "birth_date"), created_unreadable=reading.unreadable(created, "created_at"),
         birth_ok=birth_readable, b=birth, as_of=as_of, earliest=sql.Literal(EARLIEST_BIRTH_DATE),
         future=sql.Literal(BIRTH_DATE_IN_FUTURE), early=sql.Literal(BIRTH_DATE_BEFORE_1900),
-        created_ok=reading.in_range(created), c=created, before_birth=sql.Literal(CREATED_BEFORE_BIRTH),
+        created_ok=reading.in_range(created), signup=reading.local_day(created),
+        before_birth=sql.Literal(CREATED_BEFORE_BIRTH),
         declared=declared, negative=sql.Literal(DECLARED_AGE_NEGATIVE))
     return rules, problems
 
@@ -245,10 +246,10 @@ def _plainly_readable(dm: DataMap, alias: str = "u") -> sql.Composable:
     functions on generated accounts, so give its generator the new problem's values."""
     u = _account_columns(dm.record("accounts"), alias)
     return sql.SQL("(({b} is null or ({b} >= {earliest} and {b} <= %(as_of)s::date)) and ({c} is null or {c_ok})"
-                   " and ({b} is null or {c} is null or ({c} at time zone %(tz)s)::date >= {b}::date)"
+                   " and ({b} is null or {c} is null or {signup} >= {b}::date)"
                    " and ({d} is null or {d} >= 0))").format(
         b=u["birth_date"], earliest=sql.Literal(EARLIEST_BIRTH_DATE), c=u["created_at"],
-        c_ok=reading.in_range(u["created_at"]), d=u["declared_age"])
+        c_ok=reading.in_range(u["created_at"]), signup=reading.local_day(u["created_at"]), d=u["declared_age"])
 
 
 def detect(ops, dm: DataMap, *, as_of: date, tz: str, user_ids: Sequence[int] = (),

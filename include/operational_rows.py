@@ -51,6 +51,15 @@ def unreadable(column: sql.Composable, name: str) -> sql.Composable:
         bc=sql.Literal(f"{name} is a BC date"), late=sql.Literal(f"{name} is after the year 9999"))
 
 
+def local_day(column: sql.Composable) -> sql.Composable:
+    """SQL for the calendar day of a timestamp column in the zone of the ``%(tz)s`` parameter.
+
+    A column without a time zone (``timestamp``, not ``timestamptz``) is read as UTC, as every reader reads it (the
+    connection's zone is UTC: ``include/seam/connections.py``): cast first, since ``AT TIME ZONE`` on such a value
+    would take it for a time *in* that zone and shift the day the other way."""
+    return sql.SQL("({}::timestamptz at time zone %(tz)s)::date").format(column)
+
+
 def temporal(src: RecordSource) -> frozenset[str]:
     return TEMPORAL_COLUMNS.get(src.role, frozenset())
 

@@ -70,6 +70,25 @@ def test_signup_day_is_the_calendar_day_in_the_configured_zone():
     assert classify(account, AS_OF, ZoneInfo("America/Los_Angeles")).rules == (UNDER_13_AT_SIGNUP,)
 
 
+def test_a_creation_time_without_a_time_zone_is_read_as_utc_like_every_other_time(ops):
+    """A ``created_at`` column of type ``timestamp`` (no zone) holds what the connection (UTC) reads: its signup day in
+    the configured zone is that of the same UTC time. Before, ``AT TIME ZONE`` took it for a time in that zone and
+    moved the day the other way: in Berlin an account opened at 00:30 UTC on its holder's 13th birthday was a child
+    (and purged), in Los Angeles one opened at 19:00 on the eve of it was not."""
+    _reset(ops)
+    ops.execute("alter table users alter column created_at type timestamp using created_at at time zone 'UTC'")
+    try:
+        ops.execute("""insert into users (id, birth_date, created_at) values
+                       (1, '2013-03-01', '2026-03-01 00:30'), (2, '2013-03-01', '2026-03-01 03:00')""")
+        caught = {tz: {s.user_id: s.rules for s in detection.detect(ops, load_datamap(), as_of=AS_OF, tz=tz)}
+                  for tz in ("UTC", "Europe/Berlin", "America/Los_Angeles")}
+    finally:
+        _reset(ops)
+        ops.execute("alter table users alter column created_at type timestamptz using created_at at time zone 'UTC'")
+    assert caught == {"UTC": {}, "Europe/Berlin": {},
+                      "America/Los_Angeles": {1: (UNDER_13_AT_SIGNUP,), 2: (UNDER_13_AT_SIGNUP,)}}
+
+
 @pytest.mark.parametrize("birth, declared, problem", [
     (AS_OF + timedelta(days=1), None, BIRTH_DATE_IN_FUTURE),
     (date(1899, 12, 31), None, BIRTH_DATE_BEFORE_1900),

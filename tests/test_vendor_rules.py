@@ -152,6 +152,23 @@ def test_the_day_of_a_share_is_the_calendar_day_in_the_configured_zone(ops):
     assert judged(ops, 1, period_scope(ZoneInfo("Asia/Tokyo")), tz="Asia/Tokyo") == {1: ((), ())}
 
 
+def test_a_share_time_without_a_time_zone_is_read_as_utc_for_its_day(ops):
+    # A shared_at column of type timestamp (no zone) is read as UTC, as the period bounds read it: 23:30 on 1 March
+    # is 2 March in Tokyo, the day the DPA was signed. Before, AT TIME ZONE took it for Tokyo time (14:30 UTC on
+    # 1 March) and flagged the share as made before the DPA.
+    late = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
+    world(ops, vendor={"dpa_signed_on": date(2026, 3, 2)}, share={"shared_at": late})
+    ops.execute("alter table data_shares alter column shared_at type timestamp using shared_at at time zone 'UTC'")
+    try:
+        in_tokyo = judged(ops, 1, period_scope(ZoneInfo("Asia/Tokyo")), tz="Asia/Tokyo")
+        in_utc = judged(ops, 1, period_scope(), tz="UTC")
+    finally:
+        _reset(ops)
+        ops.execute("alter table data_shares alter column shared_at type timestamptz using shared_at at time zone 'UTC'")
+    assert in_tokyo == {1: ((), ())}
+    assert in_utc == {1: (("sp_dpa_after_share",), ())}
+
+
 def test_a_child_is_judged_as_of_the_periods_last_day(ops):
     # Turns 13 on 2026-03-02: a child in the period of 1 March, not in one whose last day is 2 March. (With a
     # readable signup time the signup rule would catch them in both: a child's data stays a child's data.)

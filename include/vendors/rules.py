@@ -198,7 +198,7 @@ def mask_columns(dm: DataMap) -> tuple[sql.Composable, sql.Composable]:
 
     sp = sql.Literal(SERVICE_PROVIDER)
     kind = comparable_sql(V("kind"))  # the kind as kind_of reads it
-    share_day = sql.SQL("({} at time zone %(tz)s)::date").format(S("shared_at"))
+    share_day = reading.local_day(S("shared_at"))
     violations = {
         "category_not_allowed": sql.SQL("{v_id} is not null and not coalesce({cat} = any({allowed}), false)").format(
             v_id=V("id"), cat=S("category"), allowed=V("allowed_categories")),
