@@ -27,6 +27,8 @@ PROBLEMS = "_problems"
 CODE_COLUMNS = {"privacy_requests": frozenset({"regime", "request_type", "status"})}
 CODE = "^\\s*[A-Za-z][A-Za-z0-9_-]{0,39}\\s*$"  # white space around it is a row's, and the rules say so
 # Inclusive lower and exclusive upper bound of what datetime/date can hold (UTC).
+# The temporal columns that hold a calendar day, not an instant: read as the type they are (a ``date``).
+DAYS = frozenset({"birth_date", "dpa_signed_on"})
 _LOW = sql.SQL("'0001-01-01 00:00:00+00'::timestamptz")
 _HIGH = sql.SQL("'10000-01-01 00:00:00+00'::timestamptz")
 
@@ -76,7 +78,11 @@ def select_list(src: RecordSource, columns: Sequence[str], *, alias: str | None 
     for name in columns:
         physical = sql.Identifier(alias, src.physical(name)) if alias else src.col(name)
         if name in temporal(src):
-            value = sql.SQL("case when {ok} then {c} end").format(ok=in_range(physical), c=physical)
+            # An instant comes back as a timestamptz even from a column without a zone (``timestamp``), read as UTC
+            # (the connection's zone) as deadline tracking and the rules' SQL read it: Python then never compares
+            # a naive time with an aware one (fulfilment's and the campaign's "is it after now").
+            instant = physical if name in DAYS else sql.SQL("{}::timestamptz").format(physical)
+            value = sql.SQL("case when {ok} then {c} end").format(ok=in_range(physical), c=instant)
             if epoch_micros:
                 value = sql.SQL("(extract(epoch from {v}) * 1000000)::bigint").format(v=value)
             items.append(sql.SQL("{} as {}").format(value, sql.Identifier(name)))

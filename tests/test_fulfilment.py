@@ -1014,3 +1014,26 @@ def test_a_cleared_finish_run_of_a_rejected_run_still_says_rejected(world):
         "select details ->> 'state' from compliance.audit_log where run_id = 'manual__wait' "
         "and action = 'dsr_fulfilment.finished' order by id")]
     assert finished == ["rejected", "rejected"]
+
+
+def test_a_request_time_column_without_a_time_zone_is_read_as_utc_not_a_crash(reference_db):
+    """``privacy_requests`` with ``timestamp`` (no zone) time columns, as deadline tracking reads them: as UTC.
+    Before, they came back naive and the plan's "received after now?" compared them with the run's aware time: a
+    TypeError (a traceback, retried) for the whole run, every request left unanswered."""
+    with connect(reference_db, autocommit=True) as ops, connect(reference_db, autocommit=True) as store:
+        ops.execute("set time zone 'UTC'")  # as every connection of the product (include/seam/connections.py)
+        for column in ("received_at", "identity_requested_at", "identity_verified_at"):
+            ops.execute(f"alter table privacy_requests alter column {column} type timestamp")
+        ops.execute("insert into users (id, email, created_at) values (1, 'a@example.com', now())")
+        ops.execute("""insert into privacy_requests (id, user_id, requester_email, regime, request_type, received_at,
+                                                      status)
+                       values (1, 1, 'a@example.com', 'gdpr', 'access', '2026-11-20 10:00', 'in_progress'),
+                              (2, 1, 'a@example.com', 'gdpr', 'access', '2999-01-01 10:00', 'in_progress')""")
+        today = datetime.now(timezone.utc).date()
+        s = Step(ctx=ctx("naive-times"), settings=Settings(), params=FulfilmentParams(as_of=today, dry_run=True),
+                 ops=ops, store=store, datamap=ops_datamap(), key=KEY)
+        steps.plan_requests(s)
+        reasons = dict(store.execute("select request_id, reason from compliance.dsr_fulfilment_plans "
+                                     "where run_id = 'naive-times'").fetchall())
+    assert reasons[1] is None
+    assert reasons[2] == "received_at 2999-01-01 10:00:00+00:00 is in the future (after the time of this run)"

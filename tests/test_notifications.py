@@ -529,6 +529,25 @@ def test_a_scheduled_run_stops_when_the_newest_version_is_done(conns, sendgrid):
     ops.execute("update policy_versions set published_at = now() - interval '1 day' where version = %s", (label,))
 
 
+def test_a_policy_time_column_without_a_time_zone_is_read_as_utc_not_a_crash(conns):
+    """``policy_versions`` with ``timestamp`` (no zone) columns: read as UTC, as every reader reads them. Before, a run
+    naming the version compared the naive ``published_at`` with the run's aware time: a TypeError, with a traceback,
+    on every try."""
+    ops, store, _ = conns
+    label = publish(ops)
+    ops.execute("set time zone 'UTC'")  # as every connection of the product (include/seam/connections.py)
+    ops.execute("alter table policy_versions alter column published_at type timestamp, "
+                "alter column effective_at type timestamp")
+    try:
+        found = campaign.find_version(ops, store, load_datamap(), NotificationParams(today=TODAY, policy_version=label),
+                                      datetime.now(timezone.utc))
+    finally:
+        ops.execute("alter table policy_versions alter column published_at type timestamptz, "
+                    "alter column effective_at type timestamptz")
+    assert found["version"]["version"] == label
+    assert found["version"]["published_at"].endswith("+00:00") and found["version"]["effective_at"].endswith("+00:00")
+
+
 def test_an_unusable_policy_row_is_refused_in_one_sentence(conns):
     ops, store, _ = conns
     label = publish(ops)
