@@ -26,9 +26,9 @@ from include.datamap import TEMPORAL_COLUMNS, RecordSource
 PROBLEMS = "_problems"
 CODE_COLUMNS = {"privacy_requests": frozenset({"regime", "request_type", "status"})}
 CODE = "^\\s*[A-Za-z][A-Za-z0-9_-]{0,39}\\s*$"  # white space around it is a row's, and the rules say so
-# Inclusive lower and exclusive upper bound of what datetime/date can hold (UTC).
 # The temporal columns that hold a calendar day, not an instant: read as the type they are (a ``date``).
 DAYS = frozenset({"birth_date", "dpa_signed_on"})
+# Inclusive lower and exclusive upper bound of what datetime/date can hold (UTC).
 _LOW = sql.SQL("'0001-01-01 00:00:00+00'::timestamptz")
 _HIGH = sql.SQL("'10000-01-01 00:00:00+00'::timestamptz")
 
