@@ -243,6 +243,15 @@ def send(db, ops, mailer, run_id="run-1", **kw):
                                           datamap=load_datamap(), mailer=mailer))
 
 
+def send_in_an_outage(db, ops, sendgrid) -> None:
+    """The send_escalations step while SendGrid answers 500 to every attempt: what it claimed stays pending."""
+    sendgrid.inject(status=500, count=2)
+    failing = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None,
+                             policy=RetryPolicy(max_attempts=2))
+    with pytest.raises(Exception, match="HTTP 500"):
+        send(db, ops, failing)
+
+
 def test_an_escalation_whose_request_closed_or_moved_since_its_evaluation_is_withdrawn_not_sent(db, ops, sendgrid,
                                                                                                 mailer):
     """Found by a fault trial: an escalation recorded by the evaluation was sent whatever became of its request
@@ -296,11 +305,7 @@ def test_a_pending_escalation_sent_by_a_later_run_is_checked_then_and_comes_back
     passed after an extension): emailed at most once, never kept from being emailed."""
     add_request(db, 1, received="2026-10-01")  # overdue
     evaluate(db)
-    sendgrid.inject(status=500, count=2)
-    failing = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None,
-                             policy=RetryPolicy(max_attempts=2))
-    with pytest.raises(Exception, match="HTTP 500"):
-        send(db, ops, failing)
+    send_in_an_outage(db, ops, sendgrid)
     assert db.execute("select status from compliance.dsr_escalations").fetchall() == [("pending",)]
     db.execute("update privacy_requests set extended_at = %s where id = 1", (ts("2026-10-20"),))  # valid: due in Jan
     evaluate(db, run_id="run-2")
@@ -325,11 +330,7 @@ def test_an_escalation_sent_days_after_its_evaluation_states_its_days_left_as_of
     add_request(db, 1, received="2026-10-01")                   # overdue: due 2026-11-02, -23 on TODAY
     add_request(db, 2, received="2026-10-28", assignee=None)    # due soon
     evaluate(db)
-    sendgrid.inject(status=500, count=2)
-    failing = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None,
-                             policy=RetryPolicy(max_attempts=2))
-    with pytest.raises(Exception, match="HTTP 500"):
-        send(db, ops, failing)
+    send_in_an_outage(db, ops, sendgrid)
     assert _emailed(sendgrid) == {}
 
     later = TODAY + timedelta(days=3)  # SendGrid is back three days later; that day's run sends what was left
