@@ -26,7 +26,7 @@ from include.objectstore import FileObjectStore, ObjectStoreUnavailable
 from include.periods import ParamError, RunTiming
 from include.seam.storage import object_store
 from include.fulfilment import right_to_know
-from include.vendors import manifests, source
+from include.vendors import manifests, notices, source
 from include.vendors.params import ManifestParams
 from include.vendors.rules import VIOLATIONS
 from include.step import Step
@@ -522,6 +522,52 @@ def test_a_share_about_someone_no_account_names_is_a_violation_and_its_notice_go
         assert result["violations"] == {"unknown_subject": 1} and result["invalid_rows"] == {"unknown_user": 1}
         assert store.execute("select count(*) from compliance.vendor_violation_notices where vendor_id = %s "
                              "and period_label = %s", (vendor_id, day.isoformat())).fetchone()[0] == 1
+    finally:
+        ops.execute("delete from data_shares where id = %s", (share_id,))
+
+
+def test_a_pending_notice_whose_manifest_was_rewritten_without_violations_is_withdrawn(db, folder, sendgrid):
+    """Found by a review: a violation notice left pending (SendGrid down) whose manifest was then rewritten with no
+    share breaking a rule (the share corrected, a late share withdrawn) was still sent, as "0 of 1 share(s) ...
+    break a sharing rule": a false alarm. It is withdrawn with why; broken again, it is recorded and sent."""
+    ops, store = db["ops"], db["store"]
+    vendor_id, category, day = ops.execute(
+        """select v.id, v.allowed_categories[1], d::date
+           from vendors v, generate_series(%(anchor)s::date - 90, %(anchor)s::date - 2, interval '1 day') d
+           where v.active and cardinality(v.allowed_categories) > 0 and v.kind = 'channel_partner'
+             and not exists (select 1 from data_shares s where s.vendor_id = v.id
+                             and s.shared_at >= d and s.shared_at < d + interval '1 day')
+           order by v.id, d desc limit 1""", {"anchor": ANCHOR}).fetchone()
+    adult = ops.execute("""select id from users where deleted_at is null and not do_not_sell and do_not_sell_at is null
+                             and birth_date < now() - interval '30 years' and declared_age is null
+                           order by id limit 1""").fetchone()[0]
+    share_id = ops.execute("select max(id) + 1 from data_shares").fetchone()[0]
+    ops.execute("""insert into data_shares (id, vendor_id, user_id, category, purpose, legal_basis, record_count,
+                                            shared_at) values (%s, %s, 999999999, %s, 'referral', null, 1, %s)""",
+                (share_id, vendor_id, category, datetime.combine(day, time(12), UTC)))
+    period = {"period_start": day.isoformat(), "vendor_ids": [vendor_id]}
+    mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
+
+    def send(run_id: str) -> dict:
+        return manifests.send_violation_emails(Step(ctx=ctx(run_id), settings=SETTINGS, params=params_of(period),
+                                                    store=store, mailer=mailer))
+
+    try:
+        run_period(ops, store, folder, period, "broken")  # recorded; SendGrid down: its notice stays pending
+        ops.execute("update data_shares set user_id = %s where id = %s", (adult, share_id))  # corrected
+        (result,), _ = run_period(ops, store, folder, period, "corrected")
+        assert result["outcome"] == manifests.WRITTEN and not result["violation_rows"]
+        report = send("corrected")
+        assert (report["sent"], report["withdrawn"]) == (0, 1) and sendgrid.accepted() == []
+        status, error = store.execute("select status, error from compliance.outbox where kind = %s and key = %s",
+                                      (notices.OUTBOX.kind, f"{vendor_id}/{day.isoformat()}")).fetchone()
+        assert status == "withdrawn" and "no share of it breaks a rule" in error
+
+        ops.execute("update data_shares set user_id = 999999999 where id = %s", (share_id,))  # broken again
+        run_period(ops, store, folder, period, "broken-again")
+        assert send("broken-again")["sent"] == 1
+        (message,) = [m["payload"] for m in sendgrid.accepted()]
+        assert message["subject"].startswith("[Vendor sharing] 1 of 1 share(s)")
     finally:
         ops.execute("delete from data_shares where id = %s", (share_id,))
 

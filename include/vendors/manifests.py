@@ -417,11 +417,12 @@ def summarize_period(step: Step[ManifestParams], planned: Sequence[dict], result
 def send_violation_emails(step: Step[ManifestParams]) -> dict:
     """Email the compliance team once per (vendor, period) with violations.
 
-    Each (vendor, period) of this run's scope that has violations, once."""
+    Each (vendor, period) of this run's scope that has violations, once; a notice whose manifest was rewritten since
+    with none is withdrawn (counted in ``withdrawn``), not sent."""
     store, mailer, settings, ctx, params = step.store, step.mailer, step.settings, step.ctx, step.params
     if params.dry_run or mailer is None:
         log.info("violation emails not sent (dry run)")
         return {"skipped": "dry run"}
     ledger = notices.ledger(settings, ctx.run_id, [params.scope.label, source.UNDATED], params.vendor_ids)
     report = deliver(store, ledger, mailer, ctx)
-    return report.as_dict()
+    return {**report.as_dict(), "withdrawn": report.withdrawn}

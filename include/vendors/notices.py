@@ -5,7 +5,8 @@ An outbox row (kind ``vendor_manifest.violation_notice``, key ``<vendor id>/<per
 :func:`ledger` hands the pending rows of a run's scope to :func:`include.delivery.engine.deliver`, one
 (vendor, period) per Mail Send request, claimed with ``FOR UPDATE SKIP LOCKED`` so that two runs never send one
 twice. A manifest rewritten later (late shares) is not emailed again: the compliance page and the audit log show
-the new revision. The ``undated`` manifest is the exception: no period that is ever over holds its shares, so each
+the new revision; a pending notice whose manifest was rewritten with no violation left is withdrawn when it is
+claimed, not sent (:func:`_no_longer_broken`). The ``undated`` manifest is the exception: no period that is ever over holds its shares, so each
 revision of it with violations gets a notice of its own (key ``<vendor id>/undated/<revision>`` after the first),
 unless the vendor's undated notice is still waiting to be sent (it is sent with the manifest as it is then).
 
@@ -85,7 +86,22 @@ def ledger(settings: Settings, run_id: str, period_labels: Sequence[str],
                 {"vendor_id": vendor_id, "period": label, "violations": {k: v for k, v in violations.items() if v}})
 
     return OUTBOX.ledger(compose, scope=_SCOPE, params={"labels": list(period_labels), "ids": list(vendor_ids)},
-                         order="o.facts ->> 'period_label', (o.facts ->> 'vendor_id')::bigint")
+                         order="o.facts ->> 'period_label', (o.facts ->> 'vendor_id')::bigint").withdrawing(_no_longer_broken)
+
+
+def _no_longer_broken(conn, entries: Sequence[Entry]) -> dict[str, str]:
+    """The claimed notices whose manifest was rewritten since they were recorded (late shares withdrawn or
+    corrected while SendGrid was down) and now has no share breaking a rule: withdrawn with why, not sent as "0 of N
+    shares break a rule". A revision with violations again records the notice again (pending once more)."""
+    moot = {}
+    for e in entries:
+        row = conn.execute("""select revision, violation_rows from compliance.vendor_manifests
+                              where vendor_id = %s and period_label = %s""",
+                           (e.facts["vendor_id"], e.facts["period_label"])).fetchone()
+        if row is not None and row[1] == 0:
+            moot[e.key] = (f"not sent: the manifest of {e.facts['period_label']} was rewritten (revision {row[0]}) and "
+                           "no share of it breaks a rule any more")
+    return moot
 
 
 def vendor_title(vendor_id: int, name: str | None, known: bool, kind: str | None) -> str:
