@@ -6,9 +6,10 @@ An outbox row (kind ``vendor_manifest.violation_notice``, key ``<vendor id>/<per
 (vendor, period) per Mail Send request, claimed with ``FOR UPDATE SKIP LOCKED`` so that two runs never send one
 twice. A manifest rewritten later (late shares) is not emailed again: the compliance page and the audit log show
 the new revision; a pending notice whose manifest was rewritten with no violation left is withdrawn when it is
-claimed, not sent (:func:`_no_longer_broken`). The ``undated`` manifest is the exception: no period that is ever over holds its shares, so each
-revision of it with violations gets a notice of its own (key ``<vendor id>/undated/<revision>`` after the first),
-unless the vendor's undated notice is still waiting to be sent (it is sent with the manifest as it is then).
+claimed, not sent (:func:`_no_longer_broken`). The ``undated`` manifest is the exception: no period that is ever
+over holds its shares, so each revision of it with violations gets a notice of its own (key
+``<vendor id>/undated/<revision>`` after the first), unless the vendor's undated notice is still waiting to be sent
+(it is sent with the manifest as it is then).
 
 The message carries the vendor, the period, counts by rule, the first share ids breaking each rule and the
 objects' URIs: no user id, email, name or other data of a subject.
@@ -85,8 +86,9 @@ def ledger(settings: Settings, run_id: str, period_labels: Sequence[str],
         return (violation_payload(notice, settings=settings, run_id=run_id),
                 {"vendor_id": vendor_id, "period": label, "violations": {k: v for k, v in violations.items() if v}})
 
-    return OUTBOX.ledger(compose, scope=_SCOPE, params={"labels": list(period_labels), "ids": list(vendor_ids)},
-                         order="o.facts ->> 'period_label', (o.facts ->> 'vendor_id')::bigint").withdrawing(_no_longer_broken)
+    notices = OUTBOX.ledger(compose, scope=_SCOPE, params={"labels": list(period_labels), "ids": list(vendor_ids)},
+                            order="o.facts ->> 'period_label', (o.facts ->> 'vendor_id')::bigint")
+    return notices.withdrawing(_no_longer_broken)
 
 
 def _no_longer_broken(conn, entries: Sequence[Entry]) -> dict[str, str]:
