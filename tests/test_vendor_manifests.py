@@ -572,6 +572,53 @@ def test_a_pending_notice_whose_manifest_was_rewritten_without_violations_is_wit
         ops.execute("delete from data_shares where id = %s", (share_id,))
 
 
+def test_a_notice_left_pending_by_a_failed_email_step_goes_out_with_the_next_run_of_any_period(db, folder, sendgrid):
+    """Found by a review: a day's violation notice whose email step failed for good (SendGrid down past its
+    retries) stayed pending until that same period was run again; the next day's run sent only its own day's, and
+    nothing counted the pending one. A run over every vendor now sends it; one targeted at other vendors does not."""
+    from include.delivery.sendgrid_mailer import RetryPolicy
+
+    ops, store = db["ops"], db["store"]
+    vendor_id, category, day = ops.execute(
+        """select v.id, v.allowed_categories[1], d::date
+           from vendors v, generate_series(%(anchor)s::date - 120, %(anchor)s::date - 2, interval '1 day') d
+           where v.active and cardinality(v.allowed_categories) > 0 and v.kind = 'channel_partner'
+             and not exists (select 1 from data_shares s where s.vendor_id = v.id
+                             and s.shared_at >= d and s.shared_at < d + interval '1 day')
+           order by v.id, d limit 1""", {"anchor": ANCHOR}).fetchone()
+    share_id = ops.execute("select max(id) + 1 from data_shares").fetchone()[0]
+    ops.execute("""insert into data_shares (id, vendor_id, user_id, category, purpose, legal_basis, record_count,
+                                            shared_at) values (%s, %s, 999999999, %s, 'referral', null, 1, %s)""",
+                (share_id, vendor_id, category, datetime.combine(day, time(12), UTC)))
+    period = {"period_start": day.isoformat()}
+    try:
+        run_period(ops, store, folder, period, "the-day")
+        sendgrid.inject(status=500, count=2)
+        down = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None,
+                              policy=RetryPolicy(max_attempts=2))
+        with pytest.raises(Exception, match="HTTP 500"):
+            manifests.send_violation_emails(Step(ctx=ctx("the-day"), settings=SETTINGS, params=params_of(period),
+                                                 store=store, mailer=down))
+    finally:
+        ops.execute("delete from data_shares where id = %s", (share_id,))
+    key = f"{vendor_id}/{day.isoformat()}"
+    mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
+    other_vendor = ops.execute("select min(id) from vendors where id <> %s", (vendor_id,)).fetchone()[0]
+
+    def next_run(run_id: str, **raw) -> dict:
+        return manifests.send_violation_emails(Step(ctx=ctx(run_id), settings=SETTINGS, params=params_of(
+            {**EMPTY, **raw}), store=store, mailer=mailer))
+
+    next_run("targeted", vendor_ids=[other_vendor])  # another vendor's run of another period: not its to send
+    assert store.execute("select status from compliance.outbox where kind = %s and key = %s",
+                         (notices.OUTBOX.kind, key)).fetchone() == ("pending",)
+    next_run("next-day")
+    assert store.execute("select status from compliance.outbox where kind = %s and key = %s",
+                         (notices.OUTBOX.kind, key)).fetchone() == ("sent",)
+    assert [m["payload"]["personalizations"][0]["custom_args"]["period"] for m in sendgrid.accepted()] == [
+        day.isoformat()]
+
+
 def test_a_live_run_of_a_period_not_over_yet_is_refused_and_a_dry_run_may_preview_it():
     """Found by a QA trial: a live manifest of today, then a child's share later today: the manifest was rewritten
     (revision 2) and, a rewritten manifest not being emailed again, the new violation reached nobody."""

@@ -418,11 +418,14 @@ def send_violation_emails(step: Step[ManifestParams]) -> dict:
     """Email the compliance team once per (vendor, period) with violations.
 
     Each (vendor, period) of this run's scope that has violations, once; a notice whose manifest was rewritten since
-    with none is withdrawn (counted in ``withdrawn``), not sent."""
+    with none is withdrawn (counted in ``withdrawn``), not sent. A run over every vendor also sends the notices
+    earlier runs left pending, of any period (their run's email step failed for good: SendGrid down past its
+    retries); a run targeted at named vendors sends only its period's and the undated ones of those vendors."""
     store, mailer, settings, ctx, params = step.store, step.mailer, step.settings, step.ctx, step.params
     if params.dry_run or mailer is None:
         log.info("violation emails not sent (dry run)")
         return {"skipped": "dry run"}
-    ledger = notices.ledger(settings, ctx.run_id, [params.scope.label, source.UNDATED], params.vendor_ids)
+    labels = [params.scope.label, source.UNDATED] if params.vendor_ids else []
+    ledger = notices.ledger(settings, ctx.run_id, labels, params.vendor_ids)
     report = deliver(store, ledger, mailer, ctx)
     return {**report.as_dict(), "withdrawn": report.withdrawn}

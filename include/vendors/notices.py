@@ -54,8 +54,9 @@ def record(store, notice: Notice, *, recipient: str, run_id: str, now: datetime)
                          facts={"vendor_id": vendor_id, "period_label": period_label, "revision": revision})
 
 
-# A run's periods and vendors; a notice is recorded with its manifest (one transaction), and is sent with it.
-_SCOPE = """o.facts ->> 'period_label' = any(%(labels)s)
+# A run's periods and vendors (no periods: every period); a notice is recorded with its manifest (one transaction),
+# and is sent with it.
+_SCOPE = """(cardinality(%(labels)s::text[]) = 0 or o.facts ->> 'period_label' = any(%(labels)s))
   and (cardinality(%(ids)s::bigint[]) = 0 or (o.facts ->> 'vendor_id')::bigint = any(%(ids)s::bigint[]))
   and exists (select 1 from compliance.vendor_manifests m
               where m.vendor_id = (o.facts ->> 'vendor_id')::bigint and m.period_label = o.facts ->> 'period_label')"""
@@ -69,8 +70,8 @@ from compliance.vendor_manifests where vendor_id = %s and period_label = %s
 
 def ledger(settings: Settings, run_id: str, period_labels: Sequence[str],
            vendor_ids: Sequence[int] = ()) -> OutboxLedger:
-    """The notices of a run's periods and vendors for the delivery engine, one (vendor, period) a message, read
-    with the manifest as it is when it is sent."""
+    """The notices of a run's periods and vendors (``period_labels`` empty: of every period) for the delivery
+    engine, one (vendor, period) a message, read with the manifest as it is when it is sent."""
 
     def compose(conn, entries: Sequence[Entry]) -> tuple[dict, dict]:
         (entry,) = entries
