@@ -72,11 +72,14 @@ def url_problem(url: str | None) -> str | None:
 
 
 # What one request to SendGrid can carry: every message's custom_args (the version label among them) at most 10,000
-# bytes, and a request at most 30 MB, into which a template campaign copies the summary once per recipient (up to
-# 1,000). Past either, SendGrid refuses every batch and each recipient is marked failed for good. The summary is
-# measured as the SDK sends it: JSON with every non-ASCII character escaped (6 bytes, 12 outside the BMP).
+# bytes, and a request at most 30 MB, into which a template campaign copies the summary and the url once per
+# recipient (up to 1,000). Past either, SendGrid refuses every batch and each recipient is marked failed for good.
+# Both are measured as the SDK sends them: JSON with every non-ASCII character escaped (6 bytes, 12 outside the BMP).
+# A link of more than 2,048 bytes is no policy's address (browsers and mail clients cut longer ones) and would take
+# what the summary is allowed.
 MAX_LABEL_BYTES = 100
 MAX_SUMMARY_BYTES = 20_000
+MAX_URL_BYTES = 2_048
 
 
 def sent_bytes(text: str) -> int:
@@ -87,6 +90,10 @@ def sent_bytes(text: str) -> int:
 def size_problem(version: PolicyVersion) -> str | None:
     """Why the row is too large to be announced, or None."""
     label, summary = len(version.version.encode()), sent_bytes(version.summary or "")
+    url = sent_bytes((version.url or "").strip())
+    if url > MAX_URL_BYTES:
+        return (f"its url is {url:,} bytes long as sent to SendGrid (at most {MAX_URL_BYTES:,}: a request to SendGrid "
+                "carries it once per recipient, and no browser opens a longer link)")
     if label > MAX_LABEL_BYTES:
         return f"its version label is {label:,} bytes long (at most {MAX_LABEL_BYTES}: every message carries it)"
     if summary > MAX_SUMMARY_BYTES:
