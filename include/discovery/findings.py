@@ -347,7 +347,6 @@ def _reopen(store, ctx, finding_id: int, finding: "Finding", dismissed_kinds: Se
     return True
 
 
-
 def record(store, ctx, findings: Sequence[Finding], scope: Iterable[tuple[str, str, str]],
            undecided: Iterable[tuple[str, str, str, str]] = ()) -> dict:
     """Store this run's findings (one row per finding, upserted; the run's sightings beside) and resolve the open
