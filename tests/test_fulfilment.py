@@ -260,15 +260,17 @@ def test_with_complete_requests_off_a_run_beside_the_one_that_exported_uploads_n
     assert hashlib.sha256(world.objects.get(name)).hexdigest() == sha  # the recorded package, as recorded
 
 
-def know_request_with_one_share(world, received: datetime | None, shared_at) -> tuple[int, int]:
-    """A CCPA know request (received ``received``, else a day ago) of a user whose one share, to the first vendor,
-    is dated ``shared_at`` (a value, or SQL such as ``now() + interval '1 year'``): (request id, vendor id)."""
+def know_request_with_one_share(world, received: datetime | None, shared_at, regime: str = "ccpa",
+                                request_type: str = "know") -> tuple[int, int]:
+    """A CCPA know request (or ``regime``'s ``request_type``; received ``received``, else a day ago) of a user whose
+    one share, to the first vendor, is dated ``shared_at`` (a value, or SQL such as ``now() + interval '1 year'``):
+    (request id, vendor id)."""
     (uid,) = free_users(world.ops, 1)
     vendor = world.ops.execute("select id from vendors order by id limit 1").fetchone()[0]
     rid = world.ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
-                                                             status) values (%s, 'x@example.org', 'ccpa', 'know',
+                                                             status) values (%s, 'x@example.org', %s, %s,
                                                              coalesce(%s, now() - interval '1 day'), 'in_progress')
-                               returning id""", (uid, received)).fetchone()[0]
+                               returning id""", (uid, regime, request_type, received)).fetchone()[0]
     world.ops.execute("delete from data_shares where user_id = %s", (uid,))
     when = shared_at if isinstance(shared_at, sql.Composable) else sql.Literal(shared_at)
     world.ops.execute(sql.SQL("""insert into data_shares (vendor_id, user_id, category, purpose, record_count, shared_at)
@@ -302,6 +304,23 @@ def test_a_know_package_covers_the_twelve_months_before_the_request_was_received
     assert [v["vendor_id"] for v in shared["vendors"]] == [vendor]
     assert shared["period_start"] == last_twelve_months(received.date(), timezone.utc).start.isoformat()
     assert "1 company(ies)" in readme.decode()
+
+
+def test_an_access_package_names_every_vendor_the_data_went_to_not_only_the_last_twelve_months(world):
+    """GDPR Art. 15(1)(c): the recipients to whom the data "have been or will be disclosed", with no period. The
+    package of an access (or portability) request gave the CCPA's 12 months before the receipt, so a vendor the
+    subject's data went to three years ago was in neither list: the subject was never told of that recipient."""
+    received = datetime.now(timezone.utc) - timedelta(days=2)
+    for request_type in ("access", "portability"):
+        rid, vendor = know_request_with_one_share(world, received, received - timedelta(days=3 * 365), "gdpr",
+                                                  request_type)
+        run(world, f"manual__{request_type}_all", params(world, request_ids=(rid,)))
+        assert outcomes(world.store)[rid][0] == "exported"
+        shared, manifest, readme = package_files(world, rid, "shared_with.json", "package.json", "README.txt")
+        shared, readme = json.loads(shared), " ".join(readme.decode().split())
+        assert [v["vendor_id"] for v in shared["vendors"]] == [vendor] and shared["undated"] == []
+        assert shared["period_start"] is None and json.loads(manifest)["shared_with"]["period_start"] is None
+        assert "1 company(ies)" in readme and "twelve months" not in readme
 
 
 def test_the_dates_a_package_gives_for_its_shares_are_in_utc_as_its_readme_says(world):

@@ -1,12 +1,13 @@
 """The export package of an access, portability or know request: every mapped category's rows of one subject,
-the vendors its data was shared with over the last 12 months, and a README in plain words, in one zip file.
+the vendors its data was shared with (a CCPA know: the 12 months before the request; a GDPR request: every one,
+:func:`include.fulfilment.right_to_know.answer_period`), and a README in plain words, in one zip file.
 
 Layout (fixed entry order; ``<table>`` is the table's name, ``<schema>.<table>`` outside ``public``)::
 
     <category>.json            per category (contact, account, content, usage, network, social, support):
                                {"category", "description", "tables": [{"table", "columns", "rows": [{...}]}]}
     <category>/<table>.csv     the same rows as CSV with a header (machine-readable, for portability)
-    shared_with.json           categories and vendors the data was shared with in the 12 months (CCPA "know")
+    shared_with.json           categories and vendors the data was shared with (CCPA "know", GDPR Art. 15(1)(c))
     shared_with.csv
     files/<n>-<name>           each file the subject's rows name (uploads, ticket attachments), as stored
     README.txt                 what the package holds, in plain words
@@ -575,7 +576,7 @@ def manifest(about: About, who: Subject, rows: dict[str, dict[str, int]], shared
         "categories": {c: {"description": DESCRIPTIONS.get(c, c), "rows": sum(t.values()), "tables": t}
                        for c, t in rows.items()},
         "rows_tied_by_address_left_out": who.shared_address,
-        "shared_with": {"period_start": shared.period.start.isoformat(), "period_end": shared.period.end.isoformat(),
+        "shared_with": {"period_start": _start(shared), "period_end": shared.period.end.isoformat(),
                         "categories": list(shared.categories), "vendors": len(shared.vendors),
                         "undated_vendors": len(shared.undated)},
         "files": list(files),
@@ -594,8 +595,13 @@ def _utc(at) -> str | None:
     return at.astimezone(timezone.utc).isoformat() if at else None
 
 
+def _start(shared: SharedWith) -> str | None:
+    """The period's start; None for every share up to its end (an access request's answer)."""
+    return None if shared.from_the_start else shared.period.start.isoformat()
+
+
 def shared_document(shared: SharedWith) -> dict:
-    return {"period_start": shared.period.start.isoformat(), "period_end": shared.period.end.isoformat(),
+    return {"period_start": _start(shared), "period_end": shared.period.end.isoformat(),
             "categories": list(shared.categories), "vendors": [_vendor(v) for v in shared.vendors],
             "undated": [_vendor(v) for v in shared.undated]}
 
@@ -629,16 +635,19 @@ def readme(about: About, who: Subject, rows: dict[str, dict[str, int]], shared: 
             "portability": "your personal data in a machine-readable form you can take elsewhere (GDPR Art. 20)",
             "know": "the personal information we hold about you and whom we disclosed it to (CCPA)"
             }.get(about.request_type, "your personal data")
+    since = ("" if shared.from_the_start else
+             " from twelve months before we received your request")
     out = [f"Your data export - request {about.request_id}", "",
            _para(f"You asked for {kind}. This package holds every piece of personal data our systems link to your "
-                 f"account, as it stood on {about.as_of.isoformat()}, and the companies we shared it with from twelve "
-                 "months before we received your request up to that day."), "", "What is inside", "--------------", ""]
+                 f"account, as it stood on {about.as_of.isoformat()}, and every company we shared it with{since} "
+                 "up to that day."), "", "What is inside", "--------------", ""]
     for category, tables in rows.items():
         total = sum(tables.values())
         out.append(_item(f"{category}.json and the folder {category}/ - {DESCRIPTIONS.get(category, category)}: "
                          + (f"{total} record(s)." if total else "nothing held.")))
     start, end = shared.period.start.date().isoformat(), shared.period.end.date().isoformat()
-    out += [_item(f"shared_with.json and shared_with.csv - who received your data from {start} up to (not "
+    since = "" if shared.from_the_start else f" from {start}"
+    out += [_item(f"shared_with.json and shared_with.csv - who received your data{since} up to (not "
                   f"including) {end}: " + (f"{len(shared.vendors)} company(ies); categories "
                                            f"{', '.join(shared.categories)}." if shared.vendors else "nobody.")),
             _item("package.json - the list of files and how many records each of our tables gave.")]

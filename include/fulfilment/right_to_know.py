@@ -6,6 +6,10 @@ through the data map, vendors joined the same way), for ``dsr_fulfilment``'s exp
 ``privacy-ops right-to-know``. It returns vendor ids, names and kinds (companies, not data subjects),
 categories, counts and dates: nothing else about the consumer.
 
+An access or portability request (GDPR Art. 15(1)(c)) is owed every recipient the data "have been or will be
+disclosed" to, with no period: its answer covers every share up to the day it is answered
+(:func:`answer_period`, :data:`FROM_THE_START`).
+
 Shares whose time no period can hold (``infinity``, BC, after 9999; see :mod:`include.vendors.rules`)
 cannot be placed inside or outside the period, so they are listed apart (``undated``) rather than left out; so
 are shares dated after the period and after the present moment (a typed year, a clock off): a disclosure that
@@ -14,7 +18,7 @@ happened, at no time it can have.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
 from psycopg import sql
 
@@ -23,6 +27,8 @@ from include.datamap import DataMap
 from include.periods import Period
 
 MISSING_CATEGORY = "(missing)"
+# The start of a period that holds every share Python can date (one before it is listed with the undated ones).
+FROM_THE_START = datetime(1, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,11 @@ class SharedWith:
         return tuple(sorted({c for v in self.vendors for c in v.categories}))
 
     @property
+    def from_the_start(self) -> bool:
+        """The period holds every dated share up to its end (an access request's answer), not twelve months."""
+        return self.period.start == FROM_THE_START
+
+    @property
     def shares(self) -> int:
         return sum(v.shares for v in self.vendors)
 
@@ -78,6 +89,15 @@ def since_receipt(received: datetime | None, today: date, tz: tzinfo) -> Period:
     day = today if received is None else min(received.astimezone(tz).date(), today)
     start = last_twelve_months(day, tz).start
     return Period(start, last_twelve_months(today, tz).end)
+
+
+def answer_period(regime: str, received: datetime | None, today: date, tz: tzinfo) -> Period:
+    """The shares a request's answer names: under the CCPA the 12 months before its receipt and on to ``today``
+    (:func:`since_receipt`); otherwise (GDPR Art. 15(1)(c): the recipients the data "have been ... disclosed" to,
+    no period) every share up to and including ``today``."""
+    if regime == "ccpa":
+        return since_receipt(received, today, tz)
+    return Period(FROM_THE_START, days_period(today, today, tz).end)
 
 
 def days_period(since: date, until: date, tz: tzinfo) -> Period:

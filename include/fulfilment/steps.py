@@ -50,7 +50,7 @@ from include.fulfilment.ledger import WORKFLOW, PlanRow, Record
 from include.fulfilment.params import FulfilmentParams
 from include.step import Step
 from include.subjects import user_hash
-from include.fulfilment.right_to_know import shared_with, since_receipt
+from include.fulfilment.right_to_know import answer_period, shared_with
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +453,8 @@ def _export(step: Step[FulfilmentParams], req: RequestFacts, row: PlanRow, workd
             who = package.subject(ops, dm, req.user_id)
             if who is None:
                 raise _Abandon(CHANGED)
-            shared = shared_with(ops, dm, req.user_id, since_receipt(req.received_at, params.as_of, settings.tz))
+            shared = shared_with(ops, dm, req.user_id,
+                                 answer_period(req.regime, req.received_at, params.as_of, settings.tz))
             sources = package.Sources(ops, step.stores, step.buckets,
                                       erasure.allowed_buckets(dm, getattr(settings, "file_buckets", None)))
             built = package.build(sources, dm, about, who, shared, os.path.join(tmp, "package.zip"))
