@@ -323,6 +323,24 @@ def test_an_access_package_names_every_vendor_the_data_went_to_not_only_the_last
         assert "1 company(ies)" in readme and "twelve months" not in readme
 
 
+def test_a_package_gives_the_purposes_each_vendor_received_the_data_for(world):
+    """GDPR Art. 15(1)(a) and CCPA §1798.110(a)(4): the purposes of the disclosures. Each share records its purpose,
+    but the package gave them only in the sharing rows of account.json, which do not name the vendor: nobody could
+    tell what a vendor received the data for. Now each vendor of shared_with.json/.csv and the README names them."""
+    import io
+
+    rid, vendor = know_request_with_one_share(world, None, datetime.now(timezone.utc) - timedelta(days=5))
+    uid = world.ops.execute("select user_id from privacy_requests where id = %s", (rid,)).fetchone()[0]
+    world.ops.execute("""insert into data_shares (vendor_id, user_id, category, purpose, record_count, shared_at)
+                         values (%s, %s, 'usage', 'fraud prevention', 3, now() - interval '3 days')""", (vendor, uid))
+    run(world, "manual__purposes", params(world, request_ids=(rid,)))
+    shared, shared_csv, readme = package_files(world, rid, "shared_with.json", "shared_with.csv", "README.txt")
+    (v,) = json.loads(shared)["vendors"]
+    (row,) = list(csv.DictReader(io.StringIO(shared_csv.decode())))
+    assert v["purposes"] == ["fraud prevention", "marketing"] and row["purposes"] == "fraud prevention;marketing"
+    assert "for fraud prevention, marketing" in " ".join(readme.decode().split())
+
+
 def test_the_dates_a_package_gives_for_its_shares_are_in_utc_as_its_readme_says(world):
     """The README says times are in UTC, and the rows' times are; the first and last dates of each vendor's shares
     (shared_with.json and .csv) came in the operational database's own zone (here a server set to Los Angeles)."""

@@ -586,7 +586,7 @@ def manifest(about: About, who: Subject, rows: dict[str, dict[str, int]], shared
 
 def _vendor(v) -> dict:
     return {"vendor_id": v.vendor_id, "name": v.name, "kind": v.kind, "known": v.known,
-            "categories": list(v.categories), "shares": v.shares, "records": v.records,
+            "categories": list(v.categories), "purposes": list(v.purposes), "shares": v.shares, "records": v.records,
             "first_shared": _utc(v.first_shared), "last_shared": _utc(v.last_shared)}
 
 
@@ -606,7 +606,7 @@ def shared_document(shared: SharedWith) -> dict:
             "undated": [_vendor(v) for v in shared.undated]}
 
 
-SHARED_COLUMNS = ("vendor_id", "name", "kind", "known", "categories", "shares", "records", "first_shared",
+SHARED_COLUMNS = ("vendor_id", "name", "kind", "known", "categories", "purposes", "shares", "records", "first_shared",
                   "last_shared", "dated")
 
 
@@ -618,8 +618,8 @@ def shared_csv(shared: SharedWith) -> bytes:
         for v in vendors:
             d = _vendor(v)
             writer.writerow([d["vendor_id"], d["name"] or "", d["kind"] or "", str(d["known"]).lower(),
-                             ";".join(d["categories"]), d["shares"], d["records"], d["first_shared"] or "",
-                             d["last_shared"] or "", str(dated).lower()])
+                             ";".join(d["categories"]), ";".join(d["purposes"]), d["shares"], d["records"],
+                             d["first_shared"] or "", d["last_shared"] or "", str(dated).lower()])
     return out.getvalue().encode()
 
 
@@ -667,7 +667,7 @@ def readme(about: About, who: Subject, rows: dict[str, dict[str, int]], shared: 
         for v in shared.vendors:
             name = v.name or f"a vendor no longer on our list (number {v.vendor_id})"
             out.append(_item(f"{name} ({_KIND_WORDS.get(v.kind or '', v.kind or 'unknown kind')}): "
-                             f"{', '.join(v.categories)}; {v.shares} time(s)"))
+                             f"{', '.join(v.categories)}; for {', '.join(v.purposes)}; {v.shares} time(s)"))
         out.append("")
     if shared.undated:
         out += [_para(f"{len(shared.undated)} more sharing record(s) have no usable date and are listed apart "

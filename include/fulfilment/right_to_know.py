@@ -8,7 +8,8 @@ categories, counts and dates: nothing else about the consumer.
 
 An access or portability request (GDPR Art. 15(1)(c)) is owed every recipient the data "have been or will be
 disclosed" to, with no period: its answer covers every share up to the day it is answered
-(:func:`answer_period`, :data:`FROM_THE_START`).
+(:func:`answer_period`, :data:`FROM_THE_START`). Each vendor comes with the purposes its shares recorded
+(GDPR Art. 15(1)(a), CCPA §1798.110(a)(4)).
 
 Shares whose time no period can hold (``infinity``, BC, after 9999; see :mod:`include.vendors.rules`)
 cannot be placed inside or outside the period, so they are listed apart (``undated``) rather than left out; so
@@ -44,6 +45,7 @@ class VendorShares:
     records: int
     first_shared: datetime | None  # None for undated shares
     last_shared: datetime | None
+    purposes: tuple[str, ...] = ()  # what the shares were for, as each recorded it ("(missing)" for none)
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,9 @@ def days_period(since: date, until: date, tz: tzinfo) -> Period:
 _QUERY = """
 select {vendor}, {v_id} is not null, {v_name}, {v_kind},
        array_agg(distinct coalesce({category}, {missing}) order by coalesce({category}, {missing})),
-       count(*), coalesce(sum({records}), 0), {first}, {last}
+       count(*), coalesce(sum({records}), 0), {first}, {last},
+       array_agg(distinct coalesce(nullif(btrim({purpose}), ''), {missing})
+                 order by coalesce(nullif(btrim({purpose}), ''), {missing}))
 from {shares} s left join {vendors} v on {v_id} = {vendor}
 where {user} = %(user)s and {scope}
 group by 1, 2, 3, 4
@@ -134,7 +138,8 @@ def shared_with(ops, dm: DataMap, user_id: int, period: Period) -> SharedWith:
 
     at = S("shared_at")
     common = dict(vendor=S("vendor_id"), v_id=V("id"), v_name=V("name"), v_kind=V("kind"), category=S("category"),
-                  missing=sql.Literal(MISSING_CATEGORY), records=S("record_count"), shares=shares.ident,
+                  purpose=S("purpose"), missing=sql.Literal(MISSING_CATEGORY), records=S("record_count"),
+                  shares=shares.ident,
                   vendors=vendors.ident, user=S("user_id"))
     dated = sql.SQL(_QUERY).format(
         **common, first=sql.SQL("min({})").format(at), last=sql.SQL("max({})").format(at),
@@ -148,5 +153,9 @@ def shared_with(ops, dm: DataMap, user_id: int, period: Period) -> SharedWith:
                                                                                id=accounts.col("id"))
     return SharedWith(
         user_id=user_id, period=period, account_exists=ops.execute(exists, (user_id,)).fetchone()[0],
-        vendors=tuple(VendorShares(*row[:4], tuple(row[4]), *row[5:]) for row in ops.execute(dated, params)),
-        undated=tuple(VendorShares(*row[:4], tuple(row[4]), *row[5:]) for row in ops.execute(undated, params)))
+        vendors=tuple(_vendor_shares(row) for row in ops.execute(dated, params)),
+        undated=tuple(_vendor_shares(row) for row in ops.execute(undated, params)))
+
+
+def _vendor_shares(row) -> VendorShares:
+    return VendorShares(*row[:4], tuple(row[4]), *row[5:9], purposes=tuple(row[9]))
