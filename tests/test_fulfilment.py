@@ -341,6 +341,27 @@ def test_a_package_gives_the_purposes_each_vendor_received_the_data_for(world):
     assert "for fraud prevention, marketing" in " ".join(readme.decode().split())
 
 
+def test_a_packages_readme_says_what_it_does_not_hold_and_where_to_complain(world):
+    """GDPR Art. 15(1)(a), (d), (f)-(h); CCPA §1798.110(a)(2), (4). The records hold no purpose of processing per
+    person (beyond each share's), no retention period, no source of what was not collected from the subject and no
+    automated decision: the README said nothing of them, nor of the right to complain to a supervisory authority,
+    so a requester could not tell that the answer leaves them to the privacy policy. It now says so, links the
+    newest published policy, and names the right to complain (a GDPR request) or not to be discriminated against
+    (a CCPA request)."""
+    version, url = world.ops.execute("select version, url from policy_versions where published_at <= now() "
+                                     "order by published_at desc limit 1").fetchone()
+    received = datetime.now(timezone.utc) - timedelta(days=2)
+    for regime, request_type, right in (("gdpr", "access", "complain to a data protection supervisory authority"),
+                                        ("ccpa", "know", "not to be discriminated against")):
+        rid, _ = know_request_with_one_share(world, received, received, regime, request_type)
+        run(world, f"manual__{regime}_readme", params(world, request_ids=(rid,)))
+        (readme,) = package_files(world, rid, "README.txt")
+        readme = " ".join(readme.decode().split())
+        assert "how long we keep each kind of data" in readme and "automated" in readme, readme
+        assert f"privacy policy (version {version}, {url})" in readme and right in readme
+        assert "Binary values are \\x followed by hexadecimal" in readme
+
+
 def test_the_dates_a_package_gives_for_its_shares_are_in_utc_as_its_readme_says(world):
     """The README says times are in UTC, and the rows' times are; the first and last dates of each vendor's shares
     (shared_with.json and .csv) came in the operational database's own zone (here a server set to Los Angeles)."""

@@ -224,6 +224,7 @@ class About:
     request_type: str
     regime: str
     as_of: date
+    policy: tuple[str, str] | None = None   # the privacy policy's version and web address (the README points to it)
 
 
 def build(src, dm: DataMap, about: About, who: Subject, shared: SharedWith, path: str) -> Package:
@@ -675,13 +676,29 @@ def readme(about: About, who: Subject, rows: dict[str, dict[str, int]], shared: 
     out += ["How to read it", "--------------", "",
             _para("Each category is there twice: as JSON (one file per category, with the records of each of our "
                   "tables) and as CSV (one file per table, the first line naming the columns; an empty cell means "
-                  "no value, \"\" an empty text). Times are in UTC."), ""]
+                  "no value, \"\" an empty text). Times are in UTC. Binary values are \\x followed by hexadecimal; lists "
+                  "are JSON arrays in the JSON files and {a,b} in the CSV files; durations are ISO 8601 (P1DT2H); a "
+                  "date or time written infinity or -infinity is one our records keep as no end or no beginning."), ""]
     if who.shared_address:
         out += [_para("Another account uses the same email address as yours. Records linked to that address only "
                       "(and not to your account) are left out, because they may belong to the other person. Contact "
                       "us if you need them."), ""]
-    out += [_para("If anything is missing or wrong, reply to our answer to this request: you may also ask us to "
-                  "correct it (rectification), to restrict or object to its use, or to erase it."), ""]
+    policy = (f"our privacy policy (version {about.policy[0]}, {about.policy[1]})" if about.policy
+              else "our privacy policy")
+    out += ["What this package does not say", "------------------------------", "",
+            _para("Our records do not hold, for each person, why we use each kind of data (beyond the purposes of each "
+                  "sharing listed above), how long we keep each kind of data, where the data we did not collect "
+                  "from you came from, or whether any decision about you is automated. Those are the same for "
+                  f"everyone and set out in {policy}. Ask us, in reply to our answer, if you want them for your data "
+                  "in particular."), ""]
+    if about.regime == "ccpa":
+        rights = ("you may also ask us to correct it, to delete it, or not to sell or share it, and you have the "
+                  "right not to be discriminated against for using any of these rights.")
+    else:
+        rights = ("you may also ask us to correct it (rectification), to restrict or object to its use, or to erase "
+                  "it. You also have the right to complain to a data protection supervisory authority, in particular "
+                  "in the country where you live or work or where you think your rights were infringed.")
+    out += [_para("If anything is missing or wrong, reply to our answer to this request: " + rights), ""]
     return "\n".join(out)
 
 

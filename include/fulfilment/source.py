@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Iterable, Sequence
+from urllib.parse import urlsplit
 
 from psycopg import sql
 
@@ -115,3 +116,19 @@ def transaction_id(ops) -> int:
 def transaction_status(ops, xid: int) -> str | None:
     """'committed', 'aborted', 'in progress', or None when the id is too old for PostgreSQL to say."""
     return ops.execute("select txid_status(%s)", (xid,)).fetchone()[0]
+
+
+def policy_in_force(ops, dm: DataMap, now: datetime) -> tuple[str, str] | None:
+    """The newest privacy policy published by ``now``: its version label and web address (``http(s)``, trimmed), for
+    the export package's README to point at what the records do not hold per person (purposes, retention, sources);
+    None when no version is published, or the newest has no web address or an undatable publication time."""
+    versions = dm.record("policy_versions")
+    published = versions.col("published_at")
+    query = sql.SQL("select {v}, btrim({u}) from {t} where {ok} and {p} <= %s order by {p} desc, {id} desc "
+                    "limit 1").format(v=versions.col("version"), u=versions.col("url"), t=versions.ident,
+                                      ok=reading.in_range(published), p=published, id=versions.col("id"))
+    row = ops.execute(query, (now,)).fetchone()
+    if row is None or not row[1]:
+        return None
+    parts = urlsplit(row[1])
+    return (row[0], row[1]) if parts.scheme.lower() in ("http", "https") and parts.netloc else None

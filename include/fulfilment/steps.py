@@ -446,13 +446,14 @@ def _completed(ops, dm: DataMap, settings: Settings, record: Record, request_ids
 def _export(step: Step[FulfilmentParams], req: RequestFacts, row: PlanRow, workdir: str | None) -> Record:
     """Build the package in a private temporary folder, upload it (the data before its record), describe it."""
     ops, objects, dm, settings, params = step.ops, step.objects, step.datamap, step.settings, step.params
-    about = package.About(req.request_id, req.request_type, req.regime, params.as_of)
     name = package.object_name(req.request_id)
     with tempfile.TemporaryDirectory(prefix="dsr-export-", dir=workdir) as tmp:
         try:  # the reads: the subject, its shares, its rows in every store and its files
             who = package.subject(ops, dm, req.user_id)
             if who is None:
                 raise _Abandon(CHANGED)
+            about = package.About(req.request_id, req.request_type, req.regime, params.as_of,
+                                  source.policy_in_force(ops, dm, step.ctx.now()))
             shared = shared_with(ops, dm, req.user_id,
                                  answer_period(req.regime, req.received_at, params.as_of, settings.tz))
             sources = package.Sources(ops, step.stores, step.buckets,
