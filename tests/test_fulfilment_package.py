@@ -188,3 +188,46 @@ def test_a_stored_files_name_keeps_its_letters_in_any_script():
     assert _entry_name("users/5/\u202egpj.exe") == "gpj.exe"                              # a direction mark is not kept
     assert _entry_name("users/5/../..") == "file"
     assert len(_entry_name("users/5/" + "é" * 300)) == 100
+
+
+def test_a_store_in_another_encoding_is_exported_in_utf8_like_the_rest(world, pg_server_url, tmp_path):
+    """A store whose database is LATIN1 (a legacy support desk or analytics database): the CSV came out in that
+    store's encoding (COPY writes the connection's client encoding, the server's by default) while the JSON beside it
+    was UTF-8, so the same note read ``Zo\\xe9`` in one file and ``Zoé`` in the other, and a reader of the CSV as
+    UTF-8 (every spreadsheet's import, Python's csv) failed or showed mojibake."""
+    import uuid
+
+    import psycopg
+
+    from devkit import database
+    from include.datamap import parse_datamap
+    from tests.conftest import ops_datamap_raw
+
+    name = f"privacy_latin1_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(database.with_database(pg_server_url, "postgres"), autocommit=True) as admin:
+        admin.execute(f"create database {name} encoding 'LATIN1' template template0 locale 'C'")
+        database.mark_as_ours(admin, name)
+    try:
+        with connect(database.with_database(pg_server_url, name), autocommit=True) as legacy:
+            conn = world["conn"]
+            uid = conn.execute("insert into users (email, created_at) values ('latin@example.org', now()) "
+                               "returning id").fetchone()[0]
+            legacy.execute("create table notes (user_id bigint, note text)")
+            legacy.execute("insert into notes values (%s, 'Zoé paid ½')", (uid,))
+            raw = ops_datamap_raw()
+            raw["personal_data"].append({"table": "notes", "connection": "legacy_db", "subject": {"column": "user_id"},
+                                         "categories": {"support": ["note"]}, "erase": "delete"})
+            dm = parse_datamap(raw)
+            who = package.subject(conn, dm, uid)
+            shared = shared_with(conn, dm, uid, last_twelve_months(TODAY, ZoneInfo("UTC")))
+            built = package.build(package.Sources(conn, {"legacy_db": legacy}.__getitem__), dm,
+                                  package.About(5, "portability", "gdpr", TODAY), who, shared, str(tmp_path / "l.zip"))
+            assert legacy.info.encoding in ("iso8859-1", "latin1", "latin-1")  # the connection's own is as it was
+            with zipfile.ZipFile(built.path) as zf:
+                csv_text = zf.read("support/legacy_db.notes.csv").decode("utf-8")
+                (part,) = [t for t in json.loads(zf.read("support.json"))["tables"] if t["table"].endswith("notes")]
+                readme = " ".join(zf.read("README.txt").decode().split())
+        assert csv_text == "note\nZoé paid ½\n" and part["rows"] == [{"note": "Zoé paid ½"}]
+        assert "Every file but those under files/ is UTF-8 text" in readme
+    finally:
+        scratch.drop_later(pg_server_url, name)

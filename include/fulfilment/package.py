@@ -35,7 +35,8 @@ the README says so.
 Streamed: each table's rows travel from PostgreSQL straight into the zip entry being written to a file on
 disk — the CSV by ``COPY ... TO STDOUT``, one row at a time; the JSON through a server-side cursor, a
 thousand rows at a time — so a subject with millions of rows needs no more memory than one with ten.
-Values are rendered by PostgreSQL (``to_json`` and CSV text, time stamps in UTC, dates ISO), so a value
+Values are rendered by PostgreSQL (``to_json`` and CSV text, time stamps in UTC, dates ISO, every store's text in
+UTF-8 whatever its database's encoding), so a value
 Python cannot hold (``infinity``, a BC date) is exported as the database holds it.
 
 Deterministic: the same rows on the same day give the same bytes — entries in a fixed order, rows ordered by
@@ -243,6 +244,7 @@ def build(src, dm: DataMap, about: About, who: Subject, shared: SharedWith, path
             if fresh:  # one snapshot for the store's counts and rows (the default takes one per statement)
                 conn.execute("set transaction isolation level repeatable read, read only")
             conn.execute("set local timezone = 'UTC'")
+            conn.execute("set local client_encoding = 'UTF8'")  # COPY writes it: every store's CSV in UTF-8
             conn.execute("set local datestyle = 'ISO, YMD'")
             conn.execute("set local intervalstyle = 'iso_8601'")
             conn.execute("set local extra_float_digits = 1")
@@ -676,7 +678,7 @@ def readme(about: About, who: Subject, rows: dict[str, dict[str, int]], shared: 
     out += ["How to read it", "--------------", "",
             _para("Each category is there twice: as JSON (one file per category, with the records of each of our "
                   "tables) and as CSV (one file per table, the first line naming the columns; an empty cell means "
-                  "no value, \"\" an empty text). Times are in UTC. Binary values are \\x followed by hexadecimal; lists "
+                  "no value, \"\" an empty text). Every file but those under files/ is UTF-8 text. Times are in UTC. Binary values are \\x followed by hexadecimal; lists "
                   "are JSON arrays in the JSON files and {a,b} in the CSV files; durations are ISO 8601 (P1DT2H); a "
                   "date or time written infinity or -infinity is one our records keep as no end or no beginning."), ""]
     if who.shared_address:
