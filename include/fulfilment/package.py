@@ -678,9 +678,10 @@ def readme(about: About, who: Subject, rows: dict[str, dict[str, int]], shared: 
     out += ["How to read it", "--------------", "",
             _para("Each category is there twice: as JSON (one file per category, with the records of each of our "
                   "tables) and as CSV (one file per table, the first line naming the columns; an empty cell means "
-                  "no value, \"\" an empty text). Every file but those under files/ is UTF-8 text. Times are in UTC. Binary values are \\x followed by hexadecimal; lists "
-                  "are JSON arrays in the JSON files and {a,b} in the CSV files; durations are ISO 8601 (P1DT2H); a "
-                  "date or time written infinity or -infinity is one our records keep as no end or no beginning."), ""]
+                  "no value, \"\" an empty text). Every file but those under files/ is UTF-8 text. Times are in "
+                  "UTC. Binary values are \\x followed by hexadecimal; lists are JSON arrays in the JSON files and "
+                  "{a,b} in the CSV files; durations are ISO 8601 (P1DT2H); a date or time written infinity or "
+                  "-infinity is one our records keep as no end or no beginning."), ""]
     if who.shared_address:
         out += [_para("Another account uses the same email address as yours. Records linked to that address only "
                       "(and not to your account) are left out, because they may belong to the other person. Contact "
