@@ -84,6 +84,14 @@ def run_today(timing: RunTiming, tz: tzinfo) -> date:
     return timing.run_after.astimezone(tz).date()
 
 
+def acting_day(own_day: date, now: datetime, tz: tzinfo) -> date:
+    """The day a run that changes what it reads now judges it as of: its own day, or today in ``tz`` when it acts on
+    a later day (cleared in the Airflow UI, retried or caught up days after: Airflow keeps its ``run_after``). An
+    erasure judged as of an earlier day than the data it reads would erase an account opened since by someone who
+    has come of age since."""
+    return max(own_day, now.astimezone(tz).date())
+
+
 def resolve_as_of(value: object, timing: RunTiming, tz: tzinfo) -> AsOf:
     """The form's date, else the run's today; another day than today is a what-if."""
     today = run_today(timing, tz)

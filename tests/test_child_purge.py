@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -787,3 +787,45 @@ def test_a_child_whose_account_row_went_before_the_plan_still_has_the_rest_erase
     assert user_rows(world.ops, [kid]) == 0
     assert world.store.execute("select outcome from compliance.child_purges where run_id = 'gone-before-plan' "
                                "and subject_hash = %s", (user_hash(KEY, kid),)).fetchone() == ("purged",)
+
+
+def _years_before(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February, in a year without one
+        return day.replace(year=day.year - years, day=28)
+
+
+def test_a_scheduled_run_acting_days_after_its_day_judges_as_of_the_day_it_erases(world, caplog):
+    """Found by an on-call trial: a scheduled run cleared in the Airflow UI five days after its day (Airflow keeps
+    its start, so its day) judged every account under 13 as of that day while it read and erased them as they are
+    now: an account opened since by someone who has turned 13 since was erased as a child. A run's rules judge as
+    of the later of its own day and today, and its record and log say so."""
+    run_day = world.today - timedelta(days=5)
+    birth = _years_before(world.today - timedelta(days=2), 13)  # 13 two days ago: under 13 on the run's day
+    teen, kid = _add_users(world.ops, ("new.teen@example.com", birth, None),
+                           ("new.kid@example.com", date(2018, 1, 1), None))
+    world.ops.execute("update users set created_at = now() where id = any(%s)", ([teen, kid],))
+    before = user_rows(world.ops, [teen])
+    late = params(world, as_of=run_day, scheduled=True, run_type="scheduled", user_ids=(teen, kid))
+    with caplog.at_level("WARNING", logger="include.children.purge"):
+        result = run_all(world, "cleared-days-later", late)
+    assert user_rows(world.ops, [teen]) == before
+    assert user_rows(world.ops, [kid]) == 0 and result["outcomes"] == {"purged": 1}
+    assert world.store.execute("select as_of, counts -> 'detected' ->> 'run_day' from compliance.child_purge_runs "
+                               "where run_id = 'cleared-days-later'").fetchone() == (world.today, run_day.isoformat())
+    assert f"as of {world.today}, not its own day {run_day}" in caplog.text
+
+
+def test_a_plan_approved_by_hash_today_runs_in_a_run_of_an_earlier_day_cleared_today(world):
+    """The run of an earlier day judges as of today, so a dry run's plan of today is its plan: approved by that hash,
+    it erases exactly that plan (judged as of its own day, it would have planned the teen too, and stopped)."""
+    birth = _years_before(world.today - timedelta(days=2), 13)
+    teen, kid = _add_users(world.ops, ("hash.teen@example.com", birth, None),
+                           ("hash.kid@example.com", date(2018, 1, 1), None))
+    world.ops.execute("update users set created_at = now() where id = any(%s)", ([teen, kid],))
+    dry = run_until_gate(world, "dry-today", params(world, dry_run=True, user_ids=(teen, kid)))
+    late = params(world, as_of=world.today - timedelta(days=3), user_ids=(teen, kid), approve_plan=dry["plan_hash"])
+    result = run_all(world, "approved-days-later", late)
+    assert result["state"] == "purged" and result["outcomes"] == {"purged": 1}
+    assert user_rows(world.ops, [kid]) == 0 and user_rows(world.ops, [teen]) > 0

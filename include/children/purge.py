@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import date
 from typing import Mapping
 
 import psycopg
@@ -36,6 +37,7 @@ from include.erasure.stores import (REFUSED, access_of, incomplete_reason, subje
                                     warn_refused)
 from include.errors import Transient
 from include.objectstore import ObjectStoreRefused
+from include.periods import acting_day
 from include.delivery.engine import deliver
 from include.step import Step
 from include.subjects import user_hash
@@ -52,10 +54,17 @@ PurgeNotClean = erasure_run.NotClean  # after the purge committed, rows are stil
 
 # -- detect ------------------------------------------------------------------------------------------------
 
-def _start(step: Step[PurgeParams]) -> erasure_run.RunRecord:
+def judged_on(step: Step[PurgeParams]) -> date:
+    """The day the rules judge the accounts as of: the run's own day, or today when the run acts days after it (a
+    run cleared, retried or caught up then): it reads and erases the accounts as they are now, so it never judges
+    them as of a day before (:func:`include.periods.acting_day`)."""
+    return acting_day(step.params.as_of, step.ctx.now(), step.settings.tz)
+
+
+def _start(step: Step[PurgeParams], as_of: date) -> erasure_run.RunRecord:
     params = step.params
     return erasure_run.start_run(step.store, WORKFLOW, erasure_run.RunStart(
-        run_id=step.ctx.run_id, as_of=params.as_of, run_type=params.run_type, dry_run=params.dry_run,
+        run_id=step.ctx.run_id, as_of=as_of, run_type=params.run_type, dry_run=params.dry_run,
         threshold=step.settings.purge_threshold, started_at=step.ctx.now(), targets=params.user_ids,
         max_subjects=params.max_subjects))
 
@@ -64,25 +73,32 @@ def detect_children(step: Step[PurgeParams]) -> dict:
     """Find every child (and every account no rule can judge), the reports naming no one and those waiting for a
     person; record them."""
     ops, store, dm, settings, ctx, params = step.ops, step.store, step.datamap, step.settings, step.ctx, step.params
-    run = _start(step)
+    as_of = judged_on(step)
+    run = _start(step, as_of)
     if run.detected_at is None:
-        found = detection.detect(ops, dm, as_of=params.as_of, tz=settings.timezone, user_ids=params.user_ids,
+        found = detection.detect(ops, dm, as_of=as_of, tz=settings.timezone, user_ids=params.user_ids,
                                  confirmed=params.confirm_user_ids)
         subjects = [ledger.Detected(user_hash(step.key, s.user_id), s.user_id, s.rules, s.problems, s.report_ids)
                     for s in found]
-        outcomes = _report_outcomes(ops, dm, params)
-        counts = _detection_counts(found, outcomes)
+        outcomes = _report_outcomes(ops, dm, params, as_of)
+        counts = {**_detection_counts(found, outcomes), "as_of": as_of.isoformat()}
+        if as_of != params.as_of:
+            counts["run_day"] = params.as_of.isoformat()
         if params.targeted:
             children = {s.user_id for s in found if s.child}
             counts["targeted"] = len(params.user_ids)
             counts["not_children"] = sorted(set(params.user_ids) - children)
-        if ledger.record_detection(store, ctx.run_id, subjects, outcomes, at=ctx.now(), counts=counts):
-            ctx.audit(store, "child_purge.detected", {**counts, "as_of": params.as_of.isoformat(),
-                                                       "dry_run": params.dry_run})
+        if ledger.record_detection(store, ctx.run_id, subjects, outcomes, at=ctx.now(), counts=counts, as_of=as_of):
+            ctx.audit(store, "child_purge.detected", {**counts, "dry_run": params.dry_run})
     else:
         log.info("this run already detected its subjects in an earlier attempt: carrying on with those")
     counts = erasure_run.recorded_counts(store, run, "detected")
-    log.info("as of %s: %d child(ren) (%s), %d account(s) invalid; open reports naming no one: %s", params.as_of,
+    if counts.get("run_day"):
+        log.warning("this run acts after its own day: its rules judged the accounts as of %s, not its own day %s "
+                    "(a run cleared, retried or caught up later reads the accounts as they are now)",
+                    counts["as_of"], counts["run_day"])
+    log.info("as of %s: %d child(ren) (%s), %d account(s) invalid; open reports naming no one: %s",
+             counts.get("as_of", as_of),
              counts.get("children", 0), ", ".join(f"{k}={v}" for k, v in counts.get("rules", {}).items()) or "none",
              counts.get("invalid", 0), ", ".join(f"{k}={v}" for k, v in counts.get("reports", {}).items()) or "none")
     if counts.get("not_children"):
@@ -95,7 +111,7 @@ def detect_children(step: Step[PurgeParams]) -> dict:
     return counts
 
 
-def _report_outcomes(ops, dm: DataMap, params: PurgeParams) -> list[ledger.ReportNote]:
+def _report_outcomes(ops, dm: DataMap, params: PurgeParams, as_of: date) -> list[ledger.ReportNote]:
     """Open reports that name no one to purge, or that a person must look at. A live run resolves the no_match
     and already_gone ones when it finishes (detection and planning only read the database); a needs_review one
     stays open; a confirmed one is resolved once the accounts a person confirmed are purged. A targeted run
@@ -104,7 +120,7 @@ def _report_outcomes(ops, dm: DataMap, params: PurgeParams) -> list[ledger.Repor
         [ledger.ReportNote(r.report_id, r.outcome) for r in detection.unmatched_reports(ops, dm)]
         + [ledger.ReportNote(rid, "invalid", "the report names neither an account id nor an email address")
            for rid in detection.empty_reports(ops, dm)])
-    for r in detection.reports_needing_review(ops, dm, as_of=params.as_of, confirmed=params.confirm_user_ids):
+    for r in detection.reports_needing_review(ops, dm, as_of=as_of, confirmed=params.confirm_user_ids):
         if params.targeted and not set(r.user_ids) & set(params.user_ids):
             continue
         if r.confirmed:
@@ -311,7 +327,8 @@ def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: 
     try:
         result = erasure.erase_subject(ops, dm, row.user_id, step.key, at=now, options=erasure.EraseOptions(
             unmapped=unmapped, wait=wait, stores=access_of(step),
-            recheck=lambda conn: detection.still_a_child(conn, dm, row.user_id, as_of=params.as_of,
+            recheck=lambda conn: detection.still_a_child(conn, dm, row.user_id,
+                                                         as_of=acting_day(params.as_of, now, settings.tz),
                                                          tz=settings.timezone, confirmed=params.confirm_user_ids),
             in_transaction=lambda conn: reports.resolve_for_subject(conn, dm, row.user_id, row.report_ids, now,
                                                                     confirmed=params.confirm_user_ids),

@@ -132,11 +132,12 @@ def locked_run(store, wf: Workflow, run_id: str) -> Iterator[RunRecord]:
         yield load_run(store, wf, run_id, lock=True)
 
 
-def record_detection(store, run: RunRecord, *, at: datetime, counts: Mapping) -> None:
-    """The run detected its subjects (inside :func:`locked_run`)."""
-    store.execute("""update compliance.erasure_runs set detected_at = %s, counts = counts || %s
+def record_detection(store, run: RunRecord, *, at: datetime, counts: Mapping, as_of: date | None = None) -> None:
+    """The run detected its subjects (inside :func:`locked_run`), judged as of ``as_of`` (the day its record keeps)."""
+    store.execute("""update compliance.erasure_runs set detected_at = %s, as_of = coalesce(%s, as_of),
+                            counts = counts || %s
                      where dag_id = %s and run_id = %s""",
-                  (at, Jsonb({"detected": dict(counts)}), run.dag_id, run.run_id))
+                  (at, as_of, Jsonb({"detected": dict(counts)}), run.dag_id, run.run_id))
 
 
 @dataclass(frozen=True)
