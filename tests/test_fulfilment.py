@@ -1095,3 +1095,23 @@ def test_a_request_time_column_without_a_time_zone_is_read_as_utc_not_a_crash(re
                                      "where run_id = 'naive-times'").fetchall())
     assert reasons[1] is None
     assert reasons[2] == "received_at 2999-01-01 10:00:00+00:00 is in the future (after the time of this run)"
+
+
+def test_a_run_of_an_earlier_day_cleared_today_tells_the_shares_up_to_today_and_dates_its_package_today(world):
+    """Found by an on-call trial: a run of five days ago cleared in the Airflow UI today (Airflow keeps its start, so
+    its day) read the subject's data as it is now, yet its README said "as it stood on" its own day and its window
+    of shares ended that day: a share of two days ago fell in neither list (too late for the window, not after the
+    present moment), and the consumer was not told about that vendor at all. An export judges as of the later of
+    the run's own day and today."""
+    run_day = world.today - timedelta(days=5)
+    rid, vendor = know_request_with_one_share(world, datetime.now(timezone.utc) - timedelta(days=10),
+                                              datetime.now(timezone.utc) - timedelta(days=2))
+    run(world, "scheduled__five_days_ago", params(world, as_of=run_day, request_ids=(rid,)))
+    assert outcomes(world.store)[rid][0] == "exported"
+    shared, readme, about = package_files(world, rid, "shared_with.json", "README.txt", "package.json")
+    shared = json.loads(shared)
+    assert [v["vendor_id"] for v in shared["vendors"]] == [vendor] and shared["undated"] == []
+    assert f"as it stood on {world.today.isoformat()}" in " ".join(readme.decode().split())
+    assert json.loads(about)["data_as_of"] == world.today.isoformat()
+    assert world.store.execute("select as_of from compliance.dsr_fulfilment_runs where run_id = %s",
+                               ("scheduled__five_days_ago",)).fetchone() == (world.today,)

@@ -27,7 +27,7 @@ import os
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Mapping, Sequence
 
 import psycopg
@@ -45,6 +45,7 @@ from include.erasure.stores import (REFUSED, access_of, incomplete_reason, refus
                                     subject_refused_reason, warn_refused)
 from include.errors import NeedsOperator, Transient, database_said
 from include.objectstore import ObjectStoreRefused
+from include.periods import acting_day
 from include.fulfilment import ledger, package, rules, source
 from include.fulfilment.ledger import WORKFLOW, PlanRow, Record
 from include.fulfilment.params import FulfilmentParams
@@ -100,7 +101,7 @@ def plan_requests(step: Step[FulfilmentParams]) -> dict:
     vendors, the plan's hash) and decide their gate; record the plan once per run."""
     store, settings, ctx, params = step.store, step.settings, step.ctx, step.params
     run = erasure_run.start_run(store, WORKFLOW, erasure_run.RunStart(
-        run_id=ctx.run_id, as_of=params.as_of, run_type=params.run_type, dry_run=params.dry_run,
+        run_id=ctx.run_id, as_of=acting_on(step), run_type=params.run_type, dry_run=params.dry_run,
         threshold=settings.purge_threshold, started_at=ctx.now(), targets=params.request_ids))
     if run.planned_at is None:
         if not params.dry_run:
@@ -257,6 +258,7 @@ def fulfil_requests(step: Step[FulfilmentParams], *, workdir: str | None = None,
         log.info("dry run: nothing recorded, changed or exported")
         return {"skipped": "dry run"}
     settle(step)
+    _warn_if_acting_later(step)
     tally: dict[str, int] = {}
     for row in ledger.plan_rows(store, ctx.run_id, acting=False):
         record = Record(row.request_id, row.regime, row.request_type, row.action, row.outcome, row.reason,
@@ -287,6 +289,20 @@ def fulfil_requests(step: Step[FulfilmentParams], *, workdir: str | None = None,
                            f"{LOCK_TIMEOUT_MS // 1000} s, or their account by an erasure, and were not acted on; the "
                            "task's retry acts on them")
     return result
+
+
+def acting_on(step: Step[FulfilmentParams]) -> date:
+    """The day an export's data is taken and its right to know ends: the run's own day, or today when the run acts
+    days after it (cleared, retried or caught up: Airflow keeps its day), as it reads the data as it is now."""
+    return acting_day(step.params.as_of, step.ctx.now(), step.settings.tz)
+
+
+def _warn_if_acting_later(step: Step[FulfilmentParams]) -> None:
+    day = acting_on(step)
+    if day != step.params.as_of:
+        log.warning("this run acts after its own day: its exports take the data as it stood on %s and tell the shares "
+                    "up to that day, not its own day %s (a run cleared, retried or caught up later reads the data as "
+                    "it is now)", day, step.params.as_of)
 
 
 def _planned_run(step: Step) -> erasure_run.RunRecord:
@@ -445,17 +461,17 @@ def _completed(ops, dm: DataMap, settings: Settings, record: Record, request_ids
 
 def _export(step: Step[FulfilmentParams], req: RequestFacts, row: PlanRow, workdir: str | None) -> Record:
     """Build the package in a private temporary folder, upload it (the data before its record), describe it."""
-    ops, objects, dm, settings, params = step.ops, step.objects, step.datamap, step.settings, step.params
+    ops, objects, dm, settings = step.ops, step.objects, step.datamap, step.settings
+    day = acting_on(step)
     name = package.object_name(req.request_id)
     with tempfile.TemporaryDirectory(prefix="dsr-export-", dir=workdir) as tmp:
         try:  # the reads: the subject, its shares, its rows in every store and its files
             who = package.subject(ops, dm, req.user_id)
             if who is None:
                 raise _Abandon(CHANGED)
-            about = package.About(req.request_id, req.request_type, req.regime, params.as_of,
+            about = package.About(req.request_id, req.request_type, req.regime, day,
                                   source.policy_in_force(ops, dm, step.ctx.now()))
-            shared = shared_with(ops, dm, req.user_id,
-                                 answer_period(req.regime, req.received_at, params.as_of, settings.tz))
+            shared = shared_with(ops, dm, req.user_id, answer_period(req.regime, req.received_at, day, settings.tz))
             sources = package.Sources(ops, step.stores, step.buckets,
                                       erasure.allowed_buckets(dm, getattr(settings, "file_buckets", None)))
             built = package.build(sources, dm, about, who, shared, os.path.join(tmp, "package.zip"))
