@@ -85,8 +85,11 @@ def params_of(raw: dict) -> ManifestParams:
     return ManifestParams.resolve(raw, SETTINGS, RunTiming(run_after=datetime(2026, 11, 25, 3, tzinfo=UTC)))
 
 
-def ctx(run_id: str) -> RunContext:
-    return RunContext(run_id=run_id, actor="test", dag_id="vendor_sharing_manifests")
+def ctx(run_id: str, now: datetime | None = None) -> RunContext:
+    """The run's audit context; ``now``: the time a run of another day acts (the clock by default)."""
+    if now is None:
+        return RunContext(run_id=run_id, actor="test", dag_id="vendor_sharing_manifests")
+    return RunContext(run_id=run_id, actor="test", dag_id="vendor_sharing_manifests", now=lambda: now)
 
 
 def run_period(ops, store, objects, raw: dict, run_id: str, **write) -> tuple[list[dict], dict]:
@@ -447,9 +450,10 @@ def test_an_undated_manifest_with_the_same_shares_is_left_as_it_is_on_later_days
     try:
         outcomes = []
         for day in (25, 26, 27):
+            started = datetime(2026, 11, day, 3, tzinfo=UTC)
             params = ManifestParams.resolve({"period_start": "2001-01-01", "vendor_ids": [1]}, SETTINGS,
-                                            RunTiming(run_after=datetime(2026, 11, day, 3, tzinfo=UTC)))
-            step = Step(ctx=ctx(f"undated-{day}"), settings=SETTINGS, params=params, ops=ops, store=store,
+                                            RunTiming(run_after=started))
+            step = Step(ctx=ctx(f"undated-{day}", started), settings=SETTINGS, params=params, ops=ops, store=store,
                         datamap=load_datamap(), objects=folder)
             outcomes.append(manifests.write_manifest(step, 1, source.UNDATED)["outcome"])
         assert outcomes == [manifests.WRITTEN, manifests.UNCHANGED, manifests.UNCHANGED]
@@ -793,3 +797,44 @@ def test_a_failed_upload_leaves_no_manifest_pointing_to_a_missing_file_and_no_re
                          ).fetchone()[0] == 0
     (folder.root / manifest_name).rmdir()
     assert manifests.write_manifest(Step(ctx=ctx("c"), settings=SETTINGS, params=params, ops=ops, store=store, datamap=load_datamap(), objects=folder), 1, WIDE_LABEL)["outcome"] == manifests.WRITTEN  # the retry writes both, recorded
+
+
+def test_an_earlier_days_run_cleared_today_judges_undated_shares_as_of_today(db, folder):
+    """Found by an on-call trial: the undated shares are judged as of the run's own day, and a run of five days ago
+    cleared in the Airflow UI today (Airflow keeps its start, so its day) judged them so while it read the accounts
+    as they are now: the share of an account opened since by someone who has turned 13 since was a child's share, a
+    new revision of today's undated manifest (the rolling one) with one more violation, to be emailed. They are
+    judged as of the later of the run's own day and today."""
+    ops, store = db["ops"], db["store"]
+    today = datetime.now(UTC).date()
+    day = today - timedelta(days=2)
+    try:
+        birth = day.replace(year=day.year - 13)
+    except ValueError:  # 29 February
+        birth = day.replace(year=day.year - 13, day=28)
+    uid = ops.execute("select max(id) + 1000 from users").fetchone()[0]
+    share = ops.execute("select max(id) + 1000 from data_shares").fetchone()[0]
+    ops.execute("insert into users (id, email, birth_date, created_at) values (%s, 'teen.share@example.com', %s, now())",
+                (uid, birth))
+    ops.execute("""insert into data_shares (id, vendor_id, user_id, category, purpose, legal_basis, record_count,
+                                            shared_at) values (%s, 1, %s, 'contact', 'hosting', null, 1, 'infinity')""",
+                (share, uid))
+
+    def run(run_id: str, run_after: datetime) -> dict:
+        params = ManifestParams.resolve({"period_start": "2001-01-01", "vendor_ids": [1]}, SETTINGS,
+                                        RunTiming(run_after=run_after))
+        step = Step(ctx=ctx(run_id), settings=SETTINGS, params=params, ops=ops, store=store, datamap=load_datamap(),
+                    objects=folder)
+        return manifests.write_manifest(step, 1, source.UNDATED)
+
+    try:
+        now = datetime.now(UTC)
+        written = run("scheduled__today", now)
+        cleared = run("scheduled__five_days_ago", now - timedelta(days=5))
+        assert cleared["outcome"] == manifests.UNCHANGED
+        assert cleared["violations"] == written["violations"]
+        _, _, manifest = read_data(folder, 1, source.UNDATED)
+        assert manifest["run_id"] == "scheduled__today" and manifest["period"]["child_rules_as_of"] == today.isoformat()
+    finally:
+        ops.execute("delete from data_shares where id = %s", (share,))
+        ops.execute("delete from users where id = %s", (uid,))

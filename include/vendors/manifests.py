@@ -36,7 +36,7 @@ import logging
 import os
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Sequence
 
 from psycopg.types.json import Jsonb
@@ -44,6 +44,7 @@ from psycopg.types.json import Jsonb
 from include.config import Settings
 from include.delivery.engine import deliver
 from include.objectstore import ObjectNotFound
+from include.periods import acting_day
 from include.step import Step
 from include.vendors import datafile, notices, source
 from include.vendors.params import ManifestParams
@@ -164,6 +165,8 @@ def write_manifest(step: Step[ManifestParams], vendor_id: int, scope_label: str,
     if ops is store:
         raise ValueError("write_manifest needs separate connections for the operational DB and the store")
     scope = params.scope_of(scope_label)
+    if scope.is_undated:  # read as the accounts are now: never judged as of an earlier day (a cleared run's)
+        scope = replace(scope, child_as_of=acting_day(scope.child_as_of, ctx.now(), settings.tz))
     where = f"vendor {vendor_id}, {scope.label}"
     if not source.has_shares(ops, dm, vendor_id, scope):
         log.info("%s: no shares; nothing written", where)

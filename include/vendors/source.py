@@ -31,8 +31,8 @@ class Scope:
 
     ``child_as_of`` is the day the child rules are judged on: the period's last day in the configured zone
     (a child at signup stays a child, so for an account with a readable signup time this is the same as
-    judging on the day of each share). Undated shares are judged on the run's own day.
-    """
+    judging on the day of each share). Undated shares are judged on the run's own day, or today when the run acts
+    later (:func:`include.vendors.manifests.write_manifest`)."""
 
     label: str
     start: datetime | None
