@@ -117,11 +117,12 @@ def _address_reports(dm: DataMap) -> sql.Composable:
 
 
 def _says_adult(dm: DataMap, alias: str) -> sql.Composable:
-    """SQL for :func:`include.child_rules.says_adult` on the account aliased ``alias`` (needs ``%(as_of)s``)."""
+    """SQL for :func:`include.child_rules.says_adult` on the account aliased ``alias`` (needs ``%(as_of)s`` and
+    ``%(tz)s``)."""
     u = _account_columns(dm.record("accounts"), alias)
-    b, d = u["birth_date"], u["declared_age"]
+    b, d = reading.day_of(u["birth_date"]), u["declared_age"]
     return sql.SQL("(coalesce({d} >= {age}, false) or coalesce({b} >= {earliest} and {b} <= %(as_of)s::date "
-                   "and {b}::date <= (select (%(as_of)s::date - interval {years})::date), false))").format(
+                   "and {b} <= (select (%(as_of)s::date - interval {years})::date), false))").format(
         d=d, b=b, age=sql.Literal(CHILD_AGE), earliest=sql.Literal(EARLIEST_BIRTH_DATE),
         years=sql.Literal(f"{CHILD_AGE} years"))
 
@@ -137,7 +138,8 @@ class ReportReview:
     reason: str
 
 
-def reports_needing_review(ops, dm: DataMap, *, as_of: date, confirmed: Sequence[int] = ()) -> list[ReportReview]:
+def reports_needing_review(ops, dm: DataMap, *, as_of: date, tz: str,
+                           confirmed: Sequence[int] = ()) -> list[ReportReview]:
     """Every open address-only report that names more than one account, or one whose own data says adult, and every
     report whose account id names no account while its address names one or more (the two disagree)."""
     u = _account_columns(dm.record("accounts"), "u")
@@ -152,7 +154,7 @@ def reports_needing_review(ops, dm: DataMap, *, as_of: date, confirmed: Sequence
         accounts=dm.record("accounts").ident)
     wanted = set(confirmed)
     found = []
-    for report_id, named, user_ids, adults, stale_id in ops.execute(query, {"as_of": as_of}):
+    for report_id, named, user_ids, adults, stale_id in ops.execute(query, {"as_of": as_of, "tz": tz}):
         adults = adults or []
         why = (f"the address names {named} accounts ({', '.join(map(str, user_ids))})" if named > 1 else
                f"the address names account {user_ids[0]}")
@@ -184,7 +186,7 @@ def _rule_conditions(dm: DataMap, alias: str = "u") -> list[tuple[str, sql.Compo
     evaluation date is computed once per statement instead of each account's thirteenth birthday.
     """
     u = _account_columns(dm.record("accounts"), alias)
-    birth, created, declared = u["birth_date"], u["created_at"], u["declared_age"]
+    birth, created, declared = reading.day_of(u["birth_date"]), u["created_at"], u["declared_age"]
     as_of = sql.SQL("%(as_of)s::date")
     years = sql.SQL("interval {}").format(sql.Literal(f"{CHILD_AGE} years"))
     # Between 1900 and the evaluation date: also within what Python holds, so no separate range check.
@@ -192,10 +194,10 @@ def _rule_conditions(dm: DataMap, alias: str = "u") -> list[tuple[str, sql.Compo
         b=birth, as_of=as_of, earliest=sql.Literal(EARLIEST_BIRTH_DATE))
     signup = reading.local_day(created)
     return [
-        (UNDER_13_NOW, sql.SQL("{usable} and {b}::date > (select ({as_of} - {years})::date)").format(
+        (UNDER_13_NOW, sql.SQL("{usable} and {b} > (select ({as_of} - {years})::date)").format(
             usable=usable, b=birth, as_of=as_of, years=years)),
-        (UNDER_13_AT_SIGNUP, sql.SQL("{usable} and {created_ok} and {signup} >= {b}::date "
-                                     "and {b}::date > ({signup} - {years})::date").format(
+        (UNDER_13_AT_SIGNUP, sql.SQL("{usable} and {created_ok} and {signup} >= {b} "
+                                     "and {b} > ({signup} - {years})::date").format(
             usable=usable, created_ok=reading.in_range(created), b=birth, signup=signup, years=years)),
         (DECLARED_UNDER_13, sql.SQL("{d} >= 0 and {d} < {age}").format(d=declared, age=sql.Literal(CHILD_AGE))),
         (REPORTED, sql.SQL("rp.user_id is not null")),
@@ -224,10 +226,10 @@ def verdict_columns(dm: DataMap, alias: str = "u") -> tuple[sql.Composable, sql.
             case when {birth_ok} and {b} > {as_of} then {future} end,
             case when {birth_ok} and {b} < {earliest} then {early} end,
             case when {b} <= {as_of} and {b} >= {earliest} and {created_ok}
-                      and {signup} < {b}::date then {before_birth} end,
+                      and {signup} < {b} then {before_birth} end,
             case when {declared} < 0 then {negative} end]::text[], null)""").format(
         birth_unreadable=reading.unreadable(birth, "birth_date"), created_unreadable=reading.unreadable(created, "created_at"),
-        birth_ok=birth_readable, b=birth, as_of=as_of, earliest=sql.Literal(EARLIEST_BIRTH_DATE),
+        birth_ok=birth_readable, b=reading.day_of(birth), as_of=as_of, earliest=sql.Literal(EARLIEST_BIRTH_DATE),
         future=sql.Literal(BIRTH_DATE_IN_FUTURE), early=sql.Literal(BIRTH_DATE_BEFORE_1900),
         created_ok=reading.in_range(created), signup=reading.local_day(created),
         before_birth=sql.Literal(CREATED_BEFORE_BIRTH),
@@ -246,9 +248,9 @@ def _plainly_readable(dm: DataMap, alias: str = "u") -> sql.Composable:
     functions on generated accounts, so give its generator the new problem's values."""
     u = _account_columns(dm.record("accounts"), alias)
     return sql.SQL("(({b} is null or ({b} >= {earliest} and {b} <= %(as_of)s::date)) and ({c} is null or {c_ok})"
-                   " and ({b} is null or {c} is null or {signup} >= {b}::date)"
+                   " and ({b} is null or {c} is null or {signup} >= {b})"
                    " and ({d} is null or {d} >= 0))").format(
-        b=u["birth_date"], earliest=sql.Literal(EARLIEST_BIRTH_DATE), c=u["created_at"],
+        b=reading.day_of(u["birth_date"]), earliest=sql.Literal(EARLIEST_BIRTH_DATE), c=u["created_at"],
         c_ok=reading.in_range(u["created_at"]), signup=reading.local_day(u["created_at"]), d=u["declared_age"])
 
 

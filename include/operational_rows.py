@@ -62,6 +62,16 @@ def local_day(column: sql.Composable) -> sql.Composable:
     return sql.SQL("({}::timestamptz at time zone %(tz)s)::date").format(column)
 
 
+def day_of(column: sql.Composable) -> sql.Composable:
+    """SQL for the calendar day a column holding a day (``birth_date``) names, whatever its type: a ``date`` as it
+    is, a ``timestamp`` (no zone) as the day written, a ``timestamptz`` as its day in the zone of the ``%(tz)s``
+    parameter (a birthday stored as midnight there, east of UTC, is not the UTC day before; west of UTC, not a time
+    after that day's UTC midnight). The type is asked of the value (``pg_typeof``, as cheap as the plain cast on a
+    million rows), so one expression serves every type the column may have."""
+    return sql.SQL("(case when pg_typeof({c}) = 'timestamp with time zone'::regtype "
+                   "then ({c}::timestamptz at time zone %(tz)s)::date else {c}::date end)").format(c=column)
+
+
 def temporal(src: RecordSource) -> frozenset[str]:
     return TEMPORAL_COLUMNS.get(src.role, frozenset())
 

@@ -89,6 +89,31 @@ def test_a_creation_time_without_a_time_zone_is_read_as_utc_like_every_other_tim
                       "America/Los_Angeles": {1: (UNDER_13_AT_SIGNUP,), 2: (UNDER_13_AT_SIGNUP,)}}
 
 
+def test_a_birth_date_stored_as_local_midnight_with_a_time_zone_is_that_day_in_the_configured_zone(ops):
+    """A ``birth_date`` column of type ``timestamptz`` holding each birthday as midnight in the configured zone: the
+    day is that day there. Before, ``::date`` took the day in the connection's zone (UTC): east of UTC every birth
+    date was read a day early, so a child turning 13 tomorrow who signed up today was no child at all; west of UTC
+    a baby born today was "born in the future" (the timestamp compared with the day's UTC midnight)."""
+    _reset(ops)
+    ops.execute("alter table users alter column birth_date type timestamptz using birth_date::timestamp at time zone 'UTC'")
+    caught = {}
+    try:
+        for tz in ("UTC", "Europe/Berlin", "Asia/Tokyo", "America/Los_Angeles"):
+            _reset(ops)
+            for uid, birth in ((1, "2013-11-26"), (2, "2013-11-25"), (3, "2026-11-25")):  # 13 tomorrow, today; born
+                ops.execute("""insert into users (id, birth_date, created_at)
+                               values (%(id)s, %(birth)s::timestamp at time zone %(tz)s,
+                                       '2026-11-25 12:00'::timestamp at time zone %(tz)s)""",
+                            {"id": uid, "birth": birth, "tz": tz})
+            caught[tz] = {s.user_id: (s.rules, s.problems)
+                          for s in detection.detect(ops, load_datamap(), as_of=AS_OF, tz=tz)}
+    finally:
+        _reset(ops)
+        ops.execute("alter table users alter column birth_date type date using (birth_date at time zone 'UTC')::date")
+    child = ((UNDER_13_NOW, UNDER_13_AT_SIGNUP), ())
+    assert caught == {tz: {1: child, 3: child} for tz in caught}
+
+
 @pytest.mark.parametrize("birth, declared, problem", [
     (AS_OF + timedelta(days=1), None, BIRTH_DATE_IN_FUTURE),
     (date(1899, 12, 31), None, BIRTH_DATE_BEFORE_1900),
@@ -203,7 +228,7 @@ def test_reports_by_id_and_by_email_and_those_that_match_nobody(ops):
     # An address-only report names an account only when the address names it alone and its own data does not
     # say adult: report 10 names two adults (a household) and report 19 one adult: both wait for a person.
     assert found == {4: (11,), 7: (18,)}
-    review = detection.reports_needing_review(ops, dm, as_of=AS_OF)
+    review = detection.reports_needing_review(ops, dm, as_of=AS_OF, tz="UTC")
     assert [(r.report_id, r.user_ids, r.confirmed) for r in review] == [(10, (1, 2), ()), (19, (3,), ())]
     assert "names 2 accounts (1, 2), whose own data says adult (1, 2)" in review[0].reason
     confirmed = {s.user_id: s.report_ids for s in detection.detect(ops, dm, as_of=AS_OF, tz="UTC", confirmed=[2])}

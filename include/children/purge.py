@@ -80,7 +80,7 @@ def detect_children(step: Step[PurgeParams]) -> dict:
                                  confirmed=params.confirm_user_ids)
         subjects = [ledger.Detected(user_hash(step.key, s.user_id), s.user_id, s.rules, s.problems, s.report_ids)
                     for s in found]
-        outcomes = _report_outcomes(ops, dm, params, as_of)
+        outcomes = _report_outcomes(ops, dm, params, as_of, settings.timezone)
         counts = {**_detection_counts(found, outcomes), "as_of": as_of.isoformat()}
         if as_of != params.as_of:
             counts["run_day"] = params.as_of.isoformat()
@@ -111,7 +111,7 @@ def detect_children(step: Step[PurgeParams]) -> dict:
     return counts
 
 
-def _report_outcomes(ops, dm: DataMap, params: PurgeParams, as_of: date) -> list[ledger.ReportNote]:
+def _report_outcomes(ops, dm: DataMap, params: PurgeParams, as_of: date, tz: str) -> list[ledger.ReportNote]:
     """Open reports that name no one to purge, or that a person must look at. A live run resolves the no_match
     and already_gone ones when it finishes (detection and planning only read the database); a needs_review one
     stays open; a confirmed one is resolved once the accounts a person confirmed are purged. A targeted run
@@ -120,7 +120,7 @@ def _report_outcomes(ops, dm: DataMap, params: PurgeParams, as_of: date) -> list
         [ledger.ReportNote(r.report_id, r.outcome) for r in detection.unmatched_reports(ops, dm)]
         + [ledger.ReportNote(rid, "invalid", "the report names neither an account id nor an email address")
            for rid in detection.empty_reports(ops, dm)])
-    for r in detection.reports_needing_review(ops, dm, as_of=as_of, confirmed=params.confirm_user_ids):
+    for r in detection.reports_needing_review(ops, dm, as_of=as_of, tz=tz, confirmed=params.confirm_user_ids):
         if params.targeted and not set(r.user_ids) & set(params.user_ids):
             continue
         if r.confirmed:
