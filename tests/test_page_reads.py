@@ -1049,3 +1049,43 @@ def test_needs_a_person_counts_export_packages_the_object_store_refused_to_delet
     expired("scheduled__2", [900001], [])  # the next run deleted it
     store.execute("update compliance.dsr_fulfilments set package_deleted_at = now() where request_id = 900001")
     assert {r["what"]: r for r in render(store, "attention")["rows"]}[what]["count"]["text"] == "0"
+
+
+def test_needs_a_person_forgets_a_child_the_newest_run_over_every_account_no_longer_detects(store):
+    """Found by a fault trial: a child held by a legal hold (or one the purge could not judge, or left incomplete)
+    kept that latest verdict for good once no run detected it any more: its birth date corrected to an adult's, the
+    hold released after it turned 13, its account deleted by the application. 'Needs a person' counted it for ever,
+    and nothing a person could do took it off. A child the newest run over every account (live or dry) no longer
+    detects waits for no one; a run targeted at other accounts says nothing of it."""
+    from include.children import ledger
+    from include.erasure import ErasureResult
+    from include.erasure import run as erasure_run
+
+    def run(run_id, minutes, detected, *, dry=False, targets=()):
+        erasure_run.start_run(store, ledger.WORKFLOW, erasure_run.RunStart(
+            run_id=run_id, as_of=date(2026, 11, 25), run_type="manual", dry_run=dry, threshold=50,
+            started_at=at(minutes), targets=tuple(targets)))
+        ledger.record_detection(store, run_id, [
+            ledger.Detected(f"{n:064x}", n, () if n == 3 else ("under_13",), ("birth_date is in the future",)
+                            if n == 3 else (), ()) for n in detected], [], at=at(minutes), counts={})
+        return audit.RunContext(run_id=run_id, actor="test", dag_id="child_data_purge", now=lambda: at(minutes))
+
+    c = run("scheduled__1", 0, (1, 2, 3))
+    assert ledger.finish_subject(store, c, "scheduled__1", ErasureResult(1, f"{1:064x}", "held", holds=(9,)))
+    assert ledger.finish_subject(store, c, "scheduled__1", ErasureResult(2, f"{2:064x}", "incomplete"))
+    held, left, unjudged = (
+        "Children's data kept by a legal hold",
+        "Children's data left incomplete: a file the purge may not touch, or one the object store refused",
+        "Accounts the purge could not judge (invalid: a birth date in the future, a negative declared age)")
+
+    def counts():
+        rows = {r["what"]: r for r in render(store, "attention")["rows"]}
+        return [int(rows[what]["count"]["text"]) for what in (held, left, unjudged)]
+
+    assert counts() == [1, 1, 1]
+    run("manual__targeted", 1, (), targets=(7,))  # a run told to look at account 7 only: nothing new of 1, 2, 3
+    assert counts() == [1, 1, 1]
+    run("manual__dry", 2, (1, 2))  # a dry run over every account: 3's birth date was corrected (an adult now)
+    assert counts() == [1, 1, 0]
+    run("scheduled__2", 3, (2,))  # 1 turned 13 (no longer a child); 2 is still there, planned again
+    assert counts() == [0, 1, 0]

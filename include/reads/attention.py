@@ -204,14 +204,23 @@ def _reports_to_review(conn) -> Item:
 
 def _child_verdicts(conn) -> dict[str, tuple[int, datetime | None]]:
     """Children by their latest verdict over every live purge (targeted ones too): (how many, the oldest). A run
-    that only planned a child (deferred, approval_required, rejected) says nothing new of it and is passed over."""
+    that only planned a child (deferred, approval_required, rejected) says nothing new of it and is passed over. A
+    child the newest run over every account (live or dry: its detection is the same) no longer detects waits for
+    no one: no longer a child (a corrected birth date, a birthday), or its account gone."""
     rows = conn.execute(
-        """select outcome, count(*), min(updated_at) from (
-               select distinct on (p.subject_hash) p.outcome, p.updated_at
+        """with newest as (select run_id, started_at from compliance.child_purge_runs
+                           where not targeted and detected_at is not null
+                           order by started_at desc, run_id desc limit 1)
+           select outcome, count(*), min(updated_at) from (
+               select distinct on (p.subject_hash) p.subject_hash, p.outcome, p.updated_at, r.started_at
                from compliance.child_purges p join compliance.child_purge_runs r on r.run_id = p.run_id
                where not r.dry_run and p.outcome in ('purged', 'already_erased', 'not_eligible', 'invalid', 'held',
                                                     'incomplete')
                order by p.subject_hash, r.started_at desc, p.run_id desc) latest
+           where not exists (select 1 from newest n
+                             where n.started_at > latest.started_at
+                               and not exists (select 1 from compliance.child_purges q
+                                               where q.run_id = n.run_id and q.subject_hash = latest.subject_hash))
            group by outcome""").fetchall()
     return {outcome: (int(count), oldest) for outcome, count, oldest in rows}
 
