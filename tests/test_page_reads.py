@@ -1089,3 +1089,19 @@ def test_needs_a_person_forgets_a_child_the_newest_run_over_every_account_no_lon
     assert counts() == [1, 1, 0]
     run("scheduled__2", 3, (2,))  # 1 turned 13 (no longer a child); 2 is still there, planned again
     assert counts() == [0, 1, 0]
+
+
+def test_needs_a_person_counts_a_refused_alert_for_a_week_not_for_good(store):
+    """Found by a fault trial: an on-call alert SendGrid refused (an address it will not take) is never sent again and
+    its row stays failed for the record, and 'Needs a person' counted it for good: fixing the address, clearing the
+    run and seeing it succeed took nothing off the count. A refused alert counts for the week refused emails count
+    for; a pending one still counts until it goes out."""
+    what = "On-call alerts of failed or late runs that did not reach on-call"
+    for key, ago, status in (("d/last_week/failed", "8 days", "failed"), ("d/yesterday/failed", "1 day", "failed"),
+                             ("d/stuck/late", "8 days", "pending")):
+        store.execute(f"""insert into compliance.outbox (kind, key, recipient, status, facts, claimed_at, claimed_run,
+                                                          error)
+                          values ('run_alerts', %s, 'oncall@example.org', %s, '{{}}', now() - interval '{ago}', 'r',
+                                  'refused')""", (key, status))
+    item = {r["what"]: r for r in render(store, "attention")["rows"]}[what]
+    assert item["count"]["text"] == "2" and "7 days" in item["note"]

@@ -93,12 +93,15 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
         note="map it (the finding carries a data-map entry to paste) or dismiss it with privacy-ops dismiss-finding",
         section="discovery"))
     add("compliance.dsr_escalations", lambda: _failed_mail(conn, have))
+    # A refused alert is never sent again and its row stays failed for the record: counted for a week, as refused
+    # emails are (a pending one goes out with the next alert, so it counts until then).
     add("compliance.outbox", lambda: _count(
         conn, "alerts_undelivered", "On-call alerts of failed or late runs that did not reach on-call",
-        "select count(*), min(claimed_at) from compliance.outbox where kind = 'run_alerts' and (status = 'failed' "
+        "select count(*), min(claimed_at) from compliance.outbox where kind = 'run_alerts' and ((status = 'failed' "
+        f"and claimed_at > now() - interval '{FAILED_MAIL_DAYS} days') "
         f"or (status = 'pending' and claimed_at < now() - interval '{ALERT_GRACE}'))",
-        note="SendGrid was down or refused them; the runs are in Airflow's list of failed runs, and a pending alert "
-             "goes out with the next one"))
+        note=f"SendGrid was down, or refused them (counted for {FAILED_MAIL_DAYS} days: a refused alert is not sent "
+             "again); the runs are in Airflow's list of failed runs, and a pending alert goes out with the next one"))
     add("compliance.dsr_fulfilments", lambda: _packages_kept(conn))
     if chain is not None:
         items.append(_chain(chain))
