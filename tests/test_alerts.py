@@ -152,6 +152,36 @@ def test_a_run_not_finished_by_its_deadline_tells_on_call_once_through_airflows_
         ("failed", "evaluate_requests", "sent"), ("late", None, "sent")]
 
 
+def test_a_run_that_failed_before_its_deadline_is_not_reported_late_too(airflow_env, sendgrid):
+    """Found by a fault trial: Airflow 3.3 prunes a run's deadline only when the run succeeds
+    (``DagRun.update_state``), so a run that failed (or was marked failed by hand) before its deadline still met it,
+    and the scheduler called the deadline callback with the run ``failed``: on-call got a second email, "still failed
+    at its deadline ... its work waits until it finishes", for a run that had finished and been reported. A run that
+    ended by its deadline is not late; one that ended after it is, and says when it ended."""
+    import structlog
+    from airflow.sdk.execution_time.callback_supervisor import execute_callback
+
+    from include.seam.alerts import run_late
+
+    path = f"{run_late.__module__}.{run_late.__name__}"
+    run_id = "scheduled__2026-12-06T10:00:00+00:00"
+    task_failed(context("dsr_deadline_tracking", run_id, "evaluate_requests", RuntimeError("a set-up fault")))
+    ended = deadline_context("dsr_deadline_tracking", run_id, state="failed")
+    ended["dag_run"]["end_date"] = "2026-12-06T09:05:00.5Z"  # 40 minutes before its deadline
+    assert execute_callback(path, {"context": ended}, "dsr_deadline_tracking.py", None, structlog.get_logger()
+                            ) == (True, None)
+    assert [a["payload"]["subject"] for a in sendgrid.accepted()] == [
+        "Airflow: a run of dsr_deadline_tracking failed in evaluate_requests"]
+    assert airflow_env.execute("select kind from compliance.run_alerts where run_id = %s", (run_id,)).fetchall() == [
+        ("failed",)]
+    # Ended after its deadline: it was late, and the sentence says it finished then, not that it was still running.
+    late = deadline_context("dsr_deadline_tracking", "manual__slow", state="success")
+    late["dag_run"]["end_date"] = "2026-12-06T09:50:00Z"
+    run_late(context=late)
+    text = sendgrid.accepted()[-1]["payload"]["content"][0]["value"]
+    assert "finished (success) only at 09:50 UTC on 6 Dec 2026, after its deadline, 09:45 UTC on 6 Dec 2026" in text
+
+
 def test_a_deadline_callback_never_raises(airflow_env, sendgrid, monkeypatch):
     from include.seam.alerts import run_late
 

@@ -56,10 +56,18 @@ def run_late(context: dict | None = None, **_ignored) -> None:
 
     Airflow calls it in an executor (a ``SyncCallback``) with ``context`` = ``{"dag_run": <the run as the REST
     API shows it>, "deadline": {"deadline_time": ...}}``; only the DAG, the run, its state and times are read.
+
+    Airflow 3.3 takes a run's deadline away only when the run succeeds: one that failed (or was marked failed) before
+    its deadline still meets it, and is called here. It ended in time, so it is not late (its failure is its own
+    alert): nothing is recorded or sent.
     """
     try:
         run = dict((context or {}).get("dag_run") or {})
         deadline = ((context or {}).get("deadline") or {}).get("deadline_time")
+        ended, due = _moment(run.get("end_date")), _moment(deadline)
+        if ended is not None and due is not None and ended <= due:
+            log.info("the run ended (%s) before its deadline: it is not late", run.get("state") or "unknown")
+            return
         from include import alerts
 
         _send(alerts.Failure(dag_id=str(run["dag_id"]), run_id=str(run.get("dag_run_id") or run.get("run_id")),
@@ -72,11 +80,26 @@ def run_late(context: dict | None = None, **_ignored) -> None:
 
 
 def late_reason(run: dict, deadline) -> str:
-    """One sentence: since when the run was queued, its state, the deadline it missed."""
+    """One sentence: since when the run was queued, its state, the deadline it missed (and when it ended, if it
+    has since)."""
     queued = _when(run.get("queued_at"))
     state = run.get("state") or "unknown"
+    if run.get("end_date") is not None:
+        return (f"the run was queued at {queued} and finished ({state}) only at {_when(run['end_date'])}, after its "
+                f"deadline, {_when(deadline)}")
     return (f"the run was queued at {queued} and was still {state} at its deadline, {_when(deadline)}, so its "
             f"work (escalations, purges, manifests or notices) waits until it finishes")
+
+
+def _moment(value) -> datetime | None:
+    """``value`` (a datetime or ISO 8601 text) as an aware datetime; None when absent, unreadable or naive."""
+    if value is None:
+        return None
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _when(value) -> str:
