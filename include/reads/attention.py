@@ -24,6 +24,13 @@ TABLES = ("compliance.erasure_runs", "compliance.dsr_fulfilments", "compliance.c
 # alert): say so here rather than wait for the next failure.
 ALERT_GRACE = "10 minutes"
 FAILED_MAIL_DAYS = 7
+# Emails only the run that recorded them sends (its own summary; its period's notices), pending this long: SendGrid
+# did not take them through that run's retries. An escalation goes out with the next hourly run, and a past day's
+# digest is superseded by the next day's, and every daily manifest run sends the undated manifest's notices: none
+# of them waits for a person.
+WAITING_MAIL = "1 day"
+_SENT_ONLY_BY_THEIR_RUN = ("child_purge.summary", "vendor_manifest.violation_notice")
+UNDATED = "undated"  # include.vendors.source.UNDATED (repeated so that the page needs nothing but the reads)
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,15 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
         f"or (status = 'pending' and claimed_at < now() - interval '{ALERT_GRACE}'))",
         note=f"SendGrid was down, or refused them (counted for {FAILED_MAIL_DAYS} days: a refused alert is not sent "
              "again); the runs are in Airflow's list of failed runs, and a pending alert goes out with the next one"))
+    add("compliance.outbox", lambda: _count(
+        conn, "mail_waiting",
+        "Emails still waiting to be sent a day after their run recorded them (purge summaries, violation notices)",
+        "select count(*), min(claimed_at) from compliance.outbox where kind = any(%s) and status = 'pending' "
+        f"and claimed_at < now() - interval '{WAITING_MAIL}' and coalesce(facts ->> 'period_label', '') <> %s",
+        args=(list(_SENT_ONLY_BY_THEIR_RUN), UNDATED),
+        note="SendGrid did not take them through their run's retries, and only that run sends them: once it takes "
+             "mail again, clear the run's email task (child_data_purge's notify_compliance, vendor_sharing_manifests' "
+             "send_violation_emails)"))
     add("compliance.dsr_fulfilments", lambda: _packages_kept(conn))
     if chain is not None:
         items.append(_chain(chain))
@@ -137,8 +153,8 @@ def _fulfilments(conn, outcome: str, what: str, note: str | None) -> Item:
                 filters=(("outcome", outcome), ("open", "only")))
 
 
-def _count(conn, key: str, what: str, query: str, **where) -> Item:
-    count, oldest = conn.execute(query).fetchone()
+def _count(conn, key: str, what: str, query: str, args=None, **where) -> Item:
+    count, oldest = conn.execute(query, args).fetchone()
     return Item(key, what, int(count), oldest, **where)
 
 
