@@ -1130,3 +1130,47 @@ def test_needs_a_person_counts_emails_only_a_cleared_run_would_still_send(store)
     item = {r["what"]: r for r in render(store, "attention")["rows"]}[what]
     assert item["count"]["text"] == "2" and "notify_compliance" in item["note"] and "send_violation_emails" in item["note"]
     assert item["oldest"] is not None and "@" not in str(item)
+
+
+def test_needs_a_person_counts_erasures_left_unverified_once_their_run_is_over(store):
+    """Found by a fault trial: an erasure whose check after commit found the subject's rows still there (written
+    after it, or in a table the data map missed) fails its verify task and keeps the account id until a person deals
+    with the rows and clears the task; nothing else ever verifies it. 'Needs a person' counted nothing (the purges
+    section lists only records still planned or erasing). Counted once its run is over (a newer run of the DAG has
+    started, or its time is up); a run still going may yet verify its own."""
+    from include.children import ledger
+    from include.erasure import ErasureResult
+    from include.erasure import run as erasure_run
+    from include.fulfilment import ledger as fulfilment_ledger
+    from include.reads import attention
+
+    now = datetime.now(timezone.utc)
+
+    def live(wf, run_id, started):
+        erasure_run.start_run(store, wf, erasure_run.RunStart(
+            run_id=run_id, as_of=started.date(), run_type="manual", dry_run=False, threshold=50, started_at=started))
+
+    def purged(run_id, started, n):
+        live(ledger.WORKFLOW, run_id, started)
+        ledger.record_detection(store, run_id, [ledger.Detected(f"{n:064x}", n, ("under_13",), (), ())], [],
+                                at=started, counts={})
+        c = audit.RunContext(run_id=run_id, actor="test", dag_id="child_data_purge", now=lambda: started)
+        assert ledger.finish_subject(store, c, run_id, ErasureResult(n, f"{n:064x}", "purged"))
+
+    purged("manual__left", now - timedelta(hours=3), 1)  # its verify failed: account 1's id kept
+    purged("manual__running", now - timedelta(hours=1), 2)  # the newest run: may still be verifying
+    live(fulfilment_ledger.WORKFLOW, "manual__erase", now - timedelta(hours=13))  # past its run's time
+    store.execute("""insert into compliance.dsr_fulfilments (request_id, action, outcome, user_id, erased_tables,
+                                                            rows_erased, run_id, first_recorded_at, recorded_at)
+                     values (31, 'erase', 'erased', 77, '{}', 3, 'manual__erase', now() - interval '13 hours',
+                             now() - interval '13 hours'),
+                            (32, 'erase', 'erased', null, '{}', 3, 'manual__erase', now(), now())""")  # 32: verified
+
+    items = {i.key: i for i in attention.needs_a_person(store, now=now, approval_timeout=timedelta(hours=8))}
+    left = items["unverified_erasures"]
+    assert left.count == 2 and "manual__left" in left.note and "manual__erase" in left.note
+    assert "manual__running" not in left.note and left.oldest is not None
+    store.execute("""update compliance.child_purges set verified_at = now(), user_id = null
+                     where run_id = 'manual__left'""")  # the rows dealt with, the task cleared: verified
+    items = {i.key: i for i in attention.needs_a_person(store, now=now, approval_timeout=timedelta(hours=8))}
+    assert items["unverified_erasures"].count == 1

@@ -90,6 +90,8 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
         verdicts, "invalid", "invalid_children", "Accounts the purge could not judge (invalid: a birth date in the future, "
         "a negative declared age)", "the record's reason says which value; correct it and the next purge judges "
         "the account"))
+    if {"compliance.child_purges", "compliance.dsr_fulfilments"} <= have:
+        items.append(_unverified(conn, now, approval_timeout))
     add("compliance.vendor_deletion_notices", lambda: _count(
         conn, "deletion_notices", "Deletion notices owed to vendors (erased subjects' data they received)",
         "select count(*), min(created_at) from compliance.vendor_deletion_notices where status = 'outstanding'",
@@ -177,6 +179,34 @@ def _approvals(conn, now: datetime, timeout: timedelta) -> Item:
                 + (f"{_hours(left)} left" if left > timedelta(0) else "its time is up") + "); answer in Required Actions")
     return Item("approvals", "Erasure plans waiting for a reviewer's approval", len(rows),
                 rows[0][2] if rows else None, note, airflow="required_actions")
+
+
+def _unverified(conn, now: datetime, timeout: timedelta) -> Item:
+    """Erased subjects (a purged child, an erased request) whose check after commit never passed: their account id is
+    kept until it does. A verify that found rows left (written after the erasure, or in a table the data map missed)
+    fails its task, and only that task, cleared once the rows are dealt with, verifies them. Counted once their live
+    run is over, as :func:`_approvals` tells it: finished, a newer run of the same DAG started, or past its time."""
+    rows = conn.execute(
+        """with over as (select r.dag_id, r.run_id from compliance.erasure_runs r
+                         where not r.dry_run
+                           and (r.finished_at is not null or r.started_at <= %s
+                                or exists (select 1 from compliance.erasure_runs n
+                                           where n.dag_id = r.dag_id and n.started_at > r.started_at)))
+           select o.dag_id, o.run_id, count(*), min(u.at) from over o join (
+               select 'child_data_purge' as dag_id, p.run_id, p.updated_at as at from compliance.child_purges p
+               where p.outcome in ('purged', 'already_erased') and p.verified_at is null and p.user_id is not null
+               union all
+               select 'dsr_fulfilment', f.run_id, f.recorded_at from compliance.dsr_fulfilments f
+               where f.outcome = 'erased' and f.verified_at is null and f.user_id is not null) u
+             on u.dag_id = o.dag_id and u.run_id = o.run_id
+           group by 1, 2 order by 4, 2""", (now - timeout - ERASE_AND_REPORT,)).fetchall()
+    count = sum(n for _, _, n, _ in rows)
+    oldest = min((at for _, _, _, at in rows), default=None)
+    note = (f"run(s) {', '.join(f'{d} {r}' for d, r, _, _ in rows[:5])}{' and more' if len(rows) > 5 else ''}: their "
+            "verify task's log names the tables still holding the subjects' rows; deal with those rows, then clear "
+            "the task" if rows else None)
+    return Item("unverified_erasures", "Erased subjects whose check after the erasure did not pass (account ids kept)",
+                count, oldest, note)
 
 
 def _packages_kept(conn) -> Item:
