@@ -1174,3 +1174,30 @@ def test_needs_a_person_counts_erasures_left_unverified_once_their_run_is_over(s
                      where run_id = 'manual__left'""")  # the rows dealt with, the task cleared: verified
     items = {i.key: i for i in attention.needs_a_person(store, now=now, approval_timeout=timedelta(hours=8))}
     assert items["unverified_erasures"].count == 1
+
+
+def test_needs_a_person_counts_child_reports_that_name_no_one_to_look_for(store):
+    """Found by a fault trial: a child report naming neither an account id nor an address (a blank address included)
+    is recorded 'invalid' by every run over every report and left open, since no run can act on it: someone was
+    reported as a child and only a person can find out who. 'Needs a person' counted it nowhere, nor did the purges
+    section's facts. It is counted from the newest run that looked at every report, and leads to the purges section,
+    which names it; once corrected or resolved (a newer run no longer finds it), it is not."""
+    from include.children import ledger
+    from include.erasure import run as erasure_run
+
+    def look(run_id, minutes, notes):
+        erasure_run.start_run(store, ledger.WORKFLOW, erasure_run.RunStart(
+            run_id=run_id, as_of=date(2026, 11, 25), run_type="scheduled", dry_run=False, threshold=50,
+            started_at=at(minutes)))
+        ledger.record_detection(store, run_id, [], notes, at=at(minutes), counts={})
+
+    blank = "the report names neither an account id nor an email address"
+    look("scheduled__1", 0, [ledger.ReportNote(23, "invalid", blank), ledger.ReportNote(24, "no_match")])
+    what = "Child reports naming neither an account nor an address (invalid)"
+    item = {r["what"]: r for r in render(store, "attention")["rows"]}[what]
+    assert item["count"] == {"text": "1", "section": "purges", "filters": {}} and "resolve" in item["note"]
+    facts = {f["label"]: f for f in render(store, "purges")["facts"]}
+    named = facts["Reports naming neither an account nor an address (invalid)"]
+    assert (named["value"], named["tone"]) == ("report 23", "warn")
+    look("scheduled__2", 1, [])  # the report was given its account id: the next run purged or judged it
+    assert {r["what"]: r for r in render(store, "attention")["rows"]}[what]["count"]["text"] == "0"

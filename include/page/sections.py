@@ -352,6 +352,12 @@ def _purges(req: Request) -> dict:
                   "value": "; ".join(f"report {r['report_id']}: account(s) {', '.join(map(str, r['user_ids']))}"
                                      for r in review[:10]) + (f" and {len(review) - 10} more" if len(review) > 10 else "")
                   if review else "none", "tone": "warn" if review else "good"})
+    blank = children.reports_naming_no_one(req.conn)
+    if blank:
+        facts.append({"label": "Reports naming neither an account nor an address (invalid)",
+                      "value": "report " + ", ".join(map(str, blank[:10])) + (f" and {len(blank) - 10} more"
+                                                                             if len(blank) > 10 else ""),
+                      "tone": "warn"})
     stuck = children.open_records(req.conn)
     if stuck:
         facts.append({"label": "Records left open", "value": "; ".join(f"{r} {o} {n}" for r, o, n in stuck[:5]),

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from include.approvals import ERASE_AND_REPORT
 from include.reads import missing_tables
-from include.reads.children import WAITING_FOR_A_PERSON
+from include.reads.children import NAMING_NO_ONE, WAITING_FOR_A_PERSON
 from include.reads.deadlines import closed_state
 from include.reads.fulfilments import CLOSED
 
@@ -77,6 +77,11 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
     for outcome, what, note in _FULFILMENTS[:2]:
         add("compliance.dsr_fulfilments", lambda o=outcome, w=what, n=note: _fulfilments(conn, o, w, n))
     add("compliance.child_report_outcomes", lambda: _reports_to_review(conn))
+    add("compliance.child_report_outcomes", lambda: _count(
+        conn, "reports_naming_no_one", "Child reports naming neither an account nor an address (invalid)",
+        f"select count(*), min(c.recorded_at) {NAMING_NO_ONE}",
+        note="no run can act on them: find the account the report means and add its id or address to the report, "
+             "or resolve it where reports are kept; the next run judges it", section="purges"))
     for outcome, what, note in _FULFILMENTS[2:]:
         add("compliance.dsr_fulfilments", lambda o=outcome, w=what, n=note: _fulfilments(conn, o, w, n))
     verdicts = _child_verdicts(conn) if "compliance.child_purges" in have else {}  # one read for the three

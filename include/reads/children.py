@@ -98,14 +98,17 @@ def notices_owed(conn) -> dict[str, int]:
     return {"notices": notices, "subjects": subjects, "vendors": vendors}
 
 
-# The reports the newest run that looked at every report found waiting for a person: ``needs_review``, and those a
-# dry run's confirm_user_ids only previewed (``confirmed`` in a dry run: nothing was erased or resolved, so the
-# report still waits for a live run given the confirmation).
-WAITING_FOR_A_PERSON = """
+# The reports of the newest run that looked at every report.
+_NEWEST_LOOK = """
     from compliance.child_report_outcomes c join compliance.child_purge_runs r on r.run_id = c.run_id
-    where (c.outcome = 'needs_review' or (c.outcome = 'confirmed' and r.dry_run)) and c.run_id = (
-        select run_id from compliance.child_purge_runs where not targeted and detected_at is not null
-        order by started_at desc, run_id desc limit 1)"""
+    where c.run_id = (select run_id from compliance.child_purge_runs where not targeted and detected_at is not null
+                      order by started_at desc, run_id desc limit 1)"""
+# Those it found waiting for a person: ``needs_review``, and those a dry run's confirm_user_ids only previewed
+# (``confirmed`` in a dry run: nothing was erased or resolved, so the report still waits for a live run given the
+# confirmation).
+WAITING_FOR_A_PERSON = _NEWEST_LOOK + " and (c.outcome = 'needs_review' or (c.outcome = 'confirmed' and r.dry_run))"
+# And those naming neither an account id nor an address (``invalid``): left open, since no run can act on them.
+NAMING_NO_ONE = _NEWEST_LOOK + " and c.outcome = 'invalid'"
 
 
 def reports_needing_review(conn) -> list[dict]:
@@ -113,6 +116,12 @@ def reports_needing_review(conn) -> list[dict]:
     (:data:`WAITING_FOR_A_PERSON`): report id and the account ids its address names (ids only, no address)."""
     cur = conn.execute(f"select c.report_id, c.user_ids {WAITING_FOR_A_PERSON} order by c.report_id")
     return [{"report_id": rid, "user_ids": list(ids)} for rid, ids in cur]
+
+
+def reports_naming_no_one(conn) -> list[int]:
+    """The open reports the newest run that looked at every report found naming neither an account id nor an
+    address (:data:`NAMING_NO_ONE`): report ids."""
+    return [rid for (rid,) in conn.execute(f"select c.report_id {NAMING_NO_ONE} order by c.report_id")]
 
 
 def open_records(conn) -> list[tuple[str, str, int]]:
