@@ -1108,16 +1108,16 @@ def test_needs_a_person_counts_a_refused_alert_for_a_week_not_for_good(store):
 
 
 def test_needs_a_person_counts_emails_only_a_cleared_run_would_still_send(store):
-    """Found by a fault trial: SendGrid down through a run's retries left its purge summary, or a vendor's violation
-    notice, pending; only that run sends them (the next day's run sends its own day's), so they waited for good for
-    someone to clear its email task, and 'Needs a person' counted nothing. Pending a day, they are counted; an
-    escalation (the next hourly run sends it), a past day's digest (the next day's has the news) and an undated
-    manifest's notice (every daily run sends it) are not."""
+    """Found by a fault trial: SendGrid down through a run's retries left its purge summary pending (only that run
+    sends it), or a vendor's violation notice (its run, else the next daily run over every vendor): they waited for
+    someone, and 'Needs a person' counted nothing. A summary pending a day is counted, a notice pending two (the next
+    day's run failed to send it too); an escalation (the next hourly run sends it) and a past day's digest (the next
+    day's has the news) are not."""
     for kind, key, ago, status in (
             ("child_purge.summary", "scheduled__1", "2 days", "pending"),
-            ("vendor_manifest.violation_notice", "4/2026-11-20", "2 days", "pending"),
+            ("vendor_manifest.violation_notice", "4/2026-11-20", "3 days", "pending"),
             ("vendor_manifest.violation_notice", "5/2026-11-25", "1 hour", "pending"),  # its run is sending it
-            ("vendor_manifest.violation_notice", "6/undated", "2 days", "pending"),  # every daily run sends it
+            ("vendor_manifest.violation_notice", "6/2026-11-24", "30 hours", "pending"),  # the next day's run sends it
             ("child_purge.summary", "scheduled__0", "3 days", "sent"),
             ("dsr.escalation", "7/overdue", "2 days", "pending"),
             ("dsr.digest", "2026-11-20", "2 days", "pending")):
@@ -1126,7 +1126,8 @@ def test_needs_a_person_counts_emails_only_a_cleared_run_would_still_send(store)
                           values (%s, %s, 'team@example.com', %s, jsonb_strip_nulls(jsonb_build_object(
                                   'period_label', %s::text)), now() - interval '{ago}', 'r')""",
                       (kind, key, status, label))
-    what = "Emails still waiting to be sent a day after their run recorded them (purge summaries, violation notices)"
+    what = ("Emails SendGrid has not taken since their run recorded them (purge summaries a day on, violation notices "
+            "two days on)")
     item = {r["what"]: r for r in render(store, "attention")["rows"]}[what]
     assert item["count"]["text"] == "2" and "notify_compliance" in item["note"] and "send_violation_emails" in item["note"]
     assert item["oldest"] is not None and "@" not in str(item)

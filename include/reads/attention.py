@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from psycopg.types.json import Jsonb
+
 from include.approvals import ERASE_AND_REPORT
 from include.reads import missing_tables
 from include.reads.children import NAMING_NO_ONE, WAITING_FOR_A_PERSON
@@ -24,13 +26,11 @@ TABLES = ("compliance.erasure_runs", "compliance.dsr_fulfilments", "compliance.c
 # alert): say so here rather than wait for the next failure.
 ALERT_GRACE = "10 minutes"
 FAILED_MAIL_DAYS = 7
-# Emails only the run that recorded them sends (its own summary; its period's notices), pending this long: SendGrid
-# did not take them through that run's retries. An escalation goes out with the next hourly run, and a past day's
-# digest is superseded by the next day's, and every daily manifest run sends the undated manifest's notices: none
-# of them waits for a person.
-WAITING_MAIL = "1 day"
-_SENT_ONLY_BY_THEIR_RUN = ("child_purge.summary", "vendor_manifest.violation_notice")
-UNDATED = "undated"  # include.vendors.source.UNDATED (repeated so that the page needs nothing but the reads)
+# Emails pending this long that SendGrid did not take: a purge summary is sent only by its own run (a day after,
+# that run's retries are spent); a vendor's violation notice by its run or, failing that, by the next daily run over
+# every vendor (two days after, that one failed too). An escalation goes out with the next hourly run, and a past
+# day's digest is superseded by the next day's: neither waits for a person.
+WAITING_MAIL = {"child_purge.summary": "1 day", "vendor_manifest.violation_notice": "2 days"}
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,15 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
              "again); the runs are in Airflow's list of failed runs, and a pending alert goes out with the next one"))
     add("compliance.outbox", lambda: _count(
         conn, "mail_waiting",
-        "Emails still waiting to be sent a day after their run recorded them (purge summaries, violation notices)",
-        "select count(*), min(claimed_at) from compliance.outbox where kind = any(%s) and status = 'pending' "
-        f"and claimed_at < now() - interval '{WAITING_MAIL}' and coalesce(facts ->> 'period_label', '') <> %s",
-        args=(list(_SENT_ONLY_BY_THEIR_RUN), UNDATED),
-        note="SendGrid did not take them through their run's retries, and only that run sends them: once it takes "
-             "mail again, clear the run's email task (child_data_purge's notify_compliance, vendor_sharing_manifests' "
+        "Emails SendGrid has not taken since their run recorded them (purge summaries a day on, violation notices "
+        "two days on)",
+        "select count(*), min(claimed_at) from compliance.outbox o "
+        "join (select * from jsonb_each_text(%s)) w(kind, age) on w.kind = o.kind "
+        "where o.status = 'pending' and o.claimed_at < now() - w.age::interval",
+        args=(Jsonb(WAITING_MAIL),),
+        note="SendGrid did not take them through their runs' retries: once it takes mail again, clear "
+             "child_data_purge's notify_compliance of the summary's run (only that run sends it); a violation notice "
+             "goes out with the next vendor_sharing_manifests run over every vendor (or clear its "
              "send_violation_emails)"))
     add("compliance.dsr_fulfilments", lambda: _packages_kept(conn))
     if chain is not None:
