@@ -829,3 +829,50 @@ def test_a_plan_approved_by_hash_today_runs_in_a_run_of_an_earlier_day_cleared_t
     result = run_all(world, "approved-days-later", late)
     assert result["state"] == "purged" and result["outcomes"] == {"purged": 1}
     assert user_rows(world.ops, [kid]) == 0 and user_rows(world.ops, [teen]) > 0
+
+
+def test_a_cleared_purge_keeps_its_approval_as_recorded_and_its_run_as_it_ended(world):
+    """Found by an on-call trial: `purge_subjects` of a run approved by its plan's hash, cleared in the Airflow UI
+    and run again (the same run id), rewrote the run's `approved_at` with the time of the clear and set a finished
+    run back to `purging` until `finish_run` ran again (for good when only the purge was cleared). The approval's
+    time and approver are the first attempt's; the run's state is what its last `finish_run` said; a run that ended
+    `failed`, cleared with its downstream tasks, still ends `purged`."""
+    settings = Settings(purge_threshold=2)
+    dry = run_until_gate(world, "hash-dry", params(world, dry_run=True), settings)
+    p = params(world, approve_plan=dry["plan_hash"])
+
+    def at(when: datetime) -> Step:
+        s = step(world, "hash-cleared", p, settings=settings)
+        s.ctx = replace(s.ctx, now=lambda: when)
+        return s
+
+    def run_row() -> tuple:
+        return world.store.execute("select state, approved_by, approved_at from compliance.child_purge_runs "
+                                   "where run_id = 'hash-cleared'").fetchone()
+
+    first = datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
+    purge.detect_children(at(first))
+    plan = purge.plan_purge(at(first))
+    assert plan["state"] == "planned" and plan["approval"] == "plan_hash"
+    # One child is held by an attempt that is still alive: the purge fails, the run ends failed.
+    held = ledger.open_rows(world.store, "hash-cleared")[0]
+    world.store.execute("update compliance.child_purges set outcome = 'erasing' where run_id = 'hash-cleared' "
+                        "and subject_hash = %s", (held.subject_hash,))
+    with connect(world.url) as other:
+        other.execute("select 1 from users where id = %s for update", (held.user_id,))
+        with pytest.raises(purge.SubjectsBusy):
+            purge.purge_subjects(at(first))
+        purge.verify_purge(at(first))
+        assert purge.finish_run(at(first))["state"] == "failed"
+    assert run_row() == ("failed", "approve_plan parameter", first)
+
+    # An hour later on-call clears purge_subjects with its downstream tasks.
+    later = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
+    purge.purge_subjects(at(later))
+    assert run_row() == ("failed", "approve_plan parameter", first)  # until finish_run says how the run ended
+    purge.verify_purge(at(later))
+    assert purge.finish_run(at(later))["state"] == "purged"
+    assert run_row() == ("purged", "approve_plan parameter", first)
+    # The next day purge_subjects alone is cleared: nothing left to erase, and the run stays as it ended.
+    purge.purge_subjects(at(datetime(2026, 12, 2, 9, tzinfo=timezone.utc)))
+    assert run_row() == ("purged", "approve_plan parameter", first)

@@ -1074,6 +1074,30 @@ def test_a_cleared_finish_run_of_a_rejected_run_still_says_rejected(world):
     assert finished == ["rejected", "rejected"]
 
 
+def test_a_cleared_erase_requests_keeps_its_approval_as_recorded_and_its_run_done(world):
+    """Found by an on-call trial: `erase_requests` of a run approved by its plan's hash, cleared in the Airflow UI and
+    run again (the same run id), rewrote the run's `approved_at` with the time of the clear and set the finished run
+    back to `planned` (for good when only that task was cleared). Its approval's time and approver are the first
+    attempt's and the run stays `done`."""
+    low = Settings(purge_threshold=1)
+    approved = run(world, "manual__hash-dry", params(world, dry_run=True), settings=low)["plan"]["plan_hash"]
+    result = run(world, "manual__hash-cleared", params(world, approve_plan=approved), settings=low)
+    assert result["branch"] == IN_ADVANCE and result["state"] == "done"
+
+    def run_row() -> tuple:
+        return world.store.execute("select state, approved_by, approved_at from compliance.dsr_fulfilment_runs "
+                                   "where run_id = 'manual__hash-cleared'").fetchone()
+
+    recorded = run_row()
+    assert recorded[:2] == ("done", "approve_plan parameter") and recorded[2] is not None
+    cleared = step(world, "manual__hash-cleared", params(world, approve_plan=approved), settings=low)
+    cleared.ctx = dataclasses.replace(cleared.ctx, now=lambda: recorded[2] + timedelta(hours=1))
+    steps.erase_requests(cleared)
+    assert run_row() == recorded
+    steps.verify_erasures(cleared)
+    assert steps.finish_run(cleared)["state"] == "done" and run_row() == recorded
+
+
 def test_a_request_time_column_without_a_time_zone_is_read_as_utc_not_a_crash(reference_db):
     """``privacy_requests`` with ``timestamp`` (no zone) time columns, as deadline tracking reads them: as UTC.
     Before, they came back naive and the plan's "received after now?" compared them with the run's aware time: a

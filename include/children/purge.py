@@ -434,7 +434,7 @@ def finish_run(step: Step[PurgeParams]) -> dict:
         log.warning("plan %s was not approved (%s): %d subject(s) left untouched", run.plan_hash, unapproved.why,
                     closed)
         state = "rejected"
-    elif state == "purging":
+    elif state in ("purging", "purged", "failed"):  # an erasing run, or one that ended and was cleared
         state = "purged" if not ledger.open_rows(store, ctx.run_id) else "failed"
     counts = ledger.outcome_counts(store, ctx.run_id)
     erasure_run.finish_run(store, run, state=state, at=now, counts={"outcomes": counts})

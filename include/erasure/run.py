@@ -12,8 +12,9 @@ that workflow's shared half: the run's row in ``compliance.erasure_runs`` (migra
 is left after commit, and the run's end. A :class:`Workflow` says which DAG is calling and how its subjects
 are recorded (:class:`Subjects`); the steps take the step context (:mod:`include.step`).
 
-Every write is safe to repeat: a run is created once, plans once (its row locked while it does), and
-its approval and end are written as they are, so a retried task writes the same again.
+Every write is safe to repeat: a run is created once, plans once (its row locked while it does), its
+approval's time and approver are written once (a cleared erasing step keeps the first), and its end is written
+as it is, so a retried or cleared task writes the same again.
 """
 from __future__ import annotations
 
@@ -166,9 +167,11 @@ def record_plan(store, run: RunRecord, facts: PlanFacts) -> None:
 
 def record_approval(store, run: RunRecord, *, approval_state: str, approved_by: str | None, at: datetime | None,
                     state: str | None = None) -> None:
+    """The plan's answer: who gave it and when are evidence, so the first recorded stays (a cleared task, run again
+    under the same run id, writes nothing new over them)."""
     store.execute("""update compliance.erasure_runs
-                     set approval_state = %s, approved_by = coalesce(%s, approved_by),
-                         approved_at = coalesce(%s, approved_at), state = coalesce(%s, state)
+                     set approval_state = %s, approved_by = coalesce(approved_by, %s),
+                         approved_at = coalesce(approved_at, %s), state = coalesce(%s, state)
                      where dag_id = %s and run_id = %s""",
                   (approval_state, approved_by, at, state, run.dag_id, run.run_id))
 
@@ -209,13 +212,16 @@ def check_approval(step, wf: Workflow, run: RunRecord) -> None:
     hash) and a reviewer's approval are recorded on the run; a reviewer's is audited."""
     ok = guard.approval_of(run, step.approval, wf.plan_name)
     now = step.ctx.now()
+    # Only a run not yet erasing starts to: an erasing step cleared after the run finished leaves the state its
+    # finish_run recorded (and finish_run, run again, records the run's end again).
+    erasing = wf.erasing_state if run.state in (guard.PLANNED, guard.AWAITING_APPROVAL) else None
     if ok.in_advance:
         by_hash = run.approval == "plan_hash"
         record_approval(step.store, run, approval_state=run.approval_state, approved_by=ok.approved_by,
-                        at=now if by_hash else None, state=wf.erasing_state)
+                        at=now if by_hash else None, state=erasing)
     elif ok.new:
         record_approval(step.store, run, approval_state="approved", approved_by=ok.approved_by, at=now,
-                        state=wf.erasing_state)
+                        state=erasing)
         step.ctx.audit(step.store, f"{wf.audit}.approved", {"plan_hash": run.plan_hash, "approved_by": ok.approved_by,
                                                             "subjects": run.plan_subjects})
 
