@@ -294,7 +294,7 @@ def test_two_senders_at_once_tell_every_eligible_address_exactly_once(seeded, co
     got = received(sendgrid, built["campaign_id"])
     assert set(got) == set(eligible) and set(got.values()) == {1}
     assert all(r["sent"] > 0 for r in reports), "both senders took batches"
-    summary = campaign.summarize(store, ctx(), built["campaign_id"], reports)
+    summary = campaign.summarize(store, ctx(), built["campaign_id"])
     assert (summary["sent"], summary["pending"], summary["finished"], summary["duplicates_at_risk"]) == (
         len(eligible), 0, True, 0)
     # Each ledger row names the message that carried it.
@@ -1040,3 +1040,49 @@ def test_a_cleared_run_keeps_to_max_recipients_when_it_plans_fewer_senders(conns
     assert whole_run() == (4, cap)
     assert whole_run() == (1, 0)  # the run cleared and run again: its cap is spent
     assert received(sendgrid, built["campaign_id"]).total() == cap
+
+
+def test_a_runs_figures_are_what_all_its_attempts_did_whatever_was_cleared(conns, sendgrid):
+    """Found by an on-call trial: `summarize_campaign` took "sent / failed / skipped this run" from its senders'
+    results, i.e. their last attempts': a sender retried after a SendGrid outage lost what its first attempt sent,
+    and the run cleared and run again whole audited a second summary saying it sent 0. The figures are counted from
+    the ledger by run id, so every summary of the run says what the run did over all its attempts."""
+    from include.delivery.sendgrid_mailer import SendGridUnavailable
+
+    ops, store, _ = conns
+    built = build(ops, store, publish(ops))
+    run_id = f"cleared-{uuid.uuid4().hex[:8]}"
+    (gone,), _ = last_single_accounts(ops, store, built, 1)
+    ops.execute("update users set deleted_at = now() where id = %s", (gone,))  # skipped at send time
+    mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, policy=RetryPolicy(max_attempts=1),
+                            sleep=lambda s: None)
+
+    class FailsAfterTwo:  # the real mailer; SendGrid starts failing after two accepted requests
+        sent = 0
+
+        def send(self, payload):
+            if self.sent == 2:
+                sendgrid.inject(status=503, count=1)
+            self.sent += 1
+            return mailer.send(payload)
+
+    try:
+        with pytest.raises(SendGridUnavailable):
+            send(conns, sendgrid, built, run_id=run_id, mailer=FailsAfterTwo())
+        retry = send(conns, sendgrid, built, run_id=run_id, mailer=mailer)  # the task's retry
+        assert retry["sent"] == built["pending"] - 201
+        said = {"sent_this_run": built["pending"] - 1, "failed_this_run": 0, "skipped_this_run": 1}
+        first = campaign.summarize(store, ctx(run_id), built["campaign_id"])
+        assert {k: first[k] for k in said} == said
+        campaign.summarize(store, ctx(run_id), built["campaign_id"])  # the summary cleared
+        again = send(conns, sendgrid, built, run_id=run_id, mailer=mailer)  # the whole run cleared
+        assert again["sent"] == 0
+        campaign.summarize(store, ctx(run_id), built["campaign_id"])
+        audited = [{k: d[k] for k in said} for (d,) in store.execute(
+            "select details from compliance.audit_log where run_id = %s and action = 'policy_change.campaign_summary' "
+            "order by id", (run_id,))]
+        assert audited == [said] * 3
+        other = campaign.summarize(store, ctx(f"next-{run_id}"), built["campaign_id"])  # another run did nothing
+        assert (other["sent_this_run"], other["skipped_this_run"], other["sent"]) == (0, 0, built["pending"] - 1)
+    finally:
+        ops.execute("update users set deleted_at = null where id = %s", (gone,))

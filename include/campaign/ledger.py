@@ -60,7 +60,8 @@ CLAIM_WINDOW = 10_000  # seq numbers one claim query examines (at least 4 batche
 # (string_to_array): psycopg dumps a list of 1,000 values element by element in Python. (A reason may hold
 # any character, so reasons stay a list.)
 _SKIP = """
-update compliance.notification_deliveries d set state = 'skipped', reason = k.reason, finished_at = %(now)s
+update compliance.notification_deliveries d
+set state = 'skipped', reason = k.reason, finished_at = %(now)s, skipped_by_run = %(run)s
 from unnest(string_to_array(%(tids)s, ';')::tid[], %(reasons)b::text[]) as k(tid, reason)
 where d.ctid = k.tid and d.campaign_id = %(campaign)s and d.state = 'pending'
 """
@@ -255,7 +256,8 @@ class CampaignLedger:
             sending, skips = self.decide(rows)
             if skips:
                 conn.execute(_SKIP, {"campaign": self.campaign_id, "tids": ";".join(tid for tid, _ in skips),
-                                     "reasons": [reason for _, reason in skips], "now": self.ctx.now()})
+                                     "reasons": [reason for _, reason in skips], "now": self.ctx.now(),
+                                     "run": self.ctx.run_id})
                 self.skipped += len(skips)
                 self._skipped_uncounted += len(skips)
             if sending:

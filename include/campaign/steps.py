@@ -4,7 +4,7 @@
     build_recipients    -> the campaign's ledger (or, in a dry run, its counts and one sample message)
     plan_senders        -> one entry per parallel sender, each with its share of ``max_recipients``
     send_batches        -> one sender: the delivery engine over the campaign ledger until nothing is left
-    summarize_campaign  -> the campaign's totals from the ledger, duplicates at risk, finished or not
+    summarize_campaign  -> the campaign's totals and the run's from the ledger, duplicates at risk, finished or not
 
 Each takes the step context (:class:`include.step.Step`) and the earlier tasks' results it needs.
 
@@ -186,13 +186,19 @@ def send_batches(step: Step[NotificationParams], plan: Mapping) -> dict:
 
 
 def summarize_campaign(step: Step, built: Mapping, reports: Iterable[Mapping]) -> dict:
-    """Recount the campaign from its ledger: sent, failed, skipped, pending, duplicates at risk; finish it."""
-    return summarize(step.store, step.ctx, built["campaign_id"], reports)
+    """Recount the campaign from its ledger: sent, failed, skipped, pending, duplicates at risk; finish it.
+
+    ``reports`` (the senders' results) only orders it after them: what the run did is counted from the ledger."""
+    return summarize(step.store, step.ctx, built["campaign_id"])
 
 
-def summarize(store, ctx: RunContext, campaign_id: int, reports: Iterable[Mapping] = ()) -> dict:
-    """The campaign's totals recounted from the ledger; finished when nothing is pending; duplicates at risk."""
-    reports = [r for r in reports if r]
+def summarize(store, ctx: RunContext, campaign_id: int) -> dict:
+    """The campaign's totals recounted from the ledger; finished when nothing is pending; duplicates at risk.
+
+    "This run" (``sent_this_run``, ``failed_this_run``, ``skipped_this_run``) is what the run's senders did over
+    all its attempts (retried, cleared, run again whole under the same run id), counted from the ledger by run id:
+    the rows of its requests SendGrid accepted or refused (``notification_batches``) and the rows its senders
+    skipped at send time. Every summary of a run says the same of it, whatever was cleared."""
     with store.transaction():
         store.execute("select 1 from compliance.notification_campaigns where id = %s for update", (campaign_id,))
         # Requests whose transaction ended without marking them: sent again, so their rows may have two copies.
@@ -200,8 +206,18 @@ def summarize(store, ctx: RunContext, campaign_id: int, reports: Iterable[Mappin
                          where campaign_id = %s and state = 'in_flight'
                            and pg_xact_status(xact) is distinct from 'in progress'""", (campaign_id,))
         counts = dict.fromkeys(("pending", "sent", "failed", "skipped"), 0)
-        counts.update(store.execute("""select state, count(*) from compliance.notification_deliveries
-                                       where campaign_id = %s group by state""", (campaign_id,)).fetchall())
+        skipped_this_run = 0
+        for row_state, n, by_this_run in store.execute(
+                """select state, count(*), count(*) filter (where skipped_by_run = %s)
+                   from compliance.notification_deliveries where campaign_id = %s group by state""",
+                (ctx.run_id, campaign_id)).fetchall():
+            counts[row_state] = n
+            skipped_this_run += by_this_run
+        sent_this_run, failed_this_run = store.execute(
+            """select coalesce(sum(size) filter (where state = 'sent'), 0),
+                      coalesce(sum(size) filter (where state = 'failed'), 0)
+               from compliance.notification_batches where campaign_id = %s and run_id = %s""",
+            (campaign_id, ctx.run_id)).fetchone()
         counters = store.execute("""select pending, sent, failed, skipped, state, scope, policy_version
                                     from compliance.notification_campaigns where id = %s""",
                                  (campaign_id,)).fetchone()
@@ -226,9 +242,8 @@ def summarize(store, ctx: RunContext, campaign_id: int, reports: Iterable[Mappin
         summary = {"campaign_id": campaign_id, "scope": scope, "policy_version": version,
                    "total": sum(counts.values()), **counts, "finished": finished,
                    "duplicates_at_risk": at_risk_rows, "unknown_batches": at_risk_batches,
-                   "sent_this_run": sum(r.get("sent", 0) for r in reports),
-                   "failed_this_run": sum(r.get("failed", 0) for r in reports),
-                   "skipped_this_run": sum(r.get("skipped", 0) for r in reports),
+                   "sent_this_run": int(sent_this_run), "failed_this_run": int(failed_this_run),
+                   "skipped_this_run": skipped_this_run,
                    "reasons": reasons}
         ctx.audit(store, f"{AUDIT}.campaign_summary", summary)
     log.info("campaign %d (%s, policy %s) %s: %d sent, %d failed, %d skipped, %d pending of %d; duplicates at risk: "
