@@ -580,3 +580,21 @@ def test_an_earlier_days_run_cleared_today_keeps_the_live_status_of_today(db):
     assert db.execute("select as_of, run_id from compliance.dsr_status where request_id = 1").fetchone() == (
         TODAY, "scheduled__today")
     assert status(db, 2) is not None and summary["changed"] == 1
+
+
+def test_a_cleared_evaluation_still_records_the_rows_its_run_changed(db):
+    """Found by an on-call trial: `evaluate_requests` cleared in the Airflow UI and run again (the same run id) found
+    its first attempt's rows in the live status, counted 0 changed, and rewrote the run's row in
+    `compliance.dsr_runs` (the page's last run) to say the run changed nothing; its second `dsr.evaluated` entry said
+    so too. A run counts the live rows it wrote over all its attempts."""
+    add_request(db, 1, received="2026-10-26")
+    add_request(db, 2, received="2026-11-20")
+    assert evaluate(db, "scheduled__cleared")["changed"] == 2
+    add_request(db, 3, received="2026-11-21")  # written between the two attempts: new to the store
+    assert evaluate(db, "scheduled__cleared")["changed"] == 3
+    assert db.execute("select evaluated, changed from compliance.dsr_runs where run_id = 'scheduled__cleared'"
+                      ).fetchone() == (3, 3)
+    audited = [r[0] for r in db.execute("select (details ->> 'changed')::int from compliance.audit_log "
+                                        "where run_id = 'scheduled__cleared' and action = 'dsr.evaluated' order by id")]
+    assert audited == [2, 3]
+    assert evaluate(db, "scheduled__next")["changed"] == 0  # another run: its own count

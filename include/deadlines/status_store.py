@@ -54,8 +54,8 @@ def start_run(store, run_id: str, as_of: date, dry_run: bool, started_at: dateti
 
 @dataclass(frozen=True)
 class RunTotals:
-    """What one evaluation pass did: the watermark (None for a targeted run or a what-if), the rows evaluated and
-    changed, the count of each state."""
+    """What one evaluation pass did: the watermark (None for a targeted run or a what-if), the rows evaluated, the
+    rows the run changed (over all its attempts: :meth:`StatusWriter._count_for_run`), the count of each state."""
 
     max_request_id: int | None
     evaluated: int
@@ -143,6 +143,7 @@ class StatusWriter:
     def __init__(self, store, *, as_of: date, evaluated_at: datetime, run_id: str, what_if: bool = False):
         self.store, self.as_of, self.evaluated_at, self.run_id, self.what_if = store, as_of, evaluated_at, run_id, what_if
         self.written = self.changed = self.inserted = self.later = 0
+        self.run_changed = 0  # what the run changed over all its attempts (see _count_for_run)
         self._tx = None
 
     def __enter__(self) -> "StatusWriter":
@@ -207,8 +208,18 @@ class StatusWriter:
         try:
             if exc_type is None:
                 self._upsert()
+                self._count_for_run()
         finally:
             self._tx.__exit__(exc_type, exc, tb)
+
+    def _count_for_run(self) -> None:
+        """The run's count of changed rows in ``dsr_runs``, in the transaction that wrote them: a live run adds this
+        attempt's to its earlier attempts' (cleared or retried, it finds their rows there already and changes none of
+        them again); a what-if's rows are all its own whatever the attempt."""
+        row = self.store.execute(
+            """update compliance.dsr_runs set changed = case when %s then 0 else coalesce(changed, 0) end + %s
+               where run_id = %s returning changed""", (self.what_if, self.changed, self.run_id)).fetchone()
+        self.run_changed = self.changed if row is None else row[0]
 
     def _upsert(self) -> None:
         if self.what_if:

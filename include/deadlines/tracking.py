@@ -99,7 +99,7 @@ def evaluate_requests(step: Step[DsrParams]) -> dict:
         frames = bulk.prefetch(source.request_frames(ops, dm, selection))
         for result, recipients, prints in bulk.prefetch(_evaluated(frames, as_of, policy, tally)):
             writer.add(result, recipients, prints)
-    written, changed, later = writer.written, writer.changed, writer.later
+    written, changed, later = writer.written, writer.run_changed, writer.later
     pruned = status_store.prune_whatifs(store, older_than=started - timedelta(days=settings.whatif_retention_days))
     missing = sorted(set(params.request_ids) - tally.seen)
     counts = dict(sorted(tally.states.items()))
