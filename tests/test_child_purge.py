@@ -876,3 +876,17 @@ def test_a_cleared_purge_keeps_its_approval_as_recorded_and_its_run_as_it_ended(
     # The next day purge_subjects alone is cleared: nothing left to erase, and the run stays as it ended.
     purge.purge_subjects(at(datetime(2026, 12, 2, 9, tzinfo=timezone.utc)))
     assert run_row() == ("purged", "approve_plan parameter", first)
+
+
+def test_a_cleared_finish_run_still_says_how_many_reports_naming_no_one_its_run_resolved(world):
+    """Found by an on-call trial: `finish_run` cleared in the Airflow UI and run again (the same run id) found the
+    reports naming no one resolved by its first attempt and audited a second `child_purge.finished` saying the run
+    resolved none. Each says how many this run resolved."""
+    first = run_all(world, "finish-cleared", params(world))
+    assert first["reports_resolved"] >= 1
+    again = purge.finish_run(step(world, "finish-cleared"))
+    assert again["reports_resolved"] == first["reports_resolved"] and again["state"] == first["state"]
+    audited = [r[0] for r in world.store.execute(
+        "select (details ->> 'reports_resolved')::int from compliance.audit_log where run_id = 'finish-cleared' "
+        "and action = 'child_purge.finished' order by id")]
+    assert audited == [first["reports_resolved"]] * 2

@@ -96,9 +96,14 @@ def reports_to_resolve(store, run_id: str) -> list[int]:
         (run_id,))]
 
 
-def mark_reports_resolved(store, run_id: str, report_ids: Sequence[int]) -> None:
+def mark_reports_resolved(store, run_id: str, report_ids: Sequence[int]) -> int:
+    """Record these reports naming no one resolved by the run; returns how many the run has resolved, over all its
+    attempts (a cleared ``finish_run`` finds its first attempt's resolved already)."""
     store.execute("""update compliance.child_report_outcomes set resolved = true
                      where run_id = %s and report_id = any(%s)""", (run_id, list(report_ids)))
+    return store.execute("""select count(*) from compliance.child_report_outcomes
+                            where run_id = %s and outcome in ('no_match', 'already_gone') and resolved""",
+                         (run_id,)).fetchone()[0]
 
 
 def erased_by_other_runs_of(store, plan_hash: str, run_id: str) -> set[str]:

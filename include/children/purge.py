@@ -424,8 +424,8 @@ def finish_run(step: Step[PurgeParams]) -> dict:
         # corrected, or the account its address names created; the next run finds whom it names.
         still = {r.report_id for r in detection.unmatched_reports(ops, dm)}
         ids = [rid for rid in ledger.reports_to_resolve(store, ctx.run_id) if rid in still]
-        resolved = reports.resolve(ops, dm, ids, now)
-        ledger.mark_reports_resolved(store, ctx.run_id, ids)
+        reports.resolve(ops, dm, ids, now)
+        resolved = ledger.mark_reports_resolved(store, ctx.run_id, ids)
     unapproved = erasure_run.close_unapproved(step, WORKFLOW, run)
     if unapproved:
         closed = ledger.close_open(store, ctx.run_id, ledger.REJECTED, f"{unapproved.why}; nothing was erased", now)
