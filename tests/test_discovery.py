@@ -974,3 +974,27 @@ def test_a_cleared_run_still_records_the_findings_it_was_first_to_see(db, sendgr
     assert store.execute("select new_findings from compliance.discovery_runs where run_id = 'run-cleared'"
                          ).fetchone()[0] == 5
     assert run(ops, store, "run-next")["recorded"]["new"] == 0  # another run's new findings are its own
+
+
+def test_a_record_findings_cleared_alone_keeps_when_its_run_scanned(db):
+    """Found by an on-call trial: `record_findings` cleared in the Airflow UI and run again days later (the same run
+    id, its scans' results kept) rewrote the run's `scanned_at` in compliance.discovery_runs with the time of the
+    clear: the page showed that old run as the last scan, refreshed that day, over a newer run. The run's scan time
+    is when its scans read the databases."""
+    ops, store = db
+    monday, tuesday, wednesday = (datetime(2026, 11, d, 9, tzinfo=timezone.utc) for d in (23, 24, 25))
+
+    def at(run_id: str, when: datetime) -> Step:
+        step = step_of(ops, store, run_id)
+        step.ctx = replace(step.ctx, now=lambda: when)
+        return step
+
+    planned = steps.plan_scan(at("run-monday", monday))
+    scans = [steps.scan_connection(at("run-monday", monday), c) for c in planned]
+    steps.record_findings(at("run-monday", monday), planned, scans)
+    newer = steps.plan_scan(at("run-tuesday", tuesday))
+    steps.record_findings(at("run-tuesday", tuesday), newer,
+                          [steps.scan_connection(at("run-tuesday", tuesday), c) for c in newer])
+    steps.record_findings(at("run-monday", wednesday), planned, scans)  # cleared alone: the same scans
+    assert dict(store.execute("select run_id, scanned_at from compliance.discovery_runs").fetchall()) == {
+        "run-monday": monday, "run-tuesday": tuesday}

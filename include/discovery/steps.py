@@ -5,6 +5,7 @@ Each step takes the step context (:mod:`include.step`); none logs, stores or ema
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from include.discovery import findings as found
 from include.discovery.findings import Finding, ScanReport
@@ -35,6 +36,7 @@ def scan_connection(step: Step, connection: str) -> dict:
     a table grows), classify every column by its values (its name a weaker signal) and compare with the data map.
     Returns names, kinds, confidences and counts only."""
     dm = step.datamap_as_written
+    started = step.ctx.now()
     report = found.scan_connection(step.database(connection), dm, connection, rows=step.params.sample_rows,
                                    today=step.params.today, tables=step.params.tables)
     for problem in report.problems:
@@ -42,7 +44,7 @@ def scan_connection(step: Step, connection: str) -> dict:
     if step.dry_run:
         for f in report.findings:
             log.info("dry run: %s", line(f))
-    return report.as_dict()
+    return {**report.as_dict(), "scanned_at": started.isoformat()}
 
 
 def line(f: Finding) -> str:
@@ -59,6 +61,10 @@ def record_findings(step: Step, planned: list, scans: list) -> dict:
     findings are stored and told (its own open findings stay open) and the run's problems name it; the run still
     fails (the DAG's last task). A dry run stores nothing and says what it would have."""
     reports = [ScanReport.from_dict(s) for s in scans or () if s]
+    # When the run's scans read the databases (the first to start), not when this step records them: a
+    # record_findings cleared alone records the scans its run made earlier.
+    started = [datetime.fromisoformat(s["scanned_at"]) for s in scans or () if s and s.get("scanned_at")]
+    scanned_at = min(started, default=None) or step.ctx.now()
     every = [f for r in reports for f in r.findings]
     scanned = {r.connection for r in reports}
     missed = [c for c in planned or () if c not in scanned]
@@ -89,7 +95,7 @@ def record_findings(step: Step, planned: list, scans: list) -> dict:
            on conflict (run_id) do update set scanned_at = excluded.scanned_at, connections = excluded.connections,
                tables = excluded.tables, columns = excluded.columns, sampled_rows = excluded.sampled_rows,
                findings = excluded.findings, new_findings = excluded.new_findings, problems = excluded.problems""",
-        (step.ctx.run_id, step.ctx.now(), totals["connections"], totals["tables"], totals["columns"],
+        (step.ctx.run_id, scanned_at, totals["connections"], totals["tables"], totals["columns"],
          totals["sampled_rows"], counts["findings"], counts["new"], Jsonb(totals["problems"])))
     log.info("recorded %d finding(s): %d new, %d resolved", counts["findings"], counts["new"], counts["resolved"])
     return {**totals, **counts}
