@@ -960,6 +960,22 @@ def test_a_suppression_added_mid_campaign_in_the_other_form_of_an_internationali
         ops.execute("delete from email_suppressions where email ilike %s", (f"%.{tag}@%",))
 
 
+class FailsAfterTwo:
+    """The real mailer (one attempt a request) against ``sendgrid``, which starts failing (503) after two accepted
+    requests: a sender that fails part-way."""
+
+    def __init__(self, sendgrid):
+        self.sendgrid, self.sent = sendgrid, 0
+        self.mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url,
+                                     policy=RetryPolicy(max_attempts=1), sleep=lambda s: None)
+
+    def send(self, payload):
+        if self.sent == 2:
+            self.sendgrid.inject(status=503, count=1)
+        self.sent += 1
+        return self.mailer.send(payload)
+
+
 def test_a_retried_sender_keeps_to_its_share_of_max_recipients(conns, sendgrid):
     """A sender that failed part-way (SendGrid kept failing: a transient fault, so Airflow retries the task) and is
     retried gets the same plan, share of the cap included: the retry must send only what the first attempt left of
@@ -968,20 +984,11 @@ def test_a_retried_sender_keeps_to_its_share_of_max_recipients(conns, sendgrid):
 
     ops, store, _ = conns
     built = build(ops, store, publish(ops))
-    mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, policy=RetryPolicy(max_attempts=1),
-                            sleep=lambda s: None)
-
-    class FailsAfterTwo:  # the real mailer; SendGrid starts failing after two accepted requests
-        sent = 0
-
-        def send(self, payload):
-            if self.sent == 2:
-                sendgrid.inject(status=503, count=1)
-            self.sent += 1
-            return mailer.send(payload)
+    failing = FailsAfterTwo(sendgrid)
+    mailer = failing.mailer  # the same client, for the retries
 
     with pytest.raises(SendGridUnavailable):
-        send(conns, sendgrid, built, budget=250, run_id="capped-run", mailer=FailsAfterTwo())
+        send(conns, sendgrid, built, budget=250, run_id="capped-run", mailer=failing)
     assert received(sendgrid, built["campaign_id"]).total() == 200
     retry = send(conns, sendgrid, built, budget=250, run_id="capped-run", mailer=mailer)  # the task's retry
     assert retry["sent"] == 50 and received(sendgrid, built["campaign_id"]).total() == 250
@@ -1054,21 +1061,12 @@ def test_a_runs_figures_are_what_all_its_attempts_did_whatever_was_cleared(conns
     run_id = f"cleared-{uuid.uuid4().hex[:8]}"
     (gone,), _ = last_single_accounts(ops, store, built, 1)
     ops.execute("update users set deleted_at = now() where id = %s", (gone,))  # skipped at send time
-    mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, policy=RetryPolicy(max_attempts=1),
-                            sleep=lambda s: None)
-
-    class FailsAfterTwo:  # the real mailer; SendGrid starts failing after two accepted requests
-        sent = 0
-
-        def send(self, payload):
-            if self.sent == 2:
-                sendgrid.inject(status=503, count=1)
-            self.sent += 1
-            return mailer.send(payload)
+    failing = FailsAfterTwo(sendgrid)
+    mailer = failing.mailer  # the same client, for the retries
 
     try:
         with pytest.raises(SendGridUnavailable):
-            send(conns, sendgrid, built, run_id=run_id, mailer=FailsAfterTwo())
+            send(conns, sendgrid, built, run_id=run_id, mailer=failing)
         retry = send(conns, sendgrid, built, run_id=run_id, mailer=mailer)  # the task's retry
         assert retry["sent"] == built["pending"] - 201
         said = {"sent_this_run": built["pending"] - 1, "failed_this_run": 0, "skipped_this_run": 1}

@@ -504,21 +504,29 @@ def test_a_new_violation_among_a_vendors_undated_shares_is_emailed_again(db, fol
         ops.execute("delete from data_shares where id >= %s", (first,))
 
 
-def test_a_share_about_someone_no_account_names_is_a_violation_and_its_notice_goes_out(db, folder):
-    """Issue 30: a share to an unknown user was only a dirty row, so a vendor whose only problem it was got no
-    notice; the company shared data about someone it cannot identify, which is a violation."""
-    ops, store = db["ops"], db["store"]
+def share_about_no_account(ops, *, days_back: int, newest: bool = False) -> tuple[int, int, date]:
+    """Plant a share (an allowed category) about a user id no account has, to an active channel partner, on a day of
+    the ``days_back`` days before ANCHOR on which that vendor has no share (the earliest such day, or the ``newest``):
+    its manifest breaks one rule (``unknown_subject``). Returns (share id, vendor id, day); delete the share after."""
     vendor_id, category, day = ops.execute(
-        """select v.id, v.allowed_categories[1], d::date
-           from vendors v, generate_series(%(anchor)s::date - 60, %(anchor)s::date - 2, interval '1 day') d
-           where v.active and cardinality(v.allowed_categories) > 0 and v.kind = 'channel_partner'
-             and not exists (select 1 from data_shares s where s.vendor_id = v.id
-                             and s.shared_at >= d and s.shared_at < d + interval '1 day')
-           order by v.id, d limit 1""", {"anchor": ANCHOR}).fetchone()
+        f"""select v.id, v.allowed_categories[1], d::date
+            from vendors v, generate_series(%(anchor)s::date - %(back)s, %(anchor)s::date - 2, interval '1 day') d
+            where v.active and cardinality(v.allowed_categories) > 0 and v.kind = 'channel_partner'
+              and not exists (select 1 from data_shares s where s.vendor_id = v.id
+                              and s.shared_at >= d and s.shared_at < d + interval '1 day')
+            order by v.id, d {'desc' if newest else ''} limit 1""", {"anchor": ANCHOR, "back": days_back}).fetchone()
     share_id = ops.execute("select max(id) + 1 from data_shares").fetchone()[0]
     ops.execute("""insert into data_shares (id, vendor_id, user_id, category, purpose, legal_basis, record_count,
                                             shared_at) values (%s, %s, 999999999, %s, 'referral', null, 1, %s)""",
                 (share_id, vendor_id, category, datetime.combine(day, time(12), UTC)))
+    return share_id, vendor_id, day
+
+
+def test_a_share_about_someone_no_account_names_is_a_violation_and_its_notice_goes_out(db, folder):
+    """Issue 30: a share to an unknown user was only a dirty row, so a vendor whose only problem it was got no
+    notice; the company shared data about someone it cannot identify, which is a violation."""
+    ops, store = db["ops"], db["store"]
+    share_id, vendor_id, day = share_about_no_account(ops, days_back=60)
     try:
         results, _ = run_period(ops, store, folder, {"period_start": day.isoformat(), "vendor_ids": [vendor_id]},
                                 "unknown-subject")
@@ -535,20 +543,10 @@ def test_a_pending_notice_whose_manifest_was_rewritten_without_violations_is_wit
     share breaking a rule (the share corrected, a late share withdrawn) was still sent, as "0 of 1 share(s) ...
     break a sharing rule": a false alarm. It is withdrawn with why; broken again, it is recorded and sent."""
     ops, store = db["ops"], db["store"]
-    vendor_id, category, day = ops.execute(
-        """select v.id, v.allowed_categories[1], d::date
-           from vendors v, generate_series(%(anchor)s::date - 90, %(anchor)s::date - 2, interval '1 day') d
-           where v.active and cardinality(v.allowed_categories) > 0 and v.kind = 'channel_partner'
-             and not exists (select 1 from data_shares s where s.vendor_id = v.id
-                             and s.shared_at >= d and s.shared_at < d + interval '1 day')
-           order by v.id, d desc limit 1""", {"anchor": ANCHOR}).fetchone()
     adult = ops.execute("""select id from users where deleted_at is null and not do_not_sell and do_not_sell_at is null
                              and birth_date < now() - interval '30 years' and declared_age is null
                            order by id limit 1""").fetchone()[0]
-    share_id = ops.execute("select max(id) + 1 from data_shares").fetchone()[0]
-    ops.execute("""insert into data_shares (id, vendor_id, user_id, category, purpose, legal_basis, record_count,
-                                            shared_at) values (%s, %s, 999999999, %s, 'referral', null, 1, %s)""",
-                (share_id, vendor_id, category, datetime.combine(day, time(12), UTC)))
+    share_id, vendor_id, day = share_about_no_account(ops, days_back=90, newest=True)
     period = {"period_start": day.isoformat(), "vendor_ids": [vendor_id]}
     mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
 
@@ -583,17 +581,7 @@ def test_a_notice_left_pending_by_a_failed_email_step_goes_out_with_the_next_run
     from include.delivery.sendgrid_mailer import RetryPolicy
 
     ops, store = db["ops"], db["store"]
-    vendor_id, category, day = ops.execute(
-        """select v.id, v.allowed_categories[1], d::date
-           from vendors v, generate_series(%(anchor)s::date - 120, %(anchor)s::date - 2, interval '1 day') d
-           where v.active and cardinality(v.allowed_categories) > 0 and v.kind = 'channel_partner'
-             and not exists (select 1 from data_shares s where s.vendor_id = v.id
-                             and s.shared_at >= d and s.shared_at < d + interval '1 day')
-           order by v.id, d limit 1""", {"anchor": ANCHOR}).fetchone()
-    share_id = ops.execute("select max(id) + 1 from data_shares").fetchone()[0]
-    ops.execute("""insert into data_shares (id, vendor_id, user_id, category, purpose, legal_basis, record_count,
-                                            shared_at) values (%s, %s, 999999999, %s, 'referral', null, 1, %s)""",
-                (share_id, vendor_id, category, datetime.combine(day, time(12), UTC)))
+    share_id, vendor_id, day = share_about_no_account(ops, days_back=120)
     period = {"period_start": day.isoformat()}
     try:
         run_period(ops, store, folder, period, "the-day")
