@@ -344,6 +344,42 @@ def test_an_escalation_sent_days_after_its_evaluation_states_its_days_left_as_of
     assert "due 2026-11-30  days left 2" in texts["2"] and "days left 5" not in texts["2"]
 
 
+def test_an_earlier_days_run_sending_days_later_checks_and_states_each_escalation_as_of_the_send(db, ops, sendgrid,
+                                                                                                   mailer):
+    """Found by a review: a run's send_escalations cleared in the Airflow UI (or retried) three days after its day
+    checked and stated each pending escalation as of the run's own day, not the day it sends: an overdue request
+    went out "days left -23" on the day it was -26, and a due-soon escalation a later day's run recorded was
+    withdrawn as "no longer due_soon" (it was not due soon yet on the run's day), a false withdrawal in the audit
+    log. The check and the figures are as of the day the email is sent."""
+    add_request(db, 1, received="2026-10-01")                   # overdue: due 2026-11-02, -23 on TODAY
+    add_request(db, 3, received="2026-11-03", assignee="owner@example.com")  # due 12-03: due soon at +3 only
+    evaluate(db, run_id="scheduled__today")
+    later_day, later = TODAY + timedelta(days=3), NOW + timedelta(days=3)
+    at_later = lambda run_id: RunContext(run_id=run_id, actor="test", dag_id="dsr_deadline_tracking",  # noqa: E731
+                                         now=lambda: later)
+    with connect(db.info.dsn, autocommit=True) as conn:  # the later day's run, while SendGrid is down
+        tracking.evaluate_requests(Step(ctx=at_later("scheduled__later"), settings=SETTINGS, ops=conn, store=db,
+                                        params=DsrParams(as_of=later_day, what_if=False), datamap=load_datamap()))
+    sendgrid.inject(status=500, count=2)
+    failing = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None,
+                             policy=RetryPolicy(max_attempts=2))
+    with pytest.raises(Exception, match="HTTP 500"):
+        tracking.send_escalations(Step(ctx=at_later("scheduled__later"), settings=SETTINGS, ops=ops, store=db,
+                                       params=DsrParams(as_of=later_day, what_if=False), datamap=load_datamap(),
+                                       mailer=failing))
+    assert dict(db.execute("select key, status from compliance.outbox where kind = 'dsr.escalation'")) == {
+        "1/overdue": "pending", "3/due_soon": "pending"}
+
+    # SendGrid is back; TODAY's run, its send_escalations cleared, sends on the later day (Airflow keeps its day).
+    result = tracking.send_escalations(Step(ctx=at_later("scheduled__today"), settings=SETTINGS, ops=ops, store=db,
+                                            params=params(), datamap=load_datamap(), mailer=mailer))
+    assert result == {"claimed": 0, "sent": 2, "failed": 0, "withdrawn": 0}
+    texts = {m["payload"]["personalizations"][0]["custom_args"]["request_id"]: m["payload"]["content"][0]["value"]
+             for m in sendgrid.accepted()}
+    assert "due 2026-11-02  days left -26" in texts["1"]
+    assert "due 2026-12-03  days left 5" in texts["3"]
+
+
 def test_a_refused_batch_is_marked_failed_and_the_rest_goes_on(db, ops, sendgrid, mailer):
     _escalation_fixture(db)
     evaluate(db)

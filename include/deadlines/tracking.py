@@ -22,6 +22,7 @@ from include.deadlines import digest, escalation, source, status_store
 from include.deadlines.columnar import evaluate_frame
 from include.deadlines.params import DsrParams
 from include.delivery.engine import deliver
+from include.periods import acting_day
 from include.reads import deadlines as dsr_reads
 from include.step import Step
 
@@ -141,7 +142,9 @@ def send_escalations(step: Step[DsrParams]) -> dict:
         return summary
     claimed = escalation.record(store, as_of=params.as_of, team_email=settings.compliance_team_email,
                                 run_id=ctx.run_id, now=ctx.now(), request_ids=params.request_ids)
-    live = escalation.LiveRequests(step.ops, step.datamap, params.as_of, deadline_policy(settings, params.as_of))
+    # Checked and stated as of the day it is sent: a run cleared or retried days after its own day sends today.
+    sending_day = acting_day(params.as_of, ctx.now(), settings.tz)
+    live = escalation.LiveRequests(step.ops, step.datamap, sending_day, deadline_policy(settings, sending_day))
     ledger = escalation.ledger(settings, ctx.run_id, live, params.request_ids)
     log.info("claimed %d new escalation(s); %d pending", claimed, ledger.pending(store))
     report = deliver(store, ledger, step.mailer, ctx)
