@@ -998,3 +998,42 @@ def test_a_record_findings_cleared_alone_keeps_when_its_run_scanned(db):
     steps.record_findings(at("run-monday", wednesday), planned, scans)  # cleared alone: the same scans
     assert dict(store.execute("select run_id, scanned_at from compliance.discovery_runs").fetchall()) == {
         "run-monday": monday, "run-tuesday": tuesday}
+
+
+def test_a_record_findings_cleared_days_later_leaves_what_a_newer_run_recorded(db, sendgrid):
+    """Found by a review: an earlier run's `record_findings` cleared in the Airflow UI after a newer run recorded
+    (the same run id, its scans' results of days ago kept) judged the findings by its old scans as if they were the
+    newest: it resolved the finding the newer run had just found (a column renamed since) and reopened, and emailed
+    the compliance team again, the one the newer run had resolved. A run's record changes no finding that a scan
+    newer than its own has seen or resolved."""
+    ops, store = db
+    mailer = SendGridMailer(api_key="SG.test-key", host=sendgrid.base_url)
+    monday, tuesday, wednesday = (datetime(2026, 11, d, 9, tzinfo=timezone.utc) for d in (23, 24, 25))
+
+    def at(run_id: str, when: datetime) -> Step:
+        step = step_of(ops, store, run_id, mailer, tables=["feedback"])
+        step.ctx = replace(step.ctx, now=lambda: when)
+        return step
+
+    planned = steps.plan_scan(at("run-monday", monday))
+    scans = [steps.scan_connection(at("run-monday", monday), c) for c in planned]
+    steps.record_findings(at("run-monday", monday), planned, scans)
+    steps.send_new_findings(at("run-monday", monday))
+    ops.execute("alter table feedback rename column comment to remark")
+    try:
+        newer = steps.plan_scan(at("run-tuesday", tuesday))
+        steps.record_findings(at("run-tuesday", tuesday), newer,
+                              [steps.scan_connection(at("run-tuesday", tuesday), c) for c in newer])
+        steps.send_new_findings(at("run-tuesday", tuesday))
+    finally:  # the module's other tests read the planted column as it was
+        ops.execute("alter table feedback rename column remark to comment")
+    states = """select column_name, status, last_run_id from compliance.discovery_findings
+                where table_name = 'feedback' order by column_name"""
+    before = store.execute(states).fetchall()
+    assert [(c, s) for c, s, _ in before] == [("comment", "resolved"), ("remark", "open")]
+    told = len(sendgrid.accepted())
+
+    recorded = steps.record_findings(at("run-monday", wednesday), planned, scans)  # cleared alone: the same scans
+    steps.send_new_findings(at("run-monday", wednesday))
+    assert store.execute(states).fetchall() == before
+    assert recorded["resolved"] == 0 and len(sendgrid.accepted()) == told

@@ -21,7 +21,7 @@ import hashlib
 import logging
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Iterable, Mapping, Sequence
 
 import yaml
@@ -304,23 +304,33 @@ def suggest(table: catalogue.Table, column: str, kind: str, connection: str, lin
 
 # -- the store ----------------------------------------------------------------------------------------------------
 
-_UPSERT = """
+# A sighting is the newest of its finding unless a record made after this run's scans started saw it (an earlier
+# run's record_findings cleared days later, after a newer run recorded): only the newest sets what the finding shows
+# and reopens it.
+_NEWEST = "(f.last_seen_at < %(seen_at)s or f.last_run_id = %(run_id)s)"
+_UPSERT = f"""
 insert into compliance.discovery_findings as f
     (finding_key, connection_id, schema_name, table_name, column_name, finding, kind, confidence, matched, sampled,
      suggestion, first_run_id, last_run_id, first_seen_at, last_seen_at)
 values (%(key)s, %(connection)s, %(schema)s, %(table)s, %(column)s, %(finding)s, %(kind)s, %(confidence)s,
         %(matched)s, %(sampled)s, %(suggestion)s, %(run_id)s, %(run_id)s, %(now)s, %(now)s)
 on conflict (finding_key) do update set
-    kind = excluded.kind, confidence = excluded.confidence, matched = excluded.matched, sampled = excluded.sampled,
-    suggestion = excluded.suggestion, last_run_id = excluded.last_run_id,
+    kind = case when {_NEWEST} then excluded.kind else f.kind end,
+    confidence = case when {_NEWEST} then excluded.confidence else f.confidence end,
+    matched = case when {_NEWEST} then excluded.matched else f.matched end,
+    sampled = case when {_NEWEST} then excluded.sampled else f.sampled end,
+    suggestion = case when {_NEWEST} then excluded.suggestion else f.suggestion end,
+    last_run_id = case when {_NEWEST} then excluded.last_run_id else f.last_run_id end,
     last_seen_at = greatest(f.last_seen_at, excluded.last_seen_at),
-    -- a finding resolved earlier and seen again is open again, and told again; a dismissed one stays dismissed
-    -- (while it shows a kind it was dismissed for: see _reopen)
-    notice = case when f.status = 'resolved' then 'pending' else f.notice end,
-    status = case when f.status = 'resolved' then 'open' else f.status end,
-    resolved_at = case when f.status = 'resolved' then null else f.resolved_at end
--- new: first seen by this run (inserted now, or by an earlier attempt of it: a cleared task run again)
-returning finding_id, (f.first_run_id = %(run_id)s) as new, status, dismissed_kinds
+    -- a finding resolved earlier and seen again is open again, and told again (unless resolved by a record made
+    -- after this run's scans started); a dismissed one stays dismissed (while it shows a kind it was dismissed
+    -- for: see _reopen)
+    notice = case when f.status = 'resolved' and coalesce(f.resolved_at < %(seen_at)s, true) then 'pending' else f.notice end,
+    status = case when f.status = 'resolved' and coalesce(f.resolved_at < %(seen_at)s, true) then 'open' else f.status end,
+    resolved_at = case when f.status = 'resolved' and coalesce(f.resolved_at < %(seen_at)s, true) then null else f.resolved_at end
+-- new: first seen by this run (inserted now, or by an earlier attempt of it: a cleared task run again); newest: this
+-- run's sighting is the finding's newest (see _NEWEST)
+returning finding_id, (f.first_run_id = %(run_id)s) as new, status, dismissed_kinds, (f.last_run_id = %(run_id)s)
 """
 
 
@@ -348,21 +358,24 @@ def _reopen(store, ctx, finding_id: int, finding: "Finding", dismissed_kinds: Se
 
 
 def record(store, ctx, findings: Sequence[Finding], scope: Iterable[tuple[str, str, str]],
-           undecided: Iterable[tuple[str, str, str, str]] = ()) -> dict:
+           undecided: Iterable[tuple[str, str, str, str]] = (), *, seen_at: datetime | None = None) -> dict:
     """Store this run's findings (one row per finding, upserted; the run's sightings beside) and resolve the open
     findings of the scanned tables that the run no longer saw. ``scope``: (connection, schema, table) scanned;
     ``undecided``: (connection, schema, table, column) read with too few values to judge, whose findings stand.
+    ``seen_at``: when the run's scans started (default: now). A record made after it by another run (a newer run,
+    when this run's record is cleared days later) is newer than this run's: what it saw or resolved is left as it is.
     Returns counts; the audit entry says the same."""
     now = ctx.now()
+    seen_at = seen_at or now
     new = seen = reopened = 0
     ids = []
     with store.transaction():
         for finding in sorted(findings, key=lambda f: f.key):  # one order: two runs at once never deadlock
             row = store.execute(_UPSERT, {**finding.as_dict(), "key": finding.key, "run_id": ctx.run_id,
-                                          "now": now}).fetchone()
+                                          "now": now, "seen_at": seen_at}).fetchone()
             ids.append(row[0])
             new += int(row[1])
-            if row[2] == "dismissed":
+            if row[2] == "dismissed" and row[4]:
                 reopened += _reopen(store, ctx, row[0], finding, row[3])
             seen += 1
             store.execute("""insert into compliance.discovery_run_findings
@@ -377,13 +390,14 @@ def record(store, ctx, findings: Sequence[Finding], scope: Iterable[tuple[str, s
             resolved = store.execute(
                 """update compliance.discovery_findings f set status = 'resolved', resolved_at = %s,
                           notice = case when notice = 'pending' then 'withdrawn' else notice end
-                   where f.status = 'open' and f.last_run_id <> %s and not (f.finding_id = any(%s))
+                   where f.status = 'open' and f.last_run_id <> %s and f.last_seen_at < %s
+                     and not (f.finding_id = any(%s))
                      and (f.connection_id, f.schema_name, f.table_name) in
                          (select * from unnest(%s::text[], %s::text[], %s::text[]))
                      and not exists (select from unnest(%s::text[], %s::text[], %s::text[], %s::text[]) u(c, s, t, col)
                                      where (u.c, u.s, u.t, u.col) = (f.connection_id, f.schema_name, f.table_name,
                                                                      f.column_name))""",
-                (now, ctx.run_id, ids, conns, schemas, tables, *kept)).rowcount
+                (now, ctx.run_id, seen_at, ids, conns, schemas, tables, *kept)).rowcount
         counts = {"findings": seen, "new": new, "resolved": resolved, "reopened": reopened}
         ctx.audit(store, "discovery.findings_recorded",
                   {**counts, "kinds": _kinds(findings), "tables_in_scope": len(scope)})

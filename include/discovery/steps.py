@@ -85,7 +85,8 @@ def record_findings(step: Step, planned: list, scans: list) -> dict:
                  totals["columns"])
         return {**totals, "dry_run": True}
     scope = [c for r in reports for c in r.covered]
-    counts = found.record(step.store, step.ctx, every, scope, [u for r in reports for u in r.left_open])
+    counts = found.record(step.store, step.ctx, every, scope, [u for r in reports for u in r.left_open],
+                          seen_at=scanned_at)
     from psycopg.types.json import Jsonb
 
     step.store.execute(
