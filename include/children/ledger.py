@@ -66,9 +66,9 @@ class ReportNote:
 
 
 def record_detection(store, run_id: str, subjects: Sequence[Detected], reports: Iterable[ReportNote],
-                     *, at: datetime, counts: dict, as_of: date | None = None) -> bool:
-    """Record what the run detected (its rules judged as of ``as_of``), once; False when an earlier attempt of the
-    run already had."""
+                     *, at: datetime, counts: dict) -> bool:
+    """Record what the run detected (its rules judged as of ``counts["as_of"]``, the day its record keeps), once;
+    False when an earlier attempt of the run already had."""
     with erasure_run.locked_run(store, WORKFLOW, run_id) as run:
         if run.detected_at is not None:
             return False
@@ -84,6 +84,7 @@ def record_detection(store, run_id: str, subjects: Sequence[Detected], reports: 
                                values (%s, %s, %s, %s, false, %s, %s, %s) on conflict do nothing""",
                             [(run_id, r.report_id, r.outcome, r.reason, list(r.user_ids), list(r.confirmed), at)
                              for r in reports])
+        as_of = date.fromisoformat(counts["as_of"]) if counts.get("as_of") else None
         erasure_run.record_detection(store, run, at=at, counts=counts, as_of=as_of)
     return True
 

@@ -88,7 +88,7 @@ def detect_children(step: Step[PurgeParams]) -> dict:
             children = {s.user_id for s in found if s.child}
             counts["targeted"] = len(params.user_ids)
             counts["not_children"] = sorted(set(params.user_ids) - children)
-        if ledger.record_detection(store, ctx.run_id, subjects, outcomes, at=ctx.now(), counts=counts, as_of=as_of):
+        if ledger.record_detection(store, ctx.run_id, subjects, outcomes, at=ctx.now(), counts=counts):
             ctx.audit(store, "child_purge.detected", {**counts, "dry_run": params.dry_run})
     else:
         log.info("this run already detected its subjects in an earlier attempt: carrying on with those")
