@@ -512,6 +512,25 @@ def test_the_fulfilments_section_is_refreshed_by_its_newest_run_with_a_link(stor
     assert refreshed["run_url"] == "/af/dags/dsr_fulfilment/runs/scheduled__new"
 
 
+def test_a_dry_run_refreshes_neither_the_manifests_nor_the_fulfilments_section(store):
+    """Found by a trial of dry runs beside live state: a dry run of vendor_sharing_manifests or dsr_fulfilment writes
+    no manifest and no outcome, yet the section said it was refreshed by that run, minutes ago, while the live runs
+    had stopped days before. A section is refreshed by its newest live run that finished."""
+    store.execute("""insert into compliance.vendor_manifest_runs (run_id, period_label, period_start, period_end,
+                                                                  dry_run, started_at, finished_at)
+                     values ('scheduled__live', '2026-11-24', %s, %s, false, %s, %s),
+                            ('manual__dry', '2026-11-24', %s, %s, true, %s, %s)""",
+                  (at(-1440), at(0), at(1), at(2), at(-1440), at(0), at(5), at(6)))
+    store.execute("""insert into compliance.erasure_runs (dag_id, run_id, as_of, dry_run, targeted, threshold,
+                                                          started_at, state, finished_at)
+                     values ('dsr_fulfilment', 'scheduled__live', current_date, false, false, 100, %s, 'done', %s),
+                            ('dsr_fulfilment', 'manual__dry', current_date, true, false, 100, %s, 'dry_run', %s)""",
+                  (at(1), at(2), at(5), at(6)))
+    for key in ("manifests", "fulfilments"):
+        refreshed = render(store, key)["refreshed"]
+        assert (refreshed["run_id"], refreshed["at"]) == ("scheduled__live", at(2).isoformat()), key
+
+
 def test_each_section_says_how_often_its_dag_runs_from_the_dags_schedule():
     """Issue 30: the campaigns header said "daily" of a DAG that runs every 15 minutes."""
     from include.schedules import SCHEDULES, in_words

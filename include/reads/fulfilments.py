@@ -54,10 +54,10 @@ def last_refreshed(conn):
 
 
 def last_run(conn) -> dict | None:
-    """The newest run that finished (its id and when), live or dry: a run that found nothing new to record
-    still refreshed the section. None before the first."""
+    """The newest live run that finished (its id and when): a live run that found nothing new to record still
+    refreshed the section; a dry run records no outcome, so it refreshes nothing. None before the first."""
     row = conn.execute("""select run_id, finished_at from compliance.erasure_runs
-                          where dag_id = 'dsr_fulfilment' and finished_at is not null
+                          where dag_id = 'dsr_fulfilment' and finished_at is not null and not dry_run
                           order by started_at desc limit 1""").fetchone()
     return None if row is None else {"run_id": row[0], "finished_at": row[1]}
 

@@ -49,9 +49,9 @@ def manifest_page(conn, *, vendor_id: int | None = None, with_violations: bool =
 
 
 def last_run(conn) -> dict | None:
-    """The newest run that finished: its id and when."""
+    """The newest live run that finished: its id and when (a dry run writes no manifest, so it refreshes nothing)."""
     row = conn.execute("""select run_id, finished_at from compliance.vendor_manifest_runs
-                          where finished_at is not null order by started_at desc limit 1""").fetchone()
+                          where finished_at is not null and not dry_run order by started_at desc limit 1""").fetchone()
     return None if row is None else {"run_id": row[0], "finished_at": row[1]}
 
 
