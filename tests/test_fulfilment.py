@@ -1139,3 +1139,50 @@ def test_a_run_of_an_earlier_day_cleared_today_tells_the_shares_up_to_today_and_
     assert json.loads(about)["data_as_of"] == world.today.isoformat()
     assert world.store.execute("select as_of from compliance.dsr_fulfilment_runs where run_id = %s",
                                ("scheduled__five_days_ago",)).fetchone() == (world.today,)
+
+
+def age_run(world, run_id: str, days: int) -> None:
+    """The run as if it started (and, when it finished, finished) ``days`` days ago."""
+    world.store.execute("""update compliance.erasure_runs set started_at = started_at - make_interval(days => %s),
+                               finished_at = finished_at - make_interval(days => %s)
+                           where dag_id = 'dsr_fulfilment' and run_id = %s""", (days, days, run_id))
+
+
+def plan_size(world, run_id: str) -> int:
+    return world.store.execute("select count(*) from compliance.dsr_fulfilment_plans where run_id = %s",
+                               (run_id,)).fetchone()[0]
+
+
+def test_pruning_forgets_old_dry_runs_plans_never_a_live_run_still_going(world):
+    """Found in review: every run's finish_run (a dry run's too) deleted the plans of every run started more than
+    whatif_retention_days ago, a live run still waiting for its reviewer included: approved later, it erased
+    nothing. Old dry runs' plans go; a live run's stays until it has finished and that long has passed."""
+    low = Settings(purge_threshold=1, whatif_retention_days=1)
+    run(world, "manual__prune-old-dry", params(world, dry_run=True), settings=low)
+    age_run(world, "manual__prune-old-dry", 2)
+    waiting = step(world, "manual__prune-waiting", settings=low)
+    assert steps.plan_requests(waiting)["state"] == "awaiting_approval"
+    age_run(world, "manual__prune-waiting", 2)
+    to_erase = ledger.plan_rows(world.store, "manual__prune-waiting", acting=True, actions=("erase",))
+    planned = plan_size(world, "manual__prune-waiting")
+    assert to_erase and plan_size(world, "manual__prune-old-dry")
+    run(world, "manual__prune-dry-now", params(world, dry_run=True), settings=low)
+    assert plan_size(world, "manual__prune-old-dry") == 0
+    assert plan_size(world, "manual__prune-waiting") == planned
+    assert plan_size(world, "manual__prune-dry-now")  # its own, newer than the retention
+
+
+def test_a_cleared_task_of_a_run_whose_plan_was_pruned_fails_in_one_sentence(world):
+    """Found in review: a live run's plan, forgotten after whatif_retention_days, left its cleared erase_requests (or
+    fulfil_requests) doing nothing and saying all was fine. Forgotten only once the run finished that long ago, and a
+    task of it cleared after that fails saying so."""
+    short = Settings(whatif_retention_days=1)
+    assert run(world, "manual__prune-live", settings=short)["state"] == "done"
+    age_run(world, "manual__prune-live", 2)
+    run(world, "manual__prune-later", settings=short)
+    assert plan_size(world, "manual__prune-live") == 0
+    cleared = step(world, "manual__prune-live", settings=short)
+    for task in (steps.plan_requests, steps.fulfil_requests, steps.erase_requests, steps.finish_run):
+        with pytest.raises(steps.NotPlanned, match=r"^this run's plan was forgotten .* whatif_retention_days") as err:
+            task(cleared)
+        assert "\n" not in str(err.value)

@@ -82,10 +82,26 @@ def plan_rows(store, run_id: str, *, acting: bool | None = None, actions: Sequen
     return [PlanRow(*r[:-1], holds=tuple(r[-1] or ())) for r in cur]
 
 
-def prune_plans(store, *, older_than: datetime) -> int:
-    """Forget the plans (work lists, dry-run results) of runs started before ``older_than``; runs stay."""
-    return store.execute("""delete from compliance.dsr_fulfilment_plans p using compliance.dsr_fulfilment_runs r
-                            where r.run_id = p.run_id and r.started_at < %s""", (older_than,)).rowcount
+def prune_plans(store, *, older_than: datetime, at: datetime) -> int:
+    """Forget the plans no run can still need: a dry run's (its what-if result) once it started before
+    ``older_than``, a live run's once it finished before then (until it finishes a cleared or retried task, or a
+    reviewer, reads it). The runs stay, marked ``plan_pruned_at`` (:func:`plan_pruned_at`); returns how many rows."""
+    return store.execute("""with gone as (
+                                update compliance.erasure_runs set counts = counts || jsonb_build_object(
+                                    'plan_pruned_at', %(at)s::timestamptz)
+                                where dag_id = 'dsr_fulfilment' and planned_at is not null
+                                  and not counts ? 'plan_pruned_at'
+                                  and ((dry_run and started_at < %(t)s) or finished_at < %(t)s)
+                                returning run_id)
+                            delete from compliance.dsr_fulfilment_plans p using gone where p.run_id = gone.run_id""",
+                         {"t": older_than, "at": at}).rowcount
+
+
+def plan_pruned_at(store, run_id: str) -> datetime | None:
+    """When the run's plan was forgotten (:func:`prune_plans`), or None while it is kept."""
+    row = store.execute("""select (counts ->> 'plan_pruned_at')::timestamptz from compliance.erasure_runs
+                           where dag_id = 'dsr_fulfilment' and run_id = %s""", (run_id,)).fetchone()
+    return row[0] if row else None
 
 
 # -- one request's record ---------------------------------------------------------------------------------

@@ -121,6 +121,7 @@ def plan_requests(step: Step[FulfilmentParams]) -> dict:
                 "plan_hash": plan.hash, "state": g.state, "approval": g.approval, "threshold": settings.purge_threshold,
                 "dry_run": params.dry_run, "request_ids": list(params.request_ids), **counts})
     else:
+        _plan_kept(step, run)
         log.info("this run already planned in an earlier attempt: carrying out that plan")
     result = plan_summary(store, ctx.run_id)
     _log_plan(result)
@@ -309,7 +310,18 @@ def _planned_run(step: Step) -> erasure_run.RunRecord:
     run = erasure_run.load_run(step.store, WORKFLOW, step.ctx.run_id)
     if run is None or run.planned_at is None:
         raise NotPlanned("this step found no plan for the run: the planning step must run first")
+    _plan_kept(step, run)
     return run
+
+
+def _plan_kept(step: Step, run: erasure_run.RunRecord) -> None:
+    """A task of a run whose plan was forgotten (:func:`ledger.prune_plans`) cleared since: it fails, as it would
+    otherwise carry out an empty plan and say all was well."""
+    pruned = ledger.plan_pruned_at(step.store, step.ctx.run_id)
+    if pruned is not None:
+        raise NotPlanned(f"this run's plan was forgotten on {pruned:%Y-%m-%d}, over whatif_retention_days after the "
+                         f"run {'started (a dry run)' if run.dry_run else 'finished'}, so nothing of it can be carried "
+                         "out again: trigger a new run, which plans the requests still open")
 
 
 class _Abandon(Exception):
@@ -695,8 +707,9 @@ def _unrecorded_packages(store, objects, cutoff: datetime) -> list[tuple[int, st
 
 def finish_run(step: Step) -> dict:
     """Close the run: erasures nobody approved (a rejection, a timeout, a plan that changed since its approval)
-    are recorded ``approval_required``; the run's counts are recorded; plans older than the what-if retention
-    are forgotten. A run told to carry out a plan that changed fails here, after everything else was done."""
+    are recorded ``approval_required``; the run's counts are recorded; the plans of dry runs started, and of live
+    runs finished, longer ago than ``whatif_retention_days`` are forgotten (a live run's plan is never forgotten
+    before it finished). A run told to carry out a plan that changed fails here, after everything else was done."""
     store, settings, ctx = step.store, step.settings, step.ctx
     run = _planned_run(step)
     state = run.state
@@ -716,7 +729,8 @@ def finish_run(step: Step) -> dict:
             ledger.record_decided(store, ctx, _record(row, rules.APPROVAL_REQUIRED, f"{reason}; nothing was erased"))
         log.warning("%s: %d erasure request(s) left untouched", reason, len(pending))
     outcomes = ledger.outcome_counts(store, ctx.run_id)
-    pruned = ledger.prune_plans(store, older_than=ctx.now() - timedelta(days=settings.whatif_retention_days))
+    pruned = ledger.prune_plans(store, older_than=ctx.now() - timedelta(days=settings.whatif_retention_days),
+                                at=ctx.now())
     expired, kept = expire_packages(step)
     erasure_run.finish_run(store, run, state=state, at=ctx.now(), counts={"outcomes": outcomes})
     ctx.audit(store, "dsr_fulfilment.finished", {"state": state, "plan_hash": run.plan_hash, "outcomes": outcomes,
