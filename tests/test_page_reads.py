@@ -1196,6 +1196,46 @@ def test_needs_a_person_counts_erasures_left_unverified_once_their_run_is_over(s
     assert items["unverified_erasures"].count == 1
 
 
+def test_a_dry_run_started_beside_a_live_run_does_not_end_its_wait_or_its_verify(store):
+    """Found in review: 'Needs a person' took a live erasing run as over once any newer run of its DAG started. The
+    scheduler starts none while one runs (max_active_runs 1), but a backfill (its own limit; a child purge's is a dry
+    run by default) and `airflow dags test` start beside it: a dry run started so dropped a plan still waiting for its
+    reviewer and counted the erasures of a run still verifying. Only a newer live run ends a run."""
+    from include.children import ledger
+    from include.erasure import ErasureResult, guard
+    from include.erasure import run as erasure_run
+    from include.fulfilment import ledger as fulfilment_ledger
+    from include.reads import attention
+
+    now = datetime.now(timezone.utc)
+
+    def start(wf, run_id, started, *, dry_run=False):
+        erasure_run.start_run(store, wf, erasure_run.RunStart(
+            run_id=run_id, as_of=started.date(), run_type="manual", dry_run=dry_run, threshold=1, started_at=started))
+
+    start(fulfilment_ledger.WORKFLOW, "scheduled__waiting", now - timedelta(hours=1))
+    with erasure_run.locked_run(store, fulfilment_ledger.WORKFLOW, "scheduled__waiting") as locked:
+        erasure_run.record_plan(store, locked, erasure_run.PlanFacts(
+            "a" * 64, 5, None, guard.Gate(guard.AWAITING_APPROVAL, "review", "waiting"), at=now - timedelta(hours=1)))
+    start(ledger.WORKFLOW, "scheduled__verifying", now - timedelta(hours=1))
+    ledger.record_detection(store, "scheduled__verifying", [ledger.Detected(f"{9:064x}", 9, ("under_13",), (), ())],
+                            [], at=now - timedelta(hours=1), counts={})
+    c = audit.RunContext(run_id="scheduled__verifying", actor="test", dag_id="child_data_purge",
+                         now=lambda: now - timedelta(minutes=50))
+    assert ledger.finish_subject(store, c, "scheduled__verifying", ErasureResult(9, f"{9:064x}", "purged"))
+    start(fulfilment_ledger.WORKFLOW, "backfill__dry", now - timedelta(minutes=30), dry_run=True)
+    start(ledger.WORKFLOW, "manual__dags_test_dry", now - timedelta(minutes=30), dry_run=True)
+
+    def counts():
+        items = attention.needs_a_person(store, now=now, approval_timeout=timedelta(hours=8))
+        return {i.key: i.count for i in items if i.key in ("approvals", "unverified_erasures")}
+
+    assert counts() == {"approvals": 1, "unverified_erasures": 0}  # both live runs may still be going
+    start(fulfilment_ledger.WORKFLOW, "scheduled__next", now - timedelta(minutes=10))
+    start(ledger.WORKFLOW, "scheduled__next", now - timedelta(minutes=10))
+    assert counts() == {"approvals": 0, "unverified_erasures": 1}  # a newer live run: the old ones ended
+
+
 def test_needs_a_person_counts_child_reports_that_name_no_one_to_look_for(store):
     """Found by a fault trial: a child report naming neither an account id nor an address (a blank address included)
     is recorded 'invalid' by every run over every report and left open, since no run can act on it: someone was

@@ -171,13 +171,15 @@ def _count(conn, key: str, what: str, query: str, args=None, **where) -> Item:
 def _approvals(conn, now: datetime, timeout: timedelta) -> Item:
     """Plans waiting for a reviewer while their run can still be running. A run marked failed, timed out or killed
     before its finish step leaves its plan 'waiting' for good, with nothing to answer in Required Actions. An erasing
-    DAG runs one run at a time (max_active_runs 1), so a run of the same DAG started since has ended; and no run
-    outlives its dagrun_timeout, the reviewer's time and ERASE_AND_REPORT, from its start."""
+    DAG runs one run at a time (max_active_runs 1), so a live run of the same DAG started since has ended; and no run
+    outlives its dagrun_timeout, the reviewer's time and ERASE_AND_REPORT, from its start. A newer dry run says
+    nothing: a backfill (its own max_active_runs) or ``airflow dags test`` starts one beside a running run."""
     rows = conn.execute("""select dag_id, run_id, coalesce(planned_at, started_at) from compliance.erasure_runs r
                            where approval = 'review' and approval_state = 'waiting' and finished_at is null
                              and started_at > %s
                              and not exists (select 1 from compliance.erasure_runs n
-                                             where n.dag_id = r.dag_id and n.started_at > r.started_at)
+                                             where n.dag_id = r.dag_id and n.started_at > r.started_at
+                                               and not n.dry_run)
                            order by 3""", (now - timeout - ERASE_AND_REPORT,)).fetchall()
     note = None
     if rows:
@@ -193,13 +195,14 @@ def _unverified(conn, now: datetime, timeout: timedelta) -> Item:
     """Erased subjects (a purged child, an erased request) whose check after commit never passed: their account id is
     kept until it does. A verify that found rows left (written after the erasure, or in a table the data map missed)
     fails its task, and only that task, cleared once the rows are dealt with, verifies them. Counted once their live
-    run is over, as :func:`_approvals` tells it: finished, a newer run of the same DAG started, or past its time."""
+    run is over, as :func:`_approvals` tells it: finished, a newer live run of the same DAG started, or past its time."""
     rows = conn.execute(
         """with over as (select r.dag_id, r.run_id from compliance.erasure_runs r
                          where not r.dry_run
                            and (r.finished_at is not null or r.started_at <= %s
                                 or exists (select 1 from compliance.erasure_runs n
-                                           where n.dag_id = r.dag_id and n.started_at > r.started_at)))
+                                           where n.dag_id = r.dag_id and n.started_at > r.started_at
+                                             and not n.dry_run)))
            select o.dag_id, o.run_id, count(*), min(u.at) from over o join (
                select 'child_data_purge' as dag_id, p.run_id, p.updated_at as at from compliance.child_purges p
                where p.outcome in ('purged', 'already_erased') and p.verified_at is null and p.user_id is not null
