@@ -285,6 +285,10 @@ def cmd_whatif(args) -> int:
                       f"{run['requests']} request(s): {states}")
             return EXIT_OK
         rows = dsr_reads.whatif_rows(conn, args.run_id)
+        empty_day = None if rows else dsr_reads.whatif_with_no_requests(conn, args.run_id)
+    if empty_day:
+        print(f"no request had been received by {empty_day} and not closed before it: the what-if evaluated none")
+        return EXIT_OK
     if not rows:
         raise CommandFailed(f"no what-if results for run {unechoed(args.run_id)!r} (pruned, or not a what-if run): "
                             "`privacy-ops whatif` lists the runs kept", EXIT_CHECK_FAILED)

@@ -634,3 +634,61 @@ def test_a_cleared_evaluation_still_records_the_rows_its_run_changed(db):
                                         "where run_id = 'scheduled__cleared' and action = 'dsr.evaluated' order by id")]
     assert audited == [2, 3]
     assert evaluate(db, "scheduled__next")["changed"] == 0  # another run: its own count
+
+
+def _whatif(db, run_id, as_of, settings):
+    with connect(db.info.dsn, autocommit=True) as ops:
+        step = Step(ctx=ctx(run_id), settings=settings, params=params(as_of=as_of), ops=ops, store=db,
+                    datamap=load_datamap())
+        return tracking.evaluate_requests(step)
+
+
+def test_a_what_if_of_a_past_day_answers_for_the_requests_as_they_stood_that_day(db):
+    """Found by a review of the what-if: without request_ids it read the live run's selection (open requests, new
+    ones, those closed since the last run), so as of 1 November it left out a request open that day and closed on
+    10 November, and listed one received on 20 November as invalid ("received in the future"). A what-if as of a
+    day takes every request received by the end of that day (in the configured zone) and not closed before it;
+    as of a later day, the requests open now. Los Angeles: 2026-11-01 runs from 07:00 UTC that day (PDT) to
+    08:00 UTC the next (PST)."""
+    la = Settings(timezone="America/Los_Angeles")
+    day = date(2026, 11, 1)
+    add_request(db, 1, received="2026-10-20", status="completed", completed_at="2026-11-10")
+    add_request(db, 2, received="2026-11-20")
+    add_request(db, 3, received="2026-09-01", status="completed", completed_at="2026-10-15")
+    add_request(db, 4, received="2026-10-25")
+    add_request(db, 5, received="2026-10-10", status="completed", completed_at=ts("2026-11-01", 7))  # that day
+    add_request(db, 6, received="2026-10-10", status="completed", completed_at=ts("2026-11-01", 6))  # the day before
+    add_request(db, 7, received="2026-10-02", received_at=ts("2026-11-02", 7))  # 23:00 on the day
+    add_request(db, 8, received="2026-10-02", received_at=ts("2026-11-02", 8))  # midnight after it
+    add_request(db, 9, received="2026-10-20", status="in_progress", completed_at="2026-10-22")  # reopened
+    with connect(db.info.dsn, autocommit=True) as ops:
+        live = Step(ctx=ctx("live"), settings=la, params=params(), ops=ops, store=db, datamap=load_datamap())
+        tracking.evaluate_requests(live)
+    before = db.execute("select * from compliance.dsr_status order by request_id").fetchall()
+
+    summary = _whatif(db, "whatif-nov-1", day, la)
+    rows = dict(db.execute("select request_id, state from compliance.dsr_whatif where run_id = 'whatif-nov-1'"))
+    assert sorted(rows) == [1, 4, 5, 7, 9] and summary["evaluated"] == 5
+    assert (rows[4], rows[5], rows[7], rows[9]) == ("on_track", "closed_on_time", "on_track", "on_track")
+    reason = db.execute("select invalid_reason from compliance.dsr_whatif where run_id = 'whatif-nov-1' and "
+                        "request_id = 1").fetchone()[0]
+    assert rows[1] == "invalid" and "completed_at 2026-11-10 is after the evaluation date 2026-11-01" in reason
+
+    _whatif(db, "whatif-dec-24", date(2026, 12, 24), la)
+    later = dict(db.execute("select request_id, state from compliance.dsr_whatif where run_id = 'whatif-dec-24'"))
+    assert sorted(later) == [2, 4, 7, 8, 9]  # open now
+    assert db.execute("select * from compliance.dsr_status order by request_id").fetchall() == before
+
+
+def test_a_what_if_of_a_day_before_every_request_is_listed_with_no_requests(db, reference_db, capsys):
+    """A what-if as of a day before any request was received evaluates none: it is still a run the command line
+    and the page list, and its results say it found none (not that it was pruned)."""
+    from include.cli import main
+
+    add_request(db, 1, received="2026-11-20")
+    summary = evaluate(db, run_id="whatif-empty", as_of=date(2026, 1, 5))
+    assert summary["evaluated"] == 0 and summary["states"] == {}
+    assert main(["whatif", "--url", reference_db]) == 0
+    assert "whatif-empty  as of 2026-01-05" in capsys.readouterr().out
+    assert main(["whatif", "--url", reference_db, "--run-id", "whatif-empty"]) == 0
+    assert "no request had been received by 2026-01-05 and not closed before it" in capsys.readouterr().out

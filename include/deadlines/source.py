@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Iterator
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pyarrow as pa
@@ -29,17 +30,30 @@ class Selection:
 
     A full run takes every open request, every request the store still tracks as not closed (it may
     have closed since), every request newer than the last run saw, and every one completed since the
-    last run started. A targeted run (``request_ids``) takes exactly those.
+    last run started. A targeted run (``request_ids``) takes exactly those. A what-if over every request
+    (:meth:`as_it_stood`) takes the requests as they stood on its day, whatever the live runs saw.
     """
 
     request_ids: tuple[int, ...] = ()
     tracked: str = "{}"  # the tracked ids as a PostgreSQL array literal (one value, not one object per id)
     newer_than_id: int = -1
     completed_since: datetime | None = None
+    day: tuple[datetime, datetime] | None = None  # a what-if's day: its first instant and the next day's
 
     @property
     def targeted(self) -> bool:
         return bool(self.request_ids)
+
+    @classmethod
+    def as_it_stood(cls, as_of: date, tz: ZoneInfo) -> "Selection":
+        """The requests a what-if as of ``as_of`` answers for: every one received by the end of that day and not
+        closed before it, in the time zone the rules date events in (``deadline_rules.local_date``). One received
+        later had not happened yet; one whose record says it closed before the day was no longer open. A request
+        closed that day or later is taken (the rules judge it as of the day); one open now is taken whatever its
+        ``completed_at`` (reopened: the rules ignore it), and so is one whose receipt or status is missing (it
+        comes back ``invalid`` with its reason). As of a day after today this is the requests open now."""
+        start = datetime.combine(as_of, time(), tzinfo=tz)
+        return cls(day=(start, datetime.combine(as_of + timedelta(days=1), time(), tzinfo=tz)))
 
 
 def _query(dm: DataMap, selection: Selection) -> tuple[sql.Composable, dict]:
@@ -47,6 +61,11 @@ def _query(dm: DataMap, selection: Selection) -> tuple[sql.Composable, dict]:
     ident = src.col("id")
     if selection.targeted:
         where = sql.SQL("{} = any(%(ids)s::bigint[])").format(ident)
+    elif selection.day is not None:
+        # Each branch can use an index on its column (the reference schema has one on each).
+        received, completed, status = (src.col(name) for name in ("received_at", "completed_at", "status"))
+        where = sql.SQL("({r} < %(day_end)s or {r} is null) and ({c} >= %(day_start)s or {c} is null "
+                        "or {s} = any(%(open)s::text[]) or {s} is null)").format(r=received, c=completed, s=status)
     else:
         where = sql.SQL(" or ").join([
             sql.SQL("{} = any(%(open)s::text[])").format(src.col("status")),
@@ -60,7 +79,8 @@ def _query(dm: DataMap, selection: Selection) -> tuple[sql.Composable, dict]:
         table=src.ident, where=where, ident=ident)
     params = {"ids": list(selection.request_ids), "open": sorted(OPEN_STATUSES),
               "tracked": selection.tracked, "newer": selection.newer_than_id,
-              "since": selection.completed_since}
+              "since": selection.completed_since, "day_start": selection.day and selection.day[0],
+              "day_end": selection.day and selection.day[1]}
     return query, params
 
 

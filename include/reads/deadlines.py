@@ -30,15 +30,24 @@ def whatif_runs(conn, limit: int = 50) -> list[dict]:
     """The newest what-if runs whose results are still kept: run id, as-of date, when, how many requests, states.
 
     Read from ``compliance.dsr_runs`` (one row per run, with its state counts) rather than by grouping
-    ``dsr_whatif``, which holds one row per request and run; the ``exists`` probe uses dsr_whatif's key.
+    ``dsr_whatif``, which holds one row per request and run; the ``exists`` probe uses dsr_whatif's key. A run that
+    evaluated no request (as of a day before any was received) has no rows to prune and is listed.
     """
     rows = conn.execute(
         """select r.run_id, r.as_of, r.started_at, r.finished_at, r.evaluated, r.counts
            from compliance.dsr_runs r
-           where r.what_if and exists (select 1 from compliance.dsr_whatif w where w.run_id = r.run_id)
+           where r.what_if and (r.evaluated = 0
+                                or exists (select 1 from compliance.dsr_whatif w where w.run_id = r.run_id))
            order by r.started_at desc, r.run_id limit %s""", (limit,)).fetchall()
     return [{"run_id": r, "as_of": a, "evaluated_at": s, "finished_at": f, "requests": n,
              "states": dict(sorted((c or {}).items()))} for r, a, s, f, n, c in rows]
+
+
+def whatif_with_no_requests(conn, run_id: str) -> date | None:
+    """The day of a finished what-if run that evaluated no request (none had been received by its day and not closed before it)."""
+    row = conn.execute("select as_of from compliance.dsr_runs where run_id = %s and what_if and evaluated = 0",
+                       (run_id,)).fetchone()
+    return row and row[0]
 
 
 def whatif_rows(conn, run_id: str) -> list[dict]:
