@@ -45,21 +45,28 @@ class Selection:
         return bool(self.request_ids)
 
     @classmethod
-    def as_it_stood(cls, as_of: date, tz: ZoneInfo) -> "Selection":
+    def as_it_stood(cls, as_of: date, tz: ZoneInfo, request_ids: tuple[int, ...] = ()) -> "Selection":
         """The requests a what-if as of ``as_of`` answers for: every one received by the end of that day and not
         closed before it, in the time zone the rules date events in (``deadline_rules.local_date``). One received
         later had not happened yet; one whose record says it closed before the day was no longer open. A request
         closed that day or later is taken (the rules judge it as of the day); one open now is taken whatever its
         ``completed_at`` (reopened: the rules ignore it), and so is one whose receipt or status is missing (it
-        comes back ``invalid`` with its reason). As of a day after today this is the requests open now."""
+        comes back ``invalid`` with its reason). As of a day after today this is the requests open now.
+        ``request_ids``: only those (a what-if of named requests), read as they stood all the same.
+
+        Each is read as it stood (:func:`request_frames`): one closed after the day was still open on it, so its
+        later completion is not read (the rules would judge a completion after the evaluation day invalid, as a live
+        run must: there it is a typo); later acknowledgements, identity steps and extensions the rules leave out
+        themselves."""
         start = datetime.combine(as_of, time(), tzinfo=tz)
-        return cls(day=(start, datetime.combine(as_of + timedelta(days=1), time(), tzinfo=tz)))
+        return cls(request_ids=tuple(request_ids),
+                   day=(start, datetime.combine(as_of + timedelta(days=1), time(), tzinfo=tz)))
 
 
 def _query(dm: DataMap, selection: Selection) -> tuple[sql.Composable, dict]:
     src = dm.record("privacy_requests")
     ident = src.col("id")
-    if selection.targeted:
+    if selection.targeted:  # a what-if of named requests too: those are its answer, whatever their dates
         where = sql.SQL("{} = any(%(ids)s::bigint[])").format(ident)
     elif selection.day is not None:
         # Each branch can use an index on its column (the reference schema has one on each).
@@ -97,7 +104,25 @@ def request_frames(conn, dm: DataMap, selection: Selection) -> Iterator[pd.DataF
         columns = {name: batch.column(name) for name in _SCHEMA}
         for name in TIMESTAMP_COLUMNS:
             columns[name] = bulk.epoch_micros_to_timestamps(columns[name])
-        yield pa.table(columns).to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+        frame = pa.table(columns).to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+        yield frame if selection.day is None else _open_on_the_day(frame, selection.day[1])
+
+
+# The status a request closed after a what-if's day had on it: open (which open status it had is not recorded; the
+# rules tell awaiting identity from the identity dates, not from the status).
+STILL_OPEN = "in_progress"
+
+
+def _open_on_the_day(frame: pd.DataFrame, day_end: datetime) -> pd.DataFrame:
+    """A what-if's requests as they stood on its day: one completed on or after ``day_end`` (the next day's first
+    instant) was still open, so its completion is not read."""
+    later = (frame["completed_at"] >= pd.Timestamp(day_end)).fillna(False).to_numpy(dtype=bool)
+    if not later.any():
+        return frame
+    frame = frame.copy()
+    frame.loc[later, "completed_at"] = pd.NaT
+    frame.loc[later, "status"] = STILL_OPEN
+    return frame
 
 
 def max_request_id(conn, dm: DataMap) -> int:

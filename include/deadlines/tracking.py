@@ -85,11 +85,12 @@ def evaluate_requests(step: Step[DsrParams]) -> dict:
     started = ctx.now()
     as_of, what_if = params.as_of, params.what_if
     status_store.start_run(store, ctx.run_id, as_of, params.dry_run, started, what_if=what_if)
-    if params.request_ids:
+    if what_if:
+        # Not the live selection (open now, new, closed since the last run): the requests as they stood that day
+        # (named ones, or every one).
+        selection, watermark = source.Selection.as_it_stood(as_of, settings.tz, params.request_ids), None
+    elif params.request_ids:
         selection, watermark = source.Selection(request_ids=params.request_ids), None
-    elif what_if:
-        # Not the live selection (open now, new, closed since the last run): the requests as they stood that day.
-        selection, watermark = source.Selection.as_it_stood(as_of, settings.tz), None
     else:
         selection = status_store.full_run_selection(store)
         watermark = source.max_request_id(ops, dm)
