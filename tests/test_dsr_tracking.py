@@ -11,7 +11,7 @@ from include.audit import RunContext
 from include.config import Settings
 from devkit.database import connect
 from include.datamap import load_datamap
-from include.deadlines import tracking
+from include.deadlines import status_store, tracking
 from include.deadlines.params import DsrParams
 from include.step import Step
 from include.delivery.sendgrid_mailer import RetryPolicy, SendGridAuthError, SendGridMailer
@@ -695,3 +695,11 @@ def test_a_what_if_of_a_day_before_every_request_is_listed_with_no_requests(db, 
     assert "whatif-empty  as of 2026-01-05" in capsys.readouterr().out
     assert main(["whatif", "--url", reference_db, "--run-id", "whatif-empty"]) == 0
     assert "no request had been received by 2026-01-05 and not closed before it" in capsys.readouterr().out
+
+    # A what-if that never finished (its task failed before it recorded anything; its row starts at 0) found
+    # nothing and is not said to have found that no request had been received.
+    status_store.start_run(db, "whatif-failed", date(2026, 11, 24), False, NOW, what_if=True)
+    assert main(["whatif", "--url", reference_db]) == 0
+    assert "whatif-failed" not in capsys.readouterr().out
+    assert main(["whatif", "--url", reference_db, "--run-id", "whatif-failed"]) != 0
+    assert "no request had been received" not in capsys.readouterr().out

@@ -36,7 +36,7 @@ def whatif_runs(conn, limit: int = 50) -> list[dict]:
     rows = conn.execute(
         """select r.run_id, r.as_of, r.started_at, r.finished_at, r.evaluated, r.counts
            from compliance.dsr_runs r
-           where r.what_if and (r.evaluated = 0
+           where r.what_if and ((r.evaluated = 0 and r.finished_at is not null)
                                 or exists (select 1 from compliance.dsr_whatif w where w.run_id = r.run_id))
            order by r.started_at desc, r.run_id limit %s""", (limit,)).fetchall()
     return [{"run_id": r, "as_of": a, "evaluated_at": s, "finished_at": f, "requests": n,
@@ -44,8 +44,10 @@ def whatif_runs(conn, limit: int = 50) -> list[dict]:
 
 
 def whatif_with_no_requests(conn, run_id: str) -> date | None:
-    """The day of a finished what-if run that evaluated no request (none had been received by its day and not closed before it)."""
-    row = conn.execute("select as_of from compliance.dsr_runs where run_id = %s and what_if and evaluated = 0",
+    """The day of a finished what-if run that evaluated no request (none had been received by its day and not
+    closed before it). A what-if that has not finished (still running, or failed: its row starts at 0) is not one."""
+    row = conn.execute("""select as_of from compliance.dsr_runs
+                          where run_id = %s and what_if and evaluated = 0 and finished_at is not null""",
                        (run_id,)).fetchone()
     return row and row[0]
 
