@@ -137,10 +137,10 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
 _INCOMPLETE_NOTE = ("the record's reason names the bucket and why: allow the bucket (file_buckets), correct a location "
                    "that is not a gs:// object name in its row, or lift the store's retention or hold, and the next run "
                    "finishes")
-# Fulfilment outcomes a person must act on: (outcome, what, what to do).
 # The escalated states of deadline tracking, each counted (its key requests_<state>).
 _REQUEST_STATES = (("overdue", "Privacy requests overdue"), ("ack_overdue", "CCPA requests not acknowledged in time"),
                    ("due_soon", "Privacy requests due soon (within the due-soon window)"))
+# Fulfilment outcomes a person must act on: (outcome, what, what to do).
 _FULFILMENTS = (
     ("manual", "Requests only a person can fulfil (rectification, objection)", None),
     ("approval_required", "Erasure requests whose plan no one approved",
@@ -168,18 +168,22 @@ def _count(conn, key: str, what: str, query: str, args=None, **where) -> Item:
     return Item(key, what, int(count), oldest, **where)
 
 
+# A live run of the same erasing DAG (aliased r) started after it: the DAG runs one at a time (max_active_runs 1), so
+# r has ended. A dry run says nothing: a backfill (its own max_active_runs) or ``airflow dags test`` starts one
+# beside a running run.
+_NEWER_LIVE_RUN = """exists (select 1 from compliance.erasure_runs n
+                             where n.dag_id = r.dag_id and n.started_at > r.started_at and not n.dry_run)"""
+
+
 def _approvals(conn, now: datetime, timeout: timedelta) -> Item:
     """Plans waiting for a reviewer while their run can still be running. A run marked failed, timed out or killed
     before its finish step leaves its plan 'waiting' for good, with nothing to answer in Required Actions. An erasing
-    DAG runs one run at a time (max_active_runs 1), so a live run of the same DAG started since has ended; and no run
-    outlives its dagrun_timeout, the reviewer's time and ERASE_AND_REPORT, from its start. A newer dry run says
-    nothing: a backfill (its own max_active_runs) or ``airflow dags test`` starts one beside a running run."""
-    rows = conn.execute("""select dag_id, run_id, coalesce(planned_at, started_at) from compliance.erasure_runs r
+    DAG runs one run at a time, so a live run of the same DAG started since has ended (:data:`_NEWER_LIVE_RUN`); and
+    no run outlives its dagrun_timeout, the reviewer's time and ERASE_AND_REPORT, from its start."""
+    rows = conn.execute(f"""select dag_id, run_id, coalesce(planned_at, started_at) from compliance.erasure_runs r
                            where approval = 'review' and approval_state = 'waiting' and finished_at is null
                              and started_at > %s
-                             and not exists (select 1 from compliance.erasure_runs n
-                                             where n.dag_id = r.dag_id and n.started_at > r.started_at
-                                               and not n.dry_run)
+                             and not {_NEWER_LIVE_RUN}
                            order by 3""", (now - timeout - ERASE_AND_REPORT,)).fetchall()
     note = None
     if rows:
@@ -197,12 +201,9 @@ def _unverified(conn, now: datetime, timeout: timedelta) -> Item:
     fails its task, and only that task, cleared once the rows are dealt with, verifies them. Counted once their live
     run is over, as :func:`_approvals` tells it: finished, a newer live run of the same DAG started, or past its time."""
     rows = conn.execute(
-        """with over as (select r.dag_id, r.run_id from compliance.erasure_runs r
+        f"""with over as (select r.dag_id, r.run_id from compliance.erasure_runs r
                          where not r.dry_run
-                           and (r.finished_at is not null or r.started_at <= %s
-                                or exists (select 1 from compliance.erasure_runs n
-                                           where n.dag_id = r.dag_id and n.started_at > r.started_at
-                                             and not n.dry_run)))
+                           and (r.finished_at is not null or r.started_at <= %s or {_NEWER_LIVE_RUN}))
            select o.dag_id, o.run_id, count(*), min(u.at) from over o join (
                select 'child_data_purge' as dag_id, p.run_id, p.updated_at as at from compliance.child_purges p
                where p.outcome in ('purged', 'already_erased') and p.verified_at is null and p.user_id is not null
