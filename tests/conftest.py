@@ -19,10 +19,14 @@ import pytest
 
 # Airflow reads its home at import: give the tests their own, never the user's ~/airflow. Each pytest-xdist
 # worker inherits the environment of the process that started it, so a home that process chose for itself
-# (marked in PRIVACY_TESTS_AIRFLOW_HOME) is replaced by one of the worker's own; a home the user set is kept.
-if os.environ.get("AIRFLOW_HOME") in (None, os.environ.get("PRIVACY_TESTS_AIRFLOW_HOME")):
+# (marked in PRIVACY_TESTS_AIRFLOW_HOME, with its process id) is replaced by one of the worker's own; a home the user
+# set is kept. This file runs twice in one process when a test module imports ``tests.conftest`` (pytest loaded it
+# as ``conftest``): the second run keeps the home, which Airflow, imported in between, has already read.
+if (os.environ.get("AIRFLOW_HOME") in (None, os.environ.get("PRIVACY_TESTS_AIRFLOW_HOME"))
+        and os.environ.get("PRIVACY_TESTS_AIRFLOW_HOME_PID") != str(os.getpid())):
     os.environ["AIRFLOW_HOME"] = os.environ["PRIVACY_TESTS_AIRFLOW_HOME"] = tempfile.mkdtemp(
         prefix=f"privacy-tests-airflow-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-")
+    os.environ["PRIVACY_TESTS_AIRFLOW_HOME_PID"] = str(os.getpid())
     atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], ignore_errors=True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 # The end-to-end tests run DAGs in this process too (tests/e2e_world.py): Airflow reads its DAG folder at import.

@@ -45,3 +45,16 @@ def test_a_module_with_a_module_fixture_goes_whole_and_any_other_test_alone():
                 "test_a_reviewer_rejects_then_approves_an_erasure_plan_above_the_threshold")
     assert scope(str(ROOT), reviewer + "[x]") == "children"
     assert scope(str(ROOT), "tests/test_e2e_child_purge_sigkill.py::anything") == "children"
+
+
+def test_loading_conftest_again_in_the_same_process_keeps_the_airflow_home():
+    """A test module that imports ``tests.conftest`` runs this file a second time in the process (pytest loaded it as
+    ``conftest``). Airflow, imported in between, has read the home; a new one made its metadata and the next in-process
+    DAG run disagree ('no such table: dag' for the compliance page's tests after the alert tests, without xdist)."""
+    import importlib.util
+    import os
+
+    home = os.environ["AIRFLOW_HOME"]
+    spec = importlib.util.spec_from_file_location("conftest_loaded_again", ROOT / "tests" / "conftest.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert os.environ["AIRFLOW_HOME"] == home
