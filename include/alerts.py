@@ -11,6 +11,9 @@ as ``compliance.run_alerts``; one row per run: the first failing task wins, so a
 nothing) and sends the pending alert to ``settings.on_call_email`` through :func:`include.delivery.engine.deliver`
 — SendGrid's retry rules, the audit entry and "never twice" come with it.
 
+An alert SendGrid did not take stays pending and goes out with the next alert; one whose run Airflow says has
+succeeded since (on-call cleared it) is withdrawn then, with its reason, not sent (:func:`ledger`).
+
 The reason is the task's own sentence (every failure of this project is one sentence without personal data);
 an unexpected exception's text might carry a value, so addresses, IP addresses and long runs of digits are
 blanked out of it first (:func:`scrub`).
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Sequence
+from typing import Callable, Sequence
 
 from include.config import Settings
 from include.errors import scrub
@@ -27,6 +30,7 @@ from include.mail import Addressee, Content, envelope, render_parts
 from include.delivery.outbox import Entry, Outbox, OutboxLedger
 
 FAILED, LATE = "failed", "late"
+WITHDRAWN_SUCCEEDED = "its run has succeeded since the alert was recorded (cleared and run again): not sent"
 OUTBOX = Outbox("run_alerts")  # key: "<dag id>/<run id>/<kind>"
 
 
@@ -65,8 +69,20 @@ def payload(failure: Failure, settings: Settings) -> dict:
                     to=Addressee(settings.on_call_email, "run_alert", key, args))
 
 
-def ledger(settings: Settings, run_url: str | None = None) -> OutboxLedger:
-    """Every pending alert (of any run) for the delivery engine, oldest first: each is one message."""
+def ledger(settings: Settings, run_url: str | None = None,
+           run_state: Callable[[str, str], str | None] | None = None) -> OutboxLedger:
+    """Every pending alert (of any run) for the delivery engine, oldest first: each is one message.
+
+    ``run_state(dag_id, run_id)``: Airflow's state of a run now, or None where Airflow cannot say. A pending alert
+    waits for the next one to go out (SendGrid was down when it was recorded); its run may have been cleared and have
+    succeeded since. Such an alert would be a false alarm: it is withdrawn with its reason, not sent. Any other
+    state, or none known, and it is sent (a missed alert costs more than one on-call reads and finds moot)."""
+
+    def check(conn, entries: Sequence[Entry]) -> dict[str, str]:
+        if run_state is None:
+            return {}
+        return {e.key: WITHDRAWN_SUCCEEDED for e in entries
+                if run_state(e.facts["dag_id"], e.facts["run_id"]) == "success"}
 
     def compose(conn, entries: Sequence[Entry]) -> tuple[dict, dict]:
         (entry,) = entries
@@ -76,4 +92,4 @@ def ledger(settings: Settings, run_url: str | None = None) -> OutboxLedger:
         return (payload(failure, settings),
                 {"dag_id": f["dag_id"], "run_id": f["run_id"], "task_id": f["task_id"], "kind": f["kind"]})
 
-    return OUTBOX.ledger(compose)
+    return OUTBOX.ledger(compose).withdrawing(check)

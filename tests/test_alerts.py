@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -65,6 +66,34 @@ def test_a_failed_run_tells_on_call_once_whatever_else_fails_in_it(airflow_env, 
     # A retry of the callback (the task cleared and failing again) sends nothing more.
     task_failed(context("dsr_deadline_tracking", "scheduled__1", "evaluate_requests", RuntimeError("once more")))
     assert len(sendgrid.accepted()) == 2
+
+
+def test_a_pending_alert_of_a_run_that_has_since_succeeded_is_withdrawn_not_sent(airflow_env, sendgrid, monkeypatch):
+    """Found by an on-call trial: SendGrid could not be reached when a run failed, so its alert stayed pending (it goes
+    out with the next alert); on-call cleared the run, which succeeded, and the next run to fail sent both, the first
+    a false alarm. Before sending, an alert whose run Airflow now says succeeded is withdrawn with its reason."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    store = airflow_env
+    sendgrid_conn = os.environ["AIRFLOW_CONN_SENDGRID_DEFAULT"]
+    monkeypatch.delenv("AIRFLOW_CONN_SENDGRID_DEFAULT")  # SendGrid cannot be reached: the alert stays pending
+    task_failed(context("dsr_deadline_tracking", "scheduled__cleared", "evaluate_requests", RuntimeError("lost")))
+    assert sendgrid.accepted() == []
+    assert store.execute("select status from compliance.run_alerts").fetchall() == [("pending",)]
+    monkeypatch.setenv("AIRFLOW_CONN_SENDGRID_DEFAULT", sendgrid_conn)
+    # What Airflow's Execution API answers a task asking for a run's state: the cleared run succeeded since.
+    states = {("dsr_deadline_tracking", "scheduled__cleared"): "success"}
+    monkeypatch.setattr(RuntimeTaskInstance, "get_dagrun_state",
+                        staticmethod(lambda dag_id, run_id: states.get((dag_id, run_id), "running")))
+    task_failed(context("child_data_purge", "scheduled__1", "plan_purge", ValueError("a set-up fault")))
+    (message,) = [a["payload"] for a in sendgrid.accepted()]
+    assert message["personalizations"][0]["custom_args"]["dag_id"] == "child_data_purge"
+    assert store.execute("select run_id, status, error from compliance.run_alerts order by run_id").fetchall() == [
+        ("scheduled__1", "sent", None),
+        ("scheduled__cleared", "withdrawn",
+         "its run has succeeded since the alert was recorded (cleared and run again): not sent")]
+    assert store.execute("select count(*) from compliance.audit_log where action = 'run_alerts_withdrawn'"
+                         ).fetchone()[0] == 1
 
 
 def test_a_refused_trigger_conf_is_no_incident(airflow_env, sendgrid):

@@ -139,8 +139,21 @@ def _send(failure, *, in_task: bool) -> None:
             log.info("this run's %s was reported already (once per run)", failure.kind)
             return
         mailer = connections.mailer(deadline_seconds=60)
-        report = deliver(store, alerts.ledger(settings), mailer, ctx)
+        report = deliver(store, alerts.ledger(settings, run_state=run_state), mailer, ctx)
     log.info("%s alert to on-call: %d sent, %d failed", failure.kind, report.sent, report.failed)
+
+
+def run_state(dag_id: str, run_id: str) -> str | None:
+    """Airflow's state of the run now (``success``, ``failed``, ``running``, ``queued``), asked through the Execution
+    API; None where Airflow cannot be asked: outside a task (the command line), or in a deadline callback, whose
+    executor (Airflow 3.3) answers only connections and variables."""
+    try:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        state = RuntimeTaskInstance.get_dagrun_state(dag_id=dag_id, run_id=run_id)
+        return str(getattr(state, "value", state))
+    except Exception:  # noqa: BLE001 - not knowing the run's state sends the alert, never drops it
+        return None
 
 
 def _send_unrecorded(failure, settings, why: str) -> None:
