@@ -1126,6 +1126,31 @@ def test_needs_a_person_counts_a_refused_alert_for_a_week_not_for_good(store):
     assert item["count"]["text"] == "2" and "7 days" in item["note"]
 
 
+def test_needs_a_person_counts_a_refused_email_for_a_week_from_its_refusal_not_its_recording(store):
+    """Found by an on-call trial: emails are counted for a week after SendGrid refused them, but the week ran from
+    when their run recorded them. A violation notice and an on-call alert pending through an eight-day SendGrid
+    outage, then refused today, were never counted: a refusal no one heard of. The week runs from the refusal."""
+    from include.delivery.outbox import Outbox
+
+    def _keys(conn, entries):
+        return {"keys": [e.key for e in entries]}, {}
+
+    eight_days_ago = datetime.now(timezone.utc) - timedelta(days=8)
+    for kind, key in (("vendor_manifest.violation_notice", "4/2026-11-20"), ("run_alerts", "d/r/failed")):
+        box = Outbox(kind)
+        box.record(store, key, recipient="team@example.com", facts={}, at=eight_days_ago, run_id="r")
+        with store.transaction():
+            ledger = box.ledger(_keys)
+            ledger.mark_failed(store, ledger.claim(store), reason="HTTP 400: the address is not accepted")
+    rows = {r["what"]: r for r in render(store, "attention")["rows"]}
+    refused = rows[next(k for k in rows if k.startswith("Emails SendGrid refused"))]
+    assert refused["count"]["text"] == "1"
+    assert datetime.fromisoformat(refused["oldest"]) > datetime.now(timezone.utc) - timedelta(hours=1)  # refused now
+    assert rows["On-call alerts of failed or late runs that did not reach on-call"]["count"]["text"] == "1"
+    assert store.execute("select count(*) from compliance.outbox where status = 'failed' and failed_at is not null"
+                         ).fetchone()[0] == 2
+
+
 def test_needs_a_person_counts_emails_only_a_cleared_run_would_still_send(store):
     """Found by a fault trial: SendGrid down through a run's retries left its purge summary pending (only that run
     sends it), or a vendor's violation notice (its run, else the next daily run over every vendor): they waited for

@@ -168,7 +168,7 @@ class OutboxLedger:
                      (message_id, sent_at, self.kind, list(batch.keys)))
 
     def mark_failed(self, conn, batch: Batch, *, reason: str) -> None:
-        conn.execute("""update compliance.outbox set status = 'failed', error = %s
+        conn.execute("""update compliance.outbox set status = 'failed', error = %s, failed_at = clock_timestamp()
                         where kind = %s and key = any(%s) and status = 'pending'""",
                      (reason, self.kind, list(batch.keys)))
 

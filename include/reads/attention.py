@@ -26,6 +26,8 @@ TABLES = ("compliance.erasure_runs", "compliance.dsr_fulfilments", "compliance.c
 # alert): say so here rather than wait for the next failure.
 ALERT_GRACE = "10 minutes"
 FAILED_MAIL_DAYS = 7
+# When SendGrid refused an outbox row (migration 0023); a row refused before that has only when it was recorded.
+REFUSED_AT = "coalesce(failed_at, claimed_at)"
 # Emails pending this long that SendGrid did not take: a purge summary is sent only by its own run (a day after,
 # that run's retries are spent); a vendor's violation notice by its run or, failing that, by the next daily run over
 # every vendor (two days after, that one failed too). An escalation goes out with the next hourly run, and a past
@@ -106,13 +108,13 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
         "select count(*), min(first_seen_at) from compliance.discovery_findings where status = 'open'",
         note="map it (the finding carries a data-map entry to paste) or dismiss it with privacy-ops dismiss-finding",
         section="discovery"))
-    add("compliance.dsr_escalations", lambda: _failed_mail(conn, have))
+    add("compliance.outbox", lambda: _failed_mail(conn, have))
     # A refused alert is never sent again and its row stays failed for the record: counted for a week, as refused
     # emails are (a pending one goes out with the next alert, so it counts until then).
     add("compliance.outbox", lambda: _count(
         conn, "alerts_undelivered", "On-call alerts of failed or late runs that did not reach on-call",
         "select count(*), min(claimed_at) from compliance.outbox where kind = 'run_alerts' and ((status = 'failed' "
-        f"and claimed_at > now() - interval '{FAILED_MAIL_DAYS} days') "
+        f"and {REFUSED_AT} > now() - interval '{FAILED_MAIL_DAYS} days') "
         f"or (status = 'pending' and claimed_at < now() - interval '{ALERT_GRACE}'))",
         note=f"SendGrid was down, or refused them (counted for {FAILED_MAIL_DAYS} days: a refused alert is not sent "
              "again); the runs are in Airflow's list of failed runs, and a pending alert goes out with the next one "
@@ -294,10 +296,11 @@ def _children(verdicts: dict, outcome: str, key: str, what: str, note: str | Non
 
 
 def _failed_mail(conn, have: set[str]) -> Item:
-    parts = [("compliance.dsr_escalations", "status = 'failed'", "claimed_at"),
-             ("compliance.dsr_digests", "status = 'failed'", "claimed_at"),
-             ("compliance.child_purge_summaries", "status = 'failed'", "claimed_at"),
-             ("compliance.vendor_violation_notices", "status = 'failed'", "claimed_at"),
+    """Emails SendGrid refused in the last week, counted from the refusal (an outbox row's ``failed_at``, a policy
+    notice's ``finished_at``), not from when their run recorded them: one pending through a long outage and refused
+    only then is counted too."""
+    parts = [("compliance.outbox", "status = 'failed' and kind in ('dsr.escalation', 'dsr.digest', "
+                                   "'child_purge.summary', 'vendor_manifest.violation_notice')", REFUSED_AT),
              ("compliance.notification_deliveries", "state = 'failed'", "finished_at")]
     count, oldest = 0, None
     for table, where, at in parts:
