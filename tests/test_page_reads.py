@@ -1044,6 +1044,28 @@ def test_needs_a_person_counts_requests_due_soon_and_leads_to_exactly_them(store
     assert item["count"]["text"] == "1" == str(render(store, "requests", item["count"]["filters"])["total"])
 
 
+def test_needs_a_person_dates_the_oldest_request_of_each_state_by_the_date_it_missed_or_is_due(store):
+    """Found by a review: the 'Oldest' of the requests overdue, not acknowledged in time or due soon was the earliest
+    evaluated_at of their rows, and every daily run rewrites an open request's row (its days left change), so it was
+    this morning's run for all: a request overdue since November read as overdue since today. It is now the date the
+    oldest one missed (its due date; a CCPA request's acknowledgement date) or, for due soon, the soonest due date."""
+    rows = [(1, "gdpr", "access", "overdue", "2026-11-02", None), (2, "gdpr", "access", "overdue", "2026-11-20", None),
+            (3, "ccpa", "know", "ack_overdue", "2026-12-20", "2026-11-24"),
+            (4, "ccpa", "know", "ack_overdue", "2026-12-22", "2026-11-30"),
+            (5, "gdpr", "access", "due_soon", "2026-12-10", None), (6, "gdpr", "access", "due_soon", "2026-12-08", None)]
+    for rid, regime, rtype, state, due, ack_due in rows:
+        store.execute("""insert into compliance.dsr_status (request_id, regime, request_type, state, effective_due,
+                                                            ack_due, as_of, evaluated_at, run_id)
+                         values (%s, %s, %s, %s, %s, %s, '2026-12-07', now(), 'scheduled__today')""",
+                      (rid, regime, rtype, state, due, ack_due))
+    items = {r["what"]: r for r in render(store, "attention")["rows"]}
+    assert {what: (items[what]["count"]["text"], items[what]["oldest"]) for what in (
+        "Privacy requests overdue", "CCPA requests not acknowledged in time",
+        "Privacy requests due soon (within the due-soon window)")} == {
+        "Privacy requests overdue": ("2", "2026-11-02"), "CCPA requests not acknowledged in time": ("2", "2026-11-24"),
+        "Privacy requests due soon (within the due-soon window)": ("2", "2026-12-08")}
+
+
 def test_needs_a_person_counts_export_packages_the_object_store_refused_to_delete(store):
     """Found by a fault trial: an export package past export_retention_days that the object store refused to delete
     (a retention policy, a hold) is personal data kept past its time; the run failed and on-call was told once, but

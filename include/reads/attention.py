@@ -7,7 +7,7 @@ Actions (where a reviewer answers an erasure plan's approval).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from psycopg.types.json import Jsonb
 
@@ -42,7 +42,7 @@ class Item:
     key: str
     what: str
     count: int
-    oldest: datetime | None = None
+    oldest: datetime | date | None = None  # a date where the item's rows are dated by day (a request's due date)
     note: str | None = None
     section: str | None = None          # the page's section that lists the rows ...
     filters: tuple[tuple[str, str], ...] = ()  # ... with these filters
@@ -62,11 +62,13 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
 
     add("compliance.erasure_runs", lambda: _approvals(conn, now, approval_timeout))
     # A count a state, each leading to exactly its rows (the requests section filters one state at a time); due soon
-    # too: escalated once when they enter the window, to answer this week, not once they are already late.
-    for state, what in _REQUEST_STATES:
-        add("compliance.dsr_status", lambda s=state, w=what: _count(
+    # too: escalated once when they enter the window, to answer this week, not once they are already late. The
+    # oldest is a date the request missed or is due by, not evaluated_at: every daily run rewrites an open request's
+    # row (its days left change), so that is this morning's run for all.
+    for state, what, since in _REQUEST_STATES:
+        add("compliance.dsr_status", lambda s=state, w=what, d=since: _count(
             conn, f"requests_{s}", w,
-            f"select count(*), min(evaluated_at) from compliance.dsr_status where state = '{s}'",
+            f"select count(*), min({d}) from compliance.dsr_status where state = '{s}'",
             section="requests", filters=(("state", s),)))
     # Deadline tracking evaluates every request (fulfilment only those in progress): an open request it cannot
     # evaluate has no deadline, so it never turns overdue and nothing else tells anyone.
@@ -140,9 +142,12 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
 _INCOMPLETE_NOTE = ("the record's reason names the bucket and why: allow the bucket (file_buckets), correct a location "
                    "that is not a gs:// object name in its row, or lift the store's retention or hold, and the next run "
                    "finishes")
-# The escalated states of deadline tracking, each counted (its key requests_<state>).
-_REQUEST_STATES = (("overdue", "Privacy requests overdue"), ("ack_overdue", "CCPA requests not acknowledged in time"),
-                   ("due_soon", "Privacy requests due soon (within the due-soon window)"))
+# The escalated states of deadline tracking, each counted (its key requests_<state>), with its oldest: the due date
+# the longest-overdue request missed, the acknowledgement date the longest-unacknowledged one missed, the soonest due
+# date of those due soon (dates in the policy's time zone, as the requests section shows them).
+_REQUEST_STATES = (("overdue", "Privacy requests overdue", "effective_due"),
+                   ("ack_overdue", "CCPA requests not acknowledged in time", "ack_due"),
+                   ("due_soon", "Privacy requests due soon (within the due-soon window)", "effective_due"))
 # Fulfilment outcomes a person must act on: (outcome, what, what to do).
 _FULFILMENTS = (
     ("manual", "Requests only a person can fulfil (rectification, objection)", None),
