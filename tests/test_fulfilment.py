@@ -809,6 +809,32 @@ def test_a_package_the_store_refuses_to_delete_leaves_the_others_expired_and_the
                                ).fetchone()[0] == "done"
 
 
+def test_a_refused_package_no_record_names_removed_by_hand_leaves_needs_a_person(world):
+    """Found by a review: a package no record names (an upload whose transaction did not commit) that the object store
+    refused to delete was counted in 'Needs a person' from the newest expiry's audit entry. Removed by hand (the hold
+    lifted, the file deleted out of band), the next run found nothing left to expire and wrote no entry, so the
+    newest one still named it and the page counted it for good. The next untargeted live run now says nothing is kept
+    any more."""
+    from include.reads import attention
+
+    def kept() -> int:
+        items = attention.needs_a_person(world.store, now=datetime.now(timezone.utc), approval_timeout=timedelta(hours=8))
+        return next(i.count for i in items if i.key == "packages_kept")
+
+    audit.append(world.store, "dsr_fulfilment.packages_expired", {
+        "requests": [], "not_deleted": [900101], "unrecorded": [900101], "older_than_days": 30},
+        actor=RunContext(run_id="scheduled__refused", actor="test", dag_id="dsr_fulfilment"))
+    assert kept() == 1
+    run(world, "manual__dry_after", params(world, dry_run=True))  # a dry run looks at no package
+    assert kept() == 1
+    assert run(world, "scheduled__after")["state"] == "done"  # the package is gone: nothing for it to expire
+    assert kept() == 0
+    (entry,) = world.store.execute("""select details from compliance.audit_log
+                                      where action = 'dsr_fulfilment.packages_expired' and run_id = 'scheduled__after'
+                                   """).fetchone()
+    assert entry["not_deleted"] == [] and entry["requests"] == []
+
+
 def erase_on_connections_of_its_own(world, uid: int, **options):
     """The erasure engine on subject ``uid`` as another DAG's run erases it (a purge): its own operational and store
     connections, every store; ``options``: more of :class:`include.erasure.EraseOptions`."""

@@ -675,7 +675,9 @@ def expire_packages(step: Step) -> tuple[int, dict[int, ObjectStoreRefused]]:
         store.execute("update compliance.dsr_fulfilments set package_deleted_at = %s where request_id = %s "
                       "and package_object = %s and package_deleted_at is null", (ctx.now(), request_id, name))
         deleted.append(request_id)
-    if rows or orphans:
+    if rows or orphans or _refused_before(store):
+        # Also when nothing is left to expire but the newest entry named packages not deleted (one removed by hand
+        # since): 'Needs a person' counts those from the newest entry, and would otherwise count them for good.
         ctx.audit(store, "dsr_fulfilment.packages_expired", {
             "requests": deleted, "not_deleted": sorted(refused), "unrecorded": [r for r, _ in orphans],
             "older_than_days": settings.export_retention_days})
@@ -685,6 +687,14 @@ def expire_packages(step: Step) -> tuple[int, dict[int, ObjectStoreRefused]]:
         log.warning("%d export package(s) past export_retention_days the object store refused to delete (request(s) %s)",
                     len(refused), sorted(refused))
     return len(deleted), refused
+
+
+def _refused_before(store) -> bool:
+    """The newest expiry's audit entry names packages the object store refused to delete."""
+    row = store.execute("""select details -> 'not_deleted' from compliance.audit_log
+                           where action = 'dsr_fulfilment.packages_expired'
+                           order by occurred_at desc, id desc limit 1""").fetchone()
+    return bool(row and row[0])
 
 
 def _unrecorded_packages(store, objects, cutoff: datetime) -> list[tuple[int, str]]:
