@@ -532,6 +532,53 @@ def cmd_dismiss_finding(args) -> int:
     return EXIT_OK
 
 
+# -- downstream deletion notices (GDPR Art. 17(2), Art. 19) --------------------------------------------
+
+def cmd_deletion_notices(args) -> int:
+    """The deletion notices owed to vendors, per vendor (read-only); with --vendor, that vendor's per run."""
+    from include.reads import children
+
+    url = database_url(args)
+    with open_database(args) as conn:
+        conn.execute("set time zone 'UTC'")
+        require_store(conn, url)
+        owed = children.notices_by_vendor(conn, args.vendor)
+        if args.vendor is None:
+            if not owed:
+                print("no deletion notices are owed to any vendor")
+            for v in owed:
+                print(_owed_text(v))
+                runs = v["runs"]
+                print(f"    runs: {', '.join(runs[:_RUNS_SHOWN])}"
+                      + (f" and {len(runs) - _RUNS_SHOWN} more (--vendor {v['vendor_id']} lists them)"
+                         if len(runs) > _RUNS_SHOWN else ""))
+            return EXIT_OK
+        history = children.vendor_notice_history(conn, args.vendor)
+        runs = children.vendor_notice_runs(conn, args.vendor) if owed else []
+    if not history["notices"]:
+        raise CommandFailed(f"no deletion notice was ever recorded for vendor {args.vendor} (without --vendor the "
+                            "command lists the vendors owed one)", EXIT_CHECK_FAILED)
+    if not owed:
+        print(f"vendor {args.vendor} is owed no deletion notice: its {history['sent']} notice(s) were marked sent, "
+              f"the last at {history['last_sent']:%Y-%m-%d %H:%M} UTC")
+        return EXIT_OK
+    print(_owed_text(owed[0]))
+    for r in runs:
+        print(f"  run {r['run_id']} ({r['source']}, recorded {r['recorded']:%Y-%m-%d %H:%M} UTC): "
+              f"{r['subjects']} subject(s), {r['shares']} share(s); categories: {', '.join(r['categories']) or '-'}")
+    return EXIT_OK
+
+
+_RUNS_SHOWN = 3
+
+
+def _owed_text(v: dict) -> str:
+    who = f"vendor {v['vendor_id']} {v['vendor_name']}" if v["vendor_known"] else \
+        f"vendor {v['vendor_id']} (unknown vendor id)"
+    return (f"{who}: {v['subjects']} subject(s), {v['shares']} share(s), {len(v['runs'])} run(s); categories: "
+            f"{', '.join(v['categories']) or '-'}; oldest {v['oldest']:%Y-%m-%d %H:%M} UTC")
+
+
 def with_url(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--url", metavar="URL", type=_given,
                         help="libpq URL of the database (default: $PRIVACY_PG_URL, else the local server)")
@@ -606,6 +653,13 @@ def add_product_commands(sub) -> None:
     p.add_argument("--reason", required=True, type=_words(500), help="why it is dismissed (at most 500 characters)")
     p.add_argument("--by", required=True, metavar="NAME", type=_words(100), help="who dismisses it (at most 100 "
                    "characters)")
+
+    p = _command(sub, "deletion-notices", cmd_deletion_notices,
+                 help="list the deletion notices owed to vendors (erased subjects' data they received)",
+                 description="The downstream deletion notices still outstanding (GDPR Art. 17(2), Art. 19), per "
+                             "vendor: subjects, shares, categories, the oldest and the runs that recorded them; "
+                             "with --vendor, that vendor's notices per run. Reads only.")
+    p.add_argument("--vendor", type=_positive, metavar="N", help="only this vendor id, its notices per run")
 
 
 # -- assembling the parser --------------------------------------------------------------------------

@@ -593,3 +593,51 @@ def test_an_option_the_command_does_not_take_is_refused_by_name_never_guessed(ar
     err = capsys.readouterr().err
     assert err.startswith(f"privacy-ops {command}: unrecognized arguments: {argv[1]}") and \
         err.rstrip().endswith(f"(see privacy-ops {command} --help)"), err
+
+
+# -- downstream deletion notices owed to vendors ------------------------
+
+def _notice(conn, subject: int, vendor: int, run_id: str, *, name="Adtech Ltd", categories=("contact",), shares=1,
+            source="child_data_purge", at="2026-11-25 12:00+00"):
+    conn.execute("""insert into compliance.vendor_deletion_notices (subject_hash, vendor_id, run_id, source,
+                        vendor_name, vendor_known, categories, shares, created_at)
+                    values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                 (f"{subject:064x}", vendor, run_id, source, name, name is not None, list(categories), shares, at))
+
+
+@pytest.fixture
+def notices_db(fresh_db, capsys):
+    assert main(["migrate-store", "--url", fresh_db]) == EXIT_OK
+    with database.connect(fresh_db, autocommit=True) as conn:
+        _notice(conn, 1, 4, "scheduled__a", shares=2, at="2026-11-20 08:00+00")
+        _notice(conn, 2, 4, "scheduled__a", categories=("usage",))
+        _notice(conn, 1, 4, "manual__fulfil", source="dsr_fulfilment", categories=("account", "contact"), shares=3,
+                at="2026-11-26 09:30+00")
+        _notice(conn, 3, 9, "scheduled__a", name=None, categories=())
+    capsys.readouterr()
+    return fresh_db
+
+
+def test_deletion_notices_lists_what_each_vendor_is_owed(notices_db, capsys):
+    """Before: no command listed the notices; the page gave one count and nothing said which vendor was owed what."""
+    assert main(["deletion-notices", "--url", notices_db]) == EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "vendor 4 Adtech Ltd: 2 subject(s), 6 share(s), 2 run(s); categories: account, contact, usage; "
+        "oldest 2026-11-20 08:00 UTC",
+        "    runs: scheduled__a, manual__fulfil",
+        "vendor 9 (unknown vendor id): 1 subject(s), 1 share(s), 1 run(s); categories: -; oldest 2026-11-25 12:00 UTC",
+        "    runs: scheduled__a"]
+    assert main(["deletion-notices", "--url", notices_db, "--vendor", "4"]) == EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("vendor 4 Adtech Ltd: 2 subject(s)")
+    assert out[1] == ("  run scheduled__a (child_data_purge, recorded 2026-11-20 08:00 UTC): 2 subject(s), 3 share(s); "
+                      "categories: contact, usage")
+    assert out[2] == ("  run manual__fulfil (dsr_fulfilment, recorded 2026-11-26 09:30 UTC): 1 subject(s), 3 share(s); "
+                      "categories: account, contact")
+    # A vendor no notice names: one sentence, exit 1 (as an id naming nothing elsewhere).
+    assert main(["deletion-notices", "--url", notices_db, "--vendor", "77"]) == EXIT_CHECK_FAILED
+    assert "no deletion notice was ever recorded for vendor 77" in _one_sentence(capsys.readouterr().err)
+    with database.connect(notices_db) as conn:  # it reads only
+        assert conn.execute("select count(*) from compliance.vendor_deletion_notices "
+                            "where status = 'outstanding'").fetchone()[0] == 4

@@ -90,6 +90,56 @@ def outstanding_notices(conn) -> list[dict]:
     return [dict(zip(names, row)) for row in cur]
 
 
+def notices_by_vendor(conn, vendor_id: int | None = None) -> list[dict]:
+    """The deletion notices still owed, per vendor (one vendor with ``vendor_id``): vendor id and name, whether the
+    vendor is known, distinct subjects, notices, shares, the categories shared, the oldest notice and the runs that
+    recorded them (oldest first). Hashes, ids and counts only."""
+    cur = conn.execute(
+        f"""with owed as ({_OWED}),
+                cats as (select vendor_id, array_agg(distinct c order by c) as categories
+                         from owed, unnest(categories) c group by vendor_id),
+                runs as (select vendor_id, array_agg(run_id order by first, run_id) as runs
+                         from (select vendor_id, run_id, min(created_at) as first from owed group by 1, 2) r
+                         group by vendor_id)
+            select o.vendor_id, max(o.vendor_name) as vendor_name, bool_and(o.vendor_known) as vendor_known,
+                   count(distinct o.subject_hash) as subjects, count(*) as notices, sum(o.shares) as shares,
+                   coalesce(min(cats.categories), '{{}}') as categories, min(o.created_at) as oldest,
+                   min(runs.runs) as runs
+            from owed o left join cats using (vendor_id) join runs using (vendor_id)
+            group by o.vendor_id order by o.vendor_id""", {"vendor": vendor_id})
+    names = [c.name for c in cur.description]
+    return [dict(zip(names, row)) for row in cur]
+
+
+# The outstanding notices (of one vendor when %(vendor)s is not null).
+_OWED = """select * from compliance.vendor_deletion_notices
+           where status = 'outstanding' and (%(vendor)s::bigint is null or vendor_id = %(vendor)s)"""
+
+
+def vendor_notice_runs(conn, vendor_id: int) -> list[dict]:
+    """One vendor's outstanding notices per run, oldest first: run id, the workflow that erased (source), subjects,
+    shares, categories, when recorded."""
+    cur = conn.execute(
+        f"""with owed as ({_OWED}),
+                cats as (select run_id, array_agg(distinct c order by c) as categories
+                         from owed, unnest(categories) c group by run_id)
+            select o.run_id, min(o.source) as source, count(distinct o.subject_hash) as subjects,
+                   sum(o.shares) as shares, coalesce(min(cats.categories), '{{}}') as categories,
+                   min(o.created_at) as recorded
+            from owed o left join cats using (run_id)
+            group by o.run_id order by min(o.created_at), o.run_id""", {"vendor": vendor_id})
+    names = [c.name for c in cur.description]
+    return [dict(zip(names, row)) for row in cur]
+
+
+def vendor_notice_history(conn, vendor_id: int) -> dict:
+    """Every notice ever recorded for one vendor: how many, how many marked sent, the last sent (None if none)."""
+    total, sent, last = conn.execute(
+        """select count(*), count(*) filter (where status = 'sent'), max(sent_at)
+           from compliance.vendor_deletion_notices where vendor_id = %s""", (vendor_id,)).fetchone()
+    return {"notices": total, "sent": sent, "last_sent": last}
+
+
 def notices_owed(conn) -> dict[str, int]:
     """Deletion notices still owed in all: notices (one per subject and vendor), distinct subjects, vendors."""
     notices, subjects, vendors = conn.execute(
