@@ -566,6 +566,8 @@ def cmd_deletion_notices(args) -> int:
     for r in runs:
         print(f"  run {r['run_id']} ({r['source']}, recorded {r['recorded']:%Y-%m-%d %H:%M} UTC): "
               f"{r['subjects']} subject(s), {r['shares']} share(s); categories: {', '.join(r['categories']) or '-'}")
+    print(f"mark them sent once the vendor is told: privacy-ops mark-notices-sent --vendor {args.vendor} "
+          "[--run RUN_ID] --by NAME")
     return EXIT_OK
 
 
@@ -577,6 +579,26 @@ def _owed_text(v: dict) -> str:
         f"vendor {v['vendor_id']} (unknown vendor id)"
     return (f"{who}: {v['subjects']} subject(s), {v['shares']} share(s), {len(v['runs'])} run(s); categories: "
             f"{', '.join(v['categories']) or '-'}; oldest {v['oldest']:%Y-%m-%d %H:%M} UTC")
+
+
+def cmd_mark_notices_sent(args) -> int:
+    from include.erasure.notices import NoticeError, mark_sent
+
+    url = database_url(args)
+    with open_database(args) as conn:
+        require_store(conn, url)
+        try:
+            done = mark_sent(conn, args.vendor, args.run, by=f"person:{args.by}")
+        except NoticeError as exc:
+            raise CommandFailed(unechoed(str(exc)), EXIT_CHECK_FAILED) from None
+    of_run = f" of run {unechoed(args.run)!r}" if args.run else ""
+    if not done.notices:
+        print(f"nothing marked: vendor {args.vendor} has no outstanding deletion notice{of_run} (all were marked "
+              "sent already)")
+        return EXIT_OK
+    print(f"marked {done.notices} deletion notice(s) to vendor {args.vendor} sent ({done.subjects} subject(s); "
+          f"run(s) {', '.join(done.run_ids)}); recorded in the audit log")
+    return EXIT_OK
 
 
 def with_url(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -660,6 +682,16 @@ def add_product_commands(sub) -> None:
                              "vendor: subjects, shares, categories, the oldest and the runs that recorded them; "
                              "with --vendor, that vendor's notices per run. Reads only.")
     p.add_argument("--vendor", type=_positive, metavar="N", help="only this vendor id, its notices per run")
+
+    p = _command(sub, "mark-notices-sent", cmd_mark_notices_sent,
+                 help="record that a vendor was sent its deletion notices (audit-logged)",
+                 description="Mark a vendor's outstanding deletion notices (of one run, or all) sent now, in one "
+                             "transaction with one audit log entry; a second call marks nothing and says so.")
+    p.add_argument("--vendor", type=_positive, required=True, metavar="N", help="the vendor's id "
+                   "(privacy-ops deletion-notices)")
+    p.add_argument("--run", metavar="RUN_ID", type=_given, help="only the notices this run recorded (default: all)")
+    p.add_argument("--by", required=True, metavar="NAME", type=_words(100), help="who sent them (at most 100 "
+                   "characters)")
 
 
 # -- assembling the parser --------------------------------------------------------------------------

@@ -595,7 +595,7 @@ def test_an_option_the_command_does_not_take_is_refused_by_name_never_guessed(ar
         err.rstrip().endswith(f"(see privacy-ops {command} --help)"), err
 
 
-# -- downstream deletion notices owed to vendors ------------------------
+# -- downstream deletion notices: listed, and marked sent through the audit log ------------------------
 
 def _notice(conn, subject: int, vendor: int, run_id: str, *, name="Adtech Ltd", categories=("contact",), shares=1,
             source="child_data_purge", at="2026-11-25 12:00+00"):
@@ -635,9 +635,70 @@ def test_deletion_notices_lists_what_each_vendor_is_owed(notices_db, capsys):
                       "categories: contact, usage")
     assert out[2] == ("  run manual__fulfil (dsr_fulfilment, recorded 2026-11-26 09:30 UTC): 1 subject(s), 3 share(s); "
                       "categories: account, contact")
+    assert "privacy-ops mark-notices-sent --vendor 4" in out[3]
     # A vendor no notice names: one sentence, exit 1 (as an id naming nothing elsewhere).
     assert main(["deletion-notices", "--url", notices_db, "--vendor", "77"]) == EXIT_CHECK_FAILED
     assert "no deletion notice was ever recorded for vendor 77" in _one_sentence(capsys.readouterr().err)
     with database.connect(notices_db) as conn:  # it reads only
         assert conn.execute("select count(*) from compliance.vendor_deletion_notices "
                             "where status = 'outstanding'").fetchone()[0] == 4
+
+
+def test_mark_notices_sent_records_it_once_in_the_audit_log(notices_db, capsys):
+    """Before: a notice could leave 'outstanding' only by hand-written SQL, outside the hash-chained audit log."""
+    from datetime import datetime, timedelta, timezone
+
+    from include.reads import attention, children
+
+    def owed_on_the_page(conn):
+        item = next(i for i in attention.needs_a_person(conn, now=datetime.now(timezone.utc),
+                                                        approval_timeout=timedelta(hours=1))
+                    if i.key == "deletion_notices")
+        assert "privacy-ops mark-notices-sent" in item.note
+        return item.count
+
+    with database.connect(notices_db, autocommit=True) as conn:
+        assert children.notices_owed(conn) == {"notices": 4, "subjects": 3, "vendors": 2}
+        assert owed_on_the_page(conn) == 4
+    assert main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", "--run", "scheduled__a",
+                 "--by", "Dana (DPO)"]) == EXIT_OK
+    assert capsys.readouterr().out.strip() == ("marked 2 deletion notice(s) to vendor 4 sent (2 subject(s); run(s) "
+                                               "scheduled__a); recorded in the audit log")
+    with database.connect(notices_db, autocommit=True) as conn:
+        assert children.notices_owed(conn) == {"notices": 2, "subjects": 2, "vendors": 2}
+        assert owed_on_the_page(conn) == 2
+        sent = conn.execute("""select count(*), count(sent_at) from compliance.vendor_deletion_notices
+                               where status = 'sent'""").fetchone()
+        assert sent == (2, 2)
+    # The rest of the vendor's notices; then a second call marks nothing and says so (no second audit entry).
+    assert main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", "--by", "Dana (DPO)"]) == EXIT_OK
+    assert "marked 1 deletion notice(s) to vendor 4 sent (1 subject(s); run(s) manual__fulfil)" in \
+        capsys.readouterr().out
+    assert main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", "--by", "Dana (DPO)"]) == EXIT_OK
+    assert capsys.readouterr().out.strip() == ("nothing marked: vendor 4 has no outstanding deletion notice (all were "
+                                               "marked sent already)")
+    with database.connect(notices_db, autocommit=True) as conn:
+        assert children.notices_owed(conn) == {"notices": 1, "subjects": 1, "vendors": 1}
+        entries = conn.execute("""select actor, details from compliance.audit_log
+                                  where action = 'vendor_deletion_notices.marked_sent' order by id""").fetchall()
+    assert entries == [("person:Dana (DPO)", {"vendor_id": 4, "notices": 2, "subjects": 2, "run_ids": ["scheduled__a"]}),
+                       ("person:Dana (DPO)", {"vendor_id": 4, "notices": 1, "subjects": 1,
+                                              "run_ids": ["manual__fulfil"]})]
+    assert main(["verify-audit", "--url", notices_db]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["deletion-notices", "--url", notices_db, "--vendor", "4"]) == EXIT_OK
+    assert capsys.readouterr().out.startswith("vendor 4 is owed no deletion notice: its 3 notice(s) were marked sent")
+    # An unknown vendor, or a run that recorded nothing for it: refused in one sentence, nothing written.
+    for argv, said in ((["--vendor", "77"], "no deletion notice was ever recorded for vendor 77 "),
+                       (["--vendor", "9", "--run", "manual__fulfil"],
+                        "no deletion notice was ever recorded for vendor 9 in run 'manual__fulfil'")):
+        assert main(["mark-notices-sent", "--url", notices_db, *argv, "--by", "dpo"]) == EXIT_CHECK_FAILED
+        assert said in _one_sentence(capsys.readouterr().err)
+    with database.connect(notices_db, autocommit=True) as conn:
+        assert children.notices_owed(conn) == {"notices": 1, "subjects": 1, "vendors": 1}
+    for argv in (["--vendor", "4", "--by", ""], ["--vendor", "x", "--by", "dpo"], ["--by", "dpo"],
+                 ["--vendor", "4", "--run", "", "--by", "dpo"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["mark-notices-sent", "--url", notices_db, *argv])
+        assert exit_.value.code == EXIT_USAGE
+        _one_sentence(capsys.readouterr().err)

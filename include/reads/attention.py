@@ -104,7 +104,8 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
     add("compliance.vendor_deletion_notices", lambda: _count(
         conn, "deletion_notices", "Deletion notices owed to vendors (erased subjects' data they received)",
         "select count(*), min(created_at) from compliance.vendor_deletion_notices where status = 'outstanding'",
-        section="purges"))
+        note="privacy-ops deletion-notices lists them per vendor; once a vendor is told, record it with "
+             "privacy-ops mark-notices-sent (audit-logged)", section="purges"))
     add("compliance.discovery_findings", lambda: _count(
         conn, "discovery_findings", "Personal data the data map does not name (open discovery findings)",
         "select count(*), min(first_seen_at) from compliance.discovery_findings where status = 'open'",

@@ -1,0 +1,59 @@
+"""The downstream deletion notices an erasure owes (GDPR Art. 17(2), Art. 19): marking them sent.
+
+Every workflow that erases people (the child-data purge, request fulfilment) records in
+``compliance.vendor_deletion_notices`` one ``outstanding`` notice per subject, vendor and run. The compliance team
+sends them (outside the product) and records here that it did: one transaction per call, one audit entry, ids and
+counts only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from include.errors import NeedsOperator
+
+ACTION = "vendor_deletion_notices.marked_sent"
+
+
+class NoticeError(NeedsOperator, ValueError):
+    """Notices that cannot be marked: a vendor or run no notice names."""
+
+
+@dataclass(frozen=True)
+class Marked:
+    """What one call marked sent: the vendor, how many notices and subjects, the runs (empty: nothing was owed)."""
+
+    vendor_id: int
+    notices: int
+    subjects: int
+    run_ids: tuple[str, ...]
+    audit_id: int | None = None
+
+
+def mark_sent(store, vendor_id: int, run_id: str | None = None, *, by: str) -> Marked:
+    """Mark the vendor's outstanding notices (of ``run_id``, else of every run) sent now, with one audit entry by
+    ``by``, in one transaction. Idempotent: notices sent already are left as they are, and a call that finds none
+    outstanding marks nothing (``notices == 0``) and writes no audit entry.
+
+    NoticeError (one sentence) when no notice was ever recorded for the vendor (or for it in that run)."""
+    from include.audit import append
+
+    by = " ".join((by or "").split())[:100] or "unknown"
+    with store.transaction():
+        known = store.execute(
+            """select count(*) from compliance.vendor_deletion_notices
+               where vendor_id = %s and (%s::text is null or run_id = %s)""", (vendor_id, run_id, run_id)).fetchone()[0]
+        if not known:
+            where = f" in run {run_id!r}" if run_id is not None else ""
+            raise NoticeError(f"no deletion notice was ever recorded for vendor {vendor_id}{where} "
+                              "(privacy-ops deletion-notices lists the notices owed)")
+        rows = store.execute(
+            """update compliance.vendor_deletion_notices set status = 'sent', sent_at = now()
+               where vendor_id = %s and (%s::text is null or run_id = %s) and status = 'outstanding'
+               returning subject_hash, run_id""", (vendor_id, run_id, run_id)).fetchall()
+        if not rows:
+            return Marked(vendor_id, 0, 0, ())
+        runs = tuple(sorted({r for _, r in rows}))
+        subjects = len({s for s, _ in rows})
+        audit_id = append(store, ACTION, {"vendor_id": vendor_id, "notices": len(rows), "subjects": subjects,
+                                          "run_ids": list(runs)}, actor=by)
+    return Marked(vendor_id, len(rows), subjects, runs, audit_id)
