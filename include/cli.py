@@ -566,6 +566,11 @@ def cmd_deletion_notices(args) -> int:
     for r in runs:
         print(f"  run {r['run_id']} ({r['source']}, recorded {r['recorded']:%Y-%m-%d %H:%M} UTC): "
               f"{r['subjects']} subject(s), {r['shares']} share(s); categories: {', '.join(r['categories']) or '-'}")
+        if r["share_ids"]:
+            print(f"    share ids to delete: {', '.join(map(str, r['share_ids']))}")
+        if r["unlisted"]:
+            print(f"    share ids not recorded for {r['unlisted']} subject(s) (erased before migration 0023; their "
+                  "shares were erased with them)")
     print(f"mark them sent once the vendor is told: privacy-ops mark-notices-sent --vendor {args.vendor} "
           "[--run RUN_ID] --by NAME")
     return EXIT_OK

@@ -218,6 +218,24 @@ def test_a_live_run_erases_exactly_the_children_and_proves_it(world):
     assert "purged" not in again["outcomes"]
 
 
+def test_a_purges_deletion_notices_name_the_shares_each_vendor_should_delete_and_the_command_lists_them(world, capsys):
+    """Before: a notice held the child's keyed hash (which the vendor cannot compute) and counts, nothing the vendor
+    could find the data by; the share ids (the vendor manifests' share_id) went with the erased rows."""
+    from include.cli import main
+
+    before = {(user_hash(KEY, uid), vendor): ids for uid, vendor, ids in world.ops.execute(
+        "select user_id, vendor_id, array_agg(id order by id) from data_shares group by 1, 2")}
+    assert run_all(world, "live-shares", params(world))["state"] == "purged"
+    notices = {(h, v): ids for h, v, ids in world.store.execute(
+        "select subject_hash, vendor_id, share_ids from compliance.vendor_deletion_notices where run_id = 'live-shares'")}
+    assert notices and notices == {k: before[k] for k in notices}
+    vendor = min(v for _, v in notices)
+    owed = sorted({i for (_, v), ids in notices.items() if v == vendor for i in ids})
+    assert main(["deletion-notices", "--url", world.url, "--vendor", str(vendor)]) == 0
+    out = capsys.readouterr().out
+    assert f"    share ids to delete: {', '.join(map(str, owed))}\n" in out and "not recorded" not in out
+
+
 def test_adults_a_report_cannot_name_or_an_impossible_signup_are_never_erased(world):
     """Found by a QA trial: a report whose address is blank named every account whose own address is blank, and
     an account created before its holder was born counted as 'under 13 at signup': adults were erased."""

@@ -598,11 +598,15 @@ def test_an_option_the_command_does_not_take_is_refused_by_name_never_guessed(ar
 # -- downstream deletion notices: listed, and marked sent through the audit log ------------------------
 
 def _notice(conn, subject: int, vendor: int, run_id: str, *, name="Adtech Ltd", categories=("contact",), shares=1,
-            source="child_data_purge", at="2026-11-25 12:00+00"):
+            source="child_data_purge", at="2026-11-25 12:00+00", share_ids=None):
     conn.execute("""insert into compliance.vendor_deletion_notices (subject_hash, vendor_id, run_id, source,
                         vendor_name, vendor_known, categories, shares, created_at)
                     values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
                  (f"{subject:064x}", vendor, run_id, source, name, name is not None, list(categories), shares, at))
+    if share_ids is not None:  # a notice recorded since migration 0023
+        conn.execute("""update compliance.vendor_deletion_notices set share_ids = %s
+                        where subject_hash = %s and vendor_id = %s and run_id = %s""",
+                     (share_ids, f"{subject:064x}", vendor, run_id))
 
 
 @pytest.fixture
@@ -629,7 +633,7 @@ def test_deletion_notices_lists_what_each_vendor_is_owed(notices_db, capsys):
         "vendor 9 (unknown vendor id): 1 subject(s), 1 share(s), 1 run(s); categories: -; oldest 2026-11-25 12:00 UTC",
         "    runs: scheduled__a"]
     assert main(["deletion-notices", "--url", notices_db, "--vendor", "4"]) == EXIT_OK
-    out = capsys.readouterr().out.splitlines()
+    out = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("    ")]  # not the shares
     assert out[0].startswith("vendor 4 Adtech Ltd: 2 subject(s)")
     assert out[1] == ("  run scheduled__a (child_data_purge, recorded 2026-11-20 08:00 UTC): 2 subject(s), 3 share(s); "
                       "categories: contact, usage")
@@ -642,6 +646,23 @@ def test_deletion_notices_lists_what_each_vendor_is_owed(notices_db, capsys):
     with database.connect(notices_db) as conn:  # it reads only
         assert conn.execute("select count(*) from compliance.vendor_deletion_notices "
                             "where status = 'outstanding'").fetchone()[0] == 4
+
+
+def test_deletion_notices_for_a_vendor_lists_the_share_ids_it_should_delete(notices_db, capsys):
+    """Before: a notice held the subject's keyed hash (which the vendor cannot compute) and counts, nothing the
+    vendor could find the data by. Now the ids of the shares it received (the manifests' share_id), per run; a
+    notice recorded before migration 0023 says it has none."""
+    with database.connect(notices_db, autocommit=True) as conn:
+        _notice(conn, 5, 4, "scheduled__b", share_ids=[31, 7], at="2026-11-27 10:00+00")
+        _notice(conn, 6, 4, "scheduled__b", share_ids=[12], at="2026-11-27 10:00+00")
+    assert main(["deletion-notices", "--url", notices_db, "--vendor", "4"]) == EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    run_b = out.index("  run scheduled__b (child_data_purge, recorded 2026-11-27 10:00 UTC): 2 subject(s), 2 share(s); "
+                      "categories: contact")
+    assert out[run_b + 1] == "    share ids to delete: 7, 12, 31"
+    run_a = next(i for i, line in enumerate(out) if line.startswith("  run scheduled__a "))
+    assert out[run_a + 1] == ("    share ids not recorded for 2 subject(s) (erased before migration 0023; their shares "
+                              "were erased with them)")
 
 
 def test_mark_notices_sent_records_it_once_in_the_audit_log(notices_db, capsys):

@@ -209,6 +209,27 @@ def test_a_live_run_gives_every_request_its_outcome(world):
     assert audit.verify_chain(store).ok
 
 
+def _shares_by_subject_and_vendor(ops) -> dict[tuple[str, int], list[int]]:
+    return {(user_hash(KEY, uid), vendor): ids for uid, vendor, ids in ops.execute(
+        "select user_id, vendor_id, array_agg(id order by id) from data_shares group by 1, 2")}
+
+
+def test_an_erasures_deletion_notices_name_the_shares_each_vendor_should_delete(world):
+    """Before: a notice held the subject's keyed hash (which the vendor cannot compute) and counts, nothing the
+    vendor could find the data by; the share ids (the vendor manifests' share_id) went with the erased rows."""
+    erased = world.planted["requester_gdpr"][0]  # erased by the run (test_a_live_run_gives_every_request_its_outcome)
+    world.ops.execute("""insert into data_shares (vendor_id, user_id, category, purpose, record_count, shared_at)
+                         values (1, %s, 'contact', 'analytics', 1, now() - interval '3 days'),
+                                (1, %s, 'usage', 'analytics', 2, now() - interval '2 days')""", (erased, erased))
+    before = _shares_by_subject_and_vendor(world.ops)
+    run(world, "scheduled__1")
+    notices = {(h, v): ids for h, v, ids in world.store.execute(
+        """select subject_hash, vendor_id, share_ids from compliance.vendor_deletion_notices
+           where source = 'dsr_fulfilment'""")}
+    assert (user_hash(KEY, erased), 1) in notices and notices == {k: before[k] for k in notices}
+    assert not set(_shares_by_subject_and_vendor(world.ops)) & set(notices)  # the shares went with the subjects
+
+
 def test_a_second_run_does_nothing_more(world):
     run(world, "scheduled__1")
     before = (checksums(world.ops), store_state(world.store),

@@ -281,10 +281,11 @@ def _record_notices(store, run_id: str, subject_hash: str, vendors: Sequence[Ven
     with store.cursor() as cur:
         cur.executemany(
             """insert into compliance.vendor_deletion_notices (subject_hash, vendor_id, run_id, source, vendor_name,
-                                                                vendor_known, categories, shares, created_at)
-               values (%s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict do nothing""",
-            [(subject_hash, v.vendor_id, run_id, SOURCE, v.name, v.known, list(v.categories), v.shares, at)
-             for v in vendors])
+                                                                vendor_known, categories, shares, share_ids,
+                                                                created_at)
+               values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict do nothing""",
+            [(subject_hash, v.vendor_id, run_id, SOURCE, v.name, v.known, list(v.categories), v.shares,
+              list(v.share_ids) or None, at) for v in vendors])
 
 
 def recorded_result(store, run_id: str, subject_hash: str, user_id: int) -> ErasureResult:

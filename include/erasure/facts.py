@@ -23,15 +23,18 @@ class VendorShare:
     known: bool
     categories: tuple[str, ...]
     shares: int
+    # data_shares.id of each share (ascending): what the vendor manifests gave the vendor as share_id, so the
+    # notice tells the vendor which data to delete without naming the subject. Empty in records written before.
+    share_ids: tuple[int, ...] = ()
 
     def as_dict(self) -> dict:
         return {"vendor_id": self.vendor_id, "name": self.name, "known": self.known,
-                "categories": list(self.categories), "shares": self.shares}
+                "categories": list(self.categories), "shares": self.shares, "share_ids": list(self.share_ids)}
 
     @classmethod
     def from_dict(cls, raw: dict) -> "VendorShare":
         return cls(int(raw["vendor_id"]), raw.get("name"), bool(raw.get("known")), tuple(raw.get("categories") or ()),
-                   int(raw.get("shares") or 0))
+                   int(raw.get("shares") or 0), tuple(int(i) for i in raw.get("share_ids") or ()))
 
 
 def active_holds(conn, dm: DataMap, user_ids: Sequence[int], at: datetime) -> dict[int, tuple[int, ...]]:
@@ -56,14 +59,17 @@ def vendor_shares(conn, dm: DataMap, user_ids: Sequence[int]) -> dict[int, tuple
     shares, vendors = dm.record("data_shares"), dm.record("vendors")
     query = sql.SQL("""
         select s.{user}, s.{vendor}, v.{name}, v.{vid} is not null,
-               coalesce(array_agg(distinct s.{category}) filter (where s.{category} is not null), '{{}}'), count(*)
+               coalesce(array_agg(distinct s.{category}) filter (where s.{category} is not null), '{{}}'), count(*),
+               array_agg(s.{id} order by s.{id})
         from {shares} s left join {vendors} v on v.{vid} = s.{vendor}
         where s.{user} = any(%(ids)s::bigint[])
         group by s.{user}, s.{vendor}, v.{vid}, v.{name}
         order by s.{user}, s.{vendor}""").format(
         user=shares.col("user_id"), vendor=shares.col("vendor_id"), category=shares.col("category"),
+        id=shares.col("id"),
         name=vendors.col("name"), vid=vendors.col("id"), shares=shares.ident, vendors=vendors.ident)
     found: dict[int, list[VendorShare]] = {}
-    for uid, vendor_id, name, known, categories, n in conn.execute(query, {"ids": list(user_ids)}):
-        found.setdefault(uid, []).append(VendorShare(vendor_id, name, known, tuple(sorted(categories)), n))
+    for uid, vendor_id, name, known, categories, n, ids in conn.execute(query, {"ids": list(user_ids)}):
+        found.setdefault(uid, []).append(VendorShare(vendor_id, name, known, tuple(sorted(categories)), n,
+                                                     tuple(i for i in ids if i is not None)))
     return {uid: tuple(v) for uid, v in found.items()}

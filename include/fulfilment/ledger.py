@@ -265,10 +265,11 @@ def finalize(store, ctx: RunContext, request_id: int, xid: int, *, settled: bool
                 store.execute(
                     """insert into compliance.vendor_deletion_notices (subject_hash, vendor_id, run_id, source,
                                                                        vendor_name, vendor_known, categories, shares,
-                                                                       created_at)
-                       values (%s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict do nothing""",
+                                                                       share_ids, created_at)
+                       values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict do nothing""",
                     (record.subject_hash, v["vendor_id"], run_id, SOURCE, v.get("name"), bool(v.get("known")),
-                     list(v.get("categories") or ()), int(v.get("shares") or 0), now))
+                     list(v.get("categories") or ()), int(v.get("shares") or 0),
+                     [int(i) for i in v.get("share_ids") or ()] or None, now))
         details = record.audit_details()
         if settled:
             details["settled_after_interruption"] = True

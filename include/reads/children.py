@@ -118,15 +118,19 @@ _OWED = """select * from compliance.vendor_deletion_notices
 
 def vendor_notice_runs(conn, vendor_id: int) -> list[dict]:
     """One vendor's outstanding notices per run, oldest first: run id, the workflow that erased (source), subjects,
-    shares, categories, when recorded."""
+    shares, categories, when recorded, the ids of the shares the vendor should delete (``data_shares.id``, the
+    manifests' ``share_id``; migration 0023) and the subjects whose notice predates them (``unlisted``)."""
     cur = conn.execute(
         f"""with owed as ({_OWED}),
                 cats as (select run_id, array_agg(distinct c order by c) as categories
-                         from owed, unnest(categories) c group by run_id)
+                         from owed, unnest(categories) c group by run_id),
+                ids as (select run_id, array_agg(distinct i order by i) as share_ids
+                        from owed, unnest(share_ids) i group by run_id)
             select o.run_id, min(o.source) as source, count(distinct o.subject_hash) as subjects,
                    sum(o.shares) as shares, coalesce(min(cats.categories), '{{}}') as categories,
-                   min(o.created_at) as recorded
-            from owed o left join cats using (run_id)
+                   min(o.created_at) as recorded, coalesce(min(ids.share_ids), '{{}}') as share_ids,
+                   count(distinct o.subject_hash) filter (where o.share_ids is null) as unlisted
+            from owed o left join cats using (run_id) left join ids using (run_id)
             group by o.run_id order by min(o.created_at), o.run_id""", {"vendor": vendor_id})
     names = [c.name for c in cur.description]
     return [dict(zip(names, row)) for row in cur]
