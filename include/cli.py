@@ -559,8 +559,10 @@ def cmd_deletion_notices(args) -> int:
         raise CommandFailed(f"no deletion notice was ever recorded for vendor {args.vendor} (without --vendor the "
                             "command lists the vendors owed one)", EXIT_CHECK_FAILED)
     if not owed:
+        when = (f"the last at {history['last_sent']:%Y-%m-%d %H:%M} UTC" if history["last_sent"] else
+                "with no time recorded (marked outside privacy-ops mark-notices-sent)")
         print(f"vendor {args.vendor} is owed no deletion notice: its {history['sent']} notice(s) were marked sent, "
-              f"the last at {history['last_sent']:%Y-%m-%d %H:%M} UTC")
+              f"{when}")
         return EXIT_OK
     print(_owed_text(owed[0]))
     for r in runs:

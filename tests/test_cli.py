@@ -643,6 +643,14 @@ def test_deletion_notices_lists_what_each_vendor_is_owed(notices_db, capsys):
     # A vendor no notice names: one sentence, exit 1 (as an id naming nothing elsewhere).
     assert main(["deletion-notices", "--url", notices_db, "--vendor", "77"]) == EXIT_CHECK_FAILED
     assert "no deletion notice was ever recorded for vendor 77" in _one_sentence(capsys.readouterr().err)
+    # A vendor whose notices were all marked sent by hand, without a time (the only way before mark-notices-sent):
+    # said so, not a TypeError from formatting the missing time.
+    with database.connect(notices_db, autocommit=True) as conn:
+        _notice(conn, 8, 12, "scheduled__a")
+        conn.execute("update compliance.vendor_deletion_notices set status = 'sent' where vendor_id = 12")
+    assert main(["deletion-notices", "--url", notices_db, "--vendor", "12"]) == EXIT_OK
+    assert capsys.readouterr().out == ("vendor 12 is owed no deletion notice: its 1 notice(s) were marked sent, with no "
+                                       "time recorded (marked outside privacy-ops mark-notices-sent)\n")
     with database.connect(notices_db) as conn:  # it reads only
         assert conn.execute("select count(*) from compliance.vendor_deletion_notices "
                             "where status = 'outstanding'").fetchone()[0] == 4
