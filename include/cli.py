@@ -571,7 +571,7 @@ def cmd_deletion_notices(args) -> int:
         if r["share_ids"]:
             print(f"    share ids to delete: {', '.join(map(str, r['share_ids']))}")
         if r["unlisted"]:
-            print(f"    share ids not recorded for {r['unlisted']} subject(s) (erased before migration 0023; their "
+            print(f"    share ids not recorded for {r['unlisted']} subject(s) (erased before migration 0024; their "
                   "shares were erased with them)")
     print(f"mark them sent once the vendor is told: privacy-ops mark-notices-sent --vendor {args.vendor} "
           "[--run RUN_ID] --by NAME")

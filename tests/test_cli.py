@@ -603,7 +603,7 @@ def _notice(conn, subject: int, vendor: int, run_id: str, *, name="Adtech Ltd", 
                         vendor_name, vendor_known, categories, shares, created_at)
                     values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
                  (f"{subject:064x}", vendor, run_id, source, name, name is not None, list(categories), shares, at))
-    if share_ids is not None:  # a notice recorded since migration 0023
+    if share_ids is not None:  # a notice recorded since migration 0024
         conn.execute("""update compliance.vendor_deletion_notices set share_ids = %s
                         where subject_hash = %s and vendor_id = %s and run_id = %s""",
                      (share_ids, f"{subject:064x}", vendor, run_id))
@@ -659,7 +659,7 @@ def test_deletion_notices_lists_what_each_vendor_is_owed(notices_db, capsys):
 def test_deletion_notices_for_a_vendor_lists_the_share_ids_it_should_delete(notices_db, capsys):
     """Before: a notice held the subject's keyed hash (which the vendor cannot compute) and counts, nothing the
     vendor could find the data by. Now the ids of the shares it received (the manifests' share_id), per run; a
-    notice recorded before migration 0023 says it has none."""
+    notice recorded before migration 0024 says it has none."""
     with database.connect(notices_db, autocommit=True) as conn:
         _notice(conn, 5, 4, "scheduled__b", share_ids=[31, 7], at="2026-11-27 10:00+00")
         _notice(conn, 6, 4, "scheduled__b", share_ids=[12], at="2026-11-27 10:00+00")
@@ -669,7 +669,7 @@ def test_deletion_notices_for_a_vendor_lists_the_share_ids_it_should_delete(noti
                       "categories: contact")
     assert out[run_b + 1] == "    share ids to delete: 7, 12, 31"
     run_a = next(i for i, line in enumerate(out) if line.startswith("  run scheduled__a "))
-    assert out[run_a + 1] == ("    share ids not recorded for 2 subject(s) (erased before migration 0023; their shares "
+    assert out[run_a + 1] == ("    share ids not recorded for 2 subject(s) (erased before migration 0024; their shares "
                               "were erased with them)")
 
 

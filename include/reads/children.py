@@ -119,7 +119,7 @@ _OWED = """select * from compliance.vendor_deletion_notices
 def vendor_notice_runs(conn, vendor_id: int) -> list[dict]:
     """One vendor's outstanding notices per run, oldest first: run id, the workflow that erased (source), subjects,
     shares, categories, when recorded, the ids of the shares the vendor should delete (``data_shares.id``, the
-    manifests' ``share_id``; migration 0023) and the subjects whose notice predates them (``unlisted``)."""
+    manifests' ``share_id``; migration 0024) and the subjects whose notice predates them (``unlisted``)."""
     cur = conn.execute(
         f"""with owed as ({_OWED}),
                 cats as (select run_id, array_agg(distinct c order by c) as categories
