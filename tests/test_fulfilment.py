@@ -1233,3 +1233,69 @@ def test_a_cleared_task_of_a_run_whose_plan_was_pruned_fails_in_one_sentence(wor
         with pytest.raises(steps.NotPlanned, match=r"^this run's plan was forgotten .* whatif_retention_days") as err:
             task(cleared)
         assert "\n" not in str(err.value)
+
+
+def purge_children(world, run_id: str, user_ids) -> dict:
+    """A live child_data_purge run targeted at these accounts (its steps, the branch as the DAG takes it)."""
+    from include.children import purge
+    from include.children.params import PurgeParams
+
+    p = PurgeParams(as_of=world.today, dry_run=False, scheduled=False, run_type="manual", user_ids=tuple(user_ids))
+    s = Step(ctx=RunContext(run_id=run_id, actor="test", dag_id="child_data_purge", task_id="test"),
+             settings=world.settings, params=p, ops=world.ops, store=world.store, datamap=world.dm, key=KEY)
+    purge.detect_children(s)
+    plan = purge.plan_purge(s)
+    if guard.route(plan, review_task_id="approve_purge", in_advance_task_id="approved_in_advance") is not None:
+        purge.purge_subjects(s)
+        purge.verify_purge(s)
+    return purge.finish_run(s)
+
+
+
+def new_request(ops, user_id: int, request_type: str, requester: str = "x@example.org") -> int:
+    """An open GDPR request of ``request_type`` naming account ``user_id``, received a day ago."""
+    return ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
+                                                        status) values (%s, %s, 'gdpr', %s, now() - interval '1 day',
+                                                        'in_progress') returning id""",
+                       (user_id, requester, request_type)).fetchone()[0]
+
+
+def test_a_request_of_a_child_the_purge_erased_names_that_purge_and_its_day(world):
+    """Found by an on-call trial: a child's requests open when child_data_purge erased the child (the purge drops the
+    requests' account link) and a request naming the erased account afterwards were recorded `no_account` ("the
+    request names no account", "account N does not exist"), or `erased` with no word of the purge: that we held the
+    child's data and erased it was hidden. Each now names the purge run and its day: an erasure is fulfilled (nothing
+    is left to erase) and completed, an access request says nothing is held and since when."""
+    ops, store = world.ops, world.store
+    before_kid, after_kid = world.planted["child_by_report_email"][0], world.planted["child_by_birth_date"][0]
+    address = dict(ops.execute("select id, email from users where id = any(%s)", ([before_kid, after_kid],)).fetchall())
+    before = {t: new_request(ops, before_kid, t, requester=address[before_kid]) for t in ("erasure", "access")}
+    purge_children(world, "manual__purge", [before_kid, after_kid])
+    assert ops.execute("select count(*) from privacy_requests where id = any(%s) and user_id is null",
+                       (list(before.values()),)).fetchone()[0] == 2  # the purge dropped their account link
+    after = {t: new_request(ops, after_kid, t, requester=address[after_kid]) for t in ("erasure", "access")}
+    day = {uid: store.execute("select (purged_at at time zone 'UTC')::date from compliance.child_purges "
+                              "where run_id = 'manual__purge' and subject_hash = %s",
+                              (user_hash(KEY, uid),)).fetchone()[0] for uid in (before_kid, after_kid)}
+
+    run(world, "manual__after")
+    got = outcomes(store)
+    for uid, requests in ((before_kid, before), (after_kid, after)):
+        said = f"child-data purge run manual__purge on {day[uid]}"
+        outcome, reason, completed = got[requests["erasure"]]
+        assert outcome == "erased" and completed and said in reason, (uid, got[requests["erasure"]])
+        outcome, reason, completed = got[requests["access"]]
+        assert outcome == "no_account" and not completed and said in reason and "nothing is held" in reason, \
+            (uid, got[requests["access"]])
+        hashes = dict(store.execute("select request_id, subject_hash from compliance.dsr_fulfilments "
+                                    "where request_id = any(%s)", (list(requests.values()),)).fetchall())
+        assert set(hashes.values()) == {user_hash(KEY, uid)}
+    statuses = dict(ops.execute("select id, status from privacy_requests where id = any(%s)",
+                                ([*before.values(), *after.values()],)).fetchall())
+    assert statuses == {before["erasure"]: "completed", after["erasure"]: "completed",
+                        before["access"]: "in_progress", after["access"]: "in_progress"}
+    assert ops.execute("select count(*) from privacy_requests where user_id = %s", (after_kid,)).fetchone()[0] == 0
+    # A second run records nothing more.
+    state = store_state(store)
+    run(world, "manual__again")
+    assert store_state(store) == state

@@ -220,6 +220,22 @@ def erased_by_other_runs_of(store, plan_hash: str, run_id: str) -> set[str]:
         {"h": plan_hash, "run": run_id}) if h}
 
 
+def child_purges(store, subject_hashes: Iterable[str], address_hashes: Iterable[str]
+                 ) -> tuple[dict[str, tuple[str, str, datetime]], dict[str, tuple[str, str, datetime]]]:
+    """The child-data purge's erasures (``compliance.child_purges``, outcome ``purged``) of these subjects (keyed
+    hashes), and of the accounts whose address had these keyed hashes: (by subject hash, by address hash), each
+    (subject hash, run id, when it was erased), the latest where there are several."""
+    subjects, addresses = sorted(set(subject_hashes)), sorted(set(address_hashes))
+    if not subjects and not addresses:
+        return {}, {}
+    rows = store.execute("""select subject_hash, address_hash, run_id, purged_at from compliance.child_purges
+                            where outcome = 'purged' and (subject_hash = any(%s) or address_hash = any(%s))
+                            order by purged_at, run_id""", (subjects, addresses)).fetchall()
+    by_subject = {s: (s, run, at) for s, _a, run, at in rows}
+    by_address = {a: (s, run, at) for s, a, run, at in rows if a is not None}
+    return by_subject, by_address
+
+
 def fulfilled(store, request_ids: Iterable[int]) -> set[int]:
     """The requests among these that are fulfilled already (never acted on again)."""
     ids = sorted(set(request_ids))

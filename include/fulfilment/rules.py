@@ -72,6 +72,18 @@ MANUAL_STEPS = {
 
 
 @dataclass(frozen=True)
+class ChildPurge:
+    """The child-data purge that erased a request's account, from its record (``compliance.child_purges``): the
+    run, and the day it erased the account in the configured zone."""
+
+    run_id: str
+    day: date
+
+    def erased(self) -> str:
+        return f"the account and its data were erased by the child-data purge run {self.run_id} on {self.day}"
+
+
+@dataclass(frozen=True)
 class Decision:
     action: str                 # export, erase, restrict, opt_out, manual, none
     outcome: str | None = None  # None: act on it; else the outcome it gets without acting
@@ -132,10 +144,12 @@ def implausible_dates(request: RequestFacts, now: datetime, earliest: date = EAR
 
 
 def decide(request: RequestFacts, account_exists: bool, *, now: datetime, earliest: date = EARLIEST_PLAUSIBLE,
-           tz: tzinfo = timezone.utc) -> Decision:
+           tz: tzinfo = timezone.utc, purged: ChildPurge | None = None) -> Decision:
     """The action that fulfils ``request``, or its outcome without acting (see the module doc), in this order:
     unreadable and implausible dates (every one, as of ``now``, ``earliest`` and ``tz``: see
-    :func:`implausible_dates`), regime, type, type under its regime, identity, then the account."""
+    :func:`implausible_dates`), regime, type, type under its regime, identity, then the account. ``purged``: the
+    child-data purge that erased the request's account (the one it names, or whose link the purge removed from it),
+    if one did; its run and day are then the reason, and an erasure it left nothing of is ``erased``."""
     action = action_for(request.request_type)
     dates = [*request.read_problems, *implausible_dates(request, now, earliest, tz)]
     if dates:
@@ -154,6 +168,8 @@ def decide(request: RequestFacts, account_exists: bool, *, now: datetime, earlie
                                          "identity is verified")
     if action == MANUAL:
         return Decision(action, MANUAL, MANUAL_STEPS[rtype])
+    if purged is not None and (request.user_id is None or not account_exists):
+        return _after_purge(action, purged, unlinked=request.user_id is None)
     if request.user_id is None:
         return Decision(action, NO_ACCOUNT, "the request names no account (user_id is empty): match the requester to "
                                             "an account and set user_id, or answer that no data is held")
@@ -161,3 +177,15 @@ def decide(request: RequestFacts, account_exists: bool, *, now: datetime, earlie
         return Decision(action, NO_ACCOUNT, f"account {request.user_id} does not exist (erased, or never existed): "
                                             "check the request's user_id, or answer that no data is held")
     return Decision(action)
+
+
+def _after_purge(action: str, purged: ChildPurge, *, unlinked: bool) -> Decision:
+    """A request whose account the child-data purge erased. An erasure: done already when the purge also removed
+    the request's link (``unlinked``: nothing carries the account id), else the engine erases what still carries
+    it (this request's own row, at least) and the record names the purge. Anything else: no data is held."""
+    if action == ERASE:
+        if unlinked:
+            return Decision(action, ERASED, f"{purged.erased()}: nothing was left to erase")
+        return Decision(action)
+    return Decision(action, NO_ACCOUNT, f"nothing is held: {purged.erased()}; answer that no data is held and "
+                                        f"that it was erased on {purged.day}")

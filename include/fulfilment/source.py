@@ -49,6 +49,18 @@ def open_requests(ops, dm: DataMap, request_ids: Sequence[int] = ()) -> list[Req
                                                                     "ids": list(request_ids)})]
 
 
+def redacted_requesters(ops, dm: DataMap, request_ids: Sequence[int]) -> dict[int, str]:
+    """Of these requests, those naming no account whose ``requester_email`` an erasure replaced with its keyed hash
+    (the data map's ``hash`` rule: 64 hexadecimal digits): that hash, by request id. Never an address."""
+    if not request_ids:
+        return {}
+    src = dm.record("privacy_requests")
+    query = sql.SQL("select {id}, {email} from {t} where {id} = any(%s::bigint[]) and {user} is null "
+                    "and {email} ~ '^[0-9a-f]{{64}}$'").format(
+        id=src.col("id"), email=src.col("requester_email"), t=src.ident, user=src.col("user_id"))
+    return dict(ops.execute(query, (list(request_ids),)).fetchall())
+
+
 def statuses(ops, dm: DataMap, request_ids: Sequence[int]) -> dict[int, str | None]:
     """The status of each of these requests that exists (a targeted run says what it could not pick up)."""
     src = dm.record("privacy_requests")

@@ -26,7 +26,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Mapping, Sequence
 
@@ -136,7 +136,9 @@ def _plan(step: Step[FulfilmentParams]) -> tuple[list[PlanRow], erasure.Plan, di
     requests = [r for r in found if r.request_id not in done]
     accounts = source.existing_accounts(ops, dm, [r.user_id for r in requests if r.user_id is not None])
     now = ctx.now()
-    decisions = {r.request_id: _decide(r, r.user_id in accounts, settings, now) for r in requests}
+    purges = _child_purges(step, requests, accounts)
+    decisions = {r.request_id: _decide(r, r.user_id in accounts, settings, now, purges.get(r.request_id))
+                 for r in requests}
     erase_ids = {r.user_id for r in requests if decisions[r.request_id].acts
                  and decisions[r.request_id].action == rules.ERASE}
     plan = erasure.plan(ops, dm, erase_ids, key, at=ctx.now(), stores=step.stores)
@@ -145,7 +147,9 @@ def _plan(step: Step[FulfilmentParams]) -> tuple[list[PlanRow], erasure.Plan, di
     rows = []
     for r in requests:
         d = decisions[r.request_id]
-        subject_hash = user_hash(key, r.user_id) if r.user_id is not None else None
+        purged = purges.get(r.request_id)
+        subject_hash = (user_hash(key, r.user_id) if r.user_id is not None
+                        else purged.subject_hash if purged is not None else None)
         base = dict(request_id=r.request_id, regime=r.regime, request_type=r.request_type, action=d.action,
                     subject_hash=subject_hash)
         if d.acts and d.action == rules.ERASE:
@@ -154,8 +158,8 @@ def _plan(step: Step[FulfilmentParams]) -> tuple[list[PlanRow], erasure.Plan, di
             if s.held:
                 rows.append(PlanRow(**base, outcome=rules.HELD, reason=held_reason(s.holds), holds=s.holds,
                                     **evidence))
-            else:
-                rows.append(PlanRow(**base, outcome=None, reason=None, **evidence))
+            else:  # the purge that erased the account, if one did, is the erasure's reason (_erased_records)
+                rows.append(PlanRow(**base, outcome=None, reason=purged.erased() if purged else None, **evidence))
         else:
             rows.append(PlanRow(**base, outcome=d.outcome, reason=d.reason))
     counts = {"picked_up": len(found), "already_fulfilled": len(done)}
@@ -166,6 +170,27 @@ def _plan(step: Step[FulfilmentParams]) -> tuple[list[PlanRow], erasure.Plan, di
         counts["not_found"] = [i for i in missing if i not in status]
         counts["not_open"] = {str(i): status[i] for i in missing if i in status}
     return rows, plan, counts
+
+
+@dataclass(frozen=True)
+class _Purged(rules.ChildPurge):
+    subject_hash: str = ""
+
+
+def _child_purges(step: Step, requests: Sequence[RequestFacts], accounts: set[int]) -> dict[int, _Purged]:
+    """The child-data purge that erased each request's account, by request id, from its record
+    (``compliance.child_purges``): of a request naming an account that no longer exists, the purge of that account;
+    of one naming none, the purge of the account whose address the request's keyed-hashed requester had (the purge
+    removed the request's account link and hashed its requester's address)."""
+    ops, store, dm, key, tz = step.ops, step.store, step.datamap, step.key, step.settings.tz
+    gone = {r.request_id: user_hash(key, r.user_id) for r in requests
+            if r.user_id is not None and r.user_id not in accounts}
+    unlinked = source.redacted_requesters(ops, dm, [r.request_id for r in requests if r.user_id is None])
+    by_subject, by_address = ledger.child_purges(store, gone.values(), unlinked.values())
+    found = {**{rid: by_subject.get(h) for rid, h in gone.items()},
+             **{rid: by_address.get(h) for rid, h in unlinked.items()}}
+    return {rid: _Purged(run_id, at.astimezone(tz).date(), subject_hash)
+            for rid, purge in found.items() if purge is not None for subject_hash, run_id, at in [purge]}
 
 
 # The plan's erasures still to carry out (for the plan's totals).
@@ -261,11 +286,19 @@ def fulfil_requests(step: Step[FulfilmentParams], *, workdir: str | None = None,
     settle(step)
     _warn_if_acting_later(step)
     tally: dict[str, int] = {}
+    done_before = []  # erasures the child-data purge carried out before the request came to this run
     for row in ledger.plan_rows(store, ctx.run_id, acting=False):
+        if row.outcome in rules.FULFILLED:
+            done_before.append(row)
+            continue
         record = Record(row.request_id, row.regime, row.request_type, row.action, row.outcome, row.reason,
                         row.subject_hash, holds=row.holds)
         if ledger.record_decided(store, ctx, record):
             tally[row.outcome] = tally.get(row.outcome, 0) + 1
+    for row in done_before:
+        if not ledger.fulfilled(store, [row.request_id]):
+            outcome = complete_done_before(step, row)
+            tally[outcome] = tally.get(outcome, 0) + 1
     recorded = dict(tally)
     rows = ledger.plan_rows(store, ctx.run_id, acting=True, actions=(rules.EXPORT, rules.RESTRICT, rules.OPT_OUT))
     done = ledger.fulfilled(store, [r.request_id for r in rows])
@@ -341,9 +374,11 @@ class _ReadRefused(Exception):
         self.said = said
 
 
-def _decide(req: RequestFacts, account_exists: bool, settings: Settings, now: datetime) -> rules.Decision:
+def _decide(req: RequestFacts, account_exists: bool, settings: Settings, now: datetime,
+            purged: rules.ChildPurge | None = None) -> rules.Decision:
     """:func:`include.fulfilment.rules.decide` as of ``now``, with the settings' earliest plausible date and zone."""
-    return rules.decide(req, account_exists, now=now, earliest=settings.earliest_plausible_date, tz=settings.tz)
+    return rules.decide(req, account_exists, now=now, earliest=settings.earliest_plausible_date, tz=settings.tz,
+                        purged=purged)
 
 
 def _still_planned(req: RequestFacts, row: PlanRow, key: bytes, account_exists: bool, settings: Settings,
@@ -432,6 +467,44 @@ def act_on_request(step: Step[FulfilmentParams], row: PlanRow, *, workdir: str |
                  sum(n for t in (final.package_rows or {}).values() for n in t.values()), final.package_bytes,
                  final.package_sha256)
     return record.outcome
+
+
+def complete_done_before(step: Step[FulfilmentParams], row: PlanRow) -> str:
+    """Record a request the plan found fulfilled already (an erasure whose account and data the child-data purge
+    erased, its link to the account removed with them) and complete it, in one claimed transaction, as any
+    fulfilment."""
+    ops, store, dm, settings, ctx = step.ops, step.store, step.datamap, step.settings, step.ctx
+    now = ctx.now()
+    try:
+        with ops.transaction():
+            ops.execute(f"set local lock_timeout = {LOCK_TIMEOUT_MS}")
+            claimed = source.claim(ops, dm, [row.request_id])
+            if not claimed:
+                raise _Abandon(CLAIMED if source.statuses(ops, dm, [row.request_id]) else CHANGED)
+            req = claimed[0]
+            again = _decide(req, False, settings, now)
+            if req.status != "in_progress" or req.user_id is not None or again.outcome != rules.NO_ACCOUNT:
+                raise _Abandon(ALREADY if req.status == "completed" else CHANGED)
+            record = _completed(ops, dm, settings, _record(row, row.outcome, row.reason, erased_tables={},
+                                                           rows_erased=0), [row.request_id], now)
+            xid = source.transaction_id(ops)
+            if not ledger.write_pending(store, row.request_id, ctx.run_id, xid, record, now):
+                raise _Abandon(ALREADY)
+    except _Abandon as stop:
+        log.info("request %d: %s; left %s", row.request_id, stop.outcome,
+                 "to the run holding it" if stop.outcome == CLAIMED else "as it is")
+        return stop.outcome
+    except psycopg.errors.LockNotAvailable:
+        return LOCKED
+    except psycopg.OperationalError:
+        raise  # a lost connection or a timeout: the task's one sentence, and its retry
+    except psycopg.DatabaseError as exc:  # a constraint or trigger of the application's refused its completion
+        reason = database_refused_reason(exc)
+        ledger.record_decided(store, ctx, _record(row, rules.INCOMPLETE, reason))
+        log.warning("request %d: left incomplete: %s", row.request_id, reason)
+        return REFUSED
+    ledger.finalize(store, ctx, row.request_id, xid)
+    return row.outcome
 
 
 def _fulfilled_elsewhere(ops, store, request_id: int) -> bool:
@@ -629,8 +702,13 @@ def _erased_records(result: erasure.ErasureResult, rows: Sequence[PlanRow]) -> l
     """The records of one subject's erasure: the first request carries the tables, rows and vendors; the others
     say they were erased with it."""
     first, *others = sorted(rows, key=lambda r: r.request_id)
-    reason = None if result.outcome == erasure.PURGED else ("nothing of the subject was left to erase (already "
-                                                             "erased, by an earlier request or the child-data purge)")
+    if first.reason:  # the child-data purge erased the account (include.fulfilment.rules.ChildPurge)
+        reason = first.reason + (f": this erasure removed the {result.rows_erased} row(s) still carrying the account "
+                                 "id" if result.outcome == erasure.PURGED else ": nothing was left to erase")
+    elif result.outcome == erasure.PURGED:
+        reason = None
+    else:
+        reason = "nothing of the subject was left to erase (already erased, by an earlier request or the child-data purge)"
     if result.shared_address:
         kept = ", ".join(f"{k.table}={k.rows}" for k in result.kept)
         reason = (f"{reason + '; ' if reason else ''}rows tied to the account by an address another account also "
