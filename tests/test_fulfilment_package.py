@@ -179,6 +179,38 @@ def test_a_large_subject_is_streamed_in_bounded_memory(world, tmp_path):
     assert peak < 8_000_000, f"peak Python memory {peak} bytes"
 
 
+
+def test_rows_past_the_json_byte_budget_give_a_complete_package_the_same_bytes_as_one_batch(world, tmp_path,
+                                                                                              monkeypatch):
+    """Each category's JSON was joined in PostgreSQL a thousand rows to a text value, and a text value holds 1 GB at
+    most: a subject with a thousand rows of a megabyte got no package (recorded incomplete, as a read the database
+    refused). A batch now also ends once it passes JSON_BATCH_BYTES: with the budget lowered to 10 kB, 40 rows of
+    3.2 kB come in batches of a few rows, and the package is complete and the same, byte for byte, as one batch."""
+    conn, dm = world["conn"], world["dm"]
+    uid = conn.execute("insert into users (email, created_at) values ('wide@example.org', '2026-01-02 03:04:05+00') "
+                       "returning id").fetchone()[0]
+    conn.execute("""insert into support_messages (user_id, subject, body, created_at)
+                    select %s, 'wide ' || g, repeat(md5(g::text), 100),
+                           '2026-01-02 03:04:05+00'::timestamptz + g * interval '1 minute'
+                    from generate_series(1, 40) g""", (uid,))
+    whole, _ = build(world, uid, tmp_path, name="whole.zip")
+    budget = 10_000
+    monkeypatch.setattr(package, "JSON_BATCH_BYTES", budget, raising=False)
+    who = package.subject(conn, dm, uid)
+    support = [p for p in package.parts(dm) if p.category == "support" and p.entry.table == "support_messages"]
+    with conn.transaction():
+        conn.execute("set local timezone = 'UTC'")
+        chunks = list(package._category_json(package.Sources(conn), "support", support,
+                                             {"user_id": uid, "email": who.address}))
+    batches = [c for c in chunks if c.lstrip(b",").startswith(b"\n        {")]
+    row = max(len(json.dumps(r).encode()) for r in json.loads(b"".join(chunks))["tables"][0]["rows"])
+    assert len(batches) >= 10 and max(map(len, batches)) < budget + 2 * row, [len(b) for b in batches]
+    split, files = build(world, uid, tmp_path, name="split.zip")
+    assert split.rows["support"]["public.support_messages"] == 40
+    matches(conn, files, uid)
+    assert (split.sha256, split.bytes) == (whole.sha256, whole.bytes)
+
+
 def test_a_stored_files_name_keeps_its_letters_in_any_script():
     from include.fulfilment.package import _entry_name
 

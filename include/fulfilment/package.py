@@ -526,20 +526,32 @@ def _csv_statement(part: Part) -> sql.Composable:
 
 
 JSON_BATCH_ROWS = 1000
+# A batch also ends once its rows' JSON passes this many bytes: PostgreSQL holds a text value of 1 GB at most, so a
+# thousand rows of a megabyte each would not fit in one (the export failed, recorded as a refused read).
+JSON_BATCH_BYTES = 4 * 1024 * 1024
+_JSON_SEPARATOR = ",\n        "
 
 
 def _json_batches(part: Part) -> sql.Composable:
     """The part's rows as JSON objects (``to_json``), in the same order as its CSV, joined server-side into
-    batches of :data:`JSON_BATCH_ROWS` (one value per batch: the rows cross to Python a thousand at a time)."""
+    batches of :data:`JSON_BATCH_ROWS` rows, and of about :data:`JSON_BATCH_BYTES` bytes at most (one value per
+    batch: the rows cross to Python a thousand at a time, or fewer when they are large). A batch is the rows whose
+    JSON starts within the same span of :data:`JSON_BATCH_BYTES` bytes of the part's JSON (and within the same
+    thousand rows): a batch is less than the budget plus its last row, whatever the rows' size, and the batches
+    joined give the same bytes as one."""
     cols = sql.SQL(", ").join(sql.Identifier("x", c) for c in part.columns)
     rcols = sql.SQL(", ").join(sql.Identifier("r", c) for c in part.columns)
     return sql.SQL("""select string_agg(j, {sep} order by n) from (
-                          select to_json(r)::text as j,
-                                 row_number() over (order by (row({rcols})::text) collate "C") - 1 as n
-                          from (select {cols} from {t} x where {w}) r) s
-                      group by n / {batch} order by n / {batch}""").format(
-        sep=sql.Literal(",\n        "), rcols=rcols, cols=cols, t=part.entry.ident, w=_where(part),
-        batch=sql.Literal(JSON_BATCH_ROWS))
+                          select j, n, n / {batch} as by_rows,
+                                 (sum(octet_length(j) + {sep_bytes}) over (order by n)
+                                  - octet_length(j) - {sep_bytes}) / {budget} as by_bytes
+                          from (select to_json(r)::text as j,
+                                       row_number() over (order by (row({rcols})::text) collate "C") - 1 as n
+                                from (select {cols} from {t} x where {w}) r) o) s
+                      group by by_rows, by_bytes order by by_rows, by_bytes""").format(
+        sep=sql.Literal(_JSON_SEPARATOR), sep_bytes=sql.Literal(len(_JSON_SEPARATOR.encode())), rcols=rcols,
+        cols=cols, t=part.entry.ident, w=_where(part), batch=sql.Literal(JSON_BATCH_ROWS),
+        budget=sql.Literal(int(JSON_BATCH_BYTES)))
 
 
 def _copy(ops, statement: sql.Composable, params: dict) -> Iterator[bytes]:
