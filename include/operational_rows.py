@@ -80,6 +80,9 @@ def select_list(src: RecordSource, columns: Sequence[str], *, alias: str | None 
                 epoch_micros: bool = False, problems_as_text: bool = False) -> sql.Composable:
     """``physical AS logical, ...`` with temporal columns guarded, and a final ``_problems`` column.
 
+    A column holding a day (:data:`DAYS`) comes back as a ``date``, its day in the zone of the ``%(tz)s`` parameter
+    when it is a ``timestamptz`` (:func:`day_of`): a query selecting one needs that parameter.
+
     ``_problems`` is a text array (empty for a clean row), or with ``problems_as_text`` the sentences
     joined by ``"; "`` (NULL for a clean row). ``epoch_micros`` gives temporal columns as microseconds
     since 1970 UTC (bigint), for bulk readers that build columns without a Python object per value.
@@ -91,7 +94,9 @@ def select_list(src: RecordSource, columns: Sequence[str], *, alias: str | None 
             # An instant comes back as a timestamptz even from a column without a zone (``timestamp``), read as UTC
             # (the connection's zone) as deadline tracking and the rules' SQL read it: Python then never compares
             # a naive time with an aware one (fulfilment's and the campaign's "is it after now").
-            instant = physical if name in DAYS else sql.SQL("{}::timestamptz").format(physical)
+            # A day is the day it names, whatever the column's type (:func:`day_of`: the query then needs the
+            # ``%(tz)s`` parameter): a DPA stored as a timestamptz is not read as the UTC day before, east of UTC.
+            instant = day_of(physical) if name in DAYS else sql.SQL("{}::timestamptz").format(physical)
             value = sql.SQL("case when {ok} then {c} end").format(ok=in_range(physical), c=instant)
             if epoch_micros:
                 value = sql.SQL("(extract(epoch from {v}) * 1000000)::bigint").format(v=value)

@@ -169,6 +169,36 @@ def test_a_share_time_without_a_time_zone_is_read_as_utc_for_its_day(ops):
     assert in_utc == {1: (("sp_dpa_after_share",), ())}
 
 
+
+def test_a_dpa_date_stored_with_a_time_zone_is_its_day_in_the_configured_zone(ops):
+    """A ``dpa_signed_on`` column of type ``timestamptz`` (the data map lets column types vary), in Tokyo: a DPA
+    signed on 2 March (stored as midnight there, or as the time it was signed that morning) counts as signed for a
+    share made at 08:30 on 2 March, and the manifest says 2 March. Before, the value was compared as an instant with
+    the share day's UTC midnight (the share flagged as made before its DPA) and the vendor's row read it as the UTC
+    day before (1 March, 15:00 UTC): a day early, as birth_date was before operational_rows.day_of."""
+    tokyo = ZoneInfo("Asia/Tokyo")
+    ops.execute("alter table vendors alter column dpa_signed_on type timestamptz "
+                "using dpa_signed_on::timestamp at time zone 'UTC'")
+    found = {}
+    try:
+        for signed in ("00:00", "10:00"):
+            for shared in (datetime(2026, 3, 2, 8, 30, tzinfo=tokyo), datetime(2026, 3, 1, 20, 0, tzinfo=tokyo)):
+                world(ops, share={"shared_at": shared},
+                      sql=f"update vendors set dpa_signed_on = '2026-03-02 {signed}'::timestamp at time zone "
+                          "'Asia/Tokyo' where id = 1")
+                found[signed, shared.day] = (judged(ops, 1, period_scope(tokyo), tz="Asia/Tokyo")[1],
+                                             source.vendor_row(ops, load_datamap(), 1, tz="Asia/Tokyo")
+                                             .as_manifest()["dpa_signed_on"])
+    finally:
+        _reset(ops)
+        ops.execute("alter table vendors alter column dpa_signed_on type date "
+                    "using (dpa_signed_on at time zone 'UTC')::date")
+    signed_the_day_of_the_share = (((), ()), "2026-03-02")
+    signed_the_day_after = ((("sp_dpa_after_share",), ()), "2026-03-02")
+    assert found == {("00:00", 2): signed_the_day_of_the_share, ("10:00", 2): signed_the_day_of_the_share,
+                     ("00:00", 1): signed_the_day_after, ("10:00", 1): signed_the_day_after}
+
+
 def test_a_child_is_judged_as_of_the_periods_last_day(ops):
     # Turns 13 on 2026-03-02: a child in the period of 1 March, not in one whose last day is 2 March. (With a
     # readable signup time the signup rule would catch them in both: a child's data stays a child's data.)
@@ -286,6 +316,6 @@ def test_the_same_rows_give_the_same_bytes_however_the_stream_is_cut():
                  "law_enforcement, acquirer, so the vendor is judged as not a service provider")])
 def test_a_kind_the_rules_do_not_know_is_named_among_the_vendors_problems(ops, kind, problem):
     world(ops, vendor={"kind": kind})
-    assert source.vendor_row(ops, load_datamap(), 1).problems == ((problem,) if problem else ())
+    assert source.vendor_row(ops, load_datamap(), 1, tz="UTC").problems == ((problem,) if problem else ())
     # The reference schema refuses a NULL kind; a schema without the constraint gets the same kind of sentence.
     assert kind_problem(None) == "kind is empty, so the vendor is judged as not a service provider"

@@ -171,7 +171,7 @@ def write_manifest(step: Step[ManifestParams], vendor_id: int, scope_label: str,
     if not source.has_shares(ops, dm, vendor_id, scope):
         log.info("%s: no shares; nothing written", where)
         return {"vendor_id": vendor_id, "period": scope.label, "outcome": NO_SHARES, "rows": 0}
-    vendor = source.vendor_row(ops, dm, vendor_id)
+    vendor = source.vendor_row(ops, dm, vendor_id, tz=settings.timezone)
     data_name, manifest_name = object_names(vendor_id, scope.label)
     with tempfile.TemporaryDirectory(prefix="vendor-manifest-", dir=workdir) as tmp:
         path = os.path.join(tmp, "shares.parquet")

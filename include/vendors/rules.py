@@ -204,8 +204,9 @@ def mask_columns(dm: DataMap) -> tuple[sql.Composable, sql.Composable]:
             v_id=V("id"), cat=S("category"), allowed=V("allowed_categories")),
         "sp_without_dpa": sql.SQL("{kind} = {sp} and {dpa} is null").format(
             kind=kind, sp=sp, dpa=V("dpa_signed_on")),
+        # The DPA's day as it names it (a timestamptz: its day in the configured zone), against the share's day.
         "sp_dpa_after_share": sql.SQL("{kind} = {sp} and {dpa} > {day}").format(
-            kind=kind, sp=sp, dpa=V("dpa_signed_on"), day=share_day),
+            kind=kind, sp=sp, dpa=reading.day_of(V("dpa_signed_on")), day=share_day),
         "opted_out_to_non_sp": sql.SQL("{dns_at} < {at} and {kind} is distinct from {sp}").format(
             dns_at=U("do_not_sell_at"), at=S("shared_at"), kind=kind, sp=sp),
         "child": sql.SQL("c.user_id is not null"),

@@ -125,13 +125,14 @@ class VendorRow:
 ALLOWED_CATEGORY_NULL = "allowed_categories holds a null, which allows nothing"
 
 
-def vendor_row(ops, dm: DataMap, vendor_id: int) -> VendorRow:
-    """The vendor's row, read tolerantly (a DPA date Python cannot hold becomes None plus a problem)."""
+def vendor_row(ops, dm: DataMap, vendor_id: int, *, tz: str) -> VendorRow:
+    """The vendor's row, read tolerantly (a DPA date Python cannot hold becomes None plus a problem); the DPA's day
+    is the day it names, in the configured zone ``tz`` when the column holds a timestamptz (as the rules read it)."""
     vendors = dm.record("vendors")
     columns = ("name", "kind", "dpa_signed_on", "allowed_categories", "active")
-    query = sql.SQL("select {cols} from {t} where {id} = %s").format(
+    query = sql.SQL("select {cols} from {t} where {id} = %(vendor)s").format(
         cols=reading.select_list(vendors, columns), t=vendors.ident, id=vendors.col("id"))
-    row = ops.execute(query, (vendor_id,)).fetchone()
+    row = ops.execute(query, {"vendor": vendor_id, "tz": tz}).fetchone()
     if row is None:
         return VendorRow(vendor_id, known=False)
     name, kind, dpa, allowed, active, problems = row
