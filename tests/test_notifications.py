@@ -10,7 +10,7 @@ import json
 import threading
 import uuid
 from collections import Counter
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import notification_oracle as oracle
 import pytest
@@ -73,19 +73,19 @@ def publish(ops, *, days_ago: int = 0, summary: str = "Adds <b>partners</b> & ac
     return label
 
 
-def build(ops, store, label: str, **params) -> dict:
-    p = NotificationParams(today=TODAY, policy_version=label, **params)
+def build(ops, store, label: str, *, today: date = TODAY, **params) -> dict:
+    p = NotificationParams(today=today, policy_version=label, **params)
     found = campaign.find_version(ops, store, load_datamap(), p, datetime.now(timezone.utc))
     return campaign.build_recipients(Step(ctx=ctx(), settings=SETTINGS, params=p, ops=ops, store=store,
                                           datamap=load_datamap(), key=KEY), found)
 
 
 def send(conns, sendgrid, built: dict, *, sender: int = 0, senders: int = 1, budget: int | None = None,
-         run_id: str = "test-run", mailer=None, **params) -> dict:
+         run_id: str = "test-run", mailer=None, today: date = TODAY, **params) -> dict:
     ops, store, side = conns
     plan = {"campaign_id": built["campaign_id"], "sender": sender, "senders": senders, "budget": budget}
     mailer = mailer or SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
-    return campaign.send_batches(Step(ctx=ctx(run_id), settings=SETTINGS, params=NotificationParams(today=TODAY, **params),
+    return campaign.send_batches(Step(ctx=ctx(run_id), settings=SETTINGS, params=NotificationParams(today=today, **params),
                                       ops=ops, store=store, datamap=load_datamap(), key=KEY, mailer=mailer, side=side),
                                  plan)
 
@@ -356,6 +356,39 @@ def test_changes_after_the_build_are_honoured_at_send_time(conns, sendgrid):
         ops.execute("delete from child_reports where user_id is null and lower(btrim(reported_email)) = lower(%s) "
                     "and reported_at > now() - interval '1 hour'", (email[named],))
         ops.execute("update users set birth_date = %s, declared_age = %s where id = %s", (*ages, named))
+
+
+def test_a_late_run_judges_children_as_of_the_day_it_sends_not_its_own_day(conns, sendgrid):
+    """A run cleared or caught up days after its own day (Airflow keeps that day) reads the accounts as they are now:
+    an account a child by what was recorded since its day (here a birth date after it, 'in the future' as of then) was
+    judged as of the run's day, no rule caught it, and the policy email went to a child. The build and the senders
+    now judge as of the later of the run's day and today (include.periods.acting_day), as the purge does."""
+    ops, store, _ = conns
+    own_day = TODAY - timedelta(days=30)
+    born = TODAY - timedelta(days=10)  # after the run's own day, before the day it sends
+    singles = sorted(next(iter(ids)) for ids in expected(ops).values() if len(ids) == 1)
+    before = singles[-1]  # a child by what was recorded before the late build
+    saved = {before: ops.execute("select email, birth_date, declared_age from users where id = %s",
+                                 (before,)).fetchone()}
+    ops.execute("update users set birth_date = %s, declared_age = null where id = %s", (born, before))
+    try:
+        built = build(ops, store, publish(ops), today=own_day)
+        # A child by what was recorded after the build (the code before built the first account's row pending).
+        after = next(u for u in last_single_accounts(ops, store, built, 2)[0] if u != before)
+        saved[after] = ops.execute("select email, birth_date, declared_age from users where id = %s",
+                                   (after,)).fetchone()
+        ops.execute("update users set birth_date = %s, declared_age = null where id = %s", (born, after))
+        send(conns, sendgrid, built, today=own_day)
+        got = received(sendgrid, built["campaign_id"])
+        assert not {saved[u][0].strip().lower() for u in (before, after)} & set(got)
+        reasons = dict(store.execute("""select user_ids[1], reason from compliance.notification_deliveries
+                                        where campaign_id = %s and user_ids[1] = any(%s)""",
+                                     (built["campaign_id"], [before, after])).fetchall())
+        assert reasons == {before: "child account (under 13)", after: "child account (under 13)"}
+        assert len(got) == built["pending"] - 1
+    finally:
+        for uid, (_, birth, declared) in saved.items():
+            ops.execute("update users set birth_date = %s, declared_age = %s where id = %s", (birth, declared, uid))
 
 
 def test_a_suppression_spelt_with_other_white_space_is_honoured_at_send_time(conns, sendgrid):

@@ -41,6 +41,7 @@ from include.addresses import mailbox, sending_problem
 from include.child_detection import child_user_ids_sql
 from include.datamap import DataMap
 from include.campaign.params import LIVE, TEST
+from include.periods import acting_day
 from include.campaign.versions import PolicyVersion
 from include.step import Step
 from include.subjects import address_hasher
@@ -193,11 +194,20 @@ _COUNT = f"select rank, count(*) from ({_GROUPS}) g group by rank"
 _RANK_NAMES = {rank: name for name, rank in RANKS.items()}
 
 
+def children_judged_on(step: Step) -> date:
+    """The day the child rules judge the accounts as of: the run's own day (``step.params.today``), or today in the
+    configured time zone when the run acts days after it (cleared, retried or caught up: Airflow keeps its day), as
+    the purge does (:func:`include.periods.acting_day`). The accounts are read, and the notice sent, as they are now:
+    judged as of an earlier day, an account a child by what was recorded since (a birth date after that day) would
+    be emailed."""
+    return acting_day(step.params.today, step.ctx.now(), step.settings.tz)
+
+
 def stage(step: Step, excluded: Mapping[str, str] = {}) -> BuildCounts:
     """Read the accounts and write ``notify_staging`` (inside the caller's store transaction), applying the child
-    rules on the run's day (``step.params.today``) in the configured time zone."""
+    rules as of :func:`children_judged_on` in the configured time zone."""
     ops, store, dm = step.ops, step.store, step.datamap
-    as_of, tz = step.params.today, step.settings.timezone
+    as_of, tz = children_judged_on(step), step.settings.timezone
     hasher = address_hasher(step.key)
     counts = BuildCounts()
     verdicts = dict.fromkeys(RANKS, 0)

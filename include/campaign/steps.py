@@ -174,7 +174,7 @@ def send_batches(step: Step[NotificationParams], plan: Mapping) -> dict:
     ledger = CampaignLedger(
         LedgerLinks(ops=step.ops, dm=step.datamap, side=step.side, ctx=ctx),
         Audience(campaign_id=campaign_id, scope=scope, renderer=Renderer(notice, settings, ctx.run_id), hasher=hasher,
-                 as_of=params.today, tz=settings.timezone,
+                 as_of=recipients.children_judged_on(step), tz=settings.timezone,
                  test_addresses={hasher(a): a for a in params.test_recipients}),
         SenderShare(sender=sender, batch_size=settings.notification_batch_size, budget=budget,
                     lane=plan["sender"], lanes=plan["senders"]))
