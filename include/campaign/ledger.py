@@ -3,10 +3,13 @@
 :func:`include.delivery.engine.deliver` opens one transaction per Mail Send request. Inside it,
 :meth:`CampaignLedger.claim` locks the next pending rows in ``seq`` order (``FOR UPDATE SKIP LOCKED``, so
 parallel senders and concurrent runs take disjoint batches), reads each recipient's address from the
-operational database and checks it again — an account deleted or erased, an address changed or
-suppressed, a child flagged since the campaign was built makes that row ``skipped`` with the reason — and
-renders the payload. ``mark_sent`` / ``mark_failed`` update the rows and the campaign's counters in the
-same transaction, which the engine commits with the audit entry.
+operational database and checks it again — an account deleted or erased, an address suppressed, a child
+flagged since the campaign was built makes that row ``skipped`` with the reason — and renders the payload. A
+row whose accounts hold another address now goes to that address, checked as the build checks one, once: the
+row takes the new address's keyed hash (``readdressed_from`` keeps the old one), so the primary key still keeps
+one row per address, and when the new address already has a row of its own the person is told through that
+row. ``mark_sent`` / ``mark_failed`` update the rows and the campaign's counters in the same transaction, which
+the engine commits with the audit entry.
 
 Before the request leaves, the claim writes a ``notification_batches`` row on a second connection,
 committed at once, naming the claiming transaction. If that transaction commits, it marked the row sent
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Callable, Mapping, Sequence
 
+import psycopg
 from psycopg import sql
 
 from include.addresses import comparable, comparable_sql, mailbox, sendable, sending_problem
@@ -30,7 +34,7 @@ from include.child_detection import caught_column, reported_accounts_cte, verdic
 from include.datamap import DataMap
 from include.campaign.messages import Renderer, common_name, display_name
 from include.campaign.params import TEST
-from include.campaign.recipients import CHILD_REASON
+from include.campaign.recipients import CHILD_REASON, PURGED_CHILD
 from include.delivery.engine import Batch
 from include.delivery.sendgrid_mailer import SendGridError, SendGridRejected
 
@@ -39,6 +43,10 @@ log = logging.getLogger("include.campaign")
 LEDGER_NAME = "policy_change"
 GONE = "account deleted or erased since the campaign was built"
 ADDRESS_CHANGED = "address changed since the campaign was built"
+# The first clause of each is ADDRESS_CHANGED's (the page groups reasons by what comes before a colon).
+NO_ADDRESS_NOW = f"{ADDRESS_CHANGED}; the account holds none now"
+SPLIT_ADDRESSES = f"{ADDRESS_CHANGED}; its accounts hold different addresses now"
+TOLD_IN_ANOTHER_ROW = f"{ADDRESS_CHANGED}; the new address is told in its own row of the campaign"
 NOT_A_TEST_RECIPIENT = "not among this run's test_recipients"
 SUPPRESSED_NOW = "suppressed since the campaign was built"
 NO_REASON = "no reason given"
@@ -167,6 +175,9 @@ class Audience:
     as_of: date | None = None
     tz: str = "UTC"
     test_addresses: Mapping[str, str] | None = None
+    # The keyed hash of an address as it is spelt (include.subjects.address_hasher): a purged child's address is
+    # recorded so, and an address an account takes mid-campaign is looked up among them under this spelling too.
+    spelt_hasher: Callable[[str], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,8 @@ class CampaignLedger:
         self.ops, self.dm, self.side, self.hasher, self.ctx = links.ops, links.dm, links.side, hasher, links.ctx
         self.sender, self.batch_size, self.budget = sender, batch_size, budget
         self.as_of, self.tz, self.test_addresses = as_of, tz, dict(test_addresses or {})
+        self.spelt_hasher = audience.spelt_hasher
+        self._moves: dict[str, tuple[str, list[int]]] = {}  # a claimed row going to a new address: tid -> (hash, ids)
         self._accounts_sql: bytes | None = None
         if not 0 <= lane < max(lanes, 1):
             raise ValueError(f"lane {lane} of {lanes}: a lane is 0 to lanes - 1")
@@ -254,6 +267,8 @@ class CampaignLedger:
                 return None
             # A row's physical address is stable while this transaction holds its lock: marks go straight to it.
             sending, skips = self.decide(rows)
+            if self._moves:
+                sending, skips = self._readdress(conn, rows, sending, skips)
             if skips:
                 conn.execute(_SKIP, {"campaign": self.campaign_id, "tids": ";".join(tid for tid, _ in skips),
                                      "reasons": [reason for _, reason in skips], "now": self.ctx.now(),
@@ -331,14 +346,25 @@ class CampaignLedger:
         else:
             chosen, skips = self._live_holders(rows)
             chosen = self._suppressed_as_spelt(chosen, every=False)
-        sending = []
+        sending, moves = [], self._moves
         for tid, seq, address, name, suppression in chosen:
+            if tid in moves:  # a new address: the build never checked it
+                if suppression is not None:
+                    skips.append((tid, f"{ADDRESS_CHANGED}; the new address is suppressed ({suppression})"))
+                elif problem := sending_problem(address):
+                    skips.append((tid, f"{ADDRESS_CHANGED}; the new address is invalid: {problem}"))
+                else:
+                    sending.append((tid, seq, address.strip(), name))
+                continue
             if suppression is not None:
                 skips.append((tid, f"{SUPPRESSED_NOW} ({suppression})"))
             elif not address.isascii() and (problem := sending_problem(address)):
                 skips.append((tid, f"invalid address: {problem}"))
             else:
                 sending.append((tid, seq, address.strip(), name))
+        if moves:
+            going = {tid for tid, _, _, _ in sending}
+            self._moves = {tid: move for tid, move in moves.items() if tid in going}
         return sending, skips
 
     def _live_holders(self, rows) -> tuple[list[tuple], list[tuple[str, str]]]:
@@ -350,29 +376,113 @@ class CampaignLedger:
         """
         accounts = self._accounts({uid for row in rows for uid in row[2]})
         hasher, chosen, skips = self.hasher, [], []
+        self._moves = {}
         for seq, recipient, user_ids, tid, _ in rows:
             if len(user_ids) == 1:  # most rows: one account holds the address
                 account = accounts.get(user_ids[0])
                 if account is None or account[2]:
                     skips.append((tid, GONE))
                 elif account[0] is None or hasher(account[0]) != recipient:
-                    skips.append((tid, ADDRESS_CHANGED))
+                    self._moved(tid, seq, {user_ids[0]: account}, chosen, skips)
                 elif account[3]:
                     skips.append((tid, CHILD_REASON))
                 else:
                     chosen.append((tid, seq, account[0], display_name(account[1]), account[4]))
                 continue
-            live = [a for a in map(accounts.get, user_ids) if a is not None and not a[2]]
-            holders = [a for a in live if a[0] is not None and hasher(a[0]) == recipient]
+            live = {uid: accounts[uid] for uid in user_ids if uid in accounts and not accounts[uid][2]}
+            holders = [a for a in live.values() if a[0] is not None and hasher(a[0]) == recipient]
             if not live:
                 skips.append((tid, GONE))
             elif not holders:
-                skips.append((tid, ADDRESS_CHANGED))
-            elif any(a[3] for a in live):
+                self._moved(tid, seq, live, chosen, skips)
+            elif any(a[3] for a in live.values()):
                 skips.append((tid, CHILD_REASON))
             else:
                 chosen.append((tid, seq, holders[0][0], common_name(a[1] for a in holders), holders[0][4]))
         return chosen, skips
+
+    def _moved(self, tid: str, seq: int, live: Mapping[int, tuple], chosen: list, skips: list) -> None:
+        """A row none of whose live accounts (``id -> account``, lowest id first) holds its address any more: to the
+        address they hold now when they hold one (it is checked like the rest, then :meth:`_readdress` gives the row
+        that address's hash), or skipped with why not."""
+        if any(a[3] for a in live.values()):
+            skips.append((tid, CHILD_REASON))
+            return
+        now = {uid: a for uid, a in live.items() if a[0] is not None and a[0].strip()}
+        keys = {self.hasher(a[0]) for a in now.values()}
+        if not keys:
+            skips.append((tid, NO_ADDRESS_NOW))
+        elif len(keys) > 1:
+            skips.append((tid, SPLIT_ADDRESSES))
+        else:
+            first = next(iter(now.values()))
+            self._moves[tid] = (keys.pop(), sorted(now))
+            chosen.append((tid, seq, first[0], common_name(a[1] for a in now.values()), first[4]))
+
+    def _readdress(self, conn, rows: Sequence[tuple], sending: list[Sending],
+                   skips: list[tuple[str, str]]) -> tuple[list[Sending], list[tuple[str, str]]]:
+        """``sending`` with each row going to a new address (:meth:`_moved`, checked in :meth:`decide`) re-keyed to that
+        address's hash, its old one kept in ``readdressed_from``, and its new physical address; or, appended to
+        ``skips``, why it does not go: the address of a purged child, or an address that has a row of its own in the
+        campaign (told, being told or not to be told through that row; while it is pending, the row's accounts now
+        name these too, so that it is sent to them whoever of its own accounts has left it). Re-keyed in a savepoint:
+        two senders moving rows to one address at once cannot both take it (the primary key), and the one that
+        loses finds the other's row."""
+        kept: list[Sending] = []
+        for tid, seq, address, name in sending:
+            move = self._moves.pop(tid, None)
+            if move is None:
+                kept.append((tid, seq, address, name))
+                continue
+            key, ids = move
+            if self._purged_child(conn, address, key):
+                skips.append((tid, f"{ADDRESS_CHANGED}; the new address is the {PURGED_CHILD}"))
+                continue
+            try:
+                with conn.transaction():
+                    moved = conn.execute(
+                        """update compliance.notification_deliveries set recipient = %s, readdressed_from = recipient
+                           where ctid = %s::tid and campaign_id = %s and state = 'pending' returning seq""",
+                        (key, tid, self.campaign_id)).fetchone()
+            except psycopg.errors.UniqueViolation:
+                moved = None
+            if moved is not None:
+                kept.append((tid, seq, address, name))
+            else:
+                skips.append((tid, self._told_elsewhere(conn, key, ids)))
+        # An updated row has a new physical address (a re-keyed one, and one of the claimed rows that now names more
+        # accounts): the claimed rows, all locked by this transaction, are found again by seq.
+        seqs = {row[3]: row[0] for row in rows}
+        where = dict(conn.execute("""select seq, ctid::text from compliance.notification_deliveries
+                                     where campaign_id = %s and seq = any(%s::integer[])""",
+                                  (self.campaign_id, sorted(seqs.values()))).fetchall())
+        return ([(where[seq], seq, address, name) for _, seq, address, name in kept],
+                [(where[seqs[tid]], reason) for tid, reason in skips])
+
+    def _purged_child(self, conn, address: str, key: str) -> bool:
+        keys = {key} | ({self.spelt_hasher(address)} if self.spelt_hasher else set())
+        return conn.execute("""select exists (select 1 from compliance.child_purges
+                                              where outcome = 'purged' and address_hash = any(%s))""",
+                            (sorted(keys),)).fetchone()[0]
+
+    def _told_elsewhere(self, conn, key: str, ids: list[int]) -> str:
+        """Why a row whose accounts took an address that has a row of its own (``key``) is skipped; a pending such
+        row not locked by another sender now also names the accounts ``ids``."""
+        other = conn.execute("""select state, reason from compliance.notification_deliveries
+                                where campaign_id = %s and recipient = %s""", (self.campaign_id, key)).fetchone()
+        if other is None:  # cannot be: the row that held the key was re-keyed in a transaction still running
+            return f"{ADDRESS_CHANGED}; the new address is being re-keyed by another sender"
+        state, reason = other
+        if state == "pending":
+            conn.execute("""update compliance.notification_deliveries d
+                            set user_ids = array(select distinct u from unnest(d.user_ids || %s::bigint[]) u order by u)
+                            where ctid = (select ctid from compliance.notification_deliveries
+                                          where campaign_id = %s and recipient = %s and state = 'pending'
+                                          for update skip locked)""", (ids, self.campaign_id, key))
+            return TOLD_IN_ANOTHER_ROW
+        if state == "sent":
+            return f"{ADDRESS_CHANGED}; the new address was told in its own row of the campaign"
+        return f"{ADDRESS_CHANGED}; the new address has a row of its own that was not sent ({state}: {reason})"
 
     def _accounts(self, ids: set[int]) -> dict[int, tuple[str | None, str | None, bool, bool, str | None]]:
         """The batch's accounts as they are now: ``id -> (email, full name, deleted, caught by a child rule,

@@ -54,6 +54,7 @@ WORK_MEM = "256MB"
 CHILD, EXCLUDED, SUPPRESSED, OK, INVALID = "child", "excluded", "suppressed", "ok", "invalid"
 RANKS = {CHILD: 1, EXCLUDED: 2, SUPPRESSED: 3, OK: 4, INVALID: 5}
 CHILD_REASON = "child account (under 13)"
+PURGED_CHILD = "address of a purged child"
 
 
 @dataclass
@@ -105,7 +106,7 @@ def exclusions(store) -> Mapping[str, str]:
     """
     rows = store.execute("""select distinct address_hash from compliance.child_purges
                             where outcome = 'purged' and address_hash is not null""")
-    return {digest: "address of a purged child" for (digest,) in rows}
+    return {digest: PURGED_CHILD for (digest,) in rows}
 
 
 # -- the operational side: one snapshot ----------------------------------------------------------------

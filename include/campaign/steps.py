@@ -27,6 +27,7 @@ from include.campaign.params import LIVE, NotificationParams
 from include.delivery.engine import deliver
 from include.periods import ParamError
 from include.step import Step
+from include.subjects import address_hasher
 
 log = logging.getLogger("include.campaign")
 AUDIT = "policy_change"
@@ -175,7 +176,7 @@ def send_batches(step: Step[NotificationParams], plan: Mapping) -> dict:
         LedgerLinks(ops=step.ops, dm=step.datamap, side=step.side, ctx=ctx),
         Audience(campaign_id=campaign_id, scope=scope, renderer=Renderer(notice, settings, ctx.run_id), hasher=hasher,
                  as_of=recipients.children_judged_on(step), tz=settings.timezone,
-                 test_addresses={hasher(a): a for a in params.test_recipients}),
+                 test_addresses={hasher(a): a for a in params.test_recipients}, spelt_hasher=address_hasher(step.key)),
         SenderShare(sender=sender, batch_size=settings.notification_batch_size, budget=budget,
                     lane=plan["sender"], lanes=plan["senders"]))
     report = deliver(store, ledger, ledger.recording(step.mailer), ctx)
