@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime
+import re
 
 # Each (category, table)'s columns of one subject. %(u)s is the account id, %(e)s its address trimmed and
 # lower-cased (null while another account has the same address).
@@ -66,11 +66,12 @@ def _text(value) -> str:
 
 
 def json_like(value: str) -> str:
-    """The JSON export renders time stamps in ISO 8601 with a 'T' (``to_json``) where text output has a space."""
-    try:
-        return datetime.fromisoformat(value).isoformat() if len(value) > 18 and value[10] == " " else value
-    except ValueError:
-        return value
+    """The JSON export renders time stamps in ISO 8601 (``to_json``): a 'T' where text output has a space, and the
+    offset with its minutes; the digits are PostgreSQL's either way (Python's isoformat would add trailing zeros)."""
+    if len(value) > 18 and value[10] == " " and re.fullmatch(r"\d{4}-\d\d-\d\d", value[:10]):
+        value = value[:10] + "T" + value[11:]
+        return value + ":00" if re.search(r"[+-]\d\d$", value) else value
+    return value
 
 
 def matches(conn, files: dict, user_id: int, snapshot: dict | None = None) -> None:
