@@ -33,17 +33,21 @@ from importlib.metadata import entry_points
 from typing import Callable, Sequence
 
 from include import pg_url
-from include.errors import PrivacyOpsError
+from include.errors import NeedsOperator, PrivacyOpsError, database_trouble
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+EXIT_OVER_LIMIT = 4
 EXIT_CODES = {
     EXIT_OK: "done, or the check passed",
     EXIT_CHECK_FAILED: "the check failed (audit chain broken, data map mismatch)",
     EXIT_USAGE: "usage: a flag is missing or malformed",
-    EXIT_UNREACHABLE: "cannot reach or configure (database or bucket down, malformed $PRIVACY_PG_URL, store missing)",
+    EXIT_UNREACHABLE: "cannot reach or configure (database or bucket down, malformed $PRIVACY_PG_URL, store missing), "
+                      "or the database could not do it now (out of disk or memory, a statement timeout)",
+    EXIT_OVER_LIMIT: "the database refused the work as over one of its limits (a value over 1 GB, too many "
+                     "columns): running it again repeats it",
 }
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 URL_ENV = "PRIVACY_PG_URL"
@@ -766,18 +770,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse(argv)
 
-    def said(exc: BaseException) -> str:  # the driver's first line, without the command's URL or its password
+    def unsecret(text: str) -> str:  # without the command's URL or its password
         url = database_url(args) if hasattr(args, "url") else getattr(args, "pg_url", None) or ""
-        return pg_url.scrub(_first_line(exc), url)
+        return pg_url.scrub(text, url)
+
+    def said(exc: BaseException) -> str:  # the driver's first line, without the command's URL or its password
+        return unsecret(_first_line(exc))
 
     try:
         return args.func(args)
     except CommandFailed as exc:
         print(f"privacy-ops {args.command}: {exc}", file=sys.stderr)
         return exc.code
-    except psycopg.OperationalError as exc:
-        print(f"privacy-ops {args.command}: lost the database: {said(exc)}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        # Lost, or said by its kind (out of resources, a statement canceled, over one of the database's limits).
+        failure = database_trouble(exc, "the database", f"lost the database: {_first_line(exc)}")
+        print(f"privacy-ops {args.command}: {unsecret(str(failure))}", file=sys.stderr)
+        return EXIT_OVER_LIMIT if isinstance(failure, NeedsOperator) else EXIT_UNREACHABLE
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction) as exc:
         # A login without the rights the command needs, or a read-only server (a replica): set-up, not a bug.
         print(f"privacy-ops {args.command}: the database refused: {said(exc)} (the login needs the rights this "

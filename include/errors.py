@@ -6,7 +6,8 @@ kind, not by a hand-kept list of every module's exceptions:
 - :class:`NeedsOperator` — a setup fault a person must fix (a missing connection or setting, a bad data
   map, wrong types in settings, a refused API key, a store behind the code). Retrying cannot help: the
   task fails at once, without retries, with the error's one sentence.
-- :class:`Transient` — a database or service was lost or did not answer (at connect time or mid-query).
+- :class:`Transient` — a database or service was lost or did not answer (at connect time or mid-query), or a
+  database reported a condition that may pass (out of disk or memory, a statement timeout, a deadlock).
   The task fails with one sentence that says so, and Airflow's retries (with backoff) apply.
 
 Messages are one sentence, name the thing to fix, and never hold personal data or a secret.
@@ -36,6 +37,16 @@ class ConfigurationProblem(NeedsOperator):
 
 class ServiceUnreachable(Transient):
     """A database or service did not answer, or the connection was lost."""
+
+
+class DatabaseStrained(Transient):
+    """A database, its connection alive, reported a condition that may pass: out of resources (disk, memory,
+    connections), a statement canceled (a timeout), a transaction rolled back (a deadlock), a system error."""
+
+
+class OverDatabaseLimit(NeedsOperator):
+    """A database refused the work as over one of its fixed limits (SQLSTATE class 54: a value over 1 GB, too many
+    columns, a statement too complex): retrying repeats it, so it fails at once."""
 
 
 # What a PostgreSQL server answers when it refuses a connection for good: a login, a password or a database name
@@ -113,3 +124,72 @@ def _raised_by(context: str | None) -> str | None:
     ``PL/pgSQL function keep_audited() line 2 at RAISE``); None for the server's own messages."""
     match = _RAISED_IN.match((context or "").strip())
     return match.group(1) if match else None
+
+
+# What the server's SQLSTATE says of an error psycopg raises as an OperationalError (whole classes are: 53, 54, 55, 57,
+# 58, 40, ...), by kind; the name in brackets is what the sentence says the database met.
+_RESOURCES = {"53100": "disk full", "53200": "out of memory", "53300": "too many connections",
+              "53400": "a configured limit"}
+_OVER_LIMIT = {"54001": "statement too complex", "54011": "too many columns", "54023": "too many arguments"}
+_SYSTEM = {"58030": "I/O error", "58P01": "a file it needs is missing", "58P02": "a file already exists"}
+_ROLLED_BACK = {"40001": "serialization failure", "40P01": "deadlock detected"}
+_STILL_CONNECTED_57 = ("57014", "57P03")  # the rest of class 57 (admin_shutdown, crash_shutdown, ...) ends the session
+
+
+def is_lost_connection(exc: BaseException) -> bool:
+    """Whether a database error is the connection itself lost: no SQLSTATE (the driver's own: the server closed the
+    connection, the network broke), class 08 (connection exception), or class 57's ending the session (57P01
+    admin_shutdown, 57P02 crash_shutdown, ...)."""
+    code = getattr(exc, "sqlstate", None)
+    return not code or code.startswith("08") or (code.startswith("57") and code not in _STILL_CONNECTED_57)
+
+
+def database_trouble(exc: BaseException, where: str, lost: str) -> PrivacyOpsError:
+    """A database's OperationalError or InterfaceError as one sentence of its kind, by its SQLSTATE: ``lost`` (the
+    sentence of a lost connection, kept by the caller) when the connection is lost; else what the database, still
+    connected, said (:func:`database_said`: never the statement's values), after ``where`` (``the database of
+    connection 'ops_db'``) and what kind of thing it met. A program limit (class 54) repeats on every try: an
+    :class:`OverDatabaseLimit`, failed at once; everything else may pass: a :class:`DatabaseStrained`, retried."""
+    if is_lost_connection(exc):
+        return ServiceUnreachable(lost)
+    code = exc.sqlstate  # type: ignore[attr-defined]  # is_lost_connection: there is one
+    said = database_said(exc)
+    if code.startswith("54"):
+        what = _OVER_LIMIT.get(code) or _limit_of(exc)
+        return OverDatabaseLimit(f"{where} refused the work as over one of its limits ({what}): {said}; running it "
+                                 "again would only repeat it")
+    if code.startswith("53"):
+        return DatabaseStrained(f"{where} ran out of resources ({_RESOURCES.get(code, 'insufficient resources')}): "
+                                f"{said}")
+    if code == "57014" or code == "55P03":
+        return DatabaseStrained(f"{where} canceled a statement ({_canceled_by(said, code)}): {said}")
+    if code == "57P03":
+        return DatabaseStrained(f"{where} is not accepting connections now (it is starting up or shutting down): "
+                                f"{said}")
+    if code.startswith("58"):
+        return DatabaseStrained(f"{where} had a system error ({_SYSTEM.get(code, 'system error')}): {said}")
+    if code.startswith("40"):
+        return DatabaseStrained(f"{where} rolled back a transaction "
+                                f"({_ROLLED_BACK.get(code, 'transaction rollback')}): {said}")
+    return DatabaseStrained(f"{where} refused: {said}")
+
+
+def _limit_of(exc: BaseException) -> str:
+    """Class 54's generic code (54000), named by what the server says: a string grown past 1 GB says "out of memory"
+    (its DETAIL "Cannot enlarge string buffer ..."), which is no shortage that passes."""
+    diag = getattr(exc, "diag", None)
+    text = " ".join(str(getattr(diag, f, None) or "") for f in ("message_primary", "message_detail")).lower()
+    if "string buffer" in text or "length too large" in text or "memory alloc" in text:
+        return "a value over PostgreSQL's 1 GB limit"
+    return "program limit exceeded"
+
+
+def _canceled_by(said: str, code: str) -> str:
+    """What canceled a statement, from the server's own fixed words ("canceling statement due to statement
+    timeout")."""
+    text = said.lower()
+    for words, name in (("statement timeout", "statement_timeout"), ("lock timeout", "lock_timeout"),
+                        ("user request", "a cancel request"), ("conflict with recovery", "a conflict with recovery")):
+        if words in text:
+            return name
+    return "a lock was not available" if code == "55P03" else "query canceled"

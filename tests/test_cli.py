@@ -8,7 +8,8 @@ import pytest
 from include import audit
 from devkit import database
 from tests import scratch
-from include.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, build_parser, main
+from include.cli import (EXIT_CHECK_FAILED, EXIT_OK, EXIT_OVER_LIMIT, EXIT_UNREACHABLE, EXIT_USAGE, build_parser,
+                         main)
 
 
 pytestmark = pytest.mark.usefixtures("restore_logging")  # main() configures logging for a terminal
@@ -85,6 +86,31 @@ def test_a_refused_login_says_refused_not_unreachable(capsys):
     assert err == ("privacy-ops migrate-store: the database at postgresql://no_such_role_for_tests:***@127.0.0.1:5432/"
                    'postgres refused the connection: FATAL: role "no_such_role_for_tests" does not exist; correct the '
                    "login, password or database name")
+
+
+
+@pytest.mark.parametrize("does, setting, code, said", [
+    ("perform repeat('ada.lovelace@example.org ', 100000000)", None, EXIT_OVER_LIMIT,
+     "the database refused the work as over one of its limits (a value over PostgreSQL's 1 GB limit): requested "
+     "length too large (SQLSTATE 54000); running it again would only repeat it"),
+    ("perform pg_sleep(2)", "statement_timeout = '100ms'", EXIT_UNREACHABLE,
+     "the database canceled a statement (statement_timeout): canceling statement due to statement timeout "
+     "(SQLSTATE 57014)"),
+    ("perform pg_terminate_backend(pg_backend_pid())", None, EXIT_UNREACHABLE, "lost the database: ")])
+def test_what_the_database_said_mid_command_is_said_by_its_kind(fresh_db, capsys, does, setting, code, said):
+    """Every OperationalError was "lost the database" (exit 3), a value over PostgreSQL's 1 GB (SQLSTATE 54000) and a
+    statement timeout among them: said by its kind, the program limit exiting 4 (running it again repeats it), never
+    with the statement's values. The database does it from an event trigger on migrate-store's first DDL."""
+    with database.connect(fresh_db, autocommit=True) as conn:
+        conn.execute(f"""create function refuse_ddl() returns event_trigger language plpgsql as $$
+                         begin {does}; end $$;
+                         create event trigger refuse_ddl on ddl_command_start execute function refuse_ddl()""")
+        if setting:
+            conn.execute(f"alter database {fresh_db.rsplit('/', 1)[1]} set {setting}")
+    assert main(["migrate-store", "--url", fresh_db]) == code
+    err = _one_sentence(capsys.readouterr().err)
+    assert err.startswith(f"privacy-ops migrate-store: {said}"), err
+    assert "lovelace" not in err
 
 
 def test_malformed_url_is_a_usage_error(capsys):

@@ -1,8 +1,11 @@
 """The Airflow seam: connections from AIRFLOW_CONN_*, and failures an on-call engineer can read."""
 from __future__ import annotations
 
+import contextlib
 import json
+from functools import partial
 
+import psycopg
 import pytest
 # Imported here, not first inside a test: Airflow configures logging at its first import, which replaces the root
 # handlers and with them the one caplog installed for that test (its caplog.text then stays empty when run alone).
@@ -12,6 +15,8 @@ from devkit.local_airflow import postgres_connection
 from include.errors import ConfigurationProblem
 from include.seam import connections as runtime
 from include.seam.task import readable_failures
+
+psycopg_connect = partial(psycopg.connect, autocommit=True)
 
 
 def test_missing_connection_is_one_sentence_and_not_retried(monkeypatch):
@@ -241,6 +246,101 @@ def test_a_database_lost_mid_task_is_one_sentence_and_retried(fresh_db):
     sentence = str(err.value)
     assert sentence.startswith("lost the database of connection 'ops_db' mid-task:") and "\n" not in sentence
     assert err.value.__cause__ is None
+
+
+def _in_a_task(monkeypatch, url: str):
+    """A task's own :func:`include.seam.task.task_env`, in an Airflow context (ops_db and analytics_db at ``url``)."""
+    import types
+
+    from airflow.sdk.execution_time.context import set_current_context
+
+    from include.seam.task import task_env
+
+    monkeypatch.setenv("AIRFLOW_CONN_OPS_DB", postgres_connection(url))
+    monkeypatch.setenv("AIRFLOW_CONN_ANALYTICS_DB", postgres_connection(url))
+    monkeypatch.setenv("AIRFLOW_VAR_PRIVACY_SETTINGS", "{}")
+    context = {"ti": types.SimpleNamespace(dag_id="dsr_fulfilment", task_id="fulfil_requests"), "run_id": "r1",
+               "dag_run": types.SimpleNamespace(run_after=None, run_type=None), "params": {}}
+    stack = contextlib.ExitStack()
+    stack.enter_context(set_current_context(context))
+    return stack, task_env
+
+
+@pytest.mark.parametrize("statement, said", [
+    ("set statement_timeout = '10ms'; select pg_sleep(1)",
+     "canceled a statement (statement_timeout): canceling statement due to statement timeout (SQLSTATE 57014)"),
+    ("set work_mem = '64kB'; set temp_file_limit = '64kB'; select g from generate_series(1, 200000) g order by g desc",
+     "ran out of resources (a configured limit): temporary file size exceeds temp_file_limit (64kB) "
+     "(SQLSTATE 53400)"),
+    ("select pg_read_file('/nonexistent/privacy-ops-test')",
+     "had a system error (a file it needs is missing): could not open file \"/nonexistent/privacy-ops-test\" for "
+     "reading: No such file or directory (SQLSTATE 58P01)")])
+def test_a_database_that_says_why_it_could_not_is_not_called_lost_and_is_retried(monkeypatch, fresh_db, caplog,
+                                                                                 statement, said):
+    """Every OperationalError was "lost the database of connection 'X' mid-task", psycopg raising one for whole SQLSTATE
+    classes the server reports on a live connection (53 resources, 57014 a statement timeout, 58 a system error). The
+    sentence says what the database said, naming the connection that ran it (not the other one open); retried."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    stack, task_env = _in_a_task(monkeypatch, fresh_db)
+    with stack, pytest.raises(AirflowException) as err:
+        with task_env() as env:
+            env.ops.execute("select 1")
+            env.database("analytics_db").execute(statement)
+    assert not isinstance(err.value, AirflowFailException)  # Airflow's retries apply
+    assert str(err.value) == f"the database of connection 'analytics_db' {said}"
+    assert "lost" not in caplog.text and "(Airflow will retry)" in caplog.text
+
+
+@pytest.mark.parametrize("statement, said", [
+    ("select repeat('ada.lovelace@example.org ', 100000000)",
+     "(a value over PostgreSQL's 1 GB limit): requested length too large (SQLSTATE 54000)"),
+    ("select " + ", ".join(["'ada.lovelace@example.org'"] * 1700),
+     "(too many columns): target lists can have at most 1664 entries (SQLSTATE 54011)")])
+def test_work_over_a_database_limit_fails_at_once_without_the_statements_values(monkeypatch, fresh_db, caplog,
+                                                                               statement, said):
+    """A program limit (SQLSTATE class 54: a value over PostgreSQL's 1 GB, too many columns) was "lost the database
+    mid-task" and retried, each retry repeating it. It fails at once, naming the connection and the limit, and no
+    value of the statement."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    stack, task_env = _in_a_task(monkeypatch, fresh_db)
+    with stack, pytest.raises(AirflowFailException) as err:
+        with task_env() as env:
+            env.ops.execute(statement)
+    assert str(err.value) == (f"the database of connection 'ops_db' refused the work as over one of its limits {said}; "
+                              "running it again would only repeat it")
+    assert "lovelace" not in str(err.value) + caplog.text and "(Airflow will retry)" not in caplog.text
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    with pytest.raises(AirflowFailException, match="^a database refused the work as over one of its limits "):
+        with readable_failures(), psycopg_connect(fresh_db) as conn:  # outside a task: the same kind
+            conn.execute(statement)
+
+
+def test_a_lock_timeout_or_the_tasks_connection_terminated_is_said_by_its_kind(monkeypatch, fresh_db):
+    """lock_timeout (55P03) is a statement canceled, retried; the task's own connection terminated from another
+    (57P01 admin_shutdown, or no SQLSTATE) is still a database lost mid-task, retried."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    with psycopg_connect(fresh_db) as other:
+        other.execute("create table held (id int)")
+        stack, task_env = _in_a_task(monkeypatch, fresh_db)
+        with stack, pytest.raises(AirflowException) as err, other.transaction():
+            other.execute("lock table held")
+            with task_env() as env:
+                env.ops.execute("set lock_timeout = '50ms'; select * from held")
+        assert str(err.value) == ("the database of connection 'ops_db' canceled a statement (lock_timeout): canceling "
+                                  "statement due to lock timeout (SQLSTATE 55P03)")
+        stack, task_env = _in_a_task(monkeypatch, fresh_db)
+        with stack, pytest.raises(AirflowException) as err:
+            with task_env() as env:
+                env.ops.execute("select 1")
+                conn = env.database("analytics_db")
+                other.execute("select pg_terminate_backend(%s)", (conn.info.backend_pid,))
+                conn.execute("select 1")
+    assert not isinstance(err.value, AirflowFailException)
+    assert str(err.value).startswith("lost the database of connection 'analytics_db' mid-task: ")
+    assert "\n" not in str(err.value)
 
 
 def test_a_row_the_database_refuses_fails_the_task_without_quoting_the_row(fresh_db, caplog):

@@ -16,8 +16,9 @@ and the answer of the run's reviewer (``approval_from``: the approval task whose
 run does can reach SendGrid or write an object, whatever the step does.
 
 Whatever goes wrong leaves the task as one sentence: a :class:`~include.errors.NeedsOperator` fails it at
-once, without retries; a :class:`~include.errors.Transient` (a database lost at connect time or mid-query,
-SendGrid down) keeps Airflow's retries.
+once, without retries (a database refusing the work as over one of its limits among them); a
+:class:`~include.errors.Transient` (a database lost at connect time or mid-query, out of resources or canceling a
+statement on a timeout, SendGrid down) keeps Airflow's retries.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ import logging
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, Protocol, TypeVar
 
-from include.errors import NeedsOperator, ServiceUnreachable, Transient, database_said
+from include.errors import NeedsOperator, PrivacyOpsError, ServiceUnreachable, Transient, database_said, \
+    database_trouble
 from include.seam import connections
 
 if TYPE_CHECKING:
@@ -206,6 +208,27 @@ class TaskEnv(Generic[P]):
                 return name.split("#")[0]
         return None
 
+    def database_of(self, exc: BaseException) -> str | None:
+        """The connection id of the database ``exc`` came from: the one of this task's connections that ran the
+        statement (the error itself does not say: its connection, or a cursor of it, is ``self`` of a frame ``exc``
+        was raised through), else one whose connection broke, else None."""
+        tb = exc.__traceback__
+        while tb is not None:
+            runner = tb.tb_frame.f_locals.get("self")
+            for name, conn in self._opened.items():
+                if runner is not None and (runner is conn or _connection_of(runner) is conn):
+                    return name.split("#")[0]
+            tb = tb.tb_next
+        return self.lost_database()
+
+
+def _connection_of(runner: Any) -> Any:
+    """A psycopg cursor's connection (None for anything else)."""
+    try:
+        return getattr(runner, "_conn", None)
+    except Exception:  # noqa: BLE001 -- any object's attribute may raise; it is just not a cursor
+        return None
+
 
 def run_context(context) -> "RunContext":
     from include.audit import RunContext
@@ -269,13 +292,21 @@ def task_env(params_type: type[P] | None = None, *, approval_from: str | None = 
             try:
                 yield env
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                # Name the database while its broken connection is still open to look at.
-                raise lost_database(exc, env.lost_database()) from None
+                # Name the database while its connections are still open to look at.
+                raise database_failure(exc, env.database_of(exc)) from None
 
 
 def lost_database(exc: BaseException, conn_id: str | None) -> ServiceUnreachable:
     where = f"the database of connection '{conn_id}'" if conn_id else "a database"
     return ServiceUnreachable(f"lost {where} mid-task: {connections.first_line(exc)}")
+
+
+def database_failure(exc: BaseException, conn_id: str | None) -> PrivacyOpsError:
+    """A database's OperationalError or InterfaceError as the task's one sentence of its kind
+    (:func:`include.errors.database_trouble`): a lost connection (:func:`lost_database`) or a database out of
+    resources or canceling a statement keep the retries; one refusing the work as over its limits fails at once."""
+    where = f"the database of connection '{conn_id}'" if conn_id else "a database"
+    return database_trouble(exc, where, str(lost_database(exc, conn_id)))
 
 
 @contextlib.contextmanager
@@ -296,10 +327,14 @@ def readable_failures() -> Iterator[None]:
         log.error("%s (Airflow will retry)", exc)
         raise AirflowException(str(exc)) from None
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        # A database lost mid-query (server restarted, network cut) is the connect-time case again.
-        sentence = str(lost_database(exc, None))
-        log.error("%s (Airflow will retry)", sentence)
-        raise AirflowException(sentence) from None
+        # A database lost mid-query (server restarted, network cut) is the connect-time case again; one that said
+        # why it could not (out of disk, a statement timeout, a value over 1 GB) is said by its kind.
+        failure = database_failure(exc, None)
+        if isinstance(failure, NeedsOperator):
+            log.error("%s", failure)
+            raise AirflowFailException(str(failure)) from None
+        log.error("%s (Airflow will retry)", failure)
+        raise AirflowException(str(failure)) from None
     except psycopg.Error as exc:
         # Any other refusal (a constraint or trigger of the application's, a type): its traceback would print the
         # DETAIL that quotes the refused row, personal data, into the task log. Its primary message only; Airflow's
