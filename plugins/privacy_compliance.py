@@ -131,13 +131,15 @@ def _failure(exc: Exception) -> JSONResponse:
     the server)."""
     import psycopg
 
-    from include.errors import NeedsOperator, Transient
+    from include.errors import NeedsOperator, Transient, database_trouble
     from include.page.sections import not_permitted
 
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):  # a grant missing: the store's, not the page's fault
         exc = not_permitted(exc)
     if isinstance(exc, psycopg.OperationalError):
-        exc = Transient(f"the compliance store did not answer: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
+        # Lost or down, or said by its kind (a statement canceled on a timeout, out of resources, over a limit).
+        lost = f"the compliance store did not answer: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        exc = database_trouble(exc, "the compliance store", lost)
     if isinstance(exc, (NeedsOperator, Transient)):
         return JSONResponse({"detail": str(exc)}, status_code=503)
     raise exc

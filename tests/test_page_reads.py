@@ -256,6 +256,30 @@ def test_a_table_the_pages_login_may_not_read_is_a_503_sentence_naming_the_grant
         store.execute(f"drop role {role}")
 
 
+def test_a_store_that_cancels_the_pages_statement_is_said_so_not_called_silent(store, store_db, monkeypatch):
+    """Every OperationalError of the store was 'the compliance store did not answer', a lock or statement timeout
+    too, which sends on-call to look for a server that is up. A statement the store canceled is said by its kind,
+    still one 503 sentence."""
+    import uuid
+
+    role = f"page_reader_{uuid.uuid4().hex[:10]}"
+    store.execute(f"create role {role} login")
+    try:
+        store.execute(f"grant usage on schema compliance to {role}")
+        store.execute(f"grant select on all tables in schema compliance to {role}")
+        store.execute(f"alter role {role} set lock_timeout = '200ms'")
+        client = _page_client(monkeypatch, psycopg.conninfo.make_conninfo(store_db, user=role, password=""))
+        with connect(store_db) as holder:  # a migration, say, holding the table
+            holder.execute("lock table compliance.dsr_status in access exclusive mode")
+            answer = client.get("/api/sections/requests")
+        assert answer.status_code == 503, answer.text[:300]
+        assert answer.json()["detail"].startswith("the compliance store canceled a statement (lock_timeout): "), \
+            answer.json()["detail"]
+    finally:
+        store.execute(f"drop owned by {role}")
+        store.execute(f"drop role {role}")
+
+
 def test_a_sections_reads_see_one_snapshot_and_write_nothing(store, store_db):
     """render reads a section in 'one snapshot for the counts and the rows', but the transaction was READ
     COMMITTED: each statement saw what other runs had committed since the one before, so a run committing between
