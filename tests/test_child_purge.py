@@ -393,6 +393,9 @@ def test_an_interrupted_erasure_is_settled_by_the_next_attempt(world):
     tables = world.store.execute("select tables from compliance.child_purges where run_id = 'crash' and "
                                  "subject_hash = %s", (committed.subject_hash,)).fetchone()[0]
     assert tables["public.users"]["rows"] == 1  # the counts recorded before the commit
+    # ... and the requests the erasure unlinked (none may be listed, but the list is kept: migration 0027)
+    assert world.store.execute("select count(*) from compliance.child_purges where run_id = 'crash' "
+                               "and outcome = 'purged' and request_ids is null").fetchone()[0] == 0
     assert user_rows(world.ops, [committed.user_id, rolled_back.user_id]) == 0
     settled = world.store.execute("select count(*) from compliance.audit_log where action = 'child_purge.subject_purged'"
                                   " and details ->> 'settled_after_interruption' = 'true'").fetchone()[0]

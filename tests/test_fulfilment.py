@@ -1299,3 +1299,60 @@ def test_a_request_of_a_child_the_purge_erased_names_that_purge_and_its_day(worl
     state = store_state(store)
     run(world, "manual__again")
     assert store_state(store) == state
+
+
+def test_a_parents_request_for_a_child_the_purge_erased_names_that_purge_by_its_request_id(world):
+    """A parent's requests for a child's account, filed from the parent's own address (linked to the child by
+    user_id), lost their account link to the purge: the requester's keyed hash is the parent's address, not the
+    child's, and the account id was nulled. They were recorded `no_account` ("the request names no account") though
+    the purge that erased the data was known. The purge records the ids of the requests it unlinked, and the
+    fulfilment finds them by id: an erasure is erased and completed, an access request says nothing is held."""
+    ops, store = world.ops, world.store
+    kid = world.planted["child_by_report_email"][0]
+    requests = {t: new_request(ops, kid, t, requester="a.parent@example.net") for t in ("erasure", "access")}
+    theirs = [r for (r,) in ops.execute("select id from privacy_requests where user_id = %s order by id", (kid,))]
+    purge_children(world, "manual__purge", [kid])
+    day = store.execute("select (purged_at at time zone 'UTC')::date from compliance.child_purges "
+                        "where run_id = 'manual__purge' and subject_hash = %s", (user_hash(KEY, kid),)).fetchone()[0]
+
+    run(world, "manual__after")
+    got = outcomes(store)
+    said = f"child-data purge run manual__purge on {day}"
+    outcome, reason, completed = got[requests["erasure"]]
+    assert outcome == "erased" and completed and said in reason, got[requests["erasure"]]
+    outcome, reason, completed = got[requests["access"]]
+    assert outcome == "no_account" and not completed and said in reason and "nothing is held" in reason, \
+        got[requests["access"]]
+    hashes = dict(store.execute("select request_id, subject_hash from compliance.dsr_fulfilments "
+                                "where request_id = any(%s)", (list(requests.values()),)).fetchall())
+    assert set(hashes.values()) == {user_hash(KEY, kid)}
+    # The purge's record names the requests it unlinked (ids only: no personal data).
+    assert store.execute("select request_ids from compliance.child_purges where run_id = 'manual__purge' "
+                         "and subject_hash = %s", (user_hash(KEY, kid),)).fetchone()[0] == theirs
+
+
+def test_an_unlinked_request_the_purge_did_not_list_is_not_said_to_be_its_by_the_childs_address(world):
+    """The opposite risk: a request another erasure unlinked (another account with the child's address, erased by a
+    fulfilment, leaves its requests with the same keyed requester hash as the child's address) was said to be the
+    child's purge's because the hashes matched. A purge recorded since migration 0027 lists the requests it
+    unlinked, so it claims only those; a record written before (no list) is still matched by the address hash."""
+    from include.subjects import address_hash
+
+    ops, store = world.ops, world.store
+    listed_kid, legacy_kid = world.planted["child_by_report_email"][0], world.planted["child_by_birth_date"][0]
+    address = dict(ops.execute("select id, email from users where id = any(%s)",
+                               ([listed_kid, legacy_kid],)).fetchall())
+    purge_children(world, "manual__purge", [listed_kid, legacy_kid])
+    store.execute("update compliance.child_purges set request_ids = null where run_id = 'manual__purge' "
+                  "and subject_hash = %s", (user_hash(KEY, legacy_kid),))  # as a record written before 0027
+
+    def unlinked_access_request(uid: int) -> int:  # as an erasure of another account with uid's address leaves it
+        return new_request(ops, None, "access", requester=address_hash(KEY, address[uid]))
+
+    other, legacy = unlinked_access_request(listed_kid), unlinked_access_request(legacy_kid)
+    run(world, "manual__after")
+    got = outcomes(store)
+    outcome, reason, _ = got[other]
+    assert outcome == "no_account" and "names no account" in reason and "purge" not in reason, got[other]
+    outcome, reason, _ = got[legacy]
+    assert outcome == "no_account" and "child-data purge run manual__purge" in reason, got[legacy]

@@ -201,18 +201,24 @@ def mark_erasing(store, run_id: str, result: ErasureResult) -> bool:
     return store.execute(
         """update compliance.child_purges
            set outcome = 'erasing', tables = %s, rows_erased = %s, kept = %s, vendors = %s, address_hash = %s,
-               updated_at = %s
+               request_ids = %s, updated_at = %s
            where run_id = %s and subject_hash = %s and outcome = 'planned'""",
         (Jsonb(result.tables_evidence()), result.rows_erased,
          Jsonb({t.table: t.rows for t in result.kept}) if result.kept else None,
-         Jsonb([v.as_dict() for v in result.vendors]), result.address_hash, result.at, run_id,
+         Jsonb([v.as_dict() for v in result.vendors]), result.address_hash, _request_ids(result), result.at, run_id,
          result.subject_hash)).rowcount == 1
+
+
+def _request_ids(result: ErasureResult) -> list[int] | None:
+    """The ids of the privacy requests the erasure unlinked, as the record keeps them (migration 0027)."""
+    return None if result.request_ids is None else list(result.request_ids)
 
 
 def back_to_planned(store, run_id: str, subject_hash: str, at: datetime) -> None:
     """An 'erasing' record whose transaction did not commit: the subject is to be erased again."""
     store.execute("""update compliance.child_purges set outcome = 'planned', tables = null, rows_erased = null,
-                     kept = null, updated_at = %s where run_id = %s and subject_hash = %s and outcome = 'erasing'""",
+                     kept = null, request_ids = null, updated_at = %s
+                     where run_id = %s and subject_hash = %s and outcome = 'erasing'""",
                   (at, run_id, subject_hash))
 
 
@@ -232,13 +238,14 @@ def finish_subject(store, ctx: RunContext, run_id: str, result: ErasureResult, *
             changed = store.execute(
                 """update compliance.child_purges
                    set outcome = 'purged', tables = %s, rows_erased = %s, kept = %s, vendors = %s, purged_at = %s,
-                       address_hash = coalesce(%s, address_hash), reason = null, updated_at = %s
+                       address_hash = coalesce(%s, address_hash), request_ids = coalesce(%s, request_ids),
+                       reason = null, updated_at = %s
                    where run_id = %s and subject_hash = %s and outcome in ('planned', 'erasing')
                    returning rules""",
                 (Jsonb(result.tables_evidence()), result.rows_erased,
                  Jsonb({t.table: t.rows for t in result.kept}) if result.kept else None,
-                 Jsonb([v.as_dict() for v in result.vendors]), at, result.address_hash, at, run_id,
-                 result.subject_hash)).fetchone()
+                 Jsonb([v.as_dict() for v in result.vendors]), at, result.address_hash, _request_ids(result), at,
+                 run_id, result.subject_hash)).fetchone()
         else:
             changed = store.execute(
                 """update compliance.child_purges
@@ -292,14 +299,15 @@ def recorded_result(store, run_id: str, subject_hash: str, user_id: int) -> Eras
     """The erasure an 'erasing' record describes (its transaction committed: the account is gone)."""
     from include.erasure import TableCount
 
-    tables, vendors, kept, updated = store.execute(
-        """select tables, vendors, kept, updated_at from compliance.child_purges
+    tables, vendors, kept, requests, updated = store.execute(
+        """select tables, vendors, kept, request_ids, updated_at from compliance.child_purges
            where run_id = %s and subject_hash = %s""", (run_id, subject_hash)).fetchone()
     return ErasureResult(
         user_id=user_id, subject_hash=subject_hash, outcome=PURGED,
         tables=tuple(TableCount(t, v["action"], v["rows"]) for t, v in (tables or {}).items()),
         vendors=tuple(VendorShare.from_dict(v) for v in vendors or ()),
-        kept=tuple(TableCount(t, "kept", n) for t, n in (kept or {}).items()), at=updated)
+        kept=tuple(TableCount(t, "kept", n) for t, n in (kept or {}).items()),
+        request_ids=None if requests is None else tuple(requests), at=updated)
 
 
 def unverified(store, run_id: str) -> list[tuple[str, int]]:

@@ -41,7 +41,7 @@ from psycopg import sql
 
 from include.datamap import DataMap
 from include.erasure import stores as elsewhere
-from include.erasure.facts import VendorShare, active_holds, vendor_shares
+from include.erasure.facts import VendorShare, active_holds, request_ids, vendor_shares
 from include.erasure.scope import (REDACT, Target, Unmapped, address_key, discover_unmapped, residual_by_keys_query,
                                    residual_query, subject_address, targets)
 from include.errors import NeedsOperator, Transient, database_said
@@ -111,6 +111,9 @@ class ErasureResult(TablesEvidence):
     shared_address: bool = False              # another account has the subject's address ...
     kept: tuple[TableCount, ...] = ()         # ... so these rows, tied to it by address only, were kept
     address_hash: str | None = None           # keyed hash of the erased account's address (None: it had none)
+    # privacy_requests.id of each request naming the account when it was erased (the erasure removed their link):
+    # () none did; None not read (not erased, or recorded before compliance migration 0027)
+    request_ids: tuple[int, ...] | None = None
     extra: Mapping = field(default_factory=dict)
     at: datetime | None = None
     files: tuple[elsewhere.FileOutcome, ...] = ()  # every file of the subject
@@ -186,10 +189,12 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
                 dm, options.stores, user_id, email)) + _kept_rows(ops, scope, user_id, email)) if shared else ()
             extra = dict(in_transaction(ops) or {}) if in_transaction is not None else {}
             vendors = vendor_shares(ops, dm, [user_id]).get(user_id, ())
+            requests = request_ids(ops, dm, [user_id]).get(user_id, ())
             tables = _counts(away) + tuple(_erase_table(ops, target, params, key) for target in scope)
             _check_residual(ops, scope, unmapped, params)
             result = ErasureResult(outcome=PURGED, tables=tables, vendors=vendors, shared_address=shared, kept=kept,
-                                   extra=extra, address_hash=_keyed(key, email), files=away.files, **base)
+                                   extra=extra, address_hash=_keyed(key, email), request_ids=requests,
+                                   files=away.files, **base)
             if before_commit is not None:
                 before_commit(result)
         return result
@@ -227,9 +232,11 @@ def _without_account(ops, dm: DataMap, scope, base: dict, key: bytes, options: E
         return ErasureResult(outcome=ALREADY_ERASED, files=away.files, **base)
     extra = dict(in_transaction(ops) or {}) if in_transaction is not None else {}
     vendors = vendor_shares(ops, dm, [user_id]).get(user_id, ())
+    requests = request_ids(ops, dm, [user_id]).get(user_id, ())
     tables = _counts(away) + tuple(_erase_table(ops, target, params, key) for target in scope)
     _check_residual(ops, scope, unmapped, params)
-    result = ErasureResult(outcome=PURGED, tables=tables, vendors=vendors, extra=extra, files=away.files, **base)
+    result = ErasureResult(outcome=PURGED, tables=tables, vendors=vendors, extra=extra, request_ids=requests,
+                           files=away.files, **base)
     if before_commit is not None:
         before_commit(result)
     return result

@@ -1,6 +1,7 @@
-"""What the erasure needs to know about subjects besides their rows: legal holds and the vendors that
-received their data. Both are read through the data map's records (``legal_holds``, ``data_shares``,
-``vendors``), for one subject inside its erasing transaction or for many at once when planning.
+"""What the erasure needs to know about subjects besides their rows: legal holds, the vendors that
+received their data and the privacy requests naming them. Each is read through the data map's records
+(``legal_holds``, ``data_shares``, ``vendors``, ``privacy_requests``), for one subject inside its erasing
+transaction or for many at once when planning.
 """
 from __future__ import annotations
 
@@ -73,3 +74,14 @@ def vendor_shares(conn, dm: DataMap, user_ids: Sequence[int]) -> dict[int, tuple
         found.setdefault(uid, []).append(VendorShare(vendor_id, name, known, tuple(sorted(categories)), n,
                                                      tuple(i for i in ids if i is not None)))
     return {uid: tuple(v) for uid, v in found.items()}
+
+
+def request_ids(conn, dm: DataMap, user_ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
+    """Per subject, the ids of the privacy requests naming its account (``privacy_requests.user_id``), ascending:
+    read inside the erasing transaction before the erase rule removes that link, they are how a request the
+    erasure unlinked is told apart afterwards (ids only: no personal data)."""
+    requests = dm.record("privacy_requests")
+    query = sql.SQL("""select {user}, array_agg({id} order by {id}) from {t}
+                       where {user} = any(%(ids)s::bigint[]) group by {user}""").format(
+        user=requests.col("user_id"), id=requests.col("id"), t=requests.ident)
+    return {uid: tuple(ids) for uid, ids in conn.execute(query, {"ids": list(user_ids)})}

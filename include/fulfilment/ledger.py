@@ -220,20 +220,39 @@ def erased_by_other_runs_of(store, plan_hash: str, run_id: str) -> set[str]:
         {"h": plan_hash, "run": run_id}) if h}
 
 
-def child_purges(store, subject_hashes: Iterable[str], address_hashes: Iterable[str]
-                 ) -> tuple[dict[str, tuple[str, str, datetime]], dict[str, tuple[str, str, datetime]]]:
+def recorded_subjects(store, request_ids: Iterable[int]) -> dict[int, str]:
+    """The subject (keyed hash) each of these requests' records names, where one does: the account the request
+    named when a run recorded it, kept after an erasure removed the request's link to it."""
+    ids = sorted(set(request_ids))
+    if not ids:
+        return {}
+    return dict(store.execute("""select request_id, subject_hash from compliance.dsr_fulfilments
+                                 where request_id = any(%s) and subject_hash is not null""", (ids,)).fetchall())
+
+
+def child_purges(store, subject_hashes: Iterable[str], address_hashes: Iterable[str], request_ids: Iterable[int] = ()
+                 ) -> tuple[dict[str, tuple[str, str, datetime]], dict[str, tuple[str, str, datetime]],
+                            dict[int, tuple[str, str, datetime]]]:
     """The child-data purge's erasures (``compliance.child_purges``, outcome ``purged``) of these subjects (keyed
-    hashes), and of the accounts whose address had these keyed hashes: (by subject hash, by address hash), each
-    (subject hash, run id, when it was erased), the latest where there are several."""
-    subjects, addresses = sorted(set(subject_hashes)), sorted(set(address_hashes))
-    if not subjects and not addresses:
-        return {}, {}
-    rows = store.execute("""select subject_hash, address_hash, run_id, purged_at from compliance.child_purges
-                            where outcome = 'purged' and (subject_hash = any(%s) or address_hash = any(%s))
-                            order by purged_at, run_id""", (subjects, addresses)).fetchall()
-    by_subject = {s: (s, run, at) for s, _a, run, at in rows}
-    by_address = {a: (s, run, at) for s, a, run, at in rows if a is not None}
-    return by_subject, by_address
+    hashes), of the accounts whose address had these keyed hashes, and that unlinked these privacy requests: (by
+    subject hash, by address hash, by request id), each (subject hash, run id, when it was erased), the latest where
+    there are several. By address only records written before migration 0027: a later one lists every request its
+    erasure unlinked (``request_ids``), so a request it does not list is not its, whatever its requester's hash
+    (another account with the child's address may have been erased, its requests unlinked, by a fulfilment)."""
+    subjects, addresses, ids = sorted(set(subject_hashes)), sorted(set(address_hashes)), sorted(set(request_ids))
+    if not subjects and not addresses and not ids:
+        return {}, {}, {}
+    rows = store.execute("""select subject_hash, address_hash, request_ids, run_id, purged_at
+                            from compliance.child_purges
+                            where outcome = 'purged'
+                              and (subject_hash = any(%s) or (address_hash = any(%s) and request_ids is null)
+                                   or request_ids && %s::bigint[])
+                            order by purged_at, run_id""", (subjects, addresses, ids)).fetchall()
+    wanted_subjects, wanted_addresses, wanted_ids = set(subjects), set(addresses), set(ids)
+    by_subject = {s: (s, run, at) for s, _a, _r, run, at in rows if s in wanted_subjects}
+    by_address = {a: (s, run, at) for s, a, r, run, at in rows if r is None and a in wanted_addresses}
+    by_request = {rid: (s, run, at) for s, _a, r, run, at in rows for rid in r or () if rid in wanted_ids}
+    return by_subject, by_address, by_request
 
 
 def fulfilled(store, request_ids: Iterable[int]) -> set[int]:

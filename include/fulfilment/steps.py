@@ -180,15 +180,22 @@ class _Purged(rules.ChildPurge):
 def _child_purges(step: Step, requests: Sequence[RequestFacts], accounts: set[int]) -> dict[int, _Purged]:
     """The child-data purge that erased each request's account, by request id, from its record
     (``compliance.child_purges``): of a request naming an account that no longer exists, the purge of that account;
-    of one naming none, the purge of the account whose address the request's keyed-hashed requester had (the purge
-    removed the request's account link and hashed its requester's address)."""
+    of one naming none, the purge whose erasure removed its account link (the record lists the ids of the requests
+    it unlinked, migration 0027), else the purge of the account the request's own record named before an erasure
+    removed the link (``dsr_fulfilments.subject_hash``), else, of a purge record written before that list, the
+    purge of the account whose address the request's keyed-hashed requester had (the purge hashed it)."""
     ops, store, dm, key, tz = step.ops, step.store, step.datamap, step.key, step.settings.tz
     gone = {r.request_id: user_hash(key, r.user_id) for r in requests
             if r.user_id is not None and r.user_id not in accounts}
-    unlinked = source.redacted_requesters(ops, dm, [r.request_id for r in requests if r.user_id is None])
-    by_subject, by_address = ledger.child_purges(store, gone.values(), unlinked.values())
+    unlinked_ids = [r.request_id for r in requests if r.user_id is None]
+    named = ledger.recorded_subjects(store, unlinked_ids)
+    unlinked = source.redacted_requesters(ops, dm, unlinked_ids)
+    by_subject, by_address, by_request = ledger.child_purges(store, [*gone.values(), *named.values()],
+                                                             unlinked.values(), unlinked_ids)
     found = {**{rid: by_subject.get(h) for rid, h in gone.items()},
-             **{rid: by_address.get(h) for rid, h in unlinked.items()}}
+             **{rid: by_address.get(h) for rid, h in unlinked.items() if rid not in named},
+             **{rid: by_subject.get(h) for rid, h in named.items()},
+             **{rid: by_request[rid] for rid in unlinked_ids if rid in by_request}}
     return {rid: _Purged(run_id, at.astimezone(tz).date(), subject_hash)
             for rid, purge in found.items() if purge is not None for subject_hash, run_id, at in [purge]}
 
