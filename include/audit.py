@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 GENESIS = "0" * 64
 # Held while a writer reads the head and inserts its row, so concurrent writers cannot fork the chain.
 _CHAIN_LOCK = 0x61756469  # 'audi'
+# The longest actor a person's call records: 'person:' and a name the command line takes (--by, at most 100
+# characters), with room to spare. A longer one is refused, never cut: a name cut short may name someone else.
+ACTOR_CHARS = 120
 
 
 def _json_default(value: Any) -> str:

@@ -648,6 +648,31 @@ def notices_db(fresh_db, capsys):
     return fresh_db
 
 
+# A name the command line takes whole (--by: at most 100 characters), with a ticket number at its end.
+LONG_NAME = ("Dana Example, Data Protection Officer, for the Privacy Office (ticket PRIV-2026-12345) " + "x" * 100)[:100]
+
+
+def test_mark_notices_sent_records_the_whole_name_it_was_given(notices_db, capsys):
+    """Found trying the demo: --by takes up to 100 characters, but the audit entry's actor ('person:' and the name)
+    was cut at 100, so a name of 94 or more lost its end (a ticket number, a surname) without a word. Now the
+    entry names whoever --by named, whole."""
+    assert len(LONG_NAME) == 100
+    assert main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", "--by", LONG_NAME]) == EXIT_OK
+    capsys.readouterr()
+    with database.connect(notices_db, autocommit=True) as conn:
+        (actor,) = conn.execute("""select actor from compliance.audit_log
+                                   where action = 'vendor_deletion_notices.marked_sent'""").fetchone()
+    assert actor == f"person:{LONG_NAME}"
+    assert main(["verify-audit", "--url", notices_db]) == EXIT_OK
+    # Past what any --by gives, the function refuses in one sentence rather than record a name cut short.
+    from include.erasure.notices import NoticeError, mark_sent
+
+    with database.connect(notices_db, autocommit=True) as conn, pytest.raises(NoticeError, match="at most 120"):
+        mark_sent(conn, 9, by="x" * 121)
+        assert conn.execute("select count(*) from compliance.vendor_deletion_notices "
+                            "where vendor_id = 9 and status = 'sent'").fetchone()[0] == 0
+
+
 def test_deletion_notices_lists_what_each_vendor_is_owed(notices_db, capsys):
     """Before: no command listed the notices; the page gave one count and nothing said which vendor was owed what."""
     assert main(["deletion-notices", "--url", notices_db]) == EXIT_OK

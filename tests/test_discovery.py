@@ -392,6 +392,26 @@ def test_a_dismissal_with_its_reason_survives_the_next_run_and_is_audited(db, se
     assert audit.verify_chain(store).ok
 
 
+def test_a_dismissal_records_the_whole_name_the_command_line_took(db, seeded, capsys):
+    """Found trying the demo: dismiss-finding takes a --by of up to 100 characters, but the finding's dismissed_by
+    and the audit entry's actor ('person:' and the name) were cut at 100, so a name of 94 or more lost its end
+    without a word. Now both keep the name whole."""
+    from include.cli import main
+
+    ops, store = db
+    run(ops, store, "run-1", tables=["users"])
+    fid = store.execute("select finding_id from compliance.discovery_findings where column_name = 'hw'").fetchone()[0]
+    name = ("Dana Example, Data Protection Officer, for the Privacy Office (ticket PRIV-2026-12345) " + "x" * 100)[:100]
+    assert main(["dismiss-finding", "--url", seeded, "--id", str(fid), "--reason", "lab hardware ids",
+                 "--by", name]) == 0
+    capsys.readouterr()
+    assert store.execute("select dismissed_by from compliance.discovery_findings where finding_id = %s",
+                         (fid,)).fetchone()[0] == f"person:{name}"
+    (actor,) = store.execute("select actor from compliance.audit_log where action = 'discovery.finding_dismissed' "
+                             "and (details ->> 'finding_id')::bigint = %s order by id desc limit 1", (fid,)).fetchone()
+    assert actor == f"person:{name}"
+
+
 def test_a_dismissed_finding_whose_column_comes_to_hold_another_kind_is_open_and_told_again(db, sendgrid):
     """Found by a review: a finding dismissed for what its column held ("lab hardware ids") stayed dismissed
     whatever the column came to hold: reused for email addresses, personal data the map does not name went untold

@@ -415,15 +415,18 @@ def _kinds(findings: Sequence[Finding]) -> dict[str, int]:
 def dismiss(store, finding_id: int, reason: str, *, by: str) -> dict:
     """A person's dismissal of a finding, with the reason; recorded in the audit log and kept by later runs.
 
-    FindingError (one sentence) for an unknown finding, an empty or too long reason, or one dismissed already."""
-    from include.audit import append
+    FindingError (one sentence) for an unknown finding, an empty or too long reason, one dismissed already, or a
+    ``by`` longer than ``ACTOR_CHARS`` (refused, never cut)."""
+    from include.audit import ACTOR_CHARS, append
 
     reason = " ".join((reason or "").split())
     if not reason:
         raise FindingError("a dismissal needs a reason (what the column holds, why it is not a subject's data)")
     if len(reason) > REASON_CHARS:
         raise FindingError(f"the reason is {len(reason)} characters long; give at most {REASON_CHARS}")
-    by = " ".join((by or "").split())[:100] or "unknown"
+    by = " ".join((by or "").split()) or "unknown"
+    if len(by) > ACTOR_CHARS:
+        raise FindingError(f"who dismisses the finding is named in {len(by)} characters; give at most {ACTOR_CHARS}")
     with store.transaction():
         row = store.execute("select status from compliance.discovery_findings where finding_id = %s for update",
                             (finding_id,)).fetchone()

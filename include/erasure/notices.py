@@ -34,10 +34,13 @@ def mark_sent(store, vendor_id: int, run_id: str | None = None, *, by: str) -> M
     ``by``, in one transaction. Idempotent: notices sent already are left as they are, and a call that finds none
     outstanding marks nothing (``notices == 0``) and writes no audit entry.
 
-    NoticeError (one sentence) when no notice was ever recorded for the vendor (or for it in that run)."""
-    from include.audit import append
+    NoticeError (one sentence) when no notice was ever recorded for the vendor (or for it in that run), or ``by`` is
+    longer than ``ACTOR_CHARS`` (refused, never cut: a name cut short may name someone else)."""
+    from include.audit import ACTOR_CHARS, append
 
-    by = " ".join((by or "").split())[:100] or "unknown"
+    by = " ".join((by or "").split()) or "unknown"
+    if len(by) > ACTOR_CHARS:
+        raise NoticeError(f"who sent the notices is named in {len(by)} characters; give at most {ACTOR_CHARS}")
     with store.transaction():
         known = store.execute(
             """select count(*) from compliance.vendor_deletion_notices
