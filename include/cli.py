@@ -8,7 +8,8 @@ imports the kit.
 Every command answers in one sentence on stderr when it cannot do its work, and exits with one of:
 
     0  done (or the check passed)
-    1  the check failed (the audit chain is broken, the data map does not match the database)
+    1  the check failed (the audit chain is broken, the data map does not match the database), or the id asked
+       for names nothing (a what-if run, a finding, a vendor or run no deletion notice names)
     2  usage: a flag is missing or malformed
     3  cannot reach or configure: the database or the anchors' bucket does not answer, the URL in the
        environment ($PRIVACY_PG_URL) is malformed, the store is missing
@@ -42,7 +43,8 @@ EXIT_UNREACHABLE = 3
 EXIT_OVER_LIMIT = 4
 EXIT_CODES = {
     EXIT_OK: "done, or the check passed",
-    EXIT_CHECK_FAILED: "the check failed (audit chain broken, data map mismatch)",
+    EXIT_CHECK_FAILED: "the check failed (audit chain broken, data map mismatch), or the id asked for names nothing "
+                       "(whatif --run-id, dismiss-finding --id, a --vendor or --run no deletion notice names)",
     EXIT_USAGE: "usage: a flag is missing or malformed",
     EXIT_UNREACHABLE: "cannot reach or configure (database or bucket down, malformed $PRIVACY_PG_URL, store missing), "
                       "or the database could not do it now (out of disk or memory, a statement timeout)",

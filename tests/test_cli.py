@@ -8,6 +8,7 @@ import pytest
 from include import audit
 from devkit import database
 from tests import scratch
+from include.cli import EXIT_CHECK_FAILED, EXIT_CODES, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, build_parser, main
 from include.cli import (EXIT_CHECK_FAILED, EXIT_OK, EXIT_OVER_LIMIT, EXIT_UNREACHABLE, EXIT_USAGE, build_parser,
                          main)
 
@@ -226,6 +227,17 @@ def test_the_readme_command_table_matches_the_parser():
         flags = {opt for a in sub._actions for opt in a.option_strings if opt.startswith("--") and opt != "--help"}
         assert documented.get(name) == flags, f"docs/cli.md row of {name}: {documented.get(name)} != {flags}"
     assert set(documented) == set(_subparsers(build_parser()))
+
+
+def test_the_help_gives_every_reason_for_exit_1_that_docs_cli_md_gives(capsys):
+    """Found trying the demo: `whatif --run-id` naming no run, and `deletion-notices --vendor` naming no vendor, exit 1
+    as docs/cli.md says, but `privacy-ops --help` gave exit 1 as "the check failed (audit chain broken, data map
+    mismatch)" only, so the code read as a failed check. The help now says what the page says."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    line = next(text for text in capsys.readouterr().out.splitlines() if text.startswith("  1  "))
+    assert "the id asked for names nothing" in line, line
+    assert "names nothing" in EXIT_CODES[EXIT_CHECK_FAILED]
 
 
 def test_no_command_prints_a_password(fresh_db, capsys, monkeypatch):
