@@ -399,9 +399,11 @@ def _domain_lines(conn) -> list[str]:
         outcomes = children.outcomes(conn)
         owed = children.notices_owed(conn)
         lines.append("child-data purge (last live run): " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
-                                                             or "nothing to do")
-                     + f"; vendor deletion notices outstanding: {owed['notices']} ({owed['subjects']} subject(s), "
-                       f"{owed['vendors']} vendor(s))")
+                                                             or "nothing to do"))
+        # Every erasure's notices, the purge's and request fulfilment's: a line of their own, with the commands.
+        lines.append(f"vendor deletion notices outstanding (of purges and request erasures): {owed['notices']} "
+                     f"({owed['subjects']} subject(s), {owed['vendors']} vendor(s)); `privacy-ops deletion-notices` "
+                     "lists them, `privacy-ops mark-notices-sent` records them sent")
     if _installed(conn, "compliance.vendor_manifests"):
         from include.reads import vendors
 

@@ -664,6 +664,23 @@ def notices_db(fresh_db, capsys):
 LONG_NAME = ("Dana Example, Data Protection Officer, for the Privacy Office (ticket PRIV-2026-12345) " + "x" * 100)[:100]
 
 
+def test_the_demo_summary_counts_every_notice_owed_apart_and_names_the_command_that_lists_them(notices_db):
+    """Found trying the demo: its summary gave "vendor deletion notices outstanding: 114" at the end of the line of
+    the child-data purge's last live run, though 20 of them came from request erasures, and named no command (the
+    discovery line names `privacy-ops findings`). Now the notices have a line of their own saying whose they are
+    and which commands list them and mark them sent."""
+    from devkit.demo import _domain_lines
+
+    with database.connect(notices_db, autocommit=True) as conn:
+        lines = _domain_lines(conn)
+    purge = next(line for line in lines if line.startswith("child-data purge (last live run): "))
+    assert "notice" not in purge, purge
+    assert [line for line in lines if "deletion notice" in line] == [
+        "vendor deletion notices outstanding (of purges and request erasures): 4 (3 subject(s), 2 vendor(s)); "
+        "`privacy-ops deletion-notices` lists them, `privacy-ops mark-notices-sent` records them sent"]
+    assert lines.index(purge) + 1 == next(i for i, line in enumerate(lines) if "deletion notice" in line)
+
+
 def test_mark_notices_sent_records_the_whole_name_it_was_given(notices_db, capsys):
     """Found trying the demo: --by takes up to 100 characters, but the audit entry's actor ('person:' and the name)
     was cut at 100, so a name of 94 or more lost its end (a ticket number, a surname) without a word. Now the
