@@ -12,7 +12,8 @@ nothing) and sends the pending alert to ``settings.on_call_email`` through :func
 — SendGrid's retry rules, the audit entry and "never twice" come with it.
 
 An alert SendGrid did not take stays pending and goes out with the next alert; one whose run Airflow says has
-succeeded since (on-call cleared it) is withdrawn then, with its reason, not sent (:func:`ledger`).
+succeeded since (on-call cleared it) is withdrawn then if it tells of a failure (a late alert holds: the run missed
+its deadline whatever it did next), with its reason, not sent (:func:`ledger`).
 
 The reason is the task's own sentence (every failure of this project is one sentence without personal data);
 an unexpected exception's text might carry a value, so addresses, IP addresses and long runs of digits are
@@ -75,14 +76,18 @@ def ledger(settings: Settings, run_url: str | None = None,
 
     ``run_state(dag_id, run_id)``: Airflow's state of a run now, or None where Airflow cannot say. A pending alert
     waits for the next one to go out (SendGrid was down when it was recorded); its run may have been cleared and have
-    succeeded since. Such an alert would be a false alarm: it is withdrawn with its reason, not sent. Any other
-    state, or none known, and it is sent (a missed alert costs more than one on-call reads and finds moot)."""
+    succeeded since. Such a failure alert would be a false alarm: it is withdrawn with its reason, not sent. A late
+    alert is sent whatever the run's state (finishing after its deadline, it was late). Any other state, or none
+    known, and it is sent (a missed alert costs more than one on-call reads and finds moot)."""
 
     def check(conn, entries: Sequence[Entry]) -> dict[str, str]:
         if run_state is None:
             return {}
+        # A late alert holds whatever its run did next: a run that succeeded after its deadline was late all the same
+        # (its alert says when it finished). Only a failure alert is moot once its run succeeded.
         return {e.key: WITHDRAWN_SUCCEEDED for e in entries
-                if run_state(e.facts["dag_id"], e.facts["run_id"]) == "success"}
+                if e.facts.get("kind", FAILED) == FAILED
+                and run_state(e.facts["dag_id"], e.facts["run_id"]) == "success"}
 
     def compose(conn, entries: Sequence[Entry]) -> tuple[dict, dict]:
         (entry,) = entries

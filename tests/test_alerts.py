@@ -96,6 +96,33 @@ def test_a_pending_alert_of_a_run_that_has_since_succeeded_is_withdrawn_not_sent
                          ).fetchone()[0] == 1
 
 
+def test_a_pending_late_alert_is_sent_though_its_run_succeeded_since(airflow_env, sendgrid, monkeypatch):
+    """Found by a review of the withdrawal: a late alert says a run missed its deadline, and a run that finished after
+    it is late all the same (its alert says when it finished). One pending through a SendGrid outage was withdrawn
+    as "cleared and run again" once the run succeeded: on-call never heard the deadline was missed. Only a failure
+    alert is moot once its run succeeded."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    from include.seam.alerts import run_late
+
+    store = airflow_env
+    sendgrid_conn = os.environ["AIRFLOW_CONN_SENDGRID_DEFAULT"]
+    monkeypatch.delenv("AIRFLOW_CONN_SENDGRID_DEFAULT")  # SendGrid cannot be reached: the late alert stays pending
+    run_late(context=deadline_context("dsr_deadline_tracking", "scheduled__slow"))
+    assert store.execute("select kind, status from compliance.run_alerts").fetchall() == [("late", "pending")]
+    monkeypatch.setenv("AIRFLOW_CONN_SENDGRID_DEFAULT", sendgrid_conn)
+    # The slow run went on and succeeded, after its deadline; then another run fails.
+    states = {("dsr_deadline_tracking", "scheduled__slow"): "success"}
+    monkeypatch.setattr(RuntimeTaskInstance, "get_dagrun_state",
+                        staticmethod(lambda dag_id, run_id: states.get((dag_id, run_id), "running")))
+    task_failed(context("child_data_purge", "scheduled__1", "plan_purge", ValueError("a set-up fault")))
+    assert sorted(a["payload"]["subject"] for a in sendgrid.accepted()) == [
+        "Airflow: a run of child_data_purge failed in plan_purge",
+        "Airflow: a run of dsr_deadline_tracking has not finished by its deadline"]
+    assert store.execute("select kind, status from compliance.run_alerts order by kind").fetchall() == [
+        ("failed", "sent"), ("late", "sent")]
+
+
 def test_a_refused_trigger_conf_is_no_incident(airflow_env, sendgrid):
     """SPEC 4: an undeclared conf key stops the run before anything happens, an email included."""
     task_failed(context("dsr_deadline_tracking", "manual__typo", "check_run_conf",
