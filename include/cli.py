@@ -339,6 +339,15 @@ def _words(limit: int):
     return check
 
 
+def _listing_code(text: str) -> str:
+    """A listing code of privacy-ops deletion-notices: 12 hexadecimal digits."""
+    text = text.strip().lower()
+    if len(text) != 12 or any(c not in "0123456789abcdef" for c in text):
+        raise argparse.ArgumentTypeError("is not a listing code (12 hexadecimal digits, as privacy-ops "
+                                         "deletion-notices --vendor N prints it)")
+    return text
+
+
 def _positive(text: str) -> int:
     """A whole number from 1 to :data:`BIGINT_MAX`, else argparse's one-sentence usage error (exit 2)."""
     text = text.strip()
@@ -542,6 +551,7 @@ def cmd_dismiss_finding(args) -> int:
 
 def cmd_deletion_notices(args) -> int:
     """The deletion notices owed to vendors, per vendor (read-only); with --vendor, that vendor's per run."""
+    from include.erasure.notices import listing_codes
     from include.reads import children
 
     url = database_url(args)
@@ -561,6 +571,7 @@ def cmd_deletion_notices(args) -> int:
             return EXIT_OK
         history = children.vendor_notice_history(conn, args.vendor)
         runs = children.vendor_notice_runs(conn, args.vendor) if owed else []
+        code, run_codes = listing_codes(conn, args.vendor) if owed else ("", {})
     if not history["notices"]:
         raise CommandFailed(f"no deletion notice was ever recorded for vendor {args.vendor} (without --vendor the "
                             "command lists the vendors owed one)", EXIT_CHECK_FAILED)
@@ -579,8 +590,10 @@ def cmd_deletion_notices(args) -> int:
         if r["unlisted"]:
             print(f"    share ids not recorded for {r['unlisted']} subject(s) (erased before migration 0024; their "
                   "shares were erased with them)")
+        print(f"    listing code of this run's notices: {run_codes.get(r['run_id'], '-')}")
     print(f"mark them sent once the vendor is told: privacy-ops mark-notices-sent --vendor {args.vendor} "
-          "[--run RUN_ID] --by NAME")
+          f"--listed {code} --by NAME (or one run's: --run RUN_ID --listed its listing code); notices recorded "
+          "after this listing change the code and are not marked")
     return EXIT_OK
 
 
@@ -601,7 +614,7 @@ def cmd_mark_notices_sent(args) -> int:
     with open_database(args) as conn:
         require_store(conn, url)
         try:
-            done = mark_sent(conn, args.vendor, args.run, by=f"person:{args.by}")
+            done = mark_sent(conn, args.vendor, args.run, by=f"person:{args.by}", listed=args.listed)
         except NoticeError as exc:
             raise CommandFailed(unechoed(str(exc)), EXIT_CHECK_FAILED) from None
     of_run = f" of run {unechoed(args.run)!r}" if args.run else ""
@@ -699,10 +712,15 @@ def add_product_commands(sub) -> None:
     p = _command(sub, "mark-notices-sent", cmd_mark_notices_sent,
                  help="record that a vendor was sent its deletion notices (audit-logged)",
                  description="Mark a vendor's outstanding deletion notices (of one run, or all) sent now, in one "
-                             "transaction with one audit log entry; a second call marks nothing and says so.")
+                             "transaction with one audit log entry, only if they are still those listed (--listed); "
+                             "a second call marks nothing and says so.")
     p.add_argument("--vendor", type=_positive, required=True, metavar="N", help="the vendor's id "
                    "(privacy-ops deletion-notices)")
     p.add_argument("--run", metavar="RUN_ID", type=_given, help="only the notices this run recorded (default: all)")
+    p.add_argument("--listed", required=True, metavar="CODE", type=_listing_code,
+                   help="the listing code privacy-ops deletion-notices --vendor N printed for what the vendor was "
+                        "told (the vendor's, or with --run that run's): nothing is marked if the notices owed "
+                        "changed since")
     p.add_argument("--by", required=True, metavar="NAME", type=_words(100), help="who sent them (at most 100 "
                    "characters)")
 

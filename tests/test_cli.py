@@ -1,6 +1,7 @@
 """The ``privacy-ops`` command line against a real PostgreSQL."""
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -753,6 +754,16 @@ def test_deletion_notices_for_a_vendor_lists_the_share_ids_it_should_delete(noti
                               "were erased with them)")
 
 
+def _listed(url: str, vendor: int, capsys, run: str | None = None) -> str:
+    """The listing code privacy-ops deletion-notices --vendor prints (the vendor's, or one run's)."""
+    assert main(["deletion-notices", "--url", url, "--vendor", str(vendor)]) == EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    if run is None:
+        return re.search(r"--listed ([0-9a-f]{12}) ", out[-1]).group(1)
+    at = next(i for i, line in enumerate(out) if line.startswith(f"  run {run} ("))
+    return next(line.split(": ")[-1] for line in out[at + 1:] if line.startswith("    listing code of this run's"))
+
+
 def test_mark_notices_sent_records_it_once_in_the_audit_log(notices_db, capsys):
     """Before: a notice could leave 'outstanding' only by hand-written SQL, outside the hash-chained audit log."""
     from datetime import datetime, timedelta, timezone
@@ -770,7 +781,7 @@ def test_mark_notices_sent_records_it_once_in_the_audit_log(notices_db, capsys):
         assert children.notices_owed(conn) == {"notices": 4, "subjects": 3, "vendors": 2}
         assert owed_on_the_page(conn) == 4
     assert main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", "--run", "scheduled__a",
-                 "--by", "Dana (DPO)"]) == EXIT_OK
+                 "--listed", _listed(notices_db, 4, capsys, "scheduled__a"), "--by", "Dana (DPO)"]) == EXIT_OK
     assert capsys.readouterr().out.strip() == ("marked 2 deletion notice(s) to vendor 4 sent (2 subject(s); run(s) "
                                                "scheduled__a); recorded in the audit log")
     with database.connect(notices_db, autocommit=True) as conn:
@@ -780,10 +791,13 @@ def test_mark_notices_sent_records_it_once_in_the_audit_log(notices_db, capsys):
                                where status = 'sent'""").fetchone()
         assert sent == (2, 2)
     # The rest of the vendor's notices; then a second call marks nothing and says so (no second audit entry).
-    assert main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", "--by", "Dana (DPO)"]) == EXIT_OK
+    listed = _listed(notices_db, 4, capsys)
+    assert main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", "--listed", listed, "--by", "Dana (DPO)"]
+                ) == EXIT_OK
     assert "marked 1 deletion notice(s) to vendor 4 sent (1 subject(s); run(s) manual__fulfil)" in \
         capsys.readouterr().out
-    assert main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", "--by", "Dana (DPO)"]) == EXIT_OK
+    assert main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", "--listed", listed, "--by", "Dana (DPO)"]
+                ) == EXIT_OK
     assert capsys.readouterr().out.strip() == ("nothing marked: vendor 4 has no outstanding deletion notice (all were "
                                                "marked sent already)")
     with database.connect(notices_db, autocommit=True) as conn:
@@ -801,13 +815,42 @@ def test_mark_notices_sent_records_it_once_in_the_audit_log(notices_db, capsys):
     for argv, said in ((["--vendor", "77"], "no deletion notice was ever recorded for vendor 77 "),
                        (["--vendor", "9", "--run", "manual__fulfil"],
                         "no deletion notice was ever recorded for vendor 9 in run 'manual__fulfil'")):
-        assert main(["mark-notices-sent", "--url", notices_db, *argv, "--by", "dpo"]) == EXIT_CHECK_FAILED
+        assert main(["mark-notices-sent", "--url", notices_db, *argv, "--listed", listed, "--by", "dpo"]
+                    ) == EXIT_CHECK_FAILED
         assert said in _one_sentence(capsys.readouterr().err)
     with database.connect(notices_db, autocommit=True) as conn:
         assert children.notices_owed(conn) == {"notices": 1, "subjects": 1, "vendors": 1}
     for argv in (["--vendor", "4", "--by", ""], ["--vendor", "x", "--by", "dpo"], ["--by", "dpo"],
-                 ["--vendor", "4", "--run", "", "--by", "dpo"]):
+                 ["--vendor", "4", "--run", "", "--by", "dpo"], ["--vendor", "4", "--listed", "x1", "--by", "dpo"],
+                 ["--vendor", "4", "--by", "dpo"]):
         with pytest.raises(SystemExit) as exit_:
             main(["mark-notices-sent", "--url", notices_db, *argv])
         assert exit_.value.code == EXIT_USAGE
         _one_sentence(capsys.readouterr().err)
+
+
+def test_mark_notices_sent_marks_only_the_notices_listed_not_those_recorded_since(notices_db, capsys):
+    """Found by a review: mark-notices-sent marked every outstanding notice of the vendor (or run) at the time it ran.
+    A purge recording notices for the same vendor between the listing and the marking (a run in progress, a run
+    cleared and run again under its id) had them marked sent, though the vendor was never told their share ids: an
+    Art. 17(2) notice lost for good. The listing's code names what was listed; a changed set marks nothing."""
+    listed = _listed(notices_db, 4, capsys)
+    run_listed = _listed(notices_db, 4, capsys, "scheduled__a")
+    with database.connect(notices_db, autocommit=True) as conn:  # the purge goes on: one more subject for vendor 4
+        _notice(conn, 7, 4, "scheduled__a", share_ids=[99], at="2026-11-20 08:05+00")
+    for argv in (["--listed", listed], ["--run", "scheduled__a", "--listed", run_listed]):
+        assert main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", *argv, "--by", "dpo"]
+                    ) == EXIT_CHECK_FAILED
+        said = _one_sentence(capsys.readouterr().err)
+        assert "are not those listed" in said and "list them again" in said
+    with database.connect(notices_db, autocommit=True) as conn:
+        assert conn.execute("""select count(*) from compliance.vendor_deletion_notices
+                               where vendor_id = 4 and status = 'outstanding'""").fetchone()[0] == 4
+        assert conn.execute("select count(*) from compliance.audit_log "
+                            "where action = 'vendor_deletion_notices.marked_sent'").fetchone()[0] == 0
+    # Listed again (the new subject's share id shown), then marked: all four, once.
+    assert main(["deletion-notices", "--url", notices_db, "--vendor", "4"]) == EXIT_OK
+    assert "    share ids to delete: 99" in capsys.readouterr().out.splitlines()
+    assert main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", "--listed", _listed(notices_db, 4, capsys),
+                 "--by", "dpo"]) == EXIT_OK
+    assert "marked 4 deletion notice(s) to vendor 4 sent" in capsys.readouterr().out
