@@ -123,6 +123,37 @@ def test_a_pending_late_alert_is_sent_though_its_run_succeeded_since(airflow_env
         ("failed", "sent"), ("late", "sent")]
 
 
+def test_a_deadline_callback_with_a_pending_failure_alert_does_not_wait_for_an_answer_that_never_comes(
+        airflow_env, sendgrid, monkeypatch, tmp_path):
+    """Found by a review of the withdrawal: the deadline callback asked Airflow for the state of each pending alert's
+    run too. In the callback's own subprocess the supervisor cannot decode a run-state request (it answers only
+    connections and variables), logs it and sends no answer: the callback waited for good (no timeout by default),
+    holding the claimed alert's row, and the late alert was never sent. Outside a task the state is not asked."""
+    from airflow.sdk.api.client import Client
+    from airflow.sdk.execution_time.callback_supervisor import supervise_callback
+
+    from include.seam.alerts import run_late
+
+    store = airflow_env
+    sendgrid_conn = os.environ["AIRFLOW_CONN_SENDGRID_DEFAULT"]
+    monkeypatch.delenv("AIRFLOW_CONN_SENDGRID_DEFAULT")  # SendGrid cannot be reached: a failure alert stays pending
+    task_failed(context("child_data_purge", "scheduled__0", "plan_purge", ValueError("a set-up fault")))
+    monkeypatch.setenv("AIRFLOW_CONN_SENDGRID_DEFAULT", sendgrid_conn)
+    # The executor's supervised subprocess, as Airflow runs a deadline callback; killed after 20 s if it hangs.
+    monkeypatch.setenv("AIRFLOW__CALLBACKS__CALLBACK_EXECUTION_TIMEOUT", "20")
+    exit_code = None
+    try:
+        exit_code = supervise_callback(
+            id="01900000-0000-7000-8000-000000000000", callback_path=f"{run_late.__module__}.{run_late.__name__}",
+            callback_kwargs={"context": deadline_context("dsr_deadline_tracking", "scheduled__late")},
+            dag_rel_path="dsr_deadline_tracking.py", client=Client(base_url=None, dry_run=True, token=""))
+    except RuntimeError:  # the subprocess was killed for hanging
+        pass
+    assert exit_code == 0
+    assert store.execute("select kind, status from compliance.run_alerts order by kind").fetchall() == [
+        ("failed", "sent"), ("late", "sent")]
+
+
 def test_a_refused_trigger_conf_is_no_incident(airflow_env, sendgrid):
     """SPEC 4: an undeclared conf key stops the run before anything happens, an email included."""
     task_failed(context("dsr_deadline_tracking", "manual__typo", "check_run_conf",

@@ -139,14 +139,17 @@ def _send(failure, *, in_task: bool) -> None:
             log.info("this run's %s was reported already (once per run)", failure.kind)
             return
         mailer = connections.mailer(deadline_seconds=60)
-        report = deliver(store, alerts.ledger(settings, run_state=run_state), mailer, ctx)
+        # Only a task may ask Airflow for a run's state: a deadline callback's supervisor cannot decode the request
+        # and never answers it, so asking there would wait for good (no timeout by default), the alert unsent.
+        report = deliver(store, alerts.ledger(settings, run_state=run_state if in_task else None), mailer, ctx)
     log.info("%s alert to on-call: %d sent, %d failed", failure.kind, report.sent, report.failed)
 
 
 def run_state(dag_id: str, run_id: str) -> str | None:
     """Airflow's state of the run now (``success``, ``failed``, ``running``, ``queued``), asked through the Execution
-    API; None where Airflow cannot be asked: outside a task (the command line), or in a deadline callback, whose
-    executor (Airflow 3.3) answers only connections and variables."""
+    API; None where Airflow cannot be asked: outside a task (the command line). Never asked in a deadline callback
+    (:func:`_send` passes it only in a task): its supervisor (Airflow 3.3) cannot decode the request, logs "Unable to
+    decode message" and sends no answer, so the callback would wait for ever."""
     try:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
