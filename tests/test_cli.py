@@ -687,7 +687,8 @@ def test_mark_notices_sent_records_the_whole_name_it_was_given(notices_db, capsy
     was cut at 100, so a name of 94 or more lost its end (a ticket number, a surname) without a word. Now the
     entry names whoever --by named, whole."""
     assert len(LONG_NAME) == 100
-    assert main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", "--by", LONG_NAME]) == EXIT_OK
+    assert main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", "--listed",
+                 _listed(notices_db, 4, capsys), "--by", LONG_NAME]) == EXIT_OK
     capsys.readouterr()
     with database.connect(notices_db, autocommit=True) as conn:
         (actor,) = conn.execute("""select actor from compliance.audit_log
