@@ -1252,12 +1252,12 @@ def purge_children(world, run_id: str, user_ids) -> dict:
 
 
 
-def new_request(ops, user_id: int, request_type: str, requester: str = "x@example.org") -> int:
-    """An open GDPR request of ``request_type`` naming account ``user_id``, received a day ago."""
+def new_request(ops, user_id: int, request_type: str, requester: str = "x@example.org", regime: str = "gdpr") -> int:
+    """An open request of ``request_type`` (under ``regime``) naming account ``user_id``, received a day ago."""
     return ops.execute("""insert into privacy_requests (user_id, requester_email, regime, request_type, received_at,
-                                                        status) values (%s, %s, 'gdpr', %s, now() - interval '1 day',
+                                                        status) values (%s, %s, %s, %s, now() - interval '1 day',
                                                         'in_progress') returning id""",
-                       (user_id, requester, request_type)).fetchone()[0]
+                       (user_id, requester, regime, request_type)).fetchone()[0]
 
 
 def test_a_request_of_a_child_the_purge_erased_names_that_purge_and_its_day(world):
@@ -1356,3 +1356,50 @@ def test_an_unlinked_request_the_purge_did_not_list_is_not_said_to_be_its_by_the
     assert outcome == "no_account" and "names no account" in reason and "purge" not in reason, got[other]
     outcome, reason, _ = got[legacy]
     assert outcome == "no_account" and "child-data purge run manual__purge" in reason, got[legacy]
+
+
+def test_a_request_of_an_account_a_fulfilment_erased_names_that_erasure_by_its_request_id(world):
+    """A person's request the fulfilment's own erasure unlinked (user_id nulled, requester hashed) but did not carry
+    out: one of another type left for a later run, or one received after the erasing run planned. It was recorded
+    `no_account` ("the request names no account") and waited for a person, though the fulfilment of request N had
+    erased that account on day D. The erasure's record keeps the ids of the requests it unlinked, and a later run finds
+    it by the request's id: an erasure is erased and completed, anything else says nothing is held and since when."""
+    ops, store = world.ops, world.store
+    uid = free_users(ops, 1)[0]
+    erasure = new_request(ops, uid, "erasure")
+    left = new_request(ops, uid, "access")  # open before, not a target of the erasing run: left for a later one
+    s = step(world, "manual__erase", params(world, request_ids=(erasure,)))
+    plan = steps.plan_requests(s)
+    late = {"opt_out": new_request(ops, uid, "opt_out_of_sale", regime="ccpa"),  # received after the plan
+            "erasure": new_request(ops, uid, "erasure")}
+    steps.fulfil_requests(s, workdir=str(world.tmp))
+    assert guard.route(plan, review_task_id=REVIEW, in_advance_task_id=IN_ADVANCE) == IN_ADVANCE
+    steps.erase_requests(s)
+    steps.verify_erasures(s)
+    steps.finish_run(s)
+    ids = sorted([erasure, left, *late.values()])
+    assert ops.execute("select count(*) from privacy_requests where id = any(%s) and user_id is null",
+                       (ids,)).fetchone()[0] == 4  # the erasure dropped every one's account link
+    assert set(outcomes(store)) == {erasure}
+    # The erasure's record names the requests it unlinked (ids only: no personal data).
+    day, listed = store.execute("select (recorded_at at time zone 'UTC')::date, request_ids "
+                                "from compliance.dsr_fulfilments where request_id = %s", (erasure,)).fetchone()
+    assert listed == ids
+
+    run(world, "manual__after")
+    got = outcomes(store)
+    said = f"the account and its data were erased by the fulfilment of request {erasure} (run manual__erase) on {day}"
+    outcome, reason, completed = got[late["erasure"]]
+    assert outcome == "erased" and completed and said in reason, got[late["erasure"]]
+    for rid in (left, late["opt_out"]):
+        outcome, reason, completed = got[rid]
+        assert outcome == "no_account" and not completed and said in reason and "nothing is held" in reason, got[rid]
+    hashes = dict(store.execute("select request_id, subject_hash from compliance.dsr_fulfilments "
+                                "where request_id = any(%s)", (ids,)).fetchall())
+    assert set(hashes) == set(ids) and set(hashes.values()) == {user_hash(KEY, uid)}
+    assert dict(ops.execute("select id, status from privacy_requests where id = any(%s)", (ids,)).fetchall()) == {
+        erasure: "completed", late["erasure"]: "completed", left: "in_progress", late["opt_out"]: "in_progress"}
+    # A second run records nothing more.
+    state = store_state(store)
+    run(world, "manual__again")
+    assert store_state(store) == state

@@ -128,6 +128,9 @@ class Record:
     vendors: list = field(default_factory=list)
     holds: tuple[int, ...] = ()
     request_completed: bool = False
+    # erased (the record carrying the erasure's tables): privacy_requests.id of each request naming the account when
+    # it was erased, whose link the erasure removed (migration 0028); None: not read, or not this record's
+    request_ids: list[int] | None = None
 
     def as_json(self) -> dict:
         raw = asdict(self)
@@ -220,6 +223,17 @@ def erased_by_other_runs_of(store, plan_hash: str, run_id: str) -> set[str]:
         {"h": plan_hash, "run": run_id}) if h}
 
 
+@dataclass(frozen=True)
+class Erasure:
+    """An earlier erasure of an account, from its record: the child-data purge's, or the fulfilment's of request
+    ``request_id``. Keyed subject hash, run, when (no personal data)."""
+
+    subject_hash: str
+    run_id: str
+    at: datetime
+    request_id: int | None = None  # the erasure request a fulfilment carried out; None: the child-data purge
+
+
 def recorded_subjects(store, request_ids: Iterable[int]) -> dict[int, str]:
     """The subject (keyed hash) each of these requests' records names, where one does: the account the request
     named when a run recorded it, kept after an erasure removed the request's link to it."""
@@ -230,28 +244,46 @@ def recorded_subjects(store, request_ids: Iterable[int]) -> dict[int, str]:
                                  where request_id = any(%s) and subject_hash is not null""", (ids,)).fetchall())
 
 
-def child_purges(store, subject_hashes: Iterable[str], address_hashes: Iterable[str], request_ids: Iterable[int] = ()
-                 ) -> tuple[dict[str, tuple[str, str, datetime]], dict[str, tuple[str, str, datetime]],
-                            dict[int, tuple[str, str, datetime]]]:
-    """The child-data purge's erasures (``compliance.child_purges``, outcome ``purged``) of these subjects (keyed
-    hashes), of the accounts whose address had these keyed hashes, and that unlinked these privacy requests: (by
-    subject hash, by address hash, by request id), each (subject hash, run id, when it was erased), the latest where
-    there are several. By address only records written before migration 0027: a later one lists every request its
-    erasure unlinked (``request_ids``), so a request it does not list is not its, whatever its requester's hash
-    (another account with the child's address may have been erased, its requests unlinked, by a fulfilment)."""
+def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Iterable[str], request_ids: Iterable[int] = ()
+                     ) -> tuple[dict[str, Erasure], dict[str, Erasure], dict[int, Erasure]]:
+    """The erasures that came before: the child-data purge's (``compliance.child_purges``, outcome ``purged``) of
+    these subjects (keyed hashes) and of the accounts whose address had these keyed hashes, and the purge's or a
+    fulfilment's (``compliance.dsr_fulfilments``, outcome ``erased``) that unlinked these privacy requests: (by
+    subject hash, by address hash, by request id), each an :class:`Erasure`, the latest where there are several. By
+    address only purge records written before migration 0027: a later one lists every request its erasure unlinked
+    (``request_ids``), so a request it does not list is not its, whatever its requester's hash (another account with
+    the child's address may have been erased, its requests unlinked, by a fulfilment, whose record lists them since
+    migration 0028). A fulfilment's erasure of what still carried the id of an account the purge had erased is the
+    purge's: the purge erased the account."""
     subjects, addresses, ids = sorted(set(subject_hashes)), sorted(set(address_hashes)), sorted(set(request_ids))
     if not subjects and not addresses and not ids:
         return {}, {}, {}
-    rows = store.execute("""select subject_hash, address_hash, request_ids, run_id, purged_at
+    rows = store.execute("""select subject_hash, address_hash, request_ids, run_id, purged_at, null::bigint
                             from compliance.child_purges
                             where outcome = 'purged'
-                              and (subject_hash = any(%s) or (address_hash = any(%s) and request_ids is null)
-                                   or request_ids && %s::bigint[])
-                            order by purged_at, run_id""", (subjects, addresses, ids)).fetchall()
+                              and (subject_hash = any(%(s)s) or (address_hash = any(%(a)s) and request_ids is null)
+                                   or request_ids && %(ids)s::bigint[])
+                            union all
+                            select f.subject_hash, null, f.request_ids, coalesce(p.run_id, f.run_id),
+                                   coalesce(p.purged_at, f.recorded_at), case when p.run_id is null then f.request_id end
+                            from compliance.dsr_fulfilments f
+                            left join lateral (
+                                select c.run_id, c.purged_at from compliance.child_purges c
+                                where c.outcome = 'purged' and c.subject_hash = f.subject_hash
+                                  and c.purged_at <= f.recorded_at
+                                order by c.purged_at desc, c.run_id desc limit 1) p on true
+                            where f.outcome = 'erased' and f.request_ids is not null
+                              and f.request_ids && %(ids)s::bigint[]
+                            order by 5, 4""", {"s": subjects, "a": addresses, "ids": ids}).fetchall()
     wanted_subjects, wanted_addresses, wanted_ids = set(subjects), set(addresses), set(ids)
-    by_subject = {s: (s, run, at) for s, _a, _r, run, at in rows if s in wanted_subjects}
-    by_address = {a: (s, run, at) for s, a, r, run, at in rows if r is None and a in wanted_addresses}
-    by_request = {rid: (s, run, at) for s, _a, r, run, at in rows for rid in r or () if rid in wanted_ids}
+    by_subject, by_address, by_request = {}, {}, {}
+    for subject, address, listed, run, at, fulfilment in rows:
+        erasure = Erasure(subject, run, at, fulfilment)
+        if fulfilment is None and subject in wanted_subjects:
+            by_subject[subject] = erasure
+        if fulfilment is None and listed is None and address in wanted_addresses:
+            by_address[address] = erasure
+        by_request.update((rid, erasure) for rid in listed or () if rid in wanted_ids)
     return by_subject, by_address, by_request
 
 

@@ -73,13 +73,18 @@ MANUAL_STEPS = {
 
 @dataclass(frozen=True)
 class ChildPurge:
-    """The child-data purge that erased a request's account, from its record (``compliance.child_purges``): the
-    run, and the day it erased the account in the configured zone."""
+    """The earlier erasure of a request's account, from its record: the child-data purge's
+    (``compliance.child_purges``), or the fulfilment's of request ``request_id`` (``compliance.dsr_fulfilments``);
+    the run, and the day it erased the account in the configured zone."""
 
     run_id: str
     day: date
+    request_id: int | None = None  # the erasure request a fulfilment carried out; None: the child-data purge
 
     def erased(self) -> str:
+        if self.request_id is not None:
+            return (f"the account and its data were erased by the fulfilment of request {self.request_id} "
+                    f"(run {self.run_id}) on {self.day}")
         return f"the account and its data were erased by the child-data purge run {self.run_id} on {self.day}"
 
 
@@ -148,8 +153,9 @@ def decide(request: RequestFacts, account_exists: bool, *, now: datetime, earlie
     """The action that fulfils ``request``, or its outcome without acting (see the module doc), in this order:
     unreadable and implausible dates (every one, as of ``now``, ``earliest`` and ``tz``: see
     :func:`implausible_dates`), regime, type, type under its regime, identity, then the account. ``purged``: the
-    child-data purge that erased the request's account (the one it names, or whose link the purge removed from it),
-    if one did; its run and day are then the reason, and an erasure it left nothing of is ``erased``."""
+    child-data purge or fulfilment erasure that erased the request's account (the one it names, or whose link that
+    erasure removed from it), if one did; its run and day are then the reason, and an erasure it left nothing of is
+    ``erased``."""
     action = action_for(request.request_type)
     dates = [*request.read_problems, *implausible_dates(request, now, earliest, tz)]
     if dates:
@@ -180,9 +186,10 @@ def decide(request: RequestFacts, account_exists: bool, *, now: datetime, earlie
 
 
 def _after_purge(action: str, purged: ChildPurge, *, unlinked: bool) -> Decision:
-    """A request whose account the child-data purge erased. An erasure: done already when the purge also removed
-    the request's link (``unlinked``: nothing carries the account id), else the engine erases what still carries
-    it (this request's own row, at least) and the record names the purge. Anything else: no data is held."""
+    """A request whose account the child-data purge (or an earlier fulfilment's erasure) erased. An erasure: done
+    already when that erasure also removed the request's link (``unlinked``: nothing carries the account id), else
+    the engine erases what still carries it (this request's own row, at least) and the record names the earlier
+    erasure. Anything else: no data is held."""
     if action == ERASE:
         if unlinked:
             return Decision(action, ERASED, f"{purged.erased()}: nothing was left to erase")

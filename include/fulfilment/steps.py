@@ -136,7 +136,7 @@ def _plan(step: Step[FulfilmentParams]) -> tuple[list[PlanRow], erasure.Plan, di
     requests = [r for r in found if r.request_id not in done]
     accounts = source.existing_accounts(ops, dm, [r.user_id for r in requests if r.user_id is not None])
     now = ctx.now()
-    purges = _child_purges(step, requests, accounts)
+    purges = _earlier_erasures(step, requests, accounts)
     decisions = {r.request_id: _decide(r, r.user_id in accounts, settings, now, purges.get(r.request_id))
                  for r in requests}
     erase_ids = {r.user_id for r in requests if decisions[r.request_id].acts
@@ -177,27 +177,28 @@ class _Purged(rules.ChildPurge):
     subject_hash: str = ""
 
 
-def _child_purges(step: Step, requests: Sequence[RequestFacts], accounts: set[int]) -> dict[int, _Purged]:
-    """The child-data purge that erased each request's account, by request id, from its record
-    (``compliance.child_purges``): of a request naming an account that no longer exists, the purge of that account;
-    of one naming none, the purge whose erasure removed its account link (the record lists the ids of the requests
-    it unlinked, migration 0027), else the purge of the account the request's own record named before an erasure
-    removed the link (``dsr_fulfilments.subject_hash``), else, of a purge record written before that list, the
-    purge of the account whose address the request's keyed-hashed requester had (the purge hashed it)."""
+def _earlier_erasures(step: Step, requests: Sequence[RequestFacts], accounts: set[int]) -> dict[int, _Purged]:
+    """The earlier erasure of each request's account, by request id, from its record: of a request naming an account
+    that no longer exists, the child-data purge of that account (``compliance.child_purges``); of one naming none,
+    the erasure that removed its account link, the purge's or a fulfilment's (each record lists the ids of the
+    requests its erasure unlinked: migrations 0027 and 0028), else the purge of the account the request's own record
+    named before an erasure removed the link (``dsr_fulfilments.subject_hash``), else, of a purge record written
+    before that list, the purge of the account whose address the request's keyed-hashed requester had (the purge
+    hashed it)."""
     ops, store, dm, key, tz = step.ops, step.store, step.datamap, step.key, step.settings.tz
     gone = {r.request_id: user_hash(key, r.user_id) for r in requests
             if r.user_id is not None and r.user_id not in accounts}
     unlinked_ids = [r.request_id for r in requests if r.user_id is None]
     named = ledger.recorded_subjects(store, unlinked_ids)
     unlinked = source.redacted_requesters(ops, dm, unlinked_ids)
-    by_subject, by_address, by_request = ledger.child_purges(store, [*gone.values(), *named.values()],
-                                                             unlinked.values(), unlinked_ids)
+    by_subject, by_address, by_request = ledger.earlier_erasures(store, [*gone.values(), *named.values()],
+                                                                 unlinked.values(), unlinked_ids)
     found = {**{rid: by_subject.get(h) for rid, h in gone.items()},
              **{rid: by_address.get(h) for rid, h in unlinked.items() if rid not in named},
              **{rid: by_subject.get(h) for rid, h in named.items()},
              **{rid: by_request[rid] for rid in unlinked_ids if rid in by_request}}
-    return {rid: _Purged(run_id, at.astimezone(tz).date(), subject_hash)
-            for rid, purge in found.items() if purge is not None for subject_hash, run_id, at in [purge]}
+    return {rid: _Purged(e.run_id, e.at.astimezone(tz).date(), e.request_id, e.subject_hash)
+            for rid, e in found.items() if e is not None}
 
 
 # The plan's erasures still to carry out (for the plan's totals).
@@ -720,8 +721,12 @@ def _erased_records(result: erasure.ErasureResult, rows: Sequence[PlanRow]) -> l
         kept = ", ".join(f"{k.table}={k.rows}" for k in result.kept)
         reason = (f"{reason + '; ' if reason else ''}rows tied to the account by an address another account also "
                   f"has were kept ({kept or 'none'})")
+    # the requests the erasure unlinked: a later run finds it by their ids (migration 0028)
+    unlinked = list(result.request_ids) if result.outcome == erasure.PURGED and result.request_ids is not None \
+        else None
     records = [_record(first, rules.ERASED, reason, user_id=result.user_id, erased_tables=result.tables_evidence(),
-                       rows_erased=result.rows_erased, vendors=[v.as_dict() for v in result.vendors])]
+                       rows_erased=result.rows_erased, vendors=[v.as_dict() for v in result.vendors],
+                       request_ids=unlinked)]
     records += [_record(r, rules.ERASED, f"erased together with request {first.request_id} (the same subject)",
                         erased_tables={}, rows_erased=0) for r in others]
     return records
