@@ -531,16 +531,22 @@ def cmd_findings(args) -> int:
     return EXIT_OK
 
 
-def cmd_dismiss_finding(args) -> int:
-    from include.discovery.findings import FindingError, dismiss
-
+def _as_a_person(args, act: Callable, refused: type[Exception]):
+    """A person's change to the compliance store (``--by`` names them): ``act(conn, "person:<name>")``'s answer, or
+    its refusal (an exception of type ``refused``) as one sentence, exit 1."""
     url = database_url(args)
     with open_database(args) as conn:
         require_store(conn, url)
         try:
-            done = dismiss(conn, args.id, args.reason, by=f"person:{args.by}")
-        except FindingError as exc:
-            raise CommandFailed(str(exc), EXIT_CHECK_FAILED) from None
+            return act(conn, f"person:{args.by}")
+        except refused as exc:
+            raise CommandFailed(unechoed(str(exc)), EXIT_CHECK_FAILED) from None
+
+
+def cmd_dismiss_finding(args) -> int:
+    from include.discovery.findings import FindingError, dismiss
+
+    done = _as_a_person(args, lambda conn, by: dismiss(conn, args.id, args.reason, by=by), FindingError)
     table = done["table_name"] if done["schema_name"] == "public" else f"{done['schema_name']}.{done['table_name']}"
     print(f"finding {done['finding_id']} ({done['connection_id']} {table}.{done['column_name'] or '*'}, "
           f"{done['finding']}) dismissed; recorded in the audit log, later runs keep it dismissed")
@@ -610,13 +616,8 @@ def _owed_text(v: dict) -> str:
 def cmd_mark_notices_sent(args) -> int:
     from include.erasure.notices import NoticeError, mark_sent
 
-    url = database_url(args)
-    with open_database(args) as conn:
-        require_store(conn, url)
-        try:
-            done = mark_sent(conn, args.vendor, args.run, by=f"person:{args.by}", listed=args.listed)
-        except NoticeError as exc:
-            raise CommandFailed(unechoed(str(exc)), EXIT_CHECK_FAILED) from None
+    done = _as_a_person(args, lambda conn, by: mark_sent(conn, args.vendor, args.run, by=by, listed=args.listed),
+                        NoticeError)
     of_run = f" of run {unechoed(args.run)!r}" if args.run else ""
     if not done.notices:
         print(f"nothing marked: vendor {args.vendor} has no outstanding deletion notice{of_run} (all were marked "

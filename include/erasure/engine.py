@@ -157,7 +157,7 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
     """Erase one subject in one transaction of ``ops`` (an autocommit connection); see the module doc and
     :class:`EraseOptions`."""
     unmapped, wait, recheck = options.unmapped, options.wait, options.recheck
-    in_transaction, before_commit, lock_timeout_ms = options.in_transaction, options.before_commit, options.lock_timeout_ms
+    before_commit, lock_timeout_ms = options.before_commit, options.lock_timeout_ms
     scope = targets(dm)
     if unmapped is None:
         unmapped = discover_unmapped(ops, dm)
@@ -187,14 +187,10 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
                 return ErasureResult(outcome=INCOMPLETE, tables=_counts(away), files=away.files, **base)
             kept = (tuple(TableCount(table, "kept", n) for table, n in elsewhere.kept_elsewhere(
                 dm, options.stores, user_id, email)) + _kept_rows(ops, scope, user_id, email)) if shared else ()
-            extra = dict(in_transaction(ops) or {}) if in_transaction is not None else {}
-            vendors = vendor_shares(ops, dm, [user_id]).get(user_id, ())
-            requests = request_ids(ops, dm, [user_id]).get(user_id, ())
-            tables = _counts(away) + tuple(_erase_table(ops, target, params, key) for target in scope)
-            _check_residual(ops, scope, unmapped, params)
-            result = ErasureResult(outcome=PURGED, tables=tables, vendors=vendors, shared_address=shared, kept=kept,
-                                   extra=extra, address_hash=_keyed(key, email), request_ids=requests,
-                                   files=away.files, **base)
+            here = _erase_here(ops, dm, scope, params, key, options)
+            here["tables"] = _counts(away) + here["tables"]
+            result = ErasureResult(outcome=PURGED, **here, shared_address=shared, kept=kept,
+                                   address_hash=_keyed(key, email), files=away.files, **base)
             if before_commit is not None:
                 before_commit(result)
         return result
@@ -209,7 +205,7 @@ def _without_account(ops, dm: DataMap, scope, base: dict, key: bytes, options: E
     """No account row to lock: either another eraser holds it, or it is gone (then erase what is left).
     ``base``: the result's user_id, subject_hash and at."""
     user_id, at, unmapped = base["user_id"], base["at"], options.unmapped
-    in_transaction, before_commit = options.in_transaction, options.before_commit
+    before_commit = options.before_commit
     accounts = dm.record("accounts")
     still_there = ops.execute(sql.SQL("select exists (select 1 from {t} where {id} = %s)").format(
         t=accounts.ident, id=accounts.col("id")), (user_id,)).fetchone()[0]
@@ -230,16 +226,26 @@ def _without_account(ops, dm: DataMap, scope, base: dict, key: bytes, options: E
         return ErasureResult(outcome=INCOMPLETE, tables=_counts(away), files=away.files, **base)
     if not residual and not away.touched:
         return ErasureResult(outcome=ALREADY_ERASED, files=away.files, **base)
-    extra = dict(in_transaction(ops) or {}) if in_transaction is not None else {}
-    vendors = vendor_shares(ops, dm, [user_id]).get(user_id, ())
-    requests = request_ids(ops, dm, [user_id]).get(user_id, ())
-    tables = _counts(away) + tuple(_erase_table(ops, target, params, key) for target in scope)
-    _check_residual(ops, scope, unmapped, params)
-    result = ErasureResult(outcome=PURGED, tables=tables, vendors=vendors, extra=extra, request_ids=requests,
-                           files=away.files, **base)
+    here = _erase_here(ops, dm, scope, params, key, options)
+    here["tables"] = _counts(away) + here["tables"]
+    result = ErasureResult(outcome=PURGED, **here, files=away.files, **base)
     if before_commit is not None:
         before_commit(result)
     return result
+
+
+def _erase_here(ops, dm: DataMap, scope, params: dict, key: bytes, options: EraseOptions) -> dict:
+    """Both paths' erasure in the operational database, inside the subject's transaction: read what must be known of
+    the subject before its rows go (the caller's ``in_transaction`` facts, the vendors that received its data, the
+    requests naming it), erase every mapped table (``scope``) and check nothing is left (:func:`_check_residual`).
+    The result's fields: ``extra``, ``vendors``, ``request_ids`` and the operational database's ``tables``."""
+    user_id, in_transaction = params["user_id"], options.in_transaction
+    extra = dict(in_transaction(ops) or {}) if in_transaction is not None else {}
+    vendors = vendor_shares(ops, dm, [user_id]).get(user_id, ())
+    requests = request_ids(ops, dm, [user_id]).get(user_id, ())
+    tables = tuple(_erase_table(ops, target, params, key) for target in scope)
+    _check_residual(ops, scope, options.unmapped, params)
+    return {"extra": extra, "vendors": vendors, "request_ids": requests, "tables": tables}
 
 
 def _counts(away: "elsewhere.Elsewhere") -> tuple[TableCount, ...]:
