@@ -810,6 +810,37 @@ def test_a_child_whose_account_row_went_before_the_plan_still_has_the_rest_erase
                                "and subject_hash = %s", (user_hash(KEY, kid),)).fetchone() == ("purged",)
 
 
+def test_a_purged_childs_export_package_within_retention_is_kept_for_delivery_and_an_older_one_deleted(world, tmp_path):
+    """The purge erases with the fulfilment's engine and meets a child's export packages the same way: one within
+    export_retention_days answers a request for the child's data (a parent's review, COPPA §312.6) and is kept, only
+    to be handed over, until the fulfilment's expiry deletes it; an older one goes with the child."""
+    from include.objectstore import FileObjectStore
+
+    objects = FileObjectStore(f"file://{tmp_path}/evidence")
+    kids = _add_users(world.ops, ("kept.kid@example.com", date(2018, 1, 1), None),
+                      ("old.kid@example.com", date(2018, 2, 1), None))
+    names = {}
+    for rid, kid, days in ((900301, kids[0], 1), (900302, kids[1], 40)):
+        names[kid] = f"exports/request={rid}/package.zip"
+        objects.put(names[kid], b"zip")
+        world.store.execute("""insert into compliance.dsr_fulfilments (request_id, action, outcome, subject_hash,
+                                   package_object, package_uri, package_sha256, run_id, first_recorded_at, recorded_at)
+                               values (%s, 'export', 'exported', %s, %s, 'file:///x', repeat('b', 64), 'r',
+                                       now() - make_interval(days => %s), now() - make_interval(days => %s))""",
+                            (rid, user_hash(KEY, kid), names[kid], days, days))
+    s = replace(step(world, "packages", params(world, user_ids=tuple(kids))), objects=objects)
+    purge.detect_children(s)
+    if route(purge.plan_purge(s)) is not None:
+        purge.purge_subjects(s)
+        purge.verify_purge(s)
+    purge.finish_run(s)
+    assert user_rows(world.ops, kids) == 0
+    states = dict(world.store.execute("select uri, state from compliance.erasure_files where uri = any(%s)",
+                                      (list(names.values()),)).fetchall())
+    assert states == {names[kids[0]]: "kept_for_delivery", names[kids[1]]: "deleted"}
+    assert objects.exists(names[kids[0]]) and not objects.exists(names[kids[1]])
+
+
 def _years_before(day: date, years: int) -> date:
     try:
         return day.replace(year=day.year - years)

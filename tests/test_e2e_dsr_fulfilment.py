@@ -167,11 +167,12 @@ def test_a_live_run_fulfils_each_request_and_deadline_tracking_sees_them_closed(
                                                from compliance.dsr_fulfilments where request_id = %s""",
                                             (rid,)).fetchone()
         assert name == object_name(rid) and uri == f"gs://{BUCKET}/e2e/{name}"
-        if uid in erased_users:  # erased later in the run: its package is personal data and went with it (issue 28)
-            assert not world["objects"].exists(name)
-            assert conn.execute("select package_deleted_at is not null from compliance.dsr_fulfilments "
-                                "where request_id = %s", (rid,)).fetchone()[0]
-            continue
+        if uid in erased_users:  # erased later in the run: its package, the subject's answer, is kept to be handed
+            # over until export_retention_days (it went with the subject a moment after its upload before)
+            assert not conn.execute("select package_deleted_at is not null from compliance.dsr_fulfilments "
+                                    "where request_id = %s", (rid,)).fetchone()[0]
+            assert conn.execute("select state from compliance.erasure_files where uri = %s",
+                                (name,)).fetchone() == ("kept_for_delivery",)
         data = world["objects"].get(name)
         assert hashlib.sha256(data).hexdigest() == sha and len(data) == size
         with zipfile.ZipFile(io.BytesIO(data)) as zf:

@@ -4,8 +4,9 @@ over SPEC §3.1's three databases and the GCS emulator, reached through the Goog
 A subject with rows in all three databases — uploads with files, two support tickets (sent from the subject's
 address with a trailing tab and with a no-break space), the events of those tickets, an attachment, daily usage:
 the export holds every row and every file (checked against SQL and the bucket); the erasure leaves nothing of
-the subject in any store or bucket (its earlier export package included) and touches nobody else (every table of
-every store compared by primary key); analytics lost mid-erasure resumes on the retry to the same end; a file
+the subject in any store or bucket (but its export package, kept until export_retention_days to be handed over)
+and touches nobody else (every table of every store compared by primary key); analytics lost mid-erasure resumes
+on the retry to the same end; a file
 already gone is fine; a file in a foreign bucket leaves the subject ``incomplete``; a store that is down fails
 the run in one sentence naming it. Every log is scanned for the subject's personal data and file names.
 """
@@ -152,13 +153,14 @@ def test_the_export_and_the_erasure_reach_every_store_and_file(world):
         assert (f["status"], f["bytes"], f["sha256"]) == ("included", len(data), hashlib.sha256(data).hexdigest())
         assert files[f["entry"]] == data
 
-    # Then the subject asks to be erased: nothing left anywhere, nobody else touched, the package gone too.
+    # Then the subject asks to be erased: nothing left anywhere, nobody else touched; the package, the subject's answer
+    # still within export_retention_days, is kept to be handed over (recorded so), and the expiry deletes it then.
     request(world, UID + 1, "erasure")
     before = snapshot(world)
     state, log = world.run("erase", conf={"request_ids": [UID + 1]})
     assert state == "success", log[-3000:]
     assert left_of_subject(world) == NOTHING
-    assert not world["objects"].exists(object_name(UID))
+    assert world["objects"].exists(object_name(UID))
     after = snapshot(world)
     assert {k: v for k, v in after.items() if not mine(k)} == {k: v for k, v in before.items() if not mine(k)}
     erased = erased_tables(world, UID + 1)
@@ -170,7 +172,7 @@ def test_the_export_and_the_erasure_reach_every_store_and_file(world):
     assert {t: v["rows"] for t, v in planned.items() if v["rows"]} == erased
     files_done = world["conn"].execute("""select kind, state, count(*) from compliance.erasure_files
                                           group by 1, 2 order by 1, 2""").fetchall()
-    assert files_done == [("export_package", "deleted", 1), ("file", "deleted", 3)]
+    assert files_done == [("export_package", "kept_for_delivery", 1), ("file", "deleted", 3)]
 
 
 def test_analytics_lost_mid_erasure_resumes_to_the_same_end_and_a_file_already_gone_is_fine(world):

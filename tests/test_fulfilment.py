@@ -187,13 +187,12 @@ def test_a_live_run_gives_every_request_its_outcome(world):
     assert erased and all(r[1] is None and r[2] is not None for r in erased)  # verified, account ids forgotten
     assert any(r[3].get("public.users", {}).get("rows") == 1 for r in erased)
 
-    # A package whose subject was erased later in the run went with the subject (issue 28: packages are personal
-    # data); the others are where the record says, with their checksums.
+    # A package whose subject was erased later in the run is kept to be handed over until export_retention_days (it
+    # went with the subject before: the subject never got the copy); every one is where the record says.
     exported = store.execute("""select request_id, package_object, package_deleted_at is not null,
                                        subject_hash = any(%s) from compliance.dsr_fulfilments
                                 where outcome = 'exported' order by request_id""", (sorted(erased_hashes),)).fetchall()
-    assert all(deleted == erased_subject and world.objects.exists(name) != erased_subject
-               for _, name, deleted, erased_subject in exported)
+    assert all(not deleted and world.objects.exists(name) for _, name, deleted, _ in exported)
     rid = next(r for r, _, _, erased_subject in exported if not erased_subject)
     name, sha, size = store.execute("""select package_object, package_sha256, package_bytes
                                        from compliance.dsr_fulfilments where request_id = %s""", (rid,)).fetchone()
@@ -856,6 +855,64 @@ def test_a_refused_package_no_record_names_removed_by_hand_leaves_needs_a_person
     assert entry["not_deleted"] == [] and entry["requests"] == []
 
 
+def test_a_package_whose_subject_is_erased_in_the_same_run_is_kept_for_delivery_until_it_expires(world, monkeypatch):
+    """Found by the demo (16 of 30 packages): a subject who asked for a copy of their data and for its erasure got the
+    copy made first, then the erasure deleted it with the rest of their data a moment after its upload, while the
+    access request was recorded `exported` and completed: the subject never got the copy they are owed. The erasure
+    now keeps a package still within export_retention_days, records it kept (why, until when), its verification
+    passes, and the expiry deletes it then; an older package goes with the subject as before. Packages in GCS,
+    through the real client against the emulator."""
+    from devkit.standins.gcs_emulator import GCSEmulator
+    from include.seam.storage import object_store
+
+    ops, store = world.ops, world.store
+    both, old = free_users(ops, 2)
+    access_id, erasure_id = new_request(ops, both, "access"), new_request(ops, both, "erasure")
+    old_erasure = new_request(ops, old, "erasure")
+    with GCSEmulator(default_bucket="evidence-test") as emulator:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.base_url)
+        monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
+                           '{"conn_type":"google_cloud_platform","extra":{"is_anonymous":true,"project":"test-project"}}')
+        world.objects = objects = object_store("gs://evidence-test/tenant-a")
+        old_name = "exports/request=900201/package.zip"  # the other subject's package from 40 days ago
+        objects.put(old_name, b"zip")
+        store.execute("""insert into compliance.dsr_fulfilments (request_id, action, outcome, subject_hash, package_object,
+                             package_uri, package_sha256, run_id, first_recorded_at, recorded_at)
+                         values (900201, 'export', 'exported', %s, %s, 'gs://x', repeat('b', 64), 'r',
+                                 now() - interval '40 days', now() - interval '40 days')""", (user_hash(KEY, old), old_name))
+        assert run(world, "scheduled__both")["state"] == "done"
+        got = outcomes(store)
+        assert (got[access_id][0], got[erasure_id][0], got[old_erasure][0]) == ("exported", "erased", "erased")
+        name, deleted_at, made = store.execute("""select package_object, package_deleted_at, recorded_at
+                                                  from compliance.dsr_fulfilments where request_id = %s""",
+                                               (access_id,)).fetchone()
+        assert objects.exists(name) and deleted_at is None  # the subject's answer, there to be handed over
+        assert got[access_id][2]  # completed, now truthfully
+        assert ops.execute("select count(*) from users where id = %s", (both,)).fetchone()[0] == 0
+        kept = store.execute("""select kind, state, kept_until, kept_reason from compliance.erasure_files
+                                where subject_hash = %s""", (user_hash(KEY, both),)).fetchall()
+        until = made + timedelta(days=world.settings.export_retention_days)
+        assert [k[:3] for k in kept] == [("export_package", "kept_for_delivery", until)]
+        assert f"privacy request {access_id}" in kept[0][3]
+        verified = store.execute("""select verified_at is not null from compliance.dsr_fulfilments
+                                    where request_id = %s""", (erasure_id,)).fetchone()[0]
+        assert verified  # a kept package is no residue
+        # The package past export_retention_days went with its subject, as before.
+        assert not objects.exists(old_name)
+        assert store.execute("select state, kept_until from compliance.erasure_files where uri = %s",
+                             (old_name,)).fetchone() == ("deleted", None)
+
+        store.execute("update compliance.dsr_fulfilments set recorded_at = recorded_at - interval '31 days' "
+                      "where request_id = %s", (access_id,))
+        assert run(world, "scheduled__later")["state"] == "done"
+        assert not objects.exists(name)
+        assert store.execute("select package_deleted_at is not null from compliance.dsr_fulfilments "
+                             "where request_id = %s", (access_id,)).fetchone()[0]
+        assert store.execute("""select state, done_at > found_at, kept_until from compliance.erasure_files
+                                where subject_hash = %s""", (user_hash(KEY, both),)).fetchall() == [
+            ("deleted", True, until)]
+
+
 def erase_on_connections_of_its_own(world, uid: int, **options):
     """The erasure engine on subject ``uid`` as another DAG's run erases it (a purge): its own operational and store
     connections, every store; ``options``: more of :class:`include.erasure.EraseOptions`."""
@@ -868,12 +925,13 @@ def erase_on_connections_of_its_own(world, uid: int, **options):
                                      options=erasure.EraseOptions(stores=access_of(s), **options))
 
 
-def test_an_export_racing_an_erasure_of_its_subject_leaves_no_package(world):
+def test_an_export_racing_an_erasure_of_its_subject_leaves_its_package_known_to_the_erasure(world):
     """Found by a fault trial: an export built its package from its snapshot while an erasure of the same account
     (the child purge, or a second run) deleted the rows and read the subject's earlier packages; the export then
     committed, and its package of the erased person's rows stayed in the evidence store until
-    export_retention_days. The export now holds the account (FOR SHARE) until its record is written: the erasure
-    waits for it and deletes the package with the rest."""
+    export_retention_days, known to no erasure. The export now holds the account (FOR SHARE) until its record is
+    written: the erasure waits for it and records the package with the subject's files: kept for delivery until
+    export_retention_days (the subject's answer: deleted, they never got it), when the expiry deletes it."""
     from include import erasure
 
     p = world.planted
@@ -930,8 +988,10 @@ def test_an_export_racing_an_erasure_of_its_subject_leaves_no_package(world):
     recorded = world.store.execute("""select outcome, package_object, package_deleted_at is not null
                                       from compliance.dsr_fulfilments where request_id = %s""", (rid,)).fetchone()
     assert recorded is not None and recorded[0] == "exported"
-    assert not world.objects.exists(recorded[1])  # the erased person's rows are not left in a package
-    assert recorded[2]  # and the record says the package is gone
+    assert world.objects.exists(recorded[1]) and not recorded[2]  # kept for delivery, and the record says so
+    assert world.store.execute("""select state, kept_until is not null from compliance.erasure_files
+                                  where subject_hash = %s and uri = %s""",
+                               (user_hash(KEY, uid), recorded[1])).fetchone() == ("kept_for_delivery", True)
 
 
 @pytest.mark.parametrize("planted", ["request_gdpr_on_track", "request_restriction_open"])

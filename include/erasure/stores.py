@@ -8,7 +8,10 @@ account row (its claim) and before it erases the operational rows and the accoun
 
 1. **The files are found first**: every file column of every store is read for the subject's rows, and each
    location (plus the subject's earlier export packages) is recorded in ``compliance.erasure_files`` before any
-   row naming it is erased, so a retry still knows them once the rows are gone.
+   row naming it is erased, so a retry still knows them once the rows are gone. An export package still within
+   ``export_retention_days`` is the answer to the subject's access request, not yet handed over: it is recorded
+   ``kept_for_delivery`` with why and until when (:func:`keep_packages`), never deleted by the erasure; the
+   fulfilment's expiry deletes it then. Older ones are deleted with the subject's files.
 2. **Each other store, one transaction each**: its rows deleted (a join path's rows before the rows they hang
    from), its residual counted in the same transaction (anything left rolls that store back and stops the
    subject), then recorded in ``compliance.erasure_store_progress``. No transaction spans stores: a worker
@@ -38,7 +41,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping, NamedTuple
 
 from psycopg import sql
@@ -52,6 +55,9 @@ from include.objectstore import Buckets, FileRef, ObjectStore, ObjectStoreRefuse
 log = logging.getLogger(__name__)
 
 FOUND, DELETED, ALREADY_GONE, NOT_ALLOWED = "found", "deleted", "already_gone", "not_allowed"
+# An export package still within export_retention_days: the answer to the subject's access request, kept (never
+# deleted by the erasure) until then, when the fulfilment's expiry deletes it (compliance migration 0029).
+KEPT_FOR_DELIVERY = "kept_for_delivery"
 UNNAMED = "unnamed"  # recorded once, then no longer named by the subject's rows, and not one the erasure may touch
 SHARED = "shared"  # another account's row names the file too: left in place (recorded, never deleted)
 FILE, EXPORT_PACKAGE = "file", "export_package"
@@ -74,7 +80,8 @@ class StoreAccess:
     one-sentence error naming the connection when the store is missing or down); ``buckets`` the files'
     buckets (None: no object storage here); ``allowed`` the buckets that may be touched; ``progress`` the
     compliance store (autocommit), where each subject's progress is recorded; ``evidence`` the object store of
-    the export packages (None: none to delete).
+    the export packages (None: none to delete); ``package_days`` the setting export_retention_days: the subject's
+    export packages made within that many days are kept to be handed over (None: every one is deleted).
     """
 
     connect: Callable[[str], Any]
@@ -82,6 +89,7 @@ class StoreAccess:
     allowed: frozenset[str]
     progress: Any
     evidence: ObjectStore | None = None
+    package_days: int | None = None
 
 
 class FileOutcome(NamedTuple):
@@ -135,7 +143,7 @@ def access_of(step) -> StoreAccess | None:
         return None
     return StoreAccess(connect=step.stores, buckets=step.buckets,
                        allowed=allowed_buckets(dm, getattr(step.settings, "file_buckets", None)), progress=step.store,
-                       evidence=step.objects)
+                       evidence=step.objects, package_days=getattr(step.settings, "export_retention_days", None))
 
 
 def erase_elsewhere(ops, dm: DataMap, access: StoreAccess | None, subject: Mapping, at: datetime, *,
@@ -159,7 +167,7 @@ def erase_elsewhere(ops, dm: DataMap, access: StoreAccess | None, subject: Mappi
     shared = shared_locations(dm, _conn_of(ops, access), params, [uri for uri, _, _ in found])
     record_found(access.progress, subject_hash, [f for f in found if f[0] not in shared], at)
     record_found(access.progress, subject_hash, [f for f in found if f[0] in shared], at, state=SHARED)
-    record_found(access.progress, subject_hash, earlier_packages(access.progress, subject_hash), at)
+    record_found(access.progress, subject_hash, keep_packages(access, subject_hash, at), at)
     release_unnamed(access, subject_hash, {uri for uri, _, _ in found}, at)
     tables, now = [], 0
     for connection, scope in store_targets(dm).items():
@@ -191,13 +199,61 @@ def earlier_packages(store, subject_hash: str) -> list[tuple[str, str, str]]:
     """The subject's export packages still in the evidence store (object names under the evidence location): those
     recorded, and one whose export committed and is not recorded yet (its record still pending: the export held
     the account until its commit, so an erasure that waited for it reads it here)."""
-    rows = store.execute("""select package_object from compliance.dsr_fulfilments
+    return [(p.name, EXPORT_PACKAGE, EVIDENCE) for p in subject_packages(store, subject_hash)]
+
+
+class Package(NamedTuple):
+    """One export package of the subject not deleted yet: its object name, the request it answers, when it was made."""
+
+    name: str
+    request_id: int
+    made_at: datetime
+
+
+def subject_packages(store, subject_hash: str) -> list[Package]:
+    """The subject's packages :func:`earlier_packages` names, with their request and when each was made (recorded, or
+    its record written pending)."""
+    rows = store.execute("""select package_object, request_id, recorded_at from compliance.dsr_fulfilments
                             where subject_hash = %(h)s and package_object is not null and package_deleted_at is null
                             union
-                            select record ->> 'package_object' from compliance.dsr_fulfilment_pending
+                            select record ->> 'package_object', request_id, created_at
+                            from compliance.dsr_fulfilment_pending
                             where record ->> 'subject_hash' = %(h)s and record ->> 'package_object' is not null
-                            order by 1""", {"h": subject_hash}).fetchall()
-    return [(name, EXPORT_PACKAGE, EVIDENCE) for (name,) in rows]
+                            order by 1, 3""", {"h": subject_hash}).fetchall()
+    return list({name: Package(name, rid, made) for name, rid, made in rows}.values())  # the newest of a name
+
+
+def keep_packages(access: StoreAccess, subject_hash: str, at: datetime) -> list[tuple[str, str, str]]:
+    """Record ``kept_for_delivery`` (done, with why and until when) each export package of the subject still within
+    ``package_days``: the controller's answer to the subject's access request, kept only to hand it over, and deleted
+    by the fulfilment's expiry then (:func:`package_expired`), the subject's erasure or not. Returns the others, to
+    be deleted with the subject (as :func:`earlier_packages`). One recorded done before (deleted, kept) stays so."""
+    packages = subject_packages(access.progress, subject_hash)
+    days = access.package_days
+    until = {p.name: p.made_at + timedelta(days=days) for p in packages} if days is not None else {}
+    kept = [p for p in packages if p.name in until and until[p.name] >= at]
+    if kept:
+        with access.progress.cursor() as cur:
+            cur.executemany(
+                """insert into compliance.erasure_files as f (subject_hash, uri, kind, source, state, found_at, done_at,
+                                                              kept_until, kept_reason)
+                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict (subject_hash, uri) do update
+                   set state = excluded.state, done_at = excluded.done_at, kept_until = excluded.kept_until,
+                       kept_reason = excluded.kept_reason
+                   where f.done_at is null""",
+                [(subject_hash, p.name, EXPORT_PACKAGE, EVIDENCE, KEPT_FOR_DELIVERY, at, at, until[p.name],
+                  f"the answer to privacy request {p.request_id}, kept to be handed over for export_retention_days "
+                  f"({days}) after it was made; the fulfilment's expiry deletes it then") for p in kept])
+    return [(p.name, EXPORT_PACKAGE, EVIDENCE) for p in packages if p not in kept]
+
+
+def package_expired(store, request_id: int, name: str, at: datetime) -> None:
+    """The fulfilment's expiry deleted this export package of ``request_id``: an erasure of its subject that kept it
+    for delivery records it deleted (when, in ``done_at``; ``kept_until`` stays)."""
+    store.execute("""update compliance.erasure_files f set state = %s, done_at = %s
+                     from compliance.dsr_fulfilments d
+                     where d.request_id = %s and f.subject_hash = d.subject_hash and f.uri = %s and f.kind = %s
+                       and f.state = %s""", (DELETED, at, request_id, name, EXPORT_PACKAGE, KEPT_FOR_DELIVERY))
 
 
 def package_erased_at(store, subject_hash: str | None, name: str | None) -> datetime | None:

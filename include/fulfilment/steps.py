@@ -747,6 +747,8 @@ def expire_packages(step: Step) -> tuple[int, dict[int, ObjectStoreRefused]]:
     from the evidence store and record when (``package_deleted_at``). A dry run deletes nothing, and neither does a
     run targeted at named requests: it acts on those alone (the next untargeted run expires them). Returns how many,
     and those the object store refused to delete (a retention policy, a hold), by request: the others are deleted."""
+    from include.erasure.stores import package_expired
+
     store, objects, settings, ctx = step.store, step.objects, step.settings, step.ctx
     if objects is None or step.params.targeted:
         return 0, {}
@@ -764,6 +766,7 @@ def expire_packages(step: Step) -> tuple[int, dict[int, ObjectStoreRefused]]:
             continue
         store.execute("update compliance.dsr_fulfilments set package_deleted_at = %s where request_id = %s "
                       "and package_object = %s and package_deleted_at is null", (ctx.now(), request_id, name))
+        package_expired(store, request_id, name, ctx.now())  # kept for delivery by its subject's erasure: now deleted
         deleted.append(request_id)
     if rows or orphans or _refused_before(store):
         # Also when nothing is left to expire but the newest entry named packages not deleted (one removed by hand
