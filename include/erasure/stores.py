@@ -195,13 +195,6 @@ def found_files(ops, dm: DataMap, access: StoreAccess, params: dict) -> list[tup
             for t, column, uri in file_locations(dm, _conn_of(ops, access), params)]
 
 
-def earlier_packages(store, subject_hash: str) -> list[tuple[str, str, str]]:
-    """The subject's export packages still in the evidence store (object names under the evidence location): those
-    recorded, and one whose export committed and is not recorded yet (its record still pending: the export held
-    the account until its commit, so an erasure that waited for it reads it here)."""
-    return [(p.name, EXPORT_PACKAGE, EVIDENCE) for p in subject_packages(store, subject_hash)]
-
-
 class Package(NamedTuple):
     """One export package of the subject not deleted yet: its object name, the request it answers, when it was made."""
 
@@ -211,8 +204,10 @@ class Package(NamedTuple):
 
 
 def subject_packages(store, subject_hash: str) -> list[Package]:
-    """The subject's packages :func:`earlier_packages` names, with their request and when each was made (recorded, or
-    its record written pending)."""
+    """The subject's export packages still in the evidence store (object names under the evidence location), with
+    their request and when each was made: those recorded, and one whose export committed and is not recorded yet
+    (its record still pending: the export held the account until its commit, so an erasure that waited for it reads
+    it here)."""
     rows = store.execute("""select package_object, request_id, recorded_at from compliance.dsr_fulfilments
                             where subject_hash = %(h)s and package_object is not null and package_deleted_at is null
                             union
@@ -227,7 +222,7 @@ def keep_packages(access: StoreAccess, subject_hash: str, at: datetime) -> list[
     """Record ``kept_for_delivery`` (done, with why and until when) each export package of the subject still within
     ``package_days``: the controller's answer to the subject's access request, kept only to hand it over, and deleted
     by the fulfilment's expiry then (:func:`package_expired`), the subject's erasure or not. Returns the others, to
-    be deleted with the subject (as :func:`earlier_packages`). One recorded done before (deleted, kept) stays so."""
+    be deleted with the subject (``(name, kind, source)`` as :func:`record_found` takes them). One recorded done before (deleted, kept) stays so."""
     packages = subject_packages(access.progress, subject_hash)
     days = access.package_days
     until = {p.name: p.made_at + timedelta(days=days) for p in packages} if days is not None else {}
