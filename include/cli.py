@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import sys
+import textwrap
 from importlib.metadata import entry_points
 from typing import Callable, Sequence
 
@@ -592,7 +593,7 @@ def cmd_deletion_notices(args) -> int:
         print(f"  run {r['run_id']} ({r['source']}, recorded {r['recorded']:%Y-%m-%d %H:%M} UTC): "
               f"{r['subjects']} subject(s), {r['shares']} share(s); categories: {', '.join(r['categories']) or '-'}")
         if r["share_ids"]:
-            print(f"    share ids to delete: {', '.join(map(str, r['share_ids']))}")
+            print("\n".join(_share_id_lines(r["share_ids"])))
         if r["unlisted"]:
             print(f"    share ids not recorded for {r['unlisted']} subject(s) (erased before migration 0024; their "
                   "shares were erased with them)")
@@ -604,6 +605,18 @@ def cmd_deletion_notices(args) -> int:
 
 
 _RUNS_SHOWN = 3
+_LINE = 120
+
+
+def _share_id_lines(ids) -> list[str]:
+    """The share ids a vendor should delete: on the heading's line while they fit, else under it in lines a terminal
+    (or a ticket form) shows whole, every id once."""
+    line = f"    share ids to delete: {', '.join(map(str, ids))}"
+    if len(line) <= _LINE:
+        return [line]
+    return [f"    share ids to delete ({len(ids)}):",
+            *textwrap.wrap(", ".join(map(str, ids)), _LINE, initial_indent=" " * 6, subsequent_indent=" " * 6,
+                           break_on_hyphens=False)]
 
 
 def _owed_text(v: dict) -> str:

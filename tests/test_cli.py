@@ -1,6 +1,7 @@
 """The ``privacy-ops`` command line against a real PostgreSQL."""
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 
@@ -753,6 +754,21 @@ def test_deletion_notices_for_a_vendor_lists_the_share_ids_it_should_delete(noti
     run_a = next(i for i, line in enumerate(out) if line.startswith("  run scheduled__a "))
     assert out[run_a + 1] == ("    share ids not recorded for 2 subject(s) (erased before migration 0024; their shares "
                               "were erased with them)")
+
+
+def test_a_runs_thousands_of_share_ids_are_listed_in_lines_a_terminal_shows(notices_db, capsys):
+    """Found in a review: every share id of a run went on one line (100,000 ids: a line of 700 kB, unreadable and
+    cut by terminals and ticket forms). They are wrapped under the heading, every id there once."""
+    ids = list(range(1_000_000, 1_003_000))
+    with database.connect(notices_db, autocommit=True) as conn:
+        _notice(conn, 7, 4, "scheduled__many", share_ids=ids, at="2026-11-28 10:00+00")
+    assert main(["deletion-notices", "--url", notices_db, "--vendor", "4"]) == EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(out) if line.startswith("  run scheduled__many "))
+    assert out[at + 1] == "    share ids to delete (3000):"
+    lines = list(itertools.takewhile(lambda line: line.startswith("      "), out[at + 2:]))
+    assert lines and all(len(line) <= 120 for line in lines)
+    assert [int(i) for line in lines for i in line.replace(",", " ").split()] == ids
 
 
 def _listed(url: str, vendor: int, capsys, run: str | None = None) -> str:
