@@ -427,8 +427,10 @@ class CampaignLedger:
         campaign (told, being told or not to be told through that row; while it is pending, the row's accounts now
         name these too, so that it is sent to them whoever of its own accounts has left it). Re-keyed in a savepoint:
         two senders moving rows to one address at once cannot both take it (the primary key), and the one that
-        loses finds the other's row."""
+        loses finds the other's row. Rows of this batch moving to each other's addresses (a swap, an address one
+        account leaves and another takes) are re-keyed in an order that frees each key first (:meth:`_rekey`)."""
         kept: list[Sending] = []
+        moving: dict[int, tuple[str, list[int]]] = {}
         for tid, seq, address, name in sending:
             move = self._moves.pop(tid, None)
             if move is None:
@@ -438,26 +440,88 @@ class CampaignLedger:
             if self._purged_child(conn, address, key):
                 skips.append((tid, f"{ADDRESS_CHANGED}; the new address is the {PURGED_CHILD}"))
                 continue
-            try:
-                with conn.transaction():
-                    moved = conn.execute(
-                        """update compliance.notification_deliveries set recipient = %s, readdressed_from = recipient
-                           where ctid = %s::tid and campaign_id = %s and state = 'pending' returning seq""",
-                        (key, tid, self.campaign_id)).fetchone()
-            except psycopg.errors.UniqueViolation:
-                moved = None
-            if moved is not None:
-                kept.append((tid, seq, address, name))
-            else:
-                skips.append((tid, self._told_elsewhere(conn, key, ids)))
+            moving[seq] = move
+            kept.append((tid, seq, address, name))
+        seqs = {row[3]: row[0] for row in rows}
+        not_going = self._rekey(conn, rows, moving, {seqs[tid]: reason for tid, reason in skips})
+        tids = {seq: tid for tid, seq in seqs.items()}
+        skips = skips + [(tids[seq], reason) for seq, reason in not_going.items()]
+        kept = [entry for entry in kept if entry[1] not in not_going]
         # An updated row has a new physical address (a re-keyed one, and one of the claimed rows that now names more
         # accounts): the claimed rows, all locked by this transaction, are found again by seq.
-        seqs = {row[3]: row[0] for row in rows}
         where = dict(conn.execute("""select seq, ctid::text from compliance.notification_deliveries
                                      where campaign_id = %s and seq = any(%s::integer[])""",
                                   (self.campaign_id, sorted(seqs.values()))).fetchall())
         return ([(where[seq], seq, address, name) for _, seq, address, name in kept],
                 [(where[seqs[tid]], reason) for tid, reason in skips])
+
+    def _rekey(self, conn, rows: Sequence[tuple], moving: Mapping[int, tuple[str, list[int]]],
+               skipped: Mapping[int, str]) -> dict[int, str]:
+        """Re-key the claimed rows ``moving`` (``seq -> (new key, accounts)``), by seq (an update moves a row); returns
+        why each row that cannot take its key does not go (``seq -> reason``). ``skipped``: the batch's rows skipped
+        now, by seq. A row whose key another moving row of the batch holds waits for that row to move; rows that
+        wait for each other in a ring (a swap) have the first parked on a key no address has while the others move."""
+        holder = {row[1]: row[0] for row in rows}  # key -> the claimed row holding it now
+        old = {row[0]: row[1] for row in rows}
+        todo, parked, not_going = list(moving), set(), {}
+
+        def waits(seq: int) -> bool:
+            held_by = holder.get(moving[seq][0])
+            return held_by is not None and held_by != seq and held_by in todo
+
+        while todo:
+            ready = next((seq for seq in [*sorted(parked.intersection(todo)), *todo] if not waits(seq)), None)
+            if ready is None:
+                ring = todo[0]  # every row left waits for another's key: following them leads into a ring
+                while not self._in_ring(ring, holder, moving):
+                    ring = holder[moving[ring][0]]
+                self._set_key(conn, ring, f"readdressing:{ring}", old[ring])
+                del holder[old[ring]]
+                parked.add(ring)
+                continue
+            todo.remove(ready)
+            key, ids = moving[ready]
+            if self._set_key(conn, ready, key, old[ready], quietly=True):
+                if holder.get(old[ready]) == ready:
+                    del holder[old[ready]]
+                holder[key] = ready
+                continue
+            if ready in parked and not self._set_key(conn, ready, old[ready], None, quietly=True):
+                raise RuntimeError(f"campaign {self.campaign_id}: a row of this batch could not take back its own "
+                                   "key after its new address was taken; the batch is rolled back")
+            held_by = holder.get(key)
+            if held_by is not None and (held_by in skipped or held_by in not_going):
+                why = skipped.get(held_by) or not_going[held_by]
+                not_going[ready] = f"{ADDRESS_CHANGED}; the new address has a row of its own that was not sent " \
+                                   f"(skipped: {why})"
+            else:
+                not_going[ready] = self._told_elsewhere(conn, key, ids)
+        return not_going
+
+    @staticmethod
+    def _in_ring(seq: int, holder: Mapping[str, int], moving: Mapping[int, tuple[str, list[int]]]) -> bool:
+        """Whether following the rows' keys from ``seq`` (each to the row holding its new key) comes back to it."""
+        seen, at = set(), seq
+        while at in moving and at not in seen:
+            seen.add(at)
+            at = holder.get(moving[at][0])
+            if at == seq:
+                return True
+        return False
+
+    def _set_key(self, conn, seq: int, key: str, was: str | None, *, quietly: bool = False) -> bool:
+        """Give the claimed row ``seq`` the key ``key`` (``readdressed_from``: ``was``), in a savepoint; False when
+        the key is taken (``quietly``) or the row is no longer pending."""
+        try:
+            with conn.transaction():
+                return conn.execute(
+                    """update compliance.notification_deliveries set recipient = %s, readdressed_from = %s
+                       where campaign_id = %s and seq = %s and state = 'pending' returning 1""",
+                    (key, was, self.campaign_id, seq)).fetchone() is not None
+        except psycopg.errors.UniqueViolation:
+            if not quietly:
+                raise
+            return False
 
     def _purged_child(self, conn, address: str, key: str) -> bool:
         keys = {key} | ({self.spelt_hasher(address)} if self.spelt_hasher else set())
