@@ -440,6 +440,9 @@ class CampaignLedger:
             if self._purged_child(conn, address, key):
                 skips.append((tid, f"{ADDRESS_CHANGED}; the new address is the {PURGED_CHILD}"))
                 continue
+            if self._child_holds(address, ids):
+                skips.append((tid, f"{ADDRESS_CHANGED}; the new address is held by a {CHILD_REASON}"))
+                continue
             moving[seq] = move
             kept.append((tid, seq, address, name))
         seqs = {row[3]: row[0] for row in rows}
@@ -528,6 +531,16 @@ class CampaignLedger:
         return conn.execute("""select exists (select 1 from compliance.child_purges
                                               where outcome = 'purged' and address_hash = any(%s))""",
                             (sorted(keys),)).fetchone()[0]
+
+    def _child_holds(self, address: str, ids: list[int]) -> bool:
+        """Whether an account other than ``ids`` that holds ``address`` now (the address rule, by the accounts' index
+        on it) is a child by the rules: the build skips an address a child holds whoever else holds it."""
+        accounts = self.dm.record("accounts")
+        holders = self.ops.execute(sql.SQL("select {id} from {t} where {key} = %s").format(
+            id=sql.Identifier(accounts.physical("id")), t=accounts.ident,
+            key=comparable_sql(sql.Identifier(accounts.physical("email")))), (comparable(address),))
+        others = {uid for (uid,) in holders} - set(ids)
+        return any(account[3] and not account[2] for account in self._accounts(others).values())
 
     def _told_elsewhere(self, conn, key: str, ids: list[int]) -> str:
         """Why a row whose accounts took an address that has a row of its own (``key``) is skipped; a pending such
