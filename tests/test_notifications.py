@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import threading
+import time
 import uuid
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
@@ -557,6 +558,63 @@ def test_an_address_changed_mid_campaign_to_one_a_child_holds_is_not_told(conns,
         ops.execute("update users set email = %s, birth_date = %s, declared_age = %s where id = %s",
                     (email[child], *saved, child))
         ops.execute("update users set email = %s where id = %s", (email[adult], adult))
+
+
+def test_two_senders_moving_rows_to_the_same_addresses_in_opposite_orders_both_finish(seeded, conns, sendgrid):
+    """Found by a review: pairs of accounts, one in each sender's lane, take one new address each mid-campaign, the
+    pairs in opposite orders in the two lanes. Each sender re-keys its rows in seq order: the first takes the first
+    addresses, the second the last, and then each waits for a key the other holds. PostgreSQL ends that deadlock by
+    failing one sender's statement, which failed its task. Both now finish, and every new address gets one message."""
+    ops, store, _ = conns
+    built = build(ops, store, publish(ops))
+    last = store.execute("select max(seq) from compliance.notification_deliveries where campaign_id = %s",
+                         (built["campaign_id"],)).fetchone()[0]
+    lanes = [[uid for (uid,) in store.execute(
+        """select user_ids[1] from compliance.notification_deliveries
+           where campaign_id = %s and state = 'pending' and cardinality(user_ids) = 1 and seq > %s
+           order by seq limit 12""", (built["campaign_id"], start))] for start in (0, last // 2)]
+    pairs = list(zip(lanes[0], reversed(lanes[1])))
+    email = dict(ops.execute("select id, email from users where id = any(%s)", ([u for p in pairs for u in p],)))
+    for i, pair in enumerate(pairs):
+        for uid in pair:
+            ops.execute("update users set email = %s where id = %s", (f"crossed.{i}.{pairs[0][0]}@example.org", uid))
+    errors = []
+
+    def sender(i):
+        try:
+            with database.connect(seeded["url"], autocommit=True) as o, \
+                    database.connect(seeded["url"], autocommit=True) as s, \
+                    database.connect(seeded["url"], autocommit=True) as side:
+                send((o, s, side), sendgrid, built, sender=i, senders=2)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(type(exc).__name__)
+
+    try:
+        # Both senders' first re-key waits on the purged children's table (read for each new address) until both
+        # are there: they then move their rows at the same pace and meet in the middle.
+        with database.connect(seeded["url"]) as blocker:
+            blocker.execute("lock table compliance.child_purges in access exclusive mode")
+            threads = [threading.Thread(target=sender, args=(i,)) for i in range(2)]
+            for t in threads:
+                t.start()
+            for _ in range(600):
+                if store.execute("""select count(*) from pg_locks
+                                    where relation = 'compliance.child_purges'::regclass and not granted"""
+                                 ).fetchone()[0] == 2:
+                    break
+                time.sleep(0.05)
+            blocker.commit()
+        for t in threads:
+            t.join(300)
+        assert errors == []
+        got = received(sendgrid, built["campaign_id"])
+        assert set(got.values()) == {1}
+        assert all(got[f"crossed.{i}.{pairs[0][0]}@example.org"] == 1 for i in range(len(pairs)))
+        assert len(got) == built["pending"] - len(pairs)
+        assert campaign.summarize(store, ctx(), built["campaign_id"])["finished"]
+    finally:
+        for uid, address in email.items():
+            ops.execute("update users set email = %s where id = %s", (address, uid))
 
 
 def test_a_suppression_spelt_with_other_white_space_is_honoured_at_send_time(conns, sendgrid):

@@ -222,6 +222,7 @@ class CampaignLedger:
         self.as_of, self.tz, self.test_addresses = as_of, tz, dict(test_addresses or {})
         self.spelt_hasher = audience.spelt_hasher
         self._moves: dict[str, tuple[str, list[int]]] = {}  # a claimed row going to a new address: tid -> (hash, ids)
+        self._later: set[int] = set()  # claimed rows whose re-key would deadlock with another sender: left pending
         self._accounts_sql: bytes | None = None
         if not 0 <= lane < max(lanes, 1):
             raise ValueError(f"lane {lane} of {lanes}: a lane is 0 to lanes - 1")
@@ -446,10 +447,14 @@ class CampaignLedger:
             moving[seq] = move
             kept.append((tid, seq, address, name))
         seqs = {row[3]: row[0] for row in rows}
+        self._later = set()
         not_going = self._rekey(conn, rows, moving, {seqs[tid]: reason for tid, reason in skips})
         tids = {seq: tid for tid, seq in seqs.items()}
         skips = skips + [(tids[seq], reason) for seq, reason in not_going.items()]
-        kept = [entry for entry in kept if entry[1] not in not_going]
+        kept = [entry for entry in kept if entry[1] not in not_going and entry[1] not in self._later]
+        if self._later:
+            log.info("campaign %d: %d row(s) moving to a new address left pending for a later claim: another sender "
+                     "was re-keying rows to the same addresses", self.campaign_id, len(self._later))
         # An updated row has a new physical address (a re-keyed one, and one of the claimed rows that now names more
         # accounts): the claimed rows, all locked by this transaction, are found again by seq.
         where = dict(conn.execute("""select seq, ctid::text from compliance.notification_deliveries
@@ -467,6 +472,7 @@ class CampaignLedger:
         holder = {row[1]: row[0] for row in rows}  # key -> the claimed row holding it now
         old = {row[0]: row[1] for row in rows}
         todo, parked, not_going = list(moving), set(), {}
+        later = self._later
 
         def waits(seq: int) -> bool:
             held_by = holder.get(moving[seq][0])
@@ -484,10 +490,14 @@ class CampaignLedger:
                 continue
             todo.remove(ready)
             key, ids = moving[ready]
-            if self._set_key(conn, ready, key, old[ready], quietly=True):
+            took = self._set_key(conn, ready, key, old[ready], quietly=True)
+            if took:
                 if holder.get(old[ready]) == ready:
                     del holder[old[ready]]
                 holder[key] = ready
+                continue
+            if took is None and ready not in parked:
+                later.add(ready)  # neither sent nor skipped: pending, past this sender's watermark (see claim)
                 continue
             if ready in parked and not self._set_key(conn, ready, old[ready], None, quietly=True):
                 raise RuntimeError(f"campaign {self.campaign_id}: a row of this batch could not take back its own "
@@ -512,9 +522,10 @@ class CampaignLedger:
                 return True
         return False
 
-    def _set_key(self, conn, seq: int, key: str, was: str | None, *, quietly: bool = False) -> bool:
+    def _set_key(self, conn, seq: int, key: str, was: str | None, *, quietly: bool = False) -> bool | None:
         """Give the claimed row ``seq`` the key ``key`` (``readdressed_from``: ``was``), in a savepoint; False when
-        the key is taken (``quietly``) or the row is no longer pending."""
+        the key is taken (``quietly``) or the row is no longer pending; None (``quietly``) when waiting for the key
+        would deadlock with another sender."""
         try:
             with conn.transaction():
                 return conn.execute(
@@ -525,6 +536,12 @@ class CampaignLedger:
             if not quietly:
                 raise
             return False
+        except psycopg.errors.DeadlockDetected:
+            # Another sender re-keying rows to these addresses in another order waits for a key this one holds:
+            # PostgreSQL failed this statement only (the savepoint), and the row stays pending for a later claim.
+            if not quietly:
+                raise
+            return None
 
     def _purged_child(self, conn, address: str, key: str) -> bool:
         keys = {key} | ({self.spelt_hasher(address)} if self.spelt_hasher else set())
