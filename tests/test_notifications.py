@@ -617,6 +617,39 @@ def test_two_senders_moving_rows_to_the_same_addresses_in_opposite_orders_both_f
             ops.execute("update users set email = %s where id = %s", (address, uid))
 
 
+def test_an_address_whose_row_another_sender_has_locked_and_moves_away_is_told_at_its_new_holder(seeded, conns,
+                                                                                                  sendgrid):
+    """Found by a review: account A takes the address account B leaves for a fresh one, and B's row is locked by
+    another sender that has claimed it and not yet re-keyed it. A's re-key met B's row (still holding the key,
+    pending), the row's lock kept A's accounts out of it, and A's row was skipped as 'the new address is told in its
+    own row'; the other sender then moved B's row to B's fresh address: the address A took was never told. A's row is
+    now left pending while the row holding its new address is another sender's, and the next claim tells it."""
+    ops, store, _ = conns
+    built = build(ops, store, publish(ops))
+    (takes, leaves), email = first_batch_single_accounts(ops, store, built, 2)
+    fresh = f"fresh.{leaves}@example.org"
+    ops.execute("update users set email = %s where id = %s", (email[leaves], takes))
+    ops.execute("update users set email = %s where id = %s", (fresh, leaves))
+    try:
+        with database.connect(seeded["url"]) as other:  # another sender's claim, between its lock and its marks
+            other.execute("""select 1 from compliance.notification_deliveries
+                             where campaign_id = %s and user_ids = array[%s]::bigint[] for update""",
+                          (built["campaign_id"], leaves))
+            send(conns, sendgrid, built)
+            other.rollback()
+        send(conns, sendgrid, built, run_id="next-run")
+        got = received(sendgrid, built["campaign_id"])
+        assert (got[email[leaves].strip().lower()], got[fresh]) == (1, 1) and max(got.values()) == 1
+        rows = dict(store.execute("""select user_ids[1], state from compliance.notification_deliveries
+                                     where campaign_id = %s and user_ids[1] = any(%s)""",
+                                  (built["campaign_id"], [takes, leaves])).fetchall())
+        assert rows == {takes: "sent", leaves: "sent"}
+        assert campaign.summarize(store, ctx("next-run"), built["campaign_id"])["finished"]
+    finally:
+        for uid in (takes, leaves):
+            ops.execute("update users set email = %s where id = %s", (email[uid], uid))
+
+
 def test_a_suppression_spelt_with_other_white_space_is_honoured_at_send_time(conns, sendgrid):
     """Found by a QA trial: the build compares addresses trimmed of every white space character, the send-time
     check trimmed spaces only, so a suppression added mid-campaign with a tab (or an account's address ending in

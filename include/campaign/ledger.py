@@ -222,7 +222,8 @@ class CampaignLedger:
         self.as_of, self.tz, self.test_addresses = as_of, tz, dict(test_addresses or {})
         self.spelt_hasher = audience.spelt_hasher
         self._moves: dict[str, tuple[str, list[int]]] = {}  # a claimed row going to a new address: tid -> (hash, ids)
-        self._later: set[int] = set()  # claimed rows whose re-key would deadlock with another sender: left pending
+        # Claimed rows moving to an address another sender holds the row of or re-keys rows to: left pending, by seq.
+        self._later: set[int] = set()
         self._accounts_sql: bytes | None = None
         if not 0 <= lane < max(lanes, 1):
             raise ValueError(f"lane {lane} of {lanes}: a lane is 0 to lanes - 1")
@@ -454,7 +455,7 @@ class CampaignLedger:
         kept = [entry for entry in kept if entry[1] not in not_going and entry[1] not in self._later]
         if self._later:
             log.info("campaign %d: %d row(s) moving to a new address left pending for a later claim: another sender "
-                     "was re-keying rows to the same addresses", self.campaign_id, len(self._later))
+                     "holds the row of that address or is re-keying rows to it", self.campaign_id, len(self._later))
         # An updated row has a new physical address (a re-keyed one, and one of the claimed rows that now names more
         # accounts): the claimed rows, all locked by this transaction, are found again by seq.
         where = dict(conn.execute("""select seq, ctid::text from compliance.notification_deliveries
@@ -507,8 +508,10 @@ class CampaignLedger:
                 why = skipped.get(held_by) or not_going[held_by]
                 not_going[ready] = f"{ADDRESS_CHANGED}; the new address has a row of its own that was not sent " \
                                    f"(skipped: {why})"
+            elif (why := self._told_elsewhere(conn, key, ids)) is None:
+                later.add(ready)
             else:
-                not_going[ready] = self._told_elsewhere(conn, key, ids)
+                not_going[ready] = why
         return not_going
 
     @staticmethod
@@ -559,21 +562,22 @@ class CampaignLedger:
         others = {uid for (uid,) in holders} - set(ids)
         return any(account[3] and not account[2] for account in self._accounts(others).values())
 
-    def _told_elsewhere(self, conn, key: str, ids: list[int]) -> str:
+    def _told_elsewhere(self, conn, key: str, ids: list[int]) -> str | None:
         """Why a row whose accounts took an address that has a row of its own (``key``) is skipped; a pending such
-        row not locked by another sender now also names the accounts ``ids``."""
+        row now also names the accounts ``ids``. None when that row is another sender's now (locked, or re-keyed
+        since): it may yet be skipped or moved away, so the row waiting for its address stays pending."""
         other = conn.execute("""select state, reason from compliance.notification_deliveries
                                 where campaign_id = %s and recipient = %s""", (self.campaign_id, key)).fetchone()
-        if other is None:  # cannot be: the row that held the key was re-keyed in a transaction still running
-            return f"{ADDRESS_CHANGED}; the new address is being re-keyed by another sender"
+        if other is None:  # the row that held the key was re-keyed by a transaction that has ended since
+            return None
         state, reason = other
         if state == "pending":
-            conn.execute("""update compliance.notification_deliveries d
+            joined = conn.execute("""update compliance.notification_deliveries d
                             set user_ids = array(select distinct u from unnest(d.user_ids || %s::bigint[]) u order by u)
                             where ctid = (select ctid from compliance.notification_deliveries
                                           where campaign_id = %s and recipient = %s and state = 'pending'
-                                          for update skip locked)""", (ids, self.campaign_id, key))
-            return TOLD_IN_ANOTHER_ROW
+                                          for update skip locked)""", (ids, self.campaign_id, key)).rowcount
+            return TOLD_IN_ANOTHER_ROW if joined else None
         if state == "sent":
             return f"{ADDRESS_CHANGED}; the new address was told in its own row of the campaign"
         return f"{ADDRESS_CHANGED}; the new address has a row of its own that was not sent ({state}: {reason})"
