@@ -942,3 +942,29 @@ def test_a_cleared_finish_run_still_says_how_many_reports_naming_no_one_its_run_
         "select (details ->> 'reports_resolved')::int from compliance.audit_log where run_id = 'finish-cleared' "
         "and action = 'child_purge.finished' order by id")]
     assert audited == [first["reports_resolved"]] * 2
+
+
+def test_a_childs_erasure_refused_at_its_commit_keeps_no_counts_or_request_ids_of_it(world):
+    """Found by a review: a constraint trigger of the application's refusing the erasure at its commit (deferred)
+    came after the record was marked 'erasing' with the erasure's counts and the ids of the requests it
+    unlinked. The child was recorded incomplete with them still there: a record saying the purge unlinked requests
+    (and erased rows) that its rolled-back transaction never changed. An incomplete record now keeps none of them."""
+    from include.erasure.stores import SubjectsRefused
+
+    refused = world.planted["child_by_declared_age"][0]
+    request = world.ops.execute(
+        """insert into privacy_requests (user_id, requester_email, regime, request_type, received_at, status)
+           values (%s, 'a.parent@example.net', 'gdpr', 'access', now() - interval '1 day', 'in_progress')
+           returning id""", (refused,)).fetchone()[0]
+    world.ops.execute(f"""
+        create function refuse_at_commit() returns trigger language plpgsql as $$
+        begin raise exception 'account is under audit'; end $$;
+        create constraint trigger refuse_at_commit after delete on users deferrable initially deferred
+        for each row when (old.id = {refused}) execute function refuse_at_commit()""")
+    with pytest.raises(SubjectsRefused):
+        run_all(world, "manual__deferred", params(world, user_ids=(refused,)))
+    assert user_rows(world.ops, [refused]) > 0
+    assert world.ops.execute("select user_id from privacy_requests where id = %s", (request,)).fetchone()[0] == refused
+    got = world.store.execute("""select outcome, request_ids, tables, rows_erased, kept
+                                 from compliance.child_purges where run_id = 'manual__deferred'""").fetchall()
+    assert got == [("incomplete", None, None, None, None)], got

@@ -228,8 +228,9 @@ def finish_subject(store, ctx: RunContext, run_id: str, result: ErasureResult, *
 
     For a purge: the vendors become outstanding deletion notices, the reports the purge resolved are
     recorded, other runs' open records of the same subject become ``already_erased``, and one audit entry
-    holds the evidence (hash, rules, tables and row counts, vendors). Returns False when the row had
-    already left ``planned``/``erasing`` (another attempt recorded it).
+    holds the evidence (hash, rules, tables and row counts, vendors). Any other outcome keeps none of an
+    erasure's counts or request ids: a record left ``erasing`` by an erasure refused at its commit was rolled
+    back. Returns False when the row had already left ``planned``/``erasing`` (another attempt recorded it).
     """
     at = result.at or ctx.now()
     purged = result.outcome == PURGED
@@ -249,7 +250,8 @@ def finish_subject(store, ctx: RunContext, run_id: str, result: ErasureResult, *
         else:
             changed = store.execute(
                 """update compliance.child_purges
-                   set outcome = %s, reason = coalesce(%s, reason), holds = %s, updated_at = %s
+                   set outcome = %s, reason = coalesce(%s, reason), holds = %s, updated_at = %s,
+                       tables = null, rows_erased = null, kept = null, request_ids = null
                    where run_id = %s and subject_hash = %s and outcome in ('planned', 'erasing')
                    returning rules""",
                 (result.outcome, reason, list(result.holds), at, run_id, result.subject_hash)).fetchone()
