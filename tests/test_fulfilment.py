@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -1463,3 +1464,32 @@ def test_a_request_of_an_account_a_fulfilment_erased_names_that_erasure_by_its_r
     state = store_state(store)
     run(world, "manual__again")
     assert store_state(store) == state
+
+
+def test_a_kept_package_whose_expiry_was_interrupted_is_recorded_deleted_by_the_next_run(world):
+    """Found by a review: the expiry of a package its subject's erasure kept for delivery marked the request's record
+    deleted, then (a separate statement) the erasure's evidence row. The store lost between the two (here: refusing
+    the second) left the record deleted and the evidence row `kept_for_delivery` for good: the next run no longer
+    selects the package, and the erasure's evidence says it still holds the subject's data. Both are now one
+    transaction: the next run deletes it again (gone already) and records both."""
+    ops, store = world.ops, world.store
+    (both,) = free_users(ops, 1)
+    access_id, erasure_id = new_request(ops, both, "access"), new_request(ops, both, "erasure")
+    assert run(world, "scheduled__both")["state"] == "done"
+    name = store.execute("select package_object from compliance.dsr_fulfilments where request_id = %s",
+                         (access_id,)).fetchone()[0]
+    store.execute("update compliance.dsr_fulfilments set recorded_at = recorded_at - interval '31 days' "
+                  "where request_id = %s", (access_id,))
+    store.execute("""create function compliance.refuse_files() returns trigger language plpgsql as $$
+                     begin raise exception 'the store went away'; end $$;
+                     create trigger refuse_files before update on compliance.erasure_files
+                     for each row execute function compliance.refuse_files()""")
+    with pytest.raises(psycopg.DatabaseError):
+        run(world, "scheduled__interrupted")
+    store.execute("drop trigger refuse_files on compliance.erasure_files; drop function compliance.refuse_files()")
+    run(world, "scheduled__later")
+    assert not world.objects.exists(name)
+    assert store.execute("select package_deleted_at is not null from compliance.dsr_fulfilments where request_id = %s",
+                         (access_id,)).fetchone()[0]
+    assert store.execute("select state from compliance.erasure_files where subject_hash = %s and uri = %s",
+                         (user_hash(KEY, both), name)).fetchall() == [("deleted",)]

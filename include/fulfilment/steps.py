@@ -764,9 +764,10 @@ def expire_packages(step: Step) -> tuple[int, dict[int, ObjectStoreRefused]]:
         except ObjectStoreRefused as exc:
             refused[request_id] = exc
             continue
-        store.execute("update compliance.dsr_fulfilments set package_deleted_at = %s where request_id = %s "
-                      "and package_object = %s and package_deleted_at is null", (ctx.now(), request_id, name))
-        package_expired(store, request_id, name, ctx.now())  # kept for delivery by its subject's erasure: now deleted
+        with store.transaction():  # both or neither: a record deleted is never selected again
+            store.execute("update compliance.dsr_fulfilments set package_deleted_at = %s where request_id = %s "
+                          "and package_object = %s and package_deleted_at is null", (ctx.now(), request_id, name))
+            package_expired(store, request_id, name, ctx.now())  # kept for delivery by its subject's erasure: deleted
         deleted.append(request_id)
     if rows or orphans or _refused_before(store):
         # Also when nothing is left to expire but the newest entry named packages not deleted (one removed by hand
