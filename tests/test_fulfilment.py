@@ -1493,3 +1493,40 @@ def test_a_kept_package_whose_expiry_was_interrupted_is_recorded_deleted_by_the_
                          (access_id,)).fetchone()[0]
     assert store.execute("select state from compliance.erasure_files where subject_hash = %s and uri = %s",
                          (user_hash(KEY, both), name)).fetchall() == [("deleted",)]
+
+
+def test_a_request_of_an_erased_account_whose_package_is_kept_names_that_package(world):
+    """Found by a review: the child-data purge keeps a child's export package within export_retention_days (to be
+    handed over), yet a later access request for the erased account was told "nothing is held ... answer that no
+    data is held", and an erasure request "nothing was left to erase" (or, erased with the access request in one
+    run, nothing at all): the package the controller still holds went unsaid. Each reason now names it and until
+    when it is kept."""
+    ops, store = world.ops, world.store
+    kid = world.planted["child_by_report_email"][0]
+    first = new_request(ops, kid, "access")
+    run(world, "scheduled__export")
+    assert outcomes(store)[first][0] == "exported"
+    purge_children(world, "manual__purge", [kid])
+    until = store.execute("select (kept_until at time zone 'UTC')::date from compliance.erasure_files "
+                          "where subject_hash = %s and state = 'kept_for_delivery'", (user_hash(KEY, kid),)).fetchone()[0]
+    later = {t: new_request(ops, kid, t) for t in ("access", "erasure")}
+    run(world, "scheduled__after")
+    got = outcomes(store)
+    said = f"the export package answering request {first}, kept to be handed over until {until}"
+    outcome, reason, _ = got[later["access"]]
+    assert outcome == "no_account" and said in reason and "child-data purge run manual__purge" in reason, reason
+    assert "answer that no data is held" not in reason, reason
+    outcome, reason, _ = got[later["erasure"]]
+    assert outcome == "erased" and said in reason and "child-data purge run manual__purge" in reason, reason
+    # An adult's access and erasure requests carried out in one run: the erasure's record names the kept package.
+    (both,) = free_users(ops, 1)
+    access_id, erasure_id = new_request(ops, both, "access"), new_request(ops, both, "erasure")
+    run(world, "scheduled__both")
+    got = outcomes(store)
+    assert got[access_id][0] == "exported" and got[erasure_id][0] == "erased"
+    assert f"the export package answering request {access_id}, kept to be handed over until" in got[erasure_id][1], \
+        got[erasure_id]
+    # A second run records nothing more.
+    state = store_state(store)
+    run(world, "scheduled__again")
+    assert store_state(store) == state

@@ -242,6 +242,21 @@ def keep_packages(access: StoreAccess, subject_hash: str, at: datetime) -> list[
     return [(p.name, EXPORT_PACKAGE, EVIDENCE) for p in packages if p not in kept]
 
 
+def kept_for_delivery(store, subject_hashes) -> dict[str, list[tuple[str, datetime]]]:
+    """Of these subjects (keyed hashes), the export packages an erasure kept to be handed over and the expiry has
+    not deleted yet: (object name, kept until) by subject."""
+    hashes = sorted(set(subject_hashes))
+    found: dict[str, list[tuple[str, datetime]]] = {}
+    if not hashes:
+        return found
+    for subject, uri, until in store.execute(
+            """select subject_hash, uri, kept_until from compliance.erasure_files
+               where subject_hash = any(%s) and kind = %s and state = %s order by subject_hash, uri""",
+            (hashes, EXPORT_PACKAGE, KEPT_FOR_DELIVERY)):
+        found.setdefault(subject, []).append((uri, until))
+    return found
+
+
 def package_expired(store, request_id: int, name: str, at: datetime) -> None:
     """The fulfilment's expiry deleted this export package of ``request_id``: an erasure of its subject that kept it
     for delivery records it deleted (when, in ``done_at``; ``kept_until`` stays)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timezone, tzinfo
+from typing import Sequence
 
 from include.deadline_rules import REGIME_TYPES, DeadlinePolicy, RequestFacts
 
@@ -80,12 +81,20 @@ class ChildPurge:
     run_id: str
     day: date
     request_id: int | None = None  # the erasure request a fulfilment carried out; None: the child-data purge
+    # the subject's export packages that erasure kept to be handed over: (the request each answers, its last day)
+    kept: tuple[tuple[int, date], ...] = ()
 
     def erased(self) -> str:
         if self.request_id is not None:
             return (f"the account and its data were erased by the fulfilment of request {self.request_id} "
                     f"(run {self.run_id}) on {self.day}")
         return f"the account and its data were erased by the child-data purge run {self.run_id} on {self.day}"
+
+
+def kept_words(kept: Sequence[tuple[int, date]]) -> str:
+    """The export packages an erasure kept to be handed over, in words: (request, last day) each; '' for none."""
+    return ", ".join(f"the export package answering request {rid}, kept to be handed over until {until}"
+                     for rid, until in sorted(kept))
 
 
 @dataclass(frozen=True)
@@ -190,9 +199,14 @@ def _after_purge(action: str, purged: ChildPurge, *, unlinked: bool) -> Decision
     already when that erasure also removed the request's link (``unlinked``: nothing carries the account id), else
     the engine erases what still carries it (this request's own row, at least) and the record names the earlier
     erasure. Anything else: no data is held."""
+    kept = kept_words(purged.kept)
     if action == ERASE:
         if unlinked:
-            return Decision(action, ERASED, f"{purged.erased()}: nothing was left to erase")
+            return Decision(action, ERASED, f"{purged.erased()}: nothing was left to erase"
+                                            f"{f' but {kept}' if kept else ''}")
         return Decision(action)
+    if kept:
+        return Decision(action, NO_ACCOUNT, f"nothing is held but {kept}: {purged.erased()}; answer that nothing "
+                                            f"else is held and that it was erased on {purged.day}")
     return Decision(action, NO_ACCOUNT, f"nothing is held: {purged.erased()}; answer that no data is held and "
                                         f"that it was erased on {purged.day}")

@@ -197,8 +197,20 @@ def _earlier_erasures(step: Step, requests: Sequence[RequestFacts], accounts: se
              **{rid: by_address.get(h) for rid, h in unlinked.items() if rid not in named},
              **{rid: by_subject.get(h) for rid, h in named.items()},
              **{rid: by_request[rid] for rid in unlinked_ids if rid in by_request}}
-    return {rid: _Purged(e.run_id, e.at.astimezone(tz).date(), e.request_id, e.subject_hash)
+    kept = _kept(store, [e.subject_hash for e in found.values() if e is not None], tz)
+    return {rid: _Purged(e.run_id, e.at.astimezone(tz).date(), e.request_id, kept.get(e.subject_hash, ()),
+                         subject_hash=e.subject_hash)
             for rid, e in found.items() if e is not None}
+
+
+def _kept(store, subject_hashes: Sequence[str], tz) -> dict[str, tuple[tuple[int, date], ...]]:
+    """By subject, the export packages an erasure kept to be handed over: (the request each answers, its last day in
+    the configured zone)."""
+    from include.erasure.stores import kept_for_delivery
+
+    return {h: tuple((package.request_of(uri), until.astimezone(tz).date()) for uri, until in packages
+                     if package.request_of(uri) is not None)
+            for h, packages in kept_for_delivery(store, subject_hashes).items()}
 
 
 # The plan's erasures still to carry out (for the plan's totals).
@@ -664,7 +676,8 @@ def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str
                 raise _Abandon(rules.INCOMPLETE)
             if result.outcome not in (erasure.PURGED, erasure.ALREADY_ERASED):
                 raise _Abandon(CHANGED)
-            records = _erased_records(result, [by_id[r.request_id] for r in valid])
+            records = _erased_records(result, [by_id[r.request_id] for r in valid],
+                                      _kept(store, [result.subject_hash], settings.tz).get(result.subject_hash, ()))
             records = [_completed(ops, dm, settings, rec, [rec.request_id], now) for rec in records]
             xid = source.transaction_id(ops)
             for rec in records:
@@ -706,9 +719,10 @@ def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str
     return rules.ERASED
 
 
-def _erased_records(result: erasure.ErasureResult, rows: Sequence[PlanRow]) -> list[Record]:
-    """The records of one subject's erasure: the first request carries the tables, rows and vendors; the others
-    say they were erased with it."""
+def _erased_records(result: erasure.ErasureResult, rows: Sequence[PlanRow],
+                    kept: Sequence[tuple[int, date]] = ()) -> list[Record]:
+    """The records of one subject's erasure: the first request carries the tables, rows and vendors (and its reason
+    names the export packages ``kept`` to be handed over); the others say they were erased with it."""
     first, *others = sorted(rows, key=lambda r: r.request_id)
     if first.reason:  # the child-data purge erased the account (include.fulfilment.rules.ChildPurge)
         reason = first.reason + (f": this erasure removed the {result.rows_erased} row(s) still carrying the account "
@@ -721,6 +735,8 @@ def _erased_records(result: erasure.ErasureResult, rows: Sequence[PlanRow]) -> l
         kept = ", ".join(f"{k.table}={k.rows}" for k in result.kept)
         reason = (f"{reason + '; ' if reason else ''}rows tied to the account by an address another account also "
                   f"has were kept ({kept or 'none'})")
+    if kept:
+        reason = f"{reason + '; ' if reason else ''}{rules.kept_words(kept)}"
     # the requests the erasure unlinked: a later run finds it by their ids (migration 0028)
     unlinked = list(result.request_ids) if result.outcome == erasure.PURGED and result.request_ids is not None \
         else None
