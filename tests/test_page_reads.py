@@ -990,7 +990,7 @@ def test_needs_a_person_counts_invalid_and_unmatched_requests_and_each_count_lea
     for what, section, filters in (
             ("Open requests that cannot be evaluated or acted on as written (invalid)", "requests",
              {"state": "invalid", "open": "only"}),
-            ("Requests whose requester matches no account (no_account)", "fulfilments",
+            ("Requests naming no account, or an account already erased (no_account)", "fulfilments",
              {"outcome": "no_account", "open": "only"}),
             ("Requests only a person can fulfil (rectification, objection)", "fulfilments",
              {"outcome": "manual", "open": "only"})):

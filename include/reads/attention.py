@@ -158,8 +158,9 @@ _FULFILMENTS = (
      "tell the requester why; the next run erases once the hold is released"),
     ("incomplete", "Requests left incomplete: a file the erasure may not touch, or one the object store refused",
      _INCOMPLETE_NOTE),
-    ("no_account", "Requests whose requester matches no account (no_account)",
-     "match the requester to an account in the request, or answer them that no data is held and close it"),
+    ("no_account", "Requests naming no account, or an account already erased (no_account)",
+     "match the requester to an account in the request, or answer them as the record's reason says (no data held; "
+     "for an erased account, by what and on which day, and any export package kept to hand over) and close it"),
 )
 
 
