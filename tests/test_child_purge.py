@@ -968,3 +968,35 @@ def test_a_childs_erasure_refused_at_its_commit_keeps_no_counts_or_request_ids_o
     got = world.store.execute("""select outcome, request_ids, tables, rows_erased, kept
                                  from compliance.child_purges where run_id = 'manual__deferred'""").fetchall()
     assert got == [("incomplete", None, None, None, None)], got
+
+
+def test_the_package_of_an_export_that_rolled_back_is_not_kept_for_delivery(world, tmp_path):
+    """Found by a review: the erasure keeps a package whose export record is still pending (its export committed, its
+    record not written yet), but it did not ask whether that export committed. A package whose export rolled back
+    (the application refused the request's completion, or the worker died before the commit) answers no request: it
+    was kept `kept_for_delivery` "the answer to privacy request N" with the child's data until the expiry, or, already
+    deleted by the failed export, recorded kept for good. It is now deleted with the child."""
+    import psycopg
+    from include.objectstore import FileObjectStore
+
+    objects = FileObjectStore(f"file://{tmp_path}/evidence")
+    (kid,) = _add_users(world.ops, ("rolled.back.kid@example.com", date(2018, 1, 1), None))
+    name = "exports/request=900401/package.zip"
+    objects.put(name, b"zip")
+    with world.ops.transaction():
+        xid = world.ops.execute("select txid_current()").fetchone()[0]
+        raise psycopg.Rollback()
+    world.store.execute("""insert into compliance.dsr_fulfilment_pending (request_id, run_id, ops_xid, record, created_at)
+                           values (900401, 'r', %s, jsonb_build_object('subject_hash', %s::text, 'package_object',
+                                                                       %s::text), now())""",
+                        (xid, user_hash(KEY, kid), name))
+    s = replace(step(world, "rolled_back", params(world, user_ids=(kid,))), objects=objects)
+    purge.detect_children(s)
+    if route(purge.plan_purge(s)) is not None:
+        purge.purge_subjects(s)
+        purge.verify_purge(s)
+    purge.finish_run(s)
+    assert user_rows(world.ops, [kid]) == 0
+    assert world.store.execute("select state from compliance.erasure_files where uri = %s",
+                               (name,)).fetchall() == [("deleted",)]
+    assert not objects.exists(name)

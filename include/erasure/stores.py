@@ -167,7 +167,7 @@ def erase_elsewhere(ops, dm: DataMap, access: StoreAccess | None, subject: Mappi
     shared = shared_locations(dm, _conn_of(ops, access), params, [uri for uri, _, _ in found])
     record_found(access.progress, subject_hash, [f for f in found if f[0] not in shared], at)
     record_found(access.progress, subject_hash, [f for f in found if f[0] in shared], at, state=SHARED)
-    record_found(access.progress, subject_hash, keep_packages(access, subject_hash, at), at)
+    record_found(access.progress, subject_hash, keep_packages(ops, access, subject_hash, at), at)
     release_unnamed(access, subject_hash, {uri for uri, _, _ in found}, at)
     tables, now = [], 0
     for connection, scope in store_targets(dm).items():
@@ -196,11 +196,13 @@ def found_files(ops, dm: DataMap, access: StoreAccess, params: dict) -> list[tup
 
 
 class Package(NamedTuple):
-    """One export package of the subject not deleted yet: its object name, the request it answers, when it was made."""
+    """One export package of the subject not deleted yet: its object name, the request it answers, when it was made,
+    and the operational transaction of its export while its record is pending (None: recorded)."""
 
     name: str
     request_id: int
     made_at: datetime
+    pending_xid: int | None = None
 
 
 def subject_packages(store, subject_hash: str) -> list[Package]:
@@ -208,24 +210,29 @@ def subject_packages(store, subject_hash: str) -> list[Package]:
     their request and when each was made: those recorded, and one whose export committed and is not recorded yet
     (its record still pending: the export held the account until its commit, so an erasure that waited for it reads
     it here)."""
-    rows = store.execute("""select package_object, request_id, recorded_at from compliance.dsr_fulfilments
+    rows = store.execute("""select package_object, request_id, recorded_at, null::bigint
+                            from compliance.dsr_fulfilments
                             where subject_hash = %(h)s and package_object is not null and package_deleted_at is null
                             union
-                            select record ->> 'package_object', request_id, created_at
+                            select record ->> 'package_object', request_id, created_at, ops_xid
                             from compliance.dsr_fulfilment_pending
                             where record ->> 'subject_hash' = %(h)s and record ->> 'package_object' is not null
                             order by 1, 3""", {"h": subject_hash}).fetchall()
-    return list({name: Package(name, rid, made) for name, rid, made in rows}.values())  # the newest of a name
+    return list({name: Package(name, rid, made, xid) for name, rid, made, xid in rows}.values())  # the newest
 
 
-def keep_packages(access: StoreAccess, subject_hash: str, at: datetime) -> list[tuple[str, str, str]]:
+def keep_packages(ops, access: StoreAccess, subject_hash: str, at: datetime) -> list[tuple[str, str, str]]:
     """Record ``kept_for_delivery`` (done, with why and until when) each export package of the subject still within
     ``package_days``: the controller's answer to the subject's access request, kept only to hand it over, and deleted
     by the fulfilment's expiry then (:func:`package_expired`), the subject's erasure or not. Returns the others, to
-    be deleted with the subject (``(name, kind, source)`` as :func:`record_found` takes them). One recorded done before (deleted, kept) stays so."""
+    be deleted with the subject (``(name, kind, source)`` as :func:`record_found` takes them). One recorded done before (deleted, kept) stays so.
+    A package whose record is pending for an export transaction that rolled back (asked of ``ops``, the operational
+    database) answers no request: it is deleted with the subject."""
     packages = subject_packages(access.progress, subject_hash)
     days = access.package_days
-    until = {p.name: p.made_at + timedelta(days=days) for p in packages} if days is not None else {}
+    answers = [p for p in packages if p.pending_xid is None
+               or ops.execute("select txid_status(%s)", (p.pending_xid,)).fetchone()[0] != "aborted"]
+    until = {p.name: p.made_at + timedelta(days=days) for p in answers} if days is not None else {}
     kept = [p for p in packages if p.name in until and until[p.name] >= at]
     if kept:
         with access.progress.cursor() as cur:
