@@ -1466,6 +1466,41 @@ def test_a_request_of_an_account_a_fulfilment_erased_names_that_erasure_by_its_r
     assert store_state(store) == state
 
 
+def test_a_request_naming_an_account_a_fulfilment_erased_names_that_erasure_by_the_accounts_hash(world):
+    """Found by a review: a request filed after the fulfilment of erasure request N erased the account, naming the
+    erased account's id (user_id set, the account gone), was recorded `no_account` "account N does not exist (erased,
+    or never existed)" (an erasure one erased with no word of the earlier erasure): only the child-data purge's
+    records were looked up by the account's subject hash. The fulfilment's own erasure of that account is now too:
+    an erasure is erased and completed, anything else says nothing is held, by whom and since when."""
+    ops, store = world.ops, world.store
+    uid = free_users(ops, 1)[0]
+    erasure = new_request(ops, uid, "erasure")
+    run(world, "manual__erase", params(world, request_ids=(erasure,)))
+    assert outcomes(store)[erasure][0] == "erased"
+    assert ops.execute("select count(*) from users where id = %s", (uid,)).fetchone()[0] == 0
+    day = store.execute("select (recorded_at at time zone 'UTC')::date from compliance.dsr_fulfilments "
+                        "where request_id = %s", (erasure,)).fetchone()[0]
+    after = {t: new_request(ops, uid, t) for t in ("erasure", "access")}  # filed later, naming the erased account
+
+    run(world, "manual__after", params(world, request_ids=tuple(after.values())))
+    got = outcomes(store)
+    said = f"the account and its data were erased by the fulfilment of request {erasure} (run manual__erase) on {day}"
+    outcome, reason, completed = got[after["erasure"]]
+    assert outcome == "erased" and completed and said in (reason or ""), got[after["erasure"]]
+    outcome, reason, completed = got[after["access"]]
+    assert outcome == "no_account" and not completed and said in reason and "nothing is held" in reason, \
+        got[after["access"]]
+    hashes = dict(store.execute("select request_id, subject_hash from compliance.dsr_fulfilments "
+                                "where request_id = any(%s)", (list(after.values()),)).fetchall())
+    assert set(hashes.values()) == {user_hash(KEY, uid)}
+    assert dict(ops.execute("select id, status from privacy_requests where id = any(%s)",
+                            (list(after.values()),)).fetchall()) == {after["erasure"]: "completed",
+                                                                     after["access"]: "in_progress"}
+    # A later run names the first erasure still (not the second request's erasure of its own row).
+    run(world, "manual__again", params(world, request_ids=(after["access"],)))
+    assert said in outcomes(store)[after["access"]][1]
+
+
 def test_a_kept_package_whose_expiry_was_interrupted_is_recorded_deleted_by_the_next_run(world):
     """Found by a review: the expiry of a package its subject's erasure kept for delivery marked the request's record
     deleted, then (a separate statement) the erasure's evidence row. The store lost between the two (here: refusing

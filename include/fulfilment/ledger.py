@@ -246,15 +246,16 @@ def recorded_subjects(store, request_ids: Iterable[int]) -> dict[int, str]:
 
 def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Iterable[str], request_ids: Iterable[int] = ()
                      ) -> tuple[dict[str, Erasure], dict[str, Erasure], dict[int, Erasure]]:
-    """The erasures that came before: the child-data purge's (``compliance.child_purges``, outcome ``purged``) of
-    these subjects (keyed hashes) and of the accounts whose address had these keyed hashes, and the purge's or a
-    fulfilment's (``compliance.dsr_fulfilments``, outcome ``erased``) that unlinked these privacy requests: (by
+    """The erasures that came before: the child-data purge's (``compliance.child_purges``, outcome ``purged``) or a
+    fulfilment's (``compliance.dsr_fulfilments``, outcome ``erased``) of these subjects (keyed hashes), the purge's
+    of the accounts whose address had these keyed hashes, and the purge's or a fulfilment's that unlinked these
+    privacy requests: (by
     subject hash, by address hash, by request id), each an :class:`Erasure`, the latest where there are several. By
     address only purge records written before migration 0027: a later one lists every request its erasure unlinked
     (``request_ids``), so a request it does not list is not its, whatever its requester's hash (another account with
     the child's address may have been erased, its requests unlinked, by a fulfilment, whose record lists them since
-    migration 0028). A fulfilment's erasure of what still carried the id of an account the purge had erased is the
-    purge's: the purge erased the account."""
+    migration 0028). A fulfilment's erasure of what still carried the id of an account the purge, or an earlier
+    fulfilment, had erased is that first erasure's: it erased the account."""
     subjects, addresses, ids = sorted(set(subject_hashes)), sorted(set(address_hashes)), sorted(set(request_ids))
     if not subjects and not addresses and not ids:
         return {}, {}, {}
@@ -264,16 +265,23 @@ def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Itera
                               and (subject_hash = any(%(s)s) or (address_hash = any(%(a)s) and request_ids is null)
                                    or request_ids && %(ids)s::bigint[])
                             union all
-                            select f.subject_hash, null, f.request_ids, coalesce(p.run_id, f.run_id),
-                                   coalesce(p.purged_at, f.recorded_at), case when p.run_id is null then f.request_id end
+                            select f.subject_hash, null, f.request_ids, coalesce(p.run_id, o.run_id, f.run_id),
+                                   coalesce(p.purged_at, o.recorded_at, f.recorded_at),
+                                   case when p.run_id is null then coalesce(o.request_id, f.request_id) end
                             from compliance.dsr_fulfilments f
                             left join lateral (
                                 select c.run_id, c.purged_at from compliance.child_purges c
                                 where c.outcome = 'purged' and c.subject_hash = f.subject_hash
                                   and c.purged_at <= f.recorded_at
                                 order by c.purged_at desc, c.run_id desc limit 1) p on true
-                            where f.outcome = 'erased' and f.request_ids is not null
-                              and f.request_ids && %(ids)s::bigint[]
+                            left join lateral (
+                                select e.request_id, e.run_id, e.recorded_at from compliance.dsr_fulfilments e
+                                where e.outcome = 'erased' and e.subject_hash = f.subject_hash
+                                  and e.recorded_at <= f.recorded_at
+                                order by e.recorded_at, e.request_id limit 1) o on true
+                            where f.outcome = 'erased'
+                              and ((f.request_ids is not null and f.request_ids && %(ids)s::bigint[])
+                                   or f.subject_hash = any(%(s)s))
                             order by 5, 4""", {"s": subjects, "a": addresses, "ids": ids}).fetchall()
     wanted_subjects, wanted_addresses, wanted_ids = set(subjects), set(addresses), set(ids)
     by_subject, by_address, by_request = {}, {}, {}
@@ -281,6 +289,8 @@ def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Itera
         erasure = Erasure(subject, run, at, fulfilment)
         if fulfilment is None and subject in wanted_subjects:
             by_subject[subject] = erasure
+        elif subject in wanted_subjects:
+            by_subject.setdefault(subject, erasure)
         if fulfilment is None and listed is None and address in wanted_addresses:
             by_address[address] = erasure
         by_request.update((rid, erasure) for rid in listed or () if rid in wanted_ids)

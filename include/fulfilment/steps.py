@@ -179,7 +179,8 @@ class _Purged(rules.ChildPurge):
 
 def _earlier_erasures(step: Step, requests: Sequence[RequestFacts], accounts: set[int]) -> dict[int, _Purged]:
     """The earlier erasure of each request's account, by request id, from its record: of a request naming an account
-    that no longer exists, the child-data purge of that account (``compliance.child_purges``); of one naming none,
+    that no longer exists, the child-data purge of that account (``compliance.child_purges``) or a fulfilment's
+    erasure of it (``compliance.dsr_fulfilments``, by the account's subject hash); of one naming none,
     the erasure that removed its account link, the purge's or a fulfilment's (each record lists the ids of the
     requests its erasure unlinked: migrations 0027 and 0028), else the purge of the account the request's own record
     named before an erasure removed the link (``dsr_fulfilments.subject_hash``), else, of a purge record written
