@@ -995,6 +995,52 @@ def test_an_export_racing_an_erasure_of_its_subject_leaves_its_package_known_to_
                                (user_hash(KEY, uid), recorded[1])).fetchone() == ("kept_for_delivery", True)
 
 
+def test_a_package_kept_while_its_record_was_pending_is_deleted_by_its_kept_until(world, monkeypatch):
+    """Found by a review: an erasure keeps a package whose record is still pending (its export committed, the worker
+    died before the record) until made + export_retention_days, made being when the pending record was written;
+    the next run then writes the record, and the expiry counted the retention from that record's time, days later:
+    the package outlived the kept_until its erasure's evidence states by as long as the record waited. The expiry
+    now deletes a kept package at its kept_until."""
+    ops, store = world.ops, world.store
+    (uid,) = free_users(ops, 1)
+    access = new_request(ops, uid, "access")
+    real = ledger.finalize
+
+    def die(*args, **kwargs):
+        raise Crash()
+
+    monkeypatch.setattr(ledger, "finalize", die)
+    with pytest.raises(Crash):
+        run(world, "manual__crash", params(world, request_ids=(access,)))
+    monkeypatch.setattr(ledger, "finalize", real)
+    assert [r[0] for r in ledger.pending(store)] == [access]
+    # The worker died 10 days ago, and no run has settled its record since; the subject is erased now.
+    store.execute("update compliance.dsr_fulfilment_pending set created_at = created_at - interval '10 days' "
+                  "where request_id = %s", (access,))
+    erase_on_connections_of_its_own(world, uid)
+    name, until = store.execute("""select uri, kept_until from compliance.erasure_files
+                                   where subject_hash = %s and state = 'kept_for_delivery'""",
+                                (user_hash(KEY, uid),)).fetchone()
+    assert world.objects.exists(name)
+    run(world, "scheduled__settle")  # writes the pending record, today
+    recorded = store.execute("select recorded_at from compliance.dsr_fulfilments where request_id = %s",
+                             (access,)).fetchone()[0]
+    assert until < recorded + timedelta(days=world.settings.export_retention_days)  # the gap: about 10 days
+    assert world.objects.exists(name)
+    # 21 days on: its kept_until has passed, 30 days from its record have not.
+    store.execute("update compliance.dsr_fulfilments set recorded_at = recorded_at - interval '21 days' "
+                  "where request_id = %s", (access,))
+    store.execute("update compliance.erasure_files set kept_until = kept_until - interval '21 days', "
+                  "found_at = found_at - interval '21 days', done_at = done_at - interval '21 days' "
+                  "where subject_hash = %s and uri = %s", (user_hash(KEY, uid), name))
+    run(world, "scheduled__later")
+    assert not world.objects.exists(name)
+    assert store.execute("select package_deleted_at is not null from compliance.dsr_fulfilments where request_id = %s",
+                         (access,)).fetchone()[0]
+    assert store.execute("select state from compliance.erasure_files where subject_hash = %s and uri = %s",
+                         (user_hash(KEY, uid), name)).fetchone()[0] == "deleted"
+
+
 @pytest.mark.parametrize("planted", ["request_gdpr_on_track", "request_restriction_open"])
 def test_a_request_acted_on_while_an_erasure_holds_its_subject_is_let_go_for_the_retry(world, planted):
     """Found by a fault trial: an erasure (the child purge, another run's erasure request) claims the account first,

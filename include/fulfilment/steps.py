@@ -761,18 +761,29 @@ def verify_erasures(step: Step) -> dict:
 
 def expire_packages(step: Step) -> tuple[int, dict[int, ObjectStoreRefused]]:
     """Export packages are personal data: delete those older than ``export_retention_days`` (setting, default 30)
-    from the evidence store and record when (``package_deleted_at``). A dry run deletes nothing, and neither does a
+    from the evidence store and record when (``package_deleted_at``); one an erasure kept to be handed over once its
+    ``kept_until`` (made + those days) has passed. A dry run deletes nothing, and neither does a
     run targeted at named requests: it acts on those alone (the next untargeted run expires them). Returns how many,
     and those the object store refused to delete (a retention policy, a hold), by request: the others are deleted."""
-    from include.erasure.stores import package_expired
+    from include.erasure.stores import EXPORT_PACKAGE, KEPT_FOR_DELIVERY, package_expired
 
     store, objects, settings, ctx = step.store, step.objects, step.settings, step.ctx
     if objects is None or step.params.targeted:
         return 0, {}
-    cutoff = ctx.now() - timedelta(days=settings.export_retention_days)
-    rows = store.execute("""select request_id, package_object from compliance.dsr_fulfilments
-                            where package_object is not null and package_deleted_at is null and recorded_at < %s
-                            order by request_id""", (cutoff,)).fetchall()
+    now = ctx.now()
+    cutoff = now - timedelta(days=settings.export_retention_days)
+    # Retention counts from when the package was made: its record's time, or, for one an erasure kept to be handed
+    # over, its kept_until (made + the days): its record may have been written days after it was made (pending
+    # until the next run settled it), and the erasure's evidence says it is gone by then.
+    rows = store.execute("""select d.request_id, d.package_object from compliance.dsr_fulfilments d
+                            where d.package_object is not null and d.package_deleted_at is null
+                              and (d.recorded_at < %(cutoff)s
+                                   or exists (select 1 from compliance.erasure_files f
+                                              where f.subject_hash = d.subject_hash and f.uri = d.package_object
+                                                and f.kind = %(kind)s and f.state = %(kept)s
+                                                and f.kept_until < %(now)s))
+                            order by d.request_id""",
+                         {"cutoff": cutoff, "now": now, "kind": EXPORT_PACKAGE, "kept": KEPT_FOR_DELIVERY}).fetchall()
     orphans = _unrecorded_packages(store, objects, cutoff)
     deleted, refused = [], {}
     for request_id, name in rows + orphans:
