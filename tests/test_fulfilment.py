@@ -1547,6 +1547,21 @@ def test_a_request_naming_an_account_a_fulfilment_erased_names_that_erasure_by_t
     assert said in outcomes(store)[after["access"]][1]
 
 
+def test_a_request_naming_an_id_no_account_ever_had_is_not_said_erased_by_an_earlier_request(world):
+    """Found in a review: an erasure request naming an id no account ever had is recorded erased (the engine erases
+    the rows still carrying the id: its own request row), and the lookup by the account's hash then told a later
+    request naming that id that "the account and its data were erased by the fulfilment of request N", of an
+    account that never existed. Only an erasure that removed the account (its account table's rows) names it."""
+    ops, store = world.ops, world.store
+    ghost = ops.execute("select coalesce(max(id), 0) + 100000 from users").fetchone()[0]
+    first = new_request(ops, ghost, "erasure")
+    run(world, "manual__ghost", params(world, request_ids=(first,)))
+    later = new_request(ops, ghost, "access")
+    run(world, "manual__ghost_later", params(world, request_ids=(later,)))
+    outcome, reason, _ = outcomes(store)[later]
+    assert outcome == "no_account" and "does not exist" in reason and "erased by" not in reason, (outcome, reason)
+
+
 def test_a_kept_package_whose_expiry_was_interrupted_is_recorded_deleted_by_the_next_run(world):
     """Found by a review: the expiry of a package its subject's erasure kept for delivery marked the request's record
     deleted, then (a separate statement) the erasure's evidence row. The store lost between the two (here: refusing

@@ -244,7 +244,8 @@ def recorded_subjects(store, request_ids: Iterable[int]) -> dict[int, str]:
                                  where request_id = any(%s) and subject_hash is not null""", (ids,)).fetchall())
 
 
-def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Iterable[str], request_ids: Iterable[int] = ()
+def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Iterable[str], request_ids: Iterable[int] = (),
+                     account_table: str | None = None
                      ) -> tuple[dict[str, Erasure], dict[str, Erasure], dict[int, Erasure]]:
     """The erasures that came before: the child-data purge's (``compliance.child_purges``, outcome ``purged``) or a
     fulfilment's (``compliance.dsr_fulfilments``, outcome ``erased``) of these subjects (keyed hashes), the purge's
@@ -255,7 +256,10 @@ def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Itera
     (``request_ids``), so a request it does not list is not its, whatever its requester's hash (another account with
     the child's address may have been erased, its requests unlinked, by a fulfilment, whose record lists them since
     migration 0028). A fulfilment's erasure of what still carried the id of an account the purge, or an earlier
-    fulfilment, had erased is that first erasure's: it erased the account."""
+    fulfilment, had erased is that first erasure's: it erased the account. ``account_table`` (``schema.table`` of
+    the accounts, as ``erased_tables`` names it): a fulfilment's erasure counts only when it, or an earlier one of the
+    subject, deleted the account's row; an erasure request naming an id no account ever had erases its own request
+    row, and is no erasure of an account to tell anyone of."""
     subjects, addresses, ids = sorted(set(subject_hashes)), sorted(set(address_hashes)), sorted(set(request_ids))
     if not subjects and not addresses and not ids:
         return {}, {}, {}
@@ -278,11 +282,14 @@ def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Itera
                                 select e.request_id, e.run_id, e.recorded_at from compliance.dsr_fulfilments e
                                 where e.outcome = 'erased' and e.subject_hash = f.subject_hash
                                   and e.recorded_at <= f.recorded_at
+                                  and (%(acct)s::text is null
+                                       or coalesce((e.erased_tables -> %(acct)s ->> 'rows')::bigint, 0) > 0)
                                 order by e.recorded_at, e.request_id limit 1) o on true
-                            where f.outcome = 'erased'
+                            where f.outcome = 'erased' and (p.run_id is not null or o.request_id is not null)
                               and ((f.request_ids is not null and f.request_ids && %(ids)s::bigint[])
                                    or f.subject_hash = any(%(s)s))
-                            order by 5, 4""", {"s": subjects, "a": addresses, "ids": ids}).fetchall()
+                            order by 5, 4""", {"s": subjects, "a": addresses, "ids": ids, "acct": account_table}
+                         ).fetchall()
     wanted_subjects, wanted_addresses, wanted_ids = set(subjects), set(addresses), set(ids)
     by_subject, by_address, by_request = {}, {}, {}
     for subject, address, listed, run, at, fulfilment in rows:

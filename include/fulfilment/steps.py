@@ -193,7 +193,8 @@ def _earlier_erasures(step: Step, requests: Sequence[RequestFacts], accounts: se
     named = ledger.recorded_subjects(store, unlinked_ids)
     unlinked = source.redacted_requesters(ops, dm, unlinked_ids)
     by_subject, by_address, by_request = ledger.earlier_erasures(store, [*gone.values(), *named.values()],
-                                                                 unlinked.values(), unlinked_ids)
+                                                                 unlinked.values(), unlinked_ids,
+                                                                 dm.account_entry.table_label)
     found = {**{rid: by_subject.get(h) for rid, h in gone.items()},
              **{rid: by_address.get(h) for rid, h in unlinked.items() if rid not in named},
              **{rid: by_subject.get(h) for rid, h in named.items()},
