@@ -1562,6 +1562,25 @@ def test_a_request_naming_an_id_no_account_ever_had_is_not_said_erased_by_an_ear
     assert outcome == "no_account" and "does not exist" in reason and "erased by" not in reason, (outcome, reason)
 
 
+def test_an_erasure_that_kept_rows_of_a_shared_address_is_recorded_with_them(world):
+    """Found re-reading the change: the record's reason named the rows kept for an address another account also has
+    in a local variable that shadowed the export packages kept for delivery, so such an erasure failed its step
+    ("not enough values to unpack") instead of being recorded. The subject is erased and the kept rows named."""
+    ops, store = world.ops, world.store
+    subject, other = free_users(ops, 2)
+    address = ops.execute("select email from users where id = %s", (subject,)).fetchone()[0]
+    ops.execute("update users set email = %s where id = %s", (f" {address.upper()}", other))
+    ops.execute("insert into email_suppressions (email, reason, created_at) values (%s, 'bounce', now())",
+                (address.strip().lower(),))
+    erasure_id = new_request(ops, subject, "erasure")
+    run(world, "manual__shared", params(world, request_ids=(erasure_id,)))
+    outcome, reason, completed = outcomes(store)[erasure_id]
+    assert outcome == "erased" and completed, (outcome, reason)
+    assert "rows tied to the account by an address another account also has were kept" in reason, reason
+    assert "public.email_suppressions=1" in reason, reason
+    assert ops.execute("select count(*) from users where id = %s", (subject,)).fetchone()[0] == 0
+
+
 def test_a_kept_package_whose_expiry_was_interrupted_is_recorded_deleted_by_the_next_run(world):
     """Found by a review: the expiry of a package its subject's erasure kept for delivery marked the request's record
     deleted, then (a separate statement) the erasure's evidence row. The store lost between the two (here: refusing

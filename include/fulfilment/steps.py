@@ -734,9 +734,9 @@ def _erased_records(result: erasure.ErasureResult, rows: Sequence[PlanRow],
     else:
         reason = "nothing of the subject was left to erase (already erased, by an earlier request or the child-data purge)"
     if result.shared_address:
-        kept = ", ".join(f"{k.table}={k.rows}" for k in result.kept)
+        kept_rows = ", ".join(f"{k.table}={k.rows}" for k in result.kept)
         reason = (f"{reason + '; ' if reason else ''}rows tied to the account by an address another account also "
-                  f"has were kept ({kept or 'none'})")
+                  f"has were kept ({kept_rows or 'none'})")
     if kept:
         reason = f"{reason + '; ' if reason else ''}{rules.kept_words(kept)}"
     # the requests the erasure unlinked: a later run finds it by their ids (migration 0028)
