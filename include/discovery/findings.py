@@ -308,6 +308,9 @@ def suggest(table: catalogue.Table, column: str, kind: str, connection: str, lin
 # run's record_findings cleared days later, after a newer run recorded): only the newest sets what the finding shows
 # and reopens it.
 _NEWEST = "(f.last_seen_at < %(seen_at)s or f.last_run_id = %(run_id)s)"
+# A finding resolved earlier and seen again is open again, and told again, unless a record made after this run's
+# scans started resolved it.
+_REOPENS = "(f.status = 'resolved' and coalesce(f.resolved_at < %(seen_at)s, true))"
 _UPSERT = f"""
 insert into compliance.discovery_findings as f
     (finding_key, connection_id, schema_name, table_name, column_name, finding, kind, confidence, matched, sampled,
@@ -322,12 +325,11 @@ on conflict (finding_key) do update set
     suggestion = case when {_NEWEST} then excluded.suggestion else f.suggestion end,
     last_run_id = case when {_NEWEST} then excluded.last_run_id else f.last_run_id end,
     last_seen_at = greatest(f.last_seen_at, excluded.last_seen_at),
-    -- a finding resolved earlier and seen again is open again, and told again (unless resolved by a record made
-    -- after this run's scans started); a dismissed one stays dismissed (while it shows a kind it was dismissed
-    -- for: see _reopen)
-    notice = case when f.status = 'resolved' and coalesce(f.resolved_at < %(seen_at)s, true) then 'pending' else f.notice end,
-    status = case when f.status = 'resolved' and coalesce(f.resolved_at < %(seen_at)s, true) then 'open' else f.status end,
-    resolved_at = case when f.status = 'resolved' and coalesce(f.resolved_at < %(seen_at)s, true) then null else f.resolved_at end
+    -- reopened (see _REOPENS); a dismissed one stays dismissed (while it shows a kind it was dismissed for: see
+    -- _reopen)
+    notice = case when {_REOPENS} then 'pending' else f.notice end,
+    status = case when {_REOPENS} then 'open' else f.status end,
+    resolved_at = case when {_REOPENS} then null else f.resolved_at end
 -- new: first seen by this run (inserted now, or by an earlier attempt of it: a cleared task run again); newest: this
 -- run's sighting is the finding's newest (see _NEWEST)
 returning finding_id, (f.first_run_id = %(run_id)s) as new, status, dismissed_kinds, (f.last_run_id = %(run_id)s)
