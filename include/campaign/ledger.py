@@ -43,7 +43,7 @@ log = logging.getLogger("include.campaign")
 LEDGER_NAME = "policy_change"
 GONE = "account deleted or erased since the campaign was built"
 ADDRESS_CHANGED = "address changed since the campaign was built"
-# The first clause of each is ADDRESS_CHANGED's (the page groups reasons by what comes before a colon).
+# Each begins with ADDRESS_CHANGED, then says why after a semicolon.
 NO_ADDRESS_NOW = f"{ADDRESS_CHANGED}; the account holds none now"
 SPLIT_ADDRESSES = f"{ADDRESS_CHANGED}; its accounts hold different addresses now"
 TOLD_IN_ANOTHER_ROW = f"{ADDRESS_CHANGED}; the new address is told in its own row of the campaign"

@@ -225,9 +225,9 @@ def keep_packages(ops, access: StoreAccess, subject_hash: str, at: datetime) -> 
     """Record ``kept_for_delivery`` (done, with why and until when) each export package of the subject still within
     ``package_days``: the controller's answer to the subject's access request, kept only to hand it over, and deleted
     by the fulfilment's expiry then (:func:`package_expired`), the subject's erasure or not. Returns the others, to
-    be deleted with the subject (``(name, kind, source)`` as :func:`record_found` takes them). One recorded done before (deleted, kept) stays so.
-    A package whose record is pending for an export transaction that rolled back (asked of ``ops``, the operational
-    database) answers no request: it is deleted with the subject."""
+    be deleted with the subject (``(name, kind, source)`` as :func:`record_found` takes them). One recorded done
+    before (deleted, kept) stays so. A package whose record is pending for an export transaction that rolled back
+    (asked of ``ops``, the operational database) answers no request: it is deleted with the subject."""
     packages = subject_packages(access.progress, subject_hash)
     days = access.package_days
     answers = [p for p in packages if p.pending_xid is None

@@ -244,14 +244,14 @@ def recorded_subjects(store, request_ids: Iterable[int]) -> dict[int, str]:
                                  where request_id = any(%s) and subject_hash is not null""", (ids,)).fetchall())
 
 
-def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Iterable[str], request_ids: Iterable[int] = (),
-                     account_table: str | None = None
+def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Iterable[str],
+                     request_ids: Iterable[int] = (), account_table: str | None = None
                      ) -> tuple[dict[str, Erasure], dict[str, Erasure], dict[int, Erasure]]:
     """The erasures that came before: the child-data purge's (``compliance.child_purges``, outcome ``purged``) or a
     fulfilment's (``compliance.dsr_fulfilments``, outcome ``erased``) of these subjects (keyed hashes), the purge's
     of the accounts whose address had these keyed hashes, and the purge's or a fulfilment's that unlinked these
-    privacy requests: (by
-    subject hash, by address hash, by request id), each an :class:`Erasure`, the latest where there are several. By
+    privacy requests: (by subject hash, by address hash, by request id), each an :class:`Erasure`, the latest where
+    there are several. By
     address only purge records written before migration 0027: a later one lists every request its erasure unlinked
     (``request_ids``), so a request it does not list is not its, whatever its requester's hash (another account with
     the child's address may have been erased, its requests unlinked, by a fulfilment, whose record lists them since
