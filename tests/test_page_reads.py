@@ -3,8 +3,8 @@ what-ifs, missing and mismatching tables, the purge, manifest, campaign and fulf
 checks, whole walks, anchors)."""
 from __future__ import annotations
 
+import contextlib
 import json
-
 import random
 from datetime import date, datetime, timedelta, timezone
 
@@ -191,8 +191,6 @@ def test_values_the_database_cannot_hold_are_a_400_sentence_not_a_database_error
 def _page_client(monkeypatch, url: str):
     """The plugin's app in this process over the store at ``url``, every user allowed (the access rules are the
     end-to-end module's): a TestClient."""
-    import contextlib
-
     from fastapi.testclient import TestClient
 
     from airflow.api_fastapi.core_api.security import get_user
@@ -229,13 +227,7 @@ def test_a_table_the_pages_login_may_not_read_is_a_503_sentence_naming_the_grant
     """Found by a fault trial: the page's database login lacking SELECT on one table (InsufficientPrivilege) gave a 500
     from the section reading it, where every other fault of the store is one 503 sentence. It names the table (or
     the schema) and the grant the login needs; the sections it may read still answer."""
-    import uuid
-
-    role = f"page_reader_{uuid.uuid4().hex[:10]}"
-    store.execute(f"create role {role} login")
-    try:
-        store.execute(f"grant usage on schema compliance to {role}")
-        store.execute(f"grant select on all tables in schema compliance to {role}")
+    with _page_login(store) as role:
         store.execute(f"revoke select on compliance.dsr_status from {role}")
         client = _page_client(monkeypatch, psycopg.conninfo.make_conninfo(store_db, user=role, password=""))
         assert client.get("/api/sections/manifests").status_code == 200
@@ -251,22 +243,13 @@ def test_a_table_the_pages_login_may_not_read_is_a_503_sentence_naming_the_grant
         assert answer.json()["detail"] == (
             "the login the page reads the compliance store with may not use schema compliance: grant it USAGE on "
             "the schema and SELECT on its tables (GRANT USAGE ON SCHEMA compliance TO that login)")
-    finally:
-        store.execute(f"drop owned by {role}")
-        store.execute(f"drop role {role}")
 
 
 def test_a_store_that_cancels_the_pages_statement_is_said_so_not_called_silent(store, store_db, monkeypatch):
     """Every OperationalError of the store was 'the compliance store did not answer', a lock or statement timeout
     too, which sends on-call to look for a server that is up. A statement the store canceled is said by its kind,
     still one 503 sentence."""
-    import uuid
-
-    role = f"page_reader_{uuid.uuid4().hex[:10]}"
-    store.execute(f"create role {role} login")
-    try:
-        store.execute(f"grant usage on schema compliance to {role}")
-        store.execute(f"grant select on all tables in schema compliance to {role}")
+    with _page_login(store) as role:
         store.execute(f"alter role {role} set lock_timeout = '200ms'")
         client = _page_client(monkeypatch, psycopg.conninfo.make_conninfo(store_db, user=role, password=""))
         with connect(store_db) as holder:  # a migration, say, holding the table
@@ -275,6 +258,20 @@ def test_a_store_that_cancels_the_pages_statement_is_said_so_not_called_silent(s
         assert answer.status_code == 503, answer.text[:300]
         assert answer.json()["detail"].startswith("the compliance store canceled a statement (lock_timeout): "), \
             answer.json()["detail"]
+
+
+@contextlib.contextmanager
+def _page_login(store):
+    """A login for the page that may read the compliance store (usage on the schema, select on its tables), dropped
+    after the test."""
+    import uuid
+
+    role = f"page_reader_{uuid.uuid4().hex[:10]}"
+    store.execute(f"create role {role} login")
+    try:
+        store.execute(f"grant usage on schema compliance to {role}")
+        store.execute(f"grant select on all tables in schema compliance to {role}")
+        yield role
     finally:
         store.execute(f"drop owned by {role}")
         store.execute(f"drop role {role}")
