@@ -1194,6 +1194,29 @@ def test_needs_a_person_counts_a_refused_email_for_a_week_from_its_refusal_not_i
                          ).fetchone()[0] == 2
 
 
+def test_needs_a_person_dates_a_refused_alert_by_its_refusal_not_its_recording(store):
+    """Found by a review: the on-call alerts' count runs from the refusal (failed_at, migration 0023), but their
+    'Oldest' was the earliest claimed_at, when the run recorded the alert: one pending through a five-day SendGrid
+    outage and refused an hour ago read as waiting for five days. A refused alert is dated by its refusal (a row
+    refused before 0023, by its recording); a pending one by its recording, since it has waited from then."""
+    from include.delivery.outbox import Outbox
+
+    what = "On-call alerts of failed or late runs that did not reach on-call"
+    box = Outbox("run_alerts")
+    box.record(store, "d/r/failed", recipient="oncall@example.org", facts={},
+               at=datetime.now(timezone.utc) - timedelta(days=5), run_id="r")
+    store.execute("""update compliance.outbox set status = 'failed', error = 'HTTP 400: refused',
+                     failed_at = now() - interval '1 hour' where key = 'd/r/failed'""")
+    oldest = datetime.fromisoformat({r["what"]: r for r in render(store, "attention")["rows"]}[what]["oldest"])
+    assert timedelta(minutes=59) < datetime.now(timezone.utc) - oldest < timedelta(minutes=61)
+    box.record(store, "d/s/late", recipient="oncall@example.org", facts={},
+               at=datetime.now(timezone.utc) - timedelta(hours=3), run_id="s")  # pending for three hours
+    item = {r["what"]: r for r in render(store, "attention")["rows"]}[what]
+    assert item["count"]["text"] == "2"
+    assert timedelta(hours=2, minutes=59) < datetime.now(timezone.utc) - datetime.fromisoformat(item["oldest"]) \
+        < timedelta(hours=3, minutes=1)
+
+
 def test_needs_a_person_counts_emails_only_a_cleared_run_would_still_send(store):
     """Found by a fault trial: SendGrid down through a run's retries left its purge summary pending (only that run
     sends it), or a vendor's violation notice (its run, else the next daily run over every vendor): they waited for

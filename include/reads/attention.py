@@ -113,10 +113,12 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
         section="discovery"))
     add("compliance.outbox", lambda: _failed_mail(conn, have))
     # A refused alert is never sent again and its row stays failed for the record: counted for a week, as refused
-    # emails are (a pending one goes out with the next alert, so it counts until then).
+    # emails are (a pending one goes out with the next alert, so it counts until then). The oldest is a refused
+    # one's refusal, a pending one's recording (it has waited since).
     add("compliance.outbox", lambda: _count(
         conn, "alerts_undelivered", "On-call alerts of failed or late runs that did not reach on-call",
-        "select count(*), min(claimed_at) from compliance.outbox where kind = 'run_alerts' and ((status = 'failed' "
+        f"select count(*), min(case when status = 'failed' then {REFUSED_AT} else claimed_at end) "
+        "from compliance.outbox where kind = 'run_alerts' and ((status = 'failed' "
         f"and {REFUSED_AT} > now() - interval '{FAILED_MAIL_DAYS} days') "
         f"or (status = 'pending' and claimed_at < now() - interval '{ALERT_GRACE}'))",
         note=f"SendGrid was down, or refused them (counted for {FAILED_MAIL_DAYS} days: a refused alert is not sent "
