@@ -154,8 +154,8 @@ def database_trouble(exc: BaseException, where: str, lost: str) -> PrivacyOpsErr
         return ServiceUnreachable(lost)
     code = exc.sqlstate  # type: ignore[attr-defined]  # is_lost_connection: there is one
     said = database_said(exc)
-    if code.startswith("54"):
-        what = _OVER_LIMIT.get(code) or _limit_of(exc)
+    what = over_limit(exc)
+    if what is not None:
         return OverDatabaseLimit(f"{where} refused the work as over one of its limits ({what}): {said}; running it "
                                  "again would only repeat it")
     if code.startswith("53"):
@@ -172,6 +172,17 @@ def database_trouble(exc: BaseException, where: str, lost: str) -> PrivacyOpsErr
         return DatabaseStrained(f"{where} rolled back a transaction "
                                 f"({_ROLLED_BACK.get(code, 'transaction rollback')}): {said}")
     return DatabaseStrained(f"{where} refused: {said}")
+
+
+def over_limit(exc: BaseException) -> str | None:
+    """Of a database error of class 54 (program limit exceeded: the work itself is over one of the database's fixed
+    limits, so it fails the same way on every try), which limit, in a few words ("too many columns", "a value over
+    PostgreSQL's 1 GB limit"); None for any other error. A step acting on one request or subject at a time records
+    such an error as that one's, and goes on with the others."""
+    code = getattr(exc, "sqlstate", None) or ""
+    if not code.startswith("54"):
+        return None
+    return _OVER_LIMIT.get(code) or _limit_of(exc)
 
 
 def _limit_of(exc: BaseException) -> str:

@@ -1645,3 +1645,83 @@ def test_a_request_of_an_erased_account_whose_package_is_kept_names_that_package
     state = store_state(store)
     run(world, "scheduled__again")
     assert store_state(store) == state
+
+
+def test_a_request_over_a_database_limit_is_left_incomplete_and_the_others_are_carried_out(world, caplog):
+    """Found by a fault trial: a database error of class 54 (program limit exceeded: a value over 1 GB, too many
+    columns; here the application's trigger raising it for one export's completion and one erasure's redaction)
+    raised out of the fulfilment and erasing steps as a limit that fails at once: the requests after it were not
+    acted on, the export's uploaded package stayed for nobody. Each is now that request's alone: recorded incomplete
+    with one sentence naming the limit (never the row), the others carried out, and the run fails at its end in one
+    sentence, so on-call sees it."""
+    from include.errors import NeedsOperator
+
+    ops, store = world.ops, world.store
+    users = free_users(ops, 4)
+    over_export, fine_export = (new_request(ops, u, "access", requester="over.limit@example.org")
+                                for u in users[:2])
+    over_erasure, fine_erasure = (new_request(ops, u, "erasure", requester="over.limit@example.org")
+                                  for u in users[2:])
+    ops.execute(f"""create function app_over_limit() returns trigger language plpgsql as $$
+                    begin
+                      if old.id in ({over_export}, {over_erasure})
+                         and (new.status = 'completed' or new.user_id is null) then
+                        raise exception 'value of % is too large', old.requester_email using errcode = '54000';
+                      end if;
+                      return new;
+                    end $$;
+                    create trigger app_over_limit before update on privacy_requests
+                    for each row execute function app_over_limit()""")
+    before = request_rows(ops, [over_export, over_erasure])
+    ids = (over_export, fine_export, over_erasure, fine_erasure)
+
+    with pytest.raises(NeedsOperator, match=r"^1 request\(s\) left incomplete: a database limit stopped") as err:
+        run(world, "manual__over_limit", params(world, request_ids=ids))
+    assert "1 subject(s) to erase" in str(err.value) and "\n" not in str(err.value)
+    got = outcomes(store)
+    assert got[fine_export][0] == "exported" and got[fine_export][2] is True
+    assert got[fine_erasure][0] == "erased" and users[3] not in rows_per_user(ops)
+    outcome, reason, completed = got[over_export]
+    assert (outcome, completed) == ("incomplete", False)
+    assert reason.startswith("a database limit stopped this request's change (program limit exceeded): the "
+                             "application's function app_over_limit() raised an exception"), reason
+    assert "(SQLSTATE 54000)" in reason
+    outcome, reason, completed = got[over_erasure]
+    assert (outcome, completed) == ("incomplete", False)
+    assert reason.startswith("erasing the subject was stopped by a database limit (program limit exceeded): the "
+                             "application's function app_over_limit() raised an exception"), reason
+    assert users[2] in rows_per_user(ops)  # rolled back: nothing of that subject changed
+    assert request_rows(ops, [over_export, over_erasure]) == before  # still open
+    assert package.object_name(over_export) not in world.objects.list("exports/")
+    assert package.object_name(fine_export) in world.objects.list("exports/")
+    assert store.execute("select state from compliance.dsr_fulfilment_runs where run_id = 'manual__over_limit'"
+                         ).fetchone()[0] == "done"
+    said = caplog.text + str(err.value) + json.dumps(got, default=str)
+    assert "over.limit@example.org" not in said
+
+
+def test_an_export_whose_read_is_over_a_database_limit_is_left_incomplete_and_the_others_exported(world, monkeypatch):
+    """The same for the export's read of one subject's data: a read over one of the database's limits (here a select
+    of 1,700 columns, over PostgreSQL's 1,664: SQLSTATE 54011) raised out of the fulfilment step, and the requests
+    after it were not exported. It is now that request's alone, and the run fails at its end."""
+    from include.errors import NeedsOperator
+
+    ops, store = world.ops, world.store
+    over, fine = (new_request(ops, u, "access") for u in free_users(ops, 2))
+    real = package.build
+
+    def build(src, dm, about, who, shared, path):
+        if about.request_id == over:
+            src.ops.execute("select " + ", ".join(["1"] * 1700))
+        return real(src, dm, about, who, shared, path)
+
+    monkeypatch.setattr(package, "build", build)
+    with pytest.raises(NeedsOperator, match=r"^1 request\(s\) left incomplete: a database limit"):
+        run(world, "manual__read_over_limit", params(world, request_ids=(over, fine)))
+    got = outcomes(store)
+    assert got[fine][0] == "exported"
+    outcome, reason, completed = got[over]
+    assert (outcome, completed) == ("incomplete", False)
+    assert reason.startswith("a database limit stopped the export's read of the subject's data (too many columns): "
+                             "target lists can have at most 1664 entries (SQLSTATE 54011)"), reason
+    assert package.object_name(over) not in world.objects.list("exports/")

@@ -49,7 +49,7 @@ from psycopg.types.json import Jsonb
 
 from include.datamap import OPS_CONNECTION, DataMap
 from include.erasure.scope import Target, file_locations, shared_locations, store_targets
-from include.errors import NeedsOperator, database_said
+from include.errors import NeedsOperator, database_said, over_limit
 from include.objectstore import Buckets, FileRef, ObjectStore, ObjectStoreRefused
 
 log = logging.getLogger(__name__)
@@ -371,9 +371,15 @@ def subject_refused_reason(exc: Exception) -> str:
     file of theirs (:func:`refused_reason`), or the database refused their erasure (an ErasureError, naming the table
     and the server's primary message, or rows left in a table the map forgot) or a change made with it (completing
     the request, resolving a report: the server's primary message, never the row its DETAIL quotes). That subject's
-    transaction was rolled back."""
+    transaction was rolled back. A database error of class 54 (:func:`include.errors.over_limit`: a value over 1 GB,
+    too many columns) says which limit stopped it: running it again repeats it."""
     if isinstance(exc, ObjectStoreRefused):
         return refused_reason(exc)
+    limit = over_limit(exc)
+    if limit is not None:
+        return (f"{ERASURE_REFUSED}the subject was stopped by a database limit ({limit}): {database_said(exc)}; that "
+                "subject's erasure was rolled back and each run repeats it until a person looks (the subject's data, "
+                "or the database's setting or trigger that raised it); the other subjects were carried out")
     said = str(exc) if isinstance(exc, NeedsOperator) else (  # an ErasureError: it names the table
         f"{ERASURE_REFUSED}the subject was refused by the database: {database_said(exc)}; that subject's erasure was "
         "rolled back")

@@ -408,6 +408,13 @@ def outcome_counts(store, run_id: str) -> dict[str, int]:
                                          group by outcome""", (run_id,)).fetchall()))
 
 
+def incomplete_with(store, run_id: str, prefix: str) -> int:
+    """The requests this run recorded ``incomplete`` whose reason begins with ``prefix`` (a kind of refusal)."""
+    return store.execute("""select count(*) from compliance.dsr_fulfilments
+                            where run_id = %s and outcome = 'incomplete' and starts_with(reason, %s)""",
+                         (run_id, prefix)).fetchone()[0]
+
+
 def plan_counts(store, run_id: str) -> dict[str, int]:
     """The run's plan: requests per action to act on, and per outcome decided without acting."""
     rows = store.execute("""select coalesce(outcome, 'to_' || action), count(*) from compliance.dsr_fulfilment_plans

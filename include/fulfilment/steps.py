@@ -43,7 +43,7 @@ from include.erasure.guard import PlanChanged
 from include.erasure.guard import short as _short
 from include.erasure.stores import (REFUSED, access_of, incomplete_reason, refused_reason,
                                     subject_refused_reason, warn_refused)
-from include.errors import NeedsOperator, Transient, database_said
+from include.errors import NeedsOperator, Transient, database_said, over_limit
 from include.objectstore import ObjectStoreRefused
 from include.periods import acting_day
 from include.fulfilment import ledger, package, rules, source
@@ -71,6 +71,18 @@ class NotPlanned(NeedsOperator):
 
 class RequestsBusy(Transient):
     """Some requests' rows stayed locked by other transactions; the retry acts on them."""
+
+
+class RequestsOverLimit(NeedsOperator):
+    """A database limit (SQLSTATE class 54) stopped the work on some requests, each recorded ``incomplete``; the
+    others were carried out. Running them again repeats it, so the run fails at its end, once, for on-call."""
+
+    def __init__(self, count: int, erasures: int = 0):
+        also = (f", and {erasures} subject(s) to erase were left incomplete by a refusal (each record says why)"
+                if erasures else "")
+        super().__init__(f"{count} request(s) left incomplete: a database limit stopped the work on them (each record "
+                         "says which limit and what the database said; each run repeats it until a person looks)"
+                         f"{also}; every other one was carried out")
 
 
 ErasureNotClean = erasure_run.NotClean  # after an erasure committed, rows are still tied to the erased subject
@@ -338,8 +350,8 @@ def fulfil_requests(step: Step[FulfilmentParams], *, workdir: str | None = None,
     log.info("fulfilled in %.1f s: %s", time.monotonic() - started, _fmt(tally))
     if tally.get(REFUSED):  # not a failure of this step: the erasures after it must still run ('Needs a person')
         log.warning("%d request(s) left incomplete: the object store refused to read a file of theirs, or the "
-                    "operational database refused the request's change (each record says which and why); every "
-                    "other one was carried out", tally[REFUSED])
+                    "operational database refused the request's change, or a database limit stopped it (each record "
+                    "says which and why); every other one was carried out", tally[REFUSED])
     if tally.get(LOCKED):
         raise RequestsBusy(f"{tally[LOCKED]} request(s) or their accounts stayed locked by other transactions for over "
                            f"{LOCK_TIMEOUT_MS // 1000} s, or their account by an erasure, and were not acted on; the "
@@ -389,11 +401,13 @@ class _Abandon(Exception):
 
 class _ReadRefused(Exception):
     """A database refused the export's read of the subject's rows (a grant the connection's user lacks, a rule of
-    the application's): nothing was uploaded. ``said``: the server's primary message, never a row."""
+    the application's, or one of its limits: ``limit``, :func:`include.errors.over_limit`): nothing was uploaded.
+    ``said``: the server's primary message, never a row."""
 
-    def __init__(self, said: str):
+    def __init__(self, said: str, limit: str | None = None):
         super().__init__(said)
         self.said = said
+        self.limit = limit
 
 
 def _decide(req: RequestFacts, account_exists: bool, settings: Settings, now: datetime,
@@ -471,24 +485,41 @@ def act_on_request(step: Step[FulfilmentParams], row: PlanRow, *, workdir: str |
         # was done here; the request is the other run's.
         log.info("request %d: acted on by another run while this one claimed it; left to it", row.request_id)
         return CLAIMED
-    except psycopg.OperationalError:
-        raise  # a lost connection or a timeout: the task's one sentence, and its retry
+    except psycopg.OperationalError as exc:
+        if over_limit(exc) is None:
+            raise  # a lost connection or a timeout: the task's one sentence, and its retry
+        return _request_refused(step, row, exc)  # over one of the database's limits: this request alone
     except (psycopg.DatabaseError, _ReadRefused) as exc:  # a database refused this request alone
-        if isinstance(exc, _ReadRefused):  # reading the subject's rows: no package was uploaded
-            reason = read_refused_reason(exc.said)
-        else:  # a constraint or trigger of the application's refused its change
-            if row.action == rules.EXPORT and step.objects is not None:
-                step.objects.delete(package.object_name(row.request_id))  # uploaded before the refusal: for nobody
-            reason = database_refused_reason(exc)
-        ledger.record_decided(store, ctx, _record(row, rules.INCOMPLETE, reason))
-        log.warning("request %d: left incomplete: %s", row.request_id, reason)
-        return REFUSED
+        return _request_refused(step, row, exc)
     final = ledger.finalize(store, ctx, row.request_id, xid)
     if final is not None and final.package_sha256:
         log.info("request %d: exported %s (%d rows, %d bytes, SHA-256 %s)", row.request_id, final.package_object,
                  sum(n for t in (final.package_rows or {}).values() for n in t.values()), final.package_bytes,
                  final.package_sha256)
     return record.outcome
+
+
+def _request_refused(step: Step[FulfilmentParams], row: PlanRow, exc: Exception) -> str:
+    """A database refused one request's export, restriction or opt-out (its transaction rolled back): recorded
+    ``incomplete`` for a person with why in one sentence (never the row), a package uploaded before the refusal
+    deleted; the others go on."""
+    if isinstance(exc, _ReadRefused):  # reading the subject's rows: no package was uploaded
+        reason = (limit_reason("the export's read of the subject's data", exc.limit, exc.said) if exc.limit
+                  else read_refused_reason(exc.said))
+    else:  # a constraint or trigger of the application's refused its change, or one of the database's limits
+        if row.action == rules.EXPORT and step.objects is not None:
+            step.objects.delete(package.object_name(row.request_id))  # uploaded before the refusal: for nobody
+        reason = _change_refused_reason(exc)
+    ledger.record_decided(step.store, step.ctx, _record(row, rules.INCOMPLETE, reason))
+    log.warning("request %d: left incomplete: %s", row.request_id, reason)
+    return REFUSED
+
+
+def _change_refused_reason(exc: Exception) -> str:
+    limit = over_limit(exc)
+    if limit is not None:
+        return limit_reason("this request's change", limit, database_said(exc))
+    return database_refused_reason(exc)
 
 
 def complete_done_before(step: Step[FulfilmentParams], row: PlanRow) -> str:
@@ -518,13 +549,10 @@ def complete_done_before(step: Step[FulfilmentParams], row: PlanRow) -> str:
         return stop.outcome
     except psycopg.errors.LockNotAvailable:
         return LOCKED
-    except psycopg.OperationalError:
-        raise  # a lost connection or a timeout: the task's one sentence, and its retry
     except psycopg.DatabaseError as exc:  # a constraint or trigger of the application's refused its completion
-        reason = database_refused_reason(exc)
-        ledger.record_decided(store, ctx, _record(row, rules.INCOMPLETE, reason))
-        log.warning("request %d: left incomplete: %s", row.request_id, reason)
-        return REFUSED
+        if isinstance(exc, psycopg.OperationalError) and over_limit(exc) is None:
+            raise  # a lost connection or a timeout: the task's one sentence, and its retry
+        return _request_refused(step, row, exc)  # or one of the database's limits stopped it: this request alone
     ledger.finalize(store, ctx, row.request_id, xid)
     return row.outcome
 
@@ -543,6 +571,20 @@ def database_refused_reason(exc: Exception) -> str:
     return (f"the operational database refused this request's change: {database_said(exc)} (a constraint or "
             "trigger of the application's): nothing was done for it and no package kept, a person must look; the "
             "other requests were carried out, and the next run tries again")
+
+
+# How the reason of a request a database limit stopped begins (:func:`limit_reason`): the run's end counts them by it.
+LIMIT_STOPPED = "a database limit stopped "
+
+
+def limit_reason(what: str, limit: str, said: str) -> str:
+    """For a person: a database error of class 54 (:func:`include.errors.over_limit`: a value over 1 GB, too many
+    columns) stopped ``what`` of one request (its change, the export's read); ``said``:
+    :func:`include.errors.database_said`'s sentence, never the row. Running it again repeats it, so the run fails at
+    its end (:func:`finish_run`) once the others are done."""
+    return (f"{LIMIT_STOPPED}{what} ({limit}): {said}; nothing was done for it and no package kept, and each run "
+            "repeats it until a person looks (the subject's data, or the database's setting or trigger that raised "
+            "it); the other requests were carried out")
 
 
 def read_refused_reason(said: str) -> str:
@@ -582,10 +624,11 @@ def _export(step: Step[FulfilmentParams], req: RequestFacts, row: PlanRow, workd
             sources = package.Sources(ops, step.stores, step.buckets,
                                       erasure.allowed_buckets(dm, getattr(settings, "file_buckets", None)))
             built = package.build(sources, dm, about, who, shared, os.path.join(tmp, "package.zip"))
-        except psycopg.OperationalError:
-            raise  # a lost connection or a timeout: the task's one sentence, and its retry
         except psycopg.DatabaseError as exc:
-            raise _ReadRefused(database_said(exc)) from None
+            limit = over_limit(exc)
+            if isinstance(exc, psycopg.OperationalError) and limit is None:
+                raise  # a lost connection or a timeout: the task's one sentence, and its retry
+            raise _ReadRefused(database_said(exc), limit) from None
         uri = objects.put_file(name, built.path, package.CONTENT_TYPE)
     notes = ["rows tied to the account by an address another account also has were left out"] \
         if who.shared_address else []
@@ -685,10 +728,11 @@ def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str
             for rec in records:
                 if not ledger.write_pending(store, rec.request_id, ctx.run_id, xid, rec, now):
                     raise _Abandon(ALREADY)
-    except psycopg.OperationalError:
-        raise  # a lost connection or a timeout: the task's one sentence, and its retry
-    # The object store or the database refused this subject alone: recorded for a person, the others go on.
+    # The object store or the database refused this subject alone (a constraint or trigger of the application's, or
+    # one of the database's limits): recorded for a person, the others go on.
     except (ObjectStoreRefused, erasure.ErasureError, psycopg.DatabaseError) as exc:
+        if isinstance(exc, psycopg.OperationalError) and over_limit(exc) is None:
+            raise  # a lost connection or a timeout: the task's one sentence, and its retry
         reason = subject_refused_reason(exc)
         for row in rows:
             ledger.record_decided(store, ctx, _record(row, rules.INCOMPLETE, reason))
@@ -870,6 +914,9 @@ def finish_run(step: Step) -> dict:
                                                  "dry_run": run.dry_run, "plans_pruned": pruned,
                                                  "packages_expired": expired, "packages_not_deleted": sorted(kept)})
     log.info("run finished: %s; requests by the outcome recorded in this run: %s", state, _fmt(outcomes))
+    over = ledger.incomplete_with(store, ctx.run_id, LIMIT_STOPPED)  # the erasures' are among the refused below
+    if over:
+        raise RequestsOverLimit(over, sum(erasure_run.refused_counts(store, WORKFLOW, ctx.run_id)))
     erasure_run.fail_if_refused(store, WORKFLOW, ctx.run_id, "subject(s) to erase")
     if run.state == "plan_changed":
         raise PlanChanged(f"the erasure plan changed since it was approved (the plan is now {_short(run.plan_hash)}): "

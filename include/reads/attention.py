@@ -159,7 +159,8 @@ _FULFILMENTS = (
     ("held", "Erasure requests held by a legal hold",
      "tell the requester why; the next run erases once the hold is released"),
     ("incomplete", "Requests left incomplete: a file the erasure may not touch, or one the object store refused",
-     _INCOMPLETE_NOTE),
+     f"{_INCOMPLETE_NOTE}; one a database refused (a rule of the application's, or one of its limits: a value over "
+     "1 GB, too many columns) names what it said: mend the data or the rule, and the next run tries again"),
     ("no_account", "Requests naming no account, or an account already erased (no_account)",
      "match the requester to an account in the request, or answer them as the record's reason says (no data held; "
      "for an erased account, by what and on which day, and any export package kept to hand over) and close it"),
