@@ -1725,3 +1725,37 @@ def test_an_export_whose_read_is_over_a_database_limit_is_left_incomplete_and_th
     assert reason.startswith("a database limit stopped the export's read of the subject's data (too many columns): "
                              "target lists can have at most 1664 entries (SQLSTATE 54011)"), reason
     assert package.object_name(over) not in world.objects.list("exports/")
+
+
+def test_an_erasure_request_naming_an_id_no_account_ever_had_names_no_account_unless_data_of_it_is_held(world):
+    """Found by a review: an erasure request naming an id no account ever had was recorded `erased` and completed
+    (the engine erased the rows still carrying the id: the request's own row, which it counted), so the requester
+    was to be told their data was erased when none was ever held. It is now `no_account`, as any request naming no
+    account, and its row stays as it is; an id whose data is still held where the data map names it (here usage
+    events of an account deleted without them) is erased, and its reason says so."""
+    ops, store = world.ops, world.store
+    ghost = ops.execute("select coalesce(max(id), 0) + 100000 from users").fetchone()[0]
+    orphaned = ghost + 1
+    ops.execute("""insert into usage_events (id, user_id, event_type, feature, api_calls, duration_ms, occurred_at)
+                   values ((select coalesce(max(id), 0) + 1 from usage_events), %s, 'login', 'web', 1, 10, now())""",
+                (orphaned,))
+    nothing, held = new_request(ops, ghost, "erasure"), new_request(ops, orphaned, "erasure")
+
+    result = run(world, "manual__ghosts", params(world, request_ids=(nothing, held)))
+    got = outcomes(store)
+    outcome, reason, completed = got[nothing]
+    assert (outcome, completed) == ("no_account", False), got[nothing]
+    assert reason.startswith(f"account {ghost} does not exist (erased, or never existed) and nothing the data map "
+                             "names carries its id"), reason
+    assert ops.execute("select user_id, status from privacy_requests where id = %s", (nothing,)).fetchone() == (
+        ghost, "in_progress")  # untouched: nothing was erased
+    assert result["plan"]["subjects"] == 1  # the erasure plan names the id whose data is held alone
+    outcome, reason, completed = got[held]
+    assert (outcome, completed) == ("erased", True), got[held]
+    assert reason.startswith(f"account {orphaned} does not exist (erased, or never existed) but data of its id is "
+                             "still held (public.usage_events=1)"), reason
+    assert ops.execute("select count(*) from usage_events where user_id = %s", (orphaned,)).fetchone()[0] == 0
+    # A second run records nothing more.
+    state = store_state(store)
+    run(world, "manual__ghosts_again", params(world, request_ids=(nothing, held)))
+    assert store_state(store) == state

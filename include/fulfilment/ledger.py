@@ -258,8 +258,8 @@ def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Itera
     migration 0028). A fulfilment's erasure of what still carried the id of an account the purge, or an earlier
     fulfilment, had erased is that first erasure's: it erased the account. ``account_table`` (``schema.table`` of
     the accounts, as ``erased_tables`` names it): a fulfilment's erasure counts only when it, or an earlier one of the
-    subject, deleted the account's row; an erasure request naming an id no account ever had erases its own request
-    row, and is no erasure of an account to tell anyone of."""
+    subject, deleted the account's row; an erasure request naming an id no account has, whose data was still held,
+    erased rows of that id but no account, and is no erasure of an account to tell anyone of."""
     subjects, addresses, ids = sorted(set(subject_hashes)), sorted(set(address_hashes)), sorted(set(request_ids))
     if not subjects and not addresses and not ids:
         return {}, {}, {}

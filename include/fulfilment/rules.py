@@ -188,10 +188,23 @@ def decide(request: RequestFacts, account_exists: bool, *, now: datetime, earlie
     if request.user_id is None:
         return Decision(action, NO_ACCOUNT, "the request names no account (user_id is empty): match the requester to "
                                             "an account and set user_id, or answer that no data is held")
-    if not account_exists and action != ERASE:
+    if not account_exists and action != ERASE:  # an erasure: the plan looks at what is held of the id (account_gone)
         return Decision(action, NO_ACCOUNT, f"account {request.user_id} does not exist (erased, or never existed): "
                                             "check the request's user_id, or answer that no data is held")
     return Decision(action)
+
+
+def account_gone(action: str, user_id: int, held: str) -> Decision:
+    """An erasure request naming account ``user_id``, which does not exist, with no earlier erasure of it known:
+    ``held`` says what of its id is still held (rows per table where the data map names them, beside the privacy
+    requests naming it; export packages), '' nothing. Nothing held: ``no_account``, as any request naming no account
+    (erasing would only redact the requests' own rows, and the record would say the requester's data was erased);
+    else the engine erases it, and the reason says why."""
+    gone = f"account {user_id} does not exist (erased, or never existed)"
+    if not held:
+        return Decision(action, NO_ACCOUNT, f"{gone} and nothing the data map names carries its id: check the "
+                                            "request's user_id, or answer that no data is held")
+    return Decision(action, None, f"{gone} but data of its id is still held ({held})")
 
 
 def _after_purge(action: str, purged: ChildPurge, *, unlinked: bool) -> Decision:

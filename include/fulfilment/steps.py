@@ -41,7 +41,7 @@ from include.erasure import guard
 from include.erasure import run as erasure_run
 from include.erasure.guard import PlanChanged
 from include.erasure.guard import short as _short
-from include.erasure.stores import (REFUSED, access_of, incomplete_reason, refused_reason,
+from include.erasure.stores import (REFUSED, access_of, incomplete_reason, refused_reason, subject_packages,
                                     subject_refused_reason, warn_refused)
 from include.errors import NeedsOperator, Transient, database_said, over_limit
 from include.objectstore import ObjectStoreRefused
@@ -155,6 +155,15 @@ def _plan(step: Step[FulfilmentParams]) -> tuple[list[PlanRow], erasure.Plan, di
                  and decisions[r.request_id].action == rules.ERASE}
     plan = erasure.plan(ops, dm, erase_ids, key, at=ctx.now(), stores=step.stores)
     guard.check_mapped(plan, nothing="nothing was done")
+    # An erasure naming an account that does not exist, no earlier erasure of it known: erased only where data of its
+    # id is still held; else it names no account, and the plan leaves it out.
+    held = _held_without_account(step, plan, {r.user_id for r in requests if r.user_id in erase_ids
+                                               and r.user_id not in accounts and r.request_id not in purges})
+    for r in requests:
+        d = decisions[r.request_id]
+        if r.user_id in held and r.request_id not in purges and d.acts and d.action == rules.ERASE:
+            decisions[r.request_id] = rules.account_gone(rules.ERASE, r.user_id, held[r.user_id])
+    plan = replace(plan, subjects=tuple(s for s in plan.subjects if held.get(s.user_id, True)))
     subjects = {s.user_id: s for s in plan.subjects}
     rows = []
     for r in requests:
@@ -170,8 +179,10 @@ def _plan(step: Step[FulfilmentParams]) -> tuple[list[PlanRow], erasure.Plan, di
             if s.held:
                 rows.append(PlanRow(**base, outcome=rules.HELD, reason=held_reason(s.holds), holds=s.holds,
                                     **evidence))
-            else:  # the purge that erased the account, if one did, is the erasure's reason (_erased_records)
-                rows.append(PlanRow(**base, outcome=None, reason=purged.erased() if purged else None, **evidence))
+            else:  # the purge that erased the account, if one did, is the erasure's reason (_erased_records), or
+                # what of the id of an account that does not exist is still held
+                rows.append(PlanRow(**base, outcome=None, reason=purged.erased() if purged else d.reason,
+                                    **evidence))
         else:
             rows.append(PlanRow(**base, outcome=d.outcome, reason=d.reason))
     counts = {"picked_up": len(found), "already_fulfilled": len(done)}
@@ -182,6 +193,21 @@ def _plan(step: Step[FulfilmentParams]) -> tuple[list[PlanRow], erasure.Plan, di
         counts["not_found"] = [i for i in missing if i not in status]
         counts["not_open"] = {str(i): status[i] for i in missing if i in status}
     return rows, plan, counts
+
+
+def _held_without_account(step: Step, plan: erasure.Plan, user_ids: set[int]) -> dict[int, str]:
+    """Of these account ids (no account has them), what is still held of each, in words: its rows per table in every
+    store the data map names, beside the privacy requests naming it (its requests are no data held of an account),
+    and its export packages; '' when nothing is."""
+    requests = step.datamap.record("privacy_requests")
+    requests_table = f"{requests.schema}.{requests.table}"
+    held = {}
+    for s in plan.subjects:
+        if s.user_id in user_ids:
+            found = [f"{t.table}={t.rows}" for t in s.tables if t.rows and t.table != requests_table]
+            packages = len(subject_packages(step.store, s.subject_hash))
+            held[s.user_id] = ", ".join(found + ([f"{packages} export package(s)"] if packages else []))
+    return held
 
 
 @dataclass(frozen=True)
@@ -770,7 +796,7 @@ def _erased_records(result: erasure.ErasureResult, rows: Sequence[PlanRow],
     """The records of one subject's erasure: the first request carries the tables, rows and vendors (and its reason
     names the export packages ``kept`` to be handed over); the others say they were erased with it."""
     first, *others = sorted(rows, key=lambda r: r.request_id)
-    if first.reason:  # the child-data purge erased the account (include.fulfilment.rules.ChildPurge)
+    if first.reason:  # an earlier erasure of the account (rules.ChildPurge), or what is held of an id none has
         reason = first.reason + (f": this erasure removed the {result.rows_erased} row(s) still carrying the account "
                                  "id" if result.outcome == erasure.PURGED else ": nothing was left to erase")
     elif result.outcome == erasure.PURGED:
