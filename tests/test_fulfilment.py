@@ -758,8 +758,8 @@ def test_export_packages_expire_after_the_configured_days(world):
                                package_uri, package_sha256, run_id, first_recorded_at, recorded_at)
                            values (%s, 'export', 'exported', %s, 'file:///x', repeat('b', 64), 'r', now(), now())""",
                         (new_id, new_name))
-    world.store.execute("update compliance.dsr_fulfilments set recorded_at = now() - interval '8 days' "
-                        "where request_id = %s", (old_id,))
+    world.store.execute("update compliance.dsr_fulfilments set recorded_at = now() - interval '8 days', "
+                        "package_made_at = now() - interval '8 days' where request_id = %s", (old_id,))
     settings = Settings(export_retention_days=7)
     run(world, "manual__dry_later", params(world, dry_run=True), settings=settings)
     assert world.objects.exists(old_name)  # a dry run deletes nothing
@@ -884,7 +884,7 @@ def test_a_package_whose_subject_is_erased_in_the_same_run_is_kept_for_delivery_
         assert run(world, "scheduled__both")["state"] == "done"
         got = outcomes(store)
         assert (got[access_id][0], got[erasure_id][0], got[old_erasure][0]) == ("exported", "erased", "erased")
-        name, deleted_at, made = store.execute("""select package_object, package_deleted_at, recorded_at
+        name, deleted_at, made = store.execute("""select package_object, package_deleted_at, package_made_at
                                                   from compliance.dsr_fulfilments where request_id = %s""",
                                                (access_id,)).fetchone()
         assert objects.exists(name) and deleted_at is None  # the subject's answer, there to be handed over
@@ -903,8 +903,8 @@ def test_a_package_whose_subject_is_erased_in_the_same_run_is_kept_for_delivery_
         assert store.execute("select state, kept_until from compliance.erasure_files where uri = %s",
                              (old_name,)).fetchone() == ("deleted", None)
 
-        store.execute("update compliance.dsr_fulfilments set recorded_at = recorded_at - interval '31 days' "
-                      "where request_id = %s", (access_id,))
+        store.execute("update compliance.dsr_fulfilments set recorded_at = recorded_at - interval '31 days', "
+                      "package_made_at = package_made_at - interval '31 days' where request_id = %s", (access_id,))
         assert run(world, "scheduled__later")["state"] == "done"
         assert not objects.exists(name)
         assert store.execute("select package_deleted_at is not null from compliance.dsr_fulfilments "
@@ -1593,8 +1593,8 @@ def test_a_kept_package_whose_expiry_was_interrupted_is_recorded_deleted_by_the_
     assert run(world, "scheduled__both")["state"] == "done"
     name = store.execute("select package_object from compliance.dsr_fulfilments where request_id = %s",
                          (access_id,)).fetchone()[0]
-    store.execute("update compliance.dsr_fulfilments set recorded_at = recorded_at - interval '31 days' "
-                  "where request_id = %s", (access_id,))
+    store.execute("update compliance.dsr_fulfilments set recorded_at = recorded_at - interval '31 days', "
+                  "package_made_at = package_made_at - interval '31 days' where request_id = %s", (access_id,))
     store.execute("""create function compliance.refuse_files() returns trigger language plpgsql as $$
                      begin raise exception 'the store went away'; end $$;
                      create trigger refuse_files before update on compliance.erasure_files
@@ -1759,3 +1759,52 @@ def test_an_erasure_request_naming_an_id_no_account_ever_had_names_no_account_un
     state = store_state(store)
     run(world, "manual__ghosts_again", params(world, request_ids=(nothing, held)))
     assert store_state(store) == state
+
+
+def test_a_packages_retention_counts_from_its_upload_whether_kept_for_delivery_or_settled_late(world, monkeypatch):
+    """Found by a review: an export package's retention counted from two moments. An erasure kept a package for
+    delivery until made + export_retention_days, made being its pending record's creation (the upload) or, once the
+    record was settled, the settle's time; the expiry counted from the record's time, the settle's. So a package whose
+    worker died before its record, settled 10 days later, was kept (and, not kept, expired) 10 days past its
+    export_retention_days. Both now count from the upload (its record's first writing, kept as
+    dsr_fulfilments.package_made_at by migration 0030)."""
+    ops, store = world.ops, world.store
+    kept_user, plain_user = free_users(ops, 2)
+    kept, plain = new_request(ops, kept_user, "access"), new_request(ops, plain_user, "access")
+    real = ledger.finalize
+
+    def worker_dies_before_the_record(store, ctx, request_id, xid, *, settled=False):
+        return None if request_id in (kept, plain) and not settled else real(store, ctx, request_id, xid,
+                                                                                settled=settled)
+
+    monkeypatch.setattr(ledger, "finalize", worker_dies_before_the_record)
+    run(world, "manual__died", params(world, request_ids=(kept, plain)))
+    monkeypatch.setattr(ledger, "finalize", real)
+    # The worker died 10 days ago, and no run has settled the records since.
+    store.execute("update compliance.dsr_fulfilment_pending set created_at = created_at - interval '10 days'")
+    uploaded = dict(store.execute("select request_id, created_at from compliance.dsr_fulfilment_pending "
+                                  "where request_id = any(%s)", ([kept, plain],)).fetchall())
+    assert set(uploaded) == {kept, plain}
+    run(world, "manual__settle", params(world, request_ids=(kept, plain)))  # writes both records, today
+    names = dict(store.execute("select request_id, package_object from compliance.dsr_fulfilments "
+                               "where request_id = any(%s) and outcome = 'exported'", ([kept, plain],)).fetchall())
+    assert set(names) == {kept, plain}
+    days = timedelta(days=world.settings.export_retention_days)
+
+    erase_on_connections_of_its_own(world, kept_user)  # keeps the package to be handed over: until upload + days
+    until = store.execute("""select kept_until from compliance.erasure_files
+                             where subject_hash = %s and state = 'kept_for_delivery'""",
+                          (user_hash(KEY, kept_user),)).fetchone()[0]
+    assert until == uploaded[kept] + days
+
+    # 21 days on: both were uploaded 31 days before; neither record is 30 days old.
+    s = step(world, "scheduled__later")
+    later = datetime.now(timezone.utc) + timedelta(days=21)
+    s = dataclasses.replace(s, ctx=dataclasses.replace(s.ctx, now=lambda: later))
+    deleted, refused = steps.expire_packages(s)
+    assert deleted >= 2 and not refused
+    assert not world.objects.exists(names[kept]) and not world.objects.exists(names[plain])
+    assert dict(store.execute("select request_id, package_deleted_at is not null from compliance.dsr_fulfilments "
+                              "where request_id = any(%s)", ([kept, plain],)).fetchall()) == {kept: True, plain: True}
+    assert store.execute("select state from compliance.erasure_files where subject_hash = %s and uri = %s",
+                         (user_hash(KEY, kept_user), names[kept])).fetchone()[0] == "deleted"

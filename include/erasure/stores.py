@@ -209,8 +209,9 @@ def subject_packages(store, subject_hash: str) -> list[Package]:
     """The subject's export packages still in the evidence store (object names under the evidence location), with
     their request and when each was made: those recorded, and one whose export committed and is not recorded yet
     (its record still pending: the export held the account until its commit, so an erasure that waited for it reads
-    it here)."""
-    rows = store.execute("""select package_object, request_id, recorded_at, null::bigint
+    it here). Made: its upload, the pending record's time, kept by its record once written (``package_made_at``,
+    migration 0030; a record written before then: its own time)."""
+    rows = store.execute("""select package_object, request_id, coalesce(package_made_at, recorded_at), null::bigint
                             from compliance.dsr_fulfilments
                             where subject_hash = %(h)s and package_object is not null and package_deleted_at is null
                             union

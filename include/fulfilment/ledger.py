@@ -330,16 +330,20 @@ def write_pending(store, request_id: int, run_id: str, xid: int, record: Record,
 
 def finalize(store, ctx: RunContext, request_id: int, xid: int, *, settled: bool = False) -> Record | None:
     """After the operational transaction ``xid`` committed: write the pending record as the request's row, the
-    vendors' deletion notices and the audit entry, in one store transaction; None when nothing was pending."""
+    vendors' deletion notices and the audit entry, in one store transaction; None when nothing was pending. An export
+    package's time is the pending record's (``package_made_at``, migration 0030: its upload), however much later
+    the record is written: its retention counts from then."""
     with store.transaction():
         row = store.execute("""delete from compliance.dsr_fulfilment_pending where request_id = %s and ops_xid = %s
-                               returning run_id, record""", (request_id, xid)).fetchone()
+                               returning run_id, record, created_at""", (request_id, xid)).fetchone()
         if row is None:
             return None
-        run_id, raw = row
+        run_id, raw, made = row
         record = Record.from_json(raw)
         now = ctx.now()
         _upsert(store, record, run_id, now, only_if_changed=False)
+        store.execute("update compliance.dsr_fulfilments set package_made_at = %s where request_id = %s",
+                      (made if record.package_object else None, request_id))
         gone = package_erased_at(store, record.subject_hash, record.package_object)
         if gone is not None:  # an erasure of the subject that waited for this export has deleted its package
             store.execute("update compliance.dsr_fulfilments set package_deleted_at = %s where request_id = %s",

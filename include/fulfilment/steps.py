@@ -843,12 +843,13 @@ def expire_packages(step: Step) -> tuple[int, dict[int, ObjectStoreRefused]]:
         return 0, {}
     now = ctx.now()
     cutoff = now - timedelta(days=settings.export_retention_days)
-    # Retention counts from when the package was made: its record's time, or, for one an erasure kept to be handed
-    # over, its kept_until (made + the days): its record may have been written days after it was made (pending
-    # until the next run settled it), and the erasure's evidence says it is gone by then.
+    # Retention counts from when the package was made (its upload: package_made_at, the time of its pending record,
+    # though the record may have been written days later, when the next run settled it; a record written before
+    # migration 0030: its own time), as an erasure's kept_until does (made + the days); a kept_until an erasure
+    # recorded before then may be earlier, and its evidence says the package is gone by then.
     rows = store.execute("""select d.request_id, d.package_object from compliance.dsr_fulfilments d
                             where d.package_object is not null and d.package_deleted_at is null
-                              and (d.recorded_at < %(cutoff)s
+                              and (coalesce(d.package_made_at, d.recorded_at) < %(cutoff)s
                                    or exists (select 1 from compliance.erasure_files f
                                               where f.subject_hash = d.subject_hash and f.uri = d.package_object
                                                 and f.kind = %(kind)s and f.state = %(kept)s
