@@ -1808,3 +1808,34 @@ def test_a_packages_retention_counts_from_its_upload_whether_kept_for_delivery_o
                               "where request_id = any(%s)", ([kept, plain],)).fetchall()) == {kept: True, plain: True}
     assert store.execute("select state from compliance.erasure_files where subject_hash = %s and uri = %s",
                          (user_hash(KEY, kept_user), names[kept])).fetchone()[0] == "deleted"
+
+
+def test_an_erasure_request_after_a_purge_that_kept_rows_of_a_shared_address_says_what_is_still_held(world):
+    """Found by a review: the child-data purge erased a child whose address another account (a parent's) also has,
+    and kept the rows tied to the child by that address alone (here its email suppression); an erasure request of
+    the child, filed before the purge or naming the erased account after it, was then told "nothing was left to
+    erase" (or that the rows still carrying the account id were removed), with no word of the rows still held. Each
+    reason now names them, as the purge recorded them."""
+    ops, store = world.ops, world.store
+    kid = world.planted["child_by_birth_date"][0]
+    (parent,) = free_users(ops, 1)
+    address = ops.execute("select email from users where id = %s", (kid,)).fetchone()[0]
+    ops.execute("update users set email = %s where id = %s", (f" {address.upper()}", parent))
+    ops.execute("insert into email_suppressions (email, reason, created_at) values (%s, 'bounce', now())",
+                (address.strip().lower(),))
+    before = new_request(ops, kid, "erasure")
+    purge_children(world, "manual__family", [kid])
+    assert store.execute("select outcome, kept from compliance.child_purges where run_id = 'manual__family' "
+                         "and subject_hash = %s", (user_hash(KEY, kid),)).fetchone() == (
+        "purged", {"public.email_suppressions": 1})
+    after = new_request(ops, kid, "erasure")
+
+    run(world, "manual__after_family", params(world, request_ids=(before, after)))
+    got = outcomes(store)
+    held = ("the rows tied to the account by an address another account also has, which that erasure kept "
+            "(public.email_suppressions=1)")
+    for rid in (before, after):
+        outcome, reason, completed = got[rid]
+        assert outcome == "erased" and completed, got[rid]
+        assert "child-data purge run manual__family" in reason and held in reason, reason
+    assert "nothing was left to erase but " + held in got[before][1], got[before][1]

@@ -232,6 +232,8 @@ class Erasure:
     run_id: str
     at: datetime
     request_id: int | None = None  # the erasure request a fulfilment carried out; None: the child-data purge
+    # rows the purge kept, tied to the account by an address another account also has (table -> rows; None: none)
+    kept: dict | None = None
 
 
 def recorded_subjects(store, request_ids: Iterable[int]) -> dict[int, str]:
@@ -263,7 +265,7 @@ def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Itera
     subjects, addresses, ids = sorted(set(subject_hashes)), sorted(set(address_hashes)), sorted(set(request_ids))
     if not subjects and not addresses and not ids:
         return {}, {}, {}
-    rows = store.execute("""select subject_hash, address_hash, request_ids, run_id, purged_at, null::bigint
+    rows = store.execute("""select subject_hash, address_hash, request_ids, run_id, purged_at, null::bigint, kept
                             from compliance.child_purges
                             where outcome = 'purged'
                               and (subject_hash = any(%(s)s) or (address_hash = any(%(a)s) and request_ids is null)
@@ -271,10 +273,10 @@ def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Itera
                             union all
                             select f.subject_hash, null, f.request_ids, coalesce(p.run_id, o.run_id, f.run_id),
                                    coalesce(p.purged_at, o.recorded_at, f.recorded_at),
-                                   case when p.run_id is null then coalesce(o.request_id, f.request_id) end
+                                   case when p.run_id is null then coalesce(o.request_id, f.request_id) end, p.kept
                             from compliance.dsr_fulfilments f
                             left join lateral (
-                                select c.run_id, c.purged_at from compliance.child_purges c
+                                select c.run_id, c.purged_at, c.kept from compliance.child_purges c
                                 where c.outcome = 'purged' and c.subject_hash = f.subject_hash
                                   and c.purged_at <= f.recorded_at
                                 order by c.purged_at desc, c.run_id desc limit 1) p on true
@@ -292,8 +294,8 @@ def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Itera
                          ).fetchall()
     wanted_subjects, wanted_addresses, wanted_ids = set(subjects), set(addresses), set(ids)
     by_subject, by_address, by_request = {}, {}, {}
-    for subject, address, listed, run, at, fulfilment in rows:
-        erasure = Erasure(subject, run, at, fulfilment)
+    for subject, address, listed, run, at, fulfilment, kept in rows:
+        erasure = Erasure(subject, run, at, fulfilment, kept)
         if fulfilment is None and subject in wanted_subjects:
             by_subject[subject] = erasure
         elif subject in wanted_subjects:

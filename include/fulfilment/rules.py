@@ -83,12 +83,23 @@ class ChildPurge:
     request_id: int | None = None  # the erasure request a fulfilment carried out; None: the child-data purge
     # the subject's export packages that erasure kept to be handed over: (the request each answers, its last day)
     kept: tuple[tuple[int, date], ...] = ()
+    # rows the child-data purge kept, tied to the account by an address another account also has: (table, rows)
+    kept_rows: tuple[tuple[str, int], ...] = ()
 
     def erased(self) -> str:
         if self.request_id is not None:
             return (f"the account and its data were erased by the fulfilment of request {self.request_id} "
                     f"(run {self.run_id}) on {self.day}")
         return f"the account and its data were erased by the child-data purge run {self.run_id} on {self.day}"
+
+
+def kept_rows_words(rows: Sequence[tuple[str, int]]) -> str:
+    """The rows an earlier erasure kept as tied to the account by an address another account also has (a family's
+    address), in words: (table, rows) each; '' for none."""
+    if not rows:
+        return ""
+    return ("the rows tied to the account by an address another account also has, which that erasure kept ("
+            + ", ".join(f"{table}={n}" for table, n in sorted(rows)) + ")")
 
 
 def kept_words(kept: Sequence[tuple[int, date]]) -> str:
@@ -214,9 +225,10 @@ def _after_purge(action: str, purged: ChildPurge, *, unlinked: bool) -> Decision
     erasure. Anything else: no data is held."""
     kept = kept_words(purged.kept)
     if action == ERASE:
-        if unlinked:
+        if unlinked:  # what that erasure left held: rows of a shared address, packages kept to be handed over
+            held = " and ".join(w for w in (kept_rows_words(purged.kept_rows), kept) if w)
             return Decision(action, ERASED, f"{purged.erased()}: nothing was left to erase"
-                                            f"{f' but {kept}' if kept else ''}")
+                                            f"{f' but {held}' if held else ''}")
         return Decision(action)
     if kept:
         return Decision(action, NO_ACCOUNT, f"nothing is held but {kept}: {purged.erased()}; answer that nothing "

@@ -239,8 +239,16 @@ def _earlier_erasures(step: Step, requests: Sequence[RequestFacts], accounts: se
              **{rid: by_request[rid] for rid in unlinked_ids if rid in by_request}}
     kept = _kept(store, [e.subject_hash for e in found.values() if e is not None], tz)
     return {rid: _Purged(e.run_id, e.at.astimezone(tz).date(), e.request_id, kept.get(e.subject_hash, ()),
-                         subject_hash=e.subject_hash)
+                         tuple((e.kept or {}).items()), subject_hash=e.subject_hash)
             for rid, e in found.items() if e is not None}
+
+
+def _rows_kept_before(step: Step, subject_hash: str) -> tuple[tuple[str, int], ...]:
+    """The rows the earlier erasure of an account (the child-data purge's) kept as tied to it by an address another
+    account also has: (table, rows) each."""
+    found = ledger.earlier_erasures(step.store, [subject_hash], (), (), step.datamap.account_entry.table_label)[0]
+    erased = found.get(subject_hash)
+    return tuple((erased.kept or {}).items()) if erased is not None else ()
 
 
 def _kept(store, subject_hashes: Sequence[str], tz) -> dict[str, tuple[tuple[int, date], ...]]:
@@ -747,8 +755,11 @@ def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str
                 raise _Abandon(rules.INCOMPLETE)
             if result.outcome not in (erasure.PURGED, erasure.ALREADY_ERASED):
                 raise _Abandon(CHANGED)
-            records = _erased_records(result, [by_id[r.request_id] for r in valid],
-                                      _kept(store, [result.subject_hash], settings.tz).get(result.subject_hash, ()))
+            planned = [by_id[r.request_id] for r in valid]
+            records = _erased_records(result, planned,
+                                      _kept(store, [result.subject_hash], settings.tz).get(result.subject_hash, ()),
+                                      _rows_kept_before(step, result.subject_hash)
+                                      if any(r.reason for r in planned) else ())
             records = [_completed(ops, dm, settings, rec, [rec.request_id], now) for rec in records]
             xid = source.transaction_id(ops)
             for rec in records:
@@ -791,14 +802,19 @@ def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str
     return rules.ERASED
 
 
-def _erased_records(result: erasure.ErasureResult, rows: Sequence[PlanRow],
-                    kept: Sequence[tuple[int, date]] = ()) -> list[Record]:
+def _erased_records(result: erasure.ErasureResult, rows: Sequence[PlanRow], kept: Sequence[tuple[int, date]] = (),
+                    kept_rows: Sequence[tuple[str, int]] = ()) -> list[Record]:
     """The records of one subject's erasure: the first request carries the tables, rows and vendors (and its reason
-    names the export packages ``kept`` to be handed over); the others say they were erased with it."""
+    names the export packages ``kept`` to be handed over, and the rows of a shared address an earlier erasure of the
+    account kept, ``kept_rows``); the others say they were erased with it."""
     first, *others = sorted(rows, key=lambda r: r.request_id)
     if first.reason:  # an earlier erasure of the account (rules.ChildPurge), or what is held of an id none has
-        reason = first.reason + (f": this erasure removed the {result.rows_erased} row(s) still carrying the account "
-                                 "id" if result.outcome == erasure.PURGED else ": nothing was left to erase")
+        held = rules.kept_rows_words(kept_rows)
+        if result.outcome == erasure.PURGED:
+            reason = (f"{first.reason}: this erasure removed the {result.rows_erased} row(s) still carrying the "
+                      f"account id{f'; still held: {held}' if held else ''}")
+        else:
+            reason = f"{first.reason}: nothing was left to erase{f' but {held}' if held else ''}"
     elif result.outcome == erasure.PURGED:
         reason = None
     else:
