@@ -50,7 +50,8 @@ EXIT_CODES = {
     EXIT_UNREACHABLE: "cannot reach or configure (database or bucket down, malformed $PRIVACY_PG_URL, store missing), "
                       "or the database could not do it now (out of disk or memory, a statement timeout)",
     EXIT_OVER_LIMIT: "the database refused the work as over one of its limits (a value over 1 GB, too many "
-                     "columns): running it again repeats it",
+                     "columns) or as an object it needs is not in the state the work requires: running it again "
+                     "repeats it",
 }
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 URL_ENV = "PRIVACY_PG_URL"

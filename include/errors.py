@@ -4,10 +4,12 @@ Every error the product raises on purpose derives from one of these, so that the
 kind, not by a hand-kept list of every module's exceptions:
 
 - :class:`NeedsOperator` — a setup fault a person must fix (a missing connection or setting, a bad data
-  map, wrong types in settings, a refused API key, a store behind the code). Retrying cannot help: the
-  task fails at once, without retries, with the error's one sentence.
+  map, wrong types in settings, a refused API key, a store behind the code), or work a database refuses for good
+  (over one of its limits; an object not in the state the work requires). Retrying cannot help: the task fails
+  at once, without retries, with the error's one sentence.
 - :class:`Transient` — a database or service was lost or did not answer (at connect time or mid-query), or a
-  database reported a condition that may pass (out of disk or memory, a statement timeout, a deadlock).
+  database reported a condition that may pass (out of disk or memory, a statement timeout, a deadlock, a lock
+  or an object another session holds).
   The task fails with one sentence that says so, and Airflow's retries (with backoff) apply.
 
 Messages are one sentence, name the thing to fix, and never hold personal data or a secret.
@@ -47,6 +49,13 @@ class DatabaseStrained(Transient):
 class OverDatabaseLimit(NeedsOperator):
     """A database refused the work as over one of its fixed limits (SQLSTATE class 54: a value over 1 GB, too many
     columns, a statement too complex): retrying repeats it, so it fails at once."""
+
+
+class WrongObjectState(NeedsOperator):
+    """A database refused the work as an object it needs is not in the state the work requires (SQLSTATE class 55 but
+    a lock not available, 55P03, or an object in use, 55006: ``currval`` before ``nextval`` in the session, a setting
+    only a restart changes, an enum value used in the transaction that added it): retrying repeats it, so it fails at
+    once."""
 
 
 # What a PostgreSQL server answers when it refuses a connection for good: a login, a password or a database name
@@ -133,6 +142,10 @@ _RESOURCES = {"53100": "disk full", "53200": "out of memory", "53300": "too many
 _OVER_LIMIT = {"54001": "statement too complex", "54011": "too many columns", "54023": "too many arguments"}
 _SYSTEM = {"58030": "I/O error", "58P01": "a file it needs is missing", "58P02": "a file already exists"}
 _ROLLED_BACK = {"40001": "serialization failure", "40P01": "deadlock detected"}
+# Class 55 (object not in prerequisite state): only a lock another session holds (55P03, handled apart) or an object
+# in use (55006) passes once the other session lets go; every other state of the class repeats on every try.
+_WRONG_STATE = {"55000": "object not in prerequisite state", "55P02": "a setting only a restart changes",
+                "55P04": "a new enum value used before its commit"}
 _STILL_CONNECTED_57 = ("57014", "57P03")  # the rest of class 57 (admin_shutdown, crash_shutdown, ...) ends the session
 
 
@@ -149,7 +162,9 @@ def database_trouble(exc: BaseException, where: str, lost: str) -> PrivacyOpsErr
     sentence of a lost connection, kept by the caller) when the connection is lost; else what the database, still
     connected, said (:func:`database_said`: never the statement's values), after ``where`` (``the database of
     connection 'ops_db'``) and what kind of thing it met. A program limit (class 54) repeats on every try: an
-    :class:`OverDatabaseLimit`, failed at once; everything else may pass: a :class:`DatabaseStrained`, retried."""
+    :class:`OverDatabaseLimit`, failed at once; so does an object not in the state the work requires (class 55 but a
+    lock not available, 55P03, and an object in use, 55006): a :class:`WrongObjectState`; everything else may pass:
+    a :class:`DatabaseStrained`, retried."""
     if is_lost_connection(exc):
         return ServiceUnreachable(lost)
     code = exc.sqlstate  # type: ignore[attr-defined]  # is_lost_connection: there is one
@@ -161,8 +176,17 @@ def database_trouble(exc: BaseException, where: str, lost: str) -> PrivacyOpsErr
     if code.startswith("53"):
         return DatabaseStrained(f"{where} ran out of resources ({_RESOURCES.get(code, 'insufficient resources')}): "
                                 f"{said}")
+    if code == "55P03" and "lock timeout" not in said.lower():  # NOWAIT, or SKIP LOCKED's kin: nothing was canceled
+        return DatabaseStrained(f"{where} could not take a lock now (a lock was not available): {said}")
     if code == "57014" or code == "55P03":
         return DatabaseStrained(f"{where} canceled a statement ({_canceled_by(said, code)}): {said}")
+    if code == "55006":
+        return DatabaseStrained(f"{where} could not do it now, an object it needs being in use (object in use): "
+                                f"{said}")
+    if code.startswith("55"):
+        return WrongObjectState(f"{where} refused the work as an object it needs is not in the state the work requires "
+                                f"({_WRONG_STATE.get(code, 'object not in prerequisite state')}): {said}; running it "
+                                "again would only repeat it")
     if code == "57P03":
         return DatabaseStrained(f"{where} is not accepting connections now (it is starting up or shutting down): "
                                 f"{said}")

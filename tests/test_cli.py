@@ -99,7 +99,11 @@ def test_a_refused_login_says_refused_not_unreachable(capsys):
     ("perform pg_sleep(2)", "statement_timeout = '100ms'", EXIT_UNREACHABLE,
      "the database canceled a statement (statement_timeout): canceling statement due to statement timeout "
      "(SQLSTATE 57014)"),
-    ("perform pg_terminate_backend(pg_backend_pid())", None, EXIT_UNREACHABLE, "lost the database: ")])
+    ("perform pg_terminate_backend(pg_backend_pid())", None, EXIT_UNREACHABLE, "lost the database: "),
+    ("perform lastval()", None, EXIT_OVER_LIMIT,
+     "the database refused the work as an object it needs is not in the state the work requires (object not in "
+     "prerequisite state): lastval is not yet defined in this session (SQLSTATE 55000); running it again would only "
+     "repeat it")])
 def test_what_the_database_said_mid_command_is_said_by_its_kind(fresh_db, capsys, does, setting, code, said):
     """Every OperationalError was "lost the database" (exit 3), a value over PostgreSQL's 1 GB (SQLSTATE 54000) and a
     statement timeout among them: said by its kind, the program limit exiting 4 (running it again repeats it), never

@@ -260,6 +260,25 @@ def test_a_store_that_cancels_the_pages_statement_is_said_so_not_called_silent(s
             answer.json()["detail"]
 
 
+def test_a_store_refusing_the_pages_read_for_good_is_said_to_repeat_not_to_pass(store_db, monkeypatch):
+    """A class-55 refusal other than a lock (here ``lastval()`` before any ``nextval`` in the session, SQLSTATE 55000)
+    was "the compliance store refused: ...", said as if a reload could mend it: one 503 sentence saying a reload
+    repeats it."""
+    import dataclasses
+
+    def build(req):
+        req.conn.execute("select lastval()")
+
+    section = dataclasses.replace(sections.section("requests"), build=build)
+    monkeypatch.setattr(sections, "section", lambda key: section)
+    answer = _page_client(monkeypatch, store_db).get("/api/sections/requests")
+    assert answer.status_code == 503, answer.text[:300]
+    assert answer.json()["detail"] == (
+        "the compliance store refused the work as an object it needs is not in the state the work requires (object "
+        "not in prerequisite state): lastval is not yet defined in this session (SQLSTATE 55000); running it again "
+        "would only repeat it")
+
+
 @contextlib.contextmanager
 def _page_login(store):
     """A login for the page that may read the compliance store (usage on the schema, select on its tables), dropped

@@ -343,6 +343,69 @@ def test_a_lock_timeout_or_the_tasks_connection_terminated_is_said_by_its_kind(m
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("statement, what, said", [
+    ("create sequence s; select currval('s')", "object not in prerequisite state",
+     'currval of sequence "s" is not yet defined in this session (SQLSTATE 55000)'),
+    ("select lastval()", "object not in prerequisite state",
+     "lastval is not yet defined in this session (SQLSTATE 55000)"),
+    ("set shared_buffers = '1MB'", "a setting only a restart changes",
+     'parameter "shared_buffers" cannot be changed without restarting the server (SQLSTATE 55P02)'),
+    ("create type mood as enum ('calm'); begin; alter type mood add value 'cross'; select 'cross'::mood; commit",
+     "a new enum value used before its commit",
+     'unsafe use of new value "cross" of enum type mood (SQLSTATE 55P04)')])
+def test_an_object_not_in_the_state_the_work_needs_fails_at_once(monkeypatch, fresh_db, caplog, statement, what,
+                                                                 said):
+    """SQLSTATE class 55 was retried whole ("the database ... refused: ...", Airflow's retries): only a lock not
+    available (55P03) or an object in use (55006) may pass. ``currval`` before ``nextval`` in the session (55000), a
+    setting only a restart changes (55P02), an enum value used in the transaction that added it (55P04) fail the
+    same way on every try: the task fails at once, in one sentence saying so."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    stack, task_env = _in_a_task(monkeypatch, fresh_db)
+    with stack, pytest.raises(AirflowFailException) as err:
+        with task_env() as env:
+            env.ops.execute(statement)
+    assert str(err.value) == (f"the database of connection 'ops_db' refused the work as an object it needs is not in "
+                              f"the state the work requires ({what}): {said}; running it again would only repeat it")
+    assert "(Airflow will retry)" not in caplog.text and "\n" not in str(err.value)
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_a_lock_not_available_or_an_object_in_use_keeps_the_retries(monkeypatch, fresh_db, pg_server_url):
+    """The two states of class 55 that pass once another session lets go: a lock taken with NOWAIT that another
+    session holds (55P03), an object in use (55006: a database others are connected to). Each keeps Airflow's
+    retries, said by its kind."""
+    import uuid
+
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    with psycopg_connect(fresh_db) as other:
+        other.execute("create table held (id int)")
+        stack, task_env = _in_a_task(monkeypatch, fresh_db)
+        with stack, pytest.raises(AirflowException) as err, other.transaction():
+            other.execute("lock table held")
+            with task_env() as env:
+                env.ops.execute("begin; lock table held in share mode nowait; commit")
+    assert not isinstance(err.value, AirflowFailException)
+    assert str(err.value) == ("the database of connection 'ops_db' could not take a lock now (a lock was not "
+                              'available): could not obtain lock on relation "held" (SQLSTATE 55P03)')
+    busy = f"privacy_busy_{uuid.uuid4().hex[:8]}"
+    with psycopg_connect(pg_server_url) as admin:
+        admin.execute(f"create database {busy}")
+        try:
+            with psycopg_connect(fresh_db.rsplit("/", 1)[0] + f"/{busy}"):  # someone is connected to it
+                stack, task_env = _in_a_task(monkeypatch, fresh_db)
+                with stack, pytest.raises(AirflowException) as err:
+                    with task_env() as env:
+                        env.ops.execute(f"drop database {busy}")
+        finally:
+            admin.execute(f"drop database if exists {busy}")
+    assert not isinstance(err.value, AirflowFailException)
+    assert str(err.value) == (f"the database of connection 'ops_db' could not do it now, an object it needs being in "
+                              f'use (object in use): database "{busy}" is being accessed by other users '
+                              "(SQLSTATE 55006)")
+
+
 def test_a_row_the_database_refuses_fails_the_task_without_quoting_the_row(fresh_db, caplog):
     """A constraint or trigger of the application's refusing a step's write printed the driver's traceback, whose
     DETAIL quotes the refused row ("Failing row contains (..., someone@example.com, ...)"), into the task log. The

@@ -16,9 +16,10 @@ and the answer of the run's reviewer (``approval_from``: the approval task whose
 run does can reach SendGrid or write an object, whatever the step does.
 
 Whatever goes wrong leaves the task as one sentence: a :class:`~include.errors.NeedsOperator` fails it at
-once, without retries (a database refusing the work as over one of its limits among them); a
-:class:`~include.errors.Transient` (a database lost at connect time or mid-query, out of resources or canceling a
-statement on a timeout, SendGrid down) keeps Airflow's retries.
+once, without retries (a database refusing the work as over one of its limits, or as an object it needs is not in
+the state the work requires, among them); a :class:`~include.errors.Transient` (a database lost at connect time or
+mid-query, out of resources, canceling a statement on a timeout or holding a lock or an object another session has,
+SendGrid down) keeps Airflow's retries.
 """
 from __future__ import annotations
 
