@@ -13,7 +13,11 @@ nothing) and sends the pending alert to ``settings.on_call_email`` through :func
 
 An alert SendGrid did not take stays pending and goes out with the next alert; one whose run Airflow says has
 succeeded since (on-call cleared it) is withdrawn then if it tells of a failure (a late alert holds: the run missed
-its deadline whatever it did next), with its reason, not sent (:func:`ledger`).
+its deadline whatever it did next), with its reason, not sent (:func:`ledger`). Only a failing task may ask Airflow
+for run states, so a pending failure alert is also taken back where its run is mended: when the task it tells of
+succeeds on a later try and Airflow says no task of the run is failed (:func:`withdraw_ran_again`, called from that
+task by :func:`include.seam.alerts.task_succeeded`); a deadline callback, which cannot ask, then finds nothing of it
+to send.
 
 The reason is the task's own sentence (every failure of this project is one sentence without personal data);
 an unexpected exception's text might carry a value, so addresses, IP addresses and long runs of digits are
@@ -32,6 +36,8 @@ from include.delivery.outbox import Entry, Outbox, OutboxLedger
 
 FAILED, LATE = "failed", "late"
 WITHDRAWN_SUCCEEDED = "its run has succeeded since the alert was recorded (cleared and run again): not sent"
+WITHDRAWN_RAN_AGAIN = ("its failed task ran again and succeeded (the run cleared), and no task of the run has failed "
+                       "since: not sent; recorded again if the run fails again")
 OUTBOX = Outbox("run_alerts")  # key: "<dag id>/<run id>/<kind>"
 
 
@@ -55,6 +61,26 @@ def record(store, failure: Failure, recipient: str) -> bool:
              "reason": scrub(failure.reason)}
     return OUTBOX.record(store, f"{failure.dag_id}/{failure.run_id}/{failure.kind}", recipient=recipient, facts=facts,
                          at=failure.at, run_id=failure.run_id)
+
+
+def pending_failure(store, dag_id: str, run_id: str) -> str | None:
+    """The task a run's pending failure alert tells of; None when the run has no failure alert pending."""
+    row = store.execute("select facts ->> 'task_id' from compliance.outbox where kind = %s and key = %s "
+                        "and status = 'pending'", (OUTBOX.kind, f"{dag_id}/{run_id}/{FAILED}")).fetchone()
+    return row[0] if row else None
+
+
+def withdraw_ran_again(store, dag_id: str, run_id: str, task_id: str, ctx) -> bool:
+    """The run's pending failure alert, when it tells of ``task_id`` and that task has since run again and succeeded
+    with no task of the run failed (the caller asked Airflow): withdrawn with :data:`WITHDRAWN_RAN_AGAIN` and audited
+    ``run_alerts_withdrawn``, in one transaction; True when it was. No later sender sends it then, a deadline callback
+    included (which cannot ask Airflow for run states); a later failure of the run records it again, pending."""
+    key = f"{dag_id}/{run_id}/{FAILED}"
+    with store.transaction():
+        if not OUTBOX.withdraw(store, key, WITHDRAWN_RAN_AGAIN, facts={"kind": FAILED, "task_id": task_id}):
+            return False
+        ctx.audit(store, f"{OUTBOX.kind}_withdrawn", {"rows": 1, "withdrawn": [[key, WITHDRAWN_RAN_AGAIN]]})
+    return True
 
 
 def payload(failure: Failure, settings: Settings) -> dict:

@@ -40,8 +40,9 @@ def airflow_env(store_db, sendgrid, monkeypatch):
         yield store
 
 
-def context(dag_id: str, run_id: str, task_id: str, exc: BaseException | None) -> dict:
-    return {"ti": SimpleNamespace(dag_id=dag_id, task_id=task_id), "run_id": run_id, "exception": exc}
+def context(dag_id: str, run_id: str, task_id: str, exc: BaseException | None, try_number: int = 1) -> dict:
+    return {"ti": SimpleNamespace(dag_id=dag_id, task_id=task_id, try_number=try_number), "run_id": run_id,
+            "exception": exc}
 
 
 def test_a_failed_run_tells_on_call_once_whatever_else_fails_in_it(airflow_env, sendgrid):
@@ -152,6 +153,78 @@ def test_a_deadline_callback_with_a_pending_failure_alert_does_not_wait_for_an_a
     assert exit_code == 0
     assert store.execute("select kind, status from compliance.run_alerts order by kind").fetchall() == [
         ("failed", "sent"), ("late", "sent")]
+
+
+def test_a_failure_alert_of_a_run_cleared_and_run_again_is_not_sent_by_the_next_deadline_callback(
+        airflow_env, sendgrid, monkeypatch):
+    """Found by a review of the withdrawal: only a failing task asks Airflow for run states; a deadline callback cannot
+    (it would wait for good), so it sent every pending failure alert as it stood. One pending through a SendGrid
+    outage, its run then cleared by on-call and run again to success, went out with the next late alert: a false
+    alarm for a run already mended. The failed task's success on its new try, with no task of the run failed (asked
+    of Airflow from that task), withdraws the alert there; the run failing again records it again, and it is sent."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    from include.seam.alerts import run_late
+    from include.seam.dag import DEFAULT_ARGS
+
+    store = airflow_env
+    sendgrid_conn = os.environ["AIRFLOW_CONN_SENDGRID_DEFAULT"]
+    monkeypatch.delenv("AIRFLOW_CONN_SENDGRID_DEFAULT")  # SendGrid cannot be reached: the failure alert stays pending
+    task_failed(context("child_data_purge", "scheduled__cleared", "plan_purge", ValueError("a set-up fault")))
+    assert store.execute("select kind, status from compliance.run_alerts").fetchall() == [("failed", "pending")]
+    monkeypatch.setenv("AIRFLOW_CONN_SENDGRID_DEFAULT", sendgrid_conn)
+    # On-call mends the fault and clears the run: plan_purge runs again (its second try) and succeeds. What Airflow's
+    # Execution API answers that task: no task of the run is failed or upstream_failed.
+    asked = []
+    monkeypatch.setattr(RuntimeTaskInstance, "get_ti_count",
+                        staticmethod(lambda dag_id, **kw: asked.append((dag_id, kw)) or 0))
+    succeeded = DEFAULT_ARGS["on_success_callback"]  # every task's, as Airflow calls it
+    succeeded(context("child_data_purge", "scheduled__other", "plan_purge", None, try_number=2))  # another run's
+    succeeded(context("child_data_purge", "scheduled__cleared", "detect_children", None, try_number=2))  # not the one
+    assert store.execute("select status from compliance.run_alerts").fetchall() == [("pending",)]
+    succeeded(context("child_data_purge", "scheduled__cleared", "plan_purge", None, try_number=2))
+    assert asked == [("child_data_purge", {"run_ids": ["scheduled__cleared"], "states": ["failed", "upstream_failed"]})]
+    # Then another run's deadline passes: the callback cannot ask Airflow, and need not.
+    run_late(context=deadline_context("dsr_deadline_tracking", "scheduled__late"))
+    assert [a["payload"]["subject"] for a in sendgrid.accepted()] == [
+        "Airflow: a run of dsr_deadline_tracking has not finished by its deadline"]
+    assert store.execute("select kind, run_id, status, error from compliance.run_alerts order by kind").fetchall() == [
+        ("failed", "scheduled__cleared", "withdrawn",
+         "its failed task ran again and succeeded (the run cleared), and no task of the run has failed since: not "
+         "sent; recorded again if the run fails again"),
+        ("late", "scheduled__late", "sent", None)]
+    assert store.execute("select count(*) from compliance.audit_log where action = 'run_alerts_withdrawn'"
+                         ).fetchone()[0] == 1
+    # A later task of the cleared run fails: the run's alert is pending again, for that task, and sent.
+    task_failed(context("child_data_purge", "scheduled__cleared", "purge_subjects", RuntimeError("lost")))
+    assert [a["payload"]["subject"] for a in sendgrid.accepted()][-1] == \
+        "Airflow: a run of child_data_purge failed in purge_subjects"
+    assert store.execute("select task_id, status from compliance.run_alerts where kind = 'failed'").fetchall() == [
+        ("purge_subjects", "sent")]
+
+
+def test_a_failure_alert_stays_due_while_a_task_of_its_run_is_still_failed(airflow_env, sendgrid, monkeypatch):
+    """The failed task succeeding on a later try does not withdraw the run's failure alert while Airflow says a task
+    of the run is still failed (another map index of it, or a downstream task left upstream_failed by a partial
+    clear), nor when Airflow cannot be asked (outside a task), nor on a first try; a callback never raises."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    from include.seam.dag import DEFAULT_ARGS
+
+    store = airflow_env
+    sendgrid_conn = os.environ["AIRFLOW_CONN_SENDGRID_DEFAULT"]
+    monkeypatch.delenv("AIRFLOW_CONN_SENDGRID_DEFAULT")
+    task_failed(context("child_data_purge", "scheduled__partial", "plan_purge", ValueError("a set-up fault")))
+    monkeypatch.setenv("AIRFLOW_CONN_SENDGRID_DEFAULT", sendgrid_conn)
+    succeeded = DEFAULT_ARGS["on_success_callback"]
+    succeeded(context("child_data_purge", "scheduled__partial", "plan_purge", None, try_number=2))  # cannot ask
+    monkeypatch.setattr(RuntimeTaskInstance, "get_ti_count", staticmethod(lambda dag_id, **kw: 1))
+    succeeded(context("child_data_purge", "scheduled__partial", "plan_purge", None, try_number=2))
+    monkeypatch.setattr(RuntimeTaskInstance, "get_ti_count", staticmethod(lambda dag_id, **kw: 0))
+    succeeded(context("child_data_purge", "scheduled__partial", "plan_purge", None, try_number=1))
+    assert store.execute("select status from compliance.run_alerts").fetchall() == [("pending",)]
+    monkeypatch.setenv("AIRFLOW_CONN_COMPLIANCE_DB", postgres_connection("postgresql://postgres@127.0.0.1:1/nowhere"))
+    succeeded(context("child_data_purge", "scheduled__partial", "plan_purge", None, try_number=3))  # no raise
 
 
 def test_a_refused_trigger_conf_is_no_incident(airflow_env, sendgrid):

@@ -92,6 +92,18 @@ class Outbox:
                 select %(outbox_kind)s, q.* from ({query}) as q(key, recipient, facts, claimed_at, claimed_run)
                 {_RECORDED}""", {**params, "outbox_kind": self.kind}).rowcount
 
+    def withdraw(self, conn, key: str, why: str, *, facts: Mapping | None = None) -> bool:
+        """Withdraw the pending message ``key`` (when its ``facts`` hold these) with ``why``, in the caller's
+        transaction; True when it did. A row a sender holds right now is left to it (``skip locked``): it is being
+        sent. Recorded again, it is pending again (:meth:`record`)."""
+        return conn.execute(
+            """update compliance.outbox o set status = 'withdrawn', error = %(why)s
+               from (select kind, key from compliance.outbox
+                     where kind = %(kind)s and key = %(key)s and status = 'pending' and facts @> %(facts)s
+                     for update skip locked) due
+               where o.kind = due.kind and o.key = due.key""",
+            {"why": why, "kind": self.kind, "key": key, "facts": Jsonb(dict(facts or {}))}).rowcount == 1
+
     def status(self, conn, key: str) -> tuple[str, str | None] | None:
         """The message's status and its error (SendGrid's reason when it was refused), or None if not recorded."""
         return conn.execute("select status, error from compliance.outbox where kind = %s and key = %s",

@@ -123,7 +123,8 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
         f"or (status = 'pending' and claimed_at < now() - interval '{ALERT_GRACE}'))",
         note=f"SendGrid was down, or refused them (counted for {FAILED_MAIL_DAYS} days: a refused alert is not sent "
              "again); the runs are in Airflow's list of failed runs, and a pending alert goes out with the next one "
-             "(withdrawn then, not sent, if Airflow says its run has succeeded since)"))
+             "(a failure alert is withdrawn, not sent, once its failed task runs again and succeeds, or if Airflow "
+             "says its run has succeeded since)"))
     add("compliance.outbox", lambda: _count(
         conn, "mail_waiting",
         "Emails SendGrid has not taken since their run recorded them (purge summaries a day on, violation notices "

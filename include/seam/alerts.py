@@ -1,6 +1,10 @@
 """Airflow's failure callback for every task of every DAG, and the deadline alert of every DAG run: tell
 on-call once per failed run, and once per run not finished by its deadline (:func:`run_late`).
 
+:func:`task_succeeded` is every task's ``on_success_callback``: the failed task succeeding on a later try (its run
+cleared) takes back the run's failure alert while it is still pending, when Airflow says no task of the run is
+failed, so that no later sender (a deadline callback cannot ask Airflow for run states) sends a false alarm.
+
 :func:`task_failed` is every task's ``on_failure_callback`` (``include.seam.dag.DEFAULT_ARGS``). Airflow calls
 it when a task fails for good — after its retries, or at once for a set-up fault — not on a retry. It
 records the run's failure in the compliance store and sends the run's alert through SendGrid
@@ -48,6 +52,51 @@ def _report(context) -> None:
     reason = str(exc) if exc is not None and str(exc) else (type(exc).__name__ if exc is not None else "the task failed")
     _send(alerts.Failure(dag_id=ti.dag_id, run_id=context["run_id"], task_id=ti.task_id, reason=reason,
                          at=datetime.now(timezone.utc)), in_task=True)
+
+
+def task_succeeded(context) -> None:
+    """Every task's ``on_success_callback``: a task that succeeds on a later try (its run cleared, or a retry) takes
+    back its run's pending failure alert when that alert tells of this task's failure and Airflow says no task of the
+    run is failed or upstream_failed (asked from this task, which may ask; :func:`failed_tasks`). The alert is then
+    withdrawn, not sent by the next sender, a deadline callback included, which cannot ask Airflow for run states;
+    the run failing again records it again. A first try does nothing (no earlier failure of it to take back), nor
+    does a task with the setting ``alerts`` off. Never raises."""
+    try:
+        _take_back(context)
+    except Exception as exc:  # noqa: BLE001 - a callback must not fail a task that succeeded
+        from include.seam.connections import first_line
+
+        log.warning("the run's pending failure alert was not looked at: %s", first_line(exc))
+
+
+def _take_back(context) -> None:
+    ti = context["ti"]
+    if (getattr(ti, "try_number", None) or 1) <= 1:
+        return
+    from include import alerts
+    from include.audit import RunContext
+    from include.seam import connections
+
+    if not connections.alert_settings().alerts:
+        return
+    run_id = context["run_id"]
+    with connections.compliance_db() as store:
+        if alerts.pending_failure(store, ti.dag_id, run_id) != ti.task_id or failed_tasks(ti.dag_id, run_id) != 0:
+            return
+        ctx = RunContext(run_id=run_id, actor=f"airflow:{ti.dag_id}", dag_id=ti.dag_id, task_id=ti.task_id)
+        if alerts.withdraw_ran_again(store, ti.dag_id, run_id, ti.task_id, ctx):
+            log.info("this run's pending failure alert (of this task) is withdrawn: %s", alerts.WITHDRAWN_RAN_AGAIN)
+
+
+def failed_tasks(dag_id: str, run_id: str) -> int | None:
+    """How many task instances of the run Airflow says are failed or upstream_failed, asked through the Execution
+    API from a task; None where Airflow cannot be asked (outside a task): then nothing is withdrawn."""
+    try:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        return int(RuntimeTaskInstance.get_ti_count(dag_id, run_ids=[run_id], states=["failed", "upstream_failed"]))
+    except Exception:  # noqa: BLE001 - not knowing keeps the alert due
+        return None
 
 
 def run_late(context: dict | None = None, **_ignored) -> None:

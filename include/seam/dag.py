@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from include.runconf import CONF_GUARD_TASK
 from include.schedules import SCHEDULES
-from include.seam.alerts import task_failed
+from include.seam.alerts import task_failed, task_succeeded
 
 OWNER = "privacy-engineering"
 DEFAULT_ARGS: Mapping[str, Any] = {
@@ -39,8 +39,10 @@ DEFAULT_ARGS: Mapping[str, Any] = {
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=15),
-    # A task that fails for good tells on-call, once per run (include/seam/alerts.py; setting `alerts`).
+    # A task that fails for good tells on-call, once per run (include/seam/alerts.py; setting `alerts`); the same
+    # task succeeding on a later try (the run cleared) takes back that alert while it is still pending.
     "on_failure_callback": task_failed,
+    "on_success_callback": task_succeeded,
 }
 START_DATE = datetime(2026, 1, 1)
 
