@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 from psycopg.types.json import Jsonb
 
@@ -50,6 +50,14 @@ class RunContext:
 
     def audit(self, store, action: str, details: dict) -> None:
         append(store, action, details, actor=self)
+
+    def audit_step(self, store, action: str, details: Mapping[str, Any], *, summed: Sequence[str] = (),
+                   kept: Sequence[str] = ()) -> dict:
+        """Audit a step's own entry (one per attempt of the step), saying so when the step runs again under this run
+        id and what it did over all its attempts (:func:`step_entry`); returns the details written."""
+        written = step_entry(store, self, action, details, summed=summed, kept=kept)
+        append(store, action, written, actor=self)
+        return written
 
 
 def canonical_details(details: Mapping[str, Any] | None) -> dict:
@@ -135,6 +143,56 @@ def append(conn, action: str, details: Mapping[str, Any] | None = None, *, actor
                values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (row_id, occurred_at, who, action, dag_id, run_id, task_id, Jsonb(details), prev, digest))
     return row_id
+
+
+# The keys a step's entry written again by a re-run of the step adds (step_entry).
+RERUN_OF, THIS_ATTEMPT = "rerun_of", "this_attempt"
+
+
+def step_entry(conn, ctx: RunContext, action: str, attempt: Mapping[str, Any], *, summed: Sequence[str] = (),
+               kept: Sequence[str] = ()) -> dict:
+    """What a step's own entry records (its summary, one per attempt of the step; not an entry per subject or message).
+
+    On the step's first run, ``attempt`` as it is. Run again under the same run id (Airflow's retry, the task or the
+    run cleared), the run already has an entry of ``action``, and the entry says so and says what the step did over
+    all its attempts, not what this attempt added, so that no one reads the work as done twice:
+
+    - ``rerun_of``: the id of the run's first entry of ``action``;
+    - the keys in ``summed`` (counts of work an attempt does once: subjects erased, by outcome) added up over the run's
+      entries of ``action`` and this attempt; the keys in ``kept`` (what the step was given: the subjects it took
+      up) as the first entry says them; any other key as this attempt says it (the plan, what is left now);
+    - ``this_attempt``: what this attempt itself did (its ``summed`` and ``kept`` keys), when there are any."""
+    same_dag = "dag_id = %(dag)s" if ctx.dag_id is not None else "dag_id is null"
+    earlier = conn.execute(f"""select id, details from compliance.audit_log
+                               where {same_dag} and run_id = %(run)s and action = %(action)s order by id""",
+                           {"dag": ctx.dag_id, "run": ctx.run_id, "action": action}).fetchall()
+    details = dict(attempt)
+    if not earlier:
+        return details
+    first_id, first = earlier[0]
+    own = {k: attempt[k] for k in (*kept, *summed) if k in attempt}
+    for key in summed:
+        total = attempt.get(key)
+        for _, entry in earlier:
+            part = entry.get(THIS_ATTEMPT, {}) if RERUN_OF in entry else entry
+            total = _added(total, part.get(key))
+        details[key] = total
+    for key in kept:
+        if key in first:
+            details[key] = first[key]
+    details[RERUN_OF] = first_id
+    if own:
+        details[THIS_ATTEMPT] = own
+    return details
+
+
+def _added(a: Any, b: Any) -> Any:
+    """Two attempts' counts added up: numbers, or mappings of counts key by key (either may be missing)."""
+    if a is None or b is None:
+        return b if a is None else a
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return {k: _added(a.get(k), b.get(k)) for k in sorted({*a, *b})}
+    return a + b
 
 
 @dataclass(frozen=True)

@@ -944,6 +944,50 @@ def test_a_cleared_finish_run_still_says_how_many_reports_naming_no_one_its_run_
     assert audited == [first["reports_resolved"]] * 2
 
 
+def test_a_cleared_purge_audits_what_it_did_in_all_and_that_it_ran_again_not_a_second_purge(world):
+    """Found by an audit review: `purge_subjects` cleared and run again (the same run id) audited a second
+    `child_purge.purged` with its own attempt's counts: after a busy child, `subjects: 1, outcomes: {purged: 1}`
+    beside the first `subjects: 14, outcomes: {purged: 13}, busy: 1` (two purges, one of 1 child, on reading); after a
+    whole first attempt, `subjects: 0, outcomes: {}`; and a cleared `finish_run` a second `child_purge.finished` the
+    same as the first. Each entry of a step run again names the run's first entry of the step (`rerun_of`) and says
+    what the step did over all its attempts; what the re-run itself did is `this_attempt`."""
+    first = run_until_gate(world, "purge-cleared", params(world))
+    s = step(world, "purge-cleared")
+    held = ledger.open_rows(world.store, "purge-cleared")[0]
+    with connect(world.url) as other:  # the application holds one child's account: that child is left busy
+        other.execute("select 1 from users where id = %s for update", (held.user_id,))
+        with pytest.raises(purge.SubjectsBusy):
+            purge.purge_subjects(s)
+        purge.verify_purge(s)
+    purge.purge_subjects(s)  # Airflow's retry (or on-call clearing the task)
+    purge.verify_purge(s)
+    purge.finish_run(s)
+    purge.purge_subjects(s)  # cleared once more with its downstream tasks: nothing left to erase
+    purge.verify_purge(s)
+    purge.finish_run(s)
+    subjects = first["subjects"]
+
+    def entries(action: str) -> list[tuple[int, dict]]:
+        return world.store.execute("select id, details from compliance.audit_log where run_id = 'purge-cleared' "
+                                   "and action = %s order by id", (action,)).fetchall()
+
+    (one, d1), (_, d2), (_, d3) = entries("child_purge.purged")
+    assert (d1["subjects"], d1["outcomes"], d1["busy"], "rerun_of" in d1) == (subjects, {"purged": subjects - 1}, 1,
+                                                                              False)
+    for again, this_attempt in ((d2, {"subjects": 1, "outcomes": {"purged": 1}, "settled": 0}),
+                                (d3, {"subjects": 0, "outcomes": {}, "settled": 0})):
+        assert again["rerun_of"] == one
+        assert (again["subjects"], again["outcomes"], again["busy"], again["settled"]) == (
+            subjects, {"purged": subjects}, 0, 0)
+        assert again["this_attempt"] == this_attempt
+    (fin, f1), (_, f2) = entries("child_purge.finished")
+    assert "rerun_of" not in f1 and f2["rerun_of"] == fin
+    assert {k: v for k, v in f2.items() if k != "rerun_of"} == f1  # the run's end as the first said it, not a second
+    (ver, v1), (_, v2) = entries("child_purge.verified")
+    assert (v1["subjects"], v2["subjects"], v2["rerun_of"], v2["this_attempt"]) == (
+        subjects - 1, subjects, ver, {"subjects": 1})
+
+
 def test_a_childs_erasure_refused_at_its_commit_keeps_no_counts_or_request_ids_of_it(world):
     """Found by a review: a constraint trigger of the application's refusing the erasure at its commit (deferred)
     came after the record was marked 'erasing' with the erasure's counts and the ids of the requests it

@@ -1228,6 +1228,31 @@ def test_a_cleared_finish_run_of_a_rejected_run_still_says_rejected(world):
     assert finished == ["rejected", "rejected"]
 
 
+def test_a_cleared_erase_requests_audits_what_it_did_in_all_and_that_it_ran_again(world):
+    """Found by an audit review: `erase_requests` cleared and run again (the same run id) audited a second
+    `dsr_fulfilment.erasures` of its own attempt, `subjects: 0, outcomes: {}`, and a cleared `finish_run` a second
+    `dsr_fulfilment.finished` the same as the first: read as a second erasure (of nobody) and a second run's end. Each
+    names the run's first entry of its step (`rerun_of`) and says what the step did over all its attempts."""
+    result = run(world, "manual__erase-cleared")
+    assert result["branch"] == IN_ADVANCE
+    s = step(world, "manual__erase-cleared")
+    steps.erase_requests(s)
+    steps.verify_erasures(s)
+    steps.finish_run(s)
+
+    def entries(action: str) -> list[tuple[int, dict]]:
+        return world.store.execute("select id, details from compliance.audit_log where run_id = %s and action = %s "
+                                   "order by id", ("manual__erase-cleared", action)).fetchall()
+
+    (one, first), (_, again) = entries("dsr_fulfilment.erasures")
+    assert first["subjects"] >= 1 and first["outcomes"] and "rerun_of" not in first
+    assert again["rerun_of"] == one
+    assert (again["subjects"], again["outcomes"]) == (first["subjects"], first["outcomes"])
+    assert again["this_attempt"] == {"subjects": 0, "outcomes": {}}
+    (fin, f1), (_, f2) = entries("dsr_fulfilment.finished")
+    assert "rerun_of" not in f1 and f2["rerun_of"] == fin and f2["state"] == f1["state"] == "done"
+
+
 def test_a_cleared_erase_requests_keeps_its_approval_as_recorded_and_its_run_done(world):
     """Found by an on-call trial: `erase_requests` of a run approved by its plan's hash, cleared in the Airflow UI and
     run again (the same run id), rewrote the run's `approved_at` with the time of the clear and set the finished run

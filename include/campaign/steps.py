@@ -112,8 +112,8 @@ def _dry_run(step: Step[NotificationParams], version: versions.PolicyVersion) ->
     else:
         log.info("sample for a made-up recipient (%s): dynamic template %s with data %s", example["recipient"],
                  example["template_id"], example["payload"]["personalizations"][0]["dynamic_template_data"])
-    ctx.audit(store, f"{AUDIT}.dry_run", {"policy_version": version.version, "scope": params.scope,
-                                          **counts.as_dict()})
+    ctx.audit_step(store, f"{AUDIT}.dry_run", {"policy_version": version.version, "scope": params.scope,
+                                               **counts.as_dict()})
     return {"dry_run": True, "scope": params.scope, "policy_version": version.version, **counts.as_dict(),
             "sample": {k: example[k] for k in ("recipient", "subject", "text", "template_id")}}
 
@@ -246,7 +246,7 @@ def summarize(store, ctx: RunContext, campaign_id: int) -> dict:
                    "sent_this_run": int(sent_this_run), "failed_this_run": int(failed_this_run),
                    "skipped_this_run": skipped_this_run,
                    "reasons": reasons}
-        ctx.audit(store, f"{AUDIT}.campaign_summary", summary)
+        ctx.audit_step(store, f"{AUDIT}.campaign_summary", summary)
     log.info("campaign %d (%s, policy %s) %s: %d sent, %d failed, %d skipped, %d pending of %d; duplicates at risk: "
              "%d recipient(s) in %d request(s) whose outcome is unknown; this run sent %d", campaign_id, scope, version,
              "finished" if finished else "not finished", counts["sent"], counts["failed"], counts["skipped"],

@@ -297,7 +297,8 @@ def purge_subjects(step: Step[PurgeParams], *, progress_every: float = 10.0) -> 
             tally[outcome] = tally.get(outcome, 0) + 1
     result = {"plan_hash": run.plan_hash, "subjects": len(rows), "outcomes": dict(sorted(tally.items())),
               "settled": settled, "busy": len(busy)}
-    ctx.audit(store, "child_purge.purged", result)
+    # A re-run of the step (retried, cleared) says so and what the step erased over all its attempts.
+    ctx.audit_step(store, "child_purge.purged", result, summed=("outcomes", "settled"), kept=("subjects",))
     log.info("purge of plan %s done in %.1f s: %s", run.plan_hash, time.monotonic() - started, _fmt(tally) or "none")
     if busy:
         raise SubjectsBusy(f"{len(busy)} subject(s) stayed locked by other transactions (the application, or an "
@@ -429,8 +430,9 @@ def finish_run(step: Step[PurgeParams]) -> dict:
     unapproved = erasure_run.close_unapproved(step, WORKFLOW, run)
     if unapproved:
         closed = ledger.close_open(store, ctx.run_id, ledger.REJECTED, f"{unapproved.why}; nothing was erased", now)
-        ctx.audit(store, "child_purge.rejected", {"plan_hash": run.plan_hash, "subjects": closed,
-                                                  "approval_state": unapproved.approval_state, "by": unapproved.by})
+        ctx.audit_step(store, "child_purge.rejected", {"plan_hash": run.plan_hash, "subjects": closed,
+                                                       "approval_state": unapproved.approval_state,
+                                                       "by": unapproved.by}, summed=("subjects",))
         log.warning("plan %s was not approved (%s): %d subject(s) left untouched", run.plan_hash, unapproved.why,
                     closed)
         state = "rejected"
@@ -438,8 +440,8 @@ def finish_run(step: Step[PurgeParams]) -> dict:
         state = "purged" if not ledger.open_rows(store, ctx.run_id) else "failed"
     counts = ledger.outcome_counts(store, ctx.run_id)
     erasure_run.finish_run(store, run, state=state, at=now, counts={"outcomes": counts})
-    ctx.audit(store, "child_purge.finished", {"state": state, "plan_hash": run.plan_hash, "outcomes": counts,
-                                              "dry_run": run.dry_run, "reports_resolved": resolved})
+    ctx.audit_step(store, "child_purge.finished", {"state": state, "plan_hash": run.plan_hash, "outcomes": counts,
+                                                   "dry_run": run.dry_run, "reports_resolved": resolved})
     log.info("run finished: %s; subjects by outcome: %s; %d report(s) naming no one resolved", state,
              _fmt(counts) or "none", resolved)
     erasure_run.fail_if_refused(store, WORKFLOW, ctx.run_id, "subject(s) to purge")

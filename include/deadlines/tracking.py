@@ -114,7 +114,7 @@ def evaluate_requests(step: Step[DsrParams]) -> dict:
                "states": counts, "targeted": len(params.request_ids), "not_found": missing,
                "malformed_assignee_emails": tally.bad_assignees, "dry_run": params.dry_run,
                "whatif_rows_pruned": pruned, "kept_as_of_a_later_day": later}
-    ctx.audit(store, "dsr.evaluated", summary)
+    ctx.audit_step(store, "dsr.evaluated", summary)
     where = "compliance.dsr_whatif (a what-if: the live status is untouched)" if what_if else "compliance.dsr_status"
     log.info("evaluated %d request(s) as of %s into %s, %d changed; states: %s", written, as_of, where, changed,
              ", ".join(f"{k}={v}" for k, v in counts.items()) or "none")
@@ -141,7 +141,7 @@ def send_escalations(step: Step[DsrParams]) -> dict:
         would = escalation.count_unrecorded(store, as_of=params.as_of, request_ids=params.request_ids,
                                             whatif_run=ctx.run_id if params.what_if else None)
         summary = {"skipped": skip, "would_claim": would}
-        ctx.audit(store, "dsr.escalation_skipped", summary)
+        ctx.audit_step(store, "dsr.escalation_skipped", summary)
         log.info("escalations not sent (%s): %d would be recorded", skip, would)
         return summary
     claimed = escalation.record(store, as_of=params.as_of, team_email=settings.compliance_team_email,
@@ -165,7 +165,7 @@ def send_daily_digest(step: Step[DsrParams]) -> dict:
     if not skip and params.request_ids:
         skip = "a run targeted at named requests; the day's digest is sent by a run over every request"
     if skip:
-        ctx.audit(store, "dsr.digest_skipped", {"reason": skip})
+        ctx.audit_step(store, "dsr.digest_skipped", {"reason": skip})
         log.info("digest not sent (%s)", skip)
         return {"skipped": skip}
     earlier = digest.status(store, as_of)

@@ -401,8 +401,9 @@ def record(store, ctx, findings: Sequence[Finding], scope: Iterable[tuple[str, s
                                                                      f.column_name))""",
                 (now, ctx.run_id, seen_at, ids, conns, schemas, tables, *kept)).rowcount
         counts = {"findings": seen, "new": new, "resolved": resolved, "reopened": reopened}
-        ctx.audit(store, "discovery.findings_recorded",
-                  {**counts, "kinds": _kinds(findings), "tables_in_scope": len(scope)})
+        ctx.audit_step(store, "discovery.findings_recorded",
+                       {**counts, "kinds": _kinds(findings), "tables_in_scope": len(scope)},
+                       summed=("new", "resolved", "reopened"))
     return counts
 
 

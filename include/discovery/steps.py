@@ -137,5 +137,5 @@ def find_orphans(step: Step) -> dict:
            values (%s, %s, '{}', 0, 0, 0, 0, 0, %s)
            on conflict (run_id) do update set orphans = excluded.orphans""",
         (step.ctx.run_id, step.ctx.now(), Jsonb(result)))
-    step.ctx.audit(step.store, "discovery.orphans_counted", result)
+    step.ctx.audit_step(step.store, "discovery.orphans_counted", result)
     return result

@@ -271,14 +271,14 @@ def verify(step, wf: Workflow) -> dict:
             left[table] = left.get(table, 0) + n
     if left:
         where = ", ".join(f"{n} row(s) in {t}" for t, n in sorted(left.items()))
-        ctx.audit(store, f"{wf.audit}.verify_failed", {wf.unit: len(rows), "left": left})
+        ctx.audit_step(store, f"{wf.audit}.verify_failed", {wf.unit: len(rows), "left": left})
         raise NotClean(f"after the erasure committed, {where} are still tied to subjects this run erased (written "
                        "after their erasure, or missed by the data map): their account ids are kept in "
                        f"{wf.records} until this is fixed and the task is cleared")
     verified = wf.subjects.mark_verified(store, ctx.run_id, [k for k, _ in rows], ctx.now())
     if rows:
-        ctx.audit(store, f"{wf.audit}.verified", {wf.unit: verified,
-                                                   "tables": len(erasure.targets(dm))})
+        ctx.audit_step(store, f"{wf.audit}.verified", {wf.unit: verified, "tables": len(erasure.targets(dm))},
+                       summed=(wf.unit,))
     log.info("verified %d erased %s: nothing left in any of the %d mapped table(s)%s", verified, wf.unit,
              len(erasure.targets(dm)), f" or {len(unmapped)} unmapped one(s)" if unmapped else "")
     return {"verified": verified}

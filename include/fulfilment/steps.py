@@ -720,7 +720,8 @@ def erase_requests(step: Step[FulfilmentParams]) -> dict:
         outcome = erase_subject_requests(step, subject_rows, unmapped)
         tally[outcome] = tally.get(outcome, 0) + 1
     result = {"plan_hash": run.plan_hash, "subjects": len(groups), "outcomes": dict(sorted(tally.items()))}
-    ctx.audit(store, "dsr_fulfilment.erasures", result)
+    # A re-run of the step (retried, cleared) says so and what the step erased over all its attempts.
+    ctx.audit_step(store, "dsr_fulfilment.erasures", result, summed=("outcomes",), kept=("subjects",))
     log.info("erasures of plan %s: %s", run.plan_hash, _fmt(tally))
     if tally.get(LOCKED):
         raise RequestsBusy(f"{tally[LOCKED]} subject(s) stayed locked by other transactions and were not erased; the "
@@ -953,9 +954,9 @@ def finish_run(step: Step) -> dict:
                                 at=ctx.now())
     expired, kept = expire_packages(step)
     erasure_run.finish_run(store, run, state=state, at=ctx.now(), counts={"outcomes": outcomes})
-    ctx.audit(store, "dsr_fulfilment.finished", {"state": state, "plan_hash": run.plan_hash, "outcomes": outcomes,
-                                                 "dry_run": run.dry_run, "plans_pruned": pruned,
-                                                 "packages_expired": expired, "packages_not_deleted": sorted(kept)})
+    ctx.audit_step(store, "dsr_fulfilment.finished", {
+        "state": state, "plan_hash": run.plan_hash, "outcomes": outcomes, "dry_run": run.dry_run, "plans_pruned": pruned,
+        "packages_expired": expired, "packages_not_deleted": sorted(kept)}, summed=("plans_pruned", "packages_expired"))
     log.info("run finished: %s; requests by the outcome recorded in this run: %s", state, _fmt(outcomes))
     over = ledger.incomplete_with(store, ctx.run_id, LIMIT_STOPPED)  # the erasures' are among the refused below
     if over:

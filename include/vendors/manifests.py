@@ -108,7 +108,7 @@ def plan_vendors(step: Step[ManifestParams]) -> list[dict]:
     details = {"period": scope.label, "start": period.start, "end": period.end, "vendors": len(vendors),
                "targeted": list(params.vendor_ids), "shares": shares, "undated_vendors": undated_vendors,
                "undated_shares": undated_shares, "shares_without_vendor": without_vendor, "dry_run": params.dry_run}
-    ctx.audit(store, "vendor_manifest.planned", details)
+    ctx.audit_step(store, "vendor_manifest.planned", details)
     unknown = sorted(set(vendors) - source.known_vendor_ids(ops, dm, vendors))
     log.info("period %s: %d share(s) over %d vendor(s) to write%s%s", scope.label, shares, len(vendors),
              f" ({len(unknown)} unknown vendor id(s): {unknown})" if unknown else "",
@@ -401,7 +401,7 @@ def summarize_period(step: Step[ManifestParams], planned: Sequence[dict], result
     store.execute("""update compliance.vendor_manifest_runs set finished_at = %s, outcomes = %s, violations = %s
                      where run_id = %s""",
                   (ctx.now(), Jsonb(summary["outcomes"]), Jsonb(summary["violations"]), ctx.run_id))
-    ctx.audit(store, "vendor_manifest.run", summary)
+    ctx.audit_step(store, "vendor_manifest.run", summary)
     if failed:
         log.warning("%d of %d vendor step(s) failed (%s; see their write_vendor_manifest logs): nothing of theirs is "
                     "recorded, and the period's next run writes them; the others' are %s", len(failed), len(planned),
