@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from types import SimpleNamespace
 
+import psycopg
 import pytest
 
 from devkit.database import connect
@@ -748,6 +749,59 @@ def test_a_child_whose_erasure_the_database_refuses_is_incomplete_and_the_others
     assert finished  # verified and recorded before the run failed
     assert email not in caplog.text + reason + str(err.value)
     assert name not in caplog.text + reason + str(err.value)  # the trigger's own words quoted it
+
+
+def test_a_child_whose_erasure_is_over_a_database_limit_is_incomplete_and_the_others_are_purged(world, caplog):
+    """Found by a fault trial: a database error of class 54 (program limit exceeded; here the application's trigger
+    raising 54000 at one child's account delete, its message quoting the address, and another's running a select of
+    1,700 columns, 54011) is an OperationalError, and the purge re-raised it as it does a lost connection: the
+    erasing task failed at once with ProgramLimitExceeded, the children after it were not purged, verify and finish
+    never ran. Each is now that child's alone: its erasure rolled back, recorded incomplete with one sentence naming
+    the limit (never the row), the others purged, and the run fails at its end as for any refused subject."""
+    from include.erasure.stores import SubjectsRefused
+
+    (over, too_wide), other = world.planted["child_by_declared_age"][:2], world.planted["child_by_birth_date"][0]
+    email, name = world.ops.execute("select email, full_name from users where id = %s", (over,)).fetchone()
+    world.ops.execute(f"""
+        create function app_over_limit() returns trigger language plpgsql as $$
+        begin
+          if old.id = {over} then
+            raise exception 'value of % is too large', old.email using errcode = '54000', detail = old.full_name;
+          end if;
+          execute 'select ' || (select string_agg('1', ', ') from generate_series(1, 1700));
+          return old;
+        end $$;
+        create trigger app_over_limit before delete on users for each row when (old.id in ({over}, {too_wide}))
+        execute function app_over_limit()""")
+    before = user_rows(world.ops, [over, too_wide])
+    with pytest.raises(SubjectsRefused) as err:
+        run_all(world, "manual__over_limit", params(world, user_ids=(over, too_wide, other)))
+    assert str(err.value).startswith("2 subject(s) to purge left incomplete: the object store refused a file of 0 of "
+                                     "them, the database refused the erasure of 2"), str(err.value)
+    assert "\n" not in str(err.value)
+    assert user_rows(world.ops, [other]) == 0 and user_rows(world.ops, [over, too_wide]) == before  # rolled back
+    got = dict(world.store.execute("select subject_hash, reason from compliance.child_purges "
+                                   "where run_id = 'manual__over_limit' and outcome = 'incomplete'").fetchall())
+    assert set(got) == {user_hash(KEY, over), user_hash(KEY, too_wide)}, got
+    assert world.store.execute("select outcome from compliance.child_purges where run_id = 'manual__over_limit' "
+                               "and subject_hash = %s", (user_hash(KEY, other),)).fetchone()[0] == "purged"
+    reason = got[user_hash(KEY, over)]
+    assert reason.startswith("erasing the subject was stopped by a database limit (program limit exceeded): the "
+                             "application's function app_over_limit() raised an exception"), reason
+    assert "(SQLSTATE 54000)" in reason and "rolled back" in reason
+    reason = got[user_hash(KEY, too_wide)]
+    assert reason.startswith("erasing the subject was stopped by a database limit (too many columns): target lists "
+                             "can have at most 1664 entries (SQLSTATE 54011)"), reason
+    finished = world.store.execute("select finished_at is not null from compliance.erasure_runs "
+                                   "where run_id = 'manual__over_limit'").fetchone()[0]
+    assert finished  # verified and recorded before the run failed
+    said = caplog.text + str(err.value) + " ".join(got.values())
+    assert email not in said and name not in said
+    # A statement timeout (class 57, also an OperationalError) still fails the step at once, for its retry.
+    world.ops.execute("""create or replace function app_over_limit() returns trigger language plpgsql as $$
+                         begin raise exception 'canceling statement' using errcode = '57014'; end $$""")
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        run_all(world, "manual__timed_out", params(world, user_ids=(over,)))
 
 
 def test_a_hold_whose_release_time_python_cannot_hold_still_protects_the_child(world):

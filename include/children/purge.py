@@ -35,7 +35,7 @@ from include.erasure.guard import NotApproved, PlanChanged
 from include.erasure.guard import short as _short
 from include.erasure.stores import (REFUSED, access_of, incomplete_reason, subject_refused_reason,
                                     warn_refused)
-from include.errors import Transient
+from include.errors import Transient, over_limit
 from include.objectstore import ObjectStoreRefused
 from include.periods import acting_day
 from include.delivery.engine import deliver
@@ -338,10 +338,11 @@ def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: 
         return "skipped"
     except erasure.SubjectBusy:
         return "busy"
-    except psycopg.OperationalError:
-        raise  # a lost connection or a timeout: the task's one sentence, and its retry
-    # The object store or the database refused this child alone: recorded for a person, the others go on.
+    # The object store or the database refused this child alone (a constraint or trigger of the application's, or
+    # one of the database's limits): recorded for a person, the others go on.
     except (ObjectStoreRefused, erasure.ErasureError, psycopg.DatabaseError) as exc:
+        if isinstance(exc, psycopg.OperationalError) and over_limit(exc) is None:
+            raise  # a lost connection or a timeout: the task's one sentence, and its retry
         reason = subject_refused_reason(exc)
         ledger.finish_subject(store, ctx, ctx.run_id, erasure.ErasureResult(
             row.user_id, row.subject_hash, erasure.INCOMPLETE, at=now), reason=reason)
