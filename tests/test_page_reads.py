@@ -961,6 +961,9 @@ def test_needs_a_person_counts_children_whose_latest_verdict_is_incomplete(store
     left = {r["what"]: r for r in render(store, "attention")["rows"]}[what]
     assert left["count"] == {"text": "1", "section": "purges", "filters": {}}  # each child's latest verdict
     assert "file_buckets" in left["note"]
+    # A child whose erasure the database refused (a rule of the application's, one of its limits) is left
+    # incomplete too: the note told only of files.
+    assert "a database refused" in left["note"] and "too many columns" in left["note"]
 
     # A later live run that only planned the child (a plan that changed: approval_required) says nothing new of it:
     # it is still left incomplete (the count went to 0 with the child still there).

@@ -94,7 +94,7 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
     add("compliance.child_purges", lambda: _children(
         verdicts, "incomplete", "incomplete_children",
         "Children's data left incomplete: a file the purge may not touch, or one the object store refused",
-        _INCOMPLETE_NOTE))
+        f"{_INCOMPLETE_NOTE}{_DATABASE_REFUSED_NOTE}"))
     add("compliance.child_purges", lambda: _children(
         verdicts, "invalid", "invalid_children", "Accounts the purge could not judge (invalid: a birth date in the future, "
         "a negative declared age)", "the record's reason says which value; correct it and the next purge judges "
@@ -146,6 +146,9 @@ def needs_a_person(conn, *, now: datetime, approval_timeout: timedelta, chain: d
 _INCOMPLETE_NOTE = ("the record's reason names the bucket and why: allow the bucket (file_buckets), correct a location "
                    "that is not a gs:// object name in its row, or lift the store's retention or hold, and the next run "
                    "finishes")
+_DATABASE_REFUSED_NOTE = ("; one a database refused (a rule of the application's, or one of its limits: a value over "
+                          "1 GB, too many columns) names what it said: mend the data or the rule, and the next run "
+                          "tries again")
 # The escalated states of deadline tracking, each counted (its key requests_<state>), with its oldest: the due date
 # the longest-overdue request missed, the acknowledgement date the longest-unacknowledged one missed, the soonest due
 # date of those due soon (dates in the policy's time zone, as the requests section shows them).
@@ -160,8 +163,7 @@ _FULFILMENTS = (
     ("held", "Erasure requests held by a legal hold",
      "tell the requester why; the next run erases once the hold is released"),
     ("incomplete", "Requests left incomplete: a file the erasure may not touch, or one the object store refused",
-     f"{_INCOMPLETE_NOTE}; one a database refused (a rule of the application's, or one of its limits: a value over "
-     "1 GB, too many columns) names what it said: mend the data or the rule, and the next run tries again"),
+     f"{_INCOMPLETE_NOTE}{_DATABASE_REFUSED_NOTE}"),
     ("no_account", "Requests naming no account, or an account already erased (no_account)",
      "match the requester to an account in the request, or answer them as the record's reason says (no data held; "
      "for an erased account, by what and on which day, and any export package kept to hand over) and close it"),
