@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Callable, Mapping, Sequence
@@ -122,9 +123,10 @@ def _suppression_reason(supp, key: sql.Composable) -> sql.Composable:
 
 def spellings(address: str) -> set[str]:
     """The comparable forms (:func:`include.addresses.comparable`) of the spellings of ``address`` that name one mailbox
-    to SendGrid: itself, and for an internationalised domain its Unicode and its ASCII form (one element for nearly
-    every address)."""
-    return {comparable(address), comparable(mailbox(address)), comparable(sendable(address))}
+    to SendGrid: itself, and for an internationalised domain its Unicode form, composed and decomposed (NFC, NFD),
+    and its ASCII form (one element for nearly every address)."""
+    unicode = comparable(mailbox(address))
+    return {comparable(address), unicode, unicodedata.normalize("NFD", unicode), comparable(sendable(address))}
 
 
 def recipients_taken(store, campaign_id: int, run_id: str, sender: str, *, after_batch: int = 0) -> int:
@@ -553,13 +555,18 @@ class CampaignLedger:
                             (sorted(keys),)).fetchone()[0]
 
     def _child_holds(self, address: str, ids: list[int]) -> bool:
-        """Whether an account other than ``ids`` that holds ``address`` now (the address rule, by the accounts' index
-        on it) is a child by the rules: the build skips an address a child holds whoever else holds it."""
+        """Whether an account other than ``ids`` that holds ``address`` now is a child by the rules: the build skips an
+        address a child holds whoever else holds it. The holders are those the build puts in the address's row, of
+        the same mailbox (the ledger's key, :func:`include.campaign.recipients.recipient_hasher`), looked up under each
+        spelling of it (:func:`spellings`: ``kid@bücher.de``, ``kid@xn--bcher-kva.de``, the domain decomposed) by the
+        accounts' index on the address rule."""
         accounts = self.dm.record("accounts")
-        holders = self.ops.execute(sql.SQL("select {id} from {t} where {key} = %s").format(
-            id=sql.Identifier(accounts.physical("id")), t=accounts.ident,
-            key=comparable_sql(sql.Identifier(accounts.physical("email")))), (comparable(address),))
-        others = {uid for (uid,) in holders} - set(ids)
+        key = self.hasher(address)
+        holders = self.ops.execute(sql.SQL("select {id}, {email} from {t} where {key} = any(%s)").format(
+            id=sql.Identifier(accounts.physical("id")), email=sql.Identifier(accounts.physical("email")),
+            t=accounts.ident, key=comparable_sql(sql.Identifier(accounts.physical("email")))),
+            (sorted(spellings(address)),))
+        others = {uid for uid, email in holders if self.hasher(email) == key} - set(ids)
         return any(account[3] and not account[2] for account in self._accounts(others).values())
 
     def _told_elsewhere(self, conn, key: str, ids: list[int]) -> str | None:
