@@ -1049,6 +1049,56 @@ def test_the_store_reads_show_progress_and_reasons_without_addresses(conns, send
     assert reads.campaign(store, 10**9) is None
 
 
+def test_the_reasons_are_grouped_by_their_kind_whatever_separates_it_from_the_detail(conns):
+    """Found by a review: the store read of why recipients were left out (and the campaign summary's figures) grouped
+    the reasons by their text before the first ':', while the reasons written since an address may change
+    mid-campaign give their kind, then why after ';' (ADDRESS_CHANGED; ...), and one gives a suppression's own reason
+    in parentheses: 'has a row of its own that was not sent (skipped: suppressed: bounce)' made a group cut inside
+    its parentheses, and each suppression reason a group of its own. Every reason the code writes is grouped by its
+    kind."""
+    from include.campaign import ledger
+    from include.reads import campaign as reads
+
+    ops, store, _ = conns
+    changed = ledger.ADDRESS_CHANGED
+    written = {  # each reason the code writes (include/campaign/*.py), with a detail where it has one -> its group
+        "invalid address: An email address must have an @-sign.": "invalid address",
+        "suppressed: bounce": "suppressed", "suppressed: no reason given": "suppressed",
+        recipients.CHILD_REASON: recipients.CHILD_REASON, recipients.PURGED_CHILD: recipients.PURGED_CHILD,
+        "deleted_at holds infinity": "deleted_at holds infinity", "deleted_at is a BC date": "deleted_at is a BC date",
+        ledger.GONE: ledger.GONE, ledger.NOT_A_TEST_RECIPIENT: ledger.NOT_A_TEST_RECIPIENT,
+        f"{ledger.SUPPRESSED_NOW} (bounce)": ledger.SUPPRESSED_NOW,
+        f"{ledger.SUPPRESSED_NOW} (spam_report)": ledger.SUPPRESSED_NOW,
+        ledger.NO_ADDRESS_NOW: changed, ledger.TOLD_IN_ANOTHER_ROW: changed,
+        f"{changed}; the new address was told in its own row of the campaign": changed,
+        f"{changed}; the new address has a row of its own that was not sent (skipped: suppressed: bounce)": changed,
+        f"{changed}; the new address has a row of its own that was not sent (failed: x: y)": changed,
+        f"{changed}; the new address is suppressed (bounce)": changed,
+        f"{changed}; the new address is invalid: The domain name … does not exist.": changed,
+        f"{changed}; the new address is the {recipients.PURGED_CHILD}": changed,
+        f"{changed}; the new address is held by a {recipients.CHILD_REASON}": changed,
+    }
+    failed = {"personalizations.0.to: Does not contain a valid address.; subject: too long": "personalizations.0.to",
+              "rejected; the response body was not SendGrid's JSON error format": "rejected"}
+    rows = [("skipped", r) for r in written] + [("failed", r) for r in failed]
+    campaign_id = store.execute(
+        """insert into compliance.notification_campaigns (scope, policy_version_id, policy_version, run_id, total,
+                                                          skipped, failed, created_at, updated_at)
+           values ('test', -1, 'reasons', %s, %s, %s, %s, now(), now()) returning id""",
+        (f"reasons-{uuid.uuid4().hex[:8]}", len(rows), len(written), len(failed))).fetchone()[0]
+    try:
+        for seq, (state, reason) in enumerate(rows, start=1):
+            store.execute("""insert into compliance.notification_deliveries (campaign_id, seq, recipient, state, reason)
+                             values (%s, %s, %s, %s, %s)""", (campaign_id, seq, f"r{seq}", state, reason))
+        want = Counter([("skipped", g) for g in written.values()] + [("failed", g) for g in failed.values()])
+        assert {(state, kind): n for state, kind, n in reads.reasons(store, campaign_id, limit=100)} == want
+        summary = campaign.summarize(store, ctx(), campaign_id)
+        assert summary["reasons"] == dict(Counter(list(written.values()) + list(failed.values())).most_common())
+    finally:
+        store.execute("delete from compliance.notification_deliveries where campaign_id = %s", (campaign_id,))
+        store.execute("delete from compliance.notification_campaigns where id = %s", (campaign_id,))
+
+
 def test_a_claim_walks_the_ledger_index_even_when_statistics_say_nothing_is_pending(conns):
     """A resumed campaign: ANALYZE saw (almost) no pending row, and a few are pending again.
 

@@ -26,6 +26,7 @@ from include.campaign.messages import Notice, Renderer, sample
 from include.campaign.params import LIVE, NotificationParams
 from include.delivery.engine import deliver
 from include.periods import ParamError
+from include.reads.campaign import REASON_KIND
 from include.step import Step
 from include.subjects import address_hasher
 
@@ -237,7 +238,7 @@ def summarize(store, ctx: RunContext, campaign_id: int) -> dict:
             """select count(*), coalesce(sum(size), 0) from compliance.notification_batches
                where campaign_id = %s and state = 'unknown'""", (campaign_id,)).fetchone()
         reasons = dict(store.execute(
-            """select split_part(reason, ':', 1), count(*)
+            f"""select {REASON_KIND}, count(*)
                from compliance.notification_deliveries where campaign_id = %s and state in ('failed', 'skipped')
                group by 1 order by 2 desc limit 20""", (campaign_id,)).fetchall())
         summary = {"campaign_id": campaign_id, "scope": scope, "policy_version": version,

@@ -9,6 +9,15 @@ TABLES = ("compliance.notification_campaigns", "compliance.notification_deliveri
 DAG_ID = "policy_change_notifications"
 SCOPES = ("live", "test")
 
+# A failed or skipped row's reason names its kind first, then what varies: after ':' ("invalid address: <the
+# validator's words>", "suppressed: <the suppression's reason>", SendGrid's "<field>: <message>"), after ';' (every
+# "address changed since the campaign was built; <why>", whose why may hold ':' and parentheses of its own), or, for
+# the kinds listed here, in parentheses at the end ("suppressed since the campaign was built (bounce)"). Other
+# parentheses belong to the kind ("child account (under 13)").
+KINDS_WITH_DETAIL_IN_PARENTHESES = ("suppressed since the campaign was built",)
+REASON_KIND = (r"regexp_replace(split_part(split_part(reason, ':', 1), ';', 1), "
+               r"'^(" + "|".join(KINDS_WITH_DETAIL_IN_PARENTHESES) + r") \(.*\)$', '\1')")
+
 _CAMPAIGN_FIELDS = ("campaign_id", "scope", "policy_version_id", "policy_version", "state", "total", "sent", "failed",
                     "skipped", "pending", "done_percent", "unknown_batches", "duplicates_at_risk", "created_at",
                     "updated_at", "finished_at", "run_id")
@@ -49,13 +58,15 @@ def campaign(conn, campaign_id: int) -> dict | None:
 
 
 def reasons(conn, campaign_id: int, limit: int = 20) -> list[tuple[str, str, int]]:
-    """Why recipients were failed or skipped: (state, reason's first clause, count), commonest first.
+    """Why recipients were failed or skipped: (state, the reason's kind, count), commonest first. The kind is the
+    reason without what varies (:data:`REASON_KIND`): every ``address changed since the campaign was built; …`` is
+    one kind, every ``invalid address: …`` another, whatever the suppression or the validator said.
 
     Reads the campaign's rows (one index range); for a campaign of a million rows this takes a few hundred
     milliseconds, so a page shows it on a campaign's own view, not in the list.
     """
     return conn.execute(
-        """select state, split_part(reason, ':', 1), count(*) from compliance.notification_deliveries
+        f"""select state, {REASON_KIND}, count(*) from compliance.notification_deliveries
            where campaign_id = %s and state in ('failed', 'skipped')
            group by 1, 2 order by 3 desc, 1, 2 limit %s""", (campaign_id, limit)).fetchall()
 
