@@ -441,8 +441,9 @@ def test_an_address_changed_mid_campaign_is_told_once_at_the_new_address(conns, 
 
 def test_two_senders_moving_rows_to_one_new_address_at_once_tell_it_once(seeded, conns, sendgrid):
     """Pairs of accounts, one at the start of each sender's lane, take one new address each mid-campaign; two senders
-    re-key their rows at the same moment: one takes the address (the primary key), the other waits for it and finds
-    it told. Every new address gets one message and no sender fails."""
+    re-key their rows at the same moment: one takes the address (the primary key), the other leaves its row for a
+    later claim (it waited for the first's request until 2026-12-07) and finds it told. Every new address gets one
+    message and no sender fails."""
     ops, store, _ = conns
     built = build(ops, store, publish(ops))
     last = store.execute("select max(seq) from compliance.notification_deliveries where campaign_id = %s",
@@ -686,6 +687,97 @@ def test_an_address_whose_row_another_sender_has_locked_and_moves_away_is_told_a
     finally:
         for uid in (takes, leaves):
             ops.execute("update users set email = %s where id = %s", (email[uid], uid))
+
+
+class HeldInItsFirstRequest:
+    """A mailer whose first request waits, before it leaves, for an advisory lock the test holds: the sender is then
+    inside its request, holding its claim (and the rows it re-keyed) for as long as the test likes."""
+
+    def __init__(self, mailer, url: str, lock: int):
+        self.mailer, self.url, self.lock, self.held = mailer, url, lock, False
+
+    def send(self, payload):
+        if not self.held:
+            self.held = True
+            with database.connect(self.url, autocommit=True) as conn:
+                conn.execute("select pg_advisory_lock(%s)", (self.lock,))
+        return self.mailer.send(payload)
+
+
+def test_a_sender_meeting_another_senders_re_key_leaves_the_row_for_later_instead_of_waiting(seeded, conns, sendgrid):
+    """Found by a review: two accounts, one in each sender's lane, take one new address mid-campaign. The first sender
+    re-keys its row to the address and makes its request; the second sender's re-key of its own row met the first's
+    uncommitted key in the primary key's index and waited for the first sender's transaction, its whole SendGrid
+    request included (a slow or retried request held every other sender that met one of its addresses). The second
+    sender now leaves that row pending and goes on; a later claim finds the address told."""
+    ops, store, _ = conns
+    built = build(ops, store, publish(ops))
+    last = store.execute("select max(seq) from compliance.notification_deliveries where campaign_id = %s",
+                         (built["campaign_id"],)).fetchone()[0]
+    first, second = [store.execute(
+        """select user_ids[1] from compliance.notification_deliveries
+           where campaign_id = %s and state = 'pending' and cardinality(user_ids) = 1 and seq > %s
+           order by seq limit 1""", (built["campaign_id"], start)).fetchone()[0] for start in (0, last // 2)]
+    email = dict(ops.execute("select id, email from users where id = any(%s)", ([first, second],)))
+    meeting = f"meet.{first}@example.org"
+    for uid in (first, second):
+        ops.execute("update users set email = %s where id = %s", (meeting, uid))
+    lock = 7_300_000 + first
+    real = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None)
+    errors, pids = [], {}
+
+    def sender(i, mailer):
+        try:
+            with database.connect(seeded["url"], autocommit=True) as o, \
+                    database.connect(seeded["url"], autocommit=True) as s, \
+                    database.connect(seeded["url"], autocommit=True) as side:
+                pids[i] = s.info.backend_pid
+                send((o, s, side), sendgrid, built, sender=i, senders=2, mailer=mailer)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(type(exc).__name__)
+
+    def until(condition) -> None:
+        deadline = time.monotonic() + 120  # a bound on a hang, not a timing the test relies on
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def waiting(pid) -> bool:
+        return store.execute("select exists (select 1 from pg_locks where pid = %s and not granted)",
+                             (pid,)).fetchone()[0]
+
+    try:
+        with database.connect(seeded["url"], autocommit=True) as holder:
+            holder.execute("select pg_advisory_lock(%s)", (lock,))
+            held = threading.Thread(target=sender, args=(0, HeldInItsFirstRequest(real, seeded["url"], lock)))
+            held.start()
+            until(lambda: store.execute("""select exists (select 1 from pg_locks where locktype = 'advisory'
+                                                          and objid = %s and not granted)""", (lock,)).fetchone()[0])
+            # The first sender is inside its first request, the row of `first` re-keyed to the address.
+            other = threading.Thread(target=sender, args=(1, real))
+            other.start()
+            until(lambda: not other.is_alive() or (1 in pids and waiting(pids[1])))
+            waited = other.is_alive()
+            left = store.execute("""select state from compliance.notification_deliveries
+                                    where campaign_id = %s and user_ids = array[%s]::bigint[]""",
+                                 (built["campaign_id"], second)).fetchone()
+            holder.execute("select pg_advisory_unlock(%s)", (lock,))
+        held.join(300)
+        other.join(300)
+        assert not waited, "the second sender waited for the first sender's request"
+        assert left == ("pending",) and errors == []
+        send(conns, sendgrid, built, run_id="next-run")
+        got = received(sendgrid, built["campaign_id"])
+        assert got[meeting] == 1 and set(got.values()) == {1} and len(got) == built["pending"] - 1
+        rows = {uid: (state, reason) for uid, state, reason in store.execute(
+            """select user_ids[1], state, reason from compliance.notification_deliveries
+               where campaign_id = %s and user_ids[1] = any(%s)""", (built["campaign_id"], [first, second]))}
+        assert rows == {first: ("sent", None), second: (
+            "skipped", "address changed since the campaign was built; the new address was told in its own row of "
+                       "the campaign")}
+        assert campaign.summarize(store, ctx("next-run"), built["campaign_id"])["finished"]
+    finally:
+        for uid, address in email.items():
+            ops.execute("update users set email = %s where id = %s", (address, uid))
 
 
 def test_a_suppression_spelt_with_other_white_space_is_honoured_at_send_time(conns, sendgrid):

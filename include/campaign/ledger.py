@@ -64,6 +64,9 @@ limit %(limit)s
 for update skip locked
 """
 CLAIM_WINDOW = 10_000  # seq numbers one claim query examines (at least 4 batches' worth)
+# How long a re-key waits for another sender's uncommitted key before it leaves its row for a later claim: that
+# sender holds the key until its request is answered and marked, so waiting longer only holds this one too.
+REKEY_LOCK_TIMEOUT = "10ms"
 
 # Lists of a batch's ids or row addresses go to the server as one joined string and are split there
 # (string_to_array): psycopg dumps a list of 1,000 values element by element in Python. (A reason may hold
@@ -195,6 +198,10 @@ class SenderShare:
     window: int = CLAIM_WINDOW
 
 
+class _KeyBusy(Exception):
+    """Another sender is moving a row to or from the key a row of this batch would take (see ``_set_key``)."""
+
+
 class CampaignLedger:
     """One sender's view of one campaign's ledger, for :func:`include.delivery.engine.deliver`.
 
@@ -227,6 +234,7 @@ class CampaignLedger:
         # Claimed rows moving to an address another sender holds the row of or re-keys rows to: left pending, by seq.
         self._later: set[int] = set()
         self._accounts_sql: bytes | None = None
+        self._lock_timeout: str | None = None  # the connection's own lock_timeout, set again after each re-key
         if not 0 <= lane < max(lanes, 1):
             raise ValueError(f"lane {lane} of {lanes}: a lane is 0 to lanes - 1")
         self.lane, self.lanes = lane, max(lanes, 1)
@@ -493,7 +501,7 @@ class CampaignLedger:
                 continue
             todo.remove(ready)
             key, ids = moving[ready]
-            took = self._set_key(conn, ready, key, old[ready], quietly=True)
+            took = self._set_key(conn, ready, key, old[ready], quietly=True, announce=True)
             if took:
                 if holder.get(old[ready]) == ready:
                     del holder[old[ready]]
@@ -527,26 +535,50 @@ class CampaignLedger:
                 return True
         return False
 
-    def _set_key(self, conn, seq: int, key: str, was: str | None, *, quietly: bool = False) -> bool | None:
+    def _set_key(self, conn, seq: int, key: str, was: str | None, *, quietly: bool = False,
+                 announce: bool = False) -> bool | None:
         """Give the claimed row ``seq`` the key ``key`` (``readdressed_from``: ``was``), in a savepoint; False when
-        the key is taken (``quietly``) or the row is no longer pending; None (``quietly``) when waiting for the key
-        would deadlock with another sender."""
+        the key is taken (``quietly``) or the row is no longer pending; None (``quietly``) when the key is another
+        sender's at this moment (a row it re-keyed to it, or away from it, in a request not yet committed).
+
+        The primary key's index makes a statement that meets another transaction's uncommitted key wait for that
+        transaction, and a sender's transaction lasts its whole SendGrid request. So a row moving to an address
+        (``announce``: the moves of :meth:`_rekey`) first takes a transaction-scoped advisory lock on the key it
+        leaves (``was``) and on the key it takes, without waiting: when another sender holds either, the row is left
+        for a later claim. The locks of an attempt that fails go with its savepoint; those of a move last until the
+        request's commit. Should the update meet an uncommitted key all the same (a change outside these moves), it
+        gives up after :data:`REKEY_LOCK_TIMEOUT` (``lock_timeout``, set for the savepoint alone)."""
+        if self._lock_timeout is None:
+            self._lock_timeout = conn.execute("select current_setting('lock_timeout')").fetchone()[0]
         try:
             with conn.transaction():
-                return conn.execute(
+                if announce and not conn.execute(
+                        "select pg_try_advisory_xact_lock(hashtextextended(%s, 0)) "
+                        "and pg_try_advisory_xact_lock(hashtextextended(%s, 0))",
+                        (self._key_lock(was), self._key_lock(key))).fetchone()[0]:
+                    raise _KeyBusy  # takes back the savepoint, and the lock of the pair this sender got with it
+                conn.execute("select set_config('lock_timeout', %s, true)", (REKEY_LOCK_TIMEOUT,))
+                took = conn.execute(
                     """update compliance.notification_deliveries set recipient = %s, readdressed_from = %s
                        where campaign_id = %s and seq = %s and state = 'pending' returning 1""",
                     (key, was, self.campaign_id, seq)).fetchone() is not None
+                conn.execute("select set_config('lock_timeout', %s, true)", (self._lock_timeout,))
+                return took
         except psycopg.errors.UniqueViolation:
             if not quietly:
                 raise
             return False
-        except psycopg.errors.DeadlockDetected:
-            # Another sender re-keying rows to these addresses in another order waits for a key this one holds:
-            # PostgreSQL failed this statement only (the savepoint), and the row stays pending for a later claim.
+        except (_KeyBusy, psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+            # Another sender holds the key in a request not yet committed (or, re-keying rows to these addresses in
+            # another order, waits for a key this one holds): nothing of this statement is left (the savepoint,
+            # with the lock_timeout), and the row stays pending for a later claim.
             if not quietly:
                 raise
             return None
+
+    def _key_lock(self, key: str | None) -> str:
+        """What the advisory lock of a key of this campaign's ledger is taken on (see :meth:`_set_key`)."""
+        return f"{LEDGER_NAME} campaign {self.campaign_id} key {key}"
 
     def _purged_child(self, conn, address: str, key: str) -> bool:
         keys = {key} | ({self.spelt_hasher(address)} if self.spelt_hasher else set())
