@@ -439,6 +439,87 @@ def test_an_address_changed_mid_campaign_is_told_once_at_the_new_address(conns, 
             ops.execute("update users set email = %s where id = %s", (email[uid], uid))
 
 
+def test_an_account_leaving_an_address_its_row_shares_is_told_at_its_new_address(conns, sendgrid):
+    """Found by a review: two accounts share an address (one ledger row), and one of them changes its address
+    mid-campaign. The row went to the account still holding the address and the account that left was told
+    nowhere; two accounts of one row leaving for two different addresses were both skipped ('its accounts hold
+    different addresses now'). Each account that leaves now gets a ledger row of its own for the address it holds
+    (readdressed_from: the row's key), checked and told as any address that changes mid-campaign."""
+    ops, store, _ = conns
+    tag = uuid.uuid4().hex[:8]
+    shared, apart = f"share.{tag}@example.org", f"apart.{tag}@example.org"
+    ids = [ops.execute("""insert into users (email, full_name, country, birth_date, created_at)
+                          values (%s, 'An Adult', 'GB', '1980-01-01', now()) returning id""", (address,)).fetchone()[0]
+           for address in (shared, shared.upper(), apart, " " + apart)]
+    stays, leaves, first, second = ids
+    moved = {leaves: f"left.{tag}@example.org", first: f"first.{tag}@example.org",
+             second: f"second.{tag}@example.org"}
+    try:
+        built = build(ops, store, publish(ops))
+        for uid, address in moved.items():
+            ops.execute("update users set email = %s where id = %s", (address, uid))
+        send(conns, sendgrid, built)
+        send(conns, sendgrid, built, run_id="next-run")  # a second run sends nothing more
+        got = received(sendgrid, built["campaign_id"])
+        assert max(got.values()) == 1 and apart not in got
+        assert {a: got[a] for a in (shared, *moved.values())} == dict.fromkeys((shared, *moved.values()), 1)
+        rows = {tuple(r[0]): r[1:] for r in store.execute(
+            """select user_ids, state, recipient, readdressed_from from compliance.notification_deliveries
+               where campaign_id = %s and user_ids && %s::bigint[]""", (built["campaign_id"], ids))}
+        assert rows == {(stays,): ("sent", address_hash(KEY, shared), None),
+                        (leaves,): ("sent", address_hash(KEY, moved[leaves]), address_hash(KEY, shared)),
+                        (first,): ("sent", address_hash(KEY, moved[first]), address_hash(KEY, apart)),
+                        (second,): ("sent", address_hash(KEY, moved[second]), address_hash(KEY, apart))}
+        summary = campaign.summarize(store, ctx("next-run"), built["campaign_id"])
+        assert summary["finished"] and (summary["total"], summary["sent"]) == (built["total"] + 2,
+                                                                                built["pending"] + 2)
+    finally:
+        ops.execute("delete from users where id = any(%s)", (ids,))
+
+
+def test_a_row_for_a_leaving_account_waits_for_another_senders_added_rows_and_for_room_in_its_request(conns,
+                                                                                                      sendgrid):
+    """The rows added for accounts that leave a shared address take the seq numbers after the ledger's last, under an
+    advisory lock per campaign taken without waiting: while another sender holds it, the row they leave stays
+    pending (neither sent nor skipped) for a later claim. A request already full (here: the sender's share of
+    max_recipients) is not stretched for an added row: it stays pending at its new address and a later claim sends
+    it."""
+    ops, store, _ = conns
+    tag = uuid.uuid4().hex[:8]
+    shared, left = f"share.{tag}@example.org", f"left.{tag}@example.org"
+    ids = [ops.execute("""insert into users (email, full_name, country, birth_date, created_at)
+                          values (%s, 'An Adult', 'GB', '1980-01-01', now()) returning id""", (shared,)).fetchone()[0]
+           for _ in range(2)]
+    try:
+        built = build(ops, store, publish(ops))
+        ops.execute("update users set email = %s where id = %s", (left, ids[1]))
+        with store.transaction():  # another sender adding rows, in a request not yet committed
+            store.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                          (f"policy_change campaign {built['campaign_id']} rows added",))
+            with database.connect(conns[0].info.dsn, autocommit=True) as other:
+                send((ops, other, conns[2]), sendgrid, built)
+        got = received(sendgrid, built["campaign_id"])
+        assert (got[shared], got[left], len(got)) == (0, 0, built["pending"] - 1)
+        state = "select state, recipient, readdressed_from, user_ids from compliance.notification_deliveries " \
+                "where campaign_id = %s and user_ids && %s::bigint[] order by seq"
+        assert store.execute(state, (built["campaign_id"], ids)).fetchall() == [
+            ("pending", address_hash(KEY, shared), None, ids)]
+        send(conns, sendgrid, built, budget=1, run_id="capped-run")
+        got = received(sendgrid, built["campaign_id"])
+        assert (got[shared], got[left]) == (1, 0)
+        assert store.execute(state, (built["campaign_id"], ids)).fetchall() == [
+            ("sent", address_hash(KEY, shared), None, ids[:1]),
+            ("pending", address_hash(KEY, left), address_hash(KEY, shared), ids[1:])]
+        send(conns, sendgrid, built)
+        got = received(sendgrid, built["campaign_id"])
+        assert (got[shared], got[left], max(got.values())) == (1, 1, 1)
+        summary = campaign.summarize(store, ctx(), built["campaign_id"])
+        assert summary["finished"] and (summary["total"], summary["sent"]) == (built["total"] + 1,
+                                                                                built["pending"] + 1)
+    finally:
+        ops.execute("delete from users where id = any(%s)", (ids,))
+
+
 def test_two_senders_moving_rows_to_one_new_address_at_once_tell_it_once(seeded, conns, sendgrid):
     """Pairs of accounts, one at the start of each sender's lane, take one new address each mid-campaign; two senders
     re-key their rows at the same moment: one takes the address (the primary key), the other leaves its row for a

@@ -8,8 +8,9 @@ flagged since the campaign was built makes that row ``skipped`` with the reason 
 row whose accounts hold another address now goes to that address, checked as the build checks one, once: the
 row takes the new address's keyed hash (``readdressed_from`` keeps the old one), so the primary key still keeps
 one row per address, and when the new address already has a row of its own the person is told through that
-row. ``mark_sent`` / ``mark_failed`` update the rows and the campaign's counters in the same transaction, which
-the engine commits with the audit entry.
+row. An account that leaves an address the other accounts of its row keep gets a row of its own, added to the
+ledger by the claim, and goes to its new address the same way. ``mark_sent`` / ``mark_failed`` update the rows
+and the campaign's counters in the same transaction, which the engine commits with the audit entry.
 
 Before the request leaves, the claim writes a ``notification_batches`` row on a second connection,
 committed at once, naming the claiming transaction. If that transaction commits, it marked the row sent
@@ -46,11 +47,13 @@ GONE = "account deleted or erased since the campaign was built"
 ADDRESS_CHANGED = "address changed since the campaign was built"
 # Each begins with ADDRESS_CHANGED, then says why after a semicolon.
 NO_ADDRESS_NOW = f"{ADDRESS_CHANGED}; the account holds none now"
-SPLIT_ADDRESSES = f"{ADDRESS_CHANGED}; its accounts hold different addresses now"
 TOLD_IN_ANOTHER_ROW = f"{ADDRESS_CHANGED}; the new address is told in its own row of the campaign"
 NOT_A_TEST_RECIPIENT = "not among this run's test_recipients"
 SUPPRESSED_NOW = "suppressed since the campaign was built"
 NO_REASON = "no reason given"
+# The key of a row added for accounts that left their row's address, until it takes their new address's (no address
+# hashes to it): "splitting:<seq>".
+SPLITTING = "splitting:"
 
 # One window of the ledger at a time: with a bound on seq, the planner walks the (campaign_id, seq) index
 # whatever its statistics say. Without it, once an ANALYZE has seen (almost) no pending rows — a resumed or
@@ -78,10 +81,11 @@ from unnest(string_to_array(%(tids)s, ';')::tid[], %(reasons)b::text[]) as k(tid
 where d.ctid = k.tid and d.campaign_id = %(campaign)s and d.state = 'pending'
 """
 
+# ``added``: rows this sender added to the ledger (an account that left its row's address: CampaignLedger._split).
 _COUNTERS = """
 update compliance.notification_campaigns
-set sent = sent + %(sent)s, failed = failed + %(failed)s, skipped = skipped + %(skipped)s,
-    pending = pending - %(sent)s - %(failed)s - %(skipped)s, updated_at = %(now)s
+set sent = sent + %(sent)s, failed = failed + %(failed)s, skipped = skipped + %(skipped)s, total = total + %(added)s,
+    pending = pending + %(added)s - %(sent)s - %(failed)s - %(skipped)s, updated_at = %(now)s
 where id = %(campaign)s
 returning total, sent, failed, skipped, pending"""
 
@@ -231,6 +235,10 @@ class CampaignLedger:
         self.as_of, self.tz, self.test_addresses = as_of, tz, dict(test_addresses or {})
         self.spelt_hasher = audience.spelt_hasher
         self._moves: dict[str, tuple[str, list[int]]] = {}  # a claimed row going to a new address: tid -> (hash, ids)
+        # Accounts leaving their claimed row's address for one of their own, to get a row of their own: a stand-in tid
+        # ("split:<seq>:<n>") -> (the seq of the row they leave, their ids), until _split adds the rows.
+        self._splits: dict[str, tuple[int, list[int]]] = {}
+        self._added_uncounted = 0  # rows added to the ledger in this transaction, not yet in the campaign's counters
         # Claimed rows moving to an address another sender holds the row of or re-keys rows to: left pending, by seq.
         self._later: set[int] = set()
         self._accounts_sql: bytes | None = None
@@ -272,6 +280,9 @@ class CampaignLedger:
                 if not walked_all and limit > 0 and self._left_to_others(conn) > 0:
                     # Rows outside every live request are still pending: a lane not finished (or whose sender
                     # died), or rows another sender held and let go. Once, the whole ledger past this lane.
+                    # (Rows added since this sender started lie past the end it read then.)
+                    self._last_seq = conn.execute("select coalesce(max(seq), 0) from compliance.notification_deliveries"
+                                                  " where campaign_id = %s", (self.campaign_id,)).fetchone()[0]
                     walked_all, self._ranges = True, [(self._stop, self._last_seq), (0, self._stop)]
                     self.after = self._end = 0
                     continue
@@ -279,8 +290,14 @@ class CampaignLedger:
                 return None
             # A row's physical address is stable while this transaction holds its lock: marks go straight to it.
             sending, skips = self.decide(rows)
+            if self._splits:
+                rows, sending, skips = self._split(conn, rows, sending, skips)
             if self._moves:
                 sending, skips = self._readdress(conn, rows, sending, skips)
+            if len(sending) > limit:
+                # Rows added for accounts that left a shared address, past a full request (or this sender's share of
+                # max_recipients): pending at their new address for a later claim.
+                sending = sorted(sending, key=lambda entry: entry[1] > self._last_seq)[:limit]
             if skips:
                 conn.execute(_SKIP, {"campaign": self.campaign_id, "tids": ";".join(tid for tid, _ in skips),
                                      "reasons": [reason for _, reason in skips], "now": self.ctx.now(),
@@ -298,7 +315,8 @@ class CampaignLedger:
         0: every row left is in a request a live sender is making (if it fails, its task's retry or the next
         run sends them), and this sender stops without reading the rest of the ledger.
         """
-        return conn.execute(_LEFT, {"campaign": self.campaign_id}).fetchone()[0] - self._skipped_uncounted
+        return (conn.execute(_LEFT, {"campaign": self.campaign_id}).fetchone()[0] - self._skipped_uncounted
+                + self._added_uncounted)
 
     def _pending_rows(self, conn, limit: int) -> list[tuple]:
         """Up to ``limit`` pending rows past the watermark, locked, in seq order, window by window through this
@@ -346,6 +364,7 @@ class CampaignLedger:
     def decide(self, rows: Sequence[tuple]) -> tuple[list[Sending], list[tuple[str, str]]]:
         """Claimed rows ``(seq, recipient, user_ids, tid, xact)`` split into those to send now — ``(tid, seq, address,
         greeting name)`` — and those skipped now, ``(tid, reason)``, in claim order."""
+        self._splits = {}
         if self.scope == TEST:
             chosen, skips = [], []
             for seq, recipient, _, tid, _ in rows:
@@ -405,9 +424,16 @@ class CampaignLedger:
             holders = [a for a in live.values() if a[0] is not None and hasher(a[0]) == recipient]
             if not live:
                 skips.append((tid, GONE))
-            elif not holders:
+                continue
+            if not holders:
                 self._moved(tid, seq, live, chosen, skips)
-            elif any(a[3] for a in live.values()):
+                continue
+            leaving = {uid: a for uid, a in live.items()
+                       if a[0] is not None and a[0].strip() and hasher(a[0]) != recipient}
+            if leaving:  # accounts that left the address the others keep: each told where it is now, on its own
+                self._split_off(seq, leaving, chosen, skips)
+                live = {uid: a for uid, a in live.items() if uid not in leaving}
+            if any(a[3] for a in live.values()):
                 skips.append((tid, CHILD_REASON))
             else:
                 chosen.append((tid, seq, holders[0][0], common_name(a[1] for a in holders), holders[0][4]))
@@ -416,20 +442,92 @@ class CampaignLedger:
     def _moved(self, tid: str, seq: int, live: Mapping[int, tuple], chosen: list, skips: list) -> None:
         """A row none of whose live accounts (``id -> account``, lowest id first) holds its address any more: to the
         address they hold now when they hold one (it is checked like the rest, then :meth:`_readdress` gives the row
-        that address's hash), or skipped with why not."""
-        if any(a[3] for a in live.values()):
+        that address's hash), or skipped with why not. When they hold different addresses now, the row goes to the
+        lowest id's, and the accounts holding others get rows of their own (:meth:`_split_off`)."""
+        now = {uid: a for uid, a in live.items() if a[0] is not None and a[0].strip()}
+        groups = self._by_address(now)
+        if not groups:
+            skips.append((tid, CHILD_REASON if any(a[3] for a in live.values()) else NO_ADDRESS_NOW))
+            return
+        (key, group), *others = groups.items()
+        if others:
+            self._split_off(seq, {uid: a for _, other in others for uid, a in other.items()}, chosen, skips)
+        if any(a[3] for uid, a in live.items() if uid in group or uid not in now):
             skips.append((tid, CHILD_REASON))
             return
-        now = {uid: a for uid, a in live.items() if a[0] is not None and a[0].strip()}
-        keys = {self.hasher(a[0]) for a in now.values()}
-        if not keys:
-            skips.append((tid, NO_ADDRESS_NOW))
-        elif len(keys) > 1:
-            skips.append((tid, SPLIT_ADDRESSES))
-        else:
-            first = next(iter(now.values()))
-            self._moves[tid] = (keys.pop(), sorted(now))
-            chosen.append((tid, seq, first[0], common_name(a[1] for a in now.values()), first[4]))
+        first = next(iter(group.values()))
+        self._moves[tid] = (key, sorted(group))
+        chosen.append((tid, seq, first[0], common_name(a[1] for a in group.values()), first[4]))
+
+    def _by_address(self, accounts: Mapping[int, tuple]) -> dict[str, dict[int, tuple]]:
+        """``accounts`` (with an address, lowest id first) by the keyed hash of the address each holds now, the
+        addresses in the order of their lowest account id."""
+        groups: dict[str, dict[int, tuple]] = {}
+        for uid, account in accounts.items():
+            groups.setdefault(self.hasher(account[0]), {})[uid] = account
+        return groups
+
+    def _split_off(self, seq: int, leaving: Mapping[int, tuple], chosen: list, skips: list) -> None:
+        """Accounts of the claimed row ``seq`` that hold another address than the row goes to now (``id -> account``,
+        lowest id first): one stand-in per address they hold, for a row of their own that :meth:`_split` adds to the
+        ledger; checked like any address that changed (a child among them: skipped as a child)."""
+        for n, (key, group) in enumerate(self._by_address(leaving).items()):
+            stand_in = f"split:{seq}:{n}"
+            self._splits[stand_in] = (seq, sorted(group))
+            if any(a[3] for a in group.values()):
+                skips.append((stand_in, CHILD_REASON))
+                continue
+            first = next(iter(group.values()))
+            self._moves[stand_in] = (key, sorted(group))
+            chosen.append((stand_in, None, first[0], common_name(a[1] for a in group.values()), first[4]))
+
+    def _split(self, conn, rows: list[tuple], sending: list[Sending],
+               skips: list[tuple[str, str]]) -> tuple[list[tuple], list[Sending], list[tuple[str, str]]]:
+        """Add a ledger row for each stand-in of :meth:`_split_off`: pending, its accounts, ``readdressed_from`` the key
+        of the row they left, a key no address has (:data:`SPLITTING`) until :meth:`_readdress` gives it theirs; the
+        rows they left keep the other accounts. Returns ``rows``, ``sending`` and ``skips`` with the added rows in them
+        and every physical address as it is now.
+
+        New rows take the seq numbers after the ledger's last, under a transaction-scoped advisory lock per campaign,
+        taken without waiting: while another sender holds it (it is adding rows in a request not yet committed),
+        the rows whose accounts leave are left pending, neither sent nor skipped, for a later claim."""
+        splits, self._splits = self._splits, {}
+        by_seq = {row[0]: row for row in rows}
+        origins = {origin for origin, _ in splits.values()}
+        if not conn.execute("select pg_try_advisory_xact_lock(hashtextextended(%s, 0))",
+                            (f"{LEDGER_NAME} campaign {self.campaign_id} rows added",)).fetchone()[0]:
+            dropped = set(splits) | {by_seq[origin][3] for origin in origins}
+            self._moves = {tid: move for tid, move in self._moves.items() if tid not in dropped}
+            log.info("campaign %d: %d row(s) some of whose accounts left the address for another left pending for a "
+                     "later claim: another sender is adding rows to the ledger", self.campaign_id, len(origins))
+            return (rows, [entry for entry in sending if entry[0] not in dropped],
+                    [entry for entry in skips if entry[0] not in dropped])
+        last = conn.execute("select coalesce(max(seq), 0) from compliance.notification_deliveries "
+                            "where campaign_id = %s", (self.campaign_id,)).fetchone()[0]
+        where: dict[str, tuple[str, int | None]] = {}  # a stand-in or an updated row's old physical address -> now
+        left: dict[int, list[int]] = {}
+        for stand_in, (origin, ids) in splits.items():
+            last += 1
+            tid = conn.execute("""insert into compliance.notification_deliveries
+                                      (campaign_id, seq, recipient, user_ids, readdressed_from)
+                                  values (%s, %s, %s, %s::bigint[], %s) returning ctid::text""",
+                               (self.campaign_id, last, f"{SPLITTING}{last}", ids, by_seq[origin][1])).fetchone()[0]
+            where[stand_in] = (tid, last)
+            rows.append((last, f"{SPLITTING}{last}", ids, tid, by_seq[origin][4]))
+            left.setdefault(origin, []).extend(ids)
+        for origin, ids in left.items():
+            where[by_seq[origin][3]] = (conn.execute(
+                """update compliance.notification_deliveries
+                   set user_ids = array(select u from unnest(user_ids) u where u <> all(%s::bigint[]) order by u)
+                   where campaign_id = %s and seq = %s returning ctid::text""",
+                (ids, self.campaign_id, origin)).fetchone()[0], origin)
+        self._added_uncounted += len(splits)
+        log.info("campaign %d: %d row(s) added for accounts that left their row's address for another",
+                 self.campaign_id, len(splits))
+        rows = [(seq, key, ids, where.get(tid, (tid,))[0], xact) for seq, key, ids, tid, xact in rows]
+        self._moves = {where.get(tid, (tid,))[0]: move for tid, move in self._moves.items()}
+        return (rows, [(*where.get(tid, (tid, seq)), address, name) for tid, seq, address, name in sending],
+                [(where.get(tid, (tid,))[0], reason) for tid, reason in skips])
 
     def _readdress(self, conn, rows: Sequence[tuple], sending: list[Sending],
                    skips: list[tuple[str, str]]) -> tuple[list[Sending], list[tuple[str, str]]]:
@@ -495,7 +593,7 @@ class CampaignLedger:
                 ring = todo[0]  # every row left waits for another's key: following them leads into a ring
                 while not self._in_ring(ring, holder, moving):
                     ring = holder[moving[ring][0]]
-                self._set_key(conn, ring, f"readdressing:{ring}", old[ring])
+                self._set_key(conn, ring, f"readdressing:{ring}", None)
                 del holder[old[ring]]
                 parked.add(ring)
                 continue
@@ -537,7 +635,8 @@ class CampaignLedger:
 
     def _set_key(self, conn, seq: int, key: str, was: str | None, *, quietly: bool = False,
                  announce: bool = False) -> bool | None:
-        """Give the claimed row ``seq`` the key ``key`` (``readdressed_from``: ``was``), in a savepoint; False when
+        """Give the claimed row ``seq`` the key ``key`` (``readdressed_from``: ``was``, unless the row already names
+        the key it was built for: a row added for accounts that left their row's address), in a savepoint; False when
         the key is taken (``quietly``) or the row is no longer pending; None (``quietly``) when the key is another
         sender's at this moment (a row it re-keyed to it, or away from it, in a request not yet committed).
 
@@ -559,7 +658,8 @@ class CampaignLedger:
                     raise _KeyBusy  # takes back the savepoint, and the lock of the pair this sender got with it
                 conn.execute("select set_config('lock_timeout', %s, true)", (REKEY_LOCK_TIMEOUT,))
                 took = conn.execute(
-                    """update compliance.notification_deliveries set recipient = %s, readdressed_from = %s
+                    """update compliance.notification_deliveries
+                       set recipient = %s, readdressed_from = coalesce(readdressed_from, %s)
                        where campaign_id = %s and seq = %s and state = 'pending' returning 1""",
                     (key, was, self.campaign_id, seq)).fetchone() is not None
                 conn.execute("select set_config('lock_timeout', %s, true)", (self._lock_timeout,))
@@ -726,24 +826,25 @@ class CampaignLedger:
             "state": state, "message_id": message_id, "batch": self._batch_id, "attempts": self._http_attempts,
             "reason": reason, "now": now, "campaign": self.campaign_id, "tids": self._tids,
             "sent": batch.size if state == "sent" else 0, "failed": batch.size if state == "failed" else 0,
-            "skipped": self._skipped_uncounted}).fetchone()
+            "skipped": self._skipped_uncounted, "added": self._added_uncounted}).fetchone()
         if marked != batch.size or recorded != 1:
             # The rows were locked by this transaction: nobody else can have marked them.
             raise RuntimeError(f"campaign {self.campaign_id}: {marked} of {batch.size} claimed rows were still "
                                f"pending when marked and {recorded} request row of 1 was found; the batch is "
                                "rolled back")
-        self._skipped_uncounted = 0
+        self._skipped_uncounted = self._added_uncounted = 0
         if self.budget is not None:
             self.budget -= batch.size
         self._sent += batch.size if state == "sent" else 0
         self._progress(totals)
 
     def _count_skips(self, conn) -> None:
-        """Rows skipped since the last marked batch, into the campaign's counters (when no batch follows)."""
-        if self._skipped_uncounted:
+        """Rows skipped (and added) since the last marked batch, into the campaign's counters (no batch follows)."""
+        if self._skipped_uncounted or self._added_uncounted:
             conn.execute(_COUNTERS, {"sent": 0, "failed": 0, "skipped": self._skipped_uncounted,
-                                     "now": self.ctx.now(), "campaign": self.campaign_id})
-            self._skipped_uncounted = 0
+                                     "added": self._added_uncounted, "now": self.ctx.now(),
+                                     "campaign": self.campaign_id})
+            self._skipped_uncounted = self._added_uncounted = 0
 
     def mark_at_risk(self, conn, batch: Batch, *, unanswered: int, sent: bool) -> None:
         """Requests of this batch that got no answer (the delivery engine's rule): each is a Mail Send request whose

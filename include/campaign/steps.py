@@ -228,8 +228,10 @@ def summarize(store, ctx: RunContext, campaign_id: int) -> dict:
             log.error("campaign %d: its counters %s disagreed with the ledger %s; corrected from the ledger",
                       campaign_id, tuple(kept), counts)
         finished = counts["pending"] == 0
+        # The total too: the senders add a row for an account that leaves the address its row's others keep.
         store.execute("""update compliance.notification_campaigns
                          set pending = %(pending)s, sent = %(sent)s, failed = %(failed)s, skipped = %(skipped)s,
+                             total = %(pending)s + %(sent)s + %(failed)s + %(skipped)s,
                              state = case when %(finished)s then 'finished' else 'sending' end,
                              finished_at = case when %(finished)s then coalesce(finished_at, %(now)s) end,
                              updated_at = %(now)s
