@@ -613,6 +613,65 @@ def test_addresses_swapped_or_handed_on_within_one_batch_are_each_told_once(conn
             ops.execute("update users set email = %s where id = %s", (email[uid], uid))
 
 
+def test_an_address_whose_row_was_skipped_is_told_to_an_account_that_takes_it_if_it_passes_the_checks(conns,
+                                                                                                     sendgrid):
+    """Found by a review: an account that takes an address whose own row in the campaign was skipped was skipped in
+    turn ('the new address has a row of its own that was not sent (skipped: …)'), whatever the skip was for: the
+    address's only account deleted since (in an earlier request, or in the same one), a suppression lifted since the
+    build, a child that has left the address since. The account is now judged on its own merits: its new address is
+    checked as any address that changes (suppressed, invalid, a purged child's, held by a child), and when it passes,
+    the skipped row gives way (its key becomes 'superseded:<seq>', readdressed_from keeps the address's; its state and
+    reason stay) and the moving row takes the address and is sent."""
+    ops, store, _ = conns
+    tag = uuid.uuid4().hex[:8]
+    lifted, family = f"lifted.{tag}@example.org", f"family.{tag}@example.org"
+    ops.execute("insert into email_suppressions (email, reason, created_at) values (%s, 'bounce', now())", (lifted,))
+    made = [ops.execute("""insert into users (email, full_name, country, birth_date, created_at)
+                           values (%s, 'Someone', 'GB', %s, now()) returning id""", (address, born)).fetchone()[0]
+            for address, born in ((lifted, date(1980, 1, 1)), (family, TODAY - timedelta(days=5 * 365)))]
+    email = {}
+    try:
+        built = build(ops, store, publish(ops))
+        (gone, gone_in_batch, takes_in_batch), first = first_batch_single_accounts(ops, store, built, 3)
+        (takes_gone, takes_lifted, takes_family), last = last_single_accounts(ops, store, built, 3)
+        email = {**first, **last}
+        ops.execute("delete from email_suppressions where email = %s", (lifted,))
+        ops.execute("update users set email = %s where id = %s", (f"kid.{tag}@example.org", made[1]))
+        ops.execute("update users set deleted_at = now() where id = any(%s)", ([gone, gone_in_batch],))
+        taken = {takes_gone: email[gone], takes_in_batch: email[gone_in_batch], takes_lifted: lifted,
+                 takes_family: family}
+        for uid, address in taken.items():
+            ops.execute("update users set email = %s where id = %s", (address, uid))
+        send(conns, sendgrid, built)
+        send(conns, sendgrid, built, run_id="next-run")  # a second run sends nothing more
+        got = received(sendgrid, built["campaign_id"])
+        assert max(got.values()) == 1 and f"kid.{tag}@example.org" not in got
+        assert {a.strip().lower(): got[a.strip().lower()] for a in taken.values()} == {
+            a.strip().lower(): 1 for a in taken.values()}
+        assert not {email[u].strip().lower() for u in taken} & set(got)
+        rows = {r[0]: r[1:] for r in store.execute(
+            """select user_ids[1], state, reason, recipient, readdressed_from, seq
+               from compliance.notification_deliveries where campaign_id = %s and user_ids[1] = any(%s)""",
+            (built["campaign_id"], [gone, gone_in_batch, *made, *taken]))}
+        for uid, address in taken.items():
+            assert rows[uid][:4] == ("sent", None, address_hash(KEY, address), address_hash(KEY, email[uid]))
+        gave_way = {uid: (state, reason) for uid, (state, reason, recipient, was, seq) in rows.items()
+                    if recipient == f"superseded:{seq}" and was == address_hash(KEY, {
+                        gone: email[gone], gone_in_batch: email[gone_in_batch], made[0]: lifted,
+                        made[1]: family}.get(uid, ""))}
+        assert gave_way == {gone: ("skipped", "account deleted or erased since the campaign was built"),
+                            gone_in_batch: ("skipped", "account deleted or erased since the campaign was built"),
+                            made[0]: ("skipped", "suppressed: bounce"),
+                            made[1]: ("skipped", "child account (under 13)")}
+        summary = campaign.summarize(store, ctx("next-run"), built["campaign_id"])
+        assert summary["finished"] and summary["sent"] == built["pending"] - 2
+    finally:
+        ops.execute("delete from email_suppressions where email = %s", (lifted,))
+        ops.execute("delete from users where id = any(%s)", (made,))
+        for uid, address in email.items():
+            ops.execute("update users set email = %s, deleted_at = null where id = %s", (address, uid))
+
+
 def test_an_address_changed_mid_campaign_to_one_a_child_holds_is_not_told(conns, sendgrid):
     """Found by a review: the build skips an address a child holds, whoever else holds it, but a row whose account
     moved mid-campaign to an address a child took too (a family's address) was checked against its own accounts only,

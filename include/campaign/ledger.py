@@ -54,6 +54,8 @@ NO_REASON = "no reason given"
 # The key of a row added for accounts that left their row's address, until it takes their new address's (no address
 # hashes to it): "splitting:<seq>".
 SPLITTING = "splitting:"
+# The key of a skipped row whose address an account took since, and which a row moving to it took: "superseded:<seq>".
+SUPERSEDED = "superseded:"
 
 # One window of the ledger at a time: with a bound on seq, the planner walks the (campaign_id, seq) index
 # whatever its statistics say. Without it, once an ANALYZE has seen (almost) no pending rows — a resumed or
@@ -535,7 +537,8 @@ class CampaignLedger:
         address's hash, its old one kept in ``readdressed_from``, and its new physical address; or, appended to
         ``skips``, why it does not go: the address of a purged child, or an address that has a row of its own in the
         campaign (told, being told or not to be told through that row; while it is pending, the row's accounts now
-        name these too, so that it is sent to them whoever of its own accounts has left it). Re-keyed in a savepoint:
+        name these too, so that it is sent to them whoever of its own accounts has left it; a skipped such row gives
+        its key up instead, :meth:`_give_way`, and the moving row takes the address). Re-keyed in a savepoint:
         two senders moving rows to one address at once cannot both take it (the primary key), and the one that
         loses finds the other's row. Rows of this batch moving to each other's addresses (a swap, an address one
         account leaves and another takes) are re-keyed in an order that frees each key first (:meth:`_rekey`)."""
@@ -600,6 +603,13 @@ class CampaignLedger:
             todo.remove(ready)
             key, ids = moving[ready]
             took = self._set_key(conn, ready, key, old[ready], quietly=True, announce=True)
+            held_by = holder.get(key)
+            skipped_now = held_by if held_by in skipped or held_by in not_going else None
+            if took is False and self._give_way(conn, key, skipped_now):
+                # The address's own row was skipped (now, or before): the accounts moving to it are judged on their
+                # own (checked in _readdress), and the skipped row gave its key up.
+                holder.pop(key, None)
+                took = self._set_key(conn, ready, key, old[ready], quietly=True, announce=True) or None
             if took:
                 if holder.get(old[ready]) == ready:
                     del holder[old[ready]]
@@ -611,8 +621,7 @@ class CampaignLedger:
             if ready in parked and not self._set_key(conn, ready, old[ready], None, quietly=True):
                 raise RuntimeError(f"campaign {self.campaign_id}: a row of this batch could not take back its own "
                                    "key after its new address was taken; the batch is rolled back")
-            held_by = holder.get(key)
-            if held_by is not None and (held_by in skipped or held_by in not_going):
+            if skipped_now is not None:
                 why = skipped.get(held_by) or not_going[held_by]
                 not_going[ready] = f"{ADDRESS_CHANGED}; the new address has a row of its own that was not sent " \
                                    f"(skipped: {why})"
@@ -701,6 +710,21 @@ class CampaignLedger:
         others = {uid for uid, email in holders if self.hasher(email) == key} - set(ids)
         return any(account[3] and not account[2] for account in self._accounts(others).values())
 
+    def _give_way(self, conn, key: str, seq: int | None) -> bool:
+        """Give the key ``key`` up for an account that has taken its address: the row holding it is ``seq``, a claimed
+        row of this batch skipped now, or else a row skipped before (not locked by another sender, which may be giving
+        it up too). Its key becomes ``superseded:<its seq>``, ``readdressed_from`` keeps ``key``, its state, reason and
+        accounts stay. False when there is no such row."""
+        which = "seq = %(seq)s and state = 'pending'" if seq is not None else "state = 'skipped'"
+        return conn.execute(f"""update compliance.notification_deliveries
+                                set recipient = %(superseded)s || seq,
+                                    readdressed_from = coalesce(readdressed_from, recipient)
+                                where ctid = (select ctid from compliance.notification_deliveries
+                                              where campaign_id = %(campaign)s and recipient = %(key)s and {which}
+                                              for update skip locked)""",
+                            {"campaign": self.campaign_id, "key": key, "seq": seq,
+                             "superseded": SUPERSEDED}).rowcount == 1
+
     def _told_elsewhere(self, conn, key: str, ids: list[int]) -> str | None:
         """Why a row whose accounts took an address that has a row of its own (``key``) is skipped; a pending such
         row now also names the accounts ``ids``. None when that row is another sender's now (locked, or re-keyed
@@ -719,6 +743,8 @@ class CampaignLedger:
             return TOLD_IN_ANOTHER_ROW if joined else None
         if state == "sent":
             return f"{ADDRESS_CHANGED}; the new address was told in its own row of the campaign"
+        if state == "skipped":  # locked: another sender's row is taking the address (:meth:`_give_way`)
+            return None
         return f"{ADDRESS_CHANGED}; the new address has a row of its own that was not sent ({state}: {reason})"
 
     def _accounts(self, ids: set[int]) -> dict[int, tuple[str | None, str | None, bool, bool, str | None]]:
