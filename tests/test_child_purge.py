@@ -786,12 +786,13 @@ def test_a_child_whose_erasure_is_over_a_database_limit_is_incomplete_and_the_ot
     assert world.store.execute("select outcome from compliance.child_purges where run_id = 'manual__over_limit' "
                                "and subject_hash = %s", (user_hash(KEY, other),)).fetchone()[0] == "purged"
     reason = got[user_hash(KEY, over)]
-    assert reason.startswith("erasing the subject was stopped by a database limit (program limit exceeded): the "
-                             "application's function app_over_limit() raised an exception"), reason
+    # The table whose erasure met the limit is named, as for any other refusal of the database.
+    assert reason.startswith("erasing public.users (delete) was stopped by a database limit (program limit "
+                             "exceeded): the application's function app_over_limit() raised an exception"), reason
     assert "(SQLSTATE 54000)" in reason and "rolled back" in reason
     reason = got[user_hash(KEY, too_wide)]
-    assert reason.startswith("erasing the subject was stopped by a database limit (too many columns): target lists "
-                             "can have at most 1664 entries (SQLSTATE 54011)"), reason
+    assert reason.startswith("erasing public.users (delete) was stopped by a database limit (too many columns): "
+                             "target lists can have at most 1664 entries (SQLSTATE 54011)"), reason
     finished = world.store.execute("select finished_at is not null from compliance.erasure_runs "
                                    "where run_id = 'manual__over_limit'").fetchone()[0]
     assert finished  # verified and recorded before the run failed

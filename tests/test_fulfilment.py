@@ -1713,8 +1713,8 @@ def test_a_request_over_a_database_limit_is_left_incomplete_and_the_others_are_c
     assert "(SQLSTATE 54000)" in reason
     outcome, reason, completed = got[over_erasure]
     assert (outcome, completed) == ("incomplete", False)
-    assert reason.startswith("erasing the subject was stopped by a database limit (program limit exceeded): the "
-                             "application's function app_over_limit() raised an exception"), reason
+    assert reason.startswith("erasing public.privacy_requests (redact) was stopped by a database limit (program "
+                             "limit exceeded): the application's function app_over_limit() raised an exception"), reason
     assert users[2] in rows_per_user(ops)  # rolled back: nothing of that subject changed
     assert request_rows(ops, [over_export, over_erasure]) == before  # still open
     assert package.object_name(over_export) not in world.objects.list("exports/")

@@ -44,7 +44,7 @@ from include.erasure import stores as elsewhere
 from include.erasure.facts import VendorShare, active_holds, request_ids, vendor_shares
 from include.erasure.scope import (REDACT, Target, Unmapped, address_key, discover_unmapped, residual_by_keys_query,
                                    residual_query, subject_address, targets)
-from include.errors import NeedsOperator, Transient, database_said
+from include.errors import NeedsOperator, Transient, database_said, over_limit
 from include.subjects import address_hash, user_hash
 
 PURGED = "purged"
@@ -60,6 +60,15 @@ _ORPHAN_LOCK_CLASS = 0x65726173  # 'eras'
 
 class ErasureError(NeedsOperator):
     """An erasure could not be completed and was rolled back; the message names the table."""
+
+
+class ErasureOverLimit(ErasureError):
+    """A table's erasure met one of the database's fixed limits (SQLSTATE class 54, :func:`include.errors.over_limit`):
+    it fails the same way on every try. The message names the table and the limit; ``limit`` is the limit alone."""
+
+    def __init__(self, message: str, limit: str):
+        super().__init__(message)
+        self.limit = limit
 
 
 class ResidualDataError(ErasureError):
@@ -284,8 +293,12 @@ def _erase_table(ops, target: Target, params: dict, key: bytes) -> TableCount:
                 cur.executemany(target.redact_row(), [(*(_keyed(key, v) for v in hashed), ctid)
                                                       for ctid, *hashed in rows])
         return TableCount(target.label, REDACT, len(rows))
-    except psycopg.OperationalError:
-        raise  # a lock timeout or a lost connection: not the data map's fault
+    except psycopg.OperationalError as exc:
+        limit = over_limit(exc)
+        if limit is None:
+            raise  # a lock timeout or a lost connection: not the data map's fault
+        raise ErasureOverLimit(f"erasing {target.label} ({target.action}) was stopped by a database limit ({limit}): "
+                               f"{database_said(exc)}", limit) from None
     except psycopg.DatabaseError as exc:  # its primary message: the DETAIL quotes the refused row
         raise ErasureError(f"erasing {target.label} ({target.action}) was refused by the database: "
                            f"{database_said(exc)}; that subject's erasure was rolled back") from None

@@ -373,14 +373,17 @@ def subject_refused_reason(exc: Exception) -> str:
     and the server's primary message, or rows left in a table the map forgot) or a change made with it (completing
     the request, resolving a report: the server's primary message, never the row its DETAIL quotes). That subject's
     transaction was rolled back. A database error of class 54 (:func:`include.errors.over_limit`: a value over 1 GB,
-    too many columns) says which limit stopped it: running it again repeats it."""
+    too many columns) says which limit stopped it, and the table where the erasure of one met it
+    (``include.erasure.engine.ErasureOverLimit``, its ``limit``): running it again repeats it."""
     if isinstance(exc, ObjectStoreRefused):
         return refused_reason(exc)
     limit = over_limit(exc)
-    if limit is not None:
-        return (f"{ERASURE_REFUSED}the subject was stopped by a database limit ({limit}): {database_said(exc)}; that "
-                "subject's erasure was rolled back and each run repeats it until a person looks (the subject's data, "
-                "or the database's setting or trigger that raised it); the other subjects were carried out")
+    if limit is not None or getattr(exc, "limit", None):  # the erasure of a table (it names it), or a change with it
+        stopped = (str(exc) if limit is None else
+                   f"{ERASURE_REFUSED}the subject was stopped by a database limit ({limit}): {database_said(exc)}")
+        return (f"{stopped}; that subject's erasure was rolled back and each run repeats it until a person looks (the "
+                "subject's data, or the database's setting or trigger that raised it); the other subjects were "
+                "carried out")
     said = str(exc) if isinstance(exc, NeedsOperator) else (  # an ErasureError: it names the table
         f"{ERASURE_REFUSED}the subject was refused by the database: {database_said(exc)}; that subject's erasure was "
         "rolled back")
