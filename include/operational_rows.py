@@ -25,6 +25,10 @@ from include.datamap import TEMPORAL_COLUMNS, RecordSource
 
 PROBLEMS = "_problems"
 CODE_COLUMNS = {"privacy_requests": frozenset({"regime", "request_type", "status"})}
+# Other codes, read as the text of their values (an array of codes as text[]): a column of an enum type (as an
+# application's schema often makes a kind or a category) would otherwise come back from the driver as the array's
+# literal, one string ('{contact,account}'), not as its elements.
+TEXT_CODES = {"vendors": {"kind": "text", "allowed_categories": "text[]"}}
 CODE = "^\\s*[A-Za-z][A-Za-z0-9_-]{0,39}\\s*$"  # white space around it is a row's, and the rules say so
 # The temporal columns that hold a calendar day, not an instant: read as the type they are (a ``date``).
 DAYS = frozenset({"birth_date", "dpa_signed_on"})
@@ -109,6 +113,9 @@ def select_list(src: RecordSource, columns: Sequence[str], *, alias: str | None 
             problems.append(sql.SQL("case when {t} !~ {code} then {said} end").format(
                 t=text, code=sql.Literal(CODE), said=sql.Literal(
                     f"{name} is not a code (its value is not repeated: it may be personal data); correct it")))
+        elif name in TEXT_CODES.get(src.role, {}):
+            items.append(sql.SQL("{}::{} as {}").format(physical, sql.SQL(TEXT_CODES[src.role][name]),
+                                                        sql.Identifier(name)))
         else:
             items.append(sql.SQL("{} as {}").format(physical, sql.Identifier(name)))
     problem_array = (sql.SQL("array_remove(array[{}]::text[], null)").format(sql.SQL(", ").join(problems))

@@ -598,6 +598,31 @@ def test_a_code_that_reads_like_a_null_word_is_kept_as_typed(db):
     assert rows[4][0] == "nan" and rows[4][3] == "unknown regime 'nan'"
 
 
+def test_code_columns_of_an_enum_type_are_evaluated_and_escalated_like_text(db, ops, sendgrid, mailer):
+    """Found by a fault trial: an application whose requests' status (or regime, type) is a PostgreSQL enum (as
+    Rails, Django and Prisma schemas make them) failed every run in its first statement ("operator does not exist:
+    request_status = text", the open statuses compared as text), retried for minutes as a database refusal, and
+    nothing was evaluated or escalated. Each code is compared as the text of its label."""
+    db.execute("""create type request_status as enum ('received', 'verifying', 'in_progress', 'completed',
+                                                       'rejected', 'withdrawn');
+                  create type request_regime as enum ('gdpr', 'ccpa', 'lgpd');
+                  create type request_kind as enum ('access', 'erasure', 'know', 'delete', 'opt_out_of_sale');
+                  alter table privacy_requests alter status type request_status using status::request_status,
+                                               alter regime type request_regime using regime::request_regime,
+                                               alter request_type type request_kind using request_type::request_kind""")
+    _escalation_fixture(db)
+    add_request(db, 6, received="2026-09-03", status="completed", completed_at="2026-10-05")  # closed on time
+    add_request(db, 7, regime="lgpd")                                                         # unknown regime
+    summary = evaluate(db)
+    assert summary["states"] == {"ack_overdue": 1, "closed_on_time": 1, "due_soon": 1, "invalid": 1, "on_track": 1,
+                                 "overdue": 2}
+    assert db.execute("select invalid_reason from compliance.dsr_status where request_id = 7").fetchone()[0] == \
+        "unknown regime 'lgpd'"
+    assert send(db, ops, mailer) == {"claimed": 4, "sent": 4, "failed": 0, "withdrawn": 0}
+    # A what-if reads the requests as they stood that day through the same comparisons.
+    assert evaluate(db, run_id="what-if", as_of=date(2026, 10, 20))["evaluated"] == 2  # requests 1 and 5
+
+
 def test_an_earlier_days_run_cleared_today_keeps_the_live_status_of_today(db):
     """Found by an on-call trial: yesterday's run cleared in the Airflow UI and run again today evaluates as of its
     own day (yesterday, as Airflow keeps its start): it rewrote today's live status as of yesterday (days left one

@@ -12,6 +12,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 import pyarrow.parquet as pq
 import pytest
+from psycopg import sql
 
 from devkit.database import connect
 from tests import scratch
@@ -20,7 +21,7 @@ from devkit.standins.gcs_emulator import GCSEmulator
 from include import compliance_store
 from include.audit import RunContext
 from include.config import Settings
-from include.datamap import load_datamap
+from include.datamap import CATEGORIES, load_datamap
 from include.delivery.sendgrid_mailer import SendGridMailer
 from include.objectstore import FileObjectStore, ObjectStoreUnavailable
 from include.periods import ParamError, RunTiming
@@ -638,6 +639,36 @@ def test_a_null_among_a_vendors_allowed_categories_is_flagged_not_fatal(db, fold
     finally:
         ops.execute("update vendors set allowed_categories = %s where id = 1", (before,))
 
+
+
+def test_codes_of_an_enum_type_are_judged_as_their_labels(db, folder):
+    """Found by a fault trial: a share's category, a vendor's kind or its allowed categories of a PostgreSQL enum type
+    (as an application's schema often makes them) failed every vendor's step in its first statement ("operator does
+    not exist: share_category = text", "function btrim(vendor_kind, unknown) does not exist"), retried for minutes as a
+    database refusal, and no manifest was written. Each is judged as the text of its label: the same shares with the
+    same labels give the same manifests, byte for byte."""
+    ops, store = db["ops"], db["store"]
+    first = [r for r in run_period(ops, store, folder, WIDE, "text")[0] if r["outcome"] != manifests.NO_SHARES]
+    assert {r["outcome"] for r in first} == {manifests.WRITTEN} and len(first) > 10
+    categories = sorted(CATEGORIES)
+    kinds = [k for (k,) in ops.execute("select distinct kind from vendors order by 1")]
+    ops.execute(sql.SQL("""create type share_category as enum ({categories});
+                           create type vendor_kind as enum ({kinds});
+                           alter table data_shares alter category type share_category using category::share_category;
+                           alter table vendors alter kind type vendor_kind using kind::vendor_kind,
+                               alter allowed_categories type share_category[]
+                                   using allowed_categories::share_category[]""").format(
+        categories=sql.SQL(", ").join(map(sql.Literal, categories)), kinds=sql.SQL(", ").join(map(sql.Literal, kinds))))
+    try:
+        again = [r for r in run_period(ops, store, folder, WIDE, "enums")[0] if r["outcome"] != manifests.NO_SHARES]
+        assert {r["vendor_id"]: r["outcome"] for r in again} == {r["vendor_id"]: manifests.UNCHANGED for r in first}
+        assert {r["vendor_id"]: (r["violations"], r["data_sha256"]) for r in again} == {
+            r["vendor_id"]: (r["violations"], r["data_sha256"]) for r in first}
+    finally:
+        ops.execute("""alter table data_shares alter category type text using category::text;
+                       alter table vendors alter kind type text using kind::text,
+                           alter allowed_categories type text[] using allowed_categories::text[];
+                       drop type share_category; drop type vendor_kind""")
 
 def test_violations_are_emailed_once_per_vendor_and_period(db, folder, sendgrid):
     ops, store = db["ops"], db["store"]
