@@ -440,6 +440,42 @@ def test_dirty_shares_are_counted_and_flagged_never_dropped_nor_fatal(db, folder
         ops.execute("delete from data_shares where id >= %s", (first,))
 
 
+@pytest.mark.parametrize("column_type, counts, kept", [
+    ("numeric", ["2.5", "3.000", "-1", "12"], [None, 3, -1, 12]),
+    ("text", ["2.5", " 7 ", "twelve", "", "99999999999999999999", "12"], [None, 7, None, None, None, 12]),
+])
+def test_a_record_count_that_is_no_whole_number_spoils_only_its_row(db, folder, column_type, counts, kept):
+    """Found by a fault trial: a record_count column of another type (numeric, as a count summed from elsewhere is
+    often kept; text) made the vendor's whole manifest fail: a fraction stopped the data file's reader ("CSV conversion
+    error to int64: invalid value '2.5'"), a text column the rule's first statement ("operator does not exist: text <
+    integer"), each retried for minutes, the vendor's other shares never written. Such a row's count is now empty and
+    the row is flagged record_count_invalid; a whole number (3.000, ' 7 ') is read as one."""
+    ops, store = db["ops"], db["store"]
+    first = ops.execute("select max(id) + 1 from data_shares").fetchone()[0]
+    ops.execute(f"alter table data_shares alter record_count type {column_type} using record_count::{column_type}")
+    try:
+        for offset, count in enumerate(counts):
+            ops.execute("""insert into data_shares (id, vendor_id, user_id, category, purpose, legal_basis,
+                                                    record_count, shared_at)
+                           values (%s, 1, 1, 'contact', 'hosting', null, %s::text::""" + column_type +
+                        """, '2001-01-01 10:00+00')""", (first + offset, count))
+        ops.execute("insert into data_shares (id, vendor_id, user_id, category, purpose, legal_basis, record_count, "
+                    "shared_at) values (%s, 7, 1, 'contact', 'hosting', null, '4', '2001-01-01 11:00+00')",
+                    (first + len(counts),))
+        results, _ = run_period(ops, store, folder, {"period_start": "2001-01-01", "vendor_ids": [1, 7]}, "counts")
+        by_vendor = {r["vendor_id"]: r for r in results}
+        assert by_vendor[1]["outcome"] == by_vendor[7]["outcome"] == manifests.WRITTEN
+        invalid = sum(1 for k in kept if k is None or k < 1)
+        assert by_vendor[1]["invalid_rows"] == {"record_count_invalid": invalid} and not by_vendor[7]["invalid_rows"]
+        _, table, manifest = read_data(folder, 1, "2001-01-01")
+        assert table.column("record_count").to_pylist() == kept
+        assert manifest["records"] == sum(k for k in kept if k is not None)
+        assert read_data(folder, 7, "2001-01-01")[1].column("record_count").to_pylist() == [4]
+    finally:
+        ops.execute("delete from data_shares where id >= %s", (first,))
+        ops.execute("alter table data_shares alter record_count type int using record_count::int")
+
+
 def test_an_undated_manifest_with_the_same_shares_is_left_as_it_is_on_later_days(db, folder):
     """The undated shares are judged as of the run's own day, but the same shares judged the same way on the next
     day are the same manifest: it is left as it is (no new revision, no rewrite, no audit entry every day)."""

@@ -25,7 +25,7 @@ Problems — a dirty row, counted and flagged, never dropped and never fatal:
 
 * ``unknown_user`` — the share names a user id no account has (or none);
 * ``unknown_category`` — the category is none of the seven categories of the privacy policy;
-* ``record_count_invalid`` — the record count is missing or below 1;
+* ``record_count_invalid`` — the record count is missing, below 1, or not a whole number (:func:`whole_count`);
 * ``shared_at_unreadable`` — ``shared_at`` is missing, ``infinity``, ``-infinity``, BC or after the year
   9999: no period holds it (such shares go to the vendor's ``undated`` manifest);
 * ``opt_out_time_unknown`` — ``do_not_sell`` is set without ``do_not_sell_at``, so the opt-out rule cannot
@@ -88,7 +88,7 @@ VIOLATION_TEXT = {
 PROBLEM_TEXT = {
     "unknown_user": "names a user id that no account has",
     "unknown_category": "has a category outside the privacy policy's seven",
-    "record_count_invalid": "has a missing or non-positive record count",
+    "record_count_invalid": "has a missing, non-positive or fractional record count",
     "shared_at_unreadable": "has a shared_at no period can hold (missing, infinity, BC or after 9999)",
     "opt_out_time_unknown": "is of a user opted out of sale at an unknown time",
 }
@@ -175,6 +175,22 @@ def judge(share: ShareFacts, vendor: VendorFacts | None, user: UserFacts | None,
 
 # -- the same rules in SQL -------------------------------------------------------------------------------
 
+# The most digits of a record count read: a larger count is no plausible share, and a file's total of counts stays
+# within the 64-bit integer its tally sums them in.
+COUNT_DIGITS = 15
+
+
+def whole_count(column: sql.Composable) -> sql.Composable:
+    """SQL for a share's record count as a ``bigint``: an integer column's value as it is; from a column of another
+    type (``numeric``, text: the data map lets types vary) a whole number (``3``, ``3.000``, `` 7 ``) of at most
+    :data:`COUNT_DIGITS` digits, anything else (``2.5``, ``twelve``) NULL, which makes the row ``record_count_invalid``:
+    read as it is, one such value failed the vendor's whole data file."""
+    return sql.SQL(
+        "(case when pg_typeof({c}) in ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) then {c}::bigint "
+        "when btrim({c}::text) ~ {whole} then btrim({c}::text)::numeric::bigint end)").format(
+        c=column, whole=sql.Literal(f"^[+-]?[0-9]{{1,{COUNT_DIGITS}}}([.]0*)?$"))
+
+
 def _bits(conditions: dict[str, sql.Composable], vocabulary: Sequence[str]) -> sql.Composable:
     assert set(conditions) == set(vocabulary), "every rule needs its SQL"
     terms = [sql.SQL("(coalesce({}, false)::int << {})").format(conditions[name], sql.Literal(bit))
@@ -224,7 +240,7 @@ def mask_columns(dm: DataMap) -> tuple[sql.Composable, sql.Composable]:
         "unknown_user": sql.SQL("{} is null").format(U("id")),
         "unknown_category": sql.SQL("{cat} is null or not ({cat} = any({known}::text[]))").format(
             cat=category, known=sql.Literal(sorted(CATEGORIES))),
-        "record_count_invalid": sql.SQL("{n} is null or {n} < 1").format(n=S("record_count")),
+        "record_count_invalid": sql.SQL("{n} is null or {n} < 1").format(n=whole_count(S("record_count"))),
         "shared_at_unreadable": sql.SQL("not coalesce({}, false)").format(reading.in_range(S("shared_at"))),
         "opt_out_time_unknown": sql.SQL("{dns} and {dns_at} is null").format(
             dns=U("do_not_sell"), dns_at=U("do_not_sell_at")),

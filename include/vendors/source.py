@@ -16,7 +16,7 @@ from include import operational_rows as reading
 from include.child_detection import child_user_ids_sql
 from include.datamap import DataMap
 from include.periods import Period
-from include.vendors.rules import kind_problem, mask_columns
+from include.vendors.rules import kind_problem, mask_columns, whole_count
 
 UNDATED = "undated"
 
@@ -169,7 +169,7 @@ def shares_select(dm: DataMap, scope: Scope) -> sql.Composable:
         where {vendor} = %(vendor)s and {scope}
         order by {at} nulls last, {id}""").format(
         children=child_user_ids_sql(dm), id=S("id"), user=S("user_id"), category=S("category"),
-        purpose=S("purpose"), basis=S("legal_basis"), count=S("record_count"), readable=reading.in_range(at), at=at,
+        purpose=S("purpose"), basis=S("legal_basis"), count=whole_count(S("record_count")), readable=reading.in_range(at), at=at,
         violations=violations, problems=problems, shares=shares.ident, vendors=vendors.ident,
         v_id=sql.Identifier("v", vendors.physical("id")), vendor=S("vendor_id"), accounts=accounts.ident,
         u_id=sql.Identifier("u", accounts.physical("id")), scope=_in_scope(dm, scope))
