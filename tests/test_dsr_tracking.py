@@ -531,6 +531,27 @@ def test_a_what_if_before_the_earliest_plausible_receipt_is_refused():
     assert DsrParams.resolve({"as_of": "2000-01-01"}, SETTINGS, timing).what_if
 
 
+def test_a_what_if_as_of_the_calendars_last_day_is_refused_in_one_sentence(db):
+    """Found by a fault trial: the trigger form takes ``as_of: 9999-12-31`` (a date like any other), and the what-if's
+    evaluation raised OverflowError (the day after it, where its day ends, is past what a date holds): a traceback,
+    retried three times. It is refused in one sentence before anything is read; the day before still evaluates."""
+    from include.errors import NeedsOperator
+    from include.periods import ParamError, RunTiming
+
+    timing = RunTiming(run_after=NOW, run_type="manual")
+    with pytest.raises(ParamError) as err:
+        DsrParams.resolve({"as_of": "9999-12-31"}, SETTINGS, timing)
+    assert str(err.value) == ("as_of 9999-12-31 is the calendar's last day (years 1 to 9999): a what-if's day ends at "
+                              "the next day's start, which no date holds; name an earlier day")
+    assert isinstance(err.value, NeedsOperator)
+    add_request(db, 1, received="2026-11-20")
+    last = DsrParams.resolve({"as_of": "9999-12-30"}, SETTINGS, timing)
+    with connect(db.info.dsn, autocommit=True) as ops:
+        summary = tracking.evaluate_requests(Step(ctx=ctx("far"), settings=SETTINGS, params=last, ops=ops, store=db,
+                                                  datamap=load_datamap()))
+    assert summary["what_if"] and summary["states"] == {"overdue": 1}
+
+
 def test_what_ifs_are_pruned_after_the_retention(db):
     add_request(db, 1, received="2026-11-20")
     evaluate(db, run_id="old-whatif", as_of=date(2026, 12, 1))

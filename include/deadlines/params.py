@@ -24,6 +24,11 @@ class DsrParams:
             # Every request would be "received in the future" and come back invalid: a typo, not a question.
             raise ParamError(f"as_of {as_of.day} is before {settings.earliest_plausible_date}, the earliest receipt "
                              "date the rules accept (setting earliest_plausible_date): every request would be invalid")
+        if as_of.day == date.max:
+            # A what-if reads the requests as they stood by the end of its day: the next day's start, which no date
+            # holds (source.Selection.as_it_stood); left to the evaluation, an OverflowError retried three times.
+            raise ParamError(f"as_of {as_of.day} is the calendar's last day (years 1 to 9999): a what-if's day ends at "
+                             "the next day's start, which no date holds; name an earlier day")
         ids = positive_ids(raw.get("request_ids"), "request_ids", "request")
         return cls(as_of=as_of.day, what_if=as_of.what_if, request_ids=ids,
                    dry_run=dry_run_flag(raw, False))
