@@ -1057,3 +1057,53 @@ def test_a_record_findings_cleared_days_later_leaves_what_a_newer_run_recorded(d
     steps.send_new_findings(at("run-monday", wednesday))
     assert store.execute(states).fetchall() == before
     assert recorded["resolved"] == 0 and len(sendgrid.accepted()) == told
+
+
+@pytest.mark.parametrize("encoding", ["SQL_ASCII", "LATIN1"])
+def test_a_store_whose_database_is_not_utf8_is_scanned_and_its_files_counted(pg_server_url, tmp_path, encoding):
+    """Found by a fault trial: a legacy store (a support desk's database) in SQL_ASCII, whose text the driver hands
+    over as bytes, came back from the catalogue as names like b'public' and every table was "could not be sampled
+    (TypeError)": the run succeeded with nothing of that store judged; a row of Latin-1 bytes among UTF-8 ones there
+    would have stopped its table. And orphans were not counted for a store in SQL_ASCII or LATIN1 with a file column:
+    the trim of a file location names white space that encoding cannot hold (UnicodeEncodeError, a traceback retried
+    three times). The store is scanned (a byte no text holds is read as U+FFFD, its row judged with the others) and its
+    files counted, white space trimmed as far as the encoding can hold it."""
+    from include.discovery.orphans import find_orphans
+    from include.objectstore import FileObjectStore
+
+    name = f"privacy_enc_{uuid.uuid4().hex[:10]}"
+    with database.connect(database.with_database(pg_server_url, "postgres"), autocommit=True) as admin:
+        admin.execute(f"create database {name} encoding '{encoding}' template template0 locale 'C'")
+        database.mark_as_ours(admin, name)
+    try:
+        with database.connect(database.with_database(pg_server_url, name), autocommit=True) as legacy:
+            legacy.execute("create table contacts (id bigint primary key, user_id bigint, mail text, note text, "
+                           "attachment_uri text)")
+            legacy.execute("insert into contacts select g, g, 'person' || g || '@example.com', 'thank you', "
+                           "'gs://acme-support-attachments/t/' || g || '.pdf' from generate_series(1, 40) g")
+            # Latin-1 bytes (an é) where the rest is UTF-8: what a SQL_ASCII database holds as it was written.
+            legacy.execute("update contacts set note = convert_from('\\x4a6f73e9'::bytea, 'LATIN1') where id = 3"
+                           if encoding == "LATIN1" else
+                           "update contacts set note = convert_from('\\x4a6f73e9'::bytea, 'SQL_ASCII') where id = 3")
+            legacy.execute("update contacts set attachment_uri = ' ' || attachment_uri || E'\\n' where id = 4")
+            # A name ending in a letter outside ASCII (UTF-8 bytes c3 a9 in SQL_ASCII, one byte e9 in LATIN1): no byte
+            # of it is white space to trim.
+            legacy.execute("update contacts set attachment_uri = %s where id = 5", ("gs://acme-support-attachments/t/resumé",))
+            raw = ops_datamap_raw()
+            raw["personal_data"] = [e for e in raw["personal_data"] if e["table"] == "users"] + [
+                {"table": "contacts", "connection": "legacy_db", "subject": {"column": "user_id"},
+                 "categories": {"support": ["attachment_uri"]}, "files": ["attachment_uri"], "erase": "delete"}]
+            raw["buckets"] = ["acme-support-attachments"]
+            dm = parse_datamap(raw)
+            report = findings.scan_connection(legacy, dm, "legacy_db", rows=1000, today=date(2026, 11, 25))
+            assert report.problems == [] and report.tables == 1 and report.sampled_rows == 40
+            assert [(f.where, f.finding, f.kind) for f in report.findings] == [("contacts.mail", "unmapped", "email")]
+            folder = FileObjectStore(f"file://{tmp_path}/acme-support-attachments")
+            for key in ("t/1.pdf", "t/4.pdf", "t/resumé"):
+                folder.put(key, b"x" * 10)
+            folder.put("t/forgotten.pdf", b"y" * 7)
+            found = find_orphans(dm, {"legacy_db": legacy}.__getitem__, lambda bucket: folder)
+        assert found["acme-support-attachments"]["objects"] == 4
+        assert (found["acme-support-attachments"]["orphans"], found["acme-support-attachments"]["orphan_bytes"]) == (1, 7)
+    finally:
+        scratch.drop_later(pg_server_url, name)

@@ -161,6 +161,7 @@ def scan_connection(conn, dm: DataMap, connection: str, *, rows: int, today: dat
                     tables: Sequence[str] = ()) -> ScanReport:
     """Scan one database (``conn``, the Airflow connection ``connection``) and compare it with the map."""
     report = ScanReport(connection)
+    catalogue.text_as_str(conn)
     found = catalogue.list_tables(conn, tables)
     named = mapped_columns(dm, connection)
     entries = {(e.schema, e.table): e for e in dm.entries_on(connection)}

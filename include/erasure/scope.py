@@ -262,9 +262,10 @@ def shared_locations(dm: DataMap, conn_of: Callable[[PersonalDataEntry], Any], p
     return frozenset(uri for uri, f in wanted.items() if f in named)
 
 
-def same_file_sql(column: sql.Composable) -> sql.Composable:
-    """:func:`same_file` in PostgreSQL (every white-space character Python strips, as the address rule trims)."""
-    trimmed = sql.SQL("btrim({}, {})").format(column, sql.Literal(WHITESPACE))
+def same_file_sql(column: sql.Composable, whitespace: str = WHITESPACE) -> sql.Composable:
+    """:func:`same_file` in PostgreSQL (every white-space character Python strips, as the address rule trims; a
+    database whose encoding holds fewer characters: those of ``whitespace`` it holds)."""
+    trimmed = sql.SQL("btrim({}, {})").format(column, sql.Literal(whitespace))
     return sql.SQL("case when lower(left({t}, 5)) = 'gs://' then 'gs://' || substr({t}, 6) else {t} end").format(
         t=trimmed)
 
