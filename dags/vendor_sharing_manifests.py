@@ -46,7 +46,7 @@ STEPS, PARAMS = "include.vendors.manifests", "include.vendors.params:ManifestPar
 )
 def vendor_sharing_manifests():
     vendors = step_task(f"{STEPS}:plan_vendors", PARAMS)
-    written = step_operator(f"{STEPS}:write_vendor_manifest", PARAMS, label="vendor {item[vendor_id]} · {item[scope]}",
+    written = step_operator(f"{STEPS}:write_vendor_manifest", PARAMS, label="{item[label]}",
                             pool=GCS_POOL).expand(item=vendors)
     # One vendor's step failing for good holds back neither the summary nor the other vendors' violation emails:
     # the results are gathered once every vendor's step is done, however it ended (all_done; a period without

@@ -760,6 +760,53 @@ def test_a_vendors_failed_step_is_named_by_the_summary_and_holds_back_no_other_n
         == broken
 
 
+def test_more_vendors_than_airflow_maps_a_task_over_are_planned_in_steps_of_several(db, folder, monkeypatch):
+    """Found by a fault trial: a run of 1,100 vendors (`vendor_ids`; a deployment with more active vendors than that
+    on every scheduled run) planned one mapped step per vendor, and Airflow refused to push the plan ([core]
+    max_map_length, 1,024 by default: "pushed value is too large to map as a downstream's dependency"): a traceback
+    retried for ten minutes, then the run failed with no manifest written. Beyond MAPPED_MAX (vendor, period) pairs
+    each mapped step writes several, one after the other; one vendor's failure holds back no other of its step."""
+    from airflow.configuration import conf
+
+    ops, store = db["ops"], db["store"]
+    params, dm = params_of({**WIDE, "vendor_ids": list(range(1, 1101))}), load_datamap()
+    with_shares = {v for (v,) in ops.execute("select distinct vendor_id from data_shares where shared_at >= %s and "
+                                             "shared_at < %s", (params.period.start, params.period.end))
+                  if v <= 1100}
+    items = manifests.plan_vendors(Step(ctx=ctx("many"), settings=SETTINGS, params=params, ops=ops, store=store,
+                                        datamap=dm))
+    assert len(items) <= conf.getint("core", "max_map_length")
+    pairs = manifests.planned_pairs(items)
+    assert {p for p in pairs if p[1] == WIDE_LABEL} == {(v, WIDE_LABEL) for v in range(1, 1101)}
+    assert len(pairs) == len(set(pairs)) == 1100 + sum(1 for p in pairs if p[1] == "undated")
+    step = Step(ctx=ctx("many"), settings=SETTINGS, params=params, ops=ops, store=store, datamap=dm, objects=folder)
+    real = manifests.write_manifest
+
+    def refusing_vendor_1(step, vendor_id, scope_label, **kw):
+        if vendor_id == 1:
+            raise ObjectStoreUnavailable("the bucket refused the upload")
+        return real(step, vendor_id, scope_label, **kw)
+
+    monkeypatch.setattr(manifests, "write_manifest", refusing_vendor_1)
+    results = []
+    for item in items:
+        try:
+            results.append(manifests.write_vendor_manifest(step, item))
+        except ObjectStoreUnavailable:
+            assert (1, WIDE_LABEL) in manifests.planned_pairs([item]) and len(manifests.planned_pairs([item])) > 1
+            results.append(None)  # the step failed for good: no return value
+    recorded = {v for (v,) in store.execute("select vendor_id from compliance.vendor_manifests where run_id = 'many' "
+                                            "and period_label = %s", (WIDE_LABEL,))}
+    assert recorded == with_shares - {1}  # vendor 1's step-mates were written all the same
+    gathered = manifests.gather_vendor_results(step, results)
+    summary = manifests.summarize_period(Step(ctx=ctx("many"), settings=SETTINGS, params=params, store=store),
+                                         items, gathered)
+    failed = {(f["vendor_id"], f["period"]) for f in summary["failed"]}
+    assert (1, WIDE_LABEL) in failed and len(failed) == len(manifests.planned_pairs(
+        [next(i for i in items if (1, WIDE_LABEL) in manifests.planned_pairs([i]))]))
+    assert summary["steps"] + len(failed) == len(manifests.planned_pairs(items))
+
+
 def test_the_right_to_know_lists_the_categories_and_vendors_from_the_same_shares(db):
     ops, planted = db["ops"], db["planted"]
     dm = load_datamap()

@@ -30,7 +30,7 @@ def step_operator(target: str, params: str | None, *, approval_from: str | None 
     Its task id is the function's name unless ``task_id`` is given, its doc the step's docstring, its arguments
     the step's own after ``step`` (``def write_vendor_manifest(step, item)`` makes a task of ``item``).
     ``label``: a mapped task instance's label in the UI, a format string over the step's arguments
-    (``"vendor {item[vendor_id]}"``); ``kind``: another ``@task`` flavour (``"short_circuit"``); the rest goes
+    (``"sender {plan[sender]}"``); ``kind``: another ``@task`` flavour (``"short_circuit"``); the rest goes
     to ``@task``."""
     import inspect
 

@@ -66,6 +66,11 @@ OUTCOMES = (WRITTEN, RESTORED, UNCHANGED, NO_SHARES, BUSY, DRY_RUN)
 FAILED = "failed"              # (the summary's) the vendor's step failed for good: nothing of it recorded by this run
 
 
+# Airflow maps a task over at most [core] max_map_length values (1,024 by default) and refuses to push a longer plan:
+# beyond this many (vendor, scope) pairs, each mapped step writes several of them, one after the other.
+MAPPED_MAX = 1000
+
+
 def object_names(vendor_id: int, label: str) -> tuple[str, str]:
     """The data file's and the manifest's object names (relative to the evidence location)."""
     base = f"{PREFIX}/vendor={vendor_id}/period={label}"
@@ -120,8 +125,28 @@ def plan_vendors(step: Step[ManifestParams]) -> list[dict]:
     if without_vendor:
         log.warning("%d share(s) in period %s name no vendor (empty vendor_id): no vendor's manifest can hold "
                     "them; they are counted in compliance.vendor_manifest_runs", without_vendor, scope.label)
-    return ([{"vendor_id": v, "scope": scope.label} for v in vendors]
-            + [{"vendor_id": v, "scope": source.UNDATED} for v in undated_vendors])
+    return mapped_items([(v, scope.label) for v in vendors] + [(v, source.UNDATED) for v in undated_vendors])
+
+
+def mapped_items(pairs: Sequence[tuple[int, str]]) -> list[dict]:
+    """The plan's items, one mapped step each: one (vendor, scope) pair an item, or, beyond :data:`MAPPED_MAX` pairs,
+    several in order (the first as ``vendor_id`` and ``scope``, the others in ``with``). ``label`` names the step in
+    the Airflow UI."""
+    size = max(1, -(-len(pairs) // MAPPED_MAX))
+    items = []
+    for start in range(0, len(pairs), size):
+        (vendor_id, label), *rest = pairs[start:start + size]
+        item = {"vendor_id": vendor_id, "scope": label, "label": f"vendor {vendor_id} · {label}"}
+        if rest:
+            item["with"] = [[v, scope] for v, scope in rest]
+            item["label"] += f" and {len(rest)} more"
+        items.append(item)
+    return items
+
+
+def planned_pairs(items: Sequence[dict] | None) -> list[tuple[int, str]]:
+    """The (vendor, scope) pairs of the plan's items, in order."""
+    return [pair for i in items or () for pair in [(i["vendor_id"], i["scope"]), *map(tuple, i.get("with", ()))]]
 
 
 # -- one manifest -----------------------------------------------------------------------------------------
@@ -149,9 +174,24 @@ class _Written:
     generated_at: object
 
 
-def write_vendor_manifest(step: Step[ManifestParams], item: dict) -> dict:
-    """Stream one vendor's shares of the period into Parquet, upload it and its manifest.json, record both."""
-    return write_manifest(step, item["vendor_id"], item["scope"])
+def write_vendor_manifest(step: Step[ManifestParams], item: dict) -> dict | list[dict]:
+    """Stream one vendor's shares of the period into Parquet, upload it and its manifest.json, record both (a plan of
+    more vendors than Airflow maps a task over: each of the step's vendors in turn, one's failure holding back none of
+    the others)."""
+    pairs = planned_pairs([item])
+    if len(pairs) == 1:
+        return write_manifest(step, *pairs[0])
+    results, failures = [], []
+    for vendor_id, label in pairs:
+        try:
+            results.append(write_manifest(step, vendor_id, label))
+        except Exception as exc:  # noqa: BLE001 -- raised below, once every vendor of the step was tried
+            log.warning("vendor %s, %s: failed (%s); the step's other vendors go on", vendor_id, label,
+                        type(exc).__name__)
+            failures.append(exc)
+    if failures:
+        raise failures[0]  # the step fails (and is retried) in the first failure's sentence; what was written stays
+    return results
 
 
 def write_manifest(step: Step[ManifestParams], vendor_id: int, scope_label: str, *,
@@ -373,7 +413,7 @@ def gather_vendor_results(step: Step, results: Sequence[dict] | None) -> list[di
     A vendor's step that failed for good (after its retries) returned nothing: the others' manifests are recorded
     all the same, and the summary and their violation emails go on (the run still fails, and on-call is told by
     the failed step)."""
-    return [r for r in results or () if r]
+    return [r for x in results or () if x for r in (x if isinstance(x, list) else [x]) if r]
 
 
 def summarize_period(step: Step[ManifestParams], planned: Sequence[dict], results: Sequence[dict]) -> dict:
@@ -384,7 +424,8 @@ def summarize_period(step: Step[ManifestParams], planned: Sequence[dict], result
     results = list(results or [])
     results = [r for r in results if r]
     done = {(r["vendor_id"], r["period"]) for r in results}
-    failed = [(p["vendor_id"], p["scope"]) for p in planned or () if (p["vendor_id"], p["scope"]) not in done]
+    pairs = planned_pairs(planned)
+    failed = [pair for pair in pairs if pair not in done]
     outcomes = Counter(r["outcome"] for r in results)
     outcomes[FAILED] = len(failed)
     in_period = [r for r in results if r["period"] == params.scope.label]
@@ -403,8 +444,8 @@ def summarize_period(step: Step[ManifestParams], planned: Sequence[dict], result
                   (ctx.now(), Jsonb(summary["outcomes"]), Jsonb(summary["violations"]), ctx.run_id))
     ctx.audit_step(store, "vendor_manifest.run", summary)
     if failed:
-        log.warning("%d of %d vendor step(s) failed (%s; see their write_vendor_manifest logs): nothing of theirs is "
-                    "recorded, and the period's next run writes them; the others' are %s", len(failed), len(planned),
+        log.warning("%d of %d vendor step(s) failed (%s; see their write_vendor_manifest logs): what they did not "
+                    "record, the period's next run writes; the others' are %s", len(failed), len(pairs),
                     ", ".join(f"vendor {v} · {label}" for v, label in failed),
                     "judged (dry run)" if params.dry_run else "recorded, and their violations emailed")
     if summary["empty_period"]:
