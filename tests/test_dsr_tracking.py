@@ -531,6 +531,29 @@ def test_a_what_if_before_the_earliest_plausible_receipt_is_refused():
     assert DsrParams.resolve({"as_of": "2000-01-01"}, SETTINGS, timing).what_if
 
 
+def test_a_column_of_a_type_the_rules_cannot_compare_fails_the_task_at_once_saying_what_to_fix(db, caplog):
+    """Found by a fault trial: a mapped column of a type the rules cannot compare (``received_at`` as text, after an
+    application's migration) failed every run with "the database refused: operator does not exist: text >= timestamp
+    with time zone", retried three times over seven minutes as if it might pass, and nothing said what to do. A
+    statement the database refuses as not fitting its tables or grants (SQLSTATE class 42) is a setup fault: the task
+    fails at once, saying so."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.seam.task import readable_failures
+
+    add_request(db, 1)
+    db.execute("alter table privacy_requests alter received_at type text using received_at::text")
+    with pytest.raises(AirflowFailException) as err:
+        with readable_failures():
+            evaluate(db)
+    sentence = str(err.value)
+    assert sentence.startswith("the database refused a statement as not fitting its tables or grants: operator does "
+                               "not exist: text >= timestamp with time zone (SQLSTATE 42883); a table or column the "
+                               "data map names is gone, of a type the workflow cannot compare, or not granted to the "
+                               "connection's login: correct it, then clear the task"), sentence
+    assert "(Airflow will retry)" not in caplog.text and REQUESTER not in sentence + caplog.text
+
+
 def test_a_what_if_as_of_the_calendars_last_day_is_refused_in_one_sentence(db):
     """Found by a fault trial: the trigger form takes ``as_of: 9999-12-31`` (a date like any other), and the what-if's
     evaluation raised OverflowError (the day after it, where its day ends, is past what a date holds): a traceback,

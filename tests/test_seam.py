@@ -429,6 +429,33 @@ def test_a_row_the_database_refuses_fails_the_task_without_quoting_the_row(fresh
     assert 'violates check constraint "people_named"' in caplog.text  # what a person needs to find it
 
 
+def test_a_grant_the_login_lacks_or_a_column_gone_fails_at_once(fresh_db, caplog):
+    """A statement refused as not fitting the database's tables or grants (SQLSTATE class 42: permission denied, a
+    column or table gone, no operator for two types) cannot pass on a retry: it fails the task at once, saying what to
+    correct, where it was retried three times as a refusal that might pass."""
+    import uuid
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    role = f"privacy_limited_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create table people (id int, email text)")
+        conn.execute(f"create role {role}")
+        try:
+            for bad, code in (("select secret from people", "42703"), ("select * from nobody", "42P01"),
+                              (f"set role {role}; select * from people", "42501")):
+                with pytest.raises(AirflowFailException) as err:
+                    with readable_failures():
+                        conn.execute(bad)
+                conn.execute("reset role")
+                assert str(err.value).startswith("the database refused a statement as not fitting its tables or "
+                                                 "grants: "), str(err.value)
+                assert f"(SQLSTATE {code}); a table or column the data map names" in str(err.value)
+        finally:
+            conn.execute(f"drop role {role}")
+    assert "(Airflow will retry)" not in caplog.text
+
+
 def test_an_exception_a_trigger_raises_with_the_row_is_never_repeated(fresh_db, caplog):
     """A trigger of the application's raising its own message with the row in it (`raise exception 'account of % is
     under audit', old.full_name`, or `old` whole) put the subject's name in the sentence: the scrub blanks addresses,

@@ -310,6 +310,13 @@ def database_failure(exc: BaseException, conn_id: str | None) -> PrivacyOpsError
     return database_trouble(exc, where, str(lost_database(exc, conn_id)))
 
 
+def not_fitting(exc: BaseException) -> str:
+    """The sentence of a statement a database refused as not fitting its tables or grants (SQLSTATE class 42)."""
+    return (f"the database refused a statement as not fitting its tables or grants: {database_said(exc)}; a table or "
+            "column the data map names is gone, of a type the workflow cannot compare, or not granted to the "
+            "connection's login: correct it, then clear the task")
+
+
 @contextlib.contextmanager
 def readable_failures() -> Iterator[None]:
     """Turn the failures an operator can act on into one clear sentence instead of a traceback wall.
@@ -337,7 +344,13 @@ def readable_failures() -> Iterator[None]:
         log.error("%s (Airflow will retry)", failure)
         raise AirflowException(str(failure)) from None
     except psycopg.Error as exc:
-        # Any other refusal (a constraint or trigger of the application's, a type): its traceback would print the
+        if (getattr(exc, "sqlstate", None) or "").startswith("42"):
+            # A statement that does not fit the database's tables or grants (a column gone, of a type the rules cannot
+            # compare, a grant the login lacks): no retry can pass it, so it is a setup fault, said as one.
+            sentence = not_fitting(exc)
+            log.error("%s", sentence)
+            raise AirflowFailException(sentence) from None
+        # Any other refusal (a constraint or trigger of the application's, a value): its traceback would print the
         # DETAIL that quotes the refused row, personal data, into the task log. Its primary message only; Airflow's
         # retries apply as to any other failure.
         sentence = f"the database refused: {database_said(exc)}"
