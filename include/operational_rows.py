@@ -37,6 +37,15 @@ _LOW = sql.SQL("'0001-01-01 00:00:00+00'::timestamptz")
 _HIGH = sql.SQL("'10000-01-01 00:00:00+00'::timestamptz")
 
 
+def as_text(column: sql.Composable, *, array: bool = False) -> sql.Composable:
+    """A code column as the text of its value (``array``: an array of codes as ``text[]``). A PostgreSQL enum (the
+    type an application's schema often gives a status, a kind or a category) has no ``=`` with ``text``, no
+    ``btrim``, no ``~``, takes no text parameter, and an array of one comes back from the driver as the array's
+    literal, one string: compared, grouped or read as it is, it failed the whole statement. A text column is
+    unchanged by the cast."""
+    return sql.SQL("{}::text[]" if array else "{}::text").format(column)
+
+
 def in_range(column: sql.Composable) -> sql.Composable:
     return sql.SQL("({c} >= {low} and {c} < {high})").format(c=column, low=_LOW, high=_HIGH)
 
@@ -107,15 +116,15 @@ def select_list(src: RecordSource, columns: Sequence[str], *, alias: str | None 
             items.append(sql.SQL("{} as {}").format(value, sql.Identifier(name)))
             problems.append(unreadable(physical, name))
         elif name in CODE_COLUMNS.get(src.role, ()):
-            text = sql.SQL("{}::text").format(physical)
+            text = as_text(physical)
             items.append(sql.SQL("case when {t} ~ {code} then {t} end as {n}").format(
                 t=text, code=sql.Literal(CODE), n=sql.Identifier(name)))
             problems.append(sql.SQL("case when {t} !~ {code} then {said} end").format(
                 t=text, code=sql.Literal(CODE), said=sql.Literal(
                     f"{name} is not a code (its value is not repeated: it may be personal data); correct it")))
         elif name in TEXT_CODES.get(src.role, {}):
-            items.append(sql.SQL("{}::{} as {}").format(physical, sql.SQL(TEXT_CODES[src.role][name]),
-                                                        sql.Identifier(name)))
+            items.append(sql.SQL("{} as {}").format(as_text(physical, array=TEXT_CODES[src.role][name] == "text[]"),
+                                                    sql.Identifier(name)))
         else:
             items.append(sql.SQL("{} as {}").format(physical, sql.Identifier(name)))
     problem_array = (sql.SQL("array_remove(array[{}]::text[], null)").format(sql.SQL(", ").join(problems))

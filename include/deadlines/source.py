@@ -63,12 +63,6 @@ class Selection:
                    day=(start, datetime.combine(as_of + timedelta(days=1), time(), tzinfo=tz)))
 
 
-def _as_text(column: sql.Composable) -> sql.Composable:
-    """A code column as the text of its value: a PostgreSQL enum (the type an application's schema often gives a
-    status) has no ``=`` with ``text``, so compared as it is, it failed the whole read."""
-    return sql.SQL("{}::text").format(column)
-
-
 def _query(dm: DataMap, selection: Selection) -> tuple[sql.Composable, dict]:
     src = dm.record("privacy_requests")
     ident = src.col("id")
@@ -79,10 +73,10 @@ def _query(dm: DataMap, selection: Selection) -> tuple[sql.Composable, dict]:
         received, completed = src.col("received_at"), src.col("completed_at")
         where = sql.SQL("({r} < %(day_end)s or {r} is null) and ({c} >= %(day_start)s or {c} is null "
                         "or {s} = any(%(open)s::text[]) or {s} is null)").format(r=received, c=completed,
-                                                                                 s=_as_text(src.col("status")))
+                                                                                 s=reading.as_text(src.col("status")))
     else:
         where = sql.SQL(" or ").join([
-            sql.SQL("{} = any(%(open)s::text[])").format(_as_text(src.col("status"))),
+            sql.SQL("{} = any(%(open)s::text[])").format(reading.as_text(src.col("status"))),
             sql.SQL("{} = any(%(tracked)s::bigint[])").format(ident),
             sql.SQL("{} > %(newer)s").format(ident),
             sql.SQL("{} >= %(since)s").format(src.col("completed_at")),

@@ -214,9 +214,9 @@ def mask_columns(dm: DataMap) -> tuple[sql.Composable, sql.Composable]:
 
     # Codes as the text of their values: a column of an enum type (as an application's schema often makes a
     # category or a kind) has no = with text and no btrim, so compared as it is, every vendor's read failed.
-    category, allowed = sql.SQL("{}::text").format(S("category")), sql.SQL("{}::text[]").format(V("allowed_categories"))
+    category, allowed = reading.as_text(S("category")), reading.as_text(V("allowed_categories"), array=True)
     sp = sql.Literal(SERVICE_PROVIDER)
-    kind = comparable_sql(sql.SQL("{}::text").format(V("kind")))  # the kind as kind_of reads it
+    kind = comparable_sql(reading.as_text(V("kind")))  # the kind as kind_of reads it
     share_day = reading.local_day(S("shared_at"))
     violations = {
         "category_not_allowed": sql.SQL("{v_id} is not null and not coalesce({cat} = any({allowed}), false)").format(
