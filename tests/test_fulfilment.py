@@ -27,6 +27,7 @@ from include.fulfilment.params import FulfilmentParams
 from include.objectstore import FileObjectStore
 from include.step import Step
 from include.subjects import user_hash
+from tests.enum_codes import make_enums
 from tests.purge_support import OPS_TABLES, checksums, rows_per_user
 
 KEY = b"test-subject-key-0123456789"
@@ -1864,3 +1865,28 @@ def test_an_erasure_request_after_a_purge_that_kept_rows_of_a_shared_address_say
         assert outcome == "erased" and completed, got[rid]
         assert "child-data purge run manual__family" in reason and held in reason, reason
     assert "nothing was left to erase but " + held in got[before][1], got[before][1]
+
+
+def _shared_with_files(world) -> dict[int, bytes]:
+    """Each recorded package's ``shared_with.json``, by request id."""
+    return {rid: package_files(world, rid, "shared_with.json")[0] for (rid,) in world.store.execute(
+        "select request_id from compliance.dsr_fulfilments where package_object is not null")}
+
+
+def test_codes_of_an_enum_type_are_fulfilled_like_text(world, seeded_clone, tmp_path):
+    """Found by a fault trial: an application whose requests' status, regime and type, or shares' category, are of a
+    PostgreSQL enum type (as Rails, Django and Prisma schemas make them) failed every run in its first statement
+    ("operator does not exist: request_status = text"), nothing done; with the status compared as text, every
+    export was left incomplete ('invalid input value for enum share_category: "(missing)"').
+    The same requests get the same outcomes, completions and packages as with text columns."""
+    url, _ = seeded_clone(users=600, seed=5, anchor=world.today, store=True)
+    with connect(url, autocommit=True) as ops, connect(url, autocommit=True) as store:
+        enums = SimpleNamespace(**{**vars(world), "url": url, "ops": ops, "store": store,
+                                   "objects": FileObjectStore(f"file://{tmp_path}/enum-evidence")})
+        make_enums(enums.ops)
+        assert run(enums, "scheduled__1")["outcomes"] == run(world, "scheduled__1")["outcomes"]
+        got = outcomes(enums.store)
+        assert got == outcomes(world.store) and {o for o, _, _ in got.values()} >= {"exported", "erased"}
+        statuses = "select id, status::text, completed_at is null from privacy_requests order by id"
+        assert enums.ops.execute(statuses).fetchall() == world.ops.execute(statuses).fetchall()
+        assert _shared_with_files(enums) == _shared_with_files(world)

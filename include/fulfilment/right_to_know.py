@@ -137,7 +137,9 @@ def shared_with(ops, dm: DataMap, user_id: int, period: Period) -> SharedWith:
         return sql.Identifier("v", vendors.physical(name))
 
     at = S("shared_at")
-    common = dict(vendor=S("vendor_id"), v_id=V("id"), v_name=V("name"), v_kind=V("kind"), category=S("category"),
+    # Codes as the text of their labels (reading.as_text): a category of an enum type refused '(missing)'.
+    common = dict(vendor=S("vendor_id"), v_id=V("id"), v_name=V("name"), v_kind=reading.as_text(V("kind")),
+                  category=reading.as_text(S("category")),
                   purpose=S("purpose"), missing=sql.Literal(MISSING_CATEGORY), records=S("record_count"),
                   shares=shares.ident,
                   vendors=vendors.ident, user=S("user_id"))

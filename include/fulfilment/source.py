@@ -42,7 +42,7 @@ def open_requests(ops, dm: DataMap, request_ids: Sequence[int] = ()) -> list[Req
     """Requests a run picks up (``in_progress``, and ``verifying`` to say they wait), by id; only ``request_ids``
     when given."""
     src = dm.record("privacy_requests")
-    where = sql.SQL("{status} = any(%(statuses)s::text[])").format(status=src.col("status"))
+    where = sql.SQL("{status} = any(%(statuses)s::text[])").format(status=reading.as_text(src.col("status")))
     if request_ids:
         where = sql.SQL("{} and {} = any(%(ids)s::bigint[])").format(where, src.col("id"))
     return [_request(r) for r in ops.execute(_select(dm, where), {"statuses": list(OPEN_STATUSES),
