@@ -21,6 +21,7 @@ from include.config import Settings
 from include.periods import ParamError, RunTiming
 from include.step import Step
 from include.subjects import address_hash, user_hash
+from tests.enum_codes import make_enums
 from tests.purge_support import OPS_TABLES, checksums, expected_children
 
 KEY = b"test-subject-key-0123456789"
@@ -1099,3 +1100,22 @@ def test_the_package_of_an_export_that_rolled_back_is_not_kept_for_delivery(worl
     assert world.store.execute("select state from compliance.erasure_files where uri = %s",
                                (name,)).fetchall() == [("deleted",)]
     assert not objects.exists(name)
+
+
+def test_a_share_category_of_an_enum_type_is_recorded_as_its_label(world, seeded_clone):
+    """Found by a fault trial: a share's category of a PostgreSQL enum type (as Rails, Django and Prisma schemas make
+    them), aggregated as it is, came back from the driver as the array's literal, one string, and every purge record
+    and deletion notice named the vendor's categories as its characters (["a", "c", "c", "n", "o", "t", "u", "{", "}"]
+    for {account}). The same children give the same records and notices as with text columns."""
+    url, _ = seeded_clone(users=600, seed=5, anchor=world.today, store=True)
+    with connect(url, autocommit=True) as ops, connect(url, autocommit=True) as store:
+        enums = SimpleNamespace(**{**vars(world), "url": url, "ops": ops, "store": store})
+        make_enums(enums.ops)
+        assert run_all(enums, "scheduled__1", params(enums)) == run_all(world, "scheduled__1", params(world))
+        for query in ("select subject_hash, outcome, reason, vendors from compliance.child_purges order by 1",
+                      "select subject_hash, vendor_id, categories, share_ids from compliance.vendor_deletion_notices "
+                      "order by 1, 2"):
+            assert enums.store.execute(query).fetchall() == world.store.execute(query).fetchall()
+        categories = {c for (c,) in enums.store.execute(
+            "select unnest(categories) from compliance.vendor_deletion_notices")}
+        assert categories and categories <= {"contact", "account", "content", "usage", "network", "social", "support"}

@@ -1878,11 +1878,16 @@ def test_codes_of_an_enum_type_are_fulfilled_like_text(world, seeded_clone, tmp_
     PostgreSQL enum type (as Rails, Django and Prisma schemas make them) failed every run in its first statement
     ("operator does not exist: request_status = text"), nothing done; with the status compared as text, every
     export was left incomplete ('invalid input value for enum share_category: "(missing)"').
-    The same requests get the same outcomes, completions and packages as with text columns."""
+    The same requests get the same outcomes, completions, packages and deletion notices as with text columns."""
     url, _ = seeded_clone(users=600, seed=5, anchor=world.today, store=True)
     with connect(url, autocommit=True) as ops, connect(url, autocommit=True) as store:
         enums = SimpleNamespace(**{**vars(world), "url": url, "ops": ops, "store": store,
                                    "objects": FileObjectStore(f"file://{tmp_path}/enum-evidence")})
+        erased = world.planted["requester_gdpr"][0]  # erased by the run, its data shared with a vendor
+        shared_at = datetime.now(timezone.utc) - timedelta(days=3)
+        for w in (world, enums):
+            w.ops.execute("""insert into data_shares (vendor_id, user_id, category, purpose, record_count, shared_at)
+                             values (1, %s, 'contact', 'analytics', 1, %s)""", (erased, shared_at))
         make_enums(enums.ops)
         assert run(enums, "scheduled__1")["outcomes"] == run(world, "scheduled__1")["outcomes"]
         got = outcomes(enums.store)
@@ -1890,3 +1895,6 @@ def test_codes_of_an_enum_type_are_fulfilled_like_text(world, seeded_clone, tmp_
         statuses = "select id, status::text, completed_at is null from privacy_requests order by id"
         assert enums.ops.execute(statuses).fetchall() == world.ops.execute(statuses).fetchall()
         assert _shared_with_files(enums) == _shared_with_files(world)
+        notices = "select subject_hash, vendor_id, categories from compliance.vendor_deletion_notices order by 1, 2"
+        assert enums.store.execute(notices).fetchall() == world.store.execute(notices).fetchall()
+        assert (user_hash(KEY, erased), 1, ["contact"]) in world.store.execute(notices).fetchall()

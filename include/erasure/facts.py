@@ -12,7 +12,7 @@ from typing import Sequence
 from psycopg import sql
 
 from include.datamap import DataMap
-from include.operational_rows import out_of_range
+from include.operational_rows import as_text, out_of_range
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ def vendor_shares(conn, dm: DataMap, user_ids: Sequence[int]) -> dict[int, tuple
         where s.{user} = any(%(ids)s::bigint[])
         group by s.{user}, s.{vendor}, v.{vid}, v.{name}
         order by s.{user}, s.{vendor}""").format(
-        user=shares.col("user_id"), vendor=shares.col("vendor_id"), category=shares.col("category"),
+        # A category of an enum type, aggregated as it is, came back as one string ('{account,contact}').
+        user=shares.col("user_id"), vendor=shares.col("vendor_id"), category=as_text(shares.col("category")),
         id=shares.col("id"),
         name=vendors.col("name"), vid=vendors.col("id"), shares=shares.ident, vendors=vendors.ident)
     found: dict[int, list[VendorShare]] = {}
