@@ -39,6 +39,7 @@ from include.campaign.params import TEST
 from include.campaign.recipients import CHILD_REASON, PURGED_CHILD
 from include.delivery.engine import Batch
 from include.delivery.sendgrid_mailer import SendGridError, SendGridRejected
+from include.operational_rows import as_text
 
 log = logging.getLogger("include.campaign")
 
@@ -124,9 +125,10 @@ def _suppression_reason(supp, key: sql.Composable) -> sql.Composable:
     """Why the address whose comparable form (the address rule, :func:`include.addresses.comparable`) is ``key`` is
     suppressed, or null: a probe of the suppressions' index on that same expression
     (:func:`include.addresses.comparable_sql`), so a suppression stored with a tab, a line break or a no-break space
-    at an end is found like any other."""
+    at an end is found like any other. The reason is read as the text of its label (a reason of an enum type refused
+    the fallback's text)."""
     return sql.SQL("(select coalesce(min({r}), {none}) from {t} s where {k} = {key} having count(*) > 0)").format(
-        r=sql.Identifier("s", supp.physical("reason")), k=comparable_sql(sql.Identifier("s", supp.physical("email"))),
+        r=as_text(sql.Identifier("s", supp.physical("reason"))), k=comparable_sql(sql.Identifier("s", supp.physical("email"))),
         none=sql.Literal(NO_REASON), t=supp.ident, key=key)
 
 
