@@ -1867,6 +1867,49 @@ def test_an_erasure_request_after_a_purge_that_kept_rows_of_a_shared_address_say
     assert "nothing was left to erase but " + held in got[before][1], got[before][1]
 
 
+
+def test_a_request_naming_an_id_whose_account_is_gone_but_whose_data_is_held_never_says_nothing_is_held(world):
+    """Found by a fault trial: an access, know or restriction request naming an id whose account row the application
+    deleted without its other rows (its usage events and access logs, an IP address among them, still held) was
+    recorded `no_account` with "account N does not exist (erased, or never existed): check the request's user_id, or
+    answer that no data is held" -- while an erasure request of the same id said the data was still held and erased
+    it. A person following the reason would tell the requester that nothing is held (GDPR Art. 15). Each still names
+    no account (an export, a restriction, an opt-out need one), and its reason now names what is held and what a person
+    does with it; an id of which nothing is held says so, as an erasure request of it does."""
+    ops, store = world.ops, world.store
+    ghost = ops.execute("select coalesce(max(id), 0) + 100000 from users").fetchone()[0]
+    orphaned = ghost + 1
+    ops.execute("""insert into usage_events (id, user_id, event_type, feature, api_calls, duration_ms, occurred_at)
+                   values ((select coalesce(max(id), 0) + 1 from usage_events), %s, 'login', 'web', 1, 10, now())""",
+                (orphaned,))
+    ops.execute("""insert into access_logs (id, user_id, ip_address, user_agent, occurred_at)
+                   values ((select coalesce(max(id), 0) + 1 from access_logs), %s, '10.9.8.7', 'ua', now())""",
+                (orphaned,))
+    access, know = new_request(ops, orphaned, "access"), new_request(ops, orphaned, "know", regime="ccpa")
+    restriction, opt_out = new_request(ops, orphaned, "restriction"), new_request(ops, orphaned, "opt_out_of_sale",
+                                                                                  regime="ccpa")
+    nothing = new_request(ops, ghost, "access")
+    ids = (access, know, restriction, opt_out, nothing)
+
+    run(world, "manual__gone_access", params(world, request_ids=ids))
+    got = outcomes(store)
+    held = (f"account {orphaned} does not exist (erased, or never existed) but data of its id is still held "
+            "(public.usage_events=1, public.access_logs=1): with no account, ")
+    for rid, then in ((access, "no package is made: a person answers with that data"), (know, "no package is made"),
+                      (restriction, "a person restricts the processing of that data by hand"),
+                      (opt_out, "a person keeps that data from being sold")):
+        outcome, reason, completed = got[rid]
+        assert (outcome, completed) == ("no_account", False), got[rid]
+        assert reason.startswith(held + then) and "no data is held" not in reason, reason
+    outcome, reason, completed = got[nothing]
+    assert (outcome, completed) == ("no_account", False), got[nothing]
+    assert reason.startswith(f"account {ghost} does not exist (erased, or never existed) and nothing the data map "
+                             "names carries its id"), reason
+    assert ops.execute("select count(*) from usage_events where user_id = %s", (orphaned,)).fetchone()[0] == 1
+    # A second run records nothing more.
+    state = store_state(store)
+    run(world, "manual__gone_access_again", params(world, request_ids=ids))
+    assert store_state(store) == state
 def _shared_with_files(world) -> dict[int, bytes]:
     """Each recorded package's ``shared_with.json``, by request id."""
     return {rid: package_files(world, rid, "shared_with.json")[0] for (rid,) in world.store.execute(

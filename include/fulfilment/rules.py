@@ -199,23 +199,36 @@ def decide(request: RequestFacts, account_exists: bool, *, now: datetime, earlie
     if request.user_id is None:
         return Decision(action, NO_ACCOUNT, "the request names no account (user_id is empty): match the requester to "
                                             "an account and set user_id, or answer that no data is held")
-    if not account_exists and action != ERASE:  # an erasure: the plan looks at what is held of the id (account_gone)
+    if not account_exists and action != ERASE:  # the plan looks at what is held of the id (account_gone)
         return Decision(action, NO_ACCOUNT, f"account {request.user_id} does not exist (erased, or never existed): "
                                             "check the request's user_id, or answer that no data is held")
     return Decision(action)
 
 
 def account_gone(action: str, user_id: int, held: str) -> Decision:
-    """An erasure request naming account ``user_id``, which does not exist, with no earlier erasure of it known:
-    ``held`` says what of its id is still held (rows per table where the data map names them, beside the privacy
-    requests naming it; export packages), '' nothing. Nothing held: ``no_account``, as any request naming no account
-    (erasing would only redact the requests' own rows, and the record would say the requester's data was erased);
-    else the engine erases it, and the reason says why."""
+    """A request naming account ``user_id``, which does not exist, with no earlier erasure of it known: ``held`` says
+    what of its id is still held (rows per table where the data map names them, beside the privacy requests naming
+    it; for an erasure, export packages too), '' nothing. Nothing held: ``no_account``, as any request naming no
+    account (erasing would only redact the requests' own rows, and the record would say the requester's data was
+    erased). Else an erasure erases it, and the reason says why; any other request still names no account (an export,
+    a restriction, an opt-out need one), and its reason names what is held and what a person does with it: never
+    "answer that no data is held"."""
     gone = f"account {user_id} does not exist (erased, or never existed)"
     if not held:
         return Decision(action, NO_ACCOUNT, f"{gone} and nothing the data map names carries its id: check the "
                                             "request's user_id, or answer that no data is held")
-    return Decision(action, None, f"{gone} but data of its id is still held ({held})")
+    if action == ERASE:
+        return Decision(action, None, f"{gone} but data of its id is still held ({held})")
+    return Decision(action, NO_ACCOUNT, f"{gone} but data of its id is still held ({held}): with no account, "
+                                        f"{_BY_HAND.get(action, 'a person acts on that data')}; an erasure request "
+                                        "erases it")
+
+
+# What a person does by hand for a request whose account is gone and whose data is still held.
+_BY_HAND = {EXPORT: "no package is made: a person answers with that data, read by the id (privacy-ops right-to-know "
+                    "lists its shares)",
+            RESTRICT: "a person restricts the processing of that data by hand",
+            OPT_OUT: "a person keeps that data from being sold"}
 
 
 def _after_purge(action: str, purged: ChildPurge, *, unlinked: bool) -> Decision:

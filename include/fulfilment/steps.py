@@ -164,6 +164,7 @@ def _plan(step: Step[FulfilmentParams]) -> tuple[list[PlanRow], erasure.Plan, di
         if r.user_id in held and r.request_id not in purges and d.acts and d.action == rules.ERASE:
             decisions[r.request_id] = rules.account_gone(rules.ERASE, r.user_id, held[r.user_id])
     plan = replace(plan, subjects=tuple(s for s in plan.subjects if held.get(s.user_id, True)))
+    decisions.update(_gone_accounts(step, [r for r in requests if r.request_id not in purges], accounts, decisions))
     subjects = {s.user_id: s for s in plan.subjects}
     rows = []
     for r in requests:
@@ -195,18 +196,35 @@ def _plan(step: Step[FulfilmentParams]) -> tuple[list[PlanRow], erasure.Plan, di
     return rows, plan, counts
 
 
-def _held_without_account(step: Step, plan: erasure.Plan, user_ids: set[int]) -> dict[int, str]:
+def _gone_accounts(step: Step, requests: Sequence[RequestFacts], accounts: set[int],
+                   decisions: Mapping[int, rules.Decision]) -> dict[int, rules.Decision]:
+    """The decisions of the requests other than erasures that name an account that does not exist (no earlier
+    erasure of it known: ``requests`` are those the purges did not name): each names no account, and its reason says
+    what of the id is still held, if anything (:func:`include.fulfilment.rules.account_gone`), so that no one answers
+    that nothing is held while rows of the id are. Reads only: the erasure plan's reading of the ids, which is not the
+    run's erasure plan (its hash names the erasures alone)."""
+    gone = {r.request_id: r.user_id for r in requests if r.user_id is not None and r.user_id not in accounts
+            and decisions[r.request_id].outcome == rules.NO_ACCOUNT and decisions[r.request_id].action != rules.ERASE}
+    if not gone:
+        return {}
+    found = erasure.plan(step.ops, step.datamap, set(gone.values()), step.key, at=step.ctx.now(), stores=step.stores)
+    held = _held_without_account(step, found, set(gone.values()), packages=False)
+    return {rid: rules.account_gone(decisions[rid].action, uid, held.get(uid, "")) for rid, uid in gone.items()}
+
+
+def _held_without_account(step: Step, plan: erasure.Plan, user_ids: set[int], *, packages: bool = True
+                          ) -> dict[int, str]:
     """Of these account ids (no account has them), what is still held of each, in words: its rows per table in every
     store the data map names, beside the privacy requests naming it (its requests are no data held of an account),
-    and its export packages; '' when nothing is."""
+    and (``packages``: what an erasure deletes too) its export packages; '' when nothing is."""
     requests = step.datamap.record("privacy_requests")
     requests_table = f"{requests.schema}.{requests.table}"
     held = {}
     for s in plan.subjects:
         if s.user_id in user_ids:
             found = [f"{t.table}={t.rows}" for t in s.tables if t.rows and t.table != requests_table]
-            packages = len(subject_packages(step.store, s.subject_hash))
-            held[s.user_id] = ", ".join(found + ([f"{packages} export package(s)"] if packages else []))
+            made = len(subject_packages(step.store, s.subject_hash)) if packages else 0
+            held[s.user_id] = ", ".join(found + ([f"{made} export package(s)"] if made else []))
     return held
 
 
