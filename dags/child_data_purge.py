@@ -31,7 +31,8 @@ STEPS, PARAMS = "include.children.purge", "include.children.params:PurgeParams"
             "compliance page with the accounts it names. After checking, list here the account(s) the report "
             "means: the run then treats them as reported (erased, with the usual guards) and resolves the report "
             "once they are gone. The other accounts of the report are left alone. To decide that the report "
-            "means none of them, resolve it where reports are kept."),
+            "means none of them, resolve it where reports are kept. An id no open report names (or, with "
+            "user_ids, one not among them) stops the run before anything is done."),
         "max_subjects": Param(
             None, type=["null", "integer"], minimum=1, maximum=COUNT_MAX, title="At most this many subjects",
             description_md="Erase at most this many children in this run (lowest account ids first); the rest "

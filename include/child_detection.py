@@ -169,6 +169,26 @@ def reports_needing_review(ops, dm: DataMap, *, as_of: date, tz: str,
     return found
 
 
+def named_by_open_reports(ops, dm: DataMap, user_ids: Sequence[int]) -> set[int]:
+    """Of these accounts, those an open report names: by its account id, or by its address alone (an address-only
+    report, or one whose account id names no account: :func:`_address_reports`), whatever the accounts' own data
+    says. The only accounts a person can confirm as the one a report means (``confirm_user_ids``)."""
+    if not user_ids:
+        return set()
+    accounts, reports = dm.record("accounts"), dm.record("child_reports")
+    u = _account_columns(accounts, "u")
+    query = sql.SQL("""
+        select {u_id} from {accounts} u
+        where {u_id} = any(%(ids)s::bigint[])
+          and (exists (select 1 from {reports} r where {r_user} = {u_id} and {r_resolved} is null)
+               or exists (select 1 from ({by_address}) a where a.address = {u_key}))""").format(
+        u_id=u["id"], accounts=accounts.ident, reports=reports.ident,
+        r_user=sql.Identifier("r", reports.physical("user_id")),
+        r_resolved=sql.Identifier("r", reports.physical("resolved_at")), by_address=_address_reports(dm),
+        u_key=comparable_sql(u["email"]))
+    return {row[0] for row in ops.execute(query, {"ids": sorted(set(user_ids))})}
+
+
 def verdict_column_names(dm: DataMap) -> list[str]:
     """The accounts' physical columns :func:`verdict_columns` and :func:`reported_accounts_cte` read."""
     return [dm.record("accounts").physical(name) for name in _RULE_COLUMNS]

@@ -604,6 +604,41 @@ def test_a_person_confirms_which_account_a_household_report_means(world):
     assert user_rows(world.ops, [twin_a]) == before_a
 
 
+
+def test_a_confirmation_naming_no_account_a_report_names_is_refused_not_ignored(world):
+    """Found by a fault trial: confirm_user_ids naming an account no open report names (a typo of the id the page
+    lists, the parent's account instead of the child's) was ignored: the live run ended `nothing_to_purge`, the report
+    still `needs_review`, and no line said the confirmation had confirmed nothing, so the person who typed it took
+    the child's data for erased. Likewise an account outside a targeted run's user_ids, which the run never looks at.
+    Each is refused in one sentence before the run records or changes anything; an account an open report names by
+    its id (already reported) is accepted, as the accounts of a household's report are."""
+    twin_a, twin_b, parent = _add_users(world.ops, ("twins.c@example.com", None, None),
+                                        (" Twins.C@Example.com", None, None), ("parent.c@example.com", date(1980, 1, 1),
+                                                                              None))
+    report = _report(world.ops, "twins.c@example.com")
+    by_id = world.ops.execute("insert into child_reports (user_id, reported_email, source, reported_at) "
+                              "values (%s, null, 'parent', now()) returning id", (parent,)).fetchone()[0]
+    before = checksums(world.ops)
+    for p in (params(world, confirm_user_ids=(parent + 7,)), params(world, confirm_user_ids=(twin_b, parent + 7)),
+              params(world, dry_run=True, confirm_user_ids=(parent + 7,))):
+        with pytest.raises(ParamError) as refused:
+            run_all(world, "mistyped", p)
+        assert str(refused.value).startswith(f"confirm_user_ids {parent + 7}: no open child report names this "
+                                             "account"), refused.value
+    assert checksums(world.ops) == before
+    assert world.store.execute("select count(*) from compliance.child_purge_runs where run_id = 'mistyped'"
+                               ).fetchone() == (0,)
+    with pytest.raises(ParamError) as refused:
+        PurgeParams.resolve({"user_ids": [twin_a], "confirm_user_ids": [twin_b]}, Settings(), timing("manual"))
+    assert str(refused.value).startswith(f"confirm_user_ids {twin_b} is not among user_ids"), refused.value
+    # The accounts the reports name: the household's, and one named by its id.
+    run_all(world, "confirmed", params(world, confirm_user_ids=(twin_b, parent)))
+    assert user_rows(world.ops, [twin_b]) == 0 and user_rows(world.ops, [parent]) == 0
+    assert user_rows(world.ops, [twin_a]) > 0
+    assert _report_outcome(world, "confirmed", report)[0] == "purged"
+    assert world.ops.execute("select resolved_at is not null from child_reports where id = %s",
+                             (by_id,)).fetchone() == (True,)
+
 def test_a_dry_run_confirming_an_account_leaves_the_report_waiting_for_a_person_on_the_page(world):
     """A dry run (a person's default) with confirm_user_ids previews the confirmation: it erases nothing and resolves
     nothing, so the page must still list the report as waiting for a person. It read the newest run's outcome,

@@ -36,6 +36,12 @@ class PurgeParams:
     def resolve(cls, raw: Mapping[str, Any], settings: Settings, timing: RunTiming) -> "PurgeParams":
         ids = positive_ids(raw.get("user_ids"), "user_ids", "account")
         confirm = positive_ids(raw.get("confirm_user_ids"), "confirm_user_ids", "account")
+        if ids and set(confirm) - set(ids):
+            # A targeted run looks at its user_ids alone: a confirmation of another account would change nothing.
+            outside = sorted(set(confirm) - set(ids))
+            raise ParamError(f"confirm_user_ids {', '.join(map(str, outside))} is not among user_ids: a run targeted "
+                             "at user_ids looks at those accounts alone, so the confirmation would change nothing; add "
+                             "the account to user_ids, or leave user_ids empty")
         cap = optional_cap(raw.get("max_subjects"), "max_subjects", "a whole number of subjects")
         approve = raw.get("approve_plan") or None
         if approve is not None and (not isinstance(approve, str) or not _PLAN_HASH.match(approve.strip().lower())):

@@ -37,7 +37,7 @@ from include.erasure.stores import (REFUSED, access_of, incomplete_reason, subje
                                     warn_refused)
 from include.errors import Transient, over_limit
 from include.objectstore import ObjectStoreRefused
-from include.periods import acting_day
+from include.periods import ParamError, acting_day
 from include.delivery.engine import deliver
 from include.step import Step
 from include.subjects import user_hash
@@ -74,6 +74,9 @@ def detect_children(step: Step[PurgeParams]) -> dict:
     person; record them."""
     ops, store, dm, settings, ctx, params = step.ops, step.store, step.datamap, step.settings, step.ctx, step.params
     as_of = judged_on(step)
+    earlier = erasure_run.load_run(store, WORKFLOW, ctx.run_id)
+    if earlier is None or earlier.detected_at is None:  # a retry of a run that detected carries on with that
+        _check_confirmed(ops, dm, params.confirm_user_ids)
     run = _start(step, as_of)
     if run.detected_at is None:
         found = detection.detect(ops, dm, as_of=as_of, tz=settings.timezone, user_ids=params.user_ids,
@@ -109,6 +112,18 @@ def detect_children(step: Step[PurgeParams]) -> dict:
                     "is erased until a person confirms which account is meant (confirm_user_ids; the compliance "
                     "page lists them)", review)
     return counts
+
+
+def _check_confirmed(ops, dm: DataMap, confirmed: tuple[int, ...]) -> None:
+    """Refuse ``confirm_user_ids`` naming an account no open report names (a typo of an id the compliance page lists,
+    a report resolved since): it would confirm nothing, and the run would end as if the child had been dealt with."""
+    stray = sorted(set(confirmed) - detection.named_by_open_reports(ops, dm, confirmed))
+    if stray:
+        which = "this account" if len(stray) == 1 else "these accounts"
+        raise ParamError(f"confirm_user_ids {', '.join(map(str, stray))}: no open child report names {which} (by "
+                         "its id, or by an address it holds), so there is nothing to confirm: give the account ids the "
+                         "compliance page lists for the report that needs a person; the run stopped before reading a "
+                         "subject or changing anything")
 
 
 def _report_outcomes(ops, dm: DataMap, params: PurgeParams, as_of: date, tz: str) -> list[ledger.ReportNote]:
