@@ -13,7 +13,10 @@ Every command answers in one sentence on stderr when it cannot do its work, and 
     2  usage: a flag is missing or malformed
     3  cannot reach or configure: the database or the anchors' bucket does not answer, the URL in the
        environment ($PRIVACY_PG_URL) is malformed, the store is missing
+    4  the database refused the work for good (over one of its limits, an object not in the required state)
+    130  interrupted (Ctrl-C) before it finished
 
+A sentence quotes what was typed (to show a typo) up to 120 characters of each word, then says how long it was.
 A malformed ``--url`` is a usage error (2): the flag is wrong; the same URL from the environment is a set-up
 problem (3).
 
@@ -42,6 +45,7 @@ EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_OVER_LIMIT = 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
 EXIT_CODES = {
     EXIT_OK: "done, or the check passed",
     EXIT_CHECK_FAILED: "the check failed (audit chain broken, data map mismatch), or the id asked for names nothing "
@@ -52,6 +56,7 @@ EXIT_CODES = {
     EXIT_OVER_LIMIT: "the database refused the work as over one of its limits (a value over 1 GB, too many "
                      "columns) or as an object it needs is not in the state the work requires: running it again "
                      "repeats it",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C) before it finished: run it again to finish it",
 }
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 URL_ENV = "PRIVACY_PG_URL"
@@ -134,6 +139,18 @@ def unechoed(typed: str) -> str:
     """What was typed (an argument, a sentence quoting one), fit to repeat: a URL cut of its credentials and query
     string, an address (pasted in the wrong place: a run id, a table, a user id) blanked out."""
     return re.sub(r"[^\s'\"]+@[^\s'\"]+", "…", pg_url.withhold_credentials(typed))
+
+
+QUOTED_MAX = 200  # a word of a sentence longer than this (a value pasted whole, a file read as an argument) ...
+QUOTED_KEPT = 120  # ... is quoted this far, then "… (N characters)"
+
+
+def bounded(sentence: str) -> str:
+    """``sentence`` with every word longer than :data:`QUOTED_MAX` characters cut to its first :data:`QUOTED_KEPT`,
+    saying how long it was: a sentence quoting what was typed stays one line a person reads, however long the value
+    (a run id, a location, a date or a flag of 100,000 characters)."""
+    return re.sub(r"[^\s'\"]{%d,}" % (QUOTED_MAX + 1),
+                  lambda m: f"{m.group(0)[:QUOTED_KEPT]}… ({len(m.group(0)):,} characters)", sentence)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -766,7 +783,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one sentence, exit 2, no usage dump
         # argparse quotes what was typed ('unrecognized arguments: --url postgresql://u:pw@...', "invalid int value:
         # 'jane@example.com'"): no password or address is repeated.
-        self.exit(EXIT_USAGE, f"{self.prog}: {unechoed(message)} (see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: {bounded(unechoed(message))} (see {self.prog} --help)\n")
 
 
 def build_parser(registrars: Sequence[Registrar] | None = None) -> argparse.ArgumentParser:
@@ -805,9 +822,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse(argv)
 
-    def unsecret(text: str) -> str:  # without the command's URL or its password
+    def unsecret(text: str) -> str:  # without the command's URL or its password, and no word past a line's length
         url = database_url(args) if hasattr(args, "url") else getattr(args, "pg_url", None) or ""
-        return pg_url.scrub(text, url)
+        return bounded(pg_url.scrub(text, url))
 
     def said(exc: BaseException) -> str:  # the driver's first line, without the command's URL or its password
         return unsecret(_first_line(exc))
@@ -815,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except CommandFailed as exc:
-        print(f"privacy-ops {args.command}: {exc}", file=sys.stderr)
+        print(f"privacy-ops {args.command}: {bounded(str(exc))}", file=sys.stderr)
         return exc.code
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         # Lost, or said by its kind (out of resources, a statement canceled, over one of the database's limits).
@@ -828,10 +845,11 @@ def main(argv: list[str] | None = None) -> int:
               "command uses, on a server that accepts writes where it writes)", file=sys.stderr)
         return EXIT_UNREACHABLE
     except PrivacyOpsError as exc:  # the product's own one-sentence failures (an edited migration, a setting)
-        print(f"privacy-ops {args.command}: {_first_line(exc)}", file=sys.stderr)
+        print(f"privacy-ops {args.command}: {bounded(_first_line(exc))}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
-        return 130
+        print(f"privacy-ops {args.command}: {EXIT_CODES[EXIT_INTERRUPTED]}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

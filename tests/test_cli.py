@@ -875,3 +875,34 @@ def test_mark_notices_sent_marks_only_the_notices_listed_not_those_recorded_sinc
     assert main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", "--listed", _listed(notices_db, 4, capsys),
                  "--by", "dpo"]) == EXIT_OK
     assert "marked 4 deletion notice(s) to vendor 4 sent" in capsys.readouterr().out
+
+
+def test_a_very_long_value_is_not_repeated_whole_and_an_interruption_is_one_sentence(fresh_db, capsys, monkeypatch):
+    """Found by a fault trial: a value that names nothing was quoted back whole, however long: a 100,000-character
+    `--run-id` made a 100 kB "sentence" (`--anchors gs://...`: twice that), and argparse's refusals of a long `--since`
+    or a misspelt flag did the same. What is typed is now quoted up to 120 characters, then "… (N characters)". And
+    Ctrl-C ended a command with no word and exit 130, which neither the help nor docs/cli.md listed."""
+    main(["migrate-store", "--url", fresh_db])
+    capsys.readouterr()
+    long = "r" * 100_000
+    for argv, code in ((["whatif", "--url", fresh_db, "--run-id", long], EXIT_CHECK_FAILED),
+                       (["mark-notices-sent", "--url", fresh_db, "--vendor", "1", "--listed", "abcdefabcdef", "--by",
+                         "me", "--run", long], EXIT_CHECK_FAILED),
+                       (["verify-audit", "--url", fresh_db, "--anchors", "gs://" + long], EXIT_USAGE),
+                       (["right-to-know", "--url", fresh_db, "--user-id", "1", "--since", long], EXIT_USAGE),
+                       (["whatif", "--url", fresh_db, "--" + long], EXIT_USAGE)):
+        try:
+            got = main(argv)
+        except SystemExit as exc:
+            got = exc.code
+        assert got == code, argv[:3]
+        err = _one_sentence(capsys.readouterr().err)
+        assert len(err) < 1000 and "… (100,0" in err, err[:300]
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("include.cli.cmd_findings", interrupted)
+    assert main(["findings", "--url", fresh_db]) == 130
+    assert _one_sentence(capsys.readouterr().err).startswith("privacy-ops findings: interrupted (Ctrl-C)")
+    assert 130 in EXIT_CODES
