@@ -10,9 +10,8 @@ import pytest
 from include import audit
 from devkit import database
 from tests import scratch
-from include.cli import EXIT_CHECK_FAILED, EXIT_CODES, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, build_parser, main
-from include.cli import (EXIT_CHECK_FAILED, EXIT_OK, EXIT_OVER_LIMIT, EXIT_UNREACHABLE, EXIT_USAGE, build_parser,
-                         main)
+from include.cli import (EXIT_CHECK_FAILED, EXIT_CODES, EXIT_OK, EXIT_OVER_LIMIT, EXIT_UNREACHABLE, EXIT_USAGE,
+                         build_parser, main)
 
 
 pytestmark = pytest.mark.usefixtures("restore_logging")  # main() configures logging for a terminal
