@@ -494,6 +494,134 @@ def test_an_exception_a_trigger_raises_with_the_row_is_never_repeated(fresh_db, 
         assert database_said(refused.value) == 'invalid input syntax for type integer: "x" (SQLSTATE 22P02)'
 
 
+_DEFECTIVE_STEPS = '''
+from include.objectstore import check_name
+
+
+def misread(step):
+    raise ValueError("not an address: jane@example.org")
+
+
+def misread_while_handling(step):
+    by_address = {"ada@example.org": 1}
+    try:
+        return by_address["jane@example.org"]
+    except KeyError:
+        return check_name("exports/../jane@example.org.json")  # its ValueError quotes the name
+'''
+
+_DEFECT = ("a defect of this project, not of the data or the services; its message is not repeated (it may quote "
+           "personal data): report it with the task's log, then clear the task")
+
+
+def _line_of(function, text: str) -> int:
+    """The line number of the first line of ``function``'s source holding ``text``."""
+    import inspect
+
+    lines, first = inspect.getsourcelines(function)
+    return first + next(i for i, line in enumerate(lines) if text in line)
+
+
+@pytest.mark.parametrize("step, where", [
+    ("misread", lambda: f"include/seam/task.py:{_line_of(_run_step(), 'step(env, *inputs)')} (run_step)"),
+    ("misread_while_handling",
+     lambda: f"include/objectstore.py:{_line_of(_check_name(), 'raise ValueError')} (check_name)")],
+    ids=["raised-outside-the-project", "raised-in-include-while-handling-another"])
+def test_a_defect_is_one_sentence_naming_where_it_is_never_its_message(monkeypatch, tmp_path, caplog, step, where):
+    """A defect of the project (an exception no one raised on purpose: a ValueError, a KeyError, a TypeError) passed
+    through the seam: Airflow printed its traceback with its message, and its chained exception's, into the task
+    log, where an address it quoted stood (`ValueError: not an address: jane@example.org`, `KeyError:
+    'jane@example.org'`). The task ends in one sentence naming the exception's type and the innermost frame of the
+    project's own code, never the message; the frames alone (file, line, function) are logged before it, for a
+    developer; Airflow's retries still apply (a defect may be a race that passes)."""
+    import logging
+    import sys
+
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    from include.seam.task import run_step
+
+    (tmp_path / "defective_steps_of_this_test.py").write_text(_DEFECTIVE_STEPS, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "defective_steps_of_this_test", raising=False)  # another case's tmp_path
+    stack, _ = _in_a_task(monkeypatch, "postgresql://postgres@127.0.0.1:1/never_opened")
+    caplog.set_level(logging.INFO)
+    with stack, pytest.raises(AirflowException) as err:
+        run_step(f"defective_steps_of_this_test:{step}")
+    assert not isinstance(err.value, AirflowFailException)  # Airflow's retries apply
+    sentence = str(err.value)
+    assert sentence == f"an unexpected ValueError in {where()}: {_DEFECT}"
+    assert err.value.__cause__ is None and err.value.__context__ is None and err.value.__suppress_context__
+    assert "jane@" not in caplog.text and "ada@" not in caplog.text, caplog.text
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors[-1].getMessage() == f"{sentence} (Airflow will retry)"
+    frames = errors[-2].getMessage()  # the traceback's frames, before the sentence: no message, no value
+    assert f'File "{tmp_path}/defective_steps_of_this_test.py", line ' in frames
+    assert f"in {step}" in frames and 'File "include/seam/task.py", line ' in frames and "in run_step" in frames
+    if step == "misread_while_handling":
+        assert "During the handling of the KeyError, a ValueError:" in frames
+        assert f'File "include/objectstore.py", line {_line_of(_check_name(), "raise ValueError")}, in check_name' \
+            in frames
+
+
+def _run_step():
+    from include.seam.task import run_step
+
+    return run_step
+
+
+def _check_name():
+    from include.objectstore import check_name
+
+    return check_name
+
+
+def test_a_defect_raised_outside_a_task_is_one_sentence_too(caplog):
+    """The seam alone (a DAG's run-conf check uses it so): the same sentence, nothing of the message or its chain."""
+    from airflow.sdk.exceptions import AirflowException
+
+    with pytest.raises(AirflowException) as err:
+        with readable_failures():
+            try:
+                {}["jane@example.org"]
+            except KeyError as missing:
+                raise TypeError(f"cannot hash {missing}") from missing
+    assert str(err.value).startswith("an unexpected TypeError in include/seam/task.py:")
+    assert str(err.value).endswith(f" (readable_failures): {_DEFECT}")
+    assert err.value.__cause__ is None and err.value.__context__ is None
+    assert "jane@" not in caplog.text + str(err.value)
+    assert "Caused by the KeyError, a TypeError:" in caplog.text
+
+
+def _airflows_own():
+    """An instance of each exception of Airflow's own that a task's code raises (or lets through) to steer its task:
+    skip, fail, reschedule, defer, wait for a person's answer, and the human-in-the-loop operator's outcomes."""
+    from datetime import datetime, timezone
+
+    from airflow.providers.standard.exceptions import HITLRejectException, HITLTimeoutError, HITLTriggerEventError
+    from airflow.sdk.exceptions import (AirflowException, AirflowFailException, AirflowRescheduleException,
+                                        AirflowSkipException, TaskDeferralError, TaskDeferred)
+    from airflow.sdk.exceptions import AirflowRuntimeError
+
+    return [AirflowSkipException("nothing to do"), AirflowFailException("no"), AirflowException("retry me"),
+            AirflowRescheduleException(datetime.now(timezone.utc)), TaskDeferralError("x"),
+            TaskDeferred(trigger=object(), method_name="execute_complete"),
+            HITLTriggerEventError("the answer could not be read"), HITLTimeoutError("nobody answered"),
+            HITLRejectException("rejected"), AirflowRuntimeError.__new__(AirflowRuntimeError),
+            KeyboardInterrupt(), SystemExit(3)]
+
+
+@pytest.mark.parametrize("raised", _airflows_own(), ids=lambda e: type(e).__name__)
+def test_airflows_own_exceptions_and_an_interrupt_pass_through_untouched(caplog, raised):
+    """Airflow's control flow (skip, fail, reschedule, defer, a reviewer's answer) and a BaseException that is no
+    Exception (an interrupt, an exit) are not defects: they leave the seam as they came, and nothing is logged."""
+    with pytest.raises(BaseException) as err:
+        with readable_failures():
+            raise raised
+    assert err.value is raised
+    assert "unexpected" not in caplog.text
+
+
 def test_every_product_error_is_one_of_two_kinds():
     """The seam decides by kind: every domain error derives from NeedsOperator or Transient."""
     from include.compliance_store import MigrationError

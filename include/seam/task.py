@@ -19,15 +19,20 @@ Whatever goes wrong leaves the task as one sentence: a :class:`~include.errors.N
 once, without retries (a database refusing the work as over one of its limits, or as an object it needs is not in
 the state the work requires, among them); a :class:`~include.errors.Transient` (a database lost at connect time or
 mid-query, out of resources, canceling a statement on a timeout or holding a lock or an object another session has,
-SendGrid down) keeps Airflow's retries.
+SendGrid down) keeps Airflow's retries. Anything else that is an ``Exception`` and not Airflow's own is a defect of
+the project (:func:`defect`): one sentence naming its type and where in the project's code it was raised, never its
+message; Airflow's retries apply.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
 import logging
+import sysconfig
+import traceback
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, Protocol, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, NoReturn, Protocol, TypeVar
 
 from include.errors import NeedsOperator, PrivacyOpsError, ServiceUnreachable, Transient, database_said, \
     database_trouble
@@ -321,7 +326,11 @@ def not_fitting(exc: BaseException) -> str:
 def readable_failures() -> Iterator[None]:
     """Turn the failures an operator can act on into one clear sentence instead of a traceback wall.
 
-    Setup faults fail the task without retries; lost or unreachable services keep Airflow's retries.
+    Setup faults fail the task without retries; lost or unreachable services keep Airflow's retries. Any other
+    ``Exception`` not of Airflow's own is a defect (:func:`defect`): one sentence, never its message, retried.
+    Airflow's own exceptions (skip, fail, reschedule, a deferral, a reviewer's answer: :func:`airflows_own`) and a
+    ``BaseException`` that is no ``Exception`` (an interrupt, an exit, a deferral or a task timeout) pass through
+    untouched.
     """
     import psycopg
     from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -356,3 +365,136 @@ def readable_failures() -> Iterator[None]:
         sentence = f"the database refused: {database_said(exc)}"
         log.error("%s (Airflow will retry)", sentence)
         raise AirflowException(sentence) from None
+    except Exception as exc:  # noqa: BLE001 -- a defect, said without its message; Airflow's own pass through
+        if airflows_own(exc):
+            raise
+        _raise_alone(defect(exc))
+
+
+def airflows_own(exc: BaseException) -> bool:
+    """Whether ``exc`` is of a class of Airflow's own (or derives from one), to pass through as it came: how a task's
+    code steers its task (any ``AirflowException``: ``AirflowSkipException``, ``AirflowFailException``,
+    ``AirflowRescheduleException``, a deferral's errors), the outcomes of the human-in-the-loop operator that plan
+    approvals are made of (:mod:`include.seam.approval`: ``HITLRejectException``, and ``HITLTimeoutError`` and
+    ``HITLTriggerEventError``, plain exceptions of ``airflow.providers.standard``), and the Execution API's answers
+    (``AirflowRuntimeError``).
+    (A deferral itself, a wait for a person's input, a task's timeout or termination are no ``Exception``, only a
+    ``BaseException``: they never reach the seam's handlers.)"""
+    return any(cls.__module__ == "airflow" or cls.__module__.startswith("airflow.") for cls in type(exc).__mro__)
+
+
+DEFECT = ("a defect of this project, not of the data or the services; its message is not repeated (it may quote "
+          "personal data): report it with the task's log, then clear the task")
+
+
+def defect(exc: BaseException) -> Exception:
+    """An exception no one raised on purpose (a ``KeyError``, ``TypeError``, ``ValueError``, a failed assertion): a
+    defect of the project, as the task's one sentence (:data:`DEFECT`), an ``AirflowException``.
+
+    Its message is never repeated, nor that of an exception chained to it: it can quote a value, personal data
+    (``ValueError("not an address: jane@example.org")``, a ``KeyError`` of an address, a database's DETAIL under
+    it). The sentence names its type and the innermost frame of the project's own code (``dags/``, ``include/``,
+    ``plugins/``) its traceback passes through; the traceback's frames (file, line, function: no message, no local
+    value), and those of the exceptions chained to it, are logged at ERROR first, for a developer to find it.
+
+    **Retried:** an ``AirflowException``, not an ``AirflowFailException``. A defect can be a race that passes (a row
+    changed by another run between two reads, an object listed then gone): failing at once would hand a person a run
+    that one more try would have finished. A defect that fails every time costs only the task's few retries before it
+    fails the same way, and on-call is told of it as of any failed task, on its last try.
+    """
+    from airflow.sdk.exceptions import AirflowException
+
+    kind = type(exc).__name__
+    place = _innermost_of_the_project(exc)
+    where = f"{place[0]}:{place[1]} ({place[2]})" if place else "a frame outside the project's own code"
+    sentence = f"an unexpected {kind} in {where}: {DEFECT}"
+    log.error("%s", _frames_of(exc))
+    log.error("%s (Airflow will retry)", sentence)
+    return AirflowException(sentence)
+
+
+_PROJECT = Path(__file__).resolve().parents[2]  # the folder holding dags/, include/ and plugins/
+_OWN = ("dags", "include", "plugins")
+# Where the installed packages and Python's own modules are, the most specific first (site-packages may be in stdlib).
+_LIBRARIES = sorted({Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib", "stdlib")},
+                    key=lambda p: len(p.parts), reverse=True)
+_MOST_FRAMES = 60  # of each exception's traceback, the innermost (a recursion's would be thousands)
+
+
+def _shown(filename: str) -> tuple[str, bool]:
+    """A frame's file as the log says it, and whether it is the project's own code: relative to the project (``include/
+    objectstore.py``), or to the folder of the installed packages or of Python's (``psycopg/cursor.py``), else as
+    Python has it."""
+    if not Path(filename).is_absolute():  # <frozen importlib._bootstrap>, <string>: no file of anyone's
+        return filename, False
+    try:
+        path = Path(filename).resolve()
+    except (OSError, ValueError):
+        return filename, False
+    for base in (*_LIBRARIES, _PROJECT):  # a venv may be inside the project: its packages are no code of it
+        if path.is_relative_to(base):
+            relative = path.relative_to(base)
+            return relative.as_posix(), base == _PROJECT and relative.parts[0] in _OWN
+    return filename, False
+
+
+def _innermost_of_the_project(exc: BaseException) -> tuple[str, int, str] | None:
+    """``(file, line, function)`` of the innermost frame of ``exc``'s traceback that is the project's own code."""
+    found = None
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        shown, own = _shown(frame.f_code.co_filename)
+        if own:
+            found = (shown, line, frame.f_code.co_name)
+    return found
+
+
+def _chain(exc: BaseException) -> list[tuple[BaseException, str]]:
+    """``exc`` and the exceptions chained to it, the first raised first (as Python prints them), each with how it
+    follows the one before it: ``"cause"`` (``raise ... from``) or ``"context"`` (raised while handling it)."""
+    links: list[tuple[BaseException, str]] = []
+    link: BaseException | None = exc
+    seen: set[int] = set()
+    while link is not None and id(link) not in seen and len(links) < 10:
+        seen.add(id(link))
+        if link.__cause__ is not None:
+            older, how = link.__cause__, "cause"
+        elif not link.__suppress_context__ and link.__context__ is not None:
+            older, how = link.__context__, "context"
+        else:
+            older, how = None, ""
+        links.append((link, how))
+        link = older
+    return links[::-1]
+
+
+def _frames_of(exc: BaseException) -> str:
+    """The traceback of ``exc`` and of the exceptions chained to it, their types and frames only (file, line,
+    function): no message, no value, so nothing of the data."""
+    lines = [f"the traceback of an unexpected {type(exc).__name__}, its frames only (messages and values are not "
+             "logged: they may quote personal data):"]
+    before = ""
+    for i, (link, how) in enumerate(_chain(exc)):
+        kind = type(link).__name__
+        if i == 0:
+            lines.append(f"A {kind}:")
+        elif how == "cause":
+            lines.append(f"Caused by the {before}, a {kind}:")
+        else:
+            lines.append(f"During the handling of the {before}, a {kind}:")
+        frames = list(traceback.walk_tb(link.__traceback__))
+        if len(frames) > _MOST_FRAMES:
+            lines.append(f"  ({len(frames) - _MOST_FRAMES} outer frame(s) left out)")
+        for frame, line in frames[-_MOST_FRAMES:]:
+            lines.append(f'  File "{_shown(frame.f_code.co_filename)[0]}", line {line}, in {frame.f_code.co_name}')
+        before = kind
+    return "\n".join(lines)
+
+
+def _raise_alone(failure: BaseException) -> NoReturn:
+    """Raise ``failure`` with nothing chained to it, neither as its cause (``from None``) nor as its context: Python
+    sets the context, at the raise, to the exception being handled, which ``from None`` only hides from a printed
+    traceback; the failure must not carry the message it leaves out."""
+    try:
+        raise failure from None
+    finally:
+        failure.__context__ = None
