@@ -576,6 +576,33 @@ def _check_name():
     return check_name
 
 
+@pytest.mark.parametrize("raised, said", [
+    (lambda: OSError(28, "No space left on device", "/work/export-jane@example.org.zip"),
+     "No space left on device (ENOSPC)"),
+    (lambda: PermissionError(13, "Permission denied", "/evidence/jane@example.org"), "Permission denied (EACCES)"),
+    (lambda: ConnectionResetError(104, "Connection reset by peer"), "Connection reset by peer (ECONNRESET)"),
+    (lambda: OSError("jane@example.org unreadable"), "an operating-system error (OSError)")],
+    ids=["disk-full", "permission", "connection-reset", "no-errno"])
+def test_an_operating_system_error_is_said_as_one_not_as_a_defect(caplog, raised, said):
+    """An OSError escaping a step (a disk full under an export's work folder, a permission, a socket reset no client
+    wrapped) was said as "a defect of this project, not of the data or the services": on-call would report a bug for a
+    full disk. It is said by what the system answered (its errno's words and name), never the file name or message it
+    carries (an export's name may hold an address), with where it was raised; retried, as it may pass."""
+    import logging
+
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    caplog.set_level(logging.INFO)
+    with pytest.raises(AirflowException) as err:
+        with readable_failures():
+            raise raised()
+    assert not isinstance(err.value, AirflowFailException)
+    sentence = str(err.value)
+    assert sentence.startswith(f"the operating system refused: {said} in include/seam/task.py:"), sentence
+    assert "defect" not in sentence and "jane@" not in sentence + caplog.text
+    assert err.value.__cause__ is None and err.value.__context__ is None
+
+
 def test_a_defect_raised_outside_a_task_is_one_sentence_too(caplog):
     """The seam alone (a DAG's run-conf check uses it so): the same sentence, nothing of the message or its chain."""
     from airflow.sdk.exceptions import AirflowException

@@ -368,7 +368,8 @@ def readable_failures() -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 -- a defect, said without its message; Airflow's own pass through
         if airflows_own(exc):
             raise
-        _raise_alone(defect(exc))
+        # An OSError (a disk, a permission, a socket no client wrapped) is the system's answer, never its file name.
+        _raise_alone(system_refused(exc) if isinstance(exc, OSError) else defect(exc))
 
 
 def airflows_own(exc: BaseException) -> bool:
@@ -381,6 +382,27 @@ def airflows_own(exc: BaseException) -> bool:
     (A deferral itself, a wait for a person's input, a task's timeout or termination are no ``Exception``, only a
     ``BaseException``: they never reach the seam's handlers.)"""
     return any(cls.__module__ == "airflow" or cls.__module__.startswith("airflow.") for cls in type(exc).__mro__)
+
+
+def system_refused(exc: OSError) -> Exception:
+    """An ``OSError`` that escaped a step (a disk full under an export's work folder, a permission the worker lacks,
+    a connection reset no client wrapped) as the task's one sentence, an ``AirflowException`` (retried: a disk is
+    freed, a peer comes back): what the system answered, its errno's words and name (``No space left on device
+    (ENOSPC)``), and where in the project's code, never its message or file name (an export's name may hold an
+    address). Not a defect of the project: said apart from :func:`defect`."""
+    import errno
+    import os
+
+    from airflow.sdk.exceptions import AirflowException
+
+    code = exc.errno if isinstance(exc.errno, int) else None
+    said = (f"{os.strerror(code)} ({errno.errorcode.get(code, code)})" if code is not None
+            else f"an operating-system error ({type(exc).__name__})")
+    sentence = (f"the operating system refused: {said} in {_where(exc)}: free the disk, grant the access or bring the "
+                "service back, then clear the task if its retries are spent")
+    log.error("%s", _frames_of(exc))
+    log.error("%s (Airflow will retry)", sentence)
+    return AirflowException(sentence)
 
 
 DEFECT = ("a defect of this project, not of the data or the services; its message is not repeated (it may quote "
@@ -405,9 +427,7 @@ def defect(exc: BaseException) -> Exception:
     from airflow.sdk.exceptions import AirflowException
 
     kind = type(exc).__name__
-    place = _innermost_of_the_project(exc)
-    where = f"{place[0]}:{place[1]} ({place[2]})" if place else "a frame outside the project's own code"
-    sentence = f"an unexpected {kind} in {where}: {DEFECT}"
+    sentence = f"an unexpected {kind} in {_where(exc)}: {DEFECT}"
     log.error("%s", _frames_of(exc))
     log.error("%s (Airflow will retry)", sentence)
     return AirflowException(sentence)
@@ -436,6 +456,12 @@ def _shown(filename: str) -> tuple[str, bool]:
             relative = path.relative_to(base)
             return relative.as_posix(), base == _PROJECT and relative.parts[0] in _OWN
     return filename, False
+
+
+def _where(exc: BaseException) -> str:
+    """Where ``exc`` was raised, as a sentence says it: the innermost frame of the project's own code."""
+    place = _innermost_of_the_project(exc)
+    return f"{place[0]}:{place[1]} ({place[2]})" if place else "a frame outside the project's own code"
 
 
 def _innermost_of_the_project(exc: BaseException) -> tuple[str, int, str] | None:
