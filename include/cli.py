@@ -347,13 +347,17 @@ def _given(text: str) -> str:
     return text
 
 
-def _words(limit: int):
-    """Text a person writes (a reason, a name), at least one character and at most ``limit``."""
+def _words(limit: int, *, one_line: bool = False):
+    """Text a person writes (a reason, a name), at least one character and at most ``limit``. A name
+    (``one_line``) is one line of printable characters: recorded as the audit entry's actor, a line break or a
+    terminal's control sequence in it would show a second, forged line wherever it is printed."""
     def check(text: str) -> str:
         if not text.strip():
             raise argparse.ArgumentTypeError("is empty")
         if len(text) > limit:
             raise argparse.ArgumentTypeError(f"is {len(text)} characters long; give at most {limit}")
+        if one_line and not text.strip().isprintable():
+            raise argparse.ArgumentTypeError("holds a line break or control character; give the name on one line")
         return text.strip()
     return check
 
@@ -731,7 +735,7 @@ def add_product_commands(sub) -> None:
                  description="Record that a finding is not a subject's personal data (or is handled elsewhere).")
     p.add_argument("--id", type=_positive, required=True, metavar="N", help="the finding's id (privacy-ops findings)")
     p.add_argument("--reason", required=True, type=_words(500), help="why it is dismissed (at most 500 characters)")
-    p.add_argument("--by", required=True, metavar="NAME", type=_words(100), help="who dismisses it (at most 100 "
+    p.add_argument("--by", required=True, metavar="NAME", type=_words(100, one_line=True), help="who dismisses it (at most 100 "
                    "characters)")
 
     p = _command(sub, "deletion-notices", cmd_deletion_notices,
@@ -753,7 +757,7 @@ def add_product_commands(sub) -> None:
                    help="the listing code privacy-ops deletion-notices --vendor N printed for what the vendor was "
                         "told (the vendor's, or with --run that run's): nothing is marked if the notices owed "
                         "changed since")
-    p.add_argument("--by", required=True, metavar="NAME", type=_words(100), help="who sent them (at most 100 "
+    p.add_argument("--by", required=True, metavar="NAME", type=_words(100, one_line=True), help="who sent them (at most 100 "
                    "characters)")
 
 

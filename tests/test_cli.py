@@ -708,6 +708,27 @@ def test_mark_notices_sent_records_the_whole_name_it_was_given(notices_db, capsy
                             "where vendor_id = 9 and status = 'sent'").fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("name", ["Ada Lovelace\nperson:someone-else", "Ada\rLovelace", "Ada\x1b[2KLovelace",
+                                  "Ada\u2028Lovelace"], ids=["newline", "return", "escape", "line-separator"])
+def test_a_name_with_a_line_break_or_a_control_character_is_refused(notices_db, capsys, name):
+    """Found by a fault trial: --by took a newline (or a terminal escape) and recorded it in the audit entry's actor,
+    where a listing or a log line printing it would show a second, forged line. A name is one line of printable
+    characters: refused as a usage error, nothing marked or dismissed."""
+    listed = _listed(notices_db, 4, capsys)
+    with pytest.raises(SystemExit) as exit_:
+        main(["mark-notices-sent", "--url", notices_db, "--vendor", "4", "--listed", listed, "--by", name])
+    assert exit_.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--by" in err and "line break or control character" in err, err
+    with pytest.raises(SystemExit) as exit_:
+        main(["dismiss-finding", "--url", notices_db, "--id", "1", "--reason", "not personal", "--by", name])
+    assert exit_.value.code == EXIT_USAGE
+    capsys.readouterr()
+    with database.connect(notices_db, autocommit=True) as conn:
+        assert conn.execute("select count(*) from compliance.vendor_deletion_notices "
+                            "where status = 'sent'").fetchone()[0] == 0
+
+
 def test_deletion_notices_lists_what_each_vendor_is_owed(notices_db, capsys):
     """Before: no command listed the notices; the page gave one count and nothing said which vendor was owed what."""
     assert main(["deletion-notices", "--url", notices_db]) == EXIT_OK
