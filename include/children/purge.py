@@ -38,6 +38,7 @@ from include.erasure.stores import (REFUSED, access_of, incomplete_reason, subje
 from include.errors import Transient, over_limit
 from include.objectstore import ObjectStoreRefused
 from include.periods import ParamError, acting_day
+from include.runconf import ids_in_brief
 from include.delivery.engine import deliver
 from include.step import Step
 from include.subjects import user_hash
@@ -105,7 +106,8 @@ def detect_children(step: Step[PurgeParams]) -> dict:
              counts.get("children", 0), ", ".join(f"{k}={v}" for k, v in counts.get("rules", {}).items()) or "none",
              counts.get("invalid", 0), ", ".join(f"{k}={v}" for k, v in counts.get("reports", {}).items()) or "none")
     if counts.get("not_children"):
-        log.info("targeted account id(s) that no rule catches (nothing to do): %s", counts["not_children"])
+        log.info("targeted account id(s) that no rule catches (nothing to do): %s",
+                 ids_in_brief(counts["not_children"]))
     review = counts.get("reports", {}).get(ledger.NEEDS_REVIEW, 0)
     if review:
         log.warning("%d report(s) name only an address that names several accounts or an adult: nothing of theirs "

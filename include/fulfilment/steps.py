@@ -46,6 +46,7 @@ from include.erasure.stores import (REFUSED, access_of, incomplete_reason, refus
 from include.errors import NeedsOperator, Transient, database_said, over_limit
 from include.objectstore import ObjectStoreRefused
 from include.periods import acting_day
+from include.runconf import ids_in_brief
 from include.fulfilment import ledger, package, rules, source
 from include.fulfilment.ledger import WORKFLOW, PlanRow, Record
 from include.fulfilment.params import FulfilmentParams
@@ -320,8 +321,10 @@ def _log_plan(plan: Mapping) -> None:
     log.info("requests picked up: %s; plan: %s", _fmt({k: v for k, v in plan["counts"].items()
                                                         if isinstance(v, int)}), _fmt(plan["planned"]))
     if plan["counts"].get("not_found") or plan["counts"].get("not_open"):
-        log.info("targeted request id(s) not found: %s; not open (status): %s", plan["counts"].get("not_found"),
-                 plan["counts"].get("not_open"))
+        not_open = plan["counts"].get("not_open") or {}
+        log.info("targeted request id(s) not found: %s; not open (status): %s",
+                 ids_in_brief(plan["counts"].get("not_found")) or "none",
+                 ids_in_brief(f"{rid}: {status}" for rid, status in not_open.items()) or "none")
     if plan["to_erase"]:
         log.info("erasure plan %s: %d subject(s), %d row(s) (%s); gate: %s (approval %s, threshold %d)",
                  plan["plan_hash"], plan["subjects"], plan["rows"],
