@@ -54,9 +54,13 @@ class RunContext:
     def audit_step(self, store, action: str, details: Mapping[str, Any], *, summed: Sequence[str] = (),
                    kept: Sequence[str] = ()) -> dict:
         """Audit a step's own entry (one per attempt of the step), saying so when the step runs again under this run
-        id and what it did over all its attempts (:func:`step_entry`); returns the details written."""
-        written = step_entry(store, self, action, details, summed=summed, kept=kept)
-        append(store, action, written, actor=self)
+        id and what it did over all its attempts (:func:`step_entry`); returns the details written. The earlier
+        entries are read under the chain's lock, in the transaction that appends: an attempt's entry committed
+        while this one waited for the chain is one of them."""
+        with store.transaction():
+            store.execute("select pg_advisory_xact_lock(%s)", (_CHAIN_LOCK,))  # append takes it again: re-entrant
+            written = step_entry(store, self, action, details, summed=summed, kept=kept)
+            append(store, action, written, actor=self)
         return written
 
 
