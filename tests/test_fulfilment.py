@@ -1956,3 +1956,40 @@ def test_codes_of_an_enum_type_are_fulfilled_like_text(world, seeded_clone, tmp_
         notices = "select subject_hash, vendor_id, categories from compliance.vendor_deletion_notices order by 1, 2"
         assert enums.store.execute(notices).fetchall() == world.store.execute(notices).fetchall()
         assert (user_hash(KEY, erased), 1, ["contact"]) in world.store.execute(notices).fetchall()
+
+
+def test_an_erasure_request_after_a_fulfilment_that_kept_rows_of_a_shared_address_says_what_is_still_held(world):
+    """Found by a review: an erasure request's fulfilment erased an account whose address another account also has,
+    and kept the rows tied to it by that address alone (here its email suppression), naming them only in its reason
+    text. A later erasure request of the same person, filed before that erasure (unlinked by it) or naming the erased
+    account after it, was told "nothing was left to erase" (or that the rows still carrying the id were removed), with
+    no word of the rows still held. The erasure's record keeps the rows it kept (`kept_rows`, migration 0032), and
+    each later reason names them, as it names those the child-data purge kept."""
+    ops, store = world.ops, world.store
+    subject, other = free_users(ops, 2)
+    address = ops.execute("select email from users where id = %s", (subject,)).fetchone()[0]
+    ops.execute("update users set email = %s where id = %s", (f" {address.upper()}", other))
+    ops.execute("insert into email_suppressions (email, reason, created_at) values (%s, 'bounce', now())",
+                (address.strip().lower(),))
+    first = new_request(ops, subject, "erasure")
+    before = new_request(ops, subject, "erasure")  # open, not a target of the erasing run: unlinked by it
+    run(world, "manual__shared_first", params(world, request_ids=(first,)))
+    outcome, reason, _ = outcomes(store)[first]
+    assert outcome == "erased" and "were kept (public.email_suppressions=1)" in reason, (outcome, reason)
+    after = new_request(ops, subject, "erasure")
+
+    run(world, "manual__shared_after", params(world, request_ids=(before, after)))
+    got = outcomes(store)
+    held = ("the rows tied to the account by an address another account also has, which that erasure kept "
+            "(public.email_suppressions=1)")
+    for rid in (before, after):
+        outcome, reason, completed = got[rid]
+        assert outcome == "erased" and completed, got[rid]
+        assert f"erased by the fulfilment of request {first} (run manual__shared_first)" in reason, reason
+        assert held in reason, reason
+    assert "nothing was left to erase but " + held in got[before][1], got[before][1]
+    # The erasure's record keeps the rows it kept; the others (an erasure that found nothing of a shared address
+    # left to keep) keep none.
+    assert dict(store.execute("select request_id, kept_rows from compliance.dsr_fulfilments where request_id = any(%s)",
+                              ([first, before, after],)).fetchall()) == {
+        first: {"public.email_suppressions": 1}, before: None, after: None}

@@ -131,6 +131,9 @@ class Record:
     # erased (the record carrying the erasure's tables): privacy_requests.id of each request naming the account when
     # it was erased, whose link the erasure removed (migration 0028); None: not read, or not this record's
     request_ids: list[int] | None = None
+    # erased (the record carrying the erasure's tables): the rows it kept, tied to the account by an address another
+    # account also has (schema.table -> rows, as the purge's ``child_purges.kept``; migration 0032); None: none kept
+    kept_rows: dict | None = None
 
     def as_json(self) -> dict:
         raw = asdict(self)
@@ -161,7 +164,7 @@ class Record:
 
 
 _COLUMNS = [f.name for f in fields(Record)]
-_JSON = {"package_rows", "erased_tables", "vendors"}
+_JSON = {"package_rows", "erased_tables", "vendors", "kept_rows"}
 
 
 def _values(record: Record) -> list:
@@ -232,7 +235,8 @@ class Erasure:
     run_id: str
     at: datetime
     request_id: int | None = None  # the erasure request a fulfilment carried out; None: the child-data purge
-    # rows the purge kept, tied to the account by an address another account also has (table -> rows; None: none)
+    # rows that erasure kept, tied to the account by an address another account also has (table -> rows; None: none):
+    # the purge's ``child_purges.kept``, a fulfilment's ``dsr_fulfilments.kept_rows`` (migration 0032)
     kept: dict | None = None
 
 
@@ -261,7 +265,9 @@ def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Itera
     fulfilment, had erased is that first erasure's: it erased the account. ``account_table`` (``schema.table`` of
     the accounts, as ``erased_tables`` names it): a fulfilment's erasure counts only when it, or an earlier one of the
     subject, deleted the account's row; an erasure request naming an id no account has, whose data was still held,
-    erased rows of that id but no account, and is no erasure of an account to tell anyone of."""
+    erased rows of that id but no account, and is no erasure of an account to tell anyone of. Each :class:`Erasure`
+    carries the rows the erasure that erased the account kept as tied to it by an address another account also has
+    (``kept``: the purge's ``child_purges.kept``, a fulfilment's ``dsr_fulfilments.kept_rows``)."""
     subjects, addresses, ids = sorted(set(subject_hashes)), sorted(set(address_hashes)), sorted(set(request_ids))
     if not subjects and not addresses and not ids:
         return {}, {}, {}
@@ -273,7 +279,8 @@ def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Itera
                             union all
                             select f.subject_hash, null, f.request_ids, coalesce(p.run_id, o.run_id, f.run_id),
                                    coalesce(p.purged_at, o.recorded_at, f.recorded_at),
-                                   case when p.run_id is null then coalesce(o.request_id, f.request_id) end, p.kept
+                                   case when p.run_id is null then coalesce(o.request_id, f.request_id) end,
+                                   case when p.run_id is null then o.kept_rows else p.kept end
                             from compliance.dsr_fulfilments f
                             left join lateral (
                                 select c.run_id, c.purged_at, c.kept from compliance.child_purges c
@@ -281,7 +288,8 @@ def earlier_erasures(store, subject_hashes: Iterable[str], address_hashes: Itera
                                   and c.purged_at <= f.recorded_at
                                 order by c.purged_at desc, c.run_id desc limit 1) p on true
                             left join lateral (
-                                select e.request_id, e.run_id, e.recorded_at from compliance.dsr_fulfilments e
+                                select e.request_id, e.run_id, e.recorded_at, e.kept_rows
+                                from compliance.dsr_fulfilments e
                                 where e.outcome = 'erased' and e.subject_hash = f.subject_hash
                                   and e.recorded_at <= f.recorded_at
                                   and (%(acct)s::text is null

@@ -83,7 +83,8 @@ class ChildPurge:
     request_id: int | None = None  # the erasure request a fulfilment carried out; None: the child-data purge
     # the subject's export packages that erasure kept to be handed over: (the request each answers, its last day)
     kept: tuple[tuple[int, date], ...] = ()
-    # rows the child-data purge kept, tied to the account by an address another account also has: (table, rows)
+    # rows that erasure (the child-data purge's or a fulfilment's) kept, tied to the account by an address another
+    # account also has: (table, rows)
     kept_rows: tuple[tuple[str, int], ...] = ()
 
     def erased(self) -> str:

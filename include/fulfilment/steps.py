@@ -263,8 +263,8 @@ def _earlier_erasures(step: Step, requests: Sequence[RequestFacts], accounts: se
 
 
 def _rows_kept_before(step: Step, subject_hash: str) -> tuple[tuple[str, int], ...]:
-    """The rows the earlier erasure of an account (the child-data purge's) kept as tied to it by an address another
-    account also has: (table, rows) each."""
+    """The rows the earlier erasure of an account (the child-data purge's, or a fulfilment's) kept as tied to it by an
+    address another account also has: (table, rows) each."""
     found = ledger.earlier_erasures(step.store, [subject_hash], (), (), step.datamap.account_entry.table_label)[0]
     erased = found.get(subject_hash)
     return tuple((erased.kept or {}).items()) if erased is not None else ()
@@ -850,9 +850,11 @@ def _erased_records(result: erasure.ErasureResult, rows: Sequence[PlanRow], kept
     # the requests the erasure unlinked: a later run finds it by their ids (migration 0028)
     unlinked = list(result.request_ids) if result.outcome == erasure.PURGED and result.request_ids is not None \
         else None
+    # the rows kept for a shared address, as the purge records them: a later request's reason names them (0032)
+    shared = {k.table: k.rows for k in result.kept} if result.shared_address and result.kept else None
     records = [_record(first, rules.ERASED, reason, user_id=result.user_id, erased_tables=result.tables_evidence(),
                        rows_erased=result.rows_erased, vendors=[v.as_dict() for v in result.vendors],
-                       request_ids=unlinked)]
+                       request_ids=unlinked, kept_rows=shared)]
     records += [_record(r, rules.ERASED, f"erased together with request {first.request_id} (the same subject)",
                         erased_tables={}, rows_erased=0) for r in others]
     return records
