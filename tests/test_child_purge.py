@@ -1154,3 +1154,70 @@ def test_a_share_category_of_an_enum_type_is_recorded_as_its_label(world, seeded
         categories = {c for (c,) in enums.store.execute(
             "select unnest(categories) from compliance.vendor_deletion_notices")}
         assert categories and categories <= {"contact", "account", "content", "usage", "network", "social", "support"}
+
+
+def test_a_summary_recorded_while_sendgrid_was_down_is_sent_with_the_counts_of_the_cleared_runs_last_purge(
+        world, sendgrid):
+    """Found by a review: `notify_compliance` recorded the run's summary (its counts) while SendGrid was down, the task
+    failed, and the run was cleared; its re-run purged a child the first attempts had left (a record left `erasing` by
+    an attempt that died before its commit, while its retry went on: the retry's `purge_subjects` ended, the child not
+    purged). The summary sent then was the one recorded first: "13 purged" for a run that purged 14, in the email and
+    in `compliance.child_purge_summaries`. A summary still pending says the run's counts as they are when it is
+    recorded again (its records: every attempt's work), and one summary is sent for the run."""
+    from include.delivery.sendgrid_mailer import RetryPolicy, SendGridMailer, SendGridUnavailable
+    from tests.conftest import SENDGRID_TEST_KEY  # noqa: I001
+
+    run_id = "summary-cleared"
+    run_until_gate(world, run_id, params(world))
+    rows = ledger.open_rows(world.store, run_id)
+    late = rows[-1]  # the child an earlier attempt, still alive, is erasing
+    errors: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            purge.purge_subjects(step(world, run_id))
+        except BaseException as exc:  # noqa: BLE001 - the main thread asserts on it
+            errors.append(exc)
+
+    with connect(world.url) as earlier, connect(world.url, autocommit=True) as watch:
+        earlier.execute("select 1 from users where id = %s for update", (late.user_id,))  # its erasing transaction
+        retry = threading.Thread(target=attempt)
+        retry.start()
+        for _ in range(400):  # the retry waits for the earlier attempt's claim of the child (its second pass)
+            if watch.execute("select count(*) from pg_stat_activity where datname = current_database() "
+                             "and wait_event_type = 'Lock'").fetchone()[0]:
+                break
+            threading.Event().wait(0.025)
+        else:
+            pytest.fail("the retry never waited for the earlier attempt's claim")
+        # The earlier attempt records the child 'erasing' before its commit, then dies: its transaction rolls back.
+        watch.execute("update compliance.child_purges set outcome = 'erasing', updated_at = now() "
+                      "where run_id = %s and subject_hash = %s", (run_id, late.subject_hash))
+        earlier.rollback()
+        retry.join(60)
+    assert not errors, errors
+    assert ledger.open_rows(world.store, run_id)[0].subject_hash == late.subject_hash  # left 'erasing'
+
+    sendgrid.inject(status=500, count=2)  # SendGrid down: the summary is recorded, not sent
+    down = SendGridMailer(api_key=SENDGRID_TEST_KEY, host=sendgrid.base_url, sleep=lambda s: None,
+                          policy=RetryPolicy(max_attempts=2))
+    with pytest.raises(SendGridUnavailable):
+        purge.notify_compliance(step(world, run_id, mailer=down))
+    first = world.store.execute("select status, counts from compliance.child_purge_summaries where run_id = %s",
+                                (run_id,)).fetchone()
+    assert first[0] == "pending" and first[1]["outcomes"]["purged"] == len(rows) - 1
+
+    # The run cleared in the Airflow UI: the purge settles the child and erases it, then the summary goes out.
+    up = SendGridMailer(api_key=SENDGRID_TEST_KEY, host=sendgrid.base_url)
+    s = step(world, run_id, mailer=up)
+    again = purge.purge_subjects(s)
+    assert (again["settled"], again["outcomes"]) == (1, {"purged": 1})
+    purge.verify_purge(s)
+    assert purge.notify_compliance(s)["sent"] == 1
+    assert purge.notify_compliance(s) == {"already_sent": run_id}
+    status, counts = world.store.execute("select status, counts from compliance.child_purge_summaries "
+                                         "where run_id = %s", (run_id,)).fetchone()
+    assert status == "sent" and counts["outcomes"]["purged"] == len(rows), counts
+    assert counts == purge.summary.counts_for_run(world.store, run_id)
+    (message,) = sendgrid.accepted()  # one summary for the run
+    assert f": {len(rows)} purged, " in message["payload"]["subject"], message["payload"]["subject"]

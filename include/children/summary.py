@@ -1,6 +1,7 @@
 """The compliance team's email about a purge run: counts per outcome, per table and per vendor, never a
 subject. Recorded once per run in the outbox (kind ``child_purge.summary``, key the run id; read as
-``compliance.child_purge_summaries``) and sent by the delivery engine.
+``compliance.child_purge_summaries``) and sent by the delivery engine; until it is sent, each attempt of the step
+records it again with the run's counts as they are then.
 """
 from __future__ import annotations
 
@@ -41,8 +42,11 @@ def counts_for_run(store, run_id: str) -> dict:
 
 
 def record(store, *, run_id: str, recipient: str, counts: dict, now: datetime) -> None:
-    OUTBOX.record(store, run_id, recipient=recipient, facts={"run_id": run_id, "counts": counts}, at=now,
-                  run_id=run_id)
+    """Record the run's summary with its counts as they are now (:func:`counts_for_run`: the run's records, every
+    attempt's work); a summary an earlier attempt recorded and could not send (SendGrid down) is said with them too,
+    so that the one summary of the run carries its final counts after a cleared run purged more."""
+    OUTBOX.record_current(store, run_id, recipient=recipient, facts={"run_id": run_id, "counts": counts}, at=now,
+                          run_id=run_id)
 
 
 def status(store, run_id: str) -> tuple[str, str | None] | None:

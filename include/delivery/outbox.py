@@ -60,13 +60,15 @@ Compose = Callable[[Any, Sequence[Entry]], "tuple[dict, dict]"]
 Check = Callable[[Any, Sequence[Entry]], Mapping[str, str]]
 
 # Recording a message again changes nothing, unless it was withdrawn: then it holds again and is pending again, as
-# recorded now (a count of unanswered requests, which may have reached the recipient, is kept).
-_RECORDED = """on conflict (kind, key) do update
+# recorded now (a count of unanswered requests, which may have reached the recipient, is kept). Recorded again with
+# Outbox.record_current, a message still pending is said as recorded now too.
+_RECORDED_AGAIN = """on conflict (kind, key) do update
     set status = 'pending', recipient = excluded.recipient, claimed_at = excluded.claimed_at,
         claimed_run = excluded.claimed_run, error = null,
         facts = excluded.facts || jsonb_strip_nulls(
-            jsonb_build_object('unanswered_requests', outbox.facts -> 'unanswered_requests'))
-    where outbox.status = 'withdrawn'"""
+            jsonb_build_object('unanswered_requests', outbox.facts -> 'unanswered_requests'))"""
+_RECORDED = f"{_RECORDED_AGAIN}\n    where outbox.status = 'withdrawn'"
+_RECORDED_CURRENT = f"{_RECORDED_AGAIN}\n    where outbox.status in ('pending', 'withdrawn')"
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,24 @@ class Outbox:
     def record(self, conn, key: str, *, recipient: str, facts: Mapping, at: datetime, run_id: str) -> bool:
         """Record the message ``key`` once; True when it was new (a second record of the same key adds nothing,
         unless it was withdrawn: then it is pending again)."""
-        row = conn.execute(
+        return self._insert(conn, _RECORDED, (key, recipient, facts, at, run_id))
+
+    def record_current(self, conn, key: str, *, recipient: str, facts: Mapping, at: datetime, run_id: str) -> bool:
+        """Record the message ``key`` as :meth:`record` does, but a message still pending (recorded by an earlier
+        attempt, not sent: SendGrid was down) says ``facts`` from now on: what it tells is what holds when it is
+        recorded again (a run's counts after its re-run did more). A message sent or refused is left as it is, and so
+        is one a sender holds right now (it is being sent; this waits for it and then finds it sent). True when it was
+        new, or pending and recorded again."""
+        return self._insert(conn, _RECORDED_CURRENT, (key, recipient, facts, at, run_id))
+
+    def _insert(self, conn, on_conflict: str, row: tuple) -> bool:
+        """Insert one message, ``(key, recipient, facts, at, run_id)``, as ``on_conflict`` says; True when a row was
+        written."""
+        key, recipient, facts, at, run_id = row
+        return conn.execute(
             f"""insert into compliance.outbox as outbox (kind, key, recipient, facts, claimed_at, claimed_run)
-                values (%s, %s, %s, %s, %s, %s) {_RECORDED} returning 1""",
-            (self.kind, key, recipient, Jsonb(dict(facts)), at, run_id)).fetchone()
-        return row is not None
+                values (%s, %s, %s, %s, %s, %s) {on_conflict} returning 1""",
+            (self.kind, key, recipient, Jsonb(dict(facts)), at, run_id)).fetchone() is not None
 
     def record_select(self, conn, query: str, params: Mapping) -> int:
         """Record every row ``query`` yields — ``(key, recipient, facts, claimed_at, claimed_run)``, named
