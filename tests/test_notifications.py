@@ -673,6 +673,53 @@ def test_an_address_whose_row_was_skipped_is_told_to_an_account_that_takes_it_if
             ops.execute("update users set email = %s, deleted_at = null where id = %s", (address, uid))
 
 
+def test_an_address_whose_row_failed_is_told_to_an_account_that_takes_it_once(conns, sendgrid):
+    """Found by a review: an account that takes an address whose own row of the campaign FAILED (SendGrid refused its
+    request with a 400, so nothing reached the address) was skipped as 'the new address has a row of its own that was
+    not sent (failed: …)', the address's own account (still holding it, or gone) and the account that took it never
+    told. The failed row now gives its key up as a skipped one does ('superseded:<seq>', readdressed_from keeps the
+    address's key; its state and reason stay for the record) and the moving row takes the address: one message."""
+    ops, store, _ = conns
+    built = build(ops, store, publish(ops))
+    sendgrid.inject(status=400, count=1)
+    first = send(conns, sendgrid, built, budget=SETTINGS.notification_batch_size)
+    assert first["failed"] == SETTINGS.notification_batch_size and first["sent"] == 0
+    failed = store.execute("""select user_ids[1] from compliance.notification_deliveries
+                              where campaign_id = %s and state = 'failed' and cardinality(user_ids) = 1
+                              order by seq limit 2""", (built["campaign_id"],)).fetchall()
+    (keeps, gone), (takes_kept, takes_gone) = [uid for (uid,) in failed], last_single_accounts(ops, store, built, 2)[0]
+    email = dict(ops.execute("select id, email from users where id = any(%s)",
+                             ([keeps, gone, takes_kept, takes_gone],)).fetchall())
+    taken = {takes_kept: email[keeps], takes_gone: email[gone]}
+    ops.execute("update users set deleted_at = now() where id = %s", (gone,))
+    for uid, address in taken.items():
+        ops.execute("update users set email = %s where id = %s", (address, uid))
+    try:
+        send(conns, sendgrid, built)
+        send(conns, sendgrid, built, run_id="next-run")  # a second run sends nothing more
+        got = received(sendgrid, built["campaign_id"])
+        assert max(got.values()) == 1
+        assert {a.strip().lower(): got[a.strip().lower()] for a in taken.values()} == {
+            a.strip().lower(): 1 for a in taken.values()}
+        rows = {r[0]: r[1:] for r in store.execute(
+            """select user_ids[1], state, reason, recipient, readdressed_from, seq
+               from compliance.notification_deliveries where campaign_id = %s and user_ids[1] = any(%s)""",
+            (built["campaign_id"], [keeps, gone, *taken]))}
+        for uid, address in taken.items():
+            assert rows[uid][:4] == ("sent", None, address_hash(KEY, address), address_hash(KEY, email[uid]))
+        for uid in (keeps, gone):
+            state, reason, recipient, was, seq = rows[uid]
+            assert (state, reason, recipient, was) == ("failed", "injected fault", f"superseded:{seq}",
+                                                       address_hash(KEY, email[uid]))
+        summary = campaign.summarize(store, ctx("next-run"), built["campaign_id"])
+        assert summary["finished"] and summary["failed"] == SETTINGS.notification_batch_size
+        assert summary["sent"] == built["pending"] - SETTINGS.notification_batch_size
+    finally:
+        ops.execute("update users set deleted_at = null where id = %s", (gone,))
+        for uid in taken:
+            ops.execute("update users set email = %s where id = %s", (email[uid], uid))
+
+
 def test_an_address_changed_mid_campaign_to_one_a_child_holds_is_not_told(conns, sendgrid):
     """Found by a review: the build skips an address a child holds, whoever else holds it, but a row whose account
     moved mid-campaign to an address a child took too (a family's address) was checked against its own accounts only,

@@ -55,7 +55,8 @@ NO_REASON = "no reason given"
 # The key of a row added for accounts that left their row's address, until it takes their new address's (no address
 # hashes to it): "splitting:<seq>".
 SPLITTING = "splitting:"
-# The key of a skipped row whose address an account took since, and which a row moving to it took: "superseded:<seq>".
+# The key of a skipped or failed row whose address an account took since, and which a row moving to it took:
+# "superseded:<seq>".
 SUPERSEDED = "superseded:"
 
 # One window of the ledger at a time: with a bound on seq, the planner walks the (campaign_id, seq) index
@@ -538,9 +539,10 @@ class CampaignLedger:
         """``sending`` with each row going to a new address (:meth:`_moved`, checked in :meth:`decide`) re-keyed to that
         address's hash, its old one kept in ``readdressed_from``, and its new physical address; or, appended to
         ``skips``, why it does not go: the address of a purged child, or an address that has a row of its own in the
-        campaign (told, being told or not to be told through that row; while it is pending, the row's accounts now
-        name these too, so that it is sent to them whoever of its own accounts has left it; a skipped such row gives
-        its key up instead, :meth:`_give_way`, and the moving row takes the address). Re-keyed in a savepoint:
+        campaign (told, or being told through that row; while it is pending, the row's accounts now name these too,
+        so that it is sent to them whoever of its own accounts has left it; a skipped or failed such row, through
+        which nothing reached the address, gives its key up instead, :meth:`_give_way`, and the moving row takes the
+        address). Re-keyed in a savepoint:
         two senders moving rows to one address at once cannot both take it (the primary key), and the one that
         loses finds the other's row. Rows of this batch moving to each other's addresses (a swap, an address one
         account leaves and another takes) are re-keyed in an order that frees each key first (:meth:`_rekey`)."""
@@ -714,10 +716,11 @@ class CampaignLedger:
 
     def _give_way(self, conn, key: str, seq: int | None) -> bool:
         """Give the key ``key`` up for an account that has taken its address: the row holding it is ``seq``, a claimed
-        row of this batch skipped now, or else a row skipped before (not locked by another sender, which may be giving
-        it up too). Its key becomes ``superseded:<its seq>``, ``readdressed_from`` keeps ``key``, its state, reason and
-        accounts stay. False when there is no such row."""
-        which = "seq = %(seq)s and state = 'pending'" if seq is not None else "state = 'skipped'"
+        row of this batch skipped now, or else a row skipped before or failed (SendGrid refused its request: nothing
+        reached the address), not locked by another sender, which may be giving it up too. Its key becomes
+        ``superseded:<its seq>``, ``readdressed_from`` keeps ``key``, its state, reason and accounts stay. False when
+        there is no such row."""
+        which = "seq = %(seq)s and state = 'pending'" if seq is not None else "state in ('skipped', 'failed')"
         return conn.execute(f"""update compliance.notification_deliveries
                                 set recipient = %(superseded)s || seq,
                                     readdressed_from = coalesce(readdressed_from, recipient)
@@ -731,11 +734,11 @@ class CampaignLedger:
         """Why a row whose accounts took an address that has a row of its own (``key``) is skipped; a pending such
         row now also names the accounts ``ids``. None when that row is another sender's now (locked, or re-keyed
         since): it may yet be skipped or moved away, so the row waiting for its address stays pending."""
-        other = conn.execute("""select state, reason from compliance.notification_deliveries
+        other = conn.execute("""select state from compliance.notification_deliveries
                                 where campaign_id = %s and recipient = %s""", (self.campaign_id, key)).fetchone()
         if other is None:  # the row that held the key was re-keyed by a transaction that has ended since
             return None
-        state, reason = other
+        state, = other
         if state == "pending":
             joined = conn.execute("""update compliance.notification_deliveries d
                             set user_ids = array(select distinct u from unnest(d.user_ids || %s::bigint[]) u order by u)
@@ -745,9 +748,8 @@ class CampaignLedger:
             return TOLD_IN_ANOTHER_ROW if joined else None
         if state == "sent":
             return f"{ADDRESS_CHANGED}; the new address was told in its own row of the campaign"
-        if state == "skipped":  # locked: another sender's row is taking the address (:meth:`_give_way`)
-            return None
-        return f"{ADDRESS_CHANGED}; the new address has a row of its own that was not sent ({state}: {reason})"
+        # Skipped or failed, and locked: another sender's row is taking the address (:meth:`_give_way`).
+        return None
 
     def _accounts(self, ids: set[int]) -> dict[int, tuple[str | None, str | None, bool, bool, str | None]]:
         """The batch's accounts as they are now: ``id -> (email, full name, deleted, caught by a child rule,
