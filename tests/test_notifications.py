@@ -1188,6 +1188,55 @@ def test_a_scheduled_run_stops_when_the_newest_version_is_done(conns, sendgrid):
     ops.execute("update policy_versions set published_at = now() - interval '1 day' where version = %s", (label,))
 
 
+def test_a_version_published_at_the_same_moment_as_a_newer_one_is_said_passed_over_not_silently_dropped(conns,
+                                                                                                          caplog):
+    """Found by a review: two versions published at the same moment (one published_at) and a scheduled run. The newer
+    is decided by published_at, then id, whatever order the rows were written in (that part held already), and only it
+    is announced; but the other was never announced and nothing said so. A scheduled run now names every published
+    version passed over since the last announced one, and why, in its log; the run that builds the newest's campaign
+    records them in its campaign_built audit entry; a run naming a passed-over version still announces it."""
+    ops, store, _ = conns
+    announced = publish(ops)
+    ops.execute("update policy_versions set published_at = now() - interval '50 seconds' where version = %s",
+                (announced,))
+    build(ops, store, announced)
+    tag = uuid.uuid4().hex[:8]
+    first_id = ops.execute("select max(id) + 1 from policy_versions").fetchone()[0]
+    # The higher id written first: the order rows were written in decides nothing.
+    for vid, label in ((first_id + 1, f"tie-b-{tag}"), (first_id, f"tie-a-{tag}")):
+        ops.execute("""insert into policy_versions (id, version, published_at, effective_at, summary, url, body_sha256)
+                       values (%s, %s, date_trunc('second', now()) - interval '40 seconds', now() + interval '30 days',
+                               'Tied.', 'https://example.com/legal/privacy/' || %s, 'x')""", (vid, label, label))
+    try:
+        now = datetime.now(timezone.utc)
+        caplog.set_level("INFO", logger="include.campaign")
+        found = campaign.find_version(ops, store, load_datamap(), NotificationParams(today=TODAY), now)
+        assert found["version"]["version"] == f"tie-b-{tag}"
+        said = [r.getMessage() for r in caplog.records if f"tie-a-{tag}" in r.getMessage()]
+        assert said == [f"policy version tie-a-{tag} (id {first_id}) is not announced: version tie-b-{tag} (id "
+                        f"{first_id + 1}) supersedes it, published at the same moment and entered after it (a higher "
+                        "id), and a scheduled run announces only the newest published version; a run naming "
+                        f"policy_version tie-a-{tag} announces it"]
+        built = campaign.build_recipients(Step(ctx=ctx("tie-run", "build_recipients"), settings=SETTINGS,
+                                               params=NotificationParams(today=TODAY), ops=ops, store=store,
+                                               datamap=load_datamap(), key=KEY), found)
+        (details,) = store.execute("""select details from compliance.audit_log
+                                      where action = 'policy_change.campaign_built'
+                                        and (details ->> 'campaign_id')::bigint = %s""",
+                                   (built["campaign_id"],)).fetchone()
+        assert details["passed_over"] == [{"id": first_id, "version": f"tie-a-{tag}",
+                                           "published_at": found["version"]["published_at"],
+                                           "superseded_by": first_id + 1}]
+        # A run naming it announces it; then nothing is passed over any more.
+        build(ops, store, f"tie-a-{tag}")
+        caplog.clear()
+        assert campaign.find_version(ops, store, load_datamap(), NotificationParams(today=TODAY), now)
+        assert not [r for r in caplog.records if "is not announced" in r.getMessage()]
+    finally:  # the later tests' versions are the newest again
+        ops.execute("update policy_versions set published_at = published_at - interval '2 days' "
+                    "where version = any(%s)", ([announced, f"tie-a-{tag}", f"tie-b-{tag}"],))
+
+
 def test_a_policy_time_column_without_a_time_zone_is_read_as_utc_not_a_crash(conns):
     """``policy_versions`` with ``timestamp`` (no zone) columns: read as UTC, as every reader reads them. Before, a run
     naming the version compared the naive ``published_at`` with the run's aware time: a TypeError, with a traceback,

@@ -32,6 +32,9 @@ from include.subjects import address_hasher
 
 log = logging.getLogger("include.campaign")
 AUDIT = "policy_change"
+# Versions published before the newest, since the last one announced, that a scheduled run looks at and names.
+PASSED_OVER_LOOK_BACK = 100
+PASSED_OVER_NAMED = 20
 
 
 def find_policy_version(step: Step[NotificationParams]) -> dict | None:
@@ -58,14 +61,46 @@ def find_version(ops, store, dm: DataMap, params: NotificationParams, now: datet
     if version is None:
         log.info("no policy version is published yet: nothing to announce")
         return None
+    passed = passed_over(ops, store, dm, version)
     if params.scope == LIVE and not params.dry_run:
         campaign = recipients.existing(store, version.id)
         if campaign is not None and campaign.state == "finished":
-            log.info("policy version %s (id %d): campaign %d finished (%d recipients); nothing to send",
-                     version.version, version.id, campaign.id, campaign.total)
+            log.info("policy version %s (id %d): campaign %d finished (%d recipients); nothing to send%s",
+                     version.version, version.id, campaign.id, campaign.total,
+                     f"; {len(passed)} older version(s) published since the last one announced were passed over for "
+                     "it, as the runs that sent it said" if passed else "")
             return None
     log.info("newest published policy version: %s (id %d)", version.version, version.id)
-    return {"version": version.as_dict()}
+    for entry in passed[:PASSED_OVER_NAMED]:
+        log.info("policy version %s (id %d) is not announced: version %s (id %d) supersedes it, published %s, and a "
+                 "scheduled run announces only the newest published version; a run naming policy_version %s "
+                 "announces it", entry["version"], entry["id"], version.version, version.id,
+                 "at the same moment and entered after it (a higher id)"
+                 if entry["published_at"] == version.as_dict()["published_at"] else "later", entry["version"])
+    if len(passed) > PASSED_OVER_NAMED:
+        log.info("... and %d more older version(s) not announced, for the same reason", len(passed) - PASSED_OVER_NAMED)
+    return {"version": version.as_dict(), **({"passed_over": passed} if passed else {})}
+
+
+def passed_over(ops, store, dm: DataMap, newest: versions.PolicyVersion) -> list[dict]:
+    """The published versions a scheduled run passes over for ``newest``: those published before it (by
+    ``published_at``, then ``id``) and after the newest version before it that has a live campaign, none of them
+    having one (at most :data:`PASSED_OVER_LOOK_BACK`, newest first). A scheduled run announces only the newest
+    version; these are said, so that no version goes unannounced without a word."""
+    older = versions.published_before(ops, dm, newest, limit=PASSED_OVER_LOOK_BACK)
+    if not older:
+        return []
+    announced = {vid for (vid,) in store.execute(
+        "select policy_version_id from compliance.notification_campaigns where scope = 'live' "
+        "and policy_version_id = any(%s)", ([v.id for v in older],))}
+    passed = []
+    for v in older:
+        if v.id in announced:
+            break
+        label = v.version if len(v.version) <= 80 else f"{v.version[:80]}…"  # as the refusal of a version quotes it
+        passed.append({"id": v.id, "version": label, "published_at": v.published_at.isoformat(),
+                       "superseded_by": newest.id})
+    return passed
 
 
 def build_recipients(step: Step[NotificationParams], found: Mapping) -> dict:
@@ -87,6 +122,8 @@ def build_recipients(step: Step[NotificationParams], found: Mapping) -> dict:
     else:
         details = {"campaign_id": campaign.id, "scope": campaign.scope, "policy_version": campaign.policy_version,
                    **counts.as_dict()}
+        if found.get("passed_over") and campaign.scope == LIVE:
+            details["passed_over"] = found["passed_over"]  # older versions this campaign is announced instead of
         ctx.audit(store, f"{AUDIT}.campaign_built", details)
         _log_counts(f"campaign {campaign.id} ({campaign.scope}, policy {campaign.policy_version}) built", counts)
     return campaign.as_dict()

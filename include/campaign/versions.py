@@ -127,7 +127,8 @@ def named(ops, dm: DataMap, label: str) -> PolicyVersion:
 
 
 def newest_published(ops, dm: DataMap, now: datetime) -> PolicyVersion | None:
-    """The most recently published version (published at or before ``now``), or None when none is."""
+    """The most recently published version (published at or before ``now``), or None when none is: the latest
+    ``published_at``, and of versions published at the same moment the highest ``id``."""
     versions = dm.record("policy_versions")
     published = sql.Identifier("p", versions.physical("published_at"))
     where = sql.SQL("{ok} and {p} <= %(now)s").format(ok=reading.in_range(published), p=published)
@@ -135,3 +136,26 @@ def newest_published(ops, dm: DataMap, now: datetime) -> PolicyVersion | None:
                                                           id=sql.Identifier("p", versions.physical("id")))
     row = ops.execute(_select(dm, where, order), {"now": now}).fetchone()
     return _version(row) if row else None
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published version as the schedule orders them: its id, label and publication time."""
+
+    id: int
+    version: str
+    published_at: datetime
+
+
+def published_before(ops, dm: DataMap, newest: PolicyVersion, *, limit: int) -> list[Published]:
+    """The versions published before ``newest`` in the schedule's order (``published_at``, then ``id``: of two published
+    at the same moment the higher id is the newer), newest first, at most ``limit``."""
+    versions = dm.record("policy_versions")
+    published = sql.Identifier("p", versions.physical("published_at"))
+    vid = sql.Identifier("p", versions.physical("id"))
+    query = sql.SQL("select {cols} from {t} p where {ok} and ({p} < %(at)s or ({p} = %(at)s and {id} < %(id)s)) "
+                    "order by {p} desc, {id} desc limit %(limit)s").format(
+        cols=reading.select_list(versions, ("id", "version", "published_at"), alias="p"), t=versions.ident,
+        ok=reading.in_range(published), p=published, id=vid)
+    rows = ops.execute(query, {"at": newest.published_at, "id": newest.id, "limit": limit}).fetchall()
+    return [Published(*row[:3]) for row in rows]
