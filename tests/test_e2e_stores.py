@@ -219,6 +219,7 @@ def test_a_foreign_bucket_leaves_the_subject_incomplete_and_a_store_down_fails_i
     assert "the database of connection 'analytics_db' did not answer" in log
     assert snapshot(world) == before
 
+    held = left_of_subject(world)
     state, log = world.run("foreign", conf={"request_ids": [UID]})
     assert state == "success", log[-3000:]
     outcome, reason, completed = world["conn"].execute(
@@ -233,9 +234,9 @@ def test_a_foreign_bucket_leaves_the_subject_incomplete_and_a_store_down_fails_i
     assert world["conn"].execute("select count(*) from compliance.erasure_files where uri = %s",
                                  (FOREIGN,)).fetchone()[0] == 1
     assert world["buckets"].bucket("someone-elses-bucket").exists("store-subject-secret.txt")  # not touched
-    left = left_of_subject(world)
-    assert (left["users"], left["uploads"]) == (1, 3)  # the account stays for a later run to finish
-    assert (left["tickets"], left["ticket_events"], left["daily_usage"], left["files"]) == (0, 0, 0, 0)
+    # The account stays for a later run to finish, and so does everything else of the subject: no store's rows are
+    # erased while a file is held back (a row erased elsewhere would no longer name its file for the next run).
+    assert left_of_subject(world) == held and held["users"] == 1 and held["uploads"] == 3 and held["tickets"] > 0
     assert world["conn"].execute("select status from privacy_requests where id = %s", (UID,)).fetchone()[0] == \
         "in_progress"
 

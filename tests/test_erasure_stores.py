@@ -201,7 +201,8 @@ def test_a_file_already_gone_is_fine_and_a_foreign_bucket_leaves_the_subject_inc
     assert buckets.bucket("elsewhere").exists("x.pdf")  # not touched
     left = left_of_subject(conns)
     assert (left["users"], left["uploads"]) == (1, 3)  # the account stays for a later run to finish
-    assert (left["tickets"], left["usage"]) == (0, 0)
+    assert (left["tickets"], left["usage"]) == (3, 2)  # and every store's rows: nothing erased while a file is held
+    assert len(buckets.bucket("acme-uploads").list("users/1/")) == 1
     # A person allows the bucket: the next erasure finishes, the file gone first.
     result = erase(world, allowed=["acme-uploads", "acme-support-attachments", "elsewhere"])
     assert result.outcome == erasure.PURGED
@@ -775,3 +776,24 @@ def test_rows_kept_for_a_shared_address_are_named_in_every_store(world):
     assert (left["users"], left["tickets"], left["events"], left["usage"]) == (0, 3, 3, 0)
     kept = {t.table: t.rows for t in result.kept}
     assert kept == {"support_db:public.tickets": 3, "support_db:public.ticket_events": 3}
+
+
+def test_a_file_another_store_names_in_a_bucket_not_allowed_holds_the_subject_back_on_every_run(world):
+    """Found by a fault trial: a ticket's attachment (the support desk's row) in a bucket the settings do not allow.
+    The first run erases the support desk's rows, then finds the file not allowed and leaves the subject incomplete;
+    the next run no longer found the file in any row (the erasure had removed the row naming it) and released it as
+    unnamed, as if a person had mended the row: the subject was purged and its file left in the bucket."""
+    conns, buckets = world["conns"], world["buckets"]
+    conns["support_db"].execute("update tickets set attachment_uri = 'gs://elsewhere/tickets/10/scan.png' where id = 10")
+    buckets.bucket("elsewhere").put("tickets/10/scan.png", b"a scan kept where the erasure may not go")
+    first = erase(world)
+    assert first.outcome == erasure.INCOMPLETE
+    assert first.not_allowed == ("gs://elsewhere/tickets/10/scan.png",)
+    again = erase(world)  # nobody allowed the bucket, nobody mended a row
+    assert again.outcome == erasure.INCOMPLETE
+    assert again.not_allowed == ("gs://elsewhere/tickets/10/scan.png",)
+    assert left_of_subject(conns)["users"] == 1
+    # Once a person allows the bucket, the next run deletes it and finishes.
+    done = erase(world, allowed=["acme-uploads", "acme-support-attachments", "elsewhere"])
+    assert done.outcome == erasure.PURGED
+    assert not buckets.bucket("elsewhere").exists("tickets/10/scan.png")

@@ -288,8 +288,8 @@ def verify(step, wf: Workflow) -> dict:
 
 def refused_counts(store, wf: Workflow, run_id: str) -> tuple[int, int]:
     """The subjects this run recorded ``incomplete`` because of a refusal, in one read: (those whose file the object
-    store refused: a file of the subject still ``found``, never done, in ``compliance.erasure_files``, where one
-    the settings do not allow is ``not_allowed`` instead; those whose erasure the database refused: their reason is
+    store refused: a file of the subject still ``found``, never done, in ``compliance.erasure_files``, and none
+    ``not_allowed`` (one the settings do not allow holds every other file of the subject back untouched); those whose erasure the database refused: their reason is
     :func:`include.erasure.stores.subject_refused_reason`'s, naming the table, and their files, found before the
     refusal, were never asked for, so they count here only)."""
     from include.erasure.stores import ERASURE_REFUSED
@@ -298,7 +298,10 @@ def refused_counts(store, wf: Workflow, run_id: str) -> tuple[int, int]:
     return store.execute(sql.SQL(
         """select count(distinct r.subject_hash) filter (where not by_database and exists (
                       select 1 from compliance.erasure_files f
-                      where f.subject_hash = r.subject_hash and f.state = 'found' and f.done_at is null)),
+                      where f.subject_hash = r.subject_hash and f.state = 'found' and f.done_at is null)
+                  and not exists (
+                      select 1 from compliance.erasure_files f
+                      where f.subject_hash = r.subject_hash and f.state = 'not_allowed' and f.done_at is null)),
                   count(distinct r.subject_hash) filter (where by_database)
            from {records} r, lateral (select coalesce(starts_with(r.reason, %s), false) as by_database) d
            where r.run_id = %s and r.outcome = 'incomplete'""").format(records=records),

@@ -11,15 +11,16 @@ account row (its claim) and before it erases the operational rows and the accoun
    row naming it is erased, so a retry still knows them once the rows are gone. An export package still within
    ``export_retention_days`` is the answer to the subject's access request, not yet handed over: it is recorded
    ``kept_for_delivery`` with why and until when (:func:`keep_packages`), never deleted by the erasure; the
-   fulfilment's expiry deletes it then. Older ones are deleted with the subject's files.
+   fulfilment's expiry deletes it then. Older ones are deleted with the subject's files. A file in a bucket the
+   settings do not allow (or not at a ``gs://`` location) is recorded ``not_allowed`` here (:func:`hold_back`), and
+   then nothing of the subject is erased: every store's rows stay, the rows naming such a file among them.
 2. **Each other store, one transaction each**: its rows deleted (a join path's rows before the rows they hang
    from), its residual counted in the same transaction (anything left rolls that store back and stops the
    subject), then recorded in ``compliance.erasure_store_progress``. No transaction spans stores: a worker
    killed between two stores, or a store lost mid-way, leaves each store either erased or untouched, and the
    retry (which finds the account still there: its transaction rolled back) goes over every store again —
    an erased store erases nothing more.
-3. **The files**, one by one: a location in a bucket the settings do not allow (or not a ``gs://`` location) is
-   not touched and recorded ``not_allowed``; any other is deleted, and is done when the store answers that it is
+3. **The files**, one by one: each is deleted, and is done when the store answers that it is
    gone: the delete succeeded (Cloud Storage's read-after-delete is strongly consistent: once a delete succeeds,
    every read of the object is a 404) or the object was already gone (404). A missing bucket or a refusal (a
    retention policy or a hold: 403) stops the subject: the calling step records it ``incomplete`` with
@@ -28,7 +29,7 @@ account row (its claim) and before it erases the operational rows and the accoun
    stops the step.
 
 The engine then erases the operational rows and the account in its own transaction, only if no file was
-``not_allowed``: otherwise the subject is ``incomplete`` (its account stays, so the next run finishes once a
+``not_allowed``: otherwise the subject is ``incomplete`` (its account and every store's rows stay, so the next run finishes once a
 person has allowed the file's bucket — a file in a bucket the settings do not allow is never looked at, so one
 deleted by hand is only known gone once its bucket is allowed — or has corrected or cleared the row's location).
 A location recorded before that the subject's rows no longer name, and that the erasure may not touch, is
@@ -169,6 +170,8 @@ def erase_elsewhere(ops, dm: DataMap, access: StoreAccess | None, subject: Mappi
     record_found(access.progress, subject_hash, [f for f in found if f[0] in shared], at, state=SHARED)
     record_found(access.progress, subject_hash, keep_packages(ops, access, subject_hash, at), at)
     release_unnamed(access, subject_hash, {uri for uri, _, _ in found}, at)
+    if hold_back(access, subject_hash):  # before any store's rows go: they are how a person mends a location
+        return Elsewhere(files=tuple(subject_files(access.progress, subject_hash)))
     tables, now = [], 0
     for connection, scope in store_targets(dm).items():
         if connection != OPS_CONNECTION:
@@ -318,6 +321,20 @@ def release_unnamed(access: StoreAccess, subject_hash: str, named: set[str], at:
                                        where subject_hash = %s and uri = %s""", (UNNAMED, at, subject_hash, uri))
 
 
+def hold_back(access: StoreAccess, subject_hash: str) -> int:
+    """Record ``not_allowed`` each of the subject's files not yet done that the erasure may not touch (a bucket the
+    settings do not allow, a location that is not a ``gs://`` object name), before anything of the subject is erased:
+    how many. Any holds the whole subject back, every store's rows included: a row another store erased could no
+    longer name its file, and the next attempt would release that file as ``unnamed`` (:func:`release_unnamed`),
+    the subject purged and its file left where it was; the rows also let a person mend the location."""
+    held = [uri for uri, kind in open_files(access.progress, subject_hash)
+            if kind == FILE and _touchable(access, uri) is None]
+    if held:
+        access.progress.execute("""update compliance.erasure_files set state = %s
+                                   where subject_hash = %s and uri = any(%s)""", (NOT_ALLOWED, subject_hash, held))
+    return len(held)
+
+
 def _touchable(access: StoreAccess, uri: str) -> FileRef | None:
     """The file a location names when the erasure may touch it (a gs:// object in an allowed bucket), else None."""
     ref = FileRef.parse(uri)
@@ -348,8 +365,8 @@ def incomplete_reason(locations) -> str:
                      "its row")
     return (f"{len(locations)} file(s) of the subject the erasure may not touch: {'; '.join(parts)}. "
             "compliance.erasure_files lists each for this subject, with the column naming it; then the next run "
-            "deletes the files, or finds them gone. Its other stores and allowed files were erased; its account and "
-            "operational rows stay until then")
+            "deletes the files, or finds them gone. Nothing of the subject was erased: its rows in every store and "
+            "its other files stay until then")
 
 
 REFUSED = "refused"  # a step's tally: the object store refused a subject's file; the subject is left incomplete
