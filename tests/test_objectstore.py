@@ -341,3 +341,35 @@ def test_a_persons_file_is_never_named_when_gcs_cannot_be_reached(monkeypatch):
     said = str(caught.value)
     assert "gs://acme-support-attachments" in said and "connection refused" in said
     assert "990001" not in said and "Jane" not in said and "storage/v1" not in said, said
+
+
+def test_an_object_replaced_while_it_streams_is_never_read_as_a_mix_of_both(gcs):
+    """Found by a fault trial: a person uploads a new version of a file (same name) while an export streams it in
+    ranged requests. The client asked each range of whatever version was live, so the package got the old file's
+    first 8 MiB and the new one's rest, with a SHA-256 of that mix. The version the first range came from is read
+    to the end, or the read fails as the object gone (the export then fails and its retry reads the new one)."""
+    import io
+
+    from include.seam.storage import DOWNLOAD_CHUNK, GCSBuckets
+
+    files = GCSBuckets(retry_timeout=1).bucket(BUCKET)
+    name = "users/7/passport scan #2?.pdf"
+    old, new = b"o" * (2 * DOWNLOAD_CHUNK + 10), b"n" * (2 * DOWNLOAD_CHUNK + 10)
+    files.put(name, old)
+
+    class ReplacedAfterTheFirstRange(io.BytesIO):
+        def write(self, data):
+            if self.tell() == 0:
+                files.put(name, new)
+            return super().write(data)
+
+    out = ReplacedAfterTheFirstRange()
+    try:
+        files.download_to(name, out)
+    except ObjectNotFound as exc:
+        assert "passport" not in str(exc)
+    else:
+        got = out.getvalue()
+        mixed = got not in (old, new)
+        assert not mixed, f"{got.count(b'o')} bytes of the old version and {got.count(b'n')} of the new"
+    assert files.get(name) == new

@@ -52,7 +52,18 @@ _package_download = _objects.download
 def _download(request, response, storage, *args, **kwargs):
     """The package's media download, but a range that starts at or past the object's end is answered as real GCS
     answers it (RFC 9110): 416 with ``Content-Range: bytes */<size>``, which the client reads as no bytes for an
-    empty object. The package answered 206 with ``bytes 0--1/0``, which the client refuses."""
+    empty object. The package answered 206 with ``bytes 0--1/0``, which the client refuses. A ``generation`` the
+    object no longer has (replaced since) is a 404, as in a bucket without versioning; the package served whatever
+    version was live."""
+    wanted = (request.query.get("generation") or [None])[0]
+    if wanted is not None:
+        try:
+            live = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"]).get("generation")
+        except NotFound:
+            live = None  # the package answers 404
+        if live is not None and str(live) != str(wanted):
+            response.status = HTTPStatus.NOT_FOUND
+            return None
     match = re.fullmatch(r"\s*bytes=(\d+)-\d*", request.get_header("range", None) or "")
     if match:
         try:

@@ -332,8 +332,9 @@ def _add_files(zf: zipfile.ZipFile, src: Sources, found: Sequence[tuple[str, str
                 stored.append(StoredFile(uri, table, status="missing"))
                 continue
             entry.close()
-            raise ObjectStoreUnavailable("a file the subject's rows name went missing while it was read into the "
-                                         "package: no package was written (a retry lists it as missing)") from None
+            raise ObjectStoreUnavailable("a file the subject's rows name went missing or was replaced while it was "
+                                         "read into the package: no package was written (a retry reads the new "
+                                         "version, or lists it as missing)") from None
         except BaseException:
             entry.close()  # the zip cannot be closed around an open entry; the package is not used
             raise

@@ -145,13 +145,19 @@ class GCSObjectStore(ObjectStore):
 
     def download_to(self, name: str, out) -> int:
         """Streamed by the client's chunked media download (ranged requests of :data:`DOWNLOAD_CHUNK` bytes into
-        ``out``): the object is never held whole in memory."""
+        ``out``): the object is never held whole in memory. Every range is of the version live when the read began
+        (its generation): one replaced meanwhile is :class:`ObjectNotFound` (in a bucket with versioning, the old
+        version is read to its end), never the first part of one version and the rest of another."""
         key = self.location.key(name) if self.location.path else name
         counter = _Counting(out)
         with self._errors("read", name):
+            # The client's chunked download asks each range of whatever version is live (it pins no generation), so
+            # the version is looked up first and named in every range.
+            live = self._bucket().blob(key)
+            self._call(live.reload)
             # A chunk size makes the client download in ranged requests of that size (without one it holds the
             # whole response, measured: 96 MiB of heap for a 64 MiB object).
-            blob = self._bucket().blob(key, chunk_size=DOWNLOAD_CHUNK)
+            blob = self._bucket().blob(key, chunk_size=DOWNLOAD_CHUNK, generation=live.generation)
             self._call(blob.download_to_file, file_obj=counter, checksum=None)  # SHA-256 is taken by the caller
         return counter.size
 
