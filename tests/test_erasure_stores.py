@@ -797,3 +797,26 @@ def test_a_file_another_store_names_in_a_bucket_not_allowed_holds_the_subject_ba
     done = erase(world, allowed=["acme-uploads", "acme-support-attachments", "elsewhere"])
     assert done.outcome == erasure.PURGED
     assert not buckets.bucket("elsewhere").exists("tickets/10/scan.png")
+
+
+def test_a_redacting_rule_on_another_store_keeps_its_rows_and_redacts_them(world):
+    """Found by a fault trial: the data map may keep a store's rows and null or keyed-hash their columns (a support
+    desk's tickets kept as evidence that a complaint was answered), as on the operational database. Another store's
+    erasure deleted every row whatever the rule said (while the evidence called them redacted): rows the map keeps
+    were gone for good."""
+    from include.subjects import address_hash
+
+    raw = all_stores_datamap_raw()
+    tickets = next(e for e in raw["personal_data"] if e["table"] == "tickets")
+    tickets["erase"] = {"hash": ["requester_email"], "set_null": ["attachment_uri"]}
+    world["dm"] = parse_datamap(raw)
+    conns = world["conns"]
+    before = dict(conns["support_db"].execute("select id, requester_email from tickets where id in (10, 13, 14)"))
+    result = erase(world)
+    assert result.outcome == erasure.PURGED
+    assert {t.table: (t.action, t.rows) for t in result.tables}["support_db:public.tickets"] == ("redact", 3)
+    kept = {i: (e, a) for i, e, a in conns["support_db"].execute("select id, requester_email, attachment_uri from "
+                                                                 "tickets where id in (10, 13, 14)")}
+    assert kept == {i: (address_hash(KEY, before[i]), None) for i in (10, 13, 14)}
+    assert conns["support_db"].execute("select count(*) from ticket_events where ticket_id = 10").fetchone()[0] == 0
+    assert erase(world).outcome == erasure.ALREADY_ERASED  # redacted rows name nobody: nothing more to do

@@ -42,10 +42,10 @@ from psycopg import sql
 from include.datamap import DataMap
 from include.erasure import stores as elsewhere
 from include.erasure.facts import VendorShare, active_holds, request_ids, vendor_shares
-from include.erasure.scope import (REDACT, Target, Unmapped, address_key, discover_unmapped, residual_by_keys_query,
+from include.erasure.scope import (Target, Unmapped, address_key, discover_unmapped, keyed, residual_by_keys_query,
                                    residual_query, subject_address, targets)
 from include.errors import NeedsOperator, Transient, database_said, over_limit
-from include.subjects import address_hash, user_hash
+from include.subjects import user_hash
 
 PURGED = "purged"
 HELD = "held"
@@ -190,8 +190,8 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
             email = claimed[0]
             shared = email is not None and _address_shared(ops, dm, email, user_id)
             params = {"user_id": user_id, "email": None if shared else email}
-            away = elsewhere.erase_elsewhere(ops, dm, options.stores, {"subject_hash": subject_hash, **params}, at,
-                                             lock_timeout_ms=lock_timeout_ms)
+            subject = {"subject_hash": subject_hash, "key": key, **params}
+            away = elsewhere.erase_elsewhere(ops, dm, options.stores, subject, at, lock_timeout_ms=lock_timeout_ms)
             if away.not_allowed:
                 return ErasureResult(outcome=INCOMPLETE, tables=_counts(away), files=away.files, **base)
             kept = (tuple(TableCount(table, "kept", n) for table, n in elsewhere.kept_elsewhere(
@@ -199,7 +199,7 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
             here = _erase_here(ops, dm, scope, params, key, options)
             here["tables"] = _counts(away) + here["tables"]
             result = ErasureResult(outcome=PURGED, **here, shared_address=shared, kept=kept,
-                                   address_hash=_keyed(key, email), files=away.files, **base)
+                                   address_hash=keyed(key, email), files=away.files, **base)
             if before_commit is not None:
                 before_commit(result)
         return result
@@ -229,8 +229,8 @@ def _without_account(ops, dm: DataMap, scope, base: dict, key: bytes, options: E
     if holds:
         return ErasureResult(outcome=HELD, holds=holds, **base) if residual else ErasureResult(
             outcome=ALREADY_ERASED, **base)
-    away = elsewhere.erase_elsewhere(ops, dm, options.stores, {"subject_hash": base["subject_hash"], **params}, at,
-                                     lock_timeout_ms=options.lock_timeout_ms)
+    subject = {"subject_hash": base["subject_hash"], "key": key, **params}
+    away = elsewhere.erase_elsewhere(ops, dm, options.stores, subject, at, lock_timeout_ms=options.lock_timeout_ms)
     if away.not_allowed:
         return ErasureResult(outcome=INCOMPLETE, tables=_counts(away), files=away.files, **base)
     if not residual and not away.touched:
@@ -283,16 +283,7 @@ def _kept_rows(ops, scope, user_id: int, email: str) -> tuple[TableCount, ...]:
 def _erase_table(ops, target: Target, params: dict, key: bytes) -> TableCount:
     """Apply one table's erase rule to the subject's rows; a database refusal names the table."""
     try:
-        if target.action != REDACT:
-            return TableCount(target.label, target.action, ops.execute(target.delete(), params).rowcount)
-        if not target.entry.erase.hash:
-            return TableCount(target.label, REDACT, ops.execute(target.redact_all(), params).rowcount)
-        rows = ops.execute(target.lock_for_redaction(), params).fetchall()
-        if rows:
-            with ops.cursor() as cur:
-                cur.executemany(target.redact_row(), [(*(_keyed(key, v) for v in hashed), ctid)
-                                                      for ctid, *hashed in rows])
-        return TableCount(target.label, REDACT, len(rows))
+        return TableCount(target.label, target.action, target.erase(ops, params, key))
     except psycopg.OperationalError as exc:
         limit = over_limit(exc)
         if limit is None:
@@ -302,10 +293,6 @@ def _erase_table(ops, target: Target, params: dict, key: bytes) -> TableCount:
     except psycopg.DatabaseError as exc:  # its primary message: the DETAIL quotes the refused row
         raise ErasureError(f"erasing {target.label} ({target.action}) was refused by the database: "
                            f"{database_said(exc)}; that subject's erasure was rolled back") from None
-
-
-def _keyed(key: bytes, value):
-    return None if value is None else address_hash(key, str(value))
 
 
 def _residual(ops, scope, unmapped, params: dict) -> dict[str, int]:

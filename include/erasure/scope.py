@@ -26,6 +26,7 @@ from psycopg import sql
 from include.addresses import WHITESPACE, comparable_sql
 from include.datamap import OPS_CONNECTION, DataMap, DataMapError, PersonalDataEntry, SubjectLink
 from include.objectstore import same_file
+from include.subjects import address_hash
 
 DELETE = "delete"
 REDACT = "redact"
@@ -100,6 +101,20 @@ class Target:
         parts = [self.link(link, alias, **params) for link in self.entry.links]
         return parts[0] if len(parts) == 1 else sql.SQL("({})").format(sql.SQL(" or ").join(parts))
 
+    def erase(self, conn, params: Mapping, key: bytes) -> int:
+        """Apply the entry's erase rule to the subject's rows on ``conn`` (its store's database, in the caller's
+        transaction), whichever store it is on: delete them, or null the listed columns and keyed-hash the others
+        (:func:`keyed`, row by row by ``ctid``, the rows locked first). The rows erased."""
+        if self.action != REDACT:
+            return conn.execute(self.delete(), params).rowcount
+        if not self.entry.erase.hash:
+            return conn.execute(self.redact_all(), params).rowcount
+        rows = conn.execute(self.lock_for_redaction(), params).fetchall()
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany(self.redact_row(), [(*(keyed(key, v) for v in hashed), ctid) for ctid, *hashed in rows])
+        return len(rows)
+
     # -- statements ---------------------------------------------------------------------------------------
 
     def delete(self) -> sql.Composable:
@@ -153,6 +168,11 @@ class Target:
         return [self.label, self.action,
                 [[link.column, link.match, *(["only_without_key"] if link.only_without_key else [])] for link in e.links],
                 sorted(e.erase.null), sorted(e.erase.hash)]
+
+
+def keyed(key: bytes, value):
+    """A value as a redacting rule's ``hash`` keeps it: the keyed hash of the address rule's form (None stays None)."""
+    return None if value is None else address_hash(key, str(value))
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ account row (its claim) and before it erases the operational rows and the accoun
    fulfilment's expiry deletes it then. Older ones are deleted with the subject's files. A file in a bucket the
    settings do not allow (or not at a ``gs://`` location) is recorded ``not_allowed`` here (:func:`hold_back`), and
    then nothing of the subject is erased: every store's rows stay, the rows naming such a file among them.
-2. **Each other store, one transaction each**: its rows deleted (a join path's rows before the rows they hang
-   from), its residual counted in the same transaction (anything left rolls that store back and stops the
+2. **Each other store, one transaction each**: its rows erased by their entry's rule, as on the operational
+   database (deleted, or kept with the listed columns nulled or keyed-hashed; a join path's rows before the rows
+   they hang from), its residual counted in the same transaction (anything left rolls that store back and stops the
    subject), then recorded in ``compliance.erasure_store_progress``. No transaction spans stores: a worker
    killed between two stores, or a store lost mid-way, leaves each store either erased or untouched, and the
    retry (which finds the account still there: its transaction rolled back) goes over every store again —
@@ -150,8 +151,8 @@ def access_of(step) -> StoreAccess | None:
 def erase_elsewhere(ops, dm: DataMap, access: StoreAccess | None, subject: Mapping, at: datetime, *,
                     lock_timeout_ms: int) -> Elsewhere:
     """Erase the subject from every other store and delete its files (see the module doc). ``subject``: its
-    ``subject_hash`` and the engine's statement parameters ``user_id`` and ``email`` (the comparable address, or
-    None). ``ops`` is the engine's connection, inside its transaction; ``lock_timeout_ms`` bounds each store's wait
+    ``subject_hash``, the engine's statement parameters ``user_id`` and ``email`` (the comparable address, or
+    None) and the ``key`` a redacting rule's ``hash`` columns are keyed with. ``ops`` is the engine's connection, inside its transaction; ``lock_timeout_ms`` bounds each store's wait
     for a row another transaction holds, as the engine's does in the operational database."""
     if access is None:
         if not needs_access(dm):
@@ -487,7 +488,7 @@ def erase_store(access: StoreAccess, connection: str, scope: tuple[Target, ...],
     params = {"user_id": subject["user_id"], "email": subject["email"]}
     with conn.transaction():
         conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(int(lock_timeout_ms))))
-        now = {t.label: conn.execute(t.delete(), params).rowcount for t in scope}
+        now = {t.label: t.erase(conn, params, subject["key"]) for t in scope}  # each entry's rule, as everywhere
         counts = conn.execute(sql.SQL("select {}").format(sql.SQL(", ").join(t.count() for t in scope)),
                               params).fetchone()
         left = {t.label: n for t, n in zip(scope, counts) if n}
