@@ -700,6 +700,40 @@ def test_objects_no_row_names_are_counted_as_orphans(db, tmp_path):
     assert list(found) == ["acme-uploads"] and opened == ["acme-uploads"]
 
 
+def test_a_bucket_that_refuses_its_listing_leaves_the_other_buckets_counted_and_recorded(db, tmp_path):
+    """Found by a fault trial: one bucket of two the map names missing (renamed) or refusing its listing (403: the
+    connection may not list it). The first refusal failed the task: no bucket's orphans were recorded, the other's
+    count lost with it. Now the others are counted, recorded and audited, then the task fails in one sentence naming
+    the refused bucket(s)."""
+    from include.errors import NeedsOperator
+    from include.objectstore import FileObjectStore, ObjectStoreRefused
+
+    ops, store = db
+    raw = yaml.safe_load(open(load_datamap().source).read())
+    raw["personal_data"] = [e for e in raw["personal_data"] if e.get("connection", "ops_db") == "ops_db"]
+    raw["buckets"] = ["acme-support-attachments", "acme-uploads"]
+    folder = FileObjectStore(f"file://{tmp_path}/acme-uploads")
+    folder.put("users/0/forgotten/old.pdf", b"y" * 1000)
+
+    class Refusing:
+        def describe(self, prefix=""):
+            raise ObjectStoreRefused("Google Cloud Storage refused to list gs://acme-support-attachments with "
+                                     "connection 'google_cloud_default' (403 denied)")
+            yield
+
+    step = replace(step_of(ops, store, "run-orphans"), datamap=parse_datamap(raw),
+                   bucket_stores={"acme-uploads": folder, "acme-support-attachments": Refusing()})
+    with pytest.raises(NeedsOperator) as caught:
+        steps.find_orphans(step)
+    said = str(caught.value)
+    assert said.startswith("1 of 2 bucket(s) could not be listed: Google Cloud Storage refused to list "
+                           "gs://acme-support-attachments"), said
+    assert "\n" not in said and "orphans of the other bucket(s) were counted and recorded" in said
+    recorded = store.execute("select orphans from compliance.discovery_runs where run_id = 'run-orphans'").fetchone()
+    assert recorded is not None and recorded[0]["acme-uploads"]["orphans"] == 1
+    assert "acme-support-attachments" not in recorded[0]
+
+
 def test_an_object_a_row_names_in_another_spelling_is_not_an_orphan(fresh_db, monkeypatch):
     """Found by a fault trial: a row naming its file as ' gs://...' (white space kept from a form), 'GS://...' or
     with a trailing line break names that file for the erasure (include.objectstore.same_file), which deletes it

@@ -13,8 +13,14 @@ from typing import Callable
 from psycopg import sql
 
 from include.datamap import DataMap
+from include.errors import NeedsOperator
 
 log = logging.getLogger("include.discovery")
+
+
+class BucketsRefused(NeedsOperator):
+    """The object store refused to list some of the buckets (missing, or a permission the connection lacks); the
+    others were counted."""
 
 
 def named_objects(dm: DataMap, database: Callable[[str], object]) -> dict[str, set[str]]:
@@ -54,23 +60,34 @@ def _holds(codec: str, character: str) -> bool:
 
 
 def find_orphans(dm: DataMap, database: Callable[[str], object], open_bucket: Callable[[str], object],
-                 allowed: frozenset[str] | None = None) -> dict:
+                 allowed: frozenset[str] | None = None, refused: list[str] | None = None) -> dict:
     """bucket -> {objects, orphans, orphan_bytes, oldest_orphan} for every allowed bucket (none: an empty dict).
     ``allowed``: the buckets the settings allow (``file_buckets``); only those of the map's that it holds are
-    listed (only buckets the settings allow may be touched). None: the map's."""
+    listed (only buckets the settings allow may be touched). None: the map's. A bucket the object store refuses to
+    list (missing, or a permission the connection lacks) is left out and its sentence (naming the bucket only) added
+    to ``refused`` when given, so the others are still counted; without ``refused`` the refusal is raised."""
+    from include.objectstore import ObjectStoreRefused
+
     named = named_objects(dm, database)
     found = {}
     for bucket in [b for b in dm.buckets if allowed is None or b in allowed]:
         total = orphans = size = 0
         oldest: datetime | None = None
-        for info in open_bucket(bucket).describe():
-            total += 1
-            if info.name in named[bucket]:
-                continue
-            orphans += 1
-            size += info.size
-            if info.created is not None and (oldest is None or info.created < oldest):
-                oldest = info.created
+        try:
+            for info in open_bucket(bucket).describe():
+                total += 1
+                if info.name in named[bucket]:
+                    continue
+                orphans += 1
+                size += info.size
+                if info.created is not None and (oldest is None or info.created < oldest):
+                    oldest = info.created
+        except ObjectStoreRefused as exc:
+            if refused is None:
+                raise
+            refused.append(str(exc))
+            log.warning("bucket %s could not be listed: %s", bucket, exc)
+            continue
         found[bucket] = {"objects": total, "orphans": orphans, "orphan_bytes": size,
                          "oldest_orphan": oldest.isoformat() if oldest else None}
         log.info("bucket %s: %d object(s), %d named by no row (%d bytes)", bucket, total, orphans, size)

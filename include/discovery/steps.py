@@ -126,9 +126,21 @@ def find_orphans(step: Step) -> dict:
     from include.erasure import allowed_buckets
 
     allowed = allowed_buckets(dm, getattr(step.settings, "file_buckets", None))
-    result = orphans(dm, step.database, step.bucket, allowed)
-    if step.dry_run:
-        return result
+    refused: list[str] = []
+    result = orphans(dm, step.database, step.bucket, allowed, refused)
+    if not step.dry_run:
+        _record_orphans(step, result)
+    if refused:  # the others are counted and recorded first: one bucket never holds the rest back
+        from include.discovery.orphans import BucketsRefused
+
+        rest = "" if not result else ("; the orphans of the other bucket(s) were counted" +
+                                      ("" if step.dry_run else " and recorded"))
+        raise BucketsRefused(f"{len(refused)} of {len(refused) + len(result)} bucket(s) could not be listed: "
+                             f"{'; '.join(refused)}{rest}")
+    return result
+
+
+def _record_orphans(step: Step, result: dict) -> None:
     from psycopg.types.json import Jsonb
 
     step.store.execute(
@@ -138,4 +150,3 @@ def find_orphans(step: Step) -> dict:
            on conflict (run_id) do update set orphans = excluded.orphans""",
         (step.ctx.run_id, step.ctx.now(), Jsonb(result)))
     step.ctx.audit_step(step.store, "discovery.orphans_counted", result)
-    return result
