@@ -132,14 +132,17 @@ def _failure(exc: Exception) -> JSONResponse:
     import psycopg
 
     from include.errors import NeedsOperator, Transient, database_trouble
-    from include.page.sections import not_permitted
+    from include.page.sections import HELD, lock_waited_out, not_permitted
 
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):  # a grant missing: the store's, not the page's fault
         exc = not_permitted(exc)
     if isinstance(exc, psycopg.OperationalError):
         # Lost or down, or said by its kind (a statement canceled on a timeout, out of resources, over a limit).
         lost = f"the compliance store did not answer: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        held = lock_waited_out(exc)
         exc = database_trouble(exc, "the compliance store", lost)
+        if held:  # the page's own bound (bound_waits) or the login's: say who holds it and what to do
+            exc = type(exc)(f"{exc}; {HELD}")
     if isinstance(exc, (NeedsOperator, Transient)):
         return JSONResponse({"detail": str(exc)}, status_code=503)
     raise exc
@@ -163,6 +166,7 @@ def sections_overview(user: GetUserDep):
     links = ui_links()
     try:
         with _store() as conn:
+            sections.bound_waits(conn)
             version = compliance_store.current_version(conn)
             listed = []
             for section in sections.SECTIONS:
@@ -191,6 +195,7 @@ def section_data(key: str, request: Request, user: GetUserDep):
     try:
         params = sections.one_value_each(request.query_params.multi_items())
         with _store() as conn:
+            sections.bound_waits(conn)
             return sections.render(section, conn, params, ui_links(),
                                    chain=chain_watch() if key in ("audit", "attention") else None)
     except sections.PageError as exc:

@@ -260,6 +260,39 @@ def test_a_store_that_cancels_the_pages_statement_is_said_so_not_called_silent(s
             answer.json()["detail"]
 
 
+def test_a_store_being_migrated_is_said_in_one_sentence_within_seconds_not_waited_for(store, store_db, monkeypatch):
+    """Found by a fault trial: a store migration holds the tables it alters until it commits (every migration runs in
+    one transaction), and the page's login sets no lock_timeout by default, so each look at the page waited, without
+    bound and without a word, for as long as the migration ran, holding one of the API server's worker threads (and a
+    store connection) each. The page bounds its own waits: past a few seconds it answers one 503 sentence saying a
+    migration or a run holds the table; a login's own, shorter setting is kept."""
+    import threading
+    import time
+
+    client = _page_client(monkeypatch, store_db)
+    answers: list = []
+
+    def look():
+        started = time.monotonic()
+        answer = client.get("/api/sections/requests")
+        answers.append((answer, time.monotonic() - started))
+
+    with connect(store_db) as migration:  # a migration altering dsr_status, not yet committed
+        migration.execute("lock table compliance.dsr_status in access exclusive mode")
+        reader = threading.Thread(target=look, daemon=True)
+        reader.start()
+        reader.join(20)
+        migration.rollback()
+    reader.join(20)
+    ((answer, took),) = answers
+    assert answer.status_code == 503 and took < 15, (answer.status_code, took, answer.text[:200])
+    detail = answer.json()["detail"]
+    assert detail.startswith("the compliance store canceled a statement (lock_timeout): "), detail
+    assert detail.endswith("; a store migration or a run holds a table this section reads: look again in a minute")
+    assert "\n" not in detail
+    assert client.get("/api/sections/requests").status_code == 200  # nothing held: answered as before
+
+
 def test_a_store_refusing_the_pages_read_for_good_is_said_to_repeat_not_to_pass(store_db, monkeypatch):
     """A class-55 refusal other than a lock (here ``lastval()`` before any ``nextval`` in the session, SQLSTATE 55000)
     was "the compliance store refused: ...", said as if a reload could mend it: one 503 sentence saying a reload

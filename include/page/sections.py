@@ -180,6 +180,29 @@ def render(section: Section, conn, params: Mapping[str, str], links: UiLinks,
             **{k: jsonable(v) for k, v in body.items()}}
 
 
+# How long one look at the page waits for a table another transaction holds (a store migration, which holds the tables
+# it alters until it commits, or a run's work) and for one statement, where the page's login sets no limit of its own
+# (0): without them a look waited as long as the holder, holding an API server thread and a store connection.
+PAGE_LOCK_TIMEOUT = "3s"
+PAGE_STATEMENT_TIMEOUT = "30s"
+HELD = "a store migration or a run holds a table this section reads: look again in a minute"
+
+
+def bound_waits(conn) -> None:
+    """Bound the page's waits on ``conn`` (:data:`PAGE_LOCK_TIMEOUT`, :data:`PAGE_STATEMENT_TIMEOUT`) for the session,
+    keeping a limit the login sets itself."""
+    conn.execute("""select set_config('lock_timeout', case current_setting('lock_timeout') when '0' then %s
+                                                      else current_setting('lock_timeout') end, false),
+                           set_config('statement_timeout', case current_setting('statement_timeout') when '0' then %s
+                                                           else current_setting('statement_timeout') end, false)""",
+                 (PAGE_LOCK_TIMEOUT, PAGE_STATEMENT_TIMEOUT))
+
+
+def lock_waited_out(exc: BaseException) -> bool:
+    """The store canceled one of the page's statements on its lock_timeout (SQLSTATE 55P03, said as a lock timeout)."""
+    return getattr(exc, "sqlstate", None) == "55P03" and "lock timeout" in str(exc).lower()
+
+
 READER = "the login the page reads the compliance store with"
 
 
