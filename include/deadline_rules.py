@@ -39,6 +39,11 @@ REGIME_TYPES: dict[str, frozenset[str]] = {
 }
 OPEN_STATUSES = frozenset({"received", "verifying", "in_progress"})
 CLOSED_STATUSES = frozenset({"completed", "rejected", "withdrawn"})
+# The status the compliance store records for a request it tracked as open that the operational database no longer has
+# (deleted while it was open): no request carries it; closed to every count, since nothing is left to act on.
+GONE_STATUS = "deleted"
+GONE_REASON = ("the request is no longer in the operational database (deleted while it was open): nothing is left to "
+               "evaluate or escalate")
 STATES = (
     "awaiting_identity",
     "on_track",

@@ -156,6 +156,36 @@ def test_full_runs_pick_up_new_and_closed_requests_but_not_old_closed_ones(db):
     assert evaluate(db, run_id="run-3")["evaluated"] == 0
 
 
+def test_a_request_deleted_while_open_is_said_so_and_no_longer_counted_overdue(db):
+    """Found by a fault trial: a request deleted from the operational database while it was open (a duplicate or spam
+    request removed by the application) kept its last live status, overdue, for good: no run read it again, so the
+    compliance page counted it overdue and the digest listed it among the overdue every day, an alarm nobody could
+    clear. A run over every request records it invalid, saying why, and closed to the page; it comes back if the
+    request does."""
+    from include.reads import attention
+    from include.reads import deadlines as dsr_reads
+
+    add_request(db, 1, received="2026-10-01")  # overdue
+    add_request(db, 2, received="2026-11-20")  # on track
+    evaluate(db, run_id="run-1")
+    assert status(db, 1)["state"] == "overdue"
+    db.execute("delete from privacy_requests where id = 1")
+    summary = evaluate(db, run_id="run-2")
+    row = status(db, 1)
+    assert row["state"] == "invalid" and row["days_left"] is None, row
+    assert row["invalid_reason"] == ("the request is no longer in the operational database (deleted while it was "
+                                     "open): nothing is left to evaluate or escalate")
+    assert summary["gone"] == 1 and status(db, 2)["state"] == "on_track"
+    counted = {i.key: i.count for i in attention.needs_a_person(db, now=NOW, approval_timeout=timedelta(hours=8))}
+    assert counted["requests_overdue"] == 0 and counted["requests_invalid"] == 0
+    assert dsr_reads.request_states(db).get("overdue", 0) == 0
+    assert evaluate(db, run_id="run-3")["gone"] == 0  # said once: nothing changes the next time
+    # Restored (from a backup, say): evaluated again as before.
+    add_request(db, 1, received="2026-10-01")
+    evaluate(db, run_id="run-4")
+    assert status(db, 1)["state"] == "overdue"
+
+
 def test_targeted_run_reports_unknown_ids(db):
     add_request(db, 1)
     add_request(db, 2)

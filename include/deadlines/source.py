@@ -126,6 +126,16 @@ def _open_on_the_day(frame: pd.DataFrame, day_end: datetime) -> pd.DataFrame:
     return frame
 
 
+def missing_ids(conn, dm: DataMap, ids: str) -> list[int]:
+    """Of ``ids`` (a PostgreSQL array literal, as :attr:`Selection.tracked`), those no request of the operational
+    database has (deleted since a run recorded them), in order."""
+    src = dm.record("privacy_requests")
+    query = sql.SQL("select t.id from unnest(%s::bigint[]) t(id) where not exists "
+                    "(select 1 from {table} p where p.{ident} = t.id) order by 1").format(table=src.ident,
+                                                                                         ident=src.col("id"))
+    return [row[0] for row in conn.execute(query, (ids,))]
+
+
 def max_request_id(conn, dm: DataMap) -> int:
     src = dm.record("privacy_requests")
     query = sql.SQL("select coalesce(max({}), -1) from {}").format(src.col("id"), src.ident)

@@ -16,6 +16,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from include import bulk
+from include.deadline_rules import GONE_REASON, GONE_STATUS
 from include.deadlines.source import Selection
 
 CLOSED_STATES = ("closed_on_time", "closed_late")
@@ -41,6 +42,24 @@ def full_run_selection(store) -> Selection:
     if newest_id is None:
         return Selection(tracked=tracked)
     return Selection(tracked=tracked, newer_than_id=newest_id, completed_since=last_start - _WATERMARK_MARGIN)
+
+
+def mark_gone(store, request_ids: list[int], *, as_of: date, evaluated_at: datetime, run_id: str) -> int:
+    """Record the tracked requests the operational database no longer has (:func:`source.missing_ids`) as ``invalid``
+    with :data:`GONE_REASON` and status :data:`GONE_STATUS`, no days left: closed to every count (the page's, the
+    digest's), never again overdue or due soon. Their due dates are kept for the record; a row evaluated as of a later
+    day is left as it is, and one already so recorded is not written again. Its fingerprint is cleared, so that the
+    request, restored, is written again. Returns how many rows changed."""
+    if not request_ids:
+        return 0
+    return store.execute(
+        """update compliance.dsr_status
+           set state = 'invalid', invalid_reason = %(why)s, status = %(gone)s, days_left = null, fingerprint = null,
+               as_of = %(as_of)s, evaluated_at = %(at)s, run_id = %(run)s
+           where request_id = any(%(ids)s) and as_of <= %(as_of)s
+             and (state <> 'invalid' or status is distinct from %(gone)s)""",
+        {"why": GONE_REASON, "gone": GONE_STATUS, "as_of": as_of, "at": evaluated_at, "run": run_id,
+         "ids": list(request_ids)}).rowcount
 
 
 def start_run(store, run_id: str, as_of: date, dry_run: bool, started_at: datetime, what_if: bool = False) -> None:

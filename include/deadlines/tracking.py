@@ -105,6 +105,12 @@ def evaluate_requests(step: Step[DsrParams]) -> dict:
         for result, recipients, prints in bulk.prefetch(_evaluated(frames, as_of, policy, tally)):
             writer.add(result, recipients, prints)
     written, changed, later = writer.written, writer.run_changed, writer.later
+    gone = 0
+    if not what_if and not params.request_ids:
+        # A request the store tracks as open that the operational database no longer has is read by no run: its last
+        # status (overdue, say) would stand for good. Said once, and closed to every count.
+        gone = status_store.mark_gone(store, source.missing_ids(ops, dm, selection.tracked), as_of=as_of,
+                                      evaluated_at=started, run_id=ctx.run_id)
     pruned = status_store.prune_whatifs(store, older_than=started - timedelta(days=settings.whatif_retention_days))
     missing = sorted(set(params.request_ids) - tally.seen)
     counts = dict(sorted(tally.states.items()))
@@ -113,7 +119,7 @@ def evaluate_requests(step: Step[DsrParams]) -> dict:
     summary = {"as_of": as_of.isoformat(), "what_if": what_if, "evaluated": written, "changed": changed,
                "states": counts, "targeted": len(params.request_ids), "not_found": missing,
                "malformed_assignee_emails": tally.bad_assignees, "dry_run": params.dry_run,
-               "whatif_rows_pruned": pruned, "kept_as_of_a_later_day": later}
+               "whatif_rows_pruned": pruned, "kept_as_of_a_later_day": later, "gone": gone}
     ctx.audit_step(store, "dsr.evaluated", summary)
     where = "compliance.dsr_whatif (a what-if: the live status is untouched)" if what_if else "compliance.dsr_status"
     log.info("evaluated %d request(s) as of %s into %s, %d changed; states: %s", written, as_of, where, changed,
@@ -123,6 +129,9 @@ def evaluate_requests(step: Step[DsrParams]) -> dict:
                     "(this run was started on an earlier day and cleared or retried since)", later, as_of)
     if missing:
         log.warning("request id(s) not found in the operational database: %s", missing)
+    if gone:
+        log.warning("%d request(s) tracked as open are no longer in the operational database (deleted while open): "
+                    "recorded invalid with that reason, no longer counted overdue or due soon", gone)
     if counts.get("invalid"):
         log.warning("%d request(s) are invalid; their reasons are in %s.invalid_reason", counts["invalid"],
                     where.split(" ")[0])

@@ -6,6 +6,8 @@ from typing import Mapping
 
 from psycopg import sql
 
+from include.deadline_rules import GONE_STATUS
+
 
 def request_states(conn) -> dict[str, int]:
     """Live requests by state (from ``compliance.dsr_status``)."""
@@ -85,9 +87,10 @@ REQUEST_FILTERS = ("regime", "request_type", "state", "open")
 
 def closed_state(alias: str) -> str:
     """SQL: the ``dsr_status`` row ``alias`` is of a closed request: evaluated closed, or its status is closed (a
-    rejected request whose regime is unknown stays 'invalid' to the deadline rules, and waits for no one)."""
+    rejected request whose regime is unknown stays 'invalid' to the deadline rules, and waits for no one), or it is no
+    longer in the operational database (:data:`GONE_STATUS`: nothing is left to act on)."""
     return (f"coalesce({alias}.state in ('closed_on_time', 'closed_late'), false) "
-            f"or coalesce({alias}.status in ('completed', 'rejected', 'withdrawn'), false)")
+            f"or coalesce({alias}.status in ('completed', 'rejected', 'withdrawn', '{GONE_STATUS}'), false)")
 
 
 def request_page(conn, filters: Mapping[str, str | None] | None = None, *, limit: int = 50, offset: int = 0,
