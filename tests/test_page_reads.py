@@ -372,6 +372,20 @@ def test_whatif_runs_are_read_from_the_run_table_and_only_while_their_rows_are_k
     assert data["refreshed"]["run_id"] in ("manual__a", "manual__b")
 
 
+def test_a_page_past_the_last_what_if_run_says_how_many_there_are_not_a_made_up_count(store):
+    """Found by a fault trial: the what-if section counted its runs as the page's offset plus the rows shown, so a
+    page past the last run (a link kept after the runs were pruned, ``?page=10000000``) said there were 100 (or
+    199,999,980) what-if runs when there was one. A page past the end says the true count."""
+    now = datetime.now(timezone.utc)
+    store.execute("""insert into compliance.dsr_runs (run_id, as_of, dry_run, what_if, started_at, finished_at,
+                                                      evaluated, counts)
+                     values ('manual__only', '2030-01-01', false, true, %s, %s, 0, '{}')""", (now, now))
+    for params, rows in (({}, 1), ({"page": "3", "size": "50"}, 0), ({"page": "10000000"}, 0)):
+        data = render(store, "whatif", params)
+        assert (data["total"], len(data["rows"]), data["total_is_lower_bound"]) == (1, rows, False), (params, data)
+    assert render(store, "whatif", {"size": "1"})["total"] == 1
+
+
 def test_a_section_whose_tables_are_missing_says_not_installed(store):
     """A store migrated by a release without the purge (its tables absent) shows the section as not installed."""
     store.execute("drop table compliance.child_purges cascade")

@@ -285,7 +285,8 @@ def _whatif(req: Request) -> dict:
         run["states"] = ", ".join(f"{k} {v}" for k, v in run["states"].items())
     last = dsr.last_run(req.conn, what_if=True)
     more = len(runs) > req.query.offset + req.query.limit
-    return {"total": req.query.offset + len(shown) + (1 if more else 0), "total_is_lower_bound": more,
+    # Fewer runs than asked for: len(runs) is all of them, on a page past the last one too (not its offset).
+    return {"total": len(runs), "total_is_lower_bound": more,
             "rows": shown,
             "refreshed": refreshed(last and last["finished_at"], last and last["run_id"], DSR, req.links,
                                    as_of=last and last["as_of"])}
