@@ -1116,6 +1116,38 @@ def test_needs_a_person_counts_a_broken_audit_chain_and_leads_to_the_audit_secti
     assert render(store, "audit", chain=watch)["chain"]["state"] == "broken"  # what the count leads to
 
 
+def test_an_evidence_store_that_cannot_be_listed_is_said_unchecked_not_a_disagreeing_chain(store, chain):
+    """Found by a fault trial: the object store holding the anchors not answering for a moment (an outage, a network
+    fault, expired credentials) turned the audit section red, "recomputes, but does not match its anchors", and
+    'Needs a person' counted the audit chain as broken or disagreeing with its anchors: a tampering alarm for an
+    outage. The chain, verified, stays verified; the anchors are said not checked (a warning, with the store's
+    sentence), counted nowhere, and checked again on the next look."""
+    from include.errors import ServiceUnreachable
+
+    watch, write, anchors = chain
+    what = "The audit chain is broken or disagrees with its anchors (the audit section says where)"
+    write(5)
+    assert look(watch, store)["state"] == "verified"
+
+    class Unreachable:
+        location = anchors.location
+
+        def list(self, prefix):
+            raise ServiceUnreachable("the object store did not answer: connection refused (it will be asked again)")
+
+    watch.anchors = lambda: Unreachable()
+    status = watch.status(store)
+    assert status["state"] == "verified" and status["anchor"]["problem"] is None, status["anchor"]
+    audit_section = render(store, "audit", chain=watch)
+    agree = {f["label"]: f for f in audit_section["facts"]}["Agree"]
+    assert agree["tone"] == "warn" and agree["value"].startswith("not checked now: could not list the anchors at "), agree
+    assert "connection refused" in agree["value"]
+    counted = {r["what"]: r for r in render(store, "attention", chain=watch)["rows"]}[what]
+    assert counted["count"]["text"] == "0"
+    watch.anchors = lambda: anchors  # back: compared again, and they agree
+    assert watch.status(store)["anchor"].get("rows_since") == 0
+
+
 def test_needs_a_person_counts_requests_due_soon_and_leads_to_exactly_them(store):
     """Found by a fault trial: a request due within the due-soon window (escalated once, to be answered this week) was
     counted nowhere in 'Needs a person': the team saw it only once it was overdue. It is counted, the count leads to

@@ -328,11 +328,13 @@ def chain_facts(status: dict) -> list[dict]:
         facts.append({"label": "Anchors", "value": anchor.get("note"), "tone": "warn"})
     else:
         newest = (f"row {anchor['newest_row']} · {anchor['newest_hash']}" if anchor.get("newest_row") is not None
-                  else "none yet")
+                  else "not listed" if anchor.get("unchecked") else "none yet")
         facts.append({"label": "Newest anchor", "value": f"{newest} at {anchor['location']}", "tone": None,
                       "kind": "hash"})
         if anchor.get("problem"):
             facts.append({"label": "Agree", "value": f"NO: {anchor['problem']}", "tone": "bad"})
+        elif anchor.get("unchecked"):
+            facts.append({"label": "Agree", "value": f"not checked now: {anchor['unchecked']}", "tone": "warn"})
         elif anchor.get("fresh"):
             facts.append({"label": "Agree", "value": anchor.get("note"), "tone": "warn"})
         else:

@@ -244,7 +244,11 @@ class ChainWatch:
                   "newest_name": found.newest.name if found.newest else None,
                   "walk": verified.anchors}
         if found.error:
-            result["problem"] = f"could not list the anchors: {found.error}"
+            # The store not answering says nothing of the chain or its anchors: said unchecked (a warning), no
+            # disagreement (which reads as tampering, and is counted as a thing waiting for a person); the next look
+            # lists them again. A problem the last whole walk found with the anchors still stands (below).
+            result["unchecked"] = (f"could not list the anchors at {store.location}: {found.error}; the chain itself "
+                                   "is verified above, and the next look lists them again")
         elif found.newest is None:
             if verified.rows:
                 recorded = audit.anchors_recorded(conn, str(store.location))
