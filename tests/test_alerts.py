@@ -97,6 +97,27 @@ def test_a_pending_alert_of_a_run_that_has_since_succeeded_is_withdrawn_not_sent
                          ).fetchone()[0] == 1
 
 
+def test_a_pending_alert_goes_out_when_its_own_run_fails_again(airflow_env, sendgrid, monkeypatch):
+    """Found by a fault trial: a run's failure alert left pending by a SendGrid outage waited for the next alert of
+    another run: the same run failing again (a second task, or the task cleared and failing again, SendGrid back)
+    found its alert recorded already and returned without sending anything, so on-call heard nothing of a daily DAG
+    failing until another run failed, maybe a day later. A later failure of the run sends what is pending, once."""
+    store = airflow_env
+    sendgrid_conn = os.environ["AIRFLOW_CONN_SENDGRID_DEFAULT"]
+    monkeypatch.delenv("AIRFLOW_CONN_SENDGRID_DEFAULT")  # SendGrid cannot be reached: the alert stays pending
+    task_failed(context("child_data_purge", "scheduled__daily", "plan_purge", RuntimeError("lost the store")))
+    assert store.execute("select status from compliance.run_alerts").fetchall() == [("pending",)]
+    monkeypatch.setenv("AIRFLOW_CONN_SENDGRID_DEFAULT", sendgrid_conn)
+    task_failed(context("child_data_purge", "scheduled__daily", "plan_purge", RuntimeError("lost it again"),
+                        try_number=2))
+    (message,) = [a["payload"] for a in sendgrid.accepted()]
+    assert message["personalizations"][0]["custom_args"]["key"] == "child_data_purge/scheduled__daily"
+    assert message["personalizations"][0]["custom_args"]["task_id"] == "plan_purge"
+    assert store.execute("select status from compliance.run_alerts").fetchall() == [("sent",)]
+    task_failed(context("child_data_purge", "scheduled__daily", "notify_compliance", RuntimeError("and again")))
+    assert len(sendgrid.accepted()) == 1  # once per run all the same
+
+
 def test_a_pending_late_alert_is_sent_though_its_run_succeeded_since(airflow_env, sendgrid, monkeypatch):
     """Found by a review of the withdrawal: a late alert says a run missed its deadline, and a run that finished after
     it is late all the same (its alert says when it finished). One pending through a SendGrid outage was withdrawn

@@ -17,6 +17,9 @@ down, say) is logged in one sentence and swallowed. Two faults that fail the run
 a wrong setting (the alert reads only the settings it needs, :meth:`include.config.Settings.for_alerts`) and a
 compliance store that cannot be used (the alert is then sent without its record: once per failing task, not once
 per run, since the record is what makes it once).
+
+An alert SendGrid did not take stays pending and goes out with the next alert sent: a later failure of the same run
+too (a second task, or the task cleared and failing again), which records nothing new but sends what is pending.
 """
 from __future__ import annotations
 
@@ -185,8 +188,10 @@ def _send(failure, *, in_task: bool) -> None:
             _send_unrecorded(failure, settings, connections.first_line(exc))
             return
         if not alerts.record(store, failure, settings.on_call_email):
-            log.info("this run's %s was reported already (once per run)", failure.kind)
-            return
+            # Recorded already: sent, or still pending (SendGrid was down then). A pending one goes out now, with any
+            # other pending alert: it must not wait for another run's alert. Sent ones are not sent again.
+            log.info("this run's %s was recorded already (once per run): sending it if it is still pending",
+                     failure.kind)
         mailer = connections.mailer(deadline_seconds=60)
         # Only a task may ask Airflow for a run's state: a deadline callback's supervisor cannot decode the request
         # and never answers it, so asking there would wait for good (no timeout by default), the alert unsent.
