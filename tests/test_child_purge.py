@@ -1221,3 +1221,83 @@ def test_a_summary_recorded_while_sendgrid_was_down_is_sent_with_the_counts_of_t
     assert counts == purge.summary.counts_for_run(world.store, run_id)
     (message,) = sendgrid.accepted()  # one summary for the run
     assert f": {len(rows)} purged, " in message["payload"]["subject"], message["payload"]["subject"]
+
+
+def test_a_child_an_attempt_still_alive_erased_is_recorded_purged_not_already_erased_by_its_retry(world, monkeypatch):
+    """Found by a review: Airflow started a retry of `purge_subjects` while the earlier attempt was still alive. The
+    earlier attempt committed a child's erasure but had not yet recorded it; the retry, waiting for that child's
+    claim, found the account gone and recorded the child `already_erased` over the earlier attempt's `erasing`
+    record, so the earlier attempt's record matched nothing: a child this run erased said `already_erased`, with no
+    tables, no vendor deletion notices and no `child_purge.subject_purged` entry. An outcome that is not a purge now
+    never replaces a record another attempt marked `erasing`: that attempt records the purge, or the next attempt
+    settles it; the retry ends transient, and its own retry finds nothing left."""
+    run_id = "alive-and-retry"
+    run_until_gate(world, run_id, params(world))
+    rows = ledger.open_rows(world.store, run_id)
+    planned = ledger.outcome_counts(world.store, run_id)
+    late = rows[-1]  # the earlier attempt erases it last, the retry finds only it left
+    vendors = world.ops.execute("select count(distinct vendor_id) from data_shares where user_id = %s",
+                                (late.user_id,)).fetchone()[0]
+    assert vendors  # its erasure owes deletion notices
+    in_claim, retry_waits = threading.Event(), threading.Event()
+    errors: dict[str, BaseException] = {}
+    mark_erasing, finish_subject = ledger.mark_erasing, ledger.finish_subject
+
+    def earliers(result) -> bool:
+        return threading.current_thread().name == "earlier" and result.subject_hash == late.subject_hash
+
+    def marking(store, run, result):  # the earlier attempt, in the child's erasing transaction
+        if earliers(result):
+            in_claim.set()
+            retry_waits.wait(30)
+        return mark_erasing(store, run, result)
+
+    def finishing(store, c, run, result, **kw):  # ... committed, and records the child after its retry did
+        if earliers(result):
+            retry.join(60)
+        return finish_subject(store, c, run, result, **kw)
+
+    monkeypatch.setattr(ledger, "mark_erasing", marking)
+    monkeypatch.setattr(ledger, "finish_subject", finishing)
+
+    def attempt(name: str) -> None:
+        try:
+            with connect(world.url, autocommit=True) as ops, connect(world.url, autocommit=True) as store:
+                purge.purge_subjects(step(world, run_id, ops=ops, store=store))
+        except BaseException as exc:  # noqa: BLE001 - the main thread asserts on it
+            errors[name] = exc
+
+    earlier = threading.Thread(target=attempt, args=("earlier",), name="earlier")
+    retry = threading.Thread(target=attempt, args=("retry",), name="retry")
+    earlier.start()
+    assert in_claim.wait(60), errors
+    with connect(world.url, autocommit=True) as watch:
+        retry.start()
+        for _ in range(400):  # the retry waits for the earlier attempt's claim of the child (its second pass)
+            if watch.execute("select count(*) from pg_stat_activity where datname = current_database() "
+                             "and wait_event_type = 'Lock'").fetchone()[0]:
+                break
+            threading.Event().wait(0.025)
+        else:
+            pytest.fail("the retry never waited for the earlier attempt's claim")
+        retry_waits.set()
+        earlier.join(60)
+    assert not earlier.is_alive() and not retry.is_alive()
+    assert "earlier" not in errors, errors
+    outcome, tables, erased = world.store.execute(
+        "select outcome, tables, rows_erased from compliance.child_purges where run_id = %s and subject_hash = %s",
+        (run_id, late.subject_hash)).fetchone()
+    assert outcome == "purged", (outcome, tables)
+    assert tables["public.users"]["rows"] == 1 and erased > 1
+    assert world.store.execute("select count(*) from compliance.vendor_deletion_notices where run_id = %s and "
+                               "subject_hash = %s", (run_id, late.subject_hash)).fetchone()[0] == vendors
+    assert world.store.execute("select count(*) from compliance.audit_log where action = 'child_purge.subject_purged' "
+                               "and details ->> 'subject_hash' = %s", (late.subject_hash,)).fetchone()[0] == 1
+    assert isinstance(errors.get("retry"), purge.SubjectsBusy), errors  # the child was another attempt's to record
+    # The retry's own retry finds every child recorded; the run is verified and ends purged.
+    monkeypatch.undo()
+    again = purge.purge_subjects(step(world, run_id))
+    assert (again["subjects"], again["settled"]) == (0, 0)
+    purge.verify_purge(step(world, run_id))
+    assert purge.finish_run(step(world, run_id))["outcomes"] == {
+        **{k: n for k, n in planned.items() if k != "planned"}, "purged": len(rows)}

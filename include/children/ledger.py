@@ -214,6 +214,14 @@ def _request_ids(result: ErasureResult) -> list[int] | None:
     return None if result.request_ids is None else list(result.request_ids)
 
 
+def still_erasing(store, run_id: str, subject_hash: str) -> bool:
+    """The subject's record of this run is ``erasing``: an attempt's erasure is about to commit, or committed and
+    not yet recorded."""
+    return store.execute("""select exists (select 1 from compliance.child_purges
+                                           where run_id = %s and subject_hash = %s and outcome = 'erasing')""",
+                         (run_id, subject_hash)).fetchone()[0]
+
+
 def back_to_planned(store, run_id: str, subject_hash: str, at: datetime) -> None:
     """An 'erasing' record whose transaction did not commit: the subject is to be erased again."""
     store.execute("""update compliance.child_purges set outcome = 'planned', tables = null, rows_erased = null,
@@ -228,9 +236,12 @@ def finish_subject(store, ctx: RunContext, run_id: str, result: ErasureResult, *
 
     For a purge: the vendors become outstanding deletion notices, the reports the purge resolved are
     recorded, other runs' open records of the same subject become ``already_erased``, and one audit entry
-    holds the evidence (hash, rules, tables and row counts, vendors). Any other outcome keeps none of an
-    erasure's counts or request ids: a record left ``erasing`` by an erasure refused at its commit was rolled
-    back. Returns False when the row had already left ``planned``/``erasing`` (another attempt recorded it).
+    holds the evidence (hash, rules, tables and row counts, vendors). Any other outcome is written over a
+    ``planned`` record only, and keeps none of an erasure's counts or request ids: an ``erasing`` record is an
+    erasure about to commit, or committed, that its own attempt (alive beside its retry) records as purged, or
+    the next attempt's :func:`include.children.purge.settle` does; an attempt whose own erasure was refused at its
+    commit puts its record back first (:func:`back_to_planned`). Returns False when the row was not open to this
+    outcome (another attempt recorded it, or is recording it).
     """
     at = result.at or ctx.now()
     purged = result.outcome == PURGED
@@ -252,7 +263,7 @@ def finish_subject(store, ctx: RunContext, run_id: str, result: ErasureResult, *
                 """update compliance.child_purges
                    set outcome = %s, reason = coalesce(%s, reason), holds = %s, updated_at = %s,
                        tables = null, rows_erased = null, kept = null, request_ids = null
-                   where run_id = %s and subject_hash = %s and outcome in ('planned', 'erasing')
+                   where run_id = %s and subject_hash = %s and outcome = 'planned'
                    returning rules""",
                 (result.outcome, reason, list(result.holds), at, run_id, result.subject_hash)).fetchone()
         if changed is None:

@@ -47,10 +47,16 @@ log = logging.getLogger(__name__)
 
 
 class SubjectsBusy(Transient):
-    """Some subjects' rows stayed locked by other transactions; the retry erases them."""
+    """Some subjects' rows stayed locked by other transactions, or an earlier attempt still alive is recording them;
+    the retry erases or settles them."""
 
 
 PurgeNotClean = erasure_run.NotClean  # after the purge committed, rows are still tied to a purged subject
+
+# Another attempt of the run marked the subject 'erasing' (an attempt still alive beside its retry): its erasure
+# committed, or is about to, and that attempt records it as purged, or the retry's settle does. What this attempt
+# found then (the account gone, a hold, a refusal) is not the subject's outcome, and is not recorded over it.
+IN_FLIGHT = "in_flight"
 
 
 # -- detect ------------------------------------------------------------------------------------------------
@@ -298,7 +304,7 @@ def purge_subjects(step: Step[PurgeParams], *, progress_every: float = 10.0) -> 
         outcome = _purge_one(step, row, unmapped, wait=False)
         if outcome == erasure.CLAIMED_ELSEWHERE:
             later.append(row)
-        elif outcome in ("busy", "in_flight"):
+        elif outcome in ("busy", IN_FLIGHT):
             busy.append(row)
         else:
             tally[outcome] = tally.get(outcome, 0) + 1
@@ -308,7 +314,7 @@ def purge_subjects(step: Step[PurgeParams], *, progress_every: float = 10.0) -> 
                      done / (last - started))
     for row in later:  # claimed by another eraser a moment ago: wait for it, then see what is left
         outcome = _purge_one(step, row, unmapped, wait=True)
-        if outcome == "busy":
+        if outcome in ("busy", IN_FLIGHT):
             busy.append(row)
         else:
             tally[outcome] = tally.get(outcome, 0) + 1
@@ -319,7 +325,8 @@ def purge_subjects(step: Step[PurgeParams], *, progress_every: float = 10.0) -> 
     log.info("purge of plan %s done in %.1f s: %s", run.plan_hash, time.monotonic() - started, _fmt(tally) or "none")
     if busy:
         raise SubjectsBusy(f"{len(busy)} subject(s) stayed locked by other transactions (the application, or an "
-                           "earlier attempt still alive) and were not erased; the task's retry erases them")
+                           "earlier attempt still alive) or are being recorded by an earlier attempt, and were not "
+                           "erased by this one; the task's retry erases or settles them")
     warn_refused(tally.get(REFUSED, 0))  # the run fails at its end (finish_run), once the others are verified
     return result
 
@@ -336,12 +343,15 @@ def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: 
     ops, store, dm, settings, ctx, params = step.ops, step.store, step.datamap, step.settings, step.ctx, step.params
     now = ctx.now()
 
+    marked = []  # this attempt's 'erasing' record of the subject, once written
+
     def before_commit(result: erasure.ErasureResult) -> None:
         if not ledger.mark_erasing(store, ctx.run_id, result):
             raise _NotThisRunsToErase()
+        marked.append(result.subject_hash)
 
     if row.outcome == ledger.ERASING:  # an attempt that is still alive holds it: the retry settles it
-        return "in_flight"
+        return IN_FLIGHT
     try:
         result = erasure.erase_subject(ops, dm, row.user_id, step.key, at=now, options=erasure.EraseOptions(
             unmapped=unmapped, wait=wait, stores=access_of(step),
@@ -361,8 +371,13 @@ def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: 
         if isinstance(exc, psycopg.OperationalError) and over_limit(exc) is None:
             raise  # a lost connection or a timeout: the task's one sentence, and its retry
         reason = subject_refused_reason(exc)
-        ledger.finish_subject(store, ctx, ctx.run_id, erasure.ErasureResult(
-            row.user_id, row.subject_hash, erasure.INCOMPLETE, at=now), reason=reason)
+        with store.transaction():
+            if marked:  # refused at its commit: the erasure its 'erasing' record describes was rolled back
+                ledger.back_to_planned(store, ctx.run_id, row.subject_hash, now)
+            recorded = ledger.finish_subject(store, ctx, ctx.run_id, erasure.ErasureResult(
+                row.user_id, row.subject_hash, erasure.INCOMPLETE, at=now), reason=reason)
+        if not recorded and ledger.still_erasing(store, ctx.run_id, row.subject_hash):
+            return IN_FLIGHT
         log.warning("a subject was left incomplete: %s", reason)
         return REFUSED
     if result.outcome == erasure.CLAIMED_ELSEWHERE:
@@ -371,7 +386,9 @@ def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: 
               erasure.NOT_ELIGIBLE: "no rule catches the account any more (re-checked under its claim)",
               erasure.ALREADY_ERASED: "the account and its rows were already gone",
               erasure.INCOMPLETE: incomplete_reason(result.not_allowed)}.get(result.outcome)
-    ledger.finish_subject(store, ctx, ctx.run_id, result, reason=reason)
+    if not ledger.finish_subject(store, ctx, ctx.run_id, result, reason=reason) and \
+            ledger.still_erasing(store, ctx.run_id, row.subject_hash):
+        return IN_FLIGHT
     return result.outcome
 
 
