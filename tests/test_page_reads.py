@@ -1453,3 +1453,20 @@ def test_needs_a_person_counts_child_reports_that_name_no_one_to_look_for(store)
     assert (named["value"], named["tone"]) == ("report 23", "warn")
     look("scheduled__2", 1, [])  # the report was given its account id: the next run purged or judged it
     assert {r["what"]: r for r in render(store, "attention")["rows"]}[what]["count"]["text"] == "0"
+
+
+def test_needs_a_person_says_what_it_cannot_count_when_the_store_lacks_a_table(store):
+    """Found by a fault trial: with a table of the store missing (a store behind the code, a migration that failed
+    part-way), Needs a person left out everything that table holds and said "0 waiting" in green: a false all-clear."""
+    from include.reads import attention
+
+    assert render(store, "attention")["facts"][0] == {"label": "Things waiting for a person", "value": 0,
+                                                      "tone": "good"}
+    store.execute("drop table compliance.discovery_findings cascade")
+    items = attention.needs_a_person(store, now=datetime.now(timezone.utc), approval_timeout=timedelta(hours=8))
+    first = items[0]
+    assert (first.key, first.count) == ("store_behind", 1)
+    assert "compliance.discovery_findings" in first.what + first.note and "migrate-store" in first.note
+    data = render(store, "attention")
+    assert data["facts"][0]["value"] == 1 and data["facts"][0]["tone"] == "warn"
+    assert data["rows"][0]["count"]["text"] == "1"
