@@ -148,16 +148,29 @@ def create_indexes(conn: psycopg.Connection) -> None:
 STORE_FILES = {"support_db": "support_desk_schema.sql", "analytics_db": "analytics_schema.sql"}
 
 
+# An address-rule index of a store's schema file: built on include.addresses.comparable_sql's expression.
+_ADDRESS_INDEX = re.compile(r"^create index (\w+) on (\w+) \(lower\(btrim\((\w+), E'[^']*'\)\)\);$", re.MULTILINE)
+
+
 def create_store_schema(conn: psycopg.Connection, connection: str) -> list[str]:
     """Create the reference tables (and indexes) of another store, ``support_db`` or ``analytics_db``, in the
-    database of ``conn``; returns the table names. Refuses, naming the table, when one exists already."""
+    database of ``conn``; returns the table names. Refuses, naming the table, when one exists already. An
+    address-rule index is built on the expression the product sends that database (a ``LATIN1`` or ``SQL_ASCII``
+    one cannot take the UTF-8 form: :class:`include.store_text.Trimmed`)."""
+    from include.addresses import comparable_sql
+
     text = load_sql(STORE_FILES[connection])
     names = _CREATE_TABLE.findall(text)
+    indexes = _ADDRESS_INDEX.findall(text)
     with conn.transaction():
         present = [n for n in names if conn.execute("select to_regclass(quote_ident(%s))", (n,)).fetchone()[0]]
         if present:
             raise SchemaExistsError(present)
-        conn.execute(text)
+        # Without its comments: a statement sent to a SQL_ASCII database is ASCII ("SPEC §3.1" is not).
+        conn.execute("\n".join(line for line in _ADDRESS_INDEX.sub("", text).splitlines() if not line.startswith("--")))
+        for index, table, column in indexes:
+            conn.execute(sql.SQL("create index {} on {} ({})").format(
+                sql.Identifier(index), sql.Identifier(table), comparable_sql(sql.Identifier(column))))
     return names
 
 

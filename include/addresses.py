@@ -11,6 +11,8 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 from psycopg import sql
 
+from include.store_text import Trimmed
+
 
 # Every character str.strip() removes (those for which str.isspace() is true), for SQL that must trim an address
 # as comparable() does: PostgreSQL's btrim() without a second argument removes spaces only, so a tab, a line
@@ -173,5 +175,9 @@ def comparable_sql(column: sql.Composable) -> sql.Composable:
     trims what Python's ``str.strip()`` trims. The expression is the one the operational indexes are built on
     (``devkit/sql/operational_indexes.sql``, ``*_address_key_idx``): PostgreSQL uses an expression index only for
     the identical expression, so build every comparison through this function. NULL stays NULL.
+
+    A store whose database is not UTF-8 (a legacy support desk in ``LATIN1`` or ``SQL_ASCII``) gets the same rule in
+    the form it can take (:class:`include.store_text.Trimmed`: the white space its encoding holds; in ``SQL_ASCII``
+    each character's UTF-8 bytes as a whole): the expression is rendered for the connection it is sent to.
     """
-    return sql.SQL("lower(btrim({}, {}))").format(column, sql.Literal(WHITESPACE))
+    return sql.SQL("lower({})").format(Trimmed(column, WHITESPACE))

@@ -30,6 +30,10 @@ ADDRESS = "Kid.One@Example.org"
 
 @pytest.fixture
 def world(three_stores, tmp_path):
+    yield from _world(three_stores, tmp_path)
+
+
+def _world(three_stores, tmp_path):
     conns = {c: connect(url, autocommit=True) for c, url in three_stores.items()}
     conns["compliance"] = connect(three_stores["ops_db"], autocommit=True)  # the compliance store: its own connection
     compliance_store.migrate(conns["compliance"])
@@ -820,3 +824,74 @@ def test_a_redacting_rule_on_another_store_keeps_its_rows_and_redacts_them(world
     assert kept == {i: (address_hash(KEY, before[i]), None) for i in (10, 13, 14)}
     assert conns["support_db"].execute("select count(*) from ticket_events where ticket_id = 10").fetchone()[0] == 0
     assert erase(world).outcome == erasure.ALREADY_ERASED  # redacted rows name nobody: nothing more to do
+
+
+# What a legacy support desk's database holds: a name with an accent, and (SQL_ASCII keeps bytes as written) one
+# written in Latin-1 beside UTF-8 text, as no UTF-8 text holds it.
+ACCENTED = "Zoë Müller"
+LATIN1_BYTES = b"Jos\xe9 Pe\xf1a"
+
+
+@pytest.fixture(params=["LATIN1", "SQL_ASCII"])
+def legacy_world(three_stores, pg_server_url, tmp_path, request):
+    """The world of these tests with its support desk in a database whose encoding is not UTF-8 (LATIN1, or
+    SQL_ASCII: no encoding checked), the reference tables in it; the subject's tickets there carry an accented name
+    and an attachment whose name ends in a letter outside ASCII."""
+    from devkit import database
+    from devkit.operational_schema import create_store_schema
+    from include.store_text import read_as_str
+    from tests import scratch
+
+    name = f"privacy_enc_{request.param.lower()}_{time.time_ns() % 10**10}"
+    with connect(database.with_database(pg_server_url, "postgres"), autocommit=True) as admin:
+        admin.execute(f"create database {name} template template0 encoding '{request.param}' "
+                      "lc_collate 'C' lc_ctype 'C'")
+        database.mark_as_ours(admin, name)
+    try:
+        url = database.with_database(pg_server_url, name)
+        with connect(url, autocommit=True) as legacy:
+            create_store_schema(legacy, "support_db")
+        for w in _world({**three_stores, "support_db": url}, tmp_path):
+            support, buckets = w["conns"]["support_db"], w["buckets"]
+            read_as_str(support)  # the test's own reads: text as str in SQL_ASCII too
+            attachment = "gs://acme-support-attachments/tickets/11/résumé.pdf"
+            support.execute("insert into tickets (id, requester_email, subject, body, attachment_uri, created_at) "
+                            "values (11, %s, 'cv', %s, %s, now()), (21, 'other@example.org', 'cv', %s, null, now())",
+                            (ADDRESS, ACCENTED, attachment, ACCENTED))
+            buckets.bucket("acme-support-attachments").put("tickets/11/résumé.pdf", b"cv")
+            if request.param == "SQL_ASCII":
+                support.execute("update tickets set subject = convert_from(%s, 'SQL_ASCII') where id in (11, 21)",
+                                (LATIN1_BYTES,))
+            yield {**w, "encoding": request.param}
+    finally:
+        scratch.drop_later(pg_server_url, name)
+
+
+def test_a_subject_is_erased_from_a_store_whose_database_is_not_utf8(legacy_world):
+    """Found by a fault trial: the erasure could not send its statements to a support desk in LATIN1 (the address
+    rule names white space that encoding cannot hold: UnicodeEncodeError) and, in SQL_ASCII, read the attachment's
+    location as bytes. The subject's tickets (by address: upper case, a trailing tab, a no-break space), their events
+    and the attachment named in a non-ASCII letter are erased, verified, and nobody else's touched."""
+    from include.addresses import comparable
+    from include.erasure.stores import kept_elsewhere, residual_by_keys_elsewhere
+
+    w = legacy_world
+    conns, buckets, dm = w["conns"], w["buckets"], w["dm"]
+    planned = erasure.plan(conns["ops_db"], dm, [1], KEY, at=NOW, stores=conns.__getitem__)
+    assert {t.table: t.rows for t in planned.subjects[0].tables}["support_db:public.tickets"] == 4
+    before = snapshot(conns)
+    result = erase(w)
+    assert result.outcome == erasure.PURGED
+    counts = {t.table: t.rows for t in result.tables}
+    assert (counts["support_db:public.tickets"], counts["support_db:public.ticket_events"]) == (4, 3)
+    assert result.files_evidence() == {"deleted": 4}
+    assert buckets.bucket("acme-support-attachments").list("tickets/11/") == []
+    assert conns["support_db"].execute("select count(*) from tickets where id in (10, 11, 13, 14)").fetchone() == (0,)
+    # Verified: nothing of the subject left in the store, by its address or its key.
+    assert kept_elsewhere(dm, access(w), 1, comparable(ADDRESS)) == []
+    assert residual_by_keys_elsewhere(dm, conns.__getitem__, [1]) == {}
+    after = snapshot(conns)
+    assert others(after) == others(before)
+    assert [r[:4] for r in after["support_db.tickets"] if r[0] == 21] == \
+        [r[:4] for r in before["support_db.tickets"] if r[0] == 21]
+

@@ -25,20 +25,19 @@ class BucketsRefused(NeedsOperator):
 
 def named_objects(dm: DataMap, database: Callable[[str], object]) -> dict[str, set[str]]:
     """bucket -> the object names (keys) that file columns name, read from every store the map names."""
-    from include.addresses import WHITESPACE
-    from include.discovery.catalogue import text_as_str
     from include.erasure.scope import same_file_sql
     from include.objectstore import FileRef
+    from include.store_text import read_as_str
 
     named: dict[str, set[str]] = {b: set() for b in dm.buckets}
     for entry, column in dm.file_columns:
         conn = database(entry.connection)
         # Each location as the erasure reads it (white space around it a row's, the scheme in any case): the file a
         # row names in any spelling is deleted with its subject, so it is no orphan. A store whose encoding is not
-        # UTF-8 (a legacy support desk in LATIN1 or SQL_ASCII) holds only some of that white space: the statement
-        # names those (the others could not be sent to it, and in SQL_ASCII their bytes would trim letters).
-        codec = text_as_str(conn)
-        same = same_file_sql(sql.Identifier(column), "".join(ch for ch in WHITESPACE if _holds(codec, ch)))
+        # UTF-8 (a legacy support desk in LATIN1 or SQL_ASCII) is trimmed and read as the erasure does it there
+        # (include.store_text).
+        read_as_str(conn)
+        same = same_file_sql(sql.Identifier(column))
         query = sql.SQL("select distinct {same} from {table} where {same} like 'gs://%%'").format(
             same=same, table=entry.ident)
         for (uri,) in conn.execute(query):
@@ -46,17 +45,6 @@ def named_objects(dm: DataMap, database: Callable[[str], object]) -> dict[str, s
             if ref is not None and ref.bucket in named:
                 named[ref.bucket].add(ref.key)
     return named
-
-
-def _holds(codec: str, character: str) -> bool:
-    """Whether text in ``codec`` (a Python codec; one Python does not know: ASCII at least) holds ``character``."""
-    try:
-        character.encode(codec)
-    except UnicodeEncodeError:
-        return False
-    except LookupError:
-        return character.isascii()
-    return True
 
 
 def find_orphans(dm: DataMap, database: Callable[[str], object], open_bucket: Callable[[str], object],

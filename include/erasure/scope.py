@@ -26,6 +26,7 @@ from psycopg import sql
 from include.addresses import WHITESPACE, comparable_sql
 from include.datamap import OPS_CONNECTION, DataMap, DataMapError, PersonalDataEntry, SubjectLink
 from include.objectstore import same_file
+from include.store_text import Trimmed, read_as_str
 from include.subjects import address_hash
 
 DELETE = "delete"
@@ -246,7 +247,9 @@ def file_locations(dm: DataMap, conn_of: Callable[[PersonalDataEntry], Any],
         target = by_entry.get(id(entry)) or Target(entry)
         query = sql.SQL("select distinct x.{c} from {t} x where {w} and x.{c} is not null order by 1").format(
             c=sql.Identifier(column), t=entry.ident, w=target.where("x"))
-        for (uri,) in conn_of(entry).execute(query, params):
+        conn = conn_of(entry)
+        read_as_str(conn)  # a SQL_ASCII store's locations come as bytes otherwise
+        for (uri,) in conn.execute(query, params):
             if not names_nothing(uri):
                 yield target, column, uri
 
@@ -278,14 +281,16 @@ def shared_locations(dm: DataMap, conn_of: Callable[[PersonalDataEntry], Any], p
         query = sql.SQL("select distinct {same} from {t} x where {same} = any(%(files)s) and not coalesce(({w}), false)"
                         ).format(same=same_file_sql(sql.SQL("x.{}").format(sql.Identifier(column))), t=entry.ident,
                                  w=target.where("x"))
-        named.update(f for (f,) in conn_of(entry).execute(query, {**params, "files": sorted(set(wanted.values()))}))
+        conn = conn_of(entry)
+        read_as_str(conn)
+        named.update(f for (f,) in conn.execute(query, {**params, "files": sorted(set(wanted.values()))}))
     return frozenset(uri for uri, f in wanted.items() if f in named)
 
 
-def same_file_sql(column: sql.Composable, whitespace: str = WHITESPACE) -> sql.Composable:
+def same_file_sql(column: sql.Composable) -> sql.Composable:
     """:func:`same_file` in PostgreSQL (every white-space character Python strips, as the address rule trims; a
-    database whose encoding holds fewer characters: those of ``whitespace`` it holds)."""
-    trimmed = sql.SQL("btrim({}, {})").format(column, sql.Literal(whitespace))
+    database whose encoding is not UTF-8: as :class:`include.store_text.Trimmed` renders it for that database)."""
+    trimmed = Trimmed(column, WHITESPACE)
     return sql.SQL("case when lower(left({t}, 5)) = 'gs://' then 'gs://' || substr({t}, 6) else {t} end").format(
         t=trimmed)
 
