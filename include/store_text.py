@@ -16,6 +16,7 @@ there from a UTF-8 database:
 """
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Iterable, Iterator
 
@@ -80,6 +81,19 @@ def legacy_text(data: bytes) -> tuple[str, bool]:
     text = bytes(data).decode("utf-8", "surrogateescape")
     fixed = _ESCAPED.sub(_latin1, text)
     return fixed, fixed != text
+
+
+def legacy_stream(chunks: Iterable[bytes], found: list) -> Iterator[bytes]:
+    """``chunks`` of a ``SQL_ASCII`` store's text (a COPY's output) as UTF-8, read as :func:`legacy_text` reads it,
+    a character split between two chunks read whole; appends True to ``found`` when a byte was read as Latin-1."""
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    for chunk in [*chunks, None]:
+        text = decoder.decode(b"" if chunk is None else bytes(chunk), final=chunk is None)
+        fixed = _ESCAPED.sub(_latin1, text)
+        if fixed != text and not found:
+            found.append(True)
+        if fixed:
+            yield fixed.encode()
 
 
 def _latin1(match: re.Match) -> str:

@@ -36,7 +36,7 @@ Streamed: each table's rows travel from PostgreSQL straight into the zip entry b
 disk — the CSV by ``COPY ... TO STDOUT``, one row at a time; the JSON through a server-side cursor, a
 thousand rows at a time — so a subject with millions of rows needs no more memory than one with ten.
 Values are rendered by PostgreSQL (``to_json`` and CSV text, time stamps in UTC, dates ISO, every store's text in
-UTF-8 whatever its database's encoding), so a value
+UTF-8 whatever its database's encoding: a ``SQL_ASCII`` store's as :class:`_LegacyText` reads it), so a value
 Python cannot hold (``infinity``, a BC date) is exported as the database holds it.
 
 Deterministic: the same rows on the same day give the same bytes — entries in a fixed order, rows ordered by
@@ -58,15 +58,17 @@ import textwrap
 import threading
 import unicodedata
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timezone
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from psycopg import pq, sql
+from psycopg.adapt import Loader
 
 from include.datamap import OPS_CONNECTION, DataMap, PersonalDataEntry
 from include.erasure.scope import Target, address_key, file_locations, shared_locations, store_targets
 from include.objectstore import Buckets, FileRef, ObjectNotFound, ObjectStoreUnavailable, same_file
+from include.store_text import SQL_ASCII, legacy_stream, legacy_text, server_encoding
 from include.fulfilment.right_to_know import SharedWith
 
 FORMAT = "privacy-ops export package v1"
@@ -226,6 +228,8 @@ class About:
     regime: str
     as_of: date
     policy: tuple[str, str] | None = None   # the privacy policy's version and web address (the README points to it)
+    # The tables of a SQL_ASCII store whose text held bytes no UTF-8 text holds, read as Latin-1 (set by build).
+    text_read_as_latin1: tuple[str, ...] = ()
 
 
 def build(src, dm: DataMap, about: About, who: Subject, shared: SharedWith, path: str) -> Package:
@@ -237,6 +241,7 @@ def build(src, dm: DataMap, about: About, who: Subject, shared: SharedWith, path
     params = {"user_id": who.user_id, "email": who.address}
     all_parts = parts(dm)
     conns = {p.entry.connection: src.conn(p.entry) for p in all_parts}
+    legacy = _LegacyText(c for c, conn in conns.items() if server_encoding(conn) == SQL_ASCII)
     with contextlib.ExitStack() as stack:
         for conn in {id(c): c for c in conns.values()}.values():
             fresh = conn.info.transaction_status == pq.TransactionStatus.IDLE  # not the caller's (a savepoint of it)
@@ -244,7 +249,10 @@ def build(src, dm: DataMap, about: About, who: Subject, shared: SharedWith, path
             if fresh:  # one snapshot for the store's counts and rows (the default takes one per statement)
                 conn.execute("set transaction isolation level repeatable read, read only")
             conn.execute("set local timezone = 'UTC'")
-            conn.execute("set local client_encoding = 'UTF8'")  # COPY writes it: every store's CSV in UTF-8
+            # COPY writes it: every store's CSV in UTF-8. A SQL_ASCII store refuses to send a value that is not UTF-8
+            # then: its text comes as stored, and is read here (_LegacyText).
+            conn.execute("set local client_encoding = 'SQL_ASCII'" if server_encoding(conn) == SQL_ASCII
+                         else "set local client_encoding = 'UTF8'")
             conn.execute("set local datestyle = 'ISO, YMD'")
             conn.execute("set local intervalstyle = 'iso_8601'")
             conn.execute("set local extra_float_digits = 1")
@@ -264,13 +272,14 @@ def build(src, dm: DataMap, about: About, who: Subject, shared: SharedWith, path
         with zipfile.ZipFile(out.fh, "w", allowZip64=True) as zf:
             for category in rows:
                 mine = [p for p in all_parts if p.category == category]
-                add(f"{category}.json", _category_json(src, category, mine, params))
+                add(f"{category}.json", _category_json(src, category, mine, params, legacy))
                 for part in mine:
-                    add(part.csv_name, _copy(src.conn(part.entry), _csv_statement(part), params))
+                    add(part.csv_name, legacy.csv(part, _copy(src.conn(part.entry), _csv_statement(part), params)))
             add("shared_with.json", [_json(shared_document(shared))])
             add("shared_with.csv", [shared_csv(shared)])
             stored = _add_files(zf, src, found, _allowed(src, dm), out)
             files += [f.entry for f in stored if f.entry]
+            about = replace(about, text_read_as_latin1=tuple(sorted(legacy.tables)))
             add("README.txt", [readme(about, who, rows, shared, stored).encode()])
             add("package.json", [_json(manifest(about, who, rows, shared, [*files, "package.json"], stored))])
         digest, size = out.finish()
@@ -561,9 +570,12 @@ def _copy(ops, statement: sql.Composable, params: dict) -> Iterator[bytes]:
             yield bytes(chunk)
 
 
-def _category_json(src: Sources, category: str, mine: Sequence[Part], params: dict) -> Iterator[bytes]:
+def _category_json(src: Sources, category: str, mine: Sequence[Part], params: dict,
+                   legacy: "_LegacyText | None" = None) -> Iterator[bytes]:
     """``<category>.json``, streamed a batch of rows at a time through a server-side cursor (a few batches in
-    memory at once, whatever the subject's size); ``to_json`` escapes every control character itself."""
+    memory at once, whatever the subject's size); ``to_json`` escapes every control character itself. ``legacy``:
+    the stores in ``SQL_ASCII`` (none when not given)."""
+    legacy = legacy or _LegacyText(())
     yield (b'{\n  "category": ' + json.dumps(category).encode() + b',\n  "description": '
            + json.dumps(DESCRIPTIONS.get(category, category)).encode() + b',\n  "tables": [')
     for i, part in enumerate(mine):
@@ -572,12 +584,51 @@ def _category_json(src: Sources, category: str, mine: Sequence[Part], params: di
         first = True
         with src.conn(part.entry).cursor(name=f"export_{category}_{i}") as cur:
             cur.itersize = 4
+            legacy.as_stored(part, cur)
             cur.execute(_json_batches(part), params)
             for (batch,) in cur:
-                yield (b"\n        " if first else b",\n        ") + batch.encode()
+                yield (b"\n        " if first else b",\n        ") + legacy.json(part, batch)
                 first = False
         yield b"]\n    }" if first else b"\n      ]\n    }"
     yield b"\n  ]\n}\n"
+
+
+class _LegacyText:
+    """The text of the package's stores in ``SQL_ASCII`` (bytes as their clients wrote them, no encoding checked):
+    read as UTF-8, each byte no UTF-8 text holds as its Latin-1 character (:func:`include.store_text.legacy_text`:
+    nothing is lost, and a Latin-1 ``é`` written by an older client reads as ``é``); ``tables`` collects the tables
+    where that happened, which the package names. Every other store's text the server sends in UTF-8."""
+
+    def __init__(self, stores: Iterable[str]):
+        self.stores = frozenset(stores)
+        self.tables: set[str] = set()
+
+    def as_stored(self, part: Part, cur) -> None:
+        """Make ``cur`` hand the part's text over as its bytes (in a SQL_ASCII store)."""
+        if part.entry.connection in self.stores:
+            cur.adapters.register_loader("text", _StoredBytes)
+
+    def json(self, part: Part, batch) -> bytes:
+        if isinstance(batch, str):
+            return batch.encode()
+        text, latin1 = legacy_text(batch)
+        if latin1:
+            self.tables.add(part.label)
+        return text.encode()
+
+    def csv(self, part: Part, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        if part.entry.connection not in self.stores:
+            yield from chunks
+            return
+        found: list = []
+        yield from legacy_stream(chunks, found)
+        if found:
+            self.tables.add(part.label)
+
+
+class _StoredBytes(Loader):
+    def load(self, data) -> bytes:
+        return bytes(data)
 
 
 # -- the documents ------------------------------------------------------------------------------------------
@@ -597,6 +648,7 @@ def manifest(about: About, who: Subject, rows: dict[str, dict[str, int]], shared
                         "undated_vendors": len(shared.undated)},
         "files": list(files),
         "stored_files": [f.as_dict() for f in stored],
+        **({"text_read_as_latin1": list(about.text_read_as_latin1)} if about.text_read_as_latin1 else {}),
     }
 
 
@@ -695,6 +747,11 @@ def readme(about: About, who: Subject, rows: dict[str, dict[str, int]], shared: 
                   "UTC. Binary values are \\x followed by hexadecimal; lists are JSON arrays in the JSON files and "
                   "{a,b} in the CSV files; durations are ISO 8601 (P1DT2H); a date or time written infinity or "
                   "-infinity is one our records keep as no end or no beginning."), ""]
+    if about.text_read_as_latin1:
+        out += [_para(f"Some text in {len(about.text_read_as_latin1)} of our tables (text_read_as_latin1 in "
+                      "package.json) was stored in an older encoding: where its bytes were not UTF-8, each was read "
+                      "as the Latin-1 character it stands for (so a stored é reads é). Tell us if such a value "
+                      "reads wrong."), ""]
     if who.shared_address:
         out += [_para("Another account uses the same email address as yours. Records linked to that address only "
                       "(and not to your account) are left out, because they may belong to the other person. Contact "
