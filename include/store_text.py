@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 from psycopg import sql
 
@@ -29,10 +29,12 @@ _ESCAPED = re.compile("[\udc80-\udcff]")
 
 
 def server_encoding(conn) -> str:
-    """The encoding of the database of ``conn`` (``UTF8``, ``LATIN1``, ``SQL_ASCII``); ``UTF8`` without one."""
-    if conn is None:
+    """The encoding of the database of ``conn`` (``UTF8``, ``LATIN1``, ``SQL_ASCII``); ``UTF8`` without one (or for
+    an object standing in for a connection that says none)."""
+    info = getattr(conn, "info", None)
+    if info is None:
         return UTF8
-    return conn.info.parameter_status("server_encoding") or UTF8
+    return info.parameter_status("server_encoding") or UTF8
 
 
 def holds(encoding: str, character: str) -> bool:
@@ -73,6 +75,29 @@ class Trimmed(sql.Composable):
         runs = "|".join([f"[{single}]", *(ch for ch in whitespace if not ch.isascii())])
         pattern = f"^(?:{runs})+|(?:{runs})+$"
         return sql.SQL("regexp_replace({}, {}, '', 'g')").format(column, sql.Literal(pattern))
+
+
+def store_params(conn, params: Mapping) -> Mapping:
+    """``params`` of an erasure's or an export's statement as the store of ``conn`` can take them: an address
+    (``email``, each of ``emails``) its database's encoding cannot hold (``ł`` in ``LATIN1``) is None there, and a
+    file location (``files``) it cannot hold is left out. No row of that store can hold them, so they match nothing
+    there; sent, they could not even be encoded (the driver's UnicodeEncodeError, or the server's "has no equivalent
+    in encoding")."""
+    encoding = server_encoding(conn)
+    if encoding in (UTF8, SQL_ASCII):  # SQL_ASCII takes any bytes: the UTF-8 ones are sent
+        return params
+
+    def held(value):
+        return value if value is None or all(holds(encoding, ch) for ch in value) else None
+
+    out = dict(params)
+    if out.get("email") is not None:
+        out["email"] = held(out["email"])
+    if out.get("emails") is not None:
+        out["emails"] = [held(e) for e in out["emails"]]
+    if out.get("files") is not None:
+        out["files"] = [f for f in out["files"] if held(f) is not None]
+    return out
 
 
 def legacy_text(data: bytes) -> tuple[str, bool]:

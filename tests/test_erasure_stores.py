@@ -935,3 +935,40 @@ def test_a_package_is_exported_from_a_store_whose_database_is_not_utf8(legacy_wo
         assert "Latin-1" in files["README.txt"].decode()
     else:
         assert "text_read_as_latin1" not in manifest
+
+
+def test_an_address_the_stores_encoding_cannot_hold_matches_nothing_there_and_stops_no_one(legacy_world):
+    """Found by a fault trial: a subject whose address holds a letter LATIN1 has not (``ł``: no row of that store can
+    hold it) could not be sent to a support desk in LATIN1: the plan failed (UnicodeEncodeError), a traceback retried
+    three times, and every subject of the run with it; the same subject's export was refused by the store. So was a
+    file of the subject named in such letters, which the erasure and the export look for in every store. Such an
+    address (or location) now matches nothing there: the subject is erased from every store, its file deleted, its
+    package exported, and the others' work goes on."""
+    w = legacy_world
+    conns = w["conns"]
+    conns["ops_db"].execute("insert into users (id, email, full_name, created_at) values (3, 'łucja@example.org', "
+                            "'Łucja', now())")
+    conns["analytics_db"].execute("insert into daily_usage values (3, '2026-11-01', 'export', 3, 60)")
+    # A file named in letters LATIN1 has not either: no ticket of that store can name it.
+    conns["ops_db"].execute("insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, created_at) "
+                            "values (31, 3, 'łódź.pdf', 'upload', 'gs://acme-uploads/users/3/łódź.pdf', 2, now())")
+    w["buckets"].bucket("acme-uploads").put("users/3/łódź.pdf", b"pl")
+    requests = ((1, 3, "access"), (2, 3, "erasure"), (3, 1, "erasure"), (4, 2, "access"))
+    for rid, uid, kind in requests:
+        conns["ops_db"].execute("""insert into privacy_requests (id, user_id, requester_email, regime, request_type,
+                                                                 received_at, identity_verified_at, status)
+                                   values (%s, %s, 'x@example.org', 'gdpr', %s, %s, %s, 'in_progress')""",
+                                (rid, uid, kind, NOW.replace(day=20), NOW.replace(day=20)))
+    fulfilment_run(w, "manual__unheld_address", tuple(r for r, _, _ in requests))
+    got = dict(conns["compliance"].execute("select request_id, outcome from compliance.dsr_fulfilments"))
+    assert got == {1: "exported", 2: "erased", 3: "erased", 4: "exported"}
+    with zipfile.ZipFile(io.BytesIO(w["evidence"].get(package.object_name(1)))) as zf:
+        manifest = json.loads(zf.read("package.json"))
+    tables = {t: n for c in manifest["categories"].values() for t, n in c["tables"].items()}
+    assert (tables["support_db:public.tickets"], tables["analytics_db:public.daily_usage"]) == (0, 1)
+    assert [f["status"] for f in manifest["stored_files"]] == ["included"]
+    assert w["buckets"].bucket("acme-uploads").list("users/3/") == []
+    assert conns["ops_db"].execute("select count(*) from users where id in (1, 3)").fetchone() == (0,)
+    assert conns["analytics_db"].execute("select count(*) from daily_usage where user_id in (1, 3)").fetchone() == (0,)
+    assert conns["support_db"].execute("select count(*) from tickets where id in (10, 11, 13, 14)").fetchone() == (0,)
+    assert conns["support_db"].execute("select count(*) from tickets where id in (20, 21)").fetchone() == (2,)

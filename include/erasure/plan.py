@@ -29,6 +29,7 @@ from include.datamap import OPS_CONNECTION, DataMap
 from include.erasure.engine import TableCount, TablesEvidence
 from include.erasure.facts import VendorShare, active_holds, vendor_shares
 from include.erasure.scope import address_key, discover_unmapped, split_label, store_targets, subject_address
+from include.store_text import store_params
 from include.subjects import user_hash
 
 PLAN_VERSION = 1
@@ -167,7 +168,7 @@ def plan(ops, dm: DataMap, user_ids: Iterable[int], key: bytes, *, at: datetime,
             if conn is not ops:
                 conn.execute("set transaction isolation level repeatable read, read only")
             for target in by_store[connection]:
-                for uid, n in conn.execute(target.count_for_each(), params):
+                for uid, n in conn.execute(target.count_for_each(), store_params(conn, params)):
                     counts[uid].append(TableCount(target.label, target.action, n))
     forgotten: dict[int, list[TableCount]] = {i: [] for i in ids}
     for table in unmapped:

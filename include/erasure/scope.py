@@ -26,7 +26,7 @@ from psycopg import sql
 from include.addresses import WHITESPACE, comparable_sql
 from include.datamap import OPS_CONNECTION, DataMap, DataMapError, PersonalDataEntry, SubjectLink
 from include.objectstore import same_file
-from include.store_text import Trimmed, read_as_str
+from include.store_text import Trimmed, read_as_str, store_params
 from include.subjects import address_hash
 
 DELETE = "delete"
@@ -249,7 +249,7 @@ def file_locations(dm: DataMap, conn_of: Callable[[PersonalDataEntry], Any],
             c=sql.Identifier(column), t=entry.ident, w=target.where("x"))
         conn = conn_of(entry)
         read_as_str(conn)  # a SQL_ASCII store's locations come as bytes otherwise
-        for (uri,) in conn.execute(query, params):
+        for (uri,) in conn.execute(query, store_params(conn, params)):
             if not names_nothing(uri):
                 yield target, column, uri
 
@@ -283,7 +283,8 @@ def shared_locations(dm: DataMap, conn_of: Callable[[PersonalDataEntry], Any], p
                                  w=target.where("x"))
         conn = conn_of(entry)
         read_as_str(conn)
-        named.update(f for (f,) in conn.execute(query, {**params, "files": sorted(set(wanted.values()))}))
+        named.update(f for (f,) in conn.execute(query, store_params(conn, {**params,
+                                                                            "files": sorted(set(wanted.values()))})))
     return frozenset(uri for uri, f in wanted.items() if f in named)
 
 

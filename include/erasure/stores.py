@@ -53,6 +53,7 @@ from include.datamap import OPS_CONNECTION, DataMap
 from include.erasure.scope import Target, file_locations, shared_locations, store_targets
 from include.errors import NeedsOperator, database_said, over_limit
 from include.objectstore import Buckets, FileRef, ObjectStore, ObjectStoreRefused
+from include.store_text import store_params
 
 log = logging.getLogger(__name__)
 
@@ -485,7 +486,7 @@ def erase_store(access: StoreAccess, connection: str, scope: tuple[Target, ...],
     row another transaction holds), its residual zero before it commits; then recorded. Returns every table's rows
     erased over all attempts, and the rows erased now."""
     conn = access.connect(connection)
-    params = {"user_id": subject["user_id"], "email": subject["email"]}
+    params = store_params(conn, {"user_id": subject["user_id"], "email": subject["email"]})
     with conn.transaction():
         conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(int(lock_timeout_ms))))
         now = {t.label: t.erase(conn, params, subject["key"]) for t in scope}  # each entry's rule, as everywhere
@@ -523,8 +524,9 @@ def kept_elsewhere(dm: DataMap, access: StoreAccess | None, user_id: int, email:
     for connection, scope in store_targets(dm).items():
         if connection == OPS_CONNECTION or not scope:
             continue
-        counts = access.connect(connection).execute(sql.SQL("select {}").format(
-            sql.SQL(", ").join(t.count() for t in scope)), params).fetchone()
+        conn = access.connect(connection)
+        counts = conn.execute(sql.SQL("select {}").format(
+            sql.SQL(", ").join(t.count() for t in scope)), store_params(conn, params)).fetchone()
         kept += [(t.label, n) for t, n in zip(scope, counts) if n]
     return kept
 

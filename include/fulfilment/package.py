@@ -68,7 +68,7 @@ from psycopg.adapt import Loader
 from include.datamap import OPS_CONNECTION, DataMap, PersonalDataEntry
 from include.erasure.scope import Target, address_key, file_locations, shared_locations, store_targets
 from include.objectstore import Buckets, FileRef, ObjectNotFound, ObjectStoreUnavailable, same_file
-from include.store_text import SQL_ASCII, legacy_stream, legacy_text, server_encoding
+from include.store_text import SQL_ASCII, legacy_stream, legacy_text, server_encoding, store_params
 from include.fulfilment.right_to_know import SharedWith
 
 FORMAT = "privacy-ops export package v1"
@@ -519,7 +519,8 @@ def _counts(src: Sources, all_parts: Sequence[Part], params: dict) -> dict[str, 
         items = list(entries.items())
         query = sql.SQL("select {}").format(sql.SQL(", ").join(
             sql.SQL("(select count(*) from {t} x where {w})").format(t=p.entry.ident, w=_where(p)) for _, p in items))
-        row = src.conn(items[0][1].entry).execute(query, params).fetchone()
+        conn = src.conn(items[0][1].entry)
+        row = conn.execute(query, store_params(conn, params)).fetchone()
         found.update({label: n for (label, _), n in zip(items, row)})
     return found
 
@@ -565,7 +566,7 @@ def _json_batches(part: Part) -> sql.Composable:
 
 
 def _copy(ops, statement: sql.Composable, params: dict) -> Iterator[bytes]:
-    with ops.cursor() as cur, cur.copy(statement, params) as copy:
+    with ops.cursor() as cur, cur.copy(statement, store_params(ops, params)) as copy:
         for chunk in copy:
             yield bytes(chunk)
 
@@ -585,7 +586,7 @@ def _category_json(src: Sources, category: str, mine: Sequence[Part], params: di
         with src.conn(part.entry).cursor(name=f"export_{category}_{i}") as cur:
             cur.itersize = 4
             legacy.as_stored(part, cur)
-            cur.execute(_json_batches(part), params)
+            cur.execute(_json_batches(part), store_params(cur.connection, params))
             for (batch,) in cur:
                 yield (b"\n        " if first else b",\n        ") + legacy.json(part, batch)
                 first = False
