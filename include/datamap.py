@@ -17,6 +17,7 @@ import yaml
 from psycopg import sql
 
 from include.errors import NeedsOperator
+from include.store_text import read_as_str
 
 CATEGORIES = frozenset({"contact", "account", "content", "usage", "network", "social", "support"})
 
@@ -519,8 +520,11 @@ def validate_against_database(dm: DataMap, conn, connection: str = OPS_CONNECTIO
     """Check every table and column the map names on ``connection`` against ``conn``, that connection's live
     database (the operational one, with the records, by default; :func:`validate_stores` checks them all).
 
-    All problems are collected and raised together, each naming its data map entry.
+    All problems are collected and raised together, each naming its data map entry. A store whose database is in
+    ``SQL_ASCII`` has its catalogue's names read as text (:func:`include.store_text.read_as_str`; the driver hands
+    them over as bytes, and no table would be found).
     """
+    read_as_str(conn)
     entries = dm.entries_on(connection)
     records = tuple(dm.records.values()) if connection == OPS_CONNECTION else ()
     tables = {(r.schema, r.table) for r in records} | {(e.schema, e.table) for e in entries}

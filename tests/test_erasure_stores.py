@@ -972,3 +972,29 @@ def test_an_address_the_stores_encoding_cannot_hold_matches_nothing_there_and_st
     assert conns["analytics_db"].execute("select count(*) from daily_usage where user_id in (1, 3)").fetchone() == (0,)
     assert conns["support_db"].execute("select count(*) from tickets where id in (10, 11, 13, 14)").fetchone() == (0,)
     assert conns["support_db"].execute("select count(*) from tickets where id in (20, 21)").fetchone() == (2,)
+
+
+def test_the_data_map_is_checked_against_a_store_whose_database_is_not_utf8(legacy_world, pg_server_url):
+    """Found by a fault trial: every DAG's prepare_store (and check-datamap) refused a support desk in SQL_ASCII that
+    holds every table and column the map names: the catalogue's names came back as bytes, so "none of the 2 tables
+    the data map places on connection 'support_db' exists in its database", a setup fault failing every run at once.
+    The map fits it, as it fits the same store in LATIN1; a column really missing there is still named."""
+    import contextlib
+
+    from include.datamap import DataMapError, validate_stores
+
+    conns = legacy_world["conns"]
+    url = conns["support_db"].info.dsn
+
+    @contextlib.contextmanager
+    def store(conn_id):
+        if conn_id != "support_db":
+            yield conns[conn_id]
+            return
+        with connect(url, autocommit=True) as fresh:  # as prepare_store opens it: nothing registered on it before
+            yield fresh
+
+    validate_stores(legacy_world["dm"], store)
+    conns["support_db"].execute("alter table ticket_events drop column note")
+    with pytest.raises(DataMapError, match="column 'note' does not exist in table public.ticket_events"):
+        validate_stores(legacy_world["dm"], store)
