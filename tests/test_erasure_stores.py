@@ -897,6 +897,13 @@ def test_a_subject_is_erased_from_a_store_whose_database_is_not_utf8(legacy_worl
     assert others(after) == others(before)
     assert [r[:4] for r in after["support_db.tickets"] if r[0] == 21] == \
         [r[:4] for r in before["support_db.tickets"] if r[0] == 21]
+    # The store's address index (built through comparable_sql on it) serves the erasure's statement there.
+    tickets = next(t for t in erasure.store_targets(dm)["support_db"] if t.entry.table == "tickets")
+    with conns["support_db"].transaction():
+        conns["support_db"].execute("set local enable_seqscan = off")
+        plan = [r[0] for r in conns["support_db"].execute(psycopg.sql.SQL("explain ") + tickets.delete(),
+                                                          {"user_id": 1, "email": comparable(ADDRESS)})]
+    assert any("tickets_address_key_idx" in line for line in plan), plan
 
 
 def test_a_package_is_exported_from_a_store_whose_database_is_not_utf8(legacy_world):
