@@ -53,7 +53,7 @@ from include.datamap import OPS_CONNECTION, DataMap
 from include.erasure.scope import Target, file_locations, shared_locations, store_targets
 from include.errors import NeedsOperator, database_said, over_limit
 from include.objectstore import Buckets, FileRef, ObjectStore, ObjectStoreRefused
-from include.store_text import store_params
+from include.store_text import read_as_str, store_params
 
 log = logging.getLogger(__name__)
 
@@ -486,6 +486,7 @@ def erase_store(access: StoreAccess, connection: str, scope: tuple[Target, ...],
     row another transaction holds), its residual zero before it commits; then recorded. Returns every table's rows
     erased over all attempts, and the rows erased now."""
     conn = access.connect(connection)
+    read_as_str(conn)  # a keyed hash of a SQL_ASCII store's value is of its text, not of its bytes' repr
     params = store_params(conn, {"user_id": subject["user_id"], "email": subject["email"]})
     with conn.transaction():
         conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(int(lock_timeout_ms))))
