@@ -122,7 +122,20 @@ def database_said(exc: BaseException) -> str:
         primary = f"the application's function {raised} raised an exception (its message is not repeated: it may " \
                   "quote the row)"
         return f"{primary} (SQLSTATE {code})" if code else primary
+    if code and code.startswith("22"):
+        primary = _without_value(primary)
     return f"{scrub(primary)} (SQLSTATE {code})" if code else scrub(primary)
+
+
+# A data exception's (class 22) primary message quotes the value it could not take: 'invalid input syntax for type
+# date: "Ada Lovelace"', 'value "4155550132123" is out of range', 'invalid byte sequence for encoding "UTF8": 0xe9 0x20'
+# (a name's bytes). The type, the encoding and the kind of refusal are what a person needs; the value is someone's.
+_QUOTED_VALUE = re.compile(r'(: |\bvalue )"(?:[^"]|"")*"')
+_BYTE_RUN = re.compile(r"0x[0-9a-fA-F]{2}(?: 0x[0-9a-fA-F]{2})*")
+
+
+def _without_value(primary: str) -> str:
+    return _QUOTED_VALUE.sub(lambda m: f'{m.group(1)}"…"', _BYTE_RUN.sub("…", primary))
 
 
 _RAISED_IN = re.compile(r"^\S+ function (\S+?\([^)]*\)) line \d+ at RAISE")

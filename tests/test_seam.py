@@ -491,7 +491,7 @@ def test_an_exception_a_trigger_raises_with_the_row_is_never_repeated(fresh_db, 
                         begin insert into people values ('x', null, null, null, null); return old; end $$""")
         with pytest.raises(psycopg.Error) as refused:
             conn.execute("delete from people")
-        assert database_said(refused.value) == 'invalid input syntax for type integer: "x" (SQLSTATE 22P02)'
+        assert database_said(refused.value) == 'invalid input syntax for type integer: "…" (SQLSTATE 22P02)'
 
 
 _DEFECTIVE_STEPS = '''
@@ -812,3 +812,28 @@ def test_a_postgres_connection_that_declares_no_type_still_connects(monkeypatch,
         {"host": parts.hostname, "port": parts.port, "login": parts.username, "schema": parts.path.lstrip("/")}))
     with runtime.postgres("typeless") as conn:
         assert conn.execute("select current_database()").fetchone()[0] == parts.path.lstrip("/")
+
+
+def test_a_databases_data_exception_is_said_without_the_value_it_quotes(fresh_db):
+    """Found by a fault trial: a data exception's primary message quotes the value it could not take (a name read as
+    a date, an address as a number, a name's bytes in another encoding), and database_said repeated it into task
+    logs and records. The kind of refusal and the type or encoding stay; the value does not."""
+    import psycopg
+
+    from include.errors import database_said
+
+    refusals = {"select 'Ada Lovelace'::date": 'invalid input syntax for type date: "…" (SQLSTATE 22007)',
+                "select 'Ada Lovelace'::int": 'invalid input syntax for type integer: "…" (SQLSTATE 22P02)',
+                "select convert_from('\\xe92050'::bytea, 'UTF8')":
+                    'invalid byte sequence for encoding "UTF8": … (SQLSTATE 22021)',
+                "select 'Lovelace.Ada'::inet": 'invalid input syntax for type inet: "…" (SQLSTATE 22P02)',
+                "select '4155550132123'::int": 'value "…" is out of range for type integer (SQLSTATE 22003)'}
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        for statement, expected in refusals.items():
+            with pytest.raises(psycopg.Error) as refused:
+                conn.execute(statement)
+            assert database_said(refused.value) == expected, statement
+        # Names of the schema's own objects are no one's data: still said.
+        with pytest.raises(psycopg.Error) as refused:
+            conn.execute("select * from no_such_table")
+        assert database_said(refused.value) == 'relation "no_such_table" does not exist (SQLSTATE 42P01)'
