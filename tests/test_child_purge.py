@@ -1301,3 +1301,103 @@ def test_a_child_an_attempt_still_alive_erased_is_recorded_purged_not_already_er
     purge.verify_purge(step(world, run_id))
     assert purge.finish_run(step(world, run_id))["outcomes"] == {
         **{k: n for k, n in planned.items() if k != "planned"}, "purged": len(rows)}
+
+
+class _WorkerLost(BaseException):
+    """The worker dies between an erasure's commit and its record (SIGKILL, a lost pod): nothing after it runs."""
+
+
+def _reported_child(world) -> tuple[int, list[int]]:
+    """A child named by two reports: a household's address report a person confirmed it as meant, and a parent's
+    report naming it by id. Returns the child and the report ids."""
+    twin_a, twin_b = _add_users(world.ops, ("twins.settle@example.com", None, None),
+                                (" Twins.Settle@Example.com", None, None))
+    household = _report(world.ops, "twins.settle@example.com")
+    parent = world.ops.execute("insert into child_reports (user_id, reported_email, source, reported_at) "
+                               "values (%s, null, 'parent', now()) returning id", (twin_b,)).fetchone()[0]
+    return twin_b, [household, parent]
+
+
+def _reports_recorded(world, run_id: str, child: int, report_ids: list[int]) -> None:
+    """The reports the child's erasure resolved are recorded purged by it, once, and listed by its one audit entry."""
+    hashed = user_hash(KEY, child)
+    got = world.store.execute("select report_id, outcome, resolved, subject_hash from compliance.child_report_outcomes "
+                              "where run_id = %s and report_id = any(%s) order by report_id",
+                              (run_id, report_ids)).fetchall()
+    assert got == [(rid, "purged", True, hashed) for rid in sorted(report_ids)], got
+    assert world.ops.execute("select count(*) from child_reports where id = any(%s) and resolved_at is null",
+                             (report_ids,)).fetchone()[0] == 0
+    entries = world.store.execute("select details -> 'reports_resolved' from compliance.audit_log "
+                                  "where action = 'child_purge.subject_purged' and details ->> 'subject_hash' = %s",
+                                  (hashed,)).fetchall()
+    assert entries == [(sorted(report_ids),)], entries
+
+
+def test_a_purge_settled_after_its_worker_died_records_the_reports_its_erasure_resolved(world, monkeypatch):
+    """Found by a review: a worker dying between a child's committed erasure and its record left it `erasing`; the
+    retry's settle recorded it purged from the record's counts, which hold no reports, so the household's report a
+    person confirmed and the parent's report naming the child (both resolved by that erasure) got no `purged`
+    outcome and the child's audit entry listed none. The settle now records the reports the erasing transaction
+    resolved, as the attempt that erased would have."""
+    child, report_ids = _reported_child(world)
+    p = params(world, user_ids=(child,), confirm_user_ids=(child,))
+    run_until_gate(world, "settle-reports", p)
+    finish_subject = ledger.finish_subject
+
+    def dying(store, c, run, result, **kw):
+        if result.subject_hash == user_hash(KEY, child) and not kw.get("settled"):
+            raise _WorkerLost()
+        return finish_subject(store, c, run, result, **kw)
+
+    monkeypatch.setattr(ledger, "finish_subject", dying)
+    with pytest.raises(_WorkerLost):
+        purge.purge_subjects(step(world, "settle-reports", p))
+    monkeypatch.undo()
+    assert user_rows(world.ops, [child]) == 0  # committed; its record left 'erasing'
+    assert ledger.still_erasing(world.store, "settle-reports", user_hash(KEY, child))
+    assert purge.purge_subjects(step(world, "settle-reports", p))["settled"] == 1
+    _reports_recorded(world, "settle-reports", child, report_ids)
+    purge.verify_purge(step(world, "settle-reports", p))
+    assert purge.finish_run(step(world, "settle-reports", p))["outcomes"] == {"purged": 1}
+
+
+def test_a_retrys_settle_between_an_erasures_commit_and_its_record_records_its_reports_once(world, monkeypatch):
+    """Found by a review: a retry of `purge_subjects` started beside a live attempt settles the records it finds
+    `erasing`; one whose erasure had just committed (the live attempt a few milliseconds from recording it) was
+    recorded purged from its counts, without the reports the erasure resolved, and the live attempt's own record,
+    which had them, then matched nothing. The settle records the same reports, and the live attempt records nothing
+    more: each report once, in the child's one audit entry."""
+    child, report_ids = _reported_child(world)
+    run_id = "settle-window"
+    p = params(world, user_ids=(child,), confirm_user_ids=(child,))
+    run_until_gate(world, run_id, p)
+    errors: dict[str, BaseException] = {}
+    results: dict[str, dict] = {}
+    finish_subject = ledger.finish_subject
+
+    def attempt(name: str) -> None:
+        try:
+            with connect(world.url, autocommit=True) as ops, connect(world.url, autocommit=True) as store:
+                results[name] = purge.purge_subjects(step(world, run_id, p, ops=ops, store=store))
+        except BaseException as exc:  # noqa: BLE001 - the main thread asserts on it
+            errors[name] = exc
+
+    retry = threading.Thread(target=attempt, args=("retry",), name="retry")
+
+    def finishing(store, c, run, result, **kw):  # the live attempt, its erasure committed: the retry starts now
+        if threading.current_thread().name == "live" and result.subject_hash == user_hash(KEY, child):
+            retry.start()
+            retry.join(60)
+        return finish_subject(store, c, run, result, **kw)
+
+    monkeypatch.setattr(ledger, "finish_subject", finishing)
+    live = threading.Thread(target=attempt, args=("live",), name="live")
+    live.start()
+    live.join(120)
+    assert not live.is_alive() and not retry.is_alive()
+    assert not errors, errors
+    assert results["retry"]["settled"] == 1
+    monkeypatch.undo()
+    _reports_recorded(world, run_id, child, report_ids)
+    purge.verify_purge(step(world, run_id, p))
+    assert purge.finish_run(step(world, run_id, p))["outcomes"] == {"purged": 1}

@@ -190,10 +190,11 @@ def open_rows(store, run_id: str) -> list[OpenRow]:
            where run_id = %s and outcome in ('planned', 'erasing') order by user_id""", (run_id,))]
 
 
-def erasing_rows(store) -> list[tuple[str, str, int]]:
-    """(run id, subject hash, user id) of every record left 'erasing', whatever its run."""
-    return store.execute("""select run_id, subject_hash, user_id from compliance.child_purges
-                            where outcome = 'erasing' order by run_id, user_id""").fetchall()
+def erasing_rows(store) -> list[tuple[str, OpenRow]]:
+    """(run id, record) of every record left 'erasing', whatever its run."""
+    return [(run_id, OpenRow(h, u, tuple(r), o)) for run_id, h, u, r, o in store.execute(
+        """select run_id, subject_hash, user_id, report_ids, outcome from compliance.child_purges
+           where outcome = 'erasing' order by run_id, user_id""")]
 
 
 def mark_erasing(store, run_id: str, result: ErasureResult) -> bool:
@@ -309,7 +310,8 @@ def _record_notices(store, run_id: str, subject_hash: str, vendors: Sequence[Ven
 
 
 def recorded_result(store, run_id: str, subject_hash: str, user_id: int) -> ErasureResult:
-    """The erasure an 'erasing' record describes (its transaction committed: the account is gone)."""
+    """The erasure an 'erasing' record describes (its transaction committed: the account is gone). The record keeps
+    its counts, not the reports it resolved: :func:`include.children.reports.resolved_by_erasure` reads those."""
     from include.erasure import TableCount
 
     tables, vendors, kept, requests, updated = store.execute(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Mapping
 
@@ -395,18 +395,23 @@ def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: 
 def settle(step: Step, unmapped=None) -> int:
     """Settle every record left 'erasing' (by any run) by a worker that died between recording the counts
     and recording the outcome: if the erasure committed (the account is gone) it is purged with the
-    counts it recorded; if it did not (the account is there and nobody holds it) it is planned again."""
+    counts it recorded and the reports its transaction resolved; if it did not (the account is there and nobody
+    holds it) it is planned again."""
     ops, store, dm, ctx = step.ops, step.store, step.datamap, step.ctx
     settled = 0
-    for run_id, subject_hash, user_id in ledger.erasing_rows(store):
-        state = erasure.probe(ops, dm, user_id, unmapped)
+    for run_id, row in ledger.erasing_rows(store):
+        state = erasure.probe(ops, dm, row.user_id, unmapped)
         if state.exists and state.busy:
             continue  # an attempt that is still alive holds it
         if state.exists:
-            ledger.back_to_planned(store, run_id, subject_hash, ctx.now())
+            ledger.back_to_planned(store, run_id, row.subject_hash, ctx.now())
         else:
-            result = ledger.recorded_result(store, run_id, subject_hash, user_id)
-            ledger.finish_subject(store, ctx, run_id, result, settled=True)
+            # The reports the committed transaction resolved, as the attempt that erased would have recorded them: its
+            # result is gone (a worker lost, or an attempt a moment from recording it), the record keeps counts only.
+            result = ledger.recorded_result(store, run_id, row.subject_hash, row.user_id)
+            resolved = reports.resolved_by_erasure(ops, dm, row.report_ids, result.at)
+            ledger.finish_subject(store, ctx, run_id, replace(result, extra={"reports_resolved": resolved}),
+                                  settled=True)
         settled += 1
     return settled
 

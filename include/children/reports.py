@@ -53,3 +53,16 @@ def resolve_for_subject(conn, dm: DataMap, user_id: int, report_ids: Sequence[in
     rows = conn.execute(query, {"at": at, "ids": list(report_ids), "user_id": user_id,
                                 "confirmed": sorted(set(confirmed))}).fetchall()
     return {"reports_resolved": sorted(row[0] for row in rows)}
+
+
+def resolved_by_erasure(ops, dm: DataMap, report_ids: Sequence[int], at: datetime) -> list[int]:
+    """The reports among ``report_ids`` (those that led to a subject) that the subject's committed erasing transaction
+    resolved: :func:`resolve_for_subject` stamps them with the erasure's own time ``at``, which the subject's
+    ``erasing`` record keeps. What that transaction returned, read again once the attempt that ran it is gone; a
+    report resolved before it (by a person, by another account's purge) or left open by it is not among them."""
+    if not report_ids:
+        return []
+    reports = dm.record("child_reports")
+    query = sql.SQL("select {id} from {t} where {id} = any(%s::bigint[]) and {resolved} = %s order by {id}").format(
+        t=reports.ident, id=reports.col("id"), resolved=reports.col("resolved_at"))
+    return [row[0] for row in ops.execute(query, (list(report_ids), at)).fetchall()]
