@@ -1354,7 +1354,7 @@ def test_a_purge_settled_after_its_worker_died_records_the_reports_its_erasure_r
         purge.purge_subjects(step(world, "settle-reports", p))
     monkeypatch.undo()
     assert user_rows(world.ops, [child]) == 0  # committed; its record left 'erasing'
-    assert ledger.still_erasing(world.store, "settle-reports", user_hash(KEY, child))
+    assert ledger.recorded_outcome(world.store, "settle-reports", user_hash(KEY, child)) == "erasing"
     assert purge.purge_subjects(step(world, "settle-reports", p))["settled"] == 1
     _reports_recorded(world, "settle-reports", child, report_ids)
     purge.verify_purge(step(world, "settle-reports", p))
@@ -1397,7 +1397,92 @@ def test_a_retrys_settle_between_an_erasures_commit_and_its_record_records_its_r
     assert not live.is_alive() and not retry.is_alive()
     assert not errors, errors
     assert results["retry"]["settled"] == 1
+    # The live attempt says what the record says (the retry settled it), and counts no second purge of the child.
+    assert (results["live"]["outcomes"], results["live"].get("recorded_by_another_attempt")) == ({}, {"purged": 1})
+    both = world.store.execute("select details from compliance.audit_log where action = 'child_purge.purged' "
+                               "and run_id = %s order by id desc limit 1", (run_id,)).fetchone()[0]
+    assert (both["outcomes"], both["settled"]) == ({}, 1), both
     monkeypatch.undo()
     _reports_recorded(world, run_id, child, report_ids)
     purge.verify_purge(step(world, run_id, p))
     assert purge.finish_run(step(world, run_id, p))["outcomes"] == {"purged": 1}
+
+
+def test_a_refused_child_another_attempt_recorded_purged_is_counted_and_logged_as_recorded(world, monkeypatch, caplog):
+    """Found by a review: a retry of `purge_subjects` beside a live attempt waited for a child's claim; the live attempt
+    erased the child and recorded it purged; the retry, finding the account gone, went on to erase the rows left of
+    it (a row the application wrote for the child since) and the database refused. Its record was already final, so
+    nothing was written over it, yet the retry logged "a subject was left incomplete", counted it refused and warned
+    that the run would fail for it. The retry now counts and logs what the record says: purged by another attempt."""
+    from include.erasure.engine import _ORPHAN_LOCK_CLASS
+
+    caplog.set_level("INFO")
+    run_id = "refused-after-purge"
+    run_until_gate(world, run_id, params(world))
+    rows = ledger.open_rows(world.store, run_id)
+    late = rows[-1]  # the live attempt erases it last; the retry finds only it left
+    in_claim, retry_waits = threading.Event(), threading.Event()
+    errors: dict[str, BaseException] = {}
+    results: dict[str, dict] = {}
+    mark_erasing = ledger.mark_erasing
+
+    def marking(store, run, result):  # the live attempt, in the child's erasing transaction
+        if threading.current_thread().name == "live" and result.subject_hash == late.subject_hash:
+            in_claim.set()
+            retry_waits.wait(30)
+        return mark_erasing(store, run, result)
+
+    monkeypatch.setattr(ledger, "mark_erasing", marking)
+
+    def attempt(name: str) -> None:
+        try:
+            with connect(world.url, autocommit=True) as ops, connect(world.url, autocommit=True) as store:
+                results[name] = purge.purge_subjects(step(world, run_id, ops=ops, store=store))
+        except BaseException as exc:  # noqa: BLE001 - the main thread asserts on it
+            errors[name] = exc
+
+    live = threading.Thread(target=attempt, args=("live",), name="live")
+    retry = threading.Thread(target=attempt, args=("retry",), name="retry")
+    live.start()
+    assert in_claim.wait(60), errors
+    with connect(world.url) as holder, connect(world.url, autocommit=True) as watch:
+        # What is left of an account already gone is erased under this lock: held until the live attempt recorded.
+        holder.execute("select pg_advisory_xact_lock(%s, hashint8(%s))", (_ORPHAN_LOCK_CLASS, late.user_id))
+        retry.start()
+        for _ in range(400):  # the retry waits for the live attempt's claim of the child (its second pass)
+            if watch.execute("select count(*) from pg_stat_activity where datname = current_database() "
+                             "and wait_event_type = 'Lock'").fetchone()[0]:
+                break
+            threading.Event().wait(0.025)
+        else:
+            pytest.fail("the retry never waited for the live attempt's claim")
+        retry_waits.set()
+        live.join(60)
+        assert not live.is_alive() and not errors, errors
+        assert world.store.execute("select outcome from compliance.child_purges where run_id = %s and subject_hash = %s",
+                                   (run_id, late.subject_hash)).fetchone()[0] == "purged"
+        # The application writes a row for the child since, and refuses its erasure.
+        world.ops.execute("insert into usage_events (user_id, event_type, feature, api_calls, duration_ms, occurred_at) "
+                          "values (%s, 'late', 'late', 1, 1, now())", (late.user_id,))
+        world.ops.execute(f"""
+            create function keep_late_events() returns trigger language plpgsql as $$
+            begin raise exception 'event under audit'; end $$;
+            create trigger keep_late_events before delete on usage_events for each row
+            when (old.user_id = {late.user_id}) execute function keep_late_events()""")
+        holder.rollback()
+        retry.join(60)
+    assert not retry.is_alive() and not errors, errors
+    assert world.store.execute("select outcome from compliance.child_purges where run_id = %s and subject_hash = %s",
+                               (run_id, late.subject_hash)).fetchone()[0] == "purged"
+    said = results["retry"]
+    assert said["outcomes"] == {} and said["recorded_by_another_attempt"] == {"purged": 1}, said
+    assert "left incomplete" not in caplog.text
+    assert "another attempt of this run recorded it purged" in caplog.text
+    purged = world.store.execute("select details from compliance.audit_log where action = 'child_purge.purged' "
+                                 "order by id desc limit 1").fetchone()[0]
+    assert purged["outcomes"] == {"purged": len(rows)}, purged  # the child once, as the live attempt recorded it
+    monkeypatch.undo()
+    world.ops.execute("drop trigger keep_late_events on usage_events")
+    world.ops.execute("delete from usage_events where user_id = %s", (late.user_id,))
+    purge.verify_purge(step(world, run_id))
+    assert purge.finish_run(step(world, run_id))["state"] == "purged"

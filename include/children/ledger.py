@@ -215,12 +215,12 @@ def _request_ids(result: ErasureResult) -> list[int] | None:
     return None if result.request_ids is None else list(result.request_ids)
 
 
-def still_erasing(store, run_id: str, subject_hash: str) -> bool:
-    """The subject's record of this run is ``erasing``: an attempt's erasure is about to commit, or committed and
-    not yet recorded."""
-    return store.execute("""select exists (select 1 from compliance.child_purges
-                                           where run_id = %s and subject_hash = %s and outcome = 'erasing')""",
-                         (run_id, subject_hash)).fetchone()[0]
+def recorded_outcome(store, run_id: str, subject_hash: str) -> str | None:
+    """What the subject's record of this run says now: ``erasing`` while an attempt's erasure is about to commit, or
+    committed and not yet recorded; the outcome an attempt recorded; None when the run has no record of it."""
+    row = store.execute("select outcome from compliance.child_purges where run_id = %s and subject_hash = %s",
+                        (run_id, subject_hash)).fetchone()
+    return None if row is None else row[0]
 
 
 def back_to_planned(store, run_id: str, subject_hash: str, at: datetime) -> None:

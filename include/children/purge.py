@@ -59,6 +59,14 @@ PurgeNotClean = erasure_run.NotClean  # after the purge committed, rows are stil
 IN_FLIGHT = "in_flight"
 
 
+@dataclass(frozen=True)
+class RecordedByAnother:
+    """A subject whose outcome another attempt of the run recorded before this one could: what its record says. This
+    attempt's own finding (the account gone, a refusal) is not the subject's outcome, and is not counted as one."""
+
+    outcome: str
+
+
 # -- detect ------------------------------------------------------------------------------------------------
 
 def judged_on(step: Step[PurgeParams]) -> date:
@@ -298,7 +306,15 @@ def purge_subjects(step: Step[PurgeParams], *, progress_every: float = 10.0) -> 
     log.info("purging %d subject(s) of plan %s%s", len(rows), run.plan_hash,
              f"; settled {settled} record(s) left half-way by an interrupted attempt" if settled else "")
     tally: dict[str, int] = {}
+    by_another: dict[str, int] = {}  # subjects another attempt recorded first, by what their records say
     busy, later = [], []
+
+    def count(outcome: str | RecordedByAnother) -> None:
+        if isinstance(outcome, RecordedByAnother):
+            by_another[outcome.outcome] = by_another.get(outcome.outcome, 0) + 1
+        else:
+            tally[outcome] = tally.get(outcome, 0) + 1
+
     started = last = time.monotonic()
     for done, row in enumerate(rows, 1):
         outcome = _purge_one(step, row, unmapped, wait=False)
@@ -307,7 +323,7 @@ def purge_subjects(step: Step[PurgeParams], *, progress_every: float = 10.0) -> 
         elif outcome in ("busy", IN_FLIGHT):
             busy.append(row)
         else:
-            tally[outcome] = tally.get(outcome, 0) + 1
+            count(outcome)
         if time.monotonic() - last >= progress_every:
             last = time.monotonic()
             log.info("purge progress: %d/%d subject(s) (%s), %.1f/s", done, len(rows), _fmt(tally),
@@ -317,12 +333,13 @@ def purge_subjects(step: Step[PurgeParams], *, progress_every: float = 10.0) -> 
         if outcome in ("busy", IN_FLIGHT):
             busy.append(row)
         else:
-            tally[outcome] = tally.get(outcome, 0) + 1
+            count(outcome)
     result = {"plan_hash": run.plan_hash, "subjects": len(rows), "outcomes": dict(sorted(tally.items())),
-              "settled": settled, "busy": len(busy)}
+              "settled": settled, "busy": len(busy), "recorded_by_another_attempt": dict(sorted(by_another.items()))}
     # A re-run of the step (retried, cleared) says so and what the step erased over all its attempts.
     ctx.audit_step(store, "child_purge.purged", result, summed=("outcomes", "settled"), kept=("subjects",))
-    log.info("purge of plan %s done in %.1f s: %s", run.plan_hash, time.monotonic() - started, _fmt(tally) or "none")
+    log.info("purge of plan %s done in %.1f s: %s%s", run.plan_hash, time.monotonic() - started, _fmt(tally) or "none",
+             f"; recorded by another attempt of this run meanwhile: {_fmt(by_another)}" if by_another else "")
     if busy:
         raise SubjectsBusy(f"{len(busy)} subject(s) stayed locked by other transactions (the application, or an "
                            "earlier attempt still alive) or are being recorded by an earlier attempt, and were not "
@@ -339,7 +356,7 @@ class _NotThisRunsToErase(Exception):
     """The subject's record left 'planned' while we erased it: roll the erasure back."""
 
 
-def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: bool) -> str:
+def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: bool) -> str | RecordedByAnother:
     ops, store, dm, settings, ctx, params = step.ops, step.store, step.datamap, step.settings, step.ctx, step.params
     now = ctx.now()
 
@@ -376,8 +393,8 @@ def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: 
                 ledger.back_to_planned(store, ctx.run_id, row.subject_hash, now)
             recorded = ledger.finish_subject(store, ctx, ctx.run_id, erasure.ErasureResult(
                 row.user_id, row.subject_hash, erasure.INCOMPLETE, at=now), reason=reason)
-        if not recorded and ledger.still_erasing(store, ctx.run_id, row.subject_hash):
-            return IN_FLIGHT
+        if not recorded:
+            return _as_recorded(step, row, "its erasure refused")
         log.warning("a subject was left incomplete: %s", reason)
         return REFUSED
     if result.outcome == erasure.CLAIMED_ELSEWHERE:
@@ -386,10 +403,20 @@ def _purge_one(step: Step[PurgeParams], row: ledger.OpenRow, unmapped, *, wait: 
               erasure.NOT_ELIGIBLE: "no rule catches the account any more (re-checked under its claim)",
               erasure.ALREADY_ERASED: "the account and its rows were already gone",
               erasure.INCOMPLETE: incomplete_reason(result.not_allowed)}.get(result.outcome)
-    if not ledger.finish_subject(store, ctx, ctx.run_id, result, reason=reason) and \
-            ledger.still_erasing(store, ctx.run_id, row.subject_hash):
-        return IN_FLIGHT
+    if not ledger.finish_subject(store, ctx, ctx.run_id, result, reason=reason):
+        return _as_recorded(step, row, result.outcome)
     return result.outcome
+
+
+def _as_recorded(step: Step, row: ledger.OpenRow, found: str) -> str | RecordedByAnother:
+    """A subject whose outcome this attempt could not record (its record was no longer ``planned``): in flight while
+    another attempt's erasure is recorded ``erasing``, else what that attempt recorded, said and counted as such."""
+    recorded = ledger.recorded_outcome(step.store, step.ctx.run_id, row.subject_hash)
+    if recorded == ledger.ERASING:
+        return IN_FLIGHT
+    log.info("a subject this attempt found %s was not recorded so: another attempt of this run recorded it %s first",
+             found, recorded)
+    return RecordedByAnother(recorded)
 
 
 def settle(step: Step, unmapped=None) -> int:
