@@ -335,7 +335,9 @@ def purge_subjects(step: Step[PurgeParams], *, progress_every: float = 10.0) -> 
         else:
             count(outcome)
     result = {"plan_hash": run.plan_hash, "subjects": len(rows), "outcomes": dict(sorted(tally.items())),
-              "settled": settled, "busy": len(busy), "recorded_by_another_attempt": dict(sorted(by_another.items()))}
+              "settled": settled, "busy": len(busy),
+              # only when another attempt recorded a child this one found: the entry of every other run stays as it was
+              **({"recorded_by_another_attempt": dict(sorted(by_another.items()))} if by_another else {})}
     # A re-run of the step (retried, cleared) says so and what the step erased over all its attempts.
     ctx.audit_step(store, "child_purge.purged", result, summed=("outcomes", "settled"), kept=("subjects",))
     log.info("purge of plan %s done in %.1f s: %s%s", run.plan_hash, time.monotonic() - started, _fmt(tally) or "none",
