@@ -54,6 +54,11 @@ class ObjectStoreRefused(ObjectStoreError, NeedsOperator):
     """The store refused for a reason an operator must fix: missing bucket or folder, credentials, permission."""
 
 
+class ObjectVersionsRemain(ObjectStoreRefused):
+    """Versions of an object were still there after every one was deleted, round after round: something writes it
+    again, and a person must stop it."""
+
+
 class ObjectNotFound(ObjectStoreError):
     """There is no object of that name."""
 
@@ -184,6 +189,16 @@ def _file_uri(path: str) -> str:
 
 
 @dataclass(frozen=True)
+class Erased:
+    """What deleting every version of an object came to: how many versions were deleted (0: there was none, live or
+    noncurrent), and until when the store keeps them recoverable all the same (a GCS bucket's soft delete, which no
+    client can shorten; None: not at all)."""
+
+    versions: int
+    recoverable_until: datetime | None = None
+
+
+@dataclass(frozen=True)
 class ObjectInfo:
     """An object's name (relative to the location), size in bytes and creation time (UTC)."""
 
@@ -231,6 +246,11 @@ class ObjectStore(ABC):
     def delete(self, name: str) -> bool:
         """Delete the object: True when it was there, False when there was none (already gone is fine); a missing
         bucket or folder is :class:`ObjectStoreRefused`, not "gone"."""
+
+    def erase(self, name: str) -> Erased:
+        """Delete every version of the object and verify that none is left (what an erasure needs: a store that keeps
+        versions keeps a deleted object's copies otherwise). A store without versions deletes the one it has."""
+        return Erased(int(self.delete(name)))
 
     @abstractmethod
     def download_to(self, name: str, out: BinaryIO) -> int:

@@ -9,7 +9,7 @@ import io
 import json
 import time
 import zipfile
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -576,12 +576,14 @@ def test_a_worker_killed_between_stores_resumes_to_the_same_end(world, three_sto
     resumed_to_the_same_end(world, conns)
 
 
-def test_a_file_is_erased_by_one_delete_whose_answer_is_its_verification(three_stores, monkeypatch):
-    """Through the Google provider's client against the emulator: each of the subject's files costs one request, a
-    DELETE (204, or 404 for one already gone), and nothing reads it again. Cloud Storage's read-after-delete is
-    strongly consistent (a successful delete is a 404 for every later read), so the lookup the engine used to
-    make after each delete only repeated the delete's answer and doubled the requests (bench/bench_stores.py:
-    3.0 -> 1.9 times the bare floor). The files are gone, and subject 2's are all there."""
+def test_a_file_is_erased_by_a_listing_a_delete_per_version_and_a_listing_that_verifies_it(three_stores, monkeypatch):
+    """Through the Google provider's client against the emulator: each of the subject's files costs a listing of its
+    versions (``versions=true``), a DELETE naming each version's generation, and a listing that finds none left;
+    the bucket's soft delete policy is read once per bucket. (The engine used to send one DELETE without a
+    generation and take its answer as the verification: in a bucket with Object Versioning that leaves the version
+    noncurrent, so it verified nothing.) A file already gone costs no DELETE: its listing, and a listing of its
+    soft-deleted copies, which the bucket still keeps until its record's ``recoverable_until``. The files are gone,
+    and subject 2's are all there."""
     from devkit.standins.gcs_emulator import GCSEmulator
     from include.seam.storage import GCSBuckets
 
@@ -599,15 +601,23 @@ def test_a_file_is_erased_by_one_delete_whose_answer_is_its_verification(three_s
         dm = parse_datamap(all_stores_datamap_raw())
         gcs.requests.clear()
         result = erasure.erase_subject(conns["ops_db"], dm, 1, KEY, at=NOW, options=erasure.EraseOptions(
-            stores=erasure.StoreAccess(connect=conns.__getitem__, buckets=buckets, allowed=frozenset(dm.buckets),
+            stores=erasure.StoreAccess(connect=conns.__getitem__, buckets=GCSBuckets(), allowed=frozenset(dm.buckets),
                                        progress=conns["compliance"])))
         assert result.outcome == erasure.PURGED
+        assert result.files_evidence() == {"deleted": 2, "already_gone": 1}
         subject_files = ("users/1/1/notes.pdf", "users/1/2/notes.pdf", "tickets/10/scan.png")
         on_files = [(method, status) for method, path, status in gcs.requests
                     if any(path.endswith("/o/" + name.replace("/", "%2F")) for name in subject_files)]
         # (GCS answers a delete 204; the emulator, 200.)
-        assert sorted((m, "gone already" if st == 404 else "deleted") for m, st in on_files) == \
-            [("DELETE", "deleted"), ("DELETE", "deleted"), ("DELETE", "gone already")], gcs.requests
+        assert sorted(on_files) == [("DELETE", 200), ("DELETE", 200)], gcs.requests
+        listings = [path for method, path, _ in gcs.requests if method == "GET" and path.endswith("/o")]
+        # The one already gone: its versions, then its soft-deleted copies (the bucket keeps them: 7 days by default).
+        assert len(listings) == 2 * len(subject_files), gcs.requests
+        until = dict(conns["compliance"].execute("select uri, recoverable_until from compliance.erasure_files"))
+        assert all(until[f"gs://acme-uploads/users/1/{n}/notes.pdf"] > NOW for n in (1, 2)), until
+        bucket_reads = [path for method, path, _ in gcs.requests if method == "GET" and path.endswith(
+            ("/b/acme-uploads", "/b/acme-support-attachments"))]
+        assert len(bucket_reads) == 2, gcs.requests  # each bucket's soft delete policy, once
         assert buckets.bucket("acme-uploads").list("users/1/") == []
         assert buckets.bucket("acme-uploads").list("users/2/") == ["users/2/1/notes.pdf", "users/2/2/notes.pdf"]
         assert buckets.bucket("acme-support-attachments").list("tickets/") == ["tickets/20/scan.png"]
@@ -1027,3 +1037,59 @@ def test_a_redacting_rule_on_a_store_whose_database_is_not_utf8_hashes_its_text(
     after = {i: (e, s) for i, e, s in support.execute("select id, requester_email, subject from tickets "
                                                        "where id in (10, 11, 13, 14)")}
     assert after == {i: (address_hash(KEY, e), address_hash(KEY, s)) for i, (e, s) in before.items()}
+
+
+def test_every_version_of_a_file_in_a_versioned_bucket_is_erased_and_its_soft_delete_window_recorded(three_stores,
+                                                                                                     monkeypatch):
+    """Found by a fault trial, through the Google provider's client against the emulator (which keeps versions as
+    GCS does): in a bucket with Object Versioning, ``Blob.delete`` without a generation leaves the live version
+    noncurrent, and a version the application replaced or deleted stays too; the erasure recorded each file
+    ``deleted`` (or ``already_gone``) and the subject purged while every copy was still in the bucket. Now each
+    version of the object is listed (``versions=true``) and deleted by its generation, and a listing after it finds
+    none left. The bucket's soft delete (7 days by default) keeps deleted versions recoverable by the bucket's owner
+    and no client can shorten it: each file's record says until when (``recoverable_until``) and how many versions
+    went. Subject 2's files and versions are all there."""
+    from google.cloud import storage
+
+    from devkit.standins.gcs_emulator import GCSEmulator
+    from include.seam.storage import GCSBuckets
+
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
+                       '{"conn_type":"google_cloud_platform","extra":{"is_anonymous":true,"project":"test-project"}}')
+    with GCSEmulator(default_bucket="acme-uploads", more_buckets=("acme-support-attachments",)) as gcs:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.base_url)
+        client = storage.Client(project="test-project", credentials=None)
+        uploads = client.bucket("acme-uploads")
+        uploads.versioning_enabled = True
+        uploads.patch()
+        conns = {c: connect(url, autocommit=True) for c, url in three_stores.items()}
+        conns["compliance"] = connect(three_stores["ops_db"], autocommit=True)
+        compliance_store.migrate(conns["compliance"])
+        buckets = GCSBuckets()
+        for uid, email in ((1, ADDRESS), (2, "other@example.org")):
+            add_subject(conns, buckets, uid, email)
+            buckets.bucket("acme-uploads").put(f"users/{uid}/1/notes.pdf", b"a second version")  # first: noncurrent
+        uploads.blob("users/1/2/notes.pdf").delete()  # the application's delete: the version stays, noncurrent
+
+        def versions(prefix: str) -> list[str]:
+            return sorted(b.name for b in client.list_blobs(uploads, prefix=prefix, versions=True))
+
+        assert versions("users/1/") == ["users/1/1/notes.pdf", "users/1/1/notes.pdf", "users/1/2/notes.pdf"]
+        dm = parse_datamap(all_stores_datamap_raw())
+        started = datetime.now(timezone.utc)
+        result = erasure.erase_subject(conns["ops_db"], dm, 1, KEY, at=NOW, options=erasure.EraseOptions(
+            stores=erasure.StoreAccess(connect=conns.__getitem__, buckets=buckets, allowed=frozenset(dm.buckets),
+                                       progress=conns["compliance"])))
+        assert result.outcome == erasure.PURGED
+        assert result.files_evidence() == {"deleted": 3}  # the one the application deleted had a version left
+        assert versions("users/1/") == []
+        assert versions("users/2/") == ["users/2/1/notes.pdf", "users/2/1/notes.pdf", "users/2/2/notes.pdf"]
+        recorded = dict(((uri, (n, until)) for uri, n, until in conns["compliance"].execute(
+            "select uri, versions_deleted, recoverable_until from compliance.erasure_files")))
+        assert {uri: n for uri, (n, _) in recorded.items()} == {"gs://acme-uploads/users/1/1/notes.pdf": 2,
+                                                                "gs://acme-uploads/users/1/2/notes.pdf": 1,
+                                                                "gs://acme-support-attachments/tickets/10/scan.png": 1}
+        week = timedelta(days=7)
+        assert all(started + week <= until <= datetime.now(timezone.utc) + week for _, until in recorded.values())
+        for conn in conns.values():
+            conn.close()

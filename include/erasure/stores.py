@@ -21,10 +21,13 @@ account row (its claim) and before it erases the operational rows and the accoun
    killed between two stores, or a store lost mid-way, leaves each store either erased or untouched, and the
    retry (which finds the account still there: its transaction rolled back) goes over every store again —
    an erased store erases nothing more.
-3. **The files**, one by one: each is deleted, and is done when the store answers that it is
-   gone: the delete succeeded (Cloud Storage's read-after-delete is strongly consistent: once a delete succeeds,
-   every read of the object is a 404) or the object was already gone (404). A missing bucket or a refusal (a
-   retention policy or a hold: 403) stops the subject: the calling step records it ``incomplete`` with
+3. **The files**, one by one: every version of each (live and noncurrent: a bucket with Object Versioning keeps a
+   version that a delete without a generation only made noncurrent) is listed and deleted by its generation, and
+   the file is done when a listing after it finds no version left (``deleted``), or found none to begin with
+   (``already_gone``). The bucket's soft delete keeps deleted versions recoverable by the bucket's owner until its
+   retention ends, and no client can delete them sooner: the file's record says until when
+   (``recoverable_until``). A missing bucket or a refusal (a retention policy or a hold: 403; a name written again
+   round after round) stops the subject: the calling step records it ``incomplete`` with
    :func:`refused_reason` and goes on with the others; the run fails at its end, once they are verified
    (:func:`include.erasure.run.fail_if_refused`, :class:`SubjectsRefused`); any other error
    stops the step.
@@ -440,9 +443,9 @@ def subject_files(store, subject_hash: str) -> list[FileOutcome]:
 
 
 def erase_file(access: StoreAccess, subject_hash: str, row: tuple[str, str], at: datetime) -> FileOutcome:
-    """Delete one file; the store's answer is the verification (see the module doc: a successful delete on Cloud
-    Storage is a 404 for every later read, so a second request would only repeat it). A location the settings do
-    not allow is left alone."""
+    """Delete every version of one file, verified by listing it again (see the module doc), and record how many
+    versions went and until when the bucket's soft delete keeps them recoverable. A location the settings do not
+    allow is left alone."""
     uri, kind = row
     if kind == EXPORT_PACKAGE:
         if access.evidence is None:
@@ -459,20 +462,22 @@ def erase_file(access: StoreAccess, subject_hash: str, row: tuple[str, str], at:
             raise StoresNotReachable("the data map names files in object storage but this erasure was given no "
                                      "object storage: nothing of the subject was erased")
         objects, name = access.buckets.bucket(ref.bucket), ref.key
-    existed = objects.delete(name)
-    state = DELETED if existed else ALREADY_GONE
+    erased = objects.erase(name)
+    state = DELETED if erased.versions else ALREADY_GONE
     # Not waiting for the flush: a record lost with a database crash only makes the retry delete the file again
-    # (a 404: already gone). One statement, its own transaction (the setting lasts until its commit): a round trip
-    # a file, not four.
-    done = """update compliance.erasure_files set state = %s, done_at = %s
+    # (none left: already gone; the first attempt's count and window are lost with it). One statement, its own
+    # transaction (the setting lasts until its commit): a round trip a file, not four.
+    done = """update compliance.erasure_files set state = %s, done_at = %s, versions_deleted = %s,
+                                                  recoverable_until = %s
               from (select set_config('synchronous_commit', 'off', true)) as no_flush_wait
               where subject_hash = %s and uri = %s"""
+    args = (state, at, erased.versions, erased.recoverable_until, subject_hash, uri)
     if kind != EXPORT_PACKAGE:
-        access.progress.execute(done, (state, at, subject_hash, uri))
+        access.progress.execute(done, args)
         return FileOutcome(uri, kind, state)
     with access.progress.transaction():
         _lock_packages(access.progress, subject_hash)
-        access.progress.execute(done, (state, at, subject_hash, uri))
+        access.progress.execute(done, args)
         access.progress.execute("""update compliance.dsr_fulfilments set package_deleted_at = %s
                                    where subject_hash = %s and package_object = %s""", (at, subject_hash, uri))
     return FileOutcome(uri, kind, state)

@@ -16,18 +16,20 @@ import contextlib
 import logging
 import os
 import re
+from datetime import datetime, timedelta, timezone
 from typing import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
-from include.objectstore import (Buckets, FileObjectStore, Location, ObjectCorrupt, ObjectExists, ObjectInfo,
+from include.objectstore import (Buckets, Erased, FileObjectStore, Location, ObjectCorrupt, ObjectExists, ObjectInfo,
                                  ObjectNotFound, ObjectStore, ObjectStoreError, ObjectStoreRefused,
-                                 ObjectStoreUnavailable, check_prefix)
+                                 ObjectStoreUnavailable, ObjectVersionsRemain, check_prefix)
 
 log = logging.getLogger(__name__)
 
 GCP_CONN_ID = "google_cloud_default"
 DEFAULT_TIMEOUT = 60.0  # seconds per request
 DEFAULT_RETRY_TIMEOUT = 120.0  # seconds of retrying transient failures (the client's own default)
+ERASE_ROUNDS = 3  # rounds of listing and deleting an object's versions before one still written to is refused
 DOWNLOAD_CHUNK = 8 * 2**20  # bytes per ranged request of a streamed download (a multiple of 256 KiB)
 # google-cloud-storage's switch for its background bucket-metadata lookup
 # (google/cloud/storage/_opentelemetry_tracing.py)
@@ -59,6 +61,8 @@ class GCSObjectStore(ObjectStore):
         self.retry_timeout = retry_timeout
         self._client = None
         self._retry = None
+        # The bucket's soft delete retention in seconds once read (0: none; -1: the connection may not read the bucket)
+        self._soft_delete_seconds: int | None = None
 
     # -- the client ----------------------------------------------------------------------------------
 
@@ -131,17 +135,70 @@ class GCSObjectStore(ObjectStore):
             return self._call(self._bucket().blob(key).exists)
 
     def delete(self, name: str) -> bool:
+        return self.erase(name).versions > 0
+
+    def erase(self, name: str) -> Erased:
+        """Every version of the object, live and noncurrent, listed (``versions=true``) and deleted by its generation,
+        then listed again to verify that none is left: in a bucket with Object Versioning a delete without a
+        generation only makes the live version noncurrent (JSON API ``objects.delete``: "Deletions are permanent if
+        versioning is not enabled for the bucket, or if the generation parameter is used"). A version another client
+        deleted meanwhile (404) is gone all the same; one written meanwhile is deleted by the next round, and a name
+        still written to after :data:`ERASE_ROUNDS` rounds is :class:`ObjectVersionsRemain`. A missing bucket is
+        :class:`ObjectStoreRefused` (its listing's 404). The bucket's soft delete keeps the deleted versions
+        recoverable until its retention ends, whatever a client asks: :attr:`Erased.recoverable_until`."""
         from google.api_core import exceptions as api
 
         key = self.location.key(name) if self.location.path else name
+        deleted = 0
         with self._errors("delete", name):
+            bucket = self._bucket()
+            for _ in range(ERASE_ROUNDS):
+                generations = self._generations(bucket, key)
+                if not generations:
+                    break
+                for generation in generations:
+                    try:
+                        self._call(bucket.blob(key, generation=generation).delete)
+                        deleted += 1
+                    except api.NotFound:
+                        pass  # deleted by another client meanwhile: gone all the same
+            else:
+                left = len(self._generations(bucket, key))
+                if left:
+                    raise ObjectVersionsRemain(
+                        f"{self.uri(name)} still has {left} version(s) after every version was deleted "
+                        f"{ERASE_ROUNDS} times (something writes it again): it is not erased, and a person must "
+                        "stop what writes it")
+            until = self._recoverable_until(bucket, key, deleted)
+        return Erased(deleted, until)
+
+    def _generations(self, bucket, key: str) -> list[int]:
+        """The generations the object has, live and noncurrent (soft-deleted ones are not listed: no client can
+        delete them)."""
+        blobs = self._call(bucket.client.list_blobs, bucket_or_name=bucket, prefix=key, versions=True)
+        return [blob.generation for blob in blobs if blob.name == key]
+
+    def _recoverable_until(self, bucket, key: str, deleted: int):
+        """Until when the bucket's soft delete keeps the object's deleted versions: for versions just deleted, the end
+        of the bucket's retention from now (its ``softDeletePolicy``, read once per store); for an object that had
+        none left (deleted earlier, by the application or by hand), or where the connection may not read the
+        bucket, the latest ``hardDeleteTime`` of its soft-deleted versions (``softDeleted=true``). None: no copy is
+        kept."""
+        from google.api_core import exceptions as api
+
+        if deleted and self._soft_delete_seconds is None:
             try:
-                self._call(self._bucket().blob(key).delete)
-            except api.NotFound:
-                if not self._bucket_exists():
-                    raise
-                return False
-        return True
+                self._call(bucket.reload, projection="noAcl")
+                self._soft_delete_seconds = int(bucket.soft_delete_policy.retention_duration_seconds or 0)
+            except api.Forbidden:
+                self._soft_delete_seconds = -1  # the bucket is not to be read by this connection: ask each object
+        if deleted and self._soft_delete_seconds >= 0:
+            seconds = self._soft_delete_seconds
+            return datetime.now(timezone.utc) + timedelta(seconds=seconds) if seconds else None
+        kept = [blob.hard_delete_time for blob in self._call(
+            bucket.client.list_blobs, bucket_or_name=bucket, prefix=key, soft_deleted=True)
+            if blob.name == key and blob.hard_delete_time is not None]
+        return max(kept, default=None)
 
     def download_to(self, name: str, out) -> int:
         """Streamed by the client's chunked media download (ranged requests of :data:`DOWNLOAD_CHUNK` bytes into
@@ -325,7 +382,9 @@ def _scrubbed(text: str | None, name: str | None = None) -> str:
     text = _ADDRESS.sub(lambda m: m["base"] + ("/…" if len(m[0]) > len(m["base"]) else ""), text or "")
     text = _PATH.sub(lambda m: m["base"] + "/…", text)
     if name:
-        for spelling in {name, quote(name, safe=""), quote(name)}:
+        # As a path, and as a query's value (a listing's prefix: a space as '+').
+        for spelling in sorted({name, quote(name, safe=""), quote(name), quote_plus(name), quote_plus(name, safe="/")},
+                               key=len, reverse=True):
             text = text.replace(spelling, "…")
     return text
 
