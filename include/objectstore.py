@@ -439,6 +439,21 @@ def file_sha256(path: str) -> tuple[str, int]:
 
 # -- files named by the data map's rows ------------------------------------------------------------------------
 
+def name_forms(name: str) -> tuple[str, ...]:
+    """``name`` first, then the same name in each Unicode normalisation form (NFC, NFD) that spells it otherwise:
+    object names are compared byte for byte, so a row naming ``Zoe`` + a combining diaeresis (NFD, as macOS writes
+    names) does not find the object stored as ``Zoë`` (NFC), nor the reverse. What looks a name up once the one named
+    is a 404 (the erasure, the export) tries these in turn; a form over 1,024 bytes names no object."""
+    import unicodedata
+
+    forms = [name]
+    for form in ("NFC", "NFD"):
+        other = unicodedata.normalize(form, name)
+        if other not in forms and len(other.encode("utf-8")) <= _MAX_NAME_BYTES:
+            forms.append(other)
+    return tuple(forms)
+
+
 def same_file(uri: str) -> str:
     """A location as it names its file: without the white space around it, its scheme in lower case, so that two
     spellings of one location are one file (what :meth:`FileRef.parse` reads; the erasure compares by it)."""

@@ -1093,3 +1093,42 @@ def test_every_version_of_a_file_in_a_versioned_bucket_is_erased_and_its_soft_de
         assert all(started + week <= until <= datetime.now(timezone.utc) + week for _, until in recorded.values())
         for conn in conns.values():
             conn.close()
+
+
+def test_a_file_named_in_one_unicode_form_and_stored_in_the_other_is_exported_and_erased_never_already_gone(world):
+    """Found by a fault trial: a row naming a file in NFD (``e`` and a combining diaeresis, as macOS writes names)
+    while the object is stored in NFC (``ë``, one code point), or the reverse. Object names are compared byte for
+    byte, so the named one was a 404: the export listed the file ``missing`` and the erasure recorded it
+    ``already_gone`` and purged the subject while the file stayed in the bucket. Now a name that is a 404 is looked
+    up in the other normalisation form too: the file is packed and deleted. A file another account's row names in
+    the other form is that account's too (``shared``): left in place and never read into the package."""
+    import unicodedata
+
+    conns, buckets, dm = world["conns"], world["buckets"], world["dm"]
+    uploads = buckets.bucket("acme-uploads")
+    named = {"users/1/3/Zoe\u0308-passport.pdf": "NFC", "users/1/4/Am\u00e9lie-visa.pdf": "NFD",
+             "users/1/5/Ren\u00e9e-letter.pdf": "NFD"}
+    for n, (key, stored_as) in enumerate(named.items(), 53):
+        conns["ops_db"].execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes,
+                                                        created_at) values (%s, 1, 'x', 'upload', %s, 1, now())""",
+                                (n, f"gs://acme-uploads/{key}"))
+        uploads.put(unicodedata.normalize(stored_as, key), f"file {n}".encode())
+    theirs = unicodedata.normalize("NFD", "gs://acme-uploads/users/1/5/Ren\u00e9e-letter.pdf")
+    conns["ops_db"].execute("""insert into uploads (id, user_id, filename, source, storage_uri, size_bytes, created_at)
+                               values (60, 2, 'x', 'upload', %s, 1, now())""", (theirs,))
+    built = package.build(package.Sources(conns["ops_db"], conns.__getitem__, buckets), dm,
+                          package.About(5, "access", "gdpr", date(2026, 11, 25)),
+                          package.subject(conns["ops_db"], dm, 1),
+                          SharedWith(1, last_twelve_months(date(2026, 11, 25), timezone.utc), True, ()),
+                          str(world["tmp"] / "package.zip"))
+    stored = {f.location: (f.status, f.bytes) for f in built.stored_files}
+    assert stored["gs://acme-uploads/users/1/3/Zoe\u0308-passport.pdf"] == ("included", len(b"file 53"))
+    assert stored["gs://acme-uploads/users/1/4/Am\u00e9lie-visa.pdf"] == ("included", len(b"file 54"))
+    assert stored["gs://acme-uploads/users/1/5/Ren\u00e9e-letter.pdf"][0] == "shared"
+    result = erase(world)
+    assert result.outcome == erasure.PURGED
+    states = dict(conns["compliance"].execute("select uri, state from compliance.erasure_files"))
+    assert states["gs://acme-uploads/users/1/3/Zoe\u0308-passport.pdf"] == "deleted"
+    assert states["gs://acme-uploads/users/1/4/Am\u00e9lie-visa.pdf"] == "deleted"
+    assert states["gs://acme-uploads/users/1/5/Ren\u00e9e-letter.pdf"] == "shared"
+    assert uploads.list("users/1/") == [unicodedata.normalize("NFD", "users/1/5/Ren\u00e9e-letter.pdf")]

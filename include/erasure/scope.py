@@ -25,7 +25,7 @@ from psycopg import sql
 
 from include.addresses import WHITESPACE, comparable_sql
 from include.datamap import OPS_CONNECTION, DataMap, DataMapError, PersonalDataEntry, SubjectLink
-from include.objectstore import same_file
+from include.objectstore import name_forms, same_file
 from include.store_text import Trimmed, read_as_str, store_params
 from include.subjects import address_hash
 
@@ -270,8 +270,10 @@ def shared_locations(dm: DataMap, conn_of: Callable[[PersonalDataEntry], Any], p
                      uris) -> frozenset[str]:
     """The locations among ``uris`` that a row outside the subject names too (another account's upload, someone
     else's ticket), in any store: such a file is not the subject's alone, so the erasure leaves it (another
-    person's row still needs it) and the export leaves it out (it may be another person's data)."""
-    wanted = {uri: same_file(uri) for uri in uris}
+    person's row still needs it) and the export leaves it out (it may be another person's data). A row naming the
+    location in another Unicode normalisation form names the same file (:func:`include.objectstore.name_forms`:
+    the erasure and the export look a name that is a 404 up in the other form)."""
+    wanted = {uri: name_forms(same_file(uri)) for uri in uris}
     if not wanted:
         return frozenset()
     by_entry = {id(t.entry): t for found in store_targets(dm).values() for t in found}
@@ -283,9 +285,9 @@ def shared_locations(dm: DataMap, conn_of: Callable[[PersonalDataEntry], Any], p
                                  w=target.where("x"))
         conn = conn_of(entry)
         read_as_str(conn)
-        named.update(f for (f,) in conn.execute(query, store_params(conn, {**params,
-                                                                            "files": sorted(set(wanted.values()))})))
-    return frozenset(uri for uri, f in wanted.items() if f in named)
+        files = sorted({form for forms in wanted.values() for form in forms})
+        named.update(f for (f,) in conn.execute(query, store_params(conn, {**params, "files": files})))
+    return frozenset(uri for uri, forms in wanted.items() if named.intersection(forms))
 
 
 def same_file_sql(column: sql.Composable) -> sql.Composable:

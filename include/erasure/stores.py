@@ -24,7 +24,8 @@ account row (its claim) and before it erases the operational rows and the accoun
 3. **The files**, one by one: every version of each (live and noncurrent: a bucket with Object Versioning keeps a
    version that a delete without a generation only made noncurrent) is listed and deleted by its generation, and
    the file is done when a listing after it finds no version left (``deleted``), or found none to begin with
-   (``already_gone``). The bucket's soft delete keeps deleted versions recoverable by the bucket's owner until its
+   (``already_gone``) under its name in either Unicode normalisation form (a row may name in NFD a file the bucket
+   holds in NFC). The bucket's soft delete keeps deleted versions recoverable by the bucket's owner until its
    retention ends, and no client can delete them sooner: the file's record says until when
    (``recoverable_until``). A missing bucket or a refusal (a retention policy or a hold: 403; a name written again
    round after round) stops the subject: the calling step records it ``incomplete`` with
@@ -55,7 +56,7 @@ from psycopg.types.json import Jsonb
 from include.datamap import OPS_CONNECTION, DataMap
 from include.erasure.scope import Target, file_locations, shared_locations, store_targets
 from include.errors import NeedsOperator, database_said, over_limit
-from include.objectstore import Buckets, FileRef, ObjectStore, ObjectStoreRefused
+from include.objectstore import Buckets, Erased, FileRef, ObjectStore, ObjectStoreRefused, name_forms
 from include.store_text import read_as_str, store_params
 
 log = logging.getLogger(__name__)
@@ -462,7 +463,7 @@ def erase_file(access: StoreAccess, subject_hash: str, row: tuple[str, str], at:
             raise StoresNotReachable("the data map names files in object storage but this erasure was given no "
                                      "object storage: nothing of the subject was erased")
         objects, name = access.buckets.bucket(ref.bucket), ref.key
-    erased = objects.erase(name)
+    erased = _erase_any_form(objects, name, any_form=kind == FILE)
     state = DELETED if erased.versions else ALREADY_GONE
     # Not waiting for the flush: a record lost with a database crash only makes the retry delete the file again
     # (none left: already gone; the first attempt's count and window are lost with it). One statement, its own
@@ -481,6 +482,19 @@ def erase_file(access: StoreAccess, subject_hash: str, row: tuple[str, str], at:
         access.progress.execute("""update compliance.dsr_fulfilments set package_deleted_at = %s
                                    where subject_hash = %s and package_object = %s""", (at, subject_hash, uri))
     return FileOutcome(uri, kind, state)
+
+
+def _erase_any_form(objects: ObjectStore, name: str, *, any_form: bool) -> Erased:
+    """Erase the object ``name``; when it has no version and ``any_form`` (a file a row names), the other Unicode
+    normalisation form(s) of its name too (:func:`include.objectstore.name_forms`: the row may name it in NFD while
+    the bucket holds it in NFC, or the reverse), so that a file still there is never recorded ``already_gone``. A row
+    outside the subject naming that other form made the file ``shared`` before (:func:`shared_locations`)."""
+    erased = objects.erase(name)
+    for other in name_forms(name)[1:] if any_form else ():
+        if erased.versions:
+            break
+        erased = objects.erase(other)
+    return erased
 
 
 # -- the other stores' rows --------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ from psycopg.adapt import Loader
 
 from include.datamap import OPS_CONNECTION, DataMap, PersonalDataEntry
 from include.erasure.scope import Target, address_key, file_locations, shared_locations, store_targets
-from include.objectstore import Buckets, FileRef, ObjectNotFound, ObjectStoreUnavailable, same_file
+from include.objectstore import Buckets, FileRef, ObjectNotFound, ObjectStoreUnavailable, name_forms, same_file
 from include.store_text import SQL_ASCII, legacy_stream, legacy_text, server_encoding, store_params
 from include.fulfilment.right_to_know import SharedWith
 
@@ -335,11 +335,8 @@ def _add_files(zf: zipfile.ZipFile, src: Sources, found: Sequence[tuple[str, str
             continue
         entry = _FileEntry(zf, f"files/{n:05d}-{_entry_name(ref.key)}")
         try:
-            src.buckets.bucket(ref.bucket).download_to(ref.key, entry)
+            found = _download_any_form(src.buckets.bucket(ref.bucket), ref.key, entry)
         except ObjectNotFound:
-            if not entry.started:
-                stored.append(StoredFile(uri, table, status="missing"))
-                continue
             entry.close()
             raise ObjectStoreUnavailable("a file the subject's rows name went missing or was replaced while it was "
                                          "read into the package: no package was written (a retry reads the new "
@@ -347,10 +344,27 @@ def _add_files(zf: zipfile.ZipFile, src: Sources, found: Sequence[tuple[str, str
         except BaseException:
             entry.close()  # the zip cannot be closed around an open entry; the package is not used
             raise
+        if not found:
+            stored.append(StoredFile(uri, table, status="missing"))
+            continue
         entry.close()
         out.settled()
         stored.append(StoredFile(uri, table, entry=entry.name, bytes=entry.size, sha256=entry.digest.hexdigest()))
     return stored
+
+
+def _download_any_form(bucket, key: str, entry: "_FileEntry") -> bool:
+    """Stream the object into ``entry`` under the name its row gives or, when that is a 404, under the same name in
+    the other Unicode normalisation form (:func:`include.objectstore.name_forms`); False when there is none.
+    :class:`ObjectNotFound` once bytes were written: the object went missing (or was replaced) while it was read."""
+    for form in name_forms(key):
+        try:
+            bucket.download_to(form, entry)
+            return True
+        except ObjectNotFound:
+            if entry.started:
+                raise
+    return False
 
 
 class _FileEntry:
