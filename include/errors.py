@@ -105,10 +105,10 @@ def _is_ip(token: str) -> bool:
 
 
 def database_said(exc: BaseException) -> str:
-    """What a database's refusal says, without the rows it quotes: the server's primary message (scrubbed) and its
-    SQLSTATE. Its DETAIL, HINT and CONTEXT lines are left out: they quote the row a constraint refused ("Failing row
-    contains (17, someone@example.com, ...)", "Key (name)=(...) already exists"), personal data that must reach no
-    log, alert or record."""
+    """What a database's refusal says, without the rows it quotes: the server's primary message (scrubbed; a data
+    exception's quoted value said as ``"…"``) and its SQLSTATE. Its DETAIL, HINT and CONTEXT lines are left out:
+    they quote the row a constraint refused ("Failing row contains (17, someone@example.com, ...)", "Key
+    (name)=(...) already exists"), personal data that must reach no log, alert or record."""
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None
     if not primary:

@@ -4,7 +4,8 @@ outcomes and the vendors' deletion notices. The run itself is an erasure run (:m
 
 Each write is safe to repeat: a run detects and plans once (the run row is locked while it does, and a
 repeated attempt finds the work recorded); a subject's row only moves forward (``planned`` → ``erasing``
-→ ``purged``, or to another final outcome) through updates conditional on its current outcome, so two
+→ ``purged``, or from ``planned`` to another final outcome; an attempt whose erasure was refused at its commit puts
+its ``erasing`` row back to ``planned`` first) through updates conditional on its current outcome, so two
 attempts of one run can never both record the same subject.
 """
 from __future__ import annotations

@@ -4,8 +4,10 @@ hands its rows to the delivery engine (:func:`include.delivery.engine.deliver`).
 A row is one message to send (or one line of a message that lists several), keyed by ``(kind, key)``: the kind is
 the email type's ledger name (``dsr.escalation``, also the prefix of its audit actions ``dsr.escalation_sent`` /
 ``_failed``), the key what it tells (``123/overdue``, ``2026-11-25``, a run id). :meth:`Outbox.record` inserts it
-``on conflict (kind, key) do nothing``, so a message is recorded once whatever the runs, retries and mapped tasks.
-What is the kind's own (a level and a due date, a digest's counts, an alert's reason) is in ``facts``.
+``on conflict (kind, key) do nothing``, so a message is recorded once whatever the runs, retries and mapped tasks;
+:meth:`Outbox.record_current` records a message still pending again with the facts of now (a purge run's summary,
+after its re-run purged more). What is the kind's own (a level and a due date, a digest's counts, an alert's
+reason) is in ``facts``.
 
 :class:`OutboxLedger` is the engine's :class:`~include.delivery.engine.Ledger` over one kind's rows: it claims the
 next pending rows ``FOR UPDATE SKIP LOCKED`` inside the engine's transaction (so two runs at once never send one

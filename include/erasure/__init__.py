@@ -13,7 +13,7 @@ delete requests), with the same guards:
 - :func:`include.erasure.stores.erase_elsewhere` — inside that claim, before the operational rows: the other
   stores' rows (one transaction per store) and the files the rows name, each subject's progress recorded per
   store and per file in the compliance store so a crash or a lost store resumes on the retry; a file in a
-  bucket the settings do not allow leaves the subject ``incomplete`` (nothing operational erased).
+  bucket the settings do not allow leaves the subject ``incomplete`` (nothing of it erased in any store).
 - :func:`probe`, :func:`residual_by_keys` — settle a record left half-way by a dead worker, and check a
   finished purge again after it committed.
 
