@@ -7,8 +7,9 @@ queued and what its deadline was.
 
 A DAG's task that fails for good (its retries spent, or a set-up fault that never retries) calls
 :func:`include.seam.alerts.task_failed`, which records the failure here (in the outbox, kind ``run_alerts``, read
-as ``compliance.run_alerts``; one row per run: the first failing task wins, so a second failure of the same run adds
-nothing) and sends the pending alert to ``settings.on_call_email`` through :func:`include.delivery.engine.deliver`
+as ``compliance.run_alerts``; one row per run: the first failing task wins, so a second failure of the same run
+records nothing, but sends what is pending) and sends the pending alert to ``settings.on_call_email`` through
+:func:`include.delivery.engine.deliver`
 — SendGrid's retry rules, the audit entry and "never twice" come with it.
 
 An alert SendGrid did not take stays pending and goes out with the next alert; one whose run Airflow says has

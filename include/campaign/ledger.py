@@ -4,13 +4,15 @@
 :meth:`CampaignLedger.claim` locks the next pending rows in ``seq`` order (``FOR UPDATE SKIP LOCKED``, so
 parallel senders and concurrent runs take disjoint batches), reads each recipient's address from the
 operational database and checks it again — an account deleted or erased, an address suppressed, a child
-flagged since the campaign was built makes that row ``skipped`` with the reason — and renders the payload. A
-row whose accounts hold another address now goes to that address, checked as the build checks one, once: the
-row takes the new address's keyed hash (``readdressed_from`` keeps the old one), so the primary key still keeps
-one row per address, and when the new address already has a row of its own the person is told through that
-row. An account that leaves an address the other accounts of its row keep gets a row of its own, added to the
-ledger by the claim, and goes to its new address the same way. ``mark_sent`` / ``mark_failed`` update the rows
-and the campaign's counters in the same transaction, which the engine commits with the audit entry.
+flagged since the campaign was built, a child account holding the row's address now besides its own accounts
+makes that row ``skipped`` with the reason — and renders the payload. A row whose accounts hold another address
+now goes to that address, checked as the build checks one, once: the row takes the new address's keyed hash
+(``readdressed_from`` keeps the old one), so the primary key still keeps one row per address, and when the new
+address already has a row of its own the person is told through that row (one skipped or failed, through which
+nothing reached the address, gives its key up to the moving row). An account that leaves an address the other
+accounts of its row keep gets a row of its own, added to the ledger by the claim, and goes to its new address the
+same way. ``mark_sent`` / ``mark_failed`` update the rows and the campaign's counters
+in the same transaction, which the engine commits with the audit entry.
 
 Before the request leaves, the claim writes a ``notification_batches`` row on a second connection,
 committed at once, naming the claiming transaction. If that transaction commits, it marked the row sent

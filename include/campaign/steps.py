@@ -1,6 +1,6 @@
 """The steps of ``policy_change_notifications``, one function per task, plain Python over real connections.
 
-    find_policy_version -> which policy version this run announces, or nothing to do (the run stops there)
+    find_policy_version -> which policy version this run announces (naming those it passes over), or nothing to do
     build_recipients    -> the campaign's ledger (or, in a dry run, its counts and one sample message)
     plan_senders        -> one entry per parallel sender, each with its share of ``max_recipients``
     send_batches        -> one sender: the delivery engine over the campaign ledger until nothing is left
