@@ -24,9 +24,10 @@ class BucketsRefused(NeedsOperator):
 
 
 def named_objects(dm: DataMap, database: Callable[[str], object]) -> dict[str, set[str]]:
-    """bucket -> the object names (keys) that file columns name, read from every store the map names."""
+    """bucket -> the object names (keys) that file columns name, read from every store the map names, each in every
+    Unicode normalisation form the erasure looks it up in (:func:`include.objectstore.name_forms`)."""
     from include.erasure.scope import same_file_sql
-    from include.objectstore import FileRef
+    from include.objectstore import FileRef, name_forms
     from include.store_text import read_as_str
 
     named: dict[str, set[str]] = {b: set() for b in dm.buckets}
@@ -43,7 +44,9 @@ def named_objects(dm: DataMap, database: Callable[[str], object]) -> dict[str, s
         for (uri,) in conn.execute(query):
             ref = FileRef.parse(uri)
             if ref is not None and ref.bucket in named:
-                named[ref.bucket].add(ref.key)
+                # A row naming the file in NFD while the bucket holds it in NFC (or the reverse) names it for the
+                # erasure, which deletes it under the other form: it is no orphan either.
+                named[ref.bucket].update(name_forms(ref.key))
     return named
 
 
