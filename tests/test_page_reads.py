@@ -1470,3 +1470,48 @@ def test_needs_a_person_says_what_it_cannot_count_when_the_store_lacks_a_table(s
     data = render(store, "attention")
     assert data["facts"][0]["value"] == 1 and data["facts"][0]["tone"] == "warn"
     assert data["rows"][0]["count"]["text"] == "1"
+
+
+def test_the_purge_and_fulfilment_records_say_until_when_the_erased_files_stay_recoverable(store):
+    """Found by a fault trial: a bucket's soft delete (on by default on GCS, 7 days) keeps the versions an erasure
+    deleted recoverable by the bucket's owner, and no client can shorten it; only each file's row said so
+    (``compliance.erasure_files.recoverable_until``). The subject's record, as the compliance page and the purge's
+    record show it, said the subject erased and no more. Now its reason says how many files stay recoverable and
+    until what day, never a file's name."""
+    from include.children import ledger
+    from include.erasure import ErasureResult, TableCount
+    from include.erasure import run as erasure_run
+    from include.erasure.stores import subject_files
+    from include.fulfilment.ledger import PlanRow
+    from include.fulfilment.steps import _erased_records
+
+    subject_hash = f"{1:064x}"
+    until = datetime(2026, 12, 2, 12, tzinfo=timezone.utc)
+    store.execute("""insert into compliance.erasure_files (subject_hash, uri, kind, source, state, found_at, done_at,
+                                                           versions_deleted, recoverable_until)
+                     values (%(s)s, 'gs://acme-uploads/users/1/Zo\u00eb.pdf', 'file', 'ops_db:public.uploads.storage_uri',
+                             'deleted', %(at)s, %(at)s, 2, %(until)s),
+                            (%(s)s, 'gs://acme-uploads/users/1/cv.pdf', 'file', 'ops_db:public.uploads.storage_uri',
+                             'already_gone', %(at)s, %(at)s, 0, %(early)s),
+                            (%(s)s, 'gs://acme-uploads/users/1/gone.pdf', 'file', 'ops_db:public.uploads.storage_uri',
+                             'already_gone', %(at)s, %(at)s, 0, null)""",
+                  {"s": subject_hash, "at": at(0), "until": until, "early": until - timedelta(days=2)})
+    result = ErasureResult(1, subject_hash, "purged", tables=(TableCount("public.users", "delete", 1),), at=at(1),
+                           files=tuple(subject_files(store, subject_hash)))
+    said = "2 file(s) recoverable from the bucket's soft delete until 2026-12-02"
+
+    row = PlanRow(7, "gdpr", "deletion", "erase", None, None, subject_hash)
+    first, other = _erased_records(result, [row, PlanRow(8, "gdpr", "deletion", "erase", None, None, subject_hash)])
+    assert first.reason == said and said not in (other.reason or "")
+
+    erasure_run.start_run(store, ledger.WORKFLOW, erasure_run.RunStart(
+        run_id="scheduled__soft", as_of=date(2026, 11, 25), run_type="scheduled", dry_run=False, threshold=50,
+        started_at=at(0)))
+    ledger.record_detection(store, "scheduled__soft", [ledger.Detected(subject_hash, 1, ("under_13",), (), ())], [],
+                            at=at(0), counts={"accounts": 1})
+    ctx = audit.RunContext(run_id="scheduled__soft", actor="test", dag_id="child_data_purge", now=lambda: at(1))
+    assert ledger.finish_subject(store, ctx, "scheduled__soft", result)
+    recorded = store.execute("select outcome, reason from compliance.child_purges where subject_hash = %s",
+                             (subject_hash,)).fetchone()
+    assert recorded == ("purged", said)
+    assert "Zo" not in said and "cv.pdf" not in said

@@ -247,19 +247,21 @@ def finish_subject(store, ctx: RunContext, run_id: str, result: ErasureResult, *
     """
     at = result.at or ctx.now()
     purged = result.outcome == PURGED
+    # The files a bucket's soft delete keeps recoverable until a day: said in the record, as a fulfilment's is.
+    reason = "; ".join(w for w in (reason, result.recoverable_words()) if w) or None
     with store.transaction():
         if purged:
             changed = store.execute(
                 """update compliance.child_purges
                    set outcome = 'purged', tables = %s, rows_erased = %s, kept = %s, vendors = %s, purged_at = %s,
                        address_hash = coalesce(%s, address_hash), request_ids = coalesce(%s, request_ids),
-                       reason = null, updated_at = %s
+                       reason = %s, updated_at = %s
                    where run_id = %s and subject_hash = %s and outcome in ('planned', 'erasing')
                    returning rules""",
                 (Jsonb(result.tables_evidence()), result.rows_erased,
                  Jsonb({t.table: t.rows for t in result.kept}) if result.kept else None,
-                 Jsonb([v.as_dict() for v in result.vendors]), at, result.address_hash, _request_ids(result), at,
-                 run_id, result.subject_hash)).fetchone()
+                 Jsonb([v.as_dict() for v in result.vendors]), at, result.address_hash, _request_ids(result), reason,
+                 at, run_id, result.subject_hash)).fetchone()
         else:
             changed = store.execute(
                 """update compliance.child_purges

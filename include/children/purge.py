@@ -33,7 +33,7 @@ from include.erasure import guard
 from include.erasure import run as erasure_run
 from include.erasure.guard import NotApproved, PlanChanged
 from include.erasure.guard import short as _short
-from include.erasure.stores import (REFUSED, access_of, incomplete_reason, subject_refused_reason,
+from include.erasure.stores import (REFUSED, access_of, incomplete_reason, subject_files, subject_refused_reason,
                                     warn_refused)
 from include.errors import Transient, over_limit
 from include.objectstore import ObjectStoreRefused
@@ -439,8 +439,9 @@ def settle(step: Step, unmapped=None) -> int:
             # result is gone (a worker lost, or an attempt a moment from recording it), the record keeps counts only.
             result = ledger.recorded_result(store, run_id, row.subject_hash, row.user_id)
             resolved = reports.resolved_by_erasure(ops, dm, row.report_ids, result.at)
-            ledger.finish_subject(store, ctx, run_id, replace(result, extra={"reports_resolved": resolved}),
-                                  settled=True)
+            files = tuple(subject_files(store, row.subject_hash))  # what the soft delete keeps, for its reason
+            ledger.finish_subject(store, ctx, run_id, replace(result, files=files,
+                                                              extra={"reports_resolved": resolved}), settled=True)
         settled += 1
     return settled
 

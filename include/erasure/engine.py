@@ -136,6 +136,11 @@ class ErasureResult(TablesEvidence):
         """Per state (deleted, already_gone, not_allowed), how many of the subject's files."""
         return elsewhere.Elsewhere(files=self.files).files_evidence()
 
+    def recoverable_words(self) -> str | None:
+        """How many of the subject's erased files the bucket's soft delete keeps recoverable, until what day (None:
+        none), for its record's reason."""
+        return elsewhere.Elsewhere(files=self.files).recoverable_words()
+
     @property
     def rows_erased(self) -> int:
         return sum(t.rows for t in self.tables)

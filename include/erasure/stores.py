@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, NamedTuple
 
 from psycopg import sql
@@ -101,11 +101,13 @@ class StoreAccess:
 
 class FileOutcome(NamedTuple):
     """One file of the subject as ``compliance.erasure_files`` records it: its location, its kind (a row's file or
-    an export package) and its state."""
+    an export package), its state, and until when the bucket's soft delete keeps its deleted versions recoverable
+    (None: not at all, or not known)."""
 
     uri: str
     kind: str
     state: str
+    recoverable_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,15 @@ class Elsewhere:
         for f in self.files:
             counts[f.state] = counts.get(f.state, 0) + 1
         return counts
+
+    def recoverable_words(self) -> str | None:
+        """For the subject's record: how many of its erased files the bucket's soft delete keeps recoverable, and
+        until what day (UTC) the last of them; never a file's name. None: none is."""
+        until = [f.recoverable_until for f in self.files if f.recoverable_until is not None]
+        if not until:
+            return None
+        day = max(until).astimezone(timezone.utc).date().isoformat()
+        return f"{len(until)} file(s) recoverable from the bucket's soft delete until {day}"
 
 
 def needs_access(dm: DataMap) -> bool:
@@ -438,7 +449,7 @@ class SubjectsRefused(NeedsOperator):
 
 def subject_files(store, subject_hash: str) -> list[FileOutcome]:
     """Every file of the subject as it stands (deleted, already gone, not allowed)."""
-    rows = store.execute("""select uri, kind, state from compliance.erasure_files
+    rows = store.execute("""select uri, kind, state, recoverable_until from compliance.erasure_files
                             where subject_hash = %s order by uri""", (subject_hash,))
     return [FileOutcome(*r) for r in rows]
 

@@ -827,8 +827,9 @@ def erase_subject_requests(step: Step, rows: Sequence[PlanRow], unmapped) -> str
 def _erased_records(result: erasure.ErasureResult, rows: Sequence[PlanRow], kept: Sequence[tuple[int, date]] = (),
                     kept_rows: Sequence[tuple[str, int]] = ()) -> list[Record]:
     """The records of one subject's erasure: the first request carries the tables, rows and vendors (and its reason
-    names the export packages ``kept`` to be handed over, and the rows of a shared address an earlier erasure of the
-    account kept, ``kept_rows``); the others say they were erased with it."""
+    names the export packages ``kept`` to be handed over, the rows of a shared address an earlier erasure of the
+    account kept, ``kept_rows``, and the files a bucket's soft delete keeps recoverable until a day); the others say
+    they were erased with it."""
     first, *others = sorted(rows, key=lambda r: r.request_id)
     if first.reason:  # an earlier erasure of the account (rules.ChildPurge), or what is held of an id none has
         held = rules.kept_rows_words(kept_rows)
@@ -847,6 +848,9 @@ def _erased_records(result: erasure.ErasureResult, rows: Sequence[PlanRow], kept
                   f"has were kept ({kept_rows or 'none'})")
     if kept:
         reason = f"{reason + '; ' if reason else ''}{rules.kept_words(kept)}"
+    recoverable = result.recoverable_words()  # a bucket's soft delete: the deleted files' copies, for a while
+    if recoverable:
+        reason = f"{reason + '; ' if reason else ''}{recoverable}"
     # the requests the erasure unlinked: a later run finds it by their ids (migration 0028)
     unlinked = list(result.request_ids) if result.outcome == erasure.PURGED and result.request_ids is not None \
         else None
