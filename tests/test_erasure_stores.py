@@ -1132,3 +1132,41 @@ def test_a_file_named_in_one_unicode_form_and_stored_in_the_other_is_exported_an
     assert states["gs://acme-uploads/users/1/4/Am\u00e9lie-visa.pdf"] == "deleted"
     assert states["gs://acme-uploads/users/1/5/Ren\u00e9e-letter.pdf"] == "shared"
     assert uploads.list("users/1/") == [unicodedata.normalize("NFD", "users/1/5/Ren\u00e9e-letter.pdf")]
+
+
+@pytest.mark.parametrize("crash", ["before_its_files", "before_its_progress"])
+def test_a_file_whose_row_an_earlier_attempt_erased_is_never_released_as_unnamed(world, three_stores, monkeypatch,
+                                                                                  crash):
+    """A first attempt erased the support desk's rows (the ticket naming its attachment among them) and died before
+    the files (analytics lost), or right after the support desk's commit, before its progress was recorded; then
+    the attachment's bucket left the setting file_buckets. The retry no longer found the file in any row and released
+    it as unnamed, as if a person had mended the row: the subject purged, its file left in the bucket."""
+    from include.erasure import stores
+
+    conns, buckets = world["conns"], world["buckets"]
+    if crash == "before_its_files":
+        doomed = connect(three_stores["analytics_db"], autocommit=True)
+        conns["support_db"].execute("select pg_terminate_backend(%s)", (doomed.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError):
+            erase(world, connect_override={**conns, "analytics_db": doomed}.__getitem__)
+    else:
+        with monkeypatch.context() as m:
+            m.setattr(stores, "Jsonb", lambda _: (_ for _ in ()).throw(RuntimeError("worker lost")))
+            with pytest.raises(RuntimeError):
+                erase(world)
+    assert left_of_subject(conns)["tickets"] == 0 and left_of_subject(conns)["users"] == 1
+    attachment = "gs://acme-support-attachments/tickets/10/scan.png"
+    again = erase(world, allowed=["acme-uploads"])
+    assert again.outcome == erasure.INCOMPLETE
+    assert again.not_allowed == (attachment,)
+    reason = stores.incomplete_reason(again.not_allowed)
+    assert "allow it with the setting file_buckets" in reason and "Nothing of the subject was erased" not in reason
+    assert buckets.bucket("acme-support-attachments").exists("tickets/10/scan.png")
+    assert left_of_subject(conns)["users"] == 1
+    # Once a person allows the bucket again, the next run deletes the file and finishes.
+    if crash == "before_its_files":
+        resumed_to_the_same_end(world, conns)  # every attempt counted
+    else:
+        assert erase(world).outcome == erasure.PURGED
+        assert left_of_subject(conns) == dict.fromkeys(("users", "uploads", "tickets", "events", "usage"), 0)
+    assert not buckets.bucket("acme-support-attachments").exists("tickets/10/scan.png")

@@ -328,12 +328,33 @@ def record_found(store, subject_hash: str, found, at: datetime, *, state: str = 
                          for uri, kind, source in found])
 
 
+def begun(store, subject_hash: str, connection: str, at: datetime) -> None:
+    """Record that the subject's erasure in this store is about to commit (its progress row, not done yet), before
+    it does: a worker lost between that commit and :func:`erase_store`'s record still leaves the retry knowing that
+    this erasure, not a person, removed the rows of that store naming a file (:func:`release_unnamed`)."""
+    store.execute("""insert into compliance.erasure_store_progress (subject_hash, store, updated_at)
+                     values (%s, %s, %s) on conflict (subject_hash, store) do nothing""",
+                  (subject_hash, connection, at))
+
+
+def _erased_by_this_erasure(store, subject_hash: str) -> set[str]:
+    """The stores where an attempt of this subject's erasure erased (or was about to commit erasing) its rows."""
+    return {r[0] for r in store.execute("select store from compliance.erasure_store_progress where subject_hash = %s",
+                                        (subject_hash,))}
+
+
 def release_unnamed(access: StoreAccess, subject_hash: str, named: set[str], at: datetime) -> None:
     """A file recorded by an earlier attempt that the subject's rows no longer name (a person corrected or cleared
     the row's location, or removed the row) and that the erasure may not touch: ``unnamed``, done. It held the
-    subject ``incomplete`` and, the row mended, would have held it for good."""
-    for uri, kind in open_files(access.progress, subject_hash):
-        if kind == FILE and uri not in named and _touchable(access, uri) is None:
+    subject ``incomplete`` and, the row mended, would have held it for good. Never one whose row was in a store an
+    attempt of this erasure erased (:func:`begun`): that row went with the subject, not with a person's mending, so
+    the file is deleted once its bucket is allowed, and holds the subject ``incomplete`` until then."""
+    erased = _erased_by_this_erasure(access.progress, subject_hash)
+    for uri, kind, source in access.progress.execute(
+            """select uri, kind, source from compliance.erasure_files where subject_hash = %s and done_at is null
+               order by uri""", (subject_hash,)).fetchall():
+        if (kind == FILE and uri not in named and _touchable(access, uri) is None
+                and source.split(":", 1)[0] not in erased):
             access.progress.execute("""update compliance.erasure_files set state = %s, done_at = %s
                                        where subject_hash = %s and uri = %s""", (UNNAMED, at, subject_hash, uri))
 
@@ -382,8 +403,9 @@ def incomplete_reason(locations) -> str:
                      "its row")
     return (f"{len(locations)} file(s) of the subject the erasure may not touch: {'; '.join(parts)}. "
             "compliance.erasure_files lists each for this subject, with the column naming it; then the next run "
-            "deletes the files, or finds them gone. Nothing of the subject was erased: its rows in every store and "
-            "its other files stay until then")
+            "deletes the files, or finds them gone. Nothing more of the subject is erased until then: its account, "
+            "its other files and its rows in every store stay, except those of a store an earlier attempt erased "
+            "(compliance.erasure_store_progress names it)")
 
 
 REFUSED = "refused"  # a step's tally: the object store refused a subject's file; the subject is left incomplete
@@ -528,6 +550,7 @@ def erase_store(access: StoreAccess, connection: str, scope: tuple[Target, ...],
             where = ", ".join(f"{n} row(s) in {t}" for t, n in sorted(left.items()))
             raise StoreNotClean(f"erasing a subject left {where}; that store's erasure was rolled back: check the "
                                 "data map's subject links for that table")
+        begun(access.progress, subject["subject_hash"], connection, at)  # before its commit: a crash after it
     row = access.progress.execute(
         """insert into compliance.erasure_store_progress as p (subject_hash, store, tables, rows_erased, done_at,
                                                               updated_at)
