@@ -1170,3 +1170,23 @@ def test_a_file_whose_row_an_earlier_attempt_erased_is_never_released_as_unnamed
         assert erase(world).outcome == erasure.PURGED
         assert left_of_subject(conns) == dict.fromkeys(("users", "uploads", "tickets", "events", "usage"), 0)
     assert not buckets.bucket("acme-support-attachments").exists("tickets/10/scan.png")
+
+
+def test_a_row_locked_in_a_later_store_leaves_the_earlier_ones_erased_and_the_retry_finishes(world, three_stores):
+    """One transaction per store: when analytics' row stays locked past the lock timeout, the support desk (before
+    it) has already committed. The subject is busy and its sentence says so (it said nothing of it changed); the
+    account, the operational rows and the files stay, and the next run finishes with every attempt's rows counted."""
+    conns = world["conns"]
+    with connect(three_stores["analytics_db"]) as app:  # an application transaction holding one of its rows
+        app.execute("select * from daily_usage where user_id = 1 for update")
+        with pytest.raises(erasure.SubjectBusy) as busy:
+            erasure.erase_subject(conns["ops_db"], world["dm"], 1, KEY, at=NOW, options=erasure.EraseOptions(
+                stores=access(world), lock_timeout_ms=200))
+        app.rollback()
+    assert "nothing of it changed" not in str(busy.value)
+    assert "other stores erased before it stay erased" in str(busy.value)
+    assert left_of_subject(conns) == {"users": 1, "uploads": 2, "tickets": 0, "events": 0, "usage": 2}
+    assert world["buckets"].bucket("acme-uploads").list("users/1/")
+    assert conns["compliance"].execute("select store from compliance.erasure_store_progress where subject_hash = %s "
+                                       "and done_at is not null", (user_hash(KEY, 1),)).fetchall() == [("support_db",)]
+    resumed_to_the_same_end(world, conns)

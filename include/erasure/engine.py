@@ -88,7 +88,9 @@ class ResidualDataError(ErasureError):
 
 
 class SubjectBusy(Transient):
-    """The subject's rows stayed locked by another transaction past the lock timeout."""
+    """The subject's rows stayed locked by another transaction past the lock timeout. The account and the operational
+    rows are unchanged; another store erased before the lock (one transaction per store) stays erased and recorded,
+    and the retry finishes the subject, its evidence counting every attempt's rows."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,8 @@ def erase_subject(ops, dm: DataMap, user_id: int, key: bytes, *, at: datetime,
         raise ErasureError(str(exc)) from None
     except psycopg.errors.LockNotAvailable:
         raise SubjectBusy(f"a subject's rows stayed locked by another transaction for over {lock_timeout_ms} ms; "
-                          "nothing of it changed") from None
+                          "its account and operational rows are unchanged, other stores erased before it stay erased "
+                          "(compliance.erasure_store_progress) and a later run finishes it") from None
 
 
 def _without_account(ops, dm: DataMap, scope, base: dict, key: bytes, options: EraseOptions) -> ErasureResult:
