@@ -1156,6 +1156,17 @@ def test_a_share_category_of_an_enum_type_is_recorded_as_its_label(world, seeded
         assert categories and categories <= {"contact", "account", "content", "usage", "network", "social", "support"}
 
 
+def wait_for_a_lock_wait(watch, failure: str) -> None:
+    """Wait (10 s at most) until a session of the test's database waits for a lock: the retry blocked on the other
+    attempt's claim of the child (its second pass)."""
+    for _ in range(400):
+        if watch.execute("select count(*) from pg_stat_activity where datname = current_database() "
+                         "and wait_event_type = 'Lock'").fetchone()[0]:
+            return
+        threading.Event().wait(0.025)
+    pytest.fail(failure)
+
+
 def test_a_summary_recorded_while_sendgrid_was_down_is_sent_with_the_counts_of_the_cleared_runs_last_purge(
         world, sendgrid):
     """Found by a review: `notify_compliance` recorded the run's summary (its counts) while SendGrid was down, the task
@@ -1183,13 +1194,7 @@ def test_a_summary_recorded_while_sendgrid_was_down_is_sent_with_the_counts_of_t
         earlier.execute("select 1 from users where id = %s for update", (late.user_id,))  # its erasing transaction
         retry = threading.Thread(target=attempt)
         retry.start()
-        for _ in range(400):  # the retry waits for the earlier attempt's claim of the child (its second pass)
-            if watch.execute("select count(*) from pg_stat_activity where datname = current_database() "
-                             "and wait_event_type = 'Lock'").fetchone()[0]:
-                break
-            threading.Event().wait(0.025)
-        else:
-            pytest.fail("the retry never waited for the earlier attempt's claim")
+        wait_for_a_lock_wait(watch, "the retry never waited for the earlier attempt's claim")
         # The earlier attempt records the child 'erasing' before its commit, then dies: its transaction rolls back.
         watch.execute("update compliance.child_purges set outcome = 'erasing', updated_at = now() "
                       "where run_id = %s and subject_hash = %s", (run_id, late.subject_hash))
@@ -1273,13 +1278,7 @@ def test_a_child_an_attempt_still_alive_erased_is_recorded_purged_not_already_er
     assert in_claim.wait(60), errors
     with connect(world.url, autocommit=True) as watch:
         retry.start()
-        for _ in range(400):  # the retry waits for the earlier attempt's claim of the child (its second pass)
-            if watch.execute("select count(*) from pg_stat_activity where datname = current_database() "
-                             "and wait_event_type = 'Lock'").fetchone()[0]:
-                break
-            threading.Event().wait(0.025)
-        else:
-            pytest.fail("the retry never waited for the earlier attempt's claim")
+        wait_for_a_lock_wait(watch, "the retry never waited for the earlier attempt's claim")
         retry_waits.set()
         earlier.join(60)
     assert not earlier.is_alive() and not retry.is_alive()
@@ -1449,13 +1448,7 @@ def test_a_refused_child_another_attempt_recorded_purged_is_counted_and_logged_a
         # What is left of an account already gone is erased under this lock: held until the live attempt recorded.
         holder.execute("select pg_advisory_xact_lock(%s, hashint8(%s))", (_ORPHAN_LOCK_CLASS, late.user_id))
         retry.start()
-        for _ in range(400):  # the retry waits for the live attempt's claim of the child (its second pass)
-            if watch.execute("select count(*) from pg_stat_activity where datname = current_database() "
-                             "and wait_event_type = 'Lock'").fetchone()[0]:
-                break
-            threading.Event().wait(0.025)
-        else:
-            pytest.fail("the retry never waited for the live attempt's claim")
+        wait_for_a_lock_wait(watch, "the retry never waited for the live attempt's claim")
         retry_waits.set()
         live.join(60)
         assert not live.is_alive() and not errors, errors
