@@ -1126,6 +1126,34 @@ def test_a_record_findings_cleared_days_later_leaves_what_a_newer_run_recorded(d
     assert recorded["resolved"] == 0 and len(sendgrid.accepted()) == told
 
 
+def test_names_written_in_latin1_in_a_sql_ascii_store_are_found(pg_server_url):
+    """Found by a fault trial: discovery read a SQL_ASCII store's text as UTF-8 and each byte no UTF-8 text holds as
+    U+FFFD, while the erasure, the export and the orphan count read it as Latin-1 (include.store_text). A column of
+    names written in Latin-1 bytes ("Maria Pe\\xf1a") was sampled as "Maria Pe\ufffda", no longer letters only, and
+    went unfound. The store's text is read as the erasure reads it: the names are found."""
+    names = ["Maria Peña", "Carlos Muñoz", "Lucía Lopez", "Pablo Ibáñez", "Elena Gómez", "Anna Schröder",
+             "David Núñez", "Laura Jiménez", "Sofia Méndez", "Marta Suárez"]
+    name = f"privacy_enc_{uuid.uuid4().hex[:10]}"
+    with database.connect(database.with_database(pg_server_url, "postgres"), autocommit=True) as admin:
+        admin.execute(f"create database {name} template template0 encoding 'SQL_ASCII' lc_collate 'C' lc_ctype 'C'")
+        database.mark_as_ours(admin, name)
+    try:
+        with database.connect(database.with_database(pg_server_url, name), autocommit=True) as legacy:
+            legacy.execute("create table guests (id bigint primary key, guest text)")
+            with legacy.cursor() as cur:  # each name's Latin-1 bytes, as an older client wrote them
+                cur.executemany("insert into guests values (%s, convert_from(%s, 'SQL_ASCII'))",
+                                [(i, n.encode("latin-1")) for i, n in enumerate(names, 1)])
+            raw = ops_datamap_raw()
+            raw["personal_data"] = [e for e in raw["personal_data"] if e["table"] == "users"]
+            report = findings.scan_connection(legacy, parse_datamap(raw), "legacy_db", rows=1000,
+                                              today=date(2026, 11, 25))
+        assert report.problems == [] and report.sampled_rows == len(names)
+        assert [(f.where, f.finding, f.kind) for f in report.findings] == \
+            [("guests.guest", "unmapped", "person_name")]
+    finally:
+        scratch.drop_later(pg_server_url, name)
+
+
 @pytest.mark.parametrize("encoding", ["SQL_ASCII", "LATIN1"])
 def test_a_store_whose_database_is_not_utf8_is_scanned_and_its_files_counted(pg_server_url, tmp_path, encoding):
     """Found by a fault trial: a legacy store (a support desk's database) in SQL_ASCII, whose text the driver hands
@@ -1133,7 +1161,7 @@ def test_a_store_whose_database_is_not_utf8_is_scanned_and_its_files_counted(pg_
     (TypeError)": the run succeeded with nothing of that store judged; a row of Latin-1 bytes among UTF-8 ones there
     would have stopped its table. And orphans were not counted for a store in SQL_ASCII or LATIN1 with a file column:
     the trim of a file location names white space that encoding cannot hold (UnicodeEncodeError, a traceback retried
-    three times). The store is scanned (a byte no text holds is read as U+FFFD, its row judged with the others) and its
+    three times). The store is scanned (a byte no UTF-8 text holds is read as its Latin-1 character, its row judged with the others) and its
     files counted, white space trimmed as far as the encoding can hold it."""
     from include.discovery.orphans import find_orphans
     from include.objectstore import FileObjectStore

@@ -96,28 +96,6 @@ where k.contype = 'f' and array_length(k.conkey, 1) = 1
 """
 
 
-def text_as_str(conn) -> str:
-    """Make ``conn`` hand over every text as ``str`` whatever its database's encoding, and return the Python codec of
-    what its text can hold (``utf-8``, ``iso8859-1``, ``ascii``).
-
-    A database in ``SQL_ASCII`` (a legacy store: bytes kept as written, no encoding checked) has its text handed over
-    by the driver as ``bytes``: the catalogue's names came back as ``b'public'`` and no table could be sampled. Its
-    text is then read as UTF-8, a byte no UTF-8 text holds (Latin-1 written beside UTF-8) as U+FFFD: its row is judged
-    with the others (a client encoding of UTF8 would not do: such a server refuses to send a value that is not UTF-8).
-    What a statement can name in it is ASCII. Another encoding (``LATIN1``) the driver reads as it is."""
-    if conn.info.parameter_status("server_encoding") != "SQL_ASCII":
-        return conn.info.encoding
-    from psycopg.adapt import Loader
-
-    class LenientText(Loader):
-        def load(self, data) -> str:
-            return bytes(data).decode("utf-8", "replace")
-
-    for name in ("text", "varchar", "bpchar", "name"):
-        conn.adapters.register_loader(name, LenientText)
-    return "ascii"
-
-
 def list_tables(conn, only: Sequence[str] = ()) -> list[Table]:
     """Every table (ordinary, partitioned, materialized view) outside :data:`SYSTEM_SCHEMAS`, with its columns and
     single-column foreign keys. ``only``: table names (``users`` or ``schema.users``); empty means every table."""

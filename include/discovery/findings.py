@@ -29,6 +29,7 @@ import yaml
 from include.datamap import OPS_CONNECTION, ROLE_COLUMNS, TEXT_TYPES, DataMap, PersonalDataEntry
 from include.discovery import catalogue, classify
 from include.errors import NeedsOperator
+from include.store_text import read_as_str
 
 log = logging.getLogger("include.discovery")
 
@@ -161,7 +162,9 @@ def scan_connection(conn, dm: DataMap, connection: str, *, rows: int, today: dat
                     tables: Sequence[str] = ()) -> ScanReport:
     """Scan one database (``conn``, the Airflow connection ``connection``) and compare it with the map."""
     report = ScanReport(connection)
-    catalogue.text_as_str(conn)
+    # A store in SQL_ASCII (bytes as its clients wrote them) is read as the erasure and the export read it: UTF-8,
+    # a byte no UTF-8 text holds as its Latin-1 character, so a name written in Latin-1 is sampled as written.
+    read_as_str(conn)
     found = catalogue.list_tables(conn, tables)
     named = mapped_columns(dm, connection)
     entries = {(e.schema, e.table): e for e in dm.entries_on(connection)}
