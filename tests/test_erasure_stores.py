@@ -1151,7 +1151,7 @@ def test_a_file_whose_row_an_earlier_attempt_erased_is_never_released_as_unnamed
             erase(world, connect_override={**conns, "analytics_db": doomed}.__getitem__)
     else:
         with monkeypatch.context() as m:
-            m.setattr(stores, "Jsonb", lambda _: (_ for _ in ()).throw(RuntimeError("worker lost")))
+            m.setattr(stores, "done", lambda *a: (_ for _ in ()).throw(RuntimeError("worker lost")))
             with pytest.raises(RuntimeError):
                 erase(world)
     assert left_of_subject(conns)["tickets"] == 0 and left_of_subject(conns)["users"] == 1
@@ -1190,3 +1190,33 @@ def test_a_row_locked_in_a_later_store_leaves_the_earlier_ones_erased_and_the_re
     assert conns["compliance"].execute("select store from compliance.erasure_store_progress where subject_hash = %s "
                                        "and done_at is not null", (user_hash(KEY, 1),)).fetchall() == [("support_db",)]
     resumed_to_the_same_end(world, conns)
+
+
+@pytest.mark.parametrize("crash", ["after_its_commit", "before_its_commit"])
+def test_a_stores_rows_an_attempt_erased_are_counted_once_whether_or_not_its_commit_was_recorded(world, monkeypatch,
+                                                                                                crash):
+    """A first attempt erased the support desk's rows and the worker was lost right after that store's commit, before
+    its progress row was completed: the retry found nothing left there and recorded 0 rows, the evidence counting
+    none of the six rows that attempt erased. Lost instead just before the commit (the store rolled back), the rows
+    are erased by the retry and counted once, never with the lost attempt's too."""
+    from include.erasure import stores
+
+    conns = world["conns"]
+    with monkeypatch.context() as m:
+        if crash == "after_its_commit":
+            m.setattr(stores, "done", lambda *a: (_ for _ in ()).throw(RuntimeError("worker lost")))
+        else:
+            begun = stores.begun
+
+            def begun_then_lost(*a):
+                begun(*a)
+                raise RuntimeError("worker lost")
+
+            m.setattr(stores, "begun", begun_then_lost)
+        with pytest.raises(RuntimeError):
+            erase(world)
+    assert left_of_subject(conns)["tickets"] == (0 if crash == "after_its_commit" else 3)
+    resumed_to_the_same_end(world, conns)
+    progress = dict(conns["compliance"].execute("""select store, rows_erased from compliance.erasure_store_progress
+                                                   where subject_hash = %s""", (user_hash(KEY, 1),)).fetchall())
+    assert progress == {"support_db": 6, "analytics_db": 2}

@@ -17,7 +17,9 @@ account row (its claim) and before it erases the operational rows and the accoun
 2. **Each other store, one transaction each**: its rows erased by their entry's rule, as on the operational
    database (deleted, or kept with the listed columns nulled or keyed-hashed; a join path's rows before the rows
    they hang from), its residual counted in the same transaction (anything left rolls that store back and stops the
-   subject), then recorded in ``compliance.erasure_store_progress``. No transaction spans stores: a worker
+   subject), then recorded in ``compliance.erasure_store_progress`` (just before its commit with the store's
+   transaction id, and the retry of a worker lost between the two counts those rows only if that store says it
+   committed: :func:`settle`). No transaction spans stores: a worker
    killed between two stores, or a store lost mid-way, leaves each store either erased or untouched, and the
    retry (which finds the account still there: its transaction rolled back) goes over every store again —
    an erased store erases nothing more.
@@ -328,13 +330,51 @@ def record_found(store, subject_hash: str, found, at: datetime, *, state: str = 
                          for uri, kind, source in found])
 
 
-def begun(store, subject_hash: str, connection: str, at: datetime) -> None:
+def begun(store, subject_hash: str, connection: str, at: datetime, xid: str, now: dict) -> None:
     """Record that the subject's erasure in this store is about to commit (its progress row, not done yet), before
-    it does: a worker lost between that commit and :func:`erase_store`'s record still leaves the retry knowing that
-    this erasure, not a person, removed the rows of that store naming a file (:func:`release_unnamed`)."""
-    store.execute("""insert into compliance.erasure_store_progress (subject_hash, store, updated_at)
-                     values (%s, %s, %s) on conflict (subject_hash, store) do nothing""",
-                  (subject_hash, connection, at))
+    it does, with that store's transaction ``xid`` and its rows erased ``now`` per table: a worker lost between that
+    commit and :func:`done` still leaves the retry knowing that this erasure, not a person, removed the rows of that
+    store naming a file (:func:`release_unnamed`), and how many rows it erased there (:func:`settle`)."""
+    store.execute("""insert into compliance.erasure_store_progress (subject_hash, store, updated_at, pending_xid,
+                                                                    pending_tables)
+                     values (%s, %s, %s, %s::xid8, %s)
+                     on conflict (subject_hash, store) do update
+                     set pending_xid = excluded.pending_xid, pending_tables = excluded.pending_tables""",
+                  (subject_hash, connection, at, xid, Jsonb(now)))
+
+
+def settle(store, conn, subject_hash: str, connection: str) -> None:
+    """Count an earlier attempt's rows in this store that :func:`begun` recorded and :func:`done` never did (its
+    worker lost around the store's commit): added to the evidence when the store says its transaction committed;
+    left out when it rolled back, or is still open (``conn`` is inside this attempt's transaction, past its erasing
+    statements: a transaction holding any of the subject's rows made them wait until it ended, so one still open
+    erased none of them). A transaction too old for the store to tell is left out, with a warning."""
+    row = store.execute("""select pending_xid::text from compliance.erasure_store_progress
+                           where subject_hash = %s and store = %s and pending_xid is not null""",
+                        (subject_hash, connection)).fetchone()
+    if row is None:
+        return
+    # Never ask past the store's own transactions (another server behind the connection): pg_xact_status would fail.
+    status = conn.execute("""select case when %(x)s::xid8 < pg_current_xact_id() then pg_xact_status(%(x)s::xid8)
+                             end""", {"x": row[0]}).fetchone()[0]
+    if status is None:
+        log.warning("an earlier attempt's erasure in %s can no longer be told committed or not; its rows are left "
+                    "out of the evidence", connection)
+    if status != "committed":
+        return  # begun replaces it with this attempt's
+    store.execute(f"""update compliance.erasure_store_progress as p
+                      set tables = {_SUM_TABLES.format(a="p.tables", b="p.pending_tables")},
+                          rows_erased = p.rows_erased + (select coalesce(sum(v::bigint), 0)
+                                                         from jsonb_each_text(p.pending_tables) as t(k, v)),
+                          pending_xid = null, pending_tables = null
+                      where subject_hash = %s and store = %s and pending_xid = %s::xid8""",
+                  (subject_hash, connection, row[0]))
+
+
+# Two jsonb objects of table -> rows, summed per table.
+_SUM_TABLES = """(select coalesce(jsonb_object_agg(k, coalesce(({a} ->> k)::bigint, 0)
+                                                    + coalesce(({b} ->> k)::bigint, 0)), '{{}}')
+                  from (select jsonb_object_keys({a} || {b}) as k) keys)"""
 
 
 def _erased_by_this_erasure(store, subject_hash: str) -> set[str]:
@@ -550,21 +590,27 @@ def erase_store(access: StoreAccess, connection: str, scope: tuple[Target, ...],
             where = ", ".join(f"{n} row(s) in {t}" for t, n in sorted(left.items()))
             raise StoreNotClean(f"erasing a subject left {where}; that store's erasure was rolled back: check the "
                                 "data map's subject links for that table")
-        begun(access.progress, subject["subject_hash"], connection, at)  # before its commit: a crash after it
-    row = access.progress.execute(
+        settle(access.progress, conn, subject["subject_hash"], connection)
+        xid = conn.execute("select pg_current_xact_id()::text").fetchone()[0]
+        begun(access.progress, subject["subject_hash"], connection, at, xid, now)  # before its commit: a crash after it
+    total = done(access.progress, subject["subject_hash"], connection, now, at)
+    return [(t.label, t.action, int(total.get(t.label, 0))) for t in scope], sum(now.values())
+
+
+def done(store, subject_hash: str, connection: str, now: dict, at: datetime) -> dict:
+    """Record the subject's erasure in this store committed, with its rows erased now per table (the attempt
+    :func:`begun` recorded, no longer pending); returns every table's rows erased over all attempts."""
+    return dict(store.execute(
         """insert into compliance.erasure_store_progress as p (subject_hash, store, tables, rows_erased, done_at,
                                                               updated_at)
            values (%(s)s, %(store)s, %(tables)s, %(rows)s, %(at)s, %(at)s)
            on conflict (subject_hash, store) do update
-           set tables = (select coalesce(jsonb_object_agg(k, coalesce((p.tables ->> k)::bigint, 0)
-                                                             + coalesce((excluded.tables ->> k)::bigint, 0)), '{}')
-                         from (select jsonb_object_keys(p.tables || excluded.tables) as k) keys),
-               rows_erased = p.rows_erased + excluded.rows_erased, done_at = excluded.done_at, updated_at = excluded.updated_at
+           set tables = """ + _SUM_TABLES.format(a="p.tables", b="excluded.tables") + """,
+               rows_erased = p.rows_erased + excluded.rows_erased, done_at = excluded.done_at,
+               updated_at = excluded.updated_at, pending_xid = null, pending_tables = null
            returning tables""",
-        {"s": subject["subject_hash"], "store": connection, "tables": Jsonb(now), "rows": sum(now.values()),
-         "at": at}).fetchone()
-    total = dict(row[0])
-    return [(t.label, t.action, int(total.get(t.label, 0))) for t in scope], sum(now.values())
+        {"s": subject_hash, "store": connection, "tables": Jsonb(now), "rows": sum(now.values()),
+         "at": at}).fetchone()[0])
 
 
 def kept_elsewhere(dm: DataMap, access: StoreAccess | None, user_id: int, email: str) -> list[tuple[str, int]]:
