@@ -1152,6 +1152,29 @@ def test_a_request_answered_after_the_timeout_counts_its_rows_as_duplicates_at_r
     wait_answered(sendgrid)
 
 
+def test_a_request_refused_after_an_unanswered_attempt_counts_its_rows_as_duplicates_at_risk(conns, sendgrid):
+    """SendGrid took a request and answered after the client's timeout, then refused the retry with a 400: the batch
+    is marked failed, yet its recipients may have been told by the first attempt. Before, no unknown request row was
+    written for it (only the audit log said so) and the campaign counted no duplicate at risk."""
+    ops, store, _ = conns
+    built = build(ops, store, publish(ops))
+    sendgrid.inject(answer_delay_seconds=3.0, count=1)
+    sendgrid.inject(status=400, count=1)
+    mailer = SendGridMailer(api_key=sendgrid.api_key, host=sendgrid.base_url, sleep=lambda s: None,
+                            policy=RetryPolicy(timeout=1.5))
+    send(conns, sendgrid, built, mailer=mailer)
+    got = received(sendgrid, built["campaign_id"])
+    assert set(got) == set(expected(ops)) and set(got.values()) == {1}
+    failed = store.execute("select seqs, size from compliance.notification_batches where campaign_id = %s "
+                           "and state = 'failed'", (built["campaign_id"],)).fetchall()
+    unknown = store.execute("select seqs, size, http_attempts from compliance.notification_batches "
+                            "where campaign_id = %s and state = 'unknown'", (built["campaign_id"],)).fetchall()
+    assert len(failed) == 1 and unknown == [(failed[0][0], failed[0][1], 1)]
+    summary = campaign.summarize(store, ctx(), built["campaign_id"])
+    assert (summary["failed"], summary["duplicates_at_risk"], summary["unknown_batches"]) == (failed[0][1],) * 2 + (1,)
+    wait_answered(sendgrid)
+
+
 def test_a_test_run_sends_only_to_its_addresses_and_touches_no_real_recipient(conns, sendgrid):
     ops, store, _ = conns
     label = publish(ops)

@@ -924,9 +924,13 @@ class CampaignLedger:
     def mark_at_risk(self, conn, batch: Batch, *, unanswered: int, sent: bool) -> None:
         """Requests of this batch that got no answer (the delivery engine's rule): each is a Mail Send request whose
         outcome nobody knows, recorded as one ``unknown`` request row, so its rows count as duplicates at risk.
-        When no attempt was accepted, the batch's own row stays ``in_flight`` (its transaction is gone) and the
-        summary turns it ``unknown``: the last unanswered request is that row."""
-        rows = unanswered if sent else unanswered - 1
+        When no attempt was answered, the batch's own row stays ``in_flight`` (its transaction is gone) and the
+        summary turns it ``unknown``: the last unanswered request is that row. When another attempt was answered
+        (accepted: ``sent``; or refused, the row already ``failed`` in this transaction) every unanswered request
+        gets its own row: a refused batch's recipients may have been told by the first, unanswered one."""
+        (state,) = conn.execute("select state from compliance.notification_batches where id = %s",
+                                (self._batch_id,)).fetchone()
+        rows = unanswered if sent or state != "in_flight" else unanswered - 1
         for _ in range(rows):
             conn.execute(
                 """insert into compliance.notification_batches (campaign_id, run_id, sender, seqs, size, state, xact,

@@ -75,7 +75,8 @@ class Ledger(Protocol):
     def mark_sent(self, conn, batch: Batch, *, message_id: str | None, sent_at: datetime) -> None: ...
 
     # Optional: ``mark_at_risk(conn, batch, *, unanswered: int, sent: bool)`` records that ``unanswered`` requests of
-    # the batch got no answer (``sent``: another attempt was then accepted; else the batch stays pending).
+    # the batch got no answer (``sent``: another attempt was then accepted; else the batch stays pending, or, when
+    # another attempt was refused, is already marked failed in the same transaction).
 
     def mark_failed(self, conn, batch: Batch, *, reason: str) -> None: ...
 
@@ -117,7 +118,7 @@ def deliver(store, ledger: Ledger, mailer, ctx: RunContext, *, progress_every: f
             batch = getattr(exc, "batch", None)
             if exc.unanswered and batch is not None:  # the batch's transaction is gone: the record gets its own
                 with store.transaction():
-                    _at_risk(store, ledger, ctx, batch, exc.unanswered, sent=False)
+                    _at_risk(store, ledger, ctx, batch, exc.unanswered, after=UNANSWERED)
             if not isinstance(exc, SendGridRateLimited):
                 raise
             left = ledger.pending(store)
@@ -136,9 +137,9 @@ def _send_one(store, ledger: Ledger, mailer, ctx: RunContext, batch: Batch, repo
     try:
         result = mailer.send(batch.payload)
     except SendGridRejected as exc:
-        if exc.unanswered:  # an earlier attempt got no answer before this one was refused
-            _at_risk(store, ledger, ctx, batch, exc.unanswered, sent=False)
         ledger.mark_failed(store, batch, reason=str(exc))
+        if exc.unanswered:  # an earlier attempt got no answer before this one was refused: it may have gone out
+            _at_risk(store, ledger, ctx, batch, exc.unanswered, after=REFUSED)
         report.failed += batch.size
         report.refused_messages += 1
         ctx.audit(store, f"{ledger.name}_failed", {**batch.evidence, "rows": batch.size, "reason": str(exc)})
@@ -151,7 +152,7 @@ def _send_one(store, ledger: Ledger, mailer, ctx: RunContext, batch: Batch, repo
     ledger.mark_sent(store, batch, message_id=result.message_id, sent_at=ctx.now())
     report.sent += batch.size
     if result.unanswered:
-        _at_risk(store, ledger, ctx, batch, result.unanswered, sent=True)
+        _at_risk(store, ledger, ctx, batch, result.unanswered, after=ACCEPTED)
     ctx.audit(store, f"{ledger.name}_sent", {**batch.evidence, "rows": batch.size, "message_id": result.message_id})
 
 
@@ -164,16 +165,25 @@ def _withdrawn(store, ledger: Ledger, ctx: RunContext, batch: Batch, report: Del
              "; ".join(f"{key}: {why}" for key, why in batch.withdrawn.items()))
 
 
-def _at_risk(store, ledger: Ledger, ctx: RunContext, batch: Batch, unanswered: int, *, sent: bool) -> None:
-    """Record that ``unanswered`` requests of ``batch`` got no answer: its rows may get the message more than once."""
+# How the send of a batch with unanswered requests ended: the last attempt was accepted, refused (400/413: the batch
+# is marked failed), or no answer settled it (the batch is left pending for a retry).
+ACCEPTED, REFUSED, UNANSWERED = "accepted", "refused", "unanswered"
+_AFTER_WORDS = {ACCEPTED: "another attempt was accepted", UNANSWERED: "the message is left for a retry",
+                REFUSED: "another attempt was refused and they are marked failed, though they may have been told"}
+
+
+def _at_risk(store, ledger: Ledger, ctx: RunContext, batch: Batch, unanswered: int, *, after: str) -> None:
+    """Record that ``unanswered`` requests of ``batch`` got no answer: its rows may get the message more than once
+    (or, ``after`` a refusal, may have got it though marked failed)."""
     mark = getattr(ledger, "mark_at_risk", None)
     if mark is not None:
-        mark(store, batch, unanswered=unanswered, sent=sent)
+        mark(store, batch, unanswered=unanswered, sent=after == ACCEPTED)
     ctx.audit(store, f"{ledger.name}_at_risk", {**batch.evidence, "rows": batch.size, "unanswered_requests": unanswered,
-                                                 "accepted_after": sent})
+                                                 "accepted_after": after == ACCEPTED,
+                                                 **({"refused_after": True} if after == REFUSED else {})})
     log.warning("%s: %d request(s) of a message to %d row(s) got no answer from SendGrid, which may have taken "
                 "them: those rows may get the message more than once (%s)", ledger.name, unanswered, batch.size,
-                "another attempt was accepted" if sent else "the message is left for a retry")
+                _AFTER_WORDS[after])
 
 
 def _progress(ledger: Ledger, report: DeliveryReport, total: int, elapsed: float) -> None:
