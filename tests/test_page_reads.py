@@ -1515,3 +1515,45 @@ def test_the_purge_and_fulfilment_records_say_until_when_the_erased_files_stay_r
                              (subject_hash,)).fetchone()
     assert recorded == ("purged", said)
     assert "Zo" not in said and "cv.pdf" not in said
+
+
+def test_the_purge_and_fulfilment_audit_entries_say_until_when_the_erased_files_stay_recoverable(store):
+    """The purge's record said how many of a subject's erased files a bucket's soft delete keeps recoverable and
+    until what day; its audit entry (``child_purge.subject_purged``) did not, so the audit log alone said the
+    subject erased and no more. Now it carries the count and the day (no file's name), and the fulfilment's entry
+    says it in its reason."""
+    from include.children import ledger
+    from include.erasure import ErasureResult, TableCount
+    from include.erasure import run as erasure_run
+    from include.erasure.stores import subject_files
+    from include.fulfilment.ledger import PlanRow
+    from include.fulfilment.steps import _erased_records
+
+    subject_hash = f"{2:064x}"
+    until = datetime(2026, 12, 2, 12, tzinfo=timezone.utc)
+    store.execute("""insert into compliance.erasure_files (subject_hash, uri, kind, source, state, found_at, done_at,
+                                                           versions_deleted, recoverable_until)
+                     values (%(s)s, 'gs://acme-uploads/users/2/cv.pdf', 'file', 'ops_db:public.uploads.storage_uri',
+                             'deleted', %(at)s, %(at)s, 2, %(until)s),
+                            (%(s)s, 'gs://acme-uploads/users/2/id.pdf', 'file', 'ops_db:public.uploads.storage_uri',
+                             'already_gone', %(at)s, %(at)s, 0, %(early)s)""",
+                  {"s": subject_hash, "at": at(0), "until": until, "early": until - timedelta(days=2)})
+    result = ErasureResult(2, subject_hash, "purged", tables=(TableCount("public.users", "delete", 1),), at=at(1),
+                           files=tuple(subject_files(store, subject_hash)))
+    said = "2 file(s) recoverable from the bucket's soft delete until 2026-12-02"
+
+    first, = _erased_records(result, [PlanRow(9, "gdpr", "deletion", "erase", None, None, subject_hash)])
+    assert said in first.audit_details()["reason"]
+
+    erasure_run.start_run(store, ledger.WORKFLOW, erasure_run.RunStart(
+        run_id="scheduled__soft_audit", as_of=date(2026, 11, 25), run_type="scheduled", dry_run=False, threshold=50,
+        started_at=at(0)))
+    ledger.record_detection(store, "scheduled__soft_audit", [ledger.Detected(subject_hash, 2, ("under_13",), (), ())],
+                            [], at=at(0), counts={"accounts": 1})
+    ctx = audit.RunContext(run_id="scheduled__soft_audit", actor="test", dag_id="child_data_purge", now=lambda: at(1))
+    assert ledger.finish_subject(store, ctx, "scheduled__soft_audit", result)
+    details, = [d for (d,) in store.execute("""select details from compliance.audit_log
+                                               where action = 'child_purge.subject_purged'
+                                                 and details ->> 'subject_hash' = %s""", (subject_hash,))]
+    assert details["recoverable_files"] == {"files": 2, "until": "2026-12-02"}
+    assert "acme-uploads" not in str(details) and ".pdf" not in str(details)

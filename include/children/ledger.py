@@ -295,6 +295,8 @@ def finish_subject(store, ctx: RunContext, run_id: str, result: ErasureResult, *
                 "subject_hash": result.subject_hash, "rules": rules, "tables": result.tables_evidence(),
                 "rows_erased": result.rows_erased, "vendors": [v.vendor_id for v in result.vendors],
                 "reports_resolved": resolved, "kept_shared_address": {t.table: t.rows for t in result.kept},
+                # as the record's reason says: how many files a bucket's soft delete keeps, until when (no names)
+                **({"recoverable_files": recoverable} if (recoverable := result.recoverable_evidence()) else {}),
                 **({"settled_after_interruption": True} if settled else {})})
     return True
 

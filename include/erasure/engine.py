@@ -138,6 +138,11 @@ class ErasureResult(TablesEvidence):
         """Per state (deleted, already_gone, not_allowed), how many of the subject's files."""
         return elsewhere.Elsewhere(files=self.files).files_evidence()
 
+    def recoverable_evidence(self) -> dict | None:
+        """How many of the subject's erased files the bucket's soft delete keeps recoverable and until what day, for
+        its audit entry (None: none)."""
+        return elsewhere.Elsewhere(files=self.files).recoverable_evidence()
+
     def recoverable_words(self) -> str | None:
         """How many of the subject's erased files the bucket's soft delete keeps recoverable, until what day (None:
         none), for its record's reason."""

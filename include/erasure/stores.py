@@ -134,14 +134,20 @@ class Elsewhere:
             counts[f.state] = counts.get(f.state, 0) + 1
         return counts
 
-    def recoverable_words(self) -> str | None:
-        """For the subject's record: how many of its erased files the bucket's soft delete keeps recoverable, and
-        until what day (UTC) the last of them; never a file's name. None: none is."""
+    def recoverable_evidence(self) -> dict | None:
+        """For the subject's audit entry: how many of its erased files the bucket's soft delete keeps recoverable
+        (``files``), and until what day (UTC) the last of them (``until``); never a file's name. None: none is."""
         until = [f.recoverable_until for f in self.files if f.recoverable_until is not None]
         if not until:
             return None
-        day = max(until).astimezone(timezone.utc).date().isoformat()
-        return f"{len(until)} file(s) recoverable from the bucket's soft delete until {day}"
+        return {"files": len(until), "until": max(until).astimezone(timezone.utc).date().isoformat()}
+
+    def recoverable_words(self) -> str | None:
+        """For the subject's record: :meth:`recoverable_evidence` in words. None: no file is recoverable."""
+        said = self.recoverable_evidence()
+        if said is None:
+            return None
+        return f"{said['files']} file(s) recoverable from the bucket's soft delete until {said['until']}"
 
 
 def needs_access(dm: DataMap) -> bool:
