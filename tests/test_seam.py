@@ -837,3 +837,86 @@ def test_a_databases_data_exception_is_said_without_the_value_it_quotes(fresh_db
         with pytest.raises(psycopg.Error) as refused:
             conn.execute("select * from no_such_table")
         assert database_said(refused.value) == 'relation "no_such_table" does not exist (SQLSTATE 42P01)'
+
+
+@contextlib.contextmanager
+def _silent_listener():
+    """A TCP port that takes connections and never answers PostgreSQL's startup (as a store host behind a firewall
+    that drops packets holds the connect): libpq's connect_timeout covers the whole startup."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)  # never accepted: the kernel completes the handshake, nothing ever answers
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+
+
+def _timed(fn, bound: float):
+    """``fn()``'s exception (or None) and how long it took; ("still waiting", bound) when it outlasts ``bound``."""
+    import threading
+    import time
+
+    said: list = []
+
+    def run():
+        started = time.monotonic()
+        try:
+            said.append((fn(), time.monotonic() - started))
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            said.append((exc, time.monotonic() - started))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(bound)
+    return said[0] if said else ("still waiting", bound)
+
+
+def test_a_store_host_that_never_answers_is_given_up_after_the_connect_timeout(monkeypatch):
+    """A store host that drops packets held each connect (a task's, a look at the compliance page: an API-server
+    thread) for the OS's TCP timeout, about two minutes, or for ever once the handshake was done: the connection
+    set no connect_timeout. It is bounded (CONNECT_TIMEOUT), then one sentence, retried as an outage."""
+    from include.errors import ServiceUnreachable
+
+    monkeypatch.setattr(runtime, "CONNECT_TIMEOUT", 2, raising=False)
+    with _silent_listener() as port:
+        monkeypatch.setenv("AIRFLOW_CONN_COMPLIANCE_DB", json.dumps(
+            {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "postgres", "schema": "postgres"}))
+        said, took = _timed(lambda: runtime._open_postgres("compliance_db"), 8)
+    assert isinstance(said, ServiceUnreachable) and took < 6, (said, took)
+    assert str(said).startswith("the database of connection 'compliance_db' did not answer: ") and "\n" not in str(said)
+
+
+def test_a_connections_own_connect_timeout_wins(monkeypatch):
+    """A deployment's connect_timeout in the connection's extras is kept, not replaced by the bound."""
+    monkeypatch.setattr(runtime, "CONNECT_TIMEOUT", 30, raising=False)
+    with _silent_listener() as port:
+        monkeypatch.setenv("AIRFLOW_CONN_COMPLIANCE_DB", json.dumps(
+            {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "postgres", "schema": "postgres",
+             "extra": {"connect_timeout": "2"}}))
+        said, took = _timed(lambda: runtime._open_postgres("compliance_db"), 8)
+    assert said != "still waiting" and took < 6, (said, took)
+
+
+def test_the_page_answers_a_store_that_never_answers_in_one_sentence_503(monkeypatch):
+    """The look answers 503 with one sentence once the connect timeout passes, its thread free again."""
+    from fastapi.testclient import TestClient
+
+    from airflow.api_fastapi.core_api.security import get_user
+    from plugins import privacy_compliance as plugin
+
+    monkeypatch.setattr(runtime, "CONNECT_TIMEOUT", 2, raising=False)
+    monkeypatch.setattr(plugin, "may_read", lambda section, user: True)
+    monkeypatch.setitem(plugin.app.dependency_overrides, plugin.PAGE_ACCESS.dependency, lambda: None)
+    monkeypatch.setitem(plugin.app.dependency_overrides, get_user, lambda: None)
+    client = TestClient(plugin.app, raise_server_exceptions=False)
+    with _silent_listener() as port:
+        monkeypatch.setenv("AIRFLOW_CONN_COMPLIANCE_DB", json.dumps(
+            {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "postgres", "schema": "postgres"}))
+        answer, took = _timed(lambda: client.get("/api/sections/requests"), 8)
+    assert answer != "still waiting" and took < 6, (answer, took)
+    assert answer.status_code == 503, answer.text[:300]
+    detail = answer.json()["detail"]
+    assert detail.startswith("the database of connection 'compliance_db' did not answer: ") and "\n" not in detail

@@ -5,6 +5,7 @@ Imports of Airflow stay inside the functions, so that parsing a DAG file stays c
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import re
@@ -145,7 +146,7 @@ def _open_postgres(conn_id: str) -> "psycopg.Connection":
         raise ConfigurationProblem(f"Airflow connection '{conn_id}' is a {str(kind)[:40]!r} connection, not a "
                                    "PostgreSQL database: name a postgres connection here")
     try:
-        return PostgresHook(postgres_conn_id=conn_id).get_conn()
+        return PostgresHook(postgres_conn_id=conn_id, connection=with_connect_timeout(defined)).get_conn()
     except AirflowNotFoundException:
         raise not_found(conn_id) from None
     except psycopg.ProgrammingError as exc:  # libpq refused the options the hook made of the connection's extras
@@ -165,6 +166,33 @@ def _open_postgres(conn_id: str) -> "psycopg.Connection":
             raise ConfigurationProblem(f"the database of connection '{conn_id}' refused it: {said}; correct the "
                                        "connection's login, password or database name") from None
         raise ServiceUnreachable(f"the database of connection '{conn_id}' did not answer: {first_line(exc)}") from None
+
+
+# Seconds libpq waits for a server to take the connection and answer its startup (connect_timeout covers both):
+# without it a host that drops packets held each connect, a task's or a look at the compliance page (an API-server
+# thread), for the OS's TCP timeout, about two minutes. A connection's own ``connect_timeout`` extra wins.
+CONNECT_TIMEOUT = 10
+
+
+def with_connect_timeout(defined):
+    """The Airflow connection ``defined``, its extras given ``connect_timeout`` (:data:`CONNECT_TIMEOUT`) unless they
+    set one; unchanged when its extras are no JSON object (the hook reads those as none, as before)."""
+    import json
+
+    import attrs
+
+    try:
+        extra = json.loads(defined.extra) if defined.extra else {}
+    except ValueError:
+        return defined
+    if not isinstance(extra, dict) or extra.get("connect_timeout") not in (None, ""):
+        return defined
+    text = json.dumps({**extra, "connect_timeout": CONNECT_TIMEOUT})
+    if attrs.has(type(defined)):  # the Task SDK's Connection
+        return attrs.evolve(defined, extra=text)
+    copied = copy.deepcopy(defined)  # a stored connection (airflow.models), as the hook copies it itself
+    copied.set_extra(text)
+    return copied
 
 
 # How libpq (and psycopg before it) refuses the value of an option it knows: the option's name, never the value.
