@@ -1557,3 +1557,24 @@ def test_the_purge_and_fulfilment_audit_entries_say_until_when_the_erased_files_
                                                  and details ->> 'subject_hash' = %s""", (subject_hash,))]
     assert details["recoverable_files"] == {"files": 2, "until": "2026-12-02"}
     assert "acme-uploads" not in str(details) and ".pdf" not in str(details)
+
+
+def test_no_filter_of_the_page_is_typed_so_nothing_typed_reaches_the_access_log(store, store_db, monkeypatch):
+    """The page's JS sends filters as GET query parameters, and the API server's access log keeps every URL: the one
+    filter the page drew as a free-text box (the manifests' vendor id, any whole number, so a phone number too)
+    put whatever was typed into it into that log. Every filter of every section now comes with its choices (a fixed
+    vocabulary, or the values present in the store), so the page draws each as a list to pick from, never a box."""
+    day = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    add_manifest(store, 12, "2026-11-20", day, {}, "scheduled__a")
+    add_manifest(store, 7, "2026-11-21", day + timedelta(days=1), {}, "scheduled__b")
+    client = _page_client(monkeypatch, store_db)
+    for section in sections.SECTIONS:
+        answer = client.get(f"/api/sections/{section.key}")
+        assert answer.status_code == 200, (section.key, answer.text[:200])
+        data = answer.json()
+        for f in data.get("filters", []):
+            listed = f["choices"] or (data.get("choices") or {}).get(f["name"])
+            assert listed is not None, f"{section.key}.{f['name']} would be a free-text box"
+            assert all(isinstance(value, str) for value in listed), (section.key, f["name"], listed)
+    assert client.get("/api/sections/manifests").json()["choices"]["vendor_id"] == ["7", "12"]
+    assert client.get("/api/sections/manifests?vendor_id=12").json()["total"] == 1

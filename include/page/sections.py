@@ -62,7 +62,9 @@ class Column:
 class Filter:
     name: str
     label: str
-    choices: tuple[str, ...] | None = None  # a fixed vocabulary, else any value (the section lists those present)
+    # A fixed vocabulary, else any value, and the section's answer lists those present ("choices"): the page draws
+    # every filter as a list to pick from, never a box to type in (its GET URL reaches the API server's access log).
+    choices: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -407,7 +409,8 @@ def _manifests(req: Request) -> dict:
     totals = vendors.violation_totals(req.conn)
     facts = [{"label": "Shares breaking a rule (all periods)",
               "value": as_counts(totals) or "none", "tone": "bad" if totals else "good"}]
-    return {**page, "facts": facts, "refreshed": _last(vendors.last_run(req.conn), vendors.DAG_ID, req.links)}
+    return {**page, "facts": facts, "refreshed": _last(vendors.last_run(req.conn), vendors.DAG_ID, req.links),
+            "choices": {"vendor_id": [str(v) for v in vendors.vendor_ids(req.conn)]}}
 
 
 def _campaigns(req: Request) -> dict:

@@ -48,6 +48,12 @@ def manifest_page(conn, *, vendor_id: int | None = None, with_violations: bool =
     return {"total": total, "rows": [dict(zip(names, row)) for row in cur]}
 
 
+def vendor_ids(conn) -> list[int]:
+    """The vendors that have a manifest, by number: the compliance page's vendor filter lists them (a box to type in
+    would put whatever is typed, a phone number too, into the API server's access log with the URL)."""
+    return [row[0] for row in conn.execute("select distinct vendor_id from compliance.vendor_manifests order by 1")]
+
+
 def last_run(conn) -> dict | None:
     """The newest live run that finished: its id and when (a dry run writes no manifest, so it refreshes nothing)."""
     row = conn.execute("""select run_id, finished_at from compliance.vendor_manifest_runs
